@@ -1,0 +1,114 @@
+// Package backend defines where a repository's objects are stored. A Backend
+// knows nothing about encryption or the repository format: it stores named,
+// immutable byte strings grouped by type.
+//
+// The contract every implementation keeps (and that backendtest checks):
+//   - Objects are written once. Save of a name that exists fails with an
+//     error that wraps fs.ErrExist and leaves the stored object untouched.
+//   - An object is visible to Load, Stat and List only once it is complete
+//     and durable; a crash mid-Save leaves either nothing or a temporary that
+//     is never listed.
+//   - Load, Stat and Remove of a missing object fail with an error wrapping
+//     fs.ErrNotExist.
+package backend
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// FileType groups the objects of a repository; each type is a directory
+// (local) or key prefix (S3).
+type FileType string
+
+// The object types of a repository. See docs/format.md.
+const (
+	ConfigFile   FileType = "config"    // the single repository config object, name "config"
+	KeyFile      FileType = "keys"      // key slots: the master key wrapped per passphrase
+	PackFile     FileType = "data"      // packs of encrypted blobs, stored under data/<2 hex>/<id>
+	IndexFile    FileType = "index"     // which blob is in which pack
+	SnapshotFile FileType = "snapshots" // one object per snapshot
+	WALFile      FileType = "wal"       // PostgreSQL WAL segments and history files
+	HoldFile     FileType = "holds"     // legal hold records
+)
+
+// Handle names one object.
+type Handle struct {
+	Type FileType
+	Name string
+}
+
+func (h Handle) String() string {
+	if h.Type == ConfigFile {
+		return string(ConfigFile)
+	}
+	return string(h.Type) + "/" + h.Name
+}
+
+// FileInfo describes a stored object.
+type FileInfo struct {
+	Name string
+	Size int64
+}
+
+// Backend stores and retrieves objects. Implementations are safe for
+// concurrent use.
+type Backend interface {
+	// Location names the backend for messages, without credentials.
+	Location() string
+
+	// Save stores rd (size bytes) as h. rd is read from its current
+	// position; a retrying implementation seeks back to the start.
+	Save(ctx context.Context, h Handle, rd io.ReadSeeker, size int64) error
+
+	// Load returns length bytes of h starting at offset; length 0 means to
+	// the end. The caller closes the reader.
+	Load(ctx context.Context, h Handle, offset, length int64) (io.ReadCloser, error)
+
+	// Stat returns the size of h.
+	Stat(ctx context.Context, h Handle) (FileInfo, error)
+
+	// List calls fn for every object of type t, in no particular order.
+	// An error from fn stops the listing and is returned.
+	List(ctx context.Context, t FileType, fn func(FileInfo) error) error
+
+	// Remove deletes h. Repositories under retention never call it for
+	// locked objects.
+	Remove(ctx context.Context, h Handle) error
+
+	// Close releases resources.
+	Close() error
+}
+
+// RetentionMode is an S3 Object Lock mode.
+type RetentionMode string
+
+// Object Lock modes. Compliance cannot be shortened or removed by anyone
+// until it expires; governance can be by a specially privileged user.
+const (
+	Governance RetentionMode = "GOVERNANCE"
+	Compliance RetentionMode = "COMPLIANCE"
+)
+
+// Retention is what an immutable (WORM) store reports and sets for one object.
+type Retention struct {
+	Mode      RetentionMode // empty when the object has none
+	Until     time.Time
+	LegalHold bool
+}
+
+// Locker is implemented by backends that enforce write-once retention, such
+// as S3 buckets with Object Lock. Callers discover it with a type assertion.
+type Locker interface {
+	// LockEnabled reports whether the store enforces retention at all
+	// (for S3: Object Lock is enabled on the bucket).
+	LockEnabled(ctx context.Context) (bool, error)
+	// SetRetention sets or extends the retention of h. Implementations
+	// never shorten an existing retention: an earlier until is a no-op.
+	SetRetention(ctx context.Context, h Handle, mode RetentionMode, until time.Time) error
+	// SetLegalHold places or releases a legal hold on h.
+	SetLegalHold(ctx context.Context, h Handle, on bool) error
+	// Retention reports the retention state of h.
+	Retention(ctx context.Context, h Handle) (Retention, error)
+}
