@@ -50,6 +50,9 @@ func (h Handle) String() string {
 type FileInfo struct {
 	Name string
 	Size int64
+	// ModTime is when the object was stored (file mtime, S3 LastModified).
+	// The PostgreSQL WAL window is dated by it.
+	ModTime time.Time
 }
 
 // Backend stores and retrieves objects. Implementations are safe for
