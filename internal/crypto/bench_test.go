@@ -1,0 +1,88 @@
+package crypto
+
+import "testing"
+
+func benchData() []byte {
+	b := make([]byte, 1<<20)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	return b
+}
+
+func BenchmarkSeal1MiB(b *testing.B) {
+	k := newTestKey(b)
+	data := benchData()
+	dst := make([]byte, 0, len(data)+Overhead)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = k.Seal(dst[:0], data)
+	}
+}
+
+func BenchmarkOpen1MiB(b *testing.B) {
+	k := newTestKey(b)
+	data := benchData()
+	sealed := k.Seal(nil, data)
+	dst := make([]byte, 0, len(data))
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if dst, err = k.Open(dst[:0], sealed); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSealSmall(b *testing.B) {
+	k := newTestKey(b)
+	data := make([]byte, 256)
+	dst := make([]byte, 0, len(data)+Overhead)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = k.Seal(dst[:0], data)
+	}
+}
+
+func BenchmarkBlobID1MiB(b *testing.B) {
+	k := newTestKey(b)
+	data := benchData()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		k.BlobID(data)
+	}
+}
+
+func BenchmarkBlobIDParallel1MiB(b *testing.B) {
+	k := newTestKey(b)
+	data := benchData()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k.BlobID(data)
+		}
+	})
+}
+
+func BenchmarkUnwrapDefault(b *testing.B) {
+	k := newTestKey(b)
+	p, err := DefaultKDFParams()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := WrapKey(k, []byte("passphrase"), p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := UnwrapKey(s, []byte("passphrase")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package crypto
+
+import (
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// The key derivation functions of key slots.
+const (
+	// KDFArgon2id stretches a human passphrase (RFC 9106).
+	KDFArgon2id = "argon2id"
+	// KDFKeyFile derives the KEK from a machine key file's random 256-bit
+	// secret with HKDF-SHA-256. Stretching adds nothing to a secret that
+	// cannot be guessed, and skipping it makes unlocking take microseconds,
+	// which matters for PostgreSQL's archive_command (one process per WAL
+	// segment). Only secrets that nestguard generated use it.
+	KDFKeyFile = "hkdf-sha256"
+	// KeyFileSecretSize is the size of a key file's secret.
+	KeyFileSecretSize = 32
+)
+
+// Bounds on KDF parameters read from a key slot. Slots are untrusted input:
+// without bounds a hostile slot could make unlocking allocate or compute
+// without limit.
+const (
+	maxKDFTime      = 100
+	maxKDFMemoryKiB = 4 << 20 // 4 GiB
+	minSaltSize     = 16
+	maxSaltSize     = 1024
+	saltSize        = 32
+)
+
+// KDFParams are the parameters of the passphrase KDF, stored in each key slot.
+type KDFParams struct {
+	Algorithm string `json:"algorithm"`
+	Time      uint32 `json:"time"`
+	MemoryKiB uint32 `json:"memory_kib"`
+	Threads   uint8  `json:"threads"`
+	Salt      []byte `json:"salt"`
+}
+
+// DefaultKDFParams returns the parameters for new key slots: Argon2id with
+// 3 passes over 64 MiB on 4 threads, and a fresh random salt. Deriving a key
+// takes a few tenths of a second on purpose: that is what each passphrase
+// guess costs an attacker.
+func DefaultKDFParams() (KDFParams, error) {
+	salt := make([]byte, saltSize)
+	if _, err := rand.Read(salt); err != nil {
+		return KDFParams{}, fmt.Errorf("generating KDF salt: %w", err)
+	}
+	return KDFParams{Algorithm: KDFArgon2id, Time: 3, MemoryKiB: 64 << 10, Threads: 4, Salt: salt}, nil
+}
+
+// FastKDFParamsForTests returns cheap Argon2id parameters (1 pass over
+// 64 KiB) with a fresh random salt. They give no protection against guessing:
+// use them only in tests.
+func FastKDFParamsForTests() KDFParams {
+	salt := make([]byte, saltSize)
+	rand.Read(salt) // never fails: crypto/rand crashes the program instead
+	return KDFParams{Algorithm: KDFArgon2id, Time: 1, MemoryKiB: 64, Threads: 1, Salt: salt}
+}
+
+// KeyFileKDFParams returns the parameters for a key slot opened by a
+// generated key file: HKDF-SHA-256 with a fresh random salt.
+func KeyFileKDFParams() (KDFParams, error) {
+	salt := make([]byte, saltSize)
+	if _, err := rand.Read(salt); err != nil {
+		return KDFParams{}, fmt.Errorf("generating KDF salt: %w", err)
+	}
+	return KDFParams{Algorithm: KDFKeyFile, Salt: salt}, nil
+}
+
+// validate rejects parameters that are unknown or absurd, before any
+// expensive work is done.
+func (p *KDFParams) validate() error {
+	if p.Algorithm == KDFKeyFile {
+		if p.Time != 0 || p.MemoryKiB != 0 || p.Threads != 0 {
+			return fmt.Errorf("%s takes no time, memory or threads parameters", KDFKeyFile)
+		}
+		if len(p.Salt) < minSaltSize || len(p.Salt) > maxSaltSize {
+			return fmt.Errorf("%s salt is %d bytes: want %d to %d", KDFKeyFile, len(p.Salt), minSaltSize, maxSaltSize)
+		}
+		return nil
+	}
+	switch {
+	case p.Algorithm != KDFArgon2id:
+		return fmt.Errorf("unknown key derivation algorithm %q (this nestguard supports %q and %q)", p.Algorithm, KDFArgon2id, KDFKeyFile)
+	case p.Time < 1 || p.Time > maxKDFTime:
+		return fmt.Errorf("argon2id time %d out of range: want 1 to %d", p.Time, maxKDFTime)
+	case p.Threads < 1:
+		return fmt.Errorf("argon2id threads is 0: want at least 1")
+	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > maxKDFMemoryKiB:
+		// Argon2 needs 8 KiB per lane (RFC 9106, 3.1).
+		return fmt.Errorf("argon2id memory %d KiB out of range: want %d KiB (8 per thread) to %d KiB", p.MemoryKiB, 8*uint32(p.Threads), maxKDFMemoryKiB)
+	case len(p.Salt) < minSaltSize || len(p.Salt) > maxSaltSize:
+		return fmt.Errorf("argon2id salt is %d bytes: want %d to %d", len(p.Salt), minSaltSize, maxSaltSize)
+	}
+	return nil
+}
+
+// deriveKEK derives the key-encryption key from passphrase. p must be valid.
+func (p *KDFParams) deriveKEK(passphrase []byte) []byte {
+	if p.Algorithm == KDFKeyFile {
+		k, err := hkdf.Key(sha256.New, passphrase, p.Salt, "nestguard key file v1", keySize)
+		if err != nil {
+			panic(err) // only for lengths beyond 255*32 bytes; keySize is 32
+		}
+		return k
+	}
+	return argon2.IDKey(passphrase, p.Salt, p.Time, p.MemoryKiB, p.Threads, keySize)
+}

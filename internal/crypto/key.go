@@ -1,0 +1,109 @@
+package crypto
+
+import (
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"sync"
+
+	"github.com/nestguard/nestguard/internal/id"
+)
+
+// HKDF-SHA-256 info strings, one per subkey. Changing one changes every
+// repository's format.
+const (
+	infoEncryption = "nestguard encryption v1"
+	infoBlobID     = "nestguard blob id v1"
+	infoChunker    = "nestguard chunker v1"
+)
+
+// Key is a repository master key and the subkeys derived from it. It is safe
+// for concurrent use. A Key must not be copied after first use.
+type Key struct {
+	master  [keySize]byte
+	enc     *xaes // XAES-256-GCM under the encryption subkey
+	idKey   []byte
+	chunker [32]byte
+	macs    sync.Pool // of *mac
+}
+
+// mac is a pooled HMAC-SHA-256 under the blob id key, with room for its sum
+// so that BlobID does not allocate.
+type mac struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+// NewKey returns a fresh random master key.
+func NewKey() (*Key, error) {
+	var master [keySize]byte
+	if _, err := rand.Read(master[:]); err != nil {
+		return nil, fmt.Errorf("generating master key: %w", err)
+	}
+	defer clear(master[:])
+	return newKey(master[:])
+}
+
+// newKey derives the subkeys of master, which must be keySize bytes.
+func newKey(master []byte) (*Key, error) {
+	if len(master) != keySize {
+		return nil, fmt.Errorf("master key is %d bytes, want %d", len(master), keySize)
+	}
+	k := &Key{}
+	copy(k.master[:], master)
+	encKey, err := hkdf.Key(sha256.New, master, nil, infoEncryption, keySize)
+	if err != nil {
+		return nil, fmt.Errorf("deriving encryption key: %w", err)
+	}
+	defer clear(encKey)
+	if k.enc, err = newXAES(encKey); err != nil {
+		return nil, err
+	}
+	if k.idKey, err = hkdf.Key(sha256.New, master, nil, infoBlobID, keySize); err != nil {
+		return nil, fmt.Errorf("deriving blob id key: %w", err)
+	}
+	seed, err := hkdf.Key(sha256.New, master, nil, infoChunker, len(k.chunker))
+	if err != nil {
+		return nil, fmt.Errorf("deriving chunker seed: %w", err)
+	}
+	copy(k.chunker[:], seed)
+	clear(seed)
+	k.macs.New = func() any { return &mac{h: hmac.New(sha256.New, k.idKey)} }
+	return k, nil
+}
+
+// Seal encrypts and authenticates plaintext with XAES-256-GCM under a fresh
+// random nonce, appends nonce || ciphertext || tag (len(plaintext)+Overhead
+// bytes) to dst and returns the result. The remaining capacity of dst must
+// not overlap plaintext.
+func (k *Key) Seal(dst, plaintext []byte) []byte {
+	return k.enc.sealRandom(dst, plaintext)
+}
+
+// Open authenticates and decrypts sealed, the output of Seal, and appends the
+// plaintext to dst. Any modification, truncation or a different key makes it
+// fail with an error wrapping ErrAuth. The remaining capacity of dst must not
+// overlap sealed.
+func (k *Key) Open(dst, sealed []byte) ([]byte, error) {
+	return k.enc.open(dst, sealed, nil)
+}
+
+// BlobID returns HMAC-SHA-256(id key, data): equal data gets equal IDs within
+// a repository, and IDs reveal nothing about data without the key.
+func (k *Key) BlobID(data []byte) id.ID {
+	// hmac.New allocates and hashes the key on every call; pooling the
+	// hashes and resetting them keeps that off the hot path.
+	m := k.macs.Get().(*mac)
+	m.h.Write(data)
+	out := id.ID(m.h.Sum(m.sum[:0]))
+	m.h.Reset()
+	k.macs.Put(m)
+	return out
+}
+
+// ChunkerSeed returns the key-derived seed of the chunker's gear table, so
+// that chunk boundaries differ between repositories.
+func (k *Key) ChunkerSeed() [32]byte { return k.chunker }

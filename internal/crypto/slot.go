@@ -1,0 +1,74 @@
+package crypto
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Slot is a key slot: the master key sealed under a key derived from one
+// passphrase. A repository has one slot per passphrase; any of them unlocks it.
+type Slot struct {
+	Created  time.Time `json:"created"`
+	Hostname string    `json:"hostname,omitempty"`
+	Username string    `json:"username,omitempty"`
+	Label    string    `json:"label,omitempty"`
+	KDF      KDFParams `json:"kdf"`
+	Wrapped  []byte    `json:"wrapped"` // XAES-256-GCM(KEK, master key)
+}
+
+// WrapKey seals k's master key under the key derived from passphrase with p,
+// returning a new slot. The caller fills in the descriptive fields.
+func WrapKey(k *Key, passphrase []byte, p KDFParams) (*Slot, error) {
+	if err := p.validate(); err != nil {
+		return nil, fmt.Errorf("invalid key derivation parameters: %w", err)
+	}
+	if p.Algorithm == KDFKeyFile && len(passphrase) != KeyFileSecretSize {
+		return nil, fmt.Errorf("a %s slot needs a %d-byte generated secret", KDFKeyFile, KeyFileSecretSize)
+	}
+	x, err := kek(&p, passphrase)
+	if err != nil {
+		return nil, err
+	}
+	s := &Slot{Created: time.Now().UTC(), KDF: p}
+	s.KDF.Salt = append([]byte(nil), p.Salt...) // not aliased with the caller's
+	s.Wrapped = x.sealRandom(nil, k.master[:])
+	return s, nil
+}
+
+// UnwrapKey opens s with passphrase. It returns ErrWrongPassphrase if the
+// passphrase does not open the slot, and another error if the slot is
+// malformed.
+func UnwrapKey(s *Slot, passphrase []byte) (*Key, error) {
+	if err := s.KDF.validate(); err != nil {
+		return nil, fmt.Errorf("key slot is malformed: %w", err)
+	}
+	if want := keySize + Overhead; len(s.Wrapped) != want {
+		return nil, fmt.Errorf("key slot is malformed: wrapped key is %d bytes, want %d", len(s.Wrapped), want)
+	}
+	if s.KDF.Algorithm == KDFKeyFile && len(passphrase) != KeyFileSecretSize {
+		return nil, ErrWrongPassphrase // a passphrase is never a key file's secret
+	}
+	x, err := kek(&s.KDF, passphrase)
+	if err != nil {
+		return nil, err
+	}
+	master, err := x.open(nil, s.Wrapped, nil)
+	if errors.Is(err, ErrAuth) {
+		return nil, ErrWrongPassphrase
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer clear(master)
+	return newKey(master)
+}
+
+// kek derives the key-encryption key from passphrase and returns it ready for
+// XAES-256-GCM. The raw derived key is zeroed; the expanded AES key schedule
+// inside the cipher cannot be, and is left to the garbage collector.
+func kek(p *KDFParams, passphrase []byte) (*xaes, error) {
+	raw := p.deriveKEK(passphrase)
+	defer clear(raw)
+	return newXAES(raw)
+}
