@@ -1,0 +1,247 @@
+package chunker
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"slices"
+	"testing"
+	"testing/iotest"
+)
+
+// small are tiny bounds for tests that need many chunks from little data.
+var small = Params{Min: 256, Avg: 1024, Max: 4096}
+
+func TestBoundsAndReassembly(t *testing.T) {
+	p := Params{Min: 64 << 10, Avg: 128 << 10, Max: 512 << 10}
+	inputs := map[string][]byte{
+		"random":    randomData(5<<20+12345, 1),
+		"zeros":     make([]byte, 3<<20+7), // no cut point: every chunk is Max
+		"short":     randomData(1000, 2),
+		"exact max": randomData(p.Max, 3),
+		"one byte":  {42},
+	}
+	for name, data := range inputs {
+		t.Run(name, func(t *testing.T) {
+			cs := chunks(t, newCDC(bytes.NewReader(data), p, testSeed(1), minRead))
+			checkChunks(t, data, cs, p)
+			if want := refCut(data, p, testSeed(1)); !slices.Equal(lengths(cs), want) {
+				t.Fatalf("boundaries %v, reference cut gives %v", lengths(cs), want)
+			}
+		})
+	}
+}
+
+func TestZerosCutAtMax(t *testing.T) {
+	p := Params{Min: 64 << 10, Avg: 128 << 10, Max: 512 << 10}
+	cs := chunks(t, newCDC(bytes.NewReader(make([]byte, 3*p.Max+5)), p, testSeed(1), minRead))
+	if want := []int{p.Max, p.Max, p.Max, 5}; !slices.Equal(lengths(cs), want) {
+		t.Fatalf("chunk sizes %v, want %v", lengths(cs), want)
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	data := randomData(8<<20, 4)
+	p := Params{Min: 64 << 10, Avg: 256 << 10, Max: 1 << 20}
+	a := lengths(chunks(t, New(bytes.NewReader(data), p, testSeed(7))))
+	b := lengths(chunks(t, New(bytes.NewReader(data), p, testSeed(7))))
+	if !slices.Equal(a, b) {
+		t.Fatalf("same seed, different boundaries:\n%v\n%v", a, b)
+	}
+	if len(a) < 10 {
+		t.Fatalf("only %d chunks from 8 MiB with 256 KiB average", len(a))
+	}
+}
+
+func TestSeedChangesBoundaries(t *testing.T) {
+	data := randomData(8<<20, 5)
+	p := Params{Min: 64 << 10, Avg: 256 << 10, Max: 1 << 20}
+	a := lengths(chunks(t, New(bytes.NewReader(data), p, testSeed(1))))
+	b := lengths(chunks(t, New(bytes.NewReader(data), p, testSeed(2))))
+	if slices.Equal(a, b) {
+		t.Fatalf("different seeds gave the same boundaries %v", a)
+	}
+	if gearTable(testSeed(1))[0] == gearTable(testSeed(2))[0] {
+		t.Fatal("different seeds gave the same gear table")
+	}
+}
+
+// TestGolden pins the boundaries for a fixed seed and input: they are part
+// of the repository format (a change costs deduplication with old backups).
+func TestGolden(t *testing.T) {
+	cs := chunks(t, newCDC(bytes.NewReader(randomData(16<<10, 6)), small, testSeed(3), 4096))
+	want := []int{1124, 1135, 1554, 1228, 1080, 1073, 1539, 1083, 1117, 1357, 1584, 1328, 1029, 153}
+	if got := lengths(cs); !slices.Equal(got, want) {
+		t.Fatalf("boundaries changed:\ngot  %#v\nwant %#v", got, want)
+	}
+}
+
+func TestInsertionChangesFewChunks(t *testing.T) {
+	data := randomData(32<<20, 8)
+	edited := slices.Insert(slices.Clone(data), 1000, []byte("abc")...)
+	seen := make(map[[32]byte]bool)
+	old := chunks(t, New(bytes.NewReader(data), DefaultParams(), testSeed(1)))
+	for _, c := range old {
+		seen[sha256.Sum256(c)] = true
+	}
+	cs := chunks(t, New(bytes.NewReader(edited), DefaultParams(), testSeed(1)))
+	changed := 0
+	for _, c := range cs {
+		if !seen[sha256.Sum256(c)] {
+			changed++
+		}
+	}
+	if changed < 1 || changed > 2 {
+		t.Fatalf("%d of %d chunks changed after inserting 3 bytes, want 1 or 2", changed, len(cs))
+	}
+}
+
+func TestAverageSize(t *testing.T) {
+	for _, tc := range []struct {
+		p    Params
+		size int
+	}{
+		{DefaultParams(), 48 << 20},
+		{Params{Min: 64 << 10, Avg: 128 << 10, Max: 1 << 20}, 16 << 20},
+		{Params{Min: 64 << 10, Avg: 512 << 10, Max: 4 << 20}, 32 << 20},
+	} {
+		data := randomData(tc.size, 9)
+		cs := chunks(t, New(bytes.NewReader(data), tc.p, testSeed(1)))
+		checkChunks(t, data, cs, tc.p)
+		avg := float64(len(data)) / float64(len(cs))
+		t.Logf("%+v: %d chunks, average %.0f bytes (%.2f × Avg)", tc.p, len(cs), avg, avg/float64(tc.p.Avg))
+		if r := avg / float64(tc.p.Avg); r < 0.7 || r > 1.3 {
+			t.Errorf("%+v: average chunk %.0f bytes is not within 30%% of %d", tc.p, avg, tc.p.Avg)
+		}
+	}
+}
+
+func TestShortReads(t *testing.T) {
+	data := randomData(200<<10, 10)
+	want := refCut(data, small, testSeed(2))
+	readers := map[string]func() io.Reader{
+		"one byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) },
+		"half":     func() io.Reader { return iotest.HalfReader(bytes.NewReader(data)) },
+		"data+EOF": func() io.Reader { return iotest.DataErrReader(bytes.NewReader(data)) },
+		"pattern":  func() io.Reader { return &patternReader{data: data, pattern: []int{1, 0, 4999, 3, 0, 70000}} },
+	}
+	for name, rd := range readers {
+		t.Run(name, func(t *testing.T) {
+			for _, readSize := range []int{1, 4096, minRead} {
+				cs := chunks(t, newCDC(rd(), small, testSeed(2), readSize))
+				checkChunks(t, data, cs, small)
+				if !slices.Equal(lengths(cs), want) {
+					t.Fatalf("read size %d: boundaries %v, want %v", readSize, lengths(cs), want)
+				}
+			}
+		})
+	}
+}
+
+func TestReadError(t *testing.T) {
+	boom := errors.New("boom")
+	data := randomData(3*small.Max, 11)
+	s := newCDC(&patternReader{data: data, pattern: []int{1000}, err: boom}, small, testSeed(1), 4096)
+	var got []byte
+	var err error
+	for range 100 {
+		var c []byte
+		if c, err = s.Next(nil); err != nil {
+			break
+		}
+		got = append(got, c...)
+	}
+	if !errors.Is(err, boom) {
+		t.Fatalf("Next returned %v, want an error wrapping %v", err, boom)
+	}
+	if !bytes.HasPrefix(data, got) {
+		t.Fatal("chunks before the error do not match the input")
+	}
+	if _, err2 := s.Next(nil); !errors.Is(err2, boom) {
+		t.Fatalf("Next after an error returned %v, want the error again", err2)
+	}
+}
+
+func TestNoProgress(t *testing.T) {
+	s := newCDC(&patternReader{data: []byte("x"), pattern: []int{0}}, small, testSeed(1), 4096)
+	if _, err := s.Next(nil); !errors.Is(err, io.ErrNoProgress) {
+		t.Fatalf("Next on a reader that never returns data: %v, want io.ErrNoProgress", err)
+	}
+}
+
+func TestEmptyInput(t *testing.T) {
+	for name, s := range map[string]Splitter{
+		"cdc":   New(bytes.NewReader(nil), DefaultParams(), testSeed(1)),
+		"fixed": NewFixed(bytes.NewReader(nil), 8192),
+	} {
+		for range 2 {
+			if c, err := s.Next(make([]byte, 10)); err != io.EOF || c != nil {
+				t.Fatalf("%s: Next on empty input = %v, %v, want nil, io.EOF", name, c, err)
+			}
+		}
+	}
+}
+
+func TestBufferContract(t *testing.T) {
+	data := randomData(40<<10, 12)
+	s := newCDC(bytes.NewReader(data), small, testSeed(4), 4096)
+
+	big := make([]byte, 5, small.Max)
+	c1, err := s.Next(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &c1[0] != &big[:1][0] {
+		t.Fatal("chunk not stored in a buffer with enough capacity")
+	}
+	tiny := make([]byte, 0, 10)
+	c2, err := s.Next(tiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &c2[0] == &tiny[:1][0] {
+		t.Fatal("chunk stored in a buffer too small for it")
+	}
+	rest := chunks(t, s)
+	// c1 and c2 must survive later calls: the caller owns them.
+	checkChunks(t, data, append([][]byte{c1, c2}, rest...), small)
+}
+
+func TestInvalidParams(t *testing.T) {
+	s := New(bytes.NewReader([]byte("data")), Params{Min: 1, Avg: 3, Max: 2}, testSeed(1))
+	if _, err := s.Next(nil); err == nil || err == io.EOF {
+		t.Fatalf("Next with invalid params returned %v, want an error", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		p  Params
+		ok bool
+	}{
+		{DefaultParams(), true},
+		{Params{Min: 64 << 10, Avg: 128 << 10, Max: 64 << 20}, true},
+		{Params{Min: 32 << 10, Avg: 128 << 10, Max: 1 << 20}, false},  // Min too small
+		{Params{Min: 512 << 10, Avg: 1 << 20, Max: 128 << 20}, false}, // Max too large
+		{Params{Min: 512 << 10, Avg: 1000000, Max: 8 << 20}, false},   // Avg not a power of two
+		{Params{Min: 1 << 20, Avg: 1 << 20, Max: 8 << 20}, false},     // Min == Avg
+		{Params{Min: 512 << 10, Avg: 1 << 20, Max: 1 << 20}, false},   // Max == Avg
+		{Params{}, false},
+		{Params{Min: -1, Avg: 1 << 20, Max: 8 << 20}, false},
+	} {
+		if err := tc.p.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%+v.Validate() = %v, want ok=%v", tc.p, err, tc.ok)
+		}
+	}
+}
+
+func TestMasks(t *testing.T) {
+	strict, loose := Params{Avg: 1 << 20}.masks()
+	if want := uint64(0xfffffc0000000000); strict != want { // 22 high bits
+		t.Errorf("strict mask %#x, want %#x", strict, want)
+	}
+	if want := uint64(0xffffc00000000000); loose != want { // 18 high bits
+		t.Errorf("loose mask %#x, want %#x", loose, want)
+	}
+}

@@ -1,0 +1,91 @@
+// Package compress compresses blobs with zstd, giving up quickly on data
+// that does not compress (encrypted or already-compressed files dominate
+// real backups).
+package compress
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Level trades compression speed for ratio.
+type Level int
+
+// Levels map to the zstd encoder speeds of the same names.
+const (
+	Fastest Level = iota
+	Default
+	Better
+	Best
+)
+
+func (l Level) zstd() zstd.EncoderLevel {
+	switch l {
+	case Fastest:
+		return zstd.SpeedFastest
+	case Better:
+		return zstd.SpeedBetterCompression
+	case Best:
+		return zstd.SpeedBestCompression
+	}
+	return zstd.SpeedDefault
+}
+
+// maxDecoded bounds any single Decompress, whatever maxLen says: no stored
+// object or blob is near it.
+const maxDecoded = 1 << 30
+
+// Codec compresses and decompresses; it is safe for concurrent use.
+type Codec struct {
+	enc *zstd.Encoder
+	// probe compresses samples to decide whether compressing is worth it;
+	// it is the fastest level whatever the codec's, since only a yes or
+	// no is wanted.
+	probe *zstd.Encoder
+	dec   *zstd.Decoder
+	// scratch holds probe output, which is only measured.
+	scratch sync.Pool
+}
+
+// NewCodec returns a codec compressing at level l (unknown levels mean
+// Default). Any codec decodes what any other produced.
+func NewCodec(l Level) *Codec {
+	n := runtime.GOMAXPROCS(0)
+	enc := newEncoder(l.zstd(), n)
+	probe := enc
+	if l.zstd() != zstd.SpeedFastest {
+		probe = newEncoder(zstd.SpeedFastest, n)
+	}
+	dec, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(n),
+		zstd.WithDecoderMaxMemory(maxDecoded),
+		zstd.WithDecodeAllCapLimit(true),
+	)
+	if err != nil {
+		// Only invalid options fail, and these are constant.
+		panic(fmt.Sprintf("compress: creating zstd decoder: %v", err))
+	}
+	return &Codec{
+		enc:     enc,
+		probe:   probe,
+		dec:     dec,
+		scratch: sync.Pool{New: func() any { return new([]byte) }},
+	}
+}
+
+func newEncoder(l zstd.EncoderLevel, n int) *zstd.Encoder {
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(l),
+		zstd.WithEncoderConcurrency(n),
+		// The sealing that follows authenticates everything.
+		zstd.WithEncoderCRC(false),
+	)
+	if err != nil {
+		// Only invalid options fail, and these are constant.
+		panic(fmt.Sprintf("compress: creating zstd encoder: %v", err))
+	}
+	return enc
+}

@@ -1,0 +1,144 @@
+package compress
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func randomData(n int, seed byte) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{seed}).Read(b)
+	return b
+}
+
+// textData returns n bytes of word salad: compressible like real text.
+func textData(n int) []byte {
+	words := strings.Fields("the quick brown fox jumps over a lazy dog while backups " +
+		"of postgres write ahead log segments stream into packs with keyed ids and " +
+		"content defined chunk boundaries that survive insertions")
+	r := rand.New(rand.NewPCG(1, 2))
+	var b bytes.Buffer
+	for b.Len() < n {
+		b.WriteString(words[r.IntN(len(words))])
+		b.WriteByte(" \n"[r.IntN(10)/9])
+	}
+	return b.Bytes()[:n]
+}
+
+func TestRoundTrip(t *testing.T) {
+	inputs := map[string][]byte{
+		"empty":       {},
+		"text 1MiB":   textData(1 << 20),
+		"text small":  textData(1000),
+		"random 1MiB": randomData(1<<20, 1),
+		"random 100":  randomData(100, 2),
+		"zeros 8MiB":  make([]byte, 8<<20),
+		// compressible in the middle only: the samples must see it.
+		"mixed": append(append(randomData(200<<10, 3), textData(600<<10)...), randomData(200<<10, 4)...),
+	}
+	for _, l := range []Level{Fastest, Default, Better, Best} {
+		c := NewCodec(l)
+		for name, src := range inputs {
+			// Callers prepend a flag byte: dst must be kept.
+			out, ok := c.Compress([]byte{0x01}, src)
+			if out[0] != 0x01 {
+				t.Fatalf("level %d, %s: Compress overwrote dst", l, name)
+			}
+			if ok && len(out)-1 > len(src)-len(src)/32 {
+				t.Errorf("level %d, %s: ok with %d bytes out of %d", l, name, len(out)-1, len(src))
+			}
+			if !ok {
+				continue
+			}
+			got, err := c.Decompress([]byte("prefix"), out[1:], len(src))
+			if err != nil {
+				t.Fatalf("level %d, %s: %v", l, name, err)
+			}
+			if !bytes.Equal(got, append([]byte("prefix"), src...)) {
+				t.Fatalf("level %d, %s: round trip differs", l, name)
+			}
+		}
+	}
+}
+
+func TestWorthCompressing(t *testing.T) {
+	c := NewCodec(Default)
+	for _, tc := range []struct {
+		name string
+		src  []byte
+		want bool
+	}{
+		{"empty", nil, false},
+		{"random small", randomData(1000, 5), false},
+		{"random 1MiB", randomData(1<<20, 6), false},
+		{"text small", textData(2000), true},
+		{"text 1MiB", textData(1 << 20), true},
+		{"mixed", append(append(randomData(200<<10, 3), textData(600<<10)...), randomData(200<<10, 4)...), true},
+	} {
+		if _, ok := c.Compress(nil, tc.src); ok != tc.want {
+			t.Errorf("%s: Compress reports %v, want %v", tc.name, ok, tc.want)
+		}
+	}
+}
+
+// TestEmptyFrame checks that even an unprofitable output decodes: the
+// frame of empty input is valid zstd.
+func TestEmptyFrame(t *testing.T) {
+	c := NewCodec(Fastest)
+	out, _ := c.Compress(nil, nil)
+	got, err := c.Decompress(nil, out, 0)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Decompress(frame of nothing) = %d bytes, %v", len(got), err)
+	}
+}
+
+func TestSampleRejectionIsFast(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing")
+	}
+	c := NewCodec(Best)
+	src := randomData(1<<20, 7)
+	c.Compress(nil, src) // warm up encoders and pools
+	const n = 200
+	start := time.Now()
+	for range n {
+		if _, ok := c.Compress(nil, src); ok {
+			t.Fatal("random data reported compressible")
+		}
+	}
+	d := time.Since(start) / n
+	t.Logf("rejecting 1 MiB of random data: %v", d)
+	// The target is 50 µs; the bound leaves room for a loaded machine
+	// while still failing if the samples are skipped (a full Best pass
+	// over 1 MiB takes milliseconds).
+	if d > 500*time.Microsecond {
+		t.Errorf("rejecting 1 MiB of random data takes %v, want < 50µs", d)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	c := NewCodec(Default)
+	src := textData(200 << 10)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 5 {
+				z, ok := c.Compress(nil, src)
+				if !ok {
+					t.Error("text reported incompressible")
+					return
+				}
+				got, err := c.Decompress(nil, z, len(src))
+				if err != nil || !bytes.Equal(got, src) {
+					t.Errorf("round trip: %d bytes, %v", len(got), err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

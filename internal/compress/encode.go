@@ -1,0 +1,48 @@
+package compress
+
+import "slices"
+
+// Sampling: above sampleAbove bytes, Compress first compresses samples of
+// sampleLen bytes from the start, middle and end, and stores the input raw
+// unless they shrink. A few µs then save a full pass over incompressible
+// data.
+const (
+	sampleAbove = 64 << 10
+	sampleLen   = 8 << 10
+)
+
+// worth reports whether packing n bytes into c bytes saves at least 1/32
+// (about 3%): less does not pay for the decompression on restore.
+func worth(c, n int) bool {
+	return c <= n-n/32 && c < n
+}
+
+// Compress appends the zstd frame of src to dst and reports whether it is
+// worth storing: false when the output would not be at least ~3% smaller
+// than src (the caller then stores src raw and ignores the returned slice).
+func (c *Codec) Compress(dst, src []byte) ([]byte, bool) {
+	if len(src) > sampleAbove && !c.samplesShrink(src) {
+		return dst, false
+	}
+	// One allocation up front rather than growth by appends: output
+	// worth keeping is smaller than src.
+	dst = slices.Grow(dst, len(src))
+	out := c.enc.EncodeAll(src, dst)
+	return out, worth(len(out)-len(dst), len(src))
+}
+
+// samplesShrink compresses three samples of src and reports whether they
+// shrink enough together.
+func (c *Codec) samplesShrink(src []byte) bool {
+	bp := c.scratch.Get().(*[]byte)
+	defer c.scratch.Put(bp)
+	mid := len(src)/2 - sampleLen/2
+	in, out := 0, 0
+	for _, off := range [...]int{0, mid, len(src) - sampleLen} {
+		s := src[off : off+sampleLen]
+		*bp = c.probe.EncodeAll(s, (*bp)[:0])
+		in += len(s)
+		out += len(*bp)
+	}
+	return worth(out, in)
+}
