@@ -1,0 +1,220 @@
+package index
+
+import (
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/nestguard/nestguard/internal/id"
+)
+
+func TestBlobTypeString(t *testing.T) {
+	for typ, want := range map[BlobType]string{DataBlob: "data", TreeBlob: "tree", 7: "BlobType(7)"} {
+		if got := typ.String(); got != want {
+			t.Errorf("BlobType(%d).String() = %q, want %q", typ, got, want)
+		}
+	}
+}
+
+func TestMapAddLookup(t *testing.T) {
+	r := newRand(2)
+	packs := randIDs(r, 5000)
+	m := NewMap()
+	var want []Entry
+	for i := range 100_000 {
+		e := randEntry(r, packs[i%len(packs)])
+		want = append(want, e)
+		m.Add(e)
+	}
+	if m.Len() != len(want) {
+		t.Fatalf("Len = %d, want %d", m.Len(), len(want))
+	}
+	for _, e := range want {
+		got, ok := m.Lookup(e.ID)
+		if !ok || got != e {
+			t.Fatalf("Lookup(%s) = %+v, %v; want %+v", e.ID.Short(), got, ok, e)
+		}
+		if !m.Has(e.ID) {
+			t.Fatalf("Has(%s) = false", e.ID.Short())
+		}
+	}
+	for range 1000 {
+		bid := randID(r)
+		if e, ok := m.Lookup(bid); ok || m.Has(bid) {
+			t.Fatalf("unknown blob %s found: %+v", bid.Short(), e)
+		}
+	}
+}
+
+func TestMapEmpty(t *testing.T) {
+	m := NewMap()
+	if _, ok := m.Lookup(id.ID{}); ok || m.Has(id.ID{}) || m.Len() != 0 || len(m.Packs()) != 0 {
+		t.Fatal("empty Map is not empty")
+	}
+	m.Each(func(Entry) bool { t.Fatal("Each visited an entry of an empty Map"); return false })
+	if m.MemoryBytes() <= 0 {
+		t.Fatal("MemoryBytes of an empty Map is not positive")
+	}
+}
+
+func TestMapDuplicateKeepsFirst(t *testing.T) {
+	r := newRand(3)
+	first := randEntry(r, randID(r))
+	second := randEntry(r, randID(r))
+	second.ID = first.ID
+	m := NewMap()
+	m.Add(first)
+	m.Add(second)
+	if m.Len() != 1 {
+		t.Fatalf("Len = %d after adding one blob twice", m.Len())
+	}
+	if got, _ := m.Lookup(first.ID); got != first {
+		t.Fatalf("Lookup = %+v, want the first location %+v", got, first)
+	}
+	// The second pack is still known, so it is not taken for an orphan.
+	if got := m.Packs(); !slices.Equal(got, []id.ID{first.Pack, second.Pack}) {
+		t.Fatalf("Packs = %v, want both packs", got)
+	}
+}
+
+// TestMapSharedPrefix puts every blob in one chain: IDs that agree on the
+// bytes used for bucketing must still be told apart.
+func TestMapSharedPrefix(t *testing.T) {
+	r := newRand(4)
+	pack := randID(r)
+	m := NewMap()
+	var want []Entry
+	for range 500 {
+		e := randEntry(r, pack)
+		copy(e.ID[:8], "samehead")
+		want = append(want, e)
+		m.Add(e)
+	}
+	for _, e := range want {
+		if got, ok := m.Lookup(e.ID); !ok || got != e {
+			t.Fatalf("Lookup(%x) = %+v, %v; want %+v", e.ID, got, ok, e)
+		}
+	}
+}
+
+func TestMapEach(t *testing.T) {
+	r := newRand(5)
+	packs := randIDs(r, 100)
+	m := NewMap()
+	want := map[id.ID]Entry{}
+	for i := range 10_000 {
+		e := randEntry(r, packs[i%len(packs)])
+		want[e.ID] = e
+		m.Add(e)
+	}
+	seen := map[id.ID]bool{}
+	m.Each(func(e Entry) bool {
+		if seen[e.ID] {
+			t.Fatalf("Each visited %s twice", e.ID.Short())
+		}
+		seen[e.ID] = true
+		if want[e.ID] != e {
+			t.Fatalf("Each gave %+v, want %+v", e, want[e.ID])
+		}
+		return true
+	})
+	if len(seen) != len(want) {
+		t.Fatalf("Each visited %d of %d entries", len(seen), len(want))
+	}
+	n := 0
+	m.Each(func(Entry) bool { n++; return n < 10 })
+	if n != 10 {
+		t.Fatalf("Each went on for %d calls after fn returned false at 10", n)
+	}
+}
+
+func TestMapPacks(t *testing.T) {
+	r := newRand(6)
+	packs := randIDs(r, 3000)
+	m := NewMap()
+	for i := range 30_000 {
+		m.Add(randEntry(r, packs[i%len(packs)]))
+	}
+	if got := m.Packs(); !slices.Equal(got, packs) {
+		t.Fatalf("Packs returned %d packs, want the %d distinct ones in order", len(got), len(packs))
+	}
+}
+
+// TestMapGrowth checks after every doubling of the buckets that all blobs
+// added so far are still found.
+func TestMapGrowth(t *testing.T) {
+	r := newRand(7)
+	packs := randIDs(r, 1000)
+	m := NewMap()
+	var want []Entry
+	rehashes := 0
+	for i := range 150_000 {
+		nb := len(m.buckets)
+		e := randEntry(r, packs[i%len(packs)])
+		want = append(want, e)
+		m.Add(e)
+		if len(m.buckets) == nb {
+			continue
+		}
+		rehashes++
+		for _, e := range want {
+			if got, ok := m.Lookup(e.ID); !ok || got != e {
+				t.Fatalf("after growing to %d buckets: Lookup(%s) = %+v, %v; want %+v", len(m.buckets), e.ID.Short(), got, ok, e)
+			}
+		}
+	}
+	if rehashes < 10 {
+		t.Fatalf("only %d rehashes; the test does not exercise growth", rehashes)
+	}
+	if nb, n := len(m.buckets), m.Len(); nb&(nb-1) != 0 || 2*nb < n {
+		t.Fatalf("%d buckets for %d blobs: want a power of two >= %d", nb, n, n/2)
+	}
+}
+
+func TestMapConcurrent(t *testing.T) {
+	const writers, perWriter = 4, 5000
+	r := newRand(8)
+	sets := make([][]Entry, writers)
+	for w := range sets {
+		packs := randIDs(r, 50)
+		for i := range perWriter {
+			sets[w] = append(sets[w], randEntry(r, packs[i%len(packs)]))
+		}
+	}
+	m := NewMap()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for _, e := range sets[w] {
+				m.Add(e)
+			}
+		})
+		// A reader per writer, looking up what that writer adds (present or
+		// not yet), plus the calls that take the read lock.
+		wg.Go(func() {
+			for i, e := range sets[w] {
+				if got, ok := m.Lookup(e.ID); ok && got != e {
+					t.Errorf("Lookup(%s) = %+v, want %+v", e.ID.Short(), got, e)
+					return
+				}
+				if i%1000 == 0 {
+					m.Len()
+					m.Packs()
+					m.MemoryBytes()
+					m.Each(func(Entry) bool { return false })
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if m.Len() != writers*perWriter {
+		t.Fatalf("Len = %d, want %d", m.Len(), writers*perWriter)
+	}
+	for _, set := range sets {
+		for _, e := range set {
+			if got, ok := m.Lookup(e.ID); !ok || got != e {
+				t.Fatalf("Lookup(%s) = %+v, %v; want %+v", e.ID.Short(), got, ok, e)
+			}
+		}
+	}
+}
