@@ -1,0 +1,116 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/nestguard/nestguard/internal/backend"
+)
+
+// Save implements backend.Backend: temp file, copy, size check, fsync,
+// read-only, link to the final name (never overwriting), fsync directory.
+// On any error the temporary file is removed and nothing is stored.
+func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	p, err := b.path(h)
+	if err != nil {
+		return err
+	}
+	if size < 0 {
+		return fmt.Errorf("saving %s: negative size %d", h, size)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("saving %s: %w", h, err)
+	}
+	dir := filepath.Dir(p)
+	f, err := createTemp(dir)
+	if err != nil {
+		return fmt.Errorf("saving %s: %w", h, err)
+	}
+	tmp := f.Name()
+	err = writeTemp(ctx, f, rd, size)
+	if err == nil {
+		err = os.Link(tmp, p)
+		if errors.Is(err, fs.ErrExist) {
+			err = fmt.Errorf("%w (object already stored)", err)
+		}
+	}
+	// After a successful link the temp name is only a second name for the
+	// object; a failure to remove it leaves a harmless file that List
+	// ignores and CleanTemp removes later.
+	rmErr := os.Remove(tmp)
+	if err != nil {
+		if rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+			err = fmt.Errorf("%w (and removing temporary file: %v)", err, rmErr)
+		}
+		return fmt.Errorf("saving %s: %w", h, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("saving %s: %w", h, err)
+	}
+	return nil
+}
+
+// createTemp creates a temporary file in dir, creating dir if it went
+// missing (Create makes every directory, but an operator may have pruned
+// empty ones).
+func createTemp(dir string) (*os.File, error) {
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
+	if !errors.Is(err, fs.ErrNotExist) {
+		return f, err
+	}
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return nil, err
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return nil, err
+	}
+	return os.CreateTemp(dir, tempPrefix+"*")
+}
+
+// writeTemp copies exactly size bytes from rd into f, makes f read-only
+// and durable, and closes it.
+func writeTemp(ctx context.Context, f *os.File, rd io.Reader, size int64) error {
+	err := copyExact(ctx, f, rd, size)
+	if err == nil {
+		err = f.Chmod(objectMode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func copyExact(ctx context.Context, w io.Writer, rd io.Reader, size int64) error {
+	// One byte more than announced is read to catch a longer reader.
+	n, err := io.Copy(w, io.LimitReader(ctxReader{ctx, rd}, size+1))
+	switch {
+	case err != nil:
+		return err
+	case n > size:
+		return fmt.Errorf("the data is longer than the announced %d bytes", size)
+	case n < size:
+		return fmt.Errorf("the data ended after %d of the announced %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+	}
+	return nil
+}
+
+// ctxReader stops a long copy when the context is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
