@@ -1,0 +1,183 @@
+package repository
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+)
+
+// SaveStats counts what SaveBlob added to the repository.
+type SaveStats struct {
+	NewBlobs    atomic.Int64
+	RawBytes    atomic.Int64 // plaintext bytes of new blobs
+	StoredBytes atomic.Int64 // sealed bytes of new blobs
+}
+
+// maxBlobSize bounds a single blob; the chunker's maximum is 8 MiB, tree
+// objects of huge directories are the other large blobs.
+const maxBlobSize = 64 << 20
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
+
+// SaveBlob stores data as a blob of type t unless the repository already
+// holds it. It returns the blob's ID and whether it was already known.
+func (r *Repository) SaveBlob(ctx context.Context, t index.BlobType, data []byte) (id.ID, bool, error) {
+	bid := r.key.BlobID(data)
+	known, err := r.SaveBlobWithID(ctx, t, bid, data)
+	return bid, known, err
+}
+
+// SaveBlobWithID is SaveBlob for a caller that already computed the ID.
+func (r *Repository) SaveBlobWithID(ctx context.Context, t index.BlobType, bid id.ID, data []byte) (bool, error) {
+	if len(data) > maxBlobSize {
+		return false, fmt.Errorf("blob of %d bytes exceeds the %d byte limit", len(data), maxBlobSize)
+	}
+	if !r.packer.reserve(bid) {
+		return true, r.packer.failed()
+	}
+	bp := bufPool.Get().(*[]byte)
+	sp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	defer bufPool.Put(sp)
+
+	body := r.packBody((*bp)[:0], data)
+	sealed := r.key.Seal((*sp)[:0], body)
+	*bp, *sp = body, sealed
+	if err := r.packer.add(ctx, t, bid, sealed, len(data)); err != nil {
+		r.packer.unreserve(bid)
+		return false, err
+	}
+	r.Stats.NewBlobs.Add(1)
+	r.Stats.RawBytes.Add(int64(len(data)))
+	r.Stats.StoredBytes.Add(int64(len(sealed)))
+	return false, nil
+}
+
+// packBody appends the flagged, possibly compressed form of data to dst.
+func (r *Repository) packBody(dst, data []byte) []byte {
+	if r.codec != nil {
+		if c, ok := r.codec.Compress(append(dst, flagZstd), data); ok {
+			return c
+		}
+	}
+	return append(append(dst, flagRaw), data...)
+}
+
+// Flush writes the open pack and the pending index. Blobs saved before
+// Flush returns are durable and indexed.
+func (r *Repository) Flush(ctx context.Context) error {
+	if err := r.packer.flush(ctx); err != nil {
+		return err
+	}
+	return r.flushIndex(ctx)
+}
+
+// LoadBlob reads, authenticates, decompresses and verifies blob bid,
+// appending its plaintext to dst[:0].
+func (r *Repository) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byte, error) {
+	e, ok := r.idx.Lookup(bid)
+	if !ok {
+		return nil, fmt.Errorf("blob %s: %w", bid.Short(), ErrBlobNotFound)
+	}
+	h := backend.Handle{Type: backend.PackFile, Name: e.Pack.String()}
+	rd, err := r.be.Load(ctx, h, int64(e.Offset), int64(e.Length))
+	if err != nil {
+		return nil, fmt.Errorf("blob %s in pack %s: %w", bid.Short(), e.Pack.Short(), err)
+	}
+	defer rd.Close()
+	sealed := make([]byte, e.Length)
+	if _, err := io.ReadFull(rd, sealed); err != nil {
+		return nil, fmt.Errorf("blob %s in pack %s: reading: %w", bid.Short(), e.Pack.Short(), err)
+	}
+	return r.OpenBlob(e, sealed, dst)
+}
+
+// OpenBlob decrypts a sealed blob described by e and checks that its
+// plaintext hashes to e.ID, appending the plaintext to dst[:0].
+func (r *Repository) OpenBlob(e index.Entry, sealed, dst []byte) ([]byte, error) {
+	body, err := r.key.Open(nil, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s in pack %s: %w: %v", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted, err)
+	}
+	var plain []byte
+	switch {
+	case len(body) > 0 && body[0] == flagRaw:
+		plain = append(dst[:0], body[1:]...)
+	case len(body) > 0 && body[0] == flagZstd:
+		plain, err = r.dec.Decompress(dst[:0], body[1:], int(e.RawLength))
+	default:
+		err = fmt.Errorf("bad body flag")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob %s in pack %s: %w: %v", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted, err)
+	}
+	if len(plain) != int(e.RawLength) {
+		return nil, fmt.Errorf("blob %s in pack %s: %w: %d bytes, index says %d", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted, len(plain), e.RawLength)
+	}
+	got := r.key.BlobID(plain)
+	if subtle.ConstantTimeCompare(got[:], e.ID[:]) != 1 {
+		return nil, fmt.Errorf("blob %s in pack %s: %w: content does not match its id", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted)
+	}
+	return plain, nil
+}
+
+// LoadPackBlobs reads the given blobs of one pack with a single ranged read
+// and calls fn for each, in pack order, with its plaintext or an error.
+// Blobs not yet damaged are delivered even when others are.
+func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index.Entry, fn func(e index.Entry, plain []byte, err error) error) error {
+	if len(blobs) == 0 {
+		return nil
+	}
+	sortByOffset(blobs)
+	start := int64(blobs[0].Offset)
+	last := blobs[len(blobs)-1]
+	end := int64(last.Offset) + int64(last.Length)
+	h := backend.Handle{Type: backend.PackFile, Name: pid.String()}
+	rd, err := r.be.Load(ctx, h, start, end-start)
+	if err != nil {
+		err = fmt.Errorf("pack %s: %w", pid.Short(), err)
+		for _, e := range blobs {
+			if ferr := fn(e, nil, err); ferr != nil {
+				return ferr
+			}
+		}
+		return nil
+	}
+	defer rd.Close()
+	pos := start
+	var sealed, plain []byte
+	var readErr error
+	for _, e := range blobs {
+		if readErr == nil && int64(e.Offset) > pos {
+			_, readErr = io.CopyN(io.Discard, rd, int64(e.Offset)-pos)
+			pos = int64(e.Offset)
+		}
+		if readErr == nil && int64(e.Offset) == pos {
+			if cap(sealed) < int(e.Length) {
+				sealed = make([]byte, e.Length)
+			}
+			sealed = sealed[:e.Length]
+			_, readErr = io.ReadFull(rd, sealed)
+			pos += int64(e.Length)
+		}
+		if readErr != nil {
+			if ferr := fn(e, nil, fmt.Errorf("pack %s: reading blob %s: %w", pid.Short(), e.ID.Short(), readErr)); ferr != nil {
+				return ferr
+			}
+			continue
+		}
+		var err error
+		plain, err = r.OpenBlob(e, sealed, plain)
+		if ferr := fn(e, plain, err); ferr != nil {
+			return ferr
+		}
+	}
+	return nil
+}

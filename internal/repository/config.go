@@ -1,0 +1,101 @@
+package repository
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/chunker"
+	"github.com/nestguard/nestguard/internal/compress"
+)
+
+// FormatVersion is the repository format this code writes and reads.
+const FormatVersion = 1
+
+// Config is the repository configuration, sealed under the master key and
+// stored once as the "config" object at init. It names every algorithm so a
+// later format can change them.
+type Config struct {
+	Version     int          `json:"version"`
+	ID          string       `json:"id"`
+	Created     time.Time    `json:"created"`
+	Algorithms  Algorithms   `json:"algorithms"`
+	Chunker     ChunkerSizes `json:"chunker"`
+	Compression string       `json:"compression"` // off, fastest, default, better, best
+	PackSize    int          `json:"pack_size"`   // target bytes per pack
+	ObjectLock  *ObjectLock  `json:"object_lock,omitempty"`
+}
+
+// Algorithms records the primitives in use.
+type Algorithms struct {
+	Encryption  string `json:"encryption"`
+	BlobID      string `json:"blob_id"`
+	ObjectID    string `json:"object_id"`
+	KDF         string `json:"kdf"`
+	Chunker     string `json:"chunker"`
+	Compression string `json:"compression"`
+}
+
+// ChunkerSizes are the content-defined chunking bounds in bytes.
+type ChunkerSizes struct {
+	Min int `json:"min"`
+	Avg int `json:"avg"`
+	Max int `json:"max"`
+}
+
+// ObjectLock is the WORM policy chosen at init for S3 Object Lock buckets.
+type ObjectLock struct {
+	Mode         string        `json:"mode"` // compliance or governance
+	MinRetention time.Duration `json:"min_retention"`
+}
+
+func (c ChunkerSizes) params() chunker.Params {
+	return chunker.Params{Min: c.Min, Avg: c.Avg, Max: c.Max}
+}
+
+func defaultAlgorithms() Algorithms {
+	return Algorithms{
+		Encryption:  "XAES-256-GCM",
+		BlobID:      "HMAC-SHA-256",
+		ObjectID:    "SHA-256",
+		KDF:         "argon2id",
+		Chunker:     "FastCDC-keyed-gear",
+		Compression: "zstd",
+	}
+}
+
+// DefaultPackSize is the target size of a pack: large enough that object
+// stores see few requests, small enough to buffer a few in memory.
+const DefaultPackSize = 16 << 20
+
+func (c *Config) validate() error {
+	if c.Version != FormatVersion {
+		return fmt.Errorf("repository format version %d is not supported by this nestguard (it reads version %d): upgrade nestguard", c.Version, FormatVersion)
+	}
+	if err := c.Chunker.params().Validate(); err != nil {
+		return fmt.Errorf("repository config: chunker: %w", err)
+	}
+	if _, err := codecFor(c.Compression); err != nil {
+		return fmt.Errorf("repository config: %w", err)
+	}
+	if c.PackSize < 1<<20 || c.PackSize > 1<<30 {
+		return fmt.Errorf("repository config: pack size %d out of range", c.PackSize)
+	}
+	return nil
+}
+
+// codecFor returns the compressor for a config compression name; nil means off.
+func codecFor(name string) (*compress.Codec, error) {
+	switch name {
+	case "off":
+		return nil, nil
+	case "fastest", "":
+		return compress.NewCodec(compress.Fastest), nil
+	case "default":
+		return compress.NewCodec(compress.Default), nil
+	case "better":
+		return compress.NewCodec(compress.Better), nil
+	case "best":
+		return compress.NewCodec(compress.Best), nil
+	}
+	return nil, fmt.Errorf("unknown compression %q (want off, fastest, default, better or best)", name)
+}

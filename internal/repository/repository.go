@@ -1,0 +1,344 @@
+// Package repository is the storage engine: it turns a Backend of immutable
+// objects into an encrypted, deduplicated store of blobs, index files and
+// snapshots. Nothing it writes is ever rewritten: packs, index files and
+// snapshots are new objects named by the SHA-256 of their bytes.
+package repository
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/compress"
+	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+)
+
+// Errors callers test for with errors.Is.
+var (
+	ErrNoRepository      = errors.New("no repository")
+	ErrAlreadyExists     = errors.New("repository already initialized")
+	ErrWrongPassphrase   = crypto.ErrWrongPassphrase
+	ErrLastKey           = errors.New("refusing to remove the last key slot: the repository would become unreadable")
+	ErrBlobNotFound      = errors.New("blob not in index")
+	ErrObjectCorrupted   = errors.New("object corrupted")
+	configHandle         = backend.Handle{Type: backend.ConfigFile, Name: "config"}
+	errRepositoryClosed  = errors.New("repository closed")
+	maxUnpackedObjectLen = int64(256 << 20)
+)
+
+// Repository is an open, unlocked repository. Its methods are safe for
+// concurrent use.
+type Repository struct {
+	be     backend.Backend
+	key    *crypto.Key
+	keyID  string // the slot that opened it
+	cfg    Config
+	codec  *compress.Codec // nil: compression off
+	dec    *compress.Codec // decodes whatever the writer chose
+	idx    *index.Map
+	log    *slog.Logger
+	packer *packer
+
+	idxMu        sync.Mutex
+	idxErrors    []IndexError // index objects that could not be read
+	loadedIndex  map[id.ID]struct{}
+	pendingIndex []index.PackBlobs
+
+	kdfOverride *crypto.KDFParams
+
+	// Stats counts the blobs this process added.
+	Stats SaveStats
+}
+
+// Options tune opening and creating a repository.
+type Options struct {
+	Logger *slog.Logger
+	// UploadConcurrency bounds packs being written at once (default 2).
+	UploadConcurrency int
+	// KDF overrides the key derivation parameters for new key slots (tests).
+	KDF *crypto.KDFParams
+	// KeySlot names the key slot to try first (from a key file).
+	KeySlot string
+}
+
+// InitOptions choose the parameters fixed at creation.
+type InitOptions struct {
+	Options
+	Chunker     ChunkerSizes // zero: 512 KiB / 1 MiB / 8 MiB
+	Compression string       // default "fastest"
+	PackSize    int          // default DefaultPackSize
+	ObjectLock  *ObjectLock
+	KeyLabel    string
+}
+
+func (o *Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Init creates a repository on be, which must not hold one yet.
+func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOptions) (*Repository, error) {
+	if len(passphrase) == 0 {
+		return nil, errors.New("empty passphrase: set NESTGUARD_PASSWORD or use --password-file")
+	}
+	if _, err := be.Stat(ctx, configHandle); err == nil {
+		return nil, fmt.Errorf("%w at %s", ErrAlreadyExists, be.Location())
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("checking %s for an existing repository: %w", be.Location(), err)
+	}
+	cfg := Config{
+		Version:     FormatVersion,
+		ID:          randomHex(16),
+		Created:     time.Now().UTC(),
+		Algorithms:  defaultAlgorithms(),
+		Chunker:     o.Chunker,
+		Compression: o.Compression,
+		PackSize:    o.PackSize,
+		ObjectLock:  o.ObjectLock,
+	}
+	if cfg.Chunker == (ChunkerSizes{}) {
+		cfg.Chunker = ChunkerSizes{Min: 512 << 10, Avg: 1 << 20, Max: 8 << 20}
+	}
+	if cfg.Compression == "" {
+		cfg.Compression = "fastest"
+	}
+	if cfg.PackSize == 0 {
+		cfg.PackSize = DefaultPackSize
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	key, err := crypto.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	r := newRepository(be, key, cfg, o.Options)
+	// The key slot is written before the config: a crash in between leaves
+	// no config, so init can simply be run again.
+	if r.keyID, err = r.AddKey(ctx, passphrase, o.KeyLabel); err != nil {
+		return nil, err
+	}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sealed := key.Seal(nil, cfgJSON)
+	if err := be.Save(ctx, configHandle, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("%w at %s (created concurrently)", ErrAlreadyExists, be.Location())
+		}
+		return nil, fmt.Errorf("writing repository config: %w", err)
+	}
+	return r, nil
+}
+
+// Open unlocks the repository on be with passphrase and loads its config.
+// Call LoadIndex before reading or writing blobs.
+func Open(ctx context.Context, be backend.Backend, passphrase []byte, o Options) (*Repository, error) {
+	sealedCfg, err := readAll(ctx, be, configHandle, 1<<20)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s: create one with 'nestguard init'", ErrNoRepository, be.Location())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading repository config: %w", err)
+	}
+	key, keyID, err := unlock(ctx, be, passphrase, o.KeySlot)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := key.Open(nil, sealedCfg)
+	if err != nil {
+		return nil, fmt.Errorf("repository config at %s: %w: the passphrase opened a key slot but not the config, so the config object is damaged or belongs to another repository", be.Location(), err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(plain, &cfg); err != nil {
+		return nil, fmt.Errorf("repository config: %w", err)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	r := newRepository(be, key, cfg, o)
+	r.keyID = keyID
+	return r, nil
+}
+
+func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) *Repository {
+	codec, _ := codecFor(cfg.Compression) // validated by the caller
+	uploads := o.UploadConcurrency
+	if uploads <= 0 {
+		uploads = 2
+	}
+	r := &Repository{
+		be:          be,
+		key:         key,
+		cfg:         cfg,
+		codec:       codec,
+		dec:         codec,
+		idx:         index.NewMap(),
+		log:         o.logger(),
+		loadedIndex: make(map[id.ID]struct{}),
+	}
+	if r.dec == nil {
+		r.dec = compress.NewCodec(compress.Fastest)
+	}
+	r.kdfOverride = o.KDF
+	r.packer = newPacker(r, uploads)
+	return r
+}
+
+// Config returns the repository configuration.
+func (r *Repository) Config() Config { return r.cfg }
+
+// Key returns the master key (for chunker seeding and verification).
+func (r *Repository) Key() *crypto.Key { return r.key }
+
+// Backend returns the storage backend.
+func (r *Repository) Backend() backend.Backend { return r.be }
+
+// Index returns the in-memory blob index.
+func (r *Repository) Index() *index.Map { return r.idx }
+
+// Location names the repository for messages.
+func (r *Repository) Location() string { return r.be.Location() }
+
+// Workers is the number of goroutines CPU-bound stages use.
+func Workers() int { return max(2, runtime.GOMAXPROCS(0)) }
+
+// SaveObject stores v as JSON in a new sealed object of type t and returns
+// its ID (the SHA-256 of the stored bytes).
+func (r *Repository) SaveObject(ctx context.Context, t backend.FileType, v any) (id.ID, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return id.ID{}, fmt.Errorf("encoding %s object: %w", t, err)
+	}
+	return r.saveSealed(ctx, t, plain)
+}
+
+func (r *Repository) saveSealed(ctx context.Context, t backend.FileType, plain []byte) (id.ID, error) {
+	body := []byte{flagRaw}
+	if r.codec != nil {
+		if c, ok := r.codec.Compress([]byte{flagZstd}, plain); ok {
+			body = c
+		}
+	}
+	if body[0] == flagRaw {
+		body = append(body, plain...)
+	}
+	sealed := r.key.Seal(nil, body)
+	oid := id.Hash(sealed)
+	h := backend.Handle{Type: t, Name: oid.String()}
+	err := r.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return id.ID{}, fmt.Errorf("saving %s: %w", h, err)
+	}
+	return oid, nil
+}
+
+// LoadObject reads object t/oid, checks its hash, decrypts it and decodes
+// the JSON into v.
+func (r *Repository) LoadObject(ctx context.Context, t backend.FileType, oid id.ID, v any) error {
+	plain, err := r.loadSealed(ctx, t, oid)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(plain, v); err != nil {
+		return fmt.Errorf("%s/%s: %w: %v", t, oid, ErrObjectCorrupted, err)
+	}
+	return nil
+}
+
+func (r *Repository) loadSealed(ctx context.Context, t backend.FileType, oid id.ID) ([]byte, error) {
+	h := backend.Handle{Type: t, Name: oid.String()}
+	sealed, err := readAll(ctx, r.be, h, maxUnpackedObjectLen)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", h, err)
+	}
+	if id.Hash(sealed) != oid {
+		return nil, fmt.Errorf("%s: %w: content does not match its name", h, ErrObjectCorrupted)
+	}
+	body, err := r.key.Open(nil, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", h, ErrObjectCorrupted, err)
+	}
+	plain, err := r.unpackBody(body, int(maxUnpackedObjectLen))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", h, err)
+	}
+	return plain, nil
+}
+
+// ListObjects returns the IDs of all objects of type t.
+func (r *Repository) ListObjects(ctx context.Context, t backend.FileType) ([]id.ID, error) {
+	var ids []id.ID
+	err := r.be.List(ctx, t, func(fi backend.FileInfo) error {
+		oid, err := id.Parse(fi.Name)
+		if err != nil {
+			r.log.Warn("ignoring foreign object", "type", t, "name", fi.Name)
+			return nil
+		}
+		ids = append(ids, oid)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", t, err)
+	}
+	return ids, nil
+}
+
+// Blob body flags: the first plaintext byte of every sealed blob or object.
+const (
+	flagRaw  = 0
+	flagZstd = 1
+)
+
+func (r *Repository) unpackBody(body []byte, maxLen int) ([]byte, error) {
+	if len(body) == 0 {
+		return nil, fmt.Errorf("%w: empty body", ErrObjectCorrupted)
+	}
+	switch body[0] {
+	case flagRaw:
+		return body[1:], nil
+	case flagZstd:
+		return r.dec.Decompress(nil, body[1:], maxLen)
+	}
+	return nil, fmt.Errorf("%w: unknown body flag %d", ErrObjectCorrupted, body[0])
+}
+
+func readAll(ctx context.Context, be backend.Backend, h backend.Handle, limit int64) ([]byte, error) {
+	rd, err := be.Load(ctx, h, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	b, err := io.ReadAll(io.LimitReader(rd, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", h, limit)
+	}
+	return b, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b)
+}

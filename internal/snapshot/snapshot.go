@@ -1,0 +1,210 @@
+// Package snapshot defines snapshot records and finds them by ID prefix or
+// as "latest".
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/id"
+)
+
+// Kinds of snapshot.
+const (
+	KindFiles    = "files"
+	KindPostgres = "postgres"
+)
+
+// Snapshot records one backup: what was backed up, from where, when, and
+// the root tree.
+type Snapshot struct {
+	ID       id.ID           `json:"-"`
+	Time     time.Time       `json:"time"`
+	Kind     string          `json:"kind"`
+	Paths    []string        `json:"paths"`
+	Hostname string          `json:"hostname"`
+	Username string          `json:"username,omitempty"`
+	Tags     []string        `json:"tags,omitempty"`
+	Tree     id.ID           `json:"tree"`
+	Parent   *id.ID          `json:"parent,omitempty"`
+	Program  string          `json:"program,omitempty"`
+	Summary  *Summary        `json:"summary,omitempty"`
+	Extra    json.RawMessage `json:"extra,omitempty"` // source-specific metadata (PostgreSQL backup details)
+	// CopiedFrom is "<source repository id>/<source snapshot id>" for a
+	// snapshot made by 'nestguard copy'; copy skips snapshots already copied.
+	CopiedFrom string `json:"copied_from,omitempty"`
+}
+
+// Summary is what the backup that made the snapshot counted.
+type Summary struct {
+	Start           time.Time `json:"start"`
+	End             time.Time `json:"end"`
+	Files           int64     `json:"files"`
+	Dirs            int64     `json:"dirs"`
+	FilesNew        int64     `json:"files_new"`
+	FilesChanged    int64     `json:"files_changed"`
+	FilesUnmodified int64     `json:"files_unmodified"`
+	TotalBytes      int64     `json:"total_bytes"` // logical size of the files
+	BytesRead       int64     `json:"bytes_read"`  // bytes read from the source
+	BlobsNew        int64     `json:"blobs_new"`   // blobs added to the repository
+	DataAdded       int64     `json:"data_added"`  // plaintext bytes of new blobs
+	DataStored      int64     `json:"data_stored"` // stored bytes of new blobs
+	Errors          int64     `json:"errors"`      // unreadable entries
+}
+
+// Store is the part of a repository snapshots live in.
+type Store interface {
+	SaveObject(ctx context.Context, t backend.FileType, v any) (id.ID, error)
+	LoadObject(ctx context.Context, t backend.FileType, oid id.ID, v any) error
+	ListObjects(ctx context.Context, t backend.FileType) ([]id.ID, error)
+}
+
+// Save writes sn and sets its ID.
+func Save(ctx context.Context, s Store, sn *Snapshot) error {
+	oid, err := s.SaveObject(ctx, backend.SnapshotFile, sn)
+	if err != nil {
+		return fmt.Errorf("saving snapshot: %w", err)
+	}
+	sn.ID = oid
+	return nil
+}
+
+// Load reads snapshot oid.
+func Load(ctx context.Context, s Store, oid id.ID) (*Snapshot, error) {
+	var sn Snapshot
+	if err := s.LoadObject(ctx, backend.SnapshotFile, oid, &sn); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", oid.Short(), err)
+	}
+	sn.ID = oid
+	return &sn, nil
+}
+
+// List loads every snapshot, oldest first. Unreadable snapshots are
+// returned as errors beside the readable ones.
+func List(ctx context.Context, s Store) ([]*Snapshot, []error, error) {
+	ids, err := s.ListObjects(ctx, backend.SnapshotFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		mu   sync.Mutex
+		out  []*Snapshot
+		errs []error
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for _, oid := range ids {
+		g.Go(func() error {
+			sn, err := Load(gctx, s, oid)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return nil
+			}
+			out = append(out, sn)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	slices.SortFunc(out, func(a, b *Snapshot) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID.String(), b.ID.String())
+	})
+	return out, errs, nil
+}
+
+// Filter selects snapshots; empty fields match everything.
+type Filter struct {
+	Kind  string
+	Host  string
+	Tags  []string
+	Paths []string
+}
+
+// Match reports whether sn passes f.
+func (f Filter) Match(sn *Snapshot) bool {
+	if f.Kind != "" && sn.Kind != f.Kind {
+		return false
+	}
+	if f.Host != "" && sn.Hostname != f.Host {
+		return false
+	}
+	for _, t := range f.Tags {
+		if !slices.Contains(sn.Tags, t) {
+			return false
+		}
+	}
+	if len(f.Paths) > 0 && !slices.Equal(sortedCopy(f.Paths), sortedCopy(sn.Paths)) {
+		return false
+	}
+	return true
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+// Find resolves ref ("latest", or a unique prefix of an ID) among list,
+// which must be sorted oldest first.
+func Find(list []*Snapshot, ref string, f Filter) (*Snapshot, error) {
+	if ref == "latest" {
+		for i := len(list) - 1; i >= 0; i-- {
+			if f.Match(list[i]) {
+				return list[i], nil
+			}
+		}
+		return nil, fmt.Errorf("no snapshot matches 'latest'%s", f.describe())
+	}
+	ref = strings.ToLower(ref)
+	if len(ref) < 4 {
+		return nil, fmt.Errorf("snapshot id %q is too short: give at least 4 hex digits or 'latest'", ref)
+	}
+	var found []*Snapshot
+	for _, sn := range list {
+		if strings.HasPrefix(sn.ID.String(), ref) {
+			found = append(found, sn)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("no snapshot %q (see 'nestguard snapshots')", ref)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("snapshot id prefix %q is ambiguous: %d snapshots match; give more digits", ref, len(found))
+}
+
+func (f Filter) describe() string {
+	var parts []string
+	if f.Kind != "" {
+		parts = append(parts, "kind "+f.Kind)
+	}
+	if f.Host != "" {
+		parts = append(parts, "host "+f.Host)
+	}
+	if len(f.Tags) > 0 {
+		parts = append(parts, "tags "+strings.Join(f.Tags, ","))
+	}
+	if len(f.Paths) > 0 {
+		parts = append(parts, "paths "+strings.Join(f.Paths, ","))
+	}
+	if len(parts) == 0 {
+		return ": the repository has no snapshots"
+	}
+	return " (" + strings.Join(parts, "; ") + ")"
+}

@@ -1,0 +1,146 @@
+// Package tree defines directory tree objects: one blob per directory,
+// listing its entries sorted by name with their metadata and, for files,
+// the ordered IDs of their content chunks.
+package tree
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+)
+
+// Node types.
+const (
+	File    = "file"
+	Dir     = "dir"
+	Symlink = "symlink"
+	Dev     = "dev"
+	CharDev = "chardev"
+	FIFO    = "fifo"
+	Socket  = "socket"
+)
+
+// Node is one directory entry.
+type Node struct {
+	Name       string      `json:"name"`
+	Type       string      `json:"type"`
+	Mode       fs.FileMode `json:"mode"` // permission and special bits (setuid, sticky, ...)
+	ModTime    time.Time   `json:"mtime"`
+	ChangeTime time.Time   `json:"ctime,omitzero"`
+	UID        uint32      `json:"uid"`
+	GID        uint32      `json:"gid"`
+	User       string      `json:"user,omitempty"`
+	Group      string      `json:"group,omitempty"`
+	Inode      uint64      `json:"inode,omitempty"`
+	DeviceID   uint64      `json:"device_id,omitempty"` // st_dev: with Inode, identifies hard links
+	Links      uint64      `json:"links,omitempty"`
+	Size       uint64      `json:"size,omitempty"`
+	LinkTarget string      `json:"link_target,omitempty"`
+	Rdev       uint64      `json:"rdev,omitempty"` // device number of device nodes
+	Content    []id.ID     `json:"content,omitempty"`
+	Subtree    *id.ID      `json:"subtree,omitempty"`
+}
+
+// Tree is the content of one directory.
+type Tree struct {
+	Nodes []*Node `json:"nodes"`
+}
+
+// MaxSize bounds the encoded size of one tree blob.
+const MaxSize = 64 << 20
+
+// Encode returns the blob form of t. Nodes must be sorted by name.
+func Encode(t *Tree) ([]byte, error) {
+	if !slices.IsSortedFunc(t.Nodes, byName) {
+		return nil, errors.New("tree nodes are not sorted by name")
+	}
+	return json.Marshal(t)
+}
+
+// Decode parses a tree blob and checks its invariants.
+func Decode(b []byte) (*Tree, error) {
+	var t Tree
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("tree: %w", err)
+	}
+	for i, n := range t.Nodes {
+		if n == nil {
+			return nil, errors.New("tree: null node")
+		}
+		if err := ValidName(n.Name); err != nil {
+			return nil, fmt.Errorf("tree: %w", err)
+		}
+		if i > 0 && t.Nodes[i-1].Name >= n.Name {
+			return nil, fmt.Errorf("tree: entries not sorted or duplicated at %q", n.Name)
+		}
+		switch n.Type {
+		case Dir:
+			if n.Subtree == nil {
+				return nil, fmt.Errorf("tree: directory %q has no subtree", n.Name)
+			}
+		case File, Symlink, Dev, CharDev, FIFO, Socket:
+		default:
+			return nil, fmt.Errorf("tree: %q has unknown type %q", n.Name, n.Type)
+		}
+	}
+	return &t, nil
+}
+
+// ValidName rejects names that could escape a restore target.
+func ValidName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("invalid entry name %q", name)
+	}
+	return nil
+}
+
+func byName(a, b *Node) int { return strings.Compare(a.Name, b.Name) }
+
+// Sort orders nodes by name.
+func (t *Tree) Sort() { slices.SortFunc(t.Nodes, byName) }
+
+// Find returns the node called name, or nil.
+func (t *Tree) Find(name string) *Node {
+	i, ok := slices.BinarySearchFunc(t.Nodes, name, func(n *Node, s string) int { return strings.Compare(n.Name, s) })
+	if !ok {
+		return nil
+	}
+	return t.Nodes[i]
+}
+
+// BlobStore is what trees are saved to and loaded from.
+type BlobStore interface {
+	SaveBlob(ctx context.Context, t index.BlobType, data []byte) (id.ID, bool, error)
+	LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byte, error)
+}
+
+// Save stores t as a tree blob.
+func Save(ctx context.Context, s BlobStore, t *Tree) (id.ID, error) {
+	b, err := Encode(t)
+	if err != nil {
+		return id.ID{}, err
+	}
+	bid, _, err := s.SaveBlob(ctx, index.TreeBlob, b)
+	return bid, err
+}
+
+// Load reads tree bid.
+func Load(ctx context.Context, s BlobStore, bid id.ID) (*Tree, error) {
+	b, err := s.LoadBlob(ctx, bid, nil)
+	if err != nil {
+		return nil, fmt.Errorf("loading tree %s: %w", bid.Short(), err)
+	}
+	t, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", bid.Short(), err)
+	}
+	return t, nil
+}

@@ -1,0 +1,56 @@
+package tree
+
+import (
+	"context"
+	"path"
+
+	"github.com/nestguard/nestguard/internal/id"
+)
+
+// WalkFunc is called for every node under a tree with its slash-separated
+// path relative to the snapshot root ("/a/b"). Returning SkipDir from a
+// directory skips its contents.
+type WalkFunc func(p string, n *Node) error
+
+// SkipDir tells Walk not to descend into a directory.
+var SkipDir = skipDir{}
+
+type skipDir struct{}
+
+func (skipDir) Error() string { return "skip this directory" }
+
+// Walk visits the tree rooted at root depth-first in name order. A subtree
+// that cannot be loaded is passed to onErr with its path; Walk continues
+// with its siblings unless onErr returns an error.
+func Walk(ctx context.Context, s BlobStore, root id.ID, fn WalkFunc, onErr func(p string, err error) error) error {
+	return walk(ctx, s, "/", root, fn, onErr)
+}
+
+func walk(ctx context.Context, s BlobStore, dir string, tid id.ID, fn WalkFunc, onErr func(string, error) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t, err := Load(ctx, s, tid)
+	if err != nil {
+		if onErr == nil {
+			return err
+		}
+		return onErr(dir, err)
+	}
+	for _, n := range t.Nodes {
+		p := path.Join(dir, n.Name)
+		err := fn(p, n)
+		if err == SkipDir {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n.Type == Dir && n.Subtree != nil {
+			if err := walk(ctx, s, p, *n.Subtree, fn, onErr); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
