@@ -1,0 +1,651 @@
+// Package archiver backs up files into a repository.
+//
+// The pipeline keeps every core busy without reading any file twice:
+//
+//	walker ──files──▶ readers (chunk) ──chunks──▶ workers (hash, compress, seal, pack)
+//	   └── one goroutine per directory waits for its entries, then saves its tree
+//
+// The walker compares each entry with the parent snapshot and reuses the
+// content of unchanged files (same size, mtime, ctime and inode) without
+// opening them. Memory is bounded by a fixed pool of chunk buffers: a reader
+// waits for a free buffer, so one huge file streams through all workers.
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/chunker"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+// Repo is what the archiver needs of a repository.
+type Repo interface {
+	tree.BlobStore
+}
+
+// Options configure a backup.
+type Options struct {
+	// Excludes are glob patterns (filepath.Match) tested against each
+	// entry's base name and its absolute path.
+	Excludes []string
+	// Exclude, if set, is asked about every entry with its path relative
+	// to the directory given to SnapshotDir (or its absolute path).
+	Exclude func(path string, fi fs.FileInfo) bool
+	// OneFileSystem stays on the file system of each backed-up path.
+	OneFileSystem bool
+	// Parent is the root tree of the snapshot to compare with, if any.
+	Parent *id.ID
+	// Chunker sizes and the key-derived seed.
+	Chunker chunker.Params
+	Seed    [32]byte
+	// Splitter, if set, chooses the chunker for a file (relative path as
+	// for Exclude); returning nil falls back to content-defined chunking.
+	Splitter func(path string, rd io.Reader) chunker.Splitter
+	// OnChunk, if set, sees every chunk read from a file in order (used to
+	// verify PostgreSQL page checksums while reading).
+	OnChunk func(path string, offset int64, data []byte)
+	// Workers hash, compress and seal chunks; Readers read files.
+	Workers, Readers int
+	Log              *slog.Logger
+}
+
+// FileError records an entry that could not be backed up.
+type FileError struct {
+	Path string `json:"path"`
+	Err  string `json:"error"`
+}
+
+// Counters are updated while a backup runs; read them for progress.
+type Counters struct {
+	Files, Dirs, FilesNew, FilesChanged, FilesUnmodified atomic.Int64
+	BytesTotal, BytesRead, Errors                        atomic.Int64
+}
+
+// Archiver runs one backup.
+type Archiver struct {
+	repo Repo
+	opt  Options
+	log  *slog.Logger
+
+	C Counters
+
+	cancel context.CancelCauseFunc
+	files  chan *fileJob
+	chunks chan *chunkJob
+	bufs   chan []byte
+
+	errMu sync.Mutex
+	errs  []FileError
+
+	ids idNames
+}
+
+// New returns an archiver that writes to repo.
+func New(repo Repo, opt Options) *Archiver {
+	if opt.Workers <= 0 {
+		opt.Workers = 2
+	}
+	if opt.Readers <= 0 {
+		opt.Readers = 4
+	}
+	if opt.Chunker == (chunker.Params{}) {
+		opt.Chunker = chunker.DefaultParams()
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Archiver{repo: repo, opt: opt, log: log, ids: idNames{users: map[uint32]string{}, groups: map[uint32]string{}}}
+}
+
+// Errors lists the entries that could not be backed up.
+func (a *Archiver) Errors() []FileError {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	return append([]FileError(nil), a.errs...)
+}
+
+func (a *Archiver) fileError(path string, err error) {
+	a.C.Errors.Add(1)
+	a.log.Warn("cannot back up", "path", path, "err", err)
+	a.errMu.Lock()
+	a.errs = append(a.errs, FileError{Path: path, Err: err.Error()})
+	a.errMu.Unlock()
+}
+
+// Snapshot backs up paths (files or directories, made absolute) and
+// returns the root tree. The root mirrors the absolute paths: backing up
+// /srv/a stores the directories srv and srv/a.
+func (a *Archiver) Snapshot(ctx context.Context, paths []string) (id.ID, error) {
+	root, err := buildTargets(paths)
+	if err != nil {
+		return id.ID{}, err
+	}
+	var rootTree id.ID
+	err = a.run(ctx, func(ctx context.Context) error {
+		parent := a.loadTree(ctx, a.opt.Parent)
+		f := a.saveVirtual(ctx, "/", root, parent)
+		if err := f.wait(ctx); err != nil {
+			return err
+		}
+		rootTree = *f.node.Subtree
+		return nil
+	})
+	return rootTree, err
+}
+
+// SnapshotDir backs up the contents of dir so that they form the root of
+// the snapshot tree (used for PostgreSQL data directories).
+func (a *Archiver) SnapshotDir(ctx context.Context, dir string) (id.ID, error) {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return id.ID{}, fmt.Errorf("backup source: %w", err)
+	}
+	if !fi.IsDir() {
+		return id.ID{}, fmt.Errorf("backup source %s is not a directory", dir)
+	}
+	var rootTree id.ID
+	err = a.run(ctx, func(ctx context.Context) error {
+		parent := a.loadTree(ctx, a.opt.Parent)
+		n, err := a.node(dir, fi)
+		if err != nil {
+			return err
+		}
+		f := a.saveDir(ctx, dir, "", n, parent, deviceOf(fi))
+		if err := f.wait(ctx); err != nil {
+			return err
+		}
+		rootTree = *f.node.Subtree
+		return nil
+	})
+	return rootTree, err
+}
+
+// run starts the readers and workers, calls walk, and shuts them down.
+func (a *Archiver) run(ctx context.Context, walk func(context.Context) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	a.cancel = cancel
+	a.files = make(chan *fileJob, 64)
+	a.chunks = make(chan *chunkJob, a.opt.Workers)
+	nbufs := 2*a.opt.Workers + a.opt.Readers
+	a.bufs = make(chan []byte, nbufs)
+	for range nbufs {
+		a.bufs <- nil
+	}
+	var readers, workers sync.WaitGroup
+	for range a.opt.Readers {
+		readers.Go(func() {
+			for j := range a.files {
+				a.readFile(ctx, j)
+			}
+		})
+	}
+	for range a.opt.Workers {
+		workers.Go(func() {
+			for j := range a.chunks {
+				a.saveChunk(ctx, j)
+			}
+		})
+	}
+	err := walk(ctx)
+	close(a.files)
+	readers.Wait()
+	close(a.chunks)
+	workers.Wait()
+	if cause := context.Cause(ctx); cause != nil && err == nil {
+		err = cause
+	}
+	if err != nil && errors.Is(err, context.Canceled) && context.Cause(ctx) != nil {
+		err = context.Cause(ctx)
+	}
+	return err
+}
+
+func (a *Archiver) fatal(err error) { a.cancel(err) }
+
+// loadTree loads a parent tree; failures only cost speed, so they are logged.
+func (a *Archiver) loadTree(ctx context.Context, tid *id.ID) *tree.Tree {
+	if tid == nil {
+		return nil
+	}
+	t, err := tree.Load(ctx, a.repo, *tid)
+	if err != nil {
+		a.log.Warn("parent tree unreadable; reading files again", "tree", tid.String(), "err", err)
+		return nil
+	}
+	return t
+}
+
+// future is the result of saving one entry: its node once done.
+type future struct {
+	done chan struct{}
+	node *tree.Node
+	err  error // the entry is dropped (file errors) or the backup fails (ctx)
+}
+
+func doneFuture(n *tree.Node) *future {
+	f := &future{done: make(chan struct{}), node: n}
+	close(f.done)
+	return f
+}
+
+func (f *future) wait(ctx context.Context) error {
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// target is a node of the tree of paths given to Snapshot.
+type target struct {
+	selected bool // back up everything below
+	children map[string]*target
+}
+
+func buildTargets(paths []string) (*target, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("no paths to back up")
+	}
+	root := &target{children: map[string]*target{}}
+	for _, p := range paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("backup path %q: %w", p, err)
+		}
+		if _, err := os.Lstat(abs); err != nil {
+			return nil, fmt.Errorf("backup path: %w", err)
+		}
+		t := root
+		if abs == "/" {
+			root.selected = true
+			continue
+		}
+		for _, c := range strings.Split(strings.TrimPrefix(abs, "/"), "/") {
+			if t.selected {
+				break
+			}
+			n := t.children[c]
+			if n == nil {
+				n = &target{children: map[string]*target{}}
+				t.children[c] = n
+			}
+			t = n
+		}
+		t.selected, t.children = true, nil
+	}
+	return root, nil
+}
+
+// saveVirtual saves the ancestors of the selected paths: directories that
+// hold only the selected entries.
+func (a *Archiver) saveVirtual(ctx context.Context, dir string, t *target, parent *tree.Tree) *future {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return &future{done: closed(), err: err}
+	}
+	n, err := a.node(dir, fi)
+	if err != nil {
+		return &future{done: closed(), err: err}
+	}
+	if t.selected {
+		return a.saveDir(ctx, dir, dir, n, parent, deviceOf(fi))
+	}
+	names := make([]string, 0, len(t.children))
+	for c := range t.children {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	var kids []*future
+	for _, c := range names {
+		p := filepath.Join(dir, c)
+		child := t.children[c]
+		pn := findNode(parent, c)
+		if child.selected {
+			cfi, err := os.Lstat(p)
+			if err != nil {
+				return &future{done: closed(), err: fmt.Errorf("backup path: %w", err)}
+			}
+			kids = append(kids, a.saveEntry(ctx, p, p, cfi, pn, deviceOf(cfi)))
+			continue
+		}
+		kids = append(kids, a.saveVirtual(ctx, p, child, a.subtree(ctx, pn)))
+	}
+	return a.finishDir(ctx, dir, n, kids)
+}
+
+func closed() chan struct{} { c := make(chan struct{}); close(c); return c }
+
+func findNode(t *tree.Tree, name string) *tree.Node {
+	if t == nil {
+		return nil
+	}
+	return t.Find(name)
+}
+
+func (a *Archiver) subtree(ctx context.Context, n *tree.Node) *tree.Tree {
+	if n == nil || n.Type != tree.Dir {
+		return nil
+	}
+	return a.loadTree(ctx, n.Subtree)
+}
+
+func (a *Archiver) excluded(abs, rel string, fi fs.FileInfo) bool {
+	base := filepath.Base(abs)
+	for _, p := range a.opt.Excludes {
+		if ok, _ := filepath.Match(p, base); ok {
+			return true
+		}
+		if ok, _ := filepath.Match(p, abs); ok {
+			return true
+		}
+	}
+	return a.opt.Exclude != nil && a.opt.Exclude(rel, fi)
+}
+
+// saveDir walks directory abs (rel is its path as given to Exclude) and
+// returns a future for its node, completed once its tree is saved.
+func (a *Archiver) saveDir(ctx context.Context, abs, rel string, n *tree.Node, parent *tree.Tree, dev uint64) *future {
+	a.C.Dirs.Add(1)
+	entries, err := os.ReadDir(abs)
+	if err != nil {
+		// Keep the directory itself with what could be read (nothing).
+		a.fileError(abs, err)
+	}
+	var kids []*future
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			break
+		}
+		p := filepath.Join(abs, e.Name())
+		fi, err := e.Info()
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) { // vanished since ReadDir: not an error
+				a.fileError(p, err)
+			}
+			continue
+		}
+		r := filepath.Join(rel, e.Name())
+		if a.excluded(p, r, fi) {
+			continue
+		}
+		if fi.IsDir() && a.opt.OneFileSystem && deviceOf(fi) != dev {
+			continue
+		}
+		kids = append(kids, a.saveEntry(ctx, p, r, fi, findNode(parent, e.Name()), dev))
+	}
+	return a.finishDir(ctx, abs, n, kids)
+}
+
+// saveEntry saves one entry of any type.
+func (a *Archiver) saveEntry(ctx context.Context, abs, rel string, fi fs.FileInfo, pn *tree.Node, dev uint64) *future {
+	n, err := a.node(abs, fi)
+	if err != nil {
+		a.fileError(abs, err)
+		return &future{done: closed(), err: err}
+	}
+	switch n.Type {
+	case tree.Dir:
+		return a.saveDir(ctx, abs, rel, n, a.subtree(ctx, pn), dev)
+	case tree.File:
+		a.C.Files.Add(1)
+		a.C.BytesTotal.Add(int64(n.Size))
+		if pn != nil && unchanged(pn, n) {
+			n.Content = pn.Content
+			a.C.FilesUnmodified.Add(1)
+			return doneFuture(n)
+		}
+		j := &fileJob{abs: abs, rel: rel, f: future{done: make(chan struct{}), node: n}, changed: pn != nil}
+		select {
+		case a.files <- j:
+		case <-ctx.Done():
+			return &future{done: closed(), err: context.Cause(ctx)}
+		}
+		return &j.f
+	}
+	return doneFuture(n)
+}
+
+// unchanged reports whether a file can reuse its parent snapshot's content.
+func unchanged(old, cur *tree.Node) bool {
+	return old.Type == tree.File && old.Size == cur.Size && old.ModTime.Equal(cur.ModTime) &&
+		old.ChangeTime.Equal(cur.ChangeTime) && old.Inode == cur.Inode && (old.Size == 0 || len(old.Content) > 0)
+}
+
+// finishDir saves the tree of a directory once all its entries are done.
+func (a *Archiver) finishDir(ctx context.Context, abs string, n *tree.Node, kids []*future) *future {
+	f := &future{done: make(chan struct{}), node: n}
+	go func() {
+		defer close(f.done)
+		t := &tree.Tree{Nodes: make([]*tree.Node, 0, len(kids))}
+		for _, k := range kids {
+			if err := k.wait(ctx); err != nil {
+				if ctx.Err() != nil {
+					f.err = context.Cause(ctx)
+					return
+				}
+				continue // a file error, already recorded
+			}
+			t.Nodes = append(t.Nodes, k.node)
+		}
+		t.Sort()
+		tid, err := tree.Save(ctx, a.repo, t)
+		if err != nil {
+			f.err = fmt.Errorf("saving tree of %s: %w", abs, err)
+			a.fatal(f.err)
+			return
+		}
+		n.Subtree = &tid
+	}()
+	return f
+}
+
+type fileJob struct {
+	abs, rel string
+	f        future
+	changed  bool
+}
+
+type chunkJob struct {
+	data []byte
+	res  *id.ID
+	wg   *sync.WaitGroup
+}
+
+func (a *Archiver) getBuf(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-a.bufs:
+		return b, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// readFile chunks one file and hands the chunks to the workers.
+func (a *Archiver) readFile(ctx context.Context, j *fileJob) {
+	defer close(j.f.done)
+	if ctx.Err() != nil {
+		j.f.err = context.Cause(ctx)
+		return
+	}
+	ids, err := a.chunkFile(ctx, j)
+	if err != nil {
+		j.f.err = err
+		if ctx.Err() == nil {
+			a.fileError(j.abs, err)
+		}
+		return
+	}
+	j.f.node.Content = ids
+	if j.changed {
+		a.C.FilesChanged.Add(1)
+	} else {
+		a.C.FilesNew.Add(1)
+	}
+}
+
+func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
+	f, err := openNoAtime(j.abs)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is no longer a regular file", j.abs)
+	}
+	size := fi.Size()
+
+	var (
+		res   []*id.ID
+		wg    sync.WaitGroup
+		off   int64
+		split chunker.Splitter
+	)
+	if a.opt.Splitter != nil {
+		split = a.opt.Splitter(j.rel, f)
+	}
+	if split == nil && size < int64(a.opt.Chunker.Min) {
+		split = &wholeFile{rd: f, size: size}
+	}
+	if split == nil {
+		split = chunker.New(f, a.opt.Chunker, a.opt.Seed)
+	}
+	for {
+		buf, err := a.getBuf(ctx)
+		if err != nil {
+			wg.Wait()
+			return nil, err
+		}
+		data, err := split.Next(buf)
+		if err == io.EOF {
+			a.bufs <- buf
+			break
+		}
+		if err != nil {
+			a.bufs <- buf
+			wg.Wait()
+			return nil, fmt.Errorf("reading: %w", err)
+		}
+		if a.opt.OnChunk != nil {
+			a.opt.OnChunk(j.rel, off, data)
+		}
+		off += int64(len(data))
+		a.C.BytesRead.Add(int64(len(data)))
+		r := new(id.ID)
+		res = append(res, r)
+		wg.Add(1)
+		select {
+		case a.chunks <- &chunkJob{data: data, res: r, wg: &wg}:
+		case <-ctx.Done():
+			a.bufs <- data
+			wg.Done()
+			wg.Wait()
+			return nil, context.Cause(ctx)
+		}
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, context.Cause(ctx)
+	}
+	if off != size {
+		// The file changed while it was read. What was read is stored
+		// consistently; the node records the size actually read.
+		a.log.Warn("file changed during backup", "path", j.abs, "size_at_start", size, "read", off)
+		j.f.node.Size = uint64(off)
+	}
+	ids := make([]id.ID, len(res))
+	for i, r := range res {
+		ids[i] = *r
+	}
+	return ids, nil
+}
+
+func (a *Archiver) saveChunk(ctx context.Context, j *chunkJob) {
+	defer j.wg.Done()
+	if ctx.Err() == nil {
+		bid, _, err := a.repo.SaveBlob(ctx, index.DataBlob, j.data)
+		if err != nil {
+			a.fatal(fmt.Errorf("saving data: %w", err))
+		}
+		*j.res = bid
+	}
+	a.bufs <- j.data[:0]
+}
+
+// wholeFile is the splitter for files smaller than the minimum chunk: the
+// whole file is one chunk, without a chunker's set-up cost.
+type wholeFile struct {
+	rd   io.Reader
+	size int64
+	done bool
+}
+
+func (w *wholeFile) Next(buf []byte) ([]byte, error) {
+	if w.done {
+		return nil, io.EOF
+	}
+	w.done = true
+	// Read one byte past the stat size to notice growth; a grown file is
+	// still read whole.
+	want := int(w.size) + 1
+	if cap(buf) < want {
+		buf = make([]byte, 0, want)
+	}
+	buf = buf[:want]
+	n, err := io.ReadFull(w.rd, buf)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if n == want {
+		rest, err := io.ReadAll(w.rd)
+		if err != nil {
+			return nil, err
+		}
+		buf = append(buf, rest...)
+		n = len(buf)
+	}
+	if n == 0 {
+		return nil, io.EOF
+	}
+	return buf[:n], nil
+}
+
+// Summary returns the counters as a snapshot summary.
+func (a *Archiver) Summary(start time.Time) *snapshot.Summary {
+	return &snapshot.Summary{
+		Start:           start,
+		End:             time.Now(),
+		Files:           a.C.Files.Load(),
+		Dirs:            a.C.Dirs.Load(),
+		FilesNew:        a.C.FilesNew.Load(),
+		FilesChanged:    a.C.FilesChanged.Load(),
+		FilesUnmodified: a.C.FilesUnmodified.Load(),
+		TotalBytes:      a.C.BytesTotal.Load(),
+		BytesRead:       a.C.BytesRead.Load(),
+		Errors:          a.C.Errors.Load(),
+	}
+}

@@ -1,0 +1,119 @@
+package archiver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
+)
+
+// BackupOptions describe one file backup.
+type BackupOptions struct {
+	Options
+	Tags     []string
+	Host     string // default: this machine's hostname
+	ParentID string // snapshot to compare with; default: latest of the same host and paths
+	Program  string // version string recorded in the snapshot
+	// Start is called with the archiver once it exists (for progress).
+	Start func(*Archiver)
+}
+
+// Backup backs up paths into repo and saves the snapshot. The repository
+// index must be loaded. Unreadable entries do not fail the backup: they are
+// returned and counted in the snapshot summary.
+func Backup(ctx context.Context, repo *repository.Repository, paths []string, o BackupOptions) (*snapshot.Snapshot, []FileError, error) {
+	start := time.Now()
+	abs := make([]string, len(paths))
+	for i, p := range paths {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		abs[i] = filepath.Clean(a)
+	}
+	slices.Sort(abs)
+	abs = slices.Compact(abs)
+	host := o.Host
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	// Packs left by an interrupted or concurrent backup are indexed so
+	// their blobs are reused rather than written again.
+	if _, err := repo.IndexOrphanPacks(ctx); err != nil {
+		return nil, nil, err
+	}
+	parent, err := findParent(ctx, repo, o.ParentID, snapshot.Filter{Kind: snapshot.KindFiles, Host: host, Paths: abs})
+	if err != nil {
+		return nil, nil, err
+	}
+	opt := o.Options
+	if parent != nil {
+		opt.Parent = &parent.Tree
+	}
+	opt.Seed = repo.Key().ChunkerSeed()
+	c := repo.Config().Chunker
+	opt.Chunker.Min, opt.Chunker.Avg, opt.Chunker.Max = c.Min, c.Avg, c.Max
+	if opt.Workers == 0 {
+		opt.Workers = repository.Workers()
+	}
+	a := New(repo, opt)
+	if o.Start != nil {
+		o.Start(a)
+	}
+	root, err := a.Snapshot(ctx, abs)
+	if err != nil {
+		return nil, a.Errors(), err
+	}
+	if err := repo.Flush(ctx); err != nil {
+		return nil, a.Errors(), err
+	}
+	sn := &snapshot.Snapshot{
+		Time:     start.UTC(),
+		Kind:     snapshot.KindFiles,
+		Paths:    abs,
+		Hostname: host,
+		Tags:     o.Tags,
+		Tree:     root,
+		Program:  o.Program,
+		Summary:  a.Summary(start),
+	}
+	if u, err := user.Current(); err == nil {
+		sn.Username = u.Username
+	}
+	if parent != nil {
+		sn.Parent = &parent.ID
+	}
+	sn.Summary.BlobsNew = repo.Stats.NewBlobs.Load()
+	sn.Summary.DataAdded = repo.Stats.RawBytes.Load()
+	sn.Summary.DataStored = repo.Stats.StoredBytes.Load()
+	sn.Summary.End = time.Now()
+	if err := snapshot.Save(ctx, repo, sn); err != nil {
+		return nil, a.Errors(), err
+	}
+	return sn, a.Errors(), nil
+}
+
+func findParent(ctx context.Context, repo *repository.Repository, ref string, f snapshot.Filter) (*snapshot.Snapshot, error) {
+	list, _, err := snapshot.List(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	if ref != "" {
+		sn, err := snapshot.Find(list, ref, snapshot.Filter{})
+		if err != nil {
+			return nil, fmt.Errorf("parent: %w", err)
+		}
+		return sn, nil
+	}
+	sn, err := snapshot.Find(list, "latest", f)
+	if err != nil {
+		return nil, nil // first backup of these paths
+	}
+	return sn, nil
+}

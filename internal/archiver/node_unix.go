@@ -1,0 +1,118 @@
+package archiver
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+// node builds the tree node for abs from its lstat result.
+func (a *Archiver) node(abs string, fi fs.FileInfo) (*tree.Node, error) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, fmt.Errorf("%s: no unix stat information", abs)
+	}
+	n := &tree.Node{
+		Name:       fi.Name(),
+		Mode:       fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
+		ModTime:    time.Unix(st.Mtim.Sec, st.Mtim.Nsec).UTC(),
+		ChangeTime: time.Unix(st.Ctim.Sec, st.Ctim.Nsec).UTC(),
+		UID:        st.Uid,
+		GID:        st.Gid,
+		User:       a.ids.user(st.Uid),
+		Group:      a.ids.group(st.Gid),
+		Inode:      st.Ino,
+		DeviceID:   uint64(st.Dev),
+		Links:      uint64(st.Nlink),
+	}
+	if abs == "/" {
+		n.Name = "/"
+	}
+	switch m := fi.Mode(); {
+	case m.IsRegular():
+		n.Type = tree.File
+		n.Size = uint64(fi.Size())
+	case m.IsDir():
+		n.Type = tree.Dir
+		n.Links = 0 // directory link counts change with every subdirectory
+	case m&fs.ModeSymlink != 0:
+		n.Type = tree.Symlink
+		t, err := os.Readlink(abs)
+		if err != nil {
+			return nil, err
+		}
+		n.LinkTarget = t
+	case m&fs.ModeNamedPipe != 0:
+		n.Type = tree.FIFO
+	case m&fs.ModeSocket != 0:
+		n.Type = tree.Socket
+	case m&fs.ModeCharDevice != 0:
+		n.Type = tree.CharDev
+		n.Rdev = uint64(st.Rdev)
+	case m&fs.ModeDevice != 0:
+		n.Type = tree.Dev
+		n.Rdev = uint64(st.Rdev)
+	default:
+		return nil, fmt.Errorf("%s: unsupported file type %v", abs, m.Type())
+	}
+	return n, nil
+}
+
+func deviceOf(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Dev)
+	}
+	return 0
+}
+
+// openNoAtime opens a file for reading without updating its access time
+// where the kernel allows it (owner or CAP_FOWNER).
+func openNoAtime(p string) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOATIME, 0)
+	if err == nil {
+		return f, nil
+	}
+	return os.Open(p)
+}
+
+// idNames caches uid and gid lookups: the user database is read once per id.
+type idNames struct {
+	mu     sync.Mutex
+	users  map[uint32]string
+	groups map[uint32]string
+}
+
+func (c *idNames) user(uid uint32) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.users[uid]; ok {
+		return n
+	}
+	n := ""
+	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+		n = u.Username
+	}
+	c.users[uid] = n
+	return n
+}
+
+func (c *idNames) group(gid uint32) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.groups[gid]; ok {
+		return n
+	}
+	n := ""
+	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10)); err == nil {
+		n = g.Name
+	}
+	c.groups[gid] = n
+	return n
+}

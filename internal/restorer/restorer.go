@@ -1,0 +1,527 @@
+// Package restorer writes a snapshot's tree back to a directory.
+//
+// Restore runs in three passes: create the directory structure and the
+// (empty, pre-sized) files; fill file contents pack by pack, several packs
+// at once, so the parts of one large file are written in parallel; then set
+// metadata, directories last and deepest first so their times stick.
+// Every blob is authenticated and checked against its ID; a file that
+// cannot be completely restored is removed and reported, the rest restored.
+package restorer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+// Repo is what the restorer needs of a repository.
+type Repo interface {
+	tree.BlobStore
+	Index() *index.Map
+	LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index.Entry, fn func(e index.Entry, plain []byte, err error) error) error
+}
+
+// Options configure a restore.
+type Options struct {
+	Target    string
+	Include   []string // snapshot paths ("/etc/hosts") to restore; empty: all
+	Overwrite bool     // allow a non-empty target, replacing files
+	Workers   int
+	Owners    bool // restore file owners (default: when running as root)
+	Log       *slog.Logger
+}
+
+// FileError names a file that could not be restored.
+type FileError struct {
+	Path string `json:"path"`
+	Err  string `json:"error"`
+}
+
+// Counters report progress.
+type Counters struct {
+	Files, Dirs, BytesTotal, BytesWritten, Errors atomic.Int64
+}
+
+// Restorer restores one tree.
+type Restorer struct {
+	repo Repo
+	opt  Options
+	log  *slog.Logger
+	C    Counters
+
+	mu      sync.Mutex
+	errs    []FileError
+	damaged map[string]error // by target path
+}
+
+// New returns a restorer.
+func New(repo Repo, opt Options) *Restorer {
+	if opt.Workers <= 0 {
+		opt.Workers = 4
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Restorer{repo: repo, opt: opt, log: log, damaged: map[string]error{}}
+}
+
+// Errors lists what could not be restored.
+func (r *Restorer) Errors() []FileError {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.errs)
+}
+
+// ErrTargetNotEmpty is returned when the target holds files and Overwrite
+// is off.
+var ErrTargetNotEmpty = errors.New("restore target is not empty")
+
+type fileEntry struct {
+	path string // in the target
+	node *tree.Node
+}
+
+type dirEntry struct {
+	path  string
+	node  *tree.Node
+	depth int
+}
+
+// blobUse is one place a blob's plaintext goes.
+type blobUse struct {
+	file *fileState
+	off  int64
+}
+
+type fileState struct {
+	path    string
+	node    *tree.Node
+	pending atomic.Int64 // blob writes left
+	mu      sync.Mutex
+	f       *os.File
+	failed  bool
+}
+
+// Restore writes the tree rootTree into the target directory.
+func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
+	if err := r.prepareTarget(); err != nil {
+		return err
+	}
+	var (
+		files []*fileState
+		dirs  []dirEntry
+		links []fileEntry // hard links to create after contents
+		other []fileEntry // symlinks, devices, fifos
+	)
+	firstLink := map[[2]uint64]string{}
+	include := cleanIncludes(r.opt.Include)
+	walkErr := tree.Walk(ctx, r.repo, rootTree, func(p string, n *tree.Node) error {
+		if !included(include, p, n.Type == tree.Dir) {
+			return tree.SkipDir
+		}
+		dst := filepath.Join(r.opt.Target, filepath.FromSlash(p))
+		switch n.Type {
+		case tree.Dir:
+			if err := os.MkdirAll(dst, 0o700); err != nil {
+				return fmt.Errorf("creating directory %s: %w", dst, err)
+			}
+			dirs = append(dirs, dirEntry{path: dst, node: n, depth: strings.Count(p, "/")})
+			r.C.Dirs.Add(1)
+		case tree.File:
+			if !underInclude(include, p) {
+				return nil
+			}
+			if n.Links > 1 && n.Inode != 0 {
+				k := [2]uint64{n.DeviceID, n.Inode}
+				if first, ok := firstLink[k]; ok {
+					links = append(links, fileEntry{path: dst, node: &tree.Node{LinkTarget: first}})
+					return nil
+				}
+				firstLink[k] = dst
+			}
+			files = append(files, &fileState{path: dst, node: n})
+			r.C.Files.Add(1)
+			r.C.BytesTotal.Add(int64(n.Size))
+		default:
+			if underInclude(include, p) {
+				other = append(other, fileEntry{path: dst, node: n})
+			}
+		}
+		return nil
+	}, func(p string, err error) error {
+		r.fail(filepath.Join(r.opt.Target, filepath.FromSlash(p)), fmt.Errorf("directory contents lost: %w", err))
+		return nil
+	})
+	if walkErr != nil {
+		return walkErr
+	}
+
+	plan, err := r.createFiles(files)
+	if err != nil {
+		return err
+	}
+	if err := r.fillContents(ctx, plan); err != nil {
+		return err
+	}
+	for _, f := range files {
+		r.closeFile(f)
+	}
+	for _, e := range other {
+		if err := r.createSpecial(e.path, e.node); err != nil {
+			r.fail(e.path, err)
+		}
+	}
+	for _, l := range links {
+		if _, bad := r.damagedPath(l.node.LinkTarget); bad {
+			r.fail(l.path, errors.New("hard link target is damaged"))
+			continue
+		}
+		_ = os.Remove(l.path)
+		if err := os.Link(l.node.LinkTarget, l.path); err != nil {
+			r.fail(l.path, err)
+		}
+	}
+	for _, f := range files {
+		if _, bad := r.damagedPath(f.path); !bad {
+			r.setMeta(f.path, f.node)
+		}
+	}
+	slices.SortStableFunc(dirs, func(a, b dirEntry) int { return b.depth - a.depth })
+	for _, d := range dirs {
+		r.setMeta(d.path, d.node)
+	}
+	return nil
+}
+
+func (r *Restorer) prepareTarget() error {
+	if r.opt.Target == "" {
+		return errors.New("no restore target given")
+	}
+	if err := os.MkdirAll(r.opt.Target, 0o700); err != nil {
+		return fmt.Errorf("creating restore target: %w", err)
+	}
+	d, err := os.Open(r.opt.Target)
+	if err != nil {
+		return fmt.Errorf("restore target: %w", err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(1)
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("restore target: %w", err)
+	}
+	if len(names) > 0 && !r.opt.Overwrite {
+		return fmt.Errorf("%w: %s (use --overwrite to restore into it anyway)", ErrTargetNotEmpty, r.opt.Target)
+	}
+	return nil
+}
+
+func cleanIncludes(in []string) []string {
+	var out []string
+	for _, p := range in {
+		p = path.Clean("/" + filepath.ToSlash(p))
+		out = append(out, p)
+	}
+	return out
+}
+
+// included reports whether p is inside an include or (for directories) on
+// the way to one.
+func included(inc []string, p string, dir bool) bool {
+	if len(inc) == 0 {
+		return true
+	}
+	for _, i := range inc {
+		if within(p, i) || (dir && within(i, p)) {
+			return true
+		}
+	}
+	return false
+}
+
+func underInclude(inc []string, p string) bool {
+	if len(inc) == 0 {
+		return true
+	}
+	for _, i := range inc {
+		if within(p, i) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether p equals dir or lies below it.
+func within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
+}
+
+func (r *Restorer) fail(p string, err error) {
+	r.C.Errors.Add(1)
+	r.log.Warn("cannot restore", "path", p, "err", err)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.damaged[p]; ok {
+		return
+	}
+	r.damaged[p] = err
+	r.errs = append(r.errs, FileError{Path: p, Err: err.Error()})
+}
+
+func (r *Restorer) damagedPath(p string) (error, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err, ok := r.damaged[p]
+	return err, ok
+}
+
+// createFiles creates every file at its final size and returns, per pack,
+// the blobs to read and where their plaintext goes.
+func (r *Restorer) createFiles(files []*fileState) (map[id.ID]map[id.ID]*packBlob, error) {
+	idx := r.repo.Index()
+	plan := map[id.ID]map[id.ID]*packBlob{}
+	for _, f := range files {
+		flags := os.O_CREATE | os.O_WRONLY | syscall.O_NOFOLLOW
+		if r.opt.Overwrite {
+			_ = os.Remove(f.path) // never write through an existing hard link
+		}
+		fh, err := os.OpenFile(f.path, flags|os.O_EXCL, 0o600)
+		if err != nil {
+			r.fail(f.path, err)
+			f.failed = true
+			continue
+		}
+		if err := fh.Truncate(int64(f.node.Size)); err != nil {
+			fh.Close()
+			r.fail(f.path, err)
+			f.failed = true
+			continue
+		}
+		fh.Close()
+		var off int64
+		var missing error
+		for _, bid := range f.node.Content {
+			e, ok := idx.Lookup(bid)
+			if !ok {
+				missing = fmt.Errorf("data blob %s is missing from the repository index", bid.Short())
+				break
+			}
+			pb := plan[e.Pack]
+			if pb == nil {
+				pb = map[id.ID]*packBlob{}
+				plan[e.Pack] = pb
+			}
+			b := pb[bid]
+			if b == nil {
+				b = &packBlob{e: e}
+				pb[bid] = b
+			}
+			b.uses = append(b.uses, blobUse{file: f, off: off})
+			f.pending.Add(1)
+			off += int64(e.RawLength)
+		}
+		if missing == nil && off != int64(f.node.Size) {
+			missing = fmt.Errorf("content adds up to %d bytes, the file had %d", off, f.node.Size)
+		}
+		if missing != nil {
+			r.fail(f.path, missing)
+			f.failed = true
+		}
+	}
+	return plan, nil
+}
+
+type packBlob struct {
+	e    index.Entry
+	uses []blobUse
+}
+
+// maxGap is the largest run of unneeded bytes read through rather than
+// starting a new ranged read.
+const maxGap = 1 << 20
+
+func (r *Restorer) fillContents(ctx context.Context, plan map[id.ID]map[id.ID]*packBlob) error {
+	type job struct {
+		pack  id.ID
+		blobs []*packBlob
+	}
+	var jobs []job
+	for pid, m := range plan {
+		bs := make([]*packBlob, 0, len(m))
+		for _, b := range m {
+			bs = append(bs, b)
+		}
+		slices.SortFunc(bs, func(a, b *packBlob) int { return int(a.e.Offset) - int(b.e.Offset) })
+		// Split into runs: far-apart blobs are separate reads, and
+		// separate runs of one pack are restored in parallel.
+		start := 0
+		for i := 1; i <= len(bs); i++ {
+			if i == len(bs) || int64(bs[i].e.Offset)-int64(bs[i-1].e.Offset+bs[i-1].e.Length) > maxGap || i-start >= 8 {
+				jobs = append(jobs, job{pack: pid, blobs: bs[start:i]})
+				start = i
+			}
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.opt.Workers)
+	for _, j := range jobs {
+		g.Go(func() error {
+			entries := make([]index.Entry, len(j.blobs))
+			byID := make(map[id.ID]*packBlob, len(j.blobs))
+			for i, b := range j.blobs {
+				entries[i] = b.e
+				byID[b.e.ID] = b
+			}
+			return r.repo.LoadPackBlobs(gctx, j.pack, entries, func(e index.Entry, plain []byte, err error) error {
+				b := byID[e.ID]
+				for _, u := range b.uses {
+					if err != nil {
+						r.failFile(u.file, err)
+						continue
+					}
+					r.write(u.file, u.off, plain)
+				}
+				return gctx.Err()
+			})
+		})
+	}
+	return g.Wait()
+}
+
+func (r *Restorer) failFile(f *fileState, err error) {
+	f.mu.Lock()
+	f.failed = true
+	f.mu.Unlock()
+	r.fail(f.path, err)
+}
+
+// write puts plain at off in f. All-zero blocks are skipped: the file was
+// pre-sized, so they read back as zeros and stay sparse on disk.
+func (r *Restorer) write(f *fileState, off int64, plain []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failed {
+		return
+	}
+	defer f.pending.Add(-1)
+	if isZero(plain) {
+		r.C.BytesWritten.Add(int64(len(plain)))
+		return
+	}
+	if f.f == nil {
+		fh, err := os.OpenFile(f.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+		if err != nil {
+			f.failed = true
+			r.fail(f.path, err)
+			return
+		}
+		f.f = fh
+	}
+	if _, err := f.f.WriteAt(plain, off); err != nil {
+		f.failed = true
+		r.fail(f.path, fmt.Errorf("writing: %w", err))
+		return
+	}
+	r.C.BytesWritten.Add(int64(len(plain)))
+	if f.pending.Load() == 1 { // this was the last write: release the descriptor
+		if err := f.f.Close(); err != nil {
+			f.failed = true
+			r.fail(f.path, err)
+		}
+		f.f = nil
+	}
+}
+
+var zeroBlock = make([]byte, 64<<10)
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroBlock))
+		if !bytes.Equal(b[:n], zeroBlock[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// closeFile closes a file and removes it if it could not be fully restored.
+func (r *Restorer) closeFile(f *fileState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.f != nil {
+		if err := f.f.Close(); err != nil && !f.failed {
+			f.failed = true
+			r.mu.Lock()
+			r.errs = append(r.errs, FileError{Path: f.path, Err: err.Error()})
+			r.mu.Unlock()
+		}
+		f.f = nil
+	}
+	if f.failed {
+		// A partially restored file is worse than none: it looks valid.
+		_ = os.Remove(f.path)
+	}
+}
+
+func (r *Restorer) createSpecial(p string, n *tree.Node) error {
+	if r.opt.Overwrite {
+		_ = os.Remove(p)
+	}
+	switch n.Type {
+	case tree.Symlink:
+		return os.Symlink(n.LinkTarget, p)
+	case tree.FIFO:
+		return syscall.Mkfifo(p, uint32(n.Mode.Perm()))
+	case tree.Dev:
+		return syscall.Mknod(p, syscall.S_IFBLK|uint32(n.Mode.Perm()), int(n.Rdev))
+	case tree.CharDev:
+		return syscall.Mknod(p, syscall.S_IFCHR|uint32(n.Mode.Perm()), int(n.Rdev))
+	case tree.Socket:
+		return nil // sockets are created by the program that listens on them
+	}
+	return fmt.Errorf("unknown node type %q", n.Type)
+}
+
+func (r *Restorer) owners() bool { return r.opt.Owners || os.Geteuid() == 0 }
+
+// setMeta restores owner, mode and times; failures are logged, not fatal,
+// because an unprivileged restore cannot set owners.
+func (r *Restorer) setMeta(p string, n *tree.Node) {
+	if r.owners() {
+		if err := os.Lchown(p, int(n.UID), int(n.GID)); err != nil {
+			r.log.Warn("cannot restore owner", "path", p, "err", err)
+		}
+	}
+	if n.Type != tree.Symlink {
+		if err := os.Chmod(p, unixMode(n.Mode)); err != nil {
+			r.log.Warn("cannot restore mode", "path", p, "err", err)
+		}
+	}
+	ts := []syscall.Timespec{syscall.NsecToTimespec(n.ModTime.UnixNano()), syscall.NsecToTimespec(n.ModTime.UnixNano())}
+	if err := lutimes(p, ts); err != nil {
+		r.log.Warn("cannot restore times", "path", p, "err", err)
+	}
+}
+
+func unixMode(m fs.FileMode) fs.FileMode {
+	return m & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+}
