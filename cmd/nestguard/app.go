@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/location"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+// app holds the global flags and what commands share.
+type app struct {
+	repo         string
+	passwordFile string
+	keyFile      string
+	jsonOut      bool
+	quiet        bool
+	verbose      int
+	noProgress   bool
+
+	s3Endpoint   string
+	s3Region     string
+	s3PathStyle  bool
+	caCert       string
+	insecureHTTP bool
+
+	stdout io.Writer
+	stderr io.Writer
+	log    *slog.Logger
+}
+
+func newApp() *app { return &app{stdout: os.Stdout, stderr: os.Stderr} }
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "nestguard",
+		Short: "Encrypted, deduplicated, write-once backups with proof of recovery",
+		Long: `nestguard backs up files and PostgreSQL databases into a repository on a
+local directory or S3-compatible object storage. Everything stored is
+compressed (zstd), encrypted (AES-256-GCM) and deduplicated, and no stored
+object is ever rewritten, so S3 Object Lock and append-only storage work.
+
+The repository is chosen with --repo or NESTGUARD_REPO. The passphrase is
+read from NESTGUARD_PASSWORD, from the file named by --password-file (or
+NESTGUARD_PASSWORD_FILE), or asked for on a terminal; never from the
+command line.
+
+Exit codes: 0 success, 1 error, 2 usage error, 3 partial (the snapshot or
+restore was made, but some files were unreadable or damaged).`,
+		Example: `  export NESTGUARD_REPO=/srv/backup NESTGUARD_PASSWORD_FILE=/etc/nestguard/pass
+  nestguard init
+  nestguard backup /etc /home --tag nightly
+  nestguard snapshots
+  nestguard restore latest --target /tmp/restore --include /etc/hosts
+  nestguard verify --read-data=10%`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			a.setupLogging()
+			return nil
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVarP(&a.repo, "repo", "r", os.Getenv("NESTGUARD_REPO"), "repository: a directory or s3://bucket/prefix (env NESTGUARD_REPO)")
+	pf.StringVar(&a.passwordFile, "password-file", os.Getenv("NESTGUARD_PASSWORD_FILE"), "read the passphrase from this file (env NESTGUARD_PASSWORD_FILE)")
+	pf.StringVar(&a.keyFile, "key-file", os.Getenv("NESTGUARD_KEY_FILE"), "open the repository with a generated key file instead of a passphrase (env NESTGUARD_KEY_FILE; see 'key add --generate-key-file')")
+	pf.BoolVar(&a.jsonOut, "json", false, "print results as JSON")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
+	pf.CountVarP(&a.verbose, "verbose", "v", "log more (repeat for debug)")
+	pf.BoolVar(&a.noProgress, "no-progress", false, "never show progress, even on a terminal")
+	pf.StringVar(&a.s3Endpoint, "s3-endpoint", os.Getenv("NESTGUARD_S3_ENDPOINT"), "S3 endpoint host[:port] (env NESTGUARD_S3_ENDPOINT; default AWS)")
+	pf.StringVar(&a.s3Region, "s3-region", os.Getenv("AWS_REGION"), "S3 region (env AWS_REGION)")
+	pf.BoolVar(&a.s3PathStyle, "s3-path-style", os.Getenv("NESTGUARD_S3_PATH_STYLE") == "true", "use path-style S3 URLs (MinIO and most self-hosted stores)")
+	pf.StringVar(&a.caCert, "ca-cert", os.Getenv("NESTGUARD_CA_CERT"), "PEM bundle of CAs to trust for TLS to the storage")
+	pf.BoolVar(&a.insecureHTTP, "insecure-http", false, "talk plain HTTP to S3 (loopback endpoints only, for tests)")
+
+	root.AddCommand(
+		a.initCommand(),
+		a.backupCommand(),
+		a.restoreCommand(),
+		a.snapshotsCommand(),
+		a.lsCommand(),
+		a.diffCommand(),
+		a.statsCommand(),
+		a.verifyCommand(),
+		a.keyCommand(),
+		a.pgCommand(),
+		a.holdCommand(),
+		a.copyCommand(),
+	)
+	return root
+}
+
+func (a *app) setupLogging() {
+	level := slog.LevelWarn
+	switch {
+	case a.quiet:
+		level = slog.LevelError
+	case a.verbose == 1:
+		level = slog.LevelInfo
+	case a.verbose > 1:
+		level = slog.LevelDebug
+	}
+	var h slog.Handler = slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level})
+	if a.jsonOut {
+		h = slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level})
+	}
+	a.log = slog.New(h)
+}
+
+func (a *app) locationOptions() location.Options {
+	return location.Options{
+		S3Endpoint:   a.s3Endpoint,
+		S3Region:     a.s3Region,
+		S3PathStyle:  a.s3PathStyle,
+		CACertFile:   a.caCert,
+		InsecureHTTP: a.insecureHTTP,
+		Logger:       a.log,
+	}
+}
+
+func (a *app) needRepo() error {
+	if a.repo == "" {
+		return &usageError{errors.New("no repository given: use --repo or set NESTGUARD_REPO")}
+	}
+	return nil
+}
+
+// openBackend opens the storage of --repo.
+func (a *app) openBackend(ctx context.Context) (backend.Backend, error) {
+	if err := a.needRepo(); err != nil {
+		return nil, err
+	}
+	return location.Open(ctx, a.repo, a.locationOptions())
+}
+
+// openRepo opens and unlocks the repository; withIndex also loads the index.
+func (a *app) openRepo(ctx context.Context, withIndex bool) (*repository.Repository, error) {
+	be, err := a.openBackend(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pw, slot, err := a.secret()
+	if err != nil {
+		return nil, err
+	}
+	r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, UploadConcurrency: uploadConcurrency(a.repo), KeySlot: slot})
+	if err != nil {
+		return nil, err
+	}
+	if withIndex {
+		if err := r.LoadIndex(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// uploadConcurrency: object stores want more requests in flight than a disk.
+func uploadConcurrency(repo string) int {
+	if strings.HasPrefix(repo, "s3://") {
+		return 6
+	}
+	return 2
+}
+
+// secret returns what opens the repository: the key file's secret and slot
+// when --key-file is given, else the passphrase.
+func (a *app) secret() ([]byte, string, error) {
+	if a.keyFile == "" {
+		pw, err := a.passphrase(false)
+		return pw, "", err
+	}
+	b, err := os.ReadFile(a.keyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("reading key file: %w", err)
+	}
+	slot, secret, err := repository.ParseKeyFile(b)
+	if err != nil {
+		return nil, "", fmt.Errorf("key file %s: %w", a.keyFile, err)
+	}
+	return secret, slot, nil
+}
+
+// passphrase reads the passphrase from the environment, a file, or a
+// terminal prompt (twice when confirm is set).
+func (a *app) passphrase(confirm bool) ([]byte, error) {
+	return readPassphrase(a.passwordFile, "NESTGUARD_PASSWORD", "Repository passphrase: ", confirm)
+}
+
+func readPassphrase(file, env, prompt string, confirm bool) ([]byte, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("reading passphrase file: %w", err)
+		}
+		// Only the line ending is trimmed: spaces may belong to the passphrase.
+		p := strings.TrimRight(strings.SplitN(string(b), "\n", 2)[0], "\r")
+		if p == "" {
+			return nil, fmt.Errorf("passphrase file %s is empty", file)
+		}
+		return []byte(p), nil
+	}
+	if p, ok := os.LookupEnv(env); ok && p != "" {
+		return []byte(p), nil
+	}
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return nil, fmt.Errorf("no passphrase: set %s or use --password-file (no terminal to ask on)", env)
+	}
+	read := func(p string) ([]byte, error) {
+		fmt.Fprint(os.Stderr, p)
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		return b, err
+	}
+	p1, err := read(prompt)
+	if err != nil {
+		return nil, err
+	}
+	if len(p1) == 0 {
+		return nil, errors.New("empty passphrase")
+	}
+	if confirm {
+		p2, err := read("Repeat the passphrase: ")
+		if err != nil {
+			return nil, err
+		}
+		if string(p1) != string(p2) {
+			return nil, errors.New("the passphrases do not match")
+		}
+	}
+	return p1, nil
+}
+
+// printJSON writes v as indented JSON to stdout.
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printf prints human output unless --quiet or --json.
+func (a *app) printf(format string, args ...any) {
+	if a.quiet || a.jsonOut {
+		return
+	}
+	fmt.Fprintf(a.stdout, format, args...)
+}
+
+func (a *app) progressEnabled() bool { return !a.noProgress && !a.quiet && !a.jsonOut }
+
+func fmtTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/nestguard/nestguard/internal/backend/location"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+func (a *app) initCommand() *cobra.Command {
+	var (
+		chunkMin, chunkAvg, chunkMax int
+		compression                  string
+	)
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a new repository",
+		Long: `Create a new, empty repository at --repo and protect it with a passphrase.
+
+A random 256-bit master key encrypts everything; the passphrase only wraps
+that key (Argon2id), so it can be changed or supplemented with 'nestguard key'.
+Keep the passphrase safe: without it the backups cannot be read by anyone.`,
+		Example: `  NESTGUARD_PASSWORD_FILE=/etc/nestguard/pass nestguard init --repo /srv/backup`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.needRepo(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			be, err := location.Create(ctx, a.repo, a.locationOptions())
+			if err != nil {
+				return err
+			}
+			defer be.Close()
+			pw, err := a.passphrase(true)
+			if err != nil {
+				return err
+			}
+			r, err := repository.Init(ctx, be, pw, repository.InitOptions{
+				Options:     repository.Options{Logger: a.log},
+				Chunker:     repository.ChunkerSizes{Min: chunkMin << 10, Avg: chunkAvg << 10, Max: chunkMax << 10},
+				Compression: compression,
+			})
+			if err != nil {
+				return err
+			}
+			cfg := r.Config()
+			if a.jsonOut {
+				return a.printJSON(map[string]any{"repository": a.repo, "id": cfg.ID, "config": cfg})
+			}
+			a.printf("created repository %s at %s\n", cfg.ID[:8], a.repo)
+			a.printf("keep the passphrase safe: without it nobody can read these backups\n")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&chunkMin, "chunk-min", 512, "minimum chunk size in KiB")
+	f.IntVar(&chunkAvg, "chunk-avg", 1024, "average chunk size in KiB (a power of two)")
+	f.IntVar(&chunkMax, "chunk-max", 8192, "maximum chunk size in KiB")
+	f.StringVar(&compression, "compression", "fastest", "zstd level: off, fastest, default, better, best")
+	return cmd
+}

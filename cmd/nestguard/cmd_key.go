@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+func (a *app) keyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "key",
+		Short: "Manage the passphrases (key slots) that open the repository",
+		Long: `Each key slot wraps the repository's master key under one passphrase, so
+several people or systems can hold their own passphrase, and a passphrase is
+rotated by adding a new slot and removing the old one. The last slot cannot
+be removed.`,
+	}
+	var newPassFile, label, genKeyFile string
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "Add a passphrase, or generate a key file",
+		Long: `Add a key slot. The current passphrase opens the repository as usual; the
+new one is read from --new-password-file, NESTGUARD_NEW_PASSWORD, or a
+terminal prompt.
+
+With --generate-key-file PATH, the new slot is opened by a random 256-bit
+secret written to PATH (mode 0600, never printed) instead of a passphrase.
+A key file unlocks the repository in microseconds rather than the few tenths
+of a second Argon2id takes on purpose for passphrases: use it for
+PostgreSQL's archive_command and restore_command, which run once per WAL
+segment (--key-file PATH or NESTGUARD_KEY_FILE). Protect it like the
+passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
+		Example: `  nestguard key add --label dba
+  nestguard key add --generate-key-file /etc/nestguard/wal.key --label archive_command
+  chown postgres /etc/nestguard/wal.key`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			repo, err := a.openRepo(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer repo.Backend().Close()
+			if genKeyFile != "" {
+				// Create the file first, exclusively: never overwrite a key
+				// file that may still be in use, never leave a slot whose
+				// secret was not saved.
+				f, err := os.OpenFile(genKeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if err != nil {
+					return fmt.Errorf("creating key file: %w", err)
+				}
+				kid, secret, err := repo.AddKeyFile(ctx, label)
+				if err == nil {
+					_, err = f.Write(repository.FormatKeyFile(kid, secret))
+				}
+				if err == nil {
+					err = f.Sync()
+				}
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					os.Remove(genKeyFile)
+					return fmt.Errorf("generating key file: %w", err)
+				}
+				if a.jsonOut {
+					return a.printJSON(map[string]string{"id": kid, "key_file": genKeyFile})
+				}
+				a.printf("added key slot %s opened by key file %s\n", kid[:8], genKeyFile)
+				return nil
+			}
+			pw, err := readPassphrase(newPassFile, "NESTGUARD_NEW_PASSWORD", "New passphrase: ", true)
+			if err != nil {
+				return err
+			}
+			kid, err := repo.AddKey(ctx, pw, label)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(map[string]string{"id": kid})
+			}
+			a.printf("added key slot %s\n", kid[:8])
+			return nil
+		},
+	}
+	add.Flags().StringVar(&newPassFile, "new-password-file", "", "read the new passphrase from this file")
+	add.Flags().StringVar(&label, "label", "", "a note to tell this key slot apart")
+	add.Flags().StringVar(&genKeyFile, "generate-key-file", "", "write a new random key file to this path (created, mode 0600) instead of asking for a passphrase")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List key slots",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			repo, err := a.openRepo(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer repo.Backend().Close()
+			keys, err := repo.ListKeys(ctx)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(keys)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, " \tID\tCreated\tUser\tHost\tLabel")
+			for _, k := range keys {
+				cur := " "
+				if k.Current {
+					cur = "*"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cur, k.ID[:8], fmtTime(k.Created), k.Username, k.Hostname, k.Label)
+			}
+			return tw.Flush()
+		},
+	}
+	remove := &cobra.Command{
+		Use:   "remove ID",
+		Short: "Remove a key slot (not the last one, nor the one in use)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			repo, err := a.openRepo(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer repo.Backend().Close()
+			if err := repo.RemoveKey(ctx, args[0]); err != nil {
+				return err
+			}
+			a.printf("removed key slot %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(add, list, remove)
+	return cmd
+}

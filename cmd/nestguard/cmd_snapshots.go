@@ -1,0 +1,185 @@
+package main
+
+import (
+	"fmt"
+	"path"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nestguard/nestguard/internal/progress"
+	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+func (a *app) snapshotsCommand() *cobra.Command {
+	var f snapshot.Filter
+	cmd := &cobra.Command{
+		Use:   "snapshots",
+		Short: "List snapshots",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			repo, err := a.openRepo(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer repo.Backend().Close()
+			list, errs, err := snapshot.List(ctx, repo)
+			if err != nil {
+				return err
+			}
+			for _, e := range errs {
+				a.log.Error("unreadable snapshot", "err", e)
+			}
+			var shown []*snapshot.Snapshot
+			for _, sn := range list {
+				if f.Match(sn) {
+					shown = append(shown, sn)
+				}
+			}
+			if a.jsonOut {
+				out := make([]map[string]any, 0, len(shown))
+				for _, sn := range shown {
+					out = append(out, map[string]any{"id": sn.ID.String(), "short_id": sn.ID.Short(), "time": sn.Time, "kind": sn.Kind,
+						"hostname": sn.Hostname, "username": sn.Username, "paths": sn.Paths, "tags": sn.Tags, "tree": sn.Tree, "summary": sn.Summary})
+				}
+				return a.printJSON(out)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tTime\tKind\tHost\tTags\tSize\tPaths")
+			for _, sn := range shown {
+				size := ""
+				if sn.Summary != nil {
+					size = progress.Bytes(sn.Summary.TotalBytes)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sn.ID.Short(), fmtTime(sn.Time), sn.Kind, sn.Hostname,
+					strings.Join(sn.Tags, ","), size, strings.Join(sn.Paths, " "))
+			}
+			tw.Flush()
+			a.printf("%d snapshots\n", len(shown))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&f.Host, "host", "", "only snapshots of this host")
+	cmd.Flags().StringArrayVar(&f.Tags, "tag", nil, "only snapshots with this tag (repeatable)")
+	cmd.Flags().StringVar(&f.Kind, "kind", "", "only snapshots of this kind (files, postgres)")
+	return cmd
+}
+
+func (a *app) lsCommand() *cobra.Command {
+	var long bool
+	cmd := &cobra.Command{
+		Use:   "ls SNAPSHOT [PATH]",
+		Short: "List the files in a snapshot",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			repo, err := a.openRepo(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer repo.Backend().Close()
+			list, _, err := snapshot.List(ctx, repo)
+			if err != nil {
+				return err
+			}
+			sn, err := snapshot.Find(list, args[0], snapshot.Filter{})
+			if err != nil {
+				return err
+			}
+			prefix := "/"
+			if len(args) == 2 {
+				prefix = path.Clean("/" + args[1])
+			}
+			type entry struct {
+				Path  string `json:"path"`
+				Type  string `json:"type"`
+				Size  uint64 `json:"size"`
+				Mode  string `json:"mode"`
+				MTime string `json:"mtime"`
+			}
+			var out []entry
+			found := prefix == "/"
+			err = tree.Walk(ctx, repo, sn.Tree, func(p string, n *tree.Node) error {
+				in := p == prefix || strings.HasPrefix(p, prefix+"/") || prefix == "/"
+				if !in && !strings.HasPrefix(prefix, p+"/") {
+					return tree.SkipDir
+				}
+				if !in {
+					return nil
+				}
+				found = true
+				e := entry{Path: p, Type: n.Type, Size: n.Size, Mode: n.Mode.String(), MTime: fmtTime(n.ModTime)}
+				if a.jsonOut {
+					out = append(out, e)
+				} else if long {
+					a.printf("%-10s %8s %s %s %s\n", e.Mode, progress.Bytes(int64(n.Size)), e.MTime, n.Type[:1], p)
+				} else {
+					a.printf("%s\n", p)
+				}
+				return nil
+			}, nil)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return fmt.Errorf("%s is not in snapshot %s", prefix, sn.ID.Short())
+			}
+			if a.jsonOut {
+				return a.printJSON(out)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&long, "long", "l", false, "show mode, size and time")
+	return cmd
+}
+
+func (a *app) diffCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "diff SNAPSHOT-A SNAPSHOT-B",
+		Short: "Show what changed between two snapshots",
+		Long: `Show the paths that differ from snapshot A to snapshot B:
+  +  added        -  removed       M  content changed
+  T  type changed U  only metadata (mode, owner, times) changed`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			repo, err := a.openRepo(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer repo.Backend().Close()
+			list, _, err := snapshot.List(ctx, repo)
+			if err != nil {
+				return err
+			}
+			sa, err := snapshot.Find(list, args[0], snapshot.Filter{})
+			if err != nil {
+				return err
+			}
+			sb, err := snapshot.Find(list, args[1], snapshot.Filter{})
+			if err != nil {
+				return err
+			}
+			changes := []tree.Change{}
+			err = tree.Diff(ctx, repo, sa.Tree, sb.Tree, func(c tree.Change) error {
+				if a.jsonOut {
+					changes = append(changes, c)
+				} else {
+					a.printf("%-2s %s\n", c.Kind, c.Path)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(map[string]any{"from": sa.ID.String(), "to": sb.ID.String(), "changes": changes})
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,633 @@
+package main
+
+// End-to-end tests: the real binary against a real local repository, for
+// the behaviours and faults issue 2 lists. Each test builds its own data.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var ngBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nestguard-bin-")
+	if err != nil {
+		panic(err)
+	}
+	os.Chmod(dir, 0o755)
+	ngBin = filepath.Join(dir, "nestguard")
+	out, err := exec.Command("go", "build", "-o", ngBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building nestguard: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is a test's repository and passphrase.
+type env struct {
+	t    *testing.T
+	dir  string // world-traversable temp dir (for tests that drop privileges)
+	repo string
+	pass string
+	cred *syscall.Credential
+	// extraEnv is added to the environment of every run (for S3: the
+	// server's endpoint and credentials).
+	extraEnv []string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "nestguard-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return &env{t: t, dir: dir, repo: filepath.Join(dir, "repo"), pass: "test passphrase " + t.Name()}
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (e *env) cmd(args ...string) *exec.Cmd {
+	c := exec.Command(ngBin, append([]string{"--repo", e.repo}, args...)...)
+	c.Env = append(append(os.Environ(), "NESTGUARD_PASSWORD="+e.pass), e.extraEnv...)
+	if e.cred != nil {
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
+	}
+	return c
+}
+
+func (e *env) run(args ...string) result {
+	e.t.Helper()
+	c := e.cmd(args...)
+	var so, se bytes.Buffer
+	c.Stdout, c.Stderr = &so, &se
+	err := c.Run()
+	r := result{stdout: so.String(), stderr: se.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("running nestguard %v: %v", args, err)
+	}
+	return r
+}
+
+// must runs a command that has to succeed.
+func (e *env) must(args ...string) string {
+	e.t.Helper()
+	r := e.run(args...)
+	if r.code != 0 {
+		e.t.Fatalf("nestguard %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+func (e *env) backupJSON(args ...string) map[string]any {
+	e.t.Helper()
+	var v map[string]any
+	out := e.must(append([]string{"backup", "--json"}, args...)...)
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		e.t.Fatalf("backup --json output: %v\n%s", err, out)
+	}
+	return v
+}
+
+func summary(v map[string]any, k string) int64 {
+	return int64(v["summary"].(map[string]any)[k].(float64))
+}
+
+// writeTree creates a tree with every kind of entry the issue names.
+func writeTree(t *testing.T, root string, seed uint64, files, size int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 1))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(root, "empty-dir"), 0o750))
+	for i := range files {
+		d := filepath.Join(root, fmt.Sprintf("d%02d", i%7), fmt.Sprintf("s%d", i%3))
+		must(os.MkdirAll(d, 0o755))
+		n := rng.IntN(size) + 1
+		b := make([]byte, n)
+		if i%3 == 0 {
+			for j := range b {
+				b[j] = byte(rng.Uint32())
+			}
+		} else {
+			for j := range b {
+				b[j] = "ledger,EUR,settled\n"[j%19]
+			}
+		}
+		must(os.WriteFile(filepath.Join(d, fmt.Sprintf("f%04d.dat", i)), b, 0o640))
+	}
+	must(os.WriteFile(filepath.Join(root, "empty-file"), nil, 0o600))
+	must(os.Symlink("d00/s0", filepath.Join(root, "link")))
+	must(os.Symlink("/nonexistent/target", filepath.Join(root, "dangling")))
+	must(os.Link(filepath.Join(root, "d00", "s0", "f0000.dat"), filepath.Join(root, "hardlink.dat")))
+	must(syscall.Mkfifo(filepath.Join(root, "fifo"), 0o600))
+	f, err := os.Create(filepath.Join(root, "sparse.img"))
+	must(err)
+	must(f.Truncate(32 << 20))
+	_, err = f.WriteAt([]byte("end"), 32<<20)
+	must(err)
+	must(f.Close())
+	must(os.Chmod(filepath.Join(root, "d01"), 0o700|fs.ModeSetgid))
+	old := time.Date(2020, 1, 2, 3, 4, 5, 600, time.UTC)
+	must(os.Chtimes(filepath.Join(root, "empty-file"), old, old))
+}
+
+// manifest describes a tree for comparison: type, mode, size, content hash,
+// link target, mtime, and hard link groups.
+func manifest(t *testing.T, root string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	inodes := map[uint64]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		desc := fmt.Sprintf("%v uid=%d gid=%d", fi.Mode(), st.Uid, st.Gid)
+		switch {
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h := sha256.Sum256(b)
+			desc += fmt.Sprintf(" size=%d sha=%s mtime=%d", fi.Size(), hex.EncodeToString(h[:8]), fi.ModTime().UnixNano())
+			if st.Nlink > 1 {
+				if first, ok := inodes[st.Ino]; ok {
+					desc += " hardlink-of=" + first
+				} else {
+					inodes[st.Ino] = rel
+				}
+			}
+		case fi.Mode()&fs.ModeSymlink != 0:
+			tgt, _ := os.Readlink(p)
+			desc += " -> " + tgt
+		case fi.IsDir():
+			if rel != "." {
+				desc += fmt.Sprintf(" mtime=%d", fi.ModTime().UnixNano())
+			}
+		}
+		m[rel] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func compareTrees(t *testing.T, src, dst string) {
+	t.Helper()
+	a, b := manifest(t, src), manifest(t, dst)
+	for k, v := range a {
+		if b[k] != v {
+			t.Errorf("%s:\n  source   %s\n  restored %s", k, v, b[k])
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			t.Errorf("%s: restored but not in source", k)
+		}
+	}
+}
+
+func TestBackupRestoreRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 1, 200, 300_000)
+	e.must("init")
+
+	first := e.backupJSON(src, "--tag", "t1")
+	files := summary(first, "files")
+	if files < 200 {
+		t.Fatalf("backed up %d files", files)
+	}
+
+	// Unchanged: nothing read, nothing stored.
+	second := e.backupJSON(src)
+	if got := summary(second, "files_unmodified"); got != files {
+		t.Errorf("unchanged backup: %d of %d files unmodified", got, files)
+	}
+	if got := summary(second, "bytes_read"); got != 0 {
+		t.Errorf("unchanged backup read %d bytes", got)
+	}
+	// Only the tree blobs of the ancestors above src may be new (the mtime
+	// of /tmp moves as other tests run); no file content is.
+	if got := summary(second, "data_added"); got > 4096 {
+		t.Errorf("unchanged backup added %d bytes", got)
+	}
+
+	// Change 10 files: only they are read.
+	for i := range 10 {
+		p := filepath.Join(src, fmt.Sprintf("d%02d", i%7), fmt.Sprintf("s%d", i%3), fmt.Sprintf("f%04d.dat", i))
+		os.WriteFile(p, []byte(fmt.Sprintf("changed %d", i)), 0o640)
+	}
+	third := e.backupJSON(src)
+	// 11: hardlink.dat is a second name of d00/s0/f0000.dat, one of the ten.
+	if got := summary(third, "files_changed"); got != 11 {
+		t.Errorf("after changing 10 files: files_changed=%d, want 11", got)
+	}
+
+	out := e.must("snapshots", "--json")
+	var snaps []map[string]any
+	if err := json.Unmarshal([]byte(out), &snaps); err != nil || len(snaps) != 3 {
+		t.Fatalf("snapshots --json: %v, %d snapshots", err, len(snaps))
+	}
+	diff := e.must("diff", snaps[1]["short_id"].(string), "latest")
+	if strings.Count(diff, "\nM ")+strings.Count("\n"+diff, "\nM ") < 10 {
+		t.Errorf("diff does not list the 10 changed files:\n%s", diff)
+	}
+
+	tgt := filepath.Join(e.dir, "restore")
+	e.must("restore", "latest", "--target", tgt)
+	compareTrees(t, src, filepath.Join(tgt, src))
+
+	// --include restores one subtree only.
+	part := filepath.Join(e.dir, "part")
+	e.must("restore", "latest", "--target", part, "--include", filepath.Join(src, "d03"))
+	if _, err := os.Stat(filepath.Join(part, src, "d03", "s0")); err != nil {
+		t.Errorf("included subtree missing: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(part, src, "d04")); err == nil {
+		t.Error("restore --include restored more than asked")
+	}
+
+	// Sparse file restored sparse.
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(tgt, src, "sparse.img"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks*512 > 4<<20 {
+		t.Errorf("sparse file restored with %d bytes allocated", st.Blocks*512)
+	}
+
+	// Target not empty.
+	if r := e.run("restore", "latest", "--target", tgt); r.code == 0 || !strings.Contains(r.stderr, "not empty") {
+		t.Errorf("restore into non-empty target: exit %d, %s", r.code, r.stderr)
+	}
+	e.must("restore", "latest", "--target", tgt, "--overwrite")
+	compareTrees(t, src, filepath.Join(tgt, src))
+
+	ls := e.must("ls", "latest", filepath.Join(src, "d00"))
+	if !strings.Contains(ls, "f0000.dat") {
+		t.Errorf("ls lacks a file:\n%s", ls)
+	}
+	var st2 map[string]any
+	if err := json.Unmarshal([]byte(e.must("stats", "--json")), &st2); err != nil {
+		t.Fatal(err)
+	}
+	if st2["dedup_ratio"].(float64) < 2 {
+		t.Errorf("three snapshots of nearly the same data: dedup ratio %.2f", st2["dedup_ratio"])
+	}
+	e.must("verify", "--read-data")
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t)
+	if r := e.run("snapshots"); r.code != 1 || !strings.Contains(r.stderr, "no repository") {
+		t.Errorf("missing repository: exit %d: %s", r.code, r.stderr)
+	}
+	e.must("init")
+	if r := e.run("init"); r.code != 1 || !strings.Contains(r.stderr, "already initialized") {
+		t.Errorf("init twice: exit %d: %s", r.code, r.stderr)
+	}
+	wrong := *e
+	wrong.pass = "not the passphrase"
+	if r := wrong.run("snapshots"); r.code != 1 || !strings.Contains(r.stderr, "wrong passphrase") {
+		t.Errorf("wrong passphrase: exit %d: %s", r.code, r.stderr)
+	}
+	if r := e.run("backup", filepath.Join(e.dir, "does-not-exist")); r.code != 1 || !strings.Contains(r.stderr, "no such file") {
+		t.Errorf("missing source: exit %d: %s", r.code, r.stderr)
+	}
+	if r := e.run("restore", "latest", "--target", filepath.Join(e.dir, "x")); r.code != 1 || !strings.Contains(r.stderr, "no snapshot") {
+		t.Errorf("restore from empty repository: exit %d: %s", r.code, r.stderr)
+	}
+	if r := e.run("backup"); r.code != 2 {
+		t.Errorf("usage error: exit %d", r.code)
+	}
+	if r := e.run("verify", "--read-data=150%"); r.code != 2 {
+		t.Errorf("bad percentage: exit %d: %s", r.code, r.stderr)
+	}
+	// The passphrase never appears in output or errors.
+	r := wrong.run("snapshots", "-vv")
+	if strings.Contains(r.stdout+r.stderr, wrong.pass) || strings.Contains(r.stdout+r.stderr, e.pass) {
+		t.Error("a passphrase appears in the output")
+	}
+}
+
+func TestKeys(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	pf := filepath.Join(e.dir, "newpass")
+	os.WriteFile(pf, []byte("second secret\n"), 0o600)
+	e.must("key", "add", "--new-password-file", pf, "--label", "dba")
+	var keys []map[string]any
+	json.Unmarshal([]byte(e.must("key", "list", "--json")), &keys)
+	if len(keys) != 2 {
+		t.Fatalf("%d keys", len(keys))
+	}
+	second := *e
+	second.pass = "second secret"
+	second.must("snapshots")
+	var first string
+	for _, k := range keys {
+		if k["current"] == true {
+			first = k["id"].(string)
+		}
+	}
+	if r := e.run("key", "remove", first[:8]); r.code == 0 {
+		t.Error("removed the key in use")
+	}
+	second.must("key", "remove", first[:8])
+	if r := e.run("snapshots"); r.code == 0 {
+		t.Error("removed passphrase still opens the repository")
+	}
+	if r := second.run("key", "remove", keys[0]["id"].(string)[:8]); r.code == 0 {
+		t.Error("removed the last key")
+	}
+}
+
+func TestConcurrentBackups(t *testing.T) {
+	e := newEnv(t)
+	a, b := filepath.Join(e.dir, "a"), filepath.Join(e.dir, "b")
+	writeTree(t, a, 2, 100, 400_000)
+	writeTree(t, b, 3, 100, 400_000)
+	e.must("init")
+	ca, cb := e.cmd("backup", a), e.cmd("backup", b)
+	var ea, eb bytes.Buffer
+	ca.Stderr, cb.Stderr = &ea, &eb
+	if err := ca.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Wait(); err != nil {
+		t.Fatalf("backup a: %v %s", err, ea.String())
+	}
+	if err := cb.Wait(); err != nil {
+		t.Fatalf("backup b: %v %s", err, eb.String())
+	}
+	e.must("verify", "--read-data")
+	var snaps []map[string]any
+	json.Unmarshal([]byte(e.must("snapshots", "--json")), &snaps)
+	if len(snaps) != 2 {
+		t.Fatalf("%d snapshots", len(snaps))
+	}
+	for _, sn := range snaps {
+		tgt := filepath.Join(e.dir, "r-"+sn["short_id"].(string))
+		e.must("restore", sn["short_id"].(string), "--target", tgt)
+		p := sn["paths"].([]any)[0].(string)
+		compareTrees(t, p, filepath.Join(tgt, p))
+	}
+}
+
+func countFiles(t *testing.T, dir string) int {
+	n := 0
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".tmp") {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+func TestKill9ThenBackupAgain(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	rng := rand.New(rand.NewPCG(9, 9))
+	for i := range 6 {
+		b := make([]byte, 48<<20)
+		for j := 0; j < len(b); j += 8 {
+			v := rng.Uint64()
+			for k := range 8 {
+				b[j+k] = byte(v >> (8 * k))
+			}
+		}
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("big%d", i)), b, 0o644)
+	}
+	e.must("init")
+	c := e.cmd("backup", src)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill once some packs are durable.
+	deadline := time.Now().Add(60 * time.Second)
+	for countFiles(t, filepath.Join(e.repo, "data")) < 4 {
+		if time.Now().After(deadline) {
+			c.Process.Kill()
+			t.Fatal("no packs written within 60s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.Process.Signal(syscall.SIGKILL)
+	c.Wait()
+	packsBefore := countFiles(t, filepath.Join(e.repo, "data"))
+
+	e.must("verify") // an interrupted backup leaves a valid repository
+	v := e.backupJSON(src)
+	added := summary(v, "data_added")
+	total := summary(v, "total_bytes")
+	if added >= total {
+		t.Errorf("second backup added %d of %d bytes: packs of the killed backup were not reused", added, total)
+	}
+	t.Logf("killed with %d packs written; second backup added %d of %d bytes", packsBefore, added, total)
+	e.must("verify", "--read-data")
+	tgt := filepath.Join(e.dir, "restore")
+	e.must("restore", "latest", "--target", tgt)
+	compareTrees(t, src, filepath.Join(tgt, src))
+}
+
+// packFiles lists the pack files of a local repository.
+func packFiles(t *testing.T, repo string) []string {
+	var out []string
+	filepath.WalkDir(filepath.Join(repo, "data"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func TestDamageReported(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	// Random files larger than a pack, so each pack holds few files.
+	os.MkdirAll(src, 0o755)
+	rng := rand.New(rand.NewPCG(5, 5))
+	for i := range 8 {
+		b := make([]byte, 6<<20)
+		for j := range b {
+			b[j] = byte(rng.Uint32())
+		}
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("file%d", i)), b, 0o644)
+	}
+	os.WriteFile(filepath.Join(src, "small.txt"), []byte("small and safe"), 0o644)
+	e.must("init")
+	e.must("backup", src)
+	e.must("verify", "--read-data")
+
+	packs := packFiles(t, e.repo)
+	if len(packs) < 2 {
+		t.Fatalf("%d packs", len(packs))
+	}
+	// Flip one byte in the middle of the first pack.
+	victim := packs[0]
+	os.Chmod(victim, 0o600)
+	b, _ := os.ReadFile(victim)
+	b[len(b)/3] ^= 0x40
+	os.WriteFile(victim, b, 0o400)
+
+	r := e.run("verify") // structure alone does not read data
+	if r.code != 0 {
+		t.Errorf("structural verify failed on a content flip: %s", r.stderr)
+	}
+	r = e.run("verify", "--read-data")
+	if r.code != 1 || !strings.Contains(r.stderr, "damaged snapshot") || !strings.Contains(r.stderr, "/file") {
+		t.Fatalf("verify --read-data after flip: exit %d\n%s", r.code, r.stderr)
+	}
+	var damaged []string
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.HasPrefix(l, "  /") {
+			damaged = append(damaged, strings.TrimSpace(l))
+		}
+	}
+	if len(damaged) == 0 || len(damaged) >= 9 {
+		t.Fatalf("verify named %d damaged files: %v", len(damaged), damaged)
+	}
+	tgt := filepath.Join(e.dir, "restore")
+	r = e.run("restore", "latest", "--target", tgt)
+	if r.code != 3 {
+		t.Fatalf("restore with a damaged pack: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, d := range damaged {
+		if !strings.Contains(r.stderr, filepath.Base(d)) {
+			t.Errorf("restore does not name damaged %s", d)
+		}
+		if _, err := os.Stat(filepath.Join(tgt, d)); err == nil {
+			t.Errorf("damaged file %s was left in the target", d)
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(tgt, src, "small.txt")); string(got) != "small and safe" {
+		t.Error("intact file not restored")
+	}
+
+	// A deleted pack is found by the structural check.
+	os.Remove(packs[1])
+	r = e.run("verify")
+	if r.code != 1 || !strings.Contains(r.stderr, "missing") {
+		t.Errorf("verify after deleting a pack: exit %d\n%s", r.code, r.stderr)
+	}
+
+	// A truncated index object is reported, with what it loses.
+	idx, _ := filepath.Glob(filepath.Join(e.repo, "index", "*"))
+	for _, p := range idx {
+		os.Chmod(p, 0o600)
+		os.Truncate(p, 20)
+	}
+	r = e.run("verify")
+	if r.code != 1 || !strings.Contains(r.stderr, "index/") || !strings.Contains(r.stderr, "damaged snapshot") {
+		t.Errorf("verify after truncating the index: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func TestUnreadableFileExit3(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 4, 10, 1000)
+	secret := filepath.Join(src, "secret.key")
+	os.WriteFile(secret, []byte("x"), 0o000)
+	if os.Geteuid() == 0 {
+		// root reads everything: run nestguard as nobody instead.
+		e.cred = &syscall.Credential{Uid: 65534, Gid: 65534}
+		filepath.WalkDir(e.dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && p != secret && d.Type()&fs.ModeSymlink == 0 {
+				os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+		os.Chmod(e.dir, 0o777) // nobody creates the repository here
+	}
+	e.must("init")
+	r := e.run("backup", src)
+	if r.code != 3 || !strings.Contains(r.stderr, "secret.key") {
+		t.Fatalf("unreadable file: exit %d\n%s", r.code, r.stderr)
+	}
+	e.must("verify")
+	out := e.must("ls", "latest")
+	if strings.Contains(out, "secret.key") || !strings.Contains(out, "f0001.dat") {
+		t.Errorf("snapshot content wrong:\n%s", out)
+	}
+}
+
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	e := newEnv(t)
+	mnt := filepath.Join(e.dir, "small")
+	os.MkdirAll(mnt, 0o755)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("cannot mount tmpfs in CI: %v %s", err, out)
+		}
+		t.Skipf("cannot mount tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	e.repo = filepath.Join(mnt, "repo")
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "small.txt"), []byte("fits"), 0o644)
+	e.must("init")
+	e.must("backup", src)
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, 40<<20)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	os.WriteFile(filepath.Join(src, "big.bin"), b, 0o644)
+	r := e.run("backup", src)
+	if r.code != 1 || !strings.Contains(strings.ToLower(r.stderr), "no space") && !strings.Contains(strings.ToLower(r.stderr), "disk is full") {
+		t.Fatalf("disk full: exit %d\n%s", r.code, r.stderr)
+	}
+	e.must("verify", "--read-data") // still valid
+	var snaps []map[string]any
+	json.Unmarshal([]byte(e.must("snapshots", "--json")), &snaps)
+	if len(snaps) != 1 {
+		t.Errorf("%d snapshots after a failed backup", len(snaps))
+	}
+}
