@@ -3,6 +3,7 @@ package archiver
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -47,6 +48,21 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 	// their blobs are reused rather than written again.
 	if _, err := repo.IndexOrphanPacks(ctx); err != nil {
 		return nil, nil, err
+	}
+	// Temporary files of a killed writer are never listed, but take space.
+	// An hour is far longer than any single object takes to write.
+	if tc, ok := repo.Backend().(interface {
+		CleanTemp(time.Duration) (int, error)
+	}); ok {
+		log := o.Log
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		if n, err := tc.CleanTemp(time.Hour); err != nil {
+			log.Warn("cannot remove stale temporary files", "err", err)
+		} else if n > 0 {
+			log.Info("removed stale temporary files", "count", n)
+		}
 	}
 	parent, err := findParent(ctx, repo, o.ParentID, snapshot.Filter{Kind: snapshot.KindFiles, Host: host, Paths: abs})
 	if err != nil {
