@@ -28,6 +28,9 @@ type app struct {
 	quiet        bool
 	verbose      int
 	noProgress   bool
+	cpuProfile   string
+	memProfile   string
+	stopProfile  func()
 
 	s3Endpoint   string
 	s3Region     string
@@ -69,8 +72,9 @@ restore was made, but some files were unreadable or damaged).`,
 		Version:       version,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			a.setupLogging()
-			return nil
+			return a.startProfiles()
 		},
+		PersistentPostRun: func(*cobra.Command, []string) { a.stopProfiles() },
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	pf := root.PersistentFlags()
@@ -81,6 +85,10 @@ restore was made, but some files were unreadable or damaged).`,
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
 	pf.CountVarP(&a.verbose, "verbose", "v", "log more (repeat for debug)")
 	pf.BoolVar(&a.noProgress, "no-progress", false, "never show progress, even on a terminal")
+	pf.StringVar(&a.cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the command to this file")
+	pf.StringVar(&a.memProfile, "mem-profile", "", "write a pprof heap profile at the end of the command to this file")
+	pf.MarkHidden("cpu-profile")
+	pf.MarkHidden("mem-profile")
 	pf.StringVar(&a.s3Endpoint, "s3-endpoint", os.Getenv("NESTGUARD_S3_ENDPOINT"), "S3 endpoint host[:port] (env NESTGUARD_S3_ENDPOINT; default AWS)")
 	pf.StringVar(&a.s3Region, "s3-region", os.Getenv("AWS_REGION"), "S3 region (env AWS_REGION)")
 	pf.BoolVar(&a.s3PathStyle, "s3-path-style", os.Getenv("NESTGUARD_S3_PATH_STYLE") == "true", "use path-style S3 URLs (MinIO and most self-hosted stores)")

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/pack"
@@ -21,6 +22,9 @@ type packer struct {
 	r   *Repository
 	sem chan struct{}
 	wg  sync.WaitGroup
+	// free recycles pack buffers: a pack is tens of MiB, and allocating one
+	// per pack makes the garbage collector, not the data, set the RSS.
+	free chan []byte
 
 	mu       sync.Mutex
 	cur      *openPack
@@ -34,7 +38,7 @@ type openPack struct {
 }
 
 func newPacker(r *Repository, uploads int) *packer {
-	return &packer{r: r, sem: make(chan struct{}, uploads), inflight: make(map[id.ID]struct{})}
+	return &packer{r: r, sem: make(chan struct{}, uploads), free: make(chan []byte, uploads+1), inflight: make(map[id.ID]struct{})}
 }
 
 // reserve marks bid as being saved. It returns false if the blob is known
@@ -73,22 +77,43 @@ func (p *packer) add(ctx context.Context, t index.BlobType, bid id.ID, sealed []
 		p.mu.Unlock()
 		return err
 	}
+	var full *openPack
+	// A blob that would overflow the open pack starts the next one, so a
+	// pack buffer never grows past the pack size plus its header.
+	if p.cur != nil && len(p.cur.blobs) > 0 && len(p.cur.buf)+len(sealed) > p.r.cfg.PackSize {
+		full, p.cur = p.cur, nil
+	}
 	if p.cur == nil {
-		p.cur = &openPack{buf: make([]byte, 0, p.r.cfg.PackSize+len(sealed)+4096)}
+		p.cur = &openPack{buf: p.newBuf()}
 	}
 	cur := p.cur
 	cur.blobs = append(cur.blobs, pack.Blob{Type: uint8(t), ID: bid, Offset: uint32(len(cur.buf)),
 		Length: uint32(len(sealed)), RawLength: uint32(rawLen)})
 	cur.buf = append(cur.buf, sealed...)
-	var full *openPack
-	if len(cur.buf) >= p.r.cfg.PackSize {
-		full, p.cur = cur, nil
-	}
 	p.mu.Unlock()
 	if full != nil {
 		return p.upload(ctx, full)
 	}
 	return nil
+}
+
+// newBuf returns an empty pack buffer, recycled when one is free. Its
+// capacity holds a full pack and a header of about 45 bytes a blob, so
+// appending never reallocates in the usual case.
+func (p *packer) newBuf() []byte {
+	select {
+	case b := <-p.free:
+		return b[:0]
+	default:
+		return make([]byte, 0, p.r.cfg.PackSize+p.r.cfg.PackSize/64+crypto.Overhead+pack.TrailerSize)
+	}
+}
+
+func (p *packer) recycle(b []byte) {
+	select {
+	case p.free <- b[:0]:
+	default:
+	}
 }
 
 // upload seals the header of op and writes it in the background once an
@@ -108,6 +133,7 @@ func (p *packer) upload(ctx context.Context, op *openPack) error {
 		defer p.wg.Done()
 		defer func() { <-p.sem }()
 		err := p.write(ctx, op)
+		p.recycle(op.buf)
 		p.mu.Lock()
 		if err != nil && p.err == nil {
 			p.err = err
