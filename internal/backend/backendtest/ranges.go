@@ -48,7 +48,7 @@ func testRangePastEnd(t *testing.T, be backend.Backend) {
 			t.Errorf("Load(offset %d, length %d) of a %d-byte object: %d bytes, error %v; want io.ErrUnexpectedEOF", r.off, r.n, len(data), len(got), err)
 			continue
 		}
-		if r.off < int64(len(data)) && !bytes.Equal(got, data[r.off:len(data)][:len(got)]) {
+		if r.off < int64(len(data)) && !bytes.Equal(got, data[r.off:][:len(got)]) {
 			t.Errorf("Load(offset %d, length %d): the bytes before the error are wrong", r.off, r.n)
 		}
 	}

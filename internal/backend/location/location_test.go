@@ -95,14 +95,25 @@ func TestOpenErrors(t *testing.T) {
 	if err := os.WriteFile(f, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, repo := range []string{"", f, "s3://bucket/prefix"} {
+	for _, repo := range []string{"", f} {
 		be, err := Open(ctx, repo, Options{})
 		if err == nil || be != nil {
 			t.Errorf("Open(%q) = %v, %v; want a nil backend and an error", repo, be, err)
 		}
 	}
-	if _, err := Create(ctx, "s3://bucket/prefix", Options{}); err == nil || !strings.Contains(err.Error(), "not built into this nestguard yet") {
-		t.Errorf("Create of an S3 repository: %v", err)
+	// S3 errors without leaving the machine: credentials from the
+	// environment (so no metadata service is asked), a closed loopback port.
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+	be, err := Open(ctx, "s3://bucket/prefix", Options{S3Endpoint: "127.0.0.1:1", InsecureHTTP: true})
+	if err == nil || be != nil {
+		t.Errorf("Open of an unreachable S3 endpoint = %v, %v; want an error", be, err)
+	}
+	// Plain HTTP only to loopback (192.0.2.1 is TEST-NET-1: never contacted,
+	// the check comes first).
+	_, err = Create(ctx, "s3://bucket/prefix", Options{S3Endpoint: "192.0.2.1:9000", InsecureHTTP: true})
+	if err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("Create over plain HTTP to a non-loopback endpoint: %v", err)
 	}
 }
 

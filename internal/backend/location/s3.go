@@ -2,12 +2,34 @@ package location
 
 import (
 	"context"
-	"errors"
+	"os"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/retry"
+	"github.com/nestguard/nestguard/internal/backend/s3"
 )
 
-// openS3 opens an S3 repository; the S3 backend is not built in yet.
+// openS3 opens the repository under prefix in bucket, wrapped in retries.
+// The bucket must exist whether or not create is set: nestguard never
+// creates buckets, and S3 has no directories to prepare; init then writes
+// the repository's first objects.
 func openS3(ctx context.Context, bucket, prefix string, o Options, create bool) (backend.Backend, error) {
-	return nil, errors.New("S3 repositories: not built into this nestguard yet")
+	region := o.S3Region
+	if region == "" {
+		region = os.Getenv("AWS_REGION")
+	}
+	be, err := s3.New(ctx, s3.Config{
+		Endpoint:   o.S3Endpoint,
+		Region:     region,
+		Bucket:     bucket,
+		Prefix:     prefix,
+		PathStyle:  o.S3PathStyle,
+		Secure:     !o.InsecureHTTP,
+		CACertFile: o.CACertFile,
+		Logger:     o.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return retry.New(be, retry.Options{Logger: o.Logger}), nil
 }

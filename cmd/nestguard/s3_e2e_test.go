@@ -1,0 +1,229 @@
+package main
+
+// The end-to-end flows of e2e_test.go against S3: the same binary and the
+// same checks, with the repository in a MinIO bucket on loopback
+// (internal/miniotest), plus the storage going away mid-backup.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/nestguard/nestguard/internal/miniotest"
+)
+
+// s3TestEnv is an env whose repository is s3://bucket/repo on a fresh
+// MinIO server; the server's endpoint, CA and credentials reach nestguard
+// through the environment.
+func s3TestEnv(t *testing.T, bucket string) (*env, *miniotest.Server) {
+	t.Helper()
+	srv := miniotest.Start(t)
+	srv.MakeBucket(t, bucket, false)
+	e := newEnv(t)
+	e.repo = "s3://" + bucket + "/repo"
+	e.extraEnv = srv.Env()
+	return e, srv
+}
+
+func TestS3BackupRestoreRoundTrip(t *testing.T) {
+	e, _ := s3TestEnv(t, "roundtrip")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 1, 200, 300_000)
+	e.must("init")
+	if r := e.run("init"); r.code != 1 || !strings.Contains(r.stderr, "already initialized") {
+		t.Errorf("init twice: exit %d: %s", r.code, r.stderr)
+	}
+
+	first := e.backupJSON(src, "--tag", "t1")
+	files := summary(first, "files")
+	if files < 200 {
+		t.Fatalf("backed up %d files", files)
+	}
+	second := e.backupJSON(src)
+	if got := summary(second, "files_unmodified"); got != files {
+		t.Errorf("unchanged backup: %d of %d files unmodified", got, files)
+	}
+	if got := summary(second, "bytes_read"); got != 0 {
+		t.Errorf("unchanged backup read %d bytes", got)
+	}
+	// The ancestors of src (/tmp) are recorded too, and other processes
+	// change /tmp: a new tree blob for it is all an unchanged backup may add.
+	if got := summary(second, "data_added"); got > 4096 {
+		t.Errorf("unchanged backup added %d bytes", got)
+	}
+	for i := range 10 {
+		p := filepath.Join(src, fmt.Sprintf("d%02d", i%7), fmt.Sprintf("s%d", i%3), fmt.Sprintf("f%04d.dat", i))
+		os.WriteFile(p, []byte(fmt.Sprintf("changed %d", i)), 0o640)
+	}
+	// f0000.dat and hardlink.dat share an inode: 11 files change.
+	if got := summary(e.backupJSON(src), "files_changed"); got != 10 && got != 11 {
+		t.Errorf("after changing 10 files: files_changed=%d", got)
+	}
+	var snaps []map[string]any
+	if err := json.Unmarshal([]byte(e.must("snapshots", "--json")), &snaps); err != nil || len(snaps) != 3 {
+		t.Fatalf("snapshots --json: %v, %d snapshots", err, len(snaps))
+	}
+
+	tgt := filepath.Join(e.dir, "restore")
+	e.must("restore", "latest", "--target", tgt)
+	compareTrees(t, src, filepath.Join(tgt, src))
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(tgt, src, "sparse.img"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Blocks*512 > 4<<20 {
+		t.Errorf("sparse file restored with %d bytes allocated", st.Blocks*512)
+	}
+	e.must("verify", "--read-data")
+
+	wrong := *e
+	wrong.pass = "not the passphrase"
+	if r := wrong.run("snapshots"); r.code != 1 || !strings.Contains(r.stderr, "wrong passphrase") {
+		t.Errorf("wrong passphrase: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+func TestS3ConcurrentBackups(t *testing.T) {
+	e, _ := s3TestEnv(t, "concurrent")
+	a, b := filepath.Join(e.dir, "a"), filepath.Join(e.dir, "b")
+	writeTree(t, a, 2, 100, 400_000)
+	writeTree(t, b, 3, 100, 400_000)
+	e.must("init")
+	ca, cb := e.cmd("backup", a), e.cmd("backup", b)
+	var ea, eb bytes.Buffer
+	ca.Stderr, cb.Stderr = &ea, &eb
+	if err := ca.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Wait(); err != nil {
+		t.Fatalf("backup a: %v %s", err, ea.String())
+	}
+	if err := cb.Wait(); err != nil {
+		t.Fatalf("backup b: %v %s", err, eb.String())
+	}
+	e.must("verify", "--read-data")
+	var snaps []map[string]any
+	json.Unmarshal([]byte(e.must("snapshots", "--json")), &snaps)
+	if len(snaps) != 2 {
+		t.Fatalf("%d snapshots", len(snaps))
+	}
+	for _, sn := range snaps {
+		tgt := filepath.Join(e.dir, "r-"+sn["short_id"].(string))
+		e.must("restore", sn["short_id"].(string), "--target", tgt)
+		p := sn["paths"].([]any)[0].(string)
+		compareTrees(t, p, filepath.Join(tgt, p))
+	}
+}
+
+// TestS3StorageGoesAway stops MinIO while a backup of 300 MiB uploads:
+// the backup must fail within a bounded time with a clear error, and the
+// next backup after a restart must succeed, reuse what was uploaded, and
+// verify and restore.
+func TestS3StorageGoesAway(t *testing.T) {
+	e, srv := s3TestEnv(t, "goesaway")
+	src := filepath.Join(e.dir, "src")
+	writeRandomFiles(t, src, 6, 50<<20)
+	e.must("init")
+
+	c := e.cmd("backup", src)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	// Stop the server once the first packs have landed.
+	cl := srv.Client(t)
+	deadline := time.Now().Add(60 * time.Second)
+	for s3Count(t, cl, "goesaway", "repo/data/") < 2 {
+		select {
+		case err := <-exited:
+			t.Fatalf("backup ended (%v) before MinIO could be stopped:\n%s", err, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.Process.Kill()
+			t.Fatal("no pack uploaded within 60 s")
+		}
+	}
+	srv.Stop(t)
+	stopped := time.Now()
+
+	select {
+	case err := <-exited:
+		took := time.Since(stopped)
+		out := stderr.String()
+		t.Logf("backup failed %v after MinIO stopped: %v\n%s", took, err, out)
+		if c.ProcessState.ExitCode() != 1 {
+			t.Errorf("backup exit code %d, want 1", c.ProcessState.ExitCode())
+		}
+		if strings.Contains(out, "panic:") || strings.Contains(out, "goroutine ") {
+			t.Error("the backup panicked")
+		}
+		if !strings.Contains(out, "giving up after") || !strings.Contains(out, "connection refused") {
+			t.Errorf("the error does not say that the storage is unreachable and how long it was tried:\n%s", out)
+		}
+		if took > 60*time.Second {
+			t.Errorf("the backup took %v to fail after the storage went away", took)
+		}
+	case <-time.After(120 * time.Second):
+		c.Process.Kill()
+		t.Fatalf("the backup hangs: still running 120 s after MinIO stopped\n%s", stderr.String())
+	}
+
+	srv.Restart(t)
+	e.must("verify")
+	v := e.backupJSON(src)
+	added, total := summary(v, "data_added"), summary(v, "total_bytes")
+	if added >= total {
+		t.Errorf("backup after restart added %d of %d bytes: the interrupted backup's packs were not reused", added, total)
+	}
+	t.Logf("backup after restart added %d of %d bytes", added, total)
+	e.must("verify", "--read-data")
+	tgt := filepath.Join(e.dir, "restore")
+	e.must("restore", "latest", "--target", tgt)
+	compareTrees(t, src, filepath.Join(tgt, src))
+}
+
+// writeRandomFiles writes n incompressible files of size bytes.
+func writeRandomFiles(t *testing.T, dir string, n, size int) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.NewChaCha8([32]byte{7})
+	b := make([]byte, size)
+	for i := range n {
+		rng.Read(b)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("big%d", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// s3Count counts the objects under prefix.
+func s3Count(t *testing.T, cl *minio.Client, bucket, prefix string) int {
+	t.Helper()
+	n := 0
+	for obj := range cl.ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatalf("listing %s/%s: %v", bucket, prefix, obj.Err)
+		}
+		n++
+	}
+	return n
+}

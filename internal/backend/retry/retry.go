@@ -1,0 +1,218 @@
+// Package retry wraps a backend so that operations failing with transient
+// errors (server errors, throttling, timeouts, dropped connections) are
+// repeated with exponential backoff and full jitter, a bounded number of
+// times, and then fail with an error that says how hard it tried.
+//
+// Errors that repeating cannot fix (the object exists or is missing,
+// access denied, a bad request) are returned at once.
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/backend"
+)
+
+// Options bound the retries. Zero fields take the defaults, which give up
+// after 6 attempts and at most 25 s of waiting.
+type Options struct {
+	Attempts int           // tries in total, including the first (default 6)
+	Base     time.Duration // the first wait is up to Base (default 1 s)
+	Max      time.Duration // no wait is longer than Max (default 10 s)
+	Logger   *slog.Logger  // retries are logged at warning level (default: discarded)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Attempts <= 0 {
+		o.Attempts = 6
+	}
+	if o.Base <= 0 {
+		o.Base = time.Second
+	}
+	if o.Max <= 0 {
+		o.Max = 10 * time.Second
+	}
+	if o.Max < o.Base {
+		o.Max = o.Base
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Backend is a backend with retries. It also implements backend.Locker
+// (retried as well) when the wrapped backend does; see New.
+type Backend struct {
+	be backend.Backend
+	o  Options
+}
+
+// New wraps be. The result implements backend.Locker, and
+// SetDefaultRetention, exactly when be does, so callers discover them with
+// type assertions as they would on be.
+func New(be backend.Backend, o Options) backend.Backend {
+	b := &Backend{be: be, o: o.withDefaults()}
+	l, ok := be.(backend.Locker)
+	if !ok {
+		return b
+	}
+	lb := &lockingBackend{Backend: b, l: l}
+	if d, ok := be.(retentionDefaulter); ok {
+		return &defaultingBackend{lockingBackend: lb, d: d}
+	}
+	return lb
+}
+
+// Unwrap returns the wrapped backend.
+func (b *Backend) Unwrap() backend.Backend { return b.be }
+
+// backoff returns the wait before retry number n (1 for the first retry):
+// full jitter, uniformly up to min(Max, Base*2^(n-1)), so many clients
+// failing together do not retry in step.
+func (b *Backend) backoff(n int) time.Duration {
+	ceil := b.o.Max
+	if n-1 < 32 {
+		if c := b.o.Base << (n - 1); c > 0 && c < ceil {
+			ceil = c
+		}
+	}
+	return rand.N(ceil + 1)
+}
+
+// budget counts the attempts of one operation and when it began.
+type budget struct {
+	start    time.Time
+	attempts int
+}
+
+// do runs op until it succeeds, fails permanently, the attempts run out or
+// ctx ends. what names the operation for messages.
+func (b *Backend) do(ctx context.Context, what string, op func() error) error {
+	return b.run(ctx, what, &budget{start: time.Now()}, op)
+}
+
+// run is do drawing on an existing budget.
+func (b *Backend) run(ctx context.Context, what string, bg *budget, op func() error) error {
+	for {
+		bg.attempts++
+		err := op()
+		if err == nil || !IsTransient(err) || ctx.Err() != nil {
+			return err
+		}
+		if err := b.pause(ctx, what, bg, err); err != nil {
+			return err
+		}
+	}
+}
+
+// pause waits before the next attempt after err, or returns the final
+// error when the budget is spent or ctx ends.
+func (b *Backend) pause(ctx context.Context, what string, bg *budget, err error) error {
+	if bg.attempts >= b.o.Attempts {
+		// err names the operation and the store already.
+		return fmt.Errorf("giving up after %d attempts over %v: %w",
+			bg.attempts, time.Since(bg.start).Round(time.Millisecond), err)
+	}
+	wait := b.backoff(bg.attempts)
+	b.o.Logger.Warn("storage operation failed, retrying", "op", what, "attempt", bg.attempts, "of", b.o.Attempts, "wait", wait.Round(time.Millisecond), "err", err)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w (while waiting to retry after: %v)", what, ctx.Err(), err)
+	case <-t.C:
+		return nil
+	}
+}
+
+// Location implements backend.Backend.
+func (b *Backend) Location() string { return b.be.Location() }
+
+// Save implements backend.Backend. Before each retry rd is put back where
+// it was when Save was called.
+func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	start, err := rd.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fmt.Errorf("saving %s: finding the reader's position: %w", h, err)
+	}
+	first := true
+	return b.do(ctx, "saving "+h.String(), func() error {
+		if !first {
+			if _, err := rd.Seek(start, io.SeekStart); err != nil {
+				return fmt.Errorf("saving %s: rewinding the data to retry: %w", h, err)
+			}
+		}
+		first = false
+		return b.be.Save(ctx, h, rd, size)
+	})
+}
+
+// Stat implements backend.Backend.
+func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
+	var fi backend.FileInfo
+	err := b.do(ctx, "stat "+h.String(), func() (err error) {
+		fi, err = b.be.Stat(ctx, h)
+		return err
+	})
+	return fi, err
+}
+
+// Remove implements backend.Backend. When an attempt failed in a way that
+// may have removed the object anyway (the reply was lost), a later
+// "does not exist" counts as success.
+func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
+	retried := false
+	return b.do(ctx, "removing "+h.String(), func() error {
+		err := b.be.Remove(ctx, h)
+		if retried && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		retried = true
+		return err
+	})
+}
+
+// List implements backend.Backend. A listing that fails part-way is
+// repeated, and objects already passed to fn are not passed again.
+func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
+	seen := make(map[string]bool)
+	var fnErr error
+	err := b.do(ctx, "listing "+string(t), func() error {
+		err := b.be.List(ctx, t, func(fi backend.FileInfo) error {
+			if seen[fi.Name] {
+				return nil
+			}
+			seen[fi.Name] = true
+			if err := fn(fi); err != nil {
+				fnErr = err
+				return err
+			}
+			return nil
+		})
+		if fnErr != nil {
+			return permanent{fnErr}
+		}
+		return err
+	})
+	if fnErr != nil {
+		return fnErr // the caller's own error, never retried
+	}
+	return err
+}
+
+// permanent stops the retries with an error that might look transient.
+type permanent struct{ error }
+
+func (permanent) Transient() bool { return false }
+func (p permanent) Unwrap() error { return p.error }
+
+// Close implements backend.Backend.
+func (b *Backend) Close() error { return b.be.Close() }

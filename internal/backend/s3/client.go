@@ -1,0 +1,158 @@
+package s3
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// minioRetries bounds minio-go's own quick retries (200 ms to 1 s apart)
+// of one request; package retry adds the slower, logged ones on top, and
+// the two together must give up well within a minute.
+const minioRetries = 3
+
+func newClient(ctx context.Context, cfg Config) (*minio.Client, error) {
+	if strings.Contains(cfg.Endpoint, "://") || strings.Contains(cfg.Endpoint, "/") {
+		return nil, fmt.Errorf("S3 endpoint %q: give host[:port] only (HTTPS is the default; --insecure-http for a loopback test server)", cfg.Endpoint)
+	}
+	tr, err := transport(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := credentialChain(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	lookup := minio.BucketLookupAuto
+	if cfg.PathStyle {
+		lookup = minio.BucketLookupPath
+	}
+	c, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:           creds,
+		Secure:          cfg.Secure,
+		Transport:       tr,
+		Region:          cfg.Region,
+		BucketLookup:    lookup,
+		TrailingHeaders: true, // lets uploads carry x-amz-checksum-* headers
+		MaxRetries:      minioRetries,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("S3 endpoint %q: %w", cfg.Endpoint, err)
+	}
+	return c, nil
+}
+
+// transport is minio-go's HTTP transport with TLS 1.3 at least, the CA
+// bundle if one is given, a shorter dial timeout (a dead endpoint must not
+// stall every retry for 30 s), and, for plain HTTP, a dialer that connects
+// to loopback addresses only.
+func transport(ctx context.Context, cfg Config) (*http.Transport, error) {
+	tr, err := minio.DefaultTransport(cfg.Secure)
+	if err != nil {
+		return nil, err
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if cfg.Secure {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS13}
+		if cfg.CACertFile != "" {
+			pool, err := loadCAs(cfg.CACertFile)
+			if err != nil {
+				return nil, err
+			}
+			tr.TLSClientConfig.RootCAs = pool
+		}
+	} else {
+		if err := checkLoopback(ctx, cfg.Endpoint); err != nil {
+			return nil, err
+		}
+		// The check above is for the message; this is the guarantee, even
+		// if the name resolves differently later.
+		dialer.Control = func(_, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+				return fmt.Errorf("refusing plain HTTP to %s: not a loopback address", address)
+			}
+			return nil
+		}
+		tr.Proxy = nil // a proxy would carry the plain text off the machine
+	}
+	tr.DialContext = dialer.DialContext
+	return tr, nil
+}
+
+func loadCAs(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading the CA bundle: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA bundle %s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+// checkLoopback refuses plain HTTP unless every address of the endpoint's
+// host is a loopback address: credentials and data would otherwise cross
+// the network unencrypted.
+func checkLoopback(ctx context.Context, endpoint string) error {
+	host := endpoint
+	if h, _, err := net.SplitHostPort(endpoint); err == nil {
+		host = h
+	}
+	refuse := func(why string) error {
+		return fmt.Errorf("--insecure-http is only allowed for a loopback endpoint, and %s %s: use HTTPS (with --ca-cert for a private CA)", host, why)
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if !ip.IsLoopback() {
+			return refuse("is not loopback")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return refuse(fmt.Sprintf("does not resolve (%v)", err))
+	}
+	for _, a := range addrs {
+		if !a.IP.IsLoopback() {
+			return refuse(fmt.Sprintf("resolves to %s", a.IP))
+		}
+	}
+	return nil
+}
+
+// credentialChain returns cfg.Creds, or the standard chain, and checks
+// that it yields credentials: anonymous requests would only fail later
+// with a less helpful "access denied".
+func credentialChain(ctx context.Context, cfg Config) (*credentials.Credentials, error) {
+	creds := cfg.Creds
+	imds := &http.Client{Timeout: 5 * time.Second}
+	if creds == nil {
+		creds = credentials.NewChainCredentials([]credentials.Provider{
+			&credentials.EnvAWS{},
+			&credentials.FileAWSCredentials{},
+			&credentials.IAM{Client: imds},
+		})
+	}
+	v, err := creds.GetWithContext(&credentials.CredContext{Client: imds, Context: ctx})
+	if err != nil {
+		return nil, fmt.Errorf("getting S3 credentials: %w", err)
+	}
+	if v.AccessKeyID == "" || v.SecretAccessKey == "" {
+		return nil, errors.New("no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add a profile to ~/.aws/credentials (chosen with AWS_PROFILE), or run with an IAM role")
+	}
+	return creds, nil
+}

@@ -1,0 +1,144 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/nestguard/nestguard/internal/backend"
+)
+
+// LockEnabled implements backend.Locker: whether the bucket has Object
+// Lock enabled. The answer is kept: a bucket's Object Lock cannot be
+// turned off.
+func (b *Backend) LockEnabled(ctx context.Context) (bool, error) {
+	b.mu.Lock()
+	known, on := b.lockKnown, b.lockOn
+	b.mu.Unlock()
+	if known {
+		return on, nil
+	}
+	status, _, _, _, err := b.client.GetObjectLockConfig(ctx, b.bucket)
+	var resp minio.ErrorResponse
+	switch {
+	case errors.As(err, &resp) && resp.Code == "ObjectLockConfigurationNotFoundError":
+		status = ""
+	case err != nil:
+		return false, b.wrap(err, "reading the Object Lock configuration of bucket %q", b.bucket)
+	}
+	on = status == "Enabled"
+	b.mu.Lock()
+	b.lockKnown, b.lockOn = true, on
+	b.mu.Unlock()
+	return on, nil
+}
+
+// SetRetention implements backend.Locker. It never shortens a retention
+// nor weakens compliance to governance: an until no later than the
+// current one leaves the object as it is. Making a governance retention
+// compliance needs s3:BypassGovernanceRetention.
+func (b *Backend) SetRetention(ctx context.Context, h backend.Handle, mode backend.RetentionMode, until time.Time) error {
+	if mode != backend.Compliance && mode != backend.Governance {
+		return fmt.Errorf("setting the retention of %s: unknown mode %q (want %s or %s)", h, mode, backend.Compliance, backend.Governance)
+	}
+	key, err := b.key(h)
+	if err != nil {
+		return err
+	}
+	until = ceilSecond(until)
+	err = b.withVersion(ctx, key, func(version string) error {
+		cur, err := b.retention(ctx, key, version)
+		if err != nil {
+			return err
+		}
+		if cur.Mode != "" && !until.After(cur.Until) {
+			return nil
+		}
+		if cur.Mode == backend.Compliance {
+			mode = backend.Compliance
+		}
+		m := minio.RetentionMode(mode)
+		return b.client.PutObjectRetention(ctx, b.bucket, key, minio.PutObjectRetentionOptions{
+			Mode: &m, RetainUntilDate: &until, VersionID: version,
+			// S3 counts turning governance into compliance as changing a
+			// governance retention, which needs the bypass permission,
+			// although it only makes the retention stricter.
+			GovernanceBypass: cur.Mode == backend.Governance && mode == backend.Compliance,
+		})
+	})
+	if err != nil {
+		return b.wrap(err, "setting the retention of %s to %s until %s", h, mode, until.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// SetLegalHold implements backend.Locker.
+func (b *Backend) SetLegalHold(ctx context.Context, h backend.Handle, on bool) error {
+	key, err := b.key(h)
+	if err != nil {
+		return err
+	}
+	status := minio.LegalHoldDisabled
+	if on {
+		status = minio.LegalHoldEnabled
+	}
+	err = b.withVersion(ctx, key, func(version string) error {
+		return b.client.PutObjectLegalHold(ctx, b.bucket, key, minio.PutObjectLegalHoldOptions{Status: &status, VersionID: version})
+	})
+	if err != nil {
+		return b.wrap(err, "setting the legal hold of %s to %s", h, status)
+	}
+	return nil
+}
+
+// Retention implements backend.Locker.
+func (b *Backend) Retention(ctx context.Context, h backend.Handle) (backend.Retention, error) {
+	key, err := b.key(h)
+	if err != nil {
+		return backend.Retention{}, err
+	}
+	var r backend.Retention
+	err = b.withVersion(ctx, key, func(version string) (err error) {
+		r, err = b.retention(ctx, key, version)
+		return err
+	})
+	if err != nil {
+		return backend.Retention{}, b.wrap(err, "reading the retention of %s", h)
+	}
+	return r, nil
+}
+
+// retention reads the retention and legal hold of one version of key
+// (the current one if version is empty). Errors are minio-go's.
+func (b *Backend) retention(ctx context.Context, key, version string) (backend.Retention, error) {
+	var r backend.Retention
+	mode, until, err := b.client.GetObjectRetention(ctx, b.bucket, key, version)
+	switch {
+	case noLockConfig(err):
+	case err != nil:
+		return r, err
+	default:
+		if mode != nil && until != nil {
+			r.Mode, r.Until = backend.RetentionMode(*mode), *until
+		}
+	}
+	hold, err := b.client.GetObjectLegalHold(ctx, b.bucket, key, minio.GetObjectLegalHoldOptions{VersionID: version})
+	switch {
+	case noLockConfig(err):
+	case err != nil:
+		return r, err
+	default:
+		r.LegalHold = hold != nil && *hold == minio.LegalHoldEnabled
+	}
+	return r, nil
+}
+
+// noLockConfig reports the error S3 gives for an object without
+// retention or legal hold.
+func noLockConfig(err error) bool {
+	var resp minio.ErrorResponse
+	return err != nil && errors.As(err, &resp) && resp.Code == "NoSuchObjectLockConfiguration"
+}

@@ -1,0 +1,197 @@
+// Package s3 stores a repository in an S3-compatible object store (AWS S3,
+// MinIO, and others) through minio-go.
+//
+// Objects are stored under a prefix as <prefix>/config,
+// <prefix>/<type>/<name>, and packs as <prefix>/data/<2 hex>/<name>.
+// Every upload carries a CRC32C checksum that the server verifies, and
+// objects larger than twice the part size (16 MiB) go up as multipart
+// uploads.
+// Uploads are conditional (If-None-Match: *), so an existing object is
+// never replaced: Save of an existing name fails with fs.ErrExist.
+//
+// The backend implements backend.Locker for buckets with Object Lock, and
+// also
+//
+//	type RetentionDefaulter interface {
+//		SetDefaultRetention(mode backend.RetentionMode, d time.Duration)
+//	}
+//
+// which the repository calls (through a type assertion) to give every
+// object saved afterwards a retention of mode until now+d.
+//
+// Transient failures are retried by minio-go for a few quick rounds; wrap
+// the backend with package retry for bounded, logged retries with backoff.
+// Errors from this package say whether they are transient through a
+// Transient method, which package retry honours.
+package s3
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/nestguard/nestguard/internal/backend"
+)
+
+// DefaultEndpoint is AWS S3's global endpoint.
+const DefaultEndpoint = "s3.amazonaws.com"
+
+// DefaultPartSize is the size of multipart upload parts. Objects up to
+// twice this size are uploaded in one request, so every pack (16 MiB and a
+// little more) goes up in one PUT.
+const DefaultPartSize = 16 << 20
+
+// S3 limits parts to between 5 MiB (except the last) and 5 GiB.
+const (
+	minPartSize = 5 << 20
+	maxPartSize = 5 << 30
+)
+
+// RetentionDefaulter is implemented by Backend (and by the retry wrapper
+// around it): every object saved after SetDefaultRetention gets a
+// retention of mode until now+d.
+type RetentionDefaulter interface {
+	SetDefaultRetention(mode backend.RetentionMode, d time.Duration)
+}
+
+// Config says where the repository is and how to reach it.
+type Config struct {
+	Endpoint   string // host[:port]; default DefaultEndpoint
+	Region     string // empty: detected (AWS) or us-east-1
+	Bucket     string
+	Prefix     string // key prefix of the repository, without surrounding slashes
+	PathStyle  bool   // http://host/bucket/key rather than http://bucket.host/key
+	Secure     bool   // HTTPS (TLS 1.3); false is refused unless the endpoint is loopback
+	CACertFile string // PEM bundle of the CAs to trust instead of the system's
+
+	// Creds are the credentials; nil means the usual chain: the AWS
+	// environment variables, then the shared credentials file
+	// (~/.aws/credentials, profile AWS_PROFILE), then an IAM role.
+	Creds *credentials.Credentials
+
+	PartSize int64        // default DefaultPartSize
+	Logger   *slog.Logger // default: discarded
+}
+
+// Backend is an S3 bucket prefix holding a repository.
+type Backend struct {
+	client   *minio.Client
+	core     minio.Core
+	bucket   string
+	prefix   string
+	location string
+	partSize int64
+	log      *slog.Logger
+
+	versioned bool // read pinned versions: see versions.go
+
+	mu        sync.Mutex
+	versions  map[string]string     // key -> version to read, on versioned buckets
+	retMode   backend.RetentionMode // default retention of new objects, if set
+	retPeriod time.Duration
+	lockKnown bool // lockOn is known
+	lockOn    bool
+}
+
+var (
+	_ backend.Backend    = (*Backend)(nil)
+	_ backend.Locker     = (*Backend)(nil)
+	_ RetentionDefaulter = (*Backend)(nil)
+)
+
+// New connects to the store and checks that the bucket exists and the
+// credentials may use it. It creates nothing.
+func New(ctx context.Context, cfg Config) (*Backend, error) {
+	if cfg.Bucket == "" {
+		return nil, fmt.Errorf("S3: no bucket given: use s3://bucket/prefix")
+	}
+	if cfg.Endpoint == "" {
+		cfg.Endpoint = DefaultEndpoint
+	}
+	if cfg.PartSize == 0 {
+		cfg.PartSize = DefaultPartSize
+	}
+	if cfg.PartSize < minPartSize || cfg.PartSize > maxPartSize {
+		return nil, fmt.Errorf("S3: part size %d is outside what S3 allows (5 MiB to 5 GiB)", cfg.PartSize)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	prefix := strings.Trim(cfg.Prefix, "/")
+	b := &Backend{
+		bucket:   cfg.Bucket,
+		prefix:   prefix,
+		location: "s3://" + path.Join(cfg.Bucket, prefix),
+		partSize: cfg.PartSize,
+		log:      cfg.Logger,
+		versions: make(map[string]string),
+	}
+	client, err := newClient(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.location, err)
+	}
+	b.client, b.core = client, minio.Core{Client: client}
+	if err := b.checkBucket(ctx, cfg.Endpoint); err != nil {
+		return nil, err
+	}
+	if err := b.checkVersioning(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// checkBucket turns the common set-up mistakes into clear messages now,
+// rather than odd ones on the first object.
+func (b *Backend) checkBucket(ctx context.Context, endpoint string) error {
+	ok, err := b.client.BucketExists(ctx, b.bucket)
+	if err != nil {
+		return b.wrap(err, "checking bucket %q at %s", b.bucket, endpoint)
+	}
+	if !ok {
+		return fmt.Errorf("%s: bucket %q does not exist at %s: create it first (with Object Lock enabled for write-once retention); nestguard does not create buckets", b.location, b.bucket, endpoint)
+	}
+	return nil
+}
+
+// Location implements backend.Backend: s3://bucket/prefix, never
+// credentials.
+func (b *Backend) Location() string { return b.location }
+
+// Close implements backend.Backend.
+func (b *Backend) Close() error { return nil }
+
+// key returns the object key of h.
+func (b *Backend) key(h backend.Handle) (string, error) {
+	if h.Type == backend.ConfigFile {
+		return path.Join(b.prefix, string(backend.ConfigFile)), nil
+	}
+	if !validName(h.Name) || !validName(string(h.Type)) {
+		return "", fmt.Errorf("invalid object handle %q: type and name must be non-empty and contain no '/'", h.String())
+	}
+	if h.Type == backend.PackFile {
+		if len(h.Name) < 2 {
+			return "", fmt.Errorf("invalid pack name %q: shorter than 2 characters", h.Name)
+		}
+		return path.Join(b.prefix, string(h.Type), h.Name[:2], h.Name), nil
+	}
+	return path.Join(b.prefix, string(h.Type), h.Name), nil
+}
+
+func validName(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\x00")
+}
+
+// typePrefix is the key prefix that List of t scans.
+func (b *Backend) typePrefix(t backend.FileType) string {
+	if t == backend.ConfigFile {
+		return path.Join(b.prefix, string(t))
+	}
+	return path.Join(b.prefix, string(t)) + "/"
+}

@@ -1,0 +1,66 @@
+package s3
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/backendtest"
+	"github.com/nestguard/nestguard/internal/miniotest"
+)
+
+// testServer is one MinIO server shared by the subtests of a test, with a
+// plain bucket and an Object Lock bucket; each backend gets its own prefix.
+type testServer struct {
+	*miniotest.Server
+	n atomic.Int64
+}
+
+const (
+	plainBucket  = "plain"
+	lockedBucket = "locked"
+)
+
+func startServer(t *testing.T) *testServer {
+	t.Helper()
+	s := miniotest.Start(t)
+	s.MakeBucket(t, plainBucket, false)
+	s.MakeBucket(t, lockedBucket, true)
+	return &testServer{Server: s}
+}
+
+func (s *testServer) config(bucket string) Config {
+	return Config{
+		Endpoint:   s.Endpoint,
+		Region:     miniotest.Region,
+		Bucket:     bucket,
+		Prefix:     fmt.Sprintf("repo-%d", s.n.Add(1)),
+		PathStyle:  true,
+		Secure:     true,
+		CACertFile: s.CACert,
+		Creds:      credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
+	}
+}
+
+func (s *testServer) backend(t *testing.T, bucket string) *Backend {
+	t.Helper()
+	be, err := New(context.Background(), s.config(bucket))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return be
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	for _, bucket := range []string{plainBucket, lockedBucket} {
+		t.Run(bucket, func(t *testing.T) {
+			backendtest.Run(t, func(t *testing.T) backend.Backend { return s.backend(t, bucket) })
+		})
+	}
+}

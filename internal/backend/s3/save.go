@@ -1,0 +1,233 @@
+package s3
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/nestguard/nestguard/internal/backend"
+)
+
+// Save implements backend.Save. It reads the data twice and holds none of
+// it: a first pass checks the size and computes each part's checksums, the
+// second uploads, and the server checks the upload against the checksums
+// of the first pass, so data that changed in between is refused rather
+// than stored.
+func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	key, err := b.key(h)
+	if err != nil {
+		return err
+	}
+	if size < 0 {
+		return fmt.Errorf("saving %s: negative size %d", h, size)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("saving %s: %w", h, err)
+	}
+	mode, until := b.newRetention()
+	start, err := rd.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return fmt.Errorf("saving %s: finding the reader's position: %w", h, err)
+	}
+	// Object Lock uploads must carry Content-MD5 on AWS; otherwise CRC32C,
+	// which costs next to nothing, is the checksum.
+	parts, err := b.checksumParts(rd, size, mode != "")
+	if err != nil {
+		return fmt.Errorf("saving %s: %w", h, err)
+	}
+	if _, err := rd.Seek(start, io.SeekStart); err != nil {
+		return fmt.Errorf("saving %s: rewinding the data: %w", h, err)
+	}
+	var version string
+	if len(parts) == 1 {
+		version, err = b.putSingle(ctx, key, section(rd, start, size), parts[0], mode, until)
+	} else {
+		version, err = b.putMultipart(ctx, key, rd, start, parts, mode, until)
+	}
+	if err != nil {
+		return b.wrap(err, "saving %s", h)
+	}
+	b.remember(key, version)
+	return nil
+}
+
+// part is one upload request's share of an object and its checksums.
+type part struct {
+	offset, size int64
+	crc32c       string // base64, as the x-amz-checksum-crc32c header wants
+	md5          string // base64 Content-MD5, when asked for
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checksumParts reads size bytes of rd, cut into parts of b.partSize,
+// and fails unless rd holds exactly size bytes. Objects up to twice the
+// part size are one part, uploaded in one request: packs end a little
+// past 16 MiB, and as a multipart upload such a pack would cost four
+// requests (create, two parts, complete) instead of one.
+func (b *Backend) checksumParts(rd io.Reader, size int64, withMD5 bool) ([]part, error) {
+	partSize := b.partSize
+	if size <= min(2*b.partSize, maxPartSize) {
+		partSize = max(size, 1)
+	}
+	var parts []part
+	for off := int64(0); off < size || off == 0; off += partSize {
+		p := part{offset: off, size: min(partSize, size-off)}
+		crc := crc32.New(castagnoli)
+		var w io.Writer = crc
+		var sum hash.Hash
+		if withMD5 {
+			sum = md5.New()
+			w = io.MultiWriter(crc, sum)
+		}
+		n, err := io.CopyN(w, rd, p.size)
+		if err == io.EOF {
+			return nil, fmt.Errorf("the data is %d bytes, shorter than the %d announced", off+n, size)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the data: %w", err)
+		}
+		p.crc32c = base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
+		if withMD5 {
+			p.md5 = base64.StdEncoding.EncodeToString(sum.Sum(nil))
+		}
+		parts = append(parts, p)
+		if size == 0 {
+			break
+		}
+	}
+	var one [1]byte
+	switch n, err := io.ReadFull(rd, one[:]); {
+	case n > 0:
+		return nil, fmt.Errorf("the data is longer than the %d bytes announced", size)
+	case err != io.EOF:
+		return nil, fmt.Errorf("reading the data: %w", err)
+	}
+	return parts, nil
+}
+
+// putSingle uploads a whole object in one conditional PUT.
+func (b *Backend) putSingle(ctx context.Context, key string, rd io.Reader, p part, mode minio.RetentionMode, until time.Time) (version string, err error) {
+	opts := minio.PutObjectOptions{
+		ContentType:          "application/octet-stream",
+		UserMetadata:         map[string]string{"X-Amz-Checksum-Crc32c": p.crc32c},
+		DisableContentSha256: true, // integrity comes from the checksums, authenticity from TLS
+		Mode:                 mode,
+		RetainUntilDate:      until,
+	}
+	opts.SetMatchETagExcept("*")
+	info, err := b.core.PutObject(ctx, b.bucket, key, rd, p.size, p.md5, "", opts)
+	return info.VersionID, err
+}
+
+// putMultipart uploads an object part by part and completes it only if no
+// object of that name exists by then. The parts go up one after another:
+// the repository already uploads several objects at once.
+func (b *Backend) putMultipart(ctx context.Context, key string, rd io.ReadSeeker, start int64, parts []part, mode minio.RetentionMode, until time.Time) (version string, err error) {
+	id, err := b.core.NewMultipartUpload(ctx, b.bucket, key, minio.PutObjectOptions{
+		ContentType:     "application/octet-stream",
+		UserMetadata:    map[string]string{"X-Amz-Checksum-Algorithm": "CRC32C"},
+		Mode:            mode,
+		RetainUntilDate: until,
+	})
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Parts of an unfinished upload are invisible but billed: drop
+		// them, even when ctx is what ended the upload.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if aerr := b.core.AbortMultipartUpload(actx, b.bucket, key, id); aerr != nil {
+			b.log.Warn("could not abort a failed multipart upload; a bucket lifecycle rule for incomplete uploads removes its parts", "key", key, "err", aerr)
+		}
+	}()
+	done := make([]minio.CompletePart, 0, len(parts))
+	for i, p := range parts {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		up, err := b.core.PutObjectPart(ctx, b.bucket, key, id, i+1, section(rd, start+p.offset, p.size), p.size,
+			minio.PutObjectPartOptions{
+				Md5Base64:            p.md5,
+				CustomHeader:         http.Header{"X-Amz-Checksum-Crc32c": {p.crc32c}},
+				DisableContentSha256: true,
+			})
+		if err != nil {
+			return "", fmt.Errorf("part %d of %d: %w", i+1, len(parts), err)
+		}
+		done = append(done, minio.CompletePart{PartNumber: i + 1, ETag: up.ETag, ChecksumCRC32C: p.crc32c})
+	}
+	var opts minio.PutObjectOptions
+	opts.SetMatchETagExcept("*")
+	info, err := b.core.CompleteMultipartUpload(ctx, b.bucket, key, id, done, opts)
+	return info.VersionID, err
+}
+
+// section returns n bytes of rd from offset off as a reader that minio-go
+// can seek back to its start when it repeats a request.
+func section(rd io.ReadSeeker, off, n int64) io.ReadSeeker {
+	if ra, ok := rd.(io.ReaderAt); ok {
+		return io.NewSectionReader(ra, off, n)
+	}
+	return &seekSection{rd: rd, off: off, n: n, dirty: true}
+}
+
+// seekSection is io.SectionReader for a reader without ReadAt.
+type seekSection struct {
+	rd     io.ReadSeeker
+	off, n int64
+	pos    int64
+	dirty  bool // rd is not at off+pos
+}
+
+func (s *seekSection) Read(p []byte) (int, error) {
+	if s.pos >= s.n {
+		return 0, io.EOF
+	}
+	if s.dirty {
+		if _, err := s.rd.Seek(s.off+s.pos, io.SeekStart); err != nil {
+			return 0, err
+		}
+		s.dirty = false
+	}
+	if int64(len(p)) > s.n-s.pos {
+		p = p[:s.n-s.pos]
+	}
+	n, err := s.rd.Read(p)
+	s.pos += int64(n)
+	if err == io.EOF && s.pos < s.n {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (s *seekSection) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += s.pos
+	case io.SeekEnd:
+		offset += s.n
+	default:
+		return 0, errors.New("seek: invalid whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("seek: negative position")
+	}
+	s.pos, s.dirty = offset, true
+	return offset, nil
+}
