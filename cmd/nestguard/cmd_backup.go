@@ -57,6 +57,9 @@ the exit code is 3.`,
 			if err != nil {
 				return err
 			}
+			if err := a.applyRetention(ctx, repo, sn); err != nil {
+				return err
+			}
 			s := sn.Summary
 			if a.jsonOut {
 				if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "summary": s, "errors": ferrs,

@@ -1,8 +1,278 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
 
-// copyCommand is filled in by its own issue's work.
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/nestguard/nestguard/internal/backend/location"
+	"github.com/nestguard/nestguard/internal/copier"
+	"github.com/nestguard/nestguard/internal/progress"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
+)
+
+// copyFlags are the options of 'nestguard copy'.
+type copyFlags struct {
+	from, to         string
+	fromPasswordFile string
+	fromKeyFile      string
+	fromS3Endpoint   string
+	fromS3Region     string
+	all              bool
+	continuous       bool
+	interval         time.Duration
+	workers          int
+	repoSet          bool // --repo given on the command line
+}
+
 func (a *app) copyCommand() *cobra.Command {
-	return &cobra.Command{Use: "copy", Hidden: true}
+	var f copyFlags
+	cmd := &cobra.Command{
+		Use:   "copy --from REPO --to REPO [SNAPSHOT...|--all]",
+		Short: "Copy snapshots to another repository (a second region)",
+		Long: `Copy snapshots, with their PostgreSQL WAL, from the repository --from to the
+repository --to (the same as --repo). Only data the destination lacks is
+stored; everything is re-encrypted under the destination's keys, and the
+destination's own deduplication ids are computed, so the source's keys
+never reach the destination.
+
+The source is opened with --from-password-file, NESTGUARD_FROM_PASSWORD
+or --from-key-file; the destination as usual (--password-file,
+NESTGUARD_PASSWORD or --key-file). Snapshots copied before are skipped, so running the
+same copy again transfers nothing, and an interrupted copy resumes where
+it stopped. With --continuous the copy repeats every --interval until
+interrupted, keeping the destination within that interval of the source.
+
+When the destination has an Object Lock policy, each copy gets its
+retention as a backup would.`,
+		Example: `  nestguard copy --from s3://backups-eu/prod --to s3://backups-us/prod --all
+  nestguard copy --from /srv/backup --to s3://offsite/host1 latest
+  nestguard copy --from s3://a/p --to s3://b/p --all --continuous --interval 5m`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f.repoSet = cmd.Flag("repo").Changed
+			return a.runCopy(cmd.Context(), f, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.from, "from", os.Getenv("NESTGUARD_FROM_REPO"), "source repository (env NESTGUARD_FROM_REPO)")
+	fl.StringVar(&f.to, "to", "", "destination repository (default --repo)")
+	fl.StringVar(&f.fromPasswordFile, "from-password-file", os.Getenv("NESTGUARD_FROM_PASSWORD_FILE"), "read the source passphrase from this file (env NESTGUARD_FROM_PASSWORD_FILE)")
+	fl.StringVar(&f.fromKeyFile, "from-key-file", os.Getenv("NESTGUARD_FROM_KEY_FILE"), "open the source with a generated key file instead of a passphrase (env NESTGUARD_FROM_KEY_FILE)")
+	fl.StringVar(&f.fromS3Endpoint, "from-s3-endpoint", "", "S3 endpoint of the source (default --s3-endpoint)")
+	fl.StringVar(&f.fromS3Region, "from-s3-region", "", "S3 region of the source (default --s3-region)")
+	fl.BoolVar(&f.all, "all", false, "copy every snapshot")
+	fl.BoolVar(&f.continuous, "continuous", false, "repeat the copy every --interval until interrupted")
+	fl.DurationVar(&f.interval, "interval", 5*time.Minute, "with --continuous: time between copies")
+	fl.IntVar(&f.workers, "workers", 0, "source packs read at once (default 4, 8 from S3)")
+	return cmd
+}
+
+func (a *app) runCopy(ctx context.Context, f copyFlags, refs []string) error {
+	if f.from == "" {
+		return &usageError{errors.New("no source: give --from REPO")}
+	}
+	if f.to != "" {
+		if f.repoSet && a.repo != f.to {
+			return &usageError{errors.New("--to and --repo name different repositories: give one")}
+		}
+		a.repo = f.to
+	}
+	if err := a.needRepo(); err != nil {
+		return err
+	}
+	if f.all == (len(refs) > 0) {
+		return &usageError{errors.New("name the snapshots to copy, or give --all (not both)")}
+	}
+	if f.continuous && f.interval <= 0 {
+		return &usageError{errors.New("--interval must be positive")}
+	}
+	s, err := a.openCopy(ctx, f)
+	if err != nil {
+		return err
+	}
+	defer func() { s.close() }()
+	for {
+		res, err := s.run(ctx, a, refs, f.all)
+		// A continuous copy reports only the rounds that copied something.
+		if res != nil && (!f.continuous || len(res.Copied) > 0 || res.WAL > 0) {
+			a.printCopyResult(res, !f.continuous)
+		}
+		if !f.continuous {
+			return err
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// A failed round may leave the destination's writer failed
+			// and the copier's maps naming blobs never stored: start over.
+			a.log.Error("copy failed; retrying at the next interval", "err", err)
+			s.close()
+			s = nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(f.interval):
+		}
+		if s == nil {
+			if s, err = a.openCopy(ctx, f); err != nil {
+				a.log.Error("reopening the repositories; retrying at the next interval", "err", err)
+			}
+			continue
+		}
+		// New snapshots and the packs of new backups on either side.
+		if err := s.src.LoadIndex(ctx); err != nil {
+			a.log.Error("reloading the source index", "err", err)
+		}
+		if err := s.dst.LoadIndex(ctx); err != nil {
+			a.log.Error("reloading the destination index", "err", err)
+		}
+	}
+}
+
+// copySession is an open source and destination and the copier between
+// them; it lives as long as a continuous copy runs without error.
+type copySession struct {
+	src, dst *repository.Repository
+	c        *copier.Copier
+}
+
+func (a *app) openCopy(ctx context.Context, f copyFlags) (*copySession, error) {
+	src, err := a.openSource(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := a.openRepo(ctx, true)
+	if err != nil {
+		src.Backend().Close()
+		return nil, fmt.Errorf("destination %s: %w", a.repo, err)
+	}
+	workers := f.workers
+	if workers <= 0 {
+		workers = 4
+		if strings.HasPrefix(f.from, "s3://") {
+			workers = 8
+		}
+	}
+	c, err := copier.New(src, dst, copier.Options{Workers: workers, Log: a.log})
+	if err != nil {
+		src.Backend().Close()
+		dst.Backend().Close()
+		return nil, err
+	}
+	return &copySession{src: src, dst: dst, c: c}, nil
+}
+
+// close closes both repositories; a nil session (a failed reopen) is fine.
+func (s *copySession) close() {
+	if s != nil {
+		s.src.Backend().Close()
+		s.dst.Backend().Close()
+	}
+}
+
+// run copies once, with progress, applying the destination's retention
+// to each copy when it has an Object Lock policy. A nil session (a failed
+// reopen) copies nothing.
+func (s *copySession) run(ctx context.Context, a *app, refs []string, all bool) (*copier.Result, error) {
+	if s == nil {
+		return nil, errors.New("the repositories are not open")
+	}
+	var hook copier.Hook
+	if s.dst.Config().ObjectLock != nil {
+		hook = func(ctx context.Context, sn *snapshot.Snapshot) error { return a.applyRetention(ctx, s.dst, sn) }
+	}
+	rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+		return progress.Status{Files: s.c.P.Snapshots.Load(), Bytes: s.c.P.BytesRead.Load(),
+			Extra: fmt.Sprintf("snapshots, %s stored", progress.Bytes(s.dst.Stats.StoredBytes.Load()))}
+	})
+	defer rep.Stop()
+	return s.c.Run(ctx, refs, all, hook)
+}
+
+// openSource opens and unlocks the --from repository and loads its index.
+func (a *app) openSource(ctx context.Context, f copyFlags) (*repository.Repository, error) {
+	lo := a.locationOptions()
+	if f.fromS3Endpoint != "" {
+		lo.S3Endpoint = f.fromS3Endpoint
+	}
+	if f.fromS3Region != "" {
+		lo.S3Region = f.fromS3Region
+	}
+	be, err := location.Open(ctx, f.from, lo)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", f.from, err)
+	}
+	pw, slot, err := fromSecret(f)
+	if err != nil {
+		be.Close()
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, KeySlot: slot})
+	if err != nil {
+		be.Close()
+		return nil, fmt.Errorf("source %s: %w", f.from, err)
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		be.Close()
+		return nil, fmt.Errorf("source %s: %w", f.from, err)
+	}
+	return r, nil
+}
+
+// fromSecret reads what opens the source: its key file, else its passphrase.
+func fromSecret(f copyFlags) ([]byte, string, error) {
+	if f.fromKeyFile == "" {
+		if f.fromPasswordFile == "" && os.Getenv("NESTGUARD_FROM_PASSWORD") == "" && !term.IsTerminal(int(os.Stdin.Fd())) {
+			return nil, "", errors.New("no passphrase: set NESTGUARD_FROM_PASSWORD, or use --from-password-file or --from-key-file (no terminal to ask on)")
+		}
+		pw, err := readPassphrase(f.fromPasswordFile, "NESTGUARD_FROM_PASSWORD", "Source repository passphrase: ", false)
+		return pw, "", err
+	}
+	b, err := os.ReadFile(f.fromKeyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("reading key file: %w", err)
+	}
+	slot, secret, err := repository.ParseKeyFile(b)
+	if err != nil {
+		return nil, "", fmt.Errorf("key file %s: %w", f.fromKeyFile, err)
+	}
+	return secret, slot, nil
+}
+
+func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
+	secs := res.Elapsed.Seconds()
+	rate := 0.0
+	if secs > 0 {
+		rate = float64(res.BytesRead) / secs / 1e6
+	}
+	if a.jsonOut {
+		a.printJSON(map[string]any{"copied": res.Copied, "skipped": res.Skipped, "wal_copied": res.WAL,
+			"blobs_read": res.BlobsRead, "bytes_read": res.BytesRead, "blobs_new": res.BlobsNew, "bytes_stored": res.BytesStored,
+			"unreadable": res.Unreadable, "duration_seconds": secs, "read_mb_per_s": rate})
+		return
+	}
+	for _, s := range res.Skipped {
+		if !showSkipped {
+			break
+		}
+		a.printf("snapshot %s already copied as %s\n", s.Source[:8], s.Destination[:8])
+	}
+	for _, c := range res.Copied {
+		a.printf("snapshot %s copied as %s (%d new blobs, %s stored)\n", c.Source[:8], c.Destination[:8], c.BlobsNew, progress.Bytes(c.BytesStored))
+	}
+	if res.WAL > 0 {
+		a.printf("%d WAL objects copied\n", res.WAL)
+	}
+	a.printf("%d copied, %d already there; read %s from the source (%.1f MB/s), stored %s new in %s\n",
+		len(res.Copied), len(res.Skipped), progress.Bytes(res.BytesRead), rate, progress.Bytes(res.BytesStored),
+		res.Elapsed.Round(time.Millisecond))
 }

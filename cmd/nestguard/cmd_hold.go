@@ -1,8 +1,184 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
 
-// holdCommand is filled in by its own issue's work.
+	"github.com/spf13/cobra"
+
+	"github.com/nestguard/nestguard/internal/hold"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
+)
+
 func (a *app) holdCommand() *cobra.Command {
-	return &cobra.Command{Use: "hold", Hidden: true}
+	cmd := &cobra.Command{
+		Use:   "hold",
+		Short: "Place, release and list legal holds on snapshots",
+		Long: `A legal hold keeps a snapshot, and every object it needs, from being
+deleted until the hold is explicitly released, whatever its retention.
+Holds are recorded in the repository (who, when, which case, why); the
+records are never rewritten, so the history stays complete.
+
+On an S3 bucket with Object Lock, every object the snapshot needs (its
+packs, the index objects listing them, the snapshot object, the config and
+key slots, and for PostgreSQL its WAL) gets an S3 legal hold, which
+survives the end of the retention period. Elsewhere the storage cannot
+enforce a hold: the command fails unless --record-only accepts a hold that
+is only recorded.`,
+	}
+	var caseID, reason string
+	var recordOnly bool
+	add := &cobra.Command{
+		Use:     "add SNAPSHOT --case ID --reason TEXT",
+		Short:   "Place a legal hold on a snapshot",
+		Example: `  nestguard hold add 4f2a9c1e --case SEC-2024-117 --reason "subpoena of 2024-03-02"`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.holdChange(cmd.Context(), args[0], caseID, reason, hold.ActionAdd, recordOnly)
+		},
+	}
+	release := &cobra.Command{
+		Use:   "release SNAPSHOT --case ID --reason TEXT",
+		Short: "Release a legal hold (recorded)",
+		Long: `Release the hold of one case on a snapshot. The release is recorded first;
+then the legal hold is cleared on the snapshot's objects that no other
+active hold needs. The objects stay protected by their retention, if any.`,
+		Example: `  nestguard hold release 4f2a9c1e --case SEC-2024-117 --reason "case closed 2025-01-15"`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.holdChange(cmd.Context(), args[0], caseID, reason, hold.ActionRelease, recordOnly)
+		},
+	}
+	for _, c := range []*cobra.Command{add, release} {
+		c.Flags().StringVar(&caseID, "case", "", "case or matter ID the hold belongs to (required)")
+		c.Flags().StringVar(&reason, "reason", "", "why (required; recorded)")
+	}
+	add.Flags().BoolVar(&recordOnly, "record-only", false, "accept storage that cannot enforce holds: record the hold only")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List active holds and the history of holds",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.holdList(cmd.Context())
+		},
+	}
+	cmd.AddCommand(add, release, list)
+	return cmd
+}
+
+func (a *app) holdChange(ctx context.Context, ref, caseID, reason, action string, recordOnly bool) error {
+	if strings.TrimSpace(caseID) == "" || strings.TrimSpace(reason) == "" {
+		return &usageError{errors.New("--case and --reason must not be empty")}
+	}
+	repo, err := a.openRepo(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer repo.Backend().Close()
+	list, _, err := snapshot.List(ctx, repo)
+	if err != nil {
+		return err
+	}
+	sn, err := snapshot.Find(list, ref, snapshot.Filter{})
+	if err != nil {
+		return err
+	}
+	o := hold.Options{RecordOnly: recordOnly}
+	var res *hold.Result
+	if action == hold.ActionAdd {
+		res, err = hold.Add(ctx, repo, sn, caseID, reason, o)
+	} else {
+		res, err = hold.Release(ctx, repo, sn, caseID, reason, o)
+	}
+	if res != nil {
+		a.printHoldResult(repo, sn, caseID, action, res, err == nil)
+	}
+	return err
+}
+
+// printHoldResult reports what a hold command did; warn says to point out
+// a hold that is only recorded (a failure already says so).
+func (a *app) printHoldResult(repo *repository.Repository, sn *snapshot.Snapshot, caseID, action string, res *hold.Result, warn bool) {
+	if a.jsonOut {
+		out := map[string]any{"snapshot": sn.ID.String(), "case": caseID, "action": action, "objects": res.Objects,
+			"changed": res.Changed, "kept": res.Kept, "enforced": res.Enforced, "recorded": res.Record != nil}
+		if res.Record != nil {
+			out["record"] = res.Record.ID.String()
+		}
+		a.printJSON(out)
+		return
+	}
+	verb := map[string]string{hold.ActionAdd: "hold", hold.ActionRelease: "release"}[action]
+	if res.Record != nil {
+		a.printf("%s of snapshot %s for case %q recorded (%s)\n", verb, sn.ID.Short(), caseID, res.Record.ID.Short())
+	} else {
+		a.printf("%s of snapshot %s for case %q was already recorded\n", verb, sn.ID.Short(), caseID)
+	}
+	switch {
+	case !res.Enforced:
+		if !warn {
+			return
+		}
+		fmt.Fprintf(a.stderr, "warning: %s cannot enforce legal holds: the hold is recorded only\n", repo.Location())
+	case action == hold.ActionAdd:
+		a.printf("legal hold placed on %d objects\n", res.Changed)
+	default:
+		a.printf("legal hold cleared on %d objects", res.Changed)
+		if res.Kept > 0 {
+			a.printf("; %d stay held for other active holds", res.Kept)
+		}
+		a.printf("\n")
+	}
+}
+
+// holdView is a record as 'hold list --json' prints it.
+type holdView struct {
+	ID string `json:"id"`
+	*hold.Record
+}
+
+func (a *app) holdList(ctx context.Context) error {
+	repo, err := a.openRepo(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer repo.Backend().Close()
+	records, errs, err := hold.List(ctx, repo)
+	if err != nil {
+		return err
+	}
+	for _, e := range errs {
+		a.log.Error("unreadable hold record", "err", e)
+	}
+	active := hold.Active(records)
+	if a.jsonOut {
+		view := func(rs []*hold.Record) []holdView {
+			out := make([]holdView, 0, len(rs))
+			for _, r := range rs {
+				out = append(out, holdView{ID: r.ID.String(), Record: r})
+			}
+			return out
+		}
+		return a.printJSON(map[string]any{"active": view(active), "history": view(records)})
+	}
+	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Active holds: %d\n", len(active))
+	if len(active) > 0 {
+		fmt.Fprintln(tw, "Snapshot\tCase\tSince\tBy\tEnforced\tReason")
+		for _, r := range active {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s@%s\t%v\t%s\n", r.Snapshot.Short(), r.Case, fmtTime(r.Time), r.User, r.Host, r.Enforced, r.Reason)
+		}
+	}
+	fmt.Fprintf(tw, "\nHistory: %d records\n", len(records))
+	if len(records) > 0 {
+		fmt.Fprintln(tw, "Time\tAction\tSnapshot\tCase\tBy\tReason")
+		for _, r := range records {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s@%s\t%s\n", fmtTime(r.Time), r.Action, r.Snapshot.Short(), r.Case, r.User, r.Host, r.Reason)
+		}
+	}
+	return tw.Flush()
 }

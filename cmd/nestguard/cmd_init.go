@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
 
 	"github.com/nestguard/nestguard/internal/backend/location"
@@ -11,6 +13,7 @@ func (a *app) initCommand() *cobra.Command {
 	var (
 		chunkMin, chunkAvg, chunkMax int
 		compression                  string
+		objectLock, minRetention     string
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -19,12 +22,31 @@ func (a *app) initCommand() *cobra.Command {
 
 A random 256-bit master key encrypts everything; the passphrase only wraps
 that key (Argon2id), so it can be changed or supplemented with 'nestguard key'.
-Keep the passphrase safe: without it the backups cannot be read by anyone.`,
-		Example: `  NESTGUARD_PASSWORD_FILE=/etc/nestguard/pass nestguard init --repo /srv/backup`,
-		Args:    cobra.NoArgs,
+Keep the passphrase safe: without it the backups cannot be read by anyone.
+
+With --object-lock (S3 buckets created with Object Lock enabled only),
+every object nestguard writes is retained for at least --min-retention
+(units y, d, h, m, s; a year counts 365.25 days rounded up to whole days,
+so 7y is 2557 days), and each backup extends the retention of the older
+objects its snapshot shares to the snapshot's time plus the minimum. In
+compliance mode nobody, not even the bucket owner, can delete or shorten
+it; governance mode can be bypassed by specially privileged users.`,
+		Example: `  NESTGUARD_PASSWORD_FILE=/etc/nestguard/pass nestguard init --repo /srv/backup
+  nestguard init --repo s3://backups/prod --object-lock compliance --min-retention 7y`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.needRepo(); err != nil {
 				return err
+			}
+			var lock *repository.ObjectLock
+			if objectLock != "" || minRetention != "" {
+				if objectLock == "" {
+					return &usageError{errors.New("--min-retention needs --object-lock compliance or governance")}
+				}
+				var err error
+				if lock, err = repository.NewObjectLock(objectLock, minRetention); err != nil {
+					return &usageError{err}
+				}
 			}
 			ctx := cmd.Context()
 			be, err := location.Create(ctx, a.repo, a.locationOptions())
@@ -40,6 +62,7 @@ Keep the passphrase safe: without it the backups cannot be read by anyone.`,
 				Options:     repository.Options{Logger: a.log},
 				Chunker:     repository.ChunkerSizes{Min: chunkMin << 10, Avg: chunkAvg << 10, Max: chunkMax << 10},
 				Compression: compression,
+				ObjectLock:  lock,
 			})
 			if err != nil {
 				return err
@@ -49,6 +72,9 @@ Keep the passphrase safe: without it the backups cannot be read by anyone.`,
 				return a.printJSON(map[string]any{"repository": a.repo, "id": cfg.ID, "config": cfg})
 			}
 			a.printf("created repository %s at %s\n", cfg.ID[:8], a.repo)
+			if lock != nil {
+				a.printf("object lock: %s mode, every object retained for at least %s\n", lock.Mode, repository.FormatRetention(lock.MinRetention))
+			}
 			a.printf("keep the passphrase safe: without it nobody can read these backups\n")
 			return nil
 		},
@@ -58,5 +84,7 @@ Keep the passphrase safe: without it the backups cannot be read by anyone.`,
 	f.IntVar(&chunkAvg, "chunk-avg", 1024, "average chunk size in KiB (a power of two)")
 	f.IntVar(&chunkMax, "chunk-max", 8192, "maximum chunk size in KiB")
 	f.StringVar(&compression, "compression", "fastest", "zstd level: off, fastest, default, better, best")
+	f.StringVar(&objectLock, "object-lock", "", "retain every object (S3 Object Lock): compliance or governance")
+	f.StringVar(&minRetention, "min-retention", "", "with --object-lock: minimum retention, e.g. 7y, 90d, 12h")
 	return cmd
 }

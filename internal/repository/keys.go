@@ -119,7 +119,12 @@ func (r *Repository) RemoveKey(ctx context.Context, prefix string) error {
 	case match[0].Current:
 		return errors.New("refusing to remove the key slot this command was opened with: open with another passphrase to remove it")
 	}
-	return r.be.Remove(ctx, backend.Handle{Type: backend.KeyFile, Name: match[0].ID})
+	h := backend.Handle{Type: backend.KeyFile, Name: match[0].ID}
+	// Never try to delete what the storage retains: say when it can be.
+	if err := r.CheckDeletable(ctx, h); err != nil {
+		return fmt.Errorf("cannot remove key slot %s: %w", match[0].ID[:8], err)
+	}
+	return r.be.Remove(ctx, h)
 }
 
 // unlock tries passphrase against every key slot; hint, if not empty, names

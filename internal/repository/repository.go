@@ -35,7 +35,6 @@ var (
 	ErrBlobNotFound      = errors.New("blob not in index")
 	ErrObjectCorrupted   = errors.New("object corrupted")
 	configHandle         = backend.Handle{Type: backend.ConfigFile, Name: "config"}
-	errRepositoryClosed  = errors.New("repository closed")
 	maxUnpackedObjectLen = int64(256 << 20)
 )
 
@@ -123,6 +122,9 @@ func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOpti
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if err := checkObjectLock(ctx, be, cfg.ObjectLock); err != nil {
+		return nil, err
+	}
 	key, err := crypto.NewKey()
 	if err != nil {
 		return nil, err
@@ -198,6 +200,7 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) *
 	}
 	r.kdfOverride = o.KDF
 	r.packer = newPacker(r, uploads)
+	r.applyDefaultRetention()
 	return r
 }
 

@@ -1,0 +1,323 @@
+package main
+
+// End-to-end tests of Object Lock, legal holds and copies, through the
+// binary against a real MinIO server on loopback (internal/miniotest).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/nestguard/nestguard/internal/miniotest"
+)
+
+// s3Env starts MinIO, creates the buckets and points the nestguard
+// processes of this test at the server.
+func s3Env(t *testing.T, buckets map[string]bool) (*miniotest.Server, *minio.Client) {
+	t.Helper()
+	srv := miniotest.Start(t)
+	for name, lock := range buckets {
+		srv.MakeBucket(t, name, lock)
+	}
+	for _, kv := range srv.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	return srv, srv.Client(t)
+}
+
+// objVersion is one stored object: its key and the version nestguard wrote.
+type objVersion struct{ key, id string }
+
+// objects lists the objects under prefix, the oldest version of each.
+func objects(t *testing.T, cl *minio.Client, bucket, prefix string) map[string]objVersion {
+	t.Helper()
+	out := make(map[string]objVersion)
+	for obj := range cl.ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		if !obj.IsDeleteMarker {
+			out[obj.Key] = objVersion{obj.Key, obj.VersionID} // newest first: the last one listed is the oldest
+		}
+	}
+	return out
+}
+
+func legalHold(t *testing.T, cl *minio.Client, bucket string, v objVersion) bool {
+	t.Helper()
+	st, err := cl.GetObjectLegalHold(context.Background(), bucket, v.key, minio.GetObjectLegalHoldOptions{VersionID: v.id})
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "NoSuchObjectLockConfiguration" {
+			return false
+		}
+		t.Fatalf("legal hold of %s: %v", v.key, err)
+	}
+	return st != nil && *st == minio.LegalHoldEnabled
+}
+
+func retainUntil(t *testing.T, cl *minio.Client, bucket string, v objVersion) (string, time.Time) {
+	t.Helper()
+	mode, until, err := cl.GetObjectRetention(context.Background(), bucket, v.key, v.id)
+	if err != nil || mode == nil || until == nil {
+		t.Fatalf("retention of %s: %v", v.key, err)
+	}
+	return string(*mode), *until
+}
+
+func removeVersion(cl *minio.Client, bucket string, v objVersion) error {
+	return cl.RemoveObject(context.Background(), bucket, v.key, minio.RemoveObjectOptions{VersionID: v.id})
+}
+
+func TestS3ObjectLockHoldsAndCopies(t *testing.T) {
+	_, cl := s3Env(t, map[string]bool{"worm": true, "gov": true, "plain": false, "region2": false})
+	t.Run("compliance", func(t *testing.T) { testCompliance(t, cl) })
+	t.Run("holds", func(t *testing.T) { testLegalHolds(t, cl) })
+	t.Run("copy", func(t *testing.T) { testCopy(t, cl) })
+}
+
+func testCompliance(t *testing.T, cl *minio.Client) {
+	e := newEnv(t)
+	e.repo = "s3://plain/repo"
+	if r := e.run("init", "--object-lock", "compliance", "--min-retention", "1d"); r.code != 1 || !strings.Contains(r.stderr, "has no Object Lock") ||
+		!strings.Contains(r.stderr, "object-lock-enabled-for-bucket") {
+		t.Errorf("init with --object-lock on a bucket without Object Lock: exit %d: %s", r.code, r.stderr)
+	}
+	if got := objects(t, cl, "plain", "repo/"); len(got) != 0 {
+		t.Errorf("refused init wrote %d objects", len(got))
+	}
+	if r := e.run("init", "--object-lock", "compliance", "--min-retention", "1w"); r.code != 2 {
+		t.Errorf("bad retention: exit %d: %s", r.code, r.stderr)
+	}
+
+	e.repo = "s3://worm/repo"
+	e.must("init", "--object-lock", "compliance", "--min-retention", "1d")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 11, 40, 200_000)
+	start := time.Now()
+	e.backupJSON(src)
+	writeTree(t, filepath.Join(src, "more"), 12, 10, 200_000)
+	out := e.must("backup", src)
+	if !strings.Contains(out, "retention:") {
+		t.Errorf("backup does not report the retention it applied:\n%s", out)
+	}
+
+	objs := objects(t, cl, "worm", "repo/")
+	if len(objs) < 6 {
+		t.Fatalf("only %d objects stored", len(objs))
+	}
+	min := start.Add(24*time.Hour - time.Minute)
+	for _, v := range objs {
+		mode, until := retainUntil(t, cl, "worm", v)
+		if mode != "COMPLIANCE" || until.Before(min) {
+			t.Errorf("%s: retention %s until %v, want COMPLIANCE until at least %v", v.key, mode, until, min)
+		}
+		// Deleting the version nestguard wrote fails, even for root.
+		if err := removeVersion(cl, "worm", v); err == nil {
+			t.Errorf("%s: deleted through the S3 API", v.key)
+		}
+		// A conditional overwrite, as nestguard itself writes, is refused.
+		var opts minio.PutObjectOptions
+		opts.SetMatchETagExcept("*")
+		if _, err := cl.PutObject(context.Background(), "worm", v.key, bytes.NewReader([]byte("x")), 1, opts); err == nil {
+			t.Errorf("%s: overwritten through the S3 API", v.key)
+		}
+	}
+	// A plain overwrite or delete only adds a version or a delete marker
+	// beside the locked version: the repository still reads as written.
+	n := 0
+	for _, v := range objs {
+		if strings.Contains(v.key, "/snapshots/") || strings.Contains(v.key, "/index/") {
+			if _, err := cl.PutObject(context.Background(), "worm", v.key, bytes.NewReader([]byte("garbage")), 7, minio.PutObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if strings.Contains(v.key, "/data/") && n < 2 {
+			n++
+			if err := cl.RemoveObject(context.Background(), "worm", v.key, minio.RemoveObjectOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.must("verify", "--read-data")
+	tgt := filepath.Join(e.dir, "restore")
+	e.must("restore", "latest", "--target", tgt)
+	compareTrees(t, src, filepath.Join(tgt, src))
+}
+
+func testLegalHolds(t *testing.T, cl *minio.Client) {
+	e := newEnv(t)
+	e.repo = "s3://gov/repo"
+	e.must("init", "--object-lock", "governance", "--min-retention", "5s")
+	a, b := filepath.Join(e.dir, "a"), filepath.Join(e.dir, "b")
+	writeTree(t, a, 21, 20, 150_000)
+	writeTree(t, b, 22, 20, 150_000)
+	snapA := e.backupJSON(a)["snapshot"].(string)
+	ofA := objects(t, cl, "gov", "repo/")
+	e.backupJSON(b)
+	ofB := make(map[string]objVersion) // written by b's backup only
+	for k, v := range objects(t, cl, "gov", "repo/") {
+		if _, ok := ofA[k]; !ok {
+			ofB[k] = v
+		}
+	}
+	if len(ofB) < 3 {
+		t.Fatalf("backup b wrote %d objects", len(ofB))
+	}
+
+	var add map[string]any
+	if err := json.Unmarshal([]byte(e.must("hold", "add", snapA[:8], "--case", "SEC-17", "--reason", "subpoena 2024-03", "--json")), &add); err != nil {
+		t.Fatal(err)
+	}
+	if add["enforced"] != true || int(add["changed"].(float64)) != len(ofA) {
+		t.Errorf("hold add: %v; snapshot a has %d objects", add, len(ofA))
+	}
+	for _, v := range ofA {
+		if !legalHold(t, cl, "gov", v) {
+			t.Errorf("%s: no legal hold", v.key)
+		}
+	}
+	for _, v := range ofB {
+		if legalHold(t, cl, "gov", v) {
+			t.Errorf("%s of the other snapshot is held", v.key)
+		}
+	}
+	if r := e.run("hold", "add", snapA[:8], "--case", "SEC-18"); r.code != 2 {
+		t.Errorf("hold without --reason: exit %d", r.code)
+	}
+
+	// Past the end of every retention: held objects still cannot be
+	// deleted, the others can (no governance bypass is used).
+	var last time.Time
+	for _, objs := range []map[string]objVersion{ofA, ofB} {
+		for _, v := range objs {
+			if _, until := retainUntil(t, cl, "gov", v); until.After(last) {
+				last = until
+			}
+		}
+	}
+	time.Sleep(time.Until(last) + 1500*time.Millisecond)
+	for _, v := range ofA {
+		if err := removeVersion(cl, "gov", v); err == nil {
+			t.Errorf("%s: deleted while under legal hold", v.key)
+		}
+	}
+	for _, v := range ofB {
+		if err := removeVersion(cl, "gov", v); err != nil {
+			t.Errorf("%s: not deletable after its retention ended: %v", v.key, err)
+		}
+	}
+
+	if r := e.run("hold", "release", snapA[:8], "--case", "SEC-99", "--reason", "wrong case"); r.code != 1 || !strings.Contains(r.stderr, "no hold") {
+		t.Errorf("release of an unknown case: exit %d: %s", r.code, r.stderr)
+	}
+	e.must("hold", "release", snapA[:8], "--case", "SEC-17", "--reason", "case closed")
+	for _, v := range ofA {
+		if legalHold(t, cl, "gov", v) {
+			t.Errorf("%s: still held after release", v.key)
+		}
+	}
+	var list struct {
+		Active  []map[string]any `json:"active"`
+		History []map[string]any `json:"history"`
+	}
+	if err := json.Unmarshal([]byte(e.must("hold", "list", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Active) != 0 || len(list.History) != 2 || list.History[1]["action"] != "release" ||
+		list.History[1]["reason"] != "case closed" || list.History[0]["case"] != "SEC-17" || list.History[1]["user"] == "" {
+		t.Errorf("hold list: %+v", list)
+	}
+	if txt := e.must("hold", "list"); !strings.Contains(txt, "release") || !strings.Contains(txt, "SEC-17") {
+		t.Errorf("hold list:\n%s", txt)
+	}
+}
+
+func testCopy(t *testing.T, cl *minio.Client) {
+	from := newEnv(t)
+	from.repo = "s3://worm/copysrc"
+	from.must("init")
+	src := filepath.Join(from.dir, "src")
+	writeTree(t, src, 31, 60, 400_000)
+	from.must("backup", src)
+	writeTree(t, filepath.Join(src, "later"), 32, 10, 400_000)
+	from.must("backup", src)
+
+	to := newEnv(t)
+	to.repo = "s3://region2/copy"
+	to.must("init")
+	t.Setenv("NESTGUARD_FROM_PASSWORD", from.pass)
+	var res map[string]any
+	if err := json.Unmarshal([]byte(to.must("copy", "--from", from.repo, "--all", "--json")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res["copied"].([]any)) != 2 {
+		t.Fatalf("copy: %v", res)
+	}
+	t.Logf("copy S3 -> S3: %.1f MB read in %.2fs: %.1f MB/s", res["bytes_read"].(float64)/1e6, res["duration_seconds"], res["read_mb_per_s"])
+	to.must("verify", "--read-data")
+	tgt := filepath.Join(to.dir, "restore")
+	to.must("restore", "latest", "--target", tgt)
+	compareTrees(t, src, filepath.Join(tgt, src))
+
+	// Again: nothing to transfer.
+	if err := json.Unmarshal([]byte(to.must("copy", "--from", from.repo, "--all", "--json")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res["copied"].([]any)) != 0 || len(res["skipped"].([]any)) != 2 || res["bytes_read"].(float64) != 0 || res["blobs_new"].(float64) != 0 {
+		t.Errorf("second copy transferred something: %v", res)
+	}
+
+	// From a local directory to S3.
+	local := newEnv(t)
+	local.must("init")
+	local.must("backup", src)
+	t.Setenv("NESTGUARD_FROM_PASSWORD", local.pass)
+	to.must("copy", "--from", local.repo, "latest")
+	to.must("verify")
+	var snaps []map[string]any
+	if err := json.Unmarshal([]byte(to.must("snapshots", "--json")), &snaps); err != nil || len(snaps) != 3 {
+		t.Fatalf("destination snapshots: %v, %d", err, len(snaps))
+	}
+	tgt2 := filepath.Join(to.dir, "restore2")
+	to.must("restore", snaps[2]["short_id"].(string), "--target", tgt2)
+	compareTrees(t, src, filepath.Join(tgt2, src))
+}
+
+// On storage that cannot enforce retention (a local directory), Object
+// Lock is refused and a hold is only recorded, with an error unless
+// --record-only accepts that.
+func TestLockOnLocalStorage(t *testing.T) {
+	e := newEnv(t)
+	if r := e.run("init", "--object-lock", "governance", "--min-retention", "7y"); r.code != 1 || !strings.Contains(r.stderr, "cannot enforce retention") {
+		t.Errorf("init --object-lock on a directory: exit %d: %s", r.code, r.stderr)
+	}
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 41, 5, 10_000)
+	sn := e.backupJSON(src)["snapshot"].(string)
+	r := e.run("hold", "add", sn[:8], "--case", "C-1", "--reason", "audit")
+	if r.code != 1 || !strings.Contains(r.stderr, "cannot enforce legal holds") || !strings.Contains(r.stderr, "--record-only") {
+		t.Errorf("hold add on a directory: exit %d: %s", r.code, r.stderr)
+	}
+	r = e.run("hold", "add", sn[:8], "--case", "C-1", "--reason", "audit", "--record-only")
+	if r.code != 0 || !strings.Contains(r.stderr, "recorded only") {
+		t.Errorf("hold add --record-only: exit %d: %s", r.code, r.stderr)
+	}
+	if r := e.run("hold", "add", sn[:8], "--case", "C-2"); r.code != 2 {
+		t.Errorf("hold add without --reason: exit %d: %s", r.code, r.stderr)
+	}
+	var list struct{ Active, History []map[string]any }
+	if err := json.Unmarshal([]byte(e.must("hold", "list", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Active) != 1 || len(list.History) != 1 || list.Active[0]["enforced"] != false {
+		t.Errorf("hold list: %+v", list)
+	}
+}

@@ -1,0 +1,56 @@
+package copier
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+)
+
+// copyBlobs reads the needed source blobs, grouped by pack so each pack is
+// read with one ranged request, Workers packs at a time, and saves each
+// into the destination, which stores it only if it lacks it.
+func (c *Copier) copyBlobs(ctx context.Context, need map[id.ID]struct{}) error {
+	byPack := make(map[id.ID][]index.Entry)
+	for bid := range need {
+		if _, ok := c.blob(bid); ok {
+			continue // learnt from a seed after it was found missing
+		}
+		e, ok := c.src.Index().Lookup(bid)
+		if !ok {
+			return fmt.Errorf("source: blob %s is not in the index: the source is damaged; run 'nestguard verify' on it", bid.Short())
+		}
+		byPack[e.Pack] = append(byPack[e.Pack], e)
+	}
+	packs := make([]id.ID, 0, len(byPack))
+	for p := range byPack {
+		packs = append(packs, p)
+	}
+	slices.SortFunc(packs, func(a, b id.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.o.Workers)
+	for _, pid := range packs {
+		g.Go(func() error {
+			return c.src.LoadPackBlobs(gctx, pid, byPack[pid], func(e index.Entry, plain []byte, err error) error {
+				if err != nil {
+					return fmt.Errorf("source: %w", err)
+				}
+				c.P.BlobsRead.Add(1)
+				c.P.BytesRead.Add(int64(len(plain)))
+				nid, _, err := c.dst.SaveBlob(gctx, e.Type, plain)
+				if err != nil {
+					return fmt.Errorf("destination: %w", err)
+				}
+				c.setBlob(e.ID, nid)
+				return nil
+			})
+		})
+	}
+	return g.Wait()
+}

@@ -1,0 +1,223 @@
+// Package copier copies snapshots from one repository to another, for
+// example to a bucket in a second region. Blob IDs are keyed per
+// repository, so a copy re-encrypts and re-identifies every blob: data
+// blobs are read from the source, saved into the destination (where they
+// deduplicate against what it already has) and the trees are rewritten
+// with the destination's IDs, bottom-up.
+//
+// A copy is idempotent (a snapshot whose copy exists is skipped: copies
+// record their origin in Snapshot.CopiedFrom) and resumable (packs left by
+// an interrupted copy are indexed and reused, as a backup does).
+package copier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
+)
+
+// Options tune a copy.
+type Options struct {
+	// Workers bounds the source packs read at once (default 4). Memory
+	// stays near Workers blobs plus the destination's pack buffers.
+	Workers int
+	Log     *slog.Logger
+}
+
+// Progress counts what a Copier did so far; safe to read while it runs.
+// What the destination stored is in its repository's Stats.
+type Progress struct {
+	Snapshots atomic.Int64 // snapshots copied
+	BlobsRead atomic.Int64 // data blobs read from the source
+	BytesRead atomic.Int64 // their plaintext bytes
+	WAL       atomic.Int64 // WAL objects copied
+	WALBytes  atomic.Int64 // their plaintext bytes
+}
+
+// Copier copies snapshots from src to dst. It remembers which source blobs
+// and trees it has copied (and their IDs in dst) for as long as it lives,
+// so snapshots sharing data are read once. Both indexes must be loaded.
+type Copier struct {
+	src, dst *repository.Repository
+	o        Options
+	log      *slog.Logger
+	P        Progress
+
+	mu    sync.Mutex
+	blobs map[id.ID]id.ID // source data blob -> destination blob
+	trees map[id.ID]id.ID // source tree -> rewritten destination tree
+}
+
+// New returns a Copier from src to dst.
+func New(src, dst *repository.Repository, o Options) (*Copier, error) {
+	if src.Config().ID == dst.Config().ID {
+		return nil, fmt.Errorf("source %s and destination %s are the same repository (id %s)", src.Location(), dst.Location(), src.Config().ID[:8])
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Copier{src: src, dst: dst, o: o, log: log, blobs: make(map[id.ID]id.ID), trees: make(map[id.ID]id.ID)}, nil
+}
+
+// Copied describes a snapshot and its copy.
+type Copied struct {
+	Source      string    `json:"source"`
+	Destination string    `json:"destination"`
+	Time        time.Time `json:"time"`
+	Kind        string    `json:"kind"`
+	Paths       []string  `json:"paths"`
+	BlobsNew    int64     `json:"blobs_new"`    // data and tree blobs the destination lacked
+	BytesStored int64     `json:"bytes_stored"` // their stored size
+}
+
+// Result is what one Run did.
+type Result struct {
+	Copied      []Copied      `json:"copied"`
+	Skipped     []Copied      `json:"skipped"` // copied before
+	WAL         int64         `json:"wal_copied"`
+	BlobsRead   int64         `json:"blobs_read"`
+	BytesRead   int64         `json:"bytes_read"`
+	BlobsNew    int64         `json:"blobs_new"`
+	BytesStored int64         `json:"bytes_stored"`
+	Elapsed     time.Duration `json:"elapsed_ns"`
+	// Unreadable names source snapshots that could not be read (with --all).
+	Unreadable []string `json:"unreadable,omitempty"`
+}
+
+// Hook is called after each snapshot copy is saved, for example to apply
+// the destination's retention to it.
+type Hook func(ctx context.Context, copied *snapshot.Snapshot) error
+
+// Run copies the snapshots refs names (IDs, prefixes or "latest"), or all
+// snapshots when all is set, oldest first. Snapshots already copied are
+// skipped. WAL objects the destination lacks are copied when a PostgreSQL
+// snapshot is among those selected, or with all. after, if not nil, runs
+// for every new copy.
+func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (*Result, error) {
+	start := time.Now()
+	before := c.counters()
+	if _, err := c.dst.IndexOrphanPacks(ctx); err != nil {
+		return nil, fmt.Errorf("destination: indexing packs of an interrupted run: %w", err)
+	}
+	srcList, srcErrs, err := snapshot.List(ctx, c.src)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	res := &Result{Copied: []Copied{}, Skipped: []Copied{}} // [] rather than null in JSON
+	for _, e := range srcErrs {
+		res.Unreadable = append(res.Unreadable, e.Error())
+	}
+	selected, err := selectSnapshots(srcList, refs, all)
+	if err != nil {
+		return nil, err
+	}
+	dstList, _, err := snapshot.List(ctx, c.dst)
+	if err != nil {
+		return nil, fmt.Errorf("destination: %w", err)
+	}
+	done := make(map[string]*snapshot.Snapshot)
+	for _, d := range dstList {
+		if d.CopiedFrom != "" {
+			done[d.CopiedFrom] = d
+		}
+	}
+	if all || slices.ContainsFunc(selected, func(sn *snapshot.Snapshot) bool { return sn.Kind == snapshot.KindPostgres }) {
+		// Before any PostgreSQL snapshot: a base backup exists in a
+		// repository only once its WAL does.
+		if err := c.copyWAL(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, sn := range selected {
+		if d, ok := done[c.origin(sn)]; ok {
+			res.Skipped = append(res.Skipped, describe(sn, d))
+			continue
+		}
+		snapStart := c.counters()
+		d, err := c.copySnapshot(ctx, sn, c.seed(sn, srcList, done), done)
+		if err != nil {
+			return res.finish(c, before, start), fmt.Errorf("copying snapshot %s: %w", sn.ID.Short(), err)
+		}
+		done[d.CopiedFrom] = d
+		snapEnd := c.counters()
+		cp := describe(sn, d)
+		cp.BlobsNew, cp.BytesStored = snapEnd.BlobsNew-snapStart.BlobsNew, snapEnd.BytesStored-snapStart.BytesStored
+		res.Copied = append(res.Copied, cp)
+		c.P.Snapshots.Add(1)
+		c.log.Info("snapshot copied", "source", sn.ID.Short(), "destination", d.ID.Short(), "new_blobs", cp.BlobsNew)
+		if after != nil {
+			if err := after(ctx, d); err != nil {
+				return res.finish(c, before, start), err
+			}
+		}
+	}
+	res.finish(c, before, start)
+	if len(res.Unreadable) > 0 {
+		return res, fmt.Errorf("%d source snapshots could not be read and were not copied: %s", len(res.Unreadable), res.Unreadable[0])
+	}
+	return res, nil
+}
+
+type counters struct{ BlobsRead, BytesRead, BlobsNew, BytesStored, WAL int64 }
+
+func (c *Copier) counters() counters {
+	return counters{c.P.BlobsRead.Load(), c.P.BytesRead.Load(), c.dst.Stats.NewBlobs.Load(), c.dst.Stats.StoredBytes.Load(), c.P.WAL.Load()}
+}
+
+func (r *Result) finish(c *Copier, before counters, start time.Time) *Result {
+	now := c.counters()
+	r.BlobsRead = now.BlobsRead - before.BlobsRead
+	r.BytesRead = now.BytesRead - before.BytesRead
+	r.BlobsNew = now.BlobsNew - before.BlobsNew
+	r.BytesStored = now.BytesStored - before.BytesStored
+	r.WAL = now.WAL - before.WAL
+	r.Elapsed = time.Since(start)
+	return r
+}
+
+func describe(sn, d *snapshot.Snapshot) Copied {
+	return Copied{Source: sn.ID.String(), Destination: d.ID.String(), Time: sn.Time, Kind: sn.Kind, Paths: sn.Paths}
+}
+
+// origin is the CopiedFrom value of sn's copy.
+func (c *Copier) origin(sn *snapshot.Snapshot) string {
+	return c.src.Config().ID + "/" + sn.ID.String()
+}
+
+func selectSnapshots(list []*snapshot.Snapshot, refs []string, all bool) ([]*snapshot.Snapshot, error) {
+	switch {
+	case all && len(refs) > 0:
+		return nil, errors.New("give snapshots or --all, not both")
+	case all:
+		return list, nil
+	case len(refs) == 0:
+		return nil, errors.New("no snapshots to copy: name them or give --all")
+	}
+	seen := make(map[id.ID]bool)
+	var out []*snapshot.Snapshot
+	for _, ref := range refs {
+		sn, err := snapshot.Find(list, ref, snapshot.Filter{})
+		if err != nil {
+			return nil, fmt.Errorf("source: %w", err)
+		}
+		if !seen[sn.ID] {
+			seen[sn.ID] = true
+			out = append(out, sn)
+		}
+	}
+	slices.SortFunc(out, func(a, b *snapshot.Snapshot) int { return a.Time.Compare(b.Time) })
+	return out, nil
+}

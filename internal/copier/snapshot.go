@@ -1,0 +1,145 @@
+package copier
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/snapshot"
+)
+
+// pair is a source snapshot and its copy: a seed whose trees tell the
+// destination IDs of whatever a new snapshot shares with it.
+type pair struct {
+	src, dst *snapshot.Snapshot
+}
+
+// seed picks the copied snapshot most like sn: its parent if that was
+// copied, else the latest copied snapshot before it of the same kind, host
+// and paths. Nil when there is none. Without a seed every blob of sn is
+// read from the source (the destination still stores only what it lacks).
+func (c *Copier) seed(sn *snapshot.Snapshot, srcList []*snapshot.Snapshot, done map[string]*snapshot.Snapshot) *pair {
+	if sn.Parent != nil {
+		if d, ok := done[c.src.Config().ID+"/"+sn.Parent.String()]; ok {
+			for _, p := range srcList {
+				if p.ID == *sn.Parent {
+					return &pair{p, d}
+				}
+			}
+		}
+	}
+	f := snapshot.Filter{Kind: sn.Kind, Host: sn.Hostname, Paths: sn.Paths}
+	for i := len(srcList) - 1; i >= 0; i-- {
+		p := srcList[i]
+		if p.ID == sn.ID || p.Time.After(sn.Time) || !f.Match(p) {
+			continue
+		}
+		if d, ok := done[c.origin(p)]; ok {
+			return &pair{p, d}
+		}
+	}
+	return nil
+}
+
+// copySnapshot copies one snapshot: its data blobs, then its trees, then
+// the snapshot record, which is saved only once everything it references
+// is durable and indexed in the destination.
+func (c *Copier) copySnapshot(ctx context.Context, sn *snapshot.Snapshot, seed *pair, done map[string]*snapshot.Snapshot) (*snapshot.Snapshot, error) {
+	pl := newPlan()
+	pgControl, err := pgControlBlob(sn)
+	if err != nil {
+		return nil, err
+	}
+	if !pgControl.IsNull() {
+		if _, ok := c.blob(pgControl); !ok {
+			pl.need[pgControl] = struct{}{}
+		}
+	}
+	var hint *treePair
+	if seed != nil {
+		hint = &treePair{src: seed.src.Tree, dst: seed.dst.Tree}
+		c.log.Debug("copying against a copied snapshot", "snapshot", sn.ID.Short(), "seed", seed.src.ID.Short())
+	}
+	if err := c.scan(ctx, sn.Tree, hint, pl); err != nil {
+		return nil, err
+	}
+	if err := c.copyBlobs(ctx, pl.need); err != nil {
+		return nil, err
+	}
+	root, err := c.rewrite(ctx, sn.Tree, pl)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.dst.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("destination: %w", err)
+	}
+	cp := *sn
+	cp.ID = id.Null
+	cp.Tree = root
+	cp.Paths = slices.Clone(sn.Paths)
+	cp.Tags = slices.Clone(sn.Tags)
+	cp.Parent = nil
+	if sn.Parent != nil {
+		if d, ok := done[c.src.Config().ID+"/"+sn.Parent.String()]; ok {
+			pid := d.ID
+			cp.Parent = &pid
+		}
+	}
+	cp.CopiedFrom = c.origin(sn)
+	if !pgControl.IsNull() {
+		nid, _ := c.blob(pgControl) // copied above, or copyBlobs failed
+		if cp.Extra, err = mapPGControl(sn.Extra, nid); err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
+		}
+	}
+	if err := snapshot.Save(ctx, c.dst, &cp); err != nil {
+		return nil, fmt.Errorf("destination: %w", err)
+	}
+	return &cp, nil
+}
+
+// pgControlKey is the field of a PostgreSQL snapshot's details (see
+// internal/pg.BackupInfo) that names a data blob outside the tree. The
+// details are handled as generic JSON so every other field is kept as is.
+const pgControlKey = "pg_control_blob"
+
+func pgControlBlob(sn *snapshot.Snapshot) (id.ID, error) {
+	if sn.Kind != snapshot.KindPostgres || len(sn.Extra) == 0 {
+		return id.Null, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(sn.Extra, &m); err != nil {
+		return id.Null, fmt.Errorf("snapshot %s: PostgreSQL details unreadable: %w", sn.ID.Short(), err)
+	}
+	raw, ok := m[pgControlKey]
+	if !ok {
+		return id.Null, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return id.Null, fmt.Errorf("snapshot %s: %s: %w", sn.ID.Short(), pgControlKey, err)
+	}
+	if s == "" {
+		return id.Null, nil
+	}
+	bid, err := id.Parse(s)
+	if err != nil {
+		return id.Null, fmt.Errorf("snapshot %s: %s: %w", sn.ID.Short(), pgControlKey, err)
+	}
+	return bid, nil
+}
+
+func mapPGControl(extra json.RawMessage, nid id.ID) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(extra, &m); err != nil {
+		return nil, err
+	}
+	v, err := json.Marshal(nid.String())
+	if err != nil {
+		return nil, err
+	}
+	m[pgControlKey] = v
+	return json.Marshal(m)
+}

@@ -1,0 +1,229 @@
+package copier
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+// treePair is one directory in a seed snapshot: its source tree and the
+// tree of its copy in the destination.
+type treePair struct {
+	src, dst id.ID
+}
+
+// plan is what copying one snapshot needs: the source data blobs to copy,
+// and the source trees read while scanning (kept, within a budget, for the
+// rewrite).
+type plan struct {
+	mu      sync.Mutex
+	need    map[id.ID]struct{}
+	visited map[id.ID]struct{}
+	cache   map[id.ID]*tree.Tree
+	nodes   int // nodes in cache
+}
+
+// cacheNodes bounds the tree nodes kept between scan and rewrite (a few
+// hundred bytes each); trees beyond it are read again.
+const cacheNodes = 500_000
+
+func newPlan() *plan {
+	return &plan{need: make(map[id.ID]struct{}), visited: make(map[id.ID]struct{}), cache: make(map[id.ID]*tree.Tree)}
+}
+
+// treeWorkers bounds parallel tree reads while scanning.
+const treeWorkers = 8
+
+type scanJob struct {
+	src  id.ID
+	hint *treePair // the same directory in the seed, if any
+}
+
+// scan visits the snapshot's trees level by level, in parallel, and
+// records in pl the data blobs whose destination ID is not known yet. A
+// directory identical to its seed directory is not read at all: its copy
+// is the seed's copy. For a changed directory, the seed's listing and its
+// copy tell the destination IDs of the files that did not change.
+func (c *Copier) scan(ctx context.Context, root id.ID, hint *treePair, pl *plan) error {
+	level := []scanJob{{src: root, hint: hint}}
+	for len(level) > 0 {
+		var (
+			mu   sync.Mutex
+			next []scanJob
+		)
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(treeWorkers)
+		for _, j := range level {
+			if _, ok := c.tree(j.src); ok {
+				continue
+			}
+			if j.hint != nil && j.hint.src == j.src && c.dst.Index().Has(j.hint.dst) {
+				c.setTree(j.src, j.hint.dst)
+				continue
+			}
+			pl.mu.Lock()
+			_, seen := pl.visited[j.src]
+			pl.visited[j.src] = struct{}{}
+			pl.mu.Unlock()
+			if seen {
+				continue
+			}
+			g.Go(func() error {
+				t, err := tree.Load(gctx, c.src, j.src)
+				if err != nil {
+					return fmt.Errorf("source: %w", err)
+				}
+				children := c.learn(gctx, j.hint)
+				var found []scanJob
+				pl.mu.Lock()
+				for _, n := range t.Nodes {
+					for _, bid := range n.Content {
+						if _, ok := c.blob(bid); !ok {
+							pl.need[bid] = struct{}{}
+						}
+					}
+					if n.Subtree != nil {
+						found = append(found, scanJob{src: *n.Subtree, hint: children[n.Name]})
+					}
+				}
+				if pl.nodes+len(t.Nodes) <= cacheNodes {
+					pl.cache[j.src] = t
+					pl.nodes += len(t.Nodes)
+				}
+				pl.mu.Unlock()
+				mu.Lock()
+				next = append(next, found...)
+				mu.Unlock()
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		level = next
+	}
+	return nil
+}
+
+// learn reads a seed directory and its copy, records the destination IDs
+// of its files' blobs, and returns the seed pairs of its subdirectories by
+// name. A seed that cannot be read, or whose copy does not match it entry
+// for entry, teaches nothing: the blobs are then simply copied.
+func (c *Copier) learn(ctx context.Context, h *treePair) map[string]*treePair {
+	if h == nil {
+		return nil
+	}
+	st, err := tree.Load(ctx, c.src, h.src)
+	if err != nil {
+		c.log.Debug("seed tree unreadable in the source", "tree", h.src.Short(), "err", err)
+		return nil
+	}
+	dt, err := tree.Load(ctx, c.dst, h.dst)
+	if err != nil {
+		c.log.Debug("seed tree unreadable in the destination", "tree", h.dst.Short(), "err", err)
+		return nil
+	}
+	children := make(map[string]*treePair)
+	for _, sn := range st.Nodes {
+		dn := dt.Find(sn.Name)
+		if dn == nil || dn.Type != sn.Type || len(dn.Content) != len(sn.Content) || (sn.Subtree == nil) != (dn.Subtree == nil) {
+			continue
+		}
+		for i, sb := range sn.Content {
+			c.learnBlob(sb, dn.Content[i])
+		}
+		if sn.Subtree != nil {
+			children[sn.Name] = &treePair{src: *sn.Subtree, dst: *dn.Subtree}
+		}
+	}
+	return children
+}
+
+// learnBlob records that source blob s was copied as destination blob d,
+// after checking that both are indexed with the same plaintext length.
+func (c *Copier) learnBlob(s, d id.ID) {
+	if _, ok := c.blob(s); ok {
+		return
+	}
+	se, ok1 := c.src.Index().Lookup(s)
+	de, ok2 := c.dst.Index().Lookup(d)
+	if !ok1 || !ok2 || se.RawLength != de.RawLength || se.Type != de.Type {
+		return
+	}
+	c.setBlob(s, d)
+}
+
+// rewrite saves the destination version of source tree sid, with every
+// blob and subtree ID mapped, children first, and returns its ID.
+func (c *Copier) rewrite(ctx context.Context, sid id.ID, pl *plan) (id.ID, error) {
+	if d, ok := c.tree(sid); ok {
+		return d, nil
+	}
+	t, ok := pl.cache[sid]
+	if !ok {
+		var err error
+		if t, err = tree.Load(ctx, c.src, sid); err != nil {
+			return id.Null, fmt.Errorf("source: %w", err)
+		}
+	}
+	nt := &tree.Tree{Nodes: make([]*tree.Node, len(t.Nodes))}
+	for i, n := range t.Nodes {
+		m := *n
+		if len(n.Content) > 0 {
+			m.Content = make([]id.ID, len(n.Content))
+			for k, bid := range n.Content {
+				nid, ok := c.blob(bid)
+				if !ok {
+					return id.Null, fmt.Errorf("blob %s of %q was not copied", bid.Short(), n.Name)
+				}
+				m.Content[k] = nid
+			}
+		}
+		if n.Subtree != nil {
+			d, err := c.rewrite(ctx, *n.Subtree, pl)
+			if err != nil {
+				return id.Null, err
+			}
+			m.Subtree = &d
+		}
+		nt.Nodes[i] = &m
+	}
+	did, err := tree.Save(ctx, c.dst, nt)
+	if err != nil {
+		return id.Null, fmt.Errorf("destination: saving tree: %w", err)
+	}
+	c.setTree(sid, did)
+	delete(pl.cache, sid)
+	return did, nil
+}
+
+func (c *Copier) tree(s id.ID) (id.ID, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.trees[s]
+	return d, ok
+}
+
+func (c *Copier) setTree(s, d id.ID) {
+	c.mu.Lock()
+	c.trees[s] = d
+	c.mu.Unlock()
+}
+
+func (c *Copier) blob(s id.ID) (id.ID, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.blobs[s]
+	return d, ok
+}
+
+func (c *Copier) setBlob(s, d id.ID) {
+	c.mu.Lock()
+	c.blobs[s] = d
+	c.mu.Unlock()
+}

@@ -1,0 +1,64 @@
+package copier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+// walWorkers bounds WAL objects in flight (a segment is 16 MiB by default).
+const walWorkers = 4
+
+// copyWAL copies every WAL object of the source the destination lacks,
+// oldest name first, re-encrypted under the destination's key and stored
+// under the same name. Copying all of it (not only what the selected base
+// backups need) keeps point-in-time recovery possible up to the newest
+// archived segment.
+func (c *Copier) copyWAL(ctx context.Context) error {
+	have := make(map[string]bool)
+	err := c.dst.Backend().List(ctx, backend.WALFile, func(fi backend.FileInfo) error {
+		have[fi.Name] = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("destination: listing WAL: %w", err)
+	}
+	var missing []string
+	err = c.src.Backend().List(ctx, backend.WALFile, func(fi backend.FileInfo) error {
+		if !have[fi.Name] {
+			missing = append(missing, fi.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("source: listing WAL: %w", err)
+	}
+	slices.Sort(missing)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(walWorkers)
+	for _, name := range missing {
+		g.Go(func() error {
+			plain, err := c.src.LoadNamed(gctx, backend.WALFile, name)
+			if err != nil {
+				return fmt.Errorf("source: %w", err)
+			}
+			err = c.dst.SaveNamed(gctx, backend.WALFile, name, plain)
+			if errors.Is(err, repository.ErrNamedExists) {
+				return nil // archived into the destination meanwhile
+			}
+			if err != nil {
+				return fmt.Errorf("destination: %w", err)
+			}
+			c.P.WAL.Add(1)
+			c.P.WALBytes.Add(int64(len(plain)))
+			return nil
+		})
+	}
+	return g.Wait()
+}

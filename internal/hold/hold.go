@@ -1,0 +1,223 @@
+package hold
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/retention"
+	"github.com/nestguard/nestguard/internal/snapshot"
+)
+
+// ErrNotEnforced says the hold was recorded but the storage cannot enforce
+// it: the snapshot's objects can still be deleted by whoever can delete on
+// the storage.
+var ErrNotEnforced = errors.New("the storage cannot enforce legal holds")
+
+// Options tune Add and Release.
+type Options struct {
+	User string           // default: the current user
+	Host string           // default: this machine's hostname
+	Now  func() time.Time // default: time.Now
+	// RecordOnly accepts storage without Object Lock: the hold is recorded
+	// and Add succeeds, though nothing is enforced.
+	RecordOnly bool
+}
+
+func (o *Options) fill() {
+	if o.User == "" {
+		if u, err := user.Current(); err == nil {
+			o.User = u.Username
+		}
+	}
+	if o.Host == "" {
+		o.Host, _ = os.Hostname()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Result is what Add or Release did.
+type Result struct {
+	// Record is the record written; nil when the hold was already in the
+	// requested state (the legal holds were then applied again).
+	Record   *Record `json:"record,omitempty"`
+	Objects  int     `json:"objects"`  // objects the snapshot needs
+	Changed  int     `json:"changed"`  // legal holds set or cleared
+	Kept     int     `json:"kept"`     // on release: objects other active holds still need
+	Enforced bool    `json:"enforced"` // the storage enforces legal holds
+}
+
+// enforcer returns the Locker when the storage enforces legal holds.
+func enforcer(ctx context.Context, repo *repository.Repository) (backend.Locker, error) {
+	l, ok := repo.Locker()
+	if !ok {
+		return nil, nil
+	}
+	on, err := l.LockEnabled(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("checking Object Lock on %s: %w", repo.Location(), err)
+	}
+	if !on {
+		return nil, nil
+	}
+	return l, nil
+}
+
+// Add places hold caseID on snapshot sn: it records the hold, then sets a
+// legal hold on every object sn needs. The repository index must be loaded.
+// Adding a hold already in force records nothing new and sets the legal
+// holds again (which finishes an interrupted Add).
+func Add(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot, caseID, reason string, o Options) (*Result, error) {
+	o.fill()
+	records, _, err := List(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	l, err := enforcer(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Enforced: l != nil}
+	if last := find(records, sn.ID, caseID); last == nil || last.Action != ActionAdd {
+		rec := &Record{Snapshot: sn.ID, Case: caseID, Reason: reason, User: o.User, Host: o.Host,
+			Time: o.Now().UTC(), Action: ActionAdd, Enforced: l != nil}
+		// The record is written first: a hold is in force from the moment
+		// it is recorded, and an interrupted Add is finished by running it
+		// again.
+		if err := Save(ctx, repo, rec); err != nil {
+			return nil, err
+		}
+		res.Record = rec
+	}
+	if l == nil {
+		if o.RecordOnly {
+			return res, nil
+		}
+		return res, fmt.Errorf("hold recorded, but %w at %s (not an S3 bucket with Object Lock): the snapshot's objects can still be deleted; use --record-only to accept a recorded-only hold", ErrNotEnforced, repo.Location())
+	}
+	set, err := retention.Objects(ctx, repo, sn)
+	if err != nil {
+		return res, err
+	}
+	hs := set.Handles()
+	res.Objects = len(hs)
+	n, err := setHolds(ctx, l, hs, true)
+	res.Changed = n
+	if err != nil {
+		return res, fmt.Errorf("hold recorded, but placing legal holds failed after %d of %d objects (run 'nestguard hold add' again to finish): %w", n, len(hs), err)
+	}
+	return res, set.MissingError()
+}
+
+// Release ends hold caseID on snapshot sn: it records the release, then
+// clears the legal hold on the objects of sn that no other active hold
+// needs. Releasing a hold already released records nothing new and clears
+// the legal holds again (which finishes an interrupted Release).
+func Release(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot, caseID, reason string, o Options) (*Result, error) {
+	o.fill()
+	records, _, err := List(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	last := find(records, sn.ID, caseID)
+	if last == nil {
+		return nil, fmt.Errorf("snapshot %s has no hold for case %q (see 'nestguard hold list')", sn.ID.Short(), caseID)
+	}
+	l, err := enforcer(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Enforced: l != nil}
+	if last.Action == ActionAdd {
+		rec := &Record{Snapshot: sn.ID, Case: caseID, Reason: reason, User: o.User, Host: o.Host,
+			Time: o.Now().UTC(), Action: ActionRelease, Enforced: l != nil}
+		// Recorded before any legal hold is cleared: no hold ends unrecorded.
+		if err := Save(ctx, repo, rec); err != nil {
+			return nil, err
+		}
+		res.Record = rec
+		records = append(records, rec)
+		sortRecords(records)
+	}
+	if l == nil {
+		return res, nil
+	}
+	c := retention.NewCollector(repo)
+	set, err := c.Objects(ctx, sn)
+	if err != nil {
+		return res, err
+	}
+	keep, err := stillHeld(ctx, repo, c, Active(records))
+	if err != nil {
+		return res, err
+	}
+	var clear []backend.Handle
+	for _, h := range set.Handles() {
+		if keep[h] {
+			res.Kept++
+			continue
+		}
+		clear = append(clear, h)
+	}
+	res.Objects = len(clear) + res.Kept
+	n, err := setHolds(ctx, l, clear, false)
+	res.Changed = n
+	if err != nil {
+		return res, fmt.Errorf("release recorded, but clearing legal holds failed after %d of %d objects (run 'nestguard hold release' again to finish): %w", n, len(clear), err)
+	}
+	return res, nil
+}
+
+// stillHeld returns the objects the active holds need.
+func stillHeld(ctx context.Context, repo *repository.Repository, c *retention.Collector, active []*Record) (map[backend.Handle]bool, error) {
+	keep := make(map[backend.Handle]bool)
+	loaded := make(map[string]bool)
+	for _, r := range active {
+		if loaded[r.Snapshot.String()] {
+			continue
+		}
+		loaded[r.Snapshot.String()] = true
+		sn, err := snapshot.Load(ctx, repo, r.Snapshot)
+		if err != nil {
+			return nil, fmt.Errorf("reading snapshot %s of active hold %q (needed to know which legal holds to keep): %w", r.Snapshot.Short(), r.Case, err)
+		}
+		set, err := c.Objects(ctx, sn)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range set.Handles() {
+			keep[h] = true
+		}
+	}
+	return keep, nil
+}
+
+// holdWorkers bounds concurrent legal hold requests.
+const holdWorkers = 16
+
+func setHolds(ctx context.Context, l backend.Locker, hs []backend.Handle, on bool) (int, error) {
+	var n atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(holdWorkers)
+	for _, h := range hs {
+		g.Go(func() error {
+			if err := l.SetLegalHold(gctx, h, on); err != nil {
+				return fmt.Errorf("legal hold on %s: %w", h, err)
+			}
+			n.Add(1)
+			return nil
+		})
+	}
+	err := g.Wait()
+	return int(n.Load()), err
+}

@@ -1,0 +1,300 @@
+// Package retention finds the stored objects a snapshot needs and keeps
+// them: it extends their Object Lock retention after a backup (Apply), and
+// internal/hold places legal holds on the same set.
+package retention
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+// Set is every stored object a snapshot needs to be restored: the
+// repository config and key slots, the snapshot object, the packs holding
+// its tree and data blobs, the index objects listing those packs and, for
+// PostgreSQL snapshots, the WAL from its start to its stop segment.
+type Set struct {
+	Snapshot id.ID
+	Packs    []id.ID
+	Indexes  []id.ID
+	Keys     []string
+	WAL      []string
+	// Missing names blobs the snapshot references that are not indexed or
+	// trees that could not be read: the objects found are still listed.
+	Missing []string
+}
+
+// maxMissing bounds how many missing blobs a Set names.
+const maxMissing = 20
+
+// Handles returns every object of the set.
+func (s *Set) Handles() []backend.Handle {
+	hs := make([]backend.Handle, 0, 2+len(s.Packs)+len(s.Indexes)+len(s.Keys)+len(s.WAL))
+	hs = append(hs, backend.Handle{Type: backend.ConfigFile, Name: "config"})
+	for _, k := range s.Keys {
+		hs = append(hs, backend.Handle{Type: backend.KeyFile, Name: k})
+	}
+	hs = append(hs, backend.Handle{Type: backend.SnapshotFile, Name: s.Snapshot.String()})
+	for _, p := range s.Packs {
+		hs = append(hs, backend.Handle{Type: backend.PackFile, Name: p.String()})
+	}
+	for _, i := range s.Indexes {
+		hs = append(hs, backend.Handle{Type: backend.IndexFile, Name: i.String()})
+	}
+	for _, w := range s.WAL {
+		hs = append(hs, backend.Handle{Type: backend.WALFile, Name: w})
+	}
+	return hs
+}
+
+// MissingError reports a snapshot whose objects could not all be found.
+func (s *Set) MissingError() error {
+	if len(s.Missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("snapshot %s references data that is missing or unreadable (%s): the objects found were protected; run 'nestguard verify'",
+		s.Snapshot.Short(), strings.Join(s.Missing, "; "))
+}
+
+// Collector finds the object sets of snapshots of one repository. It reads
+// the index objects once, for all the snapshots it is asked about.
+type Collector struct {
+	repo      *repository.Repository
+	once      sync.Once
+	err       error
+	packIndex map[id.ID][]id.ID // pack -> index objects listing it
+	keys      []string
+	walNames  []string
+	walListed bool
+}
+
+// NewCollector returns a Collector for repo, whose index must be loaded.
+func NewCollector(repo *repository.Repository) *Collector { return &Collector{repo: repo} }
+
+func (c *Collector) load(ctx context.Context) error {
+	c.once.Do(func() {
+		ip, err := c.repo.IndexPacks(ctx)
+		if err != nil {
+			c.err = fmt.Errorf("reading the index objects: %w", err)
+			return
+		}
+		c.packIndex = make(map[id.ID][]id.ID)
+		for iid, packs := range ip {
+			for _, p := range packs {
+				c.packIndex[p] = append(c.packIndex[p], iid)
+			}
+		}
+		err = c.repo.Backend().List(ctx, backend.KeyFile, func(fi backend.FileInfo) error {
+			c.keys = append(c.keys, fi.Name)
+			return nil
+		})
+		if err != nil {
+			c.err = fmt.Errorf("listing key slots: %w", err)
+		}
+	})
+	return c.err
+}
+
+func (c *Collector) wal(ctx context.Context) ([]string, error) {
+	if c.walListed {
+		return c.walNames, nil
+	}
+	err := c.repo.Backend().List(ctx, backend.WALFile, func(fi backend.FileInfo) error {
+		c.walNames = append(c.walNames, fi.Name)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing WAL: %w", err)
+	}
+	c.walListed = true
+	return c.walNames, nil
+}
+
+// Objects returns the objects snapshot sn needs; see Set.
+func Objects(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot) (*Set, error) {
+	return NewCollector(repo).Objects(ctx, sn)
+}
+
+// Objects returns the objects sn needs; see Set. It is not safe for
+// concurrent use.
+func (c *Collector) Objects(ctx context.Context, sn *snapshot.Snapshot) (*Set, error) {
+	if err := c.load(ctx); err != nil {
+		return nil, err
+	}
+	s := &Set{Snapshot: sn.ID, Keys: slices.Clone(c.keys)}
+	w := &walker{idx: c.repo.Index(), repo: c.repo, packs: make(map[id.ID]struct{}), seen: make(map[id.ID]struct{})}
+	var pg pgRefs
+	if sn.Kind == snapshot.KindPostgres {
+		if err := json.Unmarshal(sn.Extra, &pg); err != nil {
+			return nil, fmt.Errorf("snapshot %s: PostgreSQL details unreadable: %w", sn.ID.Short(), err)
+		}
+		if pg.PGControl != "" {
+			bid, err := id.Parse(pg.PGControl)
+			if err != nil {
+				return nil, fmt.Errorf("snapshot %s: pg_control blob: %w", sn.ID.Short(), err)
+			}
+			w.blob(bid)
+		}
+	}
+	if err := w.walk(ctx, sn.Tree); err != nil {
+		return nil, err
+	}
+	s.Missing = w.missing
+	if w.nMissing > len(w.missing) {
+		s.Missing = append(s.Missing, fmt.Sprintf("and %d more", w.nMissing-len(w.missing)))
+	}
+	idxSet := make(map[id.ID]struct{})
+	for p := range w.packs {
+		s.Packs = append(s.Packs, p)
+		for _, iid := range c.packIndex[p] {
+			idxSet[iid] = struct{}{}
+		}
+	}
+	for iid := range idxSet {
+		s.Indexes = append(s.Indexes, iid)
+	}
+	sortIDs(s.Packs)
+	sortIDs(s.Indexes)
+	if sn.Kind == snapshot.KindPostgres && pg.StartWAL != "" {
+		names, err := c.wal(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.WAL = walRange(names, pg.StartWAL, pg.StopWAL)
+	}
+	return s, nil
+}
+
+// pgRefs is the part of a PostgreSQL snapshot's details (internal/pg's
+// BackupInfo) naming stored objects, decoded here without importing pg.
+type pgRefs struct {
+	StartWAL  string `json:"start_wal"`
+	StopWAL   string `json:"stop_wal"`
+	PGControl string `json:"pg_control_blob"`
+}
+
+// walRange returns the WAL objects of segments start to stop, including
+// backup history files and partial segments, and the timeline history file
+// of stop's timeline.
+func walRange(names []string, start, stop string) []string {
+	if stop == "" {
+		stop = start
+	}
+	var out []string
+	for _, n := range names {
+		switch {
+		case len(n) >= 24 && isHex(n[:24]) && n[:24] >= start && n[:24] <= stop:
+			out = append(out, n)
+		case len(stop) >= 8 && n == stop[:8]+".history":
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func isHex(s string) bool {
+	for i := range len(s) {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func sortIDs(ids []id.ID) {
+	slices.SortFunc(ids, func(a, b id.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
+}
+
+// walker visits a snapshot's trees level by level, loading each level's
+// trees in parallel, and collects the packs of every blob it meets.
+type walker struct {
+	repo     *repository.Repository
+	idx      *index.Map
+	mu       sync.Mutex
+	packs    map[id.ID]struct{}
+	seen     map[id.ID]struct{} // trees already visited
+	missing  []string
+	nMissing int
+}
+
+// treeWorkers bounds parallel tree reads (round trips on object storage).
+const treeWorkers = 16
+
+// blob records the pack holding bid. The caller holds mu or is single.
+func (w *walker) blob(bid id.ID) bool {
+	e, ok := w.idx.Lookup(bid)
+	if !ok {
+		w.miss("blob " + bid.Short() + " is not in the index")
+		return false
+	}
+	w.packs[e.Pack] = struct{}{}
+	return true
+}
+
+func (w *walker) miss(what string) {
+	w.nMissing++
+	if len(w.missing) < maxMissing {
+		w.missing = append(w.missing, what)
+	}
+}
+
+func (w *walker) walk(ctx context.Context, root id.ID) error {
+	level := []id.ID{root}
+	w.seen[root] = struct{}{}
+	for len(level) > 0 {
+		var next []id.ID
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(treeWorkers)
+		for _, tid := range level {
+			w.mu.Lock()
+			ok := w.blob(tid)
+			w.mu.Unlock()
+			if !ok {
+				continue
+			}
+			g.Go(func() error {
+				t, err := tree.Load(gctx, w.repo, tid)
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				if err != nil {
+					if gctx.Err() != nil {
+						return gctx.Err()
+					}
+					w.miss(err.Error())
+					return nil
+				}
+				for _, n := range t.Nodes {
+					for _, bid := range n.Content {
+						w.blob(bid)
+					}
+					if n.Subtree != nil {
+						if _, ok := w.seen[*n.Subtree]; !ok {
+							w.seen[*n.Subtree] = struct{}{}
+							next = append(next, *n.Subtree)
+						}
+					}
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		level = next
+	}
+	return nil
+}
