@@ -82,6 +82,11 @@ func newEncoder(l zstd.EncoderLevel, n int) *zstd.Encoder {
 		zstd.WithEncoderConcurrency(n),
 		// The sealing that follows authenticates everything.
 		zstd.WithEncoderCRC(false),
+		// Entropy-code blocks that found no matches too: klauspost skips
+		// them at the fast levels, which leaves text without repeats (small
+		// files above all) uncompressed. Incompressible input is rejected
+		// before this by the sampling, or cheaply by huff0's estimate.
+		zstd.WithAllLitEntropyCompression(true),
 	)
 	if err != nil {
 		// Only invalid options fail, and these are constant.

@@ -142,3 +142,35 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Text without long repeats compresses only by entropy coding; the
+// fastest zstd level does none, so neither the probe nor the default level
+// may rely on matches alone (a regression: small text files were stored raw).
+func TestLowEntropyTextCompresses(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	src := make([]byte, 200<<10) // above the sampling threshold
+	// Words of random letters: no repeats worth a match, ~4.5 bits a byte.
+	for i := 0; i < len(src); {
+		for n := 2 + rng.IntN(9); n > 0 && i < len(src); n-- {
+			src[i] = byte('a' + rng.IntN(26))
+			i++
+		}
+		if i < len(src) {
+			src[i] = " \n"[min(1, rng.IntN(8))^1]
+			i++
+		}
+	}
+	for _, n := range []int{12 << 10, len(src)} {
+		out, ok := NewCodec(Default).Compress(nil, src[:n])
+		if !ok || len(out) > n*3/4 {
+			t.Errorf("%d bytes of lowercase text: ok=%v, %d bytes out", n, ok, len(out))
+		}
+	}
+	var hist [256]int
+	for _, b := range src[:3*sampleLen] {
+		hist[b]++
+	}
+	if h := entropyBits(&hist, 3*sampleLen); h > maxWorthEntropy {
+		t.Errorf("lowercase words: entropy %.2f bits per byte, above the probe's %.2f", h, maxWorthEntropy)
+	}
+}

@@ -1,6 +1,9 @@
 package compress
 
-import "slices"
+import (
+	"math"
+	"slices"
+)
 
 // Sampling: above sampleAbove bytes, Compress first compresses samples of
 // sampleLen bytes from the start, middle and end, and stores the input raw
@@ -31,12 +34,24 @@ func (c *Codec) Compress(dst, src []byte) ([]byte, bool) {
 	return out, worth(len(out)-len(dst), len(src))
 }
 
-// samplesShrink compresses three samples of src and reports whether they
-// shrink enough together.
+// samplesShrink reports whether three samples of src promise to shrink
+// enough: by their order-0 entropy (what entropy coding of literals saves)
+// or, failing that, by compressing them (what matches save). The entropy
+// test matters: the fastest zstd level never entropy-codes literals, so a
+// match-only probe calls text without repeats incompressible.
 func (c *Codec) samplesShrink(src []byte) bool {
+	mid := len(src)/2 - sampleLen/2
+	var hist [256]int
+	for _, off := range [...]int{0, mid, len(src) - sampleLen} {
+		for _, b := range src[off : off+sampleLen] {
+			hist[b]++
+		}
+	}
+	if entropyBits(&hist, 3*sampleLen) < maxWorthEntropy {
+		return true
+	}
 	bp := c.scratch.Get().(*[]byte)
 	defer c.scratch.Put(bp)
-	mid := len(src)/2 - sampleLen/2
 	in, out := 0, 0
 	for _, off := range [...]int{0, mid, len(src) - sampleLen} {
 		s := src[off : off+sampleLen]
@@ -45,4 +60,21 @@ func (c *Codec) samplesShrink(src []byte) bool {
 		out += len(*bp)
 	}
 	return worth(out, in)
+}
+
+// maxWorthEntropy is the order-0 entropy, in bits per byte, below which
+// entropy coding alone saves at least 1/32 of the input (8 * 31/32 = 7.75),
+// with a margin for the coding tables.
+const maxWorthEntropy = 7.6
+
+// entropyBits returns the order-0 entropy of a histogram of n bytes.
+func entropyBits(hist *[256]int, n int) float64 {
+	var h float64
+	for _, c := range hist {
+		if c > 0 {
+			p := float64(c) / float64(n)
+			h -= p * math.Log2(p)
+		}
+	}
+	return h
 }

@@ -77,7 +77,7 @@ type Options struct {
 type InitOptions struct {
 	Options
 	Chunker     ChunkerSizes // zero: 512 KiB / 1 MiB / 8 MiB
-	Compression string       // default "fastest"
+	Compression string       // default "default" (zstd level 3)
 	PackSize    int          // default DefaultPackSize
 	ObjectLock  *ObjectLock
 	KeyLabel    string
@@ -114,7 +114,7 @@ func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOpti
 		cfg.Chunker = ChunkerSizes{Min: 512 << 10, Avg: 1 << 20, Max: 8 << 20}
 	}
 	if cfg.Compression == "" {
-		cfg.Compression = "fastest"
+		cfg.Compression = "default"
 	}
 	if cfg.PackSize == 0 {
 		cfg.PackSize = DefaultPackSize
