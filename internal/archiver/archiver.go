@@ -183,7 +183,9 @@ func (a *Archiver) run(ctx context.Context, walk func(context.Context) error) er
 	a.cancel = cancel
 	a.files = make(chan *fileJob, 64)
 	a.chunks = make(chan *chunkJob, a.opt.Workers)
-	nbufs := 2*a.opt.Workers + a.opt.Readers
+	// One buffer per worker keeps them busy; one per reader lets each read
+	// ahead. More only adds memory: each grows to the largest chunk it held.
+	nbufs := a.opt.Workers + a.opt.Readers
 	a.bufs = make(chan []byte, nbufs)
 	for range nbufs {
 		a.bufs <- nil
