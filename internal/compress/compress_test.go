@@ -3,10 +3,13 @@ package compress
 import (
 	"bytes"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func randomData(n int, seed byte) []byte {
@@ -172,5 +175,37 @@ func TestLowEntropyTextCompresses(t *testing.T) {
 	}
 	if h := entropyBits(&hist, 3*sampleLen); h > maxWorthEntropy {
 		t.Errorf("lowercase words: entropy %.2f bits per byte, above the probe's %.2f", h, maxWorthEntropy)
+	}
+}
+
+// Inputs above parallelAbove are compressed in pieces on several cores;
+// the result must decode in one pass, respect maxLen, and stay a zstd
+// stream any decoder reads.
+func TestParallelFrames(t *testing.T) {
+	src := make([]byte, 9<<20+123)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range src {
+		src[i] = "ledger,EUR,settled,"[rng.IntN(19)]
+	}
+	c := NewCodec(Fastest)
+	out, ok := c.Compress([]byte("prefix"), src)
+	if !ok || string(out[:6]) != "prefix" {
+		t.Fatalf("ok=%v", ok)
+	}
+	if _, par := declaredSize(out[6:]); !par && runtime.GOMAXPROCS(0) > 1 {
+		t.Fatal("a 9 MiB input was not compressed in parallel pieces")
+	}
+	got, err := c.Decompress(nil, out[6:], len(src))
+	if err != nil || !bytes.Equal(got, src) {
+		t.Fatalf("round trip: err=%v equal=%v", err, bytes.Equal(got, src))
+	}
+	if _, err := c.Decompress(nil, out[6:], len(src)-1); err == nil {
+		t.Fatal("maxLen below the declared size accepted")
+	}
+	// A plain zstd decoder reads it too (the size frame is skippable).
+	d, _ := zstd.NewReader(nil)
+	plain, err := d.DecodeAll(out[6:], nil)
+	if err != nil || !bytes.Equal(plain, src) {
+		t.Fatalf("plain decoder: err=%v equal=%v", err, bytes.Equal(plain, src))
 	}
 }

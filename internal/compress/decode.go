@@ -24,7 +24,13 @@ func (c *Codec) Decompress(dst, src []byte, maxLen int) ([]byte, error) {
 	// maxLen.
 	room := min(maxLen, max(4*len(src), 64<<10))
 	var h zstd.Header
-	if err := h.Decode(src); err == nil && h.HasFCS {
+	if total, ok := declaredSize(src); ok {
+		// Frames compressed in parallel: the size frame states the total.
+		if total > uint64(maxLen) {
+			return nil, fmt.Errorf("zstd: data declares %d decoded bytes, over the limit of %d bytes", total, maxLen)
+		}
+		room = int(total)
+	} else if err := h.Decode(src); err == nil && h.HasFCS {
 		if h.FrameContentSize > uint64(maxLen) {
 			return nil, fmt.Errorf("zstd: frame declares %d decoded bytes, over the limit of %d bytes", h.FrameContentSize, maxLen)
 		}

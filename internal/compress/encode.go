@@ -27,6 +27,9 @@ func (c *Codec) Compress(dst, src []byte) ([]byte, bool) {
 	if len(src) > sampleAbove && !c.samplesShrink(src) {
 		return dst, false
 	}
+	if out := c.compressParallel(dst, src); out != nil {
+		return out, worth(len(out)-len(dst), len(src))
+	}
 	// One allocation up front rather than growth by appends: output
 	// worth keeping is smaller than src.
 	dst = slices.Grow(dst, len(src))

@@ -42,7 +42,12 @@ func (r *Repository) sealNamed(name string, plain []byte) []byte {
 	body := make([]byte, 0, len(plain)/2+len(name)+16)
 	body = append(body, byte(len(name)))
 	body = append(body, name...)
-	body = r.packBody(body, plain)
+	if r.fast != nil {
+		if c, ok := r.fast.Compress(append(body, flagZstd), plain); ok {
+			return r.key.Seal(make([]byte, 0, len(c)+64), c)
+		}
+	}
+	body = append(append(body, flagRaw), plain...)
 	return r.key.Seal(make([]byte, 0, len(body)+64), body)
 }
 

@@ -41,12 +41,15 @@ var (
 // Repository is an open, unlocked repository. Its methods are safe for
 // concurrent use.
 type Repository struct {
-	be     backend.Backend
-	key    *crypto.Key
-	keyID  string // the slot that opened it
-	cfg    Config
-	codec  *compress.Codec // nil: compression off
-	dec    *compress.Codec // decodes whatever the writer chose
+	be    backend.Backend
+	key   *crypto.Key
+	keyID string // the slot that opened it
+	cfg   Config
+	codec *compress.Codec // nil: compression off
+	dec   *compress.Codec // decodes whatever the writer chose
+	// fast compresses named objects (WAL segments): PostgreSQL waits on
+	// each archive call, so latency beats the last few percent of ratio.
+	fast   *compress.Codec
 	idx    *index.Map
 	log    *slog.Logger
 	packer *packer
@@ -197,6 +200,12 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) *
 	}
 	if r.dec == nil {
 		r.dec = compress.NewCodec(compress.Fastest)
+	}
+	if codec != nil {
+		r.fast = r.dec
+		if cfg.Compression != "fastest" {
+			r.fast = compress.NewCodec(compress.Fastest)
+		}
 	}
 	r.kdfOverride = o.KDF
 	r.packer = newPacker(r, uploads)
