@@ -1,6 +1,491 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
 
-// pgBackupCommands: backup, restore (to be written).
-func (a *app) pgBackupCommands() []*cobra.Command { return nil }
+	"github.com/spf13/cobra"
+
+	"github.com/nestguard/nestguard/internal/archiver"
+	"github.com/nestguard/nestguard/internal/pg"
+	"github.com/nestguard/nestguard/internal/progress"
+	"github.com/nestguard/nestguard/internal/restorer"
+)
+
+// pgBackupCommands: pg backup and pg restore.
+func (a *app) pgBackupCommands() []*cobra.Command {
+	return []*cobra.Command{a.pgBackupCommand(), a.pgRestoreCommand()}
+}
+
+func (a *app) pgBackupCommand() *cobra.Command {
+	var (
+		o         pg.BackupOptions
+		blockSize string
+	)
+	cmd := &cobra.Command{
+		Use:   "backup --pgdata DIR --dsn DSN",
+		Short: "Take an online base backup of a PostgreSQL cluster",
+		Long: `Take a consistent base backup of a running PostgreSQL cluster while it
+takes writes, using PostgreSQL's non-exclusive backup API: pg_backup_start,
+a parallel copy of the data directory and every tablespace, pg_control last,
+pg_backup_stop. backup_label and tablespace_map are stored exactly as the
+server returned them.
+
+The backup needs WAL archiving into the same repository
+(archive_command = 'nestguard ... pg archive-wal %p', see 'pg archive-wal
+--help'): it is complete, and its snapshot saved, only once every WAL
+segment from its start to its stop is in the repository. If that takes
+longer than --wal-timeout, no snapshot is saved and the missing segments
+are named.
+
+Relation files are cut in fixed blocks (--block-size, a multiple of the
+8 KiB page), so the next backup stores only the blocks that changed: every
+backup is a full restore point at the cost of an incremental one. Files
+unchanged since the cluster's previous backup are not read at all.
+
+With data checksums on (initdb --data-checksums), every page read is
+verified; corrupt pages are reported by file and block, the backup is
+still saved, and the exit code is 3.
+
+The connection (--dsn, or the PG* environment variables) needs a role that
+may run pg_backup_start and pg_backup_stop (superuser, or EXECUTE granted
+on them, with pg_read_all_settings). --pgdata is the data directory as this
+machine sees it; it is checked to be the cluster --dsn talks to.`,
+		Example: `  nestguard pg backup --pgdata /var/lib/postgresql/15/main --dsn "host=/var/run/postgresql user=postgres"
+  nestguard pg backup --pgdata "$PGDATA" --tag nightly --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if blockSize != "" {
+				n, err := parseByteSize(blockSize)
+				if err != nil {
+					return &usageError{fmt.Errorf("--block-size: %w", err)}
+				}
+				o.BlockSize = n
+			}
+			ctx := cmd.Context()
+			repo, err := a.openRepo(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer repo.Backend().Close()
+			o.Program = "nestguard " + version
+			o.Log = a.log
+			var (
+				cur  atomic.Pointer[archiver.Archiver]
+				done atomic.Int64 // bytes read by the finished archivers (data directory, tablespaces)
+			)
+			o.OnArchiver = func(ar *archiver.Archiver) {
+				if old := cur.Swap(ar); old != nil {
+					done.Add(old.C.BytesRead.Load())
+				}
+			}
+			rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+				ar := cur.Load()
+				if ar == nil {
+					return progress.Status{Extra: "starting backup"}
+				}
+				return progress.Status{Files: ar.C.Files.Load(), Bytes: done.Load() + ar.C.BytesRead.Load(), Errors: ar.C.Errors.Load(),
+					Extra: fmt.Sprintf("%d unchanged", ar.C.FilesUnmodified.Load())}
+			})
+			sn, info, err := pg.Backup(ctx, repo, o)
+			rep.Stop()
+			if err != nil {
+				return err
+			}
+			// Under Object Lock, older packs this backup reuses must be
+			// retained as long as the new snapshot.
+			if err := a.applyRetention(ctx, repo, sn); err != nil {
+				return err
+			}
+			s := sn.Summary
+			secs := s.End.Sub(s.Start).Seconds()
+			if a.jsonOut {
+				if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "summary": s, "backup": info,
+					"duration_seconds": secs, "read_mib_per_second": float64(s.BytesRead) / (1 << 20) / max(secs, 1e-3)}); err != nil {
+					return err
+				}
+			} else {
+				a.printf("base backup of cluster %d (PostgreSQL %d), timeline %d\n", info.SystemID, info.ServerVersion, info.Timeline)
+				a.printf("  WAL %s (%s) to %s (%s), all archived\n", info.StartLSN, info.StartWAL, info.StopLSN, info.StopWAL)
+				a.printf("  files: %d new, %d changed, %d unchanged; read %s of %s in %s (%s/s)\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified,
+					progress.Bytes(s.BytesRead), progress.Bytes(info.DatabaseSize), s.End.Sub(s.Start).Round(time.Millisecond),
+					progress.Bytes(int64(float64(s.BytesRead)/max(secs, 1e-3))))
+				a.printf("  added %s (%s stored)\n", progress.Bytes(s.DataAdded), progress.Bytes(s.DataStored))
+				for _, tsp := range info.Tablespaces {
+					a.printf("  tablespace %d at %s\n", tsp.OID, tsp.Location)
+				}
+				a.printf("snapshot %s saved\n", sn.ID.Short())
+			}
+			for _, cp := range info.CorruptPages {
+				if !a.jsonOut {
+					fmt.Fprintf(a.stderr, "warning: corrupt page: %s block %d: %s\n", cp.Path, cp.Block, cp.Error)
+				}
+			}
+			if len(info.CorruptPages) > 0 {
+				return &partialError{fmt.Sprintf("snapshot %s saved, but %d pages failed their checksum (listed above): the cluster has damaged data",
+					sn.ID.Short(), len(info.CorruptPages))}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.DataDir, "pgdata", os.Getenv("PGDATA"), "the cluster's data directory (env PGDATA; default: the server's data_directory)")
+	f.StringVar(&o.DSN, "dsn", "", `connection string or URL, e.g. "host=/var/run/postgresql user=postgres" (default: the PG* environment)`)
+	f.StringArrayVar(&o.Tags, "tag", nil, "tag the snapshot (repeatable)")
+	f.StringVar(&blockSize, "block-size", "", fmt.Sprintf("chunk size for relation files, a multiple of 8KiB (default %dKiB)", pg.DefaultBlockSize>>10))
+	f.DurationVar(&o.WALTimeout, "wal-timeout", 5*time.Minute, "how long to wait for the backup's WAL to reach the repository")
+	f.StringVar(&o.Host, "host", "", "record this host name instead of the machine's")
+	return cmd
+}
+
+func (a *app) pgRestoreCommand() *cobra.Command {
+	var (
+		o                            pg.RestoreOptions
+		toTime, toLSN, toXID, toName string
+		toLatest                     bool
+		tsMap                        []string
+		timeline                     string
+	)
+	cmd := &cobra.Command{
+		Use:   "restore --target-dir DIR (--to-time TS | --to-lsn LSN | --to-xid XID | --to-name NAME | --to-latest)",
+		Short: "Restore a PostgreSQL cluster to a point in time",
+		Long: `Restore a PostgreSQL cluster as it was at a moment of the recoverable
+window ('nestguard pg status' shows it), in one command:
+
+  1. the target is checked against the window and the WAL chain; a target
+     outside it, or beyond a missing WAL segment, is refused before
+     anything is written, naming the window or the segment;
+  2. the newest base backup that ends before the target is restored in
+     parallel into --target-dir (new or empty), tablespaces to their
+     recorded directories or those given with --tablespace-map;
+  3. recovery is configured: restore_command runs 'nestguard pg
+     restore-wal' on this repository, the target goes into
+     postgresql.auto.conf, and recovery.signal is created;
+  4. with --start, the server is started (pg_ctl, as the directory's
+     owner), and the command waits until recovery reached the target and
+     reports the point reached and how long restore and replay took.
+
+Exactly one target: --to-time (RFC 3339, or "2006-01-02 15:04:05[.999999][-07]"
+in local time without a zone), --to-lsn, --to-xid, --to-name (a restore point
+made with pg_create_restore_point) or --to-latest (all archived WAL). The
+transaction committed exactly at the target is included.
+
+--target-action says what the server does at the target: pause (PostgreSQL's
+default: inspect, then SELECT pg_wal_replay_resume() to promote), promote
+(open for writes on a new timeline), or shutdown. --to-latest always ends
+promoted. --timeline picks the timeline to follow (latest, or a number).
+
+restore_command must read the repository without a secret on its command
+line: give --password-file or --key-file (readable by the database's OS
+user), or your own --restore-command. S3 credentials come from the server's
+environment.`,
+		Example: `  nestguard pg restore --target-dir /srv/pg-restore --to-time "2024-05-01 13:59:00+02" --start
+  nestguard pg restore --target-dir /srv/pg-restore --to-latest --start --port 5433 --json
+  nestguard pg restore --target-dir /srv/r --to-name before_migration --target-action promote \
+      --tablespace-map 16390=/srv/r-ts`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.TargetDir == "" {
+				return &usageError{errors.New("--target-dir is required")}
+			}
+			target, err := parseRestoreTarget(toTime, toLSN, toXID, toName, toLatest)
+			if err != nil {
+				return &usageError{err}
+			}
+			target.Timeline = timeline
+			o.Target = target
+			if o.Target.Latest && !cmd.Flag("target-action").Changed {
+				o.TargetAction = pg.ActionPromote
+			}
+			if o.TablespaceMap, err = parseTablespaceFlags(tsMap); err != nil {
+				return &usageError{err}
+			}
+			if o.RestoreCommand == "" {
+				if o.RestoreCommand, err = a.restoreCommandLine(); err != nil {
+					return &usageError{err}
+				}
+			}
+			ctx := cmd.Context()
+			repo, err := a.openRepo(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer repo.Backend().Close()
+			o.Log = a.log
+			var cur atomic.Pointer[restorer.Restorer]
+			o.OnRestorer = func(r *restorer.Restorer) { cur.Store(r) }
+			rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+				r := cur.Load()
+				if r == nil {
+					return progress.Status{Extra: "checking the recovery window"}
+				}
+				return progress.Status{Files: r.C.Files.Load(), Bytes: r.C.BytesWritten.Load(), BytesTotal: r.C.BytesTotal.Load(), Errors: r.C.Errors.Load()}
+			})
+			res, err := pg.Restore(ctx, repo, o)
+			rep.Stop()
+			if res != nil && !a.jsonOut {
+				for _, d := range res.Damaged {
+					fmt.Fprintf(a.stderr, "damaged: %s: %s\n", d.Path, d.Err)
+				}
+			}
+			if err != nil {
+				if res != nil && a.jsonOut {
+					_ = a.printJSON(map[string]any{"result": res, "error": err.Error()})
+				}
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(res)
+			}
+			a.printRestore(res)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.TargetDir, "target-dir", "", "directory to restore the data directory into (new or empty)")
+	f.StringVar(&toTime, "to-time", "", "recover to this time (RFC 3339 or \"2006-01-02 15:04:05[.999999][-07]\")")
+	f.StringVar(&toLSN, "to-lsn", "", "recover to this WAL location (e.g. 0/5000060)")
+	f.StringVar(&toXID, "to-xid", "", "recover up to and including this transaction id")
+	f.StringVar(&toName, "to-name", "", "recover to this restore point (pg_create_restore_point)")
+	f.BoolVar(&toLatest, "to-latest", false, "recover all archived WAL")
+	f.StringVar(&o.TargetAction, "target-action", pg.ActionPause, "at the target: pause, promote or shutdown")
+	f.StringVar(&timeline, "timeline", "latest", "timeline to recover along: latest or a number")
+	f.BoolVar(&o.Start, "start", false, "start the server and wait until recovery reached the target")
+	f.IntVar(&o.Port, "port", 0, "with --start: the port to run the restored server on (default: its configuration's)")
+	f.StringVar(&o.BinDir, "bindir", "", "with --start: directory of pg_ctl and postgres (default: $PATH, then /usr/lib/postgresql/<newest>/bin)")
+	f.DurationVar(&o.StartTimeout, "start-timeout", time.Hour, "with --start: how long recovery may take")
+	f.StringVar(&o.From, "from", "", "restore this base backup (snapshot id) instead of the newest one before the target")
+	f.BoolVar(&o.Overwrite, "overwrite", false, "restore into non-empty directories, replacing files")
+	f.StringArrayVar(&tsMap, "tablespace-map", nil, "restore tablespace OID into DIR instead of its original location: OID=DIR (repeatable)")
+	f.StringVar(&o.RestoreCommand, "restore-command", "", "restore_command to write instead of the one nestguard builds")
+	f.IntVar(&o.Workers, "workers", 8, "packs read and written at once")
+	return cmd
+}
+
+func (a *app) printRestore(res *pg.RestoreResult) {
+	b := res.Base
+	a.printf("restored base backup %s (cluster %d, ended %s at %s) to %s: %d files, %s\n",
+		res.Snapshot[:8], b.SystemID, fmtTime(b.StopTime), b.StopLSN, res.TargetDir, res.Files, progress.Bytes(res.Bytes))
+	for oid, dir := range res.Tablespaces {
+		a.printf("  tablespace %d in %s\n", oid, dir)
+	}
+	for _, k := range []string{"recovery_target_time", "recovery_target_lsn", "recovery_target_xid", "recovery_target_name",
+		"recovery_target_timeline", "recovery_target_action"} {
+		if v, ok := res.Settings[k]; ok {
+			a.printf("  %s = '%s'\n", k, v)
+		}
+	}
+	if !res.Started {
+		a.printf("recovery is configured; start the server to replay WAL to the target:\n  pg_ctl -D %s start\n", res.TargetDir)
+		a.printf("restore took %s\n", res.RestoreTime.Round(time.Millisecond))
+		return
+	}
+	r := res.Recovery
+	a.printf("server %s at the recovery target", r.State)
+	if r.ReplayLSN != nil {
+		a.printf(": replayed to %s", *r.ReplayLSN)
+	}
+	if r.LastCommit != nil {
+		a.printf(", last transaction committed at %s", r.LastCommit.Local().Format("2006-01-02 15:04:05.000000 -07"))
+	}
+	if r.Timeline != 0 {
+		a.printf(", now on timeline %d", r.Timeline)
+	}
+	a.printf("\n")
+	if r.Message != "" {
+		a.printf("  server: %s\n", r.Message)
+	}
+	if r.State != "shut down" {
+		host := r.SocketDir
+		if host == "" {
+			host = "localhost"
+		}
+		a.printf("  connect with: psql -h %s -p %d\n", host, r.Port)
+	}
+	a.printf("time: restore %s, WAL replay %s, total %s (the measured recovery time)\n",
+		res.RestoreTime.Round(time.Millisecond), res.ReplayTime.Round(time.Millisecond), res.TotalTime.Round(time.Millisecond))
+}
+
+// parseRestoreTarget builds the recovery target from the --to-* flags,
+// exactly one of which must be given.
+func parseRestoreTarget(toTime, toLSN, toXID, toName string, latest bool) (pg.Target, error) {
+	var t pg.Target
+	n := 0
+	if toTime != "" {
+		n++
+		ts, err := parseTargetTime(toTime)
+		if err != nil {
+			return t, err
+		}
+		t.Time = &ts
+	}
+	if toLSN != "" {
+		n++
+		l, err := pg.ParseLSN(toLSN)
+		if err != nil {
+			return t, fmt.Errorf("--to-lsn: %w", err)
+		}
+		t.LSN = &l
+	}
+	if toXID != "" {
+		n++
+		if _, err := strconv.ParseUint(toXID, 10, 64); err != nil {
+			return t, fmt.Errorf("--to-xid %q: want a transaction id (a number)", toXID)
+		}
+		t.XID = toXID
+	}
+	if toName != "" {
+		n++
+		t.Name = toName
+	}
+	if latest {
+		n++
+		t.Latest = true
+	}
+	if n != 1 {
+		return t, errors.New("give exactly one of --to-time, --to-lsn, --to-xid, --to-name and --to-latest")
+	}
+	return t, nil
+}
+
+// parseTargetTime reads RFC 3339 or PostgreSQL's "2006-01-02 15:04:05[.999999][-07]";
+// without a zone the time is local. Fractional seconds are accepted after
+// the seconds in every form.
+func parseTargetTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05-07", "2006-01-02 15:04:05-0700",
+		"2006-01-02 15:04:05 -07:00", "2006-01-02 15:04:05 -07", "2006-01-02 15:04:05 -0700"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02T15:04:05"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--to-time %q: want RFC 3339 (2024-05-01T13:59:00+02:00) or \"2024-05-01 13:59:00[.123456][+02]\"", s)
+}
+
+// parseTablespaceFlags reads --tablespace-map OID=DIR values.
+func parseTablespaceFlags(vals []string) (map[uint32]string, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	m := map[uint32]string{}
+	for _, v := range vals {
+		oid, dir, ok := strings.Cut(v, "=")
+		n, err := strconv.ParseUint(oid, 10, 32)
+		if !ok || err != nil || n == 0 || dir == "" {
+			return nil, fmt.Errorf("--tablespace-map %q: want OID=DIRECTORY", v)
+		}
+		if !filepath.IsAbs(dir) {
+			return nil, fmt.Errorf("--tablespace-map %q: the directory must be an absolute path", v)
+		}
+		m[uint32(n)] = filepath.Clean(dir)
+	}
+	return m, nil
+}
+
+// restoreCommandLine builds the restore_command PostgreSQL will run: this
+// binary, this repository and its storage options, and the file that
+// unlocks it — never a secret itself, since the command is stored in
+// postgresql.auto.conf and visible in the process list.
+func (a *app) restoreCommandLine() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("locating the nestguard binary for restore_command: %w", err)
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return "", err
+	}
+	if err := a.needRepo(); err != nil {
+		return "", err
+	}
+	repo := a.repo
+	if !strings.Contains(repo, "://") {
+		if repo, err = filepath.Abs(repo); err != nil {
+			return "", err
+		}
+	}
+	words := []string{exe, "--repo", repo}
+	switch {
+	case a.keyFile != "":
+		p, err := filepath.Abs(a.keyFile)
+		if err != nil {
+			return "", err
+		}
+		words = append(words, "--key-file", p)
+	case a.passwordFile != "":
+		p, err := filepath.Abs(a.passwordFile)
+		if err != nil {
+			return "", err
+		}
+		words = append(words, "--password-file", p)
+	default:
+		return "", errors.New("restore_command needs to unlock the repository without a secret on its command line: give --key-file or --password-file (readable by the database's OS user), or write your own with --restore-command")
+	}
+	if a.s3Endpoint != "" {
+		words = append(words, "--s3-endpoint", a.s3Endpoint)
+	}
+	if a.s3Region != "" {
+		words = append(words, "--s3-region", a.s3Region)
+	}
+	if a.s3PathStyle {
+		words = append(words, "--s3-path-style")
+	}
+	if a.caCert != "" {
+		p, err := filepath.Abs(a.caCert)
+		if err != nil {
+			return "", err
+		}
+		words = append(words, "--ca-cert", p)
+	}
+	if a.insecureHTTP {
+		words = append(words, "--insecure-http")
+	}
+	var b strings.Builder
+	for _, w := range words {
+		// PostgreSQL expands %-escapes before the shell sees the line.
+		b.WriteString(strings.ReplaceAll(shellWord(w), "%", "%%"))
+		b.WriteByte(' ')
+	}
+	b.WriteString("pg restore-wal %f %p")
+	return b.String(), nil
+}
+
+// shellWord quotes s for /bin/sh, which PostgreSQL runs restore_command with.
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-:=+,@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// parseByteSize reads a size in bytes, with an optional k/KiB/m/MiB suffix.
+func parseByteSize(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	mult := 1
+	lower := strings.ToLower(s)
+	for _, suf := range []struct {
+		s string
+		m int
+	}{{"kib", 1 << 10}, {"kb", 1 << 10}, {"k", 1 << 10}, {"mib", 1 << 20}, {"mb", 1 << 20}, {"m", 1 << 20}} {
+		if strings.HasSuffix(lower, suf.s) {
+			mult = suf.m
+			lower = strings.TrimSpace(strings.TrimSuffix(lower, suf.s))
+			break
+		}
+	}
+	n, err := strconv.Atoi(lower)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size: want bytes, or a number with k/KiB or m/MiB", s)
+	}
+	return n * mult, nil
+}

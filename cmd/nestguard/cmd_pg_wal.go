@@ -1,6 +1,294 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
 
-// pgWALCommands: archive-wal, restore-wal, status (to be written).
-func (a *app) pgWALCommands() []*cobra.Command { return nil }
+	"github.com/spf13/cobra"
+
+	"github.com/nestguard/nestguard/internal/pg"
+	"github.com/nestguard/nestguard/internal/progress"
+)
+
+// pgWALCommands: archive-wal, restore-wal, status.
+func (a *app) pgWALCommands() []*cobra.Command {
+	return []*cobra.Command{a.pgArchiveWALCommand(), a.pgRestoreWALCommand(), a.pgStatusCommand()}
+}
+
+func (a *app) pgArchiveWALCommand() *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "archive-wal PATH",
+		Short: "Archive one WAL file: PostgreSQL's archive_command",
+		Long: `Store one WAL segment, history or backup history file in the repository
+(compressed, encrypted, under its WAL file name). PostgreSQL runs it for
+every finished segment once archiving is on, in postgresql.conf:
+
+  archive_mode = on
+  archive_command = 'nestguard --repo /srv/backup --key-file /etc/nestguard/wal.key pg archive-wal %p'
+
+%p is the path of the file, relative to the data directory; its name is the
+file name (or --name). The command runs as the database's OS user with the
+server's environment, so give it the repository and what unlocks it in the
+command line or the server's environment, never a passphrase itself: a key
+file ('nestguard key add --generate-key-file F', unlocks in microseconds)
+or --password-file (Argon2id: a few tenths of a second per segment).
+
+Exit status follows PostgreSQL's contract: 0 only once the file is durably
+stored; 1 otherwise, and PostgreSQL keeps the file and retries. Archiving a
+file again with identical content succeeds (a retry after a crash); a
+different file under an archived name fails loudly and is never stored:
+that means two clusters share a repository, or a restored cluster did not
+start a new timeline.`,
+		Example: `  # postgresql.conf
+  archive_mode = on
+  archive_command = 'nestguard --repo s3://bucket/pg --key-file /etc/nestguard/wal.key pg archive-wal %p'
+
+  # check that it works (see also pg_stat_archiver):
+  psql -c 'SELECT pg_switch_wal()'; nestguard pg status`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// One segment, then exit: collecting garbage only costs latency
+			// that PostgreSQL waits on. The soft limit still bounds memory
+			// (segments may be up to 1 GiB).
+			debug.SetGCPercent(-1)
+			debug.SetMemoryLimit(512 << 20)
+			path := args[0]
+			if name == "" {
+				name = filepath.Base(path)
+			}
+			began := time.Now()
+			ctx := cmd.Context()
+			repo, err := a.openRepo(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer repo.Backend().Close()
+			opened := time.Since(began)
+			res, err := pg.ArchiveWAL(ctx, repo, path, name)
+			if err != nil {
+				return err
+			}
+			a.log.Info("archived WAL", "file", name, "bytes", res.Size, "already_archived", res.AlreadyArchived,
+				"open_ms", opened.Milliseconds(), "store_ms", res.Duration.Milliseconds(), "total_ms", time.Since(began).Milliseconds())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "store under this WAL file name (default: the base name of PATH)")
+	return cmd
+}
+
+func (a *app) pgRestoreWALCommand() *cobra.Command {
+	var (
+		o          pg.RestoreWALOptions
+		wait       bool
+		background string
+	)
+	cmd := &cobra.Command{
+		Use:   "restore-wal NAME DEST",
+		Short: "Fetch one WAL file for recovery: PostgreSQL's restore_command",
+		Long: `Write WAL file NAME from the repository to DEST. PostgreSQL runs it during
+recovery ('nestguard pg restore' writes the setting for you):
+
+  restore_command = 'nestguard --repo /srv/backup --key-file /etc/nestguard/wal.key pg restore-wal %f %p'
+
+Exit status follows PostgreSQL's contract: 0 only once DEST is completely
+written and synced. A file that is not in the repository exits 1 with one
+line: that is normal, PostgreSQL asks for files past the end of the archive
+and for history files that never existed. A damaged file (it fails
+authentication) exits 1 loudly and DEST is not written: it is never
+replayed.
+
+While PostgreSQL replays a segment, the next --prefetch segments are fetched
+and verified in parallel by a background process into a spool directory
+(pg_wal/.nestguard-spool, or --spool-dir), so that the next requests are a
+rename. The spool holds at most --prefetch segments and removes itself at
+the end of the archive.`,
+		Example: `  restore_command = 'nestguard --repo /srv/backup --key-file /etc/nestguard/wal.key pg restore-wal %f %p'
+  restore_command = 'nestguard --repo /srv/backup --key-file /etc/nestguard/wal.key pg restore-wal --prefetch 16 %f %p'`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, dest := args[0], args[1]
+			if o.Prefetch < 0 || o.Prefetch > 256 {
+				return &usageError{fmt.Errorf("--prefetch %d: want 0 to 256 segments", o.Prefetch)}
+			}
+			ctx := cmd.Context()
+			repo, err := a.openRepo(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer repo.Backend().Close()
+			o.Log = a.log
+			if background != "" {
+				// The detached helper a previous call started.
+				ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+				defer cancel()
+				if o.SpoolDir == "" {
+					o.SpoolDir = filepath.Join(filepath.Dir(dest), ".nestguard-spool")
+				}
+				_, err := pg.PrefetchWAL(ctx, repo, o.SpoolDir, strings.Split(background, ","), o.Parallel, a.log)
+				return err
+			}
+			if !wait {
+				o.Background = a.startPrefetch
+			}
+			// A missing file (the normal end of recovery) is one line on
+			// stderr, as every error is.
+			return pg.RestoreWAL(ctx, repo, name, dest, o)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Prefetch, "prefetch", pg.DefaultPrefetch, "segments to fetch ahead into the spool (0: none)")
+	f.StringVar(&o.SpoolDir, "spool-dir", "", "directory for prefetched segments (default: .nestguard-spool next to DEST)")
+	f.IntVar(&o.Parallel, "parallel", 4, "segments fetched at once")
+	f.BoolVar(&wait, "prefetch-wait", false, "prefetch before exiting instead of in a background process")
+	f.StringVar(&background, "prefetch-background", "", "internal: prefetch these comma-separated names and exit")
+	f.MarkHidden("prefetch-background")
+	return cmd
+}
+
+// startPrefetch starts this program again, detached, to fetch names into
+// the spool while PostgreSQL replays; it outlives this call.
+func (a *app) startPrefetch(spool string, names []string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := append(append([]string(nil), os.Args[1:]...), "--spool-dir", spool, "--prefetch-background", strings.Join(names, ","))
+	c := exec.Command(exe, args...)
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // not in PostgreSQL's process group
+	c.Stdin, c.Stdout, c.Stderr = nil, nil, nil        // /dev/null: never hold the server's log open
+	if err := c.Start(); err != nil {
+		return err
+	}
+	return c.Process.Release()
+}
+
+func (a *app) pgStatusCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show base backups, the archived WAL, gaps, the recoverable window and the RPO",
+		Long: `Show what point-in-time recovery can do with this repository:
+
+  - the archived WAL per timeline, as runs of consecutive segments;
+  - gaps: segments missing between archived ones (named by the first and
+    last missing segment): recovery cannot cross them;
+  - the recoverable window: from the end of the oldest base backup to the
+    last segment reachable from it without a gap, following timeline
+    history; times are when segments were archived, so the window's end is
+    as fresh as the archiving;
+  - the RPO: the age of the newest archived segment, the most committed
+    work a disaster now could lose (plus what the server has not archived);
+  - the base backups: start and stop LSN and time, database size and the
+    bytes each added to the repository.
+
+'nestguard pg restore' refuses a target outside the window before writing
+anything. With --json the same as one JSON object.`,
+		Example: `  nestguard pg status
+  nestguard pg status --json | jq .rpo_seconds`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			repo, err := a.openRepo(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer repo.Backend().Close()
+			st, err := pg.Status(ctx, repo)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(st)
+			}
+			a.printStatus(st)
+			return nil
+		},
+	}
+	return cmd
+}
+
+func (a *app) printStatus(s *pg.StatusReport) {
+	if a.quiet {
+		return
+	}
+	out := a.stdout
+	fmt.Fprintf(out, "WAL archive: %d files, %s stored, %s segments\n", s.WALFiles, progress.Bytes(s.WALStored), progress.Bytes(s.SegmentSize))
+	if s.NewestWALArchived != nil {
+		fmt.Fprintf(out, "Newest WAL:  %s, archived %s (RPO %s)\n", s.NewestWAL, fmtTime(*s.NewestWALArchived),
+			(time.Duration(*s.RPOSeconds) * time.Second).Round(time.Second))
+	} else {
+		fmt.Fprintln(out, "Newest WAL:  none archived: set archive_command (see 'nestguard pg archive-wal --help')")
+	}
+
+	fmt.Fprintln(out, "\nTimelines:")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TL\tSEGMENTS\tFIRST\tLAST\tRUNS\tBRANCHED FROM")
+	for _, t := range s.Timelines {
+		first, last := "-", "-"
+		if n := len(t.Ranges); n > 0 {
+			first, last = t.Ranges[0].First, t.Ranges[n-1].Last
+		}
+		from := ""
+		if n := len(t.Parents); n > 0 {
+			p := t.Parents[n-1]
+			from = fmt.Sprintf("timeline %d at %s", p.TLI, p.SwitchPoint)
+		}
+		fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\t%d\t%s\n", t.TLI, t.Segments, first, last, len(t.Ranges), from)
+	}
+	tw.Flush()
+
+	if len(s.Gaps) > 0 {
+		fmt.Fprintln(out, "\nGaps (missing WAL):")
+		for _, g := range s.Gaps {
+			if g.Count == 1 {
+				fmt.Fprintf(out, "  timeline %d: %s missing\n", g.TLI, g.First)
+			} else {
+				fmt.Fprintf(out, "  timeline %d: %s to %s missing (%d segments)\n", g.TLI, g.First, g.Last, g.Count)
+			}
+		}
+	}
+
+	fmt.Fprintln(out, "\nRecoverable window:")
+	if len(s.Windows) == 0 {
+		fmt.Fprintln(out, "  none: no base backup with all its WAL (take one with 'nestguard pg backup')")
+	}
+	for _, w := range s.Windows {
+		fmt.Fprintf(out, "  %s (%s) to %s (%s), timeline %d, from base backup %s\n",
+			fmtTime(w.FromTime), w.FromLSN, fmtTime(w.ToTime), w.ToLSN, w.TLI, w.Base)
+		if w.FirstMissing != "" {
+			fmt.Fprintf(out, "    ends before missing segment %s\n", w.FirstMissing)
+		}
+	}
+
+	fmt.Fprintln(out, "\nBase backups:")
+	if len(s.BaseBackups) == 0 {
+		fmt.Fprintln(out, "  none")
+	} else {
+		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  ID\tTL\tSTART\tSTOP\tSTART LSN\tSTOP LSN\tSIZE\tSTORED\tNOTE")
+		for _, b := range s.BaseBackups {
+			note := ""
+			switch {
+			case b.MissingWAL != "":
+				note = "WAL missing: " + b.MissingWAL
+			case b.CorruptPages > 0:
+				note = fmt.Sprintf("%d corrupt pages", b.CorruptPages)
+			}
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.ShortID, b.TLI, fmtTime(b.StartTime), fmtTime(b.StopTime),
+				b.StartLSN, b.StopLSN, progress.Bytes(b.DatabaseSize), progress.Bytes(b.StoredSize), note)
+		}
+		tw.Flush()
+	}
+	for _, p := range s.Problems {
+		fmt.Fprintf(a.stderr, "warning: %s\n", p)
+	}
+}

@@ -35,6 +35,11 @@ type BackupInfo struct {
 	CorruptPages   []CorruptPage `json:"corrupt_pages,omitempty"`
 	DataDir        string        `json:"data_directory"`
 	DatabaseSize   int64         `json:"database_size"` // bytes read from the data directory and tablespaces
+	// CopyStart is this machine's clock when the file copy began. The next
+	// backup reads again every file modified since a second before it: a
+	// write in the same timestamp tick as the one seen would not change
+	// the file's mtime.
+	CopyStart time.Time `json:"copy_start"`
 }
 
 // Tablespace is one entry of pg_tblspc: its OID and where it lived.

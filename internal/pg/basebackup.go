@@ -1,0 +1,708 @@
+package pg
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/archiver"
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/chunker"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+// DefaultBlockSize is the chunk size for relation files: four pages. See
+// docs/postgres.md ("Base backups") for the measurements behind it.
+const DefaultBlockSize = 32 << 10
+
+// maxBlockSize bounds --block-size: larger chunks store more unchanged
+// pages again for every changed one.
+const maxBlockSize = 1 << 20
+
+// BackupOptions describe one base backup.
+type BackupOptions struct {
+	DataDir    string // the server's data directory as this machine sees it; "" = data_directory
+	DSN        string // libpq connection string or URL; "" = PG* environment
+	Tags       []string
+	BlockSize  int           // relation file chunk size, a multiple of 8 KiB; 0 = DefaultBlockSize
+	WALTimeout time.Duration // how long to wait for the backup's WAL to be archived; 0 = 5 minutes
+	Host       string        // recorded in the snapshot; "" = this machine's hostname
+	Program    string
+	Workers    int // hash/compress/seal goroutines; 0 = one per core
+	Readers    int // files read at once; 0 = archiver default
+	Log        *slog.Logger
+	// OnArchiver is called with each archiver as it starts (the data
+	// directory's, then each tablespace's), for progress.
+	OnArchiver func(*archiver.Archiver)
+	// sessionCheck is how often the backup session is pinged while files
+	// are copied (tests shorten it).
+	sessionCheck time.Duration
+	tablespaces  []Tablespace // as the server lists them
+}
+
+func (o *BackupOptions) setDefaults() error {
+	if o.BlockSize == 0 {
+		o.BlockSize = DefaultBlockSize
+	}
+	if o.BlockSize < PageSize || o.BlockSize%PageSize != 0 || o.BlockSize > maxBlockSize {
+		return fmt.Errorf("block size %d: want a multiple of 8 KiB (8192 bytes) up to 1 MiB", o.BlockSize)
+	}
+	if o.WALTimeout <= 0 {
+		o.WALTimeout = 5 * time.Minute
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Workers <= 0 {
+		o.Workers = repository.Workers()
+	}
+	if o.Host == "" {
+		o.Host, _ = os.Hostname()
+	}
+	if o.sessionCheck <= 0 {
+		o.sessionCheck = 5 * time.Second
+	}
+	return nil
+}
+
+// Backup takes an online base backup of the cluster at o.DSN into repo:
+// pg_backup_start, a parallel copy of the data directory and tablespaces
+// (relation files in fixed blocks, page checksums verified when enabled),
+// pg_control last, pg_backup_stop, and a wait until every WAL segment the
+// backup needs is in the repository. Only then is the snapshot saved: its
+// existence marks the backup complete. The repository index must be loaded.
+// Corrupt pages do not fail the backup; they are listed in the BackupInfo.
+func Backup(ctx context.Context, repo *repository.Repository, o BackupOptions) (*snapshot.Snapshot, *BackupInfo, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, nil, err
+	}
+	began := time.Now()
+	sess, err := Connect(ctx, o.DSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Closing the session aborts a backup still in progress on the server.
+	defer sess.Close(context.WithoutCancel(ctx))
+	dataDir, err := checkDataDir(o.DataDir, sess.Server)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := repo.IndexOrphanPacks(ctx); err != nil {
+		return nil, nil, err
+	}
+	parent, err := newestBackup(ctx, repo, sess.Server.SystemID)
+	if err != nil {
+		return nil, nil, err
+	}
+	stats0 := statsOf(repo)
+
+	o.tablespaces = sess.Server.Tablespaces
+	info, cp, err := runBackup(ctx, repo, sess, dataDir, parent, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	sn, err := saveBackup(ctx, repo, info, cp, parent, o, began, stats0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sn, info, nil
+}
+
+// runBackup holds the server in backup mode while the files are copied,
+// then waits until the backup's WAL is in the repository.
+func runBackup(ctx context.Context, repo *repository.Repository, sess *Session, dataDir string, parent *snapshot.Snapshot,
+	o BackupOptions) (*BackupInfo, *copied, error) {
+	srv := sess.Server
+	started, err := sess.Start(ctx, "nestguard "+time.Now().UTC().Format(time.RFC3339))
+	if err != nil {
+		return nil, nil, err
+	}
+	o.Log.Info("base backup started", "lsn", started.LSN, "timeline", started.Timeline)
+	copyStart := time.Now()
+	copyCtx, unwatch := sess.Watch(ctx, o.sessionCheck)
+	cp, err := copyCluster(copyCtx, repo, dataDir, started.LSN, srv.DataChecksums, parent, o)
+	if err != nil && ctx.Err() == nil && context.Cause(copyCtx) != nil {
+		err = context.Cause(copyCtx) // the session was lost: say so, not "canceled"
+	}
+	unwatch()
+	if err != nil {
+		return nil, nil, fmt.Errorf("base backup failed, no snapshot saved: %w", err)
+	}
+
+	deadline := time.Now().Add(o.WALTimeout)
+	stopCtx, cancel := context.WithDeadlineCause(ctx, deadline, errors.New("--wal-timeout reached"))
+	defer cancel()
+	stopped, err := sess.Stop(stopCtx)
+	if err != nil {
+		if stopCtx.Err() != nil && ctx.Err() == nil {
+			return nil, nil, fmt.Errorf("base backup incomplete, no snapshot saved: the WAL from segment %s on was not archived within --wal-timeout: %w",
+				SegmentOf(started.LSN, started.Timeline, srv.WALSegmentSize), err)
+		}
+		return nil, nil, fmt.Errorf("base backup failed, no snapshot saved: %w", err)
+	}
+	startLSN, tli, err := parseBackupLabel(stopped.BackupLabel)
+	if err != nil {
+		return nil, nil, err
+	}
+	if startLSN != started.LSN {
+		return nil, nil, fmt.Errorf("backup_label starts at %s but pg_backup_start returned %s", startLSN, started.LSN)
+	}
+	info := &BackupInfo{
+		SystemID:       srv.SystemID,
+		ServerVersion:  srv.VersionNum,
+		Timeline:       tli,
+		StartLSN:       started.LSN,
+		StopLSN:        stopped.LSN,
+		StartWAL:       SegmentOf(started.LSN, tli, srv.WALSegmentSize),
+		StopWAL:        SegmentOf(lastNeededByte(stopped.LSN, started.LSN), tli, srv.WALSegmentSize),
+		StartTime:      started.Time.UTC(),
+		StopTime:       stopped.Time.UTC(),
+		WALSegmentSize: srv.WALSegmentSize,
+		BlockSize:      o.BlockSize,
+		DataChecksums:  srv.DataChecksums,
+		BackupLabel:    stopped.BackupLabel,
+		TablespaceMap:  stopped.TablespaceMap,
+		PGControl:      cp.pgControl,
+		Tablespaces:    cp.tablespaces,
+		CorruptPages:   cp.corrupt,
+		DataDir:        dataDir,
+		DatabaseSize:   cp.summary.TotalBytes,
+		CopyStart:      copyStart.UTC(),
+	}
+	// Blobs and index first, then the WAL, then (the caller) the
+	// snapshot: whatever the snapshot references is durable before it
+	// exists.
+	if err := repo.Flush(ctx); err != nil {
+		return nil, nil, err
+	}
+	if err := waitWAL(ctx, repo.Backend(), info, deadline); err != nil {
+		return nil, nil, err
+	}
+	return info, cp, nil
+}
+
+// repoStats are the repository's counters of new blobs, to report what
+// one backup added.
+type repoStats struct{ blobs, added, stored int64 }
+
+func statsOf(repo *repository.Repository) repoStats {
+	return repoStats{repo.Stats.NewBlobs.Load(), repo.Stats.RawBytes.Load(), repo.Stats.StoredBytes.Load()}
+}
+
+// saveBackup saves the snapshot that marks the backup complete.
+func saveBackup(ctx context.Context, repo *repository.Repository, info *BackupInfo, cp *copied, parent *snapshot.Snapshot,
+	o BackupOptions, began time.Time, stats0 repoStats) (*snapshot.Snapshot, error) {
+	extra, err := json.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+	now := statsOf(repo)
+	sum := cp.summary
+	sum.Start = began
+	sum.BlobsNew = now.blobs - stats0.blobs
+	sum.DataAdded = now.added - stats0.added
+	sum.DataStored = now.stored - stats0.stored
+	sum.End = time.Now()
+	sn := &snapshot.Snapshot{
+		Time:     began.UTC(),
+		Kind:     snapshot.KindPostgres,
+		Paths:    []string{info.DataDir},
+		Hostname: o.Host,
+		Tags:     o.Tags,
+		Tree:     cp.tree,
+		Program:  o.Program,
+		Summary:  &sum,
+		Extra:    extra,
+	}
+	if u, err := user.Current(); err == nil {
+		sn.Username = u.Username
+	}
+	if parent != nil {
+		sn.Parent = &parent.ID
+	}
+	if err := snapshot.Save(ctx, repo, sn); err != nil {
+		return nil, err
+	}
+	return sn, nil
+}
+
+// lastNeededByte is the position whose segment is the last one a backup
+// stopping at stop needs: the stop location may be exactly the start of a
+// segment that holds nothing of the backup yet (PostgreSQL waits for the
+// previous one, too).
+func lastNeededByte(stop, start LSN) LSN {
+	if stop > start {
+		return stop - 1
+	}
+	return stop
+}
+
+// checkDataDir resolves the directory to copy and makes sure it is the
+// cluster the session talks to: its pg_control must carry the server's
+// system identifier, so that a wrong --pgdata never yields a backup that
+// mixes two clusters.
+func checkDataDir(dir string, srv Server) (string, error) {
+	if dir == "" {
+		dir = srv.DataDir
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	abs = filepath.Clean(abs)
+	f, err := os.Open(filepath.Join(abs, controlFile))
+	if err != nil {
+		return "", fmt.Errorf("--pgdata %s is not a readable PostgreSQL data directory (the server reports %s): %w", abs, srv.DataDir, err)
+	}
+	defer f.Close()
+	var b [8]byte
+	if _, err := io.ReadFull(f, b[:]); err != nil {
+		return "", fmt.Errorf("reading %s: %w", f.Name(), err)
+	}
+	// pg_control starts with the system identifier in the machine's byte order.
+	if sid := binary.NativeEndian.Uint64(b[:]); sid != srv.SystemID {
+		return "", fmt.Errorf("--pgdata %s belongs to cluster %d, but the server at --dsn is cluster %d (data directory %s): point both at the same cluster",
+			abs, sid, srv.SystemID, srv.DataDir)
+	}
+	return abs, nil
+}
+
+// newestBackup returns the newest base backup of the cluster, whose tree
+// lets unchanged files be skipped; nil if there is none.
+func newestBackup(ctx context.Context, repo *repository.Repository, systemID uint64) (*snapshot.Snapshot, error) {
+	list, _, err := snapshot.List(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	for _, sn := range slices.Backward(list) {
+		if sn.Kind != snapshot.KindPostgres {
+			continue
+		}
+		if bi, err := Info(sn); err == nil && bi.SystemID == systemID {
+			return sn, nil
+		}
+	}
+	return nil, nil
+}
+
+// copied is what the file copy produced.
+type copied struct {
+	tree        id.ID
+	pgControl   id.ID
+	tablespaces []Tablespace
+	corrupt     []CorruptPage
+	summary     snapshot.Summary
+}
+
+// tablespaceDir is a tablespace found as a symlink in pg_tblspc.
+type tablespaceDir struct {
+	oid      uint32
+	link     string // the symlink's target, as recorded
+	resolved string // with every symlink resolved, to read from
+}
+
+// copyCluster copies the data directory, then each tablespace, then
+// pg_control, and returns the root tree with the tablespaces grafted in.
+func copyCluster(ctx context.Context, repo *repository.Repository, dataDir string, startLSN LSN, checksums bool,
+	parent *snapshot.Snapshot, o BackupOptions) (*copied, error) {
+	tss, err := findTablespaces(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, want := range o.tablespaces {
+		if filepath.IsAbs(want.Location) && !slices.ContainsFunc(tss, func(t tablespaceDir) bool { return t.oid == want.OID }) {
+			return nil, fmt.Errorf("tablespace %d (%s) has no link in %s/pg_tblspc: is --pgdata the server's data directory?", want.OID, want.Location, dataDir)
+		}
+	}
+	var parentTree *id.ID
+	if parent != nil {
+		parentTree = &parent.Tree
+	}
+	// The archiver compares files with the parent's tree; it sees that
+	// tree with the files modified around the parent's copy marked for
+	// reading again.
+	view := parentView{Repository: repo}
+	if parent != nil {
+		if pi, err := Info(parent); err == nil {
+			view.cutoff = pi.CopyStart.Add(-mtimeMargin)
+		}
+	}
+	ex := newExcluder()
+	var verifier *PageVerifier
+	if checksums {
+		verifier = NewPageVerifier(startLSN)
+		verifier.DataDir = dataDir // a page failing its checksum is read again once: it may have been torn by a concurrent write
+	}
+	cp := &copied{}
+	run := func(dir, prefix string, parentTree *id.ID) (id.ID, error) {
+		opt := archiver.Options{
+			Parent:  parentTree,
+			Chunker: chunkerParams(repo),
+			Seed:    repo.Key().ChunkerSeed(),
+			Workers: o.Workers,
+			Readers: o.Readers,
+			Log:     o.Log,
+			Exclude: func(p string, fi fs.FileInfo) bool {
+				rel := prefix + filepath.ToSlash(p)
+				if prefix == "" && isTablespaceLink(rel, fi, tss) {
+					return true // copied from its target below
+				}
+				return ex.exclude(rel, filepath.Join(dir, filepath.Dir(p)), fi)
+			},
+			Splitter: func(p string, rd io.Reader) chunker.Splitter {
+				if _, ok := relationFile(prefix + filepath.ToSlash(p)); ok {
+					return chunker.NewFixed(rd, o.BlockSize)
+				}
+				return nil
+			},
+		}
+		if verifier != nil {
+			opt.OnChunk = func(p string, off int64, data []byte) {
+				verifier.OnChunk(prefix+filepath.ToSlash(p), off, data)
+			}
+		}
+		a := archiver.New(view, opt)
+		if o.OnArchiver != nil {
+			o.OnArchiver(a)
+		}
+		start := time.Now()
+		root, err := a.SnapshotDir(ctx, dir)
+		if err != nil {
+			return id.ID{}, err
+		}
+		if err := fileErrors(dir, a.Errors()); err != nil {
+			return id.ID{}, err
+		}
+		addSummary(&cp.summary, a.Summary(start))
+		return root, nil
+	}
+
+	root, err := run(dataDir, "", parentTree)
+	if err != nil {
+		return nil, err
+	}
+	var grafts []*tree.Node
+	for _, ts := range tss {
+		name := strconv.FormatUint(uint64(ts.oid), 10)
+		sub, err := run(ts.resolved, "pg_tblspc/"+name+"/", parentSubtree(ctx, repo, parentTree, "pg_tblspc", name))
+		if err != nil {
+			return nil, fmt.Errorf("tablespace %d at %s: %w", ts.oid, ts.link, err)
+		}
+		n, err := dirNode(name, ts.resolved)
+		if err != nil {
+			return nil, err
+		}
+		n.Subtree = &sub
+		grafts = append(grafts, n)
+		cp.tablespaces = append(cp.tablespaces, Tablespace{OID: ts.oid, Location: ts.link})
+	}
+	if cp.tree, err = graft(ctx, repo, root, "pg_tblspc", grafts); err != nil {
+		return nil, err
+	}
+	if verifier != nil {
+		cp.corrupt = verifier.Corrupt()
+	}
+
+	// pg_control last: it must not be newer than anything else copied.
+	ctl, err := os.ReadFile(filepath.Join(dataDir, controlFile))
+	if err != nil {
+		return nil, fmt.Errorf("copying pg_control: %w", err)
+	}
+	if cp.pgControl, _, err = repo.SaveBlob(ctx, index.DataBlob, ctl); err != nil {
+		return nil, fmt.Errorf("saving pg_control: %w", err)
+	}
+	cp.summary.Files++
+	cp.summary.TotalBytes += int64(len(ctl))
+	cp.summary.BytesRead += int64(len(ctl))
+	return cp, nil
+}
+
+// mtimeMargin covers file system timestamp granularity (a clock tick;
+// a second on some file systems) and clock steps.
+const mtimeMargin = time.Second
+
+// parentView is the repository as the archiver sees it during a base
+// backup. A file skipped as unchanged (same size, mtime, ctime, inode as
+// in the parent) must not have been written after the parent read it; a
+// write within the timestamp tick of the mtime the parent saw leaves the
+// mtime as it was. So parent tree nodes of files modified since shortly
+// before the parent's copy began lose their content list, which makes
+// the archiver read those files again. (The archiver loads only parent
+// trees through LoadBlob.)
+type parentView struct {
+	*repository.Repository
+	cutoff time.Time // zero (a parent without CopyStart): every file is read again
+}
+
+func (v parentView) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byte, error) {
+	b, err := v.Repository.LoadBlob(ctx, bid, dst)
+	if err != nil {
+		return nil, err
+	}
+	t, err := tree.Decode(b)
+	if err != nil {
+		return b, nil // not a tree: the caller will say so
+	}
+	changed := false
+	for _, n := range t.Nodes {
+		if n.Type == tree.File && len(n.Content) > 0 && !n.ModTime.Before(v.cutoff) {
+			n.Content, changed = nil, true
+		}
+	}
+	if !changed {
+		return b, nil
+	}
+	return tree.Encode(t)
+}
+
+func chunkerParams(repo *repository.Repository) chunker.Params {
+	c := repo.Config().Chunker
+	return chunker.Params{Min: c.Min, Avg: c.Avg, Max: c.Max}
+}
+
+// findTablespaces lists the symlinks of pg_tblspc. In-place tablespaces
+// (real directories there) are part of the data directory's walk.
+func findTablespaces(dataDir string) ([]tablespaceDir, error) {
+	dir := filepath.Join(dataDir, "pg_tblspc")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing tablespaces: %w", err)
+	}
+	var out []tablespaceDir
+	for _, e := range entries {
+		if e.Type()&fs.ModeSymlink == 0 {
+			continue
+		}
+		oid, err := strconv.ParseUint(e.Name(), 10, 32)
+		if err != nil {
+			continue // not a tablespace: PostgreSQL ignores it too
+		}
+		p := filepath.Join(dir, e.Name())
+		link, err := os.Readlink(p)
+		if err != nil {
+			return nil, fmt.Errorf("tablespace %s: %w", e.Name(), err)
+		}
+		resolved, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return nil, fmt.Errorf("tablespace %s points to %s: %w", e.Name(), link, err)
+		}
+		out = append(out, tablespaceDir{oid: uint32(oid), link: link, resolved: resolved})
+	}
+	return out, nil
+}
+
+func isTablespaceLink(rel string, fi fs.FileInfo, tss []tablespaceDir) bool {
+	name, ok := strings.CutPrefix(rel, "pg_tblspc/")
+	if !ok || fi.Mode()&fs.ModeSymlink == 0 {
+		return false
+	}
+	return slices.ContainsFunc(tss, func(t tablespaceDir) bool { return strconv.FormatUint(uint64(t.oid), 10) == name })
+}
+
+// fileErrors decides which unreadable entries fail the backup. Files that
+// vanished while the backup ran (a dropped table, a removed temporary
+// file) are normal: WAL replay recreates the state. Any other unreadable
+// file would leave a hole that replay cannot fill.
+func fileErrors(dir string, errs []archiver.FileError) error {
+	var bad []string
+	for _, fe := range errs {
+		if _, err := os.Lstat(fe.Path); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		bad = append(bad, fmt.Sprintf("%s: %s", fe.Path, fe.Err))
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	if len(bad) > 10 {
+		bad = append(bad[:10], fmt.Sprintf("and %d more", len(bad)-10))
+	}
+	return fmt.Errorf("cannot read %d files of %s (a base backup needs every file): %s", len(bad), dir, strings.Join(bad, "; "))
+}
+
+func addSummary(dst *snapshot.Summary, s *snapshot.Summary) {
+	dst.Files += s.Files
+	dst.Dirs += s.Dirs
+	dst.FilesNew += s.FilesNew
+	dst.FilesChanged += s.FilesChanged
+	dst.FilesUnmodified += s.FilesUnmodified
+	dst.TotalBytes += s.TotalBytes
+	dst.BytesRead += s.BytesRead
+	dst.Errors += s.Errors
+}
+
+// parentSubtree returns the tree of path a/b below the parent's root, so a
+// tablespace's unchanged files are skipped too; nil when there is none.
+func parentSubtree(ctx context.Context, repo *repository.Repository, root *id.ID, names ...string) *id.ID {
+	cur := root
+	for _, name := range names {
+		if cur == nil {
+			return nil
+		}
+		t, err := tree.Load(ctx, repo, *cur)
+		if err != nil {
+			return nil // only costs speed: files are read again
+		}
+		n := t.Find(name)
+		if n == nil || n.Type != tree.Dir {
+			return nil
+		}
+		cur = n.Subtree
+	}
+	return cur
+}
+
+// graft adds nodes to directory dirName of the root tree and saves the
+// changed trees, returning the new root.
+func graft(ctx context.Context, repo *repository.Repository, root id.ID, dirName string, nodes []*tree.Node) (id.ID, error) {
+	if len(nodes) == 0 {
+		return root, nil
+	}
+	// The trees just saved may still sit in the open pack, which only a
+	// flush makes readable.
+	if err := repo.Flush(ctx); err != nil {
+		return id.ID{}, err
+	}
+	rt, err := tree.Load(ctx, repo, root)
+	if err != nil {
+		return id.ID{}, err
+	}
+	dn := rt.Find(dirName)
+	if dn == nil || dn.Type != tree.Dir || dn.Subtree == nil {
+		return id.ID{}, fmt.Errorf("the data directory has no %s directory", dirName)
+	}
+	dt, err := tree.Load(ctx, repo, *dn.Subtree)
+	if err != nil {
+		return id.ID{}, err
+	}
+	for _, n := range nodes {
+		dt.Nodes = slices.DeleteFunc(dt.Nodes, func(old *tree.Node) bool { return old.Name == n.Name })
+		dt.Nodes = append(dt.Nodes, n)
+	}
+	dt.Sort()
+	sub, err := tree.Save(ctx, repo, dt)
+	if err != nil {
+		return id.ID{}, err
+	}
+	dn.Subtree = &sub
+	return tree.Save(ctx, repo, rt)
+}
+
+// dirNode describes directory p as a tree node called name.
+func dirNode(name, p string) (*tree.Node, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, fmt.Errorf("%s: no unix stat information", p)
+	}
+	n := &tree.Node{
+		Name:       name,
+		Type:       tree.Dir,
+		Mode:       fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
+		ModTime:    fi.ModTime().UTC(),
+		ChangeTime: time.Unix(st.Ctim.Sec, st.Ctim.Nsec).UTC(),
+		UID:        st.Uid,
+		GID:        st.Gid,
+		Inode:      st.Ino,
+		DeviceID:   uint64(st.Dev),
+	}
+	if u, err := user.LookupId(strconv.FormatUint(uint64(st.Uid), 10)); err == nil {
+		n.User = u.Username
+	}
+	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(st.Gid), 10)); err == nil {
+		n.Group = g.Name
+	}
+	return n, nil
+}
+
+// parseBackupLabel reads the start location and timeline of a backup_label.
+func parseBackupLabel(label string) (LSN, uint32, error) {
+	var (
+		start    LSN
+		tli      uint32
+		gotStart bool
+	)
+	for line := range strings.SplitSeq(label, "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "START WAL LOCATION":
+			lsn, _, _ := strings.Cut(v, " ")
+			l, err := ParseLSN(lsn)
+			if err != nil {
+				return 0, 0, fmt.Errorf("backup_label: %w", err)
+			}
+			start, gotStart = l, true
+		case "START TIMELINE":
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			if err != nil || n == 0 {
+				return 0, 0, fmt.Errorf("backup_label: invalid START TIMELINE %q", v)
+			}
+			tli = uint32(n)
+		}
+	}
+	if !gotStart || tli == 0 {
+		return 0, 0, errors.New("backup_label lacks START WAL LOCATION or START TIMELINE")
+	}
+	return start, tli, nil
+}
+
+// waitWAL waits until every WAL segment from the backup's start to its
+// stop is in the repository, or until deadline (the --wal-timeout).
+func waitWAL(ctx context.Context, be backend.Backend, info *BackupInfo, deadline time.Time) error {
+	missing, err := SegmentsBetween(info.StartWAL, info.StopWAL, info.WALSegmentSize)
+	if err != nil {
+		return err
+	}
+	delay := 100 * time.Millisecond
+	for {
+		var still []string
+		for _, name := range missing {
+			_, err := be.Stat(ctx, backend.Handle{Type: backend.WALFile, Name: name})
+			switch {
+			case err == nil:
+			case errors.Is(err, fs.ErrNotExist):
+				still = append(still, name)
+			default:
+				return fmt.Errorf("checking for WAL segment %s in the repository: %w", name, err)
+			}
+		}
+		if len(still) == 0 {
+			return nil
+		}
+		missing = still
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("base backup incomplete, no snapshot saved: WAL segments %s are not in the repository after --wal-timeout: check that archive_command runs 'nestguard pg archive-wal %%p' into this repository (see pg_stat_archiver and the server log)",
+				strings.Join(missing, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(min(delay, left)):
+			delay = min(2*delay, 2*time.Second)
+		}
+	}
+}

@@ -1,0 +1,210 @@
+package pg
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Recovery target actions (recovery_target_action).
+const (
+	ActionPause    = "pause"
+	ActionPromote  = "promote"
+	ActionShutdown = "shutdown"
+)
+
+// RecoveryConfig is what a restore writes for PostgreSQL's archive
+// recovery: appended to postgresql.auto.conf, with recovery.signal.
+type RecoveryConfig struct {
+	RestoreCommand string
+	Target         Target
+	Action         string // ActionPause (PostgreSQL's default), ActionPromote or ActionShutdown
+}
+
+// recoveryParams are the settings a restore owns. Earlier values of them
+// in postgresql.auto.conf (for example from a previous restore of the
+// cluster that was backed up) are commented out, or they would override
+// the new target.
+var recoveryParams = []string{
+	"restore_command", "recovery_end_command", "recovery_target", "recovery_target_name",
+	"recovery_target_time", "recovery_target_xid", "recovery_target_lsn",
+	"recovery_target_inclusive", "recovery_target_timeline", "recovery_target_action",
+}
+
+// settings returns the parameters to write, in order.
+func (rc RecoveryConfig) settings() ([][2]string, error) {
+	if rc.RestoreCommand == "" {
+		return nil, errors.New("no restore_command: PostgreSQL could not fetch the WAL to replay")
+	}
+	t := rc.Target
+	out := [][2]string{{"restore_command", rc.RestoreCommand}}
+	n := 0
+	if t.Time != nil {
+		n++
+		// Microseconds in UTC: PostgreSQL's own resolution, unambiguous
+		// whatever the server's TimeZone is.
+		out = append(out, [2]string{"recovery_target_time", t.Time.UTC().Format("2006-01-02 15:04:05.999999-07")})
+	}
+	if t.LSN != nil {
+		n++
+		out = append(out, [2]string{"recovery_target_lsn", t.LSN.String()})
+	}
+	if t.XID != "" {
+		n++
+		if _, err := strconv.ParseUint(t.XID, 10, 64); err != nil {
+			return nil, fmt.Errorf("recovery target transaction id %q: want a number", t.XID)
+		}
+		out = append(out, [2]string{"recovery_target_xid", t.XID})
+	}
+	if t.Name != "" {
+		n++
+		out = append(out, [2]string{"recovery_target_name", t.Name})
+	}
+	if t.Latest {
+		n++
+	}
+	if n != 1 {
+		return nil, fmt.Errorf("give exactly one recovery target (time, LSN, transaction id, restore point name or latest); %d given", n)
+	}
+	tl := t.Timeline
+	if tl == "" {
+		tl = "latest"
+	}
+	if tl != "latest" && tl != "current" {
+		if v, err := strconv.ParseUint(tl, 10, 32); err != nil || v == 0 {
+			return nil, fmt.Errorf("recovery timeline %q: want latest, current or a timeline number", tl)
+		}
+	}
+	out = append(out, [2]string{"recovery_target_timeline", tl})
+	action := rc.Action
+	if action == "" {
+		action = ActionPause
+	}
+	switch action {
+	case ActionPause, ActionPromote, ActionShutdown:
+	default:
+		return nil, fmt.Errorf("recovery target action %q: want pause, promote or shutdown", action)
+	}
+	if t.Latest {
+		// recovery_target_action applies only when a target is set; at the
+		// end of the archive PostgreSQL always ends recovery and promotes.
+		if action != ActionPromote {
+			return nil, fmt.Errorf("target action %s needs a recovery target: recovering to the latest WAL always ends with the server promoted", action)
+		}
+	} else {
+		out = append(out, [2]string{"recovery_target_action", action})
+	}
+	for _, kv := range out {
+		if strings.ContainsAny(kv[1], "\n\r\x00") {
+			return nil, fmt.Errorf("%s must be a single line", kv[0])
+		}
+	}
+	return out, nil
+}
+
+// quoteConf quotes a value for postgresql.conf: the parser reads
+// backslash escapes inside quotes, so both quotes and backslashes are
+// doubled, as ALTER SYSTEM writes them.
+func quoteConf(v string) string {
+	v = strings.ReplaceAll(v, `\`, `\\`)
+	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
+}
+
+// confParam returns the parameter a postgresql.conf line sets, lower case,
+// or "" for comments and blank lines.
+func confParam(line string) string {
+	s := strings.TrimLeft(line, " \t")
+	end := strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '_' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	})
+	if end < 0 {
+		end = len(s)
+	}
+	return strings.ToLower(s[:end])
+}
+
+// renderAutoConf returns postgresql.auto.conf with earlier recovery
+// settings commented out and the new ones appended.
+func renderAutoConf(old []byte, rc RecoveryConfig, now time.Time) ([]byte, error) {
+	kv, err := rc.settings()
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(old))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if p := confParam(line); p != "" && isRecoveryParam(p) {
+			line = "# " + line + " # replaced by nestguard pg restore"
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading postgresql.auto.conf: %w", err)
+	}
+	fmt.Fprintf(&b, "# Recovery settings written by nestguard pg restore at %s\n", now.UTC().Format(time.RFC3339))
+	for _, p := range kv {
+		fmt.Fprintf(&b, "%s = %s\n", p[0], quoteConf(p[1]))
+	}
+	return b.Bytes(), nil
+}
+
+func isRecoveryParam(p string) bool {
+	for _, r := range recoveryParams {
+		if p == r {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteRecoveryConfig writes the recovery settings into dataDir's
+// postgresql.auto.conf and creates recovery.signal, which makes the next
+// start of the server an archive recovery.
+func WriteRecoveryConfig(dataDir string, rc RecoveryConfig) error {
+	p := filepath.Join(dataDir, "postgresql.auto.conf")
+	old, err := os.ReadFile(p)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("reading %s: %w", p, err)
+	}
+	conf, err := renderAutoConf(old, rc, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := writeFileSync(p, conf, 0o600); err != nil {
+		return err
+	}
+	return writeFileSync(filepath.Join(dataDir, "recovery.signal"), nil, 0o600)
+}
+
+// writeFileSync replaces p with data durably: temp file, fsync, rename.
+func writeFileSync(p string, data []byte, mode os.FileMode) error {
+	tmp := p + ".nestguard-tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", p, err)
+	}
+	return nil
+}

@@ -1,0 +1,199 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/nestguard/nestguard/internal/pgtest"
+)
+
+func TestTablespaceMap(t *testing.T) {
+	m, err := ParseTablespaceMap("16390 /srv/ts one\n16391 /odd\\\\dir\\\nwith newline\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint32]string{16390: "/srv/ts one", 16391: "/odd\\dir\nwith newline"}
+	if !maps.Equal(m, want) {
+		t.Fatalf("parsed %v, want %v", m, want)
+	}
+	if got := FormatTablespaceMap(want); got != "16390 /srv/ts one\n16391 /odd\\\\dir\\\nwith newline\n" {
+		t.Errorf("formatted %q", got)
+	}
+	if m, err := ParseTablespaceMap(""); err != nil || len(m) != 0 {
+		t.Errorf("empty map: %v, %v", m, err)
+	}
+	for _, bad := range []string{"16390\n", "x /a\n", "0 /a\n", "16390 /a\n16390 /b\n", "16390 /a\\", " /a\n"} {
+		if _, err := ParseTablespaceMap(bad); err == nil {
+			t.Errorf("ParseTablespaceMap(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzTablespaceMap(f *testing.F) {
+	f.Add("16390 /srv/ts\n")
+	f.Add("1 a\\\nb\r2 c\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseTablespaceMap(s)
+		if err != nil {
+			return
+		}
+		// What parses survives a round trip.
+		again, err := ParseTablespaceMap(FormatTablespaceMap(m))
+		if err != nil || !maps.Equal(m, again) {
+			t.Fatalf("round trip of %v: %v, %v", m, again, err)
+		}
+	})
+}
+
+func TestCheckEmpty(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkEmpty(filepath.Join(dir, "new"), false); err != nil {
+		t.Errorf("nonexistent directory: %v", err)
+	}
+	if err := checkEmpty(dir, false); err != nil {
+		t.Errorf("empty directory: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "f"), nil, 0o600)
+	if err := checkEmpty(dir, false); err == nil || !strings.Contains(err.Error(), "--overwrite") {
+		t.Errorf("non-empty directory: %v", err)
+	}
+	if err := checkEmpty(dir, true); err != nil {
+		t.Errorf("non-empty directory with overwrite: %v", err)
+	}
+}
+
+func TestStopMessage(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "log")
+	log := "2024-05-01 LOG:  starting point-in-time recovery to 2024-05-01 12:00:00+00\n" +
+		"2024-05-01 LOG:  recovery stopping before commit of transaction 1234, time 2024-05-01 12:00:00.5+00\n" +
+		"2024-05-01 LOG:  pausing at the end of recovery\n" +
+		"2024-05-01 LOG:  last completed transaction was at log time 2024-05-01 11:59:59.9+00\n"
+	os.WriteFile(p, []byte(log), 0o600)
+	if got := stopMessage(p); got != "recovery stopping before commit of transaction 1234, time 2024-05-01 12:00:00.5+00" {
+		t.Errorf("stopMessage = %q", got)
+	}
+	os.WriteFile(p, []byte("LOG:  last completed transaction was at log time 2024-05-01 11:59:59.9+00\n"), 0o600)
+	if got := stopMessage(p); got != "last completed transaction was at log time 2024-05-01 11:59:59.9+00" {
+		t.Errorf("stopMessage without a target = %q", got)
+	}
+	if got := stopMessage(filepath.Join(t.TempDir(), "none")); got != "" {
+		t.Errorf("stopMessage of a missing log = %q", got)
+	}
+}
+
+func TestWaitExitTimesOut(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte("1\n"), 0o600)
+	if err := waitExit(t.Context(), dir, time.Now().Add(150*time.Millisecond)); err == nil {
+		t.Error("waitExit returned while postmaster.pid exists")
+	}
+	os.Remove(filepath.Join(dir, "postmaster.pid"))
+	if err := waitExit(t.Context(), dir, time.Now().Add(time.Second)); err != nil {
+		t.Error(err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// stopServer stops a server Restore started, when the test ends.
+func stopServer(t *testing.T, bin, dataDir string) {
+	t.Cleanup(func() {
+		if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); err != nil {
+			return
+		}
+		cmd := exec.Command(filepath.Join(bin, "pg_ctl"), "-D", dataDir, "-m", "immediate", "-w", "stop")
+		pgtest.AsPostgres(t, cmd)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("stopping the restored server: %v: %s", err, out)
+		}
+	})
+}
+
+// testRestore recovers to a time between two commits, into a new
+// directory with the tablespace relocated, and checks exactly the
+// transactions committed by then are there.
+func testRestore(t *testing.T, c *archivedCluster) {
+	ctx := context.Background()
+	c.Exec(t, "CREATE TABLE pitr (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
+	var at []time.Time
+	for i := 1; i <= 5; i++ {
+		c.Exec(t, "INSERT INTO pitr (id) VALUES ($1)", i)
+		ts, err := time.Parse("2006-01-02 15:04:05.999999-07", c.QueryString(t, "SELECT at FROM pitr WHERE id = $1", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		at = append(at, ts)
+		time.Sleep(80 * time.Millisecond)
+	}
+	c.waitStored(t)
+	target := at[2].Add(40 * time.Millisecond) // after the third commit, before the fourth
+	oid := uint32(atoi(t, c.QueryString(t, "SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")))
+	base := pgtest.TempDir(t)
+	dataDir, tsDir := filepath.Join(base, "data"), filepath.Join(base, "ts moved")
+	o := RestoreOptions{
+		TargetDir: dataDir, Target: Target{Time: &target}, TargetAction: ActionPause,
+		RestoreCommand: "cp '" + c.Archive + "/%f' %p", TablespaceMap: map[uint32]string{oid: tsDir},
+		Start: true, BinDir: c.BinDir, Port: freePort(t), StartTimeout: 2 * time.Minute,
+	}
+	stopServer(t, c.BinDir, dataDir)
+	res, err := Restore(ctx, c.Repo, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restore %v, replay %v, total %v; %+v", res.RestoreTime, res.ReplayTime, res.TotalTime, *res.Recovery)
+	if res.Recovery.State != "paused" || res.Recovery.LastCommit == nil || res.Recovery.LastCommit.After(target) ||
+		res.Recovery.LastCommit.Before(at[2]) || !strings.Contains(res.Recovery.Message, "recovery stopping before commit") {
+		t.Errorf("recovery point %+v for target %s", *res.Recovery, target)
+	}
+	if link, err := os.Readlink(filepath.Join(dataDir, "pg_tblspc", fmt.Sprint(oid))); err != nil || link != tsDir {
+		t.Errorf("tablespace link: %q, %v", link, err)
+	}
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", c.SocketDir, o.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var rows, moved int
+	if err := conn.QueryRow(ctx, "SELECT (SELECT count(*) FROM pitr), (SELECT count(*) FROM moved)").Scan(&rows, &moved); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 3 || moved != 20000 {
+		t.Errorf("restored cluster has %d ledger rows (want 3) and %d rows in the relocated tablespace (want 20000)", rows, moved)
+	}
+
+	// The target directory is now in use: a second restore is refused
+	// before anything is written.
+	if _, err := Restore(ctx, c.Repo, RestoreOptions{TargetDir: dataDir, Target: Target{Latest: true}, TargetAction: ActionPromote,
+		RestoreCommand: "false"}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("restore into a used directory: %v", err)
+	}
+	// A target before the oldest backup ended is refused, naming the window.
+	early := at[0].Add(-time.Hour)
+	empty := filepath.Join(base, "never")
+	_, err = Restore(ctx, c.Repo, RestoreOptions{TargetDir: empty, Target: Target{Time: &early}, RestoreCommand: "false"})
+	if !errors.Is(err, ErrOutsideWindow) {
+		t.Errorf("restore to before the first backup: %v", err)
+	}
+	if _, err := os.Stat(empty); err == nil {
+		t.Error("a refused restore created its target directory")
+	}
+}

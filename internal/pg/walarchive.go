@@ -1,0 +1,195 @@
+package pg
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+// WALRepo is what archiving and restoring WAL need of a repository.
+type WALRepo interface {
+	SaveNamed(ctx context.Context, t backend.FileType, name string, plain []byte) error
+	LoadNamed(ctx context.Context, t backend.FileType, name string) ([]byte, error)
+}
+
+// ArchiveResult describes one archived file.
+type ArchiveResult struct {
+	Name string
+	Size int64
+	// AlreadyArchived: an identical copy was stored before (PostgreSQL
+	// retries a file whose archiving it could not confirm).
+	AlreadyArchived bool
+	Duration        time.Duration
+}
+
+// ErrArchivedDiffers is returned when the repository holds a different
+// file under the same name: never overwritten, always loud.
+var ErrArchivedDiffers = errors.New("a different file of the same name is already archived")
+
+// maxSmallWALFile bounds history and backup history files, which are text
+// of a few hundred bytes.
+const maxSmallWALFile = 16 << 20
+
+// ArchiveWAL stores the WAL file at path in repo under name, as
+// archive_command: it returns nil only once the file is durably stored.
+// Segments (and .partial segments) must be whole: exactly the segment size
+// their first page header declares, starting at the position their name
+// says. If name is already stored, the stored copy is compared: identical
+// is success, different is ErrArchivedDiffers.
+func ArchiveWAL(ctx context.Context, repo WALRepo, path, name string) (ArchiveResult, error) {
+	began := time.Now()
+	res := ArchiveResult{Name: name}
+	if !IsWALFileName(name) {
+		return res, fmt.Errorf("%q is not a WAL file name PostgreSQL archives (segment, .partial, .history or .backup): pass the file as %%p, or its name with --name", name)
+	}
+	data, err := readWALFile(path, name)
+	if err != nil {
+		return res, err
+	}
+	res.Size = int64(len(data))
+	err = repo.SaveNamed(ctx, backend.WALFile, name, data)
+	if errors.Is(err, fs.ErrExist) {
+		res.AlreadyArchived = true
+		err = compareArchived(ctx, repo, name, data)
+	}
+	res.Duration = time.Since(began)
+	if err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// readWALFile reads and checks the file to archive.
+func readWALFile(path, name string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading WAL file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading WAL file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("WAL file %s is not a regular file", path)
+	}
+	size := fi.Size()
+	segment := IsSegment(name) || IsPartial(name)
+	limit := int64(maxSmallWALFile)
+	if segment {
+		limit = MaxSegmentSize
+	}
+	if size > limit {
+		return nil, fmt.Errorf("WAL file %s has %d bytes, more than a %s file can have", path, size, walKind(name))
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("reading WAL file %s: %w (did it shrink while read?)", path, err)
+	}
+	if segment {
+		if err := checkSegment(data, name); err != nil {
+			return nil, fmt.Errorf("refusing to archive %s: %w", path, err)
+		}
+	}
+	return data, nil
+}
+
+func walKind(name string) string {
+	switch {
+	case IsSegment(name):
+		return "WAL segment"
+	case IsPartial(name):
+		return "partial WAL segment"
+	case IsHistory(name):
+		return "timeline history"
+	default:
+		return "backup history"
+	}
+}
+
+// segmentHeader is the long page header at the start of every WAL
+// segment (XLogLongPageHeaderData): the standard page header (magic,
+// info, timeline, page address, remaining length; 24 bytes with padding),
+// then the system identifier, segment size and WAL block size.
+type segmentHeader struct {
+	Magic     uint16
+	Info      uint16
+	TLI       uint32
+	PageAddr  LSN
+	SystemID  uint64
+	SegSize   uint32
+	BlockSize uint32
+}
+
+const (
+	xlpLongHeader       = 0x0002 // XLP_LONG_HEADER
+	longPageHeaderBytes = 40
+)
+
+func parseSegmentHeader(b []byte) (segmentHeader, error) {
+	if len(b) < longPageHeaderBytes {
+		return segmentHeader{}, fmt.Errorf("%d bytes are too few for a WAL segment", len(b))
+	}
+	le := binary.LittleEndian
+	h := segmentHeader{
+		Magic:     le.Uint16(b[0:]),
+		Info:      le.Uint16(b[2:]),
+		TLI:       le.Uint32(b[4:]),
+		PageAddr:  LSN(le.Uint64(b[8:])),
+		SystemID:  le.Uint64(b[24:]),
+		SegSize:   le.Uint32(b[32:]),
+		BlockSize: le.Uint32(b[36:]),
+	}
+	if h.Info&xlpLongHeader == 0 {
+		return h, errors.New("its first page lacks the long header every WAL segment starts with: not a WAL segment (or a recycled one)")
+	}
+	if !ValidSegmentSize(int64(h.SegSize)) {
+		return h, fmt.Errorf("its header declares a segment size of %d bytes, which PostgreSQL does not use", h.SegSize)
+	}
+	return h, nil
+}
+
+// checkSegment makes sure data is the whole segment its name says: the
+// size its header declares, starting at the position of its name.
+func checkSegment(data []byte, name string) error {
+	h, err := parseSegmentHeader(data)
+	if err != nil {
+		return err
+	}
+	if int64(len(data)) != int64(h.SegSize) {
+		return fmt.Errorf("it has %d bytes, but WAL segments of this cluster have %d: a segment is archived only once complete", len(data), h.SegSize)
+	}
+	seg, err := ParseSegment(name[:24], int64(h.SegSize))
+	if err != nil {
+		return err
+	}
+	if want := seg.StartLSN(int64(h.SegSize)); h.PageAddr != want {
+		return fmt.Errorf("its first page is at %s, but segment %s starts at %s: the file does not belong under this name", h.PageAddr, name[:24], want)
+	}
+	return nil
+}
+
+// compareArchived checks the stored copy of name against data.
+func compareArchived(ctx context.Context, repo WALRepo, name string, data []byte) error {
+	stored, err := repo.LoadNamed(ctx, backend.WALFile, name)
+	if errors.Is(err, repository.ErrObjectCorrupted) {
+		return fmt.Errorf("%s is already archived, but the stored copy is damaged (%w): it cannot be replaced (objects are write-once); keep this file and run 'nestguard verify'", name, err)
+	}
+	if err != nil {
+		return fmt.Errorf("%s is already archived; reading the stored copy to compare: %w", name, err)
+	}
+	if !bytes.Equal(stored, data) {
+		return fmt.Errorf("%s: %w (stored %d bytes, this one %d bytes, contents differ): refusing to overwrite. Two clusters may be archiving into one repository, or this cluster was restored without a new timeline; give each cluster its own repository",
+			name, ErrArchivedDiffers, len(stored), len(data))
+	}
+	return nil
+}

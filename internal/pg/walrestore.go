@@ -1,0 +1,406 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+// DefaultPrefetch is how many segments restore-wal keeps ready ahead of
+// the one PostgreSQL asks for.
+const DefaultPrefetch = 8
+
+// RestoreWALOptions tune RestoreWAL.
+type RestoreWALOptions struct {
+	// Prefetch is how many segments after a requested one are fetched into
+	// the spool, so that the next requests are a rename (0: none).
+	Prefetch int
+	// SpoolDir holds prefetched segments; default .nestguard-spool next to
+	// dest (inside pg_wal, so that taking a segment is a rename).
+	SpoolDir string
+	// Parallel bounds concurrent fetches (default 4).
+	Parallel int
+	// Background, if set, is handed the segments to prefetch instead of
+	// RestoreWAL fetching them before it returns: the command starts a
+	// detached process, so that fetching overlaps with replay.
+	Background func(spool string, names []string) error
+	Log        *slog.Logger
+}
+
+func (o *RestoreWALOptions) defaults(dest string) {
+	if o.SpoolDir == "" {
+		o.SpoolDir = filepath.Join(filepath.Dir(dest), ".nestguard-spool")
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 4
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// RestoreWAL writes WAL file name from repo to dest, as restore_command:
+// it returns nil only once dest is completely and durably written. A file
+// not in the repository yields an error wrapping fs.ErrNotExist (normal:
+// PostgreSQL asks for files past the end of the archive, and for history
+// files that never existed); a damaged one an error wrapping
+// repository.ErrObjectCorrupted, and dest is not written.
+func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreWALOptions) error {
+	o.defaults(dest)
+	if !IsWALFileName(name) {
+		return fmt.Errorf("%q is not a WAL file name: restore_command passes it as %%f", name)
+	}
+	prefetch := o.Prefetch > 0 && IsSegment(name)
+	if prefetch {
+		cleanSpool(o.SpoolDir, name, o.Log)
+		ok, err := takeFromSpool(o.SpoolDir, name, dest)
+		if err != nil {
+			o.Log.Warn("prefetched WAL unusable, fetching it again", "file", name, "err", err)
+		}
+		if ok {
+			o.Log.Debug("WAL file from the spool", "file", name)
+			return startPrefetch(ctx, repo, name, dest, o)
+		}
+	}
+	data, err := repo.LoadNamed(ctx, backend.WALFile, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		switch {
+		case prefetch:
+			dropBeyondGap(o.SpoolDir, name, o.Log)
+		case IsHistory(name):
+			// Recovery asks for the next timeline's history at its start
+			// (the spool is empty then) and when it ends: nothing spooled
+			// is needed any more.
+			dropSpool(o.SpoolDir, o.Log)
+		}
+		return fmt.Errorf("WAL file %s is not in the repository: %w", name, fs.ErrNotExist)
+	}
+	if errors.Is(err, repository.ErrObjectCorrupted) {
+		return fmt.Errorf("WAL file %s is damaged in the repository, refusing to restore it: %w", name, err)
+	}
+	if err != nil {
+		return fmt.Errorf("fetching WAL file %s: %w", name, err)
+	}
+	if IsSegment(name) || IsPartial(name) {
+		if err := checkSegment(data, name); err != nil {
+			return fmt.Errorf("WAL file %s from the repository: %w", name, err)
+		}
+	}
+	if err := writeDurably(dest, data); err != nil {
+		return err
+	}
+	if prefetch {
+		return startPrefetch(ctx, repo, name, dest, o)
+	}
+	return nil
+}
+
+// startPrefetch queues the segments after name that the spool lacks.
+// Failing to prefetch never fails the restore: the next request fetches.
+func startPrefetch(ctx context.Context, repo WALRepo, name, dest string, o RestoreWALOptions) error {
+	names, err := prefetchNames(dest, name, o.SpoolDir, o.Prefetch)
+	if err != nil || len(names) == 0 {
+		if err != nil {
+			o.Log.Warn("not prefetching WAL", "err", err)
+		}
+		return nil
+	}
+	if spoolBusy(o.SpoolDir) {
+		return nil // a prefetch is running; the next request tops up
+	}
+	if o.Background != nil {
+		if err := o.Background(o.SpoolDir, names); err != nil {
+			o.Log.Warn("starting the WAL prefetch", "err", err)
+		}
+		return nil
+	}
+	if _, err := PrefetchWAL(ctx, repo, o.SpoolDir, names, o.Parallel, o.Log); err != nil {
+		o.Log.Warn("prefetching WAL", "err", err)
+	}
+	return nil
+}
+
+// prefetchNames lists the segments after name, up to k, that are not in
+// the spool. The segment size is read from the restored file's header.
+func prefetchNames(dest, name, spool string, k int) ([]string, error) {
+	f, err := os.Open(dest)
+	if err != nil {
+		return nil, err
+	}
+	hdr := make([]byte, longPageHeaderBytes)
+	_, err = io.ReadFull(f, hdr)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	h, err := parseSegmentHeader(hdr)
+	if err != nil {
+		return nil, err
+	}
+	seg, err := ParseSegment(name, int64(h.SegSize))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for range k {
+		seg = seg.Next()
+		n := seg.Name(int64(h.SegSize))
+		if _, err := os.Stat(filepath.Join(spool, n)); err != nil {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+// PrefetchWAL fetches names into spool, in parallel, each authenticated
+// before it lands there. Names missing from the repository are skipped.
+// If another prefetch holds the spool, it returns at once. It returns how
+// many files it fetched.
+func PrefetchWAL(ctx context.Context, repo WALRepo, spool string, names []string, parallel int, log *slog.Logger) (int, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return 0, fmt.Errorf("WAL spool: %w", err)
+	}
+	unlock, ok, err := lockSpool(spool)
+	if err != nil || !ok {
+		return 0, err
+	}
+	defer unlock()
+	var (
+		mu      sync.Mutex
+		fetched int
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, max(1, parallel))
+	)
+	for _, name := range names {
+		if !IsWALFileName(name) {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			data, err := repo.LoadNamed(ctx, backend.WALFile, name)
+			if err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					log.Warn("prefetching WAL", "file", name, "err", err)
+				}
+				return
+			}
+			if err := checkSegment(data, name); err != nil {
+				log.Warn("prefetching WAL", "file", name, "err", err)
+				return
+			}
+			if err := writeDurably(filepath.Join(spool, name), data); err != nil {
+				log.Warn("prefetching WAL", "file", name, "err", err)
+				return
+			}
+			mu.Lock()
+			fetched++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return fetched, ctx.Err()
+}
+
+// takeFromSpool moves a prefetched name to dest.
+func takeFromSpool(spool, name, dest string) (bool, error) {
+	src := filepath.Join(spool, name)
+	f, err := os.Open(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	// Cheap check that the file is what it claims: complete and for this
+	// position. Its contents were authenticated before it was written.
+	hdr := make([]byte, longPageHeaderBytes)
+	_, err = io.ReadFull(f, hdr)
+	fi, serr := f.Stat()
+	f.Close()
+	if err == nil {
+		err = serr
+	}
+	if err == nil {
+		var h segmentHeader
+		if h, err = parseSegmentHeader(hdr); err == nil && fi.Size() != int64(h.SegSize) {
+			err = fmt.Errorf("spool file has %d bytes, not %d", fi.Size(), h.SegSize)
+		}
+	}
+	if err != nil {
+		os.Remove(src)
+		return false, err
+	}
+	if err := os.Rename(src, dest); err != nil {
+		// Another file system (--spool-dir elsewhere): copy.
+		data, rerr := os.ReadFile(src)
+		if rerr != nil {
+			return false, err
+		}
+		if err := writeDurably(dest, data); err != nil {
+			return false, err
+		}
+		os.Remove(src)
+		return true, nil
+	}
+	return true, syncDir(filepath.Dir(dest))
+}
+
+// cleanSpool removes what the request for name makes useless: segments
+// before it (on any timeline) and stale temporary files.
+func cleanSpool(spool, name string, log *slog.Logger) {
+	entries, err := os.ReadDir(spool)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		n := e.Name()
+		stale := false
+		switch {
+		case IsSegment(n):
+			// For one segment size, the log/segment part orders positions.
+			stale = n[8:] < name[8:]
+		case strings.HasPrefix(n, ".tmp-"):
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > 10*time.Minute {
+				stale = true
+			}
+		}
+		if stale {
+			if err := os.Remove(filepath.Join(spool, n)); err != nil {
+				log.Debug("cleaning the WAL spool", "err", err)
+			}
+		}
+	}
+}
+
+// dropBeyondGap runs when segment name is not in the repository: the
+// spool's later segments of its timeline cannot be reached (the end of the
+// archive, or a gap), so recovery is over or stuck; an empty spool is
+// removed.
+func dropBeyondGap(spool, name string, log *slog.Logger) {
+	entries, err := os.ReadDir(spool)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if n := e.Name(); IsSegment(n) && n[:8] == name[:8] && n > name {
+			if err := os.Remove(filepath.Join(spool, n)); err != nil {
+				log.Debug("cleaning the WAL spool", "err", err)
+			}
+		}
+	}
+	if !spoolBusy(spool) {
+		os.Remove(filepath.Join(spool, ".lock"))
+		os.Remove(spool) // only if empty
+	}
+}
+
+// dropSpool removes the spool's segments, and the spool, unless a
+// prefetch is running.
+func dropSpool(spool string, log *slog.Logger) {
+	entries, err := os.ReadDir(spool)
+	if err != nil || spoolBusy(spool) {
+		return
+	}
+	for _, e := range entries {
+		if n := e.Name(); IsSegment(n) || strings.HasPrefix(n, ".tmp-") || n == ".lock" {
+			if err := os.Remove(filepath.Join(spool, n)); err != nil {
+				log.Debug("cleaning the WAL spool", "err", err)
+			}
+		}
+	}
+	os.Remove(spool) // only if empty
+}
+
+// lockSpool takes the spool's prefetch lock without waiting; ok is false
+// when another process holds it.
+func lockSpool(spool string) (unlock func(), ok bool, err error) {
+	f, err := os.OpenFile(filepath.Join(spool, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("WAL spool lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("WAL spool lock: %w", err)
+	}
+	return func() { f.Close() }, true, nil
+}
+
+// spoolBusy reports whether a prefetch holds the spool.
+func spoolBusy(spool string) bool {
+	if _, err := os.Stat(filepath.Join(spool, ".lock")); err != nil {
+		return false
+	}
+	unlock, ok, err := lockSpool(spool)
+	if err != nil {
+		return false
+	}
+	if ok {
+		unlock()
+	}
+	return !ok
+}
+
+// writeDurably writes data to path through a temporary file, fsync and
+// rename, then syncs the directory: path never holds a partial file, and
+// exists only once its content is on disk.
+func writeDurably(path string, data []byte) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+base+"-")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o600)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+package pg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+const testSegSize = 1 << 20
+
+// archiveRun stores segments first..last of timeline 1 and returns them.
+func archiveRun(t *testing.T, repo *repository.Repository, first, last uint64) map[string][]byte {
+	t.Helper()
+	segs := map[string][]byte{}
+	for no := first; no <= last; no++ {
+		name := Segment{1, no}.Name(testSegSize)
+		segs[name] = makeSegment(1, no, testSegSize, 9)
+		if err := repo.SaveNamed(context.Background(), backend.WALFile, name, segs[name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return segs
+}
+
+func spoolNames(t *testing.T, spool string) []string {
+	t.Helper()
+	entries, _ := os.ReadDir(spool)
+	var out []string
+	for _, e := range entries {
+		if IsSegment(e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func TestRestoreWALPrefetch(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newLocalRepo(t)
+	segs := archiveRun(t, repo, 1, 20)
+	pgWAL := filepath.Join(t.TempDir(), "pg_wal")
+	os.Mkdir(pgWAL, 0o700)
+	dest := filepath.Join(pgWAL, "RECOVERYXLOG")
+	spool := filepath.Join(pgWAL, ".nestguard-spool")
+	o := RestoreWALOptions{Prefetch: 4}
+
+	hits := 0
+	for no := uint64(1); no <= 20; no++ {
+		name := Segment{1, no}.Name(testSegSize)
+		if _, err := os.Stat(filepath.Join(spool, name)); err == nil {
+			hits++
+		}
+		if err := RestoreWAL(ctx, repo, name, dest, o); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := os.ReadFile(dest)
+		if err != nil || !bytes.Equal(got, segs[name]) {
+			t.Fatalf("%s: restored content differs (%v)", name, err)
+		}
+		if n := spoolNames(t, spool); len(n) > 4 {
+			t.Errorf("spool holds %d segments, more than the 4 asked for: %v", len(n), n)
+		}
+		os.Remove(dest) // PostgreSQL renames it away
+	}
+	t.Logf("spool hit rate: %d of 19 requests after the first", hits)
+	if hits < 19 {
+		t.Errorf("spool hits: %d of 19", hits)
+	}
+	// Past the end: not found, quietly, and the spool goes away.
+	err := RestoreWAL(ctx, repo, Segment{1, 21}.Name(testSegSize), dest, o)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("past the end: %v", err)
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Error("dest written for a missing segment")
+	}
+	if _, err := os.Stat(spool); err == nil {
+		t.Errorf("spool left after the end of the archive: %v", spoolNames(t, spool))
+	}
+}
+
+func TestRestoreWALSpoolHygiene(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newLocalRepo(t)
+	archiveRun(t, repo, 1, 12)
+	pgWAL := t.TempDir()
+	dest := filepath.Join(pgWAL, "RECOVERYXLOG")
+	spool := filepath.Join(t.TempDir(), "elsewhere") // --spool-dir on another directory
+	o := RestoreWALOptions{Prefetch: 3, SpoolDir: spool}
+
+	if err := RestoreWAL(ctx, repo, Segment{1, 2}.Name(testSegSize), dest, o); err != nil {
+		t.Fatal(err)
+	}
+	if got := spoolNames(t, spool); len(got) != 3 || got[0] != (Segment{1, 3}).Name(testSegSize) {
+		t.Fatalf("spool after segment 2: %v", got)
+	}
+	// A jump forward (recovery skipping ahead) drops what is behind.
+	if err := RestoreWAL(ctx, repo, Segment{1, 5}.Name(testSegSize), dest, o); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range spoolNames(t, spool) {
+		if n < (Segment{1, 5}).Name(testSegSize) {
+			t.Errorf("stale %s kept", n)
+		}
+	}
+	// A damaged spool file is not handed to PostgreSQL: it is fetched again.
+	six := filepath.Join(spool, Segment{1, 6}.Name(testSegSize))
+	if err := os.Truncate(six, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := RestoreWAL(ctx, repo, Segment{1, 6}.Name(testSegSize), dest, o); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dest); err != nil || fi.Size() != testSegSize {
+		t.Errorf("segment 6 after a damaged spool copy: %v %v", fi, err)
+	}
+	// History files are fetched directly, never prefetched.
+	if err := RestoreWAL(ctx, repo, "00000002.history", dest, o); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing history file: %v", err)
+	}
+}
+
+func TestRestoreWALCorrupted(t *testing.T) {
+	ctx := context.Background()
+	repo, repoDir := newLocalRepo(t)
+	archiveRun(t, repo, 1, 3)
+	name := Segment{1, 2}.Name(testSegSize)
+	flipByte(t, filepath.Join(repoDir, "wal", name))
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	err := RestoreWAL(ctx, repo, name, dest, RestoreWALOptions{Prefetch: 2})
+	if !errors.Is(err, repository.ErrObjectCorrupted) || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("corrupted object: %v", err)
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Error("a damaged segment was written to dest")
+	}
+	// Prefetching skips the damaged one; requesting it still fails loudly.
+	if err := RestoreWAL(ctx, repo, Segment{1, 1}.Name(testSegSize), dest, RestoreWALOptions{Prefetch: 2}); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(dest)
+	if err := RestoreWAL(ctx, repo, name, dest, RestoreWALOptions{Prefetch: 2}); !errors.Is(err, repository.ErrObjectCorrupted) {
+		t.Errorf("damaged segment after a prefetch: %v", err)
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Error("a damaged segment was written to dest")
+	}
+	if err := RestoreWAL(ctx, repo, "not-wal", dest, RestoreWALOptions{}); err == nil {
+		t.Error("a bad name was accepted")
+	}
+}
+
+func TestRestoreWALBackground(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newLocalRepo(t)
+	archiveRun(t, repo, 1, 4)
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	var asked []string
+	o := RestoreWALOptions{Prefetch: 2, Background: func(spool string, names []string) error {
+		asked = names
+		return nil
+	}}
+	if err := RestoreWAL(ctx, repo, Segment{1, 1}.Name(testSegSize), dest, o); err != nil {
+		t.Fatal(err)
+	}
+	if len(asked) != 2 || asked[0] != (Segment{1, 2}).Name(testSegSize) || asked[1] != (Segment{1, 3}).Name(testSegSize) {
+		t.Errorf("background prefetch asked for %v", asked)
+	}
+	if n := spoolNames(t, filepath.Join(filepath.Dir(dest), ".nestguard-spool")); len(n) != 0 {
+		t.Errorf("fetched in the foreground although a background prefetch was set: %v", n)
+	}
+}
+
+// TestRestoreWALEndOfRecoveryDropsSpool: recovery that stops at a target
+// before the end of the archive never asks for a missing segment; its
+// request for the next timeline's history file clears the spool.
+func TestRestoreWALEndOfRecoveryDropsSpool(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newLocalRepo(t)
+	archiveRun(t, repo, 1, 6)
+	pgWAL := t.TempDir()
+	dest := filepath.Join(pgWAL, "RECOVERYXLOG")
+	spool := filepath.Join(pgWAL, ".nestguard-spool")
+	if err := RestoreWAL(ctx, repo, Segment{1, 2}.Name(testSegSize), dest, RestoreWALOptions{Prefetch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if n := spoolNames(t, spool); len(n) != 3 {
+		t.Fatalf("spool %v", n)
+	}
+	err := RestoreWAL(ctx, repo, "00000002.history", filepath.Join(pgWAL, "RECOVERYHISTORY"), RestoreWALOptions{Prefetch: 3})
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(spool); err == nil {
+		t.Errorf("spool kept after the end of recovery: %v", spoolNames(t, spool))
+	}
+}

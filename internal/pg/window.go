@@ -1,0 +1,599 @@
+package pg
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/snapshot"
+)
+
+// Target is a point-in-time recovery target: exactly one of Time, LSN,
+// XID, Name or Latest; and the timeline to follow: "latest" or "" (the
+// newest timeline, PostgreSQL's default), "current" (the base backup's),
+// or a timeline number.
+type Target struct {
+	Time     *time.Time
+	LSN      *LSN
+	XID      string
+	Name     string
+	Latest   bool
+	Timeline string
+}
+
+func (t Target) String() string {
+	switch {
+	case t.Time != nil:
+		return "time " + fmtStatusTime(*t.Time)
+	case t.LSN != nil:
+		return "LSN " + t.LSN.String()
+	case t.XID != "":
+		return "transaction " + t.XID
+	case t.Name != "":
+		return fmt.Sprintf("restore point %q", t.Name)
+	}
+	return "the end of the archived WAL"
+}
+
+// StatusRepo is what Status reads from a repository.
+type StatusRepo interface {
+	snapshot.Store
+	Backend() backend.Backend
+	LoadNamed(ctx context.Context, t backend.FileType, name string) ([]byte, error)
+}
+
+// StatusReport is the state of a repository's PostgreSQL backups: the
+// archived WAL per timeline, its gaps, the base backups, and the window of
+// time recovery can reach.
+type StatusReport struct {
+	Now         time.Time `json:"now"`
+	SegmentSize int64     `json:"wal_segment_size"`
+	WALFiles    int       `json:"wal_files"`        // objects under wal/
+	WALStored   int64     `json:"wal_stored_bytes"` // their stored (compressed, encrypted) size
+	// NewestWAL is the most recently archived segment, and RPOSeconds its
+	// age: how much committed work a disaster now could lose at most (plus
+	// what the server has not archived yet).
+	NewestWAL         string     `json:"newest_wal,omitempty"`
+	NewestWALArchived *time.Time `json:"newest_wal_archived,omitempty"`
+	RPOSeconds        *float64   `json:"rpo_seconds"`
+
+	Timelines   []*TimelineStatus `json:"timelines"`
+	Gaps        []Gap             `json:"gaps"`
+	Windows     []Window          `json:"windows"`
+	BaseBackups []*BaseBackup     `json:"base_backups"`
+	Problems    []string          `json:"problems,omitempty"`
+
+	segs map[uint32]map[uint64]time.Time // timeline -> segment number -> archive time
+	hist map[uint32]*History
+}
+
+// TimelineStatus is the archived WAL of one timeline.
+type TimelineStatus struct {
+	TLI      uint32         `json:"timeline"`
+	Parents  []HistoryEntry `json:"history,omitempty"` // from its history file
+	Segments int            `json:"segments"`
+	Ranges   []SegmentRange `json:"ranges"`
+	Partial  []string       `json:"partial,omitempty"`
+}
+
+// SegmentRange is a run of consecutive archived segments.
+type SegmentRange struct {
+	First         string    `json:"first"`
+	Last          string    `json:"last"`
+	Count         uint64    `json:"count"`
+	FirstArchived time.Time `json:"first_archived"`
+	LastArchived  time.Time `json:"last_archived"`
+}
+
+// Gap is a run of segments missing between archived ones on a timeline.
+type Gap struct {
+	TLI   uint32 `json:"timeline"`
+	First string `json:"first_missing"`
+	Last  string `json:"last_missing"`
+	Count uint64 `json:"count"`
+}
+
+// Window is a stretch of time recovery can reach: from the end of a base
+// backup to the last segment archived without a gap after it. ToTime is
+// when that segment was archived: commits after it are not in the
+// repository (yet).
+type Window struct {
+	TLI      uint32    `json:"timeline"` // the timeline recovery follows
+	Base     string    `json:"base_backup"`
+	FromTime time.Time `json:"from_time"`
+	FromLSN  LSN       `json:"from_lsn"`
+	ToTime   time.Time `json:"to_time"`
+	ToLSN    LSN       `json:"to_lsn"`
+	LastWAL  string    `json:"last_wal"`
+	// FirstMissing, if set, is the gap that ends the window: segments
+	// after it are archived but unreachable from this base backup.
+	FirstMissing string `json:"first_missing,omitempty"`
+}
+
+func (w Window) String() string {
+	return fmt.Sprintf("%s (%s) to %s (%s) on timeline %d", fmtStatusTime(w.FromTime), w.FromLSN, fmtStatusTime(w.ToTime), w.ToLSN, w.TLI)
+}
+
+// BaseBackup is a postgres snapshot as the status shows it.
+type BaseBackup struct {
+	ID            string    `json:"id"`
+	ShortID       string    `json:"short_id"`
+	SystemID      uint64    `json:"system_identifier,string"`
+	ServerVersion int       `json:"server_version_num"`
+	TLI           uint32    `json:"timeline"`
+	StartLSN      LSN       `json:"start_lsn"`
+	StopLSN       LSN       `json:"stop_lsn"`
+	StartWAL      string    `json:"start_wal"`
+	StopWAL       string    `json:"stop_wal"`
+	StartTime     time.Time `json:"start_time"`
+	StopTime      time.Time `json:"stop_time"`
+	DatabaseSize  int64     `json:"database_size"`
+	StoredSize    int64     `json:"stored_size"` // bytes this backup added to the repository
+	CorruptPages  int       `json:"corrupt_pages,omitempty"`
+	// MissingWAL names the first segment of the backup's own span that is
+	// not in the repository: the backup cannot be restored.
+	MissingWAL string `json:"missing_wal,omitempty"`
+
+	Snapshot *snapshot.Snapshot `json:"-"`
+	Info     *BackupInfo        `json:"-"`
+}
+
+// Status lists the WAL and base backups of repo and computes the windows
+// recovery can reach.
+func Status(ctx context.Context, repo StatusRepo) (*StatusReport, error) {
+	s := &StatusReport{
+		Now:       time.Now().UTC(),
+		Timelines: []*TimelineStatus{},
+		Gaps:      []Gap{},
+		Windows:   []Window{},
+		segs:      map[uint32]map[uint64]time.Time{},
+		hist:      map[uint32]*History{},
+	}
+	var objs []backend.FileInfo
+	err := repo.Backend().List(ctx, backend.WALFile, func(fi backend.FileInfo) error {
+		objs = append(objs, fi)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing archived WAL: %w", err)
+	}
+	snaps, errs, err := snapshot.List(ctx, repo)
+	if err != nil {
+		return nil, fmt.Errorf("listing snapshots: %w", err)
+	}
+	for _, e := range errs {
+		s.Problems = append(s.Problems, e.Error())
+	}
+	s.BaseBackups = []*BaseBackup{}
+	for _, sn := range snaps {
+		if sn.Kind != snapshot.KindPostgres {
+			continue
+		}
+		bi, err := Info(sn)
+		if err != nil {
+			s.Problems = append(s.Problems, err.Error())
+			continue
+		}
+		s.BaseBackups = append(s.BaseBackups, newBaseBackup(sn, bi))
+	}
+	slices.SortFunc(s.BaseBackups, func(a, b *BaseBackup) int {
+		return cmp.Or(a.StopTime.Compare(b.StopTime), cmp.Compare(a.StopLSN, b.StopLSN))
+	})
+	s.SegmentSize = s.segmentSize(ctx, repo, objs)
+	s.readObjects(ctx, repo, objs)
+	s.findRanges()
+	for _, b := range s.BaseBackups {
+		s.checkBackup(b)
+	}
+	s.findWindows()
+	return s, nil
+}
+
+func newBaseBackup(sn *snapshot.Snapshot, bi *BackupInfo) *BaseBackup {
+	b := &BaseBackup{
+		ID: sn.ID.String(), ShortID: sn.ID.Short(), SystemID: bi.SystemID, ServerVersion: bi.ServerVersion,
+		TLI: bi.Timeline, StartLSN: bi.StartLSN, StopLSN: bi.StopLSN, StartWAL: bi.StartWAL, StopWAL: bi.StopWAL,
+		StartTime: bi.StartTime, StopTime: bi.StopTime, DatabaseSize: bi.DatabaseSize, CorruptPages: len(bi.CorruptPages),
+		Snapshot: sn, Info: bi,
+	}
+	if sn.Summary != nil {
+		b.StoredSize = sn.Summary.DataStored
+	}
+	return b
+}
+
+// segmentSize is the WAL segment size of the cluster: what the newest
+// base backup recorded, else what the newest segment's header says, else
+// PostgreSQL's default.
+func (s *StatusReport) segmentSize(ctx context.Context, repo StatusRepo, objs []backend.FileInfo) int64 {
+	for i := len(s.BaseBackups) - 1; i >= 0; i-- {
+		if n := s.BaseBackups[i].Info.WALSegmentSize; ValidSegmentSize(n) {
+			return n
+		}
+	}
+	newest := ""
+	for _, o := range objs {
+		if IsSegment(o.Name) && o.Name > newest {
+			newest = o.Name
+		}
+	}
+	if newest != "" {
+		data, err := repo.LoadNamed(ctx, backend.WALFile, newest)
+		if err == nil {
+			if h, err := parseSegmentHeader(data); err == nil {
+				return int64(h.SegSize)
+			}
+		}
+	}
+	return DefaultSegmentSize
+}
+
+// readObjects sorts the WAL objects into segments per timeline, partial
+// segments and history files (which it reads).
+func (s *StatusReport) readObjects(ctx context.Context, repo StatusRepo, objs []backend.FileInfo) {
+	tls := map[uint32]*TimelineStatus{}
+	tl := func(tli uint32) *TimelineStatus {
+		if t, ok := tls[tli]; ok {
+			return t
+		}
+		t := &TimelineStatus{TLI: tli, Ranges: []SegmentRange{}}
+		tls[tli] = t
+		return t
+	}
+	var newest time.Time
+	for _, o := range objs {
+		s.WALFiles++
+		s.WALStored += o.Size
+		switch {
+		case IsSegment(o.Name):
+			seg, err := ParseSegment(o.Name, s.SegmentSize)
+			if err != nil {
+				s.Problems = append(s.Problems, fmt.Sprintf("wal/%s: %v", o.Name, err))
+				continue
+			}
+			if s.segs[seg.TLI] == nil {
+				s.segs[seg.TLI] = map[uint64]time.Time{}
+			}
+			s.segs[seg.TLI][seg.No] = o.ModTime
+			tl(seg.TLI).Segments++
+			if o.ModTime.After(newest) || o.ModTime.Equal(newest) && o.Name > s.NewestWAL {
+				newest, s.NewestWAL = o.ModTime, o.Name
+			}
+		case IsPartial(o.Name):
+			seg, err := ParseSegment(o.Name[:24], s.SegmentSize)
+			if err != nil {
+				s.Problems = append(s.Problems, fmt.Sprintf("wal/%s: %v", o.Name, err))
+				continue
+			}
+			t := tl(seg.TLI)
+			t.Partial = append(t.Partial, o.Name)
+		case IsHistory(o.Name):
+			tli, _ := ParseHistoryFileName(o.Name)
+			data, err := repo.LoadNamed(ctx, backend.WALFile, o.Name)
+			if err != nil {
+				s.Problems = append(s.Problems, fmt.Sprintf("timeline %d: %v", tli, err))
+				continue
+			}
+			h, err := ParseHistory(tli, data)
+			if err != nil {
+				s.Problems = append(s.Problems, err.Error())
+				continue
+			}
+			s.hist[tli] = h
+			tl(tli).Parents = h.Parents
+		case IsBackupHistory(o.Name):
+		default:
+			s.Problems = append(s.Problems, fmt.Sprintf("wal/%s is not a WAL file name: not written by nestguard", o.Name))
+		}
+	}
+	if s.NewestWAL != "" {
+		n := newest.UTC()
+		s.NewestWALArchived = &n
+		rpo := max(0, s.Now.Sub(n).Seconds())
+		s.RPOSeconds = &rpo
+	}
+	for _, tli := range slices.Sorted(maps.Keys(tls)) {
+		t := tls[tli]
+		slices.Sort(t.Partial)
+		s.Timelines = append(s.Timelines, t)
+	}
+}
+
+// findRanges groups each timeline's segments into runs and names the gaps
+// between them.
+func (s *StatusReport) findRanges() {
+	for _, t := range s.Timelines {
+		nos := slices.Sorted(maps.Keys(s.segs[t.TLI]))
+		for i := 0; i < len(nos); {
+			j := i
+			for j+1 < len(nos) && nos[j+1] == nos[j]+1 {
+				j++
+			}
+			r := SegmentRange{
+				First: Segment{t.TLI, nos[i]}.Name(s.SegmentSize), Last: Segment{t.TLI, nos[j]}.Name(s.SegmentSize),
+				Count: nos[j] - nos[i] + 1, FirstArchived: s.segs[t.TLI][nos[i]].UTC(), LastArchived: s.segs[t.TLI][nos[j]].UTC(),
+			}
+			t.Ranges = append(t.Ranges, r)
+			if j+1 < len(nos) {
+				s.Gaps = append(s.Gaps, Gap{
+					TLI: t.TLI, First: Segment{t.TLI, nos[j] + 1}.Name(s.SegmentSize),
+					Last: Segment{t.TLI, nos[j+1] - 1}.Name(s.SegmentSize), Count: nos[j+1] - nos[j] - 1,
+				})
+			}
+			i = j + 1
+		}
+	}
+}
+
+// history returns the history of timeline tli (none for a timeline
+// without a history file, such as 1).
+func (s *StatusReport) history(tli uint32) *History {
+	if h, ok := s.hist[tli]; ok {
+		return h
+	}
+	return &History{TLI: tli}
+}
+
+// latestFrom is the timeline recovery_target_timeline=latest follows from
+// timeline tli: PostgreSQL probes for tli+1.history, tli+2.history, ...
+// and takes the last one found.
+func (s *StatusReport) latestFrom(tli uint32) uint32 {
+	for {
+		if _, ok := s.hist[tli+1]; !ok || tli+1 == 0 {
+			return tli
+		}
+		tli++
+	}
+}
+
+// targetTimeline resolves a --timeline value for recovery from b.
+func (s *StatusReport) targetTimeline(spec string, b *BaseBackup) (uint32, error) {
+	switch spec {
+	case "", "latest":
+		return s.latestFrom(b.TLI), nil
+	case "current":
+		return b.TLI, nil
+	}
+	n, err := strconv.ParseUint(spec, 10, 32)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("recovery target timeline %q: want latest, current or a timeline number", spec)
+	}
+	if _, ok := s.hist[uint32(n)]; !ok && uint32(n) != b.TLI {
+		return 0, fmt.Errorf("recovery target timeline %d does not exist: the repository has no history file %s", n, HistoryFileName(uint32(n)))
+	}
+	return uint32(n), nil
+}
+
+// follows reports whether recovery from b can follow history h: b's
+// timeline must be in it, and b must end before h leaves that timeline.
+func follows(b *BaseBackup, h *History) bool {
+	span, ok := h.Includes(b.TLI)
+	return ok && b.StopLSN <= span.End
+}
+
+// reach is how far WAL goes without a gap along a history.
+type reach struct {
+	last    Segment // last segment reached (TLI: the timeline it came from)
+	lastMod time.Time
+	missing Segment // first segment not in the repository
+	gap     bool    // segments after missing are archived
+	done    bool    // the walk's goal was reached
+}
+
+// walk follows h from the segment holding start, as recovery reads WAL:
+// for each segment number, the newest timeline of h that has begun by
+// then. It stops at the first missing segment or when until says so.
+func (s *StatusReport) walk(start LSN, h *History, until func(Segment, time.Time) bool) reach {
+	type span struct {
+		tli        uint32
+		begin, end uint64 // segment numbers the timeline may supply
+	}
+	var spans []span // newest first
+	var maxNo uint64
+	segSize := uint64(s.SegmentSize)
+	for _, ts := range slices.Backward(h.Spans()) {
+		sp := span{tli: ts.TLI, begin: uint64(ts.Begin) / segSize, end: ^uint64(0)}
+		if ts.End != EndOfWAL {
+			// An ancestor supplies only segments wholly before the switch:
+			// its copy of the segment holding the switch point goes on
+			// with its own history after it.
+			if uint64(ts.End)/segSize == 0 {
+				continue
+			}
+			sp.end = uint64(ts.End)/segSize - 1
+		}
+		spans = append(spans, sp)
+		for no := range s.segs[sp.tli] {
+			if no >= sp.begin && no <= sp.end && no > maxNo {
+				maxNo = no
+			}
+		}
+	}
+	var r reach
+	for no := uint64(start) / segSize; ; no++ {
+		found := false
+		for _, sp := range spans {
+			if no < sp.begin || no > sp.end {
+				continue
+			}
+			if mod, ok := s.segs[sp.tli][no]; ok {
+				r.last, r.lastMod, found = Segment{sp.tli, no}, mod, true
+				break
+			}
+		}
+		if !found {
+			r.missing = Segment{h.TLI, no}
+			for _, sp := range spans {
+				if no >= sp.begin && no <= sp.end {
+					r.missing.TLI = sp.tli // the timeline recovery asks for first
+					break
+				}
+			}
+			r.gap = no < maxNo
+			return r
+		}
+		if until != nil && until(r.last, r.lastMod) {
+			r.done = true
+			return r
+		}
+	}
+}
+
+// stopSegment is the number of the last segment a backup needs.
+func (s *StatusReport) stopSegment(b *BaseBackup) uint64 {
+	return uint64(lastNeededByte(b.StopLSN, b.StartLSN)) / uint64(s.SegmentSize)
+}
+
+// checkBackup notes whether the WAL of b's own span is complete.
+func (s *StatusReport) checkBackup(b *BaseBackup) {
+	stop := s.stopSegment(b)
+	r := s.walk(b.StartLSN, s.history(b.TLI), func(seg Segment, _ time.Time) bool { return seg.No >= stop })
+	if !r.done {
+		b.MissingWAL = r.missing.Name(s.SegmentSize)
+	}
+}
+
+// findWindows computes, for each usable base backup, how far recovery
+// can go from it (following the latest timeline it can), and merges the
+// overlapping stretches.
+func (s *StatusReport) findWindows() {
+	var ws []Window
+	for _, b := range s.BaseBackups {
+		if b.MissingWAL != "" {
+			continue
+		}
+		tli := s.latestFrom(b.TLI)
+		h := s.history(tli)
+		if !follows(b, h) {
+			// The newest timeline branched off before this backup: it can
+			// only be restored along its own timeline (--timeline current).
+			tli, h = b.TLI, s.history(b.TLI)
+		}
+		r := s.walk(b.StartLSN, h, nil)
+		w := Window{
+			TLI: tli, Base: b.ShortID, FromTime: b.StopTime.UTC(), FromLSN: b.StopLSN,
+			ToTime: r.lastMod.UTC(), ToLSN: r.last.StartLSN(s.SegmentSize) + LSN(s.SegmentSize), LastWAL: r.last.Name(s.SegmentSize),
+		}
+		if r.gap {
+			w.FirstMissing = r.missing.Name(s.SegmentSize)
+		}
+		ws = append(ws, w)
+	}
+	slices.SortStableFunc(ws, func(a, b Window) int { return cmp.Or(cmp.Compare(a.TLI, b.TLI), cmp.Compare(a.FromLSN, b.FromLSN)) })
+	for _, w := range ws {
+		if n := len(s.Windows); n > 0 {
+			cur := &s.Windows[n-1]
+			if cur.TLI == w.TLI && w.FromLSN <= cur.ToLSN {
+				if w.ToLSN > cur.ToLSN {
+					cur.ToLSN, cur.ToTime, cur.LastWAL, cur.FirstMissing = w.ToLSN, w.ToTime, w.LastWAL, w.FirstMissing
+				}
+				continue
+			}
+		}
+		s.Windows = append(s.Windows, w)
+	}
+	slices.SortStableFunc(s.Windows, func(a, b Window) int { return a.FromTime.Compare(b.FromTime) })
+}
+
+// describeWindows names the recoverable windows for error messages.
+func (s *StatusReport) describeWindows() string {
+	if len(s.Windows) == 0 {
+		return "there is no recoverable window: no base backup has all its WAL in the repository"
+	}
+	parts := make([]string, len(s.Windows))
+	for i, w := range s.Windows {
+		parts[i] = w.String()
+	}
+	if len(parts) == 1 {
+		return "the recoverable window is " + parts[0]
+	}
+	return "the recoverable windows are " + strings.Join(parts, "; ")
+}
+
+// ErrOutsideWindow is wrapped by CheckTarget's refusals.
+var ErrOutsideWindow = errors.New("recovery target outside the recoverable window")
+
+// CheckTarget picks the base backup a restore to target starts from: the
+// newest that ends before the target (time: stopped before it; LSN:
+// stopped at or before it; otherwise the newest). It refuses, naming the
+// window, a target recovery cannot reach: before the oldest base backup's
+// end, after the newest archived WAL, or beyond a missing segment.
+func (s *StatusReport) CheckTarget(t Target) (*snapshot.Snapshot, error) {
+	n := 0
+	for _, set := range []bool{t.Time != nil, t.LSN != nil, t.XID != "", t.Name != "", t.Latest} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, fmt.Errorf("give exactly one recovery target (time, LSN, transaction id, restore point name or latest); %d given", n)
+	}
+	if len(s.BaseBackups) == 0 {
+		return nil, errors.New("no PostgreSQL base backup in the repository: take one with 'nestguard pg backup'")
+	}
+	var offTimeline *BaseBackup
+	for _, b := range slices.Backward(s.BaseBackups) {
+		if t.Time != nil && !b.StopTime.Before(*t.Time) || t.LSN != nil && b.StopLSN > *t.LSN {
+			continue
+		}
+		tli, err := s.targetTimeline(t.Timeline, b)
+		if err != nil {
+			return nil, err
+		}
+		h := s.history(tli)
+		if !follows(b, h) {
+			offTimeline = b
+			continue
+		}
+		if err := s.checkReach(b, h, t); err != nil {
+			return nil, err
+		}
+		return b.Snapshot, nil
+	}
+	if offTimeline != nil {
+		return nil, fmt.Errorf("%w: no base backup before %s lies on the history of the requested timeline (base backup %s is on timeline %d after the timeline branched): restore with --timeline current or a timeline number; %s",
+			ErrOutsideWindow, t, offTimeline.ShortID, offTimeline.TLI, s.describeWindows())
+	}
+	oldest := s.BaseBackups[0]
+	return nil, fmt.Errorf("%w: %s is before the end of the oldest base backup (%s, ended %s at %s): %s",
+		ErrOutsideWindow, t, oldest.ShortID, fmtStatusTime(oldest.StopTime), oldest.StopLSN, s.describeWindows())
+}
+
+// checkReach makes sure the WAL from b reaches target t along h.
+func (s *StatusReport) checkReach(b *BaseBackup, h *History, t Target) error {
+	stop := s.stopSegment(b)
+	until := func(seg Segment, _ time.Time) bool { return seg.No >= stop }
+	switch {
+	case t.Time != nil:
+		// A segment's archive time bounds the commits it holds: the target
+		// needs the segments up to the first one archived at or after it.
+		until = func(seg Segment, mod time.Time) bool { return seg.No >= stop && !mod.Before(*t.Time) }
+	case t.LSN != nil:
+		need := max(stop, uint64(*t.LSN)/uint64(s.SegmentSize))
+		until = func(seg Segment, _ time.Time) bool { return seg.No >= need }
+	}
+	r := s.walk(b.StartLSN, h, until)
+	if r.done {
+		return nil
+	}
+	missing := r.missing.Name(s.SegmentSize)
+	if r.missing.No <= stop {
+		return fmt.Errorf("%w: base backup %s cannot be restored: WAL segment %s, which it needs to become consistent, is missing from the repository; %s",
+			ErrOutsideWindow, b.ShortID, missing, s.describeWindows())
+	}
+	if r.gap {
+		return fmt.Errorf("%w: WAL segment %s is missing from the repository: recovery can reach at most %s (%s, the end of %s) from base backup %s, not %s",
+			ErrOutsideWindow, missing, fmtStatusTime(r.lastMod), r.last.StartLSN(s.SegmentSize)+LSN(s.SegmentSize), r.last.Name(s.SegmentSize), b.ShortID, t)
+	}
+	return fmt.Errorf("%w: %s is after the newest archived WAL (%s, archived %s): %s",
+		ErrOutsideWindow, t, r.last.Name(s.SegmentSize), fmtStatusTime(r.lastMod), s.describeWindows())
+}
+
+func fmtStatusTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000Z") }

@@ -1,0 +1,320 @@
+package pg
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/mem"
+	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
+)
+
+// timedBackend reports the archive times a test chooses.
+type timedBackend struct {
+	backend.Backend
+	times map[string]time.Time
+}
+
+func (b *timedBackend) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
+	return b.Backend.List(ctx, t, func(fi backend.FileInfo) error {
+		if mt, ok := b.times[fi.Name]; ok && t == backend.WALFile {
+			fi.ModTime = mt
+		}
+		return fn(fi)
+	})
+}
+
+// walWorld is a repository with WAL and base backups at chosen times.
+type walWorld struct {
+	t    *testing.T
+	ctx  context.Context
+	repo *repository.Repository
+	be   *timedBackend
+	t0   time.Time
+}
+
+func newWALWorld(t *testing.T) *walWorld {
+	t.Helper()
+	be := &timedBackend{Backend: mem.New(), times: map[string]time.Time{}}
+	kdf := crypto.FastKDFParamsForTests()
+	repo, err := repository.Init(context.Background(), be, []byte("pw"), repository.InitOptions{Options: repository.Options{KDF: &kdf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &walWorld{t: t, ctx: context.Background(), repo: repo, be: be, t0: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
+}
+
+// at is t0 plus minutes.
+func (w *walWorld) at(min float64) time.Time {
+	return w.t0.Add(time.Duration(min * float64(time.Minute)))
+}
+
+// segments archives segments first..last of timeline tli, segment n at
+// minute n (plus offset).
+func (w *walWorld) segments(tli uint32, first, last uint64, offset float64) {
+	w.t.Helper()
+	for no := first; no <= last; no++ {
+		name := Segment{tli, no}.Name(DefaultSegmentSize)
+		if err := w.repo.SaveNamed(w.ctx, backend.WALFile, name, []byte(name)); err != nil {
+			w.t.Fatal(err)
+		}
+		w.be.times[name] = w.at(float64(no) + offset)
+	}
+}
+
+func (w *walWorld) history(tli uint32, content string) {
+	w.t.Helper()
+	if err := w.repo.SaveNamed(w.ctx, backend.WALFile, HistoryFileName(tli), []byte(content)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// backup records a base backup on tli from start to stop LSN, ending at
+// minute stopMin.
+func (w *walWorld) backup(tli uint32, start, stop LSN, stopMin float64) *snapshot.Snapshot {
+	w.t.Helper()
+	bi := BackupInfo{
+		SystemID: 7, Timeline: tli, StartLSN: start, StopLSN: stop,
+		StartWAL: SegmentOf(start, tli, DefaultSegmentSize), StopWAL: SegmentOf(lastNeededByte(stop, start), tli, DefaultSegmentSize),
+		StartTime: w.at(stopMin - 0.2), StopTime: w.at(stopMin), WALSegmentSize: DefaultSegmentSize, DatabaseSize: 1 << 30,
+	}
+	extra, _ := json.Marshal(bi)
+	sn := &snapshot.Snapshot{Time: w.at(stopMin), Kind: snapshot.KindPostgres, Paths: []string{"/pg"}, Extra: extra,
+		Summary: &snapshot.Summary{DataStored: 12345}}
+	if err := snapshot.Save(w.ctx, w.repo, sn); err != nil {
+		w.t.Fatal(err)
+	}
+	return sn
+}
+
+func (w *walWorld) status() *StatusReport {
+	w.t.Helper()
+	s, err := Status(w.ctx, w.repo)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return s
+}
+
+func seg(no uint64) LSN { return LSN(no * uint64(DefaultSegmentSize)) }
+
+func TestStatusWindowAndTargets(t *testing.T) {
+	w := newWALWorld(t)
+	w.segments(1, 1, 10, 0)
+	a := w.backup(1, seg(2)+0x28, seg(3)+0x100, 2.5)
+	b := w.backup(1, seg(6)+0x28, seg(6)+0x200, 6.5)
+	s := w.status()
+
+	if s.SegmentSize != DefaultSegmentSize || len(s.Timelines) != 1 || len(s.Gaps) != 0 || len(s.BaseBackups) != 2 {
+		t.Fatalf("status: %+v", s)
+	}
+	if r := s.Timelines[0].Ranges; len(r) != 1 || r[0].First != "000000010000000000000001" || r[0].Last != "00000001000000000000000A" || r[0].Count != 10 {
+		t.Errorf("ranges %+v", r)
+	}
+	if len(s.Windows) != 1 {
+		t.Fatalf("windows %+v", s.Windows)
+	}
+	win := s.Windows[0]
+	if win.Base != a.ID.Short() || !win.FromTime.Equal(w.at(2.5)) || win.FromLSN != seg(3)+0x100 || !win.ToTime.Equal(w.at(10)) ||
+		win.ToLSN != seg(11) || win.LastWAL != "00000001000000000000000A" || win.FirstMissing != "" {
+		t.Errorf("window %+v", win)
+	}
+	if s.NewestWAL != "00000001000000000000000A" || s.RPOSeconds == nil || *s.RPOSeconds < time.Since(w.at(10)).Seconds()-5 {
+		t.Errorf("newest %s rpo %v", s.NewestWAL, s.RPOSeconds)
+	}
+	if s.BaseBackups[0].StoredSize != 12345 || s.BaseBackups[0].MissingWAL != "" {
+		t.Errorf("base backup %+v", s.BaseBackups[0])
+	}
+
+	pick := func(tg Target) (*snapshot.Snapshot, error) { return s.CheckTarget(tg) }
+	tm := func(min float64) *time.Time { v := w.at(min); return &v }
+	lsn := func(l LSN) *LSN { return &l }
+	for _, tc := range []struct {
+		target Target
+		want   *snapshot.Snapshot
+	}{
+		{Target{Time: tm(3)}, a},
+		{Target{Time: tm(6.5)}, a}, // b ends exactly then: not before
+		{Target{Time: tm(6.6)}, b},
+		{Target{Time: tm(10)}, b},
+		{Target{LSN: lsn(seg(3) + 0x100)}, a},
+		{Target{LSN: lsn(seg(10) + 5)}, b},
+		{Target{Latest: true}, b},
+		{Target{XID: "1234"}, b},
+		{Target{Name: "before-upgrade", Timeline: "current"}, b},
+	} {
+		got, err := pick(tc.target)
+		if err != nil || got.ID != tc.want.ID {
+			t.Errorf("CheckTarget(%s): %v, %v; want %s", tc.target, got, err, tc.want.ID.Short())
+		}
+	}
+	for _, tc := range []struct {
+		target Target
+		msg    string
+	}{
+		{Target{Time: tm(1)}, "before the end of the oldest base backup"},
+		{Target{Time: tm(2.5)}, "before the end of the oldest base backup"},
+		{Target{Time: tm(10.1)}, "after the newest archived WAL"},
+		{Target{LSN: lsn(seg(11))}, "after the newest archived WAL"},
+		{Target{LSN: lsn(seg(1))}, "before the end of the oldest base backup"},
+		{Target{Time: tm(5), Latest: true}, "exactly one"},
+		{Target{}, "exactly one"},
+		{Target{Latest: true, Timeline: "7"}, "timeline 7 does not exist"},
+		{Target{Latest: true, Timeline: "x"}, "want latest"},
+	} {
+		_, err := pick(tc.target)
+		if err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("CheckTarget(%+v): %v, want an error containing %q", tc.target, err, tc.msg)
+		}
+	}
+	_, err := pick(Target{Time: tm(12)})
+	if !errors.Is(err, ErrOutsideWindow) || !strings.Contains(err.Error(), "the recoverable window is 2025-03-01 12:02:30") {
+		t.Errorf("refusal does not name the window: %v", err)
+	}
+}
+
+func TestStatusGap(t *testing.T) {
+	w := newWALWorld(t)
+	w.segments(1, 2, 7, 0)
+	w.segments(1, 10, 12, 0) // 8 and 9 missing
+	w.backup(1, seg(2)+0x28, seg(3), 2.5)
+	s := w.status()
+	if len(s.Gaps) != 1 || s.Gaps[0].First != "000000010000000000000008" || s.Gaps[0].Last != "000000010000000000000009" || s.Gaps[0].Count != 2 {
+		t.Fatalf("gaps %+v", s.Gaps)
+	}
+	if len(s.Windows) != 1 || s.Windows[0].LastWAL != "000000010000000000000007" || s.Windows[0].FirstMissing != "000000010000000000000008" {
+		t.Fatalf("windows %+v", s.Windows)
+	}
+	tm := func(min float64) *time.Time { v := w.at(min); return &v }
+	if _, err := s.CheckTarget(Target{Time: tm(6.5)}); err != nil {
+		t.Errorf("target before the gap: %v", err)
+	}
+	_, err := s.CheckTarget(Target{Time: tm(9)})
+	if err == nil || !strings.Contains(err.Error(), "WAL segment 000000010000000000000008 is missing from the repository: recovery can reach at most 2025-03-01 12:07:00") {
+		t.Errorf("target beyond the gap: %v", err)
+	}
+	// A newer backup after the gap opens a second window.
+	w.backup(1, seg(10)+0x28, seg(10)+0x400, 10.5)
+	s = w.status()
+	if len(s.Windows) != 2 || s.Windows[1].LastWAL != "00000001000000000000000C" {
+		t.Fatalf("windows after a new backup %+v", s.Windows)
+	}
+	if _, err := s.CheckTarget(Target{Time: tm(11)}); err != nil {
+		t.Errorf("target after the new backup: %v", err)
+	}
+	_, err = s.CheckTarget(Target{Time: tm(9)})
+	if err == nil || !strings.Contains(err.Error(), "000000010000000000000008 is missing") {
+		t.Errorf("target in the gap: %v", err)
+	}
+
+	// A backup whose own WAL is incomplete is shown as such.
+	w.backup(1, seg(8)+0x28, seg(9), 9.1)
+	s = w.status()
+	var broken *BaseBackup
+	for _, b := range s.BaseBackups {
+		if b.StartWAL == "000000010000000000000008" {
+			broken = b
+		}
+	}
+	if broken == nil || broken.MissingWAL != "000000010000000000000008" {
+		t.Errorf("incomplete backup: %+v", broken)
+	}
+	_, err = s.CheckTarget(Target{Time: tm(9.5)})
+	if err == nil || !strings.Contains(err.Error(), "cannot be restored: WAL segment 000000010000000000000008") {
+		t.Errorf("target needing the incomplete backup: %v", err)
+	}
+}
+
+func TestStatusTimelines(t *testing.T) {
+	w := newWALWorld(t)
+	// Timeline 1 runs on to segment 10; timeline 2 branched in segment 5.
+	w.segments(1, 1, 10, 0)
+	w.history(2, "1\t0/5800000\tbefore 2025-03-01 12:05:30+00\n")
+	w.segments(2, 5, 8, 0.5)
+	a := w.backup(1, seg(2)+0x28, seg(3), 2.5)
+	c := w.backup(1, seg(7)+0x28, seg(7)+0x100, 7.2) // after the branch: timeline 1 only
+	s := w.status()
+
+	if len(s.Timelines) != 2 || s.Timelines[1].TLI != 2 || len(s.Timelines[1].Parents) != 1 || s.Timelines[1].Parents[0].SwitchPoint != 0x5800000 {
+		t.Fatalf("timelines %+v %+v", s.Timelines[0], s.Timelines[1])
+	}
+	if len(s.Gaps) != 0 {
+		t.Errorf("a branch is not a gap: %+v", s.Gaps)
+	}
+	// a reaches the end of timeline 2; c only timeline 1.
+	var on1, on2 *Window
+	for i := range s.Windows {
+		switch s.Windows[i].TLI {
+		case 1:
+			on1 = &s.Windows[i]
+		case 2:
+			on2 = &s.Windows[i]
+		}
+	}
+	if on2 == nil || on2.Base != a.ID.Short() || on2.LastWAL != "000000020000000000000008" {
+		t.Errorf("window on timeline 2: %+v", on2)
+	}
+	if on1 == nil || on1.Base != c.ID.Short() || on1.LastWAL != "00000001000000000000000A" {
+		t.Errorf("window on timeline 1: %+v", on1)
+	}
+
+	tm := func(min float64) *time.Time { v := w.at(min); return &v }
+	// Latest timeline: c is off its history, a is used.
+	if got, err := s.CheckTarget(Target{Time: tm(8)}); err != nil || got.ID != a.ID {
+		t.Errorf("time on timeline 2: %v, %v", got, err)
+	}
+	if got, err := s.CheckTarget(Target{Time: tm(8), Timeline: "current"}); err != nil || got.ID != c.ID {
+		t.Errorf("time on timeline 1: %v, %v", got, err)
+	}
+	if got, err := s.CheckTarget(Target{Time: tm(9.5), Timeline: "1"}); err != nil || got.ID != c.ID {
+		t.Errorf("timeline 1 by number: %v, %v", got, err)
+	}
+	if _, err := s.CheckTarget(Target{Time: tm(9.5)}); err == nil || !strings.Contains(err.Error(), "after the newest archived WAL") {
+		t.Errorf("beyond timeline 2's end: %v", err)
+	}
+
+	// Timeline 2 loses its first segment: the switch segment of timeline 1
+	// cannot stand in for it beyond the switch.
+	w2 := newWALWorld(t)
+	w2.segments(1, 1, 10, 0)
+	w2.history(2, "1\t0/5800000\treason\n")
+	w2.segments(2, 6, 8, 0.5)
+	w2.backup(1, seg(2)+0x28, seg(3), 2.5)
+	s2 := w2.status()
+	_, err := s2.CheckTarget(Target{Time: func() *time.Time { v := w2.at(8); return &v }()})
+	if err == nil || !strings.Contains(err.Error(), "WAL segment 000000020000000000000005 is missing") {
+		t.Errorf("missing first segment of timeline 2: %v", err)
+	}
+}
+
+func TestStatusJSON(t *testing.T) {
+	w := newWALWorld(t)
+	w.segments(1, 1, 3, 0)
+	w.backup(1, seg(1)+0x28, seg(2), 1.5)
+	b, err := json.Marshal(w.status())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"wal_segment_size":16777216`, `"rpo_seconds":`, `"from_lsn":"0/2000000"`, `"first":"000000010000000000000001"`, `"gaps":[]`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON lacks %s:\n%s", want, b)
+		}
+	}
+}
+
+func TestStatusEmpty(t *testing.T) {
+	w := newWALWorld(t)
+	s := w.status()
+	if s.RPOSeconds != nil || len(s.Windows) != 0 || s.SegmentSize != DefaultSegmentSize {
+		t.Errorf("empty status %+v", s)
+	}
+	if _, err := s.CheckTarget(Target{Latest: true}); err == nil || !strings.Contains(err.Error(), "no PostgreSQL base backup") {
+		t.Errorf("empty: %v", err)
+	}
+}
