@@ -1,0 +1,170 @@
+# Renders the recorded results (a TSV of section, set, tool, key, value) as
+# markdown tables. Sourced, not run.
+
+# render_report RESULTS_TSV prints the tables of every section that has
+# results, with the ratios the issues' goals are stated in.
+render_report() {
+	python3 - "$1" <<'PY'
+import sys
+from collections import defaultdict
+
+res = defaultdict(dict)
+order = []
+for line in open(sys.argv[1]):
+    section, set_, tool, key, value = line.rstrip("\n").split("\t", 4)
+    if (section, set_) not in order:
+        order.append((section, set_))
+    res[(section, set_, tool)][key] = value  # the last value wins
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+def secs(r, k):
+    # A failed step is recorded under its name without ".s".
+    v = r.get(k, r.get(k[:-2]) if k.endswith(".s") else None)
+    return "—" if v is None else v if num(v) is None else "%.2f s" % num(v)
+
+def mib(v):
+    return "—" if num(v) is None else "%.1f MiB" % (num(v) / 2**20)
+
+def rss(r, *steps):
+    vals = [num(r.get(s + ".rss")) for s in steps]
+    vals = [v for v in vals if v is not None]
+    return None if not vals else max(vals) * 1024
+
+def rate(nbytes, r, k):
+    s = num(r.get(k))
+    return "—" if not s or nbytes is None else "%.0f MB/s" % (nbytes / s / 1e6)
+
+def faster(peer, ours):
+    # How many times faster ours is than peer (goal: >= 1.5 or 2).
+    return "—" if not peer or not ours else "%.2fx" % (peer / ours)
+
+def smaller(peer, ours):
+    # Ours as a fraction of peer (goal: <= 1).
+    return "—" if not peer or ours is None else "%.2fx" % (ours / peer)
+
+def best(vals):
+    vals = [v for v in vals if v is not None]
+    return min(vals) if vals else None
+
+def row(cells):
+    print("| " + " | ".join(cells) + " |")
+
+def header(cells):
+    row(cells)
+    row(["---"] * len(cells))
+
+def status_row(tool, r, width):
+    st = r.get("status", "not run")
+    if st == "ok":
+        return False
+    if not st.startswith("incomplete"):
+        row([tool, st] + [""] * (width - 2))
+        return True
+    return False
+
+DESC = {
+    "pgdata": "PostgreSQL data directory after pgbench -i and a pgbench run (server stopped)",
+    "random": "incompressible random data in 4 large files",
+    "small": "small text-like files (1-16 KiB) in a tree ~6 deep",
+}
+
+def files_table(set_):
+    info = res[("files", set_, "-")]
+    print("**%s**: %s; %s in %s files; 5%% change: %s.\n" % (
+        set_, DESC.get(set_, set_), mib(info.get("bytes")), info.get("files", "?"), info.get("changed", "?")))
+    cols = ["tool", "first backup", "unchanged re-backup", "after 5% change", "restore",
+            "repository", "peak RSS backup", "peak RSS restore", "restore check"]
+    header(cols)
+    for tool in ("nestguard", "restic", "borg"):
+        r = res.get(("files", set_, tool), {})
+        if status_row(tool, r, len(cols)):
+            continue
+        row([tool, secs(r, "first.s"), secs(r, "unchanged.s"), secs(r, "changed.s"), secs(r, "restore.s"),
+             mib(r.get("repo_bytes")), mib(rss(r, "first", "unchanged", "changed")), mib(rss(r, "restore")),
+             r.get("check", "—")])
+    ng = res.get(("files", set_, "nestguard"), {})
+    peers = [res.get(("files", set_, t), {}) for t in ("restic", "borg")]
+    def peer_best(f):
+        return best([f(p) for p in peers])
+    cells = ["**nestguard vs best peer**"]
+    for k in ("first.s", "unchanged.s", "changed.s", "restore.s"):
+        cells.append(faster(peer_best(lambda p: num(p.get(k))), num(ng.get(k))))
+    cells.append(smaller(peer_best(lambda p: num(p.get("repo_bytes"))), num(ng.get("repo_bytes"))))
+    cells.append(smaller(peer_best(lambda p: rss(p, "first", "unchanged", "changed")), rss(ng, "first", "unchanged", "changed")))
+    cells.append(smaller(peer_best(lambda p: rss(p, "restore")), rss(ng, "restore")))
+    cells.append("")
+    row(cells)
+    print("\nLast row: for times, the faster peer's time / nestguard's (goal: >= 1.5x first backup and restore, "
+          ">= 2x unchanged); for size and memory, nestguard's / the smaller peer's (goal: <= 1.00x).\n")
+
+def pg_table(set_):
+    info = res[("pg", set_, "-")]
+    print("**pgbench scale %s**: database directory %s; processes: 2 for both.\n" % (info.get("scale", "?"), mib(info.get("bytes"))))
+    cols = ["tool", "base backup", "2nd base backup", "stored by 2nd", "WAL archive", "archive call p50 / p95 / max",
+            "restore files", "WAL replay", "restore to time (total)", "WAL replayed", "peak RSS backup", "check"]
+    header(cols)
+    for tool in ("nestguard", "pgbackrest"):
+        r = res.get(("pg", set_, tool), {})
+        if status_row(tool, r, len(cols)):
+            continue
+        lat = "—" if "wal_ms_p50" not in r else "%s / %s / %s ms" % (r["wal_ms_p50"], r["wal_ms_p95"], r["wal_ms_max"])
+        stored = mib(r.get("base2_stored"))
+        if "base2_info_delta" in r:
+            stored += " (info: %s)" % mib(r["base2_info_delta"])
+        row([tool, secs(r, "base1.s"), secs(r, "base2.s"), stored,
+             "—" if "wal_seg_per_s" not in r else "%s seg/s (%s)" % (r["wal_seg_per_s"], r.get("wal_n", "?")),
+             lat, secs(r, "restore.s"), secs(r, "replay.s"), secs(r, "pitr.s"), mib(r.get("replay_bytes")),
+             mib(rss(r, "base1", "base2")), r.get("check", "—")])
+    ng = res.get(("pg", set_, "nestguard"), {})
+    br = res.get(("pg", set_, "pgbackrest"), {})
+    g = lambda r, k: num(r.get(k))
+    row(["**nestguard vs pgBackRest**", faster(g(br, "base1.s"), g(ng, "base1.s")),
+         faster(g(br, "base2.s"), g(ng, "base2.s")),
+         smaller(g(br, "base2_stored"), g(ng, "base2_stored")),
+         faster(g(ng, "wal_seg_per_s"), g(br, "wal_seg_per_s")),
+         "", faster(g(br, "restore.s"), g(ng, "restore.s")), faster(g(br, "replay.s"), g(ng, "replay.s")),
+         faster(g(br, "pitr.s"), g(ng, "pitr.s")), "",
+         smaller(rss(br, "base1", "base2"), rss(ng, "base1", "base2")), ""])
+    print("\nLast row: for times, pgBackRest's / nestguard's (goal: >= 1.5x base backup and restore); stored bytes "
+          "and memory, nestguard's / pgBackRest's (goal: stored <= 0.33x); WAL archive, nestguard's rate / pgBackRest's. "
+          "Goal for the archive call: < 50 ms.\n")
+
+def s3_table(set_):
+    info = res[("s3", set_, "-")]
+    nbytes = num(info.get("bytes"))
+    print("**%s**: %s, %s; MinIO on loopback, on the same disk and cores.\n" % (set_, DESC.get(set_, set_), mib(nbytes)))
+    cols = ["tool (backend)", "backup", "backup rate", "restore", "restore rate", "peak RSS backup", "peak RSS restore", "restore check"]
+    header(cols)
+    names = ("nestguard (local)", "nestguard (s3)", "restic (local)", "restic (s3)")
+    for name in names:
+        r = res.get(("s3", set_, name), {})
+        if status_row(name, r, len(cols)):
+            continue
+        row([name, secs(r, "backup.s"), rate(nbytes, r, "backup.s"), secs(r, "restore.s"), rate(nbytes, r, "restore.s"),
+             mib(rss(r, "backup")), mib(rss(r, "restore")), r.get("check", "—")])
+    ngl, ngs, rs = (res.get(("s3", set_, n), {}) for n in (names[0], names[1], names[3]))
+    g = lambda r, k: num(r.get(k))
+    def pct(local, s3):
+        return "—" if not local or not s3 else "%.0f%%" % (100 * local / s3)
+    print()
+    print("nestguard on S3 as a share of its local speed: backup %s, restore %s (goal >= 80%%). "
+          "nestguard on S3 vs restic on S3: backup %s, restore %s faster (goal >= 1.5x).\n" % (
+              pct(g(ngl, "backup.s"), g(ngs, "backup.s")), pct(g(ngl, "restore.s"), g(ngs, "restore.s")),
+              faster(g(rs, "backup.s"), g(ngs, "backup.s")), faster(g(rs, "restore.s"), g(ngs, "restore.s"))))
+
+titles = {"files": "### Files (issue 2)\n", "pg": "### PostgreSQL (issue 3)\n", "s3": "### S3 (issue 4)\n"}
+seen = set()
+for section, set_ in order:
+    if set_ == "-" or (section, set_) in seen:
+        continue
+    seen.add((section, set_))
+    if section in titles:
+        print(titles.pop(section))
+    {"files": files_table, "pg": pg_table, "s3": s3_table}[section](set_)
+PY
+}
