@@ -38,52 +38,17 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int
 		want = fi.Size() - offset // negative: offset past the end
 	}
 	return &fileReader{
-		exactReader: exactReader{r: io.NewSectionReader(f, offset, max(want, 0)), h: h, left: want, offset: offset, size: fi.Size()},
-		f:           f,
+		Reader: backend.ExactReader(io.NewSectionReader(f, offset, max(want, 0)), h, offset, want, fi.Size()),
+		f:      f,
 	}, nil
 }
 
 type fileReader struct {
-	exactReader
+	io.Reader
 	f *os.File
 }
 
 func (r *fileReader) Close() error { return r.f.Close() }
-
-// exactReader delivers exactly left bytes or fails with io.ErrUnexpectedEOF;
-// a negative left means the range starts past the end of the object.
-type exactReader struct {
-	r      io.Reader
-	h      backend.Handle
-	left   int64
-	offset int64
-	size   int64
-}
-
-func (e *exactReader) Read(p []byte) (int, error) {
-	if e.left == 0 {
-		return 0, io.EOF
-	}
-	if e.left < 0 {
-		return 0, e.short()
-	}
-	if int64(len(p)) > e.left {
-		p = p[:e.left]
-	}
-	n, err := e.r.Read(p)
-	e.left -= int64(n)
-	switch {
-	case err == io.EOF && e.left > 0:
-		return n, e.short()
-	case err == nil && e.left == 0:
-		err = io.EOF
-	}
-	return n, err
-}
-
-func (e *exactReader) short() error {
-	return fmt.Errorf("loading %s: the object is %d bytes, the range at offset %d runs past its end: %w", e.h, e.size, e.offset, io.ErrUnexpectedEOF)
-}
 
 // Stat implements backend.Backend.
 func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {

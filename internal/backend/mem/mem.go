@@ -110,42 +110,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int
 	// Stored slices are never modified, and a Reader copies out on Read, so
 	// no caller can alter the stored object through it.
 	r := bytes.NewReader(o.data[start : start+have])
-	return io.NopCloser(&exactReader{r: r, h: h, left: want, offset: offset, size: size}), nil
-}
-
-// exactReader delivers exactly left bytes or fails with io.ErrUnexpectedEOF;
-// a negative left means the range starts past the end of the object.
-type exactReader struct {
-	r      io.Reader
-	h      backend.Handle
-	left   int64
-	offset int64
-	size   int64
-}
-
-func (e *exactReader) Read(p []byte) (int, error) {
-	if e.left == 0 {
-		return 0, io.EOF
-	}
-	if e.left < 0 {
-		return 0, e.short()
-	}
-	if int64(len(p)) > e.left {
-		p = p[:e.left]
-	}
-	n, err := e.r.Read(p)
-	e.left -= int64(n)
-	switch {
-	case err == io.EOF && e.left > 0:
-		return n, e.short()
-	case err == nil && e.left == 0:
-		err = io.EOF
-	}
-	return n, err
-}
-
-func (e *exactReader) short() error {
-	return fmt.Errorf("loading %s: the object is %d bytes, the range at offset %d runs past its end: %w", e.h, e.size, e.offset, io.ErrUnexpectedEOF)
+	return io.NopCloser(backend.ExactReader(r, h, offset, want, size)), nil
 }
 
 // Stat implements backend.Backend.
