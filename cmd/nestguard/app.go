@@ -18,6 +18,7 @@ import (
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/location"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
 // app holds the global flags and what commands share.
@@ -177,6 +178,22 @@ func (a *app) openRepo(ctx context.Context, withIndex bool) (*repository.Reposit
 		limitMemory(r.Index().MemoryBytes())
 	}
 	return r, nil
+}
+
+// findSnapshots resolves each reference (an id prefix or "latest") among
+// the repository's snapshots, in the order given.
+func findSnapshots(ctx context.Context, repo *repository.Repository, refs ...string) ([]*snapshot.Snapshot, error) {
+	list, _, err := snapshot.List(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*snapshot.Snapshot, len(refs))
+	for i, ref := range refs {
+		if out[i], err = snapshot.Find(list, ref, snapshot.Filter{}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // pipelineMemory is what a backup or restore keeps live besides the index:

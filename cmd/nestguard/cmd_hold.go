@@ -79,14 +79,11 @@ func (a *app) holdChange(ctx context.Context, ref, caseID, reason, action string
 		return err
 	}
 	defer repo.Backend().Close()
-	list, _, err := snapshot.List(ctx, repo)
+	found, err := findSnapshots(ctx, repo, ref)
 	if err != nil {
 		return err
 	}
-	sn, err := snapshot.Find(list, ref, snapshot.Filter{})
-	if err != nil {
-		return err
-	}
+	sn := found[0]
 	o := hold.Options{RecordOnly: recordOnly}
 	var res *hold.Result
 	if action == hold.ActionAdd {

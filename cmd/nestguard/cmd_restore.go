@@ -8,7 +8,6 @@ import (
 
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/restorer"
-	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -36,14 +35,11 @@ named, the others are restored, and the exit code is 3.`,
 				return err
 			}
 			defer repo.Backend().Close()
-			list, _, err := snapshot.List(ctx, repo)
+			found, err := findSnapshots(ctx, repo, args[0])
 			if err != nil {
 				return err
 			}
-			sn, err := snapshot.Find(list, args[0], snapshot.Filter{})
-			if err != nil {
-				return err
-			}
+			sn := found[0]
 			o.Log = a.log
 			res := restorer.New(repo, o)
 			rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {

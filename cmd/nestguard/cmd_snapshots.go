@@ -81,14 +81,11 @@ func (a *app) lsCommand() *cobra.Command {
 				return err
 			}
 			defer repo.Backend().Close()
-			list, _, err := snapshot.List(ctx, repo)
+			snaps, err := findSnapshots(ctx, repo, args[0])
 			if err != nil {
 				return err
 			}
-			sn, err := snapshot.Find(list, args[0], snapshot.Filter{})
-			if err != nil {
-				return err
-			}
+			sn := snaps[0]
 			prefix := "/"
 			if len(args) == 2 {
 				prefix = path.Clean("/" + args[1])
@@ -152,18 +149,11 @@ func (a *app) diffCommand() *cobra.Command {
 				return err
 			}
 			defer repo.Backend().Close()
-			list, _, err := snapshot.List(ctx, repo)
+			found, err := findSnapshots(ctx, repo, args[0], args[1])
 			if err != nil {
 				return err
 			}
-			sa, err := snapshot.Find(list, args[0], snapshot.Filter{})
-			if err != nil {
-				return err
-			}
-			sb, err := snapshot.Find(list, args[1], snapshot.Filter{})
-			if err != nil {
-				return err
-			}
+			sa, sb := found[0], found[1]
 			changes := []tree.Change{}
 			err = tree.Diff(ctx, repo, sa.Tree, sb.Tree, func(c tree.Change) error {
 				if a.jsonOut {
