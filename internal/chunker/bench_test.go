@@ -40,8 +40,9 @@ func BenchmarkCut(b *testing.B) {
 	data := make([]byte, p.Max) // zeros: no cut, the loop runs to Max
 	b.SetBytes(int64(p.Max - p.Min))
 	for b.Loop() {
-		if n := c.cut(data); n != p.Max {
-			b.Fatalf("cut at %d", n)
+		var fp uint64
+		if n, cut := c.scan(data, 0, &fp); n != p.Max || !cut {
+			b.Fatalf("cut at %d (%v)", n, cut)
 		}
 	}
 }

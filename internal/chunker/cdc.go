@@ -5,13 +5,21 @@ import (
 	"io"
 )
 
-// minRead is the smallest read cdc issues once its buffer is grown: few,
-// large reads keep system call and backend overhead off the hot path.
+// minRead is the size of cdc's read window: few, large reads keep system
+// call and backend overhead off the hot path.
 const minRead = 1 << 20
 
 // cdc is the FastCDC splitter (Xia et al., "FastCDC", USENIX ATC 2016, and
 // IEEE TPDS 2020): a gear rolling hash, no hashing during the first Min
 // bytes of a chunk, normalized chunking around Avg, and a forced cut at Max.
+//
+// It streams: bytes are read into a fixed window of readSize bytes and
+// copied into the caller's buffer as they are scanned, with the scan state
+// (bytes in the chunk so far, the hash) carried from one window to the
+// next. A cut depends only on the bytes before it, so the chunks are the
+// ones a scan of the whole input would cut, and memory is the window, not
+// the 8 MiB a chunk may reach (a look-ahead of Max per reader was the
+// largest live allocation of a backup).
 type cdc struct {
 	rd            io.Reader
 	p             Params
@@ -19,8 +27,7 @@ type cdc struct {
 	strict, loose uint64
 	readSize      int
 
-	// buf[start:end] is read but not yet returned. buf grows up to
-	// Max+max(Max, readSize), so a refill after compaction is one large read.
+	// buf[start:end] is read but not yet scanned.
 	buf        []byte
 	start, end int
 	eof        bool
@@ -48,96 +55,101 @@ func newCDC(rd io.Reader, p Params, seed [32]byte, readSize int) Splitter {
 }
 
 func (c *cdc) Next(buf []byte) ([]byte, error) {
-	c.fill()
-	if c.err != nil {
-		return nil, c.err
+	out := buf[:0]
+	var fp uint64
+	for {
+		if c.start == c.end {
+			c.refill()
+			if c.err != nil {
+				return nil, c.err
+			}
+			if c.start == c.end { // end of input
+				if len(out) == 0 {
+					return nil, io.EOF
+				}
+				return out, nil
+			}
+		}
+		data := c.buf[c.start:c.end]
+		n, cut := c.scan(data, len(out), &fp)
+		out = append(out, data[:n]...)
+		c.start += n
+		if cut {
+			return out, nil
+		}
 	}
-	if c.start == c.end {
-		return nil, io.EOF
-	}
-	n := c.cut(c.buf[c.start:c.end])
-	out := copyInto(buf, c.buf[c.start:c.start+n])
-	c.start += n
-	return out, nil
 }
 
-// fill reads until at least Max bytes are buffered or the input ends, so
-// cut sees every byte a chunk may cover.
-func (c *cdc) fill() {
-	empty := 0
-	for c.end-c.start < c.p.Max && !c.eof && c.err == nil {
-		if len(c.buf)-c.end < c.readSize {
-			c.makeRoom()
-		}
-		n, err := c.rd.Read(c.buf[c.end:])
-		if n < 0 || n > len(c.buf)-c.end {
+// refill reads the next window once the previous one is scanned; at the end
+// of the input it leaves the window empty.
+func (c *cdc) refill() {
+	if c.eof || c.err != nil {
+		return
+	}
+	if c.buf == nil {
+		c.buf = make([]byte, c.readSize)
+	}
+	c.start, c.end = 0, 0
+	for empty := 0; c.end == 0; {
+		n, err := c.rd.Read(c.buf)
+		if n < 0 || n > len(c.buf) {
 			c.err = fmt.Errorf("chunker: reader returned an invalid count %d", n)
 			return
 		}
-		c.end += n
+		c.end = n
 		switch {
 		case err == io.EOF:
 			c.eof = true
+			return
 		case err != nil:
 			c.err = fmt.Errorf("chunker: reading input: %w", err)
+			return
 		case n == 0:
 			if empty++; empty >= noProgressLimit {
 				c.err = fmt.Errorf("chunker: reading input: %w", io.ErrNoProgress)
+				return
 			}
-		default:
-			empty = 0
 		}
 	}
 }
 
-// makeRoom moves the unread bytes to the front of buf and grows it (up to
-// its full size, doubling so small files stay cheap) until at least
-// readSize bytes are free.
-func (c *cdc) makeRoom() {
-	if c.start > 0 {
-		c.end = copy(c.buf, c.buf[c.start:c.end])
-		c.start = 0
+// scan continues a chunk that already holds have bytes (fp is its hash so
+// far) over data. It returns how many bytes of data belong to the chunk and
+// whether the chunk ends there: at a cut point, or at Max.
+func (c *cdc) scan(data []byte, have int, fpp *uint64) (int, bool) {
+	p := c.p
+	i := 0
+	if have < p.Min { // no cut before Min: copy without hashing
+		i = min(len(data), p.Min-have)
+		if have+i < p.Min {
+			return i, false
+		}
 	}
-	if len(c.buf)-c.end >= c.readSize {
-		return
-	}
-	full := c.p.Max + max(c.p.Max, c.readSize)
-	n := min(full, max(2*len(c.buf), c.end+c.readSize))
-	nb := make([]byte, n)
-	copy(nb, c.buf[:c.end])
-	c.buf = nb
-}
-
-// cut returns the length of the chunk at the start of data, which holds at
-// least Max bytes unless the input ends within them.
-func (c *cdc) cut(data []byte) int {
-	n := len(data)
-	if n <= c.p.Min {
-		return n
-	}
-	n = min(n, c.p.Max)
-	normal := min(n, c.p.Avg)
 	// A local copy of the table and masks keeps the loops free of
 	// pointer loads and bounds checks.
 	gear := *c.gear
 	strict, loose := c.strict, c.loose
-	var fp uint64
-	i := c.p.Min
+	fp := *fpp
 	// fp+fp+g (rather than fp<<1+g) compiles to one LEA, so the loop
 	// carries a one-cycle dependency chain: about twice as fast.
-	for _, b := range data[i:normal] {
-		fp = fp + fp + gear[b]
-		i++
-		if fp&strict == 0 {
-			return i
+	if pos := have + i; pos < p.Avg {
+		for _, b := range data[i:min(len(data), i+p.Avg-pos)] {
+			fp = fp + fp + gear[b]
+			i++
+			if fp&strict == 0 {
+				return i, true
+			}
 		}
 	}
-	for _, b := range data[i:n] {
-		fp = fp + fp + gear[b]
-		i++
-		if fp&loose == 0 {
-			return i
+	if pos := have + i; pos >= p.Avg && pos < p.Max {
+		for _, b := range data[i:min(len(data), i+p.Max-pos)] {
+			fp = fp + fp + gear[b]
+			i++
+			if fp&loose == 0 {
+				return i, true
+			}
 		}
 	}
-	return n
+	*fpp = fp
+	return i, have+i >= p.Max
 }

@@ -54,11 +54,10 @@ type Codec struct {
 // Default). Any codec decodes what any other produced.
 func NewCodec(l Level) *Codec {
 	n := runtime.GOMAXPROCS(0)
-	enc := newEncoder(l.zstd(), n)
-	probe := enc
-	if l.zstd() != zstd.SpeedFastest {
-		probe = newEncoder(zstd.SpeedFastest, n)
-	}
+	enc := newEncoder(l.zstd(), n, blobWindow)
+	// The probe only sees 8 KiB samples: a small window keeps its state
+	// small, whatever the codec's level.
+	probe := newEncoder(zstd.SpeedFastest, n, probeWindow)
 	dec, err := zstd.NewReader(nil,
 		zstd.WithDecoderConcurrency(n),
 		zstd.WithDecoderMaxMemory(maxDecoded),
@@ -76,9 +75,19 @@ func NewCodec(l Level) *Codec {
 	}
 }
 
-func newEncoder(l zstd.EncoderLevel, n int) *zstd.Encoder {
+// Window sizes. Each concurrent encoder keeps a history of its window, so
+// the window is the main term of the codec's memory; blobs average about
+// 1.2 MiB and the largest is 8 MiB, and matches further back than 2 MiB add
+// little (measured: under 1% on PostgreSQL data and text).
+const (
+	blobWindow  = 2 << 20
+	probeWindow = 64 << 10
+)
+
+func newEncoder(l zstd.EncoderLevel, n, window int) *zstd.Encoder {
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(l),
+		zstd.WithWindowSize(window),
 		zstd.WithEncoderConcurrency(n),
 		// The sealing that follows authenticates everything.
 		zstd.WithEncoderCRC(false),
