@@ -84,10 +84,11 @@ type Archiver struct {
 
 	C Counters
 
-	cancel context.CancelCauseFunc
-	files  chan *fileJob
-	chunks chan *chunkJob
-	bufs   chan []byte
+	cancel  context.CancelCauseFunc
+	walkers chan struct{} // a token per directory being listed concurrently
+	files   chan *fileJob
+	chunks  chan *chunkJob
+	bufs    chan []byte
 
 	errMu sync.Mutex
 	errs  []FileError
@@ -181,6 +182,7 @@ func (a *Archiver) run(ctx context.Context, walk func(context.Context) error) er
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	a.cancel = cancel
+	a.walkers = make(chan struct{}, walkers)
 	a.files = make(chan *fileJob, 64)
 	a.chunks = make(chan *chunkJob, a.opt.Workers)
 	// One buffer per worker keeps them busy; one per reader lets each read
@@ -220,6 +222,10 @@ func (a *Archiver) run(ctx context.Context, walk func(context.Context) error) er
 }
 
 func (a *Archiver) fatal(err error) { a.cancel(err) }
+
+// walkers bounds the directories listed at once besides the caller's: the
+// waits are on the disk, not the CPU, so more than the cores.
+const walkers = 8
 
 // loadTree loads a parent tree; failures only cost speed, so they are logged.
 func (a *Archiver) loadTree(ctx context.Context, tid *id.ID) *tree.Tree {
@@ -405,7 +411,7 @@ func (a *Archiver) saveEntry(ctx context.Context, abs, rel string, fi fs.FileInf
 	}
 	switch n.Type {
 	case tree.Dir:
-		return a.saveDir(ctx, abs, rel, n, a.subtree(ctx, pn), dev)
+		return a.walkDir(ctx, abs, rel, n, pn, dev)
 	case tree.File:
 		a.C.Files.Add(1)
 		a.C.BytesTotal.Add(int64(n.Size))
@@ -423,6 +429,28 @@ func (a *Archiver) saveEntry(ctx context.Context, abs, rel string, fi fs.FileInf
 		return &j.f
 	}
 	return doneFuture(n)
+}
+
+// walkDir saves a subdirectory on a walker of its own when one is free,
+// else here. Listing a directory and lstat-ing its entries waits on the
+// disk for every inode not cached; several walkers overlap those waits
+// (and the loading of parent trees), which is most of an unchanged
+// re-backup. Never waiting for a walker keeps a walker that is itself
+// walking from blocking on its own descendants.
+func (a *Archiver) walkDir(ctx context.Context, abs, rel string, n *tree.Node, pn *tree.Node, dev uint64) *future {
+	select {
+	case a.walkers <- struct{}{}:
+	default:
+		return a.saveDir(ctx, abs, rel, n, a.subtree(ctx, pn), dev)
+	}
+	f := &future{done: make(chan struct{}), node: n}
+	go func() {
+		defer close(f.done)
+		inner := a.saveDir(ctx, abs, rel, n, a.subtree(ctx, pn), dev)
+		<-a.walkers // the listing is done; its tree is finished apart
+		f.err = inner.wait(ctx)
+	}()
+	return f
 }
 
 // unchanged reports whether a file can reuse its parent snapshot's content.
