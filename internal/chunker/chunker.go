@@ -19,15 +19,6 @@ type failed struct{ err error }
 
 func (f failed) Next([]byte) ([]byte, error) { return nil, f.err }
 
-// copyInto copies data into buf[:0], allocating when buf is too small.
-func copyInto(buf, data []byte) []byte {
-	if cap(buf) < len(data) {
-		buf = make([]byte, len(data))
-	}
-	buf = buf[:len(data)]
-	copy(buf, data)
-	return buf
-}
 
 // noProgressLimit bounds consecutive empty reads, as bufio does, so a broken
 // reader cannot spin Next forever.
