@@ -19,7 +19,6 @@ type failed struct{ err error }
 
 func (f failed) Next([]byte) ([]byte, error) { return nil, f.err }
 
-
 // noProgressLimit bounds consecutive empty reads, as bufio does, so a broken
 // reader cannot spin Next forever.
 const noProgressLimit = 100
