@@ -95,37 +95,7 @@ func TestS3BackupRestoreRoundTrip(t *testing.T) {
 
 func TestS3ConcurrentBackups(t *testing.T) {
 	e, _ := s3TestEnv(t, "concurrent")
-	a, b := filepath.Join(e.dir, "a"), filepath.Join(e.dir, "b")
-	writeTree(t, a, 2, 100, 400_000)
-	writeTree(t, b, 3, 100, 400_000)
-	e.must("init")
-	ca, cb := e.cmd("backup", a), e.cmd("backup", b)
-	var ea, eb bytes.Buffer
-	ca.Stderr, cb.Stderr = &ea, &eb
-	if err := ca.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.Wait(); err != nil {
-		t.Fatalf("backup a: %v %s", err, ea.String())
-	}
-	if err := cb.Wait(); err != nil {
-		t.Fatalf("backup b: %v %s", err, eb.String())
-	}
-	e.must("verify", "--read-data")
-	var snaps []map[string]any
-	json.Unmarshal([]byte(e.must("snapshots", "--json")), &snaps)
-	if len(snaps) != 2 {
-		t.Fatalf("%d snapshots", len(snaps))
-	}
-	for _, sn := range snaps {
-		tgt := filepath.Join(e.dir, "r-"+sn["short_id"].(string))
-		e.must("restore", sn["short_id"].(string), "--target", tgt)
-		p := sn["paths"].([]any)[0].(string)
-		compareTrees(t, p, filepath.Join(tgt, p))
-	}
+	concurrentBackups(t, e)
 }
 
 // TestS3StorageGoesAway stops MinIO while a backup of 300 MiB uploads:
