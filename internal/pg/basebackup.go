@@ -676,7 +676,8 @@ func waitWAL(ctx context.Context, be backend.Backend, info *BackupInfo, deadline
 	if err != nil {
 		return err
 	}
-	delay := 100 * time.Millisecond
+	// An archive call takes tens of milliseconds: poll soon, then back off.
+	delay := 20 * time.Millisecond
 	for {
 		var still []string
 		for _, name := range missing {
@@ -702,7 +703,7 @@ func waitWAL(ctx context.Context, be backend.Backend, info *BackupInfo, deadline
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-time.After(min(delay, left)):
-			delay = min(2*delay, 2*time.Second)
+			delay = min(2*delay, time.Second)
 		}
 	}
 }
