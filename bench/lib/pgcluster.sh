@@ -61,6 +61,13 @@ pgbench_run() { # SECONDS
 	as_pg "$PGBIN/pgbench" -h "$PG_SOCK" -p "$PG_PORT" -U postgres -n -c 2 -j 2 -T "$1" postgres
 }
 
+# pgbench_tx runs TRANSACTIONS per client (2 clients): each updates one
+# random account, so 2 x 8 x scale transactions touch about 1% of the
+# ~1640 x scale pages of pgbench_accounts.
+pgbench_tx() { # TRANSACTIONS
+	as_pg "$PGBIN/pgbench" -h "$PG_SOCK" -p "$PG_PORT" -U postgres -n -c 2 -j 2 -t "$1" postgres
+}
+
 # pg_wait_promoted waits until recovery has ended (the target was reached
 # and the server promoted) and connections work.
 pg_wait_promoted() {
