@@ -222,12 +222,11 @@ func compareTrees(t *testing.T, src, dst string) {
 	}
 }
 
-func TestBackupRestoreRoundTrip(t *testing.T) {
-	e := newEnv(t)
-	src := filepath.Join(e.dir, "src")
-	writeTree(t, src, 1, 200, 300_000)
-	e.must("init")
-
+// threeBackups backs src up three times into the repository of e: first,
+// unchanged (nothing read, no content stored), and after changing 10 files
+// (only they are read). The S3 suite runs it on MinIO.
+func threeBackups(t *testing.T, e *env, src string) {
+	t.Helper()
 	first := e.backupJSON(src, "--tag", "t1")
 	files := summary(first, "files")
 	if files < 200 {
@@ -258,6 +257,15 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	if got := summary(third, "files_changed"); got != 11 {
 		t.Errorf("after changing 10 files: files_changed=%d, want 11", got)
 	}
+}
+
+func TestBackupRestoreRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 1, 200, 300_000)
+	e.must("init")
+
+	threeBackups(t, e, src)
 
 	out := e.must("snapshots", "--json")
 	var snaps []map[string]any

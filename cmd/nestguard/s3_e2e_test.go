@@ -44,31 +44,7 @@ func TestS3BackupRestoreRoundTrip(t *testing.T) {
 		t.Errorf("init twice: exit %d: %s", r.code, r.stderr)
 	}
 
-	first := e.backupJSON(src, "--tag", "t1")
-	files := summary(first, "files")
-	if files < 200 {
-		t.Fatalf("backed up %d files", files)
-	}
-	second := e.backupJSON(src)
-	if got := summary(second, "files_unmodified"); got != files {
-		t.Errorf("unchanged backup: %d of %d files unmodified", got, files)
-	}
-	if got := summary(second, "bytes_read"); got != 0 {
-		t.Errorf("unchanged backup read %d bytes", got)
-	}
-	// The ancestors of src (/tmp) are recorded too, and other processes
-	// change /tmp: a new tree blob for it is all an unchanged backup may add.
-	if got := summary(second, "data_added"); got > 4096 {
-		t.Errorf("unchanged backup added %d bytes", got)
-	}
-	for i := range 10 {
-		p := filepath.Join(src, fmt.Sprintf("d%02d", i%7), fmt.Sprintf("s%d", i%3), fmt.Sprintf("f%04d.dat", i))
-		os.WriteFile(p, []byte(fmt.Sprintf("changed %d", i)), 0o640)
-	}
-	// f0000.dat and hardlink.dat share an inode: 11 files change.
-	if got := summary(e.backupJSON(src), "files_changed"); got != 10 && got != 11 {
-		t.Errorf("after changing 10 files: files_changed=%d", got)
-	}
+	threeBackups(t, e, src)
 	var snaps []map[string]any
 	if err := json.Unmarshal([]byte(e.must("snapshots", "--json")), &snaps); err != nil || len(snaps) != 3 {
 		t.Fatalf("snapshots --json: %v, %d snapshots", err, len(snaps))
