@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/compress"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 )
@@ -47,7 +48,7 @@ func (r *Repository) SaveBlobWithID(ctx context.Context, t index.BlobType, bid i
 	defer bufPool.Put(bp)
 	defer bufPool.Put(sp)
 
-	body := r.packBody((*bp)[:0], data)
+	body := packBody(r.codec, (*bp)[:0], data)
 	sealed := r.key.Seal((*sp)[:0], body)
 	*bp, *sp = body, sealed
 	if err := r.packer.add(ctx, t, bid, sealed, len(data)); err != nil {
@@ -60,11 +61,13 @@ func (r *Repository) SaveBlobWithID(ctx context.Context, t index.BlobType, bid i
 	return false, nil
 }
 
-// packBody appends the flagged, possibly compressed form of data to dst.
-func (r *Repository) packBody(dst, data []byte) []byte {
-	if r.codec != nil {
-		if c, ok := r.codec.Compress(append(dst, flagZstd), data); ok {
-			return c
+// packBody appends the flagged form of data to dst: compressed with c when
+// that is worth it, else raw (c nil: compression off). Blobs, objects and
+// named objects all use it, each with its codec.
+func packBody(c *compress.Codec, dst, data []byte) []byte {
+	if c != nil {
+		if out, ok := c.Compress(append(dst, flagZstd), data); ok {
+			return out
 		}
 	}
 	return append(append(dst, flagRaw), data...)

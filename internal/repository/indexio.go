@@ -1,7 +1,6 @@
 package repository
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -246,5 +245,3 @@ func readRange(ctx context.Context, be backend.Backend, h backend.Handle, off, n
 func sortByOffset(es []index.Entry) {
 	slices.SortFunc(es, func(a, b index.Entry) int { return int(a.Offset) - int(b.Offset) })
 }
-
-var _ = bytes.NewReader

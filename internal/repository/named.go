@@ -42,12 +42,7 @@ func (r *Repository) sealNamed(name string, plain []byte) []byte {
 	body := make([]byte, 0, len(plain)/2+len(name)+16)
 	body = append(body, byte(len(name)))
 	body = append(body, name...)
-	if r.fast != nil {
-		if c, ok := r.fast.Compress(append(body, flagZstd), plain); ok {
-			return r.key.Seal(make([]byte, 0, len(c)+64), c)
-		}
-	}
-	body = append(append(body, flagRaw), plain...)
+	body = packBody(r.fast, body, plain)
 	return r.key.Seal(make([]byte, 0, len(body)+64), body)
 }
 

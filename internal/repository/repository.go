@@ -242,16 +242,7 @@ func (r *Repository) SaveObject(ctx context.Context, t backend.FileType, v any) 
 }
 
 func (r *Repository) saveSealed(ctx context.Context, t backend.FileType, plain []byte) (id.ID, error) {
-	body := []byte{flagRaw}
-	if r.codec != nil {
-		if c, ok := r.codec.Compress([]byte{flagZstd}, plain); ok {
-			body = c
-		}
-	}
-	if body[0] == flagRaw {
-		body = append(body, plain...)
-	}
-	sealed := r.key.Seal(nil, body)
+	sealed := r.key.Seal(nil, packBody(r.codec, nil, plain))
 	oid := id.Hash(sealed)
 	h := backend.Handle{Type: t, Name: oid.String()}
 	err := r.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
