@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/location"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -149,33 +148,48 @@ func (a *app) needRepo() error {
 	return nil
 }
 
-// openBackend opens the storage of --repo.
-func (a *app) openBackend(ctx context.Context) (backend.Backend, error) {
+// openRepo opens and unlocks the repository; withIndex also loads the index.
+func (a *app) openRepo(ctx context.Context, withIndex bool) (*repository.Repository, error) {
 	if err := a.needRepo(); err != nil {
 		return nil, err
 	}
-	return location.Open(ctx, a.repo, a.locationOptions())
-}
-
-// openRepo opens and unlocks the repository; withIndex also loads the index.
-func (a *app) openRepo(ctx context.Context, withIndex bool) (*repository.Repository, error) {
-	be, err := a.openBackend(ctx)
-	if err != nil {
-		return nil, err
-	}
-	pw, slot, err := a.secret()
-	if err != nil {
-		return nil, err
-	}
-	r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, UploadConcurrency: uploadConcurrency(a.repo), KeySlot: slot})
+	r, err := a.openRepository(ctx, a.repo, a.locationOptions(), a.secret, withIndex)
 	if err != nil {
 		return nil, err
 	}
 	if withIndex {
-		if err := r.LoadIndex(ctx); err != nil {
+		limitMemory(r.Index().MemoryBytes())
+	}
+	return r, nil
+}
+
+// openRepository opens the backend of loc, unlocks the repository with
+// what secret returns (passphrase or key file, and the slot to try), and
+// loads the index when asked. The backend is closed again on failure.
+func (a *app) openRepository(ctx context.Context, loc string, lo location.Options, secret func() ([]byte, string, error), withIndex bool) (*repository.Repository, error) {
+	be, err := location.Open(ctx, loc, lo)
+	if err != nil {
+		return nil, err
+	}
+	r, err := func() (*repository.Repository, error) {
+		pw, slot, err := secret()
+		if err != nil {
 			return nil, err
 		}
-		limitMemory(r.Index().MemoryBytes())
+		r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, UploadConcurrency: uploadConcurrency(loc), KeySlot: slot})
+		if err != nil {
+			return nil, err
+		}
+		if withIndex {
+			if err := r.LoadIndex(ctx); err != nil {
+				return nil, err
+			}
+		}
+		return r, nil
+	}()
+	if err != nil {
+		be.Close()
+		return nil, err
 	}
 	return r, nil
 }
@@ -229,13 +243,18 @@ func (a *app) secret() ([]byte, string, error) {
 		pw, err := a.passphrase(false)
 		return pw, "", err
 	}
-	b, err := os.ReadFile(a.keyFile)
+	return readKeyFile(a.keyFile)
+}
+
+// readKeyFile returns a key file's secret and the slot it opens.
+func readKeyFile(path string) ([]byte, string, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, "", fmt.Errorf("reading key file: %w", err)
 	}
 	slot, secret, err := repository.ParseKeyFile(b)
 	if err != nil {
-		return nil, "", fmt.Errorf("key file %s: %w", a.keyFile, err)
+		return nil, "", fmt.Errorf("key file %s: %w", path, err)
 	}
 	return secret, slot, nil
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/nestguard/nestguard/internal/backend/location"
 	"github.com/nestguard/nestguard/internal/copier"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
@@ -207,22 +206,8 @@ func (a *app) openSource(ctx context.Context, f copyFlags) (*repository.Reposito
 	if f.fromS3Region != "" {
 		lo.S3Region = f.fromS3Region
 	}
-	be, err := location.Open(ctx, f.from, lo)
+	r, err := a.openRepository(ctx, f.from, lo, func() ([]byte, string, error) { return fromSecret(f) }, true)
 	if err != nil {
-		return nil, fmt.Errorf("source %s: %w", f.from, err)
-	}
-	pw, slot, err := fromSecret(f)
-	if err != nil {
-		be.Close()
-		return nil, fmt.Errorf("source: %w", err)
-	}
-	r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, KeySlot: slot})
-	if err != nil {
-		be.Close()
-		return nil, fmt.Errorf("source %s: %w", f.from, err)
-	}
-	if err := r.LoadIndex(ctx); err != nil {
-		be.Close()
 		return nil, fmt.Errorf("source %s: %w", f.from, err)
 	}
 	return r, nil
@@ -237,15 +222,7 @@ func fromSecret(f copyFlags) ([]byte, string, error) {
 		pw, err := readPassphrase(f.fromPasswordFile, "NESTGUARD_FROM_PASSWORD", "Source repository passphrase: ", false)
 		return pw, "", err
 	}
-	b, err := os.ReadFile(f.fromKeyFile)
-	if err != nil {
-		return nil, "", fmt.Errorf("reading key file: %w", err)
-	}
-	slot, secret, err := repository.ParseKeyFile(b)
-	if err != nil {
-		return nil, "", fmt.Errorf("key file %s: %w", f.fromKeyFile, err)
-	}
-	return secret, slot, nil
+	return readKeyFile(f.fromKeyFile)
 }
 
 func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
