@@ -91,6 +91,27 @@ func (k *Key) Open(dst, sealed []byte) ([]byte, error) {
 	return k.enc.open(dst, sealed, nil)
 }
 
+// SealPrefix is the room SealInPlace needs before the plaintext.
+const SealPrefix = nonceSize
+
+// SealInPlace is Seal without a second buffer: buf holds SealPrefix bytes
+// of room followed by the plaintext, and is returned holding
+// nonce || ciphertext || tag in the same memory (grown only when its
+// capacity lacks room for the tag). A backup seals every chunk, and a
+// second chunk-sized buffer per worker is memory for nothing.
+func (k *Key) SealInPlace(buf []byte) []byte {
+	if len(buf) < SealPrefix {
+		panic("crypto: SealInPlace without room for the nonce")
+	}
+	return k.enc.sealInPlace(buf)
+}
+
+// OpenInPlace is Open that decrypts into sealed's own memory and returns
+// the plaintext as a subslice of it; sealed is overwritten either way.
+func (k *Key) OpenInPlace(sealed []byte) ([]byte, error) {
+	return k.enc.openInPlace(sealed)
+}
+
 // BlobID returns HMAC-SHA-256(id key, data): equal data gets equal IDs within
 // a repository, and IDs reveal nothing about data without the key.
 func (k *Key) BlobID(data []byte) id.ID {

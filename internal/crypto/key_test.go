@@ -43,6 +43,41 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	}
 }
 
+// The in-place forms interoperate with Seal and Open, in both directions,
+// whatever room the buffer has for the tag.
+func TestSealOpenInPlace(t *testing.T) {
+	k := newTestKey(t)
+	for _, n := range []int{0, 1, 17, 1000, 1 << 20} {
+		plain := bytes.Repeat([]byte{byte(n + 1)}, n)
+		for _, room := range []int{0, tagSize, 100} {
+			buf := make([]byte, SealPrefix+n, SealPrefix+n+room)
+			copy(buf[SealPrefix:], plain)
+			sealed := k.SealInPlace(buf)
+			if len(sealed) != n+Overhead {
+				t.Fatalf("%d bytes: sealed length %d, want %d", n, len(sealed), n+Overhead)
+			}
+			if room >= tagSize && &sealed[0] != &buf[0] {
+				t.Fatalf("%d bytes, room %d: sealed into a new buffer", n, room)
+			}
+			got, err := k.Open(nil, sealed)
+			if err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("%d bytes: Open of SealInPlace: %v", n, err)
+			}
+			back, err := k.OpenInPlace(k.Seal(nil, plain))
+			if err != nil || !bytes.Equal(back, plain) {
+				t.Fatalf("%d bytes: OpenInPlace of Seal: %v", n, err)
+			}
+			sealed[len(sealed)-1] ^= 1
+			if _, err := k.OpenInPlace(sealed); !errors.Is(err, ErrAuth) {
+				t.Fatalf("%d bytes: tampered OpenInPlace: %v, want ErrAuth", n, err)
+			}
+		}
+	}
+	if _, err := k.OpenInPlace(make([]byte, Overhead-1)); !errors.Is(err, ErrAuth) {
+		t.Fatalf("short OpenInPlace: %v, want ErrAuth", err)
+	}
+}
+
 func TestOpenDetectsTampering(t *testing.T) {
 	k := newTestKey(t)
 	plain := []byte("the quick brown fox jumps over the lazy dog")

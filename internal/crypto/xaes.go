@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"fmt"
+	"slices"
 )
 
 // XAES-256-GCM (c2sp.org/XAES-256-GCM) extends AES-256-GCM to a 192-bit
@@ -108,6 +109,38 @@ func (x *xaes) sealRandom(dst, plaintext []byte) []byte {
 	// the system's generator fails, rather than risk a repeated nonce.
 	rand.Read(nonce[:])
 	return x.seal(dst, nonce[:], plaintext, nil)
+}
+
+// sealInPlace seals buf[nonceSize:] under a fresh random nonce written to
+// buf[:nonceSize]; GCM allows its output to alias its input exactly.
+func (x *xaes) sealInPlace(buf []byte) []byte {
+	buf = slices.Grow(buf, tagSize)
+	nonce := buf[:nonceSize]
+	rand.Read(nonce)
+	aead, err := x.gcm(nonce)
+	if err != nil {
+		panic("crypto: XAES-256-GCM key derivation: " + err.Error())
+	}
+	pt := buf[nonceSize:]
+	aead.Seal(pt[:0], nonce[12:], pt, nil)
+	return buf[:len(buf)+tagSize]
+}
+
+// openInPlace is open with the plaintext written over the ciphertext.
+func (x *xaes) openInPlace(sealed []byte) ([]byte, error) {
+	if len(sealed) < Overhead {
+		return nil, fmt.Errorf("%w: sealed data is %d bytes, shorter than the %d byte minimum", ErrAuth, len(sealed), Overhead)
+	}
+	nonce, ct := sealed[:nonceSize], sealed[nonceSize:]
+	aead, err := x.gcm(nonce)
+	if err != nil {
+		return nil, err
+	}
+	out, err := aead.Open(ct[:0], nonce[12:], ct, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the data was modified, truncated or sealed under another key", ErrAuth)
+	}
+	return out, nil
 }
 
 // open authenticates and decrypts sealed (nonce || ciphertext || tag),
