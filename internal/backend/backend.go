@@ -115,3 +115,24 @@ type Locker interface {
 	// Retention reports the retention state of h.
 	Retention(ctx context.Context, h Handle) (Retention, error)
 }
+
+// Streamer is implemented by backends that can store an object while it is
+// being produced, before its name is known: packs are named by the hash of
+// their content, and a backend that can stream them spares the writer a
+// pack-sized buffer. Callers discover it with a type assertion and buffer
+// the object themselves otherwise.
+type Streamer interface {
+	// Create starts an object of type t. Nothing is visible until Commit.
+	Create(ctx context.Context, t FileType) (PendingObject, error)
+}
+
+// PendingObject is an object being written by a Streamer.
+type PendingObject interface {
+	io.Writer
+	// Commit makes what was written durable and visible as name, with
+	// Save's guarantees: it never replaces an existing object (the error
+	// wraps fs.ErrExist). The pending object is finished either way.
+	Commit(ctx context.Context, name string) error
+	// Abort discards what was written. It is a no-op after Commit.
+	Abort() error
+}

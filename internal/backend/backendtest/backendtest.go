@@ -43,6 +43,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		{"Large", testLarge},
 		{"ListStopsOnError", testListStops},
 		{"CancelledSave", testCancelledSave},
+		{"Stream", testStream},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -34,10 +34,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 	tmp := f.Name()
 	err = writeTemp(ctx, f, rd, size)
 	if err == nil {
-		err = os.Link(tmp, p)
-		if errors.Is(err, fs.ErrExist) {
-			err = fmt.Errorf("%w (object already stored)", err)
-		}
+		err = linkNew(tmp, p)
 	}
 	// After a successful link the temp name is only a second name for the
 	// object; a failure to remove it leaves a harmless file that List

@@ -1,0 +1,120 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/nestguard/nestguard/internal/backend"
+)
+
+var _ backend.Streamer = (*Backend)(nil)
+
+// Create implements backend.Streamer: the object is written to a temporary
+// file in the repository's root directory (its final directory depends on
+// the name, which is not known yet) and linked to its name by Commit, as
+// Save does. A killed writer leaves the temporary file for CleanTemp.
+func (b *Backend) Create(ctx context.Context, t backend.FileType) (backend.PendingObject, error) {
+	if !knownType(t) || t == backend.ConfigFile {
+		return nil, fmt.Errorf("creating object: unknown object type %q", t)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("creating %s object: %w", t, err)
+	}
+	f, err := createTemp(b.dir)
+	if err != nil {
+		return nil, fmt.Errorf("creating %s object: %w", t, err)
+	}
+	return &pending{b: b, t: t, f: f}, nil
+}
+
+type pending struct {
+	b *Backend
+	t backend.FileType
+	f *os.File // nil once committed or aborted
+}
+
+func (p *pending) Write(data []byte) (int, error) {
+	if p.f == nil {
+		return 0, errors.New("writing a finished object")
+	}
+	return p.f.Write(data)
+}
+
+func (p *pending) Commit(ctx context.Context, name string) error {
+	if p.f == nil {
+		return errors.New("committing a finished object")
+	}
+	h := backend.Handle{Type: p.t, Name: name}
+	dst, err := p.b.path(h)
+	if err == nil {
+		err = ctx.Err()
+	}
+	f := p.f
+	p.f = nil
+	tmp := f.Name()
+	if err == nil {
+		err = f.Chmod(objectMode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = linkNew(tmp, dst)
+	}
+	rmErr := os.Remove(tmp)
+	if err != nil {
+		if rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+			err = fmt.Errorf("%w (and removing temporary file: %v)", err, rmErr)
+		}
+		return fmt.Errorf("saving %s: %w", h, err)
+	}
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return fmt.Errorf("saving %s: %w", h, err)
+	}
+	return nil
+}
+
+// linkNew gives tmp the name dst, never replacing an existing object, and
+// makes dst's directory if an operator pruned it.
+func linkNew(tmp, dst string) error {
+	err := os.Link(tmp, dst)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Stat(tmp); serr != nil {
+			// Only CleanTemp removes temporary files, and only old ones: a
+			// writer that stalled for that long must start the object again.
+			return fmt.Errorf("the temporary file %s was removed while in use: %w", tmp, serr)
+		}
+		dir := filepath.Dir(dst)
+		if err := os.MkdirAll(dir, dirMode); err != nil {
+			return err
+		}
+		if err := syncDir(filepath.Dir(dir)); err != nil {
+			return err
+		}
+		err = os.Link(tmp, dst)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		err = fmt.Errorf("%w (object already stored)", err)
+	}
+	return err
+}
+
+func (p *pending) Abort() error {
+	if p.f == nil {
+		return nil
+	}
+	f := p.f
+	p.f = nil
+	f.Close()
+	if err := os.Remove(f.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("discarding %s object: %w", p.t, err)
+	}
+	return nil
+}
