@@ -225,14 +225,14 @@ func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry) err
 	if id.Hash(buf) != pid {
 		c.problem(name, errors.New("pack content does not match its name (bytes changed on storage)"))
 	}
-	var plain []byte
+	var dec []byte
 	for _, e := range es {
 		end := int64(e.Offset) + int64(e.Length)
 		if end > int64(len(buf)) {
 			c.markBad(e.ID, "pack "+pid.Short()+" is truncated")
 			continue
 		}
-		plain, err = c.repo.OpenBlob(e, buf[e.Offset:end], plain)
+		_, err = c.repo.OpenBlob(e, buf[e.Offset:end], &dec)
 		c.mu.Lock()
 		c.report.BlobsRead++
 		c.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/compress"
+	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 )
@@ -44,13 +45,11 @@ func (r *Repository) SaveBlobWithID(ctx context.Context, t index.BlobType, bid i
 		return true, r.packer.failed()
 	}
 	bp := bufPool.Get().(*[]byte)
-	sp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	defer bufPool.Put(sp)
-
-	body := packBody(r.codec, (*bp)[:0], data)
-	sealed := r.key.Seal((*sp)[:0], body)
-	*bp, *sp = body, sealed
+	// One buffer: room for the nonce, the body, then sealed over itself.
+	body := packBody(r.codec, (*bp)[:crypto.SealPrefix], data)
+	sealed := r.key.SealInPlace(body)
+	*bp = sealed[:0]
 	if err := r.packer.add(ctx, t, bid, sealed, len(data)); err != nil {
 		r.packer.unreserve(bid)
 		return false, err
@@ -82,8 +81,8 @@ func (r *Repository) Flush(ctx context.Context) error {
 	return r.flushIndex(ctx)
 }
 
-// LoadBlob reads, authenticates, decompresses and verifies blob bid,
-// appending its plaintext to dst[:0].
+// LoadBlob reads, authenticates, decompresses and verifies blob bid and
+// returns its plaintext, decompressed into dst's memory when dst has room.
 func (r *Repository) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byte, error) {
 	e, ok := r.idx.Lookup(bid)
 	if !ok {
@@ -99,22 +98,28 @@ func (r *Repository) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byt
 	if _, err := io.ReadFull(rd, sealed); err != nil {
 		return nil, fmt.Errorf("blob %s in pack %s: reading: %w", bid.Short(), e.Pack.Short(), err)
 	}
-	return r.OpenBlob(e, sealed, dst)
+	return r.OpenBlob(e, sealed, &dst)
 }
 
 // OpenBlob decrypts a sealed blob described by e and checks that its
-// plaintext hashes to e.ID, appending the plaintext to dst[:0].
-func (r *Repository) OpenBlob(e index.Entry, sealed, dst []byte) ([]byte, error) {
-	body, err := r.key.Open(nil, sealed)
+// plaintext hashes to e.ID. sealed is decrypted in place (its contents are
+// lost): a blob stored raw is returned as a subslice of it, a compressed one
+// is decompressed into *dec, which grows as needed and can be reused for
+// the next blob. Reading a blob then costs no allocation and no copy.
+func (r *Repository) OpenBlob(e index.Entry, sealed []byte, dec *[]byte) ([]byte, error) {
+	body, err := r.key.OpenInPlace(sealed)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s in pack %s: %w: %v", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted, err)
 	}
 	var plain []byte
 	switch {
 	case len(body) > 0 && body[0] == flagRaw:
-		plain = append(dst[:0], body[1:]...)
+		plain = body[1:]
 	case len(body) > 0 && body[0] == flagZstd:
-		plain, err = r.dec.Decompress(dst[:0], body[1:], int(e.RawLength))
+		plain, err = r.dec.Decompress((*dec)[:0], body[1:], int(e.RawLength))
+		if err == nil {
+			*dec = plain
+		}
 	default:
 		err = fmt.Errorf("bad body flag")
 	}
@@ -133,7 +138,8 @@ func (r *Repository) OpenBlob(e index.Entry, sealed, dst []byte) ([]byte, error)
 
 // LoadPackBlobs reads the given blobs of one pack with a single ranged read
 // and calls fn for each, in pack order, with its plaintext or an error.
-// Blobs not yet damaged are delivered even when others are.
+// Blobs not yet damaged are delivered even when others are. plain is only
+// valid until fn returns: its memory holds the next blob.
 func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index.Entry, fn func(e index.Entry, plain []byte, err error) error) error {
 	if len(blobs) == 0 {
 		return nil
@@ -155,7 +161,7 @@ func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index
 	}
 	defer rd.Close()
 	pos := start
-	var sealed, plain []byte
+	var sealed, dec []byte
 	var readErr error
 	for _, e := range blobs {
 		if readErr == nil && int64(e.Offset) > pos {
@@ -176,8 +182,7 @@ func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index
 			}
 			continue
 		}
-		var err error
-		plain, err = r.OpenBlob(e, sealed, plain)
+		plain, err := r.OpenBlob(e, sealed, &dec)
 		if ferr := fn(e, plain, err); ferr != nil {
 			return ferr
 		}

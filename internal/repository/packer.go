@@ -3,8 +3,10 @@ package repository
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"sync"
 
@@ -15,9 +17,13 @@ import (
 	"github.com/nestguard/nestguard/internal/pack"
 )
 
-// packer gathers sealed blobs into packs and uploads full packs in the
+// packer gathers sealed blobs into packs and finishes full packs in the
 // background, at most `uploads` at a time so memory stays bounded: a
 // producer that fills a pack while every upload slot is busy waits.
+//
+// A backend that streams (backend.Streamer, the local directory) receives
+// each blob as it is added, so a pack costs no memory; for the others a
+// pack is gathered in a recycled buffer and saved whole.
 type packer struct {
 	r   *Repository
 	sem chan struct{}
@@ -28,13 +34,22 @@ type packer struct {
 
 	mu       sync.Mutex
 	cur      *openPack
-	inflight map[id.ID]struct{} // sealed but not yet in an uploaded pack
-	err      error              // first upload failure; sticks
+	inflight map[id.ID]struct{} // sealed but not yet in a durable pack
+	err      error              // first write failure; sticks
 }
 
 type openPack struct {
-	buf   []byte
+	w     backend.PendingObject
+	hash  hash.Hash // of everything written: the pack's name
+	size  int
 	blobs []pack.Blob
+}
+
+func (op *openPack) write(b []byte) error {
+	op.hash.Write(b)
+	op.size += len(b)
+	_, err := op.w.Write(b)
+	return err
 }
 
 func newPacker(r *Repository, uploads int) *packer {
@@ -69,7 +84,8 @@ func (p *packer) failed() error {
 	return p.err
 }
 
-// add appends a sealed blob to the open pack and starts its upload when full.
+// add appends a sealed blob to the open pack and finishes the pack when
+// full. sealed may be reused once add returns.
 func (p *packer) add(ctx context.Context, t index.BlobType, bid id.ID, sealed []byte, rawLen int) error {
 	p.mu.Lock()
 	if p.err != nil {
@@ -79,49 +95,101 @@ func (p *packer) add(ctx context.Context, t index.BlobType, bid id.ID, sealed []
 	}
 	var full *openPack
 	// A blob that would overflow the open pack starts the next one, so a
-	// pack buffer never grows past the pack size plus its header.
-	if p.cur != nil && len(p.cur.blobs) > 0 && len(p.cur.buf)+len(sealed) > p.r.cfg.PackSize {
+	// pack never grows past the pack size plus its header.
+	if p.cur != nil && len(p.cur.blobs) > 0 && p.cur.size+len(sealed) > p.r.cfg.PackSize {
 		full, p.cur = p.cur, nil
 	}
 	if p.cur == nil {
-		p.cur = &openPack{buf: p.newBuf()}
+		w, err := p.create(ctx)
+		if err != nil {
+			p.mu.Unlock()
+			return p.finish(ctx, full, err)
+		}
+		p.cur = &openPack{w: w, hash: sha256.New()}
 	}
 	cur := p.cur
-	cur.blobs = append(cur.blobs, pack.Blob{Type: uint8(t), ID: bid, Offset: uint32(len(cur.buf)),
+	cur.blobs = append(cur.blobs, pack.Blob{Type: uint8(t), ID: bid, Offset: uint32(cur.size),
 		Length: uint32(len(sealed)), RawLength: uint32(rawLen)})
-	cur.buf = append(cur.buf, sealed...)
+	if err := cur.write(sealed); err != nil {
+		// The pack is lost with every blob in it: the backup must fail
+		// rather than reference them.
+		p.cur = nil
+		err = fmt.Errorf("writing pack: %w", err)
+		p.err = err
+		for _, b := range cur.blobs {
+			delete(p.inflight, b.ID)
+		}
+		p.mu.Unlock()
+		cur.w.Abort()
+		return p.finish(ctx, full, err)
+	}
 	p.mu.Unlock()
-	if full != nil {
-		return p.upload(ctx, full)
+	return p.finish(ctx, full, nil)
+}
+
+// finish uploads full, if any, and returns err or the upload's error.
+func (p *packer) finish(ctx context.Context, full *openPack, err error) error {
+	if full == nil {
+		return err
+	}
+	return errors.Join(err, p.upload(ctx, full))
+}
+
+// create starts a pack: streamed to the backend when it can, else into a
+// recycled buffer.
+func (p *packer) create(ctx context.Context) (backend.PendingObject, error) {
+	if st, ok := p.r.be.(backend.Streamer); ok {
+		return st.Create(ctx, backend.PackFile)
+	}
+	var buf []byte
+	select {
+	case buf = <-p.free:
+	default:
+		// Room for a full pack and a header of about 45 bytes a blob, so
+		// appending never reallocates in the usual case.
+		buf = make([]byte, 0, p.r.cfg.PackSize+p.r.cfg.PackSize/64+crypto.Overhead+pack.TrailerSize)
+	}
+	return &bufferedPack{p: p, buf: buf[:0]}, nil
+}
+
+// bufferedPack is a backend.PendingObject for backends that cannot stream:
+// it gathers the pack in memory and saves it whole on Commit.
+type bufferedPack struct {
+	p   *packer
+	buf []byte
+}
+
+func (b *bufferedPack) Write(data []byte) (int, error) {
+	b.buf = append(b.buf, data...)
+	return len(data), nil
+}
+
+func (b *bufferedPack) Commit(ctx context.Context, name string) error {
+	h := backend.Handle{Type: backend.PackFile, Name: name}
+	err := b.p.r.be.Save(ctx, h, bytes.NewReader(b.buf), int64(len(b.buf)))
+	b.Abort()
+	return err
+}
+
+func (b *bufferedPack) Abort() error {
+	if b.buf != nil {
+		select {
+		case b.p.free <- b.buf[:0]:
+		default:
+		}
+		b.buf = nil
 	}
 	return nil
 }
 
-// newBuf returns an empty pack buffer, recycled when one is free. Its
-// capacity holds a full pack and a header of about 45 bytes a blob, so
-// appending never reallocates in the usual case.
-func (p *packer) newBuf() []byte {
-	select {
-	case b := <-p.free:
-		return b[:0]
-	default:
-		return make([]byte, 0, p.r.cfg.PackSize+p.r.cfg.PackSize/64+crypto.Overhead+pack.TrailerSize)
-	}
-}
-
-func (p *packer) recycle(b []byte) {
-	select {
-	case p.free <- b[:0]:
-	default:
-	}
-}
-
-// upload seals the header of op and writes it in the background once an
+// upload writes the header of op and commits it in the background once an
 // upload slot is free.
 func (p *packer) upload(ctx context.Context, op *openPack) error {
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
+		op.w.Abort()
+		p.forget(op, ctx.Err())
 		return ctx.Err()
 	}
 	// The upload outlives the caller's context: SaveBlob's caller may be a
@@ -132,27 +200,36 @@ func (p *packer) upload(ctx context.Context, op *openPack) error {
 	go func() {
 		defer p.wg.Done()
 		defer func() { <-p.sem }()
-		err := p.write(ctx, op)
-		p.recycle(op.buf)
-		p.mu.Lock()
-		if err != nil && p.err == nil {
-			p.err = err
-		}
-		for _, b := range op.blobs {
-			delete(p.inflight, b.ID)
-		}
-		p.mu.Unlock()
+		p.forget(op, p.write(ctx, op))
 	}()
 	return nil
 }
 
+// forget ends the reservations of op's blobs: they are indexed now, or
+// lost with err, which then fails the backup.
+func (p *packer) forget(op *openPack, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil && p.err == nil {
+		p.err = err
+	}
+	for _, b := range op.blobs {
+		delete(p.inflight, b.ID)
+	}
+}
+
 func (p *packer) write(ctx context.Context, op *openPack) error {
 	hdr := p.r.key.Seal(nil, pack.EncodeHeader(op.blobs))
-	op.buf = append(op.buf, hdr...)
-	op.buf = append(op.buf, pack.Trailer(len(hdr))...)
-	pid := id.Hash(op.buf)
-	h := backend.Handle{Type: backend.PackFile, Name: pid.String()}
-	err := p.r.be.Save(ctx, h, bytes.NewReader(op.buf), int64(len(op.buf)))
+	err := op.write(hdr)
+	if err == nil {
+		err = op.write(pack.Trailer(len(hdr)))
+	}
+	if err != nil {
+		op.w.Abort()
+		return fmt.Errorf("writing pack: %w", err)
+	}
+	pid := id.ID(op.hash.Sum(nil))
+	err = op.w.Commit(ctx, pid.String())
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("writing pack %s: %w", pid.Short(), err)
 	}
@@ -166,8 +243,10 @@ func (p *packer) flush(ctx context.Context) error {
 	op := p.cur
 	p.cur = nil
 	p.mu.Unlock()
-	if op != nil && len(op.blobs) > 0 {
-		if err := p.upload(ctx, op); err != nil {
+	if op != nil {
+		if len(op.blobs) == 0 {
+			op.w.Abort()
+		} else if err := p.upload(ctx, op); err != nil {
 			return err
 		}
 	}
