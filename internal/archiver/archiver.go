@@ -89,6 +89,7 @@ type Archiver struct {
 	files   chan *fileJob
 	chunks  chan *chunkJob
 	bufs    chan []byte
+	bigBufs atomic.Int64 // large buffers in bufs; see putBuf
 
 	errMu sync.Mutex
 	errs  []FileError
@@ -502,11 +503,33 @@ type chunkJob struct {
 func (a *Archiver) getBuf(ctx context.Context) ([]byte, error) {
 	select {
 	case b := <-a.bufs:
+		if a.large(b) {
+			a.bigBufs.Add(-1)
+		}
 		return b, nil
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)
 	}
 }
+
+// putBuf returns a chunk buffer to the pool. Each buffer would keep the
+// size of the largest chunk it ever held, and the pool would settle at the
+// maximum chunk size (8 MiB) times its length; so only as many buffers
+// larger than twice the average chunk as there are workers are kept, and
+// others are dropped for new ones. Dropping them all costs allocation
+// instead: data with long runs without cut points (zeroed database pages)
+// makes many maximum-size chunks.
+func (a *Archiver) putBuf(b []byte) {
+	if a.large(b) {
+		if a.bigBufs.Add(1) > int64(a.opt.Workers) {
+			a.bigBufs.Add(-1)
+			b = nil
+		}
+	}
+	a.bufs <- b[:0]
+}
+
+func (a *Archiver) large(b []byte) bool { return cap(b) > 2*a.opt.Chunker.Avg }
 
 // readFile chunks one file and hands the chunks to the workers.
 func (a *Archiver) readFile(ctx context.Context, j *fileJob) {
@@ -569,11 +592,11 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 		}
 		data, err := split.Next(buf)
 		if err == io.EOF {
-			a.bufs <- buf
+			a.putBuf(buf)
 			break
 		}
 		if err != nil {
-			a.bufs <- buf
+			a.putBuf(buf)
 			wg.Wait()
 			return nil, fmt.Errorf("reading: %w", err)
 		}
@@ -588,7 +611,7 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 		select {
 		case a.chunks <- &chunkJob{data: data, res: r, wg: &wg}:
 		case <-ctx.Done():
-			a.bufs <- data
+			a.putBuf(data)
 			wg.Done()
 			wg.Wait()
 			return nil, context.Cause(ctx)
@@ -620,7 +643,7 @@ func (a *Archiver) saveChunk(ctx context.Context, j *chunkJob) {
 		}
 		*j.res = bid
 	}
-	a.bufs <- j.data[:0]
+	a.putBuf(j.data)
 }
 
 // wholeFile is the splitter for files smaller than the minimum chunk: the

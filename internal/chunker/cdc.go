@@ -3,11 +3,30 @@ package chunker
 import (
 	"fmt"
 	"io"
+	"sync"
 )
 
 // minRead is the size of cdc's read window: few, large reads keep system
 // call and backend overhead off the hot path.
 const minRead = 1 << 20
+
+// windows recycles read windows: a backup chunks one file after another,
+// and a window per file was most of the chunker's allocation.
+var windows = sync.Pool{New: func() any { return new([minRead]byte) }}
+
+func getWindow(size int) []byte {
+	if size != minRead {
+		return make([]byte, size)
+	}
+	return windows.Get().(*[minRead]byte)[:]
+}
+
+// putWindow returns a window once nothing refers to it.
+func putWindow(b []byte) {
+	if len(b) == minRead {
+		windows.Put((*[minRead]byte)(b))
+	}
+}
 
 // cdc is the FastCDC splitter (Xia et al., "FastCDC", USENIX ATC 2016, and
 // IEEE TPDS 2020): a gear rolling hash, no hashing during the first Min
@@ -64,6 +83,8 @@ func (c *cdc) Next(buf []byte) ([]byte, error) {
 				return nil, c.err
 			}
 			if c.start == c.end { // end of input
+				putWindow(c.buf)
+				c.buf = nil
 				if len(out) == 0 {
 					return nil, io.EOF
 				}
@@ -87,7 +108,7 @@ func (c *cdc) refill() {
 		return
 	}
 	if c.buf == nil {
-		c.buf = make([]byte, c.readSize)
+		c.buf = getWindow(c.readSize)
 	}
 	c.start, c.end = 0, 0
 	for empty := 0; c.end == 0; {
