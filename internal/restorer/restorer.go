@@ -1,9 +1,10 @@
 // Package restorer writes a snapshot's tree back to a directory.
 //
-// Restore runs in three passes: create the directory structure and the
-// (empty, pre-sized) files; fill file contents pack by pack, several packs
-// at once, so the parts of one large file are written in parallel; then set
-// metadata, directories last and deepest first so their times stick.
+// Restore walks the tree once, creating directories, and restores files in
+// batches (bounded memory, whatever the number of files): create them empty
+// and pre-sized; fill their contents pack by pack, several packs at once,
+// so the parts of one large file are written in parallel; set their
+// metadata. Directories get theirs last, deepest first, so times stick.
 // Every blob is authenticated and checked against its ID; a file that
 // cannot be completely restored is removed and reported, the rest restored.
 package restorer
@@ -70,6 +71,8 @@ type Restorer struct {
 	mu      sync.Mutex
 	errs    []FileError
 	damaged map[string]error // by target path
+
+	batchFiles, batchBlobs int // see restoreFiles
 }
 
 // New returns a restorer.
@@ -81,7 +84,7 @@ func New(repo Repo, opt Options) *Restorer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Restorer{repo: repo, opt: opt, log: log, damaged: map[string]error{}}
+	return &Restorer{repo: repo, opt: opt, log: log, damaged: map[string]error{}, batchFiles: batchFiles, batchBlobs: batchBlobs}
 }
 
 // Errors lists what could not be restored.
@@ -127,7 +130,8 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 		return err
 	}
 	var (
-		files []*fileState
+		batch []*fileState // files restored together; see restoreFiles
+		blobs int          // blobs of the files in batch
 		dirs  []dirEntry
 		links []fileEntry // hard links to create after contents
 		other []fileEntry // symlinks, devices, fifos
@@ -158,9 +162,15 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 				}
 				firstLink[k] = dst
 			}
-			files = append(files, &fileState{path: dst, node: n})
+			batch = append(batch, &fileState{path: dst, node: n})
+			blobs += len(n.Content)
 			r.C.Files.Add(1)
 			r.C.BytesTotal.Add(int64(n.Size))
+			if len(batch) >= r.batchFiles || blobs >= r.batchBlobs {
+				err := r.restoreFiles(ctx, batch)
+				batch, blobs = batch[:0], 0
+				return err
+			}
 		default:
 			if underInclude(include, p) {
 				other = append(other, fileEntry{path: dst, node: n})
@@ -175,15 +185,8 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 		return walkErr
 	}
 
-	plan, err := r.createFiles(files)
-	if err != nil {
+	if err := r.restoreFiles(ctx, batch); err != nil {
 		return err
-	}
-	if err := r.fillContents(ctx, plan); err != nil {
-		return err
-	}
-	for _, f := range files {
-		r.closeFile(f)
 	}
 	for _, e := range other {
 		if err := r.createSpecial(e.path, e.node); err != nil {
@@ -200,14 +203,42 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 			r.fail(l.path, err)
 		}
 	}
+	slices.SortStableFunc(dirs, func(a, b dirEntry) int { return b.depth - a.depth })
+	for _, d := range dirs {
+		r.setMeta(d.path, d.node)
+	}
+	return nil
+}
+
+// A restore plans and writes its files in batches of at most batchFiles
+// files or batchBlobs blobs (whichever comes first), so memory does not grow
+// with the number of files in the snapshot. Packs holding blobs of several
+// batches are read once per batch, for the ranges each needs.
+const (
+	batchFiles = 8192
+	batchBlobs = 1 << 16
+)
+
+// restoreFiles creates files, fills in their contents, and sets their
+// metadata (the mtime last, after every write).
+func (r *Restorer) restoreFiles(ctx context.Context, files []*fileState) error {
+	if len(files) == 0 {
+		return nil
+	}
+	plan, err := r.createFiles(files)
+	if err != nil {
+		return err
+	}
+	if err := r.fillContents(ctx, plan); err != nil {
+		return err
+	}
+	for _, f := range files {
+		r.closeFile(f)
+	}
 	for _, f := range files {
 		if _, bad := r.damagedPath(f.path); !bad {
 			r.setMeta(f.path, f.node)
 		}
-	}
-	slices.SortStableFunc(dirs, func(a, b dirEntry) int { return b.depth - a.depth })
-	for _, d := range dirs {
-		r.setMeta(d.path, d.node)
 	}
 	return nil
 }
@@ -414,40 +445,56 @@ func (r *Restorer) failFile(f *fileState, err error) {
 }
 
 // write puts plain at off in f. All-zero blocks are skipped: the file was
-// pre-sized, so they read back as zeros and stay sparse on disk.
+// pre-sized, so they read back as zeros and stay sparse on disk. Writes to
+// one file run in parallel (pwrite needs no lock); the last one closes it.
 func (r *Restorer) write(f *fileState, off int64, plain []byte) {
+	if !isZero(plain) {
+		fh := r.handle(f)
+		if fh == nil {
+			return
+		}
+		if _, err := fh.WriteAt(plain, off); err != nil {
+			r.failFile(f, fmt.Errorf("writing: %w", err))
+			return
+		}
+	}
+	r.C.BytesWritten.Add(int64(len(plain)))
+	if f.pending.Add(-1) == 0 {
+		r.release(f)
+	}
+}
+
+// handle returns f open for writing, or nil once f failed.
+func (r *Restorer) handle(f *fileState) *os.File {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failed {
-		return
-	}
-	defer f.pending.Add(-1)
-	if isZero(plain) {
-		r.C.BytesWritten.Add(int64(len(plain)))
-		return
+		return nil
 	}
 	if f.f == nil {
 		fh, err := os.OpenFile(f.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			f.failed = true
 			r.fail(f.path, err)
-			return
+			return nil
 		}
 		f.f = fh
 	}
-	if _, err := f.f.WriteAt(plain, off); err != nil {
-		f.failed = true
-		r.fail(f.path, fmt.Errorf("writing: %w", err))
+	return f.f
+}
+
+// release closes f after its last write, so open descriptors stay few.
+func (r *Restorer) release(f *fileState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.f == nil {
 		return
 	}
-	r.C.BytesWritten.Add(int64(len(plain)))
-	if f.pending.Load() == 1 { // this was the last write: release the descriptor
-		if err := f.f.Close(); err != nil {
-			f.failed = true
-			r.fail(f.path, err)
-		}
-		f.f = nil
+	if err := f.f.Close(); err != nil && !f.failed {
+		f.failed = true
+		r.fail(f.path, err)
 	}
+	f.f = nil
 }
 
 var zeroBlock = make([]byte, 64<<10)

@@ -1,0 +1,105 @@
+package restorer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/archiver"
+	"github.com/nestguard/nestguard/internal/backend/mem"
+	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+// A restore in many small batches (files and blobs) gives the same tree as
+// one batch: contents, sparse zero runs, hard links whose two names fall in
+// different batches, and mtimes.
+func TestRestoreInBatches(t *testing.T) {
+	ctx := context.Background()
+	kdf := crypto.FastKDFParamsForTests()
+	repo, err := repository.Init(ctx, mem.New(), []byte("pw"), repository.InitOptions{Options: repository.Options{KDF: &kdf},
+		PackSize: 1 << 20, Chunker: repository.ChunkerSizes{Min: 64 << 10, Avg: 128 << 10, Max: 512 << 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	rng := rand.New(rand.NewPCG(1, 2))
+	mtime := time.Date(2024, 2, 29, 12, 0, 0, 0, time.UTC)
+	want := map[string][]byte{}
+	for i := range 60 {
+		size := 100 + rng.IntN(4000)
+		switch i % 20 {
+		case 0:
+			size = 3<<20 + rng.IntN(1<<20) // many blobs: crosses batchBlobs
+		case 1:
+			size = 1 << 20 // zeros
+		}
+		data := make([]byte, size)
+		if i%20 != 1 {
+			for j := range data {
+				data[j] = byte(rng.Uint32())
+			}
+		}
+		rel := filepath.Join(fmt.Sprintf("d%d", i%3), fmt.Sprintf("f%02d", i))
+		p := filepath.Join(src, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		want[rel] = data
+	}
+	if err := os.Link(filepath.Join(src, "d0", "f03"), filepath.Join(src, "d2", "zlink")); err != nil {
+		t.Fatal(err)
+	}
+	want[filepath.Join("d2", "zlink")] = want[filepath.Join("d0", "f03")]
+
+	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	dst := t.TempDir()
+	r := New(repo, Options{Target: dst})
+	r.batchFiles, r.batchBlobs = 7, 20
+	if err := r.Restore(ctx, sn.Tree); err != nil {
+		t.Fatal(err)
+	}
+	if errs := r.Errors(); len(errs) > 0 {
+		t.Fatalf("restore errors: %v", errs)
+	}
+	root := filepath.Join(dst, src)
+	for rel, data := range want {
+		p := filepath.Join(root, rel)
+		got, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Errorf("%s: restored %d bytes that differ from the %d backed up", rel, len(got), len(data))
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fi.ModTime().Equal(mtime) {
+			t.Errorf("%s: mtime %v, want %v", rel, fi.ModTime(), mtime)
+		}
+	}
+	a, _ := os.Stat(filepath.Join(root, "d0", "f03"))
+	b, _ := os.Stat(filepath.Join(root, "d2", "zlink"))
+	if !os.SameFile(a, b) {
+		t.Error("hard link restored as a copy")
+	}
+	if got := r.C.Files.Load(); got != 60 {
+		t.Errorf("%d files counted, want 60", got)
+	}
+}
