@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"runtime"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -111,5 +112,26 @@ func (p *KDFParams) deriveKEK(passphrase []byte) []byte {
 		}
 		return k
 	}
+	if p.Threads > 1 {
+		prefault(int(p.MemoryKiB) << 10)
+	}
 	return argon2.IDKey(passphrase, p.Salt, p.Time, p.MemoryKiB, p.Threads, keySize)
+}
+
+// prefault maps n bytes of heap from one thread and frees them again, so
+// Argon2id's lanes reuse memory that is already mapped. When the lanes
+// take their first-touch page faults in parallel instead, unlocking takes
+// twice as long on a virtual machine (0.20 s against 0.10 s with 64 MiB on
+// two cores, nearly all of it in the kernel). The result is the same; only
+// the faults move.
+func prefault(n int) {
+	touch(make([]byte, n+64<<10)) // the lanes' blocks plus Argon2's slack
+	runtime.GC()                  // free it now, before argon2 asks for it
+}
+
+//go:noinline
+func touch(b []byte) {
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
 }
