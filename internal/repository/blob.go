@@ -28,6 +28,10 @@ const maxBlobSize = 64 << 20
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 
+// maxPooledBuf bounds the buffers kept in bufPool: a buffer that held one
+// of the rare chunks near the 8 MiB maximum is not kept for the next one.
+const maxPooledBuf = 4 << 20
+
 // SaveBlob stores data as a blob of type t unless the repository already
 // holds it. It returns the blob's ID and whether it was already known.
 func (r *Repository) SaveBlob(ctx context.Context, t index.BlobType, data []byte) (id.ID, bool, error) {
@@ -49,7 +53,9 @@ func (r *Repository) SaveBlobWithID(ctx context.Context, t index.BlobType, bid i
 	// One buffer: room for the nonce, the body, then sealed over itself.
 	body := packBody(r.codec, (*bp)[:crypto.SealPrefix], data)
 	sealed := r.key.SealInPlace(body)
-	*bp = sealed[:0]
+	if cap(sealed) <= maxPooledBuf {
+		*bp = sealed[:0]
+	}
 	if err := r.packer.add(ctx, t, bid, sealed, len(data)); err != nil {
 		r.packer.unreserve(bid)
 		return false, err
