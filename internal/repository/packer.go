@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -139,7 +140,11 @@ func (p *packer) finish(ctx context.Context, full *openPack, err error) error {
 // recycled buffer.
 func (p *packer) create(ctx context.Context) (backend.PendingObject, error) {
 	if st, ok := p.r.be.(backend.Streamer); ok {
-		return st.Create(ctx, backend.PackFile)
+		po, err := st.Create(ctx, backend.PackFile)
+		if err != nil {
+			return nil, err
+		}
+		return &coalesced{PendingObject: po, w: bufio.NewWriterSize(po, streamBuffer)}, nil
 	}
 	var buf []byte
 	select {
@@ -150,6 +155,27 @@ func (p *packer) create(ctx context.Context) (backend.PendingObject, error) {
 		buf = make([]byte, 0, p.r.cfg.PackSize+p.r.cfg.PackSize/64+crypto.Overhead+pack.TrailerSize)
 	}
 	return &bufferedPack{p: p, buf: buf[:0]}, nil
+}
+
+// streamBuffer gathers small blobs into fewer writes: a pack of small files
+// holds thousands of blobs, and a system call each is CPU under the
+// packer's lock. Blobs larger than it are written directly.
+const streamBuffer = 256 << 10
+
+// coalesced is a streamed pack written through a buffer.
+type coalesced struct {
+	backend.PendingObject
+	w *bufio.Writer
+}
+
+func (c *coalesced) Write(b []byte) (int, error) { return c.w.Write(b) }
+
+func (c *coalesced) Commit(ctx context.Context, name string) error {
+	if err := c.w.Flush(); err != nil {
+		c.PendingObject.Abort()
+		return err
+	}
+	return c.PendingObject.Commit(ctx, name)
 }
 
 // bufferedPack is a backend.PendingObject for backends that cannot stream:
