@@ -3,8 +3,9 @@
 //
 // Layout: dir/config, dir/<type>/<name>, and packs under
 // dir/data/<first 2 hex digits of the name>/<name>. Objects are written to a
-// temporary file in their final directory, synced, made read-only, and then
-// hard-linked to their name. A link never replaces an existing name, so two
+// temporary file (in their final directory, or in dir for a streamed
+// object, whose name is known only at the end), synced, made read-only, and
+// then hard-linked to their name. A link never replaces an existing name, so two
 // processes saving the same object race safely: one wins, the other gets
 // fs.ErrExist, and nobody ever sees a partial object under a real name.
 package local
