@@ -126,26 +126,18 @@ func (x *xaes) sealInPlace(buf []byte) []byte {
 	return buf[:len(buf)+tagSize]
 }
 
-// openInPlace is open with the plaintext written over the ciphertext.
+// openInPlace is open with the plaintext written over the ciphertext (GCM
+// allows its output to alias its input exactly).
 func (x *xaes) openInPlace(sealed []byte) ([]byte, error) {
-	if len(sealed) < Overhead {
-		return nil, fmt.Errorf("%w: sealed data is %d bytes, shorter than the %d byte minimum", ErrAuth, len(sealed), Overhead)
+	if len(sealed) < nonceSize {
+		return x.open(nil, sealed, nil) // too short: open says so
 	}
-	nonce, ct := sealed[:nonceSize], sealed[nonceSize:]
-	aead, err := x.gcm(nonce)
-	if err != nil {
-		return nil, err
-	}
-	out, err := aead.Open(ct[:0], nonce[12:], ct, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the data was modified, truncated or sealed under another key", ErrAuth)
-	}
-	return out, nil
+	return x.open(sealed[nonceSize:nonceSize], sealed, nil)
 }
 
 // open authenticates and decrypts sealed (nonce || ciphertext || tag),
 // appending the plaintext to dst. The remaining capacity of dst must not
-// overlap sealed.
+// overlap sealed, except as openInPlace uses it.
 func (x *xaes) open(dst, sealed, aad []byte) ([]byte, error) {
 	if len(sealed) < Overhead {
 		return nil, fmt.Errorf("%w: sealed data is %d bytes, shorter than the %d byte minimum", ErrAuth, len(sealed), Overhead)

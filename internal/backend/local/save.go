@@ -31,10 +31,14 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 	if err != nil {
 		return fmt.Errorf("saving %s: %w", h, err)
 	}
-	tmp := f.Name()
-	err = writeTemp(ctx, f, rd, size)
+	return publish(h, f.Name(), p, writeTemp(ctx, f, rd, size))
+}
+
+// publish links the written temporary file tmp to dst unless writing it
+// failed with err, removes the temporary name, and makes the link durable.
+func publish(h backend.Handle, tmp, dst string, err error) error {
 	if err == nil {
-		err = linkNew(tmp, p)
+		err = linkNew(tmp, dst)
 	}
 	// After a successful link the temp name is only a second name for the
 	// object; a failure to remove it leaves a harmless file that List
@@ -46,7 +50,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 		}
 		return fmt.Errorf("saving %s: %w", h, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := syncDir(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("saving %s: %w", h, err)
 	}
 	return nil
@@ -72,7 +76,12 @@ func createTemp(dir string) (*os.File, error) {
 // writeTemp copies exactly size bytes from rd into f, makes f read-only
 // and durable, and closes it.
 func writeTemp(ctx context.Context, f *os.File, rd io.Reader, size int64) error {
-	err := copyExact(ctx, f, rd, size)
+	return finishTemp(f, copyExact(ctx, f, rd, size))
+}
+
+// finishTemp makes f read-only and durable unless writing it failed with
+// err, and closes it.
+func finishTemp(f *os.File, err error) error {
 	if err == nil {
 		err = f.Chmod(objectMode)
 	}

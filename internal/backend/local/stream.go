@@ -55,30 +55,7 @@ func (p *pending) Commit(ctx context.Context, name string) error {
 	}
 	f := p.f
 	p.f = nil
-	tmp := f.Name()
-	if err == nil {
-		err = f.Chmod(objectMode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = linkNew(tmp, dst)
-	}
-	rmErr := os.Remove(tmp)
-	if err != nil {
-		if rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
-			err = fmt.Errorf("%w (and removing temporary file: %v)", err, rmErr)
-		}
-		return fmt.Errorf("saving %s: %w", h, err)
-	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
-		return fmt.Errorf("saving %s: %w", h, err)
-	}
-	return nil
+	return publish(h, f.Name(), dst, finishTemp(f, err))
 }
 
 // linkNew gives tmp the name dst, never replacing an existing object, and
