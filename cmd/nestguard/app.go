@@ -180,9 +180,6 @@ func (a *app) openRepository(ctx context.Context, loc string, lo location.Option
 		if err != nil {
 			return nil, err
 		}
-		// Argon2id's 64 MiB are garbage now. Returned to the system at
-		// once, they do not stay in the RSS under what the work needs.
-		debug.FreeOSMemory()
 		if withIndex {
 			if err := r.LoadIndex(ctx); err != nil {
 				return nil, err

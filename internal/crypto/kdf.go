@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -115,7 +116,11 @@ func (p *KDFParams) deriveKEK(passphrase []byte) []byte {
 	if p.Threads > 1 {
 		prefault(int(p.MemoryKiB) << 10)
 	}
-	return argon2.IDKey(passphrase, p.Salt, p.Time, p.MemoryKiB, p.Threads, keySize)
+	k := argon2.IDKey(passphrase, p.Salt, p.Time, p.MemoryKiB, p.Threads, keySize)
+	// Argon2id's memory is garbage now. Returned to the system at once, it
+	// does not stay in the RSS of a backup under what the work needs.
+	debug.FreeOSMemory()
+	return k
 }
 
 // prefault maps n bytes of heap from one thread and frees them again, so

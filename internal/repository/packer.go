@@ -116,10 +116,7 @@ func (p *packer) add(ctx context.Context, t index.BlobType, bid id.ID, sealed []
 		// rather than reference them.
 		p.cur = nil
 		err = fmt.Errorf("writing pack: %w", err)
-		p.err = err
-		for _, b := range cur.blobs {
-			delete(p.inflight, b.ID)
-		}
+		p.forgetLocked(cur, err)
 		p.mu.Unlock()
 		cur.w.Abort()
 		return p.finish(ctx, full, err)
@@ -236,6 +233,11 @@ func (p *packer) upload(ctx context.Context, op *openPack) error {
 func (p *packer) forget(op *openPack, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.forgetLocked(op, err)
+}
+
+// forgetLocked is forget with p.mu held.
+func (p *packer) forgetLocked(op *openPack, err error) {
 	if err != nil && p.err == nil {
 		p.err = err
 	}

@@ -487,6 +487,12 @@ func (r *Restorer) handle(f *fileState) *os.File {
 func (r *Restorer) release(f *fileState) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	r.closeLocked(f)
+}
+
+// closeLocked closes f's descriptor, if open, with f.mu held; a failed
+// close fails the file.
+func (r *Restorer) closeLocked(f *fileState) {
 	if f.f == nil {
 		return
 	}
@@ -514,15 +520,7 @@ func isZero(b []byte) bool {
 func (r *Restorer) closeFile(f *fileState) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.f != nil {
-		if err := f.f.Close(); err != nil && !f.failed {
-			f.failed = true
-			r.mu.Lock()
-			r.errs = append(r.errs, FileError{Path: f.path, Err: err.Error()})
-			r.mu.Unlock()
-		}
-		f.f = nil
-	}
+	r.closeLocked(f)
 	if f.failed {
 		// A partially restored file is worse than none: it looks valid.
 		_ = os.Remove(f.path)
