@@ -14,6 +14,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 )
@@ -82,6 +83,19 @@ type Backend interface {
 
 	// Close releases resources.
 	Close() error
+}
+
+// CheckSave returns the error a Save of size bytes as h fails with before
+// it reads anything: a negative size or a cancelled context. Every backend
+// starts its Save with it.
+func CheckSave(ctx context.Context, h Handle, size int64) error {
+	if size < 0 {
+		return fmt.Errorf("saving %s: negative size %d", h, size)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("saving %s: %w", h, err)
+	}
+	return nil
 }
 
 // RetentionMode is an S3 Object Lock mode.

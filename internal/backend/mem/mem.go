@@ -58,11 +58,8 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 	if err := check(h); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("saving %s: %w", h, err)
-	}
-	if size < 0 {
-		return fmt.Errorf("saving %s: negative size %d", h, size)
+	if err := backend.CheckSave(ctx, h, size); err != nil {
+		return err
 	}
 	// Read one byte more than announced to catch a reader that is longer.
 	data, err := io.ReadAll(io.LimitReader(rd, size+1))

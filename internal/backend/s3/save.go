@@ -28,11 +28,8 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 	if err != nil {
 		return err
 	}
-	if size < 0 {
-		return fmt.Errorf("saving %s: negative size %d", h, size)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("saving %s: %w", h, err)
+	if err := backend.CheckSave(ctx, h, size); err != nil {
+		return err
 	}
 	mode, until := b.newRetention()
 	start, err := rd.Seek(0, io.SeekCurrent)
