@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,7 +75,7 @@ func (r *restored) dsn() string {
 func (p *pitrEnv) restore(t *testing.T, args ...string) *restored {
 	t.Helper()
 	p.restores++
-	r := &restored{dir: filepath.Join(p.dir, fmt.Sprintf("restore%d", p.restores)), port: freeTCPPort(t)}
+	r := &restored{dir: filepath.Join(p.dir, fmt.Sprintf("restore%d", p.restores)), port: pgtest.FreePort(t)}
 	stopAtEnd(t, p.c.BinDir, r.dir)
 	out := p.must(append([]string{"--key-file", p.keyFile, "pg", "restore", "--target-dir", r.dir, "--start",
 		"--port", strconv.Itoa(r.port), "--json"}, args...)...)
@@ -89,31 +88,12 @@ func (p *pitrEnv) restore(t *testing.T, args ...string) *restored {
 	return r
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // stopAtEnd stops a server nestguard started in dataDir when the test ends.
 func stopAtEnd(t *testing.T, bin, dataDir string) {
 	t.Cleanup(func() { stopServer(t, bin, dataDir) })
 }
 
-func stopServer(t *testing.T, bin, dataDir string) {
-	if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); err != nil {
-		return
-	}
-	cmd := exec.Command(filepath.Join(bin, "pg_ctl"), "-D", dataDir, "-m", "fast", "-w", "-t", "60", "stop")
-	pgtest.AsPostgres(t, cmd)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("stopping the restored server: %v: %s", err, out)
-	}
-}
+func stopServer(t *testing.T, bin, dataDir string) { pgtest.StopServer(t, bin, dataDir, "fast") }
 
 func connect(t *testing.T, dsn string) *pgx.Conn {
 	t.Helper()

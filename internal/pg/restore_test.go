@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -104,28 +102,9 @@ func TestWaitExitTimesOut(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // stopServer stops a server Restore started, when the test ends.
 func stopServer(t *testing.T, bin, dataDir string) {
-	t.Cleanup(func() {
-		if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); err != nil {
-			return
-		}
-		cmd := exec.Command(filepath.Join(bin, "pg_ctl"), "-D", dataDir, "-m", "immediate", "-w", "stop")
-		pgtest.AsPostgres(t, cmd)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("stopping the restored server: %v: %s", err, out)
-		}
-	})
+	t.Cleanup(func() { pgtest.StopServer(t, bin, dataDir, "immediate") })
 }
 
 // testRestore recovers to a time between two commits, into a new
@@ -152,7 +131,7 @@ func testRestore(t *testing.T, c *archivedCluster) {
 	o := RestoreOptions{
 		TargetDir: dataDir, Target: Target{Time: &target}, TargetAction: ActionPause,
 		RestoreCommand: "cp '" + c.Archive + "/%f' %p", TablespaceMap: map[uint32]string{oid: tsDir},
-		Start: true, BinDir: c.BinDir, Port: freePort(t), StartTimeout: 2 * time.Minute,
+		Start: true, BinDir: c.BinDir, Port: pgtest.FreePort(t), StartTimeout: 2 * time.Minute,
 	}
 	stopServer(t, c.BinDir, dataDir)
 	res, err := Restore(ctx, c.Repo, o)

@@ -310,6 +310,32 @@ func (c *Cluster) waitPID(t testing.TB) {
 	t.Fatalf("postmaster did not start within %v\nserver log:\n%s", startTimeout, c.LogTail())
 }
 
+// FreePort returns a loopback TCP port that was free a moment ago, for a
+// server a test starts itself (a restored cluster).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// StopServer stops the server running in dataDir, if one does, with
+// pg_ctl's shutdown mode ("fast", "immediate"): for servers a test did not
+// start through Start, such as one a restore started.
+func StopServer(t testing.TB, binDir, dataDir, mode string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); err != nil {
+		return
+	}
+	cmd := exec.Command(filepath.Join(binDir, "pg_ctl"), "-D", dataDir, "-m", mode, "-w", "-t", "60", "stop")
+	AsPostgres(t, cmd)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("stopping the server in %s: %v: %s", dataDir, err, out)
+	}
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
