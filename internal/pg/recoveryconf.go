@@ -179,32 +179,8 @@ func WriteRecoveryConfig(dataDir string, rc RecoveryConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(p, conf, 0o600); err != nil {
+	if err := writeDurably(p, conf); err != nil {
 		return err
 	}
-	return writeFileSync(filepath.Join(dataDir, "recovery.signal"), nil, 0o600)
-}
-
-// writeFileSync replaces p with data durably: temp file, fsync, rename.
-func writeFileSync(p string, data []byte, mode os.FileMode) error {
-	tmp := p + ".nestguard-tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", p, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", p, err)
-	}
-	return nil
+	return writeDurably(filepath.Join(dataDir, "recovery.signal"), nil)
 }

@@ -389,10 +389,10 @@ func finishDataDir(ctx context.Context, repo *repository.Repository, o RestoreOp
 	if err := os.MkdirAll(filepath.Join(o.TargetDir, "global"), 0o700); err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(o.TargetDir, controlFile), ctl, 0o600); err != nil {
+	if err := writeDurably(filepath.Join(o.TargetDir, controlFile), ctl); err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(o.TargetDir, "backup_label"), []byte(info.BackupLabel), 0o600); err != nil {
+	if err := writeDurably(filepath.Join(o.TargetDir, "backup_label"), []byte(info.BackupLabel)); err != nil {
 		return err
 	}
 	tsmap := info.TablespaceMap
@@ -405,7 +405,7 @@ func finishDataDir(ctx context.Context, repo *repository.Repository, o RestoreOp
 	}
 	if tsmap != "" {
 		// PostgreSQL recreates pg_tblspc's links from this file.
-		if err := writeFileSync(filepath.Join(o.TargetDir, "tablespace_map"), []byte(tsmap), 0o600); err != nil {
+		if err := writeDurably(filepath.Join(o.TargetDir, "tablespace_map"), []byte(tsmap)); err != nil {
 			return err
 		}
 	}
