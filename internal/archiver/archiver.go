@@ -85,7 +85,8 @@ type Archiver struct {
 	C Counters
 
 	cancel  context.CancelCauseFunc
-	walkers chan struct{} // a token per directory being listed concurrently
+	walkers chan struct{}  // a token per directory being listed concurrently
+	walking sync.WaitGroup // walker goroutines, which send to files
 	files   chan *fileJob
 	chunks  chan *chunkJob
 	bufs    chan []byte
@@ -209,6 +210,9 @@ func (a *Archiver) run(ctx context.Context, walk func(context.Context) error) er
 		})
 	}
 	err := walk(ctx)
+	// walk returns early on an error or cancellation, when walkers may
+	// still be listing and sending files: files is closed after them.
+	a.walking.Wait()
 	close(a.files)
 	readers.Wait()
 	close(a.chunks)
@@ -445,12 +449,12 @@ func (a *Archiver) walkDir(ctx context.Context, abs, rel string, n *tree.Node, p
 		return a.saveDir(ctx, abs, rel, n, a.subtree(ctx, pn), dev)
 	}
 	f := &future{done: make(chan struct{}), node: n}
-	go func() {
+	a.walking.Go(func() {
 		defer close(f.done)
 		inner := a.saveDir(ctx, abs, rel, n, a.subtree(ctx, pn), dev)
 		<-a.walkers // the listing is done; its tree is finished apart
 		f.err = inner.wait(ctx)
-	}()
+	})
 	return f
 }
 
