@@ -163,6 +163,17 @@ func (a *app) openRepo(ctx context.Context, withIndex bool) (*repository.Reposit
 	return r, nil
 }
 
+// withRepo opens the repository as openRepo does, runs fn on it, and
+// closes its backend when fn has returned.
+func (a *app) withRepo(ctx context.Context, withIndex bool, fn func(*repository.Repository) error) error {
+	repo, err := a.openRepo(ctx, withIndex)
+	if err != nil {
+		return err
+	}
+	defer repo.Backend().Close()
+	return fn(repo)
+}
+
 // openRepository opens the backend of loc, unlocks the repository with
 // what secret returns (passphrase or key file, and the slot to try), and
 // loads the index when asked. The backend is closed again on failure.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/progress"
+	"github.com/nestguard/nestguard/internal/repository"
 )
 
 func (a *app) backupCommand() *cobra.Command {
@@ -31,51 +32,48 @@ the exit code is 3.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, true)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			o.Program = "nestguard " + version
-			o.Log = a.log
-			var rep *progress.Reporter
-			o.Start = func(ar *archiver.Archiver) {
-				rep = progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
-					return progress.Status{Files: ar.C.Files.Load(), Bytes: ar.C.BytesRead.Load(), Errors: ar.C.Errors.Load(),
-						Extra: fmt.Sprintf("%d unchanged", ar.C.FilesUnmodified.Load())}
-				})
-			}
-			sn, ferrs, err := archiver.Backup(ctx, repo, paths, o)
-			if rep != nil {
-				rep.Stop()
-			}
-			for _, fe := range ferrs {
-				if !a.jsonOut {
-					fmt.Fprintf(a.stderr, "warning: %s: %s\n", fe.Path, fe.Err)
+			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+				o.Program = "nestguard " + version
+				o.Log = a.log
+				var rep *progress.Reporter
+				o.Start = func(ar *archiver.Archiver) {
+					rep = progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+						return progress.Status{Files: ar.C.Files.Load(), Bytes: ar.C.BytesRead.Load(), Errors: ar.C.Errors.Load(),
+							Extra: fmt.Sprintf("%d unchanged", ar.C.FilesUnmodified.Load())}
+					})
 				}
-			}
-			if err != nil {
-				return err
-			}
-			if err := a.applyRetention(ctx, repo, sn); err != nil {
-				return err
-			}
-			s := sn.Summary
-			if a.jsonOut {
-				if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "summary": s, "errors": ferrs,
-					"duration_seconds": s.End.Sub(s.Start).Seconds()}); err != nil {
+				sn, ferrs, err := archiver.Backup(ctx, repo, paths, o)
+				if rep != nil {
+					rep.Stop()
+				}
+				for _, fe := range ferrs {
+					if !a.jsonOut {
+						fmt.Fprintf(a.stderr, "warning: %s: %s\n", fe.Path, fe.Err)
+					}
+				}
+				if err != nil {
 					return err
 				}
-			} else {
-				a.printf("files: %d new, %d changed, %d unchanged; %d dirs\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified, s.Dirs)
-				a.printf("added %s (%s stored) of %s processed in %s\n", progress.Bytes(s.DataAdded), progress.Bytes(s.DataStored),
-					progress.Bytes(s.TotalBytes), s.End.Sub(s.Start).Round(time.Millisecond))
-				a.printf("snapshot %s saved\n", sn.ID.Short())
-			}
-			if len(ferrs) > 0 {
-				return &partialError{fmt.Sprintf("snapshot %s saved, but %d entries could not be read", sn.ID.Short(), len(ferrs))}
-			}
-			return nil
+				if err := a.applyRetention(ctx, repo, sn); err != nil {
+					return err
+				}
+				s := sn.Summary
+				if a.jsonOut {
+					if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "summary": s, "errors": ferrs,
+						"duration_seconds": s.End.Sub(s.Start).Seconds()}); err != nil {
+						return err
+					}
+				} else {
+					a.printf("files: %d new, %d changed, %d unchanged; %d dirs\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified, s.Dirs)
+					a.printf("added %s (%s stored) of %s processed in %s\n", progress.Bytes(s.DataAdded), progress.Bytes(s.DataStored),
+						progress.Bytes(s.TotalBytes), s.End.Sub(s.Start).Round(time.Millisecond))
+					a.printf("snapshot %s saved\n", sn.ID.Short())
+				}
+				if len(ferrs) > 0 {
+					return &partialError{fmt.Sprintf("snapshot %s saved, but %d entries could not be read", sn.ID.Short(), len(ferrs))}
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -74,27 +74,24 @@ func (a *app) holdChange(ctx context.Context, ref, caseID, reason, action string
 	if strings.TrimSpace(caseID) == "" || strings.TrimSpace(reason) == "" {
 		return &usageError{errors.New("--case and --reason must not be empty")}
 	}
-	repo, err := a.openRepo(ctx, true)
-	if err != nil {
+	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+		found, err := findSnapshots(ctx, repo, ref)
+		if err != nil {
+			return err
+		}
+		sn := found[0]
+		o := hold.Options{RecordOnly: recordOnly}
+		var res *hold.Result
+		if action == hold.ActionAdd {
+			res, err = hold.Add(ctx, repo, sn, caseID, reason, o)
+		} else {
+			res, err = hold.Release(ctx, repo, sn, caseID, reason, o)
+		}
+		if res != nil {
+			a.printHoldResult(repo, sn, caseID, action, res, err == nil)
+		}
 		return err
-	}
-	defer repo.Backend().Close()
-	found, err := findSnapshots(ctx, repo, ref)
-	if err != nil {
-		return err
-	}
-	sn := found[0]
-	o := hold.Options{RecordOnly: recordOnly}
-	var res *hold.Result
-	if action == hold.ActionAdd {
-		res, err = hold.Add(ctx, repo, sn, caseID, reason, o)
-	} else {
-		res, err = hold.Release(ctx, repo, sn, caseID, reason, o)
-	}
-	if res != nil {
-		a.printHoldResult(repo, sn, caseID, action, res, err == nil)
-	}
-	return err
+	})
 }
 
 // printHoldResult reports what a hold command did; warn says to point out
@@ -139,43 +136,40 @@ type holdView struct {
 }
 
 func (a *app) holdList(ctx context.Context) error {
-	repo, err := a.openRepo(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer repo.Backend().Close()
-	records, errs, err := hold.List(ctx, repo)
-	if err != nil {
-		return err
-	}
-	for _, e := range errs {
-		a.log.Error("unreadable hold record", "err", e)
-	}
-	active := hold.Active(records)
-	if a.jsonOut {
-		view := func(rs []*hold.Record) []holdView {
-			out := make([]holdView, 0, len(rs))
-			for _, r := range rs {
-				out = append(out, holdView{ID: r.ID.String(), Record: r})
+	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		records, errs, err := hold.List(ctx, repo)
+		if err != nil {
+			return err
+		}
+		for _, e := range errs {
+			a.log.Error("unreadable hold record", "err", e)
+		}
+		active := hold.Active(records)
+		if a.jsonOut {
+			view := func(rs []*hold.Record) []holdView {
+				out := make([]holdView, 0, len(rs))
+				for _, r := range rs {
+					out = append(out, holdView{ID: r.ID.String(), Record: r})
+				}
+				return out
 			}
-			return out
+			return a.printJSON(map[string]any{"active": view(active), "history": view(records)})
 		}
-		return a.printJSON(map[string]any{"active": view(active), "history": view(records)})
-	}
-	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "Active holds: %d\n", len(active))
-	if len(active) > 0 {
-		fmt.Fprintln(tw, "Snapshot\tCase\tSince\tBy\tEnforced\tReason")
-		for _, r := range active {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s@%s\t%v\t%s\n", r.Snapshot.Short(), r.Case, fmtTime(r.Time), r.User, r.Host, r.Enforced, r.Reason)
+		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "Active holds: %d\n", len(active))
+		if len(active) > 0 {
+			fmt.Fprintln(tw, "Snapshot\tCase\tSince\tBy\tEnforced\tReason")
+			for _, r := range active {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s@%s\t%v\t%s\n", r.Snapshot.Short(), r.Case, fmtTime(r.Time), r.User, r.Host, r.Enforced, r.Reason)
+			}
 		}
-	}
-	fmt.Fprintf(tw, "\nHistory: %d records\n", len(records))
-	if len(records) > 0 {
-		fmt.Fprintln(tw, "Time\tAction\tSnapshot\tCase\tBy\tReason")
-		for _, r := range records {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s@%s\t%s\n", fmtTime(r.Time), r.Action, r.Snapshot.Short(), r.Case, r.User, r.Host, r.Reason)
+		fmt.Fprintf(tw, "\nHistory: %d records\n", len(records))
+		if len(records) > 0 {
+			fmt.Fprintln(tw, "Time\tAction\tSnapshot\tCase\tBy\tReason")
+			for _, r := range records {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s@%s\t%s\n", fmtTime(r.Time), r.Action, r.Snapshot.Short(), r.Case, r.User, r.Host, r.Reason)
+			}
 		}
-	}
-	return tw.Flush()
+		return tw.Flush()
+	})
 }

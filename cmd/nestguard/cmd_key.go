@@ -40,52 +40,49 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			if genKeyFile != "" {
-				// Create the file first, exclusively: never overwrite a key
-				// file that may still be in use, never leave a slot whose
-				// secret was not saved.
-				f, err := os.OpenFile(genKeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+				if genKeyFile != "" {
+					// Create the file first, exclusively: never overwrite a key
+					// file that may still be in use, never leave a slot whose
+					// secret was not saved.
+					f, err := os.OpenFile(genKeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+					if err != nil {
+						return fmt.Errorf("creating key file: %w", err)
+					}
+					kid, secret, err := repo.AddKeyFile(ctx, label)
+					if err == nil {
+						_, err = f.Write(repository.FormatKeyFile(kid, secret))
+					}
+					if err == nil {
+						err = f.Sync()
+					}
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+					if err != nil {
+						os.Remove(genKeyFile)
+						return fmt.Errorf("generating key file: %w", err)
+					}
+					if a.jsonOut {
+						return a.printJSON(map[string]string{"id": kid, "key_file": genKeyFile})
+					}
+					a.printf("added key slot %s opened by key file %s\n", kid[:8], genKeyFile)
+					return nil
+				}
+				pw, err := readPassphrase(newPassFile, "NESTGUARD_NEW_PASSWORD", "New passphrase: ", true)
 				if err != nil {
-					return fmt.Errorf("creating key file: %w", err)
+					return err
 				}
-				kid, secret, err := repo.AddKeyFile(ctx, label)
-				if err == nil {
-					_, err = f.Write(repository.FormatKeyFile(kid, secret))
-				}
-				if err == nil {
-					err = f.Sync()
-				}
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
+				kid, err := repo.AddKey(ctx, pw, label)
 				if err != nil {
-					os.Remove(genKeyFile)
-					return fmt.Errorf("generating key file: %w", err)
+					return err
 				}
 				if a.jsonOut {
-					return a.printJSON(map[string]string{"id": kid, "key_file": genKeyFile})
+					return a.printJSON(map[string]string{"id": kid})
 				}
-				a.printf("added key slot %s opened by key file %s\n", kid[:8], genKeyFile)
+				a.printf("added key slot %s\n", kid[:8])
 				return nil
-			}
-			pw, err := readPassphrase(newPassFile, "NESTGUARD_NEW_PASSWORD", "New passphrase: ", true)
-			if err != nil {
-				return err
-			}
-			kid, err := repo.AddKey(ctx, pw, label)
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printJSON(map[string]string{"id": kid})
-			}
-			a.printf("added key slot %s\n", kid[:8])
-			return nil
+			})
 		},
 	}
 	add.Flags().StringVar(&newPassFile, "new-password-file", "", "read the new passphrase from this file")
@@ -97,28 +94,25 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			keys, err := repo.ListKeys(ctx)
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printJSON(keys)
-			}
-			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, " \tID\tCreated\tUser\tHost\tLabel")
-			for _, k := range keys {
-				cur := " "
-				if k.Current {
-					cur = "*"
+			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+				keys, err := repo.ListKeys(ctx)
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cur, k.ID[:8], fmtTime(k.Created), k.Username, k.Hostname, k.Label)
-			}
-			return tw.Flush()
+				if a.jsonOut {
+					return a.printJSON(keys)
+				}
+				tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, " \tID\tCreated\tUser\tHost\tLabel")
+				for _, k := range keys {
+					cur := " "
+					if k.Current {
+						cur = "*"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cur, k.ID[:8], fmtTime(k.Created), k.Username, k.Hostname, k.Label)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	remove := &cobra.Command{
@@ -127,16 +121,13 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			if err := repo.RemoveKey(ctx, args[0]); err != nil {
-				return err
-			}
-			a.printf("removed key slot %s\n", args[0])
-			return nil
+			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+				if err := repo.RemoveKey(ctx, args[0]); err != nil {
+					return err
+				}
+				a.printf("removed key slot %s\n", args[0])
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(add, list, remove)

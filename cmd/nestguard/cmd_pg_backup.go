@@ -15,6 +15,7 @@ import (
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/progress"
+	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/restorer"
 )
 
@@ -69,69 +70,66 @@ machine sees it; it is checked to be the cluster --dsn talks to.`,
 				o.BlockSize = n
 			}
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, true)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			o.Program = "nestguard " + version
-			o.Log = a.log
-			var (
-				cur  atomic.Pointer[archiver.Archiver]
-				done atomic.Int64 // bytes read by the finished archivers (data directory, tablespaces)
-			)
-			o.OnArchiver = func(ar *archiver.Archiver) {
-				if old := cur.Swap(ar); old != nil {
-					done.Add(old.C.BytesRead.Load())
+			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+				o.Program = "nestguard " + version
+				o.Log = a.log
+				var (
+					cur  atomic.Pointer[archiver.Archiver]
+					done atomic.Int64 // bytes read by the finished archivers (data directory, tablespaces)
+				)
+				o.OnArchiver = func(ar *archiver.Archiver) {
+					if old := cur.Swap(ar); old != nil {
+						done.Add(old.C.BytesRead.Load())
+					}
 				}
-			}
-			rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
-				ar := cur.Load()
-				if ar == nil {
-					return progress.Status{Extra: "starting backup"}
-				}
-				return progress.Status{Files: ar.C.Files.Load(), Bytes: done.Load() + ar.C.BytesRead.Load(), Errors: ar.C.Errors.Load(),
-					Extra: fmt.Sprintf("%d unchanged", ar.C.FilesUnmodified.Load())}
-			})
-			sn, info, err := pg.Backup(ctx, repo, o)
-			rep.Stop()
-			if err != nil {
-				return err
-			}
-			// Under Object Lock, older packs this backup reuses must be
-			// retained as long as the new snapshot.
-			if err := a.applyRetention(ctx, repo, sn); err != nil {
-				return err
-			}
-			s := sn.Summary
-			secs := s.End.Sub(s.Start).Seconds()
-			if a.jsonOut {
-				if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "summary": s, "backup": info,
-					"duration_seconds": secs, "read_mib_per_second": float64(s.BytesRead) / (1 << 20) / max(secs, 1e-3)}); err != nil {
+				rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+					ar := cur.Load()
+					if ar == nil {
+						return progress.Status{Extra: "starting backup"}
+					}
+					return progress.Status{Files: ar.C.Files.Load(), Bytes: done.Load() + ar.C.BytesRead.Load(), Errors: ar.C.Errors.Load(),
+						Extra: fmt.Sprintf("%d unchanged", ar.C.FilesUnmodified.Load())}
+				})
+				sn, info, err := pg.Backup(ctx, repo, o)
+				rep.Stop()
+				if err != nil {
 					return err
 				}
-			} else {
-				a.printf("base backup of cluster %d (PostgreSQL %d), timeline %d\n", info.SystemID, info.ServerVersion, info.Timeline)
-				a.printf("  WAL %s (%s) to %s (%s), all archived\n", info.StartLSN, info.StartWAL, info.StopLSN, info.StopWAL)
-				a.printf("  files: %d new, %d changed, %d unchanged; read %s of %s in %s (%s/s)\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified,
-					progress.Bytes(s.BytesRead), progress.Bytes(info.DatabaseSize), s.End.Sub(s.Start).Round(time.Millisecond),
-					progress.Bytes(int64(float64(s.BytesRead)/max(secs, 1e-3))))
-				a.printf("  added %s (%s stored)\n", progress.Bytes(s.DataAdded), progress.Bytes(s.DataStored))
-				for _, tsp := range info.Tablespaces {
-					a.printf("  tablespace %d at %s\n", tsp.OID, tsp.Location)
+				// Under Object Lock, older packs this backup reuses must be
+				// retained as long as the new snapshot.
+				if err := a.applyRetention(ctx, repo, sn); err != nil {
+					return err
 				}
-				a.printf("snapshot %s saved\n", sn.ID.Short())
-			}
-			for _, cp := range info.CorruptPages {
-				if !a.jsonOut {
-					fmt.Fprintf(a.stderr, "warning: corrupt page: %s block %d: %s\n", cp.Path, cp.Block, cp.Error)
+				s := sn.Summary
+				secs := s.End.Sub(s.Start).Seconds()
+				if a.jsonOut {
+					if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "summary": s, "backup": info,
+						"duration_seconds": secs, "read_mib_per_second": float64(s.BytesRead) / (1 << 20) / max(secs, 1e-3)}); err != nil {
+						return err
+					}
+				} else {
+					a.printf("base backup of cluster %d (PostgreSQL %d), timeline %d\n", info.SystemID, info.ServerVersion, info.Timeline)
+					a.printf("  WAL %s (%s) to %s (%s), all archived\n", info.StartLSN, info.StartWAL, info.StopLSN, info.StopWAL)
+					a.printf("  files: %d new, %d changed, %d unchanged; read %s of %s in %s (%s/s)\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified,
+						progress.Bytes(s.BytesRead), progress.Bytes(info.DatabaseSize), s.End.Sub(s.Start).Round(time.Millisecond),
+						progress.Bytes(int64(float64(s.BytesRead)/max(secs, 1e-3))))
+					a.printf("  added %s (%s stored)\n", progress.Bytes(s.DataAdded), progress.Bytes(s.DataStored))
+					for _, tsp := range info.Tablespaces {
+						a.printf("  tablespace %d at %s\n", tsp.OID, tsp.Location)
+					}
+					a.printf("snapshot %s saved\n", sn.ID.Short())
 				}
-			}
-			if len(info.CorruptPages) > 0 {
-				return &partialError{fmt.Sprintf("snapshot %s saved, but %d pages failed their checksum (listed above): the cluster has damaged data",
-					sn.ID.Short(), len(info.CorruptPages))}
-			}
-			return nil
+				for _, cp := range info.CorruptPages {
+					if !a.jsonOut {
+						fmt.Fprintf(a.stderr, "warning: corrupt page: %s block %d: %s\n", cp.Path, cp.Block, cp.Error)
+					}
+				}
+				if len(info.CorruptPages) > 0 {
+					return &partialError{fmt.Sprintf("snapshot %s saved, but %d pages failed their checksum (listed above): the cluster has damaged data",
+						sn.ID.Short(), len(info.CorruptPages))}
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -212,39 +210,36 @@ environment.`,
 				}
 			}
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, true)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			o.Log = a.log
-			var cur atomic.Pointer[restorer.Restorer]
-			o.OnRestorer = func(r *restorer.Restorer) { cur.Store(r) }
-			rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
-				r := cur.Load()
-				if r == nil {
-					return progress.Status{Extra: "checking the recovery window"}
+			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+				o.Log = a.log
+				var cur atomic.Pointer[restorer.Restorer]
+				o.OnRestorer = func(r *restorer.Restorer) { cur.Store(r) }
+				rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+					r := cur.Load()
+					if r == nil {
+						return progress.Status{Extra: "checking the recovery window"}
+					}
+					return progress.Status{Files: r.C.Files.Load(), Bytes: r.C.BytesWritten.Load(), BytesTotal: r.C.BytesTotal.Load(), Errors: r.C.Errors.Load()}
+				})
+				res, err := pg.Restore(ctx, repo, o)
+				rep.Stop()
+				if res != nil && !a.jsonOut {
+					for _, d := range res.Damaged {
+						fmt.Fprintf(a.stderr, "damaged: %s: %s\n", d.Path, d.Err)
+					}
 				}
-				return progress.Status{Files: r.C.Files.Load(), Bytes: r.C.BytesWritten.Load(), BytesTotal: r.C.BytesTotal.Load(), Errors: r.C.Errors.Load()}
+				if err != nil {
+					if res != nil && a.jsonOut {
+						_ = a.printJSON(map[string]any{"result": res, "error": err.Error()})
+					}
+					return err
+				}
+				if a.jsonOut {
+					return a.printJSON(res)
+				}
+				a.printRestore(res)
+				return nil
 			})
-			res, err := pg.Restore(ctx, repo, o)
-			rep.Stop()
-			if res != nil && !a.jsonOut {
-				for _, d := range res.Damaged {
-					fmt.Fprintf(a.stderr, "damaged: %s: %s\n", d.Path, d.Err)
-				}
-			}
-			if err != nil {
-				if res != nil && a.jsonOut {
-					_ = a.printJSON(map[string]any{"result": res, "error": err.Error()})
-				}
-				return err
-			}
-			if a.jsonOut {
-				return a.printJSON(res)
-			}
-			a.printRestore(res)
-			return nil
 		},
 	}
 	f := cmd.Flags()

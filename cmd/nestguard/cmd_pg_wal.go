@@ -16,6 +16,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/progress"
+	"github.com/nestguard/nestguard/internal/repository"
 )
 
 // pgWALCommands: archive-wal, restore-wal, status.
@@ -67,19 +68,16 @@ start a new timeline.`,
 			}
 			began := time.Now()
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			opened := time.Since(began)
-			res, err := pg.ArchiveWAL(ctx, repo, path, name)
-			if err != nil {
-				return err
-			}
-			a.log.Info("archived WAL", "file", name, "bytes", res.Size, "already_archived", res.AlreadyArchived,
-				"open_ms", opened.Milliseconds(), "store_ms", res.Duration.Milliseconds(), "total_ms", time.Since(began).Milliseconds())
-			return nil
+			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+				opened := time.Since(began)
+				res, err := pg.ArchiveWAL(ctx, repo, path, name)
+				if err != nil {
+					return err
+				}
+				a.log.Info("archived WAL", "file", name, "bytes", res.Size, "already_archived", res.AlreadyArchived,
+					"open_ms", opened.Milliseconds(), "store_ms", res.Duration.Milliseconds(), "total_ms", time.Since(began).Milliseconds())
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "store under this WAL file name (default: the base name of PATH)")
@@ -121,28 +119,25 @@ the end of the archive.`,
 				return &usageError{fmt.Errorf("--prefetch %d: want 0 to 256 segments", o.Prefetch)}
 			}
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			o.Log = a.log
-			if background != "" {
-				// The detached helper a previous call started.
-				ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-				defer cancel()
-				if o.SpoolDir == "" {
-					o.SpoolDir = filepath.Join(filepath.Dir(dest), ".nestguard-spool")
+			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+				o.Log = a.log
+				if background != "" {
+					// The detached helper a previous call started.
+					ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+					defer cancel()
+					if o.SpoolDir == "" {
+						o.SpoolDir = filepath.Join(filepath.Dir(dest), ".nestguard-spool")
+					}
+					_, err := pg.PrefetchWAL(ctx, repo, o.SpoolDir, strings.Split(background, ","), o.Parallel, a.log)
+					return err
 				}
-				_, err := pg.PrefetchWAL(ctx, repo, o.SpoolDir, strings.Split(background, ","), o.Parallel, a.log)
-				return err
-			}
-			if !wait {
-				o.Background = a.startPrefetch
-			}
-			// A missing file (the normal end of recovery) is one line on
-			// stderr, as every error is.
-			return pg.RestoreWAL(ctx, repo, name, dest, o)
+				if !wait {
+					o.Background = a.startPrefetch
+				}
+				// A missing file (the normal end of recovery) is one line on
+				// stderr, as every error is.
+				return pg.RestoreWAL(ctx, repo, name, dest, o)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -197,20 +192,17 @@ anything. With --json the same as one JSON object.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			st, err := pg.Status(ctx, repo)
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printJSON(st)
-			}
-			a.printStatus(st)
-			return nil
+			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+				st, err := pg.Status(ctx, repo)
+				if err != nil {
+					return err
+				}
+				if a.jsonOut {
+					return a.printJSON(st)
+				}
+				a.printStatus(st)
+				return nil
+			})
 		},
 	}
 	return cmd

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestguard/nestguard/internal/progress"
+	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/restorer"
 )
 
@@ -30,43 +31,40 @@ named, the others are restored, and the exit code is 3.`,
 				return &usageError{fmt.Errorf("--target is required")}
 			}
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, true)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			found, err := findSnapshots(ctx, repo, args[0])
-			if err != nil {
-				return err
-			}
-			sn := found[0]
-			o.Log = a.log
-			res := restorer.New(repo, o)
-			rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
-				return progress.Status{Files: res.C.Files.Load(), Bytes: res.C.BytesWritten.Load(), BytesTotal: res.C.BytesTotal.Load(), Errors: res.C.Errors.Load()}
-			})
-			err = res.Restore(ctx, sn.Tree)
-			rep.Stop()
-			if err != nil {
-				return err
-			}
-			errs := res.Errors()
-			if a.jsonOut {
-				if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "target": o.Target, "files": res.C.Files.Load(),
-					"dirs": res.C.Dirs.Load(), "bytes": res.C.BytesTotal.Load(), "errors": errs}); err != nil {
+			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+				found, err := findSnapshots(ctx, repo, args[0])
+				if err != nil {
 					return err
 				}
-			} else {
-				for _, e := range errs {
-					fmt.Fprintf(a.stderr, "damaged: %s: %s\n", e.Path, e.Err)
+				sn := found[0]
+				o.Log = a.log
+				res := restorer.New(repo, o)
+				rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+					return progress.Status{Files: res.C.Files.Load(), Bytes: res.C.BytesWritten.Load(), BytesTotal: res.C.BytesTotal.Load(), Errors: res.C.Errors.Load()}
+				})
+				err = res.Restore(ctx, sn.Tree)
+				rep.Stop()
+				if err != nil {
+					return err
 				}
-				a.printf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.Target,
-					res.C.Files.Load(), res.C.Dirs.Load(), progress.Bytes(res.C.BytesTotal.Load()))
-			}
-			if len(errs) > 0 {
-				return &partialError{fmt.Sprintf("%d files could not be restored (listed above); all others were", len(errs))}
-			}
-			return nil
+				errs := res.Errors()
+				if a.jsonOut {
+					if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "target": o.Target, "files": res.C.Files.Load(),
+						"dirs": res.C.Dirs.Load(), "bytes": res.C.BytesTotal.Load(), "errors": errs}); err != nil {
+						return err
+					}
+				} else {
+					for _, e := range errs {
+						fmt.Fprintf(a.stderr, "damaged: %s: %s\n", e.Path, e.Err)
+					}
+					a.printf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.Target,
+						res.C.Files.Load(), res.C.Dirs.Load(), progress.Bytes(res.C.BytesTotal.Load()))
+				}
+				if len(errs) > 0 {
+					return &partialError{fmt.Sprintf("%d files could not be restored (listed above); all others were", len(errs))}
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()

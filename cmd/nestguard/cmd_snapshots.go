@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestguard/nestguard/internal/progress"
+	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
 	"github.com/nestguard/nestguard/internal/tree"
 )
@@ -21,45 +22,42 @@ func (a *app) snapshotsCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, false)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			list, errs, err := snapshot.List(ctx, repo)
-			if err != nil {
-				return err
-			}
-			for _, e := range errs {
-				a.log.Error("unreadable snapshot", "err", e)
-			}
-			var shown []*snapshot.Snapshot
-			for _, sn := range list {
-				if f.Match(sn) {
-					shown = append(shown, sn)
+			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+				list, errs, err := snapshot.List(ctx, repo)
+				if err != nil {
+					return err
 				}
-			}
-			if a.jsonOut {
-				out := make([]map[string]any, 0, len(shown))
+				for _, e := range errs {
+					a.log.Error("unreadable snapshot", "err", e)
+				}
+				var shown []*snapshot.Snapshot
+				for _, sn := range list {
+					if f.Match(sn) {
+						shown = append(shown, sn)
+					}
+				}
+				if a.jsonOut {
+					out := make([]map[string]any, 0, len(shown))
+					for _, sn := range shown {
+						out = append(out, map[string]any{"id": sn.ID.String(), "short_id": sn.ID.Short(), "time": sn.Time, "kind": sn.Kind,
+							"hostname": sn.Hostname, "username": sn.Username, "paths": sn.Paths, "tags": sn.Tags, "tree": sn.Tree, "summary": sn.Summary})
+					}
+					return a.printJSON(out)
+				}
+				tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tTime\tKind\tHost\tTags\tSize\tPaths")
 				for _, sn := range shown {
-					out = append(out, map[string]any{"id": sn.ID.String(), "short_id": sn.ID.Short(), "time": sn.Time, "kind": sn.Kind,
-						"hostname": sn.Hostname, "username": sn.Username, "paths": sn.Paths, "tags": sn.Tags, "tree": sn.Tree, "summary": sn.Summary})
+					size := ""
+					if sn.Summary != nil {
+						size = progress.Bytes(sn.Summary.TotalBytes)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sn.ID.Short(), fmtTime(sn.Time), sn.Kind, sn.Hostname,
+						strings.Join(sn.Tags, ","), size, strings.Join(sn.Paths, " "))
 				}
-				return a.printJSON(out)
-			}
-			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tTime\tKind\tHost\tTags\tSize\tPaths")
-			for _, sn := range shown {
-				size := ""
-				if sn.Summary != nil {
-					size = progress.Bytes(sn.Summary.TotalBytes)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sn.ID.Short(), fmtTime(sn.Time), sn.Kind, sn.Hostname,
-					strings.Join(sn.Tags, ","), size, strings.Join(sn.Paths, " "))
-			}
-			tw.Flush()
-			a.printf("%d snapshots\n", len(shown))
-			return nil
+				tw.Flush()
+				a.printf("%d snapshots\n", len(shown))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&f.Host, "host", "", "only snapshots of this host")
@@ -76,58 +74,55 @@ func (a *app) lsCommand() *cobra.Command {
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, true)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			snaps, err := findSnapshots(ctx, repo, args[0])
-			if err != nil {
-				return err
-			}
-			sn := snaps[0]
-			prefix := "/"
-			if len(args) == 2 {
-				prefix = path.Clean("/" + args[1])
-			}
-			type entry struct {
-				Path  string `json:"path"`
-				Type  string `json:"type"`
-				Size  uint64 `json:"size"`
-				Mode  string `json:"mode"`
-				MTime string `json:"mtime"`
-			}
-			var out []entry
-			found := prefix == "/"
-			err = tree.Walk(ctx, repo, sn.Tree, func(p string, n *tree.Node) error {
-				in := p == prefix || strings.HasPrefix(p, prefix+"/") || prefix == "/"
-				if !in && !strings.HasPrefix(prefix, p+"/") {
-					return tree.SkipDir
+			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+				snaps, err := findSnapshots(ctx, repo, args[0])
+				if err != nil {
+					return err
 				}
-				if !in {
+				sn := snaps[0]
+				prefix := "/"
+				if len(args) == 2 {
+					prefix = path.Clean("/" + args[1])
+				}
+				type entry struct {
+					Path  string `json:"path"`
+					Type  string `json:"type"`
+					Size  uint64 `json:"size"`
+					Mode  string `json:"mode"`
+					MTime string `json:"mtime"`
+				}
+				var out []entry
+				found := prefix == "/"
+				err = tree.Walk(ctx, repo, sn.Tree, func(p string, n *tree.Node) error {
+					in := p == prefix || strings.HasPrefix(p, prefix+"/") || prefix == "/"
+					if !in && !strings.HasPrefix(prefix, p+"/") {
+						return tree.SkipDir
+					}
+					if !in {
+						return nil
+					}
+					found = true
+					e := entry{Path: p, Type: n.Type, Size: n.Size, Mode: n.Mode.String(), MTime: fmtTime(n.ModTime)}
+					if a.jsonOut {
+						out = append(out, e)
+					} else if long {
+						a.printf("%-10s %8s %s %s %s\n", e.Mode, progress.Bytes(int64(n.Size)), e.MTime, n.Type[:1], p)
+					} else {
+						a.printf("%s\n", p)
+					}
 					return nil
+				}, nil)
+				if err != nil {
+					return err
 				}
-				found = true
-				e := entry{Path: p, Type: n.Type, Size: n.Size, Mode: n.Mode.String(), MTime: fmtTime(n.ModTime)}
+				if !found {
+					return fmt.Errorf("%s is not in snapshot %s", prefix, sn.ID.Short())
+				}
 				if a.jsonOut {
-					out = append(out, e)
-				} else if long {
-					a.printf("%-10s %8s %s %s %s\n", e.Mode, progress.Bytes(int64(n.Size)), e.MTime, n.Type[:1], p)
-				} else {
-					a.printf("%s\n", p)
+					return a.printJSON(out)
 				}
 				return nil
-			}, nil)
-			if err != nil {
-				return err
-			}
-			if !found {
-				return fmt.Errorf("%s is not in snapshot %s", prefix, sn.ID.Short())
-			}
-			if a.jsonOut {
-				return a.printJSON(out)
-			}
-			return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&long, "long", "l", false, "show mode, size and time")
@@ -144,32 +139,29 @@ func (a *app) diffCommand() *cobra.Command {
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, true)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			found, err := findSnapshots(ctx, repo, args[0], args[1])
-			if err != nil {
-				return err
-			}
-			sa, sb := found[0], found[1]
-			changes := []tree.Change{}
-			err = tree.Diff(ctx, repo, sa.Tree, sb.Tree, func(c tree.Change) error {
+			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+				found, err := findSnapshots(ctx, repo, args[0], args[1])
+				if err != nil {
+					return err
+				}
+				sa, sb := found[0], found[1]
+				changes := []tree.Change{}
+				err = tree.Diff(ctx, repo, sa.Tree, sb.Tree, func(c tree.Change) error {
+					if a.jsonOut {
+						changes = append(changes, c)
+					} else {
+						a.printf("%-2s %s\n", c.Kind, c.Path)
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
 				if a.jsonOut {
-					changes = append(changes, c)
-				} else {
-					a.printf("%-2s %s\n", c.Kind, c.Path)
+					return a.printJSON(map[string]any{"from": sa.ID.String(), "to": sb.ID.String(), "changes": changes})
 				}
 				return nil
 			})
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printJSON(map[string]any{"from": sa.ID.String(), "to": sb.ID.String(), "changes": changes})
-			}
-			return nil
 		},
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/checker"
 	"github.com/nestguard/nestguard/internal/progress"
+	"github.com/nestguard/nestguard/internal/repository"
 )
 
 func (a *app) verifyCommand() *cobra.Command {
@@ -39,53 +40,50 @@ by snapshot and file. Exit code 1 when anything is wrong.`,
 				opt.ReadData, opt.Percent = true, pct
 			}
 			ctx := cmd.Context()
-			repo, err := a.openRepo(ctx, true)
-			if err != nil {
-				return err
-			}
-			defer repo.Backend().Close()
-			c := checker.New(repo, opt)
-			rep := progress.Start(os.Stderr, a.progressEnabled() && opt.ReadData, func() progress.Status {
-				return progress.Status{Files: c.P.PacksDone.Load(), FilesTotal: c.P.PacksTotal.Load(), Bytes: c.P.BytesRead.Load(), Extra: "packs"}
-			})
-			report, err := c.Run(ctx)
-			rep.Stop()
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				if err := a.printJSON(map[string]any{"ok": report.OK(), "report": report}); err != nil {
+			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+				c := checker.New(repo, opt)
+				rep := progress.Start(os.Stderr, a.progressEnabled() && opt.ReadData, func() progress.Status {
+					return progress.Status{Files: c.P.PacksDone.Load(), FilesTotal: c.P.PacksTotal.Load(), Bytes: c.P.BytesRead.Load(), Extra: "packs"}
+				})
+				report, err := c.Run(ctx)
+				rep.Stop()
+				if err != nil {
 					return err
 				}
-			} else {
-				a.printf("checked %d snapshots, %d packs", report.Snapshots, report.Packs)
-				if opt.ReadData {
-					a.printf("; read %d packs, %d blobs, %s", report.PacksRead, report.BlobsRead, progress.Bytes(report.BytesRead))
-				}
-				a.printf("\n")
-				if report.UnindexedPacks > 0 {
-					a.printf("%d packs are not indexed (left by an interrupted backup; the next backup reuses them)\n", report.UnindexedPacks)
-				}
-				for _, p := range report.Problems {
-					fmt.Fprintf(a.stderr, "error: %s: %s\n", p.Object, p.Error)
-				}
-				for _, s := range report.DamagedSnapshots {
-					fmt.Fprintf(a.stderr, "damaged snapshot %s (%s, %s):\n", s.ID[:8], s.Time, strings.Join(s.Paths, " "))
-					for _, f := range s.Files {
-						fmt.Fprintf(a.stderr, "  %s\n", f)
+				if a.jsonOut {
+					if err := a.printJSON(map[string]any{"ok": report.OK(), "report": report}); err != nil {
+						return err
 					}
-					for _, e := range s.Errors {
-						fmt.Fprintf(a.stderr, "  error: %s\n", e)
+				} else {
+					a.printf("checked %d snapshots, %d packs", report.Snapshots, report.Packs)
+					if opt.ReadData {
+						a.printf("; read %d packs, %d blobs, %s", report.PacksRead, report.BlobsRead, progress.Bytes(report.BytesRead))
+					}
+					a.printf("\n")
+					if report.UnindexedPacks > 0 {
+						a.printf("%d packs are not indexed (left by an interrupted backup; the next backup reuses them)\n", report.UnindexedPacks)
+					}
+					for _, p := range report.Problems {
+						fmt.Fprintf(a.stderr, "error: %s: %s\n", p.Object, p.Error)
+					}
+					for _, s := range report.DamagedSnapshots {
+						fmt.Fprintf(a.stderr, "damaged snapshot %s (%s, %s):\n", s.ID[:8], s.Time, strings.Join(s.Paths, " "))
+						for _, f := range s.Files {
+							fmt.Fprintf(a.stderr, "  %s\n", f)
+						}
+						for _, e := range s.Errors {
+							fmt.Fprintf(a.stderr, "  error: %s\n", e)
+						}
+					}
+					if report.OK() {
+						a.printf("no errors found\n")
 					}
 				}
-				if report.OK() {
-					a.printf("no errors found\n")
+				if !report.OK() {
+					return errors.New("the repository is damaged: see the errors above")
 				}
-			}
-			if !report.OK() {
-				return errors.New("the repository is damaged: see the errors above")
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&readData, "read-data", "100%", "also read back the data: all, or a random `PERCENT` of packs")
