@@ -141,14 +141,19 @@ const ledgerTable = `CREATE TABLE ledger (id bigserial PRIMARY KEY, xid bigint D
 func startLedger(t *testing.T, dsn string, seed uint64) *ledger {
 	t.Helper()
 	conn := connect(t, dsn)
-	ctx, cancel := context.WithCancel(context.Background())
+	// stop ends the loop between inserts only. Cancelling an insert in
+	// flight would let the server commit a row the writer never recorded,
+	// possibly after the test's last WAL switch.
+	stop, cancel := context.WithCancel(context.Background())
 	l := &ledger{stop: cancel, done: make(chan error, 1)}
 	rng := rand.New(rand.NewPCG(seed, 7))
 	go func() {
 		var err error
-		for ctx.Err() == nil {
+		for stop.Err() == nil {
 			var r ledgerRow
+			ctx, done := context.WithTimeout(context.Background(), time.Minute)
 			err = conn.QueryRow(ctx, "INSERT INTO ledger (amount) VALUES ($1) RETURNING id, committed_at", rng.IntN(10000)).Scan(&r.id, &r.at)
+			done()
 			if err != nil {
 				break
 			}
@@ -156,12 +161,9 @@ func startLedger(t *testing.T, dsn string, seed uint64) *ledger {
 			l.rows = append(l.rows, r)
 			l.mu.Unlock()
 			select {
-			case <-ctx.Done():
+			case <-stop.Done():
 			case <-time.After(time.Duration(20+rng.IntN(180)) * time.Millisecond):
 			}
-		}
-		if ctx.Err() != nil {
-			err = nil
 		}
 		l.done <- err
 	}()
