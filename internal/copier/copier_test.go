@@ -21,37 +21,13 @@ import (
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/mem"
 	"github.com/nestguard/nestguard/internal/checker"
-	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/repository/repotest"
 	"github.com/nestguard/nestguard/internal/snapshot"
 	"github.com/nestguard/nestguard/internal/tree"
 )
-
-var kdf = crypto.FastKDFParamsForTests()
-
-func initRepo(t testing.TB, be backend.Backend, pw string) *repository.Repository {
-	t.Helper()
-	r, err := repository.Init(context.Background(), be, []byte(pw), repository.InitOptions{Options: repository.Options{KDF: &kdf},
-		PackSize: 1 << 20, Chunker: repository.ChunkerSizes{Min: 64 << 10, Avg: 128 << 10, Max: 512 << 10}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-func open(t *testing.T, be backend.Backend, pw string) *repository.Repository {
-	t.Helper()
-	r, err := repository.Open(context.Background(), be, []byte(pw), repository.Options{KDF: &kdf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.LoadIndex(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 // writeFiles writes n files of random data into dir, in subdirectories.
 func writeFiles(t testing.TB, dir string, seed uint64, n, size int) {
@@ -137,7 +113,7 @@ func dstSnapshots(t *testing.T, r *repository.Repository) []*snapshot.Snapshot {
 func TestCopyAllIsCompleteAndIdempotent(t *testing.T) {
 	ctx := context.Background()
 	srcBe, dstBe := mem.New(), mem.New()
-	src, dst := initRepo(t, srcBe, "source"), initRepo(t, dstBe, "destination")
+	src, dst := repotest.New(t, repotest.Backend(srcBe)), repotest.New(t, repotest.Backend(dstBe))
 	dir := t.TempDir()
 	writeFiles(t, dir, 1, 24, 150_000)
 	s1 := backup(t, src, dir)
@@ -176,7 +152,7 @@ func TestCopyAllIsCompleteAndIdempotent(t *testing.T) {
 		t.Errorf("read %d blobs, the source has %d data blobs", res.BlobsRead, total)
 	}
 
-	dst = open(t, dstBe, "destination")
+	dst = repotest.Open(t, dstBe)
 	verify(t, dst)
 	byOrigin := make(map[string]*snapshot.Snapshot)
 	for _, d := range dstSnapshots(t, dst) {
@@ -201,7 +177,7 @@ func TestCopyAllIsCompleteAndIdempotent(t *testing.T) {
 	checkPostgresCopy(t, src, pg, dst, byOrigin[src.Config().ID+"/"+pg.ID.String()])
 
 	// Again, with a fresh copier: nothing to read, nothing to store.
-	c2, _ := New(open(t, srcBe, "source"), dst, Options{})
+	c2, _ := New(repotest.Open(t, srcBe), dst, Options{})
 	res, err = c2.Run(ctx, nil, true, nil)
 	if err != nil || len(res.Copied) != 0 || len(res.Skipped) != 3 || res.BlobsRead != 0 || res.BlobsNew != 0 || res.WAL != 0 {
 		t.Errorf("second run: %+v, %v", res, err)
@@ -275,7 +251,7 @@ func checkPostgresCopy(t *testing.T, src *repository.Repository, s *snapshot.Sna
 func TestCopyLaterRunReadsOnlyChanges(t *testing.T) {
 	ctx := context.Background()
 	srcBe, dstBe := mem.New(), mem.New()
-	src, dst := initRepo(t, srcBe, "s"), initRepo(t, dstBe, "d")
+	src, dst := repotest.New(t, repotest.Backend(srcBe)), repotest.New(t, repotest.Backend(dstBe))
 	dir := t.TempDir()
 	writeFiles(t, dir, 3, 40, 100_000)
 	backup(t, src, dir)
@@ -287,7 +263,7 @@ func TestCopyLaterRunReadsOnlyChanges(t *testing.T) {
 	// A new backup changing one directory, copied by a new process.
 	writeFiles(t, filepath.Join(dir, "d1", "e1"), 4, 2, 100_000)
 	s2 := backup(t, src, dir)
-	src2, dst2 := open(t, srcBe, "s"), open(t, dstBe, "d")
+	src2, dst2 := repotest.Open(t, srcBe), repotest.Open(t, dstBe)
 	c2, _ := New(src2, dst2, Options{})
 	res, err := c2.Run(ctx, []string{s2.ID.String()[:10]}, false, nil)
 	if err != nil || len(res.Copied) != 1 {
@@ -321,7 +297,7 @@ func TestCopyResumesAfterInterruption(t *testing.T) {
 	ctx := context.Background()
 	srcBe, memDst := mem.New(), mem.New()
 	dstBe := &failingBackend{Backend: memDst, failType: backend.IndexFile}
-	src, dst := initRepo(t, srcBe, "s"), initRepo(t, dstBe, "d")
+	src, dst := repotest.New(t, repotest.Backend(srcBe)), repotest.New(t, repotest.Backend(dstBe))
 	dir := t.TempDir()
 	writeFiles(t, dir, 5, 30, 100_000)
 	backup(t, src, dir)
@@ -337,8 +313,8 @@ func TestCopyResumesAfterInterruption(t *testing.T) {
 		t.Fatal("the interrupted copy left no packs")
 	}
 	dstBe.armed.Store(false)
-	dst2 := open(t, dstBe, "d")
-	c2, _ := New(open(t, srcBe, "s"), dst2, Options{})
+	dst2 := repotest.Open(t, dstBe)
+	c2, _ := New(repotest.Open(t, srcBe), dst2, Options{})
 	res, err := c2.Run(ctx, nil, true, nil)
 	if err != nil || len(res.Copied) != 1 {
 		t.Fatalf("resumed copy: %+v, %v", res, err)
@@ -346,16 +322,16 @@ func TestCopyResumesAfterInterruption(t *testing.T) {
 	if res.BlobsNew != 0 {
 		t.Errorf("resumed copy stored %d blobs again: the packs of the interrupted run were not reused", res.BlobsNew)
 	}
-	verify(t, open(t, dstBe, "d"))
+	verify(t, repotest.Open(t, dstBe))
 }
 
 func TestCopyRefusals(t *testing.T) {
 	be := mem.New()
-	r := initRepo(t, be, "x")
-	if _, err := New(r, open(t, be, "x"), Options{}); err == nil || !strings.Contains(err.Error(), "same repository") {
+	r := repotest.New(t, repotest.Backend(be))
+	if _, err := New(r, repotest.Open(t, be), Options{}); err == nil || !strings.Contains(err.Error(), "same repository") {
 		t.Errorf("copy into itself: %v", err)
 	}
-	c, _ := New(r, initRepo(t, mem.New(), "y"), Options{})
+	c, _ := New(r, repotest.New(t), Options{})
 	ctx := context.Background()
 	if _, err := c.Run(ctx, nil, false, nil); err == nil {
 		t.Error("no snapshots and no --all accepted")

@@ -12,24 +12,12 @@ import (
 
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/backend"
-	"github.com/nestguard/nestguard/internal/backend/mem"
-	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/repository/repotest"
 	"github.com/nestguard/nestguard/internal/retention"
 	"github.com/nestguard/nestguard/internal/retention/locktest"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
-
-func initRepo(t *testing.T, be backend.Backend) *repository.Repository {
-	t.Helper()
-	kdf := crypto.FastKDFParamsForTests()
-	r, err := repository.Init(context.Background(), be, []byte("pw"), repository.InitOptions{Options: repository.Options{KDF: &kdf},
-		PackSize: 1 << 20, Chunker: repository.ChunkerSizes{Min: 64 << 10, Avg: 128 << 10, Max: 512 << 10}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 func backup(t *testing.T, r *repository.Repository, seed uint64, shared []byte) *snapshot.Snapshot {
 	t.Helper()
@@ -66,7 +54,7 @@ func handles(t *testing.T, r *repository.Repository, sn *snapshot.Snapshot) []ba
 func TestAddReleaseWithOverlappingHolds(t *testing.T) {
 	ctx := context.Background()
 	be := locktest.New(true)
-	r := initRepo(t, be)
+	r := repotest.New(t, repotest.Backend(be))
 	shared := make([]byte, 200_000)
 	for i := range shared {
 		shared[i] = byte(i * 7)
@@ -140,7 +128,7 @@ func TestAddReleaseWithOverlappingHolds(t *testing.T) {
 }
 
 func TestActive(t *testing.T) {
-	r := initRepo(t, mem.New())
+	r := repotest.New(t)
 	sn := backup(t, r, 4, nil)
 	t0 := time.Now()
 	rec := func(sec int, action, c string) *Record {
@@ -156,7 +144,7 @@ func TestActive(t *testing.T) {
 
 func TestStorageWithoutObjectLock(t *testing.T) {
 	ctx := context.Background()
-	r := initRepo(t, mem.New())
+	r := repotest.New(t)
 	sn := backup(t, r, 5, nil)
 	res, err := Add(ctx, r, sn, "C", "why", Options{})
 	if !errors.Is(err, ErrNotEnforced) || res == nil || res.Record == nil || res.Enforced {
@@ -177,7 +165,7 @@ func TestStorageWithoutObjectLock(t *testing.T) {
 }
 
 func TestRecordChecks(t *testing.T) {
-	r := initRepo(t, mem.New())
+	r := repotest.New(t)
 	sn := backup(t, r, 6, nil)
 	for _, rec := range []*Record{
 		{Snapshot: sn.ID, Case: "", Reason: "r", Action: ActionAdd},

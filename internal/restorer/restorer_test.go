@@ -11,9 +11,7 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/archiver"
-	"github.com/nestguard/nestguard/internal/backend/mem"
-	"github.com/nestguard/nestguard/internal/crypto"
-	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/repository/repotest"
 )
 
 // A restore in many small batches (files and blobs) gives the same tree as
@@ -21,12 +19,7 @@ import (
 // different batches, and mtimes.
 func TestRestoreInBatches(t *testing.T) {
 	ctx := context.Background()
-	kdf := crypto.FastKDFParamsForTests()
-	repo, err := repository.Init(ctx, mem.New(), []byte("pw"), repository.InitOptions{Options: repository.Options{KDF: &kdf},
-		PackSize: 1 << 20, Chunker: repository.ChunkerSizes{Min: 64 << 10, Avg: 128 << 10, Max: 512 << 10}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := repotest.New(t)
 	src := t.TempDir()
 	rng := rand.New(rand.NewPCG(1, 2))
 	mtime := time.Date(2024, 2, 29, 12, 0, 0, 0, time.UTC)

@@ -13,24 +13,11 @@ import (
 
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/backend"
-	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/repository/repotest"
 	"github.com/nestguard/nestguard/internal/retention/locktest"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
-
-var pass = []byte("retention test")
-
-func initRepo(t *testing.T, be backend.Backend, lock *repository.ObjectLock) *repository.Repository {
-	t.Helper()
-	kdf := crypto.FastKDFParamsForTests()
-	r, err := repository.Init(context.Background(), be, pass, repository.InitOptions{Options: repository.Options{KDF: &kdf},
-		PackSize: 1 << 20, Chunker: repository.ChunkerSizes{Min: 64 << 10, Avg: 128 << 10, Max: 512 << 10}, ObjectLock: lock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 // writeFiles creates n files of random data under dir/sub/... and returns dir.
 func writeFiles(t *testing.T, dir string, seed uint64, n, size int) string {
@@ -64,7 +51,7 @@ func backup(t *testing.T, r *repository.Repository, dir string) *snapshot.Snapsh
 func TestObjectsCoversEverythingARestoreReads(t *testing.T) {
 	ctx := context.Background()
 	be := locktest.New(true)
-	r := initRepo(t, be, nil)
+	r := repotest.New(t, repotest.Backend(be))
 	dir := writeFiles(t, t.TempDir(), 1, 30, 100_000)
 	sn := backup(t, r, dir)
 	// A second, unrelated backup: its packs are not part of the first.
@@ -112,13 +99,7 @@ func TestObjectsCoversEverythingARestoreReads(t *testing.T) {
 			return nil
 		})
 	}
-	r2, err := repository.Open(ctx, be, pass, repository.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r2.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r2 := repotest.Open(t, be)
 	again, err := Objects(ctx, r2, sn)
 	if err != nil || again.MissingError() != nil || len(again.Packs) != len(set.Packs) {
 		t.Errorf("after removing everything else: %v, %v, %d packs (had %d)", err, again.MissingError(), len(again.Packs), len(set.Packs))
@@ -128,10 +109,10 @@ func TestObjectsCoversEverythingARestoreReads(t *testing.T) {
 func TestObjectsReportsMissingBlobs(t *testing.T) {
 	ctx := context.Background()
 	be := locktest.New(true)
-	r := initRepo(t, be, nil)
+	r := repotest.New(t, repotest.Backend(be))
 	sn := backup(t, r, writeFiles(t, t.TempDir(), 3, 5, 50_000))
 	// Forget the index: a fresh repository view without LoadIndex.
-	r2, err := repository.Open(ctx, be, pass, repository.Options{})
+	r2, err := repository.Open(ctx, be, []byte(repotest.Password), repository.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +128,7 @@ func TestObjectsReportsMissingBlobs(t *testing.T) {
 func TestApplyExtendsSharedObjects(t *testing.T) {
 	ctx := context.Background()
 	be := locktest.New(true)
-	r := initRepo(t, be, &repository.ObjectLock{Mode: repository.LockCompliance, MinRetention: time.Hour})
+	r := repotest.New(t, repotest.Backend(be), repotest.ObjectLock(&repository.ObjectLock{Mode: repository.LockCompliance, MinRetention: time.Hour}))
 	dirA := writeFiles(t, t.TempDir(), 4, 20, 60_000)
 	a := backup(t, r, dirA)
 	onlyA := backup(t, r, writeFiles(t, t.TempDir(), 5, 5, 60_000))
@@ -202,7 +183,7 @@ func TestApplyExtendsSharedObjects(t *testing.T) {
 }
 
 func TestApplyWithoutPolicy(t *testing.T) {
-	r := initRepo(t, locktest.New(true), nil)
+	r := repotest.New(t, repotest.Backend(locktest.New(true)))
 	sn := backup(t, r, writeFiles(t, t.TempDir(), 6, 2, 1000))
 	res, err := Apply(context.Background(), r, sn)
 	if err != nil || res.Objects != 0 {
@@ -226,7 +207,7 @@ func TestWALRange(t *testing.T) {
 func TestObjectsOfPostgresSnapshot(t *testing.T) {
 	ctx := context.Background()
 	be := locktest.New(true)
-	r := initRepo(t, be, nil)
+	r := repotest.New(t, repotest.Backend(be))
 	sn := backup(t, r, writeFiles(t, t.TempDir(), 8, 3, 10_000))
 	ctlID, _, err := r.SaveBlob(ctx, 0, []byte("pg_control contents"))
 	if err != nil {

@@ -1,0 +1,77 @@
+// Package repotest creates repositories for the unit tests of other
+// packages: on an in-memory backend unless the test gives one, with the
+// cheapest key derivation and small packs and chunks, so that a few
+// megabytes of test data make many packs and blobs.
+package repotest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/mem"
+	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+// Password opens the repositories New creates.
+const Password = "pw"
+
+// An Option changes what New creates.
+type Option func(*config)
+
+type config struct {
+	be   backend.Backend
+	lock *repository.ObjectLock
+}
+
+// Backend creates the repository on be instead of a new in-memory backend.
+func Backend(be backend.Backend) Option { return func(c *config) { c.be = be } }
+
+// ObjectLock creates the repository with this Object Lock policy; the
+// backend must be a backend.Locker with Object Lock on (locktest.New(true)).
+func ObjectLock(l *repository.ObjectLock) Option { return func(c *config) { c.lock = l } }
+
+// New creates a repository opened by Password, with 1 MiB packs and chunks
+// of 64 KiB to 512 KiB (128 KiB on average), or fails t.
+func New(t testing.TB, opts ...Option) *repository.Repository {
+	t.Helper()
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.be == nil {
+		c.be = mem.New()
+	}
+	r, err := repository.Init(context.Background(), c.be, []byte(Password), repository.InitOptions{
+		Options:    options(),
+		PackSize:   1 << 20,
+		Chunker:    repository.ChunkerSizes{Min: 64 << 10, Avg: 128 << 10, Max: 512 << 10},
+		ObjectLock: c.lock,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// Open opens the repository New created on be, as a new process would,
+// and loads its index, or fails t.
+func Open(t testing.TB, be backend.Backend) *repository.Repository {
+	t.Helper()
+	ctx := context.Background()
+	r, err := repository.Open(ctx, be, []byte(Password), options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// options makes key slots cheap to derive: tests add and open many.
+func options() repository.Options {
+	kdf := crypto.FastKDFParamsForTests()
+	return repository.Options{KDF: &kdf}
+}
