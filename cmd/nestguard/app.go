@@ -22,6 +22,7 @@ import (
 
 // app holds the global flags and what commands share.
 type app struct {
+	configFile   string
 	repo         string
 	passwordFile string
 	keyFile      string
@@ -72,6 +73,9 @@ restore was made, but some files were unreadable or damaged).`,
 		SilenceErrors: true,
 		Version:       version,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.applyConfig(cmd); err != nil {
+				return err
+			}
 			a.setupLogging()
 			return a.startProfiles()
 		},
@@ -79,6 +83,7 @@ restore was made, but some files were unreadable or damaged).`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	pf := root.PersistentFlags()
+	pf.StringVar(&a.configFile, "config", os.Getenv("NESTGUARD_CONFIG"), "read settings from this TOML file (env NESTGUARD_CONFIG; default "+defaultConfig+" if it exists)")
 	pf.StringVarP(&a.repo, "repo", "r", os.Getenv("NESTGUARD_REPO"), "repository: a directory or s3://bucket/prefix (env NESTGUARD_REPO)")
 	pf.StringVar(&a.passwordFile, "password-file", os.Getenv("NESTGUARD_PASSWORD_FILE"), "read the passphrase from this file (env NESTGUARD_PASSWORD_FILE)")
 	pf.StringVar(&a.keyFile, "key-file", os.Getenv("NESTGUARD_KEY_FILE"), "open the repository with a generated key file instead of a passphrase (env NESTGUARD_KEY_FILE; see 'key add --generate-key-file')")
@@ -94,6 +99,13 @@ restore was made, but some files were unreadable or damaged).`,
 	pf.StringVar(&a.s3Region, "s3-region", os.Getenv("AWS_REGION"), "S3 region (env AWS_REGION)")
 	pf.BoolVar(&a.s3PathStyle, "s3-path-style", os.Getenv("NESTGUARD_S3_PATH_STYLE") == "true", "use path-style S3 URLs (MinIO and most self-hosted stores)")
 	pf.StringVar(&a.caCert, "ca-cert", os.Getenv("NESTGUARD_CA_CERT"), "PEM bundle of CAs to trust for TLS to the storage")
+	bindEnv(pf, "repo", "NESTGUARD_REPO")
+	bindEnv(pf, "password-file", "NESTGUARD_PASSWORD_FILE")
+	bindEnv(pf, "key-file", "NESTGUARD_KEY_FILE")
+	bindEnv(pf, "s3-endpoint", "NESTGUARD_S3_ENDPOINT")
+	bindEnv(pf, "s3-region", "AWS_REGION")
+	bindEnv(pf, "s3-path-style", "NESTGUARD_S3_PATH_STYLE")
+	bindEnv(pf, "ca-cert", "NESTGUARD_CA_CERT")
 	pf.BoolVar(&a.insecureHTTP, "insecure-http", false, "talk plain HTTP to S3 (loopback endpoints only, for tests)")
 
 	root.AddCommand(

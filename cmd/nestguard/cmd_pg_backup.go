@@ -134,6 +134,7 @@ machine sees it; it is checked to be the cluster --dsn talks to.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.DataDir, "pgdata", os.Getenv("PGDATA"), "the cluster's data directory (env PGDATA; default: the server's data_directory)")
+	bindEnv(f, "pgdata", "PGDATA")
 	f.StringVar(&o.DSN, "dsn", "", `connection string or URL, e.g. "host=/var/run/postgresql user=postgres" (default: the PG* environment)`)
 	f.StringArrayVar(&o.Tags, "tag", nil, "tag the snapshot (repeatable)")
 	f.StringVar(&blockSize, "block-size", "", fmt.Sprintf("chunk size for relation files, a multiple of 8KiB (default %dKiB)", pg.DefaultBlockSize>>10))

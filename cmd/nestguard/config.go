@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/nestguard/nestguard/internal/config"
+)
+
+// defaultConfig is read when it exists and neither --config nor
+// NESTGUARD_CONFIG names another file.
+const defaultConfig = "/etc/nestguard/nestguard.toml"
+
+// envAnnotation marks a flag whose default comes from an environment
+// variable: the variable, once set, wins over the config file.
+const envAnnotation = "nestguard-env"
+
+// bindEnv records that flag name of fl defaults to environment variable env.
+func bindEnv(fl *pflag.FlagSet, name, env string) {
+	if err := fl.SetAnnotation(name, envAnnotation, []string{env}); err != nil {
+		panic(err) // a flag defined just before: a programming error
+	}
+}
+
+// applyConfig sets the flags of cmd from the config file, except those
+// given on the command line or by their environment variable: command
+// line, then environment, then the file, then the built-in default. The
+// whole file is checked against the commands first, so a misspelt key is
+// an error even in a section this command does not read.
+func (a *app) applyConfig(cmd *cobra.Command) error {
+	path, explicit := a.configFile, a.configFile != ""
+	if !explicit {
+		path = defaultConfig
+	}
+	f, err := config.Load(path)
+	if err != nil {
+		if !explicit && config.IsNotExist(err) {
+			return nil
+		}
+		return &usageError{err}
+	}
+	if err := checkConfig(cmd.Root(), f); err != nil {
+		return &usageError{err}
+	}
+	var names []string
+	for c := cmd; c.HasParent(); c = c.Parent() {
+		names = append([]string{c.Name()}, names...)
+	}
+	for i := 0; i <= len(names); i++ {
+		for _, s := range f.Section(names[:i]...) {
+			if err := applySetting(cmd.Flags(), f.Path, s); err != nil {
+				return &usageError{err}
+			}
+		}
+	}
+	return nil
+}
+
+func applySetting(fl *pflag.FlagSet, path string, s config.Setting) error {
+	flag := fl.Lookup(s.Key)
+	if flag == nil || flag.Changed {
+		return nil // a non-inherited flag of a parent command, or given on the command line
+	}
+	if env := flag.Annotations[envAnnotation]; len(env) > 0 && os.Getenv(env[0]) != "" {
+		return nil
+	}
+	if len(s.Values) != 1 && !repeatable(flag) {
+		return fmt.Errorf("config file %s: %s takes one value, not %d", path, s.Where(), len(s.Values))
+	}
+	for _, v := range s.Values {
+		if err := fl.Set(s.Key, v); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, s.Where(), err)
+		}
+	}
+	return nil
+}
+
+func repeatable(f *pflag.Flag) bool {
+	t := f.Value.Type()
+	return strings.HasSuffix(t, "Array") || strings.HasSuffix(t, "Slice")
+}
+
+// checkConfig reports the first setting that names no command or flag.
+func checkConfig(root *cobra.Command, f *config.File) error {
+	for _, s := range f.Settings {
+		c := root
+		for i, name := range s.Section {
+			next := subcommand(c, name)
+			if next == nil {
+				return fmt.Errorf("config file %s: unknown section [%s]: there is no command 'nestguard %s'", f.Path,
+					strings.Join(s.Section[:i+1], "."), strings.Join(s.Section[:i+1], " "))
+			}
+			c = next
+		}
+		where := "nestguard"
+		if len(s.Section) > 0 {
+			where = "nestguard " + strings.Join(s.Section, " ")
+		}
+		switch {
+		case s.Key == "config" || s.Key == "help":
+			return fmt.Errorf("config file %s: %s cannot be set in the config file", f.Path, s.Where())
+		case c.LocalFlags().Lookup(s.Key) != nil:
+		case c.InheritedFlags().Lookup(s.Key) != nil:
+			return fmt.Errorf("config file %s: %s is a setting of a parent command: put it in that command's section (global ones at the top, before any [section])", f.Path, s.Where())
+		default:
+			return fmt.Errorf("config file %s: unknown setting %s: '%s' has no flag --%s (see '%s --help')", f.Path, s.Where(), where, s.Key, where)
+		}
+	}
+	return nil
+}
+
+func subcommand(c *cobra.Command, name string) *cobra.Command {
+	for _, sub := range c.Commands() {
+		if sub.Name() == name || sub.HasAlias(name) {
+			return sub
+		}
+	}
+	return nil
+}
