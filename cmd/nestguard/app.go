@@ -23,6 +23,7 @@ import (
 // app holds the global flags and what commands share.
 type app struct {
 	configFile   string
+	metricsFile  string
 	repo         string
 	passwordFile string
 	keyFile      string
@@ -43,6 +44,11 @@ type app struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    *slog.Logger
+
+	// The running command, for --metrics-file (see metrics.go).
+	command string
+	started time.Time
+	values  map[string]float64
 }
 
 func newApp() *app { return &app{stdout: os.Stdout, stderr: os.Stderr} }
@@ -77,6 +83,7 @@ restore was made, but some files were unreadable or damaged).`,
 				return err
 			}
 			a.setupLogging()
+			a.startRun(cmd)
 			return a.startProfiles()
 		},
 		PersistentPostRun: func(*cobra.Command, []string) { a.stopProfiles() },
@@ -87,6 +94,7 @@ restore was made, but some files were unreadable or damaged).`,
 	pf.StringVarP(&a.repo, "repo", "r", os.Getenv("NESTGUARD_REPO"), "repository: a directory or s3://bucket/prefix (env NESTGUARD_REPO)")
 	pf.StringVar(&a.passwordFile, "password-file", os.Getenv("NESTGUARD_PASSWORD_FILE"), "read the passphrase from this file (env NESTGUARD_PASSWORD_FILE)")
 	pf.StringVar(&a.keyFile, "key-file", os.Getenv("NESTGUARD_KEY_FILE"), "open the repository with a generated key file instead of a passphrase (env NESTGUARD_KEY_FILE; see 'key add --generate-key-file')")
+	pf.StringVar(&a.metricsFile, "metrics-file", os.Getenv("NESTGUARD_METRICS_FILE"), "record the outcome of backup, restore, verify, copy and pg commands in this Prometheus textfile (env NESTGUARD_METRICS_FILE; see docs/monitoring.md)")
 	pf.BoolVar(&a.jsonOut, "json", false, "print results as JSON")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
 	pf.CountVarP(&a.verbose, "verbose", "v", "log more (repeat for debug)")
@@ -99,6 +107,7 @@ restore was made, but some files were unreadable or damaged).`,
 	pf.StringVar(&a.s3Region, "s3-region", os.Getenv("AWS_REGION"), "S3 region (env AWS_REGION)")
 	pf.BoolVar(&a.s3PathStyle, "s3-path-style", os.Getenv("NESTGUARD_S3_PATH_STYLE") == "true", "use path-style S3 URLs (MinIO and most self-hosted stores)")
 	pf.StringVar(&a.caCert, "ca-cert", os.Getenv("NESTGUARD_CA_CERT"), "PEM bundle of CAs to trust for TLS to the storage")
+	bindEnv(pf, "metrics-file", "NESTGUARD_METRICS_FILE")
 	bindEnv(pf, "repo", "NESTGUARD_REPO")
 	bindEnv(pf, "password-file", "NESTGUARD_PASSWORD_FILE")
 	bindEnv(pf, "key-file", "NESTGUARD_KEY_FILE")
@@ -110,17 +119,17 @@ restore was made, but some files were unreadable or damaged).`,
 
 	root.AddCommand(
 		a.initCommand(),
-		a.backupCommand(),
-		a.restoreCommand(),
+		monitor(a.backupCommand()),
+		monitor(a.restoreCommand()),
 		a.snapshotsCommand(),
 		a.lsCommand(),
 		a.diffCommand(),
 		a.statsCommand(),
-		a.verifyCommand(),
+		monitor(a.verifyCommand()),
 		a.keyCommand(),
 		a.pgCommand(),
 		a.holdCommand(),
-		a.copyCommand(),
+		monitor(a.copyCommand()),
 	)
 	return root
 }

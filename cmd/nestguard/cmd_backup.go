@@ -58,6 +58,7 @@ the exit code is 3.`,
 					return err
 				}
 				s := sn.Summary
+				a.summaryMetrics(s)
 				if a.jsonOut {
 					if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "summary": s, "errors": ferrs,
 						"duration_seconds": s.End.Sub(s.Start).Seconds()}); err != nil {

@@ -21,7 +21,7 @@ import (
 
 // pgBackupCommands: pg backup and pg restore.
 func (a *app) pgBackupCommands() []*cobra.Command {
-	return []*cobra.Command{a.pgBackupCommand(), a.pgRestoreCommand()}
+	return []*cobra.Command{monitor(a.pgBackupCommand()), monitor(a.pgRestoreCommand())}
 }
 
 func (a *app) pgBackupCommand() *cobra.Command {
@@ -101,6 +101,9 @@ machine sees it; it is checked to be the cluster --dsn talks to.`,
 					return err
 				}
 				s := sn.Summary
+				a.summaryMetrics(s)
+				a.metric("database_bytes", float64(info.DatabaseSize))
+				a.metric("corrupt_pages", float64(len(info.CorruptPages)))
 				secs := s.End.Sub(s.Start).Seconds()
 				if a.jsonOut {
 					if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "summary": s, "backup": info,

@@ -21,7 +21,7 @@ import (
 
 // pgWALCommands: archive-wal, restore-wal, status.
 func (a *app) pgWALCommands() []*cobra.Command {
-	return []*cobra.Command{a.pgArchiveWALCommand(), a.pgRestoreWALCommand(), a.pgStatusCommand()}
+	return []*cobra.Command{monitor(a.pgArchiveWALCommand()), a.pgRestoreWALCommand(), a.pgStatusCommand()}
 }
 
 func (a *app) pgArchiveWALCommand() *cobra.Command {
@@ -74,6 +74,7 @@ start a new timeline.`,
 				if err != nil {
 					return err
 				}
+				a.metric("bytes", float64(res.Size))
 				a.log.Info("archived WAL", "file", name, "bytes", res.Size, "already_archived", res.AlreadyArchived,
 					"open_ms", opened.Milliseconds(), "store_ms", res.Duration.Milliseconds(), "total_ms", time.Since(began).Milliseconds())
 				return nil

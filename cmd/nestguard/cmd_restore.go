@@ -48,6 +48,9 @@ named, the others are restored, and the exit code is 3.`,
 					return err
 				}
 				errs := res.Errors()
+				a.metric("files", float64(res.C.Files.Load()))
+				a.metric("bytes", float64(res.C.BytesTotal.Load()))
+				a.metric("errors", float64(len(errs)))
 				if a.jsonOut {
 					if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "target": o.Target, "files": res.C.Files.Load(),
 						"dirs": res.C.Dirs.Load(), "bytes": res.C.BytesTotal.Load(), "errors": errs}); err != nil {

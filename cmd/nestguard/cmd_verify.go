@@ -50,6 +50,10 @@ by snapshot and file. Exit code 1 when anything is wrong.`,
 				if err != nil {
 					return err
 				}
+				a.metric("snapshots", float64(report.Snapshots))
+				a.metric("bytes_read", float64(report.BytesRead))
+				a.metric("problems", float64(len(report.Problems)))
+				a.metric("damaged_snapshots", float64(len(report.DamagedSnapshots)))
 				if a.jsonOut {
 					if err := a.printJSON(map[string]any{"ok": report.OK(), "report": report}); err != nil {
 						return err

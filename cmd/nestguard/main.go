@@ -19,7 +19,7 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// Exit codes scripts can rely on (docs/cli.md).
+// Exit codes scripts can rely on (README.md lists them).
 const (
 	exitOK      = 0
 	exitError   = 1
@@ -43,7 +43,13 @@ func run(ctx context.Context, args []string) int {
 	root := app.rootCommand()
 	markUsageErrors(root)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	code := exitCode(root.ExecuteContext(ctx))
+	app.writeMetrics(code)
+	return code
+}
+
+// exitCode prints err and returns the exit code it maps to.
+func exitCode(err error) int {
 	if err == nil {
 		return exitOK
 	}

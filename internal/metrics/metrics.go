@@ -1,0 +1,236 @@
+// Package metrics records the outcome of nestguard commands in the
+// Prometheus text format, for node_exporter's textfile collector: a backup
+// run from cron or a systemd timer leaves behind when it last ran, how it
+// ended and what it did, and an alert on the age of the last success
+// catches the runs that did not happen at all.
+//
+// One file may serve every command and repository: Write replaces the
+// series of its own command and repository and keeps the others.
+package metrics
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
+)
+
+// Run describes one finished command.
+type Run struct {
+	Command  string // "backup", "pg backup", ...: the label "command"
+	Repo     string // the repository as given, without credentials: the label "repo"
+	Start    time.Time
+	Duration time.Duration
+	ExitCode int // 0 ok, 1 error, 2 usage, 3 partial
+	// Values are the command's own gauges: "files" of "pg backup" becomes
+	// nestguard_pg_backup_files.
+	Values map[string]float64
+}
+
+// The metrics every run writes.
+const (
+	lastRun     = "nestguard_last_run_timestamp_seconds"
+	duration    = "nestguard_last_run_duration_seconds"
+	exitCode    = "nestguard_last_run_exit_code"
+	success     = "nestguard_last_run_success"
+	lastSuccess = "nestguard_last_success_timestamp_seconds"
+)
+
+var help = map[string]string{
+	lastRun:     "When the command last ended (Unix time).",
+	duration:    "How long the last run of the command took.",
+	exitCode:    "Exit code of the last run: 0 ok, 1 error, 2 usage error, 3 partial (done, but some files unreadable or damaged).",
+	success:     "1 if the last run ended with exit code 0, else 0 (a partial run is not a success).",
+	lastSuccess: "When the command last ended with exit code 0 (Unix time); kept across failed runs.",
+}
+
+var keyRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+const prefix = "nestguard_"
+
+// Write records r in the file at path, atomically (a temporary file in the
+// same directory, synced, then renamed), so the collector never reads half
+// a file. Series of other commands or repositories already in the file are
+// kept, and so is r's last success when r failed. A previous file that
+// does not parse is replaced: its history is lost, which the next success
+// repairs, and a broken file must not stop monitoring.
+func Write(path string, r Run) error {
+	fams, err := build(r)
+	if err != nil {
+		return err
+	}
+	// Commands may end at the same time (archive-wal during a backup):
+	// the lock keeps one from dropping the other's series.
+	unlock, err := lock(path + ".lock")
+	if err != nil {
+		return fmt.Errorf("metrics file %s: %w", path, err)
+	}
+	defer unlock()
+	old, err := read(path)
+	var pe *fs.PathError
+	switch {
+	case err == nil:
+		merge(fams, old, r)
+	case errors.Is(err, fs.ErrNotExist):
+	case errors.As(err, &pe):
+		return fmt.Errorf("metrics file %s: %w", path, err)
+	}
+	var buf bytes.Buffer
+	for _, name := range sortedNames(fams) {
+		if _, err := expfmt.MetricFamilyToText(&buf, fams[name]); err != nil {
+			return fmt.Errorf("metrics file %s: encoding %s: %w", path, name, err)
+		}
+	}
+	return writeAtomic(path, buf.Bytes())
+}
+
+func labels(r Run) []*dto.LabelPair {
+	return []*dto.LabelPair{
+		{Name: proto.String("command"), Value: proto.String(r.Command)},
+		{Name: proto.String("repo"), Value: proto.String(r.Repo)},
+	}
+}
+
+func gauge(name, helpText string, lp []*dto.LabelPair, v float64) *dto.MetricFamily {
+	return &dto.MetricFamily{
+		Name: proto.String(name),
+		Help: proto.String(helpText),
+		Type: dto.MetricType_GAUGE.Enum(),
+		Metric: []*dto.Metric{{
+			Label: lp,
+			Gauge: &dto.Gauge{Value: proto.Float64(v)},
+		}},
+	}
+}
+
+// build returns the families of r alone.
+func build(r Run) (map[string]*dto.MetricFamily, error) {
+	if r.Command == "" {
+		return nil, errors.New("metrics: a run needs its command")
+	}
+	end := r.Start.Add(r.Duration)
+	ts := float64(end.UnixNano()) / 1e9
+	ok := 0.0
+	if r.ExitCode == 0 {
+		ok = 1
+	}
+	fams := map[string]*dto.MetricFamily{
+		lastRun:  gauge(lastRun, help[lastRun], labels(r), ts),
+		duration: gauge(duration, help[duration], labels(r), r.Duration.Seconds()),
+		exitCode: gauge(exitCode, help[exitCode], labels(r), float64(r.ExitCode)),
+		success:  gauge(success, help[success], labels(r), ok),
+	}
+	if r.ExitCode == 0 {
+		fams[lastSuccess] = gauge(lastSuccess, help[lastSuccess], labels(r), ts)
+	}
+	cmd := strings.ReplaceAll(r.Command, " ", "_")
+	cmd = strings.ReplaceAll(cmd, "-", "_")
+	for k, v := range r.Values {
+		if !keyRE.MatchString(k) {
+			return nil, fmt.Errorf("metrics: value name %q is not of the form [a-z_][a-z0-9_]*", k)
+		}
+		name := prefix + cmd + "_" + k
+		fams[name] = gauge(name, fmt.Sprintf("%s of the last %q run.", k, r.Command), labels(r), v)
+	}
+	return fams, nil
+}
+
+func read(path string) (map[string]*dto.MetricFamily, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(f)
+}
+
+// merge adds to fams the series of old that belong to other runs, and r's
+// last success when r failed.
+func merge(fams, old map[string]*dto.MetricFamily, r Run) {
+	for name, of := range old {
+		if !strings.HasPrefix(name, prefix) || of.GetType() != dto.MetricType_GAUGE {
+			continue
+		}
+		for _, m := range of.Metric {
+			same := sameRun(m, r)
+			if same && !(name == lastSuccess && r.ExitCode != 0) {
+				continue // replaced by this run
+			}
+			nf := fams[name]
+			if nf == nil {
+				nf = &dto.MetricFamily{Name: of.Name, Help: of.Help, Type: of.Type}
+				fams[name] = nf
+			}
+			nf.Metric = append(nf.Metric, m)
+		}
+	}
+}
+
+func sameRun(m *dto.Metric, r Run) bool {
+	var cmd, repo string
+	for _, lp := range m.Label {
+		switch lp.GetName() {
+		case "command":
+			cmd = lp.GetValue()
+		case "repo":
+			repo = lp.GetValue()
+		}
+	}
+	return cmd == r.Command && repo == r.Repo
+}
+
+func sortedNames(fams map[string]*dto.MetricFamily) []string {
+	names := make([]string, 0, len(fams))
+	for n := range fams {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("metrics file %s: directory %s does not exist: create it or change --metrics-file", path, dir)
+		}
+		return fmt.Errorf("metrics file %s: %w", path, err)
+	}
+	name := tmp.Name()
+	fail := func(err error) error {
+		tmp.Close()
+		os.Remove(name)
+		return fmt.Errorf("metrics file %s: %w", path, err)
+	}
+	// The collector runs as another user; the file holds no secrets.
+	if err := tmp.Chmod(0o644); err != nil {
+		return fail(err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(name, path); err != nil {
+		os.Remove(name)
+		return fmt.Errorf("metrics file %s: %w", path, err)
+	}
+	return nil
+}
