@@ -7,6 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -252,4 +255,44 @@ func TestObjectsHashChecked(t *testing.T) {
 		t.Fatalf("garbage object: %v", err)
 	}
 	_ = fs.ErrExist
+}
+
+// TestPacksSpooled: a backend that cannot stream (S3, here the in-memory
+// one) gets its packs through spool files that leave nothing behind, and a
+// spool directory that cannot be written fails the save with a message
+// naming TMPDIR.
+func TestPacksSpooled(t *testing.T) {
+	ctx := context.Background()
+	spool := t.TempDir()
+	t.Setenv("TMPDIR", spool)
+	r, be := newRepo(t)
+	var ids []id.ID
+	for i := range 30 { // about three 1 MiB packs
+		bid, _, err := r.SaveBlob(ctx, index.DataBlob, randBytes(uint64(i), 100_000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, bid)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(spool); len(left) != 0 {
+		t.Errorf("spool files left behind: %v", left)
+	}
+	r2 := reopen(t, be)
+	for _, bid := range ids {
+		if _, err := r2.LoadBlob(ctx, bid, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Setenv("TMPDIR", filepath.Join(spool, "missing"))
+	_, _, err := r2.SaveBlob(ctx, index.DataBlob, randBytes(99, 100_000))
+	if err == nil {
+		err = r2.Flush(ctx)
+	}
+	if err == nil || !strings.Contains(err.Error(), "TMPDIR") {
+		t.Errorf("save with an unwritable spool directory: %v, want an error naming TMPDIR", err)
+	}
 }
