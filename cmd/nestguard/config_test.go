@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -13,11 +12,7 @@ import (
 
 // configEnv runs nestguard with only the environment a test gives it, so
 // that the config file is the one source of settings.
-type configEnv struct {
-	t   *testing.T
-	dir string
-	env []string
-}
+type configEnv struct{ t *testing.T }
 
 func (c *configEnv) run(extraEnv []string, args ...string) result {
 	c.t.Helper()
@@ -27,17 +22,8 @@ func (c *configEnv) run(extraEnv []string, args ...string) result {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(append(cmd.Env, c.env...), extraEnv...)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	r := result{stdout: so.String(), stderr: se.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		c.t.Fatalf("running nestguard %v: %v", args, err)
-	}
-	return r
+	cmd.Env = append(cmd.Env, extraEnv...)
+	return execute(c.t, cmd)
 }
 
 func (c *configEnv) must(extraEnv []string, args ...string) string {
@@ -64,7 +50,7 @@ func writeFile(t *testing.T, path, text string, mode os.FileMode) {
 // win over it; a malformed file is a usage error naming what is wrong.
 func TestConfigFile(t *testing.T) {
 	dir := t.TempDir()
-	c := &configEnv{t: t, dir: dir}
+	c := &configEnv{t: t}
 	repo := filepath.Join(dir, "repo")
 	pass := filepath.Join(dir, "pass")
 	writeFile(t, pass, "config test passphrase\n", 0o600)

@@ -78,7 +78,12 @@ func (e *env) cmd(args ...string) *exec.Cmd {
 
 func (e *env) run(args ...string) result {
 	e.t.Helper()
-	c := e.cmd(args...)
+	return execute(e.t, e.cmd(args...))
+}
+
+// execute runs c and returns what it printed and its exit code.
+func execute(t *testing.T, c *exec.Cmd) result {
+	t.Helper()
 	var so, se bytes.Buffer
 	c.Stdout, c.Stderr = &so, &se
 	err := c.Run()
@@ -86,7 +91,7 @@ func (e *env) run(args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		e.t.Fatalf("running nestguard %v: %v", args, err)
+		t.Fatalf("running %v: %v", c.Args, err)
 	}
 	return r
 }

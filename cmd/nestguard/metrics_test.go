@@ -33,7 +33,7 @@ func promValue(t *testing.T, path, name, cmd string) float64 {
 // commands write nothing.
 func TestMetricsFile(t *testing.T) {
 	dir := t.TempDir()
-	c := &configEnv{t: t, dir: dir}
+	c := &configEnv{t: t}
 	prom := filepath.Join(dir, "nestguard.prom")
 	pass := filepath.Join(dir, "pass")
 	writeFile(t, pass, "metrics test passphrase\n", 0o600)
