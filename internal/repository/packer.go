@@ -143,7 +143,7 @@ func (p *packer) create(ctx context.Context) (backend.PendingObject, error) {
 	}
 	f, err := os.CreateTemp("", "nestguard-pack-*")
 	if err != nil {
-		return nil, fmt.Errorf("spooling a pack for upload: %w (set TMPDIR to a directory with room for a pack per upload in flight)", err)
+		return nil, spoolError(err)
 	}
 	// Unnamed from the start: a killed backup leaves nothing behind.
 	os.Remove(f.Name())
@@ -187,9 +187,14 @@ func (s *spooledPack) Write(b []byte) (int, error) {
 	n, err := s.f.Write(b)
 	s.size += int64(n)
 	if err != nil {
-		return n, fmt.Errorf("spooling a pack for upload: %w", err)
+		return n, spoolError(err)
 	}
 	return n, nil
+}
+
+// spoolError says where spool files go and how to move them.
+func spoolError(err error) error {
+	return fmt.Errorf("spooling a pack for upload in %s: %w (set TMPDIR to a directory with room for a pack per upload in flight)", os.TempDir(), err)
 }
 
 func (s *spooledPack) Commit(ctx context.Context, name string) error {
