@@ -34,7 +34,8 @@ type Run struct {
 	Duration time.Duration
 	ExitCode int // 0 ok, 1 error, 2 usage, 3 partial
 	// Values are the command's own gauges: "files" of "pg backup" becomes
-	// nestguard_pg_backup_files.
+	// nestguard_pg_backup_files. Write refuses a key not of the form
+	// [a-z_][a-z0-9_]*.
 	Values map[string]float64
 }
 
@@ -119,6 +120,9 @@ func build(r Run) (map[string]*dto.MetricFamily, error) {
 	if r.Command == "" {
 		return nil, errors.New("metrics: a run needs its command")
 	}
+	if r.Start.IsZero() {
+		return nil, fmt.Errorf("metrics: the %q run has no start time", r.Command)
+	}
 	end := r.Start.Add(r.Duration)
 	ts := float64(end.UnixNano()) / 1e9
 	ok := 0.0
@@ -141,6 +145,15 @@ func build(r Run) (map[string]*dto.MetricFamily, error) {
 			return nil, fmt.Errorf("metrics: value name %q is not of the form [a-z_][a-z0-9_]*", k)
 		}
 		name := prefix + cmd + "_" + k
+		// A collector that knows only the classic form skips the whole
+		// file over one quoted name; a value must not stand in for a
+		// gauge every run writes.
+		if !keyRE.MatchString(name) {
+			return nil, fmt.Errorf("metrics: command %q gives the metric name %q, not of the form [a-z_][a-z0-9_]*", r.Command, name)
+		}
+		if help[name] != "" {
+			return nil, fmt.Errorf("metrics: value %q of %q would overwrite %s", k, r.Command, name)
+		}
 		fams[name] = gauge(name, fmt.Sprintf("%s of the last %q run.", k, r.Command), labels(r), v)
 	}
 	return fams, nil

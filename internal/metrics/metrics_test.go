@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,16 +127,91 @@ func TestWriteReplacesUnparsableFile(t *testing.T) {
 	if got, found := value(t, path, success, "verify", "/r"); !found || got != 1 {
 		t.Errorf("success = %v (found %v)", got, found)
 	}
+
+	// A file that parses only up to a point carries nothing over: a failed
+	// run then has no last success rather than one from a damaged file.
+	damaged := "# TYPE " + lastSuccess + " gauge\n" +
+		lastSuccess + `{command="backup",repo="/r"} 123` + "\nnot { valid\n"
+	if err := os.WriteFile(path, []byte(damaged), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(path, Run{Command: "backup", Repo: "/r", Start: time.Now(), ExitCode: 1}); err != nil {
+		t.Fatalf("a damaged previous file: %v", err)
+	}
+	if got, found := value(t, path, lastSuccess, "backup", "/r"); found {
+		t.Errorf("last success %v carried over from a damaged file", got)
+	}
+	if got, found := value(t, path, exitCode, "backup", "/r"); !found || got != 1 {
+		t.Errorf("exit code = %v (found %v)", got, found)
+	}
+}
+
+// TestWriteReplacesByRename checks that the file is replaced whole, never
+// rewritten in place where the collector could read half of it: a second
+// link to the old file keeps the old contents.
+func TestWriteReplacesByRename(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.prom")
+	start := time.Now()
+	if err := Write(path, Run{Command: "backup", Repo: "/r", Start: start}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), "old")
+	if err := os.Link(path, old); err != nil {
+		t.Skipf("no hard links here: %v", err)
+	}
+	if err := Write(path, Run{Command: "backup", Repo: "/r", Start: start.Add(time.Hour), ExitCode: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(old); err != nil || string(got) != string(before) {
+		t.Errorf("the old file was changed in place (err %v)", err)
+	}
+	if got, _ := value(t, path, exitCode, "backup", "/r"); got != 1 {
+		t.Errorf("exit code in the new file = %v, want 1", got)
+	}
 }
 
 func TestWriteErrors(t *testing.T) {
 	dir := t.TempDir()
-	if err := Write(filepath.Join(dir, "x.prom"), Run{Command: "backup", Values: map[string]float64{"Bytes-Added": 1}}); err == nil ||
-		!strings.Contains(err.Error(), "Bytes-Added") {
-		t.Errorf("bad value name: %v", err)
+	path := filepath.Join(dir, "x.prom")
+	if err := Write(path, Run{Command: "backup", Start: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []Run{
+		{Command: "backup", Values: map[string]float64{"Bytes-Added": 1}},
+		{Command: "backup", Values: map[string]float64{"1files": 1}},
+		{Command: "backup", Values: map[string]float64{"": 1}},
+		{Command: "pg.backup", Values: map[string]float64{"files": 1}},
+		{Command: "last", Values: map[string]float64{"run_success": 1}},
+	} {
+		r.Start = time.Now()
+		err := Write(path, r)
+		if err == nil {
+			t.Errorf("%q %v was written", r.Command, r.Values)
+			continue
+		}
+		for k := range r.Values {
+			if !strings.Contains(err.Error(), fmt.Sprintf("%q", k)) && !strings.Contains(err.Error(), fmt.Sprintf("%q", r.Command)) {
+				t.Errorf("the error names neither the value nor the command: %v", err)
+			}
+		}
+	}
+	if after, err := os.ReadFile(path); err != nil || string(after) != string(before) {
+		t.Errorf("a refused run changed the file (err %v)", err)
+	}
+	if err := Write(filepath.Join(dir, "z.prom"), Run{Command: "backup"}); err == nil {
+		t.Error("a run without a start time was written")
 	}
 	missing := filepath.Join(dir, "no", "such", "x.prom")
-	err := Write(missing, Run{Command: "backup", Start: time.Now()})
+	err = Write(missing, Run{Command: "backup", Start: time.Now()})
 	if err == nil || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "--metrics-file") {
 		t.Errorf("missing directory: %v", err)
 	}
