@@ -8,13 +8,37 @@ render_report() {
 import sys
 from collections import defaultdict
 
-res = defaultdict(dict)
+vals = defaultdict(lambda: defaultdict(list))
 order = []
 for line in open(sys.argv[1]):
     section, set_, tool, key, value = line.rstrip("\n").split("\t", 4)
     if (section, set_) not in order:
         order.append((section, set_))
-    res[(section, set_, tool)][key] = value  # the last value wins
+    vals[(section, set_, tool)][key].append(value)
+
+def combine(key, vs):
+    # Repeated rounds (--rounds) record a value each. Numbers give their
+    # median; a failure in any round shows, so that no round hides another.
+    try:
+        xs = sorted(float(v) for v in vs)
+        n = len(xs)
+        m = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+        return str(int(m)) if m.is_integer() else repr(m)
+    except ValueError:
+        pass
+    if "FAIL" in vs:
+        return "FAIL"
+    if key == "status":
+        # Each round records "incomplete" first and "ok" once it is done.
+        done = vs.count("ok")
+        rest = [v for v in vs if v != "ok"]
+        return "ok" if done * 2 >= len(vs) else rest[-1]
+    return " / ".join(dict.fromkeys(vs))
+
+res = defaultdict(dict)
+for k, kv in vals.items():
+    for key, vs in kv.items():
+        res[k][key] = combine(key, vs)
 
 def num(v):
     try:

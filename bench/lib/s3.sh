@@ -14,10 +14,13 @@ s3_section() {
 }
 
 s3_all() {
-	local data=$1 v
+	local data=$1 v round
 	s3_start_minio
-	for v in nestguard:local nestguard:s3 restic:local restic:s3; do
-		run_step s3_variant "${v%%:*}" "${v#*:}" "$data"
+	for round in $(seq "$ROUNDS"); do
+		[ "$ROUNDS" = 1 ] || log "s3: round $round of $ROUNDS"
+		for v in nestguard:local nestguard:s3 restic:local restic:s3; do
+			run_step s3_variant "${v%%:*}" "${v#*:}" "$data"
+		done
 	done
 }
 
