@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -24,6 +23,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/nestguard/nestguard/internal/atomicfile"
 )
 
 // Run describes one finished command.
@@ -93,7 +94,11 @@ func Write(path string, r Run) error {
 			return fmt.Errorf("metrics file %s: encoding %s: %w", path, name, err)
 		}
 	}
-	return writeAtomic(path, buf.Bytes())
+	// The collector runs as another user; the file holds no secrets.
+	if err := atomicfile.Write(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("metrics file %s: %w", path, err)
+	}
+	return nil
 }
 
 func labels(r Run) []*dto.LabelPair {
@@ -211,39 +216,4 @@ func sortedNames(fams map[string]*dto.MetricFamily) []string {
 	}
 	slices.Sort(names)
 	return names
-}
-
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("metrics file %s: directory %s does not exist: create it or change --metrics-file", path, dir)
-		}
-		return fmt.Errorf("metrics file %s: %w", path, err)
-	}
-	name := tmp.Name()
-	fail := func(err error) error {
-		tmp.Close()
-		os.Remove(name)
-		return fmt.Errorf("metrics file %s: %w", path, err)
-	}
-	// The collector runs as another user; the file holds no secrets.
-	if err := tmp.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("metrics file %s: %w", path, err)
-	}
-	return nil
 }

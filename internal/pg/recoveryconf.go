@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nestguard/nestguard/internal/atomicfile"
 )
 
 // Recovery target actions (recovery_target_action).
@@ -179,8 +181,8 @@ func WriteRecoveryConfig(dataDir string, rc RecoveryConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := writeDurably(p, conf); err != nil {
+	if err := atomicfile.Write(p, conf, 0o600); err != nil {
 		return err
 	}
-	return writeDurably(filepath.Join(dataDir, "recovery.signal"), nil)
+	return atomicfile.Write(filepath.Join(dataDir, "recovery.signal"), nil, 0o600)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/nestguard/nestguard/internal/atomicfile"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/restorer"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -389,10 +390,10 @@ func finishDataDir(ctx context.Context, repo *repository.Repository, o RestoreOp
 	if err := os.MkdirAll(filepath.Join(o.TargetDir, "global"), 0o700); err != nil {
 		return err
 	}
-	if err := writeDurably(filepath.Join(o.TargetDir, controlFile), ctl); err != nil {
+	if err := atomicfile.Write(filepath.Join(o.TargetDir, controlFile), ctl, 0o600); err != nil {
 		return err
 	}
-	if err := writeDurably(filepath.Join(o.TargetDir, "backup_label"), []byte(info.BackupLabel)); err != nil {
+	if err := atomicfile.Write(filepath.Join(o.TargetDir, "backup_label"), []byte(info.BackupLabel), 0o600); err != nil {
 		return err
 	}
 	tsmap := info.TablespaceMap
@@ -405,7 +406,7 @@ func finishDataDir(ctx context.Context, repo *repository.Repository, o RestoreOp
 	}
 	if tsmap != "" {
 		// PostgreSQL recreates pg_tblspc's links from this file.
-		if err := writeDurably(filepath.Join(o.TargetDir, "tablespace_map"), []byte(tsmap)); err != nil {
+		if err := atomicfile.Write(filepath.Join(o.TargetDir, "tablespace_map"), []byte(tsmap), 0o600); err != nil {
 			return err
 		}
 	}

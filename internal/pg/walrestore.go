@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/atomicfile"
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/repository"
 )
@@ -98,7 +99,7 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 			return fmt.Errorf("WAL file %s from the repository: %w", name, err)
 		}
 	}
-	if err := writeDurably(dest, data); err != nil {
+	if err := atomicfile.Write(dest, data, 0o600); err != nil {
 		return err
 	}
 	if prefetch {
@@ -205,7 +206,7 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool string, names []string
 				log.Warn("prefetching WAL", "file", name, "err", err)
 				return
 			}
-			if err := writeDurably(filepath.Join(spool, name), data); err != nil {
+			if err := atomicfile.Write(filepath.Join(spool, name), data, 0o600); err != nil {
 				log.Warn("prefetching WAL", "file", name, "err", err)
 				return
 			}
@@ -253,13 +254,13 @@ func takeFromSpool(spool, name, dest string) (bool, error) {
 		if rerr != nil {
 			return false, err
 		}
-		if err := writeDurably(dest, data); err != nil {
+		if err := atomicfile.Write(dest, data, 0o600); err != nil {
 			return false, err
 		}
 		os.Remove(src)
 		return true, nil
 	}
-	return true, syncDir(filepath.Dir(dest))
+	return true, atomicfile.SyncDir(filepath.Dir(dest))
 }
 
 // cleanSpool removes what the request for name makes useless: segments
@@ -358,49 +359,4 @@ func spoolBusy(spool string) bool {
 		unlock()
 	}
 	return !ok
-}
-
-// writeDurably writes data to path through a temporary file, fsync and
-// rename, then syncs the directory: path never holds a partial file, and
-// exists only once its content is on disk.
-func writeDurably(path string, data []byte) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, ".tmp-"+base+"-")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o600)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
 }
