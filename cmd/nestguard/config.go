@@ -68,9 +68,6 @@ func applySetting(fl *pflag.FlagSet, path string, s config.Setting) error {
 	if env := flag.Annotations[envAnnotation]; len(env) > 0 && os.Getenv(env[0]) != "" {
 		return nil
 	}
-	if len(s.Values) != 1 && !repeatable(flag) {
-		return fmt.Errorf("config file %s: %s takes one value, not %d", path, s.Where(), len(s.Values))
-	}
 	for _, v := range s.Values {
 		if err := fl.Set(s.Key, v); err != nil {
 			return fmt.Errorf("config file %s: %s: %w", path, s.Where(), err)
@@ -100,10 +97,14 @@ func checkConfig(root *cobra.Command, f *config.File) error {
 		if len(s.Section) > 0 {
 			where = "nestguard " + strings.Join(s.Section, " ")
 		}
+		local := c.LocalFlags().Lookup(s.Key)
 		switch {
 		case s.Key == "config" || s.Key == "help":
 			return fmt.Errorf("config file %s: %s cannot be set in the config file", f.Path, s.Where())
-		case c.LocalFlags().Lookup(s.Key) != nil:
+		case local != nil:
+			if len(s.Values) != 1 && !repeatable(local) {
+				return fmt.Errorf("config file %s: %s takes one value, not %d", f.Path, s.Where(), len(s.Values))
+			}
 		case c.InheritedFlags().Lookup(s.Key) != nil:
 			return fmt.Errorf("config file %s: %s is a setting of a parent command: put it in that command's section (global ones at the top, before any [section])", f.Path, s.Where())
 		default:
