@@ -46,10 +46,7 @@ func (a *app) applyConfig(cmd *cobra.Command) error {
 	if err := checkConfig(cmd.Root(), f); err != nil {
 		return &usageError{err}
 	}
-	var names []string
-	for c := cmd; c.HasParent(); c = c.Parent() {
-		names = append([]string{c.Name()}, names...)
-	}
+	names := commandNames(cmd)
 	for i := 0; i <= len(names); i++ {
 		for _, s := range f.Section(names[:i]...) {
 			if err := applySetting(cmd.Flags(), f.Path, s); err != nil {
@@ -58,6 +55,16 @@ func (a *app) applyConfig(cmd *cobra.Command) error {
 		}
 	}
 	return nil
+}
+
+// commandNames returns the names from the root's child down to cmd:
+// ["pg", "backup"] for 'nestguard pg backup'.
+func commandNames(cmd *cobra.Command) []string {
+	var names []string
+	for c := cmd; c.HasParent(); c = c.Parent() {
+		names = append([]string{c.Name()}, names...)
+	}
+	return names
 }
 
 func applySetting(fl *pflag.FlagSet, path string, s config.Setting) error {

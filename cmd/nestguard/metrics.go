@@ -29,7 +29,7 @@ func (a *app) startRun(cmd *cobra.Command) {
 	if cmd.Annotations[monitored] == "" {
 		return
 	}
-	a.command = strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+	a.command = strings.Join(commandNames(cmd), " ")
 	a.started = time.Now()
 	a.values = map[string]float64{}
 }
