@@ -25,7 +25,8 @@ install_tools() {
 build_nestguard() {
 	NG="$WORK/nestguard"
 	log "building nestguard into $NG"
-	if (cd "$ROOT" && go build -o "$NG" ./cmd/nestguard) >"$LOGS/build.log" 2>&1; then
+	# make build: the binary users get (static, libzstd when cgo is on).
+	if (cd "$ROOT" && make build && cp bin/nestguard "$NG") >"$LOGS/build.log" 2>&1; then
 		NG_STATUS=ok
 	else
 		NG_STATUS="not built: $(grep -m1 -v '^#' "$LOGS/build.log" | cut -c1-100)"

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nestguard/nestguard/internal/backend/location"
+	"github.com/nestguard/nestguard/internal/compress"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
@@ -77,7 +78,7 @@ restore was made, but some files were unreadable or damaged).`,
   nestguard verify --read-data=10%`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       version + " (zstd: " + compress.Implementation + ")",
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.applyConfig(cmd); err != nil {
 				return err

@@ -14,7 +14,8 @@ import (
 // Level trades compression speed for ratio.
 type Level int
 
-// Levels map to the zstd encoder speeds of the same names.
+// Levels map to zstd levels 1, 3, 7 and 11 with libzstd, and to klauspost's
+// encoder speeds of the same names without cgo (see encoder.go).
 const (
 	Fastest Level = iota
 	Default
@@ -22,29 +23,17 @@ const (
 	Best
 )
 
-func (l Level) zstd() zstd.EncoderLevel {
-	switch l {
-	case Fastest:
-		return zstd.SpeedFastest
-	case Better:
-		return zstd.SpeedBetterCompression
-	case Best:
-		return zstd.SpeedBestCompression
-	}
-	return zstd.SpeedDefault
-}
-
 // maxDecoded bounds any single Decompress, whatever maxLen says: no stored
 // object or blob is near it.
 const maxDecoded = 1 << 30
 
 // Codec compresses and decompresses; it is safe for concurrent use.
 type Codec struct {
-	enc *zstd.Encoder
+	enc encoder
 	// probe compresses samples to decide whether compressing is worth it;
 	// it is the fastest level whatever the codec's, since only a yes or
 	// no is wanted.
-	probe *zstd.Encoder
+	probe encoder
 	dec   *zstd.Decoder
 	// scratch holds probe output, which is only measured.
 	scratch sync.Pool
@@ -54,10 +43,8 @@ type Codec struct {
 // Default). Any codec decodes what any other produced.
 func NewCodec(l Level) *Codec {
 	n := runtime.GOMAXPROCS(0)
-	enc := newEncoder(l.zstd(), n, blobWindow)
-	// The probe only sees 8 KiB samples: a small window keeps its state
-	// small, whatever the codec's level.
-	probe := newEncoder(zstd.SpeedFastest, n, probeWindow)
+	enc := newEncoder(l, n)
+	probe := newProbeEncoder(n)
 	dec, err := zstd.NewReader(nil,
 		zstd.WithDecoderConcurrency(n),
 		zstd.WithDecoderMaxMemory(maxDecoded),
@@ -73,33 +60,4 @@ func NewCodec(l Level) *Codec {
 		dec:     dec,
 		scratch: sync.Pool{New: func() any { return new([]byte) }},
 	}
-}
-
-// Window sizes. Each concurrent encoder keeps a history of its window, so
-// the window is the main term of the codec's memory; blobs average about
-// 1.2 MiB and the largest is 8 MiB, and matches further back than 2 MiB add
-// little (measured: under 1% on PostgreSQL data and text).
-const (
-	blobWindow  = 2 << 20
-	probeWindow = 64 << 10
-)
-
-func newEncoder(l zstd.EncoderLevel, n, window int) *zstd.Encoder {
-	enc, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(l),
-		zstd.WithWindowSize(window),
-		zstd.WithEncoderConcurrency(n),
-		// The sealing that follows authenticates everything.
-		zstd.WithEncoderCRC(false),
-		// Entropy-code blocks that found no matches too: klauspost skips
-		// them at the fast levels, which leaves text without repeats (small
-		// files above all) uncompressed. Incompressible input is rejected
-		// before this by the sampling, or cheaply by huff0's estimate.
-		zstd.WithAllLitEntropyCompression(true),
-	)
-	if err != nil {
-		// Only invalid options fail, and these are constant.
-		panic(fmt.Sprintf("compress: creating zstd encoder: %v", err))
-	}
-	return enc
 }

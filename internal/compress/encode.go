@@ -1,9 +1,6 @@
 package compress
 
-import (
-	"math"
-	"slices"
-)
+import "math"
 
 // Sampling: above sampleAbove bytes, Compress first compresses samples of
 // sampleLen bytes from the start, middle and end, and stores the input raw
@@ -27,16 +24,13 @@ func (c *Codec) Compress(dst, src []byte) ([]byte, bool) {
 	if len(src) > sampleAbove && !c.samplesShrink(src) {
 		return dst, false
 	}
-	if out := c.compressParallel(dst, src); out != nil {
+	if out, ok := c.compressParallel(dst, src); ok {
 		return out, worth(len(out)-len(dst), len(src))
 	}
-	// Room for a quarter of src up front: most data that gets this far
-	// compresses at least that well (database pages, text), and the
-	// encoder appends past it for the rest. Room for all of src made
-	// every worker's buffer chunk-sized, 8 MiB at worst, for output that
-	// is often a tenth of that.
-	dst = slices.Grow(dst, len(src)/4)
-	out := c.enc.EncodeAll(src, dst)
+	out, err := c.enc.appendFrame(dst, src)
+	if err != nil {
+		return dst, false
+	}
 	return out, worth(len(out)-len(dst), len(src))
 }
 
@@ -61,7 +55,11 @@ func (c *Codec) samplesShrink(src []byte) bool {
 	in, out := 0, 0
 	for _, off := range [...]int{0, mid, len(src) - sampleLen} {
 		s := src[off : off+sampleLen]
-		*bp = c.probe.EncodeAll(s, (*bp)[:0])
+		out1, err := c.probe.appendFrame((*bp)[:0], s)
+		if err != nil {
+			return false
+		}
+		*bp = out1
 		in += len(s)
 		out += len(*bp)
 	}

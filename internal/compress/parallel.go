@@ -2,6 +2,7 @@ package compress
 
 import (
 	"encoding/binary"
+	"errors"
 	"runtime"
 	"sync"
 )
@@ -22,30 +23,34 @@ const (
 var sizeFrameMagic = [4]byte{0x50, 0x2A, 0x4D, 0x18}
 
 // compressParallel compresses src in pieces on up to GOMAXPROCS cores and
-// appends the result to dst; it returns nil when src is not worth
-// splitting.
-func (c *Codec) compressParallel(dst, src []byte) []byte {
+// appends the result to dst; it returns false when src is not worth
+// splitting, or when a piece failed (Compress then stores src raw).
+func (c *Codec) compressParallel(dst, src []byte) ([]byte, bool) {
 	n := min(runtime.GOMAXPROCS(0), len(src)/minPiece)
 	if len(src) < parallelAbove || n < 2 {
-		return nil
+		return nil, false
 	}
 	piece := (len(src) + n - 1) / n
 	outs := make([][]byte, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
 			part := src[i*piece : min(len(src), (i+1)*piece)]
-			outs[i] = c.enc.EncodeAll(part, make([]byte, 0, len(part)/2))
+			outs[i], errs[i] = c.enc.appendFrame(nil, part)
 		})
 	}
 	wg.Wait()
+	if errors.Join(errs...) != nil {
+		return dst, false
+	}
 	dst = append(dst, sizeFrameMagic[:]...)
 	dst = binary.LittleEndian.AppendUint32(dst, 8)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(len(src)))
 	for _, o := range outs {
 		dst = append(dst, o...)
 	}
-	return dst
+	return dst, true
 }
 
 // declaredSize returns the total size a leading size frame declares.
