@@ -244,13 +244,16 @@ func findSnapshots(ctx context.Context, repo *repository.Repository, refs ...str
 }
 
 // pipelineMemory is what a backup or restore may use besides the index. A
-// file backup keeps 25-45 MiB live with the defaults (chunk buffers, zstd
-// history, the chunker's windows; packs stream to their file), and the
-// runtime needs some beside the heap. Measured on the bench/compare data
-// sets: at 64 MiB the collector runs without end on 100,000 small files
-// (CPU +65%), at 68 MiB +25%, at 72 MiB not at all, and the peak RSS is
-// then about 80 MiB, near the 78 MiB that unlocking with Argon2id needs.
-const pipelineMemory = 72 << 20
+// file backup keeps 15-35 MiB live with the defaults (chunk buffers, the
+// chunker's windows; packs stream to their file), and the runtime needs
+// some beside the heap; a pure-Go build adds its zstd history
+// (compress.HeapReserve). Measured on the bench/compare data sets with
+// libzstd: at 56 MiB the collector runs 63 times on 100,000 small files
+// and under 1% of the time on pgdata, and the peak RSS of a backup is the
+// 78 MiB that unlocking with Argon2id needs (72 MiB made it 84-90 MiB on
+// pgdata, for nothing). Pure Go, at 64 MiB (56 + 8) the collector ran
+// without end on the small files (CPU +65%), at 72 not at all.
+const pipelineMemory = 56<<20 + compress.HeapReserve
 
 // limitMemory sets a soft memory limit of the pipeline's budget plus twice
 // the index, unless the user set GOMEMLIMIT. Without it the heap doubles

@@ -11,6 +11,10 @@ import (
 // Implementation names the zstd encoder this build uses.
 const Implementation = pureGo
 
+// HeapReserve is the Go heap the encoders keep: each concurrent encoder's
+// window history and match tables.
+const HeapReserve = 16 << 20
+
 func (l Level) zstd() zstd.EncoderLevel {
 	switch l {
 	case Fastest:

@@ -56,15 +56,15 @@ func TestFramesOfEitherBuildDecode(t *testing.T) {
 }
 
 // The encoder is used from many goroutines at once (the pipeline's
-// workers and the parallel pieces of one large blob) beyond the number of
-// contexts it keeps.
-func TestEncoderBeyondItsPool(t *testing.T) {
+// workers and the parallel pieces of one large blob), with inputs of both
+// size classes.
+func TestEncoderConcurrentUse(t *testing.T) {
 	enc := newEncoder(Default, 1)
 	c := NewCodec(Fastest)
 	done := make(chan error)
 	for i := range 8 {
 		go func() {
-			src := textData(200<<10 + i)
+			src := textData(i*50<<10 + 1)
 			out, err := enc.appendFrame(nil, src)
 			if err == nil {
 				var got []byte
