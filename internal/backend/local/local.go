@@ -64,13 +64,10 @@ func Create(dir string) (*Backend, error) {
 			return nil, fmt.Errorf("creating repository layout: %w", err)
 		}
 	}
-	// All pack subdirectories exist from the start, so concurrent Saves
-	// never race to create one.
-	for i := range 256 {
-		if err := mkdir(b.packDir(i)); err != nil {
-			return nil, fmt.Errorf("creating repository layout: %w", err)
-		}
-	}
+	// Pack subdirectories (data/00 to data/ff) are made by the first Save
+	// into each (createTemp, linkNew; MkdirAll tolerates a racing one):
+	// 256 empty directories made up front cost 1 MiB of disk, more than a
+	// small repository's index.
 	// Make the new directory entries durable before any object lands in them.
 	for _, d := range []string{filepath.Join(b.dir, string(backend.PackFile)), b.dir} {
 		if err := syncDir(d); err != nil {

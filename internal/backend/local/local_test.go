@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -66,7 +67,7 @@ func TestCreateLayout(t *testing.T) {
 	if b.Location() != dir {
 		t.Errorf("Location() = %q, want %q", b.Location(), dir)
 	}
-	for _, sub := range []string{"keys", "index", "snapshots", "wal", "holds", "data/00", "data/7f", "data/ff"} {
+	for _, sub := range []string{"keys", "index", "snapshots", "wal", "holds", "data"} {
 		fi, err := os.Stat(filepath.Join(dir, sub))
 		if err != nil {
 			t.Fatal(err)
@@ -75,9 +76,10 @@ func TestCreateLayout(t *testing.T) {
 			t.Errorf("%s: mode %v, want a directory private to its owner", sub, fi.Mode())
 		}
 	}
+	// Pack subdirectories come with their first pack.
 	ents, err := os.ReadDir(filepath.Join(dir, "data"))
-	if err != nil || len(ents) != 256 {
-		t.Errorf("data has %d subdirectories (%v), want 256", len(ents), err)
+	if err != nil || len(ents) != 0 {
+		t.Errorf("data has %d subdirectories (%v), want none before the first pack", len(ents), err)
 	}
 	// Create is idempotent: init decides whether a repository exists.
 	if _, err := Create(dir); err != nil {
@@ -186,6 +188,9 @@ func TestTempFilesNotListedAndCleaned(t *testing.T) {
 	var stale []string
 	for _, p := range []string{"data/ab/.tmp-1", "keys/.tmp-2", ".tmp-3", "snapshots/.tmp-4"} {
 		p = filepath.Join(b.Location(), p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -250,17 +255,28 @@ func TestInvalidHandles(t *testing.T) {
 	}
 }
 
-func TestSaveRecreatesMissingDir(t *testing.T) {
+// The first Saves into a pack subdirectory make it, also when several race
+// to (two backups writing at once), saved whole or streamed.
+func TestSaveMakesPackDir(t *testing.T) {
 	b := newTestBackend(t)
-	if err := os.Remove(filepath.Join(b.Location(), "data", "9a")); err != nil {
-		t.Fatal(err)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() {
+			h := backend.Handle{Type: backend.PackFile, Name: fmt.Sprintf("9a%02x", i)}
+			errs[i] = b.Save(ctx, h, bytes.NewReader([]byte("data")), 4)
+		})
 	}
-	h := backend.Handle{Type: backend.PackFile, Name: "9a9a"}
-	if err := b.Save(context.Background(), h, bytes.NewReader([]byte("data")), 4); err != nil {
-		t.Fatalf("Save into a pruned directory: %v", err)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Save %d into a new directory: %v", i, err)
+		}
 	}
-	if _, err := b.Stat(context.Background(), h); err != nil {
-		t.Error(err)
+	n := 0
+	if err := b.List(ctx, backend.PackFile, func(backend.FileInfo) error { n++; return nil }); err != nil || n != len(errs) {
+		t.Errorf("List after the racing Saves: %d packs, %v; want %d", n, err, len(errs))
 	}
 }
 

@@ -84,7 +84,7 @@ func TestOpenCreateLocal(t *testing.T) {
 	if be.Location() != dir {
 		t.Errorf("Location() = %q, want %q", be.Location(), dir)
 	}
-	if fi, err := os.Stat(filepath.Join(dir, "data", "ff")); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(filepath.Join(dir, "data")); err != nil || !fi.IsDir() {
 		t.Errorf("Create did not make the layout: %v", err)
 	}
 }
