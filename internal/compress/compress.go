@@ -35,6 +35,9 @@ type Codec struct {
 	// no is wanted.
 	probe encoder
 	dec   *zstd.Decoder
+	// sized decodes input whose decoded size is declared, when the build
+	// has a faster decoder for it than dec (libzstd); nil otherwise.
+	sized exactDecoder
 	// scratch holds probe output, which is only measured.
 	scratch sync.Pool
 }
@@ -58,6 +61,7 @@ func NewCodec(l Level) *Codec {
 		enc:     enc,
 		probe:   probe,
 		dec:     dec,
+		sized:   newExactDecoder(),
 		scratch: sync.Pool{New: func() any { return new([]byte) }},
 	}
 }

@@ -24,17 +24,25 @@ func (c *Codec) Decompress(dst, src []byte, maxLen int) ([]byte, error) {
 	// maxLen.
 	room := min(maxLen, max(4*len(src), 64<<10))
 	var h zstd.Header
+	sized := false
 	if total, ok := declaredSize(src); ok {
 		// Frames compressed in parallel: the size frame states the total.
 		if total > uint64(maxLen) {
 			return nil, fmt.Errorf("zstd: data declares %d decoded bytes, over the limit of %d bytes", total, maxLen)
 		}
-		room = int(total)
+		room, sized = int(total), true
 	} else if err := h.Decode(src); err == nil && h.HasFCS {
 		if h.FrameContentSize > uint64(maxLen) {
 			return nil, fmt.Errorf("zstd: frame declares %d decoded bytes, over the limit of %d bytes", h.FrameContentSize, maxLen)
 		}
-		room = int(h.FrameContentSize)
+		room, sized = int(h.FrameContentSize), true
+	}
+	if sized && c.sized != nil {
+		if out, ok := c.sized.decodeExact(reserve(dst, room), src, room); ok {
+			return out, nil
+		}
+		// Anything else, malformed input above all, takes the path below,
+		// whose errors say what is wrong.
 	}
 	for {
 		buf := reserve(dst, room)

@@ -19,3 +19,13 @@ type encoder interface {
 
 // pureGo is the Implementation of a build without cgo.
 const pureGo = "klauspost/compress (pure Go)"
+
+// An exactDecoder appends to dst the decoding of src, which declares that
+// it decodes to exactly n bytes (dst has room for them). It reports false
+// for anything else: more or fewer bytes, malformed input, a failure of
+// its own. Only libzstd builds have one: it decodes 15% faster than
+// klauspost's decoder on database pages, and what it decodes has been
+// authenticated first.
+type exactDecoder interface {
+	decodeExact(dst, src []byte, n int) ([]byte, bool)
+}

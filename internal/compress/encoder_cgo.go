@@ -119,3 +119,39 @@ func (e *cEncoder) appendFrame(dst, src []byte) ([]byte, error) {
 	}
 	return append(dst, out...), nil
 }
+
+// cDecoder keeps libzstd decompression contexts for reuse, as cEncoder
+// keeps compression ones.
+type cDecoder struct {
+	mu   sync.Mutex
+	free []zstd.Ctx
+}
+
+func newExactDecoder() exactDecoder { return &cDecoder{} }
+
+func (d *cDecoder) decodeExact(dst, src []byte, n int) ([]byte, bool) {
+	if n == 0 || len(src) == 0 {
+		return nil, false
+	}
+	d.mu.Lock()
+	var c zstd.Ctx
+	if k := len(d.free); k > 0 {
+		c, d.free = d.free[k-1], d.free[:k-1]
+	} else {
+		c = zstd.NewCtx()
+	}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.free = append(d.free, c)
+		d.mu.Unlock()
+	}()
+	// libzstd stops at the room it is given, so a stream that decodes to
+	// more than it declares fails here instead of overrunning; one that
+	// decodes to less is caught by the count.
+	got, err := c.DecompressInto(dst[len(dst):len(dst)+n], src)
+	if err != nil || got != n {
+		return nil, false
+	}
+	return dst[:len(dst)+n], true
+}
