@@ -38,7 +38,9 @@ func (c *Codec) Decompress(dst, src []byte, maxLen int) ([]byte, error) {
 		room, sized = int(h.FrameContentSize), true
 	}
 	if sized && c.sized != nil {
-		if out, ok := c.sized.decodeExact(reserve(dst, room), src, room); ok {
+		// dst keeps the room, so the path below reuses it.
+		dst = reserve(dst, room)
+		if out, ok := c.sized.decodeExact(dst, src, room); ok {
 			return out, nil
 		}
 		// Anything else, malformed input above all, takes the path below,
