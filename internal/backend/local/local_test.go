@@ -256,7 +256,7 @@ func TestInvalidHandles(t *testing.T) {
 }
 
 // The first Saves into a pack subdirectory make it, also when several race
-// to (two backups writing at once), saved whole or streamed.
+// to (two backups writing at once).
 func TestSaveMakesPackDir(t *testing.T) {
 	b := newTestBackend(t)
 	ctx := context.Background()
