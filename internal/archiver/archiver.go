@@ -519,10 +519,13 @@ func (a *Archiver) getBuf(ctx context.Context) ([]byte, error) {
 // putBuf returns a chunk buffer to the pool. Each buffer would keep the
 // size of the largest chunk it ever held, and the pool would settle at the
 // maximum chunk size (8 MiB) times its length; so only as many buffers
-// larger than twice the average chunk as there are workers are kept, and
-// others are dropped for new ones. Dropping them all costs allocation
+// larger than four times the average chunk as there are workers are kept,
+// and others are dropped for new ones. Dropping them all costs allocation
 // instead: data with long runs without cut points (zeroed database pages)
-// makes many maximum-size chunks.
+// makes many maximum-size chunks. The threshold is four times, not two:
+// the chunker sizes new buffers at twice the average and doubles them, and
+// chunks a little over that are common enough in regular data (database
+// pages) that dropping their buffers reallocated a quarter of the data.
 func (a *Archiver) putBuf(b []byte) {
 	if a.large(b) {
 		if a.bigBufs.Add(1) > int64(a.opt.Workers) {
@@ -533,7 +536,7 @@ func (a *Archiver) putBuf(b []byte) {
 	a.bufs <- b[:0]
 }
 
-func (a *Archiver) large(b []byte) bool { return cap(b) > 2*a.opt.Chunker.Avg }
+func (a *Archiver) large(b []byte) bool { return cap(b) > 4*a.opt.Chunker.Avg }
 
 // readFile chunks one file and hands the chunks to the workers.
 func (a *Archiver) readFile(ctx context.Context, j *fileJob) {

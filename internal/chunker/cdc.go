@@ -93,12 +93,31 @@ func (c *cdc) Next(buf []byte) ([]byte, error) {
 		}
 		data := c.buf[c.start:c.end]
 		n, cut := c.scan(data, len(out), &fp)
+		out = c.grow(out, n)
 		out = append(out, data[:n]...)
 		c.start += n
 		if cut {
 			return out, nil
 		}
 	}
+}
+
+// grow makes room for n more bytes in out. A new buffer starts at twice
+// the average chunk, which holds nearly every chunk (normalized chunking
+// cuts soon after Avg), and a larger one doubles up to Max: append's own
+// growth for large slices is a quarter at a time, which copied a chunk of
+// several MiB over and over as it was assembled from windows, and
+// buffers of odd sizes were dropped by the archiver's pool (see
+// archiver.putBuf) instead of reused.
+func (c *cdc) grow(out []byte, n int) []byte {
+	need := len(out) + n
+	if need <= cap(out) {
+		return out
+	}
+	size := max(need, min(max(2*cap(out), 2*c.p.Avg), c.p.Max))
+	// The append of a make is compiled to one allocation that clears only
+	// the new room (the idiom of slices.Grow).
+	return append(out[:len(out):len(out)], make([]byte, size-len(out))...)[:len(out)]
 }
 
 // refill reads the next window once the previous one is scanned; at the end
