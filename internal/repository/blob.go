@@ -32,6 +32,15 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b
 // of the rare chunks near the 8 MiB maximum is not kept for the next one.
 const maxPooledBuf = 4 << 20
 
+// recycle returns p to bufPool holding b, the buffer it grew into, unless
+// b grew past maxPooledBuf.
+func recycle(p *[]byte, b []byte) {
+	if cap(b) <= maxPooledBuf {
+		*p = b[:0]
+	}
+	bufPool.Put(p)
+}
+
 // SaveBlob stores data as a blob of type t unless the repository already
 // holds it. It returns the blob's ID and whether it was already known.
 func (r *Repository) SaveBlob(ctx context.Context, t index.BlobType, data []byte) (id.ID, bool, error) {
@@ -49,13 +58,10 @@ func (r *Repository) SaveBlobWithID(ctx context.Context, t index.BlobType, bid i
 		return true, r.packer.failed()
 	}
 	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
 	// One buffer: room for the nonce, the body, then sealed over itself.
 	body := packBody(r.codec, (*bp)[:crypto.SealPrefix], data)
 	sealed := r.key.SealInPlace(body)
-	if cap(sealed) <= maxPooledBuf {
-		*bp = sealed[:0]
-	}
+	defer recycle(bp, sealed)
 	if err := r.packer.add(ctx, t, bid, sealed, len(data)); err != nil {
 		r.packer.unreserve(bid)
 		return false, err
@@ -167,7 +173,12 @@ func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index
 	}
 	defer rd.Close()
 	pos := start
-	var sealed, dec []byte
+	// Pooled buffers: a restore allocated half its data's volume in
+	// them, and the collections and page faults of fresh memory cost more
+	// than the copies they hold.
+	sp, dp := bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
+	sealed, dec := (*sp)[:0], (*dp)[:0]
+	defer func() { recycle(sp, sealed); recycle(dp, dec) }()
 	var readErr error
 	for _, e := range blobs {
 		if readErr == nil && int64(e.Offset) > pos {
