@@ -1,12 +1,13 @@
 // Package restorer writes a snapshot's tree back to a directory.
 //
 // Restore walks the tree once, creating directories, and restores files in
-// batches (bounded memory, whatever the number of files): create them empty
-// and pre-sized; fill their contents pack by pack, several packs at once,
-// so the parts of one large file are written in parallel; set their
-// metadata. Directories get theirs last, deepest first, so times stick.
-// Every blob is authenticated and checked against its ID; a file that
-// cannot be completely restored is removed and reported, the rest restored.
+// batches (bounded memory, whatever the number of files): plan which pack
+// ranges hold their contents; fill them pack by pack, several packs at
+// once, so the parts of one large file are written in parallel (a file is
+// created, at its final size, by its first write); set their metadata.
+// Directories get theirs last, deepest first, so times stick. Every blob
+// is authenticated and checked against its ID; a file that cannot be
+// completely restored is removed and reported, the rest restored.
 package restorer
 
 import (
@@ -121,6 +122,7 @@ type fileState struct {
 	pending atomic.Int64 // blob writes left
 	mu      sync.Mutex
 	f       *os.File
+	created bool // by handle, on the first write
 	failed  bool
 }
 
@@ -225,7 +227,7 @@ func (r *Restorer) restoreFiles(ctx context.Context, files []*fileState) error {
 	if len(files) == 0 {
 		return nil
 	}
-	plan, err := r.createFiles(files)
+	plan, err := r.planFiles(files)
 	if err != nil {
 		return err
 	}
@@ -324,29 +326,20 @@ func (r *Restorer) damagedPath(p string) (error, bool) {
 	return err, ok
 }
 
-// createFiles creates every file at its final size and returns, per pack,
-// the blobs to read and where their plaintext goes.
-func (r *Restorer) createFiles(files []*fileState) (map[id.ID]map[id.ID]*packBlob, error) {
+// planFiles returns, per pack, the blobs to read and where their
+// plaintext goes. Files are created by their first write (see handle), so
+// the creation of many small files runs in parallel with the reads and the
+// decryption rather than before them; only empty files are created here.
+func (r *Restorer) planFiles(files []*fileState) (map[id.ID]map[id.ID]*packBlob, error) {
 	idx := r.repo.Index()
 	plan := map[id.ID]map[id.ID]*packBlob{}
 	for _, f := range files {
-		flags := os.O_CREATE | os.O_WRONLY | syscall.O_NOFOLLOW
-		if r.opt.Overwrite {
-			_ = os.Remove(f.path) // never write through an existing hard link
+		if len(f.node.Content) == 0 {
+			// No write will create it (see handle).
+			if fh := r.handle(f); fh != nil {
+				r.release(f)
+			}
 		}
-		fh, err := os.OpenFile(f.path, flags|os.O_EXCL, 0o600)
-		if err != nil {
-			r.fail(f.path, err)
-			f.failed = true
-			continue
-		}
-		if err := fh.Truncate(int64(f.node.Size)); err != nil {
-			fh.Close()
-			r.fail(f.path, err)
-			f.failed = true
-			continue
-		}
-		fh.Close()
 		var off int64
 		var missing error
 		for _, bid := range f.node.Content {
@@ -445,14 +438,15 @@ func (r *Restorer) failFile(f *fileState, err error) {
 }
 
 // write puts plain at off in f. All-zero blocks are skipped: the file was
-// pre-sized, so they read back as zeros and stay sparse on disk. Writes to
-// one file run in parallel (pwrite needs no lock); the last one closes it.
+// created at its final size, so they read back as zeros and stay sparse on
+// disk. Writes to one file run in parallel (pwrite needs no lock); the last
+// one closes it.
 func (r *Restorer) write(f *fileState, off int64, plain []byte) {
+	fh := r.handle(f) // also for a zero block: it may be the file's only one
+	if fh == nil {
+		return
+	}
 	if !isZero(plain) {
-		fh := r.handle(f)
-		if fh == nil {
-			return
-		}
 		if _, err := fh.WriteAt(plain, off); err != nil {
 			r.failFile(f, fmt.Errorf("writing: %w", err))
 			return
@@ -464,23 +458,45 @@ func (r *Restorer) write(f *fileState, off int64, plain []byte) {
 	}
 }
 
-// handle returns f open for writing, or nil once f failed.
+// handle returns f open for writing, or nil once f failed. The first call
+// creates f, at its final size.
 func (r *Restorer) handle(f *fileState) *os.File {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failed {
 		return nil
 	}
-	if f.f == nil {
-		fh, err := os.OpenFile(f.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
-		if err != nil {
-			f.failed = true
-			r.fail(f.path, err)
-			return nil
-		}
-		f.f = fh
+	if f.f != nil {
+		return f.f
 	}
-	return f.f
+	fh, err := r.open(f)
+	if err != nil {
+		f.failed = true
+		r.fail(f.path, err)
+		return nil
+	}
+	f.f, f.created = fh, true
+	return fh
+}
+
+// open creates f's file the first time and reopens it after.
+func (r *Restorer) open(f *fileState) (*os.File, error) {
+	if f.created {
+		return os.OpenFile(f.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	}
+	if r.opt.Overwrite {
+		_ = os.Remove(f.path) // never write through an existing hard link
+	}
+	fh, err := os.OpenFile(f.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := fh.Truncate(int64(f.node.Size)); err != nil {
+		fh.Close()
+		_ = os.Remove(f.path)
+		return nil, err
+	}
+	return fh, nil
 }
 
 // release closes f after its last write, so open descriptors stay few.

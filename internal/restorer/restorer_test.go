@@ -15,7 +15,7 @@ import (
 )
 
 // A restore in many small batches (files and blobs) gives the same tree as
-// one batch: contents, sparse zero runs, hard links whose two names fall in
+// one batch: contents, sparse zero runs, empty files, hard links whose two names fall in
 // different batches, and mtimes.
 func TestRestoreInBatches(t *testing.T) {
 	ctx := context.Background()
@@ -30,7 +30,9 @@ func TestRestoreInBatches(t *testing.T) {
 		case 0:
 			size = 3<<20 + rng.IntN(1<<20) // many blobs: crosses batchBlobs
 		case 1:
-			size = 1 << 20 // zeros
+			size = 1 << 20 // zeros: no write, yet the file must exist
+		case 2:
+			size = 0 // no blob at all
 		}
 		data := make([]byte, size)
 		if i%20 != 1 {
