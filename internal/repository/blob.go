@@ -32,6 +32,25 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b
 // of the rare chunks near the 8 MiB maximum is not kept for the next one.
 const maxPooledBuf = 4 << 20
 
+// skip reads and drops n bytes of rd through buf, returning buf (grown to
+// at least 1 MiB): io.Discard reads 8 KiB at a time, a system call each
+// on a local pack, and a restore reads through every tree blob between
+// the data blobs it needs.
+func skip(rd io.Reader, n int64, buf []byte) ([]byte, error) {
+	if cap(buf) < 1<<20 {
+		buf = make([]byte, 1<<20)
+	}
+	room := buf[:cap(buf)]
+	for n > 0 {
+		m := min(n, int64(len(room)))
+		if _, err := io.ReadFull(rd, room[:m]); err != nil {
+			return buf, err
+		}
+		n -= m
+	}
+	return buf, nil
+}
+
 // recycle returns p to bufPool holding b, the buffer it grew into, unless
 // b grew past maxPooledBuf.
 func recycle(p *[]byte, b []byte) {
@@ -182,7 +201,7 @@ func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index
 	var readErr error
 	for _, e := range blobs {
 		if readErr == nil && int64(e.Offset) > pos {
-			_, readErr = io.CopyN(io.Discard, rd, int64(e.Offset)-pos)
+			sealed, readErr = skip(rd, int64(e.Offset)-pos, sealed)
 			pos = int64(e.Offset)
 		}
 		if readErr == nil && int64(e.Offset) == pos {

@@ -296,3 +296,81 @@ func TestPacksSpooled(t *testing.T) {
 		t.Errorf("save with an unwritable spool directory: %v, want an error naming TMPDIR", err)
 	}
 }
+
+// LoadPackBlobs reads only some blobs of each pack: the ones between them
+// are read through and dropped, and every requested blob still arrives
+// intact, in pack order.
+func TestLoadPackBlobsWithGaps(t *testing.T) {
+	ctx := context.Background()
+	r, be := newRepo(t)
+	want := map[id.ID][]byte{}
+	var ids []id.ID
+	for i := range 30 {
+		d := randBytes(uint64(100+i), 50_000+i)
+		bid, _, err := r.SaveBlob(ctx, index.DataBlob, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[bid] = d
+		ids = append(ids, bid)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r2 := reopen(t, be)
+	byPack := map[id.ID][]index.Entry{}
+	for i, bid := range ids {
+		if i%3 != 0 {
+			continue // a gap of two blobs
+		}
+		e, ok := r2.Index().Lookup(bid)
+		if !ok {
+			t.Fatalf("blob %d not indexed", i)
+		}
+		byPack[e.Pack] = append(byPack[e.Pack], e)
+	}
+	got := 0
+	for pid, es := range byPack {
+		last := int64(-1)
+		err := r2.LoadPackBlobs(ctx, pid, es, func(e index.Entry, plain []byte, err error) error {
+			if err != nil {
+				return err
+			}
+			if int64(e.Offset) <= last {
+				t.Errorf("blob at %d delivered after one at %d", e.Offset, last)
+			}
+			last = int64(e.Offset)
+			if !bytes.Equal(plain, want[e.ID]) {
+				t.Errorf("blob %s: wrong content", e.ID.Short())
+			}
+			got++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got != 10 {
+		t.Fatalf("%d blobs delivered, want 10", got)
+	}
+}
+
+// skip drops exactly n bytes, also more than its buffer holds.
+func TestSkip(t *testing.T) {
+	data := randBytes(7, 3<<20+5)
+	rd := bytes.NewReader(data)
+	buf, err := skip(rd, 3<<20+1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cap(buf) < 1<<20 {
+		t.Errorf("buffer of %d bytes, want at least 1 MiB", cap(buf))
+	}
+	rest, _ := io.ReadAll(rd)
+	if !bytes.Equal(rest, data[3<<20+1:]) {
+		t.Fatalf("%d bytes left after skip, want 4", len(rest))
+	}
+	if _, err := skip(bytes.NewReader(data[:10]), 11, buf); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("skip past the end: %v, want io.ErrUnexpectedEOF", err)
+	}
+}
