@@ -69,14 +69,15 @@ type Restorer struct {
 	log  *slog.Logger
 	C    Counters
 
-	mu   sync.Mutex
-	errs []FileError
+	mu      sync.Mutex
+	errs    []FileError
+	damaged map[string]error // by target path
+
 	// createMu makes file creation serial: creates in one directory take
 	// its lock, and parallel ones spin on it in the kernel. On ext4 after
 	// a large delete (the inode allocator skips recently freed inodes)
 	// that spinning doubled a restore's system time.
 	createMu sync.Mutex
-	damaged  map[string]error // by target path
 
 	batchFiles, batchBlobs int // see restoreFiles
 }
@@ -127,7 +128,6 @@ type fileState struct {
 	pending atomic.Int64 // blob writes left
 	mu      sync.Mutex
 	f       *os.File
-	created bool // by handle, on the first write
 	failed  bool
 }
 
@@ -333,8 +333,8 @@ func (r *Restorer) damagedPath(p string) (error, bool) {
 
 // planFiles returns, per pack, the blobs to read and where their
 // plaintext goes. Files are created by their first write (see handle), so
-// the creation of many small files runs in parallel with the reads and the
-// decryption rather than before them; only empty files are created here.
+// the creation of many small files overlaps the reads and the decryption
+// rather than coming before them; only empty files are created here.
 func (r *Restorer) planFiles(files []*fileState) (map[id.ID]map[id.ID]*packBlob, error) {
 	idx := r.repo.Index()
 	plan := map[id.ID]map[id.ID]*packBlob{}
@@ -464,7 +464,8 @@ func (r *Restorer) write(f *fileState, off int64, plain []byte) {
 }
 
 // handle returns f open for writing, or nil once f failed. The first call
-// creates f, at its final size.
+// creates f; the descriptor stays open until the last write (see
+// release), so no later call needs to reopen it.
 func (r *Restorer) handle(f *fileState) *os.File {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -474,21 +475,19 @@ func (r *Restorer) handle(f *fileState) *os.File {
 	if f.f != nil {
 		return f.f
 	}
-	fh, err := r.open(f)
+	fh, err := r.create(f)
 	if err != nil {
 		f.failed = true
 		r.fail(f.path, err)
 		return nil
 	}
-	f.f, f.created = fh, true
+	f.f = fh
 	return fh
 }
 
-// open creates f's file the first time and reopens it after.
-func (r *Restorer) open(f *fileState) (*os.File, error) {
-	if f.created {
-		return os.OpenFile(f.path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
-	}
+// create makes f's file, at its final size. handle calls it once per file:
+// f.f stays set until release, after the file's last write.
+func (r *Restorer) create(f *fileState) (*os.File, error) {
 	r.createMu.Lock()
 	if r.opt.Overwrite {
 		_ = os.Remove(f.path) // never write through an existing hard link
