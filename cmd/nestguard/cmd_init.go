@@ -83,7 +83,7 @@ it; governance mode can be bypassed by specially privileged users.`,
 	f.IntVar(&chunkMin, "chunk-min", 512, "minimum chunk size in KiB")
 	f.IntVar(&chunkAvg, "chunk-avg", 1024, "average chunk size in KiB (a power of two)")
 	f.IntVar(&chunkMax, "chunk-max", 8192, "maximum chunk size in KiB")
-	f.StringVar(&compression, "compression", "default", "zstd level: off, fastest (matches only, no entropy coding), default (zstd 3), better, best")
+	f.StringVar(&compression, "compression", "default", "zstd level: off, fastest (matches only, no entropy coding), default (zstd 3's tables, fast strategy above 128 KiB), better, best")
 	f.StringVar(&objectLock, "object-lock", "", "retain every object (S3 Object Lock): compliance or governance")
 	f.StringVar(&minRetention, "min-retention", "", "with --object-lock: minimum retention, e.g. 7y, 90d, 12h")
 	return cmd

@@ -80,7 +80,7 @@ type Options struct {
 type InitOptions struct {
 	Options
 	Chunker     ChunkerSizes // zero: 512 KiB / 1 MiB / 8 MiB
-	Compression string       // default "default" (zstd level 3)
+	Compression string       // default "default" (zstd level 3, fast strategy on large blobs)
 	PackSize    int          // default DefaultPackSize
 	ObjectLock  *ObjectLock
 	KeyLabel    string
