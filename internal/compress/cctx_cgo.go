@@ -75,11 +75,7 @@ func (c *cctx) set(param, value int) error {
 // compress writes one frame of src, declaring its size, to the start of
 // dst; len(dst) must be at least CompressBound(len(src)).
 func (c *cctx) compress(dst, src []byte) ([]byte, error) {
-	var sp unsafe.Pointer
-	if len(src) > 0 {
-		sp = unsafe.Pointer(&src[0])
-	}
-	r := C.ZSTD_compress2(c.p, unsafe.Pointer(unsafe.SliceData(dst)), C.size_t(len(dst)), sp, C.size_t(len(src)))
+	r := C.ZSTD_compress2(c.p, unsafe.Pointer(unsafe.SliceData(dst)), C.size_t(len(dst)), unsafe.Pointer(unsafe.SliceData(src)), C.size_t(len(src)))
 	runtime.KeepAlive(c)
 	if C.ZSTD_isError(r) != 0 {
 		return nil, fmt.Errorf("libzstd: %s", C.GoString(C.ZSTD_getErrorName(r)))
