@@ -341,7 +341,7 @@ func (a *Archiver) saveVirtual(ctx context.Context, dir string, t *target, paren
 		}
 		kids = append(kids, a.saveVirtual(ctx, p, child, a.subtree(ctx, pn)))
 	}
-	return a.finishDir(ctx, dir, n, kids)
+	return a.finishDir(ctx, dir, n, kids, parent)
 }
 
 func closed() chan struct{} { c := make(chan struct{}); close(c); return c }
@@ -404,7 +404,7 @@ func (a *Archiver) saveDir(ctx context.Context, abs, rel string, n *tree.Node, p
 		}
 		kids = append(kids, a.saveEntry(ctx, p, r, fi, findNode(parent, e.Name()), dev))
 	}
-	return a.finishDir(ctx, abs, n, kids)
+	return a.finishDir(ctx, abs, n, kids, parent)
 }
 
 // saveEntry saves one entry of any type.
@@ -465,7 +465,10 @@ func unchanged(old, cur *tree.Node) bool {
 }
 
 // finishDir saves the tree of a directory once all its entries are done.
-func (a *Archiver) finishDir(ctx context.Context, abs string, n *tree.Node, kids []*future) *future {
+// A tree equal to the parent snapshot's is that tree: its id is reused
+// rather than encoded and hashed again, which is most of the tree work of
+// an unchanged re-backup.
+func (a *Archiver) finishDir(ctx context.Context, abs string, n *tree.Node, kids []*future, parent *tree.Tree) *future {
 	f := &future{done: make(chan struct{}), node: n}
 	go func() {
 		defer close(f.done)
@@ -481,6 +484,11 @@ func (a *Archiver) finishDir(ctx context.Context, abs string, n *tree.Node, kids
 			t.Nodes = append(t.Nodes, k.node)
 		}
 		t.Sort()
+		if parent != nil && !parent.ID.IsNull() && t.Equal(parent) {
+			tid := parent.ID
+			n.Subtree = &tid
+			return
+		}
 		tid, err := tree.Save(ctx, a.repo, t)
 		if err != nil {
 			f.err = fmt.Errorf("saving tree of %s: %w", abs, err)

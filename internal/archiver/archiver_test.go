@@ -8,12 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/backend/mem"
 	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/tree"
 )
 
 // A backup cancelled while directory walkers are still listing returns the
@@ -56,4 +60,89 @@ func TestCancelWhileWalking(t *testing.T) {
 			t.Fatalf("run %d: backup returned %v, want the cancellation", i, err)
 		}
 	}
+}
+
+// An unchanged directory reuses its parent snapshot's tree; a change deep
+// down gives new trees on the path to it and only there.
+func TestUnchangedTreesReused(t *testing.T) {
+	ctx := context.Background()
+	kdf := crypto.FastKDFParamsForTests()
+	repo, err := repository.Init(ctx, mem.New(), []byte("pw"), repository.InitOptions{Options: repository.Options{KDF: &kdf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	for _, d := range []string{"a/deep", "b"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, d, "f"), []byte(d), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counted := &treeCounter{Repository: repo}
+	backup := func(parent *id.ID) id.ID {
+		t.Helper()
+		counted.trees.Store(0)
+		root, err := New(counted, Options{Parent: parent}).SnapshotDir(ctx, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := repo.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	sub := func(tid id.ID, name string) *tree.Node {
+		t.Helper()
+		tr, err := tree.Load(ctx, repo, tid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := tr.Find(name)
+		if n == nil {
+			t.Fatalf("tree %s has no %s", tid.Short(), name)
+		}
+		return n
+	}
+	first := backup(nil)
+	if again := backup(&first); again != first {
+		t.Fatalf("unchanged re-backup made root tree %s, want the parent's %s", again.Short(), first.Short())
+	}
+	if n := counted.trees.Load(); n != 0 {
+		t.Errorf("unchanged re-backup saved %d trees, want none: the parent's are reused", n)
+	}
+	if err := os.Chmod(filepath.Join(src, "a/deep/f"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third := backup(&first)
+	if third == first {
+		t.Fatal("a mode change deep down kept the root tree")
+	}
+	if n := counted.trees.Load(); n != 3 {
+		t.Errorf("after a change in a/deep, %d trees saved, want 3 (root, a, a/deep)", n)
+	}
+	if *sub(third, "b").Subtree != *sub(first, "b").Subtree {
+		t.Error("the untouched directory b got a new tree")
+	}
+	deep := sub(*sub(third, "a").Subtree, "deep")
+	if deep.Subtree == nil || *deep.Subtree == *sub(*sub(first, "a").Subtree, "deep").Subtree {
+		t.Fatal("the changed directory a/deep kept its tree")
+	}
+	if got := sub(*deep.Subtree, "f").Mode.Perm(); got != 0o600 {
+		t.Errorf("a/deep/f stored with mode %v, want 0600", got)
+	}
+}
+
+// treeCounter counts the tree blobs an archiver saves.
+type treeCounter struct {
+	*repository.Repository
+	trees atomic.Int64 // finishDir saves trees from several goroutines
+}
+
+func (c *treeCounter) SaveBlob(ctx context.Context, t index.BlobType, data []byte) (id.ID, bool, error) {
+	if t == index.TreeBlob {
+		c.trees.Add(1)
+	}
+	return c.Repository.SaveBlob(ctx, t, data)
 }

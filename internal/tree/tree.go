@@ -52,6 +52,26 @@ type Node struct {
 // Tree is the content of one directory.
 type Tree struct {
 	Nodes []*Node `json:"nodes"`
+	// ID is the blob the tree was loaded from; zero for a tree built in
+	// memory. It is not part of the encoding.
+	ID id.ID `json:"-"`
+}
+
+// Equal reports whether n and o encode alike: the same entry with the same
+// metadata and content. Times compare as instants, not by location.
+func (n *Node) Equal(o *Node) bool {
+	return n.Name == o.Name && n.Type == o.Type && n.Mode == o.Mode &&
+		n.ModTime.Equal(o.ModTime) && n.ChangeTime.Equal(o.ChangeTime) &&
+		n.UID == o.UID && n.GID == o.GID && n.User == o.User && n.Group == o.Group &&
+		n.Inode == o.Inode && n.DeviceID == o.DeviceID && n.Links == o.Links &&
+		n.Size == o.Size && n.LinkTarget == o.LinkTarget && n.Rdev == o.Rdev &&
+		slices.Equal(n.Content, o.Content) &&
+		(n.Subtree == nil) == (o.Subtree == nil) && (n.Subtree == nil || *n.Subtree == *o.Subtree)
+}
+
+// Equal reports whether t and o hold equal nodes in the same order.
+func (t *Tree) Equal(o *Tree) bool {
+	return slices.EqualFunc(t.Nodes, o.Nodes, (*Node).Equal)
 }
 
 // MaxSize bounds the encoded size of one tree blob.
@@ -142,5 +162,6 @@ func Load(ctx context.Context, s BlobStore, bid id.ID) (*Tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tree %s: %w", bid.Short(), err)
 	}
+	t.ID = bid
 	return t, nil
 }

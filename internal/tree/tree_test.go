@@ -2,6 +2,7 @@ package tree
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 	"time"
 
@@ -75,4 +76,50 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoded tree does not decode: %v", err)
 		}
 	})
+}
+
+// TestNodeEqualCoversEveryField fails when a field is added to Node but not
+// to Equal: the archiver reuses a parent's tree when Equal says nothing
+// changed, so a field Equal ignores would keep stale metadata.
+func TestNodeEqualCoversEveryField(t *testing.T) {
+	base := func() *Node {
+		sub := id.Hash([]byte("sub"))
+		return &Node{Name: "n", Type: File, ModTime: time.Unix(5, 0), Content: []id.ID{id.Hash([]byte("c"))}, Subtree: &sub}
+	}
+	if !base().Equal(base()) {
+		t.Fatal("equal nodes compare unequal")
+	}
+	v := reflect.ValueOf(base()).Elem()
+	for i := range v.NumField() {
+		n := base()
+		f := reflect.ValueOf(n).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString(f.String() + "x")
+		case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			f.SetUint(f.Uint() + 1)
+		case reflect.Struct: // time.Time
+			f.Set(reflect.ValueOf(time.Unix(7, 1)))
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]id.ID{id.Hash([]byte("other"))}))
+		case reflect.Pointer:
+			other := id.Hash([]byte("other"))
+			f.Set(reflect.ValueOf(&other))
+		default:
+			t.Fatalf("field %s: kind %s not covered by this test", v.Type().Field(i).Name, f.Kind())
+		}
+		if n.Equal(base()) || base().Equal(n) {
+			t.Errorf("Equal ignores field %s", v.Type().Field(i).Name)
+		}
+	}
+	// Locations differ, instants do not: the same time.
+	a, b := base(), base()
+	b.ModTime = a.ModTime.UTC()
+	if !a.Equal(b) {
+		t.Error("the same instant in two locations compares unequal")
+	}
+	b.Subtree = nil
+	if a.Equal(b) || b.Equal(a) {
+		t.Error("a nil subtree equals a set one")
+	}
 }
