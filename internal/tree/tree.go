@@ -87,9 +87,12 @@ func Encode(t *Tree) ([]byte, error) {
 
 // Decode parses a tree blob and checks its invariants.
 func Decode(b []byte) (*Tree, error) {
-	var t Tree
-	if err := json.Unmarshal(b, &t); err != nil {
-		return nil, fmt.Errorf("tree: %w", err)
+	t, ok := decodeFast(b)
+	if !ok {
+		t = &Tree{}
+		if err := json.Unmarshal(b, t); err != nil {
+			return nil, fmt.Errorf("tree: %w", err)
+		}
 	}
 	for i, n := range t.Nodes {
 		if n == nil {
@@ -111,7 +114,7 @@ func Decode(b []byte) (*Tree, error) {
 			return nil, fmt.Errorf("tree: %q has unknown type %q", n.Name, n.Type)
 		}
 	}
-	return &t, nil
+	return t, nil
 }
 
 // ValidName rejects names that could escape a restore target.
