@@ -57,6 +57,19 @@ func BenchmarkBlobID1MiB(b *testing.B) {
 	}
 }
 
+func BenchmarkBlobIDBLAKE31MiB(b *testing.B) {
+	f, err := newTestKey(b).BlobIDFunc(BlobIDBLAKE3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := benchData()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		f(data)
+	}
+}
+
 func BenchmarkBlobIDParallel1MiB(b *testing.B) {
 	k := newTestKey(b)
 	data := benchData()

@@ -5,7 +5,8 @@
 //     192-bit random nonce and a per-message key, under a subkey of the master
 //     key;
 //   - BlobID: HMAC-SHA-256 under another subkey, so blob IDs reveal nothing
-//     about the plaintext without the key;
+//     about the plaintext without the key (BlobIDFunc: or keyed BLAKE3, a
+//     repository's choice at init);
 //   - ChunkerSeed: a third subkey that seeds the chunker's gear table;
 //   - key slots: the master key sealed under a key derived from a passphrase
 //     with Argon2id.

@@ -7,9 +7,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"hash"
-	"sync"
-
-	"github.com/nestguard/nestguard/internal/id"
 )
 
 // HKDF-SHA-256 info strings, one per subkey. Changing one changes every
@@ -27,14 +24,7 @@ type Key struct {
 	enc     *xaes // XAES-256-GCM under the encryption subkey
 	idKey   []byte
 	chunker [32]byte
-	macs    sync.Pool // of *mac
-}
-
-// mac is a pooled HMAC-SHA-256 under the blob id key, with room for its sum
-// so that BlobID does not allocate.
-type mac struct {
-	h   hash.Hash
-	sum [sha256.Size]byte
+	hmacID  *pooledHash // HMAC-SHA-256 under idKey, the default blob ID
 }
 
 // NewKey returns a fresh random master key.
@@ -71,7 +61,7 @@ func newKey(master []byte) (*Key, error) {
 	}
 	copy(k.chunker[:], seed)
 	clear(seed)
-	k.macs.New = func() any { return &mac{h: hmac.New(sha256.New, k.idKey)} }
+	k.hmacID = newPooledHash(func() hash.Hash { return hmac.New(sha256.New, k.idKey) })
 	return k, nil
 }
 
@@ -110,19 +100,6 @@ func (k *Key) SealInPlace(buf []byte) []byte {
 // the plaintext as a subslice of it; sealed is overwritten either way.
 func (k *Key) OpenInPlace(sealed []byte) ([]byte, error) {
 	return k.enc.openInPlace(sealed)
-}
-
-// BlobID returns HMAC-SHA-256(id key, data): equal data gets equal IDs within
-// a repository, and IDs reveal nothing about data without the key.
-func (k *Key) BlobID(data []byte) id.ID {
-	// hmac.New allocates and hashes the key on every call; pooling the
-	// hashes and resetting them keeps that off the hot path.
-	m := k.macs.Get().(*mac)
-	m.h.Write(data)
-	out := id.ID(m.h.Sum(m.sum[:0]))
-	m.h.Reset()
-	k.macs.Put(m)
-	return out
 }
 
 // ChunkerSeed returns the key-derived seed of the chunker's gear table, so
