@@ -63,7 +63,7 @@ func recycle(p *[]byte, b []byte) {
 // SaveBlob stores data as a blob of type t unless the repository already
 // holds it. It returns the blob's ID and whether it was already known.
 func (r *Repository) SaveBlob(ctx context.Context, t index.BlobType, data []byte) (id.ID, bool, error) {
-	bid := r.key.BlobID(data)
+	bid := r.blobID(data)
 	known, err := r.SaveBlobWithID(ctx, t, bid, data)
 	return bid, known, err
 }
@@ -160,7 +160,7 @@ func (r *Repository) OpenBlob(e index.Entry, sealed []byte, dec *[]byte) ([]byte
 	if len(plain) != int(e.RawLength) {
 		return nil, fmt.Errorf("blob %s in pack %s: %w: %d bytes, index says %d", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted, len(plain), e.RawLength)
 	}
-	got := r.key.BlobID(plain)
+	got := r.blobID(plain)
 	if subtle.ConstantTimeCompare(got[:], e.ID[:]) != 1 {
 		return nil, fmt.Errorf("blob %s in pack %s: %w: content does not match its id", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted)
 	}

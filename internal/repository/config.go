@@ -6,6 +6,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/chunker"
 	"github.com/nestguard/nestguard/internal/compress"
+	"github.com/nestguard/nestguard/internal/crypto"
 )
 
 // FormatVersion is the repository format this code writes and reads.
@@ -55,12 +56,32 @@ func (c ChunkerSizes) params() chunker.Params {
 func defaultAlgorithms() Algorithms {
 	return Algorithms{
 		Encryption:  "XAES-256-GCM",
-		BlobID:      "HMAC-SHA-256",
+		BlobID:      crypto.BlobIDHMACSHA256,
 		ObjectID:    "SHA-256",
 		KDF:         "argon2id",
 		Chunker:     "FastCDC-keyed-gear",
 		Compression: "zstd",
 	}
+}
+
+// validate refuses a config naming an algorithm this build does not
+// implement: reading such a repository with the defaults would fail on
+// every object, or worse, write blobs under IDs the next reader rejects.
+// The blob ID is the one with a choice; crypto.Key.BlobIDFunc checks it.
+func (a Algorithms) validate() error {
+	want := defaultAlgorithms()
+	for _, f := range []struct{ what, got, want string }{
+		{"encryption", a.Encryption, want.Encryption},
+		{"object id", a.ObjectID, want.ObjectID},
+		{"key derivation", a.KDF, want.KDF},
+		{"chunker", a.Chunker, want.Chunker},
+		{"compression", a.Compression, want.Compression},
+	} {
+		if f.got != f.want {
+			return fmt.Errorf("%s algorithm %q is not one this nestguard knows (it uses %s): upgrade nestguard", f.what, f.got, f.want)
+		}
+	}
+	return nil
 }
 
 // DefaultPackSize is the target size of a pack: large enough that object
@@ -70,6 +91,9 @@ const DefaultPackSize = 16 << 20
 func (c *Config) validate() error {
 	if c.Version != FormatVersion {
 		return fmt.Errorf("repository format version %d is not supported by this nestguard (it reads version %d): upgrade nestguard", c.Version, FormatVersion)
+	}
+	if err := c.Algorithms.validate(); err != nil {
+		return fmt.Errorf("repository config: %w", err)
 	}
 	if err := c.Chunker.params().Validate(); err != nil {
 		return fmt.Errorf("repository config: chunker: %w", err)

@@ -41,12 +41,13 @@ var (
 // Repository is an open, unlocked repository. Its methods are safe for
 // concurrent use.
 type Repository struct {
-	be    backend.Backend
-	key   *crypto.Key
-	keyID string // the slot that opened it
-	cfg   Config
-	codec *compress.Codec // nil: compression off
-	dec   *compress.Codec // decodes whatever the writer chose
+	be     backend.Backend
+	key    *crypto.Key
+	blobID crypto.BlobIDFunc // the config's blob ID algorithm under key
+	keyID  string            // the slot that opened it
+	cfg    Config
+	codec  *compress.Codec // nil: compression off
+	dec    *compress.Codec // decodes whatever the writer chose
 	// fast compresses named objects (WAL segments): PostgreSQL waits on
 	// each archive call, so latency beats the last few percent of ratio.
 	fast   *compress.Codec
@@ -82,6 +83,7 @@ type InitOptions struct {
 	Chunker     ChunkerSizes // zero: 512 KiB / 1 MiB / 8 MiB
 	Compression string       // default "default" (zstd level 3, fast strategy on large blobs)
 	PackSize    int          // default DefaultPackSize
+	BlobID      string       // blob ID algorithm, default crypto.BlobIDHMACSHA256
 	ObjectLock  *ObjectLock
 	KeyLabel    string
 }
@@ -122,6 +124,9 @@ func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOpti
 	if cfg.PackSize == 0 {
 		cfg.PackSize = DefaultPackSize
 	}
+	if o.BlobID != "" {
+		cfg.Algorithms.BlobID = o.BlobID
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -132,7 +137,10 @@ func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOpti
 	if err != nil {
 		return nil, err
 	}
-	r := newRepository(be, key, cfg, o.Options)
+	r, err := newRepository(be, key, cfg, o.Options)
+	if err != nil {
+		return nil, err
+	}
 	// The key slot is written before the config: a crash in between leaves
 	// no config, so init can simply be run again.
 	if r.keyID, err = r.AddKey(ctx, passphrase, o.KeyLabel); err != nil {
@@ -177,13 +185,20 @@ func Open(ctx context.Context, be backend.Backend, passphrase []byte, o Options)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := newRepository(be, key, cfg, o)
+	r, err := newRepository(be, key, cfg, o)
+	if err != nil {
+		return nil, err
+	}
 	r.keyID = keyID
 	return r, nil
 }
 
-func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) *Repository {
+func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) (*Repository, error) {
 	codec, _ := codecFor(cfg.Compression) // validated by the caller
+	blobID, err := key.BlobIDFunc(cfg.Algorithms.BlobID)
+	if err != nil {
+		return nil, fmt.Errorf("repository config: %w", err)
+	}
 	uploads := o.UploadConcurrency
 	if uploads <= 0 {
 		uploads = 2
@@ -191,6 +206,7 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) *
 	r := &Repository{
 		be:          be,
 		key:         key,
+		blobID:      blobID,
 		cfg:         cfg,
 		codec:       codec,
 		dec:         codec,
@@ -210,7 +226,7 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) *
 	r.kdfOverride = o.KDF
 	r.packer = newPacker(r, uploads)
 	r.applyDefaultRetention()
-	return r
+	return r, nil
 }
 
 // Config returns the repository configuration.
