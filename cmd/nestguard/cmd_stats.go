@@ -12,7 +12,10 @@ func (a *app) statsCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "stats",
 		Short: "Show repository sizes and deduplication and compression ratios",
-		Args:  cobra.NoArgs,
+		Long: `Show the repository's configuration (its id, format, and the algorithms
+fixed at init) and what it holds: snapshots, logical and stored sizes, the
+deduplication and compression ratios, and the memory its index takes.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
@@ -20,8 +23,21 @@ func (a *app) statsCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				cfg := repo.Config()
 				if a.jsonOut {
-					return a.printJSON(st)
+					return a.printJSON(struct {
+						*stats.Stats
+						Config repository.Config `json:"config"`
+					}{st, cfg})
+				}
+				alg := cfg.Algorithms
+				a.printf("repository:         %s, format %d, created %s\n", cfg.ID[:8], cfg.Version, cfg.Created.Format("2006-01-02 15:04 MST"))
+				a.printf("encryption:         %s, key slots by %s\n", alg.Encryption, alg.KDF)
+				a.printf("blob ids:           %s\n", alg.BlobID)
+				a.printf("chunker:            %s, %d/%d/%d KiB (min/avg/max)\n", alg.Chunker, cfg.Chunker.Min>>10, cfg.Chunker.Avg>>10, cfg.Chunker.Max>>10)
+				a.printf("compression:        %s %s\n", alg.Compression, cfg.Compression)
+				if l := cfg.ObjectLock; l != nil {
+					a.printf("object lock:        %s mode, at least %s\n", l.Mode, repository.FormatRetention(l.MinRetention))
 				}
 				a.printf("snapshots:          %d\n", st.Snapshots)
 				a.printf("logical size:       %s in %d files (what a restore of every snapshot writes)\n", progress.Bytes(st.LogicalSize), st.Files)

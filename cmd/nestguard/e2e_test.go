@@ -368,6 +368,9 @@ func TestBLAKE3Repository(t *testing.T) {
 	e.must("restore", "latest", "--target", tgt)
 	compareTrees(t, src, filepath.Join(tgt, src))
 	e.must("verify", "--read-data")
+	if out := e.must("stats"); !strings.Contains(out, "blob ids:           BLAKE3-keyed\n") {
+		t.Errorf("stats does not name the blob id algorithm:\n%s", out)
+	}
 }
 
 func TestBadInput(t *testing.T) {
