@@ -47,13 +47,13 @@ func (k *Key) BlobIDFunc(alg string) (BlobIDFunc, error) {
 		if err != nil {
 			return nil, fmt.Errorf("deriving blob id key: %w", err)
 		}
-		if _, err := blake3.NewKeyed(key); err != nil {
+		keyed, err := blake3.NewKeyed(key)
+		if err != nil {
 			return nil, fmt.Errorf("blob id key: %w", err)
 		}
-		h := newPooledHash(func() hash.Hash {
-			b, _ := blake3.NewKeyed(key) // a 32-byte key, checked above
-			return b
-		})
+		// keyed is never written, so the pool's clones of it may be made
+		// concurrently.
+		h := newPooledHash(func() hash.Hash { return keyed.Clone() })
 		return h.sum, nil
 	}
 	return nil, fmt.Errorf("unknown blob id algorithm %q (this nestguard knows %s and %s): upgrade nestguard", alg, BlobIDHMACSHA256, BlobIDBLAKE3)
