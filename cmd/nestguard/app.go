@@ -28,6 +28,7 @@ type app struct {
 	repo         string
 	passwordFile string
 	keyFile      string
+	keySlot      string
 	jsonOut      bool
 	quiet        bool
 	verbose      int
@@ -95,6 +96,7 @@ restore was made, but some files were unreadable or damaged).`,
 	pf.StringVarP(&a.repo, "repo", "r", os.Getenv("NESTGUARD_REPO"), "repository: a directory or s3://bucket/prefix (env NESTGUARD_REPO)")
 	pf.StringVar(&a.passwordFile, "password-file", os.Getenv("NESTGUARD_PASSWORD_FILE"), "read the passphrase from this file (env NESTGUARD_PASSWORD_FILE)")
 	pf.StringVar(&a.keyFile, "key-file", os.Getenv("NESTGUARD_KEY_FILE"), "open the repository with a generated key file instead of a passphrase (env NESTGUARD_KEY_FILE; see 'key add --generate-key-file')")
+	pf.StringVar(&a.keySlot, "key-slot", os.Getenv("NESTGUARD_KEY_SLOT"), "try only this key slot (an id or prefix from 'key list') when unlocking; needed when a repository has more passphrase slots than one unlock tries (env NESTGUARD_KEY_SLOT)")
 	pf.StringVar(&a.metricsFile, "metrics-file", os.Getenv("NESTGUARD_METRICS_FILE"), "record the outcome of backup, restore, verify, copy and pg commands in this Prometheus textfile (env NESTGUARD_METRICS_FILE; see docs/monitoring.md)")
 	pf.BoolVar(&a.jsonOut, "json", false, "print results as JSON")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
@@ -112,6 +114,7 @@ restore was made, but some files were unreadable or damaged).`,
 	bindEnv(pf, "repo", "NESTGUARD_REPO")
 	bindEnv(pf, "password-file", "NESTGUARD_PASSWORD_FILE")
 	bindEnv(pf, "key-file", "NESTGUARD_KEY_FILE")
+	bindEnv(pf, "key-slot", "NESTGUARD_KEY_SLOT")
 	bindEnv(pf, "s3-endpoint", "NESTGUARD_S3_ENDPOINT")
 	bindEnv(pf, "s3-region", "AWS_REGION")
 	bindEnv(pf, "s3-path-style", "NESTGUARD_S3_PATH_STYLE")
@@ -175,7 +178,7 @@ func (a *app) openRepo(ctx context.Context, withIndex bool) (*repository.Reposit
 	if err := a.needRepo(); err != nil {
 		return nil, err
 	}
-	r, err := a.openRepository(ctx, a.repo, a.locationOptions(), a.secret, withIndex)
+	r, err := a.openRepository(ctx, a.repo, a.locationOptions(), a.secret, a.keySlot, withIndex)
 	if err != nil {
 		return nil, err
 	}
@@ -198,8 +201,9 @@ func (a *app) withRepo(ctx context.Context, withIndex bool, fn func(*repository.
 
 // openRepository opens the backend of loc, unlocks the repository with
 // what secret returns (passphrase or key file, and the slot to try), and
-// loads the index when asked. The backend is closed again on failure.
-func (a *app) openRepository(ctx context.Context, loc string, lo location.Options, secret func() ([]byte, string, error), withIndex bool) (*repository.Repository, error) {
+// loads the index when asked; onlySlot, if set, is the one key slot to
+// try. The backend is closed again on failure.
+func (a *app) openRepository(ctx context.Context, loc string, lo location.Options, secret func() ([]byte, string, error), onlySlot string, withIndex bool) (*repository.Repository, error) {
 	be, err := location.Open(ctx, loc, lo)
 	if err != nil {
 		return nil, err
@@ -209,7 +213,7 @@ func (a *app) openRepository(ctx context.Context, loc string, lo location.Option
 		if err != nil {
 			return nil, err
 		}
-		r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, UploadConcurrency: uploadConcurrency(loc), KeySlot: slot})
+		r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, UploadConcurrency: uploadConcurrency(loc), KeySlot: slot, OnlyKeySlot: onlySlot})
 		if err != nil {
 			return nil, err
 		}

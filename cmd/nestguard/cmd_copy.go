@@ -209,7 +209,7 @@ func (a *app) openSource(ctx context.Context, f copyFlags) (*repository.Reposito
 	if f.fromS3Region != "" {
 		lo.S3Region = f.fromS3Region
 	}
-	r, err := a.openRepository(ctx, f.from, lo, func() ([]byte, string, error) { return fromSecret(f) }, true)
+	r, err := a.openRepository(ctx, f.from, lo, func() ([]byte, string, error) { return fromSecret(f) }, "", true)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", f.from, err)
 	}

@@ -25,15 +25,22 @@ const (
 	KeyFileSecretSize = 32
 )
 
-// Bounds on KDF parameters read from a key slot. Slots are untrusted input:
-// without bounds a hostile slot could make unlocking allocate or compute
-// without limit.
+// Bounds on KDF parameters read from a key slot. Slots are untrusted input
+// that anyone with write access to the storage can plant, and under Object
+// Lock the owner cannot delete them: without bounds one hostile slot could
+// make every unlock allocate gigabytes for minutes. A slot within them
+// costs at most MaxKDFCost, a few seconds and 1 GiB; the default costs a
+// twentieth of that.
 const (
-	maxKDFTime      = 100
-	maxKDFMemoryKiB = 4 << 20 // 4 GiB
+	maxKDFTime      = 16
+	maxKDFMemoryKiB = 1 << 20 // 1 GiB
+	maxKDFThreads   = 64
 	minSaltSize     = 16
 	maxSaltSize     = 1024
 	saltSize        = 32
+
+	// MaxKDFCost bounds Cost: 4 passes over 1 GiB.
+	MaxKDFCost = 4 * maxKDFMemoryKiB
 )
 
 // KDFParams are the parameters of the passphrase KDF, stored in each key slot.
@@ -76,8 +83,20 @@ func KeyFileKDFParams() (KDFParams, error) {
 	return KDFParams{Algorithm: KDFKeyFile, Salt: salt}, nil
 }
 
-// validate rejects parameters that are unknown or absurd, before any
+// Cost is the work deriving a key with p takes, in KiB of memory times
+// passes (Argon2id's time and memory grow with both). An HKDF key file
+// costs 1.
+func (p *KDFParams) Cost() uint64 {
+	if p.Algorithm == KDFKeyFile {
+		return 1
+	}
+	return max(1, uint64(p.Time)*uint64(p.MemoryKiB))
+}
+
+// Validate rejects parameters that are unknown or absurd, before any
 // expensive work is done.
+func (p *KDFParams) Validate() error { return p.validate() }
+
 func (p *KDFParams) validate() error {
 	if p.Algorithm == KDFKeyFile {
 		if p.Time != 0 || p.MemoryKiB != 0 || p.Threads != 0 {
@@ -93,11 +112,13 @@ func (p *KDFParams) validate() error {
 		return fmt.Errorf("unknown key derivation algorithm %q (this nestguard supports %q and %q)", p.Algorithm, KDFArgon2id, KDFKeyFile)
 	case p.Time < 1 || p.Time > maxKDFTime:
 		return fmt.Errorf("argon2id time %d out of range: want 1 to %d", p.Time, maxKDFTime)
-	case p.Threads < 1:
-		return fmt.Errorf("argon2id threads is 0: want at least 1")
+	case p.Threads < 1 || p.Threads > maxKDFThreads:
+		return fmt.Errorf("argon2id threads %d out of range: want 1 to %d", p.Threads, maxKDFThreads)
 	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > maxKDFMemoryKiB:
 		// Argon2 needs 8 KiB per lane (RFC 9106, 3.1).
 		return fmt.Errorf("argon2id memory %d KiB out of range: want %d KiB (8 per thread) to %d KiB", p.MemoryKiB, 8*uint32(p.Threads), maxKDFMemoryKiB)
+	case p.Cost() > MaxKDFCost:
+		return fmt.Errorf("argon2id cost %d passes over %d KiB is over the bound of %d KiB-passes", p.Time, p.MemoryKiB, uint64(MaxKDFCost))
 	case len(p.Salt) < minSaltSize || len(p.Salt) > maxSaltSize:
 		return fmt.Errorf("argon2id salt is %d bytes: want %d to %d", len(p.Salt), minSaltSize, maxSaltSize)
 	}

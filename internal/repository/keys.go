@@ -2,14 +2,18 @@ package repository
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/user"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/backend"
@@ -127,79 +131,177 @@ func (r *Repository) RemoveKey(ctx context.Context, prefix string) error {
 	return r.be.Remove(ctx, h)
 }
 
-// unlock tries passphrase against every key slot; hint, if not empty, names
-// the slot to try alone first (a key file knows its slot: one read).
-func unlock(ctx context.Context, be backend.Backend, passphrase []byte, hint string) (*crypto.Key, string, error) {
-	if hint != "" {
-		b, err := readAll(ctx, be, backend.Handle{Type: backend.KeyFile, Name: hint}, maxKeySlotSize)
+// maxUnlockCost bounds the key derivation work one unlock spends over all
+// the key slots it tries, in KiB-passes (crypto.KDFParams.Cost): 32 slots
+// at the default cost, or two at the most a slot may cost. Slots are tried
+// cheapest first, so a legitimate slot is reached before planted expensive
+// ones; past the bound the user names the slot with --key-slot.
+const maxUnlockCost = 32 * 3 * (64 << 10)
+
+// slotRef is one key slot read from the storage for unlocking.
+type slotRef struct {
+	name string
+	slot *crypto.Slot
+}
+
+// unlock opens the master key with passphrase. A key file's hint names
+// the slot to try alone first (one read); a slot named by the user
+// (onlySlot, an id or unique prefix) is the only one tried. Otherwise every
+// well-formed slot is tried, cheapest first, within budget (maxUnlockCost unless a test lowers it);
+// malformed slots are skipped with a warning so that one planted slot
+// cannot lock the owner out.
+func unlock(ctx context.Context, be backend.Backend, passphrase []byte, hint, onlySlot string, budget uint64, log *slog.Logger) (*crypto.Key, string, error) {
+	if hint != "" && onlySlot == "" {
+		k, err := unlockSlot(ctx, be, passphrase, hint)
 		if err == nil {
-			var s crypto.Slot
-			if err := json.Unmarshal(b, &s); err != nil {
-				return nil, "", fmt.Errorf("key slot %s is malformed: %w", hint, err)
-			}
-			k, err := crypto.UnwrapKey(&s, passphrase)
-			if err == nil {
-				return k, hint, nil
-			}
-			if !errors.Is(err, crypto.ErrWrongPassphrase) {
-				return nil, "", fmt.Errorf("key slot %s: %w", hint[:min(8, len(hint))], err)
-			}
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, "", fmt.Errorf("reading key slot %s: %w", hint, err)
+			return k, hint, nil
+		}
+		if !errors.Is(err, crypto.ErrWrongPassphrase) && !errors.Is(err, fs.ErrNotExist) {
+			return nil, "", err
 		}
 	}
-	var (
-		key   *crypto.Key
-		name  string
-		tried int
-		other error
-	)
-	errFound := errors.New("found")
-	err := forEachSlot(ctx, be, func(n string, s *crypto.Slot) error {
-		tried++
-		k, err := crypto.UnwrapKey(s, passphrase)
-		if err == nil {
-			key, name = k, n
-			return errFound
-		}
-		if !errors.Is(err, crypto.ErrWrongPassphrase) {
-			other = fmt.Errorf("key slot %s: %w", n[:8], err)
-		}
-		return nil
-	})
-	if errors.Is(err, errFound) {
-		return key, name, nil
-	}
+	names, err := listSlots(ctx, be)
 	if err != nil {
 		return nil, "", err
 	}
-	if tried == 0 {
+	if len(names) == 0 {
 		return nil, "", fmt.Errorf("%w at %s: it has a config but no key slots", ErrNoRepository, be.Location())
 	}
-	if other != nil {
-		return nil, "", other
+	if onlySlot != "" {
+		name, err := matchSlot(names, onlySlot)
+		if err != nil {
+			return nil, "", err
+		}
+		k, err := unlockSlot(ctx, be, passphrase, name)
+		if err != nil {
+			return nil, "", err
+		}
+		return k, name, nil
 	}
-	return nil, "", fmt.Errorf("%w for the repository at %s (tried %d key slots)", ErrWrongPassphrase, be.Location(), tried)
+	var slots []slotRef
+	var malformed []string
+	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, "", err
+		}
+		s, err := readSlot(ctx, be, n)
+		if err == nil {
+			err = s.KDF.Validate()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, "", ctx.Err()
+			}
+			log.Warn("skipping a key slot that cannot be used", "slot", n, "err", err)
+			malformed = append(malformed, shortSlot(n))
+			continue
+		}
+		slots = append(slots, slotRef{n, s})
+	}
+	slices.SortStableFunc(slots, func(a, b slotRef) int {
+		return cmp.Or(cmp.Compare(a.slot.KDF.Cost(), b.slot.KDF.Cost()), strings.Compare(a.name, b.name))
+	})
+	var spent uint64
+	tried := 0
+	for _, sr := range slots {
+		if err := ctx.Err(); err != nil {
+			return nil, "", err
+		}
+		if c := sr.slot.KDF.Cost(); spent+c > budget {
+			break
+		} else {
+			spent += c
+		}
+		tried++
+		k, err := crypto.UnwrapKey(sr.slot, passphrase)
+		if err == nil {
+			return k, sr.name, nil
+		}
+		if !errors.Is(err, crypto.ErrWrongPassphrase) {
+			log.Warn("skipping a key slot that cannot be used", "slot", sr.name, "err", err)
+			malformed = append(malformed, shortSlot(sr.name))
+		}
+	}
+	var detail string
+	if len(malformed) > 0 {
+		detail += fmt.Sprintf("; skipped %d malformed: %s", len(malformed), strings.Join(malformed, ", "))
+	}
+	if untried := len(slots) - tried; untried > 0 {
+		detail += fmt.Sprintf("; %d not tried because trying them would exceed the unlock's work bound: name the slot with --key-slot (ids in 'nestguard key list')", untried)
+	}
+	return nil, "", fmt.Errorf("%w for the repository at %s (tried %d of %d key slots%s)", ErrWrongPassphrase, be.Location(), tried, len(names), detail)
 }
 
-func forEachSlot(ctx context.Context, be backend.Backend, fn func(string, *crypto.Slot) error) error {
+// unlockSlot tries passphrase against the one slot called name.
+func unlockSlot(ctx context.Context, be backend.Backend, passphrase []byte, name string) (*crypto.Key, error) {
+	s, err := readSlot(ctx, be, name)
+	if err != nil {
+		return nil, err
+	}
+	k, err := crypto.UnwrapKey(s, passphrase)
+	if err != nil && !errors.Is(err, crypto.ErrWrongPassphrase) {
+		return nil, fmt.Errorf("key slot %s: %w", shortSlot(name), err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w for key slot %s at %s", err, shortSlot(name), be.Location())
+	}
+	return k, nil
+}
+
+// matchSlot resolves a slot id or unique prefix among names.
+func matchSlot(names []string, prefix string) (string, error) {
+	var match []string
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			match = append(match, n)
+		}
+	}
+	switch len(match) {
+	case 1:
+		return match[0], nil
+	case 0:
+		return "", fmt.Errorf("no key slot %q (see 'nestguard key list')", prefix)
+	}
+	return "", fmt.Errorf("key slot prefix %q is ambiguous: %d slots match; give more digits", prefix, len(match))
+}
+
+func shortSlot(name string) string { return name[:min(8, len(name))] }
+
+func listSlots(ctx context.Context, be backend.Backend) ([]string, error) {
 	var names []string
 	if err := be.List(ctx, backend.KeyFile, func(fi backend.FileInfo) error {
 		names = append(names, fi.Name)
 		return nil
 	}); err != nil {
-		return fmt.Errorf("listing key slots: %w", err)
+		return nil, fmt.Errorf("listing key slots: %w", err)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+func readSlot(ctx context.Context, be backend.Backend, name string) (*crypto.Slot, error) {
+	b, err := readAll(ctx, be, backend.Handle{Type: backend.KeyFile, Name: name}, maxKeySlotSize)
+	if err != nil {
+		return nil, fmt.Errorf("reading key slot %s: %w", name, err)
+	}
+	var s crypto.Slot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("key slot %s is malformed: %w", name, err)
+	}
+	return &s, nil
+}
+
+func forEachSlot(ctx context.Context, be backend.Backend, fn func(string, *crypto.Slot) error) error {
+	names, err := listSlots(ctx, be)
+	if err != nil {
+		return err
 	}
 	for _, n := range names {
-		b, err := readAll(ctx, be, backend.Handle{Type: backend.KeyFile, Name: n}, maxKeySlotSize)
+		s, err := readSlot(ctx, be, n)
 		if err != nil {
-			return fmt.Errorf("reading key slot %s: %w", n, err)
+			return err
 		}
-		var s crypto.Slot
-		if err := json.Unmarshal(b, &s); err != nil {
-			return fmt.Errorf("key slot %s is malformed: %w", n, err)
-		}
-		if err := fn(n, &s); err != nil {
+		if err := fn(n, s); err != nil {
 			return err
 		}
 	}

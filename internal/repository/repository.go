@@ -6,6 +6,7 @@ package repository
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -75,6 +76,11 @@ type Options struct {
 	KDF *crypto.KDFParams
 	// KeySlot names the key slot to try first (from a key file).
 	KeySlot string
+	// OnlyKeySlot, an id or unique prefix, is the one key slot to try
+	// (--key-slot): for a repository with more slots than one unlock tries.
+	OnlyKeySlot string
+	// unlockCost replaces maxUnlockCost when set (tests).
+	unlockCost uint64
 }
 
 // InitOptions choose the parameters fixed at creation.
@@ -170,7 +176,7 @@ func Open(ctx context.Context, be backend.Backend, passphrase []byte, o Options)
 	if err != nil {
 		return nil, fmt.Errorf("reading repository config: %w", err)
 	}
-	key, keyID, err := unlock(ctx, be, passphrase, o.KeySlot)
+	key, keyID, err := unlock(ctx, be, passphrase, o.KeySlot, o.OnlyKeySlot, cmp.Or(o.unlockCost, maxUnlockCost), o.logger())
 	if err != nil {
 		return nil, err
 	}
