@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -109,7 +111,13 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 					if k.Current {
 						cur = "*"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cur, k.ID[:8], fmtTime(k.Created), k.Username, k.Hostname, k.Label)
+					if k.Malformed != "" {
+						fmt.Fprintf(tw, "!\t%s\tmalformed: %s\t\t\t\n", k.ID[:8], printable(k.Malformed))
+						continue
+					}
+					// The descriptive fields are whatever was stored:
+					// never let them reach a terminal raw.
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cur, k.ID[:8], fmtTime(k.Created), printable(k.Username), printable(k.Hostname), printable(k.Label))
 				}
 				return tw.Flush()
 			})
@@ -132,4 +140,13 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 	}
 	cmd.AddCommand(add, list, remove)
 	return cmd
+}
+
+// printable escapes control characters, invalid UTF-8 and backslashes in
+// s as Go's %q does, without the quotes, so that stored text cannot send
+// escape sequences to a terminal. Plain text is returned as it is.
+func printable(s string) string {
+	q := strconv.Quote(s)
+	q = q[1 : len(q)-1]
+	return strings.ReplaceAll(q, `\"`, `"`)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,5 +64,63 @@ func TestKeyFile(t *testing.T) {
 	e.must("key", "remove", slot)
 	if r := nopass.run("--key-file", kf, "snapshots"); r.code != 1 || !strings.Contains(r.stderr, "wrong passphrase") {
 		t.Errorf("revoked key file: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// Key slots planted in keys/ by someone with write access to the storage
+// (a malformed one, one whose KDF would take minutes and gigabytes, one
+// whose label holds terminal escapes) neither block nor slow the owner's
+// passphrase; `key list` shows them escaped and marked, and --key-slot
+// tries one slot alone.
+func TestPlantedKeySlots(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	plant := func(content string) string {
+		sum := sha256.Sum256([]byte(content))
+		name := hex.EncodeToString(sum[:])
+		if err := os.WriteFile(filepath.Join(e.repo, "keys", name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	salt := `"` + strings.Repeat("A", 43) + `="`
+	wrapped := `"` + strings.Repeat("A", 96) + `"`
+	junk := plant(`{"kdf": "nothing"}`)
+	huge := plant(`{"kdf": {"algorithm": "argon2id", "time": 100, "memory_kib": 4194304, "threads": 255, "salt": ` + salt + `}, "wrapped": ` + wrapped + `}`)
+	escape := plant(`{"label": "evil\u001b[2J", "kdf": {"algorithm": "argon2id", "time": 1, "memory_kib": 64, "threads": 1, "salt": ` + salt + `}, "wrapped": ` + wrapped + `}`)
+
+	start := time.Now()
+	r := e.run("snapshots")
+	if r.code != 0 {
+		t.Fatalf("the owner's passphrase beside planted slots: exit %d\n%s", r.code, r.stderr)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("unlocking beside planted slots took %v", d)
+	}
+	wrong := *e
+	wrong.pass = "not the passphrase"
+	r = wrong.run("snapshots")
+	if r.code != 1 || !strings.Contains(r.stderr, "skipped 2 malformed") || !strings.Contains(r.stderr, junk[:8]) || !strings.Contains(r.stderr, huge[:8]) {
+		t.Errorf("wrong passphrase: exit %d, want 1 naming the skipped slots:\n%s", r.code, r.stderr)
+	}
+	list := e.must("key", "list")
+	if strings.Contains(list, "\x1b") || !strings.Contains(list, `evil\x1b[2J`) {
+		t.Errorf("key list does not escape a stored label:\n%q", list)
+	}
+	if !strings.Contains(list, junk[:8]) || !strings.Contains(list, "malformed") {
+		t.Errorf("key list does not show the malformed slot:\n%s", list)
+	}
+	var own string
+	for _, l := range strings.Split(list, "\n") {
+		if strings.HasPrefix(l, "*") {
+			own = strings.Fields(l)[1]
+		}
+	}
+	if own == "" {
+		t.Fatalf("key list marks no current slot:\n%s", list)
+	}
+	e.must("--key-slot", own, "snapshots")
+	if r := e.run("--key-slot", escape[:8], "snapshots"); r.code != 1 || !strings.Contains(r.stderr, "wrong passphrase") {
+		t.Errorf("--key-slot naming another slot: exit %d\n%s", r.code, r.stderr)
 	}
 }

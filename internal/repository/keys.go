@@ -30,6 +30,9 @@ type KeyInfo struct {
 	Username string    `json:"username,omitempty"`
 	Label    string    `json:"label,omitempty"`
 	KDF      string    `json:"kdf"`
+	// Malformed says why a slot cannot be used (it is skipped when
+	// unlocking); the other fields are then empty.
+	Malformed string `json:"malformed,omitempty"`
 }
 
 // maxKeySlotSize bounds a key slot object; they are a few hundred bytes.
@@ -89,15 +92,30 @@ func (r *Repository) addSlot(ctx context.Context, passphrase []byte, params cryp
 	return name, nil
 }
 
-// ListKeys describes every key slot.
+// ListKeys describes every key slot; one that cannot be read or used is
+// listed with the reason in Malformed, so that it can be seen and removed.
 func (r *Repository) ListKeys(ctx context.Context) ([]KeyInfo, error) {
+	names, err := listSlots(ctx, r.be)
+	if err != nil {
+		return nil, err
+	}
 	var out []KeyInfo
-	err := forEachSlot(ctx, r.be, func(name string, s *crypto.Slot) error {
+	for _, name := range names {
+		s, err := readSlot(ctx, r.be, name)
+		if err == nil {
+			err = s.KDF.Validate()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			out = append(out, KeyInfo{ID: name, Malformed: err.Error()})
+			continue
+		}
 		out = append(out, KeyInfo{ID: name, Current: name == r.keyID, Created: s.Created,
 			Hostname: s.Hostname, Username: s.Username, Label: s.Label, KDF: s.KDF.Algorithm})
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 // RemoveKey deletes the key slot whose ID starts with prefix. Removing the
@@ -289,21 +307,4 @@ func readSlot(ctx context.Context, be backend.Backend, name string) (*crypto.Slo
 		return nil, fmt.Errorf("key slot %s is malformed: %w", name, err)
 	}
 	return &s, nil
-}
-
-func forEachSlot(ctx context.Context, be backend.Backend, fn func(string, *crypto.Slot) error) error {
-	names, err := listSlots(ctx, be)
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		s, err := readSlot(ctx, be, n)
-		if err != nil {
-			return err
-		}
-		if err := fn(n, s); err != nil {
-			return err
-		}
-	}
-	return nil
 }
