@@ -112,7 +112,7 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 						cur = "*"
 					}
 					if k.Malformed != "" {
-						fmt.Fprintf(tw, "!\t%s\tmalformed: %s\t\t\t\n", k.ID[:8], printable(k.Malformed))
+						fmt.Fprintf(tw, "!\t%s\t\t\t\tmalformed: %s\n", k.ID[:8], printable(k.Malformed))
 						continue
 					}
 					// The descriptive fields are whatever was stored:

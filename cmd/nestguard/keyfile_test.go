@@ -86,8 +86,8 @@ func TestPlantedKeySlots(t *testing.T) {
 	salt := `"` + strings.Repeat("A", 43) + `="`
 	wrapped := `"` + strings.Repeat("A", 96) + `"`
 	junk := plant(`{"kdf": "nothing"}`)
-	huge := plant(`{"kdf": {"algorithm": "argon2id", "time": 100, "memory_kib": 4194304, "threads": 255, "salt": ` + salt + `}, "wrapped": ` + wrapped + `}`)
-	escape := plant(`{"label": "evil\u001b[2J", "kdf": {"algorithm": "argon2id", "time": 1, "memory_kib": 64, "threads": 1, "salt": ` + salt + `}, "wrapped": ` + wrapped + `}`)
+	huge := plant(`{"repository": "planted", "kdf": {"algorithm": "argon2id", "time": 100, "memory_kib": 4194304, "threads": 255, "salt": ` + salt + `}, "wrapped": ` + wrapped + `}`)
+	escape := plant(`{"label": "evil\u001b[2J", "repository": "planted", "kdf": {"algorithm": "argon2id", "time": 1, "memory_kib": 64, "threads": 1, "salt": ` + salt + `}, "wrapped": ` + wrapped + `}`)
 
 	start := time.Now()
 	r := e.run("snapshots")

@@ -17,20 +17,20 @@ func BenchmarkSeal1MiB(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = k.Seal(dst[:0], data)
+		dst = k.Seal(dst[:0], data, nil)
 	}
 }
 
 func BenchmarkOpen1MiB(b *testing.B) {
 	k := newTestKey(b)
 	data := benchData()
-	sealed := k.Seal(nil, data)
+	sealed := k.Seal(nil, data, nil)
 	dst := make([]byte, 0, len(data))
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
 		var err error
-		if dst, err = k.Open(dst[:0], sealed); err != nil {
+		if dst, err = k.Open(dst[:0], sealed, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -43,7 +43,7 @@ func BenchmarkSealSmall(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = k.Seal(dst[:0], data)
+		dst = k.Seal(dst[:0], data, nil)
 	}
 }
 
@@ -88,7 +88,7 @@ func BenchmarkUnwrapDefault(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := WrapKey(k, []byte("passphrase"), p)
+	s, err := WrapKey(k, []byte("passphrase"), p, SlotInfo{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -66,19 +66,20 @@ func newKey(master []byte) (*Key, error) {
 }
 
 // Seal encrypts and authenticates plaintext with XAES-256-GCM under a fresh
-// random nonce, appends nonce || ciphertext || tag (len(plaintext)+Overhead
+// random nonce, binding it to ad (associated data: authenticated, not
+// stored), appends nonce || ciphertext || tag (len(plaintext)+Overhead
 // bytes) to dst and returns the result. The remaining capacity of dst must
 // not overlap plaintext.
-func (k *Key) Seal(dst, plaintext []byte) []byte {
-	return k.enc.sealRandom(dst, plaintext)
+func (k *Key) Seal(dst, plaintext, ad []byte) []byte {
+	return k.enc.sealRandom(dst, plaintext, ad)
 }
 
-// Open authenticates and decrypts sealed, the output of Seal, and appends the
-// plaintext to dst. Any modification, truncation or a different key makes it
-// fail with an error wrapping ErrAuth. The remaining capacity of dst must not
-// overlap sealed.
-func (k *Key) Open(dst, sealed []byte) ([]byte, error) {
-	return k.enc.open(dst, sealed, nil)
+// Open authenticates and decrypts sealed, the output of Seal with the same
+// ad, and appends the plaintext to dst. Any modification, truncation, a
+// different key or different associated data makes it fail with an error
+// wrapping ErrAuth. The remaining capacity of dst must not overlap sealed.
+func (k *Key) Open(dst, sealed, ad []byte) ([]byte, error) {
+	return k.enc.open(dst, sealed, ad)
 }
 
 // SealPrefix is the room SealInPlace needs before the plaintext.
@@ -89,17 +90,17 @@ const SealPrefix = nonceSize
 // nonce || ciphertext || tag in the same memory (grown only when its
 // capacity lacks room for the tag). A backup seals every chunk, and a
 // second chunk-sized buffer per worker is memory for nothing.
-func (k *Key) SealInPlace(buf []byte) []byte {
+func (k *Key) SealInPlace(buf, ad []byte) []byte {
 	if len(buf) < SealPrefix {
 		panic("crypto: SealInPlace without room for the nonce")
 	}
-	return k.enc.sealInPlace(buf)
+	return k.enc.sealInPlace(buf, ad)
 }
 
 // OpenInPlace is Open that decrypts into sealed's own memory and returns
 // the plaintext as a subslice of it; sealed is overwritten either way.
-func (k *Key) OpenInPlace(sealed []byte) ([]byte, error) {
-	return k.enc.openInPlace(sealed)
+func (k *Key) OpenInPlace(sealed, ad []byte) ([]byte, error) {
+	return k.enc.openInPlace(sealed, ad)
 }
 
 // ChunkerSeed returns the key-derived seed of the chunker's gear table, so

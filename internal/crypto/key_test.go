@@ -22,7 +22,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	for _, n := range []int{0, 1, 15, 16, 17, 1000, 1 << 20} {
 		plain := bytes.Repeat([]byte{byte(n)}, n)
 		prefix := []byte("prefix")
-		sealed := k.Seal(append([]byte(nil), prefix...), plain)
+		sealed := k.Seal(append([]byte(nil), prefix...), plain, nil)
 		if !bytes.HasPrefix(sealed, prefix) {
 			t.Fatalf("%d bytes: Seal did not append to dst", n)
 		}
@@ -33,7 +33,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		if n > 16 && bytes.Contains(sealed, plain[:16]) {
 			t.Fatalf("%d bytes: sealed data contains the plaintext", n)
 		}
-		got, err := k.Open([]byte("out:"), sealed)
+		got, err := k.Open([]byte("out:"), sealed, nil)
 		if err != nil {
 			t.Fatalf("%d bytes: Open: %v", n, err)
 		}
@@ -52,28 +52,28 @@ func TestSealOpenInPlace(t *testing.T) {
 		for _, room := range []int{0, tagSize, 100} {
 			buf := make([]byte, SealPrefix+n, SealPrefix+n+room)
 			copy(buf[SealPrefix:], plain)
-			sealed := k.SealInPlace(buf)
+			sealed := k.SealInPlace(buf, nil)
 			if len(sealed) != n+Overhead {
 				t.Fatalf("%d bytes: sealed length %d, want %d", n, len(sealed), n+Overhead)
 			}
 			if room >= tagSize && &sealed[0] != &buf[0] {
 				t.Fatalf("%d bytes, room %d: sealed into a new buffer", n, room)
 			}
-			got, err := k.Open(nil, sealed)
+			got, err := k.Open(nil, sealed, nil)
 			if err != nil || !bytes.Equal(got, plain) {
 				t.Fatalf("%d bytes: Open of SealInPlace: %v", n, err)
 			}
-			back, err := k.OpenInPlace(k.Seal(nil, plain))
+			back, err := k.OpenInPlace(k.Seal(nil, plain, nil), nil)
 			if err != nil || !bytes.Equal(back, plain) {
 				t.Fatalf("%d bytes: OpenInPlace of Seal: %v", n, err)
 			}
 			sealed[len(sealed)-1] ^= 1
-			if _, err := k.OpenInPlace(sealed); !errors.Is(err, ErrAuth) {
+			if _, err := k.OpenInPlace(sealed, nil); !errors.Is(err, ErrAuth) {
 				t.Fatalf("%d bytes: tampered OpenInPlace: %v, want ErrAuth", n, err)
 			}
 		}
 	}
-	if _, err := k.OpenInPlace(make([]byte, Overhead-1)); !errors.Is(err, ErrAuth) {
+	if _, err := k.OpenInPlace(make([]byte, Overhead-1), nil); !errors.Is(err, ErrAuth) {
 		t.Fatalf("short OpenInPlace: %v, want ErrAuth", err)
 	}
 }
@@ -81,7 +81,7 @@ func TestSealOpenInPlace(t *testing.T) {
 func TestOpenDetectsTampering(t *testing.T) {
 	k := newTestKey(t)
 	plain := []byte("the quick brown fox jumps over the lazy dog")
-	sealed := k.Seal(nil, plain)
+	sealed := k.Seal(nil, plain, nil)
 	regions := map[string]int{
 		"nonce start":      0,
 		"nonce first half": 11,
@@ -96,26 +96,26 @@ func TestOpenDetectsTampering(t *testing.T) {
 		for _, bit := range []byte{0x01, 0x80} {
 			bad := bytes.Clone(sealed)
 			bad[i] ^= bit
-			if got, err := k.Open(nil, bad); !errors.Is(err, ErrAuth) || got != nil {
+			if got, err := k.Open(nil, bad, nil); !errors.Is(err, ErrAuth) || got != nil {
 				t.Errorf("%s (byte %d, bit %#x) flipped: Open = %q, %v; want ErrAuth", name, i, bit, got, err)
 			}
 		}
 	}
 	for _, n := range []int{0, 1, nonceSize, Overhead - 1, Overhead, len(sealed) - 1} {
-		if _, err := k.Open(nil, sealed[:n]); !errors.Is(err, ErrAuth) {
+		if _, err := k.Open(nil, sealed[:n], nil); !errors.Is(err, ErrAuth) {
 			t.Errorf("truncated to %d bytes: err = %v, want ErrAuth", n, err)
 		}
 	}
-	if _, err := k.Open(nil, nil); !errors.Is(err, ErrAuth) {
+	if _, err := k.Open(nil, nil, nil); !errors.Is(err, ErrAuth) {
 		t.Errorf("nil input: err = %v, want ErrAuth", err)
 	}
-	if _, err := k.Open(nil, append(bytes.Clone(sealed), 0)); !errors.Is(err, ErrAuth) {
+	if _, err := k.Open(nil, append(bytes.Clone(sealed), 0), nil); !errors.Is(err, ErrAuth) {
 		t.Errorf("extended input: err = %v, want ErrAuth", err)
 	}
-	if _, err := newTestKey(t).Open(nil, sealed); !errors.Is(err, ErrAuth) {
+	if _, err := newTestKey(t).Open(nil, sealed, nil); !errors.Is(err, ErrAuth) {
 		t.Errorf("other key: err = %v, want ErrAuth", err)
 	}
-	if got, err := k.Open(nil, sealed); err != nil || !bytes.Equal(got, plain) {
+	if got, err := k.Open(nil, sealed, nil); err != nil || !bytes.Equal(got, plain) {
 		t.Errorf("untampered input no longer opens: %q, %v", got, err)
 	}
 }
@@ -125,7 +125,7 @@ func TestSealNoncesDistinct(t *testing.T) {
 	seen := make(map[[nonceSize]byte]bool)
 	var prev []byte
 	for range 1000 {
-		s := k.Seal(nil, []byte("same plaintext"))
+		s := k.Seal(nil, []byte("same plaintext"), nil)
 		if bytes.Equal(s, prev) {
 			t.Fatal("two seals of the same plaintext are identical")
 		}
@@ -155,7 +155,7 @@ func TestBlobID(t *testing.T) {
 	}
 	// The ID must survive the key going through a key slot: it is what
 	// deduplication across sessions depends on.
-	s, err := WrapKey(k1, []byte("pw"), FastKDFParamsForTests())
+	s, err := WrapKey(k1, []byte("pw"), FastKDFParamsForTests(), SlotInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestSubkeysFixed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := enc.open(nil, k.Seal(nil, []byte("x")), nil); err != nil || string(got) != "x" {
+	if got, err := enc.open(nil, k.Seal(nil, []byte("x"), nil), nil); err != nil || string(got) != "x" {
 		t.Errorf("Seal does not use the expected encryption subkey: %q, %v", got, err)
 	}
 	if got := k.BlobID([]byte("nestguard")).String(); got != wantID {
@@ -213,7 +213,7 @@ func TestKeyConcurrentUse(t *testing.T) {
 					t.Error("BlobID differs under concurrent use")
 					return
 				}
-				got, err := k.Open(nil, k.Seal(nil, plain))
+				got, err := k.Open(nil, k.Seal(nil, plain, nil), nil)
 				if err != nil || !bytes.Equal(got, plain) {
 					t.Errorf("concurrent round trip: %v", err)
 					return
@@ -222,4 +222,29 @@ func TestKeyConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// What is sealed under one associated data does not open under another,
+// in either form (copied, or in place): a sealed thing is bound to what it
+// was stored as.
+func TestSealBindsAssociatedData(t *testing.T) {
+	k := newTestKey(t)
+	plain := []byte("a data blob that looks like a snapshot")
+	sealed := k.Seal(nil, plain, []byte("blob data"))
+	for _, ad := range [][]byte{nil, []byte("snapshot"), []byte("blob dat"), []byte("blob data\x00")} {
+		if _, err := k.Open(nil, sealed, ad); !errors.Is(err, ErrAuth) {
+			t.Errorf("opened under associated data %q: %v", ad, err)
+		}
+		if _, err := k.OpenInPlace(bytes.Clone(sealed), ad); !errors.Is(err, ErrAuth) {
+			t.Errorf("opened in place under associated data %q: %v", ad, err)
+		}
+	}
+	buf := append(make([]byte, SealPrefix), plain...)
+	inPlace := k.SealInPlace(buf, []byte("tree"))
+	if got, err := k.Open(nil, inPlace, []byte("tree")); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("sealed in place, opened: %q %v", got, err)
+	}
+	if _, err := k.Open(nil, inPlace, []byte("data")); !errors.Is(err, ErrAuth) {
+		t.Errorf("sealed in place as tree, opened as data: %v", err)
+	}
 }

@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -13,13 +14,34 @@ type Slot struct {
 	Hostname string    `json:"hostname,omitempty"`
 	Username string    `json:"username,omitempty"`
 	Label    string    `json:"label,omitempty"`
-	KDF      KDFParams `json:"kdf"`
-	Wrapped  []byte    `json:"wrapped"` // XAES-256-GCM(KEK, master key)
+	// Repository is the id of the repository the slot belongs to.
+	Repository string    `json:"repository"`
+	KDF        KDFParams `json:"kdf"`
+	Wrapped    []byte    `json:"wrapped"` // XAES-256-GCM(KEK, master key, ad: the fields above)
+}
+
+// SlotInfo is what a key slot says about itself: stored in the clear and
+// authenticated with the wrapped key, so that it cannot be changed without
+// the slot failing to open.
+type SlotInfo struct {
+	Hostname, Username, Label string
+	Repository                string
+}
+
+// ad is the associated data the wrapped key is sealed with: a domain tag,
+// then each descriptive field as a 4-byte big-endian length and its bytes.
+func (s *Slot) ad() []byte {
+	b := []byte("nestguard key slot v2\x00")
+	for _, f := range []string{s.Created.UTC().Format(time.RFC3339Nano), s.Hostname, s.Username, s.Label, s.Repository} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+	}
+	return b
 }
 
 // WrapKey seals k's master key under the key derived from passphrase with p,
-// returning a new slot. The caller fills in the descriptive fields.
-func WrapKey(k *Key, passphrase []byte, p KDFParams) (*Slot, error) {
+// returning a new slot that carries info, authenticated.
+func WrapKey(k *Key, passphrase []byte, p KDFParams, info SlotInfo) (*Slot, error) {
 	if err := p.validate(); err != nil {
 		return nil, fmt.Errorf("invalid key derivation parameters: %w", err)
 	}
@@ -30,14 +52,16 @@ func WrapKey(k *Key, passphrase []byte, p KDFParams) (*Slot, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Slot{Created: time.Now().UTC(), KDF: p}
+	s := &Slot{Created: time.Now().UTC(), Hostname: info.Hostname, Username: info.Username,
+		Label: info.Label, Repository: info.Repository, KDF: p}
 	s.KDF.Salt = append([]byte(nil), p.Salt...) // not aliased with the caller's
-	s.Wrapped = x.sealRandom(nil, k.master[:])
+	s.Wrapped = x.sealRandom(nil, k.master[:], s.ad())
 	return s, nil
 }
 
 // UnwrapKey opens s with passphrase. It returns ErrWrongPassphrase if the
-// passphrase does not open the slot, and another error if the slot is
+// passphrase does not open the slot (or its descriptive fields were
+// changed: the two cannot be told apart), and another error if the slot is
 // malformed.
 func UnwrapKey(s *Slot, passphrase []byte) (*Key, error) {
 	if err := s.KDF.validate(); err != nil {
@@ -53,7 +77,7 @@ func UnwrapKey(s *Slot, passphrase []byte) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	master, err := x.open(nil, s.Wrapped, nil)
+	master, err := x.open(nil, s.Wrapped, s.ad())
 	if errors.Is(err, ErrAuth) {
 		return nil, ErrWrongPassphrase
 	}

@@ -12,7 +12,7 @@ import (
 func TestWrapUnwrap(t *testing.T) {
 	k := newTestKey(t)
 	before := time.Now().Add(-time.Second)
-	s, err := WrapKey(k, []byte("correct horse"), FastKDFParamsForTests())
+	s, err := WrapKey(k, []byte("correct horse"), FastKDFParamsForTests(), SlotInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestWrapUnwrap(t *testing.T) {
 	if k2.master != k.master {
 		t.Fatal("unwrapped master key differs")
 	}
-	if got, err := k2.Open(nil, k.Seal(nil, []byte("hi"))); err != nil || string(got) != "hi" {
+	if got, err := k2.Open(nil, k.Seal(nil, []byte("hi"), nil), nil); err != nil || string(got) != "hi" {
 		t.Errorf("unwrapped key cannot open what the original sealed: %q, %v", got, err)
 	}
 
@@ -55,8 +55,8 @@ func TestWrapUnwrap(t *testing.T) {
 func TestWrapKeyFreshSalt(t *testing.T) {
 	k := newTestKey(t)
 	p := FastKDFParamsForTests()
-	s1, err1 := WrapKey(k, []byte("pw"), p)
-	s2, err2 := WrapKey(k, []byte("pw"), FastKDFParamsForTests())
+	s1, err1 := WrapKey(k, []byte("pw"), p, SlotInfo{})
+	s2, err2 := WrapKey(k, []byte("pw"), FastKDFParamsForTests(), SlotInfo{})
 	if err1 != nil || err2 != nil {
 		t.Fatal(err1, err2)
 	}
@@ -88,7 +88,7 @@ func TestDefaultKDFParams(t *testing.T) {
 
 func TestUnwrapRejectsMalformedSlots(t *testing.T) {
 	k := newTestKey(t)
-	good, err := WrapKey(k, []byte("pw"), FastKDFParamsForTests())
+	good, err := WrapKey(k, []byte("pw"), FastKDFParamsForTests(), SlotInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestUnwrapRejectsMalformedSlots(t *testing.T) {
 		if err == nil || errors.Is(err, ErrWrongPassphrase) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want a malformed-slot error mentioning %q", c.name, err, c.want)
 		}
-		if _, err := WrapKey(k, []byte("pw"), s.KDF); s.KDF.validate() != nil && err == nil {
+		if _, err := WrapKey(k, []byte("pw"), s.KDF, SlotInfo{}); s.KDF.validate() != nil && err == nil {
 			t.Errorf("%s: WrapKey accepted the parameters", c.name)
 		}
 	}
@@ -142,5 +142,35 @@ func TestUnwrapRejectsMalformedSlots(t *testing.T) {
 	}
 	if _, err := UnwrapKey(good, []byte("pw")); err != nil {
 		t.Errorf("untouched slot no longer opens: %v", err)
+	}
+}
+
+// A key slot's descriptive fields are authenticated: changing any of them
+// makes the slot fail to open, as a wrong passphrase does.
+func TestSlotInfoAuthenticated(t *testing.T) {
+	k, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := SlotInfo{Hostname: "db1", Username: "postgres", Label: "archive", Repository: "0123abcd"}
+	s, err := WrapKey(k, []byte("pw"), FastKDFParamsForTests(), info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UnwrapKey(s, []byte("pw")); err != nil {
+		t.Fatalf("unchanged slot: %v", err)
+	}
+	for name, change := range map[string]func(*Slot){
+		"hostname":   func(s *Slot) { s.Hostname = "evil" },
+		"username":   func(s *Slot) { s.Username = "root" },
+		"label":      func(s *Slot) { s.Label = "archive\x1b[2J" },
+		"repository": func(s *Slot) { s.Repository = "ffff" },
+		"created":    func(s *Slot) { s.Created = s.Created.Add(time.Second) },
+	} {
+		c := *s
+		change(&c)
+		if _, err := UnwrapKey(&c, []byte("pw")); !errors.Is(err, ErrWrongPassphrase) {
+			t.Errorf("changed %s: %v", name, err)
+		}
 	}
 }

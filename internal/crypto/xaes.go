@@ -102,18 +102,18 @@ func (x *xaes) seal(dst, nonce, plaintext, aad []byte) []byte {
 	return aead.Seal(dst, nonce[12:], plaintext, aad)
 }
 
-// sealRandom is seal with a fresh random nonce and no additional data.
-func (x *xaes) sealRandom(dst, plaintext []byte) []byte {
+// sealRandom is seal with a fresh random nonce.
+func (x *xaes) sealRandom(dst, plaintext, aad []byte) []byte {
 	var nonce [nonceSize]byte
 	// crypto/rand.Read never returns an error: it crashes the program if
 	// the system's generator fails, rather than risk a repeated nonce.
 	rand.Read(nonce[:])
-	return x.seal(dst, nonce[:], plaintext, nil)
+	return x.seal(dst, nonce[:], plaintext, aad)
 }
 
 // sealInPlace seals buf[nonceSize:] under a fresh random nonce written to
 // buf[:nonceSize]; GCM allows its output to alias its input exactly.
-func (x *xaes) sealInPlace(buf []byte) []byte {
+func (x *xaes) sealInPlace(buf, aad []byte) []byte {
 	buf = slices.Grow(buf, tagSize)
 	nonce := buf[:nonceSize]
 	rand.Read(nonce)
@@ -122,17 +122,17 @@ func (x *xaes) sealInPlace(buf []byte) []byte {
 		panic("crypto: XAES-256-GCM key derivation: " + err.Error())
 	}
 	pt := buf[nonceSize:]
-	aead.Seal(pt[:0], nonce[12:], pt, nil)
+	aead.Seal(pt[:0], nonce[12:], pt, aad)
 	return buf[:len(buf)+tagSize]
 }
 
 // openInPlace is open with the plaintext written over the ciphertext (GCM
 // allows its output to alias its input exactly).
-func (x *xaes) openInPlace(sealed []byte) ([]byte, error) {
+func (x *xaes) openInPlace(sealed, aad []byte) ([]byte, error) {
 	if len(sealed) < nonceSize {
-		return x.open(nil, sealed, nil) // too short: open says so
+		return x.open(nil, sealed, aad) // too short: open says so
 	}
-	return x.open(sealed[nonceSize:nonceSize], sealed, nil)
+	return x.open(sealed[nonceSize:nonceSize], sealed, aad)
 }
 
 // open authenticates and decrypts sealed (nonce || ciphertext || tag),
@@ -149,7 +149,7 @@ func (x *xaes) open(dst, sealed, aad []byte) ([]byte, error) {
 	}
 	out, err := aead.Open(dst, nonce[12:], ct, aad)
 	if err != nil {
-		return nil, fmt.Errorf("%w: the data was modified, truncated or sealed under another key", ErrAuth)
+		return nil, fmt.Errorf("%w: the data was modified, truncated, sealed under another key or is not what it is stored as", ErrAuth)
 	}
 	return out, nil
 }

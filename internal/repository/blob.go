@@ -79,7 +79,8 @@ func (r *Repository) SaveBlobWithID(ctx context.Context, t index.BlobType, bid i
 	bp := bufPool.Get().(*[]byte)
 	// One buffer: room for the nonce, the body, then sealed over itself.
 	body := packBody(r.codec, (*bp)[:crypto.SealPrefix], data)
-	sealed := r.key.SealInPlace(body)
+	var ad [adBlobSize]byte
+	sealed := r.key.SealInPlace(body, adBlob(&ad, t, bid))
 	defer recycle(bp, sealed)
 	if err := r.packer.add(ctx, t, bid, sealed, len(data)); err != nil {
 		r.packer.unreserve(bid)
@@ -138,7 +139,8 @@ func (r *Repository) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byt
 // is decompressed into *dec, which grows as needed and can be reused for
 // the next blob. Reading a blob then costs no allocation and no copy.
 func (r *Repository) OpenBlob(e index.Entry, sealed []byte, dec *[]byte) ([]byte, error) {
-	body, err := r.key.OpenInPlace(sealed)
+	var ad [adBlobSize]byte
+	body, err := r.key.OpenInPlace(sealed, adBlob(&ad, e.Type, e.ID))
 	if err != nil {
 		return nil, fmt.Errorf("blob %s in pack %s: %w: %v", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted, err)
 	}

@@ -10,7 +10,10 @@ import (
 )
 
 // FormatVersion is the repository format this code writes and reads.
-const FormatVersion = 1
+// Version 2 binds every sealed thing to what it is (associated data, see
+// ad.go) and authenticates key slots' descriptions; version 1 was only
+// written by development builds and is not read.
+const FormatVersion = 2
 
 // Config is the repository configuration, sealed under the master key and
 // stored once as the "config" object at init. It names every algorithm so a

@@ -69,7 +69,7 @@ func TestUnknownAlgorithmRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealed := r.key.Seal(nil, plain)
+		sealed := r.key.Seal(nil, plain, adConfig())
 		if err := be.Remove(ctx, configHandle); err != nil {
 			t.Fatal(err)
 		}

@@ -151,7 +151,7 @@ func (r *Repository) PackHeader(ctx context.Context, pid id.ID) ([]pack.Blob, in
 		}
 	}
 	sealedHdr := buf[len(buf)-pack.TrailerSize-hdrLen : len(buf)-pack.TrailerSize]
-	plain, err := r.key.Open(nil, sealedHdr)
+	plain, err := r.key.Open(nil, sealedHdr, adPackHeader())
 	if err != nil {
 		return nil, size, fmt.Errorf("pack %s header: %w: %v", pid.Short(), ErrObjectCorrupted, err)
 	}

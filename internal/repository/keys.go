@@ -71,14 +71,14 @@ func (r *Repository) AddKeyFile(ctx context.Context, label string) (slotID strin
 }
 
 func (r *Repository) addSlot(ctx context.Context, passphrase []byte, params crypto.KDFParams, label string) (string, error) {
-	slot, err := crypto.WrapKey(r.key, passphrase, params)
+	info := crypto.SlotInfo{Label: label, Repository: r.cfg.ID}
+	info.Hostname, _ = os.Hostname()
+	if u, err := user.Current(); err == nil {
+		info.Username = u.Username
+	}
+	slot, err := crypto.WrapKey(r.key, passphrase, params, info)
 	if err != nil {
 		return "", fmt.Errorf("wrapping key: %w", err)
-	}
-	slot.Label = label
-	slot.Hostname, _ = os.Hostname()
-	if u, err := user.Current(); err == nil {
-		slot.Username = u.Username
 	}
 	b, err := json.Marshal(slot)
 	if err != nil {
@@ -162,17 +162,28 @@ type slotRef struct {
 	slot *crypto.Slot
 }
 
-// unlock opens the master key with passphrase. A key file's hint names
-// the slot to try alone first (one read); a slot named by the user
-// (onlySlot, an id or unique prefix) is the only one tried. Otherwise every
-// well-formed slot is tried, cheapest first, within budget (maxUnlockCost unless a test lowers it);
-// malformed slots are skipped with a warning so that one planted slot
-// cannot lock the owner out.
-func unlock(ctx context.Context, be backend.Backend, passphrase []byte, hint, onlySlot string, budget uint64, log *slog.Logger) (*crypto.Key, string, error) {
-	if hint != "" && onlySlot == "" {
-		k, err := unlockSlot(ctx, be, passphrase, hint)
+// unlockOptions say which key slots unlock tries and what makes a slot
+// the right one.
+type unlockOptions struct {
+	hint   string // the slot to try alone first (a key file knows its slot: one read)
+	only   string // the one slot to try (--key-slot: an id or unique prefix)
+	budget uint64 // the most key derivation work to spend (crypto.KDFParams.Cost)
+	log    *slog.Logger
+	// accept checks a key that a slot opened (that it opens the config);
+	// a slot it refuses is passed over like a wrong passphrase.
+	accept func(*crypto.Key, *crypto.Slot) error
+}
+
+// unlock opens the master key with passphrase and returns it with the
+// name of the slot that opened it. Without a slot named, every well-formed
+// slot is tried, cheapest first, within o.budget; malformed slots are
+// skipped with a warning, so that one planted slot cannot lock the owner
+// out and one expensive slot costs at most one bounded derivation.
+func unlock(ctx context.Context, be backend.Backend, passphrase []byte, o unlockOptions) (*crypto.Key, string, error) {
+	if o.hint != "" && o.only == "" {
+		k, err := unlockSlot(ctx, be, passphrase, o.hint, o.accept)
 		if err == nil {
-			return k, hint, nil
+			return k, o.hint, nil
 		}
 		if !errors.Is(err, crypto.ErrWrongPassphrase) && !errors.Is(err, fs.ErrNotExist) {
 			return nil, "", err
@@ -185,12 +196,12 @@ func unlock(ctx context.Context, be backend.Backend, passphrase []byte, hint, on
 	if len(names) == 0 {
 		return nil, "", fmt.Errorf("%w at %s: it has a config but no key slots", ErrNoRepository, be.Location())
 	}
-	if onlySlot != "" {
-		name, err := matchSlot(names, onlySlot)
+	if o.only != "" {
+		name, err := matchSlot(names, o.only)
 		if err != nil {
 			return nil, "", err
 		}
-		k, err := unlockSlot(ctx, be, passphrase, name)
+		k, err := unlockSlot(ctx, be, passphrase, name, o.accept)
 		if err != nil {
 			return nil, "", err
 		}
@@ -210,7 +221,7 @@ func unlock(ctx context.Context, be backend.Backend, passphrase []byte, hint, on
 			if ctx.Err() != nil {
 				return nil, "", ctx.Err()
 			}
-			log.Warn("skipping a key slot that cannot be used", "slot", n, "err", err)
+			o.log.Warn("skipping a key slot that cannot be used", "slot", n, "err", err)
 			malformed = append(malformed, shortSlot(n))
 			continue
 		}
@@ -219,30 +230,48 @@ func unlock(ctx context.Context, be backend.Backend, passphrase []byte, hint, on
 	slices.SortStableFunc(slots, func(a, b slotRef) int {
 		return cmp.Or(cmp.Compare(a.slot.KDF.Cost(), b.slot.KDF.Cost()), strings.Compare(a.name, b.name))
 	})
-	var spent uint64
-	tried := 0
+	var (
+		spent    uint64
+		tried    int
+		refused  error // from accept: the last slot that opened but did not fit
+		refusals int
+	)
 	for _, sr := range slots {
 		if err := ctx.Err(); err != nil {
 			return nil, "", err
 		}
-		if c := sr.slot.KDF.Cost(); spent+c > budget {
+		c := sr.slot.KDF.Cost()
+		if spent+c > o.budget {
 			break
-		} else {
-			spent += c
 		}
+		spent += c
 		tried++
 		k, err := crypto.UnwrapKey(sr.slot, passphrase)
 		if err == nil {
-			return k, sr.name, nil
+			if err = o.accept(k, sr.slot); err == nil {
+				return k, sr.name, nil
+			}
+			o.log.Warn("passing over a key slot the passphrase opens", "slot", sr.name, "err", err)
+			refused = fmt.Errorf("key slot %s: %w", shortSlot(sr.name), err)
+			refusals++
+			continue
 		}
 		if !errors.Is(err, crypto.ErrWrongPassphrase) {
-			log.Warn("skipping a key slot that cannot be used", "slot", sr.name, "err", err)
+			o.log.Warn("skipping a key slot that cannot be used", "slot", sr.name, "err", err)
 			malformed = append(malformed, shortSlot(sr.name))
 		}
+	}
+	if refusals > 0 && refusals == tried {
+		// The passphrase is right for every slot it opened, so the
+		// config is what is wrong: say that, not "wrong passphrase".
+		return nil, "", fmt.Errorf("repository at %s: %w", be.Location(), refused)
 	}
 	var detail string
 	if len(malformed) > 0 {
 		detail += fmt.Sprintf("; skipped %d malformed: %s", len(malformed), strings.Join(malformed, ", "))
+	}
+	if refusals > 0 {
+		detail += fmt.Sprintf("; %d opened but belong elsewhere (%v)", refusals, refused)
 	}
 	if untried := len(slots) - tried; untried > 0 {
 		detail += fmt.Sprintf("; %d not tried because trying them would exceed the unlock's work bound: name the slot with --key-slot (ids in 'nestguard key list')", untried)
@@ -251,17 +280,20 @@ func unlock(ctx context.Context, be backend.Backend, passphrase []byte, hint, on
 }
 
 // unlockSlot tries passphrase against the one slot called name.
-func unlockSlot(ctx context.Context, be backend.Backend, passphrase []byte, name string) (*crypto.Key, error) {
+func unlockSlot(ctx context.Context, be backend.Backend, passphrase []byte, name string, accept func(*crypto.Key, *crypto.Slot) error) (*crypto.Key, error) {
 	s, err := readSlot(ctx, be, name)
 	if err != nil {
 		return nil, err
 	}
 	k, err := crypto.UnwrapKey(s, passphrase)
-	if err != nil && !errors.Is(err, crypto.ErrWrongPassphrase) {
-		return nil, fmt.Errorf("key slot %s: %w", shortSlot(name), err)
+	if errors.Is(err, crypto.ErrWrongPassphrase) {
+		return nil, fmt.Errorf("%w for key slot %s at %s", err, shortSlot(name), be.Location())
+	}
+	if err == nil {
+		err = accept(k, s)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w for key slot %s at %s", err, shortSlot(name), be.Location())
+		return nil, fmt.Errorf("key slot %s: %w", shortSlot(name), err)
 	}
 	return k, nil
 }
@@ -305,6 +337,9 @@ func readSlot(ctx context.Context, be backend.Backend, name string) (*crypto.Slo
 	var s crypto.Slot
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("key slot %s is malformed: %w", name, err)
+	}
+	if s.Repository == "" {
+		return nil, fmt.Errorf("key slot %s names no repository: it is malformed, or was written by a development build of nestguard before repository format %d, which this nestguard does not read", name, FormatVersion)
 	}
 	return &s, nil
 }

@@ -25,7 +25,7 @@ func plantSlot(t *testing.T, be backend.Backend, kdf crypto.KDFParams) string {
 	}
 	wrapped := make([]byte, 32+crypto.Overhead)
 	rand.Read(wrapped)
-	b, err := json.Marshal(crypto.Slot{Created: time.Now(), KDF: kdf, Wrapped: wrapped})
+	b, err := json.Marshal(crypto.Slot{Created: time.Now(), Repository: "planted", KDF: kdf, Wrapped: wrapped})
 	if err != nil {
 		t.Fatal(err)
 	}

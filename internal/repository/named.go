@@ -27,7 +27,7 @@ func (r *Repository) SaveNamed(ctx context.Context, t backend.FileType, name str
 	if len(name) == 0 || len(name) > 255 {
 		return fmt.Errorf("saving %s: a name must have 1 to 255 bytes", h)
 	}
-	sealed := r.sealNamed(name, plain)
+	sealed := r.sealNamed(t, name, plain)
 	err := r.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s: %w", h, ErrNamedExists)
@@ -38,12 +38,12 @@ func (r *Repository) SaveNamed(ctx context.Context, t backend.FileType, name str
 	return nil
 }
 
-func (r *Repository) sealNamed(name string, plain []byte) []byte {
+func (r *Repository) sealNamed(t backend.FileType, name string, plain []byte) []byte {
 	body := make([]byte, 0, len(plain)/2+len(name)+16)
 	body = append(body, byte(len(name)))
 	body = append(body, name...)
 	body = packBody(r.fast, body, plain)
-	return r.key.Seal(make([]byte, 0, len(body)+64), body)
+	return r.key.Seal(make([]byte, 0, len(body)+64), body, adNamed(t, name))
 }
 
 // LoadNamed reads, authenticates and decompresses t/name. A missing object
@@ -59,7 +59,7 @@ func (r *Repository) LoadNamed(ctx context.Context, t backend.FileType, name str
 
 // OpenNamed authenticates and decodes the stored bytes of named object h.
 func (r *Repository) OpenNamed(h backend.Handle, sealed []byte) ([]byte, error) {
-	body, err := r.key.Open(nil, sealed)
+	body, err := r.key.Open(nil, sealed, adNamed(h.Type, h.Name))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", h, ErrObjectCorrupted, err)
 	}

@@ -253,7 +253,7 @@ func (p *packer) forgetLocked(op *openPack, err error) {
 }
 
 func (p *packer) write(ctx context.Context, op *openPack) error {
-	hdr := p.r.key.Seal(nil, pack.EncodeHeader(op.blobs))
+	hdr := p.r.key.Seal(nil, pack.EncodeHeader(op.blobs), adPackHeader())
 	err := op.write(hdr)
 	if err == nil {
 		err = op.write(pack.Trailer(len(hdr)))

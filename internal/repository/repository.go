@@ -156,7 +156,7 @@ func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOpti
 	if err != nil {
 		return nil, err
 	}
-	sealed := key.Seal(nil, cfgJSON)
+	sealed := key.Seal(nil, cfgJSON, adConfig())
 	if err := be.Save(ctx, configHandle, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("%w at %s (created concurrently)", ErrAlreadyExists, be.Location())
@@ -176,17 +176,29 @@ func Open(ctx context.Context, be backend.Backend, passphrase []byte, o Options)
 	if err != nil {
 		return nil, fmt.Errorf("reading repository config: %w", err)
 	}
-	key, keyID, err := unlock(ctx, be, passphrase, o.KeySlot, o.OnlyKeySlot, cmp.Or(o.unlockCost, maxUnlockCost), o.logger())
+	var cfg Config
+	// A slot counts only if its key opens this repository's config and
+	// the slot names this repository: a slot copied from another
+	// repository with the same passphrase is passed over.
+	openConfig := func(key *crypto.Key, s *crypto.Slot) error {
+		plain, err := key.Open(nil, sealedCfg, adConfig())
+		if err != nil {
+			return fmt.Errorf("%w: its key does not open the repository config, so the config object is damaged or the slot belongs to another repository", err)
+		}
+		var c Config
+		if err := json.Unmarshal(plain, &c); err != nil {
+			return fmt.Errorf("repository config: %w", err)
+		}
+		if c.ID != s.Repository {
+			return fmt.Errorf("the slot belongs to repository %q, not to this one (%q)", s.Repository, c.ID)
+		}
+		cfg = c
+		return nil
+	}
+	key, keyID, err := unlock(ctx, be, passphrase, unlockOptions{hint: o.KeySlot, only: o.OnlyKeySlot,
+		budget: cmp.Or(o.unlockCost, maxUnlockCost), log: o.logger(), accept: openConfig})
 	if err != nil {
 		return nil, err
-	}
-	plain, err := key.Open(nil, sealedCfg)
-	if err != nil {
-		return nil, fmt.Errorf("repository config at %s: %w: the passphrase opened a key slot but not the config, so the config object is damaged or belongs to another repository", be.Location(), err)
-	}
-	var cfg Config
-	if err := json.Unmarshal(plain, &cfg); err != nil {
-		return nil, fmt.Errorf("repository config: %w", err)
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -264,7 +276,7 @@ func (r *Repository) SaveObject(ctx context.Context, t backend.FileType, v any) 
 }
 
 func (r *Repository) saveSealed(ctx context.Context, t backend.FileType, plain []byte) (id.ID, error) {
-	sealed := r.key.Seal(nil, packBody(r.codec, nil, plain))
+	sealed := r.key.Seal(nil, packBody(r.codec, nil, plain), adObject(t))
 	oid := id.Hash(sealed)
 	h := backend.Handle{Type: t, Name: oid.String()}
 	err := r.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
@@ -296,7 +308,7 @@ func (r *Repository) loadSealed(ctx context.Context, t backend.FileType, oid id.
 	if id.Hash(sealed) != oid {
 		return nil, fmt.Errorf("%s: %w: content does not match its name", h, ErrObjectCorrupted)
 	}
-	body, err := r.key.Open(nil, sealed)
+	body, err := r.key.Open(nil, sealed, adObject(t))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", h, ErrObjectCorrupted, err)
 	}

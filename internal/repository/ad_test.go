@@ -1,0 +1,109 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+)
+
+// The substitution attack of issue 17: a file an attacker gets backed up
+// becomes one data blob; its sealed bytes, copied out of the pack into
+// snapshots/ or holds/ under their hash (or over a pack header, or read as
+// a tree), must not open as anything but that data blob.
+func TestSealedBlobIsNotAnObject(t *testing.T) {
+	ctx := context.Background()
+	r, be := newRepo(t)
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fake, err := json.Marshal(map[string]any{"time": time.Now(), "kind": "files", "paths": []string{"/etc"},
+		"hostname": "forged", "tree": id.Hash([]byte("x")).String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bid, _, err := r.SaveBlob(ctx, index.DataBlob, fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e, ok := r.Index().Lookup(bid)
+	if !ok {
+		t.Fatal("blob not indexed")
+	}
+	rd, err := be.Load(ctx, backend.Handle{Type: backend.PackFile, Name: e.Pack.String()}, int64(e.Offset), int64(e.Length))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := io.ReadAll(rd)
+	rd.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, ft := range []backend.FileType{backend.SnapshotFile, backend.HoldFile, backend.IndexFile} {
+		oid := id.Hash(sealed)
+		if err := be.Save(ctx, backend.Handle{Type: ft, Name: oid.String()}, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := r.LoadObject(ctx, ft, oid, &v); !errors.Is(err, ErrObjectCorrupted) {
+			t.Errorf("a data blob copied into %s/ opened as one: %v %v", ft, v, err)
+		}
+	}
+	if _, err := r.OpenNamed(backend.Handle{Type: backend.WALFile, Name: "000000010000000000000001"}, bytes.Clone(sealed)); !errors.Is(err, ErrObjectCorrupted) {
+		t.Errorf("a data blob opened as a WAL object: %v", err)
+	}
+	if _, err := r.key.Open(nil, sealed, adPackHeader()); err == nil {
+		t.Error("a data blob opened as a pack header")
+	}
+	if _, err := r.key.Open(nil, sealed, adConfig()); err == nil {
+		t.Error("a data blob opened as the config")
+	}
+	// The same bytes indexed as a tree blob of the same id.
+	asTree := e
+	asTree.Type = index.TreeBlob
+	var dec []byte
+	if _, err := r.OpenBlob(asTree, bytes.Clone(sealed), &dec); !errors.Is(err, ErrObjectCorrupted) {
+		t.Errorf("a data blob opened as a tree: %v", err)
+	}
+	// And under another blob's id.
+	other := e
+	other.ID = id.Hash([]byte("another blob"))
+	if _, err := r.OpenBlob(other, bytes.Clone(sealed), &dec); !errors.Is(err, ErrObjectCorrupted) {
+		t.Errorf("a data blob opened under another blob's id: %v", err)
+	}
+	if got, err := r.OpenBlob(e, bytes.Clone(sealed), &dec); err != nil || !bytes.Equal(got, fake) {
+		t.Fatalf("the blob itself: %v", err)
+	}
+}
+
+// A named object moved to another name or type does not open.
+func TestNamedObjectBoundToName(t *testing.T) {
+	ctx := context.Background()
+	r, be := newRepo(t)
+	if err := r.SaveNamed(ctx, backend.WALFile, "000000010000000000000001", []byte("segment")); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := be.Load(ctx, backend.Handle{Type: backend.WALFile, Name: "000000010000000000000001"}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, _ := io.ReadAll(rd)
+	rd.Close()
+	if _, err := r.OpenNamed(backend.Handle{Type: backend.WALFile, Name: "000000010000000000000002"}, bytes.Clone(sealed)); !errors.Is(err, ErrObjectCorrupted) {
+		t.Errorf("opened under another name: %v", err)
+	}
+	if _, err := r.OpenNamed(backend.Handle{Type: backend.HoldFile, Name: "000000010000000000000001"}, bytes.Clone(sealed)); !errors.Is(err, ErrObjectCorrupted) {
+		t.Errorf("opened as another type: %v", err)
+	}
+}
