@@ -1,6 +1,7 @@
 package tree
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"io/fs"
 	"math"
@@ -12,9 +13,11 @@ import (
 // decodeFast parses the form that Encode writes, without reflection:
 // encoding/json spent a fifth of the CPU of an unchanged re-backup of many
 // small files decoding its parent's trees. It reports false for anything
-// it does not take in (whitespace, escapes, unknown or differently cased
-// keys, nulls, floats), and Decode then uses encoding/json, so every input
-// decodes as encoding/json decodes it. FuzzDecodeFast holds it to that.
+// it does not take in (whitespace, escapes other than \\ and \" in string
+// values, unknown or differently cased keys, nulls, floats, a name or link
+// target that does not match its exact bytes), and Decode then uses
+// decodeJSON, so every input decodes as encoding/json decodes it.
+// FuzzDecodeFast holds it to that.
 func decodeFast(b []byte) (*Tree, bool) {
 	d := fastDecoder{b: b}
 	if string(b) == `{"nodes":null}` { // an empty tree built without a slice
@@ -57,6 +60,11 @@ func (d *fastDecoder) lit(s string) bool {
 	return true
 }
 
+// exact holds the name_bytes and link_target_bytes of a node being decoded.
+type exact struct {
+	name, target []byte
+}
+
 func (d *fastDecoder) node() (*Node, bool) {
 	if !d.lit("{") {
 		return nil, false
@@ -65,25 +73,36 @@ func (d *fastDecoder) node() (*Node, bool) {
 	if d.lit("}") {
 		return n, true
 	}
+	var x exact
 	for {
 		key, ok := d.raw()
 		if !ok || !d.lit(":") {
 			return nil, false
 		}
-		if !d.field(n, string(key)) {
+		if !d.field(n, &x, string(key)) {
 			return nil, false
 		}
 		if d.lit(",") {
 			continue
 		}
-		return n, d.lit("}")
+		if !d.lit("}") {
+			return nil, false
+		}
+		if x.name != nil || x.target != nil {
+			return n, fromWire(n, x.name, x.target) == nil
+		}
+		return n, true
 	}
 }
 
-// field decodes the value of key into n.
-func (d *fastDecoder) field(n *Node, key string) bool {
+// field decodes the value of key into n, or into x for the exact bytes.
+func (d *fastDecoder) field(n *Node, x *exact, key string) bool {
 	var ok bool
 	switch key {
+	case "name_bytes":
+		x.name, ok = d.base64()
+	case "link_target_bytes":
+		x.target, ok = d.base64()
 	case "name":
 		n.Name, ok = d.str()
 	case "type":
@@ -161,9 +180,50 @@ func (d *fastDecoder) raw() ([]byte, bool) {
 	return nil, false
 }
 
+// str consumes a string value. Unlike raw it takes the escapes \\ and \",
+// which escaped names (Escape) hold.
 func (d *fastDecoder) str() (string, bool) {
+	start := d.i
 	s, ok := d.raw()
-	return string(s), ok
+	if ok {
+		return string(s), true
+	}
+	d.i = start
+	if !d.lit(`"`) {
+		return "", false
+	}
+	var out []byte
+	from := d.i
+	for ; d.i < len(d.b); d.i++ {
+		switch c := d.b[d.i]; {
+		case c == '"':
+			out = append(out, d.b[from:d.i]...)
+			d.i++
+			return string(out), utf8.Valid(out)
+		case c == '\\':
+			if d.i+1 == len(d.b) || d.b[d.i+1] != '\\' && d.b[d.i+1] != '"' {
+				return "", false
+			}
+			out = append(out, d.b[from:d.i]...)
+			d.i++ // the escaped character is copied with the next run
+			from = d.i
+		case c < 0x20:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// base64 consumes a string holding standard base64 with padding, as
+// encoding/json writes []byte.
+func (d *fastDecoder) base64() ([]byte, bool) {
+	s, ok := d.raw()
+	if !ok {
+		return nil, false
+	}
+	out := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
+	n, err := base64.StdEncoding.Decode(out, s)
+	return out[:n], err == nil
 }
 
 // uint consumes a JSON integer of at most max. A fraction or an exponent

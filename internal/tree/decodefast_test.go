@@ -23,6 +23,9 @@ func sampleTree(r *rand.Rand, n int) *Tree {
 			UID:        r.Uint32(), GID: r.Uint32(), User: "u", Group: "g",
 			Inode: r.Uint64(), DeviceID: r.Uint64N(1 << 20), Links: r.Uint64N(3),
 		}
+		if i%5 == 4 { // not UTF-8: a Latin-1 byte, 0xff 0xfe, a backslash and a quote
+			nd.Name = fmt.Sprintf("entry-%03d-\xdf\xff\xfe\\\"", i)
+		}
 		switch i % 4 {
 		case 0:
 			nd.Type, nd.Size = File, r.Uint64()
@@ -34,6 +37,9 @@ func sampleTree(r *rand.Rand, n int) *Tree {
 			nd.Type, nd.Subtree = Dir, &sub
 		case 2:
 			nd.Type, nd.LinkTarget = Symlink, "../target/"+nd.Name
+			if i%3 == 0 {
+				nd.LinkTarget += "\xe9"
+			}
 		case 3:
 			nd.Type, nd.Rdev = CharDev, r.Uint64()
 		}
@@ -58,11 +64,11 @@ func TestDecodeFastTakesEncodedTrees(t *testing.T) {
 		if !ok {
 			t.Fatalf("%d nodes: the fast path refused Encode's output: %s", n, b)
 		}
-		want := &Tree{}
-		if err := json.Unmarshal(b, want); err != nil {
+		want, err := decodeJSON(b)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(got, want) {
+		if !reflect.DeepEqual(got, want) || !got.Equal(tr) {
 			t.Fatalf("%d nodes: fast path decoded\n%+v\nencoding/json\n%+v", n, got.Nodes, want.Nodes)
 		}
 	}
@@ -71,7 +77,8 @@ func TestDecodeFastTakesEncodedTrees(t *testing.T) {
 func TestDecodeFastRefuses(t *testing.T) {
 	h := id.Hash(nil).String()
 	for _, in := range []string{
-		`{"nodes":[{"name":"a\"b"}]}`,    // an escape
+		`{"nodes":[{"name":"a\u0041"}]}`, // an escape other than \\ and \"
+		`{"nodes":[{"name":"a\nb"}]}`,
 		`{"nodes":[{"Name":"a"}]}`,       // another case of a key
 		`{"nodes":[{"name":"a","x":1}]}`, // an unknown key
 		`{"nodes":[{"size":01}]}`,        // a leading zero
@@ -81,8 +88,11 @@ func TestDecodeFastRefuses(t *testing.T) {
 		`{"nodes":[{"size":18446744073709551616}]}`,
 		`{"nodes":[{"subtree":null}]}`,
 		`{"nodes":[{"content":["` + h[:63] + `"]}]}`,
-		`{"nodes":[{"name":"` + "\xff" + `"}]}`, // not UTF-8
-		`{"nodes":[]} `,                         // trailing space
+		`{"nodes":[{"name":"` + "\xff" + `"}]}`,            // not UTF-8
+		`{"nodes":[{"name":"a","name_bytes":"/w=="}]}`,     // bytes that do not match the name
+		`{"nodes":[{"name":"a\\xff","name_bytes":"Yf8"}]}`, // base64 without padding
+		`{"nodes":[{"link_target":"b","link_target_bytes":"YQ=="}]}`,
+		`{"nodes":[]} `, // trailing space
 		`{"nodes": []}`,
 		`{"nodes":[null]}`,
 	} {
@@ -93,13 +103,18 @@ func TestDecodeFastRefuses(t *testing.T) {
 	if n, ok := decodeFast([]byte(`{"nodes":[{"size":18446744073709551615,"uid":4294967295}]}`)); !ok || n.Nodes[0].Size != 1<<64-1 || n.Nodes[0].UID != 1<<32-1 {
 		t.Errorf("largest values: %v %+v", ok, n)
 	}
+	// The escapes of escaped names, and exact bytes that match them.
+	n, ok := decodeFast([]byte(`{"nodes":[{"name":"a\\xff\\\"","link_target":"b\\xfe","name_bytes":"Yf8i","link_target_bytes":"Yv4="}]}`))
+	if !ok || n.Nodes[0].Name != "a\xff\"" || n.Nodes[0].LinkTarget != "b\xfe" {
+		t.Errorf("exact bytes: %v %+v", ok, n)
+	}
 }
 
 // FuzzDecodeFast: whatever the fast path takes, encoding/json decodes to
 // the same tree.
 func FuzzDecodeFast(f *testing.F) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, n := range []int{0, 1, 4} {
+	for _, n := range []int{0, 1, 4, 6} {
 		b, err := Encode(sampleTree(r, n))
 		if err != nil {
 			f.Fatal(err)
@@ -112,8 +127,8 @@ func FuzzDecodeFast(f *testing.F) {
 		if !ok {
 			return
 		}
-		want := &Tree{}
-		if err := json.Unmarshal(b, want); err != nil {
+		want, err := decodeJSON(b)
+		if err != nil {
 			t.Fatalf("fast path took what encoding/json refuses (%v): %q", err, b)
 		}
 		if !reflect.DeepEqual(got, want) {

@@ -28,7 +28,8 @@ const (
 	Socket  = "socket"
 )
 
-// Node is one directory entry.
+// Node is one directory entry. Name and LinkTarget hold exact bytes, which
+// need not be UTF-8 (see Escape for how they are encoded).
 type Node struct {
 	Name       string      `json:"name"`
 	Type       string      `json:"type"`
@@ -77,27 +78,53 @@ func (t *Tree) Equal(o *Tree) bool {
 // MaxSize bounds the encoded size of one tree blob.
 const MaxSize = 64 << 20
 
-// Encode returns the blob form of t. Nodes must be sorted by name.
+// Encode returns the blob form of t. Nodes must be sorted by name and
+// their names valid (ValidName). A name or link target that is not valid
+// UTF-8 is stored as its exact bytes beside an escaped form (see Escape).
+// The result is decoded again and compared with t, so a tree that would
+// not read back as it is never leaves Encode.
 func Encode(t *Tree) ([]byte, error) {
-	if !slices.IsSortedFunc(t.Nodes, byName) {
-		return nil, errors.New("tree nodes are not sorted by name")
+	for i, n := range t.Nodes {
+		if n == nil {
+			return nil, errNullNode
+		}
+		if err := ValidName(n.Name); err != nil {
+			return nil, err
+		}
+		if i > 0 && t.Nodes[i-1].Name >= n.Name {
+			return nil, fmt.Errorf("tree nodes are not sorted by name, or duplicated, at %q", n.Name)
+		}
 	}
-	return json.Marshal(t)
+	var v any = t
+	if slices.ContainsFunc(t.Nodes, needsWire) {
+		v = toWire(t)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	back, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("encoded tree does not decode: %w", err)
+	}
+	if !back.Equal(t) {
+		return nil, errors.New("encoded tree decodes to a different tree")
+	}
+	return b, nil
 }
+
+var errNullNode = errors.New("null node")
 
 // Decode parses a tree blob and checks its invariants.
 func Decode(b []byte) (*Tree, error) {
 	t, ok := decodeFast(b)
 	if !ok {
-		t = &Tree{}
-		if err := json.Unmarshal(b, t); err != nil {
+		var err error
+		if t, err = decodeJSON(b); err != nil {
 			return nil, fmt.Errorf("tree: %w", err)
 		}
 	}
 	for i, n := range t.Nodes {
-		if n == nil {
-			return nil, errors.New("tree: null node")
-		}
 		if err := ValidName(n.Name); err != nil {
 			return nil, fmt.Errorf("tree: %w", err)
 		}
@@ -125,9 +152,10 @@ func ValidName(name string) error {
 	return nil
 }
 
+// byName orders nodes by the bytes of their names.
 func byName(a, b *Node) int { return strings.Compare(a.Name, b.Name) }
 
-// Sort orders nodes by name.
+// Sort orders nodes by name, byte by byte.
 func (t *Tree) Sort() { slices.SortFunc(t.Nodes, byName) }
 
 // Find returns the node called name, or nil.

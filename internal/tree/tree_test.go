@@ -123,3 +123,111 @@ func TestNodeEqualCoversEveryField(t *testing.T) {
 		t.Error("a nil subtree equals a set one")
 	}
 }
+
+// Names are bytes: names that are not UTF-8 beside UTF-8 ones, and link
+// targets that are not, encode and decode exactly, sorted by their bytes.
+func TestNonUTF8Names(t *testing.T) {
+	sub := id.Hash([]byte("sub"))
+	names := []string{
+		"Stra\xdfe.txt",           // Latin-1
+		"Stra\u00dfe.txt",         // the same name in UTF-8
+		"Stra\ufffde.txt",         // what encoding/json made of the first
+		"\xff\xfe",                // bytes never in UTF-8
+		"lone-\xe9",               // a truncated sequence
+		`back\xdfslash\` + "\xff", // a backslash and \xdf as text
+		`back\xdfslash\`,          // the same name's text, valid UTF-8
+		"dir-\xe9",
+		"link",
+	}
+	tr := &Tree{}
+	for _, n := range names {
+		nd := &Node{Name: n, Type: File}
+		switch n {
+		case "dir-\xe9":
+			nd.Type, nd.Subtree = Dir, &sub
+		case "link":
+			nd.Type, nd.LinkTarget = Symlink, "../\xe9t\xe9/\xff"
+		}
+		tr.Nodes = append(tr.Nodes, nd)
+	}
+	tr.Sort()
+	b, err := Encode(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(`"name":"Stra\\xdfe.txt","type":"file","mode":0,"mtime":"0001-01-01T00:00:00Z","uid":0,"gid":0,"name_bytes":"U3RyYd9lLnR4dA=="`)) {
+		t.Errorf("encoding of a Latin-1 name: %s", b)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	if !got.Equal(tr) {
+		t.Fatalf("decoded\n%q\nwant\n%q", nodeNames(got), nodeNames(tr))
+	}
+	for _, n := range names {
+		if f := got.Find(n); f == nil || f.Name != n {
+			t.Errorf("Find(%q) = %v", n, f)
+		}
+	}
+	if l := got.Find("link"); l.LinkTarget != "../\xe9t\xe9/\xff" {
+		t.Errorf("link target %q", l.LinkTarget)
+	}
+	// The encoding/json fallback reads the same.
+	slow, err := decodeJSON(b)
+	if err != nil || !slow.Equal(tr) {
+		t.Fatalf("encoding/json: %v %q", err, nodeNames(slow))
+	}
+}
+
+func nodeNames(t *Tree) []string {
+	var s []string
+	for _, n := range t.Nodes {
+		s = append(s, n.Name)
+	}
+	return s
+}
+
+// Encode refuses what Decode would refuse, so a backup never stores a tree
+// it cannot read.
+func TestEncodeRefusesUnreadable(t *testing.T) {
+	sub := id.Hash([]byte("sub"))
+	for name, tr := range map[string]*Tree{
+		"bad name":  {Nodes: []*Node{{Name: "a/b", Type: File}}},
+		"duplicate": {Nodes: []*Node{{Name: "a\xff", Type: File}, {Name: "a\xff", Type: File}}},
+		"unsorted":  {Nodes: []*Node{{Name: "\xff", Type: File}, {Name: "a", Type: File}}},
+		"no type":   {Nodes: []*Node{{Name: "a"}}},
+		"dir":       {Nodes: []*Node{{Name: "a", Type: Dir}}},
+		"null":      {Nodes: []*Node{nil}},
+	} {
+		if b, err := Encode(tr); err == nil {
+			t.Errorf("%s: encoded %s", name, b)
+		}
+	}
+	if _, err := Encode(&Tree{Nodes: []*Node{{Name: "a", Type: Dir, Subtree: &sub}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestShow(t *testing.T) {
+	for in, want := range map[string]string{
+		"/etc/hosts":        "/etc/hosts",
+		"/a b/Straße":       "/a b/Straße",
+		"/Stra\xdfe.txt":    `"/Stra\xdfe.txt"`,
+		"/new\nline":        `"/new\nline"`,
+		`/back\slash`:       `/back\slash`,
+		"/\xff\xfe/x\"y":    `"/\xff\xfe/x\"y"`,
+		"/zero\u200bwidth":  `"/zero\u200bwidth"`,
+		"/tab\there\x7fdel": `"/tab\there\x7fdel"`,
+	} {
+		if got := Show(in); got != want {
+			t.Errorf("Show(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if s, b := ForJSON("/a\xff"); s != `/a\xff` || string(b) != "/a\xff" {
+		t.Errorf("ForJSON: %q %q", s, b)
+	}
+	if s, b := ForJSON("/a"); s != "/a" || b != nil {
+		t.Errorf("ForJSON: %q %q", s, b)
+	}
+}
