@@ -10,6 +10,7 @@ import (
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/tree"
 )
 
 func (a *app) backupCommand() *cobra.Command {
@@ -48,7 +49,7 @@ the exit code is 3.`,
 				}
 				for _, fe := range ferrs {
 					if !a.jsonOut {
-						fmt.Fprintf(a.stderr, "warning: %s: %s\n", fe.Path, fe.Err)
+						fmt.Fprintf(a.stderr, "warning: %s: %s\n", tree.Show(fe.Path), fe.Err)
 					}
 				}
 				if err != nil {

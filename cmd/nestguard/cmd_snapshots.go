@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -39,8 +41,12 @@ func (a *app) snapshotsCommand() *cobra.Command {
 				if a.jsonOut {
 					out := make([]map[string]any, 0, len(shown))
 					for _, sn := range shown {
-						out = append(out, map[string]any{"id": sn.ID.String(), "short_id": sn.ID.Short(), "time": sn.Time, "kind": sn.Kind,
-							"hostname": sn.Hostname, "username": sn.Username, "paths": sn.Paths, "tags": sn.Tags, "tree": sn.Tree, "summary": sn.Summary})
+						m := map[string]any{"id": sn.ID.String(), "short_id": sn.ID.Short(), "time": sn.Time, "kind": sn.Kind,
+							"hostname": sn.Hostname, "username": sn.Username, "paths": sn.Paths, "tags": sn.Tags, "tree": sn.Tree, "summary": sn.Summary}
+						if paths, raw := pathsForJSON(sn.Paths); raw != nil {
+							m["paths"], m["paths_bytes"] = paths, raw
+						}
+						out = append(out, m)
 					}
 					return a.printJSON(out)
 				}
@@ -52,7 +58,7 @@ func (a *app) snapshotsCommand() *cobra.Command {
 						size = progress.Bytes(sn.Summary.TotalBytes)
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sn.ID.Short(), fmtTime(sn.Time), sn.Kind, sn.Hostname,
-						strings.Join(sn.Tags, ","), size, strings.Join(sn.Paths, " "))
+						strings.Join(sn.Tags, ","), size, showPaths(sn.Paths))
 				}
 				tw.Flush()
 				a.printf("%d snapshots\n", len(shown))
@@ -71,7 +77,15 @@ func (a *app) lsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ls SNAPSHOT [PATH]",
 		Short: "List the files in a snapshot",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `List the paths of a snapshot, or those at and below PATH (byte for byte).
+
+File names are bytes and are kept exactly, UTF-8 or not. Text output
+shows a path as it is when it is valid UTF-8 of printable characters, and
+otherwise as a Go double-quoted string in which \xNN is one raw byte:
+"/data/Stra\xdfe.txt" (every other path starts with /). With --json, "path"
+is the path when it is valid UTF-8; when not, "path" is that quoted form
+without its quotes and "path_bytes" holds the exact bytes (base64).`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
@@ -85,11 +99,12 @@ func (a *app) lsCommand() *cobra.Command {
 					prefix = path.Clean("/" + args[1])
 				}
 				type entry struct {
-					Path  string `json:"path"`
-					Type  string `json:"type"`
-					Size  uint64 `json:"size"`
-					Mode  string `json:"mode"`
-					MTime string `json:"mtime"`
+					Path      string `json:"path"`
+					PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes, when not UTF-8
+					Type      string `json:"type"`
+					Size      uint64 `json:"size"`
+					Mode      string `json:"mode"`
+					MTime     string `json:"mtime"`
 				}
 				var out []entry
 				found := prefix == "/"
@@ -102,13 +117,14 @@ func (a *app) lsCommand() *cobra.Command {
 						return nil
 					}
 					found = true
-					e := entry{Path: p, Type: n.Type, Size: n.Size, Mode: n.Mode.String(), MTime: fmtTime(n.ModTime)}
+					e := entry{Type: n.Type, Size: n.Size, Mode: n.Mode.String(), MTime: fmtTime(n.ModTime)}
+					e.Path, e.PathBytes = tree.ForJSON(p)
 					if a.jsonOut {
 						out = append(out, e)
 					} else if long {
-						a.printf("%-10s %8s %s %s %s\n", e.Mode, progress.Bytes(int64(n.Size)), e.MTime, n.Type[:1], p)
+						a.printf("%-10s %8s %s %s %s\n", e.Mode, progress.Bytes(int64(n.Size)), e.MTime, n.Type[:1], tree.Show(p))
 					} else {
-						a.printf("%s\n", p)
+						a.printf("%s\n", tree.Show(p))
 					}
 					return nil
 				}, nil)
@@ -116,7 +132,7 @@ func (a *app) lsCommand() *cobra.Command {
 					return err
 				}
 				if !found {
-					return fmt.Errorf("%s is not in snapshot %s", prefix, sn.ID.Short())
+					return fmt.Errorf("%s is not in snapshot %s", tree.Show(prefix), sn.ID.Short())
 				}
 				if a.jsonOut {
 					return a.printJSON(out)
@@ -135,7 +151,14 @@ func (a *app) diffCommand() *cobra.Command {
 		Short: "Show what changed between two snapshots",
 		Long: `Show the paths that differ from snapshot A to snapshot B:
   +  added        -  removed       M  content changed
-  T  type changed U  only metadata (mode, owner, times) changed`,
+  T  type changed U  only metadata (mode, owner, times) changed
+
+File names are bytes and are kept exactly, UTF-8 or not. Text output
+shows a path as it is when it is valid UTF-8 of printable characters, and
+otherwise as a Go double-quoted string in which \xNN is one raw byte:
+"/data/Stra\xdfe.txt" (every other path starts with /). With --json, "path"
+is the path when it is valid UTF-8; when not, "path" is that quoted form
+without its quotes and "path_bytes" holds the exact bytes (base64).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -150,7 +173,7 @@ func (a *app) diffCommand() *cobra.Command {
 					if a.jsonOut {
 						changes = append(changes, c)
 					} else {
-						a.printf("%-2s %s\n", c.Kind, c.Path)
+						a.printf("%-2s %s\n", c.Kind, tree.Show(c.Path))
 					}
 					return nil
 				})
@@ -164,4 +187,27 @@ func (a *app) diffCommand() *cobra.Command {
 			})
 		},
 	}
+}
+
+// showPaths joins paths for text output, each as tree.Show gives it.
+func showPaths(paths []string) string {
+	shown := make([]string, len(paths))
+	for i, p := range paths {
+		shown[i] = tree.Show(p)
+	}
+	return strings.Join(shown, " ")
+}
+
+// pathsForJSON gives paths as JSON output shows them: as they are, or,
+// when one is not valid UTF-8, escaped (tree.Escape) with every path's
+// exact bytes beside them.
+func pathsForJSON(paths []string) ([]string, [][]byte) {
+	if !slices.ContainsFunc(paths, func(p string) bool { return !utf8.ValidString(p) }) {
+		return paths, nil
+	}
+	shown, raw := make([]string, len(paths)), make([][]byte, len(paths))
+	for i, p := range paths {
+		shown[i], raw[i] = tree.Escape(p), []byte(p)
+	}
+	return shown, raw
 }

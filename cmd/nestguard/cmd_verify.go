@@ -12,6 +12,7 @@ import (
 	"github.com/nestguard/nestguard/internal/checker"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/tree"
 )
 
 func (a *app) verifyCommand() *cobra.Command {
@@ -71,9 +72,9 @@ by snapshot and file. Exit code 1 when anything is wrong.`,
 						fmt.Fprintf(a.stderr, "error: %s: %s\n", p.Object, p.Error)
 					}
 					for _, s := range report.DamagedSnapshots {
-						fmt.Fprintf(a.stderr, "damaged snapshot %s (%s, %s):\n", s.ID[:8], s.Time, strings.Join(s.Paths, " "))
+						fmt.Fprintf(a.stderr, "damaged snapshot %s (%s, %s):\n", s.ID[:8], s.Time, showPaths(s.Paths))
 						for _, f := range s.Files {
-							fmt.Fprintf(a.stderr, "  %s\n", f)
+							fmt.Fprintf(a.stderr, "  %s\n", tree.Show(f))
 						}
 						for _, e := range s.Errors {
 							fmt.Fprintf(a.stderr, "  error: %s\n", e)
