@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/restorer"
+	"github.com/nestguard/nestguard/internal/tree"
 )
 
 func (a *app) restoreCommand() *cobra.Command {
@@ -19,6 +21,11 @@ func (a *app) restoreCommand() *cobra.Command {
 		Long: `Restore a snapshot (an id prefix, or "latest") into --target, which must be
 empty unless --overwrite is given. Paths are recreated below the target as
 they were backed up: /etc/hosts restores to TARGET/etc/hosts.
+
+--include takes a path of the snapshot, byte for byte as the shell passes
+it (a name that is not UTF-8, shown by 'ls' as "/data/Stra\xdfe.txt", is
+$'/data/Stra\xdfe.txt' in bash). An include that names nothing in the
+snapshot is an error, before anything is written.
 
 Every block read is authenticated and checked against its id. A file that
 cannot be restored completely is not left half-written: it is removed and
@@ -44,6 +51,10 @@ named, the others are restored, and the exit code is 3.`,
 				})
 				err = res.Restore(ctx, sn.Tree)
 				rep.Stop()
+				if nm := (*restorer.NoMatchError)(nil); errors.As(err, &nm) {
+					return fmt.Errorf("%w: nothing was restored; snapshot %s holds %s (see 'nestguard ls %s')",
+						err, sn.ID.Short(), showPaths(sn.Paths), sn.ID.Short())
+				}
 				if err != nil {
 					return err
 				}
@@ -58,7 +69,7 @@ named, the others are restored, and the exit code is 3.`,
 					}
 				} else {
 					for _, e := range errs {
-						fmt.Fprintf(a.stderr, "damaged: %s: %s\n", e.Path, e.Err)
+						fmt.Fprintf(a.stderr, "damaged: %s: %s\n", tree.Show(e.Path), e.Err)
 					}
 					a.printf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.Target,
 						res.C.Files.Load(), res.C.Dirs.Load(), progress.Bytes(res.C.BytesTotal.Load()))

@@ -13,6 +13,7 @@ package restorer
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,18 @@ type Options struct {
 type FileError struct {
 	Path string `json:"path"`
 	Err  string `json:"error"`
+}
+
+// MarshalJSON writes e with its path as tree.ForJSON gives it: "path",
+// and "path_bytes" when the path is not valid UTF-8.
+func (e FileError) MarshalJSON() ([]byte, error) {
+	type plain FileError
+	w := struct {
+		plain
+		PathBytes []byte `json:"path_bytes,omitempty"`
+	}{plain: plain(e)}
+	w.Path, w.PathBytes = tree.ForJSON(e.Path)
+	return json.Marshal(w)
 }
 
 // Counters report progress.
@@ -131,8 +144,25 @@ type fileState struct {
 	failed  bool
 }
 
+// NoMatchError is returned, before anything is written, when an include
+// names no path of the snapshot.
+type NoMatchError struct {
+	Includes []string // the includes that match nothing
+}
+
+func (e *NoMatchError) Error() string {
+	shown := make([]string, len(e.Includes))
+	for i, p := range e.Includes {
+		shown[i] = tree.Show(p)
+	}
+	return fmt.Sprintf("--include %s matches nothing in the snapshot", strings.Join(shown, ", "))
+}
+
 // Restore writes the tree rootTree into the target directory.
 func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
+	if err := r.checkIncludes(ctx, rootTree); err != nil {
+		return err
+	}
 	if err := r.prepareTarget(); err != nil {
 		return err
 	}
@@ -287,6 +317,26 @@ func (r *Restorer) prepareTarget() error {
 	}
 	if len(names) > 0 && !r.opt.Overwrite {
 		return fmt.Errorf("%w: %s (use --overwrite to restore into it anyway)", ErrTargetNotEmpty, r.opt.Target)
+	}
+	return nil
+}
+
+// checkIncludes fails with a NoMatchError when an include names no path
+// of the snapshot: a restore of nothing is not a success. A tree on the
+// way that cannot be read is not a miss; the restore reports it.
+func (r *Restorer) checkIncludes(ctx context.Context, rootTree id.ID) error {
+	var missing []string
+	for _, p := range cleanIncludes(r.opt.Include) {
+		_, err := tree.Lookup(ctx, r.repo, rootTree, p)
+		switch {
+		case errors.Is(err, tree.ErrNotFound):
+			missing = append(missing, p)
+		case ctx.Err() != nil:
+			return context.Cause(ctx)
+		}
+	}
+	if len(missing) > 0 {
+		return &NoMatchError{Includes: missing}
 	}
 	return nil
 }

@@ -3,10 +3,12 @@ package restorer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -96,5 +98,41 @@ func TestRestoreInBatches(t *testing.T) {
 	}
 	if got := r.C.Files.Load(); got != 60 {
 		t.Errorf("%d files counted, want 60", got)
+	}
+}
+
+// An include that names nothing in the snapshot fails before anything is
+// written; one that names a path by its exact bytes (not UTF-8) restores
+// just that.
+func TestRestoreIncludes(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	src := t.TempDir()
+	for _, name := range []string{"Stra\xdfe.txt", "Stra\u00dfe.txt", "other"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	dst := filepath.Join(t.TempDir(), "target")
+	missing := []string{"/etc/apt", src + "/Stra\xdfe.txt/x", src + "/Strasse.txt"}
+	err = New(repo, Options{Target: dst, Include: append([]string{src + "/other"}, missing...)}).Restore(ctx, sn.Tree)
+	var nm *NoMatchError
+	if !errors.As(err, &nm) || !slices.Equal(nm.Includes, missing) {
+		t.Fatalf("includes matching nothing: %v", err)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Fatalf("the target was created: %v", err)
+	}
+	r := New(repo, Options{Target: dst, Include: []string{src + "/Stra\xdfe.txt"}})
+	if err := r.Restore(ctx, sn.Tree); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(filepath.Join(dst, src))
+	if err != nil || len(entries) != 1 || entries[0].Name() != "Stra\xdfe.txt" || r.C.Files.Load() != 1 {
+		t.Fatalf("restored %v (%v)", entries, err)
 	}
 }

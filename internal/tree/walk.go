@@ -2,7 +2,10 @@ package tree
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path"
+	"strings"
 
 	"github.com/nestguard/nestguard/internal/id"
 )
@@ -53,4 +56,32 @@ func walk(ctx context.Context, s BlobStore, dir string, tid id.ID, fn WalkFunc, 
 		}
 	}
 	return nil
+}
+
+// ErrNotFound is returned by Lookup for a path the tree does not hold.
+var ErrNotFound = errors.New("no such path in the snapshot")
+
+// Lookup returns the node at the slash-separated path p ("/a/b") of the
+// tree rooted at root, matching names byte for byte. The root itself,
+// "/", is returned as a directory node whose Subtree is root. Only the
+// trees on the way are read.
+func Lookup(ctx context.Context, s BlobStore, root id.ID, p string) (*Node, error) {
+	n := &Node{Name: "/", Type: Dir, Subtree: &root}
+	p = path.Clean("/" + p)
+	if p == "/" {
+		return n, nil
+	}
+	for _, name := range strings.Split(p[1:], "/") {
+		if n.Type != Dir || n.Subtree == nil {
+			return nil, fmt.Errorf("%q: %w", p, ErrNotFound)
+		}
+		t, err := Load(ctx, s, *n.Subtree)
+		if err != nil {
+			return nil, err
+		}
+		if n = t.Find(name); n == nil {
+			return nil, fmt.Errorf("%q: %w", p, ErrNotFound)
+		}
+	}
+	return n, nil
 }
