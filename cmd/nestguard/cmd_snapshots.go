@@ -3,10 +3,8 @@ package main
 import (
 	"fmt"
 	"path"
-	"slices"
 	"strings"
 	"text/tabwriter"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -43,7 +41,7 @@ func (a *app) snapshotsCommand() *cobra.Command {
 					for _, sn := range shown {
 						m := map[string]any{"id": sn.ID.String(), "short_id": sn.ID.Short(), "time": sn.Time, "kind": sn.Kind,
 							"hostname": sn.Hostname, "username": sn.Username, "paths": sn.Paths, "tags": sn.Tags, "tree": sn.Tree, "summary": sn.Summary}
-						if paths, raw := pathsForJSON(sn.Paths); raw != nil {
+						if paths, raw := tree.ForJSONList(sn.Paths); raw != nil {
 							m["paths"], m["paths_bytes"] = paths, raw
 						}
 						out = append(out, m)
@@ -196,18 +194,4 @@ func showPaths(paths []string) string {
 		shown[i] = tree.Show(p)
 	}
 	return strings.Join(shown, " ")
-}
-
-// pathsForJSON gives paths as JSON output shows them: as they are, or,
-// when one is not valid UTF-8, escaped (tree.Escape) with every path's
-// exact bytes beside them.
-func pathsForJSON(paths []string) ([]string, [][]byte) {
-	if !slices.ContainsFunc(paths, func(p string) bool { return !utf8.ValidString(p) }) {
-		return paths, nil
-	}
-	shown, raw := make([]string, len(paths)), make([][]byte, len(paths))
-	for i, p := range paths {
-		shown[i], raw[i] = tree.Escape(p), []byte(p)
-	}
-	return shown, raw
 }

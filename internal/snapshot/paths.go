@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/nestguard/nestguard/internal/tree"
 )
@@ -23,16 +22,7 @@ func (sn Snapshot) MarshalJSON() ([]byte, error) {
 		plain
 		PathsBytes [][]byte `json:"paths_bytes,omitempty"`
 	}{plain: plain(sn)}
-	for _, p := range sn.Paths {
-		if !utf8.ValidString(p) {
-			w.Paths = make([]string, len(sn.Paths))
-			w.PathsBytes = make([][]byte, len(sn.Paths))
-			for i, p := range sn.Paths {
-				w.Paths[i], w.PathsBytes[i] = tree.Escape(p), []byte(p)
-			}
-			break
-		}
-	}
+	w.Paths, w.PathsBytes = tree.ForJSONList(sn.Paths)
 	return json.Marshal(w)
 }
 

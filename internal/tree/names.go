@@ -69,6 +69,22 @@ func ForJSON(s string) (string, []byte) {
 	return Escape(s), []byte(s)
 }
 
+// ForJSONList is ForJSON for a list: ss itself and nil when every string
+// is valid UTF-8, otherwise every string escaped and every string's exact
+// bytes, in the same order, for a companion "<field>_bytes".
+func ForJSONList(ss []string) ([]string, [][]byte) {
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			shown, raw := make([]string, len(ss)), make([][]byte, len(ss))
+			for i, s := range ss {
+				shown[i], raw[i] = Escape(s), []byte(s)
+			}
+			return shown, raw
+		}
+	}
+	return ss, nil
+}
+
 // wireNode is the encoded form of a node whose name or link target is not
 // valid UTF-8: Node holds the escaped forms, the *Bytes fields the exact
 // bytes.
