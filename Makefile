@@ -32,7 +32,7 @@ lint:
 	CGO_ENABLED=0 $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PUREGO_PKGS)
 
 unit:
-	$(GO) test -timeout 25m $(PKGS)
+	$(GO) test -race -timeout 25m $(PKGS)
 	CGO_ENABLED=0 $(GO) test $(PUREGO_PKGS)
 
 test: lint unit
