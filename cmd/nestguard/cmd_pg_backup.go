@@ -259,6 +259,7 @@ environment.`,
 	f.IntVar(&o.Port, "port", 0, "with --start: the port to run the restored server on (default: its configuration's)")
 	f.StringVar(&o.BinDir, "bindir", "", "with --start: directory of pg_ctl and postgres (default: $PATH, then /usr/lib/postgresql/<newest>/bin)")
 	f.DurationVar(&o.StartTimeout, "start-timeout", time.Hour, "with --start: how long recovery may take")
+	f.StringVar(&o.LogFile, "log-file", "", "with --start: the server's log while recovering, outside the data directory (default: DIR.nestguard-restore.log next to --target-dir)")
 	f.StringVar(&o.From, "from", "", "restore this base backup (snapshot id) instead of the newest one before the target")
 	f.BoolVar(&o.Overwrite, "overwrite", false, "restore into non-empty directories, replacing files")
 	f.StringArrayVar(&tsMap, "tablespace-map", nil, "restore tablespace OID into DIR instead of its original location: OID=DIR (repeatable)")

@@ -41,6 +41,11 @@ var topLevelFiles = map[string]bool{
 	"current_logfiles.tmp":     true,
 }
 
+// restoreLogs are server logs earlier versions of 'nestguard pg restore
+// --start' wrote inside the data directory: they describe an earlier
+// recovery, not the cluster, and would be mistaken for the next one's.
+var restoreLogs = []string{"log/nestguard-restore.log"}
+
 // controlFile is copied after everything else and stored apart from the
 // tree (see basebackup.go).
 const controlFile = "global/pg_control"
@@ -48,7 +53,7 @@ const controlFile = "global/pg_control"
 // excludedPath reports whether the entry at rel is left out of a base
 // backup, judging by its path alone.
 func excludedPath(rel string, dir bool) bool {
-	if rel == controlFile {
+	if rel == controlFile || !dir && slices.Contains(restoreLogs, rel) {
 		return true
 	}
 	top, rest, nested := strings.Cut(rel, "/")

@@ -71,6 +71,9 @@ func TestExcludedPath(t *testing.T) {
 		{"tablespace_map.old", false, true},
 		{"base/1/backup_label", false, false}, // only at the top
 		{"global/pg_control", false, true},
+		{"log/nestguard-restore.log", false, true}, // an earlier restore's server log
+		{"log/postgresql-2024-05-01.log", false, false},
+		{"log", true, false},
 		{"global/pg_internal.init", false, true},
 		{"base/16384/pg_internal.init.123", false, true},
 		{"base/pgsql_tmp", true, true},

@@ -51,7 +51,10 @@ type RestoreOptions struct {
 	BinDir       string        // directory of pg_ctl and postgres; "" = search
 	Port         int           // 0 = the port the restored configuration says
 	StartTimeout time.Duration // bound on recovery; 0 = one hour
-	LogFile      string        // server log while recovering; "" = TargetDir/log/nestguard-restore.log
+	// LogFile is the server log while recovering; "" = DefaultLogFile.
+	// It must be outside the data directory, which the next base backup
+	// copies.
+	LogFile string
 
 	Log *slog.Logger
 	// OnRestorer is called with each restorer as it starts, for progress.
@@ -119,6 +122,11 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	if o.Start {
 		if bins, err = findServerBins(o.BinDir); err != nil {
 			return nil, err
+		}
+		if o.LogFile != "" {
+			if err := checkLogFile(o.LogFile, o.TargetDir); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -604,17 +612,13 @@ func versionOf(p string) int {
 func recoverServer(ctx context.Context, bins *serverBins, o RestoreOptions, ow owner) (*RecoveryPoint, error) {
 	logFile := o.LogFile
 	if logFile == "" {
-		logFile = filepath.Join(o.TargetDir, "log", "nestguard-restore.log")
+		logFile = DefaultLogFile(o.TargetDir)
 	}
-	if err := os.MkdirAll(filepath.Dir(logFile), 0o700); err != nil {
+	// The log is appended to: only what this start writes is this
+	// recovery's (an earlier restore into the same place left its lines).
+	logStart, err := prepareLog(logFile, ow)
+	if err != nil {
 		return nil, err
-	}
-	if f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
-		f.Close()
-	}
-	if os.Geteuid() == 0 && ow.known {
-		os.Chown(filepath.Dir(logFile), ow.uid, ow.gid)
-		os.Chown(logFile, ow.uid, ow.gid)
 	}
 	port, sockDir, err := connTarget(ctx, bins, o, ow)
 	if err != nil {
@@ -644,19 +648,63 @@ func recoverServer(ctx context.Context, bins *serverBins, o RestoreOptions, ow o
 	cmd.Dir = o.TargetDir
 	cmd.Env = serverEnv()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return rp, fmt.Errorf("pg_ctl start: %v: %s\nserver log %s:\n%s", err, strings.TrimSpace(string(out)), logFile, logTail(logFile, 30))
+		return rp, fmt.Errorf("pg_ctl start: %v: %s\nserver log %s:\n%s", err, strings.TrimSpace(string(out)), logFile, logTail(logFile, logStart, 30))
 	}
 	deadline := time.Now().Add(o.StartTimeout)
 	if action == ActionShutdown {
 		if err := waitExit(ctx, o.TargetDir, deadline); err != nil {
-			return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, 30))
+			return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
 		}
 		rp.State = "shut down"
 	} else if err := waitTarget(ctx, o.TargetDir, port, sockDir, ow, action, deadline, rp); err != nil {
-		return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, 30))
+		return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
 	}
-	rp.Message = stopMessage(logFile)
+	rp.Message = stopMessage(logFile, logStart)
 	return rp, nil
+}
+
+// DefaultLogFile is where a restore's server log goes unless told
+// otherwise: next to the data directory, never inside it, so that it is
+// neither mistaken for the next restore's log nor copied by the next
+// base backup. For /srv/pg/main: /srv/pg/main.nestguard-restore.log.
+func DefaultLogFile(dataDir string) string {
+	dataDir = filepath.Clean(dataDir)
+	return filepath.Join(filepath.Dir(dataDir), filepath.Base(dataDir)+".nestguard-restore.log")
+}
+
+// checkLogFile refuses a server log inside the data directory.
+func checkLogFile(logFile, dataDir string) error {
+	abs, err := filepath.Abs(logFile)
+	if err != nil {
+		return err
+	}
+	if rel, err := filepath.Rel(dataDir, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("--log-file %s is inside the data directory %s: the next base backup would copy it; put it elsewhere", abs, dataDir)
+	}
+	return nil
+}
+
+// prepareLog creates the server log (and its directory) for the owner and
+// returns its current size: where this recovery's lines begin.
+func prepareLog(logFile string, ow owner) (int64, error) {
+	if err := os.MkdirAll(filepath.Dir(logFile), 0o700); err != nil {
+		return 0, err
+	}
+	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("server log: %w", err)
+	}
+	fi, err := f.Stat()
+	f.Close()
+	if err != nil {
+		return 0, fmt.Errorf("server log: %w", err)
+	}
+	if os.Geteuid() == 0 && ow.known {
+		if err := os.Chown(logFile, ow.uid, ow.gid); err != nil {
+			return 0, fmt.Errorf("server log: %w", err)
+		}
+	}
+	return fi.Size(), nil
 }
 
 // serverEnv is the environment the restored server runs with: this
@@ -846,13 +894,17 @@ func waitExit(ctx context.Context, dataDir string, deadline time.Time) error {
 	return errors.New("the server did not shut down at the recovery target within the time allowed")
 }
 
-// stopMessage returns the server's report of where recovery stopped.
-func stopMessage(logFile string) string {
+// stopMessage returns the server's report of where recovery stopped,
+// from what the server logged after offset from.
+func stopMessage(logFile string, from int64) string {
 	f, err := os.Open(logFile)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return ""
+	}
 	var stopping, last string
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -871,10 +923,14 @@ func stopMessage(logFile string) string {
 	return last
 }
 
-func logTail(p string, n int) string {
+// logTail returns the last n lines the server logged after offset from.
+func logTail(p string, from int64, n int) string {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return fmt.Sprintf("(%v)", err)
+	}
+	if from <= int64(len(b)) {
+		b = b[from:]
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(lines) > n {

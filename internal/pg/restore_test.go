@@ -78,15 +78,35 @@ func TestStopMessage(t *testing.T) {
 		"2024-05-01 LOG:  pausing at the end of recovery\n" +
 		"2024-05-01 LOG:  last completed transaction was at log time 2024-05-01 11:59:59.9+00\n"
 	os.WriteFile(p, []byte(log), 0o600)
-	if got := stopMessage(p); got != "recovery stopping before commit of transaction 1234, time 2024-05-01 12:00:00.5+00" {
+	if got := stopMessage(p, 0); got != "recovery stopping before commit of transaction 1234, time 2024-05-01 12:00:00.5+00" {
 		t.Errorf("stopMessage = %q", got)
 	}
+	// An earlier recovery's lines are not this one's.
+	earlier := "LOG:  recovery stopping before commit of transaction 999, time 2024-04-01 12:00:00+00\n"
+	os.WriteFile(p, []byte(earlier+"LOG:  last completed transaction was at log time 2024-05-01 11:59:59.9+00\n"), 0o600)
+	if got := stopMessage(p, int64(len(earlier))); got != "last completed transaction was at log time 2024-05-01 11:59:59.9+00" {
+		t.Errorf("stopMessage after an earlier recovery's log = %q", got)
+	}
 	os.WriteFile(p, []byte("LOG:  last completed transaction was at log time 2024-05-01 11:59:59.9+00\n"), 0o600)
-	if got := stopMessage(p); got != "last completed transaction was at log time 2024-05-01 11:59:59.9+00" {
+	if got := stopMessage(p, 0); got != "last completed transaction was at log time 2024-05-01 11:59:59.9+00" {
 		t.Errorf("stopMessage without a target = %q", got)
 	}
-	if got := stopMessage(filepath.Join(t.TempDir(), "none")); got != "" {
+	if got := stopMessage(filepath.Join(t.TempDir(), "none"), 0); got != "" {
 		t.Errorf("stopMessage of a missing log = %q", got)
+	}
+}
+
+func TestRestoreLogFile(t *testing.T) {
+	if got := DefaultLogFile("/srv/pg/main/"); got != "/srv/pg/main.nestguard-restore.log" {
+		t.Errorf("DefaultLogFile = %s", got)
+	}
+	if err := checkLogFile("/srv/pg/main/log/x.log", "/srv/pg/main"); err == nil {
+		t.Error("a log inside the data directory accepted")
+	}
+	for _, ok := range []string{"/srv/pg/main.log", "/srv/pg/mainx/x.log", "/var/log/x.log"} {
+		if err := checkLogFile(ok, "/srv/pg/main"); err != nil {
+			t.Errorf("checkLogFile(%s): %v", ok, err)
+		}
 	}
 }
 
