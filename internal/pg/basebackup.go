@@ -2,7 +2,6 @@ package pg
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,6 +134,9 @@ func runBackup(ctx context.Context, repo *repository.Repository, sess *Session, 
 		return nil, nil, err
 	}
 	o.Log.Info("base backup started", "lsn", started.LSN, "timeline", started.Timeline)
+	if err := checkLive(dataDir, srv, started.LSN); err != nil {
+		return nil, nil, fmt.Errorf("base backup refused, nothing stored: %w", err)
+	}
 	copyStart := time.Now()
 	copyCtx, unwatch := sess.Watch(ctx, o.sessionCheck)
 	cp, err := copyCluster(copyCtx, repo, dataDir, started.LSN, srv.DataChecksums, parent, o)
@@ -254,10 +256,20 @@ func lastNeededByte(stop, start LSN) LSN {
 	return stop
 }
 
-// checkDataDir resolves the directory to copy and makes sure it is the
-// cluster the session talks to: its pg_control must carry the server's
-// system identifier, so that a wrong --pgdata never yields a backup that
-// mixes two clusters.
+// checkDataDir resolves the directory to copy (symlinks too) and makes sure it is the
+// data directory of the server the session talks to, not another cluster's
+// nor a copy of this one (a stale copy, or one on another timeline), since
+// a backup of a copy would be saved and later restored without the rows
+// committed since the copy was made:
+//   - its pg_control must carry the server's system identifier and
+//     timeline (pg_control_system(), pg_control_checkpoint());
+//   - if the server's data_directory exists on this machine, it must be
+//     the same directory (by path with symlinks resolved, or by device and
+//     inode: the server may see it through another path).
+//
+// Where the server's path is not visible here (another mount namespace),
+// checkLive compares the checkpoint pg_backup_start makes with the one on
+// disk.
 func checkDataDir(dir string, srv Server) (string, error) {
 	if dir == "" {
 		dir = srv.DataDir
@@ -267,21 +279,73 @@ func checkDataDir(dir string, srv Server) (string, error) {
 		return "", err
 	}
 	abs = filepath.Clean(abs)
-	f, err := os.Open(filepath.Join(abs, controlFile))
-	if err != nil {
+	ctl, err := readControl(abs)
+	if err != nil && (!errors.Is(err, errControlVersion) || ctl.SystemID == srv.SystemID) {
 		return "", fmt.Errorf("--pgdata %s is not a readable PostgreSQL data directory (the server reports %s): %w", abs, srv.DataDir, err)
 	}
-	defer f.Close()
-	var b [8]byte
-	if _, err := io.ReadFull(f, b[:]); err != nil {
-		return "", fmt.Errorf("reading %s: %w", f.Name(), err)
-	}
-	// pg_control starts with the system identifier in the machine's byte order.
-	if sid := binary.NativeEndian.Uint64(b[:]); sid != srv.SystemID {
+	if ctl.SystemID != srv.SystemID {
 		return "", fmt.Errorf("--pgdata %s belongs to cluster %d, but the server at --dsn is cluster %d (data directory %s): point both at the same cluster",
-			abs, sid, srv.SystemID, srv.DataDir)
+			abs, ctl.SystemID, srv.SystemID, srv.DataDir)
+	}
+	if ctl.Timeline != srv.Timeline {
+		return "", fmt.Errorf("--pgdata %s is on timeline %d, but the server at --dsn is on timeline %d (data directory %s): it is another copy of the cluster; back up the server's own data directory",
+			abs, ctl.Timeline, srv.Timeline, srv.DataDir)
+	}
+	if err := sameDir(abs, srv.DataDir); err != nil {
+		return "", err
+	}
+	// The copy reads a directory, not a link to one.
+	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = resolved
 	}
 	return abs, nil
+}
+
+// sameDir refuses dir if the server's data directory exists on this
+// machine and is another directory.
+func sameDir(dir, serverDir string) error {
+	sfi, err := os.Stat(serverDir)
+	if err != nil {
+		return nil // not visible from here: checkLive decides
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--pgdata %s: %w", dir, err)
+	}
+	if os.SameFile(fi, sfi) {
+		return nil
+	}
+	r1, err1 := filepath.EvalSymlinks(dir)
+	r2, err2 := filepath.EvalSymlinks(serverDir)
+	if err1 == nil && err2 == nil && r1 == r2 {
+		return nil
+	}
+	return fmt.Errorf("--pgdata %s (%s) is not the data directory of the server at --dsn, which is %s (%s): a copy of the cluster would be backed up without the rows committed since it was made; give --pgdata %s, or leave --pgdata out",
+		dir, fileID(fi), serverDir, fileID(sfi), serverDir)
+}
+
+func fileID(fi os.FileInfo) string {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return fmt.Sprintf("device %d, inode %d", st.Dev, st.Ino)
+	}
+	return "no inode"
+}
+
+// checkLive makes sure the directory being copied is the one the server
+// writes: pg_backup_start has just written a checkpoint whose redo
+// location is the backup's start, and the server's pg_control records it
+// before pg_backup_start returns. A copy of the data directory still holds
+// an older checkpoint.
+func checkLive(dir string, srv Server, start LSN) error {
+	ctl, err := readControl(dir)
+	if err != nil {
+		return fmt.Errorf("--pgdata %s: %w", dir, err)
+	}
+	if ctl.SystemID != srv.SystemID || ctl.Timeline != srv.Timeline || ctl.Redo < start {
+		return fmt.Errorf("--pgdata %s is not the data directory the server at --dsn writes (%s): its last checkpoint (redo %s, timeline %d) is older than the one the server made to start this backup (redo %s, timeline %d), so it is a stale copy; back up the server's own data directory",
+			dir, srv.DataDir, ctl.Redo, ctl.Timeline, start, srv.Timeline)
+	}
+	return nil
 }
 
 // newestBackup returns the newest base backup of the cluster, whose tree

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -370,6 +371,47 @@ func testWrongDataDir(t *testing.T, c *archivedCluster) {
 	}
 	if _, _, err := Backup(context.Background(), repo, BackupOptions{DataDir: c.DataDir, DSN: c.DSN(), BlockSize: 12 << 10}); err == nil {
 		t.Error("block size 12 KiB accepted")
+	}
+
+	// A copy of the data directory (same cluster, same timeline) taken
+	// earlier is refused by path, and, where the server's path is not
+	// visible, by its checkpoint being older than the backup's start.
+	stale := filepath.Join(pgtest.TempDir(t), "stale")
+	if out, err := exec.Command("cp", "-a", c.DataDir, stale).CombinedOutput(); err != nil {
+		t.Fatalf("copying the data directory: %v\n%s", err, out)
+	}
+	c.Exec(t, "INSERT INTO ledger (v) SELECT 'after the copy' FROM generate_series(1, 100)")
+	_, _, err = Backup(context.Background(), repo, BackupOptions{DataDir: stale, DSN: c.DSN()})
+	if err == nil || !strings.Contains(err.Error(), "is not the data directory of the server") ||
+		!strings.Contains(err.Error(), stale) || !strings.Contains(err.Error(), c.DataDir) {
+		t.Errorf("backup of a stale copy: %v", err)
+	}
+	if list, _, _ := snapshot.List(context.Background(), repo); len(list) != 0 {
+		t.Errorf("%d snapshots saved by refused backups", len(list))
+	}
+	ctx := context.Background()
+	sess, err := Connect(ctx, c.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close(ctx)
+	started, err := sess.Start(ctx, "stale copy check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkLive(stale, sess.Server, started.LSN); err == nil || !strings.Contains(err.Error(), "stale copy") {
+		t.Errorf("checkLive of a stale copy: %v", err)
+	}
+	if err := checkLive(c.DataDir, sess.Server, started.LSN); err != nil {
+		t.Errorf("checkLive of the server's data directory: %v", err)
+	}
+	// The server's directory through a symlink is the server's directory.
+	link := filepath.Join(pgtest.TempDir(t), "link")
+	if err := os.Symlink(c.DataDir, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkDataDir(link, sess.Server); err != nil {
+		t.Errorf("the data directory through a symlink: %v", err)
 	}
 }
 
