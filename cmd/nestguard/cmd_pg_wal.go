@@ -177,10 +177,12 @@ func (a *app) pgStatusCommand() *cobra.Command {
   - the archived WAL per timeline, as runs of consecutive segments;
   - gaps: segments missing between archived ones (named by the first and
     last missing segment): recovery cannot cross them;
-  - the recoverable window: from the end of the oldest base backup to the
-    last segment reachable from it without a gap, following timeline
-    history; times are when segments were archived, so the window's end is
-    as fresh as the archiving;
+  - the recoverable windows, one per timeline: from the end of a base
+    backup to the last transaction (commit or abort) in the WAL reachable
+    from it without a gap, following timeline history. Recovery to a time
+    stops at the first transaction after it, so time targets must be
+    before that last transaction; the window's end is as fresh as the
+    archiving;
   - the RPO: the age of the newest archived segment, the most committed
     work a disaster now could lose (plus what the server has not archived);
   - the base backups: start and stop LSN and time, database size and the
@@ -255,8 +257,18 @@ func (a *app) printStatus(s *pg.StatusReport) {
 		fmt.Fprintln(out, "  none: no base backup with all its WAL (take one with 'nestguard pg backup')")
 	}
 	for _, w := range s.Windows {
-		fmt.Fprintf(out, "  %s (%s) to %s (%s), timeline %d, from base backup %s\n",
-			fmtTime(w.FromTime), w.FromLSN, fmtTime(w.ToTime), w.ToLSN, w.TLI, w.Base)
+		fmt.Fprintf(out, "  %s (%s) to %s, timeline %d, from base backup %s\n",
+			fmtTime(w.FromTime), w.FromLSN, fmtTime(w.ToTime), w.TLI, w.Base)
+		if x := w.LastTransaction; x != nil {
+			what := "commit"
+			if !x.Committed {
+				what = "abort"
+			}
+			fmt.Fprintf(out, "    ends at the last transaction archived: %s of %d at %s (%s); time targets must be before it\n", what, x.XID, fmtTime(x.Time), x.LSN)
+		} else {
+			fmt.Fprintln(out, "    no transaction ended after the base backup: only --to-latest or --to-lsn")
+		}
+		fmt.Fprintf(out, "    WAL through %s (%s, archived %s)\n", w.ToLSN, w.LastWAL, fmtTime(w.LastArchived))
 		if w.FirstMissing != "" {
 			fmt.Fprintf(out, "    ends before missing segment %s\n", w.FirstMissing)
 		}

@@ -190,47 +190,28 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 
 // pickBase chooses the base backup: the one CheckTarget picks, which also
 // refuses a target outside the recoverable window or beyond a WAL gap, or
-// the one o.From names, if it can reach the target.
+// the one o.From names, if the WAL from it reaches the target.
 func pickBase(ctx context.Context, repo *repository.Repository, o RestoreOptions) (*snapshot.Snapshot, *BackupInfo, error) {
 	st, err := Status(ctx, repo)
 	if err != nil {
 		return nil, nil, err
 	}
-	base, err := st.CheckTarget(o.Target)
-	if err != nil {
-		return nil, nil, err
-	}
-	if o.From != "" {
+	var base *snapshot.Snapshot
+	if o.From == "" {
+		if base, err = st.CheckTarget(ctx, o.Target); err != nil {
+			return nil, nil, err
+		}
+	} else {
 		list, _, err := snapshot.List(ctx, repo)
 		if err != nil {
 			return nil, nil, err
 		}
-		from, err := snapshot.Find(list, o.From, snapshot.Filter{Kind: snapshot.KindPostgres})
-		if err != nil {
+		if base, err = snapshot.Find(list, o.From, snapshot.Filter{Kind: snapshot.KindPostgres}); err != nil {
 			return nil, nil, fmt.Errorf("--from: %w", err)
 		}
-		fi, err := Info(from)
-		if err != nil {
-			return nil, nil, err
+		if err := st.CheckFrom(ctx, o.Target, base); err != nil {
+			return nil, nil, fmt.Errorf("--from %s: %w", base.ID.Short(), err)
 		}
-		bi, err := Info(base)
-		if err != nil {
-			return nil, nil, err
-		}
-		if fi.SystemID != bi.SystemID {
-			return nil, nil, fmt.Errorf("--from %s is a backup of cluster %d, the target is in the WAL of cluster %d", from.ID.Short(), fi.SystemID, bi.SystemID)
-		}
-		if t := o.Target.Time; t != nil && !fi.StopTime.Before(*t) {
-			return nil, nil, fmt.Errorf("--from %s ends at %s, after the target time %s: recovery cannot stop before a backup's end",
-				from.ID.Short(), fi.StopTime.Format(time.RFC3339Nano), t.Format(time.RFC3339Nano))
-		}
-		if l := o.Target.LSN; l != nil && fi.StopLSN > *l {
-			return nil, nil, fmt.Errorf("--from %s ends at LSN %s, after the target LSN %s", from.ID.Short(), fi.StopLSN, *l)
-		}
-		if fi.StopLSN > bi.StopLSN && fi.Timeline == bi.Timeline {
-			return nil, nil, fmt.Errorf("--from %s is newer than base backup %s, the newest that can reach the target", from.ID.Short(), base.ID.Short())
-		}
-		base = from
 	}
 	info, err := Info(base)
 	if err != nil {

@@ -72,6 +72,7 @@ type StatusReport struct {
 
 	segs map[uint32]map[uint64]time.Time // timeline -> segment number -> archive time
 	hist map[uint32]*History
+	repo StatusRepo // to read WAL records
 }
 
 // TimelineStatus is the archived WAL of one timeline.
@@ -100,25 +101,56 @@ type Gap struct {
 	Count uint64 `json:"count"`
 }
 
-// Window is a stretch of time recovery can reach: from the end of a base
-// backup to the last segment archived without a gap after it. ToTime is
-// when that segment was archived: commits after it are not in the
-// repository (yet).
+// Window is a stretch of time recovery can reach, along one timeline:
+// from the end of a base backup to the last transaction (commit or abort)
+// in the WAL archived without a gap after it. Recovery to a time stops at
+// the first transaction that ended after that time, so ToTime, the time
+// of that last transaction, bounds the time targets: they must be before
+// it (--to-latest replays everything archived).
 type Window struct {
 	TLI      uint32    `json:"timeline"` // the timeline recovery follows
 	Base     string    `json:"base_backup"`
 	FromTime time.Time `json:"from_time"`
 	FromLSN  LSN       `json:"from_lsn"`
-	ToTime   time.Time `json:"to_time"`
-	ToLSN    LSN       `json:"to_lsn"`
+	ToTime   time.Time `json:"to_time"` // LastTransaction's time; FromTime if there is none
+	ToLSN    LSN       `json:"to_lsn"`  // the end of the last segment reachable
 	LastWAL  string    `json:"last_wal"`
+	// LastArchived is when LastWAL was archived.
+	LastArchived time.Time `json:"last_wal_archived"`
+	// LastTransaction is the last commit or abort after the base backup in
+	// the reachable WAL; nil if there is none (or the WAL is unreadable,
+	// listed in the report's problems).
+	LastTransaction *XactEnd `json:"last_transaction"`
 	// FirstMissing, if set, is the gap that ends the window: segments
 	// after it are archived but unreachable from this base backup.
 	FirstMissing string `json:"first_missing,omitempty"`
+
+	path  []Segment // the segments recovery reads from the backup that gives the end
+	floor LSN       // that backup's end
+}
+
+// XactEnd is a transaction's commit or abort record in the WAL.
+type XactEnd struct {
+	XID       uint32    `json:"xid"`
+	Committed bool      `json:"committed"`
+	Time      time.Time `json:"time"`
+	LSN       LSN       `json:"lsn"`
+}
+
+func (x *XactEnd) String() string {
+	what := "commit"
+	if !x.Committed {
+		what = "abort"
+	}
+	return fmt.Sprintf("%s of transaction %d at %s (%s)", what, x.XID, fmtStatusTime(x.Time), x.LSN)
 }
 
 func (w Window) String() string {
-	return fmt.Sprintf("%s (%s) to %s (%s) on timeline %d", fmtStatusTime(w.FromTime), w.FromLSN, fmtStatusTime(w.ToTime), w.ToLSN, w.TLI)
+	end := "no transaction ended after the base backup: only --to-latest or --to-lsn"
+	if w.LastTransaction != nil {
+		end = "the last " + w.LastTransaction.String()
+	}
+	return fmt.Sprintf("%s (%s) to %s on timeline %d (%s; WAL through %s)", fmtStatusTime(w.FromTime), w.FromLSN, fmtStatusTime(w.ToTime), w.TLI, end, w.ToLSN)
 }
 
 // BaseBackup is a postgres snapshot as the status shows it.
@@ -155,6 +187,7 @@ func Status(ctx context.Context, repo StatusRepo) (*StatusReport, error) {
 		Windows:   []Window{},
 		segs:      map[uint32]map[uint64]time.Time{},
 		hist:      map[uint32]*History{},
+		repo:      repo,
 	}
 	var objs []backend.FileInfo
 	err := repo.Backend().List(ctx, backend.WALFile, func(fi backend.FileInfo) error {
@@ -193,6 +226,14 @@ func Status(ctx context.Context, repo StatusRepo) (*StatusReport, error) {
 		s.checkBackup(b)
 	}
 	s.findWindows()
+	for i := range s.Windows {
+		if err := s.windowEnd(ctx, &s.Windows[i]); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			s.Problems = append(s.Problems, fmt.Sprintf("window on timeline %d from base backup %s: %v", s.Windows[i].TLI, s.Windows[i].Base, err))
+		}
+	}
 	return s, nil
 }
 
@@ -380,7 +421,8 @@ func follows(b *BaseBackup, h *History) bool {
 
 // reach is how far WAL goes without a gap along a history.
 type reach struct {
-	last    Segment // last segment reached (TLI: the timeline it came from)
+	path    []Segment // the segments read, in order
+	last    Segment   // last segment reached (TLI: the timeline it came from)
 	lastMod time.Time
 	missing Segment // first segment not in the repository
 	gap     bool    // segments after missing are archived
@@ -425,6 +467,7 @@ func (s *StatusReport) walk(start LSN, h *History, until func(Segment, time.Time
 			}
 			if mod, ok := s.segs[sp.tli][no]; ok {
 				r.last, r.lastMod, found = Segment{sp.tli, no}, mod, true
+				r.path = append(r.path, r.last)
 				break
 			}
 		}
@@ -460,31 +503,33 @@ func (s *StatusReport) checkBackup(b *BaseBackup) {
 	}
 }
 
-// findWindows computes, for each usable base backup, how far recovery
-// can go from it (following the latest timeline it can), and merges the
-// overlapping stretches.
+// findWindows computes, for each usable base backup and each timeline
+// recovery from it can follow (its own, and every timeline that branched
+// off it later), how far recovery can go, and merges the overlapping
+// stretches of each timeline.
 func (s *StatusReport) findWindows() {
 	var ws []Window
+	tlis := slices.Sorted(maps.Keys(s.hist))
 	for _, b := range s.BaseBackups {
 		if b.MissingWAL != "" {
 			continue
 		}
-		tli := s.latestFrom(b.TLI)
-		h := s.history(tli)
-		if !follows(b, h) {
-			// The newest timeline branched off before this backup: it can
-			// only be restored along its own timeline (--timeline current).
-			tli, h = b.TLI, s.history(b.TLI)
+		for _, tli := range timelinesFrom(b.TLI, tlis) {
+			h := s.history(tli)
+			if !follows(b, h) {
+				continue
+			}
+			r := s.walk(b.StartLSN, h, nil)
+			w := Window{
+				TLI: tli, Base: b.ShortID, FromTime: b.StopTime.UTC(), FromLSN: b.StopLSN,
+				ToTime: b.StopTime.UTC(), ToLSN: r.last.StartLSN(s.SegmentSize) + LSN(s.SegmentSize), LastWAL: r.last.Name(s.SegmentSize),
+				LastArchived: r.lastMod.UTC(), path: r.path, floor: b.StopLSN,
+			}
+			if r.gap {
+				w.FirstMissing = r.missing.Name(s.SegmentSize)
+			}
+			ws = append(ws, w)
 		}
-		r := s.walk(b.StartLSN, h, nil)
-		w := Window{
-			TLI: tli, Base: b.ShortID, FromTime: b.StopTime.UTC(), FromLSN: b.StopLSN,
-			ToTime: r.lastMod.UTC(), ToLSN: r.last.StartLSN(s.SegmentSize) + LSN(s.SegmentSize), LastWAL: r.last.Name(s.SegmentSize),
-		}
-		if r.gap {
-			w.FirstMissing = r.missing.Name(s.SegmentSize)
-		}
-		ws = append(ws, w)
 	}
 	slices.SortStableFunc(ws, func(a, b Window) int { return cmp.Or(cmp.Compare(a.TLI, b.TLI), cmp.Compare(a.FromLSN, b.FromLSN)) })
 	for _, w := range ws {
@@ -492,14 +537,38 @@ func (s *StatusReport) findWindows() {
 			cur := &s.Windows[n-1]
 			if cur.TLI == w.TLI && w.FromLSN <= cur.ToLSN {
 				if w.ToLSN > cur.ToLSN {
-					cur.ToLSN, cur.ToTime, cur.LastWAL, cur.FirstMissing = w.ToLSN, w.ToTime, w.LastWAL, w.FirstMissing
+					cur.ToLSN, cur.LastWAL, cur.LastArchived, cur.FirstMissing, cur.path, cur.floor = w.ToLSN, w.LastWAL, w.LastArchived, w.FirstMissing, w.path, w.floor
 				}
 				continue
 			}
 		}
 		s.Windows = append(s.Windows, w)
 	}
-	slices.SortStableFunc(s.Windows, func(a, b Window) int { return a.FromTime.Compare(b.FromTime) })
+	slices.SortStableFunc(s.Windows, func(a, b Window) int { return cmp.Or(a.FromTime.Compare(b.FromTime), cmp.Compare(a.TLI, b.TLI)) })
+}
+
+// timelinesFrom lists a backup's timeline and the timelines that have a
+// history file, once each.
+func timelinesFrom(tli uint32, withHistory []uint32) []uint32 {
+	out := []uint32{tli}
+	for _, t := range withHistory {
+		if t != tli {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// windowEnd finds the last transaction of w's WAL after its base backup.
+func (s *StatusReport) windowEnd(ctx context.Context, w *Window) error {
+	x, err := s.lastXact(ctx, w.path, w.floor)
+	if err != nil {
+		return err
+	}
+	if x != nil {
+		w.LastTransaction, w.ToTime = x, x.Time
+	}
+	return nil
 }
 
 // describeWindows names the recoverable windows for error messages.
@@ -520,12 +589,36 @@ func (s *StatusReport) describeWindows() string {
 // ErrOutsideWindow is wrapped by CheckTarget's refusals.
 var ErrOutsideWindow = errors.New("recovery target outside the recoverable window")
 
-// CheckTarget picks the base backup a restore to target starts from: the
-// newest that ends before the target (time: stopped before it; LSN:
-// stopped at or before it; otherwise the newest). It refuses, naming the
-// window, a target recovery cannot reach: before the oldest base backup's
-// end, after the newest archived WAL, or beyond a missing segment.
-func (s *StatusReport) CheckTarget(t Target) (*snapshot.Snapshot, error) {
+// CheckTarget picks the base backup a restore to target starts from, and
+// refuses, naming the window, a target recovery cannot reach (see
+// docs/postgres.md, "How a restore target is checked"):
+//   - time: the newest backup that stopped before it, if the WAL from it
+//     holds a transaction that ended after the time (recovery stops only
+//     there);
+//   - LSN: the newest that stopped at or before it, if the WAL reaches it;
+//   - transaction id or restore point name: the newest backup that the
+//     transaction's commit or abort record (the restore point's record)
+//     follows in the WAL; recovery from a backup that ended after it
+//     would never meet it;
+//   - latest: the newest.
+//
+// Every backup must have the WAL from its start to its end.
+func (s *StatusReport) CheckTarget(ctx context.Context, t Target) (*snapshot.Snapshot, error) {
+	return s.choose(ctx, t, nil)
+}
+
+// CheckFrom checks that recovery from base backup sn (pg restore --from)
+// reaches target t, as CheckTarget does for the backup it picks.
+func (s *StatusReport) CheckFrom(ctx context.Context, t Target, sn *snapshot.Snapshot) error {
+	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
+	if i < 0 {
+		return fmt.Errorf("snapshot %s is not a PostgreSQL base backup in this repository", sn.ID.Short())
+	}
+	_, err := s.choose(ctx, t, s.BaseBackups[i])
+	return err
+}
+
+func (s *StatusReport) choose(ctx context.Context, t Target, only *BaseBackup) (*snapshot.Snapshot, error) {
 	n := 0
 	for _, set := range []bool{t.Time != nil, t.LSN != nil, t.XID != "", t.Name != "", t.Latest} {
 		if set {
@@ -538,9 +631,21 @@ func (s *StatusReport) CheckTarget(t Target) (*snapshot.Snapshot, error) {
 	if len(s.BaseBackups) == 0 {
 		return nil, errors.New("no PostgreSQL base backup in the repository: take one with 'nestguard pg backup'")
 	}
+	cands := slices.Clone(s.BaseBackups)
+	slices.Reverse(cands)
+	if only != nil {
+		cands = []*BaseBackup{only}
+	}
+	if t.XID != "" || t.Name != "" {
+		return s.chooseByRecord(ctx, t, cands, only != nil)
+	}
 	var offTimeline *BaseBackup
-	for _, b := range slices.Backward(s.BaseBackups) {
+	for _, b := range cands {
 		if t.Time != nil && !b.StopTime.Before(*t.Time) || t.LSN != nil && b.StopLSN > *t.LSN {
+			if only != nil {
+				return nil, fmt.Errorf("%w: base backup %s ends at %s (%s), after %s: recovery cannot stop before a backup's end",
+					ErrOutsideWindow, b.ShortID, fmtStatusTime(b.StopTime), b.StopLSN, t)
+			}
 			continue
 		}
 		tli, err := s.targetTimeline(t.Timeline, b)
@@ -552,7 +657,7 @@ func (s *StatusReport) CheckTarget(t Target) (*snapshot.Snapshot, error) {
 			offTimeline = b
 			continue
 		}
-		if err := s.checkReach(b, h, t); err != nil {
+		if err := s.checkReach(ctx, b, h, t); err != nil {
 			return nil, err
 		}
 		return b.Snapshot, nil
@@ -567,33 +672,181 @@ func (s *StatusReport) CheckTarget(t Target) (*snapshot.Snapshot, error) {
 }
 
 // checkReach makes sure the WAL from b reaches target t along h.
-func (s *StatusReport) checkReach(b *BaseBackup, h *History, t Target) error {
+func (s *StatusReport) checkReach(ctx context.Context, b *BaseBackup, h *History, t Target) error {
 	stop := s.stopSegment(b)
 	until := func(seg Segment, _ time.Time) bool { return seg.No >= stop }
 	switch {
 	case t.Time != nil:
-		// A segment's archive time bounds the commits it holds: the target
-		// needs the segments up to the first one archived at or after it.
-		until = func(seg Segment, mod time.Time) bool { return seg.No >= stop && !mod.Before(*t.Time) }
+		until = nil // read below
 	case t.LSN != nil:
 		need := max(stop, uint64(*t.LSN)/uint64(s.SegmentSize))
 		until = func(seg Segment, _ time.Time) bool { return seg.No >= need }
 	}
 	r := s.walk(b.StartLSN, h, until)
+	if r.missing.No <= stop && !r.done {
+		return fmt.Errorf("%w: base backup %s cannot be restored: WAL segment %s, which it needs to become consistent, is missing from the repository; %s",
+			ErrOutsideWindow, b.ShortID, r.missing.Name(s.SegmentSize), s.describeWindows())
+	}
+	if t.Time != nil {
+		return s.checkTime(ctx, b, r, *t.Time)
+	}
 	if r.done {
 		return nil
 	}
 	missing := r.missing.Name(s.SegmentSize)
-	if r.missing.No <= stop {
-		return fmt.Errorf("%w: base backup %s cannot be restored: WAL segment %s, which it needs to become consistent, is missing from the repository; %s",
-			ErrOutsideWindow, b.ShortID, missing, s.describeWindows())
-	}
 	if r.gap {
-		return fmt.Errorf("%w: WAL segment %s is missing from the repository: recovery can reach at most %s (%s, the end of %s) from base backup %s, not %s",
-			ErrOutsideWindow, missing, fmtStatusTime(r.lastMod), r.last.StartLSN(s.SegmentSize)+LSN(s.SegmentSize), r.last.Name(s.SegmentSize), b.ShortID, t)
+		return fmt.Errorf("%w: WAL segment %s is missing from the repository: recovery can reach at most %s (the end of %s) from base backup %s, not %s",
+			ErrOutsideWindow, missing, r.last.StartLSN(s.SegmentSize)+LSN(s.SegmentSize), r.last.Name(s.SegmentSize), b.ShortID, t)
 	}
 	return fmt.Errorf("%w: %s is after the newest archived WAL (%s, archived %s): %s",
 		ErrOutsideWindow, t, r.last.Name(s.SegmentSize), fmtStatusTime(r.lastMod), s.describeWindows())
+}
+
+// checkTime makes sure recovery from b along r's path stops at time t:
+// PostgreSQL stops before the first transaction that ended after t, so
+// one must be in the WAL; without it, recovery would replay all WAL and
+// fail ("recovery ended before configured recovery target was reached").
+// A time after the last transaction is refused, not turned into
+// --to-latest: the WAL not archived yet may hold transactions before t.
+func (s *StatusReport) checkTime(ctx context.Context, b *BaseBackup, r reach, t time.Time) error {
+	x, err := s.xactAfter(ctx, r.path, b.StopLSN, t)
+	if err != nil {
+		return fmt.Errorf("checking time %s against the archived WAL: %w", fmtStatusTime(t), err)
+	}
+	if x != nil {
+		return nil
+	}
+	last, err := s.lastXact(ctx, r.path, b.StopLSN)
+	if err != nil {
+		return fmt.Errorf("checking time %s against the archived WAL: %w", fmtStatusTime(t), err)
+	}
+	reached := "no transaction ended after the base backup in the WAL archived after it"
+	if last != nil {
+		reached = "the last transaction recovery can replay from base backup " + b.ShortID + " is the " + last.String()
+	}
+	if r.gap {
+		return fmt.Errorf("%w: WAL segment %s is missing from the repository, and %s: recovery to time %s stops only at a transaction that ended after it; give an earlier time, or restore --to-latest",
+			ErrOutsideWindow, r.missing.Name(s.SegmentSize), reached, fmtStatusTime(t))
+	}
+	return fmt.Errorf("%w: time %s is not before the last transaction in the archived WAL: %s (WAL archived through %s, %s), and recovery to a time stops only at a transaction that ended after it. The WAL written since may not be archived yet: give an earlier time, wait for more WAL (pg_switch_wal() on the server), or restore everything archived with --to-latest; %s",
+		ErrOutsideWindow, fmtStatusTime(t), reached, r.last.Name(s.SegmentSize), fmtStatusTime(r.lastMod), s.describeWindows())
+}
+
+// chooseByRecord picks the base backup for a transaction id or restore
+// point target by where its record is in the WAL: the newest backup that
+// ended before the record (and whose WAL reaches it). Recovery from a
+// backup checks the target from the backup's start: a record before the
+// backup's end is never met (or stops recovery before it is consistent).
+// Backups are tried newest first, and each segment is read at most once.
+func (s *StatusReport) chooseByRecord(ctx context.Context, t Target, cands []*BaseBackup, from bool) (*snapshot.Snapshot, error) {
+	match, err := recordMatcher(t)
+	if err != nil {
+		return nil, err
+	}
+	type found struct {
+		lsn  LSN
+		desc string
+	}
+	var (
+		seen     []found // every match read, in WAL order
+		scanTLI  uint32  // the target timeline the matches were read along
+		scanFrom = ^uint64(0)
+		inside   *BaseBackup // the newest backup the record was inside of
+		inFound  found
+		tried    []string
+	)
+	for _, b := range cands {
+		tli, err := s.targetTimeline(t.Timeline, b)
+		if err != nil {
+			return nil, err
+		}
+		h := s.history(tli)
+		if !follows(b, h) {
+			if from {
+				return nil, fmt.Errorf("%w: base backup %s is not on the history of timeline %d: restore with --timeline current or a timeline number", ErrOutsideWindow, b.ShortID, tli)
+			}
+			continue
+		}
+		if b.MissingWAL != "" {
+			if from {
+				return nil, fmt.Errorf("%w: base backup %s cannot be restored: WAL segment %s, which it needs to become consistent, is missing from the repository", ErrOutsideWindow, b.ShortID, b.MissingWAL)
+			}
+			continue
+		}
+		tried = append(tried, b.ShortID)
+		if tli != scanTLI {
+			seen, scanTLI, scanFrom = nil, tli, ^uint64(0)
+		}
+		r := s.walk(b.StartLSN, h, nil)
+		startNo := uint64(b.StartLSN) / uint64(s.SegmentSize)
+		var firstAfter *found
+		err = s.scanPath(ctx, r.path, 0, func(rec *walRecord) bool {
+			if uint64(rec.LSN)/uint64(s.SegmentSize) >= scanFrom {
+				return true // read for a newer backup already
+			}
+			if desc, ok := match(rec); ok {
+				seen = append(seen, found{rec.LSN, desc})
+				if rec.LSN >= b.StartLSN {
+					return true
+				}
+			}
+			return false
+		})
+		if err != nil {
+			return nil, fmt.Errorf("looking for %s in the archived WAL: %w", t, err)
+		}
+		scanFrom = min(scanFrom, startNo)
+		slices.SortFunc(seen, func(a, b found) int { return cmp.Compare(a.lsn, b.lsn) })
+		for i := range seen {
+			if seen[i].lsn >= b.StartLSN {
+				firstAfter = &seen[i]
+				break
+			}
+		}
+		switch {
+		case firstAfter == nil:
+		case firstAfter.lsn >= b.StopLSN:
+			return b.Snapshot, nil
+		case inside == nil:
+			inside, inFound = b, *firstAfter
+		}
+	}
+	if len(tried) == 0 {
+		return nil, fmt.Errorf("%w: no base backup has all its WAL in the repository on the history of the requested timeline: %s", ErrOutsideWindow, s.describeWindows())
+	}
+	if inside != nil {
+		return nil, fmt.Errorf("%w: %s is the %s, during base backup %s (%s to %s), and no base backup ends before it: recovery from a backup checks the target only from its end; restore from an older base backup, or give an LSN or time target",
+			ErrOutsideWindow, t, inFound.desc, inside.ShortID, inside.StartLSN, inside.StopLSN)
+	}
+	return nil, fmt.Errorf("%w: %s is not in the WAL archived after base backup %s (the WAL it can reach has no such record): it may be older than the backup, not have ended yet, or its WAL is not archived yet; %s",
+		ErrOutsideWindow, t, strings.Join(tried, ", "), s.describeWindows())
+}
+
+// recordMatcher returns what recognizes target t's record: the commit or
+// abort of a transaction (recovery_target_xid matches the top-level id,
+// modulo 2^32 as PostgreSQL reads it), or a restore point by name.
+func recordMatcher(t Target) (func(*walRecord) (string, bool), error) {
+	if t.Name != "" {
+		return func(rec *walRecord) (string, bool) {
+			name, at, ok := rec.restorePoint()
+			if !ok || name != t.Name {
+				return "", false
+			}
+			return fmt.Sprintf("restore point made at %s (%s)", fmtStatusTime(at), rec.LSN), true
+		}, nil
+	}
+	n, err := strconv.ParseUint(t.XID, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("transaction id %q: %w", t.XID, err)
+	}
+	xid := uint32(n)
+	return func(rec *walRecord) (string, bool) {
+		x, ok := rec.xact()
+		if !ok || x.XID != xid {
+			return "", false
+		}
+		return (&XactEnd{XID: x.XID, Committed: x.Commit, Time: x.Time, LSN: rec.LSN}).String(), true
+	}, nil
 }
 
 func fmtStatusTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000Z") }

@@ -2,6 +2,8 @@ package pg
 
 import (
 	"context"
+	"encoding/binary"
+	"hash/crc32"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -56,16 +58,58 @@ func (w *walWorld) at(min float64) time.Time {
 }
 
 // segments archives segments first..last of timeline tli, segment n at
-// minute n (plus offset).
+// minute n (plus offset), each holding the commit of transaction 1000+n
+// 20 seconds before it was archived.
 func (w *walWorld) segments(tli uint32, first, last uint64, offset float64) {
 	w.t.Helper()
 	for no := first; no <= last; no++ {
 		name := Segment{tli, no}.Name(DefaultSegmentSize)
-		if err := w.repo.SaveNamed(w.ctx, backend.WALFile, name, []byte(name)); err != nil {
+		at := w.at(float64(no) + offset)
+		if err := w.repo.SaveNamed(w.ctx, backend.WALFile, name, fakeSegment(tli, no, at.Add(-20*time.Second), uint32(1000+no))); err != nil {
 			w.t.Fatal(err)
 		}
-		w.be.times[name] = w.at(float64(no) + offset)
+		w.be.times[name] = at
 	}
+}
+
+// fakeSegment is the first page of a WAL segment (all the reader needs)
+// holding a commit record and a WAL switch: the next segment's first
+// record follows the switch.
+func fakeSegment(tli uint32, no uint64, commit time.Time, xid uint32) []byte {
+	start := seg(no)
+	page := make([]byte, walPageSize)
+	le := binary.LittleEndian
+	le.PutUint16(page[0:], walMagicPG15)
+	le.PutUint16(page[2:], xlpLongHeader)
+	le.PutUint32(page[4:], tli)
+	le.PutUint64(page[8:], uint64(start))
+	le.PutUint64(page[24:], 7)
+	le.PutUint32(page[32:], uint32(DefaultSegmentSize))
+	le.PutUint32(page[36:], walPageSize)
+	// prev: the previous segment's switch record (at offset 80).
+	prev := LSN(0)
+	if no > 0 {
+		prev = seg(no-1) + 80
+	}
+	main := le.AppendUint64(nil, uint64(commit.Sub(time.Unix(postgresEpochUnixSecs, 0)).Microseconds()))
+	commitRec := fakeRecord(xid, prev, xactCommit, rmXact, append([]byte{255, byte(len(main))}, main...))
+	copy(page[40:], commitRec)
+	copy(page[80:], fakeRecord(0, start+40, xlogSwitch, rmXLOG, nil))
+	return page
+}
+
+func fakeRecord(xid uint32, prev LSN, info, rmid uint8, body []byte) []byte {
+	le := binary.LittleEndian
+	rec := make([]byte, recordHeaderBytes, recordHeaderBytes+len(body))
+	le.PutUint32(rec[0:], uint32(recordHeaderBytes+len(body)))
+	le.PutUint32(rec[4:], xid)
+	le.PutUint64(rec[8:], uint64(prev))
+	rec[16], rec[17] = info, rmid
+	rec = append(rec, body...)
+	crc := crc32.Update(0, castagnoli, rec[recordHeaderBytes:])
+	crc = crc32.Update(crc, castagnoli, rec[:20])
+	le.PutUint32(rec[20:], crc)
+	return rec
 }
 
 func (w *walWorld) history(tli uint32, content string) {
@@ -121,8 +165,9 @@ func TestStatusWindowAndTargets(t *testing.T) {
 		t.Fatalf("windows %+v", s.Windows)
 	}
 	win := s.Windows[0]
-	if win.Base != a.ID.Short() || !win.FromTime.Equal(w.at(2.5)) || win.FromLSN != seg(3)+0x100 || !win.ToTime.Equal(w.at(10)) ||
-		win.ToLSN != seg(11) || win.LastWAL != "00000001000000000000000A" || win.FirstMissing != "" {
+	if win.Base != a.ID.Short() || !win.FromTime.Equal(w.at(2.5)) || win.FromLSN != seg(3)+0x100 || !win.ToTime.Equal(w.at(10).Add(-20*time.Second)) ||
+		win.ToLSN != seg(11) || win.LastWAL != "00000001000000000000000A" || win.FirstMissing != "" || !win.LastArchived.Equal(w.at(10)) ||
+		win.LastTransaction == nil || win.LastTransaction.XID != 1010 || win.LastTransaction.LSN != seg(10)+40 {
 		t.Errorf("window %+v", win)
 	}
 	if s.NewestWAL != "00000001000000000000000A" || s.RPOSeconds == nil || *s.RPOSeconds < time.Since(w.at(10)).Seconds()-5 {
@@ -132,7 +177,7 @@ func TestStatusWindowAndTargets(t *testing.T) {
 		t.Errorf("base backup %+v", s.BaseBackups[0])
 	}
 
-	pick := func(tg Target) (*snapshot.Snapshot, error) { return s.CheckTarget(tg) }
+	pick := func(tg Target) (*snapshot.Snapshot, error) { return s.CheckTarget(w.ctx, tg) }
 	tm := func(min float64) *time.Time { v := w.at(min); return &v }
 	lsn := func(l LSN) *LSN { return &l }
 	for _, tc := range []struct {
@@ -142,12 +187,13 @@ func TestStatusWindowAndTargets(t *testing.T) {
 		{Target{Time: tm(3)}, a},
 		{Target{Time: tm(6.5)}, a}, // b ends exactly then: not before
 		{Target{Time: tm(6.6)}, b},
-		{Target{Time: tm(10)}, b},
+		{Target{Time: tm(9.6)}, b}, // the last commit is at 9:40
+		{Target{XID: "1008"}, b},
+		{Target{XID: "1005"}, a}, // before b began
+		{Target{XID: "1006"}, a}, // while b ran: from b, recovery would never meet it
 		{Target{LSN: lsn(seg(3) + 0x100)}, a},
 		{Target{LSN: lsn(seg(10) + 5)}, b},
 		{Target{Latest: true}, b},
-		{Target{XID: "1234"}, b},
-		{Target{Name: "before-upgrade", Timeline: "current"}, b},
 	} {
 		got, err := pick(tc.target)
 		if err != nil || got.ID != tc.want.ID {
@@ -160,7 +206,11 @@ func TestStatusWindowAndTargets(t *testing.T) {
 	}{
 		{Target{Time: tm(1)}, "before the end of the oldest base backup"},
 		{Target{Time: tm(2.5)}, "before the end of the oldest base backup"},
-		{Target{Time: tm(10.1)}, "after the newest archived WAL"},
+		{Target{Time: tm(10.1)}, "is not before the last transaction in the archived WAL"},
+		{Target{Time: tm(9.7)}, "the last transaction recovery can replay from base backup"},
+		{Target{XID: "1234"}, "transaction 1234 is not in the WAL archived after base backup"},
+		{Target{XID: "1003"}, "transaction 1003 is the commit of transaction 1003 at 2025-03-01 12:02:40.000000Z (0/3000028), during base backup"},
+		{Target{Name: "before-upgrade", Timeline: "current"}, `restore point "before-upgrade" is not in the WAL`},
 		{Target{LSN: lsn(seg(11))}, "after the newest archived WAL"},
 		{Target{LSN: lsn(seg(1))}, "before the end of the oldest base backup"},
 		{Target{Time: tm(5), Latest: true}, "exactly one"},
@@ -192,11 +242,12 @@ func TestStatusGap(t *testing.T) {
 		t.Fatalf("windows %+v", s.Windows)
 	}
 	tm := func(min float64) *time.Time { v := w.at(min); return &v }
-	if _, err := s.CheckTarget(Target{Time: tm(6.5)}); err != nil {
+	if _, err := s.CheckTarget(w.ctx, Target{Time: tm(6.5)}); err != nil {
 		t.Errorf("target before the gap: %v", err)
 	}
-	_, err := s.CheckTarget(Target{Time: tm(9)})
-	if err == nil || !strings.Contains(err.Error(), "WAL segment 000000010000000000000008 is missing from the repository: recovery can reach at most 2025-03-01 12:07:00") {
+	_, err := s.CheckTarget(w.ctx, Target{Time: tm(9)})
+	if err == nil || !strings.Contains(err.Error(), "WAL segment 000000010000000000000008 is missing from the repository, and the last transaction recovery can replay from base backup") ||
+		!strings.Contains(err.Error(), "commit of transaction 1007 at 2025-03-01 12:06:40") {
 		t.Errorf("target beyond the gap: %v", err)
 	}
 	// A newer backup after the gap opens a second window.
@@ -205,10 +256,10 @@ func TestStatusGap(t *testing.T) {
 	if len(s.Windows) != 2 || s.Windows[1].LastWAL != "00000001000000000000000C" {
 		t.Fatalf("windows after a new backup %+v", s.Windows)
 	}
-	if _, err := s.CheckTarget(Target{Time: tm(11)}); err != nil {
+	if _, err := s.CheckTarget(w.ctx, Target{Time: tm(11)}); err != nil {
 		t.Errorf("target after the new backup: %v", err)
 	}
-	_, err = s.CheckTarget(Target{Time: tm(9)})
+	_, err = s.CheckTarget(w.ctx, Target{Time: tm(9)})
 	if err == nil || !strings.Contains(err.Error(), "000000010000000000000008 is missing") {
 		t.Errorf("target in the gap: %v", err)
 	}
@@ -225,7 +276,7 @@ func TestStatusGap(t *testing.T) {
 	if broken == nil || broken.MissingWAL != "000000010000000000000008" {
 		t.Errorf("incomplete backup: %+v", broken)
 	}
-	_, err = s.CheckTarget(Target{Time: tm(9.5)})
+	_, err = s.CheckTarget(w.ctx, Target{Time: tm(9.5)})
 	if err == nil || !strings.Contains(err.Error(), "cannot be restored: WAL segment 000000010000000000000008") {
 		t.Errorf("target needing the incomplete backup: %v", err)
 	}
@@ -260,22 +311,23 @@ func TestStatusTimelines(t *testing.T) {
 	if on2 == nil || on2.Base != a.ID.Short() || on2.LastWAL != "000000020000000000000008" {
 		t.Errorf("window on timeline 2: %+v", on2)
 	}
-	if on1 == nil || on1.Base != c.ID.Short() || on1.LastWAL != "00000001000000000000000A" {
+	// Both a and c reach the end of timeline 1: one window from a.
+	if on1 == nil || on1.Base != a.ID.Short() || on1.LastWAL != "00000001000000000000000A" {
 		t.Errorf("window on timeline 1: %+v", on1)
 	}
 
 	tm := func(min float64) *time.Time { v := w.at(min); return &v }
 	// Latest timeline: c is off its history, a is used.
-	if got, err := s.CheckTarget(Target{Time: tm(8)}); err != nil || got.ID != a.ID {
+	if got, err := s.CheckTarget(w.ctx, Target{Time: tm(8)}); err != nil || got.ID != a.ID {
 		t.Errorf("time on timeline 2: %v, %v", got, err)
 	}
-	if got, err := s.CheckTarget(Target{Time: tm(8), Timeline: "current"}); err != nil || got.ID != c.ID {
+	if got, err := s.CheckTarget(w.ctx, Target{Time: tm(8), Timeline: "current"}); err != nil || got.ID != c.ID {
 		t.Errorf("time on timeline 1: %v, %v", got, err)
 	}
-	if got, err := s.CheckTarget(Target{Time: tm(9.5), Timeline: "1"}); err != nil || got.ID != c.ID {
+	if got, err := s.CheckTarget(w.ctx, Target{Time: tm(9.5), Timeline: "1"}); err != nil || got.ID != c.ID {
 		t.Errorf("timeline 1 by number: %v, %v", got, err)
 	}
-	if _, err := s.CheckTarget(Target{Time: tm(9.5)}); err == nil || !strings.Contains(err.Error(), "after the newest archived WAL") {
+	if _, err := s.CheckTarget(w.ctx, Target{Time: tm(9.5)}); err == nil || !strings.Contains(err.Error(), "is not before the last transaction") {
 		t.Errorf("beyond timeline 2's end: %v", err)
 	}
 
@@ -287,7 +339,7 @@ func TestStatusTimelines(t *testing.T) {
 	w2.segments(2, 6, 8, 0.5)
 	w2.backup(1, seg(2)+0x28, seg(3), 2.5)
 	s2 := w2.status()
-	_, err := s2.CheckTarget(Target{Time: func() *time.Time { v := w2.at(8); return &v }()})
+	_, err := s2.CheckTarget(w2.ctx, Target{Time: func() *time.Time { v := w2.at(8); return &v }()})
 	if err == nil || !strings.Contains(err.Error(), "WAL segment 000000020000000000000005 is missing") {
 		t.Errorf("missing first segment of timeline 2: %v", err)
 	}
@@ -314,7 +366,28 @@ func TestStatusEmpty(t *testing.T) {
 	if s.RPOSeconds != nil || len(s.Windows) != 0 || s.SegmentSize != DefaultSegmentSize {
 		t.Errorf("empty status %+v", s)
 	}
-	if _, err := s.CheckTarget(Target{Latest: true}); err == nil || !strings.Contains(err.Error(), "no PostgreSQL base backup") {
+	if _, err := s.CheckTarget(w.ctx, Target{Latest: true}); err == nil || !strings.Contains(err.Error(), "no PostgreSQL base backup") {
 		t.Errorf("empty: %v", err)
+	}
+}
+
+// After a fork (a restore promoted onto timeline 2 while the original
+// server went on on timeline 1), one base backup has a window on each.
+func TestStatusWindowPerTimeline(t *testing.T) {
+	w := newWALWorld(t)
+	w.segments(1, 1, 10, 0)
+	w.history(2, "1\t0/5800000\tbefore 2025-03-01 12:05:30+00\n")
+	w.segments(2, 5, 8, 0.5)
+	a := w.backup(1, seg(2)+0x28, seg(3), 2.5)
+	s := w.status()
+	got := map[uint32]string{}
+	for _, win := range s.Windows {
+		if win.Base != a.ID.Short() {
+			t.Errorf("window from %s, want %s", win.Base, a.ID.Short())
+		}
+		got[win.TLI] = win.LastWAL
+	}
+	if len(s.Windows) != 2 || got[1] != "00000001000000000000000A" || got[2] != "000000020000000000000008" {
+		t.Errorf("windows %+v", s.Windows)
 	}
 }

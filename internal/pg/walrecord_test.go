@@ -1,0 +1,80 @@
+package pg
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/pgtest"
+)
+
+// The WAL reader finds, in a real cluster's WAL, the commits and aborts
+// (with their transaction ids and times, prepared ones too) and the
+// restore points, across segment switches.
+func TestReadWALRecords(t *testing.T) {
+	c := pgtest.Start(t, pgtest.Options{Settings: map[string]string{"max_prepared_transactions": "5"}})
+	c.Exec(t, "CREATE TABLE t (id int, v text)")
+	before := time.Now().Add(-time.Second)
+	first := c.QueryString(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	var xids []uint32
+	for i := range 3 {
+		xid := c.QueryString(t, fmt.Sprintf("INSERT INTO t VALUES (%d, repeat('x', 3000)) RETURNING txid_current()", i))
+		n, _ := strconv.ParseUint(xid, 10, 32)
+		xids = append(xids, uint32(n))
+		if i == 1 {
+			c.SwitchWAL(t) // the next commit is in the next segment
+		}
+	}
+	c.Exec(t, "SELECT pg_create_restore_point('before big')")
+	// A large record spanning pages, and a prepared transaction.
+	c.Exec(t, "INSERT INTO t SELECT g, repeat(md5(g::text), 100) FROM generate_series(1, 2000) g")
+	c.Exec(t, "BEGIN; INSERT INTO t VALUES (-1, 'prepared'); PREPARE TRANSACTION 'p1'")
+	pxid := c.QueryString(t, "SELECT transaction FROM pg_prepared_xacts WHERE gid = 'p1'")
+	c.Exec(t, "COMMIT PREPARED 'p1'")
+	c.SwitchWAL(t)
+	after := time.Now().Add(time.Second)
+
+	seg, err := ParseSegment(first, DefaultSegmentSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &walReader{ctx: context.Background(), segSize: uint64(DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", Segment{seg.TLI, no}.Name(DefaultSegmentSize)))
+		if os.IsNotExist(err) {
+			return nil, fs.ErrNotExist
+		}
+		return b, err
+	}}
+	commits := map[uint32]time.Time{}
+	var points []string
+	records := 0
+	err = r.scan(seg.No, func(rec *walRecord) bool {
+		records++
+		if x, ok := rec.xact(); ok && x.Commit {
+			commits[x.XID] = x.Time
+		}
+		if name, _, ok := rec.restorePoint(); ok {
+			points = append(points, name)
+		}
+		return false
+	})
+	t.Logf("%d records read, ended with %v", records, err)
+	for _, x := range xids {
+		at, ok := commits[x]
+		if !ok || at.Before(before) || at.After(after) {
+			t.Errorf("commit of %d: %v, %v", x, at, ok)
+		}
+	}
+	n, _ := strconv.ParseUint(pxid, 10, 32)
+	if _, ok := commits[uint32(n)]; !ok {
+		t.Errorf("COMMIT PREPARED of %s not found", pxid)
+	}
+	if len(points) != 1 || points[0] != "before big" {
+		t.Errorf("restore points %q", points)
+	}
+}
