@@ -5,12 +5,16 @@ package main
 // targets the WAL cannot reach, and logs kept in the data directory.
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nestguard/nestguard/internal/pgtest"
 )
@@ -50,4 +54,111 @@ func TestPGBackupWrongPGData(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.must("pg", "backup", "--pgdata", link, "--dsn", c.DSN())
+}
+
+// insertRow commits one ledger row and returns its id, transaction id
+// and commit time (clock_timestamp() just before the commit).
+func insertRow(t *testing.T, c *pgtest.Cluster) (id int64, xid string, at time.Time) {
+	t.Helper()
+	conn := connect(t, c.DSN())
+	err := conn.QueryRow(context.Background(), "INSERT INTO ledger (amount) VALUES (1) RETURNING id, xid::text, committed_at").Scan(&id, &xid, &at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(context.Background())
+	return id, xid, at
+}
+
+// refused runs a pg restore that must be refused before anything is
+// written, with a message containing each of msgs.
+func (p *pitrEnv) refused(t *testing.T, what string, args []string, msgs ...string) {
+	t.Helper()
+	dir := filepath.Join(p.dir, "refused")
+	res := p.run(append([]string{"--key-file", p.keyFile, "pg", "restore", "--target-dir", dir, "--start", "--port", strconv.Itoa(pgtest.FreePort(t))}, args...)...)
+	stopAtEnd(t, p.c.BinDir, dir)
+	if res.code != 1 {
+		t.Errorf("%s: exit %d, want 1\n%s%s", what, res.code, res.stdout, res.stderr)
+	}
+	for _, m := range msgs {
+		if !strings.Contains(res.stderr, m) {
+			t.Errorf("%s: the refusal lacks %q:\n%s", what, m, res.stderr)
+		}
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("%s: the refused restore wrote %s", what, dir)
+		os.RemoveAll(dir)
+	}
+	t.Logf("%s: %s", what, strings.TrimSpace(res.stderr))
+}
+
+// TestPGRestoreTargetChoice: pg restore picks the base backup a
+// transaction id or restore point target needs by where its record is in
+// the WAL (an older one when a newer backup ended after it), refuses a
+// time after the last archived commit, and checks the whole WAL chain of
+// the backup --from names, all before writing anything.
+func TestPGRestoreTargetChoice(t *testing.T) {
+	p := newPITREnv(t, pgtest.Options{Settings: map[string]string{"autovacuum": "off"}})
+	c := p.c
+	c.Exec(t, ledgerTable)
+	a := p.backup(t, c)
+	id1, xid1, _ := insertRow(t, c)
+	c.Exec(t, "SELECT pg_create_restore_point('before b')")
+	id2, _, _ := insertRow(t, c)
+	gapSeg := switchAndWait(t, c)
+	p.backup(t, c) // b
+	id3, _, at3 := insertRow(t, c)
+	time.Sleep(300 * time.Millisecond)
+	id4, _, at4 := insertRow(t, c)
+	// The segment closes well after the last commit: its archive time is
+	// not a commit time.
+	time.Sleep(1500 * time.Millisecond)
+	last := c.SwitchWAL(t)
+	c.WaitArchived(t, last, time.Minute)
+
+	// A transaction and a restore point before the newer backup b: only a
+	// reaches them.
+	r := p.restore(t, "--to-xid", xid1)
+	if r.Snapshot != a.Snapshot {
+		t.Errorf("--to-xid %s restored base backup %s, want %s (the one before it)", xid1, r.Snapshot[:8], a.Snapshot[:8])
+	}
+	checkLedger(t, r, []int64{id1}, "restore to transaction "+xid1)
+	stopServer(t, c.BinDir, r.dir)
+	r = p.restore(t, "--to-name", "before b")
+	if r.Snapshot != a.Snapshot {
+		t.Errorf("--to-name restored base backup %s, want %s", r.Snapshot[:8], a.Snapshot[:8])
+	}
+	checkLedger(t, r, []int64{id1}, "restore to the restore point")
+	stopServer(t, c.BinDir, r.dir)
+
+	// pg status ends the window at the last commit, not at the archive
+	// time of the last segment.
+	st := p.status(t)
+	wins, _ := st["windows"].([]any)
+	if len(wins) != 1 {
+		t.Fatalf("pg status: %d windows, want 1: %v", len(wins), st["windows"])
+	}
+	lastTx, _ := wins[0].(map[string]any)["last_transaction"].(map[string]any)
+	end, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(lastTx["time"]))
+	if d := end.Sub(at4); d < 0 || d > time.Second {
+		t.Errorf("the window ends at %v, the last commit was at %s", lastTx, rfc3339(at4))
+	}
+
+	// Between the last commit and the archive time of the last segment:
+	// recovery could never stop there.
+	p.refused(t, "a time after the last commit", []string{"--to-time", rfc3339(at4.Add(500 * time.Millisecond))},
+		"is not before the last transaction in the archived WAL", "--to-latest")
+	// Between two commits after b: fine.
+	r = p.restore(t, "--to-time", rfc3339(at3.Add(100*time.Millisecond)))
+	checkLedger(t, r, []int64{id1, id2, id3}, "restore between the last two commits")
+	stopServer(t, c.BinDir, r.dir)
+
+	// --from a, with a segment a needs missing: refused, although b, which
+	// CheckTarget would choose, does not need it.
+	if err := os.Remove(filepath.Join(p.repo, "wal", gapSeg)); err != nil {
+		t.Fatal(err)
+	}
+	p.refused(t, "--from a backup whose WAL has a gap", []string{"--from", a.Snapshot[:8], "--to-time", rfc3339(at3.Add(100 * time.Millisecond))},
+		gapSeg, "missing")
+	p.refused(t, "--from a backup whose WAL has a gap, to latest", []string{"--from", a.Snapshot[:8], "--to-latest"}, gapSeg)
+	_ = id4
 }

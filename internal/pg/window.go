@@ -681,6 +681,8 @@ func (s *StatusReport) checkReach(ctx context.Context, b *BaseBackup, h *History
 	case t.LSN != nil:
 		need := max(stop, uint64(*t.LSN)/uint64(s.SegmentSize))
 		until = func(seg Segment, _ time.Time) bool { return seg.No >= need }
+	case t.Latest:
+		until = nil // all of it, without a gap
 	}
 	r := s.walk(b.StartLSN, h, until)
 	if r.missing.No <= stop && !r.done {
@@ -689,6 +691,13 @@ func (s *StatusReport) checkReach(ctx context.Context, b *BaseBackup, h *History
 	}
 	if t.Time != nil {
 		return s.checkTime(ctx, b, r, *t.Time)
+	}
+	if t.Latest {
+		if !r.gap {
+			return nil
+		}
+		return fmt.Errorf("%w: WAL segment %s is missing from the repository: recovery from base backup %s would stop at %s (the end of %s) and skip the WAL archived after the gap; restore to a target before it, or from a base backup taken after it; %s",
+			ErrOutsideWindow, r.missing.Name(s.SegmentSize), b.ShortID, r.last.StartLSN(s.SegmentSize)+LSN(s.SegmentSize), r.last.Name(s.SegmentSize), s.describeWindows())
 	}
 	if r.done {
 		return nil
@@ -720,13 +729,13 @@ func (s *StatusReport) checkTime(ctx context.Context, b *BaseBackup, r reach, t 
 	if err != nil {
 		return fmt.Errorf("checking time %s against the archived WAL: %w", fmtStatusTime(t), err)
 	}
-	reached := "no transaction ended after the base backup in the WAL archived after it"
+	reached := "no transaction ended in the WAL recovery can replay from base backup " + b.ShortID + " after its end"
 	if last != nil {
 		reached = "the last transaction recovery can replay from base backup " + b.ShortID + " is the " + last.String()
 	}
 	if r.gap {
-		return fmt.Errorf("%w: WAL segment %s is missing from the repository, and %s: recovery to time %s stops only at a transaction that ended after it; give an earlier time, or restore --to-latest",
-			ErrOutsideWindow, r.missing.Name(s.SegmentSize), reached, fmtStatusTime(t))
+		return fmt.Errorf("%w: WAL segment %s is missing from the repository, and %s: recovery to time %s stops only at a transaction that ended after it; give an earlier time, or restore from a base backup taken after the gap; %s",
+			ErrOutsideWindow, r.missing.Name(s.SegmentSize), reached, fmtStatusTime(t), s.describeWindows())
 	}
 	return fmt.Errorf("%w: time %s is not before the last transaction in the archived WAL: %s (WAL archived through %s, %s), and recovery to a time stops only at a transaction that ended after it. The WAL written since may not be archived yet: give an earlier time, wait for more WAL (pg_switch_wal() on the server), or restore everything archived with --to-latest; %s",
 		ErrOutsideWindow, fmtStatusTime(t), reached, r.last.Name(s.SegmentSize), fmtStatusTime(r.lastMod), s.describeWindows())

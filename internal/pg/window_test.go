@@ -250,6 +250,10 @@ func TestStatusGap(t *testing.T) {
 		!strings.Contains(err.Error(), "commit of transaction 1007 at 2025-03-01 12:06:40") {
 		t.Errorf("target beyond the gap: %v", err)
 	}
+	// Latest would silently stop at the gap, short of the WAL after it.
+	if _, err := s.CheckTarget(w.ctx, Target{Latest: true}); err == nil || !strings.Contains(err.Error(), "skip the WAL archived after the gap") {
+		t.Errorf("latest across a gap: %v", err)
+	}
 	// A newer backup after the gap opens a second window.
 	w.backup(1, seg(10)+0x28, seg(10)+0x400, 10.5)
 	s = w.status()
