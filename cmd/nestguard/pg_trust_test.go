@@ -162,3 +162,79 @@ func TestPGRestoreTargetChoice(t *testing.T) {
 	p.refused(t, "--from a backup whose WAL has a gap, to latest", []string{"--from", a.Snapshot[:8], "--to-latest"}, gapSeg)
 	_ = id4
 }
+
+// TestPGStatusAfterFork: after a restore promoted a copy onto timeline 2
+// while the original server went on on timeline 1, pg status lists a
+// window on each timeline. The restore's server log is kept next to the
+// data directory, not in it; a log an earlier version left inside is not
+// backed up, and its lines are not reported as the next recovery's.
+func TestPGStatusAfterFork(t *testing.T) {
+	p := newPITREnv(t, pgtest.Options{})
+	c := p.c
+	c.Exec(t, ledgerTable)
+	a := p.backup(t, c)
+	insertRow(t, c)
+	switchAndWait(t, c)
+
+	r1 := p.restore(t, "--to-latest")
+	if r1.Recovery.Timeline != 2 {
+		t.Fatalf("promoted onto timeline %d, want 2", r1.Recovery.Timeline)
+	}
+	if _, err := os.Stat(filepath.Join(r1.dir, "log", "nestguard-restore.log")); err == nil {
+		t.Error("pg restore --start wrote its server log into the data directory")
+	}
+	if _, err := os.Stat(r1.dir + ".nestguard-restore.log"); err != nil {
+		t.Errorf("the server log is not next to the data directory: %v", err)
+	}
+	conn := connect(t, r1.dsn())
+	if _, err := conn.Exec(context.Background(), "INSERT INTO ledger (amount) VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	var seg2 string
+	if err := conn.QueryRow(context.Background(), "SELECT pg_walfile_name(pg_switch_wal())").Scan(&seg2); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, filepath.Join(p.repo, "wal", seg2), time.Minute)
+	waitFile(t, filepath.Join(p.repo, "wal", "00000002.history"), time.Minute)
+	// The original goes on on timeline 1.
+	insertRow(t, c)
+	seg1 := switchAndWait(t, c)
+
+	st := p.status(t)
+	ends := map[string]string{}
+	wins, _ := st["windows"].([]any)
+	for _, w := range wins {
+		m, _ := w.(map[string]any)
+		ends[fmt.Sprint(m["timeline"])] = fmt.Sprint(m["last_wal"])
+		if m["base_backup"] != a.Snapshot[:8] {
+			t.Errorf("window from base backup %v, want %s", m["base_backup"], a.Snapshot[:8])
+		}
+	}
+	if len(wins) != 2 || ends["1"] != seg1 || ends["2"] < seg2 {
+		t.Errorf("pg status windows after the fork: %v (want timeline 1 through %s, timeline 2 through %s)", st["windows"], seg1, seg2)
+	}
+	t.Logf("%s", p.must("pg", "status"))
+
+	// A log an earlier nestguard left inside the data directory, with a
+	// recovery line of its own.
+	old := filepath.Join(r1.dir, "log", "nestguard-restore.log")
+	if err := os.MkdirAll(filepath.Dir(old), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(old, []byte("LOG:  recovery stopping before commit of transaction 4242, time 2020-01-01 00:00:00+00\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, filepath.Dir(old))
+	b := p.must("pg", "backup", "--pgdata", r1.dir, "--dsn", r1.dsn(), "--json")
+	var br backupResult
+	if err := json.Unmarshal([]byte(b), &br); err != nil {
+		t.Fatal(err)
+	}
+	r2 := p.restore(t, "--from", br.Snapshot[:8], "--to-latest")
+	if strings.Contains(r2.Recovery.Message, "4242") {
+		t.Errorf("the recovery reports an earlier restore's line: %s", r2.Recovery.Message)
+	}
+	if _, err := os.Stat(filepath.Join(r2.dir, "log", "nestguard-restore.log")); err == nil {
+		t.Error("the base backup copied an earlier restore's log")
+	}
+}
