@@ -163,9 +163,11 @@ window ('nestguard pg status' shows it), in one command:
   1. the target is checked against the window and the WAL chain; a target
      outside it, or beyond a missing WAL segment, is refused before
      anything is written, naming the window or the segment;
-  2. the newest base backup that ends before the target is restored in
-     parallel into --target-dir (new or empty), tablespaces to their
-     recorded directories or those given with --tablespace-map;
+  2. the newest base backup that ends before the target (for --to-xid and
+     --to-name: before the transaction's end or the restore point in the
+     WAL) is restored in parallel into --target-dir (new or empty),
+     tablespaces to their recorded directories or those given with
+     --tablespace-map;
   3. recovery is configured: restore_command runs 'nestguard pg
      restore-wal' on this repository, the target goes into
      postgresql.auto.conf, and recovery.signal is created;
@@ -176,7 +178,9 @@ window ('nestguard pg status' shows it), in one command:
 Exactly one target: --to-time (RFC 3339, or "2006-01-02 15:04:05[.999999][-07]"
 in local time without a zone), --to-lsn, --to-xid, --to-name (a restore point
 made with pg_create_restore_point) or --to-latest (all archived WAL). The
-transaction committed exactly at the target is included.
+transaction committed exactly at the target is included. Recovery to a time
+stops at the first transaction that ended after it, so a time after the last
+transaction archived is refused ('nestguard pg status' shows it).
 
 --target-action says what the server does at the target: pause (PostgreSQL's
 default: inspect, then SELECT pg_wal_replay_resume() to promote), promote
