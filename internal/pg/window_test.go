@@ -3,9 +3,9 @@ package pg
 import (
 	"context"
 	"encoding/binary"
-	"hash/crc32"
 	"encoding/json"
 	"errors"
+	"hash/crc32"
 	"strings"
 	"testing"
 	"time"
