@@ -812,8 +812,11 @@ func (s *StatusReport) chooseByRecord(ctx context.Context, t Target, cands []*Ba
 				break
 			}
 		}
+		pathEnd := LSN((r.last.No + 1) * uint64(s.SegmentSize))
 		switch {
 		case firstAfter == nil:
+		case firstAfter.lsn >= pathEnd:
+			// Read for a newer backup, beyond a gap this one cannot cross.
 		case firstAfter.lsn >= b.StopLSN:
 			return b.Snapshot, nil
 		case inside == nil:

@@ -263,6 +263,16 @@ func TestStatusGap(t *testing.T) {
 	if _, err := s.CheckTarget(w.ctx, Target{Time: tm(11)}); err != nil {
 		t.Errorf("target after the new backup: %v", err)
 	}
+	for xid, want := range map[string]int{"1011": 1, "1007": 0} {
+		got, err := s.CheckTarget(w.ctx, Target{XID: xid})
+		if err != nil || got.ID != s.BaseBackups[want].Snapshot.ID {
+			t.Errorf("transaction %s: %v, %v; want base backup %s", xid, got, err, s.BaseBackups[want].ShortID)
+		}
+	}
+	// During the newer backup, and beyond the gap for the older one.
+	if _, err := s.CheckTarget(w.ctx, Target{XID: "1010"}); err == nil || !strings.Contains(err.Error(), "during base backup "+s.BaseBackups[1].ShortID) {
+		t.Errorf("transaction during the newer backup, after the gap: %v", err)
+	}
 	_, err = s.CheckTarget(w.ctx, Target{Time: tm(9)})
 	if err == nil || !strings.Contains(err.Error(), "000000010000000000000008 is missing") {
 		t.Errorf("target in the gap: %v", err)
