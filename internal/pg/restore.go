@@ -823,15 +823,7 @@ func pollRecovery(ctx context.Context, conn *pgx.Conn, action string, rp *Recove
 	if err != nil {
 		return false, err
 	}
-	if lsn != nil {
-		if l, err := ParseLSN(*lsn); err == nil {
-			rp.ReplayLSN = &l
-		}
-	}
-	if last != nil {
-		t := last.UTC()
-		rp.LastCommit = &t
-	}
+	rp.setReplayed(lsn, last)
 	if !inRecovery {
 		rp.State = "promoted"
 		var tli string
@@ -856,8 +848,29 @@ func pollRecovery(ctx context.Context, conn *pgx.Conn, action string, rp *Recove
 	}
 	if paused {
 		rp.State = "paused"
+		// Replay may have gone on between the first query and the pause:
+		// read where it stopped again, now that it stands still.
+		err := conn.QueryRow(ctx, `SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()`).Scan(&lsn, &last)
+		if err != nil {
+			return false, err
+		}
+		rp.setReplayed(lsn, last)
 	}
 	return paused, nil
+}
+
+// setReplayed records the replay position and last transaction time the
+// server reported.
+func (rp *RecoveryPoint) setReplayed(lsn *string, last *time.Time) {
+	if lsn != nil {
+		if l, err := ParseLSN(*lsn); err == nil {
+			rp.ReplayLSN = &l
+		}
+	}
+	if last != nil {
+		t := last.UTC()
+		rp.LastCommit = &t
+	}
 }
 
 // waitExit waits for the postmaster to exit (recovery_target_action=shutdown).
