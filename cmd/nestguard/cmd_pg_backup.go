@@ -57,7 +57,10 @@ still saved, and the exit code is 3.
 The connection (--dsn, or the PG* environment variables) needs a role that
 may run pg_backup_start and pg_backup_stop (superuser, or EXECUTE granted
 on them, with pg_read_all_settings). --pgdata is the data directory as this
-machine sees it; it is checked to be the cluster --dsn talks to.`,
+machine sees it; it must be the data directory of the server --dsn reaches,
+not another cluster's nor a copy of this one (its system identifier,
+timeline, path or device and inode, and latest checkpoint are compared with
+the server's), or the backup is refused before anything is stored.`,
 		Example: `  nestguard pg backup --pgdata /var/lib/postgresql/15/main --dsn "host=/var/run/postgresql user=postgres"
   nestguard pg backup --pgdata "$PGDATA" --tag nightly --json`,
 		Args: cobra.NoArgs,

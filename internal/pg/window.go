@@ -699,6 +699,9 @@ func (s *StatusReport) checkReach(ctx context.Context, b *BaseBackup, h *History
 		return fmt.Errorf("%w: WAL segment %s is missing from the repository: recovery from base backup %s would stop at %s (the end of %s) and skip the WAL archived after the gap; restore to a target before it, or from a base backup taken after it; %s",
 			ErrOutsideWindow, r.missing.Name(s.SegmentSize), b.ShortID, r.last.StartLSN(s.SegmentSize)+LSN(s.SegmentSize), r.last.Name(s.SegmentSize), s.describeWindows())
 	}
+	if r.done && t.LSN != nil {
+		return s.checkLSN(ctx, b, h, *t.LSN)
+	}
 	if r.done {
 		return nil
 	}
@@ -709,6 +712,31 @@ func (s *StatusReport) checkReach(ctx context.Context, b *BaseBackup, h *History
 	}
 	return fmt.Errorf("%w: %s is after the newest archived WAL (%s, archived %s): %s",
 		ErrOutsideWindow, t, r.last.Name(s.SegmentSize), fmtStatusTime(r.lastMod), s.describeWindows())
+}
+
+// checkLSN makes sure a record begins at or after lsn in the WAL from b:
+// recovery to an LSN stops at such a record, and a position after the last
+// one archived (in the unused rest of a segment closed early, say) is never
+// reached.
+func (s *StatusReport) checkLSN(ctx context.Context, b *BaseBackup, h *History, lsn LSN) error {
+	r := s.walk(b.StartLSN, h, nil)
+	no := uint64(lsn) / uint64(s.SegmentSize)
+	i := slices.IndexFunc(r.path, func(sg Segment) bool { return sg.No == no })
+	found := false
+	var last LSN
+	err := s.scanPath(ctx, r.path, max(i, 0), func(rec *walRecord) bool {
+		last = rec.LSN
+		found = rec.LSN >= lsn
+		return found
+	})
+	if err != nil {
+		return fmt.Errorf("checking LSN %s against the archived WAL: %w", lsn, err)
+	}
+	if found {
+		return nil
+	}
+	return fmt.Errorf("%w: LSN %s is after the last record in the WAL archived after base backup %s (at %s, in %s): recovery to an LSN stops at a record at or after it; give an earlier LSN, or restore --to-latest; %s",
+		ErrOutsideWindow, lsn, b.ShortID, last, r.last.Name(s.SegmentSize), s.describeWindows())
 }
 
 // checkTime makes sure recovery from b along r's path stops at time t:

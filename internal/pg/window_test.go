@@ -212,6 +212,7 @@ func TestStatusWindowAndTargets(t *testing.T) {
 		{Target{XID: "1003"}, "transaction 1003 is the commit of transaction 1003 at 2025-03-01 12:02:40.000000Z (0/3000028), during base backup"},
 		{Target{Name: "before-upgrade", Timeline: "current"}, `restore point "before-upgrade" is not in the WAL`},
 		{Target{LSN: lsn(seg(11))}, "after the newest archived WAL"},
+		{Target{LSN: lsn(seg(10) + 0x100)}, "LSN 0/A000100 is after the last record in the WAL archived"}, // after the switch record
 		{Target{LSN: lsn(seg(1))}, "before the end of the oldest base backup"},
 		{Target{Time: tm(5), Latest: true}, "exactly one"},
 		{Target{}, "exactly one"},
