@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/pgtest"
 )
 
@@ -147,6 +148,14 @@ func TestPGRestoreTargetChoice(t *testing.T) {
 	// recovery could never stop there.
 	p.refused(t, "a time after the last commit", []string{"--to-time", rfc3339(at4.Add(500 * time.Millisecond))},
 		"is not before the last transaction in the archived WAL", "--to-latest")
+	// A position in the unused rest of the last archived segment (closed
+	// by pg_switch_wal): no record begins there, recovery never gets there.
+	lastSeg, err := pg.ParseSegment(last, pg.DefaultSegmentSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := lastSeg.StartLSN(pg.DefaultSegmentSize) + pg.LSN(pg.DefaultSegmentSize) - 8
+	p.refused(t, "an LSN after the last record", []string{"--to-lsn", tail.String()}, "is after the last record in the WAL archived")
 	// Between two commits after b: fine.
 	r = p.restore(t, "--to-time", rfc3339(at3.Add(100*time.Millisecond)))
 	checkLedger(t, r, []int64{id1, id2, id3}, "restore between the last two commits")
