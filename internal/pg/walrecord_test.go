@@ -78,3 +78,44 @@ func TestReadWALRecords(t *testing.T) {
 		t.Errorf("restore points %q", points)
 	}
 }
+
+// Damaged or hostile WAL never panics the record decoder.
+func FuzzWALRecordDecode(f *testing.F) {
+	f.Add(fakeRecord(7, 0, xactCommit, rmXact, []byte{255, 8, 1, 2, 3, 4, 5, 6, 7, 8}), uint16(walMagicPG15))
+	f.Add(fakeRecord(7, 0, xactCommitPrepared|xactHasInfo, rmXact, []byte{254, 20, 0, 0, 0}), uint16(0xD10D))
+	f.Add(fakeRecord(0, 0, xlogRestorePoint, rmXLOG, []byte{0, 0x10, 1, 0, 0xff, 0xff}), uint16(walMagicPG18))
+	f.Fuzz(func(t *testing.T, data []byte, magic uint16) {
+		if len(data) < recordHeaderBytes {
+			return
+		}
+		rec := &walRecord{data: data, Info: data[16], RMID: data[17], magic: magic}
+		rec.mainData()
+		rec.xact()
+		rec.restorePoint()
+	})
+}
+
+// A segment cut short, or pages that are not WAL, end a scan without a
+// panic.
+func TestWALReaderDamaged(t *testing.T) {
+	good := fakeSegment(1, 3, time.Unix(1e9, 0), 42)
+	for name, b := range map[string][]byte{
+		"empty":     nil,
+		"short":     good[:100],
+		"zeros":     make([]byte, walPageSize),
+		"bad crc":   append(append([]byte{}, good[:50]...), append([]byte{good[50] ^ 1}, good[51:]...)...),
+		"wrong seg": fakeSegment(1, 4, time.Unix(1e9, 0), 42),
+	} {
+		r := &walReader{ctx: context.Background(), segSize: uint64(DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
+			if no != 3 {
+				return nil, fs.ErrNotExist
+			}
+			return b, nil
+		}}
+		n := 0
+		err := r.scan(3, func(*walRecord) bool { n++; return false })
+		if n != 0 || endOfScan(err) != nil {
+			t.Errorf("%s: %d records, %v", name, n, err)
+		}
+	}
+}
