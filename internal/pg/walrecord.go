@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"time"
 )
@@ -58,7 +59,11 @@ type walReader struct {
 	segSize uint64
 	// load returns segment number no, or an error (fs.ErrNotExist past the
 	// WAL available).
-	load  func(ctx context.Context, no uint64) ([]byte, error)
+	load func(ctx context.Context, no uint64) ([]byte, error)
+	// sysID, if not zero, is the system identifier every segment's
+	// header must carry: WAL of another cluster is never taken for this
+	// one's.
+	sysID uint64
 	no    uint64
 	buf   []byte
 	valid bool
@@ -71,6 +76,10 @@ func (r *walReader) segment(no uint64) ([]byte, error) {
 	b, err := r.load(r.ctx, no)
 	if err != nil {
 		return nil, err
+	}
+	if h, err := parseSegmentHeader(b); err == nil && r.sysID != 0 && h.SystemID != r.sysID {
+		return nil, fmt.Errorf("WAL segment %d (at %s) belongs to cluster %d, not to cluster %d of the base backup: two clusters archive into this repository",
+			no, h.PageAddr, h.SystemID, r.sysID)
 	}
 	r.no, r.buf, r.valid = no, b, true
 	return b, nil

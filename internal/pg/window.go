@@ -127,6 +127,7 @@ type Window struct {
 
 	path  []Segment // the segments recovery reads from the backup that gives the end
 	floor LSN       // that backup's end
+	sysID uint64    // its cluster
 }
 
 // XactEnd is a transaction's commit or abort record in the WAL.
@@ -523,7 +524,7 @@ func (s *StatusReport) findWindows() {
 			w := Window{
 				TLI: tli, Base: b.ShortID, FromTime: b.StopTime.UTC(), FromLSN: b.StopLSN,
 				ToTime: b.StopTime.UTC(), ToLSN: r.last.StartLSN(s.SegmentSize) + LSN(s.SegmentSize), LastWAL: r.last.Name(s.SegmentSize),
-				LastArchived: r.lastMod.UTC(), path: r.path, floor: b.StopLSN,
+				LastArchived: r.lastMod.UTC(), path: r.path, floor: b.StopLSN, sysID: b.SystemID,
 			}
 			if r.gap {
 				w.FirstMissing = r.missing.Name(s.SegmentSize)
@@ -537,7 +538,7 @@ func (s *StatusReport) findWindows() {
 			cur := &s.Windows[n-1]
 			if cur.TLI == w.TLI && w.FromLSN <= cur.ToLSN {
 				if w.ToLSN > cur.ToLSN {
-					cur.ToLSN, cur.LastWAL, cur.LastArchived, cur.FirstMissing, cur.path, cur.floor = w.ToLSN, w.LastWAL, w.LastArchived, w.FirstMissing, w.path, w.floor
+					cur.ToLSN, cur.LastWAL, cur.LastArchived, cur.FirstMissing, cur.path, cur.floor, cur.sysID = w.ToLSN, w.LastWAL, w.LastArchived, w.FirstMissing, w.path, w.floor, w.sysID
 				}
 				continue
 			}
@@ -561,7 +562,7 @@ func timelinesFrom(tli uint32, withHistory []uint32) []uint32 {
 
 // windowEnd finds the last transaction of w's WAL after its base backup.
 func (s *StatusReport) windowEnd(ctx context.Context, w *Window) error {
-	x, err := s.lastXact(ctx, w.path, w.floor)
+	x, err := s.lastXact(ctx, w.path, w.sysID, w.floor)
 	if err != nil {
 		return err
 	}
@@ -724,7 +725,7 @@ func (s *StatusReport) checkLSN(ctx context.Context, b *BaseBackup, h *History, 
 	i := slices.IndexFunc(r.path, func(sg Segment) bool { return sg.No == no })
 	found := false
 	var last LSN
-	err := s.scanPath(ctx, r.path, max(i, 0), func(rec *walRecord) bool {
+	err := s.scanPath(ctx, r.path, b.SystemID, max(i, 0), func(rec *walRecord) bool {
 		last = rec.LSN
 		found = rec.LSN >= lsn
 		return found
@@ -746,14 +747,14 @@ func (s *StatusReport) checkLSN(ctx context.Context, b *BaseBackup, h *History, 
 // A time after the last transaction is refused, not turned into
 // --to-latest: the WAL not archived yet may hold transactions before t.
 func (s *StatusReport) checkTime(ctx context.Context, b *BaseBackup, r reach, t time.Time) error {
-	x, err := s.xactAfter(ctx, r.path, b.StopLSN, t)
+	x, err := s.xactAfter(ctx, r.path, b.SystemID, b.StopLSN, t)
 	if err != nil {
 		return fmt.Errorf("checking time %s against the archived WAL: %w", fmtStatusTime(t), err)
 	}
 	if x != nil {
 		return nil
 	}
-	last, err := s.lastXact(ctx, r.path, b.StopLSN)
+	last, err := s.lastXact(ctx, r.path, b.SystemID, b.StopLSN)
 	if err != nil {
 		return fmt.Errorf("checking time %s against the archived WAL: %w", fmtStatusTime(t), err)
 	}
@@ -817,7 +818,7 @@ func (s *StatusReport) chooseByRecord(ctx context.Context, t Target, cands []*Ba
 		r := s.walk(b.StartLSN, h, nil)
 		startNo := uint64(b.StartLSN) / uint64(s.SegmentSize)
 		var firstAfter *found
-		err = s.scanPath(ctx, r.path, 0, func(rec *walRecord) bool {
+		err = s.scanPath(ctx, r.path, b.SystemID, 0, func(rec *walRecord) bool {
 			if uint64(rec.LSN)/uint64(s.SegmentSize) >= scanFrom {
 				return true // read for a newer backup already
 			}

@@ -39,6 +39,9 @@ type walWorld struct {
 	repo *repository.Repository
 	be   *timedBackend
 	t0   time.Time
+	// sysID is the system identifier of the backups recorded (0: 7, the
+	// segments').
+	sysID uint64
 }
 
 func newWALWorld(t *testing.T) *walWorld {
@@ -123,8 +126,12 @@ func (w *walWorld) history(tli uint32, content string) {
 // minute stopMin.
 func (w *walWorld) backup(tli uint32, start, stop LSN, stopMin float64) *snapshot.Snapshot {
 	w.t.Helper()
+	sysID := w.sysID
+	if sysID == 0 {
+		sysID = 7 // as fakeSegment's headers
+	}
 	bi := BackupInfo{
-		SystemID: 7, Timeline: tli, StartLSN: start, StopLSN: stop,
+		SystemID: sysID, Timeline: tli, StartLSN: start, StopLSN: stop,
 		StartWAL: SegmentOf(start, tli, DefaultSegmentSize), StopWAL: SegmentOf(lastNeededByte(stop, start), tli, DefaultSegmentSize),
 		StartTime: w.at(stopMin - 0.2), StopTime: w.at(stopMin), WALSegmentSize: DefaultSegmentSize, DatabaseSize: 1 << 30,
 	}
@@ -404,5 +411,22 @@ func TestStatusWindowPerTimeline(t *testing.T) {
 	}
 	if len(s.Windows) != 2 || got[1] != "00000001000000000000000A" || got[2] != "000000020000000000000008" {
 		t.Errorf("windows %+v", s.Windows)
+	}
+}
+
+// WAL of another cluster is never read as the base backup's.
+func TestStatusOtherClusterWAL(t *testing.T) {
+	w := newWALWorld(t)
+	w.segments(1, 1, 6, 0)
+	w.sysID = 8
+	w.backup(1, seg(2)+0x28, seg(3), 2.5)
+	s := w.status()
+	if len(s.Problems) == 0 || !strings.Contains(strings.Join(s.Problems, "\n"), "belongs to cluster 7, not to cluster 8") {
+		t.Errorf("problems %q", s.Problems)
+	}
+	for _, tg := range []Target{{XID: "1005"}, {Time: func() *time.Time { v := w.at(4); return &v }()}} {
+		if _, err := s.CheckTarget(w.ctx, tg); err == nil || !strings.Contains(err.Error(), "two clusters archive into this repository") {
+			t.Errorf("%s: %v", tg, err)
+		}
 	}
 }

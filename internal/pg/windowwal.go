@@ -17,13 +17,14 @@ import (
 // but recovery stops at records, so these read them.
 
 // reader reads the records of path (consecutive segments, each from the
-// timeline recovery takes it from); segments outside it do not exist.
-func (s *StatusReport) reader(ctx context.Context, path []Segment) *walReader {
+// timeline recovery takes it from) of cluster sysID; segments outside it
+// do not exist.
+func (s *StatusReport) reader(ctx context.Context, path []Segment, sysID uint64) *walReader {
 	var first uint64
 	if len(path) > 0 {
 		first = path[0].No
 	}
-	return &walReader{ctx: ctx, segSize: uint64(s.SegmentSize), load: func(ctx context.Context, no uint64) ([]byte, error) {
+	return &walReader{ctx: ctx, segSize: uint64(s.SegmentSize), sysID: sysID, load: func(ctx context.Context, no uint64) ([]byte, error) {
 		if len(path) == 0 || no < first || no-first >= uint64(len(path)) {
 			return nil, fs.ErrNotExist
 		}
@@ -46,17 +47,17 @@ func endOfScan(err error) error {
 
 // scanPath calls fn for the records of path from the first that begins in
 // path[from] on, until fn returns true or the readable WAL ends.
-func (s *StatusReport) scanPath(ctx context.Context, path []Segment, from int, fn func(*walRecord) bool) error {
+func (s *StatusReport) scanPath(ctx context.Context, path []Segment, sysID uint64, from int, fn func(*walRecord) bool) error {
 	if from >= len(path) {
 		return nil
 	}
-	return endOfScan(s.reader(ctx, path).scan(path[from].No, fn))
+	return endOfScan(s.reader(ctx, path, sysID).scan(path[from].No, fn))
 }
 
 // lastXact is the last commit or abort at or after floor in path: the
 // end of what recovery along path can replay to, searched from the last
 // segment backwards.
-func (s *StatusReport) lastXact(ctx context.Context, path []Segment, floor LSN) (*XactEnd, error) {
+func (s *StatusReport) lastXact(ctx context.Context, path []Segment, sysID uint64, floor LSN) (*XactEnd, error) {
 	segSize := uint64(s.SegmentSize)
 	for i := len(path) - 1; i >= 0; i-- {
 		end := LSN((path[i].No + 1) * segSize)
@@ -64,7 +65,7 @@ func (s *StatusReport) lastXact(ctx context.Context, path []Segment, floor LSN) 
 			break
 		}
 		var last *XactEnd
-		err := s.scanPath(ctx, path, i, func(rec *walRecord) bool {
+		err := s.scanPath(ctx, path, sysID, i, func(rec *walRecord) bool {
 			if rec.LSN >= end {
 				return true
 			}
@@ -88,7 +89,7 @@ func (s *StatusReport) lastXact(ctx context.Context, path []Segment, floor LSN) 
 // the first segment archived at or after t (earlier segments were closed
 // before t, so their transactions ended before it), and, since archive
 // and database clocks may differ, falls back to the last transaction.
-func (s *StatusReport) xactAfter(ctx context.Context, path []Segment, floor LSN, t time.Time) (*XactEnd, error) {
+func (s *StatusReport) xactAfter(ctx context.Context, path []Segment, sysID uint64, floor LSN, t time.Time) (*XactEnd, error) {
 	from := len(path)
 	for i, sg := range path {
 		if !s.segs[sg.TLI][sg.No].Before(t) {
@@ -97,7 +98,7 @@ func (s *StatusReport) xactAfter(ctx context.Context, path []Segment, floor LSN,
 		}
 	}
 	var found *XactEnd
-	err := s.scanPath(ctx, path, from, func(rec *walRecord) bool {
+	err := s.scanPath(ctx, path, sysID, from, func(rec *walRecord) bool {
 		if x, ok := rec.xact(); ok && rec.LSN >= floor && x.Time.After(t) {
 			found = &XactEnd{XID: x.XID, Committed: x.Commit, Time: x.Time, LSN: rec.LSN}
 			return true
@@ -107,12 +108,12 @@ func (s *StatusReport) xactAfter(ctx context.Context, path []Segment, floor LSN,
 	if err != nil || found != nil {
 		return found, err
 	}
-	last, err := s.lastXact(ctx, path, floor)
+	last, err := s.lastXact(ctx, path, sysID, floor)
 	if err != nil || last == nil || !last.Time.After(t) {
 		return nil, err
 	}
 	// Clock skew: a transaction after t in a segment archived before t.
-	err = s.scanPath(ctx, path, 0, func(rec *walRecord) bool {
+	err = s.scanPath(ctx, path, sysID, 0, func(rec *walRecord) bool {
 		if x, ok := rec.xact(); ok && rec.LSN >= floor && x.Time.After(t) {
 			found = &XactEnd{XID: x.XID, Committed: x.Commit, Time: x.Time, LSN: rec.LSN}
 			return true
