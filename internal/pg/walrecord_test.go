@@ -119,3 +119,35 @@ func TestWALReaderDamaged(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkScanSegment reads every record of full segments of pgbench WAL
+// (what the window and the target checks cost per segment, besides
+// loading it from the repository).
+func BenchmarkScanSegment(b *testing.B) {
+	c := pgtest.Start(b, pgtest.Options{})
+	c.Pgbench(b, "-i", "-q", "-s", "2")
+	first := c.QueryString(b, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	c.Pgbench(b, "-n", "-T", "3")
+	c.SwitchWAL(b)
+	seg, err := ParseSegment(first, DefaultSegmentSize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", first))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	records := 0
+	for b.Loop() {
+		r := &walReader{ctx: context.Background(), segSize: uint64(DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
+			if no != seg.No {
+				return nil, fs.ErrNotExist
+			}
+			return data, nil
+		}}
+		records = 0
+		r.scan(seg.No, func(*walRecord) bool { records++; return false })
+	}
+	b.ReportMetric(float64(records), "records/segment")
+}
