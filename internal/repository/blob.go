@@ -20,6 +20,10 @@ type SaveStats struct {
 	NewBlobs    atomic.Int64
 	RawBytes    atomic.Int64 // plaintext bytes of new blobs
 	StoredBytes atomic.Int64 // sealed bytes of new blobs
+	// Packs and PackBytes count the packs stored durably so far: what an
+	// interrupted backup leaves for the next one to reuse.
+	Packs     atomic.Int64
+	PackBytes atomic.Int64
 }
 
 // maxBlobSize bounds a single blob; the chunker's maximum is 8 MiB, tree
@@ -103,6 +107,12 @@ func packBody(c *compress.Codec, dst, data []byte) []byte {
 	}
 	return append(append(dst, flagRaw), data...)
 }
+
+// WaitUploads waits until the packs already handed to an upload are
+// stored or have failed. It writes neither the open pack nor the index: a
+// writer that was interrupted calls it so that what it reports stored
+// (Stats.Packs) is all there will be.
+func (r *Repository) WaitUploads() { r.packer.wg.Wait() }
 
 // Flush writes the open pack and the pending index. Blobs saved before
 // Flush returns are durable and indexed.

@@ -267,6 +267,8 @@ func (p *packer) write(ctx context.Context, op *openPack) error {
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("writing pack %s: %w", pid.Short(), err)
 	}
+	p.r.Stats.Packs.Add(1)
+	p.r.Stats.PackBytes.Add(int64(op.size))
 	// Only a durable pack is referenced: the blobs enter the index now.
 	return p.r.registerPack(ctx, pid, op.blobs)
 }
