@@ -1,0 +1,27 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// What `make test` prints after the tests names each integration suite
+// the harness skipped, and how to run it.
+func TestReportSkipped(t *testing.T) {
+	t.Setenv("PG_BINDIR", "/nonexistent")
+	t.Setenv("MINIO_BIN", "/nonexistent/minio")
+	var b strings.Builder
+	if n := report(&b, false); n != 2 {
+		t.Errorf("%d suites reported skipped, want 2", n)
+	}
+	out := b.String()
+	for _, want := range []string{"PostgreSQL integration tests: SKIPPED", "PG_BINDIR", "MinIO (S3) integration tests: SKIPPED", "MINIO_BIN"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report does not say %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	if n := report(&b, true); n != 0 || !strings.Contains(b.String(), "FAILED") {
+		t.Errorf("with CI=true: %d skipped:\n%s", n, b.String())
+	}
+}
