@@ -211,7 +211,7 @@ pg_nestguard_cmd() {
 	case $op in
 	backup) CMD=("${main[@]}" pg backup --pgdata "$base/data" --dsn "host=$PG_SOCK port=$PG_PORT user=postgres dbname=postgres") ;;
 	restore)
-		CMD=("${main[@]}" pg restore --target-dir "$base/restored" --to-time "$arg" --target-action promote)
+		CMD=("${main[@]}" pg restore --target "$base/restored" --to-time "$arg" --target-action promote)
 		if [ "${NG_PG_START:-0}" = 1 ]; then CMD+=(--start); fi
 		;;
 	walinit) CMD=(pg_nestguard_repo "$base" walrepo) ;;

@@ -18,6 +18,7 @@ import (
 	"github.com/nestguard/nestguard/internal/backend/location"
 	"github.com/nestguard/nestguard/internal/compress"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/secretfile"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
@@ -61,8 +62,9 @@ func (a *app) rootCommand() *cobra.Command {
 		Short: "Encrypted, deduplicated, write-once backups with proof of recovery",
 		Long: `nestguard backs up files and PostgreSQL databases into a repository on a
 local directory or S3-compatible object storage. Everything stored is
-compressed (zstd), encrypted (AES-256-GCM) and deduplicated, and no stored
-object is ever rewritten, so S3 Object Lock and append-only storage work.
+deduplicated, compressed with zstd where that makes it smaller, and
+encrypted with XAES-256-GCM (c2sp.org/XAES-256-GCM); no stored object is
+ever rewritten, so S3 Object Lock and append-only storage work.
 
 The repository is chosen with --repo or NESTGUARD_REPO. The passphrase is
 read from NESTGUARD_PASSWORD, from the file named by --password-file (or
@@ -287,14 +289,14 @@ func (a *app) secret() ([]byte, string, error) {
 		pw, err := a.passphrase(false)
 		return pw, "", err
 	}
-	return readKeyFile(a.keyFile)
+	return a.readKeyFile(a.keyFile)
 }
 
 // readKeyFile returns a key file's secret and the slot it opens.
-func readKeyFile(path string) ([]byte, string, error) {
-	b, err := os.ReadFile(path)
+func (a *app) readKeyFile(path string) ([]byte, string, error) {
+	b, err := secretfile.Read(path, "key file", a.warn)
 	if err != nil {
-		return nil, "", fmt.Errorf("reading key file: %w", err)
+		return nil, "", err
 	}
 	slot, secret, err := repository.ParseKeyFile(b)
 	if err != nil {
@@ -303,30 +305,42 @@ func readKeyFile(path string) ([]byte, string, error) {
 	return secret, slot, nil
 }
 
+// warn prints a warning on stderr, as the log does (not with --quiet).
+func (a *app) warn(msg string) {
+	if a.log == nil {
+		a.setupLogging()
+	}
+	a.log.Warn(msg)
+}
+
 // passphrase reads the passphrase from the environment, a file, or a
 // terminal prompt (twice when confirm is set).
 func (a *app) passphrase(confirm bool) ([]byte, error) {
-	return readPassphrase(a.passwordFile, "NESTGUARD_PASSWORD", "Repository passphrase: ", confirm)
+	return a.readPassphrase(passphraseSource{file: a.passwordFile, flag: "--password-file", env: "NESTGUARD_PASSWORD"}, "Repository passphrase: ", confirm)
 }
 
-func readPassphrase(file, env, prompt string, confirm bool) ([]byte, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
+// passphraseSource says where a passphrase may come from: the file (given
+// with flag), else the environment variable env, else a terminal.
+type passphraseSource struct{ file, flag, env string }
+
+func (a *app) readPassphrase(src passphraseSource, prompt string, confirm bool) ([]byte, error) {
+	if src.file != "" {
+		b, err := secretfile.Read(src.file, "passphrase file", a.warn)
 		if err != nil {
-			return nil, fmt.Errorf("reading passphrase file: %w", err)
+			return nil, err
 		}
 		// Only the line ending is trimmed: spaces may belong to the passphrase.
 		p := strings.TrimRight(strings.SplitN(string(b), "\n", 2)[0], "\r")
 		if p == "" {
-			return nil, fmt.Errorf("passphrase file %s is empty", file)
+			return nil, fmt.Errorf("passphrase file %s is empty", src.file)
 		}
 		return []byte(p), nil
 	}
-	if p, ok := os.LookupEnv(env); ok && p != "" {
+	if p, ok := os.LookupEnv(src.env); ok && p != "" {
 		return []byte(p), nil
 	}
 	if !term.IsTerminal(int(os.Stdin.Fd())) {
-		return nil, fmt.Errorf("no passphrase: set %s or use --password-file (no terminal to ask on)", env)
+		return nil, fmt.Errorf("no passphrase: set %s or use %s (no terminal to ask on)", src.env, src.flag)
 	}
 	read := func(p string) ([]byte, error) {
 		fmt.Fprint(os.Stderr, p)

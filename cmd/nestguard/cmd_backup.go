@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -53,7 +55,7 @@ the exit code is 3.`,
 					}
 				}
 				if err != nil {
-					return err
+					return interruptedBackup(ctx, repo, err)
 				}
 				if err := a.applyRetention(ctx, repo, sn); err != nil {
 					return err
@@ -85,4 +87,26 @@ the exit code is 3.`,
 	f.BoolVarP(&o.OneFileSystem, "one-file-system", "x", false, "do not cross file system boundaries")
 	f.StringVar(&o.ParentID, "parent", "", "compare with this snapshot instead of the latest of the same host and paths")
 	return cmd
+}
+
+// interruptedBackup is err, or when a signal stopped the backup, what it
+// left: no snapshot, and the packs stored so far, which the next backup
+// indexes (repository.IndexOrphanPacks) and reuses instead of storing
+// their blobs again.
+func interruptedBackup(ctx context.Context, repo *repository.Repository, err error) error {
+	var in *interrupted
+	if ctx.Err() == nil || !errors.As(context.Cause(ctx), &in) {
+		return err
+	}
+	repo.WaitUploads()
+	n, size := repo.Stats.Packs.Load(), repo.Stats.PackBytes.Load()
+	if n == 0 {
+		return fmt.Errorf("%w: no snapshot was saved, and nothing was stored yet", in)
+	}
+	packs := "packs"
+	if n == 1 {
+		packs = "pack"
+	}
+	return fmt.Errorf("%w: no snapshot was saved; the %d %s (%s) stored before the interruption stay in the repository, and the next backup reuses their data instead of storing it again (it still reads the files)",
+		in, n, packs, progress.Bytes(size))
 }

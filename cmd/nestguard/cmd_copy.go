@@ -34,11 +34,11 @@ type copyFlags struct {
 func (a *app) copyCommand() *cobra.Command {
 	var f copyFlags
 	cmd := &cobra.Command{
-		Use:   "copy --from REPO --to REPO [SNAPSHOT...|--all]",
+		Use:   "copy --from-repo REPO --to-repo REPO [SNAPSHOT...|--all]",
 		Short: "Copy snapshots to another repository (a second region)",
-		Long: `Copy snapshots, with their PostgreSQL WAL, from the repository --from to the
-repository --to (the same as --repo). Only data the destination lacks is
-stored; everything is re-encrypted under the destination's keys, and the
+		Long: `Copy snapshots, with their PostgreSQL WAL, from the repository --from-repo
+to the repository --to-repo (the same as --repo). Only data the destination
+lacks is stored; everything is re-encrypted under the destination's keys, and the
 destination's own deduplication ids are computed, so the source's keys
 never reach the destination.
 
@@ -51,20 +51,20 @@ interrupted, keeping the destination within that interval of the source.
 
 When the destination has an Object Lock policy, each copy gets its
 retention as a backup would.`,
-		Example: `  nestguard copy --from s3://backups-eu/prod --to s3://backups-us/prod --all
-  nestguard copy --from /srv/backup --to s3://offsite/host1 latest
-  nestguard copy --from s3://a/p --to s3://b/p --all --continuous --interval 5m`,
+		Example: `  nestguard copy --from-repo s3://backups-eu/prod --to-repo s3://backups-us/prod --all
+  nestguard copy --from-repo /srv/backup --to-repo s3://offsite/host1 latest
+  nestguard copy --from-repo s3://a/p --to-repo s3://b/p --all --continuous --interval 5m`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.repoSet = cmd.Flag("repo").Changed
 			return a.runCopy(cmd.Context(), f, args)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.from, "from", os.Getenv("NESTGUARD_FROM_REPO"), "source repository (env NESTGUARD_FROM_REPO)")
-	fl.StringVar(&f.to, "to", "", "destination repository (default --repo)")
+	fl.StringVar(&f.from, "from-repo", os.Getenv("NESTGUARD_FROM_REPO"), "source repository (env NESTGUARD_FROM_REPO)")
+	fl.StringVar(&f.to, "to-repo", "", "destination repository (default --repo)")
 	fl.StringVar(&f.fromPasswordFile, "from-password-file", os.Getenv("NESTGUARD_FROM_PASSWORD_FILE"), "read the source passphrase from this file (env NESTGUARD_FROM_PASSWORD_FILE)")
 	fl.StringVar(&f.fromKeyFile, "from-key-file", os.Getenv("NESTGUARD_FROM_KEY_FILE"), "open the source with a generated key file instead of a passphrase (env NESTGUARD_FROM_KEY_FILE)")
-	bindEnv(fl, "from", "NESTGUARD_FROM_REPO")
+	bindEnv(fl, "from-repo", "NESTGUARD_FROM_REPO")
 	bindEnv(fl, "from-password-file", "NESTGUARD_FROM_PASSWORD_FILE")
 	bindEnv(fl, "from-key-file", "NESTGUARD_FROM_KEY_FILE")
 	fl.StringVar(&f.fromS3Endpoint, "from-s3-endpoint", "", "S3 endpoint of the source (default --s3-endpoint)")
@@ -73,16 +73,17 @@ retention as a backup would.`,
 	fl.BoolVar(&f.continuous, "continuous", false, "repeat the copy every --interval until interrupted")
 	fl.DurationVar(&f.interval, "interval", 5*time.Minute, "with --continuous: time between copies")
 	fl.IntVar(&f.workers, "workers", 0, "source packs read at once (default 4, 8 from S3)")
+	flagAliases(cmd, map[string]string{"from": "from-repo", "to": "to-repo"})
 	return cmd
 }
 
 func (a *app) runCopy(ctx context.Context, f copyFlags, refs []string) error {
 	if f.from == "" {
-		return &usageError{errors.New("no source: give --from REPO")}
+		return &usageError{errors.New("no source: give --from-repo REPO")}
 	}
 	if f.to != "" {
 		if f.repoSet && a.repo != f.to {
-			return &usageError{errors.New("--to and --repo name different repositories: give one")}
+			return &usageError{errors.New("--to-repo and --repo name different repositories: give one")}
 		}
 		a.repo = f.to
 	}
@@ -200,7 +201,7 @@ func (s *copySession) run(ctx context.Context, a *app, refs []string, all bool) 
 	return s.c.Run(ctx, refs, all, hook)
 }
 
-// openSource opens and unlocks the --from repository and loads its index.
+// openSource opens and unlocks the --from-repo repository and loads its index.
 func (a *app) openSource(ctx context.Context, f copyFlags) (*repository.Repository, error) {
 	lo := a.locationOptions()
 	if f.fromS3Endpoint != "" {
@@ -209,7 +210,7 @@ func (a *app) openSource(ctx context.Context, f copyFlags) (*repository.Reposito
 	if f.fromS3Region != "" {
 		lo.S3Region = f.fromS3Region
 	}
-	r, err := a.openRepository(ctx, f.from, lo, func() ([]byte, string, error) { return fromSecret(f) }, "", true)
+	r, err := a.openRepository(ctx, f.from, lo, func() ([]byte, string, error) { return a.fromSecret(f) }, "", true)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", f.from, err)
 	}
@@ -217,27 +218,28 @@ func (a *app) openSource(ctx context.Context, f copyFlags) (*repository.Reposito
 }
 
 // fromSecret reads what opens the source: its key file, else its passphrase.
-func fromSecret(f copyFlags) ([]byte, string, error) {
+func (a *app) fromSecret(f copyFlags) ([]byte, string, error) {
 	if f.fromKeyFile == "" {
 		if f.fromPasswordFile == "" && os.Getenv("NESTGUARD_FROM_PASSWORD") == "" && !term.IsTerminal(int(os.Stdin.Fd())) {
 			return nil, "", errors.New("no passphrase: set NESTGUARD_FROM_PASSWORD, or use --from-password-file or --from-key-file (no terminal to ask on)")
 		}
-		pw, err := readPassphrase(f.fromPasswordFile, "NESTGUARD_FROM_PASSWORD", "Source repository passphrase: ", false)
+		pw, err := a.readPassphrase(passphraseSource{file: f.fromPasswordFile, flag: "--from-password-file", env: "NESTGUARD_FROM_PASSWORD"}, "Source repository passphrase: ", false)
 		return pw, "", err
 	}
-	return readKeyFile(f.fromKeyFile)
+	return a.readKeyFile(f.fromKeyFile)
 }
 
 func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
 	secs := res.Elapsed.Seconds()
-	rate := 0.0
+	rate := 0.0 // MiB/s, as every size nestguard prints is in IEC units
 	if secs > 0 {
-		rate = float64(res.BytesRead) / secs / 1e6
+		rate = float64(res.BytesRead) / secs / (1 << 20)
 	}
 	if a.jsonOut {
 		a.printJSON(map[string]any{"copied": res.Copied, "skipped": res.Skipped, "wal_copied": res.WAL,
 			"blobs_read": res.BlobsRead, "bytes_read": res.BytesRead, "blobs_new": res.BlobsNew, "bytes_stored": res.BytesStored,
-			"unreadable": res.Unreadable, "duration_seconds": secs, "read_mb_per_s": rate})
+			"unreadable": res.Unreadable, "duration_seconds": secs, "read_mib_per_second": rate,
+			"read_mb_per_s": rate * (1 << 20) / 1e6}) // read_mb_per_s: the old name, in decimal MB/s
 		return
 	}
 	for _, s := range res.Skipped {
@@ -252,7 +254,7 @@ func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
 	if res.WAL > 0 {
 		a.printf("%d WAL objects copied\n", res.WAL)
 	}
-	a.printf("%d copied, %d already there; read %s from the source (%.1f MB/s), stored %s new in %s\n",
+	a.printf("%d copied, %d already there; read %s from the source (%.1f MiB/s), stored %s new in %s\n",
 		len(res.Copied), len(res.Skipped), progress.Bytes(res.BytesRead), rate, progress.Bytes(res.BytesStored),
 		res.Elapsed.Round(time.Millisecond))
 }

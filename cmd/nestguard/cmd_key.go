@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/secretfile"
 )
 
 func (a *app) keyCommand() *cobra.Command {
@@ -31,6 +32,8 @@ terminal prompt.
 
 With --generate-key-file PATH, the new slot is opened by a random 256-bit
 secret written to PATH (mode 0600, never printed) instead of a passphrase.
+PATH must be new, in a directory that only its owner may write to (not
+/tmp): whoever can write there could put their own file in its place.
 A key file unlocks the repository in microseconds rather than the few tenths
 of a second Argon2id takes on purpose for passphrases: use it for
 PostgreSQL's archive_command and restore_command, which run once per WAL
@@ -41,15 +44,21 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
   chown postgres /etc/nestguard/wal.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if genKeyFile != "" {
+				// Refused before the passphrase is asked for.
+				if err := secretfile.CheckDir(genKeyFile); err != nil {
+					return err
+				}
+			}
 			ctx := cmd.Context()
 			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
 				if genKeyFile != "" {
 					// Create the file first, exclusively: never overwrite a key
 					// file that may still be in use, never leave a slot whose
 					// secret was not saved.
-					f, err := os.OpenFile(genKeyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+					f, err := secretfile.Create(genKeyFile)
 					if err != nil {
-						return fmt.Errorf("creating key file: %w", err)
+						return err
 					}
 					kid, secret, err := repo.AddKeyFile(ctx, label)
 					if err == nil {
@@ -71,7 +80,7 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 					a.printf("added key slot %s opened by key file %s\n", kid[:8], genKeyFile)
 					return nil
 				}
-				pw, err := readPassphrase(newPassFile, "NESTGUARD_NEW_PASSWORD", "New passphrase: ", true)
+				pw, err := a.readPassphrase(passphraseSource{file: newPassFile, flag: "--new-password-file", env: "NESTGUARD_NEW_PASSWORD"}, "New passphrase: ", true)
 				if err != nil {
 					return err
 				}

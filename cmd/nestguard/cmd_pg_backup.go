@@ -96,7 +96,7 @@ the server's), or the backup is refused before anything is stored.`,
 				sn, info, err := pg.Backup(ctx, repo, o)
 				rep.Stop()
 				if err != nil {
-					return err
+					return interruptedBackup(ctx, repo, err)
 				}
 				// Under Object Lock, older packs this backup reuses must be
 				// retained as long as the new snapshot.
@@ -158,17 +158,17 @@ func (a *app) pgRestoreCommand() *cobra.Command {
 		timeline                     string
 	)
 	cmd := &cobra.Command{
-		Use:   "restore --target-dir DIR (--to-time TS | --to-lsn LSN | --to-xid XID | --to-name NAME | --to-latest)",
+		Use:   "restore --target DIR (--to-time TS | --to-lsn LSN | --to-xid XID | --to-name NAME | --to-latest)",
 		Short: "Restore a PostgreSQL cluster to a point in time",
 		Long: `Restore a PostgreSQL cluster as it was at a moment of the recoverable
 window ('nestguard pg status' shows it), in one command:
 
-  1. the target is checked against the window and the WAL chain; a target
+  1. the recovery target is checked against the window and the WAL chain; a target
      outside it, or beyond a missing WAL segment, is refused before
      anything is written, naming the window or the segment;
   2. the newest base backup that ends before the target (for --to-xid and
      --to-name: before the transaction's end or the restore point in the
-     WAL) is restored in parallel into --target-dir (new or empty),
+     WAL) is restored in parallel into --target (new or empty),
      tablespaces to their recorded directories or those given with
      --tablespace-map;
   3. recovery is configured: restore_command runs 'nestguard pg
@@ -194,14 +194,14 @@ restore_command must read the repository without a secret on its command
 line: give --password-file or --key-file (readable by the database's OS
 user), or your own --restore-command. S3 credentials come from the server's
 environment.`,
-		Example: `  nestguard pg restore --target-dir /srv/pg-restore --to-time "2024-05-01 13:59:00+02" --start
-  nestguard pg restore --target-dir /srv/pg-restore --to-latest --start --port 5433 --json
-  nestguard pg restore --target-dir /srv/r --to-name before_migration --target-action promote \
+		Example: `  nestguard pg restore --target /srv/pg-restore --to-time "2024-05-01 13:59:00+02" --start
+  nestguard pg restore --target /srv/pg-restore --to-latest --start --port 5433 --json
+  nestguard pg restore --target /srv/r --to-name before_migration --target-action promote \
       --tablespace-map 16390=/srv/r-ts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.TargetDir == "" {
-				return &usageError{errors.New("--target-dir is required")}
+				return &usageError{errors.New("--target is required: the directory to restore the data directory into")}
 			}
 			target, err := parseRestoreTarget(toTime, toLSN, toXID, toName, toLatest)
 			if err != nil {
@@ -254,7 +254,7 @@ environment.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.TargetDir, "target-dir", "", "directory to restore the data directory into (new or empty)")
+	f.StringVarP(&o.TargetDir, "target", "t", "", "directory to restore the data directory into (new or empty)")
 	f.StringVar(&toTime, "to-time", "", "recover to this time (RFC 3339 or \"2006-01-02 15:04:05[.999999][-07]\")")
 	f.StringVar(&toLSN, "to-lsn", "", "recover to this WAL location (e.g. 0/5000060)")
 	f.StringVar(&toXID, "to-xid", "", "recover up to and including this transaction id")
@@ -266,12 +266,13 @@ environment.`,
 	f.IntVar(&o.Port, "port", 0, "with --start: the port to run the restored server on (default: its configuration's)")
 	f.StringVar(&o.BinDir, "bindir", "", "with --start: directory of pg_ctl and postgres (default: $PATH, then /usr/lib/postgresql/<newest>/bin)")
 	f.DurationVar(&o.StartTimeout, "start-timeout", time.Hour, "with --start: how long recovery may take")
-	f.StringVar(&o.LogFile, "log-file", "", "with --start: the server's log while recovering, outside the data directory (default: DIR.nestguard-restore.log next to --target-dir)")
-	f.StringVar(&o.From, "from", "", "restore this base backup (snapshot id) instead of the newest one before the target")
+	f.StringVar(&o.LogFile, "log-file", "", "with --start: the server's log while recovering, outside the data directory (default: DIR.nestguard-restore.log next to --target)")
+	f.StringVar(&o.From, "snapshot", "", "restore this base backup (snapshot id) instead of the newest one before the target")
 	f.BoolVar(&o.Overwrite, "overwrite", false, "restore into non-empty directories, replacing files")
 	f.StringArrayVar(&tsMap, "tablespace-map", nil, "restore tablespace OID into DIR instead of its original location: OID=DIR (repeatable)")
 	f.StringVar(&o.RestoreCommand, "restore-command", "", "restore_command to write instead of the one nestguard builds")
 	f.IntVar(&o.Workers, "workers", 8, "packs read and written at once")
+	flagAliases(cmd, map[string]string{"target-dir": "target", "from": "snapshot"})
 	return cmd
 }
 

@@ -24,21 +24,19 @@ func (a *app) verifyCommand() *cobra.Command {
 authenticates, every tree and data blob a snapshot references is indexed
 and its pack exists with the right size.
 
-With --read-data, also read back every pack (or a random PERCENT of them),
-check its hash, and decrypt and hash every blob in it. Damage is reported
-by snapshot and file. Exit code 1 when anything is wrong.`,
+Without --read-data no pack is read. With --read-data, also read back
+every pack, or with --read-data PERCENT a random PERCENT of them, check
+its hash, and decrypt and hash every blob in it ('--read-data 5%' and
+'--read-data=5%' are the same). Damage is reported by snapshot and file.
+Exit code 1 when anything is wrong.`,
 		Example: `  nestguard verify
   nestguard verify --read-data
-  nestguard verify --read-data=5%   # a random 5% of packs, e.g. daily`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var opt checker.Options
-			if cmd.Flags().Changed("read-data") {
-				pct, err := parsePercent(readData)
-				if err != nil {
-					return &usageError{err}
-				}
-				opt.ReadData, opt.Percent = true, pct
+  nestguard verify --read-data 5%   # a random 5% of packs, e.g. daily`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opt, err := readDataOptions(cmd, readData, args)
+			if err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
@@ -91,9 +89,35 @@ by snapshot and file. Exit code 1 when anything is wrong.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&readData, "read-data", "100%", "also read back the data: all, or a random `PERCENT` of packs")
-	cmd.Flags().Lookup("read-data").NoOptDefVal = "100%"
+	cmd.Flags().StringVar(&readData, "read-data", "", "also read back the data: all packs, or a random `PERCENT` of them (default: none)")
+	cmd.Flags().Lookup("read-data").NoOptDefVal = readAll
 	return cmd
+}
+
+// readAll is --read-data without a value.
+const readAll = "100%"
+
+// readDataOptions turns --read-data into checker options. The flag's value
+// is optional, so pflag reads '--read-data 5%' as the flag without a value
+// and an argument 5%; verify takes no other argument, so a lone argument
+// that follows a bare --read-data is its percentage.
+func readDataOptions(cmd *cobra.Command, readData string, args []string) (checker.Options, error) {
+	var opt checker.Options
+	if len(args) > 0 {
+		if !cmd.Flags().Changed("read-data") || readData != readAll {
+			return opt, &usageError{fmt.Errorf("verify takes no argument %q: for a share of the packs, give --read-data %s", args[0], args[0])}
+		}
+		readData = args[0]
+	}
+	if !cmd.Flags().Changed("read-data") {
+		return opt, nil
+	}
+	pct, err := parsePercent(readData)
+	if err != nil {
+		return opt, &usageError{err}
+	}
+	opt.ReadData, opt.Percent = true, pct
+	return opt, nil
 }
 
 func parsePercent(s string) (float64, error) {

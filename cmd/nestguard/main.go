@@ -25,6 +25,10 @@ const (
 	exitError   = 1
 	exitUsage   = 2
 	exitPartial = 3 // the work was done, but some files were unreadable or damaged
+	// A command stopped by a signal exits 128 + the signal's number, as a
+	// shell reports a process the signal killed: 130 for SIGINT, 143 for
+	// SIGTERM.
+	exitSignal = 128
 )
 
 // partialError marks an outcome that maps to exitPartial.
@@ -33,25 +37,79 @@ type partialError struct{ msg string }
 func (e *partialError) Error() string { return e.msg }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext(context.Background())
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:]))
+}
+
+// interrupted is the cause of a command's context being cancelled by a
+// signal.
+type interrupted struct{ sig syscall.Signal }
+
+func (e *interrupted) Error() string {
+	switch e.sig {
+	case syscall.SIGINT:
+		return "interrupted (SIGINT)"
+	case syscall.SIGTERM:
+		return "interrupted (SIGTERM)"
+	}
+	return "interrupted (" + e.sig.String() + ")"
+}
+
+// signalContext returns a context cancelled, with an *interrupted cause,
+// by the first SIGINT or SIGTERM. A second one kills the process the
+// default way, for a command that does not stop soon enough.
+func signalContext(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-ch:
+			signal.Reset(os.Interrupt, syscall.SIGTERM)
+			cancel(&interrupted{s.(syscall.Signal)})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		cancel(nil)
+	}
 }
 
 func run(ctx context.Context, args []string) int {
 	app := newApp()
 	root := app.rootCommand()
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
 	markUsageErrors(root)
+	requireSubcommands(root)
 	root.SetArgs(args)
-	code := exitCode(root.ExecuteContext(ctx))
+	cmd, err := root.ExecuteContextC(ctx)
+	code := exitCode(ctx, cmd, err)
 	app.writeMetrics(code)
 	return code
 }
 
-// exitCode prints err and returns the exit code it maps to.
-func exitCode(err error) int {
+// exitCode prints err and returns the exit code it maps to. A usage error
+// is followed by how to call cmd.
+func exitCode(ctx context.Context, cmd *cobra.Command, err error) int {
 	if err == nil {
 		return exitOK
+	}
+	var in *interrupted
+	if ctx.Err() != nil && errors.As(context.Cause(ctx), &in) {
+		// The command's own words when it says more than the cause.
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, in.Error()):
+		case errors.Is(err, context.Canceled):
+			msg = in.Error()
+		default:
+			msg = in.Error() + ": " + msg
+		}
+		fmt.Fprintln(os.Stderr, "nestguard:", msg)
+		return exitSignal + int(in.sig)
 	}
 	var pe *partialError
 	if errors.As(err, &pe) {
@@ -61,28 +119,9 @@ func exitCode(err error) int {
 	var ue *usageError
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
 		fmt.Fprintln(os.Stderr, "nestguard:", err)
+		printUsageHint(cmd)
 		return exitUsage
 	}
 	fmt.Fprintln(os.Stderr, "nestguard:", err)
 	return exitError
-}
-
-type usageError struct{ error }
-
-func (e *usageError) Unwrap() error { return e.error }
-
-// markUsageErrors makes every command's argument check fail with a
-// usageError, so a wrong number of arguments exits 2 like a bad flag.
-func markUsageErrors(c *cobra.Command) {
-	if check := c.Args; check != nil {
-		c.Args = func(cmd *cobra.Command, args []string) error {
-			if err := check(cmd, args); err != nil {
-				return &usageError{err}
-			}
-			return nil
-		}
-	}
-	for _, sub := range c.Commands() {
-		markUsageErrors(sub)
-	}
 }

@@ -634,7 +634,7 @@ func TestPGRestoreUsage(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"pg", "restore", "--to-latest"}, 2, "--target-dir"},
+		{[]string{"pg", "restore", "--to-latest"}, 2, "--target is required"},
 		{[]string{"pg", "restore", "--target-dir", dir}, 2, "exactly one"},
 		{[]string{"pg", "restore", "--target-dir", dir, "--to-latest", "--to-name", "x"}, 2, "exactly one"},
 		{[]string{"pg", "restore", "--target-dir", dir, "--to-time", "noon"}, 2, "--to-time"},

@@ -207,10 +207,10 @@ func pickBase(ctx context.Context, repo *repository.Repository, o RestoreOptions
 			return nil, nil, err
 		}
 		if base, err = snapshot.Find(list, o.From, snapshot.Filter{Kind: snapshot.KindPostgres}); err != nil {
-			return nil, nil, fmt.Errorf("--from: %w", err)
+			return nil, nil, fmt.Errorf("--snapshot: %w", err)
 		}
 		if err := st.CheckFrom(ctx, o.Target, base); err != nil {
-			return nil, nil, fmt.Errorf("--from %s: %w", base.ID.Short(), err)
+			return nil, nil, fmt.Errorf("--snapshot %s: %w", base.ID.Short(), err)
 		}
 	}
 	info, err := Info(base)

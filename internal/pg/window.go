@@ -608,7 +608,7 @@ func (s *StatusReport) CheckTarget(ctx context.Context, t Target) (*snapshot.Sna
 	return s.choose(ctx, t, nil)
 }
 
-// CheckFrom checks that recovery from base backup sn (pg restore --from)
+// CheckFrom checks that recovery from base backup sn (pg restore --snapshot)
 // reaches target t, as CheckTarget does for the backup it picks.
 func (s *StatusReport) CheckFrom(ctx context.Context, t Target, sn *snapshot.Snapshot) error {
 	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
