@@ -69,10 +69,12 @@ ever rewritten, so S3 Object Lock and append-only storage work.
 The repository is chosen with --repo or NESTGUARD_REPO. The passphrase is
 read from NESTGUARD_PASSWORD, from the file named by --password-file (or
 NESTGUARD_PASSWORD_FILE), or asked for on a terminal; never from the
-command line.
+command line. A passphrase or key file that group or others may read is
+used with a warning.
 
 Exit codes: 0 success, 1 error, 2 usage error, 3 partial (the snapshot or
-restore was made, but some files were unreadable or damaged).`,
+restore was made, but some files were unreadable or damaged), 130 and 143
+stopped by SIGINT or SIGTERM.`,
 		Example: `  export NESTGUARD_REPO=/srv/backup NESTGUARD_PASSWORD_FILE=/etc/nestguard/pass
   nestguard init
   nestguard backup /etc /home --tag nightly
