@@ -141,7 +141,7 @@ the server's), or the backup is refused before anything is stored.`,
 	f := cmd.Flags()
 	f.StringVar(&o.DataDir, "pgdata", os.Getenv("PGDATA"), "the cluster's data directory (env PGDATA; default: the server's data_directory)")
 	bindEnv(f, "pgdata", "PGDATA")
-	f.StringVar(&o.DSN, "dsn", "", `connection string or URL, e.g. "host=/var/run/postgresql user=postgres" (default: the PG* environment)`)
+	f.StringVar(&o.DSN, "dsn", "", `connection string or URL, e.g. "host=/var/run/postgresql user=postgres" (default: the PG* environment); never with a password: use ~/.pgpass, PGPASSFILE or PGPASSWORD`)
 	f.StringArrayVar(&o.Tags, "tag", nil, "tag the snapshot (repeatable)")
 	f.StringVar(&blockSize, "block-size", "", fmt.Sprintf("chunk size for relation files, a multiple of 8KiB (default %dKiB)", pg.DefaultBlockSize>>10))
 	f.DurationVar(&o.WALTimeout, "wal-timeout", 5*time.Minute, "how long to wait for the backup's WAL to reach the repository")

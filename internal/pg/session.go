@@ -51,8 +51,12 @@ type BackupStop struct {
 
 // Connect opens a session to dsn (a libpq connection string or URL; ""
 // uses the PG* environment variables) and reads what a backup needs to
-// know about the server.
+// know about the server. A dsn holding a password is refused: passwords
+// come from a password file or PGPASSWORD.
 func Connect(ctx context.Context, dsn string) (*Session, error) {
+	if err := checkDSN(dsn); err != nil {
+		return nil, err
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("PostgreSQL connection string: %w", err)
