@@ -649,10 +649,13 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, context.Cause(ctx)
 	}
-	if off != size {
-		// The file changed while it was read. What was read is stored
-		// consistently; the node records the size actually read.
-		a.log.Warn("file changed during backup", "path", j.abs, "size_at_start", size, "read", off)
+	if off != int64(j.f.node.Size) {
+		// The file changed between the walk's lstat (which the node's
+		// metadata comes from) and the end of the read. What was read is
+		// stored consistently: the node records the size actually read,
+		// or its content would not add up to its size and the restore
+		// would refuse it.
+		a.log.Warn("file changed during backup", "path", j.abs, "size_listed", j.f.node.Size, "size_opened", size, "read", off)
 		j.f.node.Size = uint64(off)
 	}
 	ids := make([]id.ID, len(res))

@@ -146,3 +146,68 @@ func (c *treeCounter) SaveBlob(ctx context.Context, t index.BlobType, data []byt
 	}
 	return c.Repository.SaveBlob(ctx, t, data)
 }
+
+// A file that grows (or shrinks) between the directory walk's lstat and
+// the read records the size it was read at, so that its content adds up
+// to its size and it restores: a PostgreSQL relation file extended during
+// a base backup was stored with the lstat size and 16 KiB more content,
+// and the restore refused it ("content adds up to ...").
+func TestFileChangedBeforeRead(t *testing.T) {
+	ctx := context.Background()
+	kdf := crypto.FastKDFParamsForTests()
+	repo, err := repository.Init(ctx, mem.New(), []byte("pw"), repository.InitOptions{Options: repository.Options{KDF: &kdf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	grow, shrink := filepath.Join(src, "grows"), filepath.Join(src, "shrinks")
+	for _, p := range []string{grow, shrink} {
+		if err := os.WriteFile(p, make([]byte, 3<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Exclude is asked right after the walk's lstat, before the file is
+	// opened: change the files there.
+	a := New(repo, Options{Exclude: func(rel string, _ fs.FileInfo) bool {
+		var err error
+		switch rel {
+		case "grows":
+			var f *os.File
+			if f, err = os.OpenFile(grow, os.O_APPEND|os.O_WRONLY, 0); err == nil {
+				_, err = f.Write(make([]byte, 16<<10))
+				f.Close()
+			}
+		case "shrinks":
+			err = os.Truncate(shrink, 1<<20)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+		return false
+	}})
+	root, err := a.SnapshotDir(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := tree.Load(ctx, repo, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]uint64{"grows": 3<<20 + 16<<10, "shrinks": 1 << 20} {
+		n := tr.Find(name)
+		var sum uint64
+		for _, bid := range n.Content {
+			e, ok := repo.Index().Lookup(bid)
+			if !ok {
+				t.Fatalf("%s: blob %s not indexed", name, bid.Short())
+			}
+			sum += uint64(e.RawLength)
+		}
+		if n.Size != want || sum != want {
+			t.Errorf("%s: size %d, content %d bytes, want both %d", name, n.Size, sum, want)
+		}
+	}
+}
