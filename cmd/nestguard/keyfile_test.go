@@ -4,8 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -118,5 +122,58 @@ func TestPlantedKeySlots(t *testing.T) {
 	e.must("--key-slot", own, "snapshots")
 	if r := e.run("--key-slot", escape[:8], "snapshots"); r.code != 1 || !strings.Contains(r.stderr, "wrong passphrase") {
 		t.Errorf("--key-slot naming another slot: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// A nestguard process writes no core file and is not dumpable: its
+// /proc/PID/mem and environ belong to root, so another process of its user
+// cannot read its memory to find the keys. It still opens
+// --password-file <(...) and /dev/stdin (its own /proc/self/fd).
+func TestProcessNotDumpable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run nestguard as another user")
+	}
+	e := newEnv(t)
+	e.cred = &syscall.Credential{Uid: 65534, Gid: 65534}
+	if err := os.Chmod(e.dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	// A process substitution and /dev/stdin, as that user.
+	sh := exec.Command("bash", "-c", `"$0" --repo "$1" init --password-file <(echo "$2") && "$0" --repo "$1" snapshots --password-file /dev/stdin <<< "$2"`, ngBin, e.repo, e.pass)
+	sh.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
+	if out, err := sh.CombinedOutput(); err != nil {
+		t.Fatalf("password file from <(...) and /dev/stdin: %v\n%s", err, out)
+	}
+	// A command that waits on its passphrase (a FIFO): look at it meanwhile.
+	fifo := filepath.Join(e.dir, "pass.fifo")
+	if err := syscall.Mkfifo(fifo, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	c := e.cmd("snapshots", "--password-file", fifo)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	proc := filepath.Join("/proc", strconv.Itoa(c.Process.Pid))
+	var owner uint32 = 65534
+	for range 300 {
+		if fi, err := os.Stat(filepath.Join(proc, "environ")); err == nil {
+			if owner = fi.Sys().(*syscall.Stat_t).Uid; owner == 0 {
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	limits, _ := os.ReadFile(filepath.Join(proc, "limits"))
+	if err := os.WriteFile(fifo, []byte(e.pass), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatalf("snapshots: %v", err)
+	}
+	if owner != 0 {
+		t.Errorf("%s/environ belongs to uid %d: the process is dumpable", proc, owner)
+	}
+	if !regexp.MustCompile(`Max core file size\s+0\s+0`).Match(limits) {
+		t.Errorf("core files not disabled:\n%s", limits)
 	}
 }

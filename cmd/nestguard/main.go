@@ -37,6 +37,7 @@ type partialError struct{ msg string }
 func (e *partialError) Error() string { return e.msg }
 
 func main() {
+	hardenProcess()
 	ctx, stop := signalContext(context.Background())
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:]))
