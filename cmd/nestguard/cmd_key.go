@@ -135,7 +135,17 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 	remove := &cobra.Command{
 		Use:   "remove ID",
 		Short: "Remove a key slot (not the last one, nor the one in use)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Remove a key slot (not the last one, nor the one in use).
+
+Removing a slot stops its passphrase or key file from opening the
+repository only for as long as the slot's object is really gone. It does not
+change the master key: whoever held that passphrase and kept a copy of the
+slot (or can still read it: under Object Lock the removed slot's object,
+or an old version of it, stays readable until its retention ends) can still
+open the repository. Revoking a secret that may have leaked needs the
+master key changed (re-keying, which nestguard does not do yet; see
+docs/security.md).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
