@@ -238,13 +238,13 @@ func (a *app) openRepository(ctx context.Context, loc string, lo location.Option
 // findSnapshots resolves each reference (an id prefix or "latest") among
 // the repository's snapshots, in the order given.
 func findSnapshots(ctx context.Context, repo *repository.Repository, refs ...string) ([]*snapshot.Snapshot, error) {
-	list, _, err := snapshot.List(ctx, repo)
+	list, unreadable, err := snapshot.List(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*snapshot.Snapshot, len(refs))
 	for i, ref := range refs {
-		if out[i], err = snapshot.Find(list, ref, snapshot.Filter{}); err != nil {
+		if out[i], err = snapshot.Find(list, unreadable, ref, snapshot.Filter{}); err != nil {
 			return nil, err
 		}
 	}

@@ -19,16 +19,19 @@ func (a *app) snapshotsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshots",
 		Short: "List snapshots",
-		Args:  cobra.NoArgs,
+		Long: `List the snapshots, oldest first.
+
+A snapshot object that cannot be read (damaged on storage) is named on
+stderr and the command exits 3: its time, host and paths are unknown, so
+the list lacks it. While one is unreadable, 'latest' chooses nothing in any
+command (it could be the newest): name snapshots by their id instead.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
-				list, errs, err := snapshot.List(ctx, repo)
+				list, unreadable, err := snapshot.List(ctx, repo)
 				if err != nil {
 					return err
-				}
-				for _, e := range errs {
-					a.log.Error("unreadable snapshot", "err", e)
 				}
 				var shown []*snapshot.Snapshot
 				for _, sn := range list {
@@ -46,7 +49,10 @@ func (a *app) snapshotsCommand() *cobra.Command {
 						}
 						out = append(out, m)
 					}
-					return a.printJSON(out)
+					if err := a.printJSON(out); err != nil {
+						return err
+					}
+					return unreadableSnapshots(a, unreadable)
 				}
 				tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tTime\tKind\tHost\tTags\tSize\tPaths")
@@ -60,7 +66,7 @@ func (a *app) snapshotsCommand() *cobra.Command {
 				}
 				tw.Flush()
 				a.printf("%d snapshots\n", len(shown))
-				return nil
+				return unreadableSnapshots(a, unreadable)
 			})
 		},
 	}
@@ -68,6 +74,18 @@ func (a *app) snapshotsCommand() *cobra.Command {
 	cmd.Flags().StringArrayVar(&f.Tags, "tag", nil, "only snapshots with this tag (repeatable)")
 	cmd.Flags().StringVar(&f.Kind, "kind", "", "only snapshots of this kind (files, postgres)")
 	return cmd
+}
+
+// unreadableSnapshots names the snapshot objects that could not be read
+// and makes the command exit 3: the list shown lacks them.
+func unreadableSnapshots(a *app, unreadable []error) error {
+	if len(unreadable) == 0 {
+		return nil
+	}
+	for _, e := range unreadable {
+		fmt.Fprintf(a.stderr, "error: %v\n", e)
+	}
+	return &partialError{fmt.Sprintf("%d snapshots could not be read and are not listed (their time, host and paths are unknown): run 'nestguard verify'", len(unreadable))}
 }
 
 func (a *app) lsCommand() *cobra.Command {

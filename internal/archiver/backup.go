@@ -64,7 +64,7 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 			log.Info("removed stale temporary files", "count", n)
 		}
 	}
-	parent, err := findParent(ctx, repo, o.ParentID, snapshot.Filter{Kind: snapshot.KindFiles, Host: host, Paths: abs})
+	parent, err := findParent(ctx, repo, o.ParentID, snapshot.Filter{Kind: snapshot.KindFiles, Host: host, Paths: abs}, o.Log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -115,21 +115,26 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 	return sn, a.Errors(), nil
 }
 
-func findParent(ctx context.Context, repo *repository.Repository, ref string, f snapshot.Filter) (*snapshot.Snapshot, error) {
-	list, _, err := snapshot.List(ctx, repo)
+// findParent resolves the parent a user named, or else picks the newest
+// readable snapshot of the same host and paths: the parent only spares
+// reading unchanged files, so an unreadable snapshot costs time here, not
+// correctness, and must not stop backups (it is logged).
+func findParent(ctx context.Context, repo *repository.Repository, ref string, f snapshot.Filter, log *slog.Logger) (*snapshot.Snapshot, error) {
+	list, unreadable, err := snapshot.List(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
 	if ref != "" {
-		sn, err := snapshot.Find(list, ref, snapshot.Filter{})
+		sn, err := snapshot.Find(list, unreadable, ref, snapshot.Filter{})
 		if err != nil {
 			return nil, fmt.Errorf("parent: %w", err)
 		}
 		return sn, nil
 	}
-	sn, err := snapshot.Find(list, "latest", f)
-	if err != nil {
-		return nil, nil // first backup of these paths
+	if log != nil {
+		for _, e := range unreadable {
+			log.Warn("unreadable snapshot not considered as the parent; run 'nestguard verify'", "err", e)
+		}
 	}
-	return sn, nil
+	return snapshot.Newest(list, f), nil // nil: first backup of these paths
 }

@@ -120,7 +120,7 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 	for _, e := range srcErrs {
 		res.Unreadable = append(res.Unreadable, e.Error())
 	}
-	selected, err := selectSnapshots(srcList, refs, all)
+	selected, err := selectSnapshots(srcList, srcErrs, refs, all)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +197,7 @@ func (c *Copier) origin(sn *snapshot.Snapshot) string {
 	return c.src.Config().ID + "/" + sn.ID.String()
 }
 
-func selectSnapshots(list []*snapshot.Snapshot, refs []string, all bool) ([]*snapshot.Snapshot, error) {
+func selectSnapshots(list []*snapshot.Snapshot, unreadable []error, refs []string, all bool) ([]*snapshot.Snapshot, error) {
 	switch {
 	case all && len(refs) > 0:
 		return nil, errors.New("give snapshots or --all, not both")
@@ -209,7 +209,7 @@ func selectSnapshots(list []*snapshot.Snapshot, refs []string, all bool) ([]*sna
 	seen := make(map[id.ID]bool)
 	var out []*snapshot.Snapshot
 	for _, ref := range refs {
-		sn, err := snapshot.Find(list, ref, snapshot.Filter{})
+		sn, err := snapshot.Find(list, unreadable, ref, snapshot.Filter{})
 		if err != nil {
 			return nil, fmt.Errorf("source: %w", err)
 		}

@@ -202,11 +202,11 @@ func pickBase(ctx context.Context, repo *repository.Repository, o RestoreOptions
 			return nil, nil, err
 		}
 	} else {
-		list, _, err := snapshot.List(ctx, repo)
+		list, unreadable, err := snapshot.List(ctx, repo)
 		if err != nil {
 			return nil, nil, err
 		}
-		if base, err = snapshot.Find(list, o.From, snapshot.Filter{Kind: snapshot.KindPostgres}); err != nil {
+		if base, err = snapshot.Find(list, unreadable, o.From, snapshot.Filter{Kind: snapshot.KindPostgres}); err != nil {
 			return nil, nil, fmt.Errorf("--snapshot: %w", err)
 		}
 		if err := st.CheckFrom(ctx, o.Target, base); err != nil {

@@ -5,6 +5,7 @@ package snapshot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -87,8 +88,27 @@ func Load(ctx context.Context, s Store, oid id.ID) (*Snapshot, error) {
 	return &sn, nil
 }
 
+// ErrUnreadable marks a snapshot object that exists but could not be read:
+// damaged on storage, or not readable right now.
+var ErrUnreadable = errors.New("snapshot cannot be read")
+
+// Unreadable is a snapshot object List could not read. Nothing of it is
+// known but its ID: not its time, kind, host or paths.
+type Unreadable struct {
+	ID  id.ID
+	Err error
+}
+
+func (u *Unreadable) Error() string {
+	return fmt.Sprintf("snapshot %s cannot be read: %v", u.ID.Short(), u.Err)
+}
+
+// Unwrap returns both ErrUnreadable and the cause.
+func (u *Unreadable) Unwrap() []error { return []error{ErrUnreadable, u.Err} }
+
 // List loads every snapshot, oldest first. Unreadable snapshots are
-// returned as errors beside the readable ones.
+// returned as errors (each an *Unreadable) beside the readable ones;
+// callers resolving references pass them on to Find.
 func List(ctx context.Context, s Store) ([]*Snapshot, []error, error) {
 	ids, err := s.ListObjects(ctx, backend.SnapshotFile)
 	if err != nil {
@@ -107,7 +127,10 @@ func List(ctx context.Context, s Store) ([]*Snapshot, []error, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				errs = append(errs, err)
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				errs = append(errs, &Unreadable{ID: oid, Err: errors.Unwrap(err)})
 				return nil
 			}
 			out = append(out, sn)
@@ -117,6 +140,7 @@ func List(ctx context.Context, s Store) ([]*Snapshot, []error, error) {
 	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	slices.SortFunc(out, func(a, b *Snapshot) int {
 		if c := a.Time.Compare(b.Time); c != 0 {
 			return c
@@ -160,9 +184,16 @@ func sortedCopy(s []string) []string {
 }
 
 // Find resolves ref ("latest", or a unique prefix of an ID) among list,
-// which must be sorted oldest first.
-func Find(list []*Snapshot, ref string, f Filter) (*Snapshot, error) {
+// which must be sorted oldest first. unreadable is what List returned
+// beside it: a snapshot that could not be read may be the newest, or the
+// one a prefix names, so "latest" fails while any is unreadable (naming
+// them, and how to choose a snapshot by its ID instead), and so does a
+// prefix that matches one. IDs of readable snapshots keep working.
+func Find(list []*Snapshot, unreadable []error, ref string, f Filter) (*Snapshot, error) {
 	if ref == "latest" {
+		if len(unreadable) > 0 {
+			return nil, latestUnreadable(unreadable)
+		}
 		for i := len(list) - 1; i >= 0; i-- {
 			if f.Match(list[i]) {
 				return list[i], nil
@@ -180,13 +211,51 @@ func Find(list []*Snapshot, ref string, f Filter) (*Snapshot, error) {
 			found = append(found, sn)
 		}
 	}
-	switch len(found) {
-	case 0:
+	var bad []error
+	for _, e := range unreadable {
+		var u *Unreadable
+		if errors.As(e, &u) && !strings.HasPrefix(u.ID.String(), ref) {
+			continue
+		}
+		bad = append(bad, e) // matches, or cannot be attributed
+	}
+	switch {
+	case len(found)+len(bad) > 1 && len(bad) > 0:
+		return nil, fmt.Errorf("snapshot id prefix %q is ambiguous: %d snapshots match, %d of them unreadable (%w); give more digits",
+			ref, len(found)+len(bad), len(bad), bad[0])
+	case len(bad) == 1:
+		return nil, fmt.Errorf("%w; run 'nestguard verify' and choose another snapshot (see 'nestguard snapshots')", bad[0])
+	case len(found) == 0:
 		return nil, fmt.Errorf("no snapshot %q (see 'nestguard snapshots')", ref)
-	case 1:
+	case len(found) == 1:
 		return found[0], nil
 	}
 	return nil, fmt.Errorf("snapshot id prefix %q is ambiguous: %d snapshots match; give more digits", ref, len(found))
+}
+
+// latestUnreadable is why "latest" cannot be resolved while snapshots are
+// unreadable.
+func latestUnreadable(unreadable []error) error {
+	msgs := make([]string, len(unreadable))
+	for i, e := range unreadable {
+		msgs[i] = e.Error()
+	}
+	return fmt.Errorf("%w: %s; it may be the newest, so 'latest' chose nothing: "+
+		"name the snapshot to use by its id (see 'nestguard snapshots'), and run 'nestguard verify'",
+		ErrUnreadable, strings.Join(msgs, "; "))
+}
+
+// Newest returns the newest snapshot of list (sorted oldest first) that
+// matches f, or nil, ignoring unreadable snapshots. It is for choosing a
+// parent to compare a backup with, where any readable snapshot serves and
+// an older one only costs time; a reference a user gave goes to Find.
+func Newest(list []*Snapshot, f Filter) *Snapshot {
+	for i := len(list) - 1; i >= 0; i-- {
+		if f.Match(list[i]) {
+			return list[i]
+		}
+	}
+	return nil
 }
 
 func (f Filter) describe() string {
