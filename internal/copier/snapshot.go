@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/needs"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
@@ -105,30 +106,19 @@ func (c *Copier) copySnapshot(ctx context.Context, sn *snapshot.Snapshot, seed *
 // details are handled as generic JSON so every other field is kept as is.
 const pgControlKey = "pg_control_blob"
 
+// pgControlBlob is the pg_control blob sn needs (internal/needs), or
+// id.Null.
 func pgControlBlob(sn *snapshot.Snapshot) (id.ID, error) {
-	if sn.Kind != snapshot.KindPostgres || len(sn.Extra) == 0 {
-		return id.Null, nil
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(sn.Extra, &m); err != nil {
-		return id.Null, fmt.Errorf("snapshot %s: PostgreSQL details unreadable: %w", sn.ID.Short(), err)
-	}
-	raw, ok := m[pgControlKey]
-	if !ok {
-		return id.Null, nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return id.Null, fmt.Errorf("snapshot %s: %s: %w", sn.ID.Short(), pgControlKey, err)
-	}
-	if s == "" {
-		return id.Null, nil
-	}
-	bid, err := id.Parse(s)
+	n, err := needs.Of(sn)
 	if err != nil {
-		return id.Null, fmt.Errorf("snapshot %s: %s: %w", sn.ID.Short(), pgControlKey, err)
+		return id.Null, err
 	}
-	return bid, nil
+	for _, b := range n.Blobs {
+		if b.What == needs.PGControl {
+			return b.ID, nil
+		}
+	}
+	return id.Null, nil
 }
 
 func mapPGControl(extra json.RawMessage, nid id.ID) (json.RawMessage, error) {

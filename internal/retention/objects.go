@@ -5,7 +5,6 @@ package retention
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/needs"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
 	"github.com/nestguard/nestguard/internal/tree"
@@ -135,20 +135,14 @@ func (c *Collector) Objects(ctx context.Context, sn *snapshot.Snapshot) (*Set, e
 	}
 	s := &Set{Snapshot: sn.ID, Keys: slices.Clone(c.keys)}
 	w := &walker{idx: c.repo.Index(), repo: c.repo, packs: make(map[id.ID]struct{}), seen: make(map[id.ID]struct{})}
-	var pg pgRefs
-	if sn.Kind == snapshot.KindPostgres {
-		if err := json.Unmarshal(sn.Extra, &pg); err != nil {
-			return nil, fmt.Errorf("snapshot %s: PostgreSQL details unreadable: %w", sn.ID.Short(), err)
-		}
-		if pg.PGControl != "" {
-			bid, err := id.Parse(pg.PGControl)
-			if err != nil {
-				return nil, fmt.Errorf("snapshot %s: pg_control blob: %w", sn.ID.Short(), err)
-			}
-			w.blob(bid)
-		}
+	need, err := needs.Of(sn)
+	if err != nil {
+		return nil, err
 	}
-	if err := w.walk(ctx, sn.Tree); err != nil {
+	for _, b := range need.Blobs {
+		w.blob(b.ID)
+	}
+	if err := w.walk(ctx, need.Tree); err != nil {
 		return nil, err
 	}
 	s.Missing = w.missing
@@ -167,52 +161,14 @@ func (c *Collector) Objects(ctx context.Context, sn *snapshot.Snapshot) (*Set, e
 	}
 	sortIDs(s.Packs)
 	sortIDs(s.Indexes)
-	if sn.Kind == snapshot.KindPostgres && pg.StartWAL != "" {
+	if len(need.WAL) > 0 {
 		names, err := c.wal(ctx)
 		if err != nil {
 			return nil, err
 		}
-		s.WAL = walRange(names, pg.StartWAL, pg.StopWAL)
+		s.WAL = need.WALObjects(names)
 	}
 	return s, nil
-}
-
-// pgRefs is the part of a PostgreSQL snapshot's details (internal/pg's
-// BackupInfo) naming stored objects, decoded here without importing pg.
-type pgRefs struct {
-	StartWAL  string `json:"start_wal"`
-	StopWAL   string `json:"stop_wal"`
-	PGControl string `json:"pg_control_blob"`
-}
-
-// walRange returns the WAL objects of segments start to stop, including
-// backup history files and partial segments, and the timeline history file
-// of stop's timeline.
-func walRange(names []string, start, stop string) []string {
-	if stop == "" {
-		stop = start
-	}
-	var out []string
-	for _, n := range names {
-		switch {
-		case len(n) >= 24 && isHex(n[:24]) && n[:24] >= start && n[:24] <= stop:
-			out = append(out, n)
-		case len(stop) >= 8 && n == stop[:8]+".history":
-			out = append(out, n)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-func isHex(s string) bool {
-	for i := range len(s) {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
 
 func sortIDs(ids []id.ID) {

@@ -191,19 +191,6 @@ func TestApplyWithoutPolicy(t *testing.T) {
 	}
 }
 
-func TestWALRange(t *testing.T) {
-	names := []string{
-		"000000010000000000000001", "000000010000000000000002", "000000010000000000000002.00000028.backup",
-		"000000010000000000000003", "000000010000000000000004", "00000001.history", "00000002.history",
-		"000000020000000000000003", "garbage",
-	}
-	got := walRange(names, "000000010000000000000002", "000000010000000000000003")
-	want := []string{"00000001.history", "000000010000000000000002", "000000010000000000000002.00000028.backup", "000000010000000000000003"}
-	if !slices.Equal(got, want) {
-		t.Errorf("walRange = %v, want %v", got, want)
-	}
-}
-
 func TestObjectsOfPostgresSnapshot(t *testing.T) {
 	ctx := context.Background()
 	be := locktest.New(true)
@@ -241,21 +228,3 @@ func TestObjectsOfPostgresSnapshot(t *testing.T) {
 	}
 }
 
-// A snapshot's stored details are untrusted: decoding the WAL range never
-// panics and only ever names listed objects.
-func FuzzWALRange(f *testing.F) {
-	f.Add(`{"start_wal":"000000010000000000000002","stop_wal":"000000010000000000000003"}`, "000000010000000000000002")
-	f.Add(`{"start_wal":"","stop_wal":"0"}`, "00000001.history")
-	f.Fuzz(func(t *testing.T, extra, name string) {
-		var pg pgRefs
-		if json.Unmarshal([]byte(extra), &pg) != nil {
-			return
-		}
-		names := []string{name, "000000010000000000000002", "00000001.history"}
-		for _, got := range walRange(names, pg.StartWAL, pg.StopWAL) {
-			if !slices.Contains(names, got) {
-				t.Fatalf("walRange invented %q", got)
-			}
-		}
-	})
-}
