@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -29,10 +31,23 @@ func (e IndexError) Error() string { return fmt.Sprintf("index %s: %v", e.ID.Sho
 const indexFlushPacks = 16
 
 // LoadIndex reads every index object not yet loaded into the in-memory
-// index. Unreadable index objects are recorded (see IndexErrors) and
-// skipped so that verify and restore can report what they lose; LoadIndex
-// fails only when the listing fails.
+// index. It can be called again to add the index objects written since.
+// Unreadable index objects are recorded (see IndexErrors) and skipped;
+// while any is, the headers of the packs no readable index object lists
+// are read instead (see HeaderPacks), so that one damaged index object
+// loses nothing that intact packs hold. LoadIndex fails only when a
+// listing or a pack read fails.
 func (r *Repository) LoadIndex(ctx context.Context) error {
+	if err := r.loadIndexObjects(ctx); err != nil {
+		return err
+	}
+	if len(r.IndexErrors()) == 0 {
+		return nil
+	}
+	return r.indexFromHeaders(ctx)
+}
+
+func (r *Repository) loadIndexObjects(ctx context.Context) error {
 	ids, err := r.ListObjects(ctx, backend.IndexFile)
 	if err != nil {
 		return err
@@ -56,8 +71,14 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 				if gctx.Err() != nil {
 					return gctx.Err()
 				}
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil // removed since listed: superseded (see RepairIndex)
+				}
+				if slices.ContainsFunc(r.idxErrors, func(e IndexError) bool { return e.ID == iid }) {
+					return nil
+				}
 				r.idxErrors = append(r.idxErrors, IndexError{ID: iid, Err: err})
-				r.log.Warn("unreadable index object", "id", iid.String(), "err", err)
+				r.log.Warn("unreadable index object", "object", "index/"+iid.String(), "err", err)
 				return nil
 			}
 			for _, p := range f.Packs {
@@ -65,8 +86,11 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 					e.Pack = p.Pack
 					r.idx.Add(e)
 				}
+				delete(r.headerPacks, p.Pack)
 			}
 			r.loadedIndex[iid] = struct{}{}
+			// Read now after failing before (a read error that passed).
+			r.idxErrors = slices.DeleteFunc(r.idxErrors, func(e IndexError) bool { return e.ID == iid })
 			return nil
 		})
 	}
@@ -78,6 +102,119 @@ func (r *Repository) IndexErrors() []IndexError {
 	r.idxMu.Lock()
 	defer r.idxMu.Unlock()
 	return slices.Clone(r.idxErrors)
+}
+
+// HeaderPacks lists the packs whose blobs LoadIndex took from their headers
+// because no readable index object lists them, and that no index object
+// written since lists either. While an index object is unreadable, these
+// are the packs it may have listed (or packs of an interrupted or running
+// backup).
+func (r *Repository) HeaderPacks() []id.ID {
+	r.idxMu.Lock()
+	defer r.idxMu.Unlock()
+	out := make([]id.ID, 0, len(r.headerPacks))
+	for p := range r.headerPacks {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b id.ID) int { return slices.Compare(a[:], b[:]) })
+	return out
+}
+
+// indexFromHeaders reads the headers of the packs no loaded index object
+// lists into the in-memory index, without writing an index object (a
+// restore or verify writes nothing): the fallback for unreadable index
+// objects. Packs whose header is damaged are skipped with a warning.
+func (r *Repository) indexFromHeaders(ctx context.Context) error {
+	pids, err := r.unlistedPacks(ctx)
+	if err != nil {
+		return err
+	}
+	found, _, err := r.readHeaders(ctx, pids)
+	if err != nil {
+		return err
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	r.idxMu.Lock()
+	for _, pb := range found {
+		r.headerPacks[pb.Pack] = pb
+	}
+	var names []string
+	for _, ie := range r.idxErrors {
+		names = append(names, "index/"+ie.ID.String())
+	}
+	r.idxMu.Unlock()
+	r.log.Warn("index objects cannot be read: blobs located from the headers of the packs no readable index lists; run 'nestguard repair index'",
+		"damaged", strings.Join(names, ", "), "packs", len(found))
+	return nil
+}
+
+// unlistedPacks lists the packs that no loaded index object lists, nor
+// LoadIndex read from headers.
+func (r *Repository) unlistedPacks(ctx context.Context) ([]id.ID, error) {
+	known := make(map[id.ID]struct{})
+	for _, p := range r.idx.Packs() {
+		known[p] = struct{}{}
+	}
+	var out []id.ID
+	err := r.be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
+		pid, err := id.Parse(fi.Name)
+		if err != nil {
+			return nil
+		}
+		if _, ok := known[pid]; !ok {
+			out = append(out, pid)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing packs: %w", err)
+	}
+	return out, nil
+}
+
+// readHeaders reads the headers of pids and adds their blobs to the
+// in-memory index. A pack whose header is damaged is skipped with a
+// warning and returned in bad; other read errors fail.
+func (r *Repository) readHeaders(ctx context.Context, pids []id.ID) (found []index.PackBlobs, bad []id.ID, err error) {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, pid := range pids {
+		g.Go(func() error {
+			blobs, _, err := r.PackHeader(gctx, pid)
+			if err != nil {
+				if errors.Is(err, ErrObjectCorrupted) {
+					// Nothing indexes the pack: nothing is lost that
+					// was not already. verify reports it.
+					r.log.Warn("skipping unindexed pack with an unreadable header", "pack", pid.String(), "err", err)
+					mu.Lock()
+					bad = append(bad, pid)
+					mu.Unlock()
+					return nil
+				}
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil // gone since listed
+				}
+				return err
+			}
+			pb := index.PackBlobs{Pack: pid}
+			for _, b := range blobs {
+				e := index.Entry{ID: b.ID, Type: index.BlobType(b.Type), Pack: pid, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength}
+				r.idx.Add(e)
+				pb.Blobs = append(pb.Blobs, e)
+			}
+			mu.Lock()
+			found = append(found, pb)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	return found, bad, nil
 }
 
 // registerPack adds the blobs of a durable pack to the in-memory index and
@@ -166,68 +303,51 @@ func (r *Repository) PackHeader(ctx context.Context, pid id.ID) ([]pack.Blob, in
 }
 
 // IndexOrphanPacks finds packs that no index object mentions (left by an
-// interrupted backup, or by a concurrent one still running), reads their
-// headers and indexes their blobs so they are reused instead of rewritten.
-// It returns how many packs it indexed.
+// interrupted backup, or by a concurrent one still running, or listed only
+// by an unreadable index object), reads their headers and writes an index
+// object for them, so their blobs are reused instead of rewritten and
+// restores find them without reading headers again. It returns how many
+// packs it indexed.
 func (r *Repository) IndexOrphanPacks(ctx context.Context) (int, error) {
-	known := make(map[id.ID]struct{})
-	for _, p := range r.idx.Packs() {
-		known[p] = struct{}{}
-	}
-	var orphans []id.ID
-	err := r.be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
-		pid, err := id.Parse(fi.Name)
-		if err != nil {
-			return nil
-		}
-		if _, ok := known[pid]; !ok {
-			orphans = append(orphans, pid)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("listing packs: %w", err)
-	}
-	var (
-		mu    sync.Mutex
-		found []index.PackBlobs
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for _, pid := range orphans {
-		g.Go(func() error {
-			blobs, _, err := r.PackHeader(gctx, pid)
-			if err != nil {
-				if errors.Is(err, ErrObjectCorrupted) {
-					// A damaged orphan is not worth failing a backup over;
-					// verify reports it.
-					r.log.Warn("skipping unreadable unindexed pack", "pack", pid.String(), "err", err)
-					return nil
-				}
-				return err
-			}
-			pb := index.PackBlobs{Pack: pid}
-			for _, b := range blobs {
-				e := index.Entry{ID: b.ID, Type: index.BlobType(b.Type), Pack: pid, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength}
-				r.idx.Add(e)
-				pb.Blobs = append(pb.Blobs, e)
-			}
-			mu.Lock()
-			found = append(found, pb)
-			mu.Unlock()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	if len(found) > 0 {
-		if err := r.writeIndex(ctx, found); err != nil {
-			return 0, err
-		}
-	}
-	return len(found), nil
+	n, _, err := r.indexOrphans(ctx)
+	return n, err
 }
+
+func (r *Repository) indexOrphans(ctx context.Context) (int, []id.ID, error) {
+	orphans, err := r.unlistedPacks(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	found, bad, err := r.readHeaders(ctx, orphans)
+	if err != nil {
+		return 0, nil, err
+	}
+	r.idxMu.Lock()
+	for _, pb := range r.headerPacks {
+		found = append(found, pb)
+	}
+	r.idxMu.Unlock()
+	total := len(found)
+	// An index object holds at most maxIndexPacks packs, far below the
+	// size limit of a stored object.
+	for len(found) > 0 {
+		n := min(len(found), maxIndexPacks)
+		if err := r.writeIndex(ctx, found[:n]); err != nil {
+			return 0, nil, err
+		}
+		r.idxMu.Lock()
+		for _, pb := range found[:n] {
+			delete(r.headerPacks, pb.Pack)
+		}
+		r.idxMu.Unlock()
+		found = found[n:]
+	}
+	return total, bad, nil
+}
+
+// maxIndexPacks bounds the packs of one index object written for orphans:
+// 4096 packs of ~20 blobs is about 4 MiB.
+const maxIndexPacks = 4096
 
 func readRange(ctx context.Context, be backend.Backend, h backend.Handle, off, n int64) ([]byte, error) {
 	rd, err := be.Load(ctx, h, off, n)

@@ -59,6 +59,7 @@ type Repository struct {
 	idxMu        sync.Mutex
 	idxErrors    []IndexError // index objects that could not be read
 	loadedIndex  map[id.ID]struct{}
+	headerPacks  map[id.ID]index.PackBlobs // indexed from pack headers only, see HeaderPacks
 	pendingIndex []index.PackBlobs
 
 	kdfOverride *crypto.KDFParams
@@ -231,6 +232,7 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) (
 		idx:         index.NewMap(),
 		log:         o.logger(),
 		loadedIndex: make(map[id.ID]struct{}),
+		headerPacks: make(map[id.ID]index.PackBlobs),
 	}
 	if r.dec == nil {
 		r.dec = compress.NewCodec(compress.Fastest)
