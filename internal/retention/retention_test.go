@@ -227,4 +227,3 @@ func TestObjectsOfPostgresSnapshot(t *testing.T) {
 		t.Error("the pg_control blob's pack is not in the set")
 	}
 }
-
