@@ -20,15 +20,21 @@ func (a *app) verifyCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check that every snapshot can be restored",
-		Long: `Check the repository's structure: every index and snapshot object reads and
-authenticates, every tree and data blob a snapshot references is indexed
-and its pack exists with the right size.
+		Long: `Check that everything a restore of each snapshot reads is there: every
+index and snapshot object reads and authenticates, every tree and data blob
+a snapshot references is indexed and its pack exists with the right size,
+and for a PostgreSQL base backup its pg_control blob is indexed and every
+WAL segment from its start to its stop is stored.
 
 Without --read-data no pack is read. With --read-data, also read back
 every pack, or with --read-data PERCENT a random PERCENT of them, check
 its hash, and decrypt and hash every blob in it ('--read-data 5%' and
-'--read-data=5%' are the same). Damage is reported by snapshot and file.
-Exit code 1 when anything is wrong.`,
+'--read-data=5%' are the same), and read and authenticate the WAL
+segments base backups need (the same PERCENT). Damage is reported by
+snapshot and file. Exit code 1 when anything is wrong.
+
+verify takes no lock and may run while backups do: what they have not
+finished is not reported as damage.`,
 		Example: `  nestguard verify
   nestguard verify --read-data
   nestguard verify --read-data 5%   # a random 5% of packs, e.g. daily`,
@@ -60,11 +66,20 @@ Exit code 1 when anything is wrong.`,
 				} else {
 					a.printf("checked %d snapshots, %d packs", report.Snapshots, report.Packs)
 					if opt.ReadData {
-						a.printf("; read %d packs, %d blobs, %s", report.PacksRead, report.BlobsRead, progress.Bytes(report.BytesRead))
+						a.printf("; read %d packs, %d blobs, %d WAL segments, %s", report.PacksRead, report.BlobsRead, report.WALRead, progress.Bytes(report.BytesRead))
 					}
 					a.printf("\n")
 					if report.UnindexedPacks > 0 {
-						a.printf("%d packs are not indexed (left by an interrupted backup; the next backup reuses them)\n", report.UnindexedPacks)
+						a.printf("%d packs are not indexed (left by an interrupted backup; the next backup indexes and reuses them)\n", report.UnindexedPacks)
+					}
+					if report.DuplicatePacks > 0 {
+						a.printf("%d packs are not indexed but hold only blobs stored in other packs too (harmless duplicates, e.g. of concurrent backups)\n", report.DuplicatePacks)
+					}
+					if report.RecentPacks > 0 {
+						a.printf("%d packs written in the last hour are not indexed yet (a backup may be writing them)\n", report.RecentPacks)
+					}
+					for _, p := range report.Warnings {
+						fmt.Fprintf(a.stderr, "warning: %s: %s\n", p.Object, p.Error)
 					}
 					for _, p := range report.Problems {
 						fmt.Fprintf(a.stderr, "error: %s: %s\n", p.Object, p.Error)

@@ -1,7 +1,15 @@
-// Package checker verifies a repository: that every snapshot's trees and
-// data blobs are indexed and present (structure), and, when asked, that the
-// stored bytes still decrypt and hash to their IDs (read-back). Damage is
-// reported by snapshot and file, so an operator knows what is lost.
+// Package checker verifies a repository: that everything restoring each
+// snapshot reads (internal/needs: its trees and data blobs, and for a
+// PostgreSQL base backup its pg_control blob and WAL span) is indexed and
+// present (structure), and, when asked, that the stored bytes still
+// decrypt and hash to their IDs (read-back). Damage is reported by
+// snapshot and file, so an operator knows what is lost.
+//
+// A check takes no lock: backups may run meanwhile, and it must not take
+// what they are writing for damage. It lists the snapshots first and only
+// then WAL, index objects and packs: a snapshot is saved only once what it
+// needs is durable, so those later listings cover every snapshot checked.
+// Before a snapshot is reported damaged the index is read again.
 package checker
 
 import (
@@ -9,17 +17,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"path"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/needs"
+	"github.com/nestguard/nestguard/internal/pack"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
 	"github.com/nestguard/nestguard/internal/tree"
@@ -50,15 +62,31 @@ type SnapshotReport struct {
 
 // Report is the outcome of a check.
 type Report struct {
-	Snapshots        int              `json:"snapshots"`
-	Packs            int              `json:"packs"`
-	PacksRead        int              `json:"packs_read"`
-	BlobsRead        int64            `json:"blobs_read"`
-	BytesRead        int64            `json:"bytes_read"`
-	UnindexedPacks   int              `json:"unindexed_packs"`
+	Snapshots int   `json:"snapshots"`
+	Packs     int   `json:"packs"`
+	PacksRead int   `json:"packs_read"`
+	BlobsRead int64 `json:"blobs_read"`
+	BytesRead int64 `json:"bytes_read"`
+	WALRead   int   `json:"wal_read"`
+	// Packs no index object lists, by what they are: left by an
+	// interrupted backup (the next backup indexes and reuses them); holding
+	// only blobs indexed in other packs too (concurrent backups stored the
+	// same data: harmless); written within RecentPack (a backup may be
+	// writing them).
+	UnindexedPacks int `json:"unindexed_packs"`
+	DuplicatePacks int `json:"duplicate_packs"`
+	RecentPacks    int `json:"recent_packs"`
+	// Problems are damage or failed reads; Warnings are damaged objects no
+	// snapshot needs (nothing is lost).
 	Problems         []Problem        `json:"problems"`
+	Warnings         []Problem        `json:"warnings,omitempty"`
 	DamagedSnapshots []SnapshotReport `json:"damaged_snapshots"`
 }
+
+// RecentPack is how old an unindexed pack must be before it is taken for
+// one an interrupted backup left: a running backup indexes its packs 16 at
+// a time, and the last ones at its end.
+const RecentPack = time.Hour
 
 // OK reports whether nothing was found.
 func (r *Report) OK() bool { return len(r.Problems) == 0 && len(r.DamagedSnapshots) == 0 }
@@ -79,6 +107,8 @@ type Checker struct {
 	report   Report
 	badBlobs map[id.ID]string // blob -> why
 	memo     map[id.ID][]string
+	wal      map[string]bool   // WAL objects listed
+	walBad   map[string]string // WAL object -> why it cannot be read
 }
 
 // New returns a checker for repo, which must be open with its index loaded.
@@ -89,13 +119,19 @@ func New(repo *repository.Repository, opt Options) *Checker {
 	if opt.Percent <= 0 || opt.Percent > 100 {
 		opt.Percent = 100
 	}
-	return &Checker{repo: repo, opt: opt, badBlobs: map[id.ID]string{}, memo: map[id.ID][]string{}}
+	return &Checker{repo: repo, opt: opt, badBlobs: map[id.ID]string{}, memo: map[id.ID][]string{}, walBad: map[string]string{}}
 }
 
 func (c *Checker) problem(obj string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.report.Problems = append(c.report.Problems, Problem{Object: obj, Error: err.Error()})
+}
+
+func (c *Checker) warning(obj string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.report.Warnings = append(c.report.Warnings, Problem{Object: obj, Error: err.Error()})
 }
 
 func (c *Checker) markBad(b id.ID, why string) {
@@ -109,64 +145,64 @@ func (c *Checker) markBad(b id.ID, why string) {
 // Run checks the repository and returns the report. An error means the
 // check itself could not run (e.g. the storage is unreachable).
 func (c *Checker) Run(ctx context.Context) (*Report, error) {
-	for _, ie := range c.repo.IndexErrors() {
-		c.problem("index/"+ie.ID.String(), ie.Err)
+	snaps, unreadable, err := snapshot.List(ctx, c.repo)
+	if err != nil {
+		return nil, err
 	}
-	idx := c.repo.Index()
-
-	// Which packs exist, and how large.
-	sizes := map[id.ID]int64{}
-	err := c.repo.Backend().List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
+	for _, e := range unreadable {
+		obj := "snapshots"
+		var u *snapshot.Unreadable
+		if errors.As(e, &u) {
+			obj = "snapshots/" + u.ID.String()
+		}
+		c.problem(obj, e)
+	}
+	c.report.Snapshots = len(snaps)
+	if slices.ContainsFunc(snaps, func(sn *snapshot.Snapshot) bool { return sn.Kind == snapshot.KindPostgres }) {
+		if err := c.listWAL(ctx); err != nil {
+			return nil, err
+		}
+	}
+	// Index objects written since the repository was opened.
+	if err := c.repo.LoadIndex(ctx); err != nil {
+		return nil, err
+	}
+	packs := map[id.ID]backend.FileInfo{}
+	err = c.repo.Backend().List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
 		if pid, err := id.Parse(fi.Name); err == nil {
-			sizes[pid] = fi.Size
+			packs[pid] = fi
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing packs: %w", err)
 	}
+	idx := c.repo.Index()
+	c.checkIndexObjects(packs)
 	byPack := map[id.ID][]index.Entry{}
 	idx.Each(func(e index.Entry) bool {
 		byPack[e.Pack] = append(byPack[e.Pack], e)
 		return true
 	})
-	c.report.Packs = len(byPack)
-	for pid := range sizes {
-		if _, ok := byPack[pid]; !ok {
-			c.report.UnindexedPacks++
+	// Every pack an index object lists, including those whose blobs were
+	// all indexed in another pack first (concurrent backups of the same
+	// data): those hold no location the index uses, but are not orphans.
+	indexed := idx.Packs()
+	c.report.Packs = len(indexed)
+	var toRead []id.ID
+	for _, pid := range indexed {
+		if c.checkPackSize(ctx, pid, packs, byPack[pid]) {
+			toRead = append(toRead, pid)
 		}
 	}
-	var toRead []id.ID
-	for pid, es := range byPack {
-		size, ok := sizes[pid]
-		if !ok {
-			c.problem("data/"+pid.String(), errors.New("pack is missing"))
-			for _, e := range es {
-				c.markBad(e.ID, "pack "+pid.Short()+" is missing")
-			}
-			continue
-		}
-		var end int64
-		for _, e := range es {
-			end = max(end, int64(e.Offset)+int64(e.Length))
-		}
-		if size < end {
-			c.problem("data/"+pid.String(), fmt.Errorf("pack is truncated: %d bytes, index needs %d", size, end))
-			for _, e := range es {
-				if int64(e.Offset)+int64(e.Length) > size {
-					c.markBad(e.ID, "pack "+pid.Short()+" is truncated")
-				}
-			}
-		}
-		toRead = append(toRead, pid)
+	if err := c.classifyUnindexed(ctx, packs, indexed); err != nil {
+		return nil, err
 	}
 
 	if c.opt.ReadData {
 		slices.SortFunc(toRead, func(a, b id.ID) int { return slices.Compare(a[:], b[:]) })
 		if c.opt.Percent < 100 {
-			rand.Shuffle(len(toRead), func(i, j int) { toRead[i], toRead[j] = toRead[j], toRead[i] })
-			n := int(float64(len(toRead))*c.opt.Percent/100 + 0.999)
-			toRead = toRead[:min(len(toRead), max(n, 1))]
+			toRead = c.sample(toRead)
 		}
 		c.P.PacksTotal.Store(int64(len(toRead)))
 		if err := c.readPacks(ctx, toRead, byPack); err != nil {
@@ -174,10 +210,134 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		}
 	}
 
-	if err := c.checkSnapshots(ctx); err != nil {
+	if err := c.checkSnapshots(ctx, snaps); err != nil {
 		return nil, err
 	}
 	return &c.report, nil
+}
+
+// sample returns a random Percent of pids, at least one.
+func (c *Checker) sample(pids []id.ID) []id.ID {
+	rand.Shuffle(len(pids), func(i, j int) { pids[i], pids[j] = pids[j], pids[i] })
+	n := int(float64(len(pids))*c.opt.Percent/100 + 0.999)
+	return pids[:min(len(pids), max(n, 1))]
+}
+
+// checkIndexObjects reports the index objects that cannot be read: as
+// problems while packs no readable index object lists had to be read from
+// their headers (restores do the same, with a warning), as warnings once
+// every pack is listed by a readable one (superseded, see
+// docs/format.md).
+func (c *Checker) checkIndexObjects(packs map[id.ID]backend.FileInfo) {
+	ies := c.repo.IndexErrors()
+	if len(ies) == 0 {
+		return
+	}
+	// Packs of a running backup count too: what the damaged object
+	// listed cannot be told apart from them.
+	uncovered := 0
+	for _, pid := range c.repo.HeaderPacks() {
+		if _, ok := packs[pid]; ok {
+			uncovered++
+		}
+	}
+	for _, ie := range ies {
+		obj := "index/" + ie.ID.String()
+		if uncovered > 0 {
+			c.problem(obj, fmt.Errorf("%w; %d packs that no readable index object lists were read from their headers instead (nothing is lost if they read): run 'nestguard repair index'", ie.Err, uncovered))
+		} else {
+			c.warning(obj, fmt.Errorf("%w; superseded: every pack is listed by a readable index object ('nestguard repair index' deletes it where the storage allows)", ie.Err))
+		}
+	}
+}
+
+func recent(fi backend.FileInfo) bool {
+	return !fi.ModTime.IsZero() && time.Since(fi.ModTime) < RecentPack
+}
+
+// checkPackSize checks that indexed pack pid exists and is long enough for
+// its blobs, marking the blobs it loses. It reports whether to read it.
+func (c *Checker) checkPackSize(ctx context.Context, pid id.ID, packs map[id.ID]backend.FileInfo, es []index.Entry) bool {
+	fi, ok := packs[pid]
+	if !ok {
+		// Listed after the index was read, so it should be there: ask
+		// once more before calling it missing.
+		st, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.PackFile, Name: pid.String()})
+		if err != nil {
+			c.problem("data/"+pid.String(), fmt.Errorf("pack is missing: %w", err))
+			for _, e := range es {
+				c.markBad(e.ID, "pack "+pid.Short()+" is missing")
+			}
+			return false
+		}
+		fi = st
+	}
+	var end int64
+	for _, e := range es {
+		end = max(end, int64(e.Offset)+int64(e.Length))
+	}
+	if fi.Size < end {
+		c.problem("data/"+pid.String(), fmt.Errorf("pack is truncated: %d bytes, index needs %d", fi.Size, end))
+		for _, e := range es {
+			if int64(e.Offset)+int64(e.Length) > fi.Size {
+				c.markBad(e.ID, "pack "+pid.Short()+" is truncated")
+			}
+		}
+	}
+	return true
+}
+
+// classifyUnindexed counts the packs no index object lists by what they
+// are (see Report). Only their headers are read; no snapshot needs them.
+func (c *Checker) classifyUnindexed(ctx context.Context, packs map[id.ID]backend.FileInfo, indexed []id.ID) error {
+	known := make(map[id.ID]bool, len(indexed))
+	for _, p := range indexed {
+		known[p] = true
+	}
+	idx := c.repo.Index()
+	for pid, fi := range packs {
+		if known[pid] {
+			continue
+		}
+		if recent(fi) {
+			c.report.RecentPacks++
+			continue
+		}
+		blobs, _, err := c.repo.PackHeader(ctx, pid)
+		switch {
+		case errors.Is(err, repository.ErrObjectCorrupted):
+			c.warning("data/"+pid.String(), fmt.Errorf("unindexed pack, header unreadable (no snapshot uses it): %w", err))
+			continue
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.problem("data/"+pid.String(), fmt.Errorf("reading the header of an unindexed pack: %w", err))
+			continue
+		}
+		if !slices.ContainsFunc(blobs, func(b pack.Blob) bool { return !idx.Has(b.ID) }) {
+			c.report.DuplicatePacks++
+		} else {
+			c.report.UnindexedPacks++
+		}
+	}
+	return nil
+}
+
+// listWAL lists the WAL objects, after the snapshots: a base backup's
+// snapshot is saved only once its WAL is stored.
+func (c *Checker) listWAL(ctx context.Context) error {
+	c.wal = map[string]bool{}
+	err := c.repo.Backend().List(ctx, backend.WALFile, func(fi backend.FileInfo) error {
+		c.wal[fi.Name] = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing WAL: %w", err)
+	}
+	return nil
 }
 
 // readPacks reads packs whole, checks their hash and header, and opens
@@ -244,29 +404,126 @@ func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry) err
 	return nil
 }
 
-func (c *Checker) checkSnapshots(ctx context.Context) error {
-	snaps, errs, err := snapshot.List(ctx, c.repo)
-	if err != nil {
-		return err
-	}
-	for _, e := range errs {
-		c.problem("snapshots", e)
-	}
-	c.report.Snapshots = len(snaps)
+// checkSnapshots checks what each snapshot needs. A snapshot found damaged
+// is checked again after reading the index objects written since: a check
+// never reports as missing what a concurrent writer made durable.
+func (c *Checker) checkSnapshots(ctx context.Context, snaps []*snapshot.Snapshot) error {
+	var damaged []*snapshot.Snapshot
 	for _, sn := range snaps {
-		damaged, terrs := c.checkTree(ctx, sn.Tree, "/")
+		if r := c.checkSnapshot(ctx, sn); r != nil {
+			damaged = append(damaged, sn)
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if len(damaged) == 0 && len(terrs) == 0 {
-			continue
+	}
+	if len(damaged) == 0 {
+		return nil
+	}
+	if err := c.repo.LoadIndex(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	clear(c.memo)
+	c.mu.Unlock()
+	for _, sn := range damaged {
+		if r := c.checkSnapshot(ctx, sn); r != nil {
+			c.report.DamagedSnapshots = append(c.report.DamagedSnapshots, *r)
 		}
-		c.report.DamagedSnapshots = append(c.report.DamagedSnapshots, SnapshotReport{
-			ID: sn.ID.String(), Time: sn.Time.Format("2006-01-02 15:04:05"), Paths: sn.Paths,
-			Files: damaged, Errors: terrs,
-		})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 	}
 	return nil
+}
+
+// checkSnapshot checks everything restoring sn reads (internal/needs) and
+// returns what is damaged, or nil.
+func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot) *SnapshotReport {
+	var files, errs []string
+	need, err := needs.Of(sn)
+	if err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		files, errs = c.checkTree(ctx, need.Tree, "/")
+		for _, b := range need.Blobs {
+			if why := c.blobProblem(b.ID); why != "" {
+				errs = append(errs, fmt.Sprintf("%s blob %s: %s", b.What, b.ID.Short(), why))
+			}
+		}
+		errs = append(errs, c.checkWAL(ctx, need.WAL)...)
+	}
+	if len(files) == 0 && len(errs) == 0 {
+		return nil
+	}
+	return &SnapshotReport{
+		ID: sn.ID.String(), Time: sn.Time.Format("2006-01-02 15:04:05"), Paths: sn.Paths,
+		Files: files, Errors: errs,
+	}
+}
+
+// blobProblem says why blob b cannot be read, or "".
+func (c *Checker) blobProblem(b id.ID) string {
+	c.mu.Lock()
+	why, bad := c.badBlobs[b]
+	c.mu.Unlock()
+	switch {
+	case bad:
+		return why
+	case !c.repo.Index().Has(b):
+		return "not in the index (no pack holds it)"
+	}
+	return ""
+}
+
+// checkWAL checks that every WAL segment of a base backup's span is stored
+// and, with ReadData, that it reads (a random Percent of them).
+func (c *Checker) checkWAL(ctx context.Context, segs []string) []string {
+	var errs []string
+	for _, name := range segs {
+		if !c.wal[name] {
+			// Listed after the snapshot, so it should be there: ask once
+			// more before calling it missing.
+			if _, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.WALFile, Name: name}); err != nil {
+				errs = append(errs, fmt.Sprintf("WAL segment wal/%s is missing (%v): the base backup cannot be made consistent", name, err))
+				continue
+			}
+			c.wal[name] = true
+		}
+		if why := c.readWAL(ctx, name); why != "" {
+			errs = append(errs, fmt.Sprintf("WAL segment wal/%s cannot be read: %s", name, why))
+		}
+	}
+	return errs
+}
+
+// readWAL reads and authenticates WAL object name once, with ReadData (a
+// random Percent of them), and returns why it failed, or "".
+func (c *Checker) readWAL(ctx context.Context, name string) string {
+	if !c.opt.ReadData {
+		return ""
+	}
+	c.mu.Lock()
+	why, done := c.walBad[name]
+	c.mu.Unlock()
+	if done {
+		return why
+	}
+	if c.opt.Percent < 100 && rand.Float64()*100 >= c.opt.Percent {
+		return ""
+	}
+	data, err := c.repo.LoadNamed(ctx, backend.WALFile, name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		why = err.Error()
+		c.report.Problems = append(c.report.Problems, Problem{Object: "wal/" + name, Error: why})
+	} else {
+		c.report.WALRead++
+		c.report.BytesRead += int64(len(data))
+	}
+	c.walBad[name] = why
+	return why
 }
 
 // checkTree returns the damaged file paths below tree tid (mounted at dir)

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+func (a *app) repairCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "repair",
+		Short: "Rebuild derived repository data that is damaged",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "index",
+		Short: "Rebuild the index from the pack headers",
+		Long: `Rebuild what damaged index objects listed. Every pack that no readable
+index object lists has its header read (each pack's header lists its blobs,
+as the index does), and new index objects are written for them. Then each
+index object that is damaged on storage (its bytes no longer match its name,
+or do not authenticate) is deleted where the storage allows it; where it
+does not (Object Lock), it is kept and superseded: once every pack is listed
+by a readable index object it is only a warning in 'nestguard verify'.
+
+Restores and verify already read pack headers while an index object is
+damaged; repair makes that unnecessary. Safe while backups run.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+				rep, err := repo.RepairIndex(ctx)
+				if err != nil {
+					return err
+				}
+				if a.jsonOut {
+					kept := make([]map[string]string, 0, len(rep.Kept))
+					for _, k := range rep.Kept {
+						kept = append(kept, map[string]string{"id": k.ID.String(), "error": k.Err.Error()})
+					}
+					if err := a.printJSON(map[string]any{"packs_indexed": rep.Indexed, "removed": nonNil(rep.Removed),
+						"kept": kept, "bad_packs": nonNil(rep.BadPacks)}); err != nil {
+						return err
+					}
+				} else {
+					a.printf("indexed %d packs from their headers\n", rep.Indexed)
+					for _, r := range rep.Removed {
+						a.printf("removed damaged index/%s\n", r)
+					}
+					for _, k := range rep.Kept {
+						fmt.Fprintf(a.stderr, "warning: index/%s: %v\n", k.ID, k.Err)
+					}
+					for _, p := range rep.BadPacks {
+						fmt.Fprintf(a.stderr, "warning: data/%s: the pack's header cannot be read, so its blobs cannot be indexed: 'nestguard verify' names the snapshots that need them, if any\n", p)
+					}
+				}
+				return nil
+			})
+		},
+	})
+	return cmd
+}
+
+// nonNil returns s, or an empty slice for nil, so JSON shows [] not null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
