@@ -53,10 +53,7 @@ func (r *Repository) RepairIndex(ctx context.Context) (*IndexRepair, error) {
 		}
 	}
 	r.idxMu.Lock()
-	r.idxErrors = nil
-	for _, k := range rep.Kept {
-		r.idxErrors = append(r.idxErrors, k)
-	}
+	r.idxErrors = append([]IndexError(nil), rep.Kept...)
 	r.idxMu.Unlock()
 	return rep, nil
 }
