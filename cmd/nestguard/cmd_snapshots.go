@@ -85,7 +85,7 @@ func unreadableSnapshots(a *app, unreadable []error) error {
 	for _, e := range unreadable {
 		fmt.Fprintf(a.stderr, "error: %v\n", e)
 	}
-	return &partialError{fmt.Sprintf("%d snapshots could not be read and are not listed (their time, host and paths are unknown): run 'nestguard verify'", len(unreadable))}
+	return &partialError{fmt.Sprintf("%d snapshots could not be read and are left out (their time, host and paths are unknown): run 'nestguard verify'", len(unreadable))}
 }
 
 func (a *app) lsCommand() *cobra.Command {

@@ -25,10 +25,13 @@ deduplication and compression ratios, and the memory its index takes.`,
 				}
 				cfg := repo.Config()
 				if a.jsonOut {
-					return a.printJSON(struct {
+					if err := a.printJSON(struct {
 						*stats.Stats
 						Config repository.Config `json:"config"`
-					}{st, cfg})
+					}{st, cfg}); err != nil {
+						return err
+					}
+					return unreadableSnapshots(a, st.Unreadable)
 				}
 				alg := cfg.Algorithms
 				a.printf("repository:         %s, format %d, created %s\n", cfg.ID[:8], cfg.Version, cfg.Created.Format("2006-01-02 15:04 MST"))
@@ -47,7 +50,7 @@ deduplication and compression ratios, and the memory its index takes.`,
 				a.printf("compression ratio:  %.2fx\n", st.CompressionRatio)
 				a.printf("total ratio:        %.2fx\n", st.TotalRatio)
 				a.printf("index memory:       %s (%.1f bytes per blob)\n", progress.Bytes(int64(st.IndexMemory)), st.IndexBytesPerBlob)
-				return nil
+				return unreadableSnapshots(a, st.Unreadable)
 			})
 		},
 	}

@@ -109,6 +109,10 @@ func TestLatestNeverSkipsUnreadableSnapshot(t *testing.T) {
 		t.Errorf("snapshots --json with one unreadable: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 
+	if r := e.run("stats"); r.code != 3 || !strings.Contains(r.stderr, newest[:8]) {
+		t.Errorf("stats with one unreadable: exit %d\n%s", r.code, r.stderr)
+	}
+
 	// The readable snapshot by its ID, and a new backup (whose parent is
 	// only a shortcut) still work.
 	tgt := filepath.Join(e.dir, "r3")

@@ -16,6 +16,9 @@ import (
 // Stats describe a repository.
 type Stats struct {
 	Snapshots int `json:"snapshots"`
+	// Unreadable are the snapshot objects that could not be read: the
+	// logical size and file count lack them.
+	Unreadable []error `json:"-"`
 	// LogicalSize is what restoring every snapshot would write.
 	LogicalSize int64 `json:"logical_size"`
 	Files       int64 `json:"files"`
@@ -38,11 +41,12 @@ type Stats struct {
 // Compute measures repo, whose index must be loaded.
 func Compute(ctx context.Context, repo *repository.Repository) (*Stats, error) {
 	st := &Stats{}
-	snaps, _, err := snapshot.List(ctx, repo)
+	snaps, unreadable, err := snapshot.List(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
 	st.Snapshots = len(snaps)
+	st.Unreadable = unreadable
 	sizes := map[id.ID][2]int64{} // tree -> bytes, files
 	for _, sn := range snaps {
 		b, f, err := treeSize(ctx, repo, sn.Tree, sizes)
