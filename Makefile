@@ -32,7 +32,7 @@ lint:
 	CGO_ENABLED=0 $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PUREGO_PKGS)
 
 # go test shows skipped tests only with -v: after the tests, testdeps says
-# which integration suites (PostgreSQL, MinIO) were skipped and why.
+# which integration suites (PostgreSQL, MinIO, versitygw) were skipped and why.
 unit:
 	@status=0; $(GO) test -race -timeout 25m $(PKGS) || status=$$?; \
 		$(GO) run ./internal/testdeps; exit $$status

@@ -1,7 +1,7 @@
 package main
 
 // The end-to-end flows of e2e_test.go against S3: the same binary and the
-// same checks, with the repository in a MinIO bucket on loopback
+// same checks, with the repository in a bucket of MinIO and of versitygw on loopback
 // (internal/miniotest), plus the storage going away mid-backup.
 
 import (
@@ -23,11 +23,11 @@ import (
 )
 
 // s3TestEnv is an env whose repository is s3://bucket/repo on a fresh
-// MinIO server; the server's endpoint, CA and credentials reach nestguard
-// through the environment.
-func s3TestEnv(t *testing.T, bucket string) (*env, *miniotest.Server) {
+// S3 server of kind k; the server's endpoint, CA and credentials reach
+// nestguard through the environment.
+func s3TestEnv(t *testing.T, k miniotest.Kind, bucket string) (*env, *miniotest.Server) {
 	t.Helper()
-	srv := miniotest.Start(t)
+	srv := miniotest.StartKind(t, k)
 	srv.MakeBucket(t, bucket, false)
 	e := newEnv(t)
 	e.repo = "s3://" + bucket + "/repo"
@@ -36,42 +36,46 @@ func s3TestEnv(t *testing.T, bucket string) (*env, *miniotest.Server) {
 }
 
 func TestS3BackupRestoreRoundTrip(t *testing.T) {
-	e, _ := s3TestEnv(t, "roundtrip")
-	src := filepath.Join(e.dir, "src")
-	writeTree(t, src, 1, 200, 300_000)
-	e.must("init")
-	if r := e.run("init"); r.code != 1 || !strings.Contains(r.stderr, "already initialized") {
-		t.Errorf("init twice: exit %d: %s", r.code, r.stderr)
-	}
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		e, _ := s3TestEnv(t, k, "roundtrip")
+		src := filepath.Join(e.dir, "src")
+		writeTree(t, src, 1, 200, 300_000)
+		e.must("init")
+		if r := e.run("init"); r.code != 1 || !strings.Contains(r.stderr, "already initialized") {
+			t.Errorf("init twice: exit %d: %s", r.code, r.stderr)
+		}
 
-	threeBackups(t, e, src)
-	var snaps []map[string]any
-	if err := json.Unmarshal([]byte(e.must("snapshots", "--json")), &snaps); err != nil || len(snaps) != 3 {
-		t.Fatalf("snapshots --json: %v, %d snapshots", err, len(snaps))
-	}
+		threeBackups(t, e, src)
+		var snaps []map[string]any
+		if err := json.Unmarshal([]byte(e.must("snapshots", "--json")), &snaps); err != nil || len(snaps) != 3 {
+			t.Fatalf("snapshots --json: %v, %d snapshots", err, len(snaps))
+		}
 
-	tgt := filepath.Join(e.dir, "restore")
-	e.must("restore", "latest", "--target", tgt)
-	compareTrees(t, src, filepath.Join(tgt, src))
-	var st syscall.Stat_t
-	if err := syscall.Stat(filepath.Join(tgt, src, "sparse.img"), &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Blocks*512 > 4<<20 {
-		t.Errorf("sparse file restored with %d bytes allocated", st.Blocks*512)
-	}
-	e.must("verify", "--read-data")
+		tgt := filepath.Join(e.dir, "restore")
+		e.must("restore", "latest", "--target", tgt)
+		compareTrees(t, src, filepath.Join(tgt, src))
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(tgt, src, "sparse.img"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Blocks*512 > 4<<20 {
+			t.Errorf("sparse file restored with %d bytes allocated", st.Blocks*512)
+		}
+		e.must("verify", "--read-data")
 
-	wrong := *e
-	wrong.pass = "not the passphrase"
-	if r := wrong.run("snapshots"); r.code != 1 || !strings.Contains(r.stderr, "wrong passphrase") {
-		t.Errorf("wrong passphrase: exit %d: %s", r.code, r.stderr)
-	}
+		wrong := *e
+		wrong.pass = "not the passphrase"
+		if r := wrong.run("snapshots"); r.code != 1 || !strings.Contains(r.stderr, "wrong passphrase") {
+			t.Errorf("wrong passphrase: exit %d: %s", r.code, r.stderr)
+		}
+	})
 }
 
 func TestS3ConcurrentBackups(t *testing.T) {
-	e, _ := s3TestEnv(t, "concurrent")
-	concurrentBackups(t, e)
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		e, _ := s3TestEnv(t, k, "concurrent")
+		concurrentBackups(t, e)
+	})
 }
 
 // TestS3StorageGoesAway stops MinIO while a backup of 300 MiB uploads:
@@ -79,70 +83,72 @@ func TestS3ConcurrentBackups(t *testing.T) {
 // next backup after a restart must succeed, reuse what was uploaded, and
 // verify and restore.
 func TestS3StorageGoesAway(t *testing.T) {
-	e, srv := s3TestEnv(t, "goesaway")
-	src := filepath.Join(e.dir, "src")
-	writeRandomFiles(t, src, 6, 50<<20)
-	e.must("init")
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		e, srv := s3TestEnv(t, k, "goesaway")
+		src := filepath.Join(e.dir, "src")
+		writeRandomFiles(t, src, 6, 50<<20)
+		e.must("init")
 
-	c := e.cmd("backup", src)
-	var stderr bytes.Buffer
-	c.Stderr = &stderr
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- c.Wait() }()
-	// Stop the server once the first packs have landed.
-	cl := srv.Client(t)
-	deadline := time.Now().Add(60 * time.Second)
-	for s3Count(t, cl, "goesaway", "repo/data/") < 2 {
+		c := e.cmd("backup", src)
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- c.Wait() }()
+		// Stop the server once the first packs have landed.
+		cl := srv.Client(t)
+		deadline := time.Now().Add(60 * time.Second)
+		for s3Count(t, cl, "goesaway", "repo/data/") < 2 {
+			select {
+			case err := <-exited:
+				t.Fatalf("backup ended (%v) before MinIO could be stopped:\n%s", err, stderr.String())
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				c.Process.Kill()
+				t.Fatal("no pack uploaded within 60 s")
+			}
+		}
+		srv.Stop(t)
+		stopped := time.Now()
+
 		select {
 		case err := <-exited:
-			t.Fatalf("backup ended (%v) before MinIO could be stopped:\n%s", err, stderr.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
+			took := time.Since(stopped)
+			out := stderr.String()
+			t.Logf("backup failed %v after MinIO stopped: %v\n%s", took, err, out)
+			if c.ProcessState.ExitCode() != 1 {
+				t.Errorf("backup exit code %d, want 1", c.ProcessState.ExitCode())
+			}
+			if strings.Contains(out, "panic:") || strings.Contains(out, "goroutine ") {
+				t.Error("the backup panicked")
+			}
+			if !strings.Contains(out, "giving up after") || !strings.Contains(out, "connection refused") {
+				t.Errorf("the error does not say that the storage is unreachable and how long it was tried:\n%s", out)
+			}
+			if took > 60*time.Second {
+				t.Errorf("the backup took %v to fail after the storage went away", took)
+			}
+		case <-time.After(120 * time.Second):
 			c.Process.Kill()
-			t.Fatal("no pack uploaded within 60 s")
+			t.Fatalf("the backup hangs: still running 120 s after MinIO stopped\n%s", stderr.String())
 		}
-	}
-	srv.Stop(t)
-	stopped := time.Now()
 
-	select {
-	case err := <-exited:
-		took := time.Since(stopped)
-		out := stderr.String()
-		t.Logf("backup failed %v after MinIO stopped: %v\n%s", took, err, out)
-		if c.ProcessState.ExitCode() != 1 {
-			t.Errorf("backup exit code %d, want 1", c.ProcessState.ExitCode())
+		srv.Restart(t)
+		e.must("verify")
+		v := e.backupJSON(src)
+		added, total := summary(v, "data_added"), summary(v, "total_bytes")
+		if added >= total {
+			t.Errorf("backup after restart added %d of %d bytes: the interrupted backup's packs were not reused", added, total)
 		}
-		if strings.Contains(out, "panic:") || strings.Contains(out, "goroutine ") {
-			t.Error("the backup panicked")
-		}
-		if !strings.Contains(out, "giving up after") || !strings.Contains(out, "connection refused") {
-			t.Errorf("the error does not say that the storage is unreachable and how long it was tried:\n%s", out)
-		}
-		if took > 60*time.Second {
-			t.Errorf("the backup took %v to fail after the storage went away", took)
-		}
-	case <-time.After(120 * time.Second):
-		c.Process.Kill()
-		t.Fatalf("the backup hangs: still running 120 s after MinIO stopped\n%s", stderr.String())
-	}
-
-	srv.Restart(t)
-	e.must("verify")
-	v := e.backupJSON(src)
-	added, total := summary(v, "data_added"), summary(v, "total_bytes")
-	if added >= total {
-		t.Errorf("backup after restart added %d of %d bytes: the interrupted backup's packs were not reused", added, total)
-	}
-	t.Logf("backup after restart added %d of %d bytes", added, total)
-	e.must("verify", "--read-data")
-	tgt := filepath.Join(e.dir, "restore")
-	e.must("restore", "latest", "--target", tgt)
-	compareTrees(t, src, filepath.Join(tgt, src))
+		t.Logf("backup after restart added %d of %d bytes", added, total)
+		e.must("verify", "--read-data")
+		tgt := filepath.Join(e.dir, "restore")
+		e.must("restore", "latest", "--target", tgt)
+		compareTrees(t, src, filepath.Join(tgt, src))
+	})
 }
 
 // writeRandomFiles writes n incompressible files of size bytes.

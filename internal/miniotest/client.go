@@ -7,6 +7,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/nestguard/nestguard/internal/backend/s3/compat"
 )
 
 // Client returns a minio-go client with root credentials, for setting up
@@ -22,7 +24,7 @@ func (s *Server) Client(t testing.TB) *minio.Client {
 	c, err := minio.New(s.Endpoint, &minio.Options{
 		Creds:        credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
 		Secure:       true,
-		Transport:    tr,
+		Transport:    compat.Transport(tr), // versitygw's retention answers
 		Region:       Region,
 		BucketLookup: minio.BucketLookupPath,
 	})

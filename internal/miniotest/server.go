@@ -23,8 +23,9 @@ const Region = "us-east-1"
 // first start on a busy machine takes a few seconds.
 const startTimeout = 60 * time.Second
 
-// Server is a running MinIO server on 127.0.0.1.
+// Server is a running S3 server (MinIO or versitygw) on 127.0.0.1.
 type Server struct {
+	Kind      Kind   // which server
 	Endpoint  string // 127.0.0.1:port, the S3 API (HTTPS)
 	AccessKey string
 	SecretKey string
@@ -45,13 +46,20 @@ type Server struct {
 // failed, the tail of the server's log is printed.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := Require(t)
+	return StartKind(t, MinIO)
+}
+
+// StartKind is Start for the server of kind k.
+func StartKind(t testing.TB, k Kind) *Server {
+	t.Helper()
+	bin := RequireKind(t, k)
 	root := t.TempDir()
 	certFile, pool, err := writeCert(filepath.Join(root, "certs"))
 	if err != nil {
 		t.Fatalf("miniotest: %v", err)
 	}
 	s := &Server{
+		Kind:      k,
 		AccessKey: "nestguard-test",
 		SecretKey: randomHex(t, 20),
 		Dir:       filepath.Join(root, "data"),
@@ -64,7 +72,7 @@ func Start(t testing.TB) *Server {
 	t.Cleanup(func() {
 		s.kill()
 		if t.Failed() {
-			t.Logf("miniotest: tail of the MinIO log (%s):\n%s", s.Endpoint, s.log.String())
+			t.Logf("miniotest: tail of the %s log (%s):\n%s", k, s.Endpoint, s.log.String())
 		}
 	})
 	// Free ports are found by binding and releasing them, so another
@@ -76,7 +84,7 @@ func Start(t testing.TB) *Server {
 			return s
 		}
 		if attempt == 3 || !strings.Contains(s.log.String(), "address already in use") {
-			t.Fatalf("miniotest: starting MinIO: %v\n%s", err, s.log.String())
+			t.Fatalf("miniotest: starting %s: %v\n%s", k, err, s.log.String())
 		}
 	}
 }
@@ -101,19 +109,41 @@ func freeAddr(t testing.TB) string {
 
 // start launches the server on s.Endpoint and waits for its health check.
 func (s *Server) start() error {
-	cmd := exec.Command(s.bin, "server", s.Dir,
-		"--address", s.Endpoint, "--console-address", s.console, "--certs-dir", s.certsDir)
-	// A minimal environment: MINIO_* settings of the developer's shell must
-	// not change the test server, and HOME keeps it out of the real one.
-	cmd.Env = []string{
+	// A minimal environment: MINIO_* or VGW_* settings of the developer's
+	// shell must not change the test server, and HOME keeps it out of the
+	// real one.
+	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + filepath.Dir(s.Dir),
 		"TMPDIR=" + os.TempDir(),
-		"MINIO_ROOT_USER=" + s.AccessKey,
-		"MINIO_ROOT_PASSWORD=" + s.SecretKey,
-		"MINIO_BROWSER=off",
-		"MINIO_UPDATE=off",
 	}
+	var cmd *exec.Cmd
+	switch s.Kind {
+	case Versity:
+		// The posix backend keeps objects as files under Dir, one
+		// directory per bucket, and their old versions (Object Lock
+		// needs versioning) under versions.
+		versions := filepath.Join(filepath.Dir(s.Dir), "versions")
+		for _, d := range []string{s.Dir, versions} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return err
+			}
+		}
+		cmd = exec.Command(s.bin, "--port", s.Endpoint,
+			"--cert", filepath.Join(s.certsDir, "public.crt"), "--key", filepath.Join(s.certsDir, "private.key"),
+			"--health", healthPath(s.Kind), "--quiet",
+			"posix", "--versioning-dir", versions, s.Dir)
+		env = append(env, "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
+	default:
+		cmd = exec.Command(s.bin, "server", s.Dir,
+			"--address", s.Endpoint, "--console-address", s.console, "--certs-dir", s.certsDir)
+		env = append(env,
+			"MINIO_ROOT_USER="+s.AccessKey,
+			"MINIO_ROOT_PASSWORD="+s.SecretKey,
+			"MINIO_BROWSER=off",
+			"MINIO_UPDATE=off")
+	}
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -145,7 +175,7 @@ func (s *Server) httpClient() *http.Client {
 func (s *Server) waitHealthy() error {
 	c := s.httpClient()
 	defer c.CloseIdleConnections()
-	url := "https://" + s.Endpoint + "/minio/health/live"
+	url := "https://" + s.Endpoint + healthPath(s.Kind)
 	deadline := time.Now().Add(startTimeout)
 	for {
 		resp, err := c.Get(url)
@@ -158,11 +188,11 @@ func (s *Server) waitHealthy() error {
 		}
 		select {
 		case <-s.exited:
-			return fmt.Errorf("minio exited during start-up (%v)", s.cmd.ProcessState)
+			return fmt.Errorf("%s exited during start-up (%v)", s.Kind, s.cmd.ProcessState)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("minio not healthy after %v: %w", startTimeout, err)
+			return fmt.Errorf("%s not healthy after %v: %w", s.Kind, startTimeout, err)
 		}
 	}
 }
@@ -204,7 +234,7 @@ func (s *Server) Restart(t testing.TB) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	t.Fatalf("miniotest: restarting MinIO on %s: %v", s.Endpoint, err)
+	t.Fatalf("miniotest: restarting %s on %s: %v", s.Kind, s.Endpoint, err)
 }
 
 // Running reports whether the server process is running.
@@ -218,4 +248,12 @@ func (s *Server) Running() bool {
 	default:
 		return true
 	}
+}
+
+// healthPath is where the server of kind k answers 200 once it serves.
+func healthPath(k Kind) string {
+	if k == Versity {
+		return "/health"
+	}
+	return "/minio/health/live"
 }

@@ -1,7 +1,7 @@
 // Command testdeps says which integration test suites the tests just run
 // had to skip, and how to run them. `make test` runs it after `go test`,
 // whose output shows skipped tests only with -v; it asks the same
-// functions the tests' harnesses use (pgtest.BinDir, miniotest.Binary),
+// functions the tests' harnesses use (pgtest.BinDir, miniotest.BinaryOf),
 // so what it says is what the tests did.
 package main
 
@@ -25,6 +25,7 @@ func report(w io.Writer, ci bool) int {
 	suites := []struct{ name, found, how string }{
 		{"PostgreSQL", pgtest.BinDir(), "install postgresql (.ci/install-postgres.sh) or set PG_BINDIR"},
 		{"MinIO (S3)", miniotest.Binary(), "run .ci/install-minio.sh or set MINIO_BIN"},
+		{"versitygw (S3)", miniotest.BinaryOf(miniotest.Versity), "run .ci/install-versitygw.sh or set VERSITYGW_BIN"},
 	}
 	skipped := 0
 	for _, s := range suites {

@@ -10,12 +10,14 @@ import (
 func TestReportSkipped(t *testing.T) {
 	t.Setenv("PG_BINDIR", "/nonexistent")
 	t.Setenv("MINIO_BIN", "/nonexistent/minio")
+	t.Setenv("VERSITYGW_BIN", "/nonexistent/versitygw")
 	var b strings.Builder
-	if n := report(&b, false); n != 2 {
-		t.Errorf("%d suites reported skipped, want 2", n)
+	if n := report(&b, false); n != 3 {
+		t.Errorf("%d suites reported skipped, want 3", n)
 	}
 	out := b.String()
-	for _, want := range []string{"PostgreSQL integration tests: SKIPPED", "PG_BINDIR", "MinIO (S3) integration tests: SKIPPED", "MINIO_BIN"} {
+	for _, want := range []string{"PostgreSQL integration tests: SKIPPED", "PG_BINDIR", "MinIO (S3) integration tests: SKIPPED", "MINIO_BIN",
+		"versitygw (S3) integration tests: SKIPPED", "VERSITYGW_BIN"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report does not say %q:\n%s", want, out)
 		}

@@ -2,6 +2,8 @@ package retry
 
 import (
 	"context"
+	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"io/fs"
 	"net"
@@ -18,14 +20,17 @@ type transient interface {
 // IsTransient reports whether err may go away when the operation is
 // repeated: errors that say so themselves (see the Transient method),
 // timeouts, and refused, reset or broken connections. "Exists", "does not
-// exist", permission errors and cancellation never are.
+// exist", permission errors, cancellation and answers that cannot be
+// parsed never are: a server that answers in a form the client does not
+// understand answers the same way again.
 func IsTransient(err error) bool {
 	switch {
 	case err == nil,
 		errors.Is(err, fs.ErrExist),
 		errors.Is(err, fs.ErrNotExist),
 		errors.Is(err, fs.ErrPermission),
-		errors.Is(err, context.Canceled):
+		errors.Is(err, context.Canceled),
+		IsParseError(err):
 		return false
 	}
 	var tr transient
@@ -45,4 +50,17 @@ func IsTransient(err error) bool {
 		}
 	}
 	return false
+}
+
+// IsParseError reports whether err is a failure to parse a response (XML
+// or JSON): the server answered, in a form the client does not read.
+func IsParseError(err error) bool {
+	var (
+		xmlSyntax    *xml.SyntaxError
+		xmlUnmarshal xml.UnmarshalError
+		jsonSyntax   *json.SyntaxError
+		jsonType     *json.UnmarshalTypeError
+	)
+	return errors.As(err, &xmlSyntax) || errors.As(err, &xmlUnmarshal) ||
+		errors.As(err, &jsonSyntax) || errors.As(err, &jsonType)
 }

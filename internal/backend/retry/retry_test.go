@@ -3,6 +3,8 @@ package retry
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -377,12 +379,26 @@ func TestIsTransient(t *testing.T) {
 		{timeoutError{}, true},
 		// A backend's own verdict wins over the network error it wraps.
 		{fmt.Errorf("%w", permanent{refused}), false},
+		// An answer that cannot be parsed is not retried, even when the
+		// backend (which cannot tell it from a cut connection) calls it
+		// transient: the server answers the same way every time.
+		{statusWrap{fmt.Errorf("reading the retention: %w", xml.UnmarshalError("expected element type <Retention> but have <ObjectLockRetention>"))}, false},
+		{statusWrap{&xml.SyntaxError{Msg: "unexpected EOF", Line: 1}}, false},
+		{statusWrap{&json.SyntaxError{}}, false},
+		{statusWrap{refused}, true},
 	} {
 		if got := IsTransient(c.err); got != c.want {
 			t.Errorf("IsTransient(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }
+
+// statusWrap is a backend error that calls itself transient.
+type statusWrap struct{ err error }
+
+func (e statusWrap) Error() string   { return e.err.Error() }
+func (e statusWrap) Unwrap() error   { return e.err }
+func (e statusWrap) Transient() bool { return true }
 
 type timeoutError struct{}
 

@@ -15,6 +15,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/nestguard/nestguard/internal/backend/s3/compat"
 )
 
 // minioRetries bounds minio-go's own quick retries (200 ms to 1 s apart)
@@ -41,7 +43,7 @@ func newClient(ctx context.Context, cfg Config) (*minio.Client, error) {
 	c, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds:           creds,
 		Secure:          cfg.Secure,
-		Transport:       tr,
+		Transport:       compat.Transport(tr), // answers of stores that differ from AWS
 		Region:          cfg.Region,
 		BucketLookup:    lookup,
 		TrailingHeaders: true, // lets uploads carry x-amz-checksum-* headers

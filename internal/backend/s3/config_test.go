@@ -19,99 +19,104 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/nestguard/nestguard/internal/backend/retry"
+	"github.com/nestguard/nestguard/internal/miniotest"
 )
 
 func TestNewReportsSetupMistakes(t *testing.T) {
 	t.Parallel()
-	s := startServer(t)
-	ctx := context.Background()
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		s := startServer(t, k)
+		ctx := context.Background()
 
-	cfg := s.config("no-such-bucket")
-	if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), `bucket "no-such-bucket" does not exist`) || !strings.Contains(err.Error(), "create it first") {
-		t.Errorf("missing bucket: %v", err)
-	}
-
-	cfg = s.config(plainBucket)
-	cfg.Creds = credentials.NewStaticV4(s.AccessKey, "wrong secret", "")
-	_, err := New(ctx, cfg)
-	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "check the credentials") || retry.IsTransient(err) {
-		t.Errorf("wrong secret: %v (transient %v)", err, retry.IsTransient(err))
-	}
-	if err != nil && strings.Contains(err.Error(), "wrong secret") {
-		t.Error("an error message shows the secret key")
-	}
-
-	// Without the CA bundle the test server's certificate is unknown: a
-	// permanent error, not one to retry.
-	cfg = s.config(plainBucket)
-	cfg.CACertFile = ""
-	start := time.Now()
-	_, err = New(ctx, cfg)
-	if err == nil || !strings.Contains(err.Error(), "certificate") || retry.IsTransient(err) {
-		t.Errorf("unknown CA: %v (transient %v)", err, retry.IsTransient(err))
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("unknown CA took %v to report: retried?", d)
-	}
-
-	cfg = s.config(plainBucket)
-	cfg.CACertFile = filepath.Join(t.TempDir(), "empty.pem")
-	os.WriteFile(cfg.CACertFile, []byte("not a certificate"), 0o600)
-	if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
-		t.Errorf("CA bundle without certificates: %v", err)
-	}
-
-	for _, ep := range []string{"https://" + s.Endpoint, s.Endpoint + "/bucket"} {
-		cfg = s.config(plainBucket)
-		cfg.Endpoint = ep
-		if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "host[:port]") {
-			t.Errorf("endpoint %q: %v", ep, err)
+		cfg := s.config("no-such-bucket")
+		if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), `bucket "no-such-bucket" does not exist`) || !strings.Contains(err.Error(), "create it first") {
+			t.Errorf("missing bucket: %v", err)
 		}
-	}
 
-	cfg = s.config(plainBucket)
-	cfg.PartSize = 1 << 20
-	if _, err := New(ctx, cfg); err == nil {
-		t.Error("1 MiB part size accepted")
-	}
+		cfg = s.config(plainBucket)
+		cfg.Creds = credentials.NewStaticV4(s.AccessKey, "wrong secret", "")
+		_, err := New(ctx, cfg)
+		if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "check the credentials") || retry.IsTransient(err) {
+			t.Errorf("wrong secret: %v (transient %v)", err, retry.IsTransient(err))
+		}
+		if err != nil && strings.Contains(err.Error(), "wrong secret") {
+			t.Error("an error message shows the secret key")
+		}
+
+		// Without the CA bundle the test server's certificate is unknown: a
+		// permanent error, not one to retry.
+		cfg = s.config(plainBucket)
+		cfg.CACertFile = ""
+		start := time.Now()
+		_, err = New(ctx, cfg)
+		if err == nil || !strings.Contains(err.Error(), "certificate") || retry.IsTransient(err) {
+			t.Errorf("unknown CA: %v (transient %v)", err, retry.IsTransient(err))
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("unknown CA took %v to report: retried?", d)
+		}
+
+		cfg = s.config(plainBucket)
+		cfg.CACertFile = filepath.Join(t.TempDir(), "empty.pem")
+		os.WriteFile(cfg.CACertFile, []byte("not a certificate"), 0o600)
+		if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+			t.Errorf("CA bundle without certificates: %v", err)
+		}
+
+		for _, ep := range []string{"https://" + s.Endpoint, s.Endpoint + "/bucket"} {
+			cfg = s.config(plainBucket)
+			cfg.Endpoint = ep
+			if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "host[:port]") {
+				t.Errorf("endpoint %q: %v", ep, err)
+			}
+		}
+
+		cfg = s.config(plainBucket)
+		cfg.PartSize = 1 << 20
+		if _, err := New(ctx, cfg); err == nil {
+			t.Error("1 MiB part size accepted")
+		}
+	})
 }
 
 func TestCredentialChain(t *testing.T) {
-	s := startServer(t)
-	ctx := context.Background()
-	dir := t.TempDir()
-	// Keep the chain away from the developer's files and from any
-	// metadata service that is not on loopback.
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID": "", "AWS_ACCESS_KEY": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SECRET_KEY": "", "AWS_SESSION_TOKEN": "",
-		"AWS_CONFIG_FILE":                    filepath.Join(dir, "no-config"),
-		"AWS_SHARED_CREDENTIALS_FILE":        filepath.Join(dir, "no-credentials"),
-		"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://" + closedAddr(t) + "/credentials",
-		"AWS_PROFILE":                        "",
-	} {
-		t.Setenv(k, v)
-	}
-	cfg := s.config(plainBucket)
-	cfg.Creds = nil
-	if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "no S3 credentials found") {
-		t.Errorf("no credentials anywhere: %v", err)
-	}
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		s := startServer(t, k)
+		ctx := context.Background()
+		dir := t.TempDir()
+		// Keep the chain away from the developer's files and from any
+		// metadata service that is not on loopback.
+		for k, v := range map[string]string{
+			"AWS_ACCESS_KEY_ID": "", "AWS_ACCESS_KEY": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SECRET_KEY": "", "AWS_SESSION_TOKEN": "",
+			"AWS_CONFIG_FILE":                    filepath.Join(dir, "no-config"),
+			"AWS_SHARED_CREDENTIALS_FILE":        filepath.Join(dir, "no-credentials"),
+			"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://" + closedAddr(t) + "/credentials",
+			"AWS_PROFILE":                        "",
+		} {
+			t.Setenv(k, v)
+		}
+		cfg := s.config(plainBucket)
+		cfg.Creds = nil
+		if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "no S3 credentials found") {
+			t.Errorf("no credentials anywhere: %v", err)
+		}
 
-	file := filepath.Join(dir, "credentials")
-	os.WriteFile(file, fmt.Appendf(nil, "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[backup]\naws_access_key_id = %s\naws_secret_access_key = %s\n", s.AccessKey, s.SecretKey), 0o600)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", file)
-	t.Setenv("AWS_PROFILE", "backup")
-	if _, err := New(ctx, cfg); err != nil {
-		t.Errorf("credentials from profile backup of the shared file: %v", err)
-	}
+		file := filepath.Join(dir, "credentials")
+		os.WriteFile(file, fmt.Appendf(nil, "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[backup]\naws_access_key_id = %s\naws_secret_access_key = %s\n", s.AccessKey, s.SecretKey), 0o600)
+		t.Setenv("AWS_SHARED_CREDENTIALS_FILE", file)
+		t.Setenv("AWS_PROFILE", "backup")
+		if _, err := New(ctx, cfg); err != nil {
+			t.Errorf("credentials from profile backup of the shared file: %v", err)
+		}
 
-	// The environment comes first.
-	t.Setenv("AWS_PROFILE", "default")
-	t.Setenv("AWS_ACCESS_KEY_ID", s.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", s.SecretKey)
-	if _, err := New(ctx, cfg); err != nil {
-		t.Errorf("credentials from the environment: %v", err)
-	}
+		// The environment comes first.
+		t.Setenv("AWS_PROFILE", "default")
+		t.Setenv("AWS_ACCESS_KEY_ID", s.AccessKey)
+		t.Setenv("AWS_SECRET_ACCESS_KEY", s.SecretKey)
+		if _, err := New(ctx, cfg); err != nil {
+			t.Errorf("credentials from the environment: %v", err)
+		}
+	})
 }
 
 // closedAddr returns a loopback address nothing listens on.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/retry"
+	"github.com/nestguard/nestguard/internal/miniotest"
 )
 
 func TestWrapClassifies(t *testing.T) {
@@ -154,32 +155,34 @@ func FuzzNameOf(f *testing.F) {
 // in bounded time with a message that says so; after a restart it works.
 func TestStorageGoesAway(t *testing.T) {
 	t.Parallel()
-	s := startServer(t)
-	be := retry.New(s.backend(t, plainBucket), retry.Options{Attempts: 2, Base: 10 * time.Millisecond, Max: 10 * time.Millisecond})
-	ctx := context.Background()
-	h := backend.Handle{Type: backend.PackFile, Name: "dead"}
-	data := bytes.Repeat([]byte("p"), 1<<20)
-	s.Stop(t)
-	start := time.Now()
-	err := be.Save(ctx, h, bytes.NewReader(data), int64(len(data)))
-	took := time.Since(start)
-	if err == nil {
-		t.Fatal("Save with the server stopped: no error")
-	}
-	if !strings.Contains(err.Error(), "giving up after 2 attempts") || !strings.Contains(err.Error(), "connection refused") {
-		t.Errorf("error does not tell what happened: %v", err)
-	}
-	if took > 20*time.Second {
-		t.Errorf("giving up took %v", took)
-	}
-	t.Logf("gave up after %v: %v", took, err)
-	s.Restart(t)
-	if err := be.Save(ctx, h, bytes.NewReader(data), int64(len(data))); err != nil {
-		t.Fatalf("Save after restart: %v", err)
-	}
-	if got := mustLoad(t, be, h); !bytes.Equal(got, data) {
-		t.Error("data saved after restart reads back wrong")
-	}
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		s := startServer(t, k)
+		be := retry.New(s.backend(t, plainBucket), retry.Options{Attempts: 2, Base: 10 * time.Millisecond, Max: 10 * time.Millisecond})
+		ctx := context.Background()
+		h := backend.Handle{Type: backend.PackFile, Name: "dead"}
+		data := bytes.Repeat([]byte("p"), 1<<20)
+		s.Stop(t)
+		start := time.Now()
+		err := be.Save(ctx, h, bytes.NewReader(data), int64(len(data)))
+		took := time.Since(start)
+		if err == nil {
+			t.Fatal("Save with the server stopped: no error")
+		}
+		if !strings.Contains(err.Error(), "giving up after 2 attempts") || !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("error does not tell what happened: %v", err)
+		}
+		if took > 20*time.Second {
+			t.Errorf("giving up took %v", took)
+		}
+		t.Logf("gave up after %v: %v", took, err)
+		s.Restart(t)
+		if err := be.Save(ctx, h, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatalf("Save after restart: %v", err)
+		}
+		if got := mustLoad(t, be, h); !bytes.Equal(got, data) {
+			t.Error("data saved after restart reads back wrong")
+		}
+	})
 }
 
 // A version listing comes grouped by key, newest first; each key reports

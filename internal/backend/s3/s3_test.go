@@ -13,7 +13,7 @@ import (
 	"github.com/nestguard/nestguard/internal/miniotest"
 )
 
-// testServer is one MinIO server shared by the subtests of a test, with a
+// testServer is one S3 server (MinIO or versitygw) shared by the subtests of a test, with a
 // plain bucket and an Object Lock bucket; each backend gets its own prefix.
 type testServer struct {
 	*miniotest.Server
@@ -25,9 +25,9 @@ const (
 	lockedBucket = "locked"
 )
 
-func startServer(t *testing.T) *testServer {
+func startServer(t *testing.T, k miniotest.Kind) *testServer {
 	t.Helper()
-	s := miniotest.Start(t)
+	s := miniotest.StartKind(t, k)
 	s.MakeBucket(t, plainBucket, false)
 	s.MakeBucket(t, lockedBucket, true)
 	return &testServer{Server: s}
@@ -57,10 +57,12 @@ func (s *testServer) backend(t *testing.T, bucket string) *Backend {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	s := startServer(t)
-	for _, bucket := range []string{plainBucket, lockedBucket} {
-		t.Run(bucket, func(t *testing.T) {
-			backendtest.Run(t, func(t *testing.T) backend.Backend { return s.backend(t, bucket) })
-		})
-	}
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		s := startServer(t, k)
+		for _, bucket := range []string{plainBucket, lockedBucket} {
+			t.Run(bucket, func(t *testing.T) {
+				backendtest.Run(t, func(t *testing.T) backend.Backend { return s.backend(t, bucket) })
+			})
+		}
+	})
 }
