@@ -110,7 +110,8 @@ stopped by SIGINT or SIGTERM.`,
 	pf.StringVar(&a.memProfile, "mem-profile", "", "write a pprof heap profile at the end of the command to this file")
 	pf.MarkHidden("cpu-profile")
 	pf.MarkHidden("mem-profile")
-	pf.StringVar(&a.s3Endpoint, "s3-endpoint", os.Getenv("NESTGUARD_S3_ENDPOINT"), "S3 endpoint host[:port] (env NESTGUARD_S3_ENDPOINT; default AWS)")
+	pf.StringVar(&a.s3Endpoint, "s3-endpoint", firstEnv(endpointEnvs...), "S3 endpoint: host[:port] (HTTPS) or a URL, https://host[:port] or, to a loopback test server only, http://host:port (env NESTGUARD_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; default AWS)")
+	pf.StringVar(&a.s3Endpoint, "endpoint-url", firstEnv(endpointEnvs...), "the same as --s3-endpoint (the AWS CLI's name)")
 	pf.StringVar(&a.s3Region, "s3-region", os.Getenv("AWS_REGION"), "S3 region (env AWS_REGION)")
 	pf.BoolVar(&a.s3PathStyle, "s3-path-style", os.Getenv("NESTGUARD_S3_PATH_STYLE") == "true", "use path-style S3 URLs (MinIO and most self-hosted stores)")
 	pf.StringVar(&a.caCert, "ca-cert", os.Getenv("NESTGUARD_CA_CERT"), "PEM bundle of CAs to trust for TLS to the storage")
@@ -119,7 +120,8 @@ stopped by SIGINT or SIGTERM.`,
 	bindEnv(pf, "password-file", "NESTGUARD_PASSWORD_FILE")
 	bindEnv(pf, "key-file", "NESTGUARD_KEY_FILE")
 	bindEnv(pf, "key-slot", "NESTGUARD_KEY_SLOT")
-	bindEnv(pf, "s3-endpoint", "NESTGUARD_S3_ENDPOINT")
+	bindEnv(pf, "s3-endpoint", endpointEnvs...)
+	bindEnv(pf, "endpoint-url", endpointEnvs...)
 	bindEnv(pf, "s3-region", "AWS_REGION")
 	bindEnv(pf, "s3-path-style", "NESTGUARD_S3_PATH_STYLE")
 	bindEnv(pf, "ca-cert", "NESTGUARD_CA_CERT")
@@ -141,6 +143,20 @@ stopped by SIGINT or SIGTERM.`,
 		monitor(a.copyCommand()),
 	)
 	return root
+}
+
+// endpointEnvs are the variables naming the S3 endpoint, first set wins:
+// nestguard's own, then the AWS tools' S3-specific and general ones.
+var endpointEnvs = []string{"NESTGUARD_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}
+
+// firstEnv returns the value of the first of vars that is set and not empty.
+func firstEnv(vars ...string) string {
+	for _, v := range vars {
+		if s := os.Getenv(v); s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 func (a *app) setupLogging() {

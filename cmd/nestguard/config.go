@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,9 +18,10 @@ const defaultConfig = "/etc/nestguard/nestguard.toml"
 // variable: the variable, once set, wins over the config file.
 const envAnnotation = "nestguard-env"
 
-// bindEnv records that flag name of fl defaults to environment variable env.
-func bindEnv(fl *pflag.FlagSet, name, env string) {
-	if err := fl.SetAnnotation(name, envAnnotation, []string{env}); err != nil {
+// bindEnv records that flag name of fl defaults to the environment
+// variables env (the first one set).
+func bindEnv(fl *pflag.FlagSet, name string, env ...string) {
+	if err := fl.SetAnnotation(name, envAnnotation, env); err != nil {
 		panic(err) // a flag defined just before: a programming error
 	}
 }
@@ -72,7 +72,7 @@ func applySetting(fl *pflag.FlagSet, path string, s config.Setting) error {
 	if flag == nil || flag.Changed {
 		return nil // a non-inherited flag of a parent command, or given on the command line
 	}
-	if env := flag.Annotations[envAnnotation]; len(env) > 0 && os.Getenv(env[0]) != "" {
+	if firstEnv(flag.Annotations[envAnnotation]...) != "" {
 		return nil
 	}
 	for _, v := range s.Values {

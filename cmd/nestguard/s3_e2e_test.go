@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -178,4 +179,31 @@ func s3Count(t *testing.T, cl *minio.Client, bucket, prefix string) int {
 		n++
 	}
 	return n
+}
+
+// TestS3EndpointURL reaches the server through an endpoint given as a URL,
+// as the AWS tools take it: --s3-endpoint https://..., its alias
+// --endpoint-url, AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL. Plain HTTP
+// (http://) stays refused to anything but a loopback address.
+func TestS3EndpointURL(t *testing.T) {
+	e, srv := s3TestEnv(t, miniotest.MinIO, "endpointurl")
+	url := "https://" + srv.Endpoint
+	e.extraEnv = append(e.extraEnv, "NESTGUARD_S3_ENDPOINT=", "AWS_ENDPOINT_URL_S3=", "AWS_ENDPOINT_URL=")
+	e.must("--s3-endpoint", url, "init")
+	e.must("--endpoint-url", url+"/", "snapshots")
+	e.must("--s3-endpoint", srv.Endpoint, "snapshots") // host:port as before
+
+	viaEnv := *e
+	viaEnv.extraEnv = append(slices.Clone(e.extraEnv), "AWS_ENDPOINT_URL="+url)
+	viaEnv.must("snapshots")
+	// The S3-specific variable wins over the general one.
+	viaEnv.extraEnv = append(viaEnv.extraEnv, "AWS_ENDPOINT_URL=https://192.0.2.1:1", "AWS_ENDPOINT_URL_S3="+url)
+	viaEnv.must("snapshots")
+
+	if r := e.run("--s3-endpoint", "http://192.0.2.1:9000", "snapshots"); r.code != 1 || !strings.Contains(r.stderr, "only allowed for a loopback endpoint") {
+		t.Errorf("http:// to a non-loopback address: exit %d: %s", r.code, r.stderr)
+	}
+	if r := e.run("--s3-endpoint", url, "--insecure-http", "snapshots"); r.code != 1 || !strings.Contains(r.stderr, "give one") {
+		t.Errorf("https:// with --insecure-http: exit %d: %s", r.code, r.stderr)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -24,9 +25,49 @@ import (
 // the two together must give up well within a minute.
 const minioRetries = 3
 
+// ParseEndpoint reads an S3 endpoint given as host[:port] or, as the AWS
+// tools take it (--endpoint-url, AWS_ENDPOINT_URL), as a URL:
+// https://host[:port] or http://host[:port], with no path beyond "/".
+// It returns host[:port] and whether to use HTTPS: a URL's scheme decides,
+// and host[:port] alone means HTTPS unless insecure (--insecure-http) is
+// set. An https:// URL with insecure set is refused as contradictory.
+// Plain HTTP is still refused later unless the host is a loopback address.
+func ParseEndpoint(endpoint string, insecure bool) (hostport string, secure bool, err error) {
+	scheme, _, hasScheme := strings.Cut(endpoint, "://")
+	if !hasScheme {
+		if strings.Contains(endpoint, "/") {
+			return "", false, fmt.Errorf("S3 endpoint %q: give host[:port] or a URL such as https://host[:port]", endpoint)
+		}
+		return endpoint, !insecure, nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", false, fmt.Errorf("S3 endpoint %q: %w", endpoint, err)
+	}
+	switch {
+	case u.Host == "":
+		return "", false, fmt.Errorf("S3 endpoint %q: no host", endpoint)
+	case u.User != nil:
+		// Not repeated in the message: it holds a secret.
+		return "", false, errors.New("S3 endpoint: credentials do not belong in the endpoint URL: use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "":
+		return "", false, fmt.Errorf("S3 endpoint %q: give only a scheme, host and port (the bucket and prefix go in --repo s3://bucket/prefix)", endpoint)
+	}
+	switch strings.ToLower(scheme) {
+	case "https":
+		if insecure {
+			return "", false, fmt.Errorf("S3 endpoint %q asks for HTTPS, --insecure-http for plain HTTP: give one (an http:// endpoint needs no --insecure-http)", endpoint)
+		}
+		return u.Host, true, nil
+	case "http":
+		return u.Host, false, nil
+	}
+	return "", false, fmt.Errorf("S3 endpoint %q: unknown scheme %q (want https:// or, for a loopback test server, http://)", endpoint, scheme)
+}
+
 func newClient(ctx context.Context, cfg Config) (*minio.Client, error) {
 	if strings.Contains(cfg.Endpoint, "://") || strings.Contains(cfg.Endpoint, "/") {
-		return nil, fmt.Errorf("S3 endpoint %q: give host[:port] only (HTTPS is the default; --insecure-http for a loopback test server)", cfg.Endpoint)
+		return nil, fmt.Errorf("S3 endpoint %q: give host[:port] only (see ParseEndpoint)", cfg.Endpoint)
 	}
 	tr, err := transport(ctx, cfg)
 	if err != nil {
@@ -114,7 +155,7 @@ func checkLoopback(ctx context.Context, endpoint string) error {
 		host = h
 	}
 	refuse := func(why string) error {
-		return fmt.Errorf("--insecure-http is only allowed for a loopback endpoint, and %s %s: use HTTPS (with --ca-cert for a private CA)", host, why)
+		return fmt.Errorf("plain HTTP (--insecure-http or an http:// endpoint) is only allowed for a loopback endpoint, and %s %s: use HTTPS (with --ca-cert for a private CA)", host, why)
 	}
 	if ip := net.ParseIP(host); ip != nil {
 		if !ip.IsLoopback() {

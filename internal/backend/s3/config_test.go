@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,7 +140,7 @@ func TestInsecureHTTPOnlyOnLoopback(t *testing.T) {
 	}
 	for _, ep := range []string{"192.0.2.1:9000", "[2001:db8::1]:443", "10.0.0.1"} {
 		err := checkLoopback(ctx, ep)
-		if err == nil || !strings.Contains(err.Error(), "--insecure-http is only allowed for a loopback endpoint") {
+		if err == nil || !strings.Contains(err.Error(), "is only allowed for a loopback endpoint") {
 			t.Errorf("checkLoopback(%q): %v", ep, err)
 		}
 	}
@@ -164,5 +165,74 @@ func TestTLS13Required(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "protocol version") {
 		t.Errorf("TLS 1.2 server: %v", err)
+	}
+}
+
+func TestParseEndpoint(t *testing.T) {
+	for _, c := range []struct {
+		in       string
+		insecure bool
+		host     string
+		secure   bool
+	}{
+		{"minio.internal:9000", false, "minio.internal:9000", true},
+		{"127.0.0.1:9000", true, "127.0.0.1:9000", false},
+		{"https://s3.eu-central-1.amazonaws.com", false, "s3.eu-central-1.amazonaws.com", true},
+		{"https://minio.internal:9000/", false, "minio.internal:9000", true},
+		{"HTTPS://minio.internal:9000", false, "minio.internal:9000", true},
+		{"http://127.0.0.1:9000", false, "127.0.0.1:9000", false},
+		{"http://localhost:9000", true, "localhost:9000", false},
+	} {
+		host, secure, err := ParseEndpoint(c.in, c.insecure)
+		if err != nil || host != c.host || secure != c.secure {
+			t.Errorf("ParseEndpoint(%q, %v) = %q, %v, %v; want %q, %v", c.in, c.insecure, host, secure, err, c.host, c.secure)
+		}
+	}
+	for _, c := range []struct {
+		in       string
+		insecure bool
+		msg      string
+	}{
+		{"https://minio.internal:9000", true, "give one"},
+		{"ftp://minio.internal", false, "unknown scheme"},
+		{"https://minio.internal/bucket", false, "only a scheme, host and port"},
+		{"https://minio.internal?x=1", false, "only a scheme, host and port"},
+		{"https://", false, "no host"},
+		{"minio.internal/bucket", false, "host[:port] or a URL"},
+		{"https://key:secret@minio.internal", false, "credentials do not belong"},
+	} {
+		_, _, err := ParseEndpoint(c.in, c.insecure)
+		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "secret@") {
+			t.Errorf("ParseEndpoint(%q, %v): %v; want an error saying %q", c.in, c.insecure, err, c.msg)
+		}
+	}
+}
+
+// TestEndpointURL connects through endpoints given as URLs: http:// speaks
+// plain HTTP to a loopback server without --insecure-http, and stays
+// refused for any other address.
+func TestEndpointURL(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if r.URL.Query().Has("versioning") {
+			w.Write([]byte(`<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></VersioningConfiguration>`))
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	creds := credentials.NewStaticV4("a", "b", "")
+	// Secure as location sets it without --insecure-http: the URL decides.
+	be, err := New(ctx, Config{Endpoint: srv.URL, Bucket: "bkt", Secure: true, PathStyle: true, Region: "us-east-1", Creds: creds})
+	if err != nil {
+		t.Fatalf("New with endpoint %s: %v", srv.URL, err)
+	}
+	be.Close()
+	if requests.Load() == 0 {
+		t.Error("the server saw no request")
+	}
+	_, err = New(ctx, Config{Endpoint: "http://192.0.2.1:9000", Bucket: "b", Secure: true, Creds: creds})
+	if err == nil || !strings.Contains(err.Error(), "only allowed for a loopback endpoint") {
+		t.Errorf("New with http:// to a non-loopback endpoint: %v", err)
 	}
 }

@@ -63,12 +63,12 @@ type RetentionDefaulter interface {
 
 // Config says where the repository is and how to reach it.
 type Config struct {
-	Endpoint   string // host[:port]; default DefaultEndpoint
+	Endpoint   string // host[:port], or a URL (see ParseEndpoint); default DefaultEndpoint
 	Region     string // empty: detected (AWS) or us-east-1
 	Bucket     string
 	Prefix     string // key prefix of the repository, without surrounding slashes
 	PathStyle  bool   // http://host/bucket/key rather than http://bucket.host/key
-	Secure     bool   // HTTPS (TLS 1.3); false is refused unless the endpoint is loopback
+	Secure     bool   // HTTPS (TLS 1.3); false is refused unless the endpoint is loopback. An endpoint URL's scheme decides instead
 	CACertFile string // PEM bundle of the CAs to trust instead of the system's
 
 	// Creds are the credentials; nil means the usual chain: the AWS
@@ -114,6 +114,13 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	if cfg.Endpoint == "" {
 		cfg.Endpoint = DefaultEndpoint
+	}
+	if strings.Contains(cfg.Endpoint, "://") {
+		ep, secure, err := ParseEndpoint(cfg.Endpoint, !cfg.Secure)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Endpoint, cfg.Secure = ep, secure
 	}
 	if cfg.PartSize == 0 {
 		cfg.PartSize = DefaultPartSize
