@@ -32,7 +32,10 @@ every object nestguard writes is retained for at least --min-retention
 so 7y is 2557 days), and each backup extends the retention of the older
 objects its snapshot shares to the snapshot's time plus the minimum. In
 compliance mode nobody, not even the bucket owner, can delete or shorten
-it; governance mode can be bypassed by specially privileged users.
+it; governance mode can be bypassed by specially privileged users. A
+bucket's default retention that is longer (or in compliance mode) wins
+over the flags, and init says so: each object's own retention would
+otherwise replace the bucket's default with a weaker one.
 
 --id-hash picks the keyed hash that names every chunk, fixed for the
 repository's life. hmac-sha256, the default, uses only FIPS 140-3 approved
@@ -85,8 +88,13 @@ mode is required.`,
 				return a.printJSON(map[string]any{"repository": a.repo, "id": cfg.ID, "config": cfg})
 			}
 			a.printf("created repository %s at %s\n", cfg.ID[:8], a.repo)
-			if lock != nil {
-				a.printf("object lock: %s mode, every object retained for at least %s\n", lock.Mode, repository.FormatRetention(lock.MinRetention))
+			if eff := cfg.ObjectLock; eff != nil {
+				if eff.Strengthened(lock) {
+					// Stderr as well: with --quiet or --json this must still be seen.
+					fmt.Fprintf(a.stderr, "note: bucket %s has a default retention stricter than --object-lock %s --min-retention %s: using %s mode and %s, since each object's own retention would replace the bucket's default\n",
+						a.repo, lock.Mode, repository.FormatRetention(lock.MinRetention), eff.Mode, repository.FormatRetention(eff.MinRetention))
+				}
+				a.printf("object lock: %s mode, every object retained for at least %s\n", eff.Mode, repository.FormatRetention(eff.MinRetention))
 			}
 			a.printf("keep the passphrase safe: without it nobody can read these backups\n")
 			return nil

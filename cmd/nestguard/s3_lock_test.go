@@ -331,3 +331,37 @@ func TestLockOnLocalStorage(t *testing.T) {
 		t.Errorf("hold list: %+v", list)
 	}
 }
+
+// TestS3BucketDefaultRetention: a bucket's default retention longer than
+// --min-retention must not be replaced by the shorter one (each upload's
+// own retention replaces the bucket's default): init uses the longer and
+// says so.
+func TestS3BucketDefaultRetention(t *testing.T) {
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		_, cl := s3Env(t, k, map[string]bool{"deflock": true})
+		mode, days, unit := minio.Governance, uint(3), minio.Days
+		if err := cl.SetObjectLockConfig(context.Background(), "deflock", &mode, &days, &unit); err != nil {
+			t.Fatalf("setting the bucket's default retention: %v", err)
+		}
+		e := newEnv(t)
+		e.repo = "s3://deflock/short"
+		r := e.run("init", "--object-lock", "governance", "--min-retention", "1d")
+		if r.code != 0 || !strings.Contains(r.stderr, "default retention stricter") || !strings.Contains(r.stdout, "at least 3d") {
+			t.Fatalf("init with a shorter --min-retention than the bucket's default: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		src := filepath.Join(e.dir, "src")
+		writeTree(t, src, 51, 3, 10_000)
+		e.backupJSON(src)
+		for _, v := range objects(t, cl, "deflock", "short/") {
+			if _, until := retainUntil(t, cl, "deflock", v); until.Before(time.Now().Add(3*24*time.Hour - time.Minute)) {
+				t.Errorf("%s retained until %s, shorter than the bucket's default of 3 days", v.key, until)
+			}
+		}
+
+		e.repo = "s3://deflock/long"
+		r = e.run("init", "--object-lock", "governance", "--min-retention", "5d")
+		if r.code != 0 || strings.Contains(r.stderr, "stricter") || !strings.Contains(r.stdout, "at least 5d") {
+			t.Errorf("init with a longer --min-retention than the bucket's default: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+}

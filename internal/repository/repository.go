@@ -137,9 +137,11 @@ func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOpti
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if err := checkObjectLock(ctx, be, cfg.ObjectLock); err != nil {
+	lock, err := checkObjectLock(ctx, be, cfg.ObjectLock)
+	if err != nil {
 		return nil, err
 	}
+	cfg.ObjectLock = lock
 	key, err := crypto.NewKey()
 	if err != nil {
 		return nil, err

@@ -204,15 +204,79 @@ func FormatRetention(d time.Duration) string {
 // ErrNoObjectLock says the store cannot enforce the requested policy.
 var ErrNoObjectLock = errors.New("storage has no Object Lock")
 
-// checkObjectLock refuses a policy the store cannot enforce. It is called
-// by Init before anything is written.
-func checkObjectLock(ctx context.Context, be backend.Backend, o *ObjectLock) error {
+// BucketDefaulter is implemented by stores (package s3) whose bucket can
+// have a default retention: what an object uploaded without one gets.
+// mode is empty when the bucket has none.
+type BucketDefaulter interface {
+	BucketDefaultRetention(ctx context.Context) (mode backend.RetentionMode, d time.Duration, err error)
+}
+
+func bucketDefaulterOf(be backend.Backend) (BucketDefaulter, bool) {
+	for be != nil {
+		if d, ok := be.(BucketDefaulter); ok {
+			return d, true
+		}
+		u, ok := be.(unwrapper)
+		if !ok {
+			break
+		}
+		be = u.Unwrap()
+	}
+	return nil, false
+}
+
+// Strengthened reports whether o is stricter than asked: a longer minimum
+// or compliance for governance, taken from the bucket's default retention.
+func (o *ObjectLock) Strengthened(asked *ObjectLock) bool {
+	return o != nil && asked != nil && (o.MinRetention != asked.MinRetention || o.Mode != asked.Mode)
+}
+
+// effectiveObjectLock returns o made at least as strict as the bucket's
+// default retention: every object nestguard uploads carries its own
+// retention, which replaces the bucket's default, so a shorter minimum
+// would silently shorten what the bucket's owner configured. The longer
+// minimum and the stricter mode win.
+func effectiveObjectLock(ctx context.Context, be backend.Backend, o *ObjectLock) (*ObjectLock, error) {
+	bd, ok := bucketDefaulterOf(be)
+	if !ok {
+		return o, nil
+	}
+	mode, d, err := bd.BucketDefaultRetention(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the default retention of %s: %w", be.Location(), err)
+	}
+	eff := *o
+	if mode == "" {
+		return &eff, nil
+	}
+	if d > eff.MinRetention {
+		eff.MinRetention = d
+	}
+	if mode == backend.Compliance {
+		eff.Mode = LockCompliance
+	}
+	return &eff, nil
+}
+
+// checkObjectLock refuses a policy the store cannot enforce, and returns
+// the policy to record: o, made at least as strict as the bucket's default
+// retention (see effectiveObjectLock). It is called by Init before
+// anything is written.
+func checkObjectLock(ctx context.Context, be backend.Backend, o *ObjectLock) (*ObjectLock, error) {
 	if o == nil {
-		return nil
+		return nil, nil
 	}
 	if err := o.validate(); err != nil {
-		return err
+		return nil, err
 	}
+	if err := checkLockable(ctx, be); err != nil {
+		return nil, err
+	}
+	return effectiveObjectLock(ctx, be, o)
+}
+
+// checkLockable refuses a store that cannot enforce retention.
+func checkLockable(ctx context.Context, be backend.Backend) error {
 	l, ok := LockerOf(be)
 	if !ok {
 		return fmt.Errorf("%w: %s cannot enforce retention; --object-lock needs an S3 bucket created with Object Lock enabled", ErrNoObjectLock, be.Location())

@@ -142,3 +142,32 @@ func noLockConfig(err error) bool {
 	var resp minio.ErrorResponse
 	return err != nil && errors.As(err, &resp) && resp.Code == "NoSuchObjectLockConfiguration"
 }
+
+// BucketDefaultRetention returns the bucket's default retention (what an
+// object uploaded without a retention of its own gets): its mode, empty
+// when there is none, and its period. A year counts 365.25 days rounded
+// up to whole days, as nestguard's own retentions do, so a period of
+// years is never counted short.
+func (b *Backend) BucketDefaultRetention(ctx context.Context) (backend.RetentionMode, time.Duration, error) {
+	_, mode, validity, unit, err := b.client.GetObjectLockConfig(ctx, b.bucket)
+	var resp minio.ErrorResponse
+	switch {
+	case errors.As(err, &resp) && resp.Code == "ObjectLockConfigurationNotFoundError":
+		return "", 0, nil
+	case err != nil:
+		return "", 0, b.wrap(err, "reading the Object Lock configuration of bucket %q", b.bucket)
+	case mode == nil || validity == nil || unit == nil || *mode == "":
+		return "", 0, nil
+	}
+	n := time.Duration(*validity)
+	var d time.Duration
+	switch *unit {
+	case minio.Days:
+		d = n * 24 * time.Hour
+	case minio.Years:
+		d = (n*1461 + 3) / 4 * 24 * time.Hour
+	default:
+		return "", 0, fmt.Errorf("bucket %q: default retention in unknown unit %q (%s)", b.bucket, *unit, b.location)
+	}
+	return backend.RetentionMode(*mode), d, nil
+}
