@@ -26,9 +26,12 @@ records are never rewritten, so the history stays complete.
 On an S3 bucket with Object Lock, every object the snapshot needs (its
 packs, the index objects listing them, the snapshot object, the config and
 key slots, and for PostgreSQL its WAL) gets an S3 legal hold, which
-survives the end of the retention period. Elsewhere the storage cannot
-enforce a hold: the command fails unless --record-only accepts a hold that
-is only recorded.`,
+survives the end of the retention period, and so does the hold's record
+under holds/ (until the hold is released; the records are then retained
+for the repository's minimum retention). Elsewhere (a local directory, a
+bucket without Object Lock) the storage cannot enforce a hold: 'hold add'
+then records nothing and fails, unless --record-only accepts a hold that
+is only recorded and enforced by nothing.`,
 	}
 	var caseID, reason string
 	var recordOnly bool
@@ -57,7 +60,7 @@ active hold needs. The objects stay protected by their retention, if any.`,
 		c.Flags().StringVar(&caseID, "case", "", "case or matter ID the hold belongs to (required)")
 		c.Flags().StringVar(&reason, "reason", "", "why (required; recorded)")
 	}
-	add.Flags().BoolVar(&recordOnly, "record-only", false, "accept storage that cannot enforce holds: record the hold only")
+	add.Flags().BoolVar(&recordOnly, "record-only", false, "accept storage that cannot enforce holds: record the hold only (nothing stops deletion)")
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List active holds and the history of holds",
@@ -117,9 +120,9 @@ func (a *app) printHoldResult(repo *repository.Repository, sn *snapshot.Snapshot
 		if !warn {
 			return
 		}
-		fmt.Fprintf(a.stderr, "warning: %s cannot enforce legal holds: the hold is recorded only\n", repo.Location())
+		fmt.Fprintf(a.stderr, "warning: %s cannot enforce legal holds: the hold is recorded only, and nothing stops the snapshot's objects from being deleted\n", repo.Location())
 	case action == hold.ActionAdd:
-		a.printf("legal hold placed on %d objects\n", res.Changed)
+		a.printf("legal hold placed on %d objects and on the hold's record\n", res.Changed)
 	default:
 		a.printf("legal hold cleared on %d objects", res.Changed)
 		if res.Kept > 0 {

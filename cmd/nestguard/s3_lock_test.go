@@ -190,6 +190,15 @@ func testLegalHolds(t *testing.T, k miniotest.Kind, cl *minio.Client) {
 			t.Errorf("%s of the other snapshot is held", v.key)
 		}
 	}
+	records := objects(t, cl, "gov", "repo/holds/")
+	if len(records) != 1 {
+		t.Fatalf("%d hold records, want 1", len(records))
+	}
+	for _, v := range records {
+		if !legalHold(t, cl, "gov", v) {
+			t.Errorf("hold record %s: no legal hold", v.key)
+		}
+	}
 	if r := e.run("hold", "add", snapA[:8], "--case", "SEC-18"); r.code != 2 {
 		t.Errorf("hold without --reason: exit %d", r.code)
 	}
@@ -218,6 +227,14 @@ func testLegalHolds(t *testing.T, k miniotest.Kind, cl *minio.Client) {
 			t.Errorf("%s: deleted while under legal hold", v.key)
 		}
 	}
+	for _, v := range records {
+		if k == miniotest.Versity {
+			break // as above
+		}
+		if err := removeVersion(cl, "gov", v); err == nil {
+			t.Errorf("hold record %s: deleted while its hold is active", v.key)
+		}
+	}
 	for _, v := range ofB {
 		if err := removeVersion(cl, "gov", v); err != nil {
 			t.Errorf("%s: not deletable after its retention ended: %v", v.key, err)
@@ -227,10 +244,21 @@ func testLegalHolds(t *testing.T, k miniotest.Kind, cl *minio.Client) {
 	if r := e.run("hold", "release", snapA[:8], "--case", "SEC-99", "--reason", "wrong case"); r.code != 1 || !strings.Contains(r.stderr, "no hold") {
 		t.Errorf("release of an unknown case: exit %d: %s", r.code, r.stderr)
 	}
+	released := time.Now()
 	e.must("hold", "release", snapA[:8], "--case", "SEC-17", "--reason", "case closed")
 	for _, v := range ofA {
 		if legalHold(t, cl, "gov", v) {
 			t.Errorf("%s: still held after release", v.key)
+		}
+	}
+	// The records of a released hold are kept for the minimum retention
+	// (5s here) from the release, no longer under a legal hold.
+	for _, v := range objects(t, cl, "gov", "repo/holds/") {
+		if legalHold(t, cl, "gov", v) {
+			t.Errorf("hold record %s: still held after release", v.key)
+		}
+		if _, until := retainUntil(t, cl, "gov", v); until.Before(released.Add(5 * time.Second)) {
+			t.Errorf("hold record %s retained until %s, less than the minimum retention after the release at %s", v.key, until, released)
 		}
 	}
 	var list struct {
@@ -312,12 +340,21 @@ func TestLockOnLocalStorage(t *testing.T) {
 	src := filepath.Join(e.dir, "src")
 	writeTree(t, src, 41, 5, 10_000)
 	sn := e.backupJSON(src)["snapshot"].(string)
+	// Refused, and nothing recorded: the exit code and the history agree.
 	r := e.run("hold", "add", sn[:8], "--case", "C-1", "--reason", "audit")
-	if r.code != 1 || !strings.Contains(r.stderr, "cannot enforce legal holds") || !strings.Contains(r.stderr, "--record-only") {
+	if r.code != 1 || !strings.Contains(r.stderr, "cannot enforce legal holds") || !strings.Contains(r.stderr, "--record-only") ||
+		!strings.Contains(r.stderr, "no hold was recorded") {
 		t.Errorf("hold add on a directory: exit %d: %s", r.code, r.stderr)
 	}
+	var none struct{ Active, History []map[string]any }
+	if err := json.Unmarshal([]byte(e.must("hold", "list", "--json")), &none); err != nil {
+		t.Fatal(err)
+	}
+	if len(none.Active) != 0 || len(none.History) != 0 {
+		t.Errorf("a refused hold add recorded a hold: %+v", none)
+	}
 	r = e.run("hold", "add", sn[:8], "--case", "C-1", "--reason", "audit", "--record-only")
-	if r.code != 0 || !strings.Contains(r.stderr, "recorded only") {
+	if r.code != 0 || !strings.Contains(r.stderr, "recorded only") || !strings.Contains(r.stderr, "nothing stops") {
 		t.Errorf("hold add --record-only: exit %d: %s", r.code, r.stderr)
 	}
 	if r := e.run("hold", "add", sn[:8], "--case", "C-2"); r.code != 2 {

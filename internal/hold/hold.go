@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/retention"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -87,6 +89,11 @@ func Add(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot
 	if err != nil {
 		return nil, err
 	}
+	if l == nil && !o.RecordOnly {
+		// Refused before anything is recorded: a failed command must not
+		// leave a hold in the history that nothing enforces.
+		return nil, fmt.Errorf("%w at %s (not an S3 bucket with Object Lock): the snapshot's objects could still be deleted, so no hold was recorded; use --record-only to record a hold that is not enforced", ErrNotEnforced, repo.Location())
+	}
 	res := &Result{Enforced: l != nil}
 	if last := find(records, sn.ID, caseID); last == nil || last.Action != ActionAdd {
 		rec := &Record{Snapshot: sn.ID, Case: caseID, Reason: reason, User: o.User, Host: o.Host,
@@ -98,12 +105,17 @@ func Add(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot
 			return nil, err
 		}
 		res.Record = rec
+		records = append(records, rec)
+		sortRecords(records)
 	}
 	if l == nil {
-		if o.RecordOnly {
-			return res, nil
-		}
-		return res, fmt.Errorf("hold recorded, but %w at %s (not an S3 bucket with Object Lock): the snapshot's objects can still be deleted; use --record-only to accept a recorded-only hold", ErrNotEnforced, repo.Location())
+		return res, nil
+	}
+	// The record itself is held first: without it 'hold list' would
+	// forget the hold once the record's retention ends, and 'hold release'
+	// could not find it, while the snapshot's objects stayed held.
+	if _, err := setHolds(ctx, l, recordHandles(currentAdds(records, sn.ID, caseID)), true); err != nil {
+		return res, fmt.Errorf("hold recorded, but placing a legal hold on its record failed (run 'nestguard hold add' again to finish): %w", err)
 	}
 	set, err := retention.Objects(ctx, repo, sn)
 	if err != nil {
@@ -117,6 +129,52 @@ func Add(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot
 		return res, fmt.Errorf("hold recorded, but placing legal holds failed after %d of %d objects (run 'nestguard hold add' again to finish): %w", n, len(hs), err)
 	}
 	return res, set.MissingError()
+}
+
+// currentAdds returns the add records of the hold of snapshot sid and
+// case caseID since its last release: the records that keep it in force
+// (one, unless two Adds raced). records must be sorted as List returns
+// them.
+func currentAdds(records []*Record, sid id.ID, caseID string) []*Record {
+	var out []*Record
+	for _, r := range records {
+		if r.Snapshot != sid || r.Case != caseID {
+			continue
+		}
+		if r.Action == ActionRelease {
+			out = out[:0]
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func recordHandles(rs []*Record) []backend.Handle {
+	hs := make([]backend.Handle, len(rs))
+	for i, r := range rs {
+		hs[i] = backend.Handle{Type: backend.HoldFile, Name: r.ID.String()}
+	}
+	return hs
+}
+
+// keepHistory ends the legal hold of the add records of a released hold
+// and retains them, and the release record, for the repository's minimum
+// retention from now: the history of a hold outlives its release by at
+// least as long as any object nestguard writes.
+func keepHistory(ctx context.Context, repo *repository.Repository, l backend.Locker, adds []*Record, release *Record, now time.Time) error {
+	hs := recordHandles(adds)
+	if repo.Config().ObjectLock != nil {
+		keep := hs
+		if release != nil {
+			keep = append(slices.Clone(hs), recordHandles([]*Record{release})...)
+		}
+		if _, err := repo.ExtendRetention(ctx, keep, now.Add(repo.Config().ObjectLock.MinRetention)); err != nil {
+			return err
+		}
+	}
+	_, err := setHolds(ctx, l, hs, false)
+	return err
 }
 
 // Release ends hold caseID on snapshot sn: it records the release, then
@@ -138,6 +196,12 @@ func Release(ctx context.Context, repo *repository.Repository, sn *snapshot.Snap
 		return nil, err
 	}
 	res := &Result{Enforced: l != nil}
+	adds := currentAdds(records, sn.ID, caseID)
+	if last.Action == ActionRelease {
+		// Released before: the adds of the hold that release ended.
+		adds = previousAdds(records, sn.ID, caseID)
+	}
+	var release *Record
 	if last.Action == ActionAdd {
 		rec := &Record{Snapshot: sn.ID, Case: caseID, Reason: reason, User: o.User, Host: o.Host,
 			Time: o.Now().UTC(), Action: ActionRelease, Enforced: l != nil}
@@ -146,8 +210,11 @@ func Release(ctx context.Context, repo *repository.Repository, sn *snapshot.Snap
 			return nil, err
 		}
 		res.Record = rec
+		release = rec
 		records = append(records, rec)
 		sortRecords(records)
+	} else {
+		release = last
 	}
 	if l == nil {
 		return res, nil
@@ -175,7 +242,32 @@ func Release(ctx context.Context, repo *repository.Repository, sn *snapshot.Snap
 	if err != nil {
 		return res, fmt.Errorf("release recorded, but clearing legal holds failed after %d of %d objects (run 'nestguard hold release' again to finish): %w", n, len(clear), err)
 	}
+	// The records last: until the snapshot's legal holds are cleared, the
+	// hold's add record must stay listable.
+	if err := keepHistory(ctx, repo, l, adds, release, o.Now()); err != nil {
+		return res, fmt.Errorf("release recorded and legal holds cleared, but protecting the hold's records failed (run 'nestguard hold release' again to finish): %w", err)
+	}
 	return res, nil
+}
+
+// previousAdds returns the add records that the last release of the hold
+// of snapshot sid and case caseID ended.
+func previousAdds(records []*Record, sid id.ID, caseID string) []*Record {
+	var cur, prev []*Record
+	for _, r := range records {
+		if r.Snapshot != sid || r.Case != caseID {
+			continue
+		}
+		if r.Action == ActionRelease {
+			if len(cur) > 0 {
+				prev = cur
+			}
+			cur = nil
+			continue
+		}
+		cur = append(cur, r)
+	}
+	return prev
 }
 
 // stillHeld returns the objects the active holds need.

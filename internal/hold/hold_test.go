@@ -146,13 +146,16 @@ func TestStorageWithoutObjectLock(t *testing.T) {
 	ctx := context.Background()
 	r := repotest.New(t)
 	sn := backup(t, r, 5, nil)
-	res, err := Add(ctx, r, sn, "C", "why", Options{})
-	if !errors.Is(err, ErrNotEnforced) || res == nil || res.Record == nil || res.Enforced {
-		t.Fatalf("Add on plain storage: %+v, %v", res, err)
+	// Refused before anything is recorded.
+	if _, err := Add(ctx, r, sn, "C", "why", Options{}); !errors.Is(err, ErrNotEnforced) {
+		t.Fatalf("Add on plain storage: %v", err)
 	}
-	// --record-only accepts it; the hold is already recorded.
-	res, err = Add(ctx, r, sn, "C", "why", Options{RecordOnly: true})
-	if err != nil || res.Record != nil {
+	if records, _, _ := List(ctx, r); len(records) != 0 {
+		t.Fatalf("a refused Add recorded %+v", records)
+	}
+	// --record-only accepts it.
+	res, err := Add(ctx, r, sn, "C", "why", Options{RecordOnly: true})
+	if err != nil || res.Record == nil || res.Enforced {
 		t.Errorf("record-only Add: %+v, %v", res, err)
 	}
 	if res, err := Release(ctx, r, sn, "C", "done", Options{}); err != nil || res.Record == nil {
