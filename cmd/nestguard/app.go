@@ -140,6 +140,7 @@ stopped by SIGINT or SIGTERM.`,
 		a.keyCommand(),
 		a.pgCommand(),
 		a.holdCommand(),
+		a.retentionCommand(),
 		monitor(a.copyCommand()),
 	)
 	return root

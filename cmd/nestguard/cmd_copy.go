@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nestguard/nestguard/internal/copier"
+	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -101,8 +102,11 @@ func (a *app) runCopy(ctx context.Context, f copyFlags, refs []string) error {
 		return err
 	}
 	defer func() { s.close() }()
+	// Copies whose retention failed in a round of a continuous copy: the
+	// next round skips them as copied, so it retries their retention.
+	pending := make(map[id.ID]*snapshot.Snapshot)
 	for {
-		res, err := s.run(ctx, a, refs, f.all)
+		res, err := s.run(ctx, a, refs, f.all, pending)
 		// A continuous copy reports only the rounds that copied something.
 		if res != nil && (!f.continuous || len(res.Copied) > 0 || res.WAL > 0) {
 			a.printCopyResult(res, !f.continuous)
@@ -185,13 +189,22 @@ func (s *copySession) close() {
 // run copies once, with progress, applying the destination's retention
 // to each copy when it has an Object Lock policy. A nil session (a failed
 // reopen) copies nothing.
-func (s *copySession) run(ctx context.Context, a *app, refs []string, all bool) (*copier.Result, error) {
+func (s *copySession) run(ctx context.Context, a *app, refs []string, all bool, pending map[id.ID]*snapshot.Snapshot) (*copier.Result, error) {
 	if s == nil {
 		return nil, errors.New("the repositories are not open")
 	}
 	var hook copier.Hook
 	if s.dst.Config().ObjectLock != nil {
-		hook = func(ctx context.Context, sn *snapshot.Snapshot) error { return a.applyRetention(ctx, s.dst, sn) }
+		if err := s.retryRetention(ctx, a, pending); err != nil {
+			return nil, err
+		}
+		hook = func(ctx context.Context, sn *snapshot.Snapshot) error {
+			err := a.applyRetention(ctx, s.dst, sn)
+			if err != nil {
+				pending[sn.ID] = sn
+			}
+			return err
+		}
 	}
 	rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
 		return progress.Status{Files: s.c.P.Snapshots.Load(), Bytes: s.c.P.BytesRead.Load(),
@@ -199,6 +212,18 @@ func (s *copySession) run(ctx context.Context, a *app, refs []string, all bool) 
 	})
 	defer rep.Stop()
 	return s.c.Run(ctx, refs, all, hook)
+}
+
+// retryRetention applies the retention of the copies in pending, whose
+// retention failed in an earlier round, and forgets those it finished.
+func (s *copySession) retryRetention(ctx context.Context, a *app, pending map[id.ID]*snapshot.Snapshot) error {
+	for sid, sn := range pending {
+		if err := a.applyRetention(ctx, s.dst, sn); err != nil {
+			return err
+		}
+		delete(pending, sid)
+	}
+	return nil
 }
 
 // openSource opens and unlocks the --from-repo repository and loads its index.

@@ -6,9 +6,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -401,4 +409,87 @@ func TestS3BucketDefaultRetention(t *testing.T) {
 			t.Errorf("init with a longer --min-retention than the bucket's default: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 	})
+}
+
+// faultProxy is a plain-HTTP loopback proxy in front of srv that refuses
+// PutObjectRetention (403 AccessDenied) while fail is set: a retention
+// extension that fails after the data is stored.
+func faultProxy(t *testing.T, srv *miniotest.Server, fail *atomic.Bool) string {
+	t.Helper()
+	pem, err := os.ReadFile(srv.CACert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	target, _ := url.Parse("https://" + srv.Endpoint)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, Proxy: nil}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail.Load() && r.Method == http.MethodPut && r.URL.Query().Has("retention") {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>`))
+			return
+		}
+		rp.ServeHTTP(w, r) // the Host header stays the proxy's, as signed
+	}))
+	t.Cleanup(proxy.Close)
+	return proxy.URL
+}
+
+// TestS3RetentionResumable: when extending retention fails after a copy,
+// the copy is saved and the command fails naming 'retention apply'; a copy
+// run again skips the snapshot as copied, and 'retention apply' finishes
+// the retention.
+func TestS3RetentionResumable(t *testing.T) {
+	srv, cl := s3Env(t, miniotest.MinIO, map[string]bool{"worm": true})
+	var fail atomic.Bool
+	to := newEnv(t)
+	to.repo = "s3://worm/dst"
+	to.extraEnv = append(to.extraEnv, "NESTGUARD_S3_ENDPOINT="+faultProxy(t, srv, &fail))
+	to.must("init", "--object-lock", "governance", "--min-retention", "1d")
+	// The copy's snapshot is newer than the destination's config and key
+	// slots, whose retention it must therefore extend.
+	time.Sleep(1100 * time.Millisecond)
+	from := newEnv(t)
+	from.must("init")
+	src := filepath.Join(from.dir, "src")
+	writeTree(t, src, 61, 5, 20_000)
+	from.must("backup", src)
+	var snaps []map[string]any
+	if err := json.Unmarshal([]byte(from.must("snapshots", "--json")), &snaps); err != nil || len(snaps) != 1 {
+		t.Fatalf("snapshots: %v", err)
+	}
+	snapTime, err := time.Parse(time.RFC3339Nano, snaps[0]["time"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NESTGUARD_FROM_PASSWORD", from.pass)
+
+	fail.Store(true)
+	r := to.run("copy", "--from", from.repo, "latest")
+	if r.code != 1 || !strings.Contains(r.stderr, "retention apply") {
+		t.Fatalf("copy whose retention fails: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	fail.Store(false)
+	if out := to.must("copy", "--from", from.repo, "latest"); !strings.Contains(out, "already copied") {
+		t.Errorf("copy again: %s", out)
+	}
+	config := objects(t, cl, "worm", "dst/config")["dst/config"]
+	if _, until := retainUntil(t, cl, "worm", config); !until.Before(snapTime.Add(24 * time.Hour)) {
+		t.Fatalf("config already retained until %s: the failure was not injected", until)
+	}
+	out := to.must("retention", "apply")
+	if !strings.Contains(out, "1 snapshots") {
+		t.Errorf("retention apply: %s", out)
+	}
+	for _, v := range objects(t, cl, "worm", "dst/") {
+		if strings.HasPrefix(v.key, "dst/holds/") {
+			continue
+		}
+		if _, until := retainUntil(t, cl, "worm", v); until.Before(snapTime.Add(24 * time.Hour)) {
+			t.Errorf("%s retained until %s after retention apply; the copy needs %s", v.key, until, snapTime.Add(24*time.Hour))
+		}
+	}
 }
