@@ -52,6 +52,7 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 			}
 			ctx := cmd.Context()
 			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+				repo.CleanStaleTemp(ctx)
 				if genKeyFile != "" {
 					// Create the file first, exclusively: never overwrite a key
 					// file that may still be in use, never leave a slot whose

@@ -74,6 +74,7 @@ the server's), or the backup is refused before anything is stored.`,
 			}
 			ctx := cmd.Context()
 			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+				repo.CleanStaleTemp(ctx)
 				o.Program = "nestguard " + version
 				o.Log = a.log
 				var (

@@ -74,6 +74,9 @@ start a new timeline.`,
 				if err != nil {
 					return err
 				}
+				if cleanTurn(name) {
+					repo.CleanStaleTemp(ctx)
+				}
 				a.metric("bytes", float64(res.Size))
 				a.log.Info("archived WAL", "file", name, "bytes", res.Size, "already_archived", res.AlreadyArchived,
 					"open_ms", opened.Milliseconds(), "store_ms", res.Duration.Milliseconds(), "total_ms", time.Since(began).Milliseconds())
@@ -83,6 +86,14 @@ start a new timeline.`,
 	}
 	cmd.Flags().StringVar(&name, "name", "", "store under this WAL file name (default: the base name of PATH)")
 	return cmd
+}
+
+// cleanTurn reports whether archiving WAL file name also removes stale
+// temporary data: archive-wal runs for every segment and must stay cheap,
+// so only the first segment of each 4 GiB of WAL (with 16 MiB segments:
+// 24 hex digits ending in 00000000) does, after it is stored.
+func cleanTurn(name string) bool {
+	return len(name) == 24 && strings.HasSuffix(name, "00000000")
 }
 
 func (a *app) pgRestoreWALCommand() *cobra.Command {

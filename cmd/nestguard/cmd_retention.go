@@ -70,13 +70,13 @@ func (a *app) retentionApply(ctx context.Context, refs []string) error {
 		}
 		snaps := list
 		if len(refs) > 0 {
-			listErrs = nil // only the named snapshots matter
 			snaps = make([]*snapshot.Snapshot, len(refs))
 			for i, ref := range refs {
-				if snaps[i], err = snapshot.Find(list, ref, snapshot.Filter{}); err != nil {
+				if snaps[i], err = snapshot.Find(list, listErrs, ref, snapshot.Filter{}); err != nil {
 					return err
 				}
 			}
+			listErrs = nil // only the named snapshots matter
 		}
 		res, err := retention.ApplyMany(ctx, repo, snaps)
 		if res != nil {

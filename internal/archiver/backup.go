@@ -49,21 +49,8 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 	if _, err := repo.IndexOrphanPacks(ctx); err != nil {
 		return nil, nil, err
 	}
-	// Temporary files of a killed writer are never listed, but take space.
-	// An hour is far longer than any single object takes to write.
-	if tc, ok := repo.Backend().(interface {
-		CleanTemp(time.Duration) (int, error)
-	}); ok {
-		log := o.Log
-		if log == nil {
-			log = slog.New(slog.DiscardHandler)
-		}
-		if n, err := tc.CleanTemp(time.Hour); err != nil {
-			log.Warn("cannot remove stale temporary files", "err", err)
-		} else if n > 0 {
-			log.Info("removed stale temporary files", "count", n)
-		}
-	}
+	// Temporary data of a killed writer is never listed, but takes space.
+	repo.CleanStaleTemp(ctx)
 	parent, err := findParent(ctx, repo, o.ParentID, snapshot.Filter{Kind: snapshot.KindFiles, Host: host, Paths: abs}, o.Log)
 	if err != nil {
 		return nil, nil, err

@@ -150,3 +150,21 @@ type PendingObject interface {
 	// Abort discards what was written. It is a no-op after Commit.
 	Abort() error
 }
+
+// StaleTempAge is the age past which temporary data of an interrupted
+// writer is removed (see TempCleaner): a day. A running writer renews its
+// temporary file's mtime with every write, and no single S3 multipart
+// upload (an object above 32 MiB; packs are 16 MiB) takes anywhere near a
+// day, so nothing a running command still writes is that old.
+const StaleTempAge = 24 * time.Hour
+
+// TempCleaner is implemented by backends where a writer that is killed
+// leaves temporary data behind, never listed but taking space: temporary
+// files of a local directory, incomplete multipart uploads on S3. Every
+// command that writes to a repository calls it first (see
+// repository.CleanStaleTemp).
+type TempCleaner interface {
+	// CleanTemp removes the temporary data older than olderThan and
+	// returns how many temporary files or uploads it removed.
+	CleanTemp(ctx context.Context, olderThan time.Duration) (int, error)
+}

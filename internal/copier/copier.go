@@ -109,6 +109,7 @@ type Hook func(ctx context.Context, copied *snapshot.Snapshot) error
 func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (*Result, error) {
 	start := time.Now()
 	before := c.counters()
+	c.dst.CleanStaleTemp(ctx)
 	if _, err := c.dst.IndexOrphanPacks(ctx); err != nil {
 		return nil, fmt.Errorf("destination: indexing packs of an interrupted run: %w", err)
 	}

@@ -94,6 +94,7 @@ func Add(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot
 		// leave a hold in the history that nothing enforces.
 		return nil, fmt.Errorf("%w at %s (not an S3 bucket with Object Lock): the snapshot's objects could still be deleted, so no hold was recorded; use --record-only to record a hold that is not enforced", ErrNotEnforced, repo.Location())
 	}
+	repo.CleanStaleTemp(ctx)
 	res := &Result{Enforced: l != nil}
 	if last := find(records, sn.ID, caseID); last == nil || last.Action != ActionAdd {
 		rec := &Record{Snapshot: sn.ID, Case: caseID, Reason: reason, User: o.User, Host: o.Host,
@@ -195,6 +196,7 @@ func Release(ctx context.Context, repo *repository.Repository, sn *snapshot.Snap
 	if err != nil {
 		return nil, err
 	}
+	repo.CleanStaleTemp(ctx)
 	res := &Result{Enforced: l != nil}
 	adds := currentAdds(records, sn.ID, caseID)
 	if last.Action == ActionRelease {

@@ -465,3 +465,31 @@ func fmtUntil(t time.Time) string {
 	}
 	return t.UTC().Format(time.RFC3339)
 }
+
+// CleanStaleTemp removes the temporary data that interrupted writers left
+// in the store (backend.TempCleaner: temporary files, incomplete multipart
+// uploads) older than backend.StaleTempAge, and logs what it removed as a
+// warning: it means an earlier command was killed. Every command that
+// writes calls it first. A failure is logged, not returned: the command's
+// own work does not depend on it.
+func (r *Repository) CleanStaleTemp(ctx context.Context) {
+	be := r.be
+	for be != nil {
+		if c, ok := be.(backend.TempCleaner); ok {
+			n, err := c.CleanTemp(ctx, backend.StaleTempAge)
+			if n > 0 {
+				r.log.Warn("removed temporary data left by an interrupted command", "count", n,
+					"older_than", backend.StaleTempAge.String(), "location", r.be.Location())
+			}
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("cannot remove stale temporary data", "location", r.be.Location(), "err", err)
+			}
+			return
+		}
+		u, ok := be.(unwrapper)
+		if !ok {
+			return
+		}
+		be = u.Unwrap()
+	}
+}

@@ -211,7 +211,7 @@ func TestTempFilesNotListedAndCleaned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := b.CleanTemp(time.Hour)
+	n, err := b.CleanTemp(context.Background(), time.Hour)
 	if err != nil || n != len(stale) {
 		t.Errorf("CleanTemp = %d, %v; want %d, nil", n, err, len(stale))
 	}

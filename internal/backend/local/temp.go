@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,12 +13,13 @@ import (
 	"github.com/nestguard/nestguard/internal/backend"
 )
 
-// CleanTemp removes temporary files older than olderThan, left behind by
-// processes killed in the middle of a Save, and returns how many it
-// removed. A running Save keeps its temporary file's mtime fresh while it
-// writes, so an age well above the slowest write (an hour, say) never
-// removes one in use.
-func (b *Backend) CleanTemp(olderThan time.Duration) (int, error) {
+// CleanTemp implements backend.TempCleaner: it removes temporary files
+// not written to for olderThan, left behind by processes killed in the
+// middle of a Save or of a streamed pack, and returns how many it removed.
+// A running writer keeps its temporary file's mtime fresh while it
+// writes, so an age well above the longest pause between writes
+// (backend.StaleTempAge) never removes one in use.
+func (b *Backend) CleanTemp(ctx context.Context, olderThan time.Duration) (int, error) {
 	dirs := []string{b.dir}
 	for _, t := range typeDirs {
 		if t != backend.PackFile {
@@ -31,6 +33,9 @@ func (b *Backend) CleanTemp(olderThan time.Duration) (int, error) {
 	removed := 0
 	var errs []error
 	for _, dir := range dirs {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
 		n, err := cleanDir(dir, cutoff)
 		removed += n
 		if err != nil {
