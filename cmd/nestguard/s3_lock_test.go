@@ -412,9 +412,9 @@ func TestS3BucketDefaultRetention(t *testing.T) {
 }
 
 // faultProxy is a plain-HTTP loopback proxy in front of srv that refuses
-// PutObjectRetention (403 AccessDenied) while fail is set: a retention
-// extension that fails after the data is stored.
-func faultProxy(t *testing.T, srv *miniotest.Server, fail *atomic.Bool) string {
+// (403 AccessDenied) the requests refuse picks, such as PutObjectRetention:
+// a retention extension that fails after the data is stored.
+func faultProxy(t *testing.T, srv *miniotest.Server, refuse func(*http.Request) bool) string {
 	t.Helper()
 	pem, err := os.ReadFile(srv.CACert)
 	if err != nil {
@@ -426,7 +426,7 @@ func faultProxy(t *testing.T, srv *miniotest.Server, fail *atomic.Bool) string {
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, Proxy: nil}
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if fail.Load() && r.Method == http.MethodPut && r.URL.Query().Has("retention") {
+		if refuse(r) {
 			w.Header().Set("Content-Type", "application/xml")
 			w.WriteHeader(http.StatusForbidden)
 			w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>`))
@@ -447,7 +447,10 @@ func TestS3RetentionResumable(t *testing.T) {
 	var fail atomic.Bool
 	to := newEnv(t)
 	to.repo = "s3://worm/dst"
-	to.extraEnv = append(to.extraEnv, "NESTGUARD_S3_ENDPOINT="+faultProxy(t, srv, &fail))
+	proxy := faultProxy(t, srv, func(r *http.Request) bool {
+		return fail.Load() && r.Method == http.MethodPut && r.URL.Query().Has("retention")
+	})
+	to.extraEnv = append(to.extraEnv, "NESTGUARD_S3_ENDPOINT="+proxy)
 	to.must("init", "--object-lock", "governance", "--min-retention", "1d")
 	// The copy's snapshot is newer than the destination's config and key
 	// slots, whose retention it must therefore extend.

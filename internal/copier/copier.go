@@ -90,8 +90,8 @@ type Result struct {
 	WAL         int64         `json:"wal_copied"`
 	BlobsRead   int64         `json:"blobs_read"`
 	BytesRead   int64         `json:"bytes_read"`
-	BlobsNew    int64         `json:"blobs_new"`
-	BytesStored int64         `json:"bytes_stored"`
+	BlobsNew    int64         `json:"blobs_new"`    // in packs stored, even if the run failed
+	BytesStored int64         `json:"bytes_stored"` // their stored size
 	Elapsed     time.Duration `json:"elapsed_ns"`
 	// Unreadable names source snapshots that could not be read (with --all).
 	Unreadable []string `json:"unreadable,omitempty"`
@@ -175,7 +175,9 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 type counters struct{ BlobsRead, BytesRead, BlobsNew, BytesStored, WAL int64 }
 
 func (c *Copier) counters() counters {
-	return counters{c.P.BlobsRead.Load(), c.P.BytesRead.Load(), c.dst.Stats.NewBlobs.Load(), c.dst.Stats.StoredBytes.Load(), c.P.WAL.Load()}
+	// What arrived, not what was queued: after a failure, blobs added to
+	// packs that were never stored must not count as stored.
+	return counters{c.P.BlobsRead.Load(), c.P.BytesRead.Load(), c.dst.Stats.DurableBlobs.Load(), c.dst.Stats.DurableBytes.Load(), c.P.WAL.Load()}
 }
 
 func (r *Result) finish(c *Copier, before counters, start time.Time) *Result {

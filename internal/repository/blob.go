@@ -15,11 +15,17 @@ import (
 	"github.com/nestguard/nestguard/internal/index"
 )
 
-// SaveStats counts what SaveBlob added to the repository.
+// SaveStats counts what SaveBlob added to the repository. NewBlobs,
+// RawBytes and StoredBytes count blobs when they are added to a pack, which
+// is stored later (Flush): they are what a successful command stored.
+// DurableBlobs and DurableBytes count them once their pack is stored, so
+// after a failure they still say what arrived.
 type SaveStats struct {
-	NewBlobs    atomic.Int64
-	RawBytes    atomic.Int64 // plaintext bytes of new blobs
-	StoredBytes atomic.Int64 // sealed bytes of new blobs
+	NewBlobs     atomic.Int64
+	RawBytes     atomic.Int64 // plaintext bytes of new blobs
+	StoredBytes  atomic.Int64 // sealed bytes of new blobs
+	DurableBlobs atomic.Int64 // new blobs in packs stored
+	DurableBytes atomic.Int64 // their sealed bytes
 	// Packs and PackBytes count the packs stored durably so far: what an
 	// interrupted backup leaves for the next one to reuse.
 	Packs     atomic.Int64

@@ -269,6 +269,14 @@ func (p *packer) write(ctx context.Context, op *openPack) error {
 	}
 	p.r.Stats.Packs.Add(1)
 	p.r.Stats.PackBytes.Add(int64(op.size))
+	if err == nil { // an identical pack that existed stored nothing new
+		var n int64
+		for _, b := range op.blobs {
+			n += int64(b.Length)
+		}
+		p.r.Stats.DurableBlobs.Add(int64(len(op.blobs)))
+		p.r.Stats.DurableBytes.Add(n)
+	}
 	// Only a durable pack is referenced: the blobs enter the index now.
 	return p.r.registerPack(ctx, pid, op.blobs)
 }
