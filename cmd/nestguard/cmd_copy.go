@@ -51,7 +51,8 @@ it stopped. With --continuous the copy repeats every --interval until
 interrupted, keeping the destination within that interval of the source.
 
 When the destination has an Object Lock policy, each copy gets its
-retention as a backup would.`,
+retention as a backup would; if that fails, the copy is kept and
+'nestguard retention apply' finishes it (a copy run again skips it).`,
 		Example: `  nestguard copy --from-repo s3://backups-eu/prod --to-repo s3://backups-us/prod --all
   nestguard copy --from-repo /srv/backup --to-repo s3://offsite/host1 latest
   nestguard copy --from-repo s3://a/p --to-repo s3://b/p --all --continuous --interval 5m`,
