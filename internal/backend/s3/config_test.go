@@ -64,12 +64,20 @@ func TestNewReportsSetupMistakes(t *testing.T) {
 			t.Errorf("CA bundle without certificates: %v", err)
 		}
 
-		for _, ep := range []string{"https://" + s.Endpoint, s.Endpoint + "/bucket"} {
+		for _, ep := range []string{s.Endpoint + "/bucket", "https://" + s.Endpoint + "/bucket"} {
 			cfg = s.config(plainBucket)
 			cfg.Endpoint = ep
-			if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "host[:port]") {
+			if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "host[:port]") && !strings.Contains(err.Error(), "only a scheme, host and port") {
 				t.Errorf("endpoint %q: %v", ep, err)
 			}
+		}
+		// A URL with a scheme, as the AWS tools take it.
+		cfg = s.config(plainBucket)
+		cfg.Endpoint = "https://" + s.Endpoint
+		if be, err := New(ctx, cfg); err != nil {
+			t.Errorf("endpoint %q: %v", cfg.Endpoint, err)
+		} else {
+			be.Close()
 		}
 
 		cfg = s.config(plainBucket)
