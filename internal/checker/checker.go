@@ -288,7 +288,8 @@ func (c *Checker) checkPackSize(ctx context.Context, pid id.ID, packs map[id.ID]
 }
 
 // classifyUnindexed counts the packs no index object lists by what they
-// are (see Report). Only their headers are read; no snapshot needs them.
+// are (see Report), from their headers (PackHeader reads such a pack whole
+// to authenticate its header); no snapshot needs them.
 func (c *Checker) classifyUnindexed(ctx context.Context, packs map[id.ID]backend.FileInfo, indexed []id.ID) error {
 	known := make(map[id.ID]bool, len(indexed))
 	for _, p := range indexed {

@@ -20,8 +20,12 @@ const adPrefix = "nestguard v2\x00"
 // adConfig is the associated data of the config object.
 func adConfig() []byte { return []byte(adPrefix + "config") }
 
-// adPackHeader is the associated data of a pack's header.
-func adPackHeader() []byte { return []byte(adPrefix + "pack header") }
+// adPackHeader is the associated data of a pack's header: it binds the
+// header to the SHA-256 of the pack's bytes before it (the sealed blobs),
+// so a header copied behind other bytes does not open.
+func adPackHeader(bodyHash []byte) []byte {
+	return append([]byte(adPrefix+"pack header\x00"), bodyHash...)
+}
 
 // adObject is the associated data of an object of type t stored under the
 // hash of its bytes (snapshots, index, holds).

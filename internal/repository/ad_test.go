@@ -63,7 +63,7 @@ func TestSealedBlobIsNotAnObject(t *testing.T) {
 	if _, err := r.OpenNamed(backend.Handle{Type: backend.WALFile, Name: "000000010000000000000001"}, bytes.Clone(sealed)); !errors.Is(err, ErrObjectCorrupted) {
 		t.Errorf("a data blob opened as a WAL object: %v", err)
 	}
-	if _, err := r.key.Open(nil, sealed, adPackHeader()); err == nil {
+	if _, err := r.key.Open(nil, sealed, adPackHeader(make([]byte, 32))); err == nil {
 		t.Error("a data blob opened as a pack header")
 	}
 	if _, err := r.key.Open(nil, sealed, adConfig()); err == nil {
@@ -105,5 +105,65 @@ func TestNamedObjectBoundToName(t *testing.T) {
 	}
 	if _, err := r.OpenNamed(backend.Handle{Type: backend.HoldFile, Name: "000000010000000000000001"}, bytes.Clone(sealed)); !errors.Is(err, ErrObjectCorrupted) {
 		t.Errorf("opened as another type: %v", err)
+	}
+}
+
+// Issue 17's fake pack: junk followed by a real pack's sealed header and
+// trailer, stored under the hash of its own bytes. Indexed from its header
+// it would take the real pack's place (and its retention and holds). Only
+// a pack whose bytes hash to its name is indexed from its header.
+func TestFakePackWithRealHeaderNotIndexed(t *testing.T) {
+	ctx := context.Background()
+	r, be := newRepo(t)
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bid, _, err := r.SaveBlob(ctx, index.DataBlob, bytes.Repeat([]byte("ledger "), 4000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := r.Index().Lookup(bid)
+	real := backend.Handle{Type: backend.PackFile, Name: e.Pack.String()}
+	rd, err := be.Load(ctx, real, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, _ := io.ReadAll(rd)
+	rd.Close()
+	// The junk is as long as the blobs, so the header's offsets fit.
+	fake := append(bytes.Repeat([]byte{0xa5}, int(e.Offset+e.Length)), whole[e.Offset+e.Length:]...)
+	fid := id.Hash(fake)
+	if err := be.Save(ctx, backend.Handle{Type: backend.PackFile, Name: fid.String()}, bytes.NewReader(fake), int64(len(fake))); err != nil {
+		t.Fatal(err)
+	}
+	// Both packs are orphans: no index object lists either.
+	ids, err := r.ListObjects(ctx, backend.IndexFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range ids {
+		if err := be.Remove(ctx, backend.Handle{Type: backend.IndexFile, Name: i.String()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r2, err := Open(ctx, be, pass, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, bad, err := r2.indexOrphans(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || len(bad) != 1 || bad[0] != fid {
+		t.Fatalf("indexed %d packs, bad %v: want the real one indexed and the fake %s refused", n, bad, fid.Short())
+	}
+	if got, ok := r2.Index().Lookup(bid); !ok || got.Pack != e.Pack {
+		t.Fatalf("blob located in pack %s, want the real pack %s", got.Pack.Short(), e.Pack.Short())
 	}
 }

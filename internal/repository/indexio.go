@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -261,7 +262,12 @@ func (r *Repository) writeIndex(ctx context.Context, packs []index.PackBlobs) er
 	return nil
 }
 
-// PackHeader reads and authenticates the header of pack pid.
+// PackHeader reads and authenticates the header of pack pid. It reads the
+// whole pack: the header is sealed with the hash of the bytes before it as
+// associated data, so that junk with a real pack's header and trailer
+// appended is not taken for that pack (its blobs would be indexed there,
+// and retention and holds would land on the fake), and the pack's bytes
+// must hash to its name.
 func (r *Repository) PackHeader(ctx context.Context, pid id.ID) ([]pack.Blob, int64, error) {
 	h := backend.Handle{Type: backend.PackFile, Name: pid.String()}
 	fi, err := r.be.Stat(ctx, h)
@@ -287,8 +293,13 @@ func (r *Repository) PackHeader(ctx context.Context, pid id.ID) ([]pack.Blob, in
 			return nil, size, err
 		}
 	}
-	sealedHdr := buf[len(buf)-pack.TrailerSize-hdrLen : len(buf)-pack.TrailerSize]
-	plain, err := r.key.Open(nil, sealedHdr, adPackHeader())
+	end := buf[len(buf)-pack.TrailerSize-hdrLen:] // the sealed header and the trailer
+	bodyLen := size - int64(len(end))
+	bodyHash, err := r.hashPack(ctx, h, pid, bodyLen, end)
+	if err != nil {
+		return nil, size, err
+	}
+	plain, err := r.key.Open(nil, end[:hdrLen], adPackHeader(bodyHash))
 	if err != nil {
 		return nil, size, fmt.Errorf("pack %s header: %w: %v", pid.Short(), ErrObjectCorrupted, err)
 	}
@@ -300,6 +311,32 @@ func (r *Repository) PackHeader(ctx context.Context, pid id.ID) ([]pack.Blob, in
 		return nil, size, fmt.Errorf("pack %s: %w: %v", pid.Short(), ErrObjectCorrupted, err)
 	}
 	return blobs, size, nil
+}
+
+// hashPack reads the first bodyLen bytes of pack h and returns their
+// SHA-256, checking that they followed by end hash to the pack's name.
+func (r *Repository) hashPack(ctx context.Context, h backend.Handle, pid id.ID, bodyLen int64, end []byte) ([]byte, error) {
+	whole := sha256.New()
+	if bodyLen > 0 {
+		rd, err := r.be.Load(ctx, h, 0, bodyLen)
+		if err != nil {
+			return nil, err
+		}
+		n, err := io.Copy(whole, rd)
+		rd.Close()
+		if err == nil && n != bodyLen {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading pack %s: %w", pid.Short(), err)
+		}
+	}
+	body := whole.Sum(nil)
+	whole.Write(end)
+	if id.ID(whole.Sum(nil)) != pid {
+		return nil, fmt.Errorf("pack %s: %w: its bytes do not hash to its name", pid.Short(), ErrObjectCorrupted)
+	}
+	return body, nil
 }
 
 // IndexOrphanPacks finds packs that no index object mentions (left by an

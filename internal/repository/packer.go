@@ -253,7 +253,9 @@ func (p *packer) forgetLocked(op *openPack, err error) {
 }
 
 func (p *packer) write(ctx context.Context, op *openPack) error {
-	hdr := p.r.key.Seal(nil, pack.EncodeHeader(op.blobs), adPackHeader())
+	// op.hash has seen the sealed blobs so far: Sum reads its state
+	// without changing it.
+	hdr := p.r.key.Seal(nil, pack.EncodeHeader(op.blobs), adPackHeader(op.hash.Sum(nil)))
 	err := op.write(hdr)
 	if err == nil {
 		err = op.write(pack.Trailer(len(hdr)))
