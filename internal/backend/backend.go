@@ -168,3 +168,28 @@ type TempCleaner interface {
 	// returns how many temporary files or uploads it removed.
 	CleanTemp(ctx context.Context, olderThan time.Duration) (int, error)
 }
+
+// Unwrapper is implemented by backends that wrap another one (retries):
+// the capabilities of the inner store are found through them.
+type Unwrapper interface {
+	Unwrap() Backend
+}
+
+// As returns the first backend on the chain from be inward (through
+// Unwrapper) that implements T, as T: the one way optional capabilities
+// (Locker, TempCleaner, default retention, ...) are discovered, so that a
+// wrapper never hides what the store can do.
+func As[T any](be Backend) (T, bool) {
+	for be != nil {
+		if c, ok := be.(T); ok {
+			return c, true
+		}
+		u, ok := be.(Unwrapper)
+		if !ok {
+			break
+		}
+		be = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}

@@ -37,43 +37,8 @@ type RetentionDefaulter interface {
 	SetDefaultRetention(mode backend.RetentionMode, d time.Duration)
 }
 
-// unwrapper is implemented by backends that wrap another one (retries):
-// the capabilities of the inner store are looked up through them.
-type unwrapper interface {
-	Unwrap() backend.Backend
-}
-
-// LockerOf returns the Locker of be, looking through wrapping backends.
-func LockerOf(be backend.Backend) (backend.Locker, bool) {
-	for be != nil {
-		if l, ok := be.(backend.Locker); ok {
-			return l, true
-		}
-		u, ok := be.(unwrapper)
-		if !ok {
-			break
-		}
-		be = u.Unwrap()
-	}
-	return nil, false
-}
-
-func defaulterOf(be backend.Backend) (RetentionDefaulter, bool) {
-	for be != nil {
-		if d, ok := be.(RetentionDefaulter); ok {
-			return d, true
-		}
-		u, ok := be.(unwrapper)
-		if !ok {
-			break
-		}
-		be = u.Unwrap()
-	}
-	return nil, false
-}
-
 // Locker returns the repository's store as a Locker when it is one.
-func (r *Repository) Locker() (backend.Locker, bool) { return LockerOf(r.be) }
+func (r *Repository) Locker() (backend.Locker, bool) { return backend.As[backend.Locker](r.be) }
 
 // BackendMode maps the config's mode to the storage's.
 func (o *ObjectLock) BackendMode() (backend.RetentionMode, error) {
@@ -211,20 +176,6 @@ type BucketDefaulter interface {
 	BucketDefaultRetention(ctx context.Context) (mode backend.RetentionMode, d time.Duration, err error)
 }
 
-func bucketDefaulterOf(be backend.Backend) (BucketDefaulter, bool) {
-	for be != nil {
-		if d, ok := be.(BucketDefaulter); ok {
-			return d, true
-		}
-		u, ok := be.(unwrapper)
-		if !ok {
-			break
-		}
-		be = u.Unwrap()
-	}
-	return nil, false
-}
-
 // Strengthened reports whether o is stricter than asked: a longer minimum
 // or compliance for governance, taken from the bucket's default retention.
 func (o *ObjectLock) Strengthened(asked *ObjectLock) bool {
@@ -237,7 +188,7 @@ func (o *ObjectLock) Strengthened(asked *ObjectLock) bool {
 // would silently shorten what the bucket's owner configured. The longer
 // minimum and the stricter mode win.
 func effectiveObjectLock(ctx context.Context, be backend.Backend, o *ObjectLock) (*ObjectLock, error) {
-	bd, ok := bucketDefaulterOf(be)
+	bd, ok := backend.As[BucketDefaulter](be)
 	if !ok {
 		return o, nil
 	}
@@ -277,7 +228,7 @@ func checkObjectLock(ctx context.Context, be backend.Backend, o *ObjectLock) (*O
 
 // checkLockable refuses a store that cannot enforce retention.
 func checkLockable(ctx context.Context, be backend.Backend) error {
-	l, ok := LockerOf(be)
+	l, ok := backend.As[backend.Locker](be)
 	if !ok {
 		return fmt.Errorf("%w: %s cannot enforce retention; --object-lock needs an S3 bucket created with Object Lock enabled", ErrNoObjectLock, be.Location())
 	}
@@ -288,7 +239,7 @@ func checkLockable(ctx context.Context, be backend.Backend) error {
 	if !on {
 		return fmt.Errorf("%w: bucket %s has no Object Lock: create it with object lock enabled (aws s3api create-bucket --bucket NAME --object-lock-enabled-for-bucket, or mc mb --with-lock); it cannot be turned on for an existing bucket's old objects", ErrNoObjectLock, be.Location())
 	}
-	if _, ok := defaulterOf(be); !ok {
+	if _, ok := backend.As[RetentionDefaulter](be); !ok {
 		return fmt.Errorf("%w: the %s backend cannot stamp retention on new objects", ErrNoObjectLock, be.Location())
 	}
 	return nil
@@ -306,7 +257,7 @@ func (r *Repository) applyDefaultRetention() {
 		r.log.Warn("repository config has an invalid object lock mode; new objects get no retention", "err", err)
 		return
 	}
-	d, ok := defaulterOf(r.be)
+	d, ok := backend.As[RetentionDefaulter](r.be)
 	if !ok {
 		r.log.Warn("the repository has an Object Lock policy but its storage cannot enforce it", "location", r.be.Location())
 		return
@@ -473,23 +424,16 @@ func fmtUntil(t time.Time) string {
 // writes calls it first. A failure is logged, not returned: the command's
 // own work does not depend on it.
 func (r *Repository) CleanStaleTemp(ctx context.Context) {
-	be := r.be
-	for be != nil {
-		if c, ok := be.(backend.TempCleaner); ok {
-			n, err := c.CleanTemp(ctx, backend.StaleTempAge)
-			if n > 0 {
-				r.log.Warn("removed temporary data left by an interrupted command", "count", n,
-					"older_than", backend.StaleTempAge.String(), "location", r.be.Location())
-			}
-			if err != nil && ctx.Err() == nil {
-				r.log.Warn("cannot remove stale temporary data", "location", r.be.Location(), "err", err)
-			}
-			return
-		}
-		u, ok := be.(unwrapper)
-		if !ok {
-			return
-		}
-		be = u.Unwrap()
+	c, ok := backend.As[backend.TempCleaner](r.be)
+	if !ok {
+		return
+	}
+	n, err := c.CleanTemp(ctx, backend.StaleTempAge)
+	if n > 0 {
+		r.log.Warn("removed temporary data left by an interrupted command", "count", n,
+			"older_than", backend.StaleTempAge.String(), "location", r.be.Location())
+	}
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("cannot remove stale temporary data", "location", r.be.Location(), "err", err)
 	}
 }
