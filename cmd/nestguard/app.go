@@ -235,7 +235,7 @@ func (a *app) openRepository(ctx context.Context, loc string, lo location.Option
 		if err != nil {
 			return nil, err
 		}
-		r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, UploadConcurrency: uploadConcurrency(loc), KeySlot: slot, OnlyKeySlot: onlySlot})
+		r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, KeySlot: slot, OnlyKeySlot: onlySlot})
 		if err != nil {
 			return nil, err
 		}
@@ -292,14 +292,6 @@ func limitMemory(indexBytes int) {
 		return
 	}
 	debug.SetMemoryLimit(int64(pipelineMemory + 2*indexBytes))
-}
-
-// uploadConcurrency: object stores want more requests in flight than a disk.
-func uploadConcurrency(repo string) int {
-	if strings.HasPrefix(repo, "s3://") {
-		return 6
-	}
-	return 2
 }
 
 // secret returns what opens the repository: the key file's secret and slot

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/copier"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/progress"
@@ -165,10 +165,7 @@ func (a *app) openCopy(ctx context.Context, f copyFlags) (*copySession, error) {
 	}
 	workers := f.workers
 	if workers <= 0 {
-		workers = 4
-		if strings.HasPrefix(f.from, "s3://") {
-			workers = 8
-		}
+		_, workers = backend.ConcurrencyOf(src.Backend())
 	}
 	c, err := copier.New(src, dst, copier.Options{Workers: workers, Log: a.log})
 	if err != nil {

@@ -169,6 +169,24 @@ type TempCleaner interface {
 	CleanTemp(ctx context.Context, olderThan time.Duration) (int, error)
 }
 
+// Concurrency is implemented by stores that want more requests in flight
+// than a local disk does: object stores, where each request waits on the
+// network. Others get DefaultConcurrency.
+type Concurrency interface {
+	// Concurrency returns how many objects to write and to read at once.
+	Concurrency() (writes, reads int)
+}
+
+// ConcurrencyOf returns how many objects to write and read at once on be:
+// what the store asks for (Concurrency), else 2 writes and 4 reads, which
+// keep a disk busy without seeking it to death.
+func ConcurrencyOf(be Backend) (writes, reads int) {
+	if c, ok := As[Concurrency](be); ok {
+		return c.Concurrency()
+	}
+	return 2, 4
+}
+
 // Unwrapper is implemented by backends that wrap another one (retries):
 // the capabilities of the inner store are found through them.
 type Unwrapper interface {

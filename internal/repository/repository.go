@@ -71,7 +71,8 @@ type Repository struct {
 // Options tune opening and creating a repository.
 type Options struct {
 	Logger *slog.Logger
-	// UploadConcurrency bounds packs being written at once (default 2).
+	// UploadConcurrency bounds packs being written at once (default: what
+	// the store asks for, backend.ConcurrencyOf).
 	UploadConcurrency int
 	// KDF overrides the key derivation parameters for new key slots (tests).
 	KDF *crypto.KDFParams
@@ -222,7 +223,7 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) (
 	}
 	uploads := o.UploadConcurrency
 	if uploads <= 0 {
-		uploads = 2
+		uploads, _ = backend.ConcurrencyOf(be)
 	}
 	r := &Repository{
 		be:          be,

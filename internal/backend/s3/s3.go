@@ -171,6 +171,10 @@ func (b *Backend) checkBucket(ctx context.Context, endpoint string) error {
 // credentials.
 func (b *Backend) Location() string { return b.location }
 
+// Concurrency implements backend.Concurrency: each request waits on the
+// network, so more are kept in flight than on a disk.
+func (b *Backend) Concurrency() (writes, reads int) { return 6, 8 }
+
 // Close implements backend.Backend.
 func (b *Backend) Close() error { return nil }
 
