@@ -189,24 +189,29 @@ type pitrTarget struct {
 	want []int64
 }
 
-// pickTargets chooses n targets after from, each in the middle of a gap
-// of more than 100 ms between two consecutive commits (so that commit
-// latency cannot move a commit across the target), both before until:
-// recovery stops at the first commit after the target, so that commit's
-// WAL is needed too.
+// pickTargets chooses n targets after from, each in a gap of more than
+// 100 ms between two consecutive commits, both before until: recovery
+// stops at the first commit after the target, so that commit's WAL is
+// needed too. A row's time is its INSERT's clock_timestamp(), taken before
+// its commit record; under load the commit can come tens of milliseconds
+// later, so a target in the middle of the gap could fall before it. The
+// writer is one connection that waits at least 20 ms after each commit
+// returns, so row i committed at least 20 ms before row i+1's time, and
+// row i+1 commits after its time: 10 ms before row i+1's time is always
+// between the two commits, whatever the load.
 func pickTargets(rows []ledgerRow, from, until time.Time, n int, rng *rand.Rand) []pitrTarget {
+	at := func(i int) time.Time { return rows[i+1].at.Add(-10 * time.Millisecond) }
 	var cands []int
 	for i := 0; i+1 < len(rows); i++ {
 		gap := rows[i+1].at.Sub(rows[i].at)
-		mid := rows[i].at.Add(gap / 2)
-		if gap > 100*time.Millisecond && mid.After(from.Add(50*time.Millisecond)) && rows[i+1].at.Before(until) {
+		if gap > 100*time.Millisecond && at(i).After(from.Add(50*time.Millisecond)) && rows[i+1].at.Before(until) {
 			cands = append(cands, i)
 		}
 	}
 	rng.Shuffle(len(cands), func(a, b int) { cands[a], cands[b] = cands[b], cands[a] })
 	var out []pitrTarget
 	for _, i := range cands[:min(n, len(cands))] {
-		tg := pitrTarget{at: rows[i].at.Add(rows[i+1].at.Sub(rows[i].at) / 2)}
+		tg := pitrTarget{at: at(i)}
 		for _, r := range rows[:i+1] {
 			tg.want = append(tg.want, r.id)
 		}
