@@ -44,7 +44,7 @@ func (sn *Snapshot) UnmarshalJSON(b []byte) error {
 		return errors.New("snapshot: paths and paths_bytes differ in length")
 	}
 	for i, raw := range w.PathsBytes {
-		if tree.Escape(string(raw)) != sn.Paths[i] {
+		if !tree.IsEscapeOf(sn.Paths[i], string(raw)) {
 			return fmt.Errorf("snapshot: path %q does not match its paths_bytes", sn.Paths[i])
 		}
 		sn.Paths[i] = string(raw)

@@ -59,6 +59,21 @@ func printable(s string) bool {
 	return true
 }
 
+// IsEscapeOf reports whether shown is what a writer may store as the
+// escaped form of the bytes raw: raw itself when raw is valid UTF-8, and
+// otherwise the body of a Go double-quoted string that reads back as raw.
+// It does not compare shown with Escape(raw): which characters
+// strconv.Quote escapes depends on the Unicode tables of the Go that built
+// the writer (U+1C89 is escaped before Unicode 16 and not after), and a
+// tree or snapshot must read the same with every build.
+func IsEscapeOf(shown, raw string) bool {
+	if utf8.ValidString(raw) {
+		return shown == raw
+	}
+	s, err := strconv.Unquote(`"` + shown + `"`)
+	return err == nil && s == raw
+}
+
 // ForJSON returns what JSON output gives for the byte string s: s itself
 // and nil when it is valid UTF-8, otherwise Escape(s) and the exact bytes
 // (which encoding/json writes in base64) for a companion "<field>_bytes".
@@ -129,13 +144,13 @@ func toWire(t *Tree) *wireTree {
 // escaped form beside them is theirs.
 func fromWire(n *Node, name, target []byte) error {
 	if name != nil {
-		if n.Name != Escape(string(name)) {
+		if !IsEscapeOf(n.Name, string(name)) {
 			return fmt.Errorf("entry %q: name %q does not match name_bytes", name, n.Name)
 		}
 		n.Name = string(name)
 	}
 	if target != nil {
-		if n.LinkTarget != Escape(string(target)) {
+		if !IsEscapeOf(n.LinkTarget, string(target)) {
 			return fmt.Errorf("entry %q: link_target %q does not match link_target_bytes", n.Name, n.LinkTarget)
 		}
 		n.LinkTarget = string(target)
