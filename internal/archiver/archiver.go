@@ -126,7 +126,7 @@ func New(repo Repo, opt Options) *Archiver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Archiver{repo: repo, opt: opt, log: log, ids: idNames{users: map[uint32]string{}, groups: map[uint32]string{}}}
+	return &Archiver{repo: repo, opt: opt, log: log, ids: idNames{users: map[uint32]string{}, groups: map[uint32]string{}, log: log}}
 }
 
 // Errors lists the entries that could not be backed up.

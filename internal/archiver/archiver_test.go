@@ -211,3 +211,37 @@ func TestFileChangedBeforeRead(t *testing.T) {
 		}
 	}
 }
+
+// A file whose owner's user or group name is not UTF-8 (a Latin-1 name in
+// the user database) is backed up with its numeric ids; the name would not
+// read back from the tree's JSON, and failed the whole backup.
+func TestOwnerNameNotUTF8(t *testing.T) {
+	ctx := context.Background()
+	kdf := crypto.FastKDFParamsForTests()
+	repo, err := repository.Init(ctx, mem.New(), []byte("pw"), repository.InitOptions{Options: repository.Options{KDF: &kdf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := New(repo, Options{})
+	a.ids.lookupUser = func(string) (string, error) { return "j\xe9r\xf4me", nil }
+	a.ids.lookupGroup = func(string) (string, error) { return "compta", nil }
+	root, err := a.SnapshotDir(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := tree.Load(ctx, repo, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := tr.Find("f")
+	if n == nil || n.User != "" || n.Group != "compta" || n.UID != uint32(os.Getuid()) {
+		t.Fatalf("node %+v", n)
+	}
+}

@@ -3,12 +3,14 @@ package archiver
 import (
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/user"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nestguard/nestguard/internal/tree"
 )
@@ -87,6 +89,10 @@ type idNames struct {
 	mu     sync.Mutex
 	users  map[uint32]string
 	groups map[uint32]string
+	log    *slog.Logger
+	// lookupUser and lookupGroup return the name of a numeric id; nil
+	// means the system's user database (os/user).
+	lookupUser, lookupGroup func(id string) (string, error)
 }
 
 func (c *idNames) user(uid uint32) string {
@@ -95,10 +101,17 @@ func (c *idNames) user(uid uint32) string {
 	if n, ok := c.users[uid]; ok {
 		return n
 	}
-	n := ""
-	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		n = u.Username
+	lookup := c.lookupUser
+	if lookup == nil {
+		lookup = func(id string) (string, error) {
+			u, err := user.LookupId(id)
+			if err != nil {
+				return "", err
+			}
+			return u.Username, nil
+		}
 	}
+	n := c.storable("user", uid, lookup)
 	c.users[uid] = n
 	return n
 }
@@ -109,10 +122,37 @@ func (c *idNames) group(gid uint32) string {
 	if n, ok := c.groups[gid]; ok {
 		return n
 	}
-	n := ""
-	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10)); err == nil {
-		n = g.Name
+	lookup := c.lookupGroup
+	if lookup == nil {
+		lookup = func(id string) (string, error) {
+			g, err := user.LookupGroupId(id)
+			if err != nil {
+				return "", err
+			}
+			return g.Name, nil
+		}
 	}
+	n := c.storable("group", gid, lookup)
 	c.groups[gid] = n
+	return n
+}
+
+// storable returns the name of id for a tree node: "" when there is none
+// or when it is not UTF-8. A tree stores user and group names as JSON
+// text (unlike file names, without their exact bytes), so such a name
+// would not read back and would fail the whole backup; the numeric id,
+// which restores use, is kept, and the name's loss is logged once.
+func (c *idNames) storable(kind string, id uint32, lookup func(string) (string, error)) string {
+	n, err := lookup(strconv.FormatUint(uint64(id), 10))
+	if err != nil {
+		return ""
+	}
+	if !utf8.ValidString(n) {
+		if c.log != nil {
+			c.log.Warn("a "+kind+" name is not UTF-8: files of this id are backed up with the numeric id only",
+				kind+"_id", id, "name", tree.Show(n))
+		}
+		return ""
+	}
 	return n
 }

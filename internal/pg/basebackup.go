@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/backend"
@@ -690,10 +691,12 @@ func dirNode(name, p string) (*tree.Node, error) {
 		Inode:      st.Ino,
 		DeviceID:   uint64(st.Dev),
 	}
-	if u, err := user.LookupId(strconv.FormatUint(uint64(st.Uid), 10)); err == nil {
+	// Names that are not UTF-8 would not read back from the tree (see
+	// archiver's idNames); the numeric ids are kept.
+	if u, err := user.LookupId(strconv.FormatUint(uint64(st.Uid), 10)); err == nil && utf8.ValidString(u.Username) {
 		n.User = u.Username
 	}
-	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(st.Gid), 10)); err == nil {
+	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(st.Gid), 10)); err == nil && utf8.ValidString(g.Name) {
 		n.Group = g.Name
 	}
 	return n, nil
