@@ -122,12 +122,12 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 						cur = "*"
 					}
 					if k.Malformed != "" {
-						fmt.Fprintf(tw, "!\t%s\t\t\t\tmalformed: %s\n", k.ID[:8], printable(k.Malformed))
+						fmt.Fprintf(tw, "!\t%s\t\t\t\tmalformed: %s\n", printable(k.ID[:min(8, len(k.ID))]), printable(k.Malformed))
 						continue
 					}
 					// The descriptive fields are whatever was stored:
 					// never let them reach a terminal raw.
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cur, k.ID[:8], fmtTime(k.Created), printable(k.Username), printable(k.Hostname), printable(k.Label))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cur, printable(k.ID[:min(8, len(k.ID))]), fmtTime(k.Created), printable(k.Username), printable(k.Hostname), printable(k.Label))
 				}
 				return tw.Flush()
 			})

@@ -177,3 +177,25 @@ func TestProcessNotDumpable(t *testing.T) {
 		t.Errorf("core files not disabled:\n%s", limits)
 	}
 }
+
+// Files in keys/ whose names are not slot ids (shorter than a short id,
+// or holding terminal escapes) are listed as malformed, escaped: `key
+// list` panicked on a name shorter than 8 bytes.
+func TestKeySlotOddNames(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	for _, name := range []string{"abc", "\x1b[2Jslot"} {
+		if err := os.WriteFile(filepath.Join(e.repo, "keys", name), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.run("key", "list")
+	if r.code != 0 || strings.Contains(r.stdout, "\x1b") || !strings.Contains(r.stdout, "abc") || !strings.Contains(r.stdout, `\x1b[2J`) {
+		t.Errorf("key list: exit %d\n%q\n%s", r.code, r.stdout, r.stderr)
+	}
+	wrong := *e
+	wrong.pass = "not the passphrase"
+	if r := wrong.run("snapshots"); r.code != 1 || strings.Contains(r.stderr, "\x1b") {
+		t.Errorf("wrong passphrase: exit %d\n%q", r.code, r.stderr)
+	}
+}

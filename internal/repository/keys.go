@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/user"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -144,7 +145,7 @@ func (r *Repository) RemoveKey(ctx context.Context, prefix string) error {
 	h := backend.Handle{Type: backend.KeyFile, Name: match[0].ID}
 	// Never try to delete what the storage retains: say when it can be.
 	if err := r.CheckDeletable(ctx, h); err != nil {
-		return fmt.Errorf("cannot remove key slot %s: %w", match[0].ID[:8], err)
+		return fmt.Errorf("cannot remove key slot %s: %w", shortSlot(match[0].ID), err)
 	}
 	return r.be.Remove(ctx, h)
 }
@@ -315,7 +316,16 @@ func matchSlot(names []string, prefix string) (string, error) {
 	return "", fmt.Errorf("key slot prefix %q is ambiguous: %d slots match; give more digits", prefix, len(match))
 }
 
-func shortSlot(name string) string { return name[:min(8, len(name))] }
+// shortSlot is the short form of a slot id for messages. A name in keys/
+// that is not a slot id (anyone with write access to the storage can put
+// one there) is quoted whole, so that it cannot reach a terminal raw.
+func shortSlot(name string) string {
+	s := name[:min(8, len(name))]
+	if len(s) == 8 && strings.Trim(s, "0123456789abcdef") == "" {
+		return s
+	}
+	return strconv.Quote(name)
+}
 
 func listSlots(ctx context.Context, be backend.Backend) ([]string, error) {
 	var names []string
