@@ -408,6 +408,25 @@ func TestS3BucketDefaultRetention(t *testing.T) {
 		if r.code != 0 || strings.Contains(r.stderr, "stricter") || !strings.Contains(r.stdout, "at least 5d") {
 			t.Errorf("init with a longer --min-retention than the bucket's default: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
+
+		// The bucket's default made longer after init: new objects get it.
+		days = 7
+		if err := cl.SetObjectLockConfig(context.Background(), "deflock", &mode, &days, &unit); err != nil {
+			t.Fatalf("setting the bucket's default retention: %v", err)
+		}
+		before := objects(t, cl, "deflock", "long/")
+		writeTree(t, filepath.Join(src, "more"), 52, 3, 10_000)
+		if r := e.run("backup", src); r.code != 0 || !strings.Contains(r.stderr, "default retention is stricter") {
+			t.Errorf("backup after the bucket's default grew: exit %d: %s", r.code, r.stderr)
+		}
+		for key, v := range objects(t, cl, "deflock", "long/") {
+			if _, old := before[key]; old {
+				continue
+			}
+			if _, until := retainUntil(t, cl, "deflock", v); until.Before(time.Now().Add(7*24*time.Hour - time.Minute)) {
+				t.Errorf("%s (new) retained until %s, shorter than the bucket's default of 7 days", v.key, until)
+			}
+		}
 	})
 }
 

@@ -212,6 +212,7 @@ func Open(ctx context.Context, be backend.Backend, passphrase []byte, o Options)
 		return nil, err
 	}
 	r.keyID = keyID
+	r.followBucketDefault(ctx)
 	return r, nil
 }
 

@@ -265,6 +265,35 @@ func (r *Repository) applyDefaultRetention() {
 	d.SetDefaultRetention(mode, o.MinRetention)
 }
 
+// followBucketDefault makes new objects carry at least the bucket's
+// default retention when it became stricter than the policy after init
+// (the policy's own minimum still governs extensions): an object's own
+// retention replaces the bucket's default, and must not weaken it. It
+// costs one request per opening of a repository with a policy.
+func (r *Repository) followBucketDefault(ctx context.Context) {
+	o := r.cfg.ObjectLock
+	if o == nil {
+		return
+	}
+	eff, err := effectiveObjectLock(ctx, r.be, o)
+	if err != nil {
+		r.log.Warn("cannot read the bucket's default retention; new objects get the repository's minimum", "err", err)
+		return
+	}
+	if !eff.Strengthened(o) {
+		return
+	}
+	mode, err := eff.BackendMode()
+	d, ok := backend.As[RetentionDefaulter](r.be)
+	if err != nil || !ok {
+		return
+	}
+	r.log.Warn("the bucket's default retention is stricter than the repository's policy: new objects get the bucket's",
+		"bucket_mode", eff.Mode, "bucket_retention", FormatRetention(eff.MinRetention),
+		"policy_mode", o.Mode, "policy_retention", FormatRetention(o.MinRetention))
+	d.SetDefaultRetention(mode, eff.MinRetention)
+}
+
 // retentionWorkers bounds concurrent retention requests: each is a small
 // round trip, so many in flight hide latency.
 const retentionWorkers = 16
