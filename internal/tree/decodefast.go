@@ -148,6 +148,8 @@ func (d *fastDecoder) field(n *Node, x *exact, key string) bool {
 		ok = t.UnmarshalJSON(d.b[start:d.i]) == nil
 	case "content":
 		n.Content, ok = d.ids()
+	case "xattrs":
+		n.Xattrs, ok = d.xattrs()
 	case "subtree":
 		var v id.ID
 		if v, ok = d.id(); ok {
@@ -276,5 +278,35 @@ func (d *fastDecoder) ids() ([]id.ID, bool) {
 			continue
 		}
 		return ids, d.lit("]")
+	}
+}
+
+// xattrs consumes the list Encode writes: objects with "name" then
+// "value", both base64. Any other form is left to encoding/json.
+func (d *fastDecoder) xattrs() ([]Xattr, bool) {
+	if !d.lit("[") {
+		return nil, false
+	}
+	xs := []Xattr{} // as encoding/json: [] is empty, not nil
+	if d.lit("]") {
+		return xs, true
+	}
+	for {
+		var x Xattr
+		var ok bool
+		if !d.lit(`{"name":`) {
+			return nil, false
+		}
+		if x.Name, ok = d.base64(); !ok || !d.lit(`,"value":`) {
+			return nil, false
+		}
+		if x.Value, ok = d.base64(); !ok || !d.lit("}") {
+			return nil, false
+		}
+		xs = append(xs, x)
+		if d.lit(",") {
+			continue
+		}
+		return xs, d.lit("]")
 	}
 }

@@ -43,6 +43,13 @@ func sampleTree(r *rand.Rand, n int) *Tree {
 		case 3:
 			nd.Type, nd.Rdev = CharDev, r.Uint64()
 		}
+		if i%3 == 0 {
+			nd.Xattrs = []Xattr{
+				{Name: []byte("security.capability"), Value: []byte{1, 0, 0, 2, 0xff}},
+				{Name: []byte("user.x"), Value: fmt.Appendf(nil, "v%d\x00", r.Int())},
+				{Name: []byte("user.\xff"), Value: []byte{}},
+			}
+		}
 		t.Nodes = append(t.Nodes, nd)
 	}
 	t.Sort()
@@ -95,6 +102,10 @@ func TestDecodeFastRefuses(t *testing.T) {
 		`{"nodes":[]} `, // trailing space
 		`{"nodes": []}`,
 		`{"nodes":[null]}`,
+		`{"nodes":[{"xattrs":null}]}`,
+		`{"nodes":[{"xattrs":[{"value":"","name":"YQ=="}]}]}`, // another order
+		`{"nodes":[{"xattrs":[{"name":"YQ"}]}]}`,              // no value
+		`{"nodes":[{"xattrs":[{"name":"Y","value":""}]}]}`,    // not base64
 	} {
 		if _, ok := decodeFast([]byte(in)); ok {
 			t.Errorf("fast path took %s", in)
@@ -122,6 +133,7 @@ func FuzzDecodeFast(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"nodes":[{"name":"a","name":"b","content":["` + id.Hash(nil).String() + `"],"content":[]}]}`))
+	f.Add([]byte(`{"nodes":[{"xattrs":[{"name":"YQ==","value":""},{"name":"Yg==","value":"AA=="}],"xattrs":[]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, ok := decodeFast(b)
 		if !ok {

@@ -4,6 +4,7 @@
 package tree
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,6 +49,16 @@ type Node struct {
 	Rdev       uint64      `json:"rdev,omitempty"` // device number of device nodes
 	Content    []id.ID     `json:"content,omitempty"`
 	Subtree    *id.ID      `json:"subtree,omitempty"`
+	Xattrs     []Xattr     `json:"xattrs,omitempty"` // sorted by name, names unique
+}
+
+// Xattr is one extended attribute, as the kernel lists it: any namespace
+// the backup could read (user.*, security.*, trusted.*, and the POSIX ACLs
+// as system.posix_acl_access and system.posix_acl_default, in the kernel's
+// binary form). Both name and value are bytes; JSON holds them in base64.
+type Xattr struct {
+	Name  []byte `json:"name"`
+	Value []byte `json:"value"`
 }
 
 // Tree is the content of one directory.
@@ -67,7 +78,10 @@ func (n *Node) Equal(o *Node) bool {
 		n.Inode == o.Inode && n.DeviceID == o.DeviceID && n.Links == o.Links &&
 		n.Size == o.Size && n.LinkTarget == o.LinkTarget && n.Rdev == o.Rdev &&
 		slices.Equal(n.Content, o.Content) &&
-		(n.Subtree == nil) == (o.Subtree == nil) && (n.Subtree == nil || *n.Subtree == *o.Subtree)
+		(n.Subtree == nil) == (o.Subtree == nil) && (n.Subtree == nil || *n.Subtree == *o.Subtree) &&
+		slices.EqualFunc(n.Xattrs, o.Xattrs, func(a, b Xattr) bool {
+			return bytes.Equal(a.Name, b.Name) && bytes.Equal(a.Value, b.Value)
+		})
 }
 
 // Equal reports whether t and o hold equal nodes in the same order.
@@ -93,6 +107,11 @@ func Encode(t *Tree) ([]byte, error) {
 		}
 		if i > 0 && t.Nodes[i-1].Name >= n.Name {
 			return nil, fmt.Errorf("tree nodes are not sorted by name, or duplicated, at %q", n.Name)
+		}
+	}
+	for _, n := range t.Nodes {
+		if err := checkXattrs(n.Xattrs); err != nil {
+			return nil, fmt.Errorf("tree node %q: %w", n.Name, err)
 		}
 	}
 	var v any = t
@@ -131,6 +150,9 @@ func Decode(b []byte) (*Tree, error) {
 		if i > 0 && t.Nodes[i-1].Name >= n.Name {
 			return nil, fmt.Errorf("tree: entries not sorted or duplicated at %q", n.Name)
 		}
+		if err := checkXattrs(n.Xattrs); err != nil {
+			return nil, fmt.Errorf("tree: %q: %w", n.Name, err)
+		}
 		switch n.Type {
 		case Dir:
 			if n.Subtree == nil {
@@ -148,6 +170,21 @@ func Decode(b []byte) (*Tree, error) {
 func ValidName(name string) error {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
 		return fmt.Errorf("invalid entry name %q", name)
+	}
+	return nil
+}
+
+// checkXattrs holds the order Encode relies on restore being able to
+// apply: names sorted, unique, non-empty and without NUL (the kernel
+// takes C strings).
+func checkXattrs(xs []Xattr) error {
+	for i, x := range xs {
+		if len(x.Name) == 0 || bytes.IndexByte(x.Name, 0) >= 0 {
+			return fmt.Errorf("invalid extended attribute name %q", x.Name)
+		}
+		if i > 0 && bytes.Compare(xs[i-1].Name, x.Name) >= 0 {
+			return fmt.Errorf("extended attributes not sorted or duplicated at %q", x.Name)
+		}
 	}
 	return nil
 }

@@ -101,7 +101,14 @@ func TestNodeEqualCoversEveryField(t *testing.T) {
 		case reflect.Struct: // time.Time
 			f.Set(reflect.ValueOf(time.Unix(7, 1)))
 		case reflect.Slice:
-			f.Set(reflect.ValueOf([]id.ID{id.Hash([]byte("other"))}))
+			switch f.Interface().(type) {
+			case []id.ID:
+				f.Set(reflect.ValueOf([]id.ID{id.Hash([]byte("other"))}))
+			case []Xattr:
+				f.Set(reflect.ValueOf([]Xattr{{Name: []byte("user.a"), Value: []byte("1")}}))
+			default:
+				t.Fatalf("field %s: slice type %s not covered by this test", v.Type().Field(i).Name, f.Type())
+			}
 		case reflect.Pointer:
 			other := id.Hash([]byte("other"))
 			f.Set(reflect.ValueOf(&other))
@@ -121,6 +128,48 @@ func TestNodeEqualCoversEveryField(t *testing.T) {
 	b.Subtree = nil
 	if a.Equal(b) || b.Equal(a) {
 		t.Error("a nil subtree equals a set one")
+	}
+	// Extended attributes compare by name and value.
+	a, b = base(), base()
+	a.Xattrs = []Xattr{{Name: []byte("user.a"), Value: []byte("1")}}
+	b.Xattrs = []Xattr{{Name: []byte("user.a"), Value: []byte("2")}}
+	if a.Equal(b) {
+		t.Error("extended attributes with different values compare equal")
+	}
+	b.Xattrs[0].Value = []byte("1")
+	if !a.Equal(b) {
+		t.Error("equal extended attributes compare unequal")
+	}
+}
+
+func TestXattrsRoundTripAndChecks(t *testing.T) {
+	sub := id.Hash([]byte("sub"))
+	xs := []Xattr{{Name: []byte("system.posix_acl_access"), Value: []byte{2, 0, 0, 0, 1, 0, 6, 0}}, {Name: []byte("user.\xfe"), Value: []byte{}}}
+	tr := &Tree{Nodes: []*Node{{Name: "d", Type: Dir, Subtree: &sub, Xattrs: xs}}}
+	b, err := Encode(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(tr) {
+		t.Fatalf("round trip changed the extended attributes: %s", b)
+	}
+	for _, bad := range [][]Xattr{
+		{{Name: []byte("user.b")}, {Name: []byte("user.a")}},
+		{{Name: []byte("user.a")}, {Name: []byte("user.a")}},
+		{{Name: []byte("")}},
+		{{Name: []byte("user.\x00")}},
+	} {
+		tr.Nodes[0].Xattrs = bad
+		if _, err := Encode(tr); err == nil {
+			t.Errorf("encoded extended attributes %q", bad)
+		}
+	}
+	if _, err := Decode([]byte(`{"nodes":[{"name":"f","type":"file","xattrs":[{"name":"Yg==","value":""},{"name":"YQ==","value":""}]}]}`)); err == nil {
+		t.Error("decoded unsorted extended attributes")
 	}
 }
 
