@@ -20,8 +20,15 @@ func (a *app) backupCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup PATH...",
 		Short: "Back up files and directories into a new snapshot",
-		Long: `Back up files and directories, with their contents, modes, owners, times,
-symlinks, hard links, sparse files and empty directories.
+		Long: `Back up files and directories, with their contents and metadata: type,
+permission bits with setuid, setgid and sticky, owner and group (ids and
+names), mtime (restored) and ctime (to detect changes), symlink targets,
+hard links, device numbers, FIFOs, sparse files (holes are not read, and are
+restored as holes), empty directories, and extended attributes of every
+namespace the process can read: user.*, security.* (SELinux labels, file
+capabilities), trusted.* (as root), and POSIX access and default ACLs
+(system.posix_acl_*). Not kept: atime, birth time, file flags (chattr),
+and sockets' contents (a socket is recorded, not recreated).
 
 Files unchanged since the previous snapshot of the same host and paths
 (same size, mtime, ctime and inode) are not read again, so repeated backups
@@ -29,7 +36,8 @@ are fast and store only what changed. Several backups may write to one
 repository at the same time.
 
 Unreadable files are reported and skipped; the snapshot is still saved and
-the exit code is 3.`,
+the exit code is 3. An extended attribute that cannot be read is reported
+with its file and name, counted the same way, and left out.`,
 		Example: `  nestguard backup /etc /srv/app --tag nightly --exclude '*.tmp'
   nestguard backup --json /var/lib/app > summary.json`,
 		Args: cobra.MinimumNArgs(1),

@@ -64,6 +64,7 @@ func (a *Archiver) node(abs string, fi fs.FileInfo) (*tree.Node, error) {
 	default:
 		return nil, fmt.Errorf("%s: unsupported file type %v", abs, m.Type())
 	}
+	n.Xattrs = a.xattrs(abs)
 	return n, nil
 }
 

@@ -1,0 +1,89 @@
+package archiver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+// xattrs returns the extended attributes of p (not following a symlink)
+// that this process can read, sorted by name: user.*, security.*
+// (SELinux labels, file capabilities), trusted.* as root, and the POSIX
+// ACLs as system.posix_acl_access and system.posix_acl_default. An
+// attribute that cannot be read is reported as a file error and left
+// out; the entry itself is kept.
+func (a *Archiver) xattrs(p string) []tree.Xattr {
+	names, err := listXattrs(p)
+	if err != nil {
+		a.fileError(p, fmt.Errorf("listing extended attributes: %w", err))
+		return nil
+	}
+	var xs []tree.Xattr
+	for _, name := range names {
+		v, err := getXattr(p, name)
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed since it was listed
+		}
+		if err != nil {
+			a.fileError(p, fmt.Errorf("reading extended attribute %q: %w", name, err))
+			continue
+		}
+		xs = append(xs, tree.Xattr{Name: []byte(name), Value: v})
+	}
+	slices.SortFunc(xs, func(a, b tree.Xattr) int { return bytes.Compare(a.Name, b.Name) })
+	return xs
+}
+
+// listXattrs returns the names of p's extended attributes. A file system
+// without extended attributes has none.
+func listXattrs(p string) ([]string, error) {
+	var small [256]byte
+	buf := small[:]
+	for {
+		n, err := unix.Llistxattr(p, buf)
+		switch {
+		case errors.Is(err, unix.ENOTSUP):
+			return nil, nil
+		case errors.Is(err, unix.ERANGE):
+			// Grown since sized: ask for the size again.
+			if n, err = unix.Llistxattr(p, nil); err != nil {
+				return nil, err
+			}
+			buf = make([]byte, n+256)
+			continue
+		case err != nil:
+			return nil, err
+		}
+		var names []string
+		for _, b := range bytes.Split(buf[:n], []byte{0}) {
+			if len(b) > 0 {
+				names = append(names, string(b))
+			}
+		}
+		return names, nil
+	}
+}
+
+func getXattr(p, name string) ([]byte, error) {
+	var small [256]byte
+	buf := small[:]
+	for {
+		n, err := unix.Lgetxattr(p, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			if n, err = unix.Lgetxattr(p, name, nil); err != nil {
+				return nil, err
+			}
+			buf = make([]byte, n+256)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return bytes.Clone(buf[:n]), nil
+	}
+}
