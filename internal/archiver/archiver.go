@@ -109,6 +109,9 @@ type Archiver struct {
 	errs  []FileError
 
 	ids idNames
+
+	zeroMu  sync.Mutex
+	zeroIDs map[int]id.ID // by size; see zeroChunk
 }
 
 // New returns an archiver that writes to repo.
@@ -126,7 +129,8 @@ func New(repo Repo, opt Options) *Archiver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Archiver{repo: repo, opt: opt, log: log, ids: idNames{users: map[uint32]string{}, groups: map[uint32]string{}, log: log}}
+	return &Archiver{repo: repo, opt: opt, log: log, ids: idNames{users: map[uint32]string{}, groups: map[uint32]string{}, log: log},
+		zeroIDs: map[int]id.ID{}}
 }
 
 // Errors lists the entries that could not be backed up.
@@ -597,72 +601,84 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 	}
 	size := fi.Size()
 
-	var (
-		res   []*id.ID
-		wg    sync.WaitGroup
-		off   int64
-		split chunker.Splitter
-	)
+	c := &chunks{}
+	var split chunker.Splitter
 	if a.opt.Splitter != nil {
 		split = a.opt.Splitter(j.rel, f)
 	}
-	if split == nil && size < int64(a.opt.Chunker.Min) {
-		split = &wholeFile{rd: f, size: size}
+	switch {
+	case split != nil:
+		err = a.split(ctx, j, c, split)
+	case size < int64(a.opt.Chunker.Min):
+		err = a.split(ctx, j, c, &wholeFile{rd: f, size: size})
+	case a.opt.OnChunk == nil && sparse(fi):
+		err = a.chunkSparse(ctx, j, c, f, size)
+	default:
+		err = a.split(ctx, j, c, chunker.New(f, a.opt.Chunker, a.opt.Seed))
 	}
-	if split == nil {
-		split = chunker.New(f, a.opt.Chunker, a.opt.Seed)
+	c.wg.Wait()
+	if err != nil {
+		return nil, err
 	}
-	for {
-		buf, err := a.getBuf(ctx)
-		if err != nil {
-			wg.Wait()
-			return nil, err
-		}
-		data, err := split.Next(buf)
-		if err == io.EOF {
-			a.putBuf(buf)
-			break
-		}
-		if err != nil {
-			a.putBuf(buf)
-			wg.Wait()
-			return nil, fmt.Errorf("reading: %w", err)
-		}
-		if a.opt.OnChunk != nil {
-			a.opt.OnChunk(j.rel, off, data)
-		}
-		off += int64(len(data))
-		a.C.BytesRead.Add(int64(len(data)))
-		r := new(id.ID)
-		res = append(res, r)
-		wg.Add(1)
-		select {
-		case a.chunks <- &chunkJob{data: data, res: r, wg: &wg}:
-		case <-ctx.Done():
-			a.putBuf(data)
-			wg.Done()
-			wg.Wait()
-			return nil, context.Cause(ctx)
-		}
-	}
-	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, context.Cause(ctx)
 	}
-	if off != int64(j.f.node.Size) {
+	if c.off != int64(j.f.node.Size) {
 		// The file changed between the walk's lstat (which the node's
 		// metadata comes from) and the end of the read. What was read is
 		// stored consistently: the node records the size actually read,
 		// or its content would not add up to its size and the restore
 		// would refuse it.
-		a.log.Warn("file changed during backup", "path", j.abs, "size_listed", j.f.node.Size, "size_opened", size, "read", off)
-		j.f.node.Size = uint64(off)
+		a.log.Warn("file changed during backup", "path", j.abs, "size_listed", j.f.node.Size, "size_opened", size, "read", c.off)
+		j.f.node.Size = uint64(c.off)
 	}
-	ids := make([]id.ID, len(res))
-	for i, r := range res {
+	ids := make([]id.ID, len(c.res))
+	for i, r := range c.res {
 		ids[i] = *r
 	}
 	return ids, nil
+}
+
+// chunks collects the chunk ids of one file as the workers compute them.
+type chunks struct {
+	res []*id.ID
+	wg  sync.WaitGroup
+	off int64 // bytes of the file chunked so far
+}
+
+// split hands every chunk of split to the workers. The caller waits for
+// c.wg.
+func (a *Archiver) split(ctx context.Context, j *fileJob, c *chunks, split chunker.Splitter) error {
+	for {
+		buf, err := a.getBuf(ctx)
+		if err != nil {
+			return err
+		}
+		data, err := split.Next(buf)
+		if err == io.EOF {
+			a.putBuf(buf)
+			return nil
+		}
+		if err != nil {
+			a.putBuf(buf)
+			return fmt.Errorf("reading: %w", err)
+		}
+		if a.opt.OnChunk != nil {
+			a.opt.OnChunk(j.rel, c.off, data)
+		}
+		c.off += int64(len(data))
+		a.C.BytesRead.Add(int64(len(data)))
+		r := new(id.ID)
+		c.res = append(c.res, r)
+		c.wg.Add(1)
+		select {
+		case a.chunks <- &chunkJob{data: data, res: r, wg: &c.wg}:
+		case <-ctx.Done():
+			a.putBuf(data)
+			c.wg.Done()
+			return context.Cause(ctx)
+		}
+	}
 }
 
 func (a *Archiver) saveChunk(ctx context.Context, j *chunkJob) {
