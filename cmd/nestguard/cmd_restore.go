@@ -29,7 +29,16 @@ snapshot is an error, before anything is written.
 
 Every block read is authenticated and checked against its id. A file that
 cannot be restored completely is not left half-written: it is removed and
-named, the others are restored, and the exit code is 3.`,
+named, the others are restored, and the exit code is 3. The summary counts
+what was restored (files complete, their bytes), against what the snapshot
+holds when less was. An extended attribute that cannot be set (trusted.* or
+security.capability without root, a file system without them) is named
+with its file, which stays restored, and the exit code is 3.
+
+Nothing is written through a symlink already in the target: with
+--overwrite, a symlink where the snapshot has a file or directory is
+replaced by it, as is any other entry of another type (the snapshot's tree
+wins), except a directory where the snapshot has a file (an error).`,
 		Example: `  nestguard restore latest --target /srv/restore
   nestguard restore 4f2a9c1e --target /tmp/r --include /etc/nginx`,
 		Args: cobra.ExactArgs(1),
@@ -55,27 +64,39 @@ named, the others are restored, and the exit code is 3.`,
 					return fmt.Errorf("%w: nothing was restored; snapshot %s holds %s (see 'nestguard ls %s')",
 						err, sn.ID.Short(), showPaths(sn.Paths), sn.ID.Short())
 				}
+				c := &res.C
+				if err != nil && c.Files.Load()+c.Dirs.Load() > 0 {
+					fmt.Fprintf(a.stderr, "restore stopped: %d of the %d files found so far restored (%s of %s); the rest of the snapshot was not\n",
+						c.Restored.Load(), c.Files.Load(), progress.Bytes(c.BytesRestored.Load()), progress.Bytes(c.BytesTotal.Load()))
+				}
 				if err != nil {
 					return err
 				}
 				errs := res.Errors()
-				a.metric("files", float64(res.C.Files.Load()))
-				a.metric("bytes", float64(res.C.BytesTotal.Load()))
+				a.metric("files", float64(c.Restored.Load()))
+				a.metric("bytes", float64(c.BytesRestored.Load()))
 				a.metric("errors", float64(len(errs)))
 				if a.jsonOut {
-					if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "target": o.Target, "files": res.C.Files.Load(),
-						"dirs": res.C.Dirs.Load(), "bytes": res.C.BytesTotal.Load(), "errors": errs}); err != nil {
+					if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "target": o.Target,
+						"files": c.Restored.Load(), "files_total": c.Files.Load(), "dirs": c.Dirs.Load(),
+						"bytes": c.BytesRestored.Load(), "bytes_total": c.BytesTotal.Load(), "errors": errs}); err != nil {
 						return err
 					}
 				} else {
 					for _, e := range errs {
-						fmt.Fprintf(a.stderr, "damaged: %s: %s\n", tree.Show(e.Path), e.Err)
+						fmt.Fprintf(a.stderr, "error: %s: %s\n", tree.Show(e.Path), e.Err)
 					}
-					a.printf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.Target,
-						res.C.Files.Load(), res.C.Dirs.Load(), progress.Bytes(res.C.BytesTotal.Load()))
+					if c.Restored.Load() == c.Files.Load() {
+						a.printf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.Target,
+							c.Restored.Load(), c.Dirs.Load(), progress.Bytes(c.BytesRestored.Load()))
+					} else {
+						a.printf("restored snapshot %s to %s in part: %d of %d files, %s of %s, %d dirs\n", sn.ID.Short(), o.Target,
+							c.Restored.Load(), c.Files.Load(), progress.Bytes(c.BytesRestored.Load()), progress.Bytes(c.BytesTotal.Load()), c.Dirs.Load())
+					}
 				}
 				if len(errs) > 0 {
-					return &partialError{fmt.Sprintf("%d files could not be restored (listed above); all others were", len(errs))}
+					return &partialError{fmt.Sprintf("%d errors (listed above): %d of %d files restored complete, the others are not in the target",
+						len(errs), c.Restored.Load(), c.Files.Load())}
 				}
 				return nil
 			})

@@ -29,6 +29,7 @@ import (
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
@@ -70,9 +71,14 @@ func (e FileError) MarshalJSON() ([]byte, error) {
 	return json.Marshal(w)
 }
 
-// Counters report progress.
+// Counters report progress and, once Restore returns, what was done.
+// Files and BytesTotal count what the snapshot holds (files, hard links,
+// symlinks and other special files); Restored and BytesRestored what was
+// restored complete, which is less when a file failed or the restore
+// stopped. BytesWritten counts blobs written so far, for progress.
 type Counters struct {
 	Files, Dirs, BytesTotal, BytesWritten, Errors atomic.Int64
+	Restored, BytesRestored                       atomic.Int64
 }
 
 // Restorer restores one tree.
@@ -93,6 +99,8 @@ type Restorer struct {
 	createMu sync.Mutex
 
 	batchFiles, batchBlobs int // see restoreFiles
+
+	root *beneath // the target, for creating entries (see beneath)
 }
 
 // New returns a restorer.
@@ -120,6 +128,7 @@ var ErrTargetNotEmpty = errors.New("restore target is not empty")
 
 type fileEntry struct {
 	path string // in the target
+	rel  string // relative to the target, slash-separated
 	node *tree.Node
 }
 
@@ -127,6 +136,13 @@ type dirEntry struct {
 	path  string
 	node  *tree.Node
 	depth int
+}
+
+// link is a hard link to make once its first name is restored.
+type link struct {
+	path, rel           string
+	firstPath, firstRel string
+	size                int64
 }
 
 // blobUse is one place a blob's plaintext goes.
@@ -137,6 +153,7 @@ type blobUse struct {
 
 type fileState struct {
 	path    string
+	rel     string // relative to the target
 	node    *tree.Node
 	pending atomic.Int64 // blob writes left
 	mu      sync.Mutex
@@ -166,23 +183,30 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 	if err := r.prepareTarget(); err != nil {
 		return err
 	}
+	root, err := openBeneath(r.opt.Target)
+	if err != nil {
+		return fmt.Errorf("restore target: %w", err)
+	}
+	defer root.close()
+	r.root = root
 	var (
 		batch []*fileState // files restored together; see restoreFiles
 		blobs int          // blobs of the files in batch
 		dirs  []dirEntry
-		links []fileEntry // hard links to create after contents
+		links []link      // hard links to create after contents
 		other []fileEntry // symlinks, devices, fifos
 	)
-	firstLink := map[[2]uint64]string{}
+	firstLink := map[[2]uint64]fileEntry{}
 	include := cleanIncludes(r.opt.Include)
 	walkErr := tree.Walk(ctx, r.repo, rootTree, func(p string, n *tree.Node) error {
 		if !included(include, p, n.Type == tree.Dir) {
 			return tree.SkipDir
 		}
 		dst := filepath.Join(r.opt.Target, filepath.FromSlash(p))
+		rel := strings.TrimPrefix(p, "/")
 		switch n.Type {
 		case tree.Dir:
-			if err := os.MkdirAll(dst, 0o700); err != nil {
+			if err := root.mkdir(rel, r.opt.Overwrite); err != nil {
 				return fmt.Errorf("creating directory %s: %w", dst, err)
 			}
 			dirs = append(dirs, dirEntry{path: dst, node: n, depth: strings.Count(p, "/")})
@@ -194,12 +218,14 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 			if n.Links > 1 && n.Inode != 0 {
 				k := [2]uint64{n.DeviceID, n.Inode}
 				if first, ok := firstLink[k]; ok {
-					links = append(links, fileEntry{path: dst, node: &tree.Node{LinkTarget: first}})
+					links = append(links, link{path: dst, rel: rel, firstPath: first.path, firstRel: first.rel, size: int64(n.Size)})
+					r.C.Files.Add(1)
+					r.C.BytesTotal.Add(int64(n.Size))
 					return nil
 				}
-				firstLink[k] = dst
+				firstLink[k] = fileEntry{path: dst, rel: rel}
 			}
-			batch = append(batch, &fileState{path: dst, node: n})
+			batch = append(batch, &fileState{path: dst, rel: rel, node: n})
 			blobs += len(n.Content)
 			r.C.Files.Add(1)
 			r.C.BytesTotal.Add(int64(n.Size))
@@ -209,8 +235,11 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 				return err
 			}
 		default:
-			if underInclude(include, p) {
-				other = append(other, fileEntry{path: dst, node: n})
+			// Sockets are not recreated: the program that listens on
+			// one makes it.
+			if n.Type != tree.Socket && underInclude(include, p) {
+				other = append(other, fileEntry{path: dst, rel: rel, node: n})
+				r.C.Files.Add(1)
 			}
 		}
 		return nil
@@ -226,19 +255,25 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 		return err
 	}
 	for _, e := range other {
-		if err := r.createSpecial(e.path, e.node); err != nil {
+		if err := r.createSpecial(e.rel, e.node); err != nil {
 			r.fail(e.path, err)
+			continue
 		}
+		r.C.Restored.Add(1)
+		r.setMeta(e.path, e.node)
 	}
 	for _, l := range links {
-		if _, bad := r.damagedPath(l.node.LinkTarget); bad {
+		if _, bad := r.damagedPath(l.firstPath); bad {
 			r.fail(l.path, errors.New("hard link target is damaged"))
 			continue
 		}
-		_ = os.Remove(l.path)
-		if err := os.Link(l.node.LinkTarget, l.path); err != nil {
-			r.fail(l.path, err)
+		root.remove(l.rel)
+		if err := root.link(l.firstRel, l.rel); err != nil {
+			r.fail(l.path, fmt.Errorf("hard link to %s: %w", l.firstPath, err))
+			continue
 		}
+		r.C.Restored.Add(1)
+		r.C.BytesRestored.Add(l.size)
 	}
 	slices.SortStableFunc(dirs, func(a, b dirEntry) int { return b.depth - a.depth })
 	for _, d := range dirs {
@@ -490,12 +525,15 @@ func (r *Restorer) fillContents(ctx context.Context, plan map[id.ID]map[id.ID]*p
 			}
 			return r.repo.LoadPackBlobs(gctx, j.pack, entries, func(e index.Entry, plain []byte, err error) error {
 				b := byID[e.ID]
+				// Checked once per blob: the chunk of a hole is
+				// one blob used thousands of times.
+				zero := err == nil && isZero(plain)
 				for _, u := range b.uses {
 					if err != nil {
 						r.failFile(u.file, err)
 						continue
 					}
-					r.write(u.file, u.off, plain)
+					r.write(u.file, u.off, plain, zero)
 				}
 				return gctx.Err()
 			})
@@ -511,16 +549,16 @@ func (r *Restorer) failFile(f *fileState, err error) {
 	r.fail(f.path, err)
 }
 
-// write puts plain at off in f. All-zero blocks are skipped: the file was
+// write puts plain at off in f. All-zero blocks (zero set) are skipped: the file was
 // created at its final size, so they read back as zeros and stay sparse on
 // disk. Writes to one file run in parallel (pwrite needs no lock); the last
 // one closes it.
-func (r *Restorer) write(f *fileState, off int64, plain []byte) {
+func (r *Restorer) write(f *fileState, off int64, plain []byte, zero bool) {
 	fh := r.handle(f) // also for a zero block: it may be the file's only one
 	if fh == nil {
 		return
 	}
-	if !isZero(plain) {
+	if !zero {
 		if _, err := fh.WriteAt(plain, off); err != nil {
 			r.failFile(f, fmt.Errorf("writing: %w", err))
 			return
@@ -559,16 +597,17 @@ func (r *Restorer) handle(f *fileState) *os.File {
 func (r *Restorer) create(f *fileState) (*os.File, error) {
 	r.createMu.Lock()
 	if r.opt.Overwrite {
-		_ = os.Remove(f.path) // never write through an existing hard link
+		// Never write through an existing hard link or symlink.
+		r.root.remove(f.rel)
 	}
-	fh, err := os.OpenFile(f.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
+	fh, err := r.root.create(f.rel)
 	r.createMu.Unlock()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("creating: %w", err)
 	}
 	if err := fh.Truncate(int64(f.node.Size)); err != nil {
 		fh.Close()
-		_ = os.Remove(f.path)
+		r.root.remove(f.rel)
 		return nil, err
 	}
 	return fh, nil
@@ -614,39 +653,62 @@ func (r *Restorer) closeFile(f *fileState) {
 	r.closeLocked(f)
 	if f.failed {
 		// A partially restored file is worse than none: it looks valid.
-		_ = os.Remove(f.path)
+		r.root.remove(f.rel)
+		return
 	}
+	r.C.Restored.Add(1)
+	r.C.BytesRestored.Add(int64(f.node.Size))
 }
 
-func (r *Restorer) createSpecial(p string, n *tree.Node) error {
+// createSpecial makes a symlink, FIFO or device node at rel (relative to
+// the target).
+func (r *Restorer) createSpecial(rel string, n *tree.Node) error {
 	if r.opt.Overwrite {
-		_ = os.Remove(p)
+		r.root.remove(rel)
 	}
+	var mk func(pfd int, name string) error
 	switch n.Type {
 	case tree.Symlink:
-		return os.Symlink(n.LinkTarget, p)
+		mk = func(pfd int, name string) error { return unix.Symlinkat(n.LinkTarget, pfd, name) }
 	case tree.FIFO:
-		return syscall.Mkfifo(p, uint32(n.Mode.Perm()))
+		mk = func(pfd int, name string) error {
+			return unix.Mknodat(pfd, name, unix.S_IFIFO|uint32(n.Mode.Perm()), 0)
+		}
 	case tree.Dev:
-		return syscall.Mknod(p, syscall.S_IFBLK|uint32(n.Mode.Perm()), int(n.Rdev))
+		mk = func(pfd int, name string) error {
+			return unix.Mknodat(pfd, name, unix.S_IFBLK|uint32(n.Mode.Perm()), int(n.Rdev))
+		}
 	case tree.CharDev:
-		return syscall.Mknod(p, syscall.S_IFCHR|uint32(n.Mode.Perm()), int(n.Rdev))
-	case tree.Socket:
-		return nil // sockets are created by the program that listens on them
+		mk = func(pfd int, name string) error {
+			return unix.Mknodat(pfd, name, unix.S_IFCHR|uint32(n.Mode.Perm()), int(n.Rdev))
+		}
+	default:
+		return fmt.Errorf("unknown node type %q", n.Type)
 	}
-	return fmt.Errorf("unknown node type %q", n.Type)
+	return r.root.special(rel, mk)
 }
 
 func (r *Restorer) owners() bool { return r.opt.Owners || os.Geteuid() == 0 }
 
-// setMeta restores owner, mode and times; failures are logged, not fatal,
-// because an unprivileged restore cannot set owners.
+// setMeta restores owner, extended attributes, mode and times, in that
+// order: a chown clears file capabilities (security.capability), and
+// setting an access ACL sets the group bits the mode then sets again.
+// Symlinks are never followed: the owner and times set are the link's.
+// Owner, mode and time failures are logged, not counted, because an
+// unprivileged restore cannot set owners; an extended attribute that
+// cannot be set is counted (see setXattrs).
+//
+// These calls take paths: every directory below the target on the way
+// was made or checked by this restore (beneath.mkdir), so none is a
+// symlink unless another process swaps one in meanwhile, which is out of
+// scope.
 func (r *Restorer) setMeta(p string, n *tree.Node) {
 	if r.owners() {
 		if err := os.Lchown(p, int(n.UID), int(n.GID)); err != nil {
 			r.log.Warn("cannot restore owner", "path", p, "err", err)
 		}
 	}
+	r.setXattrs(p, n.Xattrs)
 	if n.Type != tree.Symlink {
 		if err := os.Chmod(p, unixMode(n.Mode)); err != nil {
 			r.log.Warn("cannot restore mode", "path", p, "err", err)
@@ -656,6 +718,29 @@ func (r *Restorer) setMeta(p string, n *tree.Node) {
 	if err := lutimes(p, ts); err != nil {
 		r.log.Warn("cannot restore times", "path", p, "err", err)
 	}
+}
+
+// setXattrs sets the extended attributes of p (not following a symlink).
+// One that cannot be set (trusted.* or security.capability without
+// privilege, a file system without user attributes) is reported for the
+// file and counted as an error; the file itself stays restored.
+func (r *Restorer) setXattrs(p string, xs []tree.Xattr) {
+	for _, x := range xs {
+		if err := unix.Lsetxattr(p, string(x.Name), x.Value, 0); err != nil {
+			r.metaError(p, fmt.Errorf("cannot set extended attribute %q: %w", x.Name, err))
+		}
+	}
+}
+
+// metaError records metadata that could not be restored on an entry that
+// itself was: counted and listed, but the entry is not damaged (a hard
+// link to it is still made).
+func (r *Restorer) metaError(p string, err error) {
+	r.C.Errors.Add(1)
+	r.log.Warn("cannot restore metadata", "path", p, "err", err)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, FileError{Path: p, Err: err.Error()})
 }
 
 func unixMode(m fs.FileMode) fs.FileMode {

@@ -1,0 +1,171 @@
+package restorer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// beneath creates entries below the restore target without ever following
+// a symlink below it: a target restored into with --overwrite may hold
+// symlinks (to anywhere) where the snapshot has files or directories, and
+// writing through one would write outside the target. Paths are relative
+// to the target, slash-separated, made of names tree.Decode validated.
+//
+// Opens use openat2 with RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS; where the
+// kernel lacks it (before 5.6, or a seccomp filter refuses it), each
+// component is opened with O_NOFOLLOW from the directory before it, which
+// is as safe. A symlink swapped in by another process during the restore
+// is out of scope for the metadata calls, which take paths (see setMeta).
+type beneath struct {
+	fd        int // the target directory, O_PATH
+	noOpenat2 atomic.Bool
+}
+
+func openBeneath(dir string) (*beneath, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return &beneath{fd: fd}, nil
+}
+
+func (b *beneath) close() { unix.Close(b.fd) }
+
+// open opens rel below the target; its last component is never followed
+// either.
+func (b *beneath) open(rel string, flags int, mode uint32) (int, error) {
+	flags |= unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if !b.noOpenat2.Load() {
+		fd, err := unix.Openat2(b.fd, rel, &unix.OpenHow{
+			Flags:   uint64(flags),
+			Mode:    uint64(mode),
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		switch {
+		case errors.Is(err, unix.ENOSYS):
+			b.noOpenat2.Store(true)
+		case errors.Is(err, unix.EPERM):
+			// A seccomp filter, or a real EPERM that the fallback reports.
+		default:
+			return fd, err
+		}
+	}
+	return b.openEach(rel, flags, mode)
+}
+
+// openEach is open without openat2: every directory on the way is opened
+// with O_NOFOLLOW|O_DIRECTORY from the one before it.
+func (b *beneath) openEach(rel string, flags int, mode uint32) (int, error) {
+	parts := strings.Split(rel, "/")
+	dfd := b.fd
+	for _, c := range parts[:len(parts)-1] {
+		if c == ".." {
+			return -1, unix.EXDEV
+		}
+		fd, err := unix.Openat(dfd, c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if dfd != b.fd {
+			unix.Close(dfd)
+		}
+		if err != nil {
+			return -1, err
+		}
+		dfd = fd
+	}
+	if parts[len(parts)-1] == ".." {
+		return -1, unix.EXDEV
+	}
+	fd, err := unix.Openat(dfd, parts[len(parts)-1], flags, mode)
+	if dfd != b.fd {
+		unix.Close(dfd)
+	}
+	return fd, err
+}
+
+// parent opens the directory that holds rel and returns it with rel's
+// last name.
+func (b *beneath) parent(rel string) (int, string, error) {
+	fd, err := b.open(path.Dir(rel), unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return -1, "", fmt.Errorf("opening the directory of %s: %w", rel, err)
+	}
+	return fd, path.Base(rel), nil
+}
+
+// mkdir makes directory rel, or keeps the directory that is there. Anything
+// else in its place (a file, a symlink) is removed when replace is set,
+// else an error.
+func (b *beneath) mkdir(rel string, replace bool) error {
+	pfd, name, err := b.parent(rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	err = unix.Mkdirat(pfd, name, 0o700)
+	if !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return nil
+	}
+	if !replace {
+		return errors.New("exists and is not a directory")
+	}
+	if err := unix.Unlinkat(pfd, name, 0); err != nil {
+		return fmt.Errorf("removing what is in the directory's place: %w", err)
+	}
+	return unix.Mkdirat(pfd, name, 0o700)
+}
+
+// remove removes rel if it is not a directory; a symlink is removed, not
+// its target.
+func (b *beneath) remove(rel string) {
+	if pfd, name, err := b.parent(rel); err == nil {
+		_ = unix.Unlinkat(pfd, name, 0)
+		unix.Close(pfd)
+	}
+}
+
+// create makes the new regular file rel, open for writing; it fails if
+// anything (a symlink included) has that name.
+func (b *beneath) create(rel string) (*os.File, error) {
+	fd, err := b.open(rel, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), rel), nil
+}
+
+// special makes a symlink, FIFO or device node rel.
+func (b *beneath) special(rel string, mk func(pfd int, name string) error) error {
+	pfd, name, err := b.parent(rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(pfd)
+	return mk(pfd, name)
+}
+
+// link makes newRel a hard link of oldRel.
+func (b *beneath) link(oldRel, newRel string) error {
+	opfd, oname, err := b.parent(oldRel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(opfd)
+	npfd, nname, err := b.parent(newRel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(npfd)
+	return unix.Linkat(opfd, oname, npfd, nname, 0)
+}
