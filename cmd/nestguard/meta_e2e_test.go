@@ -128,6 +128,14 @@ func TestXattrsAndACLs(t *testing.T) {
 	os.Chtimes(file, fi.ModTime(), fi.ModTime())
 	want["dir/file"] = xattrsOf(t, file)
 	e.must("backup", src)
+	var snaps []map[string]any
+	json.Unmarshal([]byte(e.must("snapshots", "--json")), &snaps)
+	if len(snaps) != 2 {
+		t.Fatalf("%d snapshots", len(snaps))
+	}
+	if d := e.must("diff", snaps[0]["short_id"].(string), snaps[1]["short_id"].(string)); !strings.Contains(d, "U  "+file) {
+		t.Errorf("diff does not show the attribute change of %s:\n%s", file, d)
+	}
 	tgt = filepath.Join(e.dir, "r2")
 	e.must("restore", "latest", "--target", tgt)
 	check(tgt)

@@ -338,8 +338,8 @@ func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOpt
 			o.OnRestorer(r)
 		}
 		err := r.Restore(ctx, *rootTree.Subtree)
-		res.Files += r.C.Files.Load()
-		res.Bytes += r.C.BytesTotal.Load()
+		res.Files += r.C.Restored.Load() // what was restored complete, not what was planned
+		res.Bytes += r.C.BytesRestored.Load()
 		res.Damaged = append(res.Damaged, r.Errors()...)
 		return err
 	}

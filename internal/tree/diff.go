@@ -12,7 +12,8 @@ import (
 type Change struct {
 	Path string `json:"path"`
 	// Kind is "+" added, "-" removed, "M" content changed, "T" type
-	// changed, "U" metadata (mode, owner, times) changed only.
+	// changed, "U" metadata (mode, owner, times, extended attributes)
+	// changed only.
 	Kind string `json:"change"`
 	Type string `json:"type"`
 }
@@ -119,5 +120,6 @@ func diffNode(ctx context.Context, s BlobStore, dir string, na, nb *Node, fn fun
 }
 
 func metaChanged(a, b *Node) bool {
-	return a.Mode != b.Mode || a.UID != b.UID || a.GID != b.GID || !a.ModTime.Equal(b.ModTime)
+	return a.Mode != b.Mode || a.UID != b.UID || a.GID != b.GID || !a.ModTime.Equal(b.ModTime) ||
+		!slices.EqualFunc(a.Xattrs, b.Xattrs, Xattr.equal)
 }

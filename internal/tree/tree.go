@@ -79,9 +79,11 @@ func (n *Node) Equal(o *Node) bool {
 		n.Size == o.Size && n.LinkTarget == o.LinkTarget && n.Rdev == o.Rdev &&
 		slices.Equal(n.Content, o.Content) &&
 		(n.Subtree == nil) == (o.Subtree == nil) && (n.Subtree == nil || *n.Subtree == *o.Subtree) &&
-		slices.EqualFunc(n.Xattrs, o.Xattrs, func(a, b Xattr) bool {
-			return bytes.Equal(a.Name, b.Name) && bytes.Equal(a.Value, b.Value)
-		})
+		slices.EqualFunc(n.Xattrs, o.Xattrs, Xattr.equal)
+}
+
+func (x Xattr) equal(o Xattr) bool {
+	return bytes.Equal(x.Name, o.Name) && bytes.Equal(x.Value, o.Value)
 }
 
 // Equal reports whether t and o hold equal nodes in the same order.
