@@ -82,7 +82,7 @@ with its file and name, counted the same way, and left out.`,
 					a.printf("snapshot %s saved\n", sn.ID.Short())
 				}
 				if len(ferrs) > 0 {
-					return &partialError{fmt.Sprintf("snapshot %s saved, but %d entries could not be read", sn.ID.Short(), len(ferrs))}
+					return &partialError{fmt.Sprintf("snapshot %s saved, but with %d read errors (listed above): what could not be read is not in it", sn.ID.Short(), len(ferrs))}
 				}
 				return nil
 			})

@@ -40,7 +40,9 @@ func (a *Archiver) chunkSparse(ctx context.Context, j *fileJob, c *chunks, f *os
 		if errors.Is(err, unix.ENXIO) {
 			data = size // no data after off: a hole to the end
 		} else if err != nil {
-			return fmt.Errorf("finding data (SEEK_DATA): %w", err)
+			// A file system without SEEK_DATA: read the rest.
+			a.log.Debug("SEEK_DATA failed; reading holes", "path", j.abs, "err", err)
+			return a.split(ctx, j, c, chunker.New(io.NewSectionReader(f, c.off, size-c.off), a.opt.Chunker, a.opt.Seed))
 		}
 		data = min(data, size)
 		if err := a.zeros(ctx, c, data-c.off); err != nil {
@@ -51,7 +53,7 @@ func (a *Archiver) chunkSparse(ctx context.Context, j *fileJob, c *chunks, f *os
 		}
 		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
 		if err != nil {
-			return fmt.Errorf("finding holes (SEEK_HOLE): %w", err)
+			hole = size // read the rest
 		}
 		hole = min(hole, size)
 		sec := io.NewSectionReader(f, data, hole-data)
