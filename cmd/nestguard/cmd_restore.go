@@ -38,7 +38,8 @@ with its file, which stays restored, and the exit code is 3.
 Nothing is written through a symlink already in the target: with
 --overwrite, a symlink where the snapshot has a file or directory is
 replaced by it, as is any other entry of another type (the snapshot's tree
-wins), except a directory where the snapshot has a file (an error).`,
+wins), except a directory where the snapshot has something else: that is
+reported, since a restore never removes a directory's contents.`,
 		Example: `  nestguard restore latest --target /srv/restore
   nestguard restore 4f2a9c1e --target /tmp/r --include /etc/nginx`,
 		Args: cobra.ExactArgs(1),
