@@ -354,7 +354,21 @@ func TestRestoreSummaryCountsWhatHappened(t *testing.T) {
 	if len(packs) < 2 {
 		t.Fatalf("%d packs", len(packs))
 	}
-	os.Remove(packs[0])
+	// Take away a pack of file contents, not one that holds trees (then
+	// nothing would be restored): the first whose absence leaves the
+	// snapshot listable.
+	removed := false
+	for _, p := range packs {
+		os.Rename(p, p+".away")
+		if e.run("ls", "latest").code == 0 {
+			removed = true
+			break
+		}
+		os.Rename(p+".away", p)
+	}
+	if !removed {
+		t.Fatal("every pack holds trees")
+	}
 
 	r := e.run("restore", "latest", "--target", filepath.Join(e.dir, "r"), "--json")
 	if r.code != 3 {
