@@ -228,8 +228,22 @@ func unlock(ctx context.Context, be backend.Backend, passphrase []byte, o unlock
 		}
 		slots = append(slots, slotRef{n, s})
 	}
+	// The slots this user made on this host first (what they claim is
+	// only checked once one opens, but a planted slot must at least guess
+	// both to be tried before the owner's), then the cheapest.
+	host, _ := os.Hostname()
+	var username string
+	if u, err := user.Current(); err == nil {
+		username = u.Username
+	}
+	mine := func(s *crypto.Slot) int {
+		if s.Hostname == host && s.Username == username {
+			return 0
+		}
+		return 1
+	}
 	slices.SortStableFunc(slots, func(a, b slotRef) int {
-		return cmp.Or(cmp.Compare(a.slot.KDF.Cost(), b.slot.KDF.Cost()), strings.Compare(a.name, b.name))
+		return cmp.Or(cmp.Compare(mine(a.slot), mine(b.slot)), cmp.Compare(a.slot.KDF.Cost(), b.slot.KDF.Cost()), strings.Compare(a.name, b.name))
 	})
 	var (
 		spent    uint64

@@ -104,3 +104,20 @@ func TestUnlockBoundsWorkAndNamedSlot(t *testing.T) {
 		t.Fatalf("--key-slot naming no slot: %v", err)
 	}
 }
+
+// Slots that claim this host and user are tried before cheaper ones that
+// do not: planted slots cheaper than the owner's (which would otherwise
+// use up the budget first) must at least guess both.
+func TestUnlockTriesOwnHostFirst(t *testing.T) {
+	ctx := context.Background()
+	_, be := newRepo(t)
+	fast := crypto.FastKDFParamsForTests()
+	for range 3 {
+		plantSlot(t, be, crypto.KDFParams{Algorithm: crypto.KDFArgon2id, Time: 1, MemoryKiB: 8, Threads: 1})
+	}
+	o := testOptions()
+	o.unlockCost = fast.Cost() // the owner's slot alone
+	if _, err := Open(ctx, be, pass, o); err != nil {
+		t.Fatalf("the owner's slot (this host and user) must be tried before cheaper foreign ones: %v", err)
+	}
+}
