@@ -95,12 +95,7 @@ func (a *app) lsCommand() *cobra.Command {
 		Short: "List the files in a snapshot",
 		Long: `List the paths of a snapshot, or those at and below PATH (byte for byte).
 
-File names are bytes and are kept exactly, UTF-8 or not. Text output
-shows a path as it is when it is valid UTF-8 of printable characters, and
-otherwise as a Go double-quoted string in which \xNN is one raw byte:
-"/data/Stra\xdfe.txt" (every other path starts with /). With --json, "path"
-is the path when it is valid UTF-8; when not, "path" is that quoted form
-without its quotes and "path_bytes" holds the exact bytes (base64).`,
+` + pathsHelp,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -169,12 +164,7 @@ func (a *app) diffCommand() *cobra.Command {
   +  added        -  removed       M  content changed
   T  type changed U  only metadata (mode, owner, times) changed
 
-File names are bytes and are kept exactly, UTF-8 or not. Text output
-shows a path as it is when it is valid UTF-8 of printable characters, and
-otherwise as a Go double-quoted string in which \xNN is one raw byte:
-"/data/Stra\xdfe.txt" (every other path starts with /). With --json, "path"
-is the path when it is valid UTF-8; when not, "path" is that quoted form
-without its quotes and "path_bytes" holds the exact bytes (base64).`,
+` + pathsHelp,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -213,3 +203,11 @@ func showPaths(paths []string) string {
 	}
 	return strings.Join(shown, " ")
 }
+
+// pathsHelp says how ls and diff show paths that are not UTF-8.
+const pathsHelp = `File names are bytes and are kept exactly, UTF-8 or not. Text output
+shows a path as it is when it is valid UTF-8 of printable characters, and
+otherwise as a Go double-quoted string in which \xNN is one raw byte:
+"/data/Stra\xdfe.txt" (every other path starts with /). With --json, "path"
+is the path when it is valid UTF-8; when not, "path" is that quoted form
+without its quotes and "path_bytes" holds the exact bytes (base64).`

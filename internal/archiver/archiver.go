@@ -13,7 +13,6 @@ package archiver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -66,22 +65,7 @@ type Options struct {
 }
 
 // FileError records an entry that could not be backed up.
-type FileError struct {
-	Path string `json:"path"`
-	Err  string `json:"error"`
-}
-
-// MarshalJSON writes e with its path as tree.ForJSON gives it: "path",
-// and "path_bytes" when the path is not valid UTF-8.
-func (e FileError) MarshalJSON() ([]byte, error) {
-	type plain FileError
-	w := struct {
-		plain
-		PathBytes []byte `json:"path_bytes,omitempty"`
-	}{plain: plain(e)}
-	w.Path, w.PathBytes = tree.ForJSON(e.Path)
-	return json.Marshal(w)
-}
+type FileError = tree.PathError
 
 // Counters are updated while a backup runs; read them for progress.
 type Counters struct {

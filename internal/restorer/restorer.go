@@ -13,7 +13,6 @@ package restorer
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,22 +53,7 @@ type Options struct {
 }
 
 // FileError names a file that could not be restored.
-type FileError struct {
-	Path string `json:"path"`
-	Err  string `json:"error"`
-}
-
-// MarshalJSON writes e with its path as tree.ForJSON gives it: "path",
-// and "path_bytes" when the path is not valid UTF-8.
-func (e FileError) MarshalJSON() ([]byte, error) {
-	type plain FileError
-	w := struct {
-		plain
-		PathBytes []byte `json:"path_bytes,omitempty"`
-	}{plain: plain(e)}
-	w.Path, w.PathBytes = tree.ForJSON(e.Path)
-	return json.Marshal(w)
-}
+type FileError = tree.PathError
 
 // Counters report progress and, once Restore returns, what was done.
 // Files and BytesTotal count what the snapshot holds (files, hard links,

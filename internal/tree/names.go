@@ -195,3 +195,22 @@ func (c Change) MarshalJSON() ([]byte, error) {
 	w.Path, w.PathBytes = ForJSON(c.Path)
 	return json.Marshal(w)
 }
+
+// PathError is an entry that a backup or a restore could not handle: its
+// path (bytes, as every path) and what went wrong.
+type PathError struct {
+	Path string `json:"path"`
+	Err  string `json:"error"`
+}
+
+// MarshalJSON writes e with its path as ForJSON gives it: "path", and
+// "path_bytes" when the path is not valid UTF-8.
+func (e PathError) MarshalJSON() ([]byte, error) {
+	type plain PathError
+	w := struct {
+		plain
+		PathBytes []byte `json:"path_bytes,omitempty"`
+	}{plain: plain(e)}
+	w.Path, w.PathBytes = ForJSON(e.Path)
+	return json.Marshal(w)
+}
