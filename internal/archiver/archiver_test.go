@@ -17,6 +17,7 @@ import (
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/repository/repotest"
 	"github.com/nestguard/nestguard/internal/tree"
 )
 
@@ -153,12 +154,7 @@ func (c *treeCounter) SaveBlob(ctx context.Context, t index.BlobType, data []byt
 // a base backup was stored with the lstat size and 16 KiB more content,
 // and the restore refused it ("content adds up to ...").
 func TestFileChangedBeforeRead(t *testing.T) {
-	ctx := context.Background()
-	kdf := crypto.FastKDFParamsForTests()
-	repo, err := repository.Init(ctx, mem.New(), []byte("pw"), repository.InitOptions{Options: repository.Options{KDF: &kdf}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := repotest.New(t)
 	src := t.TempDir()
 	grow, shrink := filepath.Join(src, "grows"), filepath.Join(src, "shrinks")
 	for _, p := range []string{grow, shrink} {
@@ -185,17 +181,7 @@ func TestFileChangedBeforeRead(t *testing.T) {
 		}
 		return false
 	}})
-	root, err := a.SnapshotDir(ctx, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := repo.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := tree.Load(ctx, repo, root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := snapshotTree(t, repo, a, src)
 	for name, want := range map[string]uint64{"grows": 3<<20 + 16<<10, "shrinks": 1 << 20} {
 		n := tr.Find(name)
 		var sum uint64
@@ -216,12 +202,7 @@ func TestFileChangedBeforeRead(t *testing.T) {
 // the user database) is backed up with its numeric ids; the name would not
 // read back from the tree's JSON, and failed the whole backup.
 func TestOwnerNameNotUTF8(t *testing.T) {
-	ctx := context.Background()
-	kdf := crypto.FastKDFParamsForTests()
-	repo, err := repository.Init(ctx, mem.New(), []byte("pw"), repository.InitOptions{Options: repository.Options{KDF: &kdf}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := repotest.New(t)
 	src := t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -229,6 +210,17 @@ func TestOwnerNameNotUTF8(t *testing.T) {
 	a := New(repo, Options{})
 	a.ids.lookupUser = func(string) (string, error) { return "j\xe9r\xf4me", nil }
 	a.ids.lookupGroup = func(string) (string, error) { return "compta", nil }
+	tr := snapshotTree(t, repo, a, src)
+	n := tr.Find("f")
+	if n == nil || n.User != "" || n.Group != "compta" || n.UID != uint32(os.Getuid()) {
+		t.Fatalf("node %+v", n)
+	}
+}
+
+// snapshotTree backs up src with a and returns its root tree, flushed.
+func snapshotTree(t *testing.T, repo *repository.Repository, a *Archiver, src string) *tree.Tree {
+	t.Helper()
+	ctx := context.Background()
 	root, err := a.SnapshotDir(ctx, src)
 	if err != nil {
 		t.Fatal(err)
@@ -240,8 +232,5 @@ func TestOwnerNameNotUTF8(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := tr.Find("f")
-	if n == nil || n.User != "" || n.Group != "compta" || n.UID != uint32(os.Getuid()) {
-		t.Fatalf("node %+v", n)
-	}
+	return tr
 }
