@@ -47,7 +47,14 @@ func (c *Copier) seed(sn *snapshot.Snapshot, srcList []*snapshot.Snapshot, done 
 // copySnapshot copies one snapshot: its data blobs, then its trees, then
 // the snapshot record, which is saved only once everything it references
 // is durable and indexed in the destination.
-func (c *Copier) copySnapshot(ctx context.Context, sn *snapshot.Snapshot, seed *pair, done map[string]*snapshot.Snapshot) (*snapshot.Snapshot, error) {
+func (c *Copier) copySnapshot(ctx context.Context, sn *snapshot.Snapshot, seed *pair, done map[string]*snapshot.Snapshot) (_ *snapshot.Snapshot, err error) {
+	defer func() {
+		if err != nil {
+			// Let the packs already uploading finish: the summary then
+			// counts every pack that arrived, and none is cut off.
+			c.dst.WaitUploads()
+		}
+	}()
 	pl := newPlan()
 	pgControl, err := pgControlBlob(sn)
 	if err != nil {
