@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // A passphrase or key file that group or others may read is used, with a
@@ -247,14 +246,7 @@ func TestInterruptedBackup(t *testing.T) {
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(60 * time.Second)
-			for countFiles(t, filepath.Join(e.repo, "data")) < 2 {
-				if time.Now().After(deadline) {
-					c.Process.Kill()
-					t.Fatal("no packs written within 60s")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			e.waitForPacks(c, 2)
 			c.Process.Signal(tc.sig)
 			c.Wait()
 			code := c.ProcessState.ExitCode()

@@ -5,7 +5,6 @@ package main
 // reports while other processes write.
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -207,21 +206,7 @@ func TestDuplicatePacksOfConcurrentBackups(t *testing.T) {
 		writeRandom(t, filepath.Join(src, fmt.Sprintf("f%d", i)), 3<<20, uint64(i))
 	}
 	e.must("init")
-	ca, cb := e.cmd("backup", src), e.cmd("backup", src)
-	var ea, eb bytes.Buffer
-	ca.Stderr, cb.Stderr = &ea, &eb
-	if err := ca.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.Wait(); err != nil {
-		t.Fatalf("backup: %v %s", err, ea.String())
-	}
-	if err := cb.Wait(); err != nil {
-		t.Fatalf("backup: %v %s", err, eb.String())
-	}
+	e.backupsAtOnce(src, src)
 	if n := len(packFiles(t, e.repo)); n < 2 {
 		t.Skipf("the backups did not race (%d packs)", n)
 	}

@@ -450,21 +450,7 @@ func concurrentBackups(t *testing.T, e *env) {
 	writeTree(t, a, 2, 100, 400_000)
 	writeTree(t, b, 3, 100, 400_000)
 	e.must("init")
-	ca, cb := e.cmd("backup", a), e.cmd("backup", b)
-	var ea, eb bytes.Buffer
-	ca.Stderr, cb.Stderr = &ea, &eb
-	if err := ca.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := cb.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.Wait(); err != nil {
-		t.Fatalf("backup a: %v %s", err, ea.String())
-	}
-	if err := cb.Wait(); err != nil {
-		t.Fatalf("backup b: %v %s", err, eb.String())
-	}
+	e.backupsAtOnce(a, b)
 	e.must("verify", "--read-data")
 	var snaps []map[string]any
 	json.Unmarshal([]byte(e.must("snapshots", "--json")), &snaps)
@@ -511,14 +497,7 @@ func TestKill9ThenBackupAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Kill once some packs are durable.
-	deadline := time.Now().Add(60 * time.Second)
-	for countFiles(t, filepath.Join(e.repo, "data")) < 4 {
-		if time.Now().After(deadline) {
-			c.Process.Kill()
-			t.Fatal("no packs written within 60s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	e.waitForPacks(c, 4)
 	c.Process.Signal(syscall.SIGKILL)
 	c.Wait()
 	packsBefore := countFiles(t, filepath.Join(e.repo, "data"))
@@ -695,5 +674,40 @@ func TestDiskFull(t *testing.T) {
 	json.Unmarshal([]byte(e.must("snapshots", "--json")), &snaps)
 	if len(snaps) != 1 {
 		t.Errorf("%d snapshots after a failed backup", len(snaps))
+	}
+}
+
+// waitForPacks waits until the repository holds n packs while c runs, and
+// fails the test (killing c) if that takes over a minute.
+func (e *env) waitForPacks(c *exec.Cmd, n int) {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for countFiles(e.t, filepath.Join(e.repo, "data")) < n {
+		if time.Now().After(deadline) {
+			c.Process.Kill()
+			e.t.Fatalf("fewer than %d packs written within 60s", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// backupsAtOnce runs two backups, of a and of b, at the same time and
+// fails the test unless both succeed.
+func (e *env) backupsAtOnce(a, b string) {
+	e.t.Helper()
+	ca, cb := e.cmd("backup", a), e.cmd("backup", b)
+	var ea, eb bytes.Buffer
+	ca.Stderr, cb.Stderr = &ea, &eb
+	if err := ca.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := cb.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := ca.Wait(); err != nil {
+		e.t.Fatalf("backup %s: %v %s", a, err, ea.String())
+	}
+	if err := cb.Wait(); err != nil {
+		e.t.Fatalf("backup %s: %v %s", b, err, eb.String())
 	}
 }
