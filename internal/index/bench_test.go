@@ -1,6 +1,7 @@
 package index
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/nestguard/nestguard/internal/id"
@@ -11,6 +12,28 @@ func BenchmarkMapMemory(b *testing.B) {
 	var mem, heap int
 	for b.Loop() {
 		_, mem, heap = measureMap(n, packs)
+	}
+	b.ReportMetric(float64(mem)/n, "B/blob")
+	b.ReportMetric(float64(heap)/n, "heap-B/blob")
+}
+
+// BenchmarkMapMemoryDuplicates is BenchmarkMapMemory with 1% of the
+// blobs in two packs.
+func BenchmarkMapMemoryDuplicates(b *testing.B) {
+	const n, packs = 1_000_000, 50_000
+	var mem, heap int
+	for b.Loop() {
+		r := newRand(9)
+		ids := randIDs(r, packs)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		m := NewMap()
+		fillMapDup(m, r, n, ids, 1)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(ids)
+		mem, heap = m.MemoryBytes(), int(after.HeapAlloc-before.HeapAlloc)
 	}
 	b.ReportMetric(float64(mem)/n, "B/blob")
 	b.ReportMetric(float64(heap)/n, "heap-B/blob")

@@ -46,3 +46,16 @@ func fillMap(m *Map, r *rand.Rand, n int, packs []id.ID) {
 }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x6e657374)) }
+
+// fillMapDup is fillMap with dupPercent of the blobs added again, at once,
+// in the next pack, as two concurrent backups store them.
+func fillMapDup(m *Map, r *rand.Rand, n int, packs []id.ID, dupPercent int) {
+	for i := range n {
+		e := randEntry(r, packs[i*len(packs)/n])
+		m.Add(e)
+		if i%100 < dupPercent {
+			e.Pack = packs[(i*len(packs)/n+1)%len(packs)]
+			m.Add(e)
+		}
+	}
+}

@@ -9,19 +9,32 @@ import (
 	"github.com/nestguard/nestguard/internal/id"
 )
 
-// Map is the in-memory index of every blob: blob ID to location. It is safe
-// for concurrent use.
+// Map is the in-memory index of every blob: blob ID to its locations. It is
+// safe for concurrent use.
 //
 // A repository of 100 TB in 1 MiB chunks has 1e8 blobs, so the Map is built
 // to cost under 64 bytes a blob (a Go map of Entry costs over 100): one
 // 52-byte slot per blob in a paged array, chained hash buckets of 4 bytes
 // indexed by the blob ID's first bytes (IDs are keyed hashes, so uniform),
 // and a pack table that replaces each 32-byte pack ID by a 4-byte number.
+//
+// A blob stored in several packs (by concurrent backups, or after a crash
+// or a repair) has its first location in its slot and the others in a side
+// map: such blobs are rare, so the common blob pays nothing for them.
 type Map struct {
 	mu      sync.RWMutex
 	slots   slotArray
 	buckets []uint32 // 1 + index of a chain's first slot, 0 = empty; power-of-two length
 	packs   packTable
+	more    map[uint32][]location // slot index -> its locations after the first
+}
+
+// location is one more place of a blob that sits in several packs.
+type location struct {
+	pack      uint32 // index into the pack table; treeBit marks a tree blob
+	offset    uint32
+	length    uint32
+	rawLength uint32
 }
 
 const minBuckets = 64
@@ -35,19 +48,25 @@ func bucketOf(bid *id.ID, n int) uint64 {
 	return binary.LittleEndian.Uint64(bid[:8]) & uint64(n-1)
 }
 
-// Add records where blob e.ID is. If the blob is already known, the first
-// location is kept: a blob may sit in two packs after concurrent backups,
-// and either copy serves. e.Pack is still recorded (see Packs).
+// Add records that blob e.ID is at e's location. A blob may sit in
+// several packs (concurrent backups stored it twice); each location is
+// kept, the first one added is the one Lookup returns, and a location
+// already known (the same pack listed by two index objects) is not added
+// again.
 //
 // Only DataBlob and TreeBlob can be stored; any other type is recorded as
 // TreeBlob, so callers must check the types of untrusted input (Decode does).
-// A Map holds at most 2^32-1 blobs in 2^31 packs, far beyond what memory
+// A Map holds at most 2^32-1 blobs in 2^30 packs, far beyond what memory
 // allows (2^32 blobs take over 200 GiB); Add panics past that.
 func (m *Map) Add(e Entry) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.packs.intern(e.Pack)
-	if m.find(&e.ID) != nil {
+	if e.Type != DataBlob {
+		p |= treeBit
+	}
+	if i, s := m.find(&e.ID); s != nil {
+		m.addLocation(i, s, location{pack: p, offset: e.Offset, length: e.Length, rawLength: e.RawLength})
 		return
 	}
 	if m.slots.n == maxSlots {
@@ -57,14 +76,29 @@ func (m *Map) Add(e Entry) {
 	if int(m.slots.n) >= 2*len(m.buckets) {
 		m.rehash(2 * len(m.buckets))
 	}
-	if e.Type != DataBlob {
-		p |= treeBit
-	}
 	i, s := m.slots.push()
 	*s = slot{id: e.ID, pack: p, offset: e.Offset, length: e.Length, rawLength: e.RawLength}
 	b := bucketOf(&e.ID, len(m.buckets))
 	s.next = m.buckets[b]
 	m.buckets[b] = i + 1
+}
+
+// addLocation records l as one more location of the blob in slot i, s,
+// unless the blob is already known in l's pack. The caller holds m.mu.
+func (m *Map) addLocation(i uint32, s *slot, l location) {
+	if s.pack&packMask == l.pack&packMask {
+		return
+	}
+	for _, o := range m.more[i] {
+		if o.pack&packMask == l.pack&packMask {
+			return
+		}
+	}
+	if m.more == nil {
+		m.more = make(map[uint32][]location)
+	}
+	m.more[i] = append(m.more[i], l)
+	s.pack |= moreBit
 }
 
 // rehash rebuilds the chains for n buckets. Slots stay where they are: only
@@ -80,49 +114,80 @@ func (m *Map) rehash(n int) {
 	m.buckets = buckets
 }
 
-// find returns the slot of bid, or nil. The caller holds m.mu.
-func (m *Map) find(bid *id.ID) *slot {
+// find returns the index and slot of bid, or nil. The caller holds m.mu.
+func (m *Map) find(bid *id.ID) (uint32, *slot) {
 	for i := m.buckets[bucketOf(bid, len(m.buckets))]; i != 0; {
 		s := m.slots.at(i - 1)
 		if s.id == *bid {
-			return s
+			return i - 1, s
 		}
 		i = s.next
 	}
-	return nil
+	return 0, nil
 }
 
-func (m *Map) entry(s *slot) Entry {
+func (m *Map) entry(bid id.ID, l location) Entry {
 	t := DataBlob
-	if s.pack&treeBit != 0 {
+	if l.pack&treeBit != 0 {
 		t = TreeBlob
 	}
 	return Entry{
-		ID:        s.id,
+		ID:        bid,
 		Type:      t,
-		Pack:      m.packs.ids[s.pack&^treeBit],
-		Offset:    s.offset,
-		Length:    s.length,
-		RawLength: s.rawLength,
+		Pack:      m.packs.ids[l.pack&packMask],
+		Offset:    l.offset,
+		Length:    l.length,
+		RawLength: l.rawLength,
 	}
 }
 
-// Lookup returns the location of blob bid.
+// first returns the entry of the location in slot s.
+func (m *Map) first(s *slot) Entry {
+	return m.entry(s.id, location{pack: s.pack, offset: s.offset, length: s.length, rawLength: s.rawLength})
+}
+
+// Lookup returns the location of blob bid: the first one added, when it
+// sits in several packs (see Locations).
 func (m *Map) Lookup(bid id.ID) (Entry, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	s := m.find(&bid)
+	_, s := m.find(&bid)
 	if s == nil {
 		return Entry{}, false
 	}
-	return m.entry(s), true
+	return m.first(s), true
+}
+
+// Locations returns every location of blob bid, Lookup's first, or nil if
+// the blob is unknown.
+func (m *Map) Locations(bid id.ID) []Entry {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	i, s := m.find(&bid)
+	if s == nil {
+		return nil
+	}
+	return m.appendLocations(nil, i, s)
+}
+
+// appendLocations appends the locations of the blob in slot i, s to es.
+// The caller holds m.mu.
+func (m *Map) appendLocations(es []Entry, i uint32, s *slot) []Entry {
+	es = append(es, m.first(s))
+	if s.pack&moreBit != 0 {
+		for _, l := range m.more[i] {
+			es = append(es, m.entry(s.id, l))
+		}
+	}
+	return es
 }
 
 // Has reports whether blob bid is known.
 func (m *Map) Has(bid id.ID) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.find(&bid) != nil
+	_, s := m.find(&bid)
+	return s != nil
 }
 
 // Len returns the number of distinct blobs.
@@ -132,16 +197,39 @@ func (m *Map) Len() int {
 	return int(m.slots.n)
 }
 
-// Each calls fn for every blob, in the order they were added, until fn
-// returns false. Each holds the Map's read lock throughout: fn must not call
-// Add, which would deadlock, and Adds from other goroutines wait until Each
-// returns.
+// Each calls fn for every blob, with its first location, in the order they
+// were added, until fn returns false. Each holds the Map's read lock
+// throughout: fn must not call Add, which would deadlock, and Adds from
+// other goroutines wait until Each returns.
 func (m *Map) Each(fn func(Entry) bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	for i := range m.slots.n {
-		if !fn(m.entry(m.slots.at(i))) {
+		if !fn(m.first(m.slots.at(i))) {
 			return
+		}
+	}
+}
+
+// EachLocation is Each for every location of every blob: a blob in
+// several packs is visited once per pack, its first location first.
+func (m *Map) EachLocation(fn func(Entry) bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var es []Entry
+	for i := range m.slots.n {
+		s := m.slots.at(i)
+		if s.pack&moreBit == 0 {
+			if !fn(m.first(s)) {
+				return
+			}
+			continue
+		}
+		es = m.appendLocations(es[:0], i, s)
+		for _, e := range es {
+			if !fn(e) {
+				return
+			}
 		}
 	}
 }
@@ -157,10 +245,20 @@ func (m *Map) Packs() []id.ID {
 }
 
 // MemoryBytes returns the bytes the Map's data structures occupy, computed
-// from their capacities.
+// from their capacities; the side map of blobs in several packs is
+// estimated at moreEntryBytes an entry besides its locations.
 func (m *Map) MemoryBytes() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return int(unsafe.Sizeof(*m)) + m.slots.memoryBytes() +
+	n := int(unsafe.Sizeof(*m)) + m.slots.memoryBytes() +
 		cap(m.buckets)*int(unsafe.Sizeof(uint32(0))) + m.packs.memoryBytes()
+	for _, ls := range m.more {
+		n += moreEntryBytes + cap(ls)*int(unsafe.Sizeof(location{}))
+	}
+	return n
 }
+
+// moreEntryBytes is what one entry of Map.more costs besides its
+// locations: key and slice header (32 bytes with padding) in a Go map
+// kept between 7/16 and 7/8 full, plus its control byte.
+const moreEntryBytes = 56

@@ -77,6 +77,78 @@ func TestMapDuplicateKeepsFirst(t *testing.T) {
 	}
 }
 
+// TestMapLocations: a blob stored in several packs (concurrent backups)
+// keeps every location, each with its own type and place, and the same
+// pack listed again (by two index objects) adds nothing.
+func TestMapLocations(t *testing.T) {
+	r := newRand(12)
+	packs := randIDs(r, 50)
+	m := NewMap()
+	want := map[id.ID][]Entry{}
+	var order []id.ID
+	for i := range 5000 {
+		e := randEntry(r, packs[i%len(packs)])
+		if i%10 == 3 {
+			// Again in up to three other packs.
+			for k := range i % 4 {
+				d := randEntry(r, packs[(i+1+k)%len(packs)])
+				d.ID = e.ID
+				want[e.ID] = append(want[e.ID], d)
+			}
+		}
+		want[e.ID] = append([]Entry{e}, want[e.ID]...)
+		order = append(order, e.ID)
+		for _, l := range want[e.ID] {
+			m.Add(l)
+			// Listed twice: ignored, even at another offset.
+			l.Offset++
+			m.Add(l)
+		}
+	}
+	if m.Len() != len(want) {
+		t.Fatalf("Len = %d, want %d", m.Len(), len(want))
+	}
+	total := 0
+	for bid, ls := range want {
+		total += len(ls)
+		if got := m.Locations(bid); !slices.Equal(got, ls) {
+			t.Fatalf("Locations(%s) = %+v, want %+v", bid.Short(), got, ls)
+		}
+		if got, _ := m.Lookup(bid); got != ls[0] {
+			t.Fatalf("Lookup(%s) = %+v, want the first location %+v", bid.Short(), got, ls[0])
+		}
+	}
+	if m.Locations(randID(r)) != nil {
+		t.Fatal("Locations of an unknown blob is not nil")
+	}
+	var got []Entry
+	m.EachLocation(func(e Entry) bool { got = append(got, e); return true })
+	var wantAll []Entry
+	for _, bid := range order {
+		wantAll = append(wantAll, want[bid]...)
+	}
+	if len(got) != total || !slices.Equal(got, wantAll) {
+		t.Fatalf("EachLocation visited %d locations, want %d in order", len(got), total)
+	}
+	n := 0
+	m.EachLocation(func(Entry) bool { n++; return n < 10 })
+	if n != 10 {
+		t.Fatalf("EachLocation went on for %d calls after fn returned false at 10", n)
+	}
+	// Each still visits every blob once, at its first location.
+	n = 0
+	m.Each(func(e Entry) bool {
+		if e != want[e.ID][0] {
+			t.Fatalf("Each gave %+v, want %+v", e, want[e.ID][0])
+		}
+		n++
+		return true
+	})
+	if n != len(want) {
+		t.Fatalf("Each visited %d blobs, want %d", n, len(want))
+	}
+}
+
 // TestMapSharedPrefix puts every blob in one chain: IDs that agree on the
 // bytes used for bucketing must still be told apart.
 func TestMapSharedPrefix(t *testing.T) {

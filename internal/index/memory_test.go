@@ -48,3 +48,30 @@ func TestMapMemoryPerBlob(t *testing.T) {
 		t.Errorf("MemoryBytes %d and heap growth %d differ by %.0f%%, want within 15%%", mem, heap, 100*d)
 	}
 }
+
+// TestMapMemoryWithDuplicates: blobs in two packs cost their side-map
+// entry, which MemoryBytes estimates, and nothing more for the others.
+func TestMapMemoryWithDuplicates(t *testing.T) {
+	const n, packs = 200_000, 10_000
+	for _, dupPercent := range []int{0, 1, 10} {
+		r := newRand(13)
+		ids := randIDs(r, packs)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		m := NewMap()
+		fillMapDup(m, r, n, ids, dupPercent)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(ids)
+		mem, heap := m.MemoryBytes(), int(after.HeapAlloc-before.HeapAlloc)
+		t.Logf("%d%% of %d blobs in two packs: MemoryBytes %.1f B/blob, heap %.1f B/blob",
+			dupPercent, n, float64(mem)/n, float64(heap)/n)
+		if d := float64(heap-mem) / float64(mem); d < -0.15 || d > 0.15 {
+			t.Errorf("%d%% duplicates: MemoryBytes %d and heap growth %d differ by %.0f%%, want within 15%%", dupPercent, mem, heap, 100*d)
+		}
+		if dupPercent <= 1 && float64(mem)/n >= 64 {
+			t.Errorf("%d%% duplicates: %.1f bytes per blob, want < 64", dupPercent, float64(mem)/n)
+		}
+	}
+}

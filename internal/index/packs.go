@@ -35,7 +35,7 @@ func (t *packTable) intern(p id.ID) uint32 {
 		}
 	}
 	if len(t.ids) == maxPacks {
-		panic("index: more than 2^31 packs")
+		panic("index: more than 2^30 packs")
 	}
 	n := uint32(len(t.ids))
 	t.ids = append(t.ids, p)

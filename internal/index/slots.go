@@ -11,7 +11,7 @@ import (
 // per blob.
 type slot struct {
 	id        id.ID
-	pack      uint32 // index into the pack table; treeBit marks tree blobs
+	pack      uint32 // index into the pack table; treeBit marks tree blobs, moreBit more locations
 	offset    uint32
 	length    uint32
 	rawLength uint32
@@ -19,9 +19,13 @@ type slot struct {
 }
 
 const (
-	// treeBit is the top bit of slot.pack; the other 31 bits index packs.
+	// treeBit is the top bit of slot.pack (and of location.pack); moreBit,
+	// the next, marks a blob with more locations (Map.more). The other 30
+	// bits index packs: 2^30 packs of 16 MiB are 16 PiB.
 	treeBit  = 1 << 31
-	maxPacks = treeBit
+	moreBit  = 1 << 30
+	packMask = moreBit - 1
+	maxPacks = moreBit
 
 	// maxSlots keeps 1+index representable in slot.next and bucket heads.
 	maxSlots = 1<<32 - 1
