@@ -22,8 +22,9 @@ import (
 )
 
 // Set is every stored object a snapshot needs to be restored: the
-// repository config and key slots, the snapshot object, the packs holding
-// its tree and data blobs, the index objects listing those packs and, for
+// repository config and key slots, the snapshot object, every pack holding
+// one of its tree and data blobs (a blob in two packs needs both: either
+// copy may be the one left), the index objects listing those packs and, for
 // PostgreSQL snapshots, the WAL from its start to its stop segment.
 type Set struct {
 	Snapshot id.ID
@@ -190,14 +191,18 @@ type walker struct {
 // treeWorkers bounds parallel tree reads (round trips on object storage).
 const treeWorkers = 16
 
-// blob records the pack holding bid. The caller holds mu or is single.
+// blob records every pack holding bid: a blob stored twice (concurrent
+// backups) is kept in each copy, so that neither can expire or lose its
+// hold while a snapshot needs the blob. The caller holds mu or is single.
 func (w *walker) blob(bid id.ID) bool {
-	e, ok := w.idx.Lookup(bid)
-	if !ok {
+	ls := w.idx.Locations(bid)
+	if len(ls) == 0 {
 		w.miss("blob " + bid.Short() + " is not in the index")
 		return false
 	}
-	w.packs[e.Pack] = struct{}{}
+	for _, e := range ls {
+		w.packs[e.Pack] = struct{}{}
+	}
 	return true
 }
 
