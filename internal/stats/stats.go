@@ -4,6 +4,7 @@ package stats
 
 import (
 	"context"
+	"sync"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/id"
@@ -47,12 +48,12 @@ func Compute(ctx context.Context, repo *repository.Repository) (*Stats, error) {
 	}
 	st.Snapshots = len(snaps)
 	st.Unreadable = unreadable
-	sizes := map[id.ID][2]int64{} // tree -> bytes, files
+	sizes, err := treeSizes(ctx, repo, snaps)
+	if err != nil {
+		return nil, err
+	}
 	for _, sn := range snaps {
-		b, f, err := treeSize(ctx, repo, sn.Tree, sizes)
-		if err != nil {
-			return nil, err
-		}
+		b, f := sizes.total(sn.Tree)
 		st.LogicalSize += b
 		st.Files += f
 	}
@@ -93,29 +94,63 @@ func ratio(a, b int64) float64 {
 	return float64(a) / float64(b)
 }
 
-func treeSize(ctx context.Context, s tree.BlobStore, tid id.ID, memo map[id.ID][2]int64) (int64, int64, error) {
-	if v, ok := memo[tid]; ok {
-		return v[0], v[1], nil
+// sizes holds, per distinct tree, the bytes and files directly in it and
+// its subtrees, and the totals computed from them.
+type sizes struct {
+	mu    sync.Mutex
+	trees map[id.ID]*treeSize
+}
+
+type treeSize struct {
+	bytes, files int64
+	subtrees     []id.ID
+	total        *[2]int64
+}
+
+// treeSizes reads every distinct tree of snaps once (tree.Visitor).
+func treeSizes(ctx context.Context, s tree.BlobStore, snaps []*snapshot.Snapshot) (*sizes, error) {
+	sz := &sizes{trees: make(map[id.ID]*treeSize)}
+	roots := make([]id.ID, len(snaps))
+	for i, sn := range snaps {
+		roots[i] = sn.Tree
 	}
-	t, err := tree.Load(ctx, s, tid)
-	if err != nil {
-		return 0, 0, err
-	}
-	var bytes, files int64
-	for _, n := range t.Nodes {
-		switch n.Type {
-		case tree.File:
-			bytes += int64(n.Size)
-			files++
-		case tree.Dir:
-			b, f, err := treeSize(ctx, s, *n.Subtree, memo)
-			if err != nil {
-				return 0, 0, err
+	v := tree.Visitor[struct{}]{Visit: func(_ context.Context, t *tree.Tree, _ struct{}) (func(*tree.Node) struct{}, error) {
+		ts := &treeSize{}
+		for _, n := range t.Nodes {
+			switch n.Type {
+			case tree.File:
+				ts.bytes += int64(n.Size)
+				ts.files++
+			case tree.Dir:
+				ts.subtrees = append(ts.subtrees, *n.Subtree)
 			}
-			bytes += b
-			files += f
 		}
+		sz.mu.Lock()
+		sz.trees[t.ID] = ts
+		sz.mu.Unlock()
+		return nil, nil
+	}}
+	if err := v.Run(ctx, s, tree.Roots(roots...)); err != nil {
+		return nil, err
 	}
-	memo[tid] = [2]int64{bytes, files}
-	return bytes, files, nil
+	return sz, nil
+}
+
+// total returns the bytes and files below tree tid, counting a subtree
+// once per place it appears.
+func (sz *sizes) total(tid id.ID) (int64, int64) {
+	ts := sz.trees[tid]
+	if ts == nil {
+		return 0, 0
+	}
+	if ts.total == nil {
+		t := [2]int64{ts.bytes, ts.files}
+		for _, sub := range ts.subtrees {
+			b, f := sz.total(sub)
+			t[0] += b
+			t[1] += f
+		}
+		ts.total = &t
+	}
+	return ts.total[0], ts.total[1]
 }

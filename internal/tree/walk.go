@@ -22,9 +22,16 @@ type skipDir struct{}
 
 func (skipDir) Error() string { return "skip this directory" }
 
-// Walk visits the tree rooted at root depth-first in name order. A subtree
-// that cannot be loaded is passed to onErr with its path; Walk continues
-// with its siblings unless onErr returns an error.
+// Walk visits the tree rooted at root depth-first in name order, one tree
+// at a time, calling fn for every node with its path. A subtree that cannot
+// be loaded is passed to onErr with its path; Walk continues with its
+// siblings unless onErr returns an error.
+//
+// Walk is the ordered form of a traversal, for restore and ls, which need
+// every path of one snapshot in order (a tree found at two paths is walked
+// twice). Everything that needs every tree rather than every path (verify,
+// copy, stats, retention) uses Visitor, which loads trees in parallel and
+// each distinct tree once. Both load trees with Load.
 func Walk(ctx context.Context, s BlobStore, root id.ID, fn WalkFunc, onErr func(p string, err error) error) error {
 	return walk(ctx, s, "/", root, fn, onErr)
 }
