@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
@@ -135,7 +133,7 @@ func (c *Collector) Objects(ctx context.Context, sn *snapshot.Snapshot) (*Set, e
 		return nil, err
 	}
 	s := &Set{Snapshot: sn.ID, Keys: slices.Clone(c.keys)}
-	w := &walker{idx: c.repo.Index(), repo: c.repo, packs: make(map[id.ID]struct{}), seen: make(map[id.ID]struct{})}
+	w := &walker{idx: c.repo.Index(), repo: c.repo, packs: make(map[id.ID]struct{})}
 	need, err := needs.Of(sn)
 	if err != nil {
 		return nil, err
@@ -176,20 +174,16 @@ func sortIDs(ids []id.ID) {
 	slices.SortFunc(ids, func(a, b id.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
 }
 
-// walker visits a snapshot's trees level by level, loading each level's
-// trees in parallel, and collects the packs of every blob it meets.
+// walker collects the packs of every blob below a snapshot's trees, which
+// it reaches with tree.Visitor.
 type walker struct {
 	repo     *repository.Repository
 	idx      *index.Map
 	mu       sync.Mutex
 	packs    map[id.ID]struct{}
-	seen     map[id.ID]struct{} // trees already visited
 	missing  []string
 	nMissing int
 }
-
-// treeWorkers bounds parallel tree reads (round trips on object storage).
-const treeWorkers = 16
 
 // blob records every pack holding bid: a blob stored twice (concurrent
 // backups) is kept in each copy, so that neither can expire or lose its
@@ -213,49 +207,32 @@ func (w *walker) miss(what string) {
 	}
 }
 
+// walk records the packs of every tree and data blob below root. A tree
+// that is not indexed or cannot be read is missing; the rest is still
+// walked.
 func (w *walker) walk(ctx context.Context, root id.ID) error {
-	level := []id.ID{root}
-	w.seen[root] = struct{}{}
-	for len(level) > 0 {
-		var next []id.ID
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(treeWorkers)
-		for _, tid := range level {
+	v := tree.Visitor[struct{}]{
+		Enter: func(tid id.ID, _ struct{}) bool {
 			w.mu.Lock()
-			ok := w.blob(tid)
-			w.mu.Unlock()
-			if !ok {
-				continue
+			defer w.mu.Unlock()
+			return w.blob(tid)
+		},
+		Visit: func(_ context.Context, t *tree.Tree, _ struct{}) (func(*tree.Node) struct{}, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			for _, n := range t.Nodes {
+				for _, bid := range n.Content {
+					w.blob(bid)
+				}
 			}
-			g.Go(func() error {
-				t, err := tree.Load(gctx, w.repo, tid)
-				w.mu.Lock()
-				defer w.mu.Unlock()
-				if err != nil {
-					if gctx.Err() != nil {
-						return gctx.Err()
-					}
-					w.miss(err.Error())
-					return nil
-				}
-				for _, n := range t.Nodes {
-					for _, bid := range n.Content {
-						w.blob(bid)
-					}
-					if n.Subtree != nil {
-						if _, ok := w.seen[*n.Subtree]; !ok {
-							w.seen[*n.Subtree] = struct{}{}
-							next = append(next, *n.Subtree)
-						}
-					}
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return err
-		}
-		level = next
+			return nil, nil
+		},
+		LoadError: func(_ id.ID, _ struct{}, err error) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.miss(err.Error())
+			return nil
+		},
 	}
-	return nil
+	return v.Run(ctx, w.repo, tree.Roots(root))
 }
