@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -211,13 +211,13 @@ func (a *app) openRepo(ctx context.Context, withIndex bool) (*repository.Reposit
 }
 
 // withRepo opens the repository as openRepo does, runs fn on it, and
-// closes its backend when fn has returned.
+// closes it (zeroing its keys) when fn has returned, whatever fn returned.
 func (a *app) withRepo(ctx context.Context, withIndex bool, fn func(*repository.Repository) error) error {
 	repo, err := a.openRepo(ctx, withIndex)
 	if err != nil {
 		return err
 	}
-	defer repo.Backend().Close()
+	defer repo.Close()
 	return fn(repo)
 }
 
@@ -235,12 +235,14 @@ func (a *app) openRepository(ctx context.Context, loc string, lo location.Option
 		if err != nil {
 			return nil, err
 		}
+		defer clear(pw)
 		r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, KeySlot: slot, OnlyKeySlot: onlySlot})
 		if err != nil {
 			return nil, err
 		}
 		if withIndex {
 			if err := r.LoadIndex(ctx); err != nil {
+				r.Close()
 				return nil, err
 			}
 		}
@@ -311,6 +313,7 @@ func (a *app) readKeyFile(path string) ([]byte, string, error) {
 		return nil, "", err
 	}
 	slot, secret, err := repository.ParseKeyFile(b)
+	clear(b)
 	if err != nil {
 		return nil, "", fmt.Errorf("key file %s: %w", path, err)
 	}
@@ -341,12 +344,14 @@ func (a *app) readPassphrase(src passphraseSource, prompt string, confirm bool) 
 		if err != nil {
 			return nil, err
 		}
+		defer clear(b)
 		// Only the line ending is trimmed: spaces may belong to the passphrase.
-		p := strings.TrimRight(strings.SplitN(string(b), "\n", 2)[0], "\r")
-		if p == "" {
+		line, _, _ := bytes.Cut(b, []byte("\n"))
+		line = bytes.TrimRight(line, "\r")
+		if len(line) == 0 {
 			return nil, fmt.Errorf("passphrase file %s is empty", src.file)
 		}
-		return []byte(p), nil
+		return bytes.Clone(line), nil
 	}
 	if p, ok := os.LookupEnv(src.env); ok && p != "" {
 		return []byte(p), nil
@@ -369,10 +374,14 @@ func (a *app) readPassphrase(src passphraseSource, prompt string, confirm bool) 
 	}
 	if confirm {
 		p2, err := read("Repeat the passphrase: ")
+		same := bytes.Equal(p1, p2)
+		clear(p2)
 		if err != nil {
+			clear(p1)
 			return nil, err
 		}
-		if string(p1) != string(p2) {
+		if !same {
+			clear(p1)
 			return nil, errors.New("the passphrases do not match")
 		}
 	}

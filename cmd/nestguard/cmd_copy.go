@@ -160,7 +160,7 @@ func (a *app) openCopy(ctx context.Context, f copyFlags) (*copySession, error) {
 	}
 	dst, err := a.openRepo(ctx, true)
 	if err != nil {
-		src.Backend().Close()
+		src.Close()
 		return nil, fmt.Errorf("destination %s: %w", a.repo, err)
 	}
 	workers := f.workers
@@ -169,8 +169,8 @@ func (a *app) openCopy(ctx context.Context, f copyFlags) (*copySession, error) {
 	}
 	c, err := copier.New(src, dst, copier.Options{Workers: workers, Log: a.log})
 	if err != nil {
-		src.Backend().Close()
-		dst.Backend().Close()
+		src.Close()
+		dst.Close()
 		return nil, err
 	}
 	return &copySession{src: src, dst: dst, c: c}, nil
@@ -179,8 +179,8 @@ func (a *app) openCopy(ctx context.Context, f copyFlags) (*copySession, error) {
 // close closes both repositories; a nil session (a failed reopen) is fine.
 func (s *copySession) close() {
 	if s != nil {
-		s.src.Backend().Close()
-		s.dst.Backend().Close()
+		s.src.Close()
+		s.dst.Close()
 	}
 }
 

@@ -80,9 +80,11 @@ mode is required.`,
 				BlobID:      blobID,
 				ObjectLock:  lock,
 			})
+			clear(pw)
 			if err != nil {
 				return err
 			}
+			defer r.Close() // zeroes the new master key; closes be again, harmlessly
 			cfg := r.Config()
 			if a.jsonOut {
 				return a.printJSON(map[string]any{"repository": a.repo, "id": cfg.ID, "config": cfg})

@@ -63,7 +63,10 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 					}
 					kid, secret, err := repo.AddKeyFile(ctx, label)
 					if err == nil {
-						_, err = f.Write(repository.FormatKeyFile(kid, secret))
+						content := repository.FormatKeyFile(kid, secret)
+						_, err = f.Write(content)
+						clear(content)
+						clear(secret)
 					}
 					if err == nil {
 						err = f.Sync()
@@ -86,6 +89,7 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 					return err
 				}
 				kid, err := repo.AddKey(ctx, pw, label)
+				clear(pw)
 				if err != nil {
 					return err
 				}
@@ -138,14 +142,21 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 		Short: "Remove a key slot (not the last one, nor the one in use)",
 		Long: `Remove a key slot (not the last one, nor the one in use).
 
-Removing a slot stops its passphrase or key file from opening the
-repository only for as long as the slot's object is really gone. It does not
-change the master key: whoever held that passphrase and kept a copy of the
-slot (or can still read it: under Object Lock the removed slot's object,
-or an old version of it, stays readable until its retention ends) can still
-open the repository. Revoking a secret that may have leaked needs the
-master key changed (re-keying, which nestguard does not do yet; see
-docs/security.md).`,
+Removing a slot is not revocation: it never changes the master key. The
+removed slot's passphrase or key file no longer opens the repository
+through this repository's keys/, but whoever holds that secret and a copy
+of the slot object (taken while it existed) recovers the master key and
+can read every snapshot, past and future. Under Object Lock the slot
+cannot be removed before its retention ends (every backup extends it), and
+the slot object, including any old version of it the bucket keeps, stays
+readable to anyone who can read the bucket until then.
+
+To revoke a secret that may have leaked, re-key: create a new repository
+('nestguard init', new master key) and copy every snapshot into it
+('nestguard copy --from-repo OLD --to-repo NEW --all' re-encrypts
+everything under the new key), move backups to it, and let the old
+repository expire. See docs/security.md, "Revoking a passphrase or key
+file". Needs the key administrator's S3 permissions (docs/storage.md).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()

@@ -17,14 +17,14 @@ func BenchmarkSeal1MiB(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = k.Seal(dst[:0], data, nil)
+		dst = mustSeal(b, k, dst[:0], data, nil)
 	}
 }
 
 func BenchmarkOpen1MiB(b *testing.B) {
 	k := newTestKey(b)
 	data := benchData()
-	sealed := k.Seal(nil, data, nil)
+	sealed := mustSeal(b, k, nil, data, nil)
 	dst := make([]byte, 0, len(data))
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
@@ -43,7 +43,7 @@ func BenchmarkSealSmall(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = k.Seal(dst[:0], data, nil)
+		dst = mustSeal(b, k, dst[:0], data, nil)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash"
 	"sync"
+	"sync/atomic"
 
 	"github.com/zeebo/blake3"
 
@@ -39,6 +40,9 @@ func (k *Key) BlobID(data []byte) id.ID { return k.hmacID.sum(data) }
 // constants; "" is the default), or an error naming the algorithms this
 // build knows.
 func (k *Key) BlobIDFunc(alg string) (BlobIDFunc, error) {
+	if k.closed.Load() {
+		return nil, ErrClosed
+	}
 	switch alg {
 	case BlobIDHMACSHA256, "":
 		return k.BlobID, nil
@@ -48,12 +52,16 @@ func (k *Key) BlobIDFunc(alg string) (BlobIDFunc, error) {
 			return nil, fmt.Errorf("deriving blob id key: %w", err)
 		}
 		keyed, err := blake3.NewKeyed(key)
+		clear(key) // keyed holds its own copy, which cannot be zeroed
 		if err != nil {
 			return nil, fmt.Errorf("blob id key: %w", err)
 		}
 		// keyed is never written, so the pool's clones of it may be made
 		// concurrently.
 		h := newPooledHash(func() hash.Hash { return keyed.Clone() })
+		k.mu.Lock()
+		k.blobIDs = append(k.blobIDs, h)
+		k.mu.Unlock()
 		return h.sum, nil
 	}
 	return nil, fmt.Errorf("unknown blob id algorithm %q (this nestguard knows %s and %s): upgrade nestguard", alg, BlobIDHMACSHA256, BlobIDBLAKE3)
@@ -63,7 +71,10 @@ func (k *Key) BlobIDFunc(alg string) (BlobIDFunc, error) {
 // on every call and a BLAKE3 hasher carries a few KiB of state, so
 // pooling keeps both off the hot path, and the room for the sum in each
 // entry means computing an ID does not allocate.
-type pooledHash struct{ pool sync.Pool }
+type pooledHash struct {
+	pool   sync.Pool
+	closed atomic.Bool
+}
 
 type hashEntry struct {
 	h   hash.Hash
@@ -76,11 +87,25 @@ func newPooledHash(newHash func() hash.Hash) *pooledHash {
 	return p
 }
 
+// sum returns the hash of data, or the zero ID once closed.
 func (p *pooledHash) sum(data []byte) id.ID {
+	if p.closed.Load() {
+		return id.ID{}
+	}
 	e := p.pool.Get().(*hashEntry)
 	e.h.Write(data)
 	out := id.ID(e.h.Sum(e.sum[:0]))
 	e.h.Reset()
 	p.pool.Put(e)
 	return out
+}
+
+// close makes sum return the zero ID and drops the pooled hash states
+// (keyed: an HMAC's padded key, a BLAKE3 key), which are the standard
+// library's or blake3's and cannot be zeroed, to the garbage collector.
+func (p *pooledHash) close() {
+	p.closed.Store(true)
+	p.pool.New = func() any { return nil }
+	for p.pool.Get() != nil {
+	}
 }

@@ -5,8 +5,11 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
+	"sync"
+	"sync/atomic"
 )
 
 // HKDF-SHA-256 info strings, one per subkey. Changing one changes every
@@ -17,14 +20,23 @@ const (
 	infoChunker    = "nestguard chunker v1"
 )
 
+// ErrClosed is returned by Seal, Open and their in-place forms, and by
+// BlobIDFunc, on a Key after Close.
+var ErrClosed = errors.New("the repository key was closed (its memory zeroed): the repository must be opened again")
+
 // Key is a repository master key and the subkeys derived from it. It is safe
-// for concurrent use. A Key must not be copied after first use.
+// for concurrent use, except Close. A Key must not be copied after first
+// use.
 type Key struct {
+	closed  atomic.Bool
 	master  [keySize]byte
 	enc     *xaes // XAES-256-GCM under the encryption subkey
 	idKey   []byte
 	chunker [32]byte
 	hmacID  *pooledHash // HMAC-SHA-256 under idKey, the default blob ID
+
+	mu      sync.Mutex
+	blobIDs []*pooledHash // made by BlobIDFunc, closed with the Key
 }
 
 // NewKey returns a fresh random master key.
@@ -65,13 +77,48 @@ func newKey(master []byte) (*Key, error) {
 	return k, nil
 }
 
+// Close zeroes the key material the Key holds in memory of its own: the
+// master key, the blob ID key, the chunker seed and the CMAC subkey of the
+// encryption key; it drops the AES key schedule and the keyed hash states,
+// which live inside the standard library's types and cannot be zeroed
+// (docs/security.md says exactly what is and is not). Afterwards Seal,
+// Open and BlobIDFunc fail with ErrClosed, and a BlobIDFunc or BlobID
+// obtained before returns the zero ID. Close must not run concurrently
+// with other methods; closing twice is harmless.
+func (k *Key) Close() {
+	if k.closed.Swap(true) {
+		return
+	}
+	clear(k.master[:])
+	clear(k.idKey)
+	clear(k.chunker[:])
+	if k.enc != nil {
+		k.enc.zero()
+	}
+	if k.hmacID != nil {
+		k.hmacID.close()
+	}
+	k.mu.Lock()
+	for _, h := range k.blobIDs {
+		h.close()
+	}
+	k.blobIDs = nil
+	k.mu.Unlock()
+}
+
+// Closed reports whether Close was called.
+func (k *Key) Closed() bool { return k.closed.Load() }
+
 // Seal encrypts and authenticates plaintext with XAES-256-GCM under a fresh
 // random nonce, binding it to ad (associated data: authenticated, not
 // stored), appends nonce || ciphertext || tag (len(plaintext)+Overhead
 // bytes) to dst and returns the result. The remaining capacity of dst must
-// not overlap plaintext.
-func (k *Key) Seal(dst, plaintext, ad []byte) []byte {
-	return k.enc.sealRandom(dst, plaintext, ad)
+// not overlap plaintext. It fails only on a closed Key (ErrClosed).
+func (k *Key) Seal(dst, plaintext, ad []byte) ([]byte, error) {
+	if k.closed.Load() {
+		return dst, ErrClosed
+	}
+	return k.enc.sealRandom(dst, plaintext, ad), nil
 }
 
 // Open authenticates and decrypts sealed, the output of Seal with the same
@@ -79,6 +126,9 @@ func (k *Key) Seal(dst, plaintext, ad []byte) []byte {
 // different key or different associated data makes it fail with an error
 // wrapping ErrAuth. The remaining capacity of dst must not overlap sealed.
 func (k *Key) Open(dst, sealed, ad []byte) ([]byte, error) {
+	if k.closed.Load() {
+		return nil, ErrClosed
+	}
 	return k.enc.open(dst, sealed, ad)
 }
 
@@ -89,17 +139,24 @@ const SealPrefix = nonceSize
 // of room followed by the plaintext, and is returned holding
 // nonce || ciphertext || tag in the same memory (grown only when its
 // capacity lacks room for the tag). A backup seals every chunk, and a
-// second chunk-sized buffer per worker is memory for nothing.
-func (k *Key) SealInPlace(buf, ad []byte) []byte {
+// second chunk-sized buffer per worker is memory for nothing. It fails
+// only on a closed Key (ErrClosed).
+func (k *Key) SealInPlace(buf, ad []byte) ([]byte, error) {
 	if len(buf) < SealPrefix {
 		panic("crypto: SealInPlace without room for the nonce")
 	}
-	return k.enc.sealInPlace(buf, ad)
+	if k.closed.Load() {
+		return nil, ErrClosed
+	}
+	return k.enc.sealInPlace(buf, ad), nil
 }
 
 // OpenInPlace is Open that decrypts into sealed's own memory and returns
 // the plaintext as a subslice of it; sealed is overwritten either way.
 func (k *Key) OpenInPlace(sealed, ad []byte) ([]byte, error) {
+	if k.closed.Load() {
+		return nil, ErrClosed
+	}
 	return k.enc.openInPlace(sealed, ad)
 }
 

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
+
+	"github.com/nestguard/nestguard/internal/id"
 )
 
 func newTestKey(t testing.TB) *Key {
@@ -22,7 +25,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	for _, n := range []int{0, 1, 15, 16, 17, 1000, 1 << 20} {
 		plain := bytes.Repeat([]byte{byte(n)}, n)
 		prefix := []byte("prefix")
-		sealed := k.Seal(append([]byte(nil), prefix...), plain, nil)
+		sealed := mustSeal(t, k, append([]byte(nil), prefix...), plain, nil)
 		if !bytes.HasPrefix(sealed, prefix) {
 			t.Fatalf("%d bytes: Seal did not append to dst", n)
 		}
@@ -52,7 +55,7 @@ func TestSealOpenInPlace(t *testing.T) {
 		for _, room := range []int{0, tagSize, 100} {
 			buf := make([]byte, SealPrefix+n, SealPrefix+n+room)
 			copy(buf[SealPrefix:], plain)
-			sealed := k.SealInPlace(buf, nil)
+			sealed := mustSealInPlace(t, k, buf, nil)
 			if len(sealed) != n+Overhead {
 				t.Fatalf("%d bytes: sealed length %d, want %d", n, len(sealed), n+Overhead)
 			}
@@ -63,7 +66,7 @@ func TestSealOpenInPlace(t *testing.T) {
 			if err != nil || !bytes.Equal(got, plain) {
 				t.Fatalf("%d bytes: Open of SealInPlace: %v", n, err)
 			}
-			back, err := k.OpenInPlace(k.Seal(nil, plain, nil), nil)
+			back, err := k.OpenInPlace(mustSeal(t, k, nil, plain, nil), nil)
 			if err != nil || !bytes.Equal(back, plain) {
 				t.Fatalf("%d bytes: OpenInPlace of Seal: %v", n, err)
 			}
@@ -81,7 +84,7 @@ func TestSealOpenInPlace(t *testing.T) {
 func TestOpenDetectsTampering(t *testing.T) {
 	k := newTestKey(t)
 	plain := []byte("the quick brown fox jumps over the lazy dog")
-	sealed := k.Seal(nil, plain, nil)
+	sealed := mustSeal(t, k, nil, plain, nil)
 	regions := map[string]int{
 		"nonce start":      0,
 		"nonce first half": 11,
@@ -125,7 +128,7 @@ func TestSealNoncesDistinct(t *testing.T) {
 	seen := make(map[[nonceSize]byte]bool)
 	var prev []byte
 	for range 1000 {
-		s := k.Seal(nil, []byte("same plaintext"), nil)
+		s := mustSeal(t, k, nil, []byte("same plaintext"), nil)
 		if bytes.Equal(s, prev) {
 			t.Fatal("two seals of the same plaintext are identical")
 		}
@@ -186,7 +189,7 @@ func TestSubkeysFixed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := enc.open(nil, k.Seal(nil, []byte("x"), nil), nil); err != nil || string(got) != "x" {
+	if got, err := enc.open(nil, mustSeal(t, k, nil, []byte("x"), nil), nil); err != nil || string(got) != "x" {
 		t.Errorf("Seal does not use the expected encryption subkey: %q, %v", got, err)
 	}
 	if got := k.BlobID([]byte("nestguard")).String(); got != wantID {
@@ -213,7 +216,7 @@ func TestKeyConcurrentUse(t *testing.T) {
 					t.Error("BlobID differs under concurrent use")
 					return
 				}
-				got, err := k.Open(nil, k.Seal(nil, plain, nil), nil)
+				got, err := k.Open(nil, mustSeal(t, k, nil, plain, nil), nil)
 				if err != nil || !bytes.Equal(got, plain) {
 					t.Errorf("concurrent round trip: %v", err)
 					return
@@ -230,7 +233,7 @@ func TestKeyConcurrentUse(t *testing.T) {
 func TestSealBindsAssociatedData(t *testing.T) {
 	k := newTestKey(t)
 	plain := []byte("a data blob that looks like a snapshot")
-	sealed := k.Seal(nil, plain, []byte("blob data"))
+	sealed := mustSeal(t, k, nil, plain, []byte("blob data"))
 	for _, ad := range [][]byte{nil, []byte("snapshot"), []byte("blob dat"), []byte("blob data\x00")} {
 		if _, err := k.Open(nil, sealed, ad); !errors.Is(err, ErrAuth) {
 			t.Errorf("opened under associated data %q: %v", ad, err)
@@ -240,11 +243,97 @@ func TestSealBindsAssociatedData(t *testing.T) {
 		}
 	}
 	buf := append(make([]byte, SealPrefix), plain...)
-	inPlace := k.SealInPlace(buf, []byte("tree"))
+	inPlace := mustSealInPlace(t, k, buf, []byte("tree"))
 	if got, err := k.Open(nil, inPlace, []byte("tree")); err != nil || !bytes.Equal(got, plain) {
 		t.Fatalf("sealed in place, opened: %q %v", got, err)
 	}
 	if _, err := k.Open(nil, inPlace, []byte("data")); !errors.Is(err, ErrAuth) {
 		t.Errorf("sealed in place as tree, opened as data: %v", err)
+	}
+}
+
+func mustSeal(tb testing.TB, k *Key, dst, plaintext, ad []byte) []byte {
+	tb.Helper()
+	out, err := k.Seal(dst, plaintext, ad)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+func mustSealInPlace(tb testing.TB, k *Key, buf, ad []byte) []byte {
+	tb.Helper()
+	out, err := k.SealInPlace(buf, ad)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// After Close the Key's own key material is zero, and every use fails
+// with ErrClosed instead of panicking or sealing under a zero key.
+func TestKeyClose(t *testing.T) {
+	k, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blake, err := k.BlobIDFunc(BlobIDBLAKE3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := mustSeal(t, k, nil, []byte("secret"), nil)
+	if k.BlobID([]byte("x")) == (id.ID{}) || blake([]byte("x")) == (id.ID{}) {
+		t.Fatal("blob id is zero before Close")
+	}
+	k.Close()
+	k.Close() // twice is harmless
+
+	zero := func(name string, b []byte) {
+		t.Helper()
+		if len(b) == 0 {
+			t.Fatalf("%s: empty", name)
+		}
+		for _, c := range b {
+			if c != 0 {
+				t.Errorf("%s not zeroed after Close: %x", name, b)
+				return
+			}
+		}
+	}
+	zero("master key", k.master[:])
+	zero("blob id key", k.idKey)
+	zero("chunker seed", k.chunker[:])
+	zero("CMAC subkey", k.enc.k1[:])
+	if k.enc.block != nil {
+		t.Error("AES block still referenced after Close")
+	}
+	if !k.Closed() {
+		t.Error("Closed() is false after Close")
+	}
+
+	if _, err := k.Seal(nil, []byte("x"), nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Seal after Close: %v, want ErrClosed", err)
+	}
+	buf := make([]byte, SealPrefix+4)
+	if _, err := k.SealInPlace(buf, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("SealInPlace after Close: %v, want ErrClosed", err)
+	}
+	if _, err := k.Open(nil, sealed, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Open after Close: %v, want ErrClosed", err)
+	}
+	if _, err := k.OpenInPlace(slices.Clone(sealed), nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("OpenInPlace after Close: %v, want ErrClosed", err)
+	}
+	if _, err := k.BlobIDFunc(""); !errors.Is(err, ErrClosed) {
+		t.Errorf("BlobIDFunc after Close: %v, want ErrClosed", err)
+	}
+	if got := k.BlobID([]byte("x")); got != (id.ID{}) {
+		t.Errorf("BlobID after Close = %v, want the zero ID", got)
+	}
+	if got := blake([]byte("x")); got != (id.ID{}) {
+		t.Errorf("BLAKE3 blob id after Close = %v, want the zero ID", got)
+	}
+	if _, err := WrapKey(k, []byte("pw"), FastKDFParamsForTests(), SlotInfo{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("WrapKey of a closed key: %v, want ErrClosed", err)
 	}
 }

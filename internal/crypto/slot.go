@@ -42,6 +42,9 @@ func (s *Slot) ad() []byte {
 // WrapKey seals k's master key under the key derived from passphrase with p,
 // returning a new slot that carries info, authenticated.
 func WrapKey(k *Key, passphrase []byte, p KDFParams, info SlotInfo) (*Slot, error) {
+	if k.closed.Load() {
+		return nil, ErrClosed
+	}
 	if err := p.validate(); err != nil {
 		return nil, fmt.Errorf("invalid key derivation parameters: %w", err)
 	}
@@ -52,6 +55,7 @@ func WrapKey(k *Key, passphrase []byte, p KDFParams, info SlotInfo) (*Slot, erro
 	if err != nil {
 		return nil, err
 	}
+	defer x.zero()
 	s := &Slot{Created: time.Now().UTC(), Hostname: info.Hostname, Username: info.Username,
 		Label: info.Label, Repository: info.Repository, KDF: p}
 	s.KDF.Salt = append([]byte(nil), p.Salt...) // not aliased with the caller's
@@ -77,6 +81,7 @@ func UnwrapKey(s *Slot, passphrase []byte) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer x.zero()
 	master, err := x.open(nil, s.Wrapped, s.ad())
 	if errors.Is(err, ErrAuth) {
 		return nil, ErrWrongPassphrase
@@ -89,8 +94,9 @@ func UnwrapKey(s *Slot, passphrase []byte) (*Key, error) {
 }
 
 // kek derives the key-encryption key from passphrase and returns it ready for
-// XAES-256-GCM. The raw derived key is zeroed; the expanded AES key schedule
-// inside the cipher cannot be, and is left to the garbage collector.
+// XAES-256-GCM. The raw derived key is zeroed, and the caller zeroes the
+// xaes when done; the expanded AES key schedule inside the cipher cannot
+// be, and is left to the garbage collector.
 func kek(p *KDFParams, passphrase []byte) (*xaes, error) {
 	raw := p.deriveKEK(passphrase)
 	defer clear(raw)

@@ -38,7 +38,7 @@ func TestWrapUnwrap(t *testing.T) {
 	if k2.master != k.master {
 		t.Fatal("unwrapped master key differs")
 	}
-	if got, err := k2.Open(nil, k.Seal(nil, []byte("hi"), nil), nil); err != nil || string(got) != "hi" {
+	if got, err := k2.Open(nil, mustSeal(t, k, nil, []byte("hi"), nil), nil); err != nil || string(got) != "hi" {
 		t.Errorf("unwrapped key cannot open what the original sealed: %q, %v", got, err)
 	}
 

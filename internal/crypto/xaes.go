@@ -57,6 +57,14 @@ func newXAES(key []byte) (*xaes, error) {
 	return x, nil
 }
 
+// zero clears the CMAC subkey and drops the AES block: its expanded key
+// schedule is inside crypto/aes, which offers no way to clear it, and is
+// left to the garbage collector. The xaes must not be used afterwards.
+func (x *xaes) zero() {
+	clear(x.k1[:])
+	x.block = nil
+}
+
 // deriveKey sets kx to the per-message key for nonce[:12]: the NIST SP
 // 800-108r1 counter-mode KDF with PRF AES-256-CMAC, Label "X", Context
 // nonce[:12], a 16-bit counter i = 1, 2 and no L field:

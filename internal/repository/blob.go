@@ -90,7 +90,12 @@ func (r *Repository) SaveBlobWithID(ctx context.Context, t index.BlobType, bid i
 	// One buffer: room for the nonce, the body, then sealed over itself.
 	body := packBody(r.codec, (*bp)[:crypto.SealPrefix], data)
 	var ad [adBlobSize]byte
-	sealed := r.key.SealInPlace(body, adBlob(&ad, t, bid))
+	sealed, err := r.key.SealInPlace(body, adBlob(&ad, t, bid))
+	if err != nil {
+		recycle(bp, body)
+		r.packer.unreserve(bid)
+		return false, fmt.Errorf("sealing %s blob %s: %w", t, bid.Short(), err)
+	}
 	defer recycle(bp, sealed)
 	if err := r.packer.add(ctx, t, bid, sealed, len(data)); err != nil {
 		r.packer.unreserve(bid)
@@ -158,7 +163,7 @@ func (r *Repository) OpenBlob(e index.Entry, sealed []byte, dec *[]byte) ([]byte
 	var ad [adBlobSize]byte
 	body, err := r.key.OpenInPlace(sealed, adBlob(&ad, e.Type, e.ID))
 	if err != nil {
-		return nil, fmt.Errorf("blob %s in pack %s: %w: %v", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted, err)
+		return nil, openFailed(fmt.Sprintf("blob %s in pack %s", e.ID.Short(), e.Pack.Short()), err)
 	}
 	var plain []byte
 	switch {
@@ -173,7 +178,7 @@ func (r *Repository) OpenBlob(e index.Entry, sealed []byte, dec *[]byte) ([]byte
 		err = fmt.Errorf("bad body flag")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("blob %s in pack %s: %w: %v", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted, err)
+		return nil, openFailed(fmt.Sprintf("blob %s in pack %s", e.ID.Short(), e.Pack.Short()), err)
 	}
 	if len(plain) != int(e.RawLength) {
 		return nil, fmt.Errorf("blob %s in pack %s: %w: %d bytes, index says %d", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted, len(plain), e.RawLength)

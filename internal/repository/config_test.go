@@ -69,7 +69,10 @@ func TestUnknownAlgorithmRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealed := r.key.Seal(nil, plain, adConfig())
+		sealed, err := r.key.Seal(nil, plain, adConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := be.Remove(ctx, configHandle); err != nil {
 			t.Fatal(err)
 		}

@@ -301,7 +301,7 @@ func (r *Repository) PackHeader(ctx context.Context, pid id.ID) ([]pack.Blob, in
 	}
 	plain, err := r.key.Open(nil, end[:hdrLen], adPackHeader(bodyHash))
 	if err != nil {
-		return nil, size, fmt.Errorf("pack %s header: %w: %v", pid.Short(), ErrObjectCorrupted, err)
+		return nil, size, openFailed(fmt.Sprintf("pack %s header", pid.Short()), err)
 	}
 	blobs, err := pack.DecodeHeader(plain)
 	if err == nil {

@@ -1,9 +1,9 @@
 package repository
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
-	"strings"
 )
 
 // A key file holds a generated secret that opens one key slot, for machines
@@ -16,23 +16,32 @@ const keyFilePrefix = "nestguard-key-v1:"
 
 // FormatKeyFile returns the content of a key file.
 func FormatKeyFile(slotID string, secret []byte) []byte {
-	return []byte(keyFilePrefix + slotID + ":" + base64.StdEncoding.EncodeToString(secret) + "\n")
+	out := make([]byte, 0, len(keyFilePrefix)+len(slotID)+2+base64.StdEncoding.EncodedLen(len(secret)))
+	out = append(out, keyFilePrefix...)
+	out = append(out, slotID...)
+	out = append(out, ':')
+	out = base64.StdEncoding.AppendEncode(out, secret)
+	return append(out, '\n')
 }
 
 // ParseKeyFile reads a key file's content. Errors never quote the content.
 func ParseKeyFile(b []byte) (slotID string, secret []byte, err error) {
-	line := strings.TrimSpace(string(b))
-	rest, ok := strings.CutPrefix(line, keyFilePrefix)
+	// Bytes, not a string: the caller can zero b, and no copy of the
+	// encoded secret is left in memory that cannot be.
+	line := bytes.TrimSpace(b)
+	rest, ok := bytes.CutPrefix(line, []byte(keyFilePrefix))
 	if !ok {
 		return "", nil, fmt.Errorf("not a nestguard key file (it must start with %q; make one with 'nestguard key add --generate-key-file PATH')", keyFilePrefix)
 	}
-	slotID, enc, ok := strings.Cut(rest, ":")
-	if !ok || len(slotID) != 64 {
+	slot, enc, ok := bytes.Cut(rest, []byte(":"))
+	if !ok || len(slot) != 64 {
 		return "", nil, fmt.Errorf("malformed key file: no slot id")
 	}
-	secret, err = base64.StdEncoding.DecodeString(enc)
-	if err != nil || len(secret) != 32 {
+	secret = make([]byte, base64.StdEncoding.DecodedLen(len(enc)))
+	n, err := base64.StdEncoding.Decode(secret, enc)
+	if err != nil || n != 32 {
+		clear(secret)
 		return "", nil, fmt.Errorf("malformed key file: the secret is not 32 base64-encoded bytes")
 	}
-	return slotID, secret, nil
+	return string(slot), secret[:n], nil
 }

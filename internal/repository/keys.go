@@ -266,6 +266,7 @@ func unlock(ctx context.Context, be backend.Backend, passphrase []byte, o unlock
 			if err = o.accept(k, sr.slot); err == nil {
 				return k, sr.name, nil
 			}
+			k.Close()
 			o.log.Warn("passing over a key slot the passphrase opens", "slot", sr.name, "err", err)
 			refused = fmt.Errorf("key slot %s: %w", shortSlot(sr.name), err)
 			refusals++
@@ -305,7 +306,9 @@ func unlockSlot(ctx context.Context, be backend.Backend, passphrase []byte, name
 		return nil, fmt.Errorf("%w for key slot %s at %s", err, shortSlot(name), be.Location())
 	}
 	if err == nil {
-		err = accept(k, s)
+		if err = accept(k, s); err != nil {
+			k.Close()
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("key slot %s: %w", shortSlot(name), err)

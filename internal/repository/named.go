@@ -27,8 +27,11 @@ func (r *Repository) SaveNamed(ctx context.Context, t backend.FileType, name str
 	if len(name) == 0 || len(name) > 255 {
 		return fmt.Errorf("saving %s: a name must have 1 to 255 bytes", h)
 	}
-	sealed := r.sealNamed(t, name, plain)
-	err := r.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
+	sealed, err := r.sealNamed(t, name, plain)
+	if err != nil {
+		return fmt.Errorf("sealing %s: %w", h, err)
+	}
+	err = r.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s: %w", h, ErrNamedExists)
 	}
@@ -38,7 +41,7 @@ func (r *Repository) SaveNamed(ctx context.Context, t backend.FileType, name str
 	return nil
 }
 
-func (r *Repository) sealNamed(t backend.FileType, name string, plain []byte) []byte {
+func (r *Repository) sealNamed(t backend.FileType, name string, plain []byte) ([]byte, error) {
 	body := make([]byte, 0, len(plain)/2+len(name)+16)
 	body = append(body, byte(len(name)))
 	body = append(body, name...)
@@ -61,7 +64,7 @@ func (r *Repository) LoadNamed(ctx context.Context, t backend.FileType, name str
 func (r *Repository) OpenNamed(h backend.Handle, sealed []byte) ([]byte, error) {
 	body, err := r.key.Open(nil, sealed, adNamed(h.Type, h.Name))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", h, ErrObjectCorrupted, err)
+		return nil, openFailed(h.String(), err)
 	}
 	if len(body) < 1 || len(body) < 1+int(body[0]) || string(body[1:1+int(body[0])]) != h.Name {
 		return nil, fmt.Errorf("%s: %w: the object was stored under another name", h, ErrObjectCorrupted)

@@ -255,8 +255,10 @@ func (p *packer) forgetLocked(op *openPack, err error) {
 func (p *packer) write(ctx context.Context, op *openPack) error {
 	// op.hash has seen the sealed blobs so far: Sum reads its state
 	// without changing it.
-	hdr := p.r.key.Seal(nil, pack.EncodeHeader(op.blobs), adPackHeader(op.hash.Sum(nil)))
-	err := op.write(hdr)
+	hdr, err := p.r.key.Seal(nil, pack.EncodeHeader(op.blobs), adPackHeader(op.hash.Sum(nil)))
+	if err == nil {
+		err = op.write(hdr)
+	}
 	if err == nil {
 		err = op.write(pack.Trailer(len(hdr)))
 	}

@@ -147,6 +147,17 @@ func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOpti
 	if err != nil {
 		return nil, err
 	}
+	r, err := initRepository(ctx, be, key, cfg, passphrase, o)
+	if err != nil {
+		key.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// initRepository writes the first key slot and the config of a new
+// repository with master key key.
+func initRepository(ctx context.Context, be backend.Backend, key *crypto.Key, cfg Config, passphrase []byte, o InitOptions) (*Repository, error) {
 	r, err := newRepository(be, key, cfg, o.Options)
 	if err != nil {
 		return nil, err
@@ -160,7 +171,10 @@ func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOpti
 	if err != nil {
 		return nil, err
 	}
-	sealed := key.Seal(nil, cfgJSON, adConfig())
+	sealed, err := key.Seal(nil, cfgJSON, adConfig())
+	if err != nil {
+		return nil, err
+	}
 	if err := be.Save(ctx, configHandle, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("%w at %s (created concurrently)", ErrAlreadyExists, be.Location())
@@ -205,10 +219,12 @@ func Open(ctx context.Context, be backend.Backend, passphrase []byte, o Options)
 		return nil, err
 	}
 	if err := cfg.validate(); err != nil {
+		key.Close()
 		return nil, err
 	}
 	r, err := newRepository(be, key, cfg, o)
 	if err != nil {
+		key.Close()
 		return nil, err
 	}
 	r.keyID = keyID
@@ -262,6 +278,26 @@ func (r *Repository) Key() *crypto.Key { return r.key }
 // Backend returns the storage backend.
 func (r *Repository) Backend() backend.Backend { return r.be }
 
+// openFailed describes a failure to open what: the object is corrupted,
+// unless the repository was closed (crypto.ErrClosed), which says nothing
+// about the object.
+func openFailed(what string, err error) error {
+	if errors.Is(err, crypto.ErrClosed) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w: %v", what, ErrObjectCorrupted, err)
+}
+
+// Close zeroes the repository's keys (crypto.Key.Close: what is and is not
+// zeroed is in docs/security.md) and closes its backend. Every command
+// closes the repositories it opened, on failure too. The Repository must
+// not be used afterwards: sealing and opening fail with crypto.ErrClosed.
+// Closing twice is harmless.
+func (r *Repository) Close() error {
+	r.key.Close()
+	return r.be.Close()
+}
+
 // Index returns the in-memory blob index.
 func (r *Repository) Index() *index.Map { return r.idx }
 
@@ -282,10 +318,13 @@ func (r *Repository) SaveObject(ctx context.Context, t backend.FileType, v any) 
 }
 
 func (r *Repository) saveSealed(ctx context.Context, t backend.FileType, plain []byte) (id.ID, error) {
-	sealed := r.key.Seal(nil, packBody(r.codec, nil, plain), adObject(t))
+	sealed, err := r.key.Seal(nil, packBody(r.codec, nil, plain), adObject(t))
+	if err != nil {
+		return id.ID{}, fmt.Errorf("sealing %s object: %w", t, err)
+	}
 	oid := id.Hash(sealed)
 	h := backend.Handle{Type: t, Name: oid.String()}
-	err := r.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
+	err = r.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		return id.ID{}, fmt.Errorf("saving %s: %w", h, err)
 	}
@@ -316,7 +355,7 @@ func (r *Repository) loadSealed(ctx context.Context, t backend.FileType, oid id.
 	}
 	body, err := r.key.Open(nil, sealed, adObject(t))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", h, ErrObjectCorrupted, err)
+		return nil, openFailed(h.String(), err)
 	}
 	plain, err := r.unpackBody(body, int(maxUnpackedObjectLen))
 	if err != nil {

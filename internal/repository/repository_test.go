@@ -374,3 +374,53 @@ func TestSkip(t *testing.T) {
 		t.Fatalf("skip past the end: %v, want io.ErrUnexpectedEOF", err)
 	}
 }
+
+// Close zeroes the repository's keys: whatever is used afterwards fails
+// with crypto.ErrClosed, without a panic and without storing anything.
+func TestCloseZeroesKey(t *testing.T) {
+	ctx := context.Background()
+	r, be := newRepo(t)
+	bid, _, err := r.SaveBlob(ctx, index.DataBlob, []byte("before close"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.key.Closed() {
+		t.Fatal("Close left the key open")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := r.LoadBlob(ctx, bid, nil); !errors.Is(err, crypto.ErrClosed) {
+		t.Errorf("LoadBlob after Close: %v, want crypto.ErrClosed", err)
+	}
+	if _, _, err := r.SaveBlob(ctx, index.DataBlob, []byte("after close")); !errors.Is(err, crypto.ErrClosed) {
+		t.Errorf("SaveBlob after Close: %v, want crypto.ErrClosed", err)
+	}
+	if _, err := r.SaveObject(ctx, backend.SnapshotFile, map[string]string{"a": "b"}); !errors.Is(err, crypto.ErrClosed) {
+		t.Errorf("SaveObject after Close: %v, want crypto.ErrClosed", err)
+	}
+	if err := r.SaveNamed(ctx, backend.WALFile, "000000010000000000000001", []byte("wal")); !errors.Is(err, crypto.ErrClosed) {
+		t.Errorf("SaveNamed after Close: %v, want crypto.ErrClosed", err)
+	}
+	if _, err := r.AddKey(ctx, []byte("another"), ""); !errors.Is(err, crypto.ErrClosed) {
+		t.Errorf("AddKey after Close: %v, want crypto.ErrClosed", err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Errorf("Flush after Close with nothing pending: %v", err)
+	}
+	var n int
+	be.List(ctx, backend.SnapshotFile, func(backend.FileInfo) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("%d snapshot objects stored after Close", n)
+	}
+	// The data saved before is intact: a new opening reads it.
+	if got, err := reopen(t, be).LoadBlob(ctx, bid, nil); err != nil || string(got) != "before close" {
+		t.Errorf("reopened: %q, %v", got, err)
+	}
+}
