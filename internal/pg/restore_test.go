@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -194,5 +195,16 @@ func testRestore(t *testing.T, c *archivedCluster) {
 	}
 	if _, err := os.Stat(empty); err == nil {
 		t.Error("a refused restore created its target directory")
+	}
+
+	// The caller stops the server Restore started, as a drill will.
+	if err := res.Server.Stop(ctx, "fast", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the server still runs after Stop (postmaster.pid: %v)", err)
+	}
+	if err := res.Server.Stop(ctx, "fast", time.Minute); err != nil {
+		t.Errorf("Stop of a stopped server: %v", err)
 	}
 }

@@ -1,0 +1,447 @@
+package pg
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// RecoveryPoint is where recovery stopped, as the server reports it.
+type RecoveryPoint struct {
+	State      string     `json:"state"` // paused, promoted or shut down
+	ReplayLSN  *LSN       `json:"replay_lsn,omitempty"`
+	LastCommit *time.Time `json:"last_commit_time,omitempty"` // of the last transaction replayed
+	Timeline   uint32     `json:"timeline,omitempty"`         // after promotion
+	Message    string     `json:"message,omitempty"`          // the server's "recovery stopping ..." line
+	Port       int        `json:"port,omitempty"`
+	SocketDir  string     `json:"socket_dir,omitempty"`
+}
+
+// ServerBins are the PostgreSQL programs that run a server.
+type ServerBins struct{ PGCtl, Postgres string }
+
+// FindServerBins finds pg_ctl and postgres: in dir if given, else on
+// $PATH, else in the newest /usr/lib/postgresql/<version>/bin.
+func FindServerBins(dir string) (*ServerBins, error) {
+	look := func(name string) (string, error) {
+		if dir != "" {
+			p := filepath.Join(dir, name)
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("--bindir %s: %w", dir, err)
+			}
+			return p, nil
+		}
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+		if len(dirs) > 0 {
+			slices.SortFunc(dirs, func(a, b string) int { return versionOf(b) - versionOf(a) })
+			return dirs[0], nil
+		}
+		return "", fmt.Errorf("cannot find %s: give --bindir (for example /usr/lib/postgresql/15/bin)", name)
+	}
+	var b ServerBins
+	var err error
+	if b.PGCtl, err = look("pg_ctl"); err != nil {
+		return nil, err
+	}
+	if b.Postgres, err = look("postgres"); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// versionOf reads the major version of /usr/lib/postgresql/<v>/bin/x.
+func versionOf(p string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(p))))
+	return v
+}
+
+// RestoredServer is the PostgreSQL server of a restored data directory, run as
+// the directory's owner when this process is root. Restore starts it with
+// RestoreOptions.Start; a caller that goes on using the cluster (a
+// recovery drill) stops it with Stop.
+type RestoredServer struct {
+	Bins    *ServerBins
+	DataDir string
+	Owner   Owner
+	Port    int    // 0 = the port the configuration says
+	LogFile string // "" = DefaultLogFile(DataDir); never inside DataDir
+}
+
+func (s *RestoredServer) logFile() string {
+	if s.LogFile == "" {
+		return DefaultLogFile(s.DataDir)
+	}
+	return s.LogFile
+}
+
+// Recover starts the server of a data directory configured for archive
+// recovery and waits, at most timeout, until recovery reached its target
+// and did action there (ActionPause: paused, ActionPromote: promoted,
+// ActionShutdown: the server exited).
+func (s *RestoredServer) Recover(ctx context.Context, action string, timeout time.Duration) (*RecoveryPoint, error) {
+	logFile := s.logFile()
+	// The log is appended to: only what this start writes is this
+	// recovery's (an earlier restore into the same place left its lines).
+	logStart, err := prepareLog(logFile, s.Owner)
+	if err != nil {
+		return nil, err
+	}
+	port, sockDir, err := s.connTarget(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rp := &RecoveryPoint{Port: port, SocketDir: sockDir}
+	args := []string{"-D", s.DataDir, "-l", logFile}
+	if s.Port != 0 {
+		args = append(args, "-o", "-p "+strconv.Itoa(s.Port))
+	}
+	if action == ActionShutdown {
+		// The server exits once at the target: pg_ctl -w would call that a
+		// failed start.
+		args = append(args, "-W", "start")
+	} else {
+		args = append(args, "-w", "-t", strconv.Itoa(int(timeout/time.Second)), "start")
+	}
+	if out, err := s.pgCtl(ctx, args...).CombinedOutput(); err != nil {
+		return rp, fmt.Errorf("pg_ctl start: %v: %s\nserver log %s:\n%s", err, strings.TrimSpace(string(out)), logFile, logTail(logFile, logStart, 30))
+	}
+	deadline := time.Now().Add(timeout)
+	if action == ActionShutdown {
+		if err := waitExit(ctx, s.DataDir, deadline); err != nil {
+			return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
+		}
+		rp.State = "shut down"
+	} else if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, action, deadline, rp); err != nil {
+		return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
+	}
+	rp.Message = stopMessage(logFile, logStart)
+	return rp, nil
+}
+
+// Stop stops the server with pg_ctl's shutdown mode ("fast" or
+// "immediate") and waits, at most timeout, until it exited. A server that
+// does not run is not an error.
+func (s *RestoredServer) Stop(ctx context.Context, mode string, timeout time.Duration) error {
+	if _, err := os.Stat(filepath.Join(s.DataDir, "postmaster.pid")); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	out, err := s.pgCtl(ctx, "-D", s.DataDir, "-m", mode, "-w", "-t", strconv.Itoa(int(timeout/time.Second)), "stop").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// pgCtl prepares pg_ctl with args, run as the owner in the data directory.
+func (s *RestoredServer) pgCtl(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, s.Bins.PGCtl, args...)
+	cmd.SysProcAttr = s.Owner.credential()
+	cmd.Dir = s.DataDir
+	cmd.Env = serverEnv()
+	return cmd
+}
+
+// DefaultLogFile is where a restore's server log goes unless told
+// otherwise: next to the data directory, never inside it, so that it is
+// neither mistaken for the next restore's log nor copied by the next
+// base backup. For /srv/pg/main: /srv/pg/main.nestguard-restore.log.
+func DefaultLogFile(dataDir string) string {
+	dataDir = filepath.Clean(dataDir)
+	return filepath.Join(filepath.Dir(dataDir), filepath.Base(dataDir)+".nestguard-restore.log")
+}
+
+// checkLogFile refuses a server log inside the data directory.
+func checkLogFile(logFile, dataDir string) error {
+	abs, err := filepath.Abs(logFile)
+	if err != nil {
+		return err
+	}
+	if rel, err := filepath.Rel(dataDir, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("--log-file %s is inside the data directory %s: the next base backup would copy it; put it elsewhere", abs, dataDir)
+	}
+	return nil
+}
+
+// prepareLog creates the server log (and its directory) for the owner and
+// returns its current size: where this recovery's lines begin.
+func prepareLog(logFile string, ow Owner) (int64, error) {
+	if err := os.MkdirAll(filepath.Dir(logFile), 0o700); err != nil {
+		return 0, err
+	}
+	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("server log: %w", err)
+	}
+	fi, err := f.Stat()
+	f.Close()
+	if err != nil {
+		return 0, fmt.Errorf("server log: %w", err)
+	}
+	if os.Geteuid() == 0 && ow.known {
+		if err := os.Chown(logFile, ow.uid, ow.gid); err != nil {
+			return 0, fmt.Errorf("server log: %w", err)
+		}
+	}
+	return fi.Size(), nil
+}
+
+// serverEnv is the environment the restored server runs with: this
+// process's, without a repository passphrase, which would otherwise be
+// readable in the server's /proc environ (restore_command names its key
+// or password file instead).
+func serverEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NESTGUARD_PASSWORD=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// connTarget finds where the restored server will listen: the port given
+// or configured, and its first Unix socket directory ("" for TCP on
+// localhost), asking postgres -C so that every configuration file counts.
+func (s *RestoredServer) connTarget(ctx context.Context) (int, string, error) {
+	show := func(name string) (string, error) {
+		cmd := exec.CommandContext(ctx, s.Bins.Postgres, "-D", s.DataDir, "-C", name)
+		cmd.SysProcAttr = s.Owner.credential()
+		cmd.Dir = s.DataDir
+		out, err := cmd.Output()
+		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				err = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(ee.Stderr)))
+			}
+			return "", fmt.Errorf("reading %s of the restored configuration (postgres -C): %w", name, err)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	port := s.Port
+	if port == 0 {
+		v, err := show("port")
+		if err != nil {
+			return 0, "", err
+		}
+		if port, err = strconv.Atoi(v); err != nil {
+			return 0, "", fmt.Errorf("port %q: %w", v, err)
+		}
+	}
+	dirs, err := show("unix_socket_directories")
+	if err != nil {
+		return 0, "", err
+	}
+	for d := range strings.SplitSeq(dirs, ",") {
+		d = strings.TrimSpace(d)
+		if d != "" && !strings.HasPrefix(d, "@") { // abstract sockets are not paths
+			return port, d, nil
+		}
+	}
+	return port, "", nil
+}
+
+// waitTarget polls the recovering server until it paused at the target or
+// was promoted, and records the recovery point.
+func waitTarget(ctx context.Context, dataDir string, port int, sockDir string, ow Owner, action string, deadline time.Time, rp *RecoveryPoint) error {
+	cfg, err := pgx.ParseConfig("")
+	if err != nil {
+		return err
+	}
+	cfg.Host, cfg.Port = sockDir, uint16(port)
+	if sockDir == "" {
+		cfg.Host = "localhost"
+	}
+	if os.Getenv("PGUSER") == "" && ow.name != "" {
+		cfg.User = ow.name
+	}
+	if os.Getenv("PGDATABASE") == "" {
+		cfg.Database = "postgres"
+	}
+	cfg.ConnectTimeout = 10 * time.Second
+	var (
+		conn    *pgx.Conn
+		lastErr error
+	)
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	for {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("recovery did not reach its target within the time allowed (last: %v)", lastErr)
+		}
+		if conn == nil {
+			conn, lastErr = pgx.ConnectConfig(ctx, cfg)
+		}
+		if conn != nil {
+			done, err := pollRecovery(ctx, conn, action, rp)
+			if err == nil && done {
+				return nil
+			}
+			if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && !strings.HasPrefix(pe.Code, "57") {
+				// An SQL error, not a shutdown (class 57): asking again
+				// would fail the same way.
+				return fmt.Errorf("reading the recovery state: %w", err)
+			}
+			if err != nil {
+				lastErr = err
+				conn.Close(context.WithoutCancel(ctx))
+				conn = nil
+			}
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if conn == nil {
+			if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("the server stopped during recovery (%v)", lastErr)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// pollRecovery reads the recovery state once; done reports the target
+// reached. Errors from the server itself (not the connection) are final.
+func pollRecovery(ctx context.Context, conn *pgx.Conn, action string, rp *RecoveryPoint) (bool, error) {
+	var (
+		inRecovery bool
+		lsn        *string
+		last       *time.Time
+		version    int
+	)
+	err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp(),
+		current_setting('server_version_num')::int`).Scan(&inRecovery, &lsn, &last, &version)
+	if err != nil {
+		return false, err
+	}
+	rp.setReplayed(lsn, last)
+	if !inRecovery {
+		rp.State = "promoted"
+		var tli string
+		if err := conn.QueryRow(ctx, `SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)`).Scan(&tli); err == nil {
+			if n, err := strconv.ParseUint(tli, 16, 32); err == nil {
+				rp.Timeline = uint32(n)
+			}
+		}
+		return true, nil
+	}
+	if action != ActionPause {
+		return false, nil
+	}
+	// Only during recovery: these functions fail once it ended.
+	q := `SELECT pg_get_wal_replay_pause_state() = 'paused'`
+	if version < 140000 {
+		q = `SELECT pg_is_wal_replay_paused()`
+	}
+	var paused bool
+	if err := conn.QueryRow(ctx, q).Scan(&paused); err != nil {
+		return false, err
+	}
+	if paused {
+		rp.State = "paused"
+		// Replay may have gone on between the first query and the pause:
+		// read where it stopped again, now that it stands still.
+		err := conn.QueryRow(ctx, `SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()`).Scan(&lsn, &last)
+		if err != nil {
+			return false, err
+		}
+		rp.setReplayed(lsn, last)
+	}
+	return paused, nil
+}
+
+// setReplayed records the replay position and last transaction time the
+// server reported.
+func (rp *RecoveryPoint) setReplayed(lsn *string, last *time.Time) {
+	if lsn != nil {
+		if l, err := ParseLSN(*lsn); err == nil {
+			rp.ReplayLSN = &l
+		}
+	}
+	if last != nil {
+		t := last.UTC()
+		rp.LastCommit = &t
+	}
+}
+
+// waitExit waits for the postmaster to exit (recovery_target_action=shutdown).
+func waitExit(ctx context.Context, dataDir string, deadline time.Time) error {
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("the server did not shut down at the recovery target within the time allowed")
+}
+
+// stopMessage returns the server's report of where recovery stopped,
+// from what the server logged after offset from.
+func stopMessage(logFile string, from int64) string {
+	f, err := os.Open(logFile)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return ""
+	}
+	var stopping, last string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if i := strings.Index(l, "recovery stopping "); i >= 0 {
+			stopping = l[i:]
+		}
+		if i := strings.Index(l, "last completed transaction was at log time "); i >= 0 {
+			last = l[i:]
+		}
+	}
+	if stopping != "" {
+		return stopping
+	}
+	return last
+}
+
+// logTail returns the last n lines the server logged after offset from.
+func logTail(p string, from int64, n int) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	if from <= int64(len(b)) {
+		b = b[from:]
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
