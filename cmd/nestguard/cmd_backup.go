@@ -71,8 +71,7 @@ with its file and name, counted the same way, and left out.`,
 				s := sn.Summary
 				a.summaryMetrics(s)
 				if a.jsonOut {
-					if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "summary": s, "errors": ferrs,
-						"duration_seconds": s.End.Sub(s.Start).Seconds()}); err != nil {
+					if err := a.printJSON(backupJSON{current(), sn.ID.String(), sn.ID.Short(), s, ferrs, s.End.Sub(s.Start).Seconds()}); err != nil {
 						return err
 					}
 				} else {

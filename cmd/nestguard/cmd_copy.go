@@ -259,10 +259,8 @@ func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
 		rate = float64(res.BytesRead) / secs / (1 << 20)
 	}
 	if a.jsonOut {
-		a.printJSON(map[string]any{"copied": res.Copied, "skipped": res.Skipped, "wal_copied": res.WAL,
-			"blobs_read": res.BlobsRead, "bytes_read": res.BytesRead, "blobs_new": res.BlobsNew, "bytes_stored": res.BytesStored,
-			"unreadable": res.Unreadable, "duration_seconds": secs, "read_mib_per_second": rate,
-			"read_mb_per_s": rate * (1 << 20) / 1e6}) // read_mb_per_s: the old name, in decimal MB/s
+		a.printJSON(copyJSON{current(), res.Copied, res.Skipped, res.WAL, res.BlobsRead, res.BytesRead, res.BlobsNew, res.BytesStored,
+			res.Unreadable, secs, rate, rate * (1 << 20) / 1e6})
 		return
 	}
 	for _, s := range res.Skipped {

@@ -101,10 +101,10 @@ func (a *app) holdChange(ctx context.Context, ref, caseID, reason, action string
 // a hold that is only recorded (a failure already says so).
 func (a *app) printHoldResult(repo *repository.Repository, sn *snapshot.Snapshot, caseID, action string, res *hold.Result, warn bool) {
 	if a.jsonOut {
-		out := map[string]any{"snapshot": sn.ID.String(), "case": caseID, "action": action, "objects": res.Objects,
-			"changed": res.Changed, "kept": res.Kept, "enforced": res.Enforced, "recorded": res.Record != nil}
+		out := holdJSON{versioned: current(), Snapshot: sn.ID.String(), Case: caseID, Action: action, Objects: res.Objects,
+			Changed: res.Changed, Kept: res.Kept, Enforced: res.Enforced, Recorded: res.Record != nil}
 		if res.Record != nil {
-			out["record"] = res.Record.ID.String()
+			out.Record = res.Record.ID.String()
 		}
 		a.printJSON(out)
 		return
@@ -156,7 +156,7 @@ func (a *app) holdList(ctx context.Context) error {
 				}
 				return out
 			}
-			return a.printJSON(map[string]any{"active": view(active), "history": view(records)})
+			return a.printJSON(holdListJSON{current(), view(active), view(records)})
 		}
 		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "Active holds: %d\n", len(active))

@@ -87,7 +87,7 @@ mode is required.`,
 			defer r.Close() // zeroes the new master key; closes be again, harmlessly
 			cfg := r.Config()
 			if a.jsonOut {
-				return a.printJSON(map[string]any{"repository": a.repo, "id": cfg.ID, "config": cfg})
+				return a.printJSON(initJSON{current(), a.repo, cfg.ID, cfg})
 			}
 			a.printf("created repository %s at %s\n", cfg.ID[:8], a.repo)
 			if eff := cfg.ObjectLock; eff != nil {

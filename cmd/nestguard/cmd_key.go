@@ -79,7 +79,7 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 						return fmt.Errorf("generating key file: %w", err)
 					}
 					if a.jsonOut {
-						return a.printJSON(map[string]string{"id": kid, "key_file": genKeyFile})
+						return a.printJSON(keyAddJSON{current(), kid, genKeyFile})
 					}
 					a.printf("added key slot %s opened by key file %s\n", kid[:8], genKeyFile)
 					return nil
@@ -94,7 +94,7 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 					return err
 				}
 				if a.jsonOut {
-					return a.printJSON(map[string]string{"id": kid})
+					return a.printJSON(keyAddJSON{versioned: current(), ID: kid})
 				}
 				a.printf("added key slot %s\n", kid[:8])
 				return nil

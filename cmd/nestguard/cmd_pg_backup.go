@@ -110,8 +110,8 @@ the server's), or the backup is refused before anything is stored.`,
 				a.metric("corrupt_pages", float64(len(info.CorruptPages)))
 				secs := s.End.Sub(s.Start).Seconds()
 				if a.jsonOut {
-					if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "short_id": sn.ID.Short(), "summary": s, "backup": info,
-						"duration_seconds": secs, "read_mib_per_second": float64(s.BytesRead) / (1 << 20) / max(secs, 1e-3)}); err != nil {
+					if err := a.printJSON(pgBackupJSON{current(), sn.ID.String(), sn.ID.Short(), s, info,
+						secs, float64(s.BytesRead) / (1 << 20) / max(secs, 1e-3)}); err != nil {
 						return err
 					}
 				} else {
@@ -242,12 +242,12 @@ environment.`,
 				}
 				if err != nil {
 					if res != nil && a.jsonOut {
-						_ = a.printJSON(map[string]any{"result": res, "error": err.Error()})
+						_ = a.printJSON(pgRestoreFailedJSON{current(), res, err.Error()})
 					}
 					return err
 				}
 				if a.jsonOut {
-					return a.printJSON(res)
+					return a.printJSON(pgRestoreJSON{current(), res})
 				}
 				a.printRestore(res)
 				return nil

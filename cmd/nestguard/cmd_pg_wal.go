@@ -212,7 +212,7 @@ anything. With --json the same as one JSON object.`,
 					return err
 				}
 				if a.jsonOut {
-					return a.printJSON(st)
+					return a.printJSON(pgStatusJSON{current(), st})
 				}
 				a.printStatus(st)
 				return nil

@@ -35,12 +35,12 @@ damaged; repair makes that unnecessary. Safe while backups run.`,
 					return err
 				}
 				if a.jsonOut {
-					kept := make([]map[string]string, 0, len(rep.Kept))
+					out := repairIndexJSON{versioned: current(), PacksIndexed: rep.Indexed,
+						Removed: nonNil(rep.Removed), Kept: []keptIndexJSON{}, BadPacks: nonNil(rep.BadPacks)}
 					for _, k := range rep.Kept {
-						kept = append(kept, map[string]string{"id": k.ID.String(), "error": k.Err.Error()})
+						out.Kept = append(out.Kept, keptIndexJSON{k.ID.String(), k.Err.Error()})
 					}
-					if err := a.printJSON(map[string]any{"packs_indexed": rep.Indexed, "removed": nonNil(rep.Removed),
-						"kept": kept, "bad_packs": nonNil(rep.BadPacks)}); err != nil {
+					if err := a.printJSON(out); err != nil {
 						return err
 					}
 				} else {

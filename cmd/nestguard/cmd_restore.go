@@ -78,9 +78,8 @@ reported, since a restore never removes a directory's contents.`,
 				a.metric("bytes", float64(c.BytesRestored.Load()))
 				a.metric("errors", float64(len(errs)))
 				if a.jsonOut {
-					if err := a.printJSON(map[string]any{"snapshot": sn.ID.String(), "target": o.Target,
-						"files": c.Restored.Load(), "files_total": c.Files.Load(), "dirs": c.Dirs.Load(),
-						"bytes": c.BytesRestored.Load(), "bytes_total": c.BytesTotal.Load(), "errors": errs}); err != nil {
+					if err := a.printJSON(restoreJSON{current(), sn.ID.String(), o.Target,
+						c.Restored.Load(), c.Files.Load(), c.Dirs.Load(), c.BytesRestored.Load(), c.BytesTotal.Load(), errs}); err != nil {
 						return err
 					}
 				} else {

@@ -81,8 +81,7 @@ func (a *app) retentionApply(ctx context.Context, refs []string) error {
 		res, err := retention.ApplyMany(ctx, repo, snaps)
 		if res != nil {
 			if a.jsonOut {
-				a.printJSON(map[string]any{"snapshots": len(snaps), "objects": res.Objects, "extended": res.Extended,
-					"complete": err == nil && len(listErrs) == 0})
+				a.printJSON(retentionJSON{current(), len(snaps), res.Objects, res.Extended, err == nil && len(listErrs) == 0})
 			} else {
 				a.printf("retention: %d snapshots, %d objects checked, %d extended\n", len(snaps), res.Objects, res.Extended)
 			}

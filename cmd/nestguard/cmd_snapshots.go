@@ -40,14 +40,11 @@ command (it could be the newest): name snapshots by their id instead.`,
 					}
 				}
 				if a.jsonOut {
-					out := make([]map[string]any, 0, len(shown))
+					out := make([]snapshotJSON, 0, len(shown))
 					for _, sn := range shown {
-						m := map[string]any{"id": sn.ID.String(), "short_id": sn.ID.Short(), "time": sn.Time, "kind": sn.Kind,
-							"hostname": sn.Hostname, "username": sn.Username, "paths": sn.Paths, "tags": sn.Tags, "tree": sn.Tree, "summary": sn.Summary}
-						if paths, raw := tree.ForJSONList(sn.Paths); raw != nil {
-							m["paths"], m["paths_bytes"] = paths, raw
-						}
-						out = append(out, m)
+						paths, raw := tree.ForJSONList(sn.Paths)
+						out = append(out, snapshotJSON{ID: sn.ID.String(), ShortID: sn.ID.Short(), Time: sn.Time, Kind: sn.Kind,
+							Hostname: sn.Hostname, Username: sn.Username, Paths: paths, PathsBytes: raw, Tags: sn.Tags, Tree: sn.Tree, Summary: sn.Summary})
 					}
 					if err := a.printJSON(out); err != nil {
 						return err
@@ -109,15 +106,7 @@ func (a *app) lsCommand() *cobra.Command {
 				if len(args) == 2 {
 					prefix = path.Clean("/" + args[1])
 				}
-				type entry struct {
-					Path      string `json:"path"`
-					PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes, when not UTF-8
-					Type      string `json:"type"`
-					Size      uint64 `json:"size"`
-					Mode      string `json:"mode"`
-					MTime     string `json:"mtime"`
-				}
-				var out []entry
+				var out []lsEntryJSON
 				found := prefix == "/"
 				err = tree.Walk(ctx, repo, sn.Tree, func(p string, n *tree.Node) error {
 					in := p == prefix || strings.HasPrefix(p, prefix+"/") || prefix == "/"
@@ -128,7 +117,7 @@ func (a *app) lsCommand() *cobra.Command {
 						return nil
 					}
 					found = true
-					e := entry{Type: n.Type, Size: n.Size, Mode: n.Mode.String(), MTime: fmtTime(n.ModTime)}
+					e := lsEntryJSON{Type: n.Type, Size: n.Size, Mode: n.Mode.String(), MTime: fmtTime(n.ModTime)}
 					e.Path, e.PathBytes = tree.ForJSON(p)
 					if a.jsonOut {
 						out = append(out, e)
@@ -187,7 +176,7 @@ func (a *app) diffCommand() *cobra.Command {
 					return err
 				}
 				if a.jsonOut {
-					return a.printJSON(map[string]any{"from": sa.ID.String(), "to": sb.ID.String(), "changes": changes})
+					return a.printJSON(diffJSON{current(), sa.ID.String(), sb.ID.String(), changes})
 				}
 				return nil
 			})

@@ -25,10 +25,7 @@ deduplication and compression ratios, and the memory its index takes.`,
 				}
 				cfg := repo.Config()
 				if a.jsonOut {
-					if err := a.printJSON(struct {
-						*stats.Stats
-						Config repository.Config `json:"config"`
-					}{st, cfg}); err != nil {
+					if err := a.printJSON(statsJSON{current(), st, cfg}); err != nil {
 						return err
 					}
 					return unreadableSnapshots(a, st.Unreadable)

@@ -60,7 +60,7 @@ finished is not reported as damage.`,
 				a.metric("problems", float64(len(report.Problems)))
 				a.metric("damaged_snapshots", float64(len(report.DamagedSnapshots)))
 				if a.jsonOut {
-					if err := a.printJSON(map[string]any{"ok": report.OK(), "report": report}); err != nil {
+					if err := a.printJSON(verifyJSON{current(), report.OK(), report}); err != nil {
 						return err
 					}
 				} else {

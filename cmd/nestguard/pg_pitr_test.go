@@ -52,6 +52,7 @@ type backupResult struct {
 func (p *pitrEnv) backup(t *testing.T, c *pgtest.Cluster) backupResult {
 	t.Helper()
 	out := p.must("pg", "backup", "--pgdata", c.DataDir, "--dsn", c.DSN(), "--json")
+	checkJSON(t, "pg backup", out, "json_version snapshot short_id summary backup duration_seconds read_mib_per_second")
 	var b backupResult
 	if err := json.Unmarshal([]byte(out), &b); err != nil {
 		t.Fatalf("pg backup --json: %v\n%s", err, out)
@@ -82,6 +83,9 @@ func (p *pitrEnv) restore(t *testing.T, args ...string) *restored {
 	if err := json.Unmarshal([]byte(out), &r.RestoreResult); err != nil {
 		t.Fatalf("pg restore --json: %v\n%s", err, out)
 	}
+	// Some fields are there only when they apply (docs/json.md).
+	checkJSON(t, "pg restore", out, "json_version snapshot base_backup target_dir files bytes recovery_settings started seconds"+
+		" damaged? tablespaces? owner? recovery?")
 	if !r.Started || r.Recovery == nil {
 		t.Fatalf("pg restore --start did not start the server:\n%s", out)
 	}

@@ -506,6 +506,7 @@ func TestS3RetentionResumable(t *testing.T) {
 	if !strings.Contains(out, "1 snapshots") {
 		t.Errorf("retention apply: %s", out)
 	}
+	checkJSON(t, "retention apply", to.must("retention", "apply", "--json"), "json_version snapshots objects extended complete")
 	for _, v := range objects(t, cl, "worm", "dst/") {
 		if strings.HasPrefix(v.key, "dst/holds/") {
 			continue

@@ -1,0 +1,211 @@
+package main
+
+// The documents commands print with --json: a stable contract that
+// docs/json.md describes field by field. Adding a field keeps jsonVersion;
+// renaming, removing or changing the type or meaning of one raises it.
+
+import (
+	"time"
+
+	"github.com/nestguard/nestguard/internal/archiver"
+	"github.com/nestguard/nestguard/internal/checker"
+	"github.com/nestguard/nestguard/internal/copier"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/pg"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/restorer"
+	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/stats"
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+// jsonVersion is the version of the JSON documents, in every document
+// that is an object as "json_version".
+const jsonVersion = 1
+
+// versioned is embedded first in every JSON object a command prints.
+type versioned struct {
+	JSONVersion int `json:"json_version"`
+}
+
+// current returns the header of a document of this version.
+func current() versioned { return versioned{JSONVersion: jsonVersion} }
+
+// initJSON is what 'init --json' prints.
+type initJSON struct {
+	versioned
+	Repository string            `json:"repository"`
+	ID         string            `json:"id"`
+	Config     repository.Config `json:"config"`
+}
+
+// backupJSON is what 'backup --json' prints.
+type backupJSON struct {
+	versioned
+	Snapshot        string               `json:"snapshot"`
+	ShortID         string               `json:"short_id"`
+	Summary         *snapshot.Summary    `json:"summary"`
+	Errors          []archiver.FileError `json:"errors"`
+	DurationSeconds float64              `json:"duration_seconds"`
+}
+
+// restoreJSON is what 'restore --json' prints.
+type restoreJSON struct {
+	versioned
+	Snapshot   string               `json:"snapshot"`
+	Target     string               `json:"target"`
+	Files      int64                `json:"files"`
+	FilesTotal int64                `json:"files_total"`
+	Dirs       int64                `json:"dirs"`
+	Bytes      int64                `json:"bytes"`
+	BytesTotal int64                `json:"bytes_total"`
+	Errors     []restorer.FileError `json:"errors"`
+}
+
+// verifyJSON is what 'verify --json' prints.
+type verifyJSON struct {
+	versioned
+	OK     bool            `json:"ok"`
+	Report *checker.Report `json:"report"`
+}
+
+// repairIndexJSON is what 'repair index --json' prints.
+type repairIndexJSON struct {
+	versioned
+	PacksIndexed int             `json:"packs_indexed"`
+	Removed      []id.ID         `json:"removed"`
+	Kept         []keptIndexJSON `json:"kept"`
+	BadPacks     []id.ID         `json:"bad_packs"`
+}
+
+// keptIndexJSON is an unreadable index object repair left in place.
+type keptIndexJSON struct {
+	ID    string `json:"id"`
+	Error string `json:"error"`
+}
+
+// retentionJSON is what 'retention apply --json' prints.
+type retentionJSON struct {
+	versioned
+	Snapshots int  `json:"snapshots"`
+	Objects   int  `json:"objects"`
+	Extended  int  `json:"extended"`
+	Complete  bool `json:"complete"`
+}
+
+// holdJSON is what 'hold add --json' and 'hold release --json' print.
+type holdJSON struct {
+	versioned
+	Snapshot string `json:"snapshot"`
+	Case     string `json:"case"`
+	Action   string `json:"action"`
+	Objects  int    `json:"objects"`
+	Changed  int    `json:"changed"`
+	Kept     int    `json:"kept"`
+	Enforced bool   `json:"enforced"`
+	Recorded bool   `json:"recorded"`
+	Record   string `json:"record,omitempty"` // the record's id, when one was written
+}
+
+// holdListJSON is what 'hold list --json' prints.
+type holdListJSON struct {
+	versioned
+	Active  []holdView `json:"active"`
+	History []holdView `json:"history"`
+}
+
+// keyAddJSON is what 'key add --json' prints.
+type keyAddJSON struct {
+	versioned
+	ID      string `json:"id"`
+	KeyFile string `json:"key_file,omitempty"` // with --generate-key-file
+}
+
+// snapshotJSON is one element of what 'snapshots --json' prints (an
+// array, so without json_version).
+type snapshotJSON struct {
+	ID         string            `json:"id"`
+	ShortID    string            `json:"short_id"`
+	Time       time.Time         `json:"time"`
+	Kind       string            `json:"kind"`
+	Hostname   string            `json:"hostname"`
+	Username   string            `json:"username"`
+	Paths      []string          `json:"paths"`
+	PathsBytes [][]byte          `json:"paths_bytes,omitempty"` // the exact bytes, when a path is not UTF-8
+	Tags       []string          `json:"tags"`
+	Tree       id.ID             `json:"tree"`
+	Summary    *snapshot.Summary `json:"summary"`
+}
+
+// lsEntryJSON is one element of what 'ls --json' prints (an array, so
+// without json_version).
+type lsEntryJSON struct {
+	Path      string `json:"path"`
+	PathBytes []byte `json:"path_bytes,omitempty"` // the exact bytes, when not UTF-8
+	Type      string `json:"type"`
+	Size      uint64 `json:"size"`
+	Mode      string `json:"mode"`
+	MTime     string `json:"mtime"`
+}
+
+// diffJSON is what 'diff --json' prints.
+type diffJSON struct {
+	versioned
+	From    string        `json:"from"`
+	To      string        `json:"to"`
+	Changes []tree.Change `json:"changes"`
+}
+
+// statsJSON is what 'stats --json' prints.
+type statsJSON struct {
+	versioned
+	*stats.Stats
+	Config repository.Config `json:"config"`
+}
+
+// copyJSON is what 'copy --json' prints.
+type copyJSON struct {
+	versioned
+	Copied           []copier.Copied `json:"copied"`
+	Skipped          []copier.Copied `json:"skipped"`
+	WALCopied        int64           `json:"wal_copied"`
+	BlobsRead        int64           `json:"blobs_read"`
+	BytesRead        int64           `json:"bytes_read"`
+	BlobsNew         int64           `json:"blobs_new"`
+	BytesStored      int64           `json:"bytes_stored"`
+	Unreadable       []string        `json:"unreadable"`
+	DurationSeconds  float64         `json:"duration_seconds"`
+	ReadMiBPerSecond float64         `json:"read_mib_per_second"`
+	ReadMBPerS       float64         `json:"read_mb_per_s"` // the old name, in decimal MB/s
+}
+
+// pgBackupJSON is what 'pg backup --json' prints.
+type pgBackupJSON struct {
+	versioned
+	Snapshot         string            `json:"snapshot"`
+	ShortID          string            `json:"short_id"`
+	Summary          *snapshot.Summary `json:"summary"`
+	Backup           *pg.BackupInfo    `json:"backup"`
+	DurationSeconds  float64           `json:"duration_seconds"`
+	ReadMiBPerSecond float64           `json:"read_mib_per_second"`
+}
+
+// pgRestoreJSON is what 'pg restore --json' prints when it succeeds.
+type pgRestoreJSON struct {
+	versioned
+	*pg.RestoreResult
+}
+
+// pgRestoreFailedJSON is what 'pg restore --json' prints when it fails
+// after it began to write.
+type pgRestoreFailedJSON struct {
+	versioned
+	Result *pg.RestoreResult `json:"result"`
+	Error  string            `json:"error"`
+}
+
+// pgStatusJSON is what 'pg status --json' prints.
+type pgStatusJSON struct {
+	versioned
+	*pg.StatusReport
+}
