@@ -105,8 +105,7 @@ type Checker struct {
 
 	mu       sync.Mutex
 	report   Report
-	badBlobs map[id.ID]string // blob -> why
-	memo     map[id.ID][]string
+	badBlobs map[id.ID]string  // blob -> why
 	wal      map[string]bool   // WAL objects listed
 	walBad   map[string]string // WAL object -> why it cannot be read
 }
@@ -119,7 +118,7 @@ func New(repo *repository.Repository, opt Options) *Checker {
 	if opt.Percent <= 0 || opt.Percent > 100 {
 		opt.Percent = 100
 	}
-	return &Checker{repo: repo, opt: opt, badBlobs: map[id.ID]string{}, memo: map[id.ID][]string{}, walBad: map[string]string{}}
+	return &Checker{repo: repo, opt: opt, badBlobs: map[id.ID]string{}, walBad: map[string]string{}}
 }
 
 func (c *Checker) problem(obj string, err error) {
@@ -409,13 +408,14 @@ func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry) err
 // is checked again after reading the index objects written since: a check
 // never reports as missing what a concurrent writer made durable.
 func (c *Checker) checkSnapshots(ctx context.Context, snaps []*snapshot.Snapshot) error {
+	reports, err := c.checkAll(ctx, snaps)
+	if err != nil {
+		return err
+	}
 	var damaged []*snapshot.Snapshot
-	for _, sn := range snaps {
-		if r := c.checkSnapshot(ctx, sn); r != nil {
+	for i, sn := range snaps {
+		if reports[i] != nil {
 			damaged = append(damaged, sn)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
 		}
 	}
 	if len(damaged) == 0 {
@@ -424,36 +424,48 @@ func (c *Checker) checkSnapshots(ctx context.Context, snaps []*snapshot.Snapshot
 	if err := c.repo.LoadIndex(ctx); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	clear(c.memo)
-	c.mu.Unlock()
-	for _, sn := range damaged {
-		if r := c.checkSnapshot(ctx, sn); r != nil {
+	if reports, err = c.checkAll(ctx, damaged); err != nil {
+		return err
+	}
+	for _, r := range reports {
+		if r != nil {
 			c.report.DamagedSnapshots = append(c.report.DamagedSnapshots, *r)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
 		}
 	}
 	return nil
 }
 
-// checkSnapshot checks everything restoring sn reads (internal/needs) and
-// returns what is damaged, or nil.
-func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot) *SnapshotReport {
-	var files, errs []string
-	need, err := needs.Of(sn)
-	if err != nil {
-		errs = append(errs, err.Error())
-	} else {
-		files, errs = c.checkTree(ctx, need.Tree, "/")
-		for _, b := range need.Blobs {
-			if why := c.blobProblem(b.ID); why != "" {
-				errs = append(errs, fmt.Sprintf("%s blob %s: %s", b.What, b.ID.Short(), why))
-			}
+// checkAll checks everything restoring each of snaps reads
+// (internal/needs) and returns, for each, what is damaged, or nil. The
+// snapshots' trees are read once, together (tree.Visitor), since they
+// share most of them.
+func (c *Checker) checkAll(ctx context.Context, snaps []*snapshot.Snapshot) ([]*SnapshotReport, error) {
+	ns := make([]*needs.Needs, len(snaps))
+	errs := make([]error, len(snaps))
+	var roots []id.ID
+	for i, sn := range snaps {
+		if ns[i], errs[i] = needs.Of(sn); errs[i] == nil {
+			roots = append(roots, ns[i].Tree)
 		}
-		errs = append(errs, c.checkWAL(ctx, need.WAL)...)
 	}
+	d, err := c.walkTrees(ctx, roots)
+	if err != nil {
+		return nil, err
+	}
+	reports := make([]*SnapshotReport, len(snaps))
+	for i, sn := range snaps {
+		if errs[i] != nil {
+			reports[i] = snapshotReport(sn, nil, []string{errs[i].Error()})
+			continue
+		}
+		if reports[i], err = c.checkSnapshot(ctx, sn, ns[i], d); err != nil {
+			return nil, err
+		}
+	}
+	return reports, nil
+}
+
+func snapshotReport(sn *snapshot.Snapshot, files, errs []string) *SnapshotReport {
 	if len(files) == 0 && len(errs) == 0 {
 		return nil
 	}
@@ -461,6 +473,22 @@ func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot) *Sna
 		ID: sn.ID.String(), Time: sn.Time.Format("2006-01-02 15:04:05"), Paths: sn.Paths,
 		Files: files, Errors: errs,
 	}
+}
+
+// checkSnapshot returns what is damaged of what sn needs, or nil; d holds
+// what was found in its trees.
+func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot, need *needs.Needs, d *damage) (*SnapshotReport, error) {
+	files, errs := c.checkTree(ctx, d, need.Tree, "/")
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, b := range need.Blobs {
+		if why := c.blobProblem(b.ID); why != "" {
+			errs = append(errs, fmt.Sprintf("%s blob %s: %s", b.What, b.ID.Short(), why))
+		}
+	}
+	errs = append(errs, c.checkWAL(ctx, need.WAL)...)
+	return snapshotReport(sn, files, errs), nil
 }
 
 // blobProblem says why blob b cannot be read, or "".
@@ -527,64 +555,141 @@ func (c *Checker) readWAL(ctx context.Context, name string) string {
 	return why
 }
 
+// damage is what the trees of the snapshots being checked hold, per
+// distinct tree: enough to tell which trees have damage at or below them
+// without keeping the trees.
+type damage struct {
+	mu    sync.Mutex
+	trees map[id.ID]*treeDamage
+	// rel memoizes relPaths: snapshots share most trees.
+	rel map[id.ID][2][]string
+}
+
+type treeDamage struct {
+	lost     string // why the tree cannot be read, or ""
+	files    bool   // a file directly in the tree is damaged
+	subtrees []id.ID
+	below    *bool // damage at or below the tree, once known
+}
+
+// walkTrees reads every distinct tree below roots once and records what
+// is damaged in each.
+func (c *Checker) walkTrees(ctx context.Context, roots []id.ID) (*damage, error) {
+	d := &damage{trees: make(map[id.ID]*treeDamage), rel: make(map[id.ID][2][]string)}
+	set := func(tid id.ID, td *treeDamage) {
+		d.mu.Lock()
+		d.trees[tid] = td
+		d.mu.Unlock()
+	}
+	v := tree.Visitor[struct{}]{
+		Enter: func(tid id.ID, _ struct{}) bool {
+			c.mu.Lock()
+			why, bad := c.badBlobs[tid]
+			c.mu.Unlock()
+			if bad {
+				set(tid, &treeDamage{lost: why})
+			}
+			return !bad
+		},
+		Visit: func(_ context.Context, t *tree.Tree, _ struct{}) (func(*tree.Node) struct{}, error) {
+			td := &treeDamage{}
+			for _, n := range t.Nodes {
+				switch {
+				case n.Type == tree.Dir:
+					td.subtrees = append(td.subtrees, *n.Subtree)
+				case n.Type == tree.File && !td.files:
+					td.files = c.fileDamaged(n)
+				}
+			}
+			set(t.ID, td)
+			return nil, nil
+		},
+		LoadError: func(tid id.ID, _ struct{}, err error) error {
+			set(tid, &treeDamage{lost: err.Error()})
+			return nil
+		},
+	}
+	if err := v.Run(ctx, c.repo, tree.Roots(roots...)); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// fileDamaged reports whether a blob of file n is damaged or not indexed.
+func (c *Checker) fileDamaged(n *tree.Node) bool {
+	idx := c.repo.Index()
+	for _, b := range n.Content {
+		c.mu.Lock()
+		_, bad := c.badBlobs[b]
+		c.mu.Unlock()
+		if bad || !idx.Has(b) {
+			return true
+		}
+	}
+	return false
+}
+
+// damaged reports whether anything at or below tree tid is damaged.
+func (d *damage) damaged(tid id.ID) bool {
+	td := d.trees[tid]
+	if td == nil {
+		return false
+	}
+	if td.below == nil {
+		b := td.lost != "" || td.files || slices.ContainsFunc(td.subtrees, d.damaged)
+		td.below = &b
+	}
+	return *td.below
+}
+
 // checkTree returns the damaged file paths below tree tid (mounted at dir)
-// and errors for subtrees that cannot be read. Results per tree are
-// memoized relative to the tree, since snapshots share most trees.
-func (c *Checker) checkTree(ctx context.Context, tid id.ID, dir string) ([]string, []string) {
-	rel, errs := c.checkTreeRel(ctx, tid)
+// and errors for subtrees that cannot be read.
+func (c *Checker) checkTree(ctx context.Context, d *damage, tid id.ID, dir string) ([]string, []string) {
+	rel, relErrs := c.relPaths(ctx, d, tid)
 	out := make([]string, len(rel))
 	for i, r := range rel {
 		out[i] = path.Join(dir, r)
 	}
-	for i, e := range errs {
+	errs := make([]string, len(relErrs))
+	for i, e := range relErrs {
 		errs[i] = fmt.Sprintf("%s: %s", dir, e)
 	}
 	return out, errs
 }
 
-func (c *Checker) checkTreeRel(ctx context.Context, tid id.ID) ([]string, []string) {
-	c.mu.Lock()
-	if m, ok := c.memo[tid]; ok {
-		c.mu.Unlock()
-		return m, nil
+// relPaths returns the damaged file paths below tree tid relative to it,
+// and errors for subtrees that cannot be read. Only the trees with damage
+// below them are read again, for their names.
+func (c *Checker) relPaths(ctx context.Context, d *damage, tid id.ID) ([]string, []string) {
+	if !d.damaged(tid) {
+		return nil, nil
 	}
-	why, bad := c.badBlobs[tid]
-	c.mu.Unlock()
-	if bad {
-		return []string{"."}, []string{"directory listing lost: " + why}
-	}
-	t, err := tree.Load(ctx, c.repo, tid)
-	if err != nil {
-		return []string{"."}, []string{"directory listing lost: " + err.Error()}
+	if m, ok := d.rel[tid]; ok {
+		return m[0], m[1]
 	}
 	var damaged, errs []string
-	idx := c.repo.Index()
-	for _, n := range t.Nodes {
-		switch n.Type {
-		case tree.Dir:
-			d, e := c.checkTreeRel(ctx, *n.Subtree)
-			for _, p := range d {
-				damaged = append(damaged, path.Join(n.Name, p))
-			}
-			for _, x := range e {
-				errs = append(errs, n.Name+": "+x)
-			}
-		case tree.File:
-			for _, b := range n.Content {
-				c.mu.Lock()
-				_, isBad := c.badBlobs[b]
-				c.mu.Unlock()
-				if isBad || !idx.Has(b) {
+	if lost := d.trees[tid].lost; lost != "" {
+		damaged, errs = []string{"."}, []string{"directory listing lost: " + lost}
+	} else if t, err := tree.Load(ctx, c.repo, tid); err != nil {
+		damaged, errs = []string{"."}, []string{"directory listing lost: " + err.Error()}
+	} else {
+		for _, n := range t.Nodes {
+			switch n.Type {
+			case tree.Dir:
+				f, e := c.relPaths(ctx, d, *n.Subtree)
+				for _, p := range f {
+					damaged = append(damaged, path.Join(n.Name, p))
+				}
+				for _, x := range e {
+					errs = append(errs, n.Name+": "+x)
+				}
+			case tree.File:
+				if c.fileDamaged(n) {
 					damaged = append(damaged, n.Name)
-					break
 				}
 			}
 		}
 	}
-	if len(errs) == 0 {
-		c.mu.Lock()
-		c.memo[tid] = damaged
-		c.mu.Unlock()
-	}
+	d.rel[tid] = [2][]string{damaged, errs}
 	return damaged, errs
 }
