@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/tree"
 )
@@ -21,11 +19,10 @@ type treePair struct {
 // and the source trees read while scanning (kept, within a budget, for the
 // rewrite).
 type plan struct {
-	mu      sync.Mutex
-	need    map[id.ID]struct{}
-	visited map[id.ID]struct{}
-	cache   map[id.ID]*tree.Tree
-	nodes   int // nodes in cache
+	mu    sync.Mutex
+	need  map[id.ID]struct{}
+	cache map[id.ID]*tree.Tree
+	nodes int // nodes in cache
 }
 
 // cacheNodes bounds the tree nodes kept between scan and rewrite (a few
@@ -33,81 +30,48 @@ type plan struct {
 const cacheNodes = 500_000
 
 func newPlan() *plan {
-	return &plan{need: make(map[id.ID]struct{}), visited: make(map[id.ID]struct{}), cache: make(map[id.ID]*tree.Tree)}
+	return &plan{need: make(map[id.ID]struct{}), cache: make(map[id.ID]*tree.Tree)}
 }
 
-// treeWorkers bounds parallel tree reads while scanning.
-const treeWorkers = 8
-
-type scanJob struct {
-	src  id.ID
-	hint *treePair // the same directory in the seed, if any
-}
-
-// scan visits the snapshot's trees level by level, in parallel, and
-// records in pl the data blobs whose destination ID is not known yet. A
-// directory identical to its seed directory is not read at all: its copy
-// is the seed's copy. For a changed directory, the seed's listing and its
-// copy tell the destination IDs of the files that did not change.
+// scan visits the snapshot's trees in parallel (tree.Visitor), each once,
+// and records in pl the data blobs whose destination ID is not known yet.
+// A directory identical to its seed directory is not read at all: its
+// copy is the seed's copy. For a changed directory, the seed's listing and
+// its copy tell the destination IDs of the files that did not change.
 func (c *Copier) scan(ctx context.Context, root id.ID, hint *treePair, pl *plan) error {
-	level := []scanJob{{src: root, hint: hint}}
-	for len(level) > 0 {
-		var (
-			mu   sync.Mutex
-			next []scanJob
-		)
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(treeWorkers)
-		for _, j := range level {
-			if _, ok := c.tree(j.src); ok {
-				continue
+	v := tree.Visitor[*treePair]{
+		Enter: func(src id.ID, hint *treePair) bool {
+			if _, ok := c.tree(src); ok {
+				return false
 			}
-			if j.hint != nil && j.hint.src == j.src && c.dst.Index().Has(j.hint.dst) {
-				c.setTree(j.src, j.hint.dst)
-				continue
+			if hint != nil && hint.src == src && c.dst.Index().Has(hint.dst) {
+				c.setTree(src, hint.dst)
+				return false
 			}
+			return true
+		},
+		Visit: func(ctx context.Context, t *tree.Tree, hint *treePair) (func(*tree.Node) *treePair, error) {
+			children := c.learn(ctx, hint)
 			pl.mu.Lock()
-			_, seen := pl.visited[j.src]
-			pl.visited[j.src] = struct{}{}
-			pl.mu.Unlock()
-			if seen {
-				continue
+			defer pl.mu.Unlock()
+			for _, n := range t.Nodes {
+				for _, bid := range n.Content {
+					if _, ok := c.blob(bid); !ok {
+						pl.need[bid] = struct{}{}
+					}
+				}
 			}
-			g.Go(func() error {
-				t, err := tree.Load(gctx, c.src, j.src)
-				if err != nil {
-					return fmt.Errorf("source: %w", err)
-				}
-				children := c.learn(gctx, j.hint)
-				var found []scanJob
-				pl.mu.Lock()
-				for _, n := range t.Nodes {
-					for _, bid := range n.Content {
-						if _, ok := c.blob(bid); !ok {
-							pl.need[bid] = struct{}{}
-						}
-					}
-					if n.Subtree != nil {
-						found = append(found, scanJob{src: *n.Subtree, hint: children[n.Name]})
-					}
-				}
-				if pl.nodes+len(t.Nodes) <= cacheNodes {
-					pl.cache[j.src] = t
-					pl.nodes += len(t.Nodes)
-				}
-				pl.mu.Unlock()
-				mu.Lock()
-				next = append(next, found...)
-				mu.Unlock()
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return err
-		}
-		level = next
+			if pl.nodes+len(t.Nodes) <= cacheNodes {
+				pl.cache[t.ID] = t
+				pl.nodes += len(t.Nodes)
+			}
+			return func(n *tree.Node) *treePair { return children[n.Name] }, nil
+		},
+		LoadError: func(_ id.ID, _ *treePair, err error) error {
+			return fmt.Errorf("source: %w", err)
+		},
 	}
-	return nil
+	return v.Run(ctx, c.src, []tree.Root[*treePair]{{ID: root, Tag: hint}})
 }
 
 // learn reads a seed directory and its copy, records the destination IDs
