@@ -46,6 +46,7 @@ with its file and name, counted the same way, and left out.`,
 			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
 				o.Program = "nestguard " + version
 				o.Log = a.log
+				o.Commit = a.commitOptions()
 				var rep *progress.Reporter
 				o.Start = func(ar *archiver.Archiver) {
 					rep = progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
@@ -63,10 +64,10 @@ with its file and name, counted the same way, and left out.`,
 					}
 				}
 				if err != nil {
+					if sn != nil {
+						return err // saved, but its retention could not be fully applied
+					}
 					return interruptedBackup(ctx, repo, err)
-				}
-				if err := a.applyRetention(ctx, repo, sn); err != nil {
-					return err
 				}
 				s := sn.Summary
 				a.summaryMetrics(s)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/copier"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/progress"
@@ -167,7 +168,7 @@ func (a *app) openCopy(ctx context.Context, f copyFlags) (*copySession, error) {
 	if workers <= 0 {
 		_, workers = backend.ConcurrencyOf(src.Backend())
 	}
-	c, err := copier.New(src, dst, copier.Options{Workers: workers, Log: a.log})
+	c, err := copier.New(src, dst, copier.Options{Workers: workers, Log: a.log, Commit: a.commitOptions()})
 	if err != nil {
 		src.Close()
 		dst.Close()
@@ -184,39 +185,33 @@ func (s *copySession) close() {
 	}
 }
 
-// run copies once, with progress, applying the destination's retention
-// to each copy when it has an Object Lock policy. A nil session (a failed
-// reopen) copies nothing.
+// run copies once, with progress; the commit step applies the
+// destination's retention to each copy when it has an Object Lock policy.
+// A nil session (a failed reopen) copies nothing.
 func (s *copySession) run(ctx context.Context, a *app, refs []string, all bool, pending map[id.ID]*snapshot.Snapshot) (*copier.Result, error) {
 	if s == nil {
 		return nil, errors.New("the repositories are not open")
 	}
-	var hook copier.Hook
-	if s.dst.Config().ObjectLock != nil {
-		if err := s.retryRetention(ctx, a, pending); err != nil {
-			return nil, err
-		}
-		hook = func(ctx context.Context, sn *snapshot.Snapshot) error {
-			err := a.applyRetention(ctx, s.dst, sn)
-			if err != nil {
-				pending[sn.ID] = sn
-			}
-			return err
-		}
+	if err := s.retryRetention(ctx, a, pending); err != nil {
+		return nil, err
 	}
 	rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
 		return progress.Status{Files: s.c.P.Snapshots.Load(), Bytes: s.c.P.BytesRead.Load(),
 			Extra: fmt.Sprintf("snapshots, %s stored", progress.Bytes(s.dst.Stats.StoredBytes.Load()))}
 	})
 	defer rep.Stop()
-	return s.c.Run(ctx, refs, all, hook)
+	res, err := s.c.Run(ctx, refs, all, nil)
+	if re := (*commit.RetentionError)(nil); errors.As(err, &re) {
+		pending[re.Snapshot.ID] = re.Snapshot
+	}
+	return res, err
 }
 
 // retryRetention applies the retention of the copies in pending, whose
 // retention failed in an earlier round, and forgets those it finished.
 func (s *copySession) retryRetention(ctx context.Context, a *app, pending map[id.ID]*snapshot.Snapshot) error {
 	for sid, sn := range pending {
-		if err := a.applyRetention(ctx, s.dst, sn); err != nil {
+		if err := commit.Retain(ctx, s.dst, sn, a.commitOptions()); err != nil {
 			return err
 		}
 		delete(pending, sid)

@@ -74,9 +74,9 @@ the server's), or the backup is refused before anything is stored.`,
 			}
 			ctx := cmd.Context()
 			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
-				repo.CleanStaleTemp(ctx)
 				o.Program = "nestguard " + version
 				o.Log = a.log
+				o.Commit = a.commitOptions()
 				var (
 					cur  atomic.Pointer[archiver.Archiver]
 					done atomic.Int64 // bytes read by the finished archivers (data directory, tablespaces)
@@ -97,12 +97,10 @@ the server's), or the backup is refused before anything is stored.`,
 				sn, info, err := pg.Backup(ctx, repo, o)
 				rep.Stop()
 				if err != nil {
+					if sn != nil {
+						return err // saved, but its retention could not be fully applied
+					}
 					return interruptedBackup(ctx, repo, err)
-				}
-				// Under Object Lock, older packs this backup reuses must be
-				// retained as long as the new snapshot.
-				if err := a.applyRetention(ctx, repo, sn); err != nil {
-					return err
 				}
 				s := sn.Summary
 				a.summaryMetrics(s)

@@ -7,22 +7,26 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/retention"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
-// applyRetention extends the Object Lock retention of everything sn needs,
-// after a backup or copy into a repository with an Object Lock policy.
-// A failure names the command that finishes it: 'retention apply'.
-func (a *app) applyRetention(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot) error {
-	if repo.Config().ObjectLock == nil {
-		return nil
-	}
+// commitOptions configure the commit step (internal/commit) of every
+// command that saves a snapshot: backup, pg backup and copy.
+func (a *app) commitOptions() commit.Options {
+	return commit.Options{Retain: a.retain}
+}
+
+// retain extends the Object Lock retention of everything sn needs; the
+// commit step calls it after saving a snapshot into a repository with an
+// Object Lock policy. A failure names the command that finishes it:
+// 'retention apply'.
+func (a *app) retain(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot) error {
 	res, err := retention.Apply(ctx, repo, sn)
 	if err != nil {
-		return fmt.Errorf("snapshot %s saved, but its retention could not be fully applied (run 'nestguard --repo %s retention apply %s' to finish): %w",
-			sn.ID.Short(), a.repo, sn.ID.Short(), err)
+		return fmt.Errorf("run 'nestguard --repo %s retention apply %s' to finish: %w", a.repo, sn.ID.Short(), err)
 	}
 	a.log.Info("retention applied", "snapshot", sn.ID.Short(), "objects", res.Objects, "extended", res.Extended,
 		"until", res.Until, "elapsed", res.Elapsed)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
@@ -23,11 +24,15 @@ type BackupOptions struct {
 	Program  string // version string recorded in the snapshot
 	// Start is called with the archiver once it exists (for progress).
 	Start func(*Archiver)
+	// Commit configures the commit step that saves the snapshot.
+	Commit commit.Options
 }
 
-// Backup backs up paths into repo and saves the snapshot. The repository
-// index must be loaded. Unreadable entries do not fail the backup: they are
-// returned and counted in the snapshot summary.
+// Backup backs up paths into repo and saves the snapshot through the
+// commit step (internal/commit). The repository index must be loaded.
+// Unreadable entries do not fail the backup: they are returned and counted
+// in the snapshot summary. A snapshot saved whose retention or commit
+// hook failed (see commit.Step.Save) is returned with the error.
 func Backup(ctx context.Context, repo *repository.Repository, paths []string, o BackupOptions) (*snapshot.Snapshot, []FileError, error) {
 	start := time.Now()
 	abs := make([]string, len(paths))
@@ -44,13 +49,10 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 	if host == "" {
 		host, _ = os.Hostname()
 	}
-	// Packs left by an interrupted or concurrent backup are indexed so
-	// their blobs are reused rather than written again.
-	if _, err := repo.IndexOrphanPacks(ctx); err != nil {
+	step, err := commit.Begin(ctx, repo, o.Commit)
+	if err != nil {
 		return nil, nil, err
 	}
-	// Temporary data of a killed writer is never listed, but takes space.
-	repo.CleanStaleTemp(ctx)
 	parent, err := findParent(ctx, repo, o.ParentID, snapshot.Filter{Kind: snapshot.KindFiles, Host: host, Paths: abs}, o.Log)
 	if err != nil {
 		return nil, nil, err
@@ -73,9 +75,6 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 	if err != nil {
 		return nil, a.Errors(), err
 	}
-	if err := repo.Flush(ctx); err != nil {
-		return nil, a.Errors(), err
-	}
 	sn := &snapshot.Snapshot{
 		Time:     start.UTC(),
 		Kind:     snapshot.KindFiles,
@@ -92,12 +91,11 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 	if parent != nil {
 		sn.Parent = &parent.ID
 	}
-	sn.Summary.BlobsNew = repo.Stats.NewBlobs.Load()
-	sn.Summary.DataAdded = repo.Stats.RawBytes.Load()
-	sn.Summary.DataStored = repo.Stats.StoredBytes.Load()
-	sn.Summary.End = time.Now()
-	if err := snapshot.Save(ctx, repo, sn); err != nil {
-		return nil, a.Errors(), err
+	if _, err := step.Save(ctx, sn); err != nil {
+		if sn.ID.IsNull() {
+			return nil, a.Errors(), err
+		}
+		return sn, a.Errors(), err // saved, but its retention or the commit hook failed
 	}
 	return sn, a.Errors(), nil
 }

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -31,6 +32,9 @@ type Options struct {
 	// stays near Workers blobs plus the destination's pack buffers.
 	Workers int
 	Log     *slog.Logger
+	// Commit configures the commit step that saves each copy in the
+	// destination (its retention there, and the hook).
+	Commit commit.Options
 }
 
 // Progress counts what a Copier did so far; safe to read while it runs.
@@ -97,21 +101,23 @@ type Result struct {
 	Unreadable []string `json:"unreadable,omitempty"`
 }
 
-// Hook is called after each snapshot copy is saved, for example to apply
-// the destination's retention to it.
+// Hook is called after each snapshot copy is committed (saved, and its
+// retention applied; see Options.Commit).
 type Hook func(ctx context.Context, copied *snapshot.Snapshot) error
 
 // Run copies the snapshots refs names (IDs, prefixes or "latest"), or all
 // snapshots when all is set, oldest first. Snapshots already copied are
 // skipped. WAL objects the destination lacks are copied when a PostgreSQL
-// snapshot is among those selected, or with all. after, if not nil, runs
-// for every new copy.
+// snapshot is among those selected, or with all. Each copy is saved
+// through the commit step (internal/commit); when its retention or the
+// commit hook fails, the copy is saved and counted, and Run stops with
+// that error. after, if not nil, runs for every new copy.
 func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (*Result, error) {
 	start := time.Now()
 	before := c.counters()
-	c.dst.CleanStaleTemp(ctx)
-	if _, err := c.dst.IndexOrphanPacks(ctx); err != nil {
-		return nil, fmt.Errorf("destination: indexing packs of an interrupted run: %w", err)
+	step, err := commit.Begin(ctx, c.dst, c.o.Commit)
+	if err != nil {
+		return nil, fmt.Errorf("destination: %w", err)
 	}
 	srcList, srcErrs, err := snapshot.List(ctx, c.src)
 	if err != nil {
@@ -147,18 +153,19 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 			res.Skipped = append(res.Skipped, describe(sn, d))
 			continue
 		}
-		snapStart := c.counters()
-		d, err := c.copySnapshot(ctx, sn, c.seed(sn, srcList, done), done)
-		if err != nil {
+		d, stored, err := c.copySnapshot(ctx, step, sn, c.seed(sn, srcList, done), done)
+		if d == nil {
 			return res.finish(c, before, start), fmt.Errorf("copying snapshot %s: %w", sn.ID.Short(), err)
 		}
 		done[d.CopiedFrom] = d
-		snapEnd := c.counters()
 		cp := describe(sn, d)
-		cp.BlobsNew, cp.BytesStored = snapEnd.BlobsNew-snapStart.BlobsNew, snapEnd.BytesStored-snapStart.BytesStored
+		cp.BlobsNew, cp.BytesStored = stored.Blobs, stored.Stored
 		res.Copied = append(res.Copied, cp)
 		c.P.Snapshots.Add(1)
 		c.log.Info("snapshot copied", "source", sn.ID.Short(), "destination", d.ID.Short(), "new_blobs", cp.BlobsNew)
+		if err != nil { // saved, but its retention or the commit hook failed
+			return res.finish(c, before, start), err
+		}
 		if after != nil {
 			if err := after(ctx, d); err != nil {
 				return res.finish(c, before, start), err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/needs"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -45,9 +46,12 @@ func (c *Copier) seed(sn *snapshot.Snapshot, srcList []*snapshot.Snapshot, done 
 }
 
 // copySnapshot copies one snapshot: its data blobs, then its trees, then
-// the snapshot record, which is saved only once everything it references
-// is durable and indexed in the destination.
-func (c *Copier) copySnapshot(ctx context.Context, sn *snapshot.Snapshot, seed *pair, done map[string]*snapshot.Snapshot) (_ *snapshot.Snapshot, err error) {
+// the snapshot record, which the commit step saves only once everything it
+// references is durable and indexed in the destination. It returns the
+// copy whenever it was saved, also with the error of a failed retention,
+// and what the copy stored.
+func (c *Copier) copySnapshot(ctx context.Context, step *commit.Step, sn *snapshot.Snapshot, seed *pair,
+	done map[string]*snapshot.Snapshot) (_ *snapshot.Snapshot, _ commit.Counters, err error) {
 	defer func() {
 		if err != nil {
 			// Let the packs already uploading finish: the summary then
@@ -58,7 +62,7 @@ func (c *Copier) copySnapshot(ctx context.Context, sn *snapshot.Snapshot, seed *
 	pl := newPlan()
 	pgControl, err := pgControlBlob(sn)
 	if err != nil {
-		return nil, err
+		return nil, commit.Counters{}, err
 	}
 	if !pgControl.IsNull() {
 		if _, ok := c.blob(pgControl); !ok {
@@ -71,17 +75,14 @@ func (c *Copier) copySnapshot(ctx context.Context, sn *snapshot.Snapshot, seed *
 		c.log.Debug("copying against a copied snapshot", "snapshot", sn.ID.Short(), "seed", seed.src.ID.Short())
 	}
 	if err := c.scan(ctx, sn.Tree, hint, pl); err != nil {
-		return nil, err
+		return nil, commit.Counters{}, err
 	}
 	if err := c.copyBlobs(ctx, pl.need); err != nil {
-		return nil, err
+		return nil, commit.Counters{}, err
 	}
 	root, err := c.rewrite(ctx, sn.Tree, pl)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.dst.Flush(ctx); err != nil {
-		return nil, fmt.Errorf("destination: %w", err)
+		return nil, commit.Counters{}, err
 	}
 	cp := *sn
 	cp.ID = id.Null
@@ -99,13 +100,14 @@ func (c *Copier) copySnapshot(ctx context.Context, sn *snapshot.Snapshot, seed *
 	if !pgControl.IsNull() {
 		nid, _ := c.blob(pgControl) // copied above, or copyBlobs failed
 		if cp.Extra, err = mapPGControl(sn.Extra, nid); err != nil {
-			return nil, fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
+			return nil, commit.Counters{}, fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
 		}
 	}
-	if err := snapshot.Save(ctx, c.dst, &cp); err != nil {
-		return nil, fmt.Errorf("destination: %w", err)
+	stored, err := step.Save(ctx, &cp)
+	if cp.ID.IsNull() {
+		return nil, commit.Counters{}, fmt.Errorf("destination: %w", err)
 	}
-	return &cp, nil
+	return &cp, stored, err
 }
 
 // pgControlKey is the field of a PostgreSQL snapshot's details (see

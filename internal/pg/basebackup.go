@@ -21,6 +21,7 @@ import (
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/chunker"
+	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/repository"
@@ -51,6 +52,8 @@ type BackupOptions struct {
 	// OnArchiver is called with each archiver as it starts (the data
 	// directory's, then each tablespace's), for progress.
 	OnArchiver func(*archiver.Archiver)
+	// Commit configures the commit step that saves the snapshot.
+	Commit commit.Options
 	// sessionCheck is how often the backup session is pinged while files
 	// are copied (tests shorten it).
 	sessionCheck time.Duration
@@ -86,9 +89,11 @@ func (o *BackupOptions) setDefaults() error {
 // pg_backup_start, a parallel copy of the data directory and tablespaces
 // (relation files in fixed blocks, page checksums verified when enabled),
 // pg_control last, pg_backup_stop, and a wait until every WAL segment the
-// backup needs is in the repository. Only then is the snapshot saved: its
-// existence marks the backup complete. The repository index must be loaded.
-// Corrupt pages do not fail the backup; they are listed in the BackupInfo.
+// backup needs is in the repository. Only then is the snapshot saved,
+// through the commit step (internal/commit): its existence marks the
+// backup complete. The repository index must be loaded. Corrupt pages do
+// not fail the backup; they are listed in the BackupInfo. A snapshot saved
+// whose retention or commit hook failed is returned with the error.
 func Backup(ctx context.Context, repo *repository.Repository, o BackupOptions) (*snapshot.Snapshot, *BackupInfo, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, nil, err
@@ -104,23 +109,29 @@ func Backup(ctx context.Context, repo *repository.Repository, o BackupOptions) (
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := repo.IndexOrphanPacks(ctx); err != nil {
+	step, err := commit.Begin(ctx, repo, o.Commit)
+	if err != nil {
 		return nil, nil, err
 	}
 	parent, err := newestBackup(ctx, repo, sess.Server.SystemID)
 	if err != nil {
 		return nil, nil, err
 	}
-	stats0 := statsOf(repo)
 
 	o.tablespaces = sess.Server.Tablespaces
 	info, cp, err := runBackup(ctx, repo, sess, dataDir, parent, o)
 	if err != nil {
 		return nil, nil, err
 	}
-	sn, err := saveBackup(ctx, repo, info, cp, parent, o, began, stats0)
+	sn, err := newSnapshot(info, cp, parent, o, began)
 	if err != nil {
 		return nil, nil, err
+	}
+	if _, err := step.Save(ctx, sn); err != nil {
+		if sn.ID.IsNull() {
+			return nil, nil, err
+		}
+		return sn, info, err // saved, but its retention or the commit hook failed
 	}
 	return sn, info, nil
 }
@@ -201,28 +212,15 @@ func runBackup(ctx context.Context, repo *repository.Repository, sess *Session, 
 	return info, cp, nil
 }
 
-// repoStats are the repository's counters of new blobs, to report what
-// one backup added.
-type repoStats struct{ blobs, added, stored int64 }
-
-func statsOf(repo *repository.Repository) repoStats {
-	return repoStats{repo.Stats.NewBlobs.Load(), repo.Stats.RawBytes.Load(), repo.Stats.StoredBytes.Load()}
-}
-
-// saveBackup saves the snapshot that marks the backup complete.
-func saveBackup(ctx context.Context, repo *repository.Repository, info *BackupInfo, cp *copied, parent *snapshot.Snapshot,
-	o BackupOptions, began time.Time, stats0 repoStats) (*snapshot.Snapshot, error) {
+// newSnapshot is the snapshot that marks the backup complete once saved;
+// the commit step adds what the backup stored to its summary.
+func newSnapshot(info *BackupInfo, cp *copied, parent *snapshot.Snapshot, o BackupOptions, began time.Time) (*snapshot.Snapshot, error) {
 	extra, err := json.Marshal(info)
 	if err != nil {
 		return nil, err
 	}
-	now := statsOf(repo)
 	sum := cp.summary
 	sum.Start = began
-	sum.BlobsNew = now.blobs - stats0.blobs
-	sum.DataAdded = now.added - stats0.added
-	sum.DataStored = now.stored - stats0.stored
-	sum.End = time.Now()
 	sn := &snapshot.Snapshot{
 		Time:     began.UTC(),
 		Kind:     snapshot.KindPostgres,
@@ -239,9 +237,6 @@ func saveBackup(ctx context.Context, repo *repository.Repository, info *BackupIn
 	}
 	if parent != nil {
 		sn.Parent = &parent.ID
-	}
-	if err := snapshot.Save(ctx, repo, sn); err != nil {
-		return nil, err
 	}
 	return sn, nil
 }

@@ -188,6 +188,7 @@ func TestLiveCluster(t *testing.T) {
 
 	var first *snapshot.Snapshot
 	t.Run("backups", func(t *testing.T) { first = testBackups(t, c, tsDir) })
+	t.Run("commit step", func(t *testing.T) { testCommitStep(t, c) })
 	t.Run("wrong data directory", func(t *testing.T) { testWrongDataDir(t, c) })
 	t.Run("WAL timeout", func(t *testing.T) { testWALTimeout(t, c) })
 	t.Run("session lost", func(t *testing.T) { testSessionLost(t, c) })

@@ -1,0 +1,157 @@
+// Package commit is the one way a snapshot enters a repository, for every
+// command that saves one: a file backup (internal/archiver), a PostgreSQL
+// base backup (internal/pg) and a copy (internal/copier).
+//
+// A writer calls Begin before it stores anything and Save for each
+// snapshot it made. Begin indexes the packs that interrupted or concurrent
+// writers left without an index object, so their blobs are reused, and
+// removes the temporary data killed writers left behind. Save then, in
+// this order:
+//
+//  1. flushes the repository: every blob and tree the snapshot references
+//     is in a stored pack listed by a stored index object;
+//  2. records what the writer added (blobs, plaintext and stored bytes,
+//     counted since Begin or the previous Save) in the snapshot's summary;
+//  3. saves the snapshot object; its existence marks the backup complete,
+//     so it comes only after everything it references is durable;
+//  4. extends the Object Lock retention of everything the snapshot needs
+//     (Options.Retain) when the repository has an Object Lock policy;
+//  5. tells Options.AfterCommit.
+//
+// Save sets the snapshot's ID once it is saved. A failure in 4 or 5
+// leaves it saved (the ID set): Save returns a *RetentionError or the
+// hook's error, and the command fails.
+package commit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
+)
+
+// Options configure the commit step. The zero value commits without
+// retention and without a hook.
+type Options struct {
+	// Retain extends the Object Lock retention of every object sn needs
+	// to sn's time plus the repository's minimum retention
+	// (retention.Apply). Save calls it after saving sn, and only for a
+	// repository with an Object Lock policy. It is a field rather than a
+	// call because internal/retention sits above the writers that commit
+	// (it reads PostgreSQL details through internal/pg): nestguard's
+	// commands always set it. Nil leaves the retention to 'nestguard
+	// retention apply' (library tests).
+	Retain func(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot) error
+
+	// AfterCommit is the one place that learns of every snapshot saved,
+	// whatever made it; the audit trail (issue 20) attaches here. Save
+	// calls it once per saved snapshot, after the retention was applied
+	// or failed (Committed.Retention says which). Its error is returned
+	// by Save; the snapshot stays saved.
+	AfterCommit func(ctx context.Context, c Committed) error
+}
+
+// Counters are what a writer added to the repository for one snapshot:
+// new blobs, their plaintext bytes and their stored (compressed, sealed)
+// bytes. They count from Begin, or from the previous Save of the same
+// Step, so every kind of snapshot records what its own run added, whatever
+// else the process stored before.
+type Counters struct {
+	Blobs  int64 `json:"blobs_new"`
+	Added  int64 `json:"data_added"`
+	Stored int64 `json:"data_stored"`
+}
+
+// Committed describes one saved snapshot, for Options.AfterCommit.
+type Committed struct {
+	Snapshot *snapshot.Snapshot
+	Counters Counters
+	// Retention is nil when the retention was applied or not needed, or
+	// the *RetentionError Save returns.
+	Retention error
+}
+
+// Step commits the snapshots of one writer into one repository. Its
+// methods are not safe for concurrent use.
+type Step struct {
+	repo *repository.Repository
+	o    Options
+	mark Counters // the repository's counters at Begin or the last Save
+}
+
+// Begin prepares repo for a writer: it indexes orphan packs (left by an
+// interrupted writer, or written by a concurrent one), whose blobs are
+// then reused instead of stored again, and removes stale temporary data
+// (repository.CleanStaleTemp). The repository index must be loaded.
+func Begin(ctx context.Context, repo *repository.Repository, o Options) (*Step, error) {
+	if _, err := repo.IndexOrphanPacks(ctx); err != nil {
+		return nil, fmt.Errorf("indexing the packs of interrupted runs: %w", err)
+	}
+	// Temporary data of a killed writer is never listed, but takes space.
+	repo.CleanStaleTemp(ctx)
+	return &Step{repo: repo, o: o, mark: countersOf(repo)}, nil
+}
+
+// Save commits sn (see the package documentation for the order) and sets
+// its ID. A snapshot made by a copy (CopiedFrom set) keeps the summary of
+// the backup it copies; the others get the Counters in their summary
+// (BlobsNew, DataAdded, DataStored) and the end time. On a *RetentionError
+// or an error of Options.AfterCommit, sn is saved all the same.
+func (s *Step) Save(ctx context.Context, sn *snapshot.Snapshot) (Counters, error) {
+	if err := s.repo.Flush(ctx); err != nil {
+		return Counters{}, err
+	}
+	now := countersOf(s.repo)
+	c := Counters{Blobs: now.Blobs - s.mark.Blobs, Added: now.Added - s.mark.Added, Stored: now.Stored - s.mark.Stored}
+	if sn.CopiedFrom == "" {
+		if sn.Summary == nil {
+			sn.Summary = &snapshot.Summary{}
+		}
+		sn.Summary.BlobsNew, sn.Summary.DataAdded, sn.Summary.DataStored = c.Blobs, c.Added, c.Stored
+		sn.Summary.End = time.Now()
+	}
+	if err := snapshot.Save(ctx, s.repo, sn); err != nil {
+		return Counters{}, err
+	}
+	s.mark = now
+	retErr := Retain(ctx, s.repo, sn, s.o)
+	if s.o.AfterCommit != nil {
+		if err := s.o.AfterCommit(ctx, Committed{Snapshot: sn, Counters: c, Retention: retErr}); err != nil {
+			return c, errors.Join(retErr, fmt.Errorf("snapshot %s saved, but: %w", sn.ID.Short(), err))
+		}
+	}
+	return c, retErr
+}
+
+// Retain applies the Object Lock retention of sn, a saved snapshot, with
+// o.Retain when repo has an Object Lock policy; Save does it, and a
+// command retries it this way after a *RetentionError.
+func Retain(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot, o Options) error {
+	if repo.Config().ObjectLock == nil || o.Retain == nil {
+		return nil
+	}
+	if err := o.Retain(ctx, repo, sn); err != nil {
+		return &RetentionError{Snapshot: sn, Err: err}
+	}
+	return nil
+}
+
+// RetentionError is a snapshot saved whose Object Lock retention could
+// not be fully applied; 'nestguard retention apply' finishes it.
+type RetentionError struct {
+	Snapshot *snapshot.Snapshot
+	Err      error
+}
+
+func (e *RetentionError) Error() string {
+	return fmt.Sprintf("snapshot %s saved, but its retention could not be fully applied: %v", e.Snapshot.ID.Short(), e.Err)
+}
+
+func (e *RetentionError) Unwrap() error { return e.Err }
+
+func countersOf(repo *repository.Repository) Counters {
+	return Counters{repo.Stats.NewBlobs.Load(), repo.Stats.RawBytes.Load(), repo.Stats.StoredBytes.Load()}
+}

@@ -1,0 +1,179 @@
+package commit_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/local"
+	"github.com/nestguard/nestguard/internal/commit"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/repository/repotest"
+	"github.com/nestguard/nestguard/internal/retention/locktest"
+	"github.com/nestguard/nestguard/internal/snapshot"
+)
+
+// newSnapshot saves a data blob (not flushed: it sits in the open pack)
+// and returns a snapshot naming it as its tree, and the blob.
+func newSnapshot(t *testing.T, r *repository.Repository, data string) (*snapshot.Snapshot, id.ID) {
+	t.Helper()
+	bid, _, err := r.SaveBlob(context.Background(), index.DataBlob, []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &snapshot.Snapshot{Time: time.Now().UTC(), Kind: snapshot.KindFiles, Paths: []string{"/x"}, Tree: bid,
+		Summary: &snapshot.Summary{Files: 1}}, bid
+}
+
+// TestSaveOrder: the snapshot is saved only once what it references is
+// durable and indexed (a new process finds it); retention comes after the
+// save, the hook after the retention; counters are what each snapshot's
+// own run added.
+func TestSaveOrder(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(true)
+	r := repotest.New(t, repotest.Backend(be), repotest.ObjectLock(&repository.ObjectLock{Mode: repository.LockCompliance, MinRetention: time.Hour}))
+	var steps []string
+	o := commit.Options{
+		Retain: func(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot) error {
+			if _, err := be.Stat(ctx, backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()}); err != nil {
+				t.Errorf("retention before the snapshot was saved: %v", err)
+			}
+			steps = append(steps, "retain "+sn.Paths[0])
+			return nil
+		},
+		AfterCommit: func(_ context.Context, c commit.Committed) error {
+			if c.Retention != nil {
+				t.Errorf("hook told of a retention error: %v", c.Retention)
+			}
+			steps = append(steps, "after "+c.Snapshot.Paths[0])
+			return nil
+		},
+	}
+	step, err := commit.Begin(ctx, r, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, bid := newSnapshot(t, r, "first")
+	c, err := step.Save(ctx, sn)
+	if err != nil || sn.ID.IsNull() {
+		t.Fatalf("Save: %v, id %v", err, sn.ID)
+	}
+	if c.Blobs != 1 || sn.Summary.BlobsNew != 1 || sn.Summary.DataAdded != int64(len("first")) || sn.Summary.DataStored != c.Stored || c.Stored == 0 {
+		t.Errorf("counters %+v, summary %+v", c, sn.Summary)
+	}
+	if sn.Summary.End.IsZero() || sn.Summary.Files != 1 {
+		t.Errorf("summary %+v", sn.Summary)
+	}
+	// What a new process sees: the snapshot and the blob it references.
+	fresh := repotest.Open(t, be)
+	if _, err := snapshot.Load(ctx, fresh, sn.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.LoadBlob(ctx, bid, nil); err != nil {
+		t.Errorf("snapshot saved, but the blob it references is not durable and indexed: %v", err)
+	}
+
+	// A second snapshot of the same step counts only what it added.
+	sn2 := &snapshot.Snapshot{Time: time.Now().UTC(), Kind: snapshot.KindFiles, Paths: []string{"/y"}, Tree: bid}
+	if c, err := step.Save(ctx, sn2); err != nil || c != (commit.Counters{}) || sn2.Summary == nil || sn2.Summary.BlobsNew != 0 {
+		t.Errorf("second Save: %+v, %v, summary %+v", c, err, sn2.Summary)
+	}
+	if want := []string{"retain /x", "after /x", "retain /y", "after /y"}; !slices.Equal(steps, want) {
+		t.Errorf("steps %q, want %q", steps, want)
+	}
+}
+
+// TestSaveRetentionFails: the snapshot stays saved, the error says so and
+// is a *RetentionError, and the hook is told.
+func TestSaveRetentionFails(t *testing.T) {
+	ctx := context.Background()
+	r := repotest.New(t, repotest.Backend(locktest.New(true)), repotest.ObjectLock(&repository.ObjectLock{Mode: repository.LockGovernance, MinRetention: time.Hour}))
+	errRetain := errors.New("retention refused")
+	var told error
+	step, err := commit.Begin(ctx, r, commit.Options{
+		Retain: func(context.Context, *repository.Repository, *snapshot.Snapshot) error { return errRetain },
+		AfterCommit: func(_ context.Context, c commit.Committed) error {
+			told = c.Retention
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, _ := newSnapshot(t, r, "data")
+	_, err = step.Save(ctx, sn)
+	var re *commit.RetentionError
+	if !errors.As(err, &re) || re.Snapshot != sn || !errors.Is(err, errRetain) || sn.ID.IsNull() || !errors.Is(told, errRetain) {
+		t.Fatalf("Save: %v (hook told %v), id %v", err, told, sn.ID)
+	}
+	if _, err := snapshot.Load(ctx, r, sn.ID); err != nil {
+		t.Errorf("snapshot not saved: %v", err)
+	}
+	// Retain finishes it later.
+	if err := commit.Retain(ctx, r, sn, commit.Options{}); err != nil {
+		t.Errorf("Retain without a function: %v", err)
+	}
+}
+
+// TestSaveWithoutObjectLock: no retention is applied; a copy keeps the
+// summary of the backup it copies.
+func TestSaveWithoutObjectLock(t *testing.T) {
+	ctx := context.Background()
+	r := repotest.New(t)
+	called := 0
+	step, err := commit.Begin(ctx, r, commit.Options{
+		Retain: func(context.Context, *repository.Repository, *snapshot.Snapshot) error { called++; return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, _ := newSnapshot(t, r, "copied")
+	sum := *sn.Summary
+	sn.CopiedFrom = "source/snapshot"
+	c, err := step.Save(ctx, sn)
+	if err != nil || called != 0 || c.Blobs != 1 || *sn.Summary != sum {
+		t.Errorf("Save: %+v, %v, retain called %d times, summary %+v", c, err, called, sn.Summary)
+	}
+}
+
+// TestBeginCleansStaleTemp: Begin removes the temporary files a killed
+// writer left more than a day ago, and keeps a recent one.
+func TestBeginCleansStaleTemp(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	be, err := local.Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := repotest.New(t, repotest.Backend(be))
+	stale, fresh := filepath.Join(dir, "data", "ab", ".tmp-stale"), filepath.Join(dir, "snapshots", ".tmp-fresh")
+	for _, p := range []string{stale, fresh} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("left by a killed writer"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-25 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := commit.Begin(context.Background(), r, commit.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale temporary file kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("recent temporary file removed: %v", err)
+	}
+}
