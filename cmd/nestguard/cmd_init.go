@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/fips140"
 	"errors"
 	"fmt"
 
@@ -16,6 +17,7 @@ func (a *app) initCommand() *cobra.Command {
 		chunkMin, chunkAvg, chunkMax int
 		compression, idHash          string
 		objectLock, minRetention     string
+		fips                         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -41,9 +43,21 @@ otherwise replace the bucket's default with a weaker one.
 repository's life. hmac-sha256, the default, uses only FIPS 140-3 approved
 primitives. blake3 (keyed BLAKE3) hashes twice as fast, which shows in
 restores and first backups that are CPU-bound; choose it where no FIPS
-mode is required.`,
+mode is required.
+
+--fips creates a repository whose every primitive is FIPS 140-3 approved
+in Go's cryptographic module: AES-256-GCM under per-object keys derived
+with HKDF-SHA-256 (instead of XAES-256-GCM), PBKDF2-HMAC-SHA-256 for
+passphrases (instead of Argon2id; passphrases of at least 14 bytes), key
+files with HKDF-SHA-256, and HMAC-SHA-256 chunk IDs (--id-hash blake3 is
+refused). Such a repository can be used by a nestguard running with
+GODEBUG=fips140=only, which refuses every other repository, and init
+refuses to make one without --fips there. The choice is fixed for the
+repository's life. What the FIPS mode covers and what it does not:
+docs/security.md, "FIPS 140-3".`,
 		Example: `  NESTGUARD_PASSWORD_FILE=/etc/nestguard/pass nestguard init --repo /srv/backup
   nestguard init --repo /srv/backup --id-hash blake3
+  GODEBUG=fips140=only nestguard init --repo /srv/backup --fips
   nestguard init --repo s3://backups/prod --object-lock compliance --min-retention 7y`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -53,6 +67,12 @@ mode is required.`,
 			blobID, err := blobIDAlgorithm(idHash)
 			if err != nil {
 				return err
+			}
+			if fips && blobID != crypto.BlobIDHMACSHA256 {
+				return &usageError{fmt.Errorf("--id-hash %s with --fips: BLAKE3 is not FIPS 140-3 approved; a FIPS repository names chunks with hmac-sha256", idHash)}
+			}
+			if !fips && fips140.Enforced() {
+				return &usageError{errors.New("this process runs with GODEBUG=fips140=only, where only a FIPS repository can be used: add --fips")}
 			}
 			var lock *repository.ObjectLock
 			if objectLock != "" || minRetention != "" {
@@ -78,6 +98,7 @@ mode is required.`,
 				Chunker:     repository.ChunkerSizes{Min: chunkMin << 10, Avg: chunkAvg << 10, Max: chunkMax << 10},
 				Compression: compression,
 				BlobID:      blobID,
+				FIPS:        fips,
 				ObjectLock:  lock,
 			})
 			clear(pw)
@@ -108,6 +129,7 @@ mode is required.`,
 	f.IntVar(&chunkMax, "chunk-max", 8192, "maximum chunk size in KiB")
 	f.StringVar(&compression, "compression", "default", "zstd level: off, fastest (matches only, no entropy coding), default (zstd 3's tables, fast strategy above 128 KiB), better, best")
 	f.StringVar(&idHash, "id-hash", "hmac-sha256", "keyed hash naming chunks: hmac-sha256 (FIPS 140-3 approved) or blake3 (faster)")
+	f.BoolVar(&fips, "fips", false, "use FIPS 140-3 approved primitives only (AES-256-GCM-HKDF-SHA-256, PBKDF2-HMAC-SHA-256, HMAC-SHA-256); needed to run under GODEBUG=fips140=only")
 	f.StringVar(&objectLock, "object-lock", "", "retain every object (S3 Object Lock): compliance or governance")
 	f.StringVar(&minRetention, "min-retention", "", "with --object-lock: minimum retention, e.g. 7y, 90d, 12h")
 	return cmd

@@ -9,7 +9,7 @@ import (
 // FuzzOpen feeds arbitrary bytes to Open: it must never panic, must fail with
 // ErrAuth on anything that is not a genuine seal, and must open genuine seals.
 func FuzzOpen(f *testing.F) {
-	k, err := newKey(bytes.Repeat([]byte{7}, keySize))
+	k, err := newKey(bytes.Repeat([]byte{7}, keySize), SuiteXAES)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,7 +1,9 @@
 package crypto
 
 import (
+	"crypto/fips140"
 	"crypto/hkdf"
+	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -21,6 +23,14 @@ const (
 	// which matters for PostgreSQL's archive_command (one process per WAL
 	// segment). Only secrets that nestguard generated use it.
 	KDFKeyFile = "hkdf-sha256"
+	// KDFPBKDF2 stretches a passphrase with PBKDF2-HMAC-SHA-256 (NIST SP
+	// 800-132, RFC 8018): the passphrase KDF of FIPS repositories, since
+	// Argon2id is not FIPS 140-3 approved.
+	KDFPBKDF2 = "pbkdf2-sha256"
+	// MinPBKDF2Passphrase is the shortest passphrase a PBKDF2 slot is made
+	// with: the passphrase is PBKDF2's HMAC key, and FIPS 140-3 (IG C.M)
+	// approves HMAC keys of 112 bits or more only.
+	MinPBKDF2Passphrase = 112 / 8
 	// KeyFileSecretSize is the size of a key file's secret.
 	KeyFileSecretSize = 32
 )
@@ -41,6 +51,18 @@ const (
 
 	// MaxKDFCost bounds Cost: 4 passes over 1 GiB.
 	MaxKDFCost = 4 * maxKDFMemoryKiB
+
+	// PBKDF2 iterations: new slots use defaultPBKDF2Iterations (about half
+	// a second on one core with SHA-NI); a slot is refused below SP
+	// 800-132's minimum of 1000 and above what MaxKDFCost allows.
+	defaultPBKDF2Iterations = 4_000_000
+	minPBKDF2Iterations     = 1000
+	// pbkdf2PerCost is how many PBKDF2-HMAC-SHA-256 iterations count as
+	// one unit of Cost (a KiB-pass of Argon2id): measured, one iteration
+	// takes about a tenth of an Argon2id KiB-pass, and rounding to 8 counts
+	// PBKDF2 a little dearer than it is.
+	pbkdf2PerCost       = 8
+	maxPBKDF2Iterations = MaxKDFCost * pbkdf2PerCost
 )
 
 // KDFParams are the parameters of the passphrase KDF, stored in each key slot.
@@ -49,7 +71,9 @@ type KDFParams struct {
 	Time      uint32 `json:"time"`
 	MemoryKiB uint32 `json:"memory_kib"`
 	Threads   uint8  `json:"threads"`
-	Salt      []byte `json:"salt"`
+	// Iterations is PBKDF2's iteration count (pbkdf2-sha256 only).
+	Iterations uint32 `json:"iterations,omitempty"`
+	Salt       []byte `json:"salt"`
 }
 
 // DefaultKDFParams returns the parameters for new key slots: Argon2id with
@@ -62,6 +86,25 @@ func DefaultKDFParams() (KDFParams, error) {
 		return KDFParams{}, fmt.Errorf("generating KDF salt: %w", err)
 	}
 	return KDFParams{Algorithm: KDFArgon2id, Time: 3, MemoryKiB: 64 << 10, Threads: 4, Salt: salt}, nil
+}
+
+// DefaultPBKDF2Params returns the parameters for new passphrase slots of
+// FIPS repositories: PBKDF2-HMAC-SHA-256 with 4,000,000 iterations and a
+// fresh random 32-byte salt, about half a second per attempt.
+func DefaultPBKDF2Params() (KDFParams, error) {
+	salt := make([]byte, saltSize)
+	if _, err := rand.Read(salt); err != nil {
+		return KDFParams{}, fmt.Errorf("generating KDF salt: %w", err)
+	}
+	return KDFParams{Algorithm: KDFPBKDF2, Iterations: defaultPBKDF2Iterations, Salt: salt}, nil
+}
+
+// FastPBKDF2ParamsForTests returns PBKDF2 parameters with the fewest
+// iterations a slot may have (1000). Use them only in tests.
+func FastPBKDF2ParamsForTests() KDFParams {
+	salt := make([]byte, saltSize)
+	rand.Read(salt)
+	return KDFParams{Algorithm: KDFPBKDF2, Iterations: minPBKDF2Iterations, Salt: salt}
 }
 
 // FastKDFParamsForTests returns cheap Argon2id parameters (1 pass over
@@ -85,10 +128,13 @@ func KeyFileKDFParams() (KDFParams, error) {
 
 // Cost is the work deriving a key with p takes, in KiB of memory times
 // passes (Argon2id's time and memory grow with both). An HKDF key file
-// costs 1.
+// costs 1; PBKDF2 costs one per pbkdf2PerCost iterations, rounded up.
 func (p *KDFParams) Cost() uint64 {
-	if p.Algorithm == KDFKeyFile {
+	switch p.Algorithm {
+	case KDFKeyFile:
 		return 1
+	case KDFPBKDF2:
+		return max(1, (uint64(p.Iterations)+pbkdf2PerCost-1)/pbkdf2PerCost)
 	}
 	return max(1, uint64(p.Time)*uint64(p.MemoryKiB))
 }
@@ -98,6 +144,20 @@ func (p *KDFParams) Cost() uint64 {
 func (p *KDFParams) Validate() error { return p.validate() }
 
 func (p *KDFParams) validate() error {
+	if p.Algorithm == KDFPBKDF2 {
+		switch {
+		case p.Time != 0 || p.MemoryKiB != 0 || p.Threads != 0:
+			return fmt.Errorf("%s takes no time, memory or threads parameters", KDFPBKDF2)
+		case p.Iterations < minPBKDF2Iterations || p.Iterations > maxPBKDF2Iterations:
+			return fmt.Errorf("%s iterations %d out of range: want %d to %d", KDFPBKDF2, p.Iterations, minPBKDF2Iterations, maxPBKDF2Iterations)
+		case len(p.Salt) < minSaltSize || len(p.Salt) > maxSaltSize:
+			return fmt.Errorf("%s salt is %d bytes: want %d to %d", KDFPBKDF2, len(p.Salt), minSaltSize, maxSaltSize)
+		}
+		return nil
+	}
+	if p.Iterations != 0 {
+		return fmt.Errorf("%s takes no iterations parameter", p.Algorithm)
+	}
 	if p.Algorithm == KDFKeyFile {
 		if p.Time != 0 || p.MemoryKiB != 0 || p.Threads != 0 {
 			return fmt.Errorf("%s takes no time, memory or threads parameters", KDFKeyFile)
@@ -109,7 +169,7 @@ func (p *KDFParams) validate() error {
 	}
 	switch {
 	case p.Algorithm != KDFArgon2id:
-		return fmt.Errorf("unknown key derivation algorithm %q (this nestguard supports %q and %q)", p.Algorithm, KDFArgon2id, KDFKeyFile)
+		return fmt.Errorf("unknown key derivation algorithm %q (this nestguard supports %q, %q and %q)", p.Algorithm, KDFArgon2id, KDFPBKDF2, KDFKeyFile)
 	case p.Time < 1 || p.Time > maxKDFTime:
 		return fmt.Errorf("argon2id time %d out of range: want 1 to %d", p.Time, maxKDFTime)
 	case p.Threads < 1 || p.Threads > maxKDFThreads:
@@ -125,14 +185,25 @@ func (p *KDFParams) validate() error {
 	return nil
 }
 
+// checkApproved refuses, when the process runs with GODEBUG=fips140=only,
+// a KDF that is not FIPS 140-3 approved, before any work is done.
+func (p *KDFParams) checkApproved() error {
+	if p.Algorithm == KDFArgon2id && fips140.Enforced() {
+		return fmt.Errorf("%s is %w (GODEBUG=fips140=only): a FIPS repository's passphrase slots use %s", KDFArgon2id, ErrNotApproved, KDFPBKDF2)
+	}
+	return nil
+}
+
 // deriveKEK derives the key-encryption key from passphrase. p must be valid.
-func (p *KDFParams) deriveKEK(passphrase []byte) []byte {
-	if p.Algorithm == KDFKeyFile {
-		k, err := hkdf.Key(sha256.New, passphrase, p.Salt, "nestguard key file v1", keySize)
-		if err != nil {
-			panic(err) // only for lengths beyond 255*32 bytes; keySize is 32
-		}
-		return k
+func (p *KDFParams) deriveKEK(passphrase []byte) ([]byte, error) {
+	switch p.Algorithm {
+	case KDFKeyFile:
+		return hkdf.Key(sha256.New, passphrase, p.Salt, "nestguard key file v1", keySize)
+	case KDFPBKDF2:
+		return pbkdf2.Key(sha256.New, string(passphrase), p.Salt, int(p.Iterations), keySize)
+	}
+	if err := p.checkApproved(); err != nil {
+		return nil, err
 	}
 	if p.Threads > 1 {
 		prefault(int(p.MemoryKiB) << 10)
@@ -141,7 +212,7 @@ func (p *KDFParams) deriveKEK(passphrase []byte) []byte {
 	// Argon2id's memory is garbage now. Returned to the system at once, it
 	// does not stay in the RSS of a backup under what the work needs.
 	debug.FreeOSMemory()
-	return k
+	return k, nil
 }
 
 // prefault maps n bytes of heap from one thread and frees them again, so

@@ -16,6 +16,9 @@ import (
 // repository's format.
 const (
 	infoEncryption = "nestguard encryption v1"
+	// infoEncryptionFIPS derives the input key of SuiteFIPS: never the
+	// same key as XAES's.
+	infoEncryptionFIPS = "nestguard encryption aes-256-gcm-hkdf-sha-256 v1"
 	infoBlobID     = "nestguard blob id v1"
 	infoChunker    = "nestguard chunker v1"
 )
@@ -30,7 +33,8 @@ var ErrClosed = errors.New("the repository key was closed (its memory zeroed): t
 type Key struct {
 	closed  atomic.Bool
 	master  [keySize]byte
-	enc     *xaes // XAES-256-GCM under the encryption subkey
+	suite   string // SuiteXAES or SuiteFIPS
+	enc     suite  // the seal suite under the encryption subkey
 	idKey   []byte
 	chunker [32]byte
 	hmacID  *pooledHash // HMAC-SHA-256 under idKey, the default blob ID
@@ -39,29 +43,37 @@ type Key struct {
 	blobIDs []*pooledHash // made by BlobIDFunc, closed with the Key
 }
 
-// NewKey returns a fresh random master key.
-func NewKey() (*Key, error) {
+// NewKey returns a fresh random master key that seals with XAES-256-GCM.
+func NewKey() (*Key, error) { return NewKeyFor(SuiteXAES) }
+
+// NewKeyFor returns a fresh random master key that seals with the suite
+// named (SuiteXAES or SuiteFIPS).
+func NewKeyFor(suite string) (*Key, error) {
 	var master [keySize]byte
 	if _, err := rand.Read(master[:]); err != nil {
 		return nil, fmt.Errorf("generating master key: %w", err)
 	}
 	defer clear(master[:])
-	return newKey(master[:])
+	return newKey(master[:], suite)
 }
 
 // newKey derives the subkeys of master, which must be keySize bytes.
-func newKey(master []byte) (*Key, error) {
+func newKey(master []byte, suite string) (*Key, error) {
 	if len(master) != keySize {
 		return nil, fmt.Errorf("master key is %d bytes, want %d", len(master), keySize)
 	}
-	k := &Key{}
+	k := &Key{suite: suite}
 	copy(k.master[:], master)
-	encKey, err := hkdf.Key(sha256.New, master, nil, infoEncryption, keySize)
+	info := infoEncryption
+	if suite == SuiteFIPS {
+		info = infoEncryptionFIPS
+	}
+	encKey, err := hkdf.Key(sha256.New, master, nil, info, keySize)
 	if err != nil {
 		return nil, fmt.Errorf("deriving encryption key: %w", err)
 	}
 	defer clear(encKey)
-	if k.enc, err = newXAES(encKey); err != nil {
+	if k.enc, err = newSuite(suite, encKey); err != nil {
 		return nil, err
 	}
 	if k.idKey, err = hkdf.Key(sha256.New, master, nil, infoBlobID, keySize); err != nil {
@@ -78,8 +90,8 @@ func newKey(master []byte) (*Key, error) {
 }
 
 // Close zeroes the key material the Key holds in memory of its own: the
-// master key, the blob ID key, the chunker seed and the CMAC subkey of the
-// encryption key; it drops the AES key schedule and the keyed hash states,
+// master key, the blob ID key, the chunker seed and the encryption key's
+// own memory (XAES's CMAC subkey, or SuiteFIPS's input key); it drops the AES key schedule and the keyed hash states,
 // which live inside the standard library's types and cannot be zeroed
 // (docs/security.md says exactly what is and is not). Afterwards Seal,
 // Open and BlobIDFunc fail with ErrClosed, and a BlobIDFunc or BlobID
@@ -109,11 +121,16 @@ func (k *Key) Close() {
 // Closed reports whether Close was called.
 func (k *Key) Closed() bool { return k.closed.Load() }
 
-// Seal encrypts and authenticates plaintext with XAES-256-GCM under a fresh
-// random nonce, binding it to ad (associated data: authenticated, not
-// stored), appends nonce || ciphertext || tag (len(plaintext)+Overhead
-// bytes) to dst and returns the result. The remaining capacity of dst must
-// not overlap plaintext. It fails only on a closed Key (ErrClosed).
+// Suite is the name of the seal suite the key uses (SuiteXAES or SuiteFIPS).
+func (k *Key) Suite() string { return k.suite }
+
+// Seal encrypts and authenticates plaintext with the key's suite under a
+// fresh random nonce (and, for SuiteFIPS, salt), binding it to ad
+// (associated data: authenticated, not stored), appends the sealed message
+// (len(plaintext)+k.Overhead() bytes: XAES-256-GCM's nonce || ciphertext ||
+// tag, or SuiteFIPS's salt || nonce || ciphertext || tag) to dst and
+// returns the result. The remaining capacity of dst must not overlap
+// plaintext. It fails only on a closed Key (ErrClosed).
 func (k *Key) Seal(dst, plaintext, ad []byte) ([]byte, error) {
 	if k.closed.Load() {
 		return dst, ErrClosed
@@ -132,17 +149,20 @@ func (k *Key) Open(dst, sealed, ad []byte) ([]byte, error) {
 	return k.enc.open(dst, sealed, ad)
 }
 
-// SealPrefix is the room SealInPlace needs before the plaintext.
-const SealPrefix = nonceSize
+// Overhead is the number of bytes Seal adds to a plaintext.
+func (k *Key) Overhead() int { return k.enc.overhead() }
 
-// SealInPlace is Seal without a second buffer: buf holds SealPrefix bytes
-// of room followed by the plaintext, and is returned holding
-// nonce || ciphertext || tag in the same memory (grown only when its
-// capacity lacks room for the tag). A backup seals every chunk, and a
-// second chunk-sized buffer per worker is memory for nothing. It fails
-// only on a closed Key (ErrClosed).
+// SealPrefix is the room SealInPlace needs before the plaintext.
+func (k *Key) SealPrefix() int { return k.enc.prefix() }
+
+// SealInPlace is Seal without a second buffer: buf holds k.SealPrefix()
+// bytes of room followed by the plaintext, and is returned holding the
+// sealed message in the same memory (grown only when its capacity lacks
+// room for the rest). A backup seals every chunk, and a second chunk-sized
+// buffer per worker is memory for nothing. It fails only on a closed Key
+// (ErrClosed).
 func (k *Key) SealInPlace(buf, ad []byte) ([]byte, error) {
-	if len(buf) < SealPrefix {
+	if len(buf) < k.enc.prefix() {
 		panic("crypto: SealInPlace without room for the nonce")
 	}
 	if k.closed.Load() {

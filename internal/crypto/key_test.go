@@ -53,8 +53,8 @@ func TestSealOpenInPlace(t *testing.T) {
 	for _, n := range []int{0, 1, 17, 1000, 1 << 20} {
 		plain := bytes.Repeat([]byte{byte(n + 1)}, n)
 		for _, room := range []int{0, tagSize, 100} {
-			buf := make([]byte, SealPrefix+n, SealPrefix+n+room)
-			copy(buf[SealPrefix:], plain)
+			buf := make([]byte, k.SealPrefix()+n, k.SealPrefix()+n+room)
+			copy(buf[k.SealPrefix():], plain)
 			sealed := mustSealInPlace(t, k, buf, nil)
 			if len(sealed) != n+Overhead {
 				t.Fatalf("%d bytes: sealed length %d, want %d", n, len(sealed), n+Overhead)
@@ -176,7 +176,7 @@ func TestBlobID(t *testing.T) {
 // and change every blob ID. The expected values were computed independently
 // (Python hmac/hashlib, RFC 5869 with an empty salt).
 func TestSubkeysFixed(t *testing.T) {
-	k, err := newKey(bytes.Repeat([]byte{0x42}, keySize))
+	k, err := newKey(bytes.Repeat([]byte{0x42}, keySize), SuiteXAES)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestSealBindsAssociatedData(t *testing.T) {
 			t.Errorf("opened in place under associated data %q: %v", ad, err)
 		}
 	}
-	buf := append(make([]byte, SealPrefix), plain...)
+	buf := append(make([]byte, k.SealPrefix()), plain...)
 	inPlace := mustSealInPlace(t, k, buf, []byte("tree"))
 	if got, err := k.Open(nil, inPlace, []byte("tree")); err != nil || !bytes.Equal(got, plain) {
 		t.Fatalf("sealed in place, opened: %q %v", got, err)
@@ -303,8 +303,9 @@ func TestKeyClose(t *testing.T) {
 	zero("master key", k.master[:])
 	zero("blob id key", k.idKey)
 	zero("chunker seed", k.chunker[:])
-	zero("CMAC subkey", k.enc.k1[:])
-	if k.enc.block != nil {
+	x := k.enc.(*xaes)
+	zero("CMAC subkey", x.k1[:])
+	if x.block != nil {
 		t.Error("AES block still referenced after Close")
 	}
 	if !k.Closed() {
@@ -314,7 +315,7 @@ func TestKeyClose(t *testing.T) {
 	if _, err := k.Seal(nil, []byte("x"), nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Seal after Close: %v, want ErrClosed", err)
 	}
-	buf := make([]byte, SealPrefix+4)
+	buf := make([]byte, k.SealPrefix()+4)
 	if _, err := k.SealInPlace(buf, nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("SealInPlace after Close: %v, want ErrClosed", err)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/compress"
-	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 )
@@ -87,8 +86,8 @@ func (r *Repository) SaveBlobWithID(ctx context.Context, t index.BlobType, bid i
 		return true, r.packer.failed()
 	}
 	bp := bufPool.Get().(*[]byte)
-	// One buffer: room for the nonce, the body, then sealed over itself.
-	body := packBody(r.codec, (*bp)[:crypto.SealPrefix], data)
+	// One buffer: room for the nonce (or salt), the body, then sealed over itself.
+	body := packBody(r.codec, (*bp)[:r.key.SealPrefix()], data)
 	var ad [adBlobSize]byte
 	sealed, err := r.key.SealInPlace(body, adBlob(&ad, t, bid))
 	if err != nil {

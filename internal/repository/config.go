@@ -58,21 +58,42 @@ func (c ChunkerSizes) params() chunker.Params {
 
 func defaultAlgorithms() Algorithms {
 	return Algorithms{
-		Encryption:  "XAES-256-GCM",
+		Encryption:  crypto.SuiteXAES,
 		BlobID:      crypto.BlobIDHMACSHA256,
 		ObjectID:    "SHA-256",
-		KDF:         "argon2id",
+		KDF:         crypto.KDFArgon2id,
 		Chunker:     "FastCDC-keyed-gear",
 		Compression: "zstd",
 	}
 }
 
+// fipsAlgorithms are the algorithms of a repository created with
+// 'init --fips': every one is a FIPS 140-3 approved service of Go's
+// cryptographic module (docs/security.md, "FIPS 140-3").
+func fipsAlgorithms() Algorithms {
+	a := defaultAlgorithms()
+	a.Encryption = crypto.SuiteFIPS
+	a.KDF = crypto.KDFPBKDF2
+	return a
+}
+
+// FIPS reports whether the algorithms are those of a FIPS repository.
+func (a Algorithms) FIPS() bool { return a.Encryption == crypto.SuiteFIPS }
+
 // validate refuses a config naming an algorithm this build does not
 // implement: reading such a repository with the defaults would fail on
 // every object, or worse, write blobs under IDs the next reader rejects.
-// The blob ID is the one with a choice; crypto.Key.BlobIDFunc checks it.
+// A config has the default algorithms or the FIPS ones, never a mix; the
+// blob ID is the one with a choice (HMAC-SHA-256 only for FIPS), and
+// crypto.Key.BlobIDFunc checks it.
 func (a Algorithms) validate() error {
 	want := defaultAlgorithms()
+	if a.FIPS() {
+		want = fipsAlgorithms()
+		if a.BlobID != want.BlobID {
+			return fmt.Errorf("blob id algorithm %q in a %s repository: only %s is FIPS 140-3 approved", a.BlobID, a.Encryption, want.BlobID)
+		}
+	}
 	for _, f := range []struct{ what, got, want string }{
 		{"encryption", a.Encryption, want.Encryption},
 		{"object id", a.ObjectID, want.ObjectID},

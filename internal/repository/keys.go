@@ -40,16 +40,27 @@ type KeyInfo struct {
 const maxKeySlotSize = 64 << 10
 
 // AddKey wraps the master key under passphrase in a new key slot and returns
-// the slot's ID.
+// the slot's ID. The slot's KDF is the config's: Argon2id, or PBKDF2 in a
+// FIPS repository.
 func (r *Repository) AddKey(ctx context.Context, passphrase []byte, label string) (string, error) {
 	if len(passphrase) == 0 {
 		return "", errors.New("empty passphrase")
+	}
+	if r.cfg.Algorithms.KDF == crypto.KDFPBKDF2 {
+		params, err := crypto.DefaultPBKDF2Params()
+		if err != nil {
+			return "", err
+		}
+		if r.kdfOverride != nil && r.kdfOverride.Algorithm == crypto.KDFPBKDF2 {
+			params.Iterations = r.kdfOverride.Iterations
+		}
+		return r.addSlot(ctx, passphrase, params, label)
 	}
 	params, err := crypto.DefaultKDFParams()
 	if err != nil {
 		return "", err
 	}
-	if r.kdfOverride != nil {
+	if r.kdfOverride != nil && r.kdfOverride.Algorithm != crypto.KDFPBKDF2 {
 		params.Time, params.MemoryKiB, params.Threads = r.kdfOverride.Time, r.kdfOverride.MemoryKiB, r.kdfOverride.Threads
 	}
 	return r.addSlot(ctx, passphrase, params, label)
@@ -209,14 +220,18 @@ func unlock(ctx context.Context, be backend.Backend, passphrase []byte, o unlock
 		return k, name, nil
 	}
 	var slots []slotRef
-	var malformed []string
+	var malformed, unapproved []string
 	for _, n := range names {
 		if err := ctx.Err(); err != nil {
 			return nil, "", err
 		}
 		s, err := readSlot(ctx, be, n)
 		if err == nil {
-			err = s.KDF.Validate()
+			err = s.CheckUsable()
+		}
+		if errors.Is(err, crypto.ErrNotApproved) {
+			unapproved = append(unapproved, shortSlot(n))
+			continue
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -282,7 +297,13 @@ func unlock(ctx context.Context, be backend.Backend, passphrase []byte, o unlock
 		// config is what is wrong: say that, not "wrong passphrase".
 		return nil, "", fmt.Errorf("repository at %s: %w", be.Location(), refused)
 	}
+	if len(slots) == 0 && len(unapproved) > 0 {
+		return nil, "", fmt.Errorf("repository at %s: no key slot can be used in this process: %d use primitives that are %w (this process runs with GODEBUG=fips140=only, where only a repository created with 'nestguard init --fips' opens)", be.Location(), len(unapproved), crypto.ErrNotApproved)
+	}
 	var detail string
+	if len(unapproved) > 0 {
+		detail += fmt.Sprintf("; skipped %d not FIPS 140-3 approved (GODEBUG=fips140=only): %s", len(unapproved), strings.Join(unapproved, ", "))
+	}
 	if len(malformed) > 0 {
 		detail += fmt.Sprintf("; skipped %d malformed: %s", len(malformed), strings.Join(malformed, ", "))
 	}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/fips140"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -92,8 +93,12 @@ type InitOptions struct {
 	Compression string       // default "default" (zstd level 3, fast strategy on large blobs)
 	PackSize    int          // default DefaultPackSize
 	BlobID      string       // blob ID algorithm, default crypto.BlobIDHMACSHA256
-	ObjectLock  *ObjectLock
-	KeyLabel    string
+	// FIPS makes a repository whose every primitive is FIPS 140-3
+	// approved (fipsAlgorithms): AES-256-GCM-HKDF-SHA-256 seals, PBKDF2
+	// passphrase slots, HMAC-SHA-256 blob IDs.
+	FIPS       bool
+	ObjectLock *ObjectLock
+	KeyLabel   string
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -132,6 +137,11 @@ func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOpti
 	if cfg.PackSize == 0 {
 		cfg.PackSize = DefaultPackSize
 	}
+	if o.FIPS {
+		cfg.Algorithms = fipsAlgorithms()
+	} else if fips140.Enforced() {
+		return nil, fmt.Errorf("this process runs with GODEBUG=fips140=only, where only a FIPS repository can be used: create it with --fips (or run without fips140=only): %w", crypto.ErrNotApproved)
+	}
 	if o.BlobID != "" {
 		cfg.Algorithms.BlobID = o.BlobID
 	}
@@ -143,7 +153,7 @@ func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOpti
 		return nil, err
 	}
 	cfg.ObjectLock = lock
-	key, err := crypto.NewKey()
+	key, err := crypto.NewKeyFor(cfg.Algorithms.Encryption)
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +231,9 @@ func Open(ctx context.Context, be backend.Backend, passphrase []byte, o Options)
 	if err := cfg.validate(); err != nil {
 		key.Close()
 		return nil, err
+	}
+	if cfg.Algorithms.Encryption != key.Suite() {
+		return nil, fmt.Errorf("repository config: it names encryption %s, but key slot %s holds a %s key", cfg.Algorithms.Encryption, shortSlot(keyID), key.Suite())
 	}
 	r, err := newRepository(be, key, cfg, o)
 	if err != nil {
