@@ -116,4 +116,3 @@ func TestFIPSConfigNoMix(t *testing.T) {
 		}
 	}
 }
-
