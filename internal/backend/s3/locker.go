@@ -61,12 +61,14 @@ func (b *Backend) SetRetention(ctx context.Context, h backend.Handle, mode backe
 			mode = backend.Compliance
 		}
 		m := minio.RetentionMode(mode)
-		return b.client.PutObjectRetention(ctx, b.bucket, key, minio.PutObjectRetentionOptions{
-			Mode: &m, RetainUntilDate: &until, VersionID: version,
-			// S3 counts turning governance into compliance as changing a
-			// governance retention, which needs the bypass permission,
-			// although it only makes the retention stricter.
-			GovernanceBypass: cur.Mode == backend.Governance && mode == backend.Compliance,
+		return withContentMD5(func() error {
+			return b.client.PutObjectRetention(ctx, b.bucket, key, minio.PutObjectRetentionOptions{
+				Mode: &m, RetainUntilDate: &until, VersionID: version,
+				// S3 counts turning governance into compliance as changing a
+				// governance retention, which needs the bypass permission,
+				// although it only makes the retention stricter.
+				GovernanceBypass: cur.Mode == backend.Governance && mode == backend.Compliance,
+			})
 		})
 	})
 	if err != nil {
@@ -86,7 +88,9 @@ func (b *Backend) SetLegalHold(ctx context.Context, h backend.Handle, on bool) e
 		status = minio.LegalHoldEnabled
 	}
 	err = b.withVersion(ctx, key, func(version string) error {
-		return b.client.PutObjectLegalHold(ctx, b.bucket, key, minio.PutObjectLegalHoldOptions{Status: &status, VersionID: version})
+		return withContentMD5(func() error {
+			return b.client.PutObjectLegalHold(ctx, b.bucket, key, minio.PutObjectLegalHoldOptions{Status: &status, VersionID: version})
+		})
 	})
 	if err != nil {
 		return b.wrap(err, "setting the legal hold of %s to %s", h, status)

@@ -2,12 +2,10 @@ package s3
 
 import (
 	"context"
-	"crypto/md5"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/crc32"
 	"io"
 	"net/http"
@@ -36,9 +34,12 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 	if err != nil {
 		return fmt.Errorf("saving %s: finding the reader's position: %w", h, err)
 	}
-	// Object Lock uploads must carry Content-MD5 on AWS; otherwise CRC32C,
-	// which costs next to nothing, is the checksum.
-	parts, err := b.checksumParts(rd, size, mode != "")
+	// Every upload carries CRC32C (x-amz-checksum-crc32c), which costs
+	// next to nothing and is what S3 checks; no Content-MD5, also not with
+	// Object Lock: AWS takes "Content-MD5 or x-amz-checksum-*" for Object
+	// Lock uploads, and MD5 is not FIPS 140-3 approved (GODEBUG=
+	// fips140=only refuses it).
+	parts, err := b.checksumParts(rd, size)
 	if err != nil {
 		return fmt.Errorf("saving %s: %w", h, err)
 	}
@@ -58,11 +59,10 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 	return nil
 }
 
-// part is one upload request's share of an object and its checksums.
+// part is one upload request's share of an object and its checksum.
 type part struct {
 	offset, size int64
 	crc32c       string // base64, as the x-amz-checksum-crc32c header wants
-	md5          string // base64 Content-MD5, when asked for
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -72,7 +72,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // part size are one part, uploaded in one request: packs end a little
 // past 16 MiB, and as a multipart upload such a pack would cost four
 // requests (create, two parts, complete) instead of one.
-func (b *Backend) checksumParts(rd io.Reader, size int64, withMD5 bool) ([]part, error) {
+func (b *Backend) checksumParts(rd io.Reader, size int64) ([]part, error) {
 	partSize := b.partSize
 	if size <= min(2*b.partSize, maxPartSize) {
 		partSize = max(size, 1)
@@ -81,13 +81,7 @@ func (b *Backend) checksumParts(rd io.Reader, size int64, withMD5 bool) ([]part,
 	for off := int64(0); off < size || off == 0; off += partSize {
 		p := part{offset: off, size: min(partSize, size-off)}
 		crc := crc32.New(castagnoli)
-		var w io.Writer = crc
-		var sum hash.Hash
-		if withMD5 {
-			sum = md5.New()
-			w = io.MultiWriter(crc, sum)
-		}
-		n, err := io.CopyN(w, rd, p.size)
+		n, err := io.CopyN(crc, rd, p.size)
 		if err == io.EOF {
 			return nil, fmt.Errorf("the data is %d bytes, shorter than the %d announced", off+n, size)
 		}
@@ -95,9 +89,6 @@ func (b *Backend) checksumParts(rd io.Reader, size int64, withMD5 bool) ([]part,
 			return nil, fmt.Errorf("reading the data: %w", err)
 		}
 		p.crc32c = base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
-		if withMD5 {
-			p.md5 = base64.StdEncoding.EncodeToString(sum.Sum(nil))
-		}
 		parts = append(parts, p)
 		if size == 0 {
 			break
@@ -123,7 +114,7 @@ func (b *Backend) putSingle(ctx context.Context, key string, rd io.Reader, p par
 		RetainUntilDate:      until,
 	}
 	opts.SetMatchETagExcept("*")
-	info, err := b.core.PutObject(ctx, b.bucket, key, rd, p.size, p.md5, "", opts)
+	info, err := b.core.PutObject(ctx, b.bucket, key, rd, p.size, "", "", opts)
 	return info.VersionID, err
 }
 
@@ -159,7 +150,6 @@ func (b *Backend) putMultipart(ctx context.Context, key string, rd io.ReadSeeker
 		}
 		up, err := b.core.PutObjectPart(ctx, b.bucket, key, id, i+1, section(rd, start+p.offset, p.size), p.size,
 			minio.PutObjectPartOptions{
-				Md5Base64:            p.md5,
 				CustomHeader:         http.Header{"X-Amz-Checksum-Crc32c": {p.crc32c}},
 				DisableContentSha256: true,
 			})
