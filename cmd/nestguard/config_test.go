@@ -16,13 +16,13 @@ type configEnv struct{ t *testing.T }
 
 func (c *configEnv) run(extraEnv []string, args ...string) result {
 	c.t.Helper()
-	cmd := exec.Command(ngBin, args...)
+	cmd := exec.Command(ngBin, ngArgs(args)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "NESTGUARD_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, extraEnv...)
+	cmd.Env = ngEnv(append(cmd.Env, extraEnv...))
 	return execute(c.t, cmd)
 }
 

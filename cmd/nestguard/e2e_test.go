@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +22,47 @@ import (
 )
 
 var ngBin string
+
+// fipsTest is NESTGUARD_TEST_FIPS=1 (make test-fips): every repository the
+// tests create is made with 'init --fips' and every nestguard they run
+// runs with GODEBUG=fips140=only, so the whole suite shows that a FIPS
+// repository works end to end with nothing but FIPS 140-3 approved
+// primitives. Tests of what only non-FIPS repositories have skip.
+var fipsTest = os.Getenv("NESTGUARD_TEST_FIPS") == "1"
+
+// ngArgs returns args with --fips after the init command in FIPS test mode.
+func ngArgs(args []string) []string {
+	i := slices.Index(args, "init")
+	if !fipsTest || i < 0 || slices.Contains(args, "--fips") {
+		return args
+	}
+	return slices.Concat(args[:i+1], []string{"--fips"}, args[i+1:])
+}
+
+// ngEnv returns env with GODEBUG=fips140=only in FIPS test mode.
+func ngEnv(env []string) []string {
+	if !fipsTest {
+		return env
+	}
+	return append(env, "GODEBUG=fips140=only")
+}
+
+// ngShell is how a shell command line (archive_command, a script) starts
+// nestguard: its path, after GODEBUG=fips140=only in FIPS test mode.
+func ngShell() string {
+	if !fipsTest {
+		return ngBin
+	}
+	return "GODEBUG=fips140=only " + ngBin
+}
+
+// skipUnderFIPS skips a test of what only a non-FIPS repository has.
+func skipUnderFIPS(t *testing.T, why string) {
+	t.Helper()
+	if fipsTest {
+		t.Skip("NESTGUARD_TEST_FIPS: " + why)
+	}
+}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "nestguard-bin-")
@@ -68,8 +110,8 @@ type result struct {
 }
 
 func (e *env) cmd(args ...string) *exec.Cmd {
-	c := exec.Command(ngBin, append([]string{"--repo", e.repo}, args...)...)
-	c.Env = append(append(os.Environ(), "NESTGUARD_PASSWORD="+e.pass), e.extraEnv...)
+	c := exec.Command(ngBin, ngArgs(append([]string{"--repo", e.repo}, args...))...)
+	c.Env = ngEnv(append(append(os.Environ(), "NESTGUARD_PASSWORD="+e.pass), e.extraEnv...))
 	if e.cred != nil {
 		c.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
 	}
@@ -329,6 +371,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 // TestBLAKE3Repository: a repository created with --id-hash blake3 records
 // it, deduplicates across runs and restores what it stored.
 func TestBLAKE3Repository(t *testing.T) {
+	skipUnderFIPS(t, "BLAKE3 is not FIPS 140-3 approved (TestFIPSRepository checks that --fips refuses it)")
 	e := newEnv(t)
 	if r := e.run("init", "--id-hash", "sha1"); r.code != 2 || !strings.Contains(r.stderr, "--id-hash") {
 		t.Errorf("unknown --id-hash: exit %d: %s", r.code, r.stderr)

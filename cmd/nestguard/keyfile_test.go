@@ -139,7 +139,8 @@ func TestProcessNotDumpable(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A process substitution and /dev/stdin, as that user.
-	sh := exec.Command("bash", "-c", `"$0" --repo "$1" init --password-file <(echo "$2") && "$0" --repo "$1" snapshots --password-file /dev/stdin <<< "$2"`, ngBin, e.repo, e.pass)
+	sh := exec.Command("bash", "-c", `"$0" --repo "$1" `+strings.Join(ngArgs([]string{"init"}), " ")+` --password-file <(echo "$2") && "$0" --repo "$1" snapshots --password-file /dev/stdin <<< "$2"`, ngBin, e.repo, e.pass)
+	sh.Env = ngEnv(os.Environ())
 	sh.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
 	if out, err := sh.CombinedOutput(); err != nil {
 		t.Fatalf("password file from <(...) and /dev/stdin: %v\n%s", err, out)

@@ -46,7 +46,7 @@ func (pe *pgEnv) archiveCommand(unlock string) string {
 	if unlock == "key" {
 		flag = "--key-file " + pe.keyFile
 	}
-	return fmt.Sprintf("%s --repo %s %s pg archive-wal %%p", ngBin, pe.repo, flag)
+	return fmt.Sprintf("%s --repo %s %s pg archive-wal %%p", ngShell(), pe.repo, flag)
 }
 
 func (pe *pgEnv) status(t *testing.T) map[string]any {
