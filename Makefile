@@ -6,7 +6,7 @@ PKGS := ./...
 # Packages with a cgo and a pure-Go build: checked and tested both ways.
 PUREGO_PKGS := ./internal/compress/
 
-.PHONY: build demo test lint unit bench fuzz clean
+.PHONY: build demo test lint unit test-fips bench fuzz clean
 
 # With cgo (a C compiler present, the default) libzstd is compiled in and
 # the binary is linked statically; the pure-Go user and DNS lookups keep
@@ -38,7 +38,13 @@ unit:
 		$(GO) run ./internal/testdeps; exit $$status
 	CGO_ENABLED=0 $(GO) test $(PUREGO_PKGS)
 
-test: lint unit
+# The end-to-end suite again with every repository made by 'init --fips'
+# and every nestguard run with GODEBUG=fips140=only (docs/security.md,
+# "FIPS 140-3"); without -race, to bound CI's time.
+test-fips:
+	NESTGUARD_TEST_FIPS=1 $(GO) test -count=1 -timeout 30m ./cmd/nestguard/
+
+test: lint unit test-fips
 
 # Benchmarks of the engine's parts; bench/compare runs the tools side by side.
 bench:
