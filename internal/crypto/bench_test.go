@@ -99,3 +99,60 @@ func BenchmarkUnwrapDefault(b *testing.B) {
 		}
 	}
 }
+
+// The seal suites side by side, as a backup and a restore use them:
+// in place, on 1 MiB chunks and on small objects.
+func BenchmarkSuites(b *testing.B) {
+	data := benchData()
+	for _, suite := range []string{SuiteXAES, SuiteFIPS} {
+		k, err := NewKeyFor(suite)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, n := range []int{256, 1 << 20} {
+			name := suite + "/" + map[int]string{256: "256B", 1 << 20: "1MiB"}[n]
+			b.Run("SealInPlace/"+name, func(b *testing.B) {
+				buf := make([]byte, k.SealPrefix()+n, k.SealPrefix()+n+k.Overhead())
+				b.SetBytes(int64(n))
+				b.ReportAllocs()
+				for b.Loop() {
+					copy(buf[k.SealPrefix():], data[:n])
+					k.SealInPlace(buf[:k.SealPrefix()+n], nil)
+				}
+			})
+			b.Run("OpenInPlace/"+name, func(b *testing.B) {
+				sealed := k.Seal(nil, data[:n], nil)
+				buf := make([]byte, len(sealed))
+				b.SetBytes(int64(n))
+				b.ReportAllocs()
+				for b.Loop() {
+					copy(buf, sealed)
+					if _, err := k.OpenInPlace(buf, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+func BenchmarkUnwrapPBKDF2Default(b *testing.B) {
+	k, err := NewKeyFor(SuiteFIPS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := DefaultPBKDF2Params()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := WrapKey(k, []byte("a passphrase of some length"), p, SlotInfo{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := UnwrapKey(s, []byte("a passphrase of some length")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
