@@ -121,7 +121,7 @@ func BenchmarkSuites(b *testing.B) {
 				}
 			})
 			b.Run("OpenInPlace/"+name, func(b *testing.B) {
-				sealed := k.Seal(nil, data[:n], nil)
+				sealed := mustSeal(b, k, nil, data[:n], nil)
 				buf := make([]byte, len(sealed))
 				b.SetBytes(int64(n))
 				b.ReportAllocs()

@@ -19,8 +19,8 @@ const (
 	// infoEncryptionFIPS derives the input key of SuiteFIPS: never the
 	// same key as XAES's.
 	infoEncryptionFIPS = "nestguard encryption aes-256-gcm-hkdf-sha-256 v1"
-	infoBlobID     = "nestguard blob id v1"
-	infoChunker    = "nestguard chunker v1"
+	infoBlobID         = "nestguard blob id v1"
+	infoChunker        = "nestguard chunker v1"
 )
 
 // ErrClosed is returned by Seal, Open and their in-place forms, and by

@@ -323,3 +323,16 @@ func testUnderFIPS140Only(t *testing.T) {
 	}
 	t.Log("fips140=only checks done")
 }
+
+// Closing a FIPS key zeroes its encryption input key too.
+func TestFIPSClose(t *testing.T) {
+	k := newFIPSKey(t)
+	h := k.enc.(*hkdfGCM)
+	k.Close()
+	if h.key != [keySize]byte{} {
+		t.Error("SuiteFIPS input key not zeroed after Close")
+	}
+	if _, err := k.Seal(nil, []byte("x"), nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Seal after Close: %v", err)
+	}
+}
