@@ -270,7 +270,7 @@ environment.`,
 	f.BoolVar(&o.Overwrite, "overwrite", false, "restore into non-empty directories, replacing files")
 	f.StringArrayVar(&tsMap, "tablespace-map", nil, "restore tablespace OID into DIR instead of its original location: OID=DIR (repeatable)")
 	f.StringVar(&o.RestoreCommand, "restore-command", "", "restore_command to write instead of the one nestguard builds")
-	f.IntVar(&o.Workers, "workers", 8, "packs read and written at once")
+	f.IntVar(&o.Workers, "workers", restorer.DefaultWorkers, "packs read and written at once")
 	flagAliases(cmd, map[string]string{"target-dir": "target", "from": "snapshot"})
 	return cmd
 }

@@ -106,6 +106,6 @@ reported, since a restore never removes a directory's contents.`,
 	f.StringVarP(&o.Target, "target", "t", "", "directory to restore into")
 	f.StringArrayVarP(&o.Include, "include", "i", nil, "restore only this path of the snapshot and what is below it (repeatable)")
 	f.BoolVar(&o.Overwrite, "overwrite", false, "restore into a non-empty target, replacing files of the same name")
-	f.IntVar(&o.Workers, "workers", 8, "packs read and written at once")
+	f.IntVar(&o.Workers, "workers", restorer.DefaultWorkers, "packs read and written at once")
 	return cmd
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/nestguard/nestguard/internal/chunker"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
 	"github.com/nestguard/nestguard/internal/tree"
 )
@@ -59,7 +60,9 @@ type Options struct {
 	// OnChunk, if set, sees every chunk read from a file in order (used to
 	// verify PostgreSQL page checksums while reading).
 	OnChunk func(path string, offset int64, data []byte)
-	// Workers hash, compress and seal chunks; Readers read files.
+	// Workers hash, compress and seal chunks (default
+	// repository.Workers(): one per CPU, at least 2); Readers read files
+	// (default DefaultReaders).
 	Workers, Readers int
 	Log              *slog.Logger
 }
@@ -98,13 +101,17 @@ type Archiver struct {
 	zeroIDs map[int]id.ID // by size; see zeroChunk
 }
 
+// DefaultReaders is how many files an archiver reads at once: enough to
+// keep a disk's queue busy and hide the latency of opening small files.
+const DefaultReaders = 4
+
 // New returns an archiver that writes to repo.
 func New(repo Repo, opt Options) *Archiver {
 	if opt.Workers <= 0 {
-		opt.Workers = 2
+		opt.Workers = repository.Workers()
 	}
 	if opt.Readers <= 0 {
-		opt.Readers = 4
+		opt.Readers = DefaultReaders
 	}
 	if opt.Chunker == (chunker.Params{}) {
 		opt.Chunker = chunker.DefaultParams()

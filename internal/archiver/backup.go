@@ -64,9 +64,6 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 	opt.Seed = repo.Key().ChunkerSeed()
 	c := repo.Config().Chunker
 	opt.Chunker.Min, opt.Chunker.Avg, opt.Chunker.Max = c.Min, c.Avg, c.Max
-	if opt.Workers == 0 {
-		opt.Workers = repository.Workers()
-	}
 	a := New(repo, opt)
 	if o.Start != nil {
 		o.Start(a)

@@ -42,8 +42,12 @@ type Options struct {
 	ReadData bool
 	// Percent of packs to read back (0 < p <= 100); 100 reads all.
 	Percent float64
+	// Workers bounds the packs read back at once (default DefaultWorkers).
 	Workers int
 }
+
+// DefaultWorkers is how many packs verify reads back at once.
+const DefaultWorkers = 4
 
 // Problem is one finding.
 type Problem struct {
@@ -113,7 +117,7 @@ type Checker struct {
 // New returns a checker for repo, which must be open with its index loaded.
 func New(repo *repository.Repository, opt Options) *Checker {
 	if opt.Workers <= 0 {
-		opt.Workers = 4
+		opt.Workers = DefaultWorkers
 	}
 	if opt.Percent <= 0 || opt.Percent > 100 {
 		opt.Percent = 100

@@ -28,14 +28,26 @@ import (
 
 // Options tune a copy.
 type Options struct {
-	// Workers bounds the source packs read at once (default 4). Memory
-	// stays near Workers blobs plus the destination's pack buffers.
+	// Workers bounds the source packs read at once (default
+	// DefaultWorkers). Memory stays near Workers blobs plus the
+	// destination's pack buffers.
 	Workers int
-	Log     *slog.Logger
+	// WALWorkers bounds the WAL objects copied at once (default
+	// DefaultWALWorkers).
+	WALWorkers int
+	Log        *slog.Logger
 	// Commit configures the commit step that saves each copy in the
 	// destination (its retention there, and the hook).
 	Commit commit.Options
 }
+
+// Defaults of Options.
+const (
+	DefaultWorkers = 4
+	// DefaultWALWorkers bounds WAL objects in flight: a segment is 16 MiB
+	// by default, read whole and stored whole.
+	DefaultWALWorkers = 4
+)
 
 // Progress counts what a Copier did so far; safe to read while it runs.
 // What the destination stored is in its repository's Stats.
@@ -67,7 +79,10 @@ func New(src, dst *repository.Repository, o Options) (*Copier, error) {
 		return nil, fmt.Errorf("source %s and destination %s are the same repository (id %s)", src.Location(), dst.Location(), src.Config().ID[:8])
 	}
 	if o.Workers <= 0 {
-		o.Workers = 4
+		o.Workers = DefaultWorkers
+	}
+	if o.WALWorkers <= 0 {
+		o.WALWorkers = DefaultWALWorkers
 	}
 	log := o.Log
 	if log == nil {

@@ -12,9 +12,6 @@ import (
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
-// walWorkers bounds WAL objects in flight (a segment is 16 MiB by default).
-const walWorkers = 4
-
 // copyWAL copies every WAL object of the source the destination lacks,
 // oldest name first, re-encrypted under the destination's key and stored
 // under the same name. Copying all of it (not only what the selected base
@@ -41,7 +38,7 @@ func (c *Copier) copyWAL(ctx context.Context) error {
 	}
 	slices.Sort(missing)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(walWorkers)
+	g.SetLimit(c.o.WALWorkers)
 	for _, name := range missing {
 		g.Go(func() error {
 			plain, err := c.src.LoadNamed(gctx, backend.WALFile, name)

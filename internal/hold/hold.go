@@ -32,7 +32,14 @@ type Options struct {
 	// RecordOnly accepts storage without Object Lock: the hold is recorded
 	// and Add succeeds, though nothing is enforced.
 	RecordOnly bool
+	// Workers bounds the legal hold requests in flight (default
+	// DefaultWorkers).
+	Workers int
 }
+
+// DefaultWorkers is how many legal hold requests are in flight at once:
+// each is a small round trip, so many in flight hide latency.
+const DefaultWorkers = 16
 
 func (o *Options) fill() {
 	if o.User == "" {
@@ -45,6 +52,9 @@ func (o *Options) fill() {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
 	}
 }
 
@@ -115,7 +125,7 @@ func Add(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot
 	// The record itself is held first: without it 'hold list' would
 	// forget the hold once the record's retention ends, and 'hold release'
 	// could not find it, while the snapshot's objects stayed held.
-	if _, err := setHolds(ctx, l, recordHandles(currentAdds(records, sn.ID, caseID)), true); err != nil {
+	if _, err := setHolds(ctx, l, recordHandles(currentAdds(records, sn.ID, caseID)), true, o.Workers); err != nil {
 		return res, fmt.Errorf("hold recorded, but placing a legal hold on its record failed (run 'nestguard hold add' again to finish): %w", err)
 	}
 	set, err := retention.Objects(ctx, repo, sn)
@@ -124,7 +134,7 @@ func Add(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot
 	}
 	hs := set.Handles()
 	res.Objects = len(hs)
-	n, err := setHolds(ctx, l, hs, true)
+	n, err := setHolds(ctx, l, hs, true, o.Workers)
 	res.Changed = n
 	if err != nil {
 		return res, fmt.Errorf("hold recorded, but placing legal holds failed after %d of %d objects (run 'nestguard hold add' again to finish): %w", n, len(hs), err)
@@ -163,7 +173,7 @@ func recordHandles(rs []*Record) []backend.Handle {
 // and retains them, and the release record, for the repository's minimum
 // retention from now: the history of a hold outlives its release by at
 // least as long as any object nestguard writes.
-func keepHistory(ctx context.Context, repo *repository.Repository, l backend.Locker, adds []*Record, release *Record, now time.Time) error {
+func keepHistory(ctx context.Context, repo *repository.Repository, l backend.Locker, adds []*Record, release *Record, now time.Time, workers int) error {
 	hs := recordHandles(adds)
 	if repo.Config().ObjectLock != nil {
 		keep := hs
@@ -174,7 +184,7 @@ func keepHistory(ctx context.Context, repo *repository.Repository, l backend.Loc
 			return err
 		}
 	}
-	_, err := setHolds(ctx, l, hs, false)
+	_, err := setHolds(ctx, l, hs, false, workers)
 	return err
 }
 
@@ -239,14 +249,14 @@ func Release(ctx context.Context, repo *repository.Repository, sn *snapshot.Snap
 		clear = append(clear, h)
 	}
 	res.Objects = len(clear) + res.Kept
-	n, err := setHolds(ctx, l, clear, false)
+	n, err := setHolds(ctx, l, clear, false, o.Workers)
 	res.Changed = n
 	if err != nil {
 		return res, fmt.Errorf("release recorded, but clearing legal holds failed after %d of %d objects (run 'nestguard hold release' again to finish): %w", n, len(clear), err)
 	}
 	// The records last: until the snapshot's legal holds are cleared, the
 	// hold's add record must stay listable.
-	if err := keepHistory(ctx, repo, l, adds, release, o.Now()); err != nil {
+	if err := keepHistory(ctx, repo, l, adds, release, o.Now(), o.Workers); err != nil {
 		return res, fmt.Errorf("release recorded and legal holds cleared, but protecting the hold's records failed (run 'nestguard hold release' again to finish): %w", err)
 	}
 	return res, nil
@@ -296,13 +306,10 @@ func stillHeld(ctx context.Context, repo *repository.Repository, c *retention.Co
 	return keep, nil
 }
 
-// holdWorkers bounds concurrent legal hold requests.
-const holdWorkers = 16
-
-func setHolds(ctx context.Context, l backend.Locker, hs []backend.Handle, on bool) (int, error) {
+func setHolds(ctx context.Context, l backend.Locker, hs []backend.Handle, on bool, workers int) (int, error) {
 	var n atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(holdWorkers)
+	g.SetLimit(workers)
 	for _, h := range hs {
 		g.Go(func() error {
 			if err := l.SetLegalHold(gctx, h, on); err != nil {

@@ -46,8 +46,8 @@ type BackupOptions struct {
 	WALTimeout time.Duration // how long to wait for the backup's WAL to be archived; 0 = 5 minutes
 	Host       string        // recorded in the snapshot; "" = this machine's hostname
 	Program    string
-	Workers    int // hash/compress/seal goroutines; 0 = one per core
-	Readers    int // files read at once; 0 = archiver default
+	Workers    int // hash/compress/seal goroutines; 0 = archiver default (one per core)
+	Readers    int // files read at once; 0 = archiver.DefaultReaders
 	Log        *slog.Logger
 	// OnArchiver is called with each archiver as it starts (the data
 	// directory's, then each tablespace's), for progress.
@@ -72,9 +72,6 @@ func (o *BackupOptions) setDefaults() error {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.Workers <= 0 {
-		o.Workers = repository.Workers()
 	}
 	if o.Host == "" {
 		o.Host, _ = os.Hostname()

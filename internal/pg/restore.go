@@ -36,7 +36,7 @@ type RestoreOptions struct {
 	RestoreCommand string
 	// TablespaceMap relocates tablespaces: OID -> new directory.
 	TablespaceMap map[uint32]string
-	Workers       int
+	Workers       int // packs read and files written at once; 0 = restorer.DefaultWorkers
 
 	// Start starts the server after the restore and waits until recovery
 	// reached the target.

@@ -58,7 +58,7 @@ func (r *Repository) loadIndexObjects(ctx context.Context) error {
 	r.idxMu.Unlock()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(r.metaReads)
 	for _, iid := range ids {
 		g.Go(func() error {
 			plain, err := r.loadSealed(gctx, backend.IndexFile, iid)
@@ -181,7 +181,7 @@ func (r *Repository) unlistedPacks(ctx context.Context) ([]id.ID, error) {
 func (r *Repository) readHeaders(ctx context.Context, pids []id.ID) (found []index.PackBlobs, bad []id.ID, err error) {
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(r.metaReads)
 	for _, pid := range pids {
 		g.Go(func() error {
 			blobs, _, err := r.PackHeader(gctx, pid)

@@ -65,6 +65,9 @@ type Repository struct {
 
 	kdfOverride *crypto.KDFParams
 
+	metaReads         int // Options.MetadataReads
+	retentionRequests int // Options.RetentionRequests
+
 	// Stats counts the blobs this process added.
 	Stats SaveStats
 }
@@ -75,6 +78,12 @@ type Options struct {
 	// UploadConcurrency bounds packs being written at once (default: what
 	// the store asks for, backend.ConcurrencyOf).
 	UploadConcurrency int
+	// MetadataReads bounds the index objects and pack headers read at
+	// once (default DefaultMetadataReads).
+	MetadataReads int
+	// RetentionRequests bounds the Object Lock retention requests in
+	// flight (default DefaultRetentionRequests).
+	RetentionRequests int
 	// KDF overrides the key derivation parameters for new key slots (tests).
 	KDF *crypto.KDFParams
 	// KeySlot names the key slot to try first (from a key file).
@@ -85,6 +94,14 @@ type Options struct {
 	// unlockCost replaces maxUnlockCost when set (tests).
 	unlockCost uint64
 }
+
+// DefaultMetadataReads is how many index objects and pack headers are
+// read at once: small objects, whose reads are mostly waiting.
+const DefaultMetadataReads = 8
+
+// DefaultRetentionRequests is how many retention requests are in flight
+// at once: each is a small round trip, so many in flight hide latency.
+const DefaultRetentionRequests = 16
 
 // InitOptions choose the parameters fixed at creation.
 type InitOptions struct {
@@ -277,6 +294,8 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) (
 		}
 	}
 	r.kdfOverride = o.KDF
+	r.metaReads = cmp.Or(max(o.MetadataReads, 0), DefaultMetadataReads)
+	r.retentionRequests = cmp.Or(max(o.RetentionRequests, 0), DefaultRetentionRequests)
 	r.packer = newPacker(r, uploads)
 	r.applyDefaultRetention()
 	return r, nil

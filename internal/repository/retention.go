@@ -294,10 +294,6 @@ func (r *Repository) followBucketDefault(ctx context.Context) {
 	d.SetDefaultRetention(mode, eff.MinRetention)
 }
 
-// retentionWorkers bounds concurrent retention requests: each is a small
-// round trip, so many in flight hide latency.
-const retentionWorkers = 16
-
 // retentionMargin is how far past the needed date a short retention is
 // extended: a tenth of the minimum retention, at most 30 days. Without it a
 // daily backup would extend every old pack it references by one day, every
@@ -330,7 +326,7 @@ func (r *Repository) ExtendRetention(ctx context.Context, handles []backend.Hand
 	target := until.Add(retentionMargin(o.MinRetention))
 	var n atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(retentionWorkers)
+	g.SetLimit(r.retentionRequests)
 	for _, h := range handles {
 		g.Go(func() error {
 			cur, err := l.Retention(gctx, h)
@@ -368,7 +364,7 @@ func (r *Repository) IndexPacks(ctx context.Context) (map[id.ID][]id.ID, error) 
 	out := make(map[id.ID][]id.ID, len(ids))
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(r.metaReads)
 	for _, iid := range ids {
 		g.Go(func() error {
 			plain, err := r.loadSealed(gctx, backend.IndexFile, iid)

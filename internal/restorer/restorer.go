@@ -47,8 +47,8 @@ type Options struct {
 	Target    string
 	Include   []string // snapshot paths ("/etc/hosts") to restore; empty: all
 	Overwrite bool     // allow a non-empty target, replacing files
-	Workers   int
-	Owners    bool // restore file owners (default: when running as root)
+	Workers   int      // packs read and files written at once (default DefaultWorkers)
+	Owners    bool     // restore file owners (default: when running as root)
 	Log       *slog.Logger
 }
 
@@ -87,10 +87,14 @@ type Restorer struct {
 	root *beneath // the target, for creating entries (see beneath)
 }
 
+// DefaultWorkers is how many packs a restore reads, and files it writes,
+// at once (restore --workers, pg restore --workers).
+const DefaultWorkers = 8
+
 // New returns a restorer.
 func New(repo Repo, opt Options) *Restorer {
 	if opt.Workers <= 0 {
-		opt.Workers = 4
+		opt.Workers = DefaultWorkers
 	}
 	log := opt.Log
 	if log == nil {

@@ -106,6 +106,10 @@ func (u *Unreadable) Error() string {
 // Unwrap returns both ErrUnreadable and the cause.
 func (u *Unreadable) Unwrap() []error { return []error{ErrUnreadable, u.Err} }
 
+// listReads is how many snapshot objects List reads at once: small
+// objects, whose reads are mostly waiting.
+const listReads = 16
+
 // List loads every snapshot, oldest first. Unreadable snapshots are
 // returned as errors (each an *Unreadable) beside the readable ones;
 // callers resolving references pass them on to Find.
@@ -120,7 +124,7 @@ func List(ctx context.Context, s Store) ([]*Snapshot, []error, error) {
 		errs []error
 	)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
+	g.SetLimit(listReads)
 	for _, oid := range ids {
 		g.Go(func() error {
 			sn, err := Load(gctx, s, oid)
