@@ -48,7 +48,8 @@ The source is opened with --from-password-file, NESTGUARD_FROM_PASSWORD
 or --from-key-file; the destination as usual (--password-file,
 NESTGUARD_PASSWORD or --key-file). Snapshots copied before are skipped, so running the
 same copy again transfers nothing, and an interrupted copy resumes where
-it stopped. With --continuous the copy repeats every --interval until
+it stopped. A base backup whose WAL span is incomplete in the source is
+refused, naming the missing segment. With --continuous the copy repeats every --interval until
 interrupted, keeping the destination within that interval of the source.
 
 When the destination has an Object Lock policy, each copy gets its

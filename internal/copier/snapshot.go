@@ -3,9 +3,12 @@ package copier
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/needs"
@@ -62,6 +65,9 @@ func (c *Copier) copySnapshot(ctx context.Context, step *commit.Step, sn *snapsh
 	pl := newPlan()
 	pgControl, err := pgControlBlob(sn)
 	if err != nil {
+		return nil, commit.Counters{}, err
+	}
+	if err := c.checkWAL(ctx, sn); err != nil {
 		return nil, commit.Counters{}, err
 	}
 	if !pgControl.IsNull() {
@@ -141,4 +147,24 @@ func mapPGControl(extra json.RawMessage, nid id.ID) (json.RawMessage, error) {
 	}
 	m[pgControlKey] = v
 	return json.Marshal(m)
+}
+
+// checkWAL refuses to copy a base backup whose WAL span (internal/needs) is
+// not all in the destination: the source's WAL was copied first, so a
+// segment missing there is missing in the source, and the copy could not
+// be restored.
+func (c *Copier) checkWAL(ctx context.Context, sn *snapshot.Snapshot) error {
+	n, err := needs.Of(sn)
+	if err != nil {
+		return err
+	}
+	for _, name := range n.WAL {
+		if _, err := c.dst.Backend().Stat(ctx, backend.Handle{Type: backend.WALFile, Name: name}); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("WAL segment wal/%s of base backup %s is missing in the source: the copy could not be made consistent; run 'nestguard verify' on the source", name, sn.ID.Short())
+			}
+			return fmt.Errorf("destination: %w", err)
+		}
+	}
+	return nil
 }
