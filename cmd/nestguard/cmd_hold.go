@@ -31,7 +31,12 @@ under holds/ (until the hold is released; the records are then retained
 for the repository's minimum retention). Elsewhere (a local directory, a
 bucket without Object Lock) the storage cannot enforce a hold: 'hold add'
 then records nothing and fails, unless --record-only accepts a hold that
-is only recorded and enforced by nothing.`,
+is only recorded and enforced by nothing.
+
+On S3, 'hold add' and 'hold release' need the hold officer role's
+permissions (docs/storage.md, "S3 roles"); the backup hosts' credentials
+(backup writer) are refused, and the error says which permission is
+missing.`,
 	}
 	var caseID, reason string
 	var recordOnly bool

@@ -34,7 +34,8 @@ every object nestguard writes is retained for at least --min-retention
 so 7y is 2557 days), and each backup extends the retention of the older
 objects its snapshot shares to the snapshot's time plus the minimum. In
 compliance mode nobody, not even the bucket owner, can delete or shorten
-it; governance mode can be bypassed by specially privileged users. A
+it; governance mode can be bypassed by specially privileged users (on
+MinIO, by anyone allowed to extend retention: use compliance there). A
 bucket's default retention that is longer (or in compliance mode) wins
 over the flags, and init says so: each object's own retention would
 otherwise replace the bucket's default with a weaker one.
@@ -54,7 +55,11 @@ refused). Such a repository can be used by a nestguard running with
 GODEBUG=fips140=only, which refuses every other repository, and init
 refuses to make one without --fips there. The choice is fixed for the
 repository's life. What the FIPS mode covers and what it does not:
-docs/security.md, "FIPS 140-3".`,
+docs/security.md, "FIPS 140-3".
+
+On S3, init writes the config and the first key slot: it needs the key
+administrator role's permissions (docs/storage.md, "S3 roles"), and
+backups afterwards only the backup writer's.`,
 		Example: `  NESTGUARD_PASSWORD_FILE=/etc/nestguard/pass nestguard init --repo /srv/backup
   nestguard init --repo /srv/backup --id-hash blake3
   GODEBUG=fips140=only nestguard init --repo /srv/backup --fips

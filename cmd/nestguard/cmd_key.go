@@ -20,7 +20,11 @@ func (a *app) keyCommand() *cobra.Command {
 		Long: `Each key slot wraps the repository's master key under one passphrase, so
 several people or systems can hold their own passphrase, and a passphrase is
 rotated by adding a new slot and removing the old one. The last slot cannot
-be removed.`,
+be removed. Removing a slot does not revoke its secret: see
+'nestguard key remove --help'.
+
+On S3, 'key add' and 'key remove' need the key administrator role's
+permissions (docs/storage.md, "S3 roles"); 'key list' only the reader's.`,
 	}
 	var newPassFile, label, genKeyFile string
 	add := &cobra.Command{

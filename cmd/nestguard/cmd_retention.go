@@ -52,7 +52,8 @@ retention could not be fully applied: a copy that is run again skips
 snapshots already copied, so it would not finish the retention. Objects
 already retained long enough are only checked, so running it again, or
 on every snapshot, is harmless. Only for repositories created with
---object-lock.`,
+--object-lock. On S3 it needs the backup writer's or the prune/retention
+operator's permissions (docs/storage.md, "S3 roles").`,
 		Example: `  nestguard retention apply 4f2a9c1e
   nestguard retention apply`,
 		RunE: func(cmd *cobra.Command, args []string) error {

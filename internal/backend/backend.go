@@ -122,7 +122,11 @@ type Locker interface {
 	// (for S3: Object Lock is enabled on the bucket).
 	LockEnabled(ctx context.Context) (bool, error)
 	// SetRetention sets or extends the retention of h. Implementations
-	// never shorten an existing retention: an earlier until is a no-op.
+	// never shorten an existing retention (an earlier until is a no-op)
+	// and never change the mode of an object that has one: mode applies
+	// to an object without retention. (On S3, changing governance to
+	// compliance would need the permission to bypass governance, which
+	// nestguard never asks for.)
 	SetRetention(ctx context.Context, h Handle, mode RetentionMode, until time.Time) error
 	// SetLegalHold places or releases a legal hold on h.
 	SetLegalHold(ctx context.Context, h Handle, on bool) error

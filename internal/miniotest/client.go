@@ -2,6 +2,8 @@ package miniotest
 
 import (
 	"context"
+	"crypto/tls"
+	"net/http"
 	"testing"
 	"time"
 
@@ -15,6 +17,19 @@ import (
 // buckets and for reaching past nestguard to the stored objects directly.
 func (s *Server) Client(t testing.TB) *minio.Client {
 	t.Helper()
+	return s.client(t, credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""))
+}
+
+// RoleClient returns a minio-go client with the credentials of RoleEnv:
+// limited to policy.
+func (s *Server) RoleClient(t testing.TB, policy string) *minio.Client {
+	t.Helper()
+	v := s.roleCreds(t, policy)
+	return s.client(t, credentials.NewStaticV4(v.AccessKeyID, v.SecretAccessKey, v.SessionToken))
+}
+
+func (s *Server) client(t testing.TB, creds *credentials.Credentials) *minio.Client {
+	t.Helper()
 	tr, err := minio.DefaultTransport(true)
 	if err != nil {
 		t.Fatalf("miniotest: %v", err)
@@ -22,7 +37,7 @@ func (s *Server) Client(t testing.TB) *minio.Client {
 	tr.TLSClientConfig.RootCAs = s.pool
 	tr.Proxy = nil
 	c, err := minio.New(s.Endpoint, &minio.Options{
-		Creds:        credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
+		Creds:        creds,
 		Secure:       true,
 		Transport:    compat.Transport(tr), // versitygw's retention answers
 		Region:       Region,
@@ -60,4 +75,36 @@ func (s *Server) Env() []string {
 		"NESTGUARD_S3_PATH_STYLE=true",
 		"NESTGUARD_CA_CERT=" + s.CACert,
 	}
+}
+
+// RoleEnv returns Env with temporary credentials limited to policy (an IAM
+// policy document), for running nestguard as a user with exactly those
+// permissions. They come from STS AssumeRole with policy as the session
+// policy: MinIO restricts such credentials to the session policy even
+// though the root user asked for them.
+func (s *Server) RoleEnv(t testing.TB, policy string) []string {
+	t.Helper()
+	v := s.roleCreds(t, policy)
+	return append(s.Env(),
+		"AWS_ACCESS_KEY_ID="+v.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY="+v.SecretAccessKey,
+		"AWS_SESSION_TOKEN="+v.SessionToken,
+	)
+}
+
+func (s *Server) roleCreds(t testing.TB, policy string) credentials.Value {
+	t.Helper()
+	creds := &credentials.STSAssumeRole{
+		Client:      &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.pool, MinVersion: tls.VersionTLS13}}},
+		STSEndpoint: "https://" + s.Endpoint,
+		Options: credentials.STSAssumeRoleOptions{
+			AccessKey: s.AccessKey, SecretKey: s.SecretKey, Policy: policy,
+			Location: Region, DurationSeconds: 3600,
+		},
+	}
+	v, err := credentials.New(creds).GetWithContext(nil)
+	if err != nil {
+		t.Fatalf("miniotest: assuming a role with a session policy: %v", err)
+	}
+	return v
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"sync"
@@ -447,7 +448,8 @@ func fmtUntil(t time.Time) string {
 // uploads) older than backend.StaleTempAge, and logs what it removed as a
 // warning: it means an earlier command was killed. Every command that
 // writes calls it first. A failure is logged, not returned: the command's
-// own work does not depend on it.
+// own work does not depend on it; a refusal of permission only at debug
+// level.
 func (r *Repository) CleanStaleTemp(ctx context.Context) {
 	c, ok := backend.As[backend.TempCleaner](r.be)
 	if !ok {
@@ -458,7 +460,14 @@ func (r *Repository) CleanStaleTemp(ctx context.Context) {
 		r.log.Warn("removed temporary data left by an interrupted command", "count", n,
 			"older_than", backend.StaleTempAge.String(), "location", r.be.Location())
 	}
-	if err != nil && ctx.Err() == nil {
+	switch {
+	case err == nil || ctx.Err() != nil:
+	case errors.Is(err, fs.ErrPermission):
+		// Only the backup writer's role may list and abort multipart
+		// uploads (docs/storage.md, "S3 roles"); the other roles have
+		// nothing to clean up and need not be allowed to.
+		r.log.Debug("not allowed to look for stale temporary data; skipped", "location", r.be.Location(), "err", err)
+	default:
 		r.log.Warn("cannot remove stale temporary data", "location", r.be.Location(), "err", err)
 	}
 }

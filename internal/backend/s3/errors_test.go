@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -214,5 +215,48 @@ func TestVersionedLister(t *testing.T) {
 	var empty versionedLister
 	if _, ok := empty.flush(); ok {
 		t.Error("an empty listing reports a version")
+	}
+}
+
+// A refusal names the operation, the permission, the key and the role
+// whose documented policy grants it, and still wraps fs.ErrPermission.
+func TestDeniedNamesRole(t *testing.T) {
+	be := &Backend{location: "s3://b/p"}
+	refusal := minio.ErrorResponse{StatusCode: http.StatusForbidden, Code: "AccessDenied", Message: "Access Denied."}
+	for _, c := range []struct {
+		action string
+		typ    backend.FileType
+		role   string
+	}{
+		{"s3:PutObjectLegalHold", backend.PackFile, RoleHoldOfficer},
+		{"s3:PutObject", backend.HoldFile, RoleHoldOfficer},
+		{"s3:PutObject", backend.KeyFile, RoleKeyAdmin},
+		{"s3:PutObject", backend.PackFile, RoleWriter},
+		{"s3:DeleteObjectVersion", backend.KeyFile, RoleKeyAdmin},
+		{"s3:DeleteObjectVersion", backend.SnapshotFile, RoleOperator},
+		{"s3:PutObjectRetention", backend.IndexFile, RoleWriter},
+		{"s3:GetObjectVersion", backend.PackFile, RoleReader},
+	} {
+		h := backend.Handle{Type: c.typ, Name: "ab12"}
+		key, _ := be.key(h)
+		err := be.denied(refusal, c.action, h, key, "doing %s", h)
+		msg := err.Error()
+		for _, want := range []string{"doing " + h.String(), c.action, key, "which the " + c.role + " role", "s3://b/p"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s on %s: %q does not say %q", c.action, c.typ, msg, want)
+			}
+		}
+		if !errors.Is(err, fs.ErrPermission) {
+			t.Errorf("%s on %s: does not wrap fs.ErrPermission", c.action, c.typ)
+		}
+		var op *opError
+		if !errors.As(err, &op) || op.Transient() {
+			t.Errorf("%s on %s: not a permanent opError: %#v", c.action, c.typ, err)
+		}
+	}
+	// Anything but a refusal is wrap's.
+	notFound := minio.ErrorResponse{StatusCode: http.StatusNotFound, Code: "NoSuchKey"}
+	if err := be.denied(notFound, "s3:GetObject", backend.Handle{Type: backend.PackFile, Name: "ab"}, "p/data/ab/ab", "loading"); !errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "role") {
+		t.Errorf("not found: %v", err)
 	}
 }

@@ -44,7 +44,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int
 		if errors.As(err, &resp) && resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
 			return b.outOfRange(ctx, h, offset, length)
 		}
-		return nil, b.wrap(err, "loading %s", h)
+		return nil, b.denied(err, b.readAction(), h, key, "loading %s", h)
 	}
 	return &bodyReader{b: b, h: h, body: body, offset: offset, left: length, exact: length > 0}, nil
 }

@@ -152,18 +152,24 @@ func TestObjectLock(t *testing.T) {
 			if r, _ := be.Retention(ctx, h); r.Mode != backend.Governance || !r.Until.Equal(later) {
 				t.Errorf("after asking for a shorter retention: %+v, want GOVERNANCE until %v", r, later)
 			}
-			// Extending works, and governance may become compliance...
+			// Extending works and keeps the mode: governance is not turned
+			// into compliance (that would need the governance bypass)...
 			if err := be.SetRetention(ctx, h, backend.Compliance, later.Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
-			if r, _ := be.Retention(ctx, h); r.Mode != backend.Compliance || !r.Until.Equal(later.Add(time.Hour)) {
-				t.Errorf("after extending: %+v", r)
+			if r, _ := be.Retention(ctx, h); r.Mode != backend.Governance || !r.Until.Equal(later.Add(time.Hour)) {
+				t.Errorf("after extending with compliance: %+v, want GOVERNANCE until %v", r, later.Add(time.Hour))
 			}
-			// ...but compliance never becomes governance.
-			if err := be.SetRetention(ctx, h, backend.Governance, later.Add(2*time.Hour)); err != nil {
+			// ...and compliance never becomes governance.
+			hc := backend.Handle{Type: backend.SnapshotFile, Name: "5b"}
+			mustSave(t, be, hc, []byte("snapshot"))
+			if err := be.SetRetention(ctx, hc, backend.Compliance, later); err != nil {
 				t.Fatal(err)
 			}
-			if r, _ := be.Retention(ctx, h); r.Mode != backend.Compliance || !r.Until.Equal(later.Add(2*time.Hour)) {
+			if err := be.SetRetention(ctx, hc, backend.Governance, later.Add(2*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if r, _ := be.Retention(ctx, hc); r.Mode != backend.Compliance || !r.Until.Equal(later.Add(2*time.Hour)) {
 				t.Errorf("extending with governance on a compliance object: %+v, want COMPLIANCE kept", r)
 			}
 			if err := be.SetRetention(ctx, h, "FOREVER", later); err == nil {

@@ -37,9 +37,19 @@ func (b *Backend) LockEnabled(ctx context.Context) (bool, error) {
 }
 
 // SetRetention implements backend.Locker. It never shortens a retention
-// nor weakens compliance to governance: an until no later than the
-// current one leaves the object as it is. Making a governance retention
-// compliance needs s3:BypassGovernanceRetention.
+// nor changes an object's mode: an until no later than the current one
+// leaves the object as it is, and an object that already has a retention
+// keeps its mode (mode applies to objects without one). It needs only
+// s3:GetObjectRetention and s3:PutObjectRetention, never
+// s3:BypassGovernanceRetention.
+//
+// A governance retention is deliberately not upgraded to compliance: S3
+// counts that as changing a governance retention, which needs the bypass
+// permission, and whoever holds that permission can also shorten or remove
+// governance retention. No nestguard command needs the upgrade: every
+// object is uploaded with the repository's mode (or the bucket default's,
+// when stricter), and a governance object is only ever extended, which
+// keeps it protected from everyone without the bypass permission.
 func (b *Backend) SetRetention(ctx context.Context, h backend.Handle, mode backend.RetentionMode, until time.Time) error {
 	if mode != backend.Compliance && mode != backend.Governance {
 		return fmt.Errorf("setting the retention of %s: unknown mode %q (want %s or %s)", h, mode, backend.Compliance, backend.Governance)
@@ -50,29 +60,25 @@ func (b *Backend) SetRetention(ctx context.Context, h backend.Handle, mode backe
 	}
 	until = ceilSecond(until)
 	err = b.withVersion(ctx, key, func(version string) error {
-		cur, err := b.retention(ctx, key, version)
+		cur, err := b.objectRetention(ctx, key, version)
 		if err != nil {
 			return err
 		}
-		if cur.Mode != "" && !until.After(cur.Until) {
-			return nil
-		}
-		if cur.Mode == backend.Compliance {
-			mode = backend.Compliance
+		if cur.Mode != "" {
+			if !until.After(cur.Until) {
+				return nil
+			}
+			mode = cur.Mode
 		}
 		m := minio.RetentionMode(mode)
 		return withContentMD5(func() error {
 			return b.client.PutObjectRetention(ctx, b.bucket, key, minio.PutObjectRetentionOptions{
 				Mode: &m, RetainUntilDate: &until, VersionID: version,
-				// S3 counts turning governance into compliance as changing a
-				// governance retention, which needs the bypass permission,
-				// although it only makes the retention stricter.
-				GovernanceBypass: cur.Mode == backend.Governance && mode == backend.Compliance,
 			})
 		})
 	})
 	if err != nil {
-		return b.wrap(err, "setting the retention of %s to %s until %s", h, mode, until.Format(time.RFC3339))
+		return b.denied(err, "s3:PutObjectRetention", h, key, "setting the retention of %s to %s until %s", h, mode, until.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -93,7 +99,7 @@ func (b *Backend) SetLegalHold(ctx context.Context, h backend.Handle, on bool) e
 		})
 	})
 	if err != nil {
-		return b.wrap(err, "setting the legal hold of %s to %s", h, status)
+		return b.denied(err, "s3:PutObjectLegalHold", h, key, "setting the legal hold of %s to %s", h, status)
 	}
 	return nil
 }
@@ -110,7 +116,7 @@ func (b *Backend) Retention(ctx context.Context, h backend.Handle) (backend.Rete
 		return err
 	})
 	if err != nil {
-		return backend.Retention{}, b.wrap(err, "reading the retention of %s", h)
+		return backend.Retention{}, b.denied(err, "s3:GetObjectRetention and s3:GetObjectLegalHold", h, key, "reading the retention of %s", h)
 	}
 	return r, nil
 }
@@ -118,6 +124,24 @@ func (b *Backend) Retention(ctx context.Context, h backend.Handle) (backend.Rete
 // retention reads the retention and legal hold of one version of key
 // (the current one if version is empty). Errors are minio-go's.
 func (b *Backend) retention(ctx context.Context, key, version string) (backend.Retention, error) {
+	r, err := b.objectRetention(ctx, key, version)
+	if err != nil {
+		return r, err
+	}
+	hold, err := b.client.GetObjectLegalHold(ctx, b.bucket, key, minio.GetObjectLegalHoldOptions{VersionID: version})
+	switch {
+	case noLockConfig(err):
+	case err != nil:
+		return r, err
+	default:
+		r.LegalHold = hold != nil && *hold == minio.LegalHoldEnabled
+	}
+	return r, nil
+}
+
+// objectRetention reads the retention mode and date of one version of key,
+// not its legal hold. Errors are minio-go's.
+func (b *Backend) objectRetention(ctx context.Context, key, version string) (backend.Retention, error) {
 	var r backend.Retention
 	mode, until, err := b.client.GetObjectRetention(ctx, b.bucket, key, version)
 	switch {
@@ -128,14 +152,6 @@ func (b *Backend) retention(ctx context.Context, key, version string) (backend.R
 		if mode != nil && until != nil {
 			r.Mode, r.Until = backend.RetentionMode(*mode), *until
 		}
-	}
-	hold, err := b.client.GetObjectLegalHold(ctx, b.bucket, key, minio.GetObjectLegalHoldOptions{VersionID: version})
-	switch {
-	case noLockConfig(err):
-	case err != nil:
-		return r, err
-	default:
-		r.LegalHold = hold != nil && *hold == minio.LegalHoldEnabled
 	}
 	return r, nil
 }

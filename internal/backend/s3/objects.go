@@ -26,7 +26,7 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 		return err
 	})
 	if err != nil {
-		return backend.FileInfo{}, b.wrap(err, "stat %s", h)
+		return backend.FileInfo{}, b.denied(err, b.readAction(), h, key, "stat %s", h)
 	}
 	return backend.FileInfo{Name: path.Base(key), Size: info.Size, ModTime: info.LastModified}, nil
 }
@@ -50,7 +50,7 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 	opts := minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: b.versioned}
 	for obj := range b.client.ListObjects(ctx, b.bucket, opts) {
 		if obj.Err != nil {
-			return b.wrap(obj.Err, "listing %s", t)
+			return b.denied(obj.Err, b.listAction(), backend.Handle{Type: t}, prefix, "listing %s", t)
 		}
 		if !b.versioned {
 			if err := report(obj); err != nil {
@@ -129,7 +129,7 @@ func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 		if errors.As(err, &op) || errors.Is(err, fs.ErrPermission) {
 			return err
 		}
-		return b.wrap(err, "removing %s", h)
+		return b.denied(err, b.deleteAction(), h, key, "removing %s", h)
 	}
 	return nil
 }

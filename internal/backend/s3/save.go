@@ -53,7 +53,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 		version, err = b.putMultipart(ctx, key, rd, start, parts, mode, until)
 	}
 	if err != nil {
-		return b.wrap(err, "saving %s", h)
+		return b.denied(err, "s3:PutObject", h, key, "saving %s", h)
 	}
 	b.remember(key, version)
 	return nil

@@ -94,7 +94,7 @@ func (b *Backend) exists(ctx context.Context, h backend.Handle) error {
 func (b *Backend) LockEnabled(context.Context) (bool, error) { return b.enabled, nil }
 
 // SetRetention implements backend.Locker: it never shortens a retention
-// and never turns compliance into governance.
+// and keeps the mode of an object that has one, as the S3 backend does.
 func (b *Backend) SetRetention(ctx context.Context, h backend.Handle, mode backend.RetentionMode, until time.Time) error {
 	if !b.enabled {
 		return fmt.Errorf("setting retention of %s: bucket has no object lock", h)
@@ -110,6 +110,9 @@ func (b *Backend) SetRetention(ctx context.Context, h backend.Handle, mode backe
 	}
 	if r.Mode != "" && !until.After(r.Until) {
 		return nil
+	}
+	if r.Mode != "" {
+		mode = r.Mode
 	}
 	r.Mode, r.Until = mode, until
 	b.state[key(h)] = r
