@@ -3,6 +3,7 @@ package repository
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -135,22 +136,80 @@ func (r *Repository) Flush(ctx context.Context) error {
 
 // LoadBlob reads, authenticates, decompresses and verifies blob bid and
 // returns its plaintext, decompressed into dst's memory when dst has room.
+// A blob stored in several packs is read from the next one when a copy is
+// missing or damaged, with a warning naming the pack (see fromOtherCopy);
+// it fails only when no copy reads.
 func (r *Repository) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byte, error) {
 	e, ok := r.idx.Lookup(bid)
 	if !ok {
 		return nil, fmt.Errorf("blob %s: %w", bid.Short(), ErrBlobNotFound)
 	}
+	plain, err := r.loadBlobAt(ctx, e, &dst)
+	if err != nil && ctx.Err() == nil {
+		return r.fromOtherCopy(ctx, e, err, &dst)
+	}
+	return plain, err
+}
+
+// loadBlobAt reads the blob at location e alone (one ranged read), with
+// OpenBlob's checks.
+func (r *Repository) loadBlobAt(ctx context.Context, e index.Entry, dst *[]byte) ([]byte, error) {
 	h := backend.Handle{Type: backend.PackFile, Name: e.Pack.String()}
 	rd, err := r.be.Load(ctx, h, int64(e.Offset), int64(e.Length))
 	if err != nil {
-		return nil, fmt.Errorf("blob %s in pack %s: %w", bid.Short(), e.Pack.Short(), err)
+		return nil, fmt.Errorf("blob %s in pack %s: %w", e.ID.Short(), e.Pack.Short(), err)
 	}
 	defer rd.Close()
 	sealed := make([]byte, e.Length)
 	if _, err := io.ReadFull(rd, sealed); err != nil {
-		return nil, fmt.Errorf("blob %s in pack %s: reading: %w", bid.Short(), e.Pack.Short(), err)
+		return nil, fmt.Errorf("blob %s in pack %s: reading: %w", e.ID.Short(), e.Pack.Short(), err)
 	}
-	return r.OpenBlob(e, sealed, &dst)
+	return r.OpenBlob(e, sealed, dst)
+}
+
+// fromOtherCopy reads blob bad.ID from the packs other than bad.Pack that
+// hold it (two backups at once may both have stored it), after reading
+// the copy at bad failed with cause. The first pack a copy fails in is
+// named in a warning, once per pack: the blob is not lost, but the pack is
+// damaged or missing and verify --read-data reports it. When no copy
+// reads, the error names every pack tried (only cause when bad is the
+// blob's one location).
+func (r *Repository) fromOtherCopy(ctx context.Context, bad index.Entry, cause error, dst *[]byte) ([]byte, error) {
+	errs := []error{cause}
+	var failed []index.Entry
+	for _, e := range r.idx.Locations(bad.ID) {
+		if e.Pack == bad.Pack {
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil, cause
+		}
+		plain, err := r.loadBlobAt(ctx, e, dst)
+		if err != nil {
+			errs = append(errs, err)
+			failed = append(failed, e)
+			continue
+		}
+		r.warnBadCopy(bad, cause, e)
+		for i, f := range failed {
+			r.warnBadCopy(f, errs[i+1], e)
+		}
+		return plain, nil
+	}
+	if len(errs) == 1 {
+		return nil, cause
+	}
+	return nil, errors.Join(errs...)
+}
+
+// warnBadCopy warns, once per pack, that blob bad.ID could not be read
+// from bad.Pack (err) and was read from good.Pack instead.
+func (r *Repository) warnBadCopy(bad index.Entry, err error, good index.Entry) {
+	if _, seen := r.badCopies.LoadOrStore(bad.Pack, struct{}{}); seen {
+		return
+	}
+	r.log.Warn("pack damaged or missing: blobs read from another pack holding them; run 'nestguard verify --read-data'",
+		"pack", bad.Pack.String(), "blob", bad.ID.Short(), "read_from", good.Pack.String(), "err", err)
 }
 
 // OpenBlob decrypts a sealed blob described by e and checks that its
@@ -191,7 +250,9 @@ func (r *Repository) OpenBlob(e index.Entry, sealed []byte, dec *[]byte) ([]byte
 
 // LoadPackBlobs reads the given blobs of one pack with a single ranged read
 // and calls fn for each, in pack order, with its plaintext or an error.
-// Blobs not yet damaged are delivered even when others are. plain is only
+// Blobs not yet damaged are delivered even when others are, and a blob
+// that does not read from pid is read from another pack holding it, if
+// any, as LoadBlob does. plain is only
 // valid until fn returns: its memory holds the next blob.
 func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index.Entry, fn func(e index.Entry, plain []byte, err error) error) error {
 	if len(blobs) == 0 {
@@ -201,12 +262,21 @@ func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index
 	start := int64(blobs[0].Offset)
 	last := blobs[len(blobs)-1]
 	end := int64(last.Offset) + int64(last.Length)
+	// A blob that does not read from this pack is read from another one
+	// holding it, if any (see fromOtherCopy).
+	var other []byte
+	deliver := func(e index.Entry, plain []byte, err error) error {
+		if err != nil && ctx.Err() == nil {
+			plain, err = r.fromOtherCopy(ctx, e, err, &other)
+		}
+		return fn(e, plain, err)
+	}
 	h := backend.Handle{Type: backend.PackFile, Name: pid.String()}
 	rd, err := r.be.Load(ctx, h, start, end-start)
 	if err != nil {
 		err = fmt.Errorf("pack %s: %w", pid.Short(), err)
 		for _, e := range blobs {
-			if ferr := fn(e, nil, err); ferr != nil {
+			if ferr := deliver(e, nil, err); ferr != nil {
 				return ferr
 			}
 		}
@@ -235,13 +305,13 @@ func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index
 			pos += int64(e.Length)
 		}
 		if readErr != nil {
-			if ferr := fn(e, nil, fmt.Errorf("pack %s: reading blob %s: %w", pid.Short(), e.ID.Short(), readErr)); ferr != nil {
+			if ferr := deliver(e, nil, fmt.Errorf("pack %s: reading blob %s: %w", pid.Short(), e.ID.Short(), readErr)); ferr != nil {
 				return ferr
 			}
 			continue
 		}
 		plain, err := r.OpenBlob(e, sealed, &dec)
-		if ferr := fn(e, plain, err); ferr != nil {
+		if ferr := deliver(e, plain, err); ferr != nil {
 			return ferr
 		}
 	}

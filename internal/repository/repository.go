@@ -63,6 +63,10 @@ type Repository struct {
 	headerPacks  map[id.ID]index.PackBlobs // indexed from pack headers only, see HeaderPacks
 	pendingIndex []index.PackBlobs
 
+	// badCopies are the packs a blob could not be read from while another
+	// pack's copy served, each warned about once (see fromOtherCopy).
+	badCopies sync.Map // id.ID -> struct{}
+
 	kdfOverride *crypto.KDFParams
 
 	metaReads         int // Options.MetadataReads

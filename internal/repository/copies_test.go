@@ -1,0 +1,190 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nestguard/nestguard/internal/backend/local"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+)
+
+// logBuffer collects a repository's log output for a test.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// twoCopies stores blobs on a local directory through two handles on the
+// repository opened before either wrote (two backups at once do this),
+// so that every blob sits in two packs, and returns the directory, the
+// blobs and the packs of each handle.
+func twoCopies(t *testing.T) (dir string, want map[id.ID][]byte, first, second []id.ID) {
+	t.Helper()
+	ctx := context.Background()
+	dir = filepath.Join(t.TempDir(), "repo")
+	be, err := local.Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Init(ctx, be, pass, InitOptions{Options: testOptions(), PackSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := reopen(t, be)
+	want = map[id.ID][]byte{}
+	packsOf := func(r *Repository) []id.ID {
+		before := r.Index().Packs()
+		for i := range 30 {
+			d := randBytes(uint64(200+i), 60_000)
+			bid, known, err := r.SaveBlob(ctx, index.DataBlob, d)
+			if err != nil || known {
+				t.Fatalf("SaveBlob: known %v, %v", known, err)
+			}
+			want[bid] = d
+		}
+		if err := r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return r.Index().Packs()[len(before):]
+	}
+	first, second = packsOf(a), packsOf(b)
+	if len(first) < 2 || len(second) < 2 {
+		t.Fatalf("packs: %d and %d", len(first), len(second))
+	}
+	return dir, want, first, second
+}
+
+// openLogged opens the repository in dir with its warnings logged to the
+// returned buffer, and loads its index.
+func openLogged(t *testing.T, dir string) (*Repository, *logBuffer) {
+	t.Helper()
+	be, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log logBuffer
+	o := testOptions()
+	o.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	r, err := Open(context.Background(), be, pass, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r, &log
+}
+
+// TestReadsFallBackToOtherCopies: when the pack the index names first for
+// a blob is missing or damaged, LoadBlob and LoadPackBlobs read the copy
+// in the other pack, with a warning naming the damaged pack, instead of
+// failing. Damage of every copy still fails.
+func TestReadsFallBackToOtherCopies(t *testing.T) {
+	ctx := context.Background()
+	dir, want, first, second := twoCopies(t)
+	r, _ := openLogged(t, dir)
+	for bid := range want {
+		if n := len(r.Index().Locations(bid)); n != 2 {
+			t.Fatalf("blob %s has %d locations, want 2", bid.Short(), n)
+		}
+	}
+	packPath := func(p id.ID) string { return filepath.Join(dir, "data", p.String()[:2], p.String()) }
+	if _, err := os.Stat(packPath(first[0])); err != nil {
+		t.Fatalf("pack layout: %v", err)
+	}
+	// Damage two of the packs the index names first: one removed, one
+	// with a byte flipped every KiB (its blobs no longer authenticate).
+	var primary []id.ID
+	seen := map[id.ID]bool{}
+	for bid := range want {
+		if e, _ := r.Index().Lookup(bid); !seen[e.Pack] {
+			seen[e.Pack] = true
+			primary = append(primary, e.Pack)
+		}
+	}
+	if len(primary) < 2 {
+		t.Fatalf("first locations in %d packs", len(primary))
+	}
+	if err := os.Remove(packPath(primary[0])); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(packPath(primary[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 100; i < len(b); i += 1000 {
+		b[i] ^= 0x40
+	}
+	os.Chmod(packPath(primary[1]), 0o644)
+	if err := os.WriteFile(packPath(primary[1]), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	r, log := openLogged(t, dir)
+	for bid, d := range want {
+		got, err := r.LoadBlob(ctx, bid, nil)
+		if err != nil || !bytes.Equal(got, d) {
+			t.Fatalf("LoadBlob(%s) with its first copy damaged: %v", bid.Short(), err)
+		}
+	}
+	byPack := map[id.ID][]index.Entry{}
+	for bid := range want {
+		e, _ := r.Index().Lookup(bid)
+		byPack[e.Pack] = append(byPack[e.Pack], e)
+	}
+	n := 0
+	for pid, es := range byPack {
+		err := r.LoadPackBlobs(ctx, pid, es, func(e index.Entry, plain []byte, err error) error {
+			if err != nil || !bytes.Equal(plain, want[e.ID]) {
+				t.Errorf("LoadPackBlobs: blob %s of pack %s: %v", e.ID.Short(), pid.Short(), err)
+			}
+			n++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n != len(want) {
+		t.Fatalf("LoadPackBlobs delivered %d blobs, want %d", n, len(want))
+	}
+	for _, p := range primary[:2] {
+		if c := strings.Count(log.String(), "pack="+p.String()); c != 1 {
+			t.Errorf("damaged pack %s warned about %d times, want once:\n%s", p.Short(), c, log)
+		}
+	}
+
+	// With both copies gone, reads fail and name both packs.
+	all := append(append([]id.ID(nil), first...), second...)
+	for _, p := range all {
+		os.Remove(packPath(p))
+	}
+	r, _ = openLogged(t, dir)
+	for bid := range want {
+		_, err := r.LoadBlob(ctx, bid, nil)
+		ls := r.Index().Locations(bid)
+		if err == nil || !strings.Contains(err.Error(), ls[0].Pack.Short()) || !strings.Contains(err.Error(), ls[1].Pack.Short()) {
+			t.Fatalf("LoadBlob with no copy left: %v", err)
+		}
+		break
+	}
+}
