@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"path"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,11 +108,19 @@ type Checker struct {
 	opt  Options
 	P    Progress
 
-	mu       sync.Mutex
-	report   Report
-	badBlobs map[id.ID]string  // blob -> why
-	wal      map[string]bool   // WAL objects listed
-	walBad   map[string]string // WAL object -> why it cannot be read
+	mu     sync.Mutex
+	report Report
+	// badCopies are the copies of blobs found damaged: blob -> pack ->
+	// why. A blob is lost only when every pack holding it is here (see
+	// blobProblem); packs read whole are in read.
+	badCopies map[id.ID]map[id.ID]string
+	read      map[id.ID]bool
+	// copyProblems are damage found in packs, reported once every pack
+	// is checked, so that each can say whether another pack still holds
+	// what it lost (see reportCopies).
+	copyProblems []copyProblem
+	wal          map[string]bool   // WAL objects listed
+	walBad       map[string]string // WAL object -> why it cannot be read
 }
 
 // New returns a checker for repo, which must be open with its index loaded.
@@ -122,7 +131,7 @@ func New(repo *repository.Repository, opt Options) *Checker {
 	if opt.Percent <= 0 || opt.Percent > 100 {
 		opt.Percent = 100
 	}
-	return &Checker{repo: repo, opt: opt, badBlobs: map[id.ID]string{}, walBad: map[string]string{}}
+	return &Checker{repo: repo, opt: opt, badCopies: map[id.ID]map[id.ID]string{}, read: map[id.ID]bool{}, walBad: map[string]string{}}
 }
 
 func (c *Checker) problem(obj string, err error) {
@@ -137,12 +146,119 @@ func (c *Checker) warning(obj string, err error) {
 	c.report.Warnings = append(c.report.Warnings, Problem{Object: obj, Error: err.Error()})
 }
 
-func (c *Checker) markBad(b id.ID, why string) {
+// copyProblem is damage found in pack: a problem of the whole pack (blob
+// zero: missing, truncated, unreadable) losing blobs, or of one blob.
+type copyProblem struct {
+	pack  id.ID
+	blob  id.ID
+	err   error
+	blobs []id.ID // a whole-pack problem: the blobs it loses
+}
+
+// markBad records that the copy of blob b in pack p cannot be read.
+func (c *Checker) markBad(b, p id.ID, why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.badBlobs[b]; !ok {
-		c.badBlobs[b] = why
+	m := c.badCopies[b]
+	if m == nil {
+		m = map[id.ID]string{}
+		c.badCopies[b] = m
 	}
+	if _, ok := m[p]; !ok {
+		m[p] = why
+	}
+}
+
+// packProblem records err for pack p, which loses the copies of blobs in
+// it, to be reported by reportCopies.
+func (c *Checker) packProblem(p id.ID, err error, blobs []id.ID, why string) {
+	for _, b := range blobs {
+		c.markBad(b, p, why)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.copyProblems = append(c.copyProblems, copyProblem{pack: p, err: err, blobs: blobs})
+}
+
+// blobCopyProblem records that the copy of blob b in pack p is damaged.
+func (c *Checker) blobCopyProblem(b, p id.ID, err error) {
+	c.markBad(b, p, err.Error())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.copyProblems = append(c.copyProblems, copyProblem{pack: p, blob: b, err: err})
+}
+
+// otherCopy returns a pack other than p holding blob b whose copy is not
+// known to be damaged, and whether this check read it back; ok is false
+// when there is none.
+func (c *Checker) otherCopy(b, p id.ID) (other id.ID, read, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.repo.Index().Locations(b) {
+		if _, bad := c.badCopies[b][e.Pack]; e.Pack != p && !bad {
+			return e.Pack, c.read[e.Pack], true
+		}
+	}
+	return id.ID{}, false, false
+}
+
+// reportCopies reports the damage found in packs as problems: damage is
+// damage even when another pack still holds what a damaged one lost (a
+// blob two concurrent backups both stored), but the problem then says
+// where the blob still reads from, and no snapshot is reported damaged
+// for it.
+func (c *Checker) reportCopies() {
+	for _, cp := range c.copyProblems {
+		name := "data/" + cp.pack.String()
+		if cp.blobs == nil {
+			msg := cp.err.Error()
+			if other, read, ok := c.otherCopy(cp.blob, cp.pack); ok {
+				msg += fmt.Sprintf("; blob %s %s pack %s, restores read it there", cp.blob.Short(), readsFrom(read), other)
+			}
+			c.problem(name, errors.New(msg))
+			continue
+		}
+		saved, read := 0, true
+		for _, b := range cp.blobs {
+			if _, r, ok := c.otherCopy(b, cp.pack); ok {
+				saved++
+				read = read && r
+			}
+		}
+		err := cp.err
+		switch {
+		case saved == 0:
+		case saved == len(cp.blobs):
+			err = fmt.Errorf("%w; each of the %d blobs it holds %s another pack, restores read them there", err, saved, readsFrom(read))
+		default:
+			err = fmt.Errorf("%w; %d of the %d blobs it holds %s another pack", err, saved, len(cp.blobs), readsFrom(read))
+		}
+		c.problem(name, err)
+	}
+}
+
+// reportFallbacks reports the packs that reads of this check (trees,
+// also without ReadData) fell back from to another copy of a blob, unless
+// already reported: a check never passes over damage it met.
+func (c *Checker) reportFallbacks() {
+	reported := map[id.ID]bool{}
+	for _, cp := range c.copyProblems {
+		reported[cp.pack] = true
+	}
+	for _, d := range c.repo.DamagedCopies() {
+		if !reported[d.Pack] {
+			c.problem("data/"+d.Pack.String(), fmt.Errorf("%w; blob %s still reads from pack %s, restores read it there", d.Err, d.Blob.Short(), d.ReadFrom))
+		}
+	}
+}
+
+// readsFrom says how a copy in another pack serves: read back by this
+// check, or only indexed.
+func readsFrom(read bool) string {
+	if read {
+		return "still reads from"
+	}
+	return "is indexed in"
 }
 
 // Run checks the repository and returns the report. An error means the
@@ -182,14 +298,13 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	}
 	idx := c.repo.Index()
 	c.checkIndexObjects(packs)
+	// Every location of every blob: a blob in two packs (concurrent
+	// backups of the same data) is checked in both.
 	byPack := map[id.ID][]index.Entry{}
-	idx.Each(func(e index.Entry) bool {
+	idx.EachLocation(func(e index.Entry) bool {
 		byPack[e.Pack] = append(byPack[e.Pack], e)
 		return true
 	})
-	// Every pack an index object lists, including those whose blobs were
-	// all indexed in another pack first (concurrent backups of the same
-	// data): those hold no location the index uses, but are not orphans.
 	indexed := idx.Packs()
 	c.report.Packs = len(indexed)
 	var toRead []id.ID
@@ -212,10 +327,12 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 	}
+	c.reportCopies()
 
 	if err := c.checkSnapshots(ctx, snaps); err != nil {
 		return nil, err
 	}
+	c.reportFallbacks()
 	return &c.report, nil
 }
 
@@ -267,10 +384,7 @@ func (c *Checker) checkPackSize(ctx context.Context, pid id.ID, packs map[id.ID]
 		// once more before calling it missing.
 		st, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.PackFile, Name: pid.String()})
 		if err != nil {
-			c.problem("data/"+pid.String(), fmt.Errorf("pack is missing: %w", err))
-			for _, e := range es {
-				c.markBad(e.ID, "pack "+pid.Short()+" is missing")
-			}
+			c.packProblem(pid, fmt.Errorf("pack is missing: %w", err), blobIDs(es), "pack "+pid.Short()+" is missing")
 			return false
 		}
 		fi = st
@@ -280,14 +394,23 @@ func (c *Checker) checkPackSize(ctx context.Context, pid id.ID, packs map[id.ID]
 		end = max(end, int64(e.Offset)+int64(e.Length))
 	}
 	if fi.Size < end {
-		c.problem("data/"+pid.String(), fmt.Errorf("pack is truncated: %d bytes, index needs %d", fi.Size, end))
+		var lost []id.ID
 		for _, e := range es {
 			if int64(e.Offset)+int64(e.Length) > fi.Size {
-				c.markBad(e.ID, "pack "+pid.Short()+" is truncated")
+				lost = append(lost, e.ID)
 			}
 		}
+		c.packProblem(pid, fmt.Errorf("pack is truncated: %d bytes, index needs %d", fi.Size, end), lost, "pack "+pid.Short()+" is truncated")
 	}
 	return true
+}
+
+func blobIDs(es []index.Entry) []id.ID {
+	out := make([]id.ID, len(es))
+	for i, e := range es {
+		out[i] = e.ID
+	}
+	return out
 }
 
 // classifyUnindexed counts the packs no index object lists by what they
@@ -366,22 +489,17 @@ func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry) err
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c.problem(name, err)
-		for _, e := range es {
-			c.markBad(e.ID, "pack "+pid.Short()+" unreadable")
-		}
+		c.packProblem(pid, err, blobIDs(es), "pack "+pid.Short()+" unreadable")
 		return nil
 	}
 	buf, err := io.ReadAll(rd)
 	rd.Close()
 	if err != nil {
-		c.problem(name, fmt.Errorf("reading: %w", err))
-		for _, e := range es {
-			c.markBad(e.ID, "pack "+pid.Short()+" unreadable")
-		}
+		c.packProblem(pid, fmt.Errorf("reading: %w", err), blobIDs(es), "pack "+pid.Short()+" unreadable")
 		return nil
 	}
 	c.mu.Lock()
+	c.read[pid] = true
 	c.report.PacksRead++
 	c.report.BytesRead += int64(len(buf))
 	c.mu.Unlock()
@@ -393,7 +511,7 @@ func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry) err
 	for _, e := range es {
 		end := int64(e.Offset) + int64(e.Length)
 		if end > int64(len(buf)) {
-			c.markBad(e.ID, "pack "+pid.Short()+" is truncated")
+			c.markBad(e.ID, pid, "pack "+pid.Short()+" is truncated")
 			continue
 		}
 		_, err = c.repo.OpenBlob(e, buf[e.Offset:end], &dec)
@@ -401,8 +519,7 @@ func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry) err
 		c.report.BlobsRead++
 		c.mu.Unlock()
 		if err != nil {
-			c.problem(name, err)
-			c.markBad(e.ID, err.Error())
+			c.blobCopyProblem(e.ID, pid, err)
 		}
 	}
 	return nil
@@ -495,18 +612,31 @@ func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot, need
 	return snapshotReport(sn, files, errs), nil
 }
 
-// blobProblem says why blob b cannot be read, or "".
+// blobProblem says why blob b cannot be read, or "": a blob is lost when
+// every pack holding it is damaged or missing; one good copy restores.
 func (c *Checker) blobProblem(b id.ID) string {
-	c.mu.Lock()
-	why, bad := c.badBlobs[b]
-	c.mu.Unlock()
-	switch {
-	case bad:
-		return why
-	case !c.repo.Index().Has(b):
+	if !c.repo.Index().Has(b) {
 		return "not in the index (no pack holds it)"
 	}
-	return ""
+	why, _ := c.copiesLost(b)
+	return why
+}
+
+// copiesLost reports whether every copy of indexed blob b is damaged or
+// missing, and why.
+func (c *Checker) copiesLost(b id.ID) (string, bool) {
+	ls := c.repo.Index().Locations(b)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var whys []string
+	for _, e := range ls {
+		why, bad := c.badCopies[b][e.Pack]
+		if !bad {
+			return "", false
+		}
+		whys = append(whys, why)
+	}
+	return strings.Join(whys, "; "), len(whys) > 0
 }
 
 // checkWAL checks that every WAL segment of a base backup's span is stored
@@ -587,9 +717,7 @@ func (c *Checker) walkTrees(ctx context.Context, roots []id.ID) (*damage, error)
 	}
 	v := tree.Visitor[struct{}]{
 		Enter: func(tid id.ID, _ struct{}) bool {
-			c.mu.Lock()
-			why, bad := c.badBlobs[tid]
-			c.mu.Unlock()
+			why, bad := c.copiesLost(tid)
 			if bad {
 				set(tid, &treeDamage{lost: why})
 			}
@@ -621,12 +749,8 @@ func (c *Checker) walkTrees(ctx context.Context, roots []id.ID) (*damage, error)
 
 // fileDamaged reports whether a blob of file n is damaged or not indexed.
 func (c *Checker) fileDamaged(n *tree.Node) bool {
-	idx := c.repo.Index()
 	for _, b := range n.Content {
-		c.mu.Lock()
-		_, bad := c.badBlobs[b]
-		c.mu.Unlock()
-		if bad || !idx.Has(b) {
+		if c.blobProblem(b) != "" {
 			return true
 		}
 	}

@@ -1,11 +1,13 @@
 package repository
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -202,14 +204,39 @@ func (r *Repository) fromOtherCopy(ctx context.Context, bad index.Entry, cause e
 	return nil, errors.Join(errs...)
 }
 
-// warnBadCopy warns, once per pack, that blob bad.ID could not be read
-// from bad.Pack (err) and was read from good.Pack instead.
+// warnBadCopy records, and warns about once per pack, that blob bad.ID
+// could not be read from bad.Pack (err) and was read from good.Pack
+// instead.
 func (r *Repository) warnBadCopy(bad index.Entry, err error, good index.Entry) {
-	if _, seen := r.badCopies.LoadOrStore(bad.Pack, struct{}{}); seen {
+	d := DamagedCopy{Pack: bad.Pack, Blob: bad.ID, ReadFrom: good.Pack, Err: err}
+	if _, seen := r.badCopies.LoadOrStore(bad.Pack, d); seen {
 		return
 	}
 	r.log.Warn("pack damaged or missing: blobs read from another pack holding them; run 'nestguard verify --read-data'",
 		"pack", bad.Pack.String(), "blob", bad.ID.Short(), "read_from", good.Pack.String(), "err", err)
+}
+
+// DamagedCopy is a copy of a blob that could not be read, while the copy
+// in another pack could.
+type DamagedCopy struct {
+	Pack     id.ID // the pack the copy is in
+	Blob     id.ID
+	ReadFrom id.ID // the pack read instead
+	Err      error
+}
+
+// DamagedCopies lists the packs reads fell back from since the repository
+// was opened (LoadBlob, LoadPackBlobs), the first failure in each, sorted
+// by pack. A check reports them: the blobs still read, but the packs are
+// damaged or missing.
+func (r *Repository) DamagedCopies() []DamagedCopy {
+	var out []DamagedCopy
+	r.badCopies.Range(func(_, v any) bool {
+		out = append(out, v.(DamagedCopy))
+		return true
+	})
+	slices.SortFunc(out, func(a, b DamagedCopy) int { return bytes.Compare(a.Pack[:], b.Pack[:]) })
+	return out
 }
 
 // OpenBlob decrypts a sealed blob described by e and checks that its

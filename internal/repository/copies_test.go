@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -101,7 +102,9 @@ func openLogged(t *testing.T, dir string) (*Repository, *logBuffer) {
 func TestReadsFallBackToOtherCopies(t *testing.T) {
 	ctx := context.Background()
 	dir, want, first, second := twoCopies(t)
-	r, _ := openLogged(t, dir)
+	// Which copy is first depends on the order the index objects were
+	// read in: damage the packs this handle names first.
+	r, log := openLogged(t, dir)
 	for bid := range want {
 		if n := len(r.Index().Locations(bid)); n != 2 {
 			t.Fatalf("blob %s has %d locations, want 2", bid.Short(), n)
@@ -139,7 +142,6 @@ func TestReadsFallBackToOtherCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r, log := openLogged(t, dir)
 	for bid, d := range want {
 		got, err := r.LoadBlob(ctx, bid, nil)
 		if err != nil || !bytes.Equal(got, d) {
@@ -169,8 +171,13 @@ func TestReadsFallBackToOtherCopies(t *testing.T) {
 	}
 	for _, p := range primary[:2] {
 		if c := strings.Count(log.String(), "pack="+p.String()); c != 1 {
-			t.Errorf("damaged pack %s warned about %d times, want once:\n%s", p.Short(), c, log)
+			t.Errorf("damaged pack %s warned about %d times, want once:\n%s", p.Short(), c, log.String())
 		}
+	}
+	dc := r.DamagedCopies()
+	if len(dc) != 2 || !slices.ContainsFunc(dc, func(d DamagedCopy) bool { return d.Pack == primary[0] }) ||
+		!slices.ContainsFunc(dc, func(d DamagedCopy) bool { return d.Pack == primary[1] }) {
+		t.Errorf("DamagedCopies = %+v, want packs %s and %s", dc, primary[0].Short(), primary[1].Short())
 	}
 
 	// With both copies gone, reads fail and name both packs.

@@ -64,8 +64,8 @@ type Repository struct {
 	pendingIndex []index.PackBlobs
 
 	// badCopies are the packs a blob could not be read from while another
-	// pack's copy served, each warned about once (see fromOtherCopy).
-	badCopies sync.Map // id.ID -> struct{}
+	// pack's copy served, each warned about once (see DamagedCopies).
+	badCopies sync.Map // id.ID -> DamagedCopy
 
 	kdfOverride *crypto.KDFParams
 
