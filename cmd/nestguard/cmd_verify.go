@@ -33,6 +33,13 @@ its hash, and decrypt and hash every blob in it ('--read-data 5%' and
 segments base backups need (the same PERCENT). Damage is reported by
 snapshot and file. Exit code 1 when anything is wrong.
 
+Two backups of the same new data running at once both store it, so a
+blob can sit in two packs. When one copy is damaged or missing, restores
+read the other (with a warning naming the damaged pack): verify still
+reports the damaged pack (exit 1: damage is there, and the blob has one
+copy fewer than before) and says which pack the blob still reads from,
+but does not report a snapshot damaged that restores complete.
+
 verify takes no lock and may run while backups do: what they have not
 finished is not reported as damage.`,
 		Example: `  nestguard verify

@@ -213,7 +213,7 @@ func (c *Checker) reportCopies() {
 		if cp.blobs == nil {
 			msg := cp.err.Error()
 			if other, read, ok := c.otherCopy(cp.blob, cp.pack); ok {
-				msg += fmt.Sprintf("; blob %s %s pack %s, restores read it there", cp.blob.Short(), readsFrom(read), other)
+				msg += fmt.Sprintf("; blob %s %s, restores read it there", cp.blob.Short(), otherPack(other, read))
 			}
 			c.problem(name, errors.New(msg))
 			continue
@@ -229,12 +229,29 @@ func (c *Checker) reportCopies() {
 		switch {
 		case saved == 0:
 		case saved == len(cp.blobs):
-			err = fmt.Errorf("%w; each of the %d blobs it holds %s another pack, restores read them there", err, saved, readsFrom(read))
+			err = fmt.Errorf("%w; all %d blobs it holds %s, restores read them there", err, saved, otherPacks(read))
 		default:
-			err = fmt.Errorf("%w; %d of the %d blobs it holds %s another pack", err, saved, len(cp.blobs), readsFrom(read))
+			err = fmt.Errorf("%w; %d of the %d blobs it holds %s", err, saved, len(cp.blobs), otherPacks(read))
 		}
 		c.problem(name, err)
 	}
+}
+
+// otherPack says where a blob's other copy is: read back by this check,
+// or only indexed.
+func otherPack(p id.ID, read bool) string {
+	if read {
+		return "still reads from pack " + p.String()
+	}
+	return "is indexed in pack " + p.String() + " too (not read back by this check)"
+}
+
+// otherPacks is otherPack for several blobs.
+func otherPacks(read bool) string {
+	if read {
+		return "still read from other packs"
+	}
+	return "are indexed in other packs too"
 }
 
 // reportFallbacks reports the packs that reads of this check (trees,
@@ -247,18 +264,9 @@ func (c *Checker) reportFallbacks() {
 	}
 	for _, d := range c.repo.DamagedCopies() {
 		if !reported[d.Pack] {
-			c.problem("data/"+d.Pack.String(), fmt.Errorf("%w; blob %s still reads from pack %s, restores read it there", d.Err, d.Blob.Short(), d.ReadFrom))
+			c.problem("data/"+d.Pack.String(), fmt.Errorf("%w; blob %s %s, restores read it there", d.Err, d.Blob.Short(), otherPack(d.ReadFrom, true)))
 		}
 	}
-}
-
-// readsFrom says how a copy in another pack serves: read back by this
-// check, or only indexed.
-func readsFrom(read bool) string {
-	if read {
-		return "still reads from"
-	}
-	return "is indexed in"
 }
 
 // Run checks the repository and returns the report. An error means the
