@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/local"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
@@ -194,4 +195,66 @@ func TestReadsFallBackToOtherCopies(t *testing.T) {
 		}
 		break
 	}
+}
+
+// TestHeaderFallbackAndRepairKeepEveryCopy: with the index object of one
+// copy damaged, its packs are read from their headers, and 'repair index'
+// writes them into new index objects: either way every blob keeps both
+// locations, so retention, holds and reads still see both copies.
+func TestHeaderFallbackAndRepairKeepEveryCopy(t *testing.T) {
+	ctx := context.Background()
+	dir, want, first, _ := twoCopies(t)
+	r, _ := openLogged(t, dir)
+	// Damage the index object listing the first handle's packs.
+	var victim id.ID
+	ids, err := r.ListObjects(ctx, backend.IndexFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, iid := range ids {
+		plain, err := r.loadSealed(ctx, backend.IndexFile, iid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := index.Decode(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(f.Packs, func(p index.PackBlobs) bool { return p.Pack == first[0] }) {
+			victim = iid
+		}
+	}
+	p := filepath.Join(dir, "index", victim.String())
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	check := func(r *Repository, when string) {
+		t.Helper()
+		for bid := range want {
+			if n := len(r.Index().Locations(bid)); n != 2 {
+				t.Fatalf("%s: blob %s has %d locations, want 2", when, bid.Short(), n)
+			}
+		}
+	}
+	r, _ = openLogged(t, dir)
+	if len(r.IndexErrors()) != 1 || len(r.HeaderPacks()) != len(first) {
+		t.Fatalf("index errors %v, header packs %d, want 1 and %d", r.IndexErrors(), len(r.HeaderPacks()), len(first))
+	}
+	check(r, "from the pack headers")
+	rep, err := r.RepairIndex(ctx)
+	if err != nil || rep.Indexed != len(first) || len(rep.Removed) != 1 {
+		t.Fatalf("RepairIndex: %+v, %v", rep, err)
+	}
+	r, _ = openLogged(t, dir)
+	if len(r.IndexErrors()) != 0 || len(r.HeaderPacks()) != 0 {
+		t.Fatalf("after repair: index errors %v, header packs %v", r.IndexErrors(), r.HeaderPacks())
+	}
+	check(r, "after repair index")
 }
