@@ -70,3 +70,23 @@ func BenchmarkLookup(b *testing.B) {
 		i++
 	}
 }
+
+func BenchmarkLocations(b *testing.B) {
+	const n = 1_000_000
+	r := newRand(11)
+	m := NewMap()
+	fillMap(m, r, n, randIDs(r, n/20))
+	probe := make([]id.ID, 0, 1<<16)
+	m.Each(func(e Entry) bool {
+		probe = append(probe, e.ID)
+		return len(probe) < cap(probe)
+	})
+	r.Shuffle(len(probe), func(i, j int) { probe[i], probe[j] = probe[j], probe[i] })
+	i := 0
+	for b.Loop() {
+		if len(m.Locations(probe[i&(len(probe)-1)])) != 1 {
+			b.Fatal("known blob not found once")
+		}
+		i++
+	}
+}
