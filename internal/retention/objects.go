@@ -133,7 +133,7 @@ func (c *Collector) Objects(ctx context.Context, sn *snapshot.Snapshot) (*Set, e
 		return nil, err
 	}
 	s := &Set{Snapshot: sn.ID, Keys: slices.Clone(c.keys)}
-	w := &walker{idx: c.repo.Index(), repo: c.repo, packs: make(map[id.ID]struct{})}
+	w := &packFinder{idx: c.repo.Index(), repo: c.repo, packs: make(map[id.ID]struct{})}
 	need, err := needs.Of(sn)
 	if err != nil {
 		return nil, err
@@ -174,9 +174,9 @@ func sortIDs(ids []id.ID) {
 	slices.SortFunc(ids, func(a, b id.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
 }
 
-// walker collects the packs of every blob below a snapshot's trees, which
-// it reaches with tree.Visitor.
-type walker struct {
+// packFinder collects the packs of every blob below a snapshot's trees,
+// which it reaches with tree.Visitor.
+type packFinder struct {
 	repo     *repository.Repository
 	idx      *index.Map
 	mu       sync.Mutex
@@ -188,7 +188,7 @@ type walker struct {
 // blob records every pack holding bid: a blob stored twice (concurrent
 // backups) is kept in each copy, so that neither can expire or lose its
 // hold while a snapshot needs the blob. The caller holds mu or is single.
-func (w *walker) blob(bid id.ID) bool {
+func (w *packFinder) blob(bid id.ID) bool {
 	ls := w.idx.Locations(bid)
 	if len(ls) == 0 {
 		w.miss("blob " + bid.Short() + " is not in the index")
@@ -200,7 +200,7 @@ func (w *walker) blob(bid id.ID) bool {
 	return true
 }
 
-func (w *walker) miss(what string) {
+func (w *packFinder) miss(what string) {
 	w.nMissing++
 	if len(w.missing) < maxMissing {
 		w.missing = append(w.missing, what)
@@ -210,7 +210,7 @@ func (w *walker) miss(what string) {
 // walk records the packs of every tree and data blob below root. A tree
 // that is not indexed or cannot be read is missing; the rest is still
 // walked.
-func (w *walker) walk(ctx context.Context, root id.ID) error {
+func (w *packFinder) walk(ctx context.Context, root id.ID) error {
 	v := tree.Visitor[struct{}]{
 		Enter: func(tid id.ID, _ struct{}) bool {
 			w.mu.Lock()
