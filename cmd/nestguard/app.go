@@ -44,9 +44,10 @@ type app struct {
 	caCert       string
 	insecureHTTP bool
 
-	stdout io.Writer
-	stderr io.Writer
-	log    *slog.Logger
+	system
+	log *slog.Logger
+	// args are the command line's arguments, without the program's name.
+	args []string
 
 	// The running command, for --metrics-file (see metrics.go).
 	command string
@@ -54,7 +55,40 @@ type app struct {
 	values  map[string]float64
 }
 
-func newApp() *app { return &app{stdout: os.Stdout, stderr: os.Stderr} }
+// system is what a run of nestguard takes from its process: standard
+// streams, environment, its own executable, the memory limit. main passes
+// the process's own; tests pass buffers and their own environment to run
+// commands in-process, leaving the test process's limit alone.
+type system struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	lookupEnv      func(string) (string, bool)
+	executable     func() (string, error)
+	setMemoryLimit func(int64) int64 // nil: the runtime's limit stays
+}
+
+// processSystem is the system of this process.
+func processSystem() system {
+	return system{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv,
+		executable: os.Executable, setMemoryLimit: debug.SetMemoryLimit}
+}
+
+func newApp(sys system) *app { return &app{system: sys} }
+
+// getenv returns the environment variable key, "" when it is not set.
+func (a *app) getenv(key string) string {
+	v, _ := a.lookupEnv(key)
+	return v
+}
+
+// stdinTerminal returns stdin's descriptor and whether it is a terminal.
+func (a *app) stdinTerminal() (int, bool) {
+	f, ok := a.stdin.(interface{ Fd() uintptr })
+	if !ok {
+		return -1, false
+	}
+	return int(f.Fd()), term.IsTerminal(int(f.Fd()))
+}
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -96,12 +130,12 @@ stopped by SIGINT or SIGTERM.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.configFile, "config", os.Getenv("NESTGUARD_CONFIG"), "read settings from this TOML file (env NESTGUARD_CONFIG; default "+defaultConfig+" if it exists)")
-	pf.StringVarP(&a.repo, "repo", "r", os.Getenv("NESTGUARD_REPO"), "repository: a directory or s3://bucket/prefix (env NESTGUARD_REPO)")
-	pf.StringVar(&a.passwordFile, "password-file", os.Getenv("NESTGUARD_PASSWORD_FILE"), "read the passphrase from this file (env NESTGUARD_PASSWORD_FILE)")
-	pf.StringVar(&a.keyFile, "key-file", os.Getenv("NESTGUARD_KEY_FILE"), "open the repository with a generated key file instead of a passphrase (env NESTGUARD_KEY_FILE; see 'key add --generate-key-file')")
-	pf.StringVar(&a.keySlot, "key-slot", os.Getenv("NESTGUARD_KEY_SLOT"), "try only this key slot (an id or prefix from 'key list') when unlocking; needed when a repository has more passphrase slots than one unlock tries (env NESTGUARD_KEY_SLOT)")
-	pf.StringVar(&a.metricsFile, "metrics-file", os.Getenv("NESTGUARD_METRICS_FILE"), "record the outcome of backup, restore, verify, copy and pg commands in this Prometheus textfile (env NESTGUARD_METRICS_FILE; see docs/monitoring.md)")
+	pf.StringVar(&a.configFile, "config", a.getenv("NESTGUARD_CONFIG"), "read settings from this TOML file (env NESTGUARD_CONFIG; default "+defaultConfig+" if it exists)")
+	pf.StringVarP(&a.repo, "repo", "r", a.getenv("NESTGUARD_REPO"), "repository: a directory or s3://bucket/prefix (env NESTGUARD_REPO)")
+	pf.StringVar(&a.passwordFile, "password-file", a.getenv("NESTGUARD_PASSWORD_FILE"), "read the passphrase from this file (env NESTGUARD_PASSWORD_FILE)")
+	pf.StringVar(&a.keyFile, "key-file", a.getenv("NESTGUARD_KEY_FILE"), "open the repository with a generated key file instead of a passphrase (env NESTGUARD_KEY_FILE; see 'key add --generate-key-file')")
+	pf.StringVar(&a.keySlot, "key-slot", a.getenv("NESTGUARD_KEY_SLOT"), "try only this key slot (an id or prefix from 'key list') when unlocking; needed when a repository has more passphrase slots than one unlock tries (env NESTGUARD_KEY_SLOT)")
+	pf.StringVar(&a.metricsFile, "metrics-file", a.getenv("NESTGUARD_METRICS_FILE"), "record the outcome of backup, restore, verify, copy and pg commands in this Prometheus textfile (env NESTGUARD_METRICS_FILE; see docs/monitoring.md)")
 	pf.BoolVar(&a.jsonOut, "json", false, "print results as JSON")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only errors")
 	pf.CountVarP(&a.verbose, "verbose", "v", "log more (repeat for debug)")
@@ -110,11 +144,11 @@ stopped by SIGINT or SIGTERM.`,
 	pf.StringVar(&a.memProfile, "mem-profile", "", "write a pprof heap profile at the end of the command to this file")
 	pf.MarkHidden("cpu-profile")
 	pf.MarkHidden("mem-profile")
-	pf.StringVar(&a.s3Endpoint, "s3-endpoint", firstEnv(endpointEnvs...), "S3 endpoint: host[:port] (HTTPS) or a URL, https://host[:port] or, to a loopback test server only, http://host:port (env NESTGUARD_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; default AWS)")
-	pf.StringVar(&a.s3Endpoint, "endpoint-url", firstEnv(endpointEnvs...), "the same as --s3-endpoint (the AWS CLI's name)")
-	pf.StringVar(&a.s3Region, "s3-region", os.Getenv("AWS_REGION"), "S3 region (env AWS_REGION)")
-	pf.BoolVar(&a.s3PathStyle, "s3-path-style", os.Getenv("NESTGUARD_S3_PATH_STYLE") == "true", "use path-style S3 URLs (MinIO and most self-hosted stores)")
-	pf.StringVar(&a.caCert, "ca-cert", os.Getenv("NESTGUARD_CA_CERT"), "PEM bundle of CAs to trust for TLS to the storage")
+	pf.StringVar(&a.s3Endpoint, "s3-endpoint", a.firstEnv(endpointEnvs...), "S3 endpoint: host[:port] (HTTPS) or a URL, https://host[:port] or, to a loopback test server only, http://host:port (env NESTGUARD_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; default AWS)")
+	pf.StringVar(&a.s3Endpoint, "endpoint-url", a.firstEnv(endpointEnvs...), "the same as --s3-endpoint (the AWS CLI's name)")
+	pf.StringVar(&a.s3Region, "s3-region", a.getenv("AWS_REGION"), "S3 region (env AWS_REGION)")
+	pf.BoolVar(&a.s3PathStyle, "s3-path-style", a.getenv("NESTGUARD_S3_PATH_STYLE") == "true", "use path-style S3 URLs (MinIO and most self-hosted stores)")
+	pf.StringVar(&a.caCert, "ca-cert", a.getenv("NESTGUARD_CA_CERT"), "PEM bundle of CAs to trust for TLS to the storage")
 	bindEnv(pf, "metrics-file", "NESTGUARD_METRICS_FILE")
 	bindEnv(pf, "repo", "NESTGUARD_REPO")
 	bindEnv(pf, "password-file", "NESTGUARD_PASSWORD_FILE")
@@ -151,9 +185,9 @@ stopped by SIGINT or SIGTERM.`,
 var endpointEnvs = []string{"NESTGUARD_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}
 
 // firstEnv returns the value of the first of vars that is set and not empty.
-func firstEnv(vars ...string) string {
+func (a *app) firstEnv(vars ...string) string {
 	for _, v := range vars {
-		if s := os.Getenv(v); s != "" {
+		if s := a.getenv(v); s != "" {
 			return s
 		}
 	}
@@ -205,7 +239,7 @@ func (a *app) openRepo(ctx context.Context, withIndex bool) (*repository.Reposit
 		return nil, err
 	}
 	if withIndex {
-		limitMemory(r.Index().MemoryBytes())
+		a.limitMemory(r.Index().MemoryBytes())
 	}
 	return r, nil
 }
@@ -289,11 +323,11 @@ const pipelineMemory = 56<<20 + compress.HeapReserve
 // times what it uses; the limit makes the collector work before that. It
 // grows with the index so that a large repository does not collect
 // without end.
-func limitMemory(indexBytes int) {
-	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+func (a *app) limitMemory(indexBytes int) {
+	if _, set := a.lookupEnv("GOMEMLIMIT"); set || a.setMemoryLimit == nil {
 		return
 	}
-	debug.SetMemoryLimit(int64(pipelineMemory + 2*indexBytes))
+	a.setMemoryLimit(int64(pipelineMemory + 2*indexBytes))
 }
 
 // secret returns what opens the repository: the key file's secret and slot
@@ -353,16 +387,17 @@ func (a *app) readPassphrase(src passphraseSource, prompt string, confirm bool) 
 		}
 		return bytes.Clone(line), nil
 	}
-	if p, ok := os.LookupEnv(src.env); ok && p != "" {
+	if p, ok := a.lookupEnv(src.env); ok && p != "" {
 		return []byte(p), nil
 	}
-	if !term.IsTerminal(int(os.Stdin.Fd())) {
+	fd, tty := a.stdinTerminal()
+	if !tty {
 		return nil, fmt.Errorf("no passphrase: set %s or use %s (no terminal to ask on)", src.env, src.flag)
 	}
 	read := func(p string) ([]byte, error) {
-		fmt.Fprint(os.Stderr, p)
-		b, err := term.ReadPassword(int(os.Stdin.Fd()))
-		fmt.Fprintln(os.Stderr)
+		fmt.Fprint(a.stderr, p)
+		b, err := term.ReadPassword(fd)
+		fmt.Fprintln(a.stderr)
 		return b, err
 	}
 	p1, err := read(prompt)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -49,7 +48,7 @@ with its file and name, counted the same way, and left out.`,
 				o.Commit = a.commitOptions()
 				var rep *progress.Reporter
 				o.Start = func(ar *archiver.Archiver) {
-					rep = progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+					rep = progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
 						return progress.Status{Files: ar.C.Files.Load(), Bytes: ar.C.BytesRead.Load(), Errors: ar.C.Errors.Load(),
 							Extra: fmt.Sprintf("%d unchanged", ar.C.FilesUnmodified.Load())}
 					})

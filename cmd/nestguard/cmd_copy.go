@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/commit"
@@ -64,10 +62,10 @@ retention as a backup would; if that fails, the copy is kept and
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.from, "from-repo", os.Getenv("NESTGUARD_FROM_REPO"), "source repository (env NESTGUARD_FROM_REPO)")
+	fl.StringVar(&f.from, "from-repo", a.getenv("NESTGUARD_FROM_REPO"), "source repository (env NESTGUARD_FROM_REPO)")
 	fl.StringVar(&f.to, "to-repo", "", "destination repository (default --repo)")
-	fl.StringVar(&f.fromPasswordFile, "from-password-file", os.Getenv("NESTGUARD_FROM_PASSWORD_FILE"), "read the source passphrase from this file (env NESTGUARD_FROM_PASSWORD_FILE)")
-	fl.StringVar(&f.fromKeyFile, "from-key-file", os.Getenv("NESTGUARD_FROM_KEY_FILE"), "open the source with a generated key file instead of a passphrase (env NESTGUARD_FROM_KEY_FILE)")
+	fl.StringVar(&f.fromPasswordFile, "from-password-file", a.getenv("NESTGUARD_FROM_PASSWORD_FILE"), "read the source passphrase from this file (env NESTGUARD_FROM_PASSWORD_FILE)")
+	fl.StringVar(&f.fromKeyFile, "from-key-file", a.getenv("NESTGUARD_FROM_KEY_FILE"), "open the source with a generated key file instead of a passphrase (env NESTGUARD_FROM_KEY_FILE)")
 	bindEnv(fl, "from-repo", "NESTGUARD_FROM_REPO")
 	bindEnv(fl, "from-password-file", "NESTGUARD_FROM_PASSWORD_FILE")
 	bindEnv(fl, "from-key-file", "NESTGUARD_FROM_KEY_FILE")
@@ -196,7 +194,7 @@ func (s *copySession) run(ctx context.Context, a *app, refs []string, all bool, 
 	if err := s.retryRetention(ctx, a, pending); err != nil {
 		return nil, err
 	}
-	rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+	rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
 		return progress.Status{Files: s.c.P.Snapshots.Load(), Bytes: s.c.P.BytesRead.Load(),
 			Extra: fmt.Sprintf("snapshots, %s stored", progress.Bytes(s.dst.Stats.StoredBytes.Load()))}
 	})
@@ -239,7 +237,7 @@ func (a *app) openSource(ctx context.Context, f copyFlags) (*repository.Reposito
 // fromSecret reads what opens the source: its key file, else its passphrase.
 func (a *app) fromSecret(f copyFlags) ([]byte, string, error) {
 	if f.fromKeyFile == "" {
-		if f.fromPasswordFile == "" && os.Getenv("NESTGUARD_FROM_PASSWORD") == "" && !term.IsTerminal(int(os.Stdin.Fd())) {
+		if _, tty := a.stdinTerminal(); f.fromPasswordFile == "" && a.getenv("NESTGUARD_FROM_PASSWORD") == "" && !tty {
 			return nil, "", errors.New("no passphrase: set NESTGUARD_FROM_PASSWORD, or use --from-password-file or --from-key-file (no terminal to ask on)")
 		}
 		pw, err := a.readPassphrase(passphraseSource{file: f.fromPasswordFile, flag: "--from-password-file", env: "NESTGUARD_FROM_PASSWORD"}, "Source repository passphrase: ", false)

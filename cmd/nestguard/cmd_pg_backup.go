@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -86,7 +85,7 @@ the server's), or the backup is refused before anything is stored.`,
 						done.Add(old.C.BytesRead.Load())
 					}
 				}
-				rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+				rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
 					ar := cur.Load()
 					if ar == nil {
 						return progress.Status{Extra: "starting backup"}
@@ -138,7 +137,7 @@ the server's), or the backup is refused before anything is stored.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.DataDir, "pgdata", os.Getenv("PGDATA"), "the cluster's data directory (env PGDATA; default: the server's data_directory)")
+	f.StringVar(&o.DataDir, "pgdata", a.getenv("PGDATA"), "the cluster's data directory (env PGDATA; default: the server's data_directory)")
 	bindEnv(f, "pgdata", "PGDATA")
 	f.StringVar(&o.DSN, "dsn", "", `connection string or URL, e.g. "host=/var/run/postgresql user=postgres" (default: the PG* environment); never with a password: use ~/.pgpass, PGPASSFILE or PGPASSWORD`)
 	f.StringArrayVar(&o.Tags, "tag", nil, "tag the snapshot (repeatable)")
@@ -224,7 +223,7 @@ environment.`,
 				o.Log = a.log
 				var cur atomic.Pointer[restorer.Restorer]
 				o.OnRestorer = func(r *restorer.Restorer) { cur.Store(r) }
-				rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+				rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
 					r := cur.Load()
 					if r == nil {
 						return progress.Status{Extra: "checking the recovery window"}
@@ -405,7 +404,7 @@ func parseTablespaceFlags(vals []string) (map[uint32]string, error) {
 // unlocks it — never a secret itself, since the command is stored in
 // postgresql.auto.conf and visible in the process list.
 func (a *app) restoreCommandLine() (string, error) {
-	exe, err := os.Executable()
+	exe, err := a.executable()
 	if err != nil {
 		return "", fmt.Errorf("locating the nestguard binary for restore_command: %w", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
@@ -165,11 +164,11 @@ the end of the archive.`,
 // startPrefetch starts this program again, detached, to fetch names into
 // the spool while PostgreSQL replays; it outlives this call.
 func (a *app) startPrefetch(spool string, names []string) error {
-	exe, err := os.Executable()
+	exe, err := a.executable()
 	if err != nil {
 		return err
 	}
-	args := append(append([]string(nil), os.Args[1:]...), "--spool-dir", spool, "--prefetch-background", strings.Join(names, ","))
+	args := append(append([]string(nil), a.args...), "--spool-dir", spool, "--prefetch-background", strings.Join(names, ","))
 	c := exec.Command(exe, args...)
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // not in PostgreSQL's process group
 	c.Stdin, c.Stdout, c.Stderr = nil, nil, nil        // /dev/null: never hold the server's log open

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -56,7 +55,7 @@ reported, since a restore never removes a directory's contents.`,
 				sn := found[0]
 				o.Log = a.log
 				res := restorer.New(repo, o)
-				rep := progress.Start(os.Stderr, a.progressEnabled(), func() progress.Status {
+				rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
 					return progress.Status{Files: res.C.Files.Load(), Bytes: res.C.BytesWritten.Load(), BytesTotal: res.C.BytesTotal.Load(), Errors: res.C.Errors.Load()}
 				})
 				err = res.Restore(ctx, sn.Tree)

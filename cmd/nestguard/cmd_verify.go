@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -54,7 +53,7 @@ finished is not reported as damage.`,
 			ctx := cmd.Context()
 			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
 				c := checker.New(repo, opt)
-				rep := progress.Start(os.Stderr, a.progressEnabled() && opt.ReadData, func() progress.Status {
+				rep := progress.Start(a.stderr, a.progressEnabled() && opt.ReadData, func() progress.Status {
 					return progress.Status{Files: c.P.PacksDone.Load(), FilesTotal: c.P.PacksTotal.Load(), Bytes: c.P.BytesRead.Load(), Extra: "packs"}
 				})
 				report, err := c.Run(ctx)

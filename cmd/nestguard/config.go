@@ -49,7 +49,7 @@ func (a *app) applyConfig(cmd *cobra.Command) error {
 	names := commandNames(cmd)
 	for i := 0; i <= len(names); i++ {
 		for _, s := range f.Section(names[:i]...) {
-			if err := applySetting(cmd.Flags(), f.Path, s); err != nil {
+			if err := a.applySetting(cmd.Flags(), f.Path, s); err != nil {
 				return &usageError{err}
 			}
 		}
@@ -67,12 +67,12 @@ func commandNames(cmd *cobra.Command) []string {
 	return names
 }
 
-func applySetting(fl *pflag.FlagSet, path string, s config.Setting) error {
+func (a *app) applySetting(fl *pflag.FlagSet, path string, s config.Setting) error {
 	flag := fl.Lookup(s.Key)
 	if flag == nil || flag.Changed {
 		return nil // a non-inherited flag of a parent command, or given on the command line
 	}
-	if firstEnv(flag.Annotations[envAnnotation]...) != "" {
+	if a.firstEnv(flag.Annotations[envAnnotation]...) != "" {
 		return nil
 	}
 	for _, v := range s.Values {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -91,6 +93,8 @@ type env struct {
 	// extraEnv is added to the environment of every run (for S3: the
 	// server's endpoint and credentials).
 	extraEnv []string
+	// subprocess makes run execute the binary, never run in-process.
+	subprocess bool
 }
 
 func newEnv(t *testing.T) *env {
@@ -118,9 +122,61 @@ func (e *env) cmd(args ...string) *exec.Cmd {
 	return c
 }
 
+// run runs nestguard with args and returns what it printed and its exit
+// code: in this process, as main runs it, unless the test needs a process
+// of its own (other credentials, or variables in extraEnv that libraries
+// read from the process's environment, which only nestguard's own
+// NESTGUARD_ ones are not). Tests that send signals, need os.Exit or
+// GODEBUG, or run processes at once use e.cmd.
 func (e *env) run(args ...string) result {
 	e.t.Helper()
-	return execute(e.t, e.cmd(args...))
+	if e.cred != nil || e.subprocess || slices.ContainsFunc(e.extraEnv, func(v string) bool { return !strings.HasPrefix(v, "NESTGUARD_") }) {
+		return execute(e.t, e.cmd(args...))
+	}
+	return e.runHere(args...)
+}
+
+// runHere runs nestguard in this process, with the environment e.cmd
+// gives a process: the test's, the passphrase and extraEnv.
+func (e *env) runHere(args ...string) result {
+	env := map[string]string{"NESTGUARD_PASSWORD": e.pass}
+	for _, kv := range e.extraEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	var so, se lockedBuffer
+	sys := system{
+		stdin:  strings.NewReader(""),
+		stdout: &so,
+		stderr: &se,
+		lookupEnv: func(k string) (string, bool) {
+			if v, ok := env[k]; ok {
+				return v, true
+			}
+			return os.LookupEnv(k)
+		},
+		executable: func() (string, error) { return ngBin, nil },
+	}
+	code := run(context.Background(), sys, append([]string{"--repo", e.repo}, args...))
+	return result{stdout: so.String(), stderr: se.String(), code: code}
+}
+
+// lockedBuffer is a bytes.Buffer that goroutines may write at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // execute runs c and returns what it printed and its exit code.

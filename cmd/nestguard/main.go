@@ -40,7 +40,7 @@ func main() {
 	hardenProcess()
 	ctx, stop := signalContext(context.Background())
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:]))
+	os.Exit(run(ctx, processSystem(), os.Args[1:]))
 }
 
 // interrupted is the cause of a command's context being cancelled by a
@@ -78,23 +78,29 @@ func signalContext(parent context.Context) (context.Context, func()) {
 	}
 }
 
-func run(ctx context.Context, args []string) int {
-	app := newApp()
+// run runs the command args name, with what sys gives, and returns its
+// exit code; main and the in-process tests call it.
+func run(ctx context.Context, sys system, args []string) int {
+	app := newApp(sys)
+	app.args = args
 	root := app.rootCommand()
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	markUsageErrors(root)
 	requireSubcommands(root)
 	root.SetArgs(args)
+	root.SetIn(sys.stdin)
+	root.SetOut(sys.stdout)
+	root.SetErr(sys.stderr)
 	cmd, err := root.ExecuteContextC(ctx)
-	code := exitCode(ctx, cmd, err)
+	code := app.exitCode(ctx, cmd, err)
 	app.writeMetrics(code)
 	return code
 }
 
 // exitCode prints err and returns the exit code it maps to. A usage error
 // is followed by how to call cmd.
-func exitCode(ctx context.Context, cmd *cobra.Command, err error) int {
+func (a *app) exitCode(ctx context.Context, cmd *cobra.Command, err error) int {
 	if err == nil {
 		return exitOK
 	}
@@ -109,20 +115,20 @@ func exitCode(ctx context.Context, cmd *cobra.Command, err error) int {
 		default:
 			msg = in.Error() + ": " + msg
 		}
-		fmt.Fprintln(os.Stderr, "nestguard:", msg)
+		fmt.Fprintln(a.stderr, "nestguard:", msg)
 		return exitSignal + int(in.sig)
 	}
 	var pe *partialError
 	if errors.As(err, &pe) {
-		fmt.Fprintln(os.Stderr, "nestguard:", err)
+		fmt.Fprintln(a.stderr, "nestguard:", err)
 		return exitPartial
 	}
 	var ue *usageError
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
-		fmt.Fprintln(os.Stderr, "nestguard:", err)
-		printUsageHint(cmd)
+		fmt.Fprintln(a.stderr, "nestguard:", err)
+		printUsageHint(a.stderr, cmd)
 		return exitUsage
 	}
-	fmt.Fprintln(os.Stderr, "nestguard:", err)
+	fmt.Fprintln(a.stderr, "nestguard:", err)
 	return exitError
 }

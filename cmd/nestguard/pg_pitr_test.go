@@ -611,7 +611,7 @@ func TestParseRestoreFlags(t *testing.T) {
 // the shell would split, and escapes % for PostgreSQL; it never holds a
 // secret.
 func TestRestoreCommandLine(t *testing.T) {
-	a := newApp()
+	a := newApp(processSystem())
 	a.repo = "/srv/back up/100%"
 	if _, err := a.restoreCommandLine(); err == nil || !strings.Contains(err.Error(), "--key-file") {
 		t.Errorf("without a key or password file: %v", err)

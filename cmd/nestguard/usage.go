@@ -3,7 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"slices"
 	"strings"
 
@@ -134,17 +134,17 @@ func unknownCommand(c *cobra.Command, name string) error {
 
 // printUsageHint follows a usage error: how to call cmd, an example, and
 // where the help is.
-func printUsageHint(cmd *cobra.Command) {
+func printUsageHint(w io.Writer, cmd *cobra.Command) {
 	if cmd == nil {
 		return
 	}
 	if !cmd.HasSubCommands() {
-		fmt.Fprintf(os.Stderr, "usage: %s\n", cmd.UseLine())
+		fmt.Fprintf(w, "usage: %s\n", cmd.UseLine())
 		if ex, _, _ := strings.Cut(strings.TrimSpace(cmd.Example), "\n"); ex != "" {
-			fmt.Fprintf(os.Stderr, "example: %s\n", strings.TrimSpace(ex))
+			fmt.Fprintf(w, "example: %s\n", strings.TrimSpace(ex))
 		}
 	}
-	fmt.Fprintf(os.Stderr, "see '%s --help'\n", cmd.CommandPath())
+	fmt.Fprintf(w, "see '%s --help'\n", cmd.CommandPath())
 }
 
 // flagAliases keeps old spellings of cmd's flags working, hidden from its

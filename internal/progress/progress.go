@@ -5,7 +5,6 @@ package progress
 import (
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -30,11 +29,15 @@ type Reporter struct {
 	done  sync.WaitGroup
 }
 
-// IsTerminal reports whether f is a terminal.
-func IsTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+// IsTerminal reports whether w is a terminal: a file (an *os.File) whose
+// descriptor is one.
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd()))
+}
 
 // Start begins reporting poll() to w if enabled; Stop ends it.
-func Start(w *os.File, enabled bool, poll func() Status) *Reporter {
+func Start(w io.Writer, enabled bool, poll func() Status) *Reporter {
 	r := &Reporter{w: w, tty: enabled && IsTerminal(w), poll: poll, start: time.Now(), stop: make(chan struct{})}
 	if !r.tty {
 		return r
