@@ -126,11 +126,11 @@ func (e *env) cmd(args ...string) *exec.Cmd {
 // code: in this process, as main runs it, unless the test needs a process
 // of its own (other credentials, or variables in extraEnv that libraries
 // read from the process's environment, which only nestguard's own
-// NESTGUARD_ ones are not). Tests that send signals, need os.Exit or
-// GODEBUG, or run processes at once use e.cmd.
+// NESTGUARD_ ones are not; GODEBUG in FIPS test mode). Tests that send
+// signals, need os.Exit or run processes at once use e.cmd.
 func (e *env) run(args ...string) result {
 	e.t.Helper()
-	if e.cred != nil || e.subprocess || slices.ContainsFunc(e.extraEnv, func(v string) bool { return !strings.HasPrefix(v, "NESTGUARD_") }) {
+	if e.cred != nil || e.subprocess || fipsTest || slices.ContainsFunc(e.extraEnv, func(v string) bool { return !strings.HasPrefix(v, "NESTGUARD_") }) {
 		return execute(e.t, e.cmd(args...))
 	}
 	return e.runHere(args...)
