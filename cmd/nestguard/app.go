@@ -65,12 +65,13 @@ type system struct {
 	lookupEnv      func(string) (string, bool)
 	executable     func() (string, error)
 	setMemoryLimit func(int64) int64 // nil: the runtime's limit stays
+	setGCPercent   func(int) int     // nil: the runtime's setting stays
 }
 
 // processSystem is the system of this process.
 func processSystem() system {
 	return system{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv,
-		executable: os.Executable, setMemoryLimit: debug.SetMemoryLimit}
+		executable: os.Executable, setMemoryLimit: debug.SetMemoryLimit, setGCPercent: debug.SetGCPercent}
 }
 
 func newApp(sys system) *app { return &app{system: sys} }

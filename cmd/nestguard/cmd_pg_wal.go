@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -56,31 +55,7 @@ start a new timeline.`,
   psql -c 'SELECT pg_switch_wal()'; nestguard pg status`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// One segment, then exit: collecting garbage only costs latency
-			// that PostgreSQL waits on. The soft limit still bounds memory
-			// (segments may be up to 1 GiB).
-			debug.SetGCPercent(-1)
-			debug.SetMemoryLimit(512 << 20)
-			path := args[0]
-			if name == "" {
-				name = filepath.Base(path)
-			}
-			began := time.Now()
-			ctx := cmd.Context()
-			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
-				opened := time.Since(began)
-				res, err := pg.ArchiveWAL(ctx, repo, path, name)
-				if err != nil {
-					return err
-				}
-				if cleanTurn(name) {
-					repo.CleanStaleTemp(ctx)
-				}
-				a.metric("bytes", float64(res.Size))
-				a.log.Info("archived WAL", "file", name, "bytes", res.Size, "already_archived", res.AlreadyArchived,
-					"open_ms", opened.Milliseconds(), "store_ms", res.Duration.Milliseconds(), "total_ms", time.Since(began).Milliseconds())
-				return nil
-			})
+			return a.runPGArchiveWAL(cmd.Context(), args[0], name)
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "store under this WAL file name (default: the base name of PATH)")
@@ -96,11 +71,7 @@ func cleanTurn(name string) bool {
 }
 
 func (a *app) pgRestoreWALCommand() *cobra.Command {
-	var (
-		o          pg.RestoreWALOptions
-		wait       bool
-		background string
-	)
+	var o restoreWALOptions
 	cmd := &cobra.Command{
 		Use:   "restore-wal NAME DEST",
 		Short: "Fetch one WAL file for recovery: PostgreSQL's restore_command",
@@ -125,38 +96,16 @@ the end of the archive.`,
   restore_command = 'nestguard --repo /srv/backup --key-file /etc/nestguard/wal.key pg restore-wal --prefetch 16 %f %p'`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, dest := args[0], args[1]
-			if o.Prefetch < 0 || o.Prefetch > 256 {
-				return &usageError{fmt.Errorf("--prefetch %d: want 0 to 256 segments", o.Prefetch)}
-			}
-			ctx := cmd.Context()
-			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
-				o.Log = a.log
-				if background != "" {
-					// The detached helper a previous call started.
-					ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-					defer cancel()
-					if o.SpoolDir == "" {
-						o.SpoolDir = filepath.Join(filepath.Dir(dest), ".nestguard-spool")
-					}
-					_, err := pg.PrefetchWAL(ctx, repo, o.SpoolDir, strings.Split(background, ","), o.Parallel, a.log)
-					return err
-				}
-				if !wait {
-					o.Background = a.startPrefetch
-				}
-				// A missing file (the normal end of recovery) is one line on
-				// stderr, as every error is.
-				return pg.RestoreWAL(ctx, repo, name, dest, o)
-			})
+			o.name, o.dest = args[0], args[1]
+			return a.runPGRestoreWAL(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.Prefetch, "prefetch", pg.DefaultPrefetch, "segments to fetch ahead into the spool (0: none)")
 	f.StringVar(&o.SpoolDir, "spool-dir", "", "directory for prefetched segments (default: .nestguard-spool next to DEST)")
 	f.IntVar(&o.Parallel, "parallel", 4, "segments fetched at once")
-	f.BoolVar(&wait, "prefetch-wait", false, "prefetch before exiting instead of in a background process")
-	f.StringVar(&background, "prefetch-background", "", "internal: prefetch these comma-separated names and exit")
+	f.BoolVar(&o.wait, "prefetch-wait", false, "prefetch before exiting instead of in a background process")
+	f.StringVar(&o.background, "prefetch-background", "", "internal: prefetch these comma-separated names and exit")
 	f.MarkHidden("prefetch-background")
 	return cmd
 }
@@ -204,18 +153,7 @@ anything. With --json the same as one JSON object.`,
   nestguard pg status --json | jq .rpo_seconds`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
-				st, err := pg.Status(ctx, repo)
-				if err != nil {
-					return err
-				}
-				if a.jsonOut {
-					return a.printJSON(pgStatusJSON{current(), st})
-				}
-				a.printStatus(st)
-				return nil
-			})
+			return a.runPGStatus(cmd.Context())
 		},
 	}
 	return cmd
@@ -306,4 +244,83 @@ func (a *app) printStatus(s *pg.StatusReport) {
 	for _, p := range s.Problems {
 		fmt.Fprintf(a.stderr, "warning: %s\n", p)
 	}
+}
+
+// runPGStatus prints what point-in-time recovery can do.
+func (a *app) runPGStatus(ctx context.Context) error {
+	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		st, err := pg.Status(ctx, repo)
+		if err != nil {
+			return err
+		}
+		if a.jsonOut {
+			return a.printJSON(pgStatusJSON{current(), st})
+		}
+		a.printStatus(st)
+		return nil
+	})
+}
+
+// restoreWALOptions are what restore-wal is asked to do.
+type restoreWALOptions struct {
+	pg.RestoreWALOptions
+	name, dest string
+	wait       bool   // prefetch before exiting
+	background string // the names a detached prefetch fetches
+}
+
+// runPGRestoreWAL writes WAL file o.name to o.dest.
+func (a *app) runPGRestoreWAL(ctx context.Context, o restoreWALOptions) error {
+	name, dest := o.name, o.dest
+	if o.Prefetch < 0 || o.Prefetch > 256 {
+		return &usageError{fmt.Errorf("--prefetch %d: want 0 to 256 segments", o.Prefetch)}
+	}
+	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		o.Log = a.log
+		if o.background != "" {
+			// The detached helper a previous call started.
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+			defer cancel()
+			if o.SpoolDir == "" {
+				o.SpoolDir = filepath.Join(filepath.Dir(dest), ".nestguard-spool")
+			}
+			_, err := pg.PrefetchWAL(ctx, repo, o.SpoolDir, strings.Split(o.background, ","), o.Parallel, a.log)
+			return err
+		}
+		if !o.wait {
+			o.Background = a.startPrefetch
+		}
+		// A missing file (the normal end of recovery) is one line on
+		// stderr, as every error is.
+		return pg.RestoreWAL(ctx, repo, name, dest, o.RestoreWALOptions)
+	})
+}
+
+// runPGArchiveWAL stores WAL file path under name (default: its base name).
+func (a *app) runPGArchiveWAL(ctx context.Context, path, name string) error {
+	// One segment, then exit: collecting garbage only costs latency
+	// that PostgreSQL waits on. The soft limit still bounds memory
+	// (segments may be up to 1 GiB).
+	if a.setGCPercent != nil && a.setMemoryLimit != nil {
+		a.setGCPercent(-1)
+		a.setMemoryLimit(512 << 20)
+	}
+	if name == "" {
+		name = filepath.Base(path)
+	}
+	began := time.Now()
+	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		opened := time.Since(began)
+		res, err := pg.ArchiveWAL(ctx, repo, path, name)
+		if err != nil {
+			return err
+		}
+		if cleanTurn(name) {
+			repo.CleanStaleTemp(ctx)
+		}
+		a.metric("bytes", float64(res.Size))
+		a.log.Info("archived WAL", "file", name, "bytes", res.Size, "already_archived", res.AlreadyArchived,
+			"open_ms", opened.Milliseconds(), "store_ms", res.Duration.Milliseconds(), "total_ms", time.Since(began).Milliseconds())
+		return nil
+	})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -28,35 +29,7 @@ Restores and verify already read pack headers while an index object is
 damaged; repair makes that unnecessary. Safe while backups run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
-				rep, err := repo.RepairIndex(ctx)
-				if err != nil {
-					return err
-				}
-				if a.jsonOut {
-					out := repairIndexJSON{versioned: current(), PacksIndexed: rep.Indexed,
-						Removed: nonNil(rep.Removed), Kept: []keptIndexJSON{}, BadPacks: nonNil(rep.BadPacks)}
-					for _, k := range rep.Kept {
-						out.Kept = append(out.Kept, keptIndexJSON{k.ID.String(), k.Err.Error()})
-					}
-					if err := a.printJSON(out); err != nil {
-						return err
-					}
-				} else {
-					a.printf("indexed %d packs from their headers\n", rep.Indexed)
-					for _, r := range rep.Removed {
-						a.printf("removed damaged index/%s\n", r)
-					}
-					for _, k := range rep.Kept {
-						fmt.Fprintf(a.stderr, "warning: index/%s: %v\n", k.ID, k.Err)
-					}
-					for _, p := range rep.BadPacks {
-						fmt.Fprintf(a.stderr, "warning: data/%s: the pack's header cannot be read, so its blobs cannot be indexed: 'nestguard verify' names the snapshots that need them, if any\n", p)
-					}
-				}
-				return nil
-			})
+			return a.runRepairIndex(cmd.Context())
 		},
 	})
 	return cmd
@@ -68,4 +41,36 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// runRepairIndex rebuilds the index from the pack headers.
+func (a *app) runRepairIndex(ctx context.Context) error {
+	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+		rep, err := repo.RepairIndex(ctx)
+		if err != nil {
+			return err
+		}
+		if a.jsonOut {
+			out := repairIndexJSON{versioned: current(), PacksIndexed: rep.Indexed,
+				Removed: nonNil(rep.Removed), Kept: []keptIndexJSON{}, BadPacks: nonNil(rep.BadPacks)}
+			for _, k := range rep.Kept {
+				out.Kept = append(out.Kept, keptIndexJSON{k.ID.String(), k.Err.Error()})
+			}
+			if err := a.printJSON(out); err != nil {
+				return err
+			}
+		} else {
+			a.printf("indexed %d packs from their headers\n", rep.Indexed)
+			for _, r := range rep.Removed {
+				a.printf("removed damaged index/%s\n", r)
+			}
+			for _, k := range rep.Kept {
+				fmt.Fprintf(a.stderr, "warning: index/%s: %v\n", k.ID, k.Err)
+			}
+			for _, p := range rep.BadPacks {
+				fmt.Fprintf(a.stderr, "warning: data/%s: the pack's header cannot be read, so its blobs cannot be indexed: 'nestguard verify' names the snapshots that need them, if any\n", p)
+			}
+		}
+		return nil
+	})
 }

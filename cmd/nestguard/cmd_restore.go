@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -13,7 +14,7 @@ import (
 )
 
 func (a *app) restoreCommand() *cobra.Command {
-	var o restorer.Options
+	var o restoreOptions
 	cmd := &cobra.Command{
 		Use:   "restore SNAPSHOT --target DIR",
 		Short: "Restore a snapshot into a directory",
@@ -43,62 +44,8 @@ reported, since a restore never removes a directory's contents.`,
   nestguard restore 4f2a9c1e --target /tmp/r --include /etc/nginx`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.Target == "" {
-				return &usageError{fmt.Errorf("--target is required")}
-			}
-			ctx := cmd.Context()
-			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
-				found, err := findSnapshots(ctx, repo, args[0])
-				if err != nil {
-					return err
-				}
-				sn := found[0]
-				o.Log = a.log
-				res := restorer.New(repo, o)
-				rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
-					return progress.Status{Files: res.C.Files.Load(), Bytes: res.C.BytesWritten.Load(), BytesTotal: res.C.BytesTotal.Load(), Errors: res.C.Errors.Load()}
-				})
-				err = res.Restore(ctx, sn.Tree)
-				rep.Stop()
-				if nm := (*restorer.NoMatchError)(nil); errors.As(err, &nm) {
-					return fmt.Errorf("%w: nothing was restored; snapshot %s holds %s (see 'nestguard ls %s')",
-						err, sn.ID.Short(), showPaths(sn.Paths), sn.ID.Short())
-				}
-				c := &res.C
-				if err != nil && c.Files.Load()+c.Dirs.Load() > 0 {
-					fmt.Fprintf(a.stderr, "restore stopped: %d of the %d files found so far restored (%s of %s); the rest of the snapshot was not\n",
-						c.Restored.Load(), c.Files.Load(), progress.Bytes(c.BytesRestored.Load()), progress.Bytes(c.BytesTotal.Load()))
-				}
-				if err != nil {
-					return err
-				}
-				errs := res.Errors()
-				a.metric("files", float64(c.Restored.Load()))
-				a.metric("bytes", float64(c.BytesRestored.Load()))
-				a.metric("errors", float64(len(errs)))
-				if a.jsonOut {
-					if err := a.printJSON(restoreJSON{current(), sn.ID.String(), o.Target,
-						c.Restored.Load(), c.Files.Load(), c.Dirs.Load(), c.BytesRestored.Load(), c.BytesTotal.Load(), errs}); err != nil {
-						return err
-					}
-				} else {
-					for _, e := range errs {
-						fmt.Fprintf(a.stderr, "error: %s: %s\n", tree.Show(e.Path), e.Err)
-					}
-					if c.Restored.Load() == c.Files.Load() {
-						a.printf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.Target,
-							c.Restored.Load(), c.Dirs.Load(), progress.Bytes(c.BytesRestored.Load()))
-					} else {
-						a.printf("restored snapshot %s to %s in part: %d of %d files, %s of %s, %d dirs\n", sn.ID.Short(), o.Target,
-							c.Restored.Load(), c.Files.Load(), progress.Bytes(c.BytesRestored.Load()), progress.Bytes(c.BytesTotal.Load()), c.Dirs.Load())
-					}
-				}
-				if len(errs) > 0 {
-					return &partialError{fmt.Sprintf("%d errors (listed above): %d of %d files restored complete, the others are not in the target",
-						len(errs), c.Restored.Load(), c.Files.Load())}
-				}
-				return nil
-			})
+			o.snapshot = args[0]
+			return a.runRestore(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -107,4 +54,69 @@ reported, since a restore never removes a directory's contents.`,
 	f.BoolVar(&o.Overwrite, "overwrite", false, "restore into a non-empty target, replacing files of the same name")
 	f.IntVar(&o.Workers, "workers", restorer.DefaultWorkers, "packs read and written at once")
 	return cmd
+}
+
+// restoreOptions are what restore is asked to do: its argument and flags.
+type restoreOptions struct {
+	snapshot string
+	restorer.Options
+}
+
+// runRestore restores o.snapshot.
+func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
+	if o.Target == "" {
+		return &usageError{fmt.Errorf("--target is required")}
+	}
+	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+		found, err := findSnapshots(ctx, repo, o.snapshot)
+		if err != nil {
+			return err
+		}
+		sn := found[0]
+		o.Log = a.log
+		res := restorer.New(repo, o.Options)
+		rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
+			return progress.Status{Files: res.C.Files.Load(), Bytes: res.C.BytesWritten.Load(), BytesTotal: res.C.BytesTotal.Load(), Errors: res.C.Errors.Load()}
+		})
+		err = res.Restore(ctx, sn.Tree)
+		rep.Stop()
+		if nm := (*restorer.NoMatchError)(nil); errors.As(err, &nm) {
+			return fmt.Errorf("%w: nothing was restored; snapshot %s holds %s (see 'nestguard ls %s')",
+				err, sn.ID.Short(), showPaths(sn.Paths), sn.ID.Short())
+		}
+		c := &res.C
+		if err != nil && c.Files.Load()+c.Dirs.Load() > 0 {
+			fmt.Fprintf(a.stderr, "restore stopped: %d of the %d files found so far restored (%s of %s); the rest of the snapshot was not\n",
+				c.Restored.Load(), c.Files.Load(), progress.Bytes(c.BytesRestored.Load()), progress.Bytes(c.BytesTotal.Load()))
+		}
+		if err != nil {
+			return err
+		}
+		errs := res.Errors()
+		a.metric("files", float64(c.Restored.Load()))
+		a.metric("bytes", float64(c.BytesRestored.Load()))
+		a.metric("errors", float64(len(errs)))
+		if a.jsonOut {
+			if err := a.printJSON(restoreJSON{current(), sn.ID.String(), o.Target,
+				c.Restored.Load(), c.Files.Load(), c.Dirs.Load(), c.BytesRestored.Load(), c.BytesTotal.Load(), errs}); err != nil {
+				return err
+			}
+		} else {
+			for _, e := range errs {
+				fmt.Fprintf(a.stderr, "error: %s: %s\n", tree.Show(e.Path), e.Err)
+			}
+			if c.Restored.Load() == c.Files.Load() {
+				a.printf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.Target,
+					c.Restored.Load(), c.Dirs.Load(), progress.Bytes(c.BytesRestored.Load()))
+			} else {
+				a.printf("restored snapshot %s to %s in part: %d of %d files, %s of %s, %d dirs\n", sn.ID.Short(), o.Target,
+					c.Restored.Load(), c.Files.Load(), progress.Bytes(c.BytesRestored.Load()), progress.Bytes(c.BytesTotal.Load()), c.Dirs.Load())
+			}
+		}
+		if len(errs) > 0 {
+			return &partialError{fmt.Sprintf("%d errors (listed above): %d of %d files restored complete, the others are not in the target",
+				len(errs), c.Restored.Load(), c.Files.Load())}
+		}
+		return nil
+	})
 }

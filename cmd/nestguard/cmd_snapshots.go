@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"strings"
@@ -27,44 +28,7 @@ the list lacks it. While one is unreadable, 'latest' chooses nothing in any
 command (it could be the newest): name snapshots by their id instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
-				list, unreadable, err := snapshot.List(ctx, repo)
-				if err != nil {
-					return err
-				}
-				var shown []*snapshot.Snapshot
-				for _, sn := range list {
-					if f.Match(sn) {
-						shown = append(shown, sn)
-					}
-				}
-				if a.jsonOut {
-					out := make([]snapshotJSON, 0, len(shown))
-					for _, sn := range shown {
-						paths, raw := tree.ForJSONList(sn.Paths)
-						out = append(out, snapshotJSON{ID: sn.ID.String(), ShortID: sn.ID.Short(), Time: sn.Time, Kind: sn.Kind,
-							Hostname: sn.Hostname, Username: sn.Username, Paths: paths, PathsBytes: raw, Tags: sn.Tags, Tree: sn.Tree, Summary: sn.Summary})
-					}
-					if err := a.printJSON(out); err != nil {
-						return err
-					}
-					return unreadableSnapshots(a, unreadable)
-				}
-				tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tTime\tKind\tHost\tTags\tSize\tPaths")
-				for _, sn := range shown {
-					size := ""
-					if sn.Summary != nil {
-						size = progress.Bytes(sn.Summary.TotalBytes)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sn.ID.Short(), fmtTime(sn.Time), sn.Kind, sn.Hostname,
-						strings.Join(sn.Tags, ","), size, showPaths(sn.Paths))
-				}
-				tw.Flush()
-				a.printf("%d snapshots\n", len(shown))
-				return unreadableSnapshots(a, unreadable)
-			})
+			return a.runSnapshots(cmd.Context(), f)
 		},
 	}
 	cmd.Flags().StringVar(&f.Host, "host", "", "only snapshots of this host")
@@ -86,7 +50,7 @@ func unreadableSnapshots(a *app, unreadable []error) error {
 }
 
 func (a *app) lsCommand() *cobra.Command {
-	var long bool
+	var o lsOptions
 	cmd := &cobra.Command{
 		Use:   "ls SNAPSHOT [PATH]",
 		Short: "List the files in a snapshot",
@@ -95,53 +59,14 @@ func (a *app) lsCommand() *cobra.Command {
 ` + pathsHelp,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
-				snaps, err := findSnapshots(ctx, repo, args[0])
-				if err != nil {
-					return err
-				}
-				sn := snaps[0]
-				prefix := "/"
-				if len(args) == 2 {
-					prefix = path.Clean("/" + args[1])
-				}
-				var out []lsEntryJSON
-				found := prefix == "/"
-				err = tree.Walk(ctx, repo, sn.Tree, func(p string, n *tree.Node) error {
-					in := p == prefix || strings.HasPrefix(p, prefix+"/") || prefix == "/"
-					if !in && !strings.HasPrefix(prefix, p+"/") {
-						return tree.SkipDir
-					}
-					if !in {
-						return nil
-					}
-					found = true
-					e := lsEntryJSON{Type: n.Type, Size: n.Size, Mode: n.Mode.String(), MTime: fmtTime(n.ModTime)}
-					e.Path, e.PathBytes = tree.ForJSON(p)
-					if a.jsonOut {
-						out = append(out, e)
-					} else if long {
-						a.printf("%-10s %8s %s %s %s\n", e.Mode, progress.Bytes(int64(n.Size)), e.MTime, n.Type[:1], tree.Show(p))
-					} else {
-						a.printf("%s\n", tree.Show(p))
-					}
-					return nil
-				}, nil)
-				if err != nil {
-					return err
-				}
-				if !found {
-					return fmt.Errorf("%s is not in snapshot %s", tree.Show(prefix), sn.ID.Short())
-				}
-				if a.jsonOut {
-					return a.printJSON(out)
-				}
-				return nil
-			})
+			o.snapshot, o.prefix = args[0], "/"
+			if len(args) == 2 {
+				o.prefix = path.Clean("/" + args[1])
+			}
+			return a.runLs(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().BoolVarP(&long, "long", "l", false, "show mode, size and time")
+	cmd.Flags().BoolVarP(&o.long, "long", "l", false, "show mode, size and time")
 	return cmd
 }
 
@@ -156,30 +81,7 @@ func (a *app) diffCommand() *cobra.Command {
 ` + pathsHelp,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
-				found, err := findSnapshots(ctx, repo, args[0], args[1])
-				if err != nil {
-					return err
-				}
-				sa, sb := found[0], found[1]
-				changes := []tree.Change{}
-				err = tree.Diff(ctx, repo, sa.Tree, sb.Tree, func(c tree.Change) error {
-					if a.jsonOut {
-						changes = append(changes, c)
-					} else {
-						a.printf("%-2s %s\n", c.Kind, tree.Show(c.Path))
-					}
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-				if a.jsonOut {
-					return a.printJSON(diffJSON{current(), sa.ID.String(), sb.ID.String(), changes})
-				}
-				return nil
-			})
+			return a.runDiff(cmd.Context(), args[0], args[1])
 		},
 	}
 }
@@ -200,3 +102,122 @@ otherwise as a Go double-quoted string in which \xNN is one raw byte:
 "/data/Stra\xdfe.txt" (every other path starts with /). With --json, "path"
 is the path when it is valid UTF-8; when not, "path" is that quoted form
 without its quotes and "path_bytes" holds the exact bytes (base64).`
+
+// runDiff prints what changed from snapshot refA to refB.
+func (a *app) runDiff(ctx context.Context, refA, refB string) error {
+	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+		found, err := findSnapshots(ctx, repo, refA, refB)
+		if err != nil {
+			return err
+		}
+		sa, sb := found[0], found[1]
+		changes := []tree.Change{}
+		err = tree.Diff(ctx, repo, sa.Tree, sb.Tree, func(c tree.Change) error {
+			if a.jsonOut {
+				changes = append(changes, c)
+			} else {
+				a.printf("%-2s %s\n", c.Kind, tree.Show(c.Path))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if a.jsonOut {
+			return a.printJSON(diffJSON{current(), sa.ID.String(), sb.ID.String(), changes})
+		}
+		return nil
+	})
+}
+
+// lsOptions are what ls is asked to list.
+type lsOptions struct {
+	snapshot string
+	prefix   string // a clean absolute path
+	long     bool
+}
+
+// runLs lists the paths of o.snapshot at and below o.prefix.
+func (a *app) runLs(ctx context.Context, o lsOptions) error {
+	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+		snaps, err := findSnapshots(ctx, repo, o.snapshot)
+		if err != nil {
+			return err
+		}
+		sn := snaps[0]
+		prefix := o.prefix
+		var out []lsEntryJSON
+		found := prefix == "/"
+		err = tree.Walk(ctx, repo, sn.Tree, func(p string, n *tree.Node) error {
+			in := p == prefix || strings.HasPrefix(p, prefix+"/") || prefix == "/"
+			if !in && !strings.HasPrefix(prefix, p+"/") {
+				return tree.SkipDir
+			}
+			if !in {
+				return nil
+			}
+			found = true
+			e := lsEntryJSON{Type: n.Type, Size: n.Size, Mode: n.Mode.String(), MTime: fmtTime(n.ModTime)}
+			e.Path, e.PathBytes = tree.ForJSON(p)
+			if a.jsonOut {
+				out = append(out, e)
+			} else if o.long {
+				a.printf("%-10s %8s %s %s %s\n", e.Mode, progress.Bytes(int64(n.Size)), e.MTime, n.Type[:1], tree.Show(p))
+			} else {
+				a.printf("%s\n", tree.Show(p))
+			}
+			return nil
+		}, nil)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%s is not in snapshot %s", tree.Show(prefix), sn.ID.Short())
+		}
+		if a.jsonOut {
+			return a.printJSON(out)
+		}
+		return nil
+	})
+}
+
+// runSnapshots lists the snapshots f matches.
+func (a *app) runSnapshots(ctx context.Context, f snapshot.Filter) error {
+	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		list, unreadable, err := snapshot.List(ctx, repo)
+		if err != nil {
+			return err
+		}
+		var shown []*snapshot.Snapshot
+		for _, sn := range list {
+			if f.Match(sn) {
+				shown = append(shown, sn)
+			}
+		}
+		if a.jsonOut {
+			out := make([]snapshotJSON, 0, len(shown))
+			for _, sn := range shown {
+				paths, raw := tree.ForJSONList(sn.Paths)
+				out = append(out, snapshotJSON{ID: sn.ID.String(), ShortID: sn.ID.Short(), Time: sn.Time, Kind: sn.Kind,
+					Hostname: sn.Hostname, Username: sn.Username, Paths: paths, PathsBytes: raw, Tags: sn.Tags, Tree: sn.Tree, Summary: sn.Summary})
+			}
+			if err := a.printJSON(out); err != nil {
+				return err
+			}
+			return unreadableSnapshots(a, unreadable)
+		}
+		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTime\tKind\tHost\tTags\tSize\tPaths")
+		for _, sn := range shown {
+			size := ""
+			if sn.Summary != nil {
+				size = progress.Bytes(sn.Summary.TotalBytes)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sn.ID.Short(), fmtTime(sn.Time), sn.Kind, sn.Hostname,
+				strings.Join(sn.Tags, ","), size, showPaths(sn.Paths))
+		}
+		tw.Flush()
+		a.printf("%d snapshots\n", len(shown))
+		return unreadableSnapshots(a, unreadable)
+	})
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -50,64 +51,7 @@ finished is not reported as damage.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
-				c := checker.New(repo, opt)
-				rep := progress.Start(a.stderr, a.progressEnabled() && opt.ReadData, func() progress.Status {
-					return progress.Status{Files: c.P.PacksDone.Load(), FilesTotal: c.P.PacksTotal.Load(), Bytes: c.P.BytesRead.Load(), Extra: "packs"}
-				})
-				report, err := c.Run(ctx)
-				rep.Stop()
-				if err != nil {
-					return err
-				}
-				a.metric("snapshots", float64(report.Snapshots))
-				a.metric("bytes_read", float64(report.BytesRead))
-				a.metric("problems", float64(len(report.Problems)))
-				a.metric("damaged_snapshots", float64(len(report.DamagedSnapshots)))
-				if a.jsonOut {
-					if err := a.printJSON(verifyJSON{current(), report.OK(), report}); err != nil {
-						return err
-					}
-				} else {
-					a.printf("checked %d snapshots, %d packs", report.Snapshots, report.Packs)
-					if opt.ReadData {
-						a.printf("; read %d packs, %d blobs, %d WAL segments, %s", report.PacksRead, report.BlobsRead, report.WALRead, progress.Bytes(report.BytesRead))
-					}
-					a.printf("\n")
-					if report.UnindexedPacks > 0 {
-						a.printf("%d packs are not indexed (left by an interrupted backup; the next backup indexes and reuses them)\n", report.UnindexedPacks)
-					}
-					if report.DuplicatePacks > 0 {
-						a.printf("%d packs are not indexed but hold only blobs stored in other packs too (harmless duplicates, e.g. of concurrent backups)\n", report.DuplicatePacks)
-					}
-					if report.RecentPacks > 0 {
-						a.printf("%d packs written in the last hour are not indexed yet (a backup may be writing them)\n", report.RecentPacks)
-					}
-					for _, p := range report.Warnings {
-						fmt.Fprintf(a.stderr, "warning: %s: %s\n", p.Object, p.Error)
-					}
-					for _, p := range report.Problems {
-						fmt.Fprintf(a.stderr, "error: %s: %s\n", p.Object, p.Error)
-					}
-					for _, s := range report.DamagedSnapshots {
-						fmt.Fprintf(a.stderr, "damaged snapshot %s (%s, %s):\n", s.ID[:8], s.Time, showPaths(s.Paths))
-						for _, f := range s.Files {
-							fmt.Fprintf(a.stderr, "  %s\n", tree.Show(f))
-						}
-						for _, e := range s.Errors {
-							fmt.Fprintf(a.stderr, "  error: %s\n", e)
-						}
-					}
-					if report.OK() {
-						a.printf("no errors found\n")
-					}
-				}
-				if !report.OK() {
-					return errors.New("the repository is damaged: see the errors above")
-				}
-				return nil
-			})
+			return a.runVerify(cmd.Context(), opt)
 		},
 	}
 	cmd.Flags().StringVar(&readData, "read-data", "", "also read back the data: all packs, or a random `PERCENT` of them (default: none)")
@@ -147,4 +91,65 @@ func parsePercent(s string) (float64, error) {
 		return 0, fmt.Errorf("--read-data: %q is not a percentage between 0 and 100", s)
 	}
 	return v, nil
+}
+
+// runVerify checks the repository as opt says.
+func (a *app) runVerify(ctx context.Context, opt checker.Options) error {
+	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+		c := checker.New(repo, opt)
+		rep := progress.Start(a.stderr, a.progressEnabled() && opt.ReadData, func() progress.Status {
+			return progress.Status{Files: c.P.PacksDone.Load(), FilesTotal: c.P.PacksTotal.Load(), Bytes: c.P.BytesRead.Load(), Extra: "packs"}
+		})
+		report, err := c.Run(ctx)
+		rep.Stop()
+		if err != nil {
+			return err
+		}
+		a.metric("snapshots", float64(report.Snapshots))
+		a.metric("bytes_read", float64(report.BytesRead))
+		a.metric("problems", float64(len(report.Problems)))
+		a.metric("damaged_snapshots", float64(len(report.DamagedSnapshots)))
+		if a.jsonOut {
+			if err := a.printJSON(verifyJSON{current(), report.OK(), report}); err != nil {
+				return err
+			}
+		} else {
+			a.printf("checked %d snapshots, %d packs", report.Snapshots, report.Packs)
+			if opt.ReadData {
+				a.printf("; read %d packs, %d blobs, %d WAL segments, %s", report.PacksRead, report.BlobsRead, report.WALRead, progress.Bytes(report.BytesRead))
+			}
+			a.printf("\n")
+			if report.UnindexedPacks > 0 {
+				a.printf("%d packs are not indexed (left by an interrupted backup; the next backup indexes and reuses them)\n", report.UnindexedPacks)
+			}
+			if report.DuplicatePacks > 0 {
+				a.printf("%d packs are not indexed but hold only blobs stored in other packs too (harmless duplicates, e.g. of concurrent backups)\n", report.DuplicatePacks)
+			}
+			if report.RecentPacks > 0 {
+				a.printf("%d packs written in the last hour are not indexed yet (a backup may be writing them)\n", report.RecentPacks)
+			}
+			for _, p := range report.Warnings {
+				fmt.Fprintf(a.stderr, "warning: %s: %s\n", p.Object, p.Error)
+			}
+			for _, p := range report.Problems {
+				fmt.Fprintf(a.stderr, "error: %s: %s\n", p.Object, p.Error)
+			}
+			for _, s := range report.DamagedSnapshots {
+				fmt.Fprintf(a.stderr, "damaged snapshot %s (%s, %s):\n", s.ID[:8], s.Time, showPaths(s.Paths))
+				for _, f := range s.Files {
+					fmt.Fprintf(a.stderr, "  %s\n", tree.Show(f))
+				}
+				for _, e := range s.Errors {
+					fmt.Fprintf(a.stderr, "  error: %s\n", e)
+				}
+			}
+			if report.OK() {
+				a.printf("no errors found\n")
+			}
+		}
+		if !report.OK() {
+			return errors.New("the repository is damaged: see the errors above")
+		}
+		return nil
+	})
 }
