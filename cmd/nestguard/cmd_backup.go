@@ -15,7 +15,7 @@ import (
 )
 
 func (a *app) backupCommand() *cobra.Command {
-	var o archiver.BackupOptions
+	var o backupOptions
 	cmd := &cobra.Command{
 		Use:   "backup PATH...",
 		Short: "Back up files and directories into a new snapshot",
@@ -41,50 +41,8 @@ with its file and name, counted the same way, and left out.`,
   nestguard backup --json /var/lib/app > summary.json`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
-			ctx := cmd.Context()
-			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
-				o.Program = "nestguard " + version
-				o.Log = a.log
-				o.Commit = a.commitOptions()
-				var rep *progress.Reporter
-				o.Start = func(ar *archiver.Archiver) {
-					rep = progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
-						return progress.Status{Files: ar.C.Files.Load(), Bytes: ar.C.BytesRead.Load(), Errors: ar.C.Errors.Load(),
-							Extra: fmt.Sprintf("%d unchanged", ar.C.FilesUnmodified.Load())}
-					})
-				}
-				sn, ferrs, err := archiver.Backup(ctx, repo, paths, o)
-				if rep != nil {
-					rep.Stop()
-				}
-				for _, fe := range ferrs {
-					if !a.jsonOut {
-						fmt.Fprintf(a.stderr, "warning: %s: %s\n", tree.Show(fe.Path), fe.Err)
-					}
-				}
-				if err != nil {
-					if sn != nil {
-						return err // saved, but its retention could not be fully applied
-					}
-					return interruptedBackup(ctx, repo, err)
-				}
-				s := sn.Summary
-				a.summaryMetrics(s)
-				if a.jsonOut {
-					if err := a.printJSON(backupJSON{current(), sn.ID.String(), sn.ID.Short(), s, ferrs, s.End.Sub(s.Start).Seconds()}); err != nil {
-						return err
-					}
-				} else {
-					a.printf("files: %d new, %d changed, %d unchanged; %d dirs\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified, s.Dirs)
-					a.printf("added %s (%s stored) of %s processed in %s\n", progress.Bytes(s.DataAdded), progress.Bytes(s.DataStored),
-						progress.Bytes(s.TotalBytes), s.End.Sub(s.Start).Round(time.Millisecond))
-					a.printf("snapshot %s saved\n", sn.ID.Short())
-				}
-				if len(ferrs) > 0 {
-					return &partialError{fmt.Sprintf("snapshot %s saved, but with %d read errors (listed above): what could not be read is not in it", sn.ID.Short(), len(ferrs))}
-				}
-				return nil
-			})
+			o.paths = paths
+			return a.runBackup(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -116,4 +74,57 @@ func interruptedBackup(ctx context.Context, repo *repository.Repository, err err
 	}
 	return fmt.Errorf("%w: no snapshot was saved; the %d %s (%s) stored before the interruption stay in the repository, and the next backup reuses their data instead of storing it again (it still reads the files)",
 		in, n, packs, progress.Bytes(size))
+}
+
+// backupOptions are what backup is asked to do: its arguments and flags.
+type backupOptions struct {
+	paths []string
+	archiver.BackupOptions
+}
+
+// runBackup backs up o.paths into a new snapshot.
+func (a *app) runBackup(ctx context.Context, o backupOptions) error {
+	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+		o.Program = "nestguard " + version
+		o.Log = a.log
+		o.Commit = a.commitOptions()
+		var rep *progress.Reporter
+		o.Start = func(ar *archiver.Archiver) {
+			rep = progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
+				return progress.Status{Files: ar.C.Files.Load(), Bytes: ar.C.BytesRead.Load(), Errors: ar.C.Errors.Load(),
+					Extra: fmt.Sprintf("%d unchanged", ar.C.FilesUnmodified.Load())}
+			})
+		}
+		sn, ferrs, err := archiver.Backup(ctx, repo, o.paths, o.BackupOptions)
+		if rep != nil {
+			rep.Stop()
+		}
+		for _, fe := range ferrs {
+			if !a.jsonOut {
+				fmt.Fprintf(a.stderr, "warning: %s: %s\n", tree.Show(fe.Path), fe.Err)
+			}
+		}
+		if err != nil {
+			if sn != nil {
+				return err // saved, but its retention could not be fully applied
+			}
+			return interruptedBackup(ctx, repo, err)
+		}
+		s := sn.Summary
+		a.summaryMetrics(s)
+		if a.jsonOut {
+			if err := a.printJSON(backupJSON{current(), sn.ID.String(), sn.ID.Short(), s, ferrs, s.End.Sub(s.Start).Seconds()}); err != nil {
+				return err
+			}
+		} else {
+			a.printf("files: %d new, %d changed, %d unchanged; %d dirs\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified, s.Dirs)
+			a.printf("added %s (%s stored) of %s processed in %s\n", progress.Bytes(s.DataAdded), progress.Bytes(s.DataStored),
+				progress.Bytes(s.TotalBytes), s.End.Sub(s.Start).Round(time.Millisecond))
+			a.printf("snapshot %s saved\n", sn.ID.Short())
+		}
+		if len(ferrs) > 0 {
+			return &partialError{fmt.Sprintf("snapshot %s saved, but with %d read errors (listed above): what could not be read is not in it", sn.ID.Short(), len(ferrs))}
+		}
+		return nil
+	})
 }
