@@ -16,6 +16,15 @@ type configEnv struct{ t *testing.T }
 
 func (c *configEnv) run(extraEnv []string, args ...string) result {
 	c.t.Helper()
+	if inProcessEnv(extraEnv) {
+		lookup := func(k string) (string, bool) {
+			if strings.HasPrefix(k, "NESTGUARD_") {
+				return "", false
+			}
+			return os.LookupEnv(k)
+		}
+		return runInProcess(lookup, extraEnv, args)
+	}
 	cmd := exec.Command(ngBin, ngArgs(args)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "NESTGUARD_") {

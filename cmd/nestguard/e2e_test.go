@@ -130,7 +130,7 @@ func (e *env) cmd(args ...string) *exec.Cmd {
 // signals, need os.Exit or run processes at once use e.cmd.
 func (e *env) run(args ...string) result {
 	e.t.Helper()
-	if e.cred != nil || e.subprocess || fipsTest || slices.ContainsFunc(e.extraEnv, func(v string) bool { return !strings.HasPrefix(v, "NESTGUARD_") }) {
+	if e.cred != nil || e.subprocess || !inProcessEnv(e.extraEnv) {
 		return execute(e.t, e.cmd(args...))
 	}
 	return e.runHere(args...)
@@ -139,10 +139,19 @@ func (e *env) run(args ...string) result {
 // runHere runs nestguard in this process, with the environment e.cmd
 // gives a process: the test's, the passphrase and extraEnv.
 func (e *env) runHere(args ...string) result {
-	env := map[string]string{"NESTGUARD_PASSWORD": e.pass}
-	for _, kv := range e.extraEnv {
+	env := append([]string{"NESTGUARD_PASSWORD=" + e.pass}, e.extraEnv...)
+	return runInProcess(os.LookupEnv, env, append([]string{"--repo", e.repo}, args...))
+}
+
+// runInProcess runs nestguard in this process as main would, with empty
+// stdin, with the variables in env (KEY=VALUE, the last wins) and else
+// what lookup finds as its environment, and returns what it printed and
+// its exit code.
+func runInProcess(lookup func(string) (string, bool), env []string, args []string) result {
+	vars := map[string]string{}
+	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
+		vars[k] = v
 	}
 	var so, se lockedBuffer
 	sys := system{
@@ -150,15 +159,23 @@ func (e *env) runHere(args ...string) result {
 		stdout: &so,
 		stderr: &se,
 		lookupEnv: func(k string) (string, bool) {
-			if v, ok := env[k]; ok {
+			if v, ok := vars[k]; ok {
 				return v, true
 			}
-			return os.LookupEnv(k)
+			return lookup(k)
 		},
 		executable: func() (string, error) { return ngBin, nil },
 	}
-	code := run(context.Background(), sys, append([]string{"--repo", e.repo}, args...))
+	code := run(context.Background(), sys, args)
 	return result{stdout: so.String(), stderr: se.String(), code: code}
+}
+
+// inProcessEnv reports whether env lets nestguard run in-process: only
+// nestguard reads NESTGUARD_ variables, and so sees them through the app;
+// libraries read others from the process, and FIPS test mode needs
+// GODEBUG.
+func inProcessEnv(env []string) bool {
+	return !fipsTest && !slices.ContainsFunc(env, func(v string) bool { return !strings.HasPrefix(v, "NESTGUARD_") })
 }
 
 // lockedBuffer is a bytes.Buffer that goroutines may write at once.
