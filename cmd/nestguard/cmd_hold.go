@@ -24,7 +24,8 @@ Holds are recorded in the repository (who, when, which case, why); the
 records are never rewritten, so the history stays complete.
 
 On an S3 bucket with Object Lock, every object the snapshot needs (its
-packs, the index objects listing them, the snapshot object, the config and
+packs, including every pack holding a copy of one of its blobs that two
+backups at once both stored, the index objects listing them, the snapshot object, the config and
 key slots, and for PostgreSQL its WAL) gets an S3 legal hold, which
 survives the end of the retention period, and so does the hold's record
 under holds/ (until the hold is released; the records are then retained

@@ -43,8 +43,8 @@ func (a *app) retentionCommand() *cobra.Command {
 		Use:   "apply [SNAPSHOT...]",
 		Short: "Extend the retention of what snapshots need (all snapshots by default)",
 		Long: `Extend the Object Lock retention of every object the snapshots need (their
-packs, index objects, snapshot object, config, key slots and, for
-PostgreSQL, WAL) to each snapshot's time plus the repository's minimum
+packs, every copy of a blob stored twice included, index objects,
+snapshot object, config, key slots and, for PostgreSQL, WAL) to each snapshot's time plus the repository's minimum
 retention, as backup and copy do after saving a snapshot.
 
 Run it when backup or copy reports that a snapshot was saved but its
