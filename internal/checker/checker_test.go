@@ -1,0 +1,84 @@
+package checker
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/repository/repotest"
+	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+// TestDamagedPathsInSharedTrees: a damaged directory shared by two
+// snapshots, at different paths and twice in one of them, is named at
+// every path in each snapshot; an undamaged snapshot sharing none of it is
+// not reported.
+func TestDamagedPathsInSharedTrees(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	save := func(nodes ...*tree.Node) id.ID {
+		t.Helper()
+		tr := &tree.Tree{Nodes: nodes}
+		tr.Sort()
+		tid, err := tree.Save(ctx, repo, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tid
+	}
+	good, _, err := repo.SaveBlob(ctx, index.DataBlob, []byte("intact"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := id.Hash([]byte("never stored"))
+	file := func(name string, b id.ID) *tree.Node {
+		return &tree.Node{Name: name, Type: tree.File, Size: 6, Content: []id.ID{b}}
+	}
+	dir := func(name string, sub id.ID) *tree.Node { return &tree.Node{Name: name, Type: tree.Dir, Subtree: &sub} }
+	lost := id.Hash([]byte("no such tree"))
+	shared := save(file("bad", gone), file("ok", good), dir("lost", lost))
+	root1 := save(dir("a", shared), dir("b", save(dir("c", shared))), file("top", good))
+	root2 := save(dir("x", shared))
+	root3 := save(file("top", good))
+	var ids []string
+	for i, root := range []id.ID{root1, root2, root3} {
+		sn := &snapshot.Snapshot{Time: time.Unix(int64(i), 0), Kind: snapshot.KindFiles, Tree: root}
+		if err := snapshot.Save(ctx, repo, sn); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sn.ID.String())
+	}
+	if err := repo.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := New(repo, Options{}).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		ids[0]: {"/a/bad", "/a/lost", "/b/c/bad", "/b/c/lost"},
+		ids[1]: {"/x/bad", "/x/lost"},
+	}
+	if len(rep.DamagedSnapshots) != len(want) {
+		t.Fatalf("%d damaged snapshots, want %d: %+v", len(rep.DamagedSnapshots), len(want), rep.DamagedSnapshots)
+	}
+	for _, s := range rep.DamagedSnapshots {
+		files := slices.Sorted(slices.Values(s.Files))
+		if !slices.Equal(files, want[s.ID]) {
+			t.Errorf("snapshot %s: damaged files %v, want %v", s.ID[:8], files, want[s.ID])
+		}
+		if len(s.Errors) != len(want[s.ID])/2 {
+			t.Errorf("snapshot %s: errors %v, want one per lost directory", s.ID[:8], s.Errors)
+		}
+		for _, e := range s.Errors {
+			if !slices.ContainsFunc([]string{"/: a: lost: directory listing lost: ", "/: b: c: lost: directory listing lost: ", "/: x: lost: directory listing lost: "},
+				func(p string) bool { return len(e) > len(p) && e[:len(p)] == p }) {
+				t.Errorf("snapshot %s: error %q", s.ID[:8], e)
+			}
+		}
+	}
+}
