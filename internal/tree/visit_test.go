@@ -217,3 +217,37 @@ func TestVisitorCancel(t *testing.T) {
 		t.Fatalf("cancelled traversal took %v", d)
 	}
 }
+
+func TestVisitorLoadsInParallel(t *testing.T) {
+	s := newMemStore()
+	s.delay = 5 * time.Millisecond
+	// 1+4+16+64 distinct trees: each subdirectory holds its own file name.
+	var mk func(depth int, name string) id.ID
+	mk = func(depth int, name string) id.ID {
+		tr := &Tree{Nodes: []*Node{{Name: name, Type: File}}}
+		if depth > 0 {
+			for i := range 4 {
+				sub := mk(depth-1, fmt.Sprintf("%s.%d", name, i))
+				tr.Nodes = append(tr.Nodes, &Node{Name: fmt.Sprintf("d%d", i), Type: Dir, Subtree: &sub})
+			}
+		}
+		tr.Sort()
+		tid, err := Save(context.Background(), s, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tid
+	}
+	root := mk(3, "r")
+	start := time.Now()
+	v := Visitor[struct{}]{Workers: 8}
+	if err := v.Run(context.Background(), s, Roots(root)); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.loads) != 85 {
+		t.Fatalf("loaded %d trees, want 85", len(s.loads))
+	}
+	if m := s.maxRun.Load(); m < 4 || m > 8 {
+		t.Errorf("at most %d trees loaded at once with 8 workers (took %v)", m, time.Since(start))
+	}
+}
