@@ -13,6 +13,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/pg"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/restorer"
@@ -333,7 +334,7 @@ func parseRestoreTarget(toTime, toLSN, toXID, toName string, latest bool) (pg.Ta
 	}
 	if toLSN != "" {
 		n++
-		l, err := pg.ParseLSN(toLSN)
+		l, err := pgmeta.ParseLSN(toLSN)
 		if err != nil {
 			return t, fmt.Errorf("--to-lsn: %w", err)
 		}

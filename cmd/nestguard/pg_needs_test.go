@@ -14,7 +14,7 @@ import (
 	"github.com/nestguard/nestguard/internal/backend/local"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
-	"github.com/nestguard/nestguard/internal/pg"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/pgtest"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/retention"
@@ -201,7 +201,7 @@ func packHolds(idx *index.Map, pid id.ID, bt index.BlobType) bool {
 	return found
 }
 
-func isSegment(name string) bool { return len(name) == 24 && pg.IsWALFileName(name) }
+func isSegment(name string) bool { return len(name) == 24 && pgmeta.IsWALFileName(name) }
 
 // takeAway moves object rel of the repository aside and returns what puts
 // it back.

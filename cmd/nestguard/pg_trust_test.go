@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/pg"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/pgtest"
 )
 
@@ -150,11 +151,11 @@ func TestPGRestoreTargetChoice(t *testing.T) {
 		"is not before the last transaction in the archived WAL", "--to-latest")
 	// A position in the unused rest of the last archived segment (closed
 	// by pg_switch_wal): no record begins there, recovery never gets there.
-	lastSeg, err := pg.ParseSegment(last, pg.DefaultSegmentSize)
+	lastSeg, err := pgmeta.ParseSegment(last, pgmeta.DefaultSegmentSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tail := lastSeg.StartLSN(pg.DefaultSegmentSize) + pg.LSN(pg.DefaultSegmentSize) - 8
+	tail := lastSeg.StartLSN(pgmeta.DefaultSegmentSize) + pg.LSN(pgmeta.DefaultSegmentSize) - 8
 	p.refused(t, "an LSN after the last record", []string{"--to-lsn", tail.String()}, "is after the last record in the WAL archived")
 	// Between two commits after b: fine.
 	r = p.restore(t, "--to-time", rfc3339(at3.Add(100*time.Millisecond)))

@@ -117,7 +117,7 @@ func (c *Copier) copySnapshot(ctx context.Context, step *commit.Step, sn *snapsh
 }
 
 // pgControlKey is the field of a PostgreSQL snapshot's details (see
-// internal/pg.BackupInfo) that names a data blob outside the tree. The
+// internal/pgmeta.BackupInfo) that names a data blob outside the tree. The
 // details are handled as generic JSON so every other field is kept as is.
 const pgControlKey = "pg_control_blob"
 

@@ -11,7 +11,7 @@ import (
 	"slices"
 
 	"github.com/nestguard/nestguard/internal/id"
-	"github.com/nestguard/nestguard/internal/pg"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
@@ -46,7 +46,7 @@ func Of(sn *snapshot.Snapshot) (*Needs, error) {
 	if sn.Kind != snapshot.KindPostgres {
 		return n, nil
 	}
-	bi, err := pg.Info(sn)
+	bi, err := pgmeta.Info(sn)
 	if err != nil {
 		return nil, err
 	}
@@ -59,14 +59,14 @@ func Of(sn *snapshot.Snapshot) (*Needs, error) {
 	}
 	segSize := bi.WALSegmentSize
 	if segSize == 0 {
-		segSize = pg.DefaultSegmentSize
+		segSize = pgmeta.DefaultSegmentSize
 	}
 	stop := bi.StopWAL
 	if stop == "" {
 		stop = bi.StartWAL
 	}
 	// The same span a base backup waits for before it saves its snapshot.
-	if n.WAL, err = pg.SegmentsBetween(bi.StartWAL, stop, segSize); err != nil {
+	if n.WAL, err = pgmeta.SegmentsBetween(bi.StartWAL, stop, segSize); err != nil {
 		return nil, fmt.Errorf("snapshot %s: WAL range: %w", sn.ID.Short(), err)
 	}
 	return n, nil
@@ -89,7 +89,7 @@ func (n *Needs) WALObjects(names []string) []string {
 	var out []string
 	for _, name := range names {
 		switch {
-		case pg.IsWALFileName(name) && !pg.IsHistory(name) && name[:24] >= start && name[:24] <= stop:
+		case pgmeta.IsWALFileName(name) && !pgmeta.IsHistory(name) && name[:24] >= start && name[:24] <= stop:
 			out = append(out, name)
 		case name == hist:
 			out = append(out, name)

@@ -24,6 +24,7 @@ import (
 	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
 	"github.com/nestguard/nestguard/internal/tree"
@@ -164,7 +165,7 @@ func runBackup(ctx context.Context, repo *repository.Repository, sess *Session, 
 	if err != nil {
 		if stopCtx.Err() != nil && ctx.Err() == nil {
 			return nil, nil, fmt.Errorf("base backup incomplete, no snapshot saved: the WAL from segment %s on was not archived within --wal-timeout: %w",
-				SegmentOf(started.LSN, started.Timeline, srv.WALSegmentSize), err)
+				pgmeta.SegmentOf(started.LSN, started.Timeline, srv.WALSegmentSize), err)
 		}
 		return nil, nil, fmt.Errorf("base backup failed, no snapshot saved: %w", err)
 	}
@@ -181,8 +182,8 @@ func runBackup(ctx context.Context, repo *repository.Repository, sess *Session, 
 		Timeline:       tli,
 		StartLSN:       started.LSN,
 		StopLSN:        stopped.LSN,
-		StartWAL:       SegmentOf(started.LSN, tli, srv.WALSegmentSize),
-		StopWAL:        SegmentOf(lastNeededByte(stopped.LSN, started.LSN), tli, srv.WALSegmentSize),
+		StartWAL:       pgmeta.SegmentOf(started.LSN, tli, srv.WALSegmentSize),
+		StopWAL:        pgmeta.SegmentOf(lastNeededByte(stopped.LSN, started.LSN), tli, srv.WALSegmentSize),
 		StartTime:      started.Time.UTC(),
 		StopTime:       stopped.Time.UTC(),
 		WALSegmentSize: srv.WALSegmentSize,
@@ -352,7 +353,7 @@ func newestBackup(ctx context.Context, repo *repository.Repository, systemID uin
 		if sn.Kind != snapshot.KindPostgres {
 			continue
 		}
-		if bi, err := Info(sn); err == nil && bi.SystemID == systemID {
+		if bi, err := pgmeta.Info(sn); err == nil && bi.SystemID == systemID {
 			return sn, nil
 		}
 	}
@@ -397,7 +398,7 @@ func copyCluster(ctx context.Context, repo *repository.Repository, dataDir strin
 	// reading again.
 	view := parentView{Repository: repo}
 	if parent != nil {
-		if pi, err := Info(parent); err == nil {
+		if pi, err := pgmeta.Info(parent); err == nil {
 			view.cutoff = pi.CopyStart.Add(-mtimeMargin)
 		}
 	}
@@ -709,7 +710,7 @@ func parseBackupLabel(label string) (LSN, uint32, error) {
 		switch k {
 		case "START WAL LOCATION":
 			lsn, _, _ := strings.Cut(v, " ")
-			l, err := ParseLSN(lsn)
+			l, err := pgmeta.ParseLSN(lsn)
 			if err != nil {
 				return 0, 0, fmt.Errorf("backup_label: %w", err)
 			}
@@ -731,7 +732,7 @@ func parseBackupLabel(label string) (LSN, uint32, error) {
 // waitWAL waits until every WAL segment from the backup's start to its
 // stop is in the repository, or until deadline (the --wal-timeout).
 func waitWAL(ctx context.Context, be backend.Backend, info *BackupInfo, deadline time.Time) error {
-	missing, err := SegmentsBetween(info.StartWAL, info.StopWAL, info.WALSegmentSize)
+	missing, err := pgmeta.SegmentsBetween(info.StartWAL, info.StopWAL, info.WALSegmentSize)
 	if err != nil {
 		return err
 	}

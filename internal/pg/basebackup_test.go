@@ -19,6 +19,7 @@ import (
 	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/pgtest"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -60,10 +61,10 @@ func TestLastNeededByte(t *testing.T) {
 	seg := int64(16 << 20)
 	start := LSN(0x2000028)
 	// A stop exactly at a segment boundary needs nothing of the next segment.
-	if got := SegmentOf(lastNeededByte(0x3000000, start), 1, seg); got != "000000010000000000000002" {
+	if got := pgmeta.SegmentOf(lastNeededByte(0x3000000, start), 1, seg); got != "000000010000000000000002" {
 		t.Errorf("stop at boundary: last segment %s", got)
 	}
-	if got := SegmentOf(lastNeededByte(0x3000100, start), 1, seg); got != "000000010000000000000003" {
+	if got := pgmeta.SegmentOf(lastNeededByte(0x3000100, start), 1, seg); got != "000000010000000000000003" {
 		t.Errorf("stop inside segment 3: last segment %s", got)
 	}
 	if got := lastNeededByte(start, start); got != start {
@@ -222,7 +223,7 @@ func testBackups(t *testing.T, c *archivedCluster, tsDir string) *snapshot.Snaps
 	if sn.Kind != snapshot.KindPostgres || len(sn.Paths) != 1 || sn.Paths[0] != c.DataDir {
 		t.Errorf("snapshot kind %s paths %v", sn.Kind, sn.Paths)
 	}
-	got, err := Info(sn)
+	got, err := pgmeta.Info(sn)
 	if err != nil || got.StopLSN != info.StopLSN {
 		t.Fatalf("Info: %+v, %v", got, err)
 	}
@@ -242,7 +243,7 @@ func testBackups(t *testing.T, c *archivedCluster, tsDir string) *snapshot.Snaps
 	if len(info.CorruptPages) > 0 {
 		t.Errorf("corrupt pages in a healthy cluster: %+v", info.CorruptPages)
 	}
-	segs, _ := SegmentsBetween(info.StartWAL, info.StopWAL, info.WALSegmentSize)
+	segs, _ := pgmeta.SegmentsBetween(info.StartWAL, info.StopWAL, info.WALSegmentSize)
 	for _, s := range segs {
 		if _, err := repo.Backend().Stat(context.Background(), backend.Handle{Type: backend.WALFile, Name: s}); err != nil {
 			t.Errorf("snapshot saved before WAL %s was stored: %v", s, err)

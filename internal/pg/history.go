@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/nestguard/nestguard/internal/pgmeta"
 )
 
 // A timeline history file (TTTTTTTT.history) is written when a server
@@ -104,7 +106,7 @@ func parseHistoryLine(line string) (HistoryEntry, error) {
 	if lsnField == "" {
 		return HistoryEntry{}, fmt.Errorf("%q: want a switch point (an LSN such as 0/3000000) after the timeline ID", line)
 	}
-	lsn, err := ParseLSN(lsnField)
+	lsn, err := pgmeta.ParseLSN(lsnField)
 	if err != nil {
 		return HistoryEntry{}, fmt.Errorf("%q: switch point: %w", line, err)
 	}

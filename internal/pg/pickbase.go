@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
@@ -33,7 +34,7 @@ func pickBase(ctx context.Context, repo *repository.Repository, o RestoreOptions
 			return nil, nil, fmt.Errorf("--snapshot %s: %w", base.ID.Short(), err)
 		}
 	}
-	info, err := Info(base)
+	info, err := pgmeta.Info(base)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/nestguard/nestguard/internal/pgmeta"
 )
 
 // RecoveryPoint is where recovery stopped, as the server reports it.
@@ -376,7 +378,7 @@ func pollRecovery(ctx context.Context, conn *pgx.Conn, action string, rp *Recove
 // server reported.
 func (rp *RecoveryPoint) setReplayed(lsn *string, last *time.Time) {
 	if lsn != nil {
-		if l, err := ParseLSN(*lsn); err == nil {
+		if l, err := pgmeta.ParseLSN(*lsn); err == nil {
 			rp.ReplayLSN = &l
 		}
 	}

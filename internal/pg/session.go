@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/nestguard/nestguard/internal/pgmeta"
 )
 
 // ApplicationName is the application_name of backup sessions.
@@ -143,7 +145,7 @@ func (s *Session) Start(ctx context.Context, label string) (*BackupStart, error)
 	}
 	s.started = true
 	var err error
-	if st.LSN, err = ParseLSN(lsn); err != nil {
+	if st.LSN, err = pgmeta.ParseLSN(lsn); err != nil {
 		return nil, fmt.Errorf("backup start location: %w", err)
 	}
 	var tli int64
@@ -182,7 +184,7 @@ func (s *Session) Stop(ctx context.Context) (*BackupStop, error) {
 	}
 	s.started = false
 	var err error
-	if st.LSN, err = ParseLSN(lsn); err != nil {
+	if st.LSN, err = pgmeta.ParseLSN(lsn); err != nil {
 		return nil, fmt.Errorf("backup stop location: %w", err)
 	}
 	return &st, nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
@@ -48,7 +49,7 @@ const maxSmallWALFile = 16 << 20
 func ArchiveWAL(ctx context.Context, repo WALRepo, path, name string) (ArchiveResult, error) {
 	began := time.Now()
 	res := ArchiveResult{Name: name}
-	if !IsWALFileName(name) {
+	if !pgmeta.IsWALFileName(name) {
 		return res, fmt.Errorf("%q is not a WAL file name PostgreSQL archives (segment, .partial, .history or .backup): pass the file as %%p, or its name with --name", name)
 	}
 	data, err := readWALFile(path, name)
@@ -83,10 +84,10 @@ func readWALFile(path, name string) ([]byte, error) {
 		return nil, fmt.Errorf("WAL file %s is not a regular file", path)
 	}
 	size := fi.Size()
-	segment := IsSegment(name) || IsPartial(name)
+	segment := pgmeta.IsSegment(name) || pgmeta.IsPartial(name)
 	limit := int64(maxSmallWALFile)
 	if segment {
-		limit = MaxSegmentSize
+		limit = pgmeta.MaxSegmentSize
 	}
 	if size > limit {
 		return nil, fmt.Errorf("WAL file %s has %d bytes, more than a %s file can have", path, size, walKind(name))
@@ -105,11 +106,11 @@ func readWALFile(path, name string) ([]byte, error) {
 
 func walKind(name string) string {
 	switch {
-	case IsSegment(name):
+	case pgmeta.IsSegment(name):
 		return "WAL segment"
-	case IsPartial(name):
+	case pgmeta.IsPartial(name):
 		return "partial WAL segment"
-	case IsHistory(name):
+	case pgmeta.IsHistory(name):
 		return "timeline history"
 	default:
 		return "backup history"
@@ -152,7 +153,7 @@ func parseSegmentHeader(b []byte) (segmentHeader, error) {
 	if h.Info&xlpLongHeader == 0 {
 		return h, errors.New("its first page lacks the long header every WAL segment starts with: not a WAL segment (or a recycled one)")
 	}
-	if !ValidSegmentSize(int64(h.SegSize)) {
+	if !pgmeta.ValidSegmentSize(int64(h.SegSize)) {
 		return h, fmt.Errorf("its header declares a segment size of %d bytes, which PostgreSQL does not use", h.SegSize)
 	}
 	return h, nil
@@ -168,7 +169,7 @@ func checkSegment(data []byte, name string) error {
 	if int64(len(data)) != int64(h.SegSize) {
 		return fmt.Errorf("it has %d bytes, but WAL segments of this cluster have %d: a segment is archived only once complete", len(data), h.SegSize)
 	}
-	seg, err := ParseSegment(name[:24], int64(h.SegSize))
+	seg, err := pgmeta.ParseSegment(name[:24], int64(h.SegSize))
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/local"
 	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
@@ -70,7 +71,7 @@ func TestArchiveWAL(t *testing.T) {
 	repo, _ := newLocalRepo(t)
 	dir := t.TempDir()
 	const segSize = 1 << 20
-	name := Segment{1, 37}.Name(segSize)
+	name := Segment{TLI: 1, No: 37}.Name(segSize)
 	seg := makeSegment(1, 37, segSize, 1)
 	p := writeFile(t, dir, name, seg)
 
@@ -106,7 +107,7 @@ func TestArchiveWAL(t *testing.T) {
 		t.Errorf("backup history file: %v", err)
 	}
 	// A .partial segment is a whole segment too.
-	partial := Segment{1, 38}.Name(segSize) + ".partial"
+	partial := Segment{TLI: 1, No: 38}.Name(segSize) + ".partial"
 	if _, err := ArchiveWAL(ctx, repo, writeFile(t, dir, partial, makeSegment(1, 38, segSize, 3)), partial); err != nil {
 		t.Errorf("partial segment: %v", err)
 	}
@@ -117,7 +118,7 @@ func TestArchiveWALRejects(t *testing.T) {
 	repo, _ := newLocalRepo(t)
 	dir := t.TempDir()
 	const segSize = 1 << 20
-	name := Segment{1, 5}.Name(segSize)
+	name := Segment{TLI: 1, No: 5}.Name(segSize)
 	good := makeSegment(1, 5, segSize, 1)
 	tests := []struct {
 		what, name string
@@ -125,7 +126,7 @@ func TestArchiveWALRejects(t *testing.T) {
 		errPart    string
 	}{
 		{"truncated", name, good[:segSize/2], "a segment is archived only once complete"},
-		{"wrong position", Segment{1, 6}.Name(segSize), good, "does not belong under this name"},
+		{"wrong position", Segment{TLI: 1, No: 6}.Name(segSize), good, "does not belong under this name"},
 		{"zeros", name, make([]byte, segSize), "not a WAL segment"},
 		{"too short for a header", name, good[:20], "too few"},
 		{"not a WAL name", "RECOVERYXLOG", good, "not a WAL file name"},
@@ -150,7 +151,7 @@ func TestArchiveWALDamagedStoredCopy(t *testing.T) {
 	ctx := context.Background()
 	repo, repoDir := newLocalRepo(t)
 	dir := t.TempDir()
-	name := Segment{1, 9}.Name(1 << 20)
+	name := Segment{TLI: 1, No: 9}.Name(1 << 20)
 	p := writeFile(t, dir, name, makeSegment(1, 9, 1<<20, 1))
 	if _, err := ArchiveWAL(ctx, repo, p, name); err != nil {
 		t.Fatal(err)
@@ -186,7 +187,7 @@ func BenchmarkArchiveWAL(b *testing.B) {
 	no := uint64(0)
 	for b.Loop() {
 		no++
-		name := Segment{1, no}.Name(segSize)
+		name := Segment{TLI: 1, No: no}.Name(segSize)
 		b.StopTimer()
 		p := writeFile(b, dir, name, makeSegment(1, no, segSize, 1))
 		b.StartTimer()
@@ -203,7 +204,7 @@ func FuzzCheckSegment(f *testing.F) {
 	seg := makeSegment(1, 3, 1<<20, 1)
 	f.Add(seg[:64], "000000010000000000000003")
 	f.Fuzz(func(t *testing.T, head []byte, name string) {
-		if !IsSegment(name) {
+		if !pgmeta.IsSegment(name) {
 			return
 		}
 		// The header decides the size: fuzz the header, pad to what it says.

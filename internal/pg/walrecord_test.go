@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/pgtest"
 )
 
@@ -39,12 +40,12 @@ func TestReadWALRecords(t *testing.T) {
 	c.SwitchWAL(t)
 	after := time.Now().Add(time.Second)
 
-	seg, err := ParseSegment(first, DefaultSegmentSize)
+	seg, err := pgmeta.ParseSegment(first, pgmeta.DefaultSegmentSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &walReader{ctx: context.Background(), segSize: uint64(DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
-		b, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", Segment{seg.TLI, no}.Name(DefaultSegmentSize)))
+	r := &walReader{ctx: context.Background(), segSize: uint64(pgmeta.DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", Segment{TLI: seg.TLI, No: no}.Name(pgmeta.DefaultSegmentSize)))
 		if os.IsNotExist(err) {
 			return nil, fs.ErrNotExist
 		}
@@ -106,7 +107,7 @@ func TestWALReaderDamaged(t *testing.T) {
 		"bad crc":   append(append([]byte{}, good[:50]...), append([]byte{good[50] ^ 1}, good[51:]...)...),
 		"wrong seg": fakeSegment(1, 4, time.Unix(1e9, 0), 42),
 	} {
-		r := &walReader{ctx: context.Background(), segSize: uint64(DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
+		r := &walReader{ctx: context.Background(), segSize: uint64(pgmeta.DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
 			if no != 3 {
 				return nil, fs.ErrNotExist
 			}
@@ -129,7 +130,7 @@ func BenchmarkScanSegment(b *testing.B) {
 	first := c.QueryString(b, "SELECT pg_walfile_name(pg_current_wal_lsn())")
 	c.Pgbench(b, "-n", "-T", "3")
 	c.SwitchWAL(b)
-	seg, err := ParseSegment(first, DefaultSegmentSize)
+	seg, err := pgmeta.ParseSegment(first, pgmeta.DefaultSegmentSize)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func BenchmarkScanSegment(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	records := 0
 	for b.Loop() {
-		r := &walReader{ctx: context.Background(), segSize: uint64(DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
+		r := &walReader{ctx: context.Background(), segSize: uint64(pgmeta.DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
 			if no != seg.No {
 				return nil, fs.ErrNotExist
 			}

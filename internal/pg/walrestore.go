@@ -16,6 +16,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/atomicfile"
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
@@ -60,10 +61,10 @@ func (o *RestoreWALOptions) defaults(dest string) {
 // repository.ErrObjectCorrupted, and dest is not written.
 func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreWALOptions) error {
 	o.defaults(dest)
-	if !IsWALFileName(name) {
+	if !pgmeta.IsWALFileName(name) {
 		return fmt.Errorf("%q is not a WAL file name: restore_command passes it as %%f", name)
 	}
-	prefetch := o.Prefetch > 0 && IsSegment(name)
+	prefetch := o.Prefetch > 0 && pgmeta.IsSegment(name)
 	if prefetch {
 		cleanSpool(o.SpoolDir, name, o.Log)
 		ok, err := takeFromSpool(o.SpoolDir, name, dest)
@@ -80,7 +81,7 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 		switch {
 		case prefetch:
 			dropBeyondGap(o.SpoolDir, name, o.Log)
-		case IsHistory(name):
+		case pgmeta.IsHistory(name):
 			// Recovery asks for the next timeline's history at its start
 			// (the spool is empty then) and when it ends: nothing spooled
 			// is needed any more.
@@ -94,7 +95,7 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 	if err != nil {
 		return fmt.Errorf("fetching WAL file %s: %w", name, err)
 	}
-	if IsSegment(name) || IsPartial(name) {
+	if pgmeta.IsSegment(name) || pgmeta.IsPartial(name) {
 		if err := checkSegment(data, name); err != nil {
 			return fmt.Errorf("WAL file %s from the repository: %w", name, err)
 		}
@@ -150,7 +151,7 @@ func prefetchNames(dest, name, spool string, k int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	seg, err := ParseSegment(name, int64(h.SegSize))
+	seg, err := pgmeta.ParseSegment(name, int64(h.SegSize))
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +189,7 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool string, names []string
 		sem     = make(chan struct{}, max(1, parallel))
 	)
 	for _, name := range names {
-		if !IsWALFileName(name) {
+		if !pgmeta.IsWALFileName(name) {
 			continue
 		}
 		wg.Add(1)
@@ -274,7 +275,7 @@ func cleanSpool(spool, name string, log *slog.Logger) {
 		n := e.Name()
 		stale := false
 		switch {
-		case IsSegment(n):
+		case pgmeta.IsSegment(n):
 			// For one segment size, the log/segment part orders positions.
 			stale = n[8:] < name[8:]
 		case strings.HasPrefix(n, ".tmp-"):
@@ -300,7 +301,7 @@ func dropBeyondGap(spool, name string, log *slog.Logger) {
 		return
 	}
 	for _, e := range entries {
-		if n := e.Name(); IsSegment(n) && n[:8] == name[:8] && n > name {
+		if n := e.Name(); pgmeta.IsSegment(n) && n[:8] == name[:8] && n > name {
 			if err := os.Remove(filepath.Join(spool, n)); err != nil {
 				log.Debug("cleaning the WAL spool", "err", err)
 			}
@@ -320,7 +321,7 @@ func dropSpool(spool string, log *slog.Logger) {
 		return
 	}
 	for _, e := range entries {
-		if n := e.Name(); IsSegment(n) || strings.HasPrefix(n, ".tmp-") || n == ".lock" {
+		if n := e.Name(); pgmeta.IsSegment(n) || strings.HasPrefix(n, ".tmp-") || n == ".lock" {
 			if err := os.Remove(filepath.Join(spool, n)); err != nil {
 				log.Debug("cleaning the WAL spool", "err", err)
 			}

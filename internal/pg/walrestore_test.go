@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
@@ -21,7 +22,7 @@ func archiveRun(t *testing.T, repo *repository.Repository, first, last uint64) m
 	t.Helper()
 	segs := map[string][]byte{}
 	for no := first; no <= last; no++ {
-		name := Segment{1, no}.Name(testSegSize)
+		name := Segment{TLI: 1, No: no}.Name(testSegSize)
 		segs[name] = makeSegment(1, no, testSegSize, 9)
 		if err := repo.SaveNamed(context.Background(), backend.WALFile, name, segs[name]); err != nil {
 			t.Fatal(err)
@@ -35,7 +36,7 @@ func spoolNames(t *testing.T, spool string) []string {
 	entries, _ := os.ReadDir(spool)
 	var out []string
 	for _, e := range entries {
-		if IsSegment(e.Name()) {
+		if pgmeta.IsSegment(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}
@@ -54,7 +55,7 @@ func TestRestoreWALPrefetch(t *testing.T) {
 
 	hits := 0
 	for no := uint64(1); no <= 20; no++ {
-		name := Segment{1, no}.Name(testSegSize)
+		name := Segment{TLI: 1, No: no}.Name(testSegSize)
 		if _, err := os.Stat(filepath.Join(spool, name)); err == nil {
 			hits++
 		}
@@ -75,7 +76,7 @@ func TestRestoreWALPrefetch(t *testing.T) {
 		t.Errorf("spool hits: %d of 19", hits)
 	}
 	// Past the end: not found, quietly, and the spool goes away.
-	err := RestoreWAL(ctx, repo, Segment{1, 21}.Name(testSegSize), dest, o)
+	err := RestoreWAL(ctx, repo, Segment{TLI: 1, No: 21}.Name(testSegSize), dest, o)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("past the end: %v", err)
 	}
@@ -96,27 +97,27 @@ func TestRestoreWALSpoolHygiene(t *testing.T) {
 	spool := filepath.Join(t.TempDir(), "elsewhere") // --spool-dir on another directory
 	o := RestoreWALOptions{Prefetch: 3, SpoolDir: spool}
 
-	if err := RestoreWAL(ctx, repo, Segment{1, 2}.Name(testSegSize), dest, o); err != nil {
+	if err := RestoreWAL(ctx, repo, Segment{TLI: 1, No: 2}.Name(testSegSize), dest, o); err != nil {
 		t.Fatal(err)
 	}
-	if got := spoolNames(t, spool); len(got) != 3 || got[0] != (Segment{1, 3}).Name(testSegSize) {
+	if got := spoolNames(t, spool); len(got) != 3 || got[0] != (Segment{TLI: 1, No: 3}).Name(testSegSize) {
 		t.Fatalf("spool after segment 2: %v", got)
 	}
 	// A jump forward (recovery skipping ahead) drops what is behind.
-	if err := RestoreWAL(ctx, repo, Segment{1, 5}.Name(testSegSize), dest, o); err != nil {
+	if err := RestoreWAL(ctx, repo, Segment{TLI: 1, No: 5}.Name(testSegSize), dest, o); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range spoolNames(t, spool) {
-		if n < (Segment{1, 5}).Name(testSegSize) {
+		if n < (Segment{TLI: 1, No: 5}).Name(testSegSize) {
 			t.Errorf("stale %s kept", n)
 		}
 	}
 	// A damaged spool file is not handed to PostgreSQL: it is fetched again.
-	six := filepath.Join(spool, Segment{1, 6}.Name(testSegSize))
+	six := filepath.Join(spool, Segment{TLI: 1, No: 6}.Name(testSegSize))
 	if err := os.Truncate(six, 1000); err != nil {
 		t.Fatal(err)
 	}
-	if err := RestoreWAL(ctx, repo, Segment{1, 6}.Name(testSegSize), dest, o); err != nil {
+	if err := RestoreWAL(ctx, repo, Segment{TLI: 1, No: 6}.Name(testSegSize), dest, o); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(dest); err != nil || fi.Size() != testSegSize {
@@ -132,7 +133,7 @@ func TestRestoreWALCorrupted(t *testing.T) {
 	ctx := context.Background()
 	repo, repoDir := newLocalRepo(t)
 	archiveRun(t, repo, 1, 3)
-	name := Segment{1, 2}.Name(testSegSize)
+	name := Segment{TLI: 1, No: 2}.Name(testSegSize)
 	flipByte(t, filepath.Join(repoDir, "wal", name))
 	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
 	err := RestoreWAL(ctx, repo, name, dest, RestoreWALOptions{Prefetch: 2})
@@ -143,7 +144,7 @@ func TestRestoreWALCorrupted(t *testing.T) {
 		t.Error("a damaged segment was written to dest")
 	}
 	// Prefetching skips the damaged one; requesting it still fails loudly.
-	if err := RestoreWAL(ctx, repo, Segment{1, 1}.Name(testSegSize), dest, RestoreWALOptions{Prefetch: 2}); err != nil {
+	if err := RestoreWAL(ctx, repo, Segment{TLI: 1, No: 1}.Name(testSegSize), dest, RestoreWALOptions{Prefetch: 2}); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(dest)
@@ -168,10 +169,10 @@ func TestRestoreWALBackground(t *testing.T) {
 		asked = names
 		return nil
 	}}
-	if err := RestoreWAL(ctx, repo, Segment{1, 1}.Name(testSegSize), dest, o); err != nil {
+	if err := RestoreWAL(ctx, repo, Segment{TLI: 1, No: 1}.Name(testSegSize), dest, o); err != nil {
 		t.Fatal(err)
 	}
-	if len(asked) != 2 || asked[0] != (Segment{1, 2}).Name(testSegSize) || asked[1] != (Segment{1, 3}).Name(testSegSize) {
+	if len(asked) != 2 || asked[0] != (Segment{TLI: 1, No: 2}).Name(testSegSize) || asked[1] != (Segment{TLI: 1, No: 3}).Name(testSegSize) {
 		t.Errorf("background prefetch asked for %v", asked)
 	}
 	if n := spoolNames(t, filepath.Join(filepath.Dir(dest), ".nestguard-spool")); len(n) != 0 {
@@ -189,7 +190,7 @@ func TestRestoreWALEndOfRecoveryDropsSpool(t *testing.T) {
 	pgWAL := t.TempDir()
 	dest := filepath.Join(pgWAL, "RECOVERYXLOG")
 	spool := filepath.Join(pgWAL, ".nestguard-spool")
-	if err := RestoreWAL(ctx, repo, Segment{1, 2}.Name(testSegSize), dest, RestoreWALOptions{Prefetch: 3}); err != nil {
+	if err := RestoreWAL(ctx, repo, Segment{TLI: 1, No: 2}.Name(testSegSize), dest, RestoreWALOptions{Prefetch: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if n := spoolNames(t, spool); len(n) != 3 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
@@ -210,7 +211,7 @@ func Status(ctx context.Context, repo StatusRepo) (*StatusReport, error) {
 		if sn.Kind != snapshot.KindPostgres {
 			continue
 		}
-		bi, err := Info(sn)
+		bi, err := pgmeta.Info(sn)
 		if err != nil {
 			s.Problems = append(s.Problems, err.Error())
 			continue
@@ -256,13 +257,13 @@ func newBaseBackup(sn *snapshot.Snapshot, bi *BackupInfo) *BaseBackup {
 // PostgreSQL's default.
 func (s *StatusReport) segmentSize(ctx context.Context, repo StatusRepo, objs []backend.FileInfo) int64 {
 	for i := len(s.BaseBackups) - 1; i >= 0; i-- {
-		if n := s.BaseBackups[i].Info.WALSegmentSize; ValidSegmentSize(n) {
+		if n := s.BaseBackups[i].Info.WALSegmentSize; pgmeta.ValidSegmentSize(n) {
 			return n
 		}
 	}
 	newest := ""
 	for _, o := range objs {
-		if IsSegment(o.Name) && o.Name > newest {
+		if pgmeta.IsSegment(o.Name) && o.Name > newest {
 			newest = o.Name
 		}
 	}
@@ -274,7 +275,7 @@ func (s *StatusReport) segmentSize(ctx context.Context, repo StatusRepo, objs []
 			}
 		}
 	}
-	return DefaultSegmentSize
+	return pgmeta.DefaultSegmentSize
 }
 
 // readObjects sorts the WAL objects into segments per timeline, partial
@@ -294,8 +295,8 @@ func (s *StatusReport) readObjects(ctx context.Context, repo StatusRepo, objs []
 		s.WALFiles++
 		s.WALStored += o.Size
 		switch {
-		case IsSegment(o.Name):
-			seg, err := ParseSegment(o.Name, s.SegmentSize)
+		case pgmeta.IsSegment(o.Name):
+			seg, err := pgmeta.ParseSegment(o.Name, s.SegmentSize)
 			if err != nil {
 				s.Problems = append(s.Problems, fmt.Sprintf("wal/%s: %v", o.Name, err))
 				continue
@@ -308,16 +309,16 @@ func (s *StatusReport) readObjects(ctx context.Context, repo StatusRepo, objs []
 			if o.ModTime.After(newest) || o.ModTime.Equal(newest) && o.Name > s.NewestWAL {
 				newest, s.NewestWAL = o.ModTime, o.Name
 			}
-		case IsPartial(o.Name):
-			seg, err := ParseSegment(o.Name[:24], s.SegmentSize)
+		case pgmeta.IsPartial(o.Name):
+			seg, err := pgmeta.ParseSegment(o.Name[:24], s.SegmentSize)
 			if err != nil {
 				s.Problems = append(s.Problems, fmt.Sprintf("wal/%s: %v", o.Name, err))
 				continue
 			}
 			t := tl(seg.TLI)
 			t.Partial = append(t.Partial, o.Name)
-		case IsHistory(o.Name):
-			tli, _ := ParseHistoryFileName(o.Name)
+		case pgmeta.IsHistory(o.Name):
+			tli, _ := pgmeta.ParseHistoryFileName(o.Name)
 			data, err := repo.LoadNamed(ctx, backend.WALFile, o.Name)
 			if err != nil {
 				s.Problems = append(s.Problems, fmt.Sprintf("timeline %d: %v", tli, err))
@@ -330,7 +331,7 @@ func (s *StatusReport) readObjects(ctx context.Context, repo StatusRepo, objs []
 			}
 			s.hist[tli] = h
 			tl(tli).Parents = h.Parents
-		case IsBackupHistory(o.Name):
+		case pgmeta.IsBackupHistory(o.Name):
 		default:
 			s.Problems = append(s.Problems, fmt.Sprintf("wal/%s is not a WAL file name: not written by nestguard", o.Name))
 		}
@@ -359,14 +360,14 @@ func (s *StatusReport) findRanges() {
 				j++
 			}
 			r := SegmentRange{
-				First: Segment{t.TLI, nos[i]}.Name(s.SegmentSize), Last: Segment{t.TLI, nos[j]}.Name(s.SegmentSize),
+				First: Segment{TLI: t.TLI, No: nos[i]}.Name(s.SegmentSize), Last: Segment{TLI: t.TLI, No: nos[j]}.Name(s.SegmentSize),
 				Count: nos[j] - nos[i] + 1, FirstArchived: s.segs[t.TLI][nos[i]].UTC(), LastArchived: s.segs[t.TLI][nos[j]].UTC(),
 			}
 			t.Ranges = append(t.Ranges, r)
 			if j+1 < len(nos) {
 				s.Gaps = append(s.Gaps, Gap{
-					TLI: t.TLI, First: Segment{t.TLI, nos[j] + 1}.Name(s.SegmentSize),
-					Last: Segment{t.TLI, nos[j+1] - 1}.Name(s.SegmentSize), Count: nos[j+1] - nos[j] - 1,
+					TLI: t.TLI, First: Segment{TLI: t.TLI, No: nos[j] + 1}.Name(s.SegmentSize),
+					Last: Segment{TLI: t.TLI, No: nos[j+1] - 1}.Name(s.SegmentSize), Count: nos[j+1] - nos[j] - 1,
 				})
 			}
 			i = j + 1
@@ -408,7 +409,7 @@ func (s *StatusReport) targetTimeline(spec string, b *BaseBackup) (uint32, error
 		return 0, fmt.Errorf("recovery target timeline %q: want latest, current or a timeline number", spec)
 	}
 	if _, ok := s.hist[uint32(n)]; !ok && uint32(n) != b.TLI {
-		return 0, fmt.Errorf("recovery target timeline %d does not exist: the repository has no history file %s", n, HistoryFileName(uint32(n)))
+		return 0, fmt.Errorf("recovery target timeline %d does not exist: the repository has no history file %s", n, pgmeta.HistoryFileName(uint32(n)))
 	}
 	return uint32(n), nil
 }
@@ -467,13 +468,13 @@ func (s *StatusReport) walk(start LSN, h *History, until func(Segment, time.Time
 				continue
 			}
 			if mod, ok := s.segs[sp.tli][no]; ok {
-				r.last, r.lastMod, found = Segment{sp.tli, no}, mod, true
+				r.last, r.lastMod, found = Segment{TLI: sp.tli, No: no}, mod, true
 				r.path = append(r.path, r.last)
 				break
 			}
 		}
 		if !found {
-			r.missing = Segment{h.TLI, no}
+			r.missing = Segment{TLI: h.TLI, No: no}
 			for _, sp := range spans {
 				if no >= sp.begin && no <= sp.end {
 					r.missing.TLI = sp.tli // the timeline recovery asks for first

@@ -13,6 +13,7 @@ import (
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/mem"
 	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
@@ -66,7 +67,7 @@ func (w *walWorld) at(min float64) time.Time {
 func (w *walWorld) segments(tli uint32, first, last uint64, offset float64) {
 	w.t.Helper()
 	for no := first; no <= last; no++ {
-		name := Segment{tli, no}.Name(DefaultSegmentSize)
+		name := Segment{TLI: tli, No: no}.Name(pgmeta.DefaultSegmentSize)
 		at := w.at(float64(no) + offset)
 		if err := w.repo.SaveNamed(w.ctx, backend.WALFile, name, fakeSegment(tli, no, at.Add(-20*time.Second), uint32(1000+no))); err != nil {
 			w.t.Fatal(err)
@@ -87,7 +88,7 @@ func fakeSegment(tli uint32, no uint64, commit time.Time, xid uint32) []byte {
 	le.PutUint32(page[4:], tli)
 	le.PutUint64(page[8:], uint64(start))
 	le.PutUint64(page[24:], 7)
-	le.PutUint32(page[32:], uint32(DefaultSegmentSize))
+	le.PutUint32(page[32:], uint32(pgmeta.DefaultSegmentSize))
 	le.PutUint32(page[36:], walPageSize)
 	// prev: the previous segment's switch record (at offset 80).
 	prev := LSN(0)
@@ -117,7 +118,7 @@ func fakeRecord(xid uint32, prev LSN, info, rmid uint8, body []byte) []byte {
 
 func (w *walWorld) history(tli uint32, content string) {
 	w.t.Helper()
-	if err := w.repo.SaveNamed(w.ctx, backend.WALFile, HistoryFileName(tli), []byte(content)); err != nil {
+	if err := w.repo.SaveNamed(w.ctx, backend.WALFile, pgmeta.HistoryFileName(tli), []byte(content)); err != nil {
 		w.t.Fatal(err)
 	}
 }
@@ -132,8 +133,8 @@ func (w *walWorld) backup(tli uint32, start, stop LSN, stopMin float64) *snapsho
 	}
 	bi := BackupInfo{
 		SystemID: sysID, Timeline: tli, StartLSN: start, StopLSN: stop,
-		StartWAL: SegmentOf(start, tli, DefaultSegmentSize), StopWAL: SegmentOf(lastNeededByte(stop, start), tli, DefaultSegmentSize),
-		StartTime: w.at(stopMin - 0.2), StopTime: w.at(stopMin), WALSegmentSize: DefaultSegmentSize, DatabaseSize: 1 << 30,
+		StartWAL: pgmeta.SegmentOf(start, tli, pgmeta.DefaultSegmentSize), StopWAL: pgmeta.SegmentOf(lastNeededByte(stop, start), tli, pgmeta.DefaultSegmentSize),
+		StartTime: w.at(stopMin - 0.2), StopTime: w.at(stopMin), WALSegmentSize: pgmeta.DefaultSegmentSize, DatabaseSize: 1 << 30,
 	}
 	extra, _ := json.Marshal(bi)
 	sn := &snapshot.Snapshot{Time: w.at(stopMin), Kind: snapshot.KindPostgres, Paths: []string{"/pg"}, Extra: extra,
@@ -153,7 +154,7 @@ func (w *walWorld) status() *StatusReport {
 	return s
 }
 
-func seg(no uint64) LSN { return LSN(no * uint64(DefaultSegmentSize)) }
+func seg(no uint64) LSN { return LSN(no * uint64(pgmeta.DefaultSegmentSize)) }
 
 func TestStatusWindowAndTargets(t *testing.T) {
 	w := newWALWorld(t)
@@ -162,7 +163,7 @@ func TestStatusWindowAndTargets(t *testing.T) {
 	b := w.backup(1, seg(6)+0x28, seg(6)+0x200, 6.5)
 	s := w.status()
 
-	if s.SegmentSize != DefaultSegmentSize || len(s.Timelines) != 1 || len(s.Gaps) != 0 || len(s.BaseBackups) != 2 {
+	if s.SegmentSize != pgmeta.DefaultSegmentSize || len(s.Timelines) != 1 || len(s.Gaps) != 0 || len(s.BaseBackups) != 2 {
 		t.Fatalf("status: %+v", s)
 	}
 	if r := s.Timelines[0].Ranges; len(r) != 1 || r[0].First != "000000010000000000000001" || r[0].Last != "00000001000000000000000A" || r[0].Count != 10 {
@@ -385,7 +386,7 @@ func TestStatusJSON(t *testing.T) {
 func TestStatusEmpty(t *testing.T) {
 	w := newWALWorld(t)
 	s := w.status()
-	if s.RPOSeconds != nil || len(s.Windows) != 0 || s.SegmentSize != DefaultSegmentSize {
+	if s.RPOSeconds != nil || len(s.Windows) != 0 || s.SegmentSize != pgmeta.DefaultSegmentSize {
 		t.Errorf("empty status %+v", s)
 	}
 	if _, err := s.CheckTarget(w.ctx, Target{Latest: true}); err == nil || !strings.Contains(err.Error(), "no PostgreSQL base backup") {
