@@ -49,8 +49,19 @@ type Options struct {
 	Exclude func(path string, fi fs.FileInfo) bool
 	// OneFileSystem stays on the file system of each backed-up path.
 	OneFileSystem bool
+	// Mounts are further directories SnapshotDir backs up into its tree,
+	// each in place of the entry (if any) at its Path: a PostgreSQL
+	// tablespace in place of its symlink in pg_tblspc.
+	Mounts []Mount
 	// Parent is the root tree of the snapshot to compare with, if any.
 	Parent *id.ID
+	// RereadSince, if set, makes a file with content whose mtime in the
+	// parent is not before it count as changed, however unchanged it
+	// looks: a write within the timestamp tick of the mtime the parent
+	// read leaves that mtime as it was. Set it shortly before the
+	// parent's copy began; files are then read again only when they were
+	// modified around or after it.
+	RereadSince time.Time
 	// Chunker sizes and the key-derived seed.
 	Chunker chunker.Params
 	Seed    [32]byte
@@ -65,6 +76,17 @@ type Options struct {
 	// (default DefaultReaders).
 	Workers, Readers int
 	Log              *slog.Logger
+}
+
+// Mount is a directory backed up as the subtree at Path (slash-separated
+// and relative to the directory given to SnapshotDir, as Exclude sees
+// paths; below it, entries are named Path/...). Its parent directory must
+// be part of the backup. Dir is read with its symlinks resolved; the
+// mount's own node describes that directory, and Exclude is not asked
+// about it.
+type Mount struct {
+	Path string
+	Dir  string
 }
 
 // FileError records an entry that could not be backed up.
@@ -96,6 +118,10 @@ type Archiver struct {
 	errs  []FileError
 
 	ids idNames
+
+	mounts  map[string][]Mount // by the path of their parent directory ("" for the root)
+	mountMu sync.Mutex
+	mounted map[string]bool // mounts backed up, by Path
 
 	zeroMu  sync.Mutex
 	zeroIDs map[int]id.ID // by size; see zeroChunk
@@ -143,6 +169,9 @@ func (a *Archiver) fileError(path string, err error) {
 // returns the root tree. The root mirrors the absolute paths: backing up
 // /srv/a stores the directories srv and srv/a.
 func (a *Archiver) Snapshot(ctx context.Context, paths []string) (id.ID, error) {
+	if len(a.opt.Mounts) > 0 {
+		return id.ID{}, errors.New("mounts apply to SnapshotDir only")
+	}
 	root, err := buildTargets(paths)
 	if err != nil {
 		return id.ID{}, err
@@ -161,8 +190,12 @@ func (a *Archiver) Snapshot(ctx context.Context, paths []string) (id.ID, error) 
 }
 
 // SnapshotDir backs up the contents of dir so that they form the root of
-// the snapshot tree (used for PostgreSQL data directories).
+// the snapshot tree, with the directories of Options.Mounts in it (used
+// for PostgreSQL data directories and their tablespaces).
 func (a *Archiver) SnapshotDir(ctx context.Context, dir string) (id.ID, error) {
+	if err := a.setMounts(); err != nil {
+		return id.ID{}, err
+	}
 	fi, err := os.Lstat(dir)
 	if err != nil {
 		return id.ID{}, fmt.Errorf("backup source: %w", err)
@@ -179,6 +212,9 @@ func (a *Archiver) SnapshotDir(ctx context.Context, dir string) (id.ID, error) {
 		}
 		f := a.saveDir(ctx, dir, "", n, parent, deviceOf(fi))
 		if err := f.wait(ctx); err != nil {
+			return err
+		}
+		if err := a.checkMounted(); err != nil {
 			return err
 		}
 		rootTree = *f.node.Subtree
@@ -404,13 +440,19 @@ func (a *Archiver) saveDir(ctx context.Context, abs, rel string, n *tree.Node, p
 			continue
 		}
 		r := filepath.Join(rel, e.Name())
-		if a.excluded(p, r, fi) {
+		if a.isMount(r) || a.excluded(p, r, fi) {
 			continue
 		}
 		if fi.IsDir() && a.opt.OneFileSystem && deviceOf(fi) != dev {
 			continue
 		}
 		kids = append(kids, a.saveEntry(ctx, p, r, fi, findNode(parent, e.Name()), dev))
+	}
+	for _, m := range a.mounts[rel] {
+		if ctx.Err() != nil {
+			break
+		}
+		kids = append(kids, a.saveMount(ctx, m, findNode(parent, filepath.Base(m.Path))))
 	}
 	return a.finishDir(ctx, abs, n, kids, parent)
 }
@@ -428,7 +470,7 @@ func (a *Archiver) saveEntry(ctx context.Context, abs, rel string, fi fs.FileInf
 	case tree.File:
 		a.C.Files.Add(1)
 		a.C.BytesTotal.Add(int64(n.Size))
-		if pn != nil && unchanged(pn, n) {
+		if pn != nil && a.unchanged(pn, n) {
 			n.Content = pn.Content
 			a.C.FilesUnmodified.Add(1)
 			return doneFuture(n)
@@ -467,7 +509,10 @@ func (a *Archiver) walkDir(ctx context.Context, abs, rel string, n *tree.Node, p
 }
 
 // unchanged reports whether a file can reuse its parent snapshot's content.
-func unchanged(old, cur *tree.Node) bool {
+func (a *Archiver) unchanged(old, cur *tree.Node) bool {
+	if len(old.Content) > 0 && !a.opt.RereadSince.IsZero() && !old.ModTime.Before(a.opt.RereadSince) {
+		return false
+	}
 	return old.Type == tree.File && old.Size == cur.Size && old.ModTime.Equal(cur.ModTime) &&
 		old.ChangeTime.Equal(cur.ChangeTime) && old.Inode == cur.Inode && (old.Size == 0 || len(old.Content) > 0)
 }
