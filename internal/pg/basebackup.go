@@ -10,13 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/backend"
@@ -27,7 +27,6 @@ import (
 	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
-	"github.com/nestguard/nestguard/internal/tree"
 )
 
 // DefaultBlockSize is the chunk size for relation files: four pages. See
@@ -50,8 +49,7 @@ type BackupOptions struct {
 	Workers    int // hash/compress/seal goroutines; 0 = archiver default (one per core)
 	Readers    int // files read at once; 0 = archiver.DefaultReaders
 	Log        *slog.Logger
-	// OnArchiver is called with each archiver as it starts (the data
-	// directory's, then each tablespace's), for progress.
+	// OnArchiver is called with the archiver as it starts, for progress.
 	OnArchiver func(*archiver.Archiver)
 	// Commit configures the commit step that saves the snapshot.
 	Commit commit.Options
@@ -376,8 +374,22 @@ type tablespaceDir struct {
 	resolved string // with every symlink resolved, to read from
 }
 
-// copyCluster copies the data directory, then each tablespace, then
-// pg_control, and returns the root tree with the tablespaces grafted in.
+// path is the tablespace's place in the data directory.
+func (t tablespaceDir) path() string { return "pg_tblspc/" + strconv.FormatUint(uint64(t.oid), 10) }
+
+// onDisk is the directory that holds the entries of dir (slash-separated,
+// relative to the data directory): below a tablespace's link, its target.
+func onDisk(dataDir string, tss []tablespaceDir, dir string) string {
+	for _, t := range tss {
+		if rest, ok := strings.CutPrefix(dir, t.path()); ok && (rest == "" || rest[0] == '/') {
+			return filepath.Join(t.resolved, filepath.FromSlash(rest))
+		}
+	}
+	return filepath.Join(dataDir, filepath.FromSlash(dir))
+}
+
+// copyCluster copies the data directory with each tablespace in its place
+// in pg_tblspc, then pg_control, and returns the root tree.
 func copyCluster(ctx context.Context, repo *repository.Repository, dataDir string, startLSN LSN, checksums bool,
 	parent *snapshot.Snapshot, o BackupOptions) (*copied, error) {
 	tss, err := findTablespaces(dataDir)
@@ -389,18 +401,12 @@ func copyCluster(ctx context.Context, repo *repository.Repository, dataDir strin
 			return nil, fmt.Errorf("tablespace %d (%s) has no link in %s/pg_tblspc: is --pgdata the server's data directory?", want.OID, want.Location, dataDir)
 		}
 	}
-	var parentTree *id.ID
-	if parent != nil {
-		parentTree = &parent.Tree
-	}
-	// The archiver compares files with the parent's tree; it sees that
-	// tree with the files modified around the parent's copy marked for
-	// reading again.
-	view := parentView{Repository: repo}
-	if parent != nil {
-		if pi, err := pgmeta.Info(parent); err == nil {
-			view.cutoff = pi.CopyStart.Add(-mtimeMargin)
-		}
+	cp := &copied{}
+	// Each tablespace is read from its target, in place of its link.
+	var mounts []archiver.Mount
+	for _, ts := range tss {
+		mounts = append(mounts, archiver.Mount{Path: ts.path(), Dir: ts.resolved})
+		cp.tablespaces = append(cp.tablespaces, Tablespace{OID: ts.oid, Location: ts.link})
 	}
 	ex := newExcluder()
 	var verifier *PageVerifier
@@ -408,72 +414,44 @@ func copyCluster(ctx context.Context, repo *repository.Repository, dataDir strin
 		verifier = NewPageVerifier(startLSN)
 		verifier.DataDir = dataDir // a page failing its checksum is read again once: it may have been torn by a concurrent write
 	}
-	cp := &copied{}
-	run := func(dir, prefix string, parentTree *id.ID) (id.ID, error) {
-		opt := archiver.Options{
-			Parent:  parentTree,
-			Chunker: chunkerParams(repo),
-			Seed:    repo.Key().ChunkerSeed(),
-			Workers: o.Workers,
-			Readers: o.Readers,
-			Log:     o.Log,
-			Exclude: func(p string, fi fs.FileInfo) bool {
-				rel := prefix + filepath.ToSlash(p)
-				if prefix == "" && isTablespaceLink(rel, fi, tss) {
-					return true // copied from its target below
-				}
-				return ex.exclude(rel, filepath.Join(dir, filepath.Dir(p)), fi)
-			},
-			Splitter: func(p string, rd io.Reader) chunker.Splitter {
-				if _, ok := relationFile(prefix + filepath.ToSlash(p)); ok {
-					return chunker.NewFixed(rd, o.BlockSize)
-				}
-				return nil
-			},
-		}
-		if verifier != nil {
-			opt.OnChunk = func(p string, off int64, data []byte) {
-				verifier.OnChunk(prefix+filepath.ToSlash(p), off, data)
+	parentTree, rereadSince := fromParent(parent)
+	opt := archiver.Options{
+		Parent:      parentTree,
+		RereadSince: rereadSince,
+		Mounts:      mounts,
+		Chunker:     chunkerParams(repo),
+		Seed:        repo.Key().ChunkerSeed(),
+		Workers:     o.Workers,
+		Readers:     o.Readers,
+		Log:         o.Log,
+		Exclude: func(p string, fi fs.FileInfo) bool {
+			rel := filepath.ToSlash(p)
+			return ex.exclude(rel, onDisk(dataDir, tss, path.Dir(rel)), fi)
+		},
+		Splitter: func(p string, rd io.Reader) chunker.Splitter {
+			if _, ok := relationFile(filepath.ToSlash(p)); ok {
+				return chunker.NewFixed(rd, o.BlockSize)
 			}
-		}
-		a := archiver.New(view, opt)
-		if o.OnArchiver != nil {
-			o.OnArchiver(a)
-		}
-		start := time.Now()
-		root, err := a.SnapshotDir(ctx, dir)
-		if err != nil {
-			return id.ID{}, err
-		}
-		if err := fileErrors(dir, a.Errors()); err != nil {
-			return id.ID{}, err
-		}
-		addSummary(&cp.summary, a.Summary(start))
-		return root, nil
+			return nil
+		},
 	}
-
-	root, err := run(dataDir, "", parentTree)
-	if err != nil {
+	if verifier != nil {
+		opt.OnChunk = func(p string, off int64, data []byte) {
+			verifier.OnChunk(filepath.ToSlash(p), off, data)
+		}
+	}
+	a := archiver.New(repo, opt)
+	if o.OnArchiver != nil {
+		o.OnArchiver(a)
+	}
+	start := time.Now()
+	if cp.tree, err = a.SnapshotDir(ctx, dataDir); err != nil {
 		return nil, err
 	}
-	var grafts []*tree.Node
-	for _, ts := range tss {
-		name := strconv.FormatUint(uint64(ts.oid), 10)
-		sub, err := run(ts.resolved, "pg_tblspc/"+name+"/", parentSubtree(ctx, repo, parentTree, "pg_tblspc", name))
-		if err != nil {
-			return nil, fmt.Errorf("tablespace %d at %s: %w", ts.oid, ts.link, err)
-		}
-		n, err := dirNode(name, ts.resolved)
-		if err != nil {
-			return nil, err
-		}
-		n.Subtree = &sub
-		grafts = append(grafts, n)
-		cp.tablespaces = append(cp.tablespaces, Tablespace{OID: ts.oid, Location: ts.link})
-	}
-	if cp.tree, err = graft(ctx, repo, root, "pg_tblspc", grafts); err != nil {
+	if err := fileErrors(dataDir, a.Errors()); err != nil {
 		return nil, err
 	}
+	cp.summary = *a.Summary(start)
 	if verifier != nil {
 		cp.corrupt = verifier.Corrupt()
 	}
@@ -496,38 +474,24 @@ func copyCluster(ctx context.Context, repo *repository.Repository, dataDir strin
 // a second on some file systems) and clock steps.
 const mtimeMargin = time.Second
 
-// parentView is the repository as the archiver sees it during a base
-// backup. A file skipped as unchanged (same size, mtime, ctime, inode as
-// in the parent) must not have been written after the parent read it; a
-// write within the timestamp tick of the mtime the parent saw leaves the
-// mtime as it was. So parent tree nodes of files modified since shortly
-// before the parent's copy began lose their content list, which makes
-// the archiver read those files again. (The archiver loads only parent
-// trees through LoadBlob.)
-type parentView struct {
-	*repository.Repository
-	cutoff time.Time // zero (a parent without CopyStart): every file is read again
-}
-
-func (v parentView) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byte, error) {
-	b, err := v.Repository.LoadBlob(ctx, bid, dst)
+// fromParent is what the archiver takes from the parent backup: its tree,
+// to skip unchanged files (same size, mtime, ctime, inode), and the time
+// from which files it saw modified are read again all the same (see
+// archiver.Options.RereadSince): a second before the parent's copy began,
+// since a write in the same timestamp tick as the parent's read leaves
+// the mtime as it was. A parent that did not record when its copy began
+// gets a time before any file's, so that every file is read again.
+func fromParent(parent *snapshot.Snapshot) (*id.ID, time.Time) {
+	if parent == nil {
+		return nil, time.Time{}
+	}
+	pi, err := pgmeta.Info(parent)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}
 	}
-	t, err := tree.Decode(b)
-	if err != nil {
-		return b, nil // not a tree: the caller will say so
-	}
-	changed := false
-	for _, n := range t.Nodes {
-		if n.Type == tree.File && len(n.Content) > 0 && !n.ModTime.Before(v.cutoff) {
-			n.Content, changed = nil, true
-		}
-	}
-	if !changed {
-		return b, nil
-	}
-	return tree.Encode(t)
+	// Never zero (which would read nothing again): the zero CopyStart of a
+	// parent without one becomes a second before year 1.
+	return &parent.Tree, pi.CopyStart.Add(-mtimeMargin)
 }
 
 func chunkerParams(repo *repository.Repository) chunker.Params {
@@ -566,14 +530,6 @@ func findTablespaces(dataDir string) ([]tablespaceDir, error) {
 	return out, nil
 }
 
-func isTablespaceLink(rel string, fi fs.FileInfo, tss []tablespaceDir) bool {
-	name, ok := strings.CutPrefix(rel, "pg_tblspc/")
-	if !ok || fi.Mode()&fs.ModeSymlink == 0 {
-		return false
-	}
-	return slices.ContainsFunc(tss, func(t tablespaceDir) bool { return strconv.FormatUint(uint64(t.oid), 10) == name })
-}
-
 // fileErrors decides which unreadable entries fail the backup. Files that
 // vanished while the backup ran (a dropped table, a removed temporary
 // file) are normal: WAL replay recreates the state. Any other unreadable
@@ -593,106 +549,6 @@ func fileErrors(dir string, errs []archiver.FileError) error {
 		bad = append(bad[:10], fmt.Sprintf("and %d more", len(bad)-10))
 	}
 	return fmt.Errorf("cannot read %d files of %s (a base backup needs every file): %s", len(bad), dir, strings.Join(bad, "; "))
-}
-
-func addSummary(dst *snapshot.Summary, s *snapshot.Summary) {
-	dst.Files += s.Files
-	dst.Dirs += s.Dirs
-	dst.FilesNew += s.FilesNew
-	dst.FilesChanged += s.FilesChanged
-	dst.FilesUnmodified += s.FilesUnmodified
-	dst.TotalBytes += s.TotalBytes
-	dst.BytesRead += s.BytesRead
-	dst.Errors += s.Errors
-}
-
-// parentSubtree returns the tree of path a/b below the parent's root, so a
-// tablespace's unchanged files are skipped too; nil when there is none.
-func parentSubtree(ctx context.Context, repo *repository.Repository, root *id.ID, names ...string) *id.ID {
-	cur := root
-	for _, name := range names {
-		if cur == nil {
-			return nil
-		}
-		t, err := tree.Load(ctx, repo, *cur)
-		if err != nil {
-			return nil // only costs speed: files are read again
-		}
-		n := t.Find(name)
-		if n == nil || n.Type != tree.Dir {
-			return nil
-		}
-		cur = n.Subtree
-	}
-	return cur
-}
-
-// graft adds nodes to directory dirName of the root tree and saves the
-// changed trees, returning the new root.
-func graft(ctx context.Context, repo *repository.Repository, root id.ID, dirName string, nodes []*tree.Node) (id.ID, error) {
-	if len(nodes) == 0 {
-		return root, nil
-	}
-	// The trees just saved may still sit in the open pack, which only a
-	// flush makes readable.
-	if err := repo.Flush(ctx); err != nil {
-		return id.ID{}, err
-	}
-	rt, err := tree.Load(ctx, repo, root)
-	if err != nil {
-		return id.ID{}, err
-	}
-	dn := rt.Find(dirName)
-	if dn == nil || dn.Type != tree.Dir || dn.Subtree == nil {
-		return id.ID{}, fmt.Errorf("the data directory has no %s directory", dirName)
-	}
-	dt, err := tree.Load(ctx, repo, *dn.Subtree)
-	if err != nil {
-		return id.ID{}, err
-	}
-	for _, n := range nodes {
-		dt.Nodes = slices.DeleteFunc(dt.Nodes, func(old *tree.Node) bool { return old.Name == n.Name })
-		dt.Nodes = append(dt.Nodes, n)
-	}
-	dt.Sort()
-	sub, err := tree.Save(ctx, repo, dt)
-	if err != nil {
-		return id.ID{}, err
-	}
-	dn.Subtree = &sub
-	return tree.Save(ctx, repo, rt)
-}
-
-// dirNode describes directory p as a tree node called name.
-func dirNode(name, p string) (*tree.Node, error) {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return nil, fmt.Errorf("%s: no unix stat information", p)
-	}
-	n := &tree.Node{
-		Name:       name,
-		Type:       tree.Dir,
-		Mode:       fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
-		ModTime:    fi.ModTime().UTC(),
-		ChangeTime: time.Unix(st.Ctim.Sec, st.Ctim.Nsec).UTC(),
-		UID:        st.Uid,
-		GID:        st.Gid,
-		Inode:      st.Ino,
-		DeviceID:   uint64(st.Dev),
-	}
-	// Names that are not UTF-8 would not read back from the tree (see
-	// archiver's idNames); the numeric ids are kept.
-	if u, err := user.LookupId(strconv.FormatUint(uint64(st.Uid), 10)); err == nil && utf8.ValidString(u.Username) {
-		n.User = u.Username
-	}
-	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(st.Gid), 10)); err == nil && utf8.ValidString(g.Name) {
-		n.Group = g.Name
-	}
-	return n, nil
 }
 
 // parseBackupLabel reads the start location and timeline of a backup_label.

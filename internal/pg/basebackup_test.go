@@ -2,6 +2,7 @@ package pg
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,7 +19,6 @@ import (
 	"github.com/nestguard/nestguard/internal/backend/mem"
 	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/id"
-	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/pgtest"
 	"github.com/nestguard/nestguard/internal/repository"
@@ -158,7 +158,7 @@ func (c *archivedCluster) waitStored(t testing.TB) string {
 // treeFiles lists every path of a snapshot tree.
 func treeFiles(t *testing.T, repo *repository.Repository, root id.ID) map[string]*tree.Node {
 	t.Helper()
-	out := map[string]*tree.Node{}
+	out := make(map[string]*tree.Node)
 	err := tree.Walk(context.Background(), repo, root, func(p string, n *tree.Node) error {
 		out[strings.TrimPrefix(p, "/")] = n
 		return nil
@@ -417,52 +417,27 @@ func testWrongDataDir(t *testing.T, c *archivedCluster) {
 	}
 }
 
-// Files modified since shortly before the parent's copy began are read
-// again: their mtime may hide a write in the same timestamp tick.
-func TestParentViewMarksRecentFiles(t *testing.T) {
-	ctx := context.Background()
-	repo := testRepo(t)
+// The next backup reads again every file the parent saw modified from a
+// second before its copy began (the archiver's RereadSince), and every
+// file when the parent did not record when its copy began.
+func TestFromParent(t *testing.T) {
 	copyStart := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	data, _, err := repo.SaveBlob(ctx, index.DataBlob, []byte("contents"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &tree.Tree{Nodes: []*tree.Node{
-		{Name: "old", Type: tree.File, Size: 8, ModTime: copyStart.Add(-time.Minute), Content: []id.ID{data}},
-		{Name: "racy", Type: tree.File, Size: 8, ModTime: copyStart.Add(-500 * time.Millisecond), Content: []id.ID{data}},
-		{Name: "written during the copy", Type: tree.File, Size: 8, ModTime: copyStart.Add(time.Second), Content: []id.ID{data}},
-		{Name: "dir", Type: tree.Dir, ModTime: copyStart.Add(time.Hour), Subtree: &data},
-	}}
-	tr.Sort()
-	tid, err := tree.Save(ctx, repo, tr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := repo.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	got, err := tree.Load(ctx, parentView{Repository: repo, cutoff: copyStart.Add(-mtimeMargin)}, tid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range got.Nodes {
-		wantContent := n.Name == "old" || n.Type == tree.Dir
-		if (len(n.Content) > 0 || n.Subtree != nil) != wantContent {
-			t.Errorf("%s: content %v subtree %v", n.Name, n.Content, n.Subtree)
+	parent := func(copyStart time.Time) *snapshot.Snapshot {
+		extra, err := json.Marshal(&BackupInfo{CopyStart: copyStart})
+		if err != nil {
+			t.Fatal(err)
 		}
+		return &snapshot.Snapshot{Kind: snapshot.KindPostgres, Tree: id.Hash([]byte("root")), Extra: extra}
+	}
+	tid, since := fromParent(parent(copyStart))
+	if tid == nil || *tid != id.Hash([]byte("root")) || !since.Equal(copyStart.Add(-mtimeMargin)) {
+		t.Errorf("fromParent = %v, %v; want the parent's tree and %v", tid, since, copyStart.Add(-mtimeMargin))
 	}
 	// A parent without a copy start: every file is read again.
-	got, err = tree.Load(ctx, parentView{Repository: repo}, tid)
-	if err != nil {
-		t.Fatal(err)
+	if tid, since = fromParent(parent(time.Time{})); tid == nil || since.IsZero() || !since.Before(time.Unix(0, 0)) {
+		t.Errorf("fromParent without a copy start = %v, %v; want the tree and a time before any file's", tid, since)
 	}
-	for _, n := range got.Nodes {
-		if n.Type == tree.File && len(n.Content) > 0 {
-			t.Errorf("%s kept its content without a parent copy time", n.Name)
-		}
-	}
-	// Data blobs pass through untouched.
-	if b, err := (parentView{Repository: repo}).LoadBlob(ctx, data, nil); err != nil || string(b) != "contents" {
-		t.Errorf("data blob through the view: %q, %v", b, err)
+	if tid, since = fromParent(nil); tid != nil || !since.IsZero() {
+		t.Errorf("fromParent(nil) = %v, %v", tid, since)
 	}
 }

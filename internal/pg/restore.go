@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/atomicfile"
+	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/restorer"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -212,7 +213,7 @@ type tablespacePlace struct {
 	oid  uint32
 	name string // its entry in pg_tblspc
 	dir  string
-	node *tree.Node
+	tree id.ID // its files
 }
 
 // tablespacePlaces decides where each tablespace goes: the --tablespace-map
@@ -252,7 +253,7 @@ func tablespacePlaces(ctx context.Context, repo *repository.Repository, root *tr
 		if dir, err = filepath.Abs(dir); err != nil {
 			return nil, err
 		}
-		out = append(out, tablespacePlace{oid: oid, name: name, dir: filepath.Clean(dir), node: tn})
+		out = append(out, tablespacePlace{oid: oid, name: name, dir: filepath.Clean(dir), tree: *tn.Subtree})
 	}
 	slices.SortFunc(out, func(a, b tablespacePlace) int { return int(a.oid) - int(b.oid) })
 	for i := 1; i < len(out); i++ {
@@ -299,12 +300,12 @@ func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOpt
 			}
 		}
 	}
-	run := func(target string, rootTree *tree.Node, include []string) error {
+	run := func(target string, root id.ID, include []string) error {
 		r := restorer.New(repo, restorer.Options{Target: target, Include: include, Overwrite: o.Overwrite, Workers: o.Workers, Log: o.Log})
 		if o.OnRestorer != nil {
 			o.OnRestorer(r)
 		}
-		err := r.Restore(ctx, *rootTree.Subtree)
+		err := r.Restore(ctx, root)
 		res.Files += r.C.Restored.Load() // what was restored complete, not what was planned
 		res.Bytes += r.C.BytesRestored.Load()
 		res.Damaged = append(res.Damaged, r.Errors()...)
@@ -313,14 +314,14 @@ func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOpt
 	if len(include) == 0 {
 		include = []string{"/PG_VERSION"} // never "everything": relocated tablespaces are left out
 	}
-	if err := run(o.TargetDir, &tree.Node{Subtree: &sn.Tree}, include); err != nil {
+	if err := run(o.TargetDir, sn.Tree, include); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Join(o.TargetDir, "pg_tblspc"), 0o700); err != nil {
 		return err
 	}
 	for _, p := range places {
-		if err := run(p.dir, p.node, nil); err != nil {
+		if err := run(p.dir, p.tree, nil); err != nil {
 			return fmt.Errorf("tablespace %d: %w", p.oid, err)
 		}
 		link := filepath.Join(o.TargetDir, "pg_tblspc", p.name)
