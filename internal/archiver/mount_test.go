@@ -187,7 +187,7 @@ func TestRereadSince(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		since                time.Time
+		since               time.Time
 		changed, unmodified int64
 	}{
 		{copyStart.Add(-time.Second), 2, 3}, // racy, written during the copy

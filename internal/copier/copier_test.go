@@ -23,6 +23,7 @@ import (
 	"github.com/nestguard/nestguard/internal/checker"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -222,17 +223,17 @@ func checkPostgresCopy(t *testing.T, src *repository.Repository, s *snapshot.Sna
 		t.Fatal(err)
 	}
 	for k, v := range se {
-		if k == pgControlKey {
+		if k == pgmeta.PGControlField {
 			continue
 		}
 		if fmt.Sprint(de[k]) != fmt.Sprint(v) {
 			t.Errorf("extra %s: %v, copy %v", k, v, de[k])
 		}
 	}
-	sid, _ := id.Parse(se[pgControlKey].(string))
-	did, err := id.Parse(fmt.Sprint(de[pgControlKey]))
+	sid, _ := id.Parse(se[pgmeta.PGControlField].(string))
+	did, err := id.Parse(fmt.Sprint(de[pgmeta.PGControlField]))
 	if err != nil || did == sid {
-		t.Fatalf("pg_control blob not re-keyed: %v %v", de[pgControlKey], err)
+		t.Fatalf("pg_control blob not re-keyed: %v %v", de[pgmeta.PGControlField], err)
 	}
 	a, err1 := src.LoadBlob(ctx, sid, nil)
 	b, err2 := dst.LoadBlob(ctx, did, nil)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
@@ -23,7 +24,7 @@ func FuzzPGControl(f *testing.F) {
 			return
 		}
 		nid := id.Hash(extra)
-		out, err := mapPGControl(extra, nid)
+		out, err := pgmeta.WithPGControl(extra, nid)
 		if err != nil {
 			t.Fatalf("pg_control %s found but not mapped: %v", bid.Short(), err)
 		}

@@ -2,7 +2,6 @@ package copier
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +11,7 @@ import (
 	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/needs"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
@@ -105,7 +105,7 @@ func (c *Copier) copySnapshot(ctx context.Context, step *commit.Step, sn *snapsh
 	cp.CopiedFrom = c.origin(sn)
 	if !pgControl.IsNull() {
 		nid, _ := c.blob(pgControl) // copied above, or copyBlobs failed
-		if cp.Extra, err = mapPGControl(sn.Extra, nid); err != nil {
+		if cp.Extra, err = pgmeta.WithPGControl(sn.Extra, nid); err != nil {
 			return nil, commit.Counters{}, fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
 		}
 	}
@@ -115,11 +115,6 @@ func (c *Copier) copySnapshot(ctx context.Context, step *commit.Step, sn *snapsh
 	}
 	return &cp, stored, err
 }
-
-// pgControlKey is the field of a PostgreSQL snapshot's details (see
-// internal/pgmeta.BackupInfo) that names a data blob outside the tree. The
-// details are handled as generic JSON so every other field is kept as is.
-const pgControlKey = "pg_control_blob"
 
 // pgControlBlob is the pg_control blob sn needs (internal/needs), or
 // id.Null.
@@ -134,19 +129,6 @@ func pgControlBlob(sn *snapshot.Snapshot) (id.ID, error) {
 		}
 	}
 	return id.Null, nil
-}
-
-func mapPGControl(extra json.RawMessage, nid id.ID) (json.RawMessage, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(extra, &m); err != nil {
-		return nil, err
-	}
-	v, err := json.Marshal(nid.String())
-	if err != nil {
-		return nil, err
-	}
-	m[pgControlKey] = v
-	return json.Marshal(m)
 }
 
 // checkWAL refuses to copy a base backup whose WAL span (internal/needs) is

@@ -7,7 +7,9 @@ package pgmeta
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/id"
@@ -67,4 +69,34 @@ func Info(sn *snapshot.Snapshot) (*BackupInfo, error) {
 		return nil, fmt.Errorf("snapshot %s: PostgreSQL backup details unreadable: %w", sn.ID.Short(), err)
 	}
 	return &bi, nil
+}
+
+// PGControlField is the field of a snapshot's PostgreSQL details that
+// names the pg_control blob (BackupInfo.PGControl).
+const PGControlField = "pg_control_blob"
+
+// WithPGControl returns a snapshot's PostgreSQL details (its Extra) with
+// the pg_control blob replaced by blob and every other field kept as it
+// is, known to this version or not (a copy re-keys blob ids).
+func WithPGControl(extra json.RawMessage, blob id.ID) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(extra, &m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, errors.New("PostgreSQL backup details are not a JSON object")
+	}
+	v, err := json.Marshal(blob.String())
+	if err != nil {
+		return nil, err
+	}
+	// Decoding matches field names without regard to case: a key the
+	// decoder reads as this field under another spelling goes too.
+	for k := range m {
+		if strings.EqualFold(k, PGControlField) {
+			delete(m, k)
+		}
+	}
+	m[PGControlField] = v
+	return json.Marshal(m)
 }
