@@ -42,7 +42,7 @@ unit:
 # and every nestguard run with GODEBUG=fips140=only (docs/security.md,
 # "FIPS 140-3"); without -race, to bound CI's time.
 test-fips:
-	NESTGUARD_TEST_FIPS=1 $(GO) test -count=1 -timeout 30m ./cmd/nestguard/
+	NESTGUARD_TEST_FIPS=1 $(GO) test -count=1 -timeout 45m ./cmd/nestguard/
 
 test: lint unit
 

@@ -43,7 +43,7 @@ func TestSecretFilePermissions(t *testing.T) {
 	}
 
 	npf := filepath.Join(e.dir, "newpass")
-	writeFile(t, npf, "second secret\n", 0o640)
+	writeFile(t, npf, "second secret passphrase\n", 0o640)
 	if r := e.run("key", "add", "--new-password-file", npf); r.code != 0 || !warned(r, npf, 0o640) {
 		t.Errorf("--new-password-file mode 0640: exit %d, no warning:\n%s", r.code, r.stderr)
 	}

@@ -528,7 +528,7 @@ func TestKeys(t *testing.T) {
 	e := newEnv(t)
 	e.must("init")
 	pf := filepath.Join(e.dir, "newpass")
-	os.WriteFile(pf, []byte("second secret\n"), 0o600)
+	os.WriteFile(pf, []byte("second secret passphrase\n"), 0o600)
 	e.must("key", "add", "--new-password-file", pf, "--label", "dba")
 	var keys []map[string]any
 	json.Unmarshal([]byte(e.must("key", "list", "--json")), &keys)
@@ -536,7 +536,7 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("%d keys", len(keys))
 	}
 	second := *e
-	second.pass = "second secret"
+	second.pass = "second secret passphrase"
 	second.must("snapshots")
 	var first string
 	for _, k := range keys {
