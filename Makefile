@@ -44,7 +44,7 @@ unit:
 test-fips:
 	NESTGUARD_TEST_FIPS=1 $(GO) test -count=1 -timeout 45m ./cmd/nestguard/
 
-test: lint unit
+test: lint unit test-fips
 
 # Benchmarks of the engine's parts; bench/compare runs the tools side by side.
 bench:
