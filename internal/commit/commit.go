@@ -15,7 +15,8 @@
 //  3. saves the snapshot object; its existence marks the backup complete,
 //     so it comes only after everything it references is durable;
 //  4. extends the Object Lock retention of everything the snapshot needs
-//     (Options.Retain) when the repository has an Object Lock policy;
+//     (retention.Apply, or Options.Retain) when the repository has an
+//     Object Lock policy;
 //  5. tells Options.AfterCommit.
 //
 // Save sets the snapshot's ID once it is saved. A failure in 4 or 5
@@ -30,20 +31,20 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/retention"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
-// Options configure the commit step. The zero value commits without
-// retention and without a hook.
+// Options configure the commit step. The zero value applies the
+// retention with retention.Apply and calls no hook: a writer that forgets
+// to configure anything still leaves a retained snapshot behind.
 type Options struct {
 	// Retain extends the Object Lock retention of every object sn needs
-	// to sn's time plus the repository's minimum retention
-	// (retention.Apply). Save calls it after saving sn, and only for a
-	// repository with an Object Lock policy. It is a field rather than a
-	// call because internal/retention sits above the writers that commit
-	// (it reads PostgreSQL details through internal/pg): nestguard's
-	// commands always set it. Nil leaves the retention to 'nestguard
-	// retention apply' (library tests).
+	// to sn's time plus the repository's minimum retention. Save calls it
+	// after saving sn, and only for a repository with an Object Lock
+	// policy. Nil means retention.Apply; a command sets its own to report
+	// the result, and NoRetention leaves the retention to 'nestguard
+	// retention apply' (tests of retention itself).
 	Retain func(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot) error
 
 	// AfterCommit is the one place that learns of every snapshot saved,
@@ -126,14 +127,25 @@ func (s *Step) Save(ctx context.Context, sn *snapshot.Snapshot) (Counters, error
 	return c, retErr
 }
 
+// NoRetention is an Options.Retain that applies nothing.
+func NoRetention(context.Context, *repository.Repository, *snapshot.Snapshot) error { return nil }
+
 // Retain applies the Object Lock retention of sn, a saved snapshot, with
-// o.Retain when repo has an Object Lock policy; Save does it, and a
-// command retries it this way after a *RetentionError.
+// o.Retain (default retention.Apply) when repo has an Object Lock policy;
+// Save does it, and a command retries it this way after a
+// *RetentionError.
 func Retain(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot, o Options) error {
-	if repo.Config().ObjectLock == nil || o.Retain == nil {
+	if repo.Config().ObjectLock == nil {
 		return nil
 	}
-	if err := o.Retain(ctx, repo, sn); err != nil {
+	apply := o.Retain
+	if apply == nil {
+		apply = func(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot) error {
+			_, err := retention.Apply(ctx, repo, sn)
+			return err
+		}
+	}
+	if err := apply(ctx, repo, sn); err != nil {
 		return &RetentionError{Snapshot: sn, Err: err}
 	}
 	return nil

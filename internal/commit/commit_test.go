@@ -19,6 +19,7 @@ import (
 	"github.com/nestguard/nestguard/internal/repository/repotest"
 	"github.com/nestguard/nestguard/internal/retention/locktest"
 	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/tree"
 )
 
 // newSnapshot saves a data blob (not flushed: it sits in the open pack)
@@ -118,9 +119,10 @@ func TestSaveRetentionFails(t *testing.T) {
 	if _, err := snapshot.Load(ctx, r, sn.ID); err != nil {
 		t.Errorf("snapshot not saved: %v", err)
 	}
-	// Retain finishes it later.
-	if err := commit.Retain(ctx, r, sn, commit.Options{}); err != nil {
-		t.Errorf("Retain without a function: %v", err)
+	// Retain finishes it later (here with a Retain that succeeds: the
+	// snapshot's tree is not a real tree).
+	if err := commit.Retain(ctx, r, sn, commit.Options{Retain: commit.NoRetention}); err != nil {
+		t.Errorf("Retain again: %v", err)
 	}
 }
 
@@ -175,5 +177,41 @@ func TestBeginCleansStaleTemp(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("recent temporary file removed: %v", err)
+	}
+}
+
+// TestSaveRetainsByDefault: a writer that sets no Options still leaves its
+// snapshot retained in an Object Lock repository (a library caller, such
+// as the coming server, cannot forget it).
+func TestSaveRetainsByDefault(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(true)
+	r := repotest.New(t, repotest.Backend(be), repotest.ObjectLock(&repository.ObjectLock{Mode: repository.LockCompliance, MinRetention: time.Hour}))
+	empty, err := tree.Encode(&tree.Tree{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid, _, err := r.SaveBlob(ctx, index.TreeBlob, empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step, err := commit.Begin(ctx, r, commit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Dated later than now, so that what its upload was given does not
+	// cover it: only the commit step's retention can.
+	sn := &snapshot.Snapshot{Time: time.Now().UTC().Add(30 * time.Minute), Kind: snapshot.KindFiles, Paths: []string{"/x"}, Tree: tid}
+	if _, err := step.Save(ctx, sn); err != nil {
+		t.Fatal(err)
+	}
+	loc, ok := r.Index().Lookup(tid)
+	if !ok {
+		t.Fatal("tree not indexed")
+	}
+	want := sn.Time.Add(time.Hour)
+	ret, err := be.Retention(ctx, backend.Handle{Type: backend.PackFile, Name: loc.Pack.String()})
+	if err != nil || ret.Until.Before(want) {
+		t.Errorf("the tree's pack is retained until %v (%v), want >= %v", ret.Until, err, want)
 	}
 }

@@ -1,4 +1,4 @@
-package retention
+package retention_test
 
 import (
 	"context"
@@ -13,8 +13,10 @@ import (
 
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
+	"github.com/nestguard/nestguard/internal/retention"
 	"github.com/nestguard/nestguard/internal/retention/locktest"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
@@ -41,7 +43,10 @@ func writeFiles(t *testing.T, dir string, seed uint64, n, size int) string {
 
 func backup(t *testing.T, r *repository.Repository, dir string) *snapshot.Snapshot {
 	t.Helper()
-	sn, ferrs, err := archiver.Backup(context.Background(), r, []string{dir}, archiver.BackupOptions{})
+	sn, ferrs, err := archiver.Backup(context.Background(), r, []string{dir}, archiver.BackupOptions{
+		// Retention is what these tests apply and check themselves.
+		Commit: commit.Options{Retain: commit.NoRetention},
+	})
 	if err != nil || len(ferrs) > 0 {
 		t.Fatalf("backup: %v %v", err, ferrs)
 	}
@@ -57,7 +62,7 @@ func TestObjectsCoversEverythingARestoreReads(t *testing.T) {
 	// A second, unrelated backup: its packs are not part of the first.
 	other := backup(t, r, writeFiles(t, t.TempDir(), 2, 10, 100_000))
 
-	set, err := Objects(ctx, r, sn)
+	set, err := retention.Objects(ctx, r, sn)
 	if err != nil || set.MissingError() != nil {
 		t.Fatalf("Objects: %v %v", err, set.MissingError())
 	}
@@ -79,7 +84,7 @@ func TestObjectsCoversEverythingARestoreReads(t *testing.T) {
 	}
 	// Every blob of every pack the snapshot needs is found again from the
 	// set alone: with only these objects a restore could run.
-	otherSet, _ := Objects(ctx, r, other)
+	otherSet, _ := retention.Objects(ctx, r, other)
 	for _, p := range otherSet.Packs {
 		if slices.Contains(set.Packs, p) {
 			t.Errorf("pack %s of an unrelated snapshot in the set", p.Short())
@@ -100,7 +105,7 @@ func TestObjectsCoversEverythingARestoreReads(t *testing.T) {
 		})
 	}
 	r2 := repotest.Open(t, be)
-	again, err := Objects(ctx, r2, sn)
+	again, err := retention.Objects(ctx, r2, sn)
 	if err != nil || again.MissingError() != nil || len(again.Packs) != len(set.Packs) {
 		t.Errorf("after removing everything else: %v, %v, %d packs (had %d)", err, again.MissingError(), len(again.Packs), len(set.Packs))
 	}
@@ -116,7 +121,7 @@ func TestObjectsReportsMissingBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := Objects(ctx, r2, sn)
+	set, err := retention.Objects(ctx, r2, sn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,20 +137,20 @@ func TestApplyExtendsSharedObjects(t *testing.T) {
 	dirA := writeFiles(t, t.TempDir(), 4, 20, 60_000)
 	a := backup(t, r, dirA)
 	onlyA := backup(t, r, writeFiles(t, t.TempDir(), 5, 5, 60_000))
-	setA, _ := Objects(ctx, r, a)
-	setOnly, _ := Objects(ctx, r, onlyA)
+	setA, _ := retention.Objects(ctx, r, a)
+	setOnly, _ := retention.Objects(ctx, r, onlyA)
 
 	// Right after the backup, what it wrote is retained long enough
 	// already; only the config and key slot, written at init before the
 	// backup started, are extended.
-	res, err := Apply(ctx, r, a)
+	res, err := retention.Apply(ctx, r, a)
 	if err != nil || res.Extended != 1+len(setA.Keys) || res.Objects != len(setA.Handles()) {
 		t.Fatalf("Apply right after backup: %+v, %v", res, err)
 	}
 	// A later snapshot sharing A's data (same files) needs them longer.
 	b := backup(t, r, dirA)
 	b.Time = time.Now().Add(30 * time.Minute) // as if taken half an hour later
-	res, err = Apply(ctx, r, b)
+	res, err = retention.Apply(ctx, r, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +158,7 @@ func TestApplyExtendsSharedObjects(t *testing.T) {
 		t.Fatalf("nothing extended: %+v", res)
 	}
 	want := b.Time.Add(time.Hour)
-	setB, _ := Objects(ctx, r, b)
+	setB, _ := retention.Objects(ctx, r, b)
 	shared := 0
 	for _, p := range setA.Packs {
 		if slices.Contains(setB.Packs, p) {
@@ -177,7 +182,7 @@ func TestApplyExtendsSharedObjects(t *testing.T) {
 		}
 	}
 	// Applying again finds nothing to do.
-	if res, err := Apply(ctx, r, b); err != nil || res.Extended != 0 {
+	if res, err := retention.Apply(ctx, r, b); err != nil || res.Extended != 0 {
 		t.Errorf("second Apply: %+v, %v", res, err)
 	}
 }
@@ -185,7 +190,7 @@ func TestApplyExtendsSharedObjects(t *testing.T) {
 func TestApplyWithoutPolicy(t *testing.T) {
 	r := repotest.New(t, repotest.Backend(locktest.New(true)))
 	sn := backup(t, r, writeFiles(t, t.TempDir(), 6, 2, 1000))
-	res, err := Apply(context.Background(), r, sn)
+	res, err := retention.Apply(context.Background(), r, sn)
 	if err != nil || res.Objects != 0 {
 		t.Errorf("Apply without policy: %+v, %v", res, err)
 	}
@@ -215,7 +220,7 @@ func TestObjectsOfPostgresSnapshot(t *testing.T) {
 	if err := snapshot.Save(ctx, r, &pg); err != nil {
 		t.Fatal(err)
 	}
-	set, err := Objects(ctx, r, &pg)
+	set, err := retention.Objects(ctx, r, &pg)
 	if err != nil {
 		t.Fatal(err)
 	}
