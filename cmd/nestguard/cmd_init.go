@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/fips140"
 	"errors"
 	"fmt"
@@ -13,12 +14,7 @@ import (
 )
 
 func (a *app) initCommand() *cobra.Command {
-	var (
-		chunkMin, chunkAvg, chunkMax int
-		compression, idHash          string
-		objectLock, minRetention     string
-		fips                         bool
-	)
+	var o initOptions
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a new repository",
@@ -66,78 +62,90 @@ backups afterwards only the backup writer's.`,
   nestguard init --repo s3://backups/prod --object-lock compliance --min-retention 7y`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.needRepo(); err != nil {
-				return err
-			}
-			blobID, err := blobIDAlgorithm(idHash)
-			if err != nil {
-				return err
-			}
-			if fips && blobID != crypto.BlobIDHMACSHA256 {
-				return &usageError{fmt.Errorf("--id-hash %s with --fips: BLAKE3 is not FIPS 140-3 approved; a FIPS repository names chunks with hmac-sha256", idHash)}
-			}
-			if !fips && fips140.Enforced() {
-				return &usageError{errors.New("this process runs with GODEBUG=fips140=only, where only a FIPS repository can be used: add --fips")}
-			}
-			var lock *repository.ObjectLock
-			if objectLock != "" || minRetention != "" {
-				if objectLock == "" {
-					return &usageError{errors.New("--min-retention needs --object-lock compliance or governance")}
-				}
-				if lock, err = repository.NewObjectLock(objectLock, minRetention); err != nil {
-					return &usageError{err}
-				}
-			}
-			ctx := cmd.Context()
-			be, err := location.Create(ctx, a.repo, a.locationOptions())
-			if err != nil {
-				return err
-			}
-			defer be.Close()
-			pw, err := a.passphrase(true)
-			if err != nil {
-				return err
-			}
-			r, err := repository.Init(ctx, be, pw, repository.InitOptions{
-				Options:     repository.Options{Logger: a.log},
-				Chunker:     repository.ChunkerSizes{Min: chunkMin << 10, Avg: chunkAvg << 10, Max: chunkMax << 10},
-				Compression: compression,
-				BlobID:      blobID,
-				FIPS:        fips,
-				ObjectLock:  lock,
-			})
-			clear(pw)
-			if err != nil {
-				return err
-			}
-			defer r.Close() // zeroes the new master key; closes be again, harmlessly
-			cfg := r.Config()
-			if a.jsonOut {
-				return a.printJSON(initJSON{current(), a.repo, cfg.ID, cfg})
-			}
-			a.printf("created repository %s at %s\n", cfg.ID[:8], a.repo)
-			if eff := cfg.ObjectLock; eff != nil {
-				if eff.Strengthened(lock) {
-					// Stderr as well: with --quiet or --json this must still be seen.
-					fmt.Fprintf(a.stderr, "note: bucket %s has a default retention stricter than --object-lock %s --min-retention %s: using %s mode and %s, since each object's own retention would replace the bucket's default\n",
-						a.repo, lock.Mode, repository.FormatRetention(lock.MinRetention), eff.Mode, repository.FormatRetention(eff.MinRetention))
-				}
-				a.printf("object lock: %s mode, every object retained for at least %s\n", eff.Mode, repository.FormatRetention(eff.MinRetention))
-			}
-			a.printf("keep the passphrase safe: without it nobody can read these backups\n")
-			return nil
+			return a.runInit(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&chunkMin, "chunk-min", 512, "minimum chunk size in KiB")
-	f.IntVar(&chunkAvg, "chunk-avg", 1024, "average chunk size in KiB (a power of two)")
-	f.IntVar(&chunkMax, "chunk-max", 8192, "maximum chunk size in KiB")
-	f.StringVar(&compression, "compression", "default", "zstd level: off, fastest (matches only, no entropy coding), default (zstd 3's tables, fast strategy above 128 KiB), better, best")
-	f.StringVar(&idHash, "id-hash", "hmac-sha256", "keyed hash naming chunks: hmac-sha256 (FIPS 140-3 approved) or blake3 (faster)")
-	f.BoolVar(&fips, "fips", false, "use FIPS 140-3 approved primitives only (AES-256-GCM-HKDF-SHA-256, PBKDF2-HMAC-SHA-256, HMAC-SHA-256); needed to run under GODEBUG=fips140=only")
-	f.StringVar(&objectLock, "object-lock", "", "retain every object (S3 Object Lock): compliance or governance")
-	f.StringVar(&minRetention, "min-retention", "", "with --object-lock: minimum retention, e.g. 7y, 90d, 12h")
+	f.IntVar(&o.chunkMin, "chunk-min", 512, "minimum chunk size in KiB")
+	f.IntVar(&o.chunkAvg, "chunk-avg", 1024, "average chunk size in KiB (a power of two)")
+	f.IntVar(&o.chunkMax, "chunk-max", 8192, "maximum chunk size in KiB")
+	f.StringVar(&o.compression, "compression", "default", "zstd level: off, fastest (matches only, no entropy coding), default (zstd 3's tables, fast strategy above 128 KiB), better, best")
+	f.StringVar(&o.idHash, "id-hash", "hmac-sha256", "keyed hash naming chunks: hmac-sha256 (FIPS 140-3 approved) or blake3 (faster)")
+	f.BoolVar(&o.fips, "fips", false, "use FIPS 140-3 approved primitives only (AES-256-GCM-HKDF-SHA-256, PBKDF2-HMAC-SHA-256, HMAC-SHA-256); needed to run under GODEBUG=fips140=only")
+	f.StringVar(&o.objectLock, "object-lock", "", "retain every object (S3 Object Lock): compliance or governance")
+	f.StringVar(&o.minRetention, "min-retention", "", "with --object-lock: minimum retention, e.g. 7y, 90d, 12h")
 	return cmd
+}
+
+// initOptions are what init is asked to do: its flags.
+type initOptions struct {
+	chunkMin, chunkAvg, chunkMax int // KiB
+	compression, idHash          string
+	objectLock, minRetention     string
+	fips                         bool
+}
+
+// runInit creates a new repository at --repo.
+func (a *app) runInit(ctx context.Context, o initOptions) error {
+	if err := a.needRepo(); err != nil {
+		return err
+	}
+	blobID, err := blobIDAlgorithm(o.idHash)
+	if err != nil {
+		return err
+	}
+	if o.fips && blobID != crypto.BlobIDHMACSHA256 {
+		return &usageError{fmt.Errorf("--id-hash %s with --fips: BLAKE3 is not FIPS 140-3 approved; a FIPS repository names chunks with hmac-sha256", o.idHash)}
+	}
+	if !o.fips && fips140.Enforced() {
+		return &usageError{errors.New("this process runs with GODEBUG=fips140=only, where only a FIPS repository can be used: add --fips")}
+	}
+	var lock *repository.ObjectLock
+	if o.objectLock != "" || o.minRetention != "" {
+		if o.objectLock == "" {
+			return &usageError{errors.New("--min-retention needs --object-lock compliance or governance")}
+		}
+		if lock, err = repository.NewObjectLock(o.objectLock, o.minRetention); err != nil {
+			return &usageError{err}
+		}
+	}
+	be, err := location.Create(ctx, a.repo, a.locationOptions())
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	pw, err := a.passphrase(true)
+	if err != nil {
+		return err
+	}
+	r, err := repository.Init(ctx, be, pw, repository.InitOptions{
+		Options:     repository.Options{Logger: a.log},
+		Chunker:     repository.ChunkerSizes{Min: o.chunkMin << 10, Avg: o.chunkAvg << 10, Max: o.chunkMax << 10},
+		Compression: o.compression,
+		BlobID:      blobID,
+		FIPS:        o.fips,
+		ObjectLock:  lock,
+	})
+	clear(pw)
+	if err != nil {
+		return err
+	}
+	defer r.Close() // zeroes the new master key; closes be again, harmlessly
+	cfg := r.Config()
+	if a.jsonOut {
+		return a.printJSON(initJSON{current(), a.repo, cfg.ID, cfg})
+	}
+	a.printf("created repository %s at %s\n", cfg.ID[:8], a.repo)
+	if eff := cfg.ObjectLock; eff != nil {
+		if eff.Strengthened(lock) {
+			// Stderr as well: with --quiet or --json this must still be seen.
+			fmt.Fprintf(a.stderr, "note: bucket %s has a default retention stricter than --object-lock %s --min-retention %s: using %s mode and %s, since each object's own retention would replace the bucket's default\n",
+				a.repo, lock.Mode, repository.FormatRetention(lock.MinRetention), eff.Mode, repository.FormatRetention(eff.MinRetention))
+		}
+		a.printf("object lock: %s mode, every object retained for at least %s\n", eff.Mode, repository.FormatRetention(eff.MinRetention))
+	}
+	a.printf("keep the passphrase safe: without it nobody can read these backups\n")
+	return nil
 }
 
 // blobIDAlgorithm maps an --id-hash value to the name configs record.

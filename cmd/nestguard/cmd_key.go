@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -26,7 +27,7 @@ be removed. Removing a slot does not revoke its secret: see
 On S3, 'key add' and 'key remove' need the key administrator role's
 permissions (docs/storage.md, "S3 roles"); 'key list' only the reader's.`,
 	}
-	var newPassFile, label, genKeyFile string
+	var o keyAddOptions
 	add := &cobra.Command{
 		Use:   "add",
 		Short: "Add a passphrase, or generate a key file",
@@ -48,97 +49,18 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
   chown postgres /etc/nestguard/wal.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if genKeyFile != "" {
-				// Refused before the passphrase is asked for.
-				if err := secretfile.CheckDir(genKeyFile); err != nil {
-					return err
-				}
-			}
-			ctx := cmd.Context()
-			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
-				repo.CleanStaleTemp(ctx)
-				if genKeyFile != "" {
-					// Create the file first, exclusively: never overwrite a key
-					// file that may still be in use, never leave a slot whose
-					// secret was not saved.
-					f, err := secretfile.Create(genKeyFile)
-					if err != nil {
-						return err
-					}
-					kid, secret, err := repo.AddKeyFile(ctx, label)
-					if err == nil {
-						content := repository.FormatKeyFile(kid, secret)
-						_, err = f.Write(content)
-						clear(content)
-						clear(secret)
-					}
-					if err == nil {
-						err = f.Sync()
-					}
-					if cerr := f.Close(); err == nil {
-						err = cerr
-					}
-					if err != nil {
-						os.Remove(genKeyFile)
-						return fmt.Errorf("generating key file: %w", err)
-					}
-					if a.jsonOut {
-						return a.printJSON(keyAddJSON{current(), kid, genKeyFile})
-					}
-					a.printf("added key slot %s opened by key file %s\n", kid[:8], genKeyFile)
-					return nil
-				}
-				pw, err := a.readPassphrase(passphraseSource{file: newPassFile, flag: "--new-password-file", env: "NESTGUARD_NEW_PASSWORD"}, "New passphrase: ", true)
-				if err != nil {
-					return err
-				}
-				kid, err := repo.AddKey(ctx, pw, label)
-				clear(pw)
-				if err != nil {
-					return err
-				}
-				if a.jsonOut {
-					return a.printJSON(keyAddJSON{versioned: current(), ID: kid})
-				}
-				a.printf("added key slot %s\n", kid[:8])
-				return nil
-			})
+			return a.runKeyAdd(cmd.Context(), o)
 		},
 	}
-	add.Flags().StringVar(&newPassFile, "new-password-file", "", "read the new passphrase from this file")
-	add.Flags().StringVar(&label, "label", "", "a note to tell this key slot apart")
-	add.Flags().StringVar(&genKeyFile, "generate-key-file", "", "write a new random key file to this path (created, mode 0600) instead of asking for a passphrase")
+	add.Flags().StringVar(&o.newPassFile, "new-password-file", "", "read the new passphrase from this file")
+	add.Flags().StringVar(&o.label, "label", "", "a note to tell this key slot apart")
+	add.Flags().StringVar(&o.genKeyFile, "generate-key-file", "", "write a new random key file to this path (created, mode 0600) instead of asking for a passphrase")
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List key slots",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
-				keys, err := repo.ListKeys(ctx)
-				if err != nil {
-					return err
-				}
-				if a.jsonOut {
-					return a.printJSON(keys)
-				}
-				tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, " \tID\tCreated\tUser\tHost\tLabel")
-				for _, k := range keys {
-					cur := " "
-					if k.Current {
-						cur = "*"
-					}
-					if k.Malformed != "" {
-						fmt.Fprintf(tw, "!\t%s\t\t\t\tmalformed: %s\n", printable(k.ID[:min(8, len(k.ID))]), printable(k.Malformed))
-						continue
-					}
-					// The descriptive fields are whatever was stored:
-					// never let them reach a terminal raw.
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cur, printable(k.ID[:min(8, len(k.ID))]), fmtTime(k.Created), printable(k.Username), printable(k.Hostname), printable(k.Label))
-				}
-				return tw.Flush()
-			})
+			return a.runKeyList(cmd.Context())
 		},
 	}
 	remove := &cobra.Command{
@@ -163,18 +85,114 @@ repository expire. See docs/security.md, "Revoking a passphrase or key
 file". Needs the key administrator's S3 permissions (docs/storage.md).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			return a.withRepo(ctx, false, func(repo *repository.Repository) error {
-				if err := repo.RemoveKey(ctx, args[0]); err != nil {
-					return err
-				}
-				a.printf("removed key slot %s\n", args[0])
-				return nil
-			})
+			return a.runKeyRemove(cmd.Context(), args[0])
 		},
 	}
 	cmd.AddCommand(add, list, remove)
 	return cmd
+}
+
+// keyAddOptions are what key add is asked to do: its flags.
+type keyAddOptions struct {
+	newPassFile, label, genKeyFile string
+}
+
+// runKeyAdd adds a passphrase slot, or a key file's slot with o.genKeyFile.
+func (a *app) runKeyAdd(ctx context.Context, o keyAddOptions) error {
+	if o.genKeyFile != "" {
+		// Refused before the passphrase is asked for.
+		if err := secretfile.CheckDir(o.genKeyFile); err != nil {
+			return err
+		}
+	}
+	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		repo.CleanStaleTemp(ctx)
+		if o.genKeyFile != "" {
+			// Create the file first, exclusively: never overwrite a key
+			// file that may still be in use, never leave a slot whose
+			// secret was not saved.
+			f, err := secretfile.Create(o.genKeyFile)
+			if err != nil {
+				return err
+			}
+			kid, secret, err := repo.AddKeyFile(ctx, o.label)
+			if err == nil {
+				content := repository.FormatKeyFile(kid, secret)
+				_, err = f.Write(content)
+				clear(content)
+				clear(secret)
+			}
+			if err == nil {
+				err = f.Sync()
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				os.Remove(o.genKeyFile)
+				return fmt.Errorf("generating key file: %w", err)
+			}
+			if a.jsonOut {
+				return a.printJSON(keyAddJSON{current(), kid, o.genKeyFile})
+			}
+			a.printf("added key slot %s opened by key file %s\n", kid[:8], o.genKeyFile)
+			return nil
+		}
+		pw, err := a.readPassphrase(passphraseSource{file: o.newPassFile, flag: "--new-password-file", env: "NESTGUARD_NEW_PASSWORD"}, "New passphrase: ", true)
+		if err != nil {
+			return err
+		}
+		kid, err := repo.AddKey(ctx, pw, o.label)
+		clear(pw)
+		if err != nil {
+			return err
+		}
+		if a.jsonOut {
+			return a.printJSON(keyAddJSON{versioned: current(), ID: kid})
+		}
+		a.printf("added key slot %s\n", kid[:8])
+		return nil
+	})
+}
+
+// runKeyList lists the key slots.
+func (a *app) runKeyList(ctx context.Context) error {
+	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		keys, err := repo.ListKeys(ctx)
+		if err != nil {
+			return err
+		}
+		if a.jsonOut {
+			return a.printJSON(keys)
+		}
+		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, " \tID\tCreated\tUser\tHost\tLabel")
+		for _, k := range keys {
+			cur := " "
+			if k.Current {
+				cur = "*"
+			}
+			if k.Malformed != "" {
+				fmt.Fprintf(tw, "!\t%s\t\t\t\tmalformed: %s\n", printable(k.ID[:min(8, len(k.ID))]), printable(k.Malformed))
+				continue
+			}
+			// The descriptive fields are whatever was stored:
+			// never let them reach a terminal raw.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cur, printable(k.ID[:min(8, len(k.ID))]), fmtTime(k.Created), printable(k.Username), printable(k.Hostname), printable(k.Label))
+		}
+		return tw.Flush()
+	})
+}
+
+// runKeyRemove removes key slot id.
+func (a *app) runKeyRemove(ctx context.Context, id string) error {
+	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		if err := repo.RemoveKey(ctx, id); err != nil {
+			return err
+		}
+		a.printf("removed key slot %s\n", id)
+		return nil
+	})
 }
 
 // printable escapes control characters, invalid UTF-8 and backslashes in
