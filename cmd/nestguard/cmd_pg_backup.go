@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -25,10 +26,7 @@ func (a *app) pgBackupCommands() []*cobra.Command {
 }
 
 func (a *app) pgBackupCommand() *cobra.Command {
-	var (
-		o         pg.BackupOptions
-		blockSize string
-	)
+	var o pgBackupOptions
 	cmd := &cobra.Command{
 		Use:   "backup --pgdata DIR --dsn DSN",
 		Short: "Take an online base backup of a PostgreSQL cluster",
@@ -65,76 +63,7 @@ the server's), or the backup is refused before anything is stored.`,
   nestguard pg backup --pgdata "$PGDATA" --tag nightly --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if blockSize != "" {
-				n, err := parseByteSize(blockSize)
-				if err != nil {
-					return &usageError{fmt.Errorf("--block-size: %w", err)}
-				}
-				o.BlockSize = n
-			}
-			ctx := cmd.Context()
-			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
-				o.Program = "nestguard " + version
-				o.Log = a.log
-				o.Commit = a.commitOptions()
-				var (
-					cur  atomic.Pointer[archiver.Archiver]
-					done atomic.Int64 // bytes read by the finished archivers (data directory, tablespaces)
-				)
-				o.OnArchiver = func(ar *archiver.Archiver) {
-					if old := cur.Swap(ar); old != nil {
-						done.Add(old.C.BytesRead.Load())
-					}
-				}
-				rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
-					ar := cur.Load()
-					if ar == nil {
-						return progress.Status{Extra: "starting backup"}
-					}
-					return progress.Status{Files: ar.C.Files.Load(), Bytes: done.Load() + ar.C.BytesRead.Load(), Errors: ar.C.Errors.Load(),
-						Extra: fmt.Sprintf("%d unchanged", ar.C.FilesUnmodified.Load())}
-				})
-				sn, info, err := pg.Backup(ctx, repo, o)
-				rep.Stop()
-				if err != nil {
-					if sn != nil {
-						return err // saved, but its retention could not be fully applied
-					}
-					return interruptedBackup(ctx, repo, err)
-				}
-				s := sn.Summary
-				a.summaryMetrics(s)
-				a.metric("database_bytes", float64(info.DatabaseSize))
-				a.metric("corrupt_pages", float64(len(info.CorruptPages)))
-				secs := s.End.Sub(s.Start).Seconds()
-				if a.jsonOut {
-					if err := a.printJSON(pgBackupJSON{current(), sn.ID.String(), sn.ID.Short(), s, info,
-						secs, float64(s.BytesRead) / (1 << 20) / max(secs, 1e-3)}); err != nil {
-						return err
-					}
-				} else {
-					a.printf("base backup of cluster %d (PostgreSQL %d), timeline %d\n", info.SystemID, info.ServerVersion, info.Timeline)
-					a.printf("  WAL %s (%s) to %s (%s), all archived\n", info.StartLSN, info.StartWAL, info.StopLSN, info.StopWAL)
-					a.printf("  files: %d new, %d changed, %d unchanged; read %s of %s in %s (%s/s)\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified,
-						progress.Bytes(s.BytesRead), progress.Bytes(info.DatabaseSize), s.End.Sub(s.Start).Round(time.Millisecond),
-						progress.Bytes(int64(float64(s.BytesRead)/max(secs, 1e-3))))
-					a.printf("  added %s (%s stored)\n", progress.Bytes(s.DataAdded), progress.Bytes(s.DataStored))
-					for _, tsp := range info.Tablespaces {
-						a.printf("  tablespace %d at %s\n", tsp.OID, tsp.Location)
-					}
-					a.printf("snapshot %s saved\n", sn.ID.Short())
-				}
-				for _, cp := range info.CorruptPages {
-					if !a.jsonOut {
-						fmt.Fprintf(a.stderr, "warning: corrupt page: %s block %d: %s\n", cp.Path, cp.Block, cp.Error)
-					}
-				}
-				if len(info.CorruptPages) > 0 {
-					return &partialError{fmt.Sprintf("snapshot %s saved, but %d pages failed their checksum (listed above): the cluster has damaged data",
-						sn.ID.Short(), len(info.CorruptPages))}
-				}
-				return nil
-			})
+			return a.runPGBackup(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -142,20 +71,14 @@ the server's), or the backup is refused before anything is stored.`,
 	bindEnv(f, "pgdata", "PGDATA")
 	f.StringVar(&o.DSN, "dsn", "", `connection string or URL, e.g. "host=/var/run/postgresql user=postgres" (default: the PG* environment); never with a password: use ~/.pgpass, PGPASSFILE or PGPASSWORD`)
 	f.StringArrayVar(&o.Tags, "tag", nil, "tag the snapshot (repeatable)")
-	f.StringVar(&blockSize, "block-size", "", fmt.Sprintf("chunk size for relation files, a multiple of 8KiB (default %dKiB)", pg.DefaultBlockSize>>10))
+	f.StringVar(&o.blockSize, "block-size", "", fmt.Sprintf("chunk size for relation files, a multiple of 8KiB (default %dKiB)", pg.DefaultBlockSize>>10))
 	f.DurationVar(&o.WALTimeout, "wal-timeout", 5*time.Minute, "how long to wait for the backup's WAL to reach the repository")
 	f.StringVar(&o.Host, "host", "", "record this host name instead of the machine's")
 	return cmd
 }
 
 func (a *app) pgRestoreCommand() *cobra.Command {
-	var (
-		o                            pg.RestoreOptions
-		toTime, toLSN, toXID, toName string
-		toLatest                     bool
-		tsMap                        []string
-		timeline                     string
-	)
+	var o pgRestoreOptions
 	cmd := &cobra.Command{
 		Use:   "restore --target DIR (--to-time TS | --to-lsn LSN | --to-xid XID | --to-name NAME | --to-latest)",
 		Short: "Restore a PostgreSQL cluster to a point in time",
@@ -199,68 +122,19 @@ environment.`,
       --tablespace-map 16390=/srv/r-ts`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.TargetDir == "" {
-				return &usageError{errors.New("--target is required: the directory to restore the data directory into")}
-			}
-			target, err := parseRestoreTarget(toTime, toLSN, toXID, toName, toLatest)
-			if err != nil {
-				return &usageError{err}
-			}
-			target.Timeline = timeline
-			o.Target = target
-			if o.Target.Latest && !cmd.Flag("target-action").Changed {
-				o.TargetAction = pg.ActionPromote
-			}
-			if o.TablespaceMap, err = parseTablespaceFlags(tsMap); err != nil {
-				return &usageError{err}
-			}
-			if o.RestoreCommand == "" {
-				if o.RestoreCommand, err = a.restoreCommandLine(); err != nil {
-					return &usageError{err}
-				}
-			}
-			ctx := cmd.Context()
-			return a.withRepo(ctx, true, func(repo *repository.Repository) error {
-				o.Log = a.log
-				var cur atomic.Pointer[restorer.Restorer]
-				o.OnRestorer = func(r *restorer.Restorer) { cur.Store(r) }
-				rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
-					r := cur.Load()
-					if r == nil {
-						return progress.Status{Extra: "checking the recovery window"}
-					}
-					return progress.Status{Files: r.C.Files.Load(), Bytes: r.C.BytesWritten.Load(), BytesTotal: r.C.BytesTotal.Load(), Errors: r.C.Errors.Load()}
-				})
-				res, err := pg.Restore(ctx, repo, o)
-				rep.Stop()
-				if res != nil && !a.jsonOut {
-					for _, d := range res.Damaged {
-						fmt.Fprintf(a.stderr, "damaged: %s: %s\n", d.Path, d.Err)
-					}
-				}
-				if err != nil {
-					if res != nil && a.jsonOut {
-						_ = a.printJSON(pgRestoreFailedJSON{current(), res, err.Error()})
-					}
-					return err
-				}
-				if a.jsonOut {
-					return a.printJSON(pgRestoreJSON{current(), res})
-				}
-				a.printRestore(res)
-				return nil
-			})
+			o.actionSet = cmd.Flag("target-action").Changed
+			return a.runPGRestore(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.TargetDir, "target", "t", "", "directory to restore the data directory into (new or empty)")
-	f.StringVar(&toTime, "to-time", "", "recover to this time (RFC 3339 or \"2006-01-02 15:04:05[.999999][-07]\")")
-	f.StringVar(&toLSN, "to-lsn", "", "recover to this WAL location (e.g. 0/5000060)")
-	f.StringVar(&toXID, "to-xid", "", "recover up to and including this transaction id")
-	f.StringVar(&toName, "to-name", "", "recover to this restore point (pg_create_restore_point)")
-	f.BoolVar(&toLatest, "to-latest", false, "recover all archived WAL")
+	f.StringVar(&o.toTime, "to-time", "", "recover to this time (RFC 3339 or \"2006-01-02 15:04:05[.999999][-07]\")")
+	f.StringVar(&o.toLSN, "to-lsn", "", "recover to this WAL location (e.g. 0/5000060)")
+	f.StringVar(&o.toXID, "to-xid", "", "recover up to and including this transaction id")
+	f.StringVar(&o.toName, "to-name", "", "recover to this restore point (pg_create_restore_point)")
+	f.BoolVar(&o.toLatest, "to-latest", false, "recover all archived WAL")
 	f.StringVar(&o.TargetAction, "target-action", pg.ActionPause, "at the target: pause, promote or shutdown")
-	f.StringVar(&timeline, "timeline", "latest", "timeline to recover along: latest or a number")
+	f.StringVar(&o.timeline, "timeline", "latest", "timeline to recover along: latest or a number")
 	f.BoolVar(&o.Start, "start", false, "start the server and wait until recovery reached the target")
 	f.IntVar(&o.Port, "port", 0, "with --start: the port to run the restored server on (default: its configuration's)")
 	f.StringVar(&o.BinDir, "bindir", "", "with --start: directory of pg_ctl and postgres (default: $PATH, then /usr/lib/postgresql/<newest>/bin)")
@@ -268,11 +142,154 @@ environment.`,
 	f.StringVar(&o.LogFile, "log-file", "", "with --start: the server's log while recovering, outside the data directory (default: DIR.nestguard-restore.log next to --target)")
 	f.StringVar(&o.From, "snapshot", "", "restore this base backup (snapshot id) instead of the newest one before the target")
 	f.BoolVar(&o.Overwrite, "overwrite", false, "restore into non-empty directories, replacing files")
-	f.StringArrayVar(&tsMap, "tablespace-map", nil, "restore tablespace OID into DIR instead of its original location: OID=DIR (repeatable)")
+	f.StringArrayVar(&o.tsMap, "tablespace-map", nil, "restore tablespace OID into DIR instead of its original location: OID=DIR (repeatable)")
 	f.StringVar(&o.RestoreCommand, "restore-command", "", "restore_command to write instead of the one nestguard builds")
 	f.IntVar(&o.Workers, "workers", restorer.DefaultWorkers, "packs read and written at once")
 	flagAliases(cmd, map[string]string{"target-dir": "target", "from": "snapshot"})
 	return cmd
+}
+
+// pgBackupOptions are what pg backup is asked to do: its flags.
+type pgBackupOptions struct {
+	pg.BackupOptions
+	blockSize string // --block-size as given, "" for the default
+}
+
+// runPGBackup takes a base backup of the cluster o names.
+func (a *app) runPGBackup(ctx context.Context, o pgBackupOptions) error {
+	if o.blockSize != "" {
+		n, err := parseByteSize(o.blockSize)
+		if err != nil {
+			return &usageError{fmt.Errorf("--block-size: %w", err)}
+		}
+		o.BlockSize = n
+	}
+	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+		o.Program = "nestguard " + version
+		o.Log = a.log
+		o.Commit = a.commitOptions()
+		var (
+			cur  atomic.Pointer[archiver.Archiver]
+			done atomic.Int64 // bytes read by the finished archivers (data directory, tablespaces)
+		)
+		o.OnArchiver = func(ar *archiver.Archiver) {
+			if old := cur.Swap(ar); old != nil {
+				done.Add(old.C.BytesRead.Load())
+			}
+		}
+		rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
+			ar := cur.Load()
+			if ar == nil {
+				return progress.Status{Extra: "starting backup"}
+			}
+			return progress.Status{Files: ar.C.Files.Load(), Bytes: done.Load() + ar.C.BytesRead.Load(), Errors: ar.C.Errors.Load(),
+				Extra: fmt.Sprintf("%d unchanged", ar.C.FilesUnmodified.Load())}
+		})
+		sn, info, err := pg.Backup(ctx, repo, o.BackupOptions)
+		rep.Stop()
+		if err != nil {
+			if sn != nil {
+				return err // saved, but its retention could not be fully applied
+			}
+			return interruptedBackup(ctx, repo, err)
+		}
+		s := sn.Summary
+		a.summaryMetrics(s)
+		a.metric("database_bytes", float64(info.DatabaseSize))
+		a.metric("corrupt_pages", float64(len(info.CorruptPages)))
+		secs := s.End.Sub(s.Start).Seconds()
+		if a.jsonOut {
+			if err := a.printJSON(pgBackupJSON{current(), sn.ID.String(), sn.ID.Short(), s, info,
+				secs, float64(s.BytesRead) / (1 << 20) / max(secs, 1e-3)}); err != nil {
+				return err
+			}
+		} else {
+			a.printf("base backup of cluster %d (PostgreSQL %d), timeline %d\n", info.SystemID, info.ServerVersion, info.Timeline)
+			a.printf("  WAL %s (%s) to %s (%s), all archived\n", info.StartLSN, info.StartWAL, info.StopLSN, info.StopWAL)
+			a.printf("  files: %d new, %d changed, %d unchanged; read %s of %s in %s (%s/s)\n", s.FilesNew, s.FilesChanged, s.FilesUnmodified,
+				progress.Bytes(s.BytesRead), progress.Bytes(info.DatabaseSize), s.End.Sub(s.Start).Round(time.Millisecond),
+				progress.Bytes(int64(float64(s.BytesRead)/max(secs, 1e-3))))
+			a.printf("  added %s (%s stored)\n", progress.Bytes(s.DataAdded), progress.Bytes(s.DataStored))
+			for _, tsp := range info.Tablespaces {
+				a.printf("  tablespace %d at %s\n", tsp.OID, tsp.Location)
+			}
+			a.printf("snapshot %s saved\n", sn.ID.Short())
+		}
+		for _, cp := range info.CorruptPages {
+			if !a.jsonOut {
+				fmt.Fprintf(a.stderr, "warning: corrupt page: %s block %d: %s\n", cp.Path, cp.Block, cp.Error)
+			}
+		}
+		if len(info.CorruptPages) > 0 {
+			return &partialError{fmt.Sprintf("snapshot %s saved, but %d pages failed their checksum (listed above): the cluster has damaged data",
+				sn.ID.Short(), len(info.CorruptPages))}
+		}
+		return nil
+	})
+}
+
+// pgRestoreOptions are what pg restore is asked to do: its flags.
+type pgRestoreOptions struct {
+	pg.RestoreOptions
+	toTime, toLSN, toXID, toName string
+	toLatest                     bool
+	timeline                     string
+	tsMap                        []string // --tablespace-map OID=DIR
+	actionSet                    bool     // --target-action was given
+}
+
+// runPGRestore restores a cluster to the recovery target o names.
+func (a *app) runPGRestore(ctx context.Context, o pgRestoreOptions) error {
+	if o.TargetDir == "" {
+		return &usageError{errors.New("--target is required: the directory to restore the data directory into")}
+	}
+	target, err := parseRestoreTarget(o.toTime, o.toLSN, o.toXID, o.toName, o.toLatest)
+	if err != nil {
+		return &usageError{err}
+	}
+	target.Timeline = o.timeline
+	o.Target = target
+	if o.Target.Latest && !o.actionSet {
+		o.TargetAction = pg.ActionPromote
+	}
+	if o.TablespaceMap, err = parseTablespaceFlags(o.tsMap); err != nil {
+		return &usageError{err}
+	}
+	if o.RestoreCommand == "" {
+		if o.RestoreCommand, err = a.restoreCommandLine(); err != nil {
+			return &usageError{err}
+		}
+	}
+	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+		o.Log = a.log
+		var cur atomic.Pointer[restorer.Restorer]
+		o.OnRestorer = func(r *restorer.Restorer) { cur.Store(r) }
+		rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
+			r := cur.Load()
+			if r == nil {
+				return progress.Status{Extra: "checking the recovery window"}
+			}
+			return progress.Status{Files: r.C.Files.Load(), Bytes: r.C.BytesWritten.Load(), BytesTotal: r.C.BytesTotal.Load(), Errors: r.C.Errors.Load()}
+		})
+		res, err := pg.Restore(ctx, repo, o.RestoreOptions)
+		rep.Stop()
+		if res != nil && !a.jsonOut {
+			for _, d := range res.Damaged {
+				fmt.Fprintf(a.stderr, "damaged: %s: %s\n", d.Path, d.Err)
+			}
+		}
+		if err != nil {
+			if res != nil && a.jsonOut {
+				_ = a.printJSON(pgRestoreFailedJSON{current(), res, err.Error()})
+			}
+			return err
+		}
+		if a.jsonOut {
+			return a.printJSON(pgRestoreJSON{current(), res})
+		}
+		a.printRestore(res)
+		return nil
+	})
 }
 
 func (a *app) printRestore(res *pg.RestoreResult) {
