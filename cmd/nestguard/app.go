@@ -17,6 +17,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend/location"
 	"github.com/nestguard/nestguard/internal/compress"
+	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/secretfile"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -66,6 +67,11 @@ type system struct {
 	executable     func() (string, error)
 	setMemoryLimit func(int64) int64 // nil: the runtime's limit stays
 	setGCPercent   func(int) int     // nil: the runtime's setting stays
+	// kdf, when set, is the key derivation cost of the key slots init and
+	// key add create, in place of the default (Argon2id or PBKDF2 at full
+	// strength). Only in-process tests set it, to cheap parameters; the
+	// binary has no flag or variable that reaches it.
+	kdf *crypto.KDFParams
 }
 
 // processSystem is the system of this process.
@@ -271,7 +277,7 @@ func (a *app) openRepository(ctx context.Context, loc string, lo location.Option
 			return nil, err
 		}
 		defer clear(pw)
-		r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, KeySlot: slot, OnlyKeySlot: onlySlot})
+		r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, KDF: a.kdf, KeySlot: slot, OnlyKeySlot: onlySlot})
 		if err != nil {
 			return nil, err
 		}

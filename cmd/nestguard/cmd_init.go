@@ -119,7 +119,7 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 		return err
 	}
 	r, err := repository.Init(ctx, be, pw, repository.InitOptions{
-		Options:     repository.Options{Logger: a.log},
+		Options:     repository.Options{Logger: a.log, KDF: a.kdf},
 		Chunker:     repository.ChunkerSizes{Min: o.chunkMin << 10, Avg: o.chunkAvg << 10, Max: o.chunkMax << 10},
 		Compression: o.compression,
 		BlobID:      blobID,

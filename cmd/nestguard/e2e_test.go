@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nestguard/nestguard/internal/crypto"
 )
 
 var ngBin string
@@ -95,6 +97,9 @@ type env struct {
 	extraEnv []string
 	// subprocess makes run execute the binary, never run in-process.
 	subprocess bool
+	// fullKDF makes in-process runs create key slots at the binary's full
+	// key derivation cost, for tests that time an unlock.
+	fullKDF bool
 }
 
 func newEnv(t *testing.T) *env {
@@ -140,14 +145,32 @@ func (e *env) run(args ...string) result {
 // gives a process: the test's, the passphrase and extraEnv.
 func (e *env) runHere(args ...string) result {
 	env := append([]string{"NESTGUARD_PASSWORD=" + e.pass}, e.extraEnv...)
-	return runInProcess(os.LookupEnv, env, append([]string{"--repo", e.repo}, args...))
+	var kdf *crypto.KDFParams
+	if !e.fullKDF {
+		kdf = fastKDF()
+	}
+	return runSystem(os.LookupEnv, env, kdf, append([]string{"--repo", e.repo}, args...))
+}
+
+// fastKDF is the key derivation cost of the key slots in-process runs
+// create: a unit test's, since an e2e test spends most of its time
+// unlocking otherwise. Slots created by the binary keep the full cost.
+func fastKDF() *crypto.KDFParams {
+	p := crypto.FastKDFParamsForTests()
+	return &p
 }
 
 // runInProcess runs nestguard in this process as main would, with empty
 // stdin, with the variables in env (KEY=VALUE, the last wins) and else
 // what lookup finds as its environment, and returns what it printed and
-// its exit code.
+// its exit code. The key slots it creates are cheap to unlock (fastKDF).
 func runInProcess(lookup func(string) (string, bool), env []string, args []string) result {
+	return runSystem(lookup, env, fastKDF(), args)
+}
+
+// runSystem is runInProcess with kdf as the cost of new key slots (nil:
+// the binary's).
+func runSystem(lookup func(string) (string, bool), env []string, kdf *crypto.KDFParams, args []string) result {
 	vars := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -165,6 +188,7 @@ func runInProcess(lookup func(string) (string, bool), env []string, args []strin
 			return lookup(k)
 		},
 		executable: func() (string, error) { return ngBin, nil },
+		kdf:        kdf,
 	}
 	code := run(context.Background(), sys, args)
 	return result{stdout: so.String(), stderr: se.String(), code: code}

@@ -18,6 +18,7 @@ import (
 // enough for archive_command, and its slot can be revoked.
 func TestKeyFile(t *testing.T) {
 	e := newEnv(t)
+	e.fullKDF = true // the passphrase's unlock is timed against the key file's
 	e.must("init")
 	kf := filepath.Join(e.dir, "wal.key")
 	e.must("key", "add", "--generate-key-file", kf, "--label", "archive")
