@@ -11,6 +11,7 @@ import (
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
 	"github.com/nestguard/nestguard/internal/tree"
 )
 
@@ -52,6 +53,16 @@ with its file and name, counted the same way, and left out.`,
 	f.BoolVarP(&o.OneFileSystem, "one-file-system", "x", false, "do not cross file system boundaries")
 	f.StringVar(&o.ParentID, "parent", "", "compare with this snapshot instead of the latest of the same host and paths")
 	return cmd
+}
+
+// backupFailed is the error of a backup (file or PostgreSQL) that returned
+// err: a snapshot saved whose retention could not be fully applied (sn
+// set) says so itself; otherwise see interruptedBackup.
+func backupFailed(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot, err error) error {
+	if sn != nil {
+		return err
+	}
+	return interruptedBackup(ctx, repo, err)
 }
 
 // interruptedBackup is err, or when a signal stopped the backup, what it
@@ -105,10 +116,7 @@ func (a *app) runBackup(ctx context.Context, o backupOptions) error {
 			}
 		}
 		if err != nil {
-			if sn != nil {
-				return err // saved, but its retention could not be fully applied
-			}
-			return interruptedBackup(ctx, repo, err)
+			return backupFailed(ctx, repo, sn, err)
 		}
 		s := sn.Summary
 		a.summaryMetrics(s)

@@ -188,10 +188,7 @@ func (a *app) runPGBackup(ctx context.Context, o pgBackupOptions) error {
 		sn, info, err := pg.Backup(ctx, repo, o.BackupOptions)
 		rep.Stop()
 		if err != nil {
-			if sn != nil {
-				return err // saved, but its retention could not be fully applied
-			}
-			return interruptedBackup(ctx, repo, err)
+			return backupFailed(ctx, repo, sn, err)
 		}
 		s := sn.Summary
 		a.summaryMetrics(s)

@@ -20,16 +20,7 @@ import (
 func TestDamagedPathsInSharedTrees(t *testing.T) {
 	ctx := context.Background()
 	repo := repotest.New(t)
-	save := func(nodes ...*tree.Node) id.ID {
-		t.Helper()
-		tr := &tree.Tree{Nodes: nodes}
-		tr.Sort()
-		tid, err := tree.Save(ctx, repo, tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tid
-	}
+	save := func(nodes ...*tree.Node) id.ID { return repotest.SaveTree(t, repo, nodes...) }
 	good, _, err := repo.SaveBlob(ctx, index.DataBlob, []byte("intact"))
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +29,7 @@ func TestDamagedPathsInSharedTrees(t *testing.T) {
 	file := func(name string, b id.ID) *tree.Node {
 		return &tree.Node{Name: name, Type: tree.File, Size: 6, Content: []id.ID{b}}
 	}
-	dir := func(name string, sub id.ID) *tree.Node { return &tree.Node{Name: name, Type: tree.Dir, Subtree: &sub} }
+	dir := repotest.Dir
 	lost := id.Hash([]byte("no such tree"))
 	shared := save(file("bad", gone), file("ok", good), dir("lost", lost))
 	root1 := save(dir("a", shared), dir("b", save(dir("c", shared))), file("top", good))

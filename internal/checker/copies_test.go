@@ -68,19 +68,7 @@ func TestDamagedCopyIsDamageButNoLoss(t *testing.T) {
 	if _, _, err := archiver.Backup(ctx, r, []string{dir}, archiver.BackupOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	r.Index().Each(func(e index.Entry) bool {
-		plain, err := r.LoadBlob(ctx, e.ID, nil)
-		if err == nil {
-			_, err = other.SaveBlobWithID(ctx, e.Type, e.ID, plain)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return true
-	})
-	if err := other.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	repotest.StoreAgain(t, r, other)
 
 	check := func(r *repository.Repository) *Report {
 		t.Helper()

@@ -40,24 +40,11 @@ func packNames(t *testing.T, be backend.Backend) []string {
 // and the repository opened afterwards, as the next command opens it.
 func twoCopies(t *testing.T, be backend.Backend, lock *repository.ObjectLock) (*repository.Repository, *snapshot.Snapshot, []string) {
 	t.Helper()
-	ctx := context.Background()
 	r := repotest.New(t, repotest.Backend(be), repotest.ObjectLock(lock))
 	other := repotest.Open(t, be)
 	sn := backup(t, r, 7, []byte("shared"))
 	first := packNames(t, be)
-	r.Index().Each(func(e index.Entry) bool {
-		plain, err := r.LoadBlob(ctx, e.ID, nil)
-		if err == nil {
-			_, err = other.SaveBlobWithID(ctx, e.Type, e.ID, plain)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return true
-	})
-	if err := other.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	repotest.StoreAgain(t, r, other)
 	all := packNames(t, be)
 	if len(all) < 2*len(first) {
 		t.Fatalf("%d packs after storing the %d packs' blobs again", len(all), len(first))

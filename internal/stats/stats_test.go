@@ -17,18 +17,9 @@ import (
 func TestLogicalSizeCountsEveryPlace(t *testing.T) {
 	ctx := context.Background()
 	repo := repotest.New(t)
-	save := func(nodes ...*tree.Node) id.ID {
-		t.Helper()
-		tr := &tree.Tree{Nodes: nodes}
-		tr.Sort()
-		tid, err := tree.Save(ctx, repo, tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tid
-	}
+	save := func(nodes ...*tree.Node) id.ID { return repotest.SaveTree(t, repo, nodes...) }
 	file := func(name string, size uint64) *tree.Node { return &tree.Node{Name: name, Type: tree.File, Size: size} }
-	dir := func(name string, sub id.ID) *tree.Node { return &tree.Node{Name: name, Type: tree.Dir, Subtree: &sub} }
+	dir := repotest.Dir
 	leaf := save(file("a", 10), file("b", 5))
 	mid := save(dir("x", leaf), dir("y", leaf), file("c", 1))
 	root1 := save(dir("m", mid), dir("n", leaf))

@@ -11,7 +11,10 @@ import (
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/mem"
 	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/tree"
 )
 
 // Password opens the repositories New creates.
@@ -74,4 +77,44 @@ func Open(t testing.TB, be backend.Backend) *repository.Repository {
 func options() repository.Options {
 	kdf := crypto.FastKDFParamsForTests()
 	return repository.Options{KDF: &kdf}
+}
+
+// SaveTree saves a tree of the given nodes (sorted first) into r and
+// returns its ID: for tests that build snapshots by hand.
+func SaveTree(t testing.TB, r *repository.Repository, nodes ...*tree.Node) id.ID {
+	t.Helper()
+	tr := &tree.Tree{Nodes: nodes}
+	tr.Sort()
+	tid, err := tree.Save(context.Background(), r, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tid
+}
+
+// Dir is a directory node whose contents are the tree sub.
+func Dir(name string, sub id.ID) *tree.Node {
+	return &tree.Node{Name: name, Type: tree.Dir, Subtree: &sub}
+}
+
+// StoreAgain saves every blob from's index lists once more through to, a
+// second handle on the same storage opened before they were stored, and
+// flushes it: the state two concurrent backups of the same data leave,
+// every blob in two packs.
+func StoreAgain(t testing.TB, from, to *repository.Repository) {
+	t.Helper()
+	ctx := context.Background()
+	from.Index().Each(func(e index.Entry) bool {
+		plain, err := from.LoadBlob(ctx, e.ID, nil)
+		if err == nil {
+			_, err = to.SaveBlobWithID(ctx, e.Type, e.ID, plain)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return true
+	})
+	if err := to.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
