@@ -135,27 +135,15 @@ func (c *Copier) rewrite(ctx context.Context, sid id.ID, pl *plan) (id.ID, error
 			return id.Null, fmt.Errorf("source: %w", err)
 		}
 	}
-	nt := &tree.Tree{Nodes: make([]*tree.Node, len(t.Nodes))}
-	for i, n := range t.Nodes {
-		m := *n
-		if len(n.Content) > 0 {
-			m.Content = make([]id.ID, len(n.Content))
-			for k, bid := range n.Content {
-				nid, ok := c.blob(bid)
-				if !ok {
-					return id.Null, fmt.Errorf("blob %s of %q was not copied", bid.Short(), n.Name)
-				}
-				m.Content[k] = nid
-			}
+	nt, err := t.MapIDs(func(bid id.ID) (id.ID, error) {
+		nid, ok := c.blob(bid)
+		if !ok {
+			return id.Null, fmt.Errorf("blob %s was not copied", bid.Short())
 		}
-		if n.Subtree != nil {
-			d, err := c.rewrite(ctx, *n.Subtree, pl)
-			if err != nil {
-				return id.Null, err
-			}
-			m.Subtree = &d
-		}
-		nt.Nodes[i] = &m
+		return nid, nil
+	}, func(sub id.ID) (id.ID, error) { return c.rewrite(ctx, sub, pl) })
+	if err != nil {
+		return id.Null, err
 	}
 	did, err := tree.Save(ctx, c.dst, nt)
 	if err != nil {

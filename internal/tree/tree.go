@@ -235,3 +235,35 @@ func Load(ctx context.Context, s BlobStore, bid id.ID) (*Tree, error) {
 	t.ID = bid
 	return t, nil
 }
+
+// MapIDs returns a copy of t with every content blob ID replaced by
+// blob(ID) and every subtree ID by subtree(ID), in node order; t is not
+// changed. Copying a tree into a repository whose blobs have other IDs
+// (copy re-keys them) goes through here, so that trees are built only by
+// this package and the archiver. The first error of a function is
+// returned, naming the entry.
+func (t *Tree) MapIDs(blob, subtree func(id.ID) (id.ID, error)) (*Tree, error) {
+	nt := &Tree{Nodes: make([]*Node, len(t.Nodes))}
+	for i, n := range t.Nodes {
+		m := *n
+		if len(n.Content) > 0 {
+			m.Content = make([]id.ID, len(n.Content))
+			for k, bid := range n.Content {
+				nid, err := blob(bid)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", Show(n.Name), err)
+				}
+				m.Content[k] = nid
+			}
+		}
+		if n.Subtree != nil {
+			d, err := subtree(*n.Subtree)
+			if err != nil {
+				return nil, err
+			}
+			m.Subtree = &d
+		}
+		nt.Nodes[i] = &m
+	}
+	return nt, nil
+}

@@ -2,7 +2,9 @@ package tree
 
 import (
 	"bytes"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,5 +280,31 @@ func TestShow(t *testing.T) {
 	}
 	if s, b := ForJSON("/a"); s != "/a" || b != nil {
 		t.Errorf("ForJSON: %q %q", s, b)
+	}
+}
+
+func TestMapIDs(t *testing.T) {
+	a, b, sub := id.Hash([]byte("a")), id.Hash([]byte("b")), id.Hash([]byte("sub"))
+	orig := &Tree{Nodes: []*Node{
+		{Name: "d", Type: Dir, Subtree: &sub},
+		{Name: "f", Type: File, Size: 2, Content: []id.ID{a, b}},
+	}}
+	flip := func(x id.ID) (id.ID, error) { return id.Hash(x[:]), nil }
+	got, err := orig.MapIDs(flip, flip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wa, _ := flip(a)
+	wb, _ := flip(b)
+	ws, _ := flip(sub)
+	if *got.Nodes[0].Subtree != ws || got.Nodes[1].Content[0] != wa || got.Nodes[1].Content[1] != wb || got.Nodes[1].Size != 2 {
+		t.Errorf("mapped: %+v %+v", got.Nodes[0], got.Nodes[1])
+	}
+	if *orig.Nodes[0].Subtree != sub || orig.Nodes[1].Content[0] != a {
+		t.Error("the original tree was changed")
+	}
+	_, err = orig.MapIDs(func(id.ID) (id.ID, error) { return id.Null, errors.New("gone") }, flip)
+	if err == nil || !strings.Contains(err.Error(), "f: gone") {
+		t.Errorf("error: %v", err)
 	}
 }
