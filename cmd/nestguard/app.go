@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/fips140"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,12 +73,17 @@ type system struct {
 	// strength). Only in-process tests set it, to cheap parameters; the
 	// binary has no flag or variable that reaches it.
 	kdf *crypto.KDFParams
+	// fipsOnly is whether this process runs with GODEBUG=fips140=only;
+	// commands that PostgreSQL runs for it (restore_command) then run so
+	// too.
+	fipsOnly bool
 }
 
 // processSystem is the system of this process.
 func processSystem() system {
 	return system{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv,
-		executable: os.Executable, setMemoryLimit: debug.SetMemoryLimit, setGCPercent: debug.SetGCPercent}
+		executable: os.Executable, setMemoryLimit: debug.SetMemoryLimit, setGCPercent: debug.SetGCPercent,
+		fipsOnly: fips140.Enforced()}
 }
 
 func newApp(sys system) *app { return &app{system: sys} }

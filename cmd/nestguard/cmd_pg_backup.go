@@ -436,6 +436,12 @@ func (a *app) restoreCommandLine() (string, error) {
 		}
 	}
 	words := []string{exe, "--repo", repo}
+	if a.fipsOnly {
+		// A restore run under fips140=only keeps PostgreSQL's WAL fetches
+		// under it too: sh runs the line, so the assignment applies to
+		// nestguard alone.
+		words = append([]string{"GODEBUG=fips140=only"}, words...)
+	}
 	switch {
 	case a.keyFile != "":
 		p, err := filepath.Abs(a.keyFile)

@@ -618,12 +618,20 @@ func TestRestoreCommandLine(t *testing.T) {
 	}
 	a.keyFile = "/etc/nestguard/wal.key"
 	a.s3PathStyle = true
+	a.fipsOnly = false
 	cmd, err := a.restoreCommandLine()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(cmd, " --repo '/srv/back up/100%%' --key-file /etc/nestguard/wal.key --s3-path-style pg restore-wal %f %p") {
 		t.Errorf("restore_command: %s", cmd)
+	}
+	if strings.Contains(cmd, "GODEBUG") {
+		t.Errorf("restore_command outside fips140=only: %s", cmd)
+	}
+	a.fipsOnly = true
+	if cmd, err = a.restoreCommandLine(); err != nil || !strings.HasPrefix(cmd, "GODEBUG=fips140=only /") {
+		t.Errorf("restore_command under fips140=only: %s, %v", cmd, err)
 	}
 	for in, want := range map[string]string{"/usr/bin/ng": "/usr/bin/ng", "a b": "'a b'", "it's": `'it'\''s'`, "": "''", "$HOME": "'$HOME'"} {
 		if got := shellWord(in); got != want {
