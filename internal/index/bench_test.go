@@ -51,7 +51,9 @@ func BenchmarkAdd(b *testing.B) {
 	}
 }
 
-func BenchmarkLookup(b *testing.B) {
+// probedMap is a map of a million blobs in 50,000 packs, and
+// 65536 of its blob IDs in random order.
+func probedMap() (*Map, []id.ID) {
 	const n = 1_000_000
 	r := newRand(11)
 	m := NewMap()
@@ -62,6 +64,11 @@ func BenchmarkLookup(b *testing.B) {
 		return len(probe) < cap(probe)
 	})
 	r.Shuffle(len(probe), func(i, j int) { probe[i], probe[j] = probe[j], probe[i] })
+	return m, probe
+}
+
+func BenchmarkLookup(b *testing.B) {
+	m, probe := probedMap()
 	i := 0
 	for b.Loop() {
 		if !m.Has(probe[i&(len(probe)-1)]) {
@@ -72,16 +79,7 @@ func BenchmarkLookup(b *testing.B) {
 }
 
 func BenchmarkLocations(b *testing.B) {
-	const n = 1_000_000
-	r := newRand(11)
-	m := NewMap()
-	fillMap(m, r, n, randIDs(r, n/20))
-	probe := make([]id.ID, 0, 1<<16)
-	m.Each(func(e Entry) bool {
-		probe = append(probe, e.ID)
-		return len(probe) < cap(probe)
-	})
-	r.Shuffle(len(probe), func(i, j int) { probe[i], probe[j] = probe[j], probe[i] })
+	m, probe := probedMap()
 	i := 0
 	for b.Loop() {
 		if len(m.Locations(probe[i&(len(probe)-1)])) != 1 {
