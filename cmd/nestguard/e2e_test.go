@@ -675,13 +675,9 @@ func TestDamageReported(t *testing.T) {
 	src := filepath.Join(e.dir, "src")
 	// Random files larger than a pack, so each pack holds few files.
 	os.MkdirAll(src, 0o755)
-	rng := rand.New(rand.NewPCG(5, 5))
 	for i := range 8 {
-		b := make([]byte, 6<<20)
-		for j := range b {
-			b[j] = byte(rng.Uint32())
-		}
-		os.WriteFile(filepath.Join(src, fmt.Sprintf("file%d", i)), b, 0o644)
+		// Larger than a pack: few files a pack.
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("file%d", i)), 6<<20, 5+uint64(i))
 	}
 	os.WriteFile(filepath.Join(src, "small.txt"), []byte("small and safe"), 0o644)
 	e.must("init")

@@ -339,13 +339,9 @@ func TestRestoreSummaryCountsWhatHappened(t *testing.T) {
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(src, 0o755)
-	rng := rand.New(rand.NewPCG(9, 9))
 	for i := range 6 {
-		b := make([]byte, 6<<20) // larger than a pack: few files a pack
-		for j := range b {
-			b[j] = byte(rng.Uint32())
-		}
-		os.WriteFile(filepath.Join(src, fmt.Sprintf("file%d", i)), b, 0o644)
+		// Larger than a pack: few files a pack.
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("file%d", i)), 6<<20, 9+uint64(i))
 	}
 	os.WriteFile(filepath.Join(src, "small.txt"), []byte("small"), 0o644)
 	e.must("init")
