@@ -32,6 +32,9 @@ const (
 	SnapshotFile FileType = "snapshots" // one object per snapshot
 	WALFile      FileType = "wal"       // PostgreSQL WAL segments and history files
 	HoldFile     FileType = "holds"     // legal hold records
+	// CandidateFile holds prune's deletion-candidate records: packs a later
+	// prune may delete (internal/candidates, docs/format.md "Prune").
+	CandidateFile FileType = "candidates"
 )
 
 // Handle names one object.

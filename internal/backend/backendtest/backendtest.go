@@ -64,7 +64,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 // fileTypes are all object types of a repository.
 var fileTypes = [...]backend.FileType{
 	backend.ConfigFile, backend.KeyFile, backend.PackFile, backend.IndexFile,
-	backend.SnapshotFile, backend.WALFile, backend.HoldFile,
+	backend.SnapshotFile, backend.WALFile, backend.HoldFile, backend.CandidateFile,
 }
 
 // randomData returns n pseudo-random bytes determined by seed.

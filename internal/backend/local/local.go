@@ -38,6 +38,7 @@ var typeDirs = [...]backend.FileType{
 	backend.SnapshotFile,
 	backend.WALFile,
 	backend.HoldFile,
+	backend.CandidateFile,
 }
 
 // Backend is a repository in a local directory. It is safe for concurrent

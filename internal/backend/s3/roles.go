@@ -40,12 +40,16 @@ func roleFor(action string, t backend.FileType) string {
 			return role(RoleKeyAdmin)
 		case backend.HoldFile:
 			return role(RoleHoldOfficer)
+		case backend.CandidateFile:
+			return role(RoleOperator)
 		}
 		return role(RoleWriter)
 	case "s3:PutObjectRetention":
 		switch t {
 		case backend.HoldFile:
 			return role(RoleHoldOfficer)
+		case backend.CandidateFile:
+			return role(RoleOperator)
 		}
 		return role(RoleWriter) + " (and " + role(RoleOperator) + ")"
 	}
