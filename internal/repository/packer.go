@@ -70,6 +70,19 @@ func (p *packer) reserve(bid id.ID) bool {
 	return true
 }
 
+// reserveAgain marks bid as being saved although the index may have it
+// (a repack stores it again). It returns false if this process is already
+// storing it.
+func (p *packer) reserveAgain(bid id.ID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.inflight[bid]; ok {
+		return false
+	}
+	p.inflight[bid] = struct{}{}
+	return true
+}
+
 // unreserve forgets a reservation whose blob was never added.
 func (p *packer) unreserve(bid id.ID) {
 	p.mu.Lock()

@@ -25,6 +25,8 @@ type Backend struct {
 	defDuration time.Duration
 	state       map[backend.Handle]backend.Retention
 
+	offset time.Duration // Advance
+
 	retentionCalls int // changes that took effect
 	legalHoldCalls int
 }
@@ -46,6 +48,16 @@ func key(h backend.Handle) backend.Handle {
 	return h
 }
 
+// Advance moves the store's clock, which retention is judged by, d ahead
+// of the real one: a test's way to let retention end.
+func (b *Backend) Advance(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.offset += d
+}
+
+func (b *Backend) now() time.Time { return time.Now().Add(b.offset) }
+
 // SetDefaultRetention makes every later Save retain its object until the
 // time of the save plus d.
 func (b *Backend) SetDefaultRetention(mode backend.RetentionMode, d time.Duration) {
@@ -62,7 +74,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.defMode != "" {
-		b.state[key(h)] = backend.Retention{Mode: b.defMode, Until: time.Now().Add(b.defDuration)}
+		b.state[key(h)] = backend.Retention{Mode: b.defMode, Until: b.now().Add(b.defDuration)}
 	}
 	return nil
 }
@@ -72,8 +84,9 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 	b.mu.Lock()
 	r := b.state[key(h)]
+	now := b.now()
 	b.mu.Unlock()
-	if r.LegalHold || (r.Mode != "" && time.Now().Before(r.Until)) {
+	if r.LegalHold || (r.Mode != "" && now.Before(r.Until)) {
 		return fmt.Errorf("removing %s: access denied: object is WORM protected", h)
 	}
 	if err := b.Backend.Remove(ctx, h); err != nil {
@@ -105,7 +118,7 @@ func (b *Backend) SetRetention(ctx context.Context, h backend.Handle, mode backe
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.state[key(h)]
-	if r.Mode == backend.Compliance && mode != backend.Compliance && time.Now().Before(r.Until) {
+	if r.Mode == backend.Compliance && mode != backend.Compliance && b.now().Before(r.Until) {
 		return fmt.Errorf("setting retention of %s: access denied: compliance mode cannot be changed", h)
 	}
 	if r.Mode != "" && !until.After(r.Until) {

@@ -1,0 +1,124 @@
+package prune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"sync"
+
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/needs"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+// liveSet is every blob the listed snapshots need (internal/needs: the
+// trees and data blobs below each root tree, and blobs outside the tree
+// such as a base backup's pg_control). It only grows: add walks the
+// snapshots not walked yet and skips trees already in the set, so the
+// second listing of a run costs only what is new.
+type liveSet struct {
+	mu     sync.Mutex
+	blobs  map[id.ID]struct{}
+	walked map[id.ID]struct{} // snapshots
+}
+
+func newLiveSet() *liveSet {
+	return &liveSet{blobs: make(map[id.ID]struct{}), walked: make(map[id.ID]struct{})}
+}
+
+func (l *liveSet) has(bid id.ID) bool {
+	_, ok := l.blobs[bid]
+	return ok
+}
+
+// listSnapshots lists the snapshots; one that cannot be read stops the
+// prune (its data would look unused). A snapshot removed since it was
+// listed (a concurrent forget) is simply gone.
+func listSnapshots(ctx context.Context, repo *repository.Repository) ([]*snapshot.Snapshot, error) {
+	snaps, unreadable, err := snapshot.List(ctx, repo)
+	if err != nil {
+		return nil, fmt.Errorf("listing snapshots: %w", err)
+	}
+	var bad []string
+	for _, e := range unreadable {
+		if !errors.Is(e, fs.ErrNotExist) {
+			bad = append(bad, e.Error())
+		}
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("refusing to prune: %d snapshots cannot be read, and the data they need would look unused (%s); run 'nestguard verify', and remove a snapshot that is damaged beyond repair with 'nestguard forget' first",
+			len(bad), strings.Join(bad, "; "))
+	}
+	return snaps, nil
+}
+
+// add walks the snapshots of snaps not walked yet. A tree that cannot be
+// read, or a blob no index lists, stops the prune: what it needs is
+// unknown, or the repository is damaged.
+func (l *liveSet) add(ctx context.Context, repo *repository.Repository, snaps []*snapshot.Snapshot) error {
+	idx := repo.Index()
+	var roots []id.ID
+	var missing []string
+	for _, sn := range snaps {
+		if _, ok := l.walked[sn.ID]; ok {
+			continue
+		}
+		n, err := needs.Of(sn)
+		if err != nil {
+			return fmt.Errorf("refusing to prune: snapshot %s: what it needs is unknown: %w", sn.ID.Short(), err)
+		}
+		for _, b := range n.Blobs {
+			l.blobs[b.ID] = struct{}{}
+			if !idx.Has(b.ID) {
+				missing = append(missing, fmt.Sprintf("%s %s of snapshot %s", b.What, b.ID.Short(), sn.ID.Short()))
+			}
+		}
+		if !n.Tree.IsNull() {
+			roots = append(roots, n.Tree)
+		}
+	}
+	v := tree.Visitor[struct{}]{
+		Enter: func(tid id.ID, _ struct{}) bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if _, ok := l.blobs[tid]; ok {
+				return false // walked before, with everything below it
+			}
+			if !idx.Has(tid) {
+				missing = append(missing, "tree "+tid.Short())
+			}
+			return true
+		},
+		Visit: func(_ context.Context, t *tree.Tree, _ struct{}) (func(*tree.Node) struct{}, error) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			for _, n := range t.Nodes {
+				for _, bid := range n.Content {
+					l.blobs[bid] = struct{}{}
+					if !idx.Has(bid) && len(missing) < 20 {
+						missing = append(missing, "data blob "+bid.Short())
+					}
+				}
+			}
+			// The tree enters the set only once its content did, so that
+			// Enter's skip never leaves anything below it out.
+			l.blobs[t.ID] = struct{}{}
+			return nil, nil
+		},
+	}
+	if err := v.Run(ctx, repo, tree.Roots(roots...)); err != nil {
+		return fmt.Errorf("refusing to prune: reading the snapshots' trees: %w; run 'nestguard verify'", err)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("refusing to prune: the snapshots need blobs that no index lists (%s); run 'nestguard repair index', then 'nestguard verify'",
+			strings.Join(missing[:min(len(missing), 20)], ", "))
+	}
+	for _, sn := range snaps {
+		l.walked[sn.ID] = struct{}{}
+	}
+	return nil
+}

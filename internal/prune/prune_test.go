@@ -1,0 +1,474 @@
+package prune_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/archiver"
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/checker"
+	"github.com/nestguard/nestguard/internal/commit"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/prune"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/repository/repotest"
+	"github.com/nestguard/nestguard/internal/retention"
+	"github.com/nestguard/nestguard/internal/retention/locktest"
+	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/tree"
+)
+
+// writeFile writes size random bytes (seeded) to path.
+func writeFile(t *testing.T, path string, seed uint64, size int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 11))
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func backup(t *testing.T, r *repository.Repository, dir string) *snapshot.Snapshot {
+	t.Helper()
+	sn, ferrs, err := archiver.Backup(context.Background(), r, []string{dir}, archiver.BackupOptions{
+		Commit: commit.Options{Retain: commit.NoRetention},
+	})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	return sn
+}
+
+func forget(t *testing.T, be backend.Backend, sn *snapshot.Snapshot) {
+	t.Helper()
+	if err := be.Remove(context.Background(), backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func grace(d time.Duration) *time.Duration { return &d }
+
+// verify opens the repository afresh and checks every snapshot with
+// every pack read back, and that each snapshot's files have the content
+// want gives them.
+func verify(t *testing.T, be backend.Backend, want map[string][]byte) *repository.Repository {
+	t.Helper()
+	ctx := context.Background()
+	r := repotest.Open(t, be)
+	rep, err := checker.New(r, checker.Options{ReadData: true, Percent: 100}).Run(ctx)
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify: %v %+v", err, rep)
+	}
+	snaps, _, err := snapshot.List(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range snaps {
+		err := tree.Walk(ctx, r, sn.Tree, func(p string, n *tree.Node) error {
+			if n.Type != tree.File {
+				return nil
+			}
+			var got []byte
+			for _, b := range n.Content {
+				plain, err := r.LoadBlob(ctx, b, nil)
+				if err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+				got = append(got, plain...)
+			}
+			if w, ok := want[filepath.Base(p)]; ok && !bytes.Equal(got, w) {
+				return fmt.Errorf("%s: content differs", p)
+			}
+			return nil
+		}, nil)
+		if err != nil {
+			t.Fatalf("snapshot %s: %v", sn.ID.Short(), err)
+		}
+	}
+	return r
+}
+
+func countObjects(t *testing.T, be backend.Backend, ft backend.FileType) int {
+	t.Helper()
+	n := 0
+	if err := be.List(context.Background(), ft, func(backend.FileInfo) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func packBytes(t *testing.T, be backend.Backend) int64 {
+	t.Helper()
+	var n int64
+	if err := be.List(context.Background(), backend.PackFile, func(fi backend.FileInfo) error { n += fi.Size; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestPruneTwoPhases: a first prune only marks what no snapshot needs; a
+// prune after the grace period deletes it; the snapshot left verifies
+// and reads back byte for byte.
+func TestPruneTwoPhases(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
+	old := backup(t, r, dir)
+	os.Remove(filepath.Join(dir, "a"))
+	writeFile(t, filepath.Join(dir, "b"), 2, 2<<20)
+	backup(t, r, dir)
+	forget(t, be, old)
+	before := packBytes(t, be)
+
+	now := time.Now()
+	o := prune.Options{Grace: grace(time.Hour), Now: func() time.Time { return now }}
+	rep, err := prune.Run(ctx, repotest.Open(t, be), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Marked == nil || rep.Marked.Packs == 0 || rep.Deleted.Packs != 0 {
+		t.Fatalf("first prune: marked %+v deleted %+v", rep.Marked, rep.Deleted)
+	}
+	if got := packBytes(t, be); got != before {
+		t.Fatalf("the first prune deleted something: %d -> %d bytes", before, got)
+	}
+	// Within the grace period nothing goes.
+	now = now.Add(30 * time.Minute)
+	rep, err = prune.Run(ctx, repotest.Open(t, be), o)
+	if err != nil || rep.Deleted.Packs != 0 || rep.Marked != nil || rep.Pending.Packs == 0 {
+		t.Fatalf("prune within the grace period: %v %+v", err, rep)
+	}
+	now = now.Add(time.Hour)
+	rep, err = prune.Run(ctx, repotest.Open(t, be), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Deleted.Packs == 0 || rep.RecordsRemoved != 1 || rep.IndexReplaced == 0 {
+		t.Fatalf("prune after the grace period: %+v", rep)
+	}
+	after := packBytes(t, be)
+	if after > before-(2<<20) {
+		t.Errorf("pack bytes %d -> %d: the forgotten 3 MiB file was not freed", before, after)
+	}
+	if n := countObjects(t, be, backend.CandidateFile); n != 0 {
+		t.Errorf("%d candidate records left", n)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "b"))
+	verify(t, be, map[string][]byte{"b": b})
+}
+
+// TestPruneResurrects: a pack marked unused that a snapshot needs again
+// by the time the record is due is kept, and the record goes.
+func TestPruneResurrects(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), 1, 2<<20)
+	sn := backup(t, r, dir)
+	raw, err := r.Backend().Load(ctx, backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved bytes.Buffer
+	saved.ReadFrom(raw)
+	raw.Close()
+	forget(t, be, sn)
+	grace0 := prune.Options{Grace: grace(time.Hour)}
+	rep, err := prune.Run(ctx, repotest.Open(t, be), grace0)
+	if err != nil || rep.Marked == nil {
+		t.Fatalf("mark: %v %+v", err, rep)
+	}
+	// The snapshot comes back (a backup the records did not stop).
+	h := backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()}
+	if err := be.Save(ctx, h, bytes.NewReader(saved.Bytes()), int64(saved.Len())); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(2 * time.Hour)
+	rep, err = prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(time.Hour), Now: func() time.Time { return later }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Deleted.Packs != 0 || rep.Resurrected.Packs == 0 || rep.RecordsRemoved != 1 {
+		t.Fatalf("resurrection: %+v", rep)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "a"))
+	verify(t, be, map[string][]byte{"a": b})
+}
+
+// TestPruneRepacks: a pack half of whose blobs are live is repacked
+// when more than --max-unused would stay unused, and its old copy goes.
+func TestPruneRepacks(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	// Small files share packs (1 MiB packs): forgetting half of them
+	// leaves packs partly used.
+	for i := range 16 {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), uint64(i), 60_000)
+	}
+	first := backup(t, r, dir)
+	for i := 0; i < 16; i += 2 {
+		os.Remove(filepath.Join(dir, fmt.Sprintf("f%02d", i)))
+	}
+	backup(t, r, dir)
+	forget(t, be, first)
+	want := map[string][]byte{}
+	for i := 1; i < 16; i += 2 {
+		name := fmt.Sprintf("f%02d", i)
+		want[name], _ = os.ReadFile(filepath.Join(dir, name))
+	}
+	dry, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), DryRun: true})
+	if err != nil || dry.Repacked.Packs == 0 {
+		t.Fatalf("dry run: %v %+v", err, dry)
+	}
+	rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Repacked.Packs == 0 || rep.RepackedBlobs == 0 || rep.Deleted.Packs < rep.Repacked.Packs {
+		t.Fatalf("repack: %+v", rep)
+	}
+	if rep.Repacked != dry.Repacked {
+		t.Errorf("the dry run said it would repack %+v, the prune repacked %+v", dry.Repacked, rep.Repacked)
+	}
+	verify(t, be, want)
+	// A second prune finds nothing to do.
+	rep, err = prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)})
+	if err != nil || rep.Marked != nil || rep.Deleted.Packs != 0 {
+		t.Fatalf("second prune: %v %+v", err, rep)
+	}
+}
+
+// TestPruneMaxUnusedUnlimited: with --max-unused unlimited nothing is
+// repacked, only wholly unused packs go.
+func TestPruneMaxUnusedUnlimited(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	for i := range 16 {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), uint64(i), 60_000)
+	}
+	first := backup(t, r, dir)
+	for i := 0; i < 16; i += 2 {
+		os.Remove(filepath.Join(dir, fmt.Sprintf("f%02d", i)))
+	}
+	backup(t, r, dir)
+	forget(t, be, first)
+	u := prune.Unused{Unlimited: true}
+	rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), MaxUnused: &u})
+	if err != nil || rep.Repacked.Packs != 0 || rep.Unused == 0 {
+		t.Fatalf("unlimited: %v %+v", err, rep)
+	}
+}
+
+// TestPruneDryRunChangesNothing: a dry run reports and leaves every
+// object as it was.
+func TestPruneDryRunChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), 1, 2<<20)
+	sn := backup(t, r, dir)
+	forget(t, be, sn)
+	names := func() []string {
+		var out []string
+		for _, ft := range []backend.FileType{backend.PackFile, backend.IndexFile, backend.CandidateFile, backend.SnapshotFile} {
+			be.List(ctx, ft, func(fi backend.FileInfo) error { out = append(out, string(ft)+"/"+fi.Name); return nil })
+		}
+		slices.Sort(out)
+		return out
+	}
+	before := names()
+	rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), DryRun: true})
+	if err != nil || rep.Marked == nil || rep.Marked.Packs == 0 {
+		t.Fatalf("dry run: %v %+v", err, rep)
+	}
+	if after := names(); !slices.Equal(before, after) {
+		t.Fatalf("dry run changed the repository:\n%v\n%v", before, after)
+	}
+}
+
+// TestPruneRefusesUnreadableSnapshot: a damaged snapshot stops the prune
+// before anything is marked.
+func TestPruneRefusesUnreadableSnapshot(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), 1, 1<<20)
+	backup(t, r, dir)
+	junk := []byte("not a snapshot")
+	h := backend.Handle{Type: backend.SnapshotFile, Name: fmt.Sprintf("%064x", 1)}
+	if err := be.Save(ctx, h, bytes.NewReader(junk), int64(len(junk))); err != nil {
+		t.Fatal(err)
+	}
+	_, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)})
+	if err == nil {
+		t.Fatal("prune with an unreadable snapshot succeeded")
+	}
+	if n := countObjects(t, be, backend.CandidateFile); n != 0 {
+		t.Fatalf("%d records written", n)
+	}
+}
+
+// TestPruneObjectLock: packs still retained (Object Lock, legal hold)
+// are neither marked nor deleted but reported with their dates; the
+// others go in the same run; nothing fails.
+func TestPruneObjectLock(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(true)
+	r := repotest.New(t, repotest.Backend(be), repotest.ObjectLock(&repository.ObjectLock{Mode: repository.LockGovernance, MinRetention: time.Hour}))
+	var offset time.Duration
+	advance := func(d time.Duration) { offset += d; be.Advance(d) }
+	o := prune.Options{Grace: grace(0), Now: func() time.Time { return time.Now().Add(offset) }}
+	// A's objects are retained until T+1h, C's until T+1h40m.
+	dirA, dirB, dirC := t.TempDir(), t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(dirA, "a"), 1, 3<<20)
+	snA := backup(t, r, dirA)
+	advance(40 * time.Minute)
+	writeFile(t, filepath.Join(dirC, "c"), 3, 2<<20)
+	snC := backup(t, r, dirC)
+	writeFile(t, filepath.Join(dirB, "b"), 2, 1<<20)
+	backup(t, r, dirB)
+	// Forgotten (the store's own Remove: the snapshots' retention is not
+	// what this tests).
+	for _, sn := range []*snapshot.Snapshot{snA, snC} {
+		if err := be.Backend.Remove(ctx, backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aPacks := packsOf(t, repotest.Open(t, be), snA)
+	held := backend.Handle{Type: backend.PackFile, Name: aPacks[0].String()}
+	if err := be.SetLegalHold(ctx, held, true); err != nil {
+		t.Fatal(err)
+	}
+	advance(30 * time.Minute)
+	rep, err := prune.Run(ctx, repotest.Open(t, be), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Deleted.Packs != len(aPacks)-1 {
+		t.Errorf("deleted %d packs, want A's %d but the held one", rep.Deleted.Packs, len(aPacks)-1)
+	}
+	var retainedC int
+	for _, ret := range rep.Retained {
+		switch {
+		case ret.Object == held.String():
+			if !ret.Held {
+				t.Errorf("held pack reported %+v", ret)
+			}
+		case ret.Held || ret.Why != "unused" || !ret.Until.After(time.Now().Add(offset)):
+			t.Errorf("retained %+v", ret)
+		default:
+			retainedC++
+		}
+	}
+	if retainedC == 0 {
+		t.Errorf("C's packs not reported retained: %+v", rep.Retained)
+	}
+	if _, err := be.Stat(ctx, held); err != nil {
+		t.Fatalf("held pack: %v", err)
+	}
+	// Once C's retention ended, its packs go too; the held one stays.
+	advance(time.Hour)
+	rep, err = prune.Run(ctx, repotest.Open(t, be), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Deleted.Packs != retainedC {
+		t.Errorf("deleted %d packs, want C's %d", rep.Deleted.Packs, retainedC)
+	}
+	if _, err := be.Stat(ctx, held); err != nil {
+		t.Fatalf("held pack: %v", err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dirB, "b"))
+	verify(t, be, map[string][]byte{"b": b})
+}
+
+// packsOf returns the packs holding sn's blobs.
+func packsOf(t *testing.T, r *repository.Repository, sn *snapshot.Snapshot) []id.ID {
+	t.Helper()
+	set, err := retention.Objects(context.Background(), r, sn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set.Packs
+}
+
+// TestPruneFinishesKilledSweep: a prune that replaced the index objects
+// but was killed before deleting the packs leaves unindexed packs that a
+// record names; the next prune deletes them.
+func TestPruneFinishesKilledSweep(t *testing.T) {
+	ctx := context.Background()
+	for _, point := range []string{prune.PointRepacked, prune.PointMarked, prune.PointIndexReplaced, prune.PointIndexRewritten, prune.PointPacksDeleting, prune.PointPacksDeleted} {
+		t.Run(point, func(t *testing.T) {
+			be := locktest.New(false)
+			r := repotest.New(t, repotest.Backend(be))
+			dir := t.TempDir()
+			for i := range 16 {
+				writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), uint64(i), 60_000)
+			}
+			writeFile(t, filepath.Join(dir, "big"), 99, 3<<20)
+			first := backup(t, r, dir)
+			for i := 0; i < 16; i += 2 {
+				os.Remove(filepath.Join(dir, fmt.Sprintf("f%02d", i)))
+			}
+			os.Remove(filepath.Join(dir, "big"))
+			backup(t, r, dir)
+			forget(t, be, first)
+			want := map[string][]byte{}
+			for i := 1; i < 16; i += 2 {
+				name := fmt.Sprintf("f%02d", i)
+				want[name], _ = os.ReadFile(filepath.Join(dir, name))
+			}
+			errKilled := errors.New("killed")
+			o := prune.Options{Grace: grace(0), At: func(p string) {
+				if p == point {
+					panic(errKilled)
+				}
+			}}
+			func() {
+				defer func() {
+					if v := recover(); v != nil && v != errKilled {
+						panic(v)
+					}
+				}()
+				prune.Run(ctx, repotest.Open(t, be), o)
+				t.Fatalf("point %s never reached", point)
+			}()
+			verify(t, be, want)
+			if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)}); err != nil {
+				t.Fatal(err)
+			}
+			verify(t, be, want)
+			// Clean: nothing is left to mark or delete, no record stays.
+			rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), DryRun: true})
+			if err != nil || rep.Marked != nil || rep.Deleted.Packs != 0 || rep.Pending.Packs != 0 {
+				t.Fatalf("after the second prune: %v %+v", err, rep)
+			}
+			if n := countObjects(t, be, backend.CandidateFile); n != 0 {
+				t.Errorf("%d records left", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,182 @@
+package prune
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+// metaReads bounds the index objects and pack headers a prune reads at
+// once, as repository.DefaultMetadataReads does for the engine.
+const metaReads = repository.DefaultMetadataReads
+
+// packInfo is what prune knows of one stored pack.
+type packInfo struct {
+	size    int64
+	mtime   time.Time
+	indexed bool          // listed by a readable index object
+	blobs   []index.Entry // from the index objects, or the header of an unindexed candidate
+	record  bool          // named by a candidate record
+}
+
+// view is the repository as one prune step sees it: every stored pack,
+// and every readable index object with the packs it lists, read fresh
+// from storage (the in-memory index of the repository only grows, and may
+// name packs that are gone).
+type view struct {
+	packs      map[id.ID]*packInfo
+	indexPacks map[id.ID][]id.ID // index object -> packs it lists
+	indexOf    map[id.ID][]id.ID // pack -> index objects listing it
+	damaged    []string          // index objects that cannot be read
+}
+
+// load lists the packs and reads every index object. recorded are the
+// packs candidate records name; the headers of those that no index lists
+// are read too, so their blobs count (a prune killed after replacing the
+// index objects and before deleting the packs leaves such packs).
+func load(ctx context.Context, repo *repository.Repository, recorded map[id.ID]struct{}, rep *Report) (*view, error) {
+	v := &view{packs: make(map[id.ID]*packInfo), indexPacks: make(map[id.ID][]id.ID), indexOf: make(map[id.ID][]id.ID)}
+	be := repo.Backend()
+	err := be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
+		pid, err := id.Parse(fi.Name)
+		if err != nil {
+			return nil // not nestguard's
+		}
+		_, rec := recorded[pid]
+		v.packs[pid] = &packInfo{size: fi.Size, mtime: fi.ModTime, record: rec}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing packs: %w", err)
+	}
+	if err := v.readIndex(ctx, repo); err != nil {
+		return nil, err
+	}
+	var unlisted int
+	var headers []id.ID
+	for pid, pi := range v.packs {
+		switch {
+		case pi.indexed:
+		case pi.record:
+			headers = append(headers, pid)
+		default:
+			unlisted++
+		}
+	}
+	if len(v.damaged) > 0 && unlisted > 0 {
+		return nil, fmt.Errorf("refusing to prune: index objects cannot be read (%s) and %d packs are listed by no readable index object: their blobs would look unused; run 'nestguard repair index' first",
+			strings.Join(v.damaged, ", "), unlisted)
+	}
+	return v, v.readHeaders(ctx, repo, headers, rep)
+}
+
+// readIndex reads every index object. One that is damaged is noted (see
+// load); any other failure stops the prune.
+func (v *view) readIndex(ctx context.Context, repo *repository.Repository) error {
+	ids, err := repo.ListObjects(ctx, backend.IndexFile)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(metaReads)
+	for _, iid := range ids {
+		g.Go(func() error {
+			f, err := repo.ReadIndexObject(gctx, iid)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				return nil // replaced since listed
+			case errors.Is(err, repository.ErrObjectCorrupted):
+				v.damaged = append(v.damaged, "index/"+iid.String())
+				return nil
+			case err != nil:
+				return fmt.Errorf("reading index/%s: %w", iid, err)
+			}
+			packs := make([]id.ID, len(f.Packs))
+			for i, p := range f.Packs {
+				packs[i] = p.Pack
+				v.indexOf[p.Pack] = append(v.indexOf[p.Pack], iid)
+				pi := v.packs[p.Pack]
+				if pi == nil || pi.indexed {
+					continue // missing (verify reports it), or listed twice
+				}
+				pi.indexed = true
+				pi.blobs = p.Blobs
+			}
+			v.indexPacks[iid] = packs
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	slices.Sort(v.damaged)
+	return nil
+}
+
+// readHeaders reads the blobs of unindexed candidate packs from their
+// headers. A pack whose header is damaged holds nothing readable: it
+// stays without blobs, with a warning.
+func (v *view) readHeaders(ctx context.Context, repo *repository.Repository, pids []id.ID, rep *Report) error {
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(metaReads)
+	for _, pid := range pids {
+		g.Go(func() error {
+			blobs, _, err := repo.PackHeader(gctx, pid)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				delete(v.packs, pid)
+				return nil
+			case errors.Is(err, repository.ErrObjectCorrupted):
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("data/%s: a deletion candidate no index lists, with a damaged header: %v", pid, err))
+				return nil
+			case err != nil:
+				return fmt.Errorf("reading the header of pack %s: %w", pid.Short(), err)
+			}
+			es := make([]index.Entry, len(blobs))
+			for i, b := range blobs {
+				es[i] = index.Entry{ID: b.ID, Type: index.BlobType(b.Type), Pack: pid, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength}
+			}
+			v.packs[pid].blobs = es
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// total returns the number and bytes of the stored packs.
+func (v *view) total() Count {
+	var c Count
+	for _, pi := range v.packs {
+		c.add(pi.size)
+	}
+	return c
+}
+
+// sortedPacks returns the IDs of set, sorted, so that runs are
+// reproducible.
+func sortedPacks[V any](set map[id.ID]V) []id.ID {
+	out := make([]id.ID, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b id.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
+	return out
+}
