@@ -35,6 +35,9 @@ const (
 	// CandidateFile holds prune's deletion-candidate records: packs a later
 	// prune may delete (internal/candidates, docs/format.md "Prune").
 	CandidateFile FileType = "candidates"
+	// AuditFile holds the audit trail: the log's entries and its sealed
+	// signing key (internal/audit, docs/audit.md).
+	AuditFile FileType = "audit"
 )
 
 // Handle names one object.

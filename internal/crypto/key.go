@@ -183,3 +183,23 @@ func (k *Key) OpenInPlace(sealed, ad []byte) ([]byte, error) {
 // ChunkerSeed returns the key-derived seed of the chunker's gear table, so
 // that chunk boundaries differ between repositories.
 func (k *Key) ChunkerSeed() [32]byte { return k.chunker }
+
+// infoAudit derives the master key of the audit trail's Key (Subkey).
+const infoAudit = "nestguard audit v1"
+
+// AuditKey returns a new Key whose master key is HKDF-SHA-256(master,
+// "nestguard audit v1"), with k's suite: the audit trail seals its records
+// and its signing key with it (docs/format.md, "Audit trail"). It lives on
+// after k is closed, so a command's audit record can be written once the
+// command has closed its repository; the caller closes it.
+func (k *Key) AuditKey() (*Key, error) {
+	if k.closed.Load() {
+		return nil, ErrClosed
+	}
+	m, err := hkdf.Key(sha256.New, k.master[:], nil, infoAudit, keySize)
+	if err != nil {
+		return nil, fmt.Errorf("deriving audit key: %w", err)
+	}
+	defer clear(m)
+	return newKey(m, k.suite)
+}

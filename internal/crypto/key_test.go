@@ -338,3 +338,38 @@ func TestKeyClose(t *testing.T) {
 		t.Errorf("WrapKey of a closed key: %v, want ErrClosed", err)
 	}
 }
+
+// TestAuditKeyIsItsOwn checks that the audit key seals apart from the
+// master key, is the same for the same master key, and outlives it.
+func TestAuditKeyIsItsOwn(t *testing.T) {
+	for _, suite := range []string{SuiteXAES, SuiteFIPS} {
+		k, err := NewKeyFor(suite)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a1, err := k.AuditKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a2, _ := k.AuditKey()
+		sealed, err := a1.Seal(nil, []byte("record"), []byte("ad"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := k.Open(nil, sealed, []byte("ad")); err == nil {
+			t.Errorf("%s: the master key opens what the audit key sealed", suite)
+		}
+		k.Close()
+		if _, err := k.AuditKey(); err == nil {
+			t.Errorf("%s: AuditKey of a closed key", suite)
+		}
+		if got, err := a2.Open(nil, sealed, []byte("ad")); err != nil || string(got) != "record" {
+			t.Errorf("%s: a second audit key of the same master: %q, %v", suite, got, err)
+		}
+		if a1.Suite() != suite {
+			t.Errorf("audit key suite %s, want %s", a1.Suite(), suite)
+		}
+		a1.Close()
+		a2.Close()
+	}
+}

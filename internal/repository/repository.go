@@ -460,3 +460,10 @@ func randomHex(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// KeyID is the key slot that unlocked the repository.
+func (r *Repository) KeyID() string { return r.keyID }
+
+// AuditKey returns the key of the repository's audit trail (see
+// crypto.Key.AuditKey); the caller closes it.
+func (r *Repository) AuditKey() (*crypto.Key, error) { return r.key.AuditKey() }

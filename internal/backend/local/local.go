@@ -39,6 +39,7 @@ var typeDirs = [...]backend.FileType{
 	backend.WALFile,
 	backend.HoldFile,
 	backend.CandidateFile,
+	backend.AuditFile,
 }
 
 // Backend is a repository in a local directory. It is safe for concurrent

@@ -42,6 +42,8 @@ func roleFor(action string, t backend.FileType) string {
 			return role(RoleHoldOfficer)
 		case backend.CandidateFile:
 			return role(RoleOperator)
+		case backend.AuditFile:
+			return role(RoleReader) + " (and so every role: every command appends to the audit log)"
 		}
 		return role(RoleWriter)
 	case "s3:PutObjectRetention":

@@ -1,0 +1,387 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/crypto"
+)
+
+// keyName of the object holding a log's sealed signing key.
+const signingKeyObject = "key"
+
+// Log is one repository's audit log, opened for appending and reading
+// with the audit key (crypto.Key.AuditKey).
+type Log struct {
+	be  backend.Backend
+	key *crypto.Key
+	id  string
+
+	signer   note.Signer
+	verifier note.Verifier
+}
+
+// New returns the log logID (the repository's id) on be, sealed under
+// key. It reads nothing yet.
+func New(be backend.Backend, key *crypto.Key, logID string) *Log {
+	return &Log{be: be, key: key, id: logID}
+}
+
+// ID is the log's id.
+func (l *Log) ID() string { return l.id }
+
+// Verifier returns the log's verifier key (the public half of its signing
+// key) in note's text form, "nestguard-audit-<id>+<hash>+<key>", creating
+// the signing key if the repository has none yet.
+func (l *Log) Verifier(ctx context.Context) (string, error) {
+	if err := l.loadKey(ctx); err != nil {
+		return "", err
+	}
+	return l.verifier.(*textVerifier).text, nil
+}
+
+// textVerifier is a verifier with its key's text form (note keeps none).
+type textVerifier struct {
+	note.Verifier
+	text string
+}
+
+// verifierText derives the verifier key text from a signing key's text,
+// "PRIVATE+KEY+<name>+<hash>+<base64(0x01 || Ed25519 seed)>".
+func verifierText(skey string) (string, error) {
+	parts := strings.SplitN(skey, "+", 5)
+	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
+		return "", errors.New("not a signing key")
+	}
+	raw, err := base64.StdEncoding.DecodeString(parts[4])
+	defer clear(raw)
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		return "", errors.New("not an Ed25519 signing key")
+	}
+	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
+	return parts[2] + "+" + parts[3] + "+" + base64.StdEncoding.EncodeToString(append([]byte{1}, pub...)), nil
+}
+
+// loadKey reads the log's signing key, creating it on first use. Two
+// writers creating it at once both end up with the one stored first: the
+// object is write-once, and the loser reads the winner's.
+func (l *Log) loadKey(ctx context.Context) error {
+	if l.signer != nil {
+		return nil
+	}
+	h := backend.Handle{Type: backend.AuditFile, Name: signingKeyObject}
+	sealed, err := readAll(ctx, l.be, h, 1<<16)
+	if errors.Is(err, fs.ErrNotExist) {
+		skey, _, gerr := note.GenerateKey(rand.Reader, keyName(l.id))
+		if gerr != nil {
+			return fmt.Errorf("generating the audit signing key: %w", gerr)
+		}
+		sealed, err = l.key.Seal(nil, []byte(skey), adSigningKey(l.id))
+		if err != nil {
+			return fmt.Errorf("sealing the audit signing key: %w", err)
+		}
+		err = l.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
+		if errors.Is(err, fs.ErrExist) {
+			sealed, err = readAll(ctx, l.be, h, 1<<16)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("audit signing key %s: %w", h, err)
+	}
+	skey, err := l.key.Open(nil, sealed, adSigningKey(l.id))
+	if err != nil {
+		return fmt.Errorf("audit signing key %s does not open with this repository's key: %w", h, err)
+	}
+	defer clear(skey)
+	signer, err := note.NewSigner(string(skey))
+	if err != nil {
+		return fmt.Errorf("audit signing key %s: %w", h, err)
+	}
+	vtext, err := verifierText(string(skey))
+	if err != nil {
+		return fmt.Errorf("audit signing key %s: %w", h, err)
+	}
+	v, err := note.NewVerifier(vtext)
+	if err != nil {
+		return fmt.Errorf("audit signing key %s: %w", h, err)
+	}
+	l.signer, l.verifier = signer, &textVerifier{Verifier: v, text: vtext}
+	return nil
+}
+
+// maxAppendTries bounds how often Append retries after another writer
+// took the position it tried.
+const maxAppendTries = 100
+
+// Append adds recs to the log as one entry and returns the new signed
+// checkpoint. Writers need no lock: each entry is stored under its first
+// leaf's position, and the store's write-once Save (create if absent:
+// link(2) on a directory, If-None-Match on S3) lets exactly one writer
+// have each position; a writer that loses reads the new head and tries
+// the next position. So the log never forks.
+func (l *Log) Append(ctx context.Context, recs ...*Record) (*Checkpoint, error) {
+	if len(recs) == 0 || len(recs) > maxEntryRecords {
+		return nil, fmt.Errorf("audit: %d records in one append", len(recs))
+	}
+	if err := l.loadKey(ctx); err != nil {
+		return nil, err
+	}
+	sealed := make([][]byte, len(recs))
+	leaves := make([][]byte, len(recs))
+	for i, r := range recs {
+		var err error
+		if sealed[i], err = sealRecord(l.key, l.id, r); err != nil {
+			return nil, err
+		}
+		leaves[i] = leafHash(sealed[i])
+	}
+	for try := 0; ; try++ {
+		head, err := l.head(ctx)
+		if err != nil {
+			return nil, err
+		}
+		e, cp, err := l.next(head, sealed, leaves)
+		if err != nil {
+			return nil, err
+		}
+		b := e.encode()
+		h := backend.Handle{Type: backend.AuditFile, Name: entryName(l.id, e.start)}
+		err = l.be.Save(ctx, h, bytes.NewReader(b), int64(len(b)))
+		if err == nil {
+			return cp, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("saving audit log entry %s: %w", h, err)
+		}
+		// A retried Save whose first attempt landed reports the object
+		// as existing: then it is ours.
+		if got, rerr := readAll(ctx, l.be, h, maxEntryLen); rerr == nil && bytes.Equal(got, b) {
+			return cp, nil
+		}
+		if try == maxAppendTries {
+			return nil, fmt.Errorf("audit: another writer took position %d of the log %d times in a row", e.start, maxAppendTries)
+		}
+		if err := backoff(ctx, try); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func backoff(ctx context.Context, try int) error {
+	n, _ := rand.Int(rand.Reader, big.NewInt(int64(5+5*min(try, 20))))
+	t := time.NewTimer(time.Duration(n.Int64()+1) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// next builds the entry that appends sealed (with leaf hashes leaves)
+// after head (nil: the log is empty), and its signed checkpoint.
+func (l *Log) next(head *entry, sealed, leaves [][]byte) (*entry, *Checkpoint, error) {
+	var start uint64
+	var frontier [][]byte
+	if head != nil {
+		start, frontier = head.size(), head.frontier
+	}
+	rng, err := rangeFactory.NewRange(0, start, frontier)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit log head: %w", err)
+	}
+	for _, lh := range leaves {
+		if err := rng.Append(lh, nil); err != nil {
+			return nil, nil, err
+		}
+	}
+	root, err := rng.GetRootHash(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	size := start + uint64(len(leaves))
+	msg, err := note.Sign(&note.Note{Text: checkpointText(l.id, size, root)}, l.signer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("signing audit checkpoint: %w", err)
+	}
+	e := &entry{logID: l.id, start: start, records: sealed, frontier: rng.Hashes(), note: msg}
+	return e, &Checkpoint{Origin: origin(l.id), Size: size, Root: root, Note: msg}, nil
+}
+
+// head reads the log's newest entry and checks it: its checkpoint is
+// signed by the log's key, and its frontier gives the root it signs. A
+// writer never builds on a head it cannot check (nil: the log is empty).
+func (l *Log) head(ctx context.Context) (*entry, error) {
+	starts, err := entryStarts(ctx, l.be, l.id)
+	if err != nil {
+		return nil, err
+	}
+	if len(starts) == 0 {
+		return nil, nil
+	}
+	last := starts[len(starts)-1]
+	h := backend.Handle{Type: backend.AuditFile, Name: entryName(l.id, last)}
+	b, err := readAll(ctx, l.be, h, maxEntryLen)
+	if err != nil {
+		return nil, fmt.Errorf("reading audit log head %s: %w", h, err)
+	}
+	e, err := checkEntry(h, b, l.id, last, l.verifier)
+	if err != nil {
+		return nil, fmt.Errorf("the audit log's newest entry does not verify, so nothing is appended to it (run 'nestguard audit verify'): %w", err)
+	}
+	rng, err := rangeFactory.NewRange(0, e.size(), e.frontier)
+	if err != nil {
+		return nil, fmt.Errorf("audit log head %s: %w", h, err)
+	}
+	root, err := rng.GetRootHash(nil)
+	if err != nil {
+		return nil, err
+	}
+	cp, _ := OpenCheckpoint(e.note, l.verifier) // checked by checkEntry
+	if !bytes.Equal(root, cp.Root) {
+		return nil, fmt.Errorf("the audit log's newest entry %s: its frontier does not give its signed root (run 'nestguard audit verify')", h)
+	}
+	return e, nil
+}
+
+// checkEntry decodes the entry stored as h (expected at start of log
+// logID) and checks its checkpoint's signature with v (nil: not checked)
+// and that it names the entry's tree size.
+func checkEntry(h backend.Handle, b []byte, logID string, start uint64, v note.Verifier) (*entry, error) {
+	e, err := decodeEntry(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", h, err)
+	}
+	if e.logID != logID || e.start != start {
+		return nil, fmt.Errorf("%s: the entry says it is log %s position %d (renamed or copied)", h, e.logID, e.start)
+	}
+	var cp *Checkpoint
+	if v != nil {
+		cp, err = OpenCheckpoint(e.note, v)
+	} else {
+		cp, err = ParseUnverified(e.note)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", h, err)
+	}
+	if cp.Origin != origin(logID) || cp.Size != e.size() {
+		return nil, fmt.Errorf("%s: its checkpoint is of %q size %d, not of this entry (size %d)", h, cp.Origin, cp.Size, e.size())
+	}
+	return e, nil
+}
+
+// entryStarts lists the positions of log logID's entries, sorted.
+func entryStarts(ctx context.Context, be backend.Backend, logID string) ([]uint64, error) {
+	var starts []uint64
+	err := be.List(ctx, backend.AuditFile, func(fi backend.FileInfo) error {
+		if id, start, ok := parseEntryName(fi.Name); ok && id == logID {
+			starts = append(starts, start)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the audit log: %w", err)
+	}
+	slices.Sort(starts)
+	return starts, nil
+}
+
+// LogIDs lists the logs whose entries are stored on be: the repository's
+// own, and those copies brought from other repositories.
+func LogIDs(ctx context.Context, be backend.Backend) ([]string, error) {
+	seen := make(map[string]bool)
+	err := be.List(ctx, backend.AuditFile, func(fi backend.FileInfo) error {
+		if id, _, ok := parseEntryName(fi.Name); ok {
+			seen[id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the audit log: %w", err)
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func readAll(ctx context.Context, be backend.Backend, h backend.Handle, limit int64) ([]byte, error) {
+	rd, err := be.Load(ctx, h, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	b, err := io.ReadAll(io.LimitReader(rd, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", h, limit)
+	}
+	return b, nil
+}
+
+// Checkpoint returns the log's newest checkpoint, checked as Append checks
+// the head; nil when the log is empty.
+func (l *Log) Checkpoint(ctx context.Context) (*Checkpoint, error) {
+	if err := l.loadKey(ctx); err != nil {
+		return nil, err
+	}
+	head, err := l.head(ctx)
+	if err != nil || head == nil {
+		return nil, err
+	}
+	return OpenCheckpoint(head.note, l.verifier)
+}
+
+// Read calls fn with every record of the log in order, with its position;
+// a record that does not open is passed as err (and r nil). An error from
+// fn stops the reading and is returned. Read checks no signature and no
+// tree: that is Verify's work.
+func (l *Log) Read(ctx context.Context, fn func(pos uint64, r *Record, err error) error) error {
+	starts, err := entryStarts(ctx, l.be, l.id)
+	if err != nil {
+		return err
+	}
+	for _, start := range starts {
+		h := backend.Handle{Type: backend.AuditFile, Name: entryName(l.id, start)}
+		b, err := readAll(ctx, l.be, h, maxEntryLen)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", h, err)
+		}
+		e, err := decodeEntry(b)
+		if err != nil {
+			if err := fn(start, nil, fmt.Errorf("%s: %w", h, err)); err != nil {
+				return err
+			}
+			continue
+		}
+		for i, sealed := range e.records {
+			r, err := openRecord(l.key, l.id, sealed)
+			if err != nil {
+				err = fmt.Errorf("%s record %d: %w", h, e.start+uint64(i), err)
+			}
+			if err := fn(e.start+uint64(i), r, err); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+// Package audit keeps the repository's tamper-evident audit trail: a
+// record of every command that changes or reads protected data, in an
+// append-only log of write-once objects whose order and content are fixed
+// by an RFC 6962 Merkle tree, with a checkpoint (tree size and root) after
+// every append, signed by an Ed25519 audit key that is not the repository's
+// data key. Anyone with the verifier key and the stored objects can check
+// the log without the repository passphrase (Verify). docs/audit.md gives
+// the design and its threat model, docs/format.md the bytes.
+package audit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/crypto"
+)
+
+// Outcomes of a command.
+const (
+	Success = "success"
+	Partial = "partial"
+	Failed  = "error"
+)
+
+// Record says who did what, on what, when, and how it ended.
+type Record struct {
+	Time time.Time `json:"time"`
+	// Who: the OS user and host, and the key slot that unlocked the
+	// repository (a key file opens a slot too).
+	User    string `json:"user"`
+	Host    string `json:"host"`
+	KeySlot string `json:"key_slot,omitempty"`
+	// What: the command ("backup", "pg archive-wal", ...) and its
+	// effective options, secrets never.
+	Command string            `json:"command"`
+	Options map[string]string `json:"options,omitempty"`
+	// On what: the repository and the command's arguments (paths,
+	// snapshot ids, databases).
+	Repository string   `json:"repository"`
+	Args       []string `json:"args,omitempty"`
+	// Outcome is Success, Partial or Failed; Message the error, if any.
+	Outcome string `json:"outcome"`
+	Message string `json:"message,omitempty"`
+	// Wrote are the ids of what the command stored ("snapshot <id>",
+	// "wal <name>", "hold <id>").
+	Wrote []string `json:"wrote,omitempty"`
+	// Duration is how long the command ran.
+	Duration time.Duration `json:"duration_ns,omitempty"`
+	// Batch, for a record of batched calls (pg archive-wal): one line
+	// per call, in order.
+	Batch []BatchItem `json:"batch,omitempty"`
+}
+
+// BatchItem is one call of a batched command.
+type BatchItem struct {
+	Time    time.Time `json:"time"`
+	Arg     string    `json:"arg"`
+	Outcome string    `json:"outcome"`
+	Message string    `json:"message,omitempty"`
+}
+
+func (r *Record) check() error {
+	switch {
+	case r.Time.IsZero():
+		return errors.New("audit record: no time")
+	case r.Command == "":
+		return errors.New("audit record: no command")
+	case r.Outcome != Success && r.Outcome != Partial && r.Outcome != Failed:
+		return fmt.Errorf("audit record: unknown outcome %q", r.Outcome)
+	}
+	return nil
+}
+
+// maxRecordLen bounds one sealed record.
+const maxRecordLen = 1 << 20
+
+// adRecord is the associated data of a sealed record of log logID.
+func adRecord(logID string) []byte {
+	return []byte("nestguard v2\x00audit record\x00" + logID)
+}
+
+// adSigningKey is the associated data of the sealed signing key of log logID.
+func adSigningKey(logID string) []byte {
+	return []byte("nestguard v2\x00audit key\x00" + logID)
+}
+
+// sealRecord seals r as a record of log logID: 0x00 (the raw-body flag of
+// every sealed object) then the JSON, under the audit key.
+func sealRecord(k *crypto.Key, logID string, r *Record) ([]byte, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	js, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encoding audit record: %w", err)
+	}
+	body := append([]byte{0}, js...)
+	sealed, err := k.Seal(nil, body, adRecord(logID))
+	if err != nil {
+		return nil, fmt.Errorf("sealing audit record: %w", err)
+	}
+	if len(sealed) > maxRecordLen {
+		return nil, fmt.Errorf("audit record of %s: %d bytes sealed, more than the limit of %d", r.Command, len(sealed), maxRecordLen)
+	}
+	return sealed, nil
+}
+
+// openRecord authenticates and decodes a sealed record of log logID.
+func openRecord(k *crypto.Key, logID string, sealed []byte) (*Record, error) {
+	body, err := k.Open(nil, sealed, adRecord(logID))
+	if err != nil {
+		return nil, fmt.Errorf("audit record does not open with this repository's key: %w", err)
+	}
+	if len(body) == 0 || body[0] != 0 {
+		return nil, errors.New("audit record: unknown body flag")
+	}
+	var r Record
+	if err := json.Unmarshal(body[1:], &r); err != nil {
+		return nil, fmt.Errorf("audit record: %w", err)
+	}
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}

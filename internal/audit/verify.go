@@ -1,0 +1,205 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nestguard/nestguard/internal/backend"
+)
+
+// VerifyOptions say what Verify checks a log against.
+type VerifyOptions struct {
+	// Verifier is the log's verifier key (required): every checkpoint
+	// must be signed by it.
+	Verifier note.Verifier
+	// Exported are checkpoints exported earlier ('audit checkpoint'):
+	// each must be one the log passed through (its root equals the root
+	// of the log's first Size records).
+	Exported []*Checkpoint
+	// Workers read and check entries at once (default: GOMAXPROCS, at
+	// least 4).
+	Workers int
+}
+
+// Report is what Verify found.
+type Report struct {
+	LogID   string
+	Entries int
+	Records uint64
+	// Newest is the log's newest checkpoint, nil for an empty log.
+	Newest *Checkpoint
+	// Problems are every failed check, in log order (at most
+	// maxProblems, then a count).
+	Problems []string
+}
+
+// OK reports whether no check failed.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+const maxProblems = 100
+
+func (r *Report) problem(format string, args ...any) {
+	switch {
+	case len(r.Problems) < maxProblems:
+		r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+	case len(r.Problems) == maxProblems:
+		r.Problems = append(r.Problems, "more problems not listed")
+	}
+}
+
+// checked is one entry read and checked on its own (signature, shape),
+// with its leaf hashes.
+type checked struct {
+	e      *entry
+	cp     *Checkpoint
+	leaves [][]byte
+	err    error
+}
+
+// verifyBatch is how many entries are read ahead in parallel.
+const verifyBatch = 4096
+
+// Verify checks log logID on be with only the verifier key and the stored
+// objects (no passphrase): the entries follow each other with no gap or
+// overlap, every entry's checkpoint is signed by the audit key and its
+// root is the root of the tree of every record up to it (so each
+// checkpoint is consistent with the one before, and every record is
+// included in the newest), and each exported checkpoint is one the log
+// passed through; one ahead of the log is a rollback. A problem found is
+// reported in the Report, not as err; err is a failure to read.
+func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptions) (*Report, error) {
+	if o.Verifier == nil {
+		return nil, fmt.Errorf("audit verify: no verifier key")
+	}
+	workers := o.Workers
+	if workers <= 0 {
+		workers = max(4, runtime.GOMAXPROCS(0))
+	}
+	rep := &Report{LogID: logID}
+	for _, x := range o.Exported {
+		if x.Origin != origin(logID) {
+			return nil, fmt.Errorf("exported checkpoint is of %q, not of log %s", x.Origin, logID)
+		}
+	}
+	starts, err := entryStarts(ctx, be, logID)
+	if err != nil {
+		return nil, err
+	}
+	rng := rangeFactory.NewEmptyRange(0)
+	// pending exported checkpoints, by size.
+	exported := make(map[uint64][]*Checkpoint)
+	for _, x := range o.Exported {
+		exported[x.Size] = append(exported[x.Size], x)
+	}
+	checkExported := func() error {
+		xs := exported[rng.End()]
+		if len(xs) == 0 {
+			return nil
+		}
+		root, err := rng.GetRootHash(nil)
+		if err != nil {
+			return err
+		}
+		for _, x := range xs {
+			if !bytes.Equal(root, x.Root) {
+				rep.problem("the exported checkpoint of size %d has root %x, but the log's first %d records have root %x: the log was rewritten (records before it deleted, modified or reordered)", x.Size, x.Root, x.Size, root)
+			}
+		}
+		delete(exported, rng.End())
+		return nil
+	}
+	if err := checkExported(); err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(starts); i += verifyBatch {
+		batch := starts[i:min(i+verifyBatch, len(starts))]
+		res := make([]checked, len(batch))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(workers)
+		for j, start := range batch {
+			g.Go(func() error {
+				h := backend.Handle{Type: backend.AuditFile, Name: entryName(logID, start)}
+				b, err := readAll(gctx, be, h, maxEntryLen)
+				if err != nil {
+					return fmt.Errorf("reading %s: %w", h, err)
+				}
+				c := &res[j]
+				c.e, c.err = checkEntry(h, b, logID, start, o.Verifier)
+				if c.err != nil {
+					return nil
+				}
+				c.cp, _ = OpenCheckpoint(c.e.note, o.Verifier)
+				c.leaves = make([][]byte, len(c.e.records))
+				for k, r := range c.e.records {
+					c.leaves[k] = leafHash(r)
+				}
+				c.e.records = nil // the leaves are all that is needed
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		for j, c := range res {
+			start := batch[j]
+			name := string(backend.AuditFile) + "/" + entryName(logID, start)
+			if c.err != nil {
+				rep.problem("%v", c.err)
+				continue
+			}
+			rep.Entries++
+			if start != rng.End() {
+				if start > rng.End() {
+					rep.problem("%s: records %d to %d are missing (an entry was deleted)", name, rng.End(), start-1)
+				} else {
+					rep.problem("%s: starts at %d, inside the previous entry (which ends at %d)", name, start, rng.End())
+				}
+				// Go on from here: the rest is checked against its
+				// own checkpoints where possible.
+				rng, err = rangeFactory.NewRange(0, start, c.e.frontier)
+				if err != nil {
+					rng = rangeFactory.NewEmptyRange(start)
+				}
+			}
+			for _, lh := range c.leaves {
+				if err := rng.Append(lh, nil); err != nil {
+					return nil, err
+				}
+				if err := checkExported(); err != nil {
+					return nil, err
+				}
+			}
+			root, err := rng.GetRootHash(nil)
+			if err != nil {
+				if rng.Begin() != 0 {
+					continue // after a gap there is no root to compare
+				}
+				return nil, err
+			}
+			if !bytes.Equal(root, c.cp.Root) {
+				rep.problem("%s: its signed checkpoint (size %d) has root %x, but its records and those before it give %x: a record was modified, deleted, added or reordered", name, c.cp.Size, c.cp.Root, root)
+			}
+			rep.Newest = c.cp
+		}
+	}
+	rep.Records = rng.End()
+	for size := range exported {
+		rep.problem("the exported checkpoint of size %d is ahead of the log, which has %d records: the repository was rolled back to an older state, or its newest entries deleted", size, rng.End())
+	}
+	return rep, nil
+}
+
+// ParseVerifier parses a verifier key ("nestguard-audit-<id>+<hash>+<key>").
+func ParseVerifier(vkey string) (note.Verifier, error) {
+	v, err := note.NewVerifier(strings.TrimSpace(vkey))
+	if err != nil {
+		return nil, fmt.Errorf("verifier key: %w", err)
+	}
+	return v, nil
+}
