@@ -73,6 +73,12 @@ type system struct {
 	// strength). Only in-process tests set it, to cheap parameters; the
 	// binary has no flag or variable that reaches it.
 	kdf *crypto.KDFParams
+	// now, when set, is the clock retention decisions (forget, prune,
+	// pg status --keep-pitr) count back from, in place of time.Now. Only
+	// in-process tests set it, to judge backups taken seconds apart by
+	// rules counted in days; the binary has no flag or variable that
+	// reaches it.
+	now func() time.Time
 	// fipsOnly is whether this process runs with GODEBUG=fips140=only;
 	// commands that PostgreSQL runs for it (restore_command) then run so
 	// too.
@@ -87,6 +93,14 @@ func processSystem() system {
 }
 
 func newApp(sys system) *app { return &app{system: sys} }
+
+// clock returns the time retention decisions count back from.
+func (a *app) clock() time.Time {
+	if a.now != nil {
+		return a.now()
+	}
+	return time.Now()
+}
 
 // getenv returns the environment variable key, "" when it is not set.
 func (a *app) getenv(key string) string {

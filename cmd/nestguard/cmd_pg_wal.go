@@ -15,6 +15,7 @@ import (
 	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
 // pgWALCommands: archive-wal, restore-wal, status.
@@ -128,6 +129,7 @@ func (a *app) startPrefetch(spool string, names []string) error {
 }
 
 func (a *app) pgStatusCommand() *cobra.Command {
+	var keepPITR string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show base backups, the archived WAL, gaps, the recoverable window and the RPO",
@@ -148,14 +150,21 @@ func (a *app) pgStatusCommand() *cobra.Command {
     bytes each added to the repository.
 
 'nestguard pg restore' refuses a target outside the window before writing
-anything. With --json the same as one JSON object.`,
+anything. With --keep-pitr D, also what the window becomes once
+'nestguard forget --keep-pitr D' and 'nestguard prune' removed the WAL no
+kept base backup needs: the base backup the window starts at (the newest
+that ended D ago or earlier), the older ones that keep only their own WAL
+(archive-only), and how much WAL goes. With --json the same as one JSON
+object.`,
 		Example: `  nestguard pg status
+  nestguard pg status --keep-pitr 35d
   nestguard pg status --json | jq .rpo_seconds`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.runPGStatus(cmd.Context())
+			return a.runPGStatus(cmd.Context(), keepPITR)
 		},
 	}
+	cmd.Flags().StringVar(&keepPITR, "keep-pitr", "", "also show the window after WAL expiry with this window: "+keepPITRHelp)
 	return cmd
 }
 
@@ -201,26 +210,7 @@ func (a *app) printStatus(s *pg.StatusReport) {
 	}
 
 	fmt.Fprintln(out, "\nRecoverable window:")
-	if len(s.Windows) == 0 {
-		fmt.Fprintln(out, "  none: no base backup with all its WAL (take one with 'nestguard pg backup')")
-	}
-	for _, w := range s.Windows {
-		fmt.Fprintf(out, "  %s (%s) to %s, timeline %d, from base backup %s\n",
-			fmtTime(w.FromTime), w.FromLSN, fmtTime(w.ToTime), w.TLI, w.Base)
-		if x := w.LastTransaction; x != nil {
-			what := "commit"
-			if !x.Committed {
-				what = "abort"
-			}
-			fmt.Fprintf(out, "    ends at the last transaction archived: %s of %d at %s (%s); time targets must be before it\n", what, x.XID, fmtTime(x.Time), x.LSN)
-		} else {
-			fmt.Fprintln(out, "    no transaction ended after the base backup: only --to-latest or --to-lsn")
-		}
-		fmt.Fprintf(out, "    WAL through %s (%s, archived %s)\n", w.ToLSN, w.LastWAL, fmtTime(w.LastArchived))
-		if w.FirstMissing != "" {
-			fmt.Fprintf(out, "    ends before missing segment %s\n", w.FirstMissing)
-		}
-	}
+	printWindows(out, s.Windows, "  ")
 
 	fmt.Fprintln(out, "\nBase backups:")
 	if len(s.BaseBackups) == 0 {
@@ -246,17 +236,35 @@ func (a *app) printStatus(s *pg.StatusReport) {
 	}
 }
 
-// runPGStatus prints what point-in-time recovery can do.
-func (a *app) runPGStatus(ctx context.Context) error {
+// runPGStatus prints what point-in-time recovery can do, and with
+// keepPITR what it would be after WAL expiry with that window.
+func (a *app) runPGStatus(ctx context.Context, keepPITR string) error {
+	keep, err := parseKeepPITR(keepPITR)
+	if err != nil {
+		return err
+	}
 	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
 		st, err := pg.Status(ctx, repo)
 		if err != nil {
 			return err
 		}
+		var after *pitrPreview
+		if !keep.Zero() {
+			snaps := make([]*snapshot.Snapshot, len(st.BaseBackups))
+			for i, b := range st.BaseBackups {
+				snaps[i] = b.Snapshot
+			}
+			if after, err = a.previewPITR(ctx, repo, snaps, nil, keep); err != nil {
+				return err
+			}
+		}
 		if a.jsonOut {
-			return a.printJSON(pgStatusJSON{current(), st})
+			return a.printJSON(pgStatusJSON{current(), st, after})
 		}
 		a.printStatus(st)
+		if after != nil && !a.quiet {
+			printPITRPreview(a.stdout, after, fmt.Sprintf("with --keep-pitr %s (after 'forget --keep-pitr %s' and 'prune')", keep, keep))
+		}
 		return nil
 	})
 }

@@ -208,4 +208,6 @@ type pgRestoreFailedJSON struct {
 type pgStatusJSON struct {
 	versioned
 	*pg.StatusReport
+	// After is the window after WAL expiry with --keep-pitr.
+	After *pitrPreview `json:"keep_pitr,omitempty"`
 }

@@ -182,6 +182,21 @@ type BaseBackup struct {
 // Status lists the WAL and base backups of repo and computes the windows
 // recovery can reach.
 func Status(ctx context.Context, repo StatusRepo) (*StatusReport, error) {
+	return StatusWith(ctx, repo, StatusOptions{})
+}
+
+// StatusOptions make Status show the repository as it would be after a
+// forget and prune: without some snapshots and WAL objects.
+type StatusOptions struct {
+	// Keep, if set, says which snapshots count; the others are left out.
+	Keep func(*snapshot.Snapshot) bool
+	// Without names WAL objects to leave out.
+	Without map[string]bool
+}
+
+// StatusWith is Status with the snapshots and WAL objects o leaves out
+// ignored: what the window would be after they are gone.
+func StatusWith(ctx context.Context, repo StatusRepo, o StatusOptions) (*StatusReport, error) {
 	s := &StatusReport{
 		Now:       time.Now().UTC(),
 		Timelines: []*TimelineStatus{},
@@ -193,7 +208,9 @@ func Status(ctx context.Context, repo StatusRepo) (*StatusReport, error) {
 	}
 	var objs []backend.FileInfo
 	err := repo.Backend().List(ctx, backend.WALFile, func(fi backend.FileInfo) error {
-		objs = append(objs, fi)
+		if !o.Without[fi.Name] {
+			objs = append(objs, fi)
+		}
 		return nil
 	})
 	if err != nil {
@@ -202,6 +219,9 @@ func Status(ctx context.Context, repo StatusRepo) (*StatusReport, error) {
 	snaps, errs, err := snapshot.List(ctx, repo)
 	if err != nil {
 		return nil, fmt.Errorf("listing snapshots: %w", err)
+	}
+	if o.Keep != nil {
+		snaps = slices.DeleteFunc(snaps, func(sn *snapshot.Snapshot) bool { return !o.Keep(sn) })
 	}
 	for _, e := range errs {
 		s.Problems = append(s.Problems, e.Error())

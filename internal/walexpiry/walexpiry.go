@@ -1,7 +1,9 @@
 // Package walexpiry decides which archived PostgreSQL WAL objects a
-// repository still needs once some base backups are forgotten, and removes
-// the others (prune calls it). It knows PostgreSQL only through
-// internal/pgmeta, as needs does, so prune does not import internal/pg.
+// repository still needs once some base backups are forgotten: prune
+// removes the others, forget keeps the base backup a --keep-pitr window
+// starts at, and pg status and forget --dry-run show the window after. It
+// knows PostgreSQL only through internal/pgmeta, as needs does, so prune
+// does not import internal/pg.
 //
 // The rules, per database system (system identifier), over the base
 // backups that are kept:

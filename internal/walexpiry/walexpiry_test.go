@@ -1,7 +1,6 @@
 package walexpiry
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -255,66 +254,5 @@ func TestAnchors(t *testing.T) {
 		if s.Anchor.Snapshot != want[i].Snapshot.ID {
 			t.Errorf("system %d: Compute's anchor %s, Anchors' %s", s.ID, s.Anchor.Snapshot.Short(), want[i].Snapshot.ID.Short())
 		}
-	}
-}
-
-// fakeRepo is an in-memory store whose named objects may be retained.
-type fakeRepo struct {
-	fakeBackend
-	retained map[string]time.Time // name -> until (zero: legal hold)
-	removed  []string
-	fail     string
-}
-
-type fakeBackend struct{ backend.Backend }
-
-func (f *fakeRepo) Backend() backend.Backend { return f }
-
-func (f *fakeRepo) CanDelete(_ context.Context, h backend.Handle) (bool, time.Time, error) {
-	until, ok := f.retained[h.Name]
-	return !ok, until, nil
-}
-
-func (f *fakeRepo) Remove(_ context.Context, h backend.Handle) error {
-	if h.Type != backend.WALFile {
-		return fmt.Errorf("removing %s", h)
-	}
-	if h.Name == f.fail {
-		return fmt.Errorf("store refused %s", h)
-	}
-	f.removed = append(f.removed, h.Name)
-	return nil
-}
-
-// Expire removes what the plan removes except retained objects, which it
-// reports with their dates; a failure does not stop the others.
-func TestExpire(t *testing.T) {
-	p, err := Compute(snaps(base{"c", 7, 1, 30, 32, 48}), infos(wal(1, 25, 31)), Options{Now: t0})
-	if err != nil {
-		t.Fatal(err)
-	}
-	until := time.Now().Add(48 * time.Hour).Truncate(time.Second)
-	f := &fakeRepo{retained: map[string]time.Time{seg(1, 26): until, seg(1, 27): {}}}
-	dry, err := Expire(context.Background(), f, p, true)
-	if err != nil || len(f.removed) != 0 || len(dry.Removed) != 3 {
-		t.Fatalf("dry run: removed %v, result %+v, %v", f.removed, dry, err)
-	}
-	res, err := Expire(context.Background(), f, p, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{seg(1, 25), seg(1, 28), seg(1, 29)}; !slices.Equal(f.removed, want) || !slices.Equal(names(res.Removed), want) {
-		t.Errorf("removed %v (reported %v), want %v", f.removed, names(res.Removed), want)
-	}
-	if res.RemovedBytes != 300 {
-		t.Errorf("removed bytes %d", res.RemovedBytes)
-	}
-	if len(res.Retained) != 2 || !res.Retained[0].Until.Equal(until) || res.Retained[0].Held || !res.Retained[1].Held {
-		t.Errorf("retained %+v", res.Retained)
-	}
-	f = &fakeRepo{fail: seg(1, 26)}
-	_, err = Expire(context.Background(), f, p, false)
-	if err == nil || !strings.Contains(err.Error(), seg(1, 26)) || len(f.removed) != 4 {
-		t.Errorf("with one failure: removed %v, %v", f.removed, err)
 	}
 }
