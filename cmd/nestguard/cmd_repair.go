@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nestguard/nestguard/internal/candidates"
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
@@ -25,8 +26,12 @@ or do not authenticate) is deleted where the storage allows it; where it
 does not (Object Lock), it is kept and superseded: once every pack is listed
 by a readable index object it is only a warning in 'nestguard verify'.
 
+A pack that no index object lists but that a prune's deletion-candidate
+record names is left unindexed: a prune unindexes such a pack just before
+deleting it, and the next prune finishes that.
+
 Restores and verify already read pack headers while an index object is
-damaged; repair makes that unnecessary. Safe while backups run.`,
+damaged; repair makes that unnecessary. Safe while backups and prunes run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.runRepairIndex(cmd.Context())
@@ -46,13 +51,20 @@ func nonNil[T any](s []T) []T {
 // runRepairIndex rebuilds the index from the pack headers.
 func (a *app) runRepairIndex(ctx context.Context) error {
 	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
-		rep, err := repo.RepairIndex(ctx)
+		recs, damaged, err := candidates.List(ctx, repo)
+		if err != nil {
+			return fmt.Errorf("listing prune's deletion-candidate records: %w", err)
+		}
+		for _, d := range damaged {
+			a.log.Warn("damaged deletion-candidate record ignored", "err", d)
+		}
+		rep, err := repo.RepairIndex(ctx, candidates.Packs(recs))
 		if err != nil {
 			return err
 		}
 		if a.jsonOut {
 			out := repairIndexJSON{versioned: current(), PacksIndexed: rep.Indexed,
-				Removed: nonNil(rep.Removed), Kept: []keptIndexJSON{}, BadPacks: nonNil(rep.BadPacks)}
+				Removed: nonNil(rep.Removed), Kept: []keptIndexJSON{}, BadPacks: nonNil(rep.BadPacks), Candidates: nonNil(rep.Candidates)}
 			for _, k := range rep.Kept {
 				out.Kept = append(out.Kept, keptIndexJSON{k.ID.String(), k.Err.Error()})
 			}
@@ -61,6 +73,9 @@ func (a *app) runRepairIndex(ctx context.Context) error {
 			}
 		} else {
 			a.printf("indexed %d packs from their headers\n", rep.Indexed)
+			if n := len(rep.Candidates); n > 0 {
+				a.printf("left %d unindexed packs that prune marked for deletion (the next prune deletes them)\n", n)
+			}
 			for _, r := range rep.Removed {
 				a.printf("removed damaged index/%s\n", r)
 			}

@@ -16,7 +16,7 @@ import (
 // commitOptions configure the commit step (internal/commit) of every
 // command that saves a snapshot: backup, pg backup and copy.
 func (a *app) commitOptions() commit.Options {
-	return commit.Options{Retain: a.retain}
+	return commit.Options{Retain: a.retain, UnsafeIgnoreCandidates: unsafePrune}
 }
 
 // retain extends the Object Lock retention of everything sn needs; the

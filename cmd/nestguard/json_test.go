@@ -95,7 +95,7 @@ func TestJSONContract(t *testing.T) {
 	check("json_version from to changes", "diff", list[0].ID, list[1].ID)
 	check("json_version snapshot target files files_total dirs bytes bytes_total errors", "restore", "latest", "--target", filepath.Join(e.dir, "r"))
 	check("json_version ok report", "verify")
-	check("json_version packs_indexed removed kept bad_packs", "repair", "index")
+	check("json_version packs_indexed removed kept bad_packs candidate_packs", "repair", "index")
 	check("json_version snapshots logical_size files unique_size blobs stored_size packs dedup_ratio compression_ratio total_ratio index_memory_bytes index_bytes_per_blob config", "stats")
 	pw := filepath.Join(e.dir, "pw2")
 	if err := os.WriteFile(pw, []byte("second passphrase\n"), 0o600); err != nil {

@@ -76,6 +76,7 @@ type repairIndexJSON struct {
 	Removed      []id.ID         `json:"removed"`
 	Kept         []keptIndexJSON `json:"kept"`
 	BadPacks     []id.ID         `json:"bad_packs"`
+	Candidates   []id.ID         `json:"candidate_packs"`
 }
 
 // keptIndexJSON is an unreadable index object repair left in place.

@@ -37,6 +37,12 @@ import (
 // Repo is what the archiver needs of a repository.
 type Repo interface {
 	tree.BlobStore
+	// Reusable reports whether a blob may be referenced without storing
+	// it: it is stored outside the packs prune marked for deletion
+	// (repository.Repository.Reusable). The parent's shortcuts (an
+	// unchanged file's content, an equal tree) are taken only for
+	// reusable blobs.
+	Reusable(bid id.ID) bool
 }
 
 // Options configure a backup.
@@ -508,19 +514,31 @@ func (a *Archiver) walkDir(ctx context.Context, abs, rel string, n *tree.Node, p
 	return f
 }
 
-// unchanged reports whether a file can reuse its parent snapshot's content.
+// unchanged reports whether a file can reuse its parent snapshot's
+// content: it looks unchanged, and every blob of its content is stored
+// outside the packs prune marked for deletion (else it is read again, and
+// those blobs stored anew).
 func (a *Archiver) unchanged(old, cur *tree.Node) bool {
 	if len(old.Content) > 0 && !a.opt.RereadSince.IsZero() && !old.ModTime.Before(a.opt.RereadSince) {
 		return false
 	}
-	return old.Type == tree.File && old.Size == cur.Size && old.ModTime.Equal(cur.ModTime) &&
-		old.ChangeTime.Equal(cur.ChangeTime) && old.Inode == cur.Inode && (old.Size == 0 || len(old.Content) > 0)
+	if old.Type != tree.File || old.Size != cur.Size || !old.ModTime.Equal(cur.ModTime) ||
+		!old.ChangeTime.Equal(cur.ChangeTime) || old.Inode != cur.Inode || (old.Size != 0 && len(old.Content) == 0) {
+		return false
+	}
+	for _, bid := range old.Content {
+		if !a.repo.Reusable(bid) {
+			return false
+		}
+	}
+	return true
 }
 
 // finishDir saves the tree of a directory once all its entries are done.
 // A tree equal to the parent snapshot's is that tree: its id is reused
 // rather than encoded and hashed again, which is most of the tree work of
-// an unchanged re-backup.
+// an unchanged re-backup, unless the parent's tree blob is stored only in
+// packs prune marked for deletion (then it is saved again).
 func (a *Archiver) finishDir(ctx context.Context, abs string, n *tree.Node, kids []*future, parent *tree.Tree) *future {
 	f := &future{done: make(chan struct{}), node: n}
 	go func() {
@@ -537,7 +555,7 @@ func (a *Archiver) finishDir(ctx context.Context, abs string, n *tree.Node, kids
 			t.Nodes = append(t.Nodes, k.node)
 		}
 		t.Sort()
-		if parent != nil && !parent.ID.IsNull() && t.Equal(parent) {
+		if parent != nil && !parent.ID.IsNull() && t.Equal(parent) && a.repo.Reusable(parent.ID) {
 			tid := parent.ID
 			n.Subtree = &tid
 			return

@@ -2,24 +2,33 @@
 // command that saves one: a file backup (internal/archiver), a PostgreSQL
 // base backup (internal/pg) and a copy (internal/copier).
 //
-// A writer calls Begin before it stores anything and Save for each
-// snapshot it made. Begin indexes the packs that interrupted or concurrent
-// writers left without an index object, so their blobs are reused, and
-// removes the temporary data killed writers left behind. Save then, in
-// this order:
+// A writer calls Begin before it stores anything (and before it chooses a
+// parent snapshot) and Save for each snapshot it made. Begin lists prune's
+// deletion-candidate records (internal/candidates): from then on the
+// writer does not deduplicate against a blob whose every location is in a
+// pack they name (repository.SetCandidatePacks). It then indexes the packs
+// that interrupted or concurrent writers left without an index object
+// (never one a record names), so their blobs are reused, and removes the
+// temporary data killed writers left behind. Save then, in this order:
 //
 //  1. flushes the repository: every blob and tree the snapshot references
 //     is in a stored pack listed by a stored index object;
-//  2. records what the writer added (blobs, plaintext and stored bytes,
+//  2. lists the records again: when one that Begin did not know is due
+//     (its NotBefore less Skew has passed), a prune may delete its packs
+//     without seeing this snapshot, so every blob the snapshot needs that
+//     is located only in candidate packs is stored again in new packs
+//     and flushed; one that cannot be read any more fails the Save, and
+//     no snapshot is saved (docs/format.md, "Prune");
+//  3. records what the writer added (blobs, plaintext and stored bytes,
 //     counted since Begin or the previous Save) in the snapshot's summary;
-//  3. saves the snapshot object; its existence marks the backup complete,
+//  4. saves the snapshot object; its existence marks the backup complete,
 //     so it comes only after everything it references is durable;
-//  4. extends the Object Lock retention of everything the snapshot needs
+//  5. extends the Object Lock retention of everything the snapshot needs
 //     (retention.Apply, or Options.Retain) when the repository has an
 //     Object Lock policy;
-//  5. tells Options.AfterCommit.
+//  6. tells Options.AfterCommit.
 //
-// Save sets the snapshot's ID once it is saved. A failure in 4 or 5
+// Save sets the snapshot's ID once it is saved. A failure in 5 or 6
 // leaves it saved (the ID set): Save returns a *RetentionError or the
 // hook's error, and the command fails.
 package commit
@@ -30,6 +39,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/candidates"
+	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/retention"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -53,7 +64,23 @@ type Options struct {
 	// or failed (Committed.Retention says which). Its error is returned
 	// by Save; the snapshot stays saved.
 	AfterCommit func(ctx context.Context, c Committed) error
+
+	// UnsafeIgnoreCandidates turns off what keeps a concurrent prune from
+	// deleting a blob this writer references: Begin sets no candidate
+	// packs and Save re-checks nothing. It exists only so that a test can
+	// show that the rule matters (nestguard sets it only in a binary built
+	// with the nestguard_unsafe_prune tag); never set it otherwise.
+	UnsafeIgnoreCandidates bool
 }
+
+// Skew is how far apart the clocks of the writers (backups, copies,
+// prunes) of one repository may be: a deletion-candidate record counts as
+// due for a writer Skew before its NotBefore (docs/format.md, "Prune").
+const Skew = 5 * time.Minute
+
+// maxRechecks bounds the rounds of Save's re-check: each round needs a
+// new record that a prune wrote meanwhile.
+const maxRechecks = 8
 
 // Counters are what a writer added to the repository for one snapshot:
 // new blobs, their plaintext bytes and their stored (compressed, sealed)
@@ -81,19 +108,68 @@ type Step struct {
 	repo *repository.Repository
 	o    Options
 	mark Counters // the repository's counters at Begin or the last Save
+
+	// known are the deletion-candidate records whose packs the writer
+	// avoids (those listed at Begin, and those a Save found due), and
+	// avoid their packs: repo's candidate packs.
+	known map[id.ID]struct{}
+	avoid map[id.ID]struct{}
+	// goneIndex are the index objects a Save found gone (see recheck).
+	goneIndex map[id.ID]struct{}
+	// grown: a Save added packs to avoid after Begin, so blobs decided on
+	// before then (a copy's cached mappings) are checked at every later
+	// Save.
+	grown bool
 }
 
-// Begin prepares repo for a writer: it indexes orphan packs (left by an
-// interrupted writer, or written by a concurrent one), whose blobs are
-// then reused instead of stored again, and removes stale temporary data
-// (repository.CleanStaleTemp). The repository index must be loaded.
+// Begin prepares repo for a writer: it lists prune's deletion-candidate
+// records and sets their packs as the ones the writer does not
+// deduplicate against (a damaged record is warned about and ignored: no
+// prune can read it either), indexes orphan packs (left by an interrupted
+// writer, or written by a concurrent one; never one a record names), whose
+// blobs are then reused instead of stored again, and removes stale
+// temporary data (repository.CleanStaleTemp). The repository index must
+// be loaded. A writer calls it before it chooses a parent snapshot.
 func Begin(ctx context.Context, repo *repository.Repository, o Options) (*Step, error) {
+	s := &Step{repo: repo, o: o, known: make(map[id.ID]struct{}), avoid: make(map[id.ID]struct{}), goneIndex: make(map[id.ID]struct{})}
+	if !o.UnsafeIgnoreCandidates {
+		recs, err := listCandidates(ctx, repo)
+		if err != nil {
+			return nil, err
+		}
+		s.learn(recs)
+		repo.SetCandidatePacks(s.avoid)
+	}
 	if _, err := repo.IndexOrphanPacks(ctx); err != nil {
 		return nil, fmt.Errorf("indexing the packs of interrupted runs: %w", err)
 	}
 	// Temporary data of a killed writer is never listed, but takes space.
 	repo.CleanStaleTemp(ctx)
-	return &Step{repo: repo, o: o, mark: countersOf(repo)}, nil
+	s.mark = countersOf(repo)
+	return s, nil
+}
+
+// listCandidates lists the deletion-candidate records, warning about the
+// damaged ones.
+func listCandidates(ctx context.Context, repo *repository.Repository) ([]*candidates.Record, error) {
+	recs, damaged, err := candidates.List(ctx, repo)
+	if err != nil {
+		return nil, fmt.Errorf("listing prune's deletion-candidate records: %w", err)
+	}
+	for _, d := range damaged {
+		repo.Logger().Warn("damaged deletion-candidate record ignored (no prune can read it either); run 'nestguard verify'", "err", d)
+	}
+	return recs, nil
+}
+
+// learn adds recs to the records and packs the writer avoids.
+func (s *Step) learn(recs []*candidates.Record) {
+	for _, r := range recs {
+		s.known[r.ID] = struct{}{}
+		for _, p := range r.Packs {
+			s.avoid[p] = struct{}{}
+		}
+	}
 }
 
 // Save commits sn (see the package documentation for the order) and sets
@@ -103,6 +179,9 @@ func Begin(ctx context.Context, repo *repository.Repository, o Options) (*Step, 
 // or an error of Options.AfterCommit, sn is saved all the same.
 func (s *Step) Save(ctx context.Context, sn *snapshot.Snapshot) (Counters, error) {
 	if err := s.repo.Flush(ctx); err != nil {
+		return Counters{}, err
+	}
+	if err := s.recheck(ctx, sn); err != nil {
 		return Counters{}, err
 	}
 	now := countersOf(s.repo)

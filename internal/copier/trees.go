@@ -44,7 +44,10 @@ func (c *Copier) scan(ctx context.Context, root id.ID, hint *treePair, pl *plan)
 			if _, ok := c.tree(src); ok {
 				return false
 			}
-			if hint != nil && hint.src == src && c.dst.Index().Has(hint.dst) {
+			// The seed's copy is reused whole only while no pack is a
+			// deletion candidate: below it, any blob might be in one
+			// (then its files teach blob by blob, see learnBlob).
+			if hint != nil && hint.src == src && c.dst.Index().Has(hint.dst) && !c.dst.HasCandidatePacks() {
 				c.setTree(src, hint.dst)
 				return false
 			}
@@ -109,14 +112,16 @@ func (c *Copier) learn(ctx context.Context, h *treePair) map[string]*treePair {
 }
 
 // learnBlob records that source blob s was copied as destination blob d,
-// after checking that both are indexed with the same plaintext length.
+// after checking that both are indexed with the same plaintext length and
+// that d is stored outside the packs prune marked for deletion
+// (repository.Repository.Reusable; else s is copied again).
 func (c *Copier) learnBlob(s, d id.ID) {
 	if _, ok := c.blob(s); ok {
 		return
 	}
 	se, ok1 := c.src.Index().Lookup(s)
 	de, ok2 := c.dst.Index().Lookup(d)
-	if !ok1 || !ok2 || se.RawLength != de.RawLength || se.Type != de.Type {
+	if !ok1 || !ok2 || se.RawLength != de.RawLength || se.Type != de.Type || !c.dst.Reusable(d) {
 		return
 	}
 	c.setBlob(s, d)

@@ -156,7 +156,7 @@ func TestFakePackWithRealHeaderNotIndexed(t *testing.T) {
 	if err := r2.LoadIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	n, bad, err := r2.indexOrphans(ctx)
+	n, bad, _, err := r2.indexOrphans(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -248,7 +248,7 @@ func TestHeaderFallbackAndRepairKeepEveryCopy(t *testing.T) {
 		t.Fatalf("index errors %v, header packs %d, want 1 and %d", r.IndexErrors(), len(r.HeaderPacks()), len(first))
 	}
 	check(r, "from the pack headers")
-	rep, err := r.RepairIndex(ctx)
+	rep, err := r.RepairIndex(ctx, nil)
 	if err != nil || rep.Indexed != len(first) || len(rep.Removed) != 1 {
 		t.Fatalf("RepairIndex: %+v, %v", rep, err)
 	}

@@ -343,24 +343,43 @@ func (r *Repository) hashPack(ctx context.Context, h backend.Handle, pid id.ID, 
 // interrupted backup, or by a concurrent one still running, or listed only
 // by an unreadable index object), reads their headers and writes an index
 // object for them, so their blobs are reused instead of rewritten and
-// restores find them without reading headers again. It returns how many
+// restores find them without reading headers again. A pack that a
+// deletion-candidate record names (SetCandidatePacks) is never indexed: a
+// prune unindexes such a pack before it deletes it. It returns how many
 // packs it indexed.
 func (r *Repository) IndexOrphanPacks(ctx context.Context) (int, error) {
-	n, _, err := r.indexOrphans(ctx)
+	n, _, _, err := r.indexOrphans(ctx, r.candidatePacks())
 	return n, err
 }
 
-func (r *Repository) indexOrphans(ctx context.Context) (int, []id.ID, error) {
+// indexOrphans is IndexOrphanPacks for the packs not in skip; it also
+// returns the unindexed packs whose header is damaged, and those it left
+// because skip holds them.
+func (r *Repository) indexOrphans(ctx context.Context, skip map[id.ID]struct{}) (int, []id.ID, []id.ID, error) {
 	orphans, err := r.unlistedPacks(ctx)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
+	var skipped []id.ID
+	orphans = slices.DeleteFunc(orphans, func(p id.ID) bool {
+		_, ok := skip[p]
+		if ok {
+			skipped = append(skipped, p)
+		}
+		return ok
+	})
 	found, bad, err := r.readHeaders(ctx, orphans)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	r.idxMu.Lock()
 	for _, pb := range r.headerPacks {
+		if _, ok := skip[pb.Pack]; ok {
+			// Read by the fallback of LoadIndex: kept in memory for
+			// readers while the pack exists, never written.
+			skipped = append(skipped, pb.Pack)
+			continue
+		}
 		found = append(found, pb)
 	}
 	r.idxMu.Unlock()
@@ -370,7 +389,7 @@ func (r *Repository) indexOrphans(ctx context.Context) (int, []id.ID, error) {
 	for len(found) > 0 {
 		n := min(len(found), maxIndexPacks)
 		if err := r.writeIndex(ctx, found[:n]); err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		r.idxMu.Lock()
 		for _, pb := range found[:n] {
@@ -379,7 +398,8 @@ func (r *Repository) indexOrphans(ctx context.Context) (int, []id.ID, error) {
 		r.idxMu.Unlock()
 		found = found[n:]
 	}
-	return total, bad, nil
+	slices.SortFunc(skipped, func(a, b id.ID) int { return slices.Compare(a[:], b[:]) })
+	return total, bad, skipped, nil
 }
 
 // maxIndexPacks bounds the packs of one index object written for orphans:

@@ -55,15 +55,17 @@ func newPacker(r *Repository, uploads int) *packer {
 	return &packer{r: r, sem: make(chan struct{}, uploads), inflight: make(map[id.ID]struct{})}
 }
 
-// reserve marks bid as being saved. It returns false if the blob is known
-// or already in flight, in which case the caller must not save it again.
+// reserve marks bid as being saved. It returns false if the blob is
+// reusable (known outside the deletion-candidate packs, see
+// Repository.Reusable) or already in flight, in which case the caller must
+// not save it again.
 func (p *packer) reserve(bid id.ID) bool {
-	if p.r.idx.Has(bid) {
+	if p.r.Reusable(bid) {
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.inflight[bid]; ok || p.r.idx.Has(bid) {
+	if _, ok := p.inflight[bid]; ok || p.r.Reusable(bid) {
 		return false
 	}
 	p.inflight[bid] = struct{}{}

@@ -25,6 +25,10 @@ type IndexRepair struct {
 	// BadPacks are packs whose header cannot be read: no index object
 	// lists them, and none can.
 	BadPacks []id.ID
+	// Candidates are packs no index object lists that a deletion-candidate
+	// record names: a prune unindexed them to delete them (and was
+	// interrupted), so they are left for the next prune, not indexed.
+	Candidates []id.ID
 }
 
 // RepairIndex rebuilds what unreadable index objects listed from the pack
@@ -32,17 +36,19 @@ type IndexRepair struct {
 // read and is written into new index objects. Then each index object that
 // is damaged on storage (its bytes do not match its name, or do not
 // authenticate) is deleted where the storage allows it; one it does not is
-// kept, superseded (docs/format.md). The index must be loaded.
-func (r *Repository) RepairIndex(ctx context.Context) (*IndexRepair, error) {
+// kept, superseded (docs/format.md). Packs in candidates, the packs that
+// prune's deletion-candidate records name (internal/candidates), are never
+// indexed. The index must be loaded.
+func (r *Repository) RepairIndex(ctx context.Context, candidates map[id.ID]struct{}) (*IndexRepair, error) {
 	// Index objects that failed to read before are tried again first.
 	if err := r.loadIndexObjects(ctx); err != nil {
 		return nil, err
 	}
-	n, bad, err := r.indexOrphans(ctx)
+	n, bad, skipped, err := r.indexOrphans(ctx, candidates)
 	if err != nil {
 		return nil, err
 	}
-	rep := &IndexRepair{Indexed: n, BadPacks: bad}
+	rep := &IndexRepair{Indexed: n, BadPacks: bad, Candidates: skipped}
 	for _, ie := range r.IndexErrors() {
 		removed, err := r.removeDamagedIndex(ctx, ie.ID)
 		switch {

@@ -58,7 +58,7 @@ func TestDamagedIndexFallbackAndRepair(t *testing.T) {
 	for _, bid := range ids {
 		mustLoad(t, r2, bid) // found through the pack headers
 	}
-	rep, err := r2.RepairIndex(ctx)
+	rep, err := r2.RepairIndex(ctx, nil)
 	if err != nil || len(rep.Removed) != 1 || rep.Indexed == 0 || len(rep.Kept) != 0 {
 		t.Fatalf("RepairIndex: %+v, %v", rep, err)
 	}
@@ -87,7 +87,7 @@ func TestRepairKeepsUndecodableIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	r2 := reopen(t, be)
-	rep, err := r2.RepairIndex(ctx)
+	rep, err := r2.RepairIndex(ctx, nil)
 	if err != nil || len(rep.Removed) != 0 || len(rep.Kept) != 1 {
 		t.Fatalf("RepairIndex: %+v, %v", rep, err)
 	}

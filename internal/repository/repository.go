@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/backend"
@@ -62,6 +63,10 @@ type Repository struct {
 	loadedIndex  map[id.ID]struct{}
 	headerPacks  map[id.ID]index.PackBlobs // indexed from pack headers only, see HeaderPacks
 	pendingIndex []index.PackBlobs
+
+	// candidates are the packs of prune's deletion-candidate records
+	// this writer avoids (SetCandidatePacks); nil: none.
+	candidates atomic.Pointer[map[id.ID]struct{}]
 
 	// badCopies are the packs a blob could not be read from while another
 	// pack's copy served, each warned about once (see DamagedCopies).

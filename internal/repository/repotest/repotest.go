@@ -118,3 +118,46 @@ func StoreAgain(t testing.TB, from, to *repository.Repository) {
 		t.Fatal(err)
 	}
 }
+
+// OnlyIn lists what below tree root (the tree itself, its subtrees and
+// its files' blobs) r holds in none but the given packs, by path: for the
+// tests of prune's deletion candidates, whose packs a writer must not
+// reference without storing them again.
+func OnlyIn(t testing.TB, r *repository.Repository, root id.ID, packs []id.ID) []string {
+	t.Helper()
+	in := make(map[id.ID]bool, len(packs))
+	for _, p := range packs {
+		in[p] = true
+	}
+	only := func(bid id.ID) bool {
+		for _, e := range r.Index().Locations(bid) {
+			if !in[e.Pack] {
+				return false
+			}
+		}
+		return true
+	}
+	var out []string
+	var walk func(tid id.ID, path string)
+	walk = func(tid id.ID, path string) {
+		if only(tid) {
+			out = append(out, path+"/ (tree "+tid.Short()+")")
+		}
+		tr, err := tree.Load(context.Background(), r, tid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range tr.Nodes {
+			for _, bid := range n.Content {
+				if only(bid) {
+					out = append(out, path+"/"+n.Name+" (blob "+bid.Short()+")")
+				}
+			}
+			if n.Subtree != nil {
+				walk(*n.Subtree, path+"/"+n.Name)
+			}
+		}
+	}
+	walk(root, "")
+	return out
+}
