@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nestguard/nestguard/internal/backend/location"
+	"github.com/nestguard/nestguard/internal/class"
 	"github.com/nestguard/nestguard/internal/compress"
 	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/repository"
@@ -45,6 +46,11 @@ type app struct {
 	s3PathStyle  bool
 	caCert       string
 	insecureHTTP bool
+
+	// classes are the data classes of the config file (none without
+	// one), classFile the file they come from.
+	classes   class.Set
+	classFile string
 
 	system
 	log *slog.Logger
@@ -134,8 +140,9 @@ command line. A passphrase or key file that group or others may read is
 used with a warning.
 
 Exit codes: 0 success, 1 error, 2 usage error, 3 partial (the snapshot or
-restore was made, but some files were unreadable or damaged), 130 and 143
-stopped by SIGINT or SIGTERM.`,
+restore was made, but some files were unreadable or damaged), 4 retained
+(forget: a snapshot named by ID is kept by a floor, hold or Object Lock),
+130 and 143 stopped by SIGINT or SIGTERM.`,
 		Example: `  export NESTGUARD_REPO=/srv/backup NESTGUARD_PASSWORD_FILE=/etc/nestguard/pass
   nestguard init
   nestguard backup /etc /home --tag nightly
@@ -202,6 +209,7 @@ stopped by SIGINT or SIGTERM.`,
 		a.pgCommand(),
 		a.holdCommand(),
 		a.retentionCommand(),
+		a.forgetCommand(),
 		monitor(a.copyCommand()),
 	)
 	return root

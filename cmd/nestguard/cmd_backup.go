@@ -52,6 +52,8 @@ with its file and name, counted the same way, and left out.`,
 	f.StringArrayVarP(&o.Excludes, "exclude", "e", nil, "skip entries whose name or absolute path matches this glob (repeatable)")
 	f.BoolVarP(&o.OneFileSystem, "one-file-system", "x", false, "do not cross file system boundaries")
 	f.StringVar(&o.ParentID, "parent", "", "compare with this snapshot instead of the latest of the same host and paths")
+	o.stamp.addClassFlag(f)
+	o.stamp.addTimeFlag(f)
 	return cmd
 }
 
@@ -90,15 +92,20 @@ func interruptedBackup(ctx context.Context, repo *repository.Repository, err err
 // backupOptions are what backup is asked to do: its arguments and flags.
 type backupOptions struct {
 	paths []string
+	stamp stampOptions
 	archiver.BackupOptions
 }
 
 // runBackup backs up o.paths into a new snapshot.
 func (a *app) runBackup(ctx context.Context, o backupOptions) error {
+	commit, err := a.stampCommit(o.stamp)
+	if err != nil {
+		return err
+	}
 	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
 		o.Program = "nestguard " + version
 		o.Log = a.log
-		o.Commit = a.commitOptions()
+		o.Commit = commit
 		var rep *progress.Reporter
 		o.Start = func(ar *archiver.Archiver) {
 			rep = progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {

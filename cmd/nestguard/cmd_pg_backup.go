@@ -74,6 +74,7 @@ the server's), or the backup is refused before anything is stored.`,
 	f.StringVar(&o.blockSize, "block-size", "", fmt.Sprintf("chunk size for relation files, a multiple of 8KiB (default %dKiB)", pg.DefaultBlockSize>>10))
 	f.DurationVar(&o.WALTimeout, "wal-timeout", 5*time.Minute, "how long to wait for the backup's WAL to reach the repository")
 	f.StringVar(&o.Host, "host", "", "record this host name instead of the machine's")
+	o.stamp.addClassFlag(f)
 	return cmd
 }
 
@@ -153,6 +154,7 @@ environment.`,
 type pgBackupOptions struct {
 	pg.BackupOptions
 	blockSize string // --block-size as given, "" for the default
+	stamp     stampOptions
 }
 
 // runPGBackup takes a base backup of the cluster o names.
@@ -164,10 +166,14 @@ func (a *app) runPGBackup(ctx context.Context, o pgBackupOptions) error {
 		}
 		o.BlockSize = n
 	}
+	commit, err := a.stampCommit(o.stamp)
+	if err != nil {
+		return err
+	}
 	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
 		o.Program = "nestguard " + version
 		o.Log = a.log
-		o.Commit = a.commitOptions()
+		o.Commit = commit
 		var (
 			cur  atomic.Pointer[archiver.Archiver]
 			done atomic.Int64 // bytes read by the finished archivers (data directory, tablespaces)

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/nestguard/nestguard/internal/class"
 	"github.com/nestguard/nestguard/internal/config"
 )
 
@@ -46,6 +47,10 @@ func (a *app) applyConfig(cmd *cobra.Command) error {
 	if err := checkConfig(cmd.Root(), f); err != nil {
 		return &usageError{err}
 	}
+	if a.classes, err = class.Load(f); err != nil {
+		return &usageError{err}
+	}
+	a.classFile = f.Path
 	names := commandNames(cmd)
 	for i := 0; i <= len(names); i++ {
 		for _, s := range f.Section(names[:i]...) {
@@ -88,9 +93,17 @@ func repeatable(f *pflag.Flag) bool {
 	return strings.HasSuffix(t, "Array") || strings.HasSuffix(t, "Slice")
 }
 
-// checkConfig reports the first setting that names no command or flag.
+// checkConfig reports the first setting that names no command or flag,
+// or no valid data class setting ([class.NAME] tables, see
+// internal/class).
 func checkConfig(root *cobra.Command, f *config.File) error {
+	if _, err := class.Load(f); err != nil {
+		return err
+	}
 	for _, s := range f.Settings {
+		if len(s.Section) > 0 && s.Section[0] == class.Section {
+			continue // data classes: checked above
+		}
 		c := root
 		for i, name := range s.Section {
 			next := subcommand(c, name)

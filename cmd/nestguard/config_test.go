@@ -126,6 +126,8 @@ tag = ["from-config", "nightly"]
 		{"syntax", "repo = /srv/backup\n", "line 1", 0o600},
 		{"wrong type", "[backup]\none-file-system = \"sometimes\"\n", "[backup] one-file-system", 0o600},
 		{"two values for one", "repo = [\"/a\", \"/b\"]\n", "repo takes one value, not 2", 0o600},
+		{"misspelt class setting", "[class.logs]\nflor = \"90d\"\n", "[class.logs] flor: unknown class setting", 0o600},
+		{"class outside a table", "[class]\nfloor = \"90d\"\n", "a data class is a table [class.NAME]", 0o600},
 		{"writable by others", "repo = \"" + repo + "\"\n", "chmod go-w", 0o666},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

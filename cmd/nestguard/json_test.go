@@ -39,6 +39,22 @@ func jsonKeys(t *testing.T, what, out string) []string {
 // those ending in "?" may be missing), and, for an object, json_version 1.
 func checkJSON(t *testing.T, what, out, want string) {
 	t.Helper()
+	checkKeys(t, what, out, want)
+	var doc struct {
+		Version *int `json:"json_version"`
+	}
+	if strings.HasPrefix(strings.TrimSpace(out), "{") {
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Version == nil || *doc.Version != jsonVersion {
+			t.Errorf("%s --json: json_version is not %d: %s", what, jsonVersion, out)
+		}
+	}
+}
+
+// checkKeys fails unless out, an object or an array of objects (then its
+// first element) within a document, has exactly the keys want, as
+// checkJSON.
+func checkKeys(t *testing.T, what, out, want string) {
+	t.Helper()
 	got := jsonKeys(t, what, out)
 	var w []string
 	for _, k := range strings.Fields(want) {
@@ -49,14 +65,6 @@ func checkJSON(t *testing.T, what, out, want string) {
 	slices.Sort(w)
 	if !slices.Equal(got, w) {
 		t.Errorf("%s --json: keys\n  %s\nwant (docs/json.md)\n  %s", what, strings.Join(got, " "), strings.Join(w, " "))
-	}
-	var doc struct {
-		Version *int `json:"json_version"`
-	}
-	if strings.HasPrefix(strings.TrimSpace(out), "{") {
-		if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Version == nil || *doc.Version != jsonVersion {
-			t.Errorf("%s --json: json_version is not %d: %s", what, jsonVersion, out)
-		}
 	}
 }
 
@@ -108,11 +116,31 @@ func TestJSONContract(t *testing.T) {
 	check(hold, "hold", "add", "latest", "--case", "C-1", "--reason", "test", "--record-only")
 	check("json_version active history", "hold", "list")
 	check(hold, "hold", "release", "latest", "--case", "C-1", "--reason", "test")
+	forget := "json_version dry_run groups kept removed retained failed unreadable"
+	check(forget, "forget", "--keep-last", "1", "--dry-run")
+	out := check(forget, "forget", "--keep-last", "1")
+	var fg struct {
+		Groups []map[string]json.RawMessage `json:"groups"`
+	}
+	if err := json.Unmarshal([]byte(out), &fg); err != nil || len(fg.Groups) != 1 {
+		t.Fatalf("forget --json: %v\n%s", err, out)
+	}
+	checkKeys(t, "forget group", string(mustJSON(t, fg.Groups[0])), "group policy_from policy? reference_time? snapshots")
+	checkKeys(t, "forget snapshot", string(fg.Groups[0]["snapshots"]), "id short_id time hostname paths tags class? keep_until? action reasons vetoes removed error?")
 	check("json_version wal_files wal_stored_bytes wal_segment_size timelines gaps windows now rpo_seconds base_backups", "pg", "status")
 
 	to := newEnv(t)
 	to.extraEnv = append(to.extraEnv, "NESTGUARD_FROM_PASSWORD="+e.pass)
 	to.must("init")
-	out := to.must("copy", "--from-repo", e.repo, "--all", "--json")
+	out = to.must("copy", "--from-repo", e.repo, "--all", "--json")
 	checkJSON(t, "copy", out, "json_version copied skipped wal_copied blobs_read bytes_read blobs_new bytes_stored unreadable duration_seconds read_mib_per_second read_mb_per_s")
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -10,8 +10,10 @@ import (
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/checker"
 	"github.com/nestguard/nestguard/internal/copier"
+	"github.com/nestguard/nestguard/internal/forget"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/pg"
+	"github.com/nestguard/nestguard/internal/policy"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/restorer"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -211,4 +213,69 @@ type pgStatusJSON struct {
 	*pg.StatusReport
 	// After is the window after WAL expiry with --keep-pitr.
 	After *pitrPreview `json:"keep_pitr,omitempty"`
+}
+
+// forgetJSON is what 'forget --json' prints.
+type forgetJSON struct {
+	versioned
+	DryRun     bool              `json:"dry_run"`
+	Groups     []forgetGroupJSON `json:"groups"`
+	Kept       int               `json:"kept"`
+	Removed    int               `json:"removed"` // in a dry run: would be
+	Retained   int               `json:"retained"`
+	Failed     int               `json:"failed"`
+	Unreadable []string          `json:"unreadable"`
+}
+
+// forgetGroupJSON is one group of 'forget --json'.
+type forgetGroupJSON struct {
+	Group         policy.GroupKey   `json:"group"`
+	PolicyFrom    string            `json:"policy_from"`
+	Policy        *policy.Policy    `json:"policy,omitempty"`
+	ReferenceTime time.Time         `json:"reference_time,omitzero"`
+	Snapshots     []forgetEntryJSON `json:"snapshots"`
+}
+
+// forgetEntryJSON is one snapshot of a group of 'forget --json'.
+type forgetEntryJSON struct {
+	ID        string          `json:"id"`
+	ShortID   string          `json:"short_id"`
+	Time      time.Time       `json:"time"`
+	Hostname  string          `json:"hostname"`
+	Paths     []string        `json:"paths"`
+	Tags      []string        `json:"tags"`
+	Class     string          `json:"class,omitempty"`
+	KeepUntil time.Time       `json:"keep_until,omitzero"`
+	Action    string          `json:"action"`
+	Reasons   []policy.Reason `json:"reasons"`
+	Vetoes    []forget.Veto   `json:"vetoes"`
+	Removed   bool            `json:"removed"`
+	Error     string          `json:"error,omitempty"`
+}
+
+func forgetReportJSON(rep *forget.Report) forgetJSON {
+	out := forgetJSON{versioned: current(), DryRun: rep.DryRun, Groups: []forgetGroupJSON{}, Unreadable: []string{},
+		Kept: rep.Count(forget.Keep), Removed: rep.Count(forget.Remove), Retained: rep.Count(forget.Retain), Failed: len(rep.Failed())}
+	for _, e := range rep.Unreadable {
+		out.Unreadable = append(out.Unreadable, e.Error())
+	}
+	for _, g := range rep.Groups {
+		gj := forgetGroupJSON{Group: g.Key, PolicyFrom: g.Source, ReferenceTime: g.Ref, Snapshots: []forgetEntryJSON{}}
+		if !g.Policy.Empty() {
+			p := g.Policy
+			gj.Policy = &p
+		}
+		for _, e := range g.Entries {
+			sn := e.Snapshot
+			ej := forgetEntryJSON{ID: sn.ID.String(), ShortID: sn.ID.Short(), Time: sn.Time, Hostname: sn.Hostname,
+				Paths: nonNil(sn.Paths), Tags: nonNil(sn.Tags), Class: sn.Class, KeepUntil: sn.KeepUntil, Action: string(e.Action),
+				Reasons: nonNil(e.Reasons), Vetoes: nonNil(e.Vetoes), Removed: e.Removed}
+			if e.Err != nil {
+				ej.Error = e.Err.Error()
+			}
+			gj.Snapshots = append(gj.Snapshots, ej)
+		}
+		out.Groups = append(out.Groups, gj)
+	}
+	return out
 }

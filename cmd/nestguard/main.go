@@ -25,6 +25,9 @@ const (
 	exitError   = 1
 	exitUsage   = 2
 	exitPartial = 3 // the work was done, but some files were unreadable or damaged
+	// exitRetained: forget could not remove a snapshot named by ID, which
+	// a class floor, a legal hold or Object Lock keeps.
+	exitRetained = 4
 	// A command stopped by a signal exits 128 + the signal's number, as a
 	// shell reports a process the signal killed: 130 for SIGINT, 143 for
 	// SIGTERM.
@@ -122,6 +125,11 @@ func (a *app) exitCode(ctx context.Context, cmd *cobra.Command, err error) int {
 	if errors.As(err, &pe) {
 		fmt.Fprintln(a.stderr, "nestguard:", err)
 		return exitPartial
+	}
+	var re *retainedError
+	if errors.As(err, &re) {
+		fmt.Fprintln(a.stderr, "nestguard:", err)
+		return exitRetained
 	}
 	var ue *usageError
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {

@@ -71,6 +71,11 @@ type Options struct {
 	// show that the rule matters (nestguard sets it only in a binary built
 	// with the nestguard_unsafe_prune tag); never set it otherwise.
 	UnsafeIgnoreCandidates bool
+
+	// Stamp, when set, is called with each snapshot just before Save
+	// saves it, to record what the command adds: the data class and the
+	// end of its floor (backup --class), a time given with --time.
+	Stamp func(sn *snapshot.Snapshot)
 }
 
 // Skew is how far apart the clocks of the writers (backups, copies,
@@ -192,6 +197,9 @@ func (s *Step) Save(ctx context.Context, sn *snapshot.Snapshot) (Counters, error
 		}
 		sn.Summary.BlobsNew, sn.Summary.DataAdded, sn.Summary.DataStored = c.Blobs, c.Added, c.Stored
 		sn.Summary.End = time.Now()
+	}
+	if s.o.Stamp != nil {
+		s.o.Stamp(sn)
 	}
 	if err := snapshot.Save(ctx, s.repo, sn); err != nil {
 		return Counters{}, err

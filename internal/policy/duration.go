@@ -76,6 +76,22 @@ func (d Duration) Before(t time.Time) time.Time {
 	return back.AddDate(0, 0, -d.Days).Add(-time.Duration(d.Hours) * time.Hour)
 }
 
+// After returns t moved forward by d, in t's location, for a floor (the
+// earliest time something may go): years and months first, then days
+// with AddDate, then hours. A day the target month lacks moves to the
+// first day of the next month (1m after 01-31 is 03-01, 1y after a leap
+// day is 03-01), so that the result is never less than d after t.
+func (d Duration) After(t time.Time) time.Time {
+	y, m, day := t.Date()
+	y, m = y+d.Years, m+time.Month(d.Months)
+	if last := time.Date(y, m+1, 0, 0, 0, 0, 0, t.Location()).Day(); day > last {
+		m, day = m+1, 1
+	}
+	h, mi, s := t.Clock()
+	fwd := time.Date(y, m, day, h, mi, s, t.Nanosecond(), t.Location())
+	return fwd.AddDate(0, 0, d.Days).Add(time.Duration(d.Hours) * time.Hour)
+}
+
 // String returns d in the form ParseDuration reads ("1y2m", "35d"); the
 // zero duration is "0d".
 func (d Duration) String() string {

@@ -10,9 +10,10 @@ import (
 
 // GroupBy says which snapshot fields divide snapshots into groups; the
 // policy applies to each group on its own. The zero GroupBy puts every
-// snapshot in one group.
+// snapshot in one group. Class is not one of --group-by's fields: forget
+// always sets it, so that no policy ever spans two data classes.
 type GroupBy struct {
-	Host, Tags, Paths bool
+	Host, Tags, Paths, Class bool
 }
 
 // DefaultGroupBy is restic's default: by host and paths.
@@ -46,6 +47,9 @@ type GroupKey struct {
 	Host  string   `json:"host,omitempty"`
 	Tags  []string `json:"tags,omitempty"`
 	Paths []string `json:"paths,omitempty"`
+	// Class is the data class (snapshot.Snapshot.Class), "" for
+	// snapshots without one.
+	Class string `json:"class,omitempty"`
 }
 
 // String describes the key: "host db1, paths [/srv]"; "" for the single
@@ -60,6 +64,9 @@ func (k GroupKey) String() string {
 	}
 	if k.Paths != nil {
 		parts = append(parts, "paths ["+strings.Join(k.Paths, ",")+"]")
+	}
+	if k.Class != "" {
+		parts = append(parts, "class "+k.Class)
 	}
 	return strings.Join(parts, ", ")
 }
@@ -93,9 +100,9 @@ func Group(snaps []*snapshot.Snapshot, g GroupBy) []SnapshotGroup {
 }
 
 // sortKey joins the key's fields with NUL and its lists with SOH, which
-// no host name, tag or path holds.
+// no host name, tag, path or class holds.
 func (k GroupKey) sortKey() string {
-	return k.Host + "\x00" + strings.Join(k.Tags, "\x01") + "\x00" + strings.Join(k.Paths, "\x01")
+	return k.Host + "\x00" + strings.Join(k.Tags, "\x01") + "\x00" + strings.Join(k.Paths, "\x01") + "\x00" + k.Class
 }
 
 func keyOf(sn *snapshot.Snapshot, g GroupBy) GroupKey {
@@ -108,6 +115,9 @@ func keyOf(sn *snapshot.Snapshot, g GroupBy) GroupKey {
 	}
 	if g.Paths {
 		k.Paths = sorted(sn.Paths)
+	}
+	if g.Class {
+		k.Class = sn.Class
 	}
 	return k
 }

@@ -263,6 +263,15 @@ func Apply(snaps []*snapshot.Snapshot, p Policy, g GroupBy, now time.Time) ([]Re
 	return res, nil
 }
 
+// ApplyGroup applies p to the snapshots of one group (from Group), for a
+// caller that gives each group its own policy.
+func ApplyGroup(gr SnapshotGroup, p Policy, now time.Time) (Result, error) {
+	if err := p.Validate(); err != nil {
+		return Result{}, err
+	}
+	return applyGroup(gr, p, now), nil
+}
+
 // applyGroup applies a validated p to the snapshots of one group.
 func applyGroup(gr SnapshotGroup, p Policy, now time.Time) Result {
 	list := slices.Clone(gr.Snapshots)

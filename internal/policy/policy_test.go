@@ -429,7 +429,7 @@ func TestGrouping(t *testing.T) {
 		}
 	}
 
-	for s, want := range map[string]GroupBy{"": {}, "host,paths": DefaultGroupBy, "tags": {Tags: true}, "host, tags ,paths": {true, true, true}} {
+	for s, want := range map[string]GroupBy{"": {}, "host,paths": DefaultGroupBy, "tags": {Tags: true}, "host, tags ,paths": {Host: true, Tags: true, Paths: true}} {
 		g, err := ParseGroupBy(s)
 		if err != nil || g != want {
 			t.Errorf("ParseGroupBy(%q) = %+v, %v; want %+v", s, g, err, want)
@@ -508,5 +508,68 @@ func TestParseDuration(t *testing.T) {
 	var d Duration
 	if err := d.UnmarshalText([]byte("35d")); err != nil || d != (Duration{Days: 35}) {
 		t.Errorf("UnmarshalText: %+v, %v", d, err)
+	}
+}
+
+func TestDurationAfter(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	utc := func(y int, m time.Month, d, h int) time.Time { return time.Date(y, m, d, h, 0, 0, 0, time.UTC) }
+	cases := []struct {
+		d        string
+		from, to time.Time
+	}{
+		{"7y", utc(2026, 3, 4, 10), utc(2033, 3, 4, 10)},
+		{"90d", utc(2026, 12, 15, 10), utc(2027, 3, 15, 10)}, // across the year
+		// A day the target month lacks moves to the first of the next
+		// month: a floor never ends early.
+		{"1m", utc(2026, 1, 31, 10), utc(2026, 3, 1, 10)},
+		{"1y", utc(2024, 2, 29, 10), utc(2025, 3, 1, 10)},
+		{"4y", utc(2024, 2, 29, 10), utc(2028, 2, 29, 10)},
+		{"1m", utc(2026, 12, 31, 10), utc(2027, 1, 31, 10)},
+		{"1y2m3d4h", utc(2025, 1, 12, 6), utc(2026, 3, 15, 10)},
+		// Calendar days across DST keep the wall clock (23 or 25 hours).
+		{"1d", time.Date(2026, 3, 28, 12, 0, 0, 0, berlin), time.Date(2026, 3, 29, 12, 0, 0, 0, berlin)},
+		{"1d", time.Date(2026, 10, 24, 12, 0, 0, 0, berlin), time.Date(2026, 10, 25, 12, 0, 0, 0, berlin)},
+		{"0d", utc(2026, 1, 1, 0), utc(2026, 1, 1, 0)},
+	}
+	for _, c := range cases {
+		d := mustDuration(t, c.d)
+		got := d.After(c.from)
+		if !got.Equal(c.to) {
+			t.Errorf("%s after %v = %v, want %v", c.d, c.from, got, c.to)
+		}
+		// Never less than d: going back from the result reaches at least
+		// the start.
+		if back := d.Before(got); back.Before(c.from) {
+			t.Errorf("%s after %v = %v, and %s before that is %v: less than %s", c.d, c.from, got, c.d, back, c.d)
+		}
+	}
+	if h := time.Date(2026, 3, 29, 12, 0, 0, 0, berlin).Sub(time.Date(2026, 3, 28, 12, 0, 0, 0, berlin)); h != 23*time.Hour {
+		t.Errorf("the DST day has %v", h)
+	}
+}
+
+func TestGroupByClass(t *testing.T) {
+	tm := func(d int) time.Time { return time.Date(2026, 8, d, 12, 0, 0, 0, time.UTC) }
+	snaps := []*snapshot.Snapshot{snap(tm(1), "db1", []string{"/srv"}), snap(tm(2), "db1", []string{"/srv"}), snap(tm(3), "db1", []string{"/srv"})}
+	snaps[0].Class, snaps[1].Class = "fin", "fin"
+	groups := Group(snaps, GroupBy{Host: true, Paths: true, Class: true})
+	if len(groups) != 2 || groups[0].Key.String() != "host db1, paths [/srv]" || groups[1].Key.String() != "host db1, paths [/srv], class fin" {
+		t.Fatalf("groups %+v", groups)
+	}
+	// Each group with its own policy.
+	r, err := ApplyGroup(groups[1], Policy{KeepLast: 1}, tm(10))
+	if err != nil || len(r.Keep) != 1 || r.Keep[0].Snapshot != snaps[1] || len(r.Remove) != 1 {
+		t.Errorf("ApplyGroup: %+v, %v", r, err)
+	}
+	if _, err := ApplyGroup(groups[0], Policy{}, tm(10)); !errors.Is(err, ErrEmptyPolicy) {
+		t.Errorf("ApplyGroup with an empty policy: %v", err)
+	}
+	// Without Class, the classes share a group.
+	if g := Group(snaps, DefaultGroupBy); len(g) != 1 {
+		t.Errorf("%d groups without Class", len(g))
 	}
 }

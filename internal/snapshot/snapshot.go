@@ -42,6 +42,13 @@ type Snapshot struct {
 	// CopiedFrom is "<source repository id>/<source snapshot id>" for a
 	// snapshot made by 'nestguard copy'; copy skips snapshots already copied.
 	CopiedFrom string `json:"copied_from,omitempty"`
+	// Class is the data class the snapshot was taken under (backup
+	// --class), and KeepUntil the end of that class's floor then: forget
+	// never removes the snapshot before it (nor before the floor the
+	// class has in the configuration at the time of the forget, if that
+	// ends later).
+	Class     string    `json:"class,omitempty"`
+	KeepUntil time.Time `json:"keep_until,omitzero"`
 }
 
 // Summary is what the backup that made the snapshot counted.

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/nestguard/nestguard/internal/class"
+	"github.com/nestguard/nestguard/internal/forget"
+	"github.com/nestguard/nestguard/internal/policy"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+// forgetOptions are what forget is asked to do: its flags and arguments.
+// Later options (--keep-pitr, prune's) add fields here.
+type forgetOptions struct {
+	forget.Options
+	groupBy string
+}
+
+func (a *app) forgetCommand() *cobra.Command {
+	var o forgetOptions
+	cmd := &cobra.Command{
+		Use:   "forget (--keep-* RULE... | SNAPSHOT...)",
+		Short: "Remove snapshots by retention policy or by ID (floors, legal holds and Object Lock always win)",
+		Long: `Remove snapshots that a retention policy does not keep, or the snapshots
+named by ID. The data only they needed stays in the repository until
+'nestguard prune' deletes it.
+
+The policy has restic's --keep-* rules. Snapshots are divided into groups
+(--group-by, default host and paths; always by data class too) and the
+rules apply to each group on its own, newest snapshot first. A snapshot is
+kept if any rule keeps it:
+
+  --keep-last N          the N newest snapshots
+  --keep-hourly N        the newest snapshot of each of the N newest hours that
+  --keep-daily N         have one (days, ISO weeks, months, years), in the
+  --keep-weekly N        snapshot's own time zone; -1 keeps every bucket.
+  --keep-monthly N       While a rule has buckets left over, it also keeps the
+  --keep-yearly N        group's oldest snapshot, as restic does.
+  --keep-within D        every snapshot within D of the group's newest one
+                         (D: calendar units y, m, d, h, e.g. 35d, 1y6m)
+  --keep-within-daily D  the newest of each day within D (also -hourly,
+                         -weekly, -monthly, -yearly)
+  --keep-tag T1,T2       every snapshot with all these tags (repeatable)
+
+--host, --tag, --path and --class choose the snapshots the policy applies
+to; others are left alone. Every snapshot is listed with the rules that
+kept it, or why none did.
+
+Data classes (docs/retention.md): the config file can define classes with a
+floor and a policy; 'backup --class C' and 'pg backup --class C' record the
+class and the end of its floor in the snapshot. Without --keep-* rules,
+forget applies each class's own policy to its snapshots, and keeps the
+snapshots whose class has none. With --keep-* rules, the rules replace the
+classes' policies, never their floors.
+
+Whatever the policy or the IDs say, forget never removes a snapshot:
+  - before the end of its class's floor (the later of the date recorded in
+    the snapshot and the floor the config file has now);
+  - under an active legal hold ('nestguard hold list');
+  - whose snapshot object Object Lock still retains (or holds).
+Such a snapshot is reported as retained, with the date it becomes
+removable where there is one. Everything is decided before anything is
+removed, and --dry-run only reports.
+
+Exit codes: 0 when everything the policy removes was removed (snapshots
+retained by floors, holds or Object Lock are reported, not failures);
+4 when a snapshot named by ID was retained; 3 when some snapshot objects
+could not be read (left alone); 1 on any other error.`,
+		Example: `  nestguard forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run   # what would go
+  nestguard forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12             # per host and paths
+  nestguard forget --keep-within 35d --keep-within-monthly 7y --host db1
+  nestguard forget --class financial-records   # the class's own policy (config file)
+  nestguard forget                             # every class's own policy
+  nestguard forget 4f2a9c1e 9be07d12           # these two snapshots`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.IDs = args
+			return a.runForget(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	addPolicyFlags(f, &o.Policy)
+	f.StringVar(&o.Filter.Host, "host", "", "apply the policy only to snapshots of this host")
+	f.StringArrayVar(&o.Filter.Tags, "tag", nil, "apply the policy only to snapshots with this tag (repeatable: all of them)")
+	f.StringArrayVar(&o.Filter.Paths, "path", nil, "apply the policy only to snapshots of exactly these paths (repeatable)")
+	f.StringVar(&o.Class, "class", "", "apply the policy only to snapshots of this data class")
+	f.StringVar(&o.groupBy, "group-by", "host,paths", "divide snapshots into groups by these fields (host, tags, paths, comma-separated; \"\" for one group); always by data class too")
+	f.BoolVarP(&o.DryRun, "dry-run", "n", false, "only report what would be removed")
+	return cmd
+}
+
+// addPolicyFlags defines the --keep-* flags, which set p.
+func addPolicyFlags(f *pflag.FlagSet, p *policy.Policy) {
+	for _, c := range []struct {
+		name string
+		n    *int
+		what string
+	}{
+		{"keep-last", &p.KeepLast, "the `N` newest snapshots"},
+		{"keep-hourly", &p.KeepHourly, "the newest snapshot of each of the `N` newest hours that have one"},
+		{"keep-daily", &p.KeepDaily, "the newest snapshot of each of the `N` newest days that have one"},
+		{"keep-weekly", &p.KeepWeekly, "the newest snapshot of each of the `N` newest ISO weeks that have one"},
+		{"keep-monthly", &p.KeepMonthly, "the newest snapshot of each of the `N` newest months that have one"},
+		{"keep-yearly", &p.KeepYearly, "the newest snapshot of each of the `N` newest years that have one"},
+	} {
+		f.IntVar(c.n, c.name, 0, "keep "+c.what+" (-1: all)")
+	}
+	for _, c := range []struct {
+		name string
+		d    *policy.Duration
+		what string
+	}{
+		{"keep-within", &p.KeepWithin, "every snapshot"},
+		{"keep-within-hourly", &p.KeepWithinHourly, "the newest snapshot of each hour"},
+		{"keep-within-daily", &p.KeepWithinDaily, "the newest snapshot of each day"},
+		{"keep-within-weekly", &p.KeepWithinWeekly, "the newest snapshot of each ISO week"},
+		{"keep-within-monthly", &p.KeepWithinMonthly, "the newest snapshot of each month"},
+		{"keep-within-yearly", &p.KeepWithinYearly, "the newest snapshot of each year"},
+	} {
+		f.Var(durationValue{c.d}, c.name, "keep "+c.what+" within `D` of the group's newest snapshot (calendar units y, m, d, h: 35d, 1y6m)")
+	}
+	f.Var(tagGroupsValue{&p.KeepTags}, "keep-tag", "keep every snapshot that has all of these `TAGS` (comma-separated; repeatable)")
+}
+
+// durationValue is a --keep-within* flag.
+type durationValue struct{ d *policy.Duration }
+
+func (v durationValue) String() string {
+	if v.d == nil || v.d.Zero() {
+		return ""
+	}
+	return v.d.String()
+}
+
+func (v durationValue) Set(s string) error {
+	d, err := policy.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*v.d = d
+	return nil
+}
+
+func (durationValue) Type() string { return "duration" }
+
+// tagGroupsValue is the repeatable --keep-tag flag.
+type tagGroupsValue struct{ groups *[][]string }
+
+func (v tagGroupsValue) String() string {
+	if v.groups == nil {
+		return ""
+	}
+	s := make([]string, len(*v.groups))
+	for i, g := range *v.groups {
+		s[i] = strings.Join(g, ",")
+	}
+	return strings.Join(s, " ")
+}
+
+func (v tagGroupsValue) Set(s string) error {
+	g, err := class.TagGroup(s)
+	if err != nil {
+		return err
+	}
+	*v.groups = append(*v.groups, g)
+	return nil
+}
+
+// Type ends in "Array": the config file may give several (see repeatable).
+func (tagGroupsValue) Type() string { return "stringArray" }
+
+// retainedError is forget's error when a snapshot named by ID was kept by
+// a floor, a hold or Object Lock (exit code 4).
+type retainedError struct{ msg string }
+
+func (e *retainedError) Error() string { return e.msg }
+
+func (a *app) runForget(ctx context.Context, o forgetOptions) error {
+	g, err := policy.ParseGroupBy(o.groupBy)
+	if err != nil {
+		return &usageError{err}
+	}
+	o.GroupBy = g
+	o.Classes = a.classes
+	if err := o.Check(); err != nil {
+		return &usageError{err}
+	}
+	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		rep, err := forget.Run(ctx, repo, o.Options)
+		if rep == nil {
+			return err
+		}
+		if a.jsonOut {
+			if perr := a.printJSON(forgetReportJSON(rep)); perr != nil {
+				return errors.Join(err, perr)
+			}
+		} else {
+			a.printForget(rep)
+		}
+		return forgetOutcome(rep, err)
+	})
+}
+
+// forgetOutcome is forget's error: a removal that failed, a snapshot named
+// by ID that was retained, or snapshots that could not be read.
+func forgetOutcome(rep *forget.Report, err error) error {
+	if err != nil {
+		return fmt.Errorf("%d snapshots could not be removed (the others were): %w", len(rep.Failed()), err)
+	}
+	var retained []string
+	for _, g := range rep.Groups {
+		if g.Source != forget.FromIDs {
+			continue
+		}
+		for _, e := range g.Entries {
+			if e.Action == forget.Retain {
+				retained = append(retained, fmt.Sprintf("snapshot %s: %s", e.Snapshot.ID.Short(), vetoText(e.Vetoes)))
+			}
+		}
+	}
+	if len(retained) > 0 {
+		return &retainedError{fmt.Sprintf("%d of the snapshots named were not removed: %s", len(retained), strings.Join(retained, "; "))}
+	}
+	if len(rep.Unreadable) > 0 {
+		return &partialError{fmt.Sprintf("%d snapshot objects could not be read and were left alone (run 'nestguard verify'): %v", len(rep.Unreadable), errors.Join(rep.Unreadable...))}
+	}
+	return nil
+}
+
+func vetoText(vs []forget.Veto) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = v.Detail
+	}
+	return strings.Join(s, "; ")
+}
+
+// policySource says where a group's policy comes from, for the text.
+func policySource(g forget.Group) string {
+	switch g.Source {
+	case forget.FromFlags:
+		return "policy " + policyFlags(g.Policy)
+	case forget.FromClass:
+		return "policy " + policyFlags(g.Policy) + " of data class " + g.Key.Class
+	case forget.FromIDs:
+		return "snapshots named by ID"
+	}
+	if g.Key.Class != "" {
+		return "no policy (data class " + g.Key.Class + " has none, and no --keep-* rule was given): every snapshot kept"
+	}
+	return "no policy (no data class, and no --keep-* rule was given): every snapshot kept"
+}
+
+// policyFlags spells p as the flags that give it.
+func policyFlags(p policy.Policy) string {
+	var s []string
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"last", p.KeepLast}, {"hourly", p.KeepHourly}, {"daily", p.KeepDaily}, {"weekly", p.KeepWeekly}, {"monthly", p.KeepMonthly}, {"yearly", p.KeepYearly}} {
+		if c.n != 0 {
+			s = append(s, fmt.Sprintf("--keep-%s %d", c.name, c.n))
+		}
+	}
+	for _, c := range []struct {
+		name string
+		d    policy.Duration
+	}{{"", p.KeepWithin}, {"-hourly", p.KeepWithinHourly}, {"-daily", p.KeepWithinDaily}, {"-weekly", p.KeepWithinWeekly}, {"-monthly", p.KeepWithinMonthly}, {"-yearly", p.KeepWithinYearly}} {
+		if !c.d.Zero() {
+			s = append(s, fmt.Sprintf("--keep-within%s %s", c.name, c.d))
+		}
+	}
+	for _, g := range p.KeepTags {
+		s = append(s, "--keep-tag "+strings.Join(g, ","))
+	}
+	return strings.Join(s, " ")
+}
+
+func (a *app) printForget(rep *forget.Report) {
+	if a.quiet || a.jsonOut {
+		return
+	}
+	remove := "removed"
+	if rep.DryRun {
+		a.printf("dry run: nothing is removed\n")
+		remove = "would remove"
+	}
+	for _, g := range rep.Groups {
+		key := g.Key.String()
+		if key == "" {
+			key = "all snapshots"
+		}
+		if g.Source == forget.FromIDs {
+			a.printf("\n%s:\n", policySource(g))
+		} else {
+			a.printf("\n%s: %s\n", key, policySource(g))
+		}
+		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+		for _, e := range g.Entries {
+			action, why := string(e.Action), strings.Join(reasonTexts(e), "; ")
+			switch {
+			case e.Action == forget.Remove && e.Err != nil:
+				action, why = "FAILED", e.Err.Error()
+			case e.Action == forget.Remove:
+				action = remove
+			case e.Action == forget.Retain:
+				action = "retained"
+				why = vetoText(e.Vetoes)
+				if w := strings.Join(reasonTexts(e), "; "); w != "" {
+					why += " (no rule keeps it: " + w + ")"
+				}
+			}
+			if e.Action == forget.Keep && why == "" {
+				why = "no policy"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", action, e.Snapshot.ID.Short(), fmtTime(e.Snapshot.Time), why)
+		}
+		tw.Flush()
+	}
+	removed := "removed"
+	if rep.DryRun {
+		removed = "to remove (dry run)"
+	}
+	a.printf("\n%d kept, %d %s, %d retained (floors, legal holds, Object Lock)\n",
+		rep.Count(forget.Keep), rep.Count(forget.Remove), removed, rep.Count(forget.Retain))
+}
+
+func reasonTexts(e forget.Entry) []string {
+	s := make([]string, len(e.Reasons))
+	for i, r := range e.Reasons {
+		s[i] = r.String()
+	}
+	return s
+}

@@ -1,0 +1,277 @@
+package main
+
+// End-to-end tests of forget: policies, data classes and their floors,
+// legal holds, through the binary against a local repository (Object Lock:
+// s3_lock_test.go).
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// forgetDoc is what 'forget --json' prints (docs/json.md).
+type forgetDoc struct {
+	DryRun   bool `json:"dry_run"`
+	Kept     int  `json:"kept"`
+	Removed  int  `json:"removed"`
+	Retained int  `json:"retained"`
+	Failed   int  `json:"failed"`
+	Groups   []struct {
+		Group struct {
+			Host  string   `json:"host"`
+			Paths []string `json:"paths"`
+			Class string   `json:"class"`
+		} `json:"group"`
+		PolicyFrom string `json:"policy_from"`
+		Snapshots  []struct {
+			ID        string    `json:"id"`
+			Time      time.Time `json:"time"`
+			Class     string    `json:"class"`
+			KeepUntil time.Time `json:"keep_until"`
+			Action    string    `json:"action"`
+			Removed   bool      `json:"removed"`
+			Reasons   []struct {
+				Rule   string `json:"rule"`
+				Bucket string `json:"bucket"`
+				Detail string `json:"detail"`
+			} `json:"reasons"`
+			Vetoes []struct {
+				Kind   string    `json:"kind"`
+				Until  time.Time `json:"until"`
+				Class  string    `json:"class"`
+				Case   string    `json:"case"`
+				Detail string    `json:"detail"`
+			} `json:"vetoes"`
+		} `json:"snapshots"`
+	} `json:"groups"`
+}
+
+func (e *env) forgetJSON(args ...string) forgetDoc {
+	e.t.Helper()
+	out := e.must(append([]string{"forget", "--json"}, args...)...)
+	var d forgetDoc
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		e.t.Fatalf("forget --json: %v\n%s", err, out)
+	}
+	return d
+}
+
+// snapshotTimes maps each snapshot's ID to its time, as 'snapshots' lists
+// them.
+func (e *env) snapshotTimes(args ...string) map[string]time.Time {
+	e.t.Helper()
+	var list []struct {
+		ID   string    `json:"id"`
+		Time time.Time `json:"time"`
+	}
+	if err := json.Unmarshal([]byte(e.must(append([]string{"snapshots", "--json"}, args...)...)), &list); err != nil {
+		e.t.Fatal(err)
+	}
+	out := make(map[string]time.Time)
+	for _, s := range list {
+		out[s.ID] = s.Time
+	}
+	return out
+}
+
+// backupAt backs up src as if at the time ts, with more flags, and returns
+// the snapshot's ID.
+func (e *env) backupAt(src, ts string, flags ...string) string {
+	e.t.Helper()
+	return e.backupJSON(append([]string{src, "--time", ts}, flags...)...)["snapshot"].(string)
+}
+
+func TestForgetPolicy(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 41, 10, 20_000)
+	// Twelve days of backups at 02:00 UTC, and a second one on the last
+	// day: several snapshots in one daily bucket.
+	var ids []string
+	for d := 1; d <= 12; d++ {
+		writeFile(t, filepath.Join(src, "day"), fmt.Sprint(d), 0o644)
+		ids = append(ids, e.backupAt(src, fmt.Sprintf("2026-03-%02dT02:00:00Z", d)))
+	}
+	ids = append(ids, e.backupAt(src, "2026-03-12T14:00:00Z"))
+
+	if r := e.run("forget"); r.code != 2 || !strings.Contains(r.stderr, "--keep-last") || !strings.Contains(r.stderr, "--keep-within") {
+		t.Errorf("forget without a policy: exit %d: %s", r.code, r.stderr)
+	}
+	if r := e.run("forget", ids[0], "--keep-last", "1"); r.code != 2 {
+		t.Errorf("forget with IDs and a policy: exit %d: %s", r.code, r.stderr)
+	}
+	if r := e.run("forget", "--keep-within", "35 days"); r.code != 2 || !strings.Contains(r.stderr, "35 days") {
+		t.Errorf("forget with a bad duration: exit %d: %s", r.code, r.stderr)
+	}
+
+	// keep-daily 3 keeps the newest of each of the 12th, 11th and 10th;
+	// keep-weekly 2 the newest of ISO weeks 11 (the 12th) and 10 (the
+	// 8th, a Sunday).
+	policy := []string{"--keep-daily", "3", "--keep-weekly", "2"}
+	before := e.snapshotTimes()
+	dry := e.forgetJSON(append(policy, "--dry-run")...)
+	if after := e.snapshotTimes(); len(after) != len(before) {
+		t.Fatalf("--dry-run removed %d snapshots", len(before)-len(after))
+	}
+	want := map[string]bool{ids[12]: true, ids[10]: true, ids[9]: true, ids[7]: true}
+	if !dry.DryRun || dry.Kept != 4 || dry.Removed != 9 || dry.Retained != 0 || len(dry.Groups) != 1 || dry.Groups[0].PolicyFrom != "flags" {
+		t.Fatalf("dry run: %+v", dry)
+	}
+	for _, s := range dry.Groups[0].Snapshots {
+		if (s.Action == "keep") != want[s.ID] || s.Removed || len(s.Reasons) == 0 {
+			t.Errorf("dry run: %s (%s): %s %+v", s.ID[:8], s.Time, s.Action, s.Reasons)
+		}
+	}
+	if s := dry.Groups[0].Snapshots[1]; s.ID != ids[11] || s.Action != "remove" || !strings.Contains(s.Reasons[0].Detail, "2026-03-12 already keeps the newer snapshot "+ids[12][:8]) {
+		t.Errorf("second snapshot of the 12th: %+v", s)
+	}
+
+	txt := e.must(append([]string{"forget"}, policy...)...)
+	for _, w := range []string{"keep", "removed", "daily snapshot (2026-03-12)", "weekly snapshot (2026-W10)", "older than the newest 3 daily buckets", "4 kept, 9 removed, 0 retained"} {
+		if !strings.Contains(txt, w) {
+			t.Errorf("forget output lacks %q:\n%s", w, txt)
+		}
+	}
+	left := e.snapshotTimes()
+	if len(left) != len(want) {
+		t.Errorf("%d snapshots left, want %d", len(left), len(want))
+	}
+	for id := range want {
+		if _, ok := left[id]; !ok {
+			t.Errorf("snapshot %s was removed", id[:8])
+		}
+	}
+	e.must("verify")
+
+	// By ID; an unknown ID changes nothing.
+	if r := e.run("forget", ids[7], "ffffffff"); r.code != 1 || !strings.Contains(r.stderr, "ffffffff") {
+		t.Errorf("forget of an unknown ID: exit %d: %s", r.code, r.stderr)
+	}
+	if len(e.snapshotTimes()) != 4 {
+		t.Error("a forget that failed removed something")
+	}
+	if out := e.must("forget", ids[7][:8]); !strings.Contains(out, "removed") {
+		t.Errorf("forget by ID:\n%s", out)
+	}
+	if _, ok := e.snapshotTimes()[ids[7]]; ok {
+		t.Error("snapshot named by ID still there")
+	}
+}
+
+func TestForgetClassesAndHolds(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	cfg := filepath.Join(e.dir, "nestguard.toml")
+	writeFile(t, cfg, `
+[class.financial-records]
+floor      = "7y"
+keep-daily = 2
+
+[class.logs]
+floor = "1d"
+`, 0o600)
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 42, 5, 10_000)
+	fin := func(ts string) string { return e.backupAt(src, ts, "--config", cfg, "--class", "financial-records") }
+	f1, f2, f3 := fin("2026-01-10T10:00:00Z"), fin("2026-01-11T10:00:00Z"), fin("2026-01-12T10:00:00Z")
+	l1 := e.backupAt(src, "2026-01-10T11:00:00Z", "--config", cfg, "--class", "logs")
+	l2 := e.backupAt(src, "2026-01-11T11:00:00Z", "--config", cfg, "--class", "logs")
+	plain := e.backupAt(src, "2026-01-10T12:00:00Z")
+
+	if r := e.run("--config", cfg, "backup", src, "--class", "financial"); r.code != 2 || !strings.Contains(r.stderr, `unknown data class "financial"`) ||
+		!strings.Contains(r.stderr, "financial-records, logs") {
+		t.Errorf("backup --class of an unknown class: exit %d: %s", r.code, r.stderr)
+	}
+	if r := e.run("backup", src, "--class", "logs"); r.code != 2 || !strings.Contains(r.stderr, "defines no classes") {
+		t.Errorf("backup --class without a config file: exit %d: %s", r.code, r.stderr)
+	}
+	if n := len(e.snapshotTimes()); n != 6 {
+		t.Fatalf("%d snapshots, want 6 (refused backups saved one?)", n)
+	}
+
+	// The class's policy, with no --keep-* flag: financial-records keeps 2
+	// daily snapshots, and its 7-year floor keeps the third; logs and the
+	// snapshot without a class have no policy and are kept.
+	d := e.forgetJSON("--config", cfg)
+	byID := map[string]string{}
+	for _, g := range d.Groups {
+		for _, s := range g.Snapshots {
+			byID[s.ID] = s.Action
+			if s.ID == f1 {
+				if g.PolicyFrom != "class" || g.Group.Class != "financial-records" {
+					t.Errorf("group of %s: %+v", f1[:8], g)
+				}
+				wantUntil := time.Date(2033, 1, 10, 10, 0, 0, 0, time.UTC)
+				if s.Class != "financial-records" || !s.KeepUntil.Equal(wantUntil) || len(s.Vetoes) != 1 || s.Vetoes[0].Kind != "floor" ||
+					!s.Vetoes[0].Until.Equal(wantUntil) || !strings.Contains(s.Vetoes[0].Detail, "2033-01-10T10:00:00Z") {
+					t.Errorf("retained by its floor: %+v", s)
+				}
+			}
+		}
+	}
+	if byID[f1] != "retain" || byID[f2] != "keep" || byID[f3] != "keep" || byID[l1] != "keep" || byID[l2] != "keep" || byID[plain] != "keep" {
+		t.Errorf("actions %v", byID)
+	}
+	if len(e.snapshotTimes()) != 6 {
+		t.Error("a retained snapshot was removed")
+	}
+
+	// Flags replace the class's policy, never its floor; the logs' 1-day
+	// floor has long ended.
+	txt := e.must("--config", cfg, "forget", "--keep-last", "1")
+	for _, w := range []string{"class financial-records", "floor of data class financial-records: removable from 2033-01-11T10:00:00Z", "class logs"} {
+		if !strings.Contains(txt, w) {
+			t.Errorf("forget output lacks %q:\n%s", w, txt)
+		}
+	}
+	left := e.snapshotTimes()
+	for _, id := range []string{f1, f2, f3, l2, plain} {
+		if _, ok := left[id]; !ok {
+			t.Errorf("snapshot %s removed", id[:8])
+		}
+	}
+	if _, ok := left[l1]; ok {
+		t.Errorf("old logs snapshot %s kept", l1[:8])
+	}
+
+	// Named by ID: refused with exit 4, naming the snapshot, its class
+	// and the date; the config file's floor counts even where the
+	// snapshot recorded none (the plain one has no class: removable).
+	r := e.run("--config", cfg, "forget", f2[:8])
+	if r.code != 4 || !strings.Contains(r.stderr, f2[:8]) || !strings.Contains(r.stderr, "financial-records") || !strings.Contains(r.stderr, "2033-01-11T10:00:00Z") {
+		t.Errorf("forget of a floored snapshot by ID: exit %d: %s", r.code, r.stderr)
+	}
+	// Without the config file, the floor recorded in the snapshot holds.
+	if r := e.run("forget", f3[:8]); r.code != 4 || !strings.Contains(r.stderr, "2033-01-12T10:00:00Z") {
+		t.Errorf("forget of a floored snapshot without the config: exit %d: %s", r.code, r.stderr)
+	}
+
+	// A legal hold: never forgotten, the case named; released, it goes.
+	e.must("hold", "add", plain[:8], "--case", "SEC-2026-7", "--reason", "inquiry", "--record-only")
+	r = e.run("forget", plain[:8], l2[:8])
+	if r.code != 4 || !strings.Contains(r.stderr, "SEC-2026-7") || !strings.Contains(r.stderr, plain[:8]) || strings.Contains(r.stderr, l2[:8]) {
+		t.Errorf("forget of a held snapshot: exit %d: %s", r.code, r.stderr)
+	}
+	left = e.snapshotTimes()
+	if _, ok := left[plain]; !ok {
+		t.Error("held snapshot removed")
+	}
+	if _, ok := left[l2]; ok {
+		t.Error("the snapshot named beside the held one was not removed")
+	}
+	// A policy that keeps nothing: every snapshot is held or floored, and
+	// the run succeeds, reporting them.
+	if d := e.forgetJSON("--keep-tag", "no-such-tag"); d.Retained != 4 || d.Kept != 0 || d.Removed != 0 {
+		t.Errorf("policy run over held and floored snapshots (exit 0): %+v", d)
+	}
+	e.must("hold", "release", plain[:8], "--case", "SEC-2026-7", "--reason", "closed")
+	e.must("forget", plain[:8])
+	if _, ok := e.snapshotTimes()[plain]; ok {
+		t.Error("snapshot whose hold was released not removed")
+	}
+}
