@@ -188,6 +188,7 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 	}
 	o.GroupBy = g
 	o.Classes = a.classes
+	o.Now = a.clock()
 	if err := o.Check(); err != nil {
 		return &usageError{err}
 	}

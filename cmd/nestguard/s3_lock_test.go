@@ -89,7 +89,54 @@ func TestS3ObjectLockHoldsAndCopies(t *testing.T) {
 		t.Run("compliance", func(t *testing.T) { testCompliance(t, cl) })
 		t.Run("holds", func(t *testing.T) { testLegalHolds(t, k, cl) })
 		t.Run("copy", func(t *testing.T) { testCopy(t, cl) })
+		t.Run("forget", testForgetObjectLock)
 	})
+}
+
+// testForgetObjectLock: forget keeps a snapshot whose snapshot object
+// Object Lock still retains, saying until when, and removes it after.
+func testForgetObjectLock(t *testing.T) {
+	e := newEnv(t)
+	e.repo = "s3://gov/forget"
+	e.must("init", "--object-lock", "governance", "--min-retention", "4s")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 51, 10, 20_000)
+	old := e.backupJSON(src)["snapshot"].(string)
+	writeTree(t, filepath.Join(src, "more"), 52, 5, 20_000)
+	e.backupJSON(src)
+
+	d := e.forgetJSON("--keep-last", "1")
+	var until time.Time
+	for _, g := range d.Groups {
+		for _, s := range g.Snapshots {
+			if s.ID != old {
+				continue
+			}
+			if s.Action != "retain" || len(s.Vetoes) != 1 || s.Vetoes[0].Kind != "object-lock" || s.Vetoes[0].Until.Before(time.Now()) ||
+				!strings.Contains(s.Vetoes[0].Detail, s.Vetoes[0].Until.UTC().Format(time.RFC3339)) {
+				t.Fatalf("snapshot under retention: %+v", s)
+			}
+			until = s.Vetoes[0].Until
+		}
+	}
+	if d.Retained != 1 || d.Removed != 0 || until.IsZero() {
+		t.Fatalf("forget under retention: %+v", d)
+	}
+	if r := e.run("forget", old[:8]); r.code != 4 || !strings.Contains(r.stderr, old[:8]) || !strings.Contains(r.stderr, "Object Lock") ||
+		!strings.Contains(r.stderr, until.UTC().Format(time.RFC3339)) {
+		t.Errorf("forget by ID under retention: exit %d: %s", r.code, r.stderr)
+	}
+	if n := len(e.snapshotTimes()); n != 2 {
+		t.Fatalf("%d snapshots left, want 2", n)
+	}
+	time.Sleep(time.Until(until) + 1500*time.Millisecond)
+	if d := e.forgetJSON("--keep-last", "1"); d.Removed != 1 || d.Retained != 0 {
+		t.Errorf("forget after the retention: %+v", d)
+	}
+	if _, ok := e.snapshotTimes()[old]; ok {
+		t.Error("snapshot still there after its retention ended")
+	}
+	e.must("verify")
 }
 
 func testCompliance(t *testing.T, cl *minio.Client) {
