@@ -199,7 +199,8 @@ func (a *app) runSnapshots(ctx context.Context, f snapshot.Filter) error {
 			for _, sn := range shown {
 				paths, raw := tree.ForJSONList(sn.Paths)
 				out = append(out, snapshotJSON{ID: sn.ID.String(), ShortID: sn.ID.Short(), Time: sn.Time, Kind: sn.Kind,
-					Hostname: sn.Hostname, Username: sn.Username, Paths: paths, PathsBytes: raw, Tags: sn.Tags, Tree: sn.Tree, Summary: sn.Summary})
+					Hostname: sn.Hostname, Username: sn.Username, Paths: paths, PathsBytes: raw, Tags: sn.Tags, Tree: sn.Tree, Summary: sn.Summary,
+					Class: sn.Class, KeepUntil: sn.KeepUntil})
 			}
 			if err := a.printJSON(out); err != nil {
 				return err

@@ -92,7 +92,7 @@ func TestJSONContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("json_version snapshot short_id summary errors duration_seconds", "backup", src)
-	check("id short_id time kind hostname username paths tags tree summary", "snapshots")
+	check("id short_id time kind hostname username paths tags tree summary class? keep_until?", "snapshots")
 	check("path type size mode mtime", "ls", "latest")
 	var list []struct {
 		ID string `json:"id"`

@@ -138,6 +138,8 @@ type snapshotJSON struct {
 	Tags       []string          `json:"tags"`
 	Tree       id.ID             `json:"tree"`
 	Summary    *snapshot.Summary `json:"summary"`
+	Class      string            `json:"class,omitempty"`     // its data class (backup --class)
+	KeepUntil  time.Time         `json:"keep_until,omitzero"` // the end of its class's floor when taken
 }
 
 // lsEntryJSON is one element of what 'ls --json' prints (an array, so

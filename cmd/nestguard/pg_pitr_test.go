@@ -49,9 +49,9 @@ type backupResult struct {
 	MiBps    float64          `json:"read_mib_per_second"`
 }
 
-func (p *pitrEnv) backup(t *testing.T, c *pgtest.Cluster) backupResult {
+func (p *pitrEnv) backup(t *testing.T, c *pgtest.Cluster, flags ...string) backupResult {
 	t.Helper()
-	out := p.must("pg", "backup", "--pgdata", c.DataDir, "--dsn", c.DSN(), "--json")
+	out := p.must(append([]string{"pg", "backup", "--pgdata", c.DataDir, "--dsn", c.DSN(), "--json"}, flags...)...)
 	checkJSON(t, "pg backup", out, "json_version snapshot short_id summary backup duration_seconds read_mib_per_second")
 	var b backupResult
 	if err := json.Unmarshal([]byte(out), &b); err != nil {
@@ -493,7 +493,25 @@ func TestPGBackupIncremental(t *testing.T) {
 		SELECT format('(%s,1)', p)::tid FROM generate_series(0, pg_relation_size('pgbench_accounts') / 8192 - 1) p
 		WHERE random() < 0.01))`)
 	c.Exec(t, "CHECKPOINT")
-	second := p.backup(t, c)
+	// The second backup under a data class (docs/retention.md).
+	cfg := filepath.Join(p.dir, "nestguard.toml")
+	writeFile(t, cfg, "[class.financial-records]\nfloor = \"7y\"\n", 0o644)
+	start := time.Now()
+	second := p.backup(t, c, "--config", cfg, "--class", "financial-records")
+	var list []struct {
+		ID        string    `json:"id"`
+		Class     string    `json:"class"`
+		KeepUntil time.Time `json:"keep_until"`
+	}
+	if err := json.Unmarshal([]byte(p.must("snapshots", "--json")), &list); err != nil || len(list) != 2 {
+		t.Fatalf("snapshots --json: %v %+v", err, list)
+	}
+	if l := list[1]; l.ID != second.Snapshot || l.Class != "financial-records" || l.KeepUntil.Before(start.AddDate(7, 0, -1)) || l.KeepUntil.After(time.Now().AddDate(7, 0, 1)) {
+		t.Errorf("pg backup --class: snapshot %+v", l)
+	}
+	if list[0].Class != "" || !list[0].KeepUntil.IsZero() {
+		t.Errorf("backup without a class: %+v", list[0])
+	}
 	size := second.Backup.DatabaseSize
 	added, stored := second.Summary.DataAdded, second.Summary.DataStored
 	t.Logf("database %.1f MiB; first backup %.2fs (%.1f MiB/s), stored %.1f MiB; second backup %.2fs: read %.1f MiB, added %.2f%%, stored %.2f%% (%d KiB)",
@@ -659,6 +677,7 @@ func TestPGRestoreUsage(t *testing.T) {
 		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--to-latest", "--target-action", "pause"}, 1, "needs a recovery target"},
 		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--to-name", "x"}, 1, "no PostgreSQL base backup"},
 		{[]string{"pg", "backup", "--block-size", "12k", "--dsn", "host=/nonexistent"}, 1, "block size"},
+		{[]string{"pg", "backup", "--class", "financial-records", "--dsn", "host=/nonexistent"}, 2, `unknown data class "financial-records"`},
 	} {
 		r := e.run(tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.msg) {
