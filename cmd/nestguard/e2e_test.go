@@ -136,9 +136,27 @@ func (e *env) cmd(args ...string) *exec.Cmd {
 func (e *env) run(args ...string) result {
 	e.t.Helper()
 	if e.cred != nil || e.subprocess || !inProcessEnv(e.extraEnv) {
+		if e.initHere(args) {
+			return e.runHere(args...)
+		}
 		return execute(e.t, e.cmd(args...))
 	}
 	return e.runHere(args...)
+}
+
+// initHere reports whether an init that would run as a process runs in
+// this process instead, so that its key slot is cheap to unlock (fastKDF)
+// for every process the test runs after it: with NESTGUARD_TEST_EXEC=1
+// (the race run) and in FIPS test mode, where every process would
+// otherwise pay a full Argon2id or 4,000,000-iteration PBKDF2 unlock. It
+// does unless the test needs a process for init itself: other
+// credentials, a process asked for, a full-cost slot, or variables in
+// extraEnv that libraries read from the process's environment (S3
+// credentials). The FIPS tests that check init under fips140=only ask
+// for processes.
+func (e *env) initHere(args []string) bool {
+	return slices.Contains(args, "init") && e.cred == nil && !e.subprocess && !e.fullKDF &&
+		!slices.ContainsFunc(e.extraEnv, func(v string) bool { return !strings.HasPrefix(v, "NESTGUARD_") })
 }
 
 // runHere runs nestguard in this process, with the environment e.cmd
@@ -149,14 +167,19 @@ func (e *env) runHere(args ...string) result {
 	if !e.fullKDF {
 		kdf = fastKDF()
 	}
-	return runSystem(os.LookupEnv, env, kdf, append([]string{"--repo", e.repo}, args...))
+	return runSystem(os.LookupEnv, env, kdf, ngArgs(append([]string{"--repo", e.repo}, args...)))
 }
 
 // fastKDF is the key derivation cost of the key slots in-process runs
 // create: a unit test's, since an e2e test spends most of its time
-// unlocking otherwise. Slots created by the binary keep the full cost.
+// unlocking otherwise (in FIPS test mode, where repositories use PBKDF2,
+// the fewest PBKDF2 iterations a slot may have). Slots created by the
+// binary keep the full cost.
 func fastKDF() *crypto.KDFParams {
 	p := crypto.FastKDFParamsForTests()
+	if fipsTest {
+		p = crypto.FastPBKDF2ParamsForTests()
+	}
 	return &p
 }
 
