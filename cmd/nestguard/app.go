@@ -205,6 +205,7 @@ restore was made, but some files were unreadable or damaged), 4 retained
 		a.statsCommand(),
 		monitor(a.verifyCommand()),
 		a.repairCommand(),
+		monitor(a.pruneCommand()),
 		a.keyCommand(),
 		a.pgCommand(),
 		a.holdCommand(),

@@ -14,6 +14,7 @@ import (
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/policy"
+	"github.com/nestguard/nestguard/internal/prune"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/restorer"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -69,6 +70,13 @@ type verifyJSON struct {
 	versioned
 	OK     bool            `json:"ok"`
 	Report *checker.Report `json:"report"`
+}
+
+// pruneJSON is what 'prune --json' prints.
+type pruneJSON struct {
+	versioned
+	*prune.Report
+	DurationSeconds float64 `json:"duration_seconds"`
 }
 
 // repairIndexJSON is what 'repair index --json' prints.

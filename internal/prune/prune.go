@@ -271,10 +271,13 @@ func (p *pruner) retained(ctx context.Context, pids []id.ID, why string) (map[id
 // nothing.
 func (p *pruner) retainedHandles(ctx context.Context, hs []backend.Handle, why string) (map[backend.Handle]bool, error) {
 	out := make(map[backend.Handle]bool)
-	if _, ok := p.repo.Locker(); !ok || len(hs) == 0 {
+	if len(hs) == 0 {
 		return out, nil
 	}
-	l, _ := p.repo.Locker()
+	l, ok, err := p.repo.LockingStore(ctx)
+	if err != nil || !ok {
+		return out, err
+	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(repository.DefaultRetentionRequests)
@@ -489,16 +492,18 @@ func (s *sweeper) replaceIndex(ctx context.Context) error {
 }
 
 // deletePacks deletes the packs of D. A pack the store refuses to delete
-// is an error (it was found deletable a moment ago), but the others are
-// still deleted: the refused one is unindexed and stays a candidate.
+// (a legal hold placed since it was checked) is reported and the others
+// are still deleted: it is unindexed and stays a candidate, which the
+// next prune deletes. Any other failure (the storage is gone) stops the
+// prune: what it did so far is safe, and the next prune goes on.
 func (s *sweeper) deletePacks(ctx context.Context) error {
 	pids := sortedPacks(s.del)
 	s.deleted = make(map[id.ID]bool)
 	var mu sync.Mutex
 	half := len(pids) / 2
+	writes, _ := backend.ConcurrencyOf(s.repo.Backend())
 	for _, part := range [][]id.ID{pids[:half], pids[half:]} {
 		g, gctx := errgroup.WithContext(ctx)
-		writes, _ := backend.ConcurrencyOf(s.repo.Backend())
 		g.SetLimit(max(writes, 4))
 		for _, pid := range part {
 			g.Go(func() error {
@@ -506,12 +511,12 @@ func (s *sweeper) deletePacks(ctx context.Context) error {
 				err := s.repo.Backend().Remove(gctx, h)
 				mu.Lock()
 				defer mu.Unlock()
-				if err != nil && !errors.Is(err, fs.ErrNotExist) {
-					if gctx.Err() != nil {
-						return gctx.Err()
-					}
-					s.fail(fmt.Sprintf("deleting %s: %v (no index lists it; the next prune deletes it)", h, err))
+				switch {
+				case errors.Is(err, fs.ErrPermission):
+					s.fail(fmt.Sprintf("deleting %s: %v (no index lists it any more; a later prune deletes it)", h, err))
 					return nil
+				case err != nil && !errors.Is(err, fs.ErrNotExist):
+					return fmt.Errorf("deleting %s: %w (no index lists it any more; the next prune deletes it)", h, err)
 				}
 				s.deleted[pid] = true
 				s.o.progress(Progress{Step: "delete", Done: int64(len(s.deleted)), Total: int64(len(pids))})

@@ -53,7 +53,7 @@ type Report struct {
 	// there are any.
 	Errors []string `json:"errors"`
 
-	Elapsed time.Duration `json:"elapsed_ns"`
+	Elapsed time.Duration `json:"-"`
 }
 
 // Count is a number of packs and their bytes.

@@ -401,9 +401,9 @@ func (r *Repository) IndexPacks(ctx context.Context) (map[id.ID][]id.ID, error) 
 // (until is then the retention end, possibly zero: the hold must be
 // released first) or before its retention ends (until).
 func (r *Repository) CanDelete(ctx context.Context, h backend.Handle) (ok bool, until time.Time, err error) {
-	l, isLocker := r.Locker()
-	if !isLocker {
-		return true, time.Time{}, nil
+	l, isLocker, err := r.lockingStore(ctx)
+	if err != nil || !isLocker {
+		return err == nil, time.Time{}, err
 	}
 	ret, err := l.Retention(ctx, h)
 	if err != nil {
@@ -413,15 +413,34 @@ func (r *Repository) CanDelete(ctx context.Context, h backend.Handle) (ok bool, 
 	return !locked && !ret.LegalHold, ret.Until, nil
 }
 
+// LockingStore returns the repository's store as a Locker when it
+// enforces retention: an S3 bucket without Object Lock is a Locker that
+// retains nothing (and answers no retention request).
+func (r *Repository) LockingStore(ctx context.Context) (backend.Locker, bool, error) {
+	return r.lockingStore(ctx)
+}
+
+func (r *Repository) lockingStore(ctx context.Context) (backend.Locker, bool, error) {
+	l, ok := r.Locker()
+	if !ok {
+		return nil, false, nil
+	}
+	on, err := l.LockEnabled(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("checking Object Lock on %s: %w", r.be.Location(), err)
+	}
+	return l, on, nil
+}
+
 // ErrRetained says an object cannot be deleted yet.
 var ErrRetained = errors.New("object is retained")
 
 // CheckDeletable returns nil when h may be removed now, and otherwise an
 // error wrapping ErrRetained that tells the user when it can be.
 func (r *Repository) CheckDeletable(ctx context.Context, h backend.Handle) error {
-	l, isLocker := r.Locker()
-	if !isLocker {
-		return nil
+	l, isLocker, err := r.lockingStore(ctx)
+	if err != nil || !isLocker {
+		return err
 	}
 	ret, err := l.Retention(ctx, h)
 	if err != nil {

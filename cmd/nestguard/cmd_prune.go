@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/nestguard/nestguard/internal/progress"
+	"github.com/nestguard/nestguard/internal/prune"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+// pruneFlags are prune's flags; 'forget --prune' takes them too.
+type pruneFlags struct {
+	maxUnused string
+	maxRepack string
+	grace     time.Duration
+}
+
+// add defines the flags on fs.
+func (f *pruneFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&f.maxUnused, "max-unused", "5%", "leave up to this much unused data in partly used packs rather than repack them: a `LIMIT` as a percentage of the repository (5%), a size (500M, 2G) or 'unlimited' (repack nothing)")
+	fs.StringVar(&f.maxRepack, "max-repack", "", "repack at most this many bytes of packs in one run (`SIZE`: 10G, 500M; default: no limit)")
+	fs.DurationVar(&f.grace, "grace", prune.DefaultGrace, "how long a pack marked unused waits before a prune deletes it; 0 deletes in the same run, safe only while no backup, pg backup or copy runs")
+}
+
+// options turns the flags into prune options (without the WAL expiry).
+func (f *pruneFlags) options(dryRun bool) (prune.Options, error) {
+	u, err := prune.ParseUnused(f.maxUnused)
+	if err != nil {
+		return prune.Options{}, &usageError{err}
+	}
+	var maxRepack int64
+	if f.maxRepack != "" {
+		if maxRepack, err = prune.ParseSize(f.maxRepack); err != nil {
+			return prune.Options{}, &usageError{fmt.Errorf("--max-repack: %w", err)}
+		}
+	}
+	if f.grace < 0 {
+		return prune.Options{}, &usageError{fmt.Errorf("--grace %s: must not be negative", f.grace)}
+	}
+	g := f.grace
+	return prune.Options{MaxUnused: &u, MaxRepack: maxRepack, Grace: &g, DryRun: dryRun}, nil
+}
+
+func (a *app) pruneCommand() *cobra.Command {
+	var f pruneFlags
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "prune",
+		Short: "Delete the data no snapshot needs",
+		Long: `Delete the packs no snapshot needs, and repack partly used packs: their
+live blobs are copied into new packs, and the old packs go once the new
+index is durable. Unused data below --max-unused stays where it is
+(restic's rule: at most that share of the repository is unused data;
+--max-repack bounds what one run rewrites).
+
+prune takes no lock and is safe while backups run: it never deletes a pack
+in the run that finds it unused. It marks it in a deletion-candidate
+record, and a prune after the grace period (--grace, default 24h) deletes
+it if still no snapshot needs it; a pack a snapshot needs again by then is
+kept. Backups do not reuse data in marked packs, and a backup that runs
+longer than the grace period checks again before saving its snapshot
+(docs/format.md, "Prune"). --grace 0 marks and deletes in one run: use it
+only when no backup, pg backup or copy runs meanwhile.
+
+Packs that Object Lock retention or a legal hold keeps are neither marked
+nor deleted: they are reported with the date their retention ends (or
+"held"), and a later prune takes them. That is not a failure. A snapshot
+that cannot be read, or an index that cannot be, stops the prune before
+anything is marked or deleted (run 'nestguard verify', 'repair index').
+prune can be interrupted or killed at any point: the next one goes on.
+
+Run 'forget' first to choose the snapshots to remove ('forget --prune'
+does both). On S3 it needs the prune/retention operator's permissions
+(docs/storage.md, "S3 roles").`,
+		Example: `  nestguard prune
+  nestguard prune --dry-run
+  nestguard prune --max-unused 10% --max-repack 50G`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := f.options(dryRun)
+			if err != nil {
+				return err
+			}
+			return a.withRepo(cmd.Context(), true, func(repo *repository.Repository) error {
+				rep, err := a.runPrune(cmd.Context(), repo, o)
+				if rep != nil && a.jsonOut {
+					if jerr := a.printJSON(pruneJSON{current(), rep, rep.Elapsed.Seconds()}); jerr != nil {
+						return jerr
+					}
+				}
+				return err
+			})
+		},
+	}
+	f.add(cmd.Flags())
+	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "say what would be marked, repacked and deleted, and change nothing")
+	return cmd
+}
+
+// runPrune prunes repo with o, with a status line on a terminal, and
+// prints the report as text (unless --json: the caller prints it). forget
+// --prune calls it too.
+func (a *app) runPrune(ctx context.Context, repo *repository.Repository, o prune.Options) (*prune.Report, error) {
+	o.Logger = a.log
+	var mu sync.Mutex
+	var status prune.Progress
+	o.Progress = func(p prune.Progress) {
+		mu.Lock()
+		status = p
+		mu.Unlock()
+	}
+	o.At = a.pruneTestHook()
+	pr := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
+		mu.Lock()
+		p := status
+		mu.Unlock()
+		return progress.Status{Files: p.Done, FilesTotal: p.Total, Bytes: p.Bytes, Extra: p.Step}
+	})
+	rep, err := prune.Run(ctx, repo, o)
+	pr.Stop()
+	if rep == nil {
+		return nil, err
+	}
+	a.metric("bytes_deleted", float64(rep.Deleted.Bytes))
+	a.metric("packs_deleted", float64(rep.Deleted.Packs))
+	if !a.jsonOut {
+		a.printPruneReport(rep)
+	}
+	return rep, err
+}
+
+// printPruneReport prints what a prune did.
+func (a *app) printPruneReport(rep *prune.Report) {
+	would := ""
+	if rep.DryRun {
+		would = "would be "
+		a.printf("dry run: nothing was changed\n")
+	}
+	a.printf("%d snapshots; %d packs, %s; used %s, unused %s left\n", rep.Snapshots, rep.Packs, progress.Bytes(rep.Bytes),
+		progress.Bytes(rep.Used), progress.Bytes(rep.Unused))
+	if rep.Repacked.Packs > 0 {
+		a.printf("repacked %s%d packs (%s): %d live blobs copied into new packs\n", would, rep.Repacked.Packs, progress.Bytes(rep.Repacked.Bytes), rep.RepackedBlobs)
+	}
+	if m := rep.Marked; m != nil {
+		a.printf("marked %s%d packs (%s) as deletion candidates, deletable from %s", would, m.Packs, progress.Bytes(m.Bytes), fmtTime(m.NotBefore))
+		if !m.Record.IsNull() {
+			a.printf(" (record %s)", m.Record.Short())
+		}
+		a.printf("\n")
+	}
+	if rep.Pending.Packs > 0 {
+		a.printf("%d packs (%s) marked by earlier prunes wait for their grace period\n", rep.Pending.Packs, progress.Bytes(rep.Pending.Bytes))
+	}
+	a.printf("deleted %s%d packs, %s\n", would, rep.Deleted.Packs, progress.Bytes(rep.Deleted.Bytes))
+	if rep.Resurrected.Packs > 0 {
+		a.printf("kept %d marked packs (%s) that snapshots need again\n", rep.Resurrected.Packs, progress.Bytes(rep.Resurrected.Bytes))
+	}
+	for _, w := range rep.WALRemoved {
+		a.printf("removed %swal/%s\n", would, w)
+	}
+	a.printRetained(rep.Retained)
+	for _, w := range rep.Warnings {
+		fmt.Fprintf(a.stderr, "warning: %s\n", w)
+	}
+}
+
+// maxRetainedLines bounds the retained objects printed one by one; the
+// rest are summed up (--json lists them all).
+const maxRetainedLines = 10
+
+// printRetained prints the objects the store kept.
+func (a *app) printRetained(rs []prune.Retained) {
+	var last time.Time
+	for i, r := range rs {
+		if r.Until.After(last) {
+			last = r.Until
+		}
+		if i >= maxRetainedLines {
+			continue
+		}
+		if r.Held {
+			a.printf("kept %s: under a legal hold\n", r.Object)
+		} else {
+			a.printf("kept %s: retained by Object Lock until %s\n", r.Object, r.Until.UTC().Format(time.RFC3339))
+		}
+	}
+	if n := len(rs) - maxRetainedLines; n > 0 {
+		a.printf("kept %d more objects retained by Object Lock or legal holds, the last until %s (--json lists them)\n", n, last.UTC().Format(time.RFC3339))
+	}
+}
+
+// pruneTestHook is the end-to-end tests' hook into a prune (never set in
+// production): NESTGUARD_TEST_PRUNE_AT=POINT:kill makes the process kill
+// itself with SIGKILL at the named point (prune.Point*), to check what a
+// killed prune leaves; POINT:pause says "prune test hook: paused at
+// POINT" on stderr and waits 3 seconds there, for a test to take the
+// storage away meanwhile.
+func (a *app) pruneTestHook() func(string) {
+	point, action, _ := strings.Cut(a.getenv("NESTGUARD_TEST_PRUNE_AT"), ":")
+	if point == "" {
+		return nil
+	}
+	return func(p string) {
+		if p != point {
+			return
+		}
+		switch action {
+		case "kill":
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		case "pause":
+			fmt.Fprintf(a.stderr, "prune test hook: paused at %s\n", p)
+			time.Sleep(3 * time.Second)
+		}
+	}
+}
