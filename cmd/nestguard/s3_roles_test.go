@@ -96,6 +96,14 @@ func TestS3Roles(t *testing.T) {
 	reader.must("restore", "latest", "--target", dst)
 	compareTrees(t, src, filepath.Join(dst, strings.TrimPrefix(src, "/")))
 
+	// forget reads the retention of the snapshot objects (the reader may,
+	// for a dry run); under a compliance retention of a day the operator's
+	// forget keeps every snapshot, and says until when.
+	reader.must("forget", "--keep-last", "1", "--dry-run")
+	if out := operator.must("forget", "--keep-last", "1"); !strings.Contains(out, "0 removed, 2 retained") || !strings.Contains(out, "Object Lock (compliance)") {
+		t.Errorf("forget as prune/retention operator under retention:\n%s", out)
+	}
+
 	// Legal holds are the hold officer's: the backup writer is refused
 	// before anything is recorded.
 	refused(writer.run("hold", "add", "latest", "--case", "C-1", "--reason", "subpoena"), "hold officer", "s3:PutObject", "repo/holds/")
