@@ -328,8 +328,11 @@ func (a *app) printForget(rep *forget.Report) {
 	if rep.DryRun {
 		removed = "to remove (dry run)"
 	}
-	a.printf("\n%d kept, %d %s, %d retained (floors, legal holds, Object Lock)\n",
-		rep.Count(forget.Keep), rep.Count(forget.Remove), removed, rep.Count(forget.Retain))
+	a.printf("\n%d kept, %d %s, %d retained (floors, legal holds, Object Lock)", rep.Count(forget.Keep), rep.Removed(), removed, rep.Count(forget.Retain))
+	if n := len(rep.Failed()); n > 0 {
+		a.printf(", %d FAILED", n)
+	}
+	a.printf("\n")
 }
 
 func reasonTexts(e forget.Entry) []string {

@@ -265,7 +265,7 @@ type forgetEntryJSON struct {
 
 func forgetReportJSON(rep *forget.Report) forgetJSON {
 	out := forgetJSON{versioned: current(), DryRun: rep.DryRun, Groups: []forgetGroupJSON{}, Unreadable: []string{},
-		Kept: rep.Count(forget.Keep), Removed: rep.Count(forget.Remove), Retained: rep.Count(forget.Retain), Failed: len(rep.Failed())}
+		Kept: rep.Count(forget.Keep), Removed: rep.Removed(), Retained: rep.Count(forget.Retain), Failed: len(rep.Failed())}
 	for _, e := range rep.Unreadable {
 		out.Unreadable = append(out.Unreadable, e.Error())
 	}

@@ -144,6 +144,12 @@ func (r *Report) Count(a Action) int {
 	return n
 }
 
+// Removed returns how many snapshots were removed, or in a dry run would
+// be.
+func (r *Report) Removed() int {
+	return r.Count(Remove) - len(r.Failed())
+}
+
 // Failed returns the entries whose removal failed.
 func (r *Report) Failed() []Entry {
 	var out []Entry

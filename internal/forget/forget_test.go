@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/mem"
 	"github.com/nestguard/nestguard/internal/class"
 	"github.com/nestguard/nestguard/internal/hold"
 	"github.com/nestguard/nestguard/internal/id"
@@ -299,5 +300,42 @@ func TestOptionsCheck(t *testing.T) {
 	}
 	if err := (&Options{Policy: policy.Policy{KeepDaily: -3}}).Check(); err == nil {
 		t.Error("invalid policy accepted")
+	}
+}
+
+// failingRemove refuses to remove one object, as a store might.
+type failingRemove struct {
+	*mem.Backend
+	name string
+}
+
+func (b *failingRemove) Remove(ctx context.Context, h backend.Handle) error {
+	if h.Name == b.name {
+		return errors.New("access denied")
+	}
+	return b.Backend.Remove(ctx, h)
+}
+
+func TestRemoveFails(t *testing.T) {
+	be := &failingRemove{Backend: mem.New()}
+	repo := repotest.New(t, repotest.Backend(be))
+	var snaps []*snapshot.Snapshot
+	for d := 1; d <= 4; d++ {
+		snaps = append(snaps, save(t, repo, day(d), "", time.Time{}))
+	}
+	be.name = snaps[1].ID.String()
+	rep, err := Run(ctx, repo, Options{Policy: policy.Policy{KeepLast: 1}})
+	if err == nil || !strings.Contains(err.Error(), snaps[1].ID.Short()) || !strings.Contains(err.Error(), "access denied") {
+		t.Fatalf("a removal the store refuses: %v", err)
+	}
+	if e := entry(t, rep, snaps[1]); e.Err == nil || e.Removed {
+		t.Errorf("failed entry: %+v", e)
+	}
+	// The others are removed all the same.
+	if got := remaining(t, repo); !slices.Equal(got, []int{2, 4}) {
+		t.Errorf("left %v", got)
+	}
+	if rep.Removed() != 2 || len(rep.Failed()) != 1 {
+		t.Errorf("removed %d, failed %d", rep.Removed(), len(rep.Failed()))
 	}
 }
