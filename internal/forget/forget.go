@@ -369,7 +369,8 @@ func (v *vetoer) vetoes(ctx context.Context, sn *snapshot.Snapshot) ([]Veto, err
 	if err != nil {
 		return nil, fmt.Errorf("reading the retention of snapshot %s (%s): forget removes nothing while it cannot tell: %w", sn.ID.Short(), h, err)
 	}
-	if ret.Mode != "" && v.now.Before(ret.Until) {
+	// The store judges retention by its own clock, not by Options.Now.
+	if ret.Mode != "" && time.Now().Before(ret.Until) {
 		out = append(out, Veto{Kind: VetoObjectLock, Until: ret.Until,
 			Detail: fmt.Sprintf("Object Lock (%s) retains the snapshot object until %s: removable from then", strings.ToLower(string(ret.Mode)), fmtTime(ret.Until))})
 	}

@@ -267,17 +267,19 @@ func TestObjectLock(t *testing.T) {
 		!strings.Contains(e.Vetoes[0].Detail, "until") {
 		t.Fatalf("locked snapshot: %+v", e)
 	}
-	// Once its retention has passed (judged at a later time here), the
-	// store lets it go; a legal hold set on the storage alone still keeps it.
-	h := backend.Handle{Type: backend.SnapshotFile, Name: a.ID.String()}
-	if err := be.SetLegalHold(ctx, h, true); err != nil {
+	// A legal hold set on the storage alone (no hold record) keeps a
+	// snapshot too.
+	be = locktest.New(true)
+	repo = repotest.New(t, repotest.Backend(be))
+	a = save(t, repo, day(1), "", time.Time{})
+	if err := be.SetLegalHold(ctx, backend.Handle{Type: backend.SnapshotFile, Name: a.ID.String()}, true); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = Run(ctx, repo, Options{IDs: []string{a.ID.String()}, Now: time.Now().Add(2 * time.Hour), DryRun: true})
+	rep, err = Run(ctx, repo, Options{IDs: []string{a.ID.String()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := entry(t, rep, a); e.Action != Retain || len(e.Vetoes) != 1 || e.Vetoes[0].Kind != VetoLegalHold {
+	if e := entry(t, rep, a); e.Action != Retain || len(e.Vetoes) != 1 || e.Vetoes[0].Kind != VetoLegalHold || e.Removed {
 		t.Errorf("snapshot under an S3 legal hold: %+v", e)
 	}
 }
