@@ -13,6 +13,7 @@ import (
 	"github.com/nestguard/nestguard/internal/class"
 	"github.com/nestguard/nestguard/internal/forget"
 	"github.com/nestguard/nestguard/internal/policy"
+	"github.com/nestguard/nestguard/internal/prune"
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
@@ -21,6 +22,9 @@ import (
 type forgetOptions struct {
 	forget.Options
 	groupBy string
+	// prune runs prune after the forget, with pruneFlags.
+	prune      bool
+	pruneFlags pruneFlags
 }
 
 func (a *app) forgetCommand() *cobra.Command {
@@ -69,12 +73,17 @@ Such a snapshot is reported as retained, with the date it becomes
 removable where there is one. Everything is decided before anything is
 removed, and --dry-run only reports.
 
+--prune runs prune after the forget (not in a dry run), with prune's
+--max-unused, --max-repack and --grace: the data only the removed
+snapshots needed is marked, and deleted once its grace period has passed
+(see 'nestguard prune --help').
+
 Exit codes: 0 when everything the policy removes was removed (snapshots
 retained by floors, holds or Object Lock are reported, not failures);
 4 when a snapshot named by ID was retained; 3 when some snapshot objects
 could not be read (left alone); 1 on any other error.`,
 		Example: `  nestguard forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --dry-run   # what would go
-  nestguard forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12             # per host and paths
+  nestguard forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --prune     # per host and paths, then prune
   nestguard forget --keep-within 35d --keep-within-monthly 7y --host db1
   nestguard forget --class financial-records   # the class's own policy (config file)
   nestguard forget                             # every class's own policy
@@ -92,6 +101,8 @@ could not be read (left alone); 1 on any other error.`,
 	f.StringVar(&o.Class, "class", "", "apply the policy only to snapshots of this data class")
 	f.StringVar(&o.groupBy, "group-by", "host,paths", "divide snapshots into groups by these fields (host, tags, paths, comma-separated; \"\" for one group); always by data class too")
 	f.BoolVarP(&o.DryRun, "dry-run", "n", false, "only report what would be removed")
+	f.BoolVar(&o.prune, "prune", false, "then run prune: delete the data no remaining snapshot needs (with prune's --max-unused, --max-repack and --grace; see 'nestguard prune --help')")
+	o.pruneFlags.add(f)
 	return cmd
 }
 
@@ -192,19 +203,46 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 	if err := o.Check(); err != nil {
 		return &usageError{err}
 	}
-	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+	var po prune.Options
+	if o.prune {
+		if po, err = o.pruneFlags.options(false); err != nil {
+			return err
+		}
+	}
+	pruneRuns := o.prune && !o.DryRun
+	return a.withRepo(ctx, pruneRuns, func(repo *repository.Repository) error {
 		rep, err := forget.Run(ctx, repo, o.Options)
 		if rep == nil {
 			return err
 		}
-		if a.jsonOut {
-			if perr := a.printJSON(forgetReportJSON(rep)); perr != nil {
-				return errors.Join(err, perr)
+		a.printForget(rep)
+		out := forgetReportJSON(rep)
+		var perr error
+		switch {
+		case o.prune && o.DryRun:
+			a.printf("\n--prune: prune does not run in a dry run (the snapshots forget would remove are still there)\n")
+		case o.prune && err != nil:
+			a.printf("\n--prune: prune did not run, as the forget failed\n")
+		case pruneRuns:
+			a.printf("\nprune:\n")
+			var prep *prune.Report
+			if prep, perr = a.runPrune(ctx, repo, po); prep != nil {
+				out.Prune = &pruneJSON{current(), prep, prep.Elapsed.Seconds()}
 			}
-		} else {
-			a.printForget(rep)
 		}
-		return forgetOutcome(rep, err)
+		if a.jsonOut {
+			if jerr := a.printJSON(out); jerr != nil {
+				return errors.Join(err, perr, jerr)
+			}
+		}
+		ferr := forgetOutcome(rep, err)
+		switch {
+		case perr == nil:
+			return ferr
+		case ferr == nil:
+			return fmt.Errorf("prune after forget: %w", perr)
+		}
+		return fmt.Errorf("%v; prune after forget: %w", ferr, perr)
 	})
 }
 

@@ -7,6 +7,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -273,5 +274,55 @@ floor = "1d"
 	e.must("forget", plain[:8])
 	if _, ok := e.snapshotTimes()[plain]; ok {
 		t.Error("snapshot whose hold was released not removed")
+	}
+}
+
+// TestForgetPrune: forget --prune deletes the data only the removed
+// snapshots needed (--grace 0: in the same run), and what is kept still
+// verifies and restores.
+func TestForgetPrune(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, filepath.Join(src, "gone"), 61, 20, 200_000)
+	e.backupAt(src, "2026-03-01T02:00:00Z")
+	if err := os.RemoveAll(filepath.Join(src, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, filepath.Join(src, "kept"), 62, 20, 200_000)
+	e.backupAt(src, "2026-03-02T02:00:00Z")
+
+	if r := e.run("forget", "--keep-last", "1", "--prune", "--max-unused", "lots"); r.code != 2 || len(e.snapshotTimes()) != 2 {
+		t.Errorf("forget --prune with a bad --max-unused: exit %d, %d snapshots left: %s", r.code, len(e.snapshotTimes()), r.stderr)
+	}
+	out := e.must("forget", "--keep-last", "1", "--prune", "--dry-run")
+	if !strings.Contains(out, "prune does not run in a dry run") || len(e.snapshotTimes()) != 2 {
+		t.Errorf("forget --prune --dry-run:\n%s", out)
+	}
+
+	var d struct {
+		Removed int `json:"removed"`
+		Prune   *struct {
+			Deleted struct {
+				Packs int   `json:"packs"`
+				Bytes int64 `json:"bytes"`
+			} `json:"deleted"`
+			Errors []string `json:"errors"`
+		} `json:"prune"`
+	}
+	out = e.must("forget", "--keep-last", "1", "--prune", "--grace", "0", "--json")
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("forget --prune --json: %v\n%s", err, out)
+	}
+	if d.Removed != 1 || d.Prune == nil || d.Prune.Deleted.Packs == 0 || d.Prune.Deleted.Bytes < 100_000 || len(d.Prune.Errors) != 0 {
+		t.Fatalf("forget --prune: %s", out)
+	}
+	e.must("verify", "--read-data")
+	tgt := filepath.Join(e.dir, "restore")
+	e.must("restore", "latest", "--target", tgt)
+	compareTrees(t, src, filepath.Join(tgt, src))
+	// Nothing left to delete.
+	if out := e.must("forget", "--keep-last", "1", "--prune", "--grace", "0"); !strings.Contains(out, "deleted 0 packs") {
+		t.Errorf("second forget --prune:\n%s", out)
 	}
 }

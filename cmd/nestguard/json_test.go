@@ -117,7 +117,7 @@ func TestJSONContract(t *testing.T) {
 	check(hold, "hold", "add", "latest", "--case", "C-1", "--reason", "test", "--record-only")
 	check("json_version active history", "hold", "list")
 	check(hold, "hold", "release", "latest", "--case", "C-1", "--reason", "test")
-	forget := "json_version dry_run groups kept removed retained failed unreadable"
+	forget := "json_version dry_run groups kept removed retained failed unreadable prune?"
 	check(forget, "forget", "--keep-last", "1", "--dry-run")
 	out := check(forget, "forget", "--keep-last", "1")
 	var fg struct {

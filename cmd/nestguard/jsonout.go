@@ -235,6 +235,8 @@ type forgetJSON struct {
 	Retained   int               `json:"retained"`
 	Failed     int               `json:"failed"`
 	Unreadable []string          `json:"unreadable"`
+	// Prune is what --prune did; omitted when it did not run.
+	Prune *pruneJSON `json:"prune,omitempty"`
 }
 
 // forgetGroupJSON is one group of 'forget --json'.
