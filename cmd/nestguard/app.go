@@ -54,6 +54,10 @@ type app struct {
 
 	system
 	log *slog.Logger
+	// audit is the running command's audit record in the making (nil:
+	// not recorded); auditSpool is --audit-spool.
+	audit      *auditRun
+	auditSpool string
 	// args are the command line's arguments, without the program's name.
 	args []string
 
@@ -152,12 +156,13 @@ restore was made, but some files were unreadable or damaged), 4 retained
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version + " (zstd: " + compress.Implementation + ")",
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if err := a.applyConfig(cmd); err != nil {
 				return err
 			}
 			a.setupLogging()
 			a.startRun(cmd)
+			a.startAudit(cmd, args)
 			return a.startProfiles()
 		},
 		PersistentPostRun: func(*cobra.Command, []string) { a.stopProfiles() },
@@ -194,6 +199,8 @@ restore was made, but some files were unreadable or damaged), 4 retained
 	bindEnv(pf, "s3-path-style", "NESTGUARD_S3_PATH_STYLE")
 	bindEnv(pf, "ca-cert", "NESTGUARD_CA_CERT")
 	pf.BoolVar(&a.insecureHTTP, "insecure-http", false, "talk plain HTTP to S3 (loopback endpoints only, for tests)")
+	pf.StringVar(&a.auditSpool, "audit-spool", a.getenv("NESTGUARD_AUDIT_SPOOL"), "directory of the audit spool of pg archive-wal and pg restore-wal, whose calls are recorded in batches (env NESTGUARD_AUDIT_SPOOL; default $XDG_STATE_HOME/nestguard or ~/.local/state/nestguard; see docs/audit.md)")
+	bindEnv(pf, "audit-spool", "NESTGUARD_AUDIT_SPOOL")
 
 	root.AddCommand(
 		a.initCommand(),
@@ -212,7 +219,9 @@ restore was made, but some files were unreadable or damaged), 4 retained
 		a.retentionCommand(),
 		a.forgetCommand(),
 		monitor(a.copyCommand()),
+		a.auditCommand(),
 	)
+	markAudit(root)
 	return root
 }
 
@@ -306,8 +315,13 @@ func (a *app) openRepository(ctx context.Context, loc string, lo location.Option
 			return nil, err
 		}
 		defer clear(pw)
-		r, err := repository.Open(ctx, be, pw, repository.Options{Logger: a.log, KDF: a.kdf, KeySlot: slot, OnlyKeySlot: onlySlot})
+		wbe, written := a.watch(be)
+		r, err := repository.Open(ctx, wbe, pw, repository.Options{Logger: a.log, KDF: a.kdf, KeySlot: slot, OnlyKeySlot: onlySlot})
 		if err != nil {
+			return nil, err
+		}
+		if err := a.audited(r, be, written, loc); err != nil {
+			r.Close()
 			return nil, err
 		}
 		if withIndex {
@@ -319,7 +333,7 @@ func (a *app) openRepository(ctx context.Context, loc string, lo location.Option
 		return r, nil
 	}()
 	if err != nil {
-		be.Close()
+		a.release(be)
 		return nil, err
 	}
 	return r, nil

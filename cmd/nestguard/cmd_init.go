@@ -113,12 +113,13 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 	if err != nil {
 		return err
 	}
-	defer be.Close()
+	defer a.release(be)
 	pw, err := a.passphrase(true)
 	if err != nil {
 		return err
 	}
-	r, err := repository.Init(ctx, be, pw, repository.InitOptions{
+	wbe, written := a.watch(be)
+	r, err := repository.Init(ctx, wbe, pw, repository.InitOptions{
 		Options:     repository.Options{Logger: a.log, KDF: a.kdf},
 		Chunker:     repository.ChunkerSizes{Min: o.chunkMin << 10, Avg: o.chunkAvg << 10, Max: o.chunkMax << 10},
 		Compression: o.compression,
@@ -131,6 +132,9 @@ func (a *app) runInit(ctx context.Context, o initOptions) error {
 		return err
 	}
 	defer r.Close() // zeroes the new master key; closes be again, harmlessly
+	if err := a.audited(r, be, written, a.repo); err != nil {
+		return err
+	}
 	cfg := r.Config()
 	if a.jsonOut {
 		return a.printJSON(initJSON{current(), a.repo, cfg.ID, cfg})

@@ -96,6 +96,7 @@ func run(ctx context.Context, sys system, args []string) int {
 	root.SetOut(sys.stdout)
 	root.SetErr(sys.stderr)
 	cmd, err := root.ExecuteContextC(ctx)
+	err = app.finishAudit(ctx, err)
 	code := app.exitCode(ctx, cmd, err)
 	app.writeMetrics(code)
 	return code

@@ -44,6 +44,23 @@ func New(be backend.Backend, key *crypto.Key, logID string) *Log {
 // ID is the log's id.
 func (l *Log) ID() string { return l.id }
 
+// StoredVerifier returns the log's verifier key as Verifier does, but
+// creates nothing: "" when the repository has no audit signing key yet.
+func (l *Log) StoredVerifier(ctx context.Context) (string, error) {
+	_, err := l.be.Stat(ctx, backend.Handle{Type: backend.AuditFile, Name: signingKeyObject})
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("audit signing key: %w", err)
+	}
+	return l.Verifier(ctx)
+}
+
+// KeyName is the name of log logID's signing key, the first part of its
+// verifier key and of its signature lines.
+func KeyName(logID string) string { return keyName(logID) }
+
 // Verifier returns the log's verifier key (the public half of its signing
 // key) in note's text form, "nestguard-audit-<id>+<hash>+<key>", creating
 // the signing key if the repository has none yet.
@@ -227,7 +244,22 @@ func (l *Log) next(head *entry, sealed, leaves [][]byte) (*entry, *Checkpoint, e
 // signed by the log's key, and its frontier gives the root it signs. A
 // writer never builds on a head it cannot check (nil: the log is empty).
 func (l *Log) head(ctx context.Context) (*entry, error) {
-	starts, err := entryStarts(ctx, l.be, l.id)
+	return readHead(ctx, l.be, l.id, l.verifier)
+}
+
+// Newest returns the newest checkpoint of log logID on be, checked with
+// v as a writer checks it (its signature, and that its compact range gives
+// its root); nil when the log is empty. It needs no passphrase.
+func Newest(ctx context.Context, be backend.Backend, logID string, v note.Verifier) (*Checkpoint, error) {
+	head, err := readHead(ctx, be, logID, v)
+	if err != nil || head == nil {
+		return nil, err
+	}
+	return OpenCheckpoint(head.note, v)
+}
+
+func readHead(ctx context.Context, be backend.Backend, logID string, v note.Verifier) (*entry, error) {
+	starts, err := entryStarts(ctx, be, logID)
 	if err != nil {
 		return nil, err
 	}
@@ -235,12 +267,12 @@ func (l *Log) head(ctx context.Context) (*entry, error) {
 		return nil, nil
 	}
 	last := starts[len(starts)-1]
-	h := backend.Handle{Type: backend.AuditFile, Name: entryName(l.id, last)}
-	b, err := readAll(ctx, l.be, h, maxEntryLen)
+	h := backend.Handle{Type: backend.AuditFile, Name: entryName(logID, last)}
+	b, err := readAll(ctx, be, h, maxEntryLen)
 	if err != nil {
 		return nil, fmt.Errorf("reading audit log head %s: %w", h, err)
 	}
-	e, err := checkEntry(h, b, l.id, last, l.verifier)
+	e, err := checkEntry(h, b, logID, last, v)
 	if err != nil {
 		return nil, fmt.Errorf("the audit log's newest entry does not verify, so nothing is appended to it (run 'nestguard audit verify'): %w", err)
 	}
@@ -252,7 +284,7 @@ func (l *Log) head(ctx context.Context) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp, _ := OpenCheckpoint(e.note, l.verifier) // checked by checkEntry
+	cp, _ := OpenCheckpoint(e.note, v) // checked by checkEntry
 	if !bytes.Equal(root, cp.Root) {
 		return nil, fmt.Errorf("the audit log's newest entry %s: its frontier does not give its signed root (run 'nestguard audit verify')", h)
 	}

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/audit"
 	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository"
@@ -104,14 +105,16 @@ type Copied struct {
 
 // Result is what one Run did.
 type Result struct {
-	Copied      []Copied      `json:"copied"`
-	Skipped     []Copied      `json:"skipped"` // copied before
-	WAL         int64         `json:"wal_copied"`
-	BlobsRead   int64         `json:"blobs_read"`
-	BytesRead   int64         `json:"bytes_read"`
-	BlobsNew    int64         `json:"blobs_new"`    // in packs stored, even if the run failed
-	BytesStored int64         `json:"bytes_stored"` // their stored size
-	Elapsed     time.Duration `json:"elapsed_ns"`
+	Copied  []Copied `json:"copied"`
+	Skipped []Copied `json:"skipped"` // copied before
+	WAL     int64    `json:"wal_copied"`
+	// AuditEntries are the audit log entries copied (internal/audit).
+	AuditEntries int           `json:"audit_entries_copied"`
+	BlobsRead    int64         `json:"blobs_read"`
+	BytesRead    int64         `json:"bytes_read"`
+	BlobsNew     int64         `json:"blobs_new"`    // in packs stored, even if the run failed
+	BytesStored  int64         `json:"bytes_stored"` // their stored size
+	Elapsed      time.Duration `json:"elapsed_ns"`
 	// Unreadable names source snapshots that could not be read (with --all).
 	Unreadable []string `json:"unreadable,omitempty"`
 }
@@ -162,6 +165,11 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		if err := c.copyWAL(ctx); err != nil {
 			return nil, err
 		}
+	}
+	// The audit trail goes with the data: every log entry the
+	// destination lacks, verbatim.
+	if res.AuditEntries, err = audit.CopyEntries(ctx, c.src.Backend(), c.dst.Backend()); err != nil {
+		return nil, fmt.Errorf("copying the audit log: %w", err)
 	}
 	for _, sn := range selected {
 		if d, ok := done[c.origin(sn)]; ok {

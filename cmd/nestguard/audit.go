@@ -1,0 +1,305 @@
+package main
+
+// The audit hook: every command that unlocks a repository leaves a record
+// in its audit log (docs/audit.md). It is wired here, in the dispatch, so
+// that a new command is recorded without doing anything: openRepository
+// registers each repository it opens (watching its backend to learn what
+// the command stores), and run appends the records once the command has
+// returned, with its outcome.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/nestguard/nestguard/internal/audit"
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+// Command annotations of the audit hook.
+const (
+	// auditSkip marks commands that are not recorded: the audit
+	// commands themselves, so that reading the log does not grow it.
+	auditSkip = "nestguard-audit-skip"
+	// auditBatch marks commands PostgreSQL runs once per WAL segment:
+	// their calls are spooled and recorded in batches.
+	auditBatch = "nestguard-audit-batch"
+)
+
+// auditRun is the running command, as its audit records will tell it.
+type auditRun struct {
+	cmd     *cobra.Command
+	args    []string
+	started time.Time
+	targets []*auditTarget
+}
+
+// auditTarget is a repository the command opened, and what is needed to
+// append to its log after the repository is closed.
+type auditTarget struct {
+	be      backend.Backend // the store, not the watched wrapper the command used
+	written *audit.Written
+	key     *crypto.Key // the audit key
+	logID   string
+	keySlot string
+	loc     string
+}
+
+// markAudit annotates the commands whose recording differs from the
+// default (recorded, one record per run).
+func markAudit(root *cobra.Command) {
+	for _, path := range [][]string{{"pg", "archive-wal"}, {"pg", "restore-wal"}} {
+		if c, _, err := root.Find(path); err == nil && c != root {
+			annotate(c, auditBatch)
+		}
+	}
+}
+
+func annotate(c *cobra.Command, key string) *cobra.Command {
+	if c.Annotations == nil {
+		c.Annotations = map[string]string{}
+	}
+	c.Annotations[key] = "true"
+	return c
+}
+
+// startAudit notes the command about to run (PersistentPreRunE).
+func (a *app) startAudit(cmd *cobra.Command, args []string) {
+	if cmd.Annotations[auditSkip] != "" {
+		return
+	}
+	a.audit = &auditRun{cmd: cmd, args: args, started: time.Now()}
+}
+
+// watch returns the backend a command should open its repository on: be
+// itself when nothing is audited, else be watched (audit.Watch), whose
+// Close leaves be open for the record.
+func (a *app) watch(be backend.Backend) (backend.Backend, *audit.Written) {
+	if a.audit == nil {
+		return be, nil
+	}
+	return audit.Watch(be)
+}
+
+// audited registers repository r, opened on be (watched as written), as a
+// target of the command's record. be is then closed by finishAudit.
+func (a *app) audited(r *repository.Repository, be backend.Backend, written *audit.Written, loc string) error {
+	if a.audit == nil || written == nil {
+		return nil
+	}
+	key, err := r.AuditKey()
+	if err != nil {
+		return err
+	}
+	a.audit.targets = append(a.audit.targets, &auditTarget{be: be, written: written, key: key,
+		logID: r.Config().ID, keySlot: r.KeyID(), loc: redactRepo(loc)})
+	return nil
+}
+
+// release closes be unless an audit target owns it.
+func (a *app) release(be backend.Backend) {
+	if a.audit != nil {
+		for _, t := range a.audit.targets {
+			if t.be == be {
+				return
+			}
+		}
+	}
+	be.Close()
+}
+
+// finishAudit appends the command's record to the log of every repository
+// it opened and returns the command's error, joined with any failure to
+// append: a command whose record could not be stored does not exit 0.
+func (a *app) finishAudit(ctx context.Context, err error) error {
+	run := a.audit
+	if run == nil || len(run.targets) == 0 {
+		return err
+	}
+	a.audit = nil
+	// A command stopped by a signal is recorded too.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	outcome, msg := outcomeOf(err)
+	var errs []error
+	for _, t := range run.targets {
+		rec := a.auditRecord(run, t, outcome, msg)
+		var aerr error
+		if run.cmd.Annotations[auditBatch] != "" {
+			aerr = a.appendBatched(ctx, run, t, rec)
+		} else {
+			_, aerr = audit.New(t.be, t.key, t.logID).Append(ctx, rec)
+		}
+		switch {
+		case aerr == nil:
+		case errors.Is(aerr, fs.ErrPermission) || errors.Is(aerr, syscall.EROFS):
+			// Read-only storage (a restore from a write-protected
+			// copy): the command's work stands, unrecorded, and says so.
+			a.warn(fmt.Sprintf("audit: %s refuses writes, so this %s is not recorded in its audit log: %v", t.loc, rec0(run), aerr))
+		default:
+			errs = append(errs, fmt.Errorf("%s: %w", t.loc, aerr))
+		}
+		t.key.Close()
+		t.be.Close()
+	}
+	if len(errs) == 0 {
+		return err
+	}
+	aerr := fmt.Errorf("the audit record of this %s was not stored (what the command reported it did, it did): %w", rec0(run), errors.Join(errs...))
+	if err == nil {
+		return aerr
+	}
+	return errors.Join(err, aerr)
+}
+
+func rec0(run *auditRun) string { return strings.Join(commandNames(run.cmd), " ") }
+
+// outcomeOf maps a command's error to a record's outcome, as exitCode maps
+// it to an exit code.
+func outcomeOf(err error) (string, string) {
+	if err == nil {
+		return audit.Success, ""
+	}
+	var pe *partialError
+	if errors.As(err, &pe) {
+		return audit.Partial, err.Error()
+	}
+	return audit.Failed, err.Error()
+}
+
+// auditRecord is the record of run in target t.
+func (a *app) auditRecord(run *auditRun, t *auditTarget, outcome, msg string) *audit.Record {
+	host, _ := os.Hostname()
+	return &audit.Record{
+		Time:       run.started.UTC(),
+		User:       osUser(a.getenv),
+		Host:       host,
+		KeySlot:    t.keySlot,
+		Command:    strings.Join(commandNames(run.cmd), " "),
+		Options:    effectiveOptions(run.cmd),
+		Repository: t.loc,
+		Args:       run.args,
+		Outcome:    outcome,
+		Message:    msg,
+		Wrote:      t.written.List(),
+		Duration:   time.Since(run.started),
+	}
+}
+
+func osUser(getenv func(string) string) string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	if u := getenv("USER"); u != "" {
+		return u
+	}
+	return fmt.Sprint(os.Getuid())
+}
+
+// notRecorded are flags whose values say nothing about the work (and the
+// profiles' paths): never in a record.
+var notRecorded = map[string]bool{"cpu-profile": true, "mem-profile": true, "help": true}
+
+// effectiveOptions are the command's own flags with their effective
+// values, defaults included, and the inherited flags that were set. No
+// flag carries a secret: passphrases and key files are named by path.
+func effectiveOptions(cmd *cobra.Command) map[string]string {
+	out := make(map[string]string)
+	add := func(f *pflag.Flag) {
+		if !notRecorded[f.Name] {
+			out[f.Name] = f.Value.String()
+		}
+	}
+	cmd.LocalNonPersistentFlags().VisitAll(add)
+	// Only the command's own flag set knows which were set (Visit of
+	// the derived sets sees none).
+	set := func(f *pflag.Flag) {
+		if f.Changed {
+			add(f)
+		}
+	}
+	cmd.InheritedFlags().VisitAll(set)
+	cmd.PersistentFlags().VisitAll(set)
+	return out
+}
+
+// appendBatched spools rec's call and flushes the spool when it is due
+// (audit.Spool). A call that cannot be spooled is recorded on its own; a
+// flush that fails leaves the items for the next call, with a warning.
+func (a *app) appendBatched(ctx context.Context, run *auditRun, t *auditTarget, rec *audit.Record) error {
+	// The call's arguments and the flags it was given (--name).
+	arg := strings.Join(run.args, " ")
+	run.cmd.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			arg += " --" + f.Name + "=" + f.Value.String()
+		}
+	})
+	item := audit.BatchItem{Time: rec.Time, Arg: arg, Outcome: rec.Outcome, Message: rec.Message}
+	l := audit.New(t.be, t.key, t.logID)
+	sp := audit.NewSpool(a.auditSpoolDir(), t.logID)
+	if err := sp.Add(item); err != nil {
+		a.warn(fmt.Sprintf("audit: %v: recording this call on its own", err))
+		_, err := l.Append(ctx, rec)
+		return err
+	}
+	_, err := sp.Flush(time.Now(), false, func(items []audit.BatchItem) error {
+		b := *rec
+		b.Args, b.Message, b.Wrote = nil, fmt.Sprintf("%d calls", len(items)), nil
+		b.Time = items[0].Time
+		b.Outcome = batchOutcome(items)
+		b.Batch = items
+		_, err := l.Append(ctx, &b)
+		return err
+	})
+	if err != nil {
+		a.warn(fmt.Sprintf("audit: the spooled calls in %s stay there for the next call: %v", sp.Path(), err))
+	}
+	return nil
+}
+
+func batchOutcome(items []audit.BatchItem) string {
+	failed := 0
+	for _, it := range items {
+		if it.Outcome != audit.Success {
+			failed++
+		}
+	}
+	switch failed {
+	case 0:
+		return audit.Success
+	case len(items):
+		return audit.Failed
+	}
+	return audit.Partial
+}
+
+// auditSpoolDir is where batched calls are spooled: --audit-spool, else
+// $XDG_STATE_HOME/nestguard, else ~/.local/state/nestguard.
+func (a *app) auditSpoolDir() string {
+	if a.auditSpool != "" {
+		return a.auditSpool
+	}
+	if d := a.getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "nestguard")
+	}
+	home := a.getenv("HOME")
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	if home == "" {
+		return filepath.Join(os.TempDir(), "nestguard-"+fmt.Sprint(os.Getuid()))
+	}
+	return filepath.Join(home, ".local", "state", "nestguard")
+}

@@ -1,0 +1,512 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/nestguard/nestguard/internal/audit"
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/location"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+func (a *app) auditCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "The repository's tamper-evident audit log: show, verify, export checkpoints",
+		Long: `Every command that reads or changes what the repository protects appends a
+record to the repository's audit log: who (OS user, host, key slot), what
+(command and options, never a secret), on what, when, the outcome and what
+it wrote. The log is a Merkle tree (RFC 6962) whose checkpoints are signed
+with the repository's Ed25519 audit key; an auditor checks it with the
+verifier key ('audit key') alone, without the passphrase. pg archive-wal
+and pg restore-wal are recorded in batches. See docs/audit.md.`,
+	}
+	for _, c := range []*cobra.Command{a.auditLogCommand(), a.auditVerifyCommand(), a.auditCheckpointCommand(), a.auditKeyCommand()} {
+		cmd.AddCommand(annotate(c, auditSkip))
+	}
+	return annotate(cmd, auditSkip)
+}
+
+type auditLogOptions struct {
+	since, until, who string
+}
+
+func (a *app) auditLogCommand() *cobra.Command {
+	var o auditLogOptions
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "Show the audit records",
+		Long: `Show the records of the repository's audit log, oldest first: position,
+time, user@host, command, outcome, arguments, and what failed. With --json,
+every field of each record. Needs the passphrase (records are encrypted).
+A record that does not open is shown as damaged and the exit code is 1;
+'audit verify' says whether the log was tampered with.`,
+		Example: `  nestguard audit log --since 2026-12-01 --who alice
+  nestguard audit log --since 24h --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runAuditLog(cmd.Context(), o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.since, "since", "", "only records at or after this time: RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] (local time), or a duration before now (24h)")
+	f.StringVar(&o.until, "until", "", "only records before this time (same forms as --since)")
+	f.StringVar(&o.who, "who", "", "only records of this OS user, user@host, host, or key slot (id prefix)")
+	return cmd
+}
+
+// parseWhen parses a --since/--until value.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, &usageError{fmt.Errorf("time %q: want RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] or a duration such as 24h", s)}
+}
+
+func matchWho(r *audit.Record, who string) bool {
+	return who == "" || r.User == who || r.Host == who || r.User+"@"+r.Host == who ||
+		(r.KeySlot != "" && strings.HasPrefix(r.KeySlot, who))
+}
+
+// auditLogJSON is what 'audit log --json' prints.
+type auditLogJSON struct {
+	versioned
+	Log     string            `json:"log"`
+	Records []auditRecordJSON `json:"records"`
+	Damaged []string          `json:"damaged,omitempty"`
+}
+
+type auditRecordJSON struct {
+	Position uint64 `json:"position"`
+	*audit.Record
+}
+
+func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
+	now := time.Now()
+	since, err := parseWhen(o.since, now)
+	if err != nil {
+		return err
+	}
+	until, err := parseWhen(o.until, now)
+	if err != nil {
+		return err
+	}
+	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		key, err := repo.AuditKey()
+		if err != nil {
+			return err
+		}
+		defer key.Close()
+		l := audit.New(repo.Backend(), key, repo.Config().ID)
+		doc := auditLogJSON{versioned: current(), Log: l.ID(), Records: []auditRecordJSON{}}
+		err = l.Read(ctx, func(pos uint64, r *audit.Record, err error) error {
+			if err != nil {
+				doc.Damaged = append(doc.Damaged, err.Error())
+				a.printf("%6d  DAMAGED: %v\n", pos, err)
+				return nil
+			}
+			if (!since.IsZero() && r.Time.Before(since)) || (!until.IsZero() && !r.Time.Before(until)) || !matchWho(r, o.who) {
+				return nil
+			}
+			doc.Records = append(doc.Records, auditRecordJSON{pos, r})
+			a.printf("%s\n", formatRecord(pos, r))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if a.jsonOut {
+			if err := a.printJSON(doc); err != nil {
+				return err
+			}
+		}
+		a.noteOtherLogs(ctx, repo.Backend(), l.ID())
+		if len(doc.Damaged) > 0 {
+			return fmt.Errorf("%d audit records could not be read: run 'nestguard audit verify'", len(doc.Damaged))
+		}
+		return nil
+	})
+}
+
+func formatRecord(pos uint64, r *audit.Record) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%6d  %s  %s@%s  %s  %s", pos, fmtTime(r.Time), r.User, r.Host, r.Command, r.Outcome)
+	if len(r.Args) > 0 {
+		fmt.Fprintf(&b, "  %s", strings.Join(r.Args, " "))
+	}
+	if len(r.Batch) > 0 {
+		fmt.Fprintf(&b, "  (%d calls: %s .. %s)", len(r.Batch), r.Batch[0].Arg, r.Batch[len(r.Batch)-1].Arg)
+		for _, it := range r.Batch {
+			if it.Outcome != audit.Success {
+				fmt.Fprintf(&b, "\n          %s %s: %s", it.Arg, it.Outcome, it.Message)
+			}
+		}
+	} else if r.Message != "" {
+		fmt.Fprintf(&b, "  -- %s", r.Message)
+	}
+	if len(r.Wrote) > 0 {
+		fmt.Fprintf(&b, "\n          wrote: %s", strings.Join(r.Wrote, ", "))
+	}
+	return b.String()
+}
+
+// noteOtherLogs tells, on stderr, of logs copied from other repositories.
+func (a *app) noteOtherLogs(ctx context.Context, be backend.Backend, own string) {
+	ids, err := audit.LogIDs(ctx, be)
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		if id != own {
+			a.warn(fmt.Sprintf("this repository also holds the audit log of repository %s (brought by copy): its records open with that repository's passphrase; 'audit verify --key' checks it", id))
+		}
+	}
+}
+
+type auditVerifyOptions struct {
+	checkpoints []string
+	keys        []string
+}
+
+func (a *app) auditVerifyCommand() *cobra.Command {
+	var o auditVerifyOptions
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the audit log: nothing deleted, changed, reordered, forged or rolled back",
+		Long: `Check the audit log with the verifier key: the entries follow each other
+without gaps, every checkpoint is signed by the audit key, every record is
+in the tree of the newest checkpoint and every checkpoint is consistent
+with the one before. With --checkpoint, each checkpoint exported earlier
+('audit checkpoint > FILE') must be one the log passed through: one ahead
+of the log means the repository was rolled back.
+
+With --key (the verifier key from 'audit key', or a file holding it;
+repeatable, one per log) no passphrase is needed: an auditor needs only
+read access to the storage. Without --key the repository is opened with
+the passphrase and its own log checked with its own key. Exit code 1 when
+any check fails, each problem listed.`,
+		Example: `  nestguard audit verify --key "$(cat audit.pub)" --checkpoint 2026-12-01.cp
+  nestguard audit verify`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runAuditVerify(cmd.Context(), o) },
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&o.checkpoints, "checkpoint", nil, "a checkpoint exported earlier that the log must extend (repeatable)")
+	f.StringArrayVar(&o.keys, "key", envList(a.getenv("NESTGUARD_AUDIT_KEY")), "verifier key of the log, or a file holding it (repeatable; env NESTGUARD_AUDIT_KEY); without it the passphrase opens the repository")
+	return cmd
+}
+
+func envList(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return []string{v}
+}
+
+// readVerifier parses a --key value: a verifier key, or a file holding one.
+func readVerifier(s string) (note.Verifier, error) {
+	if !strings.Contains(s, "+") {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			return nil, &usageError{fmt.Errorf("--key %q is neither a verifier key nor a readable file: %w", s, err)}
+		}
+		s = string(b)
+	}
+	v, err := audit.ParseVerifier(s)
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	return v, nil
+}
+
+// auditVerifyJSON is what 'audit verify --json' prints.
+type auditVerifyJSON struct {
+	versioned
+	Logs []auditLogReportJSON `json:"logs"`
+	OK   bool                 `json:"ok"`
+}
+
+type auditLogReportJSON struct {
+	Log      string   `json:"log"`
+	Entries  int      `json:"entries"`
+	Records  uint64   `json:"records"`
+	Size     uint64   `json:"checkpoint_size"`
+	Root     string   `json:"checkpoint_root,omitempty"`
+	Exported int      `json:"exported_checkpoints"`
+	OK       bool     `json:"ok"`
+	Problems []string `json:"problems"`
+}
+
+// verifyTarget is a log to verify with its key.
+type verifyTarget struct {
+	logID string
+	v     note.Verifier
+}
+
+func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
+	if err := a.needRepo(); err != nil {
+		return err
+	}
+	var verifiers []note.Verifier
+	for _, k := range o.keys {
+		v, err := readVerifier(k)
+		if err != nil {
+			return err
+		}
+		verifiers = append(verifiers, v)
+	}
+	exported := make(map[string][]*audit.Checkpoint)
+	var problems []string
+	readExported := func(targets []verifyTarget) {
+		for _, file := range o.checkpoints {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("checkpoint %s: %v", file, err))
+				continue
+			}
+			cp, err := audit.ParseUnverified(b)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("checkpoint %s: %v", file, err))
+				continue
+			}
+			found := false
+			for _, t := range targets {
+				if cp.LogID() != t.logID {
+					continue
+				}
+				found = true
+				if cp, err = audit.OpenCheckpoint(b, t.v); err != nil {
+					problems = append(problems, fmt.Sprintf("checkpoint %s: %v", file, err))
+					continue
+				}
+				exported[t.logID] = append(exported[t.logID], cp)
+			}
+			if !found {
+				problems = append(problems, fmt.Sprintf("checkpoint %s is of %q: no verifier key given for that log", file, cp.Origin))
+			}
+		}
+	}
+	verifyAll := func(be backend.Backend, targets []verifyTarget) error {
+		readExported(targets)
+		doc := auditVerifyJSON{versioned: current(), OK: true}
+		for _, p := range problems {
+			a.printf("problem: %s\n", p)
+		}
+		for _, t := range targets {
+			rep, err := audit.Verify(ctx, be, t.logID, audit.VerifyOptions{Verifier: t.v, Exported: exported[t.logID]})
+			if err != nil {
+				return err
+			}
+			doc.Logs = append(doc.Logs, reportJSON(rep, len(exported[t.logID])))
+			a.printReport(rep, len(exported[t.logID]))
+			if !rep.OK() {
+				doc.OK = false
+			}
+		}
+		doc.OK = doc.OK && len(problems) == 0
+		if a.jsonOut {
+			if err := a.printJSON(doc); err != nil {
+				return err
+			}
+		}
+		if !doc.OK {
+			return errors.New("the audit log does not verify (see above)")
+		}
+		return nil
+	}
+	if len(verifiers) == 0 {
+		return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+			key, err := repo.AuditKey()
+			if err != nil {
+				return err
+			}
+			defer key.Close()
+			l := audit.New(repo.Backend(), key, repo.Config().ID)
+			vkey, err := l.StoredVerifier(ctx)
+			if err != nil {
+				return err
+			}
+			if vkey == "" {
+				return fmt.Errorf("repository %s has no audit log yet (no command has been recorded)", a.repo)
+			}
+			v, err := audit.ParseVerifier(vkey)
+			if err != nil {
+				return err
+			}
+			a.noteOtherLogs(ctx, repo.Backend(), l.ID())
+			return verifyAll(repo.Backend(), []verifyTarget{{l.ID(), v}})
+		})
+	}
+	be, err := location.Open(ctx, a.repo, a.locationOptions())
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	targets, err := matchLogs(ctx, be, verifiers, a.repo)
+	if err != nil {
+		return err
+	}
+	return verifyAll(be, targets)
+}
+
+// matchLogs pairs each verifier key with the stored logs it signs.
+func matchLogs(ctx context.Context, be backend.Backend, verifiers []note.Verifier, repo string) ([]verifyTarget, error) {
+	ids, err := audit.LogIDs(ctx, be)
+	if err != nil {
+		return nil, err
+	}
+	var targets []verifyTarget
+	for _, v := range verifiers {
+		n := 0
+		for _, id := range ids {
+			if audit.KeyName(id) == v.Name() {
+				targets = append(targets, verifyTarget{id, v})
+				n++
+			}
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%s holds no audit log signed by key %s (logs found: %d): wrong repository or key, or every entry of the log was deleted", repo, v.Name(), len(ids))
+		}
+	}
+	return targets, nil
+}
+
+func reportJSON(rep *audit.Report, exported int) auditLogReportJSON {
+	j := auditLogReportJSON{Log: rep.LogID, Entries: rep.Entries, Records: rep.Records, Exported: exported, OK: rep.OK(), Problems: rep.Problems}
+	if j.Problems == nil {
+		j.Problems = []string{}
+	}
+	if rep.Newest != nil {
+		j.Size, j.Root = rep.Newest.Size, hex.EncodeToString(rep.Newest.Root)
+	}
+	return j
+}
+
+func (a *app) printReport(rep *audit.Report, exported int) {
+	a.printf("audit log %s: %d records in %d entries", rep.LogID, rep.Records, rep.Entries)
+	if rep.Newest != nil {
+		a.printf(", newest checkpoint: size %d, root %x", rep.Newest.Size, rep.Newest.Root)
+	}
+	a.printf("\n")
+	for _, p := range rep.Problems {
+		a.printf("  problem: %s\n", p)
+	}
+	if rep.OK() {
+		a.printf("  every record is in the newest checkpoint, every checkpoint signed and consistent with the one before")
+		if exported > 0 {
+			a.printf("; the log extends the %d exported checkpoints", exported)
+		}
+		a.printf(": OK\n")
+	}
+}
+
+func (a *app) auditCheckpointCommand() *cobra.Command {
+	var key string
+	cmd := &cobra.Command{
+		Use:   "checkpoint",
+		Short: "Print the newest signed checkpoint of the audit log, for the auditor to keep",
+		Long: `Print the newest checkpoint of the audit log (tree size and root, signed
+by the audit key) as a signed note. Keep the output where the operator
+cannot change it: 'audit verify --checkpoint FILE' later proves that the
+log still extends it, and so detects a rollback of the whole repository.
+With --key, no passphrase is needed.`,
+		Example: `  nestguard audit checkpoint > /mnt/auditor/$(date +%F).cp`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.runAuditCheckpoint(cmd.Context(), key)
+		},
+	}
+	cmd.Flags().StringVar(&key, "key", a.getenv("NESTGUARD_AUDIT_KEY"), "verifier key of the log, or a file holding it (env NESTGUARD_AUDIT_KEY); without it the passphrase opens the repository")
+	return cmd
+}
+
+func (a *app) runAuditCheckpoint(ctx context.Context, key string) error {
+	if err := a.needRepo(); err != nil {
+		return err
+	}
+	show := func(cp *audit.Checkpoint) error {
+		if cp == nil {
+			return fmt.Errorf("the audit log of %s is empty", a.repo)
+		}
+		_, err := a.stdout.Write(cp.Note)
+		return err
+	}
+	if key == "" {
+		return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+			k, err := repo.AuditKey()
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			cp, err := audit.New(repo.Backend(), k, repo.Config().ID).Checkpoint(ctx)
+			if err != nil {
+				return err
+			}
+			return show(cp)
+		})
+	}
+	v, err := readVerifier(key)
+	if err != nil {
+		return err
+	}
+	be, err := location.Open(ctx, a.repo, a.locationOptions())
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	targets, err := matchLogs(ctx, be, []note.Verifier{v}, a.repo)
+	if err != nil {
+		return err
+	}
+	cp, err := audit.Newest(ctx, be, targets[0].logID, v)
+	if err != nil {
+		return err
+	}
+	return show(cp)
+}
+
+func (a *app) auditKeyCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "key",
+		Short: "Print the audit log's verifier key (public), for the auditor",
+		Long: `Print the verifier key of the repository's audit log: the public half of
+its Ed25519 signing key, in the note format ("name+hash+key"). Give it to
+the auditor out of band; with it, 'audit verify --key' and 'audit
+checkpoint --key' need no passphrase. Creates the signing key if the
+repository has none yet.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withRepo(cmd.Context(), false, func(repo *repository.Repository) error {
+				k, err := repo.AuditKey()
+				if err != nil {
+					return err
+				}
+				defer k.Close()
+				vkey, err := audit.New(repo.Backend(), k, repo.Config().ID).Verifier(cmd.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(a.stdout, vkey)
+				return nil
+			})
+		},
+	}
+}

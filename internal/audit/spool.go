@@ -1,0 +1,127 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Batching: a command called very often (pg archive-wal, once per WAL
+// segment, with PostgreSQL waiting) does not append a record per call. Each
+// call adds an item to a local spool file; a call that finds the spool due
+// (SpoolItems items, or its oldest SpoolAge old) appends one record with
+// all of them and empties it. docs/audit.md, "pg archive-wal: batched".
+const (
+	SpoolItems = 64
+	SpoolAge   = time.Minute
+)
+
+// Spool is the local spool file of one log's batched calls.
+type Spool struct {
+	path string
+}
+
+// NewSpool returns the spool of log logID in dir.
+func NewSpool(dir, logID string) *Spool {
+	return &Spool{path: filepath.Join(dir, "audit-"+logID+".spool")}
+}
+
+// Path is the spool's file.
+func (s *Spool) Path() string { return s.path }
+
+// Add appends it to the spool, durably (fsync): once Add returns, the
+// item is recorded at least once, by the next flush.
+func (s *Spool) Add(it BatchItem) error {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return fmt.Errorf("audit spool: %w", err)
+	}
+	line, err := json.Marshal(it)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit spool: %w", err)
+	}
+	// Under the lock, so that no line lands between a flush's read and
+	// its truncation.
+	err = lockFile(f)
+	if err == nil {
+		_, err = f.Write(append(line, '\n'))
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("audit spool %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Flush appends the spooled items with record when they are due (or
+// always, with force), under an exclusive lock of the spool, and then
+// empties it. record is called with the items in spool order; when it
+// fails the items stay. It returns how many items were flushed.
+func (s *Spool) Flush(now time.Time, force bool, record func([]BatchItem) error) (int, error) {
+	f, err := os.OpenFile(s.path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("audit spool: %w", err)
+	}
+	defer f.Close()
+	if err := lockFile(f); err != nil {
+		return 0, fmt.Errorf("audit spool %s: %w", s.path, err)
+	}
+	items, err := readItems(f)
+	if err != nil {
+		return 0, fmt.Errorf("audit spool %s: %w", s.path, err)
+	}
+	if len(items) == 0 {
+		return 0, nil
+	}
+	if !force && len(items) < SpoolItems && now.Sub(items[0].Time) < SpoolAge {
+		return 0, nil
+	}
+	total := len(items)
+	for len(items) > 0 {
+		n := min(len(items), 4096) // a record of 4096 items is about 500 KiB
+		if err := record(items[:n]); err != nil {
+			return 0, err
+		}
+		items = items[n:]
+	}
+	if err := f.Truncate(0); err != nil {
+		return 0, fmt.Errorf("audit spool %s: emptying it after its items were recorded (they will be recorded again): %w", s.path, err)
+	}
+	return total, f.Sync()
+}
+
+// readItems reads the spool's lines; a torn last line (a crash inside
+// Add's write) is skipped.
+func readItems(f *os.File) ([]BatchItem, error) {
+	var items []BatchItem
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var it BatchItem
+		if err := json.Unmarshal(line, &it); err != nil {
+			continue
+		}
+		items = append(items, it)
+	}
+	return items, sc.Err()
+}

@@ -1,0 +1,143 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/nestguard/nestguard/internal/backend"
+)
+
+// Written is what a command stored and removed, as Watch saw it: the
+// "wrote" of its audit record, learned from the storage rather than from
+// each command, so that every command is covered without saying so.
+type Written struct {
+	mu     sync.Mutex
+	names  []string
+	more   int
+	counts map[string]int
+}
+
+// maxWrittenNames bounds the objects a record lists by name (a copy of a
+// month of WAL writes thousands); the rest are counted.
+const maxWrittenNames = 1000
+
+// counted are the types a record counts instead of listing: packs and
+// index objects say nothing the snapshot does not.
+func counted(t backend.FileType) bool { return t == backend.PackFile || t == backend.IndexFile }
+
+func (w *Written) add(h backend.Handle, prefix string) {
+	if h.Type == backend.AuditFile {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if counted(h.Type) {
+		if w.counts == nil {
+			w.counts = make(map[string]int)
+		}
+		w.counts[prefix+string(h.Type)]++
+		return
+	}
+	if len(w.names) == maxWrittenNames {
+		w.more++
+		return
+	}
+	w.names = append(w.names, prefix+h.String())
+}
+
+// List returns the objects written ("snapshots/<id>"), removed
+// ("-snapshots/<id>") and counted ("data: 3 objects"), in that order.
+func (w *Written) List() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := append([]string(nil), w.names...)
+	if w.more > 0 {
+		out = append(out, fmt.Sprintf("and %d more objects", w.more))
+	}
+	for _, t := range []string{"data", "index", "-data", "-index"} {
+		if n := w.counts[t]; n > 0 {
+			out = append(out, fmt.Sprintf("%s: %d objects", t, n))
+		}
+	}
+	return out
+}
+
+// Watch returns be wrapped so that every object saved or removed through
+// it is noted in the returned Written. The wrapper keeps be's capabilities
+// (backend.As finds them through Unwrap; a Streamer stays one). Its Close
+// does not close be: whoever watches writes the record with be after the
+// command has closed its repository, and closes be then.
+func Watch(be backend.Backend) (backend.Backend, *Written) {
+	w := &Written{}
+	r := &watched{be: be, w: w}
+	if st, ok := be.(backend.Streamer); ok {
+		return &watchedStreamer{watched: r, st: st}, w
+	}
+	return r, w
+}
+
+type watched struct {
+	be backend.Backend
+	w  *Written
+}
+
+func (r *watched) Location() string        { return r.be.Location() }
+func (r *watched) Unwrap() backend.Backend { return r.be }
+func (r *watched) Close() error            { return nil }
+
+func (r *watched) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	err := r.be.Save(ctx, h, rd, size)
+	if err == nil {
+		r.w.add(h, "")
+	}
+	return err
+}
+
+func (r *watched) Load(ctx context.Context, h backend.Handle, offset, length int64) (io.ReadCloser, error) {
+	return r.be.Load(ctx, h, offset, length)
+}
+
+func (r *watched) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
+	return r.be.Stat(ctx, h)
+}
+
+func (r *watched) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
+	return r.be.List(ctx, t, fn)
+}
+
+func (r *watched) Remove(ctx context.Context, h backend.Handle) error {
+	err := r.be.Remove(ctx, h)
+	if err == nil {
+		r.w.add(h, "-")
+	}
+	return err
+}
+
+type watchedStreamer struct {
+	*watched
+	st backend.Streamer
+}
+
+func (r *watchedStreamer) Create(ctx context.Context, t backend.FileType) (backend.PendingObject, error) {
+	po, err := r.st.Create(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return &watchedPending{PendingObject: po, t: t, w: r.w}, nil
+}
+
+type watchedPending struct {
+	backend.PendingObject
+	t backend.FileType
+	w *Written
+}
+
+func (p *watchedPending) Commit(ctx context.Context, name string) error {
+	err := p.PendingObject.Commit(ctx, name)
+	if err == nil {
+		p.w.add(backend.Handle{Type: p.t, Name: name}, "")
+	}
+	return err
+}
