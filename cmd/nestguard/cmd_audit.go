@@ -182,8 +182,9 @@ func (a *app) noteOtherLogs(ctx context.Context, be backend.Backend, own string)
 }
 
 type auditVerifyOptions struct {
-	checkpoints []string
-	keys        []string
+	checkpoints   []string
+	keys          []string
+	allSignatures bool
 }
 
 func (a *app) auditVerifyCommand() *cobra.Command {
@@ -210,6 +211,7 @@ any check fails, each problem listed.`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&o.checkpoints, "checkpoint", nil, "a checkpoint exported earlier that the log must extend (repeatable)")
+	f.BoolVar(&o.allSignatures, "all-signatures", false, "check the signature of every checkpoint, not only the newest (which already binds every record before it; about 100 µs per entry)")
 	f.StringArrayVar(&o.keys, "key", envList(a.getenv("NESTGUARD_AUDIT_KEY")), "verifier key of the log, or a file holding it (repeatable; env NESTGUARD_AUDIT_KEY); without it the passphrase opens the repository")
 	return cmd
 }
@@ -311,7 +313,7 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 			a.printf("problem: %s\n", p)
 		}
 		for _, t := range targets {
-			rep, err := audit.Verify(ctx, be, t.logID, audit.VerifyOptions{Verifier: t.v, Exported: exported[t.logID]})
+			rep, err := audit.Verify(ctx, be, t.logID, audit.VerifyOptions{Verifier: t.v, Exported: exported[t.logID], AllSignatures: o.allSignatures})
 			if err != nil {
 				return err
 			}

@@ -27,7 +27,7 @@ type fixture struct {
 	v   note.Verifier
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	be, err := local.Create(dir)
@@ -267,6 +267,32 @@ func TestDetectForgedRecord(t *testing.T) {
 	if _, err := f.log.Append(context.Background(), rec("backup", 10)); err == nil || !strings.Contains(err.Error(), "does not verify") {
 		t.Errorf("append after a forged head: %v", err)
 	}
+
+	t.Run("in the middle", func(t *testing.T) {
+		f := newFixture(t)
+		f.appendN(t, 3, 1)
+		// Entry 1 replaced by a forged record under the forger's key:
+		// its own checkpoint is consistent, but the signed newest root
+		// no longer is.
+		forger := *f.log
+		forger.signer = signer
+		b0, _ := os.ReadFile(f.entryPath(0))
+		e0, _ := decodeEntry(b0)
+		sealed, _ := sealRecord(f.log.key, testLogID, rec("restore", 99))
+		e1, _, err := forger.next(e0, [][]byte{sealed}, [][]byte{leafHash(sealed)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.rewrite(t, 1, func(e *entry) { *e = *e1 })
+		rep := f.verify(t)
+		wantProblem(t, rep, "audit/"+entryName(testLogID, 2)+": its signed checkpoint")
+		// Checking every signature names the forged entry itself.
+		rep, err = Verify(context.Background(), f.be, testLogID, VerifyOptions{Verifier: f.v, AllSignatures: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantProblem(t, rep, entryName(testLogID, 1)+": checkpoint is not signed by the audit key")
+	})
 
 	t.Run("unsigned", func(t *testing.T) {
 		f := newFixture(t)

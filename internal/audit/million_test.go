@@ -1,0 +1,137 @@
+package audit
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/local"
+)
+
+// TestVerifyMillion measures 'audit verify' on a log of
+// NESTGUARD_AUDIT_MILLION records (1000000 for the documented figure),
+// NESTGUARD_AUDIT_PER_ENTRY records per entry (default 1, what every
+// command but the batched ones appends), on a local directory, and the
+// storage per record. Not in the default run: it writes a million files.
+//
+//	NESTGUARD_AUDIT_MILLION=1000000 go test ./internal/audit -run TestVerifyMillion -v -timeout 60m
+func TestVerifyMillion(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("NESTGUARD_AUDIT_MILLION"))
+	if n <= 0 {
+		t.Skip("set NESTGUARD_AUDIT_MILLION to the number of records")
+	}
+	per, _ := strconv.Atoi(os.Getenv("NESTGUARD_AUDIT_PER_ENTRY"))
+	per = max(per, 1)
+	dir := os.Getenv("NESTGUARD_AUDIT_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	f := newFixtureIn(t, dir)
+	began := time.Now()
+	bytesStored := writeSynthetic(t, f, n, per)
+	t.Logf("wrote %d records in %d entries in %s: %d bytes, %.0f bytes per record (plus the file system's own per-file cost)",
+		n, (n+per-1)/per, time.Since(began).Round(time.Second), bytesStored, float64(bytesStored)/float64(n))
+
+	began = time.Now()
+	rep := f.verify(t)
+	el := time.Since(began)
+	if !rep.OK() || rep.Records != uint64(n) {
+		t.Fatalf("verify: %d records, problems %q", rep.Records, rep.Problems)
+	}
+	t.Logf("audit verify of %d records in %d entries: %s (%.1f µs per record), GOMAXPROCS %d",
+		n, rep.Entries, el.Round(time.Millisecond), float64(el.Microseconds())/float64(n), runtime.GOMAXPROCS(0))
+}
+
+func newFixtureIn(t *testing.T, dir string) *fixture {
+	t.Helper()
+	f := newFixture(t)
+	be, err := local.Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.dir, f.be = dir, be
+	f.log = New(be, f.log.key, testLogID)
+	vkey, err := f.log.Verifier(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.v, err = note.NewVerifier(vkey); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// writeSynthetic writes n typical records (a backup's) as entries of per
+// records straight into the directory (no fsync: setup only), with the
+// bytes Append would store, and returns the bytes stored.
+func writeSynthetic(t *testing.T, f *fixture, n, per int) int64 {
+	t.Helper()
+	type job struct {
+		e    *entry
+		text string
+	}
+	jobs := make(chan job, 1024)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var total int64
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				msg, err := note.Sign(&note.Note{Text: j.text}, f.log.signer)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				j.e.note = msg
+				b := j.e.encode()
+				p := filepath.Join(f.dir, string(backend.AuditFile), entryName(testLogID, j.e.start))
+				if err := os.WriteFile(p, b, 0o444); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				total += int64(len(b))
+				mu.Unlock()
+			}
+		}()
+	}
+	rng := rangeFactory.NewEmptyRange(0)
+	for start := 0; start < n; start += per {
+		k := min(per, n-start)
+		e := &entry{logID: testLogID, start: uint64(start)}
+		for i := range k {
+			r := &Record{Time: time.Unix(1733389200+int64(start+i), 0).UTC(), User: "postgres", Host: "db1.example.com",
+				KeySlot: "6534d742394e7ff147cc86e1e12f9b6a02774afcb67dddab366c5d7591c3301f", Command: "backup",
+				Options: map[string]string{"tag": "[nightly]", "exclude": "[]", "host": "", "one-file-system": "false", "parent": "", "repo": "s3://backups/prod"},
+				Repository: "s3://backups/prod", Args: []string{"/srv/app"}, Outcome: Success, Duration: 93 * time.Second,
+				Wrote: []string{"snapshots/923016b1218fe18b536976d23158b97a6c2d498429d1388b05a63bf8bb7ee1d7", "data: 12 objects", "index: 1 objects"}}
+			sealed, err := sealRecord(f.log.key, testLogID, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.records = append(e.records, sealed)
+			if err := rng.Append(leafHash(sealed), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		root, err := rng.GetRootHash(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.frontier = rng.Hashes()
+		jobs <- job{e, checkpointText(testLogID, rng.End(), root)}
+	}
+	close(jobs)
+	wg.Wait()
+	return total
+}
