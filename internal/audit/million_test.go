@@ -112,7 +112,7 @@ func writeSynthetic(t *testing.T, f *fixture, n, per int) int64 {
 		for i := range k {
 			r := &Record{Time: time.Unix(1733389200+int64(start+i), 0).UTC(), User: "postgres", Host: "db1.example.com",
 				KeySlot: "6534d742394e7ff147cc86e1e12f9b6a02774afcb67dddab366c5d7591c3301f", Command: "backup",
-				Options: map[string]string{"tag": "[nightly]", "exclude": "[]", "host": "", "one-file-system": "false", "parent": "", "repo": "s3://backups/prod"},
+				Options:    map[string]string{"tag": "[nightly]", "exclude": "[]", "host": "", "one-file-system": "false", "parent": "", "repo": "s3://backups/prod"},
 				Repository: "s3://backups/prod", Args: []string{"/srv/app"}, Outcome: Success, Duration: 93 * time.Second,
 				Wrote: []string{"snapshots/923016b1218fe18b536976d23158b97a6c2d498429d1388b05a63bf8bb7ee1d7", "data: 12 objects", "index: 1 objects"}}
 			sealed, err := sealRecord(f.log.key, testLogID, r)
