@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -50,7 +51,11 @@ type auditRun struct {
 // append to its log after the repository is closed.
 type auditTarget struct {
 	be      backend.Backend // the store, not the watched wrapper the command used
-	written *audit.Written
+	written []*audit.Written
+	// others are further opens of the same repository (copy --continuous
+	// reopening): one record covers them, and their stores are closed
+	// with be.
+	others  []backend.Backend
 	key     *crypto.Key // the audit key
 	logID   string
 	keySlot string
@@ -99,11 +104,18 @@ func (a *app) audited(r *repository.Repository, be backend.Backend, written *aud
 	if a.audit == nil || written == nil {
 		return nil
 	}
+	for _, t := range a.audit.targets {
+		if t.logID == r.Config().ID {
+			t.written = append(t.written, written)
+			t.others = append(t.others, be)
+			return nil
+		}
+	}
 	key, err := r.AuditKey()
 	if err != nil {
 		return err
 	}
-	a.audit.targets = append(a.audit.targets, &auditTarget{be: be, written: written, key: key,
+	a.audit.targets = append(a.audit.targets, &auditTarget{be: be, written: []*audit.Written{written}, key: key,
 		logID: r.Config().ID, keySlot: r.KeyID(), loc: redactRepo(loc)})
 	return nil
 }
@@ -112,7 +124,7 @@ func (a *app) audited(r *repository.Repository, be backend.Backend, written *aud
 func (a *app) release(be backend.Backend) {
 	if a.audit != nil {
 		for _, t := range a.audit.targets {
-			if t.be == be {
+			if t.be == be || slices.Contains(t.others, be) {
 				return
 			}
 		}
@@ -153,6 +165,9 @@ func (a *app) finishAudit(ctx context.Context, err error) error {
 		}
 		t.key.Close()
 		t.be.Close()
+		for _, be := range t.others {
+			be.Close()
+		}
 	}
 	if len(errs) == 0 {
 		return err
@@ -165,6 +180,15 @@ func (a *app) finishAudit(ctx context.Context, err error) error {
 }
 
 func rec0(run *auditRun) string { return strings.Join(commandNames(run.cmd), " ") }
+
+// wrote lists what the command stored through every open of t.
+func (t *auditTarget) wrote() []string {
+	var out []string
+	for _, w := range t.written {
+		out = append(out, w.List()...)
+	}
+	return out
+}
 
 // outcomeOf maps a command's error to a record's outcome, as exitCode maps
 // it to an exit code.
@@ -193,7 +217,7 @@ func (a *app) auditRecord(run *auditRun, t *auditTarget, outcome, msg string) *a
 		Args:       run.args,
 		Outcome:    outcome,
 		Message:    msg,
-		Wrote:      t.written.List(),
+		Wrote:      t.wrote(),
 		Duration:   time.Since(run.started),
 	}
 }

@@ -112,12 +112,17 @@ func TestAuditTrail(t *testing.T) {
 	if !strings.Contains(out, "5 records") || !strings.Contains(out, "OK") {
 		t.Errorf("audit verify: %s", out)
 	}
+	e.must("snapshots")
+	out = aud.must("audit", "verify", "--key", vkey, "--from-checkpoint", cp)
+	if !strings.Contains(out, "6 records in 1 entries (1 read: incremental from the checkpoint of size 5)") {
+		t.Errorf("incremental audit verify: %s", out)
+	}
 	if r := aud.run("audit", "checkpoint", "--key", vkey); r.code != 0 || !strings.Contains(r.stdout, "nestguard audit log") {
 		t.Errorf("audit checkpoint --key without passphrase: exit %d %s%s", r.code, r.stdout, r.stderr)
 	}
 	// Nothing above was recorded: reading the log does not grow it.
-	if got := len(e.auditLog().Records); got != 5 {
-		t.Errorf("%d records after the audit commands, want 5", got)
+	if got := len(e.auditLog().Records); got != 6 {
+		t.Errorf("%d records after the audit commands, want 6", got)
 	}
 	// A wrong key is refused.
 	other := newEnv(t)

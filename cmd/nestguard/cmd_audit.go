@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -185,6 +186,7 @@ type auditVerifyOptions struct {
 	checkpoints   []string
 	keys          []string
 	allSignatures bool
+	from          string
 }
 
 func (a *app) auditVerifyCommand() *cobra.Command {
@@ -200,7 +202,9 @@ with the one before. With --checkpoint, each checkpoint exported earlier
 of the log means the repository was rolled back.
 
 With --key (the verifier key from 'audit key', or a file holding it;
-repeatable, one per log) no passphrase is needed: an auditor needs only
+repeatable, one per log) no passphrase is needed. --from-checkpoint
+makes it incremental: only the records after a checkpoint verified before
+are read: an auditor needs only
 read access to the storage. Without --key the repository is opened with
 the passphrase and its own log checked with its own key. Exit code 1 when
 any check fails, each problem listed.`,
@@ -211,6 +215,7 @@ any check fails, each problem listed.`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&o.checkpoints, "checkpoint", nil, "a checkpoint exported earlier that the log must extend (repeatable)")
+	f.StringVar(&o.from, "from-checkpoint", "", "verify incrementally: only the records after this checkpoint, which the auditor verified before (its signature is checked, and the log must still end an entry there with its root)")
 	f.BoolVar(&o.allSignatures, "all-signatures", false, "check the signature of every checkpoint, not only the newest (which already binds every record before it; about 100 µs per entry)")
 	f.StringArrayVar(&o.keys, "key", envList(a.getenv("NESTGUARD_AUDIT_KEY")), "verifier key of the log, or a file holding it (repeatable; env NESTGUARD_AUDIT_KEY); without it the passphrase opens the repository")
 	return cmd
@@ -277,8 +282,13 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 	}
 	exported := make(map[string][]*audit.Checkpoint)
 	var problems []string
+	from := make(map[string]*audit.Checkpoint)
 	readExported := func(targets []verifyTarget) {
-		for _, file := range o.checkpoints {
+		files := o.checkpoints
+		if o.from != "" {
+			files = append(slices.Clone(files), o.from)
+		}
+		for _, file := range files {
 			b, err := os.ReadFile(file)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("checkpoint %s: %v", file, err))
@@ -299,7 +309,11 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 					problems = append(problems, fmt.Sprintf("checkpoint %s: %v", file, err))
 					continue
 				}
-				exported[t.logID] = append(exported[t.logID], cp)
+				if file == o.from {
+					from[t.logID] = cp
+				} else {
+					exported[t.logID] = append(exported[t.logID], cp)
+				}
 			}
 			if !found {
 				problems = append(problems, fmt.Sprintf("checkpoint %s is of %q: no verifier key given for that log", file, cp.Origin))
@@ -313,7 +327,7 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 			a.printf("problem: %s\n", p)
 		}
 		for _, t := range targets {
-			rep, err := audit.Verify(ctx, be, t.logID, audit.VerifyOptions{Verifier: t.v, Exported: exported[t.logID], AllSignatures: o.allSignatures})
+			rep, err := audit.Verify(ctx, be, t.logID, audit.VerifyOptions{Verifier: t.v, Exported: exported[t.logID], AllSignatures: o.allSignatures, From: from[t.logID]})
 			if err != nil {
 				return err
 			}
@@ -404,6 +418,9 @@ func reportJSON(rep *audit.Report, exported int) auditLogReportJSON {
 
 func (a *app) printReport(rep *audit.Report, exported int) {
 	a.printf("audit log %s: %d records in %d entries", rep.LogID, rep.Records, rep.Entries)
+	if rep.Resumed > 0 {
+		a.printf(" (%d read: incremental from the checkpoint of size %d)", rep.Records-rep.Resumed, rep.Resumed)
+	}
 	if rep.Newest != nil {
 		a.printf(", newest checkpoint: size %d, root %x", rep.Newest.Size, rep.Newest.Root)
 	}

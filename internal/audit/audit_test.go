@@ -134,8 +134,13 @@ func TestAppendReadVerify(t *testing.T) {
 	if !rep.OK() || rep.Records != 15 || rep.Entries != 5 || rep.Newest.Size != 15 {
 		t.Fatalf("verify: %+v", rep)
 	}
+	// Incremental: from a checkpoint verified before, only what follows.
+	inc, err := Verify(context.Background(), f.be, testLogID, VerifyOptions{Verifier: f.v, From: cps[2]})
+	if err != nil || !inc.OK() || inc.Records != 15 || inc.Entries != 2 || inc.Resumed != 9 {
+		t.Fatalf("incremental verify: %+v, %v", inc, err)
+	}
 	var got []string
-	err := f.log.Read(context.Background(), func(pos uint64, r *Record, err error) error {
+	err = f.log.Read(context.Background(), func(pos uint64, r *Record, err error) error {
 		if err != nil {
 			return err
 		}
@@ -320,6 +325,11 @@ func TestDetectRollback(t *testing.T) {
 	}
 	rep := f.verify(t, exported)
 	wantProblem(t, rep, "ahead of the log")
+	rep, err := Verify(context.Background(), f.be, testLogID, VerifyOptions{Verifier: f.v, From: exported})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, rep, "rolled back")
 	// Without the exported checkpoint the truncated log is consistent:
 	// that is why checkpoints are exported.
 	if rep := f.verify(t); !rep.OK() {

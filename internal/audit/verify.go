@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 
+	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
@@ -28,6 +30,11 @@ type VerifyOptions struct {
 	// AllSignatures checks the signature of every entry's checkpoint, not
 	// only the newest's (see Verify).
 	AllSignatures bool
+	// From, a checkpoint this auditor verified before (signature checked
+	// by the caller), makes the verification incremental: the records it
+	// covers are taken as verified then, and only the entries after it
+	// are read; the entry it ends with must still give its root.
+	From *Checkpoint
 }
 
 // Report is what Verify found.
@@ -37,6 +44,10 @@ type Report struct {
 	Records uint64
 	// Newest is the log's newest checkpoint, nil for an empty log.
 	Newest *Checkpoint
+	// Resumed is the size of the checkpoint an incremental verification
+	// started from (VerifyOptions.From): the records before it were not
+	// read.
+	Resumed uint64
 	// Problems are every failed check, in log order (at most
 	// maxProblems, then a count).
 	Problems []string
@@ -103,6 +114,12 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 		return nil, err
 	}
 	rng := rangeFactory.NewEmptyRange(0)
+	if o.From != nil && o.From.Size > 0 {
+		if rng, starts, err = resume(ctx, be, logID, starts, o.From, rep); err != nil || rng == nil {
+			return rep, err
+		}
+		rep.Newest = o.From
+	}
 	// pending exported checkpoints, by size.
 	exported := make(map[uint64][]*Checkpoint)
 	for _, x := range o.Exported {
@@ -205,10 +222,46 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 		}
 	}
 	rep.Records = rng.End()
+	if o.From != nil {
+		rep.Resumed = o.From.Size
+	}
 	for size := range exported {
 		rep.problem("the exported checkpoint of size %d is ahead of the log, which has %d records: the repository was rolled back to an older state, or its newest entries deleted", size, rng.End())
 	}
 	return rep, nil
+}
+
+// resume starts an incremental verification at checkpoint from: the
+// entry ending at its size must hold a compact range that gives its root.
+// It returns the range and the entries after from; a nil range (with the
+// problem in rep) when the log does not pass through from.
+func resume(ctx context.Context, be backend.Backend, logID string, starts []uint64, from *Checkpoint, rep *Report) (*compact.Range, []uint64, error) {
+	i, _ := slices.BinarySearch(starts, from.Size) // entries at and after from
+	if i == 0 {
+		rep.problem("the log has no entry before position %d, where the checkpoint to resume from ends: the log was rolled back or its entries deleted", from.Size)
+		return nil, nil, nil
+	}
+	prev := starts[i-1]
+	h := backend.Handle{Type: backend.AuditFile, Name: entryName(logID, prev)}
+	b, err := readAll(ctx, be, h, maxEntryLen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", h, err)
+	}
+	e, err := checkEntry(h, b, logID, prev, nil)
+	if err != nil {
+		rep.problem("%v", err)
+		return nil, nil, nil
+	}
+	rng, err := rangeFactory.NewRange(0, e.size(), e.frontier)
+	var root []byte
+	if err == nil {
+		root, err = rng.GetRootHash(nil)
+	}
+	if err != nil || e.size() != from.Size || !bytes.Equal(root, from.Root) {
+		rep.problem("%s does not end the log at the checkpoint to resume from (size %d, root %x): the log was rewritten or rolled back; verify it in full", h, from.Size, from.Root)
+		return nil, nil, nil
+	}
+	return rng, starts[i:], nil
 }
 
 // ParseVerifier parses a verifier key ("nestguard-audit-<id>+<hash>+<key>").
