@@ -272,13 +272,21 @@ func (a *app) appendBatched(ctx context.Context, run *auditRun, t *auditTarget, 
 	})
 	item := audit.BatchItem{Time: rec.Time, Arg: arg, Outcome: rec.Outcome, Message: rec.Message}
 	l := audit.New(t.be, t.key, t.logID)
-	sp := audit.NewSpool(a.auditSpoolDir(), t.logID)
-	if err := sp.Add(item); err != nil {
-		a.warn(fmt.Sprintf("audit: %v: recording this call on its own", err))
+	var sp *audit.Spool
+	var err error
+	for _, dir := range a.auditSpoolDirs() {
+		sp = audit.NewSpool(dir, t.logID)
+		if err = sp.Add(item); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		// Correct, only slower: the call gets a record of its own.
+		a.log.Info("audit: no spool; recording this call on its own", "err", err)
 		_, err := l.Append(ctx, rec)
 		return err
 	}
-	_, err := sp.Flush(time.Now(), false, func(items []audit.BatchItem) error {
+	_, err = sp.Flush(time.Now(), false, func(items []audit.BatchItem) error {
 		b := *rec
 		b.Args, b.Message, b.Wrote = nil, fmt.Sprintf("%d calls", len(items)), nil
 		b.Time = items[0].Time
@@ -309,21 +317,42 @@ func batchOutcome(items []audit.BatchItem) string {
 	return audit.Partial
 }
 
-// auditSpoolDir is where batched calls are spooled: --audit-spool, else
-// $XDG_STATE_HOME/nestguard, else ~/.local/state/nestguard.
-func (a *app) auditSpoolDir() string {
+// auditSpoolDirs are where batched calls are spooled, the first that
+// works: --audit-spool alone when given, else $XDG_STATE_HOME/nestguard
+// or ~/.local/state/nestguard, then a directory of this user's own in the
+// temporary directory (PostgreSQL may run its commands with a HOME its
+// user cannot write).
+func (a *app) auditSpoolDirs() []string {
 	if a.auditSpool != "" {
-		return a.auditSpool
+		return []string{a.auditSpool}
 	}
+	var dirs []string
 	if d := a.getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "nestguard")
+		dirs = append(dirs, filepath.Join(d, "nestguard"))
+	} else if home := a.getenv("HOME"); home != "" {
+		dirs = append(dirs, filepath.Join(home, ".local", "state", "nestguard"))
 	}
-	home := a.getenv("HOME")
-	if home == "" {
-		home, _ = os.UserHomeDir()
+	if d, err := ownTempDir(); err == nil {
+		dirs = append(dirs, d)
 	}
-	if home == "" {
-		return filepath.Join(os.TempDir(), "nestguard-"+fmt.Sprint(os.Getuid()))
+	return dirs
+}
+
+// ownTempDir is $TMPDIR/nestguard-audit-<uid>, created mode 0700, and
+// used only if it is a directory of this user's that no one else may
+// write to (another user could have made it first).
+func ownTempDir() (string, error) {
+	d := filepath.Join(os.TempDir(), fmt.Sprintf("nestguard-audit-%d", os.Getuid()))
+	if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", err
 	}
-	return filepath.Join(home, ".local", "state", "nestguard")
+	fi, err := os.Lstat(d)
+	if err != nil {
+		return "", err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Getuid() || fi.Mode().Perm()&0o022 != 0 {
+		return "", fmt.Errorf("%s is not a directory of this user's alone", d)
+	}
+	return d, nil
 }

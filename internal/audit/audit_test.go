@@ -392,3 +392,19 @@ func TestDecodeEntryRejectsJunk(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingSigningKey: a log whose key was deleted gets no second key.
+func TestMissingSigningKey(t *testing.T) {
+	f := newFixture(t)
+	f.appendN(t, 2, 1)
+	if err := os.Remove(filepath.Join(f.dir, string(backend.AuditFile), signingKeyObject)); err != nil {
+		t.Fatal(err)
+	}
+	l := New(f.be, f.log.key, testLogID)
+	if _, err := l.Append(context.Background(), rec("backup", 3)); err == nil || !strings.Contains(err.Error(), "is missing, but the audit log has 2 entries") {
+		t.Fatalf("append without the key: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, string(backend.AuditFile), signingKeyObject)); err == nil {
+		t.Error("a new signing key was stored")
+	}
+}

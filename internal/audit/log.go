@@ -103,6 +103,15 @@ func (l *Log) loadKey(ctx context.Context) error {
 	h := backend.Handle{Type: backend.AuditFile, Name: signingKeyObject}
 	sealed, err := readAll(ctx, l.be, h, 1<<16)
 	if errors.Is(err, fs.ErrNotExist) {
+		// A log without its key: never start a second key, under which
+		// the entries before would no longer verify.
+		starts, lerr := entryStarts(ctx, l.be, l.id)
+		if lerr != nil {
+			return lerr
+		}
+		if len(starts) > 0 {
+			return fmt.Errorf("the audit signing key %s is missing, but the audit log has %d entries: it was deleted. Restore it from a copy of the storage; nothing is appended under a new key, since the log would no longer verify with the verifier key the auditor holds", h, len(starts))
+		}
 		skey, _, gerr := note.GenerateKey(rand.Reader, keyName(l.id))
 		if gerr != nil {
 			return fmt.Errorf("generating the audit signing key: %w", gerr)
