@@ -181,7 +181,28 @@ def s3_table(set_):
               pct(g(ngl, "backup.s"), g(ngs, "backup.s")), pct(g(ngl, "restore.s"), g(ngs, "restore.s")),
               faster(g(rs, "backup.s"), g(ngs, "backup.s")), faster(g(rs, "restore.s"), g(ngs, "restore.s"))))
 
-titles = {"files": "### Files (issue 2)\n", "pg": "### PostgreSQL (issue 3)\n", "s3": "### S3 (issue 4)\n"}
+def prune_table(set_):
+    info = res[("prune", set_, "-")]
+    print("**%s**: %s, %s; %s snapshots, each after a different 5%% change, then all but the last 7 forgotten and pruned "
+          "(nestguard `forget --keep-last 7 --prune --grace 0`, restic `forget --keep-last 7 --prune`; both keep up to 5%% unused).\n" % (
+              set_, DESC.get(set_, set_), mib(info.get("bytes")), info.get("snapshots", "?")))
+    cols = ["tool", "forget + prune", "peak RSS", "repository before", "after", "check and restore"]
+    header(cols)
+    for tool in ("nestguard", "restic"):
+        r = res.get(("prune", set_, tool), {})
+        if status_row(tool, r, len(cols)):
+            continue
+        row([tool, secs(r, "prune.s"), mib(rss(r, "prune")), mib(r.get("before_bytes")), mib(r.get("after_bytes")), r.get("check", "—")])
+    ng = res.get(("prune", set_, "nestguard"), {})
+    rs = res.get(("prune", set_, "restic"), {})
+    g = lambda r, k: num(r.get(k))
+    row(["**nestguard vs restic**", faster(g(rs, "prune.s"), g(ng, "prune.s")), smaller(rss(rs, "prune"), rss(ng, "prune")),
+         smaller(g(rs, "before_bytes"), g(ng, "before_bytes")), smaller(g(rs, "after_bytes"), g(ng, "after_bytes")), ""])
+    print("\nLast row: restic's time / nestguard's (goal: >= 2x); memory and sizes, nestguard's / restic's "
+          "(goal: memory <= 1.00x, space left after prune within 5%: <= 1.05x).\n")
+
+titles = {"files": "### Files (issue 2)\n", "pg": "### PostgreSQL (issue 3)\n", "s3": "### S3 (issue 4)\n",
+          "prune": "### Retention: forget and prune (issue 19)\n"}
 seen = set()
 for section, set_ in order:
     if set_ == "-" or (section, set_) in seen:
@@ -189,6 +210,6 @@ for section, set_ in order:
     seen.add((section, set_))
     if section in titles:
         print(titles.pop(section))
-    {"files": files_table, "pg": pg_table, "s3": s3_table}[section](set_)
+    {"files": files_table, "pg": pg_table, "s3": s3_table, "prune": prune_table}[section](set_)
 PY
 }
