@@ -69,7 +69,8 @@ it if still no snapshot needs it; a pack a snapshot needs again by then is
 kept. Backups do not reuse data in marked packs, and a backup that runs
 longer than the grace period checks again before saving its snapshot
 (docs/format.md, "Prune"). --grace 0 marks and deletes in one run: use it
-only when no backup, pg backup or copy runs meanwhile.
+only when no backup, pg backup or copy runs meanwhile. Two prunes must not
+run at once.
 
 Packs that Object Lock retention or a legal hold keeps are neither marked
 nor deleted: they are reported with the date their retention ends (or
