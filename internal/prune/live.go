@@ -18,16 +18,17 @@ import (
 // liveSet is every blob the listed snapshots need (internal/needs: the
 // trees and data blobs below each root tree, and blobs outside the tree
 // such as a base backup's pg_control). It only grows: add walks the
-// snapshots not walked yet and skips trees already in the set, so the
-// second listing of a run costs only what is new.
+// snapshots not walked yet and skips trees an earlier walk reached, so
+// the second listing of a run costs only what is new.
 type liveSet struct {
 	mu     sync.Mutex
 	blobs  map[id.ID]struct{}
+	trees  map[id.ID]struct{} // trees a completed walk reached
 	walked map[id.ID]struct{} // snapshots
 }
 
 func newLiveSet() *liveSet {
-	return &liveSet{blobs: make(map[id.ID]struct{}), walked: make(map[id.ID]struct{})}
+	return &liveSet{blobs: make(map[id.ID]struct{}), trees: make(map[id.ID]struct{}), walked: make(map[id.ID]struct{})}
 }
 
 func (l *liveSet) has(bid id.ID) bool {
@@ -58,11 +59,27 @@ func listSnapshots(ctx context.Context, repo *repository.Repository) ([]*snapsho
 
 // add walks the snapshots of snaps not walked yet. A tree that cannot be
 // read, or a blob no index lists, stops the prune: what it needs is
-// unknown, or the repository is damaged.
+// unknown, or the repository is damaged. Before concluding that, it
+// reads the index objects written since the index was loaded (a backup
+// that finished meanwhile) and walks again.
 func (l *liveSet) add(ctx context.Context, repo *repository.Repository, snaps []*snapshot.Snapshot) error {
+	err := l.walk(ctx, repo, snaps)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if lerr := repo.LoadIndex(ctx); lerr != nil {
+		return errors.Join(err, lerr)
+	}
+	return l.walk(ctx, repo, snaps)
+}
+
+// walk is one attempt of add. Trees are skipped only when a walk that
+// completed reached them (then everything below them is in the set).
+func (l *liveSet) walk(ctx context.Context, repo *repository.Repository, snaps []*snapshot.Snapshot) error {
 	idx := repo.Index()
 	var roots []id.ID
 	var missing []string
+	trees := make(map[id.ID]struct{})
 	for _, sn := range snaps {
 		if _, ok := l.walked[sn.ID]; ok {
 			continue
@@ -85,9 +102,11 @@ func (l *liveSet) add(ctx context.Context, repo *repository.Repository, snaps []
 		Enter: func(tid id.ID, _ struct{}) bool {
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			if _, ok := l.blobs[tid]; ok {
-				return false // walked before, with everything below it
+			if _, ok := l.trees[tid]; ok {
+				return false // a completed walk reached it, and everything below it
 			}
+			trees[tid] = struct{}{}
+			l.blobs[tid] = struct{}{}
 			if !idx.Has(tid) {
 				missing = append(missing, "tree "+tid.Short())
 			}
@@ -104,9 +123,6 @@ func (l *liveSet) add(ctx context.Context, repo *repository.Repository, snaps []
 					}
 				}
 			}
-			// The tree enters the set only once its content did, so that
-			// Enter's skip never leaves anything below it out.
-			l.blobs[t.ID] = struct{}{}
 			return nil, nil
 		},
 	}
@@ -116,6 +132,9 @@ func (l *liveSet) add(ctx context.Context, repo *repository.Repository, snaps []
 	if len(missing) > 0 {
 		return fmt.Errorf("refusing to prune: the snapshots need blobs that no index lists (%s); run 'nestguard repair index', then 'nestguard verify'",
 			strings.Join(missing[:min(len(missing), 20)], ", "))
+	}
+	for tid := range trees {
+		l.trees[tid] = struct{}{}
 	}
 	for _, sn := range snaps {
 		l.walked[sn.ID] = struct{}{}

@@ -368,16 +368,20 @@ func (p *pruner) sweep(ctx context.Context) error {
 	if err := s.checkIndexObjects(ctx); err != nil {
 		return err
 	}
-	for pid := range s.del {
-		p.rep.Deleted.add(v.packs[pid].size)
-	}
 	if p.o.DryRun {
+		for pid := range s.del {
+			p.rep.Deleted.add(v.packs[pid].size)
+		}
 		return nil
 	}
 	if err := s.replaceIndex(ctx); err != nil {
 		return err
 	}
-	if err := s.deletePacks(ctx); err != nil {
+	err = s.deletePacks(ctx)
+	for pid := range s.deleted {
+		p.rep.Deleted.add(v.packs[pid].size)
+	}
+	if err != nil {
 		return err
 	}
 	if err := s.reindexResurrected(ctx); err != nil {

@@ -472,3 +472,28 @@ func TestPruneFinishesKilledSweep(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneSeesBackupAfterOpen: a backup that finished after the prune
+// loaded its index is no reason to refuse, and its data stays.
+func TestPruneSeesBackupAfterOpen(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), 1, 1<<20)
+	old := backup(t, r, dir)
+	pr := repotest.Open(t, be) // the prune's handle, index loaded now
+	os.Remove(filepath.Join(dir, "a"))
+	writeFile(t, filepath.Join(dir, "b"), 2, 2<<20)
+	backup(t, repotest.Open(t, be), dir)
+	forget(t, be, old)
+	rep, err := prune.Run(ctx, pr, prune.Options{Grace: grace(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Deleted.Packs == 0 {
+		t.Errorf("nothing deleted: %+v", rep)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "b"))
+	verify(t, be, map[string][]byte{"b": b})
+}
