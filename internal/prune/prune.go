@@ -50,7 +50,7 @@ var ErrIncomplete = errors.New("prune incomplete")
 // the next prune goes on where it stopped.
 func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, error) {
 	start := time.Now()
-	p := &pruner{repo: repo, o: o, log: o.logger(), live: newLiveSet(), rep: &Report{DryRun: o.DryRun,
+	p := &pruner{repo: repo, o: o, log: o.logger(), live: newLiveSet(), indexRead: make(map[id.ID]*index.File), rep: &Report{DryRun: o.DryRun,
 		Retained: []Retained{}, WALRemoved: []string{}, Warnings: []string{}, Errors: []string{}}}
 	err := p.run(ctx)
 	p.rep.Elapsed = time.Since(start)
@@ -67,9 +67,11 @@ type pruner struct {
 		Info(string, ...any)
 		Warn(string, ...any)
 	}
-	live  *liveSet
-	rep   *Report
-	snaps []*snapshot.Snapshot // the latest listing
+	live *liveSet
+	rep  *Report
+	// indexRead holds the index objects read so far (see load).
+	indexRead map[id.ID]*index.File
+	snaps     []*snapshot.Snapshot // the latest listing
 }
 
 func (p *pruner) run(ctx context.Context) error {
@@ -115,7 +117,7 @@ func (p *pruner) mark(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := load(ctx, p.repo, candidates.Packs(recs), p.rep)
+	v, err := load(ctx, p.repo, candidates.Packs(recs), p.indexRead, p.rep)
 	if err != nil {
 		return err
 	}
@@ -334,7 +336,7 @@ func (p *pruner) sweep(ctx context.Context) error {
 	if err := p.repo.LoadIndex(ctx); err != nil {
 		return err
 	}
-	v, err := load(ctx, p.repo, candidates.Packs(recs), p.rep)
+	v, err := load(ctx, p.repo, candidates.Packs(recs), p.indexRead, p.rep)
 	if err != nil {
 		return err
 	}

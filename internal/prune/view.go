@@ -46,7 +46,11 @@ type view struct {
 // packs candidate records name; the headers of those that no index lists
 // are read too, so their blobs count (a prune killed after replacing the
 // index objects and before deleting the packs leaves such packs).
-func load(ctx context.Context, repo *repository.Repository, recorded map[id.ID]struct{}, rep *Report) (*view, error) {
+//
+// Index objects never change, so those read by an earlier load of the
+// same run (in read) are taken from there, and the ones read now are
+// added to it.
+func load(ctx context.Context, repo *repository.Repository, recorded map[id.ID]struct{}, read map[id.ID]*index.File, rep *Report) (*view, error) {
 	v := &view{packs: make(map[id.ID]*packInfo), indexPacks: make(map[id.ID][]id.ID), indexOf: make(map[id.ID][]id.ID)}
 	be := repo.Backend()
 	err := be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
@@ -61,7 +65,7 @@ func load(ctx context.Context, repo *repository.Repository, recorded map[id.ID]s
 	if err != nil {
 		return nil, fmt.Errorf("listing packs: %w", err)
 	}
-	if err := v.readIndex(ctx, repo); err != nil {
+	if err := v.readIndex(ctx, repo, read); err != nil {
 		return nil, err
 	}
 	var unlisted int
@@ -84,7 +88,7 @@ func load(ctx context.Context, repo *repository.Repository, recorded map[id.ID]s
 
 // readIndex reads every index object. One that is damaged is noted (see
 // load); any other failure stops the prune.
-func (v *view) readIndex(ctx context.Context, repo *repository.Repository) error {
+func (v *view) readIndex(ctx context.Context, repo *repository.Repository, read map[id.ID]*index.File) error {
 	ids, err := repo.ListObjects(ctx, backend.IndexFile)
 	if err != nil {
 		return err
@@ -94,7 +98,12 @@ func (v *view) readIndex(ctx context.Context, repo *repository.Repository) error
 	g.SetLimit(metaReads)
 	for _, iid := range ids {
 		g.Go(func() error {
-			f, err := repo.ReadIndexObject(gctx, iid)
+			mu.Lock()
+			f, err := read[iid], error(nil)
+			mu.Unlock()
+			if f == nil {
+				f, err = repo.ReadIndexObject(gctx, iid)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -106,6 +115,7 @@ func (v *view) readIndex(ctx context.Context, repo *repository.Repository) error
 			case err != nil:
 				return fmt.Errorf("reading index/%s: %w", iid, err)
 			}
+			read[iid] = f
 			packs := make([]id.ID, len(f.Packs))
 			for i, p := range f.Packs {
 				packs[i] = p.Pack
