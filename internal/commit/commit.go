@@ -37,6 +37,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/candidates"
@@ -143,7 +144,7 @@ func Begin(ctx context.Context, repo *repository.Repository, o Options) (*Step, 
 			return nil, err
 		}
 		s.learn(recs)
-		repo.SetCandidatePacks(s.avoid)
+		repo.SetCandidatePacks(maps.Clone(s.avoid))
 	}
 	if _, err := repo.IndexOrphanPacks(ctx); err != nil {
 		return nil, fmt.Errorf("indexing the packs of interrupted runs: %w", err)

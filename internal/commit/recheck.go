@@ -3,6 +3,7 @@ package commit
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/candidates"
@@ -60,7 +61,7 @@ func (s *Step) recheck(ctx context.Context, sn *snapshot.Snapshot) error {
 			for _, p := range gone {
 				s.avoid[p] = struct{}{}
 			}
-			s.repo.SetCandidatePacks(s.avoid)
+			s.repo.SetCandidatePacks(maps.Clone(s.avoid))
 			s.grown = true
 			s.repo.Logger().Info("a prune marked or deleted packs during the run: storing again the blobs the snapshot needs that only those packs hold",
 				"records", len(due), "packs_deleted", len(gone))

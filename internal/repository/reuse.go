@@ -15,7 +15,8 @@ import (
 // deduplicate against a blob whose every location is in one of them
 // (Reusable; SaveBlob stores it again, in a new pack), and never writes an
 // index object for one of them that no index object lists. nil or an
-// empty set clears them. docs/format.md ("Prune") says why.
+// empty set clears them. The repository keeps packs: the caller must not
+// change it afterwards. docs/format.md ("Prune") says why.
 func (r *Repository) SetCandidatePacks(packs map[id.ID]struct{}) {
 	if len(packs) == 0 {
 		r.candidates.Store(nil)
