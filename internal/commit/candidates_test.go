@@ -259,3 +259,28 @@ func TestSaveNoticesRecordThatCameAndWent(t *testing.T) {
 		t.Fatalf("snapshots stored: %v, %v", ids, err)
 	}
 }
+
+// TestBeginLeavesMarkedOrphans: a pack no index object lists that a
+// record names (a prune unindexed it before deleting it) is not indexed
+// by Begin, with UnsafeIgnoreCandidates too.
+func TestBeginLeavesMarkedOrphans(t *testing.T) {
+	ctx := context.Background()
+	s := newStored(t)
+	r := repotest.Open(t, s.be)
+	s.mark(t, r, 0)
+	idx, err := r.ListObjects(ctx, backend.IndexFile)
+	if err != nil || len(idx) != 1 {
+		t.Fatalf("index objects %v, %v", idx, err)
+	}
+	if err := s.be.Remove(ctx, backend.Handle{Type: backend.IndexFile, Name: idx[0].String()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, unsafe := range []bool{false, true} {
+		if _, err := commit.Begin(ctx, repotest.Open(t, s.be), commit.Options{UnsafeIgnoreCandidates: unsafe}); err != nil {
+			t.Fatal(err)
+		}
+		if repotest.Open(t, s.be).Index().Has(s.blob) {
+			t.Fatalf("unsafe %v: Begin indexed a pack a deletion-candidate record names", unsafe)
+		}
+	}
+}

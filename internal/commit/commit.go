@@ -68,7 +68,8 @@ type Options struct {
 
 	// UnsafeIgnoreCandidates turns off what keeps a concurrent prune from
 	// deleting a blob this writer references: Begin sets no candidate
-	// packs and Save re-checks nothing. It exists only so that a test can
+	// packs and Save re-checks nothing (orphan packs a record names are
+	// still not indexed). It exists only so that a test can
 	// show that the rule matters (nestguard sets it only in a binary built
 	// with the nestguard_unsafe_prune tag); never set it otherwise.
 	UnsafeIgnoreCandidates bool
@@ -138,15 +139,16 @@ type Step struct {
 // be loaded. A writer calls it before it chooses a parent snapshot.
 func Begin(ctx context.Context, repo *repository.Repository, o Options) (*Step, error) {
 	s := &Step{repo: repo, o: o, known: make(map[id.ID]struct{}), avoid: make(map[id.ID]struct{}), goneIndex: make(map[id.ID]struct{})}
+	recs, err := listCandidates(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	marked := candidates.Packs(recs)
 	if !o.UnsafeIgnoreCandidates {
-		recs, err := listCandidates(ctx, repo)
-		if err != nil {
-			return nil, err
-		}
 		s.learn(recs)
 		repo.SetCandidatePacks(maps.Clone(s.avoid))
 	}
-	if _, err := repo.IndexOrphanPacks(ctx); err != nil {
+	if _, err := repo.IndexOrphanPacks(ctx, marked); err != nil {
 		return nil, fmt.Errorf("indexing the packs of interrupted runs: %w", err)
 	}
 	// Temporary data of a killed writer is never listed, but takes space.

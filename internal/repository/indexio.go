@@ -343,12 +343,12 @@ func (r *Repository) hashPack(ctx context.Context, h backend.Handle, pid id.ID, 
 // interrupted backup, or by a concurrent one still running, or listed only
 // by an unreadable index object), reads their headers and writes an index
 // object for them, so their blobs are reused instead of rewritten and
-// restores find them without reading headers again. A pack that a
-// deletion-candidate record names (SetCandidatePacks) is never indexed: a
-// prune unindexes such a pack before it deletes it. It returns how many
-// packs it indexed.
-func (r *Repository) IndexOrphanPacks(ctx context.Context) (int, error) {
-	n, _, _, err := r.indexOrphans(ctx, r.candidatePacks())
+// restores find them without reading headers again. A pack in candidates,
+// the packs prune's deletion-candidate records name (internal/candidates),
+// is never indexed: a prune unindexes such a pack before it deletes it. It
+// returns how many packs it indexed.
+func (r *Repository) IndexOrphanPacks(ctx context.Context, candidates map[id.ID]struct{}) (int, error) {
+	n, _, _, err := r.indexOrphans(ctx, candidates)
 	return n, err
 }
 

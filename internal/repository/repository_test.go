@@ -184,7 +184,7 @@ func TestOrphanPacksReused(t *testing.T) {
 	if r2.Index().Has(ids[0]) {
 		t.Fatal("test setup: blob indexed although no index was written")
 	}
-	n, err := r2.IndexOrphanPacks(ctx)
+	n, err := r2.IndexOrphanPacks(ctx, nil)
 	if err != nil || n == 0 {
 		t.Fatalf("IndexOrphanPacks: n=%d err=%v", n, err)
 	}

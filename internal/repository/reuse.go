@@ -13,8 +13,7 @@ import (
 // records name (internal/candidates), as a writer's commit step lists
 // them before it stores anything. From then on this repository does not
 // deduplicate against a blob whose every location is in one of them
-// (Reusable; SaveBlob stores it again, in a new pack), and never writes an
-// index object for one of them that no index object lists. nil or an
+// (Reusable; SaveBlob stores it again, in a new pack). nil or an
 // empty set clears them. The repository keeps packs: the caller must not
 // change it afterwards. docs/format.md ("Prune") says why.
 func (r *Repository) SetCandidatePacks(packs map[id.ID]struct{}) {

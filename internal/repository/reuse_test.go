@@ -83,9 +83,7 @@ func TestOrphanCandidatePacksNotIndexed(t *testing.T) {
 	}
 	cand := map[id.ID]struct{}{markedPack: {}}
 
-	w := reopen(t, be)
-	w.SetCandidatePacks(cand)
-	if n, err := w.IndexOrphanPacks(ctx); err != nil || n != 1 {
+	if n, err := reopen(t, be).IndexOrphanPacks(ctx, cand); err != nil || n != 1 {
 		t.Fatalf("IndexOrphanPacks: %d, %v; want the one orphan not marked", n, err)
 	}
 	fresh := reopen(t, be)

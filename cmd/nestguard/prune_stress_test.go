@@ -1,0 +1,383 @@
+package main
+
+// The prune stress test of issue 19: backups run as processes, several at
+// once, on data that changes between their runs, while snapshots are
+// forgotten and 'prune' runs again and again with a grace period of two
+// seconds. At the end every snapshot left must verify with --read-data and
+// restore byte for byte. Built with the nestguard_unsafe_prune tag, the
+// backups ignore prune's deletion-candidate records, and the same run
+// loses data: the rule matters.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/nestguard/nestguard/internal/miniotest"
+)
+
+func TestPruneBesideBackups(t *testing.T) {
+	t.Run("local", func(t *testing.T) {
+		s := newStress(t, newEnv(t), ngBin, 15*time.Second)
+		if damage := s.run(); len(damage) > 0 {
+			t.Errorf("%d problems:\n%s", len(damage), strings.Join(damage, "\n"))
+		}
+	})
+	t.Run("minio", func(t *testing.T) {
+		e, srv := s3TestEnv(t, miniotest.MinIO, "stress")
+		// Each command takes seconds on MinIO: the run is longer, and
+		// only the end is verified.
+		s := newStress(t, e, ngBin, 30*time.Second)
+		s.verifyEach = false
+		// forget cannot read the retention of a bucket without Object
+		// Lock yet: the snapshots it would remove are removed directly.
+		cl := srv.Client(t)
+		s.remove = func(id string) error {
+			return cl.RemoveObject(context.Background(), "stress", "repo/snapshots/"+id, minio.RemoveObjectOptions{})
+		}
+		if damage := s.run(); len(damage) > 0 {
+			t.Errorf("%d problems:\n%s", len(damage), strings.Join(damage, "\n"))
+		}
+	})
+}
+
+// TestPruneBesideUnsafeBackups runs the stress test with backups that
+// ignore the deletion-candidate records (a binary built with the
+// nestguard_unsafe_prune tag): snapshots lose blobs.
+func TestPruneBesideUnsafeBackups(t *testing.T) {
+	skipUnderFIPS(t, "one run shows the rule matters")
+	unsafe := filepath.Join(t.TempDir(), "nestguard-unsafe")
+	if out, err := exec.Command("go", "build", "-tags", "nestguard_unsafe_prune", "-o", unsafe, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building the unsafe binary: %v\n%s", err, out)
+	}
+	s := newStress(t, newEnv(t), unsafe, 15*time.Second)
+	damage := s.run()
+	if len(damage) == 0 {
+		t.Fatal("backups that ignore prune's deletion candidates lost nothing: the stress test does not test the rule")
+	}
+	t.Logf("as expected without the rule, %d problems, the first: %s", len(damage), damage[0])
+}
+
+// stress is one run: writers back up their directories again and again,
+// a pruner forgets and prunes.
+type stress struct {
+	t   *testing.T
+	e   *env
+	bin string        // the nestguard that backs up
+	dur time.Duration // how long backups and prunes go on
+	// verifyEach verifies the repository after each prune.
+	verifyEach bool
+	// remove, if set, removes a snapshot object in place of forget.
+	remove func(id string) error
+
+	mu        sync.Mutex
+	saved     map[string]map[string]string // snapshot id -> the content it holds: path -> sha256
+	backups   int                          // backups that saved a snapshot
+	failed    int                          // backups that failed without saving one
+	prunes    int                          // prunes that succeeded
+	verifies  int
+	refused   int // prunes that refused (see forgetAndPrune)
+	rechecked int // backups whose Save stored blobs again
+	packs     struct{ marked, deleted, resurrected, repacked int }
+	forgotten int
+	errs      []string
+}
+
+const (
+	stressWriters  = 3
+	stressFiles    = 24 // per writer
+	stressVariants = 3  // contents a file takes in turn (shared by all writers)
+	stressKeep     = 2  // snapshots kept per writer
+)
+
+func newStress(t *testing.T, e *env, bin string, dur time.Duration) *stress {
+	e.must("init", "--chunk-min", "64", "--chunk-avg", "128", "--chunk-max", "512")
+	return &stress{t: t, e: e, bin: bin, dur: dur, verifyEach: true, saved: make(map[string]map[string]string)}
+}
+
+// variant is the content of file i in its variant v: the same in every
+// writer, so that writers deduplicate against each other's packs, and
+// coming back after it was forgotten, so that backups meet blobs that
+// only marked packs hold.
+func variant(i, v int) []byte {
+	rng := rand.New(rand.NewPCG(uint64(i), uint64(v)))
+	b := make([]byte, 20_000+rng.IntN(120_000))
+	for j := range b {
+		b[j] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// run runs the writers and the pruner for s.dur, then checks the
+// repository (check) and returns every problem found.
+func (s *stress) run() []string {
+	deadline := time.Now().Add(s.dur)
+	var wg sync.WaitGroup
+	for w := range stressWriters {
+		wg.Go(func() { s.writer(w, deadline) })
+	}
+	wg.Go(func() { s.pruner(deadline) })
+	wg.Wait()
+	s.t.Logf("%d backups saved a snapshot (%d stored blobs again before saving), %d failed without one, %d snapshots forgotten, %d prunes (%d more refused), %d verifies; packs %+v",
+		s.backups, s.rechecked, s.failed, s.forgotten, s.prunes, s.refused, s.verifies, s.packs)
+	if s.backups < stressWriters*2 || s.prunes < 3 || s.packs.deleted == 0 {
+		s.t.Fatalf("too little happened to test anything:\n%s", strings.Join(s.errs, "\n"))
+	}
+	during := slices.Clone(s.errs)
+	return append(during, s.check()...)
+}
+
+func (s *stress) fail(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.errs = append(s.errs, fmt.Sprintf(format, args...))
+}
+
+// writer changes a few files of its directory and backs it up, until the
+// deadline.
+func (s *stress) writer(w int, deadline time.Time) {
+	dir := filepath.Join(s.e.dir, fmt.Sprintf("w%d", w))
+	rng := rand.New(rand.NewPCG(uint64(w), 77))
+	content := make(map[string]string)
+	set := func(i, v int) {
+		name := fmt.Sprintf("d%d/f%02d", i%3, i)
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		b := variant(i, v)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			s.fail("writer %d: %v", w, err)
+		}
+		h := sha256.Sum256(b)
+		content[name] = hex.EncodeToString(h[:])
+	}
+	for i := range stressFiles {
+		set(i, rng.IntN(stressVariants))
+	}
+	for time.Now().Before(deadline) {
+		for range 4 {
+			set(rng.IntN(stressFiles), rng.IntN(stressVariants))
+		}
+		c := exec.Command(s.bin, ngArgs([]string{"--repo", s.e.repo, "backup", "-v", "--json", "--host", fmt.Sprintf("w%d", w), dir})...)
+		c.Env = s.e.cmd().Env
+		r := execute(s.t, c)
+		if r.code != 0 {
+			// A backup may fail when a prune deleted what it reused
+			// before it could store it again; it must say so and save
+			// nothing (check finds any snapshot not recorded here).
+			if !strings.Contains(r.stderr, "no snapshot saved") {
+				s.fail("writer %d: backup exit %d, not a refusal to save:\n%s", w, r.code, r.stderr)
+			}
+			s.mu.Lock()
+			s.failed++
+			s.mu.Unlock()
+			continue
+		}
+		if strings.Contains(r.stderr, "storing again the blobs") {
+			s.mu.Lock()
+			s.rechecked++
+			s.mu.Unlock()
+		}
+		var out struct {
+			Snapshot string `json:"snapshot"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || out.Snapshot == "" {
+			s.fail("writer %d: backup --json: %v\n%s", w, err, r.stdout)
+			continue
+		}
+		s.mu.Lock()
+		s.saved[out.Snapshot] = maps(content, dir)
+		s.backups++
+		s.mu.Unlock()
+	}
+}
+
+// maps returns content with every path made absolute below dir.
+func maps(content map[string]string, dir string) map[string]string {
+	m := make(map[string]string, len(content))
+	for k, v := range content {
+		m[filepath.Join(dir, k)] = v
+	}
+	return m
+}
+
+type listed struct {
+	ID       string    `json:"id"`
+	Time     time.Time `json:"time"`
+	Hostname string    `json:"hostname"`
+	Paths    []string  `json:"paths"`
+}
+
+func (s *stress) snapshots() ([]listed, bool) {
+	r := execute(s.t, s.e.cmd("snapshots", "--json"))
+	var l []listed
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &l) != nil {
+		s.fail("snapshots: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		return nil, false
+	}
+	return l, true
+}
+
+// pruner forgets all but the newest snapshots of each writer (forget's
+// groups: host and paths) and prunes
+// with a grace period of two seconds, until the deadline, then once more
+// with none (no backup runs any more).
+// After each prune every snapshot must verify: a snapshot that loses a
+// blob is found even if a later forget removes it.
+func (s *stress) pruner(deadline time.Time) {
+	for time.Now().Before(deadline) {
+		s.forgetAndPrune("2s")
+		if !s.verifyEach {
+			continue
+		}
+		if r := execute(s.t, s.e.cmd("verify")); r.code != 0 {
+			s.fail("verify after a prune: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		s.mu.Lock()
+		s.verifies++
+		s.mu.Unlock()
+	}
+}
+
+func (s *stress) forgetAndPrune(grace string) {
+	if !s.forget() {
+		return
+	}
+	r := execute(s.t, s.e.cmd("prune", "--json", "--grace", grace, "--max-unused", "0%"))
+	if r.code != 0 && strings.Contains(r.stderr, "refusing to prune") && strings.Contains(r.stderr, "not in index") && grace != "0s" {
+		// Phase 1 resolves the snapshots' trees through the index it
+		// loaded before listing them, so a snapshot saved in between
+		// makes it refuse (and change nothing). The verify after each
+		// prune tells a real loss from this.
+		s.mu.Lock()
+		s.refused++
+		s.mu.Unlock()
+		return
+	}
+	if r.code != 0 {
+		s.fail("prune --grace %s: exit %d\n%s%s", grace, r.code, r.stdout, r.stderr)
+		return
+	}
+	var p struct {
+		Marked                         *struct{ Packs int }
+		Deleted, Resurrected, Repacked struct{ Packs int }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+		s.fail("prune --json: %v\n%s", err, r.stdout)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prunes++
+	if p.Marked != nil {
+		s.packs.marked += p.Marked.Packs
+	}
+	s.packs.deleted += p.Deleted.Packs
+	s.packs.resurrected += p.Resurrected.Packs
+	s.packs.repacked += p.Repacked.Packs
+}
+
+// forget removes all but the newest stressKeep snapshots of each writer,
+// with 'forget --keep-last' (which groups by host and paths) or s.remove.
+func (s *stress) forget() bool {
+	if s.remove == nil {
+		r := execute(s.t, s.e.cmd("forget", "--json", "--keep-last", fmt.Sprint(stressKeep)))
+		var f struct {
+			Removed int `json:"removed"`
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &f) != nil {
+			s.fail("forget: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			return false
+		}
+		s.mu.Lock()
+		s.forgotten += f.Removed
+		s.mu.Unlock()
+		return true
+	}
+	l, ok := s.snapshots()
+	if !ok {
+		return false
+	}
+	byHost := make(map[string][]listed)
+	for _, sn := range l {
+		byHost[sn.Hostname] = append(byHost[sn.Hostname], sn)
+	}
+	for _, sns := range byHost {
+		slices.SortFunc(sns, func(a, b listed) int { return b.Time.Compare(a.Time) })
+		for _, sn := range sns[min(stressKeep, len(sns)):] {
+			if err := s.remove(sn.ID); err != nil {
+				s.fail("removing snapshot %s: %v", sn.ID, err)
+				return false
+			}
+			s.mu.Lock()
+			s.forgotten++
+			s.mu.Unlock()
+		}
+	}
+	return true
+}
+
+// check prunes once more with no backup running, then verifies every
+// snapshot left and restores each, and returns what is wrong.
+func (s *stress) check() []string {
+	var damage []string
+	n := len(s.errs)
+	s.forgetAndPrune("0s")
+	damage = append(damage, s.errs[n:]...)
+	if r := execute(s.t, s.e.cmd("verify", "--read-data")); r.code != 0 {
+		damage = append(damage, fmt.Sprintf("verify --read-data: exit %d\n%s%s", r.code, r.stdout, r.stderr))
+	}
+	l, ok := s.snapshots()
+	if !ok {
+		return append(damage, s.errs[len(s.errs)-1])
+	}
+	if len(l) != stressWriters*stressKeep {
+		damage = append(damage, fmt.Sprintf("%d snapshots left, want %d", len(l), stressWriters*stressKeep))
+	}
+	for _, sn := range l {
+		want, ok := s.saved[sn.ID]
+		if !ok {
+			damage = append(damage, fmt.Sprintf("snapshot %s: no backup reported saving it", sn.ID[:8]))
+			continue
+		}
+		tgt := filepath.Join(s.e.dir, "restore-"+sn.ID[:8])
+		if r := execute(s.t, s.e.cmd("restore", sn.ID, "--target", tgt)); r.code != 0 {
+			damage = append(damage, fmt.Sprintf("restore %s: exit %d\n%s", sn.ID[:8], r.code, r.stderr))
+			continue
+		}
+		got := make(map[string]string)
+		filepath.WalkDir(tgt, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				b, err := os.ReadFile(p)
+				if err == nil {
+					h := sha256.Sum256(b)
+					got[strings.TrimPrefix(p, tgt)] = hex.EncodeToString(h[:])
+				}
+			}
+			return nil
+		})
+		for p, h := range want {
+			if got[p] != h {
+				damage = append(damage, fmt.Sprintf("snapshot %s: %s restored with sha256 %q, backed up %s", sn.ID[:8], p, got[p], h))
+			}
+		}
+		if len(got) != len(want) {
+			damage = append(damage, fmt.Sprintf("snapshot %s: %d files restored, %d backed up", sn.ID[:8], len(got), len(want)))
+		}
+		os.RemoveAll(tgt)
+	}
+	return damage
+}
