@@ -1,0 +1,153 @@
+package main
+
+import (
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestPruneWhileBackupStopped: a backup reuses a blob held only by a pack
+// a prune marks (before the backup starts, or while it runs), and is
+// stopped (SIGSTOP) while a prune deletes that pack without seeing its
+// snapshot, then continued. The backup must not save a snapshot that
+// points at the deleted blob: it stores the blob again (the record was
+// there when it started) or fails, saving nothing (the record came and
+// went while it ran). A backup built to ignore the records
+// (unsafeBinary) saves a damaged snapshot both times.
+func TestPruneWhileBackupStopped(t *testing.T) {
+	shared := t.TempDir()
+	src := filepath.Join(shared, "src")
+	os.MkdirAll(src, 0o755)
+	// a: the content an older snapshot holds; b: enough data that the
+	// backup is still reading it after its first pack is stored.
+	writeRandom(t, filepath.Join(src, "a"), 200_000, 1)
+	writeRandom(t, filepath.Join(src, "b"), 64<<20, 2)
+	for _, tc := range []struct {
+		name   string
+		before bool // the pack is marked before the backup starts
+		unsafe bool
+	}{
+		{"marked before", true, false},
+		{"marked during", false, false},
+		{"marked before, unsafe", true, true},
+		{"marked during, unsafe", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin := ngBin
+			if tc.unsafe {
+				bin = unsafeBinary(t)
+			}
+			e := newEnv(t)
+			e.must("init")
+			old := filepath.Join(e.dir, "old")
+			os.MkdirAll(old, 0o755)
+			writeRandom(t, filepath.Join(old, "a"), 200_000, 1)
+			first := e.backupJSON(old)["snapshot"].(string)
+			forgetAndMark := func() {
+				e.must("forget", first)
+				e.must("prune", "--grace", "1s")
+			}
+			if tc.before {
+				forgetAndMark()
+			}
+
+			packs := countPacks(t, e.repo)
+			c := e.cmd("backup", "--json", src)
+			c.Path, c.Args[0] = bin, bin
+			var stdout, stderr strings.Builder
+			c.Stdout, c.Stderr = &stdout, &stderr
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- c.Wait() }()
+			defer func() {
+				c.Process.Signal(syscall.SIGCONT)
+				c.Process.Kill()
+			}()
+			// Its first pack is stored: it has decided about a.
+			for countPacks(t, e.repo) == packs {
+				select {
+				case err := <-exited:
+					t.Fatalf("the backup ended (%v) before it could be stopped:\n%s", err, stderr.String())
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
+			if err := c.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.before {
+				forgetAndMark()
+			}
+			time.Sleep(1100 * time.Millisecond)
+			// The record is due: this prune deletes the pack of a, as no
+			// snapshot it lists needs a.
+			var rep struct {
+				Deleted struct{ Packs int }
+			}
+			if err := json.Unmarshal([]byte(e.must("prune", "--json", "--grace", "1s")), &rep); err != nil || rep.Deleted.Packs == 0 {
+				t.Fatalf("prune deleted no pack (%v): the test does not test anything", err)
+			}
+			c.Process.Signal(syscall.SIGCONT)
+			var code int
+			select {
+			case <-exited:
+				code = c.ProcessState.ExitCode()
+			case <-time.After(5 * time.Minute):
+				t.Fatal("the backup did not finish")
+			}
+			verify := e.run("verify", "--read-data")
+			t.Logf("backup: exit %d\n%s\nverify: exit %d", code, stderr.String(), verify.code)
+			switch {
+			case tc.unsafe:
+				if code != 0 || verify.code == 0 {
+					t.Errorf("unsafe backup: exit %d, verify exit %d: want a saved, damaged snapshot (the rule would not matter)", code, verify.code)
+				}
+				return
+			case tc.before:
+				// It never reused a: it stored it again.
+				if code != 0 {
+					t.Fatalf("backup: exit %d\n%s", code, stderr.String())
+				}
+			default:
+				// It reused a, which is gone: no snapshot.
+				if code != 1 || !strings.Contains(stderr.String(), "no snapshot saved") {
+					t.Fatalf("backup after the pack it reused was deleted: exit %d\n%s%s", code, stdout.String(), stderr.String())
+				}
+				if out := e.must("snapshots", "--json"); strings.Contains(out, "\"id\"") {
+					t.Fatalf("a snapshot was saved:\n%s", out)
+				}
+				e.must("backup", src) // again, from the start
+			}
+			if verify = e.run("verify", "--read-data"); verify.code != 0 {
+				t.Fatalf("verify --read-data: exit %d\n%s%s", verify.code, verify.stdout, verify.stderr)
+			}
+			tgt := filepath.Join(e.dir, "restore")
+			e.must("restore", "latest", "--target", tgt)
+			for _, f := range []string{"a", "b"} {
+				want, _ := os.ReadFile(filepath.Join(src, f))
+				got, err := os.ReadFile(filepath.Join(tgt, src, f))
+				if err != nil || string(got) != string(want) {
+					t.Errorf("%s restored with %d bytes (%v), backed up %d", f, len(got), err, len(want))
+				}
+			}
+		})
+	}
+}
+
+// countPacks counts the packs stored in the local repository repo.
+func countPacks(t *testing.T, repo string) int {
+	n := 0
+	filepath.WalkDir(filepath.Join(repo, "data"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
+			n++
+		}
+		return nil
+	})
+	return n
+}
