@@ -17,6 +17,7 @@ import (
 	"github.com/nestguard/nestguard/internal/checker"
 	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/prune"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
@@ -525,4 +526,110 @@ func TestPruneDuplicates(t *testing.T) {
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "a"))
 	verify(t, be, map[string][]byte{"a": b})
+}
+
+// TestPruneMaxRepack: --max-repack smaller than any pack repacks nothing;
+// the partly used packs stay, and the unused ones still go.
+func TestPruneMaxRepack(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	for i := range 16 {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), uint64(i), 60_000)
+	}
+	first := backup(t, r, dir)
+	for i := 0; i < 16; i += 2 {
+		os.Remove(filepath.Join(dir, fmt.Sprintf("f%02d", i)))
+	}
+	backup(t, r, dir)
+	forget(t, be, first)
+	rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), MaxRepack: 1000})
+	if err != nil || rep.Repacked.Packs != 0 || rep.Unused == 0 {
+		t.Fatalf("--max-repack 1000: %v %+v", err, rep)
+	}
+	rep, err = prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), MaxRepack: 10 << 20})
+	if err != nil || rep.Repacked.Packs == 0 {
+		t.Fatalf("--max-repack 10 MiB: %v %+v", err, rep)
+	}
+}
+
+// TestPruneWAL: the WAL expiry's answer is removed, except what the
+// store retains, which is reported; a dry run removes nothing.
+func TestPruneWAL(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(true)
+	r := repotest.New(t, repotest.Backend(be))
+	names := []string{"000000010000000000000001", "000000010000000000000002", "000000010000000000000003"}
+	for _, n := range names {
+		if err := r.SaveNamed(ctx, backend.WALFile, n, []byte("segment "+n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := backend.Handle{Type: backend.WALFile, Name: names[1]}
+	if err := be.SetLegalHold(ctx, held, true); err != nil {
+		t.Fatal(err)
+	}
+	var kept int
+	expire := func(_ context.Context, snaps []*snapshot.Snapshot) ([]string, error) {
+		kept = len(snaps)
+		return names[:2], nil
+	}
+	rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), DryRun: true, WAL: expire})
+	if err != nil || !slices.Equal(rep.WALRemoved, names[:1]) || countObjects(t, be, backend.WALFile) != 3 {
+		t.Fatalf("dry run: %v %+v", err, rep)
+	}
+	rep, err = prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), WAL: expire})
+	if err != nil || !slices.Equal(rep.WALRemoved, names[:1]) || kept != 0 {
+		t.Fatalf("prune: %v %+v", err, rep)
+	}
+	if len(rep.Retained) != 1 || rep.Retained[0].Object != held.String() || !rep.Retained[0].Held || rep.Retained[0].Why != "wal" {
+		t.Errorf("retained %+v", rep.Retained)
+	}
+	for i, n := range names {
+		_, err := be.Stat(ctx, backend.Handle{Type: backend.WALFile, Name: n})
+		if gone := err != nil; gone != (i == 0) {
+			t.Errorf("wal/%s: %v", n, err)
+		}
+	}
+}
+
+// TestPruneOrphans: a pack no index lists (an interrupted backup's, or a
+// running one's) is marked only once older than the grace period.
+func TestPruneOrphans(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	rng := rand.New(rand.NewPCG(3, 3))
+	for range 12 {
+		b := make([]byte, 100_000)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		if _, _, err := r.SaveBlob(ctx, index.DataBlob, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.WaitUploads() // the full pack is stored, no index object names it
+	if countObjects(t, be, backend.PackFile) == 0 || countObjects(t, be, backend.IndexFile) != 0 {
+		t.Fatal("no orphan pack")
+	}
+	now := time.Now()
+	o := prune.Options{Grace: grace(time.Hour), Now: func() time.Time { return now }}
+	rep, err := prune.Run(ctx, repotest.Open(t, be), o)
+	if err != nil || rep.Marked != nil {
+		t.Fatalf("a young orphan was marked: %v %+v", err, rep)
+	}
+	now = now.Add(2 * time.Hour)
+	rep, err = prune.Run(ctx, repotest.Open(t, be), o)
+	if err != nil || rep.Marked == nil || rep.Marked.Orphans == 0 {
+		t.Fatalf("an old orphan was not marked: %v %+v", err, rep)
+	}
+	now = now.Add(2 * time.Hour)
+	if rep, err = prune.Run(ctx, repotest.Open(t, be), o); err != nil || rep.Deleted.Packs == 0 {
+		t.Fatalf("the orphan was not deleted: %v %+v", err, rep)
+	}
+	if n := countObjects(t, be, backend.PackFile); n != 0 {
+		t.Errorf("%d packs left", n)
+	}
 }
