@@ -633,3 +633,41 @@ func TestPruneOrphans(t *testing.T) {
 		t.Errorf("%d packs left", n)
 	}
 }
+
+// TestPrunePGControl: a base backup's pg_control blob, which no tree
+// references, is live (internal/needs), and stays.
+func TestPrunePGControl(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	rng := rand.New(rand.NewPCG(5, 5))
+	blob := func() id.ID {
+		b := make([]byte, 700_000)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		bid, _, err := r.SaveBlob(ctx, index.DataBlob, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bid
+	}
+	ctl := blob()
+	blob() // garbage, in a pack of its own
+	root := repotest.SaveTree(t, r)
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sn := &snapshot.Snapshot{Time: time.Now(), Kind: snapshot.KindPostgres, Tree: root, Paths: []string{"/pgdata"},
+		Extra: []byte(`{"pg_control_blob":"` + ctl.String() + `"}`)}
+	if err := snapshot.Save(ctx, r, sn); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)})
+	if err != nil || rep.Deleted.Packs == 0 {
+		t.Fatalf("prune: %v %+v", err, rep)
+	}
+	if _, err := repotest.Open(t, be).LoadBlob(ctx, ctl, nil); err != nil {
+		t.Fatalf("pg_control after prune: %v", err)
+	}
+}
