@@ -169,7 +169,7 @@ var ErrNoPolicy = errors.New("nothing to forget: give snapshot IDs or at least o
 
 // ErrIDsAndPolicy is Run's error when IDs come with a policy or a
 // selection: IDs name exactly what to forget.
-var ErrIDsAndPolicy = errors.New("snapshot IDs cannot be combined with --keep-*, --host, --tag, --path, --class or --group-by: IDs name exactly the snapshots to forget")
+var ErrIDsAndPolicy = errors.New("snapshot IDs cannot be combined with --keep-*, --host, --tag, --path or --class: IDs name exactly the snapshots to forget")
 
 // Check reports the first problem with o that Run would refuse before
 // reading anything.
