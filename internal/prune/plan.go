@@ -50,8 +50,8 @@ func plan(v *view, live *liveSet, maxUnused Unused, maxRepack int64, orphanCutof
 		default:
 			c := &cand{pid: pid, pi: pi}
 			for _, e := range pi.blobs {
-				if live.has(e.ID) {
-					c.naive += int64(e.Length)
+				if live.has(e.id) {
+					c.naive += int64(e.length)
 				}
 			}
 			cands = append(cands, c)
@@ -70,12 +70,12 @@ func plan(v *view, live *liveSet, maxUnused Unused, maxRepack int64, orphanCutof
 	for _, c := range cands {
 		var mine []index.Entry
 		for _, e := range c.pi.blobs {
-			if _, done := claimed[e.ID]; live.has(e.ID) && !done {
-				claimed[e.ID] = struct{}{}
-				c.used += int64(e.Length)
-				mine = append(mine, e)
+			if _, done := claimed[e.id]; live.has(e.id) && !done {
+				claimed[e.id] = struct{}{}
+				c.used += int64(e.length)
+				mine = append(mine, e.entry(c.pid))
 			} else {
-				c.unused += int64(e.Length)
+				c.unused += int64(e.length)
 			}
 		}
 		pl.used += c.used

@@ -50,7 +50,7 @@ var ErrIncomplete = errors.New("prune incomplete")
 // the next prune goes on where it stopped.
 func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, error) {
 	start := time.Now()
-	p := &pruner{repo: repo, o: o, log: o.logger(), live: newLiveSet(), indexRead: make(map[id.ID]*index.File), rep: &Report{DryRun: o.DryRun,
+	p := &pruner{repo: repo, o: o, log: o.logger(), live: newLiveSet(), indexRead: make(map[id.ID]*indexObject), rep: &Report{DryRun: o.DryRun,
 		Retained: []Retained{}, WALRemoved: []string{}, Warnings: []string{}, Errors: []string{}}}
 	err := p.run(ctx)
 	p.rep.Elapsed = time.Since(start)
@@ -70,7 +70,7 @@ type pruner struct {
 	live *liveSet
 	rep  *Report
 	// indexRead holds the index objects read so far (see load).
-	indexRead map[id.ID]*index.File
+	indexRead map[id.ID]*indexObject
 	snaps     []*snapshot.Snapshot // the latest listing
 }
 
@@ -429,13 +429,13 @@ func (s *sweeper) resurrect() {
 	for pid := range s.del {
 		if pi := s.v.packs[pid]; !pi.indexed {
 			for _, e := range pi.blobs {
-				headerLocs[e.ID] = append(headerLocs[e.ID], pid)
+				headerLocs[e.id] = append(headerLocs[e.id], pid)
 			}
 		}
 	}
 	for _, pid := range sortedPacks(s.del) {
 		for _, e := range s.v.packs[pid].blobs {
-			if s.live.has(e.ID) && !s.outside(e.ID, headerLocs) {
+			if s.live.has(e.id) && !s.outside(e.id, headerLocs) {
 				delete(s.del, pid)
 				s.resurrected[pid] = true
 				s.rep.Resurrected.add(s.v.packs[pid].size)
@@ -548,10 +548,12 @@ func (s *sweeper) reindexResurrected(ctx context.Context) error {
 		if pi.indexed {
 			continue
 		}
-		pbs = append(pbs, index.PackBlobs{Pack: pid, Blobs: pi.blobs})
-		for _, e := range pi.blobs {
-			s.repo.Index().Add(e)
+		pb := index.PackBlobs{Pack: pid, Blobs: make([]index.Entry, len(pi.blobs))}
+		for i, b := range pi.blobs {
+			pb.Blobs[i] = b.entry(pid)
+			s.repo.Index().Add(pb.Blobs[i])
 		}
+		pbs = append(pbs, pb)
 	}
 	if len(pbs) == 0 {
 		return nil

@@ -26,9 +26,44 @@ const metaReads = repository.DefaultMetadataReads
 type packInfo struct {
 	size    int64
 	mtime   time.Time
-	indexed bool          // listed by a readable index object
-	blobs   []index.Entry // from the index objects, or the header of an unindexed candidate
-	record  bool          // named by a candidate record
+	indexed bool      // listed by a readable index object
+	blobs   []blobRef // from the index objects, or the header of an unindexed candidate
+	record  bool      // named by a candidate record
+}
+
+// blobRef is one blob of a pack, without the pack's ID: 48 bytes where an
+// index.Entry takes 80, and a prune holds one for every blob.
+type blobRef struct {
+	id                        id.ID
+	offset, length, rawLength uint32
+	typ                       index.BlobType
+}
+
+func (b blobRef) entry(pack id.ID) index.Entry {
+	return index.Entry{ID: b.id, Type: b.typ, Pack: pack, Offset: b.offset, Length: b.length, RawLength: b.rawLength}
+}
+
+func refOf(e index.Entry) blobRef {
+	return blobRef{id: e.ID, offset: e.Offset, length: e.Length, rawLength: e.RawLength, typ: e.Type}
+}
+
+// indexObject is what prune keeps of one index object: its packs and
+// their blobs.
+type indexObject struct {
+	packs []id.ID
+	blobs [][]blobRef
+}
+
+func compact(f *index.File) *indexObject {
+	o := &indexObject{packs: make([]id.ID, len(f.Packs)), blobs: make([][]blobRef, len(f.Packs))}
+	for i, p := range f.Packs {
+		o.packs[i] = p.Pack
+		o.blobs[i] = make([]blobRef, len(p.Blobs))
+		for j, e := range p.Blobs {
+			o.blobs[i][j] = refOf(e)
+		}
+	}
+	return o
 }
 
 // view is the repository as one prune step sees it: every stored pack,
@@ -50,7 +85,7 @@ type view struct {
 // Index objects never change, so those read by an earlier load of the
 // same run (in read) are taken from there, and the ones read now are
 // added to it.
-func load(ctx context.Context, repo *repository.Repository, recorded map[id.ID]struct{}, read map[id.ID]*index.File, rep *Report) (*view, error) {
+func load(ctx context.Context, repo *repository.Repository, recorded map[id.ID]struct{}, read map[id.ID]*indexObject, rep *Report) (*view, error) {
 	v := &view{packs: make(map[id.ID]*packInfo), indexPacks: make(map[id.ID][]id.ID), indexOf: make(map[id.ID][]id.ID)}
 	be := repo.Backend()
 	err := be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
@@ -88,7 +123,7 @@ func load(ctx context.Context, repo *repository.Repository, recorded map[id.ID]s
 
 // readIndex reads every index object. One that is damaged is noted (see
 // load); any other failure stops the prune.
-func (v *view) readIndex(ctx context.Context, repo *repository.Repository, read map[id.ID]*index.File) error {
+func (v *view) readIndex(ctx context.Context, repo *repository.Repository, read map[id.ID]*indexObject) error {
 	ids, err := repo.ListObjects(ctx, backend.IndexFile)
 	if err != nil {
 		return err
@@ -99,10 +134,14 @@ func (v *view) readIndex(ctx context.Context, repo *repository.Repository, read 
 	for _, iid := range ids {
 		g.Go(func() error {
 			mu.Lock()
-			f, err := read[iid], error(nil)
+			o := read[iid]
 			mu.Unlock()
-			if f == nil {
-				f, err = repo.ReadIndexObject(gctx, iid)
+			var err error
+			if o == nil {
+				var f *index.File
+				if f, err = repo.ReadIndexObject(gctx, iid); err == nil {
+					o = compact(f)
+				}
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -115,19 +154,17 @@ func (v *view) readIndex(ctx context.Context, repo *repository.Repository, read 
 			case err != nil:
 				return fmt.Errorf("reading index/%s: %w", iid, err)
 			}
-			read[iid] = f
-			packs := make([]id.ID, len(f.Packs))
-			for i, p := range f.Packs {
-				packs[i] = p.Pack
-				v.indexOf[p.Pack] = append(v.indexOf[p.Pack], iid)
-				pi := v.packs[p.Pack]
+			read[iid] = o
+			for i, pack := range o.packs {
+				v.indexOf[pack] = append(v.indexOf[pack], iid)
+				pi := v.packs[pack]
 				if pi == nil || pi.indexed {
 					continue // missing (verify reports it), or listed twice
 				}
 				pi.indexed = true
-				pi.blobs = p.Blobs
+				pi.blobs = o.blobs[i]
 			}
-			v.indexPacks[iid] = packs
+			v.indexPacks[iid] = o.packs
 			return nil
 		})
 	}
@@ -160,11 +197,11 @@ func (v *view) readHeaders(ctx context.Context, repo *repository.Repository, pid
 			case err != nil:
 				return fmt.Errorf("reading the header of pack %s: %w", pid.Short(), err)
 			}
-			es := make([]index.Entry, len(blobs))
+			refs := make([]blobRef, len(blobs))
 			for i, b := range blobs {
-				es[i] = index.Entry{ID: b.ID, Type: index.BlobType(b.Type), Pack: pid, Offset: b.Offset, Length: b.Length, RawLength: b.RawLength}
+				refs[i] = blobRef{id: b.ID, typ: index.BlobType(b.Type), offset: b.Offset, length: b.Length, rawLength: b.RawLength}
 			}
-			v.packs[pid].blobs = es
+			v.packs[pid].blobs = refs
 			return nil
 		})
 	}
