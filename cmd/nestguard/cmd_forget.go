@@ -12,16 +12,20 @@ import (
 
 	"github.com/nestguard/nestguard/internal/class"
 	"github.com/nestguard/nestguard/internal/forget"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/policy"
 	"github.com/nestguard/nestguard/internal/prune"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
 // forgetOptions are what forget is asked to do: its flags and arguments.
 // Later options (--keep-pitr, prune's) add fields here.
 type forgetOptions struct {
 	forget.Options
-	groupBy string
+	groupBy  string
+	keepPITR string
 	// prune runs prune after the forget, with pruneFlags.
 	prune      bool
 	pruneFlags pruneFlags
@@ -73,6 +77,16 @@ Such a snapshot is reported as retained, with the date it becomes
 removable where there is one. Everything is decided before anything is
 removed, and --dry-run only reports.
 
+PostgreSQL base backups are forgotten like other snapshots, and prune
+then removes the WAL no kept base backup needs: the WAL older than the
+oldest kept one. With --keep-pitr D recovery to any point of the last D
+stays possible: the newest base backup that ended D ago or earlier is kept
+whatever the policy says (reason "keep-pitr anchor"), the WAL after its
+start stays, and older kept base backups keep only the WAL from their
+start to their stop (archive-only: restorable to their end). Give prune
+the same --keep-pitr. --dry-run also shows the recovery window now and
+after this forget and prune (docs/postgres.md, "WAL expiry").
+
 --prune runs prune after the forget (not in a dry run), with prune's
 --max-unused, --max-repack and --grace: the data only the removed
 snapshots needed is marked, and deleted once its grace period has passed
@@ -87,7 +101,8 @@ could not be read (left alone); 1 on any other error.`,
   nestguard forget --keep-within 35d --keep-within-monthly 7y --host db1
   nestguard forget --class financial-records   # the class's own policy (config file)
   nestguard forget                             # every class's own policy
-  nestguard forget 4f2a9c1e 9be07d12           # these two snapshots`,
+  nestguard forget 4f2a9c1e 9be07d12           # these two snapshots
+  nestguard forget --keep-monthly 84 --keep-pitr 35d --dry-run   # base backups: a 35-day PITR window`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.IDs = args
 			return a.runForget(cmd.Context(), o)
@@ -100,7 +115,8 @@ could not be read (left alone); 1 on any other error.`,
 	f.StringArrayVar(&o.Filter.Paths, "path", nil, "apply the policy only to snapshots of exactly these paths (repeatable)")
 	f.StringVar(&o.Class, "class", "", "apply the policy only to snapshots of this data class")
 	f.StringVar(&o.groupBy, "group-by", "host,paths", "divide snapshots into groups by these fields (host, tags, paths, comma-separated; \"\" for one group); always by data class too")
-	f.BoolVarP(&o.DryRun, "dry-run", "n", false, "only report what would be removed")
+	f.BoolVarP(&o.DryRun, "dry-run", "n", false, "only report what would be removed (and the PostgreSQL recovery window before and after)")
+	f.StringVar(&o.keepPITR, "keep-pitr", "", keepPITRHelp)
 	f.BoolVar(&o.prune, "prune", false, "then run prune: delete the data no remaining snapshot needs (with prune's --max-unused, --max-repack and --grace; see 'nestguard prune --help')")
 	o.pruneFlags.add(f)
 	return cmd
@@ -199,6 +215,9 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 	}
 	o.GroupBy = g
 	o.Classes = a.classes
+	if o.KeepPITR, err = parseKeepPITR(o.keepPITR); err != nil {
+		return err
+	}
 	o.Now = a.clock()
 	if err := o.Check(); err != nil {
 		return &usageError{err}
@@ -215,8 +234,18 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 		if rep == nil {
 			return err
 		}
+		var win *forgetPITR
+		if rep.DryRun && err == nil {
+			if win, err = a.forgetPITR(ctx, repo, rep, o.KeepPITR); err != nil {
+				return err
+			}
+		}
 		a.printForget(rep)
+		a.printForgetPITR(win)
 		out := forgetReportJSON(rep)
+		if win != nil {
+			out.PITRBefore, out.PITRAfter = win.before, win.after
+		}
 		var perr error
 		switch {
 		case o.prune && o.DryRun:
@@ -244,6 +273,53 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 		}
 		return fmt.Errorf("%v; prune after forget: %w", ferr, perr)
 	})
+}
+
+// forgetPITR is the PostgreSQL recovery window before and after a forget
+// (and the prune after it).
+type forgetPITR struct {
+	before []pg.Window
+	after  *pitrPreview
+}
+
+// forgetPITR computes the window before and after the forget rep plans;
+// nil when the repository has no base backup.
+func (a *app) forgetPITR(ctx context.Context, repo *repository.Repository, rep *forget.Report, keep policy.Duration) (*forgetPITR, error) {
+	removed := map[id.ID]bool{}
+	anyPG := false
+	for _, g := range rep.Groups {
+		for _, e := range g.Entries {
+			anyPG = anyPG || e.Snapshot.Kind == snapshot.KindPostgres
+			if e.Action == forget.Remove {
+				removed[e.Snapshot.ID] = true
+			}
+		}
+	}
+	if !anyPG {
+		return nil, nil
+	}
+	st, err := pg.Status(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	after, err := a.previewPITR(ctx, repo, func(sn *snapshot.Snapshot) bool { return !removed[sn.ID] }, keep)
+	if err != nil {
+		return nil, err
+	}
+	return &forgetPITR{before: st.Windows, after: after}, nil
+}
+
+func (a *app) printForgetPITR(w *forgetPITR) {
+	if w == nil || a.quiet || a.jsonOut {
+		return
+	}
+	fmt.Fprintln(a.stdout, "\nRecoverable window now:")
+	printWindows(a.stdout, w.before, "  ")
+	how := "after this forget and 'prune'"
+	if !w.after.KeepPITR.Zero() {
+		how = fmt.Sprintf("after this forget and 'prune --keep-pitr %s'", w.after.KeepPITR)
+	}
+	printPITRPreview(a.stdout, w.after, how)
 }
 
 // forgetOutcome is forget's error: a removal that failed, a snapshot named

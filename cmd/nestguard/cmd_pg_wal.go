@@ -15,7 +15,6 @@ import (
 	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
-	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
 // pgWALCommands: archive-wal, restore-wal, status.
@@ -250,11 +249,7 @@ func (a *app) runPGStatus(ctx context.Context, keepPITR string) error {
 		}
 		var after *pitrPreview
 		if !keep.Zero() {
-			snaps := make([]*snapshot.Snapshot, len(st.BaseBackups))
-			for i, b := range st.BaseBackups {
-				snaps[i] = b.Snapshot
-			}
-			if after, err = a.previewPITR(ctx, repo, snaps, nil, keep); err != nil {
+			if after, err = a.previewPITR(ctx, repo, nil, keep); err != nil {
 				return err
 			}
 		}

@@ -237,6 +237,10 @@ type forgetJSON struct {
 	Unreadable []string          `json:"unreadable"`
 	// Prune is what --prune did; omitted when it did not run.
 	Prune *pruneJSON `json:"prune,omitempty"`
+	// PITRBefore and PITRAfter are the PostgreSQL recovery windows now and
+	// after this forget and prune (dry run, base backups only).
+	PITRBefore []pg.Window  `json:"pitr_before,omitempty"`
+	PITRAfter  *pitrPreview `json:"pitr_after,omitempty"`
 }
 
 // forgetGroupJSON is one group of 'forget --json'.

@@ -47,9 +47,13 @@ type pitrPreview struct {
 	Windows []pg.Window `json:"windows"`
 }
 
-// previewPITR computes the window after WAL expiry, for the kept
-// snapshots among all (nil keep: all of them).
-func (a *app) previewPITR(ctx context.Context, repo *repository.Repository, all []*snapshot.Snapshot, keep func(*snapshot.Snapshot) bool, d policy.Duration) (*pitrPreview, error) {
+// previewPITR computes the window after WAL expiry with the snapshots
+// keep keeps (nil: all of them).
+func (a *app) previewPITR(ctx context.Context, repo *repository.Repository, keep func(*snapshot.Snapshot) bool, d policy.Duration) (*pitrPreview, error) {
+	all, _, err := snapshot.List(ctx, repo)
+	if err != nil {
+		return nil, fmt.Errorf("listing snapshots: %w", err)
+	}
 	var kept []*snapshot.Snapshot
 	for _, sn := range all {
 		if keep == nil || keep(sn) {

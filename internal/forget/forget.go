@@ -27,6 +27,7 @@ import (
 	"github.com/nestguard/nestguard/internal/policy"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/walexpiry"
 )
 
 // Options say what Run forgets. Either IDs or a policy (Policy, or the
@@ -54,6 +55,11 @@ type Options struct {
 	// Now is the time floors and retention are judged at; zero: the
 	// current time.
 	Now time.Time
+	// KeepPITR keeps PostgreSQL recovery to any point of this long before
+	// Now possible: the base backup such a window starts at (per database
+	// system, walexpiry.Anchors) is kept whatever the policy or the IDs
+	// say; prune keeps the WAL after it.
+	KeepPITR policy.Duration
 }
 
 // Sources of a group's policy.
@@ -80,7 +86,12 @@ const (
 	VetoHold       = "hold"        // an active legal hold (hold add)
 	VetoObjectLock = "object-lock" // the snapshot object's Object Lock retention
 	VetoLegalHold  = "legal-hold"  // an S3 legal hold on the snapshot object, with no active hold record
+	VetoKeepPITR   = "keep-pitr"   // the base backup a --keep-pitr window starts at (snapshots named by ID)
 )
+
+// RuleKeepPITR is the rule of the reason a policy group keeps the base
+// backup a --keep-pitr window starts at.
+const RuleKeepPITR policy.Rule = "keep-pitr"
 
 // Veto is why a snapshot that would be removed is kept.
 type Veto struct {
@@ -237,6 +248,7 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 			return nil, err
 		}
 	}
+	keepAnchors(rep, list, o.KeepPITR, now)
 	v := &vetoer{repo: repo, classes: o.Classes, holds: hold.Active(records), now: now}
 	for gi := range rep.Groups {
 		for ei := range rep.Groups[gi].Entries {
@@ -434,3 +446,35 @@ func remove(ctx context.Context, repo *repository.Repository, rep *Report) error
 }
 
 func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// keepAnchors keeps the base backups a --keep-pitr window of d starts at
+// (among all the snapshots of the repository): in a policy group as a
+// kept snapshot with the keep-pitr rule as its reason, among snapshots
+// named by ID as a retained one.
+func keepAnchors(rep *Report, all []*snapshot.Snapshot, d policy.Duration, now time.Time) {
+	anchors := walexpiry.Anchors(all, walexpiry.Options{KeepPITR: d, Now: now})
+	if len(anchors) == 0 {
+		return
+	}
+	isAnchor := make(map[*snapshot.Snapshot]bool, len(anchors))
+	for _, a := range anchors {
+		isAnchor[a.Snapshot] = true
+	}
+	why := walexpiry.AnchorReason(d)
+	for gi := range rep.Groups {
+		g := &rep.Groups[gi]
+		for ei := range g.Entries {
+			e := &g.Entries[ei]
+			if e.Action != Remove || !isAnchor[e.Snapshot] {
+				continue
+			}
+			if g.Source == FromIDs {
+				e.Action = Retain
+				e.Vetoes = append(e.Vetoes, Veto{Kind: VetoKeepPITR, Detail: why})
+				continue
+			}
+			e.Action = Keep
+			e.Reasons = []policy.Reason{{Rule: RuleKeepPITR, Detail: why}}
+		}
+	}
+}

@@ -334,11 +334,13 @@ func AnchorReason(keep policy.Duration) string {
 // o.Cutoff(). forget keeps it whatever its policy says, so that the
 // WAL after it stays and recovery can reach any point since the cutoff.
 // None without KeepPITR, and none for a system whose base backups all
-// ended after the cutoff (its window starts at its oldest kept one).
-func Anchors(snaps []*snapshot.Snapshot, o Options) ([]Anchor, error) {
+// ended after the cutoff (its window starts at its oldest kept one). A
+// base backup whose details cannot be read is passed over (prune refuses
+// to remove WAL while it is kept).
+func Anchors(snaps []*snapshot.Snapshot, o Options) []Anchor {
 	cutoff := o.Cutoff()
 	if cutoff.IsZero() {
-		return nil, nil
+		return nil
 	}
 	type cand struct {
 		b  *Backup
@@ -350,10 +352,7 @@ func Anchors(snaps []*snapshot.Snapshot, o Options) ([]Anchor, error) {
 			continue
 		}
 		b, err := newBackup(sn)
-		if err != nil {
-			return nil, err
-		}
-		if b.StopTime.After(cutoff) {
+		if err != nil || b.StopTime.After(cutoff) {
 			continue
 		}
 		cur, ok := best[b.SystemID]
@@ -365,7 +364,7 @@ func Anchors(snaps []*snapshot.Snapshot, o Options) ([]Anchor, error) {
 	for _, sys := range slices.Sorted(maps.Keys(best)) {
 		out = append(out, Anchor{SystemID: sys, Snapshot: best[sys].sn})
 	}
-	return out, nil
+	return out
 }
 
 func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }

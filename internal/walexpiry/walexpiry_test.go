@@ -229,18 +229,16 @@ func TestAnchors(t *testing.T) {
 	all := snaps(base{"a", 7, 1, 10, 11, 0}, base{"b", 7, 1, 20, 21, 24}, base{"c", 7, 1, 30, 31, 48},
 		base{"x", 9, 1, 50, 51, 30}, base{"y", 9, 1, 60, 61, 60})
 	now := t0.Add(72 * time.Hour)
-	got, err := Anchors(all, Options{KeepPITR: policy.Duration{Days: 1, Hours: 12}, Now: now}) // cutoff hour 36
-	if err != nil {
-		t.Fatal(err)
-	}
+	bad := &snapshot.Snapshot{ID: id.Hash([]byte("bad")), Kind: snapshot.KindPostgres, Extra: json.RawMessage(`{`)}
+	got := Anchors(append(all, bad), Options{KeepPITR: policy.Duration{Days: 1, Hours: 12}, Now: now}) // cutoff hour 36
 	want := []Anchor{{7, all[1]}, {9, all[3]}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("anchors %v, want %v", got, want)
 	}
-	if got, _ := Anchors(all, Options{Now: now}); len(got) != 0 {
+	if got := Anchors(all, Options{Now: now}); len(got) != 0 {
 		t.Errorf("anchors without --keep-pitr: %v", got)
 	}
-	if got, _ := Anchors(all, Options{KeepPITR: policy.Duration{Days: 30}, Now: now}); len(got) != 0 {
+	if got := Anchors(all, Options{KeepPITR: policy.Duration{Days: 30}, Now: now}); len(got) != 0 {
 		t.Errorf("anchors when every backup ended after the cutoff: %v", got)
 	}
 	// The anchor Anchors picks is the one Compute's window starts at
