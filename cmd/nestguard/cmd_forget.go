@@ -18,6 +18,7 @@ import (
 	"github.com/nestguard/nestguard/internal/prune"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/walexpiry"
 )
 
 // forgetOptions are what forget is asked to do: its flags and arguments.
@@ -84,7 +85,7 @@ stays possible: the newest base backup that ended D ago or earlier is kept
 whatever the policy says (reason "keep-pitr anchor"), the WAL after its
 start stays, and older kept base backups keep only the WAL from their
 start to their stop (archive-only: restorable to their end). Give prune
-the same --keep-pitr. --dry-run also shows the recovery window now and
+the same --keep-pitr (--prune does). --dry-run also shows the recovery window now and
 after this forget and prune (docs/postgres.md, "WAL expiry").
 
 --prune runs prune after the forget (not in a dry run), with prune's
@@ -255,8 +256,13 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 		case pruneRuns:
 			a.printf("\nprune:\n")
 			var prep *prune.Report
+			var plan *walexpiry.Plan
+			po.WAL = a.walExpiry(repo, o.KeepPITR, &plan)
 			if prep, perr = a.runPrune(ctx, repo, po); prep != nil {
-				out.Prune = &pruneJSON{current(), prep, prep.Elapsed.Seconds()}
+				out.Prune = &pruneJSON{current(), prep, prep.Elapsed.Seconds(), walPlanJSON(plan)}
+				if !a.jsonOut && !a.quiet {
+					printWALPlan(a.stdout, plan)
+				}
 			}
 		}
 		if a.jsonOut {

@@ -15,6 +15,7 @@ import (
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/prune"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/walexpiry"
 )
 
 // pruneFlags are prune's flags; 'forget --prune' takes them too.
@@ -53,6 +54,7 @@ func (f *pruneFlags) options(dryRun bool) (prune.Options, error) {
 func (a *app) pruneCommand() *cobra.Command {
 	var f pruneFlags
 	var dryRun bool
+	var keepPITR string
 	cmd := &cobra.Command{
 		Use:   "prune",
 		Short: "Delete the data no snapshot needs",
@@ -79,30 +81,48 @@ that cannot be read, or an index that cannot be, stops the prune before
 anything is marked or deleted (run 'nestguard verify', 'repair index').
 prune can be interrupted or killed at any point: the next one goes on.
 
+PostgreSQL WAL is not deduplicated: prune removes the WAL objects no kept
+base backup needs: those older than the start of the oldest kept one, and
+with --keep-pitr D, outside the window from the newest base backup that
+ended D ago or earlier (the one 'forget --keep-pitr D' keeps) except the
+WAL from start to stop of each older kept base backup (archive-only).
+Timeline history files always stay, and without any kept base backup no
+WAL is removed (docs/postgres.md, "WAL expiry").
+
 Run 'forget' first to choose the snapshots to remove ('forget --prune'
 does both). On S3 it needs the prune/retention operator's permissions
 (docs/storage.md, "S3 roles").`,
 		Example: `  nestguard prune
   nestguard prune --dry-run
-  nestguard prune --max-unused 10% --max-repack 50G`,
+  nestguard prune --max-unused 10% --max-repack 50G
+  nestguard prune --keep-pitr 35d`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := f.options(dryRun)
 			if err != nil {
 				return err
 			}
+			keep, err := parseKeepPITR(keepPITR)
+			if err != nil {
+				return err
+			}
 			return a.withRepo(cmd.Context(), true, func(repo *repository.Repository) error {
+				var plan *walexpiry.Plan
+				o.WAL = a.walExpiry(repo, keep, &plan)
 				rep, err := a.runPrune(cmd.Context(), repo, o)
 				if rep != nil && a.jsonOut {
-					if jerr := a.printJSON(pruneJSON{current(), rep, rep.Elapsed.Seconds()}); jerr != nil {
+					if jerr := a.printJSON(pruneJSON{current(), rep, rep.Elapsed.Seconds(), walPlanJSON(plan)}); jerr != nil {
 						return jerr
 					}
+				} else if rep != nil && !a.quiet {
+					printWALPlan(a.stdout, plan)
 				}
 				return err
 			})
 		},
 	}
 	f.add(cmd.Flags())
+	cmd.Flags().StringVar(&keepPITR, "keep-pitr", "", keepPITRHelp)
 	cmd.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "say what would be marked, repacked and deleted, and change nothing")
 	return cmd
 }

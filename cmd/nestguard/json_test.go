@@ -104,7 +104,7 @@ func TestJSONContract(t *testing.T) {
 	check("json_version snapshot target files files_total dirs bytes bytes_total errors", "restore", "latest", "--target", filepath.Join(e.dir, "r"))
 	check("json_version ok report", "verify")
 	check("json_version packs_indexed removed kept bad_packs candidate_packs", "repair", "index")
-	check("json_version dry_run snapshots packs bytes used_bytes unused_bytes repacked repacked_blobs repacked_bytes_written marked? pending deleted resurrected index_replaced records_removed retained wal_removed warnings errors duration_seconds", "prune", "--grace", "0")
+	check("json_version dry_run snapshots packs bytes used_bytes unused_bytes repacked repacked_blobs repacked_bytes_written marked? pending deleted resurrected index_replaced records_removed retained wal_removed warnings errors duration_seconds wal_expiry?", "prune", "--grace", "0")
 	check("json_version snapshots logical_size files unique_size blobs stored_size packs dedup_ratio compression_ratio total_ratio index_memory_bytes index_bytes_per_blob config", "stats")
 	pw := filepath.Join(e.dir, "pw2")
 	if err := os.WriteFile(pw, []byte("second passphrase\n"), 0o600); err != nil {

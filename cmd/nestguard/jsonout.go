@@ -20,6 +20,7 @@ import (
 	"github.com/nestguard/nestguard/internal/snapshot"
 	"github.com/nestguard/nestguard/internal/stats"
 	"github.com/nestguard/nestguard/internal/tree"
+	"github.com/nestguard/nestguard/internal/walexpiry"
 )
 
 // jsonVersion is the version of the JSON documents, in every document
@@ -77,6 +78,24 @@ type pruneJSON struct {
 	versioned
 	*prune.Report
 	DurationSeconds float64 `json:"duration_seconds"`
+	// WALExpiry is what the PostgreSQL WAL expiry kept; nil when it did
+	// not run (the prune stopped before it).
+	WALExpiry *walExpiryJSON `json:"wal_expiry,omitempty"`
+}
+
+// walExpiryJSON is the PostgreSQL WAL expiry of 'prune --json'.
+type walExpiryJSON struct {
+	KeepPITR policy.Duration     `json:"keep_pitr,omitzero"`
+	Cutoff   time.Time           `json:"cutoff,omitzero"`
+	Systems  []*walexpiry.System `json:"systems"`
+	Note     string              `json:"note,omitempty"`
+}
+
+func walPlanJSON(p *walexpiry.Plan) *walExpiryJSON {
+	if p == nil {
+		return nil
+	}
+	return &walExpiryJSON{KeepPITR: p.KeepPITR, Cutoff: p.Cutoff, Systems: p.Systems, Note: p.Note}
 }
 
 // repairIndexJSON is what 'repair index --json' prints.

@@ -123,3 +123,47 @@ func printPITRPreview(out io.Writer, p *pitrPreview, how string) {
 	fmt.Fprintf(out, "  WAL prune removes: %d files, %s\n", p.WALFiles, progress.Bytes(p.WALBytes))
 	printWindows(out, p.Windows, "  ")
 }
+
+// walExpiry is prune's WAL hook (prune.Options.WAL): the WAL objects of
+// repo that no kept base backup and no --keep-pitr window of keep needs.
+// The plan it made is left in *plan for the report.
+func (a *app) walExpiry(repo walexpiry.Lister, keep policy.Duration, plan **walexpiry.Plan) func(context.Context, []*snapshot.Snapshot) ([]string, error) {
+	return func(ctx context.Context, kept []*snapshot.Snapshot) ([]string, error) {
+		wal, err := walexpiry.List(ctx, repo)
+		if err != nil {
+			return nil, err
+		}
+		p, err := walexpiry.Compute(kept, wal, walexpiry.Options{KeepPITR: keep, Now: a.clock()})
+		if err != nil {
+			return nil, err
+		}
+		*plan = p
+		return walexpiry.Names(p.Remove), nil
+	}
+}
+
+// printWALPlan prints what the WAL expiry of a prune kept the window at.
+func printWALPlan(out io.Writer, p *walexpiry.Plan) {
+	if p == nil {
+		return
+	}
+	if p.Note != "" {
+		fmt.Fprintf(out, "PostgreSQL WAL: %s\n", p.Note)
+	}
+	for _, s := range p.Systems {
+		a := s.Anchor
+		what := "the oldest kept base backup"
+		if !p.KeepPITR.Zero() {
+			what = "the anchor of --keep-pitr " + p.KeepPITR.String()
+			if s.Short {
+				what += " (no kept base backup ended before " + fmtTime(p.Cutoff) + ": the window is shorter)"
+			}
+		}
+		fmt.Fprintf(out, "PostgreSQL system %d: WAL kept from base backup %s (ended %s, %s) on\n", s.ID, a.Snapshot.Short(), fmtTime(a.StopTime), what)
+		for _, b := range s.Backups {
+			if b.Role == walexpiry.RoleArchiveOnly {
+				fmt.Fprintf(out, "  archive-only base backup %s keeps its WAL %s to %s\n", b.Snapshot.Short(), b.StartWAL, b.StopWAL)
+			}
+		}
+	}
+}
