@@ -194,6 +194,12 @@ func runInProcess(lookup func(string) (string, bool), env []string, args []strin
 // runSystem is runInProcess with kdf as the cost of new key slots (nil:
 // the binary's).
 func runSystem(lookup func(string) (string, bool), env []string, kdf *crypto.KDFParams, args []string) result {
+	return runSystemWith(lookup, env, kdf, args, nil)
+}
+
+// runSystemWith is runSystem with the system changed by adjust (nil:
+// not), e.g. to set the retention clock.
+func runSystemWith(lookup func(string) (string, bool), env []string, kdf *crypto.KDFParams, args []string, adjust func(*system)) result {
 	vars := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -212,6 +218,9 @@ func runSystem(lookup func(string) (string, bool), env []string, kdf *crypto.KDF
 		},
 		executable: func() (string, error) { return ngBin, nil },
 		kdf:        kdf,
+	}
+	if adjust != nil {
+		adjust(&sys)
 	}
 	code := run(context.Background(), sys, args)
 	return result{stdout: so.String(), stderr: se.String(), code: code}
