@@ -195,6 +195,14 @@ func TestPGExpiry(t *testing.T) {
 			t.Errorf("forget --dry-run does not say %q:\n%s", want, dry)
 		}
 	}
+	var dj struct {
+		Before []json.RawMessage `json:"pitr_before"`
+		After  *pitrPreview      `json:"pitr_after"`
+	}
+	out = p.mustAt(t, now, append([]string{"forget", "--dry-run", "--json"}, policy...)...)
+	if err := json.Unmarshal([]byte(out), &dj); err != nil || len(dj.Before) != 1 || dj.After == nil || len(dj.After.Windows) != 2 {
+		t.Errorf("forget --dry-run --json: windows before %d, after %+v (%v)\n%s", len(dj.Before), dj.After, err, out)
+	}
 	p.mustAt(t, now, append([]string{"forget"}, policy...)...)
 	pruned := p.mustAt(t, now, "prune", "--grace", "0", "--keep-pitr", "1h")
 	for _, want := range []string{"WAL kept from base backup " + b3.Snapshot[:8], "archive-only base backup " + b1.Snapshot[:8] + " keeps its WAL " + b1.Backup.StartWAL} {
