@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +18,7 @@ type Duration struct {
 
 // ParseDuration parses a calendar duration: one or more of <n>y, <n>m, <n>d
 // and <n>h, each at most once and in that order ("35d", "7y", "1y2m3d4h").
-// n is a non-negative decimal integer.
+// n is a non-negative decimal integer, at most maxUnit of its unit.
 func ParseDuration(s string) (Duration, error) {
 	var d Duration
 	if s == "" {
@@ -43,6 +44,9 @@ func ParseDuration(s string) (Duration, error) {
 			return Duration{}, fmt.Errorf("invalid duration %q: unknown unit %q (want y, m, d or h, in that order, each at most once)", s, unit)
 		}
 		order = order[pos+1:]
+		if n > maxUnit[unit] {
+			return Duration{}, fmt.Errorf("invalid duration %q: %d%c is too long (at most %d%c, %s)", s, n, unit, maxUnit[unit], unit, maxUnitWhy[unit])
+		}
 		switch unit {
 		case 'y':
 			d.Years = n
@@ -57,6 +61,15 @@ func ParseDuration(s string) (Duration, error) {
 	}
 	return d, nil
 }
+
+// maxUnit bounds each unit of a duration, so that moving a time by any
+// duration stays within what time.Time counts and never wraps around (a
+// --keep-within that wrapped would count from the future, a floor that
+// wrapped would end in the past): 10000 years of each calendar unit, and
+// as many hours as time.Duration holds.
+var maxUnit = map[byte]int{'y': 10000, 'm': 12 * 10000, 'd': 3652500, 'h': int(math.MaxInt64 / int64(time.Hour))}
+
+var maxUnitWhy = map[byte]string{'y': "10000 years", 'm': "10000 years", 'd': "10000 years", 'h': "about 292 years; use d or y"}
 
 // Zero reports whether d is empty (every field zero).
 func (d Duration) Zero() bool { return d == Duration{} }

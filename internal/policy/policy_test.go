@@ -573,3 +573,26 @@ func TestGroupByClass(t *testing.T) {
 		t.Errorf("%d groups without Class", len(g))
 	}
 }
+
+// A duration too long for the clock to count is refused, not wrapped
+// around: 2562048h overflows time.Duration, and a --keep-within or
+// --keep-pitr that wrapped would count from the future (removing
+// everything), a floor that wrapped would end in the past.
+func TestDurationTooLong(t *testing.T) {
+	for _, s := range []string{"2562048h", "9223372036854775807h", "10001y", "120001m", "3652501d", "400000000000y"} {
+		if d, err := ParseDuration(s); err == nil {
+			t.Errorf("ParseDuration(%q) = %+v, want an error", s, d)
+		}
+	}
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	for _, s := range []string{"2562047h", "10000y", "120000m", "3652500d", "10000y120000m3652500d2562047h"} {
+		d, err := ParseDuration(s)
+		if err != nil {
+			t.Errorf("ParseDuration(%q): %v", s, err)
+			continue
+		}
+		if !d.Before(now).Before(now) || !d.After(now).After(now) {
+			t.Errorf("%s: before %v is %v, after it %v", s, now, d.Before(now), d.After(now))
+		}
+	}
+}
