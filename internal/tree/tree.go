@@ -6,7 +6,6 @@ package tree
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -116,13 +115,9 @@ func Encode(t *Tree) ([]byte, error) {
 			return nil, fmt.Errorf("tree node %q: %w", n.Name, err)
 		}
 	}
-	var v any = t
-	if slices.ContainsFunc(t.Nodes, needsWire) {
-		v = toWire(t)
-	}
-	b, err := json.Marshal(v)
+	b, err := appendTree(make([]byte, 0, 16+256*len(t.Nodes)), t)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encoding tree: %w", err)
 	}
 	back, err := Decode(b)
 	if err != nil {
