@@ -21,12 +21,20 @@ import (
 // A blob stored in several packs (by concurrent backups, or after a crash
 // or a repair) has its first location in its slot and the others in a side
 // map: such blobs are rare, so the common blob pays nothing for them.
+//
+// A Map made by NewMapOver answers from a read-only Base first (the blobs
+// of a large repository, in a memory-mapped file) and keeps in memory only
+// what is added to it: a location Add gives for a blob of the Base in a
+// pack the Base does not list for it is one more location of that blob,
+// after the Base's.
 type Map struct {
-	mu      sync.RWMutex
-	slots   slotArray
-	buckets []uint32 // 1 + index of a chain's first slot, 0 = empty; power-of-two length
-	packs   packTable
-	more    map[uint32][]location // slot index -> its locations after the first
+	mu       sync.RWMutex
+	base     Base   // nil: none
+	shadowed uint32 // slots of blobs the base holds too (more locations of them)
+	slots    slotArray
+	buckets  []uint32 // 1 + index of a chain's first slot, 0 = empty; power-of-two length
+	packs    packTable
+	more     map[uint32][]location // slot index -> its locations after the first
 }
 
 // location is one more place of a blob that sits in several packs.
@@ -42,6 +50,14 @@ const minBuckets = 64
 // NewMap returns an empty Map.
 func NewMap() *Map {
 	return &Map{buckets: make([]uint32, minBuckets)}
+}
+
+// NewMapOver returns a Map whose blobs are those of base, to which Add
+// adds in memory.
+func NewMapOver(base Base) *Map {
+	m := NewMap()
+	m.base = base
+	return m
 }
 
 func bucketOf(bid *id.ID, n int) uint64 {
@@ -61,6 +77,17 @@ func bucketOf(bid *id.ID, n int) uint64 {
 func (m *Map) Add(e Entry) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	inBase := false
+	if m.base != nil {
+		var buf [4]Entry
+		ls := m.base.AppendLocations(buf[:0], e.ID)
+		for _, l := range ls {
+			if l.Pack == e.Pack {
+				return
+			}
+		}
+		inBase = len(ls) > 0
+	}
 	p := m.packs.intern(e.Pack)
 	if e.Type != DataBlob {
 		p |= treeBit
@@ -75,6 +102,9 @@ func (m *Map) Add(e Entry) {
 	// Keep chains at two slots on average.
 	if int(m.slots.n) >= 2*len(m.buckets) {
 		m.rehash(2 * len(m.buckets))
+	}
+	if inBase {
+		m.shadowed++
 	}
 	i, s := m.slots.push()
 	*s = slot{id: e.ID, pack: p, offset: e.Offset, length: e.Length, rawLength: e.RawLength}
@@ -149,6 +179,11 @@ func (m *Map) first(s *slot) Entry {
 // Lookup returns the location of blob bid: the first one added, when it
 // sits in several packs (see Locations).
 func (m *Map) Lookup(bid id.ID) (Entry, bool) {
+	if m.base != nil {
+		if e, ok := m.base.Lookup(bid); ok {
+			return e, true
+		}
+	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	_, s := m.find(&bid)
@@ -161,13 +196,17 @@ func (m *Map) Lookup(bid id.ID) (Entry, bool) {
 // Locations returns every location of blob bid, Lookup's first, or nil if
 // the blob is unknown.
 func (m *Map) Locations(bid id.ID) []Entry {
+	var es []Entry
+	if m.base != nil {
+		es = m.base.AppendLocations(nil, bid)
+	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	i, s := m.find(&bid)
 	if s == nil {
-		return nil
+		return es
 	}
-	return m.appendLocations(nil, i, s)
+	return m.appendLocations(es, i, s)
 }
 
 // appendLocations appends the locations of the blob in slot i, s to es.
@@ -184,6 +223,9 @@ func (m *Map) appendLocations(es []Entry, i uint32, s *slot) []Entry {
 
 // Has reports whether blob bid is known.
 func (m *Map) Has(bid id.ID) bool {
+	if m.base != nil && m.base.Has(bid) {
+		return true
+	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	_, s := m.find(&bid)
@@ -194,28 +236,43 @@ func (m *Map) Has(bid id.ID) bool {
 func (m *Map) Len() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return int(m.slots.n)
+	n := int(m.slots.n)
+	if m.base != nil {
+		n += m.base.Len() - int(m.shadowed)
+	}
+	return n
 }
 
 // Each calls fn for every blob, with its first location, in the order they
-// were added, until fn returns false. Each holds the Map's read lock
-// throughout: fn must not call Add, which would deadlock, and Adds from
-// other goroutines wait until Each returns.
+// were added (the Base's, in its order, first), until fn returns false.
+// Each holds the Map's read lock throughout: fn must not call Add, which
+// would deadlock, and Adds from other goroutines wait until Each returns.
 func (m *Map) Each(fn func(Entry) bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	if m.base != nil && !m.base.Each(fn) {
+		return
+	}
 	for i := range m.slots.n {
-		if !fn(m.first(m.slots.at(i))) {
+		s := m.slots.at(i)
+		if m.shadowed > 0 && m.base.Has(s.id) {
+			continue // one more location of a blob of the Base
+		}
+		if !fn(m.first(s)) {
 			return
 		}
 	}
 }
 
 // EachLocation is Each for every location of every blob: a blob in
-// several packs is visited once per pack, its first location first.
+// several packs is visited once per pack, its first location first (the
+// Base's locations, then those added).
 func (m *Map) EachLocation(fn func(Entry) bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	if m.base != nil && !m.base.EachLocation(fn) {
+		return
+	}
 	var es []Entry
 	for i := range m.slots.n {
 		s := m.slots.at(i)
@@ -241,11 +298,21 @@ func (m *Map) EachLocation(fn func(Entry) bool) {
 func (m *Map) Packs() []id.ID {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return slices.Clone(m.packs.ids)
+	if m.base == nil {
+		return slices.Clone(m.packs.ids)
+	}
+	ps := m.base.Packs()
+	for _, p := range m.packs.ids {
+		if !m.base.HasPack(p) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // MemoryBytes returns the bytes the Map's data structures occupy, computed
-// from their capacities; the side map of blobs in several packs is
+// from their capacities (a Base's are not counted: its file is mapped, not
+// allocated); the side map of blobs in several packs is
 // estimated at moreEntryBytes an entry besides its locations.
 func (m *Map) MemoryBytes() int {
 	m.mu.RLock()

@@ -1,0 +1,199 @@
+// Package diskidx is a read-only blob index in one file that is
+// memory-mapped rather than loaded: the index of a repository too large
+// for its index to fit in memory (10^8 blobs take 5.7 GB as an index.Map,
+// about 4.8 GB of file here, of which a lookup touches a few pages). A
+// Builder writes the file from the entries of the repository's index
+// objects, in any number, with memory bounded by one 256th of them; Open
+// checks it and maps it; the Table it returns is an index.Base.
+//
+// The file is a local cache, not part of the repository: it is checked
+// whole against a CRC-32C when opened, names the index objects it was
+// built from (Table.Sources) so that the caller can tell whether it is
+// current, and hides the locations it holds under a key derived from the
+// repository's (see docs/format.md, "The local index cache").
+package diskidx
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+)
+
+// Layout (all integers little-endian); docs/format.md has the full text.
+//
+//	header (128 bytes): magic "NGIC", version (uint32), blob count,
+//	  more-location count, pack count, source count (uint64 each),
+//	  fanout bits (uint32), 4 zero bytes, salt (16), key check (16),
+//	  body length (uint64), body CRC-32C (uint32), zeros to byte 124,
+//	  header CRC-32C (uint32) of bytes 0-123
+//	body: records (48 bytes: blob ID, sealed location) of the first
+//	  location of every blob, by blob ID; records of the other locations,
+//	  by blob ID then in the order added; fanout (uint32 start of each
+//	  bucket of the blob ID's top bits, and the blob count); pack IDs
+//	  (32 bytes) in the order first seen; pack numbers (uint32) by pack
+//	  ID; source index object IDs (32 bytes), sorted.
+const (
+	magic      = "NGIC"
+	version    = 1
+	headerSize = 128
+	locSize    = 16
+	recordSize = id.Size + locSize
+
+	// A location's pack field: the pack number, the blob's type and
+	// whether more locations follow, as in index.Map.
+	treeBit  = 1 << 31
+	moreBit  = 1 << 30
+	packMask = moreBit - 1
+
+	partBits      = 8 // the Builder sorts in 2^partBits parts
+	minFanoutBits = partBits
+	maxFanoutBits = 26
+	bucketTarget  = 32 // blobs per fanout bucket
+)
+
+// ErrDamaged marks a file that is not a whole, intact index cache of this
+// version under this key: the caller rebuilds it.
+var ErrDamaged = errors.New("index cache damaged or not written by this version under this key")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// header is the fixed part of the file.
+type header struct {
+	blobs, more, packs, sources uint64
+	bits                        uint32
+	salt                        [16]byte
+	keyCheck                    [16]byte
+	bodyLen                     uint64
+	bodyCRC                     uint32
+}
+
+func (h *header) encode() []byte {
+	b := make([]byte, headerSize)
+	copy(b, magic)
+	binary.LittleEndian.PutUint32(b[4:], version)
+	binary.LittleEndian.PutUint64(b[8:], h.blobs)
+	binary.LittleEndian.PutUint64(b[16:], h.more)
+	binary.LittleEndian.PutUint64(b[24:], h.packs)
+	binary.LittleEndian.PutUint64(b[32:], h.sources)
+	binary.LittleEndian.PutUint32(b[40:], h.bits)
+	copy(b[48:], h.salt[:])
+	copy(b[64:], h.keyCheck[:])
+	binary.LittleEndian.PutUint64(b[80:], h.bodyLen)
+	binary.LittleEndian.PutUint32(b[88:], h.bodyCRC)
+	binary.LittleEndian.PutUint32(b[124:], crc32.Checksum(b[:124], castagnoli))
+	return b
+}
+
+func decodeHeader(b []byte) (*header, error) {
+	if len(b) < headerSize || string(b[:4]) != magic {
+		return nil, fmt.Errorf("%w: bad magic", ErrDamaged)
+	}
+	if v := binary.LittleEndian.Uint32(b[4:]); v != version {
+		return nil, fmt.Errorf("%w: version %d, this nestguard writes %d", ErrDamaged, v, version)
+	}
+	if crc32.Checksum(b[:124], castagnoli) != binary.LittleEndian.Uint32(b[124:]) {
+		return nil, fmt.Errorf("%w: header checksum mismatch", ErrDamaged)
+	}
+	h := &header{
+		blobs:   binary.LittleEndian.Uint64(b[8:]),
+		more:    binary.LittleEndian.Uint64(b[16:]),
+		packs:   binary.LittleEndian.Uint64(b[24:]),
+		sources: binary.LittleEndian.Uint64(b[32:]),
+		bits:    binary.LittleEndian.Uint32(b[40:]),
+		bodyLen: binary.LittleEndian.Uint64(b[80:]),
+		bodyCRC: binary.LittleEndian.Uint32(b[88:]),
+	}
+	copy(h.salt[:], b[48:])
+	copy(h.keyCheck[:], b[64:])
+	if h.bits < minFanoutBits || h.bits > maxFanoutBits || h.blobs > 1<<32-1 || h.packs > packMask+1 || h.more > 1<<40 || h.sources > 1<<40 {
+		return nil, fmt.Errorf("%w: counts out of range", ErrDamaged)
+	}
+	if h.bodyLen != h.wantBodyLen() {
+		return nil, fmt.Errorf("%w: body length %d does not match its counts", ErrDamaged, h.bodyLen)
+	}
+	return h, nil
+}
+
+func (h *header) wantBodyLen() uint64 {
+	return (h.blobs+h.more)*recordSize + (1<<h.bits+1)*4 + h.packs*(id.Size+4) + h.sources*id.Size
+}
+
+// sealer hides locations: each 16-byte location is XORed with AES-256 of
+// the salt whose last 8 bytes are XORed with the record's position (CTR
+// mode with one block per record), so that the file does not show the
+// sizes of the blobs, which the repository keeps sealed.
+type sealer struct {
+	block cipher.Block
+	salt  [16]byte
+}
+
+func newSealer(key []byte, salt [16]byte) (*sealer, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("index cache key is %d bytes, want 32", len(key))
+	}
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return &sealer{block: b, salt: salt}, nil
+}
+
+// xor seals or opens the location loc of record pos in place.
+func (s *sealer) xor(loc []byte, pos uint64) {
+	var ctr, ks [16]byte
+	ctr = s.salt
+	binary.LittleEndian.PutUint64(ctr[8:], binary.LittleEndian.Uint64(s.salt[8:])^pos)
+	s.block.Encrypt(ks[:], ctr[:])
+	for i := range locSize {
+		loc[i] ^= ks[i]
+	}
+}
+
+// keyCheck tells a file written under key from one written under another.
+func keyCheck(key []byte) [16]byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("nestguard index cache key check v1"))
+	var c [16]byte
+	copy(c[:], m.Sum(nil))
+	return c
+}
+
+// loc is a plaintext location.
+type loc struct {
+	pack, offset, length, rawLength uint32
+}
+
+func (l loc) put(b []byte) {
+	binary.LittleEndian.PutUint32(b, l.pack)
+	binary.LittleEndian.PutUint32(b[4:], l.offset)
+	binary.LittleEndian.PutUint32(b[8:], l.length)
+	binary.LittleEndian.PutUint32(b[12:], l.rawLength)
+}
+
+func getLoc(b []byte) loc {
+	return loc{
+		pack:      binary.LittleEndian.Uint32(b),
+		offset:    binary.LittleEndian.Uint32(b[4:]),
+		length:    binary.LittleEndian.Uint32(b[8:]),
+		rawLength: binary.LittleEndian.Uint32(b[12:]),
+	}
+}
+
+func bucketOf(bid []byte, bits uint32) uint64 {
+	return binary.BigEndian.Uint64(bid[:8]) >> (64 - bits)
+}
+
+func blobType(pack uint32) index.BlobType {
+	if pack&treeBit != 0 {
+		return index.TreeBlob
+	}
+	return index.DataBlob
+}
