@@ -14,12 +14,16 @@
 //
 //	[class.logs]
 //	floor = "90d"
+//	rpo   = "1h"
+//	rto   = "4h"
 //
 // floor and the keep-within* rules are calendar durations
 // (policy.ParseDuration: "7y", "90d", "1y6m"); keep-last, keep-hourly,
 // keep-daily, keep-weekly, keep-monthly and keep-yearly are counts (-1:
 // unlimited); keep-tag is a tag list "a,b" or an array of them, as forget
-// --keep-tag takes it.
+// --keep-tag takes it. rpo and rto are elapsed times ("15m", "24h",
+// "2d"): the recovery point and recovery time objectives a compliance
+// report checks the class's backups and restore tests against.
 package class
 
 import (
@@ -46,6 +50,13 @@ type Class struct {
 	// Policy is what forget applies to the class's snapshots when no
 	// --keep-* rule is given; empty for none (forget then keeps them).
 	Policy policy.Policy
+	// RPO is the longest a snapshot of each of the class's assets may
+	// be older than the data it protects: the longest gap allowed
+	// between two backups; zero for none.
+	RPO time.Duration
+	// RTO is the longest a restore of the class's data may take; zero
+	// for none.
+	RTO time.Duration
 }
 
 // KeepUntil is when a snapshot of c taken at t stops being protected by
@@ -140,6 +151,18 @@ func (c *Class) set(key string, values []string) error {
 		return fmt.Errorf("takes one value, not %d", len(values))
 	}
 	v := values[0]
+	if key == "rpo" || key == "rto" {
+		d, err := ParseObjective(v)
+		if err != nil {
+			return err
+		}
+		if key == "rpo" {
+			c.RPO = d
+		} else {
+			c.RTO = d
+		}
+		return nil
+	}
 	if d := c.durationField(key); d != nil {
 		p, err := policy.ParseDuration(v)
 		if err != nil {
@@ -156,7 +179,7 @@ func (c *Class) set(key string, values []string) error {
 		*n = i
 		return nil
 	}
-	return fmt.Errorf("unknown class setting %q: a class takes floor, keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly, keep-within, keep-within-hourly, keep-within-daily, keep-within-weekly, keep-within-monthly, keep-within-yearly and keep-tag", key)
+	return fmt.Errorf("unknown class setting %q: a class takes floor, rpo, rto, keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly, keep-within, keep-within-hourly, keep-within-daily, keep-within-weekly, keep-within-monthly, keep-within-yearly and keep-tag", key)
 }
 
 func (c *Class) durationField(key string) *policy.Duration {
@@ -196,4 +219,23 @@ func TagGroup(s string) ([]string, error) {
 		g = append(g, t)
 	}
 	return g, nil
+}
+
+// ParseObjective parses an RPO or RTO: a positive elapsed time as Go
+// writes it ("15m", "24h", "1h30m") or a number of days ("2d", 24 hours
+// each).
+func ParseObjective(s string) (time.Duration, error) {
+	var d time.Duration
+	var err error
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		var days int
+		days, err = strconv.Atoi(n)
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		d, err = time.ParseDuration(s)
+	}
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("invalid objective %q: want a positive time such as 15m, 24h, 1h30m or 2d", s)
+	}
+	return d, nil
 }

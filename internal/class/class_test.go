@@ -34,6 +34,8 @@ keep-tag     = ["audit", "year-end,signed"]
 
 [class.logs]
 floor = "90d"
+rpo   = "1h30m"
+rto   = "2d"
 `)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +50,7 @@ floor = "90d"
 		t.Errorf("financial-records: %+v", fin)
 	}
 	logs := set["logs"]
-	if logs.Floor != (policy.Duration{Days: 90}) || !logs.Policy.Empty() {
+	if logs.Floor != (policy.Duration{Days: 90}) || !logs.Policy.Empty() || logs.RPO != 90*time.Minute || logs.RTO != 48*time.Hour || fin.RPO != 0 {
 		t.Errorf("logs: %+v", logs)
 	}
 	at := time.Date(2026, 12, 15, 3, 0, 0, 0, time.UTC)
@@ -79,6 +81,8 @@ func TestLoadRefuses(t *testing.T) {
 		"[class.Logs]\nfloor = \"1d\"\n":                         "invalid class name",
 		"[class.logs.old]\nfloor = \"1d\"\n":                     "a data class is a table",
 		"[class.\"a b\"]\nfloor = \"1d\"\n":                      "invalid class name",
+		"[class.logs]\nrpo = \"0s\"\n":                           "invalid objective",
+		"[class.logs]\nrto = \"1y\"\n":                           "invalid objective",
 		"[class.x]\nkeep-within-daily = \"1d\"\nkeep-last = 0\n": "",
 	} {
 		_, err := load(t, toml)
