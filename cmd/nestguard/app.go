@@ -220,6 +220,7 @@ restore was made, but some files were unreadable or damaged), 4 retained
 		a.forgetCommand(),
 		monitor(a.copyCommand()),
 		a.auditCommand(),
+		a.reportCommand(),
 	)
 	markAudit(root)
 	return root

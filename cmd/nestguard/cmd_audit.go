@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/nestguard/nestguard/internal/audit"
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/location"
+	"github.com/nestguard/nestguard/internal/compliance"
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
@@ -184,6 +186,7 @@ func (a *app) noteOtherLogs(ctx context.Context, be backend.Backend, own string)
 
 type auditVerifyOptions struct {
 	checkpoints   []string
+	proofs        []string
 	keys          []string
 	allSignatures bool
 	from          string
@@ -207,7 +210,12 @@ makes it incremental: only the records after a checkpoint verified before
 are read: an auditor needs only
 read access to the storage. Without --key the repository is opened with
 the passphrase and its own log checked with its own key. Exit code 1 when
-any check fails, each problem listed.`,
+any check fails, each problem listed.
+
+With --proof REPORT.json (a 'report compliance --format json' document),
+the report's evidence is checked too: its checkpoint is signed by the key
+and is one the log passed through, and the inclusion proof of every audit
+record the report cites gives the checkpoint's root.`,
 		Example: `  nestguard audit verify --key "$(cat audit.pub)" --checkpoint 2026-12-01.cp
   nestguard audit verify`,
 		Args: cobra.NoArgs,
@@ -215,6 +223,7 @@ any check fails, each problem listed.`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&o.checkpoints, "checkpoint", nil, "a checkpoint exported earlier that the log must extend (repeatable)")
+	f.StringArrayVar(&o.proofs, "proof", nil, "a compliance report in JSON ('report compliance --format json'): its checkpoint must be signed and one the log passed through, and every record it cites proved included in it (repeatable)")
 	f.StringVar(&o.from, "from-checkpoint", "", "verify incrementally: only the records after this checkpoint, which the auditor verified before (its signature is checked, and the log must still end an entry there with its root)")
 	f.BoolVar(&o.allSignatures, "all-signatures", false, "check the signature of every checkpoint, not only the newest (which already binds every record before it; about 100 µs per entry)")
 	f.StringArrayVar(&o.keys, "key", envList(a.getenv("NESTGUARD_AUDIT_KEY")), "verifier key of the log, or a file holding it (repeatable; env NESTGUARD_AUDIT_KEY); without it the passphrase opens the repository")
@@ -249,6 +258,9 @@ type auditVerifyJSON struct {
 	versioned
 	Logs []auditLogReportJSON `json:"logs"`
 	OK   bool                 `json:"ok"`
+	// Proved counts the records of the --proof reports whose inclusion
+	// proofs verified.
+	Proved int `json:"proved_records,omitempty"`
 }
 
 type auditLogReportJSON struct {
@@ -283,6 +295,7 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 	exported := make(map[string][]*audit.Checkpoint)
 	var problems []string
 	from := make(map[string]*audit.Checkpoint)
+	proved := 0
 	readExported := func(targets []verifyTarget) {
 		files := o.checkpoints
 		if o.from != "" {
@@ -319,6 +332,15 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 				problems = append(problems, fmt.Sprintf("checkpoint %s is of %q: no verifier key given for that log", file, cp.Origin))
 			}
 		}
+		for _, file := range o.proofs {
+			cp, n, err := checkReportProofs(file, targets)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("report %s: %v", file, err))
+				continue
+			}
+			exported[cp.LogID()] = append(exported[cp.LogID()], cp)
+			proved += n
+		}
 	}
 	verifyAll := func(be backend.Backend, targets []verifyTarget) error {
 		readExported(targets)
@@ -338,6 +360,12 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 			}
 		}
 		doc.OK = doc.OK && len(problems) == 0
+		if len(o.proofs) > 0 {
+			doc.Proved = proved
+			if len(problems) == 0 {
+				a.printf("%d records cited by %d reports: each proved included in the report's checkpoint, which the log passed through\n", proved, len(o.proofs))
+			}
+		}
 		if a.jsonOut {
 			if err := a.printJSON(doc); err != nil {
 				return err
@@ -528,4 +556,60 @@ repository has none yet.`,
 			})
 		},
 	}
+}
+
+// checkReportProofs reads the evidence section of a compliance report in
+// JSON, checks its checkpoint's signature with the key of its log among
+// targets and every inclusion proof against it, and returns the
+// checkpoint (which the log must then have passed through) and how many
+// records were proved.
+func checkReportProofs(file string, targets []verifyTarget) (*audit.Checkpoint, int, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, 0, err
+	}
+	var doc struct {
+		Audit *compliance.AuditEvidence `json:"audit"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, 0, fmt.Errorf("not a compliance report in JSON: %w", err)
+	}
+	if doc.Audit == nil {
+		return nil, 0, errors.New("it has no audit evidence (its audit log was empty or did not verify when it was made)")
+	}
+	note := []byte(doc.Audit.Checkpoint)
+	cp, err := audit.ParseUnverified(note)
+	if err != nil {
+		return nil, 0, err
+	}
+	var t *verifyTarget
+	for i := range targets {
+		if targets[i].logID == cp.LogID() {
+			t = &targets[i]
+		}
+	}
+	if t == nil {
+		return nil, 0, fmt.Errorf("its checkpoint is of %q: no verifier key given for that log", cp.Origin)
+	}
+	if cp, err = audit.OpenCheckpoint(note, t.v); err != nil {
+		return nil, 0, err
+	}
+	var errs []error
+	for _, r := range doc.Audit.Records {
+		if r.Proof == nil {
+			errs = append(errs, fmt.Errorf("record %d has no proof", r.Position))
+			continue
+		}
+		if r.Proof.Position != r.Position {
+			errs = append(errs, fmt.Errorf("record %d carries the proof of record %d", r.Position, r.Proof.Position))
+			continue
+		}
+		if err := audit.VerifyInclusion(cp, r.Proof); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, 0, errors.Join(errs...)
+	}
+	return cp, len(doc.Audit.Records), nil
 }

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/compliance"
+)
+
+type complianceDoc struct {
+	JSONVersion int `json:"json_version"`
+	compliance.Report
+}
+
+// report runs report compliance --format json with args and returns the
+// document and the exit code.
+func (e *env) report(cfg string, args ...string) (complianceDoc, int) {
+	e.t.Helper()
+	out := filepath.Join(e.dir, "report.json")
+	r := e.run(append([]string{"--config", cfg, "report", "compliance", "--format", "json", "--output", out}, args...)...)
+	var doc complianceDoc
+	b, err := os.ReadFile(out)
+	if err != nil {
+		e.t.Fatalf("report compliance: exit %d, no report: %v\n%s", r.code, err, r.stderr)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		e.t.Fatalf("report compliance --format json: %v\n%s", err, b)
+	}
+	return doc, r.code
+}
+
+func (d complianceDoc) control(t *testing.T, id string) compliance.Control {
+	t.Helper()
+	for _, c := range d.Controls {
+		if c.ID == id {
+			return c
+		}
+	}
+	t.Fatalf("the report has no control %s", id)
+	return compliance.Control{}
+}
+
+func hasFinding(c compliance.Control, s string) bool {
+	return slices.ContainsFunc(c.Findings, func(f string) bool { return strings.Contains(f, s) }) || strings.Contains(c.Summary, s)
+}
+
+// TestComplianceReport: real commands, then report compliance --format
+// json: an RPO breach between two backups of a class and one open at the
+// end of the period, each with its length; "no evidence" while no verify
+// --read-data and no restore ran, pass after; holds placed and released
+// with who; a snapshot deleted behind nestguard's back; every cited record
+// proved in the report's checkpoint, which 'audit verify --proof' checks
+// with the verifier key alone, and refuses once a proof is altered.
+func TestComplianceReport(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	cfg := filepath.Join(e.dir, "nestguard.toml")
+	writeFile(t, cfg, `
+[class.ledger]
+floor = "7y"
+rpo   = "1h"
+rto   = "1h"
+
+[class.scratch]
+keep-last = 1
+`, 0o600)
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 7, 5, 10_000)
+	now := time.Now().UTC().Truncate(time.Second)
+	t1, t2, t3 := now.Add(-5*time.Hour), now.Add(-4*time.Hour-30*time.Minute), now.Add(-10*time.Minute)
+	for _, ts := range []time.Time{t1, t2, t3} {
+		e.backupAt(src, ts.Format(time.RFC3339), "--config", cfg, "--class", "ledger")
+	}
+	scratch := e.backupJSON(src, "--config", cfg, "--class", "scratch")["snapshot"].(string)
+	e.must("--config", cfg, "forget", scratch[:8])
+
+	to := now.Add(20 * time.Minute).Format(time.RFC3339)
+	doc, code := e.report(cfg, "--to", to)
+	if code != exitError || doc.Status != compliance.Fail || doc.JSONVersion != jsonVersion {
+		t.Fatalf("report: exit %d, status %s", code, doc.Status)
+	}
+	freq := doc.control(t, "backup-frequency")
+	if freq.Status != compliance.Fail || len(freq.Breaches) != 1 {
+		t.Fatalf("backup-frequency: %s, breaches %+v", freq.Status, freq.Breaches)
+	}
+	if b := freq.Breaches[0]; b.Class != "ledger" || !b.From.Equal(t2) || !b.To.Equal(t3) || b.LengthSeconds != t3.Sub(t2).Seconds() || b.RPOSeconds != 3600 || b.Open {
+		t.Errorf("breach %+v, want %s to %s", b, t2, t3)
+	}
+	for _, id := range []string{"verify-read-data", "restore-test", "copies"} {
+		if c := doc.control(t, id); c.Status != compliance.NoEvidence || len(c.Evidence) != 0 {
+			t.Errorf("%s before any ran: %s, evidence %v", id, c.Status, c.Evidence)
+		}
+	}
+	if c := doc.control(t, "retention-floors"); c.Status != compliance.Pass {
+		t.Errorf("retention-floors: %s: %s %v", c.Status, c.Summary, c.Findings)
+	}
+	if c := doc.control(t, "legal-holds"); c.Status != compliance.NotApplicable {
+		t.Errorf("legal-holds without holds: %s", c.Status)
+	}
+	if c := doc.control(t, "object-lock"); c.Status != compliance.Fail {
+		t.Errorf("object-lock of a local directory: %s", c.Status)
+	}
+
+	// Now a read-back, a restore test, a hold placed and released, a
+	// failed command, and a ledger snapshot deleted outside nestguard.
+	e.must("verify", "--read-data")
+	e.must("restore", "latest", "--target", filepath.Join(e.dir, "out"))
+	e.must("hold", "add", "latest", "--case", "SEC-2026-9", "--reason", "inquiry", "--record-only")
+	e.must("hold", "release", "latest", "--case", "SEC-2026-9", "--reason", "closed")
+	if r := e.run("restore", "deadbeef", "--target", filepath.Join(e.dir, "out2")); r.code != exitError {
+		t.Fatalf("restore of a missing snapshot: exit %d", r.code)
+	}
+	snaps, err := filepath.Glob(filepath.Join(e.repo, "snapshots", "*"))
+	if err != nil || len(snaps) != 3 {
+		t.Fatalf("snapshots %v %v", snaps, err)
+	}
+	delID := e.snapshotIDAt(t1)
+	if err := os.Remove(filepath.Join(e.repo, "snapshots", delID)); err != nil {
+		t.Fatal(err)
+	}
+
+	doc, code = e.report(cfg, "--to", now.Add(2*time.Hour).Format(time.RFC3339))
+	if code != exitError {
+		t.Errorf("report: exit %d", code)
+	}
+	freq = doc.control(t, "backup-frequency")
+	if len(freq.Breaches) != 2 || !freq.Breaches[1].Open || !freq.Breaches[1].From.Equal(t3) {
+		t.Errorf("breaches %+v: want the 4h30m one and one open from %s", freq.Breaches, t3)
+	}
+	if c := doc.control(t, "verify-read-data"); c.Status != compliance.Pass || len(c.Evidence) != 1 {
+		t.Errorf("verify-read-data: %s %s", c.Status, c.Summary)
+	}
+	if c := doc.control(t, "restore-test"); c.Status != compliance.Fail || !hasFinding(c, "restore at") {
+		// The newest restore (of deadbeef) failed.
+		t.Errorf("restore-test: %s %s %v", c.Status, c.Summary, c.Findings)
+	}
+	if c := doc.control(t, "legal-holds"); c.Status != compliance.Pass || !hasFinding(c, "released by") || !hasFinding(c, "case SEC-2026-9") {
+		t.Errorf("legal-holds: %s %v", c.Status, c.Findings)
+	}
+	if c := doc.control(t, "retention-floors"); c.Status != compliance.Fail || !hasFinding(c, delID[:8]+", written by record") {
+		t.Errorf("retention-floors after a deletion behind nestguard's back: %s %v", c.Status, c.Findings)
+	}
+	if c := doc.control(t, "failed-operations"); c.Status != compliance.Fail || !hasFinding(c, "restore deadbeef") {
+		t.Errorf("failed-operations: %s %v", c.Status, c.Findings)
+	}
+	// The report proves every record it cites.
+	if doc.Audit == nil || len(doc.Audit.Records) == 0 {
+		t.Fatal("the report has no audit evidence")
+	}
+	cited := map[uint64]bool{}
+	for _, c := range doc.Controls {
+		for _, p := range c.Evidence {
+			cited[p] = true
+		}
+	}
+	if len(cited) != len(doc.Audit.Records) {
+		t.Errorf("%d records cited, %d proved", len(cited), len(doc.Audit.Records))
+	}
+	pub := filepath.Join(e.dir, "audit.pub")
+	writeFile(t, pub, e.must("audit", "key"), 0o644)
+	report := filepath.Join(e.dir, "report.json")
+	auditor := e.noPassphrase()
+	if r := auditor.run("audit", "verify", "--key", pub, "--proof", report); r.code != 0 || !strings.Contains(r.stdout, "proved included") {
+		t.Fatalf("audit verify --proof: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	b, _ := os.ReadFile(report)
+	leaf := doc.Audit.Records[0].Proof.LeafHash
+	forged := strings.Replace(string(b), leaf, strings.Repeat("0", len(leaf)), 1)
+	writeFile(t, report, forged, 0o644)
+	if r := auditor.run("audit", "verify", "--key", pub, "--proof", report); r.code != exitError || !strings.Contains(r.stdout, "is not in the checkpoint") {
+		t.Errorf("audit verify --proof of an altered proof: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// snapshotIDAt returns the id of the snapshot taken at ts.
+func (e *env) snapshotIDAt(ts time.Time) string {
+	e.t.Helper()
+	var list []struct {
+		ID   string    `json:"id"`
+		Time time.Time `json:"time"`
+	}
+	out := e.must("snapshots", "--json")
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		e.t.Fatalf("snapshots --json: %v\n%s", err, out)
+	}
+	for _, s := range list {
+		if s.Time.Equal(ts) {
+			return s.ID
+		}
+	}
+	e.t.Fatalf("no snapshot at %s: %s", ts, out)
+	return ""
+}
+
+// A report with nothing failed but some controls without evidence exits
+// 3; a bad framework or format is a usage error.
+func TestComplianceReportNoEvidence(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	cfg := filepath.Join(e.dir, "nestguard.toml")
+	writeFile(t, cfg, "", 0o600)
+	doc, code := e.report(cfg, "--framework", "gdpr")
+	if code != exitPartial || doc.Status != compliance.NoEvidence || doc.Framework != "gdpr" {
+		t.Errorf("gdpr report of a new repository: exit %d, status %s", code, doc.Status)
+	}
+	for _, c := range doc.Controls {
+		if c.Status == compliance.Pass && len(c.Evidence) == 0 && c.ID != "encryption" {
+			t.Errorf("%s passed without evidence", c.ID)
+		}
+	}
+	for _, args := range [][]string{{"--framework", "hipaa"}, {"--format", "pdf"}, {"--from", "2026-12-02", "--to", "2026-12-01"}} {
+		if r := e.run(append([]string{"report", "compliance"}, args...)...); r.code != exitUsage {
+			t.Errorf("report compliance %v: exit %d: %s", args, r.code, r.stderr)
+		}
+	}
+}
