@@ -52,10 +52,11 @@ func ArchiveWAL(ctx context.Context, repo WALRepo, path, name string) (ArchiveRe
 	if !pgmeta.IsWALFileName(name) {
 		return res, fmt.Errorf("%q is not a WAL file name PostgreSQL archives (segment, .partial, .history or .backup): pass the file as %%p, or its name with --name", name)
 	}
-	data, err := readWALFile(path, name)
+	data, release, err := readWALFile(path, name)
 	if err != nil {
 		return res, err
 	}
+	defer release()
 	res.Size = int64(len(data))
 	err = repo.SaveNamed(ctx, backend.WALFile, name, data)
 	if errors.Is(err, fs.ErrExist) {
@@ -69,19 +70,37 @@ func ArchiveWAL(ctx context.Context, repo WALRepo, path, name string) (ArchiveRe
 	return res, nil
 }
 
-// readWALFile reads and checks the file to archive.
-func readWALFile(path, name string) ([]byte, error) {
+// readWALFile reads and checks the file to archive; release gives back
+// the memory of data (a segment is mapped, see mapWALFile), which must
+// not be used after it.
+func readWALFile(path, name string) (data []byte, release func(), err error) {
+	data, release, err = loadWALFile(path, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pgmeta.IsSegment(name) || pgmeta.IsPartial(name) {
+		if err := checkSegment(data, name); err != nil {
+			release()
+			return nil, nil, fmt.Errorf("refusing to archive %s: %w", path, err)
+		}
+	}
+	return data, release, nil
+}
+
+// loadWALFile returns the contents of the file to archive, mapped when it
+// is a segment.
+func loadWALFile(path, name string) ([]byte, func(), error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading WAL file: %w", err)
+		return nil, nil, fmt.Errorf("reading WAL file: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("reading WAL file: %w", err)
+		return nil, nil, fmt.Errorf("reading WAL file: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("WAL file %s is not a regular file", path)
+		return nil, nil, fmt.Errorf("WAL file %s is not a regular file", path)
 	}
 	size := fi.Size()
 	segment := pgmeta.IsSegment(name) || pgmeta.IsPartial(name)
@@ -90,18 +109,18 @@ func readWALFile(path, name string) ([]byte, error) {
 		limit = pgmeta.MaxSegmentSize
 	}
 	if size > limit {
-		return nil, fmt.Errorf("WAL file %s has %d bytes, more than a %s file can have", path, size, walKind(name))
+		return nil, nil, fmt.Errorf("WAL file %s has %d bytes, more than a %s file can have", path, size, walKind(name))
+	}
+	if segment {
+		if data, unmap, ok := mapWALFile(f, size); ok {
+			return data, unmap, nil
+		}
 	}
 	data := make([]byte, size)
 	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, fmt.Errorf("reading WAL file %s: %w (did it shrink while read?)", path, err)
+		return nil, nil, fmt.Errorf("reading WAL file %s: %w (did it shrink while read?)", path, err)
 	}
-	if segment {
-		if err := checkSegment(data, name); err != nil {
-			return nil, fmt.Errorf("refusing to archive %s: %w", path, err)
-		}
-	}
-	return data, nil
+	return data, func() {}, nil
 }
 
 func walKind(name string) string {
