@@ -41,12 +41,16 @@ func (r *Repository) SaveNamed(ctx context.Context, t backend.FileType, name str
 	return nil
 }
 
+// sealNamed seals the body of named object name in the memory it is
+// built in (a WAL segment is 16 MiB, and archive-wal's time is what
+// PostgreSQL waits on): room for the nonce, then the body, then the tag.
 func (r *Repository) sealNamed(t backend.FileType, name string, plain []byte) ([]byte, error) {
-	body := make([]byte, 0, len(plain)/2+len(name)+16)
-	body = append(body, byte(len(name)))
-	body = append(body, name...)
-	body = packBody(r.fast, body, plain)
-	return r.key.Seal(make([]byte, 0, len(body)+64), body, adNamed(t, name))
+	pre := r.key.SealPrefix()
+	buf := make([]byte, pre, pre+len(plain)/2+len(name)+16+r.key.Overhead())
+	buf = append(buf, byte(len(name)))
+	buf = append(buf, name...)
+	buf = packBody(r.fast, buf, plain)
+	return r.key.SealInPlace(buf, adNamed(t, name))
 }
 
 // LoadNamed reads, authenticates and decompresses t/name. A missing object
