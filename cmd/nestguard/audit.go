@@ -147,12 +147,11 @@ func (a *app) finishAudit(ctx context.Context, err error) error {
 	outcome, msg := outcomeOf(err)
 	var errs []error
 	for _, t := range run.targets {
-		rec := a.auditRecord(run, t, outcome, msg)
 		var aerr error
 		if run.cmd.Annotations[auditBatch] != "" {
-			aerr = a.appendBatched(ctx, run, t, rec)
+			aerr = a.appendBatched(ctx, run, t, outcome, msg)
 		} else {
-			_, aerr = audit.New(t.be, t.key, t.logID).Append(ctx, rec)
+			_, aerr = audit.New(t.be, t.key, t.logID).Append(ctx, a.auditRecord(run, t, outcome, msg))
 		}
 		switch {
 		case aerr == nil:
@@ -259,10 +258,12 @@ func effectiveOptions(cmd *cobra.Command) map[string]string {
 	return out
 }
 
-// appendBatched spools rec's call and flushes the spool when it is due
+// appendBatched spools run's call and flushes the spool when it is due
 // (audit.Spool). A call that cannot be spooled is recorded on its own; a
 // flush that fails leaves the items for the next call, with a warning.
-func (a *app) appendBatched(ctx context.Context, run *auditRun, t *auditTarget, rec *audit.Record) error {
+// The record (user, host) is made only when one is appended: archive-wal
+// runs once per segment, and most calls only spool.
+func (a *app) appendBatched(ctx context.Context, run *auditRun, t *auditTarget, outcome, msg string) error {
 	// The call's arguments and the flags it was given (--name).
 	arg := strings.Join(run.args, " ")
 	run.cmd.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) {
@@ -270,7 +271,7 @@ func (a *app) appendBatched(ctx context.Context, run *auditRun, t *auditTarget, 
 			arg += " --" + f.Name + "=" + f.Value.String()
 		}
 	})
-	item := audit.BatchItem{Time: rec.Time, Arg: arg, Outcome: rec.Outcome, Message: rec.Message}
+	item := audit.BatchItem{Time: run.started.UTC(), Arg: arg, Outcome: outcome, Message: msg}
 	l := audit.New(t.be, t.key, t.logID)
 	var sp *audit.Spool
 	var err error
@@ -283,11 +284,11 @@ func (a *app) appendBatched(ctx context.Context, run *auditRun, t *auditTarget, 
 	if err != nil {
 		// Correct, only slower: the call gets a record of its own.
 		a.log.Info("audit: no spool; recording this call on its own", "err", err)
-		_, err := l.Append(ctx, rec)
+		_, err := l.Append(ctx, a.auditRecord(run, t, outcome, msg))
 		return err
 	}
 	_, err = sp.Flush(time.Now(), false, func(items []audit.BatchItem) error {
-		b := *rec
+		b := *a.auditRecord(run, t, outcome, msg)
 		b.Args, b.Message, b.Wrote = nil, fmt.Sprintf("%d calls", len(items)), nil
 		b.Time = items[0].Time
 		b.Outcome = batchOutcome(items)
