@@ -62,7 +62,9 @@ type Progress struct {
 
 // Copier copies snapshots from src to dst. It remembers which source blobs
 // and trees it has copied (and their IDs in dst) for as long as it lives,
-// so snapshots sharing data are read once. Both indexes must be loaded.
+// so snapshots sharing data are read once; each Run forgets those that
+// prune's deletion-candidate records make unsafe to reuse. Both indexes
+// must be loaded.
 type Copier struct {
 	src, dst *repository.Repository
 	o        Options
@@ -137,6 +139,7 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 	if err != nil {
 		return nil, fmt.Errorf("destination: %w", err)
 	}
+	c.dropAvoided()
 	srcList, srcErrs, err := snapshot.List(ctx, c.src)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -200,6 +203,27 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		return res, fmt.Errorf("%d source snapshots could not be read and were not copied: %s", len(res.Unreadable), res.Unreadable[0])
 	}
 	return res, nil
+}
+
+// dropAvoided forgets what an earlier Run learned that this one may not
+// reuse: the commit step's Begin just listed prune's deletion-candidate
+// records, and a destination blob only their packs hold must be copied
+// again (a prune may delete the packs without seeing this Run's
+// snapshots, docs/format.md "Prune"). While any pack is a candidate, the
+// rewritten trees are forgotten too (a blob below one may be in such a
+// pack, as for a seed's directory); the blobs stay only where reusable.
+func (c *Copier) dropAvoided() {
+	if !c.dst.HasCandidatePacks() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.trees)
+	for s, d := range c.blobs {
+		if !c.dst.Reusable(d) {
+			delete(c.blobs, s)
+		}
+	}
 }
 
 type counters struct{ BlobsRead, BytesRead, BlobsNew, BytesStored, WAL int64 }
