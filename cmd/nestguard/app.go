@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
@@ -58,6 +59,11 @@ type app struct {
 	// not recorded); auditSpool is --audit-spool.
 	audit      *auditRun
 	auditSpool string
+	// cacheDir, noCache and cacheMinBlobs set where and from what size
+	// the index of a repository is kept in a local file (indexCacheDir).
+	cacheDir      string
+	noCache       bool
+	cacheMinBlobs int
 	// args are the command line's arguments, without the program's name.
 	args []string
 
@@ -201,6 +207,12 @@ restore was made, but some files were unreadable or damaged), 4 retained
 	pf.BoolVar(&a.insecureHTTP, "insecure-http", false, "talk plain HTTP to S3 (loopback endpoints only, for tests)")
 	pf.StringVar(&a.auditSpool, "audit-spool", a.getenv("NESTGUARD_AUDIT_SPOOL"), "directory of the audit spool of pg archive-wal and pg restore-wal, whose calls are recorded in batches (env NESTGUARD_AUDIT_SPOOL; default $XDG_STATE_HOME/nestguard or ~/.local/state/nestguard; see docs/audit.md)")
 	bindEnv(pf, "audit-spool", "NESTGUARD_AUDIT_SPOOL")
+	pf.StringVar(&a.cacheDir, "cache-dir", a.getenv("NESTGUARD_CACHE_DIR"), "directory of local caches: the index of a large repository is kept there in a memory-mapped file rather than in memory (env NESTGUARD_CACHE_DIR; default $XDG_CACHE_HOME/nestguard or ~/.cache/nestguard; see docs/architecture.md)")
+	bindEnv(pf, "cache-dir", "NESTGUARD_CACHE_DIR")
+	pf.BoolVar(&a.noCache, "no-cache", a.getenv("NESTGUARD_NO_CACHE") == "true", "keep the index in memory whatever the repository's size (env NESTGUARD_NO_CACHE)")
+	bindEnv(pf, "no-cache", "NESTGUARD_NO_CACHE")
+	pf.IntVar(&a.cacheMinBlobs, "index-cache-min-blobs", repository.DefaultIndexCacheMinBlobs, "blobs a repository has (estimated) before its index goes to the cache")
+	pf.MarkHidden("index-cache-min-blobs")
 
 	root.AddCommand(
 		a.initCommand(),
@@ -317,7 +329,8 @@ func (a *app) openRepository(ctx context.Context, loc string, lo location.Option
 		}
 		defer clear(pw)
 		wbe, written := a.watch(be)
-		r, err := repository.Open(ctx, wbe, pw, repository.Options{Logger: a.log, KDF: a.kdf, KeySlot: slot, OnlyKeySlot: onlySlot})
+		r, err := repository.Open(ctx, wbe, pw, repository.Options{Logger: a.log, KDF: a.kdf, KeySlot: slot, OnlyKeySlot: onlySlot,
+			IndexCacheDir: a.indexCacheDir(), IndexCacheMinBlobs: a.cacheMinBlobs})
 		if err != nil {
 			return nil, err
 		}
@@ -367,6 +380,25 @@ func findSnapshots(ctx context.Context, repo *repository.Repository, refs ...str
 // pgdata, for nothing). Pure Go, at 64 MiB (56 + 8) the collector ran
 // without end on the small files (CPU +65%), at 72 not at all.
 const pipelineMemory = 56<<20 + compress.HeapReserve
+
+// indexCacheDir is the directory of local caches: --cache-dir, else
+// $XDG_CACHE_HOME/nestguard or ~/.cache/nestguard; "" (no cache) with
+// --no-cache or when there is no home.
+func (a *app) indexCacheDir() string {
+	switch {
+	case a.noCache:
+		return ""
+	case a.cacheDir != "":
+		return a.cacheDir
+	}
+	if d := a.getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "nestguard")
+	}
+	if home := a.getenv("HOME"); home != "" {
+		return filepath.Join(home, ".cache", "nestguard")
+	}
+	return ""
+}
 
 // limitMemory sets a soft memory limit of the pipeline's budget plus twice
 // the index, unless the user set GOMEMLIMIT. Without it the heap doubles

@@ -203,3 +203,20 @@ func (k *Key) AuditKey() (*Key, error) {
 	defer clear(m)
 	return newKey(m, k.suite)
 }
+
+// infoIndexCache derives the key of the local index cache.
+const infoIndexCache = "nestguard index cache v1"
+
+// IndexCacheKey returns HKDF-SHA-256(master, "nestguard index cache v1"),
+// 32 bytes: the key under which the local index cache seals the blob
+// locations it holds (internal/index/diskidx). The caller clears it.
+func (k *Key) IndexCacheKey() ([]byte, error) {
+	if k.closed.Load() {
+		return nil, ErrClosed
+	}
+	b, err := hkdf.Key(sha256.New, k.master[:], nil, infoIndexCache, keySize)
+	if err != nil {
+		return nil, fmt.Errorf("deriving index cache key: %w", err)
+	}
+	return b, nil
+}

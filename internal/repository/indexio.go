@@ -39,7 +39,18 @@ const indexFlushPacks = 16
 // loses nothing that intact packs hold. LoadIndex fails only when a
 // listing or a pack read fails.
 func (r *Repository) LoadIndex(ctx context.Context) error {
-	if err := r.loadIndexObjects(ctx); err != nil {
+	objs, err := r.listIndexObjects(ctx)
+	if err != nil {
+		return err
+	}
+	if err := r.loadIndexCache(ctx, objs); err != nil {
+		return err
+	}
+	ids := make([]id.ID, len(objs))
+	for i, o := range objs {
+		ids[i] = o.id
+	}
+	if err := r.loadIndexObjects(ctx, ids); err != nil {
 		return err
 	}
 	if len(r.IndexErrors()) == 0 {
@@ -48,15 +59,53 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	return r.indexFromHeaders(ctx)
 }
 
-func (r *Repository) loadIndexObjects(ctx context.Context) error {
-	ids, err := r.ListObjects(ctx, backend.IndexFile)
-	if err != nil {
-		return err
-	}
-	r.idxMu.Lock()
-	ids = slices.DeleteFunc(ids, func(i id.ID) bool { _, ok := r.loadedIndex[i]; return ok })
-	r.idxMu.Unlock()
+// listedObject is an index object and its stored size.
+type listedObject struct {
+	id   id.ID
+	size int64
+}
 
+func (r *Repository) listIndexObjects(ctx context.Context) ([]listedObject, error) {
+	var out []listedObject
+	err := r.be.List(ctx, backend.IndexFile, func(fi backend.FileInfo) error {
+		oid, err := id.Parse(fi.Name)
+		if err != nil {
+			r.log.Warn("ignoring foreign object", "type", backend.IndexFile, "name", fi.Name)
+			return nil
+		}
+		out = append(out, listedObject{oid, fi.Size})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", backend.IndexFile, err)
+	}
+	return out, nil
+}
+
+// loadIndexObjects reads the index objects of ids not yet loaded into the
+// in-memory index.
+func (r *Repository) loadIndexObjects(ctx context.Context, ids []id.ID) error {
+	r.idxMu.Lock()
+	ids = slices.DeleteFunc(slices.Clone(ids), func(i id.ID) bool { _, ok := r.loadedIndex[i]; return ok })
+	r.idxMu.Unlock()
+	return r.readIndexObjects(ctx, ids, func(iid id.ID, f *index.File) error {
+		for _, p := range f.Packs {
+			for _, e := range p.Blobs {
+				e.Pack = p.Pack
+				r.idx.Add(e)
+			}
+			delete(r.headerPacks, p.Pack)
+		}
+		r.loadedIndex[iid] = struct{}{}
+		return nil
+	})
+}
+
+// readIndexObjects reads the index objects of ids, r.metaReads at once,
+// and calls use, under r.idxMu, with each one read. An index object that
+// cannot be read is recorded (IndexErrors) and skipped; one removed since
+// listed is skipped.
+func (r *Repository) readIndexObjects(ctx context.Context, ids []id.ID, use func(id.ID, *index.File) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.metaReads)
 	for _, iid := range ids {
@@ -82,14 +131,9 @@ func (r *Repository) loadIndexObjects(ctx context.Context) error {
 				r.log.Warn("unreadable index object", "object", "index/"+iid.String(), "err", err)
 				return nil
 			}
-			for _, p := range f.Packs {
-				for _, e := range p.Blobs {
-					e.Pack = p.Pack
-					r.idx.Add(e)
-				}
-				delete(r.headerPacks, p.Pack)
+			if err := use(iid, f); err != nil {
+				return err
 			}
-			r.loadedIndex[iid] = struct{}{}
 			// Read now after failing before (a read error that passed).
 			r.idxErrors = slices.DeleteFunc(r.idxErrors, func(e IndexError) bool { return e.ID == iid })
 			return nil

@@ -41,7 +41,11 @@ type IndexRepair struct {
 // indexed. The index must be loaded.
 func (r *Repository) RepairIndex(ctx context.Context, candidates map[id.ID]struct{}) (*IndexRepair, error) {
 	// Index objects that failed to read before are tried again first.
-	if err := r.loadIndexObjects(ctx); err != nil {
+	ids, err := r.ListObjects(ctx, backend.IndexFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.loadIndexObjects(ctx, ids); err != nil {
 		return nil, err
 	}
 	n, bad, skipped, err := r.indexOrphans(ctx, candidates)

@@ -63,6 +63,10 @@ type Repository struct {
 	loadedIndex  map[id.ID]struct{}
 	headerPacks  map[id.ID]index.PackBlobs // indexed from pack headers only, see HeaderPacks
 	pendingIndex []index.PackBlobs
+	idxCache     *IndexCacheInfo // the index cache r.idx stands on; nil: none
+
+	cacheDir string // Options.IndexCacheDir
+	cacheMin int    // Options.IndexCacheMinBlobs
 
 	// candidates are the packs of prune's deletion-candidate records
 	// this writer avoids (SetCandidatePacks); nil: none.
@@ -93,6 +97,14 @@ type Options struct {
 	// RetentionRequests bounds the Object Lock retention requests in
 	// flight (default DefaultRetentionRequests).
 	RetentionRequests int
+	// IndexCacheDir is the directory of local caches (one directory per
+	// repository ID below it): LoadIndex keeps the index of a large
+	// repository there in a memory-mapped file instead of in memory.
+	// Empty: the index is always in memory.
+	IndexCacheDir string
+	// IndexCacheMinBlobs is the estimated blob count from which the index
+	// cache is used (default DefaultIndexCacheMinBlobs).
+	IndexCacheMinBlobs int
 	// KDF overrides the key derivation parameters for new key slots (tests).
 	KDF *crypto.KDFParams
 	// KeySlot names the key slot to try first (from a key file).
@@ -303,6 +315,8 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) (
 		}
 	}
 	r.kdfOverride = o.KDF
+	r.cacheDir = o.IndexCacheDir
+	r.cacheMin = cmp.Or(max(o.IndexCacheMinBlobs, 0), DefaultIndexCacheMinBlobs)
 	r.metaReads = cmp.Or(max(o.MetadataReads, 0), DefaultMetadataReads)
 	r.retentionRequests = cmp.Or(max(o.RetentionRequests, 0), DefaultRetentionRequests)
 	r.packer = newPacker(r, uploads)

@@ -1,0 +1,220 @@
+package repository
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/index/diskidx"
+)
+
+// DefaultIndexCacheMinBlobs is how many blobs (estimated from the size of
+// the index objects) a repository has before LoadIndex keeps its index in
+// a local file (Options.IndexCacheDir) instead of in memory: 4 Mi blobs
+// take about 240 MB in memory (docs/architecture.md, "The index").
+const DefaultIndexCacheMinBlobs = 1 << 22
+
+// indexObjectBytesPerBlob estimates the blobs of an index object from its
+// stored size: 45 bytes a blob, 36 a pack of about 20 blobs, 49 an object.
+const indexObjectBytesPerBlob = 47
+
+// maxOverlayBlobs bounds the blobs of the index objects written since the
+// index cache was built that LoadIndex keeps in memory over it; past that
+// it builds the cache again. 2 Mi blobs take about 120 MB.
+const maxOverlayBlobs = 1 << 21
+
+// indexCacheFile is the name of the index cache in a repository's
+// directory of the cache.
+const indexCacheFile = "index-v1"
+
+// IndexCacheInfo describes the index cache the in-memory index stands on.
+type IndexCacheInfo struct {
+	Path    string
+	Blobs   int   // blobs in the cache file
+	Bytes   int64 // its size
+	Sources int   // index objects it was built from
+	Built   bool  // built (or rebuilt) by this LoadIndex
+}
+
+// IndexCache describes the index cache LoadIndex used, or returns nil if
+// the index is in memory only.
+func (r *Repository) IndexCache() *IndexCacheInfo {
+	r.idxMu.Lock()
+	defer r.idxMu.Unlock()
+	if r.idxCache == nil {
+		return nil
+	}
+	c := *r.idxCache
+	return &c
+}
+
+// loadIndexCache is LoadIndex's first step for a large repository: when
+// nothing is loaded yet, an index cache directory is set and the index
+// objects listed in objs hold at least r.cacheMin blobs, it opens the
+// repository's index cache, or builds it from objs when it is missing,
+// damaged, or was built from index objects that are gone or from far
+// fewer than are listed, and puts the in-memory index over it. The index
+// objects it holds count as loaded: LoadIndex reads only the others into
+// memory.
+//
+// The cache is a convenience: when it cannot be built (no space, no
+// permission), the index stays in memory, with a warning. It is not
+// trusted further than a stored object either: every blob read through
+// it is authenticated (ID and associated data), so a wrong location fails
+// the read, never returns other data.
+func (r *Repository) loadIndexCache(ctx context.Context, objs []listedObject) error {
+	if r.cacheDir == "" {
+		return nil
+	}
+	r.idxMu.Lock()
+	fresh := len(r.loadedIndex) == 0 && r.idx.Len() == 0 && r.idxCache == nil
+	r.idxMu.Unlock()
+	if !fresh {
+		return nil
+	}
+	var total int64
+	for _, o := range objs {
+		total += o.size
+	}
+	if total/indexObjectBytesPerBlob < int64(r.cacheMin) {
+		return nil
+	}
+	key, err := r.key.IndexCacheKey()
+	if err != nil {
+		return err
+	}
+	defer clear(key)
+	dir := filepath.Join(r.cacheDir, r.cfg.ID)
+	path := filepath.Join(dir, indexCacheFile)
+	t, err := diskidx.Open(path, key)
+	switch {
+	case err == nil:
+		srcs := t.Sources()
+		gone, newBlobs := compareSources(srcs, objs)
+		if gone == 0 && newBlobs <= maxOverlayBlobs {
+			r.useIndexCache(t, srcs, IndexCacheInfo{Path: path})
+			return nil
+		}
+		t.Close()
+		r.log.Info("rebuilding the index cache: index objects changed", "path", path, "gone", gone, "new_blobs", newBlobs)
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		r.log.Warn("rebuilding the index cache", "err", err)
+	}
+	t, srcs, err := r.buildIndexCache(ctx, dir, path, key, objs)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.log.Warn("cannot build the index cache: keeping the index in memory", "path", path, "err", err)
+		return nil
+	}
+	r.useIndexCache(t, srcs, IndexCacheInfo{Path: path, Built: true})
+	return nil
+}
+
+// compareSources returns how many of the index objects a cache was built
+// from (srcs, sorted) are not listed in objs, and the estimated blobs of
+// the listed ones it was not built from.
+func compareSources(srcs []id.ID, objs []listedObject) (gone int, newBlobs int64) {
+	listed := slices.Clone(objs)
+	slices.SortFunc(listed, func(a, b listedObject) int { return bytes.Compare(a.id[:], b.id[:]) })
+	i := 0
+	for _, o := range listed {
+		for i < len(srcs) && bytes.Compare(srcs[i][:], o.id[:]) < 0 {
+			gone++
+			i++
+		}
+		if i < len(srcs) && srcs[i] == o.id {
+			i++
+			continue
+		}
+		newBlobs += o.size / indexObjectBytesPerBlob
+	}
+	return gone + len(srcs) - i, newBlobs
+}
+
+func (r *Repository) useIndexCache(t *diskidx.Table, srcs []id.ID, info IndexCacheInfo) {
+	r.idxMu.Lock()
+	defer r.idxMu.Unlock()
+	// The Map is replaced before any blob is added or looked up: LoadIndex
+	// runs first (see Open). The table stays mapped for the process's life.
+	r.idx = index.NewMapOver(t)
+	for _, s := range srcs {
+		r.loadedIndex[s] = struct{}{}
+	}
+	info.Blobs, info.Bytes, info.Sources = t.Len(), t.FileBytes(), len(srcs)
+	r.idxCache = &info
+}
+
+// buildIndexCache reads every index object of objs into a new index cache
+// at path and opens it. Unreadable index objects are recorded as LoadIndex
+// records them, and left out.
+func (r *Repository) buildIndexCache(ctx context.Context, dir, path string, key []byte, objs []listedObject) (*diskidx.Table, []id.ID, error) {
+	start := time.Now()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	removeStaleBuilds(dir)
+	b, err := diskidx.NewBuilder(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := make([]id.ID, len(objs))
+	for i, o := range objs {
+		ids[i] = o.id
+	}
+	var srcs []id.ID
+	err = r.readIndexObjects(ctx, ids, func(iid id.ID, f *index.File) error {
+		for _, p := range f.Packs {
+			for _, e := range p.Blobs {
+				e.Pack = p.Pack
+				if err := b.Add(e); err != nil {
+					return err
+				}
+			}
+		}
+		srcs = append(srcs, iid)
+		return nil
+	})
+	if err != nil {
+		b.Abort()
+		return nil, nil, err
+	}
+	if err := b.Finish(path, key, srcs); err != nil {
+		return nil, nil, err
+	}
+	t, err := diskidx.Open(path, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.log.Info("built the index cache", "path", path, "blobs", t.Len(), "index_objects", len(srcs), "bytes", t.FileBytes(), "seconds", time.Since(start).Seconds())
+	return t, t.Sources(), nil
+}
+
+// removeStaleBuilds removes what builds of the index cache that crashed
+// left in dir: part directories and temporary files over a day old (a
+// build running now is younger).
+func removeStaleBuilds(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if !strings.HasPrefix(n, ".build-") && !strings.HasPrefix(n, ".index-") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > 24*time.Hour {
+			os.RemoveAll(filepath.Join(dir, n))
+		}
+	}
+}
