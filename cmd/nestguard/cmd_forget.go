@@ -440,7 +440,12 @@ func (a *app) printForget(rep *forget.Report) {
 			if e.Action == forget.Keep && why == "" {
 				why = "no policy"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", action, e.Snapshot.ID.Short(), fmtTime(e.Snapshot.Time), why)
+			when := fmtTime(e.Snapshot.Time)
+			if e.Damaged != nil {
+				when = "?"
+				why = strings.TrimPrefix(why+"; ", "; ") + "damaged snapshot object: " + e.Damaged.Error()
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", action, e.Snapshot.ID.Short(), when, why)
 		}
 		tw.Flush()
 	}

@@ -326,3 +326,42 @@ func TestForgetPrune(t *testing.T) {
 		t.Errorf("second forget --prune:\n%s", out)
 	}
 }
+
+// TestForgetDamagedSnapshot: a damaged snapshot object stops prune, whose
+// error says to forget it by ID; forget does, and prune then runs, and
+// what the other snapshots need restores.
+func TestForgetDamagedSnapshot(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 71, 10, 50_000)
+	bad := e.backupAt(src, "2026-03-01T02:00:00Z")
+	writeFile(t, filepath.Join(src, "new"), "new", 0o644)
+	e.backupAt(src, "2026-03-02T02:00:00Z")
+	p := filepath.Join(e.repo, "snapshots", bad)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run("prune", "--grace", "0"); r.code != 1 || !strings.Contains(r.stderr, "'nestguard forget ID'") {
+		t.Fatalf("prune with a damaged snapshot: exit %d: %s", r.code, r.stderr)
+	}
+	if out := e.must("forget", bad[:8]); !strings.Contains(out, "damaged snapshot object") || !strings.Contains(out, "1 removed") {
+		t.Errorf("forget of the damaged snapshot:\n%s", out)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Errorf("the damaged snapshot object is still there: %v", err)
+	}
+	e.must("prune", "--grace", "0")
+	e.must("verify", "--read-data")
+	tgt := filepath.Join(e.dir, "restore")
+	e.must("restore", "latest", "--target", tgt)
+	compareTrees(t, src, filepath.Join(tgt, src))
+}

@@ -127,7 +127,7 @@ func TestJSONContract(t *testing.T) {
 		t.Fatalf("forget --json: %v\n%s", err, out)
 	}
 	checkKeys(t, "forget group", string(mustJSON(t, fg.Groups[0])), "group policy_from policy? reference_time? snapshots")
-	checkKeys(t, "forget snapshot", string(fg.Groups[0]["snapshots"]), "id short_id time hostname paths tags class? keep_until? action reasons vetoes removed error?")
+	checkKeys(t, "forget snapshot", string(fg.Groups[0]["snapshots"]), "id short_id time hostname paths tags class? keep_until? action reasons vetoes removed error? damaged?")
 	check("json_version wal_files wal_stored_bytes wal_segment_size timelines gaps windows now rpo_seconds base_backups", "pg", "status")
 
 	to := newEnv(t)

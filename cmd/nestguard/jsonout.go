@@ -286,6 +286,7 @@ type forgetEntryJSON struct {
 	Vetoes    []forget.Veto   `json:"vetoes"`
 	Removed   bool            `json:"removed"`
 	Error     string          `json:"error,omitempty"`
+	Damaged   string          `json:"damaged,omitempty"`
 }
 
 func forgetReportJSON(rep *forget.Report) forgetJSON {
@@ -307,6 +308,9 @@ func forgetReportJSON(rep *forget.Report) forgetJSON {
 				Reasons: nonNil(e.Reasons), Vetoes: nonNil(e.Vetoes), Removed: e.Removed}
 			if e.Err != nil {
 				ej.Error = e.Err.Error()
+			}
+			if e.Damaged != nil {
+				ej.Damaged = e.Damaged.Error()
 			}
 			gj.Snapshots = append(gj.Snapshots, ej)
 		}

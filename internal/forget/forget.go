@@ -24,6 +24,7 @@ import (
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/class"
 	"github.com/nestguard/nestguard/internal/hold"
+	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/policy"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -120,6 +121,10 @@ type Entry struct {
 	// Err why an attempt failed.
 	Removed bool
 	Err     error
+	// Damaged, for a snapshot named by ID, is why its object cannot be
+	// read: only its ID is known (Snapshot has nothing else), and so it
+	// has no floor; holds and Object Lock still keep it.
+	Damaged error
 }
 
 // Group is one group of snapshots and what was decided for it.
@@ -291,10 +296,19 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 func byID(list []*snapshot.Snapshot, unreadable []error, refs []string) (Group, error) {
 	g := Group{Source: FromIDs}
 	seen := make(map[*snapshot.Snapshot]bool)
+	damagedSeen := make(map[id.ID]bool)
 	for _, ref := range refs {
 		sn, err := snapshot.Find(list, unreadable, ref, snapshot.Filter{})
 		if err != nil {
-			return Group{}, err
+			u := damaged(list, unreadable, ref)
+			if u == nil {
+				return Group{}, err
+			}
+			if !damagedSeen[u.ID] {
+				damagedSeen[u.ID] = true
+				g.Entries = append(g.Entries, Entry{Snapshot: &snapshot.Snapshot{ID: u.ID}, Action: Remove, Damaged: u.Err})
+			}
+			continue
 		}
 		if !seen[sn] {
 			seen[sn] = true
@@ -302,6 +316,33 @@ func byID(list []*snapshot.Snapshot, unreadable []error, refs []string) (Group, 
 		}
 	}
 	return g, nil
+}
+
+// damaged returns the snapshot ref names when it is the one snapshot the
+// ID prefix matches and its object is damaged (repository.ErrObjectCorrupted:
+// its bytes do not match its name, or do not authenticate), so that it can
+// be removed by ID; nil otherwise (a read that failed for another reason
+// may succeed later, and is not removed).
+func damaged(list []*snapshot.Snapshot, unreadable []error, ref string) *snapshot.Unreadable {
+	ref = strings.ToLower(ref)
+	if ref == "latest" || len(ref) < 4 || slices.ContainsFunc(list, func(sn *snapshot.Snapshot) bool { return strings.HasPrefix(sn.ID.String(), ref) }) {
+		return nil
+	}
+	var match *snapshot.Unreadable
+	for _, e := range unreadable {
+		var u *snapshot.Unreadable
+		if !errors.As(e, &u) {
+			return nil // cannot be attributed: it might match
+		}
+		if !strings.HasPrefix(u.ID.String(), ref) {
+			continue
+		}
+		if match != nil || !errors.Is(u.Err, repository.ErrObjectCorrupted) {
+			return nil
+		}
+		match = u
+	}
+	return match
 }
 
 // byPolicy applies the policy to the snapshots o selects.

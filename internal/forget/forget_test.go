@@ -341,3 +341,46 @@ func TestRemoveFails(t *testing.T) {
 		t.Errorf("removed %d, failed %d", rep.Removed(), len(rep.Failed()))
 	}
 }
+
+// TestDamagedByID: a snapshot object that is damaged (its bytes do not
+// match its name) stops every prune until it is gone, and prune says to
+// forget it: naming it by ID removes it, unless a hold keeps it. Nothing
+// of it can be read, so it has no floor; a policy never touches it.
+func TestDamagedByID(t *testing.T) {
+	repo := repotest.New(t)
+	a := save(t, repo, day(1), "", time.Time{})
+	b := save(t, repo, day(2), "", time.Time{})
+	save(t, repo, day(3), "", time.Time{})
+	damage := func(sn *snapshot.Snapshot) {
+		h := backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()}
+		if err := repo.Backend().Remove(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		if err := repo.Backend().Save(ctx, h, strings.NewReader("garbage"), 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	damage(a)
+	damage(b)
+	if err := hold.Save(ctx, repo, &hold.Record{Snapshot: b.ID, Case: "SEC-1", Reason: "r", User: "u", Host: "h", Time: time.Now(), Action: hold.ActionAdd}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(ctx, repo, Options{IDs: []string{a.ID.Short(), b.ID.String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := rep.Groups[0].Entries[0]; e.Snapshot.ID != a.ID || e.Action != Remove || !e.Removed || e.Damaged == nil {
+		t.Errorf("damaged snapshot named by ID: %+v", e)
+	}
+	if e := rep.Groups[0].Entries[1]; e.Snapshot.ID != b.ID || e.Action != Retain || len(e.Vetoes) != 1 || e.Vetoes[0].Kind != VetoHold {
+		t.Errorf("damaged snapshot under a hold: %+v", e)
+	}
+	_, bad, err := snapshot.List(ctx, repo)
+	if err != nil || len(bad) != 1 || !strings.Contains(bad[0].Error(), b.ID.Short()) {
+		t.Errorf("after: %v, %v", bad, err)
+	}
+	// 'latest' never means a damaged snapshot.
+	if _, err := Run(ctx, repo, Options{IDs: []string{"latest"}, DryRun: true}); err == nil {
+		t.Error("latest with a damaged snapshot: no error")
+	}
+}

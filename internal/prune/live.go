@@ -51,7 +51,7 @@ func listSnapshots(ctx context.Context, repo *repository.Repository) ([]*snapsho
 		}
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("refusing to prune: %d snapshots cannot be read, and the data they need would look unused (%s); run 'nestguard verify', and remove a snapshot that is damaged beyond repair with 'nestguard forget' first",
+		return nil, fmt.Errorf("refusing to prune: %d snapshots cannot be read, and the data they need would look unused (%s); run 'nestguard verify', and remove a snapshot that is damaged beyond repair with 'nestguard forget ID' first",
 			len(bad), strings.Join(bad, "; "))
 	}
 	return snaps, nil
