@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -84,7 +85,7 @@ func Group(snaps []*snapshot.Snapshot, g GroupBy) []SnapshotGroup {
 	var groups []SnapshotGroup
 	for _, sn := range snaps {
 		k := keyOf(sn, g)
-		s := k.sortKey()
+		s := k.identity()
 		i, ok := index[s]
 		if !ok {
 			i = len(groups)
@@ -99,8 +100,23 @@ func Group(snaps []*snapshot.Snapshot, g GroupBy) []SnapshotGroup {
 	return groups
 }
 
-// sortKey joins the key's fields with NUL and its lists with SOH, which
-// no host name, tag, path or class holds.
+// identity is the key as a string that only an equal key has: every
+// field and list element quoted (a path may hold any byte but NUL, so no
+// separator is safe alone), and the lists' lengths.
+func (k GroupKey) identity() string {
+	var b strings.Builder
+	for _, l := range [][]string{{k.Host}, k.Tags, k.Paths, {k.Class}} {
+		b.WriteString(strconv.Itoa(len(l)))
+		for _, s := range l {
+			b.WriteString(strconv.Quote(s))
+		}
+	}
+	return b.String()
+}
+
+// sortKey joins the key's fields with NUL and its lists with SOH: it
+// orders groups (ties, which only odd bytes in paths or tags make, keep
+// the order of their first snapshots); identity tells them apart.
 func (k GroupKey) sortKey() string {
 	return k.Host + "\x00" + strings.Join(k.Tags, "\x01") + "\x00" + strings.Join(k.Paths, "\x01") + "\x00" + k.Class
 }

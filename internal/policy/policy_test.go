@@ -596,3 +596,30 @@ func TestDurationTooLong(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupingOddPaths: a path may hold any byte but NUL, so paths that
+// join to the same string ("/a\x01/b" and "/a", "/b") are still two
+// groups: one --keep-last 1 must not remove the only snapshot of either.
+func TestGroupingOddPaths(t *testing.T) {
+	tm := func(d int) time.Time { return time.Date(2026, 8, d, 12, 0, 0, 0, time.UTC) }
+	snaps := []*snapshot.Snapshot{
+		snap(tm(1), "db1", []string{"/a\x01/b"}),
+		snap(tm(2), "db1", []string{"/a", "/b"}),
+		snap(tm(3), "db1\x00", nil, "t"),
+		snap(tm(4), "db1", []string{"\x00t"}),
+	}
+	for _, g := range []GroupBy{DefaultGroupBy, {Host: true, Tags: true, Paths: true}} {
+		res, err := Apply(snaps, Policy{KeepLast: 1}, g, tm(10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res) != 4 {
+			t.Errorf("%+v: %d groups, want 4", g, len(res))
+		}
+		for _, r := range res {
+			if len(r.Remove) > 0 {
+				t.Errorf("%+v: group %s removes %v", g, r.Key, days(r.Remove))
+			}
+		}
+	}
+}
