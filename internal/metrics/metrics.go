@@ -14,15 +14,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/nestguard/nestguard/internal/atomicfile"
 )
@@ -57,7 +51,22 @@ var help = map[string]string{
 	lastSuccess: "When the command last ended with exit code 0 (Unix time); kept across failed runs.",
 }
 
-var keyRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+// validKey reports whether s is of the form [a-z_][a-z0-9_]*: a value's
+// key, and the metric names made of it.
+func validKey(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '_' || 'a' <= c && c <= 'z':
+		case '0' <= c && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 const prefix = "nestguard_"
 
@@ -90,9 +99,7 @@ func Write(path string, r Run) error {
 	}
 	var buf bytes.Buffer
 	for _, name := range sortedNames(fams) {
-		if _, err := expfmt.MetricFamilyToText(&buf, fams[name]); err != nil {
-			return fmt.Errorf("metrics file %s: encoding %s: %w", path, name, err)
-		}
+		writeText(&buf, fams[name])
 	}
 	// The collector runs as another user; the file holds no secrets.
 	if err := atomicfile.Write(path, buf.Bytes(), 0o644); err != nil {
@@ -101,27 +108,16 @@ func Write(path string, r Run) error {
 	return nil
 }
 
-func labels(r Run) []*dto.LabelPair {
-	return []*dto.LabelPair{
-		{Name: proto.String("command"), Value: proto.String(r.Command)},
-		{Name: proto.String("repo"), Value: proto.String(r.Repo)},
-	}
+func labels(r Run) []label {
+	return []label{{"command", r.Command}, {"repo", r.Repo}}
 }
 
-func gauge(name, helpText string, lp []*dto.LabelPair, v float64) *dto.MetricFamily {
-	return &dto.MetricFamily{
-		Name: proto.String(name),
-		Help: proto.String(helpText),
-		Type: dto.MetricType_GAUGE.Enum(),
-		Metric: []*dto.Metric{{
-			Label: lp,
-			Gauge: &dto.Gauge{Value: proto.Float64(v)},
-		}},
-	}
+func gauge(name, helpText string, lp []label, v float64) *family {
+	return &family{name: name, help: helpText, gauge: true, series: []series{{labels: lp, value: v}}}
 }
 
 // build returns the families of r alone.
-func build(r Run) (map[string]*dto.MetricFamily, error) {
+func build(r Run) (map[string]*family, error) {
 	if r.Command == "" {
 		return nil, errors.New("metrics: a run needs its command")
 	}
@@ -134,7 +130,7 @@ func build(r Run) (map[string]*dto.MetricFamily, error) {
 	if r.ExitCode == 0 {
 		ok = 1
 	}
-	fams := map[string]*dto.MetricFamily{
+	fams := map[string]*family{
 		lastRun:  gauge(lastRun, help[lastRun], labels(r), ts),
 		duration: gauge(duration, help[duration], labels(r), r.Duration.Seconds()),
 		exitCode: gauge(exitCode, help[exitCode], labels(r), float64(r.ExitCode)),
@@ -146,14 +142,14 @@ func build(r Run) (map[string]*dto.MetricFamily, error) {
 	cmd := strings.ReplaceAll(r.Command, " ", "_")
 	cmd = strings.ReplaceAll(cmd, "-", "_")
 	for k, v := range r.Values {
-		if !keyRE.MatchString(k) {
+		if !validKey(k) {
 			return nil, fmt.Errorf("metrics: value name %q is not of the form [a-z_][a-z0-9_]*", k)
 		}
 		name := prefix + cmd + "_" + k
 		// A collector that knows only the classic form skips the whole
 		// file over one quoted name; a value must not stand in for a
 		// gauge every run writes.
-		if !keyRE.MatchString(name) {
+		if !validKey(name) {
 			return nil, fmt.Errorf("metrics: command %q gives the metric name %q, not of the form [a-z_][a-z0-9_]*", r.Command, name)
 		}
 		if help[name] != "" {
@@ -164,52 +160,42 @@ func build(r Run) (map[string]*dto.MetricFamily, error) {
 	return fams, nil
 }
 
-func read(path string) (map[string]*dto.MetricFamily, error) {
+func read(path string) (map[string]*family, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(f)
+	return parseText(f)
 }
 
 // merge adds to fams the series of old that belong to other runs, and r's
 // last success when r failed.
-func merge(fams, old map[string]*dto.MetricFamily, r Run) {
+func merge(fams, old map[string]*family, r Run) {
 	for name, of := range old {
-		if !strings.HasPrefix(name, prefix) || of.GetType() != dto.MetricType_GAUGE {
+		if !strings.HasPrefix(name, prefix) || !of.gauge {
 			continue
 		}
-		for _, m := range of.Metric {
+		for _, m := range of.series {
 			same := sameRun(m, r)
 			if same && !(name == lastSuccess && r.ExitCode != 0) {
 				continue // replaced by this run
 			}
 			nf := fams[name]
 			if nf == nil {
-				nf = &dto.MetricFamily{Name: of.Name, Help: of.Help, Type: of.Type}
+				nf = &family{name: name, help: of.help, gauge: true}
 				fams[name] = nf
 			}
-			nf.Metric = append(nf.Metric, m)
+			nf.series = append(nf.series, m)
 		}
 	}
 }
 
-func sameRun(m *dto.Metric, r Run) bool {
-	var cmd, repo string
-	for _, lp := range m.Label {
-		switch lp.GetName() {
-		case "command":
-			cmd = lp.GetValue()
-		case "repo":
-			repo = lp.GetValue()
-		}
-	}
-	return cmd == r.Command && repo == r.Repo
+func sameRun(m series, r Run) bool {
+	return m.get("command") == r.Command && m.get("repo") == r.Repo
 }
 
-func sortedNames(fams map[string]*dto.MetricFamily) []string {
+func sortedNames(fams map[string]*family) []string {
 	names := make([]string, 0, len(fams))
 	for n := range fams {
 		names = append(names, n)

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
 )
 
 // value returns the gauge name{command, repo} of the file at path.
@@ -22,12 +20,12 @@ func value(t *testing.T, path, name, command, repo string) (float64, bool) {
 	if f == nil {
 		return 0, false
 	}
-	if f.GetType() != dto.MetricType_GAUGE || f.GetHelp() == "" {
-		t.Errorf("%s: type %v, help %q", name, f.GetType(), f.GetHelp())
+	if !f.gauge || f.help == "" {
+		t.Errorf("%s: gauge %v, help %q", name, f.gauge, f.help)
 	}
-	for _, m := range f.Metric {
+	for _, m := range f.series {
 		if sameRun(m, Run{Command: command, Repo: repo}) {
-			return m.GetGauge().GetValue(), true
+			return m.value, true
 		}
 	}
 	return 0, false
