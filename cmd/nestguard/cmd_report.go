@@ -85,8 +85,8 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 	if a.jsonOut {
 		format = "json"
 	}
-	if format != "text" && format != "json" {
-		return &usageError{fmt.Errorf("--format %q: want text or json", o.format)}
+	if format != "text" && format != "json" && format != "html" {
+		return &usageError{fmt.Errorf("--format %q: want text, json or html", o.format)}
 	}
 	maxKeyAge, err := class.ParseObjective(o.maxKeyAge)
 	if err != nil {
@@ -131,6 +131,8 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 		enc := json.NewEncoder(&out)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(complianceJSON{current(), rep})
+	case "html":
+		err = rep.WriteHTML(&out)
 	default:
 		err = rep.WriteText(&out)
 	}

@@ -233,7 +233,7 @@ func (ev *Evidence) backupFrequency() (*Control, []Asset) {
 	switch {
 	case len(c.Breaches) > 0:
 		c.Status = Fail
-		c.Summary = fmt.Sprintf("%d RPO breaches", len(c.Breaches))
+		c.Summary = plural(len(c.Breaches), "RPO breach", "RPO breaches")
 	case withRPO == 0:
 		c.Status = NoEvidence
 		c.Summary = "no asset of a data class with an RPO was backed up before the end of the period (set rpo in [class.NAME] and back up with --class)"
@@ -744,4 +744,12 @@ func (ev *Evidence) auditTrail() *Control {
 		c.Summary = fmt.Sprintf("the log verifies: %d records, %d in the period, signed checkpoint of size %d", len(l.Records), len(win), l.Checkpoint.Size)
 	}
 	return c
+}
+
+// plural is "1 thing" or "n things".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

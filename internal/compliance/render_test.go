@@ -1,0 +1,47 @@
+package compliance
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// The text and HTML forms show every control with its status, findings
+// and breaches; the HTML needs nothing outside itself and escapes what
+// the evidence says.
+func TestRender(t *testing.T) {
+	w := newWorld()
+	w.backup(1, t0.Add(time.Hour), "ledger", true)
+	w.backup(2, t0.Add(4*time.Hour), "ledger", true)
+	r := w.record(t0.Add(5*time.Hour), "restore", "error")
+	r.Message = `<script>alert("x")</script>`
+	w.ev.To = t0.Add(6 * time.Hour)
+	rep, err := Evaluate(w.ev, All, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text, html strings.Builder
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteHTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rep.Controls {
+		if !strings.Contains(text.String(), "] "+c.ID+": ") || !strings.Contains(html.String(), `id="`+c.ID+`"`) {
+			t.Errorf("control %s missing", c.ID)
+		}
+	}
+	for _, want := range []string{"[FAIL] backup-frequency", "3h without a backup", "audit evidence: none"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+	h := html.String()
+	if strings.Contains(h, "<script") || strings.Contains(h, "http") || !strings.Contains(h, "&lt;script&gt;") {
+		t.Errorf("HTML with a script, a URL, or the record's message unescaped")
+	}
+	if !strings.Contains(h, "<style>") || !strings.Contains(h, "@media print") || !strings.Contains(h, "<td class=\"num\">3h</td>") {
+		t.Errorf("HTML without its style, print style or the breach's length")
+	}
+}
