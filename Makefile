@@ -32,7 +32,7 @@ lint:
 	CGO_ENABLED=0 $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PUREGO_PKGS)
 
 # go test shows skipped tests only with -v: after the tests, testdeps says
-# which integration suites (PostgreSQL, MinIO, versitygw) were skipped and why.
+# which integration suites (PostgreSQL, MinIO, versitygw, Chromium) were skipped and why.
 # Under -race the end-to-end tests run nestguard as processes
 # (NESTGUARD_TEST_EXEC=1), as they always did: in-process, the race
 # detector instruments the whole engine and the suite takes twice as long.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/chromiumtest"
 	"github.com/nestguard/nestguard/internal/compliance"
 )
 
@@ -218,4 +219,71 @@ func TestComplianceReportNoEvidence(t *testing.T) {
 			t.Errorf("report compliance %v: exit %d: %s", args, r.code, r.stderr)
 		}
 	}
+}
+
+// TestComplianceReportHTML: the HTML report of a repository with an RPO
+// breach, a read-back, a restore test and a hold is one file with
+// nothing external (no script, link, image or URL); headless Chromium
+// shows every control with its status styled, loads no resource besides
+// the file, and prints it on A4. The screenshot and the PDF are kept as
+// test artifacts ($NESTGUARD_TEST_ARTIFACTS).
+func TestComplianceReportHTML(t *testing.T) {
+	chromiumtest.Require(t)
+	e := newEnv(t)
+	e.must("init")
+	cfg := filepath.Join(e.dir, "nestguard.toml")
+	writeFile(t, cfg, "[class.ledger]\nfloor = \"7y\"\nrpo = \"1h\"\nrto = \"1h\"\n", 0o600)
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 8, 5, 10_000)
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, d := range []time.Duration{5 * time.Hour, 4*time.Hour + 30*time.Minute, 10 * time.Minute} {
+		e.backupAt(src, now.Add(-d).Format(time.RFC3339), "--config", cfg, "--class", "ledger")
+	}
+	e.must("verify", "--read-data")
+	e.must("restore", "latest", "--target", filepath.Join(e.dir, "out"))
+	e.must("hold", "add", "latest", "--case", "SEC-2026-9", "--reason", "inquiry", "--record-only")
+	e.must("hold", "release", "latest", "--case", "SEC-2026-9", "--reason", "closed")
+
+	art := chromiumtest.ArtifactDir(t)
+	html := filepath.Join(art, "compliance-report.html")
+	r := e.run("--config", cfg, "report", "compliance", "--format", "html", "--output", html, "--to", now.Add(20*time.Minute).Format(time.RFC3339))
+	if r.code != exitError {
+		t.Fatalf("report --format html: exit %d: %s", r.code, r.stderr)
+	}
+	b, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(b)
+	for _, external := range []string{"<script", "<link", "<img", "src=", "http://", "https://", "@import", "url("} {
+		if strings.Contains(page, external) {
+			t.Errorf("the HTML report holds %q: it must need nothing outside the file", external)
+		}
+	}
+	doc, _ := e.report(cfg, "--to", now.Add(20*time.Minute).Format(time.RFC3339))
+
+	p := chromiumtest.Open(t, html)
+	if title := chromiumtest.Eval[string](t, p, "document.title"); !strings.HasPrefix(title, "Compliance report") {
+		t.Errorf("title %q", title)
+	}
+	if n := chromiumtest.Eval[int](t, p, "document.querySelectorAll('div.control').length"); n != len(doc.Controls) {
+		t.Errorf("the page shows %d controls, the report has %d", n, len(doc.Controls))
+	}
+	if n := chromiumtest.Eval[int](t, p, "performance.getEntriesByType('resource').length"); n != 0 {
+		t.Errorf("the page loaded %d resources besides itself", n)
+	}
+	// The inline style is applied: a failed control's badge is red.
+	if bg := chromiumtest.Eval[string](t, p, "getComputedStyle(document.querySelector('#backup-frequency .badge')).backgroundColor"); bg != "rgb(180, 35, 24)" {
+		t.Errorf("the failed control's badge is %s, not the fail colour", bg)
+	}
+	if txt := chromiumtest.Eval[string](t, p, "document.querySelector('#backup-frequency').innerText"); !strings.Contains(txt, "4h20m") {
+		t.Errorf("the breach's length is not shown:\n%s", txt)
+	}
+	png := p.Screenshot(t)
+	if len(png) < 8 || string(png[1:4]) != "PNG" {
+		t.Fatalf("the screenshot is not a PNG (%d bytes)", len(png))
+	}
+	chromiumtest.Save(t, art, "compliance-report.png", png)
+	chromiumtest.Save(t, art, "compliance-report-first-screen.png", p.ViewportScreenshot(t))
+	chromiumtest.Save(t, art, "compliance-report.pdf", p.PDF(t))
 }

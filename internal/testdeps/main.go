@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/nestguard/nestguard/internal/chromiumtest"
 	"github.com/nestguard/nestguard/internal/miniotest"
 	"github.com/nestguard/nestguard/internal/pgtest"
 )
@@ -26,6 +27,7 @@ func report(w io.Writer, ci bool) int {
 		{"PostgreSQL", pgtest.BinDir(), "install postgresql (.ci/install-postgres.sh) or set PG_BINDIR"},
 		{"MinIO (S3)", miniotest.Binary(), "run .ci/install-minio.sh or set MINIO_BIN"},
 		{"versitygw (S3)", miniotest.BinaryOf(miniotest.Versity), "run .ci/install-versitygw.sh or set VERSITYGW_BIN"},
+		{"Chromium (HTML report)", chromiumtest.Binary(), chromiumtest.How},
 	}
 	skipped := 0
 	for _, s := range suites {
