@@ -73,12 +73,25 @@ func Save(ctx context.Context, s snapshot.Store, rec *Record) error {
 	return nil
 }
 
+// Damaged is a record List could not use: its bytes do not match its
+// name, do not authenticate, do not decode, or do not check. It wraps
+// repository.ErrObjectCorrupted.
+type Damaged struct {
+	ID  id.ID
+	Err error
+}
+
+func (d *Damaged) Error() string {
+	return fmt.Sprintf("deletion-candidate record %s: %v", d.ID.Short(), d.Err)
+}
+
+func (d *Damaged) Unwrap() error { return d.Err }
+
 // List loads every candidate record, oldest first. A record that is
-// damaged (its bytes do not match its name, or do not authenticate, or do
-// not decode) is returned in damaged: no prune can read it either, so no
-// prune deletes the packs it names, and a backup may ignore it. Any other
-// failure (listing, a read that fails) is err: a backup must not start
-// without knowing every readable record.
+// damaged is returned in damaged (each a *Damaged): no prune can read it
+// either, so no prune deletes the packs it names, and a backup may ignore
+// it. Any other failure (listing, a read that fails) is err: a backup
+// must not start without knowing every readable record.
 func List(ctx context.Context, s snapshot.Store) (recs []*Record, damaged []error, err error) {
 	ids, err := s.ListObjects(ctx, backend.CandidateFile)
 	if err != nil {
@@ -88,13 +101,13 @@ func List(ctx context.Context, s snapshot.Store) (recs []*Record, damaged []erro
 		var r Record
 		if err := s.LoadObject(ctx, backend.CandidateFile, oid, &r); err != nil {
 			if errors.Is(err, repository.ErrObjectCorrupted) {
-				damaged = append(damaged, fmt.Errorf("deletion-candidate record %s: %w", oid.Short(), err))
+				damaged = append(damaged, &Damaged{ID: oid, Err: err})
 				continue
 			}
 			return nil, nil, fmt.Errorf("deletion-candidate record %s: %w", oid.Short(), err)
 		}
 		if err := r.check(); err != nil {
-			damaged = append(damaged, fmt.Errorf("deletion-candidate record %s: %w: %v", oid.Short(), repository.ErrObjectCorrupted, err))
+			damaged = append(damaged, &Damaged{ID: oid, Err: fmt.Errorf("%w: %v", repository.ErrObjectCorrupted, err)})
 			continue
 		}
 		r.ID = oid

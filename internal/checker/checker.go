@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/candidates"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/needs"
@@ -306,6 +307,9 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	}
 	idx := c.repo.Index()
 	c.checkIndexObjects(packs)
+	if err := c.checkCandidates(ctx); err != nil {
+		return nil, err
+	}
 	// Every location of every blob: a blob in two packs (concurrent
 	// backups of the same data) is checked in both.
 	byPack := map[id.ID][]index.Entry{}
@@ -419,6 +423,25 @@ func blobIDs(es []index.Entry) []id.ID {
 		out[i] = e.ID
 	}
 	return out
+}
+
+// checkCandidates reports the deletion-candidate records that are
+// damaged, as warnings: no data is lost (no prune deletes the packs such
+// a record names), and the next prune removes it.
+func (c *Checker) checkCandidates(ctx context.Context) error {
+	_, damaged, err := candidates.List(ctx, c.repo)
+	if err != nil {
+		return fmt.Errorf("listing prune's deletion-candidate records: %w", err)
+	}
+	for _, d := range damaged {
+		var dm *candidates.Damaged
+		if !errors.As(d, &dm) {
+			continue
+		}
+		h := backend.Handle{Type: backend.CandidateFile, Name: dm.ID.String()}
+		c.warning(h.String(), fmt.Errorf("damaged deletion-candidate record (no prune deletes the packs it names; the next prune removes it): %w", dm.Err))
+	}
+	return nil
 }
 
 // classifyUnindexed counts the packs no index object lists by what they

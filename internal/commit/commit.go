@@ -165,7 +165,7 @@ func listCandidates(ctx context.Context, repo *repository.Repository) ([]*candid
 		return nil, fmt.Errorf("listing prune's deletion-candidate records: %w", err)
 	}
 	for _, d := range damaged {
-		repo.Logger().Warn("damaged deletion-candidate record ignored (no prune can read it either); run 'nestguard verify'", "err", d)
+		repo.Logger().Warn("damaged deletion-candidate record ignored (no prune can read it either; the next prune removes it)", "err", d)
 	}
 	return recs, nil
 }

@@ -69,6 +69,9 @@ type pruner struct {
 	}
 	live *liveSet
 	rep  *Report
+	// damaged are the candidate records that cannot be read (see
+	// removeDamaged).
+	damaged map[id.ID]bool
 	// indexRead holds the index objects read so far (see load).
 	indexRead map[id.ID]*indexObject
 	snaps     []*snapshot.Snapshot // the latest listing
@@ -81,7 +84,40 @@ func (p *pruner) run(ctx context.Context) error {
 	if err := p.sweep(ctx); err != nil {
 		return err
 	}
+	if err := p.removeDamaged(ctx); err != nil {
+		return err
+	}
 	return p.expireWAL(ctx)
+}
+
+// removeDamaged removes the candidate records that cannot be read. No
+// prune can read one, so none deletes its packs, and writers ignore it:
+// it protects nothing and deletes nothing, and the packs it names that no
+// snapshot needs are marked again by phase 1 like any others. Left in
+// place it would be warned about by every prune and backup forever.
+func (p *pruner) removeDamaged(ctx context.Context) error {
+	if p.o.DryRun || len(p.damaged) == 0 {
+		return nil
+	}
+	var hs []backend.Handle
+	for _, rid := range sortedPacks(p.damaged) {
+		hs = append(hs, backend.Handle{Type: backend.CandidateFile, Name: rid.String()})
+	}
+	kept, err := p.retainedHandles(ctx, hs, "")
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		if kept[h] {
+			continue
+		}
+		if err := p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing the damaged %s: %w", h, err)
+		}
+		p.rep.RecordsRemoved++
+		p.warn(fmt.Sprintf("removed the damaged deletion-candidate record %s", h))
+	}
+	return nil
 }
 
 // records lists the candidate records; a damaged one is a warning (no
@@ -92,7 +128,16 @@ func (p *pruner) records(ctx context.Context) ([]*candidates.Record, error) {
 		return nil, fmt.Errorf("listing deletion-candidate records: %w", err)
 	}
 	for _, d := range damaged {
-		p.warn(d.Error() + ": its packs are never deleted; run 'nestguard verify'")
+		var dm *candidates.Damaged
+		if errors.As(d, &dm) {
+			if p.damaged == nil {
+				p.damaged = make(map[id.ID]bool)
+			}
+			p.damaged[dm.ID] = true
+		}
+		if p.o.DryRun {
+			p.warn(d.Error() + ": no prune deletes the packs it names; a prune that is not a dry run removes it (and marks them again if no snapshot needs them)")
+		}
 	}
 	return recs, nil
 }

@@ -671,3 +671,61 @@ func TestPrunePGControl(t *testing.T) {
 		t.Fatalf("pg_control after prune: %v", err)
 	}
 }
+
+// TestPruneDamagedRecord: a damaged candidate record protects nothing
+// and deletes nothing. verify reports it; a prune removes it, marks again
+// the packs it named that no snapshot needs, and deletes them in time:
+// no record stays forever, and neither does the garbage.
+func TestPruneDamagedRecord(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
+	old := backup(t, r, dir)
+	os.Remove(filepath.Join(dir, "a"))
+	writeFile(t, filepath.Join(dir, "b"), 2, 2<<20)
+	backup(t, r, dir)
+	forget(t, be, old)
+	before := packBytes(t, be)
+
+	now := time.Now()
+	o := prune.Options{Grace: grace(time.Hour), Now: func() time.Time { return now }}
+	rep, err := prune.Run(ctx, repotest.Open(t, be), o)
+	if err != nil || rep.Marked == nil {
+		t.Fatalf("mark: %v %+v", err, rep)
+	}
+	h := backend.Handle{Type: backend.CandidateFile, Name: rep.Marked.Record.String()}
+	if err := be.Remove(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Save(ctx, h, bytes.NewReader([]byte("garbage")), 7); err != nil {
+		t.Fatal(err)
+	}
+
+	crep, err := checker.New(repotest.Open(t, be), checker.Options{}).Run(ctx)
+	if err != nil || !slices.ContainsFunc(crep.Warnings, func(p checker.Problem) bool { return p.Object == h.String() }) {
+		t.Errorf("verify of a damaged record: %v, warnings %+v", err, crep.Warnings)
+	}
+
+	now = now.Add(2 * time.Hour)
+	rep, err = prune.Run(ctx, repotest.Open(t, be), o)
+	if err != nil || rep.Marked == nil || rep.Deleted.Packs != 0 || rep.RecordsRemoved != 1 {
+		t.Fatalf("prune with a damaged record: %v %+v", err, rep)
+	}
+	if ok, _ := be.Stat(ctx, h); ok.Name != "" {
+		t.Errorf("the damaged record is still there")
+	}
+	now = now.Add(2 * time.Hour)
+	if rep, err = prune.Run(ctx, repotest.Open(t, be), o); err != nil || rep.Deleted.Packs == 0 {
+		t.Fatalf("prune after the grace period: %v %+v", err, rep)
+	}
+	if after := packBytes(t, be); after > before-(2<<20) {
+		t.Errorf("pack bytes %d -> %d: the forgotten 3 MiB file was not freed", before, after)
+	}
+	if n := countObjects(t, be, backend.CandidateFile); n != 0 {
+		t.Errorf("%d candidate records left", n)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "b"))
+	verify(t, be, map[string][]byte{"b": b})
+}
