@@ -207,7 +207,7 @@ restore was made, but some files were unreadable or damaged), 4 retained
 	pf.BoolVar(&a.insecureHTTP, "insecure-http", false, "talk plain HTTP to S3 (loopback endpoints only, for tests)")
 	pf.StringVar(&a.auditSpool, "audit-spool", a.getenv("NESTGUARD_AUDIT_SPOOL"), "directory of the audit spool of pg archive-wal and pg restore-wal, whose calls are recorded in batches (env NESTGUARD_AUDIT_SPOOL; default $XDG_STATE_HOME/nestguard or ~/.local/state/nestguard; see docs/audit.md)")
 	bindEnv(pf, "audit-spool", "NESTGUARD_AUDIT_SPOOL")
-	pf.StringVar(&a.cacheDir, "cache-dir", a.getenv("NESTGUARD_CACHE_DIR"), "directory of local caches: the index of a large repository is kept there in a memory-mapped file rather than in memory (env NESTGUARD_CACHE_DIR; default $XDG_CACHE_HOME/nestguard or ~/.cache/nestguard; see docs/architecture.md)")
+	pf.StringVar(&a.cacheDir, "cache-dir", a.getenv("NESTGUARD_CACHE_DIR"), "directory of local caches: the index of a large repository is kept there in a file rather than in memory (env NESTGUARD_CACHE_DIR; default $XDG_CACHE_HOME/nestguard or ~/.cache/nestguard; see docs/architecture.md)")
 	bindEnv(pf, "cache-dir", "NESTGUARD_CACHE_DIR")
 	pf.BoolVar(&a.noCache, "no-cache", a.getenv("NESTGUARD_NO_CACHE") == "true", "keep the index in memory whatever the repository's size (env NESTGUARD_NO_CACHE)")
 	bindEnv(pf, "no-cache", "NESTGUARD_NO_CACHE")

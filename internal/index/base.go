@@ -28,4 +28,6 @@ type Base interface {
 	Packs() []id.ID
 	// HasPack reports whether pack p holds a blob of the Base.
 	HasPack(p id.ID) bool
+	// MemoryBytes returns the bytes the Base holds in memory.
+	MemoryBytes() int
 }

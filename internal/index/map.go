@@ -23,7 +23,7 @@ import (
 // map: such blobs are rare, so the common blob pays nothing for them.
 //
 // A Map made by NewMapOver answers from a read-only Base first (the blobs
-// of a large repository, in a memory-mapped file) and keeps in memory only
+// of a large repository, in a file) and keeps in memory only
 // what is added to it: a location Add gives for a blob of the Base in a
 // pack the Base does not list for it is one more location of that blob,
 // after the Base's.
@@ -311,8 +311,8 @@ func (m *Map) Packs() []id.ID {
 }
 
 // MemoryBytes returns the bytes the Map's data structures occupy, computed
-// from their capacities (a Base's are not counted: its file is mapped, not
-// allocated); the side map of blobs in several packs is
+// from their capacities, and what a Base holds in memory (not its file);
+// the side map of blobs in several packs is
 // estimated at moreEntryBytes an entry besides its locations.
 func (m *Map) MemoryBytes() int {
 	m.mu.RLock()
@@ -321,6 +321,9 @@ func (m *Map) MemoryBytes() int {
 		cap(m.buckets)*int(unsafe.Sizeof(uint32(0))) + m.packs.memoryBytes()
 	for _, ls := range m.more {
 		n += moreEntryBytes + cap(ls)*int(unsafe.Sizeof(location{}))
+	}
+	if m.base != nil {
+		n += m.base.MemoryBytes()
 	}
 	return n
 }

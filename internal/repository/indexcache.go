@@ -146,7 +146,7 @@ func (r *Repository) useIndexCache(t *diskidx.Table, srcs []id.ID, info IndexCac
 	r.idxMu.Lock()
 	defer r.idxMu.Unlock()
 	// The Map is replaced before any blob is added or looked up: LoadIndex
-	// runs first (see Open). The table stays mapped for the process's life.
+	// runs first (see Open). The table stays open for the process's life.
 	r.idx = index.NewMapOver(t)
 	for _, s := range srcs {
 		r.loadedIndex[s] = struct{}{}

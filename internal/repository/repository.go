@@ -99,7 +99,7 @@ type Options struct {
 	RetentionRequests int
 	// IndexCacheDir is the directory of local caches (one directory per
 	// repository ID below it): LoadIndex keeps the index of a large
-	// repository there in a memory-mapped file instead of in memory.
+	// repository there in a file it reads from instead of in memory.
 	// Empty: the index is always in memory.
 	IndexCacheDir string
 	// IndexCacheMinBlobs is the estimated blob count from which the index

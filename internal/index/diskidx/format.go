@@ -1,10 +1,16 @@
-// Package diskidx is a read-only blob index in one file that is
-// memory-mapped rather than loaded: the index of a repository too large
-// for its index to fit in memory (10^8 blobs take 5.7 GB as an index.Map,
-// about 4.8 GB of file here, of which a lookup touches a few pages). A
+// Package diskidx is a read-only blob index in one file that is read
+// rather than loaded: the index of a repository too large for its index to
+// fit in memory (10^8 blobs take 5.7 GB as an index.Map; here 4.8 GB of
+// file, of which a lookup reads 1.5 KB, and about 200 MB of memory). A
 // Builder writes the file from the entries of the repository's index
 // objects, in any number, with memory bounded by one 256th of them; Open
-// checks it and maps it; the Table it returns is an index.Base.
+// checks it; the Table it returns is an index.Base.
+//
+// The Table reads with pread rather than mapping the file: a mapping's
+// pages count in the process's resident memory as lookups touch them, up
+// to the whole file, while pages read stay in the kernel's page cache; and
+// a read error is an error, not a SIGBUS. A lookup costs a system call
+// more than it would through a mapping (docs/benchmarks.md).
 //
 // The file is a local cache, not part of the repository: it is checked
 // whole against a CRC-32C when opened, names the index objects it was

@@ -1,6 +1,7 @@
 package diskidx
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/subtle"
 	"encoding/binary"
@@ -8,40 +9,58 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 )
 
 // Table is an open index cache file: an index.Base. It is safe for
-// concurrent use. Its memory is the file's pages the kernel keeps
-// mapped: a lookup touches two or three of them (the fanout, the records
-// of one bucket, the pack's ID), which the kernel may drop again at will.
+// concurrent use. It keeps in memory the fanout (4 bytes per 32 blobs),
+// the pack table (36 bytes a pack, under 2 bytes a blob) and the names of
+// its sources, and reads the records with pread: a lookup reads those of
+// one fanout bucket, about 1.5 KB. The file is not mapped, so however many lookups run,
+// the process's resident memory does not grow with the file: what is hot
+// stays in the kernel's page cache, which is reclaimable and not the
+// process's.
+//
+// An I/O error reading the file makes the blob look unknown (a backup
+// stores it again, a restore reports it missing: never other data) and is
+// kept for Err.
 type Table struct {
-	data    []byte // the whole file, mapped read-only
-	h       *header
-	s       *sealer
-	recs    []byte // first locations, by blob ID
-	more    []byte // other locations
-	fanout  []byte
-	packs   []byte
-	byPack  []byte
-	sources []byte
+	f      *os.File
+	h      *header
+	s      *sealer
+	fan    []uint32 // start of each bucket's records, and the blob count
+	packs  []id.ID  // in the order first seen
+	byPack []uint32 // pack numbers by pack ID
+	srcs   []id.ID
+
+	recsOff, moreOff int64
+
+	bufs sync.Pool // *[]byte for a bucket's records
+	err  atomic.Pointer[error]
 }
 
 var _ index.Base = (*Table)(nil)
 
 // Open checks the index cache at path against its checksums and key (the
-// key it was written under) and maps it. An error wrapping ErrDamaged
+// key it was written under) and opens it. An error wrapping ErrDamaged
 // means the file must be rebuilt; one wrapping fs.ErrNotExist that there
-// is none. Checking reads the whole file once (about a second a 2 GB from
-// the page cache).
-func Open(path string, key []byte) (*Table, error) {
+// is none. Checking reads the whole file once (about a second for 2 GB
+// from the page cache).
+func Open(path string, key []byte) (_ *Table, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("index cache: %w", err)
 	}
-	defer f.Close()
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
 	hb := make([]byte, headerSize)
 	if _, err := io.ReadFull(f, hb); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrDamaged, path, err)
@@ -71,33 +90,46 @@ func Open(path string, key []byte) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := mapFile(f, int(fi.Size()))
-	if err != nil {
-		return nil, fmt.Errorf("index cache: mapping %s: %w", path, err)
+	t := &Table{f: f, h: h, s: s}
+	t.recsOff = headerSize
+	t.moreOff = t.recsOff + int64(h.blobs*recordSize)
+	fanOff := t.moreOff + int64(h.more*recordSize)
+	// The sections after the records, read whole.
+	rest := make([]byte, headerSize+int64(h.bodyLen)-fanOff)
+	if _, err := f.ReadAt(rest, fanOff); err != nil {
+		return nil, fmt.Errorf("index cache: reading %s: %w", path, err)
 	}
-	t := &Table{data: data, h: h, s: s}
-	b := data[headerSize:]
-	cut := func(n uint64) []byte { p := b[:n:n]; b = b[n:]; return p }
-	t.recs = cut(h.blobs * recordSize)
-	t.more = cut(h.more * recordSize)
-	t.fanout = cut((1<<h.bits + 1) * 4)
-	t.packs = cut(h.packs * id.Size)
-	t.byPack = cut(h.packs * 4)
-	t.sources = cut(h.sources * id.Size)
-	if err := t.checkStructure(); err != nil {
-		t.Close()
+	t.fan = make([]uint32, 1<<h.bits+1)
+	for i := range t.fan {
+		t.fan[i] = binary.LittleEndian.Uint32(rest[i*4:])
+	}
+	rest = rest[len(t.fan)*4:]
+	t.packs = make([]id.ID, h.packs)
+	for i := range t.packs {
+		copy(t.packs[i][:], rest[i*id.Size:])
+	}
+	rest = rest[len(t.packs)*id.Size:]
+	t.byPack = make([]uint32, h.packs)
+	for i := range t.byPack {
+		t.byPack[i] = binary.LittleEndian.Uint32(rest[i*4:])
+	}
+	rest = rest[len(t.byPack)*4:]
+	t.srcs = make([]id.ID, h.sources)
+	for i := range t.srcs {
+		copy(t.srcs[i][:], rest[i*id.Size:])
+	}
+	if err := t.checkFanout(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return t, nil
 }
 
-// checkStructure checks what a lookup relies on to stay in bounds: the
+// checkFanout checks what a lookup relies on to stay in its bucket: the
 // fanout ascends to the blob count. (The checksum already matched: this
 // guards against a writer's bug, not the disk.)
-func (t *Table) checkStructure() error {
+func (t *Table) checkFanout() error {
 	var prev uint32
-	for i := range 1<<t.h.bits + 1 {
-		v := t.fan(uint64(i))
+	for _, v := range t.fan {
 		if v < prev || uint64(v) > t.h.blobs {
 			return fmt.Errorf("%w: fanout not ascending", ErrDamaged)
 		}
@@ -106,73 +138,109 @@ func (t *Table) checkStructure() error {
 	if uint64(prev) != t.h.blobs {
 		return fmt.Errorf("%w: fanout ends at %d of %d blobs", ErrDamaged, prev, t.h.blobs)
 	}
-	for i := range t.h.packs {
-		if uint64(binary.LittleEndian.Uint32(t.byPack[i*4:])) >= t.h.packs {
+	for _, n := range t.byPack {
+		if uint64(n) >= t.h.packs {
 			return fmt.Errorf("%w: pack number out of range", ErrDamaged)
 		}
 	}
 	return nil
 }
 
-// Close unmaps the file. The Table must not be used afterwards; the
+// Close closes the file. The Table must not be used afterwards; the
 // Entries it returned are copies and stay valid.
-func (t *Table) Close() error {
-	if t.data == nil {
-		return nil
+func (t *Table) Close() error { return t.f.Close() }
+
+// Err returns the first error reading the file since Open, or nil.
+func (t *Table) Err() error {
+	if p := t.err.Load(); p != nil {
+		return *p
 	}
-	err := unmapFile(t.data)
-	t.data = nil
-	return err
+	return nil
+}
+
+func (t *Table) fail(err error) {
+	err = fmt.Errorf("index cache %s: %w", t.f.Name(), err)
+	t.err.CompareAndSwap(nil, &err)
+}
+
+// readAt reads len(b) bytes at off, or records the error and returns false.
+func (t *Table) readAt(b []byte, off int64) bool {
+	if _, err := t.f.ReadAt(b, off); err != nil {
+		t.fail(err)
+		return false
+	}
+	return true
 }
 
 // Sources returns the index objects the table was built from, sorted.
-func (t *Table) Sources() []id.ID {
-	out := make([]id.ID, t.h.sources)
-	for i := range out {
-		copy(out[i][:], t.sources[i*id.Size:])
-	}
-	return out
-}
+func (t *Table) Sources() []id.ID { return slices.Clone(t.srcs) }
 
 // FileBytes is the size of the file.
-func (t *Table) FileBytes() int64 { return int64(len(t.data)) }
+func (t *Table) FileBytes() int64 { return int64(headerSize + t.h.bodyLen) }
 
-func (t *Table) fan(b uint64) uint32 { return binary.LittleEndian.Uint32(t.fanout[b*4:]) }
-
-// find returns the record number of blob bid, or -1.
-func (t *Table) find(bid *id.ID) int {
-	b := bucketOf(bid[:], t.h.bits)
-	lo, hi := int(t.fan(b)), int(t.fan(b+1))
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		switch c := bytes.Compare(t.recs[m*recordSize:m*recordSize+id.Size], bid[:]); {
-		case c < 0:
-			lo = m + 1
-		case c > 0:
-			hi = m
-		default:
-			return m
-		}
-	}
-	return -1
+// MemoryBytes is what the Table holds in memory: the fanout, the pack
+// table and the source names.
+func (t *Table) MemoryBytes() int {
+	return len(t.fan)*4 + len(t.packs)*id.Size + len(t.byPack)*4 + len(t.srcs)*id.Size
 }
 
-// loc opens the location of record pos of recs, which starts at record
-// number base (0 for recs, h.blobs for more).
-func (t *Table) loc(recs []byte, i int, base uint64) loc {
+// find returns the record of blob bid and its number, or -1.
+func (t *Table) find(bid *id.ID) (int, [recordSize]byte) {
+	var rec [recordSize]byte
+	b := bucketOf(bid[:], t.h.bits)
+	lo, hi := int(t.fan[b]), int(t.fan[b+1])
+	if lo >= hi {
+		return -1, rec
+	}
+	bp, _ := t.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer t.bufs.Put(bp)
+	n := (hi - lo) * recordSize
+	if cap(*bp) < n {
+		*bp = make([]byte, max(n, 64*recordSize))
+	}
+	buf := (*bp)[:n]
+	if !t.readAt(buf, t.recsOff+int64(lo)*recordSize) {
+		return -1, rec
+	}
+	l, h := 0, hi-lo
+	for l < h {
+		m := int(uint(l+h) >> 1)
+		switch c := bytes.Compare(buf[m*recordSize:m*recordSize+id.Size], bid[:]); {
+		case c < 0:
+			l = m + 1
+		case c > 0:
+			h = m
+		default:
+			copy(rec[:], buf[m*recordSize:])
+			return lo + m, rec
+		}
+	}
+	return -1, rec
+}
+
+// open returns the location of record rec, number pos (counting the
+// first locations, then the others).
+func (t *Table) open(rec []byte, pos uint64) loc {
 	var b [locSize]byte
-	copy(b[:], recs[i*recordSize+id.Size:(i+1)*recordSize])
-	t.s.xor(b[:], base+uint64(i))
+	copy(b[:], rec[id.Size:recordSize])
+	t.s.xor(b[:], pos)
 	return getLoc(b[:])
 }
 
-func (t *Table) entry(bid id.ID, l loc) index.Entry {
+// entry returns the Entry of blob bid at l, or false when its pack cannot
+// be read.
+func (t *Table) entry(bid id.ID, l loc) (index.Entry, bool) {
 	e := index.Entry{ID: bid, Type: blobType(l.pack), Offset: l.offset, Length: l.length, RawLength: l.rawLength}
 	n := uint64(l.pack & packMask)
-	if n < t.h.packs {
-		copy(e.Pack[:], t.packs[n*id.Size:])
+	if n >= t.h.packs {
+		t.fail(fmt.Errorf("%w: pack number %d of %d", ErrDamaged, n, t.h.packs))
+		return e, false
 	}
-	return e
+	e.Pack = t.packs[n]
+	return e, true
 }
 
 // Len returns the number of distinct blobs.
@@ -180,50 +248,88 @@ func (t *Table) Len() int { return int(t.h.blobs) }
 
 // Lookup returns the first location of blob bid.
 func (t *Table) Lookup(bid id.ID) (index.Entry, bool) {
-	i := t.find(&bid)
+	i, rec := t.find(&bid)
 	if i < 0 {
 		return index.Entry{}, false
 	}
-	return t.entry(bid, t.loc(t.recs, i, 0)), true
+	return t.entry(bid, t.open(rec[:], uint64(i)))
 }
 
 // Has reports whether blob bid is known.
-func (t *Table) Has(bid id.ID) bool { return t.find(&bid) >= 0 }
+func (t *Table) Has(bid id.ID) bool {
+	i, _ := t.find(&bid)
+	return i >= 0
+}
 
 // AppendLocations appends every location of blob bid to es, the first one
 // first.
 func (t *Table) AppendLocations(es []index.Entry, bid id.ID) []index.Entry {
-	i := t.find(&bid)
+	i, rec := t.find(&bid)
 	if i < 0 {
 		return es
 	}
-	l := t.loc(t.recs, i, 0)
-	es = append(es, t.entry(bid, l))
+	l := t.open(rec[:], uint64(i))
+	e, ok := t.entry(bid, l)
+	if !ok {
+		return es
+	}
+	es = append(es, e)
 	if l.pack&moreBit == 0 {
 		return es
 	}
 	n := int(t.h.more)
+	var r [recordSize]byte
+	at := func(j int) bool { return t.readAt(r[:], t.moreOff+int64(j)*recordSize) }
 	lo, hi := 0, n
 	for lo < hi { // the first record of bid
 		m := int(uint(lo+hi) >> 1)
-		if bytes.Compare(t.more[m*recordSize:m*recordSize+id.Size], bid[:]) < 0 {
+		if !at(m) {
+			return es
+		}
+		if bytes.Compare(r[:id.Size], bid[:]) < 0 {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	for j := lo; j < n && bytes.Equal(t.more[j*recordSize:j*recordSize+id.Size], bid[:]); j++ {
-		es = append(es, t.entry(bid, t.loc(t.more, j, t.h.blobs)))
+	for j := lo; j < n && at(j) && bytes.Equal(r[:id.Size], bid[:]); j++ {
+		if e, ok := t.entry(bid, t.open(r[:], t.h.blobs+uint64(j))); ok {
+			es = append(es, e)
+		}
 	}
 	return es
 }
 
+// records reads count records from off, in order.
+type records struct {
+	r   *bufio.Reader
+	rec [recordSize]byte
+	t   *Table
+}
+
+func (t *Table) records(off int64, count uint64) *records {
+	return &records{r: bufio.NewReaderSize(io.NewSectionReader(t.f, off, int64(count)*recordSize), 1<<20), t: t}
+}
+
+func (r *records) next() bool {
+	if _, err := io.ReadFull(r.r, r.rec[:]); err != nil {
+		r.t.fail(err)
+		return false
+	}
+	return true
+}
+
 // Each calls fn with the first location of every blob, by blob ID, until
-// fn returns false, and reports whether it visited them all.
+// fn returns false, and reports whether it visited them all (not when the
+// file could not be read: see Err).
 func (t *Table) Each(fn func(index.Entry) bool) bool {
-	for i := range int(t.h.blobs) {
-		bid := id.ID(t.recs[i*recordSize : i*recordSize+id.Size])
-		if !fn(t.entry(bid, t.loc(t.recs, i, 0))) {
+	rs := t.records(t.recsOff, t.h.blobs)
+	for i := range t.h.blobs {
+		if !rs.next() {
+			return false
+		}
+		e, ok := t.entry(id.ID(rs.rec[:id.Size]), t.open(rs.rec[:], i))
+		if !ok || !fn(e) {
 			return false
 		}
 	}
@@ -232,23 +338,42 @@ func (t *Table) Each(fn func(index.Entry) bool) bool {
 
 // EachLocation calls fn with every location of every blob, by blob ID, a
 // blob's first location first, until fn returns false, and reports
-// whether it visited them all.
+// whether it visited them all (not when the file could not be read).
 func (t *Table) EachLocation(fn func(index.Entry) bool) bool {
-	j := 0 // next record of more; more is sorted by blob ID too
-	for i := range int(t.h.blobs) {
-		bid := id.ID(t.recs[i*recordSize : i*recordSize+id.Size])
-		l := t.loc(t.recs, i, 0)
-		if !fn(t.entry(bid, l)) {
+	rs := t.records(t.recsOff, t.h.blobs)
+	ms := t.records(t.moreOff, t.h.more)
+	j, have := uint64(0), false // the next record of more, sorted by blob ID too
+	for i := range t.h.blobs {
+		if !rs.next() {
+			return false
+		}
+		bid := id.ID(rs.rec[:id.Size])
+		l := t.open(rs.rec[:], i)
+		e, ok := t.entry(bid, l)
+		if !ok || !fn(e) {
 			return false
 		}
 		if l.pack&moreBit == 0 {
 			continue
 		}
-		for j < int(t.h.more) && bytes.Compare(t.more[j*recordSize:j*recordSize+id.Size], bid[:]) < 0 {
+		for {
+			if !have {
+				if j == t.h.more || !ms.next() {
+					break
+				}
+				have = true
+			}
+			c := bytes.Compare(ms.rec[:id.Size], bid[:])
+			if c > 0 {
+				break
+			}
+			have = false
 			j++
-		}
-		for ; j < int(t.h.more) && bytes.Equal(t.more[j*recordSize:j*recordSize+id.Size], bid[:]); j++ {
-			if !fn(t.entry(bid, t.loc(t.more, j, t.h.blobs))) {
+			if c < 0 {
+				continue
+			}
+			e, ok := t.entry(bid, t.open(ms.rec[:], t.h.blobs+j-1))
+			if !ok || !fn(e) {
 				return false
 			}
 		}
@@ -257,28 +382,10 @@ func (t *Table) EachLocation(fn func(index.Entry) bool) bool {
 }
 
 // Packs returns every distinct pack, in the order first seen.
-func (t *Table) Packs() []id.ID {
-	out := make([]id.ID, t.h.packs)
-	for i := range out {
-		copy(out[i][:], t.packs[i*id.Size:])
-	}
-	return out
-}
+func (t *Table) Packs() []id.ID { return slices.Clone(t.packs) }
 
 // HasPack reports whether pack p holds a blob of the table.
 func (t *Table) HasPack(p id.ID) bool {
-	lo, hi := 0, int(t.h.packs)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		n := binary.LittleEndian.Uint32(t.byPack[m*4:])
-		switch c := bytes.Compare(t.packs[int(n)*id.Size:int(n+1)*id.Size], p[:]); {
-		case c < 0:
-			lo = m + 1
-		case c > 0:
-			hi = m
-		default:
-			return true
-		}
-	}
-	return false
+	_, ok := slices.BinarySearchFunc(t.byPack, p, func(n uint32, p id.ID) int { return bytes.Compare(t.packs[n][:], p[:]) })
+	return ok
 }
