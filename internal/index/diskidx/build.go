@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"io"
 	"math/bits"
 	"os"
@@ -103,17 +102,17 @@ func (b *Builder) Abort() {
 	os.RemoveAll(b.dir)
 }
 
-// countingCRC is the writer of the body: it counts and checksums what it
+// countingMAC is the writer of the body: it counts and MACs what it
 // writes.
-type countingCRC struct {
+type countingMAC struct {
 	w   io.Writer
-	crc hash.Hash32
+	mac hash.Hash
 	n   uint64
 }
 
-func (c *countingCRC) Write(p []byte) (int, error) {
+func (c *countingMAC) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	c.crc.Write(p[:n])
+	c.mac.Write(p[:n])
 	c.n += uint64(n)
 	return n, err
 }
@@ -151,7 +150,7 @@ func (b *Builder) Finish(path string, key []byte, sources []id.ID) (err error) {
 	if _, err := f.Seek(headerSize, io.SeekStart); err != nil {
 		return fmt.Errorf("index cache: %w", err)
 	}
-	cw := &countingCRC{w: f, crc: crc32.New(castagnoli)}
+	cw := &countingMAC{w: f, mac: newMAC(key)}
 	w := bufio.NewWriterSize(cw, 1<<20)
 	counts := make([]uint32, 1<<h.bits)
 	var more []byte // records of the other locations, unsealed
@@ -210,10 +209,12 @@ func (b *Builder) Finish(path string, key []byte, sources []id.ID) (err error) {
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("index cache: %w", err)
 	}
-	h.bodyLen, h.bodyCRC = cw.n, cw.crc.Sum32()
+	h.bodyLen = cw.n
 	if h.bodyLen != h.wantBodyLen() {
 		return fmt.Errorf("index cache: wrote %d bytes of body, want %d", h.bodyLen, h.wantBodyLen())
 	}
+	cw.mac.Write(h.encode()[:macFrom])
+	copy(h.mac[:], cw.mac.Sum(nil))
 	if _, err := f.WriteAt(h.encode(), 0); err != nil {
 		return fmt.Errorf("index cache: %w", err)
 	}

@@ -13,7 +13,7 @@
 // more than it would through a mapping (docs/benchmarks.md).
 //
 // The file is a local cache, not part of the repository: it is checked
-// whole against a CRC-32C when opened, names the index objects it was
+// whole against an HMAC-SHA-256 under the caller's key when opened, names the index objects it was
 // built from (Table.Sources) so that the caller can tell whether it is
 // current, and hides the locations it holds under a key derived from the
 // repository's (see docs/format.md, "The local index cache").
@@ -27,6 +27,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 
 	"github.com/nestguard/nestguard/internal/id"
@@ -38,8 +39,9 @@ import (
 //	header (128 bytes): magic "NGIC", version (uint32), blob count,
 //	  more-location count, pack count, source count (uint64 each),
 //	  fanout bits (uint32), 4 zero bytes, salt (16), key check (16),
-//	  body length (uint64), body CRC-32C (uint32), zeros to byte 124,
-//	  header CRC-32C (uint32) of bytes 0-123
+//	  body length (uint64), MAC (32: HMAC-SHA-256 of the body, then
+//	  header bytes 0-87), 4 zero bytes, header CRC-32C (uint32) of bytes
+//	  0-123
 //	body: records (48 bytes: blob ID, sealed location) of the first
 //	  location of every blob, by blob ID; records of the other locations,
 //	  by blob ID then in the order added; fanout (uint32 start of each
@@ -52,6 +54,7 @@ const (
 	headerSize = 128
 	locSize    = 16
 	recordSize = id.Size + locSize
+	macFrom    = 88 // the header bytes before the MAC, which it covers
 
 	// A location's pack field: the pack number, the blob's type and
 	// whether more locations follow, as in index.Map.
@@ -78,7 +81,7 @@ type header struct {
 	salt                        [16]byte
 	keyCheck                    [16]byte
 	bodyLen                     uint64
-	bodyCRC                     uint32
+	mac                         [32]byte
 }
 
 func (h *header) encode() []byte {
@@ -93,7 +96,7 @@ func (h *header) encode() []byte {
 	copy(b[48:], h.salt[:])
 	copy(b[64:], h.keyCheck[:])
 	binary.LittleEndian.PutUint64(b[80:], h.bodyLen)
-	binary.LittleEndian.PutUint32(b[88:], h.bodyCRC)
+	copy(b[88:], h.mac[:])
 	binary.LittleEndian.PutUint32(b[124:], crc32.Checksum(b[:124], castagnoli))
 	return b
 }
@@ -115,8 +118,8 @@ func decodeHeader(b []byte) (*header, error) {
 		sources: binary.LittleEndian.Uint64(b[32:]),
 		bits:    binary.LittleEndian.Uint32(b[40:]),
 		bodyLen: binary.LittleEndian.Uint64(b[80:]),
-		bodyCRC: binary.LittleEndian.Uint32(b[88:]),
 	}
+	copy(h.mac[:], b[88:])
 	copy(h.salt[:], b[48:])
 	copy(h.keyCheck[:], b[64:])
 	if h.bits < minFanoutBits || h.bits > maxFanoutBits || h.blobs > 1<<32-1 || h.packs > packMask+1 || h.more > 1<<40 || h.sources > 1<<40 {
@@ -145,7 +148,7 @@ func newSealer(key []byte, salt [16]byte) (*sealer, error) {
 	if len(key) != 32 {
 		return nil, fmt.Errorf("index cache key is %d bytes, want 32", len(key))
 	}
-	b, err := aes.NewCipher(key)
+	b, err := aes.NewCipher(subkey(key, "nestguard index cache locations v1"))
 	if err != nil {
 		return nil, err
 	}
@@ -163,13 +166,27 @@ func (s *sealer) xor(loc []byte, pos uint64) {
 	}
 }
 
-// keyCheck tells a file written under key from one written under another.
-func keyCheck(key []byte) [16]byte {
+// subkey derives the key for one use from the caller's key.
+func subkey(key []byte, use string) []byte {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("nestguard index cache key check v1"))
+	m.Write([]byte(use))
+	return m.Sum(nil)
+}
+
+// keyCheck tells a file written under key from one written under another
+// before its MAC is computed, for a clearer error.
+func keyCheck(key []byte) [16]byte {
 	var c [16]byte
-	copy(c[:], m.Sum(nil))
+	copy(c[:], subkey(key, "nestguard index cache key check v1"))
 	return c
+}
+
+// newMAC returns the MAC of a file under key: HMAC-SHA-256 of the body,
+// then of the header's first 88 bytes. Without the key, a file cannot be
+// changed (an old file's source list made current, a blob added) without
+// Open refusing it.
+func newMAC(key []byte) hash.Hash {
+	return hmac.New(sha256.New, subkey(key, "nestguard index cache mac v1"))
 }
 
 // loc is a plaintext location.

@@ -3,10 +3,10 @@ package diskidx
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"slices"
@@ -49,8 +49,8 @@ var _ index.Base = (*Table)(nil)
 // Open checks the index cache at path against its checksums and key (the
 // key it was written under) and opens it. An error wrapping ErrDamaged
 // means the file must be rebuilt; one wrapping fs.ErrNotExist that there
-// is none. Checking reads the whole file once (about a second for 2 GB
-// from the page cache).
+// is none. Checking reads the whole file once (HMAC-SHA-256: about 1.5
+// GB/s a core with SHA-NI).
 func Open(path string, key []byte) (_ *Table, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -79,12 +79,13 @@ func Open(path string, key []byte) (_ *Table, err error) {
 	if uint64(fi.Size()) != headerSize+h.bodyLen {
 		return nil, fmt.Errorf("%w: %s is %d bytes, its header says %d", ErrDamaged, path, fi.Size(), headerSize+h.bodyLen)
 	}
-	crc := crc32.New(castagnoli)
-	if _, err := io.CopyBuffer(crc, f, make([]byte, 1<<20)); err != nil {
+	mac := newMAC(key)
+	if _, err := io.CopyBuffer(mac, f, make([]byte, 1<<20)); err != nil {
 		return nil, fmt.Errorf("index cache: reading %s: %w", path, err)
 	}
-	if crc.Sum32() != h.bodyCRC {
-		return nil, fmt.Errorf("%w: %s: checksum mismatch", ErrDamaged, path)
+	mac.Write(hb[:macFrom])
+	if !hmac.Equal(mac.Sum(nil), h.mac[:]) {
+		return nil, fmt.Errorf("%w: %s: MAC mismatch", ErrDamaged, path)
 	}
 	s, err := newSealer(key, h.salt)
 	if err != nil {
