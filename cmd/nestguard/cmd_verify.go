@@ -125,6 +125,9 @@ func (a *app) runVerify(ctx context.Context, opt checker.Options) error {
 			if report.DuplicatePacks > 0 {
 				a.printf("%d packs are not indexed but hold only blobs stored in other packs too (harmless duplicates, e.g. of concurrent backups)\n", report.DuplicatePacks)
 			}
+			if report.CandidatePacks > 0 {
+				a.printf("%d packs are not indexed and marked for deletion (a prune stopped before deleting them; the next prune does)\n", report.CandidatePacks)
+			}
 			if report.RecentPacks > 0 {
 				a.printf("%d packs written in the last hour are not indexed yet (a backup may be writing them)\n", report.RecentPacks)
 			}

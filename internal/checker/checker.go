@@ -82,6 +82,11 @@ type Report struct {
 	UnindexedPacks int `json:"unindexed_packs"`
 	DuplicatePacks int `json:"duplicate_packs"`
 	RecentPacks    int `json:"recent_packs"`
+	// CandidatePacks are packs no index object lists that a deletion-
+	// candidate record names: a prune stopped between unindexing and
+	// deleting them (the next prune deletes them, or indexes them again
+	// if a snapshot needs them).
+	CandidatePacks int `json:"candidate_packs"`
 	// Problems are damage or failed reads; Warnings are damaged objects no
 	// snapshot needs (nothing is lost).
 	Problems         []Problem        `json:"problems"`
@@ -307,7 +312,8 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	}
 	idx := c.repo.Index()
 	c.checkIndexObjects(packs)
-	if err := c.checkCandidates(ctx); err != nil {
+	marked, err := c.checkCandidates(ctx)
+	if err != nil {
 		return nil, err
 	}
 	// Every location of every blob: a blob in two packs (concurrent
@@ -325,7 +331,7 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 			toRead = append(toRead, pid)
 		}
 	}
-	if err := c.classifyUnindexed(ctx, packs, indexed); err != nil {
+	if err := c.classifyUnindexed(ctx, packs, indexed, marked); err != nil {
 		return nil, err
 	}
 
@@ -427,11 +433,12 @@ func blobIDs(es []index.Entry) []id.ID {
 
 // checkCandidates reports the deletion-candidate records that are
 // damaged, as warnings: no data is lost (no prune deletes the packs such
-// a record names), and the next prune removes it.
-func (c *Checker) checkCandidates(ctx context.Context) error {
-	_, damaged, err := candidates.List(ctx, c.repo)
+// a record names), and the next prune removes it. It returns the packs
+// the readable records name.
+func (c *Checker) checkCandidates(ctx context.Context) (map[id.ID]struct{}, error) {
+	recs, damaged, err := candidates.List(ctx, c.repo)
 	if err != nil {
-		return fmt.Errorf("listing prune's deletion-candidate records: %w", err)
+		return nil, fmt.Errorf("listing prune's deletion-candidate records: %w", err)
 	}
 	for _, d := range damaged {
 		var dm *candidates.Damaged
@@ -441,13 +448,13 @@ func (c *Checker) checkCandidates(ctx context.Context) error {
 		h := backend.Handle{Type: backend.CandidateFile, Name: dm.ID.String()}
 		c.warning(h.String(), fmt.Errorf("damaged deletion-candidate record (no prune deletes the packs it names; the next prune removes it): %w", dm.Err))
 	}
-	return nil
+	return candidates.Packs(recs), nil
 }
 
 // classifyUnindexed counts the packs no index object lists by what they
 // are (see Report), from their headers (PackHeader reads such a pack whole
 // to authenticate its header); no snapshot needs them.
-func (c *Checker) classifyUnindexed(ctx context.Context, packs map[id.ID]backend.FileInfo, indexed []id.ID) error {
+func (c *Checker) classifyUnindexed(ctx context.Context, packs map[id.ID]backend.FileInfo, indexed []id.ID, marked map[id.ID]struct{}) error {
 	known := make(map[id.ID]bool, len(indexed))
 	for _, p := range indexed {
 		known[p] = true
@@ -455,6 +462,10 @@ func (c *Checker) classifyUnindexed(ctx context.Context, packs map[id.ID]backend
 	idx := c.repo.Index()
 	for pid, fi := range packs {
 		if known[pid] {
+			continue
+		}
+		if _, ok := marked[pid]; ok {
+			c.report.CandidatePacks++
 			continue
 		}
 		if recent(fi) {

@@ -458,6 +458,14 @@ func TestPruneFinishesKilledSweep(t *testing.T) {
 				t.Fatalf("point %s never reached", point)
 			}()
 			verify(t, be, want)
+			if point == prune.PointIndexRewritten {
+				// verify tells the packs the prune unindexed from those
+				// an interrupted backup left.
+				crep, err := checker.New(repotest.Open(t, be), checker.Options{}).Run(ctx)
+				if err != nil || crep.CandidatePacks == 0 || crep.UnindexedPacks != 0 || crep.RecentPacks != 0 {
+					t.Errorf("verify after a prune stopped at %s: %v %+v", point, err, crep)
+				}
+			}
 			if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)}); err != nil {
 				t.Fatal(err)
 			}
