@@ -5,10 +5,10 @@
 # internal/chromiumtest). With CI=true a missing Chromium fails that test.
 set -euo pipefail
 if command -v chromium >/dev/null; then
-	echo "Chromium present: $(chromium --version 2>/dev/null | head -n1)"
+	echo "Chromium present: $(chromium --version 2>/dev/null | sed -n 1p)"
 	exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
-chromium --version | head -n1
+chromium --version | sed -n 1p

@@ -13,4 +13,4 @@ fi
 echo "building minio $MINIO_VERSION (a few minutes, once per machine)"
 (cd "$(mktemp -d)" && go install "github.com/minio/minio@$MINIO_VERSION")
 echo "$MINIO_VERSION" > "$stamp"
-"$bin" --version | head -1
+"$bin" --version | sed -n 1p

@@ -14,4 +14,4 @@ fi
 echo "building versitygw $VERSITYGW_VERSION (a minute or two, once per machine)"
 (cd "$(mktemp -d)" && go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION")
 echo "$VERSITYGW_VERSION" > "$stamp"
-"$bin" --version | head -1
+"$bin" --version | sed -n 1p
