@@ -109,11 +109,11 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 	}
 	var rep *compliance.Report
 	err = a.withRepo(ctx, false, func(repo *repository.Repository) error {
-		ev, tree, vkey, err := a.complianceEvidence(ctx, repo)
+		ev := &compliance.Evidence{From: from, To: to, MaxKeyAge: maxKeyAge}
+		tree, vkey, err := a.complianceEvidence(ctx, repo, ev)
 		if err != nil {
 			return err
 		}
-		ev.From, ev.To, ev.MaxKeyAge = from, to, maxKeyAge
 		if rep, err = compliance.Evaluate(ev, framework, now); err != nil {
 			return err
 		}
@@ -162,13 +162,14 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 // snapshots, holds, key slots, the configuration and the storage's
 // Object Lock, and the audit log, verified and read up to its newest
 // checkpoint (tree, with the verifier key vkey: nil when the log is empty
-// or does not verify, and then the report proves nothing).
-func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repository) (*compliance.Evidence, *audit.Tree, string, error) {
-	ev := &compliance.Evidence{Repository: redactRepo(a.repo), Config: repo.Config(), Classes: a.classes,
-		Remote: strings.HasPrefix(a.repo, "s3://"), RedactRepo: redactRepo}
+// or does not verify, and then the report proves nothing), into ev, whose
+// period is set. Only the records the report needs are kept.
+func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repository, ev *compliance.Evidence) (*audit.Tree, string, error) {
+	ev.Repository, ev.Config, ev.Classes = redactRepo(a.repo), repo.Config(), a.classes
+	ev.Remote, ev.RedactRepo = strings.HasPrefix(a.repo, "s3://"), redactRepo
 	snaps, unreadable, err := snapshot.List(ctx, repo)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	ev.Snapshots = snaps
 	for _, e := range unreadable {
@@ -180,40 +181,40 @@ func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repositor
 	}
 	holds, holdErrs, err := hold.List(ctx, repo)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	for _, e := range holdErrs {
 		a.warn(e.Error())
 	}
 	ev.Holds = holds
 	if ev.Keys, err = repo.ListKeys(ctx); err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	if l, ok := backend.As[backend.Locker](repo.Backend()); ok && repo.Config().ObjectLock != nil {
 		on, err := l.LockEnabled(ctx)
 		if err != nil {
-			return nil, nil, "", fmt.Errorf("asking the storage whether it enforces Object Lock: %w", err)
+			return nil, "", fmt.Errorf("asking the storage whether it enforces Object Lock: %w", err)
 		}
 		ev.LockEnforced = &on
 	}
 	key, err := repo.AuditKey()
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	defer key.Close()
 	l := audit.New(repo.Backend(), key, repo.Config().ID)
 	ev.Log.ID = l.ID()
 	vkey, err := l.StoredVerifier(ctx)
 	if err != nil || vkey == "" {
-		return ev, nil, "", err
+		return nil, "", err
 	}
 	v, err := audit.ParseVerifier(vkey)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	vr, err := audit.Verify(ctx, repo.Backend(), l.ID(), audit.VerifyOptions{Verifier: v})
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	ev.Log.Problems = vr.Problems
 	collect := func(pos uint64, r *audit.Record, err error) error {
@@ -221,14 +222,16 @@ func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repositor
 			ev.Log.Damaged = append(ev.Log.Damaged, err.Error())
 			return nil
 		}
-		ev.Log.Records = append(ev.Log.Records, compliance.Record{Position: pos, Record: r})
+		if ev.Needs(r) {
+			ev.Log.Records = append(ev.Log.Records, compliance.Record{Position: pos, Record: r})
+		}
 		return nil
 	}
 	if vr.OK() && vr.Newest != nil {
 		tree, err := l.ReadTree(ctx, vr.Newest, collect)
 		if err == nil {
 			ev.Log.Checkpoint = vr.Newest
-			return ev, tree, vkey, nil
+			return tree, vkey, nil
 		}
 		ev.Log.Problems = append(ev.Log.Problems, err.Error())
 		ev.Log.Records, ev.Log.Damaged = nil, nil
@@ -236,7 +239,7 @@ func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repositor
 	// A log that does not verify is still read, to report on, but
 	// nothing it says can be proved.
 	if err := l.Read(ctx, collect); err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
-	return ev, nil, "", nil
+	return nil, "", nil
 }

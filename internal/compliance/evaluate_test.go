@@ -283,3 +283,59 @@ func TestFramework(t *testing.T) {
 		t.Error("an empty period was accepted")
 	}
 }
+
+// A reader of a long log keeps the records of the period and those that
+// wrote or removed something (and init): Needs.
+func TestNeeds(t *testing.T) {
+	ev := &Evidence{From: t0.Add(time.Hour), To: t0.Add(2 * time.Hour)}
+	for _, tc := range []struct {
+		r    audit.Record
+		want bool
+	}{
+		{audit.Record{Time: t0, Command: "verify"}, false},
+		{audit.Record{Time: t0.Add(3 * time.Hour), Command: "verify"}, false},
+		{audit.Record{Time: t0.Add(90 * time.Minute), Command: "verify"}, true},
+		{audit.Record{Time: t0, Command: "init"}, true},
+		{audit.Record{Time: t0, Command: "backup", Wrote: []string{"snapshots/ab"}}, true},
+		{audit.Record{Time: t0.Add(3 * time.Hour), Command: "forget", Wrote: []string{"-snapshots/ab"}}, true},
+	} {
+		if got := ev.Needs(&tc.r); got != tc.want {
+			t.Errorf("Needs(%s at %s) = %v", tc.r.Command, tc.r.Time, got)
+		}
+	}
+}
+
+// A PostgreSQL cluster is one asset (by system identifier) whatever its
+// data directory; pg restore --start is measured against its class's RTO,
+// and one without --start says that recovery is not in its time.
+func TestPostgresAssetAndRestore(t *testing.T) {
+	w := newWorld()
+	for i, at := range []time.Duration{time.Hour, 90 * time.Minute} {
+		r := w.record(t0.Add(at), "pg backup", audit.Success, "snapshots/"+sid(10+i).String())
+		r.Options["class"] = "ledger"
+		w.ev.Snapshots = append(w.ev.Snapshots, &snapshot.Snapshot{ID: sid(10 + i), Time: t0.Add(at), Kind: snapshot.KindPostgres,
+			Hostname: "db1", Class: "ledger", Extra: []byte(`{"system_identifier":"7311212121212121212"}`)})
+	}
+	r := w.record(t0.Add(2*time.Hour), "pg restore", audit.Success)
+	r.Options["start"], r.Duration = "true", 5*time.Hour
+	w.ev.To = t0.Add(150 * time.Minute)
+	rep, err := Evaluate(w.ev, All, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Assets) != 1 || rep.Assets[0].Name != "postgres cluster 7311212121212121212 (host db1)" || rep.Assets[0].Snapshots != 2 {
+		t.Errorf("assets %+v", rep.Assets)
+	}
+	if c := control(t, rep, "restore-test"); c.Status != Fail || !strings.Contains(c.Summary, "more than the RTO of class ledger") {
+		t.Errorf("pg restore --start over the RTO: %s: %s", c.Status, c.Summary)
+	}
+	r.Options["start"], r.Duration = "false", time.Minute
+	rep, _ = Evaluate(w.ev, All, t0)
+	if c := control(t, rep, "restore-test"); c.Status != Pass || !hasFinding(c, "without --start") {
+		t.Errorf("pg restore without --start: %s %v", c.Status, c.Findings)
+	}
+}
+
+func hasFinding(c *Control, s string) bool {
+	return slices.ContainsFunc(c.Findings, func(f string) bool { return strings.Contains(f, s) })
+}

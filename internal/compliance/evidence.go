@@ -52,7 +52,8 @@ type LogEvidence struct {
 	// Checkpoint is the signed checkpoint the records were read up to;
 	// nil for an empty log.
 	Checkpoint *audit.Checkpoint
-	// Records are every record up to the checkpoint, in log order.
+	// Records are the records up to the checkpoint that the report
+	// reads (at least those Needs keeps), in log order.
 	Records []Record
 	// Damaged are records that did not open.
 	Damaged []string
@@ -67,6 +68,14 @@ type Record struct {
 }
 
 func (r Record) who() string { return r.User + "@" + r.Host }
+
+// Needs reports whether the controls read record r (From and To set):
+// those of the period, every record that wrote or removed an object
+// (the history of snapshots, holds and keys), and init. A reader of a
+// long log keeps only these.
+func (ev *Evidence) Needs(r *audit.Record) bool {
+	return ev.inWindow(r.Time) || len(r.Wrote) > 0 || r.Command == cmdInit
+}
 
 // inWindow reports whether t is in [From, To).
 func (ev *Evidence) inWindow(t time.Time) bool {
