@@ -85,6 +85,17 @@ keep-last = 1
 	if code != exitError || doc.Status != compliance.Fail || doc.JSONVersion != jsonVersion {
 		t.Fatalf("report: exit %d, status %s", code, doc.Status)
 	}
+	// The document's fields are docs/json.md's.
+	raw, _ := os.ReadFile(filepath.Join(e.dir, "report.json"))
+	checkJSON(t, "report compliance", string(raw), "json_version framework from? to generated repository repository_id status counts controls assets audit")
+	var parts struct {
+		Controls, Assets []json.RawMessage
+		Audit            struct{ Records []json.RawMessage }
+	}
+	json.Unmarshal(raw, &parts)
+	checkKeys(t, "report compliance control", string(parts.Controls[0]), "id title clauses status summary findings breaches? evidence evidence_omitted?")
+	checkKeys(t, "report compliance asset", string(parts.Assets[0]), "name class? snapshots first last rpo_seconds? breaches")
+	checkKeys(t, "report compliance evidence record", string(parts.Audit.Records[0]), "position time user host command outcome proof")
 	freq := doc.control(t, "backup-frequency")
 	if freq.Status != compliance.Fail || len(freq.Breaches) != 1 {
 		t.Fatalf("backup-frequency: %s, breaches %+v", freq.Status, freq.Breaches)
@@ -116,6 +127,19 @@ keep-last = 1
 	if r := e.run("restore", "deadbeef", "--target", filepath.Join(e.dir, "out2")); r.code != exitError {
 		t.Fatalf("restore of a missing snapshot: exit %d", r.code)
 	}
+	// A copy to a second repository (recorded in both logs).
+	dst := newEnv(t)
+	dst.must("init")
+	spf := filepath.Join(e.dir, "srcpass")
+	writeFile(t, spf, e.pass, 0o600)
+	dst.must("copy", "--from-repo", e.repo, "--to-repo", dst.repo, "--from-password-file", spf, "--all")
+	if doc, _ := e.report(cfg, "--to", to); doc.control(t, "copies").Status != compliance.Pass {
+		c := doc.control(t, "copies")
+		t.Errorf("copies after a copy: %s: %s %v", c.Status, c.Summary, c.Findings)
+	}
+	if doc, _ := dst.report(cfg, "--to", to); doc.control(t, "copies").Status != compliance.NoEvidence || !hasFinding(doc.control(t, "copies"), "into this repository") {
+		t.Errorf("copies of the destination: %+v", doc.control(t, "copies"))
+	}
 	snaps, err := filepath.Glob(filepath.Join(e.repo, "snapshots", "*"))
 	if err != nil || len(snaps) != 3 {
 		t.Fatalf("snapshots %v %v", snaps, err)
@@ -135,6 +159,9 @@ keep-last = 1
 	}
 	if c := doc.control(t, "verify-read-data"); c.Status != compliance.Pass || len(c.Evidence) != 1 {
 		t.Errorf("verify-read-data: %s %s", c.Status, c.Summary)
+	}
+	if c := doc.control(t, "copies"); c.Status != compliance.Fail || !strings.Contains(c.Summary, "old at the end of the period") {
+		t.Errorf("copies, 2h after the copy with a 1h RPO: %s %s", c.Status, c.Summary)
 	}
 	if c := doc.control(t, "restore-test"); c.Status != compliance.Fail || !hasFinding(c, "restore at") {
 		// The newest restore (of deadbeef) failed.
