@@ -48,6 +48,39 @@ func TestVerifyMillion(t *testing.T) {
 	}
 	t.Logf("audit verify of %d records in %d entries: %s (%.1f µs per record), GOMAXPROCS %d",
 		n, rep.Entries, el.Round(time.Millisecond), float64(el.Microseconds())/float64(n), runtime.GOMAXPROCS(0))
+
+	// What a compliance report does after verifying: read every record
+	// (opened) with its tree, then prove the records it cites.
+	began = time.Now()
+	opened := 0
+	tr, err := f.log.ReadTree(context.Background(), rep.Newest, func(_ uint64, _ *Record, err error) error {
+		if err != nil {
+			return err
+		}
+		opened++
+		return nil
+	})
+	if err != nil || opened != n {
+		t.Fatalf("ReadTree: %d records opened: %v", opened, err)
+	}
+	el = time.Since(began)
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	t.Logf("ReadTree of %d records (each opened) and their tree: %s (%.1f µs per record), heap with the tree %d MiB",
+		n, el.Round(time.Millisecond), float64(el.Microseconds())/float64(n), ms.HeapAlloc>>20)
+	began = time.Now()
+	const proofs = 1000
+	for i := range proofs {
+		p, err := tr.Prove(uint64(i*7919) % uint64(n))
+		if err == nil {
+			err = VerifyInclusion(rep.Newest, p)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d inclusion proofs made and checked: %s", proofs, time.Since(began).Round(time.Millisecond))
 }
 
 func newFixtureIn(t *testing.T, dir string) *fixture {
