@@ -177,6 +177,9 @@ func (a *app) printPruneReport(rep *prune.Report) {
 			a.printf(" (record %s)", m.Record.Short())
 		}
 		a.printf("\n")
+		if m.Missing > 0 {
+			a.printf("  %d of them are listed by the index but gone from storage, and no snapshot needs them: they leave the index then\n", m.Missing)
+		}
 	}
 	if rep.Pending.Packs > 0 {
 		a.printf("%d packs (%s) marked by earlier prunes wait for their grace period\n", rep.Pending.Packs, progress.Bytes(rep.Pending.Bytes))

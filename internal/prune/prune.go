@@ -213,12 +213,25 @@ func (p *pruner) mark(ctx context.Context) error {
 		return err
 	}
 	marks = append(marks, repacked...)
+	// Packs the index lists that are gone: marked like the others, as a
+	// pack a writer stored after this prune listed the packs looks
+	// missing too.
+	recorded := candidates.Packs(recs)
+	for _, pid := range sortedPacks(v.missing) {
+		if _, ok := recorded[pid]; ok || p.lostIn(v, pid, nil) {
+			continue
+		}
+		marks = append(marks, pid)
+		mk.Missing++
+	}
 	if len(marks) == 0 {
 		return nil
 	}
 	for _, pid := range marks {
 		mk.Packs++
-		mk.Bytes += v.packs[pid].size
+		if pi := v.packs[pid]; pi != nil {
+			mk.Bytes += pi.size
+		}
 	}
 	mk.NotBefore = now.Add(p.o.grace())
 	p.rep.Marked = mk
@@ -241,6 +254,23 @@ func (p *pruner) mark(ctx context.Context) error {
 	p.log.Info("marked packs as deletion candidates", "record", rec.ID.Short(), "packs", mk.Packs, "bytes", mk.Bytes, "not_before", mk.NotBefore)
 	p.o.at(PointMarked)
 	return nil
+}
+
+// lostIn reports whether missing pack pid holds a blob a snapshot needs
+// that no stored, indexed pack outside del holds: then that blob is lost,
+// and the index keeps listing the pack (verify names it as missing).
+func (p *pruner) lostIn(v *view, pid id.ID, del map[id.ID]bool) bool {
+	return slices.ContainsFunc(v.missing[pid], func(b blobRef) bool {
+		if !p.live.has(b.id) {
+			return false
+		}
+		for _, e := range p.repo.Index().Locations(b.id) {
+			if pi := v.packs[e.Pack]; pi != nil && pi.indexed && !del[e.Pack] {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // due reports whether record r may be acted on at now: its own grace
@@ -412,6 +442,12 @@ func (p *pruner) sweep(ctx context.Context) error {
 		delete(s.del, pid)
 	}
 	s.resurrect()
+	s.unlist = make(map[id.ID]bool)
+	for _, pid := range sortedPacks(s.gone) {
+		if _, listed := v.missing[pid]; listed && !p.lostIn(v, pid, s.del) {
+			s.unlist[pid] = true
+		}
+	}
 	if err := s.checkIndexObjects(ctx); err != nil {
 		return err
 	}
@@ -445,6 +481,7 @@ type sweeper struct {
 	del         map[id.ID]bool // D: to be deleted
 	resurrected map[id.ID]bool
 	gone        map[id.ID]bool // named by a due record, no longer stored
+	unlist      map[id.ID]bool // of gone, those the index still lists, to take out of it
 	deleted     map[id.ID]bool
 	affected    []id.ID // index objects listing a pack of D
 }
@@ -494,9 +531,11 @@ func (s *sweeper) resurrect() {
 // listed by one the store keeps stays (it must not outlive its entry).
 func (s *sweeper) checkIndexObjects(ctx context.Context) error {
 	set := make(map[id.ID]bool)
-	for pid := range s.del {
-		for _, iid := range s.v.indexOf[pid] {
-			set[iid] = true
+	for _, m := range []map[id.ID]bool{s.del, s.unlist} {
+		for pid := range m {
+			for _, iid := range s.v.indexOf[pid] {
+				set[iid] = true
+			}
 		}
 	}
 	var hs []backend.Handle
@@ -511,6 +550,7 @@ func (s *sweeper) checkIndexObjects(ctx context.Context) error {
 		iid, _ := id.Parse(h.Name)
 		for _, pid := range s.v.indexPacks[iid] {
 			delete(s.del, pid)
+			delete(s.unlist, pid)
 		}
 		delete(set, iid)
 	}
@@ -518,19 +558,24 @@ func (s *sweeper) checkIndexObjects(ctx context.Context) error {
 	// another index object.
 	s.affected = nil
 	for _, iid := range sortedPacks(set) {
-		if slices.ContainsFunc(s.v.indexPacks[iid], func(pid id.ID) bool { return s.del[pid] }) {
+		if slices.ContainsFunc(s.v.indexPacks[iid], s.drop) {
 			s.affected = append(s.affected, iid)
 		}
 	}
 	return nil
 }
 
-// replaceIndex replaces every index object listing a pack of D by one
-// without them: the packs are unindexed before they are deleted.
+// drop reports whether the index objects must stop listing pack pid: it
+// is to be deleted, or gone and unlisted.
+func (s *sweeper) drop(pid id.ID) bool { return s.del[pid] || s.unlist[pid] }
+
+// replaceIndex replaces every index object listing a pack of D (or a
+// missing pack to unlist) by one without them: the packs are unindexed
+// before they are deleted.
 func (s *sweeper) replaceIndex(ctx context.Context) error {
 	for i, iid := range s.affected {
 		s.o.progress(Progress{Step: "index", Done: int64(i), Total: int64(len(s.affected))})
-		if _, err := s.repo.ReplaceIndexObject(ctx, iid, func(pid id.ID) bool { return s.del[pid] }); err != nil {
+		if _, err := s.repo.ReplaceIndexObject(ctx, iid, s.drop); err != nil {
 			return fmt.Errorf("replacing index/%s: %w", iid, err)
 		}
 		s.rep.IndexReplaced++

@@ -737,3 +737,51 @@ func TestPruneDamagedRecord(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "b"))
 	verify(t, be, map[string][]byte{"b": b})
 }
+
+// TestPruneMissingUnusedPack: a pack the index lists that is gone from
+// storage, and that no snapshot needs, is damage verify reports for ever
+// unless a prune takes it out of the index. Like a pack to delete, it is
+// marked first (a pack a writer just stored may look missing to a prune
+// that listed the packs before it and read the index after), and taken
+// out of the index only by a prune after the grace period.
+func TestPruneMissingUnusedPack(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
+	old := backup(t, r, dir)
+	var oldPacks []string
+	if err := be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error { oldPacks = append(oldPacks, fi.Name); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "a"))
+	writeFile(t, filepath.Join(dir, "b"), 2, 2<<20)
+	backup(t, r, dir)
+	forget(t, be, old)
+	for _, p := range oldPacks {
+		if err := be.Remove(ctx, backend.Handle{Type: backend.PackFile, Name: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if crep, err := checker.New(repotest.Open(t, be), checker.Options{}).Run(ctx); err != nil || crep.OK() {
+		t.Fatalf("verify with a missing pack: %v %+v", err, crep)
+	}
+
+	now := time.Now()
+	o := prune.Options{Grace: grace(time.Hour), Now: func() time.Time { return now }}
+	rep, err := prune.Run(ctx, repotest.Open(t, be), o)
+	if err != nil || rep.Marked == nil || rep.Marked.Missing != len(oldPacks) || rep.IndexReplaced != 0 {
+		t.Fatalf("first prune: %v %+v", err, rep)
+	}
+	now = now.Add(2 * time.Hour)
+	rep, err = prune.Run(ctx, repotest.Open(t, be), o)
+	if err != nil || rep.IndexReplaced == 0 || rep.RecordsRemoved != 1 {
+		t.Fatalf("prune after the grace period: %v %+v", err, rep)
+	}
+	if n := countObjects(t, be, backend.CandidateFile); n != 0 {
+		t.Errorf("%d candidate records left", n)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "b"))
+	verify(t, be, map[string][]byte{"b": b})
+}

@@ -76,6 +76,10 @@ type Mark struct {
 	// Orphans counts the marked packs that no index lists (left by
 	// interrupted backups, older than the grace period).
 	Orphans int `json:"orphans"`
+	// Missing counts the marked packs that the index lists but that are
+	// not stored, and that no snapshot needs: a prune after the grace
+	// period takes them out of the index.
+	Missing int `json:"missing"`
 }
 
 // Retained is an object the store does not allow to be deleted yet.

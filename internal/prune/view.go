@@ -75,6 +75,9 @@ type view struct {
 	indexPacks map[id.ID][]id.ID // index object -> packs it lists
 	indexOf    map[id.ID][]id.ID // pack -> index objects listing it
 	damaged    []string          // index objects that cannot be read
+	// missing are the packs a readable index object lists that are not
+	// stored, with their blobs.
+	missing map[id.ID][]blobRef
 }
 
 // load lists the packs and reads every index object. recorded are the
@@ -86,7 +89,7 @@ type view struct {
 // same run (in read) are taken from there, and the ones read now are
 // added to it.
 func load(ctx context.Context, repo *repository.Repository, recorded map[id.ID]struct{}, read map[id.ID]*indexObject, rep *Report) (*view, error) {
-	v := &view{packs: make(map[id.ID]*packInfo), indexPacks: make(map[id.ID][]id.ID), indexOf: make(map[id.ID][]id.ID)}
+	v := &view{packs: make(map[id.ID]*packInfo), indexPacks: make(map[id.ID][]id.ID), indexOf: make(map[id.ID][]id.ID), missing: make(map[id.ID][]blobRef)}
 	be := repo.Backend()
 	err := be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
 		pid, err := id.Parse(fi.Name)
@@ -158,8 +161,12 @@ func (v *view) readIndex(ctx context.Context, repo *repository.Repository, read 
 			for i, pack := range o.packs {
 				v.indexOf[pack] = append(v.indexOf[pack], iid)
 				pi := v.packs[pack]
-				if pi == nil || pi.indexed {
-					continue // missing (verify reports it), or listed twice
+				if pi == nil {
+					v.missing[pack] = o.blobs[i] // verify reports it
+					continue
+				}
+				if pi.indexed {
+					continue // listed twice
 				}
 				pi.indexed = true
 				pi.blobs = o.blobs[i]
