@@ -153,10 +153,19 @@ func (a *app) runPrune(ctx context.Context, repo *repository.Repository, o prune
 	}
 	a.metric("bytes_deleted", float64(rep.Deleted.Bytes))
 	a.metric("packs_deleted", float64(rep.Deleted.Packs))
-	if !a.jsonOut {
+	if !a.jsonOut && (err == nil || pruneDidSomething(rep)) {
 		a.printPruneReport(rep)
 	}
 	return rep, err
+}
+
+// pruneDidSomething reports whether a prune that failed changed anything
+// (or, in a dry run, decided anything) worth printing before its error:
+// a prune that stopped while reading the repository has only counts that
+// were never filled in ("0 snapshots").
+func pruneDidSomething(rep *prune.Report) bool {
+	return rep.Marked != nil || rep.Repacked.Packs > 0 || rep.Deleted.Packs > 0 || rep.IndexReplaced > 0 ||
+		rep.RecordsRemoved > 0 || len(rep.WALRemoved) > 0 || len(rep.Retained) > 0 || len(rep.Warnings) > 0 || len(rep.Errors) > 0
 }
 
 // printPruneReport prints what a prune did.
