@@ -299,6 +299,9 @@ func (ev *Evidence) retentionFloors() *Control {
 			c.find("snapshot %s, written by record %d (%s at %s), is gone and no record removed it: deleted outside nestguard", short(sid), w.by.Position, w.by.Command, fmtTime(w.by.Time))
 		}
 	}
+	if n := len(ev.Unreadable); n > 0 {
+		c.find("%d snapshot objects cannot be read (run 'nestguard verify'): their class and floor are not known", n)
+	}
 	kept := 0
 	for _, sn := range ev.Snapshots {
 		cl := ev.Classes[sn.Class]
