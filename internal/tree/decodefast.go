@@ -46,9 +46,26 @@ func decodeFast(b []byte) (*Tree, bool) {
 	}
 }
 
+// fastDecoder allocates little per node: nodes and content IDs are
+// carved from blocks shared by the tree (a tree's nodes live and die
+// together), types are the package's constants, and a user or group name
+// equal to the previous node's is that string.
 type fastDecoder struct {
 	b []byte
 	i int
+
+	nodeBlock   []Node  // the current block; nodes are taken from its spare capacity
+	idBlock     []id.ID // likewise for content
+	user, group string  // the last ones decoded
+}
+
+// newNode returns a zero node from the current block.
+func (d *fastDecoder) newNode() *Node {
+	if len(d.nodeBlock) == cap(d.nodeBlock) {
+		d.nodeBlock = make([]Node, 0, min(2*cap(d.nodeBlock)+8, 512))
+	}
+	d.nodeBlock = d.nodeBlock[:len(d.nodeBlock)+1]
+	return &d.nodeBlock[len(d.nodeBlock)-1]
 }
 
 // lit consumes s if the input continues with it.
@@ -69,7 +86,7 @@ func (d *fastDecoder) node() (*Node, bool) {
 	if !d.lit("{") {
 		return nil, false
 	}
-	n := &Node{}
+	n := d.newNode()
 	if d.lit("}") {
 		return n, true
 	}
@@ -106,11 +123,11 @@ func (d *fastDecoder) field(n *Node, x *exact, key string) bool {
 	case "name":
 		n.Name, ok = d.str()
 	case "type":
-		n.Type, ok = d.str()
+		n.Type, ok = d.typ()
 	case "user":
-		n.User, ok = d.str()
+		n.User, ok = d.same(&d.user)
 	case "group":
-		n.Group, ok = d.str()
+		n.Group, ok = d.same(&d.group)
 	case "link_target":
 		n.LinkTarget, ok = d.str()
 	case "mode":
@@ -216,6 +233,35 @@ func (d *fastDecoder) str() (string, bool) {
 	return "", false
 }
 
+// typ consumes a string value, returning the constant for a known type.
+func (d *fastDecoder) typ() (string, bool) {
+	start := d.i
+	if s, ok := d.raw(); ok {
+		for _, t := range [...]string{File, Dir, Symlink, Dev, CharDev, FIFO, Socket} {
+			if string(s) == t {
+				return t, true
+			}
+		}
+	}
+	d.i = start
+	return d.str()
+}
+
+// same consumes a string value, returning *last when it is equal to it,
+// and otherwise the new string, which it keeps in *last.
+func (d *fastDecoder) same(last *string) (string, bool) {
+	start := d.i
+	if s, ok := d.raw(); ok && string(s) == *last {
+		return *last, true
+	}
+	d.i = start
+	v, ok := d.str()
+	if ok {
+		*last = v
+	}
+	return v, ok
+}
+
 // base64 consumes a string holding standard base64 with padding, as
 // encoding/json writes []byte.
 func (d *fastDecoder) base64() ([]byte, bool) {
@@ -264,20 +310,28 @@ func (d *fastDecoder) ids() ([]id.ID, bool) {
 	if !d.lit("[") {
 		return nil, false
 	}
-	ids := []id.ID{} // as encoding/json: [] is empty, not nil
 	if d.lit("]") {
-		return ids, true
+		return []id.ID{}, true // as encoding/json: [] is empty, not nil
 	}
+	// The IDs go to the shared block, and the node gets them with no
+	// spare capacity: an append to its content copies.
+	start := len(d.idBlock)
 	for {
 		v, ok := d.id()
 		if !ok {
 			return nil, false
 		}
-		ids = append(ids, v)
+		if len(d.idBlock) == cap(d.idBlock) {
+			// A new block; this node's IDs so far move with it.
+			grown := make([]id.ID, len(d.idBlock)-start, max(2*cap(d.idBlock), 64, 2*(len(d.idBlock)-start)))
+			copy(grown, d.idBlock[start:])
+			d.idBlock, start = grown, 0
+		}
+		d.idBlock = append(d.idBlock, v)
 		if d.lit(",") {
 			continue
 		}
-		return ids, d.lit("]")
+		return d.idBlock[start:len(d.idBlock):len(d.idBlock)], d.lit("]")
 	}
 }
 
