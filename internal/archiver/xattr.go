@@ -58,6 +58,8 @@ func listXattrs(p string) ([]string, error) {
 			continue
 		case err != nil:
 			return nil, err
+		case n == 0: // most files: no allocation
+			return nil, nil
 		}
 		var names []string
 		for _, b := range bytes.Split(buf[:n], []byte{0}) {
