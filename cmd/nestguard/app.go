@@ -298,6 +298,7 @@ func (a *app) openRepo(ctx context.Context, withIndex bool) (*repository.Reposit
 	}
 	if withIndex {
 		a.limitMemory(r.Index().MemoryBytes())
+		r.OnIndexGrowth(a.limitMemory)
 	}
 	return r, nil
 }
@@ -405,7 +406,11 @@ func (a *app) indexCacheDir() string {
 // its live size before each collection, and a backup's RSS is about three
 // times what it uses; the limit makes the collector work before that. It
 // grows with the index so that a large repository does not collect
-// without end.
+// without end: when the repository is opened, and again each time a
+// backup's new blobs have grown the index (Repository.OnIndexGrowth).
+// Set only at the start, a first backup of 1,000,000 tiny files ran with
+// 56 MiB against up to 100 MB live, collected 40,000 times and used 2.8
+// times the CPU it needs.
 func (a *app) limitMemory(indexBytes int) {
 	if _, set := a.lookupEnv("GOMEMLIMIT"); set || a.setMemoryLimit == nil {
 		return

@@ -63,10 +63,13 @@ type Repository struct {
 	loadedIndex  map[id.ID]struct{}
 	headerPacks  map[id.ID]index.PackBlobs // indexed from pack headers only, see HeaderPacks
 	pendingIndex []index.PackBlobs
+	pendingBlobs int             // in pendingIndex
 	idxCache     *IndexCacheInfo // the index cache r.idx stands on; nil: none
 
 	cacheDir string // Options.IndexCacheDir
 	cacheMin int    // Options.IndexCacheMinBlobs
+
+	onIndexGrowth atomic.Pointer[func(int)] // see OnIndexGrowth
 
 	// candidates are the packs of prune's deletion-candidate records
 	// this writer avoids (SetCandidatePacks); nil: none.
@@ -355,6 +358,20 @@ func (r *Repository) Close() error {
 
 // Index returns the in-memory blob index.
 func (r *Repository) Index() *index.Map { return r.idx }
+
+// OnIndexGrowth sets fn to be called with the index's size
+// (Index().MemoryBytes()) each time the blobs of a pack this repository
+// stored have entered it, from the goroutine that stored the pack; nil
+// stops the calls. A writer's index grows by 52 bytes a new blob, so a
+// first backup of a million small files ends with an index several times
+// the size it opened with: the caller's memory limit follows it.
+func (r *Repository) OnIndexGrowth(fn func(indexBytes int)) {
+	if fn == nil {
+		r.onIndexGrowth.Store(nil)
+		return
+	}
+	r.onIndexGrowth.Store(&fn)
+}
 
 // Location names the repository for messages.
 func (r *Repository) Location() string { return r.be.Location() }
