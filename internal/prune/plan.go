@@ -28,11 +28,13 @@ type packPlan struct {
 // maxUnused would stay unused (restic's --max-unused) and within
 // maxRepack bytes (0: no bound). Packs no index lists are marked only when
 // stored before orphanCutoff: a running backup's packs are unindexed until
-// it flushes.
+// it flushes. A truncated pack (stored shorter than its blobs' end) claims
+// last.
 func plan(v *view, live *liveSet, maxUnused Unused, maxRepack int64, orphanCutoff time.Time) *packPlan {
 	type cand struct {
 		pid    id.ID
 		pi     *packInfo
+		short  bool  // stored shorter than its blobs' end: truncated
 		naive  int64 // bytes of live blobs, claimed or not
 		used   int64
 		unused int64
@@ -53,12 +55,23 @@ func plan(v *view, live *liveSet, maxUnused Unused, maxRepack int64, orphanCutof
 				if live.has(e.id) {
 					c.naive += int64(e.length)
 				}
+				c.short = c.short || int64(e.offset)+int64(e.length) > pi.size
 			}
 			cands = append(cands, c)
 		}
 	}
 	// Fullest first: they claim the blobs they share with emptier packs.
+	// A pack stored shorter than the blobs the index lists in it was
+	// truncated: it claims only blobs no whole pack holds, so the copy
+	// kept of a blob stored twice is never the cut one (its other blobs
+	// stay, for verify to report).
 	slices.SortFunc(cands, func(a, b *cand) int {
+		if a.short != b.short {
+			if a.short {
+				return 1
+			}
+			return -1
+		}
 		ra, rb := float64(a.naive)/float64(max(a.pi.size, 1)), float64(b.naive)/float64(max(b.pi.size, 1))
 		if c := cmp.Compare(rb, ra); c != 0 {
 			return c

@@ -536,6 +536,62 @@ func TestPruneDuplicates(t *testing.T) {
 	verify(t, be, map[string][]byte{"a": b})
 }
 
+// TestPruneDuplicatesTruncated: every blob stored twice, and each pack of
+// one copy cut to half its length (a disk that lost their ends). The cut
+// packs look fuller than the whole ones (their live bytes over a smaller
+// size), but prune must keep the whole copy of every blob and let the cut
+// packs go: the data reads back byte for byte afterwards.
+func TestPruneDuplicatesTruncated(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	second := repotest.Open(t, be)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
+	backup(t, r, dir)
+	first := map[string]bool{}
+	if err := be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error { first[fi.Name] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	repotest.StoreAgain(t, r, second)
+	var cut []backend.FileInfo
+	if err := be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
+		if !first[fi.Name] {
+			cut = append(cut, fi)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cut) == 0 {
+		t.Fatal("storing again wrote no pack")
+	}
+	for _, fi := range cut {
+		h := backend.Handle{Type: backend.PackFile, Name: fi.Name}
+		rd, err := be.Load(ctx, h, 0, fi.Size/2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		half := new(bytes.Buffer)
+		_, err = half.ReadFrom(rd)
+		rd.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := be.Remove(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		if err := be.Save(ctx, h, bytes.NewReader(half.Bytes()), int64(half.Len())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "a"))
+	verify(t, be, map[string][]byte{"a": b})
+}
+
 // TestPruneMaxRepack: --max-repack smaller than any pack repacks nothing;
 // the partly used packs stay, and the unused ones still go.
 func TestPruneMaxRepack(t *testing.T) {
