@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/subtle"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -95,29 +96,33 @@ func Open(path string, key []byte) (_ *Table, err error) {
 	t.recsOff = headerSize
 	t.moreOff = t.recsOff + int64(h.blobs*recordSize)
 	fanOff := t.moreOff + int64(h.more*recordSize)
-	// The sections after the records, read whole.
-	rest := make([]byte, headerSize+int64(h.bodyLen)-fanOff)
-	if _, err := f.ReadAt(rest, fanOff); err != nil {
-		return nil, fmt.Errorf("index cache: reading %s: %w", path, err)
+	// The sections after the records, decoded as read: no copy of them
+	// besides the one kept.
+	br := bufio.NewReaderSize(io.NewSectionReader(f, fanOff, headerSize+int64(h.bodyLen)-fanOff), 1<<20)
+	var u [4]byte
+	readU32 := func(dst []uint32) error {
+		for i := range dst {
+			if _, err := io.ReadFull(br, u[:]); err != nil {
+				return err
+			}
+			dst[i] = binary.LittleEndian.Uint32(u[:])
+		}
+		return nil
+	}
+	readIDs := func(dst []id.ID) error {
+		for i := range dst {
+			if _, err := io.ReadFull(br, dst[i][:]); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	t.fan = make([]uint32, 1<<h.bits+1)
-	for i := range t.fan {
-		t.fan[i] = binary.LittleEndian.Uint32(rest[i*4:])
-	}
-	rest = rest[len(t.fan)*4:]
 	t.packs = make([]id.ID, h.packs)
-	for i := range t.packs {
-		copy(t.packs[i][:], rest[i*id.Size:])
-	}
-	rest = rest[len(t.packs)*id.Size:]
 	t.byPack = make([]uint32, h.packs)
-	for i := range t.byPack {
-		t.byPack[i] = binary.LittleEndian.Uint32(rest[i*4:])
-	}
-	rest = rest[len(t.byPack)*4:]
 	t.srcs = make([]id.ID, h.sources)
-	for i := range t.srcs {
-		copy(t.srcs[i][:], rest[i*id.Size:])
+	if err := errors.Join(readU32(t.fan), readIDs(t.packs), readU32(t.byPack), readIDs(t.srcs)); err != nil {
+		return nil, fmt.Errorf("index cache: reading %s: %w", path, err)
 	}
 	if err := t.checkFanout(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
