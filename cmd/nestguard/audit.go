@@ -26,6 +26,7 @@ import (
 	"github.com/nestguard/nestguard/internal/audit"
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
@@ -236,13 +237,15 @@ func osUser(getenv func(string) string) string {
 var notRecorded = map[string]bool{"cpu-profile": true, "mem-profile": true, "help": true}
 
 // effectiveOptions are the command's own flags with their effective
-// values, defaults included, and the inherited flags that were set. No
-// flag carries a secret: passphrases and key files are named by path.
+// values, defaults included, and the inherited flags that were set.
+// Passphrases and key files are never flags (they are named by path); a
+// connection string given with a password (which pg commands refuse, but
+// the refusal is recorded) is recorded with the password redacted.
 func effectiveOptions(cmd *cobra.Command) map[string]string {
 	out := make(map[string]string)
 	add := func(f *pflag.Flag) {
 		if !notRecorded[f.Name] {
-			out[f.Name] = f.Value.String()
+			out[f.Name] = pg.RedactDSN(f.Value.String())
 		}
 	}
 	cmd.LocalNonPersistentFlags().VisitAll(add)
@@ -268,7 +271,7 @@ func (a *app) appendBatched(ctx context.Context, run *auditRun, t *auditTarget, 
 	arg := strings.Join(run.args, " ")
 	run.cmd.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) {
 		if f.Changed {
-			arg += " --" + f.Name + "=" + f.Value.String()
+			arg += " --" + f.Name + "=" + pg.RedactDSN(f.Value.String())
 		}
 	})
 	item := audit.BatchItem{Time: run.started.UTC(), Arg: arg, Outcome: outcome, Message: msg}

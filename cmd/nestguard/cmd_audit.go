@@ -123,7 +123,7 @@ func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 		err = l.Read(ctx, func(pos uint64, r *audit.Record, err error) error {
 			if err != nil {
 				doc.Damaged = append(doc.Damaged, err.Error())
-				a.printf("%6d  DAMAGED: %v\n", pos, err)
+				a.printf("%6d  DAMAGED: %s\n", pos, printable(err.Error()))
 				return nil
 			}
 			if (!since.IsZero() && r.Time.Before(since)) || (!until.IsZero() && !r.Time.Before(until)) || !matchWho(r, o.who) {
@@ -149,24 +149,26 @@ func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 	})
 }
 
+// formatRecord is a record as 'audit log' shows it, its text escaped
+// (printable): arguments and messages are what users and files said.
 func formatRecord(pos uint64, r *audit.Record) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%6d  %s  %s@%s  %s  %s", pos, fmtTime(r.Time), r.User, r.Host, r.Command, r.Outcome)
+	fmt.Fprintf(&b, "%6d  %s  %s@%s  %s  %s", pos, fmtTime(r.Time), printable(r.User), printable(r.Host), printable(r.Command), printable(r.Outcome))
 	if len(r.Args) > 0 {
-		fmt.Fprintf(&b, "  %s", strings.Join(r.Args, " "))
+		fmt.Fprintf(&b, "  %s", printable(strings.Join(r.Args, " ")))
 	}
 	if len(r.Batch) > 0 {
-		fmt.Fprintf(&b, "  (%d calls: %s .. %s)", len(r.Batch), r.Batch[0].Arg, r.Batch[len(r.Batch)-1].Arg)
+		fmt.Fprintf(&b, "  (%d calls: %s .. %s)", len(r.Batch), printable(r.Batch[0].Arg), printable(r.Batch[len(r.Batch)-1].Arg))
 		for _, it := range r.Batch {
 			if it.Outcome != audit.Success {
-				fmt.Fprintf(&b, "\n          %s %s: %s", it.Arg, it.Outcome, it.Message)
+				fmt.Fprintf(&b, "\n          %s %s: %s", printable(it.Arg), printable(it.Outcome), printable(it.Message))
 			}
 		}
 	} else if r.Message != "" {
-		fmt.Fprintf(&b, "  -- %s", r.Message)
+		fmt.Fprintf(&b, "  -- %s", printable(r.Message))
 	}
 	if len(r.Wrote) > 0 {
-		fmt.Fprintf(&b, "\n          wrote: %s", strings.Join(r.Wrote, ", "))
+		fmt.Fprintf(&b, "\n          wrote: %s", printable(strings.Join(r.Wrote, ", ")))
 	}
 	return b.String()
 }
@@ -179,7 +181,7 @@ func (a *app) noteOtherLogs(ctx context.Context, be backend.Backend, own string)
 	}
 	for _, id := range ids {
 		if id != own {
-			a.warn(fmt.Sprintf("this repository also holds the audit log of repository %s (brought by copy): its records open with that repository's passphrase; 'audit verify --key' checks it", id))
+			a.warn(fmt.Sprintf("this repository also holds the audit log of repository %q (brought by copy): its records open with that repository's passphrase; 'audit verify --key' checks it", id))
 		}
 	}
 }
@@ -346,7 +348,7 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 		readExported(targets)
 		doc := auditVerifyJSON{versioned: current(), OK: true}
 		for _, p := range problems {
-			a.printf("problem: %s\n", p)
+			a.printf("problem: %s\n", printable(p))
 		}
 		for _, t := range targets {
 			rep, err := audit.Verify(ctx, be, t.logID, audit.VerifyOptions{Verifier: t.v, Exported: exported[t.logID], AllSignatures: o.allSignatures, From: from[t.logID]})
@@ -454,7 +456,7 @@ func (a *app) printReport(rep *audit.Report, exported int) {
 	}
 	a.printf("\n")
 	for _, p := range rep.Problems {
-		a.printf("  problem: %s\n", p)
+		a.printf("  problem: %s\n", printable(p))
 	}
 	if rep.OK() {
 		a.printf("  every record is in the newest checkpoint, every checkpoint signed and consistent with the one before")

@@ -309,7 +309,7 @@ func checkEntry(h backend.Handle, b []byte, logID string, start uint64, v note.V
 		return nil, fmt.Errorf("%s: %w", h, err)
 	}
 	if e.logID != logID || e.start != start {
-		return nil, fmt.Errorf("%s: the entry says it is log %s position %d (renamed or copied)", h, e.logID, e.start)
+		return nil, fmt.Errorf("%s: the entry says it is log %q position %d (renamed or copied)", h, e.logID, e.start)
 	}
 	var cp *Checkpoint
 	if v != nil {

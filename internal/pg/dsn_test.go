@@ -32,3 +32,23 @@ func TestCheckDSN(t *testing.T) {
 		t.Fatalf("Connect: %v", err)
 	}
 }
+
+func TestRedactDSN(t *testing.T) {
+	for in, want := range map[string]string{
+		"host=/run/pg user=u":                     "host=/run/pg user=u",
+		"host=h password=s3cret dbname=d":         "host=h password=xxxxx dbname=d",
+		"password = 's3 \\' cret' host=h":         "password = xxxxx host=h",
+		"host=h\tpassword='s3cret":                "host=h\tpassword=xxxxx",
+		"postgres://u:s3cret@h:5432/d":            "postgres://u:xxxxx@h:5432/d",
+		"postgresql://u:s3/cret@h:bad/d?x=1":      "postgresql://u:xxxxx@h:bad/d?x=1",
+		"postgres://u@h/d?sslmode=x&password=s3c": "postgres://u@h/d?sslmode=x&password=xxxxx",
+		"postgres://u@h?password=s3c":             "postgres://u@h?password=xxxxx",
+		"postgres://u@h/d":                        "postgres://u@h/d",
+		"s3://bucket/prefix":                      "s3://bucket/prefix",
+		"":                                        "",
+	} {
+		if got := RedactDSN(in); got != want {
+			t.Errorf("RedactDSN(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
