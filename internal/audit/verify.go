@@ -114,20 +114,48 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 		return nil, err
 	}
 	rng := rangeFactory.NewEmptyRange(0)
-	if o.From != nil && o.From.Size > 0 {
-		if rng, starts, err = resume(ctx, be, logID, starts, o.From, rep); err != nil || rng == nil {
-			return rep, err
-		}
-		rep.Newest = o.From
-	}
 	// pending exported checkpoints, by size.
 	exported := make(map[uint64][]*Checkpoint)
 	for _, x := range o.Exported {
 		exported[x.Size] = append(exported[x.Size], x)
 	}
+	if o.From != nil && o.From.Size > 0 {
+		// Exported checkpoints before the one resumed from are checked
+		// against the entries ending at them, as it is.
+		for size, xs := range exported {
+			if size >= o.From.Size {
+				continue
+			}
+			delete(exported, size)
+			_, root, problem, err := rangeAt(ctx, be, logID, starts, size)
+			if err != nil {
+				return nil, err
+			}
+			for _, x := range xs {
+				if problem == "" && !bytes.Equal(root, x.Root) {
+					problem = fmt.Sprintf("the entry ending at %d gives root %x", size, root)
+				}
+				if problem != "" {
+					rep.problem("the exported checkpoint of size %d (root %x) is not one the log passed through: %s: the log was rewritten", size, x.Root, problem)
+				}
+			}
+		}
+		if rng, starts, err = resume(ctx, be, logID, starts, o.From, rep); err != nil || rng == nil {
+			return rep, err
+		}
+		rep.Newest = o.From
+	}
 	checkExported := func() error {
 		xs := exported[rng.End()]
 		if len(xs) == 0 {
+			return nil
+		}
+		if rng.Begin() != 0 {
+			// After a gap (reported) there is no root to compare.
+			for _, x := range xs {
+				rep.problem("the exported checkpoint of size %d cannot be checked: records before it are missing", x.Size)
+			}
+			delete(exported, rng.End())
 			return nil
 		}
 		root, err := rng.GetRootHash(nil)
@@ -236,32 +264,52 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 // It returns the range and the entries after from; a nil range (with the
 // problem in rep) when the log does not pass through from.
 func resume(ctx context.Context, be backend.Backend, logID string, starts []uint64, from *Checkpoint, rep *Report) (*compact.Range, []uint64, error) {
-	i, _ := slices.BinarySearch(starts, from.Size) // entries at and after from
-	if i == 0 {
-		rep.problem("the log has no entry before position %d, where the checkpoint to resume from ends: the log was rolled back or its entries deleted", from.Size)
+	rng, root, problem, err := rangeAt(ctx, be, logID, starts, from.Size)
+	if err != nil {
+		return nil, nil, err
+	}
+	if problem == "" && !bytes.Equal(root, from.Root) {
+		problem = fmt.Sprintf("the entry ending at %d does not give the root of the checkpoint to resume from (%x)", from.Size, from.Root)
+	}
+	if problem != "" {
+		rep.problem("%s: the log was rewritten or rolled back since the checkpoint to resume from; verify it in full", problem)
 		return nil, nil, nil
+	}
+	i, _ := slices.BinarySearch(starts, from.Size)
+	return rng, starts[i:], nil
+}
+
+// rangeAt returns the compact range, and its root, that the entry ending
+// at size holds (not checked against its records: an incremental
+// verification takes them as verified before), or the problem when no
+// entry of the log ends there.
+func rangeAt(ctx context.Context, be backend.Backend, logID string, starts []uint64, size uint64) (*compact.Range, []byte, string, error) {
+	i, _ := slices.BinarySearch(starts, size) // entries at and after size
+	if i == 0 {
+		return nil, nil, fmt.Sprintf("the log has no entry before position %d", size), nil
 	}
 	prev := starts[i-1]
 	h := backend.Handle{Type: backend.AuditFile, Name: entryName(logID, prev)}
 	b, err := readAll(ctx, be, h, maxEntryLen)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading %s: %w", h, err)
+		return nil, nil, "", fmt.Errorf("reading %s: %w", h, err)
 	}
 	e, err := checkEntry(h, b, logID, prev, nil)
 	if err != nil {
-		rep.problem("%v", err)
-		return nil, nil, nil
+		return nil, nil, err.Error(), nil
+	}
+	if e.size() != size {
+		return nil, nil, fmt.Sprintf("%s ends at %d, not at %d", h, e.size(), size), nil
 	}
 	rng, err := rangeFactory.NewRange(0, e.size(), e.frontier)
 	var root []byte
 	if err == nil {
 		root, err = rng.GetRootHash(nil)
 	}
-	if err != nil || e.size() != from.Size || !bytes.Equal(root, from.Root) {
-		rep.problem("%s does not end the log at the checkpoint to resume from (size %d, root %x): the log was rewritten or rolled back; verify it in full", h, from.Size, from.Root)
-		return nil, nil, nil
+	if err != nil {
+		return nil, nil, fmt.Sprintf("%s: its compact range: %v", h, err), nil
 	}
-	return rng, starts[i:], nil
+	return rng, root, "", nil
 }
 
 // ParseVerifier parses a verifier key ("nestguard-audit-<id>+<hash>+<key>").

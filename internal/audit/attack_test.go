@@ -1,0 +1,101 @@
+package audit
+
+import (
+	"context"
+	"os"
+	"testing"
+)
+
+// Attacks on the log by someone with write access to the storage (and
+// an auditor's own mistakes), beyond the detection tests.
+
+// TestVerifyIncrementalWithOlderExported: an incremental verification
+// given checkpoints exported before the one it resumes from (an auditor
+// passing every file they hold) checks them against the log, and does
+// not report them as a rollback.
+func TestVerifyIncrementalWithOlderExported(t *testing.T) {
+	f := newFixture(t)
+	cps := f.appendN(t, 5, 2)
+	rep, err := Verify(context.Background(), f.be, testLogID, VerifyOptions{Verifier: f.v, From: cps[3], Exported: []*Checkpoint{cps[0], cps[3], cps[4]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Errorf("incremental verification with older exported checkpoints: %q", rep.Problems)
+	}
+	// One that the log did not pass through is still found.
+	bad := *cps[1]
+	bad.Root = cps[0].Root
+	rep, err = Verify(context.Background(), f.be, testLogID, VerifyOptions{Verifier: f.v, From: cps[3], Exported: []*Checkpoint{&bad}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProblem(t, rep, "not one the log passed through")
+}
+
+// TestVerifyGapThenExported: after a deleted entry, an exported
+// checkpoint beyond the gap is a problem in the report (the log cannot
+// be shown to pass through it), not a failure to verify.
+func TestVerifyGapThenExported(t *testing.T) {
+	f := newFixture(t)
+	cps := f.appendN(t, 5, 1)
+	if err := os.Remove(f.entryPath(1)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(context.Background(), f.be, testLogID, VerifyOptions{Verifier: f.v, Exported: []*Checkpoint{cps[3]}})
+	if err != nil {
+		t.Fatalf("Verify failed instead of reporting: %v", err)
+	}
+	wantProblem(t, rep, "missing")
+	if rep.OK() {
+		t.Error("a log with a gap verified")
+	}
+}
+
+// TestPlantedEntries: an entry copied under another position, another
+// log's entry renamed into this log, and an entry of another repository
+// (same passphrase or not) replayed: all found by verify.
+func TestPlantedEntries(t *testing.T) {
+	copyEntry := func(t *testing.T, from, to string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("duplicate at the end", func(t *testing.T) {
+		f := newFixture(t)
+		f.appendN(t, 3, 1)
+		copyEntry(t, f.entryPath(1), f.entryPath(3))
+		wantProblem(t, f.verify(t), "renamed or copied")
+	})
+	t.Run("another repository's entry", func(t *testing.T) {
+		f := newFixture(t)
+		f.appendN(t, 3, 1)
+		g := newFixture(t)
+		g.appendN(t, 4, 1) // g's log id is the same test id: the worst case
+		copyEntry(t, g.entryPath(3), f.entryPath(3))
+		rep := f.verify(t)
+		if rep.OK() {
+			t.Error("another log's entry (same log id, other key) verified")
+		}
+		// And a writer refuses to build on it.
+		if _, err := f.log.Append(context.Background(), rec("backup", 9)); err == nil {
+			t.Error("appended after a planted head")
+		}
+	})
+	t.Run("overlap", func(t *testing.T) {
+		f := newFixture(t)
+		f.appendN(t, 2, 3)
+		f.rewrite(t, 3, func(e *entry) {})
+		b, _ := os.ReadFile(f.entryPath(3))
+		e, _ := decodeEntry(b)
+		e.start = 2
+		os.WriteFile(f.entryPath(2), e.encode(), 0o400)
+		if f.verify(t).OK() {
+			t.Error("an overlapping entry verified")
+		}
+	})
+}
