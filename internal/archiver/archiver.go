@@ -641,6 +641,11 @@ func (a *Archiver) readFile(ctx context.Context, j *fileJob) {
 }
 
 func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
+	if a.opt.Splitter == nil && j.f.node.Size < uint64(a.opt.Chunker.Min) {
+		if ids, done, err := a.chunkSmall(ctx, j); done {
+			return ids, err
+		}
+	}
 	f, err := openNoAtime(j.abs)
 	if err != nil {
 		return nil, err
@@ -671,6 +676,12 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 		err = a.split(ctx, j, c, chunker.New(f, a.opt.Chunker, a.opt.Seed))
 	}
 	c.wg.Wait()
+	return a.chunked(ctx, j, c, size, err)
+}
+
+// chunked ends the chunking of a file once c.wg is done: err is the
+// chunking's, size the file's when it was opened.
+func (a *Archiver) chunked(ctx context.Context, j *fileJob, c *chunks, size int64, err error) ([]id.ID, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,9 @@
 package archiver
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -12,6 +14,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/tree"
 )
 
@@ -83,6 +88,85 @@ func openNoAtime(p string) (*os.File, error) {
 		return f, nil
 	}
 	return os.Open(p)
+}
+
+// chunkSmall chunks a file that its listing found smaller than the
+// minimum chunk through its descriptor alone: os.OpenFile costs five
+// system calls more than open on Linux (two fcntl to set O_NONBLOCK, an
+// epoll_ctl that a regular file refuses, two fcntl to clear it again),
+// which were 10% of the CPU of a first backup of tiny files. done is
+// false when the file has grown past the minimum chunk since: the caller
+// reads it as any other file.
+func (a *Archiver) chunkSmall(ctx context.Context, j *fileJob) (ids []id.ID, done bool, err error) {
+	fd, err := openRaw(j.abs)
+	if err != nil {
+		return nil, true, err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
+		return nil, true, &fs.PathError{Op: "stat", Path: j.abs, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, true, fmt.Errorf("%s is no longer a regular file", j.abs)
+	}
+	if st.Size >= int64(a.opt.Chunker.Min) {
+		return nil, false, nil
+	}
+	c := &chunks{}
+	err = a.split(ctx, j, c, &wholeFile{rd: rawFile{fd: fd, path: j.abs}, size: st.Size})
+	c.wg.Wait()
+	ids, err = a.chunked(ctx, j, c, st.Size, err)
+	return ids, true, err
+}
+
+// openRaw opens a file for reading as openNoAtime does, and returns its
+// descriptor.
+func openRaw(p string) (int, error) {
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+		return err
+	})
+	if err != nil {
+		err = ignoringEINTR(func() (err error) {
+			fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			return err
+		})
+	}
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	return fd, nil
+}
+
+// rawFile reads a descriptor as an io.Reader.
+type rawFile struct {
+	fd   int
+	path string
+}
+
+func (r rawFile) Read(b []byte) (int, error) {
+	var n int
+	err := ignoringEINTR(func() (err error) {
+		n, err = unix.Read(r.fd, b)
+		return err
+	})
+	switch {
+	case err != nil:
+		return 0, &fs.PathError{Op: "read", Path: r.path, Err: err}
+	case n == 0 && len(b) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func ignoringEINTR(fn func() error) error {
+	for {
+		if err := fn(); err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // idNames caches uid and gid lookups: the user database is read once per id.

@@ -2,10 +2,18 @@ package archiver
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/nestguard/nestguard/internal/chunker"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/repository/repotest"
+	"github.com/nestguard/nestguard/internal/tree"
 )
 
 // countingReader counts the reads of a reader.
@@ -61,6 +69,74 @@ func TestWholeFileReads(t *testing.T) {
 			}
 			if c.reads != 0 && cr.reads != c.reads {
 				t.Fatalf("%d reads, want %d", cr.reads, c.reads)
+			}
+		})
+	}
+}
+
+// TestChunkSmallChanged: a file listed as small is read through its
+// descriptor; one that has grown past the minimum chunk since is read as
+// a large file, whole, and one that is no longer a regular file is an
+// error naming it.
+func TestChunkSmallChanged(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	dir := t.TempDir()
+	params := chunker.Params{Min: 64 << 10, Avg: 128 << 10, Max: 512 << 10}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3*params.Min/16)
+	for _, c := range []struct {
+		name    string
+		content []byte // nil: a directory
+		listed  uint64
+	}{
+		{name: "small", content: []byte("hello"), listed: 5},
+		{name: "grown", content: big, listed: 5},
+		{name: "dir", listed: 5},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, c.name)
+			var err error
+			if c.content == nil {
+				err = os.Mkdir(p, 0o755)
+			} else {
+				err = os.WriteFile(p, c.content, 0o644)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []id.ID
+			a := New(repo, Options{Chunker: params})
+			err = a.run(ctx, func(ctx context.Context) error {
+				j := &fileJob{abs: p, rel: c.name, f: future{done: make(chan struct{}), node: &tree.Node{Size: c.listed}}}
+				var err error
+				got, err = a.chunkFile(ctx, j)
+				if c.content != nil && j.f.node.Size != uint64(len(c.content)) {
+					t.Errorf("node size %d, read %d", j.f.node.Size, len(c.content))
+				}
+				return err
+			})
+			if c.content == nil {
+				if err == nil || !strings.Contains(err.Error(), "no longer a regular file") {
+					t.Fatalf("got %v, want an error saying %s is no longer a regular file", err, p)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := repo.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var back []byte
+			for _, bid := range got {
+				b, err := repo.LoadBlob(ctx, bid, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				back = append(back, b...)
+			}
+			if !bytes.Equal(back, c.content) {
+				t.Fatalf("stored %d bytes, want the file's %d", len(back), len(c.content))
 			}
 		})
 	}
