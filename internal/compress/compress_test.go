@@ -221,3 +221,34 @@ func TestParallelFrames(t *testing.T) {
 		t.Fatalf("plain decoder: err=%v equal=%v", err, bytes.Equal(plain, src))
 	}
 }
+
+// TestParallelFramesInPlace checks the pieces written into their rooms of
+// dst and moved down: with as many pieces as GOMAXPROCS allows, a dst
+// with room to spare, and pieces that shrink little (random halves) beside
+// pieces that shrink much, so that frames end near their room's end.
+func TestParallelFramesInPlace(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	src := make([]byte, 16<<20)
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range src {
+		if (i/(2<<20))%2 == 0 {
+			src[i] = byte(rng.Uint32())
+		} else {
+			src[i] = "wal,record,heap,"[rng.IntN(16)]
+		}
+	}
+	c := NewCodec(Fastest)
+	for _, dst := range [][]byte{nil, []byte("prefix"), append(make([]byte, 0, 40<<20), "roomy"...)} {
+		out, _ := c.Compress(dst, src)
+		if string(out[:len(dst)]) != string(dst) {
+			t.Fatalf("the prefix %q was not kept", dst)
+		}
+		if _, par := declaredSize(out[len(dst):]); !par {
+			t.Fatal("a 16 MiB input was not compressed in parallel pieces")
+		}
+		got, err := c.Decompress(nil, out[len(dst):], len(src))
+		if err != nil || !bytes.Equal(got, src) {
+			t.Fatalf("round trip after %q: err=%v equal=%v", dst, err, bytes.Equal(got, src))
+		}
+	}
+}

@@ -31,6 +31,10 @@ func (c *Codec) compressParallel(dst, src []byte) ([]byte, bool) {
 		return nil, false
 	}
 	piece := (len(src) + n - 1) / n
+	room := frameBound(piece)
+	if cap(dst)-len(dst) >= sizeFrameLen+n*room {
+		return c.compressInPlace(dst, src, n, piece, room)
+	}
 	outs := make([][]byte, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -44,13 +48,77 @@ func (c *Codec) compressParallel(dst, src []byte) ([]byte, bool) {
 	if errors.Join(errs...) != nil {
 		return dst, false
 	}
-	dst = append(dst, sizeFrameMagic[:]...)
-	dst = binary.LittleEndian.AppendUint32(dst, 8)
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(len(src)))
+	dst = appendSizeFrame(dst, len(src))
 	for _, o := range outs {
 		dst = append(dst, o...)
 	}
 	return dst, true
+}
+
+// compressInPlace is compressParallel into a dst with room for every
+// piece's worst case (Bound): each piece is compressed straight into its
+// own stretch of dst, and the frames are then moved down to follow each
+// other, without a buffer per piece or a second copy. Only the pages
+// written are touched, so the room costs address space, not memory.
+func (c *Codec) compressInPlace(dst, src []byte, n, piece, room int) ([]byte, bool) {
+	orig := len(dst)
+	dst = appendSizeFrame(dst, len(src))
+	start := len(dst)
+	dst = dst[:start+n*room]
+	outs := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			part := src[i*piece : min(len(src), (i+1)*piece)]
+			at := start + i*room
+			outs[i], errs[i] = c.enc.appendFrame(dst[at:at:at+room], part)
+		})
+	}
+	wg.Wait()
+	if errors.Join(errs...) != nil {
+		return dst[:orig], false
+	}
+	for _, o := range outs {
+		// A frame over its room (an encoder that grew its own copy)
+		// could be overwritten by the one before it moving down.
+		if len(o) > room {
+			return dst[:orig], false
+		}
+	}
+	pos := start
+	for _, o := range outs {
+		// Down over its room or in place: copy moves overlapping bytes.
+		pos += copy(dst[pos:], o)
+	}
+	return dst[:pos], true
+}
+
+func appendSizeFrame(dst []byte, n int) []byte {
+	dst = append(dst, sizeFrameMagic[:]...)
+	dst = binary.LittleEndian.AppendUint32(dst, 8)
+	return binary.LittleEndian.AppendUint64(dst, uint64(n))
+}
+
+// Bound is the most bytes Compress appends for n bytes of input. A dst
+// with that much room also lets a large input be compressed without
+// buffers of its own (archive-wal seals a segment in such a buffer).
+func Bound(n int) int {
+	b := frameBound(n)
+	if p := min(runtime.GOMAXPROCS(0), n/minPiece); n >= parallelAbove && p >= 2 {
+		b = max(b, sizeFrameLen+p*frameBound((n+p-1)/p))
+	}
+	return b
+}
+
+// frameBound is the most bytes a zstd frame of n bytes of input takes
+// (ZSTD_COMPRESSBOUND of zstd.h).
+func frameBound(n int) int {
+	b := n + n>>8
+	if n < 128<<10 {
+		b += (128<<10 - n) >> 11
+	}
+	return b
 }
 
 // declaredSize returns the total size a leading size frame declares.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/compress"
 )
 
 // Named objects are sealed objects stored under a name the caller chooses
@@ -45,8 +46,10 @@ func (r *Repository) SaveNamed(ctx context.Context, t backend.FileType, name str
 // built in (a WAL segment is 16 MiB, and archive-wal's time is what
 // PostgreSQL waits on): room for the nonce, then the body, then the tag.
 func (r *Repository) sealNamed(t backend.FileType, name string, plain []byte) ([]byte, error) {
+	// Room for the worst case: a large input is then compressed straight
+	// into buf (compress.Bound), and the pages never written cost nothing.
 	pre := r.key.SealPrefix()
-	buf := make([]byte, pre, pre+len(plain)/2+len(name)+16+r.key.Overhead())
+	buf := make([]byte, pre, pre+2+len(name)+max(len(plain), compress.Bound(len(plain)))+r.key.Overhead())
 	buf = append(buf, byte(len(name)))
 	buf = append(buf, name...)
 	buf = packBody(r.fast, buf, plain)
