@@ -255,3 +255,34 @@ func flip(b []byte, i int) []byte {
 	c[i] ^= 0x10
 	return c
 }
+
+// TestConcurrentUse looks blobs up from several goroutines while another
+// adds to the Map over the table (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	es := genEntries(9, 4000, 3000, 40)
+	tab, err := Open(build(t, t.TempDir(), es[:2000], nil), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	m := index.NewMapOver(tab)
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := g; i < len(es); i += 4 {
+				m.Lookup(es[i].ID)
+				m.Locations(es[i].ID)
+			}
+		}()
+	}
+	for _, e := range es[2000:] {
+		m.Add(e)
+	}
+	for range 4 {
+		<-done
+	}
+	if err := tab.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
