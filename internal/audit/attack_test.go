@@ -3,7 +3,9 @@ package audit
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
+	"time"
 )
 
 // Attacks on the log by someone with write access to the storage (and
@@ -96,6 +98,46 @@ func TestPlantedEntries(t *testing.T) {
 		os.WriteFile(f.entryPath(2), e.encode(), 0o400)
 		if f.verify(t).OK() {
 			t.Error("an overlapping entry verified")
+		}
+	})
+}
+
+// TestSpoolRefusesOthersFiles: a spool directory others may write, or a
+// spool file that is a link (planted to make the flush truncate another
+// file), is refused: the call is then recorded on its own.
+func TestSpoolRefusesOthersFiles(t *testing.T) {
+	t.Run("shared dir", func(t *testing.T) {
+		dir := t.TempDir()
+		os.Chmod(dir, 0o777)
+		if err := NewSpool(dir, testLogID).Add(BatchItem{Arg: "x"}); err == nil {
+			t.Error("spooled into a directory others may write")
+		}
+	})
+	t.Run("symlinked spool file", func(t *testing.T) {
+		dir := t.TempDir()
+		victim := filepath.Join(t.TempDir(), "postgresql.conf")
+		os.WriteFile(victim, []byte("precious"), 0o600)
+		sp := NewSpool(dir, testLogID)
+		if err := os.Symlink(victim, sp.Path()); err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.Add(BatchItem{Arg: "x"}); err == nil {
+			t.Error("spooled through a symbolic link")
+		}
+		if _, err := sp.Flush(time.Now(), true, func([]BatchItem) error { return nil }); err == nil {
+			t.Error("flushed through a symbolic link")
+		}
+		if b, _ := os.ReadFile(victim); string(b) != "precious" {
+			t.Errorf("the link's target was changed: %q", b)
+		}
+	})
+	t.Run("group-writable spool file", func(t *testing.T) {
+		dir := t.TempDir()
+		sp := NewSpool(dir, testLogID)
+		os.WriteFile(sp.Path(), nil, 0o666)
+		os.Chmod(sp.Path(), 0o666)
+		if err := sp.Add(BatchItem{Arg: "x"}); err == nil {
+			t.Error("spooled into a file others may write")
 		}
 	})
 }

@@ -35,7 +35,9 @@ func NewSpool(dir, logID string) *Spool {
 func (s *Spool) Path() string { return s.path }
 
 // Add appends it to the spool, durably (fsync): once Add returns, the
-// item is recorded at least once, by the next flush.
+// item is recorded at least once, by the next flush. The spool must be a
+// regular file (not a link) in a directory of this user's that no one
+// else may write.
 func (s *Spool) Add(it BatchItem) error {
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return fmt.Errorf("audit spool: %w", err)
@@ -44,13 +46,16 @@ func (s *Spool) Add(it BatchItem) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
 		return fmt.Errorf("audit spool: %w", err)
 	}
+	err = checkPrivate(filepath.Dir(s.path), f)
 	// Under the lock, so that no line lands between a flush's read and
 	// its truncation.
-	err = lockFile(f)
+	if err == nil {
+		err = lockFile(f)
+	}
 	if err == nil {
 		_, err = f.Write(append(line, '\n'))
 	}
@@ -71,7 +76,7 @@ func (s *Spool) Add(it BatchItem) error {
 // empties it. record is called with the items in spool order; when it
 // fails the items stay. It returns how many items were flushed.
 func (s *Spool) Flush(now time.Time, force bool, record func([]BatchItem) error) (int, error) {
-	f, err := os.OpenFile(s.path, os.O_RDWR, 0)
+	f, err := os.OpenFile(s.path, os.O_RDWR|noFollow, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
@@ -79,6 +84,9 @@ func (s *Spool) Flush(now time.Time, force bool, record func([]BatchItem) error)
 		return 0, fmt.Errorf("audit spool: %w", err)
 	}
 	defer f.Close()
+	if err := checkPrivate(filepath.Dir(s.path), f); err != nil {
+		return 0, fmt.Errorf("audit spool: %w", err)
+	}
 	if err := lockFile(f); err != nil {
 		return 0, fmt.Errorf("audit spool %s: %w", s.path, err)
 	}
