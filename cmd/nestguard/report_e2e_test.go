@@ -203,6 +203,21 @@ keep-last = 1
 	if r := auditor.run("audit", "verify", "--key", pub, "--proof", report); r.code != exitError || !strings.Contains(r.stdout, "is not in the checkpoint") {
 		t.Errorf("audit verify --proof of an altered proof: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// The repository rolled back past the report (its newest audit entry
+	// deleted): the report's checkpoint is ahead of the log.
+	writeFile(t, report, string(b), 0o644)
+	entries, _ := filepath.Glob(filepath.Join(e.repo, "audit", "*-*"))
+	slices.Sort(entries)
+	if len(entries) == 0 {
+		t.Fatal("no audit entries")
+	}
+	os.Chmod(entries[len(entries)-1], 0o644)
+	if err := os.Remove(entries[len(entries)-1]); err != nil {
+		t.Fatal(err)
+	}
+	if r := auditor.run("audit", "verify", "--key", pub, "--proof", report); r.code != exitError || !strings.Contains(r.stdout, "ahead of the log") {
+		t.Errorf("audit verify --proof after a rollback: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
 
 // snapshotIDAt returns the id of the snapshot taken at ts.
