@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,5 +49,28 @@ func TestAuditLogEscapesText(t *testing.T) {
 	out := e.must("audit", "log")
 	if strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `\x1b]0;pwned\a\x1b[2J`) {
 		t.Errorf("audit log printed a raw escape sequence or lost the argument: %q", out)
+	}
+}
+
+// TestAuditVerifyBadCheckpointFiles: a checkpoint file that is missing,
+// malformed or endless makes verify exit 1 and says why, in --json too,
+// without reading an endless file into memory.
+func TestAuditVerifyBadCheckpointFiles(t *testing.T) {
+	e := newEnv(t)
+	e.must("init")
+	bad := filepath.Join(e.dir, "bad.cp")
+	os.WriteFile(bad, []byte("nestguard audit log x\n1\nAAAA\x1b[31m\n\n— k sig\n"), 0o644)
+	for _, file := range []string{filepath.Join(e.dir, "missing.cp"), bad, "/dev/zero"} {
+		r := e.run("audit", "verify", "--json", "--checkpoint", file)
+		var doc struct {
+			OK       bool     `json:"ok"`
+			Problems []string `json:"problems"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+			t.Fatalf("--checkpoint %s: %v\n%s%s", file, err, r.stdout, r.stderr)
+		}
+		if r.code != exitError || doc.OK || len(doc.Problems) != 1 || !strings.Contains(doc.Problems[0], file) {
+			t.Errorf("--checkpoint %s: exit %d, %+v", file, r.code, doc)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -239,6 +240,31 @@ func envList(v string) []string {
 	return []string{v}
 }
 
+// Bounds of the files 'audit verify' reads: a checkpoint is a few hundred
+// bytes, a compliance report's JSON a few MiB at most.
+const (
+	maxCheckpointFile = 64 << 10
+	maxReportFile     = 256 << 20
+)
+
+// readSmallFile reads file, refusing one larger than limit (a device, a
+// wrong file) rather than reading it all into memory.
+func readSmallFile(file string, limit int64) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes: not what was asked for", limit)
+	}
+	return b, nil
+}
+
 // readVerifier parses a --key value: a verifier key, or a file holding one.
 func readVerifier(s string) (note.Verifier, error) {
 	if !strings.Contains(s, "+") {
@@ -260,6 +286,9 @@ type auditVerifyJSON struct {
 	versioned
 	Logs []auditLogReportJSON `json:"logs"`
 	OK   bool                 `json:"ok"`
+	// Problems are those of the given files (checkpoints, reports) that
+	// could not be read or are not signed by a given key.
+	Problems []string `json:"problems"`
 	// Proved counts the records of the --proof reports whose inclusion
 	// proofs verified.
 	Proved int `json:"proved_records,omitempty"`
@@ -304,7 +333,7 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 			files = append(slices.Clone(files), o.from)
 		}
 		for _, file := range files {
-			b, err := os.ReadFile(file)
+			b, err := readSmallFile(file, maxCheckpointFile)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("checkpoint %s: %v", file, err))
 				continue
@@ -362,6 +391,7 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 			}
 		}
 		doc.OK = doc.OK && len(problems) == 0
+		doc.Problems = append([]string{}, problems...)
 		if len(o.proofs) > 0 {
 			doc.Proved = proved
 			if len(problems) == 0 {
@@ -566,7 +596,7 @@ repository has none yet.`,
 // checkpoint (which the log must then have passed through) and how many
 // records were proved.
 func checkReportProofs(file string, targets []verifyTarget) (*audit.Checkpoint, int, error) {
-	b, err := os.ReadFile(file)
+	b, err := readSmallFile(file, maxReportFile)
 	if err != nil {
 		return nil, 0, err
 	}
