@@ -141,3 +141,29 @@ func TestSpoolRefusesOthersFiles(t *testing.T) {
 		}
 	})
 }
+
+// TestReadShowsCopiedEntryDamaged: 'audit log' (Read) does not show the
+// records of an entry copied under another position as if they were
+// there: they open (records are bound to the log, not to a position),
+// so Read checks the entry's own name.
+func TestReadShowsCopiedEntryDamaged(t *testing.T) {
+	f := newFixture(t)
+	f.appendN(t, 3, 1)
+	b, err := os.ReadFile(f.entryPath(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(f.entryPath(3), b, 0o400)
+	var ok, damaged int
+	err = f.log.Read(context.Background(), func(pos uint64, r *Record, err error) error {
+		if err != nil {
+			damaged++
+		} else {
+			ok++
+		}
+		return nil
+	})
+	if err != nil || ok != 3 || damaged != 1 {
+		t.Errorf("Read: %d records, %d damaged, %v; want 3 and 1", ok, damaged, err)
+	}
+}

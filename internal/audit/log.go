@@ -408,6 +408,12 @@ func (l *Log) Read(ctx context.Context, fn func(pos uint64, r *Record, err error
 			return fmt.Errorf("reading %s: %w", h, err)
 		}
 		e, err := decodeEntry(b)
+		if err == nil && (e.logID != l.id || e.start != start) {
+			// A copy of another entry (records open under any entry
+			// of the log): shown damaged, not as records at positions
+			// they do not hold.
+			err = fmt.Errorf("the entry says it is log %q position %d (renamed or copied)", e.logID, e.start)
+		}
 		if err != nil {
 			if err := fn(start, nil, fmt.Errorf("%s: %w", h, err)); err != nil {
 				return err
