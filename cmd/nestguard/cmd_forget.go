@@ -257,7 +257,7 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 			a.printf("\nprune:\n")
 			var prep *prune.Report
 			var plan *walexpiry.Plan
-			po.WAL = a.walExpiry(repo, o.KeepPITR, &plan)
+			po.WAL = a.walExpiry(repo, o.KeepPITR, po.GraceOrDefault(), &plan)
 			if prep, perr = a.runPrune(ctx, repo, po); prep != nil {
 				out.Prune = &pruneJSON{current(), prep, prep.Elapsed.Seconds(), walPlanJSON(plan)}
 				if !a.jsonOut && !a.quiet {

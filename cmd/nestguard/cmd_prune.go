@@ -108,7 +108,7 @@ does both). On S3 it needs the prune/retention operator's permissions
 			}
 			return a.withRepo(cmd.Context(), true, func(repo *repository.Repository) error {
 				var plan *walexpiry.Plan
-				o.WAL = a.walExpiry(repo, keep, &plan)
+				o.WAL = a.walExpiry(repo, keep, o.GraceOrDefault(), &plan)
 				rep, err := a.runPrune(cmd.Context(), repo, o)
 				if rep != nil && a.jsonOut {
 					if jerr := a.printJSON(pruneJSON{current(), rep, rep.Elapsed.Seconds(), walPlanJSON(plan)}); jerr != nil {

@@ -64,6 +64,8 @@ func (a *app) previewPITR(ctx context.Context, repo *repository.Repository, keep
 	if err != nil {
 		return nil, err
 	}
+	// The state once prune's grace period is over: WAL archived within it
+	// stays until then (walexpiry.Options.ArchivedAfter), and goes later.
 	plan, err := walexpiry.Compute(kept, wal, walexpiry.Options{KeepPITR: d, Now: a.clock()})
 	if err != nil {
 		return nil, err
@@ -126,14 +128,16 @@ func printPITRPreview(out io.Writer, p *pitrPreview, how string) {
 
 // walExpiry is prune's WAL hook (prune.Options.WAL): the WAL objects of
 // repo that no kept base backup and no --keep-pitr window of keep needs.
-// The plan it made is left in *plan for the report.
-func (a *app) walExpiry(repo walexpiry.Lister, keep policy.Duration, plan **walexpiry.Plan) func(context.Context, []*snapshot.Snapshot) ([]string, error) {
+// WAL archived within grace stays. The plan it made is left in *plan for
+// the report.
+func (a *app) walExpiry(repo walexpiry.Lister, keep policy.Duration, grace time.Duration, plan **walexpiry.Plan) func(context.Context, []*snapshot.Snapshot) ([]string, error) {
 	return func(ctx context.Context, kept []*snapshot.Snapshot) ([]string, error) {
 		wal, err := walexpiry.List(ctx, repo)
 		if err != nil {
 			return nil, err
 		}
-		p, err := walexpiry.Compute(kept, wal, walexpiry.Options{KeepPITR: keep, Now: a.clock()})
+		now := a.clock()
+		p, err := walexpiry.Compute(kept, wal, walexpiry.Options{KeepPITR: keep, Now: now, ArchivedAfter: now.Add(-grace)})
 		if err != nil {
 			return nil, err
 		}

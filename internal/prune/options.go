@@ -165,6 +165,10 @@ func ParseSize(s string) (int64, error) {
 	return n << shift, nil
 }
 
+// GraceOrDefault is the grace period the prune uses: Grace, or
+// DefaultGrace when it is nil.
+func (o *Options) GraceOrDefault() time.Duration { return o.grace() }
+
 func (o *Options) grace() time.Duration {
 	if o.Grace == nil {
 		return DefaultGrace

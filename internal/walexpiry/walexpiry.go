@@ -29,6 +29,9 @@
 //   - Without any kept base backup nothing is removed: a base backup
 //     running now (the first of a cluster) may need any of it.
 //   - Names that are not WAL file names are never removed.
+//   - WAL archived within prune's grace period stays (ArchivedAfter): a
+//     base backup still running, of a system with no kept base backup,
+//     may need it.
 //
 // WAL object names do not say which system wrote them, so several systems
 // in one repository share one namespace: an object goes only when no
@@ -58,6 +61,12 @@ type Options struct {
 	KeepPITR policy.Duration
 	// Now is the reference time of KeepPITR.
 	Now time.Time
+	// ArchivedAfter, when set, keeps every WAL object stored after it,
+	// whatever the base backups need: a base backup running now, the first
+	// of a second database system in the repository, needs WAL that no
+	// kept base backup covers. Prune sets it to now less its grace period,
+	// the bound it assumes on a running backup's length.
+	ArchivedAfter time.Time
 }
 
 // Cutoff is the earliest time the window must reach: Now less KeepPITR.
@@ -171,6 +180,9 @@ func Compute(snaps []*snapshot.Snapshot, wal []backend.FileInfo, o Options) (*Pl
 		ob := Object{Name: fi.Name, Size: fi.Size, ModTime: fi.ModTime}
 		var keep bool
 		keep, ob.Reason = p.decide(fi.Name)
+		if !keep && !o.ArchivedAfter.IsZero() && fi.ModTime.After(o.ArchivedAfter) {
+			keep, ob.Reason = true, fmt.Sprintf("archived after %s, within prune's grace period: a base backup running now may need it", fmtTime(o.ArchivedAfter))
+		}
 		if keep {
 			p.Keep = append(p.Keep, ob)
 		} else {

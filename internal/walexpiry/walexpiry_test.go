@@ -254,3 +254,38 @@ func TestAnchors(t *testing.T) {
 		}
 	}
 }
+
+// TestComputeKeepsRecentWAL: a second database system whose first base
+// backup is still running has archived segments 1-3 in the last hours;
+// the kept base backup of the first system starts at segment 20. Without
+// ArchivedAfter they would go as older than the oldest kept base backup;
+// within prune's grace period they stay, and older ones still go.
+func TestComputeKeepsRecentWAL(t *testing.T) {
+	now := t0.Add(100 * time.Hour)
+	old := infos(wal(1, 5, 19))
+	recent := infos(wal(1, 1, 3))
+	for i := range recent {
+		recent[i].ModTime = now.Add(-time.Hour)
+	}
+	all := append(slices.Clone(old), recent...)
+	b := base{"b", 7, 1, 20, 21, 24}
+	p, err := Compute(snaps(b), all, Options{Now: now, ArchivedAfter: now.Add(-24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := names(p.Remove), sorted(wal(1, 5, 19)); !slices.Equal(got, want) {
+		t.Fatalf("removed %v, want %v", got, want)
+	}
+	for _, o := range p.Keep {
+		if !strings.Contains(o.Reason, "within prune's grace period") {
+			t.Errorf("%s kept for %q", o.Name, o.Reason)
+		}
+	}
+	p, err = Compute(snaps(b), all, Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Remove) != len(all) {
+		t.Fatalf("without ArchivedAfter %d of %d removed", len(p.Remove), len(all))
+	}
+}
