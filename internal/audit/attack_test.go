@@ -167,3 +167,19 @@ func TestReadShowsCopiedEntryDamaged(t *testing.T) {
 		t.Errorf("Read: %d records, %d damaged, %v; want 3 and 1", ok, damaged, err)
 	}
 }
+
+// TestVerifyTruncatedEntry: an entry truncated in the middle of the log
+// is reported as damaged, and the records after it are not said to have
+// been deleted.
+func TestVerifyTruncatedEntry(t *testing.T) {
+	f := newFixture(t)
+	f.appendN(t, 4, 2)
+	p := f.entryPath(2)
+	os.Chmod(p, 0o600)
+	if err := os.Truncate(p, 100); err != nil {
+		t.Fatal(err)
+	}
+	rep := f.verify(t)
+	wantProblem(t, rep, "malformed")
+	wantProblem(t, rep, "in the damaged entry above")
+}

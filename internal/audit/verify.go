@@ -173,6 +173,7 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 	if err := checkExported(); err != nil {
 		return nil, err
 	}
+	damaged := false // the entry before did not decode or check
 	for i := 0; i < len(starts); i += verifyBatch {
 		batch := starts[i:min(i+verifyBatch, len(starts))]
 		res := make([]checked, len(batch))
@@ -212,13 +213,19 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 			name := string(backend.AuditFile) + "/" + entryName(logID, start)
 			if c.err != nil {
 				rep.problem("%v", c.err)
+				damaged = true
 				continue
 			}
 			rep.Entries++
+			afterDamaged := damaged
+			damaged = false
 			if start != rng.End() {
-				if start > rng.End() {
+				switch {
+				case start > rng.End() && afterDamaged:
+					rep.problem("%s: records %d to %d are not readable (in the damaged entry above, or deleted)", name, rng.End(), start-1)
+				case start > rng.End():
 					rep.problem("%s: records %d to %d are missing (an entry was deleted)", name, rng.End(), start-1)
-				} else {
+				default:
 					rep.problem("%s: starts at %d, inside the previous entry (which ends at %d)", name, start, rng.End())
 				}
 				// Go on from here: the rest is checked against its
