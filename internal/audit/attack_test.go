@@ -183,3 +183,34 @@ func TestVerifyTruncatedEntry(t *testing.T) {
 	wantProblem(t, rep, "malformed")
 	wantProblem(t, rep, "in the damaged entry above")
 }
+
+// TestSpoolAfterTornLine: a line torn by a crash or a full disk does not
+// take the next call's item with it.
+func TestSpoolAfterTornLine(t *testing.T) {
+	sp := NewSpool(t.TempDir(), testLogID)
+	now := time.Now()
+	if err := sp.Add(BatchItem{Time: now, Arg: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(sp.Path(), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"time":"2026-12-05T`) // torn
+	f.Close()
+	if err := sp.Add(BatchItem{Time: now, Arg: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if _, err := sp.Flush(now, true, func(items []BatchItem) error {
+		for _, it := range items {
+			got = append(got, it.Arg)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1] != "after" {
+		t.Errorf("flushed %q, want first and after", got)
+	}
+}

@@ -46,7 +46,7 @@ func (s *Spool) Add(it BatchItem) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|noFollow, 0o600)
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
 		return fmt.Errorf("audit spool: %w", err)
 	}
@@ -57,7 +57,10 @@ func (s *Spool) Add(it BatchItem) error {
 		err = lockFile(f)
 	}
 	if err == nil {
-		_, err = f.Write(append(line, '\n'))
+		line, err = afterTorn(f, append(line, '\n'))
+	}
+	if err == nil {
+		_, err = f.Write(line)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -112,6 +115,24 @@ func (s *Spool) Flush(now time.Time, force bool, record func([]BatchItem) error)
 		return 0, fmt.Errorf("audit spool %s: emptying it after its items were recorded (they will be recorded again): %w", s.path, err)
 	}
 	return total, f.Sync()
+}
+
+// afterTorn returns line, after a newline if the spool does not end with
+// one: a write torn by a crash or a full disk would otherwise swallow the
+// line appended after it (neither would parse).
+func afterTorn(f *os.File, line []byte) ([]byte, error) {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return line, err
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, fi.Size()-1); err != nil {
+		return nil, err
+	}
+	if last[0] != '\n' {
+		line = append([]byte{'\n'}, line...)
+	}
+	return line, nil
 }
 
 // readItems reads the spool's lines; a torn last line (a crash inside
