@@ -214,3 +214,19 @@ func TestSpoolAfterTornLine(t *testing.T) {
 		t.Errorf("flushed %q, want first and after", got)
 	}
 }
+
+// TestVerifyGapReportedOnce: a deleted entry is one problem, not one
+// for every entry after it.
+func TestVerifyGapReportedOnce(t *testing.T) {
+	for _, del := range []uint64{0, 2} {
+		f := newFixture(t)
+		f.appendN(t, 6, 1)
+		if err := os.Remove(f.entryPath(del)); err != nil {
+			t.Fatal(err)
+		}
+		rep := f.verify(t)
+		if len(rep.Problems) != 1 {
+			t.Errorf("entry %d deleted: %d problems, want 1: %q", del, len(rep.Problems), rep.Problems)
+		}
+	}
+}

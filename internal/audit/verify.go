@@ -228,12 +228,32 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 				default:
 					rep.problem("%s: starts at %d, inside the previous entry (which ends at %d)", name, start, rng.End())
 				}
-				// Go on from here: the rest is checked against its
-				// own checkpoints where possible.
-				rng, err = rangeFactory.NewRange(0, start, c.e.frontier)
-				if err != nil {
-					rng = rangeFactory.NewEmptyRange(start)
+				end := start + uint64(len(c.leaves)) // c.e.records were dropped
+				// Go on from the compact range this entry stores (its
+				// records cannot be chained to those before), so that
+				// the entries after it are checked against it rather
+				// than each reported. Exported checkpoints inside it
+				// cannot be checked.
+				for size, xs := range exported {
+					if size < end {
+						for range xs {
+							rep.problem("the exported checkpoint of size %d cannot be checked: records before it are missing", size)
+						}
+						delete(exported, size)
+					}
 				}
+				rng, err = rangeFactory.NewRange(0, end, c.e.frontier)
+				if err != nil {
+					rng = rangeFactory.NewEmptyRange(end)
+				}
+				if err := checkExported(); err != nil {
+					return nil, err
+				}
+				if root, err := rng.GetRootHash(nil); err == nil && !bytes.Equal(root, c.cp.Root) {
+					rep.problem("%s: its compact range does not give its signed root", name)
+				}
+				rep.Newest = c.cp
+				continue
 			}
 			for _, lh := range c.leaves {
 				if err := rng.Append(lh, nil); err != nil {
