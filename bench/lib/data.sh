@@ -64,6 +64,31 @@ for i in range(count):
 PY
 }
 
+# gen_tiny: many tiny files (100-400 bytes) in flat directories of 1,000
+# files each (TINY_DIRS of them), where the cost per file, not per byte,
+# decides. Text-like and unique, as gen_small's, so that they compress but
+# do not deduplicate.
+gen_tiny() {
+	python3 - "$1" "$TINY_DIRS" <<'PY'
+import os, random, sys
+
+root, dirs = sys.argv[1], int(sys.argv[2])
+rng = random.Random(20261205)
+letters = "etaoinshrdlcumwfgypbvkjxqz"
+words = ["".join(rng.choices(letters, k=rng.randint(2, 10))) for _ in range(5000)]
+corpus = " ".join(rng.choices(words, k=400000)).encode()
+for d in range(dirs):
+    path = os.path.join(root, "d%04d" % d)
+    os.makedirs(path)
+    for i in range(1000):
+        n = rng.randint(100, 400)
+        header = b"file %d/%d\n" % (d, i)
+        off = rng.randrange(len(corpus) - n)
+        with open(os.path.join(path, "f%04d.txt" % i), "wb") as f:
+            f.write(header + corpus[off:off + n - len(header)])
+PY
+}
+
 # mutate SET DIR changes 5% of a working copy in place, the same way for
 # every tool, and records what it changed.
 mutate() {

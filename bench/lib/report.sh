@@ -95,6 +95,7 @@ DESC = {
     "pgdata": "PostgreSQL data directory after pgbench -i and a pgbench run (server stopped)",
     "random": "incompressible random data in 4 large files",
     "small": "small text-like files (1-16 KiB) in a tree ~6 deep",
+    "tiny": "tiny text-like files (100-400 bytes), 1,000 in each directory",
 }
 
 def files_table(set_):
