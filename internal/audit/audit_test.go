@@ -3,13 +3,16 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -406,5 +409,35 @@ func TestMissingSigningKey(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(f.dir, string(backend.AuditFile), signingKeyObject)); err == nil {
 		t.Error("a new signing key was stored")
+	}
+}
+
+// TestRecordArgumentBytes: an argument that is not valid UTF-8 (a path in
+// another encoding) comes back from a sealed record byte for byte, and the
+// stored JSON carries its escaped form and exact bytes.
+func TestRecordArgumentBytes(t *testing.T) {
+	f := newFixture(t)
+	r := &Record{Time: time.Unix(1, 0).UTC(), Command: "backup", Outcome: Success, Args: []string{"/d/Stra\xdfe", "/plain"}}
+	sealed, err := sealRecord(f.log.key, testLogID, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := openRecord(f.log.key, testLogID, sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(back.Args, r.Args) {
+		t.Fatalf("args %q, want %q", back.Args, r.Args)
+	}
+	js, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(js, []byte(`"args_bytes"`)) || !utf8.Valid(js) {
+		t.Fatalf("stored JSON %s", js)
+	}
+	var forged Record
+	if err := json.Unmarshal([]byte(`{"args":["/a"],"args_bytes":["L2I="]}`), &forged); err == nil {
+		t.Fatal("args_bytes that do not match args were accepted")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/tree"
 )
 
 // Outcomes of a command.
@@ -124,4 +125,49 @@ func openRecord(k *crypto.Key, logID string, sealed []byte) (*Record, error) {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// Arguments are bytes, as the kernel keeps them (a path in another
+// encoding). JSON strings cannot carry bytes that are not UTF-8, so when
+// an argument is not, the record stores every argument's escaped form
+// (tree.Escape) in "args" and the exact bytes, in the same order, in
+// "args_bytes" (base64), as a snapshot does with its paths. In memory
+// Args always holds the exact bytes.
+
+// MarshalJSON encodes r, with the exact bytes of its arguments when one
+// is not valid UTF-8.
+func (r Record) MarshalJSON() ([]byte, error) {
+	type plain Record
+	w := struct {
+		plain
+		ArgsBytes [][]byte `json:"args_bytes,omitempty"`
+	}{plain: plain(r)}
+	w.Args, w.ArgsBytes = tree.ForJSONList(r.Args)
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON decodes a record, restoring the exact bytes of its
+// arguments.
+func (r *Record) UnmarshalJSON(b []byte) error {
+	type plain Record
+	w := struct {
+		*plain
+		ArgsBytes [][]byte `json:"args_bytes"`
+	}{plain: (*plain)(r)}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if w.ArgsBytes == nil {
+		return nil
+	}
+	if len(w.ArgsBytes) != len(r.Args) {
+		return errors.New("audit record: args and args_bytes differ in length")
+	}
+	for i, raw := range w.ArgsBytes {
+		if !tree.IsEscapeOf(r.Args[i], string(raw)) {
+			return fmt.Errorf("audit record: argument %q does not match its args_bytes", r.Args[i])
+		}
+		r.Args[i] = string(raw)
+	}
+	return nil
 }
