@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/chromiumtest"
 	"github.com/nestguard/nestguard/internal/compliance"
+	"github.com/nestguard/nestguard/internal/pgtest"
 )
 
 type complianceDoc struct {
@@ -328,4 +331,77 @@ func TestComplianceReportHTML(t *testing.T) {
 	chromiumtest.Save(t, art, "compliance-report.png", png)
 	chromiumtest.Save(t, art, "compliance-report-first-screen.png", p.ViewportScreenshot(t))
 	chromiumtest.Save(t, art, "compliance-report.pdf", p.PDF(t))
+}
+
+// TestComplianceReportPG: a real PostgreSQL cluster backed up under a
+// class with an RPO and an RTO, then a restore test (pg restore --start:
+// the server starts and recovery completes); report compliance passes
+// the restore-test control on that pg restore record, cites it with its
+// measured duration, lists the cluster as one asset, and 'audit verify
+// --proof' accepts the report.
+func TestComplianceReportPG(t *testing.T) {
+	p := newPITREnv(t, pgtest.Options{})
+	cfg := filepath.Join(p.dir, "nestguard.toml")
+	writeFile(t, cfg, "[class.ledger]\nfloor = \"7y\"\nrpo = \"1h\"\nrto = \"1h\"\n", 0o644)
+	p.c.Exec(t, "CREATE TABLE ledger (id int PRIMARY KEY); INSERT INTO ledger SELECT generate_series(1, 100)")
+	b := p.backup(t, p.c, "--config", cfg, "--class", "ledger")
+	r := p.restore(t, "--to-latest")
+	var rows int64
+	if err := connect(t, r.dsn()).QueryRow(context.Background(), "SELECT count(*) FROM ledger").Scan(&rows); err != nil || rows != 100 {
+		t.Fatalf("the restored server: %d rows, %v", rows, err)
+	}
+	stopServer(t, p.c.BinDir, r.dir)
+
+	var log struct {
+		Records []struct {
+			Position uint64            `json:"position"`
+			Command  string            `json:"command"`
+			Options  map[string]string `json:"options"`
+			Duration time.Duration     `json:"duration_ns"`
+		} `json:"records"`
+	}
+	if out := p.must("audit", "log", "--json"); json.Unmarshal([]byte(out), &log) != nil {
+		t.Fatalf("audit log --json:\n%s", out)
+	}
+	var pos uint64
+	var took time.Duration
+	for _, rec := range log.Records {
+		if rec.Command == "pg restore" {
+			pos, took = rec.Position, rec.Duration
+		}
+	}
+	if pos == 0 || took <= 0 {
+		t.Fatalf("no pg restore record with a duration in the audit log: %+v", log.Records)
+	}
+
+	doc, _ := p.report(cfg)
+	c := doc.control(t, "restore-test")
+	if c.Status != compliance.Pass || !slices.Equal(c.Evidence, []uint64{pos}) || !strings.Contains(c.Summary, "within the RTO of class ledger (1h)") {
+		t.Errorf("restore-test after pg restore --start: %s, evidence %v: %s %v", c.Status, c.Evidence, c.Summary, c.Findings)
+	}
+	if hasFinding(c, "without --start") {
+		t.Errorf("restore-test says the pg restore had no --start: %v", c.Findings)
+	}
+	if want := fmt.Sprintf("record %d, pg restore of snapshot %s) took ", pos, b.Snapshot[:8]); !strings.Contains(c.Summary, want) {
+		t.Errorf("restore-test summary %q: want %q and the measured duration", c.Summary, want)
+	}
+	if took < time.Minute && !strings.Contains(c.Summary, took.Round(time.Millisecond).String()) {
+		t.Errorf("restore-test summary %q does not show the measured %s", c.Summary, took.Round(time.Millisecond))
+	}
+	var pgAssets []compliance.Asset
+	for _, a := range doc.Assets {
+		if strings.HasPrefix(a.Name, "postgres cluster ") {
+			pgAssets = append(pgAssets, a)
+		}
+	}
+	if len(pgAssets) != 1 || len(doc.Assets) != 1 || pgAssets[0].Class != "ledger" || pgAssets[0].Snapshots != 1 || pgAssets[0].RPOSeconds != 3600 {
+		t.Errorf("assets %+v: want the cluster once, class ledger, one snapshot", doc.Assets)
+	}
+
+	pub := filepath.Join(p.dir, "audit.pub")
+	writeFile(t, pub, p.must("audit", "key"), 0o644)
+	auditor := p.noPassphrase()
+	if r := auditor.run("audit", "verify", "--key", pub, "--proof", filepath.Join(p.dir, "report.json")); r.code != 0 || !strings.Contains(r.stdout, "proved included") {
+		t.Fatalf("audit verify --proof: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
