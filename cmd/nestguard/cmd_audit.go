@@ -103,6 +103,23 @@ type auditRecordJSON struct {
 	*audit.Record
 }
 
+// MarshalJSON puts position first in the record's own encoding: the
+// embedded Record's MarshalJSON, promoted, would otherwise drop it.
+func (r auditRecordJSON) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(r.Record)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 2 || b[0] != '{' {
+		return nil, fmt.Errorf("audit record %d: encoded as %q, not an object", r.Position, b)
+	}
+	head := fmt.Sprintf(`{"position":%d`, r.Position)
+	if string(b) == "{}" {
+		return []byte(head + "}"), nil
+	}
+	return append([]byte(head+","), b[1:]...), nil
+}
+
 func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 	now := time.Now()
 	since, err := parseWhen(o.since, now)
