@@ -41,13 +41,13 @@ func CopyEntries(ctx context.Context, src, dst backend.Backend) (int, error) {
 			if have[h.Name] {
 				continue
 			}
-			b, err := readAll(ctx, src, h, maxEntryLen)
+			b, err := backend.ReadAll(ctx, src, h, maxEntryLen)
 			if err != nil {
 				return n, fmt.Errorf("source: reading %s: %w", h, err)
 			}
 			err = dst.Save(ctx, h, bytes.NewReader(b), int64(len(b)))
 			if errors.Is(err, fs.ErrExist) {
-				got, rerr := readAll(ctx, dst, h, maxEntryLen)
+				got, rerr := backend.ReadAll(ctx, dst, h, maxEntryLen)
 				if rerr == nil && bytes.Equal(got, b) {
 					continue
 				}

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/big"
 	"slices"
@@ -101,7 +100,7 @@ func (l *Log) loadKey(ctx context.Context) error {
 		return nil
 	}
 	h := backend.Handle{Type: backend.AuditFile, Name: signingKeyObject}
-	sealed, err := readAll(ctx, l.be, h, 1<<16)
+	sealed, err := backend.ReadAll(ctx, l.be, h, 1<<16)
 	if errors.Is(err, fs.ErrNotExist) {
 		// A log without its key: never start a second key, under which
 		// the entries before would no longer verify.
@@ -122,7 +121,7 @@ func (l *Log) loadKey(ctx context.Context) error {
 		}
 		err = l.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
 		if errors.Is(err, fs.ErrExist) {
-			sealed, err = readAll(ctx, l.be, h, 1<<16)
+			sealed, err = backend.ReadAll(ctx, l.be, h, 1<<16)
 		}
 	}
 	if err != nil {
@@ -195,7 +194,7 @@ func (l *Log) Append(ctx context.Context, recs ...*Record) (*Checkpoint, error) 
 		}
 		// A retried Save whose first attempt landed reports the object
 		// as existing: then it is ours.
-		if got, rerr := readAll(ctx, l.be, h, maxEntryLen); rerr == nil && bytes.Equal(got, b) {
+		if got, rerr := backend.ReadAll(ctx, l.be, h, maxEntryLen); rerr == nil && bytes.Equal(got, b) {
 			return cp, nil
 		}
 		if try == maxAppendTries {
@@ -277,7 +276,7 @@ func readHead(ctx context.Context, be backend.Backend, logID string, v note.Veri
 	}
 	last := starts[len(starts)-1]
 	h := backend.Handle{Type: backend.AuditFile, Name: entryName(logID, last)}
-	b, err := readAll(ctx, be, h, maxEntryLen)
+	b, err := backend.ReadAll(ctx, be, h, maxEntryLen)
 	if err != nil {
 		return nil, fmt.Errorf("reading audit log head %s: %w", h, err)
 	}
@@ -363,22 +362,6 @@ func LogIDs(ctx context.Context, be backend.Backend) ([]string, error) {
 	return ids, nil
 }
 
-func readAll(ctx context.Context, be backend.Backend, h backend.Handle, limit int64) ([]byte, error) {
-	rd, err := be.Load(ctx, h, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	b, err := io.ReadAll(io.LimitReader(rd, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", h, limit)
-	}
-	return b, nil
-}
-
 // Checkpoint returns the log's newest checkpoint, checked as Append checks
 // the head; nil when the log is empty.
 func (l *Log) Checkpoint(ctx context.Context) (*Checkpoint, error) {
@@ -403,7 +386,7 @@ func (l *Log) Read(ctx context.Context, fn func(pos uint64, r *Record, err error
 	}
 	for _, start := range starts {
 		h := backend.Handle{Type: backend.AuditFile, Name: entryName(l.id, start)}
-		b, err := readAll(ctx, l.be, h, maxEntryLen)
+		b, err := backend.ReadAll(ctx, l.be, h, maxEntryLen)
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", h, err)
 		}

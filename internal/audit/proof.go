@@ -48,7 +48,7 @@ func (l *Log) ReadTree(ctx context.Context, cp *Checkpoint, fn func(pos uint64, 
 		if start != uint64(len(leaves)) {
 			return nil, fmt.Errorf("%s starts at %d, not where the entry before ends (%d): run 'nestguard audit verify'", h, start, len(leaves))
 		}
-		b, err := readAll(ctx, l.be, h, maxEntryLen)
+		b, err := backend.ReadAll(ctx, l.be, h, maxEntryLen)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", h, err)
 		}

@@ -187,7 +187,7 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 			}
 			g.Go(func() error {
 				h := backend.Handle{Type: backend.AuditFile, Name: entryName(logID, start)}
-				b, err := readAll(gctx, be, h, maxEntryLen)
+				b, err := backend.ReadAll(gctx, be, h, maxEntryLen)
 				if err != nil {
 					return fmt.Errorf("reading %s: %w", h, err)
 				}
@@ -317,7 +317,7 @@ func rangeAt(ctx context.Context, be backend.Backend, logID string, starts []uin
 	}
 	prev := starts[i-1]
 	h := backend.Handle{Type: backend.AuditFile, Name: entryName(logID, prev)}
-	b, err := readAll(ctx, be, h, maxEntryLen)
+	b, err := backend.ReadAll(ctx, be, h, maxEntryLen)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("reading %s: %w", h, err)
 	}

@@ -221,3 +221,22 @@ func As[T any](be Backend) (T, bool) {
 	var zero T
 	return zero, false
 }
+
+// ReadAll loads the whole of h, refusing an object larger than limit
+// bytes: a stored object is never trusted to be as small as nestguard
+// writes it (a planted one could fill memory).
+func ReadAll(ctx context.Context, be Backend, h Handle, limit int64) ([]byte, error) {
+	rd, err := be.Load(ctx, h, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	b, err := io.ReadAll(io.LimitReader(rd, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", h, limit)
+	}
+	return b, nil
+}

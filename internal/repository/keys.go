@@ -378,7 +378,7 @@ func listSlots(ctx context.Context, be backend.Backend) ([]string, error) {
 }
 
 func readSlot(ctx context.Context, be backend.Backend, name string) (*crypto.Slot, error) {
-	b, err := readAll(ctx, be, backend.Handle{Type: backend.KeyFile, Name: name}, maxKeySlotSize)
+	b, err := backend.ReadAll(ctx, be, backend.Handle{Type: backend.KeyFile, Name: name}, maxKeySlotSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading key slot %s: %w", name, err)
 	}

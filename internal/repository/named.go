@@ -60,7 +60,7 @@ func (r *Repository) sealNamed(t backend.FileType, name string, plain []byte) ([
 // yields an error wrapping fs.ErrNotExist; a damaged one, ErrObjectCorrupted.
 func (r *Repository) LoadNamed(ctx context.Context, t backend.FileType, name string) ([]byte, error) {
 	h := backend.Handle{Type: t, Name: name}
-	sealed, err := readAll(ctx, r.be, h, maxUnpackedObjectLen)
+	sealed, err := backend.ReadAll(ctx, r.be, h, maxUnpackedObjectLen)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", h, err)
 	}

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"runtime"
@@ -238,7 +237,7 @@ func initRepository(ctx context.Context, be backend.Backend, key *crypto.Key, cf
 // Open unlocks the repository on be with passphrase and loads its config.
 // Call LoadIndex before reading or writing blobs.
 func Open(ctx context.Context, be backend.Backend, passphrase []byte, o Options) (*Repository, error) {
-	sealedCfg, err := readAll(ctx, be, configHandle, 1<<20)
+	sealedCfg, err := backend.ReadAll(ctx, be, configHandle, 1<<20)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w at %s: create one with 'nestguard init'", ErrNoRepository, be.Location())
 	}
@@ -418,7 +417,7 @@ func (r *Repository) LoadObject(ctx context.Context, t backend.FileType, oid id.
 
 func (r *Repository) loadSealed(ctx context.Context, t backend.FileType, oid id.ID) ([]byte, error) {
 	h := backend.Handle{Type: t, Name: oid.String()}
-	sealed, err := readAll(ctx, r.be, h, maxUnpackedObjectLen)
+	sealed, err := backend.ReadAll(ctx, r.be, h, maxUnpackedObjectLen)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", h, err)
 	}
@@ -471,22 +470,6 @@ func (r *Repository) unpackBody(body []byte, maxLen int) ([]byte, error) {
 		return r.dec.Decompress(nil, body[1:], maxLen)
 	}
 	return nil, fmt.Errorf("%w: unknown body flag %d", ErrObjectCorrupted, body[0])
-}
-
-func readAll(ctx context.Context, be backend.Backend, h backend.Handle, limit int64) ([]byte, error) {
-	rd, err := be.Load(ctx, h, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	b, err := io.ReadAll(io.LimitReader(rd, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", h, limit)
-	}
-	return b, nil
 }
 
 func randomHex(n int) string {
