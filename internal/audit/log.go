@@ -328,8 +328,8 @@ func checkEntry(h backend.Handle, b []byte, logID string, start uint64, v note.V
 // entryStarts lists the positions of log logID's entries, sorted.
 func entryStarts(ctx context.Context, be backend.Backend, logID string) ([]uint64, error) {
 	var starts []uint64
-	err := be.List(ctx, backend.AuditFile, func(fi backend.FileInfo) error {
-		if id, start, ok := parseEntryName(fi.Name); ok && id == logID {
+	err := backend.ListNames(ctx, be, backend.AuditFile, func(name string) error {
+		if id, start, ok := parseEntryName(name); ok && id == logID {
 			starts = append(starts, start)
 		}
 		return nil
@@ -345,8 +345,8 @@ func entryStarts(ctx context.Context, be backend.Backend, logID string) ([]uint6
 // own, and those copies brought from other repositories.
 func LogIDs(ctx context.Context, be backend.Backend) ([]string, error) {
 	seen := make(map[string]bool)
-	err := be.List(ctx, backend.AuditFile, func(fi backend.FileInfo) error {
-		if id, _, ok := parseEntryName(fi.Name); ok {
+	err := backend.ListNames(ctx, be, backend.AuditFile, func(name string) error {
+		if id, _, ok := parseEntryName(name); ok {
 			seen[id] = true
 		}
 		return nil

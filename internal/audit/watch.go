@@ -95,6 +95,17 @@ func (r *watched) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 	return err
 }
 
+// ListNames implements backend.NameLister, as LoadAll does WholeLoader.
+func (r *watched) ListNames(ctx context.Context, t backend.FileType, fn func(string) error) error {
+	return backend.ListNames(ctx, r.be, t, fn)
+}
+
+// LoadAll implements backend.WholeLoader: reads are not watched, so the
+// store's own whole-object read serves.
+func (r *watched) LoadAll(ctx context.Context, h backend.Handle, limit int64) ([]byte, error) {
+	return backend.ReadAll(ctx, r.be, h, limit)
+}
+
 func (r *watched) Load(ctx context.Context, h backend.Handle, offset, length int64) (io.ReadCloser, error) {
 	return r.be.Load(ctx, h, offset, length)
 }

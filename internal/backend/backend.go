@@ -222,10 +222,41 @@ func As[T any](be Backend) (T, bool) {
 	return zero, false
 }
 
+// NameLister is implemented by a store that lists names more cheaply than
+// List, which also gives sizes and times (a local directory: no stat of
+// every file).
+type NameLister interface {
+	ListNames(ctx context.Context, t FileType, fn func(name string) error) error
+}
+
+// ListNames calls fn with the name of every object of type t, through the
+// store's NameLister if the backend is one (not one it wraps), else
+// through List.
+func ListNames(ctx context.Context, be Backend, t FileType, fn func(name string) error) error {
+	if nl, ok := be.(NameLister); ok {
+		return nl.ListNames(ctx, t, fn)
+	}
+	return be.List(ctx, t, func(fi FileInfo) error { return fn(fi.Name) })
+}
+
+// WholeLoader is implemented by a store that reads a whole small object
+// more cheaply than through Load (a local directory: one open, one stat,
+// one read, where an os.File and a growing buffer take three times the
+// system calls). ReadAll uses it; so must an implementation's limit: an
+// object larger than limit is an error, read no further.
+type WholeLoader interface {
+	LoadAll(ctx context.Context, h Handle, limit int64) ([]byte, error)
+}
+
 // ReadAll loads the whole of h, refusing an object larger than limit
 // bytes: a stored object is never trusted to be as small as nestguard
-// writes it (a planted one could fill memory).
+// writes it (a planted one could fill memory). A backend that is itself a
+// WholeLoader (not one it wraps: a wrapper may change what Load does)
+// reads it in one go.
 func ReadAll(ctx context.Context, be Backend, h Handle, limit int64) ([]byte, error) {
+	if wl, ok := be.(WholeLoader); ok {
+		return wl.LoadAll(ctx, h, limit)
+	}
 	rd, err := be.Load(ctx, h, 0, 0)
 	if err != nil {
 		return nil, err

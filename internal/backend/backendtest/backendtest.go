@@ -44,6 +44,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		{"ListStopsOnError", testListStops},
 		{"CancelledSave", testCancelledSave},
 		{"Stream", testStream},
+		{"ReadAll", testReadAll},
+		{"ListNames", testListNames},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

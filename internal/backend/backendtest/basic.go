@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"testing"
 
 	"github.com/nestguard/nestguard/internal/backend"
@@ -178,5 +179,52 @@ func testBuffersNotShared(t *testing.T, be backend.Backend) {
 	clear(got)
 	if again := mustLoad(t, be, h, 0, 0); !bytes.Equal(again, want) {
 		t.Error("changing loaded bytes changed the stored object")
+	}
+}
+
+// testReadAll: backend.ReadAll (through the store's WholeLoader, where it
+// has one) gives an object's bytes, an empty object as empty, a missing
+// one as fs.ErrNotExist, and refuses one larger than its limit.
+func testReadAll(t *testing.T, be backend.Backend) {
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("nestguard "), 1000)
+	h := handle(backend.SnapshotFile, data)
+	save(t, be, h, data)
+	if got, err := backend.ReadAll(ctx, be, h, int64(len(data))); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("ReadAll: %d bytes, %v; want the %d saved", len(got), err, len(data))
+	}
+	if _, err := backend.ReadAll(ctx, be, h, int64(len(data))-1); err == nil || errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadAll with a limit one byte short: %v, want a size error", err)
+	}
+	empty := handle(backend.KeyFile, nil)
+	save(t, be, empty, nil)
+	if got, err := backend.ReadAll(ctx, be, empty, 10); err != nil || len(got) != 0 {
+		t.Errorf("ReadAll of an empty object: %q, %v", got, err)
+	}
+	if _, err := backend.ReadAll(ctx, be, handle(backend.SnapshotFile, []byte("absent")), 1<<20); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadAll of a missing object: %v, want fs.ErrNotExist", err)
+	}
+}
+
+// testListNames: backend.ListNames names exactly the objects List gives.
+func testListNames(t *testing.T, be backend.Backend) {
+	ctx := context.Background()
+	for i := range 5 {
+		save(t, be, handle(backend.PackFile, []byte{byte(i)}), []byte{byte(i)})
+		save(t, be, handle(backend.AuditFile, []byte{byte(i)}), []byte{byte(i)})
+	}
+	for _, ft := range []backend.FileType{backend.PackFile, backend.AuditFile, backend.SnapshotFile} {
+		var want, got []string
+		if err := be.List(ctx, ft, func(fi backend.FileInfo) error { want = append(want, fi.Name); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if err := backend.ListNames(ctx, be, ft, func(name string) error { got = append(got, name); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("ListNames of %s: %q, List: %q", ft, got, want)
+		}
 	}
 }

@@ -43,7 +43,44 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 	return fmt.Errorf("listing: unknown object type %q", t)
 }
 
+// ListNames implements backend.NameLister: List without a stat of every
+// object. The objects it names are those List gives, but for one removed
+// while listing, which List skips and ListNames may still name.
+func (b *Backend) ListNames(ctx context.Context, t backend.FileType, fn func(string) error) error {
+	if t == backend.ConfigFile || !knownType(t) {
+		return b.List(ctx, t, func(fi backend.FileInfo) error { return fn(fi.Name) })
+	}
+	dirs := []string{filepath.Join(b.dir, string(t))}
+	if t == backend.PackFile {
+		dirs = dirs[:0]
+		for i := range 256 {
+			dirs = append(dirs, b.packDir(i))
+		}
+	}
+	for _, dir := range dirs {
+		if err := readDir(ctx, dir, func(e fs.DirEntry) error { return fn(e.Name()) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func listDir(ctx context.Context, dir string, fn func(backend.FileInfo) error) error {
+	return readDir(ctx, dir, func(e fs.DirEntry) error {
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed while listing
+		}
+		if err != nil {
+			return fmt.Errorf("listing %s: %w", dir, err)
+		}
+		return fn(backend.FileInfo{Name: fi.Name(), Size: fi.Size(), ModTime: fi.ModTime()})
+	})
+}
+
+// readDir calls fn for every regular file of dir but temporary ones, a
+// batch of entries at a time; a missing directory is empty.
+func readDir(ctx context.Context, dir string, fn func(fs.DirEntry) error) error {
 	d, err := os.Open(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -61,14 +98,7 @@ func listDir(ctx context.Context, dir string, fn func(backend.FileInfo) error) e
 			if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), tempPrefix) {
 				continue
 			}
-			fi, err := e.Info()
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // removed while listing
-			}
-			if err != nil {
-				return fmt.Errorf("listing %s: %w", dir, err)
-			}
-			if err := fn(backend.FileInfo{Name: fi.Name(), Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+			if err := fn(e); err != nil {
 				return err
 			}
 		}
