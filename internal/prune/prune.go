@@ -103,7 +103,21 @@ func (p *pruner) removeDamaged(ctx context.Context) error {
 	for _, rid := range sortedPacks(p.damaged) {
 		hs = append(hs, backend.Handle{Type: backend.CandidateFile, Name: rid.String()})
 	}
-	kept, err := p.retainedHandles(ctx, hs, "")
+	return p.removeAllowed(ctx, hs, "",
+		func(h backend.Handle) string { return fmt.Sprintf("removing the damaged %s", h) },
+		func(h backend.Handle) {
+			p.rep.RecordsRemoved++
+			p.warn(fmt.Sprintf("removed the damaged deletion-candidate record %s", h))
+		})
+}
+
+// removeAllowed removes, in order, the objects of hs that the store lets
+// prune delete now (retainedHandles reports the others, with why) and
+// calls removed for each; one already gone counts as removed. A dry run
+// removes nothing and still calls removed. describe names an object in
+// the error of a failed removal.
+func (p *pruner) removeAllowed(ctx context.Context, hs []backend.Handle, why string, describe func(backend.Handle) string, removed func(backend.Handle)) error {
+	kept, err := p.retainedHandles(ctx, hs, why)
 	if err != nil {
 		return err
 	}
@@ -111,11 +125,12 @@ func (p *pruner) removeDamaged(ctx context.Context) error {
 		if kept[h] {
 			continue
 		}
-		if err := p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("removing the damaged %s: %w", h, err)
+		if !p.o.DryRun {
+			if err := p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s: %w", describe(h), err)
+			}
 		}
-		p.rep.RecordsRemoved++
-		p.warn(fmt.Sprintf("removed the damaged deletion-candidate record %s", h))
+		removed(h)
 	}
 	return nil
 }
@@ -667,20 +682,9 @@ func (s *sweeper) removeRecords(ctx context.Context, due []*candidates.Record) e
 	// A record the store keeps is harmless (its packs are gone) and is
 	// not reported: under Object Lock every record is kept for the
 	// minimum retention.
-	kept, err := s.retainedHandles(ctx, done, "")
-	if err != nil {
-		return err
-	}
-	for _, h := range done {
-		if kept[h] {
-			continue
-		}
-		if err := s.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("removing %s, whose packs are all deleted: %w", h, err)
-		}
-		s.rep.RecordsRemoved++
-	}
-	return nil
+	return s.removeAllowed(ctx, done, "",
+		func(h backend.Handle) string { return fmt.Sprintf("removing %s, whose packs are all deleted", h) },
+		func(backend.Handle) { s.rep.RecordsRemoved++ })
 }
 
 // expireWAL removes the WAL objects Options.WAL says no kept snapshot
@@ -697,20 +701,7 @@ func (p *pruner) expireWAL(ctx context.Context) error {
 	for i, n := range names {
 		hs[i] = backend.Handle{Type: backend.WALFile, Name: n}
 	}
-	kept, err := p.retainedHandles(ctx, hs, "wal")
-	if err != nil {
-		return err
-	}
-	for _, h := range hs {
-		if kept[h] {
-			continue
-		}
-		if !p.o.DryRun {
-			if err := p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("removing %s: %w", h, err)
-			}
-		}
-		p.rep.WALRemoved = append(p.rep.WALRemoved, h.Name)
-	}
-	return nil
+	return p.removeAllowed(ctx, hs, "wal",
+		func(h backend.Handle) string { return fmt.Sprintf("removing %s", h) },
+		func(h backend.Handle) { p.rep.WALRemoved = append(p.rep.WALRemoved, h.Name) })
 }
