@@ -248,6 +248,48 @@ type WholeLoader interface {
 	LoadAll(ctx context.Context, h Handle, limit int64) ([]byte, error)
 }
 
+// WholeReader reads whole objects of one type, each as ReadAll reads
+// one (an object larger than limit is an error), for a caller that reads
+// many: Verify of an audit log reads a million small entries. It is safe
+// for concurrent use.
+type WholeReader interface {
+	// ReadAll returns the whole of the object name, into buf's storage
+	// when it fits (buf may be nil; a caller that reuses buf must be done
+	// with the bytes returned before).
+	ReadAll(ctx context.Context, name string, limit int64, buf []byte) ([]byte, error)
+	Close() error
+}
+
+// WholeReaderOpener is implemented by a store that reads many whole
+// objects of one type more cheaply through something opened once (a
+// local directory: each object opened relative to the type's directory,
+// with no path walk and no stat).
+type WholeReaderOpener interface {
+	OpenWholeReader(ctx context.Context, t FileType) (WholeReader, error)
+}
+
+// OpenWholeReader returns a reader of whole objects of type t on be: the
+// store's own if the backend is a WholeReaderOpener (not one it wraps, as
+// for ReadAll), else one that reads each object through ReadAll.
+func OpenWholeReader(ctx context.Context, be Backend, t FileType) (WholeReader, error) {
+	if o, ok := be.(WholeReaderOpener); ok {
+		return o.OpenWholeReader(ctx, t)
+	}
+	return readAllReader{be: be, t: t}, nil
+}
+
+// readAllReader is a WholeReader through ReadAll.
+type readAllReader struct {
+	be Backend
+	t  FileType
+}
+
+func (r readAllReader) ReadAll(ctx context.Context, name string, limit int64, _ []byte) ([]byte, error) {
+	return ReadAll(ctx, r.be, Handle{Type: r.t, Name: name}, limit)
+}
+
+func (r readAllReader) Close() error { return nil }
+
 // ReadAll loads the whole of h, refusing an object larger than limit
 // bytes: a stored object is never trusted to be as small as nestguard
 // writes it (a planted one could fill memory). A backend that is itself a

@@ -46,6 +46,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 		{"Stream", testStream},
 		{"ReadAll", testReadAll},
 		{"ListNames", testListNames},
+		{"WholeReader", testWholeReader},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -206,6 +206,50 @@ func testReadAll(t *testing.T, be backend.Backend) {
 	}
 }
 
+// testWholeReader: a backend.OpenWholeReader reader (the store's own,
+// where it has one) gives each object's bytes as ReadAll does, of every
+// type and size around its buffer's, into the caller's buffer or a new
+// one; refuses one larger than its limit; and reports a missing one as
+// fs.ErrNotExist.
+func testWholeReader(t *testing.T, be backend.Backend) {
+	ctx := context.Background()
+	for _, ft := range fileTypes {
+		r, err := backend.OpenWholeReader(ctx, be, ft)
+		if err != nil {
+			t.Fatalf("OpenWholeReader(%s): %v", ft, err)
+		}
+		sizes := []int{0, 1, 1023, 1024, 1025, 4096, 70000}
+		if ft == backend.ConfigFile {
+			sizes = sizes[4:5] // one config
+		}
+		for i, n := range sizes {
+			data := randomData(uint64(100+i), n)
+			h := handle(ft, data)
+			save(t, be, h, data)
+			for _, buf := range [][]byte{nil, make([]byte, 0, 1024), make([]byte, 10, 1<<17)} {
+				got, err := r.ReadAll(ctx, h.Name, int64(n), buf)
+				if err != nil || !bytes.Equal(got, data) {
+					t.Errorf("WholeReader.ReadAll of %s (%d bytes) into a buffer of %d: %d bytes, %v", h, n, cap(buf), len(got), err)
+				}
+				if n > 0 {
+					if _, err := r.ReadAll(ctx, h.Name, int64(n)-1, buf); err == nil || errors.Is(err, fs.ErrNotExist) {
+						t.Errorf("WholeReader.ReadAll of %s (%d bytes), limit one byte short, into a buffer of %d: %v, want a size error", h, n, cap(buf), err)
+					}
+				}
+			}
+		}
+		if ft != backend.ConfigFile {
+			missing := handle(ft, []byte("absent"))
+			if _, err := r.ReadAll(ctx, missing.Name, 1<<20, nil); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("WholeReader.ReadAll of a missing %s: %v, want fs.ErrNotExist", missing, err)
+			}
+		}
+		if err := r.Close(); err != nil {
+			t.Errorf("WholeReader.Close: %v", err)
+		}
+	}
+}
+
 // testListNames: backend.ListNames names exactly the objects List gives.
 func testListNames(t *testing.T, be backend.Backend) {
 	ctx := context.Background()

@@ -133,6 +133,17 @@ func (b *Backend) path(h backend.Handle) (string, error) {
 	if !knownType(h.Type) {
 		return "", fmt.Errorf("object %s: unknown object type %q", h, h.Type)
 	}
+	rel, err := relPath(h)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(b.dir, string(h.Type), rel), nil
+}
+
+// relPath returns the file of h (not the config) relative to its type's
+// directory after checking its name as path does: the name, or for a
+// pack the subdirectory of its first two hex digits and the name.
+func relPath(h backend.Handle) (string, error) {
 	if err := checkName(h.Name); err != nil {
 		return "", fmt.Errorf("object %s: %w", h, err)
 	}
@@ -140,9 +151,9 @@ func (b *Backend) path(h backend.Handle) (string, error) {
 		if len(h.Name) < 2 || !isLowerHex(h.Name[0]) || !isLowerHex(h.Name[1]) {
 			return "", fmt.Errorf("object %s: a pack name must start with two lowercase hex digits", h)
 		}
-		return filepath.Join(b.dir, string(backend.PackFile), h.Name[:2], h.Name), nil
+		return h.Name[:2] + "/" + h.Name, nil
 	}
-	return filepath.Join(b.dir, string(h.Type), h.Name), nil
+	return h.Name, nil
 }
 
 func knownType(t backend.FileType) bool {
