@@ -43,16 +43,53 @@ const (
 var hasher = rfc6962.DefaultHasher
 
 // rangeFactory makes compact ranges with RFC 6962 hashing.
-var rangeFactory = &compact.RangeFactory{Hash: hasher.HashChildren}
+var rangeFactory = &compact.RangeFactory{Hash: hashChildren}
 
 // leafHash is the Merkle leaf hash of a sealed record: SHA-256(0x00 ||
 // sealed bytes), so the tree is over what is stored, and checking it
 // needs no key.
 func leafHash(sealed []byte) []byte { return hasher.HashLeaf(sealed) }
 
-// entryName is the object name of log logID's entry starting at start.
+// hashChildren is hasher.HashChildren, SHA-256(0x01 || l || r), with one
+// allocation (the result) where the hasher takes four: Verify hashes a
+// node or two per record.
+func hashChildren(l, r []byte) []byte {
+	if len(l) != sha256.Size || len(r) != sha256.Size {
+		return hasher.HashChildren(l, r)
+	}
+	var b [1 + 2*sha256.Size]byte
+	b[0] = rfc6962.RFC6962NodeHashPrefix
+	copy(b[1:], l)
+	copy(b[1+sha256.Size:], r)
+	sum := sha256.Sum256(b[:])
+	return sum[:]
+}
+
+// rootOf is the root of the tree a compact range from 0 with hashes gives
+// (compact.Range.GetRootHash), without allocating: Verify computes one
+// per entry. hashes must not be empty.
+func rootOf(hashes [][]byte) [sha256.Size]byte {
+	var root [sha256.Size]byte
+	copy(root[:], hashes[len(hashes)-1])
+	var b [1 + 2*sha256.Size]byte
+	b[0] = rfc6962.RFC6962NodeHashPrefix
+	for i := len(hashes) - 2; i >= 0; i-- {
+		copy(b[1:], hashes[i])
+		copy(b[1+sha256.Size:], root[:])
+		root = sha256.Sum256(b[:])
+	}
+	return root
+}
+
+// entryName is the object name of log logID's entry starting at start:
+// the log id, a dash and start in 20 decimal digits.
 func entryName(logID string, start uint64) string {
-	return fmt.Sprintf("%s-%020d", logID, start)
+	var d [20]byte
+	for i := len(d) - 1; i >= 0; i-- {
+		d[i] = byte('0' + start%10)
+		start /= 10
+	}
+	return logID + "-" + string(d[:])
 }
 
 // parseEntryName splits an entry's object name; ok is false for any

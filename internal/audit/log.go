@@ -303,12 +303,19 @@ func readHead(ctx context.Context, be backend.Backend, logID string, v note.Veri
 // logID) and checks its checkpoint's signature with v (nil: not checked)
 // and that it names the entry's tree size.
 func checkEntry(h backend.Handle, b []byte, logID string, start uint64, v note.Verifier) (*entry, error) {
+	e, _, err := checkEntryCheckpoint(h, b, logID, start, v)
+	return e, err
+}
+
+// checkEntryCheckpoint is checkEntry, also returning the entry's
+// checkpoint (whose Note is part of b).
+func checkEntryCheckpoint(h backend.Handle, b []byte, logID string, start uint64, v note.Verifier) (*entry, *Checkpoint, error) {
 	e, err := decodeEntry(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", h, err)
+		return nil, nil, fmt.Errorf("%s: %w", h, err)
 	}
 	if e.logID != logID || e.start != start {
-		return nil, fmt.Errorf("%s: the entry says it is log %q position %d (renamed or copied)", h, e.logID, e.start)
+		return nil, nil, fmt.Errorf("%s: the entry says it is log %q position %d (renamed or copied)", h, e.logID, e.start)
 	}
 	var cp *Checkpoint
 	if v != nil {
@@ -317,12 +324,12 @@ func checkEntry(h backend.Handle, b []byte, logID string, start uint64, v note.V
 		cp, err = ParseUnverified(e.note)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", h, err)
+		return nil, nil, fmt.Errorf("%s: %w", h, err)
 	}
 	if cp.Origin != origin(logID) || cp.Size != e.size() {
-		return nil, fmt.Errorf("%s: its checkpoint is of %q size %d, not of this entry (size %d)", h, cp.Origin, cp.Size, e.size())
+		return nil, nil, fmt.Errorf("%s: its checkpoint is of %q size %d, not of this entry (size %d)", h, cp.Origin, cp.Size, e.size())
 	}
-	return e, nil
+	return e, cp, nil
 }
 
 // entryStarts lists the positions of log logID's entries, sorted.

@@ -1,9 +1,12 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/transparency-dev/merkle/compact"
 )
 
 // Every record of logs of every size up to 17 has an inclusion proof in
@@ -56,5 +59,32 @@ func TestInclusionProofs(t *testing.T) {
 	// A proof against a checkpoint whose root is not the tree's.
 	if _, err := NewTree(cps[1], nil); err == nil {
 		t.Error("a tree without leaves for a non-empty checkpoint")
+	}
+}
+
+// rootOf and hashChildren, Verify's hashing without allocations, give what
+// the RFC 6962 hasher and compact.Range.GetRootHash give.
+func TestRootOfMatchesGetRootHash(t *testing.T) {
+	slow := &compact.RangeFactory{Hash: hasher.HashChildren}
+	want := slow.NewEmptyRange(0)
+	got := rangeFactory.NewEmptyRange(0)
+	for i := range 300 {
+		lh := leafHash([]byte{byte(i), byte(i >> 8)})
+		if err := want.Append(lh, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := got.Append(lh, nil); err != nil {
+			t.Fatal(err)
+		}
+		root, err := want.GetRootHash(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := rootOf(got.Hashes()); !bytes.Equal(r[:], root) {
+			t.Fatalf("size %d: rootOf %x, GetRootHash %x", i+1, r, root)
+		}
+	}
+	if l, r := []byte("short"), leafHash(nil); !bytes.Equal(hashChildren(l, r), hasher.HashChildren(l, r)) {
+		t.Error("hashChildren of a hash that is not 32 bytes differs from the hasher's")
 	}
 }

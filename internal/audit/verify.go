@@ -3,12 +3,16 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"hash"
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
@@ -67,17 +71,138 @@ func (r *Report) problem(format string, args ...any) {
 	}
 }
 
-// checked is one entry read and checked on its own (signature, shape),
-// with its leaf hashes.
+// checked is what Verify's in-order pass needs of one entry read and
+// checked on its own (signature, shape), none of it in the buffer it was
+// read into.
 type checked struct {
-	e      *entry
-	cp     *Checkpoint
-	leaves [][]byte
 	err    error
+	leaves []byte            // its records' leaf hashes, sha256.Size each
+	root   [sha256.Size]byte // its checkpoint's root
+	cp     *Checkpoint       // its checkpoint: kept for the newest entry only
 }
 
-// verifyBatch is how many entries are read ahead in parallel.
+func (c *checked) records() int { return len(c.leaves) / sha256.Size }
+
+// verifyBatch is how many entries are read ahead in parallel: one batch
+// is read while the one before is checked in order.
 const verifyBatch = 4096
+
+// entryReader reads and checks entries in one of Verify's goroutines,
+// with a buffer and a hash of its own.
+type entryReader struct {
+	rd    backend.WholeReader
+	logID string
+	buf   []byte
+	h     hash.Hash
+}
+
+// maxKeptBuffer bounds the read buffer an entryReader keeps between
+// entries (a larger entry is read into one of its own).
+const maxKeptBuffer = 1 << 20
+
+// read reads the entry at start into c, checking its signature with v
+// (nil: not checked) and keeping its checkpoint if keepCheckpoint. A check
+// that fails is c.err; err is a failure to read.
+func (er *entryReader) read(ctx context.Context, start uint64, v note.Verifier, keepCheckpoint bool, c *checked) error {
+	h := backend.Handle{Type: backend.AuditFile, Name: entryName(er.logID, start)}
+	b, err := er.rd.ReadAll(ctx, h.Name, maxEntryLen, er.buf)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", h, err)
+	}
+	if cap(b) > cap(er.buf) && cap(b) <= maxKeptBuffer {
+		er.buf = b[:0]
+	}
+	e, cp, err := checkEntryCheckpoint(h, b, er.logID, start, v)
+	if err != nil {
+		c.err = err
+		return nil
+	}
+	c.root = [sha256.Size]byte(cp.Root) // a SHA-256 hash: checked in parsing
+	c.leaves = make([]byte, 0, len(e.records)*sha256.Size)
+	for _, r := range e.records {
+		// leafHash, without an allocation per record
+		er.h.Reset()
+		er.h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
+		er.h.Write(r)
+		c.leaves = er.h.Sum(c.leaves)
+	}
+	if keepCheckpoint {
+		cp.Note = bytes.Clone(cp.Note)
+		c.cp = cp
+	}
+	return nil
+}
+
+// readEntries reads and checks the entries at starts, verifyBatch at a
+// time with workers goroutines, and calls fn with each batch in order
+// while the next one is read. The newest entry (the last of starts) has
+// its signature checked with v, every entry's if allSignatures.
+func readEntries(ctx context.Context, be backend.Backend, logID string, starts []uint64, workers int, v note.Verifier, allSignatures bool, fn func(starts []uint64, res []checked) error) error {
+	if len(starts) == 0 {
+		return nil
+	}
+	rd, err := backend.OpenWholeReader(ctx, be, backend.AuditFile)
+	if err != nil {
+		return fmt.Errorf("reading the audit log: %w", err)
+	}
+	defer rd.Close()
+	readers := make([]*entryReader, workers)
+	for i := range readers {
+		readers[i] = &entryReader{rd: rd, logID: logID, buf: make([]byte, 0, 16<<10), h: sha256.New()}
+	}
+	last := starts[len(starts)-1]
+	type batch struct {
+		starts []uint64
+		res    []checked
+	}
+	ready := make(chan batch, 1)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(ready)
+		for i := 0; i < len(starts); i += verifyBatch {
+			b := batch{starts: starts[i:min(i+verifyBatch, len(starts))]}
+			b.res = make([]checked, len(b.starts))
+			var next atomic.Int64
+			rg, rctx := errgroup.WithContext(gctx)
+			for _, er := range readers {
+				rg.Go(func() error {
+					for {
+						j := int(next.Add(1) - 1)
+						if j >= len(b.starts) {
+							return nil
+						}
+						start := b.starts[j]
+						ev := v
+						if !allSignatures && start != last {
+							ev = nil
+						}
+						if err := er.read(rctx, start, ev, start == last, &b.res[j]); err != nil {
+							return err
+						}
+					}
+				})
+			}
+			if err := rg.Wait(); err != nil {
+				return err
+			}
+			select {
+			case ready <- b:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for b := range ready {
+			if err := fn(b.starts, b.res); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return g.Wait()
+}
 
 // Verify checks log logID on be with only the verifier key and the stored
 // objects (no passphrase): the entries follow each other with no gap or
@@ -146,6 +271,9 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 		rep.Newest = o.From
 	}
 	checkExported := func() error {
+		if len(exported) == 0 {
+			return nil
+		}
 		xs := exported[rng.End()]
 		if len(xs) == 0 {
 			return nil
@@ -173,44 +301,25 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 	if err := checkExported(); err != nil {
 		return nil, err
 	}
+	// entryAt reads and checks the entry at start again, for the rare
+	// paths that need more of it than the parallel pass keeps.
+	entryAt := func(start uint64) (*entry, *Checkpoint, error) {
+		h := backend.Handle{Type: backend.AuditFile, Name: entryName(logID, start)}
+		b, err := backend.ReadAll(ctx, be, h, maxEntryLen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading %s: %w", h, err)
+		}
+		return checkEntryCheckpoint(h, b, logID, start, nil)
+	}
 	damaged := false // the entry before did not decode or check
-	for i := 0; i < len(starts); i += verifyBatch {
-		batch := starts[i:min(i+verifyBatch, len(starts))]
-		res := make([]checked, len(batch))
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(workers)
-		last := starts[len(starts)-1]
-		for j, start := range batch {
-			v := o.Verifier
-			if !o.AllSignatures && start != last {
-				v = nil
-			}
-			g.Go(func() error {
-				h := backend.Handle{Type: backend.AuditFile, Name: entryName(logID, start)}
-				b, err := backend.ReadAll(gctx, be, h, maxEntryLen)
-				if err != nil {
-					return fmt.Errorf("reading %s: %w", h, err)
-				}
-				c := &res[j]
-				c.e, c.err = checkEntry(h, b, logID, start, v)
-				if c.err != nil {
-					return nil
-				}
-				c.cp, _ = ParseUnverified(c.e.note) // checked by checkEntry
-				c.leaves = make([][]byte, len(c.e.records))
-				for k, r := range c.e.records {
-					c.leaves[k] = leafHash(r)
-				}
-				c.e.records = nil // the leaves are all that is needed
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return nil, err
-		}
-		for j, c := range res {
+	// The newest entry that checked, and its checkpoint if it is the
+	// log's last (the others' are read again at the end).
+	newest, haveNewest := uint64(0), false
+	var newestCP *Checkpoint
+	err = readEntries(ctx, be, logID, starts, workers, o.Verifier, o.AllSignatures, func(batch []uint64, res []checked) error {
+		for j := range res {
+			c := &res[j]
 			start := batch[j]
-			name := string(backend.AuditFile) + "/" + entryName(logID, start)
 			if c.err != nil {
 				rep.problem("%v", c.err)
 				damaged = true
@@ -219,7 +328,9 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 			rep.Entries++
 			afterDamaged := damaged
 			damaged = false
+			newest, haveNewest, newestCP = start, true, c.cp
 			if start != rng.End() {
+				name := string(backend.AuditFile) + "/" + entryName(logID, start)
 				switch {
 				case start > rng.End() && afterDamaged:
 					rep.problem("%s: records %d to %d are not readable (in the damaged entry above, or deleted)", name, rng.End(), start-1)
@@ -228,7 +339,7 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 				default:
 					rep.problem("%s: starts at %d, inside the previous entry (which ends at %d)", name, start, rng.End())
 				}
-				end := start + uint64(len(c.leaves)) // c.e.records were dropped
+				end := start + uint64(c.records())
 				// Go on from the compact range this entry stores (its
 				// records cannot be chained to those before), so that
 				// the entries after it are checked against it rather
@@ -242,38 +353,59 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 						delete(exported, size)
 					}
 				}
-				rng, err = rangeFactory.NewRange(0, end, c.e.frontier)
+				var frontier [][]byte
+				e, _, err := entryAt(start)
+				switch {
+				case err != nil:
+					rep.problem("%v (it changed while being verified)", err)
+				case e.size() != end:
+					rep.problem("%s: changed while being verified: it now ends at %d, not at %d", name, e.size(), end)
+				default:
+					frontier = e.frontier
+				}
+				rng, err = rangeFactory.NewRange(0, end, frontier)
 				if err != nil {
 					rng = rangeFactory.NewEmptyRange(end)
 				}
 				if err := checkExported(); err != nil {
-					return nil, err
+					return err
 				}
-				if root, err := rng.GetRootHash(nil); err == nil && !bytes.Equal(root, c.cp.Root) {
+				if rng.Begin() == 0 && rootOf(rng.Hashes()) != c.root {
 					rep.problem("%s: its compact range does not give its signed root", name)
 				}
-				rep.Newest = c.cp
 				continue
 			}
-			for _, lh := range c.leaves {
-				if err := rng.Append(lh, nil); err != nil {
-					return nil, err
+			for k := 0; k < len(c.leaves); k += sha256.Size {
+				if err := rng.Append(c.leaves[k:k+sha256.Size:k+sha256.Size], nil); err != nil {
+					return err
 				}
 				if err := checkExported(); err != nil {
-					return nil, err
+					return err
 				}
 			}
-			root, err := rng.GetRootHash(nil)
-			if err != nil {
-				if rng.Begin() != 0 {
-					continue // after a gap there is no root to compare
-				}
-				return nil, err
+			if rng.Begin() != 0 {
+				continue // after a gap there is no root to compare
 			}
-			if !bytes.Equal(root, c.cp.Root) {
-				rep.problem("%s: its signed checkpoint (size %d) has root %x, but its records and those before it give %x: a record was modified, deleted, added or reordered", name, c.cp.Size, c.cp.Root, root)
+			if root := rootOf(rng.Hashes()); root != c.root {
+				rep.problem("%s/%s: its signed checkpoint (size %d) has root %x, but its records and those before it give %x: a record was modified, deleted, added or reordered", backend.AuditFile, entryName(logID, start), rng.End(), c.root, root)
 			}
-			rep.Newest = c.cp
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case newestCP != nil:
+		rep.Newest = newestCP
+	case haveNewest:
+		// The log's last entry did not check: the newest is one before
+		// it, whose checkpoint the parallel pass did not keep.
+		_, cp, err := entryAt(newest)
+		if err != nil {
+			rep.problem("%v (it changed while being verified)", err)
+		} else {
+			rep.Newest = cp
 		}
 	}
 	rep.Records = rng.End()

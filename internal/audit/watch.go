@@ -106,6 +106,12 @@ func (r *watched) LoadAll(ctx context.Context, h backend.Handle, limit int64) ([
 	return backend.ReadAll(ctx, r.be, h, limit)
 }
 
+// OpenWholeReader implements backend.WholeReaderOpener, as LoadAll does
+// WholeLoader.
+func (r *watched) OpenWholeReader(ctx context.Context, t backend.FileType) (backend.WholeReader, error) {
+	return backend.OpenWholeReader(ctx, r.be, t)
+}
+
 func (r *watched) Load(ctx context.Context, h backend.Handle, offset, length int64) (io.ReadCloser, error) {
 	return r.be.Load(ctx, h, offset, length)
 }
