@@ -230,3 +230,34 @@ func TestVerifyGapReportedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyAcrossBatches: entries read in batches (3 here) and checked in
+// order while the next batch is read give the same report: a gap and a
+// damaged newest entry each found once, every other entry checked, and
+// the newest checkpoint that of the last entry that checks.
+func TestVerifyAcrossBatches(t *testing.T) {
+	defer func(n int) { verifyBatch = n }(verifyBatch)
+	verifyBatch = 3
+	f := newFixture(t)
+	cps := f.appendN(t, 10, 2)
+	if rep := f.verify(t); !rep.OK() || rep.Entries != 10 || rep.Records != 20 || rep.Newest.Size != 20 {
+		t.Fatalf("intact log: %d entries, %d records, problems %q", rep.Entries, rep.Records, rep.Problems)
+	}
+	if err := os.Remove(f.entryPath(8)); err != nil {
+		t.Fatal(err)
+	}
+	p := f.entryPath(18)
+	os.Chmod(p, 0o600)
+	if err := os.Truncate(p, 100); err != nil {
+		t.Fatal(err)
+	}
+	rep := f.verify(t, cps[2])
+	if len(rep.Problems) != 2 {
+		t.Errorf("%d problems, want 2 (the gap, the damaged entry): %q", len(rep.Problems), rep.Problems)
+	}
+	wantProblem(t, rep, "records 8 to 9 are missing")
+	wantProblem(t, rep, "malformed")
+	if rep.Entries != 8 || rep.Newest == nil || rep.Newest.Size != 18 {
+		t.Errorf("%d entries checked, newest %+v; want 8, and the checkpoint of size 18", rep.Entries, rep.Newest)
+	}
+}

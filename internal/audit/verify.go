@@ -92,7 +92,7 @@ const defaultWorkers = 16
 
 // verifyBatch is how many entries are read ahead in parallel: one batch
 // is read while the one before is checked in order.
-const verifyBatch = 4096
+var verifyBatch = 4096 // a variable for tests only
 
 // entryReader reads and checks entries in one of Verify's goroutines,
 // with a buffer and a hash of its own.
