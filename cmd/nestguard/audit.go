@@ -46,6 +46,9 @@ type auditRun struct {
 	args    []string
 	started time.Time
 	targets []*auditTarget
+	// spooled: the command spooled its work's items itself (the
+	// background WAL archiver, spoolAudit), so its run adds none.
+	spooled bool
 }
 
 // auditTarget is a repository the command opened, and what is needed to
@@ -274,35 +277,64 @@ func (a *app) appendBatched(ctx context.Context, run *auditRun, t *auditTarget, 
 			arg += " --" + f.Name + "=" + pg.RedactDSN(f.Value.String())
 		}
 	})
-	item := audit.BatchItem{Time: run.started.UTC(), Arg: arg, Outcome: outcome, Message: msg}
+	var items []audit.BatchItem
+	if !run.spooled {
+		items = []audit.BatchItem{{Time: run.started.UTC(), Arg: arg, Outcome: outcome, Message: msg}}
+	}
+	return a.spoolItems(ctx, run, t, items, func() *audit.Record { return a.auditRecord(run, t, outcome, msg) })
+}
+
+// spoolItems adds items to t's audit spool (the first directory that
+// works) and flushes it when due. Items that cannot be spooled are
+// recorded at once, in the record alone makes (nil: one batch record of
+// them).
+func (a *app) spoolItems(ctx context.Context, run *auditRun, t *auditTarget, items []audit.BatchItem, alone func() *audit.Record) error {
 	l := audit.New(t.be, t.key, t.logID)
+	batch := func(items []audit.BatchItem) *audit.Record {
+		b := *a.auditRecord(run, t, batchOutcome(items), "")
+		b.Args, b.Message, b.Wrote = nil, fmt.Sprintf("%d calls", len(items)), nil
+		b.Time = items[0].Time
+		b.Batch = items
+		return &b
+	}
 	var sp *audit.Spool
 	var err error
 	for _, dir := range a.auditSpoolDirs() {
 		sp = audit.NewSpool(dir, t.logID)
-		if err = sp.Add(item); err == nil {
+		if err = sp.Add(items...); err == nil {
 			break
 		}
 	}
 	if err != nil {
-		// Correct, only slower: the call gets a record of its own.
-		a.log.Info("audit: no spool; recording this call on its own", "err", err)
-		_, err := l.Append(ctx, a.auditRecord(run, t, outcome, msg))
+		// Correct, only slower: the calls get a record of their own.
+		a.log.Info("audit: no spool; recording these calls on their own", "err", err)
+		rec := batch(items)
+		if alone != nil {
+			rec = alone()
+		}
+		_, err := l.Append(ctx, rec)
 		return err
 	}
 	_, err = sp.Flush(time.Now(), false, func(items []audit.BatchItem) error {
-		b := *a.auditRecord(run, t, outcome, msg)
-		b.Args, b.Message, b.Wrote = nil, fmt.Sprintf("%d calls", len(items)), nil
-		b.Time = items[0].Time
-		b.Outcome = batchOutcome(items)
-		b.Batch = items
-		_, err := l.Append(ctx, &b)
+		_, err := l.Append(ctx, batch(items))
 		return err
 	})
 	if err != nil {
 		a.warn(fmt.Sprintf("audit: the spooled calls in %s stay there for the next call: %v", sp.Path(), err))
 	}
 	return nil
+}
+
+// spoolAudit spools items, the files a background WAL archiver served,
+// as the calls that would have archived them spool theirs (appendBatched);
+// the command's own run then adds no item.
+func (a *app) spoolAudit(ctx context.Context, items []audit.BatchItem) error {
+	run := a.audit
+	if run == nil || len(run.targets) == 0 || len(items) == 0 {
+		return nil
+	}
+	run.spooled = true
+	return a.spoolItems(ctx, run, run.targets[0], items, nil)
 }
 
 func batchOutcome(items []audit.BatchItem) string {

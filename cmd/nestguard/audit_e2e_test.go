@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 type auditLogDoc struct {
@@ -285,5 +286,42 @@ func TestAuditArchiveWALBatched(t *testing.T) {
 	batch := doc.Records[1].Batch
 	if len(batch) != 64 || batch[0].Arg != seg+" --name="+name(0) || batch[63].Outcome != "success" {
 		t.Errorf("batch: %d items, first %+v", len(batch), batch[0])
+	}
+}
+
+// TestAuditArchiveWALAsync: the background worker of archive-wal --async
+// spools an item per file it archived, as the calls would have, and the
+// calls that only took its acknowledgement add none.
+func TestAuditArchiveWALAsync(t *testing.T) {
+	e := newEnv(t)
+	e.subprocess = true // the worker is a process of its own, with the calls' environment
+	e.must("init")
+	spool := filepath.Join(e.dir, "spool")
+	e.extraEnv = []string{"NESTGUARD_AUDIT_SPOOL=" + spool}
+	wal := filepath.Join(e.dir, "pg_wal")
+	os.MkdirAll(filepath.Join(wal, "archive_status"), 0o700)
+	name := func(i int) string { return fmt.Sprintf("%08X.history", i+2) }
+	for i := range 64 {
+		os.WriteFile(filepath.Join(wal, name(i)), fmt.Appendf(nil, "%d\t0/3000000\tno recovery target specified\n", i+1), 0o600)
+		os.WriteFile(filepath.Join(wal, "archive_status", name(i)+".ready"), nil, 0o600)
+	}
+	for i := range 64 {
+		e.must("pg", "archive-wal", "--async", "--worker-idle", "1s", filepath.Join(wal, name(i)))
+		st := filepath.Join(wal, "archive_status", name(i))
+		os.Rename(st+".ready", st+".done")
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		doc := e.auditLog()
+		if got := doc.commands(); slices.Equal(got, []string{"init:success", "pg archive-wal:success"}) {
+			batch := doc.Records[1].Batch
+			if len(batch) != 64 || batch[0].Arg != filepath.Join(wal, name(0))+" --async" {
+				t.Errorf("batch: %d items, first %+v", len(batch), batch[0])
+			}
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("audit log: %v", got)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

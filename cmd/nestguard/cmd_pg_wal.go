@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nestguard/nestguard/internal/audit"
 	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
@@ -22,8 +24,20 @@ func (a *app) pgWALCommands() []*cobra.Command {
 	return []*cobra.Command{monitor(a.pgArchiveWALCommand()), a.pgRestoreWALCommand(), a.pgStatusCommand()}
 }
 
+// archiveWALOptions are what archive-wal is asked to do.
+type archiveWALOptions struct {
+	path, name string
+	async      bool
+	spoolDir   string
+	timeout    time.Duration
+	ahead      int
+	parallel   int
+	idle       time.Duration
+	worker     bool // this process is the background worker
+}
+
 func (a *app) pgArchiveWALCommand() *cobra.Command {
-	var name string
+	var o archiveWALOptions
 	cmd := &cobra.Command{
 		Use:   "archive-wal PATH",
 		Short: "Archive one WAL file: PostgreSQL's archive_command",
@@ -46,20 +60,66 @@ stored; 1 otherwise, and PostgreSQL keeps the file and retries. Archiving a
 file again with identical content succeeds (a retry after a crash); a
 different file under an archived name fails loudly and is never stored:
 that means two clusters share a repository, or a restored cluster did not
-start a new timeline.`,
+start a new timeline.
+
+With --async the call only waits for an acknowledgement: one background
+worker (started by the first call, exiting after --worker-idle without
+work) archives the files PostgreSQL has queued (pg_wal/archive_status/
+*.ready), up to --ahead at once, --parallel compressed at a time, with the
+repository opened once, and leaves in the spool directory (--spool-dir,
+default pg_wal/.nestguard-archive) a marker naming each file, its size and
+its SHA-256 once it is durable in the repository and recorded in the audit
+trail. The call exits 0 only on a marker that matches the file it was
+given, so the contract above holds; it exits 1 with the worker's error, or
+after --timeout without an answer. A file PostgreSQL did not queue is
+archived by the call itself.`,
 		Example: `  # postgresql.conf
   archive_mode = on
   archive_command = 'nestguard --repo s3://bucket/pg --key-file /etc/nestguard/wal.key pg archive-wal %p'
+
+  # asynchronous: a background worker archives ahead of PostgreSQL's calls
+  archive_command = 'nestguard --repo /srv/backup --key-file /etc/nestguard/wal.key pg archive-wal --async %p'
 
   # check that it works (see also pg_stat_archiver):
   psql -c 'SELECT pg_switch_wal()'; nestguard pg status`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runPGArchiveWAL(cmd.Context(), args[0], name)
+			o.path = args[0]
+			return a.runPGArchiveWAL(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&name, "name", "", "store under this WAL file name (default: the base name of PATH)")
+	f := cmd.Flags()
+	f.StringVar(&o.name, "name", "", "store under this WAL file name (default: the base name of PATH)")
+	f.BoolVar(&o.async, "async", false, "wait for a background worker's acknowledgement instead of archiving in this call (see above)")
+	f.StringVar(&o.spoolDir, "spool-dir", "", "with --async: the directory of acknowledgements and the worker's lock (default: .nestguard-archive next to PATH)")
+	f.DurationVar(&o.timeout, "timeout", pg.DefaultArchiveTimeout, "with --async: how long to wait for the acknowledgement")
+	f.IntVar(&o.ahead, "ahead", pg.DefaultArchiveAhead, "with --async: files the worker takes from PostgreSQL's queue at once")
+	f.IntVar(&o.parallel, "parallel", 2, "with --async: files the worker compresses and stores at a time")
+	f.DurationVar(&o.idle, "worker-idle", pg.DefaultWorkerIdle, "with --async: how long the worker waits for more work before it exits")
+	f.BoolVar(&o.worker, "async-worker", false, "internal: be the background worker")
+	f.MarkHidden("async-worker")
 	return cmd
+}
+
+// startArchiveWorker starts this program again, detached, as the
+// background worker of the asynchronous mode; it outlives this call.
+func (a *app) startArchiveWorker(string) error {
+	exe, err := a.executable()
+	if err != nil {
+		return err
+	}
+	return detach(exec.Command(exe, append(append([]string(nil), a.args...), "--async-worker")...))
+}
+
+// detach starts c in a session of its own, with /dev/null as its
+// streams: it never holds the server's log open, and outlives the call.
+func detach(c *exec.Cmd) error {
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // not in PostgreSQL's process group
+	c.Stdin, c.Stdout, c.Stderr = nil, nil, nil
+	if err := c.Start(); err != nil {
+		return err
+	}
+	return c.Process.Release()
 }
 
 // cleanTurn reports whether archiving WAL file name also removes stale
@@ -118,13 +178,7 @@ func (a *app) startPrefetch(spool string, names []string) error {
 		return err
 	}
 	args := append(append([]string(nil), a.args...), "--spool-dir", spool, "--prefetch-background", strings.Join(names, ","))
-	c := exec.Command(exe, args...)
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // not in PostgreSQL's process group
-	c.Stdin, c.Stdout, c.Stderr = nil, nil, nil        // /dev/null: never hold the server's log open
-	if err := c.Start(); err != nil {
-		return err
-	}
-	return c.Process.Release()
+	return detach(exec.Command(exe, args...))
 }
 
 func (a *app) pgStatusCommand() *cobra.Command {
@@ -299,31 +353,97 @@ func (a *app) runPGRestoreWAL(ctx context.Context, o restoreWALOptions) error {
 	})
 }
 
-// runPGArchiveWAL stores WAL file path under name (default: its base name).
-func (a *app) runPGArchiveWAL(ctx context.Context, path, name string) error {
-	// One segment, then exit: collecting garbage only costs latency
+// runPGArchiveWAL stores WAL file o.path under o.name (default: its base
+// name): itself, or with --async through the background worker.
+func (a *app) runPGArchiveWAL(ctx context.Context, o archiveWALOptions) error {
+	if o.name == "" {
+		o.name = filepath.Base(o.path)
+	}
+	if o.ahead < 1 || o.ahead > 1024 || o.parallel < 1 || o.parallel > 64 {
+		return &usageError{fmt.Errorf("--ahead %d, --parallel %d: want 1 to 1024 files ahead and 1 to 64 at a time", o.ahead, o.parallel)}
+	}
+	if o.worker {
+		return a.runArchiveWorker(ctx, o)
+	}
+	// One file, then exit: collecting garbage only costs latency
 	// that PostgreSQL waits on. The soft limit still bounds memory
 	// (segments may be up to 1 GiB).
 	if a.setGCPercent != nil && a.setMemoryLimit != nil {
 		a.setGCPercent(-1)
 		a.setMemoryLimit(512 << 20)
 	}
-	if name == "" {
-		name = filepath.Base(path)
+	if o.async {
+		res, err := pg.ArchiveWALAsync(ctx, o.path, o.name, pg.AsyncOptions{SpoolDir: o.spoolDir, Timeout: o.timeout,
+			StartWorker: a.startArchiveWorker, Log: a.log})
+		if !errors.Is(err, pg.ErrNotQueued) {
+			if err == nil {
+				a.metric("bytes", float64(res.Size))
+				a.log.Info("archived WAL", "file", o.name, "bytes", res.Size, "async", true, "started_worker", res.StartedWorker,
+					"waited_ms", res.Waited.Milliseconds())
+			}
+			return err
+		}
+		a.log.Info("not in PostgreSQL's archive queue: archiving it in this call", "file", o.name)
 	}
 	began := time.Now()
 	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
 		opened := time.Since(began)
-		res, err := pg.ArchiveWAL(ctx, repo, path, name)
+		res, err := pg.ArchiveWAL(ctx, repo, o.path, o.name)
 		if err != nil {
 			return err
 		}
-		if cleanTurn(name) {
+		if cleanTurn(o.name) {
 			repo.CleanStaleTemp(ctx)
 		}
 		a.metric("bytes", float64(res.Size))
-		a.log.Info("archived WAL", "file", name, "bytes", res.Size, "already_archived", res.AlreadyArchived,
+		a.log.Info("archived WAL", "file", o.name, "bytes", res.Size, "already_archived", res.AlreadyArchived,
 			"open_ms", opened.Milliseconds(), "store_ms", res.Duration.Milliseconds(), "total_ms", time.Since(began).Milliseconds())
 		return nil
 	})
+}
+
+// runArchiveWorker is the background worker of --async: it archives what
+// PostgreSQL queued beside o.path until idle. A failure to run at all is
+// left in the spool for the waiting calls.
+func (a *app) runArchiveWorker(ctx context.Context, o archiveWALOptions) error {
+	spool := pg.ArchiveSpool(o.path, o.spoolDir)
+	var bytes int64 // archived by this worker
+	err := a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		st, err := pg.RunArchiveWorker(ctx, repo, pg.WorkerOptions{WALDir: filepath.Dir(o.path), SpoolDir: spool,
+			Ahead: o.ahead, Parallel: o.parallel, Idle: o.idle, Log: a.log,
+			Record: func(ctx context.Context, outs []pg.WorkerOutcome) error {
+				for _, out := range outs {
+					if out.Err == nil {
+						bytes += out.Size
+						if cleanTurn(out.Name) {
+							repo.CleanStaleTemp(ctx)
+						}
+					}
+				}
+				a.metric("bytes", float64(bytes))
+				return a.spoolAudit(ctx, archivedItems(outs))
+			}})
+		a.log.Info("background WAL archiver done", "archived", st.Archived, "failed", st.Failed)
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		if werr := pg.WriteWorkerError(spool, err); werr != nil {
+			a.log.Warn("leaving the worker's error in the spool", "err", werr)
+		}
+	}
+	return err
+}
+
+// archivedItems are the audit items of the files a worker archived: one
+// each, as a call archiving it would have left.
+func archivedItems(outs []pg.WorkerOutcome) []audit.BatchItem {
+	items := make([]audit.BatchItem, 0, len(outs))
+	for _, out := range outs {
+		it := audit.BatchItem{Time: out.Started.UTC(), Arg: out.Path + " --async", Outcome: audit.Success}
+		if out.Err != nil {
+			it.Outcome, it.Message = audit.Failed, out.Err.Error()
+		}
+		items = append(items, it)
+	}
+	return items
 }

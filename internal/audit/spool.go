@@ -34,17 +34,27 @@ func NewSpool(dir, logID string) *Spool {
 // Path is the spool's file.
 func (s *Spool) Path() string { return s.path }
 
-// Add appends it to the spool, durably (fsync): once Add returns, the
-// item is recorded at least once, by the next flush. The spool must be a
-// regular file (not a link) in a directory of this user's that no one
-// else may write.
-func (s *Spool) Add(it BatchItem) error {
+// Add appends items to the spool, durably (one fsync): once Add
+// returns, each is recorded at least once, by the next flush. The spool
+// must be a regular file (not a link) in a directory of this user's that
+// no one else may write.
+func (s *Spool) Add(items ...BatchItem) error {
+	if len(items) == 0 {
+		return nil
+	}
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
 		return fmt.Errorf("audit spool: %w", err)
 	}
-	line, err := json.Marshal(it)
-	if err != nil {
-		return err
+	var line []byte
+	for i, it := range items {
+		b, err := json.Marshal(it)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			line = append(line, '\n')
+		}
+		line = append(line, b...)
 	}
 	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_APPEND|os.O_CREATE|noFollow, 0o600)
 	if err != nil {

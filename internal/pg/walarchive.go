@@ -3,6 +3,7 @@ package pg
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ type ArchiveResult struct {
 	// retries a file whose archiving it could not confirm).
 	AlreadyArchived bool
 	Duration        time.Duration
+	// SHA256 is the digest of the file's content, set by
+	// ArchiveWALDigest: the asynchronous mode's acknowledgement names it.
+	SHA256 [sha256.Size]byte
 }
 
 // ErrArchivedDiffers is returned when the repository holds a different
@@ -47,6 +51,16 @@ const maxSmallWALFile = 16 << 20
 // says. If name is already stored, the stored copy is compared: identical
 // is success, different is ErrArchivedDiffers.
 func ArchiveWAL(ctx context.Context, repo WALRepo, path, name string) (ArchiveResult, error) {
+	return archiveWAL(ctx, repo, path, name, false)
+}
+
+// ArchiveWALDigest is ArchiveWAL that also returns the SHA-256 of what it
+// stored (or found stored, identical).
+func ArchiveWALDigest(ctx context.Context, repo WALRepo, path, name string) (ArchiveResult, error) {
+	return archiveWAL(ctx, repo, path, name, true)
+}
+
+func archiveWAL(ctx context.Context, repo WALRepo, path, name string, digest bool) (ArchiveResult, error) {
 	began := time.Now()
 	res := ArchiveResult{Name: name}
 	if !pgmeta.IsWALFileName(name) {
@@ -58,6 +72,9 @@ func ArchiveWAL(ctx context.Context, repo WALRepo, path, name string) (ArchiveRe
 	}
 	defer release()
 	res.Size = int64(len(data))
+	if digest {
+		res.SHA256 = sha256.Sum256(data)
+	}
 	err = repo.SaveNamed(ctx, backend.WALFile, name, data)
 	if errors.Is(err, fs.ErrExist) {
 		res.AlreadyArchived = true
