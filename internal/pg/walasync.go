@@ -123,14 +123,30 @@ func ArchiveWALAsync(ctx context.Context, path, name string, o AsyncOptions) (As
 	if err := makeSpool(spool); err != nil {
 		return res, err
 	}
+	// The digest an acknowledgement must name, computed while waiting.
+	digest := make(chan digestResult, 1)
+	go func() {
+		d, err := digestFile(path, name)
+		digest <- digestResult{d, err}
+	}()
 	var (
 		have      *fileDigest
 		lastStart time.Time
 		lastProbe time.Time
 	)
+	getDigest := func() (*fileDigest, error) {
+		if have == nil {
+			r := <-digest
+			if r.err != nil {
+				return nil, r.err
+			}
+			have = r.d
+		}
+		return have, nil
+	}
 	deadline := began.Add(o.Timeout)
 	for {
-		done, err := checkMarkers(spool, path, name, &have, o.Log)
+		done, err := checkMarkers(spool, name, getDigest, o.Log)
 		if done {
 			res.Size, res.Waited = have.size, time.Since(began)
 			return res, nil
@@ -173,6 +189,11 @@ type fileDigest struct {
 	sum  [sha256.Size]byte
 }
 
+type digestResult struct {
+	d   *fileDigest
+	err error
+}
+
 // digestFile reads the file to archive as the worker does and hashes it.
 func digestFile(path, name string) (*fileDigest, error) {
 	data, release, err := loadWALFile(path, name)
@@ -186,23 +207,22 @@ func digestFile(path, name string) (*fileDigest, error) {
 // checkMarkers looks for the worker's word on name: done once a valid
 // acknowledgement for this very content is there; an error when the worker
 // failed on it (the marker is then removed, so that the next call asks
-// again). have caches the file's digest.
-func checkMarkers(spool, path, name string, have **fileDigest, log *slog.Logger) (bool, error) {
+// again). digest returns the file's digest.
+func checkMarkers(spool, name string, digest func() (*fileDigest, error), log *slog.Logger) (bool, error) {
 	okPath := filepath.Join(spool, name+".ok")
 	b, err := os.ReadFile(okPath)
 	switch {
 	case err == nil:
 		m, perr := parseOK(b)
 		if perr == nil && m.name == name {
-			if *have == nil {
-				if *have, err = digestFile(path, name); err != nil {
-					return false, err
-				}
+			have, err := digest()
+			if err != nil {
+				return false, err
 			}
-			if m.size == (*have).size && m.sum == (*have).sum {
+			if m.size == have.size && m.sum == have.sum {
 				return true, nil
 			}
-			perr = fmt.Errorf("it names %d bytes with SHA-256 %x, the file has %d bytes with SHA-256 %x", m.size, m.sum, (*have).size, (*have).sum)
+			perr = fmt.Errorf("it names %d bytes with SHA-256 %x, the file has %d bytes with SHA-256 %x", m.size, m.sum, have.size, have.sum)
 		} else if perr == nil {
 			perr = fmt.Errorf("it names %s", m.name)
 		}
