@@ -68,7 +68,7 @@ work) archives the files PostgreSQL has queued (pg_wal/archive_status/
 *.ready), up to --ahead at once, --parallel compressed at a time, with the
 repository opened once, and leaves in the spool directory (--spool-dir,
 default pg_wal/.nestguard-archive) a marker naming each file, its size and
-its SHA-256 once it is durable in the repository and recorded in the audit
+its BLAKE3 digest once it is durable in the repository and recorded in the audit
 trail. The call exits 0 only on a marker that matches the file it was
 given, so the contract above holds; it exits 1 with the worker's error, or
 after --timeout without an answer. A file PostgreSQL did not queue is
@@ -409,6 +409,12 @@ func (a *app) runArchiveWorker(ctx context.Context, o archiveWALOptions) error {
 	spool := pg.ArchiveSpool(o.path, o.spoolDir)
 	var bytes int64 // archived by this worker
 	err := a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		// Each file in hand holds its object's buffer (the size of the
+		// segment at most) until stored: below that, the collector would
+		// run for every segment.
+		if _, set := a.lookupEnv("GOMEMLIMIT"); !set && a.setMemoryLimit != nil {
+			a.setMemoryLimit(pipelineMemory + int64(o.parallel)*48<<20)
+		}
 		st, err := pg.RunArchiveWorker(ctx, repo, pg.WorkerOptions{WALDir: filepath.Dir(o.path), SpoolDir: spool,
 			Ahead: o.ahead, Parallel: o.parallel, Idle: o.idle, Log: a.log,
 			Record: func(ctx context.Context, outs []pg.WorkerOutcome) error {

@@ -6,7 +6,7 @@ package pg
 // looks ahead in PostgreSQL's queue (archive_status/*.ready), so that the
 // call PostgreSQL waits on usually only finds the acknowledgement the
 // worker left: a marker in a spool directory naming the file, its size and
-// its SHA-256.
+// its BLAKE3 digest.
 //
 // The spool (default pg_wal/.nestguard-archive) holds:
 //
@@ -24,7 +24,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -186,7 +185,7 @@ func ArchiveWALAsync(ctx context.Context, path, name string, o AsyncOptions) (As
 // fileDigest is what an acknowledgement must name.
 type fileDigest struct {
 	size int64
-	sum  [sha256.Size]byte
+	sum  [32]byte
 }
 
 type digestResult struct {
@@ -201,7 +200,7 @@ func digestFile(path, name string) (*fileDigest, error) {
 		return nil, err
 	}
 	defer release()
-	return &fileDigest{size: int64(len(data)), sum: sha256.Sum256(data)}, nil
+	return &fileDigest{size: int64(len(data)), sum: contentDigest(data)}, nil
 }
 
 // checkMarkers looks for the worker's word on name: done once a valid
@@ -222,7 +221,7 @@ func checkMarkers(spool, name string, digest func() (*fileDigest, error), log *s
 			if m.size == have.size && m.sum == have.sum {
 				return true, nil
 			}
-			perr = fmt.Errorf("it names %d bytes with SHA-256 %x, the file has %d bytes with SHA-256 %x", m.size, m.sum, have.size, have.sum)
+			perr = fmt.Errorf("it names %d bytes with digest %x, the file has %d bytes with digest %x", m.size, m.sum, have.size, have.sum)
 		} else if perr == nil {
 			perr = fmt.Errorf("it names %s", m.name)
 		}
@@ -253,11 +252,11 @@ const (
 type okMarker struct {
 	name string
 	size int64
-	sum  [sha256.Size]byte
+	sum  [32]byte
 }
 
-func formatOK(name string, size int64, sum [sha256.Size]byte) []byte {
-	return fmt.Appendf(nil, "%s\nname %s\nsize %d\nsha256 %x\n", okHeader, name, size, sum)
+func formatOK(name string, size int64, sum [32]byte) []byte {
+	return fmt.Appendf(nil, "%s\nname %s\nsize %d\nblake3 %x\n", okHeader, name, size, sum)
 }
 
 // parseOK accepts exactly what formatOK writes: a torn or edited marker is
@@ -270,7 +269,7 @@ func parseOK(b []byte) (okMarker, error) {
 	}
 	name, ok1 := strings.CutPrefix(lines[1], "name ")
 	size, ok2 := strings.CutPrefix(lines[2], "size ")
-	sum, ok3 := strings.CutPrefix(lines[3], "sha256 ")
+	sum, ok3 := strings.CutPrefix(lines[3], "blake3 ")
 	if !ok1 || !ok2 || !ok3 || !pgmeta.IsWALFileName(name) {
 		return m, errors.New("not a complete acknowledgement")
 	}
@@ -279,7 +278,7 @@ func parseOK(b []byte) (okMarker, error) {
 		return m, errors.New("a bad size")
 	}
 	d, err := hex.DecodeString(sum)
-	if err != nil || len(d) != sha256.Size || strings.ToLower(sum) != sum {
+	if err != nil || len(d) != 32 || strings.ToLower(sum) != sum {
 		return m, errors.New("a bad digest")
 	}
 	m.name, m.size = name, n

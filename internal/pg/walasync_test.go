@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -141,7 +140,7 @@ func TestArchiveWALAsyncMarkers(t *testing.T) {
 	}
 	never := func(string) error { return nil } // a worker that does nothing
 	data, _ := os.ReadFile(filepath.Join(dir, names[0]))
-	sum := sha256.Sum256(data)
+	sum := contentDigest(data)
 	other := sum
 	other[0] ^= 1
 

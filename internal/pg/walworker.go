@@ -207,7 +207,7 @@ func acknowledge(ctx context.Context, o WorkerOptions, group []WorkerOutcome, st
 			stats.Archived++
 			o.Log.Info("archived WAL", "file", out.Name, "bytes", out.Size, "already_archived", out.AlreadyArchived,
 				"store_ms", out.Duration.Milliseconds())
-			err = writeMarker(o.SpoolDir, out.Name+".ok", formatOK(out.Name, out.Size, out.SHA256))
+			err = writeMarker(o.SpoolDir, out.Name+".ok", formatOK(out.Name, out.Size, out.Digest))
 		}
 		if err != nil {
 			return err

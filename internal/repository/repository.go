@@ -43,13 +43,17 @@ var (
 // Repository is an open, unlocked repository. Its methods are safe for
 // concurrent use.
 type Repository struct {
-	be     backend.Backend
-	key    *crypto.Key
-	blobID crypto.BlobIDFunc // the config's blob ID algorithm under key
-	keyID  string            // the slot that opened it
-	cfg    Config
-	codec  *compress.Codec // nil: compression off
-	dec    *compress.Codec // decodes whatever the writer chose
+	// namedBufs recycles the buffers large named objects are sealed in
+	// (sealNamed): a process storing many WAL segments (the background
+	// archiver) would otherwise clear 16 MiB of reused memory for each.
+	namedBufs sync.Pool
+	be        backend.Backend
+	key       *crypto.Key
+	blobID    crypto.BlobIDFunc // the config's blob ID algorithm under key
+	keyID     string            // the slot that opened it
+	cfg       Config
+	codec     *compress.Codec // nil: compression off
+	dec       *compress.Codec // decodes whatever the writer chose
 	// fast compresses named objects (WAL segments): PostgreSQL waits on
 	// each archive call, so latency beats the last few percent of ratio.
 	fast   *compress.Codec
