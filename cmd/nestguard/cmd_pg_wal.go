@@ -67,12 +67,13 @@ worker (started by the first call, exiting after --worker-idle without
 work) archives the files PostgreSQL has queued (pg_wal/archive_status/
 *.ready), up to --ahead at once, --parallel compressed at a time, with the
 repository opened once, and leaves in the spool directory (--spool-dir,
-default pg_wal/.nestguard-archive) a marker naming each file, its size and
-its BLAKE3 digest once it is durable in the repository and recorded in the audit
-trail. The call exits 0 only on a marker that matches the file it was
-given, so the contract above holds; it exits 1 with the worker's error, or
-after --timeout without an answer. A file PostgreSQL did not queue is
-archived by the call itself.`,
+default pg_wal/.nestguard-archive) a marker naming each file, its size,
+its BLAKE3 digest and the identity of the file read (inode, times) once it
+is durable in the repository and recorded in the audit trail. The call
+exits 0 only on a marker for the very file it was given (the same
+identity, or else the same size and digest), so the contract above holds;
+it exits 1 with the worker's error, or after --timeout without an answer.
+A file PostgreSQL did not queue is archived by the call itself.`,
 		Example: `  # postgresql.conf
   archive_mode = on
   archive_command = 'nestguard --repo s3://bucket/pg --key-file /etc/nestguard/wal.key pg archive-wal %p'

@@ -95,6 +95,28 @@ func (r *watched) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 	return err
 }
 
+// SaveDeferred implements backend.DeferredSaver with the watched store's,
+// or with Save where it has none.
+func (r *watched) SaveDeferred(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	ds, ok := backend.As[backend.DeferredSaver](r.be)
+	if !ok {
+		return r.Save(ctx, h, rd, size)
+	}
+	err := ds.SaveDeferred(ctx, h, rd, size)
+	if err == nil {
+		r.w.add(h, "")
+	}
+	return err
+}
+
+// SyncNames implements backend.DeferredSaver.
+func (r *watched) SyncNames(ctx context.Context, hs []backend.Handle) error {
+	if ds, ok := backend.As[backend.DeferredSaver](r.be); ok {
+		return ds.SyncNames(ctx, hs)
+	}
+	return nil
+}
+
 // ListNames implements backend.NameLister, as LoadAll does WholeLoader.
 func (r *watched) ListNames(ctx context.Context, t backend.FileType, fn func(string) error) error {
 	return backend.ListNames(ctx, r.be, t, fn)

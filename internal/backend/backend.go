@@ -161,6 +161,18 @@ type PendingObject interface {
 	Abort() error
 }
 
+// DeferredSaver is implemented by stores where an object's name becomes
+// durable only with a sync of its directory (a local directory): a
+// caller storing many objects at once saves each with SaveDeferred and
+// then syncs their directories once with SyncNames.
+type DeferredSaver interface {
+	// SaveDeferred is Save, except that the object's name may not survive
+	// a crash until SyncNames: its data is durable, and it is visible.
+	SaveDeferred(ctx context.Context, h Handle, rd io.ReadSeeker, size int64) error
+	// SyncNames makes the names of hs durable.
+	SyncNames(ctx context.Context, hs []Handle) error
+}
+
 // StaleTempAge is the age past which temporary data of an interrupted
 // writer is removed (see TempCleaner): a day. A running writer renews its
 // temporary file's mtime with every write, and no single S3 multipart

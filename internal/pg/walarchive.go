@@ -32,9 +32,11 @@ type ArchiveResult struct {
 	// retries a file whose archiving it could not confirm).
 	AlreadyArchived bool
 	Duration        time.Duration
-	// Digest is the file's content digest (contentDigest), set by
-	// ArchiveWALDigest: the asynchronous mode's acknowledgement names it.
+	// Digest is the file's content digest (contentDigest) and ident the
+	// file's identity when it was read, set for the background worker:
+	// the asynchronous mode's acknowledgement names them.
 	Digest [32]byte
+	ident  fileIdent
 }
 
 // ErrArchivedDiffers is returned when the repository holds a different
@@ -52,31 +54,53 @@ const maxSmallWALFile = 16 << 20
 // says. If name is already stored, the stored copy is compared: identical
 // is success, different is ErrArchivedDiffers.
 func ArchiveWAL(ctx context.Context, repo WALRepo, path, name string) (ArchiveResult, error) {
-	return archiveWAL(ctx, repo, path, name, false)
+	return archiveWAL(ctx, repo, path, name, archiveOpts{})
 }
 
-// ArchiveWALDigest is ArchiveWAL that also returns the digest of what it
-// stored (or found stored, identical).
-func ArchiveWALDigest(ctx context.Context, repo WALRepo, path, name string) (ArchiveResult, error) {
-	return archiveWAL(ctx, repo, path, name, true)
+// archiveOpts are what the background worker asks of archiveWAL beyond
+// ArchiveWAL.
+type archiveOpts struct {
+	digest   bool // set ArchiveResult.Digest
+	deferred bool // leave the name's durability to syncWAL, where repo can
 }
 
-func archiveWAL(ctx context.Context, repo WALRepo, path, name string, digest bool) (ArchiveResult, error) {
+// walBatcher is a WALRepo that can make many names durable with one sync
+// (repository.Repository).
+type walBatcher interface {
+	SaveNamedDeferred(ctx context.Context, t backend.FileType, name string, plain []byte) error
+	SyncNamed(ctx context.Context, t backend.FileType, names []string) error
+}
+
+// syncWAL makes the names of WAL files stored by archiveWAL with deferred
+// durable.
+func syncWAL(ctx context.Context, repo WALRepo, names []string) error {
+	if b, ok := repo.(walBatcher); ok {
+		return b.SyncNamed(ctx, backend.WALFile, names)
+	}
+	return nil
+}
+
+func archiveWAL(ctx context.Context, repo WALRepo, path, name string, o archiveOpts) (ArchiveResult, error) {
 	began := time.Now()
 	res := ArchiveResult{Name: name}
 	if !pgmeta.IsWALFileName(name) {
 		return res, fmt.Errorf("%q is not a WAL file name PostgreSQL archives (segment, .partial, .history or .backup): pass the file as %%p, or its name with --name", name)
 	}
-	data, release, err := readWALFile(path, name)
+	data, release, fi, err := readWALFile(path, name)
 	if err != nil {
 		return res, err
 	}
 	defer release()
 	res.Size = int64(len(data))
-	if digest {
+	if o.digest {
 		res.Digest = contentDigest(data)
+		res.ident, _ = identOf(fi)
 	}
-	err = repo.SaveNamed(ctx, backend.WALFile, name, data)
+	if b, ok := repo.(walBatcher); ok && o.deferred {
+		err = b.SaveNamedDeferred(ctx, backend.WALFile, name, data)
+	} else {
+		err = repo.SaveNamed(ctx, backend.WALFile, name, data)
+	}
 	if errors.Is(err, fs.ErrExist) {
 		res.AlreadyArchived = true
 		err = compareArchived(ctx, repo, name, data)
@@ -97,34 +121,34 @@ func contentDigest(data []byte) [32]byte { return blake3.Sum256(data) }
 // readWALFile reads and checks the file to archive; release gives back
 // the memory of data (a segment is mapped, see mapWALFile), which must
 // not be used after it.
-func readWALFile(path, name string) (data []byte, release func(), err error) {
-	data, release, err = loadWALFile(path, name)
+func readWALFile(path, name string) (data []byte, release func(), fi os.FileInfo, err error) {
+	data, release, fi, err = loadWALFile(path, name)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if pgmeta.IsSegment(name) || pgmeta.IsPartial(name) {
 		if err := checkSegment(data, name); err != nil {
 			release()
-			return nil, nil, fmt.Errorf("refusing to archive %s: %w", path, err)
+			return nil, nil, nil, fmt.Errorf("refusing to archive %s: %w", path, err)
 		}
 	}
-	return data, release, nil
+	return data, release, fi, nil
 }
 
 // loadWALFile returns the contents of the file to archive, mapped when it
 // is a segment.
-func loadWALFile(path, name string) ([]byte, func(), error) {
+func loadWALFile(path, name string) ([]byte, func(), os.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading WAL file: %w", err)
+		return nil, nil, nil, fmt.Errorf("reading WAL file: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading WAL file: %w", err)
+		return nil, nil, nil, fmt.Errorf("reading WAL file: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("WAL file %s is not a regular file", path)
+		return nil, nil, nil, fmt.Errorf("WAL file %s is not a regular file", path)
 	}
 	size := fi.Size()
 	segment := pgmeta.IsSegment(name) || pgmeta.IsPartial(name)
@@ -133,18 +157,18 @@ func loadWALFile(path, name string) ([]byte, func(), error) {
 		limit = pgmeta.MaxSegmentSize
 	}
 	if size > limit {
-		return nil, nil, fmt.Errorf("WAL file %s has %d bytes, more than a %s file can have", path, size, walKind(name))
+		return nil, nil, nil, fmt.Errorf("WAL file %s has %d bytes, more than a %s file can have", path, size, walKind(name))
 	}
 	if segment {
 		if data, unmap, ok := mapWALFile(f, size); ok {
-			return data, unmap, nil
+			return data, unmap, fi, nil
 		}
 	}
 	data := make([]byte, size)
 	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, nil, fmt.Errorf("reading WAL file %s: %w (did it shrink while read?)", path, err)
+		return nil, nil, nil, fmt.Errorf("reading WAL file %s: %w (did it shrink while read?)", path, err)
 	}
-	return data, func() {}, nil
+	return data, func() {}, fi, nil
 }
 
 func walKind(name string) string {

@@ -122,30 +122,35 @@ func ArchiveWALAsync(ctx context.Context, path, name string, o AsyncOptions) (As
 	if err := makeSpool(spool); err != nil {
 		return res, err
 	}
-	// The digest an acknowledgement must name, computed while waiting.
-	digest := make(chan digestResult, 1)
-	go func() {
-		d, err := digestFile(path, name)
-		digest <- digestResult{d, err}
-	}()
 	var (
 		have      *fileDigest
 		lastStart time.Time
 		lastProbe time.Time
 	)
-	getDigest := func() (*fileDigest, error) {
-		if have == nil {
-			r := <-digest
-			if r.err != nil {
-				return nil, r.err
+	check := func(m okMarker) (bool, error) {
+		// The very file the worker read and hashed (its identity
+		// unchanged since) needs no hashing again; any other is hashed.
+		if fi, err := os.Stat(path); err == nil {
+			if id, ok := identOf(fi); ok && id == m.ident && id.Size == m.size {
+				have = &fileDigest{size: m.size, sum: m.sum}
+				return true, nil
 			}
-			have = r.d
 		}
-		return have, nil
+		if have == nil {
+			d, err := digestFile(path, name)
+			if err != nil {
+				return false, err
+			}
+			have = d
+		}
+		if m.size == have.size && m.sum == have.sum {
+			return true, nil
+		}
+		return false, fmt.Errorf("%w: it names %d bytes with digest %x, the file has %d bytes with digest %x", errAckMismatch, m.size, m.sum, have.size, have.sum)
 	}
 	deadline := began.Add(o.Timeout)
 	for {
-		done, err := checkMarkers(spool, name, getDigest, o.Log)
+		done, err := checkMarkers(spool, name, check, o.Log)
 		if done {
 			res.Size, res.Waited = have.size, time.Since(began)
 			return res, nil
@@ -188,14 +193,17 @@ type fileDigest struct {
 	sum  [32]byte
 }
 
-type digestResult struct {
-	d   *fileDigest
-	err error
+// fileIdent identifies a file as it was read (identOf): a file with the
+// same identity since has the same content.
+type fileIdent struct {
+	Dev, Ino     uint64
+	Size         int64
+	Mtime, Ctime int64 // ns
 }
 
 // digestFile reads the file to archive as the worker does and hashes it.
 func digestFile(path, name string) (*fileDigest, error) {
-	data, release, err := loadWALFile(path, name)
+	data, release, _, err := loadWALFile(path, name)
 	if err != nil {
 		return nil, err
 	}
@@ -203,25 +211,24 @@ func digestFile(path, name string) (*fileDigest, error) {
 	return &fileDigest{size: int64(len(data)), sum: contentDigest(data)}, nil
 }
 
-// checkMarkers looks for the worker's word on name: done once a valid
-// acknowledgement for this very content is there; an error when the worker
-// failed on it (the marker is then removed, so that the next call asks
-// again). digest returns the file's digest.
-func checkMarkers(spool, name string, digest func() (*fileDigest, error), log *slog.Logger) (bool, error) {
+// checkMarkers looks for the worker's word on name: done once an
+// acknowledgement is there that check accepts for the file as it is; an
+// error when the worker failed on it (the marker is then removed, so that
+// the next call asks again).
+func checkMarkers(spool, name string, check func(okMarker) (bool, error), log *slog.Logger) (bool, error) {
 	okPath := filepath.Join(spool, name+".ok")
 	b, err := os.ReadFile(okPath)
 	switch {
 	case err == nil:
 		m, perr := parseOK(b)
 		if perr == nil && m.name == name {
-			have, err := digest()
-			if err != nil {
-				return false, err
-			}
-			if m.size == have.size && m.sum == have.sum {
+			var ok bool
+			if ok, perr = check(m); ok {
 				return true, nil
 			}
-			perr = fmt.Errorf("it names %d bytes with digest %x, the file has %d bytes with digest %x", m.size, m.sum, have.size, have.sum)
+			if perr != nil && !errors.Is(perr, errAckMismatch) {
+				return false, perr // the file could not be read
+			}
 		} else if perr == nil {
 			perr = fmt.Errorf("it names %s", m.name)
 		}
@@ -242,6 +249,9 @@ func checkMarkers(spool, name string, digest func() (*fileDigest, error), log *s
 	return false, nil
 }
 
+// errAckMismatch: an acknowledgement names other content than the file's.
+var errAckMismatch = errors.New("not this file's acknowledgement")
+
 // Marker files.
 const (
 	okHeader        = "nestguard archive-wal ok v1"
@@ -250,39 +260,60 @@ const (
 )
 
 type okMarker struct {
-	name string
-	size int64
-	sum  [32]byte
+	name  string
+	size  int64
+	sum   [32]byte
+	ident fileIdent // zero: unknown
 }
 
-func formatOK(name string, size int64, sum [32]byte) []byte {
-	return fmt.Appendf(nil, "%s\nname %s\nsize %d\nblake3 %x\n", okHeader, name, size, sum)
+func formatOK(name string, size int64, sum [32]byte, id fileIdent) []byte {
+	return fmt.Appendf(nil, "%s\nname %s\nsize %d\nblake3 %x\nfile %d %d %d %d\n", okHeader, name, size, sum, id.Dev, id.Ino, id.Mtime, id.Ctime)
 }
 
 // parseOK accepts exactly what formatOK writes: a torn or edited marker is
 // not an acknowledgement.
 func parseOK(b []byte) (okMarker, error) {
 	var m okMarker
+	bad := errors.New("not a complete acknowledgement")
 	lines := strings.Split(string(b), "\n")
-	if len(lines) != 5 || lines[0] != okHeader || lines[4] != "" {
-		return m, errors.New("not a complete acknowledgement")
+	if len(lines) != 6 || lines[0] != okHeader || lines[5] != "" {
+		return m, bad
 	}
 	name, ok1 := strings.CutPrefix(lines[1], "name ")
 	size, ok2 := strings.CutPrefix(lines[2], "size ")
 	sum, ok3 := strings.CutPrefix(lines[3], "blake3 ")
-	if !ok1 || !ok2 || !ok3 || !pgmeta.IsWALFileName(name) {
-		return m, errors.New("not a complete acknowledgement")
+	file, ok4 := strings.CutPrefix(lines[4], "file ")
+	if !ok1 || !ok2 || !ok3 || !ok4 || !pgmeta.IsWALFileName(name) {
+		return m, bad
 	}
 	n, err := strconv.ParseInt(size, 10, 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != size {
 		return m, errors.New("a bad size")
 	}
 	d, err := hex.DecodeString(sum)
 	if err != nil || len(d) != 32 || strings.ToLower(sum) != sum {
 		return m, errors.New("a bad digest")
 	}
+	f := strings.Split(file, " ")
+	if len(f) != 4 {
+		return m, bad
+	}
+	var id [2]uint64
+	var at [2]int64
+	for i, x := range f {
+		var err error
+		if i < 2 {
+			id[i], err = strconv.ParseUint(x, 10, 64)
+		} else {
+			at[i-2], err = strconv.ParseInt(x, 10, 64)
+		}
+		if err != nil {
+			return m, errors.New("a bad file identity")
+		}
+	}
 	m.name, m.size = name, n
 	copy(m.sum[:], d)
+	m.ident = fileIdent{Dev: id[0], Ino: id[1], Size: n, Mtime: at[0], Ctime: at[1]}
 	return m, nil
 }
 

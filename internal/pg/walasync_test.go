@@ -139,22 +139,48 @@ func TestArchiveWALAsyncMarkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	never := func(string) error { return nil } // a worker that does nothing
-	data, _ := os.ReadFile(filepath.Join(dir, names[0]))
+	seg := filepath.Join(dir, names[0])
+	data, _ := os.ReadFile(seg)
 	sum := contentDigest(data)
 	other := sum
 	other[0] ^= 1
+	size := int64(len(data))
+	ident := func(p string) fileIdent {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := identOf(fi)
+		return id
+	}
+	// The identity this file had before it was rewritten in place (new
+	// content, new times, same inode and size), and another file's.
+	before := ident(seg)
+	data2 := makeSegment(1, 40, 1<<20, 77)
+	if err := os.WriteFile(seg, data2, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(seg, time.Time{}, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if after := ident(seg); after == before {
+		t.Fatal("rewriting the file did not change its identity")
+	}
+	cp := writeFile(t, t.TempDir(), names[0], data)
 
 	for _, bad := range [][]byte{
-		formatOK(names[0], int64(len(data)), other),                                // another content of the same name
-		formatOK(names[0], int64(len(data))-1, sum),                                // another size
-		formatOK(names[1], int64(len(data)), sum),                                  // another name
-		formatOK(names[0], int64(len(data)), sum)[:60],                             // torn
-		[]byte(strings.ToUpper(string(formatOK(names[0], int64(len(data)), sum)))), // edited
+		formatOK(names[0], size, sum, before),                                                       // the file before it was rewritten: a stale acknowledgement
+		formatOK(names[0], size, sum, ident(cp)),                                                    // a copy elsewhere
+		formatOK(names[0], size, other, fileIdent{}),                                                // no identity, another content
+		formatOK(names[0], size-1, contentDigest(data2), ident(seg)),                                // another size
+		formatOK(names[1], size, contentDigest(data2), ident(seg)),                                  // another name
+		formatOK(names[0], size, contentDigest(data2), ident(seg))[:60],                             // torn
+		[]byte(strings.ToUpper(string(formatOK(names[0], size, contentDigest(data2), ident(seg))))), // edited
 	} {
 		if err := os.WriteFile(filepath.Join(spool, names[0]+".ok"), bad, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := ArchiveWALAsync(ctx, filepath.Join(dir, names[0]), names[0], AsyncOptions{StartWorker: never, Timeout: 50 * time.Millisecond})
+		_, err := ArchiveWALAsync(ctx, seg, names[0], AsyncOptions{StartWorker: never, Timeout: 50 * time.Millisecond})
 		if err == nil || !strings.Contains(err.Error(), "not acknowledged") {
 			t.Fatalf("a marker %q was trusted: %v", bad, err)
 		}
@@ -162,6 +188,19 @@ func TestArchiveWALAsyncMarkers(t *testing.T) {
 			t.Fatal("the unusable marker is still there")
 		}
 	}
+	// This content, by digest (the file as the worker read it is
+	// another: e.g. restored from a copy), and this very file.
+	for _, good := range [][]byte{
+		formatOK(names[0], size, contentDigest(data2), fileIdent{}),
+		formatOK(names[0], size, contentDigest(data2), ident(cp)),
+		formatOK(names[0], size, contentDigest(data2), ident(seg)),
+	} {
+		os.WriteFile(filepath.Join(spool, names[0]+".ok"), good, 0o600)
+		if _, err := ArchiveWALAsync(ctx, seg, names[0], AsyncOptions{StartWorker: never, Timeout: 50 * time.Millisecond}); err != nil {
+			t.Fatalf("a marker %q was not trusted: %v", good, err)
+		}
+	}
+	os.Remove(filepath.Join(spool, names[0]+".ok"))
 
 	// A different file already stored under the name: the worker's error
 	// reaches the call, which fails, and the marker is gone for the retry.
@@ -238,7 +277,7 @@ func TestArchiveWorkerHelper(t *testing.T) {
 			return f.Close()
 		},
 		Hook: func(s string) {
-			if s == "stored" {
+			if s == "archived" {
 				groups++
 			}
 			if s == step && groups >= 2 { // mid-run: a group acknowledged before
@@ -259,7 +298,7 @@ func TestArchiveWorkerKilled(t *testing.T) {
 	}
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(7, 7))
-	for _, step := range []string{"stored", "recorded", "acknowledged", "random", "random"} {
+	for _, step := range []string{"archived", "stored", "recorded", "acknowledged", "random", "random"} {
 		t.Run(step, func(t *testing.T) {
 			repo, repoDir := newLocalRepo(t)
 			dir, names := walDir(t, 12, 3)

@@ -2,6 +2,7 @@ package pg
 
 import (
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,4 +30,15 @@ func mapWALFile(f *os.File, size int64) (data []byte, unmap func(), ok bool) {
 	}
 	// Munmap fails only on an address that is not a mapping.
 	return b, func() { unix.Munmap(b) }, true
+}
+
+// identOf returns the identity of the file fi describes: device, inode,
+// size, and modification and change times. A file replaced, recycled,
+// renamed, rewritten or restored has another.
+func identOf(fi os.FileInfo) (fileIdent, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Ino == 0 {
+		return fileIdent{}, false
+	}
+	return fileIdent{Dev: st.Dev, Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}, true
 }

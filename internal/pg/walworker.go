@@ -41,8 +41,9 @@ type WorkerOptions struct {
 	// calls again; the files are then found stored, and recorded).
 	Record func(ctx context.Context, outs []WorkerOutcome) error
 	Log    *slog.Logger
-	// Hook, if set, is called at each step of a group: "stored" (every
-	// file of the group is durable), "recorded" (Record returned) and
+	// Hook, if set, is called at each step of a group: "archived" (its
+	// files stored, their names not yet synced), "stored" (every file of
+	// the group is durable), "recorded" (Record returned) and
 	// "acknowledged" (after the first marker). Tests stop the process
 	// there.
 	Hook func(step string)
@@ -97,7 +98,8 @@ func (o *WorkerOptions) defaults() {
 //
 // Killed at any instant, it leaves no acknowledgement of a file that is not
 // durable: a marker is written only after its file's object was stored
-// (temporary file, fsync, rename, directory fsync) and recorded.
+// (temporary file, fsync, link) and the group's names synced (one
+// directory fsync), and after the group was recorded.
 func RunArchiveWorker(ctx context.Context, repo WALRepo, o WorkerOptions) (WorkerStats, error) {
 	o.defaults()
 	var stats WorkerStats
@@ -125,7 +127,7 @@ func RunArchiveWorker(ctx context.Context, repo WALRepo, o WorkerOptions) (Worke
 			defer wg.Done()
 			for name := range jobs {
 				out := WorkerOutcome{Path: filepath.Join(o.WALDir, name), Started: time.Now()}
-				out.ArchiveResult, out.Err = ArchiveWALDigest(ctx, repo, out.Path, name)
+				out.ArchiveResult, out.Err = archiveWAL(ctx, repo, out.Path, name, archiveOpts{digest: true, deferred: true})
 				out.Name = name
 				done <- out
 			}
@@ -174,7 +176,7 @@ func RunArchiveWorker(ctx context.Context, repo WALRepo, o WorkerOptions) (Worke
 				break drain
 			}
 		}
-		if err := acknowledge(ctx, o, group, &stats); err != nil {
+		if err := acknowledge(ctx, repo, o, group, &stats); err != nil {
 			return stats, err
 		}
 		for _, out := range group {
@@ -184,8 +186,24 @@ func RunArchiveWorker(ctx context.Context, repo WALRepo, o WorkerOptions) (Worke
 	}
 }
 
-// acknowledge records the group's outcomes and writes their markers.
-func acknowledge(ctx context.Context, o WorkerOptions, group []WorkerOutcome, stats *WorkerStats) error {
+// acknowledge makes the group's files durable under their names (one
+// directory sync for all, where the store needs one), records the
+// outcomes and writes their markers.
+func acknowledge(ctx context.Context, repo WALRepo, o WorkerOptions, group []WorkerOutcome, stats *WorkerStats) error {
+	o.Hook("archived")
+	var names []string
+	for _, out := range group {
+		if out.Err == nil {
+			names = append(names, out.Name)
+		}
+	}
+	if err := syncWAL(ctx, repo, names); err != nil {
+		for i := range group {
+			if group[i].Err == nil {
+				group[i].Err = err
+			}
+		}
+	}
 	o.Hook("stored")
 	if o.Record != nil {
 		if err := o.Record(ctx, group); err != nil {
@@ -207,7 +225,7 @@ func acknowledge(ctx context.Context, o WorkerOptions, group []WorkerOutcome, st
 			stats.Archived++
 			o.Log.Info("archived WAL", "file", out.Name, "bytes", out.Size, "already_archived", out.AlreadyArchived,
 				"store_ms", out.Duration.Milliseconds())
-			err = writeMarker(o.SpoolDir, out.Name+".ok", formatOK(out.Name, out.Size, out.Digest))
+			err = writeMarker(o.SpoolDir, out.Name+".ok", formatOK(out.Name, out.Size, out.Digest, out.ident))
 		}
 		if err != nil {
 			return err

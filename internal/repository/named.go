@@ -24,6 +24,32 @@ var ErrNamedExists = fmt.Errorf("object already stored: %w", fs.ErrExist)
 // An existing object of that name is never replaced: the error wraps
 // fs.ErrExist and the caller decides (see LoadNamed to compare).
 func (r *Repository) SaveNamed(ctx context.Context, t backend.FileType, name string, plain []byte) error {
+	return r.saveNamed(ctx, t, name, plain, false)
+}
+
+// SaveNamedDeferred is SaveNamed for a caller storing many objects at
+// once: on a store where a name becomes durable with a directory sync (a
+// local directory, backend.DeferredSaver), the object's name is durable
+// only once SyncNamed returns; elsewhere at once, as with SaveNamed.
+func (r *Repository) SaveNamedDeferred(ctx context.Context, t backend.FileType, name string, plain []byte) error {
+	return r.saveNamed(ctx, t, name, plain, true)
+}
+
+// SyncNamed makes the names of objects t/names stored with
+// SaveNamedDeferred durable, one directory sync for all.
+func (r *Repository) SyncNamed(ctx context.Context, t backend.FileType, names []string) error {
+	ds, ok := backend.As[backend.DeferredSaver](r.be)
+	if !ok || len(names) == 0 {
+		return nil
+	}
+	hs := make([]backend.Handle, len(names))
+	for i, n := range names {
+		hs[i] = backend.Handle{Type: t, Name: n}
+	}
+	return ds.SyncNames(ctx, hs)
+}
+
+func (r *Repository) saveNamed(ctx context.Context, t backend.FileType, name string, plain []byte, deferred bool) error {
 	h := backend.Handle{Type: t, Name: name}
 	if len(name) == 0 || len(name) > 255 {
 		return fmt.Errorf("saving %s: a name must have 1 to 255 bytes", h)
@@ -33,7 +59,11 @@ func (r *Repository) SaveNamed(ctx context.Context, t backend.FileType, name str
 		return fmt.Errorf("sealing %s: %w", h, err)
 	}
 	defer release()
-	err = r.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
+	if ds, ok := backend.As[backend.DeferredSaver](r.be); ok && deferred {
+		err = ds.SaveDeferred(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
+	} else {
+		err = r.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
+	}
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s: %w", h, ErrNamedExists)
 	}

@@ -312,3 +312,38 @@ func FuzzPath(f *testing.F) {
 		}
 	})
 }
+
+// SaveDeferred stores as Save does, never replacing an object, and
+// SyncNames syncs each directory once (packs of several directories, WAL).
+func TestSaveDeferred(t *testing.T) {
+	ctx := context.Background()
+	b, err := Create(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hs []backend.Handle
+	for i := range 3 {
+		for _, h := range []backend.Handle{
+			{Type: backend.WALFile, Name: fmt.Sprintf("00000001000000000000000%d", i)},
+			{Type: backend.PackFile, Name: strings.Repeat(fmt.Sprint(i), 64)},
+		} {
+			data := []byte(h.Name)
+			if err := b.SaveDeferred(ctx, h, bytes.NewReader(data), int64(len(data))); err != nil {
+				t.Fatal(err)
+			}
+			hs = append(hs, h)
+		}
+	}
+	if err := b.SyncNames(ctx, hs); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		got, err := backend.ReadAll(ctx, b, h, 1<<10)
+		if err != nil || string(got) != h.Name {
+			t.Fatalf("%s: %q, %v", h, got, err)
+		}
+	}
+	if err := b.SaveDeferred(ctx, hs[0], bytes.NewReader([]byte("other")), 5); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("SaveDeferred over an object: %v", err)
+	}
+}

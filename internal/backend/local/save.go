@@ -16,6 +16,15 @@ import (
 // read-only, link to the final name (never overwriting), fsync directory.
 // On any error the temporary file is removed and nothing is stored.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	if err := b.SaveDeferred(ctx, h, rd, size); err != nil {
+		return err
+	}
+	return b.SyncNames(ctx, []backend.Handle{h})
+}
+
+// SaveDeferred implements backend.DeferredSaver: Save without the
+// directory fsync.
+func (b *Backend) SaveDeferred(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
 	p, err := b.path(h)
 	if err != nil {
 		return err
@@ -32,7 +41,8 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 }
 
 // publish links the written temporary file tmp to dst unless writing it
-// failed with err, removes the temporary name, and makes the link durable.
+// failed with err and removes the temporary name; the caller makes the
+// link durable (SyncNames).
 func publish(h backend.Handle, tmp, dst string, err error) error {
 	if err == nil {
 		err = linkNew(tmp, dst)
@@ -47,8 +57,24 @@ func publish(h backend.Handle, tmp, dst string, err error) error {
 		}
 		return fmt.Errorf("saving %s: %w", h, err)
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
-		return fmt.Errorf("saving %s: %w", h, err)
+	return nil
+}
+
+// SyncNames implements backend.DeferredSaver: each directory of hs is
+// synced once.
+func (b *Backend) SyncNames(ctx context.Context, hs []backend.Handle) error {
+	synced := map[string]bool{}
+	for _, h := range hs {
+		p, err := b.path(h)
+		if err != nil {
+			return err
+		}
+		if dir := filepath.Dir(p); !synced[dir] {
+			if err := syncDir(dir); err != nil {
+				return fmt.Errorf("saving %s: %w", h, err)
+			}
+			synced[dir] = true
+		}
 	}
 	return nil
 }

@@ -55,7 +55,10 @@ func (p *pending) Commit(ctx context.Context, name string) error {
 	}
 	f := p.f
 	p.f = nil
-	return publish(h, f.Name(), dst, finishTemp(f, err))
+	if err := publish(h, f.Name(), dst, finishTemp(f, err)); err != nil {
+		return err
+	}
+	return p.b.SyncNames(ctx, []backend.Handle{h})
 }
 
 // linkNew gives tmp the name dst, never replacing an existing object, and
