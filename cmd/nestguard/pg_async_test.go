@@ -73,15 +73,13 @@ func TestPGArchiveWALAsync(t *testing.T) {
 
 	// A segment of the same name but other content is refused: the
 	// call fails with the worker's error, and the stored copy stays.
-	seg := filepath.Join(c.DataDir, "pg_wal", last)
-	if _, err := os.Stat(seg); err != nil {
-		t.Skipf("segment %s recycled already: %v", last, err)
-	}
 	dir := pgtest.TempDir(t)
 	pgtest.Chown(t, dir)
+	restoredSeg := filepath.Join(dir, "restored")
+	pe.must("pg", "restore-wal", "--prefetch", "0", last, restoredSeg)
 	fake := filepath.Join(dir, "pg_wal")
 	os.MkdirAll(filepath.Join(fake, "archive_status"), 0o700)
-	data, err := os.ReadFile(seg)
+	data, err := os.ReadFile(restoredSeg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +96,6 @@ func TestPGArchiveWALAsync(t *testing.T) {
 	}
 	// Never queued by PostgreSQL: archived by the call itself.
 	os.Remove(filepath.Join(fake, "archive_status", last+".ready"))
-	restoredSeg := filepath.Join(dir, "restored")
-	pe.must("pg", "restore-wal", "--prefetch", "0", last, restoredSeg)
 	if res := pe.run("--key-file", pe.keyFile, "pg", "archive-wal", "--async", "--name", last, restoredSeg); res.code != 0 {
 		t.Errorf("an identical segment not queued, --async: exit %d\n%s", res.code, res.stderr)
 	}
