@@ -123,7 +123,7 @@ func ArchiveWALAsync(ctx context.Context, path, name string, o AsyncOptions) (As
 		return res, err
 	}
 	var (
-		have      *fileDigest
+		have      *fileDigest // the file's, once hashed
 		lastStart time.Time
 		lastProbe time.Time
 	)
@@ -132,7 +132,7 @@ func ArchiveWALAsync(ctx context.Context, path, name string, o AsyncOptions) (As
 		// unchanged since) needs no hashing again; any other is hashed.
 		if fi, err := os.Stat(path); err == nil {
 			if id, ok := identOf(fi); ok && id == m.ident && id.Size == m.size {
-				have = &fileDigest{size: m.size, sum: m.sum}
+				res.Size = m.size
 				return true, nil
 			}
 		}
@@ -144,6 +144,7 @@ func ArchiveWALAsync(ctx context.Context, path, name string, o AsyncOptions) (As
 			have = d
 		}
 		if m.size == have.size && m.sum == have.sum {
+			res.Size = m.size
 			return true, nil
 		}
 		return false, fmt.Errorf("%w: it names %d bytes with digest %x, the file has %d bytes with digest %x", errAckMismatch, m.size, m.sum, have.size, have.sum)
@@ -152,28 +153,16 @@ func ArchiveWALAsync(ctx context.Context, path, name string, o AsyncOptions) (As
 	for {
 		done, err := checkMarkers(spool, name, check, o.Log)
 		if done {
-			res.Size, res.Waited = have.size, time.Since(began)
+			res.Waited = time.Since(began)
 			return res, nil
 		}
 		if err != nil {
 			return res, err
 		}
-		if time.Since(lastProbe) >= 100*time.Millisecond && !spoolBusy(spool) {
+		if time.Since(lastProbe) >= 100*time.Millisecond {
 			lastProbe = time.Now()
-			// No worker runs. If the one this call started failed, say
-			// why; a failure left by an earlier one is not this call's.
-			if b, err := os.ReadFile(filepath.Join(spool, globalErrorName)); err == nil && res.StartedWorker {
-				return res, fmt.Errorf("the background WAL archiver failed: %s", parseError(b))
-			}
-			if time.Since(lastStart) >= time.Second {
-				os.Remove(filepath.Join(spool, globalErrorName))
-				if o.StartWorker == nil {
-					return res, errors.New("no background worker runs and none can be started")
-				}
-				if err := o.StartWorker(spool); err != nil {
-					return res, fmt.Errorf("starting the background WAL archiver: %w", err)
-				}
-				lastStart, res.StartedWorker = time.Now(), true
+			if err := startIfIdle(spool, &res, &lastStart, o.StartWorker); err != nil {
+				return res, err
 			}
 		}
 		if time.Now().After(deadline) {
@@ -185,6 +174,30 @@ func ArchiveWALAsync(ctx context.Context, path, name string, o AsyncOptions) (As
 		case <-time.After(o.Poll):
 		}
 	}
+}
+
+// startIfIdle starts a worker when none holds the spool, at most once a
+// second. If the one this call started is gone with an error, that is
+// the call's; a failure left by an earlier worker is not.
+func startIfIdle(spool string, res *AsyncResult, lastStart *time.Time, start func(string) error) error {
+	if spoolBusy(spool) {
+		return nil
+	}
+	if b, err := os.ReadFile(filepath.Join(spool, globalErrorName)); err == nil && res.StartedWorker {
+		return fmt.Errorf("the background WAL archiver failed: %s", parseError(b))
+	}
+	if time.Since(*lastStart) < time.Second {
+		return nil
+	}
+	os.Remove(filepath.Join(spool, globalErrorName))
+	if start == nil {
+		return errors.New("no background worker runs and none can be started")
+	}
+	if err := start(spool); err != nil {
+		return fmt.Errorf("starting the background WAL archiver: %w", err)
+	}
+	*lastStart, res.StartedWorker = time.Now(), true
+	return nil
 }
 
 // fileDigest is what an acknowledgement must name.
