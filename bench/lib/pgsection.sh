@@ -65,7 +65,9 @@ pg_tool() {
 	local data="$base/data" repo="$base/repo" rdir="$base/restored" pw="$base/passphrase"
 	rm -rf "$base"
 	mkdir -p "$base" "$repo"
-	register dir "$base"
+	# PG_KEEP=1 keeps the repository for bench/pitr, which times the
+	# restore again and again on it.
+	[ "${PG_KEEP:-0}" = 1 ] || register dir "$base"
 	cp -a "$tmpl/data" "$data"
 	printf '%s\n' "$PASSPHRASE" >"$pw"
 	chmod 600 "$pw"
@@ -110,7 +112,9 @@ pg_tool() {
 	pg_sql 'create table bench_after_target as select clock_timestamp() as t'
 	record pg pgbench "$tool" replay_bytes "$(pg_sql "select pg_wal_lsn_diff(pg_current_wal_lsn(), '$lsn0')")"
 	pg_archive_now
-	pg_wal_throughput "$tool" "$base" "$tmpl/stage"
+	printf 'target=%s\nrows=%s\n' "$target" "$rows" >"$base/pitr.env"
+	# PG_WAL_RATE=0 leaves out the archive throughput (bench/pitr --setup).
+	[ "${PG_WAL_RATE:-1}" = 0 ] || pg_wal_throughput "$tool" "$base" "$tmpl/stage"
 	pg_stop "$data"
 
 	mkdir -m 700 "$rdir"
@@ -123,6 +127,10 @@ pg_tool() {
 	t1=$(now_s)
 	# Both restored clusters keep the source's port and socket (the source
 	# is stopped). With NG_PG_START=1 nestguard starts its own (--start).
+	if [ "${PG_KEEP:-0}" = 1 ]; then
+		# The kept repository must not get the promoted server's timeline.
+		pg_conf "$rdir" "archive_mode = off"
+	fi
 	if [ "$tool" = nestguard ] && [ "${NG_PG_START:-0}" = 1 ]; then
 		register pg "$rdir"
 	else
@@ -140,6 +148,10 @@ pg_tool() {
 		warn "pg: $tool restored to the wrong point in time"
 	fi
 	pg_stop "$rdir"
+	if [ "${PG_KEEP:-0}" = 1 ]; then
+		# What bench/pitr needs is the repository and pitr.env.
+		rm -rf "$data" "$rdir" "$base"/walrepo*
+	fi
 	record pg pgbench "$tool" status ok
 }
 
