@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -259,7 +260,11 @@ func (a *app) runPGRestore(ctx context.Context, o pgRestoreOptions) error {
 		return &usageError{err}
 	}
 	if o.RestoreCommand == "" {
-		if o.RestoreCommand, err = a.restoreCommandLine(); err != nil {
+		// A fresh session binds the WAL spool to this restore: restore-wal
+		// takes prefetched segments only from a spool filled for it.
+		o.SpoolSession = rand.Text()
+		o.PrefetchWAL = pg.DefaultPrefetch
+		if o.RestoreCommand, err = a.restoreCommandLine(o.SpoolSession); err != nil {
 			return &usageError{err}
 		}
 	}
@@ -421,10 +426,11 @@ func parseTablespaceFlags(vals []string) (map[uint32]string, error) {
 }
 
 // restoreCommandLine builds the restore_command PostgreSQL will run: this
-// binary, this repository and its storage options, and the file that
+// binary, this repository and its storage options, the WAL spool's
+// session (if not ""), and the file that
 // unlocks it — never a secret itself, since the command is stored in
 // postgresql.auto.conf and visible in the process list.
-func (a *app) restoreCommandLine() (string, error) {
+func (a *app) restoreCommandLine(session string) (string, error) {
 	exe, err := a.executable()
 	if err != nil {
 		return "", fmt.Errorf("locating the nestguard binary for restore_command: %w", err)
@@ -489,7 +495,11 @@ func (a *app) restoreCommandLine() (string, error) {
 		b.WriteString(strings.ReplaceAll(shellWord(w), "%", "%%"))
 		b.WriteByte(' ')
 	}
-	b.WriteString("pg restore-wal %f %p")
+	b.WriteString("pg restore-wal ")
+	if session != "" {
+		b.WriteString("--spool-session " + shellWord(session) + " ")
+	}
+	b.WriteString("%f %p")
 	return b.String(), nil
 }
 

@@ -152,7 +152,11 @@ While PostgreSQL replays a segment, the next --prefetch segments are fetched
 and verified in parallel by a background process into a spool directory
 (pg_wal/.nestguard-spool, or --spool-dir), so that the next requests are a
 rename. The spool holds at most --prefetch segments and removes itself at
-the end of the archive.`,
+the end of the archive. A segment found in the spool is served without
+opening the repository, if the spool was filled for this restore: for
+--spool-session ('nestguard pg restore' writes a fresh one, and fetches the
+first segments while it restores the files), else for the running server.
+Any other spool is emptied, never used.`,
 		Example: `  restore_command = 'nestguard --repo /srv/backup --key-file /etc/nestguard/wal.key pg restore-wal %f %p'
   restore_command = 'nestguard --repo /srv/backup --key-file /etc/nestguard/wal.key pg restore-wal --prefetch 16 %f %p'`,
 		Args: cobra.ExactArgs(2),
@@ -166,6 +170,7 @@ the end of the archive.`,
 	f.StringVar(&o.SpoolDir, "spool-dir", "", "directory for prefetched segments (default: .nestguard-spool next to DEST)")
 	f.IntVar(&o.Parallel, "parallel", 4, "segments fetched at once")
 	f.BoolVar(&o.wait, "prefetch-wait", false, "prefetch before exiting instead of in a background process")
+	f.StringVar(&o.Session, "spool-session", "", "use only spooled segments prefetched for this session ('nestguard pg restore' writes one; default: for the running server)")
 	f.StringVar(&o.background, "prefetch-background", "", "internal: prefetch these comma-separated names and exit")
 	f.MarkHidden("prefetch-background")
 	return cmd
@@ -333,6 +338,19 @@ func (a *app) runPGRestoreWAL(ctx context.Context, o restoreWALOptions) error {
 	if o.Prefetch < 0 || o.Prefetch > 256 {
 		return &usageError{fmt.Errorf("--prefetch %d: want 0 to 256 segments", o.Prefetch)}
 	}
+	if o.background == "" && !o.wait {
+		// A segment already prefetched for this restore: no repository
+		// to open (and nothing read from it to record in its audit log;
+		// the prefetch that fetched the segment is recorded).
+		o.Log, o.Background = a.log, a.startPrefetch
+		ok, err := pg.TakeSpooled(name, dest, o.RestoreWALOptions)
+		if err != nil {
+			a.log.Warn("prefetched WAL unusable, fetching it again", "file", name, "err", err)
+		}
+		if ok {
+			return nil
+		}
+	}
 	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
 		o.Log = a.log
 		if o.background != "" {
@@ -342,7 +360,7 @@ func (a *app) runPGRestoreWAL(ctx context.Context, o restoreWALOptions) error {
 			if o.SpoolDir == "" {
 				o.SpoolDir = filepath.Join(filepath.Dir(dest), ".nestguard-spool")
 			}
-			_, err := pg.PrefetchWAL(ctx, repo, o.SpoolDir, strings.Split(o.background, ","), o.Parallel, a.log)
+			_, err := pg.PrefetchWAL(ctx, repo, o.SpoolDir, pg.SpoolIdentity(o.Session, dest), strings.Split(o.background, ","), o.Parallel, a.log)
 			return err
 		}
 		if !o.wait {

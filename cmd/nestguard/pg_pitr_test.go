@@ -631,24 +631,27 @@ func TestParseRestoreFlags(t *testing.T) {
 func TestRestoreCommandLine(t *testing.T) {
 	a := newApp(processSystem())
 	a.repo = "/srv/back up/100%"
-	if _, err := a.restoreCommandLine(); err == nil || !strings.Contains(err.Error(), "--key-file") {
+	if _, err := a.restoreCommandLine(""); err == nil || !strings.Contains(err.Error(), "--key-file") {
 		t.Errorf("without a key or password file: %v", err)
 	}
 	a.keyFile = "/etc/nestguard/wal.key"
 	a.s3PathStyle = true
 	a.fipsOnly = false
-	cmd, err := a.restoreCommandLine()
+	cmd, err := a.restoreCommandLine("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(cmd, " --repo '/srv/back up/100%%' --key-file /etc/nestguard/wal.key --s3-path-style pg restore-wal %f %p") {
 		t.Errorf("restore_command: %s", cmd)
 	}
+	if cmd, err := a.restoreCommandLine("S3ss10n"); err != nil || !strings.HasSuffix(cmd, " pg restore-wal --spool-session S3ss10n %f %p") {
+		t.Errorf("restore_command with a spool session: %s, %v", cmd, err)
+	}
 	if strings.Contains(cmd, "GODEBUG") {
 		t.Errorf("restore_command outside fips140=only: %s", cmd)
 	}
 	a.fipsOnly = true
-	if cmd, err = a.restoreCommandLine(); err != nil || !strings.HasPrefix(cmd, "GODEBUG=fips140=only /") {
+	if cmd, err = a.restoreCommandLine(""); err != nil || !strings.HasPrefix(cmd, "GODEBUG=fips140=only /") {
 		t.Errorf("restore_command under fips140=only: %s, %v", cmd, err)
 	}
 	for in, want := range map[string]string{"/usr/bin/ng": "/usr/bin/ng", "a b": "'a b'", "it's": `'it'\''s'`, "": "''", "$HOME": "'$HOME'"} {

@@ -35,6 +35,13 @@ type RestoreOptions struct {
 	// RestoreCommand is restore_command exactly as PostgreSQL will run it.
 	// It must not contain a secret: it is stored in postgresql.auto.conf.
 	RestoreCommand string
+	// SpoolSession, if set, is the --spool-session RestoreCommand passes
+	// to 'nestguard pg restore-wal': the first PrefetchWAL segments of
+	// the WAL to replay are then fetched into the spool of that session
+	// (pg_wal/.nestguard-spool) while the files are restored, so that the
+	// server's first requests are a rename.
+	SpoolSession string
+	PrefetchWAL  int
 	// TablespaceMap relocates tablespaces: OID -> new directory.
 	TablespaceMap map[uint32]string
 	Workers       int // packs read and files written at once; 0 = restorer.DefaultWorkers
@@ -116,7 +123,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 		}
 	}
 
-	sn, info, err := pickBase(ctx, repo, o)
+	sn, info, st, err := pickBase(ctx, repo, o)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +150,15 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	for _, p := range kv {
 		res.Settings[p[0]] = p[1]
 	}
-	if err := restoreFiles(ctx, repo, o, root, sn, places, res); err != nil {
+	var first []string
+	if n := root.Find("pg_wal"); n == nil || n.Type == tree.Dir {
+		// (A pg_wal linked elsewhere is restored as the link: no spool.)
+		first = st.RecoveryPath(sn, o.Target.Timeline, o.PrefetchWAL)
+	}
+	prefilled := prefillSpool(ctx, repo, o, first)
+	err = restoreFiles(ctx, repo, o, root, sn, places, res)
+	<-prefilled
+	if err != nil {
 		return res, err
 	}
 	if len(res.Damaged) > 0 {
@@ -173,6 +188,29 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	res.TotalTime = time.Since(began)
 	res.Seconds["total"] = res.TotalTime.Seconds()
 	return res, nil
+}
+
+// prefillSpool fetches names into the WAL spool of o's session in the
+// background; the channel is closed when it is done. The first segments
+// recovery needs are then ready when the server starts. Failing only
+// costs that: restore-wal fetches what is not spooled.
+func prefillSpool(ctx context.Context, repo *repository.Repository, o RestoreOptions, names []string) <-chan struct{} {
+	done := make(chan struct{})
+	if o.SpoolSession == "" || len(names) == 0 {
+		close(done)
+		return done
+	}
+	spool := filepath.Join(o.TargetDir, "pg_wal", ".nestguard-spool")
+	go func() {
+		defer close(done)
+		// Two at a time: the files being restored want the CPU more.
+		n, err := PrefetchWAL(ctx, repo, spool, SpoolIdentity(o.SpoolSession, ""), names, 2, o.Log)
+		if err != nil {
+			o.Log.Warn("prefetching the first WAL segments", "err", err)
+		}
+		o.Log.Debug("prefetched the first WAL segments", "segments", n, "of", len(names))
+	}()
+	return done
 }
 
 // targetAction is what the server does at the recovery target: the
@@ -300,8 +338,9 @@ func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOpt
 			}
 		}
 	}
-	run := func(target string, root id.ID, include []string) error {
-		r := restorer.New(repo, restorer.Options{Target: target, Include: include, Overwrite: o.Overwrite, Workers: o.Workers, Log: o.Log})
+	run := func(target string, root id.ID, include, reserved []string) error {
+		r := restorer.New(repo, restorer.Options{Target: target, Include: include, Overwrite: o.Overwrite, Workers: o.Workers, Log: o.Log,
+			Reserved: reserved})
 		if o.OnRestorer != nil {
 			o.OnRestorer(r)
 		}
@@ -314,14 +353,15 @@ func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOpt
 	if len(include) == 0 {
 		include = []string{"/PG_VERSION"} // never "everything": relocated tablespaces are left out
 	}
-	if err := run(o.TargetDir, sn.Tree, include); err != nil {
+	// pg_wal may hold the WAL spool prefillSpool is filling.
+	if err := run(o.TargetDir, sn.Tree, include, []string{"pg_wal"}); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Join(o.TargetDir, "pg_tblspc"), 0o700); err != nil {
 		return err
 	}
 	for _, p := range places {
-		if err := run(p.dir, p.tree, nil); err != nil {
+		if err := run(p.dir, p.tree, nil, nil); err != nil {
 			return fmt.Errorf("tablespace %d: %w", p.oid, err)
 		}
 		link := filepath.Join(o.TargetDir, "pg_tblspc", p.name)

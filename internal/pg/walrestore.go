@@ -34,6 +34,11 @@ type RestoreWALOptions struct {
 	SpoolDir string
 	// Parallel bounds concurrent fetches (default 4).
 	Parallel int
+	// Session binds the spool to one restore: 'nestguard pg restore'
+	// writes a fresh one into restore_command (--spool-session) and
+	// prefills the spool under it. Without it, the spool is bound to the
+	// running server (its postmaster.pid). See SpoolIdentity.
+	Session string
 	// Background, if set, is handed the segments to prefetch instead of
 	// RestoreWAL fetching them before it returns: the command starts a
 	// detached process, so that fetching overlaps with replay.
@@ -66,14 +71,20 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 	}
 	prefetch := o.Prefetch > 0 && pgmeta.IsSegment(name)
 	if prefetch {
-		cleanSpool(o.SpoolDir, name, o.Log)
-		ok, err := takeFromSpool(o.SpoolDir, name, dest)
-		if err != nil {
-			o.Log.Warn("prefetched WAL unusable, fetching it again", "file", name, "err", err)
-		}
-		if ok {
-			o.Log.Debug("WAL file from the spool", "file", name)
-			return startPrefetch(ctx, repo, name, dest, o)
+		if spoolOwned(o.SpoolDir, SpoolIdentity(o.Session, dest)) {
+			cleanSpool(o.SpoolDir, name, o.Log)
+			ok, err := takeFromSpool(o.SpoolDir, name, dest)
+			if err != nil {
+				o.Log.Warn("prefetched WAL unusable, fetching it again", "file", name, "err", err)
+			}
+			if ok {
+				o.Log.Debug("WAL file from the spool", "file", name)
+				markServed(o.SpoolDir)
+				return startPrefetch(ctx, repo, name, dest, o)
+			}
+		} else {
+			// Another restore's, or another server run's: never used.
+			dropSpool(o.SpoolDir, o.Log)
 		}
 	}
 	data, err := repo.LoadNamed(ctx, backend.WALFile, name)
@@ -81,10 +92,11 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 		switch {
 		case prefetch:
 			dropBeyondGap(o.SpoolDir, name, o.Log)
-		case pgmeta.IsHistory(name):
+		case pgmeta.IsHistory(name) && spoolServed(o.SpoolDir):
 			// Recovery asks for the next timeline's history at its start
-			// (the spool is empty then) and when it ends: nothing spooled
-			// is needed any more.
+			// (the spool may hold what 'pg restore' prefetched then) and
+			// when it ends, after segments were served: nothing spooled is
+			// needed any more.
 			dropSpool(o.SpoolDir, o.Log)
 		}
 		return fmt.Errorf("WAL file %s is not in the repository: %w", name, fs.ErrNotExist)
@@ -104,9 +116,36 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 		return err
 	}
 	if prefetch {
+		markServed(o.SpoolDir)
 		return startPrefetch(ctx, repo, name, dest, o)
 	}
 	return nil
+}
+
+// TakeSpooled is restore_command's fast path: if segment name was
+// prefetched into a spool bound to this restore (SpoolIdentity), it is
+// checked (size and header; its contents were authenticated before it
+// was spooled), moved to dest and synced, and the prefetch is topped up
+// through o.Background. It does not read the repository: false means
+// the caller must (not spooled, not a segment, or the spool is not this
+// restore's), and err says why a spooled file was unusable.
+func TakeSpooled(name, dest string, o RestoreWALOptions) (bool, error) {
+	o.defaults(dest)
+	if o.Prefetch <= 0 || o.Background == nil || !pgmeta.IsSegment(name) {
+		return false, nil
+	}
+	ident := SpoolIdentity(o.Session, dest)
+	if ident == "" || !spoolOwned(o.SpoolDir, ident) {
+		return false, nil
+	}
+	cleanSpool(o.SpoolDir, name, o.Log)
+	ok, err := takeFromSpool(o.SpoolDir, name, dest)
+	if !ok {
+		return false, err
+	}
+	o.Log.Debug("WAL file from the spool", "file", name)
+	markServed(o.SpoolDir)
+	return true, startPrefetch(context.Background(), nil, name, dest, o)
 }
 
 // startPrefetch queues the segments after name that the spool lacks.
@@ -128,7 +167,7 @@ func startPrefetch(ctx context.Context, repo WALRepo, name, dest string, o Resto
 		}
 		return nil
 	}
-	if _, err := PrefetchWAL(ctx, repo, o.SpoolDir, names, o.Parallel, o.Log); err != nil {
+	if _, err := PrefetchWAL(ctx, repo, o.SpoolDir, SpoolIdentity(o.Session, dest), names, o.Parallel, o.Log); err != nil {
 		o.Log.Warn("prefetching WAL", "err", err)
 	}
 	return nil
@@ -168,9 +207,10 @@ func prefetchNames(dest, name, spool string, k int) ([]string, error) {
 
 // PrefetchWAL fetches names into spool, in parallel, each authenticated
 // before it lands there. Names missing from the repository are skipped.
-// If another prefetch holds the spool, it returns at once. It returns how
-// many files it fetched.
-func PrefetchWAL(ctx context.Context, repo WALRepo, spool string, names []string, parallel int, log *slog.Logger) (int, error) {
+// If another prefetch holds the spool, it returns at once. A spool bound
+// to another identity (SpoolIdentity) is emptied first and bound to
+// ident. It returns how many files it fetched.
+func PrefetchWAL(ctx context.Context, repo WALRepo, spool, ident string, names []string, parallel int, log *slog.Logger) (int, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -182,6 +222,9 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool string, names []string
 		return 0, err
 	}
 	defer unlock()
+	if err := bindSpool(spool, ident); err != nil {
+		return 0, err
+	}
 	var (
 		mu      sync.Mutex
 		fetched int
@@ -309,8 +352,95 @@ func dropBeyondGap(spool, name string, log *slog.Logger) {
 	}
 	if !spoolBusy(spool) {
 		os.Remove(filepath.Join(spool, ".lock"))
+		os.Remove(filepath.Join(spool, spoolOwner))
+		os.Remove(filepath.Join(spool, spoolServedFile))
 		os.Remove(spool) // only if empty
 	}
+}
+
+// spoolOwner is the file in a spool that names the restore its segments
+// were fetched for (SpoolIdentity).
+const spoolOwner = ".owner"
+
+// SpoolIdentity names the restore a spool's segments may be handed to:
+// the session 'nestguard pg restore' wrote into restore_command, else the
+// running server of the data directory dest is in (PostgreSQL's %p is
+// pg_wal/RECOVERYXLOG: the PID and start time in postmaster.pid), else ""
+// (no server: restore-wal run by hand). A spool left by another restore
+// or an earlier server run never matches, so its files are never used.
+func SpoolIdentity(session, dest string) string {
+	if session != "" {
+		return "session " + session
+	}
+	abs, err := filepath.Abs(dest)
+	if err != nil {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(abs)), "postmaster.pid"))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 3 || lines[0] == "" || lines[2] == "" {
+		return ""
+	}
+	return "server " + strings.TrimSpace(lines[0]) + " " + strings.TrimSpace(lines[2])
+}
+
+// spoolServed is the file in a spool that says a segment was served
+// to recovery: a missing history file asked for after that means
+// recovery ended.
+const spoolServedFile = ".served"
+
+// markServed notes that recovery got a segment (once per spool).
+func markServed(spool string) {
+	p := filepath.Join(spool, spoolServedFile)
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) && os.MkdirAll(spool, 0o700) == nil {
+		if f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+			f.Close()
+		}
+	}
+}
+
+func spoolServed(spool string) bool {
+	_, err := os.Stat(filepath.Join(spool, spoolServedFile))
+	return err == nil
+}
+
+// spoolOwned reports whether spool's segments were fetched for ident.
+// A spool without an owner file belongs to ident "" only.
+func spoolOwned(spool, ident string) bool {
+	b, err := os.ReadFile(filepath.Join(spool, spoolOwner))
+	if errors.Is(err, fs.ErrNotExist) {
+		return ident == ""
+	}
+	return err == nil && string(b) == ident+"\n"
+}
+
+// bindSpool makes spool ident's, under its lock: another identity's
+// segments are removed first.
+func bindSpool(spool, ident string) error {
+	if spoolOwned(spool, ident) {
+		return nil
+	}
+	entries, err := os.ReadDir(spool)
+	if err != nil {
+		return fmt.Errorf("WAL spool: %w", err)
+	}
+	for _, e := range entries {
+		if n := e.Name(); pgmeta.IsWALFileName(n) || strings.HasPrefix(n, ".tmp-") || n == spoolServedFile {
+			if err := os.Remove(filepath.Join(spool, n)); err != nil {
+				return fmt.Errorf("WAL spool of another restore: %w", err)
+			}
+		}
+	}
+	if ident == "" {
+		if err := os.Remove(filepath.Join(spool, spoolOwner)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("WAL spool: %w", err)
+		}
+		return nil
+	}
+	return atomicfile.Write(filepath.Join(spool, spoolOwner), []byte(ident+"\n"), 0o600)
 }
 
 // dropSpool removes the spool's segments, and the spool, unless a
@@ -321,7 +451,7 @@ func dropSpool(spool string, log *slog.Logger) {
 		return
 	}
 	for _, e := range entries {
-		if n := e.Name(); pgmeta.IsSegment(n) || strings.HasPrefix(n, ".tmp-") || n == ".lock" {
+		if n := e.Name(); pgmeta.IsSegment(n) || strings.HasPrefix(n, ".tmp-") || n == ".lock" || n == spoolOwner || n == spoolServedFile {
 			if err := os.Remove(filepath.Join(spool, n)); err != nil {
 				log.Debug("cleaning the WAL spool", "err", err)
 			}

@@ -204,3 +204,122 @@ func TestRestoreWALEndOfRecoveryDropsSpool(t *testing.T) {
 		t.Errorf("spool kept after the end of recovery: %v", spoolNames(t, spool))
 	}
 }
+
+// TestRestoreWALStaleSpool: a spool filled for another restore (another
+// session, or another server run) is never handed to PostgreSQL, on the
+// fast path or after the repository is open; the spool of this restore
+// is, without the repository.
+func TestRestoreWALStaleSpool(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newLocalRepo(t)
+	segs := archiveRun(t, repo, 1, 4)
+	pgWAL := filepath.Join(t.TempDir(), "pg_wal")
+	os.Mkdir(pgWAL, 0o700)
+	dest := filepath.Join(pgWAL, "RECOVERYXLOG")
+	spool := filepath.Join(pgWAL, ".nestguard-spool")
+	two := Segment{TLI: 1, No: 2}.Name(testSegSize)
+	noBackground := func(string, []string) error { return nil }
+
+	// Another restore's spool: a valid segment of another cluster's
+	// history under the same name.
+	if _, err := PrefetchWAL(ctx, repo, spool, SpoolIdentity("old", dest), []string{two}, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	other := makeSegment(1, 2, testSegSize, 77)
+	if err := os.WriteFile(filepath.Join(spool, two), other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := RestoreWALOptions{Prefetch: 2, Session: "new", Background: noBackground}
+	if ok, err := TakeSpooled(two, dest, o); ok || err != nil {
+		t.Fatalf("fast path took another session's spool: %v %v", ok, err)
+	}
+	if err := RestoreWAL(ctx, repo, two, dest, o); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, segs[two]) {
+		t.Fatal("restored another session's spooled segment, not the repository's")
+	}
+	if _, err := os.Stat(filepath.Join(spool, two)); err == nil {
+		t.Error("another session's segment kept in the spool")
+	}
+	os.Remove(dest)
+
+	// This session's spool: taken without the repository (nil), and
+	// bound to it.
+	three := Segment{TLI: 1, No: 3}.Name(testSegSize)
+	if _, err := PrefetchWAL(ctx, repo, spool, SpoolIdentity("new", dest), []string{three}, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := TakeSpooled(three, dest, o)
+	if !ok || err != nil {
+		t.Fatalf("fast path: %v %v", ok, err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, segs[three]) {
+		t.Fatal("fast path restored the wrong content")
+	}
+	os.Remove(dest)
+
+	// Without a session the spool belongs to the running server: a spool
+	// of an earlier run (another postmaster.pid) is not used.
+	four := Segment{TLI: 1, No: 4}.Name(testSegSize)
+	pid := filepath.Join(filepath.Dir(pgWAL), "postmaster.pid")
+	if err := os.WriteFile(pid, []byte("4242\n/data\n1700000000\n5432\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if id := SpoolIdentity("", dest); id != "server 4242 1700000000" {
+		t.Fatalf("identity of the running server: %q", id)
+	}
+	if _, err := PrefetchWAL(ctx, repo, spool, SpoolIdentity("", dest), []string{four}, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pid, []byte("4343\n/data\n1700000100\n5432\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.Session = ""
+	if ok, err := TakeSpooled(four, dest, o); ok || err != nil {
+		t.Fatalf("fast path took an earlier server run's spool: %v %v", ok, err)
+	}
+	if _, err := os.Stat(filepath.Join(spool, four)); err != nil {
+		t.Fatalf("spool of the earlier run: %v", err)
+	}
+	if err := os.WriteFile(pid, []byte("4242\n/data\n1700000000\n5432\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := TakeSpooled(four, dest, o); !ok || err != nil {
+		t.Fatalf("fast path with the same server: %v %v", ok, err)
+	}
+}
+
+// TestRestoreWALPrefilledSpool: what 'pg restore' prefetched survives
+// recovery's first request (the next timeline's history file, which does
+// not exist); the same request after segments were served ends recovery
+// and clears the spool.
+func TestRestoreWALPrefilledSpool(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newLocalRepo(t)
+	archiveRun(t, repo, 1, 3)
+	pgWAL := t.TempDir()
+	dest := filepath.Join(pgWAL, "RECOVERYXLOG")
+	spool := filepath.Join(pgWAL, ".nestguard-spool")
+	one, two := Segment{TLI: 1, No: 1}.Name(testSegSize), Segment{TLI: 1, No: 2}.Name(testSegSize)
+	if n, err := PrefetchWAL(ctx, repo, spool, SpoolIdentity("s", ""), []string{one, two}, 2, nil); n != 2 || err != nil {
+		t.Fatalf("prefill: %d %v", n, err)
+	}
+	o := RestoreWALOptions{Prefetch: 3, Session: "s", Background: func(string, []string) error { return nil }}
+	history := filepath.Join(pgWAL, "RECOVERYHISTORY")
+	if err := RestoreWAL(ctx, repo, "00000002.history", history, o); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if n := spoolNames(t, spool); len(n) != 2 {
+		t.Fatalf("prefilled spool after the first history request: %v", n)
+	}
+	if ok, err := TakeSpooled(one, dest, o); !ok || err != nil {
+		t.Fatalf("prefilled segment: %v %v", ok, err)
+	}
+	if err := RestoreWAL(ctx, repo, "00000002.history", history, o); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(spool); err == nil {
+		t.Errorf("spool kept after the end of recovery: %v", spoolNames(t, spool))
+	}
+}

@@ -912,3 +912,29 @@ func recordMatcher(t Target) (func(*walRecord) (string, bool), error) {
 }
 
 func fmtStatusTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000Z") }
+
+// RecoveryPath names the first n WAL segments that recovery from base
+// backup sn along timeline spec (as Target.Timeline) replays, in the
+// order it asks for them; fewer where the archive ends. It is what a
+// restore can fetch before the server starts.
+func (s *StatusReport) RecoveryPath(sn *snapshot.Snapshot, spec string, n int) []string {
+	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
+	if i < 0 || n <= 0 {
+		return nil
+	}
+	b := s.BaseBackups[i]
+	tli, err := s.targetTimeline(spec, b)
+	if err != nil {
+		return nil
+	}
+	h := s.history(tli)
+	if !follows(b, h) {
+		return nil
+	}
+	r := s.walk(b.StartLSN, h, func(Segment, time.Time) bool { return false })
+	var names []string
+	for _, seg := range r.path[:min(n, len(r.path))] {
+		names = append(names, seg.Name(s.SegmentSize))
+	}
+	return names
+}

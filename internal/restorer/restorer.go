@@ -49,7 +49,12 @@ type Options struct {
 	Overwrite bool     // allow a non-empty target, replacing files
 	Workers   int      // packs read and files written at once (default DefaultWorkers)
 	Owners    bool     // restore file owners (default: when running as root)
-	Log       *slog.Logger
+	// Reserved are names at the top of Target that may exist without
+	// Overwrite: the caller's own work beside the restore (pg restore's
+	// WAL spool under pg_wal). A snapshot directory of that name is
+	// merged into it; nothing in it is removed.
+	Reserved []string
+	Log      *slog.Logger
 }
 
 // FileError names a file that could not be restored.
@@ -334,11 +339,19 @@ func (r *Restorer) prepareTarget() error {
 		return fmt.Errorf("restore target: %w", err)
 	}
 	defer d.Close()
-	names, err := d.Readdirnames(1)
+	if r.opt.Overwrite {
+		return nil
+	}
+	n := 1
+	if len(r.opt.Reserved) > 0 {
+		n = -1
+	}
+	names, err := d.Readdirnames(n)
 	if err != nil && err != io.EOF {
 		return fmt.Errorf("restore target: %w", err)
 	}
-	if len(names) > 0 && !r.opt.Overwrite {
+	names = slices.DeleteFunc(names, func(s string) bool { return slices.Contains(r.opt.Reserved, s) })
+	if len(names) > 0 {
 		return fmt.Errorf("%w: %s (use --overwrite to restore into it anyway)", ErrTargetNotEmpty, r.opt.Target)
 	}
 	return nil

@@ -137,3 +137,50 @@ func TestRestoreIncludes(t *testing.T) {
 		t.Fatalf("restored %v (%v)", entries, err)
 	}
 }
+
+// Reserved names at the top of the target may exist without Overwrite
+// and are left alone; anything else there still refuses the restore.
+func TestRestoreReservedWriteback(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	src := t.TempDir()
+	big := make([]byte, 9<<20)
+	rand.NewChaCha8([32]byte{3, 4}).Read(big)
+	if err := os.WriteFile(filepath.Join(src, "big"), big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	dst := t.TempDir()
+	spooled := filepath.Join(dst, "pg_wal", "spooled")
+	if err := os.MkdirAll(filepath.Dir(spooled), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(spooled, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := New(repo, Options{Target: dst}).Restore(ctx, sn.Tree); !errors.Is(err, ErrTargetNotEmpty) {
+		t.Fatalf("a target with something in it: %v", err)
+	}
+	r := New(repo, Options{Target: dst, Reserved: []string{"pg_wal"}})
+	if err := r.Restore(ctx, sn.Tree); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dst, src, "big")); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("restored: %d bytes, %v", len(got), err)
+	}
+	if got, err := os.ReadFile(spooled); err != nil || string(got) != "mine" {
+		t.Errorf("reserved entry after the restore: %q %v", got, err)
+	}
+	if err := os.WriteFile(filepath.Join(dst, "other"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := New(repo, Options{Target: t.TempDir() + "/x", Reserved: []string{"pg_wal"}}).Restore(ctx, sn.Tree); err != nil {
+		t.Fatal(err)
+	}
+	if err := New(repo, Options{Target: dst, Reserved: []string{"pg_wal"}}).Restore(ctx, sn.Tree); !errors.Is(err, ErrTargetNotEmpty) {
+		t.Errorf("an unreserved entry in the target: %v", err)
+	}
+}
