@@ -96,7 +96,13 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 			// Recovery asks for the next timeline's history at its start
 			// (the spool may hold what 'pg restore' prefetched then) and
 			// when it ends, after segments were served: nothing spooled is
-			// needed any more.
+			// needed any more. A prefetch still running removes the
+			// spool when it is done.
+			if spoolBusy(o.SpoolDir) {
+				if f, err := os.Create(filepath.Join(o.SpoolDir, spoolEndedFile)); err == nil {
+					f.Close()
+				}
+			}
 			dropSpool(o.SpoolDir, o.Log)
 		}
 		return fmt.Errorf("WAL file %s is not in the repository: %w", name, fs.ErrNotExist)
@@ -194,16 +200,57 @@ func prefetchNames(dest, name, spool string, k int) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	absent := absentFrom(spool)
 	var names []string
 	for range k {
 		seg = seg.Next()
 		n := seg.Name(int64(h.SegSize))
+		if absent != "" && n[:8] == absent[:8] && n >= absent {
+			break // not archived a moment ago: the foreground asks
+		}
 		if _, err := os.Stat(filepath.Join(spool, n)); err != nil {
 			names = append(names, n)
 		}
 	}
 	return names, nil
 }
+
+// spoolAbsentFile names the first segment a prefetch found missing from
+// the repository (the end of the archive, so far). For absentFor after,
+// prefetches leave it and the later segments of its timeline alone
+// instead of asking the repository again for every segment recovery
+// replays; a request for the segment itself still reads the repository.
+const (
+	spoolAbsentFile = ".absent"
+	absentFor       = 15 * time.Second
+)
+
+// noteAbsent records that segment name was not in the repository.
+func noteAbsent(spool, name string) {
+	tmp := filepath.Join(spool, ".tmp-absent")
+	if os.WriteFile(tmp, []byte(name), 0o600) == nil {
+		os.Rename(tmp, filepath.Join(spool, spoolAbsentFile))
+	}
+}
+
+// absentFrom returns the segment noteAbsent recorded within absentFor,
+// or "".
+func absentFrom(spool string) string {
+	p := filepath.Join(spool, spoolAbsentFile)
+	fi, err := os.Stat(p)
+	if err != nil || time.Since(fi.ModTime()) > absentFor {
+		return ""
+	}
+	b, err := os.ReadFile(p)
+	if err != nil || !pgmeta.IsSegment(string(b)) {
+		return ""
+	}
+	return string(b)
+}
+
+// spoolEndedFile asks a running prefetch to remove the spool when it is
+// done: recovery ended while it ran.
+const spoolEndedFile = ".ended"
 
 // PrefetchWAL fetches names into spool, in parallel, each authenticated
 // before it lands there. Names missing from the repository are skipped.
@@ -227,6 +274,7 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool, ident string, names [
 	}
 	var (
 		mu      sync.Mutex
+		missing string // the first segment not in the repository
 		fetched int
 		wg      sync.WaitGroup
 		sem     = make(chan struct{}, max(1, parallel))
@@ -243,6 +291,12 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool, ident string, names [
 			if err != nil {
 				if !errors.Is(err, fs.ErrNotExist) {
 					log.Warn("prefetching WAL", "file", name, "err", err)
+				} else if pgmeta.IsSegment(name) {
+					mu.Lock()
+					if missing == "" || name < missing {
+						missing = name
+					}
+					mu.Unlock()
 				}
 				return
 			}
@@ -260,6 +314,13 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool, ident string, names [
 		}()
 	}
 	wg.Wait()
+	if missing != "" {
+		noteAbsent(spool, missing)
+	}
+	if _, err := os.Stat(filepath.Join(spool, spoolEndedFile)); err == nil {
+		unlock()
+		dropSpool(spool, log)
+	}
 	return fetched, ctx.Err()
 }
 
@@ -354,6 +415,7 @@ func dropBeyondGap(spool, name string, log *slog.Logger) {
 		os.Remove(filepath.Join(spool, ".lock"))
 		os.Remove(filepath.Join(spool, spoolOwner))
 		os.Remove(filepath.Join(spool, spoolServedFile))
+		os.Remove(filepath.Join(spool, spoolAbsentFile))
 		os.Remove(spool) // only if empty
 	}
 }
@@ -428,7 +490,8 @@ func bindSpool(spool, ident string) error {
 		return fmt.Errorf("WAL spool: %w", err)
 	}
 	for _, e := range entries {
-		if n := e.Name(); pgmeta.IsWALFileName(n) || strings.HasPrefix(n, ".tmp-") || n == spoolServedFile {
+		if n := e.Name(); pgmeta.IsWALFileName(n) || strings.HasPrefix(n, ".tmp-") || n == spoolServedFile ||
+			n == spoolAbsentFile || n == spoolEndedFile {
 			if err := os.Remove(filepath.Join(spool, n)); err != nil {
 				return fmt.Errorf("WAL spool of another restore: %w", err)
 			}
@@ -451,7 +514,8 @@ func dropSpool(spool string, log *slog.Logger) {
 		return
 	}
 	for _, e := range entries {
-		if n := e.Name(); pgmeta.IsSegment(n) || strings.HasPrefix(n, ".tmp-") || n == ".lock" || n == spoolOwner || n == spoolServedFile {
+		if n := e.Name(); pgmeta.IsSegment(n) || strings.HasPrefix(n, ".tmp-") || n == ".lock" || n == spoolOwner ||
+			n == spoolServedFile || n == spoolAbsentFile || n == spoolEndedFile {
 			if err := os.Remove(filepath.Join(spool, n)); err != nil {
 				log.Debug("cleaning the WAL spool", "err", err)
 			}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -321,5 +322,36 @@ func TestRestoreWALPrefilledSpool(t *testing.T) {
 	}
 	if _, err := os.Stat(spool); err == nil {
 		t.Errorf("spool kept after the end of recovery: %v", spoolNames(t, spool))
+	}
+}
+
+// TestRestoreWALAbsent: a segment a prefetch found missing (the end of
+// the archive) is not prefetched again for every request that follows;
+// asking for it still reads the repository.
+func TestRestoreWALAbsent(t *testing.T) {
+	ctx := context.Background()
+	repo, _ := newLocalRepo(t)
+	archiveRun(t, repo, 1, 4)
+	pgWAL := t.TempDir()
+	dest := filepath.Join(pgWAL, "RECOVERYXLOG")
+	spool := filepath.Join(pgWAL, ".nestguard-spool")
+	five := Segment{TLI: 1, No: 5}.Name(testSegSize)
+	if n, err := PrefetchWAL(ctx, repo, spool, "", []string{five}, 1, nil); n != 0 || err != nil {
+		t.Fatalf("prefetching a missing segment: %d %v", n, err)
+	}
+	var asked []string
+	o := RestoreWALOptions{Prefetch: 4, Background: func(_ string, names []string) error {
+		asked = names
+		return nil
+	}}
+	if err := RestoreWAL(ctx, repo, Segment{TLI: 1, No: 2}.Name(testSegSize), dest, o); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{Segment{TLI: 1, No: 3}.Name(testSegSize), Segment{TLI: 1, No: 4}.Name(testSegSize)}; !slices.Equal(asked, want) {
+		t.Errorf("prefetch asked for %v, want %v", asked, want)
+	}
+	archiveRun(t, repo, 5, 5) // archived since: the request itself finds it
+	if err := RestoreWAL(ctx, repo, five, dest, o); err != nil {
+		t.Fatalf("a segment archived after a prefetch missed it: %v", err)
 	}
 }

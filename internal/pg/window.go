@@ -915,8 +915,9 @@ func fmtStatusTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04
 
 // RecoveryPath names the first n WAL segments that recovery from base
 // backup sn along timeline spec (as Target.Timeline) replays, in the
-// order it asks for them; fewer where the archive ends. It is what a
-// restore can fetch before the server starts.
+// order it asks for them. Where the archive ends before, the last name is
+// the first segment missing (a prefetch of it notes that it is absent).
+// It is what a restore can fetch before the server starts.
 func (s *StatusReport) RecoveryPath(sn *snapshot.Snapshot, spec string, n int) []string {
 	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
 	if i < 0 || n <= 0 {
@@ -935,6 +936,9 @@ func (s *StatusReport) RecoveryPath(sn *snapshot.Snapshot, spec string, n int) [
 	var names []string
 	for _, seg := range r.path[:min(n, len(r.path))] {
 		names = append(names, seg.Name(s.SegmentSize))
+	}
+	if len(r.path) < n {
+		names = append(names, r.missing.Name(s.SegmentSize))
 	}
 	return names
 }
