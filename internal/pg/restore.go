@@ -338,9 +338,11 @@ func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOpt
 			}
 		}
 	}
+	// Writeback: PostgreSQL fsyncs the whole data directory when recovery
+	// starts; data already on its way to disk makes that quick.
 	run := func(target string, root id.ID, include, reserved []string) error {
 		r := restorer.New(repo, restorer.Options{Target: target, Include: include, Overwrite: o.Overwrite, Workers: o.Workers, Log: o.Log,
-			Reserved: reserved})
+			Reserved: reserved, Writeback: true})
 		if o.OnRestorer != nil {
 			o.OnRestorer(r)
 		}

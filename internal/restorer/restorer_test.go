@@ -140,11 +140,12 @@ func TestRestoreIncludes(t *testing.T) {
 
 // Reserved names at the top of the target may exist without Overwrite
 // and are left alone; anything else there still refuses the restore.
+// Writeback changes nothing in what is restored.
 func TestRestoreReservedWriteback(t *testing.T) {
 	ctx := context.Background()
 	repo := repotest.New(t)
 	src := t.TempDir()
-	big := make([]byte, 9<<20)
+	big := make([]byte, 9<<20) // crosses writebackBytes
 	rand.NewChaCha8([32]byte{3, 4}).Read(big)
 	if err := os.WriteFile(filepath.Join(src, "big"), big, 0o600); err != nil {
 		t.Fatal(err)
@@ -164,12 +165,12 @@ func TestRestoreReservedWriteback(t *testing.T) {
 	if err := New(repo, Options{Target: dst}).Restore(ctx, sn.Tree); !errors.Is(err, ErrTargetNotEmpty) {
 		t.Fatalf("a target with something in it: %v", err)
 	}
-	r := New(repo, Options{Target: dst, Reserved: []string{"pg_wal"}})
+	r := New(repo, Options{Target: dst, Reserved: []string{"pg_wal"}, Writeback: true})
 	if err := r.Restore(ctx, sn.Tree); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := os.ReadFile(filepath.Join(dst, src, "big")); err != nil || !bytes.Equal(got, big) {
-		t.Fatalf("restored: %d bytes, %v", len(got), err)
+		t.Fatalf("restored with writeback: %d bytes, %v", len(got), err)
 	}
 	if got, err := os.ReadFile(spooled); err != nil || string(got) != "mine" {
 		t.Errorf("reserved entry after the restore: %q %v", got, err)
