@@ -277,6 +277,7 @@ func (a *app) locationOptions() location.Options {
 		CACertFile:   a.caCert,
 		InsecureHTTP: a.insecureHTTP,
 		Logger:       a.log,
+		LookupEnv:    a.lookupEnv,
 	}
 }
 

@@ -7,7 +7,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -221,16 +220,8 @@ func TestFlagVocabulary(t *testing.T) {
 func TestInterruptedBackup(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	os.MkdirAll(src, 0o755)
-	rng := rand.New(rand.NewPCG(24, 24))
 	for i := range 5 {
-		b := make([]byte, 48<<20)
-		for j := 0; j < len(b); j += 8 {
-			v := rng.Uint64()
-			for k := range 8 {
-				b[j+k] = byte(v >> (8 * k))
-			}
-		}
-		os.WriteFile(filepath.Join(src, fmt.Sprintf("big%d", i)), b, 0o644)
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("big%d", i)), randomBytes(48<<20, 24, uint64(i)), 0o644)
 	}
 	for _, tc := range []struct {
 		sig  syscall.Signal

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,12 +30,8 @@ func TestCopySummaryAfterFailure(t *testing.T) {
 	from.must("init")
 	src := filepath.Join(from.dir, "src")
 	// 60 MiB that does not compress: four 16 MiB packs.
-	rng := rand.New(rand.NewPCG(81, 1))
 	for i := range 6 {
-		b := make([]byte, 10<<20)
-		for j := range b {
-			b[j] = byte(rng.Uint32())
-		}
+		b := randomBytes(10<<20, 81, uint64(i))
 		if err := os.MkdirAll(src, 0o755); err != nil {
 			t.Fatal(err)
 		}

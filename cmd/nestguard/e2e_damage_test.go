@@ -5,6 +5,7 @@ package main
 // reports while other processes write.
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -187,12 +188,17 @@ func writeRandom(t *testing.T, p string, n int, seed uint64) {
 	}
 }
 
-func randomBytes(n int, seed uint64) []byte {
-	rng := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
+// randomBytes returns n bytes that do not compress, the same for the same
+// seeds (up to four). They come from ChaCha8's bulk Read: a loop that
+// stores a byte at a time is instrumented byte by byte under -race, and
+// the suite's hundreds of MiB of test data took minutes of CPU that way.
+func randomBytes(n int, seed ...uint64) []byte {
+	var key [32]byte
+	for i, s := range seed {
+		binary.LittleEndian.PutUint64(key[8*i:], s)
 	}
+	b := make([]byte, n)
+	rand.NewChaCha8(key).Read(b)
 	return b
 }
 

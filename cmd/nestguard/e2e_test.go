@@ -110,7 +110,37 @@ func newEnv(t *testing.T) *env {
 	}
 	os.Chmod(dir, 0o755)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	return &env{t: t, dir: dir, repo: filepath.Join(dir, "repo"), pass: "test passphrase " + t.Name()}
+	return &env{t: t, dir: dir, repo: filepath.Join(dir, "repo"), pass: "test passphrase " + t.Name(), extraEnv: testEnvVars(t)}
+}
+
+// testEnv holds the variables setTestEnv gave a test, by the test's name.
+// Tests run in parallel, so they cannot share the process's environment
+// (t.Setenv): each env passes its variables to the runs it makes.
+var testEnv sync.Map // test name -> []string
+
+// setTestEnv adds vars (KEY=VALUE) to the environment of every nestguard
+// run of t and of its subtests, through the envs newEnv makes for them
+// after this call.
+func setTestEnv(t *testing.T, vars ...string) {
+	prev, _ := testEnv.Load(t.Name())
+	old, _ := prev.([]string)
+	testEnv.Store(t.Name(), slices.Concat(old, vars))
+	if prev == nil {
+		t.Cleanup(func() { testEnv.Delete(t.Name()) })
+	}
+}
+
+// testEnvVars returns the variables setTestEnv gave t and the tests it is
+// a subtest of, the innermost last (so that it wins).
+func testEnvVars(t *testing.T) []string {
+	var vars []string
+	parts := strings.Split(t.Name(), "/")
+	for i := range parts {
+		if v, ok := testEnv.Load(strings.Join(parts[:i+1], "/")); ok {
+			vars = append(vars, v.([]string)...)
+		}
+	}
+	return vars
 }
 
 type result struct {
@@ -151,12 +181,21 @@ func (e *env) run(args ...string) result {
 // otherwise pay a full Argon2id or 4,000,000-iteration PBKDF2 unlock. It
 // does unless the test needs a process for init itself: other
 // credentials, a process asked for, a full-cost slot, or variables in
-// extraEnv that libraries read from the process's environment (S3
-// credentials). The FIPS tests that check init under fips140=only ask
+// extraEnv that libraries read from the process's environment
+// (notAppRead). The FIPS tests that check init under fips140=only ask
 // for processes.
 func (e *env) initHere(args []string) bool {
 	return slices.Contains(args, "init") && e.cred == nil && !e.subprocess && !e.fullKDF &&
-		!slices.ContainsFunc(e.extraEnv, func(v string) bool { return !strings.HasPrefix(v, "NESTGUARD_") })
+		!slices.ContainsFunc(e.extraEnv, notAppRead)
+}
+
+// notAppRead reports whether nestguard's libraries, not nestguard, read
+// the variable v (KEY=VALUE) from the process's environment. nestguard
+// reads its own NESTGUARD_ variables and the AWS ones (S3 credentials and
+// region) through the app, so an in-process run sees them in the
+// environment it is given.
+func notAppRead(v string) bool {
+	return !strings.HasPrefix(v, "NESTGUARD_") && !strings.HasPrefix(v, "AWS_")
 }
 
 // runHere runs nestguard in this process, with the environment e.cmd
@@ -226,14 +265,14 @@ func runSystemWith(lookup func(string) (string, bool), env []string, kdf *crypto
 	return result{stdout: so.String(), stderr: se.String(), code: code}
 }
 
-// inProcessEnv reports whether env lets nestguard run in-process: only
-// nestguard reads NESTGUARD_ variables, and so sees them through the app;
+// inProcessEnv reports whether env lets nestguard run in-process: it
+// reads NESTGUARD_ and AWS_ variables through the app (notAppRead);
 // libraries read others from the process, and FIPS test mode needs
 // GODEBUG.
 // NESTGUARD_TEST_EXEC=1 runs every command as a process, as before
 // in-process runs (to compare their speed, or to rule them out).
 func inProcessEnv(env []string) bool {
-	return !fipsTest && os.Getenv("NESTGUARD_TEST_EXEC") != "1" && !slices.ContainsFunc(env, func(v string) bool { return !strings.HasPrefix(v, "NESTGUARD_") })
+	return !fipsTest && os.Getenv("NESTGUARD_TEST_EXEC") != "1" && !slices.ContainsFunc(env, notAppRead)
 }
 
 // lockedBuffer is a bytes.Buffer that goroutines may write at once.
@@ -308,15 +347,9 @@ func writeTree(t *testing.T, root string, seed uint64, files, size int) {
 		d := filepath.Join(root, fmt.Sprintf("d%02d", i%7), fmt.Sprintf("s%d", i%3))
 		must(os.MkdirAll(d, 0o755))
 		n := rng.IntN(size) + 1
-		b := make([]byte, n)
+		b := []byte(strings.Repeat("ledger,EUR,settled\n", n/19+1))[:n]
 		if i%3 == 0 {
-			for j := range b {
-				b[j] = byte(rng.Uint32())
-			}
-		} else {
-			for j := range b {
-				b[j] = "ledger,EUR,settled\n"[j%19]
-			}
+			b = randomBytes(n, seed, uint64(i))
 		}
 		must(os.WriteFile(filepath.Join(d, fmt.Sprintf("f%04d.dat", i)), b, 0o640))
 	}
@@ -654,16 +687,8 @@ func TestKill9ThenBackupAgain(t *testing.T) {
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(src, 0o755)
-	rng := rand.New(rand.NewPCG(9, 9))
 	for i := range 6 {
-		b := make([]byte, 48<<20)
-		for j := 0; j < len(b); j += 8 {
-			v := rng.Uint64()
-			for k := range 8 {
-				b[j+k] = byte(v >> (8 * k))
-			}
-		}
-		os.WriteFile(filepath.Join(src, fmt.Sprintf("big%d", i)), b, 0o644)
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("big%d", i)), randomBytes(48<<20, 9, uint64(i)), 0o644)
 	}
 	e.must("init")
 	c := e.cmd("backup", src)
@@ -829,12 +854,7 @@ func TestDiskFull(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "small.txt"), []byte("fits"), 0o644)
 	e.must("init")
 	e.must("backup", src)
-	rng := rand.New(rand.NewPCG(1, 2))
-	b := make([]byte, 40<<20)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	os.WriteFile(filepath.Join(src, "big.bin"), b, 0o644)
+	os.WriteFile(filepath.Join(src, "big.bin"), randomBytes(40<<20, 1, 2), 0o644)
 	r := e.run("backup", src)
 	if r.code != 1 || !strings.Contains(strings.ToLower(r.stderr), "no space") && !strings.Contains(strings.ToLower(r.stderr), "disk is full") {
 		t.Fatalf("disk full: exit %d\n%s", r.code, r.stderr)

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -281,12 +280,9 @@ func TestSparseFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	const size = 256 << 20
-	rng := rand.New(rand.NewPCG(7, 7))
 	data := make([]byte, 1<<20)
 	for _, off := range []int64{0, 100 << 20, 101<<20 + 4096, size - 1<<20} {
-		for i := range data {
-			data[i] = byte(rng.Uint32())
-		}
+		data = randomBytes(len(data), 7, uint64(off))
 		if _, err := f.WriteAt(data, off); err != nil {
 			t.Fatal(err)
 		}

@@ -137,7 +137,7 @@ func TestNonUTF8Names(t *testing.T) {
 	// copy re-encodes every tree; the copy restores the same bytes.
 	to := newEnv(t)
 	to.must("init")
-	t.Setenv("NESTGUARD_FROM_PASSWORD", e.pass)
+	to.extraEnv = append(to.extraEnv, "NESTGUARD_FROM_PASSWORD="+e.pass)
 	to.must("copy", "--from", e.repo, "--all")
 	var copies []map[string]any
 	if err := json.Unmarshal([]byte(to.must("snapshots", "--json")), &copies); err != nil || len(copies) != 3 {

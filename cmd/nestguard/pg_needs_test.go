@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,12 +44,8 @@ func TestPGNeedsAgree(t *testing.T) {
 	if err := os.MkdirAll(files, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(18, 2))
 	for _, name := range []string{"a", "b", "c"} {
-		b := make([]byte, 1<<20)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
+		b := randomBytes(1<<20, 18, uint64(name[0]))
 		if err := os.WriteFile(filepath.Join(files, name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}

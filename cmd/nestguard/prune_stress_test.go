@@ -146,11 +146,7 @@ func variant(w, i, v int) []byte {
 		w = -1
 	}
 	rng := rand.New(rand.NewPCG(uint64(i)<<32|uint64(uint32(w)), uint64(v)))
-	b := make([]byte, 20_000+rng.IntN(120_000))
-	for j := range b {
-		b[j] = byte(rng.Uint32())
-	}
-	return b
+	return randomBytes(20_000+rng.IntN(120_000), uint64(i), uint64(uint32(w)), uint64(v))
 }
 
 // run runs the writers and the pruner for s.dur, then checks the

@@ -26,17 +26,15 @@ import (
 )
 
 // s3Env starts an S3 server of kind k, creates the buckets and points the
-// nestguard processes of this test at the server.
+// nestguard runs of this test and its subtests at the server: every env
+// that newEnv makes for them has the server's variables (testEnvVars).
 func s3Env(t *testing.T, k miniotest.Kind, buckets map[string]bool) (*miniotest.Server, *minio.Client) {
 	t.Helper()
 	srv := miniotest.StartKind(t, k)
 	for name, lock := range buckets {
 		srv.MakeBucket(t, name, lock)
 	}
-	for _, kv := range srv.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
+	setTestEnv(t, srv.Env()...)
 	return srv, srv.Client(t)
 }
 
@@ -356,7 +354,7 @@ func testCopy(t *testing.T, cl *minio.Client) {
 	to := newEnv(t)
 	to.repo = "s3://region2/copy"
 	to.must("init")
-	t.Setenv("NESTGUARD_FROM_PASSWORD", from.pass)
+	to.extraEnv = append(to.extraEnv, "NESTGUARD_FROM_PASSWORD="+from.pass)
 	var res map[string]any
 	if err := json.Unmarshal([]byte(to.must("copy", "--from", from.repo, "--all", "--json")), &res); err != nil {
 		t.Fatal(err)
@@ -382,7 +380,7 @@ func testCopy(t *testing.T, cl *minio.Client) {
 	local := newEnv(t)
 	local.must("init")
 	local.must("backup", src)
-	t.Setenv("NESTGUARD_FROM_PASSWORD", local.pass)
+	to.extraEnv = append(to.extraEnv, "NESTGUARD_FROM_PASSWORD="+local.pass)
 	to.must("copy", "--from", local.repo, "latest")
 	to.must("verify")
 	var snaps []map[string]any
@@ -545,7 +543,7 @@ func TestS3RetentionResumable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("NESTGUARD_FROM_PASSWORD", from.pass)
+	to.extraEnv = append(to.extraEnv, "NESTGUARD_FROM_PASSWORD="+from.pass)
 
 	fail.Store(true)
 	r := to.run("copy", "--from", from.repo, "latest")

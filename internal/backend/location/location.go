@@ -24,6 +24,9 @@ type Options struct {
 	CACertFile   string // PEM bundle of CAs to trust for TLS
 	InsecureHTTP bool   // plain HTTP, for loopback test servers only
 	Logger       *slog.Logger
+	// LookupEnv is where S3 credentials and AWS_REGION are read from;
+	// nil means the process's environment.
+	LookupEnv func(string) (string, bool)
 }
 
 // Open returns the backend of an existing repository. A local directory

@@ -14,9 +14,13 @@ import (
 // creates buckets, and S3 has no directories to prepare; init then writes
 // the repository's first objects.
 func openS3(ctx context.Context, bucket, prefix string, o Options, create bool) (backend.Backend, error) {
+	lookup := o.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
 	region := o.S3Region
 	if region == "" {
-		region = os.Getenv("AWS_REGION")
+		region, _ = lookup("AWS_REGION")
 	}
 	be, err := s3.New(ctx, s3.Config{
 		Endpoint:   o.S3Endpoint,
@@ -27,6 +31,7 @@ func openS3(ctx context.Context, bucket, prefix string, o Options, create bool) 
 		Secure:     !o.InsecureHTTP,
 		CACertFile: o.CACertFile,
 		Logger:     o.Logger,
+		LookupEnv:  lookup,
 	})
 	if err != nil {
 		return nil, err

@@ -75,6 +75,9 @@ type Config struct {
 	// environment variables, then the shared credentials file
 	// (~/.aws/credentials, profile AWS_PROFILE), then an IAM role.
 	Creds *credentials.Credentials
+	// LookupEnv is where the chain reads the AWS variables; nil means the
+	// process's environment (os.LookupEnv).
+	LookupEnv func(string) (string, bool)
 
 	PartSize int64        // default DefaultPartSize
 	Logger   *slog.Logger // default: discarded
