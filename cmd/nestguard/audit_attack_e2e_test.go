@@ -12,6 +12,7 @@ import (
 // but the refused command is recorded) never reaches a record, in either
 // of libpq's forms.
 func TestAuditNoSecretsInRecords(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	pgdata := filepath.Join(e.dir, "pgdata")
@@ -42,6 +43,7 @@ func TestAuditNoSecretsInRecords(t *testing.T) {
 // escape sequences to the auditor's terminal. (Invalid UTF-8 is stored
 // as U+FFFD: records are JSON.)
 func TestAuditLogEscapesText(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	evil := filepath.Join(e.dir, "\x1b]0;pwned\x07\x1b[2J\xff")
@@ -56,6 +58,7 @@ func TestAuditLogEscapesText(t *testing.T) {
 // malformed or endless makes verify exit 1 and says why, in --json too,
 // without reading an endless file into memory.
 func TestAuditVerifyBadCheckpointFiles(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	bad := filepath.Join(e.dir, "bad.cp")

@@ -61,6 +61,7 @@ func (e *env) noPassphrase() *env {
 // (who, what, on what, outcome, what it wrote); the audit commands do
 // not; an auditor verifies the log with the verifier key alone.
 func TestAuditTrail(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	src := filepath.Join(e.dir, "src")
@@ -138,6 +139,7 @@ func TestAuditTrail(t *testing.T) {
 // tests: a modified entry, and a rollback of the whole repository to an
 // older copy, which only an exported checkpoint reveals.
 func TestAuditDetectsTampering(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	src := filepath.Join(e.dir, "src")
@@ -184,6 +186,7 @@ func TestAuditDetectsTampering(t *testing.T) {
 // TestAuditConcurrentBackups: backups running at once, as processes, each
 // get their record in; the log does not fork and verifies.
 func TestAuditConcurrentBackups(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	const n = 4
@@ -226,6 +229,7 @@ func TestAuditConcurrentBackups(t *testing.T) {
 // the destination with the source's verifier key, beside the
 // destination's own log.
 func TestAuditCopy(t *testing.T) {
+	t.Parallel()
 	src := newEnv(t)
 	src.must("init")
 	dir := filepath.Join(src.dir, "data")
@@ -263,6 +267,7 @@ func TestAuditCopy(t *testing.T) {
 // TestAuditArchiveWALBatched: pg archive-wal spools its calls and records
 // them 64 at a time, each call in the batch.
 func TestAuditArchiveWALBatched(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	spool := filepath.Join(e.dir, "spool")

@@ -10,6 +10,7 @@ import (
 // audit log --json keeps each record's position next to the record's own
 // encoding (with args_bytes when an argument is not UTF-8).
 func TestAuditRecordJSONPosition(t *testing.T) {
+	t.Parallel()
 	b, err := json.Marshal(auditRecordJSON{7, &audit.Record{Command: "backup", Args: []string{"/srv/\xff"}}})
 	if err != nil {
 		t.Fatal(err)

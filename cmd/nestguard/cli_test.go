@@ -18,6 +18,7 @@ import (
 // warning that names it, its mode and the chmod to run, whichever way it
 // is given; a key file is never generated in a directory others may write.
 func TestSecretFilePermissions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	pf := filepath.Join(e.dir, "pass")
@@ -84,6 +85,7 @@ func TestSecretFilePermissions(t *testing.T) {
 // Mistakes in calling nestguard are usage errors (exit 2) that say what to
 // do instead; nothing that does no work exits 0.
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	for _, tc := range []struct {
@@ -133,6 +135,7 @@ func TestUsageErrors(t *testing.T) {
 // verify reads no data unless asked, and --read-data takes its percentage
 // with a space as with '='.
 func TestVerifyReadData(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	src := filepath.Join(e.dir, "src")
@@ -156,6 +159,7 @@ func TestVerifyReadData(t *testing.T) {
 // still work, hidden from the help, on the command line and in the config
 // file. Sizes and rates are in IEC units.
 func TestFlagVocabulary(t *testing.T) {
+	t.Parallel()
 	src := newEnv(t)
 	src.must("init")
 	tree := filepath.Join(src.dir, "tree")
@@ -218,6 +222,7 @@ func TestFlagVocabulary(t *testing.T) {
 // snapshot was saved and what the next backup reuses; it does, and the
 // repository verifies clean.
 func TestInterruptedBackup(t *testing.T) {
+	t.Parallel()
 	src := filepath.Join(t.TempDir(), "src")
 	os.MkdirAll(src, 0o755)
 	for i := range 5 {

@@ -58,6 +58,7 @@ func writeFile(t *testing.T, path, text string, mode os.FileMode) {
 // flags come from the config file; the environment and the command line
 // win over it; a malformed file is a usage error naming what is wrong.
 func TestConfigFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c := &configEnv{t: t}
 	repo := filepath.Join(dir, "repo")

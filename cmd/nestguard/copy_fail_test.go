@@ -21,6 +21,7 @@ import (
 // what was queued for upload (it printed "stored 160 MiB new" when 48 MB
 // had arrived).
 func TestCopySummaryAfterFailure(t *testing.T) {
+	t.Parallel()
 	srv, cl := s3Env(t, miniotest.MinIO, map[string]bool{"dst": false})
 	var packs atomic.Int64
 	proxy := faultProxy(t, srv, func(r *http.Request) bool {

@@ -55,6 +55,7 @@ func (e *env) snapshotIDs() []string {
 // and restored it with exit 0), 'snapshots' must say so and exit 3, and the
 // readable snapshot must still be reachable by its ID.
 func TestLatestNeverSkipsUnreadableSnapshot(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(src, 0o755)
@@ -134,6 +135,7 @@ func TestLatestNeverSkipsUnreadableSnapshot(t *testing.T) {
 // verify blamed the packs. Restore and verify read the pack headers
 // instead, verify names the index object, and 'repair index' fixes it.
 func TestDamagedIndexFallsBackToPackHeaders(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	writeTree(t, src, 7, 60, 200_000)
@@ -207,6 +209,7 @@ func randomBytes(n int, seed ...uint64) []byte {
 // holds no location the index uses, and verify called it a pack left by an
 // interrupted backup, for ever.
 func TestDuplicatePacksOfConcurrentBackups(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(src, 0o755)
@@ -231,6 +234,7 @@ func TestDuplicatePacksOfConcurrentBackups(t *testing.T) {
 // stores) while verify --read-data runs again and again; verify must never
 // report damage.
 func TestVerifyWhileBackupsRun(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	srcA, srcB := filepath.Join(e.dir, "a"), filepath.Join(e.dir, "b")
 	os.MkdirAll(srcA, 0o755)
@@ -334,6 +338,7 @@ func copyFiles(t *testing.T, src, dst string) {
 // Which copy the index names first depends on the order index objects are
 // read in, so each backup's packs are damaged in turn.
 func TestDamagedCopyReadFromOtherPack(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	writeTree(t, src, 31, 30, 200_000)

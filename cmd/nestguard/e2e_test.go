@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -388,11 +389,10 @@ func manifest(t *testing.T, root string) map[string]string {
 		desc := fmt.Sprintf("%v uid=%d gid=%d", fi.Mode(), st.Uid, st.Gid)
 		switch {
 		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
+			h, err := hashFile(p)
 			if err != nil {
 				return err
 			}
-			h := sha256.Sum256(b)
 			desc += fmt.Sprintf(" size=%d sha=%s mtime=%d", fi.Size(), hex.EncodeToString(h[:8]), fi.ModTime().UnixNano())
 			if st.Nlink > 1 {
 				if first, ok := inodes[st.Ino]; ok {
@@ -416,6 +416,22 @@ func manifest(t *testing.T, root string) map[string]string {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// hashFile returns the SHA-256 of p's content, read in pieces: the suite
+// compares files of hundreds of MiB, and reading each whole into memory
+// cost a page fault per 4 KiB (and more under -race) every time.
+func hashFile(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
 }
 
 func compareTrees(t *testing.T, src, dst string) {
@@ -471,6 +487,7 @@ func threeBackups(t *testing.T, e *env, src string) {
 }
 
 func TestBackupRestoreRoundTrip(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	writeTree(t, src, 1, 200, 300_000)
@@ -535,6 +552,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 // TestBLAKE3Repository: a repository created with --id-hash blake3 records
 // it, deduplicates across runs and restores what it stored.
 func TestBLAKE3Repository(t *testing.T) {
+	t.Parallel()
 	skipUnderFIPS(t, "BLAKE3 is not FIPS 140-3 approved (TestFIPSRepository checks that --fips refuses it)")
 	e := newEnv(t)
 	if r := e.run("init", "--id-hash", "sha1"); r.code != 2 || !strings.Contains(r.stderr, "--id-hash") {
@@ -581,6 +599,7 @@ func TestBLAKE3Repository(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if r := e.run("snapshots"); r.code != 1 || !strings.Contains(r.stderr, "no repository") {
 		t.Errorf("missing repository: exit %d: %s", r.code, r.stderr)
@@ -614,6 +633,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	pf := filepath.Join(e.dir, "newpass")
@@ -646,6 +666,7 @@ func TestKeys(t *testing.T) {
 }
 
 func TestConcurrentBackups(t *testing.T) {
+	t.Parallel()
 	concurrentBackups(t, newEnv(t))
 }
 
@@ -684,6 +705,7 @@ func countFiles(t *testing.T, dir string) int {
 }
 
 func TestKill9ThenBackupAgain(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(src, 0o755)
@@ -728,6 +750,7 @@ func packFiles(t *testing.T, repo string) []string {
 }
 
 func TestDamageReported(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	// Random files larger than a pack, so each pack holds few files.
@@ -806,6 +829,7 @@ func TestDamageReported(t *testing.T) {
 }
 
 func TestUnreadableFileExit3(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	writeTree(t, src, 4, 10, 1000)
@@ -835,6 +859,7 @@ func TestUnreadableFileExit3(t *testing.T) {
 }
 
 func TestDiskFull(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a small tmpfs needs root")
 	}

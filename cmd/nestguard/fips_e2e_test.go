@@ -16,6 +16,7 @@ import (
 // made without it are refused with a message saying so, and --fips with
 // --id-hash blake3 is a usage error.
 func TestFIPSRepository(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if r := e.run("init", "--fips", "--id-hash", "blake3"); r.code != 2 || !strings.Contains(r.stderr, "not FIPS 140-3 approved") {
 		t.Errorf("--fips --id-hash blake3: exit %d: %s", r.code, r.stderr)

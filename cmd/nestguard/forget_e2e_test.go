@@ -87,6 +87,7 @@ func (e *env) backupAt(src, ts string, flags ...string) string {
 }
 
 func TestForgetPolicy(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	src := filepath.Join(e.dir, "src")
@@ -165,6 +166,7 @@ func TestForgetPolicy(t *testing.T) {
 }
 
 func TestForgetClassesAndHolds(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	cfg := filepath.Join(e.dir, "nestguard.toml")
@@ -281,6 +283,7 @@ floor = "1d"
 // snapshots needed (--grace 0: in the same run), and what is kept still
 // verifies and restores.
 func TestForgetPrune(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	src := filepath.Join(e.dir, "src")
@@ -331,6 +334,7 @@ func TestForgetPrune(t *testing.T) {
 // error says to forget it by ID; forget does, and prune then runs, and
 // what the other snapshots need restores.
 func TestForgetDamagedSnapshot(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	src := filepath.Join(e.dir, "src")

@@ -11,6 +11,7 @@ import (
 // built again after a prune: one that still located the blobs of deleted
 // packs would make the last backup skip data the repository lost.
 func TestIndexCacheCLI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	cache := filepath.Join(e.dir, "cache")
 	e.extraEnv = append(e.extraEnv, "NESTGUARD_CACHE_DIR="+cache)

@@ -72,6 +72,7 @@ func checkKeys(t *testing.T, what, out, want string) {
 // docs/json.md lists, no more and no fewer, so that a renamed or dropped
 // field fails here before it breaks a script.
 func TestJSONContract(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	if err := os.MkdirAll(filepath.Join(src, "d"), 0o755); err != nil {

@@ -17,6 +17,7 @@ import (
 // A generated key file opens the repository without the passphrase, fast
 // enough for archive_command, and its slot can be revoked.
 func TestKeyFile(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.fullKDF = true // the passphrase's unlock is timed against the key file's
 	e.must("init")
@@ -78,6 +79,7 @@ func TestKeyFile(t *testing.T) {
 // passphrase; `key list` shows them escaped and marked, and --key-slot
 // tries one slot alone.
 func TestPlantedKeySlots(t *testing.T) {
+	t.Parallel()
 	skipUnderFIPS(t, "plants Argon2id slots of XAES-256-GCM keys, which fips140=only refuses before any work (the unlock bounds are unit-tested in internal/repository)")
 	e := newEnv(t)
 	e.must("init")
@@ -132,6 +134,7 @@ func TestPlantedKeySlots(t *testing.T) {
 // cannot read its memory to find the keys. It still opens
 // --password-file <(...) and /dev/stdin (its own /proc/self/fd).
 func TestProcessNotDumpable(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run nestguard as another user")
 	}
@@ -185,6 +188,7 @@ func TestProcessNotDumpable(t *testing.T) {
 // or holding terminal escapes) are listed as malformed, escaped: `key
 // list` panicked on a name shorter than 8 bytes.
 func TestKeySlotOddNames(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	for _, name := range []string{"abc", "\x1b[2Jslot"} {

@@ -6,10 +6,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,6 +58,7 @@ func setXattr(t *testing.T, p, name string, v []byte) {
 // attribute change alone (no new mtime) is seen by the next backup; and
 // one that cannot be set on restore is named, exit 3.
 func TestXattrsAndACLs(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(filepath.Join(src, "dir"), 0o755)
@@ -167,6 +166,7 @@ func TestXattrsAndACLs(t *testing.T) {
 // nodes come back with their owner and mtime, and directories with theirs
 // although entries were created in them.
 func TestSpecialFilesOwnerTimes(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("setting owners and making device nodes needs root")
 	}
@@ -225,6 +225,7 @@ func TestSpecialFilesOwnerTimes(t *testing.T) {
 // with the snapshot's entries. (A symlink swapped in while the restore
 // runs is out of scope.)
 func TestRestoreOverwriteSymlinks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(filepath.Join(src, "d"), 0o755)
@@ -271,6 +272,7 @@ func TestRestoreOverwriteSymlinks(t *testing.T) {
 // TestSparseFile (issue 16 item 27): the holes of a sparse file are not
 // read, and it restores sparse and byte for byte.
 func TestSparseFile(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(src, 0o755)
@@ -316,22 +318,18 @@ func TestSparseFile(t *testing.T) {
 
 func fileHash(t *testing.T, p string) string {
 	t.Helper()
-	f, err := os.Open(p)
+	h, err := hashFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
+	return fmt.Sprintf("%x", h)
 }
 
 // TestRestoreSummaryCountsWhatHappened (issue 16 item 11): with a pack
 // missing, the summary counts the files and bytes restored, not those the
 // snapshot holds.
 func TestRestoreSummaryCountsWhatHappened(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(src, 0o755)

@@ -32,6 +32,7 @@ func promValue(t *testing.T, path, name, cmd string) float64 {
 // the config file names; a failed backup keeps its last success; read-only
 // commands write nothing.
 func TestMetricsFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c := &configEnv{t: t}
 	prom := filepath.Join(dir, "nestguard.prom")

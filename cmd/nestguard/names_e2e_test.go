@@ -42,6 +42,7 @@ func writeNonUTF8Tree(t *testing.T, src string) {
 // restore (byte for byte), --include, copy and stats keep them exactly,
 // and text and JSON output show them unambiguously.
 func TestNonUTF8Names(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	writeNonUTF8Tree(t, src)
@@ -154,6 +155,7 @@ func TestNonUTF8Names(t *testing.T) {
 // An include that names nothing in the snapshot is an error that names it
 // and the snapshot's paths; nothing is written.
 func TestRestoreIncludeMatchesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	if err := os.MkdirAll(filepath.Join(src, "etc"), 0o755); err != nil {

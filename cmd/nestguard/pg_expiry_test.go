@@ -116,6 +116,7 @@ func walSegments(t *testing.T, repo string) []string {
 // and a restore to a time between b2 and b3 is refused, naming a removed
 // segment.
 func TestPGExpiry(t *testing.T) {
+	t.Parallel()
 	skipUnderFIPS(t, "forget and prune run in-process, with a retention clock set by the test")
 	p := newPITREnv(t, pgtest.Options{})
 	c := p.c

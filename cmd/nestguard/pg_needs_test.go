@@ -29,6 +29,7 @@ import (
 // the repository is taken away in turn: verify calls the base backup
 // damaged exactly when the object is in retention's set.
 func TestPGNeedsAgree(t *testing.T) {
+	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{})
 	c := p.c
 	// 24 MiB that do not compress: the base backup fills packs of file

@@ -302,6 +302,7 @@ func firstDiff(a, b string) string {
 // then; a restore to the latest WAL equals the source (pg_dump) and passes
 // amcheck.
 func TestPGPITR(t *testing.T) {
+	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{Checksums: true})
 	c := p.c
 	c.Pgbench(t, "-i", "-q", "-s", "2")
@@ -366,6 +367,7 @@ func TestPGPITR(t *testing.T) {
 // into the same repository), write more, then restore to a point on
 // timeline 2.
 func TestPGPITRTimelines(t *testing.T) {
+	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{})
 	c := p.c
 	c.Exec(t, ledgerTable)
@@ -435,6 +437,7 @@ func waitFile(t *testing.T, p string, timeout time.Duration) {
 // time beyond it fails before writing anything, naming the segment; a
 // restore to a time before it works.
 func TestPGPITRMissingWAL(t *testing.T) {
+	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{})
 	c := p.c
 	c.Exec(t, ledgerTable)
@@ -481,6 +484,7 @@ func TestPGPITRMissingWAL(t *testing.T) {
 // TestPGBackupIncremental: a second base backup after 1% of the pages of
 // pgbench_accounts changed stores a small fraction of the database.
 func TestPGBackupIncremental(t *testing.T) {
+	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{})
 	c := p.c
 	c.Pgbench(t, "-i", "-q", "-s", "3")
@@ -528,6 +532,7 @@ func TestPGBackupIncremental(t *testing.T) {
 // TestPGBackupCorruptPage: a page whose checksum fails is reported by
 // relation file and block, the backup is saved, and the exit code is 3.
 func TestPGBackupCorruptPage(t *testing.T) {
+	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{Checksums: true, Settings: map[string]string{"autovacuum": "off"}})
 	c := p.c
 	c.Exec(t, "CREATE TABLE victim (id int, v text)")
@@ -566,6 +571,7 @@ func TestPGBackupCorruptPage(t *testing.T) {
 }
 
 func TestParseTargetTime(t *testing.T) {
+	t.Parallel()
 	utc := time.Date(2024, 5, 1, 13, 59, 0, 0, time.UTC)
 	for in, want := range map[string]time.Time{
 		"2024-05-01T13:59:00Z":             utc,
@@ -592,6 +598,7 @@ func TestParseTargetTime(t *testing.T) {
 }
 
 func TestParseRestoreFlags(t *testing.T) {
+	t.Parallel()
 	if _, err := parseRestoreTarget("", "", "", "", false); err == nil {
 		t.Error("no target accepted")
 	}
@@ -629,6 +636,7 @@ func TestParseRestoreFlags(t *testing.T) {
 // the shell would split, and escapes % for PostgreSQL; it never holds a
 // secret.
 func TestRestoreCommandLine(t *testing.T) {
+	t.Parallel()
 	a := newApp(processSystem())
 	a.repo = "/srv/back up/100%"
 	if _, err := a.restoreCommandLine(""); err == nil || !strings.Contains(err.Error(), "--key-file") {
@@ -662,6 +670,7 @@ func TestRestoreCommandLine(t *testing.T) {
 }
 
 func TestPGRestoreUsage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	pf := filepath.Join(e.dir, "pass")

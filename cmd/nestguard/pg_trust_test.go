@@ -27,6 +27,7 @@ import (
 // directories; the server's own directory, even through a symlink, is
 // backed up.
 func TestPGBackupWrongPGData(t *testing.T) {
+	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{})
 	c := p.c
 	c.Exec(t, "CREATE TABLE t (id int)")
@@ -99,6 +100,7 @@ func (p *pitrEnv) refused(t *testing.T, what string, args []string, msgs ...stri
 // time after the last archived commit, and checks the whole WAL chain of
 // the backup --from names, all before writing anything.
 func TestPGRestoreTargetChoice(t *testing.T) {
+	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{Settings: map[string]string{"autovacuum": "off"}})
 	c := p.c
 	c.Exec(t, ledgerTable)
@@ -179,6 +181,7 @@ func TestPGRestoreTargetChoice(t *testing.T) {
 // data directory, not in it; a log an earlier version left inside is not
 // backed up, and its lines are not reported as the next recovery's.
 func TestPGStatusAfterFork(t *testing.T) {
+	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{})
 	c := p.c
 	c.Exec(t, ledgerTable)

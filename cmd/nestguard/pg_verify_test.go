@@ -17,6 +17,7 @@ import (
 // and every WAL segment from its start to its stop; verify must name
 // either when it is gone and exit 1.
 func TestVerifyPGBaseBackupNeeds(t *testing.T) {
+	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{})
 	c := p.c
 	c.Exec(t, "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 10000) g")

@@ -98,6 +98,7 @@ func measureArchiving(t *testing.T, c *pgtest.Cluster, command string, load func
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func TestPGArchiveWAL(t *testing.T) {
+	t.Parallel()
 	pe := newPGEnv(t)
 	c := pgtest.Start(t, pgtest.Options{
 		// On, with the command set by measureArchiving.
@@ -180,6 +181,7 @@ func TestPGArchiveWAL(t *testing.T) {
 }
 
 func TestPGWALDamage(t *testing.T) {
+	t.Parallel()
 	pe := newPGEnv(t)
 	c := pgtest.Start(t, pgtest.Options{ArchiveCommand: pe.archiveCommand("key")})
 	var segs []string
@@ -227,6 +229,7 @@ func TestPGWALDamage(t *testing.T) {
 // TestPGRestoreWALPrefetch restores a run of archived segments the way
 // PostgreSQL's recovery asks for them, with the prefetch spool.
 func TestPGRestoreWALPrefetch(t *testing.T) {
+	t.Parallel()
 	pe := newPGEnv(t)
 	c := pgtest.Start(t, pgtest.Options{ArchiveCommand: pe.archiveCommand("key")})
 	c.Exec(t, "CREATE TABLE t (v text)")

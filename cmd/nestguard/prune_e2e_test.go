@@ -142,6 +142,7 @@ func checkPruned(t *testing.T, e *env, src string) {
 // with --grace 0 frees the forgotten data and repacks partly used packs;
 // what is left verifies and restores byte for byte.
 func TestPrune(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	src := filepath.Join(e.dir, "src")
 	e.must("init")
@@ -189,6 +190,7 @@ func TestPrune(t *testing.T) {
 // repository that verifies and restores, and the next prune finishes the
 // work and leaves nothing behind.
 func TestPruneKilled(t *testing.T) {
+	t.Parallel()
 	for _, point := range []string{prune.PointRepacked, prune.PointMarked, prune.PointIndexReplaced, prune.PointIndexRewritten, prune.PointPacksDeleting, prune.PointPacksDeleted} {
 		t.Run(point, func(t *testing.T) {
 			e := newEnv(t)
@@ -212,6 +214,7 @@ func TestPruneKilled(t *testing.T) {
 // the prune fails (exit 1, naming the storage), the repository verifies
 // once MinIO is back, and the next prune finishes.
 func TestPruneS3Down(t *testing.T) {
+	t.Parallel()
 	srv, _ := s3Env(t, miniotest.MinIO, map[string]bool{"prune": false})
 	e := newEnv(t)
 	e.repo = "s3://prune/repo"
@@ -292,6 +295,7 @@ func TestPruneS3Down(t *testing.T) {
 // retention ends the next prune takes the rest. It runs as the
 // prune/retention operator, under the policy docs/storage.md gives.
 func TestPruneS3ObjectLock(t *testing.T) {
+	t.Parallel()
 	srv, cl := s3Env(t, miniotest.MinIO, map[string]bool{"pworm": true})
 	policies := rolePolicies(t, "pworm", "repo")
 	e := newEnv(t)

@@ -20,6 +20,7 @@ import (
 // went while it ran). A backup built to ignore the records
 // (unsafeBinary) saves a damaged snapshot both times.
 func TestPruneWhileBackupStopped(t *testing.T) {
+	t.Parallel()
 	shared := t.TempDir()
 	src := filepath.Join(shared, "src")
 	os.MkdirAll(src, 0o755)

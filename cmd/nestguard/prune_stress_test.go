@@ -31,6 +31,7 @@ import (
 )
 
 func TestPruneBesideBackups(t *testing.T) {
+	t.Parallel()
 	t.Run("local", func(t *testing.T) {
 		s := newStress(t, newEnv(t), ngBin, 12*time.Second)
 		if damage := s.run(); len(damage) > 0 {
@@ -63,6 +64,7 @@ func TestPruneBesideBackups(t *testing.T) {
 // NESTGUARD_TEST_UNSAFE_STRESS=1; TestPruneWhileBackupStopped shows the
 // same every time.
 func TestPruneBesideUnsafeBackups(t *testing.T) {
+	t.Parallel()
 	if os.Getenv("NESTGUARD_TEST_UNSAFE_STRESS") != "1" {
 		t.Skip("set NESTGUARD_TEST_UNSAFE_STRESS=1 to run the stress test without the safety rule")
 	}

@@ -61,6 +61,7 @@ func hasFinding(c compliance.Control, s string) bool {
 // proved in the report's checkpoint, which 'audit verify --proof' checks
 // with the verifier key alone, and refuses once a proof is altered.
 func TestComplianceReport(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	cfg := filepath.Join(e.dir, "nestguard.toml")
@@ -246,6 +247,7 @@ func (e *env) snapshotIDAt(ts time.Time) string {
 // A report with nothing failed but some controls without evidence exits
 // 3; a bad framework or format is a usage error.
 func TestComplianceReportNoEvidence(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.must("init")
 	cfg := filepath.Join(e.dir, "nestguard.toml")
@@ -273,6 +275,7 @@ func TestComplianceReportNoEvidence(t *testing.T) {
 // the file, and prints it on A4. The screenshot and the PDF are kept as
 // test artifacts ($NESTGUARD_TEST_ARTIFACTS).
 func TestComplianceReportHTML(t *testing.T) {
+	t.Parallel()
 	chromiumtest.Require(t)
 	e := newEnv(t)
 	e.must("init")
@@ -340,6 +343,7 @@ func TestComplianceReportHTML(t *testing.T) {
 // measured duration, lists the cluster as one asset, and 'audit verify
 // --proof' accepts the report.
 func TestComplianceReportPG(t *testing.T) {
+	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{})
 	cfg := filepath.Join(p.dir, "nestguard.toml")
 	writeFile(t, cfg, "[class.ledger]\nfloor = \"7y\"\nrpo = \"1h\"\nrto = \"1h\"\n", 0o644)

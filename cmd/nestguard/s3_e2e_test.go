@@ -37,7 +37,9 @@ func s3TestEnv(t *testing.T, k miniotest.Kind, bucket string) (*env, *miniotest.
 }
 
 func TestS3BackupRestoreRoundTrip(t *testing.T) {
+	t.Parallel()
 	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		t.Parallel() // each server kind at once
 		e, _ := s3TestEnv(t, k, "roundtrip")
 		src := filepath.Join(e.dir, "src")
 		writeTree(t, src, 1, 200, 300_000)
@@ -73,7 +75,9 @@ func TestS3BackupRestoreRoundTrip(t *testing.T) {
 }
 
 func TestS3ConcurrentBackups(t *testing.T) {
+	t.Parallel()
 	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		t.Parallel() // each server kind at once
 		e, _ := s3TestEnv(t, k, "concurrent")
 		concurrentBackups(t, e)
 	})
@@ -84,7 +88,9 @@ func TestS3ConcurrentBackups(t *testing.T) {
 // next backup after a restart must succeed, reuse what was uploaded, and
 // verify and restore.
 func TestS3StorageGoesAway(t *testing.T) {
+	t.Parallel()
 	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		t.Parallel() // each server kind at once
 		e, srv := s3TestEnv(t, k, "goesaway")
 		src := filepath.Join(e.dir, "src")
 		writeRandomFiles(t, src, 6, 50<<20)
@@ -186,6 +192,7 @@ func s3Count(t *testing.T, cl *minio.Client, bucket, prefix string) int {
 // --endpoint-url, AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL. Plain HTTP
 // (http://) stays refused to anything but a loopback address.
 func TestS3EndpointURL(t *testing.T) {
+	t.Parallel()
 	e, srv := s3TestEnv(t, miniotest.MinIO, "endpointurl")
 	url := "https://" + srv.Endpoint
 	e.extraEnv = append(e.extraEnv, "NESTGUARD_S3_ENDPOINT=", "AWS_ENDPOINT_URL_S3=", "AWS_ENDPOINT_URL=")

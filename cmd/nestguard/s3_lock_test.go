@@ -82,7 +82,9 @@ func removeVersion(cl *minio.Client, bucket string, v objVersion) error {
 }
 
 func TestS3ObjectLockHoldsAndCopies(t *testing.T) {
+	t.Parallel()
 	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		t.Parallel() // each server kind at once
 		_, cl := s3Env(t, k, map[string]bool{"worm": true, "gov": true, "plain": false, "region2": false})
 		t.Run("compliance", func(t *testing.T) { testCompliance(t, cl) })
 		t.Run("holds", func(t *testing.T) { testLegalHolds(t, k, cl) })
@@ -96,7 +98,9 @@ func TestS3ObjectLockHoldsAndCopies(t *testing.T) {
 func testForgetObjectLock(t *testing.T) {
 	e := newEnv(t)
 	e.repo = "s3://gov/forget"
-	e.must("init", "--object-lock", "governance", "--min-retention", "4s")
+	// Long enough that the backups and the first forget finish inside it
+	// on a loaded machine (4s was not, beside the rest of the suite).
+	e.must("init", "--object-lock", "governance", "--min-retention", "30s")
 	src := filepath.Join(e.dir, "src")
 	writeTree(t, src, 51, 10, 20_000)
 	old := e.backupJSON(src)["snapshot"].(string)
@@ -396,6 +400,7 @@ func testCopy(t *testing.T, cl *minio.Client) {
 // Lock is refused and a hold is only recorded, with an error unless
 // --record-only accepts that.
 func TestLockOnLocalStorage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	if r := e.run("init", "--object-lock", "governance", "--min-retention", "7y"); r.code != 1 || !strings.Contains(r.stderr, "cannot enforce retention") {
 		t.Errorf("init --object-lock on a directory: exit %d: %s", r.code, r.stderr)
@@ -438,7 +443,9 @@ func TestLockOnLocalStorage(t *testing.T) {
 // own retention replaces the bucket's default): init uses the longer and
 // says so.
 func TestS3BucketDefaultRetention(t *testing.T) {
+	t.Parallel()
 	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		t.Parallel() // each server kind at once
 		_, cl := s3Env(t, k, map[string]bool{"deflock": true})
 		mode, days, unit := minio.Governance, uint(3), minio.Days
 		if err := cl.SetObjectLockConfig(context.Background(), "deflock", &mode, &days, &unit); err != nil {
@@ -518,6 +525,7 @@ func faultProxy(t *testing.T, srv *miniotest.Server, refuse func(*http.Request) 
 // run again skips the snapshot as copied, and 'retention apply' finishes
 // the retention.
 func TestS3RetentionResumable(t *testing.T) {
+	t.Parallel()
 	srv, cl := s3Env(t, miniotest.MinIO, map[string]bool{"worm": true})
 	var fail atomic.Bool
 	to := newEnv(t)

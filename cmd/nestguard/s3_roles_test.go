@@ -46,6 +46,7 @@ func rolePolicies(t *testing.T, bucket, prefix string) map[string]string {
 // checks that a role lacking a permission is refused with an error naming
 // the operation, the key and the role it needs.
 func TestS3Roles(t *testing.T) {
+	t.Parallel()
 	srv, root := s3Env(t, miniotest.MinIO, map[string]bool{"roles": true})
 	policies := rolePolicies(t, "roles", "repo")
 	base := newEnv(t)

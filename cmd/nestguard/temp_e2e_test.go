@@ -16,6 +16,7 @@ import (
 // kept. (S3's incomplete multipart uploads: TestCleanTemp in
 // internal/backend/s3.)
 func TestStaleTempRemoved(t *testing.T) {
+	t.Parallel()
 	src := newEnv(t)
 	src.must("init")
 	tree := filepath.Join(src.dir, "src")
