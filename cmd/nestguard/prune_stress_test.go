@@ -163,11 +163,29 @@ func (s *stress) run() []string {
 	wg.Wait()
 	s.t.Logf("%d backups saved a snapshot (%d stored blobs again before saving), %d failed without one, %d snapshots forgotten, %d prunes, %d verifies; packs %+v",
 		s.backups, s.rechecked, s.failed, s.forgotten, s.prunes, s.verifies, s.packs)
-	if s.backups < stressWriters*2 || s.prunes < 3 || s.packs.deleted == 0 {
+	if !s.enough() {
 		s.t.Fatalf("too little happened to test anything:\n%s", strings.Join(s.errs, "\n"))
 	}
 	during := slices.Clone(s.errs)
 	return append(during, s.check()...)
+}
+
+// going reports whether writers and the pruner go on: until deadline, and
+// after it, on a machine too busy for enough to have happened by then,
+// until it has (enough) or for four times as long again.
+func (s *stress) going(deadline time.Time) bool {
+	now := time.Now()
+	if now.Before(deadline) {
+		return true
+	}
+	return !s.enough() && now.Before(deadline.Add(4*s.dur))
+}
+
+// enough reports whether enough happened to test anything.
+func (s *stress) enough() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.backups >= stressWriters*2 && s.prunes >= 3 && s.packs.deleted > 0
 }
 
 func (s *stress) fail(format string, args ...any) {
@@ -196,7 +214,7 @@ func (s *stress) writer(w int, deadline time.Time) {
 	for i := range stressFiles {
 		set(i, rng.IntN(stressVariants))
 	}
-	for time.Now().Before(deadline) {
+	for s.going(deadline) {
 		for range 4 {
 			set(rng.IntN(stressFiles), rng.IntN(stressVariants))
 		}
@@ -267,7 +285,7 @@ func (s *stress) snapshots() ([]listed, bool) {
 // After each prune every snapshot must verify: a snapshot that loses a
 // blob is found even if a later forget removes it.
 func (s *stress) pruner(deadline time.Time) {
-	for time.Now().Before(deadline) {
+	for s.going(deadline) {
 		s.forgetAndPrune("2s")
 		if !s.verifyEach {
 			continue

@@ -56,9 +56,24 @@ func (s *Server) MakeBucket(t testing.TB, name string, objectLock bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := s.Client(t).MakeBucket(ctx, name, minio.MakeBucketOptions{Region: Region, ObjectLocking: objectLock})
+	cl := s.Client(t)
+	err := cl.MakeBucket(ctx, name, minio.MakeBucketOptions{Region: Region, ObjectLocking: objectLock})
 	if err != nil {
 		t.Fatalf("miniotest: creating bucket %q: %v", name, err)
+	}
+	// A busy MinIO has answered ObjectLockConfigurationNotFoundError for
+	// a bucket it had just created with Object Lock: wait until the
+	// bucket says it has it, as the code under test will ask.
+	for objectLock {
+		status, _, _, _, err := cl.GetObjectLockConfig(ctx, name)
+		if err == nil && status == "Enabled" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("miniotest: bucket %q created with Object Lock does not say so: %q, %v", name, status, err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
