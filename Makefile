@@ -6,7 +6,7 @@ PKGS := ./...
 # Packages with a cgo and a pure-Go build: checked and tested both ways.
 PUREGO_PKGS := ./internal/compress/
 
-.PHONY: build demo test lint unit test-fips test-fips-ci bench fuzz clean
+.PHONY: build demo test lint unit test-fips bench fuzz clean
 
 # With cgo (a C compiler present, the default) libzstd is compiled in and
 # the binary is linked statically; the pure-Go user and DNS lookups keep
@@ -37,8 +37,12 @@ lint:
 # (NESTGUARD_TEST_EXEC=1), as they always did: in-process, the race
 # detector instruments the whole engine and the suite takes twice as long.
 # Without -race (go test ./cmd/nestguard) they run in-process, faster.
+# The end-to-end tests run in parallel, E2E_PARALLEL at once: most of
+# their time is waiting on PostgreSQL, the S3 servers, fsync and sleeps.
+E2E_PARALLEL ?= 4
+
 unit:
-	@status=0; NESTGUARD_TEST_EXEC=1 $(GO) test -race -timeout 25m $(PKGS) || status=$$?; \
+	@status=0; NESTGUARD_TEST_EXEC=1 $(GO) test -race -parallel $(E2E_PARALLEL) -timeout 25m $(PKGS) || status=$$?; \
 		$(GO) run ./internal/testdeps; exit $$status
 	CGO_ENABLED=0 $(GO) test $(PUREGO_PKGS)
 
@@ -47,18 +51,11 @@ unit:
 # "FIPS 140-3"). Tests create their repositories with an in-process init
 # whose key slot is cheap to unlock, so the processes they run skip the
 # 4,000,000-iteration PBKDF2 unlock; the tests of init and key slots under
-# fips140=only run init as a process. test-fips-ci is the quick subset that
-# make test (and so CI) runs: every command once on a FIPS repository. The
-# whole suite took over 13 minutes on 2 cores after the 10 to 20 of the race
-# run, past CI's 20-minute budget; run make test-fips before a release.
-FIPS_TESTS := ^(TestFIPSRepository|TestPGPITR|TestS3ObjectLockHoldsAndCopies)$$
+# fips140=only run init as a process.
 test-fips:
-	NESTGUARD_TEST_FIPS=1 $(GO) test -count=1 -timeout 30m ./cmd/nestguard/
+	NESTGUARD_TEST_FIPS=1 $(GO) test -count=1 -parallel $(E2E_PARALLEL) -timeout 30m ./cmd/nestguard/
 
-test-fips-ci:
-	NESTGUARD_TEST_FIPS=1 $(GO) test -count=1 -timeout 20m -run '$(FIPS_TESTS)' ./cmd/nestguard/
-
-test: lint unit test-fips-ci
+test: lint unit test-fips
 
 # Benchmarks of the engine's parts; bench/compare runs the tools side by side.
 bench:
