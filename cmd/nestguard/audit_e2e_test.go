@@ -318,6 +318,7 @@ func TestAuditArchiveWALBatched(t *testing.T) {
 // spools an item per file it archived, as the calls would have, and the
 // calls that only took its acknowledgement add none.
 func TestAuditArchiveWALAsync(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.subprocess = true // the worker is a process of its own, with the calls' environment
 	e.must("init")
