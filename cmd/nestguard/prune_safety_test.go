@@ -32,11 +32,16 @@ func TestPruneWhileBackupStopped(t *testing.T) {
 		name   string
 		before bool // the pack is marked before the backup starts
 		unsafe bool
+		// stale: the stopped backup's packs are older than the grace
+		// period when the prune marks, as after a stop of two grace
+		// periods: its own packs are deleted before it indexes them.
+		stale bool
 	}{
-		{"marked before", true, false},
-		{"marked during", false, false},
-		{"marked before, unsafe", true, true},
-		{"marked during, unsafe", false, true},
+		{"marked before", true, false, false},
+		{"marked during", false, false, false},
+		{"marked during, stopped past the grace", false, false, true},
+		{"marked before, unsafe", true, true, false},
+		{"marked during, unsafe", false, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bin := ngBin
@@ -84,11 +89,15 @@ func TestPruneWhileBackupStopped(t *testing.T) {
 			}
 			if !tc.before {
 				// The stopped backup's packs are new to the prune, as
-				// on a machine that is not busy: a pack no index lists
-				// yet and older than the grace period is marked as left
-				// by an interrupted backup (see docs/format.md, "Prune",
-				// on a writer stopped that long).
-				touchPacks(t, e.repo)
+				// on a machine that is not busy, unless the case says
+				// otherwise: a pack no index lists yet and older than
+				// the grace period is marked as left by an interrupted
+				// backup (see docs/format.md, "Prune").
+				at := time.Now()
+				if tc.stale {
+					at = at.Add(-time.Hour)
+				}
+				touchPacks(t, e.repo, at)
 				forgetAndMark()
 			}
 			time.Sleep(1100 * time.Millisecond)
@@ -129,6 +138,11 @@ func TestPruneWhileBackupStopped(t *testing.T) {
 				if out := e.must("snapshots", "--json"); strings.Contains(out, "\"id\"") {
 					t.Fatalf("a snapshot was saved:\n%s", out)
 				}
+				// Its own deleted packs are not left in the index, where
+				// the next backup would reuse their blobs.
+				if v := e.run("verify"); tc.stale && v.code != 0 {
+					t.Fatalf("verify after the refused backup: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+				}
 				e.must("backup", src) // again, from the start
 			}
 			if verify = e.run("verify", "--read-data"); verify.code != 0 {
@@ -148,13 +162,12 @@ func TestPruneWhileBackupStopped(t *testing.T) {
 }
 
 // countPacks counts the packs stored in the local repository repo.
-// touchPacks sets the time of every pack file in repo to now.
-func touchPacks(t *testing.T, repo string) {
+// touchPacks sets the time of every pack file in repo to at.
+func touchPacks(t *testing.T, repo string, at time.Time) {
 	t.Helper()
-	now := time.Now()
 	filepath.WalkDir(filepath.Join(repo, "data"), func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
-			if err := os.Chtimes(p, now, now); err != nil {
+			if err := os.Chtimes(p, at, at); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -28,7 +28,8 @@ import (
 // deleted its packs and removed it): that prune removed the index objects
 // listing the packs first, so when an index object this writer read is
 // gone, the packs no longer stored are avoided too (and a blob only they
-// held fails the Save). A new round follows while new records became due
+// held fails the Save), and taken out of the index objects this writer
+// wrote: they may be its own packs, deleted before it indexed them. A new round follows while new records became due
 // or index objects went meanwhile. Without either (the common case) it
 // costs a listing of the records and one of the index objects.
 func (s *Step) recheck(ctx context.Context, sn *snapshot.Snapshot) error {
@@ -55,6 +56,11 @@ func (s *Step) recheck(ctx context.Context, sn *snapshot.Snapshot) error {
 		}
 		if round == maxRechecks {
 			return fmt.Errorf("no snapshot saved: prunes kept marking or deleting the packs this run stored or reused (%d rounds); a prune's --grace must be longer than %s", round, Skew)
+		}
+		if len(gone) > 0 {
+			if err := s.repo.UnlistPacks(ctx, gone); err != nil {
+				return fmt.Errorf("no snapshot saved: %w", err)
+			}
 		}
 		if len(due) > 0 || len(gone) > 0 {
 			s.learn(due)

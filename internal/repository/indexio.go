@@ -313,6 +313,7 @@ func (r *Repository) writeIndex(ctx context.Context, packs []index.PackBlobs) er
 	}
 	r.idxMu.Lock()
 	r.loadedIndex[oid] = struct{}{}
+	r.wroteIndex[oid] = struct{}{}
 	r.idxMu.Unlock()
 	return nil
 }

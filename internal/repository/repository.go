@@ -64,6 +64,7 @@ type Repository struct {
 	idxMu        sync.Mutex
 	idxErrors    []IndexError // index objects that could not be read
 	loadedIndex  map[id.ID]struct{}
+	wroteIndex   map[id.ID]struct{}        // the index objects this writer flushed (see UnlistPacks)
 	headerPacks  map[id.ID]index.PackBlobs // indexed from pack headers only, see HeaderPacks
 	pendingIndex []index.PackBlobs
 	pendingBlobs int             // in pendingIndex
@@ -309,6 +310,7 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) (
 		idx:         index.NewMap(),
 		log:         o.logger(),
 		loadedIndex: make(map[id.ID]struct{}),
+		wroteIndex:  make(map[id.ID]struct{}),
 		headerPacks: make(map[id.ID]index.PackBlobs),
 	}
 	if r.dec == nil {

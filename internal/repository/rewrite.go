@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"slices"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/id"
@@ -150,6 +152,39 @@ func (r *Repository) WriteIndexObject(ctx context.Context, packs []index.PackBlo
 	r.loadedIndex[oid] = struct{}{}
 	r.idxMu.Unlock()
 	return oid, nil
+}
+
+// UnlistPacks takes packs out of the index objects this writer flushed
+// (ReplaceIndexObject: the replacement is durable before the old object
+// goes) and out of what it has yet to flush. It is for a writer that
+// finds packs it stored gone: a prune deleted them before it indexed them
+// (it was stopped for longer than two grace periods), and an index object
+// listing them would let a later writer reuse blobs that are gone.
+func (r *Repository) UnlistPacks(ctx context.Context, packs []id.ID) error {
+	drop := make(map[id.ID]bool, len(packs))
+	for _, p := range packs {
+		drop[p] = true
+	}
+	r.idxMu.Lock()
+	r.pendingIndex = slices.DeleteFunc(r.pendingIndex, func(p index.PackBlobs) bool { return drop[p.Pack] })
+	own := slices.Collect(maps.Keys(r.wroteIndex))
+	r.idxMu.Unlock()
+	for _, oid := range own {
+		nid, err := r.ReplaceIndexObject(ctx, oid, func(p id.ID) bool { return drop[p] })
+		if err != nil {
+			return fmt.Errorf("taking packs that are gone out of the index: %w", err)
+		}
+		if nid == oid {
+			continue
+		}
+		r.idxMu.Lock()
+		delete(r.wroteIndex, oid)
+		if !nid.IsNull() {
+			r.wroteIndex[nid] = struct{}{}
+		}
+		r.idxMu.Unlock()
+	}
+	return nil
 }
 
 // ReplaceIndexObject supersedes index object iid by one that lists its
