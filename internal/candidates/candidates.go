@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"time"
 
@@ -90,8 +91,12 @@ func (d *Damaged) Unwrap() error { return d.Err }
 // List loads every candidate record, oldest first. A record that is
 // damaged is returned in damaged (each a *Damaged): no prune can read it
 // either, so no prune deletes the packs it names, and a backup may ignore
-// it. Any other failure (listing, a read that fails) is err: a backup
-// must not start without knowing every readable record.
+// it. A record listed and gone when read was removed meanwhile by its
+// prune, which had deleted or kept its packs and unindexed the deleted
+// ones first: it is left out (a writer that had read the index before
+// finds those packs gone when it checks again before saving). Any other
+// failure (listing, a read that fails) is err: a backup must not start
+// without knowing every readable record.
 func List(ctx context.Context, s snapshot.Store) (recs []*Record, damaged []error, err error) {
 	ids, err := s.ListObjects(ctx, backend.CandidateFile)
 	if err != nil {
@@ -102,6 +107,9 @@ func List(ctx context.Context, s snapshot.Store) (recs []*Record, damaged []erro
 		if err := s.LoadObject(ctx, backend.CandidateFile, oid, &r); err != nil {
 			if errors.Is(err, repository.ErrObjectCorrupted) {
 				damaged = append(damaged, &Damaged{ID: oid, Err: err})
+				continue
+			}
+			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
 			return nil, nil, fmt.Errorf("deletion-candidate record %s: %w", oid.Short(), err)

@@ -3,6 +3,8 @@ package candidates
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"testing"
 	"time"
 
@@ -36,6 +38,40 @@ func TestSaveList(t *testing.T) {
 	}
 	if set := Packs(recs); len(set) != 2 {
 		t.Errorf("Packs = %v", set)
+	}
+}
+
+// goneStore is a store whose ListObjects still lists the records in gone,
+// which read as removed: a prune removed them between the listing and
+// the reading.
+type goneStore struct {
+	*repository.Repository
+	gone map[id.ID]bool
+}
+
+func (s goneStore) LoadObject(ctx context.Context, t backend.FileType, oid id.ID, v any) error {
+	if s.gone[oid] {
+		return fmt.Errorf("loading %s: %w", oid, fs.ErrNotExist)
+	}
+	return s.Repository.LoadObject(ctx, t, oid, v)
+}
+
+// TestListSkipsRemovedRecord: a record removed after the listing is left
+// out, not an error that fails a backup.
+func TestListSkipsRemovedRecord(t *testing.T) {
+	ctx := context.Background()
+	r := repotest.New(t)
+	now := time.Now().UTC()
+	kept := &Record{Time: now, NotBefore: now, Packs: []id.ID{id.Hash([]byte("a"))}}
+	removed := &Record{Time: now, NotBefore: now, Packs: []id.ID{id.Hash([]byte("b"))}}
+	for _, rec := range []*Record{kept, removed} {
+		if err := Save(ctx, r, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, damaged, err := List(ctx, goneStore{r, map[id.ID]bool{removed.ID: true}})
+	if err != nil || len(damaged) != 0 || len(recs) != 1 || recs[0].ID != kept.ID {
+		t.Fatalf("List = %v, %v, %v; want the kept record only", recs, damaged, err)
 	}
 }
 
