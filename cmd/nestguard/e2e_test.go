@@ -348,9 +348,11 @@ func writeTree(t *testing.T, root string, seed uint64, files, size int) {
 		d := filepath.Join(root, fmt.Sprintf("d%02d", i%7), fmt.Sprintf("s%d", i%3))
 		must(os.MkdirAll(d, 0o755))
 		n := rng.IntN(size) + 1
-		b := []byte(strings.Repeat("ledger,EUR,settled\n", n/19+1))[:n]
+		var b []byte
 		if i%3 == 0 {
 			b = randomBytes(n, seed, uint64(i))
+		} else {
+			b = []byte(strings.Repeat("ledger,EUR,settled\n", n/19+1))[:n]
 		}
 		must(os.WriteFile(filepath.Join(d, fmt.Sprintf("f%04d.dat", i)), b, 0o640))
 	}

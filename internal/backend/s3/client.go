@@ -185,7 +185,7 @@ func credentialChain(ctx context.Context, cfg Config) (*credentials.Credentials,
 	imds := &http.Client{Timeout: 5 * time.Second}
 	if creds == nil {
 		creds = credentials.NewChainCredentials([]credentials.Provider{
-			&envCreds{lookup: cfg.lookupEnv()},
+			envCreds(cfg.lookupEnv()),
 			&credentials.FileAWSCredentials{},
 			&credentials.IAM{Client: imds},
 		})

@@ -10,40 +10,24 @@ import (
 // (AWS_ACCESS_KEY_ID or AWS_ACCESS_KEY, AWS_SECRET_ACCESS_KEY or
 // AWS_SECRET_KEY, AWS_SESSION_TOKEN) as lookup finds them, which is how
 // nestguard reads every other setting from its environment: a program that
-// runs nestguard in-process gives it an environment of its own.
-// Environment credentials never expire.
-type envCreds struct {
-	lookup    func(string) (string, bool)
-	retrieved bool
-}
-
-func (e *envCreds) get(k string) string {
-	v, _ := e.lookup(k)
-	return v
-}
-
-func (e *envCreds) Retrieve() (credentials.Value, error) {
-	id := e.get("AWS_ACCESS_KEY_ID")
-	if id == "" {
-		id = e.get("AWS_ACCESS_KEY")
+// runs nestguard in-process gives it an environment of its own. It is
+// minio-go's EnvAWS with lookup for the process's environment; without an
+// ID and a secret it is anonymous, and the chain goes on.
+func envCreds(lookup func(string) (string, bool)) *credentials.Static {
+	get := func(k, alias string) string {
+		if v, _ := lookup(k); v != "" {
+			return v
+		}
+		v, _ := lookup(alias)
+		return v
 	}
-	secret := e.get("AWS_SECRET_ACCESS_KEY")
-	if secret == "" {
-		secret = e.get("AWS_SECRET_KEY")
-	}
-	signer := credentials.SignatureV4
-	if id == "" || secret == "" {
-		signer = credentials.SignatureAnonymous
-	}
-	e.retrieved = true
-	return credentials.Value{AccessKeyID: id, SecretAccessKey: secret, SessionToken: e.get("AWS_SESSION_TOKEN"), SignerType: signer}, nil
+	return &credentials.Static{Value: credentials.Value{
+		AccessKeyID:     get("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY"),
+		SecretAccessKey: get("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY"),
+		SessionToken:    get("AWS_SESSION_TOKEN", "AWS_SESSION_TOKEN"),
+		SignerType:      credentials.SignatureV4,
+	}}
 }
-
-func (e *envCreds) RetrieveWithCredContext(*credentials.CredContext) (credentials.Value, error) {
-	return e.Retrieve()
-}
-
-func (e *envCreds) IsExpired() bool { return !e.retrieved }
 
 // lookupEnv is cfg.LookupEnv, or the process's environment.
 func (cfg Config) lookupEnv() func(string) (string, bool) {
