@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -235,8 +236,9 @@ func (a *app) printRetained(rs []prune.Retained) {
 // production): NESTGUARD_TEST_PRUNE_AT=POINT:kill makes the process kill
 // itself with SIGKILL at the named point (prune.Point*), to check what a
 // killed prune leaves; POINT:pause says "prune test hook: paused at
-// POINT" on stderr and waits 3 seconds there, for a test to take the
-// storage away meanwhile.
+// POINT" on stderr and waits there until its standard input has a line
+// or ends, for a test to take the storage away meanwhile (a fixed wait
+// could end before a loaded test got to it).
 func (a *app) pruneTestHook() func(string) {
 	point, action, _ := strings.Cut(a.getenv("NESTGUARD_TEST_PRUNE_AT"), ":")
 	if point == "" {
@@ -252,7 +254,7 @@ func (a *app) pruneTestHook() func(string) {
 			select {}
 		case "pause":
 			fmt.Fprintf(a.stderr, "prune test hook: paused at %s\n", p)
-			time.Sleep(3 * time.Second)
+			bufio.NewReader(a.stdin).ReadString('\n')
 		}
 	}
 }

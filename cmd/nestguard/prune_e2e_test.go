@@ -237,6 +237,10 @@ func TestPruneS3Down(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	resume, err := c.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +255,7 @@ func TestPruneS3Down(t *testing.T) {
 			break
 		}
 	}
+	resume.Close() // the prune goes on, MinIO stopped
 	for sc.Scan() {
 		rest.WriteString(sc.Text() + "\n")
 	}
