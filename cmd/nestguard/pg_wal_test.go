@@ -29,13 +29,18 @@ func newPGEnv(t *testing.T) *pgEnv {
 	t.Helper()
 	pgtest.Require(t)
 	e := newEnv(t)
+	// init runs in this process, before the repository is given to the
+	// postgres user, so its key slot is cheap to unlock (fastKDF): every
+	// command of a PostgreSQL test runs as a process of its own, and each
+	// would otherwise pay a full Argon2id or, in FIPS test mode, a
+	// 4,000,000-iteration PBKDF2 unlock.
+	e.must("init")
 	e.cred = pgtest.Credential(t)
 	pe := &pgEnv{env: e, passFile: filepath.Join(e.dir, "pass"), keyFile: filepath.Join(e.dir, "wal.key")}
 	if err := os.WriteFile(pe.passFile, []byte(e.pass+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	pgtest.Chown(t, e.dir)
-	e.must("init")
 	e.must("key", "add", "--generate-key-file", pe.keyFile, "--label", "archive_command")
 	return pe
 }
