@@ -142,7 +142,8 @@ recovery ('nestguard pg restore' writes the setting for you):
   restore_command = 'nestguard --repo /srv/backup --key-file /etc/nestguard/wal.key pg restore-wal %f %p'
 
 Exit status follows PostgreSQL's contract: 0 only once DEST is completely
-written and synced. A file that is not in the repository exits 1 with one
+written (under a temporary name, then renamed; not synced: after a crash
+PostgreSQL asks again). A file that is not in the repository exits 1 with one
 line: that is normal, PostgreSQL asks for files past the end of the archive
 and for history files that never existed. A damaged file (it fails
 authentication) exits 1 loudly and DEST is not written: it is never

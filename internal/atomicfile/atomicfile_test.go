@@ -7,6 +7,12 @@ import (
 )
 
 func TestWrite(t *testing.T) {
+	for name, write := range map[string]func(string, []byte, os.FileMode) error{"Write": Write, "WriteUnsynced": WriteUnsynced} {
+		t.Run(name, func(t *testing.T) { testWrite(t, write) })
+	}
+}
+
+func testWrite(t *testing.T, write func(string, []byte, os.FileMode) error) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")
 	if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
@@ -18,7 +24,7 @@ func TestWrite(t *testing.T) {
 	if err := os.Link(p, old); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(p, []byte("new"), 0o600); err != nil {
+	if err := write(p, []byte("new"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(p); string(b) != "new" {
@@ -33,7 +39,7 @@ func TestWrite(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
 		t.Errorf("temporary files left: %v", entries)
 	}
-	if err := Write(filepath.Join(dir, "missing", "f"), nil, 0o600); err == nil {
+	if err := write(filepath.Join(dir, "missing", "f"), nil, 0o600); err == nil {
 		t.Error("writing into a missing directory succeeded")
 	}
 }

@@ -59,7 +59,8 @@ func (o *RestoreWALOptions) defaults(dest string) {
 }
 
 // RestoreWAL writes WAL file name from repo to dest, as restore_command:
-// it returns nil only once dest is completely and durably written. A file
+// it returns nil only once dest is completely written (renamed into place
+// whole, not synced: see restoredWrite). A file
 // not in the repository yields an error wrapping fs.ErrNotExist (normal:
 // PostgreSQL asks for files past the end of the archive, and for history
 // files that never existed); a damaged one an error wrapping
@@ -118,7 +119,7 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 			return fmt.Errorf("WAL file %s from the repository: %w", name, err)
 		}
 	}
-	if err := atomicfile.Write(dest, data, 0o600); err != nil {
+	if err := restoredWrite(dest, data); err != nil {
 		return err
 	}
 	if prefetch {
@@ -304,7 +305,7 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool, ident string, names [
 				log.Warn("prefetching WAL", "file", name, "err", err)
 				return
 			}
-			if err := atomicfile.Write(filepath.Join(spool, name), data, 0o600); err != nil {
+			if err := restoredWrite(filepath.Join(spool, name), data); err != nil {
 				log.Warn("prefetching WAL", "file", name, "err", err)
 				return
 			}
@@ -359,13 +360,26 @@ func takeFromSpool(spool, name, dest string) (bool, error) {
 		if rerr != nil {
 			return false, err
 		}
-		if err := atomicfile.Write(dest, data, 0o600); err != nil {
+		if err := restoredWrite(dest, data); err != nil {
 			return false, err
 		}
 		os.Remove(src)
 		return true, nil
 	}
-	return true, atomicfile.SyncDir(filepath.Dir(dest))
+	return true, nil
+}
+
+// restoredWrite writes a WAL file for recovery, into the spool or at
+// restore_command's destination: whole (a temporary name, then a
+// rename), but not synced, which would cost a 16 MiB write-back per
+// segment while recovery waits. Nothing needs it to survive a crash of
+// the operating system: PostgreSQL asks for the file again when it
+// recovers after one (and syncs a restored file itself when it keeps it,
+// durable_rename in KeepFileRestoredFromArchive), and a spool is bound to
+// the boot it was filled in (SpoolIdentity), so a file torn by the crash
+// is never handed over. pgBackRest's archive-get does not sync either.
+func restoredWrite(path string, data []byte) error {
+	return atomicfile.WriteUnsynced(path, data, 0o600)
 }
 
 // cleanSpool removes what the request for name makes useless: segments
@@ -430,9 +444,17 @@ const spoolOwner = ".owner"
 // pg_wal/RECOVERYXLOG: the PID and start time in postmaster.pid), else ""
 // (no server: restore-wal run by hand). A spool left by another restore
 // or an earlier server run never matches, so its files are never used.
+// Either is bound to the machine's boot too (Linux's boot_id; "" where it
+// cannot be read): spooled files are not synced (restoredWrite), so after
+// a crash of the operating system, when they may be torn, the spool is
+// another boot's and is emptied, even for a session that goes on.
 func SpoolIdentity(session, dest string) string {
+	boot := bootID()
+	if boot == "" {
+		return ""
+	}
 	if session != "" {
-		return "session " + session
+		return "session " + session + " boot " + boot
 	}
 	abs, err := filepath.Abs(dest)
 	if err != nil {
@@ -446,7 +468,16 @@ func SpoolIdentity(session, dest string) string {
 	if len(lines) < 3 || lines[0] == "" || lines[2] == "" {
 		return ""
 	}
-	return "server " + strings.TrimSpace(lines[0]) + " " + strings.TrimSpace(lines[2])
+	return "server " + strings.TrimSpace(lines[0]) + " " + strings.TrimSpace(lines[2]) + " boot " + boot
+}
+
+// bootID is the identity of this boot of the machine, or "" if unknown.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // spoolServed is the file in a spool that says a segment was served

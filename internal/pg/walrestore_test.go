@@ -213,7 +213,7 @@ func TestRestoreWALEndOfRecoveryDropsSpool(t *testing.T) {
 func TestRestoreWALStaleSpool(t *testing.T) {
 	ctx := context.Background()
 	repo, _ := newLocalRepo(t)
-	segs := archiveRun(t, repo, 1, 4)
+	segs := archiveRun(t, repo, 1, 5)
 	pgWAL := filepath.Join(t.TempDir(), "pg_wal")
 	os.Mkdir(pgWAL, 0o700)
 	dest := filepath.Join(pgWAL, "RECOVERYXLOG")
@@ -267,7 +267,7 @@ func TestRestoreWALStaleSpool(t *testing.T) {
 	if err := os.WriteFile(pid, []byte("4242\n/data\n1700000000\n5432\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if id := SpoolIdentity("", dest); id != "server 4242 1700000000" {
+	if id := SpoolIdentity("", dest); id != "server 4242 1700000000 boot "+bootID() || bootID() == "" {
 		t.Fatalf("identity of the running server: %q", id)
 	}
 	if _, err := PrefetchWAL(ctx, repo, spool, SpoolIdentity("", dest), []string{four}, 1, nil); err != nil {
@@ -288,6 +288,28 @@ func TestRestoreWALStaleSpool(t *testing.T) {
 	}
 	if ok, err := TakeSpooled(four, dest, o); !ok || err != nil {
 		t.Fatalf("fast path with the same server: %v %v", ok, err)
+	}
+	os.Remove(dest)
+
+	// Spooled files are not synced: a spool filled before a crash of the
+	// operating system (another boot) is never used, even by the same
+	// session, since its files may be torn.
+	five := Segment{TLI: 1, No: 5}.Name(testSegSize)
+	if _, err := PrefetchWAL(ctx, repo, spool, "session s boot 00000000-before-the-crash", []string{five}, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	o.Session = "s"
+	if ok, err := TakeSpooled(five, dest, o); ok || err != nil {
+		t.Fatalf("fast path took a spool of another boot: %v %v", ok, err)
+	}
+	if err := RestoreWAL(ctx, repo, five, dest, o); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, segs[five]) {
+		t.Fatal("restored the wrong content after a spool of another boot")
+	}
+	if _, err := os.Stat(filepath.Join(spool, five)); err == nil {
+		t.Fatal("the spool of another boot is still there")
 	}
 }
 
