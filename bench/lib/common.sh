@@ -57,23 +57,29 @@ probe_drop_caches() {
 }
 
 # measure SECTION SET TOOL STEP CMD...: drops the page cache, runs CMD under
-# GNU time and records STEP.s (wall seconds) and STEP.rss (peak RSS in KiB,
-# the largest single process). A failure records STEP=FAIL and returns 1.
+# GNU time and records STEP.s (wall seconds), STEP.rss (peak RSS in KiB,
+# the largest single process), STEP.cpu (user + system seconds of all its
+# processes) and STEP.load (the 1-minute load average before..after). A
+# failure records STEP=FAIL and returns 1.
 measure() {
 	local section=$1 set=$2 tool=$3 step=$4
 	shift 4
-	local out="$LOGS/$section-$set-$tool-$step.log" tf="$RUN/time.out" secs rss
+	local out="$LOGS/$section-$set-$tool-$step.log" tf="$RUN/time.out" secs rss user sys load0 load1
 	drop_caches
 	log "  $tool: $step"
-	if ! /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$out" 2>&1; then
+	read -r load0 _ </proc/loadavg
+	if ! /usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$out" 2>&1; then
 		record "$section" "$set" "$tool" "$step" FAIL
 		warn "$tool $step failed: $*"
 		tail -n 15 "$out" >&2
 		return 1
 	fi
-	read -r secs rss < <(tail -n 1 "$tf")
+	read -r load1 _ </proc/loadavg
+	read -r secs rss user sys < <(tail -n 1 "$tf")
 	record "$section" "$set" "$tool" "$step.s" "$secs"
 	record "$section" "$set" "$tool" "$step.rss" "$rss"
+	record "$section" "$set" "$tool" "$step.cpu" "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')"
+	record "$section" "$set" "$tool" "$step.load" "$load0..$load1"
 }
 
 # now_s prints the wall clock in seconds with microseconds, for phases

@@ -34,6 +34,17 @@ gen_random() {
 	done
 }
 
+# gen_large: one incompressible file of LARGE_FILE_MIB (issue 21: a large
+# single file, which the peers read serially), an AES-CTR keystream as the
+# random set's, written at the cipher's speed rather than /dev/urandom's.
+gen_large() {
+	local dir=$1
+	mkdir -p "$dir"
+	head -c "$((LARGE_FILE_MIB << 20))" /dev/zero |
+		openssl enc -aes-256-ctr -nosalt -pbkdf2 -pass pass:nestguard-bench-large >"$dir/large.bin"
+	[ "$(stat -c %s "$dir/large.bin")" = "$((LARGE_FILE_MIB << 20))" ] || die "gen_large: $dir/large.bin is short"
+}
+
 # gen_small: many small text-like files (1-16 KiB) in a tree about six deep.
 # Each file is a slice of a generated word corpus behind a unique header, so
 # files compress like text but do not deduplicate against each other.

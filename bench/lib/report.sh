@@ -5,6 +5,7 @@
 # results, with the ratios the issues' goals are stated in.
 render_report() {
 	python3 - "$1" <<'PY'
+import os
 import sys
 from collections import defaultdict
 
@@ -202,7 +203,67 @@ def prune_table(set_):
     print("\nLast row: restic's time / nestguard's (goal: >= 2x); memory and sizes, nestguard's / restic's "
           "(goal: memory <= 1.00x, space left after prune within 5%: <= 1.05x).\n")
 
-titles = {"files": "### Files (issue 2)\n", "pg": "### PostgreSQL (issue 3)\n", "s3": "### S3 (issue 4)\n",
+def large_table(set_):
+    info = res[("large", set_, "-")]
+    nbytes = num(info.get("bytes"))
+    lim = res.get(("limits", "machine", "-"), {})
+    cores = num(lim.get("cores")) or os.cpu_count()
+    print("**large**: one incompressible file of %s (AES-CTR keystream), backed up where it lies; "
+          "restore checked with cmp. MB/s are 10^6 bytes of the file per wall-clock second; per core: over %d cores; "
+          "CPU: user + system seconds.\n" % (mib(nbytes), cores))
+    cols = ["tool", "first backup", "MB/s", "per core", "CPU", "unchanged re-backup", "restore", "MB/s", "per core", "CPU",
+            "repository", "peak RSS backup", "peak RSS restore", "restore check"]
+    header(cols)
+    def rates(r, k):
+        s = num(r.get(k))
+        if not s or nbytes is None:
+            return ["—", "—"]
+        v = nbytes / s / 1e6
+        return ["%.0f" % v, "%.0f" % (v / cores)]
+    def cpu(r, k):
+        v = num(r.get(k))
+        return "—" if v is None else "%.1f s" % v
+    for tool in ("nestguard", "restic", "borg"):
+        r = res.get(("large", set_, tool), {})
+        if status_row(tool, r, len(cols)):
+            continue
+        row([tool, secs(r, "first.s")] + rates(r, "first.s") + [cpu(r, "first.cpu"), secs(r, "unchanged.s"), secs(r, "restore.s")] +
+            rates(r, "restore.s") + [cpu(r, "restore.cpu"), mib(r.get("repo_bytes")), mib(rss(r, "first", "unchanged")),
+            mib(rss(r, "restore")), r.get("check", "—")])
+    bl, rl = num(lim.get("backup.limit.random")), num(lim.get("restore.limit.random"))
+    if bl and rl:
+        row(["**machine limit** (bench/limits)", "%.2f s" % (nbytes / bl), "%.0f" % (bl / 1e6), "%.0f" % (bl / 1e6 / cores), "",
+             "", "%.2f s" % (nbytes / rl), "%.0f" % (rl / 1e6), "%.0f" % (rl / 1e6 / cores), "", "", "", "", ""])
+        print()
+        shares = []
+        for tool in ("nestguard", "restic", "borg"):
+            r = res.get(("large", set_, tool), {})
+            b, rs = num(r.get("first.s")), num(r.get("restore.s"))
+            if b and rs:
+                shares.append("%s %.0f%% / %.0f%%" % (tool, 100 * nbytes / b / bl, 100 * nbytes / rs / rl))
+        print("Share of the machine's limit (first backup / restore): %s. Goal (issue 21): 1,000 MB/s per core.\n" % ", ".join(shares))
+    else:
+        print()
+    # Every run, in the order measured, not only the medians.
+    lines = []
+    rounds = max([len(vals.get(("large", set_, t), {}).get("first.s", [])) for t in ("nestguard", "restic", "borg")] + [0])
+    for i in range(rounds):
+        for tool in ("nestguard", "restic", "borg"):
+            kv = vals.get(("large", set_, tool), {})
+            for step in ("first", "unchanged", "restore"):
+                xs = kv.get(step + ".s", [])
+                if i >= len(xs):
+                    continue
+                v = xs[i]
+                def at(k):
+                    xs = kv.get(k, [])
+                    return xs[i] if i < len(xs) else "?"
+                lines.append("%-9s round %d %-9s %8s s  cpu %7s s  rss %6.0f MiB  load %s" % (
+                    tool, i + 1, step, v, at(step + ".cpu"), (num(at(step + ".rss")) or 0) / 1024, at(step + ".load")))
+    if lines:
+        print("Every run:\n\n```\n" + "\n".join(lines) + "\n```\n")
+
+titles = {"files": "### Files (issue 2)\n", "large": "### A large single file (issue 21)\n", "pg": "### PostgreSQL (issue 3)\n", "s3": "### S3 (issue 4)\n",
           "prune": "### Retention: forget and prune (issue 19)\n"}
 seen = set()
 for section, set_ in order:
@@ -211,6 +272,7 @@ for section, set_ in order:
     seen.add((section, set_))
     if section in titles:
         print(titles.pop(section))
-    {"files": files_table, "pg": pg_table, "s3": s3_table, "prune": prune_table}[section](set_)
+    {"files": files_table, "large": large_table, "pg": pg_table, "s3": s3_table, "prune": prune_table,
+     "limits": lambda _: None}[section](set_)
 PY
 }
