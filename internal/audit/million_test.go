@@ -2,6 +2,10 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,6 +18,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/local"
+	"github.com/nestguard/nestguard/internal/crypto"
 )
 
 // TestVerifyMillion measures 'audit verify' on a log of
@@ -26,7 +31,9 @@ import (
 //
 // With NESTGUARD_AUDIT_DIR naming a directory, the log is written there
 // and kept; a later run on the same directory times verify alone (with
-// NESTGUARD_AUDIT_WORKERS goroutines if set).
+// NESTGUARD_AUDIT_WORKERS goroutines if set), then ReadTree if the
+// directory holds the audit key (millionKey: logs written since it was
+// kept).
 func TestVerifyMillion(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("NESTGUARD_AUDIT_MILLION"))
 	if n <= 0 {
@@ -39,7 +46,17 @@ func TestVerifyMillion(t *testing.T) {
 		dir = t.TempDir()
 	}
 	if vkey, err := os.ReadFile(filepath.Join(dir, millionVerifier)); err == nil {
-		timeVerify(t, dir, string(vkey), n)
+		be, rep := timeVerify(t, dir, string(vkey), n)
+		k, err := readMillionKey(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			t.Logf("ReadTree not timed: %s holds no %s (written before the test kept the key)", dir, millionKey)
+		case err != nil:
+			t.Fatal(err)
+		default:
+			defer k.Close()
+			timeReadTree(t, New(be, k, testLogID), rep.Newest, n)
+		}
 		return
 	}
 	f := newFixtureIn(t, dir)
@@ -54,6 +71,7 @@ func TestVerifyMillion(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, millionVerifier), []byte(vkey), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	writeMillionKey(t, dir, f.log.key)
 
 	began = time.Now()
 	rep := f.verify(t)
@@ -64,26 +82,7 @@ func TestVerifyMillion(t *testing.T) {
 	t.Logf("audit verify of %d records in %d entries: %s (%.1f µs per record), GOMAXPROCS %d",
 		n, rep.Entries, el.Round(time.Millisecond), float64(el.Microseconds())/float64(n), runtime.GOMAXPROCS(0))
 
-	// What a compliance report does after verifying: read every record
-	// (opened) with its tree, then prove the records it cites.
-	began = time.Now()
-	opened := 0
-	tr, err := f.log.ReadTree(context.Background(), rep.Newest, func(_ uint64, _ *Record, err error) error {
-		if err != nil {
-			return err
-		}
-		opened++
-		return nil
-	})
-	if err != nil || opened != n {
-		t.Fatalf("ReadTree: %d records opened: %v", opened, err)
-	}
-	el = time.Since(began)
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	t.Logf("ReadTree of %d records (each opened) and their tree: %s (%.1f µs per record), heap with the tree %d MiB",
-		n, el.Round(time.Millisecond), float64(el.Microseconds())/float64(n), ms.HeapAlloc>>20)
+	tr := timeReadTree(t, f.log, rep.Newest, n)
 	began = time.Now()
 	const proofs = 1000
 	for i := range proofs {
@@ -98,6 +97,68 @@ func TestVerifyMillion(t *testing.T) {
 	t.Logf("%d inclusion proofs made and checked: %s", proofs, time.Since(began).Round(time.Millisecond))
 }
 
+// timeReadTree times what a compliance report does after verifying: read
+// every record of l up to cp (n of them), opened, with their tree.
+func timeReadTree(t *testing.T, l *Log, cp *Checkpoint, n int) *Tree {
+	t.Helper()
+	began := time.Now()
+	opened := 0
+	tr, err := l.ReadTree(context.Background(), cp, func(_ uint64, _ *Record, err error) error {
+		if err != nil {
+			return err
+		}
+		opened++
+		return nil
+	})
+	if err != nil || opened != n {
+		t.Fatalf("ReadTree: %d records opened: %v", opened, err)
+	}
+	el := time.Since(began)
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	t.Logf("ReadTree of %d records (each opened) and their tree: %s (%.1f µs per record), heap with the tree %d MiB",
+		n, el.Round(time.Millisecond), float64(el.Microseconds())/float64(n), ms.HeapAlloc>>20)
+	return tr
+}
+
+// millionKey is the file, beside millionVerifier, where TestVerifyMillion
+// keeps the audit key of the log it wrote (wrapped under
+// millionPassphrase with the cheapest key derivation: a test log's key,
+// protected by nothing), so that a later run can time ReadTree, which
+// opens every record.
+const (
+	millionKey        = "million-audit-key.json"
+	millionPassphrase = "nestguard audit million test"
+)
+
+func writeMillionKey(t *testing.T, dir string, k *crypto.Key) {
+	t.Helper()
+	s, err := crypto.WrapKey(k, []byte(millionPassphrase), crypto.FastKDFParamsForTests(), crypto.SlotInfo{Label: "TestVerifyMillion"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, millionKey), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readMillionKey(dir string) (*crypto.Key, error) {
+	b, err := os.ReadFile(filepath.Join(dir, millionKey))
+	if err != nil {
+		return nil, err
+	}
+	var s crypto.Slot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", millionKey, err)
+	}
+	return crypto.UnwrapKey(&s, []byte(millionPassphrase))
+}
+
 // millionVerifier is the file, beside the repository's layout in
 // NESTGUARD_AUDIT_DIR, where TestVerifyMillion keeps the verifier key of
 // the log it wrote: run again on the same directory, it times verify of
@@ -105,8 +166,9 @@ func TestVerifyMillion(t *testing.T) {
 const millionVerifier = "million-verifier.pub"
 
 // timeVerify times Verify of the log in dir, written by an earlier run,
-// with verifier key vkey; it must hold n records.
-func timeVerify(t *testing.T, dir, vkey string, n int) {
+// with verifier key vkey; it must hold n records. It returns the
+// directory's backend and the report.
+func timeVerify(t *testing.T, dir, vkey string, n int) (backend.Backend, *Report) {
 	t.Helper()
 	be, err := local.Open(dir)
 	if err != nil {
@@ -134,6 +196,7 @@ func timeVerify(t *testing.T, dir, vkey string, n int) {
 	}
 	t.Logf("audit verify of the existing log in %s, %d records in %d entries: %s (%.1f µs per record), GOMAXPROCS %d, workers %d (0: Verify's default)",
 		dir, n, rep.Entries, el.Round(time.Millisecond), float64(el.Microseconds())/float64(n), runtime.GOMAXPROCS(0), workers)
+	return be, rep
 }
 
 func newFixtureIn(t *testing.T, dir string) *fixture {
