@@ -236,8 +236,8 @@ func TestVerifyGapReportedOnce(t *testing.T) {
 // damaged newest entry each found once, every other entry checked, and
 // the newest checkpoint that of the last entry that checks.
 func TestVerifyAcrossBatches(t *testing.T) {
-	defer func(n int) { verifyBatch = n }(verifyBatch)
-	verifyBatch = 3
+	defer func(n int) { readBatch = n }(readBatch)
+	readBatch = 3
 	f := newFixture(t)
 	cps := f.appendN(t, 10, 2)
 	if rep := f.verify(t); !rep.OK() || rep.Entries != 10 || rep.Records != 20 || rep.Newest.Size != 20 {

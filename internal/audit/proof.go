@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"slices"
 
 	"github.com/transparency-dev/merkle/proof"
 
@@ -30,45 +31,54 @@ func (t *Tree) Checkpoint() *Checkpoint { return t.cp }
 // checkpoint cp (from Verify or Checkpoint: already checked), in order,
 // and returns their tree. The records must give cp's root: a log that
 // changed since cp was checked is an error (run 'audit verify').
-// Records appended after cp are not read.
+// Entries after cp are not read.
+//
+// The entries are read as Verify reads them (readEntries: batches read
+// ahead in parallel), and their records opened on the reading
+// goroutines; fn is called in log order, one call at a time, but not on
+// the caller's goroutine.
 func (l *Log) ReadTree(ctx context.Context, cp *Checkpoint, fn func(pos uint64, r *Record, err error) error) (*Tree, error) {
 	if cp.Origin != origin(l.id) {
 		return nil, fmt.Errorf("checkpoint of %q is not of log %s", cp.Origin, l.id)
 	}
-	starts, err := entryStarts(ctx, l.be, l.id)
+	all, err := entryStarts(ctx, l.be, l.id)
 	if err != nil {
 		return nil, err
 	}
+	n, _ := slices.BinarySearch(all, cp.Size) // the entries that start before cp's end
 	leaves := make([][]byte, 0, cp.Size)
-	for _, start := range starts {
-		if uint64(len(leaves)) == cp.Size {
-			break
-		}
-		h := backend.Handle{Type: backend.AuditFile, Name: entryName(l.id, start)}
-		if start != uint64(len(leaves)) {
-			return nil, fmt.Errorf("%s starts at %d, not where the entry before ends (%d): run 'nestguard audit verify'", h, start, len(leaves))
-		}
-		b, err := backend.ReadAll(ctx, l.be, h, maxEntryLen)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", h, err)
-		}
-		e, err := decodeEntry(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w (run 'nestguard audit verify')", h, err)
-		}
-		if e.size() > cp.Size {
-			return nil, fmt.Errorf("%s ends at %d, past the checkpoint's size %d: run 'nestguard audit verify'", h, e.size(), cp.Size)
-		}
-		for i, sealed := range e.records {
-			leaves = append(leaves, leafHash(sealed))
-			r, err := openRecord(l.key, l.id, sealed)
-			if err != nil {
-				err = fmt.Errorf("%s record %d: %w", h, e.start+uint64(i), err)
+	handle := func(start uint64) backend.Handle {
+		return backend.Handle{Type: backend.AuditFile, Name: entryName(l.id, start)}
+	}
+	notNext := func(start uint64) error {
+		return fmt.Errorf("%s starts at %d, not where the entry before ends (%d): run 'nestguard audit verify'", handle(start), start, len(leaves))
+	}
+	err = readEntries(ctx, l.be, l.id, all[:n], readOptions{key: l.key}, func(starts []uint64, res []checked) error {
+		for j := range res {
+			c, start := &res[j], starts[j]
+			if start != uint64(len(leaves)) {
+				return notNext(start)
 			}
-			if err := fn(e.start+uint64(i), r, err); err != nil {
-				return nil, err
+			if c.err != nil {
+				return fmt.Errorf("%w (run 'nestguard audit verify')", c.err)
+			}
+			if end := start + uint64(c.records()); end > cp.Size {
+				return fmt.Errorf("%s ends at %d, past the checkpoint's size %d: run 'nestguard audit verify'", handle(start), end, cp.Size)
+			}
+			for i, o := range c.opened {
+				leaves = append(leaves, c.leaf(i))
+				if err := fn(start+uint64(i), o.r, o.err); err != nil {
+					return err
+				}
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(leaves)) < cp.Size && n < len(all) {
+		return nil, notNext(all[n])
 	}
 	return NewTree(cp, leaves)
 }

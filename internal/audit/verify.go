@@ -5,16 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"hash"
-	"runtime"
 	"slices"
 	"strings"
-	"sync/atomic"
 
 	"github.com/transparency-dev/merkle/compact"
-	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/nestguard/nestguard/internal/backend"
 )
@@ -29,7 +24,7 @@ type VerifyOptions struct {
 	// of the log's first Size records).
 	Exported []*Checkpoint
 	// Workers read and check entries at once (default: defaultWorkers,
-	// or GOMAXPROCS if more).
+	// or GOMAXPROCS if more; see readEntries).
 	Workers int
 	// AllSignatures checks the signature of every entry's checkpoint, not
 	// only the newest's (see Verify).
@@ -71,146 +66,6 @@ func (r *Report) problem(format string, args ...any) {
 	}
 }
 
-// checked is what Verify's in-order pass needs of one entry read and
-// checked on its own (signature, shape), none of it in the buffer it was
-// read into.
-type checked struct {
-	err    error
-	leaves []byte            // its records' leaf hashes, sha256.Size each
-	root   [sha256.Size]byte // its checkpoint's root
-	cp     *Checkpoint       // its checkpoint: kept for the newest entry only
-}
-
-func (c *checked) records() int { return len(c.leaves) / sha256.Size }
-
-// defaultWorkers is how many entries Verify reads at once: sized for
-// waiting on reads, not for the CPUs. Entries in the page cache keep
-// every CPU busy with two or three; read from disk (a million one-record
-// entries with a cold cache), sixteen took 95 s where four took 118 s on
-// the 2-core test machine, and an object store waits on each request.
-const defaultWorkers = 16
-
-// verifyBatch is how many entries are read ahead in parallel: one batch
-// is read while the one before is checked in order.
-var verifyBatch = 4096 // a variable for tests only
-
-// entryReader reads and checks entries in one of Verify's goroutines,
-// with a buffer and a hash of its own.
-type entryReader struct {
-	rd    backend.WholeReader
-	logID string
-	buf   []byte
-	h     hash.Hash
-}
-
-// maxKeptBuffer bounds the read buffer an entryReader keeps between
-// entries (a larger entry is read into one of its own).
-const maxKeptBuffer = 1 << 20
-
-// read reads the entry at start into c, checking its signature with v
-// (nil: not checked) and keeping its checkpoint if keepCheckpoint. A check
-// that fails is c.err; err is a failure to read.
-func (er *entryReader) read(ctx context.Context, start uint64, v note.Verifier, keepCheckpoint bool, c *checked) error {
-	h := backend.Handle{Type: backend.AuditFile, Name: entryName(er.logID, start)}
-	b, err := er.rd.ReadAll(ctx, h.Name, maxEntryLen, er.buf)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", h, err)
-	}
-	if cap(b) > cap(er.buf) && cap(b) <= maxKeptBuffer {
-		er.buf = b[:0]
-	}
-	e, cp, err := checkEntryCheckpoint(h, b, er.logID, start, v)
-	if err != nil {
-		c.err = err
-		return nil
-	}
-	c.root = [sha256.Size]byte(cp.Root) // a SHA-256 hash: checked in parsing
-	c.leaves = make([]byte, 0, len(e.records)*sha256.Size)
-	for _, r := range e.records {
-		// leafHash, without an allocation per record
-		er.h.Reset()
-		er.h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
-		er.h.Write(r)
-		c.leaves = er.h.Sum(c.leaves)
-	}
-	if keepCheckpoint {
-		cp.Note = bytes.Clone(cp.Note)
-		c.cp = cp
-	}
-	return nil
-}
-
-// readEntries reads and checks the entries at starts, verifyBatch at a
-// time with workers goroutines, and calls fn with each batch in order
-// while the next one is read. The newest entry (the last of starts) has
-// its signature checked with v, every entry's if allSignatures.
-func readEntries(ctx context.Context, be backend.Backend, logID string, starts []uint64, workers int, v note.Verifier, allSignatures bool, fn func(starts []uint64, res []checked) error) error {
-	if len(starts) == 0 {
-		return nil
-	}
-	rd, err := backend.OpenWholeReader(ctx, be, backend.AuditFile)
-	if err != nil {
-		return fmt.Errorf("reading the audit log: %w", err)
-	}
-	defer rd.Close()
-	readers := make([]*entryReader, workers)
-	for i := range readers {
-		readers[i] = &entryReader{rd: rd, logID: logID, buf: make([]byte, 0, 16<<10), h: sha256.New()}
-	}
-	last := starts[len(starts)-1]
-	type batch struct {
-		starts []uint64
-		res    []checked
-	}
-	ready := make(chan batch, 1)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		defer close(ready)
-		for i := 0; i < len(starts); i += verifyBatch {
-			b := batch{starts: starts[i:min(i+verifyBatch, len(starts))]}
-			b.res = make([]checked, len(b.starts))
-			var next atomic.Int64
-			rg, rctx := errgroup.WithContext(gctx)
-			for _, er := range readers {
-				rg.Go(func() error {
-					for {
-						j := int(next.Add(1) - 1)
-						if j >= len(b.starts) {
-							return nil
-						}
-						start := b.starts[j]
-						ev := v
-						if !allSignatures && start != last {
-							ev = nil
-						}
-						if err := er.read(rctx, start, ev, start == last, &b.res[j]); err != nil {
-							return err
-						}
-					}
-				})
-			}
-			if err := rg.Wait(); err != nil {
-				return err
-			}
-			select {
-			case ready <- b:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		}
-		return nil
-	})
-	g.Go(func() error {
-		for b := range ready {
-			if err := fn(b.starts, b.res); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return g.Wait()
-}
-
 // Verify checks log logID on be with only the verifier key and the stored
 // objects (no passphrase): the entries follow each other with no gap or
 // overlap, every entry's checkpoint root is the root of the tree of every
@@ -230,10 +85,6 @@ func readEntries(ctx context.Context, be backend.Backend, logID string, starts [
 func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptions) (*Report, error) {
 	if o.Verifier == nil {
 		return nil, fmt.Errorf("audit verify: no verifier key")
-	}
-	workers := o.Workers
-	if workers <= 0 {
-		workers = max(defaultWorkers, runtime.GOMAXPROCS(0))
 	}
 	rep := &Report{LogID: logID}
 	for _, x := range o.Exported {
@@ -323,7 +174,8 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 	// log's last (the others' are read again at the end).
 	newest, haveNewest := uint64(0), false
 	var newestCP *Checkpoint
-	err = readEntries(ctx, be, logID, starts, workers, o.Verifier, o.AllSignatures, func(batch []uint64, res []checked) error {
+	ro := readOptions{workers: o.Workers, verifier: o.Verifier, allSignatures: o.AllSignatures}
+	err = readEntries(ctx, be, logID, starts, ro, func(batch []uint64, res []checked) error {
 		for j := range res {
 			c := &res[j]
 			start := batch[j]
