@@ -160,8 +160,10 @@ func TestProcessNotDumpable(t *testing.T) {
 		t.Fatal(err)
 	}
 	proc := filepath.Join("/proc", strconv.Itoa(c.Process.Pid))
+	// The process hardens itself as it starts, then waits on the FIFO
+	// until written: give a loaded machine time to get it there.
 	var owner uint32 = 65534
-	for range 300 {
+	for range 3000 {
 		if fi, err := os.Stat(filepath.Join(proc, "environ")); err == nil {
 			if owner = fi.Sys().(*syscall.Stat_t).Uid; owner == 0 {
 				break
