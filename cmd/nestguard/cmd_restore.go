@@ -39,7 +39,12 @@ Nothing is written through a symlink already in the target: with
 --overwrite, a symlink where the snapshot has a file or directory is
 replaced by it, as is any other entry of another type (the snapshot's tree
 wins), except a directory where the snapshot has something else: that is
-reported, since a restore never removes a directory's contents.`,
+reported, since a restore never removes a directory's contents.
+
+The restore ends by syncing the target's file system (syncfs), so that a
+restore reported done survives a crash or power cut right after; if that
+sync fails the restore fails, naming the target. --no-sync skips it (as
+pg_basebackup --no-sync).`,
 		Example: `  nestguard restore latest --target /srv/restore
   nestguard restore 4f2a9c1e --target /tmp/r --include /etc/nginx`,
 		Args: cobra.ExactArgs(1),
@@ -53,6 +58,7 @@ reported, since a restore never removes a directory's contents.`,
 	f.StringArrayVarP(&o.Include, "include", "i", nil, "restore only this path of the snapshot and what is below it (repeatable)")
 	f.BoolVar(&o.Overwrite, "overwrite", false, "restore into a non-empty target, replacing files of the same name")
 	f.IntVar(&o.Workers, "workers", restorer.DefaultWorkers, "packs read and written at once")
+	f.BoolVar(&o.NoSync, "no-sync", false, "do not wait for the restored files to reach the disk (faster; a crash soon after can lose them)")
 	return cmd
 }
 
@@ -85,7 +91,8 @@ func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
 				err, sn.ID.Short(), showPaths(sn.Paths), sn.ID.Short())
 		}
 		c := &res.C
-		if err != nil && c.Files.Load()+c.Dirs.Load() > 0 {
+		var se *restorer.SyncError
+		if err != nil && c.Files.Load()+c.Dirs.Load() > 0 && !errors.As(err, &se) {
 			fmt.Fprintf(a.stderr, "restore stopped: %d of the %d files found so far restored (%s of %s); the rest of the snapshot was not\n",
 				c.Restored.Load(), c.Files.Load(), progress.Bytes(c.BytesRestored.Load()), progress.Bytes(c.BytesTotal.Load()))
 		}

@@ -3,9 +3,12 @@ package restorer
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -23,8 +26,12 @@ import (
 // is as safe. A symlink swapped in by another process during the restore
 // is out of scope for the metadata calls, which take paths (see setMeta).
 type beneath struct {
-	fd        int // the target directory, O_PATH
+	fd        int    // the target directory, O_PATH
+	dev       uint64 // its file system
 	noOpenat2 atomic.Bool
+
+	mu     sync.Mutex
+	others map[uint64]string // file system -> the first directory kept (mkdir) on it, if not the target's
 }
 
 func openBeneath(dir string) (*beneath, error) {
@@ -32,7 +39,21 @@ func openBeneath(dir string) (*beneath, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	return &beneath{fd: fd}, nil
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "fstat", Path: dir, Err: err}
+	}
+	return &beneath{fd: fd, dev: st.Dev}, nil
+}
+
+// mounts lists a directory, relative to the target, of each other file
+// system than the target's that mkdir found mounted below it: what is
+// restored into them is synced with them.
+func (b *beneath) mounts() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Sorted(maps.Values(b.others))
 }
 
 func (b *beneath) close() { unix.Close(b.fd) }
@@ -115,6 +136,18 @@ func (b *beneath) mkdir(rel string, replace bool) error {
 		return err
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		// Only a directory that was there can be another file
+		// system's: one mkdir makes is its parent's.
+		if st.Dev != b.dev {
+			b.mu.Lock()
+			if _, ok := b.others[st.Dev]; !ok {
+				if b.others == nil {
+					b.others = map[uint64]string{}
+				}
+				b.others[st.Dev] = rel
+			}
+			b.mu.Unlock()
+		}
 		return nil
 	}
 	if !replace {

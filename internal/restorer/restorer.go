@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/nestguard/nestguard/internal/durable"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/tree"
@@ -51,16 +52,27 @@ type Options struct {
 	Owners    bool     // restore file owners (default: when running as root)
 	// Writeback starts writing each file's data to disk while the
 	// restore goes on (every WritebackBytes written, and when the file is
-	// complete), instead of leaving all of it to the kernel's flusher: a
-	// caller that syncs everything afterwards (PostgreSQL syncs its data
-	// directory when it starts recovery) then finds little left to write.
+	// complete), instead of leaving all of it to the kernel's flusher:
+	// the sync at the end (see NoSync), and PostgreSQL's of its data
+	// directory when it starts recovery, then find little left to write.
 	Writeback bool
 	// Reserved are names at the top of Target that may exist without
 	// Overwrite: the caller's own work beside the restore (pg restore's
 	// WAL spool under pg_wal). A snapshot directory of that name is
 	// merged into it; nothing in it is removed.
 	Reserved []string
-	Log      *slog.Logger
+	// NoSync returns once the files are written, without waiting for
+	// them to reach the disk (pg_basebackup's --no-sync): faster, but a
+	// crash or power cut soon after can lose what was restored, or part
+	// of it. By default Restore ends by syncing the target's file system
+	// (and any other mounted below it that it wrote into), and fails if
+	// that fails: a restore reported done is on disk.
+	NoSync bool
+	Log    *slog.Logger
+
+	// sync makes the restored directories durable: durable.Sync, or a
+	// test's stand-in.
+	sync func(ctx context.Context, dirs ...string) error
 }
 
 // FileError names a file that could not be restored.
@@ -278,6 +290,41 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 	slices.SortStableFunc(dirs, func(a, b dirEntry) int { return b.depth - a.depth })
 	for _, d := range dirs {
 		r.setMeta(d.path, d.node)
+	}
+	return r.syncTarget(ctx)
+}
+
+// SyncError is Restore's error when everything was restored but could
+// not be synced to disk: a crash or power cut could still lose it.
+type SyncError struct {
+	Target string
+	Err    error
+}
+
+func (e *SyncError) Error() string {
+	return fmt.Sprintf("the files restored to %s are written but not known to be on disk (a crash or power cut could lose them): %v", e.Target, e.Err)
+}
+
+func (e *SyncError) Unwrap() error { return e.Err }
+
+// syncTarget makes the restore durable, unless Options.NoSync: the file
+// system of the target and of each directory below it on another file
+// system (see beneath.mkdir), each synced once, after every file and
+// directory got its contents and metadata.
+func (r *Restorer) syncTarget(ctx context.Context) error {
+	if r.opt.NoSync {
+		return nil
+	}
+	dirs := []string{r.opt.Target}
+	for _, rel := range r.root.mounts() {
+		dirs = append(dirs, filepath.Join(r.opt.Target, filepath.FromSlash(rel)))
+	}
+	sync := r.opt.sync
+	if sync == nil {
+		sync = durable.Sync
+	}
+	if err := sync(ctx, dirs...); err != nil {
+		return &SyncError{Target: r.opt.Target, Err: err}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +184,54 @@ func TestRestoreReservedWriteback(t *testing.T) {
 	}
 	if err := New(repo, Options{Target: dst, Reserved: []string{"pg_wal"}}).Restore(ctx, sn.Tree); !errors.Is(err, ErrTargetNotEmpty) {
 		t.Errorf("an unreserved entry in the target: %v", err)
+	}
+}
+
+// A restore ends by syncing its target, once every file is written and
+// has its metadata, and fails naming the target when that sync fails;
+// NoSync skips it.
+func TestRestoreSyncs(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	var synced [][]string
+	broken := errors.New("EIO, say")
+	for _, tc := range []struct {
+		name    string
+		noSync  bool
+		syncErr error
+		want    int // syncs
+	}{{"sync", false, nil, 1}, {"no sync", true, nil, 0}, {"sync fails", false, broken, 1}} {
+		synced = nil
+		dst := t.TempDir()
+		r := New(repo, Options{Target: dst, NoSync: tc.noSync})
+		r.opt.sync = func(_ context.Context, dirs ...string) error {
+			// Everything is in place when the sync comes.
+			got, err := os.ReadFile(filepath.Join(dst, src, "f"))
+			fi, serr := os.Stat(filepath.Join(dst, src, "f"))
+			if err != nil || string(got) != "data" || serr != nil || fi.Mode().Perm() != 0o640 {
+				t.Errorf("%s: synced before the file was restored: %q %v %v", tc.name, got, err, serr)
+			}
+			synced = append(synced, dirs)
+			return tc.syncErr
+		}
+		err := r.Restore(ctx, sn.Tree)
+		if len(synced) != tc.want || (tc.want > 0 && !slices.Equal(synced[0], []string{dst})) {
+			t.Errorf("%s: synced %q, want %d sync of %s", tc.name, synced, tc.want, dst)
+		}
+		var se *SyncError
+		switch {
+		case tc.syncErr == nil && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.syncErr != nil && (!errors.As(err, &se) || se.Target != dst || !errors.Is(err, broken) || !strings.Contains(err.Error(), dst)):
+			t.Errorf("%s: a failed sync gave %v, want a SyncError naming %s", tc.name, err, dst)
+		}
 	}
 }

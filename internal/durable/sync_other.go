@@ -1,0 +1,16 @@
+//go:build !linux
+
+package durable
+
+import "context"
+
+// syncDirs fsyncs each file and directory below each of dirs: there is
+// no syncfs(2) outside Linux.
+func syncDirs(ctx context.Context, dirs []string) error {
+	for _, dir := range dirs {
+		if err := syncEach(ctx, dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
