@@ -97,7 +97,9 @@ window ('nestguard pg status' shows it), in one command:
      --tablespace-map;
   3. recovery is configured: restore_command runs 'nestguard pg
      restore-wal' on this repository, the target goes into
-     postgresql.auto.conf, and recovery.signal is created;
+     postgresql.auto.conf, and recovery.signal is created; then the
+     data directory and tablespaces are synced to disk (syncfs; a failure
+     fails the restore; --no-sync skips it, as pg_basebackup --no-sync);
   4. with --start, the server is started (pg_ctl, as the directory's
      owner), and the command waits until recovery reached the target and
      reports the point reached and how long restore and replay took.
@@ -147,6 +149,7 @@ environment.`,
 	f.StringArrayVar(&o.tsMap, "tablespace-map", nil, "restore tablespace OID into DIR instead of its original location: OID=DIR (repeatable)")
 	f.StringVar(&o.RestoreCommand, "restore-command", "", "restore_command to write instead of the one nestguard builds")
 	f.IntVar(&o.Workers, "workers", restorer.DefaultWorkers, "packs read and written at once")
+	f.BoolVar(&o.NoSync, "no-sync", false, "do not wait for the restored files to reach the disk before reporting or starting the server (as pg_basebackup --no-sync; a crash soon after can lose them)")
 	flagAliases(cmd, map[string]string{"target-dir": "target", "from": "snapshot"})
 	return cmd
 }

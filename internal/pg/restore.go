@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/atomicfile"
+	"github.com/nestguard/nestguard/internal/durable"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/restorer"
@@ -45,6 +46,11 @@ type RestoreOptions struct {
 	// TablespaceMap relocates tablespaces: OID -> new directory.
 	TablespaceMap map[uint32]string
 	Workers       int // packs read and files written at once; 0 = restorer.DefaultWorkers
+	// NoSync returns without waiting for the restored files to reach the
+	// disk (as pg_basebackup --no-sync): by default the data directory
+	// and tablespaces are synced before Restore reports them restored
+	// (and before the server starts), and a failed sync fails it.
+	NoSync bool
 
 	// Start starts the server after the restore and waits until recovery
 	// reached the target.
@@ -171,6 +177,9 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	if err := owner.apply(o.TargetDir, places); err != nil {
 		return res, err
 	}
+	if err := syncRestored(ctx, o, places); err != nil {
+		return res, err
+	}
 	res.RestoreTime = time.Since(began)
 	res.Seconds = map[string]float64{"restore": res.RestoreTime.Seconds()}
 	if o.Start {
@@ -188,6 +197,26 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	res.TotalTime = time.Since(began)
 	res.Seconds["total"] = res.TotalTime.Seconds()
 	return res, nil
+}
+
+// syncRestored makes the restored cluster durable (unless o.NoSync): the
+// restorer synced the files it wrote, and this syncs what came after
+// them (pg_control, backup_label, the recovery settings, the directories
+// made empty, the tablespace links, owners and modes) on the file system
+// of the data directory and of each tablespace. PostgreSQL syncs the
+// data directory again when it starts recovery.
+func syncRestored(ctx context.Context, o RestoreOptions, places []tablespacePlace) error {
+	if o.NoSync {
+		return nil
+	}
+	dirs := []string{o.TargetDir}
+	for _, p := range places {
+		dirs = append(dirs, p.dir)
+	}
+	if err := durable.Sync(ctx, dirs...); err != nil {
+		return fmt.Errorf("the data directory %s is restored but not known to be on disk (a crash or power cut could lose it): %w", o.TargetDir, err)
+	}
+	return nil
 }
 
 // prefillSpool fetches names into the WAL spool of o's session in the
@@ -338,11 +367,12 @@ func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOpt
 			}
 		}
 	}
-	// Writeback: PostgreSQL fsyncs the whole data directory when recovery
-	// starts; data already on its way to disk makes that quick.
+	// Writeback: the restorer syncs what it wrote at its end (and
+	// PostgreSQL the whole data directory when recovery starts); data
+	// already on its way to disk makes that quick.
 	run := func(target string, root id.ID, include, reserved []string) error {
 		r := restorer.New(repo, restorer.Options{Target: target, Include: include, Overwrite: o.Overwrite, Workers: o.Workers, Log: o.Log,
-			Reserved: reserved, Writeback: true})
+			Reserved: reserved, Writeback: true, NoSync: o.NoSync})
 		if o.OnRestorer != nil {
 			o.OnRestorer(r)
 		}
