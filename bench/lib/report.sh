@@ -209,7 +209,7 @@ def large_table(set_):
     lim = res.get(("limits", "machine", "-"), {})
     cores = num(lim.get("cores")) or os.cpu_count()
     print("**large**: one incompressible file of %s (AES-CTR keystream), backed up where it lies; "
-          "restore checked with cmp. MB/s are 10^6 bytes of the file per wall-clock second; per core: over %d cores; "
+          "restore checked by SHA-256 against the source. MB/s are 10^6 bytes of the file per wall-clock second; per core: over %d cores; "
           "CPU: user + system seconds.\n" % (mib(nbytes), cores))
     cols = ["tool", "first backup", "MB/s", "per core", "CPU", "unchanged re-backup", "restore", "MB/s", "per core", "CPU",
             "repository", "peak RSS backup", "peak RSS restore", "restore check"]
