@@ -245,3 +245,36 @@ func TestMasks(t *testing.T) {
 		t.Errorf("loose mask %#x, want %#x", loose, want)
 	}
 }
+
+// TestRollMatchesOneByteAtATime checks the four-byte loop of roll against
+// the gear hash rolled one byte at a time: the same cut, at the same byte,
+// with the same hash, for every length (so every tail) and for masks that
+// cut often, rarely and never.
+func TestRollMatchesOneByteAtATime(t *testing.T) {
+	gear := gearTable(testSeed(4))
+	data := randomData(4096, 9)
+	all := ^uint64(0)
+	for _, mask := range []uint64{all << 61, all << 56, all << 44, all} {
+		for start := range 9 {
+			for n := range 200 {
+				d := data[start*37 : start*37+n]
+				fp0 := uint64(start) * 0x9e3779b97f4a7c15
+				wantN, wantCut := len(d), false
+				fp := fp0
+				for i, b := range d {
+					fp = fp<<1 + gear[b]
+					if fp&mask == 0 {
+						wantN, wantCut = i+1, true
+						break
+					}
+				}
+				wantFP := fp
+				gotN, gotFP, gotCut := roll(d, fp0, gear, mask)
+				if gotN != wantN || gotFP != wantFP || gotCut != wantCut {
+					t.Fatalf("mask %#x, %d bytes from %d: roll = (%d, %#x, %v), want (%d, %#x, %v)",
+						mask, n, start*37, gotN, gotFP, gotCut, wantN, wantFP, wantCut)
+				}
+			}
+		}
+	}
+}
