@@ -131,6 +131,11 @@ type Archiver struct {
 
 	zeroMu  sync.Mutex
 	zeroIDs map[int]id.ID // by size; see zeroChunk
+
+	// Files of directMin bytes or more are read past the page cache
+	// (direct.go), in buffers from directBufs.
+	directMin  int64
+	directBufs sync.Pool
 }
 
 // DefaultReaders is how many files an archiver reads at once: enough to
@@ -153,7 +158,7 @@ func New(repo Repo, opt Options) *Archiver {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Archiver{repo: repo, opt: opt, log: log, ids: idNames{users: map[uint32]string{}, groups: map[uint32]string{}, log: log},
-		zeroIDs: map[int]id.ID{}}
+		zeroIDs: map[int]id.ID{}, directMin: directMin}
 }
 
 // Errors lists the entries that could not be backed up.
@@ -673,7 +678,12 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 	case a.opt.OnChunk == nil && sparse(fi):
 		err = a.chunkSparse(ctx, j, c, f, size)
 	default:
-		err = a.split(ctx, j, c, chunker.New(f, a.opt.Chunker, a.opt.Seed))
+		rd := io.Reader(f)
+		if dr := newDirectReader(f, j.abs, size, a.directMin, &a.directBufs); dr != nil {
+			defer dr.Close()
+			rd = dr
+		}
+		err = a.split(ctx, j, c, chunker.New(rd, a.opt.Chunker, a.opt.Seed))
 	}
 	c.wg.Wait()
 	return a.chunked(ctx, j, c, size, err)

@@ -1,0 +1,281 @@
+package archiver
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Large files are read past the page cache (O_DIRECT), a block ahead of
+// the chunker. A buffered read of data not yet cached costs the kernel
+// more CPU than it costs nestguard to chunk it: pages allocated, filled by
+// readahead and copied out, 0.5-1.8 ns a byte on the 2-core development
+// machine (a virtual machine, where new pages are dear), against 0.05 ns
+// for a direct read into a buffer that is reused. The backup of one 10
+// GiB file spent 40% of its CPU in read(2). A backup also reads each byte
+// once: caching it only evicts what others use.
+//
+// Blocks already in the page cache (a file just written, a database's
+// hot segment) are read through it, as before: a direct read would fetch
+// them from the disk again, and flush dirty ones first.
+const (
+	// directMin is the smallest file read this way: below it the set-up
+	// (a second descriptor, a goroutine, 8 MiB of buffers) is not repaid.
+	directMin = 64 << 20
+	// directBlock is a read; two are in use per file, one being chunked
+	// while the next is read. 4 MiB reads keep the disk's queue busy
+	// (1 MiB direct reads ran at 70% of the rate of 4 MiB ones).
+	directBlock = 4 << 20
+	// directAlign is the alignment O_DIRECT wants of buffers, offsets and
+	// lengths: the logical block size, at most the page size in practice.
+	directAlign = 4096
+)
+
+// directReader reads a file from its start, a block ahead of its caller:
+// each block with O_DIRECT unless it is in the page cache. It is an
+// io.Reader for one goroutine; Close stops the reading ahead.
+type directReader struct {
+	blocks chan dblock  // read ahead, in order
+	free   chan *[]byte // buffers to read into
+	stop   chan struct{}
+	done   chan struct{}
+	cur    dblock
+	pos    int
+	pool   *sync.Pool
+	size   int64 // when opened
+
+	// Counts for tests: blocks read direct and through the page cache.
+	direct, cached int
+	statsMu        sync.Mutex
+}
+
+type dblock struct {
+	buf  *[]byte // the whole buffer, returned to free
+	data []byte  // what was read into it
+	err  error   // after data: io.EOF at the end
+}
+
+// newDirectReader returns a reader of f's content (f is open at offset 0,
+// size is its size), or nil when f should be read as before: a small file,
+// or a file system that does not take direct reads. path must name f: it
+// is opened again with O_DIRECT, and not used if it names another file by
+// then. pool recycles the aligned buffers.
+func newDirectReader(f *os.File, path string, size, minSize int64, pool *sync.Pool) *directReader {
+	if size < minSize {
+		return nil
+	}
+	df, err := openDirect(path)
+	if err != nil {
+		return nil
+	}
+	var st1, st2 unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st1) != nil || unix.Fstat(int(df.Fd()), &st2) != nil ||
+		st1.Dev != st2.Dev || st1.Ino != st2.Ino {
+		df.Close()
+		return nil
+	}
+	r := &directReader{
+		blocks: make(chan dblock, 1),
+		free:   make(chan *[]byte, 2),
+		size:   size,
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		pool:   pool,
+	}
+	for range cap(r.free) {
+		r.free <- r.getBuf()
+	}
+	go r.readAhead(f, df)
+	return r
+}
+
+func openDirect(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT|unix.O_NOATIME, 0)
+	if err != nil {
+		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
+	}
+	return f, err
+}
+
+// getBuf returns a directBlock buffer aligned to directAlign.
+func (r *directReader) getBuf() *[]byte {
+	if b, ok := r.pool.Get().(*[]byte); ok {
+		return b
+	}
+	raw := make([]byte, directBlock+directAlign)
+	skip := (directAlign - int(uintptr(unsafe.Pointer(&raw[0]))%directAlign)) % directAlign
+	b := raw[skip : skip+directBlock : skip+directBlock]
+	return &b
+}
+
+// readAhead reads the file block by block into free buffers and sends
+// them on blocks, until the end, an error or Close. df is closed when it
+// ends; f is the caller's.
+func (r *directReader) readAhead(f, df *os.File) {
+	defer close(r.done)
+	defer df.Close()
+	useDirect := true
+	var off int64
+	for {
+		var bp *[]byte
+		select {
+		case bp = <-r.free:
+		case <-r.stop:
+			return
+		}
+		buf := *bp
+		var n int
+		var err error
+		if useDirect && !r.resident(f, off) {
+			n, err = readDirect(df, buf, off)
+			switch {
+			case errors.Is(err, unix.EINVAL) && n == 0:
+				// The file system opened it for direct I/O but will
+				// not read it so: the page cache from here on.
+				useDirect = false
+				n, err = readFull(f, buf, off)
+			case err == nil && n < len(buf):
+				// The end, or a file system's short read: either way
+				// the next offset is unaligned, so the rest (if the
+				// file grew) goes through the page cache.
+				useDirect = false
+			}
+			r.count(useDirect)
+		} else {
+			n, err = readFull(f, buf, off)
+			r.count(false)
+		}
+		off += int64(n)
+		if err == nil && n == 0 {
+			err = io.EOF
+		}
+		select {
+		case r.blocks <- dblock{buf: bp, data: buf[:n], err: err}:
+		case <-r.stop:
+			r.pool.Put(bp)
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (r *directReader) count(direct bool) {
+	r.statsMu.Lock()
+	if direct {
+		r.direct++
+	} else {
+		r.cached++
+	}
+	r.statsMu.Unlock()
+}
+
+// resident reports whether the block at off is in the page cache (all of
+// it, up to the end of the file): mincore over a mapping of it, which
+// reads nothing.
+func (r *directReader) resident(f *os.File, off int64) bool {
+	n := min(int64(directBlock), r.size-off)
+	if n <= 0 {
+		return false
+	}
+	m, err := unix.Mmap(int(f.Fd()), off, int(n), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return false
+	}
+	defer unix.Munmap(m)
+	page := os.Getpagesize()
+	vec := make([]byte, (int(n)+page-1)/page)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		return false
+	}
+	for _, v := range vec {
+		if v&1 == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// readDirect reads len(buf) bytes at off from a descriptor opened with
+// O_DIRECT (buf and off aligned), fewer at the end of the file (err nil):
+// it stops after a read that ends unaligned, where the next would fail.
+func readDirect(f *os.File, buf []byte, off int64) (int, error) {
+	fd := int(f.Fd())
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Pread(fd, buf[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, &os.PathError{Op: "read", Path: f.Name(), Err: err}
+		}
+		n += m
+		if m == 0 || m%directAlign != 0 {
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+// readFull reads len(buf) bytes at off, fewer only at the end of the file
+// (err nil) or on an error.
+func readFull(f *os.File, buf []byte, off int64) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := f.ReadAt(buf[n:], off+int64(n))
+		n += m
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+func (r *directReader) Read(p []byte) (int, error) {
+	for r.pos == len(r.cur.data) {
+		if r.cur.err != nil {
+			return 0, r.cur.err
+		}
+		if r.cur.buf != nil {
+			r.free <- r.cur.buf
+			r.cur.buf = nil
+		}
+		r.cur = <-r.blocks
+		r.pos = 0
+	}
+	n := copy(p, r.cur.data[r.pos:])
+	r.pos += n
+	return n, nil
+}
+
+// Close stops reading ahead and keeps the buffers for the next file.
+func (r *directReader) Close() {
+	close(r.stop)
+	<-r.done
+	if r.cur.buf != nil {
+		r.pool.Put(r.cur.buf)
+		r.cur = dblock{}
+	}
+	for {
+		select {
+		case b := <-r.free:
+			r.pool.Put(b)
+		case b := <-r.blocks:
+			r.pool.Put(b.buf)
+		default:
+			return
+		}
+	}
+}
