@@ -14,6 +14,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	// Before any package that reads crypto/rand in its init: see its doc.
+	_ "github.com/nestguard/nestguard/internal/fipsinit"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
