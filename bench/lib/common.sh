@@ -87,7 +87,7 @@ measure() {
 now_s() { printf '%s\n' "${EPOCHREALTIME/,/.}"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", b - a }'; }
 
-bytes_of() { du -sb "$@" | awk '{ s += $1 } END { print s + 0 }'; }
+bytes_of() { du -sb "$@" | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 
 free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
