@@ -135,7 +135,7 @@ type Archiver struct {
 	// Files of directMin bytes or more are read past the page cache
 	// (direct.go), in buffers from directBufs.
 	directMin  int64
-	directBufs sync.Pool
+	directBufs directBufs
 }
 
 // DefaultReaders is how many files an archiver reads at once: enough to
@@ -272,6 +272,7 @@ func (a *Archiver) run(ctx context.Context, walk func(context.Context) error) er
 	readers.Wait()
 	close(a.chunks)
 	workers.Wait()
+	a.directBufs.release() // every reader closed its file
 	if cause := context.Cause(ctx); cause != nil && err == nil {
 		err = cause
 	}

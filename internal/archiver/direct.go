@@ -45,7 +45,7 @@ type directReader struct {
 	done   chan struct{}
 	cur    dblock
 	pos    int
-	pool   *sync.Pool
+	pool   *directBufs
 	size   int64 // when opened
 
 	// Counts for tests: blocks read direct and through the page cache.
@@ -64,7 +64,7 @@ type dblock struct {
 // or a file system that does not take direct reads. path must name f: it
 // is opened again with O_DIRECT, and not used if it names another file by
 // then. pool recycles the aligned buffers.
-func newDirectReader(f *os.File, path string, size, minSize int64, pool *sync.Pool) *directReader {
+func newDirectReader(f *os.File, path string, size, minSize int64, pool *directBufs) *directReader {
 	if size < minSize {
 		return nil
 	}
@@ -87,7 +87,15 @@ func newDirectReader(f *os.File, path string, size, minSize int64, pool *sync.Po
 		pool:   pool,
 	}
 	for range cap(r.free) {
-		r.free <- r.getBuf()
+		b, err := pool.get()
+		if err != nil {
+			for range len(r.free) {
+				pool.put(<-r.free)
+			}
+			df.Close()
+			return nil
+		}
+		r.free <- b
 	}
 	go r.readAhead(f, df)
 	return r
@@ -101,15 +109,46 @@ func openDirect(path string) (*os.File, error) {
 	return f, err
 }
 
-// getBuf returns a directBlock buffer aligned to directAlign.
-func (r *directReader) getBuf() *[]byte {
-	if b, ok := r.pool.Get().(*[]byte); ok {
-		return b
+// directBufs keeps the buffers of direct reads for the next file. They
+// are mapped outside the Go heap (page-aligned, as O_DIRECT wants): the
+// heap's soft limit (cmd/nestguard) is sized for the backup's own
+// buffers, and four readers of large files would hold 32 MiB more, which
+// would keep the collector running. release unmaps them all; it is
+// called once every reader is closed.
+type directBufs struct {
+	mu   sync.Mutex
+	free []*[]byte
+}
+
+func (p *directBufs) get() (*[]byte, error) {
+	p.mu.Lock()
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		p.mu.Unlock()
+		return b, nil
 	}
-	raw := make([]byte, directBlock+directAlign)
-	skip := (directAlign - int(uintptr(unsafe.Pointer(&raw[0]))%directAlign)) % directAlign
-	b := raw[skip : skip+directBlock : skip+directBlock]
-	return &b
+	p.mu.Unlock()
+	b, err := unix.Mmap(-1, 0, directBlock, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+func (p *directBufs) put(b *[]byte) {
+	p.mu.Lock()
+	p.free = append(p.free, b)
+	p.mu.Unlock()
+}
+
+func (p *directBufs) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range p.free {
+		unix.Munmap(*b)
+	}
+	p.free = nil
 }
 
 // readAhead reads the file block by block into free buffers and sends
@@ -156,7 +195,7 @@ func (r *directReader) readAhead(f, df *os.File) {
 		select {
 		case r.blocks <- dblock{buf: bp, data: buf[:n], err: err}:
 		case <-r.stop:
-			r.pool.Put(bp)
+			r.pool.put(bp)
 			return
 		}
 		if err != nil {
@@ -265,15 +304,15 @@ func (r *directReader) Close() {
 	close(r.stop)
 	<-r.done
 	if r.cur.buf != nil {
-		r.pool.Put(r.cur.buf)
+		r.pool.put(r.cur.buf)
 		r.cur = dblock{}
 	}
 	for {
 		select {
 		case b := <-r.free:
-			r.pool.Put(b)
+			r.pool.put(b)
 		case b := <-r.blocks:
-			r.pool.Put(b.buf)
+			r.pool.put(b.buf)
 		default:
 			return
 		}

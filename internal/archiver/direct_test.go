@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -55,7 +54,8 @@ func writeFile(t *testing.T, dir, name string, data []byte, dropCache bool) stri
 // through it.
 func TestDirectReader(t *testing.T) {
 	dir := t.TempDir()
-	var pool sync.Pool
+	var pool directBufs
+	defer pool.release()
 	for _, c := range []struct {
 		name     string
 		size     int
@@ -114,7 +114,8 @@ func TestDirectReaderClose(t *testing.T) {
 	dir := t.TempDir()
 	data := randomBytes(4*directBlock, 3)
 	p := writeFile(t, dir, "f", data, true)
-	var pool sync.Pool
+	var pool directBufs
+	defer pool.release()
 	for range 3 {
 		f, err := os.Open(p)
 		if err != nil {
@@ -131,6 +132,9 @@ func TestDirectReaderClose(t *testing.T) {
 		}
 		r.Close()
 		f.Close()
+		if len(pool.free) != 2 {
+			t.Fatalf("%d buffers kept after Close, want the reader's 2", len(pool.free))
+		}
 	}
 }
 
