@@ -6,7 +6,8 @@ package pg
 // looks ahead in PostgreSQL's queue (archive_status/*.ready), so that the
 // call PostgreSQL waits on usually only finds the acknowledgement the
 // worker left: a marker in a spool directory naming the file, its size and
-// its BLAKE3 digest.
+// the identity of the file the worker read (device, inode, times), or its
+// BLAKE3 digest where files have no identity.
 //
 // The spool (default pg_wal/.nestguard-archive) holds:
 //
@@ -16,9 +17,10 @@ package pg
 //	global.error    written when the worker itself failed (cannot open the repository)
 //	.tmp-*          markers being written
 //
-// A marker is trusted only when its name, size and digest match the file
-// PostgreSQL asks for now; anything else (a torn, stale or forged marker)
-// is removed and the worker asked again.
+// A marker is trusted only when its name, size and identity (or digest)
+// match the file PostgreSQL asks for now; anything else (a torn, stale or
+// forged marker, or one for a copy of the file) is removed and the worker
+// asked again, which then finds the name stored and compares.
 
 import (
 	"bufio"
@@ -71,7 +73,10 @@ type AsyncOptions struct {
 	// calls RunArchiveWorker with this spool). It is called when no worker
 	// holds the spool's lock.
 	StartWorker func(spool string) error
-	// Poll is the interval between looks at the spool (default 5 ms).
+	// Poll is the interval between looks at the spool (default 5 ms)
+	// where directory notifications are unavailable; with them (Linux)
+	// the call looks when the spool changes, and at least every
+	// watchedPoll.
 	Poll time.Duration
 	Log  *slog.Logger
 }
@@ -122,19 +127,33 @@ func ArchiveWALAsync(ctx context.Context, path, name string, o AsyncOptions) (As
 	if err := makeSpool(spool); err != nil {
 		return res, err
 	}
+	watch := watchDirs(spool)
+	defer watch.Close()
+	poll := o.Poll
+	if watch != nil {
+		poll = max(poll, watchedPoll)
+	}
 	var (
 		have      *fileDigest // the file's, once hashed
 		lastStart time.Time
 		lastProbe time.Time
 	)
 	check := func(m okMarker) (bool, error) {
-		// The very file the worker read and hashed (its identity
-		// unchanged since) needs no hashing again; any other is hashed.
-		if fi, err := os.Stat(path); err == nil {
+		// The very file the worker read (its identity unchanged since) is
+		// acknowledged; any other file is not, whatever it holds: the
+		// worker, asked again, compares it with the stored copy. Only a
+		// marker without an identity (a system without one) names the
+		// content, and the file is then hashed.
+		if m.ident != (fileIdent{}) {
+			fi, err := os.Stat(path)
+			if err != nil {
+				return false, err
+			}
 			if id, ok := identOf(fi); ok && id == m.ident && id.Size == m.size {
 				res.Size = m.size
 				return true, nil
 			}
+			return false, fmt.Errorf("%w: it names another file than %s (device, inode, size or times differ)", errAckMismatch, path)
 		}
 		if have == nil {
 			d, err := digestFile(path, name)
@@ -171,7 +190,8 @@ func ArchiveWALAsync(ctx context.Context, path, name string, o AsyncOptions) (As
 		select {
 		case <-ctx.Done():
 			return res, ctx.Err()
-		case <-time.After(o.Poll):
+		case <-watch.C():
+		case <-time.After(poll):
 		}
 	}
 }
@@ -267,20 +287,28 @@ var errAckMismatch = errors.New("not this file's acknowledgement")
 
 // Marker files.
 const (
-	okHeader        = "nestguard archive-wal ok v1"
+	okHeader        = "nestguard archive-wal ok v2"
 	errorHeader     = "nestguard archive-wal error v1"
 	globalErrorName = "global.error"
 )
 
+// okMarker is an acknowledgement: the file's name and size, and either the
+// identity of the file the worker read or, where it had none, the digest
+// of its content.
 type okMarker struct {
 	name  string
 	size  int64
+	ident fileIdent // zero: none, sum names the content
 	sum   [32]byte
-	ident fileIdent // zero: unknown
 }
 
-func formatOK(name string, size int64, sum [32]byte, id fileIdent) []byte {
-	return fmt.Appendf(nil, "%s\nname %s\nsize %d\nblake3 %x\nfile %d %d %d %d\n", okHeader, name, size, sum, id.Dev, id.Ino, id.Mtime, id.Ctime)
+// formatOK writes an acknowledgement naming id, or sum when id is zero.
+func formatOK(name string, size int64, id fileIdent, sum [32]byte) []byte {
+	b := fmt.Appendf(nil, "%s\nname %s\nsize %d\n", okHeader, name, size)
+	if id != (fileIdent{}) {
+		return fmt.Appendf(b, "file %d %d %d %d\n", id.Dev, id.Ino, id.Mtime, id.Ctime)
+	}
+	return fmt.Appendf(b, "blake3 %x\n", sum)
 }
 
 // parseOK accepts exactly what formatOK writes: a torn or edited marker is
@@ -289,44 +317,52 @@ func parseOK(b []byte) (okMarker, error) {
 	var m okMarker
 	bad := errors.New("not a complete acknowledgement")
 	lines := strings.Split(string(b), "\n")
-	if len(lines) != 6 || lines[0] != okHeader || lines[5] != "" {
+	if len(lines) != 5 || lines[0] != okHeader || lines[4] != "" {
 		return m, bad
 	}
 	name, ok1 := strings.CutPrefix(lines[1], "name ")
 	size, ok2 := strings.CutPrefix(lines[2], "size ")
-	sum, ok3 := strings.CutPrefix(lines[3], "blake3 ")
-	file, ok4 := strings.CutPrefix(lines[4], "file ")
-	if !ok1 || !ok2 || !ok3 || !ok4 || !pgmeta.IsWALFileName(name) {
+	if !ok1 || !ok2 || !pgmeta.IsWALFileName(name) {
 		return m, bad
 	}
 	n, err := strconv.ParseInt(size, 10, 64)
 	if err != nil || n < 0 || strconv.FormatInt(n, 10) != size {
 		return m, errors.New("a bad size")
 	}
-	d, err := hex.DecodeString(sum)
-	if err != nil || len(d) != 32 || strings.ToLower(sum) != sum {
-		return m, errors.New("a bad digest")
+	m.name, m.size = name, n
+	if sum, ok := strings.CutPrefix(lines[3], "blake3 "); ok {
+		d, err := hex.DecodeString(sum)
+		if err != nil || len(d) != 32 || strings.ToLower(sum) != sum {
+			return m, errors.New("a bad digest")
+		}
+		copy(m.sum[:], d)
+		return m, nil
 	}
+	file, ok := strings.CutPrefix(lines[3], "file ")
 	f := strings.Split(file, " ")
-	if len(f) != 4 {
+	if !ok || len(f) != 4 {
 		return m, bad
 	}
 	var id [2]uint64
 	var at [2]int64
 	for i, x := range f {
 		var err error
+		var canon string
 		if i < 2 {
 			id[i], err = strconv.ParseUint(x, 10, 64)
+			canon = strconv.FormatUint(id[i], 10)
 		} else {
 			at[i-2], err = strconv.ParseInt(x, 10, 64)
+			canon = strconv.FormatInt(at[i-2], 10)
 		}
-		if err != nil {
+		if err != nil || canon != x {
 			return m, errors.New("a bad file identity")
 		}
 	}
-	m.name, m.size = name, n
-	copy(m.sum[:], d)
 	m.ident = fileIdent{Dev: id[0], Ino: id[1], Size: n, Mtime: at[0], Ctime: at[1]}
+	if m.ident == (fileIdent{Size: n}) {
+		return m, errors.New("a bad file identity")
+	}
 	return m, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -168,14 +169,19 @@ func TestArchiveWALAsyncMarkers(t *testing.T) {
 	}
 	cp := writeFile(t, t.TempDir(), names[0], data)
 
+	var none fileIdent
+	var noSum [32]byte
 	for _, bad := range [][]byte{
-		formatOK(names[0], size, sum, before),                                                       // the file before it was rewritten: a stale acknowledgement
-		formatOK(names[0], size, sum, ident(cp)),                                                    // a copy elsewhere
-		formatOK(names[0], size, other, fileIdent{}),                                                // no identity, another content
-		formatOK(names[0], size-1, contentDigest(data2), ident(seg)),                                // another size
-		formatOK(names[1], size, contentDigest(data2), ident(seg)),                                  // another name
-		formatOK(names[0], size, contentDigest(data2), ident(seg))[:60],                             // torn
-		[]byte(strings.ToUpper(string(formatOK(names[0], size, contentDigest(data2), ident(seg))))), // edited
+		formatOK(names[0], size, before, noSum),                                                                    // the file before it was rewritten: a stale acknowledgement
+		formatOK(names[0], size, ident(cp), noSum),                                                                 // a copy elsewhere: the worker is asked to compare
+		formatOK(names[0], size, none, other),                                                                      // no identity, another content
+		formatOK(names[0], size-1, ident(seg), noSum),                                                              // another size
+		formatOK(names[0], size-1, none, contentDigest(data2)),                                                     // another size, by digest
+		formatOK(names[1], size, ident(seg), noSum),                                                                // another name
+		formatOK(names[0], size, ident(seg), noSum)[:60],                                                           // torn
+		[]byte(strings.ToUpper(string(formatOK(names[0], size, ident(seg), noSum)))),                               // edited
+		[]byte(strings.Replace(string(formatOK(names[0], size, ident(seg), noSum)), "file ", "file 0", 1)),         // a number not in its canonical form
+		[]byte(strings.Replace(string(formatOK(names[0], size, none, contentDigest(data2))), "ok v2", "ok v1", 1)), // the format before
 	} {
 		if err := os.WriteFile(filepath.Join(spool, names[0]+".ok"), bad, 0o600); err != nil {
 			t.Fatal(err)
@@ -188,12 +194,11 @@ func TestArchiveWALAsyncMarkers(t *testing.T) {
 			t.Fatal("the unusable marker is still there")
 		}
 	}
-	// This content, by digest (the file as the worker read it is
-	// another: e.g. restored from a copy), and this very file.
+	// This content, by digest (a system without file identities), and
+	// this very file.
 	for _, good := range [][]byte{
-		formatOK(names[0], size, contentDigest(data2), fileIdent{}),
-		formatOK(names[0], size, contentDigest(data2), ident(cp)),
-		formatOK(names[0], size, contentDigest(data2), ident(seg)),
+		formatOK(names[0], size, none, contentDigest(data2)),
+		formatOK(names[0], size, ident(seg), noSum),
 	} {
 		os.WriteFile(filepath.Join(spool, names[0]+".ok"), good, 0o600)
 		if _, err := ArchiveWALAsync(ctx, seg, names[0], AsyncOptions{StartWorker: never, Timeout: 50 * time.Millisecond}); err != nil {
@@ -215,9 +220,21 @@ func TestArchiveWALAsyncMarkers(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(spool, names[1]+".error")); err == nil {
 		t.Fatal("the error marker was not taken")
 	}
-	// The first segment, identical to nothing stored, is fine meanwhile.
+	// The first segment, stored already with this content, and an
+	// acknowledgement that names a copy of it: not trusted, the worker
+	// is asked again, finds the name stored and identical, and
+	// acknowledges this very file.
+	if err := repo.SaveNamed(ctx, backend.WALFile, names[0], data2); err != nil && !errors.Is(err, fs.ErrExist) {
+		t.Fatal(err) // (the worker may have stored it meanwhile)
+	}
+	if err := os.WriteFile(filepath.Join(spool, names[0]+".ok"), formatOK(names[0], size, ident(cp), noSum), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := ArchiveWALAsync(ctx, filepath.Join(dir, names[0]), names[0], AsyncOptions{StartWorker: w.start}); err != nil {
 		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(spool, names[0]+".ok")); err != nil || !bytes.Equal(b, formatOK(names[0], size, ident(seg), noSum)) {
+		t.Fatalf("the worker's acknowledgement: %q, %v", b, err)
 	}
 	w.wait()
 

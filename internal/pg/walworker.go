@@ -33,7 +33,9 @@ type WorkerOptions struct {
 	// exits (default DefaultWorkerIdle).
 	Idle time.Duration
 	// Poll is the interval between looks at archive_status (default
-	// 10 ms).
+	// 10 ms) where directory notifications are unavailable; with them
+	// (Linux) the worker looks when archive_status or the spool
+	// changes, and at least every watchedPoll.
 	Poll time.Duration
 	// Record is given each group of outcomes once the stored files are
 	// durable and before they are acknowledged: the audit trail. When it
@@ -127,13 +129,20 @@ func RunArchiveWorker(ctx context.Context, repo WALRepo, o WorkerOptions) (Worke
 			defer wg.Done()
 			for name := range jobs {
 				out := WorkerOutcome{Path: filepath.Join(o.WALDir, name), Started: time.Now()}
-				out.ArchiveResult, out.Err = archiveWAL(ctx, repo, out.Path, name, archiveOpts{digest: true, deferred: true})
+				out.ArchiveResult, out.Err = archiveWAL(ctx, repo, out.Path, name, archiveOpts{identify: true, deferred: true})
 				out.Name = name
 				done <- out
 			}
 		}()
 	}
 	defer close(jobs)
+
+	watch := watchDirs(filepath.Join(o.WALDir, "archive_status"), o.SpoolDir)
+	defer watch.Close()
+	poll := o.Poll
+	if watch != nil {
+		poll = max(poll, watchedPoll)
+	}
 
 	inHand := map[string]bool{}
 	lastWork := time.Now()
@@ -155,15 +164,21 @@ func RunArchiveWorker(ctx context.Context, repo WALRepo, o WorkerOptions) (Worke
 			if time.Since(lastWork) >= o.Idle {
 				return stats, nil
 			}
-			sleep(ctx, o.Poll)
+			select {
+			case <-ctx.Done():
+			case <-watch.C():
+			case <-time.After(min(poll, o.Idle-time.Since(lastWork))):
+			}
 			continue
 		}
 		var group []WorkerOutcome
 		select {
 		case out := <-done:
 			group = append(group, out)
-		case <-time.After(o.Poll):
+		case <-watch.C():
 			continue // look for more ready files meanwhile
+		case <-time.After(poll):
+			continue
 		case <-ctx.Done():
 			return stats, ctx.Err()
 		}
@@ -225,7 +240,7 @@ func acknowledge(ctx context.Context, repo WALRepo, o WorkerOptions, group []Wor
 			stats.Archived++
 			o.Log.Info("archived WAL", "file", out.Name, "bytes", out.Size, "already_archived", out.AlreadyArchived,
 				"store_ms", out.Duration.Milliseconds())
-			err = writeMarker(o.SpoolDir, out.Name+".ok", formatOK(out.Name, out.Size, out.Digest, out.ident))
+			err = writeMarker(o.SpoolDir, out.Name+".ok", formatOK(out.Name, out.Size, out.ident, out.digest))
 		}
 		if err != nil {
 			return err
@@ -295,9 +310,6 @@ func readyToArchive(walDir, spool string, inHand map[string]bool, log *slog.Logg
 	return names, nil
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
+// watchedPoll is how often the worker and the calls look anyway where
+// directory notifications wake them (dirWatch): a safety net only.
+const watchedPoll = 100 * time.Millisecond

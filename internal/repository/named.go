@@ -76,28 +76,14 @@ func (r *Repository) saveNamed(ctx context.Context, t backend.FileType, name str
 // sealNamed seals the body of named object name in the memory it is
 // built in (a WAL segment is 16 MiB, and archive-wal's time is what
 // PostgreSQL waits on): room for the nonce, then the body, then the tag.
-//
-// Buffers of 1 MiB and more are recycled (release gives the buffer back,
-// once the sealed bytes are no longer used): a fresh buffer costs only
-// the pages written, but a reused one of Go's heap is cleared first,
-// which was a quarter of the background archiver's CPU time.
+// release gives the memory back once the sealed bytes are no longer used.
 func (r *Repository) sealNamed(t backend.FileType, name string, plain []byte) (sealed []byte, release func(), err error) {
 	// Room for the worst case: a large input is then compressed straight
 	// into buf (compress.Bound), and the pages never written cost nothing.
 	pre := r.key.SealPrefix()
 	need := pre + 2 + len(name) + max(len(plain), compress.Bound(len(plain))) + r.key.Overhead()
-	var buf []byte
-	if p, ok := r.namedBufs.Get().(*[]byte); ok && cap(*p) >= need {
-		buf = (*p)[:pre]
-	} else {
-		buf = make([]byte, pre, need)
-	}
-	release = func() {
-		if cap(buf) >= 1<<20 {
-			b := buf[:0]
-			r.namedBufs.Put(&b)
-		}
-	}
+	buf, release := r.namedBufs.get(need)
+	buf = buf[:pre]
 	buf = append(buf, byte(len(name)))
 	buf = append(buf, name...)
 	buf = packBody(r.fast, buf, plain)

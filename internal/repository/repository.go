@@ -44,9 +44,8 @@ var (
 // concurrent use.
 type Repository struct {
 	// namedBufs recycles the buffers large named objects are sealed in
-	// (sealNamed): a process storing many WAL segments (the background
-	// archiver) would otherwise clear 16 MiB of reused memory for each.
-	namedBufs sync.Pool
+	// (sealNamed).
+	namedBufs bigBufs
 	be        backend.Backend
 	key       *crypto.Key
 	blobID    crypto.BlobIDFunc // the config's blob ID algorithm under key
@@ -357,6 +356,7 @@ func openFailed(what string, err error) error {
 // not be used afterwards: sealing and opening fail with crypto.ErrClosed.
 // Closing twice is harmless.
 func (r *Repository) Close() error {
+	r.namedBufs.release()
 	r.key.Close()
 	return r.be.Close()
 }

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package hugemem
+
+func mapHuge(int) ([]byte, func(), bool) { return nil, nil, false }
