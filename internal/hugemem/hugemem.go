@@ -13,6 +13,8 @@
 // system, and it must not be used after.
 package hugemem
 
+import "sync"
+
 // Buffer is memory of at least the size asked for (Bytes has that length
 // and possibly more capacity).
 type Buffer struct {
@@ -43,4 +45,62 @@ func Alloc(n int) *Buffer {
 		return &Buffer{b: b, free: free}
 	}
 	return Heap(n)
+}
+
+// Pool keeps buffers given back (Put) for later Gets, so that a process
+// that handles many large inputs (the background WAL archiver) neither
+// faults nor zeroes their memory again: the kernel clears every fresh huge
+// page it hands out, 5-6 ms of CPU time per 16 MiB measured here. A
+// reused buffer is not cleared. The zero Pool keeps DefaultKeep buffers;
+// it is safe for concurrent use.
+type Pool struct {
+	// Keep bounds the buffers kept (0: DefaultKeep); more are freed.
+	Keep   int
+	mu     sync.Mutex
+	free   []*Buffer
+	closed bool
+}
+
+// DefaultKeep is the number of buffers a Pool keeps by default.
+const DefaultKeep = 4
+
+// Get returns a buffer of at least n bytes, reused or allocated (Alloc).
+// Its contents are undefined.
+func (p *Pool) Get(n int) *Buffer {
+	p.mu.Lock()
+	for i, b := range p.free {
+		if len(b.b) >= n {
+			p.free = append(p.free[:i], p.free[i+1:]...)
+			p.mu.Unlock()
+			return b
+		}
+	}
+	p.mu.Unlock()
+	return Alloc(n)
+}
+
+// Put gives b back for reuse, or frees it when the pool is full or
+// closed. b must not be used after.
+func (p *Pool) Put(b *Buffer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	keep := p.Keep
+	if keep <= 0 {
+		keep = DefaultKeep
+	}
+	if !p.closed && len(p.free) < keep {
+		p.free = append(p.free, b)
+		return
+	}
+	b.Free()
+}
+
+// Close frees the buffers kept; buffers given back later are freed.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range p.free {
+		b.Free()
+	}
+	p.free, p.closed = nil, true
 }

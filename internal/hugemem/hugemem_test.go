@@ -28,3 +28,32 @@ func TestAlloc(t *testing.T) {
 		}
 	}
 }
+
+func TestPool(t *testing.T) {
+	p := Pool{Keep: 1}
+	a := p.Get(3 << 20)
+	a.Bytes()[0] = 7
+	p.Put(a)
+	if b := p.Get(1 << 20); b != a || b.Bytes()[0] != 7 {
+		t.Fatal("a kept buffer was not reused")
+	} else {
+		p.Put(b)
+	}
+	if c := p.Get(4 << 20); c == a || len(c.Bytes()) < 4<<20 {
+		t.Fatal("a buffer too small was handed out")
+	} else {
+		p.Put(c) // the pool is full: freed
+		if c.Bytes() != nil {
+			t.Fatal("a buffer over Keep was kept")
+		}
+	}
+	p.Close()
+	if a.Bytes() != nil {
+		t.Fatal("Close did not free the kept buffer")
+	}
+	d := p.Get(1)
+	p.Put(d)
+	if d.Bytes() != nil {
+		t.Fatal("a buffer given back after Close was kept")
+	}
+}

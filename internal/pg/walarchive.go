@@ -62,8 +62,9 @@ func ArchiveWAL(ctx context.Context, repo WALRepo, path, name string) (ArchiveRe
 // archiveOpts are what the background worker asks of archiveWAL beyond
 // ArchiveWAL.
 type archiveOpts struct {
-	identify bool // set ArchiveResult.ident (or, without one, digest)
-	deferred bool // leave the name's durability to syncWAL, where repo can
+	identify bool          // set ArchiveResult.ident (or, without one, digest)
+	bufs     *hugemem.Pool // reuse the memory segments are read into
+	deferred bool          // leave the name's durability to syncWAL, where repo can
 }
 
 // walBatcher is a WALRepo that can make many names durable with one sync
@@ -88,7 +89,7 @@ func archiveWAL(ctx context.Context, repo WALRepo, path, name string, o archiveO
 	if !pgmeta.IsWALFileName(name) {
 		return res, fmt.Errorf("%q is not a WAL file name PostgreSQL archives (segment, .partial, .history or .backup): pass the file as %%p, or its name with --name", name)
 	}
-	data, release, fi, err := readWALFile(path, name)
+	data, release, fi, err := readWALFile(path, name, o.bufs)
 	if err != nil {
 		return res, err
 	}
@@ -126,8 +127,8 @@ func contentDigest(data []byte) [32]byte { return blake3.Sum256(data) }
 // readWALFile reads and checks the file to archive; release gives back
 // the memory of data (see loadWALFile), which must
 // not be used after it.
-func readWALFile(path, name string) (data []byte, release func(), fi os.FileInfo, err error) {
-	data, release, fi, err = loadWALFile(path, name)
+func readWALFile(path, name string, bufs *hugemem.Pool) (data []byte, release func(), fi os.FileInfo, err error) {
+	data, release, fi, err = loadWALFile(path, name, bufs)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -141,8 +142,8 @@ func readWALFile(path, name string) (data []byte, release func(), fi os.FileInfo
 }
 
 // loadWALFile returns the contents of the file to archive and the
-// function that gives its memory back.
-func loadWALFile(path, name string) ([]byte, func(), os.FileInfo, error) {
+// function that gives its memory back (to bufs, when not nil).
+func loadWALFile(path, name string, bufs *hugemem.Pool) ([]byte, func(), os.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("reading WAL file: %w", err)
@@ -164,21 +165,28 @@ func loadWALFile(path, name string) ([]byte, func(), os.FileInfo, error) {
 	if size > limit {
 		return nil, nil, nil, fmt.Errorf("WAL file %s has %d bytes, more than a %s file can have", path, size, walKind(name))
 	}
-	// A segment is read into huge pages (hugemem): into fresh 4 KiB
-	// pages, a fault each cost a third of a call's CPU time; mapping the
-	// file (MAP_POPULATE) cost 5 ms of the call and slowed every pass
-	// over it (the BLAKE3 digest took 80% longer on the mapping than on
-	// memory of its own).
-	alloc := hugemem.Heap
-	if segment {
-		alloc = hugemem.Alloc
+	// A segment is read into huge pages (hugemem), reused by the
+	// background worker: into fresh 4 KiB pages, a fault each cost a
+	// third of a call's CPU time; mapping the file (MAP_POPULATE) cost 5
+	// ms of the call and slowed every pass over it (the BLAKE3 digest
+	// took 80% longer on the mapping than on memory of its own).
+	var buf *hugemem.Buffer
+	release := func() { buf.Free() }
+	switch {
+	case !segment:
+		buf = hugemem.Heap(int(size))
+	case bufs != nil:
+		buf = bufs.Get(int(size))
+		release = func() { bufs.Put(buf) }
+	default:
+		buf = hugemem.Alloc(int(size))
 	}
-	buf := alloc(int(size))
-	if _, err := io.ReadFull(f, buf.Bytes()); err != nil {
-		buf.Free()
+	data := buf.Bytes()[:size]
+	if _, err := io.ReadFull(f, data); err != nil {
+		release()
 		return nil, nil, nil, fmt.Errorf("reading WAL file %s: %w (did it shrink while read?)", path, err)
 	}
-	return buf.Bytes(), buf.Free, fi, nil
+	return data, release, fi, nil
 }
 
 func walKind(name string) string {

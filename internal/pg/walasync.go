@@ -236,7 +236,7 @@ type fileIdent struct {
 
 // digestFile reads the file to archive as the worker does and hashes it.
 func digestFile(path, name string) (*fileDigest, error) {
-	data, release, _, err := loadWALFile(path, name)
+	data, release, _, err := loadWALFile(path, name, nil)
 	if err != nil {
 		return nil, err
 	}

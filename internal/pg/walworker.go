@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/hugemem"
 	"github.com/nestguard/nestguard/internal/pgmeta"
 )
 
@@ -115,6 +116,8 @@ func RunArchiveWorker(ctx context.Context, repo WALRepo, o WorkerOptions) (Worke
 	defer unlock()
 	os.Remove(filepath.Join(o.SpoolDir, globalErrorName))
 
+	var bufs hugemem.Pool // a segment's memory, reused by the next
+	defer bufs.Close()
 	// On return: no more jobs, the running ones stopped, and all of them
 	// ended before the lock is released.
 	var wg sync.WaitGroup
@@ -129,7 +132,7 @@ func RunArchiveWorker(ctx context.Context, repo WALRepo, o WorkerOptions) (Worke
 			defer wg.Done()
 			for name := range jobs {
 				out := WorkerOutcome{Path: filepath.Join(o.WALDir, name), Started: time.Now()}
-				out.ArchiveResult, out.Err = archiveWAL(ctx, repo, out.Path, name, archiveOpts{identify: true, deferred: true})
+				out.ArchiveResult, out.Err = archiveWAL(ctx, repo, out.Path, name, archiveOpts{identify: true, deferred: true, bufs: &bufs})
 				out.Name = name
 				done <- out
 			}
