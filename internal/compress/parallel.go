@@ -3,6 +3,7 @@ package compress
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/klauspost/compress/zstd"
 	"runtime"
 	"sync"
 )
@@ -119,6 +120,20 @@ func frameBound(n int) int {
 		b += (128<<10 - n) >> 11
 	}
 	return b
+}
+
+// DecodedSize returns the size src decodes to, where it declares it (a
+// leading size frame, or the first frame's content size): what to
+// allocate before Decompress. Decompress checks the declaration.
+func DecodedSize(src []byte) (int, bool) {
+	if n, ok := declaredSize(src); ok && n <= maxDecoded {
+		return int(n), true
+	}
+	var h zstd.Header
+	if err := h.Decode(src); err == nil && h.HasFCS && h.FrameContentSize <= maxDecoded {
+		return int(h.FrameContentSize), true
+	}
+	return 0, false
 }
 
 // declaredSize returns the total size a leading size frame declares.

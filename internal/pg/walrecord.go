@@ -57,31 +57,44 @@ type walRecord struct {
 type walReader struct {
 	ctx     context.Context
 	segSize uint64
-	// load returns segment number no, or an error (fs.ErrNotExist past the
-	// WAL available).
-	load func(ctx context.Context, no uint64) ([]byte, error)
+	// load returns segment number no and the function that gives its
+	// memory back, or an error (fs.ErrNotExist past the WAL available).
+	// A segment's memory is given back when the next is loaded (records
+	// are copied out of it) or by close.
+	load func(ctx context.Context, no uint64) ([]byte, func(), error)
 	// sysID, if not zero, is the system identifier every segment's
 	// header must carry: WAL of another cluster is never taken for this
 	// one's.
-	sysID uint64
-	no    uint64
-	buf   []byte
-	valid bool
+	sysID   uint64
+	no      uint64
+	buf     []byte
+	release func() // buf's
+	valid   bool
+}
+
+// close gives back the memory of the segment in hand.
+func (r *walReader) close() {
+	if r.release != nil {
+		r.release()
+	}
+	r.buf, r.release, r.valid = nil, nil, false
 }
 
 func (r *walReader) segment(no uint64) ([]byte, error) {
 	if r.valid && r.no == no {
 		return r.buf, nil
 	}
-	b, err := r.load(r.ctx, no)
+	r.close()
+	b, release, err := r.load(r.ctx, no)
 	if err != nil {
 		return nil, err
 	}
 	if h, err := parseSegmentHeader(b); err == nil && r.sysID != 0 && h.SystemID != r.sysID {
+		release()
 		return nil, fmt.Errorf("WAL segment %d (at %s) belongs to cluster %d, not to cluster %d of the base backup: two clusters archive into this repository",
 			no, h.PageAddr, h.SystemID, r.sysID)
 	}
-	r.no, r.buf, r.valid = no, b, true
+	r.no, r.buf, r.release, r.valid = no, b, release, true
 	return b, nil
 }
 

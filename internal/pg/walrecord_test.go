@@ -44,12 +44,12 @@ func TestReadWALRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &walReader{ctx: context.Background(), segSize: uint64(pgmeta.DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
+	r := &walReader{ctx: context.Background(), segSize: uint64(pgmeta.DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, func(), error) {
 		b, err := os.ReadFile(filepath.Join(c.DataDir, "pg_wal", Segment{TLI: seg.TLI, No: no}.Name(pgmeta.DefaultSegmentSize)))
 		if os.IsNotExist(err) {
-			return nil, fs.ErrNotExist
+			return nil, nil, fs.ErrNotExist
 		}
-		return b, err
+		return b, func() {}, err
 	}}
 	commits := map[uint32]time.Time{}
 	var points []string
@@ -107,11 +107,11 @@ func TestWALReaderDamaged(t *testing.T) {
 		"bad crc":   append(append([]byte{}, good[:50]...), append([]byte{good[50] ^ 1}, good[51:]...)...),
 		"wrong seg": fakeSegment(1, 4, time.Unix(1e9, 0), 42),
 	} {
-		r := &walReader{ctx: context.Background(), segSize: uint64(pgmeta.DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
+		r := &walReader{ctx: context.Background(), segSize: uint64(pgmeta.DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, func(), error) {
 			if no != 3 {
-				return nil, fs.ErrNotExist
+				return nil, nil, fs.ErrNotExist
 			}
-			return b, nil
+			return b, func() {}, nil
 		}}
 		n := 0
 		err := r.scan(3, func(*walRecord) bool { n++; return false })
@@ -141,11 +141,11 @@ func BenchmarkScanSegment(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	records := 0
 	for b.Loop() {
-		r := &walReader{ctx: context.Background(), segSize: uint64(pgmeta.DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, error) {
+		r := &walReader{ctx: context.Background(), segSize: uint64(pgmeta.DefaultSegmentSize), load: func(_ context.Context, no uint64) ([]byte, func(), error) {
 			if no != seg.No {
-				return nil, fs.ErrNotExist
+				return nil, nil, fs.ErrNotExist
 			}
-			return data, nil
+			return data, func() {}, nil
 		}}
 		records = 0
 		r.scan(seg.No, func(*walRecord) bool { records++; return false })

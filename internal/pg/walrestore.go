@@ -16,6 +16,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/atomicfile"
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/hugemem"
 	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 )
@@ -88,7 +89,9 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 			dropSpool(o.SpoolDir, o.Log)
 		}
 	}
-	data, err := repo.LoadNamed(ctx, backend.WALFile, name)
+	var bufs hugemem.Pool
+	defer bufs.Close()
+	data, release, err := loadWAL(ctx, repo, name, &bufs)
 	if errors.Is(err, fs.ErrNotExist) {
 		switch {
 		case prefetch:
@@ -114,6 +117,7 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 	if err != nil {
 		return fmt.Errorf("fetching WAL file %s: %w", name, err)
 	}
+	defer release()
 	if pgmeta.IsSegment(name) || pgmeta.IsPartial(name) {
 		if err := checkSegment(data, name); err != nil {
 			return fmt.Errorf("WAL file %s from the repository: %w", name, err)
@@ -279,7 +283,9 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool, ident string, names [
 		fetched int
 		wg      sync.WaitGroup
 		sem     = make(chan struct{}, max(1, parallel))
+		bufs    = hugemem.Pool{Keep: max(1, parallel)}
 	)
+	defer bufs.Close()
 	for _, name := range names {
 		if !pgmeta.IsWALFileName(name) {
 			continue
@@ -288,7 +294,7 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool, ident string, names [
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			data, err := repo.LoadNamed(ctx, backend.WALFile, name)
+			data, release, err := loadWAL(ctx, repo, name, &bufs)
 			if err != nil {
 				if !errors.Is(err, fs.ErrNotExist) {
 					log.Warn("prefetching WAL", "file", name, "err", err)
@@ -301,6 +307,7 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool, ident string, names [
 				}
 				return
 			}
+			defer release()
 			if err := checkSegment(data, name); err != nil {
 				log.Warn("prefetching WAL", "file", name, "err", err)
 				return
@@ -585,4 +592,25 @@ func spoolBusy(spool string) bool {
 		unlock()
 	}
 	return !ok
+}
+
+// pooledLoader is a WALRepo that decompresses into reusable memory
+// (repository.Repository).
+type pooledLoader interface {
+	LoadNamedPooled(ctx context.Context, t backend.FileType, name string, pool *hugemem.Pool) ([]byte, func(), error)
+}
+
+// namedLoader is what loadWAL needs of a repository.
+type namedLoader interface {
+	LoadNamed(ctx context.Context, t backend.FileType, name string) ([]byte, error)
+}
+
+// loadWAL loads WAL file name, into memory from bufs where repo can;
+// release gives that memory back, and data must not be used after.
+func loadWAL(ctx context.Context, repo namedLoader, name string, bufs *hugemem.Pool) (data []byte, release func(), err error) {
+	if l, ok := repo.(pooledLoader); ok {
+		return l.LoadNamedPooled(ctx, backend.WALFile, name, bufs)
+	}
+	data, err = repo.LoadNamed(ctx, backend.WALFile, name)
+	return data, func() {}, err
 }

@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/hugemem"
 )
 
 // What the recovery window needs from the WAL records themselves: the
@@ -17,23 +17,23 @@ import (
 // but recovery stops at records, so these read them.
 
 // reader reads the records of path (consecutive segments, each from the
-// timeline recovery takes it from) of cluster sysID; segments outside it
-// do not exist.
-func (s *StatusReport) reader(ctx context.Context, path []Segment, sysID uint64) *walReader {
+// timeline recovery takes it from) of cluster sysID, into memory from
+// bufs; segments outside it do not exist. Its caller closes it.
+func (s *StatusReport) reader(ctx context.Context, path []Segment, sysID uint64, bufs *hugemem.Pool) *walReader {
 	var first uint64
 	if len(path) > 0 {
 		first = path[0].No
 	}
-	return &walReader{ctx: ctx, segSize: uint64(s.SegmentSize), sysID: sysID, load: func(ctx context.Context, no uint64) ([]byte, error) {
+	return &walReader{ctx: ctx, segSize: uint64(s.SegmentSize), sysID: sysID, load: func(ctx context.Context, no uint64) ([]byte, func(), error) {
 		if len(path) == 0 || no < first || no-first >= uint64(len(path)) {
-			return nil, fs.ErrNotExist
+			return nil, nil, fs.ErrNotExist
 		}
 		name := path[no-first].Name(s.SegmentSize)
-		b, err := s.repo.LoadNamed(ctx, backend.WALFile, name)
+		b, release, err := loadWAL(ctx, s.repo, name, bufs)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("reading WAL segment %s: %w", name, err)
+			return nil, nil, fmt.Errorf("reading WAL segment %s: %w", name, err)
 		}
-		return b, err
+		return b, release, err
 	}}
 }
 
@@ -51,7 +51,11 @@ func (s *StatusReport) scanPath(ctx context.Context, path []Segment, sysID uint6
 	if from >= len(path) {
 		return nil
 	}
-	return endOfScan(s.reader(ctx, path, sysID).scan(path[from].No, fn))
+	var bufs hugemem.Pool
+	defer bufs.Close()
+	r := s.reader(ctx, path, sysID, &bufs)
+	defer r.close()
+	return endOfScan(r.scan(path[from].No, fn))
 }
 
 // lastXact is the last commit or abort at or after floor in path: the

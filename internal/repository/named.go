@@ -9,6 +9,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/compress"
+	"github.com/nestguard/nestguard/internal/hugemem"
 )
 
 // Named objects are sealed objects stored under a name the caller chooses
@@ -98,26 +99,51 @@ func (r *Repository) sealNamed(t backend.FileType, name string, plain []byte) (s
 // LoadNamed reads, authenticates and decompresses t/name. A missing object
 // yields an error wrapping fs.ErrNotExist; a damaged one, ErrObjectCorrupted.
 func (r *Repository) LoadNamed(ctx context.Context, t backend.FileType, name string) ([]byte, error) {
+	plain, _, err := r.LoadNamedPooled(ctx, t, name, nil)
+	return plain, err
+}
+
+// LoadNamedPooled is LoadNamed decompressing into a buffer from pool (a
+// WAL segment is 16 MiB, which fresh memory pays for in page faults: see
+// hugemem); release gives it back, and plain must not be used after. A
+// nil pool decompresses into the Go heap.
+func (r *Repository) LoadNamedPooled(ctx context.Context, t backend.FileType, name string, pool *hugemem.Pool) (plain []byte, release func(), err error) {
 	h := backend.Handle{Type: t, Name: name}
 	sealed, err := backend.ReadAll(ctx, r.be, h, maxUnpackedObjectLen)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", h, err)
+		return nil, nil, fmt.Errorf("reading %s: %w", h, err)
 	}
-	return r.OpenNamed(h, sealed)
+	return r.openNamed(h, sealed, pool)
 }
 
-// OpenNamed authenticates and decodes the stored bytes of named object h.
+// OpenNamed authenticates and decodes the stored bytes of named object h,
+// decrypting them in place (sealed is overwritten).
 func (r *Repository) OpenNamed(h backend.Handle, sealed []byte) ([]byte, error) {
-	body, err := r.key.Open(nil, sealed, adNamed(h.Type, h.Name))
+	plain, _, err := r.openNamed(h, sealed, nil)
+	return plain, err
+}
+
+func (r *Repository) openNamed(h backend.Handle, sealed []byte, pool *hugemem.Pool) ([]byte, func(), error) {
+	body, err := r.key.OpenInPlace(sealed, adNamed(h.Type, h.Name))
 	if err != nil {
-		return nil, openFailed(h.String(), err)
+		return nil, nil, openFailed(h.String(), err)
 	}
 	if len(body) < 1 || len(body) < 1+int(body[0]) || string(body[1:1+int(body[0])]) != h.Name {
-		return nil, fmt.Errorf("%s: %w: the object was stored under another name", h, ErrObjectCorrupted)
+		return nil, nil, fmt.Errorf("%s: %w: the object was stored under another name", h, ErrObjectCorrupted)
 	}
-	plain, err := r.unpackBody(body[1+int(body[0]):], int(maxUnpackedObjectLen))
+	body = body[1+int(body[0]):]
+	var dst []byte
+	release := func() {}
+	if len(body) > 1 && body[0] == flagZstd && pool != nil {
+		if n, ok := compress.DecodedSize(body[1:]); ok && n <= int(maxUnpackedObjectLen) {
+			b := pool.Get(n)
+			dst, release = b.Bytes()[:0], func() { pool.Put(b) }
+		}
+	}
+	plain, err := r.unpackBody(dst, body, int(maxUnpackedObjectLen))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", h, err)
+		release()
+		return nil, nil, fmt.Errorf("%s: %w", h, err)
 	}
-	return plain, nil
+	return plain, release, nil
 }

@@ -434,7 +434,7 @@ func (r *Repository) loadSealed(ctx context.Context, t backend.FileType, oid id.
 	if err != nil {
 		return nil, openFailed(h.String(), err)
 	}
-	plain, err := r.unpackBody(body, int(maxUnpackedObjectLen))
+	plain, err := r.unpackBody(nil, body, int(maxUnpackedObjectLen))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", h, err)
 	}
@@ -465,7 +465,7 @@ const (
 	flagZstd = 1
 )
 
-func (r *Repository) unpackBody(body []byte, maxLen int) ([]byte, error) {
+func (r *Repository) unpackBody(dst, body []byte, maxLen int) ([]byte, error) {
 	if len(body) == 0 {
 		return nil, fmt.Errorf("%w: empty body", ErrObjectCorrupted)
 	}
@@ -473,7 +473,7 @@ func (r *Repository) unpackBody(body []byte, maxLen int) ([]byte, error) {
 	case flagRaw:
 		return body[1:], nil
 	case flagZstd:
-		return r.dec.Decompress(nil, body[1:], maxLen)
+		return r.dec.Decompress(dst, body[1:], maxLen)
 	}
 	return nil, fmt.Errorf("%w: unknown body flag %d", ErrObjectCorrupted, body[0])
 }
