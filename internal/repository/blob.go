@@ -311,12 +311,12 @@ func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index
 	}
 	defer rd.Close()
 	pos := start
-	// Pooled buffers: a restore allocated half its data's volume in
-	// them, and the collections and page faults of fresh memory cost more
-	// than the copies they hold.
-	sp, dp := bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
-	sealed, dec := (*sp)[:0], (*dp)[:0]
-	defer func() { recycle(sp, sealed); recycle(dp, dec) }()
+	// Reused buffers outside the heap (see readBufs): a restore
+	// allocated half its data's volume in them, and the collections and
+	// page faults of fresh memory cost more than the copies they hold.
+	sb, db := r.readBufs.get(), r.readBufs.get()
+	defer func() { r.readBufs.put(sb); r.readBufs.put(db) }()
+	sealed, dec := sb.Bytes()[:0], db.Bytes()[:0]
 	var readErr error
 	for _, e := range blobs {
 		if readErr == nil && int64(e.Offset) > pos {

@@ -46,6 +46,7 @@ type Repository struct {
 	// namedBufs recycles the buffers large named objects are sealed in
 	// (sealNamed).
 	namedBufs bigBufs
+	readBufs  readBufs
 	be        backend.Backend
 	key       *crypto.Key
 	blobID    crypto.BlobIDFunc // the config's blob ID algorithm under key
@@ -357,6 +358,7 @@ func openFailed(what string, err error) error {
 // Closing twice is harmless.
 func (r *Repository) Close() error {
 	r.namedBufs.release()
+	r.readBufs.release()
 	r.key.Close()
 	return r.be.Close()
 }
