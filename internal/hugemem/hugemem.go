@@ -34,6 +34,15 @@ func (b *Buffer) Free() {
 	b.b = nil
 }
 
+// Map returns a zeroed buffer of n bytes mapped for huge pages, or false
+// where mappings are not available (then Alloc would use the heap).
+func Map(n int) (*Buffer, bool) {
+	if b, free, ok := mapHuge(n); ok {
+		return &Buffer{b: b, free: free}, true
+	}
+	return nil, false
+}
+
 // Heap returns a buffer of n bytes from the Go heap: for callers that take
 // a Buffer whatever its size, where a small one is not worth a mapping.
 func Heap(n int) *Buffer { return &Buffer{b: make([]byte, n)} }
