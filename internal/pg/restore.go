@@ -162,7 +162,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 		first = st.RecoveryPath(sn, o.Target.Timeline, o.PrefetchWAL)
 	}
 	prefilled := prefillSpool(ctx, repo, o, first)
-	err = restoreFiles(ctx, repo, o, root, sn, places, res)
+	syncDirs, err := restoreFiles(ctx, repo, o, root, sn, places, res)
 	<-prefilled
 	if err != nil {
 		return res, err
@@ -177,7 +177,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	if err := owner.apply(o.TargetDir, places); err != nil {
 		return res, err
 	}
-	if err := syncRestored(ctx, o, places); err != nil {
+	if err := syncRestored(ctx, o, syncDirs); err != nil {
 		return res, err
 	}
 	res.RestoreTime = time.Since(began)
@@ -199,19 +199,18 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	return res, nil
 }
 
-// syncRestored makes the restored cluster durable (unless o.NoSync): the
-// restorer synced the files it wrote, and this syncs what came after
-// them (pg_control, backup_label, the recovery settings, the directories
-// made empty, the tablespace links, owners and modes) on the file system
-// of the data directory and of each tablespace. PostgreSQL syncs the
-// data directory again when it starts recovery.
-func syncRestored(ctx context.Context, o RestoreOptions, places []tablespacePlace) error {
+// syncRestored makes the restored cluster durable (unless o.NoSync), once
+// everything is written: the files, then what came after them
+// (pg_control, backup_label, the recovery settings, the directories made
+// empty, the tablespace links, owners and modes). dirs are the data
+// directory, each tablespace's, and each directory below them on another
+// file system that the restore wrote into (restorer.SyncDirs): one
+// syncfs each file system. PostgreSQL syncs the data directory again
+// when it starts recovery; a cluster that is restored and not started
+// is durable here.
+func syncRestored(ctx context.Context, o RestoreOptions, dirs []string) error {
 	if o.NoSync {
 		return nil
-	}
-	dirs := []string{o.TargetDir}
-	for _, p := range places {
-		dirs = append(dirs, p.dir)
 	}
 	if err := durable.Sync(ctx, dirs...); err != nil {
 		return fmt.Errorf("the data directory %s is restored but not known to be on disk (a crash or power cut could lose it): %w", o.TargetDir, err)
@@ -345,7 +344,7 @@ func oidList(m map[uint32]string) string {
 // restoreFiles restores the data directory (without the relocated
 // tablespaces) and then each tablespace into its own directory.
 func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOptions, root *tree.Tree, sn *snapshot.Snapshot,
-	places []tablespacePlace, res *RestoreResult) error {
+	places []tablespacePlace, res *RestoreResult) (syncDirs []string, err error) {
 	var include []string
 	for _, n := range root.Nodes {
 		if n.Name != "pg_tblspc" {
@@ -359,7 +358,7 @@ func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOpt
 		// in the data directory.
 		ts, err := tree.Load(ctx, repo, *n.Subtree)
 		if err != nil {
-			return fmt.Errorf("pg_tblspc: %w", err)
+			return nil, fmt.Errorf("pg_tblspc: %w", err)
 		}
 		for _, c := range ts.Nodes {
 			if !slices.ContainsFunc(places, func(p tablespacePlace) bool { return p.name == c.Name }) {
@@ -367,16 +366,19 @@ func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOpt
 			}
 		}
 	}
-	// Writeback: the restorer syncs what it wrote at its end (and
-	// PostgreSQL the whole data directory when recovery starts); data
-	// already on its way to disk makes that quick.
+	// The restorers do not sync: syncRestored syncs once, at the end,
+	// their directories (SyncDirs) with what came after the files.
+	// Writeback: that sync (and PostgreSQL's of the whole data directory
+	// when recovery starts) then finds the data already on its way to
+	// disk.
 	run := func(target string, root id.ID, include, reserved []string) error {
 		r := restorer.New(repo, restorer.Options{Target: target, Include: include, Overwrite: o.Overwrite, Workers: o.Workers, Log: o.Log,
-			Reserved: reserved, Writeback: true, NoSync: o.NoSync})
+			Reserved: reserved, Writeback: true, NoSync: true})
 		if o.OnRestorer != nil {
 			o.OnRestorer(r)
 		}
 		err := r.Restore(ctx, root)
+		syncDirs = append(syncDirs, r.SyncDirs()...)
 		res.Files += r.C.Restored.Load() // what was restored complete, not what was planned
 		res.Bytes += r.C.BytesRestored.Load()
 		res.Damaged = append(res.Damaged, r.Errors()...)
@@ -387,25 +389,25 @@ func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOpt
 	}
 	// pg_wal may hold the WAL spool prefillSpool is filling.
 	if err := run(o.TargetDir, sn.Tree, include, []string{"pg_wal"}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(o.TargetDir, "pg_tblspc"), 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	for _, p := range places {
 		if err := run(p.dir, p.tree, nil, nil); err != nil {
-			return fmt.Errorf("tablespace %d: %w", p.oid, err)
+			return nil, fmt.Errorf("tablespace %d: %w", p.oid, err)
 		}
 		link := filepath.Join(o.TargetDir, "pg_tblspc", p.name)
 		if o.Overwrite {
 			os.Remove(link)
 		}
 		if err := os.Symlink(p.dir, link); err != nil {
-			return fmt.Errorf("tablespace %d: %w", p.oid, err)
+			return nil, fmt.Errorf("tablespace %d: %w", p.oid, err)
 		}
 		res.Tablespaces[p.oid] = p.dir
 	}
-	return nil
+	return syncDirs, nil
 }
 
 // finishDataDir writes what the backup keeps outside the tree (pg_control,

@@ -315,10 +315,7 @@ func (r *Restorer) syncTarget(ctx context.Context) error {
 	if r.opt.NoSync {
 		return nil
 	}
-	dirs := []string{r.opt.Target}
-	for _, rel := range r.root.mounts() {
-		dirs = append(dirs, filepath.Join(r.opt.Target, filepath.FromSlash(rel)))
-	}
+	dirs := r.SyncDirs()
 	sync := r.opt.sync
 	if sync == nil {
 		sync = durable.Sync
@@ -327,6 +324,21 @@ func (r *Restorer) syncTarget(ctx context.Context) error {
 		return &SyncError{Target: r.opt.Target, Err: err}
 	}
 	return nil
+}
+
+// SyncDirs lists, after Restore, the directories whose file systems hold
+// what it wrote: the target, and each directory below it on another file
+// system. A caller that runs restores with NoSync and syncs once at its
+// end (pg restore) syncs these.
+func (r *Restorer) SyncDirs() []string {
+	dirs := []string{r.opt.Target}
+	if r.root == nil {
+		return dirs
+	}
+	for _, rel := range r.root.mounts() {
+		dirs = append(dirs, filepath.Join(r.opt.Target, filepath.FromSlash(rel)))
+	}
+	return dirs
 }
 
 // A restore plans and writes its files in batches of at most batchFiles
