@@ -18,7 +18,7 @@ import (
 )
 
 // The fast way to read a log's entries, for every reader of the whole
-// log (Verify, ReadTree): readEntries reads them through one
+// log (Verify, Read, ReadTree, VerifyRead): readEntries reads them through one
 // backend.WholeReader, a batch at a time on several goroutines, each
 // with a buffer of its own, while the batch before is handed on in order.
 
@@ -26,10 +26,14 @@ import (
 // on its own (signature, shape), none of it in the buffer it was read
 // into.
 type checked struct {
-	err    error
-	leaves []byte            // its records' leaf hashes, sha256.Size each
-	root   [sha256.Size]byte // its checkpoint's root
-	cp     *Checkpoint       // its checkpoint: kept for the newest entry only
+	// err is why the entry does not check (nil: it does); damaged, why
+	// it does not even decode as the log's entry at its position (then
+	// err too), as Read sees it.
+	err     error
+	damaged error
+	leaves  []byte            // its records' leaf hashes, sha256.Size each
+	root    [sha256.Size]byte // its checkpoint's root
+	cp      *Checkpoint       // its checkpoint: kept for the newest entry only
 	// opened are its records opened (readOptions.key set), in order.
 	opened []openedRecord
 }
@@ -39,6 +43,21 @@ func (c *checked) records() int { return len(c.leaves) / sha256.Size }
 // leaf is the leaf hash of the entry's i-th record, in c's storage.
 func (c *checked) leaf(i int) []byte {
 	return c.leaves[i*sha256.Size : (i+1)*sha256.Size : (i+1)*sha256.Size]
+}
+
+// pass calls fn, as Read does, with the records of the entry at start
+// (read with readOptions.key): each record opened, or why it does not
+// open; the entry's damage, once, if it does not decode.
+func (c *checked) pass(start uint64, fn func(pos uint64, r *Record, err error) error) error {
+	if c.damaged != nil {
+		return fn(start, nil, c.damaged)
+	}
+	for i, o := range c.opened {
+		if err := fn(start+uint64(i), o.r, o.err); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // openedRecord is a record opened, or why it does not open (its entry
@@ -59,8 +78,13 @@ type readOptions struct {
 	verifier      note.Verifier
 	allSignatures bool
 	// key, if set, opens every record (checked.opened): decrypted and
-	// decoded on the reading goroutines, not in the in-order pass.
+	// decoded on the reading goroutines, not in the in-order pass. The
+	// records of an entry that decodes are opened even if its checkpoint
+	// does not check.
 	key *crypto.Key
+	// decodeOnly (Read) only decodes each entry and opens its records:
+	// no checkpoint, no leaf hashes; err is damaged.
+	decodeOnly bool
 }
 
 // defaultWorkers is how many entries are read at once: sized for waiting
@@ -82,11 +106,12 @@ var readBatchBytes int64 = 64 << 20 // a variable for tests only
 // entryReader reads and checks entries in one of readEntries'
 // goroutines, with a buffer and a hash of its own.
 type entryReader struct {
-	rd    backend.WholeReader
-	logID string
-	key   *crypto.Key
-	buf   []byte
-	h     hash.Hash
+	rd         backend.WholeReader
+	logID      string
+	key        *crypto.Key
+	decodeOnly bool
+	buf        []byte
+	h          hash.Hash
 }
 
 // maxKeptBuffer bounds the read buffer an entryReader keeps between
@@ -95,8 +120,8 @@ const maxKeptBuffer = 1 << 20
 
 // read reads the entry at start into c, checking its signature with v
 // (nil: not checked) and keeping its checkpoint if keepCheckpoint, and
-// returns its length. A check that fails is c.err; err is a failure to
-// read.
+// returns its length. A check that fails is c.err (and c.damaged if the
+// entry does not decode); err is a failure to read.
 func (er *entryReader) read(ctx context.Context, start uint64, v note.Verifier, keepCheckpoint bool, c *checked) (int, error) {
 	h := backend.Handle{Type: backend.AuditFile, Name: entryName(er.logID, start)}
 	b, err := er.rd.ReadAll(ctx, h.Name, maxEntryLen, er.buf)
@@ -106,7 +131,25 @@ func (er *entryReader) read(ctx context.Context, start uint64, v note.Verifier, 
 	if cap(b) > cap(er.buf) && cap(b) <= maxKeptBuffer {
 		er.buf = b[:0]
 	}
-	e, cp, err := checkEntryCheckpoint(h, b, er.logID, start, v)
+	e, err := decodeEntryAt(h, b, er.logID, start)
+	if err != nil {
+		c.err, c.damaged = err, err
+		return len(b), nil
+	}
+	if er.key != nil {
+		c.opened = make([]openedRecord, len(e.records))
+		for i, sealed := range e.records {
+			r, err := openRecord(er.key, er.logID, sealed)
+			if err != nil {
+				err = fmt.Errorf("%s record %d: %w", h, e.start+uint64(i), err)
+			}
+			c.opened[i] = openedRecord{r, err}
+		}
+	}
+	if er.decodeOnly {
+		return len(b), nil
+	}
+	cp, err := entryCheckpoint(h, e, er.logID, v)
 	if err != nil {
 		c.err = err
 		return len(b), nil
@@ -119,16 +162,6 @@ func (er *entryReader) read(ctx context.Context, start uint64, v note.Verifier, 
 		er.h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
 		er.h.Write(r)
 		c.leaves = er.h.Sum(c.leaves)
-	}
-	if er.key != nil {
-		c.opened = make([]openedRecord, len(e.records))
-		for i, sealed := range e.records {
-			r, err := openRecord(er.key, er.logID, sealed)
-			if err != nil {
-				err = fmt.Errorf("%s record %d: %w", h, e.start+uint64(i), err)
-			}
-			c.opened[i] = openedRecord{r, err}
-		}
 	}
 	if keepCheckpoint {
 		cp.Note = bytes.Clone(cp.Note)
@@ -158,7 +191,7 @@ func readEntries(ctx context.Context, be backend.Backend, logID string, starts [
 	defer rd.Close()
 	readers := make([]*entryReader, workers)
 	for i := range readers {
-		readers[i] = &entryReader{rd: rd, logID: logID, key: o.key, buf: make([]byte, 0, 16<<10), h: sha256.New()}
+		readers[i] = &entryReader{rd: rd, logID: logID, key: o.key, decodeOnly: o.decodeOnly, buf: make([]byte, 0, 16<<10), h: sha256.New()}
 	}
 	last := starts[len(starts)-1]
 	type batch struct {

@@ -310,26 +310,49 @@ func checkEntry(h backend.Handle, b []byte, logID string, start uint64, v note.V
 // checkEntryCheckpoint is checkEntry, also returning the entry's
 // checkpoint (whose Note is part of b).
 func checkEntryCheckpoint(h backend.Handle, b []byte, logID string, start uint64, v note.Verifier) (*entry, *Checkpoint, error) {
+	e, err := decodeEntryAt(h, b, logID, start)
+	if err != nil {
+		return nil, nil, err
+	}
+	cp, err := entryCheckpoint(h, e, logID, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, cp, nil
+}
+
+// decodeEntryAt decodes the entry stored as h, which must say it is the
+// entry of log logID at start: one copied under another name is damaged
+// (its records would open, records being bound to the log, not to a
+// position). It is all Read checks of an entry.
+func decodeEntryAt(h backend.Handle, b []byte, logID string, start uint64) (*entry, error) {
 	e, err := decodeEntry(b)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", h, err)
+		return nil, fmt.Errorf("%s: %w", h, err)
 	}
 	if e.logID != logID || e.start != start {
-		return nil, nil, fmt.Errorf("%s: the entry says it is log %q position %d (renamed or copied)", h, e.logID, e.start)
+		return nil, fmt.Errorf("%s: the entry says it is log %q position %d (renamed or copied)", h, e.logID, e.start)
 	}
+	return e, nil
+}
+
+// entryCheckpoint parses the checkpoint of e (stored as h), checking its
+// signature with v (nil: not checked) and that it names e's tree size.
+func entryCheckpoint(h backend.Handle, e *entry, logID string, v note.Verifier) (*Checkpoint, error) {
 	var cp *Checkpoint
+	var err error
 	if v != nil {
 		cp, err = OpenCheckpoint(e.note, v)
 	} else {
 		cp, err = ParseUnverified(e.note)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", h, err)
+		return nil, fmt.Errorf("%s: %w", h, err)
 	}
 	if cp.Origin != origin(logID) || cp.Size != e.size() {
-		return nil, nil, fmt.Errorf("%s: its checkpoint is of %q size %d, not of this entry (size %d)", h, cp.Origin, cp.Size, e.size())
+		return nil, fmt.Errorf("%s: its checkpoint is of %q size %d, not of this entry (size %d)", h, cp.Origin, cp.Size, e.size())
 	}
-	return e, cp, nil
+	return cp, nil
 }
 
 // entryStarts lists the positions of log logID's entries, sorted.
@@ -383,42 +406,28 @@ func (l *Log) Checkpoint(ctx context.Context) (*Checkpoint, error) {
 }
 
 // Read calls fn with every record of the log in order, with its position;
-// a record that does not open is passed as err (and r nil). An error from
-// fn stops the reading and is returned. Read checks no signature and no
-// tree: that is Verify's work.
+// a record that does not open is passed as err (and r nil), and so is an
+// entry that does not decode as the log's entry at its position (once,
+// at its first position). An error from fn stops the reading and is
+// returned, as is a failure to read an entry (missing since the log was
+// listed, or larger than an entry can be). Read checks no signature and
+// no tree: that is Verify's work.
+//
+// The entries are read as Verify reads them (readEntries: batches read
+// ahead in parallel, records opened on the reading goroutines); fn is
+// called in log order, one call at a time, but not on the caller's
+// goroutine.
 func (l *Log) Read(ctx context.Context, fn func(pos uint64, r *Record, err error) error) error {
 	starts, err := entryStarts(ctx, l.be, l.id)
 	if err != nil {
 		return err
 	}
-	for _, start := range starts {
-		h := backend.Handle{Type: backend.AuditFile, Name: entryName(l.id, start)}
-		b, err := backend.ReadAll(ctx, l.be, h, maxEntryLen)
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", h, err)
-		}
-		e, err := decodeEntry(b)
-		if err == nil && (e.logID != l.id || e.start != start) {
-			// A copy of another entry (records open under any entry
-			// of the log): shown damaged, not as records at positions
-			// they do not hold.
-			err = fmt.Errorf("the entry says it is log %q position %d (renamed or copied)", e.logID, e.start)
-		}
-		if err != nil {
-			if err := fn(start, nil, fmt.Errorf("%s: %w", h, err)); err != nil {
-				return err
-			}
-			continue
-		}
-		for i, sealed := range e.records {
-			r, err := openRecord(l.key, l.id, sealed)
-			if err != nil {
-				err = fmt.Errorf("%s record %d: %w", h, e.start+uint64(i), err)
-			}
-			if err := fn(e.start+uint64(i), r, err); err != nil {
+	return readEntries(ctx, l.be, l.id, starts, readOptions{key: l.key, decodeOnly: true}, func(starts []uint64, res []checked) error {
+		for j := range res {
+			if err := res[j].pass(starts[j], fn); err != nil {
 				return err
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
