@@ -160,10 +160,10 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 
 // complianceEvidence reads what a compliance report is evaluated against:
 // snapshots, holds, key slots, the configuration and the storage's
-// Object Lock, and the audit log, verified and read up to its newest
-// checkpoint (tree, with the verifier key vkey: nil when the log is empty
-// or does not verify, and then the report proves nothing), into ev, whose
-// period is set. Only the records the report needs are kept.
+// Object Lock, and the audit log, verified and read in one pass (tree of
+// its newest checkpoint, with the verifier key vkey: nil when the log is
+// empty or does not verify, and then the report proves nothing), into ev,
+// whose period is set. Only the records the report needs are kept.
 func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repository, ev *compliance.Evidence) (*audit.Tree, string, error) {
 	ev.Repository, ev.Config, ev.Classes = redactRepo(a.repo), repo.Config(), a.classes
 	ev.Remote, ev.RedactRepo = strings.HasPrefix(a.repo, "s3://"), redactRepo
@@ -212,11 +212,6 @@ func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repositor
 	if err != nil {
 		return nil, "", err
 	}
-	vr, err := audit.Verify(ctx, repo.Backend(), l.ID(), audit.VerifyOptions{Verifier: v})
-	if err != nil {
-		return nil, "", err
-	}
-	ev.Log.Problems = vr.Problems
 	collect := func(pos uint64, r *audit.Record, err error) error {
 		if err != nil {
 			ev.Log.Damaged = append(ev.Log.Damaged, err.Error())
@@ -227,19 +222,17 @@ func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repositor
 		}
 		return nil
 	}
-	if vr.OK() && vr.Newest != nil {
-		tree, err := l.ReadTree(ctx, vr.Newest, collect)
-		if err == nil {
-			ev.Log.Checkpoint = vr.Newest
-			return tree, vkey, nil
-		}
-		ev.Log.Problems = append(ev.Log.Problems, err.Error())
-		ev.Log.Records, ev.Log.Damaged = nil, nil
-	}
-	// A log that does not verify is still read, to report on, but
-	// nothing it says can be proved.
-	if err := l.Read(ctx, collect); err != nil {
+	// One pass: verified as 'audit verify' verifies it, and read. A log
+	// that does not verify is still read, to report on, but nothing it
+	// says can be proved.
+	vr, tree, err := l.VerifyRead(ctx, audit.VerifyOptions{Verifier: v}, collect)
+	if err != nil {
 		return nil, "", err
 	}
-	return nil, "", nil
+	ev.Log.Problems = vr.Problems
+	if tree == nil {
+		return nil, "", nil
+	}
+	ev.Log.Checkpoint = vr.Newest
+	return tree, vkey, nil
 }

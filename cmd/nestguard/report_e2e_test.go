@@ -244,6 +244,63 @@ func (e *env) snapshotIDAt(ts time.Time) string {
 	return ""
 }
 
+// TestComplianceReportTamperedLog: a report on an audit log with an entry
+// deleted (one pass, verified and read) says what 'audit verify' says,
+// problem for problem, fails the audit trail, proves nothing, and still
+// reports on the records that are left.
+func TestComplianceReportTamperedLog(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	writeFile(t, filepath.Join(src, "a"), "one", 0o644)
+	e.must("backup", src)
+	e.must("backup", src)
+	e.must("snapshots")
+	cfg := filepath.Join(e.dir, "nestguard.toml")
+	writeFile(t, cfg, "", 0o600)
+	if doc, _ := e.report(cfg); doc.control(t, "audit-trail").Status != compliance.Pass || doc.Audit == nil {
+		t.Fatalf("audit trail of an intact log: %+v", doc.control(t, "audit-trail"))
+	}
+	entries, _ := filepath.Glob(filepath.Join(e.repo, "audit", "*-*"))
+	slices.Sort(entries)
+	if len(entries) != 4 {
+		t.Fatalf("%d audit entries, want 4 (init, two backups, snapshots)", len(entries))
+	}
+	os.Chmod(entries[1], 0o644)
+	if err := os.Remove(entries[1]); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run("audit", "verify", "--json")
+	var verified struct {
+		Logs []struct {
+			Problems []string `json:"problems"`
+		} `json:"logs"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &verified); err != nil || r.code != exitError || len(verified.Logs) != 1 || len(verified.Logs[0].Problems) == 0 {
+		t.Fatalf("audit verify of a log with an entry deleted: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	doc, code := e.report(cfg)
+	c := doc.control(t, "audit-trail")
+	if code != exitError || c.Status != compliance.Fail || doc.Audit != nil {
+		t.Errorf("report on a log with an entry deleted: exit %d, audit trail %s %q, proofs %v", code, c.Status, c.Summary, doc.Audit != nil)
+	}
+	var found []string
+	for _, f := range c.Findings {
+		if p, ok := strings.CutPrefix(f, "audit verify: "); ok {
+			found = append(found, p)
+		}
+	}
+	if !slices.Equal(found, verified.Logs[0].Problems) {
+		t.Errorf("the report found %q, audit verify %q", found, verified.Logs[0].Problems)
+	}
+	// The records left are still read: the first and the last are cited.
+	if !slices.Equal(c.Evidence, []uint64{0, 3}) {
+		t.Errorf("the audit trail cites records %v, want 0 and 3 (record 1 deleted)", c.Evidence)
+	}
+}
+
 // A report with nothing failed but some controls without evidence exits
 // 3; a bad framework or format is a usage error.
 func TestComplianceReportNoEvidence(t *testing.T) {

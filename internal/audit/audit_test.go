@@ -127,6 +127,59 @@ func (f *fixture) rewrite(t *testing.T, start uint64, edit func(e *entry)) {
 	}
 }
 
+// forgerSigner is a signing key a forger made of their own, under the
+// log's key name.
+func forgerSigner(t *testing.T) note.Signer {
+	t.Helper()
+	skey, _, err := note.GenerateKey(nil, keyName(testLogID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer
+}
+
+// forge returns the entry a forger with storage access and the data key,
+// but not the audit key, builds after head holding r, signed by signer.
+func (f *fixture) forge(t *testing.T, signer note.Signer, head *entry, r *Record) *entry {
+	t.Helper()
+	forger := *f.log
+	forger.signer = signer
+	sealed, err := sealRecord(f.log.key, testLogID, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := forger.next(head, [][]byte{sealed}, [][]byte{leafHash(sealed)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// swapEntries swaps the contents of two entries of one record each, and
+// the positions they claim.
+func (f *fixture) swapEntries(t *testing.T, a, b uint64) {
+	t.Helper()
+	ba, _ := os.ReadFile(f.entryPath(a))
+	bb, _ := os.ReadFile(f.entryPath(b))
+	ea, err := decodeEntry(ba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eb, err := decodeEntry(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ea.start, eb.start = b, a
+	os.Chmod(f.entryPath(a), 0o600)
+	os.Chmod(f.entryPath(b), 0o600)
+	os.WriteFile(f.entryPath(a), eb.encode(), 0o600)
+	os.WriteFile(f.entryPath(b), ea.encode(), 0o600)
+}
+
 func TestAppendReadVerify(t *testing.T) {
 	f := newFixture(t)
 	cps := f.appendN(t, 5, 3)
@@ -223,15 +276,7 @@ func TestDetectReorderedRecords(t *testing.T) {
 		f.appendN(t, 3, 1)
 		// Swap the contents of entries 0 and 1, and the positions
 		// they claim.
-		a, _ := os.ReadFile(f.entryPath(0))
-		b, _ := os.ReadFile(f.entryPath(1))
-		ea, _ := decodeEntry(a)
-		eb, _ := decodeEntry(b)
-		ea.start, eb.start = 1, 0
-		os.Chmod(f.entryPath(0), 0o600)
-		os.Chmod(f.entryPath(1), 0o600)
-		os.WriteFile(f.entryPath(0), eb.encode(), 0o600)
-		os.WriteFile(f.entryPath(1), ea.encode(), 0o600)
+		f.swapEntries(t, 0, 1)
 		rep := f.verify(t)
 		if rep.OK() {
 			t.Fatal("swapped entries verified")
@@ -244,28 +289,12 @@ func TestDetectForgedRecord(t *testing.T) {
 	f.appendN(t, 2, 1)
 	// A forger with storage access appends an entry signed by a key of
 	// their own under the same key name.
-	skey, _, err := note.GenerateKey(nil, keyName(testLogID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forger := *f.log
-	forger.signer = signer
+	signer := forgerSigner(t)
 	head, err := f.log.head(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := sealRecord(f.log.key, testLogID, rec("restore", 9)) // even with the data key
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, _, err := forger.next(head, [][]byte{sealed}, [][]byte{leafHash(sealed)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := f.forge(t, signer, head, rec("restore", 9)) // even with the data key
 	b := e.encode()
 	if err := f.be.Save(context.Background(), backend.Handle{Type: backend.AuditFile, Name: entryName(testLogID, 2)}, bytes.NewReader(b), int64(len(b))); err != nil {
 		t.Fatal(err)
@@ -282,20 +311,14 @@ func TestDetectForgedRecord(t *testing.T) {
 		// Entry 1 replaced by a forged record under the forger's key:
 		// its own checkpoint is consistent, but the signed newest root
 		// no longer is.
-		forger := *f.log
-		forger.signer = signer
 		b0, _ := os.ReadFile(f.entryPath(0))
 		e0, _ := decodeEntry(b0)
-		sealed, _ := sealRecord(f.log.key, testLogID, rec("restore", 99))
-		e1, _, err := forger.next(e0, [][]byte{sealed}, [][]byte{leafHash(sealed)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e1 := f.forge(t, signer, e0, rec("restore", 99))
 		f.rewrite(t, 1, func(e *entry) { *e = *e1 })
 		rep := f.verify(t)
 		wantProblem(t, rep, "audit/"+entryName(testLogID, 2)+": its signed checkpoint")
 		// Checking every signature names the forged entry itself.
-		rep, err = Verify(context.Background(), f.be, testLogID, VerifyOptions{Verifier: f.v, AllSignatures: true})
+		rep, err := Verify(context.Background(), f.be, testLogID, VerifyOptions{Verifier: f.v, AllSignatures: true})
 		if err != nil {
 			t.Fatal(err)
 		}

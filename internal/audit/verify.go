@@ -12,6 +12,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/crypto"
 )
 
 // VerifyOptions say what Verify checks a log against.
@@ -83,6 +84,48 @@ func (r *Report) problem(format string, args ...any) {
 // costs an Ed25519 verification per entry (about 100 µs here, most of
 // the time of a log of single-record entries).
 func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptions) (*Report, error) {
+	return verify(ctx, be, logID, o, nil, nil)
+}
+
+// VerifyRead is Verify and Read in one pass over the log, for a reader
+// that needs both (a compliance report): the log is listed once and each
+// entry read once, checked as Verify checks it and its records opened as
+// Read opens them. fn is called as Read calls it, whatever the checks
+// find: every record in log order, one that does not open as its error,
+// an entry that does not decode as one error; not on the caller's
+// goroutine. The Report is Verify's. When it is OK and the log is not
+// empty, tree is the tree of its newest checkpoint (rep.Newest), as
+// ReadTree returns it; else nil, and nothing the records say can be
+// proved. o.From is refused: the tree needs every record.
+func (l *Log) VerifyRead(ctx context.Context, o VerifyOptions, fn func(pos uint64, r *Record, err error) error) (rep *Report, tree *Tree, err error) {
+	if o.From != nil {
+		return nil, nil, fmt.Errorf("audit: reading the log and its tree needs a full verification, not one from a checkpoint")
+	}
+	var leaves [][]byte
+	rep, err = verify(ctx, l.be, l.id, o, l.key, func(start uint64, c *checked) error {
+		if c.err == nil {
+			for i := range c.records() {
+				leaves = append(leaves, c.leaf(i))
+			}
+		}
+		return c.pass(start, fn)
+	})
+	if err != nil || !rep.OK() || rep.Newest == nil {
+		return rep, nil, err
+	}
+	if tree, err = NewTree(rep.Newest, leaves); err != nil {
+		// Not expected of a log that verified: its records give the
+		// newest root.
+		rep.problem("%v", err)
+		return rep, nil, nil
+	}
+	return rep, tree, nil
+}
+
+// verify is Verify, with key opening the records of every entry read
+// (readOptions.key) and each, if set, called with every entry read, in
+// log order; an error from each stops the verification and is returned.
+func verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptions, key *crypto.Key, each func(start uint64, c *checked) error) (*Report, error) {
 	if o.Verifier == nil {
 		return nil, fmt.Errorf("audit verify: no verifier key")
 	}
@@ -174,11 +217,16 @@ func Verify(ctx context.Context, be backend.Backend, logID string, o VerifyOptio
 	// log's last (the others' are read again at the end).
 	newest, haveNewest := uint64(0), false
 	var newestCP *Checkpoint
-	ro := readOptions{workers: o.Workers, verifier: o.Verifier, allSignatures: o.AllSignatures}
+	ro := readOptions{workers: o.Workers, verifier: o.Verifier, allSignatures: o.AllSignatures, key: key}
 	err = readEntries(ctx, be, logID, starts, ro, func(batch []uint64, res []checked) error {
 		for j := range res {
 			c := &res[j]
 			start := batch[j]
+			if each != nil {
+				if err := each(start, c); err != nil {
+					return err
+				}
+			}
 			if c.err != nil {
 				rep.problem("%v", c.err)
 				damaged = true
