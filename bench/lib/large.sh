@@ -79,7 +79,7 @@ large_tool() {
 limits_section() {
 	local set args=() mib=256 disk=2048
 	if [ "$QUICK" = 1 ]; then mib=64 disk=512; fi
-	for set in pgdata small tiny; do
+	for set in pgdata small tiny mixed; do
 		if selected "$set"; then args+=(-data "$set=$(data_ensure "$set")"); fi
 	done
 	log "limits: building bench/limits and measuring (CPU: $mib MiB a step, disk: $disk MiB)"

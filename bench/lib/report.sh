@@ -97,7 +97,72 @@ DESC = {
     "random": "incompressible random data in 4 large files",
     "small": "small text-like files (1-16 KiB) in a tree ~6 deep",
     "tiny": "tiny text-like files (100-400 bytes), 1,000 in each directory",
+    "mixed": "a mixed tree: ~40% CSV tables, ~35% incompressible binaries (1-64 MiB), ~25% small files (1-64 KiB)",
 }
+
+def every_run(section, set_, steps):
+    # Every run, in the order measured, not only the medians.
+    lines = []
+    rounds = max([len(vals.get((section, set_, t), {}).get(steps[0] + ".s", [])) for t in ("nestguard", "restic", "borg")] + [0])
+    for i in range(rounds):
+        for tool in ("nestguard", "restic", "borg"):
+            kv = vals.get((section, set_, tool), {})
+            for step in steps:
+                xs = kv.get(step + ".s", [])
+                if i >= len(xs):
+                    continue
+                v = xs[i]
+                def at(k):
+                    xs = kv.get(k, [])
+                    return xs[i] if i < len(xs) else "?"
+                lines.append("%-9s round %d %-9s %8s s  cpu %7s s  rss %6.0f MiB  load %s" % (
+                    tool, i + 1, step, v, at(step + ".cpu"), (num(at(step + ".rss")) or 0) / 1024, at(step + ".load")))
+                if step == "restore" and kv.get("durable.s"):
+                    lines[-1] += "  on disk %s s" % at("durable.s")
+    if lines:
+        print("Every run:\n\n```\n" + "\n".join(lines) + "\n```\n")
+
+def limit_share(section, set_, key, tools):
+    # Each tool's rate on the set as a share of the machine's limit for a
+    # sample of it (bench/limits, when it ran with the set).
+    nbytes = num(res[(section, set_, "-")].get("bytes"))
+    lim = res.get(("limits", "machine", "-"), {})
+    bl, rl = num(lim.get("backup.limit." + key)), num(lim.get("restore.limit." + key))
+    if not (nbytes and bl and rl):
+        return
+    shares = []
+    for tool in tools:
+        r = res.get((section, set_, tool), {})
+        b, rs = num(r.get("first.s")), num(r.get("restore.s"))
+        if b and rs:
+            shares.append("%s %.0f%% / %.0f%% (%.0f / %.0f MB/s)" % (
+                tool, 100 * nbytes / b / bl, 100 * nbytes / rs / rl, nbytes / b / 1e6, nbytes / rs / 1e6))
+    print("The machine's limit on this set (bench/limits, a sample of it stored at %.1f%%): backup %.0f MB/s (%.2f s for the set), "
+          "restore %.0f MB/s (%.2f s). Each tool's share of it, first backup / restore: %s.\n" % (
+              100 * (num(lim.get("ratio." + key)) or 0), bl / 1e6, nbytes / bl, rl / 1e6, nbytes / rl, ", ".join(shares)))
+
+# Issue 21's goals "toward the limit", checked round by round.
+GOALS = {s: (("first backup vs restic", "first.s", ("restic",), 2.0),
+             ("restore vs the faster peer", "restore.s", ("restic", "borg"), 1.5),
+             ("restore on disk vs the faster peer", "durable.s", ("restic", "borg"), 1.5)) for s in ("mixed", "pgdata")}
+
+def goals_by_round(section, set_):
+    out = []
+    for name, k, peers, goal in GOALS.get(set_, ()):
+        ours = vals.get((section, set_, "nestguard"), {}).get(k, [])
+        theirs = [vals.get((section, set_, p), {}).get(k, []) for p in peers]
+        theirs = [t for t in theirs if t]
+        if not ours or not theirs or any(len(t) != len(ours) for t in theirs):
+            out.append("%s: not every round measured, see the logs" % name)
+            continue
+        xs = [min(float(t[i]) for t in theirs) / float(ours[i]) for i in range(len(ours))]
+        held = sum(x >= goal for x in xs)
+        out.append("%s (goal >= %.1fx): %s, %s" % (name, goal, ", ".join("%.2fx" % x for x in xs),
+                                                   "held in every round" if held == len(xs) else
+                                                   "held in none of %d rounds" % len(xs) if held == 0 else
+                                                   "held in %d of %d rounds" % (held, len(xs))))
+    if out:
+        print("Issue 21's goals, round by round: " + "; ".join(out) + ".\n")
 
 def files_table(set_):
     info = res[("files", set_, "-")]
@@ -130,6 +195,9 @@ def files_table(set_):
           "\"restore\" is each tool's command as it is: nestguard syncs what it restored before it exits, restic and borg "
           "leave it to the kernel; \"restore, on disk\" adds the time of syncing the target's file system after the "
           "command (for nestguard, nothing is left), so that all are compared with their files on disk.\n")
+    limit_share("files", set_, set_, ("nestguard", "restic", "borg"))
+    goals_by_round("files", set_)
+    every_run("files", set_, ("first", "unchanged", "changed", "restore"))
 
 def pg_table(set_):
     info = res[("pg", set_, "-")]
@@ -247,24 +315,7 @@ def large_table(set_):
         print("Share of the machine's limit (first backup / restore): %s. Goal (issue 21): 1,000 MB/s per core.\n" % ", ".join(shares))
     else:
         print()
-    # Every run, in the order measured, not only the medians.
-    lines = []
-    rounds = max([len(vals.get(("large", set_, t), {}).get("first.s", [])) for t in ("nestguard", "restic", "borg")] + [0])
-    for i in range(rounds):
-        for tool in ("nestguard", "restic", "borg"):
-            kv = vals.get(("large", set_, tool), {})
-            for step in ("first", "unchanged", "restore"):
-                xs = kv.get(step + ".s", [])
-                if i >= len(xs):
-                    continue
-                v = xs[i]
-                def at(k):
-                    xs = kv.get(k, [])
-                    return xs[i] if i < len(xs) else "?"
-                lines.append("%-9s round %d %-9s %8s s  cpu %7s s  rss %6.0f MiB  load %s" % (
-                    tool, i + 1, step, v, at(step + ".cpu"), (num(at(step + ".rss")) or 0) / 1024, at(step + ".load")))
-    if lines:
-        print("Every run:\n\n```\n" + "\n".join(lines) + "\n```\n")
+    every_run("large", set_, ("first", "unchanged", "restore"))
 
 titles = {"files": "### Files (issue 2)\n", "large": "### A large single file (issue 21)\n", "pg": "### PostgreSQL (issue 3)\n", "s3": "### S3 (issue 4)\n",
           "prune": "### Retention: forget and prune (issue 19)\n"}
