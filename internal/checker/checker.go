@@ -30,6 +30,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/candidates"
+	"github.com/nestguard/nestguard/internal/hugemem"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/needs"
@@ -341,7 +342,7 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 			toRead = c.sample(toRead)
 		}
 		c.P.PacksTotal.Store(int64(len(toRead)))
-		if err := c.readPacks(ctx, toRead, byPack); err != nil {
+		if err := c.readPacks(ctx, toRead, byPack, packs); err != nil {
 			return nil, err
 		}
 	}
@@ -511,12 +512,16 @@ func (c *Checker) listWAL(ctx context.Context) error {
 
 // readPacks reads packs whole, checks their hash and header, and opens
 // every indexed blob in them.
-func (c *Checker) readPacks(ctx context.Context, pids []id.ID, byPack map[id.ID][]index.Entry) error {
+// Each pack is read into memory reused from pack to pack (hugemem): a
+// fresh buffer per pack faulted in every page it held.
+func (c *Checker) readPacks(ctx context.Context, pids []id.ID, byPack map[id.ID][]index.Entry, packs map[id.ID]backend.FileInfo) error {
+	bufs := hugemem.Pool{Keep: 2 * c.opt.Workers} // a pack and its decoded blobs each
+	defer bufs.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opt.Workers)
 	for _, pid := range pids {
 		g.Go(func() error {
-			err := c.readPack(gctx, pid, byPack[pid])
+			err := c.readPack(gctx, pid, byPack[pid], packs[pid].Size, &bufs)
 			c.P.PacksDone.Add(1)
 			return err
 		})
@@ -524,7 +529,9 @@ func (c *Checker) readPacks(ctx context.Context, pids []id.ID, byPack map[id.ID]
 	return g.Wait()
 }
 
-func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry) error {
+// readPack reads pack pid (size bytes as listed) whole and opens its
+// blobs es.
+func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry, size int64, bufs *hugemem.Pool) error {
 	name := "data/" + pid.String()
 	rd, err := c.repo.Backend().Load(ctx, backend.Handle{Type: backend.PackFile, Name: pid.String()}, 0, 0)
 	if err != nil {
@@ -534,7 +541,17 @@ func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry) err
 		c.packProblem(pid, err, blobIDs(es), "pack "+pid.Short()+" unreadable")
 		return nil
 	}
-	buf, err := io.ReadAll(rd)
+	var buf []byte
+	if size > 0 && size <= maxPooledPack {
+		// As listed: a pack shorter now fails to read, a longer one
+		// fails its hash below, as read whole it would.
+		b := bufs.Get(int(size))
+		defer bufs.Put(b)
+		buf = b.Bytes()[:size]
+		_, err = io.ReadFull(rd, buf)
+	} else {
+		buf, err = io.ReadAll(rd)
+	}
 	rd.Close()
 	if err != nil {
 		c.packProblem(pid, fmt.Errorf("reading: %w", err), blobIDs(es), "pack "+pid.Short()+" unreadable")
@@ -550,6 +567,11 @@ func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry) err
 		c.problem(name, errors.New("pack content does not match its name (bytes changed on storage)"))
 	}
 	var dec []byte
+	if raw := maxRaw(es); raw > 0 && raw <= maxBlobRaw {
+		b := bufs.Get(raw)
+		defer bufs.Put(b)
+		dec = b.Bytes()[:0]
+	}
 	for _, e := range es {
 		end := int64(e.Offset) + int64(e.Length)
 		if end > int64(len(buf)) {
@@ -566,6 +588,24 @@ func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry) err
 	}
 	return nil
 }
+
+// maxRaw is the largest decoded size among es.
+func maxRaw(es []index.Entry) int {
+	n := 0
+	for _, e := range es {
+		n = max(n, int(e.RawLength))
+	}
+	return n
+}
+
+// maxBlobRaw bounds the decoded blobs given pooled memory (the largest
+// chunk is 8 MiB; a tree may be larger and gets heap memory).
+const maxBlobRaw = 64 << 20
+
+// maxPooledPack bounds the packs read into pooled memory; a larger one
+// (listed larger than any pack is written: 1 GiB at most, and one blob
+// over) is read into the heap as it comes.
+const maxPooledPack = 2 << 30
 
 // checkSnapshots checks what each snapshot needs. A snapshot found damaged
 // is checked again after reading the index objects written since: a check
