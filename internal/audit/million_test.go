@@ -164,6 +164,7 @@ func timeVerifyRead(t *testing.T, dir, vkey string, n int) {
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
+	runtime.KeepAlive(tr)
 	t.Logf("VerifyRead (one pass: listed, verified, each record opened, the tree kept) of the existing log in %s, %d records in %d entries: %s (%.1f µs per record), heap with the tree %d MiB, GOMAXPROCS %d, workers %d (0: the default)",
 		dir, n, rep.Entries, el.Round(time.Millisecond), float64(el.Microseconds())/float64(n), ms.HeapAlloc>>20, runtime.GOMAXPROCS(0), workers)
 }
