@@ -11,6 +11,8 @@ import (
 	"runtime/debug"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/nestguard/nestguard/internal/hugemem"
 )
 
 // The key derivation functions of key slots.
@@ -219,11 +221,15 @@ func (p *KDFParams) deriveKEK(passphrase []byte) ([]byte, error) {
 // Argon2id's lanes reuse memory that is already mapped. When the lanes
 // take their first-touch page faults in parallel instead, unlocking takes
 // twice as long on a virtual machine (0.20 s against 0.10 s with 64 MiB on
-// two cores, nearly all of it in the kernel). The result is the same; only
-// the faults move.
+// two cores, nearly all of it in the kernel). The memory is advised for
+// huge pages first (hugemem.Advise): 32 faults of 2 MiB instead of 16,384
+// of 4 KiB, each of which cost 14-22 µs on the machines measured. The
+// result is the same; only the faults move.
 func prefault(n int) {
-	touch(make([]byte, n+64<<10)) // the lanes' blocks plus Argon2's slack
-	runtime.GC()                  // free it now, before argon2 asks for it
+	b := make([]byte, n+64<<10) // the lanes' blocks plus Argon2's slack
+	hugemem.Advise(b)
+	touch(b)
+	runtime.GC() // free it now, before argon2 asks for it
 }
 
 //go:noinline

@@ -43,6 +43,12 @@ func Map(n int) (*Buffer, bool) {
 	return nil, false
 }
 
+// Advise asks the kernel for huge pages on the memory of b not yet
+// touched (its whole 2 MiB pages), wherever it lives: a heap buffer about
+// to be filled for the first time then takes a fault per 2 MiB instead of
+// one per 4 KiB. It changes neither b's contents nor its lifetime.
+func Advise(b []byte) { advise(b) }
+
 // Heap returns a buffer of n bytes from the Go heap: for callers that take
 // a Buffer whatever its size, where a small one is not worth a mapping.
 func Heap(n int) *Buffer { return &Buffer{b: make([]byte, n)} }

@@ -39,3 +39,14 @@ func mapHuge(n int) ([]byte, func(), bool) {
 	unix.Madvise(b, unix.MADV_HUGEPAGE)
 	return b[:n:n], func() { unix.MunmapPtr(start, size) }, true
 }
+
+// advise asks for huge pages on the whole 2 MiB-aligned pages inside b.
+func advise(b []byte) {
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	base := uintptr(p)
+	lo := (base + hugePage - 1) &^ (hugePage - 1)
+	hi := (base + uintptr(len(b))) &^ (hugePage - 1)
+	if lo < hi {
+		unix.Madvise(b[lo-base:hi-base], unix.MADV_HUGEPAGE)
+	}
+}
