@@ -207,13 +207,16 @@ func (p *KDFParams) deriveKEK(passphrase []byte) ([]byte, error) {
 	if err := p.checkApproved(); err != nil {
 		return nil, err
 	}
+	undo := func() {}
 	if p.Threads > 1 {
-		prefault(int(p.MemoryKiB) << 10)
+		undo = prefault(int(p.MemoryKiB) << 10)
 	}
 	k := argon2.IDKey(passphrase, p.Salt, p.Time, p.MemoryKiB, p.Threads, keySize)
 	// Argon2id's memory is garbage now. Returned to the system at once, it
-	// does not stay in the RSS of a backup under what the work needs.
+	// does not stay in the RSS of a backup under what the work needs; and
+	// the heap that reuses its range gets small pages again.
 	debug.FreeOSMemory()
+	undo()
 	return k, nil
 }
 
@@ -225,11 +228,13 @@ func (p *KDFParams) deriveKEK(passphrase []byte) ([]byte, error) {
 // huge pages first (hugemem.Advise): 32 faults of 2 MiB instead of 16,384
 // of 4 KiB, each of which cost 14-22 µs on the machines measured. The
 // result is the same; only the faults move.
-func prefault(n int) {
+// It returns the function that undoes the advice, once Argon2id is done.
+func prefault(n int) (undo func()) {
 	b := make([]byte, n+64<<10) // the lanes' blocks plus Argon2's slack
-	hugemem.Advise(b)
+	undo = hugemem.Advise(b)
 	touch(b)
 	runtime.GC() // free it now, before argon2 asks for it
+	return undo
 }
 
 //go:noinline

@@ -46,8 +46,11 @@ func Map(n int) (*Buffer, bool) {
 // Advise asks the kernel for huge pages on the memory of b not yet
 // touched (its whole 2 MiB pages), wherever it lives: a heap buffer about
 // to be filled for the first time then takes a fault per 2 MiB instead of
-// one per 4 KiB. It changes neither b's contents nor its lifetime.
-func Advise(b []byte) { advise(b) }
+// one per 4 KiB. It changes neither b's contents nor its lifetime. undo
+// asks for small pages there again, and may be called once b is freed: a
+// heap range left advised would later fault in 2 MiB for every small
+// object put there, and the process's RSS grow by as much.
+func Advise(b []byte) (undo func()) { return advise(b) }
 
 // Heap returns a buffer of n bytes from the Go heap: for callers that take
 // a Buffer whatever its size, where a small one is not worth a mapping.

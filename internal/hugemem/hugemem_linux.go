@@ -40,13 +40,18 @@ func mapHuge(n int) ([]byte, func(), bool) {
 	return b[:n:n], func() { unix.MunmapPtr(start, size) }, true
 }
 
-// advise asks for huge pages on the whole 2 MiB-aligned pages inside b.
-func advise(b []byte) {
+// advise asks for huge pages on the whole 2 MiB-aligned pages inside b,
+// and returns the function that asks for small pages there again.
+func advise(b []byte) func() {
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	base := uintptr(p)
 	lo := (base + hugePage - 1) &^ (hugePage - 1)
 	hi := (base + uintptr(len(b))) &^ (hugePage - 1)
-	if lo < hi {
-		unix.Madvise(b[lo-base:hi-base], unix.MADV_HUGEPAGE)
+	if lo >= hi {
+		return func() {}
 	}
+	unix.Madvise(b[lo-base:hi-base], unix.MADV_HUGEPAGE)
+	// The undo keeps the range's address, not b: the memory may be
+	// freed by then (it stays mapped: the Go heap is never unmapped).
+	return func() { unix.Syscall(unix.SYS_MADVISE, lo, hi-lo, unix.MADV_NOHUGEPAGE) }
 }
