@@ -59,8 +59,8 @@ func Heap(n int) *Buffer { return &Buffer{b: make([]byte, n)} }
 // Alloc returns a zeroed buffer of n bytes: mapped and advised for huge
 // pages where possible, else from the Go heap.
 func Alloc(n int) *Buffer {
-	if b, free, ok := mapHuge(n); ok {
-		return &Buffer{b: b, free: free}
+	if b, ok := Map(n); ok {
+		return b
 	}
 	return Heap(n)
 }
