@@ -138,7 +138,7 @@ type Archiver struct {
 	// Files of directMin bytes or more are read past the page cache
 	// (direct.go), in buffers from directBufs.
 	directMin  int64
-	directBufs directBufs
+	directBufs hugemem.Pool
 }
 
 // DefaultReaders is how many files an archiver reads at once: enough to
@@ -161,7 +161,8 @@ func New(repo Repo, opt Options) *Archiver {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Archiver{repo: repo, opt: opt, log: log, ids: idNames{users: map[uint32]string{}, groups: map[uint32]string{}, log: log},
-		zeroIDs: map[int]id.ID{}, directMin: directMin}
+		zeroIDs: map[int]id.ID{}, directMin: directMin,
+		directBufs: hugemem.Pool{Keep: 2 * opt.Readers}} // two per reader (newDirectReader)
 }
 
 // Errors lists the entries that could not be backed up.
@@ -289,7 +290,7 @@ func (a *Archiver) run(ctx context.Context, walk func(context.Context) error) er
 	readers.Wait()
 	close(a.chunks)
 	workers.Wait()
-	a.directBufs.release() // every reader closed its file
+	a.directBufs.Release() // every reader closed its file
 	for _, b := range a.chunkMem {
 		b.Free() // every chunk was saved or dropped
 	}

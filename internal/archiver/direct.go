@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nestguard/nestguard/internal/hugemem"
 )
 
 // Large files are read past the page cache (O_DIRECT), a block ahead of
@@ -39,13 +41,13 @@ const (
 // each block with O_DIRECT unless it is in the page cache. It is an
 // io.Reader for one goroutine; Close stops the reading ahead.
 type directReader struct {
-	blocks chan dblock  // read ahead, in order
-	free   chan *[]byte // buffers to read into
+	blocks chan dblock          // read ahead, in order
+	free   chan *hugemem.Buffer // buffers to read into
 	stop   chan struct{}
 	done   chan struct{}
 	cur    dblock
 	pos    int
-	pool   *directBufs
+	pool   *hugemem.Pool
 	size   int64 // when opened
 
 	// Counts for tests: blocks read direct and through the page cache.
@@ -54,17 +56,21 @@ type directReader struct {
 }
 
 type dblock struct {
-	buf  *[]byte // the whole buffer, returned to free
-	data []byte  // what was read into it
-	err  error   // after data: io.EOF at the end
+	buf  *hugemem.Buffer // the whole buffer, returned to free
+	data []byte          // what was read into it
+	err  error           // after data: io.EOF at the end
 }
 
 // newDirectReader returns a reader of f's content (f is open at offset 0,
 // size is its size), or nil when f should be read as before: a small file,
 // or a file system that does not take direct reads. path must name f: it
 // is opened again with O_DIRECT, and not used if it names another file by
-// then. pool recycles the aligned buffers.
-func newDirectReader(f *os.File, path string, size, minSize int64, pool *directBufs) *directReader {
+// then. pool recycles the buffers: mapped outside the Go heap
+// (page-aligned, as O_DIRECT wants), since the heap's soft limit
+// (cmd/nestguard) is sized for the backup's own buffers, and four readers
+// of large files would hold 32 MiB more, which would keep the collector
+// running. The archiver releases them once every reader is closed.
+func newDirectReader(f *os.File, path string, size, minSize int64, pool *hugemem.Pool) *directReader {
 	if size < minSize {
 		return nil
 	}
@@ -80,17 +86,17 @@ func newDirectReader(f *os.File, path string, size, minSize int64, pool *directB
 	}
 	r := &directReader{
 		blocks: make(chan dblock, 1),
-		free:   make(chan *[]byte, 2),
+		free:   make(chan *hugemem.Buffer, 2),
 		size:   size,
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		pool:   pool,
 	}
 	for range cap(r.free) {
-		b, err := pool.get()
-		if err != nil {
+		b, ok := pool.GetMapped(directBlock)
+		if !ok {
 			for range len(r.free) {
-				pool.put(<-r.free)
+				pool.Put(<-r.free)
 			}
 			df.Close()
 			return nil
@@ -109,48 +115,6 @@ func openDirect(path string) (*os.File, error) {
 	return f, err
 }
 
-// directBufs keeps the buffers of direct reads for the next file. They
-// are mapped outside the Go heap (page-aligned, as O_DIRECT wants): the
-// heap's soft limit (cmd/nestguard) is sized for the backup's own
-// buffers, and four readers of large files would hold 32 MiB more, which
-// would keep the collector running. release unmaps them all; it is
-// called once every reader is closed.
-type directBufs struct {
-	mu   sync.Mutex
-	free []*[]byte
-}
-
-func (p *directBufs) get() (*[]byte, error) {
-	p.mu.Lock()
-	if n := len(p.free); n > 0 {
-		b := p.free[n-1]
-		p.free = p.free[:n-1]
-		p.mu.Unlock()
-		return b, nil
-	}
-	p.mu.Unlock()
-	b, err := unix.Mmap(-1, 0, directBlock, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
-	if err != nil {
-		return nil, err
-	}
-	return &b, nil
-}
-
-func (p *directBufs) put(b *[]byte) {
-	p.mu.Lock()
-	p.free = append(p.free, b)
-	p.mu.Unlock()
-}
-
-func (p *directBufs) release() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, b := range p.free {
-		unix.Munmap(*b)
-	}
-	p.free = nil
-}
-
 // readAhead reads the file block by block into free buffers and sends
 // them on blocks, until the end, an error or Close. df is closed when it
 // ends; f is the caller's.
@@ -160,13 +124,13 @@ func (r *directReader) readAhead(f, df *os.File) {
 	useDirect := true
 	var off int64
 	for {
-		var bp *[]byte
+		var bp *hugemem.Buffer
 		select {
 		case bp = <-r.free:
 		case <-r.stop:
 			return
 		}
-		buf := *bp
+		buf := bp.Bytes()
 		var n int
 		var err error
 		if useDirect && !r.resident(f, off) {
@@ -195,7 +159,7 @@ func (r *directReader) readAhead(f, df *os.File) {
 		select {
 		case r.blocks <- dblock{buf: bp, data: buf[:n], err: err}:
 		case <-r.stop:
-			r.pool.put(bp)
+			r.pool.Put(bp)
 			return
 		}
 		if err != nil {
@@ -304,15 +268,15 @@ func (r *directReader) Close() {
 	close(r.stop)
 	<-r.done
 	if r.cur.buf != nil {
-		r.pool.put(r.cur.buf)
+		r.pool.Put(r.cur.buf)
 		r.cur = dblock{}
 	}
 	for {
 		select {
 		case b := <-r.free:
-			r.pool.put(b)
+			r.pool.Put(b)
 		case b := <-r.blocks:
-			r.pool.put(b.buf)
+			r.pool.Put(b.buf)
 		default:
 			return
 		}

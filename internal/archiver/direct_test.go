@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nestguard/nestguard/internal/hugemem"
+
 	"github.com/nestguard/nestguard/internal/chunker"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
@@ -54,8 +56,8 @@ func writeFile(t *testing.T, dir, name string, data []byte, dropCache bool) stri
 // through it.
 func TestDirectReader(t *testing.T) {
 	dir := t.TempDir()
-	var pool directBufs
-	defer pool.release()
+	var pool hugemem.Pool
+	defer pool.Release()
 	for _, c := range []struct {
 		name     string
 		size     int
@@ -114,8 +116,8 @@ func TestDirectReaderClose(t *testing.T) {
 	dir := t.TempDir()
 	data := randomBytes(4*directBlock, 3)
 	p := writeFile(t, dir, "f", data, true)
-	var pool directBufs
-	defer pool.release()
+	var pool hugemem.Pool
+	defer pool.Release()
 	for range 3 {
 		f, err := os.Open(p)
 		if err != nil {
@@ -132,8 +134,8 @@ func TestDirectReaderClose(t *testing.T) {
 		}
 		r.Close()
 		f.Close()
-		if len(pool.free) != 2 {
-			t.Fatalf("%d buffers kept after Close, want the reader's 2", len(pool.free))
+		if pool.Len() != 2 {
+			t.Fatalf("%d buffers kept after Close, want the reader's 2", pool.Len())
 		}
 	}
 }

@@ -85,16 +85,40 @@ const DefaultKeep = 4
 // Get returns a buffer of at least n bytes, reused or allocated (Alloc).
 // Its contents are undefined.
 func (p *Pool) Get(n int) *Buffer {
+	if b := p.take(n, false); b != nil {
+		return b
+	}
+	return Alloc(n)
+}
+
+// GetMapped is Get for a caller that needs mapped memory (page-aligned,
+// as O_DIRECT wants): false where mapping is not available.
+func (p *Pool) GetMapped(n int) (*Buffer, bool) {
+	if b := p.take(n, true); b != nil {
+		return b, true
+	}
+	return Map(n)
+}
+
+// take removes and returns a kept buffer of at least n bytes (mapped, if
+// asked), or nil.
+func (p *Pool) take(n int, mapped bool) *Buffer {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	for i, b := range p.free {
-		if len(b.b) >= n {
+		if len(b.b) >= n && (!mapped || b.free != nil) {
 			p.free = append(p.free[:i], p.free[i+1:]...)
-			p.mu.Unlock()
 			return b
 		}
 	}
-	p.mu.Unlock()
-	return Alloc(n)
+	return nil
+}
+
+// Len is the number of buffers kept.
+func (p *Pool) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.free)
 }
 
 // Put gives b back for reuse, or frees it when the pool is full or
@@ -113,12 +137,25 @@ func (p *Pool) Put(b *Buffer) {
 	b.Free()
 }
 
+// Release frees the buffers kept; the pool goes on keeping those given
+// back later.
+func (p *Pool) Release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.release()
+}
+
 // Close frees the buffers kept; buffers given back later are freed.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.release()
+	p.closed = true
+}
+
+func (p *Pool) release() {
 	for _, b := range p.free {
 		b.Free()
 	}
-	p.free, p.closed = nil, true
+	p.free = nil
 }

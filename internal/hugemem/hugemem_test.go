@@ -3,6 +3,7 @@ package hugemem
 import (
 	"bytes"
 	"testing"
+	"unsafe"
 )
 
 func TestAlloc(t *testing.T) {
@@ -56,4 +57,39 @@ func TestPool(t *testing.T) {
 	if d.Bytes() != nil {
 		t.Fatal("a buffer given back after Close was kept")
 	}
+}
+
+func TestPoolMappedRelease(t *testing.T) {
+	var p Pool
+	h := Heap(1 << 20)
+	p.Put(h) // a heap buffer is never handed out as mapped
+	b, ok := p.GetMapped(1 << 20)
+	if !ok {
+		t.Skip("no mappings here")
+	}
+	if b == h || b.free == nil {
+		t.Fatal("GetMapped handed out a heap buffer")
+	}
+	if uintptr(unsafe.Pointer(unsafe.SliceData(b.Bytes())))%4096 != 0 {
+		t.Fatal("a mapped buffer is not page-aligned")
+	}
+	p.Put(b)
+	if p.Len() != 2 {
+		t.Fatalf("Len %d, want 2", p.Len())
+	}
+	if c, _ := p.GetMapped(1 << 20); c != b {
+		t.Fatal("the kept mapped buffer was not reused")
+	} else {
+		p.Put(c)
+	}
+	p.Release()
+	if p.Len() != 0 || b.Bytes() != nil {
+		t.Fatal("Release kept or did not free its buffers")
+	}
+	d := Alloc(1)
+	p.Put(d) // after Release the pool keeps again
+	if p.Len() != 1 {
+		t.Fatal("a pool released does not keep buffers given back")
+	}
+	p.Close()
 }
