@@ -377,9 +377,9 @@ func findSnapshots(ctx context.Context, repo *repository.Repository, refs ...str
 // some beside the heap; a pure-Go build adds its zstd history
 // (compress.HeapReserve). Measured on the bench/compare data sets with
 // libzstd: at 56 MiB the collector runs 63 times on 100,000 small files
-// and under 1% of the time on pgdata, and the peak RSS of a backup is the
-// 78 MiB that unlocking with Argon2id needs (72 MiB made it 84-90 MiB on
-// pgdata, for nothing). Pure Go, at 64 MiB (56 + 8) the collector ran
+// and under 1% of the time on pgdata, and the peak RSS of a backup was the
+// 78 MiB that unlocking with Argon2id over 64 MiB needed (72 MiB made it
+// 84-90 MiB on pgdata, for nothing). Pure Go, at 64 MiB (56 + 8) the collector ran
 // without end on the small files (CPU +65%), at 72 not at all.
 const pipelineMemory = 56<<20 + compress.HeapReserve
 

@@ -75,7 +75,7 @@ func TestDefaultKDFParams(t *testing.T) {
 		t.Fatal(err)
 	}
 	p2, _ := DefaultKDFParams()
-	if p1.Algorithm != "argon2id" || p1.Time != 3 || p1.MemoryKiB != 64<<10 || p1.Threads != 4 || len(p1.Salt) != 32 {
+	if p1.Algorithm != "argon2id" || p1.Time != 6 || p1.MemoryKiB != 48<<10 || p1.Threads != 4 || p1.Cost() != DefaultKDFCost || len(p1.Salt) != 32 {
 		t.Errorf("DefaultKDFParams = %+v", p1)
 	}
 	if bytes.Equal(p1.Salt, p2.Salt) {

@@ -163,10 +163,11 @@ func (r *Repository) RemoveKey(ctx context.Context, prefix string) error {
 
 // maxUnlockCost bounds the key derivation work one unlock spends over all
 // the key slots it tries, in KiB-passes (crypto.KDFParams.Cost): 32 slots
-// at the default cost, or two at the most a slot may cost. Slots are tried
-// cheapest first, so a legitimate slot is reached before planted expensive
-// ones; past the bound the user names the slot with --key-slot.
-const maxUnlockCost = 32 * 3 * (64 << 10)
+// at the default cost (9 GiB-passes, about 5 s here), or two at the most a
+// slot may cost. Slots are tried cheapest first, so a legitimate slot is
+// reached before planted expensive ones; past the bound the user names the
+// slot with --key-slot.
+const maxUnlockCost = 32 * crypto.DefaultKDFCost
 
 // slotRef is one key slot read from the storage for unlocking.
 type slotRef struct {
