@@ -17,6 +17,7 @@ import (
 
 	// Before any package that reads crypto/rand in its init: see its doc.
 	_ "github.com/nestguard/nestguard/internal/fipsinit"
+	_ "github.com/nestguard/nestguard/internal/startup"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

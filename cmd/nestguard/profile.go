@@ -5,6 +5,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+
+	"github.com/nestguard/nestguard/internal/startup"
 )
 
 // startProfiles starts the CPU profile asked for with --cpu-profile; the
@@ -12,6 +14,9 @@ import (
 // that performance work starts from a profile, on the user's data too.
 func (a *app) startProfiles() error {
 	a.stopProfile = func() {}
+	if a.memProfile != "" {
+		runtime.MemProfileRate = startup.MemProfileRate // off since startup's init
+	}
 	if a.cpuProfile == "" {
 		return nil
 	}

@@ -14,8 +14,8 @@
 // package that reads crypto/rand in its own init (github.com/rs/xid, which
 // minio-go imports, does): it imports only the standard library, and Go
 // initializes, among packages whose dependencies are ready, the first by
-// import path, which github.com/nestguard sorts before github.com/rs. Its
-// test checks that order in the nestguard binary.
+// import path, which github.com/nestguard sorts before github.com/rs.
+// cmd/nestguard's TestInitOrder checks that order in the binary.
 package fipsinit
 
 import "crypto/fips140"
