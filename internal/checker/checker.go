@@ -566,8 +566,10 @@ func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry, siz
 	if id.Hash(buf) != pid {
 		c.problem(name, errors.New("pack content does not match its name (bytes changed on storage)"))
 	}
+	// Pooled memory for the decoded blobs, unless the index claims a size
+	// no blob may have (it is untrusted): OpenBlob then fails on its own.
 	var dec []byte
-	if raw := maxRaw(es); raw > 0 && raw <= maxBlobRaw {
+	if raw := maxRaw(es); raw > 0 && raw <= repository.MaxBlobSize {
 		b := bufs.Get(raw)
 		defer bufs.Put(b)
 		dec = b.Bytes()[:0]
@@ -597,10 +599,6 @@ func maxRaw(es []index.Entry) int {
 	}
 	return n
 }
-
-// maxBlobRaw bounds the decoded blobs given pooled memory (the largest
-// chunk is 8 MiB; a tree may be larger and gets heap memory).
-const maxBlobRaw = 64 << 20
 
 // maxPooledPack bounds the packs read into pooled memory; a larger one
 // (listed larger than any pack is written: 1 GiB at most, and one blob

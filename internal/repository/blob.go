@@ -34,9 +34,9 @@ type SaveStats struct {
 	PackBytes atomic.Int64
 }
 
-// maxBlobSize bounds a single blob; the chunker's maximum is 8 MiB, tree
+// MaxBlobSize bounds a single blob; the chunker's maximum is 8 MiB, tree
 // objects of huge directories are the other large blobs.
-const maxBlobSize = 64 << 20
+const MaxBlobSize = 64 << 20
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 
@@ -82,8 +82,8 @@ func (r *Repository) SaveBlob(ctx context.Context, t index.BlobType, data []byte
 
 // SaveBlobWithID is SaveBlob for a caller that already computed the ID.
 func (r *Repository) SaveBlobWithID(ctx context.Context, t index.BlobType, bid id.ID, data []byte) (bool, error) {
-	if len(data) > maxBlobSize {
-		return false, fmt.Errorf("blob of %d bytes exceeds the %d byte limit", len(data), maxBlobSize)
+	if len(data) > MaxBlobSize {
+		return false, fmt.Errorf("blob of %d bytes exceeds the %d byte limit", len(data), MaxBlobSize)
 	}
 	if !r.packer.reserve(bid) {
 		return true, r.packer.failed()
