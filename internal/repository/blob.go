@@ -250,7 +250,15 @@ func (r *Repository) OpenBlob(e index.Entry, sealed []byte, dec *[]byte) ([]byte
 	if err != nil {
 		return nil, openFailed(fmt.Sprintf("blob %s in pack %s", e.ID.Short(), e.Pack.Short()), err)
 	}
+	return r.decodeBody(e, body, dec)
+}
+
+// decodeBody returns the plaintext of blob e from its opened body
+// (OpenBlob), decompressed into *dec if it is compressed, and checks its
+// length and that it hashes to e.ID.
+func (r *Repository) decodeBody(e index.Entry, body []byte, dec *[]byte) ([]byte, error) {
 	var plain []byte
+	var err error
 	switch {
 	case len(body) > 0 && body[0] == flagRaw:
 		plain = body[1:]

@@ -3,6 +3,7 @@ package repository
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -340,5 +341,69 @@ func TestCopyBlobsAuthenticates(t *testing.T) {
 	err := r.CopyBlobs(ctx, newPack, slices.Clone(inNew))
 	if err == nil || !strings.Contains(err.Error(), "cannot be read from any pack") {
 		t.Fatalf("CopyBlobs with every copy damaged or gone: %v", err)
+	}
+}
+
+// TestCopyBlobsChecksRawLength: repack copies a compressed blob's sealed
+// bytes without decoding them, and its new pack's header gets the index
+// entry's RawLength. An entry whose RawLength is not what the blob decodes
+// to (a damaged index) must fail the copy, as it fails a read, so that the
+// pack whose header has the right length is kept: a large blob, whose
+// frame states its size, and a small one, whose frame may not.
+func TestCopyBlobsChecksRawLength(t *testing.T) {
+	ctx := context.Background()
+	r, be := newRepo(t)
+	var text []byte
+	for i := 0; len(text) < 200_000; i++ {
+		text = fmt.Appendf(text, "line %d of a table that compresses well\n", i)
+	}
+	blobs := [][]byte{text, bytes.Repeat([]byte("nestguard "), 40)}
+	var entries []index.Entry
+	for _, d := range blobs {
+		bid, _, err := r.SaveBlob(ctx, index.DataBlob, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		e, _ := r.Index().Lookup(bid)
+		if e.Length >= e.RawLength {
+			t.Fatalf("blob of %d bytes stored in %d: not compressed", e.RawLength, e.Length)
+		}
+		entries = append(entries, e)
+	}
+	r = reopen(t, be)
+	for _, e := range entries {
+		for _, n := range []uint32{e.RawLength + 1, e.RawLength - 1} {
+			bad := e
+			bad.RawLength = n
+			err := r.CopyBlobs(ctx, e.Pack, []index.Entry{bad})
+			if err == nil || !strings.Contains(err.Error(), "cannot be read from any pack") {
+				t.Fatalf("CopyBlobs of a %d-byte blob the index says has %d bytes: %v", e.RawLength, n, err)
+			}
+		}
+		if err := r.CopyBlobs(ctx, e.Pack, []index.Entry{e}); err != nil {
+			t.Fatalf("CopyBlobs of a %d-byte blob: %v", e.RawLength, err)
+		}
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r = reopen(t, be)
+	for i, e := range entries {
+		locs := r.Index().Locations(e.ID)
+		if len(locs) != 2 {
+			t.Fatalf("blob %s: %d copies, want the original and one", e.ID.Short(), len(locs))
+		}
+		for _, l := range locs {
+			if l.RawLength != e.RawLength {
+				t.Fatalf("blob %s in pack %s: RawLength %d, want %d", e.ID.Short(), l.Pack.Short(), l.RawLength, e.RawLength)
+			}
+		}
+		got, err := r.LoadBlob(ctx, e.ID, nil)
+		if err != nil || !bytes.Equal(got, blobs[i]) {
+			t.Fatalf("blob %s: %v", e.ID.Short(), err)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/compress"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 )
@@ -20,9 +21,9 @@ import (
 
 // CopyBlobs stores the given blobs of pack pid again, in new packs,
 // although the index already has them: prune's repack. Each blob is read
-// with one ranged read of pid and its seal authenticated (on a copy of
-// its sealed bytes), then its sealed bytes are added to the open pack
-// unchanged: a blob's seal binds its type and ID, not its pack, so
+// with one ranged read of pid, its seal authenticated and its length
+// checked (on a copy of its sealed bytes), then its sealed bytes are added
+// to the open pack unchanged: a blob's seal binds its type and ID, not its pack, so
 // nothing is compressed or sealed again. The authentication proves the
 // bytes are the ones sealed for that type and ID; the copy is then exactly
 // as good as the original, so the blob is neither decompressed nor hashed
@@ -48,7 +49,7 @@ func (r *Repository) CopyBlobs(ctx context.Context, pid id.ID, blobs []index.Ent
 	}
 	defer rd.Close()
 	pos := start
-	var sealed, check, skipBuf []byte
+	var sealed, check, dec, skipBuf []byte
 	for _, e := range blobs {
 		var readErr error
 		if int64(e.Offset) > pos {
@@ -64,7 +65,7 @@ func (r *Repository) CopyBlobs(ctx context.Context, pid id.ID, blobs []index.Ent
 		}
 		if readErr == nil {
 			check = append(grow(check, 0), sealed...)
-			readErr = r.authenticateBlob(e, check)
+			readErr = r.authenticateBlob(e, check, &dec)
 		}
 		if readErr == nil {
 			err = r.saveSealedAgain(ctx, e, sealed)
@@ -79,8 +80,10 @@ func (r *Repository) CopyBlobs(ctx context.Context, pid id.ID, blobs []index.Ent
 }
 
 // authenticateBlob opens the seal of blob e in sealed (overwriting it) and
-// checks the body's flag, without decompressing or hashing the body.
-func (r *Repository) authenticateBlob(e index.Entry, sealed []byte) error {
+// checks the body's flag and its length against e.RawLength, without
+// decompressing or hashing the body (unless its length is not stated;
+// then it is decoded into *dec).
+func (r *Repository) authenticateBlob(e index.Entry, sealed []byte, dec *[]byte) error {
 	var ad [adBlobSize]byte
 	body, err := r.key.OpenInPlace(sealed, adBlob(&ad, e.Type, e.ID))
 	switch {
@@ -90,6 +93,17 @@ func (r *Repository) authenticateBlob(e index.Entry, sealed []byte) error {
 		return openFailed(fmt.Sprintf("blob %s in pack %s", e.ID.Short(), e.Pack.Short()), errors.New("bad body flag"))
 	case body[0] == flagRaw && len(body)-1 != int(e.RawLength):
 		return fmt.Errorf("blob %s in pack %s: %w: %d bytes, index says %d", e.ID.Short(), e.Pack.Short(), ErrObjectCorrupted, len(body)-1, e.RawLength)
+	case body[0] == flagZstd:
+		// The copy's pack header gets e.RawLength, so a wrong one must be
+		// found here, not carried past the deletion of the pack whose header
+		// still has the right one. The frames state their decoded size;
+		// where it is not e.RawLength, or is not stated (klauspost's
+		// encoder leaves it out of frames of a few bytes), the body is
+		// decoded as a read would.
+		if n, ok := compress.DecodedSize(body[1:]); !ok || n != int(e.RawLength) {
+			_, err := r.decodeBody(e, body, dec)
+			return err
+		}
 	}
 	return nil
 }
