@@ -41,8 +41,8 @@ const (
 // that anyone with write access to the storage can plant, and under Object
 // Lock the owner cannot delete them: without bounds one hostile slot could
 // make every unlock allocate gigabytes for minutes. A slot within them
-// costs at most MaxKDFCost, a few seconds and 1 GiB; the default costs a
-// twentieth of that.
+// costs at most MaxKDFCost, a few seconds and 1 GiB; the default costs
+// about a fourteenth of that (288 of 4,096 MiB-passes).
 const (
 	maxKDFTime      = 16
 	maxKDFMemoryKiB = 1 << 20 // 1 GiB
