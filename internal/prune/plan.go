@@ -17,6 +17,7 @@ type packPlan struct {
 	orphans      []id.ID                 // packs no index lists, older than the grace period
 	repack       []id.ID                 // partly used packs to repack, in order
 	claimed      map[id.ID][]index.Entry // the live blobs each repack pack must copy
+	dups         map[id.ID]struct{}      // live blobs also stored in a pack that does not claim them
 }
 
 // plan sorts the indexed packs no record names into unused, partly used
@@ -41,7 +42,7 @@ func plan(v *view, live *liveSet, maxUnused Unused, maxRepack int64, orphanCutof
 		mine   []index.Entry
 	}
 	var cands []*cand
-	pl := &packPlan{claimed: make(map[id.ID][]index.Entry)}
+	pl := &packPlan{claimed: make(map[id.ID][]index.Entry), dups: make(map[id.ID]struct{})}
 	for pid, pi := range v.packs {
 		switch {
 		case pi.record:
@@ -83,11 +84,16 @@ func plan(v *view, live *liveSet, maxUnused Unused, maxRepack int64, orphanCutof
 	for _, c := range cands {
 		var mine []index.Entry
 		for _, e := range c.pi.blobs {
-			if _, done := claimed[e.id]; live.has(e.id) && !done {
+			_, done := claimed[e.id]
+			switch {
+			case live.has(e.id) && !done:
 				claimed[e.id] = struct{}{}
 				c.used += int64(e.length)
 				mine = append(mine, e.entry(c.pid))
-			} else {
+			case live.has(e.id):
+				pl.dups[e.id] = struct{}{}
+				fallthrough
+			default:
 				c.unused += int64(e.length)
 			}
 		}

@@ -204,6 +204,9 @@ func (p *pruner) mark(ctx context.Context) error {
 
 	pl := plan(v, p.live, p.o.maxUnused(), p.o.MaxRepack, now.Add(-p.o.grace()))
 	p.rep.Used, p.rep.Unused = pl.used, pl.unused
+	if err := p.keepGoodCopies(ctx, v, pl); err != nil {
+		return err
+	}
 	// Packs the store does not let go are neither repacked nor marked.
 	toCheck := append(slices.Clone(pl.unusedPacks), pl.repack...)
 	toCheck = append(toCheck, pl.orphans...)

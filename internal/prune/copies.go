@@ -1,0 +1,121 @@
+package prune
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+)
+
+// keepGoodCopies checks the copies plan relies on for blobs stored twice.
+// plan counts a live blob in one pack only, so a pack whose every live
+// blob is counted elsewhere goes as unused, and a repacked pack copies
+// only the blobs it counts. That is safe only while the copy that stays
+// reads: one damaged in place (a flipped byte, same size) looks as good
+// as any until it is read. So for each live blob with a copy in a pack
+// that goes (unused or repacked) and none in a pack that is repacked (its
+// repack reads the other copies when its own does not), the copies in
+// packs that stay are read and authenticated, until one does. When none
+// does, the copy in a going pack is kept: an unused pack holding it is
+// not marked, and a repacked one copies it, and the prune fails naming
+// the packs (as when a repack finds a blob that does not read).
+// Only blobs stored twice (two backups at once) are read.
+func (p *pruner) keepGoodCopies(ctx context.Context, v *view, pl *packPlan) error {
+	if len(pl.dups) == 0 {
+		return nil
+	}
+	unused := make(map[id.ID]bool, len(pl.unusedPacks))
+	for _, pid := range pl.unusedPacks {
+		unused[pid] = true
+	}
+	repacked := make(map[id.ID]bool, len(pl.repack))
+	for _, pid := range pl.repack {
+		repacked[pid] = true
+	}
+	keep := make(map[id.ID]bool)
+	held := make(map[id.ID]int)     // going pack: blobs whose only good copy it holds
+	damaged := make(map[id.ID]bool) // packs holding copies that do not read
+	var buf, dec []byte
+	for _, bid := range sortedPacks(pl.dups) {
+		var going, staying []index.Entry
+		copied := false
+		for _, e := range p.repo.Index().Locations(bid) {
+			pi := v.packs[e.Pack]
+			switch {
+			case pi == nil || !pi.indexed || pi.record:
+				// Gone, unindexed, or marked by an earlier run.
+			case repacked[e.Pack] && slices.ContainsFunc(pl.claimed[e.Pack], func(c index.Entry) bool { return c.ID == bid }):
+				copied = true
+			case unused[e.Pack] || repacked[e.Pack]:
+				going = append(going, e)
+			default:
+				staying = append(staying, e)
+			}
+		}
+		if len(going) == 0 || copied || len(staying) == 0 {
+			continue
+		}
+		good := false
+		for _, e := range staying {
+			ok, err := p.readsBack(ctx, e, &buf, &dec)
+			if err != nil {
+				return err
+			}
+			if good = ok; good {
+				break
+			}
+			damaged[e.Pack] = true
+		}
+		if good {
+			continue
+		}
+		for _, e := range going {
+			held[e.Pack]++
+			if unused[e.Pack] {
+				keep[e.Pack] = true
+			} else {
+				pl.claimed[e.Pack] = append(pl.claimed[e.Pack], e)
+			}
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	pl.unusedPacks = slices.DeleteFunc(pl.unusedPacks, func(pid id.ID) bool { return keep[pid] })
+	var names []string
+	for _, pid := range sortedPacks(damaged) {
+		names = append(names, pid.Short())
+	}
+	for _, pid := range sortedPacks(held) {
+		what := "the pack is kept"
+		if !keep[pid] {
+			what = "they are repacked with its live blobs"
+		}
+		p.fail(fmt.Sprintf("pack %s holds the only copy that reads of %d live blobs (their other copies, in packs %s, are damaged or missing): %s; run 'nestguard verify --read-data'",
+			pid.Short(), held[pid], strings.Join(names, ", "), what))
+	}
+	return nil
+}
+
+// readsBack reports whether blob copy e reads from its pack and
+// authenticates and hashes to its ID. Only ctx's end is an error.
+func (p *pruner) readsBack(ctx context.Context, e index.Entry, buf, dec *[]byte) (bool, error) {
+	rd, err := p.repo.Backend().Load(ctx, backend.Handle{Type: backend.PackFile, Name: e.Pack.String()}, int64(e.Offset), int64(e.Length))
+	if err == nil {
+		*buf = slices.Grow((*buf)[:0], int(e.Length))[:e.Length]
+		_, err = io.ReadFull(rd, *buf)
+		rd.Close()
+	}
+	if err == nil {
+		_, err = p.repo.OpenBlob(e, *buf, dec)
+	}
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	return err == nil, nil
+}
