@@ -121,3 +121,17 @@ func TestUnlockTriesOwnHostFirst(t *testing.T) {
 		t.Fatalf("the owner's slot (this host and user) must be tried before cheaper foreign ones: %v", err)
 	}
 }
+
+// TestUnlockBudgetKeepsOldSlots: slots keep the parameters they were made
+// with, so a repository whose slots predate the current default (3 passes
+// over 64 MiB before 2026-12-06) must still have at least 32 of them
+// tried in one unlock, as it had, and two slots at the bound.
+func TestUnlockBudgetKeepsOldSlots(t *testing.T) {
+	old := crypto.KDFParams{Algorithm: crypto.KDFArgon2id, Time: 3, MemoryKiB: 64 << 10, Threads: 4}
+	if c := 32 * old.Cost(); c > maxUnlockCost {
+		t.Errorf("32 slots of 3 passes over 64 MiB cost %d, over the unlock bound %d", c, uint64(maxUnlockCost))
+	}
+	if 2*crypto.MaxKDFCost > maxUnlockCost {
+		t.Errorf("two slots at the bound cost %d, over the unlock bound %d", 2*crypto.MaxKDFCost, uint64(maxUnlockCost))
+	}
+}
