@@ -104,6 +104,30 @@ func verify(t *testing.T, be backend.Backend, want map[string][]byte) *repositor
 	return r
 }
 
+// rewritePack replaces pack h by edit of its first n bytes (all with n
+// 0): damage the way a disk or another process would do it.
+func rewritePack(t *testing.T, be backend.Backend, h backend.Handle, n int64, edit func([]byte) []byte) {
+	t.Helper()
+	ctx := context.Background()
+	rd, err := be.Load(ctx, h, 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := new(bytes.Buffer)
+	_, err = buf.ReadFrom(rd)
+	rd.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := edit(buf.Bytes())
+	if err := be.Remove(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Save(ctx, h, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func countObjects(t *testing.T, be backend.Backend, ft backend.FileType) int {
 	t.Helper()
 	n := 0
@@ -528,9 +552,10 @@ func TestPruneDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The two copies are packed differently, so which pack keeps which
-	// blob may leave a pack partly used, which is then repacked: the
-	// space left is one copy's, give or take a pack header.
-	if left := packBytes(t, be); rep.Deleted.Packs < packs || left > once+once/20 {
+	// blob may leave a pack partly used, which is then repacked or, within
+	// --max-unused (5% of what stays: up to 5.3% over what is used), kept:
+	// the space left is one copy's, give or take that and pack headers.
+	if left := packBytes(t, be); rep.Deleted.Packs < packs || left > once+once/10 {
 		t.Fatalf("deleted %d packs, %d bytes left of %d stored once: %+v", rep.Deleted.Packs, left, once, rep)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "a"))
@@ -569,22 +594,7 @@ func TestPruneDuplicatesTruncated(t *testing.T) {
 	}
 	for _, fi := range cut {
 		h := backend.Handle{Type: backend.PackFile, Name: fi.Name}
-		rd, err := be.Load(ctx, h, 0, fi.Size/2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		half := new(bytes.Buffer)
-		_, err = half.ReadFrom(rd)
-		rd.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := be.Remove(ctx, h); err != nil {
-			t.Fatal(err)
-		}
-		if err := be.Save(ctx, h, bytes.NewReader(half.Bytes()), int64(half.Len())); err != nil {
-			t.Fatal(err)
-		}
+		rewritePack(t, be, h, fi.Size/2, func(b []byte) []byte { return b })
 	}
 	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)}); err != nil {
 		t.Fatal(err)
@@ -876,26 +886,12 @@ func TestPruneDuplicatesDamaged(t *testing.T) {
 			})
 			for pid, blobs := range damaged {
 				h := backend.Handle{Type: backend.PackFile, Name: pid.String()}
-				rd, err := be.Load(ctx, h, 0, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				buf := new(bytes.Buffer)
-				_, err = buf.ReadFrom(rd)
-				rd.Close()
-				if err != nil {
-					t.Fatal(err)
-				}
-				b := buf.Bytes()
-				for _, e := range blobs {
-					b[e.Offset+e.Length/2] ^= 1
-				}
-				if err := be.Remove(ctx, h); err != nil {
-					t.Fatal(err)
-				}
-				if err := be.Save(ctx, h, bytes.NewReader(b), int64(len(b))); err != nil {
-					t.Fatal(err)
-				}
+				rewritePack(t, be, h, 0, func(b []byte) []byte {
+					for _, e := range blobs {
+						b[e.Offset+e.Length/2] ^= 1
+					}
+					return b
+				})
 			}
 			readAll := func(when string) {
 				t.Helper()
