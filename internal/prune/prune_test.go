@@ -532,16 +532,25 @@ func TestPruneSeesBackupAfterOpen(t *testing.T) {
 	verify(t, be, map[string][]byte{"b": b})
 }
 
+// oneBackupTwoHandles backs up a 3 MiB file "a" through r, with second
+// opened on the same storage before the blobs existed: a caller's
+// repotest.StoreAgain(t, r, second) then stores every blob twice, as two
+// backups at once do.
+func oneBackupTwoHandles(t *testing.T) (be *locktest.Backend, r, second *repository.Repository, dir string, sn *snapshot.Snapshot) {
+	t.Helper()
+	be = locktest.New(false)
+	r = repotest.New(t, repotest.Backend(be))
+	second = repotest.Open(t, be)
+	dir = t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
+	return be, r, second, dir, backup(t, r, dir)
+}
+
 // TestPruneDuplicates: every blob stored twice (two backups of the same
 // data at once): one copy of each goes, the other stays and reads.
 func TestPruneDuplicates(t *testing.T) {
 	ctx := context.Background()
-	be := locktest.New(false)
-	r := repotest.New(t, repotest.Backend(be))
-	second := repotest.Open(t, be) // opened before the blobs exist
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
-	backup(t, r, dir)
+	be, r, second, dir, _ := oneBackupTwoHandles(t)
 	packs, once := countObjects(t, be, backend.PackFile), packBytes(t, be)
 	repotest.StoreAgain(t, r, second)
 	if n := countObjects(t, be, backend.PackFile); n != 2*packs {
@@ -569,12 +578,7 @@ func TestPruneDuplicates(t *testing.T) {
 // packs go: the data reads back byte for byte afterwards.
 func TestPruneDuplicatesTruncated(t *testing.T) {
 	ctx := context.Background()
-	be := locktest.New(false)
-	r := repotest.New(t, repotest.Backend(be))
-	second := repotest.Open(t, be)
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
-	backup(t, r, dir)
+	be, r, second, dir, _ := oneBackupTwoHandles(t)
 	first := map[string]bool{}
 	if err := be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error { first[fi.Name] = true; return nil }); err != nil {
 		t.Fatal(err)
@@ -865,13 +869,8 @@ func TestPruneDuplicatesDamaged(t *testing.T) {
 	for _, damageSecond := range []bool{false, true} {
 		t.Run(fmt.Sprintf("second=%v", damageSecond), func(t *testing.T) {
 			ctx := context.Background()
-			be := locktest.New(false)
-			r := repotest.New(t, repotest.Backend(be))
-			second := repotest.Open(t, be)
-			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
+			be, r, second, dir, sn := oneBackupTwoHandles(t)
 			want, _ := os.ReadFile(filepath.Join(dir, "a"))
-			sn := backup(t, r, dir)
 			before := map[id.ID]bool{}
 			for _, p := range r.Index().Packs() {
 				before[p] = true
