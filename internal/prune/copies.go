@@ -119,3 +119,61 @@ func (p *pruner) readsBack(ctx context.Context, e index.Entry, buf, dec *[]byte)
 	}
 	return err == nil, nil
 }
+
+// checkOutsideCopies is keepGoodCopies at deletion time. A pack of D that
+// holds a live blob goes only because that blob has a copy outside D: the
+// new copy its repack wrote, or the other copy of a blob stored twice.
+// That copy may have gone bad since the pack was marked (a grace period
+// of days), so before anything is deleted, each such blob's copies outside
+// D are read and checked (Repository.CheckCopy: the seal authenticates and
+// the length is the index's) until one does. A pack holding a live blob
+// none of whose outside copies reads is taken out of D, kept as a
+// resurrected one, and the prune fails naming it; a later prune repacks it
+// or keeps it again. The reads are what the repack wrote, once more.
+func (s *sweeper) checkOutsideCopies(ctx context.Context) error {
+	good := make(map[id.ID]bool) // live blobs with an outside copy that reads
+	for _, pid := range sortedPacks(s.del) {
+		var lost []id.ID
+		damaged := make(map[id.ID]bool)
+		for _, b := range s.v.packs[pid].blobs {
+			if !s.live.has(b.id) || good[b.id] {
+				continue
+			}
+			tried, ok := false, false
+			for _, e := range s.repo.Index().Locations(b.id) {
+				if pi := s.v.packs[e.Pack]; pi == nil || !pi.indexed || s.del[e.Pack] {
+					continue
+				}
+				tried = true
+				err := s.repo.CheckCopy(ctx, e)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err == nil {
+					ok = true
+					break
+				}
+				damaged[e.Pack] = true
+			}
+			// Untried: its only other copy is in a pack resurrect keeps.
+			if ok || !tried {
+				good[b.id] = true
+				continue
+			}
+			lost = append(lost, b.id)
+		}
+		if len(lost) == 0 {
+			continue
+		}
+		delete(s.del, pid)
+		s.resurrected[pid] = true
+		s.rep.Resurrected.add(s.v.packs[pid].size)
+		var names []string
+		for _, d := range sortedPacks(damaged) {
+			names = append(names, d.Short())
+		}
+		s.fail(fmt.Sprintf("pack %s holds the only copy that reads of %d live blobs (their other copies, in packs %s, are damaged or missing): the pack is kept; run 'nestguard verify --read-data'",
+			pid.Short(), len(lost), strings.Join(names, ", ")))
+	}
+	return nil
+}

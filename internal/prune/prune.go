@@ -460,6 +460,9 @@ func (p *pruner) sweep(ctx context.Context) error {
 		delete(s.del, pid)
 	}
 	s.resurrect()
+	if err := s.checkOutsideCopies(ctx); err != nil {
+		return err
+	}
 	s.unlist = make(map[id.ID]bool)
 	for _, pid := range sortedPacks(s.gone) {
 		if _, listed := v.missing[pid]; listed && !p.lostIn(v, pid, s.del) {

@@ -921,3 +921,69 @@ func TestPruneDuplicatesDamaged(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneDamagedDuringGrace: every blob stored twice; a prune marks the
+// packs of one copy; before the grace period ends, every pack of one
+// generation (the marked one or the one that stays) gets a byte flipped
+// in each blob. The prune that deletes must not delete the packs holding
+// the only copies that read: it reads the copies that stay first, keeps
+// those packs and fails naming them. The file reads back afterwards
+// either way. (It deleted them, silently, before checkOutsideCopies.)
+func TestPruneDamagedDuringGrace(t *testing.T) {
+	for _, damageSecond := range []bool{false, true} {
+		t.Run(fmt.Sprintf("second=%v", damageSecond), func(t *testing.T) {
+			ctx := context.Background()
+			be, r, second, dir, sn := oneBackupTwoHandles(t)
+			want, _ := os.ReadFile(filepath.Join(dir, "a"))
+			first := map[id.ID]bool{}
+			for _, p := range r.Index().Packs() {
+				first[p] = true
+			}
+			repotest.StoreAgain(t, r, second)
+			now := time.Now()
+			o := prune.Options{Grace: grace(time.Hour), Now: func() time.Time { return now }}
+			rep, err := prune.Run(ctx, repotest.Open(t, be), o)
+			if err != nil || rep.Marked == nil || rep.Marked.Packs == 0 || rep.Deleted.Packs != 0 {
+				t.Fatalf("marking prune: %v %+v", err, rep)
+			}
+			// The first generation's packs, or the second's (which include
+			// any the marking prune's repack wrote).
+			damaged := map[id.ID][]index.Entry{}
+			repotest.Open(t, be).Index().EachLocation(func(e index.Entry) bool {
+				if e.Type == index.DataBlob && first[e.Pack] != damageSecond {
+					damaged[e.Pack] = append(damaged[e.Pack], e)
+				}
+				return true
+			})
+			for pid, blobs := range damaged {
+				rewritePack(t, be, backend.Handle{Type: backend.PackFile, Name: pid.String()}, 0, func(b []byte) []byte {
+					for _, e := range blobs {
+						b[e.Offset+e.Length/2] ^= 1
+					}
+					return b
+				})
+			}
+			now = now.Add(2 * time.Hour)
+			rep, err = prune.Run(ctx, repotest.Open(t, be), o)
+			t.Logf("deleting prune: %v; deleted %+v, resurrected %+v", err, rep.Deleted, rep.Resurrected)
+			if err != nil && !(errors.Is(err, prune.ErrIncomplete) && strings.Contains(err.Error(), "holds the only copy that reads")) {
+				t.Fatalf("deleting prune: %v", err)
+			}
+			var got []byte
+			rr := repotest.Open(t, be)
+			err = tree.Walk(ctx, rr, sn.Tree, func(p string, n *tree.Node) error {
+				for _, b := range n.Content {
+					plain, err := rr.LoadBlob(ctx, b, nil)
+					if err != nil {
+						return fmt.Errorf("%s: %w", p, err)
+					}
+					got = append(got, plain...)
+				}
+				return nil
+			}, nil)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("after the deleting prune: %v (content equal: %v)", err, bytes.Equal(got, want))
+			}
+		})
+	}
+}

@@ -79,6 +79,25 @@ func (r *Repository) CopyBlobs(ctx context.Context, pid id.ID, blobs []index.Ent
 	return nil
 }
 
+// CheckCopy reads the copy of a blob that e locates and checks it as
+// CopyBlobs checks what it copies: the seal authenticates under the blob's
+// type and ID, and the length the body states is e.RawLength. A nil error
+// means the copy is exactly the bytes sealed for the blob. Prune asks it
+// before deleting a pack whose live blobs it counts on finding elsewhere.
+func (r *Repository) CheckCopy(ctx context.Context, e index.Entry) error {
+	rd, err := r.be.Load(ctx, backend.Handle{Type: backend.PackFile, Name: e.Pack.String()}, int64(e.Offset), int64(e.Length))
+	if err != nil {
+		return fmt.Errorf("blob %s in pack %s: %w", e.ID.Short(), e.Pack.Short(), err)
+	}
+	defer rd.Close()
+	sealed := make([]byte, e.Length)
+	if _, err := io.ReadFull(rd, sealed); err != nil {
+		return fmt.Errorf("blob %s in pack %s: %w", e.ID.Short(), e.Pack.Short(), err)
+	}
+	var dec []byte
+	return r.authenticateBlob(e, sealed, &dec)
+}
+
 // authenticateBlob opens the seal of blob e in sealed (overwriting it) and
 // checks the body's flag and its length against e.RawLength, without
 // decompressing or hashing the body (unless its length is not stated;
