@@ -866,6 +866,15 @@ func TestPruneMissingUnusedPack(t *testing.T) {
 // and the prune fails naming the packs it kept for that. (It deleted the
 // only good copies, silently, before keepGoodCopies.)
 func TestPruneDuplicatesDamaged(t *testing.T) {
+	// Which copy of a blob prune keeps depends on how the two backups
+	// packed it; damaging each generation in turn hits the kept copy in
+	// one run at least, where prune must fail. Either way nothing is lost.
+	reported := 0
+	defer func() {
+		if reported == 0 && !t.Failed() {
+			t.Error("no run damaged a kept copy and had prune say so")
+		}
+	}()
 	for _, damageSecond := range []bool{false, true} {
 		t.Run(fmt.Sprintf("second=%v", damageSecond), func(t *testing.T) {
 			ctx := context.Background()
@@ -913,8 +922,11 @@ func TestPruneDuplicatesDamaged(t *testing.T) {
 			readAll("before the prune")
 			u := prune.Unused{Unlimited: true}
 			rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), MaxUnused: &u})
-			if !errors.Is(err, prune.ErrIncomplete) || !strings.Contains(err.Error(), "holds the only copy that reads") {
-				t.Errorf("prune with damaged copies kept: %v", err)
+			switch {
+			case errors.Is(err, prune.ErrIncomplete) && strings.Contains(err.Error(), "holds the only copy that reads"):
+				reported++
+			case err != nil:
+				t.Errorf("prune with damaged copies: %v", err)
 			}
 			t.Logf("prune: %v; deleted %+v", err, rep.Deleted)
 			readAll("after the prune")
@@ -930,6 +942,12 @@ func TestPruneDuplicatesDamaged(t *testing.T) {
 // those packs and fails naming them. The file reads back afterwards
 // either way. (It deleted them, silently, before checkOutsideCopies.)
 func TestPruneDamagedDuringGrace(t *testing.T) {
+	reported := 0 // as in TestPruneDuplicatesDamaged
+	defer func() {
+		if reported == 0 && !t.Failed() {
+			t.Error("no run damaged a copy that stays and had prune say so")
+		}
+	}()
 	for _, damageSecond := range []bool{false, true} {
 		t.Run(fmt.Sprintf("second=%v", damageSecond), func(t *testing.T) {
 			ctx := context.Background()
@@ -966,7 +984,10 @@ func TestPruneDamagedDuringGrace(t *testing.T) {
 			now = now.Add(2 * time.Hour)
 			rep, err = prune.Run(ctx, repotest.Open(t, be), o)
 			t.Logf("deleting prune: %v; deleted %+v, resurrected %+v", err, rep.Deleted, rep.Resurrected)
-			if err != nil && !(errors.Is(err, prune.ErrIncomplete) && strings.Contains(err.Error(), "holds the only copy that reads")) {
+			switch {
+			case errors.Is(err, prune.ErrIncomplete) && strings.Contains(err.Error(), "holds the only copy that reads"):
+				reported++
+			case err != nil:
 				t.Fatalf("deleting prune: %v", err)
 			}
 			var got []byte
