@@ -866,71 +866,111 @@ func TestPruneMissingUnusedPack(t *testing.T) {
 // and the prune fails naming the packs it kept for that. (It deleted the
 // only good copies, silently, before keepGoodCopies.)
 func TestPruneDuplicatesDamaged(t *testing.T) {
-	// Which copy of a blob prune keeps depends on how the two backups
-	// packed it; damaging each generation in turn hits the kept copy in
-	// one run at least, where prune must fail. Either way nothing is lost.
-	reported := 0
-	defer func() {
-		if reported == 0 && !t.Failed() {
-			t.Error("no run damaged a kept copy and had prune say so")
-		}
-	}()
+	reported := damagedCopyRuns(t)
 	for _, damageSecond := range []bool{false, true} {
 		t.Run(fmt.Sprintf("second=%v", damageSecond), func(t *testing.T) {
 			ctx := context.Background()
-			be, r, second, dir, sn := oneBackupTwoHandles(t)
-			want, _ := os.ReadFile(filepath.Join(dir, "a"))
-			before := map[id.ID]bool{}
-			for _, p := range r.Index().Packs() {
-				before[p] = true
-			}
-			repotest.StoreAgain(t, r, second)
-			damaged := map[id.ID][]index.Entry{}
-			repotest.Open(t, be).Index().EachLocation(func(e index.Entry) bool {
-				if e.Type == index.DataBlob && before[e.Pack] != damageSecond {
-					damaged[e.Pack] = append(damaged[e.Pack], e)
-				}
-				return true
-			})
-			for pid, blobs := range damaged {
-				h := backend.Handle{Type: backend.PackFile, Name: pid.String()}
-				rewritePack(t, be, h, 0, func(b []byte) []byte {
-					for _, e := range blobs {
-						b[e.Offset+e.Length/2] ^= 1
-					}
-					return b
-				})
-			}
-			readAll := func(when string) {
-				t.Helper()
-				r := repotest.Open(t, be)
-				var got []byte
-				err := tree.Walk(ctx, r, sn.Tree, func(p string, n *tree.Node) error {
-					for _, b := range n.Content {
-						plain, err := r.LoadBlob(ctx, b, nil)
-						if err != nil {
-							return fmt.Errorf("%s: %w", p, err)
-						}
-						got = append(got, plain...)
-					}
-					return nil
-				}, nil)
-				if err != nil || !bytes.Equal(got, want) {
-					t.Fatalf("%s: %v (content equal: %v)", when, err, bytes.Equal(got, want))
-				}
-			}
-			readAll("before the prune")
+			be, sn, want, first := storedTwice(t)
+			damageGeneration(t, be, first, damageSecond)
+			readsAs(t, be, sn, want, "before the prune")
 			u := prune.Unused{Unlimited: true}
 			rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), MaxUnused: &u})
-			switch {
-			case errors.Is(err, prune.ErrIncomplete) && strings.Contains(err.Error(), "holds the only copy that reads"):
-				reported++
-			case err != nil:
-				t.Errorf("prune with damaged copies: %v", err)
-			}
+			reported(err)
 			t.Logf("prune: %v; deleted %+v", err, rep.Deleted)
-			readAll("after the prune")
+			readsAs(t, be, sn, want, "after the prune")
 		})
+	}
+}
+
+// damagedCopyRuns is for a test that damages each generation of a
+// stored-twice repository in turn: which copy of a blob prune keeps (or
+// marks) depends on how the two backups packed it, so only one of the
+// runs may hit the copies that matter, where prune must fail naming the
+// pack it keeps. The returned function takes each run's prune error: one
+// saying so counts, any other fails the run. At the end of the test, at
+// least one run must have counted.
+func damagedCopyRuns(t *testing.T) func(error) {
+	reported := 0
+	t.Cleanup(func() {
+		if reported == 0 && !t.Failed() {
+			t.Error("no run damaged a copy prune relied on and had prune say so")
+		}
+	})
+	return func(err error) {
+		switch {
+		case errors.Is(err, prune.ErrIncomplete) && strings.Contains(err.Error(), "holds the only copy that reads"):
+			reported++
+		case err != nil:
+			t.Errorf("prune with damaged copies: %v", err)
+		}
+	}
+}
+
+// storedTwice is oneBackupTwoHandles with every blob stored again through
+// the second handle: it returns the storage, the snapshot, the file's
+// content and the first generation's packs.
+func storedTwice(t *testing.T) (be *locktest.Backend, sn *snapshot.Snapshot, want []byte, first map[id.ID]bool) {
+	t.Helper()
+	be, r, second, dir, sn := oneBackupTwoHandles(t)
+	want, err := os.ReadFile(filepath.Join(dir, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first = packSet(r)
+	repotest.StoreAgain(t, r, second)
+	return be, sn, want, first
+}
+
+// packSet is the set of packs r's index lists.
+func packSet(r *repository.Repository) map[id.ID]bool {
+	set := map[id.ID]bool{}
+	for _, p := range r.Index().Packs() {
+		set[p] = true
+	}
+	return set
+}
+
+// damageGeneration flips a byte in every data blob of the packs in first
+// (or, with second, of every other pack): same sizes, so only reading
+// tells.
+func damageGeneration(t *testing.T, be backend.Backend, first map[id.ID]bool, second bool) {
+	t.Helper()
+	damaged := map[id.ID][]index.Entry{}
+	repotest.Open(t, be).Index().EachLocation(func(e index.Entry) bool {
+		if e.Type == index.DataBlob && first[e.Pack] != second {
+			damaged[e.Pack] = append(damaged[e.Pack], e)
+		}
+		return true
+	})
+	for pid, blobs := range damaged {
+		rewritePack(t, be, backend.Handle{Type: backend.PackFile, Name: pid.String()}, 0, func(b []byte) []byte {
+			for _, e := range blobs {
+				b[e.Offset+e.Length/2] ^= 1
+			}
+			return b
+		})
+	}
+}
+
+// readsAs checks that snapshot sn's files, read blob by blob from a
+// fresh handle, are want.
+func readsAs(t *testing.T, be backend.Backend, sn *snapshot.Snapshot, want []byte, when string) {
+	t.Helper()
+	ctx := context.Background()
+	r := repotest.Open(t, be)
+	var got []byte
+	err := tree.Walk(ctx, r, sn.Tree, func(p string, n *tree.Node) error {
+		for _, b := range n.Content {
+			plain, err := r.LoadBlob(ctx, b, nil)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			got = append(got, plain...)
+		}
+		return nil
+	}, nil)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("%s: %v (content equal: %v)", when, err, bytes.Equal(got, want))
 	}
 }
 
@@ -942,22 +982,11 @@ func TestPruneDuplicatesDamaged(t *testing.T) {
 // those packs and fails naming them. The file reads back afterwards
 // either way. (It deleted them, silently, before checkOutsideCopies.)
 func TestPruneDamagedDuringGrace(t *testing.T) {
-	reported := 0 // as in TestPruneDuplicatesDamaged
-	defer func() {
-		if reported == 0 && !t.Failed() {
-			t.Error("no run damaged a copy that stays and had prune say so")
-		}
-	}()
+	reported := damagedCopyRuns(t)
 	for _, damageSecond := range []bool{false, true} {
 		t.Run(fmt.Sprintf("second=%v", damageSecond), func(t *testing.T) {
 			ctx := context.Background()
-			be, r, second, dir, sn := oneBackupTwoHandles(t)
-			want, _ := os.ReadFile(filepath.Join(dir, "a"))
-			first := map[id.ID]bool{}
-			for _, p := range r.Index().Packs() {
-				first[p] = true
-			}
-			repotest.StoreAgain(t, r, second)
+			be, sn, want, first := storedTwice(t)
 			now := time.Now()
 			o := prune.Options{Grace: grace(time.Hour), Now: func() time.Time { return now }}
 			rep, err := prune.Run(ctx, repotest.Open(t, be), o)
@@ -966,45 +995,12 @@ func TestPruneDamagedDuringGrace(t *testing.T) {
 			}
 			// The first generation's packs, or the second's (which include
 			// any the marking prune's repack wrote).
-			damaged := map[id.ID][]index.Entry{}
-			repotest.Open(t, be).Index().EachLocation(func(e index.Entry) bool {
-				if e.Type == index.DataBlob && first[e.Pack] != damageSecond {
-					damaged[e.Pack] = append(damaged[e.Pack], e)
-				}
-				return true
-			})
-			for pid, blobs := range damaged {
-				rewritePack(t, be, backend.Handle{Type: backend.PackFile, Name: pid.String()}, 0, func(b []byte) []byte {
-					for _, e := range blobs {
-						b[e.Offset+e.Length/2] ^= 1
-					}
-					return b
-				})
-			}
+			damageGeneration(t, be, first, damageSecond)
 			now = now.Add(2 * time.Hour)
 			rep, err = prune.Run(ctx, repotest.Open(t, be), o)
 			t.Logf("deleting prune: %v; deleted %+v, resurrected %+v", err, rep.Deleted, rep.Resurrected)
-			switch {
-			case errors.Is(err, prune.ErrIncomplete) && strings.Contains(err.Error(), "holds the only copy that reads"):
-				reported++
-			case err != nil:
-				t.Fatalf("deleting prune: %v", err)
-			}
-			var got []byte
-			rr := repotest.Open(t, be)
-			err = tree.Walk(ctx, rr, sn.Tree, func(p string, n *tree.Node) error {
-				for _, b := range n.Content {
-					plain, err := rr.LoadBlob(ctx, b, nil)
-					if err != nil {
-						return fmt.Errorf("%s: %w", p, err)
-					}
-					got = append(got, plain...)
-				}
-				return nil
-			}, nil)
-			if err != nil || !bytes.Equal(got, want) {
-				t.Fatalf("after the deleting prune: %v (content equal: %v)", err, bytes.Equal(got, want))
-			}
+			reported(err)
+			readsAs(t, be, sn, want, "after the deleting prune")
 		})
 	}
 }
