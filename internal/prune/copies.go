@@ -3,11 +3,9 @@ package prune
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
-	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 )
@@ -40,7 +38,7 @@ func (p *pruner) keepGoodCopies(ctx context.Context, v *view, pl *packPlan) erro
 	keep := make(map[id.ID]bool)
 	held := make(map[id.ID]int)     // going pack: blobs whose only good copy it holds
 	damaged := make(map[id.ID]bool) // packs holding copies that do not read
-	var buf, dec []byte
+	var dec []byte
 	for _, bid := range sortedPacks(pl.dups) {
 		var going, staying []index.Entry
 		copied := false
@@ -62,7 +60,7 @@ func (p *pruner) keepGoodCopies(ctx context.Context, v *view, pl *packPlan) erro
 		}
 		good := false
 		for _, e := range staying {
-			ok, err := p.readsBack(ctx, e, &buf, &dec)
+			ok, err := p.readsBack(ctx, e, &dec)
 			if err != nil {
 				return err
 			}
@@ -103,17 +101,10 @@ func (p *pruner) keepGoodCopies(ctx context.Context, v *view, pl *packPlan) erro
 }
 
 // readsBack reports whether blob copy e reads from its pack and
-// authenticates and hashes to its ID. Only ctx's end is an error.
-func (p *pruner) readsBack(ctx context.Context, e index.Entry, buf, dec *[]byte) (bool, error) {
-	rd, err := p.repo.Backend().Load(ctx, backend.Handle{Type: backend.PackFile, Name: e.Pack.String()}, int64(e.Offset), int64(e.Length))
-	if err == nil {
-		*buf = slices.Grow((*buf)[:0], int(e.Length))[:e.Length]
-		_, err = io.ReadFull(rd, *buf)
-		rd.Close()
-	}
-	if err == nil {
-		_, err = p.repo.OpenBlob(e, *buf, dec)
-	}
+// authenticates and hashes to its ID (Repository.LoadBlobAt). Only ctx's
+// end is an error.
+func (p *pruner) readsBack(ctx context.Context, e index.Entry, dec *[]byte) (bool, error) {
+	_, err := p.repo.LoadBlobAt(ctx, e, dec)
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}

@@ -146,16 +146,25 @@ func (r *Repository) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byt
 	if !ok {
 		return nil, fmt.Errorf("blob %s: %w", bid.Short(), ErrBlobNotFound)
 	}
-	plain, err := r.loadBlobAt(ctx, e, &dst)
+	plain, err := r.LoadBlobAt(ctx, e, &dst)
 	if err != nil && ctx.Err() == nil {
 		return r.fromOtherCopy(ctx, e, err, &dst)
 	}
 	return plain, err
 }
 
-// loadBlobAt reads the blob at location e alone (one ranged read), with
-// OpenBlob's checks.
-func (r *Repository) loadBlobAt(ctx context.Context, e index.Entry, dst *[]byte) ([]byte, error) {
+// LoadBlobAt reads the blob at location e alone (one ranged read, no
+// other copy tried), with OpenBlob's checks.
+func (r *Repository) LoadBlobAt(ctx context.Context, e index.Entry, dst *[]byte) ([]byte, error) {
+	sealed, err := r.readSealedAt(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	return r.OpenBlob(e, sealed, dst)
+}
+
+// readSealedAt reads the sealed bytes of the blob at location e.
+func (r *Repository) readSealedAt(ctx context.Context, e index.Entry) ([]byte, error) {
 	h := backend.Handle{Type: backend.PackFile, Name: e.Pack.String()}
 	rd, err := r.be.Load(ctx, h, int64(e.Offset), int64(e.Length))
 	if err != nil {
@@ -166,7 +175,7 @@ func (r *Repository) loadBlobAt(ctx context.Context, e index.Entry, dst *[]byte)
 	if _, err := io.ReadFull(rd, sealed); err != nil {
 		return nil, fmt.Errorf("blob %s in pack %s: reading: %w", e.ID.Short(), e.Pack.Short(), err)
 	}
-	return r.OpenBlob(e, sealed, dst)
+	return sealed, nil
 }
 
 // fromOtherCopy reads blob bad.ID from the packs other than bad.Pack that
@@ -186,7 +195,7 @@ func (r *Repository) fromOtherCopy(ctx context.Context, bad index.Entry, cause e
 		if ctx.Err() != nil {
 			return nil, cause
 		}
-		plain, err := r.loadBlobAt(ctx, e, dst)
+		plain, err := r.LoadBlobAt(ctx, e, dst)
 		if err != nil {
 			errs = append(errs, err)
 			failed = append(failed, e)

@@ -85,14 +85,9 @@ func (r *Repository) CopyBlobs(ctx context.Context, pid id.ID, blobs []index.Ent
 // means the copy is exactly the bytes sealed for the blob. Prune asks it
 // before deleting a pack whose live blobs it counts on finding elsewhere.
 func (r *Repository) CheckCopy(ctx context.Context, e index.Entry) error {
-	rd, err := r.be.Load(ctx, backend.Handle{Type: backend.PackFile, Name: e.Pack.String()}, int64(e.Offset), int64(e.Length))
+	sealed, err := r.readSealedAt(ctx, e)
 	if err != nil {
-		return fmt.Errorf("blob %s in pack %s: %w", e.ID.Short(), e.Pack.Short(), err)
-	}
-	defer rd.Close()
-	sealed := make([]byte, e.Length)
-	if _, err := io.ReadFull(rd, sealed); err != nil {
-		return fmt.Errorf("blob %s in pack %s: %w", e.ID.Short(), e.Pack.Short(), err)
+		return err
 	}
 	var dec []byte
 	return r.authenticateBlob(e, sealed, &dec)
