@@ -89,6 +89,16 @@ func archiveWAL(ctx context.Context, repo WALRepo, path, name string, o archiveO
 	if !pgmeta.IsWALFileName(name) {
 		return res, fmt.Errorf("%q is not a WAL file name PostgreSQL archives (segment, .partial, .history or .backup): pass the file as %%p, or its name with --name", name)
 	}
+	if sr, ok := repo.(walStreamer); ok && o == (archiveOpts{}) && isSegmentFile(name) {
+		var err error
+		res.Size, err = archiveStreamed(ctx, sr, path, name)
+		if errors.Is(err, fs.ErrExist) {
+			res.AlreadyArchived = true
+			err = compareArchivedFile(ctx, repo, path, name)
+		}
+		res.Duration = time.Since(began)
+		return res, err
+	}
 	data, release, fi, err := readWALFile(path, name, o.bufs)
 	if err != nil {
 		return res, err
@@ -132,7 +142,7 @@ func readWALFile(path, name string, bufs *hugemem.Pool) (data []byte, release fu
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if pgmeta.IsSegment(name) || pgmeta.IsPartial(name) {
+	if isSegmentFile(name) {
 		if err := checkSegment(data, name); err != nil {
 			release()
 			return nil, nil, nil, fmt.Errorf("refusing to archive %s: %w", path, err)
@@ -144,27 +154,12 @@ func readWALFile(path, name string, bufs *hugemem.Pool) (data []byte, release fu
 // loadWALFile returns the contents of the file to archive and the
 // function that gives its memory back (to bufs, when not nil).
 func loadWALFile(path, name string, bufs *hugemem.Pool) ([]byte, func(), os.FileInfo, error) {
-	f, err := os.Open(path)
+	f, fi, err := openWALFile(path, name)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("reading WAL file: %w", err)
+		return nil, nil, nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("reading WAL file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, nil, nil, fmt.Errorf("WAL file %s is not a regular file", path)
-	}
 	size := fi.Size()
-	segment := pgmeta.IsSegment(name) || pgmeta.IsPartial(name)
-	limit := int64(maxSmallWALFile)
-	if segment {
-		limit = pgmeta.MaxSegmentSize
-	}
-	if size > limit {
-		return nil, nil, nil, fmt.Errorf("WAL file %s has %d bytes, more than a %s file can have", path, size, walKind(name))
-	}
 	// A segment is read into huge pages (hugemem), reused by the
 	// background worker: into fresh 4 KiB pages, a fault each cost a
 	// third of a call's CPU time; mapping the file (MAP_POPULATE) cost 5
@@ -173,7 +168,7 @@ func loadWALFile(path, name string, bufs *hugemem.Pool) ([]byte, func(), os.File
 	var buf *hugemem.Buffer
 	release := func() { buf.Free() }
 	switch {
-	case !segment:
+	case !isSegmentFile(name):
 		buf = hugemem.Heap(int(size))
 	case bufs != nil:
 		buf = bufs.Get(int(size))
@@ -187,6 +182,71 @@ func loadWALFile(path, name string, bufs *hugemem.Pool) ([]byte, func(), os.File
 		return nil, nil, nil, fmt.Errorf("reading WAL file %s: %w (did it shrink while read?)", path, err)
 	}
 	return data, release, fi, nil
+}
+
+// openWALFile opens the WAL file at path to archive under name, and
+// refuses what is not a regular file or is larger than a file of its
+// kind can be.
+func openWALFile(path, name string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading WAL file: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("reading WAL file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("WAL file %s is not a regular file", path)
+	}
+	limit := int64(maxSmallWALFile)
+	if isSegmentFile(name) {
+		limit = pgmeta.MaxSegmentSize
+	}
+	if fi.Size() > limit {
+		f.Close()
+		return nil, nil, fmt.Errorf("WAL file %s has %d bytes, more than a %s file can have", path, fi.Size(), walKind(name))
+	}
+	return f, fi, nil
+}
+
+// isSegmentFile reports whether name is a segment or a .partial one: a
+// file of the cluster's segment size, as opposed to the small history
+// files.
+func isSegmentFile(name string) bool { return pgmeta.IsSegment(name) || pgmeta.IsPartial(name) }
+
+// walStreamer is a WALRepo that stores a file while reading it
+// (repository.Repository).
+type walStreamer interface {
+	SaveNamedStream(ctx context.Context, t backend.FileType, name string, r io.Reader, size int) error
+}
+
+// archiveStreamed is archiveWAL for a segment archived on its own (one
+// archive_command call): the segment is compressed while it is read
+// (compress.CompressStream), in pieces on all cores, instead of being read
+// whole first. Reading 16 MiB from the page cache costs 4-5 ms here; this
+// way it runs beside the compression of the pieces before.
+func archiveStreamed(ctx context.Context, repo walStreamer, path, name string) (size int64, err error) {
+	f, fi, err := openWALFile(path, name)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	size = fi.Size()
+	head := make([]byte, min(size, longPageHeaderBytes))
+	if _, err := io.ReadFull(f, head); err != nil {
+		return 0, fmt.Errorf("reading WAL file %s: %w (did it shrink while read?)", path, err)
+	}
+	if err := checkSegmentHeader(head, size, name); err != nil {
+		return 0, fmt.Errorf("refusing to archive %s: %w", path, err)
+	}
+	err = repo.SaveNamedStream(ctx, backend.WALFile, name, io.MultiReader(bytes.NewReader(head), f), int(size))
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return size, fmt.Errorf("reading WAL file %s: %w (did it shrink while read?)", path, err)
+	}
+	return size, err
 }
 
 func walKind(name string) string {
@@ -247,12 +307,18 @@ func parseSegmentHeader(b []byte) (segmentHeader, error) {
 // checkSegment makes sure data is the whole segment its name says: the
 // size its header declares, starting at the position of its name.
 func checkSegment(data []byte, name string) error {
-	h, err := parseSegmentHeader(data)
+	return checkSegmentHeader(data, int64(len(data)), name)
+}
+
+// checkSegmentHeader is checkSegment for a segment of size bytes that
+// starts with head (at least its long page header).
+func checkSegmentHeader(head []byte, size int64, name string) error {
+	h, err := parseSegmentHeader(head)
 	if err != nil {
 		return err
 	}
-	if int64(len(data)) != int64(h.SegSize) {
-		return fmt.Errorf("it has %d bytes, but WAL segments of this cluster have %d: a segment is archived only once complete", len(data), h.SegSize)
+	if size != int64(h.SegSize) {
+		return fmt.Errorf("it has %d bytes, but WAL segments of this cluster have %d: a segment is archived only once complete", size, h.SegSize)
 	}
 	seg, err := pgmeta.ParseSegment(name[:24], int64(h.SegSize))
 	if err != nil {
@@ -262,6 +328,17 @@ func checkSegment(data []byte, name string) error {
 		return fmt.Errorf("its first page is at %s, but segment %s starts at %s: the file does not belong under this name", h.PageAddr, name[:24], want)
 	}
 	return nil
+}
+
+// compareArchivedFile checks the stored copy of name against the file at
+// path.
+func compareArchivedFile(ctx context.Context, repo WALRepo, path, name string) error {
+	data, release, _, err := readWALFile(path, name, nil)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return compareArchived(ctx, repo, name, data)
 }
 
 // compareArchived checks the stored copy of name against data.

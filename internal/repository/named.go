@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 
 	"github.com/nestguard/nestguard/internal/backend"
@@ -25,7 +26,7 @@ var ErrNamedExists = fmt.Errorf("object already stored: %w", fs.ErrExist)
 // An existing object of that name is never replaced: the error wraps
 // fs.ErrExist and the caller decides (see LoadNamed to compare).
 func (r *Repository) SaveNamed(ctx context.Context, t backend.FileType, name string, plain []byte) error {
-	return r.saveNamed(ctx, t, name, plain, false)
+	return r.saveNamedPlain(ctx, t, name, plain, false)
 }
 
 // SaveNamedDeferred is SaveNamed for a caller storing many objects at
@@ -33,7 +34,7 @@ func (r *Repository) SaveNamed(ctx context.Context, t backend.FileType, name str
 // local directory, backend.DeferredSaver), the object's name is durable
 // only once SyncNamed returns; elsewhere at once, as with SaveNamed.
 func (r *Repository) SaveNamedDeferred(ctx context.Context, t backend.FileType, name string, plain []byte) error {
-	return r.saveNamed(ctx, t, name, plain, true)
+	return r.saveNamedPlain(ctx, t, name, plain, true)
 }
 
 // SyncNamed makes the names of objects t/names stored with
@@ -50,12 +51,49 @@ func (r *Repository) SyncNamed(ctx context.Context, t backend.FileType, names []
 	return ds.SyncNames(ctx, hs)
 }
 
-func (r *Repository) saveNamed(ctx context.Context, t backend.FileType, name string, plain []byte, deferred bool) error {
+// SaveNamedStream is SaveNamed for size bytes read from rd, compressed
+// while they are read (compress.CompressStream): the plaintext is never
+// held whole. It is what archive-wal stores a segment with; a caller that
+// has the bytes already uses SaveNamed. Unlike SaveNamed it stores even
+// data that does not compress compressed (zstd's raw blocks).
+func (r *Repository) SaveNamedStream(ctx context.Context, t backend.FileType, name string, rd io.Reader, size int) error {
+	need := 1 + size
+	if r.fast != nil {
+		need = 1 + compress.StreamBound(size)
+	}
+	return r.saveNamed(ctx, t, name, need, false, func(buf []byte) ([]byte, error) {
+		if r.fast == nil {
+			buf = append(buf, flagRaw)
+			n, err := io.ReadFull(rd, buf[len(buf):len(buf)+size])
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading byte %d of %d: %w", n, size, err)
+			}
+			return buf[:len(buf)+size], nil
+		}
+		return r.fast.CompressStream(append(buf, flagZstd), rd, size)
+	})
+}
+
+func (r *Repository) saveNamedPlain(ctx context.Context, t backend.FileType, name string, plain []byte, deferred bool) error {
+	// Room for the worst case: a large input is then compressed straight
+	// into buf (compress.Bound), and the pages never written cost nothing.
+	need := 1 + max(len(plain), compress.Bound(len(plain)))
+	return r.saveNamed(ctx, t, name, need, deferred, func(buf []byte) ([]byte, error) {
+		return packBody(r.fast, buf, plain), nil
+	})
+}
+
+// saveNamed seals the body that body appends (at most need bytes) and
+// stores it as t/name.
+func (r *Repository) saveNamed(ctx context.Context, t backend.FileType, name string, need int, deferred bool, body func([]byte) ([]byte, error)) error {
 	h := backend.Handle{Type: t, Name: name}
 	if len(name) == 0 || len(name) > 255 {
 		return fmt.Errorf("saving %s: a name must have 1 to 255 bytes", h)
 	}
-	sealed, release, err := r.sealNamed(t, name, plain)
+	sealed, release, err := r.sealNamed(t, name, need, body)
 	if err != nil {
 		return fmt.Errorf("sealing %s: %w", h, err)
 	}
@@ -76,18 +114,19 @@ func (r *Repository) saveNamed(ctx context.Context, t backend.FileType, name str
 
 // sealNamed seals the body of named object name in the memory it is
 // built in (a WAL segment is 16 MiB, and archive-wal's time is what
-// PostgreSQL waits on): room for the nonce, then the body, then the tag.
+// PostgreSQL waits on): room for the nonce, then the body (the flag and
+// what follows, at most need bytes, appended by body), then the tag.
 // release gives the memory back once the sealed bytes are no longer used.
-func (r *Repository) sealNamed(t backend.FileType, name string, plain []byte) (sealed []byte, release func(), err error) {
-	// Room for the worst case: a large input is then compressed straight
-	// into buf (compress.Bound), and the pages never written cost nothing.
+func (r *Repository) sealNamed(t backend.FileType, name string, need int, body func([]byte) ([]byte, error)) (sealed []byte, release func(), err error) {
 	pre := r.key.SealPrefix()
-	need := pre + 2 + len(name) + max(len(plain), compress.Bound(len(plain))) + r.key.Overhead()
-	buf, release := r.namedBufs.get(need)
+	buf, release := r.namedBufs.get(pre + 1 + len(name) + need + r.key.Overhead())
 	buf = buf[:pre]
 	buf = append(buf, byte(len(name)))
 	buf = append(buf, name...)
-	buf = packBody(r.fast, buf, plain)
+	if buf, err = body(buf); err != nil {
+		release()
+		return nil, nil, err
+	}
 	sealed, err = r.key.SealInPlace(buf, adNamed(t, name))
 	if err != nil {
 		release()

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/mem"
 )
 
 func TestNamedObjects(t *testing.T) {
@@ -46,5 +47,40 @@ func TestNamedObjects(t *testing.T) {
 	}
 	if len(sealed) > len(seg)/4 {
 		t.Errorf("compressible segment stored in %d of %d bytes", len(sealed), len(seg))
+	}
+}
+
+// TestNamedObjectsStreamed: SaveNamedStream stores what SaveNamed would,
+// compressed or (compression off) raw, and refuses a short reader and an
+// existing name.
+func TestNamedObjectsStreamed(t *testing.T) {
+	ctx := context.Background()
+	seg := randBytes(3, 5<<20)
+	copy(seg[1<<20:], bytes.Repeat([]byte("wal record;"), 300_000))
+	for _, compression := range []string{"fastest", "off"} {
+		be := mem.New()
+		r, err := Init(ctx, be, pass, InitOptions{Options: testOptions(), Compression: compression})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const name = "000000010000000000000003"
+		if err := r.SaveNamedStream(ctx, backend.WALFile, name, bytes.NewReader(seg), len(seg)); err != nil {
+			t.Fatalf("%s: %v", compression, err)
+		}
+		got, err := reopen(t, be).LoadNamed(ctx, backend.WALFile, name)
+		if err != nil || !bytes.Equal(got, seg) {
+			t.Fatalf("%s: load: err=%v equal=%v", compression, err, bytes.Equal(got, seg))
+		}
+		if err := r.SaveNamedStream(ctx, backend.WALFile, name, bytes.NewReader(seg), len(seg)); !errors.Is(err, fs.ErrExist) {
+			t.Fatalf("%s: second save: %v, want fs.ErrExist", compression, err)
+		}
+		const other = "000000010000000000000004"
+		err = r.SaveNamedStream(ctx, backend.WALFile, other, bytes.NewReader(seg[:len(seg)-1]), len(seg))
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("%s: short reader: %v, want io.ErrUnexpectedEOF", compression, err)
+		}
+		if _, err := r.LoadNamed(ctx, backend.WALFile, other); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s: a short stream was stored: %v", compression, err)
+		}
 	}
 }
