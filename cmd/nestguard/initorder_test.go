@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-// TestInitOrder: in the nestguard binary, internal/fipsinit is initialized
-// before github.com/rs/xid, whose init reads crypto/rand (and so seeds the
-// FIPS entropy source), and internal/startup before regexp and the
-// packages that compile expressions in their init (it must populate the
-// heap before they fill it).
+// TestInitOrder: in the nestguard binary, internal/startup is initialized
+// before regexp and the packages that compile expressions in their init
+// (it must populate the heap before they fill it): the S3 client's
+// endpoint rules (aws-sdk-go-v2's service/s3/internal/endpoints, and
+// service/sts's for web identity credentials).
 func TestInitOrder(t *testing.T) {
 	c := exec.Command(ngBin, "--help")
 	c.Env = append(os.Environ(), "GODEBUG=inittrace=1")
@@ -27,9 +27,9 @@ func TestInitOrder(t *testing.T) {
 		return i
 	}
 	for _, c := range [][2]string{
-		{"github.com/nestguard/nestguard/internal/fipsinit", "github.com/rs/xid"},
 		{"github.com/nestguard/nestguard/internal/startup", "regexp"},
-		{"github.com/nestguard/nestguard/internal/startup", "github.com/minio/minio-go/v7/pkg/s3utils"},
+		{"github.com/nestguard/nestguard/internal/startup", "github.com/aws/aws-sdk-go-v2/service/s3/internal/endpoints"},
+		{"github.com/nestguard/nestguard/internal/startup", "github.com/aws/aws-sdk-go-v2/service/sts/internal/endpoints"},
 	} {
 		if at(c[0]) > at(c[1]) {
 			t.Errorf("%s is initialized after %s (want before):\n%s", c[0], c[1], out)

@@ -11,11 +11,13 @@
 // of CPU measured, the source itself and its health tests unchanged.
 //
 // The package does its work in init, so it must be initialized before any
-// package that reads crypto/rand in its own init (github.com/rs/xid, which
-// minio-go imports, does): it imports only the standard library, and Go
-// initializes, among packages whose dependencies are ready, the first by
-// import path, which github.com/nestguard sorts before github.com/rs.
-// cmd/nestguard's TestInitOrder checks that order in the binary.
+// package that reads crypto/rand in its own init: it imports only the
+// standard library, and Go initializes, among packages whose dependencies
+// are ready, the first by import path. No package of the binary reads
+// crypto/rand in its init today (github.com/rs/xid did, pulled in by
+// minio-go, the S3 client before aws-sdk-go-v2); one that sorts before
+// github.com/nestguard (github.com/aws/... does) and starts to would seed
+// the entropy source before this package has run.
 package fipsinit
 
 import "crypto/fips140"

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/s3"
@@ -106,7 +106,7 @@ func TestCopiesKept(t *testing.T) {
 		be, err := s3.New(context.Background(), s3.Config{
 			Endpoint: srv.Endpoint, Region: miniotest.Region, Bucket: "worm", Prefix: "repo",
 			PathStyle: true, Secure: true, CACertFile: srv.CACert,
-			Creds: credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""),
+			Creds: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, ""),
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -9,8 +9,6 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
-
-	"github.com/nestguard/nestguard/internal/backend/s3/compat"
 )
 
 // Client returns a minio-go client with root credentials, for setting up
@@ -39,7 +37,7 @@ func (s *Server) client(t testing.TB, creds *credentials.Credentials) *minio.Cli
 	c, err := minio.New(s.Endpoint, &minio.Options{
 		Creds:        creds,
 		Secure:       true,
-		Transport:    compat.Transport(tr), // versitygw's retention answers
+		Transport:    compatTransport(tr), // versitygw's retention answers
 		Region:       Region,
 		BucketLookup: minio.BucketLookupPath,
 	})

@@ -14,16 +14,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
-
-	"github.com/nestguard/nestguard/internal/backend/s3/compat"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 )
-
-// minioRetries bounds minio-go's own quick retries (200 ms to 1 s apart)
-// of one request; package retry adds the slower, logged ones on top, and
-// the two together must give up well within a minute.
-const minioRetries = 3
 
 // ParseEndpoint reads an S3 endpoint given as host[:port] or, as the AWS
 // tools take it (--endpoint-url, AWS_ENDPOINT_URL), as a URL:
@@ -65,7 +61,7 @@ func ParseEndpoint(endpoint string, insecure bool) (hostport string, secure bool
 	return "", false, fmt.Errorf("S3 endpoint %q: unknown scheme %q (want https:// or, for a loopback test server, http://)", endpoint, scheme)
 }
 
-func newClient(ctx context.Context, cfg Config) (*minio.Client, error) {
+func newClient(ctx context.Context, cfg Config) (*awss3.Client, error) {
 	if strings.Contains(cfg.Endpoint, "://") || strings.Contains(cfg.Endpoint, "/") {
 		return nil, fmt.Errorf("S3 endpoint %q: give host[:port] only (see ParseEndpoint)", cfg.Endpoint)
 	}
@@ -77,34 +73,76 @@ func newClient(ctx context.Context, cfg Config) (*minio.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	lookup := minio.BucketLookupAuto
-	if cfg.PathStyle {
-		lookup = minio.BucketLookupPath
+	opts := awss3.Options{
+		Credentials: creds,
+		Region:      cfg.Region,
+		HTTPClient:  &http.Client{Transport: tr},
+		// Virtual-host addressing (bucket.host) only where the host is
+		// known to serve it: AWS; other stores get path-style, as most
+		// of them want.
+		UsePathStyle: cfg.PathStyle || !virtualHosted(cfg.Endpoint),
+		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = sdkAttempts
+			o.MaxBackoff = time.Second
+			o.RateLimiter = ratelimit.None // package retry bounds the retries
+		}),
+		// Uploads carry the CRC32C computed before them (save.go), and the
+		// requests that S3 wants a checksum on get CRC32 from the SDK (never
+		// MD5, which GODEBUG=fips140=only refuses). Answers are not checked
+		// against whole-object checksums: ranged reads have none, and the
+		// repository authenticates what it reads.
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+		// No "Expect: 100-continue" wait before each upload body.
+		ContinueHeaderThresholdBytes: -1,
 	}
-	c, err := minio.New(cfg.Endpoint, &minio.Options{
-		Creds:           creds,
-		Secure:          cfg.Secure,
-		Transport:       compat.Transport(tr), // answers of stores that differ from AWS
-		Region:          cfg.Region,
-		BucketLookup:    lookup,
-		TrailingHeaders: true, // lets uploads carry x-amz-checksum-* headers
-		MaxRetries:      minioRetries,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("S3 endpoint %q: %w", cfg.Endpoint, err)
+	if cfg.Secure {
+		// Authenticity comes from TLS, integrity from the checksums: the
+		// body's SHA-256 (a second pass over every upload) is not signed.
+		opts.APIOptions = append(opts.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 	}
-	return c, nil
+	if cfg.Endpoint != DefaultEndpoint {
+		scheme := "https://"
+		if !cfg.Secure {
+			scheme = "http://"
+		}
+		opts.BaseEndpoint = aws.String(scheme + cfg.Endpoint)
+	} // else the SDK picks the region's endpoint, s3.<region>.amazonaws.com
+	if opts.Region == "" {
+		opts.Region = defaultRegion
+	}
+	return awss3.New(opts), nil
 }
 
-// transport is minio-go's HTTP transport with TLS 1.3 at least, the CA
-// bundle if one is given, a shorter dial timeout (a dead endpoint must not
-// stall every retry for 30 s), and, for plain HTTP, a dialer that connects
-// to loopback addresses only.
-func transport(ctx context.Context, cfg Config) (*http.Transport, error) {
-	tr, err := minio.DefaultTransport(cfg.Secure)
-	if err != nil {
-		return nil, err
+// sdkAttempts bounds the SDK's own quick attempts (at most 1 s apart) of
+// one request; package retry adds the slower, logged ones on top, and
+// the two together must give up well within a minute.
+const sdkAttempts = 3
+
+// defaultRegion is where requests are signed for until the bucket's
+// region is known (see bucketRegion).
+const defaultRegion = "us-east-1"
+
+// virtualHosted reports whether endpoint serves buckets as subdomains
+// (bucket.s3.amazonaws.com).
+func virtualHosted(endpoint string) bool {
+	host := endpoint
+	if h, _, err := net.SplitHostPort(endpoint); err == nil {
+		host = h
 	}
+	host = strings.ToLower(host)
+	return strings.HasSuffix(host, ".amazonaws.com") || strings.HasSuffix(host, ".amazonaws.com.cn")
+}
+
+// transport is an HTTP transport with TLS 1.3 at least, the CA bundle if
+// one is given, a shorter dial timeout (a dead endpoint must not stall
+// every retry for 30 s), and, for plain HTTP, a dialer that connects to
+// loopback addresses only.
+func transport(ctx context.Context, cfg Config) (*http.Transport, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	tr.ResponseHeaderTimeout = time.Minute
+	tr.DisableCompression = true // bodies are read as stored, ranges included
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	if cfg.Secure {
 		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS13}
@@ -177,25 +215,35 @@ func checkLoopback(ctx context.Context, endpoint string) error {
 	return nil
 }
 
-// credentialChain returns cfg.Creds, or the standard chain, and checks
-// that it yields credentials: anonymous requests would only fail later
-// with a less helpful "access denied".
-func credentialChain(ctx context.Context, cfg Config) (*credentials.Credentials, error) {
+// credentialChain returns cfg.Creds, or the first source of credentials
+// that the environment configures (defaultChain), and checks that it
+// yields credentials: anonymous requests would only fail later with a
+// less helpful "access denied".
+func credentialChain(ctx context.Context, cfg Config) (aws.CredentialsProvider, error) {
 	creds := cfg.Creds
-	imds := &http.Client{Timeout: 5 * time.Second}
 	if creds == nil {
-		creds = credentials.NewChainCredentials([]credentials.Provider{
-			envCreds(cfg.lookupEnv()),
-			&credentials.FileAWSCredentials{},
-			&credentials.IAM{Client: imds},
-		})
+		c, err := defaultChain(cfg.lookupEnv(), cfg.Region)
+		if err != nil {
+			return nil, fmt.Errorf("getting S3 credentials: %w", err)
+		}
+		if c == nil {
+			return nil, errNoCredentials
+		}
+		creds = c
 	}
-	v, err := creds.GetWithContext(&credentials.CredContext{Client: imds, Context: ctx})
+	if _, ok := creds.(*aws.CredentialsCache); !ok {
+		creds = aws.NewCredentialsCache(creds)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := creds.Retrieve(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("getting S3 credentials: %w", err)
+		return nil, fmt.Errorf("%w (%v)", errNoCredentials, err)
 	}
 	if v.AccessKeyID == "" || v.SecretAccessKey == "" {
-		return nil, errors.New("no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add a profile to ~/.aws/credentials (chosen with AWS_PROFILE), or run with an IAM role")
+		return nil, errNoCredentials
 	}
 	return creds, nil
 }
+
+var errNoCredentials = errors.New("no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add a profile to ~/.aws/credentials (chosen with AWS_PROFILE), or run with an IAM role")

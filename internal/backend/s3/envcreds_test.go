@@ -17,7 +17,7 @@ func TestCredentialsFromLookupEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := creds.GetWithContext(nil)
+	v, err := creds.Retrieve(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,11 +26,16 @@ func TestCredentialsFromLookupEnv(t *testing.T) {
 	}
 
 	// Nothing given: the error says what to set (the chain's other links,
-	// a credentials file and an instance role, find nothing here).
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", t.TempDir()+"/none")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	none := func(string) (string, bool) { return "", false }
-	if _, err := credentialChain(context.Background(), Config{LookupEnv: none}); err == nil {
+	// a credentials file and an instance role, find nothing here). They
+	// too read lookup's environment, not the process's.
+	dir := t.TempDir()
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "")
+	none := map[string]string{
+		"AWS_SHARED_CREDENTIALS_FILE": dir + "/none",
+		"AWS_CONFIG_FILE":             dir + "/none",
+		"AWS_EC2_METADATA_DISABLED":   "true",
+	}
+	if _, err := credentialChain(context.Background(), Config{LookupEnv: func(k string) (string, bool) { v, ok := none[k]; return v, ok }}); err == nil {
 		t.Error("no credentials given, and the chain found some")
 	}
 }

@@ -10,7 +10,8 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/minio/minio-go/v7"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
 )
 
 // opError is an error of one operation on the store. It tells package
@@ -30,34 +31,72 @@ func (e *opError) Transient() bool { return e.transient }
 // preconditions fs.ErrExist, and refusals of access fs.ErrPermission.
 func (b *Backend) wrap(err error, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...) + " (" + b.location + ")"
-	var resp minio.ErrorResponse
-	if !errors.As(err, &resp) || resp.StatusCode == 0 {
+	resp, ok := responseOf(err)
+	if !ok {
+		if errors.Is(err, fs.ErrNotExist) { // version found none
+			return &opError{msg: msg, err: err}
+		}
 		return &opError{msg: msg, err: err, transient: networkTransient(err)}
 	}
 	switch {
-	case resp.StatusCode == http.StatusNotFound && resp.Code == "NoSuchBucket":
+	case resp.status == http.StatusNotFound && resp.code == "NoSuchBucket":
 		return &opError{msg: msg, err: fmt.Errorf("bucket %q does not exist: %w", b.bucket, err)}
-	case resp.StatusCode == http.StatusNotFound:
+	case resp.status == http.StatusNotFound:
 		return &opError{msg: msg, err: fmt.Errorf("%w (%v)", fs.ErrNotExist, err)}
-	case resp.StatusCode == http.StatusPreconditionFailed:
+	case resp.status == http.StatusPreconditionFailed:
 		return &opError{msg: msg, err: fmt.Errorf("%w (%v)", fs.ErrExist, err)}
-	case resp.StatusCode == http.StatusForbidden:
+	case resp.status == http.StatusForbidden:
 		return &opError{msg: msg, err: fmt.Errorf("%w: check the credentials and the bucket policy (%v)", fs.ErrPermission, err)}
 	}
 	return &opError{msg: msg, err: err, transient: statusTransient(resp)}
 }
 
+// response is what an S3 error answer says: its HTTP status and error
+// code (a HEAD answer has no body, and its code names the status).
+type response struct {
+	status int
+	code   string
+}
+
+// responseOf returns the S3 answer err reports, if it is one: false for
+// failures below HTTP.
+func responseOf(err error) (response, bool) {
+	var re *awshttp.ResponseError
+	if err == nil || !errors.As(err, &re) || re.HTTPStatusCode() == 0 {
+		return response{}, false
+	}
+	r := response{status: re.HTTPStatusCode()}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		r.code = api.ErrorCode()
+	}
+	return r, true
+}
+
+// errorCode returns the S3 error code of err, "" if it is none.
+func errorCode(err error) string {
+	r, _ := responseOf(err)
+	return r.code
+}
+
+// statusOf returns the HTTP status of the S3 answer err reports, 0 if it
+// is none.
+func statusOf(err error) int {
+	r, _ := responseOf(err)
+	return r.status
+}
+
 // statusTransient reports whether an S3 error response is worth repeating:
 // server errors, throttling, and request timeouts.
-func statusTransient(resp minio.ErrorResponse) bool {
-	switch resp.Code {
+func statusTransient(resp response) bool {
+	switch resp.code {
 	case "SlowDown", "SlowDownRead", "SlowDownWrite", "Throttling", "ThrottlingException",
 		"RequestLimitExceeded", "RequestThrottled", "RequestTimeout", "InternalError",
 		"ServiceUnavailable", "ExpiredToken", "ExpiredTokenException",
 		"ConditionalRequestConflict": // a racing conditional write; repeating gets 412 or success
 		return true
 	}
-	return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout
+	return resp.status >= 500 || resp.status == http.StatusTooManyRequests || resp.status == http.StatusRequestTimeout
 }
 
 // networkTransient classifies a failure below HTTP: dropped and refused

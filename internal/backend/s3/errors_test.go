@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/retry"
@@ -21,9 +24,7 @@ import (
 
 func TestWrapClassifies(t *testing.T) {
 	b := &Backend{bucket: "bkt", location: "s3://bkt/p"}
-	resp := func(status int, code string) error {
-		return minio.ErrorResponse{StatusCode: status, Code: code, Message: code}
-	}
+	resp := apiError
 	for _, c := range []struct {
 		err       error
 		transient bool
@@ -56,6 +57,16 @@ func TestWrapClassifies(t *testing.T) {
 	if errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), `bucket "bkt" does not exist`) {
 		t.Errorf("a missing bucket reads as a missing object: %v", err)
 	}
+}
+
+// apiError is an error answer of S3 as the SDK reports it.
+func apiError(status int, code string) error {
+	return &smithy.OperationError{ServiceID: "S3", OperationName: "Test", Err: &awshttp.ResponseError{
+		ResponseError: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}},
+			Err:      &smithy.GenericAPIError{Code: code, Message: code},
+		},
+	}}
 }
 
 // body delivers data, then ends with err.
@@ -186,28 +197,21 @@ func TestStorageGoesAway(t *testing.T) {
 	})
 }
 
-// A version listing comes grouped by key, newest first; each key reports
-// its oldest version that is not a delete marker, and a key with only
-// delete markers is not reported.
+// A version listing (delete markers come apart, so a key with only delete
+// markers is not in it) comes grouped by key, newest first; each key
+// reports its oldest version.
 func TestVersionedLister(t *testing.T) {
-	listing := []minio.ObjectInfo{
-		{Key: "a", VersionID: "a3"},
-		{Key: "a", VersionID: "a2", IsDeleteMarker: true},
-		{Key: "a", VersionID: "a1"},
-		{Key: "b", VersionID: "b2", IsDeleteMarker: true},
-		{Key: "c", VersionID: "c2", IsDeleteMarker: true},
-		{Key: "c", VersionID: "c1"},
-		{Key: "d", VersionID: "d1"},
-	}
+	v := func(key, id string) types.ObjectVersion { return types.ObjectVersion{Key: &key, VersionId: &id} }
+	listing := []types.ObjectVersion{v("a", "a3"), v("a", "a2"), v("a", "a1"), v("c", "c1"), v("d", "d1")}
 	var got []string
 	var l versionedLister
 	for _, obj := range listing {
 		if prev, ok := l.add(obj); ok {
-			got = append(got, prev.VersionID)
+			got = append(got, *prev.VersionId)
 		}
 	}
 	if last, ok := l.flush(); ok {
-		got = append(got, last.VersionID)
+		got = append(got, *last.VersionId)
 	}
 	if want := "a1 c1 d1"; strings.Join(got, " ") != want {
 		t.Errorf("versions reported: %v, want %s", got, want)
@@ -222,7 +226,7 @@ func TestVersionedLister(t *testing.T) {
 // whose documented policy grants it, and still wraps fs.ErrPermission.
 func TestDeniedNamesRole(t *testing.T) {
 	be := &Backend{location: "s3://b/p"}
-	refusal := minio.ErrorResponse{StatusCode: http.StatusForbidden, Code: "AccessDenied", Message: "Access Denied."}
+	refusal := apiError(http.StatusForbidden, "AccessDenied")
 	for _, c := range []struct {
 		action string
 		typ    backend.FileType
@@ -255,7 +259,7 @@ func TestDeniedNamesRole(t *testing.T) {
 		}
 	}
 	// Anything but a refusal is wrap's.
-	notFound := minio.ErrorResponse{StatusCode: http.StatusNotFound, Code: "NoSuchKey"}
+	notFound := apiError(http.StatusNotFound, "NoSuchKey")
 	if err := be.denied(notFound, "s3:GetObject", backend.Handle{Type: backend.PackFile, Name: "ab"}, "p/data/ab/ab", "loading"); !errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "role") {
 		t.Errorf("not found: %v", err)
 	}

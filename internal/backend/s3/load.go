@@ -2,12 +2,12 @@ package s3
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/nestguard/nestguard/internal/backend"
 )
@@ -23,25 +23,25 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int
 	if offset < 0 || length < 0 {
 		return nil, fmt.Errorf("loading %s: invalid range offset %d length %d", h, offset, length)
 	}
-	var opts minio.GetObjectOptions
+	in := &awss3.GetObjectInput{Bucket: &b.bucket, Key: &key}
 	switch {
 	case length > 0:
-		err = opts.SetRange(offset, offset+length-1)
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1))
 	case offset > 0:
-		err = opts.SetRange(offset, 0)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("loading %s: %w", h, err)
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
 	}
 	var body io.ReadCloser
-	err = b.withVersion(ctx, key, func(version string) (err error) {
-		opts.VersionID = version
-		body, _, _, err = b.core.GetObject(ctx, b.bucket, key, opts)
-		return err
+	err = b.withVersion(ctx, key, func(version string) error {
+		in.VersionId = optional(version)
+		out, err := b.client.GetObject(ctx, in)
+		if err != nil {
+			return err
+		}
+		body = out.Body
+		return nil
 	})
 	if err != nil {
-		var resp minio.ErrorResponse
-		if errors.As(err, &resp) && resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+		if statusOf(err) == http.StatusRequestedRangeNotSatisfiable {
 			return b.outOfRange(ctx, h, offset, length)
 		}
 		return nil, b.denied(err, b.readAction(), h, key, "loading %s", h)

@@ -2,11 +2,11 @@ package s3
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/nestguard/nestguard/internal/backend"
 )
@@ -21,15 +21,11 @@ func (b *Backend) LockEnabled(ctx context.Context) (bool, error) {
 	if known {
 		return on, nil
 	}
-	status, _, _, _, err := b.client.GetObjectLockConfig(ctx, b.bucket)
-	var resp minio.ErrorResponse
-	switch {
-	case errors.As(err, &resp) && resp.Code == "ObjectLockConfigurationNotFoundError":
-		status = ""
-	case err != nil:
-		return false, b.wrap(err, "reading the Object Lock configuration of bucket %q", b.bucket)
+	lock, err := b.lockConfig(ctx)
+	if err != nil {
+		return false, err
 	}
-	on = status == "Enabled"
+	on = lock != nil && lock.ObjectLockEnabled == types.ObjectLockEnabledEnabled
 	b.mu.Lock()
 	b.lockKnown, b.lockOn = true, on
 	b.mu.Unlock()
@@ -70,12 +66,11 @@ func (b *Backend) SetRetention(ctx context.Context, h backend.Handle, mode backe
 			}
 			mode = cur.Mode
 		}
-		m := minio.RetentionMode(mode)
-		return withContentMD5(func() error {
-			return b.client.PutObjectRetention(ctx, b.bucket, key, minio.PutObjectRetentionOptions{
-				Mode: &m, RetainUntilDate: &until, VersionID: version,
-			})
+		_, err = b.client.PutObjectRetention(ctx, &awss3.PutObjectRetentionInput{
+			Bucket: &b.bucket, Key: &key, VersionId: optional(version),
+			Retention: &types.ObjectLockRetention{Mode: types.ObjectLockRetentionMode(mode), RetainUntilDate: &until},
 		})
+		return err
 	})
 	if err != nil {
 		return b.denied(err, "s3:PutObjectRetention", h, key, "setting the retention of %s to %s until %s", h, mode, until.Format(time.RFC3339))
@@ -89,14 +84,16 @@ func (b *Backend) SetLegalHold(ctx context.Context, h backend.Handle, on bool) e
 	if err != nil {
 		return err
 	}
-	status := minio.LegalHoldDisabled
+	status := types.ObjectLockLegalHoldStatusOff
 	if on {
-		status = minio.LegalHoldEnabled
+		status = types.ObjectLockLegalHoldStatusOn
 	}
 	err = b.withVersion(ctx, key, func(version string) error {
-		return withContentMD5(func() error {
-			return b.client.PutObjectLegalHold(ctx, b.bucket, key, minio.PutObjectLegalHoldOptions{Status: &status, VersionID: version})
+		_, err := b.client.PutObjectLegalHold(ctx, &awss3.PutObjectLegalHoldInput{
+			Bucket: &b.bucket, Key: &key, VersionId: optional(version),
+			LegalHold: &types.ObjectLockLegalHold{Status: status},
 		})
+		return err
 	})
 	if err != nil {
 		return b.denied(err, "s3:PutObjectLegalHold", h, key, "setting the legal hold of %s to %s", h, status)
@@ -122,35 +119,35 @@ func (b *Backend) Retention(ctx context.Context, h backend.Handle) (backend.Rete
 }
 
 // retention reads the retention and legal hold of one version of key
-// (the current one if version is empty). Errors are minio-go's.
+// (the current one if version is empty). Errors are the SDK's.
 func (b *Backend) retention(ctx context.Context, key, version string) (backend.Retention, error) {
 	r, err := b.objectRetention(ctx, key, version)
 	if err != nil {
 		return r, err
 	}
-	hold, err := b.client.GetObjectLegalHold(ctx, b.bucket, key, minio.GetObjectLegalHoldOptions{VersionID: version})
+	hold, err := b.client.GetObjectLegalHold(ctx, &awss3.GetObjectLegalHoldInput{Bucket: &b.bucket, Key: &key, VersionId: optional(version)})
 	switch {
 	case noLockConfig(err):
 	case err != nil:
 		return r, err
 	default:
-		r.LegalHold = hold != nil && *hold == minio.LegalHoldEnabled
+		r.LegalHold = hold.LegalHold != nil && hold.LegalHold.Status == types.ObjectLockLegalHoldStatusOn
 	}
 	return r, nil
 }
 
 // objectRetention reads the retention mode and date of one version of key,
-// not its legal hold. Errors are minio-go's.
+// not its legal hold. Errors are the SDK's.
 func (b *Backend) objectRetention(ctx context.Context, key, version string) (backend.Retention, error) {
 	var r backend.Retention
-	mode, until, err := b.client.GetObjectRetention(ctx, b.bucket, key, version)
+	out, err := b.client.GetObjectRetention(ctx, &awss3.GetObjectRetentionInput{Bucket: &b.bucket, Key: &key, VersionId: optional(version)})
 	switch {
 	case noLockConfig(err):
 	case err != nil:
 		return r, err
 	default:
-		if mode != nil && until != nil {
-			r.Mode, r.Until = backend.RetentionMode(*mode), *until
+		if ret := out.Retention; ret != nil && ret.Mode != "" && ret.RetainUntilDate != nil {
+			r.Mode, r.Until = backend.RetentionMode(ret.Mode), *ret.RetainUntilDate
 		}
 	}
 	return r, nil
@@ -159,8 +156,7 @@ func (b *Backend) objectRetention(ctx context.Context, key, version string) (bac
 // noLockConfig reports the error S3 gives for an object without
 // retention or legal hold.
 func noLockConfig(err error) bool {
-	var resp minio.ErrorResponse
-	return err != nil && errors.As(err, &resp) && resp.Code == "NoSuchObjectLockConfiguration"
+	return errorCode(err) == "NoSuchObjectLockConfiguration"
 }
 
 // BucketDefaultRetention returns the bucket's default retention (what an
@@ -169,25 +165,35 @@ func noLockConfig(err error) bool {
 // up to whole days, as nestguard's own retentions do, so a period of
 // years is never counted short.
 func (b *Backend) BucketDefaultRetention(ctx context.Context) (backend.RetentionMode, time.Duration, error) {
-	_, mode, validity, unit, err := b.client.GetObjectLockConfig(ctx, b.bucket)
-	var resp minio.ErrorResponse
-	switch {
-	case errors.As(err, &resp) && resp.Code == "ObjectLockConfigurationNotFoundError":
-		return "", 0, nil
-	case err != nil:
-		return "", 0, b.wrap(err, "reading the Object Lock configuration of bucket %q", b.bucket)
-	case mode == nil || validity == nil || unit == nil || *mode == "":
+	lock, err := b.lockConfig(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	if lock == nil || lock.Rule == nil || lock.Rule.DefaultRetention == nil || lock.Rule.DefaultRetention.Mode == "" {
 		return "", 0, nil
 	}
-	n := time.Duration(*validity)
+	def := lock.Rule.DefaultRetention
 	var d time.Duration
-	switch *unit {
-	case minio.Days:
-		d = n * 24 * time.Hour
-	case minio.Years:
-		d = (n*1461 + 3) / 4 * 24 * time.Hour
+	switch {
+	case def.Days != nil && def.Years == nil:
+		d = time.Duration(*def.Days) * 24 * time.Hour
+	case def.Years != nil && def.Days == nil:
+		d = (time.Duration(*def.Years)*1461 + 3) / 4 * 24 * time.Hour
 	default:
-		return "", 0, fmt.Errorf("bucket %q: default retention in unknown unit %q (%s)", b.bucket, *unit, b.location)
+		return "", 0, fmt.Errorf("bucket %q: default retention with neither or both of days and years (%s)", b.bucket, b.location)
 	}
-	return backend.RetentionMode(*mode), d, nil
+	return backend.RetentionMode(def.Mode), d, nil
+}
+
+// lockConfig returns the bucket's Object Lock configuration, nil if it
+// has none.
+func (b *Backend) lockConfig(ctx context.Context) (*types.ObjectLockConfiguration, error) {
+	out, err := b.client.GetObjectLockConfiguration(ctx, &awss3.GetObjectLockConfigurationInput{Bucket: &b.bucket})
+	switch {
+	case errorCode(err) == "ObjectLockConfigurationNotFoundError":
+		return nil, nil
+	case err != nil:
+		return nil, b.wrap(err, "reading the Object Lock configuration of bucket %q", b.bucket)
+	}
+	return out.ObjectLockConfiguration, nil
 }

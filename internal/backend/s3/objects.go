@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/nestguard/nestguard/internal/backend"
 )
@@ -20,55 +22,67 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 	if err != nil {
 		return backend.FileInfo{}, err
 	}
-	var info minio.ObjectInfo
+	var info *awss3.HeadObjectOutput
 	err = b.withVersion(ctx, key, func(version string) (err error) {
-		info, err = b.client.StatObject(ctx, b.bucket, key, minio.StatObjectOptions{VersionID: version})
+		info, err = b.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &b.bucket, Key: &key, VersionId: optional(version)})
 		return err
 	})
 	if err != nil {
 		return backend.FileInfo{}, b.denied(err, b.readAction(), h, key, "stat %s", h)
 	}
-	return backend.FileInfo{Name: path.Base(key), Size: info.Size, ModTime: info.LastModified}, nil
+	return backend.FileInfo{Name: path.Base(key), Size: aws.ToInt64(info.ContentLength), ModTime: aws.ToTime(info.LastModified)}, nil
 }
 
 // List implements backend.Backend. Keys that do not fit the layout (a
 // stray file, a "directory" marker) are skipped.
 func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
-	ctx, cancel := context.WithCancel(ctx) // stops minio-go's listing goroutine on return
-	defer cancel()
 	prefix := b.typePrefix(t)
-	report := func(obj minio.ObjectInfo) error {
-		name, ok := nameOf(t, prefix, obj.Key)
+	report := func(key string, size int64, mod time.Time, version string) error {
+		name, ok := nameOf(t, prefix, key)
 		if !ok {
-			b.log.Debug("skipping a key outside the repository layout", "key", obj.Key)
+			b.log.Debug("skipping a key outside the repository layout", "key", key)
 			return nil
 		}
-		b.remember(obj.Key, obj.VersionID)
-		return fn(backend.FileInfo{Name: name, Size: obj.Size, ModTime: obj.LastModified})
+		b.remember(key, version)
+		return fn(backend.FileInfo{Name: name, Size: size, ModTime: mod})
+	}
+	failed := func(err error) error {
+		return b.denied(err, b.listAction(), backend.Handle{Type: t}, prefix, "listing %s", t)
+	}
+	if !b.versioned {
+		pages := awss3.NewListObjectsV2Paginator(b.client, &awss3.ListObjectsV2Input{Bucket: &b.bucket, Prefix: &prefix})
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				return failed(err)
+			}
+			for _, obj := range page.Contents {
+				if err := report(aws.ToString(obj.Key), aws.ToInt64(obj.Size), aws.ToTime(obj.LastModified), ""); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
 	var versions versionedLister
-	opts := minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: b.versioned}
-	for obj := range b.client.ListObjects(ctx, b.bucket, opts) {
-		if obj.Err != nil {
-			return b.denied(obj.Err, b.listAction(), backend.Handle{Type: t}, prefix, "listing %s", t)
-		}
-		if !b.versioned {
-			if err := report(obj); err != nil {
-				return err
-			}
-			continue
-		}
-		if prev, ok := versions.add(obj); ok {
-			if err := report(prev); err != nil {
-				return err
-			}
-		}
+	reportVersion := func(v types.ObjectVersion) error {
+		return report(aws.ToString(v.Key), aws.ToInt64(v.Size), aws.ToTime(v.LastModified), aws.ToString(v.VersionId))
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("listing %s: %w", t, err)
+	var fnErr error // fn's, not the listing's
+	err := b.listVersions(ctx, prefix, func(v types.ObjectVersion) error {
+		if prev, ok := versions.add(v); ok {
+			fnErr = reportVersion(prev)
+		}
+		return fnErr
+	})
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case err != nil:
+		return failed(err)
 	}
 	if last, ok := versions.flush(); ok {
-		return report(last)
+		return reportVersion(last)
 	}
 	return nil
 }
@@ -103,7 +117,7 @@ func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 	}
 	err = b.withVersion(ctx, key, func(version string) error {
 		// Stat first: S3 reports success for deleting a missing key.
-		if _, err := b.client.StatObject(ctx, b.bucket, key, minio.StatObjectOptions{VersionID: version}); err != nil {
+		if _, err := b.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &b.bucket, Key: &key, VersionId: optional(version)}); err != nil {
 			return err
 		}
 		if locked, err := b.LockEnabled(ctx); err != nil {
@@ -113,7 +127,7 @@ func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 				return err
 			}
 		}
-		err := b.client.RemoveObject(ctx, b.bucket, key, minio.RemoveObjectOptions{VersionID: version})
+		_, err := b.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: &b.bucket, Key: &key, VersionId: optional(version)})
 		if err != nil {
 			// Locked after all (a race with a hold, or a bucket default
 			// retention): say until when.

@@ -3,7 +3,7 @@ package s3
 import (
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/nestguard/nestguard/internal/backend"
 )
@@ -17,14 +17,15 @@ func (b *Backend) SetDefaultRetention(mode backend.RetentionMode, d time.Duratio
 }
 
 // newRetention returns the retention for an object saved now, if any.
-func (b *Backend) newRetention() (minio.RetentionMode, time.Time) {
+func (b *Backend) newRetention() (types.ObjectLockMode, *time.Time) {
 	b.mu.Lock()
 	mode, d := b.retMode, b.retPeriod
 	b.mu.Unlock()
 	if mode == "" {
-		return "", time.Time{}
+		return "", nil
 	}
-	return minio.RetentionMode(mode), ceilSecond(time.Now().Add(d))
+	until := ceilSecond(time.Now().Add(d))
+	return types.ObjectLockMode(mode), &until
 }
 
 // ceilSecond rounds t up to a whole second: S3 keeps retain-until dates

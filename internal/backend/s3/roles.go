@@ -1,12 +1,9 @@
 package s3
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/nestguard/nestguard/internal/backend"
 )
@@ -60,8 +57,7 @@ func roleFor(action string, t backend.FileType) string {
 
 // forbidden reports whether err is S3 refusing a request (403).
 func forbidden(err error) bool {
-	var resp minio.ErrorResponse
-	return errors.As(err, &resp) && resp.StatusCode == http.StatusForbidden
+	return statusOf(err) == http.StatusForbidden
 }
 
 // denied is wrap for an operation on h (object key) that needs the S3

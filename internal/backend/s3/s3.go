@@ -1,5 +1,5 @@
 // Package s3 stores a repository in an S3-compatible object store (AWS S3,
-// MinIO, and others) through minio-go.
+// MinIO, and others) through aws-sdk-go-v2.
 //
 // Objects are stored under a prefix as <prefix>/config,
 // <prefix>/<type>/<name>, and packs as <prefix>/data/<2 hex>/<name>.
@@ -19,7 +19,7 @@
 // which the repository calls (through a type assertion) to give every
 // object saved afterwards a retention of mode until now+d.
 //
-// Transient failures are retried by minio-go for a few quick rounds; wrap
+// Transient failures are retried by the SDK for a few quick rounds; wrap
 // the backend with package retry for bounded, logged retries with backoff.
 // Errors from this package say whether they are transient through a
 // Transient method, which package retry honours.
@@ -27,15 +27,18 @@ package s3
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/nestguard/nestguard/internal/backend"
 )
@@ -64,7 +67,7 @@ type RetentionDefaulter interface {
 // Config says where the repository is and how to reach it.
 type Config struct {
 	Endpoint   string // host[:port], or a URL (see ParseEndpoint); default DefaultEndpoint
-	Region     string // empty: detected (AWS) or us-east-1
+	Region     string // empty: the bucket's, as the store says, else us-east-1
 	Bucket     string
 	Prefix     string // key prefix of the repository, without surrounding slashes
 	PathStyle  bool   // http://host/bucket/key rather than http://bucket.host/key
@@ -73,8 +76,10 @@ type Config struct {
 
 	// Creds are the credentials; nil means the usual chain: the AWS
 	// environment variables, then the shared credentials file
-	// (~/.aws/credentials, profile AWS_PROFILE), then an IAM role.
-	Creds *credentials.Credentials
+	// (~/.aws/credentials, profile AWS_PROFILE) and the rest of the AWS
+	// SDK's default chain (web identity, SSO, a container or instance
+	// role).
+	Creds aws.CredentialsProvider
 	// LookupEnv is where the chain reads the AWS variables; nil means the
 	// process's environment (os.LookupEnv).
 	LookupEnv func(string) (string, bool)
@@ -85,8 +90,7 @@ type Config struct {
 
 // Backend is an S3 bucket prefix holding a repository.
 type Backend struct {
-	client   *minio.Client
-	core     minio.Core
+	client   *awss3.Client
 	bucket   string
 	prefix   string
 	location string
@@ -147,8 +151,8 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.location, err)
 	}
-	b.client, b.core = client, minio.Core{Client: client}
-	if err := b.checkBucket(ctx, cfg.Endpoint); err != nil {
+	b.client = client
+	if err := b.checkBucket(ctx, cfg.Endpoint, cfg.Region == ""); err != nil {
 		return nil, err
 	}
 	if err := b.checkVersioning(ctx); err != nil {
@@ -158,16 +162,39 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 }
 
 // checkBucket turns the common set-up mistakes into clear messages now,
-// rather than odd ones on the first object.
-func (b *Backend) checkBucket(ctx context.Context, endpoint string) error {
-	ok, err := b.client.BucketExists(ctx, b.bucket)
+// rather than odd ones on the first object. With detect set (no region
+// given), requests are then signed for the bucket's region, as the store
+// names it.
+func (b *Backend) checkBucket(ctx context.Context, endpoint string, detect bool) error {
+	out, err := b.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &b.bucket})
+	if detect {
+		region := bucketRegion(out, err)
+		if region != "" && region != b.client.Options().Region {
+			b.client = awss3.New(b.client.Options(), func(o *awss3.Options) { o.Region = region })
+			_, err = b.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &b.bucket})
+		}
+	}
+	if statusOf(err) == http.StatusNotFound {
+		return fmt.Errorf("%s: bucket %q does not exist at %s: create it first (with Object Lock enabled for write-once retention); nestguard does not create buckets", b.location, b.bucket, endpoint)
+	}
 	if err != nil {
 		return b.wrap(err, "checking bucket %q at %s", b.bucket, endpoint)
 	}
-	if !ok {
-		return fmt.Errorf("%s: bucket %q does not exist at %s: create it first (with Object Lock enabled for write-once retention); nestguard does not create buckets", b.location, b.bucket, endpoint)
-	}
 	return nil
+}
+
+// bucketRegion returns the region a HeadBucket answer (or its error: S3
+// names the region also when it refuses a request signed for another)
+// names, "" if none.
+func bucketRegion(out *awss3.HeadBucketOutput, err error) string {
+	if err == nil {
+		return aws.ToString(out.BucketRegion)
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.Response != nil {
+		return re.Response.Header.Get("X-Amz-Bucket-Region")
+	}
+	return ""
 }
 
 // Location implements backend.Backend: s3://bucket/prefix, never

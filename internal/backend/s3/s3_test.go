@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/backendtest"
@@ -42,7 +42,7 @@ func (s *testServer) config(bucket string) Config {
 		PathStyle:  true,
 		Secure:     true,
 		CACertFile: s.CACert,
-		Creds:      credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
+		Creds:      credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
 	}
 }
 

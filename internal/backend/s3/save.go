@@ -8,10 +8,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"net/http"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/nestguard/nestguard/internal/backend"
 )
@@ -105,32 +106,40 @@ func (b *Backend) checksumParts(rd io.Reader, size int64) ([]part, error) {
 }
 
 // putSingle uploads a whole object in one conditional PUT.
-func (b *Backend) putSingle(ctx context.Context, key string, rd io.Reader, p part, mode minio.RetentionMode, until time.Time) (version string, err error) {
-	opts := minio.PutObjectOptions{
-		ContentType:          "application/octet-stream",
-		UserMetadata:         map[string]string{"X-Amz-Checksum-Crc32c": p.crc32c},
-		DisableContentSha256: true, // integrity comes from the checksums, authenticity from TLS
-		Mode:                 mode,
-		RetainUntilDate:      until,
+func (b *Backend) putSingle(ctx context.Context, key string, rd io.Reader, p part, mode types.ObjectLockMode, until *time.Time) (version string, err error) {
+	out, err := b.client.PutObject(ctx, &awss3.PutObjectInput{
+		Bucket:                    &b.bucket,
+		Key:                       &key,
+		Body:                      rd,
+		ContentLength:             aws.Int64(p.size),
+		ContentType:               aws.String("application/octet-stream"),
+		ChecksumCRC32C:            aws.String(p.crc32c),
+		IfNoneMatch:               aws.String("*"),
+		ObjectLockMode:            mode,
+		ObjectLockRetainUntilDate: until,
+	})
+	if err != nil {
+		return "", err
 	}
-	opts.SetMatchETagExcept("*")
-	info, err := b.core.PutObject(ctx, b.bucket, key, rd, p.size, "", "", opts)
-	return info.VersionID, err
+	return aws.ToString(out.VersionId), nil
 }
 
 // putMultipart uploads an object part by part and completes it only if no
 // object of that name exists by then. The parts go up one after another:
 // the repository already uploads several objects at once.
-func (b *Backend) putMultipart(ctx context.Context, key string, rd io.ReadSeeker, start int64, parts []part, mode minio.RetentionMode, until time.Time) (version string, err error) {
-	id, err := b.core.NewMultipartUpload(ctx, b.bucket, key, minio.PutObjectOptions{
-		ContentType:     "application/octet-stream",
-		UserMetadata:    map[string]string{"X-Amz-Checksum-Algorithm": "CRC32C"},
-		Mode:            mode,
-		RetainUntilDate: until,
+func (b *Backend) putMultipart(ctx context.Context, key string, rd io.ReadSeeker, start int64, parts []part, mode types.ObjectLockMode, until *time.Time) (version string, err error) {
+	created, err := b.client.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{
+		Bucket:                    &b.bucket,
+		Key:                       &key,
+		ContentType:               aws.String("application/octet-stream"),
+		ChecksumAlgorithm:         types.ChecksumAlgorithmCrc32c,
+		ObjectLockMode:            mode,
+		ObjectLockRetainUntilDate: until,
 	})
 	if err != nil {
 		return "", err
 	}
+	id := created.UploadId
 	defer func() {
 		if err == nil {
 			return
@@ -139,32 +148,43 @@ func (b *Backend) putMultipart(ctx context.Context, key string, rd io.ReadSeeker
 		// them, even when ctx is what ended the upload.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if aerr := b.core.AbortMultipartUpload(actx, b.bucket, key, id); aerr != nil {
+		if _, aerr := b.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: &b.bucket, Key: &key, UploadId: id}); aerr != nil {
 			b.log.Warn("could not abort a failed multipart upload; a bucket lifecycle rule for incomplete uploads removes its parts", "key", key, "err", aerr)
 		}
 	}()
-	done := make([]minio.CompletePart, 0, len(parts))
+	done := make([]types.CompletedPart, 0, len(parts))
 	for i, p := range parts {
 		if err := ctx.Err(); err != nil {
 			return "", err
 		}
-		up, err := b.core.PutObjectPart(ctx, b.bucket, key, id, i+1, section(rd, start+p.offset, p.size), p.size,
-			minio.PutObjectPartOptions{
-				CustomHeader:         http.Header{"X-Amz-Checksum-Crc32c": {p.crc32c}},
-				DisableContentSha256: true,
-			})
+		up, err := b.client.UploadPart(ctx, &awss3.UploadPartInput{
+			Bucket:         &b.bucket,
+			Key:            &key,
+			UploadId:       id,
+			PartNumber:     aws.Int32(int32(i + 1)),
+			Body:           section(rd, start+p.offset, p.size),
+			ContentLength:  aws.Int64(p.size),
+			ChecksumCRC32C: aws.String(p.crc32c),
+		})
 		if err != nil {
 			return "", fmt.Errorf("part %d of %d: %w", i+1, len(parts), err)
 		}
-		done = append(done, minio.CompletePart{PartNumber: i + 1, ETag: up.ETag, ChecksumCRC32C: p.crc32c})
+		done = append(done, types.CompletedPart{PartNumber: aws.Int32(int32(i + 1)), ETag: up.ETag, ChecksumCRC32C: aws.String(p.crc32c)})
 	}
-	var opts minio.PutObjectOptions
-	opts.SetMatchETagExcept("*")
-	info, err := b.core.CompleteMultipartUpload(ctx, b.bucket, key, id, done, opts)
-	return info.VersionID, err
+	out, err := b.client.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
+		Bucket:          &b.bucket,
+		Key:             &key,
+		UploadId:        id,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: done},
+		IfNoneMatch:     aws.String("*"),
+	})
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.VersionId), nil
 }
 
-// section returns n bytes of rd from offset off as a reader that minio-go
+// section returns n bytes of rd from offset off as a reader that the SDK
 // can seek back to its start when it repeats a request.
 func section(rd io.ReadSeeker, off, n int64) io.ReadSeeker {
 	if ra, ok := rd.(io.ReaderAt); ok {

@@ -5,7 +5,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // CleanTemp implements backend.TempCleaner: it aborts the incomplete
@@ -19,23 +21,26 @@ func (b *Backend) CleanTemp(ctx context.Context, olderThan time.Duration) (int, 
 	if prefix != "" {
 		prefix += "/"
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops the listing when an abort fails
-	var stale []minio.ObjectMultipartInfo
+	var stale []types.MultipartUpload
 	// The whole bucket is listed and filtered here: MinIO lists the uploads
 	// of a key prefix only when it is a whole key, and none otherwise.
-	for u := range b.client.ListIncompleteUploads(ctx, b.bucket, "", true) {
-		if u.Err != nil {
-			return 0, b.wrap(u.Err, "listing incomplete multipart uploads of bucket %q", b.bucket)
+	pages := awss3.NewListMultipartUploadsPaginator(b.client, &awss3.ListMultipartUploadsInput{Bucket: &b.bucket})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return 0, b.wrap(err, "listing incomplete multipart uploads of bucket %q", b.bucket)
 		}
-		if strings.HasPrefix(u.Key, prefix) && u.Initiated.Before(cutoff) {
-			stale = append(stale, u)
+		for _, u := range page.Uploads {
+			if strings.HasPrefix(aws.ToString(u.Key), prefix) && aws.ToTime(u.Initiated).Before(cutoff) {
+				stale = append(stale, u)
+			}
 		}
 	}
 	removed := 0
 	for _, u := range stale {
-		if err := b.core.AbortMultipartUpload(ctx, b.bucket, u.Key, u.UploadID); err != nil {
-			return removed, b.wrap(err, "aborting the multipart upload of %s started %s", u.Key, u.Initiated.UTC().Format(time.RFC3339))
+		_, err := b.client.AbortMultipartUpload(ctx, &awss3.AbortMultipartUploadInput{Bucket: &b.bucket, Key: u.Key, UploadId: u.UploadId})
+		if err != nil {
+			return removed, b.wrap(err, "aborting the multipart upload of %s started %s", aws.ToString(u.Key), aws.ToTime(u.Initiated).UTC().Format(time.RFC3339))
 		}
 		removed++
 	}

@@ -5,7 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/miniotest"
@@ -23,11 +24,11 @@ func TestCleanTemp(t *testing.T) {
 		var _ backend.TempCleaner = be
 		start := func(key string) string {
 			t.Helper()
-			id, err := be.core.NewMultipartUpload(ctx, plainBucket, key, minio.PutObjectOptions{})
+			out, err := be.client.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: aws.String(plainBucket), Key: &key})
 			if err != nil {
 				t.Fatalf("starting a multipart upload of %s: %v", key, err)
 			}
-			return id
+			return aws.ToString(out.UploadId)
 		}
 		staleKey, otherKey, freshKey := be.prefix+"/snapshots/stale", "elsewhere/snapshots/stale", be.prefix+"/data/ab/fresh"
 		start(staleKey)
@@ -40,11 +41,12 @@ func TestCleanTemp(t *testing.T) {
 			t.Errorf("CleanTemp = %d, %v; want 1, nil", n, err)
 		}
 		left := make(map[string]bool)
-		for u := range be.client.ListIncompleteUploads(ctx, plainBucket, "", true) {
-			if u.Err != nil {
-				t.Fatal(u.Err)
-			}
-			left[u.Key] = true
+		out, err := be.client.ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: aws.String(plainBucket)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range out.Uploads {
+			left[aws.ToString(u.Key)] = true
 		}
 		if left[staleKey] || !left[freshKey] || !left[otherKey] {
 			t.Errorf("incomplete uploads left: %v; want %s and %s", left, freshKey, otherKey)

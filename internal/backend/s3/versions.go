@@ -3,10 +3,13 @@ package s3
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // On a versioned bucket (every Object Lock bucket is one) nestguard reads
@@ -22,17 +25,16 @@ import (
 
 // checkVersioning records whether the bucket keeps versions.
 func (b *Backend) checkVersioning(ctx context.Context) error {
-	cfg, err := b.client.GetBucketVersioning(ctx, b.bucket)
+	cfg, err := b.client.GetBucketVersioning(ctx, &awss3.GetBucketVersioningInput{Bucket: &b.bucket})
 	if err != nil {
-		var resp minio.ErrorResponse
-		if errors.As(err, &resp) && (resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotImplemented) {
+		if s := statusOf(err); s == http.StatusForbidden || s == http.StatusNotImplemented {
 			// Without permission to ask, fall back to latest versions.
 			b.log.Warn("cannot read the bucket's versioning state; reading the latest version of each object", "bucket", b.bucket, "err", err)
 			return nil
 		}
 		return b.wrap(err, "reading the versioning state of bucket %q", b.bucket)
 	}
-	b.versioned = cfg.Status == "Enabled" || cfg.Status == "Suspended"
+	b.versioned = cfg.Status == types.BucketVersioningStatusEnabled || cfg.Status == types.BucketVersioningStatusSuspended
 	return nil
 }
 
@@ -49,23 +51,49 @@ func (b *Backend) version(ctx context.Context, key string) (string, error) {
 	if ok {
 		return v, nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	found := false
-	for obj := range b.client.ListObjects(ctx, b.bucket, minio.ListObjectsOptions{Prefix: key, Recursive: true, WithVersions: true}) {
-		if obj.Err != nil {
-			return "", obj.Err
-		}
+	err := b.listVersions(ctx, key, func(obj types.ObjectVersion) error {
 		// Versions come newest first: the last one listed is the oldest.
-		if obj.Key == key && !obj.IsDeleteMarker {
-			v, found = obj.VersionID, true
+		if aws.ToString(obj.Key) == key {
+			v, found = aws.ToString(obj.VersionId), true
 		}
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
 	if !found {
-		return "", minio.ErrorResponse{StatusCode: http.StatusNotFound, Code: "NoSuchKey", Message: "no version of the object exists", Key: key}
+		return "", fmt.Errorf("no version of %s exists: %w", key, fs.ErrNotExist)
 	}
 	b.remember(key, v)
 	return v, nil
+}
+
+// listVersions calls fn with each version (not delete marker) of the keys
+// under prefix: grouped by key, newest first. It stops at fn's first
+// error and returns it.
+func (b *Backend) listVersions(ctx context.Context, prefix string, fn func(types.ObjectVersion) error) error {
+	pages := awss3.NewListObjectVersionsPaginator(b.client, &awss3.ListObjectVersionsInput{Bucket: &b.bucket, Prefix: &prefix})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, v := range page.Versions {
+			if err := fn(v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// optional is version for a request: nil for the current version.
+func optional(version string) *string {
+	if version == "" {
+		return nil
+	}
+	return &version
 }
 
 func (b *Backend) remember(key, version string) {
@@ -102,34 +130,31 @@ func (b *Backend) withVersion(ctx context.Context, key string, op func(version s
 }
 
 func isNotFound(err error) bool {
-	var resp minio.ErrorResponse
-	return err != nil && (errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound || errors.Is(err, fs.ErrNotExist))
+	return err != nil && (statusOf(err) == http.StatusNotFound || errors.Is(err, fs.ErrNotExist))
 }
 
 // versionedLister groups a version listing by key and reports each key's
-// oldest version that is not a delete marker.
+// oldest version.
 type versionedLister struct {
 	key     string
-	current minio.ObjectInfo
+	current types.ObjectVersion
 	has     bool
 }
 
 // add takes the next listed version; when a new key begins it returns
 // the finished previous key's version, if that key has one.
-func (l *versionedLister) add(obj minio.ObjectInfo) (minio.ObjectInfo, bool) {
-	var out minio.ObjectInfo
+func (l *versionedLister) add(obj types.ObjectVersion) (types.ObjectVersion, bool) {
+	var out types.ObjectVersion
 	done := false
-	if obj.Key != l.key {
+	if k := aws.ToString(obj.Key); k != l.key {
 		out, done = l.current, l.has
-		l.key, l.has = obj.Key, false
+		l.key = k
 	}
-	if !obj.IsDeleteMarker {
-		l.current, l.has = obj, true
-	}
+	l.current, l.has = obj, true
 	return out, done
 }
 
 // flush returns the last key's version, if it has one.
-func (l *versionedLister) flush() (minio.ObjectInfo, bool) {
+func (l *versionedLister) flush() (types.ObjectVersion, bool) {
 	return l.current, l.has
 }

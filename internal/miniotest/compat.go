@@ -1,7 +1,10 @@
-// Package compat reads answers that S3-compatible stores give in a form
-// minio-go does not parse, and hands minio-go the form AWS documents. The
-// S3 backend and the test servers' clients (internal/miniotest) both use it.
-package compat
+package miniotest
+
+// The test servers' minio-go clients (Client, RoleClient) read answers
+// that S3-compatible stores give in a form minio-go does not parse through
+// compatTransport, which hands minio-go the form AWS documents. nestguard's
+// own S3 backend (aws-sdk-go-v2) needs no such help: its XML decoding does
+// not check the answers' root element names.
 
 import (
 	"bytes"
@@ -12,22 +15,22 @@ import (
 	"strconv"
 )
 
-// Transport wraps next (nil: http.DefaultTransport) so that answers in
-// the forms below reach minio-go as AWS gives them.
+// compatTransport wraps next (nil: http.DefaultTransport) so that answers
+// in the forms below reach minio-go as AWS gives them.
 //
 // One so far: versitygw answers GetObjectRetention with the root element
 // <ObjectLockRetention> (the name of the element in its Object Lock
 // configuration) where AWS S3 and MinIO use <Retention>; minio-go refuses
 // that with "expected element type <Retention>", and every read of a
 // retention failed.
-func Transport(next http.RoundTripper) http.RoundTripper {
+func compatTransport(next http.RoundTripper) http.RoundTripper {
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	return transport{next: next}
+	return compatTripper{next: next}
 }
 
-type transport struct {
+type compatTripper struct {
 	next http.RoundTripper
 }
 
@@ -35,7 +38,7 @@ type transport struct {
 // about 200 bytes.
 const maxRetentionBody = 64 << 10
 
-func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t compatTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
 	if err != nil || req.Method != http.MethodGet || resp.StatusCode != http.StatusOK || !req.URL.Query().Has("retention") {
 		return resp, err

@@ -1,4 +1,4 @@
-package compat
+package miniotest
 
 import (
 	"context"
@@ -31,7 +31,7 @@ func TestRetentionAnswerForms(t *testing.T) {
 			defer srv.Close()
 			c, err := minio.New(strings.TrimPrefix(srv.URL, "http://"), &minio.Options{
 				Creds:        credentials.NewStaticV4("k", "secretsecret", ""),
-				Transport:    Transport(nil),
+				Transport:    compatTransport(nil),
 				Region:       "us-east-1",
 				BucketLookup: minio.BucketLookupPath,
 			})
