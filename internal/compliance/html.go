@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -18,19 +19,24 @@ var reportCSS string
 //go:embed report.html.tmpl
 var reportTemplate string
 
-var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
-	"time":   fmtTime,
-	"status": statusLabel,
-	"class":  func(s string) string { return strings.ReplaceAll(s, " ", "-") },
-	"dur":    func(sec float64) string { return fmtDur(time.Duration(sec * float64(time.Second))) },
-	"short": func(s string) string {
-		if len(s) > 16 {
-			return s[:16] + "…"
-		}
-		return s
-	},
-	"css": func() template.CSS { return template.CSS(reportCSS) },
-}).Parse(reportTemplate))
+// htmlTemplate is parsed on first use, not when the package initializes:
+// every nestguard process links this package, and one archive_command
+// call, whose start PostgreSQL waits on, has no report to write.
+var htmlTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report").Funcs(template.FuncMap{
+		"time":   fmtTime,
+		"status": statusLabel,
+		"class":  func(s string) string { return strings.ReplaceAll(s, " ", "-") },
+		"dur":    func(sec float64) string { return fmtDur(time.Duration(sec * float64(time.Second))) },
+		"short": func(s string) string {
+			if len(s) > 16 {
+				return s[:16] + "…"
+			}
+			return s
+		},
+		"css": func() template.CSS { return template.CSS(reportCSS) },
+	}).Parse(reportTemplate))
+})
 
 // htmlView is what the template reads.
 type htmlView struct {
@@ -53,7 +59,7 @@ func (rep *Report) WriteHTML(w io.Writer) error {
 		c := &rep.Controls[i]
 		v.Rows = append(v.Rows, htmlControl{Control: c, ClauseList: clauseList(c.Clauses)})
 	}
-	if err := htmlTemplate.Execute(w, v); err != nil {
+	if err := htmlTemplate().Execute(w, v); err != nil {
 		return fmt.Errorf("writing the HTML report: %w", err)
 	}
 	return nil
