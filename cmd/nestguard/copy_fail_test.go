@@ -11,7 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/nestguard/nestguard/internal/miniotest"
 )
@@ -71,14 +72,18 @@ func TestCopySummaryAfterFailure(t *testing.T) {
 }
 
 // s3Objects returns the size of every object under prefix.
-func s3Objects(t *testing.T, cl *minio.Client, bucket, prefix string) map[string]int64 {
+func s3Objects(t *testing.T, cl *s3.Client, bucket, prefix string) map[string]int64 {
 	t.Helper()
 	out := make(map[string]int64)
-	for obj := range cl.ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if obj.Err != nil {
-			t.Fatalf("listing %s/%s: %v", bucket, prefix, obj.Err)
+	pages := s3.NewListObjectsV2Paginator(cl, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(context.Background())
+		if err != nil {
+			t.Fatalf("listing %s/%s: %v", bucket, prefix, err)
 		}
-		out[obj.Key] = obj.Size
+		for _, obj := range page.Contents {
+			out[aws.ToString(obj.Key)] = aws.ToInt64(obj.Size)
+		}
 	}
 	return out
 }

@@ -19,7 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/nestguard/nestguard/internal/miniotest"
 	"github.com/nestguard/nestguard/internal/prune"
@@ -227,7 +229,7 @@ func TestPruneS3Down(t *testing.T) {
 	os.Remove(filepath.Join(src, "large"))
 	e.must("backup", src)
 	ids := e.snapshotIDs()
-	if err := srv.Client(t).RemoveObject(context.Background(), "prune", "repo/snapshots/"+ids[0], minio.RemoveObjectOptions{}); err != nil {
+	if _, err := srv.Client(t).DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String("prune"), Key: aws.String("repo/snapshots/" + ids[0])}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -346,14 +348,18 @@ func TestPruneS3ObjectLock(t *testing.T) {
 	for i, v := range oldPacks {
 		switch {
 		case i == 0:
-			on := minio.LegalHoldEnabled
-			if err := cl.PutObjectLegalHold(context.Background(), "pworm", v.key, minio.PutObjectLegalHoldOptions{VersionID: v.id, Status: &on}); err != nil {
+			if _, err := cl.PutObjectLegalHold(context.Background(), &s3.PutObjectLegalHoldInput{
+				Bucket: aws.String("pworm"), Key: &v.key, VersionId: &v.id,
+				LegalHold: &types.ObjectLockLegalHold{Status: types.ObjectLockLegalHoldStatusOn},
+			}); err != nil {
 				t.Fatal(err)
 			}
 			held = append(held, "data/"+path.Base(v.key))
 		case i%2 == 1:
-			mode := minio.Governance
-			if err := cl.PutObjectRetention(context.Background(), "pworm", v.key, minio.PutObjectRetentionOptions{VersionID: v.id, Mode: &mode, RetainUntilDate: &until}); err != nil {
+			if _, err := cl.PutObjectRetention(context.Background(), &s3.PutObjectRetentionInput{
+				Bucket: aws.String("pworm"), Key: &v.key, VersionId: &v.id,
+				Retention: &types.ObjectLockRetention{Mode: types.ObjectLockRetentionModeGovernance, RetainUntilDate: &until},
+			}); err != nil {
 				t.Fatal(err)
 			}
 			retained = append(retained, "data/"+path.Base(v.key))

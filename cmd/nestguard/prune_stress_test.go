@@ -25,7 +25,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/nestguard/nestguard/internal/miniotest"
 )
@@ -48,7 +49,8 @@ func TestPruneBesideBackups(t *testing.T) {
 		// Lock yet: the snapshots it would remove are removed directly.
 		cl := srv.Client(t)
 		s.remove = func(id string) error {
-			return cl.RemoveObject(context.Background(), "stress", "repo/snapshots/"+id, minio.RemoveObjectOptions{})
+			_, err := cl.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String("stress"), Key: aws.String("repo/snapshots/" + id)})
+			return err
 		}
 		if damage := s.run(); len(damage) > 0 {
 			t.Errorf("%d problems:\n%s", len(damage), strings.Join(damage, "\n"))

@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -18,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/nestguard/nestguard/internal/miniotest"
 )
@@ -175,16 +174,9 @@ func writeRandomFiles(t *testing.T, dir string, n, size int) {
 }
 
 // s3Count counts the objects under prefix.
-func s3Count(t *testing.T, cl *minio.Client, bucket, prefix string) int {
+func s3Count(t *testing.T, cl *s3.Client, bucket, prefix string) int {
 	t.Helper()
-	n := 0
-	for obj := range cl.ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if obj.Err != nil {
-			t.Fatalf("listing %s/%s: %v", bucket, prefix, obj.Err)
-		}
-		n++
-	}
-	return n
+	return len(s3Objects(t, cl, bucket, prefix))
 }
 
 // TestS3EndpointURL reaches the server through an endpoint given as a URL,

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -20,7 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/nestguard/nestguard/internal/miniotest"
 )
@@ -28,7 +32,7 @@ import (
 // s3Env starts an S3 server of kind k, creates the buckets and points the
 // nestguard runs of this test and its subtests at the server: every env
 // that newEnv makes for them has the server's variables (testEnvVars).
-func s3Env(t *testing.T, k miniotest.Kind, buckets map[string]bool) (*miniotest.Server, *minio.Client) {
+func s3Env(t *testing.T, k miniotest.Kind, buckets map[string]bool) (*miniotest.Server, *s3.Client) {
 	t.Helper()
 	srv := miniotest.StartKind(t, k)
 	for name, lock := range buckets {
@@ -38,47 +42,60 @@ func s3Env(t *testing.T, k miniotest.Kind, buckets map[string]bool) (*miniotest.
 	return srv, srv.Client(t)
 }
 
+// s3Code returns the S3 error code of err, "" if it is none.
+func s3Code(err error) string {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode()
+	}
+	return ""
+}
+
 // objVersion is one stored object: its key and the version nestguard wrote.
 type objVersion struct{ key, id string }
 
 // objects lists the objects under prefix, the oldest version of each.
-func objects(t *testing.T, cl *minio.Client, bucket, prefix string) map[string]objVersion {
+func objects(t *testing.T, cl *s3.Client, bucket, prefix string) map[string]objVersion {
 	t.Helper()
 	out := make(map[string]objVersion)
-	for obj := range cl.ListObjects(context.Background(), bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: true}) {
-		if obj.Err != nil {
-			t.Fatal(obj.Err)
+	pages := s3.NewListObjectVersionsPaginator(cl, &s3.ListObjectVersionsInput{Bucket: &bucket, Prefix: &prefix})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !obj.IsDeleteMarker {
-			out[obj.Key] = objVersion{obj.Key, obj.VersionID} // newest first: the last one listed is the oldest
+		for _, v := range page.Versions { // delete markers come apart
+			key := aws.ToString(v.Key)
+			out[key] = objVersion{key, aws.ToString(v.VersionId)} // newest first: the last one listed is the oldest
 		}
 	}
 	return out
 }
 
-func legalHold(t *testing.T, cl *minio.Client, bucket string, v objVersion) bool {
+func legalHold(t *testing.T, cl *s3.Client, bucket string, v objVersion) bool {
 	t.Helper()
-	st, err := cl.GetObjectLegalHold(context.Background(), bucket, v.key, minio.GetObjectLegalHoldOptions{VersionID: v.id})
+	out, err := cl.GetObjectLegalHold(context.Background(), &s3.GetObjectLegalHoldInput{Bucket: &bucket, Key: &v.key, VersionId: &v.id})
 	if err != nil {
-		if minio.ToErrorResponse(err).Code == "NoSuchObjectLockConfiguration" {
+		if s3Code(err) == "NoSuchObjectLockConfiguration" {
 			return false
 		}
 		t.Fatalf("legal hold of %s: %v", v.key, err)
 	}
-	return st != nil && *st == minio.LegalHoldEnabled
+	return out.LegalHold != nil && out.LegalHold.Status == types.ObjectLockLegalHoldStatusOn
 }
 
-func retainUntil(t *testing.T, cl *minio.Client, bucket string, v objVersion) (string, time.Time) {
+func retainUntil(t *testing.T, cl *s3.Client, bucket string, v objVersion) (string, time.Time) {
 	t.Helper()
-	mode, until, err := cl.GetObjectRetention(context.Background(), bucket, v.key, v.id)
-	if err != nil || mode == nil || until == nil {
+	out, err := cl.GetObjectRetention(context.Background(), &s3.GetObjectRetentionInput{Bucket: &bucket, Key: &v.key, VersionId: &v.id})
+	if err != nil || out.Retention == nil || out.Retention.RetainUntilDate == nil {
 		t.Fatalf("retention of %s: %v", v.key, err)
 	}
-	return string(*mode), *until
+	return string(out.Retention.Mode), *out.Retention.RetainUntilDate
 }
 
-func removeVersion(cl *minio.Client, bucket string, v objVersion) error {
-	return cl.RemoveObject(context.Background(), bucket, v.key, minio.RemoveObjectOptions{VersionID: v.id})
+func removeVersion(cl *s3.Client, bucket string, v objVersion) error {
+	_, err := cl.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: &bucket, Key: &v.key, VersionId: &v.id})
+	return err
 }
 
 func TestS3ObjectLockHoldsAndCopies(t *testing.T) {
@@ -141,7 +158,7 @@ func testForgetObjectLock(t *testing.T) {
 	e.must("verify")
 }
 
-func testCompliance(t *testing.T, cl *minio.Client) {
+func testCompliance(t *testing.T, cl *s3.Client) {
 	e := newEnv(t)
 	e.repo = "s3://plain/repo"
 	if r := e.run("init", "--object-lock", "compliance", "--min-retention", "1d"); r.code != 1 || !strings.Contains(r.stderr, "has no Object Lock") ||
@@ -182,9 +199,7 @@ func testCompliance(t *testing.T, cl *minio.Client) {
 			t.Errorf("%s: deleted through the S3 API", v.key)
 		}
 		// A conditional overwrite, as nestguard itself writes, is refused.
-		var opts minio.PutObjectOptions
-		opts.SetMatchETagExcept("*")
-		if _, err := cl.PutObject(context.Background(), "worm", v.key, bytes.NewReader([]byte("x")), 1, opts); err == nil {
+		if _, err := cl.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("worm"), Key: &v.key, Body: bytes.NewReader([]byte("x")), IfNoneMatch: aws.String("*")}); err == nil {
 			t.Errorf("%s: overwritten through the S3 API", v.key)
 		}
 	}
@@ -193,13 +208,13 @@ func testCompliance(t *testing.T, cl *minio.Client) {
 	n := 0
 	for _, v := range objs {
 		if strings.Contains(v.key, "/snapshots/") || strings.Contains(v.key, "/index/") {
-			if _, err := cl.PutObject(context.Background(), "worm", v.key, bytes.NewReader([]byte("garbage")), 7, minio.PutObjectOptions{}); err != nil {
+			if _, err := cl.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("worm"), Key: &v.key, Body: bytes.NewReader([]byte("garbage"))}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if strings.Contains(v.key, "/data/") && n < 2 {
 			n++
-			if err := cl.RemoveObject(context.Background(), "worm", v.key, minio.RemoveObjectOptions{}); err != nil {
+			if _, err := cl.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String("worm"), Key: &v.key}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -210,7 +225,7 @@ func testCompliance(t *testing.T, cl *minio.Client) {
 	compareTrees(t, src, filepath.Join(tgt, src))
 }
 
-func testLegalHolds(t *testing.T, k miniotest.Kind, cl *minio.Client) {
+func testLegalHolds(t *testing.T, k miniotest.Kind, cl *s3.Client) {
 	e := newEnv(t)
 	e.repo = "s3://gov/repo"
 	e.must("init", "--object-lock", "governance", "--min-retention", "5s")
@@ -345,7 +360,7 @@ func testLegalHolds(t *testing.T, k miniotest.Kind, cl *minio.Client) {
 	}
 }
 
-func testCopy(t *testing.T, cl *minio.Client) {
+func testCopy(t *testing.T, cl *s3.Client) {
 	from := newEnv(t)
 	from.repo = "s3://worm/copysrc"
 	from.must("init")
@@ -447,8 +462,17 @@ func TestS3BucketDefaultRetention(t *testing.T) {
 	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
 		t.Parallel() // each server kind at once
 		_, cl := s3Env(t, k, map[string]bool{"deflock": true})
-		mode, days, unit := minio.Governance, uint(3), minio.Days
-		if err := cl.SetObjectLockConfig(context.Background(), "deflock", &mode, &days, &unit); err != nil {
+		setDefaultRetention := func(days int32) error {
+			_, err := cl.PutObjectLockConfiguration(context.Background(), &s3.PutObjectLockConfigurationInput{
+				Bucket: aws.String("deflock"),
+				ObjectLockConfiguration: &types.ObjectLockConfiguration{
+					ObjectLockEnabled: types.ObjectLockEnabledEnabled,
+					Rule:              &types.ObjectLockRule{DefaultRetention: &types.DefaultRetention{Mode: types.ObjectLockRetentionModeGovernance, Days: &days}},
+				},
+			})
+			return err
+		}
+		if err := setDefaultRetention(3); err != nil {
 			t.Fatalf("setting the bucket's default retention: %v", err)
 		}
 		e := newEnv(t)
@@ -473,8 +497,7 @@ func TestS3BucketDefaultRetention(t *testing.T) {
 		}
 
 		// The bucket's default made longer after init: new objects get it.
-		days = 7
-		if err := cl.SetObjectLockConfig(context.Background(), "deflock", &mode, &days, &unit); err != nil {
+		if err := setDefaultRetention(7); err != nil {
 			t.Fatalf("setting the bucket's default retention: %v", err)
 		}
 		before := objects(t, cl, "deflock", "long/")

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/nestguard/nestguard/internal/miniotest"
 )
@@ -148,8 +150,11 @@ func TestS3Roles(t *testing.T) {
 	}
 	_, until := retainUntil(t, root, "roles", pack)
 	short := time.Now().Add(time.Hour)
-	for _, mode := range []minio.RetentionMode{minio.Compliance, minio.Governance} {
-		if err := direct.PutObjectRetention(ctx, "roles", pack.key, minio.PutObjectRetentionOptions{Mode: &mode, RetainUntilDate: &short, VersionID: pack.id, GovernanceBypass: true}); err == nil {
+	for _, mode := range []types.ObjectLockRetentionMode{types.ObjectLockRetentionModeCompliance, types.ObjectLockRetentionModeGovernance} {
+		if _, err := direct.PutObjectRetention(ctx, &s3.PutObjectRetentionInput{
+			Bucket: aws.String("roles"), Key: &pack.key, VersionId: &pack.id, BypassGovernanceRetention: aws.Bool(true),
+			Retention: &types.ObjectLockRetention{Mode: mode, RetainUntilDate: &short},
+		}); err == nil {
 			t.Errorf("the backup writer shortened the retention of %s (to %s)", pack.key, mode)
 		}
 	}
@@ -162,21 +167,31 @@ func TestS3Roles(t *testing.T) {
 	// failing, MinIO asks for s3:BypassGovernanceRetention as AWS does,
 	// and the warning can go.
 	probe := "repo/data/00/probe"
-	gov, later := minio.Governance, time.Now().Add(2*time.Hour)
-	info, err := root.PutObject(ctx, "roles", probe, bytes.NewReader([]byte("x")), 1, minio.PutObjectOptions{Mode: gov, RetainUntilDate: later})
+	later := time.Now().Add(2 * time.Hour)
+	info, err := root.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String("roles"), Key: &probe, Body: bytes.NewReader([]byte("x")),
+		ObjectLockMode: types.ObjectLockModeGovernance, ObjectLockRetainUntilDate: &later,
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32, // S3 wants an integrity header with a retention
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := direct.PutObjectRetention(ctx, "roles", probe, minio.PutObjectRetentionOptions{Mode: &gov, RetainUntilDate: &short, VersionID: info.VersionID, GovernanceBypass: true}); err != nil {
+	if _, err := direct.PutObjectRetention(ctx, &s3.PutObjectRetentionInput{
+		Bucket: aws.String("roles"), Key: &probe, VersionId: info.VersionId, BypassGovernanceRetention: aws.Bool(true),
+		Retention: &types.ObjectLockRetention{Mode: types.ObjectLockRetentionModeGovernance, RetainUntilDate: &short},
+	}); err != nil {
 		t.Errorf("MinIO now refuses the backup writer to shorten a governance retention (%v): update the note in docs/storage.md", err)
 	}
-	for _, opts := range []minio.RemoveObjectOptions{{VersionID: pack.id, GovernanceBypass: true}, {VersionID: pack.id}, {}} {
-		if err := direct.RemoveObject(ctx, "roles", pack.key, opts); err == nil || minio.ToErrorResponse(err).Code != "AccessDenied" {
-			t.Errorf("the backup writer removing %s (%+v): %v, want AccessDenied", pack.key, opts, err)
+	for _, in := range []s3.DeleteObjectInput{{VersionId: &pack.id, BypassGovernanceRetention: aws.Bool(true)}, {VersionId: &pack.id}, {}} {
+		in.Bucket, in.Key = aws.String("roles"), &pack.key
+		if _, err := direct.DeleteObject(ctx, &in); err == nil || s3Code(err) != "AccessDenied" {
+			t.Errorf("the backup writer removing %s (version %q, bypass %v): %v, want AccessDenied", pack.key, aws.ToString(in.VersionId), aws.ToBool(in.BypassGovernanceRetention), err)
 		}
 	}
-	off := minio.LegalHoldDisabled
-	if err := direct.PutObjectLegalHold(ctx, "roles", pack.key, minio.PutObjectLegalHoldOptions{Status: &off, VersionID: pack.id}); err == nil {
+	if _, err := direct.PutObjectLegalHold(ctx, &s3.PutObjectLegalHoldInput{
+		Bucket: aws.String("roles"), Key: &pack.key, VersionId: &pack.id,
+		LegalHold: &types.ObjectLockLegalHold{Status: types.ObjectLockLegalHoldStatusOff},
+	}); err == nil {
 		t.Errorf("the backup writer cleared the legal hold of %s", pack.key)
 	}
 	if !legalHold(t, root, "roles", pack) {
@@ -184,7 +199,7 @@ func TestS3Roles(t *testing.T) {
 	}
 	// Nor write a key slot or a hold record of its own.
 	for _, key := range []string{"repo/keys/planted", "repo/holds/planted", "repo/config"} {
-		if _, err := direct.PutObject(ctx, "roles", key, bytes.NewReader([]byte("x")), 1, minio.PutObjectOptions{}); err == nil {
+		if _, err := direct.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("roles"), Key: &key, Body: bytes.NewReader([]byte("x"))}); err == nil {
 			t.Errorf("the backup writer wrote %s", key)
 		}
 	}

@@ -4,47 +4,53 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 )
 
-// Client returns a minio-go client with root credentials, for setting up
-// buckets and for reaching past nestguard to the stored objects directly.
-func (s *Server) Client(t testing.TB) *minio.Client {
+// Client returns an S3 client (aws-sdk-go-v2) with root credentials, for
+// setting up buckets and for reaching past nestguard to the stored
+// objects directly.
+func (s *Server) Client(t testing.TB) *s3.Client {
 	t.Helper()
-	return s.client(t, credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""))
+	return s.client(credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""))
 }
 
-// RoleClient returns a minio-go client with the credentials of RoleEnv:
+// RoleClient returns an S3 client with the credentials of RoleEnv:
 // limited to policy.
-func (s *Server) RoleClient(t testing.TB, policy string) *minio.Client {
+func (s *Server) RoleClient(t testing.TB, policy string) *s3.Client {
 	t.Helper()
 	v := s.roleCreds(t, policy)
-	return s.client(t, credentials.NewStaticV4(v.AccessKeyID, v.SecretAccessKey, v.SessionToken))
+	return s.client(credentials.NewStaticCredentialsProvider(*v.AccessKeyId, *v.SecretAccessKey, *v.SessionToken))
 }
 
-func (s *Server) client(t testing.TB, creds *credentials.Credentials) *minio.Client {
-	t.Helper()
-	tr, err := minio.DefaultTransport(true)
-	if err != nil {
-		t.Fatalf("miniotest: %v", err)
-	}
-	tr.TLSClientConfig.RootCAs = s.pool
-	tr.Proxy = nil
-	c, err := minio.New(s.Endpoint, &minio.Options{
-		Creds:        creds,
-		Secure:       true,
-		Transport:    compatTransport(tr), // versitygw's retention answers
+// apiClient is the HTTP client of the S3 and STS clients: the server's
+// CA, no proxy.
+func (s *Server) apiClient() *http.Client {
+	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: s.pool, MinVersion: tls.VersionTLS13},
+	}}
+}
+
+func (s *Server) client(creds aws.CredentialsProvider) *s3.Client {
+	return s3.New(s3.Options{
+		Credentials:  creds,
 		Region:       Region,
-		BucketLookup: minio.BucketLookupPath,
+		BaseEndpoint: aws.String("https://" + s.Endpoint),
+		UsePathStyle: true,
+		HTTPClient:   s.apiClient(),
+		// A MinIO just started may answer 503 "Server not initialized
+		// yet" for a moment.
+		RetryMaxAttempts: 10,
 	})
-	if err != nil {
-		t.Fatalf("miniotest: client for %s: %v", s.Endpoint, err)
-	}
-	return c
 }
 
 // MakeBucket creates a bucket, with Object Lock enabled (and so
@@ -55,7 +61,7 @@ func (s *Server) MakeBucket(t testing.TB, name string, objectLock bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl := s.Client(t)
-	err := cl.MakeBucket(ctx, name, minio.MakeBucketOptions{Region: Region, ObjectLocking: objectLock})
+	_, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &name, ObjectLockEnabledForBucket: aws.Bool(objectLock)})
 	if err != nil {
 		t.Fatalf("miniotest: creating bucket %q: %v", name, err)
 	}
@@ -63,13 +69,13 @@ func (s *Server) MakeBucket(t testing.TB, name string, objectLock bool) {
 	// a bucket it had just created with Object Lock: wait until the
 	// bucket says it has it, as the code under test will ask.
 	for objectLock {
-		status, _, _, _, err := cl.GetObjectLockConfig(ctx, name)
-		if err == nil && status == "Enabled" {
+		out, err := cl.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: &name})
+		if err == nil && out.ObjectLockConfiguration != nil && out.ObjectLockConfiguration.ObjectLockEnabled == types.ObjectLockEnabledEnabled {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("miniotest: bucket %q created with Object Lock does not say so: %q, %v", name, status, err)
+			t.Fatalf("miniotest: bucket %q created with Object Lock does not say so: %v", name, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -99,25 +105,37 @@ func (s *Server) RoleEnv(t testing.TB, policy string) []string {
 	t.Helper()
 	v := s.roleCreds(t, policy)
 	return append(s.Env(),
-		"AWS_ACCESS_KEY_ID="+v.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY="+v.SecretAccessKey,
-		"AWS_SESSION_TOKEN="+v.SessionToken,
+		"AWS_ACCESS_KEY_ID="+*v.AccessKeyId,
+		"AWS_SECRET_ACCESS_KEY="+*v.SecretAccessKey,
+		"AWS_SESSION_TOKEN="+*v.SessionToken,
 	)
 }
 
-func (s *Server) roleCreds(t testing.TB, policy string) credentials.Value {
+func (s *Server) roleCreds(t testing.TB, policy string) *ststypes.Credentials {
 	t.Helper()
-	creds := &credentials.STSAssumeRole{
-		Client:      &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.pool, MinVersion: tls.VersionTLS13}}},
-		STSEndpoint: "https://" + s.Endpoint,
-		Options: credentials.STSAssumeRoleOptions{
-			AccessKey: s.AccessKey, SecretKey: s.SecretKey, Policy: policy,
-			Location: Region, DurationSeconds: 3600,
-		},
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := sts.New(sts.Options{
+		Credentials:  credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
+		Region:       Region,
+		BaseEndpoint: aws.String("https://" + s.Endpoint),
+		HTTPClient:   s.apiClient(),
+	})
+	for {
+		out, err := c.AssumeRole(ctx, &sts.AssumeRoleInput{
+			RoleArn:         aws.String("arn:aws:iam::000000000000:role/nestguard-test"), // required by the SDK, ignored by MinIO
+			RoleSessionName: aws.String("nestguard-test"),
+			Policy:          &policy,
+			DurationSeconds: aws.Int32(3600),
+		})
+		if err == nil && out.Credentials != nil {
+			return out.Credentials
+		}
+		// MinIO's IAM starts after its S3 API: until then STS answers
+		// 400 "Server not initialized, please try again".
+		if err == nil || !strings.Contains(err.Error(), "not initialized") || ctx.Err() != nil {
+			t.Fatalf("miniotest: assuming a role with a session policy: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	v, err := credentials.New(creds).GetWithContext(nil)
-	if err != nil {
-		t.Fatalf("miniotest: assuming a role with a session policy: %v", err)
-	}
-	return v
 }

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 func TestBinaryFromEnv(t *testing.T) {
@@ -51,34 +53,35 @@ func TestServer(t *testing.T) {
 	s.MakeBucket(t, "locked", true)
 	c := s.Client(t)
 
-	lock, _, _, _, err := c.GetObjectLockConfig(ctx, "locked")
-	if err != nil || lock != "Enabled" {
-		t.Errorf("Object Lock of bucket locked: %q, %v", lock, err)
+	lock, err := c.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String("locked")})
+	if err != nil || lock.ObjectLockConfiguration == nil || lock.ObjectLockConfiguration.ObjectLockEnabled != types.ObjectLockEnabledEnabled {
+		t.Errorf("Object Lock of bucket locked: %+v, %v", lock, err)
 	}
-	if _, _, _, _, err := c.GetObjectLockConfig(ctx, "plain"); err == nil {
+	if _, err := c.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: aws.String("plain")}); err == nil {
 		t.Error("bucket plain reports an Object Lock configuration")
 	}
 
 	data := []byte("kept across a restart")
-	if _, err := c.PutObject(ctx, "plain", "a/b", bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("plain"), Key: aws.String("a/b"), Body: bytes.NewReader(data)}); err != nil {
 		t.Fatalf("PutObject: %v", err)
 	}
 	s.Stop(t)
 	if s.Running() {
 		t.Fatal("Running after Stop")
 	}
-	// minio-go retries a refused connection: a short deadline ends that.
+	// The SDK retries a refused connection: a short deadline ends that.
 	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancelShort()
-	if _, err := c.StatObject(short, "plain", "a/b", minio.StatObjectOptions{}); err == nil {
-		t.Fatal("StatObject succeeded against a stopped server")
+	if _, err := c.HeadObject(short, &s3.HeadObjectInput{Bucket: aws.String("plain"), Key: aws.String("a/b")}); err == nil {
+		t.Fatal("HeadObject succeeded against a stopped server")
 	}
 	s.Restart(t)
-	obj, err := c.GetObject(ctx, "plain", "a/b", minio.GetObjectOptions{})
+	obj, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("plain"), Key: aws.String("a/b")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(obj)
+	got, err := io.ReadAll(obj.Body)
+	obj.Body.Close()
 	if err != nil || !bytes.Equal(got, data) {
 		t.Errorf("after Restart: %q, %v", got, err)
 	}

@@ -152,7 +152,7 @@ func TestInsecureHTTPOnlyOnLoopback(t *testing.T) {
 			t.Errorf("checkLoopback(%q): %v", ep, err)
 		}
 	}
-	_, err := New(ctx, Config{Endpoint: "192.0.2.1:9000", Bucket: "b", Creds: credentials.NewStaticCredentialsProvider("a", "b", "")})
+	_, err := New(ctx, Config{Endpoint: "192.0.2.1:9000", Bucket: "b", Creds: credentials.NewStaticCredentialsProvider("test-id", "test-secret-key", "")})
 	if err == nil || !strings.Contains(err.Error(), "--insecure-http") {
 		t.Errorf("New with plain HTTP to a non-loopback endpoint: %v", err)
 	}
@@ -169,7 +169,7 @@ func TestTLS13Required(t *testing.T) {
 	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
 	_, err := New(context.Background(), Config{
 		Endpoint: strings.TrimPrefix(srv.URL, "https://"), Bucket: "bucket", Secure: true, PathStyle: true,
-		CACertFile: ca, Region: "us-east-1", Creds: credentials.NewStaticCredentialsProvider("a", "b", ""),
+		CACertFile: ca, Region: "us-east-1", Creds: credentials.NewStaticCredentialsProvider("test-id", "test-secret-key", ""),
 	})
 	if err == nil || !strings.Contains(err.Error(), "protocol version") {
 		t.Errorf("TLS 1.2 server: %v", err)
@@ -229,7 +229,7 @@ func TestEndpointURL(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
-	creds := credentials.NewStaticCredentialsProvider("a", "b", "")
+	creds := credentials.NewStaticCredentialsProvider("test-id", "test-secret-key", "")
 	// Secure as location sets it without --insecure-http: the URL decides.
 	be, err := New(ctx, Config{Endpoint: srv.URL, Bucket: "bkt", Secure: true, PathStyle: true, Region: "us-east-1", Creds: creds})
 	if err != nil {

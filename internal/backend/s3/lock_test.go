@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/miniotest"
@@ -72,19 +74,21 @@ func TestObjectLock(t *testing.T) {
 			}
 
 			key, _ := be.key(h)
-			info, err := direct.StatObject(ctx, lockedBucket, key, minio.StatObjectOptions{})
+			info, err := direct.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(lockedBucket), Key: &key})
 			if err != nil {
 				t.Fatal(err)
 			}
 			// Deleting the version through the S3 API fails, even for root.
-			err = direct.RemoveObject(ctx, lockedBucket, key, minio.RemoveObjectOptions{VersionID: info.VersionID})
+			_, err = direct.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(lockedBucket), Key: &key, VersionId: info.VersionId})
 			if err == nil {
 				t.Fatal("deleting a compliance-locked version through the S3 API succeeded")
 			}
 			// So does shortening the retention, even with the governance bypass.
 			short := time.Now().Add(time.Minute)
-			mode := minio.Compliance
-			err = direct.PutObjectRetention(ctx, lockedBucket, key, minio.PutObjectRetentionOptions{Mode: &mode, RetainUntilDate: &short, VersionID: info.VersionID, GovernanceBypass: true})
+			_, err = direct.PutObjectRetention(ctx, &awss3.PutObjectRetentionInput{
+				Bucket: aws.String(lockedBucket), Key: &key, VersionId: info.VersionId, BypassGovernanceRetention: aws.Bool(true),
+				Retention: &types.ObjectLockRetention{Mode: types.ObjectLockRetentionModeCompliance, RetainUntilDate: &short},
+			})
 			if err == nil {
 				t.Error("shortening a compliance retention through the S3 API succeeded")
 			}
@@ -96,23 +100,22 @@ func TestObjectLock(t *testing.T) {
 
 			// An overwrite with If-None-Match, as nestguard writes, is refused.
 			other := []byte("replacement")
-			var opts minio.PutObjectOptions
-			opts.SetMatchETagExcept("*")
-			if _, err := direct.PutObject(ctx, lockedBucket, key, bytes.NewReader(other), int64(len(other)), opts); minio.ToErrorResponse(err).StatusCode != 412 {
+			_, err = direct.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String(lockedBucket), Key: &key, Body: bytes.NewReader(other), IfNoneMatch: aws.String("*")})
+			if statusOf(err) != 412 {
 				t.Errorf("conditional overwrite through the S3 API: %v, want 412 Precondition Failed", err)
 			}
 			// A plain overwrite succeeds on a versioned bucket, as a new
 			// version beside the locked one, and a plain delete adds a delete
 			// marker. Neither is visible to nestguard, which reads the
 			// version it wrote.
-			if _, err := direct.PutObject(ctx, lockedBucket, key, bytes.NewReader(other), int64(len(other)), minio.PutObjectOptions{}); err != nil {
+			if _, err := direct.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String(lockedBucket), Key: &key, Body: bytes.NewReader(other)}); err != nil {
 				t.Fatalf("unconditional overwrite: %v", err)
 			}
 			fresh := s.backendAt(t, lockedBucket, be.prefix) // knows no versions yet
 			if got := mustLoad(t, fresh, h); !bytes.Equal(got, data) {
 				t.Errorf("after an overwrite through the S3 API nestguard reads %q, want its own %q", got, data)
 			}
-			if err := direct.RemoveObject(ctx, lockedBucket, key, minio.RemoveObjectOptions{}); err != nil {
+			if _, err := direct.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(lockedBucket), Key: &key}); err != nil {
 				t.Fatalf("delete marker: %v", err)
 			}
 			fresh = s.backendAt(t, lockedBucket, be.prefix)
@@ -188,8 +191,11 @@ func TestObjectLock(t *testing.T) {
 				t.Fatalf("after placing a hold: %+v, %v", r, err)
 			}
 			key, _ := be.key(h)
-			info, _ := direct.StatObject(ctx, lockedBucket, key, minio.StatObjectOptions{})
-			if err := direct.RemoveObject(ctx, lockedBucket, key, minio.RemoveObjectOptions{VersionID: info.VersionID, GovernanceBypass: true}); err == nil {
+			info, err := direct.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(lockedBucket), Key: &key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := direct.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(lockedBucket), Key: &key, VersionId: info.VersionId, BypassGovernanceRetention: aws.Bool(true)}); err == nil {
 				t.Fatal("deleting a held version through the S3 API succeeded")
 			}
 			if err := be.Remove(ctx, h); !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "legal hold") {
@@ -204,7 +210,7 @@ func TestObjectLock(t *testing.T) {
 			if err := be.Remove(ctx, h); err != nil {
 				t.Errorf("Remove after releasing the hold: %v", err)
 			}
-			if _, err := direct.StatObject(ctx, lockedBucket, key, minio.StatObjectOptions{VersionID: info.VersionID}); err == nil {
+			if _, err := direct.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(lockedBucket), Key: &key, VersionId: info.VersionId}); err == nil {
 				t.Error("Remove left the version behind a delete marker instead of deleting it")
 			}
 		})
