@@ -59,10 +59,12 @@ type response struct {
 }
 
 // responseOf returns the S3 answer err reports, if it is one: false for
-// failures below HTTP.
+// failures below HTTP, and for a successful answer that could not be read
+// (its body cut short by the connection, or not parsed), which the SDK
+// reports with the answer's 2xx status.
 func responseOf(err error) (response, bool) {
 	var re *awshttp.ResponseError
-	if err == nil || !errors.As(err, &re) || re.HTTPStatusCode() == 0 {
+	if err == nil || !errors.As(err, &re) || re.HTTPStatusCode() < 300 {
 		return response{}, false
 	}
 	r := response{status: re.HTTPStatusCode()}
