@@ -180,3 +180,27 @@ func TestFaults(t *testing.T) {
 		}
 	})
 }
+
+// A region that is not the bucket's is named in the error, with the
+// bucket's, when the store says which it is.
+func TestWrongRegion(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, miniotest.MinIO)
+	fp, ep := startFaultProxy(t, s)
+	fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodHead || strings.Trim(r.URL.Path, "/") != plainBucket {
+			return false
+		}
+		// What AWS and MinIO answer a HEAD signed for another region.
+		w.Header().Set("X-Amz-Bucket-Region", "eu-west-3")
+		w.WriteHeader(http.StatusBadRequest)
+		return true
+	})
+	cfg := s.config(plainBucket)
+	cfg.Endpoint, cfg.Secure, cfg.CACertFile = ep, false, ""
+	cfg.Region = "us-west-2"
+	_, err := New(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), `"eu-west-3"`) || !strings.Contains(err.Error(), `"us-west-2"`) || retry.IsTransient(err) {
+		t.Errorf("New with the wrong region: %v (transient %v), want an error naming both regions", err, retry.IsTransient(err))
+	}
+}

@@ -152,7 +152,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("%s: %w", b.location, err)
 	}
 	b.client = client
-	if err := b.checkBucket(ctx, cfg.Endpoint, cfg.Region == ""); err != nil {
+	if err := b.checkBucket(ctx, cfg.Endpoint, cfg.Region); err != nil {
 		return nil, err
 	}
 	if err := b.checkVersioning(ctx); err != nil {
@@ -162,17 +162,19 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 }
 
 // checkBucket turns the common set-up mistakes into clear messages now,
-// rather than odd ones on the first object. With detect set (no region
-// given), requests are then signed for the bucket's region, as the store
-// names it.
-func (b *Backend) checkBucket(ctx context.Context, endpoint string, detect bool) error {
+// rather than odd ones on the first object. With no region given,
+// requests are then signed for the bucket's region, as the store names
+// it; a region given that is not the bucket's is an error naming both.
+func (b *Backend) checkBucket(ctx context.Context, endpoint, given string) error {
 	out, err := b.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &b.bucket})
-	if detect {
-		region := bucketRegion(out, err)
-		if region != "" && region != b.client.Options().Region {
-			b.client = awss3.New(b.client.Options(), func(o *awss3.Options) { o.Region = region })
-			_, err = b.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &b.bucket})
-		}
+	region := bucketRegion(out, err)
+	switch {
+	case given == "" && region != "" && region != b.client.Options().Region:
+		b.client = awss3.New(b.client.Options(), func(o *awss3.Options) { o.Region = region })
+		_, err = b.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &b.bucket})
+	case given != "" && err != nil && region != "" && region != given:
+		// A HEAD answer has no body: without this, a bare "400 Bad Request".
+		return fmt.Errorf("%s: bucket %q is in region %q, not %q: give its region (--s3-region, AWS_REGION), or none to have it detected", b.location, b.bucket, region, given)
 	}
 	if statusOf(err) == http.StatusNotFound {
 		return fmt.Errorf("%s: bucket %q does not exist at %s: create it first (with Object Lock enabled for write-once retention); nestguard does not create buckets", b.location, b.bucket, endpoint)
