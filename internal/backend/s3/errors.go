@@ -95,8 +95,12 @@ func statusTransient(resp response) bool {
 	case "SlowDown", "SlowDownRead", "SlowDownWrite", "Throttling", "ThrottlingException",
 		"RequestLimitExceeded", "RequestThrottled", "RequestTimeout", "InternalError",
 		"ServiceUnavailable", "ExpiredToken", "ExpiredTokenException",
-		"ConditionalRequestConflict": // a racing conditional write; repeating gets 412 or success
+		"ConditionalRequestConflict", // a racing conditional write; repeating gets 412 or success
+		"OperationAborted":           // a conflicting operation in progress (409): "try again"
 		return true
+	}
+	if resp.status == http.StatusNotImplemented {
+		return false // a feature the store lacks (such as If-None-Match): repeating cannot help
 	}
 	return resp.status >= 500 || resp.status == http.StatusTooManyRequests || resp.status == http.StatusRequestTimeout
 }

@@ -130,6 +130,11 @@ func TestFaults(t *testing.T) {
 					{412, "PreconditionFailed", false, fs.ErrExist},
 					{403, "AccessDenied", false, fs.ErrPermission},
 					{400, "BadDigest", false, nil},
+					// A store without conditional writes: repeating cannot help.
+					{501, "NotImplemented", false, nil},
+					// AWS: "a conflicting conditional operation is currently in
+					// progress against this resource. Try again."
+					{409, "OperationAborted", true, nil},
 				} {
 					fp.set(func(w http.ResponseWriter, r *http.Request) bool {
 						if r.Method != http.MethodPut {
