@@ -33,7 +33,7 @@ func (b *Backend) wrap(err error, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...) + " (" + b.location + ")"
 	resp, ok := responseOf(err)
 	if !ok {
-		if errors.Is(err, fs.ErrNotExist) { // version found none
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotListing) { // version found none; a foreign answer
 			return &opError{msg: msg, err: err}
 		}
 		return &opError{msg: msg, err: err, transient: networkTransient(err)}

@@ -181,6 +181,23 @@ func TestFaults(t *testing.T) {
 					t.Errorf("List with its answer cut short: %v (transient %v), want a transient error", err, retry.IsTransient(err))
 				}
 
+				// An answer that is XML but no listing (a proxy's page) is
+				// an error, not an empty listing, and is not repeated.
+				fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+					q := r.URL.Query()
+					if r.Method != http.MethodGet || !q.Has("versions") && q.Get("list-type") != "2" {
+						return false
+					}
+					w.Header().Set("Content-Type", "text/html")
+					io.WriteString(w, "<html><body>Please log in</body></html>")
+					return true
+				})
+				err = be.List(ctx, backend.SnapshotFile, func(backend.FileInfo) error { return nil })
+				fp.set(nil)
+				if err == nil || retry.IsTransient(err) {
+					t.Errorf("List answered with a web page: %v (transient %v), want a permanent error", err, retry.IsTransient(err))
+				}
+
 			})
 		}
 	})

@@ -53,6 +53,9 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 		pages := awss3.NewListObjectsV2Paginator(b.client, &awss3.ListObjectsV2Input{Bucket: &b.bucket, Prefix: &prefix})
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
+			if err == nil {
+				err = b.checkListing(page.Name)
+			}
 			if err != nil {
 				return failed(err)
 			}

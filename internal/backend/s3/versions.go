@@ -76,6 +76,9 @@ func (b *Backend) listVersions(ctx context.Context, prefix string, fn func(types
 	pages := awss3.NewListObjectVersionsPaginator(b.client, &awss3.ListObjectVersionsInput{Bucket: &b.bucket, Prefix: &prefix})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
+		if err == nil {
+			err = b.checkListing(page.Name)
+		}
 		if err != nil {
 			return err
 		}
@@ -157,4 +160,18 @@ func (l *versionedLister) add(obj types.ObjectVersion) (types.ObjectVersion, boo
 // flush returns the last key's version, if it has one.
 func (l *versionedLister) flush() (types.ObjectVersion, bool) {
 	return l.current, l.has
+}
+
+// errNotListing is a listing's answer that names no bucket: the SDK reads
+// any XML (a proxy's web page, say) as an empty listing, which must not
+// pass for a repository without objects.
+var errNotListing = errors.New("the answer is not an S3 listing")
+
+// checkListing checks that a listing's answer names the bucket, as S3's
+// ListBucketResult and ListVersionsResult do.
+func (b *Backend) checkListing(name *string) error {
+	if got := aws.ToString(name); got != b.bucket {
+		return fmt.Errorf("%w: it names bucket %q, not %q (is a proxy or another service at the endpoint?)", errNotListing, got, b.bucket)
+	}
+	return nil
 }
