@@ -38,6 +38,9 @@ func (c *Codec) CompressStream(dst []byte, r io.Reader, n int) ([]byte, error) {
 	// appended, besides those being compressed.
 	nslots := min(workers+2, max(1, pieces))
 	room := frameBound(StreamPiece)
+	// The inputs first, each on huge pages of its own (StreamPiece is a
+	// multiple of 2 MiB), then the outputs, of which only the start is
+	// ever written: the kernel zeroes every huge page touched.
 	mem := hugemem.Alloc(nslots * (StreamPiece + room))
 	defer mem.Free()
 	type slot struct {
@@ -46,9 +49,13 @@ func (c *Codec) CompressStream(dst []byte, r io.Reader, n int) ([]byte, error) {
 		done    chan struct{}
 	}
 	slots := make([]*slot, nslots)
+	ins, outs := mem.Bytes()[:nslots*StreamPiece], mem.Bytes()[nslots*StreamPiece:]
 	for i := range slots {
-		b := mem.Bytes()[i*(StreamPiece+room):]
-		slots[i] = &slot{in: b[:StreamPiece:StreamPiece], out: b[StreamPiece : StreamPiece : StreamPiece+room], done: make(chan struct{}, 1)}
+		slots[i] = &slot{
+			in:   ins[i*StreamPiece : (i+1)*StreamPiece : (i+1)*StreamPiece],
+			out:  outs[i*room : i*room : (i+1)*room],
+			done: make(chan struct{}, 1),
+		}
 	}
 	work := make(chan *slot, nslots)
 	for range workers {
