@@ -6,15 +6,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -521,26 +515,17 @@ func TestS3BucketDefaultRetention(t *testing.T) {
 // a retention extension that fails after the data is stored.
 func faultProxy(t *testing.T, srv *miniotest.Server, refuse func(*http.Request) bool) string {
 	t.Helper()
-	pem, err := os.ReadFile(srv.CACert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	target, _ := url.Parse("https://" + srv.Endpoint)
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, Proxy: nil}
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if refuse(r) {
-			w.Header().Set("Content-Type", "application/xml")
-			w.WriteHeader(http.StatusForbidden)
-			w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>`))
-			return
+	p := srv.Proxy(t)
+	p.Set(func(w http.ResponseWriter, r *http.Request) bool {
+		if !refuse(r) {
+			return false
 		}
-		rp.ServeHTTP(w, r) // the Host header stays the proxy's, as signed
-	}))
-	t.Cleanup(proxy.Close)
-	return proxy.URL
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>`))
+		return true
+	})
+	return p.URL
 }
 
 // TestS3RetentionResumable: when extending retention fails after a copy,

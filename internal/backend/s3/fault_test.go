@@ -3,65 +3,18 @@ package s3
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/retry"
 	"github.com/nestguard/nestguard/internal/miniotest"
 )
-
-// faultProxy is a plain-HTTP loopback proxy to a test server (so the
-// backend's plain-HTTP path is exercised too) that lets inject answer a
-// request in the server's stead: with a made-up error, or with the
-// server's answer cut short.
-type faultProxy struct {
-	mu     sync.Mutex
-	inject func(w http.ResponseWriter, r *http.Request) bool // true: answered
-	proxy  *httputil.ReverseProxy
-}
-
-func startFaultProxy(t *testing.T, s *testServer) (*faultProxy, string) {
-	t.Helper()
-	pem, err := os.ReadFile(s.CACert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	target, _ := url.Parse("https://" + s.Endpoint)
-	fp := &faultProxy{proxy: httputil.NewSingleHostReverseProxy(target)}
-	fp.proxy.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fp.mu.Lock()
-		inject := fp.inject
-		fp.mu.Unlock()
-		if inject != nil && inject(w, r) {
-			return
-		}
-		fp.proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return fp, strings.TrimPrefix(srv.URL, "http://")
-}
-
-func (fp *faultProxy) set(inject func(w http.ResponseWriter, r *http.Request) bool) {
-	fp.mu.Lock()
-	fp.inject = inject
-	fp.mu.Unlock()
-}
 
 // cutWriter passes the first half of an answer's body on, then drops the
 // connection: the client sees a body shorter than its Content-Length.
@@ -89,9 +42,10 @@ func (c *cutWriter) cut() {
 	}
 }
 
-func (s *testServer) proxiedBackend(t *testing.T, bucket string) (*Backend, *faultProxy) {
+func (s *testServer) proxiedBackend(t *testing.T, bucket string) (*Backend, *miniotest.Proxy) {
 	t.Helper()
-	fp, ep := startFaultProxy(t, s)
+	fp := s.Proxy(t)
+	ep := strings.TrimPrefix(fp.URL, "http://")
 	cfg := s.config(bucket)
 	cfg.Endpoint, cfg.Secure, cfg.CACertFile = ep, false, ""
 	be, err := New(context.Background(), cfg)
@@ -136,7 +90,7 @@ func TestFaults(t *testing.T) {
 					// progress against this resource. Try again."
 					{409, "OperationAborted", true, nil},
 				} {
-					fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+					fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
 						if r.Method != http.MethodPut {
 							return false
 						}
@@ -148,7 +102,7 @@ func TestFaults(t *testing.T) {
 					})
 					h := backend.Handle{Type: backend.IndexFile, Name: fmt.Sprintf("failed-%d", c.status)}
 					err := be.Save(ctx, h, bytes.NewReader(data), int64(len(data)))
-					fp.set(nil)
+					fp.Set(nil)
 					if err == nil || retry.IsTransient(err) != c.transient || c.is != nil && !errors.Is(err, c.is) {
 						t.Errorf("Save answered %d %s: %v (transient %v), want transient %v, is %v", c.status, c.code, err, retry.IsTransient(err), c.transient, c.is)
 					}
@@ -165,25 +119,25 @@ func TestFaults(t *testing.T) {
 				for i := range 3 {
 					mustSave(t, be, backend.Handle{Type: backend.SnapshotFile, Name: fmt.Sprintf("%064x", i)}, []byte("s"))
 				}
-				fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+				fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
 					q := r.URL.Query()
 					if r.Method != http.MethodGet || !q.Has("versions") && q.Get("list-type") != "2" {
 						return false
 					}
 					cw := &cutWriter{ResponseWriter: w, header: http.Header{}, status: http.StatusOK}
-					fp.proxy.ServeHTTP(cw, r)
+					fp.Forward(cw, r)
 					cw.cut()
 					return true
 				})
 				err := be.List(ctx, backend.SnapshotFile, func(backend.FileInfo) error { return nil })
-				fp.set(nil)
+				fp.Set(nil)
 				if err == nil || !retry.IsTransient(err) {
 					t.Errorf("List with its answer cut short: %v (transient %v), want a transient error", err, retry.IsTransient(err))
 				}
 
 				// An answer that is XML but no listing (a proxy's page) is
 				// an error, not an empty listing, and is not repeated.
-				fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+				fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
 					q := r.URL.Query()
 					if r.Method != http.MethodGet || !q.Has("versions") && q.Get("list-type") != "2" {
 						return false
@@ -193,7 +147,7 @@ func TestFaults(t *testing.T) {
 					return true
 				})
 				err = be.List(ctx, backend.SnapshotFile, func(backend.FileInfo) error { return nil })
-				fp.set(nil)
+				fp.Set(nil)
 				if err == nil || retry.IsTransient(err) {
 					t.Errorf("List answered with a web page: %v (transient %v), want a permanent error", err, retry.IsTransient(err))
 				}
@@ -208,8 +162,9 @@ func TestFaults(t *testing.T) {
 func TestWrongRegion(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, miniotest.MinIO)
-	fp, ep := startFaultProxy(t, s)
-	fp.set(func(w http.ResponseWriter, r *http.Request) bool {
+	fp := s.Proxy(t)
+	ep := strings.TrimPrefix(fp.URL, "http://")
+	fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodHead || strings.Trim(r.URL.Path, "/") != plainBucket {
 			return false
 		}
