@@ -76,9 +76,9 @@ type Config struct {
 
 	// Creds are the credentials; nil means the usual chain: the AWS
 	// environment variables, then the shared credentials file
-	// (~/.aws/credentials, profile AWS_PROFILE) and the rest of the AWS
-	// SDK's default chain (web identity, SSO, a container or instance
-	// role).
+	// (~/.aws/credentials, profile AWS_PROFILE) and the rest of the chain
+	// defaultChain builds from the SDK's providers (web identity, a
+	// container or instance role; not SSO).
 	Creds aws.CredentialsProvider
 	// LookupEnv is where the chain reads the AWS variables; nil means the
 	// process's environment (os.LookupEnv).
