@@ -6,9 +6,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
+	"syscall"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
@@ -33,7 +35,7 @@ func (b *Backend) wrap(err error, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...) + " (" + b.location + ")"
 	resp, ok := responseOf(err)
 	if !ok {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotListing) { // version found none; a foreign answer
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotListing) || errors.Is(err, errNotLockAnswer) { // version found none; a foreign answer
 			return &opError{msg: msg, err: err}
 		}
 		return &opError{msg: msg, err: err, transient: networkTransient(err)}
@@ -73,6 +75,28 @@ func responseOf(err error) (response, bool) {
 		r.code = api.ErrorCode()
 	}
 	return r, true
+}
+
+// errNotLockAnswer is an answer to an Object Lock request (a retention,
+// a legal hold, the bucket's configuration) that says nothing S3 would:
+// not the document asked for (a proxy's web page, an empty body), an
+// unknown mode or status, a date that does not parse. It is never read
+// as "no lock": what cannot be read might be locked.
+var errNotLockAnswer = errors.New("the answer is not an S3 Object Lock document")
+
+// unreadableAnswer reports whether err is a successful (2xx) answer whose
+// body the SDK could not parse, the connection not being at fault: the
+// server answered something else than S3 does, and will again.
+func unreadableAnswer(err error) bool {
+	var (
+		re *awshttp.ResponseError
+		de *smithy.DeserializationError
+		ne net.Error
+	)
+	if err == nil || !errors.As(err, &re) || re.HTTPStatusCode() >= 300 || !errors.As(err, &de) {
+		return false
+	}
+	return !errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, &ne) && !errors.Is(err, syscall.ECONNRESET)
 }
 
 // errorCode returns the S3 error code of err, "" if it is none.

@@ -10,6 +10,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/retry"
@@ -180,4 +184,96 @@ func TestWrongRegion(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"eu-west-3"`) || !strings.Contains(err.Error(), `"us-west-2"`) || retry.IsTransient(err) {
 		t.Errorf("New with the wrong region: %v (transient %v), want an error naming both regions", err, retry.IsTransient(err))
 	}
+}
+
+// An answer to an Object Lock request that is not S3's (a proxy's web
+// page, an empty body, garbage XML, an unknown mode or status, a date that
+// does not parse, an unexpected error) is an error naming the object, never
+// "not retained": callers decide from it what may be deleted. Only S3's
+// own "no retention" error means none.
+func TestForeignLockAnswers(t *testing.T) {
+	t.Parallel()
+	const xmlHead = `<?xml version="1.0" encoding="UTF-8"?>`
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		s := startServer(t, k)
+		ctx := context.Background()
+		be, fp := s.proxiedBackend(t, lockedBucket)
+		h := backend.Handle{Type: backend.SnapshotFile, Name: fmt.Sprintf("%064x", 1)}
+		mustSave(t, be, h, []byte("snapshot"))
+		key, _ := be.key(h)
+
+		// The servers' own answer for an object without retention or hold.
+		if r, err := be.Retention(ctx, h); err != nil || r != (backend.Retention{}) {
+			t.Fatalf("Retention of an object without any: %+v, %v; want none", r, err)
+		}
+
+		answer := func(query string, status int, contentType, body string) func(http.ResponseWriter, *http.Request) bool {
+			return func(w http.ResponseWriter, r *http.Request) bool {
+				if r.Method != http.MethodGet || !r.URL.Query().Has(query) {
+					return false
+				}
+				w.Header().Set("Content-Type", contentType)
+				w.WriteHeader(status)
+				io.WriteString(w, body)
+				return true
+			}
+		}
+		const html = "<html><body><h1>Please log in</h1></body></html>"
+		for _, c := range []struct {
+			name   string
+			inject func(http.ResponseWriter, *http.Request) bool
+			want   string // in the error
+		}{
+			{"html", answer("retention", 200, "text/html", html), "no mode"},
+			{"empty", answer("retention", 200, "application/xml", ""), "no retention document"},
+			{"text", answer("retention", 200, "text/plain", "OK"), "no retention document"},
+			{"other document", answer("retention", 200, "application/xml", xmlHead+`<LegalHold><Status>OFF</Status></LegalHold>`), "no mode"},
+			{"broken xml", answer("retention", 200, "application/xml", xmlHead+`<Retention><Mode>COMPLIANCE</Retention>`), "not an S3 Object Lock document"},
+			{"unknown mode", answer("retention", 200, "application/xml", xmlHead+`<Retention><Mode>FOREVER</Mode><RetainUntilDate>2032-11-25T02:51:56Z</RetainUntilDate></Retention>`), `unknown mode "FOREVER"`},
+			{"no date", answer("retention", 200, "application/xml", xmlHead+`<Retention><Mode>COMPLIANCE</Mode></Retention>`), "no retain-until date"},
+			{"bad date", answer("retention", 200, "application/xml", xmlHead+`<Retention><Mode>COMPLIANCE</Mode><RetainUntilDate>next year</RetainUntilDate></Retention>`), "next year"},
+			{"other error", answer("retention", 400, "application/xml", xmlHead+`<Error><Code>InvalidRequest</Code><Message>injected</Message></Error>`), "InvalidRequest"},
+			{"hold html", answer("legal-hold", 200, "text/html", html), "no legal hold status"},
+			{"hold unknown", answer("legal-hold", 200, "application/xml", xmlHead+`<LegalHold><Status>MAYBE</Status></LegalHold>`), `unknown status "MAYBE"`},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				fp.Set(c.inject)
+				defer fp.Set(nil)
+				r, err := be.Retention(ctx, h)
+				if err == nil || retry.IsTransient(err) || !strings.Contains(err.Error(), h.String()) || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("Retention: %+v, %v (transient %v); want a permanent error naming %s and saying %q", r, err, retry.IsTransient(err), h, c.want)
+				}
+				// Remove does not take the unknown for unlocked.
+				if err := be.Remove(ctx, h); err == nil || !strings.Contains(err.Error(), h.String()) {
+					t.Errorf("Remove with the retention unreadable: %v, want an error naming %s", err, h)
+				}
+				if !strings.Contains(c.name, "hold") {
+					err := be.SetRetention(ctx, h, backend.Governance, time.Now().Add(time.Hour))
+					if err == nil || retry.IsTransient(err) {
+						t.Errorf("SetRetention with the retention unreadable: %v (transient %v), want a permanent error", err, retry.IsTransient(err))
+					}
+				}
+			})
+		}
+		if _, err := s.Client(t).HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(lockedBucket), Key: &key}); err != nil {
+			t.Errorf("the object is gone after Removes that could not read its retention: %v", err)
+		}
+
+		// The bucket's configuration: a foreign answer is not "no Object
+		// Lock" either.
+		for name, body := range map[string]string{
+			"html":     html,
+			"disabled": xmlHead + `<ObjectLockConfiguration><ObjectLockEnabled>Disabled</ObjectLockEnabled></ObjectLockConfiguration>`,
+		} {
+			fresh, fp := s.proxiedBackend(t, lockedBucket)
+			fp.Set(answer("object-lock", 200, "text/html", body))
+			on, err := fresh.LockEnabled(ctx)
+			if err == nil || retry.IsTransient(err) {
+				t.Errorf("LockEnabled answered %s: %v, %v (transient %v); want a permanent error", name, on, err, retry.IsTransient(err))
+			}
+			if _, err := fresh.Retention(ctx, h); err == nil {
+				t.Errorf("Retention with the bucket's configuration answered %s: no error", name)
+			}
+		}
+	})
 }

@@ -25,7 +25,7 @@ func (b *Backend) LockEnabled(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	on = lock != nil && lock.ObjectLockEnabled == types.ObjectLockEnabledEnabled
+	on = lock != nil
 	b.mu.Lock()
 	b.lockKnown, b.lockOn = true, on
 	b.mu.Unlock()
@@ -107,6 +107,14 @@ func (b *Backend) Retention(ctx context.Context, h backend.Handle) (backend.Rete
 	if err != nil {
 		return backend.Retention{}, err
 	}
+	// Without Object Lock on the bucket nothing is retained, and S3
+	// refuses to be asked (MinIO and versitygw: 400 InvalidRequest).
+	// That answer is generic; LockEnabled's is not.
+	if on, err := b.LockEnabled(ctx); err != nil {
+		return backend.Retention{}, fmt.Errorf("reading the retention of %s: %w", h, err)
+	} else if !on {
+		return backend.Retention{}, nil
+	}
 	var r backend.Retention
 	err = b.withVersion(ctx, key, func(version string) (err error) {
 		r, err = b.retention(ctx, key, version)
@@ -119,7 +127,8 @@ func (b *Backend) Retention(ctx context.Context, h backend.Handle) (backend.Rete
 }
 
 // retention reads the retention and legal hold of one version of key
-// (the current one if version is empty). Errors are the SDK's.
+// (the current one if version is empty). Errors are the SDK's, or wrap
+// errNotLockAnswer.
 func (b *Backend) retention(ctx context.Context, key, version string) (backend.Retention, error) {
 	r, err := b.objectRetention(ctx, key, version)
 	if err != nil {
@@ -128,33 +137,62 @@ func (b *Backend) retention(ctx context.Context, key, version string) (backend.R
 	hold, err := b.client.GetObjectLegalHold(ctx, &awss3.GetObjectLegalHoldInput{Bucket: &b.bucket, Key: &key, VersionId: optional(version)})
 	switch {
 	case noLockConfig(err):
+		return r, nil
+	case unreadableAnswer(err):
+		return r, fmt.Errorf("%w: the legal hold of %s: %v", errNotLockAnswer, key, err)
 	case err != nil:
 		return r, err
+	case hold.LegalHold == nil:
+		return r, fmt.Errorf("%w: the legal hold of %s: the answer holds no legal hold document", errNotLockAnswer, key)
+	}
+	switch s := hold.LegalHold.Status; s {
+	case types.ObjectLockLegalHoldStatusOn:
+		r.LegalHold = true
+	case types.ObjectLockLegalHoldStatusOff:
+	case "":
+		return r, fmt.Errorf("%w: the legal hold of %s: the answer names no legal hold status (is a proxy or another service at the endpoint?)", errNotLockAnswer, key)
 	default:
-		r.LegalHold = hold.LegalHold != nil && hold.LegalHold.Status == types.ObjectLockLegalHoldStatusOn
+		return r, fmt.Errorf("%w: the legal hold of %s: unknown status %q (want ON or OFF)", errNotLockAnswer, key, s)
 	}
 	return r, nil
 }
 
 // objectRetention reads the retention mode and date of one version of key,
-// not its legal hold. Errors are the SDK's.
+// not its legal hold. Only S3's "no retention" error
+// (NoSuchObjectLockConfiguration) means none: an answer that is no
+// retention, or one with an unknown mode or no date, is an error wrapping
+// errNotLockAnswer, never "not retained". Other errors are the SDK's.
 func (b *Backend) objectRetention(ctx context.Context, key, version string) (backend.Retention, error) {
 	var r backend.Retention
 	out, err := b.client.GetObjectRetention(ctx, &awss3.GetObjectRetentionInput{Bucket: &b.bucket, Key: &key, VersionId: optional(version)})
 	switch {
 	case noLockConfig(err):
+		return r, nil
+	case unreadableAnswer(err):
+		return r, fmt.Errorf("%w: the retention of %s: %v", errNotLockAnswer, key, err)
 	case err != nil:
 		return r, err
-	default:
-		if ret := out.Retention; ret != nil && ret.Mode != "" && ret.RetainUntilDate != nil {
-			r.Mode, r.Until = backend.RetentionMode(ret.Mode), *ret.RetainUntilDate
-		}
+	case out.Retention == nil:
+		// The SDK reads an empty or non-XML body as no document.
+		return r, fmt.Errorf("%w: the retention of %s: the answer holds no retention document", errNotLockAnswer, key)
 	}
+	ret := out.Retention
+	switch ret.Mode {
+	case types.ObjectLockRetentionModeCompliance, types.ObjectLockRetentionModeGovernance:
+	case "":
+		return r, fmt.Errorf("%w: the retention of %s: the answer names no mode (is a proxy or another service at the endpoint?)", errNotLockAnswer, key)
+	default:
+		return r, fmt.Errorf("%w: the retention of %s: unknown mode %q (want COMPLIANCE or GOVERNANCE)", errNotLockAnswer, key, ret.Mode)
+	}
+	if ret.RetainUntilDate == nil {
+		return r, fmt.Errorf("%w: the retention of %s: mode %s with no retain-until date", errNotLockAnswer, key, ret.Mode)
+	}
+	r.Mode, r.Until = backend.RetentionMode(ret.Mode), *ret.RetainUntilDate
 	return r, nil
 }
 
 // noLockConfig reports the error S3 gives for an object without
-// retention or legal hold.
+// retention or legal hold: AWS answers 404, MinIO and versitygw 400.
 func noLockConfig(err error) bool {
 	return errorCode(err) == "NoSuchObjectLockConfiguration"
 }
@@ -186,13 +224,25 @@ func (b *Backend) BucketDefaultRetention(ctx context.Context) (backend.Retention
 }
 
 // lockConfig returns the bucket's Object Lock configuration, nil if it
-// has none.
+// has none. Only S3's "no configuration" error
+// (ObjectLockConfigurationNotFoundError) means none: a configuration
+// always says Object Lock is enabled (the one value S3 has), and an answer
+// that does not is an error, not a bucket without Object Lock.
 func (b *Backend) lockConfig(ctx context.Context) (*types.ObjectLockConfiguration, error) {
 	out, err := b.client.GetObjectLockConfiguration(ctx, &awss3.GetObjectLockConfigurationInput{Bucket: &b.bucket})
 	switch {
 	case errorCode(err) == "ObjectLockConfigurationNotFoundError":
 		return nil, nil
-	case err != nil:
+	case unreadableAnswer(err):
+		err = fmt.Errorf("%w: %v", errNotLockAnswer, err)
+	case err == nil && (out.ObjectLockConfiguration == nil || out.ObjectLockConfiguration.ObjectLockEnabled != types.ObjectLockEnabledEnabled):
+		var got types.ObjectLockEnabled
+		if out.ObjectLockConfiguration != nil {
+			got = out.ObjectLockConfiguration.ObjectLockEnabled
+		}
+		err = fmt.Errorf("%w: ObjectLockEnabled is %q, not %q (is a proxy or another service at the endpoint?)", errNotLockAnswer, got, types.ObjectLockEnabledEnabled)
+	}
+	if err != nil {
 		return nil, b.wrap(err, "reading the Object Lock configuration of bucket %q", b.bucket)
 	}
 	return out.ObjectLockConfiguration, nil

@@ -25,6 +25,8 @@ func TestRetentionAnswerForms(t *testing.T) {
 				case r.Method == http.MethodHead: // the bucket
 				case q.Has("versioning"):
 					w.Write([]byte(`<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"></VersioningConfiguration>`))
+				case q.Has("object-lock"):
+					w.Write([]byte(`<ObjectLockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><ObjectLockEnabled>Enabled</ObjectLockEnabled></ObjectLockConfiguration>`))
 				case q.Has("retention"):
 					w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?>` +
 						`<` + root + ` xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Mode>COMPLIANCE</Mode>` +
