@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -25,7 +27,7 @@ import (
 //  2. profile AWS_PROFILE (else "default") of the shared credentials file
 //     (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials), then of the
 //     config file (AWS_CONFIG_FILE, else ~/.aws/config): its keys, or its
-//     credential_process;
+//     credential_process; ~ is HOME as lookup finds it (homeDir);
 //  3. a web identity token exchanged at STS for a role's credentials
 //     (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN: EKS service accounts);
 //  4. a container's credentials endpoint
@@ -87,7 +89,7 @@ func profileCreds(env func(string) string) (aws.CredentialsProvider, error) {
 	if profile == "" {
 		profile = "default"
 	}
-	home, _ := os.UserHomeDir()
+	home := homeDir(env)
 	credsFile := env("AWS_SHARED_CREDENTIALS_FILE")
 	if credsFile == "" && home != "" {
 		credsFile = filepath.Join(home, ".aws", "credentials")
@@ -117,6 +119,27 @@ func profileCreds(env func(string) string) (aws.CredentialsProvider, error) {
 		}
 	}
 	return nil, nil
+}
+
+// homeDir is the directory whose .aws holds the shared files: HOME
+// (USERPROFILE on Windows) as env finds it, like every other setting of
+// the chain, else the account's home directory, as the SDK falls back to;
+// "" if neither is known.
+func homeDir(env func(string) string) string {
+	key := "HOME"
+	switch runtime.GOOS {
+	case "windows":
+		key = "USERPROFILE"
+	case "plan9":
+		key = "home"
+	}
+	if h := env(key); h != "" {
+		return h
+	}
+	if u, err := user.Current(); err == nil {
+		return u.HomeDir
+	}
+	return ""
 }
 
 // iniSection returns the keys (lower case) and values of section in the

@@ -3,6 +3,7 @@ package s3
 import (
 	"context"
 	"os"
+	"os/user"
 	"path/filepath"
 	"testing"
 )
@@ -31,5 +32,35 @@ func TestProfileCreds(t *testing.T) {
 		if got != want {
 			t.Errorf("profile %q: credentials %q, want %q", profile, got, want)
 		}
+	}
+}
+
+// TestProfileHome: ~/.aws is under HOME as the chain's lookup finds it,
+// not the process's HOME; without one, under the account's home
+// directory, as the SDK does.
+func TestProfileHome(t *testing.T) {
+	home, other := t.TempDir(), t.TempDir()
+	for dir, id := range map[string]string{home: "from-lookup", other: "from-process"} {
+		os.MkdirAll(filepath.Join(dir, ".aws"), 0o700)
+		os.WriteFile(filepath.Join(dir, ".aws", "credentials"), []byte("[default]\naws_access_key_id = "+id+"\naws_secret_access_key = s\n"), 0o600)
+	}
+	t.Setenv("HOME", other)
+	t.Setenv("USERPROFILE", other)
+	env := map[string]string{"HOME": home, "USERPROFILE": home, "home": home}
+	p, err := profileCreds(func(k string) string { return env[k] })
+	if err != nil || p == nil {
+		t.Fatalf("profileCreds: %v, %v", p, err)
+	}
+	v, err := p.Retrieve(context.Background())
+	if err != nil || v.AccessKeyID != "from-lookup" {
+		t.Errorf("credentials %q, %v; want those of the lookup's HOME", v.AccessKeyID, err)
+	}
+
+	want := ""
+	if u, err := user.Current(); err == nil {
+		want = u.HomeDir
+	}
+	if got := homeDir(func(string) string { return "" }); got != want {
+		t.Errorf("homeDir without HOME: %q, want the account's home directory %q", got, want)
 	}
 }
