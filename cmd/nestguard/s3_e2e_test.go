@@ -206,3 +206,48 @@ func TestS3EndpointURL(t *testing.T) {
 		t.Errorf("https:// with --insecure-http: exit %d: %s", r.code, r.stderr)
 	}
 }
+
+// TestS3RoleProfile backs up and lists with the credentials of a role
+// profile (role_arn + source_profile holding MinIO's root keys), assumed
+// at MinIO's STS API, which AWS_ENDPOINT_URL_STS points at; an SSO
+// profile is refused with what to do instead.
+func TestS3RoleProfile(t *testing.T) {
+	t.Parallel()
+	e, srv := s3TestEnv(t, miniotest.MinIO, "roleprofile")
+	// MinIO's STS answers "not initialized" for a moment after its S3 API
+	// is up: RoleEnv waits for it.
+	srv.RoleEnv(t, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::*"]}]}`)
+	creds, conf := filepath.Join(e.dir, "aws-credentials"), filepath.Join(e.dir, "aws-config")
+	os.WriteFile(creds, []byte("[minio-root]\naws_access_key_id = "+srv.AccessKey+"\naws_secret_access_key = "+srv.SecretKey+"\n"), 0o600)
+	os.WriteFile(conf, []byte(`[profile backup]
+role_arn = arn:aws:iam::000000000000:role/nestguard-backup
+source_profile = minio-root
+duration_seconds = 900
+
+[profile sso]
+sso_session = corp
+sso_account_id = 123456789012
+sso_role_name = Backup
+`), 0o600)
+	e.extraEnv = append(e.extraEnv,
+		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=",
+		"AWS_SHARED_CREDENTIALS_FILE="+creds, "AWS_CONFIG_FILE="+conf, "AWS_PROFILE=backup",
+		"AWS_ENDPOINT_URL_STS=https://"+srv.Endpoint, "AWS_EC2_METADATA_DISABLED=true")
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "ledger.csv"), []byte("2026-12-06,42.00\n"), 0o644)
+	e.must("init")
+	e.must("backup", src)
+	proc := *e
+	proc.subprocess = true // the binary itself, with its environment
+	var snaps []map[string]any
+	if err := json.Unmarshal([]byte(proc.must("snapshots", "--json")), &snaps); err != nil || len(snaps) != 1 {
+		t.Fatalf("snapshots --json through the role: %v, %d snapshots", err, len(snaps))
+	}
+
+	sso := *e
+	sso.extraEnv = append(slices.Clone(e.extraEnv), "AWS_PROFILE=sso")
+	if r := sso.run("snapshots"); r.code != 1 || !strings.Contains(r.stderr, "aws configure export-credentials --profile sso") {
+		t.Errorf("an SSO profile: exit %d: %s", r.code, r.stderr)
+	}
+}

@@ -17,7 +17,7 @@ func TestProfileCreds(t *testing.T) {
 	os.WriteFile(conf, []byte("[default]\nregion = x\n[profile other]\naws_access_key_id = o\naws_secret_access_key = os\n[other]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n"), 0o600)
 	for profile, want := range map[string]string{"": "d ds ", "backup": "b bs bt", "other": "o os ", "missing": ""} {
 		env := map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": conf, "AWS_PROFILE": profile}
-		p, err := profileCreds(func(k string) string { return env[k] })
+		p, err := testChain(env).profileCreds(context.Background())
 		if err != nil {
 			t.Fatalf("profile %q: %v", profile, err)
 		}
@@ -47,7 +47,7 @@ func TestProfileHome(t *testing.T) {
 	t.Setenv("HOME", other)
 	t.Setenv("USERPROFILE", other)
 	env := map[string]string{"HOME": home, "USERPROFILE": home, "home": home}
-	p, err := profileCreds(func(k string) string { return env[k] })
+	p, err := testChain(env).profileCreds(context.Background())
 	if err != nil || p == nil {
 		t.Fatalf("profileCreds: %v, %v", p, err)
 	}
@@ -63,4 +63,9 @@ func TestProfileHome(t *testing.T) {
 	if got := homeDir(func(string) string { return "" }); got != want {
 		t.Errorf("homeDir without HOME: %q, want the account's home directory %q", got, want)
 	}
+}
+
+// testChain is a chain whose lookup is env.
+func testChain(env map[string]string) chain {
+	return chain{lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
 }

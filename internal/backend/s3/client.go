@@ -222,7 +222,7 @@ func checkLoopback(ctx context.Context, endpoint string) error {
 func credentialChain(ctx context.Context, cfg Config) (aws.CredentialsProvider, error) {
 	creds := cfg.Creds
 	if creds == nil {
-		c, err := defaultChain(cfg.lookupEnv(), cfg.Region)
+		c, err := defaultChain(ctx, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("getting S3 credentials: %w", err)
 		}

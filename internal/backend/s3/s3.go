@@ -75,13 +75,15 @@ type Config struct {
 	CACertFile string // PEM bundle of the CAs to trust instead of the system's
 
 	// Creds are the credentials; nil means the usual chain: the AWS
-	// environment variables, then the shared credentials file
-	// (~/.aws/credentials, profile AWS_PROFILE) and the rest of the chain
-	// defaultChain builds from the SDK's providers (web identity, a
-	// container or instance role; not SSO).
+	// environment variables, then profile AWS_PROFILE of the shared files
+	// (its keys, credential_process, or a role it assumes at STS) and the
+	// rest of the chain defaultChain builds from the SDK's providers (web
+	// identity, a container or instance role). SSO profiles are refused
+	// with what to do instead. The STS endpoint is reached with CACertFile
+	// too.
 	Creds aws.CredentialsProvider
-	// LookupEnv is where the chain reads the AWS variables; nil means the
-	// process's environment (os.LookupEnv).
+	// LookupEnv is where the chain reads the AWS variables (HOME
+	// included); nil means the process's environment (os.LookupEnv).
 	LookupEnv func(string) (string, bool)
 
 	PartSize int64        // default DefaultPartSize
