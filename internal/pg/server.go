@@ -96,7 +96,18 @@ func (s *RestoredServer) logFile() string {
 // recovery and waits, at most timeout, until recovery reached its target
 // and did action there (ActionPause: paused, ActionPromote: promoted,
 // ActionShutdown: the server exited).
-func (s *RestoredServer) Recover(ctx context.Context, action string, timeout time.Duration) (*RecoveryPoint, error) {
+//
+// With fast and ActionPromote the server pauses at the target (a
+// command-line recovery_target_action, which outranks the configuration
+// files, which keep promote) and is then promoted with pg_ctl promote:
+// PostgreSQL then ends recovery as a standby's failover does, with an
+// end-of-recovery WAL record and a checkpoint in the background, instead
+// of an immediate checkpoint that writes every buffer replay dirtied
+// before the server opens. fast needs a recovery target, PostgreSQL 14
+// or later (earlier ones ignore a promotion during a pause) and
+// hot_standby (without it, pause means shutdown): Recover falls back to
+// a plain promotion without hot_standby.
+func (s *RestoredServer) Recover(ctx context.Context, action string, fast bool, timeout time.Duration) (*RecoveryPoint, error) {
 	logFile := s.logFile()
 	// The log is appended to: only what this start writes is this
 	// recovery's (an earlier restore into the same place left its lines).
@@ -109,9 +120,25 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, timeout tim
 		return nil, err
 	}
 	rp := &RecoveryPoint{Port: port, SocketDir: sockDir}
+	if fast && action == ActionPromote {
+		hs, err := s.show(ctx, "hot_standby")
+		if err != nil {
+			return nil, err
+		}
+		fast = hs == "on"
+	} else {
+		fast = false
+	}
 	args := []string{"-D", s.DataDir, "-l", logFile}
+	var opts []string
 	if s.Port != 0 {
-		args = append(args, "-o", "-p "+strconv.Itoa(s.Port))
+		opts = append(opts, "-p "+strconv.Itoa(s.Port))
+	}
+	if fast {
+		opts = append(opts, "-c recovery_target_action="+ActionPause)
+	}
+	if len(opts) > 0 {
+		args = append(args, "-o", strings.Join(opts, " "))
 	}
 	if action == ActionShutdown {
 		// The server exits once at the target: pg_ctl -w would call that a
@@ -129,6 +156,18 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, timeout tim
 			return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
 		}
 		rp.State = "shut down"
+	} else if fast {
+		if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, ActionPause, deadline, rp); err != nil {
+			return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
+		}
+		// Paused at the target: the promotion ends recovery there.
+		if out, err := s.pgCtl(ctx, "-D", s.DataDir, "-W", "promote").CombinedOutput(); err != nil {
+			return rp, fmt.Errorf("recovery paused at the target, but pg_ctl promote failed (promote by hand with 'pg_ctl -D %s promote' or SELECT pg_promote()): %v: %s",
+				s.DataDir, err, strings.TrimSpace(string(out)))
+		}
+		if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, ActionPromote, deadline, rp); err != nil {
+			return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
+		}
 	} else if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, action, deadline, rp); err != nil {
 		return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
 	}
@@ -221,23 +260,9 @@ func serverEnv() []string {
 // or configured, and its first Unix socket directory ("" for TCP on
 // localhost), asking postgres -C so that every configuration file counts.
 func (s *RestoredServer) connTarget(ctx context.Context) (int, string, error) {
-	show := func(name string) (string, error) {
-		cmd := exec.CommandContext(ctx, s.Bins.Postgres, "-D", s.DataDir, "-C", name)
-		cmd.SysProcAttr = s.Owner.credential()
-		cmd.Dir = s.DataDir
-		out, err := cmd.Output()
-		if err != nil {
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				err = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(ee.Stderr)))
-			}
-			return "", fmt.Errorf("reading %s of the restored configuration (postgres -C): %w", name, err)
-		}
-		return strings.TrimSpace(string(out)), nil
-	}
 	port := s.Port
 	if port == 0 {
-		v, err := show("port")
+		v, err := s.show(ctx, "port")
 		if err != nil {
 			return 0, "", err
 		}
@@ -245,7 +270,7 @@ func (s *RestoredServer) connTarget(ctx context.Context) (int, string, error) {
 			return 0, "", fmt.Errorf("port %q: %w", v, err)
 		}
 	}
-	dirs, err := show("unix_socket_directories")
+	dirs, err := s.show(ctx, "unix_socket_directories")
 	if err != nil {
 		return 0, "", err
 	}
@@ -256,6 +281,23 @@ func (s *RestoredServer) connTarget(ctx context.Context) (int, string, error) {
 		}
 	}
 	return port, "", nil
+}
+
+// show reads a setting of the restored configuration with postgres -C,
+// so that every configuration file counts.
+func (s *RestoredServer) show(ctx context.Context, name string) (string, error) {
+	cmd := exec.CommandContext(ctx, s.Bins.Postgres, "-D", s.DataDir, "-C", name)
+	cmd.SysProcAttr = s.Owner.credential()
+	cmd.Dir = s.DataDir
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return "", fmt.Errorf("reading %s of the restored configuration (postgres -C): %w", name, err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // waitTarget polls the recovering server until it paused at the target or
@@ -319,10 +361,14 @@ func waitTarget(ctx context.Context, dataDir string, port int, sockDir string, o
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pollEvery):
 		}
 	}
 }
+
+// pollEvery is how often waitTarget asks: the recovery time it reports
+// includes up to that much of waiting. Each poll is one small query.
+const pollEvery = 20 * time.Millisecond
 
 // pollRecovery reads the recovery state once; done reports the target
 // reached. Errors from the server itself (not the connection) are final.
