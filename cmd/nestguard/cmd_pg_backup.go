@@ -103,6 +103,11 @@ window ('nestguard pg status' shows it), in one command:
   4. with --start, the server is started (pg_ctl, as the directory's
      owner), and the command waits until recovery reached the target and
      reports the point reached and how long restore and replay took.
+     Meanwhile it keeps the next WAL segments in a spool that
+     restore_command takes from without starting nestguard, and a
+     promotion at a target is a fast one (paused there, then 'pg_ctl
+     promote': no immediate end-of-recovery checkpoint before the server
+     opens; PostgreSQL 14 and later).
 
 Exactly one target: --to-time (RFC 3339, or "2006-01-02 15:04:05[.999999][-07]"
 in local time without a zone), --to-lsn, --to-xid, --to-name (a restore point

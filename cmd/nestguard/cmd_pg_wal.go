@@ -359,7 +359,7 @@ func (a *app) runPGRestoreWAL(ctx context.Context, o restoreWALOptions) error {
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 			defer cancel()
 			if o.SpoolDir == "" {
-				o.SpoolDir = filepath.Join(filepath.Dir(dest), ".nestguard-spool")
+				o.SpoolDir = pg.DefaultSpoolDir(dest)
 			}
 			_, err := pg.PrefetchWAL(ctx, repo, o.SpoolDir, pg.SpoolIdentity(o.Session, dest), strings.Split(o.background, ","), o.Parallel, a.log)
 			return err

@@ -386,6 +386,7 @@ func TestPGPITRTimelines(t *testing.T) {
 		t.Fatalf("promoted onto timeline %d, want 2", r1.Recovery.Timeline)
 	}
 	checkLedger(t, r1, t1[0].want, "timeline 1 target")
+	checkFastRecovery(t, r1)
 
 	// Timeline 2 takes writes and archives them into the same repository.
 	l2 := startLedger(t, r1.dsn(), 5)
@@ -416,6 +417,33 @@ func TestPGPITRTimelines(t *testing.T) {
 	tls, _ = st["timelines"].([]any)
 	if len(tls) != 2 {
 		t.Errorf("pg status shows %d timelines, want 2", len(tls))
+	}
+}
+
+// checkFastRecovery: a restore with --start and a target promoted fast
+// (paused at the target, then promoted: no end-of-recovery checkpoint
+// before the server opened), the shell took the segments the restore fed
+// into the spool, and the spool is gone.
+func checkFastRecovery(t *testing.T, r *restored) {
+	t.Helper()
+	if rc := r.Settings["restore_command"]; !strings.HasPrefix(rc, "f=pg_wal/.nestguard-spool/%f; ") {
+		t.Errorf("restore_command without the spool's fast path: %s", rc)
+	}
+	if a := r.Settings["recovery_target_action"]; a != "promote" {
+		t.Errorf("recovery_target_action %q written, want promote (the pause is the start's alone)", a)
+	}
+	log, err := os.ReadFile(pg.DefaultLogFile(r.dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "received promote request") || strings.Contains(string(log), "end-of-recovery immediate") {
+		t.Errorf("not a fast promotion; server log:\n%s", log)
+	}
+	if served := strings.Count(string(log), "restored log file"); served == 0 {
+		t.Errorf("no segment restored; server log:\n%s", log)
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "pg_wal", ".nestguard-spool")); err == nil {
+		t.Error("the WAL spool is left after the restore")
 	}
 }
 

@@ -113,6 +113,12 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	}
 	o.TargetDir = dir
 	rc := RecoveryConfig{RestoreCommand: o.RestoreCommand, Target: o.Target, Action: o.TargetAction}
+	// With --start this process feeds the spool while the server replays
+	// (feedSpool), and the shell takes spooled segments.
+	feed := o.Start && o.SpoolSession != ""
+	if feed {
+		rc.RestoreCommand = spoolFirst(o.RestoreCommand)
+	}
 	kv, err := rc.settings()
 	if err != nil {
 		return nil, err
@@ -184,6 +190,16 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	res.Seconds = map[string]float64{"restore": res.RestoreTime.Seconds()}
 	if o.Start {
 		replayStart := time.Now()
+		if feed && first != nil {
+			spool := filepath.Join(o.TargetDir, "pg_wal", spoolName)
+			stop := startFeed(ctx, repo, spool, SpoolIdentity(o.SpoolSession, ""), st.RecoveryPath(sn, o.Target.Timeline, maxFeed), o.PrefetchWAL, o.Log)
+			defer func() {
+				stop()
+				// What is left is past the target: recovery is over,
+				// or paused there.
+				dropSpool(spool, o.Log)
+			}()
+		}
 		res.Server = &RestoredServer{Bins: bins, DataDir: o.TargetDir, Owner: owner, Port: o.Port, LogFile: o.LogFile}
 		// With a target, promotion is a fast one (see Recover); a
 		// promotion during a pause works from PostgreSQL 14 on.
@@ -221,6 +237,23 @@ func syncRestored(ctx context.Context, o RestoreOptions, dirs []string) error {
 	return nil
 }
 
+// maxFeed bounds the segments feedSpool is given: 16 TiB of WAL.
+const maxFeed = 1 << 20
+
+// startFeed runs feedSpool until the returned stop is called.
+func startFeed(ctx context.Context, repo WALRepo, spool, ident string, names []string, ahead int, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		feedSpool(ctx, repo, spool, ident, names, max(1, ahead), log)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
 // prefillSpool fetches names into the WAL spool of o's session in the
 // background; the channel is closed when it is done. The first segments
 // recovery needs are then ready when the server starts. Failing only
@@ -231,7 +264,7 @@ func prefillSpool(ctx context.Context, repo *repository.Repository, o RestoreOpt
 		close(done)
 		return done
 	}
-	spool := filepath.Join(o.TargetDir, "pg_wal", ".nestguard-spool")
+	spool := filepath.Join(o.TargetDir, "pg_wal", spoolName)
 	go func() {
 		defer close(done)
 		// Two at a time: the files being restored want the CPU more.

@@ -49,7 +49,7 @@ type RestoreWALOptions struct {
 
 func (o *RestoreWALOptions) defaults(dest string) {
 	if o.SpoolDir == "" {
-		o.SpoolDir = filepath.Join(filepath.Dir(dest), ".nestguard-spool")
+		o.SpoolDir = DefaultSpoolDir(dest)
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = 4
