@@ -170,7 +170,9 @@ func isRecoveryParam(p string) bool {
 
 // WriteRecoveryConfig writes the recovery settings into dataDir's
 // postgresql.auto.conf and creates recovery.signal, which makes the next
-// start of the server an archive recovery.
+// start of the server an archive recovery. Each file is renamed into
+// place whole but not synced: the caller syncs the data directory after
+// (Restore's syncRestored, one syncfs for everything it wrote).
 func WriteRecoveryConfig(dataDir string, rc RecoveryConfig) error {
 	p := filepath.Join(dataDir, "postgresql.auto.conf")
 	old, err := os.ReadFile(p)
@@ -181,8 +183,8 @@ func WriteRecoveryConfig(dataDir string, rc RecoveryConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(p, conf, 0o600); err != nil {
+	if err := atomicfile.WriteUnsynced(p, conf, 0o600); err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(dataDir, "recovery.signal"), nil, 0o600)
+	return atomicfile.WriteUnsynced(filepath.Join(dataDir, "recovery.signal"), nil, 0o600)
 }

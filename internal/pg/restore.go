@@ -136,6 +136,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	}
 
 	sn, info, st, err := pickBase(ctx, repo, o)
+	o.Log.Debug("restore: base backup picked", "elapsed", time.Since(began))
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +170,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	}
 	prefilled := prefillSpool(ctx, repo, o, first)
 	syncDirs, err := restoreFiles(ctx, repo, o, root, sn, places, res)
+	o.Log.Debug("restore: files written", "elapsed", time.Since(began))
 	<-prefilled
 	if err != nil {
 		return res, err
@@ -183,6 +185,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	if err := owner.apply(o.TargetDir, places); err != nil {
 		return res, err
 	}
+	o.Log.Debug("restore: recovery configured", "elapsed", time.Since(began))
 	if err := syncRestored(ctx, o, syncDirs); err != nil {
 		return res, err
 	}
@@ -448,7 +451,11 @@ func restoreFiles(ctx context.Context, repo *repository.Repository, o RestoreOpt
 
 // finishDataDir writes what the backup keeps outside the tree (pg_control,
 // backup_label, tablespace_map), the directories it left empty, and the
-// recovery settings.
+// recovery settings. Each file is renamed into place whole, not synced:
+// syncRestored's syncfs makes them durable with the rest. An fsync each
+// would wait, on ext4, for the journal to write out the restored data
+// still in the page cache (0.6-0.9 s measured for the bench's 1.6 GiB),
+// and the syncfs after would find nothing left to do.
 func finishDataDir(ctx context.Context, repo *repository.Repository, o RestoreOptions, info *BackupInfo, places []tablespacePlace, rc RecoveryConfig) error {
 	ctl, err := repo.LoadBlob(ctx, info.PGControl, nil)
 	if err != nil {
@@ -457,10 +464,10 @@ func finishDataDir(ctx context.Context, repo *repository.Repository, o RestoreOp
 	if err := os.MkdirAll(filepath.Join(o.TargetDir, "global"), 0o700); err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(o.TargetDir, controlFile), ctl, 0o600); err != nil {
+	if err := atomicfile.WriteUnsynced(filepath.Join(o.TargetDir, controlFile), ctl, 0o600); err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(o.TargetDir, "backup_label"), []byte(info.BackupLabel), 0o600); err != nil {
+	if err := atomicfile.WriteUnsynced(filepath.Join(o.TargetDir, "backup_label"), []byte(info.BackupLabel), 0o600); err != nil {
 		return err
 	}
 	tsmap := info.TablespaceMap
@@ -473,7 +480,7 @@ func finishDataDir(ctx context.Context, repo *repository.Repository, o RestoreOp
 	}
 	if tsmap != "" {
 		// PostgreSQL recreates pg_tblspc's links from this file.
-		if err := atomicfile.Write(filepath.Join(o.TargetDir, "tablespace_map"), []byte(tsmap), 0o600); err != nil {
+		if err := atomicfile.WriteUnsynced(filepath.Join(o.TargetDir, "tablespace_map"), []byte(tsmap), 0o600); err != nil {
 			return err
 		}
 	}
