@@ -204,10 +204,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 			}()
 		}
 		res.Server = &RestoredServer{Bins: bins, DataDir: o.TargetDir, Owner: owner, Port: o.Port, LogFile: o.LogFile}
-		// With a target, promotion is a fast one (see Recover); a
-		// promotion during a pause works from PostgreSQL 14 on.
-		fast := !o.Target.Latest && info.ServerVersion >= 140000
-		rp, err := res.Server.Recover(ctx, targetAction(o), fast, o.StartTimeout)
+		rp, err := res.Server.Recover(ctx, targetAction(o), PromotionFor(info.ServerVersion, o.Target.Latest), o.StartTimeout)
 		res.Started = true
 		res.Recovery = rp
 		res.ReplayTime = time.Since(replayStart)

@@ -97,17 +97,8 @@ func (s *RestoredServer) logFile() string {
 // and did action there (ActionPause: paused, ActionPromote: promoted,
 // ActionShutdown: the server exited).
 //
-// With fast and ActionPromote the server pauses at the target (a
-// command-line recovery_target_action, which outranks the configuration
-// files, which keep promote) and is then promoted with pg_ctl promote:
-// PostgreSQL then ends recovery as a standby's failover does, with an
-// end-of-recovery WAL record and a checkpoint in the background, instead
-// of an immediate checkpoint that writes every buffer replay dirtied
-// before the server opens. fast needs a recovery target, PostgreSQL 14
-// or later (earlier ones ignore a promotion during a pause) and
-// hot_standby (without it, pause means shutdown): Recover falls back to
-// a plain promotion without hot_standby.
-func (s *RestoredServer) Recover(ctx context.Context, action string, fast bool, timeout time.Duration) (*RecoveryPoint, error) {
+// How a promotion at a target happens is p (see Promotion).
+func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion, timeout time.Duration) (*RecoveryPoint, error) {
 	logFile := s.logFile()
 	// The log is appended to: only what this start writes is this
 	// recovery's (an earlier restore into the same place left its lines).
@@ -120,21 +111,24 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, fast bool, 
 		return nil, err
 	}
 	rp := &RecoveryPoint{Port: port, SocketDir: sockDir}
-	if fast && action == ActionPromote {
+	if p != PromoteAsConfigured && action == ActionPromote {
+		// Without hot_standby a pause is a shutdown.
 		hs, err := s.show(ctx, "hot_standby")
 		if err != nil {
 			return nil, err
 		}
-		fast = hs == "on"
+		if hs != "on" {
+			p = PromoteAsConfigured
+		}
 	} else {
-		fast = false
+		p = PromoteAsConfigured
 	}
 	args := []string{"-D", s.DataDir, "-l", logFile}
 	var opts []string
 	if s.Port != 0 {
 		opts = append(opts, "-p "+strconv.Itoa(s.Port))
 	}
-	if fast {
+	if p != PromoteAsConfigured {
 		opts = append(opts, "-c recovery_target_action="+ActionPause)
 	}
 	if len(opts) > 0 {
@@ -151,28 +145,125 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, fast bool, 
 		return rp, fmt.Errorf("pg_ctl start: %v: %s\nserver log %s:\n%s", err, strings.TrimSpace(string(out)), logFile, logTail(logFile, logStart, 30))
 	}
 	deadline := time.Now().Add(timeout)
-	if action == ActionShutdown {
+	withLog := func(err error) error {
+		return fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
+	}
+	switch {
+	case action == ActionShutdown:
 		if err := waitExit(ctx, s.DataDir, deadline); err != nil {
-			return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
+			return rp, withLog(err)
 		}
 		rp.State = "shut down"
-	} else if fast {
-		if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, ActionPause, deadline, rp); err != nil {
-			return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
-		}
-		// Paused at the target: the promotion ends recovery there.
-		if out, err := s.pgCtl(ctx, "-D", s.DataDir, "-W", "promote").CombinedOutput(); err != nil {
-			return rp, fmt.Errorf("recovery paused at the target, but pg_ctl promote failed (promote by hand with 'pg_ctl -D %s promote' or SELECT pg_promote()): %v: %s",
-				s.DataDir, err, strings.TrimSpace(string(out)))
+	case p == PromoteEarly:
+		// Requested now, taken when recovery pauses at the target.
+		if err := s.promote(ctx); err != nil {
+			return rp, err
 		}
 		if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, ActionPromote, deadline, rp); err != nil {
-			return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
+			return rp, withLog(err)
 		}
-	} else if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, action, deadline, rp); err != nil {
-		return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
+		if err := checkStoppedAtTarget(s.DataDir, rp.Timeline); err != nil {
+			return rp, withLog(err)
+		}
+	case p == PromoteAfterPause:
+		if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, ActionPause, deadline, rp); err != nil {
+			return rp, withLog(err)
+		}
+		if rp.State != "promoted" { // (promoted already: hot standby was not active at the target)
+			if err := s.promote(ctx); err != nil {
+				return rp, err
+			}
+			if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, ActionPromote, deadline, rp); err != nil {
+				return rp, withLog(err)
+			}
+		}
+	default:
+		if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, action, deadline, rp); err != nil {
+			return rp, withLog(err)
+		}
 	}
 	rp.Message = stopMessage(logFile, logStart)
 	return rp, nil
+}
+
+// Promotion is how Recover promotes a server at its recovery target.
+//
+// PostgreSQL's own promotion (recovery_target_action = promote) ends
+// recovery with an immediate checkpoint that writes every buffer replay
+// dirtied before the server opens: seconds to minutes, growing with
+// shared_buffers. A promotion requested with pg_ctl promote ends it as a
+// standby's failover does, with an end-of-recovery WAL record and the
+// checkpoint in the background, crash-safe through the WAL kept in
+// pg_wal. PostgreSQL takes such a request during recovery only where it
+// checks for one: while paused, in a recovery_min_apply_delay wait, and in
+// standby mode when WAL runs out; an archive recovery (recovery.signal)
+// replays on to its target. So the server is started with
+// recovery_target_action = pause on its command line (which outranks the
+// configuration files; they keep promote), and promoted there.
+type Promotion int
+
+const (
+	// PromoteAsConfigured leaves the promotion to the server's settings.
+	PromoteAsConfigured Promotion = iota
+	// PromoteAfterPause waits until recovery paused at the target, then
+	// promotes. PostgreSQL 14 and later end a pause for a promotion, but
+	// notice the request only within a second (the pause loop's sleep).
+	PromoteAfterPause
+	// PromoteEarly requests the promotion as soon as the server accepts
+	// connections; recovery goes on to the target, pauses there, finds
+	// the request at once and promotes. Checked afterwards: the new
+	// timeline's history file must name the target as where recovery
+	// stopped. For PostgreSQL 14 to 17, whose code is read for it.
+	PromoteEarly
+)
+
+// PromotionFor returns the promotion for a server of version (as
+// server_version_num) restored to a target (latest: the end of the
+// archive, where recovery_target_action does not apply).
+func PromotionFor(version int, latest bool) Promotion {
+	switch {
+	case latest || version < 140000:
+		return PromoteAsConfigured
+	case version < 180000:
+		return PromoteEarly
+	default:
+		return PromoteAfterPause
+	}
+}
+
+// promote runs pg_ctl promote. If it fails because recovery already
+// ended (the server promoted itself), that is not an error.
+func (s *RestoredServer) promote(ctx context.Context) error {
+	out, err := s.pgCtl(ctx, "-D", s.DataDir, "-W", "promote").CombinedOutput()
+	if err == nil {
+		return nil
+	}
+	if strings.Contains(string(out), "not in standby mode") {
+		return nil // recovery is over: waitTarget reads where it ended
+	}
+	return fmt.Errorf("pg_ctl promote failed: %v: %s (the server stays in recovery; once it paused at the target, promote it with 'pg_ctl -D %s promote' or SELECT pg_promote())",
+		err, strings.TrimSpace(string(out)), s.DataDir)
+}
+
+// checkStoppedAtTarget reads why recovery ended from the history file of
+// the timeline it promoted onto: PostgreSQL writes "no recovery target
+// specified" there when recovery ended without reaching its target.
+func checkStoppedAtTarget(dataDir string, tli uint32) error {
+	if tli == 0 {
+		return errors.New("the promoted server's timeline is unknown: cannot tell where recovery stopped")
+	}
+	p := filepath.Join(dataDir, "pg_wal", fmt.Sprintf("%08X.history", tli))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("reading where recovery stopped: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	last := lines[len(lines)-1]
+	f := strings.SplitN(last, "\t", 3)
+	if len(f) < 3 || strings.TrimSpace(f[2]) == "no recovery target specified" {
+		return fmt.Errorf("recovery ended without reaching its target (%s: %q): the server was promoted at the wrong point; do not use it, restore again", p, last)
+	}
+	return nil
 }
 
 // Stop stops the server with pg_ctl's shutdown mode ("fast" or

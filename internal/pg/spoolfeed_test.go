@@ -3,6 +3,7 @@ package pg
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -170,5 +171,57 @@ func TestFeedSpool(t *testing.T) {
 	case <-done2:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the feed did not stop when its context ended")
+	}
+}
+
+func TestPromotionFor(t *testing.T) {
+	for _, c := range []struct {
+		version int
+		latest  bool
+		want    Promotion
+	}{
+		{130012, false, PromoteAsConfigured},
+		{150018, true, PromoteAsConfigured},
+		{140000, false, PromoteEarly},
+		{170004, false, PromoteEarly},
+		{180000, false, PromoteAfterPause},
+	} {
+		if got := PromotionFor(c.version, c.latest); got != c.want {
+			t.Errorf("PromotionFor(%d, %v) = %d, want %d", c.version, c.latest, got, c.want)
+		}
+	}
+}
+
+// TestCheckStoppedAtTarget: the new timeline's history file says where
+// recovery stopped; "no recovery target specified" (recovery ended
+// without reaching it) or no readable file is an error.
+func TestCheckStoppedAtTarget(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "pg_wal"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(tli uint32, body string) {
+		p := filepath.Join(dir, "pg_wal", fmt.Sprintf("%08X.history", tli))
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(2, "1\t1/77F97440\tbefore transaction 35608 at 2026-12-06 03:52:15.954704+00\n")
+	write(3, "1\t1/77F97440\tbefore transaction 35608 at 2026-12-06 03:52:15.954704+00\n2\t1/80000000\tno recovery target specified\n")
+	write(4, "1\t1/77F97440\tat restore point \"x\"\n\n")
+	if err := checkStoppedAtTarget(dir, 2); err != nil {
+		t.Errorf("stopped at a transaction: %v", err)
+	}
+	if err := checkStoppedAtTarget(dir, 4); err != nil {
+		t.Errorf("stopped at a restore point: %v", err)
+	}
+	if err := checkStoppedAtTarget(dir, 3); err == nil || !strings.Contains(err.Error(), "without reaching its target") {
+		t.Errorf("ended without its target: %v", err)
+	}
+	if err := checkStoppedAtTarget(dir, 5); err == nil {
+		t.Error("no history file: no error")
+	}
+	if err := checkStoppedAtTarget(dir, 0); err == nil {
+		t.Error("unknown timeline: no error")
 	}
 }
