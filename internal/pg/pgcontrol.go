@@ -17,7 +17,17 @@ type controlData struct {
 	// location, where replay from it starts, and the timeline it was on.
 	Redo     LSN
 	Timeline uint32
+	State    uint32 // DBState: dbShutdownedInRecovery, ...
 }
+
+// dbShutdownedInRecovery is the DBState of a server that shut down
+// cleanly during archive recovery: at a recovery target with
+// recovery_target_action = shutdown. A server that failed during
+// recovery (FATAL) leaves dbInArchiveRecovery.
+const (
+	dbShutdownedInRecovery = 2
+	dbInArchiveRecovery    = 5
+)
 
 var (
 	errShortControl   = errors.New("pg_control is too short")
@@ -35,7 +45,8 @@ func parseControl(b []byte) (controlData, error) {
 	e := binary.NativeEndian
 	c.SystemID = e.Uint64(b[0:])
 	c.Version = e.Uint32(b[8:])
-	ckpt := 40 // ControlFileData.checkPointCopy
+	c.State = e.Uint32(b[16:]) // after catalog_version_no, since 9.0
+	ckpt := 40                 // ControlFileData.checkPointCopy
 	switch {
 	case c.Version == 1002:
 		ckpt = 48

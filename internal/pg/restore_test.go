@@ -2,6 +2,7 @@ package pg
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -111,14 +112,50 @@ func TestRestoreLogFile(t *testing.T) {
 	}
 }
 
-func TestWaitExitTimesOut(t *testing.T) {
+// TestWaitExit: a shutdown at the target is a server that ran and left
+// pg_control shut down in recovery; one that has not started yet (no
+// postmaster.pid so far: pg_ctl -W start returns before it is written)
+// is waited for, and one that failed during recovery is an error.
+func TestWaitExit(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "postmaster.pid"), []byte("1\n"), 0o600)
-	if err := waitExit(t.Context(), dir, time.Now().Add(150*time.Millisecond)); err == nil {
-		t.Error("waitExit returned while postmaster.pid exists")
+	if err := os.MkdirAll(filepath.Join(dir, "global"), 0o700); err != nil {
+		t.Fatal(err)
 	}
-	os.Remove(filepath.Join(dir, "postmaster.pid"))
-	if err := waitExit(t.Context(), dir, time.Now().Add(time.Second)); err != nil {
+	control := func(state uint32) []byte {
+		b := make([]byte, 8192)
+		binary.NativeEndian.PutUint32(b[8:], 1300)
+		binary.NativeEndian.PutUint32(b[16:], state)
+		return b
+	}
+	setControl := func(b []byte) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, controlFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pid := filepath.Join(dir, "postmaster.pid")
+	before := control(6) // the backup's: in production
+	setControl(before)
+
+	// Not started yet: no postmaster.pid, pg_control as restored.
+	if err := waitExit(t.Context(), dir, before, time.Now().Add(150*time.Millisecond)); err == nil || !strings.Contains(err.Error(), "did not start") {
+		t.Errorf("a server that never started: %v", err)
+	}
+	// Running.
+	os.WriteFile(pid, []byte("1\n"), 0o600)
+	if err := waitExit(t.Context(), dir, before, time.Now().Add(150*time.Millisecond)); err == nil || !strings.Contains(err.Error(), "did not shut down") {
+		t.Errorf("waitExit while postmaster.pid exists: %v", err)
+	}
+	// Failed during recovery (FATAL: the WAL ends before the target).
+	os.Remove(pid)
+	setControl(control(dbInArchiveRecovery))
+	if err := waitExit(t.Context(), dir, before, time.Now().Add(time.Second)); err == nil || !strings.Contains(err.Error(), "without reaching the target") {
+		t.Errorf("a server that failed during recovery: %v", err)
+	}
+	// Shut down at the target, also between two looks (postmaster.pid
+	// never seen).
+	setControl(control(dbShutdownedInRecovery))
+	if err := waitExit(t.Context(), dir, before, time.Now().Add(time.Second)); err != nil {
 		t.Error(err)
 	}
 }

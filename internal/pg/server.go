@@ -2,6 +2,7 @@ package pg
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -141,6 +142,9 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 	} else {
 		args = append(args, "-w", "-t", strconv.Itoa(int(timeout/time.Second)), "start")
 	}
+	// What pg_control says before the start: waitExit tells a server
+	// that has not started yet from one that ran and exited.
+	ctlBefore, _ := os.ReadFile(filepath.Join(s.DataDir, controlFile))
 	if out, err := s.pgCtl(ctx, args...).CombinedOutput(); err != nil {
 		return rp, fmt.Errorf("pg_ctl start: %v: %s\nserver log %s:\n%s", err, strings.TrimSpace(string(out)), logFile, logTail(logFile, logStart, 30))
 	}
@@ -150,7 +154,7 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 	}
 	switch {
 	case action == ActionShutdown:
-		if err := waitExit(ctx, s.DataDir, deadline); err != nil {
+		if err := waitExit(ctx, s.DataDir, ctlBefore, deadline); err != nil {
 			return rp, withLog(err)
 		}
 		rp.State = "shut down"
@@ -525,17 +529,45 @@ func (rp *RecoveryPoint) setReplayed(lsn *string, last *time.Time) {
 	}
 }
 
-// waitExit waits for the postmaster to exit (recovery_target_action=shutdown).
-func waitExit(ctx context.Context, dataDir string, deadline time.Time) error {
+// waitExit waits for the postmaster to exit at the recovery target
+// (recovery_target_action=shutdown). pg_ctl -W start returns before the
+// postmaster wrote postmaster.pid, so its absence alone says nothing:
+// the server ran once postmaster.pid was seen or pg_control changed from
+// ctlBefore, and it stopped at the target only if pg_control then says
+// it shut down in recovery. A server that failed during recovery (for
+// example FATAL: the WAL ends before the target) is an error.
+func waitExit(ctx context.Context, dataDir string, ctlBefore []byte, deadline time.Time) error {
+	ctlPath := filepath.Join(dataDir, controlFile)
+	ran := false
 	for time.Now().Before(deadline) {
-		if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); errors.Is(err, fs.ErrNotExist) {
-			return nil
+		_, err := os.Stat(filepath.Join(dataDir, "postmaster.pid"))
+		if err == nil {
+			ran = true
+		} else if errors.Is(err, fs.ErrNotExist) {
+			b, err := os.ReadFile(ctlPath)
+			if err != nil {
+				return fmt.Errorf("the server exited; reading its state: %w", err)
+			}
+			ran = ran || !bytes.Equal(b, ctlBefore)
+			if ran {
+				c, err := parseControl(b)
+				if err != nil {
+					return fmt.Errorf("the server exited; reading its state: %w", err)
+				}
+				if c.State != dbShutdownedInRecovery {
+					return fmt.Errorf("the server exited during recovery without reaching the target (pg_control state %d, not shut down in recovery)", c.State)
+				}
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pollEvery):
 		}
+	}
+	if !ran {
+		return errors.New("the server did not start within the time allowed")
 	}
 	return errors.New("the server did not shut down at the recovery target within the time allowed")
 }

@@ -1,0 +1,206 @@
+package main
+
+// Hostile tests of 'pg restore --start': the restore's process killed or
+// interrupted during replay, the spool's shell fast path given what it
+// must not hand over, and the target actions around the fast promotion.
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/nestguard/nestguard/internal/pg"
+	"github.com/nestguard/nestguard/internal/pgtest"
+)
+
+// walHistory is a base backup followed by many WAL segments, a ledger
+// committing all along, and a target late in the WAL.
+type walHistory struct {
+	p      *pitrEnv
+	rows   []ledgerRow
+	target pitrTarget
+	last   string    // the last segment archived
+	base   time.Time // the end of the base backup
+}
+
+// newWALHistory backs up, then writes about segs segments of bulk WAL
+// while the ledger commits, and picks a target in the last quarter of
+// the ledger: replay has most segments to go through before it.
+func newWALHistory(t *testing.T, segs int) *walHistory {
+	t.Helper()
+	p := newPITREnv(t, pgtest.Options{})
+	c := p.c
+	c.Exec(t, ledgerTable)
+	c.Exec(t, "CREATE TABLE filler (id int, pad text)")
+	l := startLedger(t, c.DSN(), 11)
+	time.Sleep(300 * time.Millisecond)
+	b := p.backup(t, c)
+	for range segs {
+		// About one segment of WAL each.
+		c.Exec(t, "INSERT INTO filler SELECT g, repeat('x', 100) FROM generate_series(1, 80000) g")
+		c.SwitchWAL(t)
+	}
+	time.Sleep(time.Second)
+	rows := l.finish(t)
+	last := switchAndWait(t, c)
+	from := rows[len(rows)*3/4].at
+	tg := pickTargets(rows, from, rows[len(rows)-1].at.Add(time.Millisecond), 1, rand.New(rand.NewPCG(8, 8)))
+	if len(tg) == 0 {
+		t.Fatal("no target in the last quarter of the ledger")
+	}
+	return &walHistory{p: p, rows: rows, target: tg[0], last: last, base: b.Backup.StopTime}
+}
+
+// startRestore starts 'pg restore --start' as a process of its own.
+func (h *walHistory) startRestore(t *testing.T, dir string, port int, args ...string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
+	stopAtEnd(t, h.p.c.BinDir, dir)
+	cmd := h.p.cmd(append([]string{"--key-file", h.p.keyFile, "pg", "restore", "--target-dir", dir, "--start",
+		"--port", strconv.Itoa(port), "--json"}, args...)...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &out
+}
+
+// waitLog waits until the server log of dir holds s.
+func waitLog(t *testing.T, dir, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(pg.DefaultLogFile(dir))
+		if strings.Contains(string(b), s) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server log never said %q:\n%s", s, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// recoveryState polls a server until it is paused in recovery or out of
+// it, and returns which.
+func recoveryState(t *testing.T, dsn string, timeout time.Duration, dir string) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			var inRec bool
+			var state string
+			err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE '' END").Scan(&inRec, &state)
+			conn.Close(ctx)
+			if err == nil && !inRec {
+				cancel()
+				return "promoted"
+			}
+			if err == nil && state == "paused" {
+				cancel()
+				return "paused"
+			}
+		}
+		cancel()
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(pg.DefaultLogFile(dir))
+			t.Fatalf("the server neither paused nor promoted within %v (%v); server log:\n%s", timeout, err, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func pgCtl(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "pg_ctl"), args...)
+	pgtest.AsPostgres(t, cmd)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_ctl %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}
+
+// archivedSegments lists the segments in the repository, in order.
+func (h *walHistory) archivedSegments(t *testing.T) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(h.p.repo, "wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var segs []string
+	for _, e := range ents {
+		if n := e.Name(); len(n) == 24 && !strings.Contains(n, ".") {
+			segs = append(segs, n)
+		}
+	}
+	slices.Sort(segs)
+	return segs
+}
+
+// plantInSpool waits until the restore bound its spool and puts data
+// there as segment name.
+func plantInSpool(t *testing.T, dir, name string, data []byte) {
+	t.Helper()
+	spool := filepath.Join(dir, "pg_wal", ".nestguard-spool")
+	waitFile(t, filepath.Join(spool, ".owner"), 5*time.Minute)
+	p := filepath.Join(spool, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, p)
+}
+
+// TestPGRestoreStartShutdown: with --target-action shutdown, 'pg restore
+// --start' returns once the server shut down at the target, not when
+// pg_ctl -W start returned (before postmaster.pid existed), and fails
+// when the server stopped before the target: here a segment before it
+// is zeroed in the spool, and PostgreSQL ends recovery there with
+// "recovery ended before configured recovery target was reached".
+func TestPGRestoreStartShutdown(t *testing.T) {
+	h := newWALHistory(t, 16)
+	segs := h.archivedSegments(t)
+	target := []string{"--to-time", rfc3339(h.target.at), "--target-action", "shutdown"}
+
+	dir := filepath.Join(h.p.dir, "shutdown")
+	cmd, out := h.startRestore(t, dir, pgtest.FreePort(t), target...)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("pg restore: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
+		t.Fatalf("pg restore returned before the server shut down at the target:\n%s", out)
+	}
+	if !strings.Contains(out.String(), `"state": "shut down"`) {
+		t.Errorf("no shutdown reported:\n%s", out)
+	}
+	ctl := h.p.c.Run(t, "pg_controldata", "-D", dir)
+	if !strings.Contains(ctl, "shut down in recovery") {
+		t.Errorf("pg_controldata after the shutdown at the target:\n%s", ctl)
+	}
+	b, _ := os.ReadFile(pg.DefaultLogFile(dir))
+	if !strings.Contains(string(b), "recovery stopping before commit") {
+		t.Errorf("the server did not stop at the target; server log:\n%s", b)
+	}
+
+	dir = filepath.Join(h.p.dir, "short")
+	cmd, out = h.startRestore(t, dir, pgtest.FreePort(t), target...)
+	plantInSpool(t, dir, segs[len(segs)-4], make([]byte, 16<<20))
+	err := cmd.Wait()
+	if err == nil {
+		t.Fatalf("pg restore succeeded though recovery ended before the target:\n%s", out)
+	}
+	if !strings.Contains(out.String(), "without reaching the target") {
+		t.Errorf("unclear failure: %s", out)
+	}
+}
