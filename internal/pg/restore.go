@@ -117,7 +117,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	// (feedSpool), and the shell takes spooled segments.
 	feed := o.Start && o.SpoolSession != ""
 	if feed {
-		rc.RestoreCommand = spoolFirst(o.RestoreCommand)
+		rc.RestoreCommand = spoolFirst(o.RestoreCommand, bootID())
 	}
 	kv, err := rc.settings()
 	if err != nil {

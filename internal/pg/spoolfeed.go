@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/atomicfile"
@@ -31,9 +32,19 @@ func DefaultSpoolDir(dest string) string { return filepath.Join(filepath.Dir(des
 // If the rename fails, cmd runs, so a failure is never taken for the end
 // of the archive. The shell skips TakeSpooled's checks of size and
 // header: what is in the spool was authenticated before it went there,
-// and it is durable (see feedSpool).
-func spoolFirst(cmd string) string {
-	return `f=pg_wal/` + spoolName + `/%f; [ -f "$f" ] && mv -f "$f" "%p" || ` + cmd
+// and it is whole. That holds in the boot of the machine (boot, Linux's
+// boot_id) that wrote restore_command only: restore-wal's own prefetches
+// (when this process is gone) do not sync, so after a crash of the
+// machine a spooled file may be torn, and PostgreSQL reads a torn or
+// zeroed segment as the end of the WAL, which --to-latest would promote
+// at. In another boot, or where the boot is unknown (""), every request
+// goes to cmd, whose restore-wal empties a spool of another boot.
+// The comparison is the shell's own (read, [): no process.
+func spoolFirst(cmd, boot string) string {
+	if boot == "" || strings.Trim(boot, "0123456789abcdef-") != "" {
+		return cmd // (a boot_id is a UUID: nothing to quote)
+	}
+	return `f=pg_wal/` + spoolName + `/%f; read -r b < ` + bootIDFile + ` && [ "$b" = ` + boot + ` ] && [ -f "$f" ] && mv -f "$f" "%p" || ` + cmd
 }
 
 // feedSpoolPoll is how often the feed looks whether the server took a

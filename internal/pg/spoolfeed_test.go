@@ -38,7 +38,11 @@ func TestSpoolFirst(t *testing.T) {
 	}
 	ran := filepath.Join(data, "fallback-ran")
 	// The fallback records its arguments, as restore-wal would get them.
-	rc := spoolFirst("echo %f %p > " + ran)
+	boot := bootID()
+	if boot == "" {
+		t.Skip("no boot_id: the shell's fast path is off")
+	}
+	rc := spoolFirst("echo %f %p > "+ran, boot)
 	dest := filepath.Join(pgWAL, "RECOVERYXLOG")
 
 	name := Segment{TLI: 1, No: 5}.Name(testSegSize)
@@ -77,6 +81,35 @@ func TestSpoolFirst(t *testing.T) {
 	}
 	if !exists(ran) {
 		t.Fatal("the rename failed and the fallback did not run")
+	}
+	os.Remove(ran)
+
+	// restore_command written in another boot of the machine: a spooled
+	// file may be torn (restore-wal's prefetches do not sync), and
+	// PostgreSQL would read a torn segment as the end of the WAL. The
+	// shell leaves it; restore-wal decides.
+	other7 := Segment{TLI: 1, No: 7}.Name(testSegSize)
+	if err := os.WriteFile(filepath.Join(spool, other7), seg[:len(seg)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(dest)
+	rcOld := spoolFirst("echo %f %p > "+ran, "00000000-0000-4000-8000-000000000000")
+	if err := runRestoreCommand(t, data, rcOld, other7, "pg_wal/RECOVERYXLOG"); err != nil {
+		t.Fatal(err)
+	}
+	if exists(dest) || !exists(filepath.Join(spool, other7)) {
+		t.Fatal("the shell handed over a segment spooled in another boot")
+	}
+	if b, _ := os.ReadFile(ran); string(b) != other7+" pg_wal/RECOVERYXLOG\n" {
+		t.Fatalf("fallback got %q", b)
+	}
+
+	// No boot known (or not a UUID): no fast path at all.
+	if got := spoolFirst("cmd %f %p", ""); got != "cmd %f %p" {
+		t.Errorf("without a boot: %q", got)
+	}
+	if got := spoolFirst("cmd %f %p", "x; rm -rf /"); got != "cmd %f %p" {
+		t.Errorf("with a boot that is not a UUID: %q", got)
 	}
 }
 

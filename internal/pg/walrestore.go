@@ -478,9 +478,12 @@ func SpoolIdentity(session, dest string) string {
 	return "server " + strings.TrimSpace(lines[0]) + " " + strings.TrimSpace(lines[2]) + " boot " + boot
 }
 
+// bootIDFile holds Linux's identity of this boot of the machine.
+const bootIDFile = "/proc/sys/kernel/random/boot_id"
+
 // bootID is the identity of this boot of the machine, or "" if unknown.
 func bootID() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	b, err := os.ReadFile(bootIDFile)
 	if err != nil {
 		return ""
 	}
