@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,7 +78,7 @@ func (h *walHistory) startRestore(t *testing.T, dir string, port int, args ...st
 }
 
 // waitLog waits until the server log of dir holds s.
-func waitLog(t *testing.T, dir, s string, timeout time.Duration) {
+func waitLog(t *testing.T, dir, s string, timeout time.Duration, out *strings.Builder) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -84,7 +87,7 @@ func waitLog(t *testing.T, dir, s string, timeout time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the server log never said %q:\n%s", s, b)
+			t.Fatalf("the server log never said %q:\n%s\npg restore: %s", s, b, out)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -130,6 +133,80 @@ func pgCtl(t *testing.T, bin string, args ...string) string {
 		t.Fatalf("pg_ctl %v: %v: %s", args, err, out)
 	}
 	return string(out)
+}
+
+// TestPGRestoreStartKilled: 'pg restore --start --target-action promote'
+// killed (SIGKILL) once replay runs: the server goes on and stops at the
+// target with exactly the target's rows (the shell takes what was
+// spooled, restore-wal fetches the rest); it waits there paused (the
+// command line of the fast promotion), is promoted by hand, and a later
+// restart keeps it a primary with the same rows.
+//
+// SIGTERM (as SIGINT) instead: the restore says it was interrupted and
+// exits 143, and the server goes on the same way.
+func TestPGRestoreStartKilled(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		// A history each: the promoted server archives a new timeline
+		// into its repository.
+		t.Run(sig.String(), func(t *testing.T) { testRestoreStartKilled(t, newWALHistory(t, 24), sig) })
+	}
+}
+
+func testRestoreStartKilled(t *testing.T, h *walHistory, sig syscall.Signal) {
+	c := h.p.c
+	dir := filepath.Join(h.p.dir, "killed-"+strconv.Itoa(int(sig)))
+	port := pgtest.FreePort(t)
+	cmd, out := h.startRestore(t, dir, port, "--to-time", rfc3339(h.target.at), "--target-action", "promote")
+	waitLog(t, dir, "restored log file", 5*time.Minute, out)
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	b, _ := os.ReadFile(pg.DefaultLogFile(dir))
+	t.Logf("segments restored when signalled: %d", strings.Count(string(b), "restored log file"))
+	if sig == syscall.SIGTERM {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+			t.Errorf("pg restore after SIGTERM: %v, want exit 143\n%s", err, out)
+		}
+		if !strings.Contains(out.String(), "goes on recovering without nestguard") {
+			t.Errorf("pg restore after SIGTERM does not say that the server goes on and pauses:\n%s", out)
+		}
+		if !strings.Contains(out.String(), "interrupted") {
+			t.Errorf("pg restore after SIGTERM does not say it was interrupted:\n%s", out)
+		}
+		t.Logf("pg restore after SIGTERM: %v\n%s", err, out)
+	}
+
+	dsn := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", c.SocketDir, port)
+	r := &restored{dir: dir, port: port}
+	r.Recovery = &pg.RecoveryPoint{SocketDir: c.SocketDir}
+	// The server was started to pause at the target (the fast
+	// promotion's command line), and nobody is left to promote it,
+	// unless the restore requested the promotion before it ended
+	// (PostgreSQL 14-17, once the server accepted connections).
+	state := recoveryState(t, dsn, 5*time.Minute, dir)
+	checkLedger(t, r, h.target.want, "restore ended during replay")
+	if state == "promoted" {
+		t.Logf("the restore had requested the promotion: the server promoted at the target")
+		return
+	}
+	// A restart before the promotion pauses at the target again.
+	pgCtl(t, c.BinDir, "-D", dir, "-w", "-t", "120", "-l", pg.DefaultLogFile(dir), "restart")
+	if s := recoveryState(t, dsn, 5*time.Minute, dir); s != "paused" {
+		t.Errorf("restarted before the promotion: %s", s)
+	}
+	checkLedger(t, r, h.target.want, "restarted before the promotion")
+	pgCtl(t, c.BinDir, "-D", dir, "-w", "promote")
+	if s := recoveryState(t, dsn, 5*time.Minute, dir); s != "promoted" {
+		t.Fatalf("after promote: %s", s)
+	}
+	checkLedger(t, r, h.target.want, "promoted by hand")
+	pgCtl(t, c.BinDir, "-D", dir, "-w", "-t", "120", "-l", pg.DefaultLogFile(dir), "restart")
+	if s := recoveryState(t, dsn, 2*time.Minute, dir); s != "promoted" {
+		t.Errorf("restarted after the promotion: %s", s)
+	}
+	checkLedger(t, r, h.target.want, "restarted after the promotion")
 }
 
 // archivedSegments lists the segments in the repository, in order.

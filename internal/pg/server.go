@@ -142,15 +142,17 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 	} else {
 		args = append(args, "-w", "-t", strconv.Itoa(int(timeout/time.Second)), "start")
 	}
+	// Started to pause at the target, and no promotion requested yet.
+	paused := p != PromoteAsConfigured
 	// What pg_control says before the start: waitExit tells a server
 	// that has not started yet from one that ran and exited.
 	ctlBefore, _ := os.ReadFile(filepath.Join(s.DataDir, controlFile))
 	if out, err := s.pgCtl(ctx, args...).CombinedOutput(); err != nil {
-		return rp, fmt.Errorf("pg_ctl start: %v: %s\nserver log %s:\n%s", err, strings.TrimSpace(string(out)), logFile, logTail(logFile, logStart, 30))
+		return rp, s.goesOn(ctx, action, paused, fmt.Errorf("pg_ctl start: %v: %s\nserver log %s:\n%s", err, strings.TrimSpace(string(out)), logFile, logTail(logFile, logStart, 30)))
 	}
 	deadline := time.Now().Add(timeout)
 	withLog := func(err error) error {
-		return fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
+		return s.goesOn(ctx, action, paused, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30)))
 	}
 	switch {
 	case action == ActionShutdown:
@@ -161,8 +163,9 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 	case p == PromoteEarly:
 		// Requested now, taken when recovery pauses at the target.
 		if err := s.promote(ctx); err != nil {
-			return rp, err
+			return rp, s.goesOn(ctx, action, paused, err)
 		}
+		paused = false
 		if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, ActionPromote, deadline, rp); err != nil {
 			return rp, withLog(err)
 		}
@@ -175,8 +178,9 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 		}
 		if rp.State != "promoted" { // (promoted already: hot standby was not active at the target)
 			if err := s.promote(ctx); err != nil {
-				return rp, err
+				return rp, s.goesOn(ctx, action, paused, err)
 			}
+			paused = false
 			if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, ActionPromote, deadline, rp); err != nil {
 				return rp, withLog(err)
 			}
@@ -268,6 +272,25 @@ func checkStoppedAtTarget(dataDir string, tli uint32) error {
 		return fmt.Errorf("recovery ended without reaching its target (%s: %q): the server was promoted at the wrong point; do not use it, restore again", p, last)
 	}
 	return nil
+}
+
+// goesOn adds to err, when ctx ended (the restore was interrupted) after
+// the server was started, that the server goes on recovering without
+// this process, and where it will stop.
+func (s *RestoredServer) goesOn(ctx context.Context, action string, paused bool, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	at := map[string]string{
+		ActionPause:    "pauses at the target",
+		ActionShutdown: "shuts down at the target",
+		ActionPromote:  "is promoted at the target",
+	}[action]
+	if paused {
+		at = "pauses at the target (it was started to, for a fast promotion): check the point reached and promote it with 'pg_ctl -D " + s.DataDir + " promote'"
+	}
+	return fmt.Errorf("%w\nthe server in %s was started and goes on recovering without nestguard: it %s; or stop it with 'pg_ctl -D %s stop'",
+		err, s.DataDir, at, s.DataDir)
 }
 
 // Stop stops the server with pg_ctl's shutdown mode ("fast" or
