@@ -281,3 +281,39 @@ func TestPGRestoreStartShutdown(t *testing.T) {
 		t.Errorf("unclear failure: %s", out)
 	}
 }
+
+// TestPGRestoreStartParamPause: max_connections raised on the source after
+// the base backup (a parameter-change record in the WAL). The restored
+// server, with the backup's lower setting and hot standby active, pauses
+// when it replays that record (PostgreSQL 14 and later: "recovery has
+// paused" because of insufficient parameter settings), before the target:
+// 'pg restore --start --target-action pause' took that for the pause at
+// the target and exited 0. It must fail and say why.
+func TestPGRestoreStartParamPause(t *testing.T) {
+	p := newPITREnv(t, pgtest.Options{})
+	c := p.c
+	c.Exec(t, ledgerTable)
+	l := startLedger(t, c.DSN(), 12)
+	time.Sleep(300 * time.Millisecond)
+	p.backup(t, c)
+	time.Sleep(500 * time.Millisecond)
+	rows0 := l.finish(t)
+	c.Exec(t, "ALTER SYSTEM SET max_connections = 60")
+	c.Stop(t)
+	c = pgtest.StartExisting(t, c.DataDir, pgtest.Options{ArchiveCommand: p.archiveCommand("key")})
+	l = startLedger(t, c.DSN(), 13)
+	time.Sleep(2 * time.Second)
+	rows := append(rows0, l.finish(t)...)
+	switchAndWait(t, c)
+	tg := pickTargets(rows, rows[len(rows0)].at, rows[len(rows)-1].at.Add(time.Millisecond), 1, rand.New(rand.NewPCG(3, 3)))
+	if len(tg) == 0 {
+		t.Fatal("no target")
+	}
+	r := p.run("--key-file", p.keyFile, "pg", "restore", "--target-dir", filepath.Join(p.dir, "param"), "--start",
+		"--port", strconv.Itoa(pgtest.FreePort(t)), "--json", "--to-time", rfc3339(tg[0].at), "--target-action", "pause", "--start-timeout", "60s")
+	stopAtEnd(t, c.BinDir, filepath.Join(p.dir, "param"))
+	if r.code == 0 || !strings.Contains(r.stderr, "recovery paused before the target") || !strings.Contains(r.stderr, "max_connections = 60") {
+		log, _ := os.ReadFile(pg.DefaultLogFile(filepath.Join(p.dir, "param")))
+		t.Errorf("pg restore paused before the target: exit %d\n%s\n%s\nserver log:\n%s", r.code, r.stdout, r.stderr, log)
+	}
+}

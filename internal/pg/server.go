@@ -68,6 +68,28 @@ func FindServerBins(dir string) (*ServerBins, error) {
 	return &b, nil
 }
 
+// tool returns the path of another PostgreSQL program of the same
+// installation as pg_ctl (whose path may be a link to it, as on
+// $PATH), else the name, for $PATH.
+func (b *ServerBins) tool(name string) string {
+	for _, p := range []string{b.PGCtl, b.Postgres} {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			if t := filepath.Join(filepath.Dir(real), name); fileExists(t) {
+				return t
+			}
+		}
+		if t := filepath.Join(filepath.Dir(p), name); fileExists(t) {
+			return t
+		}
+	}
+	return name
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 // versionOf reads the major version of /usr/lib/postgresql/<v>/bin/x.
 func versionOf(p string) int {
 	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(p))))
@@ -176,6 +198,9 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 		if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, ActionPause, deadline, rp); err != nil {
 			return rp, withLog(err)
 		}
+		if err := s.checkPausedAtTarget(ctx, rp); err != nil {
+			return rp, withLog(err)
+		}
 		if rp.State != "promoted" { // (promoted already: hot standby was not active at the target)
 			if err := s.promote(ctx); err != nil {
 				return rp, s.goesOn(ctx, action, paused, err)
@@ -187,6 +212,9 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 		}
 	default:
 		if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, action, deadline, rp); err != nil {
+			return rp, withLog(err)
+		}
+		if err := s.checkPausedAtTarget(ctx, rp); err != nil {
 			return rp, withLog(err)
 		}
 	}
@@ -303,6 +331,64 @@ func (s *RestoredServer) Stop(ctx context.Context, mode string, timeout time.Dur
 	out, err := s.pgCtl(ctx, "-D", s.DataDir, "-m", mode, "-w", "-t", strconv.Itoa(int(timeout/time.Second)), "stop").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// hotStandbyParams are the settings a server in recovery with hot
+// standby needs at least as high as the server whose WAL it replays:
+// pg_controldata's label (pg_control keeps the WAL's values) and the
+// setting's name.
+var hotStandbyParams = [][2]string{
+	{"max_connections setting", "max_connections"},
+	{"max_worker_processes setting", "max_worker_processes"},
+	{"max_wal_senders setting", "max_wal_senders"},
+	{"max_prepared_xacts setting", "max_prepared_transactions"},
+	{"max_locks_per_xact setting", "max_locks_per_transaction"},
+}
+
+// checkPausedAtTarget tells a pause at the recovery target from the one
+// PostgreSQL 14 and later make, with hot standby, when the WAL raises
+// one of hotStandbyParams above the restored configuration's value (a
+// source that raised max_connections after the base backup): "recovery
+// has paused" there, before the target, and a promotion is refused.
+// Replay has written the WAL's value into pg_control by then, so a value
+// there above the configuration's means that pause. pg_controldata runs
+// with LC_ALL=C, for labels in English.
+func (s *RestoredServer) checkPausedAtTarget(ctx context.Context, rp *RecoveryPoint) error {
+	if rp.State != "paused" {
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, s.Bins.tool("pg_controldata"), "-D", s.DataDir)
+	cmd.SysProcAttr = s.Owner.credential()
+	cmd.Env = append(serverEnv(), "LC_ALL=C")
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("recovery paused; reading pg_control to check that it paused at the target: %w", err)
+	}
+	ctl := map[string]string{}
+	for l := range strings.SplitSeq(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			ctl[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	for _, p := range hotStandbyParams {
+		wal, err := strconv.Atoi(ctl[p[0]])
+		if err != nil {
+			continue // not in this version's pg_controldata
+		}
+		v, err := s.show(ctx, p[1])
+		if err != nil {
+			return err
+		}
+		have, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%s = %q: %w", p[1], v, err)
+		}
+		if wal > have {
+			return fmt.Errorf("recovery paused before the target, not at it: the WAL sets %s = %d, above the restored configuration's %d, and PostgreSQL pauses there with hot standby (\"insufficient parameter settings\" in its log); set %s to at least %d in the configuration of %s and restart the server (pg_ctl restart), or restore again and do that before --start",
+				p[1], wal, have, p[1], wal, s.DataDir)
+		}
 	}
 	return nil
 }
