@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -15,7 +16,7 @@ func TestProfileCreds(t *testing.T) {
 	creds, conf := filepath.Join(dir, "credentials"), filepath.Join(dir, "config")
 	os.WriteFile(creds, []byte("[default]\naws_access_key_id = d\naws_secret_access_key = ds\n\n# comment\n[ backup ]\nAWS_ACCESS_KEY_ID=b\naws_secret_access_key = bs \naws_session_token = bt\n"), 0o600)
 	os.WriteFile(conf, []byte("[default]\nregion = x\n[profile other]\naws_access_key_id = o\naws_secret_access_key = os\n[other]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n"), 0o600)
-	for profile, want := range map[string]string{"": "d ds ", "backup": "b bs bt", "other": "o os ", "missing": ""} {
+	for profile, want := range map[string]string{"": "d ds ", "backup": "b bs bt", "other": "o os "} {
 		env := map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": conf, "AWS_PROFILE": profile}
 		p, err := testChain(env).profileCreds(context.Background())
 		if err != nil {
@@ -32,6 +33,24 @@ func TestProfileCreds(t *testing.T) {
 		if got != want {
 			t.Errorf("profile %q: credentials %q, want %q", profile, got, want)
 		}
+	}
+}
+
+// TestProfileMissing: AWS_PROFILE naming a profile that exists in
+// neither file is an error that names it; without AWS_PROFILE, no
+// default profile is no credentials from the files (the chain goes on).
+func TestProfileMissing(t *testing.T) {
+	dir := t.TempDir()
+	creds, conf := filepath.Join(dir, "credentials"), filepath.Join(dir, "config")
+	os.WriteFile(creds, []byte("[backup]\naws_access_key_id = b\naws_secret_access_key = bs\n"), 0o600)
+	env := map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": conf, "AWS_PROFILE": "bakcup"}
+	p, err := testChain(env).profileCreds(context.Background())
+	if err == nil || p != nil || !strings.Contains(err.Error(), "AWS_PROFILE=bakcup: no such profile") {
+		t.Errorf("a missing AWS_PROFILE: %v, %v", p, err)
+	}
+	delete(env, "AWS_PROFILE")
+	if p, err := testChain(env).profileCreds(context.Background()); err != nil || p != nil {
+		t.Errorf("no default profile: %v, %v; want none and no error", p, err)
 	}
 }
 

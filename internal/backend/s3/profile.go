@@ -74,8 +74,10 @@ func (f *sharedFiles) where() string {
 }
 
 // profileCreds returns the credentials of profile AWS_PROFILE (else
-// "default") of the shared files, nil if it has none (or does not
-// exist), with the precedence of the AWS tools:
+// "default") of the shared files, nil if it has none (or, for "default"
+// when AWS_PROFILE is unset, does not exist: a profile named in
+// AWS_PROFILE that does not exist is an error), with the precedence of
+// the AWS tools:
 //
 //   - role_arn with source_profile or credential_source: the role,
 //     assumed at STS (see stsClient) with the source's credentials, with
@@ -94,7 +96,8 @@ func (f *sharedFiles) where() string {
 // clients cost every process start (see defaultChain).
 func (c chain) profileCreds(ctx context.Context) (aws.CredentialsProvider, error) {
 	name := c.env("AWS_PROFILE")
-	if name == "" {
+	chosen := name != ""
+	if !chosen {
 		name = "default"
 	}
 	files, err := readSharedFiles(c)
@@ -102,6 +105,12 @@ func (c chain) profileCreds(ctx context.Context) (aws.CredentialsProvider, error
 		return nil, fmt.Errorf("reading profile %q: %w", name, err)
 	}
 	if files.profile(name) == nil {
+		if chosen {
+			// As the AWS tools: a profile asked for by name that does
+			// not exist is an error, not a silent turn to other
+			// credentials (an instance role, say) with other rights.
+			return nil, fmt.Errorf("AWS_PROFILE=%s: no such profile in %s: correct the name, or unset AWS_PROFILE to use the default credentials", name, files.where())
+		}
 		return nil, nil
 	}
 	r := resolver{chain: c, files: files}
