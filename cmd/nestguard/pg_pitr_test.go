@@ -370,17 +370,7 @@ func TestPGPITRTimelines(t *testing.T) {
 	t.Parallel()
 	p := newPITREnv(t, pgtest.Options{})
 	c := p.c
-	c.Exec(t, ledgerTable)
-	l := startLedger(t, c.DSN(), 3)
-	time.Sleep(500 * time.Millisecond)
-	b := p.backup(t, c)
-	time.Sleep(2 * time.Second)
-	rows1 := l.finish(t)
-	switchAndWait(t, c)
-	t1 := pickTargets(rows1, b.Backup.StopTime, rows1[len(rows1)-1].at.Add(time.Millisecond), 1, rand.New(rand.NewPCG(4, 4)))
-	if len(t1) == 0 {
-		t.Fatal("no target on timeline 1")
-	}
+	t1 := p.ledgerTarget(t, 3, 4)
 	r1 := p.restore(t, "--to-time", rfc3339(t1[0].at), "--target-action", "promote")
 	if r1.Recovery.Timeline != 2 {
 		t.Fatalf("promoted onto timeline %d, want 2", r1.Recovery.Timeline)
@@ -445,6 +435,26 @@ func checkFastRecovery(t *testing.T, r *restored) {
 	if _, err := os.Stat(filepath.Join(r.dir, "pg_wal", ".nestguard-spool")); err == nil {
 		t.Error("the WAL spool is left after the restore")
 	}
+}
+
+// ledgerTarget commits ledger rows (seed picks their pace) before,
+// during and for two seconds after a base backup of p's cluster, archives
+// them, and picks one target after the backup (pick seeds the choice).
+func (p *pitrEnv) ledgerTarget(t *testing.T, seed, pick uint64) []pitrTarget {
+	t.Helper()
+	c := p.c
+	c.Exec(t, ledgerTable)
+	l := startLedger(t, c.DSN(), seed)
+	time.Sleep(500 * time.Millisecond)
+	b := p.backup(t, c)
+	time.Sleep(2 * time.Second)
+	rows := l.finish(t)
+	switchAndWait(t, c)
+	tg := pickTargets(rows, b.Backup.StopTime, rows[len(rows)-1].at.Add(time.Millisecond), 1, rand.New(rand.NewPCG(pick, pick)))
+	if len(tg) == 0 {
+		t.Fatal("no target after the base backup")
+	}
+	return tg
 }
 
 func waitFile(t *testing.T, p string, timeout time.Duration) {

@@ -332,18 +332,7 @@ func TestPGRestoreStartParamPause(t *testing.T) {
 // promote), and it ends at the target with exactly its rows.
 func TestPGRestoreStartNoHotStandby(t *testing.T) {
 	p := newPITREnv(t, pgtest.Options{Settings: map[string]string{"hot_standby": "off"}})
-	c := p.c
-	c.Exec(t, ledgerTable)
-	l := startLedger(t, c.DSN(), 14)
-	time.Sleep(300 * time.Millisecond)
-	b := p.backup(t, c)
-	time.Sleep(2 * time.Second)
-	rows := l.finish(t)
-	switchAndWait(t, c)
-	tg := pickTargets(rows, b.Backup.StopTime, rows[len(rows)-1].at.Add(time.Millisecond), 1, rand.New(rand.NewPCG(5, 5)))
-	if len(tg) == 0 {
-		t.Fatal("no target")
-	}
+	tg := p.ledgerTarget(t, 14, 5)
 	r := p.restore(t, "--to-time", rfc3339(tg[0].at), "--target-action", "promote")
 	if r.Recovery.State != "promoted" {
 		t.Fatalf("state %q, want promoted", r.Recovery.State)
