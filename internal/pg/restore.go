@@ -136,10 +136,10 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	}
 
 	sn, info, st, err := pickBase(ctx, repo, o)
-	o.Log.Debug("restore: base backup picked", "elapsed", time.Since(began))
 	if err != nil {
 		return nil, err
 	}
+	o.Log.Debug("restore: base backup picked", "elapsed", time.Since(began))
 	root, err := tree.Load(ctx, repo, sn.Tree)
 	if err != nil {
 		return nil, fmt.Errorf("base backup %s: %w", sn.ID.Short(), err)
@@ -194,7 +194,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	if o.Start {
 		replayStart := time.Now()
 		if feed && first != nil {
-			spool := filepath.Join(o.TargetDir, "pg_wal", spoolName)
+			spool := restoreSpool(o)
 			stop := startFeed(ctx, repo, spool, SpoolIdentity(o.SpoolSession, ""), st.RecoveryPath(sn, o.Target.Timeline, maxFeed), o.PrefetchWAL, o.Log)
 			defer func() {
 				stop()
@@ -254,6 +254,12 @@ func startFeed(ctx context.Context, repo WALRepo, spool, ident string, names []s
 	}
 }
 
+// restoreSpool is the WAL spool of the cluster o restores, as its
+// restore-wal finds it (DefaultSpoolDir of pg_wal/RECOVERYXLOG).
+func restoreSpool(o RestoreOptions) string {
+	return DefaultSpoolDir(filepath.Join(o.TargetDir, "pg_wal", "RECOVERYXLOG"))
+}
+
 // prefillSpool fetches names into the WAL spool of o's session in the
 // background; the channel is closed when it is done. The first segments
 // recovery needs are then ready when the server starts. Failing only
@@ -264,7 +270,7 @@ func prefillSpool(ctx context.Context, repo *repository.Repository, o RestoreOpt
 		close(done)
 		return done
 	}
-	spool := filepath.Join(o.TargetDir, "pg_wal", spoolName)
+	spool := restoreSpool(o)
 	go func() {
 		defer close(done)
 		// Two at a time: the files being restored want the CPU more.

@@ -74,20 +74,15 @@ func FindServerBins(dir string) (*ServerBins, error) {
 func (b *ServerBins) tool(name string) string {
 	for _, p := range []string{b.PGCtl, b.Postgres} {
 		if real, err := filepath.EvalSymlinks(p); err == nil {
-			if t := filepath.Join(filepath.Dir(real), name); fileExists(t) {
+			if t := filepath.Join(filepath.Dir(real), name); exists(t) {
 				return t
 			}
 		}
-		if t := filepath.Join(filepath.Dir(p), name); fileExists(t) {
+		if t := filepath.Join(filepath.Dir(p), name); exists(t) {
 			return t
 		}
 	}
 	return name
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 // versionOf reads the major version of /usr/lib/postgresql/<v>/bin/x.

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nestguard/nestguard/internal/atomicfile"
 	"github.com/nestguard/nestguard/internal/hugemem"
 	"github.com/nestguard/nestguard/internal/pgmeta"
 )
@@ -61,11 +60,7 @@ const feedSpoolPoll = 20 * time.Millisecond
 // when an unsynced file could be torn. Failing only costs speed: the
 // server's restore-wal fetches what is not spooled.
 func feedSpool(ctx context.Context, repo WALRepo, spool, ident string, names []string, ahead int, log *slog.Logger) {
-	if err := os.MkdirAll(spool, 0o700); err != nil {
-		log.Warn("feeding the WAL spool", "err", err)
-		return
-	}
-	unlock, ok, err := lockSpool(spool)
+	unlock, ok, err := holdSpool(spool, ident)
 	if err != nil || !ok {
 		if err != nil {
 			log.Warn("feeding the WAL spool", "err", err)
@@ -73,10 +68,6 @@ func feedSpool(ctx context.Context, repo WALRepo, spool, ident string, names []s
 		return
 	}
 	defer unlock()
-	if err := bindSpool(spool, ident); err != nil {
-		log.Warn("feeding the WAL spool", "err", err)
-		return
-	}
 	var bufs hugemem.Pool
 	defer bufs.Close()
 	walDir := filepath.Dir(spool)
@@ -102,10 +93,7 @@ func feedSpool(ctx context.Context, repo WALRepo, spool, ident string, names []s
 			}
 			return // the end of the archive, or restore-wal's turn
 		}
-		err = checkSegment(data, name)
-		if err == nil {
-			err = atomicfile.Write(filepath.Join(spool, name), data, 0o600)
-		}
+		err = putSpooled(spool, name, data, true)
 		release()
 		if err != nil {
 			log.Warn("feeding the WAL spool", "file", name, "err", err)
@@ -129,7 +117,8 @@ func spooledSegments(spool string) int {
 	return n
 }
 
+// exists reports whether path names a file (after links).
 func exists(path string) bool {
-	_, err := os.Lstat(path)
+	_, err := os.Stat(path)
 	return err == nil
 }

@@ -266,17 +266,11 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool, ident string, names [
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(spool, 0o700); err != nil {
-		return 0, fmt.Errorf("WAL spool: %w", err)
-	}
-	unlock, ok, err := lockSpool(spool)
+	unlock, ok, err := holdSpool(spool, ident)
 	if err != nil || !ok {
 		return 0, err
 	}
 	defer unlock()
-	if err := bindSpool(spool, ident); err != nil {
-		return 0, err
-	}
 	var (
 		mu      sync.Mutex
 		missing string // the first segment not in the repository
@@ -308,11 +302,7 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool, ident string, names [
 				return
 			}
 			defer release()
-			if err := checkSegment(data, name); err != nil {
-				log.Warn("prefetching WAL", "file", name, "err", err)
-				return
-			}
-			if err := restoredWrite(filepath.Join(spool, name), data); err != nil {
+			if err := putSpooled(spool, name, data, false); err != nil {
 				log.Warn("prefetching WAL", "file", name, "err", err)
 				return
 			}
@@ -330,6 +320,39 @@ func PrefetchWAL(ctx context.Context, repo WALRepo, spool, ident string, names [
 		dropSpool(spool, log)
 	}
 	return fetched, ctx.Err()
+}
+
+// holdSpool creates spool, takes its prefetch lock without waiting (ok is
+// false when another process holds it) and binds it to ident
+// (bindSpool): what a prefetch does before it fetches anything.
+func holdSpool(spool, ident string) (unlock func(), ok bool, err error) {
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return nil, false, fmt.Errorf("WAL spool: %w", err)
+	}
+	unlock, ok, err = lockSpool(spool)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	if err := bindSpool(spool, ident); err != nil {
+		unlock()
+		return nil, false, err
+	}
+	return unlock, true, nil
+}
+
+// putSpooled writes WAL file name, loaded and authenticated (loadWAL),
+// into spool once its header names it: whole (a temporary name, then a
+// rename), and synced if durable (the spool's shell fast path takes it
+// unchecked; see feedSpool), else as restoredWrite.
+func putSpooled(spool, name string, data []byte, durable bool) error {
+	if err := checkSegment(data, name); err != nil {
+		return err
+	}
+	p := filepath.Join(spool, name)
+	if durable {
+		return atomicfile.Write(p, data, 0o600)
+	}
+	return restoredWrite(p, data)
 }
 
 // takeFromSpool moves a prefetched name to dest.
