@@ -192,7 +192,10 @@ pg_wal_throughput() {
 	# prefix, the segment's path appended.
 	local call
 	call=$(printf '%q ' "${CMD[@]:${#AS_PG[@]}}")
-	segs=$(find "$stage" -name '0*' ! -name '*.*' -printf '%f\n' | sort | head -n "$WAL_N")
+	# awk, not head: head leaves before sort has written every name when
+	# the run wrote more than a pipe's buffer of them, and sort's SIGPIPE
+	# fails the step under pipefail (exit 141, seen on a fast machine).
+	segs=$(find "$stage" -name '0*' ! -name '*.*' -printf '%f\n' | sort | awk -v n="$WAL_N" 'NR <= n')
 	cat >"$loop" <<-LOOP
 		cd $(printf '%q' "$base/data") || exit 1
 		for seg in $(echo $segs); do
