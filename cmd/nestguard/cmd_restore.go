@@ -80,6 +80,9 @@ func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
 		}
 		sn := found[0]
 		o.Log = a.log
+		// The sync at the end then finds most of the data on its way to
+		// disk (docs/benchmarks.md, "A second machine").
+		o.Writeback = !o.NoSync
 		res := restorer.New(repo, o.Options)
 		rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
 			return progress.Status{Files: res.C.Files.Load(), Bytes: res.C.BytesWritten.Load(), BytesTotal: res.C.BytesTotal.Load(), Errors: res.C.Errors.Load()}

@@ -51,10 +51,11 @@ type Options struct {
 	Workers   int      // packs read and files written at once (default DefaultWorkers)
 	Owners    bool     // restore file owners (default: when running as root)
 	// Writeback starts writing each file's data to disk while the
-	// restore goes on (every WritebackBytes written, and when the file is
-	// complete), instead of leaving all of it to the kernel's flusher:
-	// the sync at the end (see NoSync), and PostgreSQL's of its data
-	// directory when it starts recovery, then find little left to write.
+	// restore goes on (every writebackBytes written, and when a file of
+	// writebackMin or more is complete), instead of leaving all of it to
+	// the kernel's flusher: the sync at the end (see NoSync), and
+	// PostgreSQL's of its data directory when it starts recovery, then
+	// find little left to write. restore sets it unless --no-sync.
 	Writeback bool
 	// Reserved are names at the top of Target that may exist without
 	// Overwrite: the caller's own work beside the restore (pg restore's
@@ -697,7 +698,7 @@ func (r *Restorer) closeLocked(f *fileState) {
 	if f.f == nil {
 		return
 	}
-	if r.opt.Writeback && !f.failed && f.dirty.Load() > 0 {
+	if r.opt.Writeback && !f.failed && f.dirty.Load() > 0 && f.node.Size >= writebackMin {
 		startWriteback(f.f)
 	}
 	if err := f.f.Close(); err != nil && !f.failed {
@@ -710,6 +711,12 @@ func (r *Restorer) closeLocked(f *fileState) {
 // writebackBytes is how much of a file Writeback lets accumulate before
 // it starts writing it out: large requests, and few system calls.
 const writebackBytes = 8 << 20
+
+// writebackMin is the smallest file whose rest Writeback starts writing
+// out when the file is complete. Smaller ones are left to the sync at the
+// end, which writes them in larger batches: a request per small file
+// would cost a system call each and scatter the disk's queue.
+const writebackMin = 1 << 20
 
 var zeroBlock = make([]byte, 64<<10)
 
