@@ -106,6 +106,9 @@ could not be read (left alone); 1 on any other error.`,
   nestguard forget --keep-monthly 84 --keep-pitr 35d --dry-run   # base backups: a 35-day PITR window`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.IDs = args
+			if err := checkZeroRules(cmd.Flags(), o.Policy); err != nil {
+				return err
+			}
 			return a.runForget(cmd.Context(), o)
 		},
 	}
@@ -154,6 +157,35 @@ func addPolicyFlags(f *pflag.FlagSet, p *policy.Policy) {
 		f.Var(durationValue{c.d}, c.name, "keep "+c.what+" within `D` of the group's newest snapshot (calendar units y, m, d, h: 35d, 1y6m)")
 	}
 	f.Var(tagGroupsValue{&p.KeepTags}, "keep-tag", "keep every snapshot that has all of these `TAGS` (comma-separated; repeatable)")
+}
+
+// checkZeroRules refuses --keep-* rules that were given (on the command
+// line or in the config file) but are all 0 or 0d: they keep no snapshot,
+// so they are no policy, and forget would otherwise apply the data
+// classes' own policies instead, which is not what was asked.
+func checkZeroRules(f *pflag.FlagSet, p policy.Policy) error {
+	if !p.Empty() {
+		return nil
+	}
+	var given []string
+	f.Visit(func(fl *pflag.Flag) {
+		if !strings.HasPrefix(fl.Name, "keep-") || fl.Name == "keep-pitr" || fl.Name == "keep-tag" {
+			return
+		}
+		v := "0"
+		if _, ok := fl.Value.(durationValue); ok {
+			v = "0d"
+		}
+		given = append(given, "--"+fl.Name+" "+v)
+	})
+	if len(given) == 0 {
+		return nil
+	}
+	what := given[0] + " keeps no snapshot, so it is"
+	if len(given) > 1 {
+		what = strings.Join(given, ", ") + " keep no snapshot, so they are"
+	}
+	return &usageError{fmt.Errorf("%s no policy: give a count of at least 1 (-1: every bucket) or a duration above 0, or leave the --keep-* rules out to apply the data classes' own policies", what)}
 }
 
 // durationValue is a --keep-within* flag.
@@ -233,6 +265,9 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 	return a.withRepo(ctx, pruneRuns, func(repo *repository.Repository) error {
 		rep, err := forget.Run(ctx, repo, o.Options)
 		if rep == nil {
+			if errors.Is(err, forget.ErrUnknownClass) {
+				return &usageError{err}
+			}
 			return err
 		}
 		var win *forgetPITR

@@ -369,3 +369,51 @@ func TestForgetDamagedSnapshot(t *testing.T) {
 	e.must("restore", "latest", "--target", tgt)
 	compareTrees(t, src, filepath.Join(tgt, src))
 }
+
+// TestForgetRulesThatKeepNothing: --keep-* rules given only as 0 (or 0d)
+// are no policy; forget must refuse them rather than fall back to the
+// data classes' own policies (which remove snapshots the user did not ask
+// about). A --class that neither the config file nor any snapshot knows is
+// refused too, as a misspelt class, not "0 kept, 0 removed"; a class the
+// config file no longer defines but snapshots still carry is fine.
+func TestForgetRulesThatKeepNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	old := filepath.Join(e.dir, "old.toml")
+	writeFile(t, old, "[class.audit]\nfloor = \"1d\"\n", 0o600)
+	cfg := filepath.Join(e.dir, "nestguard.toml")
+	writeFile(t, cfg, "[class.logs]\nfloor = \"1d\"\nkeep-last = 1\n", 0o600)
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 43, 3, 5_000)
+	for _, ts := range []string{"2026-01-10T10:00:00Z", "2026-01-11T10:00:00Z"} {
+		e.backupAt(src, ts, "--config", cfg, "--class", "logs")
+		e.backupAt(src, ts, "--config", old, "--class", "audit")
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--keep-last", "0"}, []string{"--keep-last 0", "keeps no snapshot"}},
+		{[]string{"--keep-within", "0d", "--keep-daily", "0", "--dry-run"}, []string{"--keep-daily 0", "--keep-within 0d"}},
+		{[]string{"--keep-last", "1", "--class", "log"}, []string{`unknown data class "log"`, "logs"}},
+	} {
+		r := e.run(append([]string{"--config", cfg, "forget"}, c.args...)...)
+		if r.code != 2 {
+			t.Errorf("forget %q: exit %d, want 2: %s%s", c.args, r.code, r.stdout, r.stderr)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("forget %q: stderr lacks %q: %s", c.args, w, r.stderr)
+			}
+		}
+		if n := len(e.snapshotTimes()); n != 4 {
+			t.Fatalf("forget %q: %d snapshots left, want 4", c.args, n)
+		}
+	}
+	// audit is no longer in the config file, but two snapshots carry it.
+	d := e.forgetJSON("--config", cfg, "--class", "audit", "--keep-last", "1")
+	if d.Removed != 1 || d.Kept != 1 {
+		t.Errorf("forget --class of a class only snapshots carry: %+v", d)
+	}
+}

@@ -187,6 +187,11 @@ var ErrNoPolicy = errors.New("nothing to forget: give snapshot IDs or at least o
 // selection: IDs name exactly what to forget.
 var ErrIDsAndPolicy = errors.New("snapshot IDs cannot be combined with --keep-*, --host, --tag, --path or --class: IDs name exactly the snapshots to forget")
 
+// ErrUnknownClass is in Run's error when Options.Class names a class that
+// neither the configuration defines nor any snapshot carries: a misspelt
+// class, which would otherwise select nothing and report success.
+var ErrUnknownClass = errors.New("no snapshot in the repository has it either")
+
 // Check reports the first problem with o that Run would refuse before
 // reading anything.
 func (o *Options) Check() error {
@@ -248,6 +253,9 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 		}
 		rep.Groups = []Group{g}
 	} else {
+		if err := checkClass(list, o); err != nil {
+			return nil, err
+		}
 		rep.Unreadable = unreadable
 		if rep.Groups, err = byPolicy(list, o, now); err != nil {
 			return nil, err
@@ -346,6 +354,17 @@ func damaged(list []*snapshot.Snapshot, unreadable []error, ref string) *snapsho
 }
 
 // byPolicy applies the policy to the snapshots o selects.
+// checkClass refuses an o.Class that neither the configuration defines
+// nor a snapshot of list carries (a class since removed from the
+// configuration is still one forget may select).
+func checkClass(list []*snapshot.Snapshot, o Options) error {
+	if o.Class == "" || o.Classes[o.Class] != nil || slices.ContainsFunc(list, func(sn *snapshot.Snapshot) bool { return sn.Class == o.Class }) {
+		return nil
+	}
+	_, err := o.Classes.Lookup(o.Class, "")
+	return fmt.Errorf("%w (and %w)", err, ErrUnknownClass)
+}
+
 func byPolicy(list []*snapshot.Snapshot, o Options, now time.Time) ([]Group, error) {
 	var sel []*snapshot.Snapshot
 	for _, sn := range list {
