@@ -44,6 +44,10 @@ func (f *pruneFlags) options(dryRun bool) (prune.Options, error) {
 		if maxRepack, err = prune.ParseSize(f.maxRepack); err != nil {
 			return prune.Options{}, &usageError{fmt.Errorf("--max-repack: %w", err)}
 		}
+		if maxRepack == 0 {
+			// prune.Options.MaxRepack 0 is "no bound": the opposite.
+			return prune.Options{}, &usageError{fmt.Errorf("--max-repack %s: want a size above 0; to repack nothing give --max-unused unlimited, for no bound leave --max-repack out", f.maxRepack)}
+		}
 	}
 	if f.grace < 0 {
 		return prune.Options{}, &usageError{fmt.Errorf("--grace %s: must not be negative", f.grace)}

@@ -402,3 +402,18 @@ func TestPruneS3ObjectLock(t *testing.T) {
 	e.must("restore", "latest", "--target", tgt)
 	compareTrees(t, keep, filepath.Join(tgt, keep))
 }
+
+// TestPruneMaxRepackZero: --max-repack 0 is refused; prune used to take it
+// as "no bound" and repack everything --max-unused allows, the opposite
+// of what it says.
+func TestPruneMaxRepackZero(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	for _, args := range [][]string{{"prune", "--max-repack", "0"}, {"prune", "--max-repack", "0G", "--dry-run"}, {"forget", "--keep-last", "1", "--prune", "--max-repack", "0"}} {
+		r := e.run(args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "--max-repack") || !strings.Contains(r.stderr, "--max-unused unlimited") {
+			t.Errorf("%q: exit %d, want 2 naming --max-repack and --max-unused unlimited: %s", args, r.code, r.stderr)
+		}
+	}
+}
