@@ -417,3 +417,70 @@ func TestForgetRulesThatKeepNothing(t *testing.T) {
 		t.Errorf("forget --class of a class only snapshots carry: %+v", d)
 	}
 }
+
+// TestForgetGroupsFiltersAndZones: --group-by, --host/--tag/--path and the
+// snapshot's own time zone, through the binary (internal/policy has the
+// table tests; this checks the flags reach it and the zone survives the
+// snapshot object).
+func TestForgetGroupsFiltersAndZones(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 44, 3, 5_000)
+	// Host a: the newest, at 23:00 UTC on 03-01; one at 00:30+02:00 on
+	// 03-02 (22:30 UTC on 03-01); one on 02-27. In each snapshot's own
+	// zone they are three days, so keep-daily 2 keeps the two newest; by
+	// UTC days it would keep 23:00 and 02-27 instead.
+	a1 := e.backupAt(src, "2026-02-27T10:00:00Z", "--host", "a", "--tag", "x")
+	a2 := e.backupAt(src, "2026-03-02T00:30:00+02:00", "--host", "a", "--tag", "y")
+	a3 := e.backupAt(src, "2026-03-01T23:00:00Z", "--host", "a", "--tag", "x")
+	b1 := e.backupAt(src, "2026-02-20T10:00:00Z", "--host", "b", "--tag", "x")
+	b2 := e.backupAt(src, "2026-02-21T10:00:00Z", "--host", "b", "--tag", "y")
+
+	actions := func(d forgetDoc) map[string]string {
+		m := map[string]string{}
+		for _, g := range d.Groups {
+			for _, s := range g.Snapshots {
+				m[s.ID] = s.Action
+			}
+		}
+		return m
+	}
+	check := func(what string, d forgetDoc, groups int, want map[string]string) {
+		t.Helper()
+		got := actions(d)
+		if len(d.Groups) != groups || len(got) != len(want) {
+			t.Errorf("%s: %d groups, %d snapshots, want %d and %d: %v", what, len(d.Groups), len(got), groups, len(want), got)
+		}
+		for id, w := range want {
+			if got[id] != w {
+				t.Errorf("%s: snapshot %s: %q, want %q", what, id[:8], got[id], w)
+			}
+		}
+	}
+	check("--keep-daily 2 --host a", e.forgetJSON("--keep-daily", "2", "--host", "a", "--dry-run"), 1,
+		map[string]string{a3: "keep", a2: "keep", a1: "remove"})
+	check("--group-by tags", e.forgetJSON("--keep-last", "1", "--group-by", "tags", "--dry-run"), 2,
+		map[string]string{a3: "keep", a1: "remove", b1: "remove", a2: "keep", b2: "remove"})
+	check(`--group-by ""`, e.forgetJSON("--keep-last", "1", "--group-by", "", "--dry-run"), 1,
+		map[string]string{a3: "keep", a2: "remove", a1: "remove", b2: "remove", b1: "remove"})
+	check("--tag y --path", e.forgetJSON("--keep-last", "1", "--tag", "y", "--path", src, "--group-by", "", "--dry-run"), 1,
+		map[string]string{a2: "keep", b2: "remove"})
+	if r := e.run("forget", "--keep-last", "1", "--group-by", "host,colour"); r.code != 2 || !strings.Contains(r.stderr, `"colour"`) {
+		t.Errorf("--group-by with an unknown field: exit %d: %s", r.code, r.stderr)
+	}
+	// For real: host b's group keeps its newest only.
+	d := e.forgetJSON("--keep-last", "1", "--host", "b")
+	if d.Removed != 1 {
+		t.Errorf("forget --host b: %+v", d)
+	}
+	left := e.snapshotTimes()
+	if _, ok := left[b1]; ok || len(left) != 4 {
+		t.Errorf("after forget --host b --keep-last 1: %d snapshots left, %s there: %v", len(left), b1[:8], ok)
+	}
+	// The zone is the snapshot's own: 00:30+02:00 stays that.
+	if _, off := left[a2].Zone(); off != 2*3600 {
+		t.Errorf("snapshot %s time %s: zone offset %d, want +02:00", a2[:8], left[a2], off)
+	}
+}
