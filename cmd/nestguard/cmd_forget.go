@@ -58,6 +58,9 @@ kept if any rule keeps it:
                          -weekly, -monthly, -yearly)
   --keep-tag T1,T2       every snapshot with all these tags (repeatable)
 
+A rule of 0 (or 0d) keeps nothing and is the same as leaving it out; rules
+that are all 0 are refused rather than taken for no rule at all.
+
 --host, --tag, --path and --class choose the snapshots the policy applies
 to; others are left alone. Every snapshot is listed with the rules that
 kept it, or why none did.
