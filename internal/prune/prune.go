@@ -254,6 +254,15 @@ func (p *pruner) mark(ctx context.Context) error {
 	mk.NotBefore = now.Add(p.o.grace())
 	p.rep.Marked = mk
 	if p.o.DryRun {
+		// With --grace 0 the sweep of a real run deletes what it just
+		// marked; a dry run writes no record for its sweep to find.
+		if p.due(&candidates.Record{Time: now, NotBefore: mk.NotBefore}, now) {
+			for _, pid := range marks {
+				if pi := v.packs[pid]; pi != nil {
+					p.rep.Deleted.add(pi.size)
+				}
+			}
+		}
 		return nil
 	}
 	rec := &candidates.Record{Time: now, NotBefore: mk.NotBefore, Packs: marks, Host: p.o.Host, User: p.o.User}

@@ -275,6 +275,10 @@ func TestPruneRepacks(t *testing.T) {
 	if rep.Repacked != dry.Repacked {
 		t.Errorf("the dry run said it would repack %+v, the prune repacked %+v", dry.Repacked, rep.Repacked)
 	}
+	// --grace 0 deletes what it marks in the same run: the dry run says so.
+	if rep.Deleted != dry.Deleted {
+		t.Errorf("the dry run said it would delete %+v, the prune deleted %+v", dry.Deleted, rep.Deleted)
+	}
 	verify(t, be, want)
 	// A second prune finds nothing to do.
 	rep, err = prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)})
