@@ -156,6 +156,15 @@ func TestPrune(t *testing.T) {
 	if !dry.DryRun || dry.Marked == nil || dry.Repacked.Packs == 0 {
 		t.Errorf("dry run: %+v", dry)
 	}
+	txt := e.must("prune", "--dry-run", "--grace", "0")
+	for _, w := range []string{"dry run: nothing was changed", "would repack ", "would mark ", "would delete "} {
+		if !strings.Contains(txt, w) {
+			t.Errorf("prune --dry-run does not say %q:\n%s", w, txt)
+		}
+	}
+	if strings.Contains(txt, "would be") {
+		t.Errorf("prune --dry-run:\n%s", txt)
+	}
 	if after := repoFiles(t, e.repo); !slices.Equal(files, after) {
 		t.Fatalf("--dry-run changed the repository:\n%v\n%v", files, after)
 	}
