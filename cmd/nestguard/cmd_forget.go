@@ -112,6 +112,9 @@ could not be read (left alone); 1 on any other error.`,
 			if err := checkZeroRules(cmd.Flags(), o.Policy); err != nil {
 				return err
 			}
+			if len(args) > 0 {
+				o.dropConfigSelection(cmd.Flags())
+			}
 			return a.runForget(cmd.Context(), o)
 		},
 	}
@@ -127,6 +130,40 @@ could not be read (left alone); 1 on any other error.`,
 	f.BoolVar(&o.prune, "prune", false, "then run prune: delete the data no remaining snapshot needs (with prune's --max-unused, --max-repack and --grace; see 'nestguard prune --help')")
 	o.pruneFlags.add(f)
 	return cmd
+}
+
+// dropConfigSelection forgets the policy and selection of the config
+// file's [forget] section when snapshots are named by ID: they are the
+// defaults of policy runs, and would otherwise make every 'forget ID' a
+// usage error. A rule or selection given on the command line stays (and
+// is refused beside IDs).
+func (o *forgetOptions) dropConfigSelection(f *pflag.FlagSet) {
+	fromConfig, fromArgs := false, false
+	f.Visit(func(fl *pflag.Flag) {
+		if !selectionFlag(fl.Name) {
+			return
+		}
+		if setByConfig(fl) {
+			fromConfig = true
+		} else {
+			fromArgs = true
+		}
+	})
+	if fromConfig && !fromArgs {
+		o.Policy, o.Filter, o.Class = policy.Policy{}, snapshot.Filter{}, ""
+	}
+}
+
+// selectionFlag reports whether forget's flag name is a --keep-* rule or
+// a selection (--host, --tag, --path, --class), which IDs exclude.
+func selectionFlag(name string) bool {
+	switch name {
+	case "keep-pitr":
+		return false
+	case "host", "tag", "path", "class":
+		return true
+	}
+	return strings.HasPrefix(name, "keep-")
 }
 
 // addPolicyFlags defines the --keep-* flags, which set p.

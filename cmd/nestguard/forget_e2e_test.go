@@ -484,3 +484,31 @@ func TestForgetGroupsFiltersAndZones(t *testing.T) {
 		t.Errorf("snapshot %s time %s: zone offset %d, want +02:00", a2[:8], left[a2], off)
 	}
 }
+
+// TestForgetIDsBesideConfigPolicy: a policy or selection in the config
+// file's [forget] section is the default for policy runs; it does not
+// make every 'forget ID' a usage error. Given on the command line, it
+// still is one.
+func TestForgetIDsBesideConfigPolicy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	cfg := filepath.Join(e.dir, "nestguard.toml")
+	writeFile(t, cfg, "[forget]\nkeep-last = 2\nhost = \"vm\"\n", 0o600)
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 45, 3, 5_000)
+	a := e.backupAt(src, "2026-01-10T10:00:00Z", "--host", "vm")
+	e.backupAt(src, "2026-01-11T10:00:00Z", "--host", "vm")
+	if r := e.run("--config", cfg, "forget", "--keep-last", "1", a[:8]); r.code != 2 || !strings.Contains(r.stderr, "cannot be combined") {
+		t.Errorf("forget ID --keep-last 1: exit %d: %s", r.code, r.stderr)
+	}
+	if r := e.run("--config", cfg, "forget", a[:8]); r.code != 0 || !strings.Contains(r.stdout, "removed") {
+		t.Errorf("forget ID with a [forget] policy in the config file: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, ok := e.snapshotTimes()[a]; ok {
+		t.Errorf("snapshot %s not removed", a[:8])
+	}
+	if d := e.forgetJSON("--config", cfg, "--dry-run"); d.Kept != 1 || len(d.Groups) != 1 || d.Groups[0].PolicyFrom != "flags" {
+		t.Errorf("forget with the config file's policy: %+v", d)
+	}
+}
