@@ -12,7 +12,6 @@ import (
 
 	"github.com/nestguard/nestguard/internal/class"
 	"github.com/nestguard/nestguard/internal/forget"
-	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/policy"
 	"github.com/nestguard/nestguard/internal/prune"
@@ -91,10 +90,11 @@ start to their stop (archive-only: restorable to their end). Give prune
 the same --keep-pitr (--prune does). --dry-run also shows the recovery window now and
 after this forget and prune (docs/postgres.md, "WAL expiry").
 
---prune runs prune after the forget (not in a dry run), with prune's
---max-unused, --max-repack and --grace: the data only the removed
-snapshots needed is marked, and deleted once its grace period has passed
-(see 'nestguard prune --help').
+--prune runs prune after the forget, with prune's --max-unused,
+--max-repack and --grace: the data only the removed snapshots needed is
+marked, and deleted once its grace period has passed (see 'nestguard
+prune --help'). With --dry-run it runs prune's dry run as if the
+snapshots were removed: what prune would repack, mark and delete.
 
 Exit codes: 0 when everything the policy removes was removed (snapshots
 retained by floors, holds or Object Lock are reported, not failures);
@@ -127,7 +127,7 @@ could not be read (left alone); 1 on any other error.`,
 	f.StringVar(&o.groupBy, "group-by", "host,paths", "divide snapshots into groups by these fields (host, tags, paths, comma-separated; \"\" for one group); always by data class too")
 	f.BoolVarP(&o.DryRun, "dry-run", "n", false, "only report what would be removed (and the PostgreSQL recovery window before and after)")
 	f.StringVar(&o.keepPITR, "keep-pitr", "", keepPITRHelp)
-	f.BoolVar(&o.prune, "prune", false, "then run prune: delete the data no remaining snapshot needs (with prune's --max-unused, --max-repack and --grace; see 'nestguard prune --help')")
+	f.BoolVar(&o.prune, "prune", false, "then run prune: delete the data no remaining snapshot needs (with prune's --max-unused, --max-repack and --grace; see 'nestguard prune --help'); with --dry-run, prune's dry run as if the snapshots were removed")
 	o.pruneFlags.add(f)
 	return cmd
 }
@@ -297,12 +297,11 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 	}
 	var po prune.Options
 	if o.prune {
-		if po, err = o.pruneFlags.options(false); err != nil {
+		if po, err = o.pruneFlags.options(o.DryRun); err != nil {
 			return err
 		}
 	}
-	pruneRuns := o.prune && !o.DryRun
-	return a.withRepo(ctx, pruneRuns, func(repo *repository.Repository) error {
+	return a.withRepo(ctx, o.prune, func(repo *repository.Repository) error {
 		rep, err := forget.Run(ctx, repo, o.Options)
 		if rep == nil {
 			if errors.Is(err, forget.ErrUnknownClass) {
@@ -324,12 +323,16 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 		}
 		var perr error
 		switch {
-		case o.prune && o.DryRun:
-			a.printf("\n--prune: prune does not run in a dry run (the snapshots forget would remove are still there)\n")
 		case o.prune && err != nil:
 			a.printf("\n--prune: prune did not run, as the forget failed\n")
-		case pruneRuns:
-			a.printf("\nprune:\n")
+		case o.prune:
+			if rep.DryRun {
+				// What prune would do once the snapshots are gone.
+				po.Without = rep.ToRemove()
+				a.printf("\nprune, as if the snapshots above were removed:\n")
+			} else {
+				a.printf("\nprune:\n")
+			}
 			var prep *prune.Report
 			var plan *walexpiry.Plan
 			po.WAL = a.walExpiry(repo, o.KeepPITR, po.GraceOrDefault(), &plan)
@@ -366,14 +369,11 @@ type forgetPITR struct {
 // forgetPITR computes the window before and after the forget rep plans;
 // nil when the repository has no base backup.
 func (a *app) forgetPITR(ctx context.Context, repo *repository.Repository, rep *forget.Report, keep policy.Duration) (*forgetPITR, error) {
-	removed := map[id.ID]bool{}
+	removed := rep.ToRemove()
 	anyPG := false
 	for _, g := range rep.Groups {
 		for _, e := range g.Entries {
 			anyPG = anyPG || e.Snapshot.Kind == snapshot.KindPostgres
-			if e.Action == forget.Remove {
-				removed[e.Snapshot.ID] = true
-			}
 		}
 	}
 	if !anyPG {

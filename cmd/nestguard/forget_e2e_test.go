@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -298,14 +299,22 @@ func TestForgetPrune(t *testing.T) {
 	if r := e.run("forget", "--keep-last", "1", "--prune", "--max-unused", "lots"); r.code != 2 || len(e.snapshotTimes()) != 2 {
 		t.Errorf("forget --prune with a bad --max-unused: exit %d, %d snapshots left: %s", r.code, len(e.snapshotTimes()), r.stderr)
 	}
-	out := e.must("forget", "--keep-last", "1", "--prune", "--dry-run")
-	if !strings.Contains(out, "prune does not run in a dry run") || len(e.snapshotTimes()) != 2 {
-		t.Errorf("forget --prune --dry-run:\n%s", out)
+	// A dry run prunes as if the snapshots were gone, changing nothing.
+	files := repoFiles(t, e.repo)
+	out := e.must("forget", "--keep-last", "1", "--prune", "--dry-run", "--grace", "0")
+	for _, w := range []string{"prune, as if the snapshots above were removed", "would delete "} {
+		if !strings.Contains(out, w) {
+			t.Errorf("forget --prune --dry-run does not say %q:\n%s", w, out)
+		}
+	}
+	if len(e.snapshotTimes()) != 2 || !slices.Equal(files, repoFiles(t, e.repo)) {
+		t.Errorf("forget --prune --dry-run changed the repository")
 	}
 
-	var d struct {
+	type doc struct {
 		Removed int `json:"removed"`
 		Prune   *struct {
+			DryRun  bool `json:"dry_run"`
 			Deleted struct {
 				Packs int   `json:"packs"`
 				Bytes int64 `json:"bytes"`
@@ -313,12 +322,20 @@ func TestForgetPrune(t *testing.T) {
 			Errors []string `json:"errors"`
 		} `json:"prune"`
 	}
+	var dry, d doc
+	out = e.must("forget", "--keep-last", "1", "--prune", "--grace", "0", "--json", "--dry-run")
+	if err := json.Unmarshal([]byte(out), &dry); err != nil || dry.Prune == nil || !dry.Prune.DryRun {
+		t.Fatalf("forget --prune --dry-run --json: %v\n%s", err, out)
+	}
 	out = e.must("forget", "--keep-last", "1", "--prune", "--grace", "0", "--json")
 	if err := json.Unmarshal([]byte(out), &d); err != nil {
 		t.Fatalf("forget --prune --json: %v\n%s", err, out)
 	}
 	if d.Removed != 1 || d.Prune == nil || d.Prune.Deleted.Packs == 0 || d.Prune.Deleted.Bytes < 100_000 || len(d.Prune.Errors) != 0 {
 		t.Fatalf("forget --prune: %s", out)
+	}
+	if dry.Prune.Deleted != d.Prune.Deleted {
+		t.Errorf("the dry run would delete %+v, the prune deleted %+v", dry.Prune.Deleted, d.Prune.Deleted)
 	}
 	e.must("verify", "--read-data")
 	tgt := filepath.Join(e.dir, "restore")

@@ -166,6 +166,20 @@ func (r *Report) Removed() int {
 	return r.Count(Remove) - len(r.Failed())
 }
 
+// ToRemove returns the snapshots the report removes (or in a dry run
+// would), for a caller that looks at the repository without them.
+func (r *Report) ToRemove() map[id.ID]bool {
+	out := make(map[id.ID]bool)
+	for _, g := range r.Groups {
+		for _, e := range g.Entries {
+			if e.Action == Remove && e.Err == nil {
+				out[e.Snapshot.ID] = true
+			}
+		}
+	}
+	return out
+}
+
 // Failed returns the entries whose removal failed.
 func (r *Report) Failed() []Entry {
 	var out []Entry
