@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -25,6 +26,7 @@ import (
 type forgetOptions struct {
 	forget.Options
 	groupBy  string
+	timeZone string
 	keepPITR string
 	// prune runs prune after the forget, with pruneFlags.
 	prune      bool
@@ -59,6 +61,9 @@ kept if any rule keeps it:
 
 A rule of 0 (or 0d) keeps nothing and is the same as leaving it out; rules
 that are all 0 are refused rather than taken for no rule at all.
+
+Backups record their time in UTC, so their days are UTC days; --time-zone
+Z (America/New_York, Local) counts the buckets and the durations in Z.
 
 --host, --tag, --path and --class choose the snapshots the policy applies
 to; others are left alone. Every snapshot is listed with the rules that
@@ -125,6 +130,7 @@ could not be read (left alone); 1 on any other error.`,
 	f.StringArrayVar(&o.Filter.Paths, "path", nil, "apply the policy only to snapshots of exactly these paths (repeatable)")
 	f.StringVar(&o.Class, "class", "", "apply the policy only to snapshots of this data class")
 	f.StringVar(&o.groupBy, "group-by", "host,paths", "divide snapshots into groups by these fields (host, tags, paths, comma-separated; \"\" for one group); always by data class too")
+	f.StringVar(&o.timeZone, "time-zone", "", "count the calendar buckets (days, weeks, months, years) and --keep-within* durations in this `ZONE` (IANA name such as America/New_York, or Local) instead of each snapshot's own (backups record UTC)")
 	f.BoolVarP(&o.DryRun, "dry-run", "n", false, "only report what would be removed (and the PostgreSQL recovery window before and after)")
 	f.StringVar(&o.keepPITR, "keep-pitr", "", keepPITRHelp)
 	f.BoolVar(&o.prune, "prune", false, "then run prune: delete the data no remaining snapshot needs (with prune's --max-unused, --max-repack and --grace; see 'nestguard prune --help'); with --dry-run, prune's dry run as if the snapshots were removed")
@@ -287,6 +293,11 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 		return &usageError{err}
 	}
 	o.GroupBy = g
+	if o.timeZone != "" {
+		if o.TimeZone, err = time.LoadLocation(o.timeZone); err != nil {
+			return &usageError{fmt.Errorf("--time-zone %q: want an IANA time zone name such as America/New_York or Europe/Berlin, or Local: %w", o.timeZone, err)}
+		}
+	}
 	o.Classes = a.classes
 	if o.KeepPITR, err = parseKeepPITR(o.keepPITR); err != nil {
 		return err

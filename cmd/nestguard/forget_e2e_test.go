@@ -529,3 +529,41 @@ func TestForgetIDsBesideConfigPolicy(t *testing.T) {
 		t.Errorf("forget with the config file's policy: %+v", d)
 	}
 }
+
+// TestForgetTimeZone: backups record UTC; --time-zone counts the calendar
+// buckets in a business's zone: the month-end backup at 22:00 on 03-31 in
+// New York (02:00 UTC on 04-01) is March's there.
+func TestForgetTimeZone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 46, 3, 5_000)
+	c := e.backupAt(src, "2026-04-30T02:00:00Z")
+	a := e.backupAt(src, "2026-04-01T02:00:00Z")
+	b := e.backupAt(src, "2026-03-30T02:00:00Z")
+	kept := func(args ...string) []string {
+		t.Helper()
+		var ids []string
+		for _, g := range e.forgetJSON(append([]string{"--keep-monthly", "2", "--dry-run"}, args...)...).Groups {
+			for _, s := range g.Snapshots {
+				if s.Action == "keep" {
+					ids = append(ids, s.ID)
+				}
+			}
+		}
+		return ids
+	}
+	if got := kept(); !slices.Equal(got, []string{c, b}) {
+		t.Errorf("UTC months: kept %v, want %s %s", got, c[:8], b[:8])
+	}
+	if got := kept("--time-zone", "America/New_York"); !slices.Equal(got, []string{c, a}) {
+		t.Errorf("New York months: kept %v, want %s %s", got, c[:8], a[:8])
+	}
+	if r := e.run("forget", "--keep-monthly", "2", "--time-zone", "Mars/Olympus_Mons"); r.code != 2 || !strings.Contains(r.stderr, "Mars/Olympus_Mons") {
+		t.Errorf("forget --time-zone of no zone: exit %d: %s", r.code, r.stderr)
+	}
+	if n := len(e.snapshotTimes()); n != 3 {
+		t.Errorf("%d snapshots left, want 3", n)
+	}
+}

@@ -41,6 +41,10 @@ type Options struct {
 	// GroupBy divides the selected snapshots into groups; they are always
 	// divided by data class too.
 	GroupBy policy.GroupBy
+	// TimeZone, if set, is the zone the policy's calendar buckets and
+	// durations are counted in (policy.ApplyGroupIn); nil: each
+	// snapshot's own (backups record UTC).
+	TimeZone *time.Location
 	// Filter and Class select the snapshots a policy applies to; the
 	// others are left alone. Class "" selects every class.
 	Filter snapshot.Filter
@@ -404,7 +408,7 @@ func byPolicy(list []*snapshot.Snapshot, o Options, now time.Time) ([]Group, err
 			out = append(out, g)
 			continue
 		}
-		res, err := policy.ApplyGroup(sg, g.Policy, now)
+		res, err := policy.ApplyGroupIn(sg, g.Policy, now, o.TimeZone)
 		if err != nil {
 			return nil, err
 		}
