@@ -268,7 +268,7 @@ func (s *stress) snapshots() ([]listed, bool) {
 }
 
 // pruner forgets all but the newest snapshots of each writer (forget's
-// groups: host and paths) and prunes
+// groups: host and paths) and prunes (forget --prune)
 // with a grace period of two seconds, until the deadline, then once more
 // with none (no backup runs any more).
 // After each prune every snapshot must verify: a snapshot that loses a
@@ -288,49 +288,32 @@ func (s *stress) pruner(deadline time.Time) {
 	}
 }
 
+// forgetAndPrune runs 'forget --keep-last --prune' once, as a cron job
+// would.
 func (s *stress) forgetAndPrune(grace string) {
-	if !s.forget() {
-		return
+	r := execute(s.t, s.e.cmd("forget", "--json", "--keep-last", fmt.Sprint(stressKeep), "--prune", "--grace", grace, "--max-unused", "0%"))
+	var d struct {
+		Removed int `json:"removed"`
+		Prune   *struct {
+			Marked                         *struct{ Packs int }
+			Deleted, Resurrected, Repacked struct{ Packs int }
+		} `json:"prune"`
 	}
-	r := execute(s.t, s.e.cmd("prune", "--json", "--grace", grace, "--max-unused", "0%"))
-	if r.code != 0 {
-		s.fail("prune --grace %s: exit %d\n%s%s", grace, r.code, r.stdout, r.stderr)
-		return
-	}
-	var p struct {
-		Marked                         *struct{ Packs int }
-		Deleted, Resurrected, Repacked struct{ Packs int }
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
-		s.fail("prune --json: %v\n%s", err, r.stdout)
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &d) != nil || d.Prune == nil {
+		s.fail("forget --prune --grace %s: exit %d\n%s%s", grace, r.code, r.stdout, r.stderr)
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.forgotten += d.Removed
 	s.prunes++
+	p := d.Prune
 	if p.Marked != nil {
 		s.packs.marked += p.Marked.Packs
 	}
 	s.packs.deleted += p.Deleted.Packs
 	s.packs.resurrected += p.Resurrected.Packs
 	s.packs.repacked += p.Repacked.Packs
-}
-
-// forget removes all but the newest stressKeep snapshots of each writer,
-// with 'forget --keep-last' (which groups by host and paths).
-func (s *stress) forget() bool {
-	r := execute(s.t, s.e.cmd("forget", "--json", "--keep-last", fmt.Sprint(stressKeep)))
-	var f struct {
-		Removed int `json:"removed"`
-	}
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &f) != nil {
-		s.fail("forget: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-		return false
-	}
-	s.mu.Lock()
-	s.forgotten += f.Removed
-	s.mu.Unlock()
-	return true
 }
 
 // check prunes once more with no backup running, then verifies every
