@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/nestguard/nestguard/internal/class"
 	"github.com/nestguard/nestguard/internal/forget"
-	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/policy"
 	"github.com/nestguard/nestguard/internal/prune"
@@ -26,6 +26,7 @@ import (
 type forgetOptions struct {
 	forget.Options
 	groupBy  string
+	timeZone string
 	keepPITR string
 	// prune runs prune after the forget, with pruneFlags.
 	prune      bool
@@ -58,6 +59,12 @@ kept if any rule keeps it:
                          -weekly, -monthly, -yearly)
   --keep-tag T1,T2       every snapshot with all these tags (repeatable)
 
+A rule of 0 (or 0d) keeps nothing and is the same as leaving it out; rules
+that are all 0 are refused rather than taken for no rule at all.
+
+Backups record their time in UTC, so their days are UTC days; --time-zone
+Z (America/New_York, Local) counts the buckets and the durations in Z.
+
 --host, --tag, --path and --class choose the snapshots the policy applies
 to; others are left alone. Every snapshot is listed with the rules that
 kept it, or why none did.
@@ -88,10 +95,11 @@ start to their stop (archive-only: restorable to their end). Give prune
 the same --keep-pitr (--prune does). --dry-run also shows the recovery window now and
 after this forget and prune (docs/postgres.md, "WAL expiry").
 
---prune runs prune after the forget (not in a dry run), with prune's
---max-unused, --max-repack and --grace: the data only the removed
-snapshots needed is marked, and deleted once its grace period has passed
-(see 'nestguard prune --help').
+--prune runs prune after the forget, with prune's --max-unused,
+--max-repack and --grace: the data only the removed snapshots needed is
+marked, and deleted once its grace period has passed (see 'nestguard
+prune --help'). With --dry-run it runs prune's dry run as if the
+snapshots were removed: what prune would repack, mark and delete.
 
 Exit codes: 0 when everything the policy removes was removed (snapshots
 retained by floors, holds or Object Lock are reported, not failures);
@@ -106,6 +114,12 @@ could not be read (left alone); 1 on any other error.`,
   nestguard forget --keep-monthly 84 --keep-pitr 35d --dry-run   # base backups: a 35-day PITR window`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.IDs = args
+			if err := checkZeroRules(cmd.Flags(), o.Policy); err != nil {
+				return err
+			}
+			if len(args) > 0 {
+				o.dropConfigSelection(cmd.Flags())
+			}
 			return a.runForget(cmd.Context(), o)
 		},
 	}
@@ -116,11 +130,46 @@ could not be read (left alone); 1 on any other error.`,
 	f.StringArrayVar(&o.Filter.Paths, "path", nil, "apply the policy only to snapshots of exactly these paths (repeatable)")
 	f.StringVar(&o.Class, "class", "", "apply the policy only to snapshots of this data class")
 	f.StringVar(&o.groupBy, "group-by", "host,paths", "divide snapshots into groups by these fields (host, tags, paths, comma-separated; \"\" for one group); always by data class too")
+	f.StringVar(&o.timeZone, "time-zone", "", "count the calendar buckets (days, weeks, months, years) and --keep-within* durations in this `ZONE` (IANA name such as America/New_York, or Local) instead of each snapshot's own (backups record UTC)")
 	f.BoolVarP(&o.DryRun, "dry-run", "n", false, "only report what would be removed (and the PostgreSQL recovery window before and after)")
 	f.StringVar(&o.keepPITR, "keep-pitr", "", keepPITRHelp)
-	f.BoolVar(&o.prune, "prune", false, "then run prune: delete the data no remaining snapshot needs (with prune's --max-unused, --max-repack and --grace; see 'nestguard prune --help')")
+	f.BoolVar(&o.prune, "prune", false, "then run prune: delete the data no remaining snapshot needs (with prune's --max-unused, --max-repack and --grace; see 'nestguard prune --help'); with --dry-run, prune's dry run as if the snapshots were removed")
 	o.pruneFlags.add(f)
 	return cmd
+}
+
+// dropConfigSelection forgets the policy and selection of the config
+// file's [forget] section when snapshots are named by ID: they are the
+// defaults of policy runs, and would otherwise make every 'forget ID' a
+// usage error. A rule or selection given on the command line stays (and
+// is refused beside IDs).
+func (o *forgetOptions) dropConfigSelection(f *pflag.FlagSet) {
+	fromConfig, fromArgs := false, false
+	f.Visit(func(fl *pflag.Flag) {
+		if !selectionFlag(fl.Name) {
+			return
+		}
+		if setByConfig(fl) {
+			fromConfig = true
+		} else {
+			fromArgs = true
+		}
+	})
+	if fromConfig && !fromArgs {
+		o.Policy, o.Filter, o.Class = policy.Policy{}, snapshot.Filter{}, ""
+	}
+}
+
+// selectionFlag reports whether forget's flag name is a --keep-* rule or
+// a selection (--host, --tag, --path, --class), which IDs exclude.
+func selectionFlag(name string) bool {
+	switch name {
+	case "keep-pitr":
+		return false
+	case "host", "tag", "path", "class":
+		return true
+	}
+	return strings.HasPrefix(name, "keep-")
 }
 
 // addPolicyFlags defines the --keep-* flags, which set p.
@@ -154,6 +203,35 @@ func addPolicyFlags(f *pflag.FlagSet, p *policy.Policy) {
 		f.Var(durationValue{c.d}, c.name, "keep "+c.what+" within `D` of the group's newest snapshot (calendar units y, m, d, h: 35d, 1y6m)")
 	}
 	f.Var(tagGroupsValue{&p.KeepTags}, "keep-tag", "keep every snapshot that has all of these `TAGS` (comma-separated; repeatable)")
+}
+
+// checkZeroRules refuses --keep-* rules that were given (on the command
+// line or in the config file) but are all 0 or 0d: they keep no snapshot,
+// so they are no policy, and forget would otherwise apply the data
+// classes' own policies instead, which is not what was asked.
+func checkZeroRules(f *pflag.FlagSet, p policy.Policy) error {
+	if !p.Empty() {
+		return nil
+	}
+	var given []string
+	f.Visit(func(fl *pflag.Flag) {
+		if !strings.HasPrefix(fl.Name, "keep-") || fl.Name == "keep-pitr" || fl.Name == "keep-tag" {
+			return
+		}
+		v := "0"
+		if _, ok := fl.Value.(durationValue); ok {
+			v = "0d"
+		}
+		given = append(given, "--"+fl.Name+" "+v)
+	})
+	if len(given) == 0 {
+		return nil
+	}
+	what := given[0] + " keeps no snapshot, so it is"
+	if len(given) > 1 {
+		what = strings.Join(given, ", ") + " keep no snapshot, so they are"
+	}
+	return &usageError{fmt.Errorf("%s no policy: give a count of at least 1 (-1: every bucket) or a duration above 0, or leave the --keep-* rules out to apply the data classes' own policies", what)}
 }
 
 // durationValue is a --keep-within* flag.
@@ -215,6 +293,11 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 		return &usageError{err}
 	}
 	o.GroupBy = g
+	if o.timeZone != "" {
+		if o.TimeZone, err = time.LoadLocation(o.timeZone); err != nil {
+			return &usageError{fmt.Errorf("--time-zone %q: want an IANA time zone name such as America/New_York or Europe/Berlin, or Local: %w", o.timeZone, err)}
+		}
+	}
 	o.Classes = a.classes
 	if o.KeepPITR, err = parseKeepPITR(o.keepPITR); err != nil {
 		return err
@@ -225,14 +308,16 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 	}
 	var po prune.Options
 	if o.prune {
-		if po, err = o.pruneFlags.options(false); err != nil {
+		if po, err = o.pruneFlags.options(o.DryRun); err != nil {
 			return err
 		}
 	}
-	pruneRuns := o.prune && !o.DryRun
-	return a.withRepo(ctx, pruneRuns, func(repo *repository.Repository) error {
+	return a.withRepo(ctx, o.prune, func(repo *repository.Repository) error {
 		rep, err := forget.Run(ctx, repo, o.Options)
 		if rep == nil {
+			if errors.Is(err, forget.ErrUnknownClass) {
+				return &usageError{err}
+			}
 			return err
 		}
 		var win *forgetPITR
@@ -249,12 +334,16 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 		}
 		var perr error
 		switch {
-		case o.prune && o.DryRun:
-			a.printf("\n--prune: prune does not run in a dry run (the snapshots forget would remove are still there)\n")
 		case o.prune && err != nil:
 			a.printf("\n--prune: prune did not run, as the forget failed\n")
-		case pruneRuns:
-			a.printf("\nprune:\n")
+		case o.prune:
+			if rep.DryRun {
+				// What prune would do once the snapshots are gone.
+				po.Without = rep.ToRemove()
+				a.printf("\nprune, as if the snapshots above were removed:\n")
+			} else {
+				a.printf("\nprune:\n")
+			}
 			var prep *prune.Report
 			var plan *walexpiry.Plan
 			po.WAL = a.walExpiry(repo, o.KeepPITR, po.GraceOrDefault(), &plan)
@@ -291,14 +380,11 @@ type forgetPITR struct {
 // forgetPITR computes the window before and after the forget rep plans;
 // nil when the repository has no base backup.
 func (a *app) forgetPITR(ctx context.Context, repo *repository.Repository, rep *forget.Report, keep policy.Duration) (*forgetPITR, error) {
-	removed := map[id.ID]bool{}
+	removed := rep.ToRemove()
 	anyPG := false
 	for _, g := range rep.Groups {
 		for _, e := range g.Entries {
 			anyPG = anyPG || e.Snapshot.Kind == snapshot.KindPostgres
-			if e.Action == forget.Remove {
-				removed[e.Snapshot.ID] = true
-			}
 		}
 	}
 	if !anyPG {

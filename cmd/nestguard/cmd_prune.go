@@ -29,7 +29,7 @@ type pruneFlags struct {
 // add defines the flags on fs.
 func (f *pruneFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.maxUnused, "max-unused", "5%", "leave up to this much unused data in partly used packs rather than repack them: a `LIMIT` as a percentage of the repository (5%), a size (500M, 2G) or 'unlimited' (repack nothing)")
-	fs.StringVar(&f.maxRepack, "max-repack", "", "repack at most this many bytes of packs in one run (`SIZE`: 10G, 500M; default: no limit)")
+	fs.StringVar(&f.maxRepack, "max-repack", "", "repack at most this many bytes of packs in one run (`SIZE` above 0: 10G, 500M; default: no limit; to repack nothing, --max-unused unlimited)")
 	fs.DurationVar(&f.grace, "grace", prune.DefaultGrace, "how long a pack marked unused waits before a prune deletes it; 0 deletes in the same run, safe only while no backup, pg backup or copy runs")
 }
 
@@ -43,6 +43,10 @@ func (f *pruneFlags) options(dryRun bool) (prune.Options, error) {
 	if f.maxRepack != "" {
 		if maxRepack, err = prune.ParseSize(f.maxRepack); err != nil {
 			return prune.Options{}, &usageError{fmt.Errorf("--max-repack: %w", err)}
+		}
+		if maxRepack == 0 {
+			// prune.Options.MaxRepack 0 is "no bound": the opposite.
+			return prune.Options{}, &usageError{fmt.Errorf("--max-repack %s: want a size above 0; to repack nothing give --max-unused unlimited, for no bound leave --max-repack out", f.maxRepack)}
 		}
 	}
 	if f.grace < 0 {
@@ -171,18 +175,23 @@ func pruneDidSomething(rep *prune.Report) bool {
 
 // printPruneReport prints what a prune did.
 func (a *app) printPruneReport(rep *prune.Report) {
-	would := ""
+	// verb is what the prune did, or in a dry run would do.
+	verb := func(did, would string) string {
+		if rep.DryRun {
+			return would
+		}
+		return did
+	}
 	if rep.DryRun {
-		would = "would be "
 		a.printf("dry run: nothing was changed\n")
 	}
 	a.printf("%d snapshots; %d packs, %s; used %s, unused %s left\n", rep.Snapshots, rep.Packs, progress.Bytes(rep.Bytes),
 		progress.Bytes(rep.Used), progress.Bytes(rep.Unused))
 	if rep.Repacked.Packs > 0 {
-		a.printf("repacked %s%d packs (%s): %d live blobs copied into new packs\n", would, rep.Repacked.Packs, progress.Bytes(rep.Repacked.Bytes), rep.RepackedBlobs)
+		a.printf("%s %d packs (%s): %d live blobs copied into new packs\n", verb("repacked", "would repack"), rep.Repacked.Packs, progress.Bytes(rep.Repacked.Bytes), rep.RepackedBlobs)
 	}
 	if m := rep.Marked; m != nil {
-		a.printf("marked %s%d packs (%s) as deletion candidates, deletable from %s", would, m.Packs, progress.Bytes(m.Bytes), fmtTime(m.NotBefore))
+		a.printf("%s %d packs (%s) as deletion candidates, deletable from %s", verb("marked", "would mark"), m.Packs, progress.Bytes(m.Bytes), fmtTime(m.NotBefore))
 		if !m.Record.IsNull() {
 			a.printf(" (record %s)", m.Record.Short())
 		}
@@ -194,12 +203,12 @@ func (a *app) printPruneReport(rep *prune.Report) {
 	if rep.Pending.Packs > 0 {
 		a.printf("%d packs (%s) marked by earlier prunes wait for their grace period\n", rep.Pending.Packs, progress.Bytes(rep.Pending.Bytes))
 	}
-	a.printf("deleted %s%d packs, %s\n", would, rep.Deleted.Packs, progress.Bytes(rep.Deleted.Bytes))
+	a.printf("%s %d packs, %s\n", verb("deleted", "would delete"), rep.Deleted.Packs, progress.Bytes(rep.Deleted.Bytes))
 	if rep.Resurrected.Packs > 0 {
-		a.printf("kept %d marked packs (%s) that snapshots need again\n", rep.Resurrected.Packs, progress.Bytes(rep.Resurrected.Bytes))
+		a.printf("%s %d marked packs (%s) that snapshots need again\n", verb("kept", "would keep"), rep.Resurrected.Packs, progress.Bytes(rep.Resurrected.Bytes))
 	}
 	for _, w := range rep.WALRemoved {
-		a.printf("removed %swal/%s\n", would, w)
+		a.printf("%s wal/%s\n", verb("removed", "would remove"), w)
 	}
 	a.printRetained(rep.Retained)
 	for _, w := range rep.Warnings {

@@ -19,6 +19,17 @@ const defaultConfig = "/etc/nestguard/nestguard.toml"
 // variable: the variable, once set, wins over the config file.
 const envAnnotation = "nestguard-env"
 
+// configAnnotation marks a flag set from the config file (not given on
+// the command line): its value is the file's path.
+const configAnnotation = "nestguard-config"
+
+// setByConfig reports whether fl was set from the config file rather
+// than given on the command line.
+func setByConfig(fl *pflag.Flag) bool {
+	_, ok := fl.Annotations[configAnnotation]
+	return ok
+}
+
 // bindEnv records that flag name of fl defaults to the environment
 // variables env (the first one set).
 func bindEnv(fl *pflag.FlagSet, name string, env ...string) {
@@ -85,7 +96,7 @@ func (a *app) applySetting(fl *pflag.FlagSet, path string, s config.Setting) err
 			return fmt.Errorf("config file %s: %s: %w", path, s.Where(), err)
 		}
 	}
-	return nil
+	return fl.SetAnnotation(s.Key, configAnnotation, []string{path})
 }
 
 func repeatable(f *pflag.Flag) bool {

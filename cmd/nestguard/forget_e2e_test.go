@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -298,14 +299,22 @@ func TestForgetPrune(t *testing.T) {
 	if r := e.run("forget", "--keep-last", "1", "--prune", "--max-unused", "lots"); r.code != 2 || len(e.snapshotTimes()) != 2 {
 		t.Errorf("forget --prune with a bad --max-unused: exit %d, %d snapshots left: %s", r.code, len(e.snapshotTimes()), r.stderr)
 	}
-	out := e.must("forget", "--keep-last", "1", "--prune", "--dry-run")
-	if !strings.Contains(out, "prune does not run in a dry run") || len(e.snapshotTimes()) != 2 {
-		t.Errorf("forget --prune --dry-run:\n%s", out)
+	// A dry run prunes as if the snapshots were gone, changing nothing.
+	files := repoFiles(t, e.repo)
+	out := e.must("forget", "--keep-last", "1", "--prune", "--dry-run", "--grace", "0")
+	for _, w := range []string{"prune, as if the snapshots above were removed", "would delete "} {
+		if !strings.Contains(out, w) {
+			t.Errorf("forget --prune --dry-run does not say %q:\n%s", w, out)
+		}
+	}
+	if len(e.snapshotTimes()) != 2 || !slices.Equal(files, repoFiles(t, e.repo)) {
+		t.Errorf("forget --prune --dry-run changed the repository")
 	}
 
-	var d struct {
+	type doc struct {
 		Removed int `json:"removed"`
 		Prune   *struct {
+			DryRun  bool `json:"dry_run"`
 			Deleted struct {
 				Packs int   `json:"packs"`
 				Bytes int64 `json:"bytes"`
@@ -313,12 +322,20 @@ func TestForgetPrune(t *testing.T) {
 			Errors []string `json:"errors"`
 		} `json:"prune"`
 	}
+	var dry, d doc
+	out = e.must("forget", "--keep-last", "1", "--prune", "--grace", "0", "--json", "--dry-run")
+	if err := json.Unmarshal([]byte(out), &dry); err != nil || dry.Prune == nil || !dry.Prune.DryRun {
+		t.Fatalf("forget --prune --dry-run --json: %v\n%s", err, out)
+	}
 	out = e.must("forget", "--keep-last", "1", "--prune", "--grace", "0", "--json")
 	if err := json.Unmarshal([]byte(out), &d); err != nil {
 		t.Fatalf("forget --prune --json: %v\n%s", err, out)
 	}
 	if d.Removed != 1 || d.Prune == nil || d.Prune.Deleted.Packs == 0 || d.Prune.Deleted.Bytes < 100_000 || len(d.Prune.Errors) != 0 {
 		t.Fatalf("forget --prune: %s", out)
+	}
+	if dry.Prune.Deleted != d.Prune.Deleted {
+		t.Errorf("the dry run would delete %+v, the prune deleted %+v", dry.Prune.Deleted, d.Prune.Deleted)
 	}
 	e.must("verify", "--read-data")
 	tgt := filepath.Join(e.dir, "restore")
@@ -368,4 +385,185 @@ func TestForgetDamagedSnapshot(t *testing.T) {
 	tgt := filepath.Join(e.dir, "restore")
 	e.must("restore", "latest", "--target", tgt)
 	compareTrees(t, src, filepath.Join(tgt, src))
+}
+
+// TestForgetRulesThatKeepNothing: --keep-* rules given only as 0 (or 0d)
+// are no policy; forget must refuse them rather than fall back to the
+// data classes' own policies (which remove snapshots the user did not ask
+// about). A --class that neither the config file nor any snapshot knows is
+// refused too, as a misspelt class, not "0 kept, 0 removed"; a class the
+// config file no longer defines but snapshots still carry is fine.
+func TestForgetRulesThatKeepNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	old := filepath.Join(e.dir, "old.toml")
+	writeFile(t, old, "[class.audit]\nfloor = \"1d\"\n", 0o600)
+	cfg := filepath.Join(e.dir, "nestguard.toml")
+	writeFile(t, cfg, "[class.logs]\nfloor = \"1d\"\nkeep-last = 1\n", 0o600)
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 43, 3, 5_000)
+	for _, ts := range []string{"2026-01-10T10:00:00Z", "2026-01-11T10:00:00Z"} {
+		e.backupAt(src, ts, "--config", cfg, "--class", "logs")
+		e.backupAt(src, ts, "--config", old, "--class", "audit")
+	}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--keep-last", "0"}, []string{"--keep-last 0", "keeps no snapshot"}},
+		{[]string{"--keep-within", "0d", "--keep-daily", "0", "--dry-run"}, []string{"--keep-daily 0", "--keep-within 0d"}},
+		{[]string{"--keep-last", "1", "--class", "log"}, []string{`unknown data class "log"`, "logs"}},
+	} {
+		r := e.run(append([]string{"--config", cfg, "forget"}, c.args...)...)
+		if r.code != 2 {
+			t.Errorf("forget %q: exit %d, want 2: %s%s", c.args, r.code, r.stdout, r.stderr)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("forget %q: stderr lacks %q: %s", c.args, w, r.stderr)
+			}
+		}
+		if n := len(e.snapshotTimes()); n != 4 {
+			t.Fatalf("forget %q: %d snapshots left, want 4", c.args, n)
+		}
+	}
+	// audit is no longer in the config file, but two snapshots carry it.
+	d := e.forgetJSON("--config", cfg, "--class", "audit", "--keep-last", "1")
+	if d.Removed != 1 || d.Kept != 1 {
+		t.Errorf("forget --class of a class only snapshots carry: %+v", d)
+	}
+}
+
+// TestForgetGroupsFiltersAndZones: --group-by, --host/--tag/--path and the
+// snapshot's own time zone, through the binary (internal/policy has the
+// table tests; this checks the flags reach it and the zone survives the
+// snapshot object).
+func TestForgetGroupsFiltersAndZones(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 44, 3, 5_000)
+	// Host a: the newest, at 23:00 UTC on 03-01; one at 00:30+02:00 on
+	// 03-02 (22:30 UTC on 03-01); one on 02-27. In each snapshot's own
+	// zone they are three days, so keep-daily 2 keeps the two newest; by
+	// UTC days it would keep 23:00 and 02-27 instead.
+	a1 := e.backupAt(src, "2026-02-27T10:00:00Z", "--host", "a", "--tag", "x")
+	a2 := e.backupAt(src, "2026-03-02T00:30:00+02:00", "--host", "a", "--tag", "y")
+	a3 := e.backupAt(src, "2026-03-01T23:00:00Z", "--host", "a", "--tag", "x")
+	b1 := e.backupAt(src, "2026-02-20T10:00:00Z", "--host", "b", "--tag", "x")
+	b2 := e.backupAt(src, "2026-02-21T10:00:00Z", "--host", "b", "--tag", "y")
+
+	actions := func(d forgetDoc) map[string]string {
+		m := map[string]string{}
+		for _, g := range d.Groups {
+			for _, s := range g.Snapshots {
+				m[s.ID] = s.Action
+			}
+		}
+		return m
+	}
+	check := func(what string, d forgetDoc, groups int, want map[string]string) {
+		t.Helper()
+		got := actions(d)
+		if len(d.Groups) != groups || len(got) != len(want) {
+			t.Errorf("%s: %d groups, %d snapshots, want %d and %d: %v", what, len(d.Groups), len(got), groups, len(want), got)
+		}
+		for id, w := range want {
+			if got[id] != w {
+				t.Errorf("%s: snapshot %s: %q, want %q", what, id[:8], got[id], w)
+			}
+		}
+	}
+	check("--keep-daily 2 --host a", e.forgetJSON("--keep-daily", "2", "--host", "a", "--dry-run"), 1,
+		map[string]string{a3: "keep", a2: "keep", a1: "remove"})
+	check("--group-by tags", e.forgetJSON("--keep-last", "1", "--group-by", "tags", "--dry-run"), 2,
+		map[string]string{a3: "keep", a1: "remove", b1: "remove", a2: "keep", b2: "remove"})
+	check(`--group-by ""`, e.forgetJSON("--keep-last", "1", "--group-by", "", "--dry-run"), 1,
+		map[string]string{a3: "keep", a2: "remove", a1: "remove", b2: "remove", b1: "remove"})
+	check("--tag y --path", e.forgetJSON("--keep-last", "1", "--tag", "y", "--path", src, "--group-by", "", "--dry-run"), 1,
+		map[string]string{a2: "keep", b2: "remove"})
+	if r := e.run("forget", "--keep-last", "1", "--group-by", "host,colour"); r.code != 2 || !strings.Contains(r.stderr, `"colour"`) {
+		t.Errorf("--group-by with an unknown field: exit %d: %s", r.code, r.stderr)
+	}
+	// For real: host b's group keeps its newest only.
+	d := e.forgetJSON("--keep-last", "1", "--host", "b")
+	if d.Removed != 1 {
+		t.Errorf("forget --host b: %+v", d)
+	}
+	left := e.snapshotTimes()
+	if _, ok := left[b1]; ok || len(left) != 4 {
+		t.Errorf("after forget --host b --keep-last 1: %d snapshots left, %s there: %v", len(left), b1[:8], ok)
+	}
+	// The zone is the snapshot's own: 00:30+02:00 stays that.
+	if _, off := left[a2].Zone(); off != 2*3600 {
+		t.Errorf("snapshot %s time %s: zone offset %d, want +02:00", a2[:8], left[a2], off)
+	}
+}
+
+// TestForgetIDsBesideConfigPolicy: a policy or selection in the config
+// file's [forget] section is the default for policy runs; it does not
+// make every 'forget ID' a usage error. Given on the command line, it
+// still is one.
+func TestForgetIDsBesideConfigPolicy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	cfg := filepath.Join(e.dir, "nestguard.toml")
+	writeFile(t, cfg, "[forget]\nkeep-last = 2\nhost = \"vm\"\n", 0o600)
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 45, 3, 5_000)
+	a := e.backupAt(src, "2026-01-10T10:00:00Z", "--host", "vm")
+	e.backupAt(src, "2026-01-11T10:00:00Z", "--host", "vm")
+	if r := e.run("--config", cfg, "forget", "--keep-last", "1", a[:8]); r.code != 2 || !strings.Contains(r.stderr, "cannot be combined") {
+		t.Errorf("forget ID --keep-last 1: exit %d: %s", r.code, r.stderr)
+	}
+	if r := e.run("--config", cfg, "forget", a[:8]); r.code != 0 || !strings.Contains(r.stdout, "removed") {
+		t.Errorf("forget ID with a [forget] policy in the config file: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, ok := e.snapshotTimes()[a]; ok {
+		t.Errorf("snapshot %s not removed", a[:8])
+	}
+	if d := e.forgetJSON("--config", cfg, "--dry-run"); d.Kept != 1 || len(d.Groups) != 1 || d.Groups[0].PolicyFrom != "flags" {
+		t.Errorf("forget with the config file's policy: %+v", d)
+	}
+}
+
+// TestForgetTimeZone: backups record UTC; --time-zone counts the calendar
+// buckets in a business's zone: the month-end backup at 22:00 on 03-31 in
+// New York (02:00 UTC on 04-01) is March's there.
+func TestForgetTimeZone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 46, 3, 5_000)
+	c := e.backupAt(src, "2026-04-30T02:00:00Z")
+	a := e.backupAt(src, "2026-04-01T02:00:00Z")
+	b := e.backupAt(src, "2026-03-30T02:00:00Z")
+	kept := func(args ...string) []string {
+		t.Helper()
+		var ids []string
+		for _, g := range e.forgetJSON(append([]string{"--keep-monthly", "2", "--dry-run"}, args...)...).Groups {
+			for _, s := range g.Snapshots {
+				if s.Action == "keep" {
+					ids = append(ids, s.ID)
+				}
+			}
+		}
+		return ids
+	}
+	if got := kept(); !slices.Equal(got, []string{c, b}) {
+		t.Errorf("UTC months: kept %v, want %s %s", got, c[:8], b[:8])
+	}
+	if got := kept("--time-zone", "America/New_York"); !slices.Equal(got, []string{c, a}) {
+		t.Errorf("New York months: kept %v, want %s %s", got, c[:8], a[:8])
+	}
+	if r := e.run("forget", "--keep-monthly", "2", "--time-zone", "Mars/Olympus_Mons"); r.code != 2 || !strings.Contains(r.stderr, "Mars/Olympus_Mons") {
+		t.Errorf("forget --time-zone of no zone: exit %d: %s", r.code, r.stderr)
+	}
+	if n := len(e.snapshotTimes()); n != 3 {
+		t.Errorf("%d snapshots left, want 3", n)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	_ "time/tzdata" // forget --time-zone on a host without a zoneinfo database (a static binary in a minimal image)
 
 	"github.com/spf13/cobra"
 

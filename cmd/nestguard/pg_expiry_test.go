@@ -204,6 +204,8 @@ func TestPGExpiry(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &dj); err != nil || len(dj.Before) != 1 || dj.After == nil || len(dj.After.Windows) != 2 {
 		t.Errorf("forget --dry-run --json: windows before %d, after %+v (%v)\n%s", len(dj.Before), dj.After, err, out)
 	}
+	// --prune in the dry run: prune's dry run as if b2 were gone.
+	dryPrune := p.mustAt(t, now, append([]string{"forget", "--dry-run", "--prune", "--grace", "0"}, policy...)...)
 	p.mustAt(t, now, append([]string{"forget"}, policy...)...)
 	pruned := p.mustAt(t, now, "prune", "--grace", "0", "--keep-pitr", "1h")
 	for _, want := range []string{"WAL kept from base backup " + b3.Snapshot[:8], "archive-only base backup " + b1.Snapshot[:8] + " keeps its WAL " + b1.Backup.StartWAL} {
@@ -229,6 +231,11 @@ func TestPGExpiry(t *testing.T) {
 		}
 	}
 	t.Logf("prune removed %d of %d WAL segments", len(removed), len(before))
+	for _, seg := range removed {
+		if !strings.Contains(dryPrune, "would remove wal/"+seg) {
+			t.Errorf("forget --dry-run --prune does not say it would remove wal/%s:\n%s", seg, dryPrune)
+		}
+	}
 
 	// A time in the window: exactly the rows committed by then.
 	rng := rand.New(rand.NewPCG(23, 23))

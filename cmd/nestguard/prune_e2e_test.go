@@ -156,6 +156,15 @@ func TestPrune(t *testing.T) {
 	if !dry.DryRun || dry.Marked == nil || dry.Repacked.Packs == 0 {
 		t.Errorf("dry run: %+v", dry)
 	}
+	txt := e.must("prune", "--dry-run", "--grace", "0")
+	for _, w := range []string{"dry run: nothing was changed", "would repack ", "would mark ", "would delete "} {
+		if !strings.Contains(txt, w) {
+			t.Errorf("prune --dry-run does not say %q:\n%s", w, txt)
+		}
+	}
+	if strings.Contains(txt, "would be") {
+		t.Errorf("prune --dry-run:\n%s", txt)
+	}
 	if after := repoFiles(t, e.repo); !slices.Equal(files, after) {
 		t.Fatalf("--dry-run changed the repository:\n%v\n%v", files, after)
 	}
@@ -401,4 +410,19 @@ func TestPruneS3ObjectLock(t *testing.T) {
 	tgt := filepath.Join(e.dir, "restore")
 	e.must("restore", "latest", "--target", tgt)
 	compareTrees(t, keep, filepath.Join(tgt, keep))
+}
+
+// TestPruneMaxRepackZero: --max-repack 0 is refused; prune used to take it
+// as "no bound" and repack everything --max-unused allows, the opposite
+// of what it says.
+func TestPruneMaxRepackZero(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	for _, args := range [][]string{{"prune", "--max-repack", "0"}, {"prune", "--max-repack", "0G", "--dry-run"}, {"forget", "--keep-last", "1", "--prune", "--max-repack", "0"}} {
+		r := e.run(args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "--max-repack") || !strings.Contains(r.stderr, "--max-unused unlimited") {
+			t.Errorf("%q: exit %d, want 2 naming --max-repack and --max-unused unlimited: %s", args, r.code, r.stderr)
+		}
+	}
 }

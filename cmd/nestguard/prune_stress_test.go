@@ -9,7 +9,6 @@ package main
 // loses data: the rule matters.
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -25,9 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/nestguard/nestguard/internal/miniotest"
 )
 
@@ -40,18 +36,11 @@ func TestPruneBesideBackups(t *testing.T) {
 		}
 	})
 	t.Run("minio", func(t *testing.T) {
-		e, srv := s3TestEnv(t, miniotest.MinIO, "stress")
+		e, _ := s3TestEnv(t, miniotest.MinIO, "stress")
 		// Each command takes seconds on MinIO: the run is longer, and
 		// only the end is verified.
 		s := newStress(t, e, ngBin, 30*time.Second)
 		s.verifyEach = false
-		// forget cannot read the retention of a bucket without Object
-		// Lock yet: the snapshots it would remove are removed directly.
-		cl := srv.Client(t)
-		s.remove = func(id string) error {
-			_, err := cl.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String("stress"), Key: aws.String("repo/snapshots/" + id)})
-			return err
-		}
 		if damage := s.run(); len(damage) > 0 {
 			t.Errorf("%d problems:\n%s", len(damage), strings.Join(damage, "\n"))
 		}
@@ -112,8 +101,6 @@ type stress struct {
 	dur time.Duration // how long backups and prunes go on
 	// verifyEach verifies the repository after each prune.
 	verifyEach bool
-	// remove, if set, removes a snapshot object in place of forget.
-	remove func(id string) error
 
 	mu        sync.Mutex
 	saved     map[string]map[string]string // snapshot id -> the content it holds: path -> sha256
@@ -281,7 +268,7 @@ func (s *stress) snapshots() ([]listed, bool) {
 }
 
 // pruner forgets all but the newest snapshots of each writer (forget's
-// groups: host and paths) and prunes
+// groups: host and paths) and prunes (forget --prune)
 // with a grace period of two seconds, until the deadline, then once more
 // with none (no backup runs any more).
 // After each prune every snapshot must verify: a snapshot that loses a
@@ -301,72 +288,32 @@ func (s *stress) pruner(deadline time.Time) {
 	}
 }
 
+// forgetAndPrune runs 'forget --keep-last --prune' once, as a cron job
+// would.
 func (s *stress) forgetAndPrune(grace string) {
-	if !s.forget() {
-		return
+	r := execute(s.t, s.e.cmd("forget", "--json", "--keep-last", fmt.Sprint(stressKeep), "--prune", "--grace", grace, "--max-unused", "0%"))
+	var d struct {
+		Removed int `json:"removed"`
+		Prune   *struct {
+			Marked                         *struct{ Packs int }
+			Deleted, Resurrected, Repacked struct{ Packs int }
+		} `json:"prune"`
 	}
-	r := execute(s.t, s.e.cmd("prune", "--json", "--grace", grace, "--max-unused", "0%"))
-	if r.code != 0 {
-		s.fail("prune --grace %s: exit %d\n%s%s", grace, r.code, r.stdout, r.stderr)
-		return
-	}
-	var p struct {
-		Marked                         *struct{ Packs int }
-		Deleted, Resurrected, Repacked struct{ Packs int }
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
-		s.fail("prune --json: %v\n%s", err, r.stdout)
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &d) != nil || d.Prune == nil {
+		s.fail("forget --prune --grace %s: exit %d\n%s%s", grace, r.code, r.stdout, r.stderr)
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.forgotten += d.Removed
 	s.prunes++
+	p := d.Prune
 	if p.Marked != nil {
 		s.packs.marked += p.Marked.Packs
 	}
 	s.packs.deleted += p.Deleted.Packs
 	s.packs.resurrected += p.Resurrected.Packs
 	s.packs.repacked += p.Repacked.Packs
-}
-
-// forget removes all but the newest stressKeep snapshots of each writer,
-// with 'forget --keep-last' (which groups by host and paths) or s.remove.
-func (s *stress) forget() bool {
-	if s.remove == nil {
-		r := execute(s.t, s.e.cmd("forget", "--json", "--keep-last", fmt.Sprint(stressKeep)))
-		var f struct {
-			Removed int `json:"removed"`
-		}
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &f) != nil {
-			s.fail("forget: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-			return false
-		}
-		s.mu.Lock()
-		s.forgotten += f.Removed
-		s.mu.Unlock()
-		return true
-	}
-	l, ok := s.snapshots()
-	if !ok {
-		return false
-	}
-	byHost := make(map[string][]listed)
-	for _, sn := range l {
-		byHost[sn.Hostname] = append(byHost[sn.Hostname], sn)
-	}
-	for _, sns := range byHost {
-		slices.SortFunc(sns, func(a, b listed) int { return b.Time.Compare(a.Time) })
-		for _, sn := range sns[min(stressKeep, len(sns)):] {
-			if err := s.remove(sn.ID); err != nil {
-				s.fail("removing snapshot %s: %v", sn.ID, err)
-				return false
-			}
-			s.mu.Lock()
-			s.forgotten++
-			s.mu.Unlock()
-		}
-	}
-	return true
 }
 
 // check prunes once more with no backup running, then verifies every

@@ -56,6 +56,10 @@ type Class struct {
 	// RTO is the longest a restore of the class's data may take; zero
 	// for none.
 	RTO time.Duration
+
+	// zeroRules are the keep-* settings given as 0 (or 0d): a policy of
+	// only such rules is refused, not taken for none.
+	zeroRules []string
 }
 
 // KeepUntil is when a snapshot of c taken at t stops being protected by
@@ -141,6 +145,9 @@ func Load(f *config.File) (Set, error) {
 	}
 	for _, c := range set {
 		if c.Policy.Empty() {
+			if len(c.zeroRules) > 0 {
+				return nil, fmt.Errorf("config file %s: [class.%s]: %s = 0 keeps no snapshot, so the class would have no policy: give a count of at least 1 (-1: every bucket) or a duration above 0, or leave the keep-* settings out", f.Path, c.Name, strings.Join(c.zeroRules, " = 0, "))
+			}
 			continue
 		}
 		if err := c.Policy.Validate(); err != nil {
@@ -184,6 +191,9 @@ func (c *Class) set(key string, values []string) error {
 			return err
 		}
 		*d = p
+		if p.Zero() {
+			c.zeroRules = append(c.zeroRules, key)
+		}
 		return nil
 	}
 	if n := c.countField(key); n != nil {
@@ -192,6 +202,9 @@ func (c *Class) set(key string, values []string) error {
 			return fmt.Errorf("want a count (a whole number, -1 for unlimited), not %q", v)
 		}
 		*n = i
+		if i == 0 {
+			c.zeroRules = append(c.zeroRules, key)
+		}
 		return nil
 	}
 	return fmt.Errorf("unknown class setting %q: a class takes floor, rpo, rto, keep-last, keep-hourly, keep-daily, keep-weekly, keep-monthly, keep-yearly, keep-within, keep-within-hourly, keep-within-daily, keep-within-weekly, keep-within-monthly, keep-within-yearly and keep-tag", key)

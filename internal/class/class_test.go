@@ -84,6 +84,8 @@ func TestLoadRefuses(t *testing.T) {
 		"[class.logs]\nrpo = \"0s\"\n":                           "invalid objective",
 		"[class.logs]\nrto = \"1y\"\n":                           "invalid objective",
 		"[class.x]\nkeep-within-daily = \"1d\"\nkeep-last = 0\n": "",
+		"[class.x]\nfloor = \"1y\"\nkeep-daily = 0\n":            "keep-daily = 0 keeps no snapshot",
+		"[class.x]\nkeep-within = \"0d\"\nkeep-last = 0\n":       "keep-within = 0, keep-last = 0 keeps",
 	} {
 		_, err := load(t, toml)
 		if want == "" {

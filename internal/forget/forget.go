@@ -41,6 +41,10 @@ type Options struct {
 	// GroupBy divides the selected snapshots into groups; they are always
 	// divided by data class too.
 	GroupBy policy.GroupBy
+	// TimeZone, if set, is the zone the policy's calendar buckets and
+	// durations are counted in (policy.ApplyGroupIn); nil: each
+	// snapshot's own (backups record UTC).
+	TimeZone *time.Location
 	// Filter and Class select the snapshots a policy applies to; the
 	// others are left alone. Class "" selects every class.
 	Filter snapshot.Filter
@@ -166,6 +170,20 @@ func (r *Report) Removed() int {
 	return r.Count(Remove) - len(r.Failed())
 }
 
+// ToRemove returns the snapshots the report removes (or in a dry run
+// would), for a caller that looks at the repository without them.
+func (r *Report) ToRemove() map[id.ID]bool {
+	out := make(map[id.ID]bool)
+	for _, g := range r.Groups {
+		for _, e := range g.Entries {
+			if e.Action == Remove && e.Err == nil {
+				out[e.Snapshot.ID] = true
+			}
+		}
+	}
+	return out
+}
+
 // Failed returns the entries whose removal failed.
 func (r *Report) Failed() []Entry {
 	var out []Entry
@@ -186,6 +204,11 @@ var ErrNoPolicy = errors.New("nothing to forget: give snapshot IDs or at least o
 // ErrIDsAndPolicy is Run's error when IDs come with a policy or a
 // selection: IDs name exactly what to forget.
 var ErrIDsAndPolicy = errors.New("snapshot IDs cannot be combined with --keep-*, --host, --tag, --path or --class: IDs name exactly the snapshots to forget")
+
+// ErrUnknownClass is in Run's error when Options.Class names a class that
+// neither the configuration defines nor any snapshot carries: a misspelt
+// class, which would otherwise select nothing and report success.
+var ErrUnknownClass = errors.New("no snapshot in the repository has it either")
 
 // Check reports the first problem with o that Run would refuse before
 // reading anything.
@@ -248,6 +271,9 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 		}
 		rep.Groups = []Group{g}
 	} else {
+		if err := checkClass(list, o); err != nil {
+			return nil, err
+		}
 		rep.Unreadable = unreadable
 		if rep.Groups, err = byPolicy(list, o, now); err != nil {
 			return nil, err
@@ -346,6 +372,17 @@ func damaged(list []*snapshot.Snapshot, unreadable []error, ref string) *snapsho
 }
 
 // byPolicy applies the policy to the snapshots o selects.
+// checkClass refuses an o.Class that neither the configuration defines
+// nor a snapshot of list carries (a class since removed from the
+// configuration is still one forget may select).
+func checkClass(list []*snapshot.Snapshot, o Options) error {
+	if o.Class == "" || o.Classes[o.Class] != nil || slices.ContainsFunc(list, func(sn *snapshot.Snapshot) bool { return sn.Class == o.Class }) {
+		return nil
+	}
+	_, err := o.Classes.Lookup(o.Class, "")
+	return fmt.Errorf("%w (and %w)", err, ErrUnknownClass)
+}
+
 func byPolicy(list []*snapshot.Snapshot, o Options, now time.Time) ([]Group, error) {
 	var sel []*snapshot.Snapshot
 	for _, sn := range list {
@@ -371,7 +408,7 @@ func byPolicy(list []*snapshot.Snapshot, o Options, now time.Time) ([]Group, err
 			out = append(out, g)
 			continue
 		}
-		res, err := policy.ApplyGroup(sg, g.Policy, now)
+		res, err := policy.ApplyGroupIn(sg, g.Policy, now, o.TimeZone)
 		if err != nil {
 			return nil, err
 		}

@@ -11,7 +11,8 @@
 // month, year) that hold a snapshot; -1 means every bucket. Buckets are
 // computed in the snapshot's own time zone (the location of
 // snapshot.Snapshot.Time), so a snapshot taken at 23:30 in UTC+2 belongs
-// to that local day. As in restic (since 0.17), when a count rule still has
+// to that local day (ApplyGroupIn counts them in a zone of the caller's
+// choice instead). As in restic (since 0.17), when a count rule still has
 // buckets left after the newest snapshots, it also keeps the oldest
 // snapshot of the group, so a short history is kept whole. The KeepWithin*
 // rules keep snapshots newer than a calendar duration before the group's
@@ -258,7 +259,7 @@ func Apply(snaps []*snapshot.Snapshot, p Policy, g GroupBy, now time.Time) ([]Re
 	groups := Group(snaps, g)
 	res := make([]Result, 0, len(groups))
 	for _, gr := range groups {
-		res = append(res, applyGroup(gr, p, now))
+		res = append(res, applyGroup(gr, p, now, nil))
 	}
 	return res, nil
 }
@@ -266,14 +267,28 @@ func Apply(snaps []*snapshot.Snapshot, p Policy, g GroupBy, now time.Time) ([]Re
 // ApplyGroup applies p to the snapshots of one group (from Group), for a
 // caller that gives each group its own policy.
 func ApplyGroup(gr SnapshotGroup, p Policy, now time.Time) (Result, error) {
+	return ApplyGroupIn(gr, p, now, nil)
+}
+
+// ApplyGroupIn is ApplyGroup with the calendar buckets and the within
+// rules' calendar durations counted in loc (a business's time zone)
+// instead of each snapshot's own; nil: the snapshot's own.
+func ApplyGroupIn(gr SnapshotGroup, p Policy, now time.Time, loc *time.Location) (Result, error) {
 	if err := p.Validate(); err != nil {
 		return Result{}, err
 	}
-	return applyGroup(gr, p, now), nil
+	return applyGroup(gr, p, now, loc), nil
 }
 
-// applyGroup applies a validated p to the snapshots of one group.
-func applyGroup(gr SnapshotGroup, p Policy, now time.Time) Result {
+// applyGroup applies a validated p to the snapshots of one group, in loc
+// (nil: each snapshot's own time zone).
+func applyGroup(gr SnapshotGroup, p Policy, now time.Time, loc *time.Location) Result {
+	in := func(t time.Time) time.Time {
+		if loc == nil {
+			return t
+		}
+		return t.In(loc)
+	}
 	list := slices.Clone(gr.Snapshots)
 	slices.SortStableFunc(list, func(a, b *snapshot.Snapshot) int {
 		if c := b.Time.Compare(a.Time); c != 0 {
@@ -281,7 +296,7 @@ func applyGroup(gr SnapshotGroup, p Policy, now time.Time) Result {
 		}
 		return cmp.Compare(a.ID.String(), b.ID.String())
 	})
-	ref := reference(list, now)
+	ref := in(reference(list, now))
 	res := Result{Key: gr.Key, Ref: ref}
 
 	var counters []*counter
@@ -297,6 +312,7 @@ func applyGroup(gr SnapshotGroup, p Policy, now time.Time) Result {
 		}
 	}
 	for nr, sn := range list {
+		t := in(sn.Time)
 		var keep, why []Reason
 		for _, tags := range p.KeepTags {
 			if hasTags(sn, tags) {
@@ -307,7 +323,7 @@ func applyGroup(gr SnapshotGroup, p Policy, now time.Time) Result {
 			why = append(why, Reason{Rule: RuleTag, Detail: "has none of the keep-tag groups " + tagGroups(p.KeepTags)})
 		}
 		for _, c := range counters {
-			r, kept := c.judge(sn, nr, nr == len(list)-1)
+			r, kept := c.judge(sn, t, nr, nr == len(list)-1)
 			if kept {
 				keep = append(keep, r)
 			} else {
@@ -315,7 +331,7 @@ func applyGroup(gr SnapshotGroup, p Policy, now time.Time) Result {
 			}
 		}
 		for _, w := range withins {
-			r, kept := w.judge(sn)
+			r, kept := w.judge(sn, t)
 			if kept {
 				keep = append(keep, r)
 			} else {
@@ -340,13 +356,14 @@ type counter struct {
 	keptIn  string // short ID of that snapshot
 }
 
-// judge says whether the rule keeps sn, the nr-th snapshot of the group
-// (oldest if it is the last one), and why.
-func (c *counter) judge(sn *snapshot.Snapshot, nr int, oldest bool) (Reason, bool) {
+// judge says whether the rule keeps sn, taken at t (its time in the zone
+// buckets are counted in), the nr-th snapshot of the group (oldest if it
+// is the last one), and why.
+func (c *counter) judge(sn *snapshot.Snapshot, t time.Time, nr int, oldest bool) (Reason, bool) {
 	b := strconv.Itoa(nr) // keep-last: every snapshot is its own bucket
 	r := Reason{Rule: c.rule, Count: c.n}
 	if c.bucket != nil {
-		b = c.bucket(sn.Time)
+		b = c.bucket(t)
 		r.Bucket = b
 	}
 	switch {
@@ -377,17 +394,17 @@ type withinCounter struct {
 	keptIn     string
 }
 
-func (w *withinCounter) judge(sn *snapshot.Snapshot) (Reason, bool) {
+func (w *withinCounter) judge(sn *snapshot.Snapshot, t time.Time) (Reason, bool) {
 	d, since := w.d, w.since
 	r := Reason{Rule: w.rule, Within: &d, Since: &since}
-	if !sn.Time.After(since) {
+	if !t.After(since) {
 		r.Detail = fmt.Sprintf("not within %s of the newest snapshot (%s): taken at or before %s", d, w.ref.Format(time.RFC3339), since.Format(time.RFC3339))
 		return r, false
 	}
 	if w.bucket == nil {
 		return r, true
 	}
-	b := w.bucket(sn.Time)
+	b := w.bucket(t)
 	r.Bucket = b
 	if w.started && b == w.last {
 		r.Detail = fmt.Sprintf("%s bucket %s already keeps the newer snapshot %s", strings.TrimPrefix(string(w.rule), "within-"), b, w.keptIn)

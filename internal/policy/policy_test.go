@@ -623,3 +623,39 @@ func TestGroupingOddPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestZoneOverride: snapshots recorded in UTC (as backups record them)
+// counted in a business's zone: the month-end backup at 22:00 New York
+// time on 03-31 (02:00 UTC on 04-01) is March's.
+func TestZoneOverride(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := snap(time.Date(2026, 4, 30, 2, 0, 0, 0, time.UTC), "h", nil) // 04-29 22:00 in New York
+	a := snap(time.Date(2026, 4, 1, 2, 0, 0, 0, time.UTC), "h", nil)  // 03-31 22:00
+	b := snap(time.Date(2026, 3, 30, 2, 0, 0, 0, time.UTC), "h", nil) // 03-29 22:00
+	groups := Group([]*snapshot.Snapshot{a, b, c}, DefaultGroupBy)
+	p := Policy{KeepMonthly: 2}
+	now := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	utc, err := ApplyGroupIn(groups[0], p, now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(utc.Keep) != 2 || utc.Keep[0].Snapshot != c || utc.Keep[1].Snapshot != b {
+		t.Errorf("UTC months: kept %v", days(utc.Keep))
+	}
+	local, err := ApplyGroupIn(groups[0], p, now, ny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(local.Keep) != 2 || local.Keep[0].Snapshot != c || local.Keep[1].Snapshot != a {
+		t.Fatalf("New York months: kept %v", days(local.Keep))
+	}
+	if bk := local.Keep[1].Reasons[0].Bucket; bk != "2026-03" {
+		t.Errorf("bucket of 03-31 22:00 New York time is %q, want 2026-03", bk)
+	}
+	if len(local.Remove) != 1 || local.Remove[0].Snapshot != b {
+		t.Errorf("New York months: removed %v", days(local.Remove))
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 
@@ -55,6 +56,16 @@ func listSnapshots(ctx context.Context, repo *repository.Repository) ([]*snapsho
 			len(bad), strings.Join(bad, "; "))
 	}
 	return snaps, nil
+}
+
+// listSnapshots lists the snapshots, less those a dry run prunes
+// without (Options.Without).
+func (p *pruner) listSnapshots(ctx context.Context) ([]*snapshot.Snapshot, error) {
+	snaps, err := listSnapshots(ctx, p.repo)
+	if err != nil || len(p.o.Without) == 0 {
+		return snaps, err
+	}
+	return slices.DeleteFunc(snaps, func(sn *snapshot.Snapshot) bool { return p.o.Without[sn.ID] }), nil
 }
 
 // add walks the snapshots of snaps not walked yet. A tree that cannot be

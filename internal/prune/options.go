@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
@@ -28,6 +29,10 @@ type Options struct {
 	// DryRun computes and reports everything and writes and deletes
 	// nothing.
 	DryRun bool
+	// Without are snapshots a dry run prunes as if they were removed
+	// already: what a forget would leave ('forget --dry-run --prune').
+	// Only for a dry run: Run refuses it otherwise.
+	Without map[id.ID]bool
 
 	// WAL is the PostgreSQL WAL expiry (issue 19's "pg expiry"): given
 	// every snapshot the repository keeps (listed after the packs were

@@ -49,6 +49,9 @@ var ErrIncomplete = errors.New("prune incomplete")
 // leaves the repository consistent (see the package documentation), and
 // the next prune goes on where it stopped.
 func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, error) {
+	if len(o.Without) > 0 && !o.DryRun {
+		return nil, errors.New("prune: pruning as if snapshots were removed (Options.Without) is for a dry run only")
+	}
 	start := time.Now()
 	p := &pruner{repo: repo, o: o, log: o.logger(), live: newLiveSet(), indexRead: make(map[id.ID]*indexObject), rep: &Report{DryRun: o.DryRun,
 		Retained: []Retained{}, WALRemoved: []string{}, Warnings: []string{}, Errors: []string{}}}
@@ -184,7 +187,7 @@ func (p *pruner) mark(ctx context.Context) error {
 	total := v.total()
 	p.rep.Packs, p.rep.Bytes = total.Packs, total.Bytes
 	p.o.progress(Progress{Step: "snapshots"})
-	if p.snaps, err = listSnapshots(ctx, p.repo); err != nil {
+	if p.snaps, err = p.listSnapshots(ctx); err != nil {
 		return err
 	}
 	if err := p.live.add(ctx, p.repo, p.snaps); err != nil {
@@ -254,6 +257,15 @@ func (p *pruner) mark(ctx context.Context) error {
 	mk.NotBefore = now.Add(p.o.grace())
 	p.rep.Marked = mk
 	if p.o.DryRun {
+		// With --grace 0 the sweep of a real run deletes what it just
+		// marked; a dry run writes no record for its sweep to find.
+		if p.due(&candidates.Record{Time: now, NotBefore: mk.NotBefore}, now) {
+			for _, pid := range marks {
+				if pi := v.packs[pid]; pi != nil {
+					p.rep.Deleted.add(pi.size)
+				}
+			}
+		}
 		return nil
 	}
 	rec := &candidates.Record{Time: now, NotBefore: mk.NotBefore, Packs: marks, Host: p.o.Host, User: p.o.User}
@@ -434,7 +446,7 @@ func (p *pruner) sweep(ctx context.Context) error {
 		return err
 	}
 	p.o.progress(Progress{Step: "snapshots"})
-	if p.snaps, err = listSnapshots(ctx, p.repo); err != nil {
+	if p.snaps, err = p.listSnapshots(ctx); err != nil {
 		return err
 	}
 	if err := p.live.add(ctx, p.repo, p.snaps); err != nil {

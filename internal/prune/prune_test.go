@@ -275,6 +275,10 @@ func TestPruneRepacks(t *testing.T) {
 	if rep.Repacked != dry.Repacked {
 		t.Errorf("the dry run said it would repack %+v, the prune repacked %+v", dry.Repacked, rep.Repacked)
 	}
+	// --grace 0 deletes what it marks in the same run: the dry run says so.
+	if rep.Deleted != dry.Deleted {
+		t.Errorf("the dry run said it would delete %+v, the prune deleted %+v", dry.Deleted, rep.Deleted)
+	}
 	verify(t, be, want)
 	// A second prune finds nothing to do.
 	rep, err = prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)})
@@ -1003,4 +1007,37 @@ func TestPruneDamagedDuringGrace(t *testing.T) {
 			readsAs(t, be, sn, want, "after the deleting prune")
 		})
 	}
+}
+
+// TestPruneDryRunWithout: a dry run without a snapshot reports what a
+// prune after forgetting it does (forget --dry-run --prune); a prune that
+// is not a dry run refuses to prune without snapshots still there.
+func TestPruneDryRunWithout(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
+	old := backup(t, r, dir)
+	os.Remove(filepath.Join(dir, "a"))
+	writeFile(t, filepath.Join(dir, "b"), 2, 1<<20)
+	backup(t, r, dir)
+	without := map[id.ID]bool{old.ID: true}
+	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), Without: without}); err == nil {
+		t.Fatal("a prune that is not a dry run pruned without a snapshot still there")
+	}
+	dry, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), DryRun: true, Without: without})
+	if err != nil || dry.Snapshots != 1 || dry.Deleted.Packs == 0 {
+		t.Fatalf("dry run without the old snapshot: %v %+v", err, dry)
+	}
+	forget(t, be, old)
+	rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Deleted != dry.Deleted || rep.Snapshots != dry.Snapshots {
+		t.Errorf("the dry run said %d snapshots, deleting %+v; the prune: %d, %+v", dry.Snapshots, dry.Deleted, rep.Snapshots, rep.Deleted)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "b"))
+	verify(t, be, map[string][]byte{"b": b})
 }
