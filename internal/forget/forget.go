@@ -371,7 +371,6 @@ func damaged(list []*snapshot.Snapshot, unreadable []error, ref string) *snapsho
 	return match
 }
 
-// byPolicy applies the policy to the snapshots o selects.
 // checkClass refuses an o.Class that neither the configuration defines
 // nor a snapshot of list carries (a class since removed from the
 // configuration is still one forget may select).
@@ -383,6 +382,7 @@ func checkClass(list []*snapshot.Snapshot, o Options) error {
 	return fmt.Errorf("%w (and %w)", err, ErrUnknownClass)
 }
 
+// byPolicy applies the policy to the snapshots o selects.
 func byPolicy(list []*snapshot.Snapshot, o Options, now time.Time) ([]Group, error) {
 	var sel []*snapshot.Snapshot
 	for _, sn := range list {
