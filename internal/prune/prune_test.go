@@ -146,19 +146,29 @@ func packBytes(t *testing.T, be backend.Backend) int64 {
 	return n
 }
 
+// replacedFile is the scene most prune tests start from: a snapshot
+// (old, returned) of a 3 MiB file "a" in dir, then a second one after
+// "a" was replaced by a 2 MiB "b". Forgetting old leaves "a"'s packs
+// unused.
+func replacedFile(t *testing.T) (be *locktest.Backend, dir string, old *snapshot.Snapshot) {
+	t.Helper()
+	be = locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir = t.TempDir()
+	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
+	old = backup(t, r, dir)
+	os.Remove(filepath.Join(dir, "a"))
+	writeFile(t, filepath.Join(dir, "b"), 2, 2<<20)
+	backup(t, r, dir)
+	return be, dir, old
+}
+
 // TestPruneTwoPhases: a first prune only marks what no snapshot needs; a
 // prune after the grace period deletes it; the snapshot left verifies
 // and reads back byte for byte.
 func TestPruneTwoPhases(t *testing.T) {
 	ctx := context.Background()
-	be := locktest.New(false)
-	r := repotest.New(t, repotest.Backend(be))
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
-	old := backup(t, r, dir)
-	os.Remove(filepath.Join(dir, "a"))
-	writeFile(t, filepath.Join(dir, "b"), 2, 2<<20)
-	backup(t, r, dir)
+	be, dir, old := replacedFile(t)
 	forget(t, be, old)
 	before := packBytes(t, be)
 
@@ -761,14 +771,7 @@ func TestPrunePGControl(t *testing.T) {
 // no record stays forever, and neither does the garbage.
 func TestPruneDamagedRecord(t *testing.T) {
 	ctx := context.Background()
-	be := locktest.New(false)
-	r := repotest.New(t, repotest.Backend(be))
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
-	old := backup(t, r, dir)
-	os.Remove(filepath.Join(dir, "a"))
-	writeFile(t, filepath.Join(dir, "b"), 2, 2<<20)
-	backup(t, r, dir)
+	be, dir, old := replacedFile(t)
 	forget(t, be, old)
 	before := packBytes(t, be)
 
@@ -1014,14 +1017,7 @@ func TestPruneDamagedDuringGrace(t *testing.T) {
 // is not a dry run refuses to prune without snapshots still there.
 func TestPruneDryRunWithout(t *testing.T) {
 	ctx := context.Background()
-	be := locktest.New(false)
-	r := repotest.New(t, repotest.Backend(be))
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "a"), 1, 3<<20)
-	old := backup(t, r, dir)
-	os.Remove(filepath.Join(dir, "a"))
-	writeFile(t, filepath.Join(dir, "b"), 2, 1<<20)
-	backup(t, r, dir)
+	be, dir, old := replacedFile(t)
 	without := map[id.ID]bool{old.ID: true}
 	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), Without: without}); err == nil {
 		t.Fatal("a prune that is not a dry run pruned without a snapshot still there")
