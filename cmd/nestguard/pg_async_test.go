@@ -51,14 +51,23 @@ func TestPGArchiveWALAsync(t *testing.T) {
 	rows := l.finish(t)
 	last := switchAndWait(t, c)
 	srcDump := dump(t, c, c.SocketDir, c.Port)
-	st := pe.status(t)
+	// The newest segment stored is the newest PostgreSQL asked for and
+	// was acknowledged: at least the one switched to last, never one it
+	// did not ask for. PostgreSQL may close and archive another segment
+	// between the two readings (a checkpoint's WAL), so they are taken
+	// again until they agree.
+	var st map[string]any
+	var archived string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st = pe.status(t)
+		archived = c.QueryString(t, "SELECT last_archived_wal FROM pg_stat_archiver")
+		if nw, _ := st["newest_wal"].(string); nw == archived || time.Now().After(deadline) {
+			break
+		}
+	}
 	if g := st["gaps"].([]any); len(g) != 0 {
 		t.Errorf("gaps in the archive: %v", g)
 	}
-	// The newest segment stored is the newest PostgreSQL asked for and
-	// was acknowledged: at least the one switched to last (PostgreSQL
-	// may have closed another since), never one it did not ask for.
-	archived := c.QueryString(t, "SELECT last_archived_wal FROM pg_stat_archiver")
 	if nw, _ := st["newest_wal"].(string); nw != archived || nw < last {
 		t.Errorf("newest WAL %v, last switched %s, PostgreSQL's last archived %s", st["newest_wal"], last, archived)
 	}
