@@ -106,6 +106,9 @@ func (a *app) runBackup(ctx context.Context, o backupOptions) error {
 		o.Program = "nestguard " + version
 		o.Log = a.log
 		o.Commit = commit
+		if o.Workers <= 0 {
+			o.Workers = readerProcs(a.getenv)
+		}
 		var rep *progress.Reporter
 		o.Start = func(ar *archiver.Archiver) {
 			rep = progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {

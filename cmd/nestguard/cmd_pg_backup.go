@@ -183,6 +183,9 @@ func (a *app) runPGBackup(ctx context.Context, o pgBackupOptions) error {
 		o.Program = "nestguard " + version
 		o.Log = a.log
 		o.Commit = commit
+		if o.Workers <= 0 {
+			o.Workers = readerProcs(a.getenv)
+		}
 		var (
 			cur  atomic.Pointer[archiver.Archiver]
 			done atomic.Int64 // bytes read by the finished archivers (data directory, tablespaces)
