@@ -121,6 +121,8 @@ func (r auditRecordJSON) MarshalJSON() ([]byte, error) {
 }
 
 func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
+	// Reads every entry of the log: cold, they wait on the disk.
+	blockingProcs(a.getenv, audit.DefaultWorkers)
 	now := time.Now()
 	since, err := parseWhen(o.since, now)
 	if err != nil {
@@ -329,6 +331,8 @@ type verifyTarget struct {
 }
 
 func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
+	// Reads every entry of the log: cold, they wait on the disk.
+	blockingProcs(a.getenv, audit.DefaultWorkers)
 	if err := a.needRepo(); err != nil {
 		return err
 	}

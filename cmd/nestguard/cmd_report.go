@@ -77,6 +77,8 @@ type complianceJSON struct {
 }
 
 func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions) error {
+	// Reads every entry of the log: cold, they wait on the disk.
+	blockingProcs(a.getenv, audit.DefaultWorkers)
 	framework, err := compliance.ParseFramework(o.framework)
 	if err != nil {
 		return &usageError{fmt.Errorf("--framework: %w", err)}

@@ -7,27 +7,41 @@ import (
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
-// readerProcs prepares the process for a backup and returns how many
-// goroutines should hash, compress and seal: one per core, as before.
+// blockingProcs raises GOMAXPROCS for a command whose work is reading
+// many files not in the page cache, with blocking goroutines doing so at
+// once: one P more for every two of them.
 //
-// A backup's readers spend most of their time in read(2) of files not in
-// the page cache, and a goroutine in a blocking system call holds its P
-// (one of GOMAXPROCS) until the runtime's monitor takes it back, which
-// takes from 20 µs to 10 ms. With GOMAXPROCS at the number of cores, the
-// walkers, the workers and the other readers waited for it: the tiny set
-// (a million files of 100-400 bytes, cold) kept 0.9-1.2 of 2 cores busy
-// and took 62-66 s; with GOMAXPROCS 3, 43.5 s, and the pgdata set 1.84-1.90
-// s instead of 1.96-2.08 s (docs/benchmarks.md, "A second machine"). So a
-// backup runs with one P more for every two readers. The GOMAXPROCS
-// environment variable, when set, is left as it is; the runtime's own
-// default (cores, or a container's CPU limit) is the base, so that calling
-// this again does not raise it further.
-func readerProcs(getenv func(string) string) int {
+// A goroutine in a blocking system call, such as read(2) or open(2) of a
+// file the kernel must fetch from disk, holds its P (one of GOMAXPROCS)
+// until the runtime's monitor takes it back, which takes from 20 µs to 10
+// ms. With GOMAXPROCS at the number of cores, the other goroutines wait
+// for it, runnable with no P to run on, and fewer reads are in flight
+// than the command started. Measured on the 2-core machine
+// (docs/benchmarks.md, "A second machine"):
+//   - backup of a million files of 100-400 bytes, cold: 62.7-65.8 s with
+//     GOMAXPROCS 2, 43.5 s with 3;
+//   - 'audit verify' of a million one-record entries, cold: 38.1 s with
+//     GOMAXPROCS 2, 17.4-20.6 s with 10 (4.0-4.1 s against 3.7 s warm).
+//
+// The GOMAXPROCS environment variable, when set, is left as it is. The
+// runtime's own default (cores, or a container's CPU limit) is the base,
+// so that calling this again does not raise it further.
+func blockingProcs(getenv func(string) string, blocking int) {
 	if getenv("GOMAXPROCS") != "" {
-		return repository.Workers()
+		return
 	}
 	runtime.SetDefaultGOMAXPROCS()
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + blocking/2)
+}
+
+// readerProcs prepares the process for a backup (blockingProcs for its
+// readers) and returns how many goroutines should hash, compress and
+// seal: one per core, as before, so that memory stays as it was.
+func readerProcs(getenv func(string) string) int {
+	if getenv("GOMAXPROCS") == "" {
+		runtime.SetDefaultGOMAXPROCS()
+	}
 	workers := repository.Workers()
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + archiver.DefaultReaders/2)
+	blockingProcs(getenv, archiver.DefaultReaders)
 	return workers
 }

@@ -5,10 +5,11 @@ import (
 	"testing"
 
 	"github.com/nestguard/nestguard/internal/archiver"
+	"github.com/nestguard/nestguard/internal/audit"
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
-// readerProcs raises GOMAXPROCS above the runtime's default once, however
+// readerProcs and blockingProcs raise GOMAXPROCS above the runtime's default once, however
 // often it is called, keeps the workers at one per core, and leaves a
 // GOMAXPROCS set in the environment alone.
 func TestReaderProcs(t *testing.T) {
@@ -23,6 +24,10 @@ func TestReaderProcs(t *testing.T) {
 		if got, want := runtime.GOMAXPROCS(0), def+archiver.DefaultReaders/2; got != want {
 			t.Errorf("call %d: GOMAXPROCS %d, want %d", i, got, want)
 		}
+	}
+	blockingProcs(unset, audit.DefaultWorkers)
+	if got, want := runtime.GOMAXPROCS(0), def+audit.DefaultWorkers/2; got != want {
+		t.Errorf("blockingProcs: GOMAXPROCS %d, want %d", got, want)
 	}
 	runtime.GOMAXPROCS(1)
 	readerProcs(func(k string) string {

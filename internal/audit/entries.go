@@ -69,7 +69,7 @@ type openedRecord struct {
 
 // readOptions say what readEntries checks and keeps of each entry.
 type readOptions struct {
-	// workers read entries at once (0: defaultWorkers, or GOMAXPROCS
+	// workers read entries at once (0: DefaultWorkers, or GOMAXPROCS
 	// if more).
 	workers int
 	// verifier, if set, checks the signature of the newest entry's
@@ -87,12 +87,12 @@ type readOptions struct {
 	decodeOnly bool
 }
 
-// defaultWorkers is how many entries are read at once: sized for waiting
+// DefaultWorkers is how many entries are read at once: sized for waiting
 // on reads, not for the CPUs. Entries in the page cache keep every CPU
 // busy with two or three; read from disk (a million one-record entries
 // with a cold cache), sixteen took 95 s where four took 118 s on the
 // 2-core test machine, and an object store waits on each request.
-const defaultWorkers = 16
+const DefaultWorkers = 16
 
 // readBatch is how many entries are read ahead in parallel: one batch is
 // read while the one before is checked in order.
@@ -182,7 +182,7 @@ func readEntries(ctx context.Context, be backend.Backend, logID string, starts [
 	}
 	workers := o.workers
 	if workers <= 0 {
-		workers = max(defaultWorkers, runtime.GOMAXPROCS(0))
+		workers = max(DefaultWorkers, runtime.GOMAXPROCS(0))
 	}
 	rd, err := backend.OpenWholeReader(ctx, be, backend.AuditFile)
 	if err != nil {

@@ -24,7 +24,7 @@ type VerifyOptions struct {
 	// each must be one the log passed through (its root equals the root
 	// of the log's first Size records).
 	Exported []*Checkpoint
-	// Workers read and check entries at once (default: defaultWorkers,
+	// Workers read and check entries at once (default: DefaultWorkers,
 	// or GOMAXPROCS if more; see readEntries).
 	Workers int
 	// AllSignatures checks the signature of every entry's checkpoint, not
