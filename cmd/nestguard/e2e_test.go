@@ -551,8 +551,10 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	e.must("verify", "--read-data")
 }
 
-// TestBLAKE3Repository: a repository created with --id-hash blake3 records
-// it, deduplicates across runs and restores what it stored.
+// TestBLAKE3Repository: a repository created without --id-hash (or with
+// --id-hash blake3) records keyed BLAKE3, deduplicates across runs and
+// restores what it stored; --id-hash hmac-sha256 records HMAC-SHA-256
+// (TestHMACRepository).
 func TestBLAKE3Repository(t *testing.T) {
 	t.Parallel()
 	skipUnderFIPS(t, "BLAKE3 is not FIPS 140-3 approved (TestFIPSRepository checks that --fips refuses it)")
@@ -567,11 +569,14 @@ func TestBLAKE3Repository(t *testing.T) {
 			} `json:"algorithms"`
 		} `json:"config"`
 	}
-	if err := json.Unmarshal([]byte(e.must("init", "--id-hash", "blake3", "--json")), &created); err != nil {
+	if err := json.Unmarshal([]byte(e.must("init", "--json")), &created); err != nil {
 		t.Fatal(err)
 	}
 	if got := created.Config.Algorithms.BlobID; got != "BLAKE3-keyed" {
-		t.Fatalf("init --id-hash blake3 recorded blob id %q", got)
+		t.Fatalf("init recorded blob id %q, want the default BLAKE3-keyed", got)
+	}
+	if got := blobIDOfInit(t, "--id-hash", "blake3"); got != "BLAKE3-keyed" {
+		t.Errorf("init --id-hash blake3 recorded blob id %q", got)
 	}
 	src := filepath.Join(e.dir, "src")
 	writeTree(t, src, 7, 40, 200_000)
@@ -596,6 +601,46 @@ func TestBLAKE3Repository(t *testing.T) {
 	compareTrees(t, src, filepath.Join(tgt, src))
 	e.must("verify", "--read-data")
 	if out := e.must("stats"); !strings.Contains(out, "blob ids:           BLAKE3-keyed\n") {
+		t.Errorf("stats does not name the blob id algorithm:\n%s", out)
+	}
+}
+
+// blobIDOfInit is the blob ID algorithm a new repository records when
+// created with args.
+func blobIDOfInit(t *testing.T, args ...string) string {
+	t.Helper()
+	var created struct {
+		Config struct {
+			Algorithms struct {
+				BlobID string `json:"blob_id"`
+			} `json:"algorithms"`
+		} `json:"config"`
+	}
+	out := newEnv(t).must(append([]string{"init", "--json"}, args...)...)
+	if err := json.Unmarshal([]byte(out), &created); err != nil {
+		t.Fatal(err)
+	}
+	return created.Config.Algorithms.BlobID
+}
+
+// TestHMACRepository: --id-hash hmac-sha256 (what --fips uses) records
+// HMAC-SHA-256 outside a FIPS repository too, and round-trips.
+func TestHMACRepository(t *testing.T) {
+	t.Parallel()
+	skipUnderFIPS(t, "only FIPS repositories open under fips140=only (TestFIPSRepository covers HMAC-SHA-256 there)")
+	e := newEnv(t)
+	out := e.must("init", "--id-hash", "hmac-sha256", "--json")
+	if !strings.Contains(out, `"blob_id": "HMAC-SHA-256"`) && !strings.Contains(out, `"blob_id":"HMAC-SHA-256"`) {
+		t.Fatalf("init --id-hash hmac-sha256:\n%s", out)
+	}
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 3, 20, 100_000)
+	e.backupJSON(src)
+	tgt := filepath.Join(e.dir, "restore")
+	e.must("restore", "latest", "--target", tgt)
+	compareTrees(t, src, filepath.Join(tgt, src))
+	e.must("verify", "--read-data")
+	if out := e.must("stats"); !strings.Contains(out, "blob ids:           HMAC-SHA-256\n") {
 		t.Errorf("stats does not name the blob id algorithm:\n%s", out)
 	}
 }

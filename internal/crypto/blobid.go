@@ -15,13 +15,18 @@ import (
 
 // Blob ID algorithms, by the names a repository config records.
 const (
-	// BlobIDHMACSHA256 is the default: FIPS 140-3 approved primitives only.
+	// BlobIDHMACSHA256 uses FIPS 140-3 approved primitives only: the blob
+	// ID of a FIPS repository, and of one created with --id-hash
+	// hmac-sha256. A config that names no blob ID algorithm (none written
+	// so far) means it.
 	BlobIDHMACSHA256 = "HMAC-SHA-256"
-	// BlobIDBLAKE3 is BLAKE3 in keyed mode, for repositories that need no
-	// FIPS mode: its SIMD code hashes several 1 KiB chunks of a blob at
-	// once, about twice SHA-256's speed on one core even where SHA-256 has
-	// SHA-NI (3.3 against 1.5 GB/s with AVX2 on the development machine).
-	// Its key is its own HKDF subkey, never the HMAC one.
+	// BlobIDBLAKE3 is BLAKE3 in keyed mode, the default of a new
+	// repository that is not a FIPS one (whose XAES-256-GCM and Argon2id
+	// are not approved either): its SIMD code hashes several 1 KiB chunks
+	// of a blob at once, about twice SHA-256's speed on one core even
+	// where SHA-256 has SHA-NI (3.3 against 1.5 GB/s with AVX2 on the
+	// development machine). Its key is its own HKDF subkey, never the HMAC
+	// one.
 	BlobIDBLAKE3 = "BLAKE3-keyed"
 )
 
@@ -33,11 +38,12 @@ const infoBlobIDBLAKE3 = "nestguard blob id blake3 v1"
 // data without the key. It is safe for concurrent use.
 type BlobIDFunc func(data []byte) id.ID
 
-// BlobID returns HMAC-SHA-256(id key, data), the default blob ID.
+// BlobID returns HMAC-SHA-256(id key, data), the BlobIDHMACSHA256 blob ID.
 func (k *Key) BlobID(data []byte) id.ID { return k.hmacID.sum(data) }
 
 // BlobIDFunc returns the blob ID function named alg (one of the BlobID
-// constants; "" is the default), or an error naming the algorithms this
+// constants; "" is HMAC-SHA-256, what a config without the field means),
+// or an error naming the algorithms this
 // build knows.
 func (k *Key) BlobIDFunc(alg string) (BlobIDFunc, error) {
 	if k.closed.Load() {

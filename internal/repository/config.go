@@ -59,7 +59,7 @@ func (c ChunkerSizes) params() chunker.Params {
 func defaultAlgorithms() Algorithms {
 	return Algorithms{
 		Encryption:  crypto.SuiteXAES,
-		BlobID:      crypto.BlobIDHMACSHA256,
+		BlobID:      crypto.BlobIDBLAKE3,
 		ObjectID:    "SHA-256",
 		KDF:         crypto.KDFArgon2id,
 		Chunker:     "FastCDC-keyed-gear",
@@ -74,6 +74,7 @@ func fipsAlgorithms() Algorithms {
 	a := defaultAlgorithms()
 	a.Encryption = crypto.SuiteFIPS
 	a.KDF = crypto.KDFPBKDF2
+	a.BlobID = crypto.BlobIDHMACSHA256
 	return a
 }
 
@@ -84,7 +85,8 @@ func (a Algorithms) FIPS() bool { return a.Encryption == crypto.SuiteFIPS }
 // implement: reading such a repository with the defaults would fail on
 // every object, or worse, write blobs under IDs the next reader rejects.
 // A config has the default algorithms or the FIPS ones, never a mix; the
-// blob ID is the one with a choice (HMAC-SHA-256 only for FIPS), and
+// blob ID is the one with a choice (keyed BLAKE3 by default, or
+// HMAC-SHA-256; HMAC-SHA-256 only for FIPS), and
 // crypto.Key.BlobIDFunc checks it.
 func (a Algorithms) validate() error {
 	want := defaultAlgorithms()

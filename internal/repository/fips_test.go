@@ -88,7 +88,9 @@ func TestFIPSConfigNoMix(t *testing.T) {
 		{true, func(a *Algorithms) { a.KDF = crypto.KDFArgon2id }, `key derivation algorithm "argon2id"`},
 		{true, func(a *Algorithms) { a.BlobID = crypto.BlobIDBLAKE3 }, "only HMAC-SHA-256 is FIPS 140-3 approved"},
 		{false, func(a *Algorithms) { a.KDF = crypto.KDFPBKDF2 }, `key derivation algorithm "pbkdf2-sha256"`},
-		{false, func(a *Algorithms) { a.Encryption = crypto.SuiteFIPS; a.KDF = crypto.KDFPBKDF2 }, "holds a XAES-256-GCM key"},
+		{false, func(a *Algorithms) {
+			a.Encryption, a.KDF, a.BlobID = crypto.SuiteFIPS, crypto.KDFPBKDF2, crypto.BlobIDHMACSHA256
+		}, "holds a XAES-256-GCM key"},
 	} {
 		ctx := context.Background()
 		be := mem.New()
