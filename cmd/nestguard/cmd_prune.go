@@ -28,7 +28,7 @@ type pruneFlags struct {
 
 // add defines the flags on fs.
 func (f *pruneFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&f.maxUnused, "max-unused", "5%", "leave up to this much unused data in partly used packs rather than repack them: a `LIMIT` as a percentage of the repository (5%), a size (500M, 2G) or 'unlimited' (repack nothing)")
+	fs.StringVar(&f.maxUnused, "max-unused", "5%", "leave up to this much unused data in partly used packs rather than repack them: a `LIMIT` as a percentage of the repository (5%), a size (500M, 2G, 5B: a number needs its unit) or 'unlimited' (repack nothing)")
 	fs.StringVar(&f.maxRepack, "max-repack", "", "repack at most this many bytes of packs in one run (`SIZE` above 0: 10G, 500M; default: no limit; to repack nothing, --max-unused unlimited)")
 	fs.DurationVar(&f.grace, "grace", prune.DefaultGrace, "how long a pack marked unused waits before a prune deletes it; 0 deletes in the same run, safe only while no backup, pg backup or copy runs")
 }

@@ -91,7 +91,8 @@ type Unused struct {
 	Unlimited bool
 }
 
-// ParseUnused parses "5%", "100M", "2GiB", "0" or "unlimited".
+// ParseUnused parses "5%", "100M", "2GiB", "5B", "0" or "unlimited". A
+// number other than 0 without a unit is refused as ambiguous.
 func ParseUnused(s string) (Unused, error) {
 	s = strings.TrimSpace(s)
 	if s == "unlimited" {
@@ -113,6 +114,12 @@ func ParseUnused(s string) (Unused, error) {
 	}
 	if n == 0 {
 		return Unused{Percent: 0}, nil
+	}
+	if strings.TrimLeft(s, "0123456789") == "" {
+		// restic reads a number alone as bytes; "--max-unused 5" is
+		// most often meant as 5%, and as 5 bytes it repacks nearly
+		// every partly used pack.
+		return Unused{}, fmt.Errorf("--max-unused %s: a number without a unit is ambiguous: write %s%% for a share of the repository, or %sB (bytes), %sM, %sG for a size", s, s, s, s, s)
 	}
 	return Unused{Bytes: n}, nil
 }

@@ -1,6 +1,9 @@
 package prune
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseUnused(t *testing.T) {
 	for _, c := range []struct {
@@ -16,6 +19,7 @@ func TestParseUnused(t *testing.T) {
 		{"500M", Unused{Bytes: 500 << 20}},
 		{"2GiB", Unused{Bytes: 2 << 30}},
 		{"10k", Unused{Bytes: 10 << 10}},
+		{"5B", Unused{Bytes: 5}},
 	} {
 		got, err := ParseUnused(c.in)
 		if err != nil || got != c.want {
@@ -25,6 +29,14 @@ func TestParseUnused(t *testing.T) {
 	for _, bad := range []string{"", "-1%", "101%", "x%", "5X", "NaN%", "99999999999999999999G"} {
 		if got, err := ParseUnused(bad); err == nil {
 			t.Errorf("ParseUnused(%q) = %+v, want an error", bad, got)
+		}
+	}
+	// A number alone (restic reads it as bytes) is most often meant as a
+	// percentage: refused, naming both spellings.
+	for _, bare := range []string{"5", "10", "1048576"} {
+		_, err := ParseUnused(bare)
+		if err == nil || !strings.Contains(err.Error(), bare+"%") || !strings.Contains(err.Error(), bare+"B") {
+			t.Errorf("ParseUnused(%q): %v, want an error naming %s%% and %sB", bare, err, bare, bare)
 		}
 	}
 }
