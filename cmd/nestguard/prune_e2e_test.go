@@ -221,6 +221,64 @@ func TestPruneKilled(t *testing.T) {
 	}
 }
 
+// TestPruneConcurrent: a prune started while another runs stops (exit 1)
+// naming it, before it marks or deletes anything, and so does forget
+// --prune; a dry run runs beside it; the first finishes and removes its
+// lock record.
+func TestPruneConcurrent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	e.must("init")
+	pruneHistory(t, e, src)
+	c := e.cmd("prune", "--grace", "0")
+	c.Env = append(c.Env, "NESTGUARD_TEST_PRUNE_AT="+prune.PointMarked+":pause")
+	stderr, err := c.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resume, err := c.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var rest bytes.Buffer
+	sc := bufio.NewScanner(stderr)
+	paused := false
+	for sc.Scan() {
+		rest.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "paused at") {
+			paused = true
+			break
+		}
+	}
+	if paused {
+		for _, args := range [][]string{{"prune", "--grace", "0"}, {"forget", "--keep-last", "1", "--prune"}} {
+			r := e.run(args...)
+			if r.code != 1 || !strings.Contains(r.stderr, "another prune is running") || !strings.Contains(r.stderr, fmt.Sprintf("pid %d", c.Process.Pid)) {
+				t.Errorf("%q while a prune runs: exit %d, want 1 naming the other prune (pid %d):\n%s", args, r.code, c.Process.Pid, r.stderr)
+			}
+		}
+		if r := e.run("prune", "--dry-run"); r.code != 0 {
+			t.Errorf("prune --dry-run while a prune runs: exit %d:\n%s", r.code, r.stderr)
+		}
+	}
+	resume.Close()
+	for sc.Scan() {
+		rest.WriteString(sc.Text() + "\n")
+	}
+	err = c.Wait()
+	if !paused || err != nil {
+		t.Fatalf("the first prune: paused %v, %v\n%s", paused, err, rest.String())
+	}
+	if entries, _ := os.ReadDir(filepath.Join(e.repo, "locks")); len(entries) != 0 {
+		t.Errorf("%d lock records left", len(entries))
+	}
+	checkPruned(t, e, src)
+}
+
 // TestPruneS3Down: MinIO stops while a prune replaces the index objects;
 // the prune fails (exit 1, naming the storage), the repository verifies
 // once MinIO is back, and the next prune finishes.

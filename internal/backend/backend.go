@@ -38,6 +38,10 @@ const (
 	// AuditFile holds the audit trail: the log's entries and its sealed
 	// signing key (internal/audit, docs/audit.md).
 	AuditFile FileType = "audit"
+	// LockFile holds the lock records of running prunes, which keep two
+	// prunes from running at once (internal/prune, docs/format.md
+	// "Prune").
+	LockFile FileType = "locks"
 )
 
 // Handle names one object.

@@ -55,7 +55,12 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 	start := time.Now()
 	p := &pruner{repo: repo, o: o, log: o.logger(), live: newLiveSet(), indexRead: make(map[id.ID]*indexObject), rep: &Report{DryRun: o.DryRun,
 		Retained: []Retained{}, WALRemoved: []string{}, Warnings: []string{}, Errors: []string{}}}
-	err := p.run(ctx)
+	var err error
+	if o.DryRun {
+		err = p.run(ctx)
+	} else {
+		err = p.runLocked(ctx)
+	}
 	p.rep.Elapsed = time.Since(start)
 	if err == nil && len(p.rep.Errors) > 0 {
 		err = fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(p.rep.Errors, "; "))
@@ -78,6 +83,23 @@ type pruner struct {
 	// indexRead holds the index objects read so far (see load).
 	indexRead map[id.ID]*indexObject
 	snaps     []*snapshot.Snapshot // the latest listing
+}
+
+// runLocked is run while this prune holds the repository's prune lock
+// (lock.go); a dry run deletes nothing and takes none.
+func (p *pruner) runLocked(ctx context.Context) error {
+	rctx, l, err := p.lock(ctx, lockRefresh)
+	if err != nil {
+		return err
+	}
+	defer l.unlock(ctx)
+	if err := p.run(rctx); err != nil {
+		if cause := context.Cause(rctx); cause != nil && ctx.Err() == nil {
+			return fmt.Errorf("%w (%w)", err, cause)
+		}
+		return err
+	}
+	return nil
 }
 
 func (p *pruner) run(ctx context.Context) error {

@@ -68,7 +68,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 var fileTypes = [...]backend.FileType{
 	backend.ConfigFile, backend.KeyFile, backend.PackFile, backend.IndexFile,
 	backend.SnapshotFile, backend.WALFile, backend.HoldFile, backend.CandidateFile,
-	backend.AuditFile,
+	backend.AuditFile, backend.LockFile,
 }
 
 // randomData returns n pseudo-random bytes determined by seed.

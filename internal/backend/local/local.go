@@ -40,6 +40,7 @@ var typeDirs = [...]backend.FileType{
 	backend.HoldFile,
 	backend.CandidateFile,
 	backend.AuditFile,
+	backend.LockFile,
 }
 
 // Backend is a repository in a local directory. It is safe for concurrent

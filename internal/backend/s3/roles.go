@@ -37,7 +37,7 @@ func roleFor(action string, t backend.FileType) string {
 			return role(RoleKeyAdmin)
 		case backend.HoldFile:
 			return role(RoleHoldOfficer)
-		case backend.CandidateFile:
+		case backend.CandidateFile, backend.LockFile:
 			return role(RoleOperator)
 		case backend.AuditFile:
 			return role(RoleReader) + " (and so every role: every command appends to the audit log)"
@@ -47,7 +47,7 @@ func roleFor(action string, t backend.FileType) string {
 		switch t {
 		case backend.HoldFile:
 			return role(RoleHoldOfficer)
-		case backend.CandidateFile:
+		case backend.CandidateFile, backend.LockFile:
 			return role(RoleOperator)
 		}
 		return role(RoleWriter) + " (and " + role(RoleOperator) + ")"

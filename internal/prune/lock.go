@@ -1,0 +1,287 @@
+package prune
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/repository"
+)
+
+// ErrLocked says another prune runs on the repository: two prunes at once
+// could each delete the one copy of a blob the other keeps (docs/format.md,
+// "Prune"), so the second one refuses to start.
+var ErrLocked = errors.New("another prune is running")
+
+// A prune announces itself with a lock record, a sealed write-once object
+// in backend.LockFile, and refuses to run while another prune's record is
+// live. Writers (backups, copies) never look at them: they run beside a
+// prune by design. A record is never rewritten: a running prune writes a
+// new one every lockRefresh and removes the one before (which Object Lock
+// may keep: it then only expires).
+const (
+	// lockLease is how long a record stays live after it was written,
+	// unless its prune removes it first.
+	lockLease = 30 * time.Minute
+	// lockRefresh is how often a running prune writes a new record.
+	lockRefresh = 10 * time.Minute
+	// lockSkew is how far the clocks of two prunes may differ (the bound
+	// commit.Skew gives for writers and prunes).
+	lockSkew = 5 * time.Minute
+)
+
+// lockRecord is a lock record: which prune runs, where, and until when it
+// counts as running.
+type lockRecord struct {
+	ID id.ID `json:"-"`
+	// Op is what holds the lock: "prune".
+	Op string `json:"op"`
+	// Time is when the record was written, by its prune's clock; Expires
+	// is Time plus the lease.
+	Time    time.Time `json:"time"`
+	Expires time.Time `json:"expires"`
+	Host    string    `json:"host,omitempty"`
+	User    string    `json:"user,omitempty"`
+	PID     int       `json:"pid,omitempty"`
+	// Proc names the process ID space PID is of: the boot and the PID
+	// namespace (Linux); empty where unknown. Only a record of the same
+	// host and Proc can be found dead by its PID.
+	Proc string `json:"proc,omitempty"`
+	// Run is a random ID the records of one prune share.
+	Run string `json:"run"`
+}
+
+func (l *lockRecord) String() string {
+	return fmt.Sprintf("%s by %s@%s (pid %d), started %s", l.Op, l.User, l.Host, l.PID, l.Time.UTC().Format(time.RFC3339))
+}
+
+// live reports whether l counts as a running prune at now: its lease, and
+// the clocks' skew, have not passed, and, written on this host, its
+// process still exists.
+func (l *lockRecord) live(now time.Time, host, proc string) bool {
+	if !now.Before(l.Expires.Add(lockSkew)) {
+		return false
+	}
+	if host != "" && l.Host == host && proc != "" && l.Proc == proc && l.PID > 0 {
+		if l.PID == os.Getpid() {
+			// This process's: live while that prune runs (a record
+			// Object Lock kept after it ended is not).
+			_, running := runningPrunes.Load(l.Run)
+			return running
+		}
+		// A prune of this host that was killed: its process is gone.
+		// (A PID reused since only makes the record count until its
+		// lease ends, as on another host.)
+		if err := syscall.Kill(l.PID, 0); errors.Is(err, syscall.ESRCH) {
+			return false
+		}
+	}
+	return true
+}
+
+// runningPrunes holds the Run of every prune this process runs: a record
+// of this process's PID is live only while its prune runs, since the
+// process outlives it (tests run commands in one process; a server would
+// run prune after prune). Process state, like the PID it goes with.
+var runningPrunes sync.Map
+
+// runLock is the lock of one running prune.
+type runLock struct {
+	p   *pruner
+	rec lockRecord
+	mu  sync.Mutex
+	ids []id.ID // its records still stored, oldest first (mu)
+	// expired are other prunes' records that are no longer live.
+	expired []id.ID
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// lock writes this prune's lock record and checks that no other prune's
+// record is live; then it writes a new one every refresh (lockRefresh)
+// until unlock. The context
+// it returns is cancelled when a refresh fails: a prune whose record may
+// have expired must stop (a killed prune leaves the repository consistent).
+func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Context, *runLock, error) {
+	host, username := p.o.Host, p.o.User
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	if username == "" {
+		if u, err := user.Current(); err == nil {
+			username = u.Username
+		}
+	}
+	l := &runLock{p: p, rec: lockRecord{Op: "prune", Host: host, User: username, PID: os.Getpid(), Proc: procSpace(), Run: rand.Text()},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	runningPrunes.Store(l.rec.Run, true)
+	if err := l.write(ctx); err != nil {
+		runningPrunes.Delete(l.rec.Run)
+		return nil, nil, err
+	}
+	others, err := l.others(ctx)
+	if err == nil && len(others) > 0 {
+		var b strings.Builder
+		for i, o := range others {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			fmt.Fprintf(&b, "%s (%s/%s, live until %s)", o, backend.LockFile, o.ID, o.Expires.UTC().Format(time.RFC3339))
+		}
+		err = fmt.Errorf("%w: %s: wait for it to finish; a prune that was killed on another host counts as running until its lock record expires (at most %s after it was written)",
+			ErrLocked, b.String(), lockLease+lockSkew)
+	}
+	if err != nil {
+		l.remove(context.WithoutCancel(ctx), slices.Clone(l.ids))
+		runningPrunes.Delete(l.rec.Run)
+		return nil, nil, err
+	}
+	l.removeExpired(ctx)
+	rctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		defer close(l.done)
+		defer cancel(nil)
+		t := time.NewTicker(refresh)
+		defer t.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-rctx.Done():
+				return
+			case <-t.C:
+				if err := l.write(rctx); err != nil {
+					cancel(fmt.Errorf("renewing the prune's lock record (another prune could start once it expires): %w", err))
+					return
+				}
+				l.mu.Lock()
+				older := slices.Clone(l.ids[:len(l.ids)-1])
+				l.mu.Unlock()
+				l.remove(rctx, older)
+			}
+		}
+	}()
+	return rctx, l, nil
+}
+
+// write stores a new record of this prune.
+func (l *runLock) write(ctx context.Context) error {
+	now := l.p.o.now()
+	l.rec.Time, l.rec.Expires = now, now.Add(lockLease)
+	rid, err := l.p.repo.SaveObject(ctx, backend.LockFile, &l.rec)
+	if err != nil {
+		return fmt.Errorf("writing the prune's lock record: %w", err)
+	}
+	l.mu.Lock()
+	l.ids = append(l.ids, rid)
+	l.mu.Unlock()
+	return nil
+}
+
+// others lists the live lock records of other prunes. A record that does
+// not open is not a prune's (or is damaged) and is warned about, not
+// obeyed: it could otherwise stop every prune.
+func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
+	ids, err := l.p.repo.ListObjects(ctx, backend.LockFile)
+	if err != nil {
+		return nil, fmt.Errorf("listing the prune lock records: %w", err)
+	}
+	now := l.p.o.now()
+	var live []*lockRecord
+	for _, rid := range ids {
+		if containsID(l.ids, rid) {
+			continue
+		}
+		var r lockRecord
+		err := l.p.repo.LoadObject(ctx, backend.LockFile, rid, &r)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue // removed since the listing: its prune ended
+		case errors.Is(err, repository.ErrObjectCorrupted):
+			l.p.warn(fmt.Sprintf("%s/%s: a damaged lock record, ignored: %v", backend.LockFile, rid, err))
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("reading the prune lock records: %w", err)
+		}
+		if r.Run == l.rec.Run {
+			continue
+		}
+		r.ID = rid
+		if r.live(now, l.rec.Host, l.rec.Proc) {
+			live = append(live, &r)
+		} else {
+			l.expired = append(l.expired, rid)
+		}
+	}
+	return live, nil
+}
+
+// removeExpired removes the records of other prunes that were found no
+// longer live (killed prunes), as far as the store allows.
+func (l *runLock) removeExpired(ctx context.Context) {
+	for _, rid := range l.expired {
+		h := backend.Handle{Type: backend.LockFile, Name: rid.String()}
+		if err := l.p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			l.p.log.Info("expired lock record left", "object", h.String(), "err", err)
+		}
+	}
+	l.expired = nil
+}
+
+// remove removes the records rids of this prune, as far as the store
+// allows (Object Lock keeps them until they only expire).
+func (l *runLock) remove(ctx context.Context, rids []id.ID) {
+	for _, rid := range rids {
+		h := backend.Handle{Type: backend.LockFile, Name: rid.String()}
+		if err := l.p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			l.p.log.Info("lock record left to expire", "object", h.String(), "err", err)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ids = slices.DeleteFunc(l.ids, func(x id.ID) bool { return containsID(rids, x) })
+}
+
+// unlock stops the refreshing and removes this prune's records.
+func (l *runLock) unlock(ctx context.Context) {
+	close(l.stop)
+	<-l.done
+	l.remove(context.WithoutCancel(ctx), slices.Clone(l.ids))
+	runningPrunes.Delete(l.rec.Run)
+}
+
+// procSpace names this process's PID space: the kernel's boot ID and the
+// PID namespace, so that two containers with one host name, or a host
+// rebooted since, never take each other's PIDs for their own. Empty
+// where either is unknown (not Linux).
+func procSpace() string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(boot)) + "/" + ns
+}
+
+func containsID(ids []id.ID, x id.ID) bool {
+	for _, y := range ids {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,78 @@
+package prune
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/mem"
+	"github.com/nestguard/nestguard/internal/repository/repotest"
+)
+
+// lockSaves fails saves of lock records once fail is set.
+type lockSaves struct {
+	backend.Backend
+	fail atomic.Bool
+}
+
+func (b *lockSaves) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	if h.Type == backend.LockFile && b.fail.Load() {
+		return errors.New("the storage went away")
+	}
+	return b.Backend.Save(ctx, h, rd, size)
+}
+
+// TestLockRefresh: a running prune writes a new lock record every refresh
+// and removes the one before; when it cannot, its context is cancelled,
+// naming why, so that it stops before its record expires.
+func TestLockRefresh(t *testing.T) {
+	ctx := context.Background()
+	be := &lockSaves{Backend: mem.New()}
+	r := repotest.New(t, repotest.Backend(be))
+	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{}}
+	count := func() int {
+		n := 0
+		be.List(ctx, backend.LockFile, func(backend.FileInfo) error { n++; return nil })
+		return n
+	}
+	rctx, l, err := p.lock(ctx, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := l.ids[0]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l.mu.Lock()
+		moved := l.ids[0] != first
+		l.mu.Unlock()
+		if moved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new lock record written")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := count(); n > 2 {
+		t.Errorf("%d lock records while refreshing, want the newest (and at most the one being replaced)", n)
+	}
+	be.fail.Store(true)
+	select {
+	case <-rctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the prune's context was not cancelled when its lock record could not be renewed")
+	}
+	if cause := context.Cause(rctx); cause == nil || !strings.Contains(cause.Error(), "renewing the prune's lock record") {
+		t.Errorf("cause %v", cause)
+	}
+	l.unlock(ctx)
+	if n := count(); n != 0 {
+		t.Errorf("%d lock records after unlock", n)
+	}
+}
