@@ -60,6 +60,9 @@ type lockRecord struct {
 	Proc string `json:"proc,omitempty"`
 	// Run is a random ID the records of one prune share.
 	Run string `json:"run"`
+	// Released says the prune Run ended: written when the store kept
+	// its records (Object Lock), so that they no longer count.
+	Released bool `json:"released,omitempty"`
 }
 
 func (l *lockRecord) String() string {
@@ -193,23 +196,42 @@ func (l *runLock) write(ctx context.Context) error {
 // not open is not a prune's (or is damaged) and is warned about, not
 // obeyed: it could otherwise stop every prune.
 func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
-	ids, err := l.p.repo.ListObjects(ctx, backend.LockFile)
+	now := l.p.o.now()
+	// Stored longer ago than a lease and twice the skew (the store's
+	// clock against ours, and the prune's against the store's): expired,
+	// whatever it says; not read, since on a bucket with Object Lock
+	// every prune's records stay for years.
+	old := now.Add(-lockLease - 2*lockSkew)
+	var ids []id.ID
+	err := l.p.repo.Backend().List(ctx, backend.LockFile, func(fi backend.FileInfo) error {
+		rid, err := id.Parse(fi.Name)
+		switch {
+		case err != nil:
+			l.p.warn(fmt.Sprintf("%s/%s: not a lock record's name, ignored", backend.LockFile, fi.Name))
+		case containsID(l.ids, rid):
+		case !fi.ModTime.IsZero() && fi.ModTime.Before(old):
+			l.expired = append(l.expired, rid)
+		default:
+			ids = append(ids, rid)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listing the prune lock records: %w", err)
 	}
-	now := l.p.o.now()
 	var live []*lockRecord
+	released := make(map[string]bool)
 	for _, rid := range ids {
-		if containsID(l.ids, rid) {
-			continue
-		}
 		var r lockRecord
 		err := l.p.repo.LoadObject(ctx, backend.LockFile, rid, &r)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			continue // removed since the listing: its prune ended
 		case errors.Is(err, repository.ErrObjectCorrupted):
-			l.p.warn(fmt.Sprintf("%s/%s: a damaged lock record, ignored: %v", backend.LockFile, rid, err))
+			// It locks nothing: a record nobody can open could
+			// otherwise stop every prune.
+			l.p.warn(fmt.Sprintf("%s/%s: a damaged lock record, ignored and removed: %v", backend.LockFile, rid, err))
+			l.expired = append(l.expired, rid)
 			continue
 		case err != nil:
 			return nil, fmt.Errorf("reading the prune lock records: %w", err)
@@ -218,18 +240,35 @@ func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
 			continue
 		}
 		r.ID = rid
-		if r.live(now, l.rec.Host, l.rec.Proc) {
+		switch {
+		case r.Released:
+			released[r.Run] = true
+			l.expired = append(l.expired, rid)
+		case r.live(now, l.rec.Host, l.rec.Proc):
 			live = append(live, &r)
-		} else {
+		default:
 			l.expired = append(l.expired, rid)
 		}
 	}
+	live = slices.DeleteFunc(live, func(r *lockRecord) bool {
+		if released[r.Run] {
+			l.expired = append(l.expired, r.ID)
+			return true
+		}
+		return false
+	})
 	return live, nil
 }
 
 // removeExpired removes the records of other prunes that were found no
-// longer live (killed prunes), as far as the store allows.
+// longer live (killed prunes, or kept by Object Lock), unless the
+// repository retains its objects: there they stay until their retention
+// ends, and asking would fail for each, every prune.
 func (l *runLock) removeExpired(ctx context.Context) {
+	if l.p.repo.Config().ObjectLock != nil {
+		l.expired = nil
+		return
+	}
 	for _, rid := range l.expired {
 		h := backend.Handle{Type: backend.LockFile, Name: rid.String()}
 		if err := l.p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -241,23 +280,35 @@ func (l *runLock) removeExpired(ctx context.Context) {
 
 // remove removes the records rids of this prune, as far as the store
 // allows (Object Lock keeps them until they only expire).
-func (l *runLock) remove(ctx context.Context, rids []id.ID) {
+func (l *runLock) remove(ctx context.Context, rids []id.ID) (kept bool) {
 	for _, rid := range rids {
 		h := backend.Handle{Type: backend.LockFile, Name: rid.String()}
 		if err := l.p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			l.p.log.Info("lock record left to expire", "object", h.String(), "err", err)
+			kept = true
 		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ids = slices.DeleteFunc(l.ids, func(x id.ID) bool { return containsID(rids, x) })
+	return kept
 }
 
 // unlock stops the refreshing and removes this prune's records.
 func (l *runLock) unlock(ctx context.Context) {
 	close(l.stop)
 	<-l.done
-	l.remove(context.WithoutCancel(ctx), slices.Clone(l.ids))
+	ctx = context.WithoutCancel(ctx)
+	if l.remove(ctx, slices.Clone(l.ids)) {
+		// The store kept a record (Object Lock): say that this prune
+		// ended, so that the next one need not wait for the lease.
+		rel := l.rec
+		rel.Time, rel.Released = l.p.o.now(), true
+		rel.Expires = rel.Time.Add(lockLease)
+		if _, err := l.p.repo.SaveObject(ctx, backend.LockFile, &rel); err != nil {
+			l.p.log.Info("the prune's end not recorded: its lock record counts until it expires", "err", err)
+		}
+	}
 	runningPrunes.Delete(l.rec.Run)
 }
 

@@ -11,7 +11,9 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/prune"
+	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
+	"github.com/nestguard/nestguard/internal/retention/locktest"
 )
 
 // lockJSON is a prune lock record as docs/format.md ("Prune") gives it.
@@ -161,4 +163,37 @@ func deadPID(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return p.Pid
+}
+
+// TestPruneLockObjectLock: where the store keeps every record (Object
+// Lock), a prune that ended says so, and a prune of another host right
+// after it runs rather than waiting for the lease; a record stored longer
+// ago than the lease is not even read.
+func TestPruneLockObjectLock(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(true)
+	repotest.New(t, repotest.Backend(be), repotest.ObjectLock(&repository.ObjectLock{Mode: repository.LockCompliance, MinRetention: 24 * time.Hour}))
+	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Host: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countObjects(t, be, backend.LockFile); n != 2 {
+		t.Errorf("%d lock records after a prune on Object Lock, want its record and its release", n)
+	}
+	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Host: "b"}); err != nil {
+		t.Fatalf("a prune of another host after one that ended: %v", err)
+	}
+	// A record of another host whose expiry is an hour away, stored more
+	// than a lease and twice the skew ago (by the store's clock): not
+	// read, not obeyed.
+	now := time.Now()
+	if _, err := repotest.Open(t, be).SaveObject(ctx, backend.LockFile, &lockJSON{Op: "prune", Time: now, Expires: now.Add(time.Hour), Host: "c", PID: 1, Run: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Host: "b"}); !errors.Is(err, prune.ErrLocked) {
+		t.Fatalf("beside a live record: %v, want ErrLocked", err)
+	}
+	later := func() time.Time { return time.Now().Add(41 * time.Minute) }
+	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Host: "b", Now: later}); err != nil {
+		t.Fatalf("beside a record stored 41 minutes ago: %v", err)
+	}
 }
