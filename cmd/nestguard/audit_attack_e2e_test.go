@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nestguard/nestguard/internal/compliance"
 )
 
 // TestAuditNoSecretsInRecords: a connection string's password (refused,
@@ -76,4 +79,39 @@ func TestAuditVerifyBadCheckpointFiles(t *testing.T) {
 			t.Errorf("--checkpoint %s: exit %d, %+v", file, r.code, doc)
 		}
 	}
+}
+
+// TestAuditSigningKeyDeleted: with audit/key deleted from the storage (a
+// storage-only attacker), 'audit verify' with the passphrase says the
+// key is missing from a log that has entries, never that the log is
+// empty; the compliance report fails the audit trail, still reports on
+// the records, and proves nothing; the auditor's verifier key still
+// checks the log.
+func TestAuditSigningKeyDeleted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	writeFile(t, filepath.Join(src, "a"), "one", 0o644)
+	e.must("backup", src)
+	vkey := strings.TrimSpace(e.must("audit", "key"))
+	if err := os.Remove(filepath.Join(e.repo, "audit", "key")); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run("audit", "verify")
+	if r.code != exitError || !strings.Contains(r.stderr, "audit/key is missing, but the audit log has 2 entries") || strings.Contains(r.stderr, "no audit log yet") {
+		t.Errorf("audit verify without the signing key: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	cfg := filepath.Join(e.dir, "nestguard.toml")
+	writeFile(t, cfg, "", 0o600)
+	doc, code := e.report(cfg)
+	c := doc.control(t, "audit-trail")
+	if code != exitError || c.Status != compliance.Fail || !hasFinding(c, "audit/key is missing") || doc.Audit != nil {
+		t.Errorf("report without the signing key: exit %d, audit trail %s %q %q, proofs %v", code, c.Status, c.Summary, c.Findings, doc.Audit != nil)
+	}
+	if f := doc.control(t, "failed-operations"); f.Status != compliance.Pass || !slices.Equal(f.Evidence, []uint64{0, 1}) {
+		t.Errorf("failed-operations without the signing key: %s %q, cites %v (the records still open)", f.Status, f.Summary, f.Evidence)
+	}
+	e.noPassphrase().must("audit", "verify", "--key", vkey)
 }

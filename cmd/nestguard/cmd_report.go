@@ -204,14 +204,6 @@ func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repositor
 	defer key.Close()
 	l := audit.New(repo.Backend(), key, repo.Config().ID)
 	ev.Log.ID = l.ID()
-	vkey, err := l.StoredVerifier(ctx)
-	if err != nil || vkey == "" {
-		return nil, "", err
-	}
-	v, err := audit.ParseVerifier(vkey)
-	if err != nil {
-		return nil, "", err
-	}
 	collect := func(pos uint64, r *audit.Record, err error) error {
 		if err != nil {
 			ev.Log.Damaged = append(ev.Log.Damaged, err.Error())
@@ -221,6 +213,20 @@ func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repositor
 			ev.Log.Records = append(ev.Log.Records, compliance.Record{Position: pos, Record: r})
 		}
 		return nil
+	}
+	vkey, err := l.StoredVerifier(ctx)
+	if errors.Is(err, audit.ErrSigningKeyMissing) {
+		// Its records still open (they are sealed under the audit key,
+		// not the signing key): reported on, but nothing is proved.
+		ev.Log.Problems = []string{err.Error()}
+		return nil, "", l.Read(ctx, collect)
+	}
+	if err != nil || vkey == "" {
+		return nil, "", err
+	}
+	v, err := audit.ParseVerifier(vkey)
+	if err != nil {
+		return nil, "", err
 	}
 	// One pass: verified as 'audit verify' verifies it, and read. A log
 	// that does not verify is still read, to report on, but nothing it
