@@ -45,3 +45,24 @@ func TestRender(t *testing.T) {
 		t.Errorf("HTML without its style, print style or the breach's length")
 	}
 }
+
+// TestRenderNoProofOfDamagedLog: a report on a log that does not verify
+// has no audit evidence, and the text says why, not that the log is
+// empty.
+func TestRenderNoProofOfDamagedLog(t *testing.T) {
+	w := newWorld()
+	w.backup(1, t0.Add(time.Hour), "ledger", true)
+	w.ev.Log.Problems = []string{"records 3 to 4 are missing"}
+	w.ev.To = t0.Add(2 * time.Hour)
+	rep, err := Evaluate(w.ev, All, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if s := text.String(); strings.Contains(s, "the audit log is empty") || !strings.Contains(s, "audit evidence: none: the audit log was empty or did not verify") {
+		t.Errorf("text of a report on a damaged log:\n%s", s)
+	}
+}
