@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -114,4 +115,39 @@ func TestAuditSigningKeyDeleted(t *testing.T) {
 		t.Errorf("failed-operations without the signing key: %s %q, cites %v (the records still open)", f.Status, f.Summary, f.Evidence)
 	}
 	e.noPassphrase().must("audit", "verify", "--key", vkey)
+}
+
+// TestAuditLogShowsMissingRecords: 'audit log' on a log with an entry
+// deleted (the first, or one in the middle) says which records are
+// missing and exits 1, in --json too, rather than showing the rest as a
+// whole log.
+func TestAuditLogShowsMissingRecords(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	e.must("snapshots")
+	e.must("snapshots")
+	e.must("snapshots")
+	entries, _ := filepath.Glob(filepath.Join(e.repo, "audit", "*-*"))
+	slices.Sort(entries)
+	if len(entries) != 4 {
+		t.Fatalf("%d entries, want 4", len(entries))
+	}
+	for _, i := range []int{2, 0} {
+		if err := os.Remove(entries[i]); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("records %d to %d are missing", i, i)
+		r := e.run("audit", "log")
+		if r.code != exitError || !strings.Contains(r.stdout, want) || !strings.Contains(r.stderr, "audit verify") {
+			t.Errorf("audit log with entry %d deleted: exit %d, want 1 and %q\n%s%s", i, r.code, want, r.stdout, r.stderr)
+		}
+		r = e.run("audit", "log", "--json")
+		var doc struct {
+			Damaged []string `json:"damaged"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != exitError || !slices.ContainsFunc(doc.Damaged, func(s string) bool { return strings.Contains(s, want) }) {
+			t.Errorf("audit log --json with entry %d deleted: exit %d, %v, damaged %q", i, r.code, err, doc.Damaged)
+		}
+	}
 }

@@ -52,8 +52,9 @@ func (a *app) auditLogCommand() *cobra.Command {
 		Long: `Show the records of the repository's audit log, oldest first: position,
 time, user@host, command, outcome, arguments, and what failed. With --json,
 every field of each record. Needs the passphrase (records are encrypted).
-A record that does not open is shown as damaged and the exit code is 1;
-'audit verify' says whether the log was tampered with.`,
+A record that does not open is shown as damaged, records missing between
+two entries (one deleted) as missing, and the exit code is 1; 'audit
+verify' says whether the log was tampered with.`,
 		Example: `  nestguard audit log --since 2026-12-01 --who alice
   nestguard audit log --since 24h --json`,
 		Args: cobra.NoArgs,
@@ -138,7 +139,21 @@ func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 		defer key.Close()
 		l := audit.New(repo.Backend(), key, repo.Config().ID)
 		doc := auditLogJSON{versioned: current(), Log: l.ID(), Records: []auditRecordJSON{}}
+		// next is the position the next record must have; unknown after
+		// a damaged entry, whose records are passed as one error.
+		next, known := uint64(0), true
 		err = l.Read(ctx, func(pos uint64, r *audit.Record, err error) error {
+			if known && pos != next {
+				var gap string
+				if pos > next {
+					gap = fmt.Sprintf("records %d to %d are missing: an entry was deleted", next, pos-1)
+				} else {
+					gap = fmt.Sprintf("record %d comes again after record %d: entries overlap, one was planted", pos, next-1)
+				}
+				doc.Damaged = append(doc.Damaged, gap)
+				a.printf("%6d  MISSING: %s\n", min(pos, next), gap)
+			}
+			next, known = pos+1, err == nil
 			if err != nil {
 				doc.Damaged = append(doc.Damaged, err.Error())
 				a.printf("%6d  DAMAGED: %s\n", pos, printable(err.Error()))
@@ -161,7 +176,7 @@ func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 		}
 		a.noteOtherLogs(ctx, repo.Backend(), l.ID())
 		if len(doc.Damaged) > 0 {
-			return fmt.Errorf("%d audit records could not be read: run 'nestguard audit verify'", len(doc.Damaged))
+			return fmt.Errorf("the audit log is damaged (%d problems, shown above): run 'nestguard audit verify'", len(doc.Damaged))
 		}
 		return nil
 	})
