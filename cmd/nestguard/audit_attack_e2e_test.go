@@ -151,3 +151,21 @@ func TestAuditLogShowsMissingRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditLogInvertedRange: --since not before --until can match
+// nothing: a usage error (as report compliance's --from and --to), not
+// an empty log that exits 0.
+func TestAuditLogInvertedRange(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	for _, args := range [][]string{{"--since", "2027-01-01", "--until", "2026-01-01"}, {"--since", "1h", "--until", "2h"}, {"--since", "2026-12-01", "--until", "2026-12-01"}} {
+		r := e.run(append([]string{"audit", "log"}, args...)...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "--since") || !strings.Contains(r.stderr, "--until") {
+			t.Errorf("audit log %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	if got := len(e.auditLog("--since", "2026-01-01", "--until", "2126-01-01").Records); got != 1 {
+		t.Errorf("a range around now: %d records, want 1", got)
+	}
+}

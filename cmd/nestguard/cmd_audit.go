@@ -131,6 +131,9 @@ func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 	if err != nil {
 		return err
 	}
+	if !since.IsZero() && !until.IsZero() && !since.Before(until) {
+		return &usageError{fmt.Errorf("--since %s is not before --until %s: no record can match", fmtTime(since), fmtTime(until))}
+	}
 	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
 		key, err := repo.AuditKey()
 		if err != nil {
