@@ -169,3 +169,25 @@ func TestAuditLogInvertedRange(t *testing.T) {
 		t.Errorf("a range around now: %d records, want 1", got)
 	}
 }
+
+// TestAuditVerifyForeignCheckpoint: a checkpoint of another repository's
+// log fails verify (exit 1) with what it is, and the error does not
+// blame the log, which verifies.
+func TestAuditVerifyForeignCheckpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	other := newEnv(t)
+	other.must("init")
+	cp := filepath.Join(e.dir, "other.cp")
+	writeFile(t, cp, other.must("audit", "checkpoint"), 0o644)
+	r := e.run("audit", "verify", "--checkpoint", cp)
+	if r.code != exitError || !strings.Contains(r.stdout, "not of this repository's log") || strings.Contains(r.stderr, "does not verify") || !strings.Contains(r.stderr, "the audit log itself verifies") {
+		t.Errorf("audit verify --checkpoint of another repository: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	vkey := strings.TrimSpace(e.must("audit", "key"))
+	r = e.noPassphrase().run("audit", "verify", "--key", vkey, "--checkpoint", cp)
+	if r.code != exitError || !strings.Contains(r.stdout, "no verifier key given for that log") || !strings.Contains(r.stderr, "the audit log itself verifies") {
+		t.Errorf("audit verify --key --checkpoint of another repository: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

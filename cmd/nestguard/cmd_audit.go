@@ -394,7 +394,12 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 					exported[t.logID] = append(exported[t.logID], cp)
 				}
 			}
-			if !found {
+			switch {
+			case found:
+			case len(verifiers) == 0:
+				// The passphrase opened one repository: its own log.
+				problems = append(problems, fmt.Sprintf("checkpoint %s is of %q, not of this repository's log (%s): check it against the repository it was exported from", file, cp.Origin, targets[0].logID))
+			default:
 				problems = append(problems, fmt.Sprintf("checkpoint %s is of %q: no verifier key given for that log", file, cp.Origin))
 			}
 		}
@@ -439,6 +444,10 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 			}
 		}
 		if !doc.OK {
+			logsOK := !slices.ContainsFunc(doc.Logs, func(l auditLogReportJSON) bool { return !l.OK })
+			if logsOK {
+				return fmt.Errorf("%d of the checkpoints and reports given are unreadable, not signed by the audit key, or not of this log (see the problems above); the audit log itself verifies", len(problems))
+			}
 			return errors.New("the audit log does not verify (see above)")
 		}
 		return nil
