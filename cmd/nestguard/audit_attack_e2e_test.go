@@ -191,3 +191,18 @@ func TestAuditVerifyForeignCheckpoint(t *testing.T) {
 		t.Errorf("audit verify --key --checkpoint of another repository: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestAuditVerifyNoPassphraseHint: an auditor without the passphrase who
+// forgets --key is told to give the verifier key, not only to find a
+// passphrase they do not have.
+func TestAuditVerifyNoPassphraseHint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	for _, cmd := range []string{"verify", "checkpoint"} {
+		r := e.noPassphrase().run("audit", cmd)
+		if r.code != exitError || !strings.Contains(r.stderr, "no passphrase") || !strings.Contains(r.stderr, "--key") {
+			t.Errorf("audit %s without passphrase or key: exit %d\n%s", cmd, r.code, r.stderr)
+		}
+	}
+}

@@ -453,7 +453,7 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 		return nil
 	}
 	if len(verifiers) == 0 {
-		return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		return keyHint(a.withRepo(ctx, false, func(repo *repository.Repository) error {
 			key, err := repo.AuditKey()
 			if err != nil {
 				return err
@@ -473,7 +473,7 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 			}
 			a.noteOtherLogs(ctx, repo.Backend(), l.ID())
 			return verifyAll(repo.Backend(), []verifyTarget{{l.ID(), v}})
-		})
+		}))
 	}
 	be, err := location.Open(ctx, a.repo, a.locationOptions())
 	if err != nil {
@@ -485,6 +485,15 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 		return err
 	}
 	return verifyAll(be, targets)
+}
+
+// keyHint adds to a missing passphrase what an auditor, who has none,
+// gives instead.
+func keyHint(err error) error {
+	if errors.Is(err, errNoPassphrase) {
+		return fmt.Errorf("%w; without the passphrase, give the verifier key ('nestguard audit key' prints it) with --key or NESTGUARD_AUDIT_KEY", err)
+	}
+	return err
 }
 
 // matchLogs pairs each verifier key with the stored logs it signs.
@@ -573,7 +582,7 @@ func (a *app) runAuditCheckpoint(ctx context.Context, key string) error {
 		return err
 	}
 	if key == "" {
-		return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		return keyHint(a.withRepo(ctx, false, func(repo *repository.Repository) error {
 			k, err := repo.AuditKey()
 			if err != nil {
 				return err
@@ -584,7 +593,7 @@ func (a *app) runAuditCheckpoint(ctx context.Context, key string) error {
 				return err
 			}
 			return show(cp)
-		})
+		}))
 	}
 	v, err := readVerifier(key)
 	if err != nil {
