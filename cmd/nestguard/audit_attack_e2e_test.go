@@ -206,3 +206,49 @@ func TestAuditVerifyNoPassphraseHint(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditVerifyProofClaims: a report whose cited records were edited to
+// say something else (a failed restore made a success) still carries
+// valid inclusion proofs, which the verifier key alone cannot tell from
+// the truth; with the passphrase, 'audit verify --proof' opens the cited
+// records and refuses the report.
+func TestAuditVerifyProofClaims(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	if r := e.run("restore", "deadbeef", "--target", filepath.Join(e.dir, "out")); r.code != exitError {
+		t.Fatalf("restore of a missing snapshot: exit %d", r.code)
+	}
+	cfg := filepath.Join(e.dir, "nestguard.toml")
+	writeFile(t, cfg, "", 0o600)
+	e.report(cfg)
+	file := filepath.Join(e.dir, "report.json")
+	if out := e.must("audit", "verify", "--proof", file); !strings.Contains(out, "what the reports say of each is what the record says") {
+		t.Errorf("audit verify --proof with the passphrase:\n%s", out)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	edited := 0
+	for _, r := range doc["audit"].(map[string]any)["records"].([]any) {
+		if rec := r.(map[string]any); rec["command"] == "restore" {
+			rec["outcome"] = "success"
+			edited++
+		}
+	}
+	if edited != 1 {
+		t.Fatalf("the report cites %d restore records, want 1", edited)
+	}
+	b, _ = json.Marshal(doc)
+	altered := filepath.Join(e.dir, "altered.json")
+	writeFile(t, altered, string(b), 0o644)
+	r := e.run("audit", "verify", "--proof", altered)
+	if r.code != exitError || !strings.Contains(r.stdout, "record 1") || !strings.Contains(r.stdout, "outcome") {
+		t.Errorf("audit verify --proof of an altered report, with the passphrase: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -362,6 +362,9 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 	var problems []string
 	from := make(map[string]*audit.Checkpoint)
 	proved := 0
+	// claims, when the passphrase opened the repository, checks what
+	// reports say of the records they cite against the records.
+	var claims func(*compliance.AuditEvidence) []string
 	readExported := func(targets []verifyTarget) {
 		files := o.checkpoints
 		if o.from != "" {
@@ -404,13 +407,18 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 			}
 		}
 		for _, file := range o.proofs {
-			cp, n, err := checkReportProofs(file, targets)
+			cp, ae, err := checkReportProofs(file, targets)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("report %s: %v", file, err))
 				continue
 			}
 			exported[cp.LogID()] = append(exported[cp.LogID()], cp)
-			proved += n
+			proved += len(ae.Records)
+			if claims != nil {
+				for _, p := range claims(ae) {
+					problems = append(problems, fmt.Sprintf("report %s: %s", file, p))
+				}
+			}
 		}
 	}
 	verifyAll := func(be backend.Backend, targets []verifyTarget) error {
@@ -435,7 +443,12 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 		if len(o.proofs) > 0 {
 			doc.Proved = proved
 			if len(problems) == 0 {
-				a.printf("%d records cited by %d reports: each proved included in the report's checkpoint, which the log passed through\n", proved, len(o.proofs))
+				a.printf("%d records cited by %d reports: each proved included in the report's checkpoint, which the log passed through", proved, len(o.proofs))
+				if claims != nil {
+					a.printf("; what the reports say of each is what the record says\n")
+				} else {
+					a.printf(" (what the reports say of them is checked only with the passphrase: records are sealed)\n")
+				}
 			}
 		}
 		if a.jsonOut {
@@ -472,6 +485,30 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 				return err
 			}
 			a.noteOtherLogs(ctx, repo.Backend(), l.ID())
+			claims = func(ae *compliance.AuditEvidence) []string {
+				if ae.Log != l.ID() {
+					return nil
+				}
+				cited := make(map[uint64]*audit.Record, len(ae.Records))
+				for _, r := range ae.Records {
+					cited[r.Position] = nil
+				}
+				err := l.Read(ctx, func(pos uint64, r *audit.Record, err error) error {
+					if _, ok := cited[pos]; ok && err == nil {
+						cited[pos] = r
+					}
+					return nil
+				})
+				if err != nil {
+					return []string{fmt.Sprintf("reading the records it cites: %v", err)}
+				}
+				for pos, r := range cited {
+					if r == nil {
+						delete(cited, pos)
+					}
+				}
+				return ae.CheckClaims(cited)
+			}
 			return verifyAll(repo.Backend(), []verifyTarget{{l.ID(), v}})
 		}))
 	}
@@ -646,26 +683,26 @@ repository has none yet.`,
 // checkReportProofs reads the evidence section of a compliance report in
 // JSON, checks its checkpoint's signature with the key of its log among
 // targets and every inclusion proof against it, and returns the
-// checkpoint (which the log must then have passed through) and how many
-// records were proved.
-func checkReportProofs(file string, targets []verifyTarget) (*audit.Checkpoint, int, error) {
+// checkpoint (which the log must then have passed through) and the
+// evidence, whose records were proved.
+func checkReportProofs(file string, targets []verifyTarget) (*audit.Checkpoint, *compliance.AuditEvidence, error) {
 	b, err := readSmallFile(file, maxReportFile)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	var doc struct {
 		Audit *compliance.AuditEvidence `json:"audit"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, 0, fmt.Errorf("not a compliance report in JSON: %w", err)
+		return nil, nil, fmt.Errorf("not a compliance report in JSON: %w", err)
 	}
 	if doc.Audit == nil {
-		return nil, 0, errors.New("it has no audit evidence (its audit log was empty or did not verify when it was made)")
+		return nil, nil, errors.New("it has no audit evidence (its audit log was empty or did not verify when it was made)")
 	}
 	note := []byte(doc.Audit.Checkpoint)
 	cp, err := audit.ParseUnverified(note)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	var t *verifyTarget
 	for i := range targets {
@@ -674,10 +711,10 @@ func checkReportProofs(file string, targets []verifyTarget) (*audit.Checkpoint, 
 		}
 	}
 	if t == nil {
-		return nil, 0, fmt.Errorf("its checkpoint is of %q: no verifier key given for that log", cp.Origin)
+		return nil, nil, fmt.Errorf("its checkpoint is of %q: no verifier key given for that log", cp.Origin)
 	}
 	if cp, err = audit.OpenCheckpoint(note, t.v); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	var errs []error
 	for _, r := range doc.Audit.Records {
@@ -694,7 +731,7 @@ func checkReportProofs(file string, targets []verifyTarget) (*audit.Checkpoint, 
 		}
 	}
 	if len(errs) > 0 {
-		return nil, 0, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
-	return cp, len(doc.Audit.Records), nil
+	return cp, doc.Audit, nil
 }
