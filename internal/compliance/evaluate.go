@@ -170,6 +170,7 @@ func (ev *Evidence) backupFrequency() (*Control, []Asset) {
 	})
 	var assets []Asset
 	withRPO := 0
+	covered := make(map[string]bool) // classes with an asset backed up in the period
 	for _, k := range keys {
 		s := byKey[k]
 		slices.SortFunc(s.times, time.Time.Compare)
@@ -198,6 +199,7 @@ func (ev *Evidence) backupFrequency() (*Control, []Asset) {
 			continue // backed up only after the period
 		}
 		withRPO++
+		covered[k.class] = true
 		c.cite(s.pos...)
 		for i := range ts {
 			from, to, open := ts[i], ev.To, i == len(ts)-1
@@ -217,16 +219,20 @@ func (ev *Evidence) backupFrequency() (*Control, []Asset) {
 		}
 		assets = append(assets, a)
 	}
+	var uncovered []string
 	for _, name := range ev.Classes.Names() {
 		cl := ev.Classes[name]
-		if cl.RPO == 0 {
+		if cl.RPO == 0 || covered[name] {
 			continue
 		}
+		uncovered = append(uncovered, name)
 		found := false
 		for _, k := range keys {
 			found = found || k.class == name
 		}
-		if !found {
+		if found {
+			c.find("class %s (RPO %s): no backup of it before the end of the period", name, fmtDur(cl.RPO))
+		} else {
 			c.find("class %s (RPO %s): no backup of it at all", name, fmtDur(cl.RPO))
 		}
 	}
@@ -237,6 +243,10 @@ func (ev *Evidence) backupFrequency() (*Control, []Asset) {
 	case withRPO == 0:
 		c.Status = NoEvidence
 		c.Summary = "no asset of a data class with an RPO was backed up before the end of the period (set rpo in [class.NAME] and back up with --class)"
+	case len(uncovered) > 0:
+		// A class kept its RPO; nothing shows that the others did.
+		c.Status = NoEvidence
+		c.Summary = fmt.Sprintf("no backup of class %s before the end of the period, so nothing shows its RPO was kept; %d assets of other classes within theirs", strings.Join(uncovered, ", "), withRPO)
 	default:
 		c.Status = Pass
 		c.Summary = fmt.Sprintf("%d assets of classes with an RPO: every gap between backups within it", withRPO)

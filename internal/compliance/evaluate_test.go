@@ -339,3 +339,22 @@ func TestPostgresAssetAndRestore(t *testing.T) {
 func hasFinding(c *Control, s string) bool {
 	return slices.ContainsFunc(c.Findings, func(f string) bool { return strings.Contains(f, s) })
 }
+
+// A class with an RPO that was never backed up has no evidence: the
+// control does not pass because another class kept its RPO.
+func TestBackupFrequencyClassNeverBackedUp(t *testing.T) {
+	w := newWorld()
+	w.ev.Classes["logs"] = &class.Class{Name: "logs", RPO: 24 * time.Hour}
+	for i := range 6 {
+		w.backup(i, t0.Add(time.Duration(i)*30*time.Minute), "ledger", true)
+	}
+	w.ev.To = t0.Add(3 * time.Hour)
+	rep, err := Evaluate(w.ev, All, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := control(t, rep, "backup-frequency")
+	if c.Status != NoEvidence || !slices.ContainsFunc(c.Findings, func(f string) bool { return strings.Contains(f, "class logs") }) || !strings.Contains(c.Summary, "logs") {
+		t.Errorf("backup-frequency with class logs never backed up: %s %q %q", c.Status, c.Summary, c.Findings)
+	}
+}
