@@ -252,3 +252,48 @@ func TestAuditVerifyProofClaims(t *testing.T) {
 		t.Errorf("audit verify --proof of an altered report, with the passphrase: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestAuditCopyWitnessesRollback: the destination of copies holds the
+// source's log as it was. When the source's newest audit entries are
+// deleted and its log grows again (a rollback, or a rewritten history),
+// the next copy says so and exits 1, still copies the snapshots (the
+// second region is not held hostage by the audit log), and keeps the
+// history it had: it still verifies with the source's key, and is not
+// mixed with the new one.
+func TestAuditCopyWitnessesRollback(t *testing.T) {
+	t.Parallel()
+	src := newEnv(t)
+	src.must("init")
+	data := filepath.Join(src.dir, "data")
+	os.MkdirAll(data, 0o755)
+	writeFile(t, filepath.Join(data, "f"), "one", 0o644)
+	src.must("backup", data)
+	skey := strings.TrimSpace(src.must("audit", "key"))
+	dst := newEnv(t)
+	dst.must("init")
+	dst.extraEnv = []string{"NESTGUARD_FROM_PASSWORD=" + src.pass}
+	dst.must("copy", "--from-repo", src.repo, "--all")
+
+	entries, _ := filepath.Glob(filepath.Join(src.repo, "audit", "*-*"))
+	slices.Sort(entries)
+	if len(entries) != 3 {
+		t.Fatalf("%d source entries, want 3 (init, backup, copy)", len(entries))
+	}
+	for _, p := range entries[1:] {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(data, "f"), "two", 0o644)
+	src.must("backup", data)
+	src.must("snapshots")
+
+	r := dst.run("copy", "--from-repo", src.repo, "--all")
+	if r.code != exitError || !strings.Contains(r.stderr, "rolled back") || !strings.Contains(r.stdout, "1 copied") {
+		t.Errorf("copy from a source whose audit log was rolled back: exit %d, want 1 with the new snapshot copied\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	out := dst.noPassphrase().must("audit", "verify", "--key", skey)
+	if !strings.Contains(out, "2 records in 2 entries") {
+		t.Errorf("the destination's copy of the source's log:\n%s", out)
+	}
+}
