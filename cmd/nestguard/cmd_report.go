@@ -83,6 +83,9 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 	}
 	format := o.format
 	if a.jsonOut {
+		if format != "text" && format != "json" { // text: the default
+			return &usageError{fmt.Errorf("--json and --format %s ask for two formats: give one", o.format)}
+		}
 		format = "json"
 	}
 	if format != "text" && format != "json" && format != "html" {

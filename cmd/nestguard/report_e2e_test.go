@@ -318,7 +318,7 @@ func TestComplianceReportNoEvidence(t *testing.T) {
 			t.Errorf("%s passed without evidence", c.ID)
 		}
 	}
-	for _, args := range [][]string{{"--framework", "hipaa"}, {"--format", "pdf"}, {"--from", "2026-12-02", "--to", "2026-12-01"}} {
+	for _, args := range [][]string{{"--framework", "hipaa"}, {"--format", "pdf"}, {"--from", "2026-12-02", "--to", "2026-12-01"}, {"--format", "html", "--json"}} {
 		if r := e.run(append([]string{"report", "compliance"}, args...)...); r.code != exitUsage {
 			t.Errorf("report compliance %v: exit %d: %s", args, r.code, r.stderr)
 		}
