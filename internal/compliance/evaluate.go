@@ -465,6 +465,11 @@ func (ev *Evidence) encryption() *Control {
 			c.cite(r.Position)
 		}
 	}
+	if ev.Config.Created.After(ev.To) {
+		c.Status = NoEvidence
+		c.Summary = fmt.Sprintf("the repository was created %s, after the end of the period: nothing of it was stored then", fmtTime(ev.Config.Created))
+		return c
+	}
 	alg := ev.Config.Algorithms
 	if alg.Encryption == "" {
 		c.Status = Fail
@@ -652,6 +657,11 @@ func (ev *Evidence) keyAge() *Control {
 			c.cite(r.Position)
 		}
 	}
+	if ev.Config.Created.After(ev.To) {
+		c.Status = NoEvidence
+		c.Summary = fmt.Sprintf("the repository was created %s, after the end of the period: no key existed in it", fmtTime(ev.Config.Created))
+		return c
+	}
 	old := 0
 	if !ev.Config.Created.IsZero() {
 		age := ev.To.Sub(ev.Config.Created)
@@ -669,6 +679,10 @@ func (ev *Evidence) keyAge() *Control {
 		line := fmt.Sprintf("key slot %s (%s@%s", short(k.ID), k.Username, k.Hostname)
 		if k.Label != "" {
 			line += ", " + k.Label
+		}
+		if age < 0 {
+			c.find("%s): created %s, after the end of the period: not counted", line, fmtTime(k.Created))
+			continue
 		}
 		line += fmt.Sprintf("): created %s, %s old", fmtTime(k.Created), fmtDur(age))
 		if age > limit {
