@@ -297,3 +297,15 @@ func TestAuditCopyWitnessesRollback(t *testing.T) {
 		t.Errorf("the destination's copy of the source's log:\n%s", out)
 	}
 }
+
+// TestAuditVerifyKeyFileWithPlus: --key names a file even when its name
+// has a '+' (as verifier keys do): an existing file is read, not parsed
+// as a key.
+func TestAuditVerifyKeyFileWithPlus(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	file := filepath.Join(e.dir, "audit+2026.pub")
+	writeFile(t, file, e.must("audit", "key"), 0o644)
+	e.noPassphrase().must("audit", "verify", "--key", file)
+}

@@ -302,8 +302,9 @@ func readSmallFile(file string, limit int64) ([]byte, error) {
 
 // readVerifier parses a --key value: a verifier key, or a file holding one.
 func readVerifier(s string) (note.Verifier, error) {
-	if !strings.Contains(s, "+") {
-		b, err := os.ReadFile(s)
+	// A file, if one of that name exists: its name may hold a '+' too.
+	if fi, serr := os.Stat(s); serr == nil && fi.Mode().IsRegular() || !strings.Contains(s, "+") {
+		b, err := readSmallFile(s, maxCheckpointFile)
 		if err != nil {
 			return nil, &usageError{fmt.Errorf("--key %q is neither a verifier key nor a readable file: %w", s, err)}
 		}
