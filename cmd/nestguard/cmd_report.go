@@ -146,7 +146,7 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 		if err := atomicfile.Write(o.output, out.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("writing the report: %w", err)
 		}
-		if format != "text" || a.quiet {
+		if !a.quiet {
 			fmt.Fprintf(a.stderr, "report written to %s: %s\n", o.output, strings.ToUpper(rep.Status))
 		}
 	} else if _, err := a.stdout.Write(out.Bytes()); err != nil {

@@ -466,3 +466,23 @@ func TestComplianceReportPG(t *testing.T) {
 		t.Fatalf("audit verify --proof: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestComplianceReportOutputQuiet: with --output, the report's file and
+// status are named on stderr in every format, and -q silences that line
+// (it used to be printed for text only with -q).
+func TestComplianceReportOutputQuiet(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	out := filepath.Join(e.dir, "r.txt")
+	for _, format := range []string{"text", "json", "html"} {
+		r := e.run("report", "compliance", "--format", format, "--output", out)
+		if !strings.Contains(r.stderr, "report written to "+out) {
+			t.Errorf("--format %s --output: stderr %q", format, r.stderr)
+		}
+		r = e.run("-q", "report", "compliance", "--format", format, "--output", out)
+		if strings.Contains(r.stderr, "report written") {
+			t.Errorf("-q --format %s --output: stderr %q", format, r.stderr)
+		}
+	}
+}
