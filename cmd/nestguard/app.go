@@ -457,6 +457,10 @@ func (a *app) passphrase(confirm bool) ([]byte, error) {
 	return a.readPassphrase(passphraseSource{file: a.passwordFile, flag: "--password-file", env: "NESTGUARD_PASSWORD"}, "Repository passphrase: ", confirm)
 }
 
+// errNoPassphrase is the error (wrapped) of a command that needs a
+// passphrase and has none and no terminal to ask on.
+var errNoPassphrase = errors.New("no passphrase")
+
 // passphraseSource says where a passphrase may come from: the file (given
 // with flag), else the environment variable env, else a terminal.
 type passphraseSource struct{ file, flag, env string }
@@ -481,7 +485,7 @@ func (a *app) readPassphrase(src passphraseSource, prompt string, confirm bool) 
 	}
 	fd, tty := a.stdinTerminal()
 	if !tty {
-		return nil, fmt.Errorf("no passphrase: set %s or use %s (no terminal to ask on)", src.env, src.flag)
+		return nil, fmt.Errorf("%w: set %s or use %s (no terminal to ask on)", errNoPassphrase, src.env, src.flag)
 	}
 	read := func(p string) ([]byte, error) {
 		fmt.Fprint(a.stderr, p)

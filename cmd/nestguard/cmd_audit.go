@@ -52,8 +52,9 @@ func (a *app) auditLogCommand() *cobra.Command {
 		Long: `Show the records of the repository's audit log, oldest first: position,
 time, user@host, command, outcome, arguments, and what failed. With --json,
 every field of each record. Needs the passphrase (records are encrypted).
-A record that does not open is shown as damaged and the exit code is 1;
-'audit verify' says whether the log was tampered with.`,
+A record that does not open is shown as damaged, records missing between
+two entries (one deleted) as missing, and the exit code is 1; 'audit
+verify' says whether the log was tampered with.`,
 		Example: `  nestguard audit log --since 2026-12-01 --who alice
   nestguard audit log --since 24h --json`,
 		Args: cobra.NoArgs,
@@ -132,6 +133,9 @@ func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 	if err != nil {
 		return err
 	}
+	if !since.IsZero() && !until.IsZero() && !since.Before(until) {
+		return &usageError{fmt.Errorf("--since %s is not before --until %s: no record can match", fmtTime(since), fmtTime(until))}
+	}
 	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
 		key, err := repo.AuditKey()
 		if err != nil {
@@ -140,7 +144,21 @@ func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 		defer key.Close()
 		l := audit.New(repo.Backend(), key, repo.Config().ID)
 		doc := auditLogJSON{versioned: current(), Log: l.ID(), Records: []auditRecordJSON{}}
+		// next is the position the next record must have; unknown after
+		// a damaged entry, whose records are passed as one error.
+		next, known := uint64(0), true
 		err = l.Read(ctx, func(pos uint64, r *audit.Record, err error) error {
+			if known && pos != next {
+				var gap string
+				if pos > next {
+					gap = fmt.Sprintf("records %d to %d are missing: an entry was deleted", next, pos-1)
+				} else {
+					gap = fmt.Sprintf("record %d comes again after record %d: entries overlap, one was planted", pos, next-1)
+				}
+				doc.Damaged = append(doc.Damaged, gap)
+				a.printf("%6d  MISSING: %s\n", min(pos, next), gap)
+			}
+			next, known = pos+1, err == nil
 			if err != nil {
 				doc.Damaged = append(doc.Damaged, err.Error())
 				a.printf("%6d  DAMAGED: %s\n", pos, printable(err.Error()))
@@ -163,7 +181,7 @@ func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 		}
 		a.noteOtherLogs(ctx, repo.Backend(), l.ID())
 		if len(doc.Damaged) > 0 {
-			return fmt.Errorf("%d audit records could not be read: run 'nestguard audit verify'", len(doc.Damaged))
+			return fmt.Errorf("the audit log is damaged (%d problems, shown above): run 'nestguard audit verify'", len(doc.Damaged))
 		}
 		return nil
 	})
@@ -286,8 +304,9 @@ func readSmallFile(file string, limit int64) ([]byte, error) {
 
 // readVerifier parses a --key value: a verifier key, or a file holding one.
 func readVerifier(s string) (note.Verifier, error) {
-	if !strings.Contains(s, "+") {
-		b, err := os.ReadFile(s)
+	// A file, if one of that name exists: its name may hold a '+' too.
+	if fi, serr := os.Stat(s); serr == nil && fi.Mode().IsRegular() || !strings.Contains(s, "+") {
+		b, err := readSmallFile(s, maxCheckpointFile)
 		if err != nil {
 			return nil, &usageError{fmt.Errorf("--key %q is neither a verifier key nor a readable file: %w", s, err)}
 		}
@@ -348,6 +367,9 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 	var problems []string
 	from := make(map[string]*audit.Checkpoint)
 	proved := 0
+	// claims, when the passphrase opened the repository, checks what
+	// reports say of the records they cite against the records.
+	var claims func(*compliance.AuditEvidence) []string
 	readExported := func(targets []verifyTarget) {
 		files := o.checkpoints
 		if o.from != "" {
@@ -380,18 +402,28 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 					exported[t.logID] = append(exported[t.logID], cp)
 				}
 			}
-			if !found {
+			switch {
+			case found:
+			case len(verifiers) == 0:
+				// The passphrase opened one repository: its own log.
+				problems = append(problems, fmt.Sprintf("checkpoint %s is of %q, not of this repository's log (%s): check it against the repository it was exported from", file, cp.Origin, targets[0].logID))
+			default:
 				problems = append(problems, fmt.Sprintf("checkpoint %s is of %q: no verifier key given for that log", file, cp.Origin))
 			}
 		}
 		for _, file := range o.proofs {
-			cp, n, err := checkReportProofs(file, targets)
+			cp, ae, err := checkReportProofs(file, targets)
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("report %s: %v", file, err))
 				continue
 			}
 			exported[cp.LogID()] = append(exported[cp.LogID()], cp)
-			proved += n
+			proved += len(ae.Records)
+			if claims != nil {
+				for _, p := range claims(ae) {
+					problems = append(problems, fmt.Sprintf("report %s: %s", file, p))
+				}
+			}
 		}
 	}
 	verifyAll := func(be backend.Backend, targets []verifyTarget) error {
@@ -416,7 +448,12 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 		if len(o.proofs) > 0 {
 			doc.Proved = proved
 			if len(problems) == 0 {
-				a.printf("%d records cited by %d reports: each proved included in the report's checkpoint, which the log passed through\n", proved, len(o.proofs))
+				a.printf("%d records cited by %d reports: each proved included in the report's checkpoint, which the log passed through", proved, len(o.proofs))
+				if claims != nil {
+					a.printf("; what the reports say of each is what the record says\n")
+				} else {
+					a.printf(" (what the reports say of them is checked only with the passphrase: records are sealed)\n")
+				}
 			}
 		}
 		if a.jsonOut {
@@ -425,12 +462,16 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 			}
 		}
 		if !doc.OK {
+			logsOK := !slices.ContainsFunc(doc.Logs, func(l auditLogReportJSON) bool { return !l.OK })
+			if logsOK {
+				return fmt.Errorf("%d of the checkpoints and reports given are unreadable, not signed by the audit key, or not of this log (see the problems above); the audit log itself verifies", len(problems))
+			}
 			return errors.New("the audit log does not verify (see above)")
 		}
 		return nil
 	}
 	if len(verifiers) == 0 {
-		return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		return keyHint(a.withRepo(ctx, false, func(repo *repository.Repository) error {
 			key, err := repo.AuditKey()
 			if err != nil {
 				return err
@@ -449,8 +490,32 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 				return err
 			}
 			a.noteOtherLogs(ctx, repo.Backend(), l.ID())
+			claims = func(ae *compliance.AuditEvidence) []string {
+				if ae.Log != l.ID() {
+					return nil
+				}
+				cited := make(map[uint64]*audit.Record, len(ae.Records))
+				for _, r := range ae.Records {
+					cited[r.Position] = nil
+				}
+				err := l.Read(ctx, func(pos uint64, r *audit.Record, err error) error {
+					if _, ok := cited[pos]; ok && err == nil {
+						cited[pos] = r
+					}
+					return nil
+				})
+				if err != nil {
+					return []string{fmt.Sprintf("reading the records it cites: %v", err)}
+				}
+				for pos, r := range cited {
+					if r == nil {
+						delete(cited, pos)
+					}
+				}
+				return ae.CheckClaims(cited)
+			}
 			return verifyAll(repo.Backend(), []verifyTarget{{l.ID(), v}})
-		})
+		}))
 	}
 	be, err := location.Open(ctx, a.repo, a.locationOptions())
 	if err != nil {
@@ -462,6 +527,15 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 		return err
 	}
 	return verifyAll(be, targets)
+}
+
+// keyHint adds to a missing passphrase what an auditor, who has none,
+// gives instead.
+func keyHint(err error) error {
+	if errors.Is(err, errNoPassphrase) {
+		return fmt.Errorf("%w; without the passphrase, give the verifier key ('nestguard audit key' prints it) with --key or NESTGUARD_AUDIT_KEY", err)
+	}
+	return err
 }
 
 // matchLogs pairs each verifier key with the stored logs it signs.
@@ -550,7 +624,7 @@ func (a *app) runAuditCheckpoint(ctx context.Context, key string) error {
 		return err
 	}
 	if key == "" {
-		return a.withRepo(ctx, false, func(repo *repository.Repository) error {
+		return keyHint(a.withRepo(ctx, false, func(repo *repository.Repository) error {
 			k, err := repo.AuditKey()
 			if err != nil {
 				return err
@@ -561,7 +635,7 @@ func (a *app) runAuditCheckpoint(ctx context.Context, key string) error {
 				return err
 			}
 			return show(cp)
-		})
+		}))
 	}
 	v, err := readVerifier(key)
 	if err != nil {
@@ -614,26 +688,26 @@ repository has none yet.`,
 // checkReportProofs reads the evidence section of a compliance report in
 // JSON, checks its checkpoint's signature with the key of its log among
 // targets and every inclusion proof against it, and returns the
-// checkpoint (which the log must then have passed through) and how many
-// records were proved.
-func checkReportProofs(file string, targets []verifyTarget) (*audit.Checkpoint, int, error) {
+// checkpoint (which the log must then have passed through) and the
+// evidence, whose records were proved.
+func checkReportProofs(file string, targets []verifyTarget) (*audit.Checkpoint, *compliance.AuditEvidence, error) {
 	b, err := readSmallFile(file, maxReportFile)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	var doc struct {
 		Audit *compliance.AuditEvidence `json:"audit"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, 0, fmt.Errorf("not a compliance report in JSON: %w", err)
+		return nil, nil, fmt.Errorf("not a compliance report in JSON: %w", err)
 	}
 	if doc.Audit == nil {
-		return nil, 0, errors.New("it has no audit evidence (its audit log was empty or did not verify when it was made)")
+		return nil, nil, errors.New("it has no audit evidence (its audit log was empty or did not verify when it was made)")
 	}
 	note := []byte(doc.Audit.Checkpoint)
 	cp, err := audit.ParseUnverified(note)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	var t *verifyTarget
 	for i := range targets {
@@ -642,10 +716,10 @@ func checkReportProofs(file string, targets []verifyTarget) (*audit.Checkpoint, 
 		}
 	}
 	if t == nil {
-		return nil, 0, fmt.Errorf("its checkpoint is of %q: no verifier key given for that log", cp.Origin)
+		return nil, nil, fmt.Errorf("its checkpoint is of %q: no verifier key given for that log", cp.Origin)
 	}
 	if cp, err = audit.OpenCheckpoint(note, t.v); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	var errs []error
 	for _, r := range doc.Audit.Records {
@@ -662,7 +736,7 @@ func checkReportProofs(file string, targets []verifyTarget) (*audit.Checkpoint, 
 		}
 	}
 	if len(errs) > 0 {
-		return nil, 0, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
-	return cp, len(doc.Audit.Records), nil
+	return cp, doc.Audit, nil
 }

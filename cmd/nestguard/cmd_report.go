@@ -85,6 +85,9 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 	}
 	format := o.format
 	if a.jsonOut {
+		if format != "text" && format != "json" { // text: the default
+			return &usageError{fmt.Errorf("--json and --format %s ask for two formats: give one", o.format)}
+		}
 		format = "json"
 	}
 	if format != "text" && format != "json" && format != "html" {
@@ -145,7 +148,7 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 		if err := atomicfile.Write(o.output, out.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("writing the report: %w", err)
 		}
-		if format != "text" || a.quiet {
+		if !a.quiet {
 			fmt.Fprintf(a.stderr, "report written to %s: %s\n", o.output, strings.ToUpper(rep.Status))
 		}
 	} else if _, err := a.stdout.Write(out.Bytes()); err != nil {
@@ -206,14 +209,6 @@ func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repositor
 	defer key.Close()
 	l := audit.New(repo.Backend(), key, repo.Config().ID)
 	ev.Log.ID = l.ID()
-	vkey, err := l.StoredVerifier(ctx)
-	if err != nil || vkey == "" {
-		return nil, "", err
-	}
-	v, err := audit.ParseVerifier(vkey)
-	if err != nil {
-		return nil, "", err
-	}
 	collect := func(pos uint64, r *audit.Record, err error) error {
 		if err != nil {
 			ev.Log.Damaged = append(ev.Log.Damaged, err.Error())
@@ -223,6 +218,20 @@ func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repositor
 			ev.Log.Records = append(ev.Log.Records, compliance.Record{Position: pos, Record: r})
 		}
 		return nil
+	}
+	vkey, err := l.StoredVerifier(ctx)
+	if errors.Is(err, audit.ErrSigningKeyMissing) {
+		// Its records still open (they are sealed under the audit key,
+		// not the signing key): reported on, but nothing is proved.
+		ev.Log.Problems = []string{err.Error()}
+		return nil, "", l.Read(ctx, collect)
+	}
+	if err != nil || vkey == "" {
+		return nil, "", err
+	}
+	v, err := audit.ParseVerifier(vkey)
+	if err != nil {
+		return nil, "", err
 	}
 	// One pass: verified as 'audit verify' verifies it, and read. A log
 	// that does not verify is still read, to report on, but nothing it

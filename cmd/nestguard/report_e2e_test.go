@@ -318,7 +318,7 @@ func TestComplianceReportNoEvidence(t *testing.T) {
 			t.Errorf("%s passed without evidence", c.ID)
 		}
 	}
-	for _, args := range [][]string{{"--framework", "hipaa"}, {"--format", "pdf"}, {"--from", "2026-12-02", "--to", "2026-12-01"}} {
+	for _, args := range [][]string{{"--framework", "hipaa"}, {"--format", "pdf"}, {"--from", "2026-12-02", "--to", "2026-12-01"}, {"--format", "html", "--json"}} {
 		if r := e.run(append([]string{"report", "compliance"}, args...)...); r.code != exitUsage {
 			t.Errorf("report compliance %v: exit %d: %s", args, r.code, r.stderr)
 		}
@@ -464,5 +464,25 @@ func TestComplianceReportPG(t *testing.T) {
 	auditor := p.noPassphrase()
 	if r := auditor.run("audit", "verify", "--key", pub, "--proof", filepath.Join(p.dir, "report.json")); r.code != 0 || !strings.Contains(r.stdout, "proved included") {
 		t.Fatalf("audit verify --proof: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestComplianceReportOutputQuiet: with --output, the report's file and
+// status are named on stderr in every format, and -q silences that line
+// (it used to be printed for text only with -q).
+func TestComplianceReportOutputQuiet(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	out := filepath.Join(e.dir, "r.txt")
+	for _, format := range []string{"text", "json", "html"} {
+		r := e.run("report", "compliance", "--format", format, "--output", out)
+		if !strings.Contains(r.stderr, "report written to "+out) {
+			t.Errorf("--format %s --output: stderr %q", format, r.stderr)
+		}
+		r = e.run("-q", "report", "compliance", "--format", format, "--output", out)
+		if strings.Contains(r.stderr, "report written") {
+			t.Errorf("-q --format %s --output: stderr %q", format, r.stderr)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -432,6 +433,24 @@ func TestMissingSigningKey(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(f.dir, string(backend.AuditFile), signingKeyObject)); err == nil {
 		t.Error("a new signing key was stored")
+	}
+	// StoredVerifier, which creates nothing, says the key was deleted
+	// rather than that the log is empty.
+	if v, err := l.StoredVerifier(context.Background()); !errors.Is(err, ErrSigningKeyMissing) || v != "" {
+		t.Errorf("StoredVerifier without the key: %q, %v", v, err)
+	}
+}
+
+// TestStoredVerifierEmptyLog: a repository without a key and without
+// entries has no log yet: no key and no error.
+func TestStoredVerifierEmptyLog(t *testing.T) {
+	f := newFixture(t)
+	if err := os.Remove(filepath.Join(f.dir, string(backend.AuditFile), signingKeyObject)); err != nil {
+		t.Fatal(err)
+	}
+	l := New(f.be, f.log.key, testLogID)
+	if v, err := l.StoredVerifier(context.Background()); err != nil || v != "" {
+		t.Errorf("StoredVerifier of an empty log: %q, %v", v, err)
 	}
 }
 

@@ -43,12 +43,19 @@ func New(be backend.Backend, key *crypto.Key, logID string) *Log {
 // ID is the log's id.
 func (l *Log) ID() string { return l.id }
 
+// ErrSigningKeyMissing is the error (wrapped) of a log whose signing key
+// is gone from the storage while entries signed with it are there.
+var ErrSigningKeyMissing = errors.New("audit signing key missing")
+
 // StoredVerifier returns the log's verifier key as Verifier does, but
-// creates nothing: "" when the repository has no audit signing key yet.
+// creates nothing: "" when the repository has no audit signing key and no
+// audit log yet; an error wrapping ErrSigningKeyMissing when the log has
+// entries but the key is gone.
 func (l *Log) StoredVerifier(ctx context.Context) (string, error) {
-	_, err := l.be.Stat(ctx, backend.Handle{Type: backend.AuditFile, Name: signingKeyObject})
+	h := backend.Handle{Type: backend.AuditFile, Name: signingKeyObject}
+	_, err := l.be.Stat(ctx, h)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
+		return "", l.keyDeleted(ctx, h)
 	}
 	if err != nil {
 		return "", fmt.Errorf("audit signing key: %w", err)
@@ -92,6 +99,32 @@ func verifierText(skey string) (string, error) {
 	return parts[2] + "+" + parts[3] + "+" + base64.StdEncoding.EncodeToString(append([]byte{1}, pub...)), nil
 }
 
+// keyDeleted is called when the signing key h is not stored: it returns
+// an error wrapping ErrSigningKeyMissing if the log has entries (the key
+// was deleted), nil if it has none (no key yet).
+func (l *Log) keyDeleted(ctx context.Context, h backend.Handle) error {
+	starts, err := entryStarts(ctx, l.be, l.id)
+	if err != nil {
+		return err
+	}
+	if len(starts) == 0 {
+		return nil
+	}
+	return &keyMissingError{h, len(starts)}
+}
+
+// keyMissingError is ErrSigningKeyMissing with what was found.
+type keyMissingError struct {
+	h       backend.Handle
+	entries int
+}
+
+func (e *keyMissingError) Error() string {
+	return fmt.Sprintf("the audit signing key %s is missing, but the audit log has %d entries: it was deleted. Restore it from a copy of the storage ('audit verify --key' with the verifier key the auditor holds still checks the log); nothing is appended under a new key, since the log would no longer verify with that key", e.h, e.entries)
+}
+
+func (e *keyMissingError) Is(target error) bool { return target == ErrSigningKeyMissing }
+
 // loadKey reads the log's signing key, creating it on first use. Two
 // writers creating it at once both end up with the one stored first: the
 // object is write-once, and the loser reads the winner's.
@@ -104,12 +137,8 @@ func (l *Log) loadKey(ctx context.Context) error {
 	if errors.Is(err, fs.ErrNotExist) {
 		// A log without its key: never start a second key, under which
 		// the entries before would no longer verify.
-		starts, lerr := entryStarts(ctx, l.be, l.id)
-		if lerr != nil {
-			return lerr
-		}
-		if len(starts) > 0 {
-			return fmt.Errorf("the audit signing key %s is missing, but the audit log has %d entries: it was deleted. Restore it from a copy of the storage; nothing is appended under a new key, since the log would no longer verify with the verifier key the auditor holds", h, len(starts))
+		if err := l.keyDeleted(ctx, h); err != nil {
+			return err
 		}
 		skey, _, gerr := note.GenerateKey(rand.Reader, keyName(l.id))
 		if gerr != nil {

@@ -170,6 +170,7 @@ func (ev *Evidence) backupFrequency() (*Control, []Asset) {
 	})
 	var assets []Asset
 	withRPO := 0
+	covered := make(map[string]bool) // classes with an asset backed up in the period
 	for _, k := range keys {
 		s := byKey[k]
 		slices.SortFunc(s.times, time.Time.Compare)
@@ -198,6 +199,7 @@ func (ev *Evidence) backupFrequency() (*Control, []Asset) {
 			continue // backed up only after the period
 		}
 		withRPO++
+		covered[k.class] = true
 		c.cite(s.pos...)
 		for i := range ts {
 			from, to, open := ts[i], ev.To, i == len(ts)-1
@@ -217,16 +219,20 @@ func (ev *Evidence) backupFrequency() (*Control, []Asset) {
 		}
 		assets = append(assets, a)
 	}
+	var uncovered []string
 	for _, name := range ev.Classes.Names() {
 		cl := ev.Classes[name]
-		if cl.RPO == 0 {
+		if cl.RPO == 0 || covered[name] {
 			continue
 		}
+		uncovered = append(uncovered, name)
 		found := false
 		for _, k := range keys {
 			found = found || k.class == name
 		}
-		if !found {
+		if found {
+			c.find("class %s (RPO %s): no backup of it before the end of the period", name, fmtDur(cl.RPO))
+		} else {
 			c.find("class %s (RPO %s): no backup of it at all", name, fmtDur(cl.RPO))
 		}
 	}
@@ -237,6 +243,10 @@ func (ev *Evidence) backupFrequency() (*Control, []Asset) {
 	case withRPO == 0:
 		c.Status = NoEvidence
 		c.Summary = "no asset of a data class with an RPO was backed up before the end of the period (set rpo in [class.NAME] and back up with --class)"
+	case len(uncovered) > 0:
+		// A class kept its RPO; nothing shows that the others did.
+		c.Status = NoEvidence
+		c.Summary = fmt.Sprintf("no backup of class %s before the end of the period, so nothing shows its RPO was kept; %d assets of other classes within theirs", strings.Join(uncovered, ", "), withRPO)
 	default:
 		c.Status = Pass
 		c.Summary = fmt.Sprintf("%d assets of classes with an RPO: every gap between backups within it", withRPO)
@@ -455,6 +465,11 @@ func (ev *Evidence) encryption() *Control {
 			c.cite(r.Position)
 		}
 	}
+	if ev.Config.Created.After(ev.To) {
+		c.Status = NoEvidence
+		c.Summary = fmt.Sprintf("the repository was created %s, after the end of the period: nothing of it was stored then", fmtTime(ev.Config.Created))
+		return c
+	}
 	alg := ev.Config.Algorithms
 	if alg.Encryption == "" {
 		c.Status = Fail
@@ -642,6 +657,11 @@ func (ev *Evidence) keyAge() *Control {
 			c.cite(r.Position)
 		}
 	}
+	if ev.Config.Created.After(ev.To) {
+		c.Status = NoEvidence
+		c.Summary = fmt.Sprintf("the repository was created %s, after the end of the period: no key existed in it", fmtTime(ev.Config.Created))
+		return c
+	}
 	old := 0
 	if !ev.Config.Created.IsZero() {
 		age := ev.To.Sub(ev.Config.Created)
@@ -659,6 +679,10 @@ func (ev *Evidence) keyAge() *Control {
 		line := fmt.Sprintf("key slot %s (%s@%s", short(k.ID), k.Username, k.Hostname)
 		if k.Label != "" {
 			line += ", " + k.Label
+		}
+		if age < 0 {
+			c.find("%s): created %s, after the end of the period: not counted", line, fmtTime(k.Created))
+			continue
 		}
 		line += fmt.Sprintf("): created %s, %s old", fmtTime(k.Created), fmtDur(age))
 		if age > limit {

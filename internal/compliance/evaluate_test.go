@@ -339,3 +339,50 @@ func TestPostgresAssetAndRestore(t *testing.T) {
 func hasFinding(c *Control, s string) bool {
 	return slices.ContainsFunc(c.Findings, func(f string) bool { return strings.Contains(f, s) })
 }
+
+// A class with an RPO that was never backed up has no evidence: the
+// control does not pass because another class kept its RPO.
+func TestBackupFrequencyClassNeverBackedUp(t *testing.T) {
+	w := newWorld()
+	w.ev.Classes["logs"] = &class.Class{Name: "logs", RPO: 24 * time.Hour}
+	for i := range 6 {
+		w.backup(i, t0.Add(time.Duration(i)*30*time.Minute), "ledger", true)
+	}
+	w.ev.To = t0.Add(3 * time.Hour)
+	rep, err := Evaluate(w.ev, All, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := control(t, rep, "backup-frequency")
+	if c.Status != NoEvidence || !slices.ContainsFunc(c.Findings, func(f string) bool { return strings.Contains(f, "class logs") }) || !strings.Contains(c.Summary, "logs") {
+		t.Errorf("backup-frequency with class logs never backed up: %s %q %q", c.Status, c.Summary, c.Findings)
+	}
+}
+
+// key-age and encryption over a period that ended before the repository
+// was made have nothing to judge: no key or data existed then. A key slot added after the
+// period is not counted in it (its age there would be negative).
+func TestKeyAgeBeforeRepository(t *testing.T) {
+	w := newWorld()
+	w.ev.To = t0.Add(-24 * time.Hour)
+	rep, err := Evaluate(w.ev, All, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"key-age", "encryption"} {
+		if c := control(t, rep, id); c.Status != NoEvidence {
+			t.Errorf("%s of a period before the repository: %s %q %q", id, c.Status, c.Summary, c.Findings)
+		}
+	}
+	w = newWorld()
+	w.ev.To = t0.Add(400 * 24 * time.Hour)
+	w.ev.Keys = append(w.ev.Keys, repository.KeyInfo{ID: "k2", Created: t0.Add(500 * 24 * time.Hour), Username: "bob", Hostname: "h"})
+	rep, err = Evaluate(w.ev, All, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := control(t, rep, "key-age")
+	if c.Status != Fail || c.Summary != "2 keys older than 365d" || !slices.ContainsFunc(c.Findings, func(f string) bool { return strings.Contains(f, "after the end of the period") }) {
+		t.Errorf("key-age with a slot added after the period: %s %q %q", c.Status, c.Summary, c.Findings)
+	}
+}

@@ -3,6 +3,7 @@ package compliance
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/audit"
@@ -68,4 +69,36 @@ func (rep *Report) Prove(t *audit.Tree, verifier string, records []Record) error
 	}
 	rep.Audit = ae
 	return nil
+}
+
+// CheckClaims compares what the evidence says of each cited record (time,
+// user, host, command, outcome) with the record itself, as the log holds
+// it at that position (records: opened with the passphrase). An inclusion
+// proof binds a record's sealed bytes, not what the report says they
+// hold: this is the check of the rest, for whoever can open the records.
+// It returns one problem per record that differs or is missing.
+func (ae *AuditEvidence) CheckClaims(records map[uint64]*audit.Record) []string {
+	var problems []string
+	for _, c := range ae.Records {
+		r, ok := records[c.Position]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("record %d: not in the log, or does not open", c.Position))
+			continue
+		}
+		var diff []string
+		if !c.Time.Equal(r.Time) {
+			diff = append(diff, fmt.Sprintf("time %s, the record %s", c.Time.UTC().Format(time.RFC3339Nano), r.Time.UTC().Format(time.RFC3339Nano)))
+		}
+		for _, f := range []struct{ name, claim, real string }{
+			{"user", c.User, r.User}, {"host", c.Host, r.Host}, {"command", c.Command, r.Command}, {"outcome", c.Outcome, r.Outcome},
+		} {
+			if f.claim != f.real {
+				diff = append(diff, fmt.Sprintf("%s %q, the record %q", f.name, f.claim, f.real))
+			}
+		}
+		if len(diff) > 0 {
+			problems = append(problems, fmt.Sprintf("record %d: the report says %s: the report was altered", c.Position, strings.Join(diff, "; ")))
+		}
+	}
+	return problems
 }

@@ -96,7 +96,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(b, "Check them with the verifier key: nestguard audit verify --key KEY --proof REPORT.json\n")
 		fmt.Fprintf(b, "checkpoint:\n%s", ae.Checkpoint)
 	} else {
-		fmt.Fprintf(b, "\naudit evidence: none (the audit log is empty)\n")
+		fmt.Fprintf(b, "\naudit evidence: none: the audit log was empty or did not verify when the report was made, so nothing in it is proved\n")
 	}
 	return b.Flush()
 }

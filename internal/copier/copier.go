@@ -170,9 +170,15 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		}
 	}
 	// The audit trail goes with the data: every log entry the
-	// destination lacks, verbatim.
-	if res.AuditEntries, err = audit.CopyEntries(ctx, c.src.Backend(), c.dst.Backend()); err != nil {
-		return nil, fmt.Errorf("copying the audit log: %w", err)
+	// destination lacks, verbatim. A source log that diverged from the
+	// destination's copy is reported once the snapshots are copied: the
+	// second region is not held back by it.
+	var diverged error
+	if res.AuditEntries, err = audit.CopyEntries(ctx, c.src.Backend(), c.dst.Backend(), c.src.Config().ID); err != nil {
+		if !errors.Is(err, audit.ErrLogDiverged) {
+			return nil, fmt.Errorf("copying the audit log: %w", err)
+		}
+		diverged = fmt.Errorf("copying the audit log: %w", err)
 	}
 	for _, sn := range selected {
 		if d, ok := done[c.origin(sn)]; ok {
@@ -181,7 +187,7 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		}
 		d, stored, err := c.copySnapshot(ctx, step, sn, c.seed(sn, srcList, done), done)
 		if d == nil {
-			return res.finish(c, before, start), fmt.Errorf("copying snapshot %s: %w", sn.ID.Short(), err)
+			return res.finish(c, before, start), errors.Join(fmt.Errorf("copying snapshot %s: %w", sn.ID.Short(), err), diverged)
 		}
 		done[d.CopiedFrom] = d
 		cp := describe(sn, d)
@@ -190,19 +196,19 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		c.P.Snapshots.Add(1)
 		c.log.Info("snapshot copied", "source", sn.ID.Short(), "destination", d.ID.Short(), "new_blobs", cp.BlobsNew)
 		if err != nil { // saved, but its retention or the commit hook failed
-			return res.finish(c, before, start), err
+			return res.finish(c, before, start), errors.Join(err, diverged)
 		}
 		if after != nil {
 			if err := after(ctx, d); err != nil {
-				return res.finish(c, before, start), err
+				return res.finish(c, before, start), errors.Join(err, diverged)
 			}
 		}
 	}
 	res.finish(c, before, start)
 	if len(res.Unreadable) > 0 {
-		return res, fmt.Errorf("%d source snapshots could not be read and were not copied: %s", len(res.Unreadable), res.Unreadable[0])
+		return res, errors.Join(fmt.Errorf("%d source snapshots could not be read and were not copied: %s", len(res.Unreadable), res.Unreadable[0]), diverged)
 	}
-	return res, nil
+	return res, diverged
 }
 
 // dropAvoided forgets what an earlier Run learned that this one may not

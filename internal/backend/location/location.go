@@ -93,6 +93,11 @@ func parse(repo string) (location, error) {
 
 func parseS3(repo string) (location, error) {
 	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(repo, "s3://"), "/")
+	if i := strings.LastIndex(bucket, "@"); i >= 0 {
+		// Not repeated: what is before the @ is a secret, and errors are
+		// logged.
+		return location{}, fmt.Errorf("repository s3://xxxxx@%s: credentials in the repository URL are not read: give them as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile, or a role), and the repository as s3://bucket/prefix with --s3-endpoint for the server", bucket[i+1:])
+	}
 	if bucket == "" {
 		return location{}, fmt.Errorf("repository %q: no bucket: use s3://bucket/prefix", repo)
 	}

@@ -59,8 +59,13 @@ func TestParseErrors(t *testing.T) {
 		{"file:///srv/a?b", "no query or fragment"},
 		{"sftp://host/backup", "unsupported scheme"},
 		{"http://host/backup", "unsupported scheme"},
+		{"s3://AKIAEXAMPLE:s3cretKEY@minio.example:9000/bucket", "credentials in the repository URL"},
+		{"s3://token@bucket/prefix", "credentials in the repository URL"},
 	} {
 		_, err := parse(tc.repo)
+		if err != nil && (strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "token")) {
+			t.Errorf("parse(%q): the error repeats the credentials: %v", tc.repo, err)
+		}
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("parse(%q): %v, want an error containing %q", tc.repo, err, tc.msg)
 		}
