@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -111,6 +113,12 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 	}
 	if !from.IsZero() && !from.Before(to) {
 		return &usageError{fmt.Errorf("--from %s is not before --to %s", fmtTime(from), fmtTime(to))}
+	}
+	if o.output != "" {
+		// Before the evaluation, which reads the whole audit log.
+		if err := checkWritable(o.output); err != nil {
+			return fmt.Errorf("--output: %w", err)
+		}
 	}
 	var rep *compliance.Report
 	err = a.withRepo(ctx, false, func(repo *repository.Repository) error {
@@ -246,4 +254,19 @@ func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repositor
 	}
 	ev.Log.Checkpoint = vr.Newest
 	return tree, vkey, nil
+}
+
+// checkWritable reports why a file could not be written at path (a
+// missing or read-only directory, a directory in its place), by creating
+// and removing a temporary file beside it.
+func checkWritable(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a directory: name a file", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-check-")
+	if err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

@@ -323,6 +323,12 @@ func TestComplianceReportNoEvidence(t *testing.T) {
 			t.Errorf("report compliance %v: exit %d: %s", args, r.code, r.stderr)
 		}
 	}
+	// An --output that cannot be written is named before the evaluation.
+	for _, out := range []string{filepath.Join(e.dir, "missing", "r.html"), e.dir} {
+		if r := e.run("report", "compliance", "--output", out); r.code != exitError || !strings.Contains(r.stderr, "--output") || !strings.Contains(r.stderr, out) {
+			t.Errorf("report compliance --output %s: exit %d: %s", out, r.code, r.stderr)
+		}
+	}
 }
 
 // TestComplianceReportHTML: the HTML report of a repository with an RPO
