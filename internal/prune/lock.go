@@ -48,9 +48,10 @@ type lockRecord struct {
 	// Op is what holds the lock: "prune".
 	Op string `json:"op"`
 	// Time is when the record was written, by its prune's clock; Expires
-	// is Time plus the lease.
+	// is Time plus the lease. Started is when its prune wrote its first.
 	Time    time.Time `json:"time"`
 	Expires time.Time `json:"expires"`
+	Started time.Time `json:"started"`
 	Host    string    `json:"host,omitempty"`
 	User    string    `json:"user,omitempty"`
 	PID     int       `json:"pid,omitempty"`
@@ -66,7 +67,11 @@ type lockRecord struct {
 }
 
 func (l *lockRecord) String() string {
-	return fmt.Sprintf("%s by %s@%s (pid %d), started %s", l.Op, l.User, l.Host, l.PID, l.Time.UTC().Format(time.RFC3339))
+	started := l.Started
+	if started.IsZero() {
+		started = l.Time
+	}
+	return fmt.Sprintf("%s by %s@%s (pid %d), started %s", l.Op, l.User, l.Host, l.PID, started.UTC().Format(time.RFC3339))
 }
 
 // live reports whether l counts as a running prune at now: its lease, and
@@ -152,9 +157,15 @@ func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Conte
 	}
 	l.removeExpired(ctx)
 	rctx, cancel := context.WithCancelCause(ctx)
+	// A write that hangs (a store that stopped answering) must not let
+	// the record expire under a running prune either.
+	overdue := time.AfterFunc(lockLease-lockRefresh, func() {
+		cancel(fmt.Errorf("the prune's lock record was not renewed for %s (another prune could start once it expires)", lockLease-lockRefresh))
+	})
 	go func() {
 		defer close(l.done)
 		defer cancel(nil)
+		defer overdue.Stop()
 		t := time.NewTicker(refresh)
 		defer t.Stop()
 		for {
@@ -168,6 +179,7 @@ func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Conte
 					cancel(fmt.Errorf("renewing the prune's lock record (another prune could start once it expires): %w", err))
 					return
 				}
+				overdue.Reset(lockLease - lockRefresh)
 				l.mu.Lock()
 				older := slices.Clone(l.ids[:len(l.ids)-1])
 				l.mu.Unlock()
@@ -182,6 +194,9 @@ func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Conte
 func (l *runLock) write(ctx context.Context) error {
 	now := l.p.o.now()
 	l.rec.Time, l.rec.Expires = now, now.Add(lockLease)
+	if l.rec.Started.IsZero() {
+		l.rec.Started = now
+	}
 	rid, err := l.p.repo.SaveObject(ctx, backend.LockFile, &l.rec)
 	if err != nil {
 		return fmt.Errorf("writing the prune's lock record: %w", err)

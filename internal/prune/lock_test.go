@@ -26,6 +26,7 @@ type lockJSON struct {
 	PID     int       `json:"pid,omitempty"`
 	Proc    string    `json:"proc,omitempty"`
 	Run     string    `json:"run"`
+	Started time.Time `json:"started"`
 }
 
 // TestPruneLock: a prune that starts while another runs stops, naming it,
