@@ -221,19 +221,15 @@ func TestPruneKilled(t *testing.T) {
 	}
 }
 
-// TestPruneConcurrent: a prune started while another runs stops (exit 1)
-// naming it, before it marks or deletes anything, and so does forget
-// --prune; a dry run runs beside it; the first finishes and removes its
-// lock record.
-func TestPruneConcurrent(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	src := filepath.Join(e.dir, "src")
-	e.must("init")
-	pruneHistory(t, e, src)
+// pausedPrune runs 'prune --grace 0' in e, paused by the test hook at
+// point: atPause runs while it waits there (given its PID), then it goes
+// on. It returns the prune's exit code, whether it paused, and its
+// standard error.
+func pausedPrune(t *testing.T, e *env, point string, atPause func(pid int)) (code int, paused bool, stderr string) {
+	t.Helper()
 	c := e.cmd("prune", "--grace", "0")
-	c.Env = append(c.Env, "NESTGUARD_TEST_PRUNE_AT="+prune.PointMarked+":pause")
-	stderr, err := c.StderrPipe()
+	c.Env = append(c.Env, "NESTGUARD_TEST_PRUNE_AT="+point+":pause")
+	errPipe, err := c.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,34 +240,47 @@ func TestPruneConcurrent(t *testing.T) {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var rest bytes.Buffer
-	sc := bufio.NewScanner(stderr)
-	paused := false
+	var out bytes.Buffer
+	sc := bufio.NewScanner(errPipe)
 	for sc.Scan() {
-		rest.WriteString(sc.Text() + "\n")
+		out.WriteString(sc.Text() + "\n")
 		if strings.Contains(sc.Text(), "paused at") {
 			paused = true
+			atPause(c.Process.Pid)
 			break
 		}
 	}
-	if paused {
+	resume.Close()
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+	}
+	c.Wait()
+	return c.ProcessState.ExitCode(), paused, out.String()
+}
+
+// TestPruneConcurrent: a prune started while another runs stops (exit 1)
+// naming it, before it marks or deletes anything, and so does forget
+// --prune; a dry run runs beside it; the first finishes and removes its
+// lock record.
+func TestPruneConcurrent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	e.must("init")
+	pruneHistory(t, e, src)
+	code, paused, out := pausedPrune(t, e, prune.PointMarked, func(pid int) {
 		for _, args := range [][]string{{"prune", "--grace", "0"}, {"forget", "--keep-last", "1", "--prune"}} {
 			r := e.run(args...)
-			if r.code != 1 || !strings.Contains(r.stderr, "another prune is running") || !strings.Contains(r.stderr, fmt.Sprintf("pid %d", c.Process.Pid)) {
-				t.Errorf("%q while a prune runs: exit %d, want 1 naming the other prune (pid %d):\n%s", args, r.code, c.Process.Pid, r.stderr)
+			if r.code != 1 || !strings.Contains(r.stderr, "another prune is running") || !strings.Contains(r.stderr, fmt.Sprintf("pid %d", pid)) {
+				t.Errorf("%q while a prune runs: exit %d, want 1 naming the other prune (pid %d):\n%s", args, r.code, pid, r.stderr)
 			}
 		}
 		if r := e.run("prune", "--dry-run"); r.code != 0 {
 			t.Errorf("prune --dry-run while a prune runs: exit %d:\n%s", r.code, r.stderr)
 		}
-	}
-	resume.Close()
-	for sc.Scan() {
-		rest.WriteString(sc.Text() + "\n")
-	}
-	err = c.Wait()
-	if !paused || err != nil {
-		t.Fatalf("the first prune: paused %v, %v\n%s", paused, err, rest.String())
+	})
+	if !paused || code != 0 {
+		t.Fatalf("the first prune: paused %v, exit %d\n%s", paused, code, out)
 	}
 	if entries, _ := os.ReadDir(filepath.Join(e.repo, "locks")); len(entries) != 0 {
 		t.Errorf("%d lock records left", len(entries))
@@ -300,42 +309,15 @@ func TestPruneS3Down(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := e.cmd("prune", "--grace", "0")
-	c.Env = append(c.Env, "NESTGUARD_TEST_PRUNE_AT="+prune.PointIndexReplaced+":pause")
-	stderr, err := c.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	resume, err := c.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var rest bytes.Buffer
-	sc := bufio.NewScanner(stderr)
-	paused := false
-	for sc.Scan() {
-		rest.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "paused at") {
-			paused = true
-			srv.Stop(t)
-			break
-		}
-	}
-	resume.Close() // the prune goes on, MinIO stopped
-	for sc.Scan() {
-		rest.WriteString(sc.Text() + "\n")
-	}
-	err = c.Wait()
+	// The prune goes on with MinIO stopped.
+	code, paused, out := pausedPrune(t, e, prune.PointIndexReplaced, func(int) { srv.Stop(t) })
 	if !paused {
-		t.Fatalf("prune never reached %s: %v\n%s", prune.PointIndexReplaced, err, rest.String())
+		t.Fatalf("prune never reached %s: exit %d\n%s", prune.PointIndexReplaced, code, out)
 	}
-	if c.ProcessState.ExitCode() != 1 || strings.Contains(rest.String(), "panic:") {
-		t.Fatalf("prune with MinIO stopped: %v\n%s", c.ProcessState, rest.String())
+	if code != 1 || strings.Contains(out, "panic:") {
+		t.Fatalf("prune with MinIO stopped: exit %d\n%s", code, out)
 	}
-	t.Logf("prune failed as MinIO stopped:\n%s", rest.String())
+	t.Logf("prune failed as MinIO stopped:\n%s", out)
 	srv.Restart(t)
 	e.must("verify", "--read-data")
 	p := e.prune("--grace", "0")
