@@ -188,18 +188,15 @@ func TestAuditDetectsTampering(t *testing.T) {
 	e.must("snapshots")
 }
 
-// TestAuditConcurrentBackups: backups running at once, as processes, each
-// get their record in; the log does not fork and verifies.
-func TestAuditConcurrentBackups(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	e.must("init")
-	const n = 4
+// backupDirsAtOnce runs n backups in e at once, as processes, each of
+// a directory of its own, and fails the test unless every one succeeds.
+func backupDirsAtOnce(t *testing.T, e *env, n int) {
+	t.Helper()
 	var cmds []*exec.Cmd
 	for i := range n {
 		dir := filepath.Join(e.dir, fmt.Sprint("src", i))
 		os.MkdirAll(dir, 0o755)
-		os.WriteFile(filepath.Join(dir, "f"), []byte(dir), 0o644)
+		writeFile(t, filepath.Join(dir, "f"), dir, 0o644)
 		c := e.cmd("backup", "-q", dir)
 		c.Stderr = os.Stderr
 		cmds = append(cmds, c)
@@ -214,6 +211,16 @@ func TestAuditConcurrentBackups(t *testing.T) {
 			t.Fatalf("backup: %v", err)
 		}
 	}
+}
+
+// TestAuditConcurrentBackups: backups running at once, as processes, each
+// get their record in; the log does not fork and verifies.
+func TestAuditConcurrentBackups(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	const n = 4
+	backupDirsAtOnce(t, e, n)
 	doc := e.auditLog()
 	backups := 0
 	for _, r := range doc.Records {

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,25 +24,7 @@ func TestS3AuditConcurrentAndCopy(t *testing.T) {
 		e.subprocess = true
 		e.must("init")
 		const n = 4
-		var cmds []*exec.Cmd
-		for i := range n {
-			dir := filepath.Join(e.dir, fmt.Sprint("src", i))
-			os.MkdirAll(dir, 0o755)
-			writeFile(t, filepath.Join(dir, "f"), dir, 0o644)
-			c := e.cmd("backup", "-q", dir)
-			c.Stderr = os.Stderr
-			cmds = append(cmds, c)
-		}
-		for _, c := range cmds {
-			if err := c.Start(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, c := range cmds {
-			if err := c.Wait(); err != nil {
-				t.Fatalf("backup: %v", err)
-			}
-		}
+		backupDirsAtOnce(t, e, n)
 		vkey := strings.TrimSpace(e.must("audit", "key"))
 		aud := e.noPassphrase()
 		if out := aud.must("audit", "verify", "--key", vkey); !strings.Contains(out, fmt.Sprintf("%d records in %d entries", n+1, n+1)) {
