@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/nestguard/nestguard/internal/miniotest"
+)
+
+// lockKeys lists the current objects under prefix.
+func lockKeys(t *testing.T, cl *s3.Client, bucket, prefix string) []string {
+	t.Helper()
+	out, err := cl.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, o := range out.Contents {
+		keys = append(keys, aws.ToString(o.Key))
+	}
+	return keys
+}
+
+// TestPruneLockS3ObjectLock: on a bucket with Object Lock (compliance and
+// governance) prunes of the prune/retention operator run one after the
+// other, each a process of its own, without the second being refused by
+// the first's kept record; the backup writer is refused, naming the
+// permission; junk in locks/ stops no prune; verify, stats, copy and
+// retention apply do not trip over locks/.
+func TestPruneLockS3ObjectLock(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"compliance", "governance"} {
+		t.Run(mode, func(t *testing.T) {
+			bucket := "plock" + mode[:3]
+			srv, cl := s3Env(t, miniotest.MinIO, map[string]bool{bucket: true})
+			policies := rolePolicies(t, bucket, "repo")
+			e := newEnv(t)
+			e.repo = "s3://" + bucket + "/repo"
+			operator := *e
+			operator.extraEnv = append(operator.extraEnv, srv.RoleEnv(t, policies["prune/retention operator"])...)
+			writer := *e
+			writer.extraEnv = append(writer.extraEnv, srv.RoleEnv(t, policies["backup writer"])...)
+			e.must("init", "--object-lock", mode, "--min-retention", "1h")
+			src := filepath.Join(e.dir, "src")
+			writeRandomFiles(t, src, 3, 200_000)
+			writer.must("backup", src)
+
+			if r := writer.run("prune", "--grace", "0"); r.code == 0 || !strings.Contains(r.stderr, "permission denied") {
+				t.Errorf("prune as the backup writer: exit %d\n%s", r.code, r.stderr)
+			} else {
+				t.Logf("writer prune: exit %d: %s", r.code, r.stderr)
+			}
+			for i := range 3 {
+				r := operator.run("prune", "--grace", "0")
+				if r.code != 0 {
+					t.Fatalf("prune %d in a row: exit %d\n%s%s", i+1, r.code, r.stdout, r.stderr)
+				}
+				t.Logf("prune %d: %d objects under locks/; stderr %q", i+1, len(lockKeys(t, cl, bucket, "repo/locks/")), r.stderr)
+			}
+			// Junk: a wrong name, bytes under a record's name, a "directory".
+			for key, body := range map[string]string{
+				"repo/locks/README":                          "junk",
+				"repo/locks/" + strings.Repeat("ab", 32):     "not a sealed record",
+				"repo/locks/sub/" + strings.Repeat("cd", 32): "deeper",
+			} {
+				if _, err := cl.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: strings.NewReader(body)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 2 {
+				r := operator.run("prune", "--grace", "0")
+				if r.code != 0 {
+					t.Fatalf("prune beside junk in locks/ (%d): exit %d\n%s%s", i+1, r.code, r.stdout, r.stderr)
+				}
+				t.Logf("prune beside junk %d: stderr %q", i+1, r.stderr)
+			}
+			e.must("verify", "--read-data")
+			e.must("stats")
+			e.must("snapshots")
+			operator.must("retention", "apply")
+			dst := newEnv(t)
+			dst.must("init")
+			pf := filepath.Join(e.dir, "pass")
+			writeFile(t, pf, e.pass, 0o600)
+			dst.must("copy", "--from-repo", e.repo, "--to-repo", dst.repo, "--from-password-file", pf, "--all")
+			dst.must("verify")
+			t.Logf("%d objects under locks/ at the end", len(lockKeys(t, cl, bucket, "repo/locks/")))
+		})
+	}
+}
+
+// TestPruneLockS3Race: two prune processes started at once on S3 never
+// both run past the lock: at most both refuse, exit 1 naming the other.
+func TestPruneLockS3Race(t *testing.T) {
+	t.Parallel()
+	srv, cl := s3Env(t, miniotest.MinIO, map[string]bool{"prace": false})
+	_ = srv
+	e := newEnv(t)
+	e.repo = "s3://prace/repo"
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	for i := range 10 {
+		os.RemoveAll(src)
+		writeRandomFiles(t, src, 2, 200_000)
+		e.must("backup", src)
+		ids := e.snapshotIDs()
+		if len(ids) > 1 {
+			e.must(append([]string{"forget"}, ids[:len(ids)-1]...)...)
+		}
+		a, b := e.cmd("prune", "--grace", "0"), e.cmd("prune", "--grace", "0")
+		var ao, bo strings.Builder
+		a.Stderr, b.Stderr = &ao, &bo
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		a.Wait()
+		b.Wait()
+		ca, cb := a.ProcessState.ExitCode(), b.ProcessState.ExitCode()
+		for _, x := range []struct {
+			code int
+			err  string
+			pid  int
+		}{{ca, ao.String(), b.Process.Pid}, {cb, bo.String(), a.Process.Pid}} {
+			if x.code != 0 && (x.code != 1 || !strings.Contains(x.err, "another prune is running") || !strings.Contains(x.err, fmt.Sprintf("pid %d", x.pid))) {
+				t.Errorf("try %d: exit %d, want 0 or 1 naming pid %d: %s", i, x.code, x.pid, x.err)
+			}
+		}
+		t.Logf("try %d: exits %d %d", i, ca, cb)
+		if n := len(lockKeys(t, cl, "prace", "repo/locks/")); n != 0 {
+			t.Errorf("try %d: %d lock records left", i, n)
+		}
+	}
+	e.must("verify", "--read-data")
+}
