@@ -142,3 +142,31 @@ func TestPruneLockS3Race(t *testing.T) {
 	}
 	e.must("verify", "--read-data")
 }
+
+// TestPruneLockHugeJunk: a file under a lock record's name in locks/ that
+// is larger than any object (sparse, here) stops no prune: it used to
+// stop every one ("reading the prune lock records: ... is larger than").
+func TestPruneLockHugeJunk(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	writeRandomFiles(t, src, 2, 100_000)
+	e.must("backup", src)
+	junk := filepath.Join(e.repo, "locks", strings.Repeat("34", 32))
+	f, err := os.Create(junk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(300 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	r := e.run("prune", "--grace", "0")
+	if r.code != 0 || !strings.Contains(r.stderr, strings.Repeat("34", 32)) {
+		t.Fatalf("prune beside a huge file in locks/: exit %d, want 0 with a warning naming it\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(junk); err == nil {
+		t.Errorf("the huge file is left in locks/")
+	}
+}

@@ -39,6 +39,11 @@ const (
 	// lockSkew is how far the clocks of two prunes may differ (the bound
 	// commit.Skew gives for writers and prunes).
 	lockSkew = 5 * time.Minute
+	// maxLockRecord bounds the size of a lock record (a sealed record
+	// is a few hundred bytes): a larger object under locks/ is no
+	// prune's, and is not read (one larger than any object would
+	// otherwise fail every prune's reading).
+	maxLockRecord = 64 << 10
 )
 
 // lockRecord is a lock record: which prune runs, where, and until when it
@@ -209,6 +214,9 @@ func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
 		case err != nil:
 			l.p.warn(fmt.Sprintf("%s/%s: not a lock record's name, ignored", backend.LockFile, fi.Name))
 		case containsID(l.ids, rid):
+		case fi.Size > maxLockRecord:
+			l.p.warn(fmt.Sprintf("%s/%s: %d bytes, too large for a lock record, ignored", backend.LockFile, fi.Name, fi.Size))
+			l.expired = append(l.expired, rid)
 		case !fi.ModTime.IsZero() && fi.ModTime.Before(old):
 			l.expired = append(l.expired, rid)
 		default:
