@@ -96,12 +96,16 @@ func TestPruneLockS3ObjectLock(t *testing.T) {
 	}
 }
 
-// TestPruneLockS3Race: two prune processes started at once on S3 never
+// TestPruneLockS3Race: two prune processes started at once on S3 (MinIO,
+// versitygw) never
 // both run past the lock: at most both refuse, exit 1 naming the other.
 func TestPruneLockS3Race(t *testing.T) {
 	t.Parallel()
-	srv, cl := s3Env(t, miniotest.MinIO, map[string]bool{"prace": false})
-	_ = srv
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) { pruneRace(t, k) })
+}
+
+func pruneRace(t *testing.T, k miniotest.Kind) {
+	_, cl := s3Env(t, k, map[string]bool{"prace": false})
 	e := newEnv(t)
 	e.repo = "s3://prace/repo"
 	e.must("init")
