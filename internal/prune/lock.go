@@ -215,7 +215,7 @@ func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
 			l.p.warn(fmt.Sprintf("%s/%s: not a lock record's name, ignored", backend.LockFile, fi.Name))
 		case containsID(l.ids, rid):
 		case fi.Size > maxLockRecord:
-			l.p.warn(fmt.Sprintf("%s/%s: %d bytes, too large for a lock record, ignored", backend.LockFile, fi.Name, fi.Size))
+			l.p.warn(fmt.Sprintf("%s/%s: %d bytes, too large for a lock record, ignored%s", backend.LockFile, fi.Name, fi.Size, l.removal()))
 			l.expired = append(l.expired, rid)
 		case !fi.ModTime.IsZero() && fi.ModTime.Before(old):
 			l.expired = append(l.expired, rid)
@@ -238,7 +238,7 @@ func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
 		case errors.Is(err, repository.ErrObjectCorrupted):
 			// It locks nothing: a record nobody can open could
 			// otherwise stop every prune.
-			l.p.warn(fmt.Sprintf("%s/%s: a damaged lock record, ignored and removed: %v", backend.LockFile, rid, err))
+			l.p.warn(fmt.Sprintf("%s/%s: a damaged lock record, ignored%s: %v", backend.LockFile, rid, l.removal(), err))
 			l.expired = append(l.expired, rid)
 			continue
 		case err != nil:
@@ -266,6 +266,15 @@ func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
 		return false
 	})
 	return live, nil
+}
+
+// removal says what becomes of an object under locks/ that is no live
+// record: removed by removeExpired, unless Object Lock keeps it.
+func (l *runLock) removal() string {
+	if l.p.repo.Config().ObjectLock != nil {
+		return fmt.Sprintf(" (Object Lock keeps it; prunes stop reading it %s after it was stored)", lockLease+2*lockSkew)
+	}
+	return " and removed"
 }
 
 // removeExpired removes the records of other prunes that were found no
