@@ -296,13 +296,14 @@ func (l *runLock) removeExpired(ctx context.Context) {
 }
 
 // remove removes the records rids of this prune, as far as the store
-// allows (Object Lock keeps them until they only expire).
-func (l *runLock) remove(ctx context.Context, rids []id.ID) (kept bool) {
+// allows (Object Lock keeps them until they only expire), and returns
+// those it kept.
+func (l *runLock) remove(ctx context.Context, rids []id.ID) (kept []id.ID) {
 	for _, rid := range rids {
 		h := backend.Handle{Type: backend.LockFile, Name: rid.String()}
 		if err := l.p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			l.p.log.Info("lock record left to expire", "object", h.String(), "err", err)
-			kept = true
+			kept = append(kept, rid)
 		}
 	}
 	l.mu.Lock()
@@ -316,14 +317,15 @@ func (l *runLock) unlock(ctx context.Context) {
 	close(l.stop)
 	<-l.done
 	ctx = context.WithoutCancel(ctx)
-	if l.remove(ctx, slices.Clone(l.ids)) {
+	if kept := l.remove(ctx, slices.Clone(l.ids)); len(kept) > 0 {
 		// The store kept a record (Object Lock): say that this prune
 		// ended, so that the next one need not wait for the lease.
 		rel := l.rec
 		rel.Time, rel.Released = l.p.o.now(), true
 		rel.Expires = rel.Time.Add(lockLease)
 		if _, err := l.p.repo.SaveObject(ctx, backend.LockFile, &rel); err != nil {
-			l.p.log.Info("the prune's end not recorded: its lock record counts until it expires", "err", err)
+			l.p.warn(fmt.Sprintf("this prune's lock record %s is left and its end not recorded (%v): a prune on this host runs regardless; one on another host waits until %s, unless the record is removed first",
+				lockNames(kept), err, l.rec.Expires.Add(lockSkew).UTC().Format(time.RFC3339)))
 		}
 	}
 	runningPrunes.Delete(l.rec.Run)
@@ -343,6 +345,15 @@ func procSpace() string {
 		return ""
 	}
 	return strings.TrimSpace(string(boot)) + "/" + ns
+}
+
+// lockNames names the lock records rids.
+func lockNames(rids []id.ID) string {
+	names := make([]string, len(rids))
+	for i, rid := range rids {
+		names[i] = string(backend.LockFile) + "/" + rid.String()
+	}
+	return strings.Join(names, ", ")
 }
 
 func containsID(ids []id.ID, x id.ID) bool {

@@ -76,3 +76,46 @@ func TestLockRefresh(t *testing.T) {
 		t.Errorf("%d lock records after unlock", n)
 	}
 }
+
+// lockGone fails removals and saves of lock records once gone is set, as
+// a storage that went away does.
+type lockGone struct {
+	backend.Backend
+	gone atomic.Bool
+}
+
+func (b *lockGone) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	if h.Type == backend.LockFile && b.gone.Load() {
+		return errors.New("dial tcp: connection refused")
+	}
+	return b.Backend.Save(ctx, h, rd, size)
+}
+
+func (b *lockGone) Remove(ctx context.Context, h backend.Handle) error {
+	if h.Type == backend.LockFile && b.gone.Load() {
+		return errors.New("dial tcp: connection refused")
+	}
+	return b.Backend.Remove(ctx, h)
+}
+
+// TestUnlockStorageGone: a prune that can neither remove its lock record
+// nor record its end, the storage gone, says that it left the record and
+// until when it stops other hosts' prunes (it used to say nothing unless
+// logging at info level).
+func TestUnlockStorageGone(t *testing.T) {
+	ctx := context.Background()
+	be := &lockGone{Backend: mem.New()}
+	r := repotest.New(t, repotest.Backend(be))
+	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{}}
+	_, l, err := p.lock(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rid := l.ids[0]
+	be.gone.Store(true)
+	l.unlock(ctx)
+	w := strings.Join(p.rep.Warnings, "\n")
+	if !strings.Contains(w, rid.String()) || !strings.Contains(w, "another host") {
+		t.Errorf("warnings %q: want the record left named, and what it means for another host's prune", p.rep.Warnings)
+	}
+}
