@@ -57,12 +57,23 @@ func TestPruneLockS3ObjectLock(t *testing.T) {
 			} else {
 				t.Logf("writer prune: exit %d: %s", r.code, r.stderr)
 			}
+			reader := *e
+			reader.extraEnv = append(reader.extraEnv, srv.RoleEnv(t, policies["restore/verify reader"])...)
+			for _, who := range []*env{&reader, &writer} {
+				if r := who.run("prune", "--dry-run"); r.code != 0 {
+					t.Errorf("prune --dry-run (no lock): exit %d\n%s", r.code, r.stderr)
+				}
+			}
 			for i := range 3 {
 				r := operator.run("prune", "--grace", "0")
 				if r.code != 0 {
 					t.Fatalf("prune %d in a row: exit %d\n%s%s", i+1, r.code, r.stdout, r.stderr)
 				}
-				t.Logf("prune %d: %d objects under locks/; stderr %q", i+1, len(lockKeys(t, cl, bucket, "repo/locks/")), r.stderr)
+				// Object Lock keeps each prune's record; its end is
+				// recorded beside it.
+				if n := len(lockKeys(t, cl, bucket, "repo/locks/")); n != 2*(i+1) {
+					t.Errorf("prune %d: %d objects under locks/, want %d (each prune's record and its release)\n%s", i+1, n, 2*(i+1), r.stderr)
+				}
 			}
 			// Junk: a wrong name, bytes under a record's name, a "directory".
 			for key, body := range map[string]string{
