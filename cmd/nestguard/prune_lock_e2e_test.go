@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/nestguard/nestguard/internal/miniotest"
+	"github.com/nestguard/nestguard/internal/prune"
 )
 
 // lockKeys lists the current objects under prefix.
@@ -75,6 +77,32 @@ func TestPruneLockS3ObjectLock(t *testing.T) {
 					t.Errorf("prune %d: %d objects under locks/, want %d (each prune's record and its release)\n%s", i+1, n, 2*(i+1), r.stderr)
 				}
 			}
+			// A prune killed on Object Lock leaves its record, which
+			// the store keeps; the next prune on this host runs (a
+			// repository of its own whose retention ends in seconds, so
+			// that there is something to prune).
+			k := *e
+			k.repo = "s3://" + bucket + "/killed"
+			k.must("init", "--object-lock", mode, "--min-retention", "2s")
+			for i := range 2 {
+				os.MkdirAll(filepath.Join(e.dir, fmt.Sprint("k", i)), 0o755)
+				writeRandom(t, filepath.Join(e.dir, fmt.Sprint("k", i), "f"), 300_000, uint64(700+i))
+				k.must("backup", filepath.Join(e.dir, fmt.Sprint("k", i)))
+			}
+			time.Sleep(3 * time.Second)
+			k.must("forget", k.snapshotIDs()[0])
+			c := k.cmd("prune", "--grace", "0")
+			c.Env = append(c.Env, "NESTGUARD_TEST_PRUNE_AT="+prune.PointMarked+":kill")
+			if out, err := c.CombinedOutput(); err == nil {
+				t.Fatalf("the prune was not killed:\n%s\n%s", out, k.must("snapshots"))
+			}
+			if n := len(lockKeys(t, cl, bucket, "killed/locks/")); n != 1 {
+				t.Errorf("%d lock records after a killed prune, want its 1", n)
+			}
+			if r := k.run("prune", "--grace", "0"); r.code != 0 {
+				t.Fatalf("prune after a killed one on Object Lock: exit %d\n%s", r.code, r.stderr)
+			}
+			k.must("verify", "--read-data")
 			// Junk: a wrong name, bytes under a record's name, a "directory".
 			for key, body := range map[string]string{
 				"repo/locks/README":                          "junk",
