@@ -145,7 +145,9 @@ func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Conte
 			if i > 0 {
 				b.WriteString("; ")
 			}
-			fmt.Fprintf(&b, "%s (%s/%s, live until %s)", o, backend.LockFile, o.ID, o.Expires.UTC().Format(time.RFC3339))
+			// Live until its expiry and the skew have passed (live);
+			// a running prune writes a newer record before then.
+			fmt.Fprintf(&b, "%s (%s/%s, live until %s unless renewed)", o, backend.LockFile, o.ID, o.Expires.Add(lockSkew).UTC().Format(time.RFC3339))
 		}
 		err = fmt.Errorf("%w: %s: wait for it to finish; a prune that was killed on another host counts as running until its lock record expires (at most %s after it was written)",
 			ErrLocked, b.String(), lockLease+lockSkew)
