@@ -71,7 +71,11 @@ type lockRecord struct {
 }
 
 func (l *lockRecord) String() string {
-	return fmt.Sprintf("%s by %s@%s (pid %d), started %s", l.Op, l.User, l.Host, l.PID, l.Time.UTC().Format(time.RFC3339))
+	who := l.Host
+	if l.User != "" {
+		who = l.User + "@" + l.Host
+	}
+	return fmt.Sprintf("%s by %s (pid %d), started %s", l.Op, who, l.PID, l.Time.UTC().Format(time.RFC3339))
 }
 
 // live reports whether l counts as a running prune at now: its lease, and

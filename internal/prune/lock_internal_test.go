@@ -119,3 +119,21 @@ func TestUnlockStorageGone(t *testing.T) {
 		t.Errorf("warnings %q: want the record left named, and what it means for another host's prune", p.rep.Warnings)
 	}
 }
+
+// TestLockRecordString: a record without a user (user.Current failed: a
+// container's UID without a passwd entry) names its host alone, not
+// "@host".
+func TestLockRecordString(t *testing.T) {
+	at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		rec  lockRecord
+		want string
+	}{
+		{lockRecord{Op: "prune", Host: "h", User: "u", PID: 7, Time: at}, "prune by u@h (pid 7), started 2026-12-06T10:00:00Z"},
+		{lockRecord{Op: "prune", Host: "h", PID: 7, Time: at}, "prune by h (pid 7), started 2026-12-06T10:00:00Z"},
+	} {
+		if got := c.rec.String(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.rec, got, c.want)
+		}
+	}
+}
