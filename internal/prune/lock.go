@@ -314,7 +314,10 @@ func (l *runLock) remove(ctx context.Context, rids []id.ID) (kept []id.ID) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.ids = slices.DeleteFunc(l.ids, func(x id.ID) bool { return containsID(rids, x) })
+	// Those kept stay listed: unlock tries them again (a removal that
+	// failed for a moment would otherwise leave a record that counts
+	// as this prune for its lease after it ended).
+	l.ids = slices.DeleteFunc(l.ids, func(x id.ID) bool { return containsID(rids, x) && !containsID(kept, x) })
 	return kept
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/mem"
+	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
 )
 
@@ -135,5 +136,53 @@ func TestLockRecordString(t *testing.T) {
 		if got := c.rec.String(); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.rec, got, c.want)
 		}
+	}
+}
+
+// lockRemoveOnce fails the first removal of a lock record.
+type lockRemoveOnce struct {
+	backend.Backend
+	failed atomic.Bool
+}
+
+func (b *lockRemoveOnce) Remove(ctx context.Context, h backend.Handle) error {
+	if h.Type == backend.LockFile && b.failed.CompareAndSwap(false, true) {
+		return errors.New("503 Slow Down")
+	}
+	return b.Backend.Remove(ctx, h)
+}
+
+// TestLockRefreshRemoveFails: a record a refresh could not remove is
+// removed at the prune's end; it used to be forgotten and stop other
+// hosts' prunes for up to its lease after the prune ended.
+func TestLockRefreshRemoveFails(t *testing.T) {
+	ctx := context.Background()
+	be := &lockRemoveOnce{Backend: mem.New()}
+	r := repotest.New(t, repotest.Backend(be))
+	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{}}
+	_, l, err := p.lock(ctx, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !be.failed.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("no refresh")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	l.unlock(ctx)
+	var left []string
+	be.List(ctx, backend.LockFile, func(fi backend.FileInfo) error { left = append(left, fi.Name); return nil })
+	var released int
+	for _, name := range left {
+		rid, _ := id.Parse(name)
+		var rec lockRecord
+		if err := r.LoadObject(ctx, backend.LockFile, rid, &rec); err == nil && rec.Released {
+			released++
+		}
+	}
+	if len(left) != released {
+		t.Errorf("%d lock records left after the prune, %d of them its release: the one the refresh could not remove counts as a running prune", len(left), released)
 	}
 }
