@@ -175,6 +175,14 @@ func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Conte
 			case <-rctx.Done():
 				return
 			case <-t.C:
+				// Not run for most of the lease (SIGSTOP, a suspended
+				// VM): by another prune's clock, up to the skew ahead,
+				// the record may have expired and that prune started.
+				if now := l.p.o.now(); !now.Before(l.rec.Expires.Add(-lockSkew)) {
+					cancel(fmt.Errorf("the prune's lock record was not renewed in time (last written %s, now %s): another prune may have started meanwhile; run prune again",
+						l.rec.Time.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
+					return
+				}
 				if err := l.write(rctx); err != nil {
 					cancel(fmt.Errorf("renewing the prune's lock record (another prune could start once it expires): %w", err))
 					return

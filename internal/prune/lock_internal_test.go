@@ -186,3 +186,33 @@ func TestLockRefreshRemoveFails(t *testing.T) {
 		t.Errorf("%d lock records left after the prune, %d of them its release: the one the refresh could not remove counts as a running prune", len(left), released)
 	}
 }
+
+// TestLockLapsed: a prune that did not run for longer than its lease
+// (SIGSTOP, a suspended VM) finds on waking that its record may have
+// expired, and another prune started, and stops; it used to write a new
+// record and go on deleting beside the other prune.
+func TestLockLapsed(t *testing.T) {
+	ctx := context.Background()
+	r := repotest.New(t, repotest.Backend(mem.New()))
+	var skip atomic.Int64
+	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{},
+		o: Options{Now: func() time.Time { return time.Now().Add(time.Duration(skip.Load())) }}}
+	rctx, l, err := p.lock(ctx, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.unlock(ctx)
+	time.Sleep(50 * time.Millisecond)
+	if rctx.Err() != nil {
+		t.Fatalf("cancelled while refreshing in time: %v", context.Cause(rctx))
+	}
+	skip.Store(int64(40 * time.Minute))
+	select {
+	case <-rctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a prune whose lock lapsed goes on")
+	}
+	if cause := context.Cause(rctx); cause == nil || !strings.Contains(cause.Error(), "another prune") {
+		t.Errorf("cause %v, want it to say another prune may have started", cause)
+	}
+}
