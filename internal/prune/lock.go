@@ -39,6 +39,11 @@ const (
 	// lockSkew is how far the clocks of two prunes may differ (the bound
 	// commit.Skew gives for writers and prunes).
 	lockSkew = 5 * time.Minute
+	// maxLockRecord bounds the size of a lock record (a sealed record
+	// is a few hundred bytes): a larger object under locks/ is no
+	// prune's, and is not read (one larger than any object would
+	// otherwise fail every prune's reading).
+	maxLockRecord = 64 << 10
 )
 
 // lockRecord is a lock record: which prune runs, where, and until when it
@@ -71,7 +76,11 @@ func (l *lockRecord) String() string {
 	if started.IsZero() {
 		started = l.Time
 	}
-	return fmt.Sprintf("%s by %s@%s (pid %d), started %s", l.Op, l.User, l.Host, l.PID, started.UTC().Format(time.RFC3339))
+	who := l.Host
+	if l.User != "" {
+		who = l.User + "@" + l.Host
+	}
+	return fmt.Sprintf("%s by %s (pid %d), started %s", l.Op, who, l.PID, started.UTC().Format(time.RFC3339))
 }
 
 // live reports whether l counts as a running prune at now: its lease, and
@@ -145,7 +154,9 @@ func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Conte
 			if i > 0 {
 				b.WriteString("; ")
 			}
-			fmt.Fprintf(&b, "%s (%s/%s, live until %s)", o, backend.LockFile, o.ID, o.Expires.UTC().Format(time.RFC3339))
+			// Live until its expiry and the skew have passed (live);
+			// a running prune writes a newer record before then.
+			fmt.Fprintf(&b, "%s (%s/%s, live until %s unless renewed)", o, backend.LockFile, o.ID, o.Expires.Add(lockSkew).UTC().Format(time.RFC3339))
 		}
 		err = fmt.Errorf("%w: %s: wait for it to finish; a prune that was killed on another host counts as running until its lock record expires (at most %s after it was written)",
 			ErrLocked, b.String(), lockLease+lockSkew)
@@ -175,6 +186,14 @@ func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Conte
 			case <-rctx.Done():
 				return
 			case <-t.C:
+				// Not run for most of the lease (SIGSTOP, a suspended
+				// VM): by another prune's clock, up to the skew ahead,
+				// the record may have expired and that prune started.
+				if now := l.p.o.now(); !now.Before(l.rec.Expires.Add(-lockSkew)) {
+					cancel(fmt.Errorf("the prune's lock record was not renewed in time (last written %s, now %s): another prune may have started meanwhile; run prune again",
+						l.rec.Time.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
+					return
+				}
 				if err := l.write(rctx); err != nil {
 					cancel(fmt.Errorf("renewing the prune's lock record (another prune could start once it expires): %w", err))
 					return
@@ -224,6 +243,9 @@ func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
 		case err != nil:
 			l.p.warn(fmt.Sprintf("%s/%s: not a lock record's name, ignored", backend.LockFile, fi.Name))
 		case containsID(l.ids, rid):
+		case fi.Size > maxLockRecord:
+			l.p.warn(fmt.Sprintf("%s/%s: %d bytes, too large for a lock record, ignored%s", backend.LockFile, fi.Name, fi.Size, l.removal()))
+			l.expired = append(l.expired, rid)
 		case !fi.ModTime.IsZero() && fi.ModTime.Before(old):
 			l.expired = append(l.expired, rid)
 		default:
@@ -245,7 +267,7 @@ func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
 		case errors.Is(err, repository.ErrObjectCorrupted):
 			// It locks nothing: a record nobody can open could
 			// otherwise stop every prune.
-			l.p.warn(fmt.Sprintf("%s/%s: a damaged lock record, ignored and removed: %v", backend.LockFile, rid, err))
+			l.p.warn(fmt.Sprintf("%s/%s: a damaged lock record, ignored%s: %v", backend.LockFile, rid, l.removal(), err))
 			l.expired = append(l.expired, rid)
 			continue
 		case err != nil:
@@ -275,6 +297,15 @@ func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
 	return live, nil
 }
 
+// removal says what becomes of an object under locks/ that is no live
+// record: removed by removeExpired, unless Object Lock keeps it.
+func (l *runLock) removal() string {
+	if l.p.repo.Config().ObjectLock != nil {
+		return fmt.Sprintf(" (Object Lock keeps it; prunes stop reading it %s after it was stored)", lockLease+2*lockSkew)
+	}
+	return " and removed"
+}
+
 // removeExpired removes the records of other prunes that were found no
 // longer live (killed prunes, or kept by Object Lock), unless the
 // repository retains its objects: there they stay until their retention
@@ -294,18 +325,22 @@ func (l *runLock) removeExpired(ctx context.Context) {
 }
 
 // remove removes the records rids of this prune, as far as the store
-// allows (Object Lock keeps them until they only expire).
-func (l *runLock) remove(ctx context.Context, rids []id.ID) (kept bool) {
+// allows (Object Lock keeps them until they only expire), and returns
+// those it kept.
+func (l *runLock) remove(ctx context.Context, rids []id.ID) (kept []id.ID) {
 	for _, rid := range rids {
 		h := backend.Handle{Type: backend.LockFile, Name: rid.String()}
 		if err := l.p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			l.p.log.Info("lock record left to expire", "object", h.String(), "err", err)
-			kept = true
+			kept = append(kept, rid)
 		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.ids = slices.DeleteFunc(l.ids, func(x id.ID) bool { return containsID(rids, x) })
+	// Those kept stay listed: unlock tries them again (a removal that
+	// failed for a moment would otherwise leave a record that counts
+	// as this prune for its lease after it ended).
+	l.ids = slices.DeleteFunc(l.ids, func(x id.ID) bool { return containsID(rids, x) && !containsID(kept, x) })
 	return kept
 }
 
@@ -314,14 +349,15 @@ func (l *runLock) unlock(ctx context.Context) {
 	close(l.stop)
 	<-l.done
 	ctx = context.WithoutCancel(ctx)
-	if l.remove(ctx, slices.Clone(l.ids)) {
+	if kept := l.remove(ctx, slices.Clone(l.ids)); len(kept) > 0 {
 		// The store kept a record (Object Lock): say that this prune
 		// ended, so that the next one need not wait for the lease.
 		rel := l.rec
 		rel.Time, rel.Released = l.p.o.now(), true
 		rel.Expires = rel.Time.Add(lockLease)
 		if _, err := l.p.repo.SaveObject(ctx, backend.LockFile, &rel); err != nil {
-			l.p.log.Info("the prune's end not recorded: its lock record counts until it expires", "err", err)
+			l.p.warn(fmt.Sprintf("this prune's lock record %s is left and its end not recorded (%v): a prune on this host runs regardless; one on another host waits until %s, unless the record is removed first",
+				lockNames(kept), err, l.rec.Expires.Add(lockSkew).UTC().Format(time.RFC3339)))
 		}
 	}
 	runningPrunes.Delete(l.rec.Run)
@@ -341,6 +377,15 @@ func procSpace() string {
 		return ""
 	}
 	return strings.TrimSpace(string(boot)) + "/" + ns
+}
+
+// lockNames names the lock records rids.
+func lockNames(rids []id.ID) string {
+	names := make([]string, len(rids))
+	for i, rid := range rids {
+		names[i] = string(backend.LockFile) + "/" + rid.String()
+	}
+	return strings.Join(names, ", ")
 }
 
 func containsID(ids []id.ID, x id.ID) bool {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/mem"
+	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
 )
 
@@ -74,5 +75,144 @@ func TestLockRefresh(t *testing.T) {
 	l.unlock(ctx)
 	if n := count(); n != 0 {
 		t.Errorf("%d lock records after unlock", n)
+	}
+}
+
+// lockGone fails removals and saves of lock records once gone is set, as
+// a storage that went away does.
+type lockGone struct {
+	backend.Backend
+	gone atomic.Bool
+}
+
+func (b *lockGone) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	if h.Type == backend.LockFile && b.gone.Load() {
+		return errors.New("dial tcp: connection refused")
+	}
+	return b.Backend.Save(ctx, h, rd, size)
+}
+
+func (b *lockGone) Remove(ctx context.Context, h backend.Handle) error {
+	if h.Type == backend.LockFile && b.gone.Load() {
+		return errors.New("dial tcp: connection refused")
+	}
+	return b.Backend.Remove(ctx, h)
+}
+
+// TestUnlockStorageGone: a prune that can neither remove its lock record
+// nor record its end, the storage gone, says that it left the record and
+// until when it stops other hosts' prunes (it used to say nothing unless
+// logging at info level).
+func TestUnlockStorageGone(t *testing.T) {
+	ctx := context.Background()
+	be := &lockGone{Backend: mem.New()}
+	r := repotest.New(t, repotest.Backend(be))
+	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{}}
+	_, l, err := p.lock(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rid := l.ids[0]
+	be.gone.Store(true)
+	l.unlock(ctx)
+	w := strings.Join(p.rep.Warnings, "\n")
+	if !strings.Contains(w, rid.String()) || !strings.Contains(w, "another host") {
+		t.Errorf("warnings %q: want the record left named, and what it means for another host's prune", p.rep.Warnings)
+	}
+}
+
+// TestLockRecordString: a record without a user (user.Current failed: a
+// container's UID without a passwd entry) names its host alone, not
+// "@host".
+func TestLockRecordString(t *testing.T) {
+	at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		rec  lockRecord
+		want string
+	}{
+		{lockRecord{Op: "prune", Host: "h", User: "u", PID: 7, Time: at}, "prune by u@h (pid 7), started 2026-12-06T10:00:00Z"},
+		{lockRecord{Op: "prune", Host: "h", PID: 7, Time: at}, "prune by h (pid 7), started 2026-12-06T10:00:00Z"},
+	} {
+		if got := c.rec.String(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.rec, got, c.want)
+		}
+	}
+}
+
+// lockRemoveOnce fails the first removal of a lock record.
+type lockRemoveOnce struct {
+	backend.Backend
+	failed atomic.Bool
+}
+
+func (b *lockRemoveOnce) Remove(ctx context.Context, h backend.Handle) error {
+	if h.Type == backend.LockFile && b.failed.CompareAndSwap(false, true) {
+		return errors.New("503 Slow Down")
+	}
+	return b.Backend.Remove(ctx, h)
+}
+
+// TestLockRefreshRemoveFails: a record a refresh could not remove is
+// removed at the prune's end; it used to be forgotten and stop other
+// hosts' prunes for up to its lease after the prune ended.
+func TestLockRefreshRemoveFails(t *testing.T) {
+	ctx := context.Background()
+	be := &lockRemoveOnce{Backend: mem.New()}
+	r := repotest.New(t, repotest.Backend(be))
+	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{}}
+	_, l, err := p.lock(ctx, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !be.failed.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("no refresh")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	l.unlock(ctx)
+	var left []string
+	be.List(ctx, backend.LockFile, func(fi backend.FileInfo) error { left = append(left, fi.Name); return nil })
+	var released int
+	for _, name := range left {
+		rid, _ := id.Parse(name)
+		var rec lockRecord
+		if err := r.LoadObject(ctx, backend.LockFile, rid, &rec); err == nil && rec.Released {
+			released++
+		}
+	}
+	if len(left) != released {
+		t.Errorf("%d lock records left after the prune, %d of them its release: the one the refresh could not remove counts as a running prune", len(left), released)
+	}
+}
+
+// TestLockLapsed: a prune that did not run for longer than its lease
+// (SIGSTOP, a suspended VM) finds on waking that its record may have
+// expired, and another prune started, and stops; it used to write a new
+// record and go on deleting beside the other prune.
+func TestLockLapsed(t *testing.T) {
+	ctx := context.Background()
+	r := repotest.New(t, repotest.Backend(mem.New()))
+	var skip atomic.Int64
+	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{},
+		o: Options{Now: func() time.Time { return time.Now().Add(time.Duration(skip.Load())) }}}
+	rctx, l, err := p.lock(ctx, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.unlock(ctx)
+	time.Sleep(50 * time.Millisecond)
+	if rctx.Err() != nil {
+		t.Fatalf("cancelled while refreshing in time: %v", context.Cause(rctx))
+	}
+	skip.Store(int64(40 * time.Minute))
+	select {
+	case <-rctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a prune whose lock lapsed goes on")
+	}
+	if cause := context.Cause(rctx); cause == nil || !strings.Contains(cause.Error(), "another prune") {
+		t.Errorf("cause %v, want it to say another prune may have started", cause)
 	}
 }

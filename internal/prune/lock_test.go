@@ -198,3 +198,22 @@ func TestPruneLockObjectLock(t *testing.T) {
 		t.Fatalf("beside a record stored 41 minutes ago: %v", err)
 	}
 }
+
+// TestPruneLockRefusalUntil: the refusal says until when the other
+// prune's record counts: its expiry plus the clocks' skew (it used to
+// give the expiry alone, and a prune retried then was refused again).
+func TestPruneLockRefusalUntil(t *testing.T) {
+	ctx := context.Background()
+	be, _, old := replacedFile(t)
+	forget(t, be, old)
+	now := time.Now().Truncate(time.Second)
+	rec := lockJSON{Op: "prune", Time: now, Expires: now.Add(30 * time.Minute), Host: "elsewhere", PID: 1, Run: "a"}
+	if _, err := repotest.Open(t, be).SaveObject(ctx, backend.LockFile, &rec); err != nil {
+		t.Fatal(err)
+	}
+	_, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)})
+	until := now.Add(35 * time.Minute).UTC().Format(time.RFC3339)
+	if !errors.Is(err, prune.ErrLocked) || !strings.Contains(err.Error(), until) {
+		t.Fatalf("prune: %v, want ErrLocked saying the record counts until %s", err, until)
+	}
+}
