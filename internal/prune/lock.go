@@ -189,9 +189,8 @@ func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Conte
 				// Not run for most of the lease (SIGSTOP, a suspended
 				// VM): by another prune's clock, up to the skew ahead,
 				// the record may have expired and that prune started.
-				if now := l.p.o.now(); !now.Before(l.rec.Expires.Add(-lockSkew)) {
-					cancel(fmt.Errorf("the prune's lock record was not renewed in time (last written %s, now %s): another prune may have started meanwhile; run prune again",
-						l.rec.Time.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
+				if err := l.fresh(); err != nil {
+					cancel(err)
 					return
 				}
 				if err := l.write(rctx); err != nil {
@@ -209,14 +208,43 @@ func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Conte
 	return rctx, l, nil
 }
 
+// fresh fails when this prune's newest record is about to expire, or has,
+// by the wall clock: it did not run for most of the lease (SIGSTOP, a
+// suspended machine, whose monotonic clock and timers stood still), and
+// by another prune's clock, up to the skew ahead, the record may have
+// expired and that prune started. Checked at each refresh and before
+// each pack is deleted.
+func (l *runLock) fresh() error {
+	l.mu.Lock()
+	written, expires := l.rec.Time, l.rec.Expires
+	l.mu.Unlock()
+	now := l.p.o.now().Round(0) // the wall clock, which a suspend moves on
+	if now.Before(expires.Round(0).Add(-lockSkew)) {
+		return nil
+	}
+	return fmt.Errorf("the prune's lock record was not renewed in time (last written %s, now %s): another prune may have started meanwhile; run prune again",
+		written.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+}
+
+// lockFresh is fresh of the lock this prune holds (none in a dry run).
+func (p *pruner) lockFresh() error {
+	if p.held == nil {
+		return nil
+	}
+	return p.held.fresh()
+}
+
 // write stores a new record of this prune.
 func (l *runLock) write(ctx context.Context) error {
 	now := l.p.o.now()
+	l.mu.Lock()
 	l.rec.Time, l.rec.Expires = now, now.Add(lockLease)
 	if l.rec.Started.IsZero() {
 		l.rec.Started = now
 	}
-	rid, err := l.p.repo.SaveObject(ctx, backend.LockFile, &l.rec)
+	rec := l.rec
+	l.mu.Unlock()
+	rid, err := l.p.repo.SaveObject(ctx, backend.LockFile, &rec)
 	if err != nil {
 		return fmt.Errorf("writing the prune's lock record: %w", err)
 	}

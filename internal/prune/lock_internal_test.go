@@ -216,3 +216,27 @@ func TestLockLapsed(t *testing.T) {
 		t.Errorf("cause %v, want it to say another prune may have started", cause)
 	}
 }
+
+// TestLockFresh: a prune whose record was written longer ago than its
+// lease less the skew, by the wall clock (it was stopped, or its machine
+// suspended), may no longer delete: another prune may have started.
+func TestLockFresh(t *testing.T) {
+	ctx := context.Background()
+	r := repotest.New(t, repotest.Backend(mem.New()))
+	var skip time.Duration
+	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{},
+		o: Options{Now: func() time.Time { return time.Now().Add(skip) }}}
+	_, l, err := p.lock(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.unlock(ctx)
+	p.held = l
+	if err := p.lockFresh(); err != nil {
+		t.Fatalf("just locked: %v", err)
+	}
+	skip = lockLease - lockSkew + time.Second
+	if err := p.lockFresh(); err == nil || !strings.Contains(err.Error(), "not renewed in time") {
+		t.Fatalf("after %s without a refresh: %v", skip, err)
+	}
+}

@@ -83,6 +83,8 @@ type pruner struct {
 	// indexRead holds the index objects read so far (see load).
 	indexRead map[id.ID]*indexObject
 	snaps     []*snapshot.Snapshot // the latest listing
+	// held is the prune lock while it is held (not in a dry run).
+	held *runLock
 }
 
 // runLocked is run while this prune holds the repository's prune lock
@@ -93,6 +95,8 @@ func (p *pruner) runLocked(ctx context.Context) error {
 		return err
 	}
 	defer l.unlock(ctx)
+	p.held = l
+	defer func() { p.held = nil }()
 	if err := p.run(rctx); err != nil {
 		if cause := context.Cause(rctx); cause != nil && ctx.Err() == nil {
 			return fmt.Errorf("%w (%w)", err, cause)
@@ -658,6 +662,9 @@ func (s *sweeper) deletePacks(ctx context.Context) error {
 		g.SetLimit(max(writes, 4))
 		for _, pid := range part {
 			g.Go(func() error {
+				if err := s.lockFresh(); err != nil {
+					return err
+				}
 				h := backend.Handle{Type: backend.PackFile, Name: pid.String()}
 				err := s.repo.Backend().Remove(gctx, h)
 				mu.Lock()
