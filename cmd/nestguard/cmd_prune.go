@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -155,6 +156,12 @@ func (a *app) runPrune(ctx context.Context, repo *repository.Repository, o prune
 	pr.Stop()
 	if rep == nil {
 		return nil, err
+	}
+	if err != nil && !errors.Is(err, prune.ErrIncomplete) {
+		// What stopped it (another prune running, the storage gone) is
+		// in the report too, for --json: its errors name what the
+		// incomplete run could not do, and this one is not among them.
+		rep.Errors = append(rep.Errors, err.Error())
 	}
 	a.metric("bytes_deleted", float64(rep.Deleted.Bytes))
 	a.metric("packs_deleted", float64(rep.Deleted.Packs))

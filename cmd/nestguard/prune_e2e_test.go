@@ -278,6 +278,13 @@ func TestPruneConcurrent(t *testing.T) {
 		if r := e.run("prune", "--dry-run"); r.code != 0 {
 			t.Errorf("prune --dry-run while a prune runs: exit %d:\n%s", r.code, r.stderr)
 		}
+		// --json says why in the document's errors too.
+		r := e.run("prune", "--json")
+		var doc struct{ Errors []string }
+		json.Unmarshal([]byte(r.stdout), &doc)
+		if r.code != 1 || len(doc.Errors) != 1 || !strings.Contains(doc.Errors[0], "another prune is running") {
+			t.Errorf("prune --json while a prune runs: exit %d, errors %q:\n%s", r.code, doc.Errors, r.stdout)
+		}
 	})
 	if !paused || code != 0 {
 		t.Fatalf("the first prune: paused %v, exit %d\n%s", paused, code, out)
