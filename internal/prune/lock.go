@@ -119,6 +119,9 @@ type runLock struct {
 	rec lockRecord
 	mu  sync.Mutex
 	ids []id.ID // its records still stored, oldest first (mu)
+	// wroteFrom and wroteTo bound, by this host's wall clock, when the
+	// newest of them was written (mu).
+	wroteFrom, wroteTo time.Time
 	// expired are other prunes' records that are no longer live.
 	expired []id.ID
 	stop    chan struct{}
@@ -234,8 +237,41 @@ func (p *pruner) lockFresh() error {
 	return p.held.fresh()
 }
 
+// ErrClock says this host's clock and the store's differ by more than
+// the skew the prune's safety argument assumes (docs/format.md, "Prune").
+var ErrClock = errors.New("this host's clock is off")
+
+// checkClock compares the time the store gives this prune's own record
+// (fi, listed) with this host's clock around its writing: a prune's
+// safety assumes clocks within lockSkew of each other (docs/format.md,
+// "Prune": ε), and a host whose clock is further off would also take
+// live records for expired ones, or the reverse. A store that gives no
+// time is not checked.
+func (l *runLock) checkClock(fi backend.FileInfo) error {
+	if fi.ModTime.IsZero() {
+		return nil
+	}
+	l.mu.Lock()
+	from, to := l.wroteFrom, l.wroteTo
+	l.mu.Unlock()
+	stored := fi.ModTime.Round(0)
+	var off time.Duration
+	switch {
+	case stored.Before(from.Add(-lockSkew)):
+		off = from.Sub(stored)
+		return fmt.Errorf("%w: it is %s ahead of the storage's (which stored this prune's lock record at %s, while this host's clock said %s): a prune's safety assumes clocks within %s of each other; set this host's clock right (NTP) and run prune again",
+			ErrClock, off.Round(time.Second), stored.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339), lockSkew)
+	case stored.After(to.Add(lockSkew)):
+		off = stored.Sub(to)
+		return fmt.Errorf("%w: it is %s behind the storage's (which stored this prune's lock record at %s, while this host's clock said %s): a prune's safety assumes clocks within %s of each other; set this host's clock right (NTP) and run prune again",
+			ErrClock, off.Round(time.Second), stored.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), lockSkew)
+	}
+	return nil
+}
+
 // write stores a new record of this prune.
 func (l *runLock) write(ctx context.Context) error {
+	from := time.Now().Round(0) // the wall clock, for checkClock
 	now := l.p.o.now()
 	l.mu.Lock()
 	l.rec.Time, l.rec.Expires = now, now.Add(lockLease)
@@ -250,6 +286,7 @@ func (l *runLock) write(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	l.ids = append(l.ids, rid)
+	l.wroteFrom, l.wroteTo = from, time.Now().Round(0)
 	l.mu.Unlock()
 	return nil
 }
@@ -265,12 +302,14 @@ func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
 	// every prune's records stay for years.
 	old := now.Add(-lockLease - 2*lockSkew)
 	var ids []id.ID
+	var skewErr error
 	err := l.p.repo.Backend().List(ctx, backend.LockFile, func(fi backend.FileInfo) error {
 		rid, err := id.Parse(fi.Name)
 		switch {
 		case err != nil:
 			l.p.warn(fmt.Sprintf("%s/%s: not a lock record's name, ignored", backend.LockFile, fi.Name))
 		case containsID(l.ids, rid):
+			skewErr = l.checkClock(fi)
 		case fi.Size > maxLockRecord:
 			l.p.warn(fmt.Sprintf("%s/%s: %d bytes, too large for a lock record, ignored%s", backend.LockFile, fi.Name, fi.Size, l.removal()))
 			l.expired = append(l.expired, rid)
@@ -283,6 +322,9 @@ func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing the prune lock records: %w", err)
+	}
+	if skewErr != nil {
+		return nil, skewErr
 	}
 	var live []*lockRecord
 	released := make(map[string]bool)

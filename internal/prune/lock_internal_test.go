@@ -240,3 +240,55 @@ func TestLockFresh(t *testing.T) {
 		t.Fatalf("after %s without a refresh: %v", skip, err)
 	}
 }
+
+// shiftedTimes lists objects with their stored times moved by shift: a
+// store whose clock differs from this host's.
+type shiftedTimes struct {
+	backend.Backend
+	shift time.Duration
+}
+
+func (b *shiftedTimes) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
+	return b.Backend.List(ctx, t, func(fi backend.FileInfo) error {
+		fi.ModTime = fi.ModTime.Add(b.shift)
+		return fn(fi)
+	})
+}
+
+// TestLockClock: a prune whose host's clock is further from the store's
+// than the skew refuses to run, naming how far and which way; within the
+// skew it runs.
+func TestLockClock(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		shift time.Duration
+		want  string // "" to run
+	}{
+		{0, ""},
+		{4 * time.Minute, ""},
+		{-4 * time.Minute, ""},
+		{10 * time.Minute, "behind the storage's"},
+		{-10 * time.Minute, "ahead of the storage's"},
+	} {
+		be := &shiftedTimes{Backend: mem.New(), shift: c.shift}
+		r := repotest.New(t, repotest.Backend(be))
+		p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{}}
+		_, l, err := p.lock(ctx, time.Hour)
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("store's clock %s off: %v", c.shift, err)
+				continue
+			}
+			l.unlock(ctx)
+			continue
+		}
+		if !errors.Is(err, ErrClock) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "NTP") {
+			t.Errorf("store's clock %s off: %v, want ErrClock saying %q", c.shift, err, c.want)
+		}
+		n := 0
+		be.List(ctx, backend.LockFile, func(backend.FileInfo) error { n++; return nil })
+		if n != 0 {
+			t.Errorf("store's clock %s off: %d lock records left by the refused prune", c.shift, n)
+		}
+	}
+}
