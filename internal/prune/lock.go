@@ -165,8 +165,7 @@ func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Conte
 			ErrLocked, b.String(), lockLease+lockSkew)
 	}
 	if err != nil {
-		l.remove(context.WithoutCancel(ctx), slices.Clone(l.ids))
-		runningPrunes.Delete(l.rec.Run)
+		l.release(ctx)
 		return nil, nil, err
 	}
 	l.removeExpired(ctx)
@@ -414,10 +413,18 @@ func (l *runLock) remove(ctx context.Context, rids []id.ID) (kept []id.ID) {
 	return kept
 }
 
-// unlock stops the refreshing and removes this prune's records.
+// unlock stops the refreshing and releases the lock.
 func (l *runLock) unlock(ctx context.Context) {
 	close(l.stop)
 	<-l.done
+	l.release(ctx)
+}
+
+// release removes this prune's records; where the store keeps one (Object
+// Lock, or a removal that failed), it records the prune's end, so that
+// no record of it counts as a running prune afterwards. Also for a prune
+// that stopped before it ran (another prune running, a clock off).
+func (l *runLock) release(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	if kept := l.remove(ctx, slices.Clone(l.ids)); len(kept) > 0 {
 		// The store kept a record (Object Lock): say that this prune

@@ -217,3 +217,28 @@ func TestPruneLockRefusalUntil(t *testing.T) {
 		t.Fatalf("prune: %v, want ErrLocked saying the record counts until %s", err, until)
 	}
 }
+
+// TestPruneLockRefusedReleases: a prune that stops because another runs,
+// on a store that keeps its record (Object Lock), records that it ended:
+// once the other prune's record no longer counts, the next prune runs
+// rather than waiting out the stopped one's lease.
+func TestPruneLockRefusedReleases(t *testing.T) {
+	ctx := context.Background()
+	be := locktest.New(true)
+	repotest.New(t, repotest.Backend(be), repotest.ObjectLock(&repository.ObjectLock{Mode: repository.LockCompliance, MinRetention: 24 * time.Hour}))
+	now := time.Now()
+	// Expired 4 minutes ago: live within the skew for one more minute.
+	if _, err := repotest.Open(t, be).SaveObject(ctx, backend.LockFile, &lockJSON{Op: "prune", Time: now.Add(-34 * time.Minute), Expires: now.Add(-4 * time.Minute), Host: "c", PID: 1, Run: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Host: "b"}); !errors.Is(err, prune.ErrLocked) {
+		t.Fatalf("beside a live record: %v, want ErrLocked", err)
+	}
+	if n := countObjects(t, be, backend.LockFile); n != 3 {
+		t.Errorf("%d lock records, want the other's, the refused prune's and its release", n)
+	}
+	later := func() time.Time { return time.Now().Add(2 * time.Minute) }
+	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Host: "d", Now: later}); err != nil {
+		t.Fatalf("after the other record expired, beside the refused prune's released one: %v", err)
+	}
+}
