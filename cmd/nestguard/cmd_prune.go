@@ -70,15 +70,21 @@ index is durable. Unused data below --max-unused stays where it is
 (restic's rule: at most that share of the repository is unused data;
 --max-repack bounds what one run rewrites).
 
-prune takes no lock and is safe while backups run: it never deletes a pack
+prune takes no lock against backups and is safe while they run: it never deletes a pack
 in the run that finds it unused. It marks it in a deletion-candidate
 record, and a prune after the grace period (--grace, default 24h) deletes
 it if still no snapshot needs it; a pack a snapshot needs again by then is
 kept. Backups do not reuse data in marked packs, and a backup that runs
 longer than the grace period checks again before saving its snapshot
 (docs/format.md, "Prune"). --grace 0 marks and deletes in one run: use it
-only when no backup, pg backup or copy runs meanwhile. Two prunes must not
-run at once.
+only when no backup, pg backup or copy runs meanwhile.
+
+Two prunes never run at once: a prune writes a lock record (locks/) and
+stops with exit 1, naming the other prune (host, user, pid, start), while
+another prune's is live. A prune killed on this host is not waited for;
+one killed on another host is, until its record's lease ends (at most 35
+minutes). A dry run takes no lock. A prune whose clock is more than 5
+minutes off the storage's stops too, saying so.
 
 Packs that Object Lock retention or a legal hold keeps are neither marked
 nor deleted: they are reported with the date their retention ends (or
