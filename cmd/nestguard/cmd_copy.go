@@ -45,7 +45,9 @@ never reach the destination.
 The source is opened with --from-password-file, NESTGUARD_FROM_PASSWORD
 or --from-key-file; the destination as usual (--password-file,
 NESTGUARD_PASSWORD or --key-file). Snapshots copied before are skipped, so running the
-same copy again transfers nothing, and an interrupted copy resumes where
+same copy again transfers nothing; so is a snapshot that is itself a copy
+of one the destination holds (copies both ways) or of one it holds a copy
+of (three repositories), and an interrupted copy resumes where
 it stopped. A base backup whose WAL span is incomplete in the source is
 refused, naming the missing segment. With --continuous the copy repeats every --interval until
 interrupted, keeping the destination within that interval of the source.

@@ -156,7 +156,17 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 	if err != nil {
 		return nil, fmt.Errorf("destination: %w", err)
 	}
+	// done holds, by the origin a copy of it would record, every
+	// snapshot the destination has: a copy by its CopiedFrom, and each
+	// by its own name, so that a snapshot the source holds as a copy of
+	// one of the destination's (copies run both ways), or of a third
+	// repository's snapshot the destination holds a copy of too, is not
+	// copied back as a new snapshot (as restic's copy skips by
+	// "original").
 	done := make(map[string]*snapshot.Snapshot)
+	for _, d := range dstList {
+		done[c.dst.Config().ID+"/"+d.ID.String()] = d
+	}
 	for _, d := range dstList {
 		if d.CopiedFrom != "" {
 			done[d.CopiedFrom] = d
@@ -182,6 +192,10 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 	}
 	for _, sn := range selected {
 		if d, ok := done[c.origin(sn)]; ok {
+			res.Skipped = append(res.Skipped, describe(sn, d))
+			continue
+		}
+		if d, ok := done[sn.CopiedFrom]; ok && sn.CopiedFrom != "" {
 			res.Skipped = append(res.Skipped, describe(sn, d))
 			continue
 		}

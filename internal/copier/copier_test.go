@@ -344,3 +344,46 @@ func TestCopyRefusals(t *testing.T) {
 		t.Errorf("unknown snapshot: %v", err)
 	}
 }
+
+// TestCopyBackAndAcross: copies run both ways and between three
+// repositories. A snapshot the source holds as a copy of one of the
+// destination's is not copied back, and one that is a copy of a third
+// repository's snapshot the destination holds a copy of too is not
+// copied again; each is reported as already there.
+func TestCopyBackAndAcross(t *testing.T) {
+	ctx := context.Background()
+	aBe, bBe, cBe := mem.New(), mem.New(), mem.New()
+	a := repotest.New(t, repotest.Backend(aBe))
+	b := repotest.New(t, repotest.Backend(bBe))
+	c := repotest.New(t, repotest.Backend(cBe))
+	dir := t.TempDir()
+	writeFiles(t, dir, 1, 4, 100_000)
+	backup(t, a, dir)
+	run := func(from, to *repository.Repository) *Result {
+		t.Helper()
+		cp, err := New(from, to, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := cp.Run(ctx, nil, true, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := run(a, b); len(res.Copied) != 1 {
+		t.Fatalf("a to b: %d copied", len(res.Copied))
+	}
+	if res := run(repotest.Open(t, bBe), repotest.Open(t, aBe)); len(res.Copied) != 0 || len(res.Skipped) != 1 {
+		t.Errorf("b back to a: %d copied, %d skipped; want the copy recognised", len(res.Copied), len(res.Skipped))
+	}
+	if n := len(dstSnapshots(t, repotest.Open(t, aBe))); n != 1 {
+		t.Errorf("a has %d snapshots after the copy back, want 1", n)
+	}
+	if res := run(repotest.Open(t, aBe), c); len(res.Copied) != 1 {
+		t.Fatalf("a to c: %d copied", len(res.Copied))
+	}
+	if res := run(repotest.Open(t, bBe), repotest.Open(t, cBe)); len(res.Copied) != 0 || len(res.Skipped) != 1 {
+		t.Errorf("b to c (both hold copies of a's snapshot): %d copied, %d skipped", len(res.Copied), len(res.Skipped))
+	}
+}
