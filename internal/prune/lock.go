@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/user"
 	"slices"
 	"strings"
 	"sync"
@@ -134,15 +133,7 @@ type runLock struct {
 // it returns is cancelled when a refresh fails: a prune whose record may
 // have expired must stop (a killed prune leaves the repository consistent).
 func (p *pruner) lock(ctx context.Context, refresh time.Duration) (context.Context, *runLock, error) {
-	host, username := p.o.Host, p.o.User
-	if host == "" {
-		host, _ = os.Hostname()
-	}
-	if username == "" {
-		if u, err := user.Current(); err == nil {
-			username = u.Username
-		}
-	}
+	host, username := p.o.who()
 	l := &runLock{p: p, rec: lockRecord{Op: "prune", Host: host, User: username, PID: os.Getpid(), Proc: procSpace(), Run: rand.Text()},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	runningPrunes.Store(l.rec.Run, true)

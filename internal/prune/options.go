@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"time"
@@ -212,6 +214,21 @@ func (o *Options) progress(p Progress) {
 	if o.Progress != nil {
 		o.Progress(p)
 	}
+}
+
+// who names who runs the prune, in its candidate and lock records: Host
+// and User, or this host and user.
+func (o *Options) who() (host, username string) {
+	host, username = o.Host, o.User
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	if username == "" {
+		if u, err := user.Current(); err == nil {
+			username = u.Username
+		}
+	}
+	return host, username
 }
 
 func (o *Options) logger() *slog.Logger {

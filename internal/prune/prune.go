@@ -23,8 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"os/user"
 	"slices"
 	"strings"
 	"sync"
@@ -294,15 +292,8 @@ func (p *pruner) mark(ctx context.Context) error {
 		}
 		return nil
 	}
-	rec := &candidates.Record{Time: now, NotBefore: mk.NotBefore, Packs: marks, Host: p.o.Host, User: p.o.User}
-	if rec.Host == "" {
-		rec.Host, _ = os.Hostname()
-	}
-	if rec.User == "" {
-		if u, err := user.Current(); err == nil {
-			rec.User = u.Username
-		}
-	}
+	host, username := p.o.who()
+	rec := &candidates.Record{Time: now, NotBefore: mk.NotBefore, Packs: marks, Host: host, User: username}
 	if err := candidates.Save(ctx, p.repo, rec); err != nil {
 		return err
 	}
