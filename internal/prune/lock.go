@@ -246,17 +246,18 @@ func (l *runLock) checkClock(fi backend.FileInfo) error {
 	l.mu.Unlock()
 	stored := fi.ModTime.Round(0)
 	var off time.Duration
+	var way string
+	clock := from
 	switch {
 	case stored.Before(from.Add(-lockSkew)):
-		off = from.Sub(stored)
-		return fmt.Errorf("%w: it is %s ahead of the storage's (which stored this prune's lock record at %s, while this host's clock said %s): a prune's safety assumes clocks within %s of each other; set this host's clock right (NTP) and run prune again",
-			ErrClock, off.Round(time.Second), stored.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339), lockSkew)
+		off, way = from.Sub(stored), "ahead of"
 	case stored.After(to.Add(lockSkew)):
-		off = stored.Sub(to)
-		return fmt.Errorf("%w: it is %s behind the storage's (which stored this prune's lock record at %s, while this host's clock said %s): a prune's safety assumes clocks within %s of each other; set this host's clock right (NTP) and run prune again",
-			ErrClock, off.Round(time.Second), stored.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), lockSkew)
+		off, way, clock = stored.Sub(to), "behind", to
+	default:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%w: it is %s %s the storage's (which stored this prune's lock record at %s, while this host's clock said %s): a prune's safety assumes clocks within %s of each other; set this host's clock right (NTP) and run prune again",
+		ErrClock, off.Round(time.Second), way, stored.UTC().Format(time.RFC3339), clock.UTC().Format(time.RFC3339), lockSkew)
 }
 
 // write stores a new record of this prune.
@@ -298,7 +299,7 @@ func (l *runLock) others(ctx context.Context) ([]*lockRecord, error) {
 		switch {
 		case err != nil:
 			l.p.warn(fmt.Sprintf("%s/%s: not a lock record's name, ignored", backend.LockFile, fi.Name))
-		case containsID(l.ids, rid):
+		case slices.Contains(l.ids, rid):
 			skewErr = l.checkClock(fi)
 		case fi.Size > maxLockRecord:
 			l.p.warn(fmt.Sprintf("%s/%s: %d bytes, too large for a lock record, ignored%s", backend.LockFile, fi.Name, fi.Size, l.removal()))
@@ -376,12 +377,20 @@ func (l *runLock) removeExpired(ctx context.Context) {
 		return
 	}
 	for _, rid := range l.expired {
-		h := backend.Handle{Type: backend.LockFile, Name: rid.String()}
-		if err := l.p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			l.p.log.Info("expired lock record left", "object", h.String(), "err", err)
+		if err := l.removeRecord(ctx, rid); err != nil {
+			l.p.log.Info("expired lock record left", "object", lockNames([]id.ID{rid}), "err", err)
 		}
 	}
 	l.expired = nil
+}
+
+// removeRecord removes the lock record rid; one already gone is no error.
+func (l *runLock) removeRecord(ctx context.Context, rid id.ID) error {
+	err := l.p.repo.Backend().Remove(ctx, backend.Handle{Type: backend.LockFile, Name: rid.String()})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // remove removes the records rids of this prune, as far as the store
@@ -389,9 +398,8 @@ func (l *runLock) removeExpired(ctx context.Context) {
 // those it kept.
 func (l *runLock) remove(ctx context.Context, rids []id.ID) (kept []id.ID) {
 	for _, rid := range rids {
-		h := backend.Handle{Type: backend.LockFile, Name: rid.String()}
-		if err := l.p.repo.Backend().Remove(ctx, h); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			l.p.log.Info("lock record left to expire", "object", h.String(), "err", err)
+		if err := l.removeRecord(ctx, rid); err != nil {
+			l.p.log.Info("lock record left to expire", "object", lockNames([]id.ID{rid}), "err", err)
 			kept = append(kept, rid)
 		}
 	}
@@ -400,7 +408,7 @@ func (l *runLock) remove(ctx context.Context, rids []id.ID) (kept []id.ID) {
 	// Those kept stay listed: unlock tries them again (a removal that
 	// failed for a moment would otherwise leave a record that counts
 	// as this prune for its lease after it ended).
-	l.ids = slices.DeleteFunc(l.ids, func(x id.ID) bool { return containsID(rids, x) && !containsID(kept, x) })
+	l.ids = slices.DeleteFunc(l.ids, func(x id.ID) bool { return slices.Contains(rids, x) && !slices.Contains(kept, x) })
 	return kept
 }
 
@@ -454,13 +462,4 @@ func lockNames(rids []id.ID) string {
 		names[i] = string(backend.LockFile) + "/" + rid.String()
 	}
 	return strings.Join(names, ", ")
-}
-
-func containsID(ids []id.ID, x id.ID) bool {
-	for _, y := range ids {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
