@@ -368,8 +368,9 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 	from := make(map[string]*audit.Checkpoint)
 	proved := 0
 	// claims, when the passphrase opened the repository, checks what
-	// reports say of the records they cite against the records.
-	var claims func(*compliance.AuditEvidence) []string
+	// reports say of the records they cite against the records, and
+	// returns the problems found.
+	var claims func([]citingReport) []string
 	readExported := func(targets []verifyTarget) {
 		files := o.checkpoints
 		if o.from != "" {
@@ -411,6 +412,7 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 				problems = append(problems, fmt.Sprintf("checkpoint %s is of %q: no verifier key given for that log", file, cp.Origin))
 			}
 		}
+		var reports []citingReport
 		for _, file := range o.proofs {
 			cp, ae, err := checkReportProofs(file, targets)
 			if err != nil {
@@ -419,11 +421,10 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 			}
 			exported[cp.LogID()] = append(exported[cp.LogID()], cp)
 			proved += len(ae.Records)
-			if claims != nil {
-				for _, p := range claims(ae) {
-					problems = append(problems, fmt.Sprintf("report %s: %s", file, p))
-				}
-			}
+			reports = append(reports, citingReport{file, ae})
+		}
+		if claims != nil && len(reports) > 0 {
+			problems = append(problems, claims(reports)...)
 		}
 	}
 	verifyAll := func(be backend.Backend, targets []verifyTarget) error {
@@ -490,13 +491,18 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 				return err
 			}
 			a.noteOtherLogs(ctx, repo.Backend(), l.ID())
-			claims = func(ae *compliance.AuditEvidence) []string {
-				if ae.Log != l.ID() {
-					return nil
+			claims = func(reports []citingReport) []string {
+				// The log is read once for every report's records.
+				cited := make(map[uint64]*audit.Record)
+				for _, rp := range reports {
+					if rp.ae.Log == l.ID() {
+						for _, r := range rp.ae.Records {
+							cited[r.Position] = nil
+						}
+					}
 				}
-				cited := make(map[uint64]*audit.Record, len(ae.Records))
-				for _, r := range ae.Records {
-					cited[r.Position] = nil
+				if len(cited) == 0 {
+					return nil
 				}
 				err := l.Read(ctx, func(pos uint64, r *audit.Record, err error) error {
 					if _, ok := cited[pos]; ok && err == nil {
@@ -505,14 +511,24 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 					return nil
 				})
 				if err != nil {
-					return []string{fmt.Sprintf("reading the records it cites: %v", err)}
+					return []string{fmt.Sprintf("reading the records the reports cite: %v", err)}
 				}
-				for pos, r := range cited {
-					if r == nil {
-						delete(cited, pos)
+				var problems []string
+				for _, rp := range reports {
+					if rp.ae.Log != l.ID() {
+						continue
+					}
+					records := make(map[uint64]*audit.Record, len(rp.ae.Records))
+					for _, r := range rp.ae.Records {
+						if rec := cited[r.Position]; rec != nil {
+							records[r.Position] = rec
+						}
+					}
+					for _, p := range rp.ae.CheckClaims(records) {
+						problems = append(problems, fmt.Sprintf("report %s: %s", rp.file, p))
 					}
 				}
-				return ae.CheckClaims(cited)
+				return problems
 			}
 			return verifyAll(repo.Backend(), []verifyTarget{{l.ID(), v}})
 		}))
@@ -527,6 +543,13 @@ func (a *app) runAuditVerify(ctx context.Context, o auditVerifyOptions) error {
 		return err
 	}
 	return verifyAll(be, targets)
+}
+
+// citingReport is a compliance report given to 'audit verify --proof'
+// (file), with its audit evidence.
+type citingReport struct {
+	file string
+	ae   *compliance.AuditEvidence
 }
 
 // keyHint adds to a missing passphrase what an auditor, who has none,
