@@ -29,14 +29,20 @@ func (b *lockSaves) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker
 	return b.Backend.Save(ctx, h, rd, size)
 }
 
+// lockPruner is a pruner with options o of a new repository on be, for
+// the lock's own tests.
+func lockPruner(t *testing.T, be backend.Backend, o Options) *pruner {
+	t.Helper()
+	return &pruner{repo: repotest.New(t, repotest.Backend(be)), o: o, log: slog.New(slog.DiscardHandler), rep: &Report{}}
+}
+
 // TestLockRefresh: a running prune writes a new lock record every refresh
 // and removes the one before; when it cannot, its context is cancelled,
 // naming why, so that it stops before its record expires.
 func TestLockRefresh(t *testing.T) {
 	ctx := context.Background()
 	be := &lockSaves{Backend: mem.New()}
-	r := repotest.New(t, repotest.Backend(be))
-	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{}}
+	p := lockPruner(t, be, Options{})
 	count := func() int {
 		n := 0
 		be.List(ctx, backend.LockFile, func(backend.FileInfo) error { n++; return nil })
@@ -106,8 +112,7 @@ func (b *lockGone) Remove(ctx context.Context, h backend.Handle) error {
 func TestUnlockStorageGone(t *testing.T) {
 	ctx := context.Background()
 	be := &lockGone{Backend: mem.New()}
-	r := repotest.New(t, repotest.Backend(be))
-	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{}}
+	p := lockPruner(t, be, Options{})
 	_, l, err := p.lock(ctx, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -158,8 +163,7 @@ func (b *lockRemoveOnce) Remove(ctx context.Context, h backend.Handle) error {
 func TestLockRefreshRemoveFails(t *testing.T) {
 	ctx := context.Background()
 	be := &lockRemoveOnce{Backend: mem.New()}
-	r := repotest.New(t, repotest.Backend(be))
-	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{}}
+	p := lockPruner(t, be, Options{})
 	_, l, err := p.lock(ctx, 10*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +182,7 @@ func TestLockRefreshRemoveFails(t *testing.T) {
 	for _, name := range left {
 		rid, _ := id.Parse(name)
 		var rec lockRecord
-		if err := r.LoadObject(ctx, backend.LockFile, rid, &rec); err == nil && rec.Released {
+		if err := p.repo.LoadObject(ctx, backend.LockFile, rid, &rec); err == nil && rec.Released {
 			released++
 		}
 	}
@@ -193,10 +197,8 @@ func TestLockRefreshRemoveFails(t *testing.T) {
 // record and go on deleting beside the other prune.
 func TestLockLapsed(t *testing.T) {
 	ctx := context.Background()
-	r := repotest.New(t, repotest.Backend(mem.New()))
 	var skip atomic.Int64
-	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{},
-		o: Options{Now: func() time.Time { return time.Now().Add(time.Duration(skip.Load())) }}}
+	p := lockPruner(t, mem.New(), Options{Now: func() time.Time { return time.Now().Add(time.Duration(skip.Load())) }})
 	rctx, l, err := p.lock(ctx, 10*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -222,10 +224,8 @@ func TestLockLapsed(t *testing.T) {
 // suspended), may no longer delete: another prune may have started.
 func TestLockFresh(t *testing.T) {
 	ctx := context.Background()
-	r := repotest.New(t, repotest.Backend(mem.New()))
 	var skip time.Duration
-	p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{},
-		o: Options{Now: func() time.Time { return time.Now().Add(skip) }}}
+	p := lockPruner(t, mem.New(), Options{Now: func() time.Time { return time.Now().Add(skip) }})
 	_, l, err := p.lock(ctx, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -271,8 +271,7 @@ func TestLockClock(t *testing.T) {
 		{-10 * time.Minute, "ahead of the storage's"},
 	} {
 		be := &shiftedTimes{Backend: mem.New(), shift: c.shift}
-		r := repotest.New(t, repotest.Backend(be))
-		p := &pruner{repo: r, log: slog.New(slog.DiscardHandler), rep: &Report{}}
+		p := lockPruner(t, be, Options{})
 		_, l, err := p.lock(ctx, time.Hour)
 		if c.want == "" {
 			if err != nil {
