@@ -166,8 +166,6 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 	done := make(map[string]*snapshot.Snapshot)
 	for _, d := range dstList {
 		done[c.dst.Config().ID+"/"+d.ID.String()] = d
-	}
-	for _, d := range dstList {
 		if d.CopiedFrom != "" {
 			done[d.CopiedFrom] = d
 		}
@@ -191,11 +189,11 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		diverged = fmt.Errorf("copying the audit log: %w", err)
 	}
 	for _, sn := range selected {
-		if d, ok := done[c.origin(sn)]; ok {
-			res.Skipped = append(res.Skipped, describe(sn, d))
-			continue
+		d, ok := done[c.origin(sn)]
+		if !ok && sn.CopiedFrom != "" {
+			d, ok = done[sn.CopiedFrom]
 		}
-		if d, ok := done[sn.CopiedFrom]; ok && sn.CopiedFrom != "" {
+		if ok {
 			res.Skipped = append(res.Skipped, describe(sn, d))
 			continue
 		}
