@@ -170,6 +170,34 @@ func TestAuditLogInvertedRange(t *testing.T) {
 	}
 }
 
+// TestAuditLogDurations: --since and --until take calendar durations
+// (90d, 1y) as forget's --keep-within does, besides Go's (24h); a
+// negative one, which would count forward, is a usage error, not a
+// silent time in the future. report compliance's --from and --to parse
+// the same way.
+func TestAuditLogDurations(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	for _, since := range []string{"90d", "1y", "1y6m", "24h", "90m"} {
+		if got := len(e.auditLog("--since", since).Records); got != 1 {
+			t.Errorf("audit log --since %s: %d records, want 1 (the init)", since, got)
+		}
+	}
+	if got := len(e.auditLog("--until", "1d").Records); got != 0 {
+		t.Errorf("audit log --until 1d: %d records, want 0", got)
+	}
+	for _, args := range [][]string{{"audit", "log", "--until", "-5h"}, {"audit", "log", "--since", "-1h"}, {"report", "compliance", "--to", "-24h"}, {"audit", "log", "--since", "7w"}} {
+		r := e.run(args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, args[len(args)-1]) {
+			t.Errorf("%v: exit %d, want %d naming the value\n%s%s", args, r.code, exitUsage, r.stdout, r.stderr)
+		}
+	}
+	if r := e.run("report", "compliance", "--from", "90d"); r.code != 0 && r.code != 1 {
+		t.Errorf("report compliance --from 90d: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
 // TestAuditVerifyForeignCheckpoint: a checkpoint of another repository's
 // log fails verify (exit 1) with what it is, and the error does not
 // blame the log, which verifies.

@@ -19,6 +19,7 @@ import (
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/location"
 	"github.com/nestguard/nestguard/internal/compliance"
+	"github.com/nestguard/nestguard/internal/policy"
 	"github.com/nestguard/nestguard/internal/repository"
 )
 
@@ -61,19 +62,28 @@ verify' says whether the log was tampered with.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runAuditLog(cmd.Context(), o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.since, "since", "", "only records at or after this time: RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] (local time), or a duration before now (24h)")
+	f.StringVar(&o.since, "since", "", "only records at or after this time: RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] (local time), or a duration before now (24h, 90d, 1y)")
 	f.StringVar(&o.until, "until", "", "only records before this time (same forms as --since)")
 	f.StringVar(&o.who, "who", "", "only records of this OS user, user@host, host, or key slot (id prefix)")
 	return cmd
 }
 
-// parseWhen parses a --since/--until value.
+// parseWhen parses a --since/--until (or --from/--to) value: a time, or
+// a duration before now, either Go's (90m, 24h) or a calendar one as
+// forget's --keep-within takes (90d, 1y, 1y6m: there m is months). A
+// negative duration, which would count forward, is refused.
 func parseWhen(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
 	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, &usageError{fmt.Errorf("time %q: a duration counts back from now, so it cannot be negative; give a time (RFC 3339 or YYYY-MM-DD) for one after now", s)}
+		}
 		return now.Add(-d), nil
+	}
+	if d, err := policy.ParseDuration(s); err == nil {
+		return d.Before(now), nil
 	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
@@ -83,7 +93,7 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, &usageError{fmt.Errorf("time %q: want RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] or a duration such as 24h", s)}
+	return time.Time{}, &usageError{fmt.Errorf("time %q: want RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] or a duration before now such as 24h or 90d", s)}
 }
 
 func matchWho(r *audit.Record, who string) bool {

@@ -64,7 +64,7 @@ in every case.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.framework, "framework", compliance.All, "sox, pci-dss, gdpr, finra, iso27001 or all")
-	f.StringVar(&o.from, "from", "", "start of the period: RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] (local time), or a duration before now (2160h); default: the beginning of the audit log")
+	f.StringVar(&o.from, "from", "", "start of the period: RFC 3339, YYYY-MM-DD[ HH:MM[:SS]] (local time), or a duration before now (90d, 1y, 24h); default: the beginning of the audit log")
 	f.StringVar(&o.to, "to", "", "end of the period (same forms as --from; default now): gaps since the last backup are measured to it")
 	f.StringVar(&o.format, "format", "text", "text, json or html (one self-contained file)")
 	f.StringVarP(&o.output, "output", "o", "", "write the report to this file instead of standard output")
