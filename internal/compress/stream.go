@@ -32,16 +32,50 @@ func (c *Codec) CompressStream(dst []byte, r io.Reader, n int) ([]byte, error) {
 	if n < 0 || n > maxDecoded {
 		return dst, fmt.Errorf("compressing a stream of %d bytes: want 0 to %d", n, maxDecoded)
 	}
+	return c.compressPieces(dst, n, true, func(in []byte, off, k int) ([]byte, error) {
+		if got, err := io.ReadFull(r, in[:k]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("reading byte %d of %d: %w", off+got, n, err)
+		}
+		return in[:k], nil
+	})
+}
+
+// CompressPieces is CompressStream for input already in memory, such as a
+// mapped file: the same output, but each piece is compressed where it
+// lies, with no copy into memory of its own (which costs more than the
+// kernel's mapping of a file in the page cache).
+func (c *Codec) CompressPieces(dst, src []byte) ([]byte, error) {
+	if len(src) > maxDecoded {
+		return dst, fmt.Errorf("compressing %d bytes in pieces: want at most %d", len(src), maxDecoded)
+	}
+	return c.compressPieces(dst, len(src), false, func(_ []byte, off, k int) ([]byte, error) {
+		return src[off : off+k], nil
+	})
+}
+
+// compressPieces is CompressStream and CompressPieces: next gives the
+// k bytes of input at off, in a slot's memory of StreamPiece bytes (in,
+// when read is set; nil otherwise).
+func (c *Codec) compressPieces(dst []byte, n int, read bool, next func(in []byte, off, k int) ([]byte, error)) ([]byte, error) {
 	pieces := (n + StreamPiece - 1) / StreamPiece
 	workers := max(1, min(runtime.GOMAXPROCS(0), pieces))
-	// A piece being read and one whose frame waits its turn to be
-	// appended, besides those being compressed.
-	nslots := min(workers+2, max(1, pieces))
+	// One whose frame waits its turn to be appended (and one being read)
+	// besides those being compressed.
+	nslots := workers + 1
+	inLen := 0
+	if read {
+		nslots++
+		inLen = StreamPiece
+	}
+	nslots = min(nslots, max(1, pieces))
 	room := frameBound(StreamPiece)
 	// The inputs first, each on huge pages of its own (StreamPiece is a
 	// multiple of 2 MiB), then the outputs, of which only the start is
 	// ever written: the kernel zeroes every huge page touched.
-	mem := hugemem.Alloc(nslots * (StreamPiece + room))
+	mem := hugemem.Alloc(nslots * (inLen + room))
 	defer mem.Free()
 	type slot struct {
 		in, out []byte
@@ -49,10 +83,10 @@ func (c *Codec) CompressStream(dst []byte, r io.Reader, n int) ([]byte, error) {
 		done    chan struct{}
 	}
 	slots := make([]*slot, nslots)
-	ins, outs := mem.Bytes()[:nslots*StreamPiece], mem.Bytes()[nslots*StreamPiece:]
+	ins, outs := mem.Bytes()[:nslots*inLen], mem.Bytes()[nslots*inLen:]
 	for i := range slots {
 		slots[i] = &slot{
-			in:   ins[i*StreamPiece : (i+1)*StreamPiece : (i+1)*StreamPiece],
+			in:   ins[i*inLen : (i+1)*inLen : (i+1)*inLen],
 			out:  outs[i*room : i*room : (i+1)*room],
 			done: make(chan struct{}, 1),
 		}
@@ -84,24 +118,21 @@ func (c *Codec) CompressStream(dst []byte, r io.Reader, n int) ([]byte, error) {
 		}
 		slots = append(slots, s)
 	}
-	for left := n; left > 0 && err == nil; {
+	for off := 0; off < n && err == nil; {
 		if len(slots) == 0 {
 			collect()
 			continue
 		}
 		s := slots[len(slots)-1]
-		slots = slots[:len(slots)-1]
-		k := min(left, StreamPiece)
-		if got, rerr := io.ReadFull(r, s.in[:k]); rerr != nil {
-			if rerr == io.EOF {
-				rerr = io.ErrUnexpectedEOF
-			}
-			err = fmt.Errorf("reading byte %d of %d: %w", n-left+got, n, rerr)
-			slots = append(slots, s)
+		k := min(n-off, StreamPiece)
+		in, nerr := next(s.in, off, k)
+		if nerr != nil {
+			err = nerr
 			break
 		}
-		s.in = s.in[:k]
-		left -= k
+		slots = slots[:len(slots)-1]
+		s.in = in
+		off += k
 		inFlight = append(inFlight, s)
 		work <- s
 	}

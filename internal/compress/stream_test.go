@@ -114,3 +114,25 @@ func TestCompressStreamRatio(t *testing.T) {
 		t.Fatalf("streamed %d bytes, Compress %d: pieces cost more than 2%%", len(streamed), len(whole))
 	}
 }
+
+// TestCompressPieces: input in memory gives the very bytes CompressStream
+// gives reading it, on one core and several, around the piece boundaries.
+func TestCompressPieces(t *testing.T) {
+	text := textData(3*StreamPiece + 5)
+	for _, procs := range []int{1, 4} {
+		old := runtime.GOMAXPROCS(procs)
+		c := NewCodec(Fastest)
+		for _, n := range []int{0, 1, StreamPiece - 1, StreamPiece, StreamPiece + 1, 3*StreamPiece + 5} {
+			src := text[:n]
+			want, err := c.CompressStream([]byte("pre"), bytes.NewReader(src), n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.CompressPieces([]byte("pre"), src)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("procs %d, %d bytes: %v, equal %v", procs, n, err, bytes.Equal(got, want))
+			}
+		}
+		runtime.GOMAXPROCS(old)
+	}
+}

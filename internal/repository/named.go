@@ -77,6 +77,18 @@ func (r *Repository) SaveNamedStream(ctx context.Context, t backend.FileType, na
 	})
 }
 
+// SaveNamedPieces is SaveNamedStream for bytes already in memory, such
+// as a mapped WAL segment: the same object, compressed in pieces where
+// they lie (compress.CompressPieces) instead of copied first.
+func (r *Repository) SaveNamedPieces(ctx context.Context, t backend.FileType, name string, plain []byte) error {
+	if r.fast == nil {
+		return r.SaveNamed(ctx, t, name, plain)
+	}
+	return r.saveNamed(ctx, t, name, 1+compress.StreamBound(len(plain)), false, func(buf []byte) ([]byte, error) {
+		return r.fast.CompressPieces(append(buf, flagZstd), plain)
+	})
+}
+
 func (r *Repository) saveNamedPlain(ctx context.Context, t backend.FileType, name string, plain []byte, deferred bool) error {
 	// Room for the worst case: a large input is then compressed straight
 	// into buf (compress.Bound), and the pages never written cost nothing.
