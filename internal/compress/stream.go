@@ -74,8 +74,17 @@ func (c *Codec) compressPieces(dst []byte, n int, read bool, next func(in []byte
 	room := frameBound(StreamPiece)
 	// The inputs first, each on huge pages of its own (StreamPiece is a
 	// multiple of 2 MiB), then the outputs, of which only the start is
-	// ever written: the kernel zeroes every huge page touched.
-	mem := hugemem.Alloc(nslots * (inLen + room))
+	// ever written: the kernel zeroes every huge page touched. Without
+	// inputs, the outputs are on the Go heap's 4 KiB pages, where only
+	// the pages written fault in: a compressed piece is mostly far
+	// smaller than the huge page its first byte would have zeroed (2.5-3.5%
+	// of an archive_command call, paired, docs/benchmarks.md).
+	var mem *hugemem.Buffer
+	if read {
+		mem = hugemem.Alloc(nslots * (inLen + room))
+	} else {
+		mem = hugemem.Heap(nslots * room)
+	}
 	defer mem.Free()
 	type slot struct {
 		in, out []byte
