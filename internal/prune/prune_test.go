@@ -15,6 +15,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/candidates"
 	"github.com/nestguard/nestguard/internal/checker"
 	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/id"
@@ -516,6 +517,76 @@ func TestPruneFinishesKilledSweep(t *testing.T) {
 			}
 			if n := countObjects(t, be, backend.CandidateFile); n != 0 {
 				t.Errorf("%d records left", n)
+			}
+		})
+	}
+}
+
+// TestPruneRepairIndexBeside: 'repair index' run at any point of a
+// prune (here inside the prune's hook, so at exactly that point) never
+// indexes a pack the prune unindexed to delete it (docs/format.md, writers'
+// rule 2): after the prune, no index object names a deleted pack, verify
+// finds nothing wrong and every file restores.
+func TestPruneRepairIndexBeside(t *testing.T) {
+	ctx := context.Background()
+	for _, point := range []string{prune.PointRepacked, prune.PointMarked, prune.PointIndexReplaced, prune.PointIndexRewritten, prune.PointPacksDeleting, prune.PointPacksDeleted} {
+		t.Run(point, func(t *testing.T) {
+			be := locktest.New(false)
+			r := repotest.New(t, repotest.Backend(be))
+			dir := t.TempDir()
+			for i := range 16 {
+				writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), uint64(i), 60_000)
+			}
+			writeFile(t, filepath.Join(dir, "big"), 99, 3<<20)
+			first := backup(t, r, dir)
+			for i := 0; i < 16; i += 2 {
+				os.Remove(filepath.Join(dir, fmt.Sprintf("f%02d", i)))
+			}
+			os.Remove(filepath.Join(dir, "big"))
+			backup(t, r, dir)
+			forget(t, be, first)
+			want := map[string][]byte{}
+			for i := 1; i < 16; i += 2 {
+				name := fmt.Sprintf("f%02d", i)
+				want[name], _ = os.ReadFile(filepath.Join(dir, name))
+			}
+			repaired := false
+			o := prune.Options{Grace: grace(0), At: func(p string) {
+				if p != point {
+					return
+				}
+				repaired = true
+				rr := repotest.Open(t, be)
+				recs, _, err := candidates.List(ctx, rr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := rr.RepairIndex(ctx, candidates.Packs(recs)); err != nil {
+					t.Fatalf("repair index at %s: %v", p, err)
+				}
+			}}
+			if _, err := prune.Run(ctx, repotest.Open(t, be), o); err != nil {
+				t.Fatal(err)
+			}
+			if !repaired {
+				t.Fatalf("point %s never reached", point)
+			}
+			// No index object names a pack the prune deleted.
+			crep, err := checker.New(repotest.Open(t, be), checker.Options{}).Run(ctx)
+			if err != nil || !crep.OK() {
+				t.Errorf("verify after the prune, repair index at %s: %v %+v", point, err, crep)
+			}
+			for _, w := range crep.Warnings {
+				t.Errorf("verify after the prune, repair index at %s: warning %+v", point, w)
+			}
+			// Until the records go, a second prune finishes what is due.
+			if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0)}); err != nil {
+				t.Fatal(err)
+			}
+			verify(t, be, want)
+			crep, err = checker.New(repotest.Open(t, be), checker.Options{}).Run(ctx)
+			if err != nil || !crep.OK() || len(crep.Warnings) != 0 || crep.UnindexedPacks != 0 {
+				t.Errorf("verify after repair index at %s: %v %+v", point, err, crep)
 			}
 		})
 	}
