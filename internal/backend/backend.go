@@ -195,6 +195,17 @@ type TempCleaner interface {
 	CleanTemp(ctx context.Context, olderThan time.Duration) (int, error)
 }
 
+// Clock is implemented by stores on another machine that tell their own
+// time (S3, in every response's Date header): a writer judges whether a
+// prune's deletion-candidate record is due by it, not only by this host's
+// clock, which may be off (docs/format.md, "Prune").
+type Clock interface {
+	// StoreTime returns the store's time now, as precise as it tells
+	// (S3: to the second, rounded down); the zero time when this answer
+	// did not say.
+	StoreTime(ctx context.Context) (time.Time, error)
+}
+
 // Concurrency is implemented by stores that want more requests in flight
 // than a local disk does: object stores, where each request waits on the
 // network. Others get DefaultConcurrency.

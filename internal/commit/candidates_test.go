@@ -28,10 +28,12 @@ type stored struct {
 	pack id.ID // the pack holding both
 }
 
-func newStored(t *testing.T) *stored {
+func newStored(t *testing.T) *stored { return newStoredOn(t, mem.New()) }
+
+func newStoredOn(t *testing.T, be backend.Backend) *stored {
 	t.Helper()
 	ctx := context.Background()
-	s := &stored{be: mem.New(), data: []byte("the content of a file an earlier backup stored")}
+	s := &stored{be: be, data: []byte("the content of a file an earlier backup stored")}
 	r := repotest.New(t, repotest.Backend(s.be))
 	var err error
 	if s.blob, _, err = r.SaveBlob(ctx, index.DataBlob, s.data); err != nil {
@@ -149,6 +151,59 @@ func TestSaveStoresAgainForNewDueRecord(t *testing.T) {
 				}
 			} else if c.Blobs != want {
 				t.Errorf("counters %+v: want nothing stored", c)
+			}
+		})
+	}
+}
+
+// clocked is a store whose clock is shift from this host's
+// (backend.Clock), telling it to the second as S3 does.
+type clocked struct {
+	backend.Backend
+	shift time.Duration
+}
+
+func (c *clocked) Unwrap() backend.Backend { return c.Backend }
+
+func (c *clocked) StoreTime(context.Context) (time.Time, error) {
+	return time.Now().Add(c.shift).Truncate(time.Second), nil
+}
+
+// TestSaveJudgesRecordsByStoreTime: a record that a prune wrote while
+// the writer ran, due by the store's clock (which the prune's is checked
+// against) but not yet by this host's, which is behind: the blobs are
+// stored again all the same. A host clock ahead of the store's stays the
+// one that counts.
+func TestSaveJudgesRecordsByStoreTime(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		shift time.Duration // the store's clock from this host's
+		after time.Duration // the record's NotBefore from this host's now
+		again bool
+	}{
+		{"host on time, not due", 0, commit.Skew + 4*time.Minute, false},
+		{"host 10 minutes behind, due by the store", 10 * time.Minute, commit.Skew + 4*time.Minute, true},
+		{"host 10 minutes ahead, due by the host", -10 * time.Minute, commit.Skew - time.Minute, true},
+		{"host 10 minutes ahead, not due", -10 * time.Minute, commit.Skew + 4*time.Minute, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStoredOn(t, &clocked{Backend: mem.New(), shift: tc.shift})
+			r := repotest.Open(t, s.be)
+			step, err := commit.Begin(ctx, r, commit.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, known, err := r.SaveBlob(ctx, index.DataBlob, s.data); err != nil || !known {
+				t.Fatalf("SaveBlob: known %v, %v", known, err)
+			}
+			s.mark(t, r, tc.after)
+			if _, err := step.Save(ctx, s.snapshot()); err != nil {
+				t.Fatalf("Save: %v", err)
+			}
+			fresh := repotest.Open(t, s.be)
+			if got := s.outside(t, fresh, s.blob); got != tc.again {
+				t.Errorf("blob stored outside the marked pack: %v, want %v", got, tc.again)
 			}
 		})
 	}

@@ -14,7 +14,8 @@
 //  1. flushes the repository: every blob and tree the snapshot references
 //     is in a stored pack listed by a stored index object;
 //  2. lists the records again: when one that Begin did not know is due
-//     (its NotBefore less Skew has passed), a prune may delete its packs
+//     (its NotBefore less Skew has passed, by this host's clock or, later,
+//     the store's where it tells it: backend.Clock), a prune may delete its packs
 //     without seeing this snapshot, so every blob the snapshot needs that
 //     is located only in candidate packs is stored again in new packs
 //     and flushed; one that cannot be read any more fails the Save, and
@@ -127,6 +128,8 @@ type Step struct {
 	// before then (a copy's cached mappings) are checked at every later
 	// Save.
 	grown bool
+	// clockWarned: this host's clock was found off the store's, and said.
+	clockWarned bool
 }
 
 // Begin prepares repo for a writer: it lists prune's deletion-candidate

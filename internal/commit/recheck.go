@@ -6,6 +6,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/candidates"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
@@ -46,7 +47,11 @@ func (s *Step) recheck(ctx context.Context, sn *snapshot.Snapshot) error {
 		if err != nil {
 			return fmt.Errorf("no snapshot saved: %w", err)
 		}
-		due := s.due(recs, time.Now())
+		now, err := s.now(ctx)
+		if err != nil {
+			return fmt.Errorf("no snapshot saved: %w", err)
+		}
+		due := s.due(recs, now)
 		gone, err := s.gonePacks(ctx)
 		if err != nil {
 			return fmt.Errorf("no snapshot saved: %w", err)
@@ -111,6 +116,43 @@ func (s *Step) gonePacks(ctx context.Context) ([]id.ID, error) {
 		}
 	}
 	return out, nil
+}
+
+// now is the time the writer judges records due by: this host's clock,
+// or the store's where the store tells it (backend.Clock) and it is
+// later. A prune checks its own clock against the store's (within Skew),
+// so by the store's time a writer whose clock is behind does not take a
+// record its prune may already act on for one not due. The store's time
+// is rounded down to its second: a second is added. A clock further than
+// Skew from the store's is warned about once.
+func (s *Step) now(ctx context.Context) (time.Time, error) {
+	c, ok := backend.As[backend.Clock](s.repo.Backend())
+	if !ok {
+		return time.Now(), nil
+	}
+	before := time.Now()
+	st, err := c.StoreTime(ctx)
+	after := time.Now()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if st.IsZero() {
+		return after, nil
+	}
+	st = st.Add(time.Second)
+	if off := st.Sub(after); (off > Skew || before.Sub(st) > Skew) && !s.clockWarned {
+		s.clockWarned = true
+		way, by := "behind", off
+		if off < 0 {
+			way, by = "ahead of", before.Sub(st)
+		}
+		s.repo.Logger().Warn(fmt.Sprintf("this host's clock is %s %s the storage's: prune's records are judged by the later of the two; set the clock right (NTP)", by.Round(time.Second), way),
+			"storage_time", st.UTC().Format(time.RFC3339), "host_time", after.UTC().Format(time.RFC3339))
+	}
+	if st.After(after) {
+		return st, nil
+	}
+	return after, nil
 }
 
 // due returns the records of recs not known yet whose NotBefore less

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
@@ -239,4 +240,15 @@ func (b *Backend) typePrefix(t backend.FileType) string {
 		return path.Join(b.prefix, string(t))
 	}
 	return path.Join(b.prefix, string(t)) + "/"
+}
+
+// StoreTime implements backend.Clock: the Date of the answer to a HEAD of
+// the bucket (a permission every role has, with s3:ListBucket).
+func (b *Backend) StoreTime(ctx context.Context) (time.Time, error) {
+	out, err := b.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &b.bucket})
+	if err != nil {
+		return time.Time{}, b.wrap(err, "reading the storage's time (a HEAD of bucket %q)", b.bucket)
+	}
+	t, _ := awsmiddleware.GetServerTime(out.ResultMetadata)
+	return t, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
@@ -63,6 +64,26 @@ func TestConformance(t *testing.T) {
 			t.Run(bucket, func(t *testing.T) {
 				backendtest.Run(t, func(t *testing.T) backend.Backend { return s.backend(t, bucket) })
 			})
+		}
+	})
+}
+
+// TestStoreTime: the store tells its time (backend.Clock), and on these
+// servers, on this host's clock, it is this host's time to the second.
+func TestStoreTime(t *testing.T) {
+	t.Parallel()
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		s := startServer(t, k)
+		be := s.backend(t, plainBucket)
+		c, ok := backend.As[backend.Clock](be)
+		if !ok {
+			t.Fatal("an S3 backend is no backend.Clock")
+		}
+		before := time.Now()
+		st, err := c.StoreTime(context.Background())
+		after := time.Now()
+		if err != nil || st.Before(before.Add(-time.Second)) || st.After(after.Add(time.Second)) {
+			t.Fatalf("StoreTime = %v, %v; want between %v and %v", st, err, before, after)
 		}
 	})
 }
