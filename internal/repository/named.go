@@ -160,7 +160,7 @@ func (r *Repository) LoadNamed(ctx context.Context, t backend.FileType, name str
 // nil pool decompresses into the Go heap.
 func (r *Repository) LoadNamedPooled(ctx context.Context, t backend.FileType, name string, pool *hugemem.Pool) (plain []byte, release func(), err error) {
 	h := backend.Handle{Type: t, Name: name}
-	sealed, err := backend.ReadAll(ctx, r.be, h, maxUnpackedObjectLen)
+	sealed, err := backend.ReadAll(ctx, r.be, h, maxNamedSealedLen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading %s: %w", h, err)
 	}
@@ -186,12 +186,12 @@ func (r *Repository) openNamed(h backend.Handle, sealed []byte, pool *hugemem.Po
 	var dst []byte
 	release := func() {}
 	if len(body) > 1 && body[0] == flagZstd && pool != nil {
-		if n, ok := compress.DecodedSize(body[1:]); ok && n <= int(maxUnpackedObjectLen) {
+		if n, ok := compress.DecodedSize(body[1:]); ok && n <= maxNamedPlainLen {
 			b := pool.Get(n)
 			dst, release = b.Bytes()[:0], func() { pool.Put(b) }
 		}
 	}
-	plain, err := r.unpackBody(dst, body, int(maxUnpackedObjectLen))
+	plain, err := r.unpackBody(dst, body, maxNamedPlainLen)
 	if err != nil {
 		release()
 		return nil, nil, fmt.Errorf("%s: %w", h, err)
