@@ -221,7 +221,7 @@ func isSegmentFile(name string) bool { return pgmeta.IsSegment(name) || pgmeta.I
 // its mapping (repository.Repository).
 type walStreamer interface {
 	SaveNamedStream(ctx context.Context, t backend.FileType, name string, r io.Reader, size int) error
-	SaveNamedPieces(ctx context.Context, t backend.FileType, name string, plain []byte) error
+	SaveNamedPieces(ctx context.Context, t backend.FileType, name string, plain []byte, check func() error) error
 }
 
 // archiveStreamed is archiveWAL for a segment archived on its own (one
@@ -253,7 +253,20 @@ func archiveStreamed(ctx context.Context, repo walStreamer, path, name string, m
 		if !bytes.Equal(data[:len(head)], head) {
 			return size, fmt.Errorf("reading WAL file %s: its first page changed while it was read: is something else writing it?", path)
 		}
-		return size, repo.SaveNamedPieces(ctx, backend.WALFile, name, data)
+		// Where no lease holds the file, another process may have cut it
+		// meanwhile: the mapping then read zeros (or died of SIGBUS) past
+		// its new end, where read(2) would have come up short.
+		shrunk := func() error {
+			fi, err := f.Stat()
+			if err != nil {
+				return fmt.Errorf("reading WAL file %s: %w", path, err)
+			}
+			if fi.Size() < size {
+				return fmt.Errorf("reading WAL file %s: it shrank from %d to %d bytes while read: is something else writing it?", path, size, fi.Size())
+			}
+			return nil
+		}
+		return size, repo.SaveNamedPieces(ctx, backend.WALFile, name, data, shrunk)
 	}
 	err = repo.SaveNamedStream(ctx, backend.WALFile, name, io.MultiReader(bytes.NewReader(head), f), int(size))
 	if errors.Is(err, io.ErrUnexpectedEOF) {

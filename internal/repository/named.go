@@ -79,13 +79,28 @@ func (r *Repository) SaveNamedStream(ctx context.Context, t backend.FileType, na
 
 // SaveNamedPieces is SaveNamedStream for bytes already in memory, such
 // as a mapped WAL segment: the same object, compressed in pieces where
-// they lie (compress.CompressPieces) instead of copied first.
-func (r *Repository) SaveNamedPieces(ctx context.Context, t backend.FileType, name string, plain []byte) error {
-	if r.fast == nil {
-		return r.SaveNamed(ctx, t, name, plain)
+// they lie (compress.CompressPieces) instead of copied first. check, when
+// not nil, runs once plain has been compressed (or copied) and before
+// anything is stored: an error from it stores nothing (a mapped file that
+// shrank meanwhile was read as zeros past its new end).
+func (r *Repository) SaveNamedPieces(ctx context.Context, t backend.FileType, name string, plain []byte, check func() error) error {
+	need := 1 + max(len(plain), compress.Bound(len(plain)))
+	if r.fast != nil {
+		need = 1 + compress.StreamBound(len(plain))
 	}
-	return r.saveNamed(ctx, t, name, 1+compress.StreamBound(len(plain)), false, func(buf []byte) ([]byte, error) {
-		return r.fast.CompressPieces(append(buf, flagZstd), plain)
+	return r.saveNamed(ctx, t, name, need, false, func(buf []byte) ([]byte, error) {
+		var err error
+		if r.fast == nil {
+			buf = append(append(buf, flagRaw), plain...)
+		} else if buf, err = r.fast.CompressPieces(append(buf, flagZstd), plain); err != nil {
+			return nil, err
+		}
+		if check != nil {
+			if err := check(); err != nil {
+				return nil, err
+			}
+		}
+		return buf, nil
 	})
 }
 
@@ -160,7 +175,7 @@ func (r *Repository) LoadNamed(ctx context.Context, t backend.FileType, name str
 // nil pool decompresses into the Go heap.
 func (r *Repository) LoadNamedPooled(ctx context.Context, t backend.FileType, name string, pool *hugemem.Pool) (plain []byte, release func(), err error) {
 	h := backend.Handle{Type: t, Name: name}
-	sealed, err := backend.ReadAll(ctx, r.be, h, maxUnpackedObjectLen)
+	sealed, err := backend.ReadAll(ctx, r.be, h, maxNamedSealedLen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading %s: %w", h, err)
 	}
@@ -186,12 +201,12 @@ func (r *Repository) openNamed(h backend.Handle, sealed []byte, pool *hugemem.Po
 	var dst []byte
 	release := func() {}
 	if len(body) > 1 && body[0] == flagZstd && pool != nil {
-		if n, ok := compress.DecodedSize(body[1:]); ok && n <= int(maxUnpackedObjectLen) {
+		if n, ok := compress.DecodedSize(body[1:]); ok && n <= maxNamedPlainLen {
 			b := pool.Get(n)
 			dst, release = b.Bytes()[:0], func() { pool.Put(b) }
 		}
 	}
-	plain, err := r.unpackBody(dst, body, int(maxUnpackedObjectLen))
+	plain, err := r.unpackBody(dst, body, maxNamedPlainLen)
 	if err != nil {
 		release()
 		return nil, nil, fmt.Errorf("%s: %w", h, err)

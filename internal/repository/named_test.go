@@ -84,3 +84,54 @@ func TestNamedObjectsStreamed(t *testing.T) {
 		}
 	}
 }
+
+// TestNamedObjectsLargeSegment: a WAL segment of more than 256 MiB
+// (initdb --wal-segsize goes up to 1 GiB) stored as a named object loads
+// back, compressed or raw: archive-wal must not exit 0 with an object
+// restore-wal then refuses as too large.
+func TestNamedObjectsLargeSegment(t *testing.T) {
+	if testing.Short() {
+		t.Skip("300 MiB objects")
+	}
+	ctx := context.Background()
+	seg := bytes.Repeat([]byte("wal record;"), 300<<20/11)
+	for _, compression := range []string{"fastest", "off"} {
+		be := mem.New()
+		r, err := Init(ctx, be, pass, InitOptions{Options: testOptions(), Compression: compression})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const name = "000000010000000000000003"
+		if err := r.SaveNamedPieces(ctx, backend.WALFile, name, seg, nil); err != nil {
+			t.Fatalf("%s: %v", compression, err)
+		}
+		got, err := reopen(t, be).LoadNamed(ctx, backend.WALFile, name)
+		if err != nil || !bytes.Equal(got, seg) {
+			t.Fatalf("%s: load: err=%v equal=%v", compression, err, bytes.Equal(got, seg))
+		}
+	}
+}
+
+// TestNamedPiecesCheck: SaveNamedPieces runs check once the bytes are
+// compressed (or copied), and an error from it stores nothing.
+func TestNamedPiecesCheck(t *testing.T) {
+	ctx := context.Background()
+	seg := bytes.Repeat([]byte("wal record;"), 1<<19)
+	stop := errors.New("the file shrank")
+	for _, compression := range []string{"fastest", "off"} {
+		be := mem.New()
+		r, err := Init(ctx, be, pass, InitOptions{Options: testOptions(), Compression: compression})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const name = "000000010000000000000003"
+		calls := 0
+		err = r.SaveNamedPieces(ctx, backend.WALFile, name, seg, func() error { calls++; return stop })
+		if !errors.Is(err, stop) || calls != 1 {
+			t.Fatalf("%s: %v after %d checks, want the check's error after 1", compression, err, calls)
+		}
+		if _, err := r.LoadNamed(ctx, backend.WALFile, name); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s: stored although the check failed: %v", compression, err)
+		}
+	}
+}

@@ -40,6 +40,16 @@ var (
 	maxUnpackedObjectLen = int64(256 << 20)
 )
 
+// A named object holds a WAL segment, of up to 1 GiB (initdb
+// --wal-segsize, pgmeta.MaxSegmentSize): more than other objects may.
+// maxNamedSealedLen bounds what it takes stored, compressed in any way
+// (zstd's bound is a little over the input) or raw, with its name, nonce
+// and tag.
+const (
+	maxNamedPlainLen  = 1 << 30
+	maxNamedSealedLen = maxNamedPlainLen + maxNamedPlainLen/64
+)
+
 // Repository is an open, unlocked repository. Its methods are safe for
 // concurrent use.
 type Repository struct {
