@@ -20,7 +20,8 @@ import (
 // keeps those that hold a blob a listed snapshot needs. A record this
 // writer did not know when it decided to reuse a blob may name the
 // blob's pack; if the record is due (NotBefore less Skew has passed on
-// this clock), its prune may list the snapshots before sn is saved. So
+// this host's clock, or on the store's where it tells a later time: see
+// now), its prune may list the snapshots before sn is saved. So
 // every blob sn needs whose locations are all in avoided packs (those of
 // the records known at Begin and of the due ones) is read and stored
 // again, in a new pack no record names, and flushed.
