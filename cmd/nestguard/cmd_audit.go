@@ -76,13 +76,18 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
+	negative := &usageError{fmt.Errorf("time %q: a duration counts back from now, so it cannot be negative; give a time (RFC 3339 or YYYY-MM-DD) for one after now", s)}
 	if d, err := time.ParseDuration(s); err == nil {
 		if d < 0 {
-			return time.Time{}, &usageError{fmt.Errorf("time %q: a duration counts back from now, so it cannot be negative; give a time (RFC 3339 or YYYY-MM-DD) for one after now", s)}
+			return time.Time{}, negative
 		}
 		return now.Add(-d), nil
 	}
-	if d, err := policy.ParseDuration(s); err == nil {
+	rest, neg := strings.CutPrefix(s, "-")
+	if d, err := policy.ParseDuration(rest); err == nil {
+		if neg {
+			return time.Time{}, negative
+		}
 		return d.Before(now), nil
 	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {

@@ -202,7 +202,7 @@ type TempCleaner interface {
 type Clock interface {
 	// StoreTime returns the store's time now, as precise as it tells
 	// (S3: to the second, rounded down); the zero time when this answer
-	// did not say.
+	// did not say, or when a wrapper's store tells none (package retry).
 	StoreTime(ctx context.Context) (time.Time, error)
 }
 

@@ -1,7 +1,9 @@
 package commit_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/nestguard/nestguard/internal/backend/mem"
 	"github.com/nestguard/nestguard/internal/candidates"
 	"github.com/nestguard/nestguard/internal/commit"
+	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/repository"
@@ -161,12 +164,58 @@ func TestSaveStoresAgainForNewDueRecord(t *testing.T) {
 type clocked struct {
 	backend.Backend
 	shift time.Duration
+	exact bool // tell the time to the nanosecond, not rounded down
 }
 
 func (c *clocked) Unwrap() backend.Backend { return c.Backend }
 
 func (c *clocked) StoreTime(context.Context) (time.Time, error) {
+	if c.exact {
+		return time.Now().Add(c.shift), nil
+	}
 	return time.Now().Add(c.shift).Truncate(time.Second), nil
+}
+
+// TestSaveWarnsOfClockOff: a writer warns that its host's clock is off
+// the store's only when it is, by more than Skew, whichever way: the
+// second added to the store's time for its rounding makes its time
+// later for judging records, but is no evidence that the host is behind.
+func TestSaveWarnsOfClockOff(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		shift time.Duration // the store's clock from this host's
+		warn  string        // "" for none
+	}{
+		{commit.Skew - 500*time.Millisecond, ""},
+		{commit.Skew + 3*time.Second, "behind"},
+		{-commit.Skew + 500*time.Millisecond, ""},
+		{-commit.Skew - 3*time.Second, "ahead of"},
+	} {
+		s := newStoredOn(t, &clocked{Backend: mem.New(), shift: tc.shift, exact: true})
+		var logged bytes.Buffer
+		kdf := crypto.FastKDFParamsForTests()
+		r, err := repository.Open(ctx, s.be, []byte(repotest.Password), repository.Options{KDF: &kdf, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.LoadIndex(ctx); err != nil {
+			t.Fatal(err)
+		}
+		step, err := commit.Begin(ctx, r, commit.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := step.Save(ctx, s.snapshot()); err != nil {
+			t.Fatalf("Save: %v", err)
+		}
+		got := logged.String()
+		switch {
+		case tc.warn == "" && strings.Contains(got, "clock"):
+			t.Errorf("store %v from this host: warned\n%s", tc.shift, got)
+		case tc.warn != "" && (!strings.Contains(got, "clock is ") || !strings.Contains(got, tc.warn)):
+			t.Errorf("store %v from this host: no warning saying %q\n%s", tc.shift, tc.warn, got)
+		}
+	}
 }
 
 // TestSaveJudgesRecordsByStoreTime: a record that a prune wrote while

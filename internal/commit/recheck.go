@@ -20,7 +20,8 @@ import (
 // keeps those that hold a blob a listed snapshot needs. A record this
 // writer did not know when it decided to reuse a blob may name the
 // blob's pack; if the record is due (NotBefore less Skew has passed on
-// this clock), its prune may list the snapshots before sn is saved. So
+// this host's clock, or on the store's where it tells a later time: see
+// now), its prune may list the snapshots before sn is saved. So
 // every blob sn needs whose locations are all in avoided packs (those of
 // the records known at Begin and of the due ones) is read and stored
 // again, in a new pack no record names, and flushed.
@@ -123,8 +124,9 @@ func (s *Step) gonePacks(ctx context.Context) ([]id.ID, error) {
 // later. A prune checks its own clock against the store's (within Skew),
 // so by the store's time a writer whose clock is behind does not take a
 // record its prune may already act on for one not due. The store's time
-// is rounded down to its second: a second is added. A clock further than
-// Skew from the store's is warned about once.
+// is rounded down to its second: a second is added, to judge records by
+// (not to warn by). A clock surely further than Skew from the store's is
+// warned about once.
 func (s *Step) now(ctx context.Context) (time.Time, error) {
 	c, ok := backend.As[backend.Clock](s.repo.Backend())
 	if !ok {
@@ -139,18 +141,19 @@ func (s *Step) now(ctx context.Context) (time.Time, error) {
 	if st.IsZero() {
 		return after, nil
 	}
-	st = st.Add(time.Second)
-	if off := st.Sub(after); (off > Skew || before.Sub(st) > Skew) && !s.clockWarned {
+	// The store's time when it answered is in [st, late).
+	late := st.Add(time.Second)
+	if behind, ahead := st.Sub(after), before.Sub(late); (behind > Skew || ahead > Skew) && !s.clockWarned {
 		s.clockWarned = true
-		way, by := "behind", off
-		if off < 0 {
-			way, by = "ahead of", before.Sub(st)
+		way, by := "behind", behind
+		if ahead > Skew {
+			way, by = "ahead of", ahead
 		}
 		s.repo.Logger().Warn(fmt.Sprintf("this host's clock is %s %s the storage's: prune's records are judged by the later of the two; set the clock right (NTP)", by.Round(time.Second), way),
 			"storage_time", st.UTC().Format(time.RFC3339), "host_time", after.UTC().Format(time.RFC3339))
 	}
-	if st.After(after) {
-		return st, nil
+	if late.After(after) {
+		return late, nil
 	}
 	return after, nil
 }

@@ -18,8 +18,9 @@ import (
 // truncates a segment it has not seen archived; so that nothing else can
 // either, the file is mapped under a read lease (fcntl F_SETLEASE) where
 // the kernel grants one: an open for writing or a truncate by another
-// process then waits until the call is done (at most lease-break-time, 45
-// s by default; Go ignores the SIGIO that tells the holder). The kernel
+// process then waits until it is unmapped (at most lease-break-time, 45 s
+// by default; Go ignores the SIGIO that tells the holder). The lease goes
+// with f: f must stay open until unmap has been called. The kernel
 // grants none while the file is open for writing elsewhere (a PostgreSQL
 // backend may still hold the segment it wrote last) or to a process that
 // neither owns the file nor has CAP_LEASE; the file is mapped all the

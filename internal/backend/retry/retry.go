@@ -49,7 +49,8 @@ func (o Options) withDefaults() Options {
 }
 
 // Backend is a backend with retries. It also implements backend.Locker
-// (retried as well) when the wrapped backend does; see New.
+// (retried as well) when the wrapped backend does, see New; and
+// backend.Clock, see StoreTime.
 type Backend struct {
 	be backend.Backend
 	o  Options
@@ -213,6 +214,24 @@ type permanent struct{ error }
 
 func (permanent) Transient() bool { return false }
 func (p permanent) Unwrap() error { return p.error }
+
+// StoreTime implements backend.Clock, retried as every request is, where
+// the wrapped backend tells its time; elsewhere it returns the zero time
+// (the store does not say). Without it a writer would reach the store's
+// clock past the retries (backend.As unwraps), and one failed HEAD at the
+// end of a long backup would fail its snapshot.
+func (b *Backend) StoreTime(ctx context.Context) (time.Time, error) {
+	c, ok := backend.As[backend.Clock](b.be)
+	if !ok {
+		return time.Time{}, nil
+	}
+	var t time.Time
+	err := b.do(ctx, "reading the storage's time", func() (err error) {
+		t, err = c.StoreTime(ctx)
+		return err
+	})
+	return t, err
+}
 
 // Close implements backend.Backend.
 func (b *Backend) Close() error { return b.be.Close() }

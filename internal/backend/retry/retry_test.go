@@ -470,3 +470,50 @@ func load(t *testing.T, be backend.Backend, h backend.Handle, off, n int64) []by
 	}
 	return b
 }
+
+// flakyClock is a flaky store that tells its time (backend.Clock), failing
+// as flaky does under the operation "time".
+type flakyClock struct {
+	*flaky
+	at time.Time
+}
+
+func (c *flakyClock) Unwrap() backend.Backend { return c.flaky }
+
+func (c *flakyClock) StoreTime(context.Context) (time.Time, error) {
+	if err := c.fail("time"); err != nil {
+		return time.Time{}, err
+	}
+	return c.at, nil
+}
+
+// TestStoreTimeRetried: the store's time, which a writer reads once its
+// snapshot is ready to save (internal/commit), is retried like every
+// other request: a brief outage there must not fail a long backup. Over
+// a store that does not tell its time, the answer is the zero time.
+func TestStoreTimeRetried(t *testing.T) {
+	ctx := context.Background()
+	at := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	f := &flakyClock{flaky: newFlaky(errSlowDown), at: at}
+	f.fails["time"] = 2
+	c, ok := backend.As[backend.Clock](New(f, fast))
+	if !ok {
+		t.Fatal("a retried Clock is no backend.Clock")
+	}
+	if got, err := c.StoreTime(ctx); err != nil || !got.Equal(at) {
+		t.Fatalf("StoreTime after 2 transient failures: %v, %v; want %v", got, err, at)
+	}
+	if f.calls["time"] != 3 {
+		t.Errorf("StoreTime called %d times, want 3", f.calls["time"])
+	}
+	f.fails["time"] = 1
+	f.err = errDenied
+	if _, err := c.StoreTime(ctx); !errors.Is(err, errDenied) || f.calls["time"] != 4 {
+		t.Errorf("a permanent error: %v after %d calls, want it at once", err, f.calls["time"])
+	}
+	if c, ok := backend.As[backend.Clock](New(newFlaky(errSlowDown), fast)); ok {
+		if got, err := c.StoreTime(ctx); err != nil || !got.IsZero() {
+			t.Errorf("StoreTime over a store without a clock: %v, %v; want the zero time", got, err)
+		}
+	}
+}
