@@ -65,6 +65,22 @@ func (s *stored) mark(t *testing.T, r *repository.Repository, after time.Duratio
 	}
 }
 
+// reuse begins a writer with o on the stored repository and has it reuse
+// the stored data blob (SaveBlob finds it known).
+func (s *stored) reuse(t *testing.T, o commit.Options) (*repository.Repository, *commit.Step) {
+	t.Helper()
+	ctx := context.Background()
+	r := repotest.Open(t, s.be)
+	step, err := commit.Begin(ctx, r, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, known, err := r.SaveBlob(ctx, index.DataBlob, s.data); err != nil || !known {
+		t.Fatalf("SaveBlob: known %v, %v", known, err)
+	}
+	return r, step
+}
+
 func (s *stored) snapshot() *snapshot.Snapshot {
 	return &snapshot.Snapshot{Time: time.Now().UTC(), Kind: snapshot.KindFiles, Paths: []string{"/x"}, Tree: s.tree}
 }
@@ -127,15 +143,8 @@ func TestSaveStoresAgainForNewDueRecord(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStored(t)
-			r := repotest.Open(t, s.be)
-			step, err := commit.Begin(ctx, r, commit.Options{UnsafeIgnoreCandidates: tc.unsafe})
-			if err != nil {
-				t.Fatal(err)
-			}
 			// The run reuses both blobs, then a prune marks their pack.
-			if _, known, err := r.SaveBlob(ctx, index.DataBlob, s.data); err != nil || !known {
-				t.Fatalf("SaveBlob: known %v, %v", known, err)
-			}
+			r, step := s.reuse(t, commit.Options{UnsafeIgnoreCandidates: tc.unsafe})
 			s.mark(t, r, tc.after)
 			sn := s.snapshot()
 			c, err := step.Save(ctx, sn)
@@ -238,14 +247,7 @@ func TestSaveJudgesRecordsByStoreTime(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStoredOn(t, &clocked{Backend: mem.New(), shift: tc.shift})
-			r := repotest.Open(t, s.be)
-			step, err := commit.Begin(ctx, r, commit.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, known, err := r.SaveBlob(ctx, index.DataBlob, s.data); err != nil || !known {
-				t.Fatalf("SaveBlob: known %v, %v", known, err)
-			}
+			r, step := s.reuse(t, commit.Options{})
 			s.mark(t, r, tc.after)
 			if _, err := step.Save(ctx, s.snapshot()); err != nil {
 				t.Fatalf("Save: %v", err)
@@ -326,14 +328,7 @@ func TestCopyStepChecksLaterSnapshots(t *testing.T) {
 func TestSaveNoticesRecordThatCameAndWent(t *testing.T) {
 	ctx := context.Background()
 	s := newStored(t)
-	r := repotest.Open(t, s.be)
-	step, err := commit.Begin(ctx, r, commit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, known, err := r.SaveBlob(ctx, index.DataBlob, s.data); err != nil || !known {
-		t.Fatalf("SaveBlob: known %v, %v", known, err)
-	}
+	r, step := s.reuse(t, commit.Options{})
 	// The prunes, as another process.
 	p := repotest.Open(t, s.be)
 	s.mark(t, p, 0)

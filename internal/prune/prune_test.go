@@ -456,6 +456,34 @@ func packsOf(t *testing.T, r *repository.Repository, sn *snapshot.Snapshot) []id
 	return set.Packs
 }
 
+// sweepRepo is a repository with a prune's work in it: 16 small files
+// and a big one backed up, then half the small ones and the big one
+// deleted and backed up again, and the first snapshot forgotten. want is
+// what the second snapshot holds.
+func sweepRepo(t *testing.T) (backend.Backend, map[string][]byte) {
+	t.Helper()
+	be := locktest.New(false)
+	r := repotest.New(t, repotest.Backend(be))
+	dir := t.TempDir()
+	for i := range 16 {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), uint64(i), 60_000)
+	}
+	writeFile(t, filepath.Join(dir, "big"), 99, 3<<20)
+	first := backup(t, r, dir)
+	for i := 0; i < 16; i += 2 {
+		os.Remove(filepath.Join(dir, fmt.Sprintf("f%02d", i)))
+	}
+	os.Remove(filepath.Join(dir, "big"))
+	backup(t, r, dir)
+	forget(t, be, first)
+	want := map[string][]byte{}
+	for i := 1; i < 16; i += 2 {
+		name := fmt.Sprintf("f%02d", i)
+		want[name], _ = os.ReadFile(filepath.Join(dir, name))
+	}
+	return be, want
+}
+
 // TestPruneFinishesKilledSweep: a prune that replaced the index objects
 // but was killed before deleting the packs leaves unindexed packs that a
 // record names; the next prune deletes them.
@@ -463,25 +491,7 @@ func TestPruneFinishesKilledSweep(t *testing.T) {
 	ctx := context.Background()
 	for _, point := range []string{prune.PointRepacked, prune.PointMarked, prune.PointIndexReplaced, prune.PointIndexRewritten, prune.PointPacksDeleting, prune.PointPacksDeleted} {
 		t.Run(point, func(t *testing.T) {
-			be := locktest.New(false)
-			r := repotest.New(t, repotest.Backend(be))
-			dir := t.TempDir()
-			for i := range 16 {
-				writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), uint64(i), 60_000)
-			}
-			writeFile(t, filepath.Join(dir, "big"), 99, 3<<20)
-			first := backup(t, r, dir)
-			for i := 0; i < 16; i += 2 {
-				os.Remove(filepath.Join(dir, fmt.Sprintf("f%02d", i)))
-			}
-			os.Remove(filepath.Join(dir, "big"))
-			backup(t, r, dir)
-			forget(t, be, first)
-			want := map[string][]byte{}
-			for i := 1; i < 16; i += 2 {
-				name := fmt.Sprintf("f%02d", i)
-				want[name], _ = os.ReadFile(filepath.Join(dir, name))
-			}
+			be, want := sweepRepo(t)
 			errKilled := errors.New("killed")
 			o := prune.Options{Grace: grace(0), At: func(p string) {
 				if p == point {
@@ -531,25 +541,7 @@ func TestPruneRepairIndexBeside(t *testing.T) {
 	ctx := context.Background()
 	for _, point := range []string{prune.PointRepacked, prune.PointMarked, prune.PointIndexReplaced, prune.PointIndexRewritten, prune.PointPacksDeleting, prune.PointPacksDeleted} {
 		t.Run(point, func(t *testing.T) {
-			be := locktest.New(false)
-			r := repotest.New(t, repotest.Backend(be))
-			dir := t.TempDir()
-			for i := range 16 {
-				writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), uint64(i), 60_000)
-			}
-			writeFile(t, filepath.Join(dir, "big"), 99, 3<<20)
-			first := backup(t, r, dir)
-			for i := 0; i < 16; i += 2 {
-				os.Remove(filepath.Join(dir, fmt.Sprintf("f%02d", i)))
-			}
-			os.Remove(filepath.Join(dir, "big"))
-			backup(t, r, dir)
-			forget(t, be, first)
-			want := map[string][]byte{}
-			for i := 1; i < 16; i += 2 {
-				name := fmt.Sprintf("f%02d", i)
-				want[name], _ = os.ReadFile(filepath.Join(dir, name))
-			}
+			be, want := sweepRepo(t)
 			repaired := false
 			o := prune.Options{Grace: grace(0), At: func(p string) {
 				if p != point {

@@ -58,11 +58,7 @@ func TestNamedObjectsStreamed(t *testing.T) {
 	seg := randBytes(3, 5<<20)
 	copy(seg[1<<20:], bytes.Repeat([]byte("wal record;"), 300_000))
 	for _, compression := range []string{"fastest", "off"} {
-		be := mem.New()
-		r, err := Init(ctx, be, pass, InitOptions{Options: testOptions(), Compression: compression})
-		if err != nil {
-			t.Fatal(err)
-		}
+		be, r := initCompression(t, compression)
 		const name = "000000010000000000000003"
 		if err := r.SaveNamedStream(ctx, backend.WALFile, name, bytes.NewReader(seg), len(seg)); err != nil {
 			t.Fatalf("%s: %v", compression, err)
@@ -96,11 +92,7 @@ func TestNamedObjectsLargeSegment(t *testing.T) {
 	ctx := context.Background()
 	seg := bytes.Repeat([]byte("wal record;"), 300<<20/11)
 	for _, compression := range []string{"fastest", "off"} {
-		be := mem.New()
-		r, err := Init(ctx, be, pass, InitOptions{Options: testOptions(), Compression: compression})
-		if err != nil {
-			t.Fatal(err)
-		}
+		be, r := initCompression(t, compression)
 		const name = "000000010000000000000003"
 		if err := r.SaveNamedPieces(ctx, backend.WALFile, name, seg, nil); err != nil {
 			t.Fatalf("%s: %v", compression, err)
@@ -119,14 +111,10 @@ func TestNamedPiecesCheck(t *testing.T) {
 	seg := bytes.Repeat([]byte("wal record;"), 1<<19)
 	stop := errors.New("the file shrank")
 	for _, compression := range []string{"fastest", "off"} {
-		be := mem.New()
-		r, err := Init(ctx, be, pass, InitOptions{Options: testOptions(), Compression: compression})
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, r := initCompression(t, compression)
 		const name = "000000010000000000000003"
 		calls := 0
-		err = r.SaveNamedPieces(ctx, backend.WALFile, name, seg, func() error { calls++; return stop })
+		err := r.SaveNamedPieces(ctx, backend.WALFile, name, seg, func() error { calls++; return stop })
 		if !errors.Is(err, stop) || calls != 1 {
 			t.Fatalf("%s: %v after %d checks, want the check's error after 1", compression, err, calls)
 		}
@@ -134,4 +122,16 @@ func TestNamedPiecesCheck(t *testing.T) {
 			t.Fatalf("%s: stored although the check failed: %v", compression, err)
 		}
 	}
+}
+
+// initCompression is a new repository in memory with the compression
+// given ("off", "fastest", ...).
+func initCompression(t *testing.T, compression string) (backend.Backend, *Repository) {
+	t.Helper()
+	be := mem.New()
+	r, err := Init(context.Background(), be, pass, InitOptions{Options: testOptions(), Compression: compression})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return be, r
 }
