@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/zeebo/blake3"
@@ -249,14 +250,19 @@ func archiveStreamed(ctx context.Context, repo walStreamer, path, name string, m
 		return 0, fmt.Errorf("refusing to archive %s: %w", path, err)
 	}
 	if data, unmap, ok := mapFile(f, size); ok {
-		defer unmap()
+		release := sync.OnceFunc(unmap)
+		defer release()
 		if !bytes.Equal(data[:len(head)], head) {
 			return size, fmt.Errorf("reading WAL file %s: its first page changed while it was read: is something else writing it?", path)
 		}
 		// Where no lease holds the file, another process may have cut it
 		// meanwhile: the mapping then read zeros (or died of SIGBUS) past
-		// its new end, where read(2) would have come up short.
+		// its new end, where read(2) would have come up short. Checked
+		// once the segment is compressed; then the mapping and its lease
+		// go, before the object is stored (an upload may take a while, and
+		// an opener for writing waits on the lease).
 		shrunk := func() error {
+			defer release()
 			fi, err := f.Stat()
 			if err != nil {
 				return fmt.Errorf("reading WAL file %s: %w", path, err)

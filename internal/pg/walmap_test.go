@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/repository"
 )
 
 // TestArchiveStreamedMappedOrRead: a segment archived on its own is
@@ -49,5 +50,50 @@ func TestArchiveStreamedMappedOrRead(t *testing.T) {
 	}
 	if sizes[0] != sizes[1] {
 		t.Errorf("stored %d bytes mapped, %d read", sizes[0], sizes[1])
+	}
+}
+
+// piecesSpy is a walStreamer that records, at the moment it would store
+// a segment, whether its mapping was already released.
+type piecesSpy struct {
+	*repository.Repository
+	unmapped *bool
+	atStore  bool
+}
+
+func (s *piecesSpy) SaveNamedPieces(ctx context.Context, t backend.FileType, name string, plain []byte, check func() error) error {
+	kept := bytes.Clone(plain) // plain is not read after check
+	if err := check(); err != nil {
+		return err
+	}
+	s.atStore = *s.unmapped
+	return s.Repository.SaveNamedPieces(ctx, t, name, kept, nil)
+}
+
+// TestArchiveStreamedReleasesBeforeStoring: the mapping, and the lease
+// that makes another process's truncate wait, go once the segment is
+// compressed and checked, not after the object is stored (an upload to
+// S3 may take a while).
+func TestArchiveStreamedReleasesBeforeStoring(t *testing.T) {
+	ctx := context.Background()
+	const segSize = 4 << 20
+	seg := makeSegment(1, 43, segSize, 1)
+	name := Segment{TLI: 1, No: 43}.Name(segSize)
+	repo, _ := newLocalRepo(t)
+	p := writeFile(t, t.TempDir(), name, seg)
+	unmapped := false
+	mapFile := func(f *os.File, size int64) ([]byte, func(), bool) {
+		data, unmap, ok := mapWALFile(f, size)
+		return data, func() { unmap(); unmapped = true }, ok
+	}
+	spy := &piecesSpy{Repository: repo, unmapped: &unmapped}
+	if _, err := archiveStreamed(ctx, spy, p, name, mapFile); err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS == "linux" && !spy.atStore {
+		t.Error("the segment was still mapped when its object was stored")
+	}
+	if got, err := repo.LoadNamed(ctx, backend.WALFile, name); err != nil || !bytes.Equal(got, seg) {
+		t.Errorf("stored segment: %v", err)
 	}
 }

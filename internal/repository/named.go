@@ -82,7 +82,8 @@ func (r *Repository) SaveNamedStream(ctx context.Context, t backend.FileType, na
 // they lie (compress.CompressPieces) instead of copied first. check, when
 // not nil, runs once plain has been compressed (or copied) and before
 // anything is stored: an error from it stores nothing (a mapped file that
-// shrank meanwhile was read as zeros past its new end).
+// shrank meanwhile was read as zeros past its new end). plain is not read
+// after check is called: check may release it.
 func (r *Repository) SaveNamedPieces(ctx context.Context, t backend.FileType, name string, plain []byte, check func() error) error {
 	need := 1 + max(len(plain), compress.Bound(len(plain)))
 	if r.fast != nil {
