@@ -16,17 +16,29 @@ import (
 	"github.com/nestguard/nestguard/internal/repository/repotest"
 )
 
-// lockSaves fails saves of lock records once fail is set.
-type lockSaves struct {
+// lockFaults fails operations on lock records as a test sets it, as a
+// storage that went away or hiccups does: saves while failSaves is set,
+// removals while failRemoves is set, and the next removal once
+// removeOnce is set (which that removal clears).
+type lockFaults struct {
 	backend.Backend
-	fail atomic.Bool
+	failSaves, failRemoves, removeOnce atomic.Bool
 }
 
-func (b *lockSaves) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
-	if h.Type == backend.LockFile && b.fail.Load() {
-		return errors.New("the storage went away")
+var errLockFault = errors.New("dial tcp: connection refused")
+
+func (b *lockFaults) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	if h.Type == backend.LockFile && b.failSaves.Load() {
+		return errLockFault
 	}
 	return b.Backend.Save(ctx, h, rd, size)
+}
+
+func (b *lockFaults) Remove(ctx context.Context, h backend.Handle) error {
+	if h.Type == backend.LockFile && (b.failRemoves.Load() || b.removeOnce.CompareAndSwap(true, false)) {
+		return errLockFault
+	}
+	return b.Backend.Remove(ctx, h)
 }
 
 // lockPruner is a pruner with options o of a new repository on be, for
@@ -41,7 +53,7 @@ func lockPruner(t *testing.T, be backend.Backend, o Options) *pruner {
 // naming why, so that it stops before its record expires.
 func TestLockRefresh(t *testing.T) {
 	ctx := context.Background()
-	be := &lockSaves{Backend: mem.New()}
+	be := &lockFaults{Backend: mem.New()}
 	p := lockPruner(t, be, Options{})
 	count := func() int {
 		n := 0
@@ -69,7 +81,7 @@ func TestLockRefresh(t *testing.T) {
 	if n := count(); n > 2 {
 		t.Errorf("%d lock records while refreshing, want the newest (and at most the one being replaced)", n)
 	}
-	be.fail.Store(true)
+	be.failSaves.Store(true)
 	select {
 	case <-rctx.Done():
 	case <-time.After(5 * time.Second):
@@ -84,41 +96,21 @@ func TestLockRefresh(t *testing.T) {
 	}
 }
 
-// lockGone fails removals and saves of lock records once gone is set, as
-// a storage that went away does.
-type lockGone struct {
-	backend.Backend
-	gone atomic.Bool
-}
-
-func (b *lockGone) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
-	if h.Type == backend.LockFile && b.gone.Load() {
-		return errors.New("dial tcp: connection refused")
-	}
-	return b.Backend.Save(ctx, h, rd, size)
-}
-
-func (b *lockGone) Remove(ctx context.Context, h backend.Handle) error {
-	if h.Type == backend.LockFile && b.gone.Load() {
-		return errors.New("dial tcp: connection refused")
-	}
-	return b.Backend.Remove(ctx, h)
-}
-
 // TestUnlockStorageGone: a prune that can neither remove its lock record
 // nor record its end, the storage gone, says that it left the record and
 // until when it stops other hosts' prunes (it used to say nothing unless
 // logging at info level).
 func TestUnlockStorageGone(t *testing.T) {
 	ctx := context.Background()
-	be := &lockGone{Backend: mem.New()}
+	be := &lockFaults{Backend: mem.New()}
 	p := lockPruner(t, be, Options{})
 	_, l, err := p.lock(ctx, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rid := l.ids[0]
-	be.gone.Store(true)
+	be.failSaves.Store(true)
+	be.failRemoves.Store(true)
 	l.unlock(ctx)
 	w := strings.Join(p.rep.Warnings, "\n")
 	if !strings.Contains(w, rid.String()) || !strings.Contains(w, "another host") {
@@ -144,32 +136,20 @@ func TestLockRecordString(t *testing.T) {
 	}
 }
 
-// lockRemoveOnce fails the first removal of a lock record.
-type lockRemoveOnce struct {
-	backend.Backend
-	failed atomic.Bool
-}
-
-func (b *lockRemoveOnce) Remove(ctx context.Context, h backend.Handle) error {
-	if h.Type == backend.LockFile && b.failed.CompareAndSwap(false, true) {
-		return errors.New("503 Slow Down")
-	}
-	return b.Backend.Remove(ctx, h)
-}
-
 // TestLockRefreshRemoveFails: a record a refresh could not remove is
 // removed at the prune's end; it used to be forgotten and stop other
 // hosts' prunes for up to its lease after the prune ended.
 func TestLockRefreshRemoveFails(t *testing.T) {
 	ctx := context.Background()
-	be := &lockRemoveOnce{Backend: mem.New()}
+	be := &lockFaults{Backend: mem.New()}
+	be.removeOnce.Store(true)
 	p := lockPruner(t, be, Options{})
 	_, l, err := p.lock(ctx, 10*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !be.failed.Load() {
+	for be.removeOnce.Load() {
 		if time.Now().After(deadline) {
 			t.Fatal("no refresh")
 		}

@@ -253,25 +253,9 @@ func TestPruneResurrects(t *testing.T) {
 // when more than --max-unused would stay unused, and its old copy goes.
 func TestPruneRepacks(t *testing.T) {
 	ctx := context.Background()
-	be := locktest.New(false)
-	r := repotest.New(t, repotest.Backend(be))
-	dir := t.TempDir()
 	// Small files share packs (1 MiB packs): forgetting half of them
 	// leaves packs partly used.
-	for i := range 16 {
-		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), uint64(i), 60_000)
-	}
-	first := backup(t, r, dir)
-	for i := 0; i < 16; i += 2 {
-		os.Remove(filepath.Join(dir, fmt.Sprintf("f%02d", i)))
-	}
-	backup(t, r, dir)
-	forget(t, be, first)
-	want := map[string][]byte{}
-	for i := 1; i < 16; i += 2 {
-		name := fmt.Sprintf("f%02d", i)
-		want[name], _ = os.ReadFile(filepath.Join(dir, name))
-	}
+	be, want := sweepRepo(t, false)
 	dry, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), DryRun: true})
 	if err != nil || dry.Repacked.Packs == 0 {
 		t.Fatalf("dry run: %v %+v", err, dry)
@@ -457,10 +441,10 @@ func packsOf(t *testing.T, r *repository.Repository, sn *snapshot.Snapshot) []id
 }
 
 // sweepRepo is a repository with a prune's work in it: 16 small files
-// and a big one backed up, then half the small ones and the big one
-// deleted and backed up again, and the first snapshot forgotten. want is
-// what the second snapshot holds.
-func sweepRepo(t *testing.T) (backend.Backend, map[string][]byte) {
+// (and with big, a big one) backed up, then half the small ones (and the
+// big one) deleted and backed up again, and the first snapshot
+// forgotten. want is what the second snapshot holds.
+func sweepRepo(t *testing.T, big bool) (backend.Backend, map[string][]byte) {
 	t.Helper()
 	be := locktest.New(false)
 	r := repotest.New(t, repotest.Backend(be))
@@ -468,12 +452,16 @@ func sweepRepo(t *testing.T) (backend.Backend, map[string][]byte) {
 	for i := range 16 {
 		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), uint64(i), 60_000)
 	}
-	writeFile(t, filepath.Join(dir, "big"), 99, 3<<20)
+	if big {
+		writeFile(t, filepath.Join(dir, "big"), 99, 3<<20)
+	}
 	first := backup(t, r, dir)
 	for i := 0; i < 16; i += 2 {
 		os.Remove(filepath.Join(dir, fmt.Sprintf("f%02d", i)))
 	}
-	os.Remove(filepath.Join(dir, "big"))
+	if big {
+		os.Remove(filepath.Join(dir, "big"))
+	}
 	backup(t, r, dir)
 	forget(t, be, first)
 	want := map[string][]byte{}
@@ -491,7 +479,7 @@ func TestPruneFinishesKilledSweep(t *testing.T) {
 	ctx := context.Background()
 	for _, point := range []string{prune.PointRepacked, prune.PointMarked, prune.PointIndexReplaced, prune.PointIndexRewritten, prune.PointPacksDeleting, prune.PointPacksDeleted} {
 		t.Run(point, func(t *testing.T) {
-			be, want := sweepRepo(t)
+			be, want := sweepRepo(t, true)
 			errKilled := errors.New("killed")
 			o := prune.Options{Grace: grace(0), At: func(p string) {
 				if p == point {
@@ -541,7 +529,7 @@ func TestPruneRepairIndexBeside(t *testing.T) {
 	ctx := context.Background()
 	for _, point := range []string{prune.PointRepacked, prune.PointMarked, prune.PointIndexReplaced, prune.PointIndexRewritten, prune.PointPacksDeleting, prune.PointPacksDeleted} {
 		t.Run(point, func(t *testing.T) {
-			be, want := sweepRepo(t)
+			be, want := sweepRepo(t, true)
 			repaired := false
 			o := prune.Options{Grace: grace(0), At: func(p string) {
 				if p != point {
