@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository"
 )
@@ -35,9 +36,9 @@ const (
 	lockLease = 30 * time.Minute
 	// lockRefresh is how often a running prune writes a new record.
 	lockRefresh = 10 * time.Minute
-	// lockSkew is how far the clocks of two prunes may differ (the bound
-	// commit.Skew gives for writers and prunes).
-	lockSkew = 5 * time.Minute
+	// lockSkew is how far the clocks of two prunes may differ: the
+	// bound of writers and prunes alike (commit.Skew).
+	lockSkew = commit.Skew
 	// maxLockRecord bounds the size of a lock record (a sealed record
 	// is a few hundred bytes): a larger object under locks/ is no
 	// prune's, and is not read (one larger than any object would
