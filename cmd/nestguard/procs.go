@@ -38,9 +38,7 @@ func blockingProcs(getenv func(string) string, blocking int) {
 // readers) and returns how many goroutines should hash, compress and
 // seal: one per core, as before, so that memory stays as it was.
 func readerProcs(getenv func(string) string) int {
-	if getenv("GOMAXPROCS") == "" {
-		runtime.SetDefaultGOMAXPROCS()
-	}
+	blockingProcs(getenv, 0) // the default first: one worker per core
 	workers := repository.Workers()
 	blockingProcs(getenv, archiver.DefaultReaders)
 	return workers
