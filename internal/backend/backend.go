@@ -44,6 +44,14 @@ const (
 	LockFile FileType = "locks"
 )
 
+// ObjectTypes returns every type but ConfigFile: the types of which a
+// repository holds any number of named objects (a local directory's
+// subdirectories, S3's key prefixes). It is the one list of them: what
+// lays out, lists or counts every type takes it from here.
+func ObjectTypes() []FileType {
+	return []FileType{KeyFile, PackFile, IndexFile, SnapshotFile, WALFile, HoldFile, CandidateFile, AuditFile, LockFile}
+}
+
 // Handle names one object.
 type Handle struct {
 	Type FileType

@@ -64,7 +64,7 @@ func Compute(ctx context.Context, repo *repository.Repository) (*Stats, error) {
 		return true
 	})
 	var packBytes int64
-	for _, t := range []backend.FileType{backend.PackFile, backend.IndexFile, backend.SnapshotFile, backend.KeyFile, backend.WALFile, backend.HoldFile, backend.CandidateFile, backend.AuditFile, backend.LockFile} {
+	for _, t := range backend.ObjectTypes() {
 		err := repo.Backend().List(ctx, t, func(fi backend.FileInfo) error {
 			st.StoredSize += fi.Size
 			if t == backend.PackFile {

@@ -65,11 +65,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) backend.Backend) {
 }
 
 // fileTypes are all object types of a repository.
-var fileTypes = [...]backend.FileType{
-	backend.ConfigFile, backend.KeyFile, backend.PackFile, backend.IndexFile,
-	backend.SnapshotFile, backend.WALFile, backend.HoldFile, backend.CandidateFile,
-	backend.AuditFile, backend.LockFile,
-}
+var fileTypes = append([]backend.FileType{backend.ConfigFile}, backend.ObjectTypes()...)
 
 // randomData returns n pseudo-random bytes determined by seed.
 func randomData(seed uint64, n int) []byte {

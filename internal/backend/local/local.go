@@ -30,19 +30,6 @@ const (
 	tempPrefix = ".tmp-"
 )
 
-// typeDirs are the object types stored as dir/<type>/<name>.
-var typeDirs = [...]backend.FileType{
-	backend.KeyFile,
-	backend.PackFile,
-	backend.IndexFile,
-	backend.SnapshotFile,
-	backend.WALFile,
-	backend.HoldFile,
-	backend.CandidateFile,
-	backend.AuditFile,
-	backend.LockFile,
-}
-
 // Backend is a repository in a local directory. It is safe for concurrent
 // use, also by several processes at once.
 type Backend struct {
@@ -62,7 +49,7 @@ func Create(dir string) (*Backend, error) {
 	if err := os.MkdirAll(b.dir, dirMode); err != nil {
 		return nil, fmt.Errorf("creating repository directory: %w", err)
 	}
-	for _, t := range typeDirs {
+	for _, t := range backend.ObjectTypes() {
 		if err := mkdir(filepath.Join(b.dir, string(t))); err != nil {
 			return nil, fmt.Errorf("creating repository layout: %w", err)
 		}
@@ -158,7 +145,7 @@ func relPath(h backend.Handle) (string, error) {
 }
 
 func knownType(t backend.FileType) bool {
-	for _, k := range typeDirs {
+	for _, k := range backend.ObjectTypes() {
 		if t == k {
 			return true
 		}

@@ -21,7 +21,7 @@ import (
 // (backend.StaleTempAge) never removes one in use.
 func (b *Backend) CleanTemp(ctx context.Context, olderThan time.Duration) (int, error) {
 	dirs := []string{b.dir}
-	for _, t := range typeDirs {
+	for _, t := range backend.ObjectTypes() {
 		if t != backend.PackFile {
 			dirs = append(dirs, filepath.Join(b.dir, string(t)))
 		}
