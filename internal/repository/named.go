@@ -85,7 +85,7 @@ func (r *Repository) SaveNamedStream(ctx context.Context, t backend.FileType, na
 // shrank meanwhile was read as zeros past its new end). plain is not read
 // after check is called: check may release it.
 func (r *Repository) SaveNamedPieces(ctx context.Context, t backend.FileType, name string, plain []byte, check func() error) error {
-	need := 1 + max(len(plain), compress.Bound(len(plain)))
+	need := 1 + len(plain)
 	if r.fast != nil {
 		need = 1 + compress.StreamBound(len(plain))
 	}
