@@ -586,12 +586,20 @@ func TestBLAKE3Repository(t *testing.T) {
 		t.Errorf("re-reading unchanged contents: read %d bytes, added %d of the first backup's %d",
 			summary(again, "bytes_read"), summary(again, "data_added"), summary(first, "data_added"))
 	}
+	checkBlobIDRoundTrip(t, e, src, "BLAKE3-keyed")
+}
+
+// checkBlobIDRoundTrip restores e's latest snapshot of src and compares
+// it, verifies every blob, and checks that stats names the blob ID
+// algorithm alg.
+func checkBlobIDRoundTrip(t *testing.T, e *env, src, alg string) {
+	t.Helper()
 	tgt := filepath.Join(e.dir, "restore")
 	e.must("restore", "latest", "--target", tgt)
 	compareTrees(t, src, filepath.Join(tgt, src))
 	e.must("verify", "--read-data")
-	if out := e.must("stats"); !strings.Contains(out, "blob ids:           BLAKE3-keyed\n") {
-		t.Errorf("stats does not name the blob id algorithm:\n%s", out)
+	if out := e.must("stats"); !strings.Contains(out, "blob ids:           "+alg+"\n") {
+		t.Errorf("stats does not name the blob id algorithm %s:\n%s", alg, out)
 	}
 }
 
@@ -625,13 +633,7 @@ func TestHMACRepository(t *testing.T) {
 	src := filepath.Join(e.dir, "src")
 	writeTree(t, src, 3, 20, 100_000)
 	e.backupJSON(src)
-	tgt := filepath.Join(e.dir, "restore")
-	e.must("restore", "latest", "--target", tgt)
-	compareTrees(t, src, filepath.Join(tgt, src))
-	e.must("verify", "--read-data")
-	if out := e.must("stats"); !strings.Contains(out, "blob ids:           HMAC-SHA-256\n") {
-		t.Errorf("stats does not name the blob id algorithm:\n%s", out)
-	}
+	checkBlobIDRoundTrip(t, e, src, "HMAC-SHA-256")
 }
 
 func TestBadInput(t *testing.T) {
