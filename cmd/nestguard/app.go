@@ -39,6 +39,7 @@ type app struct {
 	verbose      int
 	noProgress   bool
 	cpuProfile   string
+	traceFile    string
 	memProfile   string
 	stopProfile  func()
 
@@ -187,7 +188,9 @@ restore was made, but some files were unreadable or damaged), 4 retained
 	pf.BoolVar(&a.noProgress, "no-progress", false, "never show progress, even on a terminal")
 	pf.StringVar(&a.cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the command to this file")
 	pf.StringVar(&a.memProfile, "mem-profile", "", "write a pprof heap profile at the end of the command to this file")
+	pf.StringVar(&a.traceFile, "trace", "", "write a runtime execution trace of the command to this file (go tool trace)")
 	pf.MarkHidden("cpu-profile")
+	pf.MarkHidden("trace")
 	pf.MarkHidden("mem-profile")
 	pf.StringVar(&a.s3Endpoint, "s3-endpoint", a.firstEnv(endpointEnvs...), "S3 endpoint: host[:port] (HTTPS) or a URL, https://host[:port] or, to a loopback test server only, http://host:port (env NESTGUARD_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; default AWS)")
 	pf.StringVar(&a.s3Endpoint, "endpoint-url", a.firstEnv(endpointEnvs...), "the same as --s3-endpoint (the AWS CLI's name)")

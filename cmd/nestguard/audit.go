@@ -237,7 +237,7 @@ func osUser(getenv func(string) string) string {
 
 // notRecorded are flags whose values say nothing about the work (and the
 // profiles' paths): never in a record.
-var notRecorded = map[string]bool{"cpu-profile": true, "mem-profile": true, "help": true}
+var notRecorded = map[string]bool{"cpu-profile": true, "mem-profile": true, "trace": true, "help": true}
 
 // effectiveOptions are the command's own flags with their effective
 // values, defaults included, and the inherited flags that were set.
