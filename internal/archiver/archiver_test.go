@@ -1,18 +1,22 @@
 package archiver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/backend/mem"
+	"github.com/nestguard/nestguard/internal/chunker"
 	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
@@ -233,4 +237,68 @@ func snapshotTree(t *testing.T, repo *repository.Repository, a *Archiver, src st
 		t.Fatal(err)
 	}
 	return tr
+}
+
+// Fixed-size chunks go to the workers in runs that share a buffer
+// (split): every chunk is still its own blob, in file order, seen by
+// OnChunk at its offset, and the buffers come back for reuse. Both kinds
+// of buffer are tried: mapped ones of the largest chunk's size, and the
+// heap buffers made when that is smaller than a run.
+func TestFixedChunksInRuns(t *testing.T) {
+	for _, p := range []chunker.Params{chunker.DefaultParams(), {Min: 64 << 10, Avg: 128 << 10, Max: 256 << 10}} {
+		t.Run(fmt.Sprintf("max=%d", p.Max), func(t *testing.T) {
+			repo := repotest.New(t)
+			src := t.TempDir()
+			data := make([]byte, 5*batchBytes/2+5000) // runs, and a short last chunk
+			for i := range data {
+				data[i] = byte(i*7 + i>>13) // no two 8 KiB chunks alike
+			}
+			for _, name := range []string{"a", "b", "c"} {
+				if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const size = 8 << 10
+			var mu sync.Mutex
+			seen := map[string][]int64{}
+			a := New(repo, Options{
+				Chunker: p,
+				Workers: 3,
+				Splitter: func(_ string, rd io.Reader) chunker.Splitter {
+					return chunker.NewFixed(rd, size)
+				},
+				OnChunk: func(p string, off int64, chunk []byte) {
+					if !bytes.Equal(chunk, data[off:off+int64(len(chunk))]) {
+						t.Errorf("%s: chunk at %d is not the file's bytes there", p, off)
+					}
+					mu.Lock()
+					seen[p] = append(seen[p], off)
+					mu.Unlock()
+				},
+			})
+			tr := snapshotTree(t, repo, a, src)
+			for _, name := range []string{"a", "b", "c"} {
+				n := tr.Find(name)
+				want := (len(data) + size - 1) / size
+				if len(n.Content) != want || len(seen[name]) != want {
+					t.Fatalf("%s: %d blobs, %d chunks seen, want %d", name, len(n.Content), len(seen[name]), want)
+				}
+				for i, bid := range n.Content {
+					if seen[name][i] != int64(i*size) {
+						t.Fatalf("%s: chunk %d seen at %d", name, i, seen[name][i])
+					}
+					got, err := repo.LoadBlob(context.Background(), bid, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if want := data[i*size : min((i+1)*size, len(data))]; !bytes.Equal(got, want) {
+						t.Fatalf("%s: blob %d holds other bytes", name, i)
+					}
+				}
+			}
+			if got, want := len(a.bufs), a.opt.Workers+a.opt.Readers; got != want {
+				t.Errorf("%d chunk buffers back in the pool, want %d", got, want)
+			}
+		})
+	}
 }

@@ -23,6 +23,9 @@ func NewFixed(rd io.Reader, size int) Splitter {
 	return &fixed{rd: rd, size: size}
 }
 
+// MaxChunk is the size of the largest chunk Next returns.
+func (f *fixed) MaxChunk() int { return f.size }
+
 func (f *fixed) Next(buf []byte) ([]byte, error) {
 	if f.done {
 		return nil, io.EOF
