@@ -240,10 +240,11 @@ func snapshotTree(t *testing.T, repo *repository.Repository, a *Archiver, src st
 }
 
 // Fixed-size chunks go to the workers in runs that share a buffer
-// (split): every chunk is still its own blob, in file order, seen by
-// OnChunk at its offset, and the buffers come back for reuse. Both kinds
-// of buffer are tried: mapped ones of the largest chunk's size, and the
-// heap buffers made when that is smaller than a run.
+// (split), and a file of one run is saved by its reader: every chunk is
+// still its own blob, in file order, seen by OnChunk at its offset, and
+// the buffers come back for reuse. Both kinds of buffer are tried: mapped
+// ones of the largest chunk's size, and the heap buffers made when that
+// is smaller than a run.
 func TestFixedChunksInRuns(t *testing.T) {
 	for _, p := range []chunker.Params{chunker.DefaultParams(), {Min: 64 << 10, Avg: 128 << 10, Max: 256 << 10}} {
 		t.Run(fmt.Sprintf("max=%d", p.Max), func(t *testing.T) {
@@ -253,8 +254,9 @@ func TestFixedChunksInRuns(t *testing.T) {
 			for i := range data {
 				data[i] = byte(i*7 + i>>13) // no two 8 KiB chunks alike
 			}
-			for _, name := range []string{"a", "b", "c"} {
-				if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
+			files := map[string][]byte{"a": data, "b": data, "c": data, "one-run": data[:20000]}
+			for name, b := range files {
+				if err := os.WriteFile(filepath.Join(src, name), b, 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -277,7 +279,7 @@ func TestFixedChunksInRuns(t *testing.T) {
 				},
 			})
 			tr := snapshotTree(t, repo, a, src)
-			for _, name := range []string{"a", "b", "c"} {
+			for name, data := range files {
 				n := tr.Find(name)
 				want := (len(data) + size - 1) / size
 				if len(n.Content) != want || len(seen[name]) != want {
