@@ -83,7 +83,8 @@ type Options struct {
 	OnChunk func(path string, offset int64, data []byte)
 	// Workers hash, compress and seal chunks (default
 	// repository.Workers(): one per CPU, at least 2); Readers read files
-	// (default DefaultReaders).
+	// (default DefaultReaders), and save a file of one run themselves, so
+	// up to Workers+Readers chunks are saved at once.
 	Workers, Readers int
 	Log              *slog.Logger
 }
