@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/backend/mem"
@@ -158,6 +159,13 @@ func (c *treeCounter) SaveBlob(ctx context.Context, t index.BlobType, data []byt
 // a base backup was stored with the lstat size and 16 KiB more content,
 // and the restore refused it ("content adds up to ...").
 func TestFileChangedBeforeRead(t *testing.T) {
+	t.Run("content-defined", func(t *testing.T) { testFileChangedBeforeRead(t, nil) })
+	t.Run("fixed, in runs", func(t *testing.T) {
+		testFileChangedBeforeRead(t, func(_ string, rd io.Reader) chunker.Splitter { return chunker.NewFixed(rd, 32<<10) })
+	})
+}
+
+func testFileChangedBeforeRead(t *testing.T, split func(string, io.Reader) chunker.Splitter) {
 	repo := repotest.New(t)
 	src := t.TempDir()
 	grow, shrink := filepath.Join(src, "grows"), filepath.Join(src, "shrinks")
@@ -184,7 +192,7 @@ func TestFileChangedBeforeRead(t *testing.T) {
 			t.Error(err)
 		}
 		return false
-	}})
+	}, Splitter: split})
 	tr := snapshotTree(t, repo, a, src)
 	for name, want := range map[string]uint64{"grows": 3<<20 + 16<<10, "shrinks": 1 << 20} {
 		n := tr.Find(name)
@@ -302,5 +310,54 @@ func TestFixedChunksInRuns(t *testing.T) {
 				t.Errorf("%d chunk buffers back in the pool, want %d", got, want)
 			}
 		})
+	}
+}
+
+// A read that fails in the middle of a run fails that file alone: the
+// chunks of the run already read are dropped with their buffer, which
+// goes back to the pool, and the other files are saved.
+func TestReadFailsInRun(t *testing.T) {
+	repo := repotest.New(t)
+	src := t.TempDir()
+	data := make([]byte, 3<<20)
+	for i := range data {
+		data[i] = byte(i*5 + i>>12)
+	}
+	for _, name := range []string{"bad", "good"} {
+		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := New(repo, Options{Splitter: func(p string, rd io.Reader) chunker.Splitter {
+		if p == "bad" {
+			rd = io.MultiReader(io.LimitReader(rd, batchBytes+100<<10), iotest.ErrReader(errors.New("disk on fire")))
+		}
+		return chunker.NewFixed(rd, 8<<10)
+	}})
+	ctx := context.Background()
+	root, err := a.SnapshotDir(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := a.Errors()
+	if len(errs) != 1 || !strings.Contains(errs[0].Err, "disk on fire") || !strings.HasSuffix(errs[0].Path, "bad") {
+		t.Fatalf("errors %v, want the read of bad", errs)
+	}
+	if err := repo.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := tree.Load(ctx, repo, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Find("bad") != nil {
+		t.Error("the file whose read failed is in the tree")
+	}
+	n := tr.Find("good")
+	if n == nil || len(n.Content) != len(data)/(8<<10) {
+		t.Fatalf("good: %+v", n)
+	}
+	if got, want := len(a.bufs), a.opt.Workers+a.opt.Readers; got != want {
+		t.Errorf("%d chunk buffers back in the pool, want %d", got, want)
 	}
 }
