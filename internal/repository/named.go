@@ -57,11 +57,7 @@ func (r *Repository) SyncNamed(ctx context.Context, t backend.FileType, names []
 // has the bytes already uses SaveNamed. Unlike SaveNamed it stores even
 // data that does not compress compressed (zstd's raw blocks).
 func (r *Repository) SaveNamedStream(ctx context.Context, t backend.FileType, name string, rd io.Reader, size int) error {
-	need := 1 + size
-	if r.fast != nil {
-		need = 1 + compress.StreamBound(size)
-	}
-	return r.saveNamed(ctx, t, name, need, false, func(buf []byte) ([]byte, error) {
+	return r.saveNamed(ctx, t, name, r.streamRoom(size), false, func(buf []byte) ([]byte, error) {
 		if r.fast == nil {
 			buf = append(buf, flagRaw)
 			n, err := io.ReadFull(rd, buf[len(buf):len(buf)+size])
@@ -85,14 +81,10 @@ func (r *Repository) SaveNamedStream(ctx context.Context, t backend.FileType, na
 // shrank meanwhile was read as zeros past its new end). plain is not read
 // after check is called: check may release it.
 func (r *Repository) SaveNamedPieces(ctx context.Context, t backend.FileType, name string, plain []byte, check func() error) error {
-	need := 1 + len(plain)
-	if r.fast != nil {
-		need = 1 + compress.StreamBound(len(plain))
-	}
-	return r.saveNamed(ctx, t, name, need, false, func(buf []byte) ([]byte, error) {
+	return r.saveNamed(ctx, t, name, r.streamRoom(len(plain)), false, func(buf []byte) ([]byte, error) {
 		var err error
 		if r.fast == nil {
-			buf = append(append(buf, flagRaw), plain...)
+			buf = packBody(nil, buf, plain)
 		} else if buf, err = r.fast.CompressPieces(append(buf, flagZstd), plain); err != nil {
 			return nil, err
 		}
@@ -103,6 +95,16 @@ func (r *Repository) SaveNamedPieces(ctx context.Context, t backend.FileType, na
 		}
 		return buf, nil
 	})
+}
+
+// streamRoom is the most a body of size bytes takes as SaveNamedStream
+// and SaveNamedPieces store it: flagged, and compressed in pieces unless
+// compression is off.
+func (r *Repository) streamRoom(size int) int {
+	if r.fast == nil {
+		return 1 + size
+	}
+	return 1 + compress.StreamBound(size)
 }
 
 func (r *Repository) saveNamedPlain(ctx context.Context, t backend.FileType, name string, plain []byte, deferred bool) error {
