@@ -23,7 +23,6 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,6 +43,7 @@ import (
 	"github.com/nestguard/nestguard/internal/chunker"
 	"github.com/nestguard/nestguard/internal/compress"
 	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/id"
 )
 
 const (
@@ -263,13 +263,21 @@ func (m *meter) cpuSteps(res *results, sets []dataSet) error {
 	}
 	b3Rate, _ := cpuRate(n, func() error { pieces(rnd, func(p []byte) { b3(p) }); return nil })
 	res.set("rate.id_blake3", b3Rate)
-	shaRate, _ := cpuRate(n, func() error {
-		h := sha256.New()
-		pieces(rnd, func(p []byte) { h.Write(p) })
-		h.Sum(nil)
-		return nil
-	})
-	res.set("rate.pack_sha256", shaRate)
+	// The pack hash: the object ID of the stored bytes, BLAKE3 by default
+	// and SHA-256 beside HMAC-SHA-256 blob IDs.
+	for _, alg := range []struct{ key, name string }{{"rate.pack_blake3", id.BLAKE3}, {"rate.pack_sha256", id.SHA256}} {
+		hasher, err := id.NewHasher(alg.name)
+		if err != nil {
+			return err
+		}
+		rate, _ := cpuRate(n, func() error {
+			h := hasher.New()
+			pieces(rnd, func(p []byte) { h.Write(p) })
+			h.Sum(nil)
+			return nil
+		})
+		res.set(alg.key, rate)
+	}
 	copyRate, _ := cpuRate(n, func() error {
 		pieces(rnd, func(p []byte) { buf = append(buf[:0], p...) })
 		return nil
@@ -605,17 +613,18 @@ func readAll(path string, fn func([]byte)) error {
 // limits adds, for each data set, the per-core CPU rate of a backup and a
 // restore (one over the summed per-byte costs of their steps), the CPU
 // limit over all cores, the disk's, and the lower of the two; and the
-// same with HMAC-SHA-256 blob IDs (a FIPS repository's, or --id-hash
-// hmac-sha256) instead of the default keyed BLAKE3.
+// same with HMAC-SHA-256 blob IDs and SHA-256 object IDs (a FIPS
+// repository's, or --id-hash hmac-sha256) instead of the default keyed
+// BLAKE3 and BLAKE3.
 func limits(res *results, sets []dataSet, cores int) {
 	v := res.vals
 	cost := func(k string) float64 { return 1 / v[k] }
 	for _, s := range sets {
 		ratio := v["ratio."+s.name]
 		for _, idk := range []string{"id_blake3", "id_hmac_sha256"} {
-			suffix := ""
+			suffix, packHash := "", "rate.pack_blake3"
 			if idk == "id_hmac_sha256" {
-				suffix = "_hmac"
+				suffix, packHash = "_hmac", "rate.pack_sha256"
 			}
 			// Backup: read the file, chunk it (the chunker copies it
 			// into the chunk's buffer), hash it, compress it (or give up
@@ -631,7 +640,7 @@ func limits(res *results, sets []dataSet, cores int) {
 			if ratio >= 1 {
 				b += cost("rate.copy")
 			}
-			b += ratio * (cost("rate.seal_xaes") + cost("rate.pack_sha256") + cost("rate.write_cached"))
+			b += ratio * (cost("rate.seal_xaes") + cost(packHash) + cost("rate.write_cached"))
 			// Restore: read the pack, open, decompress, verify the ID,
 			// write the file.
 			r := ratio*(cost("rate.read_cached")+cost("rate.open_xaes")) + cost("rate."+idk) + cost("rate.write_cached")
@@ -687,7 +696,8 @@ func printMarkdown(w io.Writer, res *results, sets []dataSet, cores, mib, diskMi
 		{"rate.open_xaes", "open: XAES-256-GCM in place"},
 		{"rate.seal_fips", "seal: AES-256-GCM-HKDF-SHA-256 (`init --fips`)"},
 		{"rate.aes_gcm", "AES-256-GCM alone (crypto/cipher)"},
-		{"rate.pack_sha256", "pack hash: SHA-256"},
+		{"rate.pack_blake3", "pack hash: BLAKE3 (default)"},
+		{"rate.pack_sha256", "pack hash: SHA-256 (`init --fips`, `--id-hash hmac-sha256`)"},
 		{"rate.write_cached", "write(2) into the page cache"},
 	}
 	for _, s := range sets {
@@ -712,7 +722,7 @@ func printMarkdown(w io.Writer, res *results, sets []dataSet, cores, mib, diskMi
 		"times the cores; the disk's is its read-while-writing rate. Backup: read (O_DIRECT when the disk step measured it), chunk, blob ID, compress (or its "+
 		"sampling, and a copy), then seal, pack hash and write of the stored bytes; restore: read and open the stored bytes, "+
 		"decompress, verify the blob ID, write.\n\n", cores)
-	fmt.Fprintln(bw, "| data | stored | backup: CPU per core | CPU, all cores | disk | **limit** | with HMAC-SHA-256 IDs | restore: CPU per core | CPU, all cores | **limit** | with HMAC-SHA-256 IDs |")
+	fmt.Fprintln(bw, "| data | stored | backup: CPU per core | CPU, all cores | disk | **limit** | with SHA-256 family IDs | restore: CPU per core | CPU, all cores | **limit** | with SHA-256 family IDs |")
 	fmt.Fprintln(bw, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, s := range sets {
 		n := s.name

@@ -36,19 +36,22 @@ bucket's default retention that is longer (or in compliance mode) wins
 over the flags, and init says so: each object's own retention would
 otherwise replace the bucket's default with a weaker one.
 
---id-hash picks the keyed hash that names every chunk, fixed for the
-repository's life. blake3 (keyed BLAKE3), the default, hashes about twice
-as fast as SHA-256, which shows in first backups and restores, both
-CPU-bound. hmac-sha256 uses only FIPS 140-3 approved primitives; it is
-what --fips uses, and what a repository that must be readable by a FIPS
-policy later should choose.
+--id-hash picks the hash family that names every chunk (keyed) and
+every stored object (plain, so anyone can check a name without the key),
+fixed for the repository's life. blake3, the default, hashes two to
+three times as fast as SHA-256, which shows in first backups, restores
+and WAL archiving; b3sum checks its object names. hmac-sha256 names
+chunks with HMAC-SHA-256 and objects with SHA-256 (sha256sum checks
+them): only FIPS 140-3 approved primitives. It is what --fips uses, and
+what a repository that must be readable by a FIPS policy later should
+choose.
 
 --fips creates a repository whose every primitive is FIPS 140-3 approved
 in Go's cryptographic module: AES-256-GCM under per-object keys derived
 with HKDF-SHA-256 (instead of XAES-256-GCM), PBKDF2-HMAC-SHA-256 for
 passphrases (instead of Argon2id; passphrases of at least 14 bytes), key
-files with HKDF-SHA-256, and HMAC-SHA-256 chunk IDs (--id-hash blake3 is
-refused). Such a repository can be used by a nestguard running with
+files with HKDF-SHA-256, HMAC-SHA-256 chunk IDs and SHA-256 object
+names (--id-hash blake3 is refused). Such a repository can be used by a nestguard running with
 GODEBUG=fips140=only, which refuses every other repository, and init
 refuses to make one without --fips there. The choice is fixed for the
 repository's life. What the FIPS mode covers and what it does not:
@@ -71,7 +74,7 @@ backups afterwards only the backup writer's.`,
 	f.IntVar(&o.chunkAvg, "chunk-avg", 1024, "average chunk size in KiB (a power of two)")
 	f.IntVar(&o.chunkMax, "chunk-max", 8192, "maximum chunk size in KiB")
 	f.StringVar(&o.compression, "compression", "default", "zstd level: off, fastest (matches only, no entropy coding), default (zstd 3's tables, fast strategy above 128 KiB), better, best")
-	f.StringVar(&o.idHash, "id-hash", "", "keyed hash naming chunks: blake3 (the default, faster) or hmac-sha256 (FIPS 140-3 approved; the default with --fips)")
+	f.StringVar(&o.idHash, "id-hash", "", "hashes naming chunks and objects: blake3 (the default, faster) or hmac-sha256 (SHA-256 family, FIPS 140-3 approved; the default with --fips)")
 	f.BoolVar(&o.fips, "fips", false, "use FIPS 140-3 approved primitives only (AES-256-GCM-HKDF-SHA-256, PBKDF2-HMAC-SHA-256, HMAC-SHA-256); needed to run under GODEBUG=fips140=only")
 	f.StringVar(&o.objectLock, "object-lock", "", "retain every object (S3 Object Lock): compliance or governance")
 	f.StringVar(&o.minRetention, "min-retention", "", "with --object-lock: minimum retention, e.g. 7y, 90d, 12h")

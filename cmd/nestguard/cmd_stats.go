@@ -41,6 +41,7 @@ func (a *app) runStats(ctx context.Context) error {
 		a.printf("repository:         %s, format %d, created %s\n", cfg.ID[:8], cfg.Version, cfg.Created.Format("2006-01-02 15:04 MST"))
 		a.printf("encryption:         %s, key slots by %s\n", alg.Encryption, alg.KDF)
 		a.printf("blob ids:           %s\n", alg.BlobID)
+		a.printf("object ids:         %s\n", alg.ObjectID)
 		a.printf("chunker:            %s, %d/%d/%d KiB (min/avg/max)\n", alg.Chunker, cfg.Chunker.Min>>10, cfg.Chunker.Avg>>10, cfg.Chunker.Max>>10)
 		a.printf("compression:        %s %s\n", alg.Compression, cfg.Compression)
 		if l := cfg.ObjectLock; l != nil {

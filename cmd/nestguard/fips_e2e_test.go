@@ -52,6 +52,7 @@ func TestFIPSRepository(t *testing.T) {
 	e.must("restore", "latest", "--target", tgt)
 	compareTrees(t, src, filepath.Join(tgt, src))
 	e.must("verify", "--read-data")
+	checkObjectNames(t, e.repo, "SHA-256")
 
 	// Key slots: a second passphrase (PBKDF2), a key file (HKDF), removal.
 	pf := filepath.Join(e.dir, "second")

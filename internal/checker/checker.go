@@ -563,7 +563,7 @@ func (c *Checker) readPack(ctx context.Context, pid id.ID, es []index.Entry, siz
 	c.report.BytesRead += int64(len(buf))
 	c.mu.Unlock()
 	c.P.BytesRead.Add(int64(len(buf)))
-	if id.Hash(buf) != pid {
+	if c.repo.ObjectID(buf) != pid {
 		c.problem(name, errors.New("pack content does not match its name (bytes changed on storage)"))
 	}
 	// Pooled memory for the decoded blobs, unless the index claims a size

@@ -1,12 +1,16 @@
 // Package id defines the 256-bit identifiers that name everything stored in
 // a nestguard repository: blobs (keyed hash of the plaintext) and storage
-// objects (SHA-256 of the stored bytes).
+// objects (a plain hash of the stored bytes: SHA-256 or BLAKE3, as the
+// repository's config says).
 package id
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
+
+	"github.com/zeebo/blake3"
 )
 
 // Size is the length of an ID in bytes.
@@ -18,9 +22,58 @@ type ID [Size]byte
 // Null is the zero ID; it names nothing.
 var Null ID
 
-// Hash returns the SHA-256 of data as an ID. It is used for storage object
-// names, which anyone may verify without the repository key.
+// Hash returns the SHA-256 of data as an ID: the name of a key slot (read
+// before the config says which Hasher names the other objects), and of
+// every object of a repository whose Hasher is SHA256.
 func Hash(data []byte) ID { return sha256.Sum256(data) }
+
+// The object name hashes, as a repository's config records them.
+const (
+	SHA256 = "SHA-256"
+	BLAKE3 = "BLAKE3"
+)
+
+// Hasher names stored objects by a plain (unkeyed) hash of their bytes,
+// so that anyone can check a name without the repository's key
+// (sha256sum, b3sum). The zero Hasher is SHA256's.
+type Hasher struct{ blake3 bool }
+
+// NewHasher returns the Hasher a config names: SHA256 or BLAKE3.
+func NewHasher(name string) (Hasher, error) {
+	switch name {
+	case SHA256:
+		return Hasher{}, nil
+	case BLAKE3:
+		return Hasher{blake3: true}, nil
+	}
+	return Hasher{}, fmt.Errorf("object id algorithm %q is not one this nestguard knows (%s or %s): upgrade nestguard", name, SHA256, BLAKE3)
+}
+
+// Name returns the algorithm's name as configs record it.
+func (h Hasher) Name() string {
+	if h.blake3 {
+		return BLAKE3
+	}
+	return SHA256
+}
+
+// Sum returns the object name of data.
+func (h Hasher) Sum(data []byte) ID {
+	if h.blake3 {
+		return blake3.Sum256(data)
+	}
+	return sha256.Sum256(data)
+}
+
+// New returns a streaming hash whose Sum is the object name of what was
+// written. Its Sum does not change its state, so a writer can take the
+// hash of a prefix and go on.
+func (h Hasher) New() hash.Hash {
+	if h.blake3 {
+		return blake3.New()
+	}
+	return sha256.New()
+}
 
 // String returns the full lowercase hex form.
 func (i ID) String() string { return hex.EncodeToString(i[:]) }

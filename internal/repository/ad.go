@@ -21,8 +21,9 @@ const adPrefix = "nestguard v2\x00"
 func adConfig() []byte { return []byte(adPrefix + "config") }
 
 // adPackHeader is the associated data of a pack's header: it binds the
-// header to the SHA-256 of the pack's bytes before it (the sealed blobs),
-// so a header copied behind other bytes does not open.
+// header to the object hash (SHA-256 or BLAKE3) of the pack's bytes
+// before it (the sealed blobs), so a header copied behind other bytes
+// does not open.
 func adPackHeader(bodyHash []byte) []byte {
 	return append([]byte(adPrefix+"pack header\x00"), bodyHash...)
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/nestguard/nestguard/internal/chunker"
 	"github.com/nestguard/nestguard/internal/compress"
 	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/id"
 )
 
 // FormatVersion is the repository format this code writes and reads.
@@ -60,7 +61,7 @@ func defaultAlgorithms() Algorithms {
 	return Algorithms{
 		Encryption:  crypto.SuiteXAES,
 		BlobID:      crypto.BlobIDBLAKE3,
-		ObjectID:    "SHA-256",
+		ObjectID:    id.BLAKE3,
 		KDF:         crypto.KDFArgon2id,
 		Chunker:     "FastCDC-keyed-gear",
 		Compression: "zstd",
@@ -75,6 +76,7 @@ func fipsAlgorithms() Algorithms {
 	a.Encryption = crypto.SuiteFIPS
 	a.KDF = crypto.KDFPBKDF2
 	a.BlobID = crypto.BlobIDHMACSHA256
+	a.ObjectID = id.SHA256
 	return a
 }
 
@@ -85,9 +87,9 @@ func (a Algorithms) FIPS() bool { return a.Encryption == crypto.SuiteFIPS }
 // implement: reading such a repository with the defaults would fail on
 // every object, or worse, write blobs under IDs the next reader rejects.
 // A config has the default algorithms or the FIPS ones, never a mix; the
-// blob ID is the one with a choice (keyed BLAKE3 by default, or
-// HMAC-SHA-256; HMAC-SHA-256 only for FIPS), and
-// crypto.Key.BlobIDFunc checks it.
+// blob ID and the object ID are the ones with a choice (BLAKE3 by
+// default, or HMAC-SHA-256 and SHA-256; only the SHA-256 ones for FIPS),
+// and crypto.Key.BlobIDFunc and id.NewHasher check them.
 func (a Algorithms) validate() error {
 	want := defaultAlgorithms()
 	if a.FIPS() {
@@ -95,10 +97,15 @@ func (a Algorithms) validate() error {
 		if a.BlobID != want.BlobID {
 			return fmt.Errorf("blob id algorithm %q in a %s repository: only %s is FIPS 140-3 approved", a.BlobID, a.Encryption, want.BlobID)
 		}
+		if a.ObjectID != want.ObjectID {
+			return fmt.Errorf("object id algorithm %q in a %s repository: only %s is FIPS 140-3 approved", a.ObjectID, a.Encryption, want.ObjectID)
+		}
+	}
+	if _, err := id.NewHasher(a.ObjectID); err != nil {
+		return err
 	}
 	for _, f := range []struct{ what, got, want string }{
 		{"encryption", a.Encryption, want.Encryption},
-		{"object id", a.ObjectID, want.ObjectID},
 		{"key derivation", a.KDF, want.KDF},
 		{"chunker", a.Chunker, want.Chunker},
 		{"compression", a.Compression, want.Compression},

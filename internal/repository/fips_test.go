@@ -9,6 +9,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend/mem"
 	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 )
 
@@ -87,9 +88,11 @@ func TestFIPSConfigNoMix(t *testing.T) {
 	}{
 		{true, func(a *Algorithms) { a.KDF = crypto.KDFArgon2id }, `key derivation algorithm "argon2id"`},
 		{true, func(a *Algorithms) { a.BlobID = crypto.BlobIDBLAKE3 }, "only HMAC-SHA-256 is FIPS 140-3 approved"},
+		{true, func(a *Algorithms) { a.ObjectID = id.BLAKE3 }, `object id algorithm "BLAKE3" in a AES-256-GCM-HKDF-SHA-256 repository: only SHA-256`},
+		{false, func(a *Algorithms) { a.ObjectID = "SHA-3" }, `object id algorithm "SHA-3" is not one this nestguard knows`},
 		{false, func(a *Algorithms) { a.KDF = crypto.KDFPBKDF2 }, `key derivation algorithm "pbkdf2-sha256"`},
 		{false, func(a *Algorithms) {
-			a.Encryption, a.KDF, a.BlobID = crypto.SuiteFIPS, crypto.KDFPBKDF2, crypto.BlobIDHMACSHA256
+			a.Encryption, a.KDF, a.BlobID, a.ObjectID = crypto.SuiteFIPS, crypto.KDFPBKDF2, crypto.BlobIDHMACSHA256, id.SHA256
 		}, "holds a XAES-256-GCM key"},
 	} {
 		ctx := context.Background()

@@ -2,7 +2,6 @@ package repository
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -370,9 +369,9 @@ func (r *Repository) PackHeader(ctx context.Context, pid id.ID) ([]pack.Blob, in
 }
 
 // hashPack reads the first bodyLen bytes of pack h and returns their
-// SHA-256, checking that they followed by end hash to the pack's name.
+// object hash, checking that they followed by end hash to the pack's name.
 func (r *Repository) hashPack(ctx context.Context, h backend.Handle, pid id.ID, bodyLen int64, end []byte) ([]byte, error) {
-	whole := sha256.New()
+	whole := r.objects.New()
 	if bodyLen > 0 {
 		rd, err := r.be.Load(ctx, h, 0, bodyLen)
 		if err != nil {

@@ -3,7 +3,6 @@ package repository
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
@@ -119,7 +118,7 @@ func (p *packer) add(ctx context.Context, t index.BlobType, bid id.ID, sealed []
 			p.mu.Unlock()
 			return p.finish(ctx, full, err)
 		}
-		p.cur = &openPack{w: w, hash: sha256.New()}
+		p.cur = &openPack{w: w, hash: p.r.objects.New()}
 	}
 	cur := p.cur
 	cur.blobs = append(cur.blobs, pack.Blob{Type: uint8(t), ID: bid, Offset: uint32(cur.size),

@@ -60,6 +60,7 @@ type Repository struct {
 	be        backend.Backend
 	key       *crypto.Key
 	blobID    crypto.BlobIDFunc // the config's blob ID algorithm under key
+	objects   id.Hasher         // the config's object ID algorithm
 	keyID     string            // the slot that opened it
 	cfg       Config
 	codec     *compress.Codec // nil: compression off
@@ -147,7 +148,10 @@ type InitOptions struct {
 	Chunker     ChunkerSizes // zero: 512 KiB / 1 MiB / 8 MiB
 	Compression string       // default "default" (zstd level 3, fast strategy on large blobs)
 	PackSize    int          // default DefaultPackSize
-	BlobID      string       // blob ID algorithm, default crypto.BlobIDHMACSHA256
+	// BlobID is the blob ID algorithm: crypto.BlobIDBLAKE3 (the default)
+	// or crypto.BlobIDHMACSHA256. Objects are named by the plain hash of
+	// the same family: BLAKE3, or SHA-256 beside HMAC-SHA-256.
+	BlobID string
 	// FIPS makes a repository whose every primitive is FIPS 140-3
 	// approved (fipsAlgorithms): AES-256-GCM-HKDF-SHA-256 seals, PBKDF2
 	// passphrase slots, HMAC-SHA-256 blob IDs.
@@ -199,6 +203,9 @@ func Init(ctx context.Context, be backend.Backend, passphrase []byte, o InitOpti
 	}
 	if o.BlobID != "" {
 		cfg.Algorithms.BlobID = o.BlobID
+		if o.BlobID == crypto.BlobIDHMACSHA256 {
+			cfg.Algorithms.ObjectID = id.SHA256
+		}
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -306,6 +313,10 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) (
 	if err != nil {
 		return nil, fmt.Errorf("repository config: %w", err)
 	}
+	objects, err := id.NewHasher(cfg.Algorithms.ObjectID)
+	if err != nil {
+		return nil, fmt.Errorf("repository config: %w", err)
+	}
 	uploads := o.UploadConcurrency
 	if uploads <= 0 {
 		uploads, _ = backend.ConcurrencyOf(be)
@@ -314,6 +325,7 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) (
 		be:          be,
 		key:         key,
 		blobID:      blobID,
+		objects:     objects,
 		cfg:         cfg,
 		codec:       codec,
 		dec:         codec,
@@ -344,6 +356,11 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) (
 
 // Config returns the repository configuration.
 func (r *Repository) Config() Config { return r.cfg }
+
+// ObjectID returns the name the repository gives an object of these
+// bytes: their SHA-256 or BLAKE3, as its config says. Anyone can check it
+// without the key.
+func (r *Repository) ObjectID(b []byte) id.ID { return r.objects.Sum(b) }
 
 // Key returns the master key (for chunker seeding and verification).
 func (r *Repository) Key() *crypto.Key { return r.key }
@@ -397,7 +414,7 @@ func (r *Repository) Location() string { return r.be.Location() }
 func Workers() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // SaveObject stores v as JSON in a new sealed object of type t and returns
-// its ID (the SHA-256 of the stored bytes).
+// its ID (the object ID of the stored bytes, see ObjectID).
 func (r *Repository) SaveObject(ctx context.Context, t backend.FileType, v any) (id.ID, error) {
 	plain, err := json.Marshal(v)
 	if err != nil {
@@ -411,7 +428,7 @@ func (r *Repository) saveSealed(ctx context.Context, t backend.FileType, plain [
 	if err != nil {
 		return id.ID{}, fmt.Errorf("sealing %s object: %w", t, err)
 	}
-	oid := id.Hash(sealed)
+	oid := r.objects.Sum(sealed)
 	h := backend.Handle{Type: t, Name: oid.String()}
 	err = r.be.Save(ctx, h, bytes.NewReader(sealed), int64(len(sealed)))
 	if err != nil && !errors.Is(err, fs.ErrExist) {
@@ -439,7 +456,7 @@ func (r *Repository) loadSealed(ctx context.Context, t backend.FileType, oid id.
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", h, err)
 	}
-	if id.Hash(sealed) != oid {
+	if r.objects.Sum(sealed) != oid {
 		return nil, fmt.Errorf("%s: %w: content does not match its name", h, ErrObjectCorrupted)
 	}
 	body, err := r.key.Open(nil, sealed, adObject(t))
