@@ -5,21 +5,16 @@ import (
 	"io"
 	"os"
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nestguard/nestguard/internal/directio"
 	"github.com/nestguard/nestguard/internal/hugemem"
 )
 
-// Large files are read past the page cache (O_DIRECT), a block ahead of
-// the chunker. A buffered read of data not yet cached costs the kernel
-// more CPU than it costs nestguard to chunk it: pages allocated, filled by
-// readahead and copied out, 0.5-1.8 ns a byte on the 2-core development
-// machine (a virtual machine, where new pages are dear), against 0.05 ns
-// for a direct read into a buffer that is reused. The backup of one 10
-// GiB file spent 40% of its CPU in read(2). A backup also reads each byte
-// once: caching it only evicts what others use.
+// Large files are read past the page cache (package directio), a block
+// ahead of the chunker: the backup of one 10 GiB file spent 40% of its
+// CPU in read(2) before.
 //
 // Blocks already in the page cache (a file just written, a database's
 // hot segment) are read through it, as before: a direct read would fetch
@@ -32,9 +27,6 @@ const (
 	// while the next is read. 4 MiB reads keep the disk's queue busy
 	// (1 MiB direct reads ran at 70% of the rate of 4 MiB ones).
 	directBlock = 4 << 20
-	// directAlign is the alignment O_DIRECT wants of buffers, offsets and
-	// lengths: the logical block size, at most the page size in practice.
-	directAlign = 4096
 )
 
 // directReader reads a file from its start, a block ahead of its caller:
@@ -74,7 +66,7 @@ func newDirectReader(f *os.File, path string, size, minSize int64, pool *hugemem
 	if size < minSize {
 		return nil
 	}
-	df, err := openDirect(path)
+	df, err := directio.Open(path)
 	if err != nil {
 		return nil
 	}
@@ -107,14 +99,6 @@ func newDirectReader(f *os.File, path string, size, minSize int64, pool *hugemem
 	return r
 }
 
-func openDirect(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT|unix.O_NOATIME, 0)
-	if err != nil {
-		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
-	}
-	return f, err
-}
-
 // readAhead reads the file block by block into free buffers and sends
 // them on blocks, until the end, an error or Close. df is closed when it
 // ends; f is the caller's.
@@ -133,8 +117,8 @@ func (r *directReader) readAhead(f, df *os.File) {
 		buf := bp.Bytes()
 		var n int
 		var err error
-		if useDirect && !r.resident(f, off) {
-			n, err = readDirect(df, buf, off)
+		if useDirect && !directio.Resident(f, off, min(int64(directBlock), r.size-off)) {
+			n, err = directio.ReadAt(df, buf, off)
 			switch {
 			case errors.Is(err, unix.EINVAL) && n == 0:
 				// The file system opened it for direct I/O but will
@@ -176,54 +160,6 @@ func (r *directReader) count(direct bool) {
 		r.cached++
 	}
 	r.statsMu.Unlock()
-}
-
-// resident reports whether the block at off is in the page cache (all of
-// it, up to the end of the file): mincore over a mapping of it, which
-// reads nothing.
-func (r *directReader) resident(f *os.File, off int64) bool {
-	n := min(int64(directBlock), r.size-off)
-	if n <= 0 {
-		return false
-	}
-	m, err := unix.Mmap(int(f.Fd()), off, int(n), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return false
-	}
-	defer unix.Munmap(m)
-	page := os.Getpagesize()
-	vec := make([]byte, (int(n)+page-1)/page)
-	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
-		return false
-	}
-	for _, v := range vec {
-		if v&1 == 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// readDirect reads len(buf) bytes at off from a descriptor opened with
-// O_DIRECT (buf and off aligned), fewer at the end of the file (err nil):
-// it stops after a read that ends unaligned, where the next would fail.
-func readDirect(f *os.File, buf []byte, off int64) (int, error) {
-	fd := int(f.Fd())
-	n := 0
-	for n < len(buf) {
-		m, err := unix.Pread(fd, buf[n:], off+int64(n))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return n, &os.PathError{Op: "read", Path: f.Name(), Err: err}
-		}
-		n += m
-		if m == 0 || m%directAlign != 0 {
-			return n, nil
-		}
-	}
-	return n, nil
 }
 
 // readFull reads len(buf) bytes at off, fewer only at the end of the file

@@ -15,6 +15,7 @@ import (
 	"github.com/nestguard/nestguard/internal/hugemem"
 
 	"github.com/nestguard/nestguard/internal/chunker"
+	"github.com/nestguard/nestguard/internal/directio"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
 	"github.com/nestguard/nestguard/internal/tree"
@@ -66,7 +67,7 @@ func TestDirectReader(t *testing.T) {
 	}{
 		{name: "blocks", size: 3 * directBlock, readSize: 1 << 20},
 		{name: "unaligned tail", size: 2*directBlock + 12345, readSize: 1000003},
-		{name: "aligned tail", size: directBlock + 5*directAlign, readSize: 1 << 20},
+		{name: "aligned tail", size: directBlock + 5*directio.Align, readSize: 1 << 20},
 		{name: "under a block", size: directBlock - 1, readSize: 1 << 20},
 		{name: "cached", size: 2*directBlock + 77, cached: true, readSize: 1 << 20},
 	} {

@@ -37,18 +37,21 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int
 	if length == 0 {
 		want = fi.Size() - offset // negative: offset past the end
 	}
+	if dr := b.openDirectRange(f, p, offset, want); dr != nil {
+		return &fileReader{Reader: backend.ExactReader(dr, h, offset, want, fi.Size()), c: dr}, nil
+	}
 	return &fileReader{
 		Reader: backend.ExactReader(io.NewSectionReader(f, offset, max(want, 0)), h, offset, want, fi.Size()),
-		f:      f,
+		c:      f,
 	}, nil
 }
 
 type fileReader struct {
 	io.Reader
-	f *os.File
+	c io.Closer
 }
 
-func (r *fileReader) Close() error { return r.f.Close() }
+func (r *fileReader) Close() error { return r.c.Close() }
 
 // Stat implements backend.Backend.
 func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {

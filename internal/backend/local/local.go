@@ -17,9 +17,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/hugemem"
 )
 
 const (
@@ -33,7 +35,10 @@ const (
 // Backend is a repository in a local directory. It is safe for concurrent
 // use, also by several processes at once.
 type Backend struct {
-	dir string // absolute
+	dir    string       // absolute
+	direct hugemem.Pool // buffers of direct reads (direct.go)
+	// directRanges counts the ranges read directly, for tests.
+	directRanges atomic.Int64
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -99,14 +104,18 @@ func newBackend(dir string) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repository directory %q: %w", dir, err)
 	}
-	return &Backend{dir: abs}, nil
+	return &Backend{dir: abs, direct: hugemem.Pool{Keep: directKeep}}, nil
 }
 
 // Location returns the absolute directory of the repository.
 func (b *Backend) Location() string { return b.dir }
 
-// Close implements backend.Backend; there is nothing to release.
-func (b *Backend) Close() error { return nil }
+// Close implements backend.Backend: it frees the buffers kept for direct
+// reads (reads after it still work, without keeping buffers).
+func (b *Backend) Close() error {
+	b.direct.Close()
+	return nil
+}
 
 func (b *Backend) packDir(i int) string {
 	return filepath.Join(b.dir, string(backend.PackFile), fmt.Sprintf("%02x", i))

@@ -1,0 +1,148 @@
+package local
+
+import (
+	"errors"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nestguard/nestguard/internal/directio"
+	"github.com/nestguard/nestguard/internal/hugemem"
+)
+
+// Ranges of directMin bytes or more that are not in the page cache are
+// read past it (package directio), in blocks of up to directBlock into
+// buffers the backend keeps. A restore reads each pack once: through the
+// page cache, the kernel's copy out of fresh pages was half of the CPU
+// time of restoring one 10 GiB file (docs/benchmarks.md). verify
+// --read-data, copy and prune's repack read packs the same way.
+const (
+	directMin   = 1 << 20
+	directBlock = 4 << 20
+	// directKeep bounds the buffers kept between reads: a restore reads
+	// restorer.DefaultWorkers ranges at once.
+	directKeep = 8
+)
+
+// openDirectRange returns a reader of the want bytes at off of f (opened
+// at path, size bytes long when opened) that reads them directly, or nil
+// when they should be read through the page cache: a short range, one in
+// the page cache, a file system without direct reads, no mapped memory.
+// The reader owns f from then on.
+func (b *Backend) openDirectRange(f *os.File, path string, off, want int64) *directRange {
+	if want < directMin || directio.Resident(f, off, want) {
+		return nil
+	}
+	df, err := directio.Open(path)
+	if err != nil {
+		return nil
+	}
+	var st1, st2 unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st1) != nil || unix.Fstat(int(df.Fd()), &st2) != nil ||
+		st1.Dev != st2.Dev || st1.Ino != st2.Ino {
+		df.Close() // replaced since it was opened: read what was opened
+		return nil
+	}
+	buf, ok := b.direct.GetMapped(directBlock)
+	if !ok {
+		df.Close()
+		return nil
+	}
+	b.directRanges.Add(1)
+	return &directRange{f: f, df: df, buf: buf, pool: &b.direct,
+		start: off, next: off &^ (directio.Align - 1), end: off + want, direct: true}
+}
+
+// directRange reads [start, end) of a file block by block: aligned direct
+// reads while they work, then through the page cache (a file system that
+// refuses them after opening, or a short read before the end). It reads
+// no further than the end of the file: fewer bytes are then an io.EOF,
+// which the backend's exact reader turns into io.ErrUnexpectedEOF.
+type directRange struct {
+	f, df      *os.File // f reads through the page cache, df past it
+	buf        *hugemem.Buffer
+	pool       *hugemem.Pool
+	start, end int64
+	next       int64  // the file offset of the next block
+	data       []byte // what is left of the current block
+	direct     bool
+	err        error // after data
+}
+
+func (r *directRange) Read(p []byte) (int, error) {
+	for len(r.data) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		r.fill()
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// fill reads the next block into r.data, or sets r.err.
+func (r *directRange) fill() {
+	if r.next >= r.end {
+		r.err = io.EOF
+		return
+	}
+	buf := r.buf.Bytes()
+	at := r.next
+	var n int
+	var err error
+	if r.direct {
+		want := min(int64(len(buf)), alignUp(r.end)-at)
+		n, err = directio.ReadAt(r.df, buf[:want], at)
+		switch {
+		case errors.Is(err, unix.EINVAL) && n == 0:
+			r.direct = false // opened for direct reads, but refuses them
+			n, err = readFull(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
+		case err == nil && int64(n) < want:
+			// The end of the file, or a short read: the next offset is
+			// unaligned, so what is left goes through the page cache,
+			// where the end of the file shows as io.EOF.
+			r.direct = false
+			if n == 0 {
+				n, err = readFull(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
+			}
+		}
+	} else {
+		n, err = readFull(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
+	}
+	r.next += int64(n)
+	// The block may begin before the range (alignment) and end after it.
+	lo, hi := max(r.start-at, 0), min(r.end-at, int64(n))
+	if lo < hi {
+		r.data = buf[lo:hi]
+	}
+	switch {
+	case err != nil:
+		r.err = err
+	case n == 0:
+		r.err = io.EOF
+	}
+}
+
+// readFull reads len(buf) bytes at off, fewer only at the end of the file
+// (err nil) or on an error.
+func readFull(f *os.File, buf []byte, off int64) (int, error) {
+	n, err := f.ReadAt(buf, off)
+	if err == io.EOF {
+		err = nil
+	}
+	return n, err
+}
+
+func alignUp(n int64) int64 { return (n + directio.Align - 1) &^ (directio.Align - 1) }
+
+// Close gives the buffer back and closes both descriptors.
+func (r *directRange) Close() error {
+	if r.buf != nil {
+		r.pool.Put(r.buf)
+		r.buf = nil
+	}
+	r.df.Close()
+	return r.f.Close()
+}

@@ -1,0 +1,85 @@
+// Package directio reads files past the page cache (O_DIRECT).
+//
+// On the virtual machines nestguard was measured on, a buffered read of
+// data not yet cached costs the kernel more CPU than nestguard's own work
+// on the byte: pages allocated, filled by readahead and copied out, 0.5-2
+// ns a byte, against 0.03-0.05 ns for a direct read into a buffer that is
+// reused. Reading once what is read once (a large file being backed up, a
+// pack being restored) also leaves the page cache to what others use.
+//
+// Data already in the page cache is better read through it: a direct
+// read would fetch it from the disk again (and write dirty pages out
+// first), so callers ask Resident before reading directly.
+package directio
+
+import (
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Align is the alignment O_DIRECT wants of buffers, offsets and lengths:
+// the logical block size, at most the page size in practice. Mapped
+// buffers (hugemem) are aligned to it.
+const Align = 4096
+
+// Open opens path read-only for direct reads, without updating its access
+// time where the caller may ask that. A file system that does not take
+// direct reads fails here (tmpfs: EINVAL), or on the first read.
+func Open(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT|unix.O_NOATIME, 0)
+	if err != nil {
+		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
+	}
+	return f, err
+}
+
+// ReadAt reads len(buf) bytes at off from f, opened by Open (buf, off and
+// len(buf) aligned), fewer at the end of the file (err nil): it stops
+// after a read that ends unaligned, where the next would fail.
+func ReadAt(f *os.File, buf []byte, off int64) (int, error) {
+	fd := int(f.Fd())
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Pread(fd, buf[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, &os.PathError{Op: "read", Path: f.Name(), Err: err}
+		}
+		n += m
+		if m == 0 || m%Align != 0 {
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+// Resident reports whether the n bytes of f at off are all in the page
+// cache (up to the end of the file): mincore over a mapping of them,
+// which reads nothing. False when n <= 0 or when it cannot tell.
+func Resident(f *os.File, off, n int64) bool {
+	if n <= 0 {
+		return false
+	}
+	page := int64(os.Getpagesize())
+	start := off &^ (page - 1)
+	n += off - start
+	m, err := unix.Mmap(int(f.Fd()), start, int(n), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return false
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (n+page-1)/page)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		return false
+	}
+	for _, v := range vec {
+		if v&1 == 0 {
+			return false
+		}
+	}
+	return true
+}
