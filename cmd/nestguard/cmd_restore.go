@@ -81,8 +81,11 @@ func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
 		sn := found[0]
 		o.Log = a.log
 		// The sync at the end then finds most of the data on its way to
-		// disk (docs/benchmarks.md, "A second machine").
+		// disk (docs/benchmarks.md, "A second machine"), and the page
+		// cache is not filled with what was written ("Past the page
+		// cache").
 		o.Writeback = !o.NoSync
+		o.DropBehind = o.Writeback
 		res := restorer.New(repo, o.Options)
 		rep := progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
 			return progress.Status{Files: res.C.Files.Load(), Bytes: res.C.BytesWritten.Load(), BytesTotal: res.C.BytesTotal.Load(), Errors: res.C.Errors.Load()}

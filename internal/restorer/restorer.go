@@ -57,6 +57,14 @@ type Options struct {
 	// PostgreSQL's of its data directory when it starts recovery, then
 	// find little left to write. restore sets it unless --no-sync.
 	Writeback bool
+	// DropBehind, with Writeback, also drops from the page cache each
+	// file's pages already written out, every writebackBytes: a restore
+	// then reuses the same pages instead of taking fresh ones, which cost
+	// the kernel more than the copy into them (one 10 GiB file: 27-29 s
+	// with 32-35 s of system time, 14-17 s with 5.5-7.3 s). restore sets
+	// it unless --no-sync; pg restore does not, since PostgreSQL reads
+	// the data directory as soon as it starts.
+	DropBehind bool
 	// Reserved are names at the top of Target that may exist without
 	// Overwrite: the caller's own work beside the restore (pg restore's
 	// WAL spool under pg_wal). A snapshot directory of that name is
@@ -633,7 +641,7 @@ func (r *Restorer) write(f *fileState, off int64, plain []byte, zero bool) {
 		}
 		if r.opt.Writeback && f.dirty.Add(int64(len(plain))) >= writebackBytes {
 			f.dirty.Store(0)
-			startWriteback(fh)
+			startWriteback(fh, r.opt.DropBehind)
 		}
 	}
 	r.C.BytesWritten.Add(int64(len(plain)))
@@ -699,7 +707,7 @@ func (r *Restorer) closeLocked(f *fileState) {
 		return
 	}
 	if r.opt.Writeback && !f.failed && f.dirty.Load() > 0 && f.node.Size >= writebackMin {
-		startWriteback(f.f)
+		startWriteback(f.f, false) // nothing of the last part is written out yet
 	}
 	if err := f.f.Close(); err != nil && !f.failed {
 		f.failed = true

@@ -141,12 +141,12 @@ func TestRestoreIncludes(t *testing.T) {
 
 // Reserved names at the top of the target may exist without Overwrite
 // and are left alone; anything else there still refuses the restore.
-// Writeback changes nothing in what is restored.
+// Writeback, and DropBehind with it, change nothing in what is restored.
 func TestRestoreReservedWriteback(t *testing.T) {
 	ctx := context.Background()
 	repo := repotest.New(t)
 	src := t.TempDir()
-	big := make([]byte, 9<<20) // crosses writebackBytes
+	big := make([]byte, 3*writebackBytes+123) // crosses writebackBytes thrice
 	rand.NewChaCha8([32]byte{3, 4}).Read(big)
 	if err := os.WriteFile(filepath.Join(src, "big"), big, 0o600); err != nil {
 		t.Fatal(err)
@@ -175,6 +175,13 @@ func TestRestoreReservedWriteback(t *testing.T) {
 	}
 	if got, err := os.ReadFile(spooled); err != nil || string(got) != "mine" {
 		t.Errorf("reserved entry after the restore: %q %v", got, err)
+	}
+	drop := t.TempDir()
+	if err := New(repo, Options{Target: drop, Writeback: true, DropBehind: true}).Restore(ctx, sn.Tree); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(drop, src, "big")); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("restored dropping behind: %d bytes, %v", len(got), err)
 	}
 	if err := os.WriteFile(filepath.Join(dst, "other"), nil, 0o600); err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func (p *pending) Commit(ctx context.Context, name string) error {
 	}
 	f := p.f
 	p.f = nil
-	if err := publish(h, f.Name(), dst, finishTemp(f, err)); err != nil {
+	if err := publish(h, f.Name(), dst, finishTemp(f, err, p.t == backend.PackFile)); err != nil {
 		return err
 	}
 	return p.b.SyncNames(ctx, []backend.Handle{h})
