@@ -23,7 +23,7 @@ import (
 func TestDirectRanges(t *testing.T) {
 	ctx := context.Background()
 	b := newTestBackend(t)
-	size := 2*directBlock + 3*4096 + 123
+	size := 9<<20 + 3*4096 + 123
 	data := make([]byte, size)
 	rand.NewChaCha8([32]byte{1}).Read(data)
 	h := backend.Handle{Type: backend.PackFile, Name: "ab" + string(bytes.Repeat([]byte("0"), 62))}
@@ -59,7 +59,7 @@ func TestDirectRanges(t *testing.T) {
 		short       bool // runs past the end
 	}{
 		{"whole", 0, 0, false},
-		{"unaligned, several blocks", 5, int64(directBlock) + 3<<20 + 7, false},
+		{"unaligned, several blocks", 5, 3*int64(directBlock) + 7, false},
 		{"one page in", 4095, 1 << 20, false},
 		{"to the end", int64(size) - 1<<20 - 3, 1<<20 + 3, false},
 		{"from a block boundary to the end", int64(directBlock), int64(size - directBlock), false},
