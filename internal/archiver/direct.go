@@ -124,7 +124,7 @@ func (r *directReader) readAhead(f, df *os.File) {
 				// The file system opened it for direct I/O but will
 				// not read it so: the page cache from here on.
 				useDirect = false
-				n, err = readFull(f, buf, off)
+				n, err = directio.ReadCached(f, buf, off)
 			case err == nil && n < len(buf):
 				// The end, or a file system's short read: either way
 				// the next offset is unaligned, so the rest (if the
@@ -133,7 +133,7 @@ func (r *directReader) readAhead(f, df *os.File) {
 			}
 			r.count(useDirect)
 		} else {
-			n, err = readFull(f, buf, off)
+			n, err = directio.ReadCached(f, buf, off)
 			r.count(false)
 		}
 		off += int64(n)
@@ -160,26 +160,6 @@ func (r *directReader) count(direct bool) {
 		r.cached++
 	}
 	r.statsMu.Unlock()
-}
-
-// readFull reads len(buf) bytes at off, fewer only at the end of the file
-// (err nil) or on an error.
-func readFull(f *os.File, buf []byte, off int64) (int, error) {
-	n := 0
-	for n < len(buf) {
-		m, err := f.ReadAt(buf[n:], off+int64(n))
-		n += m
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-		if m == 0 {
-			return n, nil
-		}
-	}
-	return n, nil
 }
 
 func (r *directReader) Read(p []byte) (int, error) {

@@ -13,6 +13,7 @@
 package directio
 
 import (
+	"io"
 	"os"
 	"unsafe"
 
@@ -52,6 +53,24 @@ func ReadAt(f *os.File, buf []byte, off int64) (int, error) {
 		n += m
 		if m == 0 || m%Align != 0 {
 			return n, nil
+		}
+	}
+	return n, nil
+}
+
+// ReadCached reads len(buf) bytes at off of f through the page cache,
+// fewer only at the end of the file (err nil) or on an error: what a
+// reader falls back to where direct reads do not work.
+func ReadCached(f *os.File, buf []byte, off int64) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := f.ReadAt(buf[n:], off+int64(n))
+		n += m
+		if err == io.EOF || (err == nil && m == 0) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
 		}
 	}
 	return n, nil

@@ -31,10 +31,9 @@ const (
 )
 
 // openDirectRange returns a reader of the want bytes at off of f (opened
-// at path, size bytes long when opened) that reads them directly, or nil
-// when they should be read through the page cache: a short range, one in
-// the page cache, a file system without direct reads, no mapped memory.
-// The reader owns f from then on.
+// at path) that reads them past the page cache, or nil when they should
+// be read through it: a short range, one in the page cache, a file system
+// without direct reads, no mapped memory. The reader owns f from then on.
 func (b *Backend) openDirectRange(f *os.File, path string, off, want int64) *directRange {
 	if want < directMin || directio.Resident(f, off, want) {
 		return nil
@@ -103,18 +102,18 @@ func (r *directRange) fill() {
 		switch {
 		case errors.Is(err, unix.EINVAL) && n == 0:
 			r.direct = false // opened for direct reads, but refuses them
-			n, err = readFull(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
+			n, err = directio.ReadCached(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
 		case err == nil && int64(n) < want:
 			// The end of the file, or a short read: the next offset is
 			// unaligned, so what is left goes through the page cache,
 			// where the end of the file shows as io.EOF.
 			r.direct = false
 			if n == 0 {
-				n, err = readFull(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
+				n, err = directio.ReadCached(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
 			}
 		}
 	} else {
-		n, err = readFull(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
+		n, err = directio.ReadCached(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
 	}
 	r.next += int64(n)
 	// The block may begin before the range (alignment) and end after it.
@@ -128,16 +127,6 @@ func (r *directRange) fill() {
 	case n == 0:
 		r.err = io.EOF
 	}
-}
-
-// readFull reads len(buf) bytes at off, fewer only at the end of the file
-// (err nil) or on an error.
-func readFull(f *os.File, buf []byte, off int64) (int, error) {
-	n, err := f.ReadAt(buf, off)
-	if err == io.EOF {
-		err = nil
-	}
-	return n, err
 }
 
 func alignUp(n int64) int64 { return (n + directio.Align - 1) &^ (directio.Align - 1) }

@@ -1,0 +1,72 @@
+package directio
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nestguard/nestguard/internal/hugemem"
+)
+
+// TestReads: a file dropped from the page cache is not Resident, read
+// through it is; ReadAt and ReadCached give the file's bytes, fewer at
+// its end (an unaligned end stops ReadAt) and no error there.
+func TestReads(t *testing.T) {
+	size := 3<<20 + 123
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{7}).Read(data)
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	df, err := Open(p)
+	if err != nil {
+		t.Skipf("this file system takes no direct reads: %v", err)
+	}
+	defer df.Close()
+	if Resident(f, 0, int64(size)) {
+		t.Error("a file dropped from the page cache is resident")
+	}
+	buf, ok := hugemem.Map(2 << 20)
+	if !ok {
+		t.Skip("no mapped memory for aligned buffers")
+	}
+	defer buf.Free()
+	b := buf.Bytes()[:2<<20]
+	for _, off := range []int64{0, 2 << 20} {
+		n, err := ReadAt(df, b, off)
+		want := data[off:min(off+int64(len(b)), int64(size))]
+		if err != nil || !bytes.Equal(b[:n], want) {
+			t.Errorf("ReadAt at %d: %d bytes, %v; want %d", off, n, err, len(want))
+		}
+	}
+	c := make([]byte, 1<<20)
+	n, err := ReadCached(f, c, int64(size)-1000)
+	if err != nil || !bytes.Equal(c[:n], data[size-1000:]) {
+		t.Errorf("ReadCached at the end: %d bytes, %v", n, err)
+	}
+	if _, err := os.ReadFile(p); err != nil {
+		t.Fatal(err)
+	}
+	if !Resident(f, 5, int64(size)-5) {
+		t.Error("a file just read is not resident")
+	}
+	if Resident(f, 0, 0) {
+		t.Error("an empty range is resident")
+	}
+}
