@@ -603,7 +603,7 @@ func syncUncached(f *os.File) error {
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	return directio.Uncache(f)
 }
 
 // dropCached evicts path's clean pages from the page cache, so that the
@@ -614,10 +614,7 @@ func dropCached(path string) error {
 		return err
 	}
 	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	return syncUncached(f)
 }
 
 func readAll(path string, fn func([]byte)) error {

@@ -66,14 +66,8 @@ func newDirectReader(f *os.File, path string, size, minSize int64, pool *hugemem
 	if size < minSize {
 		return nil
 	}
-	df, err := directio.Open(path)
+	df, err := directio.OpenSame(f, path)
 	if err != nil {
-		return nil
-	}
-	var st1, st2 unix.Stat_t
-	if unix.Fstat(int(f.Fd()), &st1) != nil || unix.Fstat(int(df.Fd()), &st2) != nil ||
-		st1.Dev != st2.Dev || st1.Ino != st2.Ino {
-		df.Close()
 		return nil
 	}
 	r := &directReader{

@@ -10,12 +10,9 @@ import (
 	"slices"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/nestguard/nestguard/internal/hugemem"
-
 	"github.com/nestguard/nestguard/internal/chunker"
 	"github.com/nestguard/nestguard/internal/directio"
+	"github.com/nestguard/nestguard/internal/hugemem"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
 	"github.com/nestguard/nestguard/internal/tree"
@@ -44,7 +41,7 @@ func writeFile(t *testing.T, dir, name string, data []byte, dropCache bool) stri
 		if err := f.Sync(); err != nil {
 			t.Fatal(err)
 		}
-		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		if err := directio.Uncache(f); err != nil {
 			t.Fatal(err)
 		}
 	}

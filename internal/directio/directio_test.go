@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/nestguard/nestguard/internal/hugemem"
 )
 
@@ -31,7 +29,7 @@ func TestReads(t *testing.T) {
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+	if err := Uncache(f); err != nil {
 		t.Fatal(err)
 	}
 	df, err := Open(p)

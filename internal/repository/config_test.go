@@ -77,17 +77,7 @@ func TestObjectIDAlgorithm(t *testing.T) {
 				t.Fatal(err)
 			}
 			if c.legacy {
-				cfg := r.Config()
-				cfg.Algorithms.ObjectID = id.SHA256
-				plain, _ := json.Marshal(cfg)
-				sealed, err := r.key.Seal(nil, plain, adConfig())
-				if err != nil {
-					t.Fatal(err)
-				}
-				be.Remove(ctx, configHandle)
-				if err := be.Save(ctx, configHandle, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
-					t.Fatal(err)
-				}
+				rewriteConfig(t, r, be, func(a *Algorithms) { a.ObjectID = id.SHA256 })
 				r.Close()
 				r = reopen(t, be)
 			}
@@ -160,25 +150,33 @@ func TestUnknownAlgorithmRefused(t *testing.T) {
 	} {
 		ctx := context.Background()
 		r, be := newRepo(t)
-		cfg := r.Config()
-		c.set(&cfg.Algorithms)
-		plain, err := json.Marshal(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sealed, err := r.key.Seal(nil, plain, adConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := be.Remove(ctx, configHandle); err != nil {
-			t.Fatal(err)
-		}
-		if err := be.Save(ctx, configHandle, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
-			t.Fatal(err)
-		}
-		_, err = Open(ctx, be, pass, testOptions())
+		rewriteConfig(t, r, be, c.set)
+		_, err := Open(ctx, be, pass, testOptions())
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "upgrade nestguard") {
 			t.Errorf("open: err = %v, want one containing %q", err, c.want)
 		}
+	}
+}
+
+// rewriteConfig replaces r's config object with one whose algorithms set
+// changed, sealed under r's key as init seals it.
+func rewriteConfig(t *testing.T, r *Repository, be backend.Backend, set func(*Algorithms)) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := r.Config()
+	set(&cfg.Algorithms)
+	plain, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := r.key.Seal(nil, plain, adConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Remove(ctx, configHandle); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Save(ctx, configHandle, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
+		t.Fatal(err)
 	}
 }

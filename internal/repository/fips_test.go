@@ -3,7 +3,6 @@ package repository
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -105,17 +104,7 @@ func TestFIPSConfigNoMix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := r.Config()
-		c.set(&cfg.Algorithms)
-		plain, _ := json.Marshal(cfg)
-		sealed, err := r.key.Seal(nil, plain, adConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		be.Remove(ctx, configHandle)
-		if err := be.Save(ctx, configHandle, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
-			t.Fatal(err)
-		}
+		rewriteConfig(t, r, be, c.set)
 		if _, err := Open(ctx, be, pass, Options{}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("open: %v, want one containing %q", err, c.want)
 		}

@@ -4,6 +4,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nestguard/nestguard/internal/directio"
 )
 
 // startWriteback asks the kernel to start writing f's dirty pages to disk
@@ -16,6 +18,6 @@ import (
 func startWriteback(f *os.File, drop bool) {
 	_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 	if drop {
-		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		_ = directio.Uncache(f)
 	}
 }

@@ -38,14 +38,8 @@ func (b *Backend) openDirectRange(f *os.File, path string, off, want int64) *dir
 	if want < directMin || directio.Resident(f, off, want) {
 		return nil
 	}
-	df, err := directio.Open(path)
+	df, err := directio.OpenSame(f, path) // else read what f has open
 	if err != nil {
-		return nil
-	}
-	var st1, st2 unix.Stat_t
-	if unix.Fstat(int(f.Fd()), &st1) != nil || unix.Fstat(int(df.Fd()), &st2) != nil ||
-		st1.Dev != st2.Dev || st1.Ino != st2.Ino {
-		df.Close() // replaced since it was opened: read what was opened
 		return nil
 	}
 	buf, ok := b.direct.GetMapped(directBlock)

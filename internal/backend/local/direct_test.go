@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/directio"
 )
 
 // TestDirectRanges: ranges of a pack not in the page cache are read past
@@ -42,7 +43,7 @@ func TestDirectRanges(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		if err := directio.Uncache(f); err != nil {
 			t.Fatal(err)
 		}
 	}

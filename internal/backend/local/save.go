@@ -9,9 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/directio"
 )
 
 // Save implements backend.Backend: temp file, copy, size check, fsync,
@@ -120,7 +119,7 @@ func finishTemp(f *os.File, err error, uncache bool) error {
 	}
 	if err == nil && uncache {
 		// Advice: clean pages go, and a failure changes nothing.
-		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		_ = directio.Uncache(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
