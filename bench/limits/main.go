@@ -467,38 +467,29 @@ func (m *meter) diskSteps(res *results, size int64) error {
 	start = time.Now()
 	go func() {
 		defer close(ch)
-		f, err := directio.Open(a)
-		direct := err == nil
-		if !direct {
-			f, err = os.Open(a)
-		}
+		f, err := os.Open(a)
 		if err != nil {
 			rerr <- err
 			return
 		}
 		defer f.Close()
+		df, _ := directio.OpenSame(f, a) // nil: through the page cache
+		rd := directio.NewReader(f, df)
+		defer rd.Close()
 		var off int64
 		for {
 			p := <-free
-			var k int
-			if direct {
-				k, err = directio.ReadAt(f, p, off)
-				if err == nil && k < len(p) {
-					err = io.EOF
-				}
-			} else {
-				k, err = io.ReadFull(f, p)
-			}
+			k, err := rd.ReadBlock(p, off)
 			off += int64(k)
 			if k > 0 {
 				ch <- p[:k]
 			}
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				rerr <- nil
-				return
-			}
 			if err != nil {
 				rerr <- err
+				return
+			}
+			if k < len(p) {
+				rerr <- nil
 				return
 			}
 		}

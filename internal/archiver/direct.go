@@ -1,12 +1,9 @@
 package archiver
 
 import (
-	"errors"
 	"io"
 	"os"
 	"sync"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/nestguard/nestguard/internal/directio"
 	"github.com/nestguard/nestguard/internal/hugemem"
@@ -98,8 +95,8 @@ func newDirectReader(f *os.File, path string, size, minSize int64, pool *hugemem
 // ends; f is the caller's.
 func (r *directReader) readAhead(f, df *os.File) {
 	defer close(r.done)
-	defer df.Close()
-	useDirect := true
+	rd := directio.NewReader(f, df)
+	defer rd.Close()
 	var off int64
 	for {
 		var bp *hugemem.Buffer
@@ -111,21 +108,9 @@ func (r *directReader) readAhead(f, df *os.File) {
 		buf := bp.Bytes()
 		var n int
 		var err error
-		if useDirect && !directio.Resident(f, off, min(int64(directBlock), r.size-off)) {
-			n, err = directio.ReadAt(df, buf, off)
-			switch {
-			case errors.Is(err, unix.EINVAL) && n == 0:
-				// The file system opened it for direct I/O but will
-				// not read it so: the page cache from here on.
-				useDirect = false
-				n, err = directio.ReadCached(f, buf, off)
-			case err == nil && n < len(buf):
-				// The end, or a file system's short read: either way
-				// the next offset is unaligned, so the rest (if the
-				// file grew) goes through the page cache.
-				useDirect = false
-			}
-			r.count(useDirect)
+		if rd.Direct() && !directio.Resident(f, off, min(int64(directBlock), r.size-off)) {
+			n, err = rd.ReadBlock(buf, off)
+			r.count(rd.Direct())
 		} else {
 			n, err = directio.ReadCached(f, buf, off)
 			r.count(false)

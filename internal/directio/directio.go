@@ -93,6 +93,51 @@ func ReadAt(f *os.File, buf []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// Reader reads one file block by block past the page cache while the
+// file system allows it, and through it from then on.
+type Reader struct {
+	f      *os.File // through the page cache: the caller's
+	df     *os.File // past it (Open); the Reader's, closed by Close
+	direct bool
+}
+
+// NewReader returns a reader of the file f has open; df is the same file
+// opened by Open (OpenSame), or nil to read through the page cache only.
+func NewReader(f, df *os.File) *Reader { return &Reader{f: f, df: df, direct: df != nil} }
+
+// Direct reports whether the next ReadBlock reads past the page cache.
+func (r *Reader) Direct() bool { return r.direct }
+
+// ReadBlock reads len(buf) bytes at off, fewer only at the end of the
+// file (err nil) or on an error: past the page cache while Direct (buf,
+// off and len(buf) aligned), else through it. A file system that refuses
+// the direct read (EINVAL before any byte) or a short direct read (the
+// end of the file, or the file system's own short read: either way the
+// next offset is unaligned) ends the direct reads: the refused block and
+// every later one are read through the page cache.
+func (r *Reader) ReadBlock(buf []byte, off int64) (int, error) {
+	if !r.direct {
+		return ReadCached(r.f, buf, off)
+	}
+	n, err := ReadAt(r.df, buf, off)
+	switch {
+	case errors.Is(err, unix.EINVAL) && n == 0:
+		r.direct = false
+		return ReadCached(r.f, buf, off)
+	case err == nil && n < len(buf):
+		r.direct = false
+	}
+	return n, err
+}
+
+// Close closes the descriptor of direct reads, if any; f stays open.
+func (r *Reader) Close() error {
+	if r.df == nil {
+		return nil
+	}
+	return r.df.Close()
+}
+
 // ReadCached reads len(buf) bytes at off of f through the page cache,
 // fewer only at the end of the file (err nil) or on an error: what a
 // reader falls back to where direct reads do not work.

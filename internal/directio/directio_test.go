@@ -53,6 +53,24 @@ func TestReads(t *testing.T) {
 			t.Errorf("ReadAt at %d: %d bytes, %v; want %d", off, n, err, len(want))
 		}
 	}
+	// A Reader reads past the page cache until a short read (the end),
+	// and through it from then on; without df, through it only.
+	rd := NewReader(f, df)
+	for _, off := range []int64{0, 2 << 20} {
+		if !rd.Direct() {
+			t.Fatalf("at %d: direct reads ended early", off)
+		}
+		n, err := rd.ReadBlock(b, off)
+		if want := data[off:min(off+int64(len(b)), int64(size))]; err != nil || !bytes.Equal(b[:n], want) {
+			t.Errorf("ReadBlock at %d: %d bytes, %v; want %d", off, n, err, len(want))
+		}
+	}
+	if rd.Direct() {
+		t.Error("direct reads go on after a short read")
+	}
+	if n, err := NewReader(f, nil).ReadBlock(b[:100], 5); err != nil || !bytes.Equal(b[:n], data[5:105]) {
+		t.Errorf("ReadBlock through the page cache: %d bytes, %v", n, err)
+	}
 	c := make([]byte, 1<<20)
 	n, err := ReadCached(f, c, int64(size)-1000)
 	if err != nil || !bytes.Equal(c[:n], data[size-1000:]) {

@@ -49,14 +49,6 @@ func NewHasher(name string) (Hasher, error) {
 	return Hasher{}, fmt.Errorf("object id algorithm %q is not one this nestguard knows (%s or %s): upgrade nestguard", name, SHA256, BLAKE3)
 }
 
-// Name returns the algorithm's name as configs record it.
-func (h Hasher) Name() string {
-	if h.blake3 {
-		return BLAKE3
-	}
-	return SHA256
-}
-
 // Sum returns the object name of data.
 func (h Hasher) Sum(data []byte) ID {
 	if h.blake3 {

@@ -1,11 +1,8 @@
 package local
 
 import (
-	"errors"
 	"io"
 	"os"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/nestguard/nestguard/internal/directio"
 	"github.com/nestguard/nestguard/internal/hugemem"
@@ -48,24 +45,23 @@ func (b *Backend) openDirectRange(f *os.File, path string, off, want int64) *dir
 		return nil
 	}
 	b.directRanges.Add(1)
-	return &directRange{f: f, df: df, buf: buf, pool: &b.direct,
-		start: off, next: off &^ (directio.Align - 1), end: off + want, direct: true}
+	return &directRange{f: f, rd: directio.NewReader(f, df), buf: buf, pool: &b.direct,
+		start: off, next: off &^ (directio.Align - 1), end: off + want}
 }
 
-// directRange reads [start, end) of a file block by block: aligned direct
-// reads while they work, then through the page cache (a file system that
-// refuses them after opening, or a short read before the end). It reads
-// no further than the end of the file: fewer bytes are then an io.EOF,
-// which the backend's exact reader turns into io.ErrUnexpectedEOF.
+// directRange reads [start, end) of a file block by block, aligned
+// (directio.Reader: past the page cache while that works). It reads no
+// further than the end of the file: fewer bytes are then an io.EOF, which
+// the backend's exact reader turns into io.ErrUnexpectedEOF.
 type directRange struct {
-	f, df      *os.File // f reads through the page cache, df past it
+	f          *os.File // the file, read through rd
+	rd         *directio.Reader
 	buf        *hugemem.Buffer
 	pool       *hugemem.Pool
 	start, end int64
 	next       int64  // the file offset of the next block
 	data       []byte // what is left of the current block
-	direct     bool
-	err        error // after data
+	err        error  // after data
 }
 
 func (r *directRange) Read(p []byte) (int, error) {
@@ -88,27 +84,9 @@ func (r *directRange) fill() {
 	}
 	buf := r.buf.Bytes()
 	at := r.next
-	var n int
-	var err error
-	if r.direct {
-		want := min(int64(len(buf)), alignUp(r.end)-at)
-		n, err = directio.ReadAt(r.df, buf[:want], at)
-		switch {
-		case errors.Is(err, unix.EINVAL) && n == 0:
-			r.direct = false // opened for direct reads, but refuses them
-			n, err = directio.ReadCached(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
-		case err == nil && int64(n) < want:
-			// The end of the file, or a short read: the next offset is
-			// unaligned, so what is left goes through the page cache,
-			// where the end of the file shows as io.EOF.
-			r.direct = false
-			if n == 0 {
-				n, err = directio.ReadCached(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
-			}
-		}
-	} else {
-		n, err = directio.ReadCached(r.f, buf[:min(int64(len(buf)), r.end-at)], at)
-	}
+	// Up to the aligned end, as direct reads want; bytes past r.end are
+	// not delivered.
+	n, err := r.rd.ReadBlock(buf[:min(int64(len(buf)), alignUp(r.end)-at)], at)
 	r.next += int64(n)
 	// The block may begin before the range (alignment) and end after it.
 	lo, hi := max(r.start-at, 0), min(r.end-at, int64(n))
@@ -131,6 +109,6 @@ func (r *directRange) Close() error {
 		r.pool.Put(r.buf)
 		r.buf = nil
 	}
-	r.df.Close()
+	r.rd.Close()
 	return r.f.Close()
 }
