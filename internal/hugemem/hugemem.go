@@ -25,6 +25,10 @@ type Buffer struct {
 // Bytes returns the buffer's memory.
 func (b *Buffer) Bytes() []byte { return b.b }
 
+// Mapped reports whether the memory is mapped (page-aligned, as O_DIRECT
+// wants) rather than from the Go heap.
+func (b *Buffer) Mapped() bool { return b.free != nil }
+
 // Free gives the memory back. Calling it again does nothing.
 func (b *Buffer) Free() {
 	if b.free != nil {

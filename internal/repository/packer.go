@@ -22,9 +22,10 @@ import (
 // producer that fills a pack while every upload slot is busy waits.
 //
 // A backend that streams (backend.Streamer, the local directory) receives
-// each blob as it is added; for the others (S3) a pack is spooled to an
-// unnamed temporary file and saved whole. Either way a pack costs no
-// memory.
+// each blob as it is added (the local one writes packs past the page
+// cache, in a few blocks of 1 MiB); for the others (S3) a pack is spooled
+// to an unnamed temporary file and saved whole. Either way a pack is not
+// held in memory.
 type packer struct {
 	r   *Repository
 	sem chan struct{}

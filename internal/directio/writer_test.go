@@ -1,0 +1,131 @@
+package directio
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nestguard/nestguard/internal/hugemem"
+)
+
+// writeAll writes data to a new file through a Writer in pieces of the
+// given sizes (cycled), closes the Writer and returns the file's bytes.
+func writeAll(t *testing.T, dir string, data []byte, pieces []int, block int) ([]byte, bool) {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var pool hugemem.Pool
+	defer pool.Close()
+	w, ok := NewWriter(f, &pool, block)
+	if !ok {
+		return nil, false
+	}
+	for i, p := 0, data; len(p) > 0; i++ {
+		n := min(pieces[i%len(pieces)], len(p))
+		if m, err := w.Write(p[:n]); m != n || err != nil {
+			t.Fatalf("Write of %d bytes: %d, %v", n, m, err)
+		}
+		p = p[n:]
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := w.Write([]byte{1}); err == nil {
+		t.Error("a Write after Close succeeded")
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, true
+}
+
+func TestWriter(t *testing.T) {
+	dir := t.TempDir()
+	const block = 64 << 10
+	data := make([]byte, 5*block+1234)
+	rand.NewChaCha8([32]byte{3}).Read(data)
+	for _, size := range []int{0, 1, Align - 1, Align, Align + 1, block - 1, block, block + 1, 3 * block, len(data)} {
+		for _, pieces := range [][]int{{1 << 30}, {1000, 7, 70000}, {block}, {Align}} {
+			got, ok := writeAll(t, dir, data[:size], pieces, block)
+			if !ok {
+				t.Skip("this file system takes no direct writes")
+			}
+			if !bytes.Equal(got, data[:size]) {
+				t.Fatalf("%d bytes written in pieces of %v: read back %d bytes, not the same", size, pieces, len(got))
+			}
+		}
+	}
+}
+
+// TestWriterFallback: a file system without O_DIRECT gets no Writer (the
+// caller writes through the page cache), and blocks in heap memory (no
+// mapping left) are written through the page cache between direct ones.
+func TestWriterFallback(t *testing.T) {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		f, err := os.CreateTemp("/dev/shm", "nestguard-directio-*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		var pool hugemem.Pool
+		if w, ok := NewWriter(f, &pool, 1<<20); ok {
+			w.Abort()
+			t.Log("tmpfs took O_DIRECT; nothing to fall back from")
+		}
+	}
+	f, err := os.CreateTemp(t.TempDir(), "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var pool hugemem.Pool
+	w, ok := NewWriter(f, &pool, 8192)
+	if !ok {
+		t.Skip("this file system takes no direct writes")
+	}
+	data := make([]byte, 5*8192+100)
+	rand.NewChaCha8([32]byte{4}).Read(data)
+	w.Write(data[:8192])
+	w.cur = hugemem.Heap(8192) // as when no mapping is left
+	w.Write(data[8192 : 2*8192])
+	w.Write(data[2*8192:])
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(f.Name()); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes (%v), not what was written", len(got), err)
+	}
+}
+
+// TestWriterError: a failed block write is reported by Close (or a later
+// Write), never lost.
+func TestWriterError(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p) // read-only: every write fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var pool hugemem.Pool
+	w, ok := NewWriter(f, &pool, 4096)
+	if !ok {
+		t.Skip("this file system takes no direct writes")
+	}
+	w.Write(make([]byte, 3*4096+5))
+	err = w.Close()
+	if err == nil || !strings.Contains(err.Error(), "bad file descriptor") {
+		t.Fatalf("Close after failed writes: %v", err)
+	}
+	w.Abort() // after Close: nothing
+}
