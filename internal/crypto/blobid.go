@@ -8,8 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/zeebo/blake3"
-
+	"github.com/nestguard/nestguard/internal/blake3"
 	"github.com/nestguard/nestguard/internal/id"
 )
 
@@ -57,14 +56,12 @@ func (k *Key) BlobIDFunc(alg string) (BlobIDFunc, error) {
 		if err != nil {
 			return nil, fmt.Errorf("deriving blob id key: %w", err)
 		}
-		keyed, err := blake3.NewKeyed(key)
-		clear(key) // keyed holds its own copy, which cannot be zeroed
-		if err != nil {
-			return nil, fmt.Errorf("blob id key: %w", err)
-		}
+		keyed := blake3.NewKeyed((*[blake3.KeySize]byte)(key))
+		clear(key)
 		// keyed is never written, so the pool's clones of it may be made
 		// concurrently.
 		h := newPooledHash(func() hash.Hash { return keyed.Clone() })
+		h.clear = keyed.Clear
 		k.mu.Lock()
 		k.blobIDs = append(k.blobIDs, h)
 		k.mu.Unlock()
@@ -80,6 +77,7 @@ func (k *Key) BlobIDFunc(alg string) (BlobIDFunc, error) {
 type pooledHash struct {
 	pool   sync.Pool
 	closed atomic.Bool
+	clear  func() // zeroes the state the pool's hashes are cloned from, if any
 }
 
 type hashEntry struct {
@@ -107,11 +105,18 @@ func (p *pooledHash) sum(data []byte) id.ID {
 }
 
 // close makes sum return the zero ID and drops the pooled hash states
-// (keyed: an HMAC's padded key, a BLAKE3 key), which are the standard
-// library's or blake3's and cannot be zeroed, to the garbage collector.
+// (keyed: an HMAC's padded key, a BLAKE3 key). BLAKE3 states, ours, are
+// zeroed first; an HMAC's is the standard library's and cannot be, so it
+// is left to the garbage collector. The key must not be in use.
 func (p *pooledHash) close() {
 	p.closed.Store(true)
 	p.pool.New = func() any { return nil }
-	for p.pool.Get() != nil {
+	for e := p.pool.Get(); e != nil; e = p.pool.Get() {
+		if c, ok := e.(*hashEntry).h.(interface{ Clear() }); ok {
+			c.Clear()
+		}
+	}
+	if p.clear != nil {
+		p.clear()
 	}
 }

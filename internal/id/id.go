@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"hash"
 
-	"github.com/zeebo/blake3"
+	"github.com/nestguard/nestguard/internal/blake3"
 )
 
 // Size is the length of an ID in bytes.

@@ -12,9 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zeebo/blake3"
-
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/blake3"
 	"github.com/nestguard/nestguard/internal/hugemem"
 	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
