@@ -47,6 +47,10 @@ type Repo interface {
 	// unchanged file's content, an equal tree) are taken only for
 	// reusable blobs.
 	Reusable(bid id.ID) bool
+	// SaveBlobFrom is SaveBlob for data with a byte of room before it,
+	// buf[1:], which a raw blob is sealed out of without a copy
+	// (repository.Repository.SaveBlobFrom).
+	SaveBlobFrom(ctx context.Context, t index.BlobType, buf []byte) (id.ID, bool, error)
 }
 
 // Options configure a backup.
@@ -619,6 +623,7 @@ type chunkJob struct {
 
 type pendingChunk struct {
 	data []byte // within the job's buf
+	from []byte // the byte before data, then data; nil if Next grew the buffer
 	res  *id.ID
 }
 
@@ -786,7 +791,13 @@ func (a *Archiver) split(ctx context.Context, j *fileJob, c *chunks, split chunk
 		job := &chunkJob{wg: &c.wg}
 		var eof bool
 		for {
-			data, err := split.Next(buf[len(buf):])
+			// Each chunk is read one byte past the end of the last, and
+			// that byte lent to SaveBlobFrom (pendingChunk.from).
+			var lend []byte
+			if len(buf) < cap(buf) {
+				lend = buf[len(buf)+1 : len(buf)+1]
+			}
+			data, err := split.Next(lend)
 			if err == io.EOF {
 				eof = true
 				break
@@ -795,10 +806,15 @@ func (a *Archiver) split(ctx context.Context, j *fileJob, c *chunks, split chunk
 				a.putBuf(buf)
 				return fmt.Errorf("reading: %w", err)
 			}
-			if len(job.chunks) == 0 {
-				buf = data[:0] // Next may have grown the buffer
+			var from []byte
+			if len(data) > 0 && cap(lend) > 0 && &data[0] == &lend[:1][0] {
+				from = buf[len(buf) : len(buf)+1+len(data)]
+				buf = buf[:len(buf)+1+len(data)]
+			} else {
+				// Next grew the buffer, which only the first chunk of a
+				// run may need (most bounds the others).
+				buf = data
 			}
-			buf = buf[:len(buf)+len(data)]
 			if a.opt.OnChunk != nil {
 				a.opt.OnChunk(j.rel, c.off, data)
 			}
@@ -806,8 +822,8 @@ func (a *Archiver) split(ctx context.Context, j *fileJob, c *chunks, split chunk
 			a.C.BytesRead.Add(int64(len(data)))
 			r := new(id.ID)
 			c.res = append(c.res, r)
-			job.chunks = append(job.chunks, pendingChunk{data: data, res: r})
-			if most == 0 || len(buf) >= batchBytes || cap(buf)-len(buf) < most {
+			job.chunks = append(job.chunks, pendingChunk{data: data, from: from, res: r})
+			if most == 0 || len(buf) >= batchBytes || cap(buf)-len(buf) <= most {
 				break
 			}
 		}
@@ -847,7 +863,13 @@ func (a *Archiver) saveChunk(ctx context.Context, j *chunkJob) {
 		if ctx.Err() != nil {
 			break
 		}
-		bid, _, err := a.repo.SaveBlob(ctx, index.DataBlob, p.data)
+		var bid id.ID
+		var err error
+		if p.from != nil {
+			bid, _, err = a.repo.SaveBlobFrom(ctx, index.DataBlob, p.from)
+		} else {
+			bid, _, err = a.repo.SaveBlob(ctx, index.DataBlob, p.data)
+		}
 		if err != nil {
 			a.fatal(fmt.Errorf("saving data: %w", err))
 			break

@@ -142,9 +142,32 @@ func (r *directReader) count(direct bool) {
 }
 
 func (r *directReader) Read(p []byte) (int, error) {
+	if err := r.next(); err != nil {
+		return 0, err
+	}
+	n := copy(p, r.cur.data[r.pos:])
+	r.pos += n
+	return n, nil
+}
+
+// ReadBlock implements chunker.BlockReader: the rest of the current block,
+// which stays in its buffer until the next call.
+func (r *directReader) ReadBlock() ([]byte, error) {
+	if err := r.next(); err != nil {
+		return nil, err
+	}
+	b := r.cur.data[r.pos:]
+	r.pos = len(r.cur.data)
+	return b, nil
+}
+
+// next makes sure the current block has bytes left, taking the next one
+// (and freeing the one used up) if not, or returns the error that ended
+// the reading.
+func (r *directReader) next() error {
 	for r.pos == len(r.cur.data) {
 		if r.cur.err != nil {
-			return 0, r.cur.err
+			return r.cur.err
 		}
 		if r.cur.buf != nil {
 			r.free <- r.cur.buf
@@ -153,9 +176,7 @@ func (r *directReader) Read(p []byte) (int, error) {
 		r.cur = <-r.blocks
 		r.pos = 0
 	}
-	n := copy(p, r.cur.data[r.pos:])
-	r.pos += n
-	return n, nil
+	return nil
 }
 
 // Close stops reading ahead and keeps the buffers for the next file.

@@ -51,6 +51,19 @@ type cdc struct {
 	start, end int
 	eof        bool
 	err        error
+	blocks     BlockReader // rd, if it is one: buf is then its block
+}
+
+// BlockReader is a reader that can lend its own buffer: the chunker then
+// scans each block where it lies instead of copying it into a window of
+// its own first (the archiver's reader of large files: that copy was 3%
+// of the CPU time of a backup of one).
+type BlockReader interface {
+	io.Reader
+	// ReadBlock returns the next bytes of the stream, at least one, in
+	// memory that stays valid and unchanged until the next call; or no
+	// bytes and an error, io.EOF at the end.
+	ReadBlock() ([]byte, error)
 }
 
 // New returns a FastCDC splitter over rd whose gear table is derived from
@@ -69,6 +82,7 @@ func newCDC(rd io.Reader, p Params, seed [32]byte, readSize int) Splitter {
 		return failed{err}
 	}
 	c := &cdc{rd: rd, p: p, gear: gearTable(seed), readSize: readSize}
+	c.blocks, _ = rd.(BlockReader)
 	c.strict, c.loose = p.masks()
 	return c
 }
@@ -83,7 +97,9 @@ func (c *cdc) Next(buf []byte) ([]byte, error) {
 				return nil, c.err
 			}
 			if c.start == c.end { // end of input
-				putWindow(c.buf)
+				if c.blocks == nil {
+					putWindow(c.buf)
+				}
 				c.buf = nil
 				if len(out) == 0 {
 					return nil, io.EOF
@@ -124,6 +140,19 @@ func (c *cdc) grow(out []byte, n int) []byte {
 // of the input it leaves the window empty.
 func (c *cdc) refill() {
 	if c.eof || c.err != nil {
+		return
+	}
+	if c.blocks != nil {
+		b, err := c.blocks.ReadBlock()
+		c.buf, c.start, c.end = b, 0, len(b)
+		switch {
+		case err == io.EOF:
+			c.eof = true
+		case err != nil:
+			c.err = fmt.Errorf("chunker: reading input: %w", err)
+		case len(b) == 0:
+			c.err = fmt.Errorf("chunker: reading input: %w", io.ErrNoProgress)
+		}
 		return
 	}
 	if c.buf == nil {

@@ -125,6 +125,9 @@ func TestShortReads(t *testing.T) {
 		"half":     func() io.Reader { return iotest.HalfReader(bytes.NewReader(data)) },
 		"data+EOF": func() io.Reader { return iotest.DataErrReader(bytes.NewReader(data)) },
 		"pattern":  func() io.Reader { return &patternReader{data: data, pattern: []int{1, 0, 4999, 3, 0, 70000}} },
+		"blocks": func() io.Reader {
+			return &blockReader{patternReader: patternReader{data: data, pattern: []int{1, 0, 4999, 3, 70000, 1 << 20}}}
+		},
 	}
 	for name, rd := range readers {
 		t.Run(name, func(t *testing.T) {
@@ -160,6 +163,24 @@ func TestReadError(t *testing.T) {
 	}
 	if _, err2 := s.Next(nil); !errors.Is(err2, boom) {
 		t.Fatalf("Next after an error returned %v, want the error again", err2)
+	}
+}
+
+func TestBlockReadError(t *testing.T) {
+	boom := errors.New("boom")
+	data := randomData(3*small.Max, 12)
+	s := newCDC(&blockReader{patternReader: patternReader{data: data, pattern: []int{1000}, err: boom}}, small, testSeed(1), 4096)
+	var got []byte
+	var err error
+	for range 100 {
+		var c []byte
+		if c, err = s.Next(nil); err != nil {
+			break
+		}
+		got = append(got, c...)
+	}
+	if !errors.Is(err, boom) || !bytes.HasPrefix(data, got) {
+		t.Fatalf("Next returned %v after %d bytes; want an error wrapping %v after a prefix of the input", err, len(got), boom)
 	}
 }
 

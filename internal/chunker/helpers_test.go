@@ -117,3 +117,35 @@ func (r *patternReader) Read(p []byte) (int, error) {
 	r.data = r.data[n:]
 	return n, nil
 }
+
+// blockReader is a BlockReader lending blocks of the pattern's sizes
+// (zeros skipped), each in a buffer it scribbles over once the next block
+// is asked for, so a chunker that keeps a lent block too long is caught.
+type blockReader struct {
+	patternReader
+	buf []byte
+}
+
+func (r *blockReader) ReadBlock() ([]byte, error) {
+	for i := range r.buf {
+		r.buf[i] = 0xAA
+	}
+	if len(r.data) == 0 {
+		if r.err != nil {
+			return nil, r.err
+		}
+		return nil, io.EOF
+	}
+	n := len(r.data)
+	for len(r.pattern) > 0 {
+		n = min(n, r.pattern[r.i%len(r.pattern)])
+		r.i++
+		if n > 0 {
+			break
+		}
+		n = len(r.data)
+	}
+	r.buf = append(r.buf[:0], r.data[:n]...)
+	r.data = r.data[n:]
+	return r.buf, nil
+}
