@@ -23,7 +23,7 @@ import (
 //
 // A backend that streams (backend.Streamer, the local directory) receives
 // each blob as it is added (the local one writes packs past the page
-// cache, in a few blocks of 1 MiB); for the others (S3) a pack is spooled
+// cache, in a few blocks of 4 MiB); for the others (S3) a pack is spooled
 // to an unnamed temporary file and saved whole. Either way a pack is not
 // held in memory.
 type packer struct {

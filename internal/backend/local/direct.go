@@ -25,6 +25,11 @@ const (
 	// directKeep bounds the buffers kept between reads: a restore reads
 	// restorer.DefaultWorkers ranges at once.
 	directKeep = 8
+	// writeBlock is a direct write of a streamed pack (stream.go). With
+	// the disk reading the file backed up at the same time, 4 MiB writes
+	// made the backup of a 4 GiB file 3-5% faster than 1 MiB ones (three
+	// alternating pairs), for 5-12 MiB more peak RSS.
+	writeBlock = 4 << 20
 )
 
 // openDirectRange returns a reader of the want bytes at off of f (opened

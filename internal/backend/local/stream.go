@@ -19,7 +19,7 @@ var _ backend.Streamer = (*Backend)(nil)
 // the name, which is not known yet) and linked to its name by Commit, as
 // Save does. A killed writer leaves the temporary file for CleanTemp. A
 // pack is written past the page cache where the file system takes that
-// (directio.Writer, in blocks of directBlock from the backend's pool).
+// (directio.Writer, in blocks of writeBlock from the backend's pool).
 func (b *Backend) Create(ctx context.Context, t backend.FileType) (backend.PendingObject, error) {
 	if !knownType(t) || t == backend.ConfigFile {
 		return nil, fmt.Errorf("creating object: unknown object type %q", t)
@@ -33,7 +33,7 @@ func (b *Backend) Create(ctx context.Context, t backend.FileType) (backend.Pendi
 	}
 	p := &pending{b: b, t: t, f: f}
 	if t == backend.PackFile {
-		p.dw, _ = directio.NewWriter(f, &b.direct, directBlock)
+		p.dw, _ = directio.NewWriter(f, &b.direct, writeBlock)
 	}
 	return p, nil
 }
