@@ -129,3 +129,41 @@ func TestWriterError(t *testing.T) {
 	}
 	w.Abort() // after Close: nothing
 }
+
+// TestWriterRefused: a direct write the file system refuses (EINVAL; here
+// an unaligned offset, as a file system that opens with O_DIRECT and
+// then refuses every direct write would) is written through the page
+// cache, and so is every later block.
+func TestWriterRefused(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var pool hugemem.Pool
+	defer pool.Close()
+	w, ok := NewWriter(f, &pool, 8192)
+	if !ok {
+		t.Skip("this file system takes no direct writes")
+	}
+	buf, ok := pool.GetMapped(8192)
+	if !ok {
+		t.Skip("no mapped memory")
+	}
+	copy(buf.Bytes(), "refused")
+	if err := w.write(writeJob{buf: buf, n: 7, off: 1}); err != nil {
+		t.Fatalf("a refused direct write was not written through the page cache: %v", err)
+	}
+	pool.Put(buf)
+	if w.direct {
+		t.Error("direct writes go on after the file system refused one")
+	}
+	w.off = 8 // as if the 8 bytes so far had come through Write
+	w.Write([]byte("and the rest"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(f.Name()); err != nil || string(got) != "\x00refusedand the rest" {
+		t.Fatalf("read back %q (%v)", got, err)
+	}
+}
