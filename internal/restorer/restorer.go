@@ -30,7 +30,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/nestguard/nestguard/internal/directio"
 	"github.com/nestguard/nestguard/internal/durable"
+	"github.com/nestguard/nestguard/internal/hugemem"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/tree"
@@ -65,6 +67,10 @@ type Options struct {
 	// 32-35 s of system time, 14-17 s with 5.5-7.3 s). restore sets it
 	// unless --no-sync; pg restore does not, since PostgreSQL reads the
 	// data directory as soon as it starts.
+	//
+	// With DropBehind, a file of fillMin bytes or more is written past
+	// the page cache instead (directio.Filler) where its file system
+	// takes that: all but the pages its blobs share.
 	DropBehind bool
 	// Reserved are names at the top of Target that may exist without
 	// Overwrite: the caller's own work beside the restore (pg restore's
@@ -117,6 +123,8 @@ type Restorer struct {
 
 	batchFiles, batchBlobs int   // see restoreFiles
 	dropBehindAfter        int64 // see Options.DropBehind
+	fillMin                int64 // see Options.DropBehind
+	fillBufs               hugemem.Pool
 
 	root *beneath // the target, for creating entries (see beneath)
 }
@@ -135,7 +143,7 @@ func New(repo Repo, opt Options) *Restorer {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Restorer{repo: repo, opt: opt, log: log, damaged: map[string]error{}, batchFiles: batchFiles, batchBlobs: batchBlobs,
-		dropBehindAfter: dropBehindAfter}
+		dropBehindAfter: dropBehindAfter, fillMin: fillMin, fillBufs: hugemem.Pool{Keep: opt.Workers}}
 }
 
 // Errors lists what could not be restored.
@@ -182,6 +190,7 @@ type fileState struct {
 	dirty   atomic.Int64 // bytes written since writeback last started (Writeback)
 	mu      sync.Mutex
 	f       *os.File
+	fill    *directio.Filler // f's writes past the page cache (DropBehind, large files)
 	failed  bool
 }
 
@@ -212,6 +221,7 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 		return fmt.Errorf("restore target: %w", err)
 	}
 	defer root.close()
+	defer r.fillBufs.Release()
 	r.root = root
 	var (
 		batch []*fileState // files restored together; see restoreFiles
@@ -633,16 +643,22 @@ func (r *Restorer) failFile(f *fileState, err error) {
 // disk. Writes to one file run in parallel (pwrite needs no lock); the last
 // one closes it.
 func (r *Restorer) write(f *fileState, off int64, plain []byte, zero bool) {
-	fh := r.handle(f) // also for a zero block: it may be the file's only one
+	fh, fill := r.handleFill(f) // also for a zero block: it may be the file's only one
 	if fh == nil {
 		return
 	}
 	if !zero {
-		if _, err := fh.WriteAt(plain, off); err != nil {
+		var err error
+		if fill != nil {
+			err = fill.WriteAt(plain, off)
+		} else {
+			_, err = fh.WriteAt(plain, off)
+		}
+		if err != nil {
 			r.failFile(f, fmt.Errorf("writing: %w", err))
 			return
 		}
-		if r.opt.Writeback && f.dirty.Add(int64(len(plain))) >= writebackBytes {
+		if r.opt.Writeback && fill == nil && f.dirty.Add(int64(len(plain))) >= writebackBytes {
 			f.dirty.Store(0)
 			startWriteback(fh, r.opt.DropBehind && r.C.BytesWritten.Load() >= r.dropBehindAfter)
 		}
@@ -657,22 +673,33 @@ func (r *Restorer) write(f *fileState, off int64, plain []byte, zero bool) {
 // creates f; the descriptor stays open until the last write (see
 // release), so no later call needs to reopen it.
 func (r *Restorer) handle(f *fileState) *os.File {
+	fh, _ := r.handleFill(f)
+	return fh
+}
+
+// handleFill is handle that also returns f's Filler, if it has one. The
+// first call makes it, for a file of fillMin bytes or more restored with
+// DropBehind.
+func (r *Restorer) handleFill(f *fileState) (*os.File, *directio.Filler) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failed {
-		return nil
+		return nil, nil
 	}
 	if f.f != nil {
-		return f.f
+		return f.f, f.fill
 	}
 	fh, err := r.create(f)
 	if err != nil {
 		f.failed = true
 		r.fail(f.path, err)
-		return nil
+		return nil, nil
 	}
 	f.f = fh
-	return fh
+	if r.opt.DropBehind && int64(f.node.Size) >= r.fillMin {
+		f.fill, _ = directio.NewFiller(fh, int64(f.node.Size), &r.fillBufs)
+	}
+	return fh, f.fill
 }
 
 // create makes f's file, at its final size. handle calls it once per file:
@@ -709,6 +736,13 @@ func (r *Restorer) closeLocked(f *fileState) {
 	if f.f == nil {
 		return
 	}
+	if f.fill != nil {
+		if err := f.fill.Close(); err != nil && !f.failed {
+			f.failed = true
+			r.fail(f.path, err)
+		}
+		f.fill = nil
+	}
 	if r.opt.Writeback && !f.failed && f.dirty.Load() > 0 && f.node.Size >= writebackMin {
 		startWriteback(f.f, false) // nothing of the last part is written out yet
 	}
@@ -728,6 +762,11 @@ const writebackBytes = 8 << 20
 // cost less than dropping (the bench's pgdata set, 1.4 GB: restore 1.11
 // and 1.15 s keeping them, 1.18 and 1.39 s dropping them behind).
 const dropBehindAfter = 2 << 30
+
+// fillMin is the smallest file DropBehind writes past the page cache: a
+// second descriptor and aligned copies are not repaid below it, and the
+// page cache's cost is what matters at this size (see directio.Filler).
+const fillMin = 64 << 20
 
 // writebackMin is the smallest file whose rest Writeback starts writing
 // out when the file is complete. Smaller ones are left to the sync at the

@@ -196,6 +196,43 @@ func TestRestoreReservedWriteback(t *testing.T) {
 	}
 }
 
+// Files written past the page cache (directio.Filler, here every file)
+// restore byte for byte: blobs that begin and end anywhere in a page, runs
+// of zeros left as holes, a file ending on a page and one ending inside
+// one, small and empty files.
+func TestRestoreFiller(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	src := t.TempDir()
+	rng := rand.NewChaCha8([32]byte{9})
+	big := make([]byte, 9<<20+777)
+	rng.Read(big[:5<<20])
+	rng.Read(big[8<<20:]) // 3 MiB of zeros between
+	exact := make([]byte, 300*4096)
+	rng.Read(exact)
+	files := map[string][]byte{"big": big, "exact": exact, "small": []byte("ten bytes!"), "empty": nil}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(src, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	dst := t.TempDir()
+	r := New(repo, Options{Target: dst, Writeback: true, DropBehind: true, Workers: 3})
+	r.fillMin = 1
+	if err := r.Restore(ctx, sn.Tree); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range files {
+		if got, err := os.ReadFile(filepath.Join(dst, src, name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s restored past the page cache: %d bytes (%v), want %d, or not the same", name, len(got), err, len(want))
+		}
+	}
+}
+
 // A restore ends by syncing its target, once every file is written and
 // has its metadata, and fails naming the target when that sync fails;
 // NoSync skips it.
