@@ -142,45 +142,31 @@ func TestShortReads(t *testing.T) {
 	}
 }
 
+// TestReadError: a read error ends the chunking, after chunks that are
+// the input's prefix, and sticks; with a plain reader and a BlockReader.
 func TestReadError(t *testing.T) {
 	boom := errors.New("boom")
 	data := randomData(3*small.Max, 11)
-	s := newCDC(&patternReader{data: data, pattern: []int{1000}, err: boom}, small, testSeed(1), 4096)
-	var got []byte
-	var err error
-	for range 100 {
-		var c []byte
-		if c, err = s.Next(nil); err != nil {
-			break
+	for name, rd := range map[string]io.Reader{
+		"reader": &patternReader{data: data, pattern: []int{1000}, err: boom},
+		"blocks": &blockReader{patternReader: patternReader{data: data, pattern: []int{1000}, err: boom}},
+	} {
+		s := newCDC(rd, small, testSeed(1), 4096)
+		var got []byte
+		var err error
+		for range 100 {
+			var c []byte
+			if c, err = s.Next(nil); err != nil {
+				break
+			}
+			got = append(got, c...)
 		}
-		got = append(got, c...)
-	}
-	if !errors.Is(err, boom) {
-		t.Fatalf("Next returned %v, want an error wrapping %v", err, boom)
-	}
-	if !bytes.HasPrefix(data, got) {
-		t.Fatal("chunks before the error do not match the input")
-	}
-	if _, err2 := s.Next(nil); !errors.Is(err2, boom) {
-		t.Fatalf("Next after an error returned %v, want the error again", err2)
-	}
-}
-
-func TestBlockReadError(t *testing.T) {
-	boom := errors.New("boom")
-	data := randomData(3*small.Max, 12)
-	s := newCDC(&blockReader{patternReader: patternReader{data: data, pattern: []int{1000}, err: boom}}, small, testSeed(1), 4096)
-	var got []byte
-	var err error
-	for range 100 {
-		var c []byte
-		if c, err = s.Next(nil); err != nil {
-			break
+		if !errors.Is(err, boom) || !bytes.HasPrefix(data, got) {
+			t.Fatalf("%s: Next returned %v after %d bytes; want an error wrapping %v after a prefix of the input", name, err, len(got), boom)
 		}
-		got = append(got, c...)
-	}
-	if !errors.Is(err, boom) || !bytes.HasPrefix(data, got) {
-		t.Fatalf("Next returned %v after %d bytes; want an error wrapping %v after a prefix of the input", err, len(got), boom)
+		if _, err2 := s.Next(nil); !errors.Is(err2, boom) {
+			t.Fatalf("%s: Next after an error returned %v, want the error again", name, err2)
+		}
 	}
 }
 

@@ -81,16 +81,9 @@ func TestWriterFallback(t *testing.T) {
 			t.Log("tmpfs took O_DIRECT; nothing to fall back from")
 		}
 	}
-	f, err := os.CreateTemp(t.TempDir(), "w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := tempFile(t)
 	var pool hugemem.Pool
-	w, ok := NewWriter(f, &pool, 8192)
-	if !ok {
-		t.Skip("this file system takes no direct writes")
-	}
+	w := newTestWriter(t, f, &pool, 8192)
 	data := make([]byte, 5*8192+100)
 	rand.NewChaCha8([32]byte{4}).Read(data)
 	w.Write(data[:8192])
@@ -118,10 +111,7 @@ func TestWriterError(t *testing.T) {
 	}
 	defer f.Close()
 	var pool hugemem.Pool
-	w, ok := NewWriter(f, &pool, 4096)
-	if !ok {
-		t.Skip("this file system takes no direct writes")
-	}
+	w := newTestWriter(t, f, &pool, 4096)
 	w.Write(make([]byte, 3*4096+5))
 	err = w.Close()
 	if err == nil || !strings.Contains(err.Error(), "bad file descriptor") {
@@ -135,17 +125,10 @@ func TestWriterError(t *testing.T) {
 // then refuses every direct write would) is written through the page
 // cache, and so is every later block.
 func TestWriterRefused(t *testing.T) {
-	f, err := os.CreateTemp(t.TempDir(), "w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := tempFile(t)
 	var pool hugemem.Pool
 	defer pool.Close()
-	w, ok := NewWriter(f, &pool, 8192)
-	if !ok {
-		t.Skip("this file system takes no direct writes")
-	}
+	w := newTestWriter(t, f, &pool, 8192)
 	buf, ok := pool.GetMapped(8192)
 	if !ok {
 		t.Skip("no mapped memory")
@@ -166,4 +149,26 @@ func TestWriterRefused(t *testing.T) {
 	if got, err := os.ReadFile(f.Name()); err != nil || string(got) != "\x00refusedand the rest" {
 		t.Fatalf("read back %q (%v)", got, err)
 	}
+}
+
+// tempFile returns a new empty file, closed when the test ends.
+func tempFile(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// newTestWriter is NewWriter, skipping the test where the file system
+// takes no direct writes.
+func newTestWriter(t *testing.T, f *os.File, pool *hugemem.Pool, block int) *Writer {
+	t.Helper()
+	w, ok := NewWriter(f, pool, block)
+	if !ok {
+		t.Skip("this file system takes no direct writes")
+	}
+	return w
 }
