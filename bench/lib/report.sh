@@ -315,6 +315,16 @@ def large_table(set_):
         print("Share of the machine's limit (first backup / restore): %s. Goal (issue 21): 1,000 MB/s per core.\n" % ", ".join(shares))
     else:
         print()
+    # What a core does with the disk out of the way: the file's bytes over
+    # the CPU time spent (user + system), and its inverse.
+    per_cpu = []
+    for tool in ("nestguard", "restic", "borg"):
+        r = res.get(("large", set_, tool), {})
+        b, rs = num(r.get("first.cpu")), num(r.get("restore.cpu"))
+        if b and rs and nbytes:
+            per_cpu.append("%s %.0f / %.0f MB/s (%.2f / %.2f ns a byte)" % (tool, nbytes / b / 1e6, nbytes / rs / 1e6, b * 1e9 / nbytes, rs * 1e9 / nbytes))
+    if per_cpu:
+        print("Per CPU second (first backup / restore; the bytes over user + system time: what one core does when the disk keeps up): %s.\n" % ", ".join(per_cpu))
     every_run("large", set_, ("first", "unchanged", "restore"))
 
 titles = {"files": "### Files (issue 2)\n", "large": "### A large single file (issue 21)\n", "pg": "### PostgreSQL (issue 3)\n", "s3": "### S3 (issue 4)\n",
