@@ -432,7 +432,7 @@ func (m *meter) diskSteps(res *results, size int64) error {
 		return fmt.Errorf("disk write: %w", err)
 	}
 	res.set("disk.write", float64(size)/time.Since(start).Seconds())
-	if err := dropCached(a); err != nil {
+	if err := directio.Evict(a); err != nil {
 		return err
 	}
 	// The reads' CPU cost too: on a virtual machine a buffered read of
@@ -447,13 +447,13 @@ func (m *meter) diskSteps(res *results, size int64) error {
 	res.set("disk.read", float64(size)/time.Since(start).Seconds())
 	res.set("rate.read_cold", float64(size)/(threadCPU()-cpu0).Seconds())
 	runtime.UnlockOSThread()
-	if err := dropCached(a); err != nil {
+	if err := directio.Evict(a); err != nil {
 		return err
 	}
 	if err := directReadRate(res, a, size); err != nil {
 		return err
 	}
-	if err := dropCached(a); err != nil {
+	if err := directio.Evict(a); err != nil {
 		return err
 	}
 	// Copy: a reader and a writer, a few pieces apart. As nestguard reads
@@ -633,17 +633,6 @@ func syncUncached(f *os.File) error {
 		return err
 	}
 	return directio.Uncache(f)
-}
-
-// dropCached evicts path's clean pages from the page cache, so that the
-// next read comes from the disk, without the privileges drop_caches needs.
-func dropCached(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return syncUncached(f)
 }
 
 func readAll(path string, fn func([]byte)) error {

@@ -33,15 +33,7 @@ func writeFile(t *testing.T, dir, name string, data []byte, dropCache bool) stri
 		t.Fatal(err)
 	}
 	if dropCache {
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := f.Sync(); err != nil {
-			t.Fatal(err)
-		}
-		if err := directio.Uncache(f); err != nil {
+		if err := directio.Evict(p); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -26,6 +26,9 @@ import (
 // buffers (hugemem) are aligned to it.
 const Align = 4096
 
+// AlignUp rounds n up to a multiple of Align.
+func AlignUp(n int64) int64 { return (n + Align - 1) &^ (Align - 1) }
+
 // Open opens path read-only for direct reads, without updating its access
 // time where the caller may ask that. A file system that does not take
 // direct reads fails here (tmpfs: EINVAL), or on the first read.
@@ -69,6 +72,21 @@ var errReplaced = errors.New("replaced since it was opened")
 // copy into them (docs/benchmarks.md, stop 35).
 func Uncache(f *os.File) error {
 	return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+}
+
+// Evict syncs the file at path and drops its pages from the page cache
+// (Uncache), so that the next read of it comes from the disk, without the
+// privileges drop_caches needs.
+func Evict(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return Uncache(f)
 }
 
 // ReadAt reads len(buf) bytes at off from f, opened by Open (buf, off and

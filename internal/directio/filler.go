@@ -63,7 +63,7 @@ func (w *Filler) WriteAt(p []byte, off int64) error {
 	if off < 0 || end > w.size {
 		return fmt.Errorf("directio: %d bytes at %d are outside the file's %d", len(p), off, w.size)
 	}
-	lo, hi := alignUp(off), end&^(Align-1) // the whole pages: [lo, hi)
+	lo, hi := AlignUp(off), end&^(Align-1) // the whole pages: [lo, hi)
 	if lo >= hi {
 		return pwriteAll(w.f, p, off) // no whole page
 	}
@@ -79,8 +79,6 @@ func (w *Filler) WriteAt(p []byte, off int64) error {
 	}
 	return w.whole(p[lo-off:hi-off], lo)
 }
-
-func alignUp(n int64) int64 { return (n + Align - 1) &^ (Align - 1) }
 
 // whole writes p, whole pages, at off (a page boundary), directly.
 func (w *Filler) whole(p []byte, off int64) error {

@@ -152,7 +152,7 @@ func (w *Writer) write(j writeJob) error {
 	direct := w.direct
 	w.mu.Unlock()
 	if direct && j.buf.Mapped() {
-		n := (j.n + Align - 1) &^ (Align - 1)
+		n := int(AlignUp(int64(j.n)))
 		clear(b[j.n:n])
 		err := pwriteAll(w.f, b[:n], j.off)
 		if !errors.Is(err, unix.EINVAL) {

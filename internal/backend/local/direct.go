@@ -91,7 +91,7 @@ func (r *directRange) fill() {
 	at := r.next
 	// Up to the aligned end, as direct reads want; bytes past r.end are
 	// not delivered.
-	n, err := r.rd.ReadBlock(buf[:min(int64(len(buf)), alignUp(r.end)-at)], at)
+	n, err := r.rd.ReadBlock(buf[:min(int64(len(buf)), directio.AlignUp(r.end)-at)], at)
 	r.next += int64(n)
 	// The block may begin before the range (alignment) and end after it.
 	lo, hi := max(r.start-at, 0), min(r.end-at, int64(n))
@@ -105,8 +105,6 @@ func (r *directRange) fill() {
 		r.err = io.EOF
 	}
 }
-
-func alignUp(n int64) int64 { return (n + directio.Align - 1) &^ (directio.Align - 1) }
 
 // Close gives the buffer back and closes both descriptors.
 func (r *directRange) Close() error {

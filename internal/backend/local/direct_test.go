@@ -9,8 +9,6 @@ import (
 	"os"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/directio"
 )
@@ -35,19 +33,13 @@ func TestDirectRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// evict drops the file's pages from the page cache (it is synced:
-	// Save made it durable).
+	// evict drops the file's pages from the page cache.
 	evict := func() {
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := directio.Uncache(f); err != nil {
+		if err := directio.Evict(p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	probe, err := os.OpenFile(p, os.O_RDONLY|unix.O_DIRECT, 0)
+	probe, err := directio.Open(p)
 	directOK := err == nil
 	if directOK {
 		probe.Close()
