@@ -110,16 +110,17 @@ func (r *Repository) saveBlob(ctx context.Context, t index.BlobType, bid id.ID, 
 	var ad [adBlobSize]byte
 	var sealed []byte
 	var err error
-	if body, ok := compressedBody(r.codec, (*bp)[:r.key.SealPrefix()], data); ok || from == nil {
-		if !ok {
-			body = append(append(body[:r.key.SealPrefix()], flagRaw), data...)
-		}
-		// One buffer: room for the nonce (or salt), the body, then sealed
-		// over itself.
+	// One buffer: room for the nonce (or salt), the body, then sealed over
+	// itself; or, raw with room before the data, sealed out of from.
+	body, compressed := compressedBody(r.codec, (*bp)[:r.key.SealPrefix()], data)
+	switch {
+	case compressed:
 		sealed, err = r.key.SealInPlace(body, adBlob(&ad, t, bid))
-	} else {
+	case from != nil:
 		from[0] = flagRaw
 		sealed, err = r.key.Seal((*bp)[:0], from, adBlob(&ad, t, bid))
+	default:
+		sealed, err = r.key.SealInPlace(append(append(body, flagRaw), data...), adBlob(&ad, t, bid))
 	}
 	if err != nil {
 		recycle(bp, (*bp)[:0])
