@@ -71,6 +71,8 @@ type Repository struct {
 	idx    *index.Map
 	log    *slog.Logger
 	packer *packer
+	// sealBufs are the buffers saveBlob seals into (blob.go).
+	sealBufs sealBufs
 
 	idxMu        sync.Mutex
 	idxErrors    []IndexError // index objects that could not be read
@@ -334,6 +336,7 @@ func newRepository(be backend.Backend, key *crypto.Key, cfg Config, o Options) (
 		loadedIndex: make(map[id.ID]struct{}),
 		wroteIndex:  make(map[id.ID]struct{}),
 		headerPacks: make(map[id.ID]index.PackBlobs),
+		sealBufs:    newSealBufs(),
 	}
 	if r.dec == nil {
 		r.dec = compress.NewCodec(compress.Fastest)
