@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/nestguard/nestguard/internal/hugemem"
 )
 
 // minRead is the size of cdc's read window: few, large reads keep system
@@ -110,7 +112,8 @@ func (c *cdc) Next(buf []byte) ([]byte, error) {
 		data := c.buf[c.start:c.end]
 		n, cut := c.scan(data, len(out), &fp)
 		out = c.grow(out, n)
-		out = append(out, data[:n]...)
+		out = out[:len(out)+n]
+		hugemem.CopyCached(out[len(out)-n:], data[:n])
 		c.start += n
 		if cut {
 			return out, nil

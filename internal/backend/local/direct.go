@@ -76,7 +76,7 @@ func (r *directRange) Read(p []byte) (int, error) {
 		}
 		r.fill()
 	}
-	n := copy(p, r.data)
+	n := hugemem.CopyCached(p, r.data) // opened and hashed next
 	r.data = r.data[n:]
 	return n, nil
 }
