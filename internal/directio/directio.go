@@ -29,6 +29,20 @@ const Align = 4096
 // AlignUp rounds n up to a multiple of Align.
 func AlignUp(n int64) int64 { return (n + Align - 1) &^ (Align - 1) }
 
+// Aligned reports whether p starts on an Align boundary in memory, as a
+// direct write's buffer must.
+func Aligned(p []byte) bool { return Shift(p, 0) == 0 }
+
+// Shift returns the index i in [0, Align) at which p[i:] begins at
+// offset at within a page (at modulo Align): data that will be written at
+// file offset off, placed at p[Shift(p, int(off%Align)):], is in the same
+// position within its pages in memory as in the file, so its whole pages
+// can be written directly from there (Filler).
+func Shift(p []byte, at int) int {
+	addr := int(uintptr(unsafe.Pointer(unsafe.SliceData(p))) % Align)
+	return ((at-addr)%Align + Align) % Align
+}
+
 // Open opens path read-only for direct reads, without updating its access
 // time where the caller may ask that. A file system that does not take
 // direct reads fails here (tmpfs: EINVAL), or on the first read.

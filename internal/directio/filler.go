@@ -20,7 +20,9 @@ import (
 //
 // A direct write must start and end on a page boundary, and a piece
 // seldom does. The pages wholly inside a piece are written directly
-// (copied into an aligned buffer first); the bytes of the at most two
+// (from the piece's memory if it starts on a page where they do, as
+// LoadPackBlobs places a restore's blobs, else copied into an aligned
+// buffer first); the bytes of the at most two
 // pages it shares with its neighbours are written through the page cache
 // by the caller's descriptor. No page is written both ways, so the two
 // never meet in one page.
@@ -80,8 +82,12 @@ func (w *Filler) WriteAt(p []byte, off int64) error {
 	return w.whole(p[lo-off:hi-off], lo)
 }
 
-// whole writes p, whole pages, at off (a page boundary), directly.
+// whole writes p, whole pages, at off (a page boundary), directly: from
+// p itself when it starts on a page, else copied into aligned buffers.
 func (w *Filler) whole(p []byte, off int64) error {
+	if Aligned(p) {
+		return pwriteAll(w.df, p, off)
+	}
 	buf, ok := w.pool.GetMapped(fillBlock)
 	if !ok {
 		return pwriteAll(w.f, p, off) // no aligned memory: through the page cache

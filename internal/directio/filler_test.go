@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/nestguard/nestguard/internal/hugemem"
 )
@@ -14,7 +15,8 @@ import (
 // TestFiller writes a file in pieces cut at random offsets (some inside
 // one page, some page-aligned, one past fillBlock), in random order from
 // four goroutines, some pieces left out as a restore leaves zero blocks
-// out, and reads back exactly the pieces written and zeros elsewhere.
+// out, from memory placed as in the file or not, and reads back exactly
+// the pieces written and zeros elsewhere.
 func TestFiller(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for round := range 6 {
@@ -48,6 +50,12 @@ func TestFiller(t *testing.T) {
 		}
 		rng.Shuffle(len(pieces), func(i, j int) { pieces[i], pieces[j] = pieces[j], pieces[i] })
 		want := bytes.Clone(data)
+		// The pieces' memory in the same place within its pages as in
+		// the file (their whole pages written from it) in even rounds,
+		// a byte off (copied into aligned buffers) in odd ones.
+		mem := make([]byte, size+Align)
+		src := mem[Shift(mem, round%2):][:size]
+		copy(src, data)
 		f, err := os.CreateTemp(t.TempDir(), "f")
 		if err != nil {
 			t.Fatal(err)
@@ -65,7 +73,7 @@ func TestFiller(t *testing.T) {
 		for range 4 {
 			wg.Go(func() {
 				for p := range ch {
-					if err := w.WriteAt(data[p.off:p.end], p.off); err != nil {
+					if err := w.WriteAt(src[p.off:p.end], p.off); err != nil {
 						t.Error(err)
 					}
 				}
@@ -98,6 +106,25 @@ func TestFiller(t *testing.T) {
 				i++
 			}
 			t.Fatalf("round %d: read back %d bytes, want %d; first difference at %d", round, len(got), len(want), i)
+		}
+	}
+}
+
+func TestShift(t *testing.T) {
+	mem := make([]byte, 3*Align)
+	for _, start := range []int{0, 1, 17, Align - 1, Align, Align + 5} {
+		p := mem[start:]
+		for _, at := range []int{0, 1, 25, Align - 1} {
+			i := Shift(p, at)
+			if i < 0 || i >= Align {
+				t.Fatalf("Shift(p at +%d, %d) = %d, outside [0, %d)", start, at, i, Align)
+			}
+			if got := int(uintptr(unsafe.Pointer(&p[i])) % Align); got != at {
+				t.Errorf("Shift(p at +%d, %d) = %d: p[%d] is at %d within its page", start, at, i, i, got)
+			}
+		}
+		if !Aligned(p[Shift(p, 0):]) || Aligned(p[Shift(p, 1):]) {
+			t.Errorf("Aligned disagrees with Shift at +%d", start)
 		}
 	}
 }

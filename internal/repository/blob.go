@@ -12,6 +12,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/compress"
+	"github.com/nestguard/nestguard/internal/directio"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 )
@@ -364,6 +365,17 @@ func (r *Repository) decodeBody(e index.Entry, body []byte, dec *[]byte) ([]byte
 // any, as LoadBlob does. plain is only
 // valid until fn returns: its memory holds the next blob.
 func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index.Entry, fn func(e index.Entry, plain []byte, err error) error) error {
+	return r.LoadPackBlobsPlaced(ctx, pid, blobs, nil, fn)
+}
+
+// LoadPackBlobsPlaced is LoadPackBlobs that puts each blob's plaintext
+// where place asks, if it can: place returns the offset within a page
+// (0 to directio.Align-1) at which the plaintext should begin in memory,
+// or -1 for anywhere. A restore asks for the position its file offset has
+// in its page, so that the whole pages of the blob are written to the
+// file directly from there (directio.Filler), not copied into aligned
+// buffers first.
+func (r *Repository) LoadPackBlobsPlaced(ctx context.Context, pid id.ID, blobs []index.Entry, place func(index.Entry) int, fn func(e index.Entry, plain []byte, err error) error) error {
 	if len(blobs) == 0 {
 		return nil
 	}
@@ -398,18 +410,20 @@ func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index
 	// page faults of fresh memory cost more than the copies they hold.
 	sb, db := r.readBufs.get(), r.readBufs.get()
 	defer func() { r.readBufs.put(sb); r.readBufs.put(db) }()
-	sealed, dec := sb.Bytes()[:0], db.Bytes()[:0]
+	room, dec := sb.Bytes(), db.Bytes()[:0]
 	var readErr error
 	for _, e := range blobs {
 		if readErr == nil && int64(e.Offset) > pos {
-			sealed, readErr = skip(rd, int64(e.Offset)-pos, sealed)
+			room, readErr = skip(rd, int64(e.Offset)-pos, room)
 			pos = int64(e.Offset)
 		}
+		var sealed []byte
 		if readErr == nil && int64(e.Offset) == pos {
-			if cap(sealed) < int(e.Length) {
-				sealed = make([]byte, e.Length)
+			at := r.placeSealed(e, room, place)
+			if cap(room) < at+int(e.Length) {
+				room, at = make([]byte, e.Length), 0
 			}
-			sealed = sealed[:e.Length]
+			sealed = room[at : at+int(e.Length)]
 			_, readErr = io.ReadFull(rd, sealed)
 			pos += int64(e.Length)
 		}
@@ -425,4 +439,19 @@ func (r *Repository) LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index
 		}
 	}
 	return nil
+}
+
+// placeSealed returns where in room blob e is read so that its plaintext
+// begins where place asks (LoadPackBlobsPlaced): 0 without place, and for
+// a compressed blob, whose plaintext is decompressed elsewhere. A blob is
+// stored raw when its sealed length is that of its plaintext, flagged.
+func (r *Repository) placeSealed(e index.Entry, room []byte, place func(index.Entry) int) int {
+	if place == nil || int(e.Length) != int(e.RawLength)+1+r.key.Overhead() {
+		return 0
+	}
+	at := place(e)
+	if at < 0 {
+		return 0
+	}
+	return directio.Shift(room, at-r.key.SealPrefix()-1)
 }

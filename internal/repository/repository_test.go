@@ -12,10 +12,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/mem"
 	"github.com/nestguard/nestguard/internal/crypto"
+	"github.com/nestguard/nestguard/internal/directio"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 )
@@ -352,6 +354,70 @@ func TestLoadPackBlobsWithGaps(t *testing.T) {
 	}
 	if got != 10 {
 		t.Fatalf("%d blobs delivered, want 10", got)
+	}
+}
+
+// LoadPackBlobsPlaced delivers every blob intact, and each stored raw with
+// its plaintext where place asked within a page (what lets a restore's
+// Filler write its whole pages without a copy).
+func TestLoadPackBlobsPlaced(t *testing.T) {
+	ctx := context.Background()
+	r, be := newRepo(t)
+	want := map[id.ID][]byte{}
+	raw := map[id.ID]bool{}
+	for i := range 24 {
+		d := randBytes(uint64(300+i), 20_000+977*i)
+		if i%4 == 3 {
+			d = bytes.Repeat([]byte("compressible "), 2000+i) // stored compressed: not placed
+		}
+		bid, _, err := r.SaveBlob(ctx, index.DataBlob, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[bid], raw[bid] = d, i%4 != 3
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r2 := reopen(t, be)
+	byPack := map[id.ID][]index.Entry{}
+	for bid := range want {
+		e, ok := r2.Index().Lookup(bid)
+		if !ok {
+			t.Fatalf("blob %s not indexed", bid.Short())
+		}
+		byPack[e.Pack] = append(byPack[e.Pack], e)
+	}
+	at := func(e index.Entry) int {
+		if e.ID[0]%5 == 0 {
+			return -1 // anywhere
+		}
+		return int(e.ID[1])<<4 | int(e.ID[2]&15) // 0..4095
+	}
+	got, placed := 0, 0
+	for pid, es := range byPack {
+		err := r2.LoadPackBlobsPlaced(ctx, pid, es, at, func(e index.Entry, plain []byte, err error) error {
+			if err != nil {
+				return err
+			}
+			got++
+			if !bytes.Equal(plain, want[e.ID]) {
+				t.Errorf("blob %s: wrong content", e.ID.Short())
+			}
+			if a := at(e); a >= 0 && raw[e.ID] {
+				placed++
+				if in := int(uintptr(unsafe.Pointer(&plain[0])) % directio.Align); in != a {
+					t.Errorf("blob %s begins at %d within its page, asked for %d", e.ID.Short(), in, a)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got != len(want) || placed == 0 {
+		t.Fatalf("%d blobs delivered (want %d), %d placed", got, len(want), placed)
 	}
 }
 

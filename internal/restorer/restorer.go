@@ -42,7 +42,10 @@ import (
 type Repo interface {
 	tree.BlobStore
 	Index() *index.Map
-	LoadPackBlobs(ctx context.Context, pid id.ID, blobs []index.Entry, fn func(e index.Entry, plain []byte, err error) error) error
+	// LoadPackBlobsPlaced reads blobs of one pack, each with its
+	// plaintext where place asks within a page if it can
+	// (repository.Repository.LoadPackBlobsPlaced).
+	LoadPackBlobsPlaced(ctx context.Context, pid id.ID, blobs []index.Entry, place func(index.Entry) int, fn func(e index.Entry, plain []byte, err error) error) error
 }
 
 // Options configure a restore.
@@ -612,7 +615,10 @@ func (r *Restorer) fillContents(ctx context.Context, plan map[id.ID]map[id.ID]*p
 				entries[i] = b.e
 				byID[b.e.ID] = b
 			}
-			return r.repo.LoadPackBlobs(gctx, j.pack, entries, func(e index.Entry, plain []byte, err error) error {
+			// Each blob where its first use starts within a page:
+			// a Filler then writes its whole pages from there.
+			place := func(e index.Entry) int { return int(byID[e.ID].uses[0].off % directio.Align) }
+			return r.repo.LoadPackBlobsPlaced(gctx, j.pack, entries, place, func(e index.Entry, plain []byte, err error) error {
 				b := byID[e.ID]
 				// Checked once per blob: the chunk of a hole is
 				// one blob used thousands of times.
