@@ -410,7 +410,7 @@ func (r *Repository) LoadPackBlobsPlaced(ctx context.Context, pid id.ID, blobs [
 	// page faults of fresh memory cost more than the copies they hold.
 	sb, db := r.readBufs.get(), r.readBufs.get()
 	defer func() { r.readBufs.put(sb); r.readBufs.put(db) }()
-	room, dec := sb.Bytes(), db.Bytes()[:0]
+	room, decRoom := sb.Bytes(), db.Bytes()
 	var readErr error
 	for _, e := range blobs {
 		if readErr == nil && int64(e.Offset) > pos {
@@ -433,7 +433,12 @@ func (r *Repository) LoadPackBlobsPlaced(ctx context.Context, pid id.ID, blobs [
 			}
 			continue
 		}
+		// A compressed blob is decompressed where place asks.
+		dec := decRoom[placeAt(e, decRoom, place, 0):][:0]
 		plain, err := r.OpenBlob(e, sealed, &dec)
+		if cap(dec) > cap(decRoom) {
+			decRoom = dec[:cap(dec)] // grown for a blob over readBufSize: kept for the next
+		}
 		if ferr := deliver(e, plain, err); ferr != nil {
 			return ferr
 		}
@@ -442,16 +447,26 @@ func (r *Repository) LoadPackBlobsPlaced(ctx context.Context, pid id.ID, blobs [
 }
 
 // placeSealed returns where in room blob e is read so that its plaintext
-// begins where place asks (LoadPackBlobsPlaced): 0 without place, and for
-// a compressed blob, whose plaintext is decompressed elsewhere. A blob is
-// stored raw when its sealed length is that of its plaintext, flagged.
+// begins where place asks (LoadPackBlobsPlaced), if it is stored raw: its
+// sealed length is then that of its plaintext, flagged. A compressed
+// blob's plaintext is decompressed elsewhere.
 func (r *Repository) placeSealed(e index.Entry, room []byte, place func(index.Entry) int) int {
-	if place == nil || int(e.Length) != int(e.RawLength)+1+r.key.Overhead() {
+	if int(e.Length) != int(e.RawLength)+1+r.key.Overhead() {
+		return 0
+	}
+	return placeAt(e, room, place, r.key.SealPrefix()+1)
+}
+
+// placeAt returns the index into buf at which data that begins skip
+// bytes before e's plaintext is put so that the plaintext begins where
+// place asks: 0 without place, or when it says anywhere.
+func placeAt(e index.Entry, buf []byte, place func(index.Entry) int, skip int) int {
+	if place == nil {
 		return 0
 	}
 	at := place(e)
 	if at < 0 {
 		return 0
 	}
-	return directio.Shift(room, at-r.key.SealPrefix()-1)
+	return directio.Shift(buf, at-skip)
 }
