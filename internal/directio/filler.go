@@ -20,9 +20,9 @@ import (
 //
 // A direct write must start and end on a page boundary, and a piece
 // seldom does. The pages wholly inside a piece are written directly
-// (from the piece's memory if it starts on a page where they do, as
-// LoadPackBlobs places a restore's blobs, else copied into an aligned
-// buffer first); the bytes of the at most two
+// (straight from the piece's memory when it lies in its pages as it will
+// in the file, as Repository.LoadPackBlobsPlaced puts a restore's blobs;
+// else copied into an aligned buffer first); the bytes of the at most two
 // pages it shares with its neighbours are written through the page cache
 // by the caller's descriptor. No page is written both ways, so the two
 // never meet in one page.

@@ -68,6 +68,18 @@ func (s sealBufs) get(need int) []byte {
 	return make([]byte, 0, (need+sealBufStep)&^(sealBufStep-1))
 }
 
+// release drops the buffers kept (Repository.Close), up to 4 MiB each:
+// nothing should hold them once the repository is closed.
+func (s sealBufs) release() {
+	for {
+		select {
+		case <-s:
+		default:
+			return
+		}
+	}
+}
+
 // put keeps b for a later get unless it grew past maxPooledBuf or enough
 // are kept.
 func (s sealBufs) put(b []byte) {

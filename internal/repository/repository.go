@@ -389,6 +389,7 @@ func openFailed(what string, err error) error {
 func (r *Repository) Close() error {
 	r.namedBufs.release()
 	r.readBufs.release()
+	r.sealBufs.release()
 	r.key.Close()
 	return r.be.Close()
 }
