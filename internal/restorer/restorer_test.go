@@ -199,7 +199,8 @@ func TestRestoreReservedWriteback(t *testing.T) {
 // Files written past the page cache (directio.Filler, here every file)
 // restore byte for byte: blobs that begin and end anywhere in a page, runs
 // of zeros left as holes, a file ending on a page and one ending inside
-// one, small and empty files.
+// one, small and empty files, blobs used again at another offset within a
+// page, and compressed blobs.
 func TestRestoreFiller(t *testing.T) {
 	ctx := context.Background()
 	repo := repotest.New(t)
@@ -210,7 +211,14 @@ func TestRestoreFiller(t *testing.T) {
 	rng.Read(big[8<<20:]) // 3 MiB of zeros between
 	exact := make([]byte, 300*4096)
 	rng.Read(exact)
-	files := map[string][]byte{"big": big, "exact": exact, "small": []byte("ten bytes!"), "empty": nil}
+	// One block three times at offsets that differ within a page (its
+	// blobs, stored once, are placed for their first use only), and a
+	// compressible file (its blobs decompressed where they are placed).
+	x := make([]byte, 3<<19)
+	rng.Read(x)
+	rep := slices.Concat(x, exact[:333], x, exact[:4096], x, exact[:1])
+	text := bytes.Repeat([]byte("a compressible line of text\n"), 150_000)
+	files := map[string][]byte{"big": big, "exact": exact, "small": []byte("ten bytes!"), "empty": nil, "rep": rep, "text": text}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(src, name), b, 0o600); err != nil {
 			t.Fatal(err)
