@@ -145,7 +145,7 @@ func (r *Repository) saveBlob(ctx context.Context, t index.BlobType, bid id.ID, 
 	if !r.packer.reserve(bid) {
 		return true, r.packer.failed()
 	}
-	buf := r.sealBufs.get(r.key.SealPrefix() + 1 + len(data) + r.key.Overhead())
+	buf := r.sealBufs.get(r.sealedRaw(len(data)))
 	var ad [adBlobSize]byte
 	var sealed []byte
 	var err error
@@ -458,12 +458,16 @@ func (r *Repository) LoadPackBlobsPlaced(ctx context.Context, pid id.ID, blobs [
 	return nil
 }
 
+// sealedRaw is the length of a blob of n bytes stored raw: its flag byte
+// and its data, sealed. A compressed blob is shorter.
+func (r *Repository) sealedRaw(n int) int { return 1 + n + r.key.Overhead() }
+
 // placeSealed returns where in room blob e is read so that its plaintext
 // begins where place asks (LoadPackBlobsPlaced), if it is stored raw: its
-// sealed length is then that of its plaintext, flagged. A compressed
+// sealed length is then sealedRaw of its plaintext's. A compressed
 // blob's plaintext is decompressed elsewhere.
 func (r *Repository) placeSealed(e index.Entry, room []byte, place func(index.Entry) int) int {
-	if int(e.Length) != int(e.RawLength)+1+r.key.Overhead() {
+	if int(e.Length) != r.sealedRaw(int(e.RawLength)) {
 		return 0
 	}
 	return placeAt(e, room, place, r.key.SealPrefix()+1)
