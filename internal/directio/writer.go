@@ -116,6 +116,44 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return total, nil
 }
 
+// Lend returns the memory of the next n bytes of the file, in the
+// Writer's current block, for the caller to fill in place of a Write of
+// them (a sealed blob is sealed straight into its pack's block instead of
+// being copied there). The caller fills all n bytes before it calls any
+// other method: the block is handed to the goroutine only then. Lend
+// returns nil, and nothing changes, if n bytes cannot lie in one block
+// (more than a block less the alignment); Write them then.
+//
+// A block without room for n is written up to its last aligned byte, and
+// the bytes after it, fewer than Align, start the next block. An earlier
+// block's write error is returned by the next Write or by Close.
+func (w *Writer) Lend(n int) []byte {
+	if w.closed || n < 0 || n > w.block-Align {
+		return nil
+	}
+	if w.cur != nil && w.n+n > w.block {
+		aligned := w.n &^ (Align - 1)
+		next, ok := w.pool.GetMapped(w.block)
+		if !ok {
+			next = hugemem.Heap(w.block) // written through the page cache (see run)
+		}
+		tail := copy(next.Bytes(), w.cur.Bytes()[aligned:w.n])
+		w.n = aligned // at least Align: n is at most a block less Align
+		w.send()
+		w.cur, w.n = next, tail
+	}
+	if w.cur == nil {
+		buf, ok := w.pool.GetMapped(w.block)
+		if !ok {
+			buf = hugemem.Heap(w.block)
+		}
+		w.cur = buf
+	}
+	b := w.cur.Bytes()[w.n : w.n+n : w.n+n]
+	w.n += n
+	return b
+}
+
 // send hands cur to the goroutine.
 func (w *Writer) send() {
 	w.jobs <- writeJob{buf: w.cur, n: w.n, off: w.off}

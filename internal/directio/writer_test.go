@@ -172,3 +172,67 @@ func newTestWriter(t *testing.T, f *os.File, pool *hugemem.Pool, block int) *Wri
 	}
 	return w
 }
+
+// TestWriterLend: bytes filled in lent memory land in the file in order
+// with written ones, across blocks (a block without room is written up to
+// its last aligned byte and its tail starts the next), and a length no
+// block can hold is refused without changing anything.
+func TestWriterLend(t *testing.T) {
+	const block = 64 << 10
+	data := make([]byte, 40*block)
+	rnd := rand.New(rand.NewPCG(5, 6))
+	for i := range data {
+		data[i] = byte(rnd.Uint32())
+	}
+	for round := range 20 {
+		f := tempFile(t)
+		var pool hugemem.Pool
+		w := newTestWriter(t, f, &pool, block)
+		var want []byte
+		for p := data; len(p) > 0; {
+			n := min(len(p), rnd.IntN(block+Align))
+			if round%4 == 0 {
+				n = min(len(p), rnd.IntN(3*Align)) // small pieces, many in a block
+			}
+			switch room := w.Lend(n); {
+			case n > block-Align && room != nil:
+				t.Fatalf("lent %d bytes in blocks of %d", n, block)
+			case room != nil:
+				if len(room) != n || cap(room) != n {
+					t.Fatalf("lent %d bytes (cap %d) for %d", len(room), cap(room), n)
+				}
+				copy(room, p[:n])
+			case n <= block-Align:
+				t.Fatalf("refused to lend %d bytes in blocks of %d", n, block)
+			default:
+				if _, err := w.Write(p[:n]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want = append(want, p[:n]...)
+			p = p[n:]
+			if rnd.IntN(3) == 0 && len(p) > 0 { // interleaved writes
+				m := min(len(p), rnd.IntN(2*block))
+				if _, err := w.Write(p[:m]); err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, p[:m]...)
+				p = p[m:]
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if w.Lend(1) != nil {
+			t.Error("a closed Writer lent memory")
+		}
+		pool.Close()
+		got, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("round %d: read back %d bytes, want %d, not the same", round, len(got), len(want))
+		}
+	}
+}
