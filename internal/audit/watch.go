@@ -173,6 +173,14 @@ type watchedPending struct {
 	w *Written
 }
 
+// Lend passes lending on (backend.Lender): nil if the object does not lend.
+func (p *watchedPending) Lend(n int) []byte {
+	if l, ok := p.PendingObject.(backend.Lender); ok {
+		return l.Lend(n)
+	}
+	return nil
+}
+
 func (p *watchedPending) Commit(ctx context.Context, name string) error {
 	err := p.PendingObject.Commit(ctx, name)
 	if err == nil {

@@ -173,6 +173,18 @@ type PendingObject interface {
 	Abort() error
 }
 
+// Lender is implemented by a PendingObject that can lend the memory its
+// next bytes will be written from (a local pack written past the page
+// cache: its blocks), so that a writer produces them in place instead of
+// writing a copy: a backup seals each blob straight into its pack.
+type Lender interface {
+	// Lend returns memory for the next n bytes of the object, which the
+	// caller fills before it calls any other method of the object. It
+	// returns nil, and nothing changes, when it cannot lend n bytes at
+	// once: the caller writes them then.
+	Lend(n int) []byte
+}
+
 // DeferredSaver is implemented by stores where an object's name becomes
 // durable only with a sync of its directory (a local directory): a
 // caller storing many objects at once saves each with SaveDeferred and

@@ -12,7 +12,10 @@ import (
 	"github.com/nestguard/nestguard/internal/directio"
 )
 
-var _ backend.Streamer = (*Backend)(nil)
+var (
+	_ backend.Streamer = (*Backend)(nil)
+	_ backend.Lender   = (*pending)(nil)
+)
 
 // Create implements backend.Streamer: the object is written to a temporary
 // file in the repository's root directory (its final directory depends on
@@ -53,6 +56,15 @@ func (p *pending) Write(data []byte) (int, error) {
 		return p.dw.Write(data)
 	}
 	return p.f.Write(data)
+}
+
+// Lend implements backend.Lender for a pack written past the page cache:
+// the memory is in its current block.
+func (p *pending) Lend(n int) []byte {
+	if p.f == nil || p.dw == nil {
+		return nil
+	}
+	return p.dw.Lend(n)
 }
 
 func (p *pending) Commit(ctx context.Context, name string) error {
