@@ -146,34 +146,47 @@ func (r *Repository) saveBlob(ctx context.Context, t index.BlobType, bid id.ID, 
 		return true, r.packer.failed()
 	}
 	buf := r.sealBufs.get(r.sealedRaw(len(data)))
+	defer r.sealBufs.put(buf)
 	var ad [adBlobSize]byte
-	var sealed []byte
-	var err error
-	// One buffer: room for the nonce (or salt), the body, then sealed over
-	// itself; or, raw with room before the data, sealed out of from.
-	body, compressed := compressedBody(r.codec, buf[:r.key.SealPrefix()], data)
+	adb := adBlob(&ad, t, bid)
+	// The flagged body: compressed into buf after room for the nonce (or
+	// salt), or raw with room before the data, or raw copied into buf.
+	prefix := r.key.SealPrefix()
+	body, compressed := compressedBody(r.codec, buf[:prefix], data)
+	plain := body[prefix:]
 	switch {
 	case compressed:
-		sealed, err = r.key.SealInPlace(body, adBlob(&ad, t, bid))
 	case from != nil:
 		from[0] = flagRaw
-		sealed, err = r.key.Seal(buf, from, adBlob(&ad, t, bid))
+		plain = from
 	default:
-		sealed, err = r.key.SealInPlace(append(append(body, flagRaw), data...), adBlob(&ad, t, bid))
+		body = append(append(body, flagRaw), data...)
+		plain = body[prefix:]
 	}
-	if err != nil {
-		r.sealBufs.put(buf)
-		r.packer.unreserve(bid)
-		return false, fmt.Errorf("sealing %s blob %s: %w", t, bid.Short(), err)
+	n := len(plain) + r.key.Overhead()
+	// Sealed straight into the pack where it lends its memory, else over
+	// itself in buf, or out of from into buf.
+	seal := func(room []byte) (sealed []byte, err error) {
+		switch {
+		case room != nil:
+			sealed, err = r.key.Seal(room[:0], plain, adb)
+		case compressed || from == nil:
+			sealed, err = r.key.SealInPlace(body, adb)
+		default:
+			sealed, err = r.key.Seal(buf[:0], from, adb)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sealing %s blob %s: %w", t, bid.Short(), err)
+		}
+		return sealed, nil
 	}
-	defer r.sealBufs.put(sealed)
-	if err := r.packer.add(ctx, t, bid, sealed, len(data)); err != nil {
+	if err := r.packer.add(ctx, t, bid, n, len(data), seal); err != nil {
 		r.packer.unreserve(bid)
 		return false, err
 	}
 	r.Stats.NewBlobs.Add(1)
 	r.Stats.RawBytes.Add(int64(len(data)))
-	r.Stats.StoredBytes.Add(int64(len(sealed)))
+	r.Stats.StoredBytes.Add(int64(n))
 	return false, nil
 }
 
@@ -200,12 +213,12 @@ func compressedBody(c *compress.Codec, dst, data []byte) ([]byte, bool) {
 }
 
 // WaitUploads waits until the packs already handed to an upload are
-// stored or have failed. It writes neither the open pack nor the index: a
+// stored or have failed. It writes neither the open packs nor the index: a
 // writer that was interrupted calls it so that what it reports stored
 // (Stats.Packs) is all there will be.
 func (r *Repository) WaitUploads() { r.packer.wg.Wait() }
 
-// Flush writes the open pack and the pending index. Blobs saved before
+// Flush writes the open packs and the pending index. Blobs saved before
 // Flush returns are durable and indexed.
 func (r *Repository) Flush(ctx context.Context) error {
 	if err := r.packer.flush(ctx); err != nil {

@@ -21,21 +21,42 @@ import (
 // background, at most `uploads` at a time so memory stays bounded: a
 // producer that fills a pack while every upload slot is busy waits.
 //
+// Callers fill packs in parallel, each holding an open pack of its own
+// while it adds a blob (up to openPacks at once), so that sealing a blob
+// into its pack and hashing it there need no lock. A pack lent its memory
+// by its object (backend.Lender: a local pack written past the page
+// cache) has each blob sealed straight into it.
+//
 // A backend that streams (backend.Streamer, the local directory) receives
 // each blob as it is added (the local one writes packs past the page
 // cache, in a few blocks of 4 MiB); for the others (S3) a pack is spooled
 // to an unnamed temporary file and saved whole. Either way a pack is not
 // held in memory.
 type packer struct {
-	r   *Repository
-	sem chan struct{}
-	wg  sync.WaitGroup
+	r    *Repository
+	sem  chan struct{} // upload slots
+	hold chan struct{} // callers holding an open pack
+	wg   sync.WaitGroup
 
 	mu       sync.Mutex
-	cur      *openPack
+	given    sync.Cond          // signalled when a pack is given back or lost
+	open     int                // open packs, held or idle
+	idle     []*openPack        // open packs no caller holds, the latest given back last
 	inflight map[id.ID]struct{} // sealed but not yet in a durable pack
 	err      error              // first write failure; sticks
 }
+
+// openPacks bounds the packs filled at once: each holds a block of its
+// own (4 MiB, local) and sealing into it and hashing it are about a third
+// of a backup's CPU time, so four keep a dozen workers busy.
+const openPacks = 4
+
+// parallelBlob is the smallest blob that opens another pack when every
+// open one is held: the chunks of a large file (the chunker's minimum),
+// whose sealing is worth running in parallel. Smaller blobs wait for a
+// pack, so that a backup of small changes leaves one partly filled pack,
+// not one per worker.
+const parallelBlob = 512 << 10
 
 type openPack struct {
 	w     backend.PendingObject
@@ -44,6 +65,37 @@ type openPack struct {
 	blobs []pack.Blob
 }
 
+// sealer produces a blob's sealed bytes: into room when room is not nil
+// (memory of the pack itself, of exactly their length), else into memory
+// of its own, which it returns and which may be reused once add returns.
+type sealer func(room []byte) ([]byte, error)
+
+// append adds the n sealed bytes seal produces to op. It reports whether
+// op was damaged by a failure (memory lent to a seal that failed, a
+// failed write): then the pack is lost.
+func (op *openPack) append(n int, seal sealer) (damaged bool, err error) {
+	var room []byte
+	if l, ok := op.w.(backend.Lender); ok {
+		room = l.Lend(n)
+	}
+	sealed, err := seal(room)
+	if err == nil && (len(sealed) != n || room != nil && n > 0 && &sealed[0] != &room[0]) {
+		err = fmt.Errorf("sealed %d bytes where %d were expected", len(sealed), n)
+	}
+	if err != nil {
+		return room != nil, err
+	}
+	op.hash.Write(sealed)
+	op.size += n
+	if room == nil {
+		if _, err := op.w.Write(sealed); err != nil {
+			return true, fmt.Errorf("writing pack: %w", err)
+		}
+	}
+	return false, nil
+}
+
+// write adds b, not a blob, to op: its header and trailer.
 func (op *openPack) write(b []byte) error {
 	op.hash.Write(b)
 	op.size += len(b)
@@ -52,7 +104,10 @@ func (op *openPack) write(b []byte) error {
 }
 
 func newPacker(r *Repository, uploads int) *packer {
-	return &packer{r: r, sem: make(chan struct{}, uploads), inflight: make(map[id.ID]struct{})}
+	p := &packer{r: r, sem: make(chan struct{}, uploads), hold: make(chan struct{}, min(Workers(), openPacks)),
+		inflight: make(map[id.ID]struct{})}
+	p.given.L = &p.mu
+	return p
 }
 
 // reserve marks bid as being saved. It returns false if the blob is
@@ -98,52 +153,113 @@ func (p *packer) failed() error {
 	return p.err
 }
 
-// add appends a sealed blob to the open pack and finishes the pack when
-// full. sealed may be reused once add returns.
-func (p *packer) add(ctx context.Context, t index.BlobType, bid id.ID, sealed []byte, rawLen int) error {
-	p.mu.Lock()
-	if p.err != nil {
-		err := p.err
-		p.mu.Unlock()
+// add appends a blob of n sealed bytes, made by seal, to an open pack,
+// which the caller holds meanwhile. A blob that would overflow a pack
+// starts the next one, so a pack never grows past the pack size plus its
+// header.
+func (p *packer) add(ctx context.Context, t index.BlobType, bid id.ID, n, rawLen int, seal sealer) error {
+	op, err := p.take(ctx, n)
+	if err != nil {
 		return err
 	}
-	var full *openPack
-	// A blob that would overflow the open pack starts the next one, so a
-	// pack never grows past the pack size plus its header.
-	if p.cur != nil && len(p.cur.blobs) > 0 && p.cur.size+len(sealed) > p.r.cfg.PackSize {
-		full, p.cur = p.cur, nil
-	}
-	if p.cur == nil {
-		w, err := p.create(ctx)
-		if err != nil {
-			p.mu.Unlock()
-			return p.finish(ctx, full, err)
-		}
-		p.cur = &openPack{w: w, hash: p.r.objects.New()}
-	}
-	cur := p.cur
-	cur.blobs = append(cur.blobs, pack.Blob{Type: uint8(t), ID: bid, Offset: uint32(cur.size),
-		Length: uint32(len(sealed)), RawLength: uint32(rawLen)})
-	if err := cur.write(sealed); err != nil {
+	off := op.size
+	if damaged, err := op.append(n, seal); damaged {
 		// The pack is lost with every blob in it: the backup must fail
 		// rather than reference them.
-		p.cur = nil
-		err = fmt.Errorf("writing pack: %w", err)
-		p.forgetLocked(cur, err)
-		p.mu.Unlock()
-		cur.w.Abort()
-		return p.finish(ctx, full, err)
-	}
-	p.mu.Unlock()
-	return p.finish(ctx, full, nil)
-}
-
-// finish uploads full, if any, and returns err or the upload's error.
-func (p *packer) finish(ctx context.Context, full *openPack, err error) error {
-	if full == nil {
+		op.w.Abort()
+		p.lose(op, err)
+		return err
+	} else if err != nil {
+		p.give(op)
 		return err
 	}
-	return errors.Join(err, p.upload(ctx, full))
+	op.blobs = append(op.blobs, pack.Blob{Type: uint8(t), ID: bid, Offset: uint32(off),
+		Length: uint32(n), RawLength: uint32(rawLen)})
+	p.give(op)
+	return nil
+}
+
+// take returns an open pack with room for n more bytes for the caller to
+// hold until it gives it back (give) or loses it (lose): the one given
+// back last, or a new one (see parallelBlob). A pack without room is
+// uploaded.
+func (p *packer) take(ctx context.Context, n int) (*openPack, error) {
+	select {
+	case p.hold <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	op, err := p.takeOpen(ctx, n)
+	if err != nil {
+		<-p.hold
+	}
+	return op, err
+}
+
+func (p *packer) takeOpen(ctx context.Context, n int) (*openPack, error) {
+	p.mu.Lock()
+	var op *openPack
+	for {
+		if p.err != nil {
+			err := p.err
+			p.mu.Unlock()
+			return nil, err
+		}
+		if k := len(p.idle); k > 0 {
+			op, p.idle = p.idle[k-1], p.idle[:k-1]
+			break
+		}
+		if p.open == 0 || n >= parallelBlob {
+			p.open++ // a new pack, below
+			break
+		}
+		p.given.Wait() // a holder gives it back soon: it is only sealing
+	}
+	var full *openPack
+	if op != nil && len(op.blobs) > 0 && op.size+n > p.r.cfg.PackSize {
+		full, op = op, nil // a new pack replaces it
+	}
+	p.mu.Unlock()
+	if full != nil {
+		if err := p.upload(ctx, full); err != nil {
+			p.closed()
+			return nil, err
+		}
+	}
+	if op != nil {
+		return op, nil
+	}
+	w, err := p.create(ctx)
+	if err != nil {
+		p.closed()
+		return nil, err
+	}
+	return &openPack{w: w, hash: p.r.objects.New()}, nil
+}
+
+// give puts back a pack taken with take.
+func (p *packer) give(op *openPack) {
+	p.mu.Lock()
+	p.idle = append(p.idle, op)
+	p.given.Signal()
+	p.mu.Unlock()
+	<-p.hold
+}
+
+// lose ends the hold of a pack lost with err: its blobs' reservations end
+// and err fails the backup.
+func (p *packer) lose(op *openPack, err error) {
+	p.forget(op, err)
+	p.closed()
+	<-p.hold
+}
+
+// closed counts an open pack gone: uploaded, lost, or never made.
+func (p *packer) closed() {
+	p.mu.Lock()
+	p.open--
+	p.given.Signal()
+	p.mu.Unlock()
 }
 
 // create starts a pack: streamed to the backend when it can, else to a
@@ -154,7 +270,7 @@ func (p *packer) create(ctx context.Context) (backend.PendingObject, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &coalesced{PendingObject: po, w: bufio.NewWriterSize(po, streamBuffer)}, nil
+		return &coalesced{PendingObject: po}, nil
 	}
 	f, err := os.CreateTemp("", "nestguard-pack-*")
 	if err != nil {
@@ -163,26 +279,45 @@ func (p *packer) create(ctx context.Context) (backend.PendingObject, error) {
 	// Unnamed from the start: a killed backup leaves nothing behind.
 	os.Remove(f.Name())
 	sp := &spooledPack{be: p.r.be, f: f}
-	return &coalesced{PendingObject: sp, w: bufio.NewWriterSize(sp, streamBuffer)}, nil
+	return &coalesced{PendingObject: sp}, nil
 }
 
 // streamBuffer gathers small blobs into fewer writes: a pack of small files
-// holds thousands of blobs, and a system call each is CPU under the
-// packer's lock. Blobs larger than it are written directly.
+// holds thousands of blobs, and a system call each is CPU spent while the
+// pack is held. Blobs larger than it are written directly.
 const streamBuffer = 256 << 10
 
-// coalesced is a streamed or spooled pack written through a buffer.
+// coalesced is a streamed or spooled pack written through a buffer, made
+// at the first Write: a pack whose object lends its memory (Lend) may
+// never need one.
 type coalesced struct {
 	backend.PendingObject
 	w *bufio.Writer
 }
 
-func (c *coalesced) Write(b []byte) (int, error) { return c.w.Write(b) }
+func (c *coalesced) Write(b []byte) (int, error) {
+	if c.w == nil {
+		c.w = bufio.NewWriterSize(c.PendingObject, streamBuffer)
+	}
+	return c.w.Write(b)
+}
+
+// Lend implements backend.Lender when the object does, after what the
+// buffer holds.
+func (c *coalesced) Lend(n int) []byte {
+	l, ok := c.PendingObject.(backend.Lender)
+	if !ok || c.w != nil && c.w.Flush() != nil {
+		return nil // a failed flush fails the Write that follows
+	}
+	return l.Lend(n)
+}
 
 func (c *coalesced) Commit(ctx context.Context, name string) error {
-	if err := c.w.Flush(); err != nil {
-		c.PendingObject.Abort()
-		return err
+	if c.w != nil {
+		if err := c.w.Flush(); err != nil {
+			c.PendingObject.Abort()
+			return err
+		}
 	}
 	return c.PendingObject.Commit(ctx, name)
 }
@@ -300,18 +435,29 @@ func (p *packer) write(ctx context.Context, op *openPack) error {
 	return p.r.registerPack(ctx, pid, op.blobs)
 }
 
-// flush uploads the open pack and waits for every upload.
+// flush uploads the open packs and waits for every upload. Packs held by
+// callers still adding are not flushed.
 func (p *packer) flush(ctx context.Context) error {
 	p.mu.Lock()
-	op := p.cur
-	p.cur = nil
+	ops := p.idle
+	p.idle = nil
+	p.open -= len(ops)
+	p.given.Broadcast()
 	p.mu.Unlock()
-	if op != nil {
-		if len(op.blobs) == 0 {
+	var err error
+	for _, op := range ops {
+		switch {
+		case len(op.blobs) == 0:
 			op.w.Abort()
-		} else if err := p.upload(ctx, op); err != nil {
-			return err
+		case err != nil:
+			op.w.Abort()
+			p.forget(op, err)
+		default:
+			err = p.upload(ctx, op)
 		}
+	}
+	if err != nil {
+		return err
 	}
 	p.wg.Wait()
 	return p.failed()

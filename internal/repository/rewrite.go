@@ -23,7 +23,7 @@ import (
 // although the index already has them: prune's repack. Each blob is read
 // with one ranged read of pid, its seal authenticated and its length
 // checked (on a copy of its sealed bytes), then its sealed bytes are added
-// to the open pack unchanged: a blob's seal binds its type and ID, not its pack, so
+// to an open pack unchanged: a blob's seal binds its type and ID, not its pack, so
 // nothing is compressed or sealed again. The authentication proves the
 // bytes are the ones sealed for that type and ID; the copy is then exactly
 // as good as the original, so the blob is neither decompressed nor hashed
@@ -136,13 +136,19 @@ func (r *Repository) copyFromOther(ctx context.Context, e index.Entry, cause err
 	return r.saveAgain(ctx, e.Type, e.ID, plain)
 }
 
-// saveSealedAgain adds blob e, sealed, to the open pack although the index
+// saveSealedAgain adds blob e, sealed, to an open pack although the index
 // has it, unless this process is already storing it.
 func (r *Repository) saveSealedAgain(ctx context.Context, e index.Entry, sealed []byte) error {
 	if !r.packer.reserveAgain(e.ID) {
 		return r.packer.failed()
 	}
-	if err := r.packer.add(ctx, e.Type, e.ID, sealed, int(e.RawLength)); err != nil {
+	seal := func(room []byte) ([]byte, error) {
+		if room != nil {
+			return room[:copy(room, sealed)], nil
+		}
+		return sealed, nil
+	}
+	if err := r.packer.add(ctx, e.Type, e.ID, len(sealed), int(e.RawLength), seal); err != nil {
 		r.packer.unreserve(e.ID)
 		return err
 	}
