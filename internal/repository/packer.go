@@ -70,10 +70,10 @@ type openPack struct {
 // of its own, which it returns and which may be reused once add returns.
 type sealer func(room []byte) ([]byte, error)
 
-// append adds the n sealed bytes seal produces to op. It reports whether
-// op was damaged by a failure (memory lent to a seal that failed, a
-// failed write): then the pack is lost.
-func (op *openPack) append(n int, seal sealer) (damaged bool, err error) {
+// appendSealed adds the n sealed bytes seal produces to op. It reports
+// whether op was damaged by a failure (memory lent to a seal that failed,
+// a failed write): then the pack is lost.
+func (op *openPack) appendSealed(n int, seal sealer) (damaged bool, err error) {
 	var room []byte
 	if l, ok := op.w.(backend.Lender); ok {
 		room = l.Lend(n)
@@ -163,7 +163,7 @@ func (p *packer) add(ctx context.Context, t index.BlobType, bid id.ID, n, rawLen
 		return err
 	}
 	off := op.size
-	if damaged, err := op.append(n, seal); damaged {
+	if damaged, err := op.appendSealed(n, seal); damaged {
 		// The pack is lost with every blob in it: the backup must fail
 		// rather than reference them.
 		op.w.Abort()
