@@ -100,11 +100,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	total := len(p)
 	for len(p) > 0 {
 		if w.cur == nil {
-			buf, ok := w.pool.GetMapped(w.block)
-			if !ok {
-				buf = hugemem.Heap(w.block) // written through the page cache (see run)
-			}
-			w.cur = buf
+			w.cur = w.newBlock()
 		}
 		c := copy(w.cur.Bytes()[w.n:w.block], p)
 		w.n += c
@@ -133,25 +129,27 @@ func (w *Writer) Lend(n int) []byte {
 	}
 	if w.cur != nil && w.n+n > w.block {
 		aligned := w.n &^ (Align - 1)
-		next, ok := w.pool.GetMapped(w.block)
-		if !ok {
-			next = hugemem.Heap(w.block) // written through the page cache (see run)
-		}
+		next := w.newBlock()
 		tail := copy(next.Bytes(), w.cur.Bytes()[aligned:w.n])
 		w.n = aligned // at least Align: n is at most a block less Align
 		w.send()
 		w.cur, w.n = next, tail
 	}
 	if w.cur == nil {
-		buf, ok := w.pool.GetMapped(w.block)
-		if !ok {
-			buf = hugemem.Heap(w.block)
-		}
-		w.cur = buf
+		w.cur = w.newBlock()
 	}
 	b := w.cur.Bytes()[w.n : w.n+n : w.n+n]
 	w.n += n
 	return b
+}
+
+// newBlock returns a buffer for the next block: mapped, or in the heap
+// when no mapping is left (written through the page cache, see run).
+func (w *Writer) newBlock() *hugemem.Buffer {
+	if buf, ok := w.pool.GetMapped(w.block); ok {
+		return buf
+	}
+	return hugemem.Heap(w.block)
 }
 
 // send hands cur to the goroutine.
