@@ -33,14 +33,14 @@ import (
 // to an unnamed temporary file and saved whole. Either way a pack is not
 // held in memory.
 type packer struct {
-	r    *Repository
-	sem  chan struct{} // upload slots
-	hold chan struct{} // callers holding an open pack
-	wg   sync.WaitGroup
+	r       *Repository
+	sem     chan struct{} // upload slots
+	maxOpen int           // openPacks, or fewer with fewer workers
+	wg      sync.WaitGroup
 
 	mu       sync.Mutex
-	given    sync.Cond          // signalled when a pack is given back or lost
-	open     int                // open packs, held or idle
+	given    sync.Cond          // signalled when a pack is given back, broadcast when one is gone
+	open     int                // open packs, held or idle: at most maxOpen
 	idle     []*openPack        // open packs no caller holds, the latest given back last
 	inflight map[id.ID]struct{} // sealed but not yet in a durable pack
 	err      error              // first write failure; sticks
@@ -104,7 +104,7 @@ func (op *openPack) write(b []byte) error {
 }
 
 func newPacker(r *Repository, uploads int) *packer {
-	p := &packer{r: r, sem: make(chan struct{}, uploads), hold: make(chan struct{}, min(Workers(), openPacks)),
+	p := &packer{r: r, sem: make(chan struct{}, uploads), maxOpen: min(Workers(), openPacks),
 		inflight: make(map[id.ID]struct{})}
 	p.given.L = &p.mu
 	return p
@@ -184,19 +184,9 @@ func (p *packer) add(ctx context.Context, t index.BlobType, bid id.ID, n, rawLen
 // back last, or a new one (see parallelBlob). A pack without room is
 // uploaded.
 func (p *packer) take(ctx context.Context, n int) (*openPack, error) {
-	select {
-	case p.hold <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	op, err := p.takeOpen(ctx, n)
-	if err != nil {
-		<-p.hold
-	}
-	return op, err
-}
-
-func (p *packer) takeOpen(ctx context.Context, n int) (*openPack, error) {
 	p.mu.Lock()
 	var op *openPack
 	for {
@@ -209,11 +199,11 @@ func (p *packer) takeOpen(ctx context.Context, n int) (*openPack, error) {
 			op, p.idle = p.idle[k-1], p.idle[:k-1]
 			break
 		}
-		if p.open == 0 || n >= parallelBlob {
+		if p.open == 0 || n >= parallelBlob && p.open < p.maxOpen {
 			p.open++ // a new pack, below
 			break
 		}
-		p.given.Wait() // a holder gives it back soon: it is only sealing
+		p.given.Wait() // a holder gives one back soon: it is only sealing
 	}
 	var full *openPack
 	if op != nil && len(op.blobs) > 0 && op.size+n > p.r.cfg.PackSize {
@@ -241,9 +231,8 @@ func (p *packer) takeOpen(ctx context.Context, n int) (*openPack, error) {
 func (p *packer) give(op *openPack) {
 	p.mu.Lock()
 	p.idle = append(p.idle, op)
-	p.given.Signal()
+	p.given.Signal() // one pack for one waiter
 	p.mu.Unlock()
-	<-p.hold
 }
 
 // lose ends the hold of a pack lost with err: its blobs' reservations end
@@ -251,14 +240,13 @@ func (p *packer) give(op *openPack) {
 func (p *packer) lose(op *openPack, err error) {
 	p.forget(op, err)
 	p.closed()
-	<-p.hold
 }
 
 // closed counts an open pack gone: uploaded, lost, or never made.
 func (p *packer) closed() {
 	p.mu.Lock()
 	p.open--
-	p.given.Signal()
+	p.given.Broadcast()
 	p.mu.Unlock()
 }
 
