@@ -43,15 +43,7 @@ func (l *logBuffer) String() string {
 func twoCopies(t *testing.T) (dir string, want map[id.ID][]byte, first, second []id.ID) {
 	t.Helper()
 	ctx := context.Background()
-	dir = filepath.Join(t.TempDir(), "repo")
-	be, err := local.Create(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := Init(ctx, be, pass, InitOptions{Options: testOptions(), PackSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, be, dir := localRepo(t, 1<<20)
 	b := reopen(t, be)
 	want = map[id.ID][]byte{}
 	packsOf := func(r *Repository) []id.ID {
