@@ -221,7 +221,8 @@ type TempCleaner interface {
 // clock, which may be off (docs/format.md, "Prune").
 type Clock interface {
 	// StoreTime returns the store's time now, as precise as it tells
-	// (S3: to the second, rounded down); the zero time when this answer
+	// (S3: to the second, rounded down, from a clock some servers read
+	// once a second, so up to 2 s behind); the zero time when this answer
 	// did not say, or when a wrapper's store tells none (package retry).
 	StoreTime(ctx context.Context) (time.Time, error)
 }

@@ -119,13 +119,19 @@ func (s *Step) gonePacks(ctx context.Context) ([]id.ID, error) {
 	return out, nil
 }
 
+// dateLag bounds how far behind the store's time when it answered the
+// Date of its answer may be: rounded down to the second, from a clock
+// the server may read once a second.
+const dateLag = 2 * time.Second
+
 // now is the time the writer judges records due by: this host's clock,
 // or the store's where the store tells it (backend.Clock) and it is
 // later. A prune checks its own clock against the store's (within Skew),
 // so by the store's time a writer whose clock is behind does not take a
 // record its prune may already act on for one not due. The store's time
-// is rounded down to its second: a second is added, to judge records by
-// (not to warn by). A clock surely further than Skew from the store's is
+// is rounded down to its second, and a server may date its answers by a
+// clock it reads once a second (versitygw does): dateLag is added, to
+// judge records by (not to warn by). A clock surely further than Skew from the store's is
 // warned about once.
 func (s *Step) now(ctx context.Context) (time.Time, error) {
 	c, ok := backend.As[backend.Clock](s.repo.Backend())
@@ -142,7 +148,7 @@ func (s *Step) now(ctx context.Context) (time.Time, error) {
 		return after, nil
 	}
 	// The store's time when it answered is in [st, late).
-	late := st.Add(time.Second)
+	late := st.Add(dateLag)
 	if behind, ahead := st.Sub(after), before.Sub(late); (behind > Skew || ahead > Skew) && !s.clockWarned {
 		s.clockWarned = true
 		way, by := "behind", behind
