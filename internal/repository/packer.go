@@ -95,11 +95,16 @@ func (op *openPack) appendSealed(n int, seal sealer) (damaged bool, err error) {
 	return false, nil
 }
 
-// write adds b, not a blob, to op: its header and trailer.
+// write adds b, not a blob, to op: its header and trailer. They go into
+// lent memory too where the object lends it: a Write of a streamed pack
+// makes its buffer (coalesced), 256 KiB for a few bytes.
 func (op *openPack) write(b []byte) error {
-	op.hash.Write(b)
-	op.size += len(b)
-	_, err := op.w.Write(b)
+	_, err := op.appendSealed(len(b), func(room []byte) ([]byte, error) {
+		if room == nil {
+			return b, nil
+		}
+		return room[:copy(room, b)], nil
+	})
 	return err
 }
 
