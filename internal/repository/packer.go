@@ -39,7 +39,8 @@ type packer struct {
 	wg      sync.WaitGroup
 
 	mu       sync.Mutex
-	given    sync.Cond          // signalled when a pack is given back, broadcast when one is gone
+	given    sync.Cond          // signalled when a pack is given back, broadcast when one is gone, on a failure and at the end of a waiter's context
+	waiting  int                // callers of take waiting on given
 	open     int                // open packs, held or idle: at most maxOpen
 	idle     []*openPack        // open packs no caller holds, the latest given back last
 	inflight map[id.ID]struct{} // sealed but not yet in a durable pack
@@ -189,15 +190,19 @@ func (p *packer) add(ctx context.Context, t index.BlobType, bid id.ID, n, rawLen
 // back last, or a new one (see parallelBlob). A pack without room is
 // uploaded.
 func (p *packer) take(ctx context.Context, n int) (*openPack, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	p.mu.Lock()
 	var op *openPack
+	var stopWaking func() bool
 	for {
-		if p.err != nil {
-			err := p.err
+		err := p.err
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
 			p.mu.Unlock()
+			if stopWaking != nil {
+				stopWaking()
+			}
 			return nil, err
 		}
 		if k := len(p.idle); k > 0 {
@@ -208,7 +213,17 @@ func (p *packer) take(ctx context.Context, n int) (*openPack, error) {
 			p.open++ // a new pack, below
 			break
 		}
-		p.given.Wait() // a holder gives one back soon: it is only sealing
+		// A holder gives one back soon: it is only sealing. A failure
+		// (forgetLocked) or the end of ctx wakes every waiter.
+		if stopWaking == nil {
+			stopWaking = context.AfterFunc(ctx, p.wakeAll)
+		}
+		p.waiting++
+		p.given.Wait()
+		p.waiting--
+	}
+	if stopWaking != nil {
+		stopWaking()
 	}
 	var full *openPack
 	if op != nil && len(op.blobs) > 0 && op.size+n > p.r.cfg.PackSize {
@@ -230,6 +245,13 @@ func (p *packer) take(ctx context.Context, n int) (*openPack, error) {
 		return nil, err
 	}
 	return &openPack{w: w, hash: p.r.objects.New()}, nil
+}
+
+// wakeAll wakes every caller waiting in take.
+func (p *packer) wakeAll() {
+	p.mu.Lock()
+	p.given.Broadcast()
+	p.mu.Unlock()
 }
 
 // give puts back a pack taken with take.
@@ -285,7 +307,8 @@ const streamBuffer = 256 << 10
 // never need one.
 type coalesced struct {
 	backend.PendingObject
-	w *bufio.Writer
+	w    *bufio.Writer
+	lent bool // the object has lent memory
 }
 
 func (c *coalesced) Write(b []byte) (int, error) {
@@ -299,10 +322,22 @@ func (c *coalesced) Write(b []byte) (int, error) {
 // buffer holds.
 func (c *coalesced) Lend(n int) []byte {
 	l, ok := c.PendingObject.(backend.Lender)
-	if !ok || c.w != nil && c.w.Flush() != nil {
-		return nil // a failed flush fails the Write that follows
+	if !ok {
+		return nil
 	}
-	return l.Lend(n)
+	if c.w != nil && c.w.Buffered() > 0 {
+		// Flushed only for an object that lent before: one that does not
+		// (a local file system without direct writes) would otherwise
+		// take every blob in a write of its own.
+		if !c.lent || c.w.Flush() != nil {
+			return nil // a failed flush fails the Write that follows
+		}
+	}
+	room := l.Lend(n)
+	if room != nil {
+		c.lent = true
+	}
+	return room
 }
 
 func (c *coalesced) Commit(ctx context.Context, name string) error {
@@ -389,6 +424,7 @@ func (p *packer) forget(op *openPack, err error) {
 func (p *packer) forgetLocked(op *openPack, err error) {
 	if err != nil && p.err == nil {
 		p.err = err
+		p.given.Broadcast() // the waiters in take return it
 	}
 	for _, b := range op.blobs {
 		delete(p.inflight, b.ID)

@@ -5,14 +5,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/local"
+	"github.com/nestguard/nestguard/internal/backend/mem"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 )
@@ -236,5 +239,127 @@ func TestHeaderWrittenIntoLentMemory(t *testing.T) {
 	}
 	if want := sha256.Sum256([]byte("blob.header")); !bytes.Equal(op.hash.Sum(nil), want[:]) {
 		t.Error("the pack's hash is not that of its bytes")
+	}
+}
+
+// failingPacks fails every save of a pack, once open is closed.
+type failingPacks struct {
+	*mem.Backend
+	open chan struct{}
+}
+
+func (f *failingPacks) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	if h.Type == backend.PackFile {
+		<-f.open
+		return errors.New("upload failed")
+	}
+	return f.Backend.Save(ctx, h, rd, size)
+}
+
+// waiters starts n saves of small blobs, which wait for the pack the
+// caller holds, and returns where their errors arrive.
+func waiters(ctx context.Context, r *Repository, n int) chan error {
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, _, err := r.SaveBlob(ctx, index.DataBlob, randBytes(uint64(10+i), 1000))
+			errs <- err
+		}()
+	}
+	for { // until they wait
+		r.packer.mu.Lock()
+		waiting := r.packer.waiting
+		r.packer.mu.Unlock()
+		if waiting == n {
+			return errs
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// returned checks that every one of n waiters returned an error.
+func returned(t *testing.T, errs chan error, n int, why string) {
+	t.Helper()
+	for i := range n {
+		select {
+		case err := <-errs:
+			if err == nil {
+				t.Errorf("waiter %d: no error after %s", i, why)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("waiter %d still waits for a pack after %s", i, why)
+		}
+	}
+}
+
+// TestWaitersWakeOnUploadFailure: a pack's upload that fails in the
+// background wakes every save waiting for a pack, which returns the
+// failure (a review found the second of two waiters stranded: the
+// backup hung).
+func TestWaitersWakeOnUploadFailure(t *testing.T) {
+	ctx := context.Background()
+	be := &failingPacks{Backend: mem.New(), open: make(chan struct{})}
+	r, err := Init(ctx, be, pass, InitOptions{Options: testOptions(), PackSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.SaveBlob(ctx, index.DataBlob, randBytes(1, 600<<10)); err != nil {
+		t.Fatal(err)
+	}
+	// A holder whose blob does not fit: the first pack goes to its upload
+	// (held up by the store), a second is held.
+	op, err := r.packer.take(ctx, 500<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := waiters(ctx, r, 2)
+	close(be.open) // the upload fails
+	r.packer.wg.Wait()
+	r.packer.give(op)
+	returned(t, errs, 2, "an upload failed")
+}
+
+// TestWaitersWakeOnCancel: a save waiting for a pack returns when its
+// context ends, though no pack is given back.
+func TestWaitersWakeOnCancel(t *testing.T) {
+	r, _ := newRepo(t)
+	op, err := r.packer.take(context.Background(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := waiters(ctx, r, 2)
+	cancel()
+	returned(t, errs, 2, "their context ended")
+	r.packer.give(op)
+}
+
+// refusingLender has Lend but lends nothing (a local pack on a file
+// system without direct writes, or the audit wrapper of a streamed one).
+type refusingLender struct{ lendingObject }
+
+func (o *refusingLender) Lend(int) []byte { return nil }
+
+// TestSmallBlobsCoalescedWhenNotLent: an object that does not lend takes
+// small blobs through the buffer, a few writes for many (a review found
+// the buffer flushed at every blob: a write each).
+func TestSmallBlobsCoalescedWhenNotLent(t *testing.T) {
+	obj := &refusingLender{}
+	op := &openPack{w: &coalesced{PendingObject: obj}, hash: sha256.New()}
+	for range 100 {
+		if _, err := op.appendSealed(100, func(room []byte) ([]byte, error) {
+			if room != nil {
+				t.Fatal("memory lent by an object that lends none")
+			}
+			return make([]byte, 100), nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := op.w.Commit(context.Background(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	if obj.writes > 1 || len(obj.data) != 100*100 {
+		t.Errorf("100 blobs of 100 bytes reached the object in %d writes, %d bytes; want 1 write of 10000", obj.writes, len(obj.data))
 	}
 }
