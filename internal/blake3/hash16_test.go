@@ -1,0 +1,67 @@
+package blake3
+
+import (
+	"math/rand/v2"
+	"testing"
+	"unsafe"
+
+	"lukechampine.com/blake3/guts"
+)
+
+// counters returns hash16's counters for sixteen inputs from c, step
+// apart (1 for chunks, 0 for parents).
+func counters(c, step uint64) *[2][16]uint32 {
+	var ctr [2][16]uint32
+	for l := range 16 {
+		n := c + uint64(l)*step
+		ctr[0][l], ctr[1][l] = uint32(n), uint32(n>>32)
+	}
+	return &ctr
+}
+
+// TestHash16 checks the sixteen-way compression against guts, the
+// reference, on chunks (counters across a 2^32 boundary too) and on
+// parents, plain and keyed.
+func TestHash16(t *testing.T) {
+	if !have16 {
+		t.Skip("no AVX-512 here")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var key [8]uint32
+	for i := range key {
+		key[i] = rng.Uint32()
+	}
+	for _, k := range []struct {
+		key   *[8]uint32
+		flags uint32
+	}{{&guts.IV, 0}, {&key, guts.FlagKeyedHash}} {
+		for _, counter := range []uint64{0, 16, 1<<32 - 5, 1 << 40} {
+			buf := make([]byte, 16*guts.ChunkSize)
+			for i := range buf {
+				buf[i] = byte(rng.Uint32())
+			}
+			var out [16][8]uint32
+			hash16(&out, &buf[0], guts.ChunkSize, guts.ChunkSize/guts.BlockSize, k.key, counters(counter, 1), uint64(k.flags), guts.FlagChunkStart, guts.FlagChunkEnd)
+			for l := range 16 {
+				want := guts.ChainingValue(guts.CompressChunk(buf[l*guts.ChunkSize:(l+1)*guts.ChunkSize], k.key, counter+uint64(l), k.flags))
+				if out[l] != want {
+					t.Fatalf("chunk %d (counter %d, flags %d): %x, want %x", l, counter, k.flags, out[l], want)
+				}
+			}
+			// Parents: the 16 CVs above and 16 more, pairs side by side.
+			var cvs [32][8]uint32
+			for i := range cvs {
+				for j := range cvs[i] {
+					cvs[i][j] = rng.Uint32()
+				}
+			}
+			hash16(&out, (*byte)(unsafe.Pointer(&cvs)), 64, 1, k.key, counters(0, 0), uint64(k.flags|guts.FlagParent), 0, 0)
+			for l := range 16 {
+				want := guts.ChainingValue(guts.ParentNode(cvs[2*l], cvs[2*l+1], k.key, k.flags))
+				if out[l] != want {
+					t.Fatalf("parent %d (flags %d): %x, want %x", l, k.flags, out[l], want)
+				}
+			}
+		}
+	}
+}
