@@ -218,7 +218,7 @@ func (c *cdc) scan(data []byte, have int, fpp *uint64) (int, bool) {
 	return i, have+i >= p.Max
 }
 
-// roll continues the gear hash fp over d, fp = 2*fp + gear[b] for each
+// rollGo continues the gear hash fp over d, fp = 2*fp + gear[b] for each
 // byte b, and stops after the first byte where fp&mask == 0 (a cut). It
 // returns how many bytes of d it consumed, the hash after them, and
 // whether it stopped at a cut.
@@ -229,8 +229,9 @@ func (c *cdc) scan(data []byte, have int, fpp *uint64) (int, bool) {
 // the four shifted by 1..4 plus a sum of the four table values that does
 // not depend on it (t1, t2, t3 below): the loop then carries one shift
 // and one add per four bytes, and the rest overlaps. Arithmetic is mod
-// 2^64 either way, so the hashes, and the cuts, are the same.
-func roll(d []byte, fp uint64, gear *[256]uint64, mask uint64) (int, uint64, bool) {
+// 2^64 either way, so the hashes, and the cuts, are the same. On amd64,
+// roll is this loop in assembly (roll_amd64.s); elsewhere, this function.
+func rollGo(d []byte, fp uint64, gear *[256]uint64, mask uint64) (int, uint64, bool) {
 	i := 0
 	for ; i+4 <= len(d); i += 4 {
 		b := d[i : i+4 : i+4]

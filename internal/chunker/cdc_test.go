@@ -253,7 +253,8 @@ func TestMasks(t *testing.T) {
 	}
 }
 
-// TestRollMatchesOneByteAtATime checks the four-byte loop of roll against
+// TestRollMatchesOneByteAtATime checks the four-byte loops of roll and
+// rollGo (the same in Go, as other architectures run it) against
 // the gear hash rolled one byte at a time: the same cut, at the same byte,
 // with the same hash, for every length (so every tail) and for masks that
 // cut often, rarely and never.
@@ -276,10 +277,12 @@ func TestRollMatchesOneByteAtATime(t *testing.T) {
 					}
 				}
 				wantFP := fp
-				gotN, gotFP, gotCut := roll(d, fp0, gear, mask)
-				if gotN != wantN || gotFP != wantFP || gotCut != wantCut {
-					t.Fatalf("mask %#x, %d bytes from %d: roll = (%d, %#x, %v), want (%d, %#x, %v)",
-						mask, n, start*37, gotN, gotFP, gotCut, wantN, wantFP, wantCut)
+				for name, roll := range map[string]func([]byte, uint64, *[256]uint64, uint64) (int, uint64, bool){"roll": roll, "rollGo": rollGo} {
+					gotN, gotFP, gotCut := roll(d, fp0, gear, mask)
+					if gotN != wantN || gotFP != wantFP || gotCut != wantCut {
+						t.Fatalf("mask %#x, %d bytes from %d: %s = (%d, %#x, %v), want (%d, %#x, %v)",
+							mask, n, start*37, name, gotN, gotFP, gotCut, wantN, wantFP, wantCut)
+					}
 				}
 			}
 		}
