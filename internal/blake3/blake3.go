@@ -135,12 +135,12 @@ const maxBatch = 256
 // to maxBatch that continue the input (a subtree of the hash, not its
 // root): their chunks sixteen at a time, then each level of parents
 // sixteen at a time (hash16). guts.CompressBuffer merges each 16 chunks
-// by itself, on 8 lanes, and left their root and the levels above to one
-// compression at a time: a fifth of the hashing time.
+// by itself, on 8 lanes, and leaves their root and the levels above to
+// one compression at a time: a fifth of the hashing time.
 func (h *Hasher) subtree(p []byte) [8]uint32 {
-	// cvs has room for 32 more than maxBatch: a level of fewer than 16
-	// parents reads the blocks of 16 all the same.
-	var cvs [maxBatch + 32][8]uint32
+	// A level of fewer than 16 parents reads the blocks of 16 all the
+	// same: the first 32 chaining values, within cvs.
+	var cvs [maxBatch][8]uint32
 	var ctr [2][16]uint32
 	n := len(p) / guts.ChunkSize
 	for g := 0; g < n; g += 16 {
