@@ -1,7 +1,11 @@
 package blake3
 
 import (
+	"bytes"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"unsafe"
 
@@ -63,5 +67,23 @@ func TestHash16(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestGenerated: hash16_amd64.s is what gen.go writes.
+func TestGenerated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the go command")
+	}
+	out := filepath.Join(t.TempDir(), "hash16.s")
+	if b, err := exec.Command("go", "run", "gen.go", "-out", out).CombinedOutput(); err != nil {
+		t.Fatalf("go run gen.go: %v\n%s", err, b)
+	}
+	want, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile("hash16_amd64.s"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("hash16_amd64.s is not what gen.go writes (%v): run go generate ./internal/blake3", err)
 	}
 }
