@@ -58,41 +58,47 @@ func transpose16(a, b int) {
 	}
 }
 
+// g is BLAKE3's G function on the state words a, b, c, d (%[1]s to
+// %[4]s) with the message words mx and my (%[5]s, %[6]s), an instruction
+// a line.
+var g = []string{
+	"VPADDD %[2]s, %[1]s, %[1]s",
+	"VPADDD %[5]s, %[1]s, %[1]s",
+	"VPXORD %[1]s, %[4]s, %[4]s",
+	"VPRORD $16, %[4]s, %[4]s",
+	"VPADDD %[4]s, %[3]s, %[3]s",
+	"VPXORD %[3]s, %[2]s, %[2]s",
+	"VPRORD $12, %[2]s, %[2]s",
+	"VPADDD %[2]s, %[1]s, %[1]s",
+	"VPADDD %[6]s, %[1]s, %[1]s",
+	"VPXORD %[1]s, %[4]s, %[4]s",
+	"VPRORD $8, %[4]s, %[4]s",
+	"VPADDD %[4]s, %[3]s, %[3]s",
+	"VPXORD %[3]s, %[2]s, %[2]s",
+	"VPRORD $7, %[2]s, %[2]s",
+}
+
 // round emits one round: four G functions on the columns, then four on
-// the diagonals, each four interleaved step by step. m maps a message
-// word to its register.
+// the diagonals, each four interleaved instruction by instruction. m maps
+// a message word to its register.
 func round(m [16]int) {
-	quarter := func(g [4][4]int, x, y [4]int) {
-		step := func(f func(a, b, c, d, mx, my int)) {
-			for i, s := range g {
-				f(s[0], s[1], s[2], s[3], m[x[i]], m[y[i]])
+	quarter := func(state [4][4]int, x, y [4]int) {
+		for _, ins := range g {
+			for i, s := range state {
+				emit(ins, z(s[0]), z(s[1]), z(s[2]), z(s[3]), z(m[x[i]]), z(m[y[i]]))
 			}
 		}
-		step(func(a, b, c, d, mx, my int) { emit("VPADDD %s, %s, %s", z(b), z(a), z(a)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPADDD %s, %s, %s", z(mx), z(a), z(a)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPXORD %s, %s, %s", z(a), z(d), z(d)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPRORD $16, %s, %s", z(d), z(d)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPADDD %s, %s, %s", z(d), z(c), z(c)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPXORD %s, %s, %s", z(c), z(b), z(b)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPRORD $12, %s, %s", z(b), z(b)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPADDD %s, %s, %s", z(b), z(a), z(a)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPADDD %s, %s, %s", z(my), z(a), z(a)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPXORD %s, %s, %s", z(a), z(d), z(d)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPRORD $8, %s, %s", z(d), z(d)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPADDD %s, %s, %s", z(d), z(c), z(c)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPXORD %s, %s, %s", z(c), z(b), z(b)) })
-		step(func(a, b, c, d, mx, my int) { emit("VPRORD $7, %s, %s", z(b), z(b)) })
 	}
 	quarter([4][4]int{{0, 4, 8, 12}, {1, 5, 9, 13}, {2, 6, 10, 14}, {3, 7, 11, 15}}, [4]int{0, 2, 4, 6}, [4]int{1, 3, 5, 7})
 	quarter([4][4]int{{0, 5, 10, 15}, {1, 6, 11, 12}, {2, 7, 8, 13}, {3, 4, 9, 14}}, [4]int{8, 10, 12, 14}, [4]int{9, 11, 13, 15})
 }
 
-// permutation is BLAKE3's message schedule: after a round, word i of the
-// message is word permutation[i] of the one before.
 // prefetch is how far ahead of a block its input's next bytes are asked
 // for.
 const prefetch = 2 * 64
 
+// permutation is BLAKE3's message schedule: after a round, word i of the
+// message is word permutation[i] of the one before.
 var permutation = [16]int{2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8}
 
 func main() {
