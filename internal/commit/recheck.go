@@ -131,8 +131,8 @@ const dateLag = 2 * time.Second
 // record its prune may already act on for one not due. The store's time
 // is rounded down to its second, and a server may date its answers by a
 // clock it reads once a second (versitygw does): dateLag is added, to
-// judge records by (not to warn by). A clock surely further than Skew from the store's is
-// warned about once.
+// judge records by (not to warn by). A clock surely further than Skew
+// from the store's is warned about once.
 func (s *Step) now(ctx context.Context) (time.Time, error) {
 	c, ok := backend.As[backend.Clock](s.repo.Backend())
 	if !ok {
