@@ -96,16 +96,22 @@ func (op *openPack) appendSealed(n int, seal sealer) (damaged bool, err error) {
 	return false, nil
 }
 
-// write adds b, not a blob, to op: its header and trailer. They go into
-// lent memory too where the object lends it: a Write of a streamed pack
-// makes its buffer (coalesced), 256 KiB for a few bytes.
-func (op *openPack) write(b []byte) error {
-	_, err := op.appendSealed(len(b), func(room []byte) ([]byte, error) {
+// copied is the sealer of bytes already made: b, copied into room when
+// there is room.
+func copied(b []byte) sealer {
+	return func(room []byte) ([]byte, error) {
 		if room == nil {
 			return b, nil
 		}
 		return room[:copy(room, b)], nil
-	})
+	}
+}
+
+// write adds b, not a blob, to op: its header and trailer. They go into
+// lent memory too where the object lends it: a Write of a streamed pack
+// makes its buffer (coalesced), 256 KiB for a few bytes.
+func (op *openPack) write(b []byte) error {
+	_, err := op.appendSealed(len(b), copied(b))
 	return err
 }
 
@@ -193,17 +199,13 @@ func (p *packer) take(ctx context.Context, n int) (*openPack, error) {
 	p.mu.Lock()
 	var op *openPack
 	var stopWaking func() bool
+	var err error
 	for {
-		err := p.err
-		if err == nil {
+		if err = p.err; err == nil {
 			err = ctx.Err()
 		}
 		if err != nil {
-			p.mu.Unlock()
-			if stopWaking != nil {
-				stopWaking()
-			}
-			return nil, err
+			break
 		}
 		if k := len(p.idle); k > 0 {
 			op, p.idle = p.idle[k-1], p.idle[:k-1]
@@ -223,7 +225,11 @@ func (p *packer) take(ctx context.Context, n int) (*openPack, error) {
 		p.waiting--
 	}
 	if stopWaking != nil {
-		stopWaking()
+		stopWaking() // it does not wait for wakeAll, which takes p.mu
+	}
+	if err != nil {
+		p.mu.Unlock()
+		return nil, err
 	}
 	var full *openPack
 	if op != nil && len(op.blobs) > 0 && op.size+n > p.r.cfg.PackSize {

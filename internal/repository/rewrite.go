@@ -142,13 +142,7 @@ func (r *Repository) saveSealedAgain(ctx context.Context, e index.Entry, sealed 
 	if !r.packer.reserveAgain(e.ID) {
 		return r.packer.failed()
 	}
-	seal := func(room []byte) ([]byte, error) {
-		if room != nil {
-			return room[:copy(room, sealed)], nil
-		}
-		return sealed, nil
-	}
-	if err := r.packer.add(ctx, e.Type, e.ID, len(sealed), int(e.RawLength), seal); err != nil {
+	if err := r.packer.add(ctx, e.Type, e.ID, len(sealed), int(e.RawLength), copied(sealed)); err != nil {
 		r.packer.unreserve(e.ID)
 		return err
 	}
