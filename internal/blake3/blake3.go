@@ -94,12 +94,12 @@ func (h *Hasher) Write(p []byte) (int, error) {
 			// chunks are compressed by Sum, as the tree's right edge.
 			return n, nil
 		}
-		h.push(guts.ChainingValue(guts.CompressBuffer(&h.buf, bufSize, &h.key, h.chunks, h.flags)), bufLevel)
+		h.push16(&h.buf)
 		h.buflen = 0
 	}
 	for len(p) > bufSize {
 		if !have16 {
-			h.push(guts.ChainingValue(guts.CompressBuffer((*[bufSize]byte)(p), bufSize, &h.key, h.chunks, h.flags)), bufLevel)
+			h.push16((*[bufSize]byte)(p))
 			p = p[bufSize:]
 			continue
 		}
@@ -114,6 +114,11 @@ func (h *Hasher) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// push16 adds the next 16 chunks, b, compressed by guts.
+func (h *Hasher) push16(b *[bufSize]byte) {
+	h.push(guts.ChainingValue(guts.CompressBuffer(b, bufSize, &h.key, h.chunks, h.flags)), bufLevel)
+}
+
 // push adds cv, the chaining value of the next 2^level chunks (a count
 // so far that is a multiple of them), to the stack, merging it with the
 // subtrees of its size on the way up.
@@ -125,6 +130,15 @@ func (h *Hasher) push(cv [8]uint32, level int) {
 	}
 	h.stack[i] = cv
 	h.chunks += 1 << level
+}
+
+// counters sets ctr to hash16's counters of sixteen inputs from c, step
+// apart: 1 for chunks, 0 for parents.
+func counters(ctr *[2][16]uint32, c, step uint64) {
+	for l := range 16 {
+		n := c + uint64(l)*step
+		ctr[0][l], ctr[1][l] = uint32(n), uint32(n>>32)
+	}
 }
 
 // maxBatch is the most chunks subtree hashes at once: 256 (256 KiB),
@@ -144,14 +158,10 @@ func (h *Hasher) subtree(p []byte) [8]uint32 {
 	var ctr [2][16]uint32
 	n := len(p) / guts.ChunkSize
 	for g := 0; g < n; g += 16 {
-		for l := range 16 {
-			c := h.chunks + uint64(g+l)
-			ctr[0][l], ctr[1][l] = uint32(c), uint32(c>>32)
-		}
+		counters(&ctr, h.chunks+uint64(g), 1)
 		hash16((*[16][8]uint32)(cvs[g:]), &p[g*guts.ChunkSize], guts.ChunkSize, guts.ChunkSize/guts.BlockSize, &h.key, &ctr, uint64(h.flags), guts.FlagChunkStart, guts.FlagChunkEnd)
 	}
-	clear(ctr[0][:])
-	clear(ctr[1][:])
+	counters(&ctr, 0, 0)
 	// Each level in place: the parents of cvs[32q:32q+32] go to
 	// cvs[16q:16q+16], which no later group reads.
 	for ; n > 1; n /= 2 {

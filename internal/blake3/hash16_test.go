@@ -12,17 +12,6 @@ import (
 	"lukechampine.com/blake3/guts"
 )
 
-// counters returns hash16's counters for sixteen inputs from c, step
-// apart (1 for chunks, 0 for parents).
-func counters(c, step uint64) *[2][16]uint32 {
-	var ctr [2][16]uint32
-	for l := range 16 {
-		n := c + uint64(l)*step
-		ctr[0][l], ctr[1][l] = uint32(n), uint32(n>>32)
-	}
-	return &ctr
-}
-
 // TestHash16 checks the sixteen-way compression against guts, the
 // reference, on chunks (counters across a 2^32 boundary too) and on
 // parents, plain and keyed.
@@ -45,7 +34,9 @@ func TestHash16(t *testing.T) {
 				buf[i] = byte(rng.Uint32())
 			}
 			var out [16][8]uint32
-			hash16(&out, &buf[0], guts.ChunkSize, guts.ChunkSize/guts.BlockSize, k.key, counters(counter, 1), uint64(k.flags), guts.FlagChunkStart, guts.FlagChunkEnd)
+			var ctr [2][16]uint32
+			counters(&ctr, counter, 1)
+			hash16(&out, &buf[0], guts.ChunkSize, guts.ChunkSize/guts.BlockSize, k.key, &ctr, uint64(k.flags), guts.FlagChunkStart, guts.FlagChunkEnd)
 			for l := range 16 {
 				want := guts.ChainingValue(guts.CompressChunk(buf[l*guts.ChunkSize:(l+1)*guts.ChunkSize], k.key, counter+uint64(l), k.flags))
 				if out[l] != want {
@@ -59,7 +50,8 @@ func TestHash16(t *testing.T) {
 					cvs[i][j] = rng.Uint32()
 				}
 			}
-			hash16(&out, (*byte)(unsafe.Pointer(&cvs)), 64, 1, k.key, counters(0, 0), uint64(k.flags|guts.FlagParent), 0, 0)
+			counters(&ctr, 0, 0)
+			hash16(&out, (*byte)(unsafe.Pointer(&cvs)), 64, 1, k.key, &ctr, uint64(k.flags|guts.FlagParent), 0, 0)
 			for l := range 16 {
 				want := guts.ChainingValue(guts.ParentNode(cvs[2*l], cvs[2*l+1], k.key, k.flags))
 				if out[l] != want {
