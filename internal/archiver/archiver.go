@@ -710,23 +710,29 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 	size := fi.Size()
 
 	c := &chunks{}
+	// A large file is read past the page cache whichever splitter cuts
+	// it (PostgreSQL's relation files too), unless it is sparse and
+	// chunkSparse will seek over its holes instead.
+	holes := a.opt.OnChunk == nil && sparse(fi)
+	rd := io.Reader(f)
+	if !holes {
+		if dr := newDirectReader(f, j.abs, size, a.directMin, &a.directBufs); dr != nil {
+			defer dr.Close()
+			rd = dr
+		}
+	}
 	var split chunker.Splitter
 	if a.opt.Splitter != nil {
-		split = a.opt.Splitter(j.rel, f)
+		split = a.opt.Splitter(j.rel, rd)
 	}
 	switch {
 	case split != nil:
 		err = a.split(ctx, j, c, split)
 	case size < int64(a.opt.Chunker.Min):
-		err = a.split(ctx, j, c, &wholeFile{rd: f, size: size})
-	case a.opt.OnChunk == nil && sparse(fi):
+		err = a.split(ctx, j, c, &wholeFile{rd: rd, size: size})
+	case holes:
 		err = a.chunkSparse(ctx, j, c, f, size)
 	default:
-		rd := io.Reader(f)
-		if dr := newDirectReader(f, j.abs, size, a.directMin, &a.directBufs); dr != nil {
-			defer dr.Close()
-			rd = dr
-		}
 		err = a.split(ctx, j, c, chunker.New(rd, a.opt.Chunker, a.opt.Seed))
 	}
 	c.wg.Wait()

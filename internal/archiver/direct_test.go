@@ -132,47 +132,62 @@ func TestDirectReaderClose(t *testing.T) {
 
 // TestDirectSameChunks: a file read direct is chunked and stored exactly
 // as one read through the page cache: the same chunk IDs, and stored
-// content that reassembles to the file.
+// content that reassembles to the file; with the content-defined chunker
+// and with a Splitter's (PostgreSQL's relation files: fixed blocks),
+// which is handed the direct reader.
 func TestDirectSameChunks(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
 	params := chunker.Params{Min: 64 << 10, Avg: 128 << 10, Max: 512 << 10}
 	data := randomBytes(2*directBlock+98765, 7)
-	var ids [2][]id.ID
 	repo := repotest.New(t) // one key: one chunker seed and blob ID key
-	for i, direct := range []bool{false, true} {
-		p := writeFile(t, dir, "f", data, true)
-		a := New(repo, Options{Chunker: params})
-		if direct {
-			a.directMin = 1
-		} else {
-			a.directMin = 1 << 62
-		}
-		err := a.run(ctx, func(ctx context.Context) error {
-			j := &fileJob{abs: p, rel: "f", f: future{done: make(chan struct{}), node: &tree.Node{Size: uint64(len(data))}}}
-			var err error
-			ids[i], err = a.chunkFile(ctx, j)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := repo.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		var back []byte
-		for _, bid := range ids[i] {
-			b, err := repo.LoadBlob(ctx, bid, nil)
+	for _, fixed := range []bool{false, true} {
+		dir := t.TempDir()
+		var ids [2][]id.ID
+		for i, direct := range []bool{false, true} {
+			p := writeFile(t, dir, "f", data, true)
+			opt := Options{Chunker: params}
+			var splitGot io.Reader
+			if fixed {
+				opt.Splitter = func(_ string, rd io.Reader) chunker.Splitter {
+					splitGot = rd
+					return chunker.NewFixed(rd, 32<<10)
+				}
+			}
+			a := New(repo, opt)
+			if direct {
+				a.directMin = 1
+			} else {
+				a.directMin = 1 << 62
+			}
+			err := a.run(ctx, func(ctx context.Context) error {
+				j := &fileJob{abs: p, rel: "f", f: future{done: make(chan struct{}), node: &tree.Node{Size: uint64(len(data))}}}
+				var err error
+				ids[i], err = a.chunkFile(ctx, j)
+				return err
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			back = append(back, b...)
+			if _, ok := splitGot.(*directReader); fixed && ok != direct {
+				t.Errorf("fixed blocks, direct %v: the splitter read from a %T", direct, splitGot)
+			}
+			if err := repo.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var back []byte
+			for _, bid := range ids[i] {
+				b, err := repo.LoadBlob(ctx, bid, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				back = append(back, b...)
+			}
+			if !bytes.Equal(back, data) {
+				t.Fatalf("fixed %v, direct %v: stored %d bytes that differ from the file's %d", fixed, direct, len(back), len(data))
+			}
 		}
-		if !bytes.Equal(back, data) {
-			t.Fatalf("direct %v: stored %d bytes that differ from the file's %d", direct, len(back), len(data))
+		if len(ids[0]) < 3 || !slices.Equal(ids[0], ids[1]) {
+			t.Fatalf("fixed %v: chunk IDs read through the page cache %d, direct %d: they differ", fixed, len(ids[0]), len(ids[1]))
 		}
-	}
-	if len(ids[0]) < 3 || !slices.Equal(ids[0], ids[1]) {
-		t.Fatalf("chunk IDs read through the page cache %d, direct %d: they differ", len(ids[0]), len(ids[1]))
 	}
 }
