@@ -152,8 +152,8 @@ type Archiver struct {
 // DefaultReaders is how many files an archiver reads at once: enough to
 // keep a disk's queue busy and hide the latency of opening small files.
 // On the AMD EPYC machine, 150,000 files of 100-400 bytes backed up cold
-// took 11% less time with 8 than with 4, in 9 pairs of 9, for the same
-// CPU and 8 MB more memory; 16 did no better (docs/benchmarks.md, stop
+// took 12% less time with 8 than with 4, in 9 pairs of 9, for the same
+// CPU and 8 MiB more memory; 16 did no better (docs/benchmarks.md, stop
 // 40).
 const DefaultReaders = 8
 
