@@ -56,8 +56,8 @@ type dblock struct {
 // is opened again with O_DIRECT, and not used if it names another file by
 // then. pool recycles the buffers: mapped outside the Go heap
 // (page-aligned, as O_DIRECT wants), since the heap's soft limit
-// (cmd/nestguard) is sized for the backup's own buffers, and four readers
-// of large files would hold 32 MiB more, which would keep the collector
+// (cmd/nestguard) is sized for the backup's own buffers, and eight readers
+// of large files would hold 64 MiB more, which would keep the collector
 // running. The archiver releases them once every reader is closed.
 func newDirectReader(f *os.File, path string, size, minSize int64, pool *hugemem.Pool) *directReader {
 	if size < minSize {
