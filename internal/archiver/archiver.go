@@ -715,8 +715,9 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 
 	c := &chunks{}
 	// A large file is read past the page cache whichever splitter cuts
-	// it (PostgreSQL's relation files too), unless it is sparse and
-	// chunkSparse will seek over its holes instead.
+	// it (PostgreSQL's relation files too), unless it is sparse (and
+	// OnChunk unset): chunkSparse then seeks over its holes, or, where
+	// a splitter takes it, the splitter reads it through the page cache.
 	holes := a.opt.OnChunk == nil && sparse(fi)
 	rd := io.Reader(f)
 	if !holes {
