@@ -36,8 +36,10 @@ type directReader struct {
 	done   chan struct{}
 	cur    dblock
 	pos    int
-	pool   *hugemem.Pool
-	size   int64 // when opened
+	waited bool // the current block was not read yet when next asked
+
+	pool *hugemem.Pool
+	size int64 // when opened
 
 	// Counts for tests: blocks read direct and through the page cache.
 	direct, cached int
@@ -173,11 +175,21 @@ func (r *directReader) next() error {
 			r.free <- r.cur.buf
 			r.cur.buf = nil
 		}
-		r.cur = <-r.blocks
+		select {
+		case r.cur = <-r.blocks:
+			r.waited = false
+		default:
+			r.cur = <-r.blocks
+			r.waited = true
+		}
 		r.pos = 0
 	}
 	return nil
 }
+
+// Waited reports whether the block being read had not been read from the
+// file yet when the caller asked for it: the caller waits for the disk.
+func (r *directReader) Waited() bool { return r.waited }
 
 // Close stops reading ahead and keeps the buffers for the next file.
 func (r *directReader) Close() {

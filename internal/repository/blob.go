@@ -119,16 +119,18 @@ func (r *Repository) SaveBlob(ctx context.Context, t index.BlobType, data []byte
 	return bid, known, err
 }
 
-// SaveBlobFrom is SaveBlob for data with a byte of room before it: buf[0]
-// is lent, buf[1:] is the data. A blob stored raw (not worth compressing)
-// is then sealed straight out of buf, its flag byte written into buf[0],
-// instead of being copied into a buffer of its own first: that copy was
-// 8% of the CPU time of a backup of a large incompressible file. The data
-// is not changed.
-func (r *Repository) SaveBlobFrom(ctx context.Context, t index.BlobType, buf []byte) (id.ID, bool, error) {
-	bid := r.blobID(buf[1:])
-	known, err := r.saveBlob(ctx, t, bid, buf[1:], buf)
-	return bid, known, err
+// BlobID returns the ID data has as a blob of this repository: the one
+// SaveBlob names it by (a keyed hash, see the config's blob ID algorithm).
+func (r *Repository) BlobID(data []byte) id.ID { return r.blobID(data) }
+
+// SaveBlobFrom is SaveBlobWithID for data with a byte of room before it:
+// buf[0] is lent, buf[1:] is the data, and bid must be BlobID(buf[1:]).
+// A blob stored raw (not worth compressing) is then sealed straight out
+// of buf, its flag byte written into buf[0], instead of being copied into
+// a buffer of its own first: that copy was 8% of the CPU time of a backup
+// of a large incompressible file. The data is not changed.
+func (r *Repository) SaveBlobFrom(ctx context.Context, t index.BlobType, bid id.ID, buf []byte) (bool, error) {
+	return r.saveBlob(ctx, t, bid, buf[1:], buf)
 }
 
 // SaveBlobWithID is SaveBlob for a caller that already computed the ID.

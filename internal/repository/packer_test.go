@@ -84,7 +84,8 @@ func TestPacksFilledInParallel(t *testing.T) {
 					bid, _, err = r.SaveBlob(ctx, index.DataBlob, d)
 				} else {
 					from := append([]byte{0}, d...)
-					bid, _, err = r.SaveBlobFrom(ctx, index.DataBlob, from)
+					bid = r.BlobID(from[1:])
+					_, err = r.SaveBlobFrom(ctx, index.DataBlob, bid, from)
 				}
 				if err != nil {
 					t.Error(err)
