@@ -153,7 +153,8 @@ used with a warning.
 Exit codes: 0 success, 1 error, 2 usage error, 3 partial (the snapshot or
 restore was made, but some files were unreadable or damaged), 4 retained
 (forget: a snapshot named by ID is kept by a floor, hold or Object Lock),
-130 and 143 stopped by SIGINT or SIGTERM.`,
+200 (pg restore-wal) a WAL file could not be delivered, so that PostgreSQL
+stops its recovery, 130 and 143 stopped by SIGINT or SIGTERM.`,
 		Example: `  export NESTGUARD_REPO=/srv/backup NESTGUARD_PASSWORD_FILE=/etc/nestguard/pass
   nestguard init
   nestguard backup /etc /home --tag nightly

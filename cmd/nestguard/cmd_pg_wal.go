@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -146,8 +148,12 @@ written (under a temporary name, then renamed; not synced: after a crash
 PostgreSQL asks again). A file that is not in the repository exits 1 with one
 line: that is normal, PostgreSQL asks for files past the end of the archive
 and for history files that never existed. A damaged file (it fails
-authentication) exits 1 loudly and DEST is not written: it is never
-replayed.
+authentication), or one that cannot be read (the repository out of reach),
+exits 200 and DEST is not written: PostgreSQL then stops the recovery
+(FATAL) instead of taking the file for the end of the archive, which would
+end a recovery to the latest WAL there and promote a server without the
+rest. A standby (standby.signal in the data directory) gets exit 1: its
+server retries.
 
 While PostgreSQL replays a segment, the next --prefetch segments are fetched
 and verified in parallel by a background process into a spool directory
@@ -333,8 +339,42 @@ type restoreWALOptions struct {
 	background string // the names a detached prefetch fetches
 }
 
-// runPGRestoreWAL writes WAL file o.name to o.dest.
+// recoveryAbortError is a restore-wal failure that must stop PostgreSQL's
+// recovery rather than end it: exitRecoveryAbort.
+type recoveryAbortError struct{ err error }
+
+func (e *recoveryAbortError) Error() string { return e.err.Error() }
+func (e *recoveryAbortError) Unwrap() error { return e.err }
+
+// runPGRestoreWAL writes WAL file o.name to o.dest. A file the repository
+// does not hold is an error (exit 1: the end of the archive, for
+// PostgreSQL); any other failure of a recovery that is not a standby's
+// (whose server retries, and ends no recovery on a failure) is a
+// recoveryAbortError: the file may hold WAL that recovery must not go
+// without.
 func (a *app) runPGRestoreWAL(ctx context.Context, o restoreWALOptions) error {
+	err := a.pgRestoreWAL(ctx, o)
+	if err == nil || errors.Is(err, fs.ErrNotExist) || ctx.Err() != nil || o.background != "" {
+		return err
+	}
+	var ue *usageError
+	if errors.As(err, &ue) || standby(o.dest) {
+		return err
+	}
+	return &recoveryAbortError{err}
+}
+
+// standby reports whether the server restore_command writes dest for
+// (dest is pg_wal/RECOVERYXLOG in its data directory, relative to it as
+// PostgreSQL passes %p) runs as a standby: standby.signal in its data
+// directory.
+func standby(dest string) bool {
+	_, err := os.Stat(filepath.Join(filepath.Dir(filepath.Dir(dest)), "standby.signal"))
+	return err == nil
+}
+
+// pgRestoreWAL is runPGRestoreWAL's work.
+func (a *app) pgRestoreWAL(ctx context.Context, o restoreWALOptions) error {
 	name, dest := o.name, o.dest
 	if o.Prefetch < 0 || o.Prefetch > 256 {
 		return &usageError{fmt.Errorf("--prefetch %d: want 0 to 256 segments", o.Prefetch)}

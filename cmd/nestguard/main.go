@@ -33,6 +33,16 @@ const (
 	// exitRetained: forget could not remove a snapshot named by ID, which
 	// a class floor, a legal hold or Object Lock keeps.
 	exitRetained = 4
+	// exitRecoveryAbort: restore-wal could not deliver a WAL file the
+	// repository may hold (damaged, unreadable, the repository out of
+	// reach). PostgreSQL takes any exit status up to 125 for "not in the
+	// archive", which ends archive recovery there and, with a target of
+	// the latest WAL, promotes a server that lacks the rest; a status
+	// over 125 makes it stop the recovery (FATAL) instead. Not 126 or
+	// 127, which it reports as a command not executable or not found,
+	// nor 128 + a signal's number, which it takes for that signal (143
+	// for its own shutdown).
+	exitRecoveryAbort = 200
 	// A command stopped by a signal exits 128 + the signal's number, as a
 	// shell reports a process the signal killed: 130 for SIGINT, 143 for
 	// SIGTERM.
@@ -131,6 +141,12 @@ func (a *app) exitCode(ctx context.Context, cmd *cobra.Command, err error) int {
 	if errors.As(err, &pe) {
 		fmt.Fprintln(a.stderr, "nestguard:", err)
 		return exitPartial
+	}
+	var ra *recoveryAbortError
+	if errors.As(err, &ra) {
+		fmt.Fprintln(a.stderr, "nestguard:", err)
+		fmt.Fprintln(a.stderr, "nestguard: exiting 200 so that PostgreSQL stops the recovery instead of ending it here with WAL missing; once the repository is readable (or the file restored into it), start the server again: recovery resumes")
+		return exitRecoveryAbort
 	}
 	var re *retainedError
 	if errors.As(err, &re) {

@@ -251,3 +251,74 @@ func TestPGStatusAfterFork(t *testing.T) {
 		t.Error("the base backup copied an earlier restore's log")
 	}
 }
+
+// TestPGRestoreDamagedWAL: a WAL segment that fails authentication stops
+// a recovery to the latest WAL instead of ending it there. restore-wal
+// exits 200 for it, PostgreSQL then stops the recovery (FATAL) rather
+// than take the segment for the end of the archive and promote a server
+// without the commits after it, and pg restore fails. Found by a hostile
+// test: the restore promoted at the damaged segment and exited 0.
+func TestPGRestoreDamagedWAL(t *testing.T) {
+	t.Parallel()
+	p := newPITREnv(t, pgtest.Options{})
+	c := p.c
+	c.Exec(t, ledgerTable)
+	p.backup(t, c)
+	insertRow(t, c)
+	damaged := switchAndWait(t, c)
+	insertRow(t, c)
+	switchAndWait(t, c)
+
+	obj := filepath.Join(p.repo, "wal", damaged)
+	b, err := os.ReadFile(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.Chmod(obj, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(obj, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := filepath.Join(p.dir, "damaged")
+	res := p.run("--key-file", p.keyFile, "pg", "restore", "--target-dir", dir, "--start",
+		"--port", strconv.Itoa(pgtest.FreePort(t)), "--to-latest", "--target-action", "promote")
+	stopAtEnd(t, p.c.BinDir, dir)
+	t.Logf("exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	if res.code == 0 {
+		t.Errorf("pg restore --to-latest over a damaged segment exited 0")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "recovery.signal")); err != nil {
+		t.Errorf("the restored server left recovery (promoted?): %v", err)
+	}
+
+	// restore-wal itself: 200 for the damaged segment, 1 for one that is
+	// not there, and 1 for the damaged one on a standby, whose server
+	// retries instead of ending its recovery.
+	walDir := filepath.Join(p.dir, "walcall", "pg_wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, filepath.Dir(walDir), walDir)
+	dest := filepath.Join(walDir, "RECOVERYXLOG")
+	call := func(name string) result {
+		return p.run("--key-file", p.keyFile, "pg", "restore-wal", "--prefetch", "0", name, dest)
+	}
+	if r := call(damaged); r.code != 200 || !strings.Contains(r.stderr, damaged) {
+		t.Errorf("restore-wal of the damaged segment: exit %d, want 200 naming it\n%s", r.code, r.stderr)
+	}
+	if r := call("0000000100000000000000FE"); r.code != 1 {
+		t.Errorf("restore-wal of a segment not archived: exit %d, want 1\n%s", r.code, r.stderr)
+	}
+	if err := os.WriteFile(filepath.Join(p.dir, "walcall", "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := call(damaged); r.code != 1 {
+		t.Errorf("restore-wal of the damaged segment for a standby: exit %d, want 1\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Error("restore-wal wrote the damaged segment")
+	}
+}
