@@ -119,7 +119,10 @@ transaction archived is refused ('nestguard pg status' shows it).
 --target-action says what the server does at the target: pause (PostgreSQL's
 default: inspect, then SELECT pg_wal_replay_resume() to promote), promote
 (open for writes on a new timeline), or shutdown. --to-latest always ends
-promoted. --timeline picks the timeline to follow (latest, or a number).
+promoted. --timeline picks the timeline to follow (latest, or a number);
+latest is refused, naming both, when the timeline it would follow and one
+its history left were both archived to after the fork (a promoted copy
+archiving into this repository while the original went on).
 
 restore_command must read the repository without a secret on its command
 line: give --password-file or --key-file (readable by the database's OS

@@ -186,7 +186,7 @@ func TestPGStatusAfterFork(t *testing.T) {
 	c := p.c
 	c.Exec(t, ledgerTable)
 	a := p.backup(t, c)
-	insertRow(t, c)
+	idA, _, _ := insertRow(t, c)
 	switchAndWait(t, c)
 
 	r1 := p.restore(t, "--to-latest")
@@ -210,8 +210,14 @@ func TestPGStatusAfterFork(t *testing.T) {
 	waitFile(t, filepath.Join(p.repo, "wal", seg2), time.Minute)
 	waitFile(t, filepath.Join(p.repo, "wal", "00000002.history"), time.Minute)
 	// The original goes on on timeline 1.
-	insertRow(t, c)
+	idB, _, _ := insertRow(t, c)
 	seg1 := switchAndWait(t, c)
+
+	// "latest" would follow timeline 2 by its number although timeline 1
+	// went on after it (found by a hostile test: the restore followed a
+	// test restore's timeline and lacked production's newer rows): the
+	// user says which.
+	p.refused(t, "latest after a fork both sides went on from", []string{"--to-latest"}, seg1, "--timeline 1", "--timeline 2")
 
 	st := p.status(t)
 	ends := map[string]string{}
@@ -250,6 +256,11 @@ func TestPGStatusAfterFork(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r2.dir, "log", "nestguard-restore.log")); err == nil {
 		t.Error("the base backup copied an earlier restore's log")
 	}
+
+	// Timeline 1 by name, from the first base backup: its rows after the
+	// fork, not timeline 2's.
+	r0 := p.restore(t, "--from", a.Snapshot[:8], "--to-latest", "--timeline", "1")
+	checkLedger(t, r0, []int64{idA, idB}, "timeline 1 after the fork")
 }
 
 // TestPGRestoreDamagedWAL: a WAL segment that fails authentication stops

@@ -420,7 +420,11 @@ func (s *StatusReport) latestFrom(tli uint32) uint32 {
 func (s *StatusReport) targetTimeline(spec string, b *BaseBackup) (uint32, error) {
 	switch spec {
 	case "", "latest":
-		return s.latestFrom(b.TLI), nil
+		tli := s.latestFrom(b.TLI)
+		if err := s.checkFork(tli); err != nil {
+			return 0, err
+		}
+		return tli, nil
 	case "current":
 		return b.TLI, nil
 	}
@@ -432,6 +436,55 @@ func (s *StatusReport) targetTimeline(spec string, b *BaseBackup) (uint32, error
 		return 0, fmt.Errorf("recovery target timeline %d does not exist: the repository has no history file %s", n, pgmeta.HistoryFileName(uint32(n)))
 	}
 	return uint32(n), nil
+}
+
+// checkFork refuses to let "latest" follow timeline tli by its number
+// when a timeline that tli's history left went on being archived after
+// the newest WAL of tli: two servers wrote after the fork (a restored
+// copy promoted and archiving into the same repository while the
+// original went on, or the other way round), and which of them holds the
+// data wanted is the user's call, not the timeline's number. PostgreSQL's
+// recovery_target_timeline=latest would follow tli whatever the other
+// one archived since. After a failover the old primary stops, and its
+// last WAL is older than the new timeline's.
+func (s *StatusReport) checkFork(tli uint32) error {
+	h := s.history(tli)
+	if len(h.Parents) == 0 || s.SegmentSize <= 0 {
+		return nil
+	}
+	var newest time.Time
+	for _, at := range s.segs[tli] {
+		if at.After(newest) {
+			newest = at
+		}
+	}
+	for i, p := range h.Parents {
+		child := tli
+		if i+1 < len(h.Parents) {
+			child = h.Parents[i+1].TLI
+		}
+		// The parent's segments that begin at or after the switch point
+		// hold only WAL written after the fork (one that holds the switch
+		// point within it has WAL of before it too).
+		size := uint64(s.SegmentSize)
+		firstAfter := (uint64(p.SwitchPoint) + size - 1) / size
+		var after Segment
+		var at time.Time
+		for no, t := range s.segs[p.TLI] {
+			if no >= firstAfter && t.After(newest) && t.After(at) {
+				after, at = Segment{TLI: p.TLI, No: no}, t
+			}
+		}
+		if !at.IsZero() {
+			last := "has archived no segment"
+			if !newest.IsZero() {
+				last = "archived its newest segment at " + fmtStatusTime(newest)
+			}
+			return fmt.Errorf("timeline %d branched from timeline %d at %s, but timeline %d went on: it archived segment %s at %s, while timeline %d %s. Two servers wrote after the fork (a restored copy promoted and archiving into this repository, or the original after a failover), and \"latest\" would follow timeline %d by its number: say which with --timeline %d (the server that went on at %s) or --timeline %d; 'nestguard pg status' shows both",
+				child, p.TLI, p.SwitchPoint, p.TLI, after.Name(s.SegmentSize), fmtStatusTime(at), tli, last, tli, p.TLI, fmtStatusTime(at), tli)
+		}
+	}
+	return nil
 }
 
 // follows reports whether recovery from b can follow history h: b's
@@ -941,4 +994,39 @@ func (s *StatusReport) RecoveryPath(sn *snapshot.Snapshot, spec string, n int) [
 		names = append(names, r.missing.Name(s.SegmentSize))
 	}
 	return names
+}
+
+// LastReached is the last archived segment that recovery from base backup
+// sn along timeline spec (as Target.Timeline) reaches without a gap: where
+// a recovery to the latest WAL must get to. ok is false when recovery from
+// sn cannot follow spec.
+func (s *StatusReport) LastReached(sn *snapshot.Snapshot, spec string) (seg Segment, ok bool) {
+	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
+	if i < 0 {
+		return Segment{}, false
+	}
+	b := s.BaseBackups[i]
+	tli, err := s.targetTimeline(spec, b)
+	if err != nil {
+		return Segment{}, false
+	}
+	h := s.history(tli)
+	if !follows(b, h) {
+		return Segment{}, false
+	}
+	r := s.walk(b.StartLSN, h, func(Segment, time.Time) bool { return false })
+	if len(r.path) == 0 {
+		return Segment{}, false
+	}
+	return r.last, true
+}
+
+// EndedEarly reports whether a recovery to the latest WAL that replayed to
+// replay stopped before last, the last segment it could reach (LastReached):
+// every archived segment holds records, so a recovery that used last
+// replayed past its start. PostgreSQL takes a segment it cannot use (torn,
+// or not the segment its name says) for the end of the WAL and promotes
+// there.
+func (s *StatusReport) EndedEarly(replay LSN, last Segment) bool {
+	return s.SegmentSize > 0 && replay <= last.StartLSN(s.SegmentSize)
 }
