@@ -118,10 +118,8 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 		return fmt.Errorf("fetching WAL file %s: %w", name, err)
 	}
 	defer release()
-	if pgmeta.IsSegment(name) || pgmeta.IsPartial(name) {
-		if err := checkSegment(data, name); err != nil {
-			return fmt.Errorf("WAL file %s from the repository: %w", name, err)
-		}
+	if err := checkRestored(data, name); err != nil {
+		return err
 	}
 	if err := restoredWrite(dest, data); err != nil {
 		return err
@@ -629,6 +627,41 @@ type pooledLoader interface {
 // namedLoader is what loadWAL needs of a repository.
 type namedLoader interface {
 	LoadNamed(ctx context.Context, t backend.FileType, name string) ([]byte, error)
+}
+
+// checkRestored checks WAL file name, as loaded from the repository,
+// before it is handed to PostgreSQL: a segment (or partial segment) must
+// be the whole segment its name says (checkSegment); a history or backup
+// history file is text PostgreSQL parses itself.
+func checkRestored(data []byte, name string) error {
+	if pgmeta.IsSegment(name) || pgmeta.IsPartial(name) {
+		if err := checkSegment(data, name); err != nil {
+			return fmt.Errorf("WAL file %s from the repository: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// ReadWAL reads WAL object name of repo as restore-wal does before it
+// writes it for PostgreSQL (loadWAL, then checkRestored): read,
+// authenticated (its sealed name included) and decompressed into memory
+// from bufs, and a segment checked whole. It returns the size of the WAL
+// file; what it read is dropped. 'verify --read-data' reads every WAL
+// object with it, so that verify passes exactly what a restore would
+// replay. A missing object yields an error wrapping fs.ErrNotExist, a
+// damaged one repository.ErrObjectCorrupted (or, for a segment that
+// authenticates but is not the segment its name says, checkSegment's
+// error).
+func ReadWAL(ctx context.Context, repo WALRepo, name string, bufs *hugemem.Pool) (int, error) {
+	data, release, err := loadWAL(ctx, repo, name, bufs)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	if err := checkRestored(data, name); err != nil {
+		return 0, err
+	}
+	return len(data), nil
 }
 
 // loadWAL loads WAL file name, into memory from bufs where repo can;
