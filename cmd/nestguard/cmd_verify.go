@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestguard/nestguard/internal/checker"
+	"github.com/nestguard/nestguard/internal/hugemem"
+	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/tree"
@@ -26,12 +28,17 @@ a snapshot references is indexed and its pack exists with the right size,
 and for a PostgreSQL base backup its pg_control blob is indexed and every
 WAL segment from its start to its stop is stored.
 
-Without --read-data no pack is read. With --read-data, also read back
-every pack, or with --read-data PERCENT a random PERCENT of them, check
-its hash, and decrypt and hash every blob in it ('--read-data 5%' and
-'--read-data=5%' are the same), and read and authenticate the WAL
-segments base backups need (the same PERCENT). Damage is reported by
-snapshot and file. Exit code 1 when anything is wrong.
+Without --read-data no pack or WAL object is read (WAL objects are only
+listed). With --read-data, also read back every pack, or with --read-data
+PERCENT a random PERCENT of them, check its hash, and decrypt and hash
+every blob in it ('--read-data 5%' and '--read-data=5%' are the same);
+and read back every archived WAL object (the same PERCENT of them):
+segments, partial segments, timeline and backup history files, inside a
+base backup's span, after it (point-in-time recovery replays them) or
+with no base backup at all, each authenticated, decompressed and, for a
+segment, checked whole, as 'pg restore-wal' reads it for PostgreSQL.
+Damage is reported by snapshot and file, and by WAL object. Exit code 1
+when anything is wrong.
 
 Two backups of the same new data running at once both store it, so a
 blob can sit in two packs. When one copy is damaged or missing, restores
@@ -44,7 +51,7 @@ verify takes no lock and may run while backups do: what they have not
 finished is not reported as damage.`,
 		Example: `  nestguard verify
   nestguard verify --read-data
-  nestguard verify --read-data 5%   # a random 5% of packs, e.g. daily`,
+  nestguard verify --read-data 5%   # a random 5% of packs and of WAL objects, e.g. daily`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opt, err := readDataOptions(cmd, readData, args)
@@ -54,7 +61,7 @@ finished is not reported as damage.`,
 			return a.runVerify(cmd.Context(), opt)
 		},
 	}
-	cmd.Flags().StringVar(&readData, "read-data", "", "also read back the data: all packs, or a random `PERCENT` of them (default: none)")
+	cmd.Flags().StringVar(&readData, "read-data", "", "also read back the data: all packs and WAL objects, or a random `PERCENT` of each (default: none)")
 	cmd.Flags().Lookup("read-data").NoOptDefVal = readAll
 	return cmd
 }
@@ -70,7 +77,7 @@ func readDataOptions(cmd *cobra.Command, readData string, args []string) (checke
 	var opt checker.Options
 	if len(args) > 0 {
 		if !cmd.Flags().Changed("read-data") || readData != readAll {
-			return opt, &usageError{fmt.Errorf("verify takes no argument %q: for a share of the packs, give --read-data %s", args[0], args[0])}
+			return opt, &usageError{fmt.Errorf("verify takes no argument %q: for a share of the packs and WAL objects, give --read-data %s", args[0], args[0])}
 		}
 		readData = args[0]
 	}
@@ -96,9 +103,18 @@ func parsePercent(s string) (float64, error) {
 // runVerify checks the repository as opt says.
 func (a *app) runVerify(ctx context.Context, opt checker.Options) error {
 	return a.withRepo(ctx, true, func(repo *repository.Repository) error {
+		// WAL objects are read back as restore-wal reads them for
+		// PostgreSQL: verify passes what recovery would replay.
+		opt.ReadWAL = func(ctx context.Context, name string, bufs *hugemem.Pool) (int, error) {
+			return pg.ReadWAL(ctx, repo, name, bufs)
+		}
 		c := checker.New(repo, opt)
 		rep := progress.Start(a.stderr, a.progressEnabled() && opt.ReadData, func() progress.Status {
-			return progress.Status{Files: c.P.PacksDone.Load(), FilesTotal: c.P.PacksTotal.Load(), Bytes: c.P.BytesRead.Load(), Extra: "packs"}
+			extra := "packs"
+			if n := c.P.WALTotal.Load(); n > 0 {
+				extra = fmt.Sprintf("packs, %d/%d WAL objects", c.P.WALDone.Load(), n)
+			}
+			return progress.Status{Files: c.P.PacksDone.Load(), FilesTotal: c.P.PacksTotal.Load(), Bytes: c.P.BytesRead.Load(), Extra: extra}
 		})
 		report, err := c.Run(ctx)
 		rep.Stop()
@@ -109,14 +125,22 @@ func (a *app) runVerify(ctx context.Context, opt checker.Options) error {
 		a.metric("bytes_read", float64(report.BytesRead))
 		a.metric("problems", float64(len(report.Problems)))
 		a.metric("damaged_snapshots", float64(len(report.DamagedSnapshots)))
+		a.metric("wal_damaged", float64(report.WALDamaged))
 		if a.jsonOut {
 			if err := a.printJSON(verifyJSON{current(), report.OK(), report}); err != nil {
 				return err
 			}
 		} else {
 			a.printf("checked %d snapshots, %d packs", report.Snapshots, report.Packs)
+			if report.WALObjects > 0 {
+				a.printf(", %d WAL objects", report.WALObjects)
+			}
 			if opt.ReadData {
-				a.printf("; read %d packs, %d blobs, %d WAL segments, %s", report.PacksRead, report.BlobsRead, report.WALRead, progress.Bytes(report.BytesRead))
+				a.printf("; read %d packs, %d blobs, %d WAL objects", report.PacksRead, report.BlobsRead, report.WALRead)
+				if report.WALDamaged > 0 {
+					a.printf(" (%d damaged)", report.WALDamaged)
+				}
+				a.printf(", %s", progress.Bytes(report.BytesRead))
 			}
 			a.printf("\n")
 			if report.UnindexedPacks > 0 {

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/local"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/pgtest"
 	"github.com/nestguard/nestguard/internal/repository"
 )
@@ -68,5 +72,138 @@ func TestVerifyPGBaseBackupNeeds(t *testing.T) {
 	r = p.run("verify")
 	if r.code != 1 || !strings.Contains(r.stderr, "pg_control") || !strings.Contains(r.stderr, "damaged snapshot "+b.Snapshot[:8]) {
 		t.Errorf("verify without the pg_control blob's pack: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// flipByteUndo is flipByte returning a function that puts file p back
+// as it was.
+func flipByteUndo(t *testing.T, p string) func() {
+	t.Helper()
+	orig, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipByte(t, p)
+	return func() {
+		t.Helper()
+		if err := os.WriteFile(p, orig, 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestVerifyReadDataEveryWAL: verify --read-data read only the WAL
+// segments of base backups' spans. With a byte flipped in an archived
+// segment after the base backup's stop (inside the window pg status calls
+// restorable), it said "no errors found" and exited 0; a segment archived
+// before any base backup was never read either. Point-in-time recovery
+// replays every segment after a base backup, so verify --read-data must
+// read, authenticate and decompress every WAL object, name each damaged
+// one, count it, and exit 1; an undamaged repository is clean.
+func TestVerifyReadDataEveryWAL(t *testing.T) {
+	t.Parallel()
+	p := newPITREnv(t, pgtest.Options{})
+	c := p.c
+	c.Exec(t, "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 10000) g")
+	early := switchAndWait(t, c)
+	walObj := func(name string) string { return filepath.Join(p.repo, "wal", name) }
+
+	// WAL and no base backup at all.
+	put := flipByteUndo(t, walObj(early))
+	r := p.run("verify", "--read-data")
+	if r.code != 1 || !strings.Contains(r.stderr, "wal/"+early) || !strings.Contains(r.stdout, "(1 damaged)") {
+		t.Errorf("verify --read-data of WAL %s damaged, no base backup: exit %d\n%s%s", early, r.code, r.stdout, r.stderr)
+	}
+	put()
+	p.must("verify", "--read-data")
+
+	b := p.backup(t, c)
+	c.Exec(t, "INSERT INTO t SELECT g FROM generate_series(1, 10000) g")
+	after := switchAndWait(t, c)
+	if after[:24] <= b.Backup.StopWAL {
+		t.Fatalf("segment %s is not after the base backup's stop segment %s", after, b.Backup.StopWAL)
+	}
+	inside := b.Backup.StartWAL
+	out := p.must("verify", "--read-data")
+	if !strings.Contains(out, "no errors found") {
+		t.Fatalf("verify --read-data of an undamaged repository:\n%s", out)
+	}
+	var clean verifyJSON
+	if err := json.Unmarshal([]byte(p.must("verify", "--read-data", "--json")), &clean); err != nil {
+		t.Fatal(err)
+	}
+	objs := len(walObjects(t, p.repo))
+	if !clean.OK || clean.Report.WALObjects != objs || clean.Report.WALRead != objs || clean.Report.WALDamaged != 0 {
+		t.Errorf("verify --read-data --json, undamaged: ok %v, %d WAL objects, %d read, %d damaged; want %d objects, all read",
+			clean.OK, clean.Report.WALObjects, clean.Report.WALRead, clean.Report.WALDamaged, objs)
+	}
+
+	// One segment after the base backup's span, one inside it.
+	putAfter, putInside := flipByteUndo(t, walObj(after)), flipByteUndo(t, walObj(inside))
+	r = p.run("verify", "--read-data")
+	for _, want := range []string{
+		"error: wal/" + after + ": WAL segment " + after + " cannot be read",
+		"error: wal/" + inside + ": WAL segment " + inside + " cannot be read",
+		"damaged snapshot " + b.Snapshot[:8],
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("verify --read-data does not say %q", want)
+		}
+	}
+	if r.code != 1 || !strings.Contains(r.stdout, "(2 damaged)") || strings.Contains(r.stdout, "no errors found") {
+		t.Errorf("verify --read-data, WAL %s and %s damaged: exit %d\n%s%s", after, inside, r.code, r.stdout, r.stderr)
+	}
+	r = p.run("verify", "--read-data", "--json")
+	var got verifyJSON
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("verify --json: %v\n%s", err, r.stdout)
+	}
+	var named []string
+	for _, pr := range got.Report.Problems {
+		named = append(named, pr.Object)
+	}
+	slices.Sort(named)
+	if r.code != 1 || got.OK || got.Report.WALDamaged != 2 || !slices.Equal(named, []string{"wal/" + inside, "wal/" + after}) ||
+		len(got.Report.DamagedSnapshots) != 1 || got.Report.DamagedSnapshots[0].ID != b.Snapshot {
+		t.Errorf("verify --read-data --json, WAL %s and %s damaged: exit %d\n%s", after, inside, r.code, r.stdout)
+	}
+	// Without --read-data no WAL object is read: both are there.
+	if r := p.run("verify"); r.code != 0 {
+		t.Errorf("verify without --read-data: exit %d\n%s", r.code, r.stderr)
+	}
+	putAfter()
+	putInside()
+	p.must("verify", "--read-data")
+
+	// A segment that authenticates but is not the segment its name says
+	// (stored under the next segment's name with the repository's key):
+	// restore-wal refuses it, and verify reads WAL as restore-wal does.
+	ctx := context.Background()
+	be, err := local.Open(p.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := repository.Open(ctx, be, []byte(p.pass), repository.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := repo.LoadNamed(ctx, backend.WALFile, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg, err := pgmeta.ParseSegment(after, b.Backup.WALSegmentSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := seg.Next().Name(b.Backup.WALSegmentSize)
+	err = repo.SaveNamed(ctx, backend.WALFile, next, data)
+	repo.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, p.repo)
+	r = p.run("verify", "--read-data")
+	if want := "error: wal/" + next + ": WAL segment " + next + " cannot be read: WAL file " + next + " from the repository: its first page is at"; r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("verify --read-data, segment %s stored as %s: exit %d, want 1 and %q\n%s%s", after, next, r.code, want, r.stdout, r.stderr)
 	}
 }

@@ -2,8 +2,10 @@
 // snapshot reads (internal/needs: its trees and data blobs, and for a
 // PostgreSQL base backup its pg_control blob and WAL span) is indexed and
 // present (structure), and, when asked, that the stored bytes still
-// decrypt and hash to their IDs (read-back). Damage is reported by
-// snapshot and file, so an operator knows what is lost.
+// decrypt and hash to their IDs (read-back), every archived WAL object
+// included: point-in-time recovery replays the WAL after a base backup's
+// span too. Damage is reported by snapshot and file, and by WAL object,
+// so an operator knows what is lost.
 //
 // A check takes no lock: backups may run meanwhile, and it must not take
 // what they are writing for damage. It lists the snapshots first and only
@@ -18,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"path"
 	"slices"
@@ -35,6 +38,7 @@ import (
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/needs"
 	"github.com/nestguard/nestguard/internal/pack"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
 	"github.com/nestguard/nestguard/internal/tree"
@@ -43,10 +47,19 @@ import (
 // Options choose how deep to check.
 type Options struct {
 	ReadData bool
-	// Percent of packs to read back (0 < p <= 100); 100 reads all.
+	// Percent of packs, and of WAL objects, to read back (0 < p <= 100);
+	// 100 reads all.
 	Percent float64
-	// Workers bounds the packs read back at once (default DefaultWorkers).
+	// Workers bounds the packs, and the WAL objects, read back at once
+	// (default DefaultWorkers).
 	Workers int
+	// ReadWAL reads WAL object name with ReadData as a restore reads it,
+	// into memory from bufs (nil: the Go heap), and returns the size of
+	// the WAL file. cmd/nestguard gives pg.ReadWAL, what restore-wal
+	// hands PostgreSQL: authenticated, decompressed, a segment checked
+	// whole. Nil: Repository.LoadNamedPooled (authenticated and
+	// decompressed).
+	ReadWAL func(ctx context.Context, name string, bufs *hugemem.Pool) (int, error)
 }
 
 // DefaultWorkers is how many packs verify reads back at once.
@@ -74,7 +87,13 @@ type Report struct {
 	PacksRead int   `json:"packs_read"`
 	BlobsRead int64 `json:"blobs_read"`
 	BytesRead int64 `json:"bytes_read"`
-	WALRead   int   `json:"wal_read"`
+	// WAL objects (segments, partial segments, timeline and backup
+	// history files): listed; read back with ReadData (a random Percent
+	// of them, damaged ones included); of those, damaged or unreadable
+	// (each is a problem too).
+	WALObjects int `json:"wal_objects"`
+	WALRead    int `json:"wal_read"`
+	WALDamaged int `json:"wal_damaged"`
 	// Packs no index object lists, by what they are: left by an
 	// interrupted backup (the next backup indexes and reuses them); holding
 	// only blobs indexed in other packs too (concurrent backups stored the
@@ -107,6 +126,7 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 && len(r.DamagedSnapsho
 type Progress struct {
 	PacksDone, BytesRead atomic.Int64
 	PacksTotal           atomic.Int64
+	WALDone, WALTotal    atomic.Int64
 }
 
 // Checker runs one check.
@@ -126,8 +146,8 @@ type Checker struct {
 	// is checked, so that each can say whether another pack still holds
 	// what it lost (see reportCopies).
 	copyProblems []copyProblem
-	wal          map[string]bool   // WAL objects listed
-	walBad       map[string]string // WAL object -> why it cannot be read
+	wal          map[string]int64  // WAL objects listed -> stored size
+	walRead      map[string]string // WAL objects read back -> why they cannot be, or ""
 }
 
 // New returns a checker for repo, which must be open with its index loaded.
@@ -138,7 +158,17 @@ func New(repo *repository.Repository, opt Options) *Checker {
 	if opt.Percent <= 0 || opt.Percent > 100 {
 		opt.Percent = 100
 	}
-	return &Checker{repo: repo, opt: opt, badCopies: map[id.ID]map[id.ID]string{}, read: map[id.ID]bool{}, walBad: map[string]string{}}
+	if opt.ReadWAL == nil {
+		opt.ReadWAL = func(ctx context.Context, name string, bufs *hugemem.Pool) (int, error) {
+			plain, release, err := repo.LoadNamedPooled(ctx, backend.WALFile, name, bufs)
+			if err != nil {
+				return 0, err
+			}
+			defer release()
+			return len(plain), nil
+		}
+	}
+	return &Checker{repo: repo, opt: opt, badCopies: map[id.ID]map[id.ID]string{}, read: map[id.ID]bool{}, walRead: map[string]string{}}
 }
 
 func (c *Checker) problem(obj string, err error) {
@@ -292,10 +322,8 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		c.problem(obj, e)
 	}
 	c.report.Snapshots = len(snaps)
-	if slices.ContainsFunc(snaps, func(sn *snapshot.Snapshot) bool { return sn.Kind == snapshot.KindPostgres }) {
-		if err := c.listWAL(ctx); err != nil {
-			return nil, err
-		}
+	if err := c.listWAL(ctx); err != nil {
+		return nil, err
 	}
 	// Index objects written since the repository was opened.
 	if err := c.repo.LoadIndex(ctx); err != nil {
@@ -345,6 +373,9 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		if err := c.readPacks(ctx, toRead, byPack, packs); err != nil {
 			return nil, err
 		}
+		if err := c.readWALObjects(ctx); err != nil {
+			return nil, err
+		}
 	}
 	c.reportCopies()
 
@@ -356,10 +387,13 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 }
 
 // sample returns a random Percent of pids, at least one.
-func (c *Checker) sample(pids []id.ID) []id.ID {
-	rand.Shuffle(len(pids), func(i, j int) { pids[i], pids[j] = pids[j], pids[i] })
-	n := int(float64(len(pids))*c.opt.Percent/100 + 0.999)
-	return pids[:min(len(pids), max(n, 1))]
+func (c *Checker) sample(pids []id.ID) []id.ID { return sample(pids, c.opt.Percent) }
+
+// sample returns a random pct percent of xs (rounded up), at least one.
+func sample[T any](xs []T, pct float64) []T {
+	rand.Shuffle(len(xs), func(i, j int) { xs[i], xs[j] = xs[j], xs[i] })
+	n := int(float64(len(xs))*pct/100 + 0.999)
+	return xs[:min(len(xs), max(n, 1))]
 }
 
 // checkIndexObjects reports the index objects that cannot be read: as
@@ -499,15 +533,44 @@ func (c *Checker) classifyUnindexed(ctx context.Context, packs map[id.ID]backend
 // listWAL lists the WAL objects, after the snapshots: a base backup's
 // snapshot is saved only once its WAL is stored.
 func (c *Checker) listWAL(ctx context.Context) error {
-	c.wal = map[string]bool{}
+	c.wal = map[string]int64{}
 	err := c.repo.Backend().List(ctx, backend.WALFile, func(fi backend.FileInfo) error {
-		c.wal[fi.Name] = true
+		c.wal[fi.Name] = fi.Size
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("listing WAL: %w", err)
 	}
+	c.report.WALObjects = len(c.wal)
 	return nil
+}
+
+// readWALObjects reads back every WAL object listed (a random Percent of
+// them), Workers at once, whether or not a base backup's span holds it:
+// recovery to a point after a base backup replays the segments after its
+// span, and WAL archived before any base backup is what the first one
+// (perhaps being taken now) will need.
+func (c *Checker) readWALObjects(ctx context.Context) error {
+	names := slices.Sorted(maps.Keys(c.wal))
+	if len(names) == 0 {
+		return nil
+	}
+	if c.opt.Percent < 100 {
+		names = sample(names, c.opt.Percent)
+	}
+	c.P.WALTotal.Store(int64(len(names)))
+	bufs := hugemem.Pool{Keep: c.opt.Workers}
+	defer bufs.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.opt.Workers)
+	for _, name := range names {
+		g.Go(func() error {
+			_, err := c.readWAL(gctx, name, c.wal[name], &bufs)
+			c.P.WALDone.Add(1)
+			return err
+		})
+	}
+	return g.Wait()
 }
 
 // readPacks reads packs whole, checks their hash and header, and opens
@@ -689,6 +752,9 @@ func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot, need
 		}
 	}
 	errs = append(errs, c.checkWAL(ctx, need.WAL)...)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return snapshotReport(sn, files, errs), nil
 }
 
@@ -720,53 +786,85 @@ func (c *Checker) copiesLost(b id.ID) (string, bool) {
 }
 
 // checkWAL checks that every WAL segment of a base backup's span is stored
-// and, with ReadData, that it reads (a random Percent of them).
+// and, where it was read back (ReadData, a random Percent of the WAL
+// objects: readWALObjects), that it reads.
 func (c *Checker) checkWAL(ctx context.Context, segs []string) []string {
 	var errs []string
 	for _, name := range segs {
-		if !c.wal[name] {
+		if _, ok := c.wal[name]; !ok {
 			// Listed after the snapshot, so it should be there: ask once
 			// more before calling it missing.
-			if _, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.WALFile, Name: name}); err != nil {
+			fi, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.WALFile, Name: name})
+			if err != nil {
 				errs = append(errs, fmt.Sprintf("WAL segment wal/%s is missing (%v): the base backup cannot be made consistent", name, err))
 				continue
 			}
-			c.wal[name] = true
+			c.wal[name] = fi.Size
+			if c.opt.ReadData && (c.opt.Percent >= 100 || rand.Float64()*100 < c.opt.Percent) {
+				if _, err := c.readWAL(ctx, name, fi.Size, nil); err != nil {
+					return errs // the check was stopped: checkSnapshot returns its error
+				}
+			}
 		}
-		if why := c.readWAL(ctx, name); why != "" {
+		c.mu.Lock()
+		why := c.walRead[name]
+		c.mu.Unlock()
+		if why != "" {
 			errs = append(errs, fmt.Sprintf("WAL segment wal/%s cannot be read: %s", name, why))
 		}
 	}
 	return errs
 }
 
-// readWAL reads and authenticates WAL object name once, with ReadData (a
-// random Percent of them), and returns why it failed, or "".
-func (c *Checker) readWAL(ctx context.Context, name string) string {
-	if !c.opt.ReadData {
-		return ""
-	}
+// readWAL reads back WAL object name (size bytes stored) once, with
+// Options.ReadWAL, into memory from bufs, reports it as a problem if it
+// cannot be read, and returns why, or "". An error means the check was
+// stopped.
+func (c *Checker) readWAL(ctx context.Context, name string, size int64, bufs *hugemem.Pool) (string, error) {
 	c.mu.Lock()
-	why, done := c.walBad[name]
+	why, done := c.walRead[name]
 	c.mu.Unlock()
 	if done {
-		return why
+		return why, nil
 	}
-	if c.opt.Percent < 100 && rand.Float64()*100 >= c.opt.Percent {
-		return ""
+	_, err := c.opt.ReadWAL(ctx, name, bufs)
+	if err != nil && ctx.Err() != nil {
+		return "", ctx.Err()
 	}
-	data, err := c.repo.LoadNamed(ctx, backend.WALFile, name)
+	c.P.BytesRead.Add(size)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.report.WALRead++
+	c.report.BytesRead += size
 	if err != nil {
-		why = err.Error()
-		c.report.Problems = append(c.report.Problems, Problem{Object: "wal/" + name, Error: why})
-	} else {
-		c.report.WALRead++
-		c.report.BytesRead += int64(len(data))
+		// The problem names the object already.
+		why = strings.TrimPrefix(err.Error(), "wal/"+name+": ")
+		if errors.Is(err, fs.ErrNotExist) {
+			why = "listed, but gone when read (a prune running meanwhile removes WAL that no base backup needs): " + why
+		}
+		c.report.WALDamaged++
+		what, then := walKind(name)
+		c.report.Problems = append(c.report.Problems, Problem{Object: "wal/" + name, Error: what + " cannot be read: " + why + then})
 	}
-	c.walBad[name] = why
-	return why
+	c.walRead[name] = why
+	return why, nil
+}
+
+// walKind names what WAL object name holds, and what its loss means,
+// for a problem.
+func walKind(name string) (what, then string) {
+	switch {
+	case pgmeta.IsSegment(name):
+		return "WAL segment " + name, "; recovery cannot replay through it (restore-wal refuses it)"
+	case pgmeta.IsPartial(name):
+		return "partial WAL segment " + name, ""
+	case pgmeta.IsHistory(name):
+		tli, _ := pgmeta.ParseHistoryFileName(name)
+		return "timeline history file " + name, fmt.Sprintf("; recovery cannot follow timeline %d", tli)
+	case pgmeta.IsBackupHistory(name):
+		return "backup history file " + name, ""
+	}
+	return "WAL object " + name, ""
 }
 
 // damage is what the trees of the snapshots being checked hold, per
