@@ -221,7 +221,12 @@ anything. With --keep-pitr D, also what the window becomes once
 kept base backup needs: the base backup the window starts at (the newest
 that ended D ago or earlier), the older ones that keep only their own WAL
 (archive-only), and how much WAL goes. With --json the same as one JSON
-object.`,
+object.
+
+The window comes from the list of WAL objects: a listed segment counts as
+archived. Only history files and the last segments of each window are
+read (a damaged one is named among the problems); 'nestguard verify
+--read-data' reads every WAL object and names each damaged one.`,
 		Example: `  nestguard pg status
   nestguard pg status --keep-pitr 35d
   nestguard pg status --json | jq .rpo_seconds`,
