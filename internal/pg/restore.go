@@ -212,10 +212,30 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 		if err != nil {
 			return res, err
 		}
+		if err := checkReachedLatest(st, sn, o, rp); err != nil {
+			return res, err
+		}
 	}
 	res.TotalTime = time.Since(began)
 	res.Seconds["total"] = res.TotalTime.Seconds()
 	return res, nil
+}
+
+// checkReachedLatest fails a recovery to the latest WAL that ended before
+// the last segment the archive holds for it: PostgreSQL takes a segment it
+// cannot use for the end of the WAL and promotes there, and the copy then
+// lacks what was committed after it, with nothing but a line in its log
+// to say so.
+func checkReachedLatest(st *StatusReport, sn *snapshot.Snapshot, o RestoreOptions, rp *RecoveryPoint) error {
+	if !o.Target.Latest || rp == nil || rp.ReplayLSN == nil {
+		return nil
+	}
+	last, ok := st.LastReached(sn, o.Target.Timeline)
+	if !ok || !st.EndedEarly(*rp.ReplayLSN, last) {
+		return nil
+	}
+	return fmt.Errorf("recovery to the latest WAL ended at %s, before segment %s, the last the archive holds for it: PostgreSQL did not replay the WAL archived from there on (the server log above says why; a segment it could not use ends recovery as if the archive ended), so this copy lacks the transactions committed in it and must not be used; run 'nestguard verify --read-data' and restore again",
+		*rp.ReplayLSN, last.Name(st.SegmentSize))
 }
 
 // syncRestored makes the restored cluster durable (unless o.NoSync), once

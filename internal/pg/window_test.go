@@ -340,9 +340,22 @@ func TestStatusTimelines(t *testing.T) {
 	}
 
 	tm := func(min float64) *time.Time { v := w.at(min); return &v }
-	// Latest timeline: c is off its history, a is used.
-	if got, err := s.CheckTarget(w.ctx, Target{Time: tm(8)}); err != nil || got.ID != a.ID {
+	// Timeline 1 went on after the branch (segments 9 and 10 archived
+	// after timeline 2's last): "latest" is refused, naming both.
+	if _, err := s.CheckTarget(w.ctx, Target{Time: tm(8)}); err == nil || !strings.Contains(err.Error(), "--timeline 1") ||
+		!strings.Contains(err.Error(), "--timeline 2") || !strings.Contains(err.Error(), "00000001000000000000000A") {
+		t.Errorf("latest after a fork both sides went on from: %v", err)
+	}
+	// Timeline 2 by number: c is off its history, a is used.
+	if got, err := s.CheckTarget(w.ctx, Target{Time: tm(8), Timeline: "2"}); err != nil || got.ID != a.ID {
 		t.Errorf("time on timeline 2: %v, %v", got, err)
+	}
+	last, ok := s.LastReached(a, "2")
+	if !ok || last.Name(pgmeta.DefaultSegmentSize) != "000000020000000000000008" {
+		t.Errorf("last segment reached from a along timeline 2: %v %v", last, ok)
+	}
+	if !s.EndedEarly(seg(8), last) || !s.EndedEarly(seg(7)+0x100, last) || s.EndedEarly(seg(8)+0x28, last) || s.EndedEarly(seg(9), last) {
+		t.Error("EndedEarly: a replay that did not get past the start of the last segment ended early, one that did did not")
 	}
 	if got, err := s.CheckTarget(w.ctx, Target{Time: tm(8), Timeline: "current"}); err != nil || got.ID != c.ID {
 		t.Errorf("time on timeline 1: %v, %v", got, err)
@@ -350,8 +363,13 @@ func TestStatusTimelines(t *testing.T) {
 	if got, err := s.CheckTarget(w.ctx, Target{Time: tm(9.5), Timeline: "1"}); err != nil || got.ID != c.ID {
 		t.Errorf("timeline 1 by number: %v, %v", got, err)
 	}
-	if _, err := s.CheckTarget(w.ctx, Target{Time: tm(9.5)}); err == nil || !strings.Contains(err.Error(), "is not before the last transaction") {
+	if _, err := s.CheckTarget(w.ctx, Target{Time: tm(9.5), Timeline: "2"}); err == nil || !strings.Contains(err.Error(), "is not before the last transaction") {
 		t.Errorf("beyond timeline 2's end: %v", err)
+	}
+	// Once timeline 2 archived after timeline 1's last, latest follows it.
+	w.segments(2, 9, 11, 0.5)
+	if got, err := w.status().CheckTarget(w.ctx, Target{Time: tm(8)}); err != nil || got.ID != a.ID {
+		t.Errorf("latest once timeline 2 is the newer: %v, %v", got, err)
 	}
 
 	// Timeline 2 loses its first segment: the switch segment of timeline 1
@@ -362,7 +380,7 @@ func TestStatusTimelines(t *testing.T) {
 	w2.segments(2, 6, 8, 0.5)
 	w2.backup(1, seg(2)+0x28, seg(3), 2.5)
 	s2 := w2.status()
-	_, err := s2.CheckTarget(w2.ctx, Target{Time: func() *time.Time { v := w2.at(8); return &v }()})
+	_, err := s2.CheckTarget(w2.ctx, Target{Time: func() *time.Time { v := w2.at(8); return &v }(), Timeline: "2"})
 	if err == nil || !strings.Contains(err.Error(), "WAL segment 000000020000000000000005 is missing") {
 		t.Errorf("missing first segment of timeline 2: %v", err)
 	}
