@@ -49,6 +49,12 @@ const (
 	exitSignal = 128
 )
 
+// isRestoreWAL reports whether cmd is pg restore-wal, PostgreSQL's
+// restore_command.
+func isRestoreWAL(cmd *cobra.Command) bool {
+	return cmd != nil && cmd.Name() == "restore-wal" && cmd.HasParent() && cmd.Parent().Name() == "pg"
+}
+
 // partialError marks an outcome that maps to exitPartial.
 type partialError struct{ msg string }
 
@@ -157,6 +163,12 @@ func (a *app) exitCode(ctx context.Context, cmd *cobra.Command, err error) int {
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
 		fmt.Fprintln(a.stderr, "nestguard:", err)
 		printUsageHint(a.stderr, cmd)
+		if isRestoreWAL(cmd) {
+			// A restore_command that cannot run must not look like the
+			// end of the archive to PostgreSQL (exit 2 would).
+			fmt.Fprintln(a.stderr, "nestguard: exiting 200 so that PostgreSQL stops the recovery: fix restore_command and start the server again")
+			return exitRecoveryAbort
+		}
 		return exitUsage
 	}
 	fmt.Fprintln(a.stderr, "nestguard:", err)

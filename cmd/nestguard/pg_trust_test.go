@@ -332,4 +332,9 @@ func TestPGRestoreDamagedWAL(t *testing.T) {
 	if _, err := os.Stat(dest); err == nil {
 		t.Error("restore-wal wrote the damaged segment")
 	}
+	// A restore_command with a bad flag must not look like the end of
+	// the archive either.
+	if r := p.run("--key-file", p.keyFile, "pg", "restore-wal", "--prefech", "0", damaged, dest); r.code != 200 {
+		t.Errorf("restore-wal with a bad flag: exit %d, want 200\n%s", r.code, r.stderr)
+	}
 }
