@@ -87,6 +87,13 @@ type Options struct {
 	// OnChunk, if set, sees every chunk read from a file in order (used to
 	// verify PostgreSQL page checksums while reading).
 	OnChunk func(path string, offset int64, data []byte)
+	// ExpectWrites says that files are written while they are read by
+	// design, and that a copy that mixes states is repaired later: a
+	// PostgreSQL base backup, whose relation files WAL replay makes
+	// consistent. A file's status is then not compared before and after
+	// its read (Archiver.Changed stays empty), and a file that grew or
+	// shrank meanwhile is only logged.
+	ExpectWrites bool
 	// Workers hash, compress and seal chunks (default
 	// repository.Workers(): one per CPU, at least 2); Readers read files
 	// (default DefaultReaders), and save a file of one run themselves, so
@@ -113,6 +120,9 @@ type FileError = tree.PathError
 type Counters struct {
 	Files, Dirs, FilesNew, FilesChanged, FilesUnmodified atomic.Int64
 	BytesTotal, BytesRead, Errors                        atomic.Int64
+	// ChangedWhileRead counts the files written while they were read
+	// (Archiver.Changed).
+	ChangedWhileRead atomic.Int64
 }
 
 // Archiver runs one backup.
@@ -133,8 +143,9 @@ type Archiver struct {
 	// chunkMem holds the mapped chunk buffers of a run, freed at its end.
 	chunkMem []*hugemem.Buffer
 
-	errMu sync.Mutex
-	errs  []FileError
+	errMu   sync.Mutex
+	errs    []FileError
+	changed []FileError // see Changed
 
 	ids idNames
 
@@ -149,6 +160,10 @@ type Archiver struct {
 	// (direct.go), in buffers from directBufs.
 	directMin  int64
 	directBufs hugemem.Pool
+
+	// beforeOpen, if set, is called with a file's path before it is
+	// opened to be read (tests change the file there).
+	beforeOpen func(abs string)
 }
 
 // DefaultReaders is how many files an archiver reads at once: enough to
@@ -184,6 +199,16 @@ func (a *Archiver) Errors() []FileError {
 	a.errMu.Lock()
 	defer a.errMu.Unlock()
 	return append([]FileError(nil), a.errs...)
+}
+
+// Changed lists the files whose size, mtime or ctime differed after
+// their read from before it (unless Options.ExpectWrites): each is in the
+// snapshot, but its content may mix the states it went through while it
+// was read, so the backup is not a consistent copy of it.
+func (a *Archiver) Changed() []FileError {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	return append([]FileError(nil), a.changed...)
 }
 
 func (a *Archiver) fileError(path string, err error) {
@@ -697,6 +722,9 @@ func (a *Archiver) readFile(ctx context.Context, j *fileJob) {
 }
 
 func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
+	if a.beforeOpen != nil {
+		a.beforeOpen(j.abs)
+	}
 	if a.opt.Splitter == nil && j.f.node.Size < uint64(a.opt.Chunker.Min) {
 		if ids, done, err := a.chunkSmall(ctx, j); done {
 			return ids, err
@@ -707,21 +735,22 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	fd := int(f.Fd()) // a regular file's: blocking already
+	st, err := fstat(fd, j.abs)
 	if err != nil {
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is no longer a regular file", j.abs)
+	if err := a.opened(j, fd, &st); err != nil {
+		return nil, err
 	}
-	size := fi.Size()
+	size := st.Size
 
 	c := &chunks{}
 	// A large file is read past the page cache whichever splitter cuts
 	// it (PostgreSQL's relation files too), unless it is sparse (and
 	// OnChunk unset): chunkSparse then seeks over its holes, or, where
 	// a splitter takes it, the splitter reads it through the page cache.
-	holes := a.opt.OnChunk == nil && sparse(fi)
+	holes := a.opt.OnChunk == nil && sparse(&st)
 	rd := io.Reader(f)
 	if !holes {
 		if dr := newDirectReader(f, j.abs, size, a.directMin, &a.directBufs); dr != nil {
@@ -744,26 +773,45 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 	default:
 		err = a.split(ctx, j, c, chunker.New(rd, a.opt.Chunker, a.opt.Seed))
 	}
+	changed := false
+	if err == nil && !a.opt.ExpectWrites {
+		changed, err = a.changedWhileRead(fd, j.abs, &st)
+	}
 	c.wg.Wait()
-	return a.chunked(ctx, j, c, size, err)
+	return a.chunked(ctx, j, c, size, changed, err)
 }
 
 // chunked ends the chunking of a file once c.wg is done: err is the
-// chunking's, size the file's when it was opened.
-func (a *Archiver) chunked(ctx context.Context, j *fileJob, c *chunks, size int64, err error) ([]id.ID, error) {
+// chunking's, size the file's when it was opened (the node's size, see
+// opened), changed whether its status after the read differs from that
+// (changedWhileRead; false with Options.ExpectWrites).
+func (a *Archiver) chunked(ctx context.Context, j *fileJob, c *chunks, size int64, changed bool, err error) ([]id.ID, error) {
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, context.Cause(ctx)
 	}
-	if c.off != int64(j.f.node.Size) {
-		// The file changed between the walk's lstat (which the node's
-		// metadata comes from) and the end of the read. What was read is
-		// stored consistently: the node records the size actually read,
-		// or its content would not add up to its size and the restore
-		// would refuse it.
+	if c.off != size && a.opt.ExpectWrites {
+		// The file grew or shrank while it was read, as a PostgreSQL
+		// relation file does during a base backup.
 		a.log.Warn("file changed during backup", "path", j.abs, "size_listed", j.f.node.Size, "size_opened", size, "read", c.off)
+	} else if c.off != size || changed {
+		// Written while it was read: what was read may never have been
+		// the file's content at any one moment. It is stored (with the
+		// metadata from before the read, so that the next backup reads
+		// it again), warned about and counted: the backup is partial.
+		a.log.Warn("file changed while it was read: its copy in the snapshot may mix its states", "path", j.abs,
+			"size_opened", size, "read", c.off)
+		a.C.ChangedWhileRead.Add(1)
+		a.errMu.Lock()
+		a.changed = append(a.changed, FileError{Path: j.abs, Err: errChangedWhileRead})
+		a.errMu.Unlock()
+	}
+	if c.off != int64(j.f.node.Size) {
+		// What was read is stored consistently: the node records the
+		// size actually read, or its content would not add up to its
+		// size and the restore would refuse it.
 		j.f.node.Size = uint64(c.off)
 	}
 	ids := make([]id.ID, len(c.res))
@@ -772,6 +820,9 @@ func (a *Archiver) chunked(ctx context.Context, j *fileJob, c *chunks, size int6
 	}
 	return ids, nil
 }
+
+// errChangedWhileRead is the Err of the entries Archiver.Changed lists.
+const errChangedWhileRead = "changed while it was read: the snapshot holds a copy that may mix its states"
 
 // chunks collects the chunk ids of one file as the workers compute them.
 type chunks struct {
@@ -980,15 +1031,16 @@ func (w *wholeFile) read(buf []byte) (int, error) {
 // Summary returns the counters as a snapshot summary.
 func (a *Archiver) Summary(start time.Time) *snapshot.Summary {
 	return &snapshot.Summary{
-		Start:           start,
-		End:             time.Now(),
-		Files:           a.C.Files.Load(),
-		Dirs:            a.C.Dirs.Load(),
-		FilesNew:        a.C.FilesNew.Load(),
-		FilesChanged:    a.C.FilesChanged.Load(),
-		FilesUnmodified: a.C.FilesUnmodified.Load(),
-		TotalBytes:      a.C.BytesTotal.Load(),
-		BytesRead:       a.C.BytesRead.Load(),
-		Errors:          a.C.Errors.Load(),
+		Start:            start,
+		End:              time.Now(),
+		Files:            a.C.Files.Load(),
+		Dirs:             a.C.Dirs.Load(),
+		FilesNew:         a.C.FilesNew.Load(),
+		FilesChanged:     a.C.FilesChanged.Load(),
+		FilesUnmodified:  a.C.FilesUnmodified.Load(),
+		TotalBytes:       a.C.BytesTotal.Load(),
+		BytesRead:        a.C.BytesRead.Load(),
+		Errors:           a.C.Errors.Load(),
+		ChangedWhileRead: a.C.ChangedWhileRead.Load(),
 	}
 }

@@ -80,6 +80,89 @@ func deviceOf(fi fs.FileInfo) uint64 {
 	return 0
 }
 
+// fstat returns the status of the file open as fd (named p in errors).
+func fstat(fd int, p string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
+		return st, &fs.PathError{Op: "stat", Path: p, Err: err}
+	}
+	return st, nil
+}
+
+// opened checks the file just opened for j against the node the walk
+// made of it (from its lstat, with extended attributes read by path).
+// A path replaced since (another device or inode: a file renamed over
+// it), or a file changed since (its size, mtime or ctime: written, or
+// its mode, owner or attributes set), would store the walk's metadata
+// with the content read now, a file that never existed: the node is made
+// again from st, the status of the open descriptor fd, with the
+// attributes (and so the ACLs) read from the descriptor, so that it
+// describes the file whose content is read.
+//
+// Taking the metadata from the descriptor, rather than calling the file
+// changed, is the choice that never pairs one file's metadata with
+// another's content: calling it changed would still store something
+// (the listed metadata with the new content, the mix F4 found) or drop
+// a file that can be copied consistently. This stores what the path
+// held when it was opened, as if the walk had come a moment later; the
+// fstat after the read (changedWhileRead) then says whether the content
+// is one state of that file. A path that is no longer a regular file is
+// an error, as before. The walk's node costs nothing more when the file
+// did not change: one fstat, which the read needed anyway.
+func (a *Archiver) opened(j *fileJob, fd int, st *unix.Stat_t) error {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%s is no longer a regular file", j.abs)
+	}
+	n := j.f.node
+	replaced := uint64(st.Dev) != n.DeviceID || st.Ino != n.Inode
+	if !replaced && st.Size == int64(n.Size) && stampTime(st.Mtim).Equal(n.ModTime) && stampTime(st.Ctim).Equal(n.ChangeTime) {
+		return nil
+	}
+	if replaced {
+		a.log.Info("file replaced since it was listed: its metadata are taken from the file read", "path", j.abs,
+			"inode_listed", n.Inode, "inode_read", st.Ino)
+	}
+	n.Mode = fs.FileMode(st.Mode & 0o777)
+	if st.Mode&unix.S_ISUID != 0 {
+		n.Mode |= fs.ModeSetuid
+	}
+	if st.Mode&unix.S_ISGID != 0 {
+		n.Mode |= fs.ModeSetgid
+	}
+	if st.Mode&unix.S_ISVTX != 0 {
+		n.Mode |= fs.ModeSticky
+	}
+	n.ModTime, n.ChangeTime = stampTime(st.Mtim), stampTime(st.Ctim)
+	n.UID, n.GID = st.Uid, st.Gid
+	n.User, n.Group = a.ids.user(st.Uid), a.ids.group(st.Gid)
+	n.Inode, n.DeviceID, n.Links = st.Ino, uint64(st.Dev), uint64(st.Nlink)
+	n.Size = uint64(st.Size)
+	n.Xattrs = a.fxattrs(fd, j.abs)
+	return nil
+}
+
+// readChanged reports whether a file's status after its read (after)
+// differs from the one before it (before) in size, mtime or ctime: it was
+// written, truncated or had its metadata changed while it was read, and
+// what was read may mix its states. Within one tick of the file system's
+// timestamps a write leaves them as they were, unless the size changed.
+func readChanged(before, after *unix.Stat_t) bool {
+	return before.Size != after.Size || before.Mtim != after.Mtim || before.Ctim != after.Ctim
+}
+
+// changedWhileRead is readChanged of the file open as fd (named p), whose
+// status before the read was before: one fstat more per file, none per
+// chunk.
+func (a *Archiver) changedWhileRead(fd int, p string, before *unix.Stat_t) (bool, error) {
+	after, err := fstat(fd, p)
+	if err != nil {
+		return false, err
+	}
+	return readChanged(before, &after), nil
+}
+
+func stampTime(ts unix.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec).UTC() }
+
 // openNoAtime opens a file for reading without updating its access time
 // where the kernel allows it (owner or CAP_FOWNER).
 func openNoAtime(p string) (*os.File, error) {
@@ -103,20 +186,24 @@ func (a *Archiver) chunkSmall(ctx context.Context, j *fileJob) (ids []id.ID, don
 		return nil, true, err
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
-		return nil, true, &fs.PathError{Op: "stat", Path: j.abs, Err: err}
+	st, err := fstat(fd, j.abs)
+	if err != nil {
+		return nil, true, err
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, true, fmt.Errorf("%s is no longer a regular file", j.abs)
-	}
-	if st.Size >= int64(a.opt.Chunker.Min) {
+	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size >= int64(a.opt.Chunker.Min) {
 		return nil, false, nil
+	}
+	if err := a.opened(j, fd, &st); err != nil {
+		return nil, true, err
 	}
 	c := &chunks{}
 	err = a.split(ctx, j, c, &wholeFile{rd: rawFile{fd: fd, path: j.abs}, size: st.Size})
+	changed := false
+	if err == nil && !a.opt.ExpectWrites {
+		changed, err = a.changedWhileRead(fd, j.abs, &st)
+	}
 	c.wg.Wait()
-	ids, err = a.chunked(ctx, j, c, st.Size, err)
+	ids, err = a.chunked(ctx, j, c, st.Size, changed, err)
 	return ids, true, err
 }
 

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -18,9 +16,8 @@ import (
 
 // sparse reports whether a file has fewer blocks allocated than its size
 // needs: it may have holes.
-func sparse(fi fs.FileInfo) bool {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && st.Blocks*512 < st.Size
+func sparse(st *unix.Stat_t) bool {
+	return st.Blocks*512 < st.Size
 }
 
 // chunkSparse chunks a file that may have holes without reading them: the

@@ -18,14 +18,46 @@ import (
 // attribute that cannot be read is reported as a file error and left
 // out; the entry itself is kept.
 func (a *Archiver) xattrs(p string) []tree.Xattr {
-	names, err := listXattrs(p)
+	return a.readXattrs(xattrSource{fd: -1, path: p})
+}
+
+// fxattrs is xattrs of the file open as fd (p names it in errors): those
+// of the file whose content is read, whatever p names by then.
+func (a *Archiver) fxattrs(fd int, p string) []tree.Xattr {
+	return a.readXattrs(xattrSource{fd: fd, path: p})
+}
+
+// xattrSource is the file whose extended attributes are read: the open
+// descriptor fd, or when fd is -1 the path (not following a symlink).
+type xattrSource struct {
+	fd   int
+	path string
+}
+
+func (s xattrSource) list(buf []byte) (int, error) {
+	if s.fd >= 0 {
+		return unix.Flistxattr(s.fd, buf)
+	}
+	return unix.Llistxattr(s.path, buf)
+}
+
+func (s xattrSource) get(name string, buf []byte) (int, error) {
+	if s.fd >= 0 {
+		return unix.Fgetxattr(s.fd, name, buf)
+	}
+	return unix.Lgetxattr(s.path, name, buf)
+}
+
+func (a *Archiver) readXattrs(src xattrSource) []tree.Xattr {
+	p := src.path
+	names, err := listXattrs(src)
 	if err != nil {
 		a.fileError(p, fmt.Errorf("listing extended attributes: %w", err))
 		return nil
 	}
 	var xs []tree.Xattr
 	for _, name := range names {
-		v, err := getXattr(p, name)
+		v, err := getXattr(src, name)
 		if errors.Is(err, unix.ENODATA) {
 			continue // removed since it was listed
 		}
@@ -39,19 +71,19 @@ func (a *Archiver) xattrs(p string) []tree.Xattr {
 	return xs
 }
 
-// listXattrs returns the names of p's extended attributes. A file system
-// without extended attributes has none.
-func listXattrs(p string) ([]string, error) {
+// listXattrs returns the names of a file's extended attributes. A file
+// system without extended attributes has none.
+func listXattrs(src xattrSource) ([]string, error) {
 	var small [256]byte
 	buf := small[:]
 	for {
-		n, err := unix.Llistxattr(p, buf)
+		n, err := src.list(buf)
 		switch {
 		case errors.Is(err, unix.ENOTSUP):
 			return nil, nil
 		case errors.Is(err, unix.ERANGE):
 			// Grown since sized: ask for the size again.
-			if n, err = unix.Llistxattr(p, nil); err != nil {
+			if n, err = src.list(nil); err != nil {
 				return nil, err
 			}
 			buf = make([]byte, n+256)
@@ -71,13 +103,13 @@ func listXattrs(p string) ([]string, error) {
 	}
 }
 
-func getXattr(p, name string) ([]byte, error) {
+func getXattr(src xattrSource, name string) ([]byte, error) {
 	var small [256]byte
 	buf := small[:]
 	for {
-		n, err := unix.Lgetxattr(p, name, buf)
+		n, err := src.get(name, buf)
 		if errors.Is(err, unix.ERANGE) {
-			if n, err = unix.Lgetxattr(p, name, nil); err != nil {
+			if n, err = src.get(name, nil); err != nil {
 				return nil, err
 			}
 			buf = make([]byte, n+256)

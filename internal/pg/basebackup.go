@@ -424,6 +424,10 @@ func copyCluster(ctx context.Context, repo *repository.Repository, dataDir strin
 		Workers:     o.Workers,
 		Readers:     o.Readers,
 		Log:         o.Log,
+		// PostgreSQL writes its files while they are copied, by design:
+		// WAL replay from the backup's start makes each consistent, so
+		// a file written while it is read is no partial backup.
+		ExpectWrites: true,
 		Exclude: func(p string, fi fs.FileInfo) bool {
 			rel := filepath.ToSlash(p)
 			return ex.exclude(rel, onDisk(dataDir, tss, path.Dir(rel)), fi)

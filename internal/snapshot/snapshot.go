@@ -66,6 +66,10 @@ type Summary struct {
 	DataAdded       int64     `json:"data_added"`  // plaintext bytes of new blobs
 	DataStored      int64     `json:"data_stored"` // stored bytes of new blobs
 	Errors          int64     `json:"errors"`      // unreadable entries
+	// ChangedWhileRead counts the files written while they were read:
+	// stored, but maybe not as any one state of theirs (not counted by a
+	// base backup, whose files WAL replay makes consistent).
+	ChangedWhileRead int64 `json:"files_changed_while_read,omitempty"`
 }
 
 // Store is the part of a repository snapshots live in.
