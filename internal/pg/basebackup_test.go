@@ -243,6 +243,9 @@ func testBackups(t *testing.T, c *archivedCluster, tsDir string) *snapshot.Snaps
 	if len(info.CorruptPages) > 0 {
 		t.Errorf("corrupt pages in a healthy cluster: %+v", info.CorruptPages)
 	}
+	if sn.Summary.ChangedWhileRead != 0 {
+		t.Errorf("%d files counted as changed while read: a base backup expects writes", sn.Summary.ChangedWhileRead)
+	}
 	segs, _ := pgmeta.SegmentsBetween(info.StartWAL, info.StopWAL, info.WALSegmentSize)
 	for _, s := range segs {
 		if _, err := repo.Backend().Stat(context.Background(), backend.Handle{Type: backend.WALFile, Name: s}); err != nil {
