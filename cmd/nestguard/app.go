@@ -151,7 +151,8 @@ command line. A passphrase or key file that group or others may read is
 used with a warning.
 
 Exit codes: 0 success, 1 error, 2 usage error, 3 partial (the snapshot or
-restore was made, but some files were unreadable or damaged), 4 retained
+restore was made, but some files were unreadable or damaged, or changed
+while they were read), 4 retained
 (forget: a snapshot named by ID is kept by a floor, hold or Object Lock),
 200 (pg restore-wal) a WAL file could not be delivered, so that PostgreSQL
 stops its recovery, 130 and 143 stopped by SIGINT or SIGTERM.`,

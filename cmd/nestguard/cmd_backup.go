@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,7 +38,21 @@ repository at the same time.
 
 Unreadable files are reported and skipped; the snapshot is still saved and
 the exit code is 3. An extended attribute that cannot be read is reported
-with its file and name, counted the same way, and left out.`,
+with its file and name, counted the same way, and left out.
+
+A file is read through one descriptor, and its metadata are those of the
+file read: one replaced (renamed over) since the directory was listed is
+saved with its own metadata and attributes, never another's. A file
+whose size, mtime or ctime changed during its read was written while it
+was read (GNU tar's "file changed as we read it"): it is saved, reported
+as "changed while it was read" and counted (files_changed_while_read in
+the summary), and the exit code is 3, as its copy may mix states that
+never existed together; the next backup reads it again.
+
+Exit codes: 0 every file saved as it was read; 1 error (no snapshot
+saved, unless the error says it was); 2 usage error; 3 snapshot saved,
+but some files were unreadable (not in it) or changed while they were
+read; 130 and 143 stopped by SIGINT or SIGTERM (no snapshot saved).`,
 		Example: `  nestguard backup /etc /srv/app --tag nightly --exclude '*.tmp'
   nestguard backup --json /var/lib/app > summary.json`,
 		Args: cobra.MinimumNArgs(1),
@@ -110,7 +125,9 @@ func (a *app) runBackup(ctx context.Context, o backupOptions) error {
 			o.Workers = readerProcs(a.getenv)
 		}
 		var rep *progress.Reporter
+		var arch *archiver.Archiver
 		o.Start = func(ar *archiver.Archiver) {
+			arch = ar
 			rep = progress.Start(a.stderr, a.progressEnabled(), func() progress.Status {
 				return progress.Status{Files: ar.C.Files.Load(), Bytes: ar.C.BytesRead.Load(), Errors: ar.C.Errors.Load(),
 					Extra: fmt.Sprintf("%d unchanged", ar.C.FilesUnmodified.Load())}
@@ -120,7 +137,11 @@ func (a *app) runBackup(ctx context.Context, o backupOptions) error {
 		if rep != nil {
 			rep.Stop()
 		}
-		for _, fe := range ferrs {
+		var changed []archiver.FileError
+		if arch != nil {
+			changed = arch.Changed()
+		}
+		for _, fe := range append(ferrs, changed...) {
 			if !a.jsonOut {
 				fmt.Fprintf(a.stderr, "warning: %s: %s\n", tree.Show(fe.Path), fe.Err)
 			}
@@ -130,8 +151,9 @@ func (a *app) runBackup(ctx context.Context, o backupOptions) error {
 		}
 		s := sn.Summary
 		a.summaryMetrics(s)
+		a.metric("files_changed_while_read", float64(s.ChangedWhileRead))
 		if a.jsonOut {
-			if err := a.printJSON(backupJSON{current(), sn.ID.String(), sn.ID.Short(), s, ferrs, s.End.Sub(s.Start).Seconds()}); err != nil {
+			if err := a.printJSON(backupJSON{current(), sn.ID.String(), sn.ID.Short(), s, ferrs, changed, s.End.Sub(s.Start).Seconds()}); err != nil {
 				return err
 			}
 		} else {
@@ -140,8 +162,17 @@ func (a *app) runBackup(ctx context.Context, o backupOptions) error {
 				progress.Bytes(s.TotalBytes), s.End.Sub(s.Start).Round(time.Millisecond))
 			a.printf("snapshot %s saved\n", sn.ID.Short())
 		}
+		var partial []string
 		if len(ferrs) > 0 {
-			return &partialError{fmt.Sprintf("snapshot %s saved, but with %d read errors (listed above): what could not be read is not in it", sn.ID.Short(), len(ferrs))}
+			partial = append(partial, fmt.Sprintf("with %d read errors (listed above): what could not be read is not in it", len(ferrs)))
+		}
+		if n := len(changed); n == 1 {
+			partial = append(partial, "1 file changed while it was read (named above): its copy may mix states that never existed together")
+		} else if n > 1 {
+			partial = append(partial, fmt.Sprintf("%d files changed while they were read (listed above): their copies may mix states that never existed together", n))
+		}
+		if len(partial) > 0 {
+			return &partialError{fmt.Sprintf("snapshot %s saved, but %s", sn.ID.Short(), strings.Join(partial, "; and "))}
 		}
 		return nil
 	})

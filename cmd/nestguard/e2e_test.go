@@ -942,6 +942,94 @@ func TestUnreadableFileExit3(t *testing.T) {
 	}
 }
 
+// TestFileChangedWhileReadExit3: a file rewritten in place while the
+// backup reads it (F5: at its start and near its end every millisecond)
+// is saved, named as changed while it was read, counted in the summary
+// and in --json, and the exit code is 3; the file beside it is not named.
+func TestFileChangedWhileReadExit3(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	busy := filepath.Join(src, "busy.db")
+	const size = 48 << 20
+	if err := os.WriteFile(busy, bytes.Repeat([]byte("0123456789abcdef"), size/16), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "steady.txt"), []byte("steady"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.must("init")
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	started := make(chan struct{})
+	wg.Go(func() {
+		defer func() {
+			select {
+			case <-started:
+			default:
+				close(started)
+			}
+		}()
+		f, err := os.OpenFile(busy, os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		for i := 0; ctx.Err() == nil; i++ {
+			for _, off := range []int64{0, size - 4<<20} {
+				if _, err := f.WriteAt([]byte(fmt.Sprintf("write %09d", i)), off); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if i == 0 {
+				close(started)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+	<-started
+	r := e.run("backup", "--json", src)
+	text := e.run("backup", src)
+	stop()
+	wg.Wait()
+
+	var doc struct {
+		Summary struct {
+			Files            int64 `json:"files"`
+			ChangedWhileRead int64 `json:"files_changed_while_read"`
+		} `json:"summary"`
+		Errors  []map[string]any `json:"errors"`
+		Changed []struct {
+			Path  string `json:"path"`
+			Error string `json:"error"`
+		} `json:"changed_while_read"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("backup --json: exit %d, %v\n%s\n%s", r.code, err, r.stdout, r.stderr)
+	}
+	if r.code != 3 || doc.Summary.Files != 2 || doc.Summary.ChangedWhileRead != 1 || len(doc.Errors) != 0 ||
+		len(doc.Changed) != 1 || doc.Changed[0].Path != busy || !strings.Contains(doc.Changed[0].Error, "changed while it was read") {
+		t.Fatalf("backup --json of a file written while read: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if text.code != 3 || !strings.Contains(text.stderr, "warning: "+busy+": changed while it was read") ||
+		strings.Contains(text.stderr, "steady.txt") || !strings.Contains(text.stderr, "1 file changed while it was read") ||
+		!strings.Contains(text.stdout, "snapshot ") {
+		t.Fatalf("backup of a file written while read: exit %d\nstdout: %s\nstderr: %s", text.code, text.stdout, text.stderr)
+	}
+
+	// Left alone, the file is read again (its status was stored from
+	// before the read) and the backup succeeds.
+	r = e.run("backup", "--json", src)
+	if r.code != 0 || strings.Contains(r.stdout, "changed_while_read") {
+		t.Fatalf("backup of the file at rest: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	e.must("verify")
+}
+
 func TestDiskFull(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {

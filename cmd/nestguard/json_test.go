@@ -88,11 +88,11 @@ func TestJSONContract(t *testing.T) {
 		return out
 	}
 	check("json_version repository id config", "init")
-	check("json_version snapshot short_id summary errors duration_seconds", "backup", src)
+	check("json_version snapshot short_id summary errors changed_while_read? duration_seconds", "backup", src)
 	if err := os.WriteFile(filepath.Join(src, "d", "g"), []byte("more"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	check("json_version snapshot short_id summary errors duration_seconds", "backup", src)
+	check("json_version snapshot short_id summary errors changed_while_read? duration_seconds", "backup", src)
 	check("id short_id time kind hostname username paths tags tree summary class? keep_until?", "snapshots")
 	check("path type size mode mtime", "ls", "latest")
 	var list []struct {

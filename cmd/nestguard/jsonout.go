@@ -46,11 +46,14 @@ type initJSON struct {
 // backupJSON is what 'backup --json' prints.
 type backupJSON struct {
 	versioned
-	Snapshot        string               `json:"snapshot"`
-	ShortID         string               `json:"short_id"`
-	Summary         *snapshot.Summary    `json:"summary"`
-	Errors          []archiver.FileError `json:"errors"`
-	DurationSeconds float64              `json:"duration_seconds"`
+	Snapshot string               `json:"snapshot"`
+	ShortID  string               `json:"short_id"`
+	Summary  *snapshot.Summary    `json:"summary"`
+	Errors   []archiver.FileError `json:"errors"`
+	// ChangedWhileRead lists the files written while they were read
+	// (archiver.Archiver.Changed).
+	ChangedWhileRead []archiver.FileError `json:"changed_while_read,omitempty"`
+	DurationSeconds  float64              `json:"duration_seconds"`
 }
 
 // restoreJSON is what 'restore --json' prints.
