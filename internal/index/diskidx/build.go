@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"math/bits"
 	"os"
@@ -102,19 +101,57 @@ func (b *Builder) Abort() {
 	os.RemoveAll(b.dir)
 }
 
-// countingMAC is the writer of the body: it counts and MACs what it
-// writes.
-type countingMAC struct {
-	w   io.Writer
-	mac hash.Hash
-	n   uint64
+// counter is the writer of the body: it counts what it writes.
+type counter struct {
+	w io.Writer
+	n uint64
 }
 
-func (c *countingMAC) Write(p []byte) (int, error) {
+func (c *counter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	c.mac.Write(p[:n])
 	c.n += uint64(n)
 	return n, err
+}
+
+// bucketWriter writes the buckets: their records, sealed, each bucket's
+// followed by its tag, and counts the records of each.
+type bucketWriter struct {
+	w      *bufio.Writer
+	s      *sealer
+	mac    *bucketMAC
+	bits   uint32
+	counts []uint32 // records of each bucket
+	b      uint64   // the bucket being written
+	recs   []byte   // its records, sealed
+	pos    uint64   // the number of the next record in the file
+}
+
+// add appends a record (blob ID, plaintext location) to its bucket,
+// closing the buckets before it.
+func (bw *bucketWriter) add(rec []byte) error {
+	b := bucketOf(rec, bw.bits)
+	for bw.b < b {
+		if err := bw.close(); err != nil {
+			return err
+		}
+	}
+	n := len(bw.recs)
+	bw.recs = append(bw.recs, rec[:recordSize]...)
+	bw.s.xor(bw.recs[n+id.Size:], bw.pos)
+	bw.pos++
+	bw.counts[b]++
+	return nil
+}
+
+// close writes the current bucket and its tag and goes to the next.
+func (bw *bucketWriter) close() error {
+	bw.w.Write(bw.recs)
+	if _, err := bw.w.Write(bw.mac.tag(bw.b, bw.recs)); err != nil {
+		return fmt.Errorf("index cache: %w", err)
+	}
+	bw.recs = bw.recs[:0]
+	bw.b++
+	return nil
 }
 
 // Finish writes the index cache to path (a temporary file, synced, then
@@ -150,10 +187,9 @@ func (b *Builder) Finish(path string, key []byte, sources []id.ID) (err error) {
 	if _, err := f.Seek(headerSize, io.SeekStart); err != nil {
 		return fmt.Errorf("index cache: %w", err)
 	}
-	cw := &countingMAC{w: f, mac: newMAC(key)}
+	cw := &counter{w: f}
 	w := bufio.NewWriterSize(cw, 1<<20)
-	counts := make([]uint32, 1<<h.bits)
-	var more []byte // records of the other locations, unsealed
+	bw := &bucketWriter{w: w, s: s, mac: newBucketMAC(bucketKey(key, h.salt)), bits: h.bits, counts: make([]uint32, 1<<h.bits)}
 	var buf []byte
 	for i, p := range b.parts {
 		if p == nil {
@@ -162,8 +198,7 @@ func (b *Builder) Finish(path string, key []byte, sources []id.ID) (err error) {
 		if buf, err = p.load(buf); err != nil {
 			return fmt.Errorf("index cache: part %02x: %w", i, err)
 		}
-		more, err = b.writePart(w, s, &h, counts, buf, more)
-		if err != nil {
+		if err := b.writePart(bw, &h, buf); err != nil {
 			return err
 		}
 		p.f.Close()
@@ -171,24 +206,26 @@ func (b *Builder) Finish(path string, key []byte, sources []id.ID) (err error) {
 		b.parts[i] = nil
 	}
 	buf = nil
-	h.more = uint64(len(more) / recordSize)
-	for j := range h.more {
-		r := more[j*recordSize : (j+1)*recordSize]
-		s.xor(r[id.Size:], h.blobs+j)
-		w.Write(r)
+	for bw.b < 1<<h.bits {
+		if err := bw.close(); err != nil {
+			return err
+		}
 	}
+	// The sections after the buckets, under the header's MAC.
+	mac := newMAC(key)
+	tw := io.MultiWriter(w, mac)
 	var start uint32
 	var u [4]byte
-	for _, c := range counts {
+	for _, c := range bw.counts {
 		binary.LittleEndian.PutUint32(u[:], start)
-		w.Write(u[:])
+		tw.Write(u[:])
 		start += c
 	}
 	binary.LittleEndian.PutUint32(u[:], start)
-	w.Write(u[:])
+	tw.Write(u[:])
 	h.packs = uint64(len(b.packs.ids))
 	for _, p := range b.packs.ids {
-		w.Write(p[:])
+		tw.Write(p[:])
 	}
 	order := make([]uint32, len(b.packs.ids))
 	for i := range order {
@@ -197,24 +234,24 @@ func (b *Builder) Finish(path string, key []byte, sources []id.ID) (err error) {
 	slices.SortFunc(order, func(x, y uint32) int { return bytes.Compare(b.packs.ids[x][:], b.packs.ids[y][:]) })
 	for _, n := range order {
 		binary.LittleEndian.PutUint32(u[:], n)
-		w.Write(u[:])
+		tw.Write(u[:])
 	}
 	srcs := slices.Clone(sources)
 	slices.SortFunc(srcs, func(x, y id.ID) int { return bytes.Compare(x[:], y[:]) })
 	srcs = slices.Compact(srcs)
 	h.sources = uint64(len(srcs))
 	for _, src := range srcs {
-		w.Write(src[:])
+		tw.Write(src[:])
 	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("index cache: %w", err)
 	}
 	h.bodyLen = cw.n
-	if h.bodyLen != h.wantBodyLen() {
+	if h.bodyLen != h.wantBodyLen() || uint64(start) != h.records() {
 		return fmt.Errorf("index cache: wrote %d bytes of body, want %d", h.bodyLen, h.wantBodyLen())
 	}
-	cw.mac.Write(h.encode()[:macFrom])
-	copy(h.mac[:], cw.mac.Sum(nil))
+	mac.Write(h.encode()[:macFrom])
+	copy(h.mac[:], mac.Sum(nil))
 	if _, err := f.WriteAt(h.encode(), 0); err != nil {
 		return fmt.Errorf("index cache: %w", err)
 	}
@@ -250,9 +287,9 @@ func (p *part) load(buf []byte) ([]byte, error) {
 }
 
 // writePart sorts the records of one part by blob ID, keeping the order
-// added among a blob's locations, writes the first location of each blob
-// and returns more with the others appended.
-func (b *Builder) writePart(w *bufio.Writer, s *sealer, h *header, counts []uint32, recs []byte, more []byte) ([]byte, error) {
+// added among a blob's locations, and writes every location of each blob,
+// its first one first, dropping a location in a pack already given.
+func (b *Builder) writePart(bw *bucketWriter, h *header, recs []byte) error {
 	n := len(recs) / recordSize
 	// Sort record numbers (4 bytes moved per swap, not 48); the stable
 	// sort keeps the order added among equal IDs.
@@ -263,34 +300,39 @@ func (b *Builder) writePart(w *bufio.Writer, s *sealer, h *header, counts []uint
 	rec := func(i uint32) []byte { return recs[int(i)*recordSize : int(i+1)*recordSize] }
 	slices.SortStableFunc(order, func(x, y uint32) int { return bytes.Compare(rec(x)[:id.Size], rec(y)[:id.Size]) })
 	var out [recordSize]byte
+	var others []uint32 // records of the blob's other locations
 	for k := 0; k < n; {
 		first := rec(order[k])
 		fl := getLoc(first[id.Size:])
 		seen := []uint32{fl.pack & packMask}
+		others = others[:0]
 		j := k + 1
 		for ; j < n && bytes.Equal(rec(order[j])[:id.Size], first[:id.Size]); j++ {
-			r := rec(order[j])
-			pn := getLoc(r[id.Size:]).pack & packMask
+			pn := getLoc(rec(order[j])[id.Size:]).pack & packMask
 			if slices.Contains(seen, pn) {
 				continue
 			}
 			seen = append(seen, pn)
-			more = append(more, r...)
+			others = append(others, order[j])
 		}
-		if len(seen) > 1 {
+		if len(others) > 0 {
 			fl.pack |= moreBit
 		}
 		copy(out[:], first[:id.Size])
 		fl.put(out[id.Size:])
-		s.xor(out[id.Size:], h.blobs)
-		if _, err := w.Write(out[:]); err != nil {
-			return nil, fmt.Errorf("index cache: %w", err)
+		if err := bw.add(out[:]); err != nil {
+			return err
 		}
-		counts[bucketOf(first, h.bits)]++
+		for _, o := range others {
+			if err := bw.add(rec(o)); err != nil {
+				return err
+			}
+		}
 		h.blobs++
+		h.more += uint64(len(others))
 		k = j
 	}
-	return more, nil
+	return nil
 }
 
 // fanoutBits chooses the fanout for n blobs: about bucketTarget a bucket.

@@ -37,23 +37,27 @@ import (
 // Layout (all integers little-endian); docs/format.md has the full text.
 //
 //	header (128 bytes): magic "NGIC", version (uint32), blob count,
-//	  more-location count, pack count, source count (uint64 each),
+//	  other-location count, pack count, source count (uint64 each),
 //	  fanout bits (uint32), 4 zero bytes, salt (16), key check (16),
-//	  body length (uint64), MAC (32: HMAC-SHA-256 of the body, then
-//	  header bytes 0-87), 4 zero bytes, header CRC-32C (uint32) of bytes
-//	  0-123
-//	body: records (48 bytes: blob ID, sealed location) of the first
-//	  location of every blob, by blob ID; records of the other locations,
-//	  by blob ID then in the order added; fanout (uint32 start of each
-//	  bucket of the blob ID's top bits, and the blob count); pack IDs
-//	  (32 bytes) in the order first seen; pack numbers (uint32) by pack
-//	  ID; source index object IDs (32 bytes), sorted.
+//	  body length (uint64), MAC (32: HMAC-SHA-256 of the sections after
+//	  the buckets, then header bytes 0-87), 4 zero bytes, header CRC-32C
+//	  (uint32) of bytes 0-123
+//	body: the buckets, in order: each the records (48 bytes: blob ID,
+//	  sealed location) of the blobs whose ID's top bits are its number, by
+//	  blob ID, every location of a blob in a run, its first location first
+//	  and the others in the order added, then the bucket's tag (16 bytes:
+//	  HMAC-SHA-256 under a key of this file of the bucket number and its
+//	  records); fanout (uint32 number of the first record of each bucket,
+//	  and the record count); pack IDs (32 bytes) in the order first seen;
+//	  pack numbers (uint32) by pack ID; source index object IDs (32
+//	  bytes), sorted.
 const (
 	magic      = "NGIC"
-	version    = 1
+	version    = 2
 	headerSize = 128
 	locSize    = 16
 	recordSize = id.Size + locSize
+	tagSize    = 16 // a bucket's tag: HMAC-SHA-256 truncated
 	macFrom    = 88 // the header bytes before the MAC, which it covers
 
 	// A location's pack field: the pack number, the blob's type and
@@ -69,7 +73,8 @@ const (
 )
 
 // ErrDamaged marks a file that is not a whole, intact index cache of this
-// version under this key: the caller rebuilds it.
+// version under this key: the caller rebuilds it. Table.Err returns an
+// error wrapping it when a bucket read after Open failed its tag.
 var ErrDamaged = errors.New("index cache damaged or not written by this version under this key")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -132,8 +137,14 @@ func decodeHeader(b []byte) (*header, error) {
 }
 
 func (h *header) wantBodyLen() uint64 {
-	return (h.blobs+h.more)*recordSize + (1<<h.bits+1)*4 + h.packs*(id.Size+4) + h.sources*id.Size
+	return h.bucketsLen() + (1<<h.bits+1)*4 + h.packs*(id.Size+4) + h.sources*id.Size
 }
+
+// records is the number of records: every location of every blob.
+func (h *header) records() uint64 { return h.blobs + h.more }
+
+// bucketsLen is the length of the buckets, the body's first section.
+func (h *header) bucketsLen() uint64 { return h.records()*recordSize + (1<<h.bits)*tagSize }
 
 // sealer hides locations: each 16-byte location is XORed with AES-256 of
 // the salt whose last 8 bytes are XORed with the record's position (CTR
@@ -181,12 +192,47 @@ func keyCheck(key []byte) [16]byte {
 	return c
 }
 
-// newMAC returns the MAC of a file under key: HMAC-SHA-256 of the body,
-// then of the header's first 88 bytes. Without the key, a file cannot be
+// newMAC returns the MAC of a file under key: HMAC-SHA-256 of the
+// sections after the buckets (fanout, packs, sources), then of the
+// header's first 88 bytes. Open checks it and keeps what it covers in
+// memory; the buckets carry tags of their own (newBucketMAC), checked at
+// Open and at every read after it. Without the key, a file cannot be
 // changed (an old file's source list made current, a blob added) without
-// Open refusing it.
+// Open refusing it or a read failing.
 func newMAC(key []byte) hash.Hash {
-	return hmac.New(sha256.New, subkey(key, "nestguard index cache mac v1"))
+	return hmac.New(sha256.New, subkey(key, "nestguard index cache mac v2"))
+}
+
+// bucketKey returns the key of the bucket tags of the file with this salt:
+// HMAC-SHA-256(HMAC-SHA-256(key, "nestguard index cache bucket v2"),
+// salt). Each file has its own, so that no bucket of another file (an
+// older cache of the same repository) passes for one of this file.
+func bucketKey(key []byte, salt [16]byte) []byte {
+	m := hmac.New(sha256.New, subkey(key, "nestguard index cache bucket v2"))
+	m.Write(salt[:])
+	return m.Sum(nil)
+}
+
+// bucketMAC computes bucket tags: the first tagSize bytes of
+// HMAC-SHA-256(bucket key, bucket number (uint64) | the bucket's records).
+// The fanout, which Open authenticated and keeps in memory, fixes where a
+// bucket is and how many records it has; the tag fixes what they are.
+type bucketMAC struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+func newBucketMAC(bkey []byte) *bucketMAC { return &bucketMAC{h: hmac.New(sha256.New, bkey)} }
+
+// tag returns the tag of bucket b with records recs (valid until the next
+// call).
+func (m *bucketMAC) tag(b uint64, recs []byte) []byte {
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], b)
+	m.h.Reset()
+	m.h.Write(n[:])
+	m.h.Write(recs)
+	return m.h.Sum(m.sum[:0])[:tagSize]
 }
 
 // loc is a plaintext location.
