@@ -30,4 +30,8 @@ type Base interface {
 	HasPack(p id.ID) bool
 	// MemoryBytes returns the bytes the Base holds in memory.
 	MemoryBytes() int
+	// Err returns the first error reading the Base (an I/O error, or
+	// data that failed authentication), or nil. After one, a blob the
+	// Base holds may have looked unknown (never the reverse).
+	Err() error
 }

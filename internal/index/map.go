@@ -221,6 +221,16 @@ func (m *Map) appendLocations(es []Entry, i uint32, s *slot) []Entry {
 	return es
 }
 
+// Err returns the error of the Map's Base (see Base.Err), or nil: when it
+// is not nil, a blob that Lookup, Locations or Has did not find may be in
+// the Base, which could not be read. A Map in memory only has none.
+func (m *Map) Err() error {
+	if m.base == nil {
+		return nil
+	}
+	return m.base.Err()
+}
+
 // Has reports whether blob bid is known.
 func (m *Map) Has(bid id.ID) bool {
 	if m.base != nil && m.base.Has(bid) {

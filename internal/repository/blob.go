@@ -237,6 +237,11 @@ func (r *Repository) Flush(ctx context.Context) error {
 func (r *Repository) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byte, error) {
 	e, ok := r.idx.Lookup(bid)
 	if !ok {
+		if err := r.idx.Err(); err != nil {
+			// The index cache could not be read or failed authentication:
+			// the blob may be stored nonetheless.
+			return nil, fmt.Errorf("blob %s: %w, and %w", bid.Short(), ErrBlobNotFound, err)
+		}
 		return nil, fmt.Errorf("blob %s: %w", bid.Short(), ErrBlobNotFound)
 	}
 	plain, err := r.LoadBlobAt(ctx, e, &dst)

@@ -143,6 +143,14 @@ func compareSources(srcs []id.ID, objs []listedObject) (gone int, newBlobs int64
 }
 
 func (r *Repository) useIndexCache(t *diskidx.Table, srcs []id.ID, info IndexCacheInfo) {
+	// A bucket of the file that fails its tag after it was opened (damaged
+	// or edited since) is warned about once; its blobs look unknown (a
+	// backup stores them again, a restore fails naming the cache: see
+	// LoadBlob), and the table moves the file aside so that the next run
+	// rebuilds it.
+	t.OnDamage(func(err error) {
+		r.log.Warn("index cache damaged: blobs it holds may look absent until it is rebuilt; a backup stores them again", "path", t.Path(), "err", err)
+	})
 	r.idxMu.Lock()
 	defer r.idxMu.Unlock()
 	// The Map is replaced before any blob is added or looked up: LoadIndex

@@ -547,6 +547,9 @@ func (r *Restorer) planFiles(files []*fileState) (map[id.ID]map[id.ID]*packBlob,
 			e, ok := idx.Lookup(bid)
 			if !ok {
 				missing = fmt.Errorf("data blob %s is missing from the repository index", bid.Short())
+				if err := idx.Err(); err != nil {
+					missing = fmt.Errorf("data blob %s is not in the repository index, and %w", bid.Short(), err)
+				}
 				break
 			}
 			pb := plan[e.Pack]
