@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nestguard/nestguard/internal/backend"
@@ -238,5 +240,94 @@ func TestIndexCacheLocationsAuthenticated(t *testing.T) {
 	}
 	if failed == 0 {
 		t.Fatal("no read failed: the forged locations were not used")
+	}
+}
+
+// TestIndexCacheEditedAfterOpen: the cache file changed in place while a
+// repository uses it (bit rot, or someone who can write to the cache
+// directory) makes its blobs look absent, never another blob present: a
+// backup stores them again, a read fails naming the cache, the damage is
+// logged once, and the next open rebuilds the cache.
+func TestIndexCacheEditedAfterOpen(t *testing.T) {
+	ctx := context.Background()
+	r, be := newRepo(t)
+	blobs := saveBlobs(t, r, 4, 20)
+	dir := t.TempDir()
+	var logs bytes.Buffer
+	o := testOptions()
+	o.IndexCacheDir, o.IndexCacheMinBlobs = dir, 1
+	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	r1, err := Open(ctx, be, pass, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r1.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	path := cacheInfo(t, r1).Path
+	// Every blob ID in the file, its last bit flipped: each bucket fails
+	// its tag, and no forged ID may look present.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forged []id.ID
+	for bid := range blobs {
+		i := bytes.Index(b, bid[:])
+		if i < 0 {
+			t.Fatalf("blob %s not in the file", bid.Short())
+		}
+		b[i+id.Size-1] ^= 1
+		forged = append(forged, id.ID(b[i:i+id.Size]))
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, bid := range forged {
+		if r1.Index().Has(bid) || r1.Reusable(bid) {
+			t.Fatalf("blob %s, stored nowhere, looks present", bid.Short())
+		}
+	}
+	for bid := range blobs {
+		if r1.Reusable(bid) {
+			t.Fatalf("blob %s: reusable through a damaged bucket", bid.Short())
+		}
+		_, err := r1.LoadBlob(ctx, bid, nil)
+		if !errors.Is(err, ErrBlobNotFound) || !errors.Is(err, diskidx.ErrDamaged) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("blob %s: LoadBlob: %v, want an error naming the damaged cache", bid.Short(), err)
+		}
+	}
+	if n := strings.Count(logs.String(), "index cache damaged"); n != 1 {
+		t.Fatalf("the damage was logged %d times, want once:\n%s", n, logs.String())
+	}
+	// A backup stores the blobs again.
+	for bid, d := range blobs {
+		got, _, err := r1.SaveBlob(ctx, index.DataBlob, d)
+		if err != nil || got != bid {
+			t.Fatalf("blob %s: SaveBlob: %v", bid.Short(), err)
+		}
+	}
+	if err := r1.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for bid, d := range blobs {
+		if got, err := r1.LoadBlob(ctx, bid, nil); err != nil || !bytes.Equal(got, d) {
+			t.Fatalf("blob %s: not stored again: %v", bid.Short(), err)
+		}
+	}
+	r2 := openCached(t, be, dir)
+	if c := cacheInfo(t, r2); !c.Built {
+		t.Fatal("the damaged cache was not rebuilt")
+	}
+	for bid, d := range blobs {
+		got, err := r2.LoadBlob(ctx, bid, nil)
+		if err != nil || !bytes.Equal(got, d) {
+			t.Fatalf("blob %s after the rebuild: %v", bid.Short(), err)
+		}
 	}
 }
