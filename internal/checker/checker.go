@@ -762,6 +762,10 @@ func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot, need
 // every pack holding it is damaged or missing; one good copy restores.
 func (c *Checker) blobProblem(b id.ID) string {
 	if !c.repo.Index().Has(b) {
+		if err := c.repo.Index().Err(); err != nil {
+			// The local index cache failed a read: the blob may be stored.
+			return fmt.Sprintf("not found in the index, which could not be read whole: %v", err)
+		}
 		return "not in the index (no pack holds it)"
 	}
 	why, _ := c.copiesLost(b)

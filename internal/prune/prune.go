@@ -501,6 +501,12 @@ func (p *pruner) sweep(ctx context.Context) error {
 	if err := s.checkIndexObjects(ctx); err != nil {
 		return err
 	}
+	// The local index cache failed a read (damaged or changed since it
+	// was opened): a blob may have looked absent, and what is deleted was
+	// decided on it. The next run rebuilds the cache.
+	if err := p.repo.Index().Err(); err != nil {
+		return fmt.Errorf("refusing to delete anything: the index could not be read whole: %w", err)
+	}
 	if p.o.DryRun {
 		for pid := range s.del {
 			p.rep.Deleted.add(v.packs[pid].size)
