@@ -13,10 +13,14 @@
 // more than it would through a mapping (docs/benchmarks.md).
 //
 // The file is a local cache, not part of the repository: it is checked
-// whole against an HMAC-SHA-256 under the caller's key when opened, names the index objects it was
-// built from (Table.Sources) so that the caller can tell whether it is
-// current, and hides the locations it holds under a key derived from the
-// repository's (see docs/format.md, "The local index cache").
+// whole under the caller's key when opened (an HMAC-SHA-256 over what
+// Open keeps in memory, a tag per fanout bucket over the records), and
+// every bucket read afterwards is checked against its tag again, so that
+// the file changed after Open cannot make a blob look present; it names
+// the index objects it was built from (Table.Sources) so that the caller
+// can tell whether it is current, and hides the locations it holds under
+// a key derived from the repository's (see docs/format.md, "The local
+// index cache").
 package diskidx
 
 import (
