@@ -122,7 +122,9 @@ default: inspect, then SELECT pg_wal_replay_resume() to promote), promote
 promoted. --timeline picks the timeline to follow (latest, or a number);
 latest is refused, naming both, when the timeline it would follow and one
 its history left were both archived to after the fork (a promoted copy
-archiving into this repository while the original went on).
+archiving into this repository while the original went on). A drill's or
+a test's copy should not archive into this repository at all:
+--archive-mode off writes archive_mode = off into it.
 
 restore_command must read the repository without a secret on its command
 line: give --password-file or --key-file (readable by the database's OS
@@ -147,6 +149,7 @@ environment.`,
 	f.BoolVar(&o.toLatest, "to-latest", false, "recover all archived WAL")
 	f.StringVar(&o.TargetAction, "target-action", pg.ActionPause, "at the target: pause, promote or shutdown")
 	f.StringVar(&o.timeline, "timeline", "latest", "timeline to recover along: latest or a number")
+	f.StringVar(&o.archiveMode, "archive-mode", "preserve", "archive_mode of the restored cluster: preserve (as backed up: once promoted it archives a new timeline where archive_command says) or off (a drill's or a test's copy)")
 	f.BoolVar(&o.Start, "start", false, "start the server and wait until recovery reached the target")
 	f.IntVar(&o.Port, "port", 0, "with --start: the port to run the restored server on (default: its configuration's)")
 	f.StringVar(&o.BinDir, "bindir", "", "with --start: directory of pg_ctl and postgres (default: $PATH, then /usr/lib/postgresql/<newest>/bin)")
@@ -252,6 +255,7 @@ type pgRestoreOptions struct {
 	toTime, toLSN, toXID, toName string
 	toLatest                     bool
 	timeline                     string
+	archiveMode                  string
 	tsMap                        []string // --tablespace-map OID=DIR
 	actionSet                    bool     // --target-action was given
 }
@@ -267,6 +271,13 @@ func (a *app) runPGRestore(ctx context.Context, o pgRestoreOptions) error {
 	}
 	target.Timeline = o.timeline
 	o.Target = target
+	switch o.archiveMode {
+	case "preserve":
+	case "off":
+		o.ArchiveOff = true
+	default:
+		return &usageError{fmt.Errorf("--archive-mode %q: want preserve or off", o.archiveMode)}
+	}
 	if o.Target.Latest && !o.actionSet {
 		o.TargetAction = pg.ActionPromote
 	}
@@ -322,7 +333,7 @@ func (a *app) printRestore(res *pg.RestoreResult) {
 		a.printf("  tablespace %d in %s\n", oid, dir)
 	}
 	for _, k := range []string{"recovery_target_time", "recovery_target_lsn", "recovery_target_xid", "recovery_target_name",
-		"recovery_target_timeline", "recovery_target_action"} {
+		"recovery_target_timeline", "recovery_target_action", "archive_mode"} {
 		if v, ok := res.Settings[k]; ok {
 			a.printf("  %s = '%s'\n", k, v)
 		}

@@ -338,3 +338,42 @@ func TestPGRestoreDamagedWAL(t *testing.T) {
 		t.Errorf("restore-wal with a bad flag: exit %d, want 200\n%s", r.code, r.stderr)
 	}
 }
+
+// TestPGRestoreArchiveModeOff: a copy restored with --archive-mode off
+// and promoted writes nothing into the repository (no history file, no
+// WAL of its new timeline), so a drill's copy leaves production's
+// "latest" alone; pg status still shows one timeline.
+func TestPGRestoreArchiveModeOff(t *testing.T) {
+	t.Parallel()
+	p := newPITREnv(t, pgtest.Options{})
+	c := p.c
+	c.Exec(t, ledgerTable)
+	p.backup(t, c)
+	insertRow(t, c)
+	switchAndWait(t, c)
+
+	r := p.restore(t, "--to-latest", "--archive-mode", "off")
+	if r.Settings["archive_mode"] != "off" {
+		t.Errorf("archive_mode written: %q", r.Settings["archive_mode"])
+	}
+	conn := connect(t, r.dsn())
+	var mode, seg string
+	if err := conn.QueryRow(context.Background(), "SHOW archive_mode").Scan(&mode); err != nil || mode != "off" {
+		t.Errorf("the restored server's archive_mode: %q, %v", mode, err)
+	}
+	if _, err := conn.Exec(context.Background(), "INSERT INTO ledger (amount) VALUES (3)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(context.Background(), "SELECT pg_walfile_name(pg_switch_wal())").Scan(&seg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // what an archiver would have stored by now
+	for _, name := range []string{"00000002.history", seg} {
+		if _, err := os.Stat(filepath.Join(p.repo, "wal", name)); err == nil {
+			t.Errorf("the copy restored with --archive-mode off archived %s", name)
+		}
+	}
+	if res := p.run("--key-file", p.keyFile, "pg", "restore", "--target-dir", filepath.Join(p.dir, "x"), "--to-latest", "--archive-mode", "maybe"); res.code != 2 {
+		t.Errorf("--archive-mode maybe: exit %d, want 2\n%s", res.code, res.stderr)
+	}
+}

@@ -27,6 +27,10 @@ type RecoveryConfig struct {
 	RestoreCommand string
 	Target         Target
 	Action         string // ActionPause (PostgreSQL's default), ActionPromote or ActionShutdown
+	// ArchiveOff writes archive_mode = off: the restored server archives
+	// nothing, also once promoted (a drill's or a test's copy, which must
+	// not write a timeline of its own into the production repository).
+	ArchiveOff bool
 }
 
 // recoveryParams are the settings a restore owns. Earlier values of them
@@ -102,6 +106,11 @@ func (rc RecoveryConfig) settings() ([][2]string, error) {
 	} else {
 		out = append(out, [2]string{"recovery_target_action", action})
 	}
+	if rc.ArchiveOff {
+		// Appended last to postgresql.auto.conf, it wins over any earlier
+		// archive_mode there or in postgresql.conf.
+		out = append(out, [2]string{"archive_mode", "off"})
+	}
 	for _, kv := range out {
 		if strings.ContainsAny(kv[1], "\n\r\x00") {
 			return nil, fmt.Errorf("%s must be a single line", kv[0])
@@ -143,7 +152,7 @@ func renderAutoConf(old []byte, rc RecoveryConfig, now time.Time) ([]byte, error
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if p := confParam(line); p != "" && isRecoveryParam(p) {
+		if p := confParam(line); p != "" && (isRecoveryParam(p) || rc.ArchiveOff && p == "archive_mode") {
 			line = "# " + line + " # replaced by nestguard pg restore"
 		}
 		b.WriteString(line)

@@ -140,3 +140,25 @@ func TestWriteRecoveryConfig(t *testing.T) {
 		t.Error("recovery.signal written for an invalid configuration")
 	}
 }
+
+// TestRenderAutoConfArchiveOff: --archive-mode off comments out an earlier
+// archive_mode and appends archive_mode = 'off' last; without it an
+// earlier archive_mode stays as it was.
+func TestRenderAutoConfArchiveOff(t *testing.T) {
+	old := "archive_mode = 'on'\narchive_command = 'x %p'\n"
+	out, err := renderAutoConf([]byte(old), RecoveryConfig{RestoreCommand: "r %f %p", Target: Target{Latest: true}, Action: ActionPromote, ArchiveOff: true}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(out)
+	if !strings.Contains(got, "# archive_mode = 'on' # replaced") || !strings.HasSuffix(got, "archive_mode = 'off'\n") || !strings.Contains(got, "archive_command = 'x %p'\n") {
+		t.Errorf("with ArchiveOff:\n%s", got)
+	}
+	out, err = renderAutoConf([]byte(old), RecoveryConfig{RestoreCommand: "r %f %p", Target: Target{Latest: true}, Action: ActionPromote}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(out); !strings.HasPrefix(got, old) || strings.Contains(got, "'off'") {
+		t.Errorf("without ArchiveOff:\n%s", got)
+	}
+}

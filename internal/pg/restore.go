@@ -33,6 +33,9 @@ type RestoreOptions struct {
 	// of the newest one that ends before the target.
 	From      string
 	Overwrite bool // allow non-empty target and tablespace directories
+	// ArchiveOff sets archive_mode = off in the restored cluster
+	// (RecoveryConfig.ArchiveOff: pg restore --archive-mode off).
+	ArchiveOff bool
 	// RestoreCommand is restore_command exactly as PostgreSQL will run it.
 	// It must not contain a secret: it is stored in postgresql.auto.conf.
 	RestoreCommand string
@@ -112,7 +115,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 		return nil, err
 	}
 	o.TargetDir = dir
-	rc := RecoveryConfig{RestoreCommand: o.RestoreCommand, Target: o.Target, Action: o.TargetAction}
+	rc := RecoveryConfig{RestoreCommand: o.RestoreCommand, Target: o.Target, Action: o.TargetAction, ArchiveOff: o.ArchiveOff}
 	// With --start this process feeds the spool while the server replays
 	// (feedSpool), and the shell takes spooled segments.
 	feed := o.Start && o.SpoolSession != ""
