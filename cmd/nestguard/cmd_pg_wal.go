@@ -471,6 +471,13 @@ func (a *app) runPGArchiveWAL(ctx context.Context, o archiveWALOptions) error {
 // PostgreSQL queued beside o.path until idle. A failure to run at all is
 // left in the spool for the waiting calls.
 func (a *app) runArchiveWorker(ctx context.Context, o archiveWALOptions) error {
+	if a.audit != nil {
+		// The worker's audit items are the files it archived (spoolAudit),
+		// none of its own: a worker that found nothing to do (another one
+		// had the spool's lock, or the files were done) added an item for
+		// itself, a call that PostgreSQL never made.
+		a.audit.spooled = true
+	}
 	spool := pg.ArchiveSpool(o.path, o.spoolDir)
 	var bytes int64 // archived by this worker
 	err := a.withRepo(ctx, false, func(repo *repository.Repository) error {
