@@ -1098,3 +1098,21 @@ func (e *env) backupsAtOnce(a, b string) {
 		e.t.Fatalf("backup %s: %v %s", b, err, eb.String())
 	}
 }
+
+// TestPseudoFilesNotChanged: files of /proc and /sys report a size that is
+// not their length (0, or a page); their status does not move while they
+// are read, and they are not counted as changed while read (found by a
+// hostile test: a backup of / exited 3, naming every such file).
+func TestPseudoFilesNotChanged(t *testing.T) {
+	t.Parallel()
+	const dir = "/proc/sys/kernel/random"
+	if _, err := os.Stat(dir); err != nil {
+		t.Skip(err)
+	}
+	e := newEnv(t)
+	e.must("init")
+	res := e.run("backup", "--json", dir)
+	if res.code != 0 || strings.Contains(res.stdout+res.stderr, "changed while it was read") {
+		t.Errorf("backup of %s: exit %d\n%s%s", dir, res.code, res.stdout, res.stderr)
+	}
+}

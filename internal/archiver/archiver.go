@@ -796,7 +796,7 @@ func (a *Archiver) chunked(ctx context.Context, j *fileJob, c *chunks, size int6
 		// The file grew or shrank while it was read, as a PostgreSQL
 		// relation file does during a base backup.
 		a.log.Warn("file changed during backup", "path", j.abs, "size_listed", j.f.node.Size, "size_opened", size, "read", c.off)
-	} else if c.off != size || changed {
+	} else if changed {
 		// Written while it was read: what was read may never have been
 		// the file's content at any one moment. It is stored (with the
 		// metadata from before the read, so that the next backup reads
@@ -807,6 +807,13 @@ func (a *Archiver) chunked(ctx context.Context, j *fileJob, c *chunks, size int6
 		a.errMu.Lock()
 		a.changed = append(a.changed, FileError{Path: j.abs, Err: errChangedWhileRead})
 		a.errMu.Unlock()
+	}
+	if c.off != size && !changed && !a.opt.ExpectWrites {
+		// A status that did not move while its read ended elsewhere than
+		// its size: a pseudo-file (/proc, /sys) whose size is not its
+		// length. Not a change (counting it made every backup of /
+		// partial).
+		a.log.Debug("file read to another length than its size, its status unchanged", "path", j.abs, "size", size, "read", c.off)
 	}
 	if c.off != int64(j.f.node.Size) {
 		// What was read is stored consistently: the node records the
