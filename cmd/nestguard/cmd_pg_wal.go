@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -359,7 +358,7 @@ func (e *recoveryAbortError) Unwrap() error { return e.err }
 // without.
 func (a *app) runPGRestoreWAL(ctx context.Context, o restoreWALOptions) error {
 	err := a.pgRestoreWAL(ctx, o)
-	if err == nil || errors.Is(err, fs.ErrNotExist) || ctx.Err() != nil || o.background != "" {
+	if err == nil || errors.Is(err, pg.ErrNotArchived) || ctx.Err() != nil || o.background != "" {
 		return err
 	}
 	var ue *usageError

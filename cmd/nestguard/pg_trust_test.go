@@ -332,6 +332,17 @@ func TestPGRestoreDamagedWAL(t *testing.T) {
 	if _, err := os.Stat(dest); err == nil {
 		t.Error("restore-wal wrote the damaged segment")
 	}
+	// Nor a key file that is not there, or a destination directory that
+	// is not (both are "no such file" too, but not the archive's).
+	if err := os.Remove(filepath.Join(p.dir, "walcall", "standby.signal")); err != nil {
+		t.Fatal(err)
+	}
+	if r := p.run("--key-file", p.keyFile+".gone", "pg", "restore-wal", "--prefetch", "0", "0000000100000000000000FE", dest); r.code != 200 {
+		t.Errorf("restore-wal with a missing key file: exit %d, want 200\n%s", r.code, r.stderr)
+	}
+	if r := p.run("--key-file", p.keyFile, "pg", "restore-wal", "--prefetch", "0", damaged[:8]+"0000000000000002", filepath.Join(p.dir, "nowhere", "pg_wal", "RECOVERYXLOG")); r.code != 200 {
+		t.Errorf("restore-wal into a missing directory: exit %d, want 200\n%s", r.code, r.stderr)
+	}
 	// A restore_command with a bad flag must not look like the end of
 	// the archive either.
 	if r := p.run("--key-file", p.keyFile, "pg", "restore-wal", "--prefech", "0", damaged, dest); r.code != 200 {

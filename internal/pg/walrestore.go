@@ -59,10 +59,16 @@ func (o *RestoreWALOptions) defaults(dest string) {
 	}
 }
 
+// ErrNotArchived is wrapped by RestoreWAL's error for a file the repository
+// does not hold, and only by it: for PostgreSQL that is the end of the
+// archive. It wraps fs.ErrNotExist; a missing key file or destination
+// directory wraps fs.ErrNotExist too, but not ErrNotArchived.
+var ErrNotArchived = fmt.Errorf("%w", fs.ErrNotExist)
+
 // RestoreWAL writes WAL file name from repo to dest, as restore_command:
 // it returns nil only once dest is completely written (renamed into place
 // whole, not synced: see restoredWrite). A file
-// not in the repository yields an error wrapping fs.ErrNotExist (normal:
+// not in the repository yields an error wrapping ErrNotArchived (normal:
 // PostgreSQL asks for files past the end of the archive, and for history
 // files that never existed); a damaged one an error wrapping
 // repository.ErrObjectCorrupted, and dest is not written.
@@ -109,7 +115,7 @@ func RestoreWAL(ctx context.Context, repo WALRepo, name, dest string, o RestoreW
 			}
 			dropSpool(o.SpoolDir, o.Log)
 		}
-		return fmt.Errorf("WAL file %s is not in the repository: %w", name, fs.ErrNotExist)
+		return fmt.Errorf("WAL file %s is not in the repository: %w", name, ErrNotArchived)
 	}
 	if errors.Is(err, repository.ErrObjectCorrupted) {
 		return fmt.Errorf("WAL file %s is damaged in the repository, refusing to restore it: %w", name, err)
