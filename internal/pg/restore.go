@@ -215,7 +215,12 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 		if err != nil {
 			return res, err
 		}
-		if err := checkReachedLatest(st, sn, o, rp); err != nil {
+		if err := checkReachedLatest(ctx, st, sn, o, rp); err != nil {
+			// Promoted, it would go on writing (and archiving) a timeline
+			// that lacks committed work.
+			if serr := res.Server.Stop(ctx, "immediate", time.Minute); serr != nil {
+				err = fmt.Errorf("%w; stopping the server: %v", err, serr)
+			}
 			return res, err
 		}
 	}
@@ -224,21 +229,27 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	return res, nil
 }
 
-// checkReachedLatest fails a recovery to the latest WAL that ended before
-// the last segment the archive holds for it: PostgreSQL takes a segment it
-// cannot use for the end of the WAL and promotes there, and the copy then
-// lacks what was committed after it, with nothing but a line in its log
-// to say so.
-func checkReachedLatest(st *StatusReport, sn *snapshot.Snapshot, o RestoreOptions, rp *RecoveryPoint) error {
+// checkReachedLatest fails a recovery to the latest WAL that did not
+// replay the last transaction the archive holds for it: PostgreSQL takes
+// a segment it cannot use (torn or altered in the spool, not the segment
+// its name says) for the end of the WAL and promotes there, and the copy
+// then lacks what was committed after it, with nothing but a line in its
+// log to say so. A record the archive holds only part of (one larger
+// than the segments archived after its start) ends recovery before it
+// as it should: nothing committed is after it.
+func checkReachedLatest(ctx context.Context, st *StatusReport, sn *snapshot.Snapshot, o RestoreOptions, rp *RecoveryPoint) error {
 	if !o.Target.Latest || rp == nil || rp.ReplayLSN == nil {
 		return nil
 	}
-	last, ok := st.LastReached(sn, o.Target.Timeline)
-	if !ok || !st.EndedEarly(*rp.ReplayLSN, last) {
+	x, err := st.LastTransactionReached(ctx, sn, o.Target.Timeline)
+	if err != nil {
+		return fmt.Errorf("checking that recovery replayed the archived WAL: %w", err)
+	}
+	if x == nil || *rp.ReplayLSN > x.LSN {
 		return nil
 	}
-	return fmt.Errorf("recovery to the latest WAL ended at %s, before segment %s, the last the archive holds for it: PostgreSQL did not replay the WAL archived from there on (the server log above says why; a segment it could not use ends recovery as if the archive ended), so this copy lacks the transactions committed in it and must not be used; run 'nestguard verify --read-data' and restore again",
-		*rp.ReplayLSN, last.Name(st.SegmentSize))
+	return fmt.Errorf("recovery to the latest WAL ended at %s, before the last transaction the archive holds for it (%s): PostgreSQL did not replay the WAL archived from there on (the server log says why; a segment it could not use ends recovery as if the archive ended), so this copy lacks transactions committed in it; the server was stopped, and the copy must not be used: run 'nestguard verify --read-data' and restore again",
+		*rp.ReplayLSN, x)
 }
 
 // syncRestored makes the restored cluster durable (unless o.NoSync), once

@@ -996,37 +996,25 @@ func (s *StatusReport) RecoveryPath(sn *snapshot.Snapshot, spec string, n int) [
 	return names
 }
 
-// LastReached is the last archived segment that recovery from base backup
-// sn along timeline spec (as Target.Timeline) reaches without a gap: where
-// a recovery to the latest WAL must get to. ok is false when recovery from
-// sn cannot follow spec.
-func (s *StatusReport) LastReached(sn *snapshot.Snapshot, spec string) (seg Segment, ok bool) {
+// LastTransactionReached is the last commit or abort after base backup
+// sn in the WAL that recovery from it along timeline spec (as
+// Target.Timeline) reaches without a gap: the record a recovery to the
+// latest WAL must replay. nil when there is none (or recovery from sn
+// cannot follow spec).
+func (s *StatusReport) LastTransactionReached(ctx context.Context, sn *snapshot.Snapshot, spec string) (*XactEnd, error) {
 	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
 	if i < 0 {
-		return Segment{}, false
+		return nil, nil
 	}
 	b := s.BaseBackups[i]
 	tli, err := s.targetTimeline(spec, b)
 	if err != nil {
-		return Segment{}, false
+		return nil, nil
 	}
 	h := s.history(tli)
 	if !follows(b, h) {
-		return Segment{}, false
+		return nil, nil
 	}
 	r := s.walk(b.StartLSN, h, func(Segment, time.Time) bool { return false })
-	if len(r.path) == 0 {
-		return Segment{}, false
-	}
-	return r.last, true
-}
-
-// EndedEarly reports whether a recovery to the latest WAL that replayed to
-// replay stopped before last, the last segment it could reach (LastReached):
-// every archived segment holds records, so a recovery that used last
-// replayed past its start. PostgreSQL takes a segment it cannot use (torn,
-// or not the segment its name says) for the end of the WAL and promotes
-// there.
-func (s *StatusReport) EndedEarly(replay LSN, last Segment) bool {
-	return s.SegmentSize > 0 && replay <= last.StartLSN(s.SegmentSize)
+	return s.lastXact(ctx, r.path, b.SystemID, b.StopLSN)
 }

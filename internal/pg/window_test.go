@@ -350,12 +350,21 @@ func TestStatusTimelines(t *testing.T) {
 	if got, err := s.CheckTarget(w.ctx, Target{Time: tm(8), Timeline: "2"}); err != nil || got.ID != a.ID {
 		t.Errorf("time on timeline 2: %v, %v", got, err)
 	}
-	last, ok := s.LastReached(a, "2")
-	if !ok || last.Name(pgmeta.DefaultSegmentSize) != "000000020000000000000008" {
-		t.Errorf("last segment reached from a along timeline 2: %v %v", last, ok)
+	// What a recovery to the latest WAL along timeline 2 must replay:
+	// the commit in its last segment.
+	if x, err := s.LastTransactionReached(w.ctx, a, "2"); err != nil || x == nil || x.XID != 1008 || x.LSN != seg(8)+40 {
+		t.Errorf("last transaction reached from a along timeline 2: %+v, %v", x, err)
 	}
-	if !s.EndedEarly(seg(8), last) || !s.EndedEarly(seg(7)+0x100, last) || s.EndedEarly(seg(8)+0x28, last) || s.EndedEarly(seg(9), last) {
-		t.Error("EndedEarly: a replay that did not get past the start of the last segment ended early, one that did did not")
+	latest := RestoreOptions{Target: Target{Latest: true, Timeline: "2"}}
+	for _, c := range []struct {
+		replay LSN
+		early  bool
+	}{{seg(8) + 20, true}, {seg(6), true}, {seg(8) + 40, true}, {seg(8) + 80, false}, {seg(9), false}} {
+		r := c.replay
+		err := checkReachedLatest(w.ctx, s, a, latest, &RecoveryPoint{ReplayLSN: &r})
+		if (err != nil) != c.early {
+			t.Errorf("recovery to the latest WAL replayed to %s: %v, want ended early %v", r, err, c.early)
+		}
 	}
 	if got, err := s.CheckTarget(w.ctx, Target{Time: tm(8), Timeline: "current"}); err != nil || got.ID != c.ID {
 		t.Errorf("time on timeline 1: %v, %v", got, err)
