@@ -120,9 +120,10 @@ transaction archived is refused ('nestguard pg status' shows it).
 default: inspect, then SELECT pg_wal_replay_resume() to promote), promote
 (open for writes on a new timeline), or shutdown. --to-latest always ends
 promoted. --timeline picks the timeline to follow (latest, or a number);
-latest is refused, naming both, when the timeline it would follow and one
-its history left were both archived to after the fork (a promoted copy
-archiving into this repository while the original went on). A drill's or
+latest is refused, naming both, when a timeline its history left committed
+transactions after the one it would follow began (by the times in the WAL:
+a promoted copy archiving into this repository while the original went
+on). A drill's or
 a test's copy should not archive into this repository at all:
 --archive-mode off writes archive_mode = off into it.
 

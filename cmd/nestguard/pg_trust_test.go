@@ -209,7 +209,9 @@ func TestPGStatusAfterFork(t *testing.T) {
 	}
 	waitFile(t, filepath.Join(p.repo, "wal", seg2), time.Minute)
 	waitFile(t, filepath.Join(p.repo, "wal", "00000002.history"), time.Minute)
-	// The original goes on on timeline 1.
+	// The original goes on on timeline 1 (a second later: timeline 2's
+	// beginning is known to the second).
+	time.Sleep(1100 * time.Millisecond)
 	idB, _, _ := insertRow(t, c)
 	seg1 := switchAndWait(t, c)
 

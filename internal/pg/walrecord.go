@@ -24,6 +24,9 @@ const (
 	rmXact                = 1       // RM_XACT_ID
 	xlogSwitch            = 0x40
 	xlogRestorePoint      = 0x70
+	xlogCheckpointShutdwn = 0x00
+	xlogCheckpointOnline  = 0x10
+	xlogEndOfRecovery     = 0x90
 	xactOpMask            = 0x70
 	xactCommit            = 0x00
 	xactAbort             = 0x20
@@ -395,6 +398,38 @@ func twoPhaseXID(d []byte, info uint8, commit bool, magic uint16) (uint32, bool)
 		return 0, false
 	}
 	return le.Uint32(d[i:]), true
+}
+
+// timelineBegins decodes the record a promotion writes first on its new
+// timeline: XLOG_END_OF_RECOVERY (end_time, then this and the previous
+// timeline), or an end-of-recovery checkpoint (its redo, this and the
+// previous timeline, ..., its time in seconds at offset 64), whose
+// timeline differs from the previous one. It returns the new timeline and
+// when it began: for a checkpoint, the end of its second (its time is
+// whole seconds, and a commit of the old timeline in that second may
+// have come before the fork).
+func (rec *walRecord) timelineBegins() (tli uint32, at time.Time, ok bool) {
+	if rec.RMID != rmXLOG {
+		return 0, time.Time{}, false
+	}
+	d, ok := rec.mainData()
+	if !ok {
+		return 0, time.Time{}, false
+	}
+	le := binary.LittleEndian
+	switch rec.Info & 0xF0 {
+	case xlogEndOfRecovery:
+		if len(d) < 16 || le.Uint32(d[8:]) == le.Uint32(d[12:]) {
+			return 0, time.Time{}, false
+		}
+		return le.Uint32(d[8:]), pgTime(int64(le.Uint64(d))), true
+	case xlogCheckpointShutdwn, xlogCheckpointOnline:
+		if len(d) < 72 || le.Uint32(d[8:]) == le.Uint32(d[12:]) {
+			return 0, time.Time{}, false
+		}
+		return le.Uint32(d[8:]), time.Unix(int64(le.Uint64(d[64:])), int64(time.Second-time.Microsecond)).UTC(), true
+	}
+	return 0, time.Time{}, false
 }
 
 // restorePoint decodes a restore point record (pg_create_restore_point).

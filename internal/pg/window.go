@@ -420,11 +420,7 @@ func (s *StatusReport) latestFrom(tli uint32) uint32 {
 func (s *StatusReport) targetTimeline(spec string, b *BaseBackup) (uint32, error) {
 	switch spec {
 	case "", "latest":
-		tli := s.latestFrom(b.TLI)
-		if err := s.checkFork(tli); err != nil {
-			return 0, err
-		}
-		return tli, nil
+		return s.latestFrom(b.TLI), nil
 	case "current":
 		return b.TLI, nil
 	}
@@ -439,52 +435,108 @@ func (s *StatusReport) targetTimeline(spec string, b *BaseBackup) (uint32, error
 }
 
 // checkFork refuses to let "latest" follow timeline tli by its number
-// when a timeline that tli's history left went on being archived after
-// the newest WAL of tli: two servers wrote after the fork (a restored
-// copy promoted and archiving into the same repository while the
-// original went on, or the other way round), and which of them holds the
-// data wanted is the user's call, not the timeline's number. PostgreSQL's
-// recovery_target_timeline=latest would follow tli whatever the other
-// one archived since. After a failover the old primary stops, and its
-// last WAL is older than the new timeline's.
-func (s *StatusReport) checkFork(tli uint32) error {
+// when a timeline that tli's history left committed transactions after
+// tli began: two servers wrote after the fork (a restored copy promoted
+// and archiving into the same repository while the original went on), and
+// which of them holds the data wanted is the user's call, not the
+// timeline's number. PostgreSQL's recovery_target_timeline=latest would
+// follow tli whatever the other one committed since. The times are read
+// from the WAL (the record that began tli, the parent's last commit or
+// abort after the switch point), not from when objects were stored, which
+// a copy to another repository changes. A timeline left behind by a
+// recovery to a point in the past, or by a failover, committed nothing
+// after the new one began, and latest follows the new one as before. When
+// tli's first record cannot be read, a parent with WAL after the switch
+// point is refused too: nothing says which came last.
+func (s *StatusReport) checkFork(ctx context.Context, b *BaseBackup, tli uint32) error {
 	h := s.history(tli)
 	if len(h.Parents) == 0 || s.SegmentSize <= 0 {
 		return nil
 	}
-	var newest time.Time
-	for _, at := range s.segs[tli] {
-		if at.After(newest) {
-			newest = at
-		}
-	}
+	size := uint64(s.SegmentSize)
 	for i, p := range h.Parents {
 		child := tli
 		if i+1 < len(h.Parents) {
 			child = h.Parents[i+1].TLI
 		}
+		if p.SwitchPoint <= b.StopLSN {
+			// A fork before the backup's end: recovery from it cannot
+			// follow the parent, whatever the parent did since.
+			continue
+		}
 		// The parent's segments that begin at or after the switch point
-		// hold only WAL written after the fork (one that holds the switch
-		// point within it has WAL of before it too).
-		size := uint64(s.SegmentSize)
+		// hold only WAL of after the fork; the run of them that ends at
+		// its newest is what it wrote since.
 		firstAfter := (uint64(p.SwitchPoint) + size - 1) / size
-		var after Segment
-		var at time.Time
-		for no, t := range s.segs[p.TLI] {
-			if no >= firstAfter && t.After(newest) && t.After(at) {
-				after, at = Segment{TLI: p.TLI, No: no}, t
+		var newest uint64
+		found := false
+		for no := range s.segs[p.TLI] {
+			if no >= firstAfter && (!found || no > newest) {
+				newest, found = no, true
 			}
 		}
-		if !at.IsZero() {
-			last := "has archived no segment"
-			if !newest.IsZero() {
-				last = "archived its newest segment at " + fmtStatusTime(newest)
-			}
-			return fmt.Errorf("timeline %d branched from timeline %d at %s, but timeline %d went on: it archived segment %s at %s, while timeline %d %s. Two servers wrote after the fork (a restored copy promoted and archiving into this repository, or the original after a failover), and \"latest\" would follow timeline %d by its number: say which with --timeline %d (the server that went on at %s) or --timeline %d; 'nestguard pg status' shows both",
-				child, p.TLI, p.SwitchPoint, p.TLI, after.Name(s.SegmentSize), fmtStatusTime(at), tli, last, tli, p.TLI, fmtStatusTime(at), tli)
+		if !found {
+			continue
 		}
+		var run []Segment
+		for no := newest; no >= firstAfter; no-- {
+			if _, ok := s.segs[p.TLI][no]; !ok {
+				break
+			}
+			run = append([]Segment{{TLI: p.TLI, No: no}}, run...)
+			if no == 0 {
+				break
+			}
+		}
+		began, beganOK := s.timelineBegan(ctx, b.SystemID, child, p.SwitchPoint)
+		last, err := s.lastXact(ctx, run, b.SystemID, p.SwitchPoint)
+		if err != nil {
+			return fmt.Errorf("reading timeline %d's WAL after its fork: %w", p.TLI, err)
+		}
+		if beganOK && (last == nil || !last.Time.After(began)) {
+			continue
+		}
+		went := fmt.Sprintf("it archived WAL after the switch point, through segment %s", Segment{TLI: p.TLI, No: newest}.Name(s.SegmentSize))
+		if last != nil {
+			went += fmt.Sprintf(", with its last transaction at %s", fmtStatusTime(last.Time))
+		}
+		when := "its first record cannot be read, so nothing says which came last"
+		if beganOK {
+			when = "which began at " + fmtStatusTime(began)
+		}
+		return fmt.Errorf("timeline %d branched from timeline %d at %s (%s), but timeline %d went on: %s. Two servers wrote after the fork (a restored copy promoted and archiving into this repository while the original went on), and \"latest\" would follow timeline %d by its number: say which with --timeline %d (the server that went on) or --timeline %d; 'nestguard pg status' shows both",
+			child, p.TLI, p.SwitchPoint, when, p.TLI, went, tli, p.TLI, tli)
 	}
 	return nil
+}
+
+// timelineBegan is when timeline tli began: the time of the first record
+// on it at or after its switch point sp (timelineBegins), read from its
+// segment that holds sp; ok is false when that cannot be read.
+func (s *StatusReport) timelineBegan(ctx context.Context, sysID uint64, tli uint32, sp LSN) (time.Time, bool) {
+	no := uint64(sp) / uint64(s.SegmentSize)
+	var path []Segment
+	for n := no; n < no+2; n++ {
+		if _, ok := s.segs[tli][n]; !ok {
+			break
+		}
+		path = append(path, Segment{TLI: tli, No: n})
+	}
+	var at time.Time
+	found := false
+	err := s.scanPath(ctx, path, sysID, 0, func(rec *walRecord) bool {
+		if rec.LSN < sp {
+			return false
+		}
+		if t, when, ok := rec.timelineBegins(); ok && t == tli {
+			at, found = when, true
+		}
+		return true // only the first record at or after sp
+	})
+	if err != nil || !found {
+		return time.Time{}, false
+	}
+	return at, true
 }
 
 // follows reports whether recovery from b can follow history h: b's
@@ -732,6 +784,11 @@ func (s *StatusReport) choose(ctx context.Context, t Target, only *BaseBackup) (
 			offTimeline = b
 			continue
 		}
+		if t.Timeline == "" || t.Timeline == "latest" {
+			if err := s.checkFork(ctx, b, tli); err != nil {
+				return nil, err
+			}
+		}
 		if err := s.checkReach(ctx, b, h, t); err != nil {
 			return nil, err
 		}
@@ -878,6 +935,11 @@ func (s *StatusReport) chooseByRecord(ctx context.Context, t Target, cands []*Ba
 				return nil, fmt.Errorf("%w: base backup %s is not on the history of timeline %d: restore with --timeline current or a timeline number", ErrOutsideWindow, b.ShortID, tli)
 			}
 			continue
+		}
+		if t.Timeline == "" || t.Timeline == "latest" {
+			if err := s.checkFork(ctx, b, tli); err != nil {
+				return nil, err
+			}
 		}
 		if b.MissingWAL != "" {
 			if from {

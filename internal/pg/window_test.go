@@ -375,11 +375,7 @@ func TestStatusTimelines(t *testing.T) {
 	if _, err := s.CheckTarget(w.ctx, Target{Time: tm(9.5), Timeline: "2"}); err == nil || !strings.Contains(err.Error(), "is not before the last transaction") {
 		t.Errorf("beyond timeline 2's end: %v", err)
 	}
-	// Once timeline 2 archived after timeline 1's last, latest follows it.
-	w.segments(2, 9, 11, 0.5)
-	if got, err := w.status().CheckTarget(w.ctx, Target{Time: tm(8)}); err != nil || got.ID != a.ID {
-		t.Errorf("latest once timeline 2 is the newer: %v, %v", got, err)
-	}
+
 
 	// Timeline 2 loses its first segment: the switch segment of timeline 1
 	// cannot stand in for it beyond the switch.
@@ -456,5 +452,69 @@ func TestStatusOtherClusterWAL(t *testing.T) {
 		if _, err := s.CheckTarget(w.ctx, tg); err == nil || !strings.Contains(err.Error(), "two clusters archive into this repository") {
 			t.Errorf("%s: %v", tg, err)
 		}
+	}
+}
+
+// fakeSegmentBegun is fakeSegment for the first segment of timeline tli
+// after a promotion at its start: an end-of-recovery record (begun at
+// began, after timeline tli-1), then the commit and the switch.
+func fakeSegmentBegun(tli uint32, no uint64, began, commit time.Time, xid uint32) []byte {
+	start := seg(no)
+	page := fakeSegment(tli, no, commit, xid)
+	clear(page[40:])
+	le := binary.LittleEndian
+	eor := le.AppendUint64(nil, uint64(began.Sub(time.Unix(postgresEpochUnixSecs, 0)).Microseconds()))
+	eor = le.AppendUint32(eor, tli)
+	eor = le.AppendUint32(eor, tli-1)
+	copy(page[40:], fakeRecord(0, seg(no-1)+80, xlogEndOfRecovery, rmXLOG, append([]byte{255, byte(len(eor))}, eor...)))
+	main := le.AppendUint64(nil, uint64(commit.Sub(time.Unix(postgresEpochUnixSecs, 0)).Microseconds()))
+	copy(page[88:], fakeRecord(xid, start+40, xactCommit, rmXact, append([]byte{255, byte(len(main))}, main...)))
+	copy(page[128:], fakeRecord(0, start+88, xlogSwitch, rmXLOG, nil))
+	return page
+}
+
+// TestForkByWALTimes: after a fork, "latest" is refused only when the
+// timeline left behind committed after the new one began, by the times in
+// the WAL (the end-of-recovery record, the commits), whatever the times
+// the objects were stored at (a copy to another repository changes them).
+func TestForkByWALTimes(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		beganMin  float64 // when timeline 2 began
+		tl1Offset float64 // when timeline 1's segments were stored, minutes after their own
+		refused   bool
+	}{
+		{"the old timeline stopped before the fork (a recovery to the past, a failover)", 10.5, 0, false},
+		{"the same, its objects stored last (a copy)", 10.5, 100, false},
+		{"the old timeline went on after the fork (a test copy archiving here)", 7.5, 0, true},
+		{"the same, stored first", 7.5, -100, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWALWorld(t)
+			w.segments(1, 1, 10, 0)
+			for no := uint64(1); no <= 10; no++ {
+				n := Segment{TLI: 1, No: no}.Name(pgmeta.DefaultSegmentSize)
+				w.be.times[n] = w.be.times[n].Add(time.Duration(c.tl1Offset * float64(time.Minute)))
+			}
+			w.history(2, "1\t0/6000000\tno recovery target specified\n")
+			began := w.at(c.beganMin)
+			name := Segment{TLI: 2, No: 6}.Name(pgmeta.DefaultSegmentSize)
+			if err := w.repo.SaveNamed(w.ctx, backend.WALFile, name, fakeSegmentBegun(2, 6, began, began.Add(time.Second), 2006)); err != nil {
+				t.Fatal(err)
+			}
+			w.be.times[name] = began.Add(time.Minute)
+			a := w.backup(1, seg(2)+0x28, seg(3), 2.5)
+			s := w.status()
+			_, err := s.CheckTarget(w.ctx, Target{Latest: true})
+			if c.refused != (err != nil) {
+				t.Fatalf("latest: %v, want refused %v", err, c.refused)
+			}
+			if c.refused && (!strings.Contains(err.Error(), "--timeline 1") || !strings.Contains(err.Error(), "last transaction at")) {
+				t.Errorf("the refusal: %v", err)
+			}
+			if got, err := s.CheckTarget(w.ctx, Target{Latest: true, Timeline: "2"}); err != nil || got.ID != a.ID {
+				t.Errorf("timeline 2 by number: %v, %v", got, err)
+			}
+		})
 	}
 }
