@@ -376,7 +376,6 @@ func TestStatusTimelines(t *testing.T) {
 		t.Errorf("beyond timeline 2's end: %v", err)
 	}
 
-
 	// Timeline 2 loses its first segment: the switch segment of timeline 1
 	// cannot stand in for it beyond the switch.
 	w2 := newWALWorld(t)
