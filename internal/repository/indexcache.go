@@ -106,6 +106,8 @@ func (r *Repository) loadIndexCache(ctx context.Context, objs []listedObject) er
 		t.Close()
 		r.log.Info("rebuilding the index cache: index objects changed", "path", path, "gone", gone, "new_blobs", newBlobs)
 	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, diskidx.ErrOtherVersion):
+		r.log.Info("rebuilding the index cache in this version's format", "path", path, "was", err)
 	default:
 		r.log.Warn("rebuilding the index cache", "err", err)
 	}

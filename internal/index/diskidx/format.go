@@ -81,6 +81,11 @@ const (
 // error wrapping it when a bucket read after Open failed its tag.
 var ErrDamaged = errors.New("index cache damaged or not written by this version under this key")
 
+// ErrOtherVersion is wrapped, with ErrDamaged, by Open's error for a file
+// of another format version (an older nestguard's): rebuilt as a matter
+// of course, not damage.
+var ErrOtherVersion = errors.New("index cache of another format version")
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // header is the fixed part of the file.
@@ -115,7 +120,7 @@ func decodeHeader(b []byte) (*header, error) {
 		return nil, fmt.Errorf("%w: bad magic", ErrDamaged)
 	}
 	if v := binary.LittleEndian.Uint32(b[4:]); v != version {
-		return nil, fmt.Errorf("%w: version %d, this nestguard writes %d", ErrDamaged, v, version)
+		return nil, fmt.Errorf("%w (%w): version %d, this nestguard writes %d", ErrOtherVersion, ErrDamaged, v, version)
 	}
 	if crc32.Checksum(b[:124], castagnoli) != binary.LittleEndian.Uint32(b[124:]) {
 		return nil, fmt.Errorf("%w: header checksum mismatch", ErrDamaged)
