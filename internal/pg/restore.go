@@ -142,6 +142,19 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	if err != nil {
 		return nil, err
 	}
+	if tl := o.Target.Timeline; tl == "" || tl == "latest" {
+		// The timeline checked, by number: PostgreSQL's latest is the
+		// newest history file when replay gets there, and one that
+		// appears meanwhile (another copy promoted into this repository)
+		// would be followed unchecked.
+		if tli, ok := st.TimelineFor(sn, tl); ok {
+			o.Target.Timeline = strconv.FormatUint(uint64(tli), 10)
+			rc.Target.Timeline = o.Target.Timeline
+			if kv, err = rc.settings(); err != nil {
+				return nil, err
+			}
+		}
+	}
 	o.Log.Debug("restore: base backup picked", "elapsed", time.Since(began))
 	root, err := tree.Load(ctx, repo, sn.Tree)
 	if err != nil {

@@ -446,8 +446,9 @@ func (s *StatusReport) targetTimeline(spec string, b *BaseBackup) (uint32, error
 // a copy to another repository changes. A timeline left behind by a
 // recovery to a point in the past, or by a failover, committed nothing
 // after the new one began, and latest follows the new one as before. When
-// tli's first record cannot be read, a parent with WAL after the switch
-// point is refused too: nothing says which came last.
+// tli's first record cannot be read (not archived yet), a parent that
+// committed after the switch point is refused too: nothing says which
+// came last.
 func (s *StatusReport) checkFork(ctx context.Context, b *BaseBackup, tli uint32) error {
 	h := s.history(tli)
 	if len(h.Parents) == 0 || s.SegmentSize <= 0 {
@@ -464,10 +465,11 @@ func (s *StatusReport) checkFork(ctx context.Context, b *BaseBackup, tli uint32)
 			// follow the parent, whatever the parent did since.
 			continue
 		}
-		// The parent's segments that begin at or after the switch point
-		// hold only WAL of after the fork; the run of them that ends at
-		// its newest is what it wrote since.
-		firstAfter := (uint64(p.SwitchPoint) + size - 1) / size
+		// The parent's WAL from the switch point on is what it wrote after
+		// the fork: the rest of the segment that holds the switch point
+		// and the segments after it (lastXact reads only records at or
+		// after the switch point), the run that ends at its newest.
+		firstAfter := uint64(p.SwitchPoint) / size
 		var newest uint64
 		found := false
 		for no := range s.segs[p.TLI] {
@@ -493,7 +495,9 @@ func (s *StatusReport) checkFork(ctx context.Context, b *BaseBackup, tli uint32)
 		if err != nil {
 			return fmt.Errorf("reading timeline %d's WAL after its fork: %w", p.TLI, err)
 		}
-		if beganOK && (last == nil || !last.Time.After(began)) {
+		if last == nil || beganOK && !last.Time.After(began) {
+			// Nothing committed on the parent after the fork, or only
+			// before the child began.
 			continue
 		}
 		went := fmt.Sprintf("it archived WAL after the switch point, through segment %s", Segment{TLI: p.TLI, No: newest}.Name(s.SegmentSize))
@@ -1056,6 +1060,18 @@ func (s *StatusReport) RecoveryPath(sn *snapshot.Snapshot, spec string, n int) [
 		names = append(names, r.missing.Name(s.SegmentSize))
 	}
 	return names
+}
+
+// TimelineFor is the timeline recovery from base backup sn follows for
+// spec (as Target.Timeline): "latest" resolved as PostgreSQL resolves it
+// now. ok is false when sn is not a base backup of the report.
+func (s *StatusReport) TimelineFor(sn *snapshot.Snapshot, spec string) (uint32, bool) {
+	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
+	if i < 0 {
+		return 0, false
+	}
+	tli, err := s.targetTimeline(spec, s.BaseBackups[i])
+	return tli, err == nil
 }
 
 // LastTransactionReached is the last commit or abort after base backup

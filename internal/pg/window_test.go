@@ -472,6 +472,33 @@ func fakeSegmentBegun(tli uint32, no uint64, began, commit time.Time, xid uint32
 	return page
 }
 
+// TestForkMidSegment: the parent's commits after a switch point inside a
+// segment, in the rest of that segment, count (second review: only the
+// segments after it were read).
+func TestForkMidSegment(t *testing.T) {
+	for _, c := range []struct {
+		beganMin float64
+		refused  bool
+	}{{5.5, true}, {6.5, false}} {
+		w := newWALWorld(t)
+		w.segments(1, 1, 6, 0) // timeline 1's last commit: in segment 6, at 12:05:40
+		w.history(2, "1\t0/6000028\tno recovery target specified\n")
+		began := w.at(c.beganMin)
+		name := Segment{TLI: 2, No: 6}.Name(pgmeta.DefaultSegmentSize)
+		// Timeline 2's copy of segment 6: its end-of-recovery record at the
+		// switch point.
+		if err := w.repo.SaveNamed(w.ctx, backend.WALFile, name, fakeSegmentBegun(2, 6, began, began.Add(time.Second), 2006)); err != nil {
+			t.Fatal(err)
+		}
+		w.be.times[name] = began.Add(time.Minute)
+		w.backup(1, seg(2)+0x28, seg(3), 2.5)
+		_, err := w.status().CheckTarget(w.ctx, Target{Latest: true})
+		if c.refused != (err != nil) {
+			t.Errorf("timeline 2 began at minute %v: %v, want refused %v", c.beganMin, err, c.refused)
+		}
+	}
+}
+
 // TestForkByWALTimes: after a fork, "latest" is refused only when the
 // timeline left behind committed after the new one began, by the times in
 // the WAL (the end-of-recovery record, the commits), whatever the times
