@@ -377,3 +377,41 @@ func TestAuditArchiveWALAsync(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestAuditRestoreWALUnrecorded: pg restore-wal that delivered its file
+// exits 0 even when its call can be neither spooled nor recorded (second
+// review: it exited 1, which PostgreSQL reads as "not archived" and ends
+// recovery early), with a warning; one that could not deliver keeps its
+// exit code.
+func TestAuditRestoreWALUnrecorded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	hist := filepath.Join(e.dir, "history")
+	os.WriteFile(hist, []byte("1\t0/3000000\tno recovery target specified\n"), 0o600)
+	e.must("pg", "archive-wal", "--name", "00000002.history", hist)
+	// No spool (a file where its directory would be), and an audit log
+	// that cannot be read or appended to.
+	notDir := filepath.Join(e.dir, "file")
+	os.WriteFile(notDir, nil, 0o600)
+	e.extraEnv = []string{"NESTGUARD_AUDIT_SPOOL=" + filepath.Join(notDir, "spool")}
+	if err := os.Rename(filepath.Join(e.repo, "audit"), filepath.Join(e.dir, "audit")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(e.repo, "audit"), nil, 0o600)
+	dest := filepath.Join(e.dir, "RECOVERYHISTORY")
+	r := e.run("pg", "restore-wal", "00000002.history", dest)
+	if r.code != 0 || !strings.Contains(r.stderr, "audit record of this pg restore-wal was not stored") {
+		t.Fatalf("restore-wal, delivered, unrecorded: exit %d\n%s", r.code, r.stderr)
+	}
+	if b, err := os.ReadFile(dest); err != nil || string(b) != "1\t0/3000000\tno recovery target specified\n" {
+		t.Fatalf("restored history file: %q %v", b, err)
+	}
+	if r := e.run("pg", "restore-wal", "00000003.history", dest+"3"); r.code != 1 {
+		t.Fatalf("restore-wal of a file not archived, unrecorded: exit %d, want 1\n%s", r.code, r.stderr)
+	}
+	// Any other command still fails when its record is not stored.
+	if r := e.run("snapshots"); r.code == 0 {
+		t.Fatalf("snapshots, unrecorded: exit 0\n%s", r.stderr)
+	}
+}

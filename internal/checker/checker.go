@@ -352,6 +352,12 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		byPack[e.Pack] = append(byPack[e.Pack], e)
 		return true
 	})
+	if err := idx.Err(); err != nil {
+		// A part of the local index cache could not be read: the packs
+		// of the blobs it holds were not all checked, and --read-data
+		// did not read them. The check is incomplete, never clean.
+		c.problem("index cache", fmt.Errorf("the local index cache could not be read whole, so not every pack's blobs were checked: %w; run the check again", err))
+	}
 	indexed := idx.Packs()
 	c.report.Packs = len(indexed)
 	var toRead []id.ID
@@ -751,7 +757,11 @@ func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot, need
 			errs = append(errs, fmt.Sprintf("%s blob %s: %s", b.What, b.ID.Short(), why))
 		}
 	}
-	errs = append(errs, c.checkWAL(ctx, need.WAL)...)
+	if walErrs := c.checkWAL(ctx, need.WAL); len(walErrs) > 0 && !c.snapshotGone(ctx, sn) {
+		// WAL missing for a snapshot forgotten meanwhile was removed by
+		// a prune that no longer saw it: not damage.
+		errs = append(errs, walErrs...)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -835,6 +845,16 @@ func (c *Checker) readWAL(ctx context.Context, name string, size int64, bufs *hu
 	if err != nil && ctx.Err() != nil {
 		return "", ctx.Err()
 	}
+	if errors.Is(err, fs.ErrNotExist) && c.walGone(ctx, name) {
+		// Listed, then removed: a prune running meanwhile removes WAL
+		// that no base backup needs. Not damage; a snapshot that still
+		// needs it is reported by checkWAL.
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		why = "removed while the check ran"
+		c.walRead[name] = why
+		return why, nil
+	}
 	c.P.BytesRead.Add(size)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -843,15 +863,26 @@ func (c *Checker) readWAL(ctx context.Context, name string, size int64, bufs *hu
 	if err != nil {
 		// The problem names the object already.
 		why = strings.TrimPrefix(err.Error(), "wal/"+name+": ")
-		if errors.Is(err, fs.ErrNotExist) {
-			why = "listed, but gone when read (a prune running meanwhile removes WAL that no base backup needs): " + why
-		}
 		c.report.WALDamaged++
 		what, then := walKind(name)
 		c.report.Problems = append(c.report.Problems, Problem{Object: "wal/" + name, Error: what + " cannot be read: " + why + then})
 	}
 	c.walRead[name] = why
 	return why, nil
+}
+
+// snapshotGone reports whether snapshot sn was removed (forgotten) since
+// the check listed it.
+func (c *Checker) snapshotGone(ctx context.Context, sn *snapshot.Snapshot) bool {
+	_, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()})
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// walGone reports whether WAL object name is not in the repository now
+// (asked again: not an error of the read).
+func (c *Checker) walGone(ctx context.Context, name string) bool {
+	_, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.WALFile, Name: name})
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // walKind names what WAL object name holds, and what its loss means,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/mem"
+	"github.com/nestguard/nestguard/internal/hugemem"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
 )
 
@@ -94,5 +95,36 @@ func TestReadDataReadsEveryWALObject(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Errorf("--read-data 1%% never read a damaged WAL object in 40 runs (2 of %d are)", len(names))
+	}
+}
+
+// TestWALRemovedWhileChecked: a WAL object listed, then removed before it
+// is read (a prune running meanwhile removes WAL that no base backup
+// needs) is not damage: no problem, not counted as read or damaged.
+func TestWALRemovedWhileChecked(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	repo := repotest.New(t, repotest.Backend(be))
+	names := []string{"000000010000000000000010", "000000010000000000000011"}
+	for i, n := range names {
+		if err := repo.SaveNamed(ctx, backend.WALFile, n, bytes.Repeat([]byte{byte(i)}, 4096)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := New(repo, Options{}).opt.ReadWAL
+	o := Options{ReadData: true, ReadWAL: func(ctx context.Context, name string, bufs *hugemem.Pool) (int, error) {
+		if name == names[0] {
+			if err := be.Remove(ctx, backend.Handle{Type: backend.WALFile, Name: name}); err != nil {
+				return 0, err
+			}
+		}
+		return read(ctx, name, bufs)
+	}}
+	r, err := New(repo, o).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || r.WALDamaged != 0 || r.WALRead != 1 {
+		t.Fatalf("a WAL object removed while checked: %+v", r)
 	}
 }

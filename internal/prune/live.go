@@ -140,6 +140,11 @@ func (l *liveSet) walk(ctx context.Context, repo *repository.Repository, snaps [
 	if err := v.Run(ctx, repo, tree.Roots(roots...)); err != nil {
 		return fmt.Errorf("refusing to prune: reading the snapshots' trees: %w; run 'nestguard verify'", err)
 	}
+	if err := idx.Err(); err != nil && len(missing) > 0 {
+		// The blobs may be stored: the local cache failed a read.
+		return fmt.Errorf("refusing to prune: the snapshots need blobs not found in the index, which could not be read whole (%s): %w; run prune again",
+			strings.Join(missing[:min(len(missing), 20)], ", "), err)
+	}
 	if len(missing) > 0 {
 		return fmt.Errorf("refusing to prune: the snapshots need blobs that no index lists (%s); run 'nestguard repair index', then 'nestguard verify'",
 			strings.Join(missing[:min(len(missing), 20)], ", "))

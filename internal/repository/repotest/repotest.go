@@ -73,6 +73,26 @@ func Open(t testing.TB, be backend.Backend) *repository.Repository {
 	return r
 }
 
+// OpenCached is Open with the index in a local cache file under dir
+// (built if there is none), whatever the repository's size.
+func OpenCached(t testing.TB, be backend.Backend, dir string) *repository.Repository {
+	t.Helper()
+	ctx := context.Background()
+	o := options()
+	o.IndexCacheDir, o.IndexCacheMinBlobs = dir, 1
+	r, err := repository.Open(ctx, be, []byte(Password), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.IndexCache() == nil {
+		t.Fatal("the index cache was not used")
+	}
+	return r
+}
+
 // options makes key slots cheap to derive: tests add and open many.
 func options() repository.Options {
 	kdf := crypto.FastKDFParamsForTests()
