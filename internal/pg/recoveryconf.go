@@ -83,9 +83,13 @@ func (rc RecoveryConfig) settings() ([][2]string, error) {
 		tl = "latest"
 	}
 	if tl != "latest" && tl != "current" {
-		if v, err := strconv.ParseUint(tl, 10, 32); err != nil || v == 0 {
+		v, err := strconv.ParseUint(tl, 10, 32)
+		if err != nil || v == 0 {
 			return nil, fmt.Errorf("recovery timeline %q: want latest, current or a timeline number", tl)
 		}
+		// The number as read here, in decimal: PostgreSQL reads a
+		// leading 0 as octal ("011" is 9) and 0x as hexadecimal.
+		tl = strconv.FormatUint(v, 10)
 	}
 	out = append(out, [2]string{"recovery_target_timeline", tl})
 	action := rc.Action

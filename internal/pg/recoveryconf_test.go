@@ -21,6 +21,11 @@ func TestRecoverySettings(t *testing.T) {
 			[]string{"restore_command=x %f %p", "recovery_target_time=2024-05-01 11:59:00.123456+00", "recovery_target_timeline=latest", "recovery_target_action=promote"}, ""},
 		{"lsn default pause", RecoveryConfig{RestoreCommand: "x", Target: Target{LSN: &lsn, Timeline: "2"}},
 			[]string{"restore_command=x", "recovery_target_lsn=16/B374D848", "recovery_target_timeline=2", "recovery_target_action=pause"}, ""},
+		// PostgreSQL reads "011" as octal 9: the number checked (11) is
+		// written in decimal (hostile test: the copy followed timeline 9).
+		{"leading zero", RecoveryConfig{RestoreCommand: "x", Target: Target{LSN: &lsn, Timeline: "011"}},
+			[]string{"restore_command=x", "recovery_target_lsn=16/B374D848", "recovery_target_timeline=11", "recovery_target_action=pause"}, ""},
+		{"hex", RecoveryConfig{RestoreCommand: "x", Target: Target{Latest: true, Timeline: "0x0B"}, Action: ActionPromote}, nil, "timeline"},
 		{"xid", RecoveryConfig{RestoreCommand: "x", Target: Target{XID: "1234"}, Action: ActionShutdown},
 			[]string{"restore_command=x", "recovery_target_xid=1234", "recovery_target_timeline=latest", "recovery_target_action=shutdown"}, ""},
 		{"name", RecoveryConfig{RestoreCommand: "x", Target: Target{Name: "before it's gone"}},
