@@ -146,8 +146,12 @@ type Checker struct {
 	// is checked, so that each can say whether another pack still holds
 	// what it lost (see reportCopies).
 	copyProblems []copyProblem
-	wal          map[string]int64  // WAL objects listed -> stored size
-	walRead      map[string]string // WAL objects read back -> why they cannot be, or ""
+	// cacheReported: the index cache's failure is in the report.
+	cacheReported bool
+	// pruneSeen: a prune's lock record was listed when the check began.
+	pruneSeen bool
+	wal       map[string]int64  // WAL objects listed -> stored size
+	walRead   map[string]string // WAL objects read back -> why they cannot be, or ""
 }
 
 // New returns a checker for repo, which must be open with its index loaded.
@@ -309,6 +313,7 @@ func (c *Checker) reportFallbacks() {
 // Run checks the repository and returns the report. An error means the
 // check itself could not run (e.g. the storage is unreachable).
 func (c *Checker) Run(ctx context.Context) (*Report, error) {
+	c.pruneSeen = c.pruneRunning(ctx)
 	snaps, unreadable, err := snapshot.List(ctx, c.repo)
 	if err != nil {
 		return nil, err
@@ -352,12 +357,7 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		byPack[e.Pack] = append(byPack[e.Pack], e)
 		return true
 	})
-	if err := idx.Err(); err != nil {
-		// A part of the local index cache could not be read: the packs
-		// of the blobs it holds were not all checked, and --read-data
-		// did not read them. The check is incomplete, never clean.
-		c.problem("index cache", fmt.Errorf("the local index cache could not be read whole, so not every pack's blobs were checked: %w; run the check again", err))
-	}
+	c.checkIndexCache()
 	indexed := idx.Packs()
 	c.report.Packs = len(indexed)
 	var toRead []id.ID
@@ -388,8 +388,22 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	if err := c.checkSnapshots(ctx, snaps); err != nil {
 		return nil, err
 	}
+	c.checkIndexCache()
 	c.reportFallbacks()
 	return &c.report, nil
+}
+
+// checkIndexCache reports, once, that a part of the local index cache
+// could not be read: blobs it holds looked absent, so the packs of some
+// were not checked (nor read by --read-data) and snapshots needing them
+// may be reported damaged for it. The check is incomplete, never clean.
+func (c *Checker) checkIndexCache() {
+	err := c.repo.Index().Err()
+	if err == nil || c.cacheReported {
+		return
+	}
+	c.cacheReported = true
+	c.problem("index cache", fmt.Errorf("the local index cache could not be read whole, so not every pack's blobs were checked and blobs it holds may be reported missing: %w; run the check again", err))
 }
 
 // sample returns a random Percent of pids, at least one.
@@ -845,10 +859,12 @@ func (c *Checker) readWAL(ctx context.Context, name string, size int64, bufs *hu
 	if err != nil && ctx.Err() != nil {
 		return "", ctx.Err()
 	}
-	if errors.Is(err, fs.ErrNotExist) && c.walGone(ctx, name) {
-		// Listed, then removed: a prune running meanwhile removes WAL
-		// that no base backup needs. Not damage; a snapshot that still
-		// needs it is reported by checkWAL.
+	if errors.Is(err, fs.ErrNotExist) && c.walGone(ctx, name) && (c.pruneSeen || c.pruneRunning(ctx)) {
+		// Listed, then removed while a prune ran (its lock record was
+		// there when the check began or is now): it removes WAL that
+		// no base backup needs. Not damage; a snapshot that still
+		// needs it is reported by checkWAL. Removed with no prune
+		// seen, it is reported below.
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		why = "removed while the check ran"
@@ -863,6 +879,9 @@ func (c *Checker) readWAL(ctx context.Context, name string, size int64, bufs *hu
 	if err != nil {
 		// The problem names the object already.
 		why = strings.TrimPrefix(err.Error(), "wal/"+name+": ")
+		if errors.Is(err, fs.ErrNotExist) {
+			why = "listed, but gone when read, and no prune was seen running: " + why
+		}
 		c.report.WALDamaged++
 		what, then := walKind(name)
 		c.report.Problems = append(c.report.Problems, Problem{Object: "wal/" + name, Error: what + " cannot be read: " + why + then})
@@ -877,6 +896,20 @@ func (c *Checker) snapshotGone(ctx context.Context, sn *snapshot.Snapshot) bool 
 	_, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()})
 	return errors.Is(err, fs.ErrNotExist)
 }
+
+// pruneRunning reports whether a prune's lock record is in the
+// repository (prune removes WAL only while it holds one): a WAL object
+// that vanishes during the check is then not damage.
+func (c *Checker) pruneRunning(ctx context.Context) bool {
+	found := false
+	err := c.repo.Backend().List(ctx, backend.LockFile, func(backend.FileInfo) error {
+		found = true
+		return errStopList
+	})
+	return found || err != nil && !errors.Is(err, errStopList)
+}
+
+var errStopList = errors.New("stop listing")
 
 // walGone reports whether WAL object name is not in the repository now
 // (asked again: not an error of the read).

@@ -99,32 +99,44 @@ func TestReadDataReadsEveryWALObject(t *testing.T) {
 }
 
 // TestWALRemovedWhileChecked: a WAL object listed, then removed before it
-// is read (a prune running meanwhile removes WAL that no base backup
-// needs) is not damage: no problem, not counted as read or damaged.
+// is read while a prune runs (its lock record is there: it removes WAL
+// that no base backup needs) is not damage: no problem, not counted as
+// read or damaged. Removed with no prune seen (by hand: hostile test), it
+// is damage.
 func TestWALRemovedWhileChecked(t *testing.T) {
-	ctx := context.Background()
-	be := mem.New()
-	repo := repotest.New(t, repotest.Backend(be))
-	names := []string{"000000010000000000000010", "000000010000000000000011"}
-	for i, n := range names {
-		if err := repo.SaveNamed(ctx, backend.WALFile, n, bytes.Repeat([]byte{byte(i)}, 4096)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	read := New(repo, Options{}).opt.ReadWAL
-	o := Options{ReadData: true, ReadWAL: func(ctx context.Context, name string, bufs *hugemem.Pool) (int, error) {
-		if name == names[0] {
-			if err := be.Remove(ctx, backend.Handle{Type: backend.WALFile, Name: name}); err != nil {
-				return 0, err
+	for _, prune := range []bool{true, false} {
+		ctx := context.Background()
+		be := mem.New()
+		repo := repotest.New(t, repotest.Backend(be))
+		names := []string{"000000010000000000000010", "000000010000000000000011"}
+		for i, n := range names {
+			if err := repo.SaveNamed(ctx, backend.WALFile, n, bytes.Repeat([]byte{byte(i)}, 4096)); err != nil {
+				t.Fatal(err)
 			}
 		}
-		return read(ctx, name, bufs)
-	}}
-	r, err := New(repo, o).Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !r.OK() || r.WALDamaged != 0 || r.WALRead != 1 {
-		t.Fatalf("a WAL object removed while checked: %+v", r)
+		if prune {
+			if err := be.Save(ctx, backend.Handle{Type: backend.LockFile, Name: "0123"}, bytes.NewReader([]byte("x")), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		read := New(repo, Options{}).opt.ReadWAL
+		o := Options{ReadData: true, ReadWAL: func(ctx context.Context, name string, bufs *hugemem.Pool) (int, error) {
+			if name == names[0] {
+				if err := be.Remove(ctx, backend.Handle{Type: backend.WALFile, Name: name}); err != nil {
+					return 0, err
+				}
+			}
+			return read(ctx, name, bufs)
+		}}
+		r, err := New(repo, o).Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case prune && (!r.OK() || r.WALDamaged != 0 || r.WALRead != 1):
+			t.Fatalf("a WAL object removed while a prune ran: %+v", r)
+		case !prune && (r.OK() || r.WALDamaged != 1 || len(r.Problems) != 1 || !strings.Contains(r.Problems[0].Error, "no prune was seen")):
+			t.Fatalf("a WAL object removed by hand while checked: %+v", r)
+		}
 	}
 }
