@@ -248,6 +248,13 @@ func StatusWith(ctx context.Context, repo StatusRepo, o StatusOptions) (*StatusR
 		s.checkBackup(b)
 	}
 	s.findWindows()
+	for _, tli := range slices.Sorted(maps.Keys(s.segs)) {
+		// WAL of a timeline whose history file is missing, after WAL of
+		// the one before it: recovery to latest stops before it.
+		if _, ok := s.hist[tli]; !ok && tli > 1 && len(s.segs[tli-1]) > 0 {
+			s.Problems = append(s.Problems, fmt.Sprintf("timeline %d has archived WAL but the repository has no history file %s: recovery from timeline %d to the latest stops before it; archive the history file again (from the server's pg_wal)", tli, pgmeta.HistoryFileName(tli), tli-1))
+		}
+	}
 	for i := range s.Windows {
 		if err := s.windowEnd(ctx, &s.Windows[i]); err != nil {
 			if ctx.Err() != nil {
@@ -414,6 +421,32 @@ func (s *StatusReport) latestFrom(tli uint32) uint32 {
 		}
 		tli++
 	}
+}
+
+// checkHistoryChain refuses "latest" resolved to tli when the repository
+// shows a timeline that went on from tli, though tli+1's history file is
+// not there: WAL of timeline tli+1, or a later timeline's history file
+// that names tli as an ancestor. PostgreSQL looks for tli+1's history
+// file, finds none, and stays on tli, missing what the later timelines
+// hold (a history file deleted or never archived: hostile test, a
+// restore without the rows of the timeline it lost). WAL of an unrelated
+// later timeline (another database system in the repository) does not
+// count.
+func (s *StatusReport) checkHistoryChain(tli uint32) error {
+	later := uint32(0)
+	if len(s.segs[tli+1]) > 0 {
+		later = tli + 1
+	}
+	for n, h := range s.hist {
+		if n > tli && slices.ContainsFunc(h.Parents, func(p HistoryEntry) bool { return p.TLI == tli }) {
+			later = max(later, n)
+		}
+	}
+	if later == 0 {
+		return nil
+	}
+	return fmt.Errorf("the repository holds WAL or history of timeline %d, later than timeline %d, but no history file %s: recovery to the latest timeline would stop on timeline %d and miss what the later timelines hold; archive the history file again (from the server's pg_wal, with 'nestguard pg archive-wal'), or restore with --timeline %d to stay on timeline %d",
+		later, tli, pgmeta.HistoryFileName(tli+1), tli, tli, tli)
 }
 
 // targetTimeline resolves a --timeline value for recovery from b.
@@ -789,6 +822,9 @@ func (s *StatusReport) choose(ctx context.Context, t Target, only *BaseBackup) (
 			continue
 		}
 		if t.Timeline == "" || t.Timeline == "latest" {
+			if err := s.checkHistoryChain(tli); err != nil {
+				return nil, err
+			}
 			if err := s.checkFork(ctx, b, tli); err != nil {
 				return nil, err
 			}
@@ -941,6 +977,9 @@ func (s *StatusReport) chooseByRecord(ctx context.Context, t Target, cands []*Ba
 			continue
 		}
 		if t.Timeline == "" || t.Timeline == "latest" {
+			if err := s.checkHistoryChain(tli); err != nil {
+				return nil, err
+			}
 			if err := s.checkFork(ctx, b, tli); err != nil {
 				return nil, err
 			}

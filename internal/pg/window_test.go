@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/crc32"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -540,6 +541,49 @@ func TestForkByWALTimes(t *testing.T) {
 			}
 			if got, err := s.CheckTarget(w.ctx, Target{Latest: true, Timeline: "2"}); err != nil || got.ID != a.ID {
 				t.Errorf("timeline 2 by number: %v, %v", got, err)
+			}
+		})
+	}
+}
+
+// TestHistoryFileMissing: WAL of timeline 2 without its history file
+// (deleted, or never archived), or a history file of timeline 3 naming 1
+// as an ancestor without 2's: "latest" from a base backup of timeline 1
+// would stop on timeline 1 and miss the rest (hostile test: a restore
+// without timeline 2's rows, exit 0). Refused, naming the missing file;
+// --timeline 1 restores timeline 1 as asked. WAL of an unrelated later
+// timeline (another system) is not refused.
+func TestHistoryFileMissing(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		setup   func(w *walWorld)
+		refused bool
+	}{
+		{"segments of timeline 2, no 00000002.history", func(w *walWorld) { w.segments(2, 6, 8, 0) }, true},
+		{"00000003.history naming 1 and 2, no 00000002.history", func(w *walWorld) {
+			w.history(3, "1\t0/6000000\tno recovery target specified\n2\t0/7000000\tno recovery target specified\n")
+		}, true},
+		{"segments of timeline 5 only (another system)", func(w *walWorld) { w.segments(5, 20, 22, 0) }, false},
+		{"segments of timeline 2 and its history file", func(w *walWorld) {
+			w.history(2, "1\t0/6000000\tno recovery target specified\n")
+			w.segments(2, 6, 8, 0)
+		}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWALWorld(t)
+			w.segments(1, 1, 5, 0) // timeline 1 ends at the switch point 0/6000000
+			c.setup(w)
+			w.backup(1, seg(2)+0x28, seg(3), 2.5)
+			s := w.status()
+			if strings.HasPrefix(c.name, "segments of timeline 2, no") != slices.ContainsFunc(s.Problems, func(p string) bool { return strings.Contains(p, "no history file 00000002.history") }) {
+				t.Errorf("status problems: %q", s.Problems)
+			}
+			_, err := s.CheckTarget(w.ctx, Target{Latest: true})
+			if c.refused != (err != nil) || c.refused && !strings.Contains(err.Error(), "00000002.history") {
+				t.Fatalf("latest: %v, want refused %v", err, c.refused)
+			}
+			if _, err := s.CheckTarget(w.ctx, Target{Latest: true, Timeline: "1"}); err != nil {
+				t.Fatalf("--timeline 1: %v", err)
 			}
 		})
 	}
