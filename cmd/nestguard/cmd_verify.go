@@ -37,8 +37,12 @@ segments, partial segments, timeline and backup history files, inside a
 base backup's span, after it (point-in-time recovery replays them) or
 with no base backup at all, each authenticated, decompressed and, for a
 segment, checked whole, as 'pg restore-wal' reads it for PostgreSQL.
-Damage is reported by snapshot and file, and by WAL object. Exit code 1
-when anything is wrong.
+With or without --read-data, the archived WAL is also checked as a
+whole: WAL segments missing after the newest base backup of a database
+system, before a later segment of it archived over a minute ago (recovery
+stops at them), and WAL of a timeline whose history file is missing are
+damage. Damage is reported by snapshot and file, and by WAL object. Exit
+code 1 when anything is wrong.
 
 Two backups of the same new data running at once both store it, so a
 blob can sit in two packs. When one copy is damaged or missing, restores
@@ -107,6 +111,18 @@ func (a *app) runVerify(ctx context.Context, opt checker.Options) error {
 		// PostgreSQL: verify passes what recovery would replay.
 		opt.ReadWAL = func(ctx context.Context, name string, bufs *hugemem.Pool) (int, error) {
 			return pg.ReadWAL(ctx, repo, name, bufs)
+		}
+		opt.ArchiveDamage = func(ctx context.Context) ([]checker.Problem, error) {
+			st, err := pg.Status(ctx, repo)
+			if err != nil {
+				return nil, err
+			}
+			ds, err := st.ArchiveDamage(ctx)
+			var ps []checker.Problem
+			for _, d := range ds {
+				ps = append(ps, checker.Problem{Object: d.Object, Error: d.Error})
+			}
+			return ps, err
 		}
 		c := checker.New(repo, opt)
 		rep := progress.Start(a.stderr, a.progressEnabled() && opt.ReadData, func() progress.Status {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/local"
@@ -206,4 +207,33 @@ func TestVerifyReadDataEveryWAL(t *testing.T) {
 	if want := "error: wal/" + next + ": WAL segment " + next + " cannot be read: WAL file " + next + " from the repository: its first page is at"; r.code != 1 || !strings.Contains(r.stderr, want) {
 		t.Errorf("verify --read-data, segment %s stored as %s: exit %d, want 1 and %q\n%s%s", after, next, r.code, want, r.stdout, r.stderr)
 	}
+
+	// A segment missing after the base backup, with a later one archived
+	// over a minute ago (hostile test: deleted by hand inside the
+	// recovery window, verify passed): damage, named, whether read back
+	// or not. The forged copy goes first, so that PostgreSQL can archive
+	// the real one.
+	if err := os.Remove(walObj(next)); err != nil {
+		t.Fatal(err)
+	}
+	gone := switchAndWait(t, c)
+	later := switchAndWait(t, c)
+	aside := filepath.Join(t.TempDir(), gone)
+	if err := os.Rename(walObj(gone), aside); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(walObj(later), old, old); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"verify"}, {"verify", "--read-data"}} {
+		r = p.run(args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "error: wal/"+gone+": WAL segments "+gone+" to "+gone+" (1) are missing") {
+			t.Errorf("%v, segment %s missing before %s: exit %d\n%s%s", args, gone, later, r.code, r.stdout, r.stderr)
+		}
+	}
+	if err := os.Rename(aside, walObj(gone)); err != nil {
+		t.Fatal(err)
+	}
+	p.must("verify")
 }

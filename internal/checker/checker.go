@@ -60,6 +60,12 @@ type Options struct {
 	// whole. Nil: Repository.LoadNamedPooled (authenticated and
 	// decompressed).
 	ReadWAL func(ctx context.Context, name string, bufs *hugemem.Pool) (int, error)
+	// ArchiveDamage, if set, names damage of the archived WAL as a whole
+	// that no single object shows (segments missing inside a recovery
+	// window, a history file missing from a timeline's chain); called
+	// when the repository holds WAL objects. cmd/nestguard gives pg's
+	// StatusReport.ArchiveDamage.
+	ArchiveDamage func(ctx context.Context) ([]Problem, error)
 }
 
 // DefaultWorkers is how many packs verify reads back at once.
@@ -387,6 +393,13 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 
 	if err := c.checkSnapshots(ctx, snaps); err != nil {
 		return nil, err
+	}
+	if c.opt.ArchiveDamage != nil && len(c.wal) > 0 {
+		ps, err := c.opt.ArchiveDamage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("checking the archived WAL as a whole: %w", err)
+		}
+		c.report.Problems = append(c.report.Problems, ps...)
 	}
 	c.checkIndexCache()
 	c.reportFallbacks()

@@ -248,12 +248,8 @@ func StatusWith(ctx context.Context, repo StatusRepo, o StatusOptions) (*StatusR
 		s.checkBackup(b)
 	}
 	s.findWindows()
-	for _, tli := range slices.Sorted(maps.Keys(s.segs)) {
-		// WAL of a timeline whose history file is missing, after WAL of
-		// the one before it: recovery to latest stops before it.
-		if _, ok := s.hist[tli]; !ok && tli > 1 && len(s.segs[tli-1]) > 0 {
-			s.Problems = append(s.Problems, fmt.Sprintf("timeline %d has archived WAL but the repository has no history file %s: recovery from timeline %d to the latest stops before it; archive the history file again (from the server's pg_wal)", tli, pgmeta.HistoryFileName(tli), tli-1))
-		}
+	for _, tli := range s.historiesMissing() {
+		s.Problems = append(s.Problems, fmt.Sprintf("timeline %d has archived WAL but the repository has no history file %s: recovery from timeline %d to the latest stops before it; archive the history file again (from the server's pg_wal)", tli, pgmeta.HistoryFileName(tli), tli-1))
 	}
 	for i := range s.Windows {
 		if err := s.windowEnd(ctx, &s.Windows[i]); err != nil {
@@ -1134,4 +1130,87 @@ func (s *StatusReport) LastTransactionReached(ctx context.Context, sn *snapshot.
 	}
 	r := s.walk(b.StartLSN, h, func(Segment, time.Time) bool { return false })
 	return s.lastXact(ctx, r.path, b.SystemID, b.StopLSN)
+}
+
+// ArchiveProblem is damage of the archived WAL as a whole that no single
+// object shows: segments missing inside a recovery window, a history
+// file missing from a timeline's chain.
+type ArchiveProblem struct {
+	Object string // the first missing object, as wal/<name>
+	Error  string
+}
+
+// gapSettle is how long a segment archived after a gap must have been
+// stored for the gap to count: WAL archived out of order (asynchronous
+// archivers storing several at once) fills its gaps within seconds.
+const gapSettle = time.Minute
+
+// ArchiveDamage names what is missing from the archive as a whole:
+//   - segments missing on the timeline of the newest base backup of each
+//     database system, after that base backup's stop, with a later
+//     segment of the same system (by its header) archived over a minute
+//     ago: recovery from it stops at the gap though WAL after it is
+//     archived. No prune makes such a gap: WAL expiry removes only WAL
+//     before its anchor, never after the newest base backup.
+//   - WAL of a timeline whose history file is missing, after WAL of the
+//     timeline before it (see checkHistoryChain).
+//
+// A segment after a gap that cannot be read does not count here (verify
+// --read-data reports it as an object).
+func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, error) {
+	var out []ArchiveProblem
+	if s.SegmentSize <= 0 {
+		return nil, nil
+	}
+	size := uint64(s.SegmentSize)
+	newest := map[uint64]*BaseBackup{}
+	for _, b := range s.BaseBackups { // by stop time: the last one wins
+		newest[b.SystemID] = b
+	}
+	for _, sys := range slices.Sorted(maps.Keys(newest)) {
+		b := newest[sys]
+		times := s.segs[b.TLI]
+		nos := slices.Sorted(maps.Keys(times))
+		stop := uint64(b.StopLSN) / size
+		for i := 0; i+1 < len(nos); i++ {
+			a, c := nos[i], nos[i+1]
+			if c == a+1 || a < stop || s.Now.Sub(times[c]) < gapSettle {
+				continue
+			}
+			next := Segment{TLI: b.TLI, No: c}.Name(s.SegmentSize)
+			data, err := s.repo.LoadNamed(ctx, backend.WALFile, next)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				continue
+			}
+			h, err := parseSegmentHeader(data)
+			if err != nil || h.SystemID != b.SystemID {
+				continue
+			}
+			first, last := Segment{TLI: b.TLI, No: a + 1}.Name(s.SegmentSize), Segment{TLI: b.TLI, No: c - 1}.Name(s.SegmentSize)
+			out = append(out, ArchiveProblem{Object: "wal/" + first, Error: fmt.Sprintf(
+				"WAL segments %s to %s (%d) are missing, after base backup %s (the newest of its database system) and before %s, which is archived: recovery from it stops before them, and every later point in time is lost",
+				first, last, c-a-1, b.ShortID, next)})
+		}
+	}
+	for _, tli := range s.historiesMissing() {
+		out = append(out, ArchiveProblem{Object: "wal/" + pgmeta.HistoryFileName(tli), Error: fmt.Sprintf(
+			"timeline %d has archived WAL but its history file is missing: recovery from timeline %d to the latest stops before it; archive the history file again (from the server's pg_wal)", tli, tli-1)})
+	}
+	return out, nil
+}
+
+// historiesMissing are the timelines with archived WAL but no history
+// file, after WAL of the timeline before them: recovery to the latest
+// from the one before stops short of them.
+func (s *StatusReport) historiesMissing() []uint32 {
+	var out []uint32
+	for _, tli := range slices.Sorted(maps.Keys(s.segs)) {
+		if _, ok := s.hist[tli]; !ok && tli > 1 && len(s.segs[tli-1]) > 0 {
+			out = append(out, tli)
+		}
+	}
+	return out
 }

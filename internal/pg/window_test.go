@@ -588,3 +588,52 @@ func TestHistoryFileMissing(t *testing.T) {
 		})
 	}
 }
+
+// TestArchiveDamage: segments missing after the newest base backup's stop,
+// with later WAL of its system archived, are damage verify reports
+// (hostile test: a segment deleted by hand inside the recovery window
+// passed verify); a gap before the base backup (WAL expiry leaves those),
+// or before WAL of another system, is not.
+func TestArchiveDamage(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		segs  [][2]uint64 // runs of timeline 1's segments
+		start uint64      // the base backup's start and stop segment
+		sysID uint64
+		want  []string // objects
+	}{
+		{"a gap after the base backup", [][2]uint64{{1, 3}, {6, 8}}, 3, 0, []string{"wal/000000010000000000000004"}},
+		{"no gap", [][2]uint64{{1, 8}}, 3, 0, nil},
+		{"a gap before the base backup", [][2]uint64{{1, 2}, {5, 8}}, 6, 0, nil},
+		{"later WAL of another system", [][2]uint64{{1, 3}, {6, 8}}, 3, 9, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWALWorld(t)
+			w.sysID = c.sysID
+			for _, r := range c.segs {
+				w.segments(1, r[0], r[1], 0)
+			}
+			w.backup(1, seg(c.start)+0x28, seg(c.start)+0x1000, float64(c.start)+0.5)
+			ds, err := w.status().ArchiveDamage(w.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, d := range ds {
+				got = append(got, d.Object)
+			}
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("ArchiveDamage: %v, want %v", ds, c.want)
+			}
+		})
+	}
+	// WAL of timeline 2 without its history file.
+	w := newWALWorld(t)
+	w.segments(1, 1, 5, 0)
+	w.segments(2, 6, 8, 0)
+	w.backup(1, seg(2)+0x28, seg(3), 2.5)
+	ds, err := w.status().ArchiveDamage(w.ctx)
+	if err != nil || len(ds) != 1 || ds[0].Object != "wal/00000002.history" {
+		t.Fatalf("ArchiveDamage without 00000002.history: %v %v", ds, err)
+	}
+}
