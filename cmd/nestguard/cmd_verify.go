@@ -38,10 +38,10 @@ base backup's span, after it (point-in-time recovery replays them) or
 with no base backup at all, each authenticated, decompressed and, for a
 segment, checked whole, as 'pg restore-wal' reads it for PostgreSQL.
 With or without --read-data, the archived WAL is also checked as a
-whole: WAL segments missing after the newest base backup of a database
-system, before a later segment of it archived over a minute ago (recovery
-stops at them), and WAL of a timeline whose history file is missing are
-damage. Damage is reported by snapshot and file, and by WAL object. Exit
+whole: a WAL segment missing on the path recovery to the latest takes
+from the newest base backup of a database system, before a later segment
+of it stored over a minute ago (recovery stops there), and WAL of a
+timeline whose history file is missing are damage. Damage is reported by snapshot and file, and by WAL object. Exit
 code 1 when anything is wrong.
 
 Two backups of the same new data running at once both store it, so a

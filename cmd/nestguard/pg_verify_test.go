@@ -228,7 +228,7 @@ func TestVerifyReadDataEveryWAL(t *testing.T) {
 	}
 	for _, args := range [][]string{{"verify"}, {"verify", "--read-data"}} {
 		r = p.run(args...)
-		if r.code != 1 || !strings.Contains(r.stderr, "error: wal/"+gone+": WAL segments "+gone+" to "+gone+" (1) are missing") {
+		if r.code != 1 || !strings.Contains(r.stderr, "error: wal/"+gone+": WAL segment "+gone+" is missing (1 in all before "+later+", which is archived)") {
 			t.Errorf("%v, segment %s missing before %s: exit %d\n%s%s", args, gone, later, r.code, r.stdout, r.stderr)
 		}
 	}

@@ -593,31 +593,8 @@ type reach struct {
 // for each segment number, the newest timeline of h that has begun by
 // then. It stops at the first missing segment or when until says so.
 func (s *StatusReport) walk(start LSN, h *History, until func(Segment, time.Time) bool) reach {
-	type span struct {
-		tli        uint32
-		begin, end uint64 // segment numbers the timeline may supply
-	}
-	var spans []span // newest first
-	var maxNo uint64
+	spans, maxNo := s.pathSpans(h)
 	segSize := uint64(s.SegmentSize)
-	for _, ts := range slices.Backward(h.Spans()) {
-		sp := span{tli: ts.TLI, begin: uint64(ts.Begin) / segSize, end: ^uint64(0)}
-		if ts.End != EndOfWAL {
-			// An ancestor supplies only segments wholly before the switch:
-			// its copy of the segment holding the switch point goes on
-			// with its own history after it.
-			if uint64(ts.End)/segSize == 0 {
-				continue
-			}
-			sp.end = uint64(ts.End)/segSize - 1
-		}
-		spans = append(spans, sp)
-		for no := range s.segs[sp.tli] {
-			if no >= sp.begin && no <= sp.end && no > maxNo {
-				maxNo = no
-			}
-		}
-	}
 	var r reach
 	for no := uint64(start) / segSize; ; no++ {
 		found := false
@@ -647,6 +624,55 @@ func (s *StatusReport) walk(start LSN, h *History, until func(Segment, time.Time
 			return r
 		}
 	}
+}
+
+// pathSpan is the segment numbers a timeline supplies to recovery along
+// a history.
+type pathSpan struct {
+	tli        uint32
+	begin, end uint64
+}
+
+// pathSpans are the spans of h's timelines, newest first, and the
+// highest segment number archived in them.
+func (s *StatusReport) pathSpans(h *History) (spans []pathSpan, maxNo uint64) {
+	segSize := uint64(s.SegmentSize)
+	for _, ts := range slices.Backward(h.Spans()) {
+		sp := pathSpan{tli: ts.TLI, begin: uint64(ts.Begin) / segSize, end: ^uint64(0)}
+		if ts.End != EndOfWAL {
+			// An ancestor supplies only segments wholly before the switch:
+			// its copy of the segment holding the switch point goes on
+			// with its own history after it.
+			if uint64(ts.End)/segSize == 0 {
+				continue
+			}
+			sp.end = uint64(ts.End)/segSize - 1
+		}
+		spans = append(spans, sp)
+		for no := range s.segs[sp.tli] {
+			if no >= sp.begin && no <= sp.end && no > maxNo {
+				maxNo = no
+			}
+		}
+	}
+	return spans, maxNo
+}
+
+// nextOnPath is the first segment archived along h after segment number
+// no, and when it was stored.
+func (s *StatusReport) nextOnPath(h *History, no uint64) (Segment, time.Time, bool) {
+	spans, maxNo := s.pathSpans(h)
+	for n := no + 1; n <= maxNo; n++ {
+		for _, sp := range spans {
+			if n < sp.begin || n > sp.end {
+				continue
+			}
+			if mod, ok := s.segs[sp.tli][n]; ok {
+				return Segment{TLI: sp.tli, No: n}, mod, true
+			}
+		}
+	}
+	return Segment{}, time.Time{}, false
 }
 
 // stopSegment is the number of the last segment a backup needs.
@@ -1146,12 +1172,13 @@ type ArchiveProblem struct {
 const gapSettle = time.Minute
 
 // ArchiveDamage names what is missing from the archive as a whole:
-//   - segments missing on the timeline of the newest base backup of each
-//     database system, after that base backup's stop, with a later
-//     segment of the same system (by its header) archived over a minute
-//     ago: recovery from it stops at the gap though WAL after it is
-//     archived. No prune makes such a gap: WAL expiry removes only WAL
-//     before its anchor, never after the newest base backup.
+//   - a segment missing on the path recovery to the latest takes from the
+//     newest base backup of each database system (across the failovers
+//     since), after that base backup's stop, with a later segment of the
+//     path of the same system (by its header) stored over a minute ago:
+//     recovery stops at the gap though WAL after it is archived. No prune
+//     makes such a gap: WAL expiry removes only WAL before its anchor,
+//     never after the newest base backup.
 //   - WAL of a timeline whose history file is missing, after WAL of the
 //     timeline before it (see checkHistoryChain).
 //
@@ -1162,38 +1189,41 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 	if s.SegmentSize <= 0 {
 		return nil, nil
 	}
-	size := uint64(s.SegmentSize)
 	newest := map[uint64]*BaseBackup{}
 	for _, b := range s.BaseBackups { // by stop time: the last one wins
 		newest[b.SystemID] = b
 	}
 	for _, sys := range slices.Sorted(maps.Keys(newest)) {
 		b := newest[sys]
-		times := s.segs[b.TLI]
-		nos := slices.Sorted(maps.Keys(times))
-		stop := uint64(b.StopLSN) / size
-		for i := 0; i+1 < len(nos); i++ {
-			a, c := nos[i], nos[i+1]
-			if c == a+1 || a < stop || s.Now.Sub(times[c]) < gapSettle {
-				continue
-			}
-			next := Segment{TLI: b.TLI, No: c}.Name(s.SegmentSize)
-			data, err := s.repo.LoadNamed(ctx, backend.WALFile, next)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				continue
-			}
-			h, err := parseSegmentHeader(data)
-			if err != nil || h.SystemID != b.SystemID {
-				continue
-			}
-			first, last := Segment{TLI: b.TLI, No: a + 1}.Name(s.SegmentSize), Segment{TLI: b.TLI, No: c - 1}.Name(s.SegmentSize)
-			out = append(out, ArchiveProblem{Object: "wal/" + first, Error: fmt.Sprintf(
-				"WAL segments %s to %s (%d) are missing, after base backup %s (the newest of its database system) and before %s, which is archived: recovery from it stops before them, and every later point in time is lost",
-				first, last, c-a-1, b.ShortID, next)})
+		// The path recovery to the latest from b takes, across the
+		// failovers since; b's own timeline if latest does not follow it.
+		h := s.history(s.latestFrom(b.TLI))
+		if !follows(b, h) {
+			h = s.history(b.TLI)
 		}
+		r := s.walk(b.StartLSN, h, nil)
+		if !r.gap || r.missing.No <= s.stopSegment(b) {
+			continue // no gap, or one in b's own span (its MissingWAL)
+		}
+		next, mod, ok := s.nextOnPath(h, r.missing.No)
+		if !ok || s.Now.Sub(mod) < gapSettle {
+			continue
+		}
+		name := next.Name(s.SegmentSize)
+		data, err := s.repo.LoadNamed(ctx, backend.WALFile, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		if h, err := parseSegmentHeader(data); err != nil || h.SystemID != b.SystemID {
+			continue
+		}
+		first := r.missing.Name(s.SegmentSize)
+		out = append(out, ArchiveProblem{Object: "wal/" + first, Error: fmt.Sprintf(
+			"WAL segment %s is missing (%d in all before %s, which is archived), after base backup %s, the newest of its database system: recovery from it stops there, and every later point in time is lost",
+			first, next.No-r.missing.No, name, b.ShortID)})
 	}
 	for _, tli := range s.historiesMissing() {
 		out = append(out, ArchiveProblem{Object: "wal/" + pgmeta.HistoryFileName(tli), Error: fmt.Sprintf(

@@ -627,6 +627,20 @@ func TestArchiveDamage(t *testing.T) {
 			}
 		})
 	}
+	// After a failover: the gap on timeline 2, which recovery to the
+	// latest from the base backup of timeline 1 follows.
+	{
+		w := newWALWorld(t)
+		w.segments(1, 1, 5, 0)
+		w.history(2, "1\t0/6000000\tno recovery target specified\n")
+		w.segments(2, 6, 7, 0)
+		w.segments(2, 10, 12, 0)
+		w.backup(1, seg(2)+0x28, seg(3), 2.5)
+		ds, err := w.status().ArchiveDamage(w.ctx)
+		if err != nil || len(ds) != 1 || ds[0].Object != "wal/000000020000000000000008" || !strings.Contains(ds[0].Error, "(2 in all before 00000002000000000000000A") {
+			t.Fatalf("ArchiveDamage after a failover: %v %v", ds, err)
+		}
+	}
 	// WAL of timeline 2 without its history file.
 	w := newWALWorld(t)
 	w.segments(1, 1, 5, 0)
