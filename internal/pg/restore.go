@@ -142,18 +142,16 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	if err != nil {
 		return nil, err
 	}
-	{
-		// The timeline checked, by number, in decimal: PostgreSQL's
-		// latest is the newest history file when replay gets there, and
-		// one that appears meanwhile (another copy promoted into this
-		// repository) would be followed unchecked; a number given as
-		// "011" would be read as octal (9).
-		if tli, ok := st.TimelineFor(sn, o.Target.Timeline); ok {
-			o.Target.Timeline = strconv.FormatUint(uint64(tli), 10)
-			rc.Target.Timeline = o.Target.Timeline
-			if kv, err = rc.settings(); err != nil {
-				return nil, err
-			}
+	// The timeline checked, by number, in decimal: PostgreSQL's latest is
+	// the newest history file when replay gets there, and one that
+	// appears meanwhile (another copy promoted into this repository)
+	// would be followed unchecked; a number given as "011" would be read
+	// as octal (9).
+	if tli, ok := st.TimelineFor(sn, o.Target.Timeline); ok {
+		o.Target.Timeline = strconv.FormatUint(uint64(tli), 10)
+		rc.Target.Timeline = o.Target.Timeline
+		if kv, err = rc.settings(); err != nil {
+			return nil, err
 		}
 	}
 	o.Log.Debug("restore: base backup picked", "elapsed", time.Since(began))

@@ -249,7 +249,7 @@ func StatusWith(ctx context.Context, repo StatusRepo, o StatusOptions) (*StatusR
 	}
 	s.findWindows()
 	for _, tli := range s.historiesMissing() {
-		s.Problems = append(s.Problems, fmt.Sprintf("timeline %d has archived WAL but the repository has no history file %s: recovery from timeline %d to the latest stops before it; archive the history file again (from the server's pg_wal)", tli, pgmeta.HistoryFileName(tli), tli-1))
+		s.Problems = append(s.Problems, historyMissing(tli))
 	}
 	for i := range s.Windows {
 		if err := s.windowEnd(ctx, &s.Windows[i]); err != nil {
@@ -419,6 +419,20 @@ func (s *StatusReport) latestFrom(tli uint32) uint32 {
 	}
 }
 
+// checkLatest checks, for a --timeline spec of latest (or none), that
+// recovery from b along tli, what latest resolved to, is what the archive
+// holds: no later timeline cut off by a missing history file
+// (checkHistoryChain), no fork where both sides went on (checkFork).
+func (s *StatusReport) checkLatest(ctx context.Context, spec string, b *BaseBackup, tli uint32) error {
+	if spec != "" && spec != "latest" {
+		return nil
+	}
+	if err := s.checkHistoryChain(tli); err != nil {
+		return err
+	}
+	return s.checkFork(ctx, b, tli)
+}
+
 // checkHistoryChain refuses "latest" resolved to tli when the repository
 // shows a timeline that went on from tli, though tli+1's history file is
 // not there: WAL of timeline tli+1, or a later timeline's history file
@@ -529,10 +543,8 @@ func (s *StatusReport) checkFork(ctx context.Context, b *BaseBackup, tli uint32)
 			// before the child began.
 			continue
 		}
-		went := fmt.Sprintf("it archived WAL after the switch point, through segment %s", Segment{TLI: p.TLI, No: newest}.Name(s.SegmentSize))
-		if last != nil {
-			went += fmt.Sprintf(", with its last transaction at %s", fmtStatusTime(last.Time))
-		}
+		went := fmt.Sprintf("it archived WAL after the switch point, through segment %s, with its last transaction at %s",
+			Segment{TLI: p.TLI, No: newest}.Name(s.SegmentSize), fmtStatusTime(last.Time))
 		when := "its first record cannot be read, so nothing says which came last"
 		if beganOK {
 			when = "which began at " + fmtStatusTime(began)
@@ -796,12 +808,42 @@ func (s *StatusReport) CheckTarget(ctx context.Context, t Target) (*snapshot.Sna
 // CheckFrom checks that recovery from base backup sn (pg restore --snapshot)
 // reaches target t, as CheckTarget does for the backup it picks.
 func (s *StatusReport) CheckFrom(ctx context.Context, t Target, sn *snapshot.Snapshot) error {
-	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
-	if i < 0 {
+	b := s.baseBackup(sn)
+	if b == nil {
 		return fmt.Errorf("snapshot %s is not a PostgreSQL base backup in this repository", sn.ID.Short())
 	}
-	_, err := s.choose(ctx, t, s.BaseBackups[i])
+	_, err := s.choose(ctx, t, b)
 	return err
+}
+
+// baseBackup is the base backup of snapshot sn, or nil when sn is not one
+// of the report's.
+func (s *StatusReport) baseBackup(sn *snapshot.Snapshot) *BaseBackup {
+	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
+	if i < 0 {
+		return nil
+	}
+	return s.BaseBackups[i]
+}
+
+// recoveryWalk is base backup sn and the walk recovery from it along
+// timeline spec (as Target.Timeline) takes, to the first missing
+// segment; ok is false when sn is not a base backup of the report or
+// recovery from it cannot follow spec.
+func (s *StatusReport) recoveryWalk(sn *snapshot.Snapshot, spec string) (*BaseBackup, reach, bool) {
+	b := s.baseBackup(sn)
+	if b == nil {
+		return nil, reach{}, false
+	}
+	tli, err := s.targetTimeline(spec, b)
+	if err != nil {
+		return nil, reach{}, false
+	}
+	h := s.history(tli)
+	if !follows(b, h) {
+		return nil, reach{}, false
+	}
+	return b, s.walk(b.StartLSN, h, nil), true
 }
 
 func (s *StatusReport) choose(ctx context.Context, t Target, only *BaseBackup) (*snapshot.Snapshot, error) {
@@ -843,13 +885,8 @@ func (s *StatusReport) choose(ctx context.Context, t Target, only *BaseBackup) (
 			offTimeline = b
 			continue
 		}
-		if t.Timeline == "" || t.Timeline == "latest" {
-			if err := s.checkHistoryChain(tli); err != nil {
-				return nil, err
-			}
-			if err := s.checkFork(ctx, b, tli); err != nil {
-				return nil, err
-			}
+		if err := s.checkLatest(ctx, t.Timeline, b, tli); err != nil {
+			return nil, err
 		}
 		if err := s.checkReach(ctx, b, h, t); err != nil {
 			return nil, err
@@ -998,13 +1035,8 @@ func (s *StatusReport) chooseByRecord(ctx context.Context, t Target, cands []*Ba
 			}
 			continue
 		}
-		if t.Timeline == "" || t.Timeline == "latest" {
-			if err := s.checkHistoryChain(tli); err != nil {
-				return nil, err
-			}
-			if err := s.checkFork(ctx, b, tli); err != nil {
-				return nil, err
-			}
+		if err := s.checkLatest(ctx, t.Timeline, b, tli); err != nil {
+			return nil, err
 		}
 		if b.MissingWAL != "" {
 			if from {
@@ -1099,20 +1131,10 @@ func fmtStatusTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04
 // the first segment missing (a prefetch of it notes that it is absent).
 // It is what a restore can fetch before the server starts.
 func (s *StatusReport) RecoveryPath(sn *snapshot.Snapshot, spec string, n int) []string {
-	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
-	if i < 0 || n <= 0 {
+	_, r, ok := s.recoveryWalk(sn, spec)
+	if !ok || n <= 0 {
 		return nil
 	}
-	b := s.BaseBackups[i]
-	tli, err := s.targetTimeline(spec, b)
-	if err != nil {
-		return nil
-	}
-	h := s.history(tli)
-	if !follows(b, h) {
-		return nil
-	}
-	r := s.walk(b.StartLSN, h, func(Segment, time.Time) bool { return false })
 	var names []string
 	for _, seg := range r.path[:min(n, len(r.path))] {
 		names = append(names, seg.Name(s.SegmentSize))
@@ -1127,11 +1149,11 @@ func (s *StatusReport) RecoveryPath(sn *snapshot.Snapshot, spec string, n int) [
 // spec (as Target.Timeline): "latest" resolved as PostgreSQL resolves it
 // now. ok is false when sn is not a base backup of the report.
 func (s *StatusReport) TimelineFor(sn *snapshot.Snapshot, spec string) (uint32, bool) {
-	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
-	if i < 0 {
+	b := s.baseBackup(sn)
+	if b == nil {
 		return 0, false
 	}
-	tli, err := s.targetTimeline(spec, s.BaseBackups[i])
+	tli, err := s.targetTimeline(spec, b)
 	return tli, err == nil
 }
 
@@ -1141,20 +1163,10 @@ func (s *StatusReport) TimelineFor(sn *snapshot.Snapshot, spec string) (uint32, 
 // latest WAL must replay. nil when there is none (or recovery from sn
 // cannot follow spec).
 func (s *StatusReport) LastTransactionReached(ctx context.Context, sn *snapshot.Snapshot, spec string) (*XactEnd, error) {
-	i := slices.IndexFunc(s.BaseBackups, func(b *BaseBackup) bool { return b.Snapshot.ID == sn.ID })
-	if i < 0 {
+	b, r, ok := s.recoveryWalk(sn, spec)
+	if !ok {
 		return nil, nil
 	}
-	b := s.BaseBackups[i]
-	tli, err := s.targetTimeline(spec, b)
-	if err != nil {
-		return nil, nil
-	}
-	h := s.history(tli)
-	if !follows(b, h) {
-		return nil, nil
-	}
-	r := s.walk(b.StartLSN, h, func(Segment, time.Time) bool { return false })
 	return s.lastXact(ctx, r.path, b.SystemID, b.StopLSN)
 }
 
@@ -1226,10 +1238,14 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 			first, next.No-r.missing.No, name, b.ShortID)})
 	}
 	for _, tli := range s.historiesMissing() {
-		out = append(out, ArchiveProblem{Object: "wal/" + pgmeta.HistoryFileName(tli), Error: fmt.Sprintf(
-			"timeline %d has archived WAL but its history file is missing: recovery from timeline %d to the latest stops before it; archive the history file again (from the server's pg_wal)", tli, tli-1)})
+		out = append(out, ArchiveProblem{Object: "wal/" + pgmeta.HistoryFileName(tli), Error: historyMissing(tli)})
 	}
 	return out, nil
+}
+
+// historyMissing says that timeline tli has WAL but no history file.
+func historyMissing(tli uint32) string {
+	return fmt.Sprintf("timeline %d has archived WAL but the repository has no history file %s: recovery from timeline %d to the latest stops before it; archive the history file again (from the server's pg_wal)", tli, pgmeta.HistoryFileName(tli), tli-1)
 }
 
 // historiesMissing are the timelines with archived WAL but no history
