@@ -784,7 +784,7 @@ func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot, need
 			errs = append(errs, fmt.Sprintf("%s blob %s: %s", b.What, b.ID.Short(), why))
 		}
 	}
-	if walErrs := c.checkWAL(ctx, need.WAL); len(walErrs) > 0 && !c.snapshotGone(ctx, sn) {
+	if walErrs := c.checkWAL(ctx, need.WAL); len(walErrs) > 0 && !c.gone(ctx, backend.SnapshotFile, sn.ID.String()) {
 		// WAL missing for a snapshot forgotten meanwhile was removed by
 		// a prune that no longer saw it: not damage.
 		errs = append(errs, walErrs...)
@@ -872,7 +872,7 @@ func (c *Checker) readWAL(ctx context.Context, name string, size int64, bufs *hu
 	if err != nil && ctx.Err() != nil {
 		return "", ctx.Err()
 	}
-	if errors.Is(err, fs.ErrNotExist) && c.walGone(ctx, name) && (c.pruneSeen || c.pruneRunning(ctx)) {
+	if errors.Is(err, fs.ErrNotExist) && c.gone(ctx, backend.WALFile, name) && (c.pruneSeen || c.pruneRunning(ctx)) {
 		// Listed, then removed while a prune ran (its lock record was
 		// there when the check began or is now): it removes WAL that
 		// no base backup needs. Not damage; a snapshot that still
@@ -903,10 +903,11 @@ func (c *Checker) readWAL(ctx context.Context, name string, size int64, bufs *hu
 	return why, nil
 }
 
-// snapshotGone reports whether snapshot sn was removed (forgotten) since
-// the check listed it.
-func (c *Checker) snapshotGone(ctx context.Context, sn *snapshot.Snapshot) bool {
-	_, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()})
+// gone reports whether object name of type t is not in the repository
+// now (asked again after the check listed it, or a read found it
+// missing): a snapshot forgotten, a WAL object removed meanwhile.
+func (c *Checker) gone(ctx context.Context, t backend.FileType, name string) bool {
+	_, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: t, Name: name})
 	return errors.Is(err, fs.ErrNotExist)
 }
 
@@ -923,13 +924,6 @@ func (c *Checker) pruneRunning(ctx context.Context) bool {
 }
 
 var errStopList = errors.New("stop listing")
-
-// walGone reports whether WAL object name is not in the repository now
-// (asked again: not an error of the read).
-func (c *Checker) walGone(ctx context.Context, name string) bool {
-	_, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.WALFile, Name: name})
-	return errors.Is(err, fs.ErrNotExist)
-}
 
 // walKind names what WAL object name holds, and what its loss means,
 // for a problem.
