@@ -56,10 +56,28 @@ type Table struct {
 
 var _ index.Base = (*Table)(nil)
 
-// bucketBuf is a lookup's scratch: room for a bucket and a MAC.
+// bucketBuf is a bucket reader's scratch: room for a bucket and a MAC.
 type bucketBuf struct {
 	b   []byte
 	mac *bucketMAC
+}
+
+// room returns bb's room for a bucket of n bytes of records and its tag.
+func (bb *bucketBuf) room(n int) []byte {
+	if cap(bb.b) < n+tagSize {
+		bb.b = make([]byte, max(n+tagSize, 64*recordSize))
+	}
+	return bb.b[:n+tagSize]
+}
+
+// records returns the records of bucket b, read into buf (records, then
+// tag), or a *tagError when the tag does not match them.
+func (bb *bucketBuf) records(b uint64, buf []byte) ([]byte, error) {
+	n := len(buf) - tagSize
+	if !hmac.Equal(bb.mac.tag(b, buf[:n]), buf[n:]) {
+		return nil, &tagError{b}
+	}
+	return buf[:n], nil
 }
 
 // tagError is a bucket that failed its tag.
@@ -220,21 +238,17 @@ func (t *Table) walk(b0, b1 uint64, fn func(b, first uint64, recs []byte) bool) 
 	}
 	off := t.bucketOff(b0)
 	br := bufio.NewReaderSize(io.NewSectionReader(t.f, off, t.bucketOff(b1)-off), 1<<20)
-	mac := newBucketMAC(t.bkey)
-	var buf []byte
+	bb := &bucketBuf{mac: newBucketMAC(t.bkey)}
 	for b := b0; b < b1; b++ {
-		n := int(t.fan[b+1]-t.fan[b]) * recordSize
-		if cap(buf) < n+tagSize {
-			buf = make([]byte, max(n+tagSize, 64*recordSize))
-		}
-		buf = buf[:n+tagSize]
+		buf := bb.room(int(t.fan[b+1]-t.fan[b]) * recordSize)
 		if _, err := io.ReadFull(br, buf); err != nil {
 			return err
 		}
-		if !hmac.Equal(mac.tag(b, buf[:n]), buf[n:]) {
-			return &tagError{b}
+		recs, err := bb.records(b, buf)
+		if err != nil {
+			return err
 		}
-		if !fn(b, uint64(t.fan[b]), buf[:n]) {
+		if !fn(b, uint64(t.fan[b]), recs) {
 			return nil
 		}
 	}
@@ -327,20 +341,17 @@ func (t *Table) readBucket(b uint64, bb *bucketBuf) ([]byte, bool) {
 	if lo == hi {
 		return nil, true
 	}
-	n := int(hi-lo) * recordSize
-	if cap(bb.b) < n+tagSize {
-		bb.b = make([]byte, max(n+tagSize, 64*recordSize))
-	}
-	buf := bb.b[:n+tagSize]
+	buf := bb.room(int(hi-lo) * recordSize)
 	if _, err := t.f.ReadAt(buf, t.bucketOff(b)); err != nil {
 		t.failed(err)
 		return nil, false
 	}
-	if !hmac.Equal(bb.mac.tag(b, buf[:n]), buf[n:]) {
-		t.failed(&tagError{b})
+	recs, err := bb.records(b, buf)
+	if err != nil {
+		t.failed(err)
 		return nil, false
 	}
-	return buf[:n], true
+	return recs, true
 }
 
 // search reads the bucket of blob bid into bb and returns its records,
