@@ -41,8 +41,8 @@ With or without --read-data, the archived WAL is also checked as a
 whole: a WAL segment missing on the path recovery to the latest takes
 from the newest base backup of a database system, before a later segment
 of it stored over a minute ago (recovery stops there), and WAL of a
-timeline whose history file is missing are damage. Damage is reported by snapshot and file, and by WAL object. Exit
-code 1 when anything is wrong.
+timeline whose history file is missing are damage. Damage is reported by
+snapshot and file, and by WAL object. Exit code 1 when anything is wrong.
 
 Two backups of the same new data running at once both store it, so a
 blob can sit in two packs. When one copy is damaged or missing, restores
