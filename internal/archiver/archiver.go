@@ -532,10 +532,13 @@ func (a *Archiver) saveDir(ctx context.Context, abs, rel string, n *tree.Node, p
 
 // saveEntry saves one entry of any type.
 func (a *Archiver) saveEntry(ctx context.Context, abs, rel string, fi fs.FileInfo, pn *tree.Node, dev uint64) *future {
-	n, err := a.node(abs, fi)
+	n, xerrs, err := a.listedNode(abs, fi)
 	if err != nil {
 		a.fileError(abs, err)
 		return &future{done: closed(), err: err}
+	}
+	if n.Type != tree.File {
+		a.reportXattrs(abs, xerrs)
 	}
 	switch n.Type {
 	case tree.Dir:
@@ -544,11 +547,12 @@ func (a *Archiver) saveEntry(ctx context.Context, abs, rel string, fi fs.FileInf
 		a.C.Files.Add(1)
 		a.C.BytesTotal.Add(int64(n.Size))
 		if pn != nil && a.unchanged(pn, n) {
+			a.reportXattrs(abs, xerrs)
 			n.Content = pn.Content
 			a.C.FilesUnmodified.Add(1)
 			return doneFuture(n)
 		}
-		j := &fileJob{abs: abs, rel: rel, f: future{done: make(chan struct{}), node: n}, changed: pn != nil}
+		j := &fileJob{abs: abs, rel: rel, f: future{done: make(chan struct{}), node: n}, changed: pn != nil, xattrErrs: xerrs}
 		select {
 		case a.files <- j:
 		case <-ctx.Done():
@@ -642,6 +646,10 @@ type fileJob struct {
 	abs, rel string
 	f        future
 	changed  bool
+	// xattrErrs are the errors reading the listed node's extended
+	// attributes, reported by opened unless it takes the node from the
+	// open descriptor.
+	xattrErrs []error
 }
 
 // chunkJob is a run of chunks of one file that lie in one pooled buffer,

@@ -292,3 +292,58 @@ func testChangedWhileRead(t *testing.T, size int, change func(*testing.T, string
 			b.C.FilesChanged.Load(), b.C.FilesUnmodified.Load(), b.Changed())
 	}
 }
+
+// TestOpenedReportsAttributeErrorsOnce: the errors reading a regular
+// file's attributes by path (the walk's) are reported when the file is
+// opened unchanged, and dropped when its node is made again from the
+// open descriptor, whose attributes (read without error here) are the
+// ones stored: they were reported twice before, or for attributes the
+// snapshot holds after all.
+func TestOpenedReportsAttributeErrorsOnce(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	setXattr(t, p, "AAAA")
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	walkErr := errors.New("listing extended attributes: injected")
+	for _, changed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("changed=%v", changed), func(t *testing.T) {
+			a := New(repotest.New(t), Options{Chunker: testParams})
+			n, xerrs, err := a.listedNode(p, fi)
+			if err != nil || len(xerrs) != 0 {
+				t.Fatalf("listedNode: %v %v", err, xerrs)
+			}
+			n.Xattrs = nil // as if the walk's read had failed
+			j := &fileJob{abs: p, f: future{node: n}, xattrErrs: []error{walkErr}}
+			if changed {
+				n.Inode++ // another file than the one listed
+			}
+			fd, err := openRaw(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			st, err := fstat(fd, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.opened(j, fd, &st); err != nil {
+				t.Fatal(err)
+			}
+			errs := a.Errors()
+			if changed {
+				if len(errs) != 0 || len(n.Xattrs) != 1 || string(n.Xattrs[0].Value) != "AAAA" {
+					t.Fatalf("node made again from the descriptor: errors %v, attributes %v", errs, n.Xattrs)
+				}
+				return
+			}
+			if len(errs) != 1 || !strings.Contains(errs[0].Err, "injected") {
+				t.Fatalf("unchanged file: errors %v, want the walk's once", errs)
+			}
+		})
+	}
+}

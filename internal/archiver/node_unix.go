@@ -20,25 +20,30 @@ import (
 	"github.com/nestguard/nestguard/internal/tree"
 )
 
-// node builds the tree node for abs from its lstat result.
+// node builds the tree node for abs from its lstat result, and reports
+// any error reading its extended attributes.
 func (a *Archiver) node(abs string, fi fs.FileInfo) (*tree.Node, error) {
+	n, xerrs, err := a.listedNode(abs, fi)
+	if err != nil {
+		return nil, err
+	}
+	a.reportXattrs(abs, xerrs)
+	return n, nil
+}
+
+// listedNode is node without the reporting: it returns the errors
+// reading the extended attributes instead. A regular file's are reported
+// once it is opened (opened), or dropped if its metadata are taken from
+// the open descriptor then: those of the file read are the ones stored,
+// and reporting both read the same failure twice, or one that no longer
+// applies.
+func (a *Archiver) listedNode(abs string, fi fs.FileInfo) (*tree.Node, []error, error) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return nil, fmt.Errorf("%s: no unix stat information", abs)
+		return nil, nil, fmt.Errorf("%s: no unix stat information", abs)
 	}
-	n := &tree.Node{
-		Name:       fi.Name(),
-		Mode:       fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
-		ModTime:    time.Unix(st.Mtim.Sec, st.Mtim.Nsec).UTC(),
-		ChangeTime: time.Unix(st.Ctim.Sec, st.Ctim.Nsec).UTC(),
-		UID:        st.Uid,
-		GID:        st.Gid,
-		User:       a.ids.user(st.Uid),
-		Group:      a.ids.group(st.Gid),
-		Inode:      st.Ino,
-		DeviceID:   uint64(st.Dev),
-		Links:      uint64(st.Nlink),
-	}
+	n := &tree.Node{Name: fi.Name()}
+	a.setStatus(n, st)
 	if abs == "/" {
 		n.Name = "/"
 	}
@@ -53,7 +58,7 @@ func (a *Archiver) node(abs string, fi fs.FileInfo) (*tree.Node, error) {
 		n.Type = tree.Symlink
 		t, err := os.Readlink(abs)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		n.LinkTarget = t
 	case m&fs.ModeNamedPipe != 0:
@@ -67,10 +72,32 @@ func (a *Archiver) node(abs string, fi fs.FileInfo) (*tree.Node, error) {
 		n.Type = tree.Dev
 		n.Rdev = uint64(st.Rdev)
 	default:
-		return nil, fmt.Errorf("%s: unsupported file type %v", abs, m.Type())
+		return nil, nil, fmt.Errorf("%s: unsupported file type %v", abs, m.Type())
 	}
-	n.Xattrs = a.xattrs(abs)
-	return n, nil
+	var xerrs []error
+	n.Xattrs, xerrs = readXattrs(xattrSource{fd: -1, path: abs})
+	return n, xerrs, nil
+}
+
+// setStatus sets the metadata of n that a file's status holds (mode
+// bits, times, owner, inode, device, links): the one place they are
+// taken from, whether from the walk's lstat (node) or from the open
+// descriptor's fstat (opened). Size and type stay the caller's.
+func (a *Archiver) setStatus(n *tree.Node, st *syscall.Stat_t) {
+	n.Mode = fs.FileMode(st.Mode & 0o777)
+	if st.Mode&syscall.S_ISUID != 0 {
+		n.Mode |= fs.ModeSetuid
+	}
+	if st.Mode&syscall.S_ISGID != 0 {
+		n.Mode |= fs.ModeSetgid
+	}
+	if st.Mode&syscall.S_ISVTX != 0 {
+		n.Mode |= fs.ModeSticky
+	}
+	n.ModTime, n.ChangeTime = stampTime(st.Mtim), stampTime(st.Ctim)
+	n.UID, n.GID = st.Uid, st.Gid
+	n.User, n.Group = a.ids.user(st.Uid), a.ids.group(st.Gid)
+	n.Inode, n.DeviceID, n.Links = st.Ino, uint64(st.Dev), uint64(st.Nlink)
 }
 
 func deviceOf(fi fs.FileInfo) uint64 {
@@ -81,9 +108,9 @@ func deviceOf(fi fs.FileInfo) uint64 {
 }
 
 // fstat returns the status of the file open as fd (named p in errors).
-func fstat(fd int, p string) (unix.Stat_t, error) {
-	var st unix.Stat_t
-	if err := ignoringEINTR(func() error { return unix.Fstat(fd, &st) }); err != nil {
+func fstat(fd int, p string) (syscall.Stat_t, error) {
+	var st syscall.Stat_t
+	if err := ignoringEINTR(func() error { return syscall.Fstat(fd, &st) }); err != nil {
 		return st, &fs.PathError{Op: "stat", Path: p, Err: err}
 	}
 	return st, nil
@@ -108,36 +135,28 @@ func fstat(fd int, p string) (unix.Stat_t, error) {
 // fstat after the read (changedWhileRead) then says whether the content
 // is one state of that file. A path that is no longer a regular file is
 // an error, as before. The walk's node costs nothing more when the file
-// did not change: one fstat, which the read needed anyway.
-func (a *Archiver) opened(j *fileJob, fd int, st *unix.Stat_t) error {
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+// did not change: one fstat, which the read needed anyway. The errors
+// reading the attributes of the node that stays (the walk's, j.xattrErrs,
+// or the descriptor's) are reported here.
+func (a *Archiver) opened(j *fileJob, fd int, st *syscall.Stat_t) error {
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return fmt.Errorf("%s is no longer a regular file", j.abs)
 	}
 	n := j.f.node
 	replaced := uint64(st.Dev) != n.DeviceID || st.Ino != n.Inode
 	if !replaced && st.Size == int64(n.Size) && stampTime(st.Mtim).Equal(n.ModTime) && stampTime(st.Ctim).Equal(n.ChangeTime) {
+		a.reportXattrs(j.abs, j.xattrErrs)
 		return nil
 	}
 	if replaced {
 		a.log.Info("file replaced since it was listed: its metadata are taken from the file read", "path", j.abs,
 			"inode_listed", n.Inode, "inode_read", st.Ino)
 	}
-	n.Mode = fs.FileMode(st.Mode & 0o777)
-	if st.Mode&unix.S_ISUID != 0 {
-		n.Mode |= fs.ModeSetuid
-	}
-	if st.Mode&unix.S_ISGID != 0 {
-		n.Mode |= fs.ModeSetgid
-	}
-	if st.Mode&unix.S_ISVTX != 0 {
-		n.Mode |= fs.ModeSticky
-	}
-	n.ModTime, n.ChangeTime = stampTime(st.Mtim), stampTime(st.Ctim)
-	n.UID, n.GID = st.Uid, st.Gid
-	n.User, n.Group = a.ids.user(st.Uid), a.ids.group(st.Gid)
-	n.Inode, n.DeviceID, n.Links = st.Ino, uint64(st.Dev), uint64(st.Nlink)
+	a.setStatus(n, st)
 	n.Size = uint64(st.Size)
-	n.Xattrs = a.fxattrs(fd, j.abs)
+	var xerrs []error
+	n.Xattrs, xerrs = readXattrs(xattrSource{fd: fd, path: j.abs})
+	a.reportXattrs(j.abs, xerrs)
 	return nil
 }
 
@@ -146,14 +165,14 @@ func (a *Archiver) opened(j *fileJob, fd int, st *unix.Stat_t) error {
 // written, truncated or had its metadata changed while it was read, and
 // what was read may mix its states. Within one tick of the file system's
 // timestamps a write leaves them as they were, unless the size changed.
-func readChanged(before, after *unix.Stat_t) bool {
+func readChanged(before, after *syscall.Stat_t) bool {
 	return before.Size != after.Size || before.Mtim != after.Mtim || before.Ctim != after.Ctim
 }
 
 // changedWhileRead is readChanged of the file open as fd (named p), whose
 // status before the read was before: one fstat more per file, none per
 // chunk.
-func (a *Archiver) changedWhileRead(fd int, p string, before *unix.Stat_t) (bool, error) {
+func (a *Archiver) changedWhileRead(fd int, p string, before *syscall.Stat_t) (bool, error) {
 	after, err := fstat(fd, p)
 	if err != nil {
 		return false, err
@@ -161,7 +180,7 @@ func (a *Archiver) changedWhileRead(fd int, p string, before *unix.Stat_t) (bool
 	return readChanged(before, &after), nil
 }
 
-func stampTime(ts unix.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec).UTC() }
+func stampTime(ts syscall.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec).UTC() }
 
 // openNoAtime opens a file for reading without updating its access time
 // where the kernel allows it (owner or CAP_FOWNER).
@@ -190,7 +209,7 @@ func (a *Archiver) chunkSmall(ctx context.Context, j *fileJob) (ids []id.ID, don
 	if err != nil {
 		return nil, true, err
 	}
-	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size >= int64(a.opt.Chunker.Min) {
+	if st.Mode&syscall.S_IFMT == syscall.S_IFREG && st.Size >= int64(a.opt.Chunker.Min) {
 		return nil, false, nil
 	}
 	if err := a.opened(j, fd, &st); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -16,7 +17,7 @@ import (
 
 // sparse reports whether a file has fewer blocks allocated than its size
 // needs: it may have holes.
-func sparse(st *unix.Stat_t) bool {
+func sparse(st *syscall.Stat_t) bool {
 	return st.Blocks*512 < st.Size
 }
 

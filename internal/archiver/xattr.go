@@ -11,22 +11,6 @@ import (
 	"github.com/nestguard/nestguard/internal/tree"
 )
 
-// xattrs returns the extended attributes of p (not following a symlink)
-// that this process can read, sorted by name: user.*, security.*
-// (SELinux labels, file capabilities), trusted.* as root, and the POSIX
-// ACLs as system.posix_acl_access and system.posix_acl_default. An
-// attribute that cannot be read is reported as a file error and left
-// out; the entry itself is kept.
-func (a *Archiver) xattrs(p string) []tree.Xattr {
-	return a.readXattrs(xattrSource{fd: -1, path: p})
-}
-
-// fxattrs is xattrs of the file open as fd (p names it in errors): those
-// of the file whose content is read, whatever p names by then.
-func (a *Archiver) fxattrs(fd int, p string) []tree.Xattr {
-	return a.readXattrs(xattrSource{fd: fd, path: p})
-}
-
 // xattrSource is the file whose extended attributes are read: the open
 // descriptor fd, or when fd is -1 the path (not following a symlink).
 type xattrSource struct {
@@ -48,13 +32,18 @@ func (s xattrSource) get(name string, buf []byte) (int, error) {
 	return unix.Lgetxattr(s.path, name, buf)
 }
 
-func (a *Archiver) readXattrs(src xattrSource) []tree.Xattr {
-	p := src.path
+// readXattrs returns the extended attributes of src that this process
+// can read, sorted by name: user.*, security.* (SELinux labels, file
+// capabilities), trusted.* as root, and the POSIX ACLs as
+// system.posix_acl_access and system.posix_acl_default; and an error for
+// each attribute that could not be read (left out; the entry itself is
+// kept), which the caller reports (reportXattrs).
+func readXattrs(src xattrSource) ([]tree.Xattr, []error) {
 	names, err := listXattrs(src)
 	if err != nil {
-		a.fileError(p, fmt.Errorf("listing extended attributes: %w", err))
-		return nil
+		return nil, []error{fmt.Errorf("listing extended attributes: %w", err)}
 	}
+	var errs []error
 	var xs []tree.Xattr
 	for _, name := range names {
 		v, err := getXattr(src, name)
@@ -62,13 +51,22 @@ func (a *Archiver) readXattrs(src xattrSource) []tree.Xattr {
 			continue // removed since it was listed
 		}
 		if err != nil {
-			a.fileError(p, fmt.Errorf("reading extended attribute %q: %w", name, err))
+			errs = append(errs, fmt.Errorf("reading extended attribute %q: %w", name, err))
 			continue
 		}
 		xs = append(xs, tree.Xattr{Name: []byte(name), Value: v})
 	}
 	slices.SortFunc(xs, func(a, b tree.Xattr) int { return bytes.Compare(a.Name, b.Name) })
-	return xs
+	return xs, errs
+}
+
+// reportXattrs reports the errors readXattrs returned for the file p:
+// the node is stored without the attributes that could not be read, and
+// the backup is partial.
+func (a *Archiver) reportXattrs(p string, errs []error) {
+	for _, err := range errs {
+		a.fileError(p, err)
+	}
 }
 
 // listXattrs returns the names of a file's extended attributes. A file
