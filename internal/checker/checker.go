@@ -798,12 +798,8 @@ func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot, need
 // blobProblem says why blob b cannot be read, or "": a blob is lost when
 // every pack holding it is damaged or missing; one good copy restores.
 func (c *Checker) blobProblem(b id.ID) string {
-	if !c.repo.Index().Has(b) {
-		if err := c.repo.Index().Err(); err != nil {
-			// The local index cache failed a read: the blob may be stored.
-			return fmt.Sprintf("not found in the index, which could not be read whole: %v", err)
-		}
-		return "not in the index (no pack holds it)"
+	if _, err := c.repo.Index().Find(b); err != nil {
+		return err.Error()
 	}
 	why, _ := c.copiesLost(b)
 	return why

@@ -2,6 +2,8 @@ package index
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"unsafe"
@@ -191,6 +193,25 @@ func (m *Map) Lookup(bid id.ID) (Entry, bool) {
 		return Entry{}, false
 	}
 	return m.first(s), true
+}
+
+// ErrNotIndexed is Find's error for a blob no index lists: as far as
+// the repository knows, no pack holds it.
+var ErrNotIndexed = errors.New("not in the index")
+
+// Find is Lookup that says why it found nothing: ErrNotIndexed, and
+// beside it the Base's error (Err) when the Base could not be read
+// whole, since the blob may then be stored nonetheless (a damaged local
+// cache, not a lost blob). Every reader that reports a blob not found
+// says it with this error.
+func (m *Map) Find(bid id.ID) (Entry, error) {
+	if e, ok := m.Lookup(bid); ok {
+		return e, nil
+	}
+	if err := m.Err(); err != nil {
+		return Entry{}, fmt.Errorf("%w, which could not be read whole, so it may be stored: %w", ErrNotIndexed, err)
+	}
+	return Entry{}, ErrNotIndexed
 }
 
 // Locations returns every location of blob bid, Lookup's first, or nil if

@@ -1,7 +1,9 @@
 package index
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -288,5 +290,46 @@ func TestMapConcurrent(t *testing.T) {
 				t.Fatalf("Lookup(%s) = %+v, %v; want %+v", e.ID.Short(), got, ok, e)
 			}
 		}
+	}
+}
+
+// failedBase is a Base whose reads failed: it holds nothing it can
+// answer for, and says so (Err).
+type failedBase struct{ err error }
+
+func (failedBase) Len() int                                    { return 0 }
+func (failedBase) Lookup(id.ID) (Entry, bool)                  { return Entry{}, false }
+func (failedBase) AppendLocations(es []Entry, _ id.ID) []Entry { return es }
+func (failedBase) Has(id.ID) bool                              { return false }
+func (failedBase) Each(func(Entry) bool) bool                  { return true }
+func (failedBase) EachLocation(func(Entry) bool) bool          { return true }
+func (failedBase) Packs() []id.ID                              { return nil }
+func (failedBase) HasPack(id.ID) bool                          { return false }
+func (failedBase) MemoryBytes() int                            { return 0 }
+func (b failedBase) Err() error                                { return b.err }
+
+// TestMapFind: Find returns what Lookup finds, ErrNotIndexed for a blob
+// no index lists, and beside it the Base's error when the Base failed a
+// read (the blob may be stored): the one answer every reader reports.
+func TestMapFind(t *testing.T) {
+	r := newRand(3)
+	e := randEntry(r, randID(r))
+	m := NewMap()
+	m.Add(e)
+	if got, err := m.Find(e.ID); err != nil || got != e {
+		t.Fatalf("Find of an added blob: %+v, %v", got, err)
+	}
+	if _, err := m.Find(randID(r)); err != ErrNotIndexed {
+		t.Fatalf("Find of an unknown blob: %v, want ErrNotIndexed alone", err)
+	}
+	cause := errors.New("bucket 7 failed its tag")
+	over := NewMapOver(failedBase{cause})
+	over.Add(e)
+	if _, err := over.Find(e.ID); err != nil {
+		t.Fatalf("Find of a blob added over a failed Base: %v", err)
+	}
+	_, err := over.Find(randID(r))
+	if !errors.Is(err, ErrNotIndexed) || !errors.Is(err, cause) || !strings.Contains(err.Error(), "may be stored") {
+		t.Fatalf("Find over a failed Base: %v, want ErrNotIndexed and its cause", err)
 	}
 }

@@ -235,14 +235,9 @@ func (r *Repository) Flush(ctx context.Context) error {
 // missing or damaged, with a warning naming the pack (see fromOtherCopy);
 // it fails only when no copy reads.
 func (r *Repository) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byte, error) {
-	e, ok := r.idx.Lookup(bid)
-	if !ok {
-		if err := r.idx.Err(); err != nil {
-			// The index cache could not be read or failed authentication:
-			// the blob may be stored nonetheless.
-			return nil, fmt.Errorf("blob %s: %w, and %w", bid.Short(), ErrBlobNotFound, err)
-		}
-		return nil, fmt.Errorf("blob %s: %w", bid.Short(), ErrBlobNotFound)
+	e, err := r.idx.Find(bid)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", bid.Short(), err)
 	}
 	plain, err := r.LoadBlobAt(ctx, e, &dst)
 	if err != nil && ctx.Err() == nil {

@@ -34,7 +34,7 @@ var (
 	ErrAlreadyExists     = errors.New("repository already initialized")
 	ErrWrongPassphrase   = crypto.ErrWrongPassphrase
 	ErrLastKey           = errors.New("refusing to remove the last key slot: the repository would become unreadable")
-	ErrBlobNotFound      = errors.New("blob not in index")
+	ErrBlobNotFound      = index.ErrNotIndexed
 	ErrObjectCorrupted   = errors.New("object corrupted")
 	configHandle         = backend.Handle{Type: backend.ConfigFile, Name: "config"}
 	maxUnpackedObjectLen = int64(256 << 20)

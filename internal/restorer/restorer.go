@@ -544,12 +544,9 @@ func (r *Restorer) planFiles(files []*fileState) (map[id.ID]map[id.ID]*packBlob,
 		var off int64
 		var missing error
 		for _, bid := range f.node.Content {
-			e, ok := idx.Lookup(bid)
-			if !ok {
-				missing = fmt.Errorf("data blob %s is missing from the repository index", bid.Short())
-				if err := idx.Err(); err != nil {
-					missing = fmt.Errorf("data blob %s is not in the repository index, and %w", bid.Short(), err)
-				}
+			e, err := idx.Find(bid)
+			if err != nil {
+				missing = fmt.Errorf("data blob %s: %w", bid.Short(), err)
 				break
 			}
 			pb := plan[e.Pack]
