@@ -82,7 +82,7 @@ the server's), or the backup is refused before anything is stored.`,
 func (a *app) pgRestoreCommand() *cobra.Command {
 	var o pgRestoreOptions
 	cmd := &cobra.Command{
-		Use:   "restore --target DIR (--to-time TS | --to-lsn LSN | --to-xid XID | --to-name NAME | --to-latest)",
+		Use:   "restore --target DIR (--to-time TS | --to-lsn LSN | --to-xid XID | --to-name NAME | --to-latest | --standby)",
 		Short: "Restore a PostgreSQL cluster to a point in time",
 		Long: `Restore a PostgreSQL cluster as it was at a moment of the recoverable
 window ('nestguard pg status' shows it), in one command:
@@ -127,6 +127,15 @@ on). A drill's or
 a test's copy should not archive into this repository at all:
 --archive-mode off writes archive_mode = off into it.
 
+--standby restores the newest base backup as a standby instead (as
+pgBackRest's --type=standby): standby.signal, restore_command, and
+recovery_target_timeline = 'latest', so that it follows the primary's
+failovers; no target, no action. It replays the WAL as it is archived and
+stays in recovery until promoted (pg_ctl promote). --primary-conninfo
+makes it stream from the primary too (no password in it: a password file
+on the standby). With --start the command returns once the standby is
+consistent, leaving it running.
+
 restore_command must read the repository without a secret on its command
 line: give --password-file or --key-file (readable by the database's OS
 user), or your own --restore-command. S3 credentials come from the server's
@@ -148,6 +157,8 @@ environment.`,
 	f.StringVar(&o.toXID, "to-xid", "", "recover up to and including this transaction id")
 	f.StringVar(&o.toName, "to-name", "", "recover to this restore point (pg_create_restore_point)")
 	f.BoolVar(&o.toLatest, "to-latest", false, "recover all archived WAL")
+	f.BoolVar(&o.Standby, "standby", false, "restore as a standby that replays the archive as it grows (standby.signal, timeline latest), instead of recovering to a target")
+	f.StringVar(&o.PrimaryConninfo, "primary-conninfo", "", "with --standby: primary_conninfo, to stream from the primary too (no password: use a password file on the standby)")
 	f.StringVar(&o.TargetAction, "target-action", pg.ActionPause, "at the target: pause, promote or shutdown")
 	f.StringVar(&o.timeline, "timeline", "latest", "timeline to recover along: latest or a number")
 	f.StringVar(&o.archiveMode, "archive-mode", "preserve", "archive_mode of the restored cluster: preserve (as backed up: once promoted it archives a new timeline where archive_command says) or off (a drill's or a test's copy)")
@@ -266,6 +277,15 @@ func (a *app) runPGRestore(ctx context.Context, o pgRestoreOptions) error {
 	if o.TargetDir == "" {
 		return &usageError{errors.New("--target is required: the directory to restore the data directory into")}
 	}
+	if o.PrimaryConninfo != "" && !o.Standby {
+		return &usageError{errors.New("--primary-conninfo is for --standby: a recovery to a target reads the archive only")}
+	}
+	if o.Standby {
+		if o.toTime != "" || o.toLSN != "" || o.toXID != "" || o.toName != "" || o.toLatest || o.actionSet {
+			return &usageError{errors.New("--standby takes no recovery target nor --target-action: a standby replays the archive to its end, then waits for more, until promoted")}
+		}
+		o.toLatest = true // the newest base backup, and a chain to the archive's end
+	}
 	target, err := parseRestoreTarget(o.toTime, o.toLSN, o.toXID, o.toName, o.toLatest)
 	if err != nil {
 		return &usageError{err}
@@ -279,7 +299,10 @@ func (a *app) runPGRestore(ctx context.Context, o pgRestoreOptions) error {
 	default:
 		return &usageError{fmt.Errorf("--archive-mode %q: want preserve or off", o.archiveMode)}
 	}
-	if o.Target.Latest && !o.actionSet {
+	switch {
+	case o.Standby:
+		o.TargetAction = ""
+	case o.Target.Latest && !o.actionSet:
 		o.TargetAction = pg.ActionPromote
 	}
 	if o.TablespaceMap, err = parseTablespaceFlags(o.tsMap); err != nil {
@@ -334,10 +357,14 @@ func (a *app) printRestore(res *pg.RestoreResult) {
 		a.printf("  tablespace %d in %s\n", oid, dir)
 	}
 	for _, k := range []string{"recovery_target_time", "recovery_target_lsn", "recovery_target_xid", "recovery_target_name",
-		"recovery_target_timeline", "recovery_target_action", "archive_mode"} {
+		"recovery_target_timeline", "recovery_target_action", "archive_mode", "primary_conninfo"} {
 		if v, ok := res.Settings[k]; ok {
 			a.printf("  %s = '%s'\n", k, v)
 		}
+	}
+	if res.Standby {
+		a.printStandby(res)
+		return
 	}
 	if !res.Started {
 		a.printf("recovery is configured; start the server to replay WAL to the target:\n  pg_ctl -D %s start\n", res.TargetDir)
@@ -367,6 +394,34 @@ func (a *app) printRestore(res *pg.RestoreResult) {
 		a.printf("  connect with: psql -h %s -p %d\n", host, r.Port)
 	}
 	a.printf("time: restore %s, WAL replay %s, total %s (the measured recovery time)\n",
+		res.RestoreTime.Round(time.Millisecond), res.ReplayTime.Round(time.Millisecond), res.TotalTime.Round(time.Millisecond))
+}
+
+// printStandby reports a restore as a standby (pg restore --standby).
+func (a *app) printStandby(res *pg.RestoreResult) {
+	if !res.Started {
+		a.printf("standby configured (standby.signal); start it to replay the archive, and it stays in recovery until promoted:\n  pg_ctl -D %s start\n", res.TargetDir)
+		a.printf("restore took %s\n", res.RestoreTime.Round(time.Millisecond))
+		return
+	}
+	r := res.Recovery
+	a.printf("standby running, in recovery")
+	if r.ReplayLSN != nil {
+		a.printf(": replayed to %s", *r.ReplayLSN)
+	}
+	if r.LastCommit != nil {
+		a.printf(", last transaction committed at %s", r.LastCommit.Local().Format("2006-01-02 15:04:05.000000 -07"))
+	}
+	a.printf("\n")
+	if r.Port != 0 {
+		host := r.SocketDir
+		if host == "" {
+			host = "localhost"
+		}
+		a.printf("  connect with: psql -h %s -p %d (read only)\n", host, r.Port)
+	}
+	a.printf("  it replays WAL as it is archived; promote it with: pg_ctl -D %s promote\n", res.TargetDir)
+	a.printf("time: restore %s, to consistent %s, total %s\n",
 		res.RestoreTime.Round(time.Millisecond), res.ReplayTime.Round(time.Millisecond), res.TotalTime.Round(time.Millisecond))
 }
 

@@ -85,7 +85,7 @@ func (p *pitrEnv) restore(t *testing.T, args ...string) *restored {
 	}
 	// Some fields are there only when they apply (docs/json.md).
 	checkJSON(t, "pg restore", out, "json_version snapshot base_backup target_dir files bytes recovery_settings started seconds"+
-		" damaged? tablespaces? owner? recovery?")
+		" damaged? tablespaces? owner? recovery? standby?")
 	if !r.Started || r.Recovery == nil {
 		t.Fatalf("pg restore --start did not start the server:\n%s", out)
 	}
@@ -725,6 +725,10 @@ func TestPGRestoreUsage(t *testing.T) {
 		{[]string{"pg", "restore", "--target-dir", dir, "--to-time", "noon"}, 2, "--to-time"},
 		{[]string{"pg", "restore", "--target-dir", dir, "--to-latest"}, 2, "--password-file"},
 		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--to-latest", "--target-action", "pause"}, 1, "needs a recovery target"},
+		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--standby", "--to-latest"}, 2, "--standby takes no recovery target"},
+		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--standby", "--target-action", "promote"}, 2, "--standby takes no recovery target"},
+		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--to-latest", "--primary-conninfo", "host=p"}, 2, "--primary-conninfo is for --standby"},
+		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--standby", "--primary-conninfo", "host=p password=x"}, 1, "holds a password"},
 		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--to-name", "x"}, 1, "no PostgreSQL base backup"},
 		{[]string{"pg", "backup", "--block-size", "12k", "--dsn", "host=/nonexistent"}, 1, "block size"},
 		{[]string{"pg", "backup", "--class", "financial-records", "--dsn", "host=/nonexistent"}, 2, `unknown data class "financial-records"`},
@@ -736,5 +740,68 @@ func TestPGRestoreUsage(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); err == nil {
 		t.Error("a refused restore created its target directory")
+	}
+}
+
+// TestPGRestoreStandby: 'pg restore --standby --start' brings up a
+// standby of the newest base backup that replays the archive to its end,
+// stays in recovery (read only), and goes on replaying what is archived
+// after it started: a row committed on the primary later shows on the
+// standby without anything done to it. Its timeline is latest (not
+// pinned, as a restore to a target's is), so that it would follow the
+// primary's promotions.
+func TestPGRestoreStandby(t *testing.T) {
+	t.Parallel()
+	p := newPITREnv(t, pgtest.Options{Settings: map[string]string{"wal_retrieve_retry_interval": "200ms"}})
+	c := p.c
+	c.Exec(t, "CREATE TABLE acct (id int PRIMARY KEY, note text)")
+	c.Exec(t, "INSERT INTO acct SELECT g, 'before' FROM generate_series(1, 100) g")
+	p.backup(t, c)
+	c.Exec(t, "INSERT INTO acct VALUES (101, 'after the base backup')")
+	switchAndWait(t, c)
+
+	r := p.restore(t, "--standby")
+	if !r.Standby || r.Recovery.State != "standby" {
+		t.Fatalf("restored as a standby: standby %v, state %q", r.Standby, r.Recovery.State)
+	}
+	if tl := r.Settings["recovery_target_timeline"]; tl != "latest" {
+		t.Errorf("a standby's recovery_target_timeline = %q, want latest", tl)
+	}
+	for _, k := range []string{"recovery_target_action", "recovery_target_time", "recovery_target_lsn"} {
+		if v, ok := r.Settings[k]; ok {
+			t.Errorf("a standby got %s = %q", k, v)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "standby.signal")); err != nil {
+		t.Errorf("no standby.signal: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "recovery.signal")); err == nil {
+		t.Error("a standby got recovery.signal")
+	}
+	conn := connect(t, r.dsn())
+	ctx := context.Background()
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || !inRecovery {
+		t.Fatalf("the standby is not in recovery: %v, %v", inRecovery, err)
+	}
+	// It replays on as the primary archives.
+	c.Exec(t, "INSERT INTO acct VALUES (102, 'after the standby started')")
+	switchAndWait(t, c)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM acct WHERE id IN (101, 102)").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby shows %d of the 2 rows archived after the base backup within 2 minutes", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || !inRecovery {
+		t.Fatalf("the standby left recovery at the end of the archive: %v, %v", inRecovery, err)
 	}
 }

@@ -3,6 +3,7 @@ package pg
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -22,7 +23,8 @@ const (
 )
 
 // RecoveryConfig is what a restore writes for PostgreSQL's archive
-// recovery: appended to postgresql.auto.conf, with recovery.signal.
+// recovery: appended to postgresql.auto.conf, with recovery.signal (or
+// standby.signal, Standby).
 type RecoveryConfig struct {
 	RestoreCommand string
 	Target         Target
@@ -31,6 +33,16 @@ type RecoveryConfig struct {
 	// nothing, also once promoted (a drill's or a test's copy, which must
 	// not write a timeline of its own into the production repository).
 	ArchiveOff bool
+	// Standby configures a standby instead of a recovery to a target:
+	// standby.signal, no recovery target or action (Target may only say
+	// Latest, and its Timeline), so that the server replays the WAL as it
+	// is archived, follows the primary's promotions (timeline latest),
+	// and stays in recovery until it is promoted itself.
+	Standby bool
+	// PrimaryConninfo, for a standby, is written as primary_conninfo: it
+	// streams from that server too, and falls back to the archive. Never
+	// with a password (a password file on the standby holds it).
+	PrimaryConninfo string
 }
 
 // recoveryParams are the settings a restore owns. Earlier values of them
@@ -47,6 +59,12 @@ var recoveryParams = []string{
 func (rc RecoveryConfig) settings() ([][2]string, error) {
 	if rc.RestoreCommand == "" {
 		return nil, errors.New("no restore_command: PostgreSQL could not fetch the WAL to replay")
+	}
+	if rc.Standby {
+		return rc.standbySettings()
+	}
+	if rc.PrimaryConninfo != "" {
+		return nil, errors.New("primary_conninfo is for a standby: a recovery to a target reads the archive only")
 	}
 	t := rc.Target
 	out := [][2]string{{"restore_command", rc.RestoreCommand}}
@@ -78,18 +96,9 @@ func (rc RecoveryConfig) settings() ([][2]string, error) {
 	if n != 1 {
 		return nil, fmt.Errorf("give exactly one recovery target (time, LSN, transaction id, restore point name or latest); %d given", n)
 	}
-	tl := t.Timeline
-	if tl == "" {
-		tl = "latest"
-	}
-	if tl != "latest" && tl != "current" {
-		v, err := strconv.ParseUint(tl, 10, 32)
-		if err != nil || v == 0 {
-			return nil, fmt.Errorf("recovery timeline %q: want latest, current or a timeline number", tl)
-		}
-		// The number as read here, in decimal: PostgreSQL reads a
-		// leading 0 as octal ("011" is 9) and 0x as hexadecimal.
-		tl = strconv.FormatUint(v, 10)
+	tl, err := timelineSetting(t.Timeline)
+	if err != nil {
+		return nil, err
 	}
 	out = append(out, [2]string{"recovery_target_timeline", tl})
 	action := rc.Action
@@ -110,6 +119,12 @@ func (rc RecoveryConfig) settings() ([][2]string, error) {
 	} else {
 		out = append(out, [2]string{"recovery_target_action", action})
 	}
+	return rc.finish(out)
+}
+
+// finish appends the settings every restore may add to out, and checks
+// that each value is a single line.
+func (rc RecoveryConfig) finish(out [][2]string) ([][2]string, error) {
 	if rc.ArchiveOff {
 		// Appended last to postgresql.auto.conf, it wins over any earlier
 		// archive_mode there or in postgresql.conf.
@@ -121,6 +136,47 @@ func (rc RecoveryConfig) settings() ([][2]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// standbySettings are a standby's: restore_command, the timeline to
+// follow (latest unless a number is given: a standby must follow its
+// primary's promotions), and primary_conninfo if given. No recovery
+// target: a standby replays whatever is archived, and waits for more.
+func (rc RecoveryConfig) standbySettings() ([][2]string, error) {
+	t := rc.Target
+	if t.Time != nil || t.LSN != nil || t.XID != "" || t.Name != "" {
+		return nil, errors.New("a standby has no recovery target: it replays the WAL as it is archived until it is promoted")
+	}
+	if rc.Action != "" {
+		return nil, errors.New("a standby has no recovery target action: it stays in recovery until promoted (pg_ctl promote)")
+	}
+	tl, err := timelineSetting(t.Timeline)
+	if err != nil {
+		return nil, err
+	}
+	out := [][2]string{{"restore_command", rc.RestoreCommand}, {"recovery_target_timeline", tl}}
+	if rc.PrimaryConninfo != "" {
+		if err := checkDSN(rc.PrimaryConninfo); err != nil {
+			return nil, fmt.Errorf("primary_conninfo: %w", err)
+		}
+		out = append(out, [2]string{"primary_conninfo", rc.PrimaryConninfo})
+	}
+	return rc.finish(out)
+}
+
+// timelineSetting is recovery_target_timeline for tl as a restore takes
+// it: latest when empty, latest, current, or a number, written in
+// decimal (PostgreSQL reads a leading 0 as octal, "011" as 9, and 0x as
+// hexadecimal).
+func timelineSetting(tl string) (string, error) {
+	if tl == "" || tl == "latest" || tl == "current" {
+		return cmp.Or(tl, "latest"), nil
+	}
+	v, err := strconv.ParseUint(tl, 10, 32)
+	if err != nil || v == 0 {
+		return "", fmt.Errorf("recovery timeline %q: want latest, current or a timeline number", tl)
+	}
+	return strconv.FormatUint(v, 10), nil
 }
 
 // quoteConf quotes a value for postgresql.conf: the parser reads
@@ -156,7 +212,8 @@ func renderAutoConf(old []byte, rc RecoveryConfig, now time.Time) ([]byte, error
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if p := confParam(line); p != "" && (isRecoveryParam(p) || rc.ArchiveOff && p == "archive_mode") {
+		if p := confParam(line); p != "" && (isRecoveryParam(p) || rc.ArchiveOff && p == "archive_mode" ||
+			rc.PrimaryConninfo != "" && p == "primary_conninfo") {
 			line = "# " + line + " # replaced by nestguard pg restore"
 		}
 		b.WriteString(line)
@@ -183,7 +240,8 @@ func isRecoveryParam(p string) bool {
 
 // WriteRecoveryConfig writes the recovery settings into dataDir's
 // postgresql.auto.conf and creates recovery.signal, which makes the next
-// start of the server an archive recovery. Each file is renamed into
+// start of the server an archive recovery (standby.signal for a standby:
+// a recovery that does not end when the archive does). Each file is renamed into
 // place whole but not synced: the caller syncs the data directory after
 // (Restore's syncRestored, one syncfs for everything it wrote).
 func WriteRecoveryConfig(dataDir string, rc RecoveryConfig) error {
@@ -199,5 +257,9 @@ func WriteRecoveryConfig(dataDir string, rc RecoveryConfig) error {
 	if err := atomicfile.WriteUnsynced(p, conf, 0o600); err != nil {
 		return err
 	}
-	return atomicfile.WriteUnsynced(filepath.Join(dataDir, "recovery.signal"), nil, 0o600)
+	signal := "recovery.signal"
+	if rc.Standby {
+		signal = "standby.signal"
+	}
+	return atomicfile.WriteUnsynced(filepath.Join(dataDir, signal), nil, 0o600)
 }

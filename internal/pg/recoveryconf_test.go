@@ -40,6 +40,18 @@ func TestRecoverySettings(t *testing.T) {
 		{"bad timeline", RecoveryConfig{RestoreCommand: "x", Target: Target{Latest: true, Timeline: "0"}, Action: ActionPromote}, nil, "timeline"},
 		{"bad action", RecoveryConfig{RestoreCommand: "x", Target: Target{Name: "a"}, Action: "resume"}, nil, "action"},
 		{"newline", RecoveryConfig{RestoreCommand: "x\ny", Target: Target{Name: "a"}}, nil, "single line"},
+		// A standby: no target, no action, timeline latest unless a
+		// number is given, primary_conninfo if given (never a password).
+		{"standby", RecoveryConfig{RestoreCommand: "x", Target: Target{Latest: true}, Standby: true},
+			[]string{"restore_command=x", "recovery_target_timeline=latest"}, ""},
+		{"standby streaming", RecoveryConfig{RestoreCommand: "x", Standby: true, PrimaryConninfo: "host=db1 user=replicator", ArchiveOff: true},
+			[]string{"restore_command=x", "recovery_target_timeline=latest", "primary_conninfo=host=db1 user=replicator", "archive_mode=off"}, ""},
+		{"standby timeline 011", RecoveryConfig{RestoreCommand: "x", Standby: true, Target: Target{Timeline: "011"}},
+			[]string{"restore_command=x", "recovery_target_timeline=11"}, ""},
+		{"standby target", RecoveryConfig{RestoreCommand: "x", Standby: true, Target: Target{Name: "a"}}, nil, "no recovery target"},
+		{"standby action", RecoveryConfig{RestoreCommand: "x", Standby: true, Target: Target{Latest: true}, Action: ActionPromote}, nil, "no recovery target action"},
+		{"standby password", RecoveryConfig{RestoreCommand: "x", Standby: true, PrimaryConninfo: "host=db1 password=s3cret"}, nil, "password"},
+		{"conninfo without standby", RecoveryConfig{RestoreCommand: "x", Target: Target{Name: "a"}, PrimaryConninfo: "host=db1"}, nil, "for a standby"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kv, err := tc.rc.settings()
@@ -143,6 +155,38 @@ func TestWriteRecoveryConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir2, "recovery.signal")); err == nil {
 		t.Error("recovery.signal written for an invalid configuration")
+	}
+}
+
+// TestWriteStandbyConfig: a standby gets standby.signal, not
+// recovery.signal, and an earlier primary_conninfo (the backed-up
+// server's own, if it was a standby) is commented out when a new one is
+// given, kept when not.
+func TestWriteStandbyConfig(t *testing.T) {
+	for _, conninfo := range []string{"", "host=db2"} {
+		dir := t.TempDir()
+		old := "primary_conninfo = 'host=db0'\n"
+		if err := os.WriteFile(filepath.Join(dir, "postgresql.auto.conf"), []byte(old), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rc := RecoveryConfig{RestoreCommand: "cp /a/%f %p", Target: Target{Latest: true}, Standby: true, PrimaryConninfo: conninfo}
+		if err := WriteRecoveryConfig(dir, rc); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "standby.signal")); err != nil {
+			t.Errorf("standby.signal: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "recovery.signal")); err == nil {
+			t.Error("recovery.signal written for a standby")
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "postgresql.auto.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := strings.HasPrefix(string(b), old)
+		if conninfo == "" && !kept || conninfo != "" && (kept || !strings.Contains(string(b), "primary_conninfo = 'host=db2'")) {
+			t.Errorf("primary_conninfo %q given:\n%s", conninfo, b)
+		}
 	}
 }
 

@@ -36,6 +36,13 @@ type RestoreOptions struct {
 	// ArchiveOff sets archive_mode = off in the restored cluster
 	// (RecoveryConfig.ArchiveOff: pg restore --archive-mode off).
 	ArchiveOff bool
+	// Standby restores the newest base backup as a standby (Target must
+	// be Latest, with no action): standby.signal, the timeline latest,
+	// and, if given, PrimaryConninfo (RecoveryConfig.Standby). With
+	// Start, Restore returns once the standby is consistent, and leaves
+	// it running.
+	Standby         bool
+	PrimaryConninfo string
 	// RestoreCommand is restore_command exactly as PostgreSQL will run it.
 	// It must not contain a secret: it is stored in postgresql.auto.conf.
 	RestoreCommand string
@@ -83,6 +90,7 @@ type RestoreResult struct {
 	Tablespaces map[uint32]string    `json:"tablespaces,omitempty"` // OID -> restored directory
 	Owner       string               `json:"owner,omitempty"`
 	Settings    map[string]string    `json:"recovery_settings"` // as written to postgresql.auto.conf
+	Standby     bool                 `json:"standby,omitempty"` // restored as a standby (standby.signal)
 	Started     bool                 `json:"started"`
 	Recovery    *RecoveryPoint       `json:"recovery,omitempty"`
 	RestoreTime time.Duration        `json:"-"`       // files, until the data directory is ready
@@ -115,7 +123,11 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 		return nil, err
 	}
 	o.TargetDir = dir
-	rc := RecoveryConfig{RestoreCommand: o.RestoreCommand, Target: o.Target, Action: o.TargetAction, ArchiveOff: o.ArchiveOff}
+	rc := RecoveryConfig{RestoreCommand: o.RestoreCommand, Target: o.Target, Action: o.TargetAction, ArchiveOff: o.ArchiveOff,
+		Standby: o.Standby, PrimaryConninfo: o.PrimaryConninfo}
+	if o.Standby && !o.Target.Latest {
+		return nil, errors.New("a standby is restored from the newest base backup and follows the archive to its end: no recovery target")
+	}
 	// With --start this process feeds the spool while the server replays
 	// (feedSpool), and the shell takes spooled segments.
 	feed := o.Start && o.SpoolSession != ""
@@ -146,8 +158,9 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	// the newest history file when replay gets there, and one that
 	// appears meanwhile (another copy promoted into this repository)
 	// would be followed unchecked; a number given as "011" would be read
-	// as octal (9).
-	if tli, ok := st.TimelineFor(sn, o.Target.Timeline); ok {
+	// as octal (9). Not a standby's latest: it must follow the
+	// promotions still to come, of the primary it stands by for.
+	if tli, ok := st.TimelineFor(sn, o.Target.Timeline); ok && !(o.Standby && o.Target.Timeline == "latest") {
 		o.Target.Timeline = strconv.FormatUint(uint64(tli), 10)
 		rc.Target.Timeline = o.Target.Timeline
 		if kv, err = rc.settings(); err != nil {
@@ -174,7 +187,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	owner := OwnerOf(root)
 
 	res := &RestoreResult{Snapshot: sn.ID.String(), Base: info, TargetDir: o.TargetDir, Settings: map[string]string{},
-		Tablespaces: map[uint32]string{}, Owner: owner.name}
+		Tablespaces: map[uint32]string{}, Owner: owner.name, Standby: o.Standby}
 	for _, p := range kv {
 		res.Settings[p[0]] = p[1]
 	}
@@ -219,7 +232,12 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 			}()
 		}
 		res.Server = &RestoredServer{Bins: bins, DataDir: o.TargetDir, Owner: owner, Port: o.Port, LogFile: o.LogFile}
-		rp, err := res.Server.Recover(ctx, targetAction(o), PromotionFor(info.ServerVersion, o.Target.Latest), o.StartTimeout)
+		var rp *RecoveryPoint
+		if o.Standby {
+			rp, err = res.Server.StartStandby(ctx, o.StartTimeout)
+		} else {
+			rp, err = res.Server.Recover(ctx, targetAction(o), PromotionFor(info.ServerVersion, o.Target.Latest), o.StartTimeout)
+		}
 		res.Started = true
 		res.Recovery = rp
 		res.ReplayTime = time.Since(replayStart)
@@ -250,7 +268,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 // than the segments archived after its start) ends recovery before it
 // as it should: nothing committed is after it.
 func checkReachedLatest(ctx context.Context, st *StatusReport, sn *snapshot.Snapshot, o RestoreOptions, rp *RecoveryPoint) error {
-	if !o.Target.Latest || rp == nil || rp.ReplayLSN == nil {
+	if !o.Target.Latest || o.Standby || rp == nil || rp.ReplayLSN == nil {
 		return nil
 	}
 	x, err := st.LastTransactionReached(ctx, sn, o.Target.Timeline)

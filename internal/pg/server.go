@@ -217,6 +217,53 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 	return rp, nil
 }
 
+// StartStandby starts the server of a data directory configured as a
+// standby (RecoveryConfig.Standby) and waits, at most timeout, until it
+// is consistent: pg_ctl's wait ends when it accepts connections, read
+// only (hot_standby on), or reached consistency without them. The server
+// is left running, in recovery: it replays what is archived (and
+// streamed, with primary_conninfo) until it is promoted.
+func (s *RestoredServer) StartStandby(ctx context.Context, timeout time.Duration) (*RecoveryPoint, error) {
+	logFile := s.logFile()
+	logStart, err := prepareLog(logFile, s.Owner)
+	if err != nil {
+		return nil, err
+	}
+	port, sockDir, err := s.connTarget(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rp := &RecoveryPoint{Port: port, SocketDir: sockDir}
+	hs, err := s.show(ctx, "hot_standby")
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-D", s.DataDir, "-l", logFile}
+	if s.Port != 0 {
+		args = append(args, "-o", "-p "+strconv.Itoa(s.Port))
+	}
+	args = append(args, "-w", "-t", strconv.Itoa(int(timeout/time.Second)), "start")
+	if out, err := s.pgCtl(ctx, args...).CombinedOutput(); err != nil {
+		return rp, fmt.Errorf("pg_ctl start: %v: %s\nserver log %s:\n%s", err, strings.TrimSpace(string(out)), logFile, logTail(logFile, logStart, 30))
+	}
+	rp.State = "standby"
+	if hs != "on" {
+		return rp, nil // no connections in recovery: pg_ctl's wait is all there is
+	}
+	if err := waitTarget(ctx, s.DataDir, port, sockDir, s.Owner, actionStandby, time.Now().Add(timeout), rp); err != nil {
+		return rp, fmt.Errorf("%w\nserver log %s:\n%s", err, logFile, logTail(logFile, logStart, 30))
+	}
+	if rp.State != "standby" {
+		return rp, fmt.Errorf("the server restored as a standby left recovery (%s): a promotion was requested (a promote signal file, or pg_promote) while it started\nserver log %s:\n%s",
+			rp.State, logFile, logTail(logFile, logStart, 30))
+	}
+	return rp, nil
+}
+
+// actionStandby is waitTarget's action for a standby: done once the
+// server answers, in recovery.
+const actionStandby = "standby"
+
 // Promotion is how Recover promotes a server at its recovery target.
 //
 // PostgreSQL's own promotion (recovery_target_action = promote) ends
@@ -500,7 +547,8 @@ func (s *RestoredServer) show(ctx context.Context, name string) (string, error) 
 }
 
 // waitTarget polls the recovering server until it paused at the target or
-// was promoted, and records the recovery point.
+// was promoted (or, for actionStandby, answers in recovery), and records
+// the recovery point.
 func waitTarget(ctx context.Context, dataDir string, port int, sockDir string, ow Owner, action string, deadline time.Time, rp *RecoveryPoint) error {
 	cfg, err := pgx.ParseConfig("")
 	if err != nil {
@@ -584,6 +632,10 @@ func pollRecovery(ctx context.Context, conn *pgx.Conn, action string, rp *Recove
 		return false, err
 	}
 	rp.setReplayed(lsn, last)
+	if action == actionStandby && inRecovery {
+		rp.State = "standby"
+		return true, nil
+	}
 	if !inRecovery {
 		rp.State = "promoted"
 		var tli string
