@@ -219,8 +219,9 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 
 // StartStandby starts the server of a data directory configured as a
 // standby (RecoveryConfig.Standby) and waits, at most timeout, until it
-// is consistent: pg_ctl's wait ends when it accepts connections, read
-// only (hot_standby on), or reached consistency without them. The server
+// is consistent and answers in recovery (hot_standby on); with
+// hot_standby off pg_ctl's wait, which ends once recovery began, is all
+// there is (no connections to ask). The server
 // is left running, in recovery: it replays what is archived (and
 // streamed, with primary_conninfo) until it is promoted.
 func (s *RestoredServer) StartStandby(ctx context.Context, timeout time.Duration) (*RecoveryPoint, error) {
