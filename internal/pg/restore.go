@@ -160,7 +160,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	// would be followed unchecked; a number given as "011" would be read
 	// as octal (9). Not a standby's latest: it must follow the
 	// promotions still to come, of the primary it stands by for.
-	if tli, ok := st.TimelineFor(sn, o.Target.Timeline); ok && !(o.Standby && o.Target.Timeline == "latest") {
+	if tli, ok := st.TimelineFor(sn, o.Target.Timeline); ok && !(o.Standby && (o.Target.Timeline == "" || o.Target.Timeline == "latest")) {
 		o.Target.Timeline = strconv.FormatUint(uint64(tli), 10)
 		rc.Target.Timeline = o.Target.Timeline
 		if kv, err = rc.settings(); err != nil {
