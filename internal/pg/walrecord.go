@@ -405,31 +405,35 @@ func twoPhaseXID(d []byte, info uint8, commit bool, magic uint16) (uint32, bool)
 // timeline), or an end-of-recovery checkpoint (its redo, this and the
 // previous timeline, ..., its time in seconds at offset 64), whose
 // timeline differs from the previous one. It returns the new timeline and
-// when it began: for a checkpoint, the end of its second (its time is
-// whole seconds, and a commit of the old timeline in that second may
-// have come before the fork).
-func (rec *walRecord) timelineBegins() (tli uint32, at time.Time, ok bool) {
+// when it began, and whether that time is exact: a checkpoint's is whole
+// seconds, and the start of its second is returned, so that a commit of
+// the old timeline in that second counts as after the fork (the end of
+// the second let commits made within it after a promotion pass the fork
+// check, and a restore follow the new timeline without them: hostile
+// test). A failover whose old primary committed in the same second
+// before it is then refused, and asks for --timeline: the safe side.
+func (rec *walRecord) timelineBegins() (tli uint32, at time.Time, exact, ok bool) {
 	if rec.RMID != rmXLOG {
-		return 0, time.Time{}, false
+		return 0, time.Time{}, false, false
 	}
 	d, ok := rec.mainData()
 	if !ok {
-		return 0, time.Time{}, false
+		return 0, time.Time{}, false, false
 	}
 	le := binary.LittleEndian
 	switch rec.Info & 0xF0 {
 	case xlogEndOfRecovery:
 		if len(d) < 16 || le.Uint32(d[8:]) == le.Uint32(d[12:]) {
-			return 0, time.Time{}, false
+			return 0, time.Time{}, false, false
 		}
-		return le.Uint32(d[8:]), pgTime(int64(le.Uint64(d))), true
+		return le.Uint32(d[8:]), pgTime(int64(le.Uint64(d))), true, true
 	case xlogCheckpointShutdwn, xlogCheckpointOnline:
 		if len(d) < 72 || le.Uint32(d[8:]) == le.Uint32(d[12:]) {
-			return 0, time.Time{}, false
+			return 0, time.Time{}, false, false
 		}
-		return le.Uint32(d[8:]), time.Unix(int64(le.Uint64(d[64:])), int64(time.Second-time.Microsecond)).UTC(), true
+		return le.Uint32(d[8:]), time.Unix(int64(le.Uint64(d[64:])), 0).UTC(), false, true
 	}
-	return 0, time.Time{}, false
+	return 0, time.Time{}, false, false
 }
 
 // restorePoint decodes a restore point record (pg_create_restore_point).

@@ -533,7 +533,7 @@ func (s *StatusReport) checkFork(ctx context.Context, b *BaseBackup, tli uint32)
 				break
 			}
 		}
-		began, beganOK := s.timelineBegan(ctx, b.SystemID, child, p.SwitchPoint)
+		began, exact, beganOK := s.timelineBegan(ctx, b.SystemID, child, p.SwitchPoint)
 		last, err := s.lastXact(ctx, run, b.SystemID, p.SwitchPoint)
 		if err != nil {
 			return fmt.Errorf("reading timeline %d's WAL after its fork: %w", p.TLI, err)
@@ -548,6 +548,9 @@ func (s *StatusReport) checkFork(ctx context.Context, b *BaseBackup, tli uint32)
 		when := "its first record cannot be read, so nothing says which came last"
 		if beganOK {
 			when = "which began at " + fmtStatusTime(began)
+			if !exact && last.Time.Before(began.Add(time.Second)) {
+				when += " (its checkpoint gives whole seconds, and the last transaction is in that second: which came first cannot be told)"
+			}
 		}
 		return fmt.Errorf("timeline %d branched from timeline %d at %s (%s), but timeline %d went on: %s. Two servers wrote after the fork (a restored copy promoted and archiving into this repository while the original went on), and \"latest\" would follow timeline %d by its number: say which with --timeline %d (the server that went on) or --timeline %d; 'nestguard pg status' shows both",
 			child, p.TLI, p.SwitchPoint, when, p.TLI, went, tli, p.TLI, tli)
@@ -556,9 +559,10 @@ func (s *StatusReport) checkFork(ctx context.Context, b *BaseBackup, tli uint32)
 }
 
 // timelineBegan is when timeline tli began: the time of the first record
-// on it at or after its switch point sp (timelineBegins), read from its
-// segment that holds sp; ok is false when that cannot be read.
-func (s *StatusReport) timelineBegan(ctx context.Context, sysID uint64, tli uint32, sp LSN) (time.Time, bool) {
+// on it at or after its switch point sp (timelineBegins, and whether that
+// time is exact), read from its segment that holds sp; ok is false when
+// that cannot be read.
+func (s *StatusReport) timelineBegan(ctx context.Context, sysID uint64, tli uint32, sp LSN) (at time.Time, exact, ok bool) {
 	no := uint64(sp) / uint64(s.SegmentSize)
 	var path []Segment
 	for n := no; n < no+2; n++ {
@@ -567,21 +571,20 @@ func (s *StatusReport) timelineBegan(ctx context.Context, sysID uint64, tli uint
 		}
 		path = append(path, Segment{TLI: tli, No: n})
 	}
-	var at time.Time
 	found := false
 	err := s.scanPath(ctx, path, sysID, 0, func(rec *walRecord) bool {
 		if rec.LSN < sp {
 			return false
 		}
-		if t, when, ok := rec.timelineBegins(); ok && t == tli {
-			at, found = when, true
+		if t, when, ex, ok := rec.timelineBegins(); ok && t == tli {
+			at, exact, found = when, ex, true
 		}
 		return true // only the first record at or after sp
 	})
 	if err != nil || !found {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
-	return at, true
+	return at, exact, true
 }
 
 // follows reports whether recovery from b can follow history h: b's

@@ -500,6 +500,63 @@ func TestForkMidSegment(t *testing.T) {
 	}
 }
 
+// fakeSegmentCheckpointBegun is fakeSegmentBegun with an end-of-recovery
+// checkpoint instead of the end-of-recovery record: its time is whole
+// seconds (began's, truncated).
+func fakeSegmentCheckpointBegun(tli uint32, no uint64, began, commit time.Time, xid uint32) []byte {
+	start := seg(no)
+	page := fakeSegment(tli, no, commit, xid)
+	clear(page[40:])
+	le := binary.LittleEndian
+	ckpt := make([]byte, 88) // CheckPoint: redo, this and the previous timeline, ..., time at 64
+	le.PutUint64(ckpt[0:], uint64(start+40))
+	le.PutUint32(ckpt[8:], tli)
+	le.PutUint32(ckpt[12:], tli-1)
+	le.PutUint64(ckpt[64:], uint64(began.Unix()))
+	copy(page[40:], fakeRecord(0, seg(no-1)+80, xlogCheckpointShutdwn, rmXLOG, append([]byte{255, byte(len(ckpt))}, ckpt...)))
+	main := le.AppendUint64(nil, uint64(commit.Sub(time.Unix(postgresEpochUnixSecs, 0)).Microseconds()))
+	copy(page[160:], fakeRecord(xid, start+40, xactCommit, rmXact, append([]byte{255, byte(len(main))}, main...)))
+	copy(page[200:], fakeRecord(0, start+160, xlogSwitch, rmXLOG, nil))
+	return page
+}
+
+// TestForkWithinCheckpointSecond: a promotion whose end-of-recovery
+// checkpoint records its time in whole seconds, and the parent's commit
+// 0.3 s into that second: refused (which came first cannot be told; the
+// end of the second was taken before, and such commits made after a
+// promotion were lost by a restore that followed the new timeline:
+// hostile test); a checkpoint in the next second is not refused.
+func TestForkWithinCheckpointSecond(t *testing.T) {
+	for _, c := range []struct {
+		ckptAfter time.Duration // the checkpoint's second, after the parent's last commit's
+		refused   bool
+	}{{0, true}, {time.Second, false}} {
+		w := newWALWorld(t)
+		w.segments(1, 1, 5, 0)
+		commit := w.at(6).Add(-20*time.Second + 300*time.Millisecond) // the parent's last commit: 0.3 s into a second
+		name1 := Segment{TLI: 1, No: 6}.Name(pgmeta.DefaultSegmentSize)
+		if err := w.repo.SaveNamed(w.ctx, backend.WALFile, name1, fakeSegment(1, 6, commit, 1006)); err != nil {
+			t.Fatal(err)
+		}
+		w.be.times[name1] = w.at(6)
+		w.history(2, "1\t0/6000028\tno recovery target specified\n")
+		began := commit.Truncate(time.Second).Add(c.ckptAfter)
+		name := Segment{TLI: 2, No: 6}.Name(pgmeta.DefaultSegmentSize)
+		if err := w.repo.SaveNamed(w.ctx, backend.WALFile, name, fakeSegmentCheckpointBegun(2, 6, began, began.Add(2*time.Second), 2006)); err != nil {
+			t.Fatal(err)
+		}
+		w.be.times[name] = began.Add(time.Minute)
+		w.backup(1, seg(2)+0x28, seg(3), 2.5)
+		_, err := w.status().CheckTarget(w.ctx, Target{Latest: true})
+		if c.refused != (err != nil) {
+			t.Fatalf("checkpoint %v after the commit's second: %v, want refused %v", c.ckptAfter, err, c.refused)
+		}
+		if c.refused && !strings.Contains(err.Error(), "cannot be told") {
+			t.Errorf("the refusal does not say the times are too coarse: %v", err)
+		}
+	}
+}
+
 // TestForkByWALTimes: after a fork, "latest" is refused only when the
 // timeline left behind committed after the new one began, by the times in
 // the WAL (the end-of-recovery record, the commits), whatever the times
