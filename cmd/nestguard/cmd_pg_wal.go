@@ -16,6 +16,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/audit"
 	"github.com/nestguard/nestguard/internal/pg"
+	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
 )
@@ -152,7 +153,10 @@ exits 200 and DEST is not written: PostgreSQL then stops the recovery
 (FATAL) instead of taking the file for the end of the archive, which would
 end a recovery to the latest WAL there and promote a server without the
 rest. A standby (standby.signal in the data directory) gets exit 1: its
-server retries.
+server retries, and replays nothing past a segment it cannot read; but a
+damaged history file exits 200 there too, since exit 1 would read as
+"no such timeline" and leave the standby on the timeline its primary
+left.
 
 While PostgreSQL replays a segment, the next --prefetch segments are fetched
 and verified in parallel by a background process into a spool directory
@@ -355,14 +359,20 @@ func (e *recoveryAbortError) Unwrap() error { return e.err }
 // PostgreSQL); any other failure of a recovery that is not a standby's
 // (whose server retries, and ends no recovery on a failure) is a
 // recoveryAbortError: the file may hold WAL that recovery must not go
-// without.
+// without. On a standby too, a damaged history file is one: exit 1 for
+// it reads as "no such timeline", and the standby stays on the timeline
+// its primary left, silently (hostile test; a segment it cannot read it
+// asks for again, and replays nothing past it meanwhile).
 func (a *app) runPGRestoreWAL(ctx context.Context, o restoreWALOptions) error {
 	err := a.pgRestoreWAL(ctx, o)
 	if err == nil || errors.Is(err, pg.ErrNotArchived) || ctx.Err() != nil || o.background != "" {
 		return err
 	}
 	var ue *usageError
-	if errors.As(err, &ue) || standby(o.dest) {
+	if errors.As(err, &ue) {
+		return err
+	}
+	if standby(o.dest) && !(pgmeta.IsHistory(o.name) && errors.Is(err, repository.ErrObjectCorrupted)) {
 		return err
 	}
 	return &recoveryAbortError{err}

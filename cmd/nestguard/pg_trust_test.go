@@ -334,6 +334,34 @@ func TestPGRestoreDamagedWAL(t *testing.T) {
 	if _, err := os.Stat(dest); err == nil {
 		t.Error("restore-wal wrote the damaged segment")
 	}
+	// A damaged history file stops a standby too: exit 1 would read as
+	// "no such timeline", and the standby would stay on the timeline its
+	// primary left (hostile test).
+	hist := filepath.Join(p.dir, "walcall", "00000007.history")
+	if err := os.WriteFile(hist, []byte("1\t0/3000000\tno recovery target specified\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := p.run("--key-file", p.keyFile, "pg", "archive-wal", hist); r.code != 0 {
+		t.Fatalf("archiving a history file: exit %d\n%s", r.code, r.stderr)
+	}
+	histObj := filepath.Join(p.repo, "wal", "00000007.history")
+	hb, err := os.ReadFile(histObj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb[len(hb)/2] ^= 0x40
+	if err := os.Chmod(histObj, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(histObj, hb, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := call("00000007.history"); r.code != 200 || !strings.Contains(r.stderr, "00000007.history") {
+		t.Errorf("restore-wal of a damaged history file for a standby: exit %d, want 200 naming it\n%s", r.code, r.stderr)
+	}
+	if r := call("00000008.history"); r.code != 1 {
+		t.Errorf("restore-wal of a history file not archived, for a standby: exit %d, want 1\n%s", r.code, r.stderr)
+	}
 	// Nor a key file that is not there, or a destination directory that
 	// is not (both are "no such file" too, but not the archive's).
 	if err := os.Remove(filepath.Join(p.dir, "walcall", "standby.signal")); err != nil {
