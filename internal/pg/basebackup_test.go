@@ -195,6 +195,7 @@ func TestLiveCluster(t *testing.T) {
 	t.Run("session lost", func(t *testing.T) { testSessionLost(t, c) })
 	if first != nil {
 		t.Run("restore", func(t *testing.T) { testRestore(t, c) })
+		t.Run("standby", func(t *testing.T) { testStandby(t, c) })
 	}
 }
 

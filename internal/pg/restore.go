@@ -43,6 +43,7 @@ type RestoreOptions struct {
 	// it running.
 	Standby         bool
 	PrimaryConninfo string
+	standbyStall    time.Duration // tests: standbyStall
 	// RestoreCommand is restore_command exactly as PostgreSQL will run it.
 	// It must not contain a secret: it is stored in postgresql.auto.conf.
 	RestoreCommand string
@@ -235,6 +236,18 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 		var rp *RecoveryPoint
 		if o.Standby {
 			rp, err = res.Server.StartStandby(ctx, o.StartTimeout)
+			if err == nil {
+				if err = standbyCaughtUp(ctx, st, sn, res.Server, o, rp, replayStart.Add(o.StartTimeout)); err != nil {
+					// A standby stuck for good looks healthy: in
+					// recovery, answering, replaying nothing.
+					if serr := res.Server.Stop(ctx, "fast", time.Minute); serr != nil {
+						err = fmt.Errorf("%w; stopping the standby: %v", err, serr)
+					} else {
+						err = fmt.Errorf("%w\nthe standby was stopped; start it again once the WAL reads (pg_ctl -D %s start)\nserver log %s:\n%s",
+							err, o.TargetDir, res.Server.logFile(), logTail(res.Server.logFile(), 0, 20))
+					}
+				}
+			}
 		} else {
 			rp, err = res.Server.Recover(ctx, targetAction(o), PromotionFor(info.ServerVersion, o.Target.Latest), o.StartTimeout)
 		}
@@ -257,6 +270,38 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	res.TotalTime = time.Since(began)
 	res.Seconds["total"] = res.TotalTime.Seconds()
 	return res, nil
+}
+
+// standbyStall is how long a standby started by Restore may replay
+// nothing before the last transaction the archive holds before it is
+// called stuck: it asks restore_command again every
+// wal_retrieve_retry_interval (5 s by default), and replays a backlog
+// without standing still that long.
+const standbyStall = time.Minute
+
+// standbyCaughtUp waits until a standby Restore started replayed the
+// last transaction the archive holds on its path from sn (as
+// checkReachedLatest checks a recovery to the latest WAL): a standby
+// that cannot read a segment asks for it again for ever, in recovery and
+// answering, and was reported running (hostile test). With hot_standby
+// off there is no connection to ask (rp has no replay position): not
+// checked.
+func standbyCaughtUp(ctx context.Context, st *StatusReport, sn *snapshot.Snapshot, srv *RestoredServer, o RestoreOptions, rp *RecoveryPoint, deadline time.Time) error {
+	if rp.ReplayLSN == nil {
+		return nil
+	}
+	x, err := st.LastTransactionReached(ctx, sn, o.Target.Timeline)
+	if err != nil {
+		return fmt.Errorf("checking that the standby replays the archived WAL: %w", err)
+	}
+	if x == nil || *rp.ReplayLSN > x.LSN {
+		return nil
+	}
+	stall := o.standbyStall
+	if stall <= 0 {
+		stall = standbyStall
+	}
+	return srv.waitReplayed(ctx, rp, x, stall, deadline)
 }
 
 // checkReachedLatest fails a recovery to the latest WAL that did not

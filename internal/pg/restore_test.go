@@ -245,3 +245,60 @@ func testRestore(t *testing.T, c *archivedCluster) {
 		t.Errorf("Stop of a stopped server: %v", err)
 	}
 }
+
+// testStandby: a standby Restore starts is reported running only once it
+// replayed the last transaction the archive holds; one that cannot read
+// a segment before it (restore_command fails for it, and a standby asks
+// again for ever) is a failure, and is stopped (hostile test: exit 0 and
+// "standby running" for a standby stuck for good). With the segment
+// readable again, a standby restored the same way catches up.
+func testStandby(t *testing.T, c *archivedCluster) {
+	ctx := context.Background()
+	c.Exec(t, "INSERT INTO ledger (v) VALUES ('in the segment the standby cannot read')")
+	seg := c.waitStored(t)
+	c.Exec(t, "INSERT INTO ledger (v) VALUES ('after it')")
+	c.waitStored(t)
+	oid := uint32(atoi(t, c.QueryString(t, "SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'")))
+	hidden := filepath.Join(c.Archive, seg+".hidden")
+	if err := os.Rename(filepath.Join(c.Archive, seg), hidden); err != nil {
+		t.Fatal(err)
+	}
+	standby := func(name string) (RestoreOptions, error) {
+		base := pgtest.TempDir(t)
+		o := RestoreOptions{
+			TargetDir: filepath.Join(base, name), Target: Target{Latest: true}, Standby: true,
+			RestoreCommand: "cp '" + c.Archive + "/%f' %p", TablespaceMap: map[uint32]string{oid: filepath.Join(base, "ts")},
+			Start: true, BinDir: c.BinDir, Port: pgtest.FreePort(t), StartTimeout: 2 * time.Minute, standbyStall: 3 * time.Second,
+		}
+		stopServer(t, c.BinDir, o.TargetDir)
+		_, err := Restore(ctx, c.Repo, o)
+		return o, err
+	}
+	o, err := standby("stuck")
+	if err == nil || !strings.Contains(err.Error(), "stopped replaying") || !strings.Contains(err.Error(), "was stopped") {
+		t.Fatalf("a standby that cannot read %s: %v", seg, err)
+	}
+	if _, err := os.Stat(filepath.Join(o.TargetDir, "postmaster.pid")); err == nil {
+		t.Error("the stuck standby was left running")
+	}
+	if err := os.Rename(hidden, filepath.Join(c.Archive, seg)); err != nil {
+		t.Fatal(err)
+	}
+	o, err = standby("caught up")
+	if err != nil {
+		t.Fatalf("a standby with every segment readable: %v", err)
+	}
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", c.SocketDir, o.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT count(*), pg_is_in_recovery() FROM ledger WHERE v = 'after it'").Scan(&n, &inRecovery); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || !inRecovery {
+		t.Errorf("the standby has %d of the last row, in recovery %v: want 1, true", n, inRecovery)
+	}
+}

@@ -551,21 +551,10 @@ func (s *RestoredServer) show(ctx context.Context, name string) (string, error) 
 // was promoted (or, for actionStandby, answers in recovery), and records
 // the recovery point.
 func waitTarget(ctx context.Context, dataDir string, port int, sockDir string, ow Owner, action string, deadline time.Time, rp *RecoveryPoint) error {
-	cfg, err := pgx.ParseConfig("")
+	cfg, err := connConfig(port, sockDir, ow)
 	if err != nil {
 		return err
 	}
-	cfg.Host, cfg.Port = sockDir, uint16(port)
-	if sockDir == "" {
-		cfg.Host = "localhost"
-	}
-	if os.Getenv("PGUSER") == "" && ow.name != "" {
-		cfg.User = ow.name
-	}
-	if os.Getenv("PGDATABASE") == "" {
-		cfg.Database = "postgres"
-	}
-	cfg.ConnectTimeout = 10 * time.Second
 	var (
 		conn    *pgx.Conn
 		lastErr error
@@ -610,6 +599,84 @@ func waitTarget(ctx context.Context, dataDir string, port int, sockDir string, o
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-time.After(pollEvery):
+		}
+	}
+}
+
+// connConfig is how Restore connects to the server it started: on its
+// socket directory (or localhost) and port, as the data directory's
+// owner unless PGUSER says otherwise, to the postgres database unless
+// PGDATABASE does.
+func connConfig(port int, sockDir string, ow Owner) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig("")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Host, cfg.Port = sockDir, uint16(port)
+	if sockDir == "" {
+		cfg.Host = "localhost"
+	}
+	if os.Getenv("PGUSER") == "" && ow.name != "" {
+		cfg.User = ow.name
+	}
+	if os.Getenv("PGDATABASE") == "" {
+		cfg.Database = "postgres"
+	}
+	cfg.ConnectTimeout = 10 * time.Second
+	return cfg, nil
+}
+
+// waitReplayed polls a standby StartStandby started until it replayed
+// past x, the last transaction the archive holds on its path, and
+// records where it is in rp. It fails when replay stands still for stall
+// before that (a segment the standby cannot read: restore-wal exits 1 on
+// a standby, and the standby asks again for ever), or at deadline. A
+// delayed standby (recovery_min_apply_delay) replays late by design:
+// not waited for.
+func (s *RestoredServer) waitReplayed(ctx context.Context, rp *RecoveryPoint, x *XactEnd, stall time.Duration, deadline time.Time) error {
+	cfg, err := connConfig(rp.Port, rp.SocketDir, s.Owner)
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connecting to the standby: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var delay string
+	if err := conn.QueryRow(ctx, "SHOW recovery_min_apply_delay").Scan(&delay); err != nil {
+		return fmt.Errorf("reading the standby's recovery_min_apply_delay: %w", err)
+	}
+	if delay != "0" {
+		return nil
+	}
+	var at LSN
+	moved := time.Now()
+	for {
+		var (
+			lsn  *string
+			last *time.Time
+		)
+		if err := conn.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()").Scan(&lsn, &last); err != nil {
+			return fmt.Errorf("reading the standby's replay position: %w", err)
+		}
+		rp.setReplayed(lsn, last)
+		switch {
+		case rp.ReplayLSN != nil && *rp.ReplayLSN > x.LSN:
+			return nil
+		case rp.ReplayLSN != nil && *rp.ReplayLSN != at:
+			at, moved = *rp.ReplayLSN, time.Now()
+		case time.Since(moved) > stall:
+			return fmt.Errorf("the standby stopped replaying at %s, before the last transaction the archive holds on its path (%s): it cannot read the WAL after that point (the server log below names the file); run 'nestguard verify --read-data'",
+				at, x)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the standby did not replay the archive's last transaction (%s) within the time allowed: it is at %s", x, at)
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
