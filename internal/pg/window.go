@@ -251,6 +251,9 @@ func StatusWith(ctx context.Context, repo StatusRepo, o StatusOptions) (*StatusR
 	for _, tli := range s.historiesMissing() {
 		s.Problems = append(s.Problems, historyMissing(tli))
 	}
+	if err := s.forkProblems(ctx); err != nil {
+		return nil, err
+	}
 	for i := range s.Windows {
 		if err := s.windowEnd(ctx, &s.Windows[i]); err != nil {
 			if ctx.Err() != nil {
@@ -417,6 +420,33 @@ func (s *StatusReport) latestFrom(tli uint32) uint32 {
 		}
 		tli++
 	}
+}
+
+// forkProblems adds to Problems, for the newest base backup of each
+// database system, a fork "latest" would follow though both sides went
+// on after it (checkFork): a copy promoted and archiving into this
+// repository while the original went on. A restore to the latest is
+// refused then, but a running standby follows the newest timeline
+// without asking (PostgreSQL's latest), so the status says it.
+func (s *StatusReport) forkProblems(ctx context.Context) error {
+	newest := map[uint64]*BaseBackup{}
+	for _, b := range s.BaseBackups { // by stop time: the last one wins
+		newest[b.SystemID] = b
+	}
+	for _, sys := range slices.Sorted(maps.Keys(newest)) {
+		b := newest[sys]
+		tli := s.latestFrom(b.TLI)
+		if !follows(b, s.history(tli)) {
+			continue
+		}
+		if err := s.checkFork(ctx, b, tli); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.Problems = append(s.Problems, fmt.Sprintf("recovery to the latest from base backup %s: %v; a standby following latest (pg restore --standby) follows timeline %d", b.ShortID, err, tli))
+		}
+	}
+	return nil
 }
 
 // checkLatest checks, for a --timeline spec of latest (or none), that

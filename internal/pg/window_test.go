@@ -596,6 +596,12 @@ func TestForkByWALTimes(t *testing.T) {
 			if c.refused && (!strings.Contains(err.Error(), "--timeline 1") || !strings.Contains(err.Error(), "last transaction at")) {
 				t.Errorf("the refusal: %v", err)
 			}
+			// pg status says it too: a running standby follows the fork
+			// without asking (hostile test).
+			warned := slices.ContainsFunc(s.Problems, func(p string) bool { return strings.Contains(p, "a standby following latest") })
+			if warned != c.refused {
+				t.Errorf("status problems %q: want a fork warning %v", s.Problems, c.refused)
+			}
 			if got, err := s.CheckTarget(w.ctx, Target{Latest: true, Timeline: "2"}); err != nil || got.ID != a.ID {
 				t.Errorf("timeline 2 by number: %v, %v", got, err)
 			}
