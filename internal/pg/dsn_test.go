@@ -20,6 +20,16 @@ func TestCheckDSN(t *testing.T) {
 		"postgresql://app:@db/ledger":           true,
 		"postgres://db/ledger?password=hunter2": true,
 		"postgres://db/ledger?sslmode=require":  false,
+		// libpq reads these too (hostile test: all were accepted).
+		"postgres://u:secret@h:badport/db":   true,
+		"postgres://u:sec%zzret@h/db":        true,
+		"host='h'password=secret":            true,
+		"host=h sslpassword=secret":          true,
+		"postgres://h/db?sslpassword=secret": true,
+		"postgres://h/db?pass%77ord=secret":  true,
+		"host='pass word=x' user=u":          false,
+		`host=h\ password=x user=u`:          false,
+		"application_name=password=x":        false,
 	} {
 		err := checkDSN(dsn)
 		if refused != errors.Is(err, errDSNPassword) {
@@ -45,6 +55,9 @@ func TestRedactDSN(t *testing.T) {
 		"postgres://u@h?password=s3c":             "postgres://u@h?password=xxxxx",
 		"postgres://u@h/d":                        "postgres://u@h/d",
 		"s3://bucket/prefix":                      "s3://bucket/prefix",
+		"host='h'password=s3cret user=u":          "host='h'password=xxxxx user=u",
+		"host=h sslpassword='a b' user=u":         "host=h sslpassword=xxxxx user=u",
+		"postgres://h/d?sslpassword=s3c":          "postgres://h/d?sslpassword=xxxxx",
 		"":                                        "",
 	} {
 		if got := RedactDSN(in); got != want {
