@@ -160,14 +160,14 @@ environment.`,
 	f.BoolVar(&o.Standby, "standby", false, "restore as a standby that replays the archive as it grows (standby.signal, timeline latest), instead of recovering to a target")
 	f.StringVar(&o.PrimaryConninfo, "primary-conninfo", "", "with --standby: primary_conninfo, to stream from the primary too (no password: use a password file on the standby)")
 	f.StringVar(&o.TargetAction, "target-action", pg.ActionPause, "at the target: pause, promote or shutdown")
-	f.StringVar(&o.timeline, "timeline", "latest", "timeline to recover along: latest or a number")
+	f.StringVar(&o.timeline, "timeline", "latest", "timeline to recover along: latest, current (the base backup's) or a number; a standby given one stays on it and follows no promotion")
 	f.StringVar(&o.archiveMode, "archive-mode", "preserve", "archive_mode of the restored cluster: preserve (as backed up: once promoted it archives a new timeline where archive_command says) or off (a drill's or a test's copy)")
-	f.BoolVar(&o.Start, "start", false, "start the server and wait until recovery reached the target")
+	f.BoolVar(&o.Start, "start", false, "start the server and wait until recovery reached the target (--standby: until it replayed the archive, then leave it running)")
 	f.IntVar(&o.Port, "port", 0, "with --start: the port to run the restored server on (default: its configuration's)")
 	f.StringVar(&o.BinDir, "bindir", "", "with --start: directory of pg_ctl and postgres (default: $PATH, then /usr/lib/postgresql/<newest>/bin)")
 	f.DurationVar(&o.StartTimeout, "start-timeout", time.Hour, "with --start: how long recovery may take")
 	f.StringVar(&o.LogFile, "log-file", "", "with --start: the server's log while recovering, outside the data directory (default: DIR.nestguard-restore.log next to --target)")
-	f.StringVar(&o.From, "snapshot", "", "restore this base backup (snapshot id) instead of the newest one before the target")
+	f.StringVar(&o.From, "snapshot", "", "restore this base backup (snapshot id) instead of the newest one before the target (--standby: the newest)")
 	f.BoolVar(&o.Overwrite, "overwrite", false, "restore into non-empty directories, replacing files")
 	f.StringArrayVar(&o.tsMap, "tablespace-map", nil, "restore tablespace OID into DIR instead of its original location: OID=DIR (repeatable)")
 	f.StringVar(&o.RestoreCommand, "restore-command", "", "restore_command to write instead of the one nestguard builds")
@@ -290,6 +290,9 @@ func (a *app) runPGRestore(ctx context.Context, o pgRestoreOptions) error {
 	if err != nil {
 		return &usageError{err}
 	}
+	if err := checkTimelineFlag(o.timeline); err != nil {
+		return &usageError{err}
+	}
 	target.Timeline = o.timeline
 	o.Target = target
 	switch o.archiveMode {
@@ -405,10 +408,15 @@ func (a *app) printStandby(res *pg.RestoreResult) {
 		return
 	}
 	r := res.Recovery
-	a.printf("standby running, in recovery")
-	if r.ReplayLSN != nil {
-		a.printf(": replayed to %s", *r.ReplayLSN)
+	if r.ReplayLSN == nil {
+		// hot_standby off: no connection to ask while it recovers.
+		a.printf("standby started, in recovery (hot_standby is off: it takes no connections until promoted)\n")
+		a.printf("  it replays WAL as it is archived; promote it with: pg_ctl -D %s promote\n", res.TargetDir)
+		a.printf("time: restore %s, start %s, total %s\n",
+			res.RestoreTime.Round(time.Millisecond), res.ReplayTime.Round(time.Millisecond), res.TotalTime.Round(time.Millisecond))
+		return
 	}
+	a.printf("standby running, in recovery: replayed to %s", *r.ReplayLSN)
 	if r.LastCommit != nil {
 		a.printf(", last transaction committed at %s", r.LastCommit.Local().Format("2006-01-02 15:04:05.000000 -07"))
 	}
@@ -421,8 +429,20 @@ func (a *app) printStandby(res *pg.RestoreResult) {
 		a.printf("  connect with: psql -h %s -p %d (read only)\n", host, r.Port)
 	}
 	a.printf("  it replays WAL as it is archived; promote it with: pg_ctl -D %s promote\n", res.TargetDir)
-	a.printf("time: restore %s, to consistent %s, total %s\n",
+	a.printf("time: restore %s, to the archive's end %s, total %s\n",
 		res.RestoreTime.Round(time.Millisecond), res.ReplayTime.Round(time.Millisecond), res.TotalTime.Round(time.Millisecond))
+}
+
+// checkTimelineFlag checks --timeline: latest, current or a timeline
+// number (decimal; pg restore writes it back in decimal).
+func checkTimelineFlag(tl string) error {
+	if tl == "" || tl == "latest" || tl == "current" {
+		return nil
+	}
+	if v, err := strconv.ParseUint(tl, 10, 32); err != nil || v == 0 {
+		return fmt.Errorf("--timeline %q: want latest, current or a timeline number (decimal)", tl)
+	}
+	return nil
 }
 
 // parseRestoreTarget builds the recovery target from the --to-* flags,

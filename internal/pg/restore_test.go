@@ -302,3 +302,14 @@ func testStandby(t *testing.T, c *archivedCluster) {
 		t.Errorf("the standby has %d of the last row, in recovery %v: want 1, true", n, inRecovery)
 	}
 }
+
+// TestPGCtlSeconds: pg_ctl's -t is whole seconds, rounded up, never 0
+// (--start-timeout 500ms was -t 0: pg_ctl failed at once and left the
+// server starting; hostile test).
+func TestPGCtlSeconds(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "1", 500 * time.Millisecond: "1", time.Second: "1", 1500 * time.Millisecond: "2", time.Hour: "3600"} {
+		if got := pgCtlSeconds(d); got != want {
+			t.Errorf("pgCtlSeconds(%v) = %s, want %s", d, got, want)
+		}
+	}
+}

@@ -157,7 +157,7 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 		// failed start.
 		args = append(args, "-W", "start")
 	} else {
-		args = append(args, "-w", "-t", strconv.Itoa(int(timeout/time.Second)), "start")
+		args = append(args, "-w", "-t", pgCtlSeconds(timeout), "start")
 	}
 	// Started to pause at the target, and no promotion requested yet.
 	paused := p != PromoteAsConfigured
@@ -165,7 +165,7 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 	// that has not started yet from one that ran and exited.
 	ctlBefore, _ := os.ReadFile(filepath.Join(s.DataDir, controlFile))
 	if out, err := s.pgCtl(ctx, args...).CombinedOutput(); err != nil {
-		return rp, s.goesOn(ctx, action, paused, fmt.Errorf("pg_ctl start: %v: %s\nserver log %s:\n%s", err, strings.TrimSpace(string(out)), logFile, logTail(logFile, logStart, 30)))
+		return rp, s.goesOn(ctx, action, paused, s.startFailed(err, out, logFile, logStart))
 	}
 	deadline := time.Now().Add(timeout)
 	withLog := func(err error) error {
@@ -243,9 +243,9 @@ func (s *RestoredServer) StartStandby(ctx context.Context, timeout time.Duration
 	if s.Port != 0 {
 		args = append(args, "-o", "-p "+strconv.Itoa(s.Port))
 	}
-	args = append(args, "-w", "-t", strconv.Itoa(int(timeout/time.Second)), "start")
+	args = append(args, "-w", "-t", pgCtlSeconds(timeout), "start")
 	if out, err := s.pgCtl(ctx, args...).CombinedOutput(); err != nil {
-		return rp, fmt.Errorf("pg_ctl start: %v: %s\nserver log %s:\n%s", err, strings.TrimSpace(string(out)), logFile, logTail(logFile, logStart, 30))
+		return rp, s.startFailed(err, out, logFile, logStart)
 	}
 	rp.State = "standby"
 	if hs != "on" {
@@ -371,7 +371,7 @@ func (s *RestoredServer) Stop(ctx context.Context, mode string, timeout time.Dur
 	if _, err := os.Stat(filepath.Join(s.DataDir, "postmaster.pid")); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	out, err := s.pgCtl(ctx, "-D", s.DataDir, "-m", mode, "-w", "-t", strconv.Itoa(int(timeout/time.Second)), "stop").CombinedOutput()
+	out, err := s.pgCtl(ctx, "-D", s.DataDir, "-m", mode, "-w", "-t", pgCtlSeconds(timeout), "stop").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out)))
 	}
@@ -601,6 +601,24 @@ func waitTarget(ctx context.Context, dataDir string, port int, sockDir string, o
 		case <-time.After(pollEvery):
 		}
 	}
+}
+
+// pgCtlSeconds is pg_ctl's -t for timeout: whole seconds, rounded up, at
+// least one (a timeout under a second was -t 0, which fails at once and
+// leaves the server starting).
+func pgCtlSeconds(timeout time.Duration) string {
+	return strconv.Itoa(max(1, int((timeout+time.Second-1)/time.Second)))
+}
+
+// startFailed is the error of a pg_ctl start that failed: with the
+// server's log, and, when the postmaster is there nonetheless (pg_ctl
+// gave up waiting, the server goes on starting), how to stop it.
+func (s *RestoredServer) startFailed(err error, out []byte, logFile string, logStart int64) error {
+	msg := fmt.Sprintf("pg_ctl start: %v: %s", err, strings.TrimSpace(string(out)))
+	if _, serr := os.Stat(filepath.Join(s.DataDir, "postmaster.pid")); serr == nil {
+		msg += fmt.Sprintf("\nthe server in %s goes on starting without nestguard: check it, or stop it with 'pg_ctl -D %s stop'", s.DataDir, s.DataDir)
+	}
+	return fmt.Errorf("%s\nserver log %s:\n%s", msg, logFile, logTail(logFile, logStart, 30))
 }
 
 // connConfig is how Restore connects to the server it started: on its
