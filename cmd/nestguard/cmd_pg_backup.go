@@ -402,6 +402,9 @@ func (a *app) printRestore(res *pg.RestoreResult) {
 
 // printStandby reports a restore as a standby (pg restore --standby).
 func (a *app) printStandby(res *pg.RestoreResult) {
+	if res.Settings["archive_mode"] == "off" {
+		fmt.Fprintln(a.stderr, "warning: the standby has archive_mode = off (--archive-mode off): once promoted, it archives nothing")
+	}
 	if !res.Started {
 		a.printf("standby configured (standby.signal); start it to replay the archive, and it stays in recovery until promoted:\n  pg_ctl -D %s start\n", res.TargetDir)
 		a.printf("restore took %s\n", res.RestoreTime.Round(time.Millisecond))
