@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/atomicfile"
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/durable"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository"
@@ -218,6 +219,11 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	if err := syncRestored(ctx, o, syncDirs); err != nil {
 		return res, err
 	}
+	if o.Standby && o.Start {
+		if err := spanReadable(ctx, repo, st, sn); err != nil {
+			return res, err
+		}
+	}
 	res.RestoreTime = time.Since(began)
 	res.Seconds = map[string]float64{"restore": res.RestoreTime.Seconds()}
 	if o.Start {
@@ -270,6 +276,23 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	res.TotalTime = time.Since(began)
 	res.Seconds["total"] = res.TotalTime.Seconds()
 	return res, nil
+}
+
+// spanReadable reads and authenticates the WAL segments of base backup
+// sn's own span before a standby is started: a standby asks again for
+// ever for one it cannot read (restore-wal exits 1 on a standby), so one
+// damaged there kept it from ever becoming consistent, and pg_ctl's wait
+// (--start-timeout, an hour by default) from ending sooner (hostile
+// test). A restore to a target needs no such check: its restore-wal
+// exits 200 there, and the server stops at once.
+func spanReadable(ctx context.Context, repo *repository.Repository, st *StatusReport, sn *snapshot.Snapshot) error {
+	for _, name := range st.SpanSegments(sn) {
+		if _, err := repo.LoadNamed(ctx, backend.WALFile, name); err != nil {
+			return fmt.Errorf("WAL segment %s, which base backup %s needs to be consistent, cannot be read: %w; the standby was not started: run 'nestguard verify --read-data', or restore another base backup (--snapshot)",
+				name, sn.ID.Short(), err)
+		}
+	}
+	return nil
 }
 
 // standbyStall is how long a standby started by Restore may replay

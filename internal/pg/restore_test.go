@@ -1,6 +1,7 @@
 package pg
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/pgtest"
 )
 
@@ -263,6 +265,35 @@ func testStandby(t *testing.T, c *archivedCluster) {
 	if err := os.Rename(filepath.Join(c.Archive, seg), hidden); err != nil {
 		t.Fatal(err)
 	}
+	// A segment of the base backup's own span damaged: the standby could
+	// never become consistent, and pg_ctl would wait out --start-timeout
+	// (hostile test). Refused before the server starts.
+	st, err := Status(ctx, c.Repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	span := st.SpanSegments(st.BaseBackups[len(st.BaseBackups)-1].Snapshot)
+	if len(span) == 0 {
+		t.Fatal("no span segments")
+	}
+	be := c.Repo.Backend()
+	h := backend.Handle{Type: backend.WALFile, Name: span[0]}
+	good, err := backend.ReadAll(ctx, be, h, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(b []byte) {
+		t.Helper()
+		if err := be.Remove(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+		if err := be.Save(ctx, h, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := bytes.Clone(good)
+	bad[len(bad)/2] ^= 0x01
+	put(bad)
 	standby := func(name string) (RestoreOptions, error) {
 		base := pgtest.TempDir(t)
 		o := RestoreOptions{
@@ -274,7 +305,15 @@ func testStandby(t *testing.T, c *archivedCluster) {
 		_, err := Restore(ctx, c.Repo, o)
 		return o, err
 	}
-	o, err := standby("stuck")
+	o, err := standby("inconsistent")
+	if err == nil || !strings.Contains(err.Error(), "needs to be consistent") || !strings.Contains(err.Error(), span[0]) {
+		t.Fatalf("a standby whose base backup's WAL %s is damaged: %v", span[0], err)
+	}
+	if _, err := os.Stat(filepath.Join(o.TargetDir, "postmaster.pid")); err == nil {
+		t.Error("a standby that cannot become consistent was started")
+	}
+	put(good)
+	o, err = standby("stuck")
 	if err == nil || !strings.Contains(err.Error(), "stopped replaying") || !strings.Contains(err.Error(), "was stopped") {
 		t.Fatalf("a standby that cannot read %s: %v", seg, err)
 	}

@@ -725,6 +725,24 @@ func (s *StatusReport) stopSegment(b *BaseBackup) uint64 {
 	return uint64(lastNeededByte(b.StopLSN, b.StartLSN)) / uint64(s.SegmentSize)
 }
 
+// SpanSegments names the WAL segments of base backup sn's own span,
+// from its start to its stop: what recovery from it replays before the
+// data directory is consistent. nil when sn is not a base backup of the
+// report.
+func (s *StatusReport) SpanSegments(sn *snapshot.Snapshot) []string {
+	b := s.baseBackup(sn)
+	if b == nil {
+		return nil
+	}
+	stop := s.stopSegment(b)
+	r := s.walk(b.StartLSN, s.history(b.TLI), func(seg Segment, _ time.Time) bool { return seg.No >= stop })
+	names := make([]string, len(r.path))
+	for i, seg := range r.path {
+		names[i] = seg.Name(s.SegmentSize)
+	}
+	return names
+}
+
 // checkBackup notes whether the WAL of b's own span is complete.
 func (s *StatusReport) checkBackup(b *BaseBackup) {
 	stop := s.stopSegment(b)
