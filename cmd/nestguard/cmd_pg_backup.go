@@ -280,6 +280,9 @@ func (a *app) runPGRestore(ctx context.Context, o pgRestoreOptions) error {
 	if o.PrimaryConninfo != "" && !o.Standby {
 		return &usageError{errors.New("--primary-conninfo is for --standby: a recovery to a target reads the archive only")}
 	}
+	if err := pg.CheckDSN(o.PrimaryConninfo); err != nil {
+		return &usageError{fmt.Errorf("--primary-conninfo: %w", err)}
+	}
 	if o.Standby {
 		if o.toTime != "" || o.toLSN != "" || o.toXID != "" || o.toName != "" || o.toLatest || o.actionSet {
 			return &usageError{errors.New("--standby takes no recovery target nor --target-action: a standby replays the archive to its end, then waits for more, until promoted")}

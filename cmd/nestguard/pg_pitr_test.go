@@ -729,7 +729,7 @@ func TestPGRestoreUsage(t *testing.T) {
 		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--standby", "--target-action", "promote"}, 2, "--standby takes no recovery target"},
 		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--to-latest", "--primary-conninfo", "host=p"}, 2, "--primary-conninfo is for --standby"},
 		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--standby", "--timeline", "0x0B"}, 2, "--timeline"},
-		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--standby", "--primary-conninfo", "host=p password=x"}, 1, "holds a password"},
+		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--standby", "--primary-conninfo", "host=p password=x"}, 2, "holds a password"},
 		{[]string{"--password-file", pf, "pg", "restore", "--target-dir", dir, "--to-name", "x"}, 1, "no PostgreSQL base backup"},
 		{[]string{"pg", "backup", "--block-size", "12k", "--dsn", "host=/nonexistent"}, 1, "block size"},
 		{[]string{"pg", "backup", "--class", "financial-records", "--dsn", "host=/nonexistent"}, 2, `unknown data class "financial-records"`},

@@ -3,6 +3,7 @@ package pg
 import (
 	"errors"
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -11,39 +12,60 @@ import (
 var errDSNPassword = errors.New("the PostgreSQL connection string holds a password, which would be visible in the process list, shell history and config files: " +
 	"leave it out and put it in a password file (~/.pgpass, or the file PGPASSFILE names, mode 0600) or in PGPASSWORD")
 
-// secretParam reports whether a connection parameter holds a secret:
-// the password, or the passphrase of the client's SSL key.
-func secretParam(key string) bool { return key == "password" || key == "sslpassword" }
+// errDSNSSLPassword refuses a connection string that carries the
+// passphrase of the client's SSL key, for which no password file exists.
+var errDSNSSLPassword = errors.New("the PostgreSQL connection string holds sslpassword, the passphrase of the client's SSL key, which would be visible in the process list, shell history and config files: " +
+	"use a client key without a passphrase, readable only by its user, or put the setting in a connection service file (PGSERVICEFILE, mode 0600) and name the service")
 
-// checkDSN refuses a connection string, in either of libpq's forms, that
-// carries a password: in a URL's user info or a parameter, or as a
-// password (or sslpassword) setting. It reads the string as libpq does,
-// not as a stricter parser would: a URL that net/url refuses (a bad
-// port, a bad escape) or a setting written right after a quoted value
-// (host='h'password=x) still carries what libpq would use (hostile
-// test).
-func checkDSN(dsn string) error {
-	if u, ok := splitURL(dsn); ok {
-		if u.hasPassword() {
-			return errDSNPassword
-		}
-		return nil
+// secretError is the refusal of a connection string that sets key, or
+// nil when key is no secret.
+func secretError(key string) error {
+	switch key {
+	case "password":
+		return errDSNPassword
+	case "sslpassword":
+		return errDSNSSLPassword
 	}
-	for _, p := range conninfoParams(dsn) {
-		if secretParam(p.key) {
+	return nil
+}
+
+// CheckDSN refuses a connection string, in either of libpq's forms, that
+// carries a secret: a password in a URL's user info or a parameter, or a
+// password or sslpassword setting. It reads the string as libpq does,
+// not as a stricter parser would (a URL that net/url refuses, a bad port
+// or escape; a setting right after a quoted value, host='h'password=x;
+// a '?' in a URL's user info: hostile test and review), and refuses too
+// what a lenient reading of a string libpq would reject finds, since
+// such a string is still written down (a configuration, a report).
+func CheckDSN(dsn string) error {
+	if u, ok := splitURL(dsn); ok {
+		if strings.Contains(u.user, ":") {
 			return errDSNPassword
 		}
+		for _, p := range u.params {
+			if err := secretError(paramKey(p)); err != nil {
+				return err
+			}
+		}
+	} else {
+		for _, p := range conninfoParams(dsn) {
+			if err := secretError(p.key); err != nil {
+				return err
+			}
+		}
+	}
+	if RedactDSN(dsn) != dsn {
+		return errDSNPassword
 	}
 	return nil
 }
 
 // connURL is a connection URI cut as libpq cuts it, by hand: the scheme,
-// what comes before the query (user info, hosts, database) and the
-// query's parameters.
+// the user info (up to the first '@' before any '/'), what comes after it
+// up to the query (hosts, database), and the query's parameters.
 type connURL struct {
-	scheme, rest string
-	params       []string // "key=value", as written
-	query        bool     // the URL has a '?'
+	scheme, user, rest string
+	params             []string // "key=value", as written
 }
 
 // splitURL cuts s if it is a connection URI (postgres:// or
@@ -54,27 +76,16 @@ func splitURL(s string) (connURL, bool) {
 		return connURL{}, false
 	}
 	u := connURL{scheme: scheme}
+	if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+		u.user, rest = rest[:i], rest[i+1:]
+	}
 	var query string
-	u.rest, query, u.query = strings.Cut(rest, "?")
-	if u.query {
+	var hasQuery bool
+	u.rest, query, hasQuery = strings.Cut(rest, "?")
+	if hasQuery {
 		u.params = strings.Split(query, "&")
 	}
 	return u, true
-}
-
-// userInfoEnd is the index of the '@' that ends the user info, or -1.
-func (u connURL) userInfoEnd() int { return strings.LastIndexByte(u.rest, '@') }
-
-func (u connURL) hasPassword() bool {
-	if at := u.userInfoEnd(); at >= 0 && strings.Contains(u.rest[:at], ":") {
-		return true
-	}
-	for _, p := range u.params {
-		if secretParam(paramKey(p)) {
-			return true
-		}
-	}
-	return false
 }
 
 // paramKey is the key of a URL query parameter, unescaped as libpq does.
@@ -146,46 +157,47 @@ func conninfoParams(s string) []connParam {
 	}
 }
 
-// RedactDSN returns s with any password it carries as a connection
-// string, in either of libpq's forms (URL user info or parameter, or a
-// password or sslpassword setting), replaced by "xxxxx": what may be
-// written down (an audit record of a command refused for that password).
-// Anything else is returned as it is.
+// RedactDSN returns s with any secret it carries as a connection string,
+// in either of libpq's forms (URL user info or parameter, or a password
+// or sslpassword setting), replaced by "xxxxx": what may be written down
+// (an audit record of a command refused for it). It is lenient where
+// CheckDSN is exact: it also redacts what a string libpq would refuse
+// seems to carry (a setting after one without '=', a '/' in a URL's
+// password), at the cost of redacting a little more than the secret
+// in odd strings. Anything else is returned as it is.
 func RedactDSN(s string) string {
-	if u, ok := splitURL(s); ok {
+	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		if scheme != "postgres" && scheme != "postgresql" {
+			return s // another kind of URL (s3://...): no connection string
+		}
 		// By hand rather than with url.Parse, which refuses some strings
-		// (a bad port, a '/' in the password) that still carry a password.
-		rest := u.rest
-		if at := u.userInfoEnd(); at >= 0 {
+		// (a bad port, a '/' in the password) that still carry one.
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
 			if user, _, ok := strings.Cut(rest[:at], ":"); ok {
 				rest = user + ":xxxxx" + rest[at:]
 			}
 		}
-		if !u.query {
-			return u.scheme + "://" + rest
-		}
-		params := make([]string, len(u.params))
-		for i, p := range u.params {
-			params[i] = p
-			if secretParam(paramKey(p)) {
-				k, _, _ := strings.Cut(p, "=")
-				params[i] = k + "=xxxxx"
-			}
-		}
-		return u.scheme + "://" + rest + "?" + strings.Join(params, "&")
-	}
-	if scheme, _, ok := strings.Cut(s, "://"); ok && !strings.ContainsAny(scheme, " =") {
-		return s // another kind of URL (s3://...): no connection string
+		return scheme + "://" + urlSecretParam.ReplaceAllString(rest, "${1}xxxxx")
 	}
 	var b strings.Builder
 	last := 0
 	for _, p := range conninfoParams(s) {
-		if secretParam(p.key) {
+		if secretError(p.key) != nil {
 			b.WriteString(s[last:p.from])
 			b.WriteString("xxxxx")
 			last = p.to
 		}
 	}
 	b.WriteString(s[last:])
-	return b.String()
+	return secretValue.ReplaceAllString(b.String(), "${1}xxxxx")
 }
+
+// secretValue matches a password or sslpassword setting of a
+// keyword/value string with its value (single-quoted, with \' and \\
+// escapes, or a run of non-space characters), wherever a keyword may
+// start: RedactDSN's lenient pass after the exact one.
+var secretValue = regexp.MustCompile(`((?:^|[\s'])(?:ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s']*)`)
+
+// urlSecretParam matches a password or sslpassword parameter of a URL
+// with its value.
+var urlSecretParam = regexp.MustCompile(`([?&](?:ssl)?password=)[^&]*`)

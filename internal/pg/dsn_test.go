@@ -21,18 +21,21 @@ func TestCheckDSN(t *testing.T) {
 		"postgres://db/ledger?password=hunter2": true,
 		"postgres://db/ledger?sslmode=require":  false,
 		// libpq reads these too (hostile test: all were accepted).
-		"postgres://u:secret@h:badport/db":   true,
-		"postgres://u:sec%zzret@h/db":        true,
-		"host='h'password=secret":            true,
-		"host=h sslpassword=secret":          true,
-		"postgres://h/db?sslpassword=secret": true,
-		"postgres://h/db?pass%77ord=secret":  true,
-		"host='pass word=x' user=u":          false,
-		`host=h\ password=x user=u`:          false,
-		"application_name=password=x":        false,
+		"postgres://u:secret@h:badport/db":    true,
+		"postgres://u:sec%zzret@h/db":         true,
+		"host='h'password=secret":             true,
+		"host=h sslpassword=secret":           true,
+		"postgres://h/db?sslpassword=secret":  true,
+		"postgres://h/db?pass%77ord=secret":   true,
+		"host='pass word=x' user=u":           false,
+		`host=h\ password=x user=u`:           true, // libpq reads no password here; the lenient pass refuses it anyway
+		"application_name=password=x":         false,
+		"postgres://u:p?x@h/db":               true, // libpq's user info ends at '@' before any '/' (review)
+		"postgres://u?x:p@h/db":               true,
+		"host=db1 port 5432 password=hunter2": true, // refused by libpq, still written down
 	} {
-		err := checkDSN(dsn)
-		if refused != errors.Is(err, errDSNPassword) {
+		err := CheckDSN(dsn)
+		if refused != (errors.Is(err, errDSNPassword) || errors.Is(err, errDSNSSLPassword)) {
 			t.Errorf("%q: refused %v, want %v", dsn, err != nil, refused)
 		}
 	}
@@ -58,6 +61,9 @@ func TestRedactDSN(t *testing.T) {
 		"host='h'password=s3cret user=u":          "host='h'password=xxxxx user=u",
 		"host=h sslpassword='a b' user=u":         "host=h sslpassword=xxxxx user=u",
 		"postgres://h/d?sslpassword=s3c":          "postgres://h/d?sslpassword=xxxxx",
+		"postgres://u:p?x@h/db":                   "postgres://u:xxxxx@h/db",
+		"host=db1 port 5432 password=hunter2":     "host=db1 port 5432 password=xxxxx",
+		"host=db1 port 5432 sslpassword='a b' x":  "host=db1 port 5432 sslpassword=xxxxx x",
 		"":                                        "",
 	} {
 		if got := RedactDSN(in); got != want {

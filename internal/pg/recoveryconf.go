@@ -156,7 +156,7 @@ func (rc RecoveryConfig) standbySettings() ([][2]string, error) {
 	}
 	out := [][2]string{{"restore_command", rc.RestoreCommand}, {"recovery_target_timeline", tl}}
 	if rc.PrimaryConninfo != "" {
-		if err := checkDSN(rc.PrimaryConninfo); err != nil {
+		if err := CheckDSN(rc.PrimaryConninfo); err != nil {
 			return nil, fmt.Errorf("primary_conninfo: %w", err)
 		}
 		out = append(out, [2]string{"primary_conninfo", rc.PrimaryConninfo})

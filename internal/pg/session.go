@@ -56,7 +56,7 @@ type BackupStop struct {
 // know about the server. A dsn holding a password is refused: passwords
 // come from a password file or PGPASSWORD.
 func Connect(ctx context.Context, dsn string) (*Session, error) {
-	if err := checkDSN(dsn); err != nil {
+	if err := CheckDSN(dsn); err != nil {
 		return nil, err
 	}
 	cfg, err := pgx.ParseConfig(dsn)
