@@ -133,8 +133,12 @@ recovery_target_timeline = 'latest', so that it follows the primary's
 failovers; no target, no action. It replays the WAL as it is archived and
 stays in recovery until promoted (pg_ctl promote). --primary-conninfo
 makes it stream from the primary too (no password in it: a password file
-on the standby). With --start the command returns once the standby is
-consistent, leaving it running.
+on the standby). With --start the command first reads the base backup's
+own WAL and runs restore_command once as the server will, then starts
+the standby and returns once it replayed the last transaction archived,
+leaving it running; a standby that replays nothing for a minute before
+that is stopped, and the command fails. Give restore_command a key
+file (--key-file): a password file is stretched on every call.
 
 restore_command must read the repository without a secret on its command
 line: give --password-file or --key-file (readable by the database's OS
@@ -293,8 +297,8 @@ func (a *app) runPGRestore(ctx context.Context, o pgRestoreOptions) error {
 	if err != nil {
 		return &usageError{err}
 	}
-	if err := checkTimelineFlag(o.timeline); err != nil {
-		return &usageError{err}
+	if err := pg.CheckTimeline(o.timeline); err != nil {
+		return &usageError{fmt.Errorf("--timeline: %w", err)}
 	}
 	target.Timeline = o.timeline
 	o.Target = target
@@ -336,6 +340,7 @@ func (a *app) runPGRestore(ctx context.Context, o pgRestoreOptions) error {
 		})
 		res, err := pg.Restore(ctx, repo, o.RestoreOptions)
 		rep.Stop()
+		a.standbyWarnings(o)
 		if res != nil && !a.jsonOut {
 			for _, d := range res.Damaged {
 				fmt.Fprintf(a.stderr, "damaged: %s: %s\n", d.Path, d.Err)
@@ -403,11 +408,22 @@ func (a *app) printRestore(res *pg.RestoreResult) {
 		res.RestoreTime.Round(time.Millisecond), res.ReplayTime.Round(time.Millisecond), res.TotalTime.Round(time.Millisecond))
 }
 
-// printStandby reports a restore as a standby (pg restore --standby).
-func (a *app) printStandby(res *pg.RestoreResult) {
-	if res.Settings["archive_mode"] == "off" {
+// standbyWarnings says, on stderr whatever the output's form, what a
+// standby restored as asked will do that its user may not expect.
+func (a *app) standbyWarnings(o pgRestoreOptions) {
+	if !o.Standby {
+		return
+	}
+	if o.ArchiveOff {
 		fmt.Fprintln(a.stderr, "warning: the standby has archive_mode = off (--archive-mode off): once promoted, it archives nothing")
 	}
+	if a.keyFile == "" && a.passwordFile != "" && o.SpoolSession != "" {
+		fmt.Fprintln(a.stderr, "warning: restore_command unlocks the repository with a password file: it stretches the passphrase on every call, every few seconds while the standby waits for WAL; a key file (key add --generate-key-file, then --key-file) takes microseconds")
+	}
+}
+
+// printStandby reports a restore as a standby (pg restore --standby).
+func (a *app) printStandby(res *pg.RestoreResult) {
 	if !res.Started {
 		a.printf("standby configured (standby.signal); start it to replay the archive, and it stays in recovery until promoted:\n  pg_ctl -D %s start\n", res.TargetDir)
 		a.printf("restore took %s\n", res.RestoreTime.Round(time.Millisecond))
@@ -437,18 +453,6 @@ func (a *app) printStandby(res *pg.RestoreResult) {
 	a.printf("  it replays WAL as it is archived; promote it with: pg_ctl -D %s promote\n", res.TargetDir)
 	a.printf("time: restore %s, to the archive's end %s, total %s\n",
 		res.RestoreTime.Round(time.Millisecond), res.ReplayTime.Round(time.Millisecond), res.TotalTime.Round(time.Millisecond))
-}
-
-// checkTimelineFlag checks --timeline: latest, current or a timeline
-// number (decimal; pg restore writes it back in decimal).
-func checkTimelineFlag(tl string) error {
-	if tl == "" || tl == "latest" || tl == "current" {
-		return nil
-	}
-	if v, err := strconv.ParseUint(tl, 10, 32); err != nil || v == 0 {
-		return fmt.Errorf("--timeline %q: want latest, current or a timeline number (decimal)", tl)
-	}
-	return nil
 }
 
 // parseRestoreTarget builds the recovery target from the --to-* flags,

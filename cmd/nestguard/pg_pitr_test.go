@@ -805,4 +805,32 @@ func TestPGRestoreStandby(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || !inRecovery {
 		t.Fatalf("the standby left recovery at the end of the archive: %v, %v", inRecovery, err)
 	}
+	if os.Geteuid() == 0 {
+		// restore_command run as the server runs it (as postgres) before
+		// the standby starts: a key file only root reads is refused at
+		// once, not waited on for --start-timeout (review).
+		rootKey := filepath.Join(p.dir, "root-only.key")
+		b, err := os.ReadFile(p.keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(rootKey, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(p.dir, "standby-nokey")
+		stopAtEnd(t, c.BinDir, dir)
+		// nestguard itself runs as root here (it reads the key); last in
+		// the test, since what it writes in the repository is root's.
+		cred := p.cred
+		p.cred = nil
+		res := p.run("--key-file", rootKey, "pg", "restore", "--target-dir", dir, "--standby", "--start",
+			"--port", strconv.Itoa(pgtest.FreePort(t)), "--start-timeout", "10m")
+		p.cred = cred
+		if res.code == 0 || !strings.Contains(res.stderr, "does not run as the server would") {
+			t.Errorf("a standby whose restore_command cannot read the key file: exit %d\n%s", res.code, res.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
+			t.Error("the standby was started")
+		}
+	}
 }

@@ -2,6 +2,7 @@ package copier
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -21,9 +22,12 @@ func (c *Copier) copyBlobs(ctx context.Context, need map[id.ID]struct{}) error {
 		if _, ok := c.blob(bid); ok {
 			continue // learnt from a seed after it was found missing
 		}
-		e, ok := c.src.Index().Lookup(bid)
-		if !ok {
-			return fmt.Errorf("source: blob %s is not in the index: the source is damaged; run 'nestguard verify' on it", bid.Short())
+		e, err := c.src.Index().Find(bid)
+		switch {
+		case errors.Is(err, index.ErrIncomplete): // the local index cache failed a read
+			return fmt.Errorf("source: blob %s is %w; run the copy again", bid.Short(), err)
+		case err != nil:
+			return fmt.Errorf("source: blob %s is %w: the source is damaged; run 'nestguard verify' on it", bid.Short(), err)
 		}
 		byPack[e.Pack] = append(byPack[e.Pack], e)
 	}

@@ -199,6 +199,11 @@ func (m *Map) Lookup(bid id.ID) (Entry, bool) {
 // the repository knows, no pack holds it.
 var ErrNotIndexed = errors.New("not in the index")
 
+// ErrIncomplete is Find's error, beside ErrNotIndexed, when the index
+// could not be read whole (its Base failed a read): the blob may be
+// stored nonetheless.
+var ErrIncomplete = errors.New("the index could not be read whole")
+
 // Find is Lookup that says why it found nothing: ErrNotIndexed, and
 // beside it the Base's error (Err) when the Base could not be read
 // whole, since the blob may then be stored nonetheless (a damaged local
@@ -209,7 +214,7 @@ func (m *Map) Find(bid id.ID) (Entry, error) {
 		return e, nil
 	}
 	if err := m.Err(); err != nil {
-		return Entry{}, fmt.Errorf("%w, which could not be read whole, so it may be stored: %w", ErrNotIndexed, err)
+		return Entry{}, fmt.Errorf("%w, but %w, so it may be stored: %w", ErrNotIndexed, ErrIncomplete, err)
 	}
 	return Entry{}, ErrNotIndexed
 }

@@ -329,7 +329,7 @@ func TestMapFind(t *testing.T) {
 		t.Fatalf("Find of a blob added over a failed Base: %v", err)
 	}
 	_, err := over.Find(randID(r))
-	if !errors.Is(err, ErrNotIndexed) || !errors.Is(err, cause) || !strings.Contains(err.Error(), "may be stored") {
+	if !errors.Is(err, ErrNotIndexed) || !errors.Is(err, ErrIncomplete) || !errors.Is(err, cause) || !strings.Contains(err.Error(), "may be stored") {
 		t.Fatalf("Find over a failed Base: %v, want ErrNotIndexed and its cause", err)
 	}
 }

@@ -164,12 +164,19 @@ func (rc RecoveryConfig) standbySettings() ([][2]string, error) {
 	return rc.finish(out)
 }
 
+// CheckTimeline checks a --timeline value: latest, current or a
+// timeline number in decimal (what timelineSetting takes).
+func CheckTimeline(tl string) error {
+	_, err := timelineSetting(tl)
+	return err
+}
+
 // timelineSetting is recovery_target_timeline for tl as a restore takes
 // it: latest when empty, latest, current, or a number, written in
 // decimal (PostgreSQL reads a leading 0 as octal, "011" as 9, and 0x as
 // hexadecimal).
 func timelineSetting(tl string) (string, error) {
-	if tl == "" || tl == "latest" || tl == "current" {
+	if isLatest(tl) || tl == "current" {
 		return cmp.Or(tl, "latest"), nil
 	}
 	v, err := strconv.ParseUint(tl, 10, 32)

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/atomicfile"
-	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/durable"
+	"github.com/nestguard/nestguard/internal/hugemem"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/restorer"
@@ -162,7 +162,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	// would be followed unchecked; a number given as "011" would be read
 	// as octal (9). Not a standby's latest: it must follow the
 	// promotions still to come, of the primary it stands by for.
-	if tli, ok := st.TimelineFor(sn, o.Target.Timeline); ok && !(o.Standby && (o.Target.Timeline == "" || o.Target.Timeline == "latest")) {
+	if tli, ok := st.TimelineFor(sn, o.Target.Timeline); ok && !(o.Standby && isLatest(o.Target.Timeline)) {
 		o.Target.Timeline = strconv.FormatUint(uint64(tli), 10)
 		rc.Target.Timeline = o.Target.Timeline
 		if kv, err = rc.settings(); err != nil {
@@ -223,6 +223,12 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 		if err := spanReadable(ctx, repo, st, sn); err != nil {
 			return res, err
 		}
+		if o.SpoolSession != "" { // nestguard's own restore_command
+			srv := &RestoredServer{Bins: bins, DataDir: o.TargetDir, Owner: owner}
+			if err := srv.probeRestoreCommand(ctx, rc.RestoreCommand); err != nil {
+				return res, err
+			}
+		}
 	}
 	res.RestoreTime = time.Since(began)
 	res.Seconds = map[string]float64{"restore": res.RestoreTime.Seconds()}
@@ -244,15 +250,11 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 			rp, err = res.Server.StartStandby(ctx, o.StartTimeout)
 			if err == nil {
 				if err = standbyCaughtUp(ctx, st, sn, res.Server, o, rp, replayStart.Add(o.StartTimeout)); err != nil {
-					// A standby stuck for good looks healthy: in
-					// recovery, answering, replaying nothing.
-					if serr := res.Server.Stop(ctx, "fast", time.Minute); serr != nil {
-						err = fmt.Errorf("%w; stopping the standby: %v", err, serr)
-					} else {
-						err = fmt.Errorf("%w\nthe standby was stopped; start it again once the WAL reads (pg_ctl -D %s start)\nserver log %s:\n%s",
-							err, o.TargetDir, res.Server.logFile(), logTail(res.Server.logFile(), 0, 20))
-					}
+					err = fmt.Errorf("%w\nserver log %s:\n%s", err, res.Server.logFile(), logTail(res.Server.logFile(), 0, 20))
 				}
+			}
+			if err != nil {
+				err = res.Server.stopFailed(ctx, rp, err)
 			}
 		} else {
 			rp, err = res.Server.Recover(ctx, targetAction(o), PromotionFor(info.ServerVersion, o.Target.Latest), o.StartTimeout)
@@ -286,8 +288,11 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 // test). A restore to a target needs no such check: its restore-wal
 // exits 200 there, and the server stops at once.
 func spanReadable(ctx context.Context, repo *repository.Repository, st *StatusReport, sn *snapshot.Snapshot) error {
+	var bufs hugemem.Pool
+	defer bufs.Close()
 	for _, name := range st.SpanSegments(sn) {
-		if _, err := repo.LoadNamed(ctx, backend.WALFile, name); err != nil {
+		// As restore-wal reads it: authenticated, and checked whole.
+		if _, err := ReadWAL(ctx, repo, name, &bufs); err != nil {
 			return fmt.Errorf("WAL segment %s, which base backup %s needs to be consistent, cannot be read: %w; the standby was not started: run 'nestguard verify --read-data', or restore another base backup (--snapshot)",
 				name, sn.ID.Short(), err)
 		}
@@ -317,12 +322,14 @@ func standbyCaughtUp(ctx context.Context, st *StatusReport, sn *snapshot.Snapsho
 	if err != nil {
 		return fmt.Errorf("checking that the standby replays the archived WAL: %w", err)
 	}
-	if x == nil || *rp.ReplayLSN > x.LSN {
+	if x == nil || rp.replayedPast(x) {
 		return nil
 	}
 	stall := o.standbyStall
 	if stall <= 0 {
-		stall = standbyStall
+		// A minute, or the time a segment takes at 4 MiB/s: a large
+		// segment fetched slowly is not a standstill.
+		stall = max(standbyStall, time.Duration(st.SegmentSize/(4<<20))*time.Second)
 	}
 	return srv.waitReplayed(ctx, rp, x, stall, deadline)
 }
@@ -343,7 +350,7 @@ func checkReachedLatest(ctx context.Context, st *StatusReport, sn *snapshot.Snap
 	if err != nil {
 		return fmt.Errorf("checking that recovery replayed the archived WAL: %w", err)
 	}
-	if x == nil || *rp.ReplayLSN > x.LSN {
+	if x == nil || rp.replayedPast(x) {
 		return nil
 	}
 	return fmt.Errorf("recovery to the latest WAL ended at %s, before the last transaction the archive holds for it (%s): PostgreSQL did not replay the WAL archived from there on (the server log says why; a segment it could not use ends recovery as if the archive ended), so this copy lacks transactions committed in it; the server was stopped, and the copy must not be used: run 'nestguard verify --read-data' and restore again",

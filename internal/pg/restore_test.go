@@ -352,3 +352,12 @@ func TestPGCtlSeconds(t *testing.T) {
 		}
 	}
 }
+
+// TestExpandRestoreCommand: the placeholders as PostgreSQL fills them.
+func TestExpandRestoreCommand(t *testing.T) {
+	got := expandRestoreCommand(`f=x/%f; [ -f "$f" ] && mv "$f" "%p" || ng restore-wal %f %p # 100%% %r %q`, "00000001.history", "a/RECOVERYXLOG")
+	want := `f=x/00000001.history; [ -f "$f" ] && mv "$f" "a/RECOVERYXLOG" || ng restore-wal 00000001.history a/RECOVERYXLOG # 100% 000000010000000000000001 %q`
+	if got != want {
+		t.Errorf("expanded:\n%s\nwant:\n%s", got, want)
+	}
+}

@@ -3,6 +3,7 @@ package pg
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -165,7 +166,7 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 	// that has not started yet from one that ran and exited.
 	ctlBefore, _ := os.ReadFile(filepath.Join(s.DataDir, controlFile))
 	if out, err := s.pgCtl(ctx, args...).CombinedOutput(); err != nil {
-		return rp, s.goesOn(ctx, action, paused, s.startFailed(err, out, logFile, logStart))
+		return rp, s.goesOn(ctx, action, paused, s.startFailed(err, out, logFile, logStart, true))
 	}
 	deadline := time.Now().Add(timeout)
 	withLog := func(err error) error {
@@ -245,7 +246,7 @@ func (s *RestoredServer) StartStandby(ctx context.Context, timeout time.Duration
 	}
 	args = append(args, "-w", "-t", pgCtlSeconds(timeout), "start")
 	if out, err := s.pgCtl(ctx, args...).CombinedOutput(); err != nil {
-		return rp, s.startFailed(err, out, logFile, logStart)
+		return rp, s.startFailed(err, out, logFile, logStart, false) // Restore stops it (stopFailed)
 	}
 	rp.State = "standby"
 	if hs != "on" {
@@ -259,6 +260,91 @@ func (s *RestoredServer) StartStandby(ctx context.Context, timeout time.Duration
 			rp.State, logFile, logTail(logFile, logStart, 30))
 	}
 	return rp, nil
+}
+
+// probeRestoreCommand runs restore_command (cmd, as written into the
+// configuration) once as the server will, as the data directory's owner
+// with the server's environment, from the data directory, for a history
+// file no timeline has (00000001.history): 'nestguard pg restore-wal'
+// must open the repository to say it is not archived (exit 1). A command
+// that cannot (a key file the owner cannot read, S3 settings missing
+// from the environment) fails other than 1 there, since its destination
+// is outside any standby's data directory; a standby's own calls would
+// exit 1 for ever instead, and it would never become consistent while
+// pg_ctl waited out --start-timeout (review). Only for nestguard's own
+// command: a command of the user's may exit 1 for anything.
+func (s *RestoredServer) probeRestoreCommand(ctx context.Context, cmd string) error {
+	dir := filepath.Join(s.DataDir, ".nestguard-probe", "x")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(filepath.Dir(dir))
+	if err := s.Owner.apply(filepath.Dir(dir), nil); err != nil {
+		return err
+	}
+	rel := filepath.Join(".nestguard-probe", "x", "RECOVERYXLOG")
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", expandRestoreCommand(cmd, "00000001.history", rel))
+	c.SysProcAttr = s.Owner.credential()
+	c.Dir = s.DataDir
+	c.Env = serverEnv()
+	out, err := c.CombinedOutput()
+	var ee *exec.ExitError
+	if err == nil || errors.As(err, &ee) && ee.ExitCode() == 1 {
+		return nil
+	}
+	return fmt.Errorf("restore_command does not run as the server would run it (as %s, from %s): %v: %s; the standby was not started: make the repository readable for that user (its key or password file, its S3 settings in the server's environment)",
+		cmp.Or(s.Owner.name, "this user"), s.DataDir, err, strings.TrimSpace(string(out)))
+}
+
+// expandRestoreCommand fills restore_command's placeholders as PostgreSQL
+// does: %f the file name, %p its destination, %r a restartpoint file
+// (the first segment), %% a percent sign.
+func expandRestoreCommand(cmd, f, p string) string {
+	var b strings.Builder
+	for i := 0; i < len(cmd); i++ {
+		if cmd[i] == '%' && i+1 < len(cmd) {
+			switch cmd[i+1] {
+			case 'f':
+				b.WriteString(f)
+				i++
+				continue
+			case 'p':
+				b.WriteString(p)
+				i++
+				continue
+			case 'r':
+				b.WriteString("000000010000000000000001")
+				i++
+				continue
+			case '%':
+				b.WriteByte('%')
+				i++
+				continue
+			}
+		}
+		b.WriteByte(cmd[i])
+	}
+	return b.String()
+}
+
+// stopFailed stops a standby Restore started whose start or catch-up
+// failed (err), and says so: one stuck for good looks healthy (in
+// recovery, answering, replaying nothing), and one promoted while it
+// started would archive a timeline of its own into the repository (so
+// it is stopped at once, "immediate"). The stop outlives ctx: an
+// interrupted restore stops its standby too.
+func (s *RestoredServer) stopFailed(ctx context.Context, rp *RecoveryPoint, err error) error {
+	if _, serr := os.Stat(filepath.Join(s.DataDir, "postmaster.pid")); serr != nil {
+		return err // not running
+	}
+	mode := "fast"
+	if rp != nil && rp.State == "promoted" {
+		mode = "immediate"
+	}
+	if serr := s.Stop(context.WithoutCancel(ctx), mode, time.Minute); serr != nil {
+		return fmt.Errorf("%w\nstopping the standby failed: %v; it may still run: pg_ctl -D %s stop", err, serr, s.DataDir)
+	}
+	return fmt.Errorf("%w\nthe standby was stopped; start it again once that is fixed (pg_ctl -D %s start)", err, s.DataDir)
 }
 
 // actionStandby is waitTarget's action for a standby: done once the
@@ -612,10 +698,11 @@ func pgCtlSeconds(timeout time.Duration) string {
 
 // startFailed is the error of a pg_ctl start that failed: with the
 // server's log, and, when the postmaster is there nonetheless (pg_ctl
-// gave up waiting, the server goes on starting), how to stop it.
-func (s *RestoredServer) startFailed(err error, out []byte, logFile string, logStart int64) error {
+// gave up waiting, the server goes on starting) and left so (goesOn),
+// how to stop it.
+func (s *RestoredServer) startFailed(err error, out []byte, logFile string, logStart int64, goesOn bool) error {
 	msg := fmt.Sprintf("pg_ctl start: %v: %s", err, strings.TrimSpace(string(out)))
-	if _, serr := os.Stat(filepath.Join(s.DataDir, "postmaster.pid")); serr == nil {
+	if _, serr := os.Stat(filepath.Join(s.DataDir, "postmaster.pid")); serr == nil && goesOn {
 		msg += fmt.Sprintf("\nthe server in %s goes on starting without nestguard: check it, or stop it with 'pg_ctl -D %s stop'", s.DataDir, s.DataDir)
 	}
 	return fmt.Errorf("%s\nserver log %s:\n%s", msg, logFile, logTail(logFile, logStart, 30))
@@ -680,7 +767,7 @@ func (s *RestoredServer) waitReplayed(ctx context.Context, rp *RecoveryPoint, x 
 		}
 		rp.setReplayed(lsn, last)
 		switch {
-		case rp.ReplayLSN != nil && *rp.ReplayLSN > x.LSN:
+		case rp.replayedPast(x):
 			return nil
 		case rp.ReplayLSN != nil && *rp.ReplayLSN != at:
 			at, moved = *rp.ReplayLSN, time.Now()
@@ -755,6 +842,11 @@ func pollRecovery(ctx context.Context, conn *pgx.Conn, action string, rp *Recove
 		rp.setReplayed(lsn, last)
 	}
 	return paused, nil
+}
+
+// replayedPast reports whether replay went past transaction end x.
+func (rp *RecoveryPoint) replayedPast(x *XactEnd) bool {
+	return rp.ReplayLSN != nil && *rp.ReplayLSN > x.LSN
 }
 
 // setReplayed records the replay position and last transaction time the

@@ -422,6 +422,11 @@ func (s *StatusReport) latestFrom(tli uint32) uint32 {
 	}
 }
 
+// forkError is checkFork's refusal: a fork both sides went on after.
+type forkError struct{ msg string }
+
+func (e *forkError) Error() string { return e.msg }
+
 // forkProblems adds to Problems, for the newest base backup of each
 // database system, a fork "latest" would follow though both sides went
 // on after it (checkFork): a copy promoted and archiving into this
@@ -439,22 +444,31 @@ func (s *StatusReport) forkProblems(ctx context.Context) error {
 		if !follows(b, s.history(tli)) {
 			continue
 		}
-		if err := s.checkFork(ctx, b, tli); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		err := s.checkFork(ctx, b, tli)
+		var fe *forkError
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, &fe):
 			s.Problems = append(s.Problems, fmt.Sprintf("recovery to the latest from base backup %s: %v; a standby following latest (pg restore --standby) follows timeline %d", b.ShortID, err, tli))
+		default:
+			s.Problems = append(s.Problems, fmt.Sprintf("checking the timelines after base backup %s for a fork: %v", b.ShortID, err))
 		}
 	}
 	return nil
 }
+
+// isLatest reports whether a --timeline spec (Target.Timeline) is
+// latest: PostgreSQL's default, also when none is given.
+func isLatest(spec string) bool { return spec == "" || spec == "latest" }
 
 // checkLatest checks, for a --timeline spec of latest (or none), that
 // recovery from b along tli, what latest resolved to, is what the archive
 // holds: no later timeline cut off by a missing history file
 // (checkHistoryChain), no fork where both sides went on (checkFork).
 func (s *StatusReport) checkLatest(ctx context.Context, spec string, b *BaseBackup, tli uint32) error {
-	if spec != "" && spec != "latest" {
+	if !isLatest(spec) {
 		return nil
 	}
 	if err := s.checkHistoryChain(tli); err != nil {
@@ -582,8 +596,8 @@ func (s *StatusReport) checkFork(ctx context.Context, b *BaseBackup, tli uint32)
 				when += " (its checkpoint gives whole seconds, and the last transaction is in that second: which came first cannot be told)"
 			}
 		}
-		return fmt.Errorf("timeline %d branched from timeline %d at %s (%s), but timeline %d went on: %s. Two servers wrote after the fork (a restored copy promoted and archiving into this repository while the original went on), and \"latest\" would follow timeline %d by its number: say which with --timeline %d (the server that went on) or --timeline %d; 'nestguard pg status' shows both",
-			child, p.TLI, p.SwitchPoint, when, p.TLI, went, tli, p.TLI, tli)
+		return &forkError{fmt.Sprintf("timeline %d branched from timeline %d at %s (%s), but timeline %d went on: %s. Two servers wrote after the fork (a restored copy promoted and archiving into this repository while the original went on), and \"latest\" would follow timeline %d by its number: say which with --timeline %d (the server that went on) or --timeline %d; 'nestguard pg status' shows both",
+			child, p.TLI, p.SwitchPoint, when, p.TLI, went, tli, p.TLI, tli)}
 	}
 	return nil
 }
@@ -725,6 +739,13 @@ func (s *StatusReport) stopSegment(b *BaseBackup) uint64 {
 	return uint64(lastNeededByte(b.StopLSN, b.StartLSN)) / uint64(s.SegmentSize)
 }
 
+// spanWalk walks b's own span, from its start to its stop segment along
+// its timeline: done when the WAL is complete there.
+func (s *StatusReport) spanWalk(b *BaseBackup) reach {
+	stop := s.stopSegment(b)
+	return s.walk(b.StartLSN, s.history(b.TLI), func(seg Segment, _ time.Time) bool { return seg.No >= stop })
+}
+
 // SpanSegments names the WAL segments of base backup sn's own span,
 // from its start to its stop: what recovery from it replays before the
 // data directory is consistent. nil when sn is not a base backup of the
@@ -734,8 +755,7 @@ func (s *StatusReport) SpanSegments(sn *snapshot.Snapshot) []string {
 	if b == nil {
 		return nil
 	}
-	stop := s.stopSegment(b)
-	r := s.walk(b.StartLSN, s.history(b.TLI), func(seg Segment, _ time.Time) bool { return seg.No >= stop })
+	r := s.spanWalk(b)
 	names := make([]string, len(r.path))
 	for i, seg := range r.path {
 		names[i] = seg.Name(s.SegmentSize)
@@ -745,9 +765,7 @@ func (s *StatusReport) SpanSegments(sn *snapshot.Snapshot) []string {
 
 // checkBackup notes whether the WAL of b's own span is complete.
 func (s *StatusReport) checkBackup(b *BaseBackup) {
-	stop := s.stopSegment(b)
-	r := s.walk(b.StartLSN, s.history(b.TLI), func(seg Segment, _ time.Time) bool { return seg.No >= stop })
-	if !r.done {
+	if r := s.spanWalk(b); !r.done {
 		b.MissingWAL = r.missing.Name(s.SegmentSize)
 	}
 }
