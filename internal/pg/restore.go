@@ -315,15 +315,9 @@ const standbyStall = time.Minute
 // off there is no connection to ask (rp has no replay position): not
 // checked.
 func standbyCaughtUp(ctx context.Context, st *StatusReport, sn *snapshot.Snapshot, srv *RestoredServer, o RestoreOptions, rp *RecoveryPoint, deadline time.Time) error {
-	if rp.ReplayLSN == nil {
-		return nil
-	}
-	x, err := st.LastTransactionReached(ctx, sn, o.Target.Timeline)
-	if err != nil {
-		return fmt.Errorf("checking that the standby replays the archived WAL: %w", err)
-	}
-	if x == nil || rp.replayedPast(x) {
-		return nil
+	x, err := notReplayed(ctx, st, sn, o, rp)
+	if err != nil || x == nil {
+		return err
 	}
 	stall := o.standbyStall
 	if stall <= 0 {
@@ -332,6 +326,24 @@ func standbyCaughtUp(ctx context.Context, st *StatusReport, sn *snapshot.Snapsho
 		stall = max(standbyStall, time.Duration(st.SegmentSize/(4<<20))*time.Second)
 	}
 	return srv.waitReplayed(ctx, rp, x, stall, deadline)
+}
+
+// notReplayed is the last transaction the archive holds on the path
+// from sn along o's timeline when the server has not replayed past it
+// yet (rp), or nil: also when rp has no replay position (no connection
+// to ask) or the archive holds no transaction after sn.
+func notReplayed(ctx context.Context, st *StatusReport, sn *snapshot.Snapshot, o RestoreOptions, rp *RecoveryPoint) (*XactEnd, error) {
+	if rp == nil || rp.ReplayLSN == nil {
+		return nil, nil
+	}
+	x, err := st.LastTransactionReached(ctx, sn, o.Target.Timeline)
+	if err != nil {
+		return nil, fmt.Errorf("checking that the server replayed the archived WAL: %w", err)
+	}
+	if x == nil || rp.replayedPast(x) {
+		return nil, nil
+	}
+	return x, nil
 }
 
 // checkReachedLatest fails a recovery to the latest WAL that did not
@@ -343,15 +355,12 @@ func standbyCaughtUp(ctx context.Context, st *StatusReport, sn *snapshot.Snapsho
 // than the segments archived after its start) ends recovery before it
 // as it should: nothing committed is after it.
 func checkReachedLatest(ctx context.Context, st *StatusReport, sn *snapshot.Snapshot, o RestoreOptions, rp *RecoveryPoint) error {
-	if !o.Target.Latest || o.Standby || rp == nil || rp.ReplayLSN == nil {
+	if !o.Target.Latest || o.Standby {
 		return nil
 	}
-	x, err := st.LastTransactionReached(ctx, sn, o.Target.Timeline)
-	if err != nil {
-		return fmt.Errorf("checking that recovery replayed the archived WAL: %w", err)
-	}
-	if x == nil || rp.replayedPast(x) {
-		return nil
+	x, err := notReplayed(ctx, st, sn, o, rp)
+	if err != nil || x == nil {
+		return err
 	}
 	return fmt.Errorf("recovery to the latest WAL ended at %s, before the last transaction the archive holds for it (%s): PostgreSQL did not replay the WAL archived from there on (the server log says why; a segment it could not use ends recovery as if the archive ended), so this copy lacks transactions committed in it; the server was stopped, and the copy must not be used: run 'nestguard verify --read-data' and restore again",
 		*rp.ReplayLSN, x)

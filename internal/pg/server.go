@@ -118,18 +118,11 @@ func (s *RestoredServer) logFile() string {
 //
 // How a promotion at a target happens is p (see Promotion).
 func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion, timeout time.Duration) (*RecoveryPoint, error) {
-	logFile := s.logFile()
-	// The log is appended to: only what this start writes is this
-	// recovery's (an earlier restore into the same place left its lines).
-	logStart, err := prepareLog(logFile, s.Owner)
+	logFile, logStart, rp, err := s.beforeStart(ctx)
 	if err != nil {
 		return nil, err
 	}
-	port, sockDir, err := s.connTarget(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rp := &RecoveryPoint{Port: port, SocketDir: sockDir}
+	port, sockDir := rp.Port, rp.SocketDir
 	if p != PromoteAsConfigured && action == ActionPromote {
 		// Without hot_standby a pause is a shutdown.
 		hs, err := s.show(ctx, "hot_standby")
@@ -218,6 +211,22 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 	return rp, nil
 }
 
+// beforeStart is what both starts (Recover, StartStandby) do first: the
+// log prepared (it is appended to: only what this start writes is its,
+// from logStart on; an earlier restore into the same place left its
+// lines), and where the server will listen, in rp.
+func (s *RestoredServer) beforeStart(ctx context.Context) (logFile string, logStart int64, rp *RecoveryPoint, err error) {
+	logFile = s.logFile()
+	if logStart, err = prepareLog(logFile, s.Owner); err != nil {
+		return "", 0, nil, err
+	}
+	port, sockDir, err := s.connTarget(ctx)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	return logFile, logStart, &RecoveryPoint{Port: port, SocketDir: sockDir}, nil
+}
+
 // StartStandby starts the server of a data directory configured as a
 // standby (RecoveryConfig.Standby) and waits, at most timeout, until it
 // is consistent and answers in recovery (hot_standby on); with
@@ -226,16 +235,11 @@ func (s *RestoredServer) Recover(ctx context.Context, action string, p Promotion
 // is left running, in recovery: it replays what is archived (and
 // streamed, with primary_conninfo) until it is promoted.
 func (s *RestoredServer) StartStandby(ctx context.Context, timeout time.Duration) (*RecoveryPoint, error) {
-	logFile := s.logFile()
-	logStart, err := prepareLog(logFile, s.Owner)
+	logFile, logStart, rp, err := s.beforeStart(ctx)
 	if err != nil {
 		return nil, err
 	}
-	port, sockDir, err := s.connTarget(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rp := &RecoveryPoint{Port: port, SocketDir: sockDir}
+	port, sockDir := rp.Port, rp.SocketDir
 	hs, err := s.show(ctx, "hot_standby")
 	if err != nil {
 		return nil, err
