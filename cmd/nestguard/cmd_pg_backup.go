@@ -340,7 +340,9 @@ func (a *app) runPGRestore(ctx context.Context, o pgRestoreOptions) error {
 		})
 		res, err := pg.Restore(ctx, repo, o.RestoreOptions)
 		rep.Stop()
-		a.standbyWarnings(o)
+		if err == nil {
+			a.standbyWarnings(o)
+		}
 		if res != nil && !a.jsonOut {
 			for _, d := range res.Damaged {
 				fmt.Fprintf(a.stderr, "damaged: %s: %s\n", d.Path, d.Err)
