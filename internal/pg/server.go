@@ -740,8 +740,9 @@ func connConfig(port int, sockDir string, ow Owner) (*pgx.ConnConfig, error) {
 // records where it is in rp. It fails when replay stands still for stall
 // before that (a segment the standby cannot read: restore-wal exits 1 on
 // a standby, and the standby asks again for ever), or at deadline. A
-// delayed standby (recovery_min_apply_delay) replays late by design:
-// not waited for.
+// dropped connection is made again, as waitTarget does; a server gone
+// fails at once. A delayed standby (recovery_min_apply_delay) replays
+// late by design: not waited for.
 func (s *RestoredServer) waitReplayed(ctx context.Context, rp *RecoveryPoint, x *XactEnd, stall time.Duration, deadline time.Time) error {
 	cfg, err := connConfig(rp.Port, rp.SocketDir, s.Owner)
 	if err != nil {
@@ -751,7 +752,11 @@ func (s *RestoredServer) waitReplayed(ctx context.Context, rp *RecoveryPoint, x 
 	if err != nil {
 		return fmt.Errorf("connecting to the standby: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	var delay string
 	if err := conn.QueryRow(ctx, "SHOW recovery_min_apply_delay").Scan(&delay); err != nil {
 		return fmt.Errorf("reading the standby's recovery_min_apply_delay: %w", err)
@@ -759,22 +764,46 @@ func (s *RestoredServer) waitReplayed(ctx context.Context, rp *RecoveryPoint, x 
 	if delay != "0" {
 		return nil
 	}
-	var at LSN
+	var (
+		at      LSN
+		lastErr error // the last connection failure, while there is no connection
+	)
 	moved := time.Now()
 	for {
-		var (
-			lsn  *string
-			last *time.Time
-		)
-		if err := conn.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()").Scan(&lsn, &last); err != nil {
-			return fmt.Errorf("reading the standby's replay position: %w", err)
+		if conn == nil {
+			if conn, lastErr = pgx.ConnectConfig(ctx, cfg); lastErr != nil {
+				conn = nil
+			}
 		}
-		rp.setReplayed(lsn, last)
+		if conn != nil {
+			var (
+				lsn  *string
+				last *time.Time
+			)
+			err := conn.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()").Scan(&lsn, &last)
+			switch pe := (*pgconn.PgError)(nil); {
+			case err == nil:
+				rp.setReplayed(lsn, last)
+			case errors.As(err, &pe) && !strings.HasPrefix(pe.Code, "57"):
+				// An SQL error, not a shutdown (class 57): asking again
+				// would fail the same way.
+				return fmt.Errorf("reading the standby's replay position: %w", err)
+			default:
+				// The connection dropped: connect again while the stall
+				// allows (waitTarget does the same).
+				conn.Close(context.WithoutCancel(ctx))
+				conn, lastErr = nil, err
+			}
+		}
 		switch {
-		case rp.replayedPast(x):
+		case conn != nil && rp.replayedPast(x):
 			return nil
-		case rp.ReplayLSN != nil && *rp.ReplayLSN != at:
+		case conn != nil && rp.ReplayLSN != nil && *rp.ReplayLSN != at:
 			at, moved = *rp.ReplayLSN, time.Now()
+		case conn == nil && !exists(filepath.Join(s.DataDir, "postmaster.pid")):
+			return fmt.Errorf("the standby stopped while it replayed the archive, at %s (%v)", at, lastErr)
+		case time.Since(moved) > stall && conn == nil:
+			return fmt.Errorf("the standby did not answer for %s while it replayed the archive, at %s: %w", stall, at, lastErr)
 		case time.Since(moved) > stall:
 			return fmt.Errorf("the standby stopped replaying at %s, before the last transaction the archive holds on its path (%s): it cannot read the WAL after that point (the server log below names the file); run 'nestguard verify --read-data'",
 				at, x)
