@@ -219,12 +219,15 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 	if err := syncRestored(ctx, o, syncDirs); err != nil {
 		return res, err
 	}
+	var srv *RestoredServer
+	if o.Start {
+		srv = &RestoredServer{Bins: bins, DataDir: o.TargetDir, Owner: owner, Port: o.Port, LogFile: o.LogFile}
+	}
 	if o.Standby && o.Start {
 		if err := spanReadable(ctx, repo, st, sn); err != nil {
 			return res, err
 		}
 		if o.SpoolSession != "" { // nestguard's own restore_command
-			srv := &RestoredServer{Bins: bins, DataDir: o.TargetDir, Owner: owner}
 			if err := srv.probeRestoreCommand(ctx, rc.RestoreCommand); err != nil {
 				return res, err
 			}
@@ -244,7 +247,7 @@ func Restore(ctx context.Context, repo *repository.Repository, o RestoreOptions)
 				dropSpool(spool, o.Log)
 			}()
 		}
-		res.Server = &RestoredServer{Bins: bins, DataDir: o.TargetDir, Owner: owner, Port: o.Port, LogFile: o.LogFile}
+		res.Server = srv
 		var rp *RecoveryPoint
 		if o.Standby {
 			rp, err = res.Server.StartStandby(ctx, o.StartTimeout)
