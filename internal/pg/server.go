@@ -338,8 +338,8 @@ func expandRestoreCommand(cmd, f, p string) string {
 // it is stopped at once, "immediate"). The stop outlives ctx: an
 // interrupted restore stops its standby too.
 func (s *RestoredServer) stopFailed(ctx context.Context, rp *RecoveryPoint, err error) error {
-	if _, serr := os.Stat(filepath.Join(s.DataDir, "postmaster.pid")); serr != nil {
-		return err // not running
+	if postmasterGone(s.DataDir) {
+		return err
 	}
 	mode := "fast"
 	if rp != nil && rp.State == "promoted" {
@@ -458,7 +458,7 @@ func (s *RestoredServer) goesOn(ctx context.Context, action string, paused bool,
 // "immediate") and waits, at most timeout, until it exited. A server that
 // does not run is not an error.
 func (s *RestoredServer) Stop(ctx context.Context, mode string, timeout time.Duration) error {
-	if _, err := os.Stat(filepath.Join(s.DataDir, "postmaster.pid")); errors.Is(err, fs.ErrNotExist) {
+	if postmasterGone(s.DataDir) {
 		return nil
 	}
 	out, err := s.pgCtl(ctx, "-D", s.DataDir, "-m", mode, "-w", "-t", pgCtlSeconds(timeout), "stop").CombinedOutput()
@@ -666,9 +666,7 @@ func waitTarget(ctx context.Context, dataDir string, port int, sockDir string, o
 			if err == nil && done {
 				return nil
 			}
-			if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && !strings.HasPrefix(pe.Code, "57") {
-				// An SQL error, not a shutdown (class 57): asking again
-				// would fail the same way.
+			if finalSQLError(err) {
 				return fmt.Errorf("reading the recovery state: %w", err)
 			}
 			if err != nil {
@@ -680,10 +678,8 @@ func waitTarget(ctx context.Context, dataDir string, port int, sockDir string, o
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		if conn == nil {
-			if _, err := os.Stat(filepath.Join(dataDir, "postmaster.pid")); errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("the server stopped during recovery (%v)", lastErr)
-			}
+		if conn == nil && postmasterGone(dataDir) {
+			return fmt.Errorf("the server stopped during recovery (%v)", lastErr)
 		}
 		select {
 		case <-ctx.Done():
@@ -691,6 +687,22 @@ func waitTarget(ctx context.Context, dataDir string, port int, sockDir string, o
 		case <-time.After(pollEvery):
 		}
 	}
+}
+
+// postmasterGone reports whether no postmaster runs in dataDir: its
+// postmaster.pid is not there.
+func postmasterGone(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, "postmaster.pid"))
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// finalSQLError reports whether err, from a query to a recovering
+// server, is an SQL error other than a shutdown (class 57): asking again
+// would fail the same way. Any other error is the connection's, and a
+// new one may succeed.
+func finalSQLError(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && !strings.HasPrefix(pe.Code, "57")
 }
 
 // pgCtlSeconds is pg_ctl's -t for timeout: whole seconds, rounded up, at
@@ -706,7 +718,7 @@ func pgCtlSeconds(timeout time.Duration) string {
 // how to stop it.
 func (s *RestoredServer) startFailed(err error, out []byte, logFile string, logStart int64, goesOn bool) error {
 	msg := fmt.Sprintf("pg_ctl start: %v: %s", err, strings.TrimSpace(string(out)))
-	if _, serr := os.Stat(filepath.Join(s.DataDir, "postmaster.pid")); serr == nil && goesOn {
+	if goesOn && !postmasterGone(s.DataDir) {
 		msg += fmt.Sprintf("\nthe server in %s goes on starting without nestguard: check it, or stop it with 'pg_ctl -D %s stop'", s.DataDir, s.DataDir)
 	}
 	return fmt.Errorf("%s\nserver log %s:\n%s", msg, logFile, logTail(logFile, logStart, 30))
@@ -781,12 +793,10 @@ func (s *RestoredServer) waitReplayed(ctx context.Context, rp *RecoveryPoint, x 
 				last *time.Time
 			)
 			err := conn.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()").Scan(&lsn, &last)
-			switch pe := (*pgconn.PgError)(nil); {
+			switch {
 			case err == nil:
 				rp.setReplayed(lsn, last)
-			case errors.As(err, &pe) && !strings.HasPrefix(pe.Code, "57"):
-				// An SQL error, not a shutdown (class 57): asking again
-				// would fail the same way.
+			case finalSQLError(err):
 				return fmt.Errorf("reading the standby's replay position: %w", err)
 			default:
 				// The connection dropped: connect again while the stall
@@ -800,7 +810,7 @@ func (s *RestoredServer) waitReplayed(ctx context.Context, rp *RecoveryPoint, x 
 			return nil
 		case conn != nil && rp.ReplayLSN != nil && *rp.ReplayLSN != at:
 			at, moved = *rp.ReplayLSN, time.Now()
-		case conn == nil && !exists(filepath.Join(s.DataDir, "postmaster.pid")):
+		case conn == nil && postmasterGone(s.DataDir):
 			return fmt.Errorf("the standby stopped while it replayed the archive, at %s (%v)", at, lastErr)
 		case time.Since(moved) > stall && conn == nil:
 			return fmt.Errorf("the standby did not answer for %s while it replayed the archive, at %s: %w", stall, at, lastErr)
