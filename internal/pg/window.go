@@ -427,6 +427,20 @@ type forkError struct{ msg string }
 
 func (e *forkError) Error() string { return e.msg }
 
+// newestPerSystem is the newest base backup (by stop time) of each
+// database system, ordered by system identifier.
+func (s *StatusReport) newestPerSystem() []*BaseBackup {
+	newest := map[uint64]*BaseBackup{}
+	for _, b := range s.BaseBackups { // by stop time: the last one wins
+		newest[b.SystemID] = b
+	}
+	out := make([]*BaseBackup, 0, len(newest))
+	for _, sys := range slices.Sorted(maps.Keys(newest)) {
+		out = append(out, newest[sys])
+	}
+	return out
+}
+
 // forkProblems adds to Problems, for the newest base backup of each
 // database system, a fork "latest" would follow though both sides went
 // on after it (checkFork): a copy promoted and archiving into this
@@ -434,12 +448,7 @@ func (e *forkError) Error() string { return e.msg }
 // refused then, but a running standby follows the newest timeline
 // without asking (PostgreSQL's latest), so the status says it.
 func (s *StatusReport) forkProblems(ctx context.Context) error {
-	newest := map[uint64]*BaseBackup{}
-	for _, b := range s.BaseBackups { // by stop time: the last one wins
-		newest[b.SystemID] = b
-	}
-	for _, sys := range slices.Sorted(maps.Keys(newest)) {
-		b := newest[sys]
+	for _, b := range s.newestPerSystem() {
 		tli := s.latestFrom(b.TLI)
 		if !follows(b, s.history(tli)) {
 			continue
@@ -1270,12 +1279,7 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 	if s.SegmentSize <= 0 {
 		return nil, nil
 	}
-	newest := map[uint64]*BaseBackup{}
-	for _, b := range s.BaseBackups { // by stop time: the last one wins
-		newest[b.SystemID] = b
-	}
-	for _, sys := range slices.Sorted(maps.Keys(newest)) {
-		b := newest[sys]
+	for _, b := range s.newestPerSystem() {
 		// The path recovery to the latest from b takes, across the
 		// failovers since; b's own timeline if latest does not follow it.
 		h := s.history(s.latestFrom(b.TLI))
