@@ -177,6 +177,18 @@ func RedactDSN(s string) string {
 				rest = user + ":xxxxx" + rest[at:]
 			}
 		}
+		// The query's parameters by the key CheckDSN reads (unescaped:
+		// pass%77ord is password to libpq), then any that look like one.
+		if head, query, ok := strings.Cut(rest, "?"); ok {
+			params := strings.Split(query, "&")
+			for i, p := range params {
+				if secretError(paramKey(p)) != nil {
+					k, _, _ := strings.Cut(p, "=")
+					params[i] = k + "=xxxxx"
+				}
+			}
+			rest = head + "?" + strings.Join(params, "&")
+		}
 		return scheme + "://" + urlSecretParam.ReplaceAllString(rest, "${1}xxxxx")
 	}
 	var b strings.Builder

@@ -38,6 +38,11 @@ func TestCheckDSN(t *testing.T) {
 		if refused != (errors.Is(err, errDSNPassword) || errors.Is(err, errDSNSSLPassword)) {
 			t.Errorf("%q: refused %v, want %v", dsn, err != nil, refused)
 		}
+		// What is refused is redacted: the audit record of the refused
+		// command keeps the redacted string.
+		if r := RedactDSN(dsn); refused && (r == dsn || strings.Contains(r, "secret") || strings.Contains(r, "hunter2")) {
+			t.Errorf("%q refused, but redacted as %q", dsn, r)
+		}
 	}
 	// Connect refuses before connecting, and never quotes the secret.
 	_, err := Connect(context.Background(), "host=/nonexistent password=hunter2")
@@ -62,6 +67,7 @@ func TestRedactDSN(t *testing.T) {
 		"host=h sslpassword='a b' user=u":         "host=h sslpassword=xxxxx user=u",
 		"postgres://h/d?sslpassword=s3c":          "postgres://h/d?sslpassword=xxxxx",
 		"postgres://u:p?x@h/db":                   "postgres://u:xxxxx@h/db",
+		"postgres://h/db?pass%77ord=s3c&x=1":      "postgres://h/db?pass%77ord=xxxxx&x=1", // CheckDSN refuses it: an audit record must not keep it
 		"host=db1 port 5432 password=hunter2":     "host=db1 port 5432 password=xxxxx",
 		"host=db1 port 5432 sslpassword='a b' x":  "host=db1 port 5432 sslpassword=xxxxx x",
 		"":                                        "",
