@@ -360,17 +360,7 @@ func TestForgetDamagedSnapshot(t *testing.T) {
 	writeFile(t, filepath.Join(src, "new"), "new", 0o644)
 	e.backupAt(src, "2026-03-02T02:00:00Z")
 	p := filepath.Join(e.repo, "snapshots", bad)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 1
-	if err := os.Chmod(p, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	flipByte(t, p)
 	if r := e.run("prune", "--grace", "0"); r.code != 1 || !strings.Contains(r.stderr, "'nestguard forget ID'") {
 		t.Fatalf("prune with a damaged snapshot: exit %d: %s", r.code, r.stderr)
 	}

@@ -282,18 +282,7 @@ func TestPGRestoreDamagedWAL(t *testing.T) {
 	insertRow(t, c)
 	switchAndWait(t, c)
 
-	obj := filepath.Join(p.repo, "wal", damaged)
-	b, err := os.ReadFile(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x40
-	if err := os.Chmod(obj, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(obj, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	flipByte(t, filepath.Join(p.repo, "wal", damaged))
 
 	dir := filepath.Join(p.dir, "damaged")
 	res := p.run("--key-file", p.keyFile, "pg", "restore", "--target-dir", dir, "--start",
@@ -344,18 +333,7 @@ func TestPGRestoreDamagedWAL(t *testing.T) {
 	if r := p.run("--key-file", p.keyFile, "pg", "archive-wal", hist); r.code != 0 {
 		t.Fatalf("archiving a history file: exit %d\n%s", r.code, r.stderr)
 	}
-	histObj := filepath.Join(p.repo, "wal", "00000007.history")
-	hb, err := os.ReadFile(histObj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hb[len(hb)/2] ^= 0x40
-	if err := os.Chmod(histObj, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(histObj, hb, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	flipByte(t, filepath.Join(p.repo, "wal", "00000007.history"))
 	if r := call("00000007.history"); r.code != 200 || !strings.Contains(r.stderr, "00000007.history") {
 		t.Errorf("restore-wal of a damaged history file for a standby: exit %d, want 200 naming it\n%s", r.code, r.stderr)
 	}
