@@ -459,17 +459,30 @@ func TestStatusOtherClusterWAL(t *testing.T) {
 // after a promotion at its start: an end-of-recovery record (begun at
 // began, after timeline tli-1), then the commit and the switch.
 func fakeSegmentBegun(tli uint32, no uint64, began, commit time.Time, xid uint32) []byte {
-	start := seg(no)
-	page := fakeSegment(tli, no, commit, xid)
-	clear(page[40:])
 	le := binary.LittleEndian
 	eor := le.AppendUint64(nil, uint64(began.Sub(time.Unix(postgresEpochUnixSecs, 0)).Microseconds()))
 	eor = le.AppendUint32(eor, tli)
 	eor = le.AppendUint32(eor, tli-1)
-	copy(page[40:], fakeRecord(0, seg(no-1)+80, xlogEndOfRecovery, rmXLOG, append([]byte{255, byte(len(eor))}, eor...)))
+	return fakeSegmentBegunBy(tli, no, xlogEndOfRecovery, eor, commit, xid)
+}
+
+// fakeSegmentBegunBy is the first segment of timeline tli after a
+// promotion at its start: the XLOG record (info, main data) the
+// promotion wrote first, at the switch point 40 bytes in, then the
+// commit of xid at commit and the switch, each where the one before
+// ends (8-byte aligned).
+func fakeSegmentBegunBy(tli uint32, no uint64, info uint8, data []byte, commit time.Time, xid uint32) []byte {
+	start := seg(no)
+	page := fakeSegment(tli, no, commit, xid)
+	clear(page[40:])
+	le := binary.LittleEndian
+	first := fakeRecord(0, seg(no-1)+80, info, rmXLOG, append([]byte{255, byte(len(data))}, data...))
+	copy(page[40:], first)
+	at := 40 + (len(first)+7)&^7
 	main := le.AppendUint64(nil, uint64(commit.Sub(time.Unix(postgresEpochUnixSecs, 0)).Microseconds()))
-	copy(page[88:], fakeRecord(xid, start+40, xactCommit, rmXact, append([]byte{255, byte(len(main))}, main...)))
-	copy(page[128:], fakeRecord(0, start+88, xlogSwitch, rmXLOG, nil))
+	commitRec := fakeRecord(xid, start+40, xactCommit, rmXact, append([]byte{255, byte(len(main))}, main...))
+	copy(page[at:], commitRec)
+	copy(page[at+(len(commitRec)+7)&^7:], fakeRecord(0, start+LSN(at), xlogSwitch, rmXLOG, nil))
 	return page
 }
 
@@ -504,20 +517,13 @@ func TestForkMidSegment(t *testing.T) {
 // checkpoint instead of the end-of-recovery record: its time is whole
 // seconds (began's, truncated).
 func fakeSegmentCheckpointBegun(tli uint32, no uint64, began, commit time.Time, xid uint32) []byte {
-	start := seg(no)
-	page := fakeSegment(tli, no, commit, xid)
-	clear(page[40:])
 	le := binary.LittleEndian
 	ckpt := make([]byte, 88) // CheckPoint: redo, this and the previous timeline, ..., time at 64
-	le.PutUint64(ckpt[0:], uint64(start+40))
+	le.PutUint64(ckpt[0:], uint64(seg(no)+40))
 	le.PutUint32(ckpt[8:], tli)
 	le.PutUint32(ckpt[12:], tli-1)
 	le.PutUint64(ckpt[64:], uint64(began.Unix()))
-	copy(page[40:], fakeRecord(0, seg(no-1)+80, xlogCheckpointShutdwn, rmXLOG, append([]byte{255, byte(len(ckpt))}, ckpt...)))
-	main := le.AppendUint64(nil, uint64(commit.Sub(time.Unix(postgresEpochUnixSecs, 0)).Microseconds()))
-	copy(page[160:], fakeRecord(xid, start+40, xactCommit, rmXact, append([]byte{255, byte(len(main))}, main...)))
-	copy(page[200:], fakeRecord(0, start+160, xlogSwitch, rmXLOG, nil))
-	return page
+	return fakeSegmentBegunBy(tli, no, xlogCheckpointShutdwn, ckpt, commit, xid)
 }
 
 // TestForkWithinCheckpointSecond: a promotion whose end-of-recovery
