@@ -164,7 +164,8 @@ func TestXattrsAndACLs(t *testing.T) {
 
 // TestSpecialFilesOwnerTimes (issue 16 item 5): symlinks, FIFOs and device
 // nodes come back with their owner and mtime, and directories with theirs
-// although entries were created in them.
+// although entries were created in them; regular files with their owner,
+// mode (set-ID bits included) and mtime.
 func TestSpecialFilesOwnerTimes(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
@@ -196,6 +197,36 @@ func TestSpecialFilesOwnerTimes(t *testing.T) {
 			t.Fatal(err)
 		}
 		entries[m.name] = mt
+	}
+	// Regular files get theirs on their descriptor once written: the
+	// set-ID bits outlive the chown before them, a read-only file is
+	// written, a file of one all-zero chunk is a hole of its size, an
+	// empty file is made; compareTrees checks mode, owner, size and the
+	// mtime to the nanosecond.
+	for i, f := range []struct {
+		name string
+		mode os.FileMode
+		data []byte
+	}{
+		{"d/setid", 0o755 | os.ModeSetuid | os.ModeSetgid, []byte("#!/bin/sh\n")},
+		{"d/readonly", 0o444, []byte("read only")},
+		{"d/zeros", 0o640, make([]byte, 100<<10)},
+		{"d/empty", 0o600, nil},
+	} {
+		p := filepath.Join(src, f.name)
+		if err := os.WriteFile(p, f.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, 3456+i, 4567+i); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, f.mode); err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Date(2017, 6, 7, 8, 9, 10, 123456789+i, time.UTC)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
 	}
 	dmt := time.Date(2018, 1, 1, 0, 0, 0, 0, time.UTC)
 	os.Chtimes(filepath.Join(src, "d"), dmt, dmt)

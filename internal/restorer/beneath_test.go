@@ -19,8 +19,9 @@ func TestBeneathRefusesSymlinks(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.noOpenat2.Store(fallback)
+		p := parents{b: b}
 		for _, rel := range []string{"d/x", "f"} {
-			if fh, err := b.create(rel); err == nil {
+			if fh, err := p.create(rel, false); err == nil {
 				fh.Close()
 				t.Errorf("fallback %v: created %s through a symlink", fallback, rel)
 			}
@@ -34,9 +35,8 @@ func TestBeneathRefusesSymlinks(t *testing.T) {
 		if err := b.mkdir("d", true); err != nil {
 			t.Fatalf("fallback %v: replacing a symlink with a directory: %v", fallback, err)
 		}
-		b.remove("f")
 		for _, rel := range []string{"d/x", "f"} {
-			fh, err := b.create(rel)
+			fh, err := p.create(rel, true) // the symlink f is replaced
 			if err != nil {
 				t.Fatalf("fallback %v: %s: %v", fallback, rel, err)
 			}
@@ -48,6 +48,10 @@ func TestBeneathRefusesSymlinks(t *testing.T) {
 		if fi, err := os.Lstat(filepath.Join(dir, "d", "x")); err != nil || !fi.Mode().IsRegular() {
 			t.Errorf("fallback %v: d/x not restored: %v", fallback, err)
 		}
+		if fi, err := os.Lstat(filepath.Join(dir, "f")); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("fallback %v: f not restored: %v", fallback, err)
+		}
+		p.close()
 		b.close()
 	}
 }
