@@ -56,8 +56,9 @@ type Options struct {
 	Workers   int      // packs read and files written at once (default DefaultWorkers)
 	Owners    bool     // restore file owners (default: when running as root)
 	// Writeback starts writing each file's data to disk while the
-	// restore goes on (every writebackBytes written, and when a file of
-	// writebackMin or more is complete), instead of leaving all of it to
+	// restore goes on (every writebackBytes written, when a file of
+	// writebackMin or more is complete, and the file systems' whole after
+	// each batch of files; see flush), instead of leaving all of it to
 	// the kernel's flusher: the sync at the end (see NoSync), and
 	// PostgreSQL's of its data directory when it starts recovery, then
 	// find little left to write. restore sets it unless --no-sync.
@@ -126,6 +127,9 @@ type Restorer struct {
 	parents  parents // with createMu: the directories files were last created in
 
 	owners bool // restore owners: Options.Owners, or running as root
+
+	flushing atomic.Bool    // a flush runs (see flush)
+	flushes  sync.WaitGroup // the flushes started
 
 	batchFiles, batchBlobs int   // see restoreFiles
 	dropBehindAfter        int64 // see Options.DropBehind
@@ -232,6 +236,7 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 	r.root = root
 	r.parents = parents{b: root}
 	defer r.parents.close()
+	defer r.flushes.Wait()
 	var (
 		batch []*fileState // files restored together; see restoreFiles
 		blobs int          // blobs of the files in batch
@@ -322,6 +327,7 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 	for _, d := range dirs {
 		r.setMeta(d.path, d.node)
 	}
+	r.flushes.Wait()
 	return r.syncTarget(ctx)
 }
 
@@ -397,7 +403,33 @@ func (r *Restorer) restoreFiles(ctx context.Context, files []*fileState) error {
 	for _, f := range files {
 		r.closeFile(f)
 	}
+	r.flush()
 	return nil
+}
+
+// flush starts, with Writeback, writing what the restore wrote so far to
+// disk, in the background, unless a flush still runs: a syncfs of each
+// file system the restore writes to. Small files are many and each too
+// small for a writeback of its own (see writebackMin); flushed after each
+// batch, the disk writes them while the next batches are restored,
+// instead of all at the sync at the end (300,000 small files: 17.5-18.2 s
+// without, 13.6-14.6 s with, one run of four 18.4 s). A hint: a failure is left to that sync to report.
+func (r *Restorer) flush() {
+	if !r.opt.Writeback || !r.flushing.CompareAndSwap(false, true) {
+		return
+	}
+	dirs := r.SyncDirs()
+	r.flushes.Go(func() {
+		defer r.flushing.Store(false)
+		for _, d := range dirs {
+			fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				continue
+			}
+			_ = unix.Syncfs(fd)
+			unix.Close(fd)
+		}
+	})
 }
 
 func (r *Restorer) prepareTarget() error {
