@@ -248,6 +248,10 @@ func TestSpecialFilesOwnerTimes(t *testing.T) {
 		}
 	}
 	compareTrees(t, src, filepath.Join(tgt, src))
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(tgt, src, "d/zeros"), &st); err != nil || st.Blocks != 0 {
+		t.Errorf("d/zeros: %d blocks, want a hole (%v)", st.Blocks, err)
+	}
 }
 
 // TestRestoreOverwriteSymlinks (issue 16 item 12): symlinks in the target,

@@ -196,12 +196,15 @@ func (b *beneath) link(oldRel, newRel string) error {
 
 // parents creates files below the target through the directories it last
 // created files in, kept open: a file is then one name opened in its
-// directory instead of its whole path walked again (a restore of
-// 1,000,000 small files spent more of its time on the path than on the
-// file). Each directory was opened beneath the target without symlinks
-// (beneath.open), and the name is created with O_EXCL and never
-// followed, so this is as safe as beneath.open. Not safe for concurrent
-// use: the restorer creates files under its createMu.
+// directory instead of its whole path walked again. Each directory is
+// opened beneath the target without symlinks (beneath.open) and the name
+// created with O_EXCL, never followed. The directory is checked when it
+// is opened, not at each create: one another process moves out of the
+// target or replaces while it is kept still gets the files, where a walk
+// of the whole path would have failed. The restorer keeps them for one
+// batch of files at most (close), and such a race is out of scope as it
+// is for setMeta's paths. Not safe for concurrent use: the restorer
+// creates files under its createMu.
 type parents struct {
 	b    *beneath
 	dirs [4]parentDir // most recently used first

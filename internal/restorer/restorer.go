@@ -3,9 +3,10 @@
 // Restore walks the tree once, creating directories, and restores files in
 // batches (bounded memory, whatever the number of files): plan which pack
 // ranges hold their contents; fill them pack by pack, several packs at
-// once, so the parts of one large file are written in parallel (a file is
-// created, at its final size, by its first write); set their metadata.
-// Directories get theirs last, deepest first, so times stick. Every blob
+// once, so the parts of one large file are written in parallel (a file of
+// several blobs is created, at its final size, by its first write); each
+// file gets its metadata after its last write. Directories get theirs
+// last, deepest first, so times stick. Every blob
 // is authenticated and checked against its ID; a file that cannot be
 // completely restored is removed and reported, the rest restored.
 package restorer
@@ -93,6 +94,9 @@ type Options struct {
 	// sync makes the restored directories durable: durable.Sync, or a
 	// test's stand-in.
 	sync func(ctx context.Context, dirs ...string) error
+	// syncfs is flush's syncfs(2) of one directory's file system, or a
+	// test's stand-in.
+	syncfs func(dir string) error
 }
 
 // FileError names a file that could not be restored.
@@ -130,6 +134,7 @@ type Restorer struct {
 
 	flushing atomic.Bool    // a flush runs (see flush)
 	flushes  sync.WaitGroup // the flushes started
+	flushErr error          // with mu: the first error a flush met
 
 	batchFiles, batchBlobs int   // see restoreFiles
 	dropBehindAfter        int64 // see Options.DropBehind
@@ -328,6 +333,9 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 		r.setMeta(d.path, d.node)
 	}
 	r.flushes.Wait()
+	if err := r.flushError(); err != nil {
+		return &SyncError{Target: r.opt.Target, Err: err}
+	}
 	return r.syncTarget(ctx)
 }
 
@@ -397,7 +405,13 @@ func (r *Restorer) restoreFiles(ctx context.Context, files []*fileState) error {
 	if err != nil {
 		return err
 	}
-	if err := r.fillContents(ctx, plan); err != nil {
+	err = r.fillContents(ctx, plan)
+	// The directories kept open live one batch: a directory another
+	// process moves or replaces meanwhile is followed at most that long
+	// (see parents).
+	r.parents.close()
+	if err != nil {
+		r.abandon(files)
 		return err
 	}
 	for _, f := range files {
@@ -407,29 +421,83 @@ func (r *Restorer) restoreFiles(ctx context.Context, files []*fileState) error {
 	return nil
 }
 
+// abandon closes and removes, once the filling stopped early (the restore
+// was interrupted), every file of a batch still open: created, but not
+// all written. A partially restored file is worse than none.
+func (r *Restorer) abandon(files []*fileState) {
+	for _, f := range files {
+		f.mu.Lock()
+		if f.f != nil {
+			if f.fill != nil {
+				f.fill.Close()
+				f.fill = nil
+			}
+			f.f.Close()
+			f.f = nil
+			r.root.remove(f.rel)
+		}
+		f.mu.Unlock()
+	}
+}
+
 // flush starts, with Writeback, writing what the restore wrote so far to
 // disk, in the background, unless a flush still runs: a syncfs of each
 // file system the restore writes to. Small files are many and each too
 // small for a writeback of its own (see writebackMin); flushed after each
 // batch, the disk writes them while the next batches are restored,
 // instead of all at the sync at the end (300,000 small files: 17.5-18.2 s
-// without, 13.6-14.6 s with, one run of four 18.4 s). A hint: a failure is left to that sync to report.
+// without, 13.6-14.6 s with, one run of four 18.4 s).
+//
+// A syncfs reports a write error once, to the descriptor it was called
+// on: the final sync, on a descriptor of its own, would not see one a
+// flush saw. So a flush's error fails the restore (Restore returns it as
+// a SyncError, with NoSync too: pg restore syncs after it). A flush that
+// cannot open a directory or call syncfs leaves it to the final sync.
 func (r *Restorer) flush() {
 	if !r.opt.Writeback || !r.flushing.CompareAndSwap(false, true) {
 		return
 	}
 	dirs := r.SyncDirs()
+	syncfs := r.opt.syncfs
+	if syncfs == nil {
+		syncfs = syncFS
+	}
 	r.flushes.Go(func() {
 		defer r.flushing.Store(false)
 		for _, d := range dirs {
-			fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				continue
+			if err := syncfs(d); err != nil {
+				r.mu.Lock()
+				if r.flushErr == nil {
+					r.flushErr = err
+				}
+				r.mu.Unlock()
 			}
-			_ = unix.Syncfs(fd)
-			unix.Close(fd)
 		}
 	})
+}
+
+// flushError is the first error a flush met.
+func (r *Restorer) flushError() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.flushErr
+}
+
+// syncFS is a syncfs(2) of dir's file system, for flush: its error is one
+// that writing data back met; nil where dir cannot be opened or syncfs
+// is refused (the final sync then finds its own way).
+func syncFS(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	switch err := unix.Syncfs(fd); {
+	case err == nil, errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM):
+		return nil
+	default:
+		return fmt.Errorf("syncing the file system of %s to disk (syncfs): %w", dir, err)
+	}
 }
 
 func (r *Restorer) prepareTarget() error {
@@ -542,9 +610,10 @@ func (r *Restorer) damagedPath(p string) (error, bool) {
 }
 
 // planFiles returns, per pack, the blobs to read and where their
-// plaintext goes. Files are created by their first write (see handle), so
-// the creation of many small files overlaps the reads and the decryption
-// rather than coming before them; only empty files are created here.
+// plaintext goes. Files are created as their packs are read (see handle
+// and createSingles), so the creation of many small files overlaps the
+// reads and the decryption of others rather than coming before them all;
+// only empty files are created here.
 func (r *Restorer) planFiles(files []*fileState) (map[id.ID]map[id.ID]*packBlob, error) {
 	idx := r.repo.Index()
 	plan := map[id.ID]map[id.ID]*packBlob{}
@@ -629,6 +698,9 @@ func (r *Restorer) fillContents(ctx context.Context, plan map[id.ID]map[id.ID]*p
 				entries[i] = b.e
 				byID[b.e.ID] = b
 			}
+			if err := gctx.Err(); err != nil {
+				return err // nothing created for a job that cannot run
+			}
 			r.createSingles(j.blobs)
 			// Each blob where its first use starts within a page:
 			// a Filler then writes its whole pages from there.
@@ -660,8 +732,8 @@ func (r *Restorer) failFile(f *fileState, err error) {
 }
 
 // write puts plain at off in f. All-zero blocks (zero set) are skipped: the
-// file has its final size (see create), so they read back as zeros and
-// stay sparse on disk. Writes to one file run in parallel (pwrite needs no
+// file has its final size (see created; a file of one blob gets it here),
+// so they read back as zeros and stay sparse on disk. Writes to one file run in parallel (pwrite needs no
 // lock); the last one closes it.
 func (r *Restorer) write(f *fileState, off int64, plain []byte, zero bool) {
 	fh, fill := r.handleFill(f) // also for a zero block: it may be the file's only one
@@ -730,17 +802,26 @@ func (r *Restorer) handleFill(f *fileState) (*os.File, *directio.Filler) {
 // a restore of many small files passed createMu from goroutine to
 // goroutine eight times as often, each time waking a thread (7% of its
 // CPU time).
+//
+// At most maxSingles: each stays open until its write, and identical small
+// files share one blob (thousands of uses).
 func (r *Restorer) createSingles(blobs []*packBlob) {
 	var files []*fileState
 	for _, b := range blobs {
 		for _, u := range b.uses {
-			if len(u.file.node.Content) == 1 {
+			if len(u.file.node.Content) != 1 {
+				continue
+			}
+			u.file.mu.Lock()
+			failed := u.file.failed // planFiles found its size wrong
+			u.file.mu.Unlock()
+			if !failed {
 				files = append(files, u.file)
 			}
 		}
 	}
-	if len(files) < 2 {
-		return // created by its write, as any other
+	if len(files) < 2 || len(files) > maxSingles {
+		return // created by their writes, as any other
 	}
 	fhs := make([]*os.File, len(files))
 	errs := make([]error, len(files))
@@ -756,15 +837,19 @@ func (r *Restorer) createSingles(blobs []*packBlob) {
 	}
 }
 
+// maxSingles is the most files createSingles creates at once.
+const maxSingles = 16
+
 // created takes, with f.mu held, the outcome of creating f's file
 // (parents.create): f.f, which stays set until release, after the file's
 // last write, or f failed. A file of several blobs is made at its final
 // size (its writes come in any order, and all-zero blocks are not
 // written); a file of one blob gets it from that blob's write (see
 // write). A file of fillMin bytes or more restored with DropBehind gets
-// its Filler.
+// its Filler, which needs the file at its final size too.
 func (r *Restorer) created(f *fileState, fh *os.File, err error) {
-	if err == nil && len(f.node.Content) > 1 {
+	fill := r.opt.DropBehind && int64(f.node.Size) >= r.fillMin
+	if err == nil && (len(f.node.Content) > 1 || fill) {
 		if err = fh.Truncate(int64(f.node.Size)); err != nil {
 			fh.Close()
 			r.root.remove(f.rel)
@@ -776,7 +861,7 @@ func (r *Restorer) created(f *fileState, fh *os.File, err error) {
 		return
 	}
 	f.f = fh
-	if r.opt.DropBehind && int64(f.node.Size) >= r.fillMin {
+	if fill {
 		f.fill, _ = directio.NewFiller(fh, int64(f.node.Size), &r.fillBufs)
 	}
 }

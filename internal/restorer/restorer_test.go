@@ -10,10 +10,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/archiver"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
 )
 
@@ -25,7 +29,7 @@ func TestRestoreInBatches(t *testing.T) {
 	repo := repotest.New(t)
 	src := t.TempDir()
 	rng := rand.New(rand.NewPCG(1, 2))
-	mtime := time.Date(2024, 2, 29, 12, 0, 0, 0, time.UTC)
+	mtime := time.Date(2024, 2, 29, 12, 0, 0, 123456789, time.UTC) // to the nanosecond
 	want := map[string][]byte{}
 	for i := range 60 {
 		size := 100 + rng.IntN(4000)
@@ -241,6 +245,96 @@ func TestRestoreFiller(t *testing.T) {
 	}
 }
 
+// cancelAtRead is a repository whose first pack read cancels the restore.
+type cancelAtRead struct {
+	*repository.Repository
+	cancel context.CancelFunc
+}
+
+func (c cancelAtRead) LoadPackBlobsPlaced(ctx context.Context, pid id.ID, blobs []index.Entry, place func(index.Entry) int, fn func(index.Entry, []byte, error) error) error {
+	c.cancel()
+	return c.Repository.LoadPackBlobsPlaced(ctx, pid, blobs, place, fn)
+}
+
+// A restore with --overwrite interrupted as it reads its first pack leaves
+// each file of the target as it was or restored whole: none emptied,
+// none partly written, at most the few of the range being read removed.
+func TestRestoreInterrupted(t *testing.T) {
+	repo := repotest.New(t)
+	src := t.TempDir()
+	const n = 400
+	for i := range n {
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("f%03d", i)), []byte(fmt.Sprintf("new contents of %d", i)), 0o644)
+	}
+	sn, ferrs, err := archiver.Backup(context.Background(), repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	dst := t.TempDir()
+	dir := filepath.Join(dst, src)
+	os.MkdirAll(dir, 0o755)
+	for i := range n {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), []byte(fmt.Sprintf("old %d", i)), 0o644)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := New(cancelAtRead{repo, cancel}, Options{Target: dst, Overwrite: true, Workers: 1})
+	if err := r.Restore(ctx, sn.Tree); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted restore: %v", err)
+	}
+	old, restored, gone := 0, 0, 0
+	for i := range n {
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			gone++
+		case err != nil:
+			t.Fatal(err)
+		case string(b) == fmt.Sprintf("old %d", i):
+			old++
+		case string(b) == fmt.Sprintf("new contents of %d", i):
+			restored++
+		default:
+			t.Errorf("f%03d: %q, neither what was there nor what was backed up", i, b)
+		}
+	}
+	if gone > maxSingles || old < n-maxSingles {
+		t.Errorf("%d files kept, %d restored, %d removed: an interrupted restore destroyed more than the range it read", old, restored, gone)
+	}
+}
+
+// Identical small files share one blob: restoring thousands of them keeps
+// few files open at once, within a low limit of open files.
+func TestRestoreSharedBlobOpenFiles(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	src := t.TempDir()
+	const n = 3000
+	for i := range n {
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("f%04d", i)), []byte("same 12 bytes"), 0o644)
+	}
+	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = 256
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	r := New(repo, Options{Target: t.TempDir()})
+	err = r.Restore(ctx, sn.Tree)
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	if err != nil || len(r.Errors()) > 0 || r.C.Restored.Load() != n {
+		t.Fatalf("restore of %d identical files with 256 open files allowed: %v, %d restored, errors %v", n, err, r.C.Restored.Load(), r.Errors())
+	}
+}
+
 // A restore ends by syncing its target, once every file is written and
 // has its metadata, and fails naming the target when that sync fails;
 // NoSync skips it.
@@ -286,6 +380,38 @@ func TestRestoreSyncs(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		case tc.syncErr != nil && (!errors.As(err, &se) || se.Target != dst || !errors.Is(err, broken) || !strings.Contains(err.Error(), dst)):
 			t.Errorf("%s: a failed sync gave %v, want a SyncError naming %s", tc.name, err, dst)
+		}
+	}
+}
+
+// A write error a background flush's syncfs reported fails the restore,
+// NoSync or not: the final sync (or pg restore's own) would not be told.
+func TestRestoreFlushError(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o640)
+	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	broken := errors.New("EIO, say")
+	for _, noSync := range []bool{false, true} {
+		dst := t.TempDir()
+		r := New(repo, Options{Target: dst, Writeback: true, NoSync: noSync})
+		flushed := 0
+		r.opt.syncfs = func(dir string) error {
+			flushed++
+			if dir != dst {
+				t.Errorf("flushed %s, want %s", dir, dst)
+			}
+			return broken
+		}
+		r.opt.sync = func(context.Context, ...string) error { return nil }
+		err := r.Restore(ctx, sn.Tree)
+		var se *SyncError
+		if flushed == 0 || !errors.As(err, &se) || !errors.Is(err, broken) || se.Target != dst {
+			t.Errorf("NoSync %v: %d flushes, a failed one gave %v, want a SyncError", noSync, flushed, err)
 		}
 	}
 }
