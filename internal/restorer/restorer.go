@@ -733,15 +733,15 @@ func (r *Restorer) failFile(f *fileState, err error) {
 
 // write puts plain at off in f. All-zero blocks (zero set) are skipped: the
 // file has its final size (see created; a file of one blob gets it here),
-// so they read back as zeros and stay sparse on disk. Writes to one file run in parallel (pwrite needs no
-// lock); the last one closes it.
+// so they read back as zeros and stay sparse on disk. Writes to one file
+// run in parallel (pwrite needs no lock); the last one closes it.
 func (r *Restorer) write(f *fileState, off int64, plain []byte, zero bool) {
 	fh, fill := r.handleFill(f) // also for a zero block: it may be the file's only one
 	if fh == nil {
 		return
 	}
 	if zero && len(f.node.Content) == 1 {
-		// Not made at its size by create: a hole of that size.
+		// Not made at its size by created: a hole of that size.
 		if err := fh.Truncate(int64(f.node.Size)); err != nil {
 			r.failFile(f, fmt.Errorf("writing: %w", err))
 			return
