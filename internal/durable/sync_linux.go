@@ -41,13 +41,42 @@ func syncDirs(ctx context.Context, dirs []string) error {
 		switch {
 		case err == nil:
 			done[st.Dev] = true
-		case errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM):
+		case syncfsRefused(err):
 			if err := syncEach(ctx, dir); err != nil {
 				return err
 			}
 		default:
-			return fmt.Errorf("syncing the file system of %s to disk (syncfs): %w", dir, err)
+			return syncfsError(dir, err)
 		}
+	}
+	return nil
+}
+
+// syncfsRefused reports whether syncfs(2) failed because it cannot be
+// called here (a kernel without it, a seccomp filter refusing it), not
+// because writing back failed.
+func syncfsRefused(err error) bool {
+	return errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM)
+}
+
+func syncfsError(dir string, err error) error {
+	return fmt.Errorf("syncing the file system of %s to disk (syncfs): %w", dir, err)
+}
+
+// Flush writes back dir's whole file system and waits for it (syncfs(2)),
+// between the writes of a long job, so that its Sync at the end finds
+// little left: a hint, nil where dir cannot be opened or syncfs cannot
+// be called (Sync then finds its own way). Its error is one writing back
+// met, which syncfs reports once, to this call, and not to a later Sync:
+// the caller must fail with it.
+func Flush(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil && !syncfsRefused(err) {
+		return syncfsError(dir, err)
 	}
 	return nil
 }

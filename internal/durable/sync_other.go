@@ -14,3 +14,7 @@ func syncDirs(ctx context.Context, dirs []string) error {
 	}
 	return nil
 }
+
+// Flush is a hint that does nothing here: there is no syncfs(2) outside
+// Linux (see the Linux Flush).
+func Flush(dir string) error { return nil }
