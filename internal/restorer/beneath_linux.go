@@ -221,10 +221,9 @@ type parentDir struct {
 // whatever has its name (not a directory) is removed first, never
 // written through.
 func (p *parents) create(rel string, replace bool) (*os.File, error) {
-	dir, name := path.Split(rel)
-	dfd, err := p.dir(strings.TrimSuffix(dir, "/"))
+	dfd, name, err := p.parent(rel)
 	if err != nil {
-		return nil, fmt.Errorf("opening the directory of %s: %w", rel, err)
+		return nil, err
 	}
 	if replace {
 		_ = unix.Unlinkat(dfd, name, 0)
@@ -236,29 +235,28 @@ func (p *parents) create(rel string, replace bool) (*os.File, error) {
 	return os.NewFile(uintptr(fd), rel), nil
 }
 
-// dir returns the directory rel ("" for the target) open, from the cache
-// or opened beneath the target into it.
-func (p *parents) dir(rel string) (int, error) {
-	if rel == "" {
-		return p.b.fd, nil
-	}
+// parent is beneath.parent through the directories kept open: the
+// directory that holds rel, from them, or opened and kept in place of the
+// one least recently used.
+func (p *parents) parent(rel string) (int, string, error) {
+	dir := path.Dir(rel)
 	for i, d := range p.dirs {
-		if d.open && d.rel == rel {
+		if d.open && d.rel == dir {
 			copy(p.dirs[1:i+1], p.dirs[:i])
 			p.dirs[0] = d
-			return d.fd, nil
+			return d.fd, path.Base(rel), nil
 		}
 	}
-	fd, err := p.b.open(rel, unix.O_PATH|unix.O_DIRECTORY, 0)
+	fd, name, err := p.b.parent(rel)
 	if err != nil {
-		return -1, err
+		return -1, "", err
 	}
 	if last := p.dirs[len(p.dirs)-1]; last.open {
 		unix.Close(last.fd)
 	}
 	copy(p.dirs[1:], p.dirs[:len(p.dirs)-1])
-	p.dirs[0] = parentDir{rel: rel, fd: fd, open: true}
-	return fd, nil
+	p.dirs[0] = parentDir{rel: dir, fd: fd, open: true}
+	return fd, name, nil
 }
 
 // close closes the directories kept open.

@@ -94,8 +94,8 @@ type Options struct {
 	// sync makes the restored directories durable: durable.Sync, or a
 	// test's stand-in.
 	sync func(ctx context.Context, dirs ...string) error
-	// syncfs is flush's syncfs(2) of one directory's file system, or a
-	// test's stand-in.
+	// syncfs is flush's syncfs(2) of one directory's file system:
+	// durable.Flush, or a test's stand-in.
 	syncfs func(dir string) error
 }
 
@@ -240,7 +240,6 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 	defer r.fillBufs.Release()
 	r.root = root
 	r.parents = parents{b: root}
-	defer r.parents.close()
 	defer r.flushes.Wait()
 	var (
 		batch []*fileState // files restored together; see restoreFiles
@@ -401,16 +400,15 @@ func (r *Restorer) restoreFiles(ctx context.Context, files []*fileState) error {
 	if len(files) == 0 {
 		return nil
 	}
+	// The directories kept open live one batch: a directory another
+	// process moves or replaces meanwhile is followed at most that long
+	// (see parents).
+	defer r.parents.close()
 	plan, err := r.planFiles(files)
 	if err != nil {
 		return err
 	}
-	err = r.fillContents(ctx, plan)
-	// The directories kept open live one batch: a directory another
-	// process moves or replaces meanwhile is followed at most that long
-	// (see parents).
-	r.parents.close()
-	if err != nil {
+	if err := r.fillContents(ctx, plan); err != nil {
 		r.abandon(files)
 		return err
 	}
@@ -428,12 +426,8 @@ func (r *Restorer) abandon(files []*fileState) {
 	for _, f := range files {
 		f.mu.Lock()
 		if f.f != nil {
-			if f.fill != nil {
-				f.fill.Close()
-				f.fill = nil
-			}
-			f.f.Close()
-			f.f = nil
+			f.failed = true // no metadata, no writeback, no close error
+			r.closeLocked(f)
 			r.root.remove(f.rel)
 		}
 		f.mu.Unlock()
@@ -451,8 +445,7 @@ func (r *Restorer) abandon(files []*fileState) {
 // A syncfs reports a write error once, to the descriptor it was called
 // on: the final sync, on a descriptor of its own, would not see one a
 // flush saw. So a flush's error fails the restore (Restore returns it as
-// a SyncError, with NoSync too: pg restore syncs after it). A flush that
-// cannot open a directory or call syncfs leaves it to the final sync.
+// a SyncError, with NoSync too: pg restore syncs after it).
 func (r *Restorer) flush() {
 	if !r.opt.Writeback || !r.flushing.CompareAndSwap(false, true) {
 		return
@@ -460,7 +453,7 @@ func (r *Restorer) flush() {
 	dirs := r.SyncDirs()
 	syncfs := r.opt.syncfs
 	if syncfs == nil {
-		syncfs = syncFS
+		syncfs = durable.Flush
 	}
 	r.flushes.Go(func() {
 		defer r.flushing.Store(false)
@@ -481,23 +474,6 @@ func (r *Restorer) flushError() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.flushErr
-}
-
-// syncFS is a syncfs(2) of dir's file system, for flush: its error is one
-// that writing data back met; nil where dir cannot be opened or syncfs
-// is refused (the final sync then finds its own way).
-func syncFS(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil
-	}
-	defer unix.Close(fd)
-	switch err := unix.Syncfs(fd); {
-	case err == nil, errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM):
-		return nil
-	default:
-		return fmt.Errorf("syncing the file system of %s to disk (syncfs): %w", dir, err)
-	}
 }
 
 func (r *Restorer) prepareTarget() error {
