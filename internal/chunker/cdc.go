@@ -44,7 +44,7 @@ func putWindow(b []byte) {
 type cdc struct {
 	rd            io.Reader
 	p             Params
-	gear          *[256]uint64
+	gear          gears
 	strict, loose uint64
 	readSize      int
 
@@ -83,7 +83,7 @@ func newCDC(rd io.Reader, p Params, seed [32]byte, readSize int) Splitter {
 	if err := p.check(); err != nil {
 		return failed{err}
 	}
-	c := &cdc{rd: rd, p: p, gear: gearTable(seed), readSize: readSize}
+	c := &cdc{rd: rd, p: p, gear: newGears(seed), readSize: readSize}
 	c.blocks, _ = rd.(BlockReader)
 	c.strict, c.loose = p.masks()
 	return c
@@ -230,7 +230,8 @@ func (c *cdc) scan(data []byte, have int, fpp *uint64) (int, bool) {
 // not depend on it (t1, t2, t3 below): the loop then carries one shift
 // and one add per four bytes, and the rest overlaps. Arithmetic is mod
 // 2^64 either way, so the hashes, and the cuts, are the same. On amd64,
-// roll is this loop in assembly (roll_amd64.s); elsewhere, this function.
+// roll is this loop in assembly (roll1), after 64 bytes at a time with
+// AVX-512 where the CPU has it (rollBlocks); elsewhere, this function.
 func rollGo(d []byte, fp uint64, gear *[256]uint64, mask uint64) (int, uint64, bool) {
 	i := 0
 	for ; i+4 <= len(d); i += 4 {

@@ -259,7 +259,8 @@ func TestMasks(t *testing.T) {
 // with the same hash, for every length (so every tail) and for masks that
 // cut often, rarely and never.
 func TestRollMatchesOneByteAtATime(t *testing.T) {
-	gear := gearTable(testSeed(4))
+	g := newGears(testSeed(4))
+	gear := g.table
 	data := randomData(4096, 9)
 	all := ^uint64(0)
 	for _, mask := range []uint64{all << 61, all << 56, all << 44, all} {
@@ -277,7 +278,12 @@ func TestRollMatchesOneByteAtATime(t *testing.T) {
 					}
 				}
 				wantFP := fp
-				for name, roll := range map[string]func([]byte, uint64, *[256]uint64, uint64) (int, uint64, bool){"roll": roll, "rollGo": rollGo} {
+				for name, roll := range map[string]func([]byte, uint64, *[256]uint64, uint64) (int, uint64, bool){
+					"roll": func(d []byte, fp uint64, _ *[256]uint64, mask uint64) (int, uint64, bool) {
+						return roll(d, fp, g, mask)
+					},
+					"rollGo": rollGo,
+				} {
 					gotN, gotFP, gotCut := roll(d, fp0, gear, mask)
 					if gotN != wantN || gotFP != wantFP || gotCut != wantCut {
 						t.Fatalf("mask %#x, %d bytes from %d: %s = (%d, %#x, %v), want (%d, %#x, %v)",
@@ -286,5 +292,45 @@ func TestRollMatchesOneByteAtATime(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestRollBlocks checks roll over inputs of many blocks of 64 bytes (the
+// AVX-512 loop where the CPU has it) against the gear hash rolled one
+// byte at a time: cuts at every offset within a block, in the first and
+// the last block, none at all, hashes carried in, and a mask that is not
+// high bits (which the blocks cannot take).
+func TestRollBlocks(t *testing.T) {
+	g := newGears(testSeed(5))
+	data := randomData(1<<16, 10)
+	all := ^uint64(0)
+	offsets := make(map[int]bool)
+	for _, mask := range []uint64{all << 60, all << 56, all << 52, all << 48, all, 0xff00ff0000000000} {
+		for trial := range 300 {
+			start := trial * 211 % 4096
+			n := trial * 977 % (len(data) - start)
+			d := data[start : start+n]
+			fp0 := uint64(trial) * 0x9e3779b97f4a7c15
+			wantN, wantCut := len(d), false
+			fp := fp0
+			for i, b := range d {
+				fp = fp<<1 + g.table[b]
+				if fp&mask == 0 {
+					wantN, wantCut = i+1, true
+					break
+				}
+			}
+			gotN, gotFP, gotCut := roll(d, fp0, g, mask)
+			if gotN != wantN || gotFP != fp || gotCut != wantCut {
+				t.Fatalf("mask %#x, %d bytes from %d: roll = (%d, %#x, %v), want (%d, %#x, %v)",
+					mask, n, start, gotN, gotFP, gotCut, wantN, fp, wantCut)
+			}
+			if wantCut {
+				offsets[(wantN-1)%64] = true
+			}
+		}
+	}
+	if len(offsets) < 48 {
+		t.Errorf("cuts fell on only %d of the 64 offsets in a block", len(offsets))
 	}
 }

@@ -24,3 +24,22 @@ func gearTable(seed [32]byte) *[256]uint64 {
 	}
 	return &t
 }
+
+// gears is the gear table in the two forms the hash loops read.
+type gears struct {
+	table *[256]uint64
+	// planes[p][b] is byte p (little-endian) of table[b]: the loop of 64
+	// bytes at a time looks the values up a byte at a time.
+	planes *[8][256]byte
+}
+
+func newGears(seed [32]byte) gears {
+	t := gearTable(seed)
+	var planes [8][256]byte
+	for b, v := range t {
+		for p := range planes {
+			planes[p][b] = byte(v >> (8 * p))
+		}
+	}
+	return gears{table: t, planes: &planes}
+}

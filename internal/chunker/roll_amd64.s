@@ -2,12 +2,12 @@
 
 #include "textflag.h"
 
-// func roll(d []byte, fp uint64, gear *[256]uint64, mask uint64) (int, uint64, bool)
+// func roll1(d []byte, fp uint64, gear *[256]uint64, mask uint64) (int, uint64, bool)
 //
 // rollGo (cdc.go) by hand, four bytes at a time, the same arithmetic: 22
 // instructions where the compiler's loop takes 27 (bounds checks, a nil
 // check, moves), 12% faster (BenchmarkCut).
-TEXT ·roll(SB), NOSPLIT, $0-65
+TEXT ·roll1(SB), NOSPLIT, $0-65
 	MOVQ d_base+0(FP), SI
 	MOVQ d_len+8(FP), CX
 	MOVQ fp+24(FP), DX

@@ -2,6 +2,6 @@
 
 package chunker
 
-func roll(d []byte, fp uint64, gear *[256]uint64, mask uint64) (int, uint64, bool) {
-	return rollGo(d, fp, gear, mask)
+func roll(d []byte, fp uint64, g gears, mask uint64) (int, uint64, bool) {
+	return rollGo(d, fp, g.table, mask)
 }
