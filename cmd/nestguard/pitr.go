@@ -130,19 +130,19 @@ func printPITRPreview(out io.Writer, p *pitrPreview, how string) {
 // repo that no kept base backup and no --keep-pitr window of keep needs.
 // WAL archived within grace stays. The plan it made is left in *plan for
 // the report.
-func (a *app) walExpiry(repo walexpiry.Lister, keep policy.Duration, grace time.Duration, plan **walexpiry.Plan) func(context.Context, []*snapshot.Snapshot) ([]string, error) {
-	return func(ctx context.Context, kept []*snapshot.Snapshot) ([]string, error) {
+func (a *app) walExpiry(repo walexpiry.Lister, keep policy.Duration, grace time.Duration, plan **walexpiry.Plan) func(context.Context, []*snapshot.Snapshot) ([]string, []walexpiry.Boundary, error) {
+	return func(ctx context.Context, kept []*snapshot.Snapshot) ([]string, []walexpiry.Boundary, error) {
 		wal, err := walexpiry.List(ctx, repo)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		now := a.clock()
 		p, err := walexpiry.Compute(kept, wal, walexpiry.Options{KeepPITR: keep, Now: now, ArchivedAfter: now.Add(-grace)})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		*plan = p
-		return walexpiry.Names(p.Remove), nil
+		return walexpiry.Names(p.Remove), p.Boundaries(), nil
 	}
 }
 

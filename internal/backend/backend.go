@@ -42,6 +42,10 @@ const (
 	// prunes from running at once (internal/prune, docs/format.md
 	// "Prune").
 	LockFile FileType = "locks"
+	// ExpiryFile holds WAL expiry records: per PostgreSQL database system,
+	// the WAL position before which prune removed WAL on purpose
+	// (internal/walexpiry, docs/format.md "WAL expiry records").
+	ExpiryFile FileType = "expiry"
 )
 
 // ObjectTypes returns every type but ConfigFile: the types of which a
@@ -49,7 +53,7 @@ const (
 // subdirectories, S3's key prefixes). It is the one list of them: what
 // lays out, lists or counts every type takes it from here.
 func ObjectTypes() []FileType {
-	return []FileType{KeyFile, PackFile, IndexFile, SnapshotFile, WALFile, HoldFile, CandidateFile, AuditFile, LockFile}
+	return []FileType{KeyFile, PackFile, IndexFile, SnapshotFile, WALFile, HoldFile, CandidateFile, AuditFile, LockFile, ExpiryFile}
 }
 
 // Handle names one object.

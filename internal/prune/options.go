@@ -13,6 +13,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/walexpiry"
 )
 
 // Options configure a prune. The zero value prunes with the defaults:
@@ -44,7 +45,11 @@ type Options struct {
 	// (Object Lock, legal holds: the others are reported in
 	// Report.Retained) and reports them in Report.WALRemoved. Nil removes
 	// no WAL. It is called in a dry run too, and nothing is removed then.
-	WAL func(ctx context.Context, kept []*snapshot.Snapshot) (remove []string, err error)
+	// bounds are where the expiry stops, per database system
+	// (walexpiry.Plan.Boundaries): before removing anything, prune records
+	// those that move a system's boundary on (walexpiry.Save), so that
+	// verify tells the WAL removed from WAL lost.
+	WAL func(ctx context.Context, kept []*snapshot.Snapshot) (remove []string, bounds []walexpiry.Boundary, err error)
 
 	// Host and User name who ran the prune in the candidate record it
 	// writes; empty: this host and user.

@@ -36,6 +36,7 @@ import (
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/walexpiry"
 )
 
 // ErrIncomplete says a prune finished but could not do everything it
@@ -732,14 +733,20 @@ func (s *sweeper) removeRecords(ctx context.Context, due []*candidates.Record) e
 }
 
 // expireWAL removes the WAL objects Options.WAL says no kept snapshot
-// needs.
+// needs, once the boundaries of the expiry are recorded: a removal no
+// record accounts for would be reported as WAL lost by verify.
 func (p *pruner) expireWAL(ctx context.Context) error {
 	if p.o.WAL == nil {
 		return nil
 	}
-	names, err := p.o.WAL(ctx, p.snaps)
+	names, bounds, err := p.o.WAL(ctx, p.snaps)
 	if err != nil {
 		return fmt.Errorf("computing the WAL to expire: %w", err)
+	}
+	if !p.o.DryRun && len(bounds) > 0 {
+		if _, err := walexpiry.Save(ctx, p.repo, time.Now(), bounds); err != nil {
+			return fmt.Errorf("recording the WAL expiry (no WAL removed): %w", err)
+		}
 	}
 	hs := make([]backend.Handle, len(names))
 	for i, n := range names {

@@ -27,6 +27,7 @@ import (
 	"github.com/nestguard/nestguard/internal/retention/locktest"
 	"github.com/nestguard/nestguard/internal/snapshot"
 	"github.com/nestguard/nestguard/internal/tree"
+	"github.com/nestguard/nestguard/internal/walexpiry"
 )
 
 // writeFile writes size random bytes (seeded) to path.
@@ -715,17 +716,29 @@ func TestPruneWAL(t *testing.T) {
 		t.Fatal(err)
 	}
 	var kept int
-	expire := func(_ context.Context, snaps []*snapshot.Snapshot) ([]string, error) {
+	expire := func(_ context.Context, snaps []*snapshot.Snapshot) ([]string, []walexpiry.Boundary, error) {
 		kept = len(snaps)
-		return names[:2], nil
+		return names[:2], []walexpiry.Boundary{{SystemID: 7, From: names[2]}}, nil
 	}
 	rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), DryRun: true, WAL: expire})
 	if err != nil || !slices.Equal(rep.WALRemoved, names[:1]) || countObjects(t, be, backend.WALFile) != 3 {
 		t.Fatalf("dry run: %v %+v", err, rep)
 	}
+	if n := countObjects(t, be, backend.ExpiryFile); n != 0 {
+		t.Fatalf("dry run wrote %d WAL expiry records", n)
+	}
 	rep, err = prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), WAL: expire})
 	if err != nil || !slices.Equal(rep.WALRemoved, names[:1]) || kept != 0 {
 		t.Fatalf("prune: %v %+v", err, rep)
+	}
+	// The boundary is recorded, once: a second prune with the same one
+	// writes no other record.
+	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), WAL: expire}); err != nil {
+		t.Fatal(err)
+	}
+	recs, floors, damaged, err := walexpiry.Records(ctx, repotest.Open(t, be))
+	if err != nil || len(recs) != 1 || len(damaged) != 0 || floors[7] != names[2] {
+		t.Errorf("WAL expiry records after two prunes: %v, %+v, floors %v, damaged %v", err, recs, floors, damaged)
 	}
 	if len(rep.Retained) != 1 || rep.Retained[0].Object != held.String() || !rep.Retained[0].Held || rep.Retained[0].Why != "wal" {
 		t.Errorf("retained %+v", rep.Retained)

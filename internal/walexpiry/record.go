@@ -1,0 +1,185 @@
+package walexpiry
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/id"
+	"github.com/nestguard/nestguard/internal/pgmeta"
+	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/snapshot"
+)
+
+// A WAL expiry record says which WAL a prune removed on purpose: per
+// database system, the segment (the start segment of its PITR window's
+// anchor, System.Anchor) from which on it kept every WAL object. WAL
+// before it may be gone by design: nothing records what an older,
+// forgotten base backup spanned. Verify reads the records to tell WAL
+// expired on purpose from WAL lost: a segment missing from the WAL a
+// kept base backup at or after the boundary recovers through is damage.
+//
+// Records are write-once sealed objects in backend.ExpiryFile, like
+// candidate and hold records; a prune writes one before it removes any
+// WAL, and only when it moves a system's boundary on. The highest
+// boundary of each system, over all records, holds. A prune that dies
+// after its record and before its deletions leaves WAL that the record
+// says may be gone: nothing is reported missing that is there.
+
+// Record is one WAL expiry record.
+type Record struct {
+	ID id.ID `json:"-"`
+	// Time is the writing prune's clock.
+	Time time.Time `json:"time"`
+	// Systems are the boundaries the record sets, by system identifier.
+	Systems []Boundary `json:"systems"`
+}
+
+// Boundary is where WAL expiry of one database system stops.
+type Boundary struct {
+	SystemID uint64 `json:"system_identifier,string"`
+	// From is a WAL segment name: WAL before its position (whatever the
+	// timeline) may have been removed on purpose; from it on none was.
+	From string `json:"from"`
+}
+
+func (r *Record) check() error {
+	if r.Time.IsZero() {
+		return errors.New("WAL expiry record: no time")
+	}
+	if len(r.Systems) == 0 {
+		return errors.New("WAL expiry record: no system")
+	}
+	for _, b := range r.Systems {
+		if !pgmeta.IsSegment(b.From) {
+			return fmt.Errorf("WAL expiry record: system %d: %q is not a WAL segment name", b.SystemID, b.From)
+		}
+	}
+	return nil
+}
+
+// Boundaries are where the plan's expiry stops, per system: the start
+// segment of each system's anchor. Nothing at or after it is removed
+// (System.decide).
+func (p *Plan) Boundaries() []Boundary {
+	var out []Boundary
+	for _, s := range p.Systems {
+		out = append(out, Boundary{SystemID: s.ID, From: s.Anchor.StartWAL})
+	}
+	return out
+}
+
+// Floors are the boundaries of a repository's expiry records: per
+// system, the highest From (by position) of any record.
+type Floors map[uint64]string
+
+// Raise adds b to f: the higher boundary of a system wins. It reports
+// whether f changed.
+func (f Floors) Raise(b Boundary) bool {
+	cur, ok := f[b.SystemID]
+	if ok {
+		p, _ := position(cur)
+		q, _ := position(b.From)
+		if q <= p {
+			return false
+		}
+	}
+	f[b.SystemID] = b.From
+	return true
+}
+
+// Boundaries lists f by system identifier.
+func (f Floors) Boundaries() []Boundary {
+	var out []Boundary
+	for _, sys := range slices.Sorted(maps.Keys(f)) {
+		out = append(out, Boundary{SystemID: sys, From: f[sys]})
+	}
+	return out
+}
+
+// DamagedRecord is an expiry record that cannot be used: its bytes do
+// not authenticate, do not decode, or do not check. It wraps
+// repository.ErrObjectCorrupted.
+type DamagedRecord struct {
+	ID  id.ID
+	Err error
+}
+
+func (d *DamagedRecord) Error() string {
+	return fmt.Sprintf("WAL expiry record %s: %v", d.ID.Short(), d.Err)
+}
+
+func (d *DamagedRecord) Unwrap() error { return d.Err }
+
+// Records loads every expiry record, oldest first, and the floors they
+// set. A damaged record is returned in damaged (each a *DamagedRecord);
+// any other failure is err.
+func Records(ctx context.Context, s snapshot.Store) (recs []*Record, f Floors, damaged []error, err error) {
+	ids, err := s.ListObjects(ctx, backend.ExpiryFile)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("listing WAL expiry records: %w", err)
+	}
+	f = Floors{}
+	for _, oid := range ids {
+		var r Record
+		if err := s.LoadObject(ctx, backend.ExpiryFile, oid, &r); err != nil {
+			if errors.Is(err, repository.ErrObjectCorrupted) {
+				damaged = append(damaged, &DamagedRecord{ID: oid, Err: err})
+				continue
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed meanwhile (only by hand: nestguard never removes one)
+			}
+			return nil, nil, nil, fmt.Errorf("WAL expiry record %s: %w", oid.Short(), err)
+		}
+		if err := r.check(); err != nil {
+			damaged = append(damaged, &DamagedRecord{ID: oid, Err: fmt.Errorf("%w: %v", repository.ErrObjectCorrupted, err)})
+			continue
+		}
+		r.ID = oid
+		recs = append(recs, &r)
+		for _, b := range r.Systems {
+			f.Raise(b)
+		}
+	}
+	slices.SortFunc(recs, func(a, b *Record) int {
+		return cmp.Or(a.Time.Compare(b.Time), slices.Compare(a.ID[:], b.ID[:]))
+	})
+	return recs, f, damaged, nil
+}
+
+// Save writes, before a prune removes any WAL, a record of the
+// boundaries bs that are above the floors s's records set already, and
+// returns it; nil when every boundary is recorded already (nothing is
+// written). The record must be durable before the first deletion: a
+// segment removed with no record saying so would be reported lost.
+func Save(ctx context.Context, s snapshot.Store, now time.Time, bs []Boundary) (*Record, error) {
+	_, f, _, err := Records(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	rec := &Record{Time: now.UTC()}
+	for _, b := range bs {
+		if f.Raise(b) {
+			rec.Systems = append(rec.Systems, b)
+		}
+	}
+	if len(rec.Systems) == 0 {
+		return nil, nil
+	}
+	if err := rec.check(); err != nil {
+		return nil, err
+	}
+	oid, err := s.SaveObject(ctx, backend.ExpiryFile, rec)
+	if err != nil {
+		return nil, fmt.Errorf("saving WAL expiry record: %w", err)
+	}
+	rec.ID = oid
+	return rec, nil
+}
