@@ -172,7 +172,12 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 	}
 	if all || slices.ContainsFunc(selected, func(sn *snapshot.Snapshot) bool { return sn.Kind == snapshot.KindPostgres }) {
 		// Before any PostgreSQL snapshot: a base backup exists in a
-		// repository only once its WAL does.
+		// repository only once its WAL does; and the WAL's gaps left
+		// by the source's prunes only once the boundaries that account
+		// for them are recorded.
+		if err := c.copyExpiry(ctx); err != nil {
+			return nil, err
+		}
 		if err := c.copyWAL(ctx); err != nil {
 			return nil, err
 		}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/repository"
+	"github.com/nestguard/nestguard/internal/walexpiry"
 )
 
 // copyWAL copies every WAL object of the source the destination lacks,
@@ -58,4 +60,22 @@ func (c *Copier) copyWAL(ctx context.Context) error {
 		})
 	}
 	return g.Wait()
+}
+
+// copyExpiry records in the destination the WAL expiry boundaries of the
+// source it lacks (walexpiry.Save): the WAL copied has the gaps the
+// source's prunes left on purpose, which the destination's verify must
+// not report as lost. It runs before the WAL is copied.
+func (c *Copier) copyExpiry(ctx context.Context) error {
+	_, floors, _, err := walexpiry.Records(ctx, c.src)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	if len(floors) == 0 {
+		return nil
+	}
+	if _, err := walexpiry.Save(ctx, c.dst, time.Now(), floors.Boundaries()); err != nil {
+		return fmt.Errorf("destination: %w", err)
+	}
+	return nil
 }
