@@ -231,6 +231,19 @@ func TestPGExpiry(t *testing.T) {
 		}
 	}
 	t.Logf("prune removed %d of %d WAL segments", len(removed), len(before))
+	// verify reports none of the WAL prune removed on purpose, archived
+	// over a minute ago or not: b1 is archive-only, and the gap between
+	// its stop and b3's start is what the prune's expiry record accounts
+	// for.
+	old := time.Now().Add(-2 * time.Minute)
+	for _, s := range after {
+		if err := os.Chtimes(filepath.Join(p.repo, "wal", s), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := p.mustAt(t, now, "verify"); !strings.Contains(out, "no errors found") {
+		t.Errorf("verify after forget and prune --keep-pitr:\n%s", out)
+	}
 	for _, seg := range removed {
 		if !strings.Contains(dryPrune, "would remove wal/"+seg) {
 			t.Errorf("forget --dry-run --prune does not say it would remove wal/%s:\n%s", seg, dryPrune)

@@ -237,3 +237,81 @@ func TestVerifyReadDataEveryWAL(t *testing.T) {
 	}
 	p.must("verify")
 }
+
+// TestVerifyPGGapInOlderWindow: verify checked the archived WAL as a
+// whole only from the newest base backup on. A segment deleted by hand
+// between two base backups (inside the older one's recoverable window:
+// a restore to a time there needs it) left verify silent and exit 0.
+// It must name the segment and exit 1; and once the older base backup is
+// forgotten and prune expired the WAL before the newer one's start (on
+// purpose, recorded), verify is clean again, while a segment missing
+// after that boundary is still damage.
+func TestVerifyPGGapInOlderWindow(t *testing.T) {
+	t.Parallel()
+	p := newPITREnv(t, pgtest.Options{})
+	c := p.c
+	walObj := func(name string) string { return filepath.Join(p.repo, "wal", name) }
+	c.Exec(t, "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g")
+	b1 := p.backup(t, c)
+	gone1 := switchAndWait(t, c)
+	switchAndWait(t, c)
+	b2 := p.backup(t, c)
+	gone2 := switchAndWait(t, c)
+	switchAndWait(t, c)
+	b3 := p.backup(t, c)
+	if gone1 <= b1.Backup.StopWAL || gone1 >= b2.Backup.StartWAL || gone2 <= b2.Backup.StopWAL || gone2 >= b3.Backup.StartWAL {
+		t.Fatalf("segments %s and %s are not between base backups %s-%s, %s-%s, %s", gone1, gone2,
+			b1.Backup.StartWAL, b1.Backup.StopWAL, b2.Backup.StartWAL, b2.Backup.StopWAL, b3.Backup.StartWAL)
+	}
+	// Every segment archived over a minute ago: no gap waits to settle.
+	old := time.Now().Add(-2 * time.Minute)
+	settle := func() {
+		for _, s := range walSegments(t, p.repo) {
+			if err := os.Chtimes(walObj(s), old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	settle()
+	p.must("verify")
+	remove := func(seg string) (put func()) {
+		aside := filepath.Join(t.TempDir(), seg)
+		if err := os.Rename(walObj(seg), aside); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			if err := os.Rename(aside, walObj(seg)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	missing := func(what, seg string) {
+		t.Helper()
+		r := p.run("verify")
+		if r.code != 1 || !strings.Contains(r.stderr, "error: wal/"+seg+": WAL segment "+seg+" is missing") {
+			t.Errorf("verify, %s: exit %d, want 1 naming wal/%s\n%s%s", what, r.code, seg, r.stdout, r.stderr)
+		}
+	}
+
+	// Inside b1's window, before b2: damage.
+	put := remove(gone1)
+	missing("segment between the first two base backups deleted", gone1)
+	put()
+	p.must("verify")
+
+	// b1 forgotten, prune expires the WAL before b2's start: verify
+	// reports nothing of the WAL prune removed on purpose.
+	p.must("forget", b1.Snapshot)
+	out := p.must("prune", "--grace", "0")
+	if _, err := os.Stat(walObj(gone1)); err == nil {
+		t.Fatalf("prune kept wal/%s, before the oldest kept base backup:\n%s", gone1, out)
+	}
+	if out := p.must("verify"); !strings.Contains(out, "no errors found") {
+		t.Errorf("verify after forget and prune:\n%s", out)
+	}
+	// A segment after the boundary, inside b2's window: damage.
+	put = remove(gone2)
+	missing("segment between the last two base backups deleted after a prune", gone2)
+	put()
+	p.must("verify")
+}

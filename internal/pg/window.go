@@ -14,6 +14,7 @@ import (
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/walexpiry"
 )
 
 // Target is a point-in-time recovery target: exactly one of Time, LSN,
@@ -74,6 +75,9 @@ type StatusReport struct {
 	segs map[uint32]map[uint64]time.Time // timeline -> segment number -> archive time
 	hist map[uint32]*History
 	repo StatusRepo // to read WAL records
+	// expiryRecorded are the systems a WAL expiry record names (set by
+	// ArchiveDamage).
+	expiryRecorded map[uint64]bool
 }
 
 // TimelineStatus is the archived WAL of one timeline.
@@ -1262,36 +1266,104 @@ type ArchiveProblem struct {
 const gapSettle = time.Minute
 
 // ArchiveDamage names what is missing from the archive as a whole:
-//   - a segment missing on the path recovery to the latest takes from the
-//     newest base backup of each database system (across the failovers
-//     since), after that base backup's stop, with a later segment of the
-//     path of the same system (by its header) stored over a minute ago:
-//     recovery stops at the gap though WAL after it is archived. No prune
-//     makes such a gap: WAL expiry removes only WAL before its anchor,
-//     never after the newest base backup.
+//   - a segment missing from the WAL a kept base backup recovers through
+//     to the latest (across the failovers since), after that base
+//     backup's stop, with a later segment of the path of the same system
+//     (by its header) stored over a minute ago: recovery from it stops at
+//     the gap though WAL after it is archived. The base backups walked,
+//     per database system, are the newest and the oldest one that starts
+//     at or after the system's WAL expiry boundary (the WAL expiry
+//     records, walexpiry.Records): prune removes WAL only before that
+//     boundary, so a segment missing after it (and after the backup's
+//     stop) was lost, not expired. WAL before the boundary is not
+//     promised: it may be expired on purpose, with the base backups that
+//     spanned it forgotten.
 //   - WAL of a timeline whose history file is missing, after WAL of the
 //     timeline before it (see checkHistoryChain).
+//   - an expiry record that cannot be read: the boundary it set is
+//     unknown, and WAL it accounts for may be reported missing.
 //
 // A segment after a gap that cannot be read does not count here (verify
 // --read-data reports it as an object).
 func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, error) {
-	var out []ArchiveProblem
 	if s.SegmentSize <= 0 {
 		return nil, nil
 	}
-	for _, b := range s.newestPerSystem() {
-		// The path recovery to the latest from b takes, across the
-		// failovers since; b's own timeline if latest does not follow it.
-		h := s.history(s.latestFrom(b.TLI))
-		if !follows(b, h) {
-			h = s.history(b.TLI)
+	_, floors, damaged, err := walexpiry.Records(ctx, s.repo)
+	if err != nil {
+		return nil, err
+	}
+	var out []ArchiveProblem
+	for _, d := range damaged {
+		obj := "expiry"
+		if dr, ok := errors.AsType[*walexpiry.DamagedRecord](d); ok {
+			obj += "/" + dr.ID.String()
 		}
-		r := s.walk(b.StartLSN, h, nil)
-		if !r.gap || r.missing.No <= s.stopSegment(b) {
-			continue // no gap, or one in b's own span (its MissingWAL)
+		out = append(out, ArchiveProblem{Object: obj, Error: d.Error() + ": which WAL prune removed on purpose is unknown, so WAL it removed may be reported missing"})
+	}
+	seen := map[string]bool{}
+	s.expiryRecorded = map[uint64]bool{}
+	for _, newest := range s.newestPerSystem() {
+		floor := uint64(0)
+		if name, ok := floors[newest.SystemID]; ok {
+			s.expiryRecorded[newest.SystemID] = true
+			if seg, err := pgmeta.ParseSegment(name, s.SegmentSize); err == nil {
+				floor = seg.No
+			}
+		}
+		var oldest *BaseBackup // the oldest base backup the WAL after is kept for
+		for _, b := range s.BaseBackups {
+			if b.SystemID == newest.SystemID && uint64(b.StartLSN)/uint64(s.SegmentSize) >= floor && (oldest == nil || b.StartLSN < oldest.StartLSN) {
+				oldest = b
+			}
+		}
+		for _, b := range []*BaseBackup{oldest, newest} {
+			if b == nil {
+				continue
+			}
+			ps, err := s.windowGaps(ctx, b, floor)
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range ps {
+				if !seen[p.Object] {
+					seen[p.Object] = true
+					out = append(out, p)
+				}
+			}
+		}
+	}
+	for _, tli := range s.historiesMissing() {
+		out = append(out, ArchiveProblem{Object: "wal/" + pgmeta.HistoryFileName(tli), Error: historyMissing(tli)})
+	}
+	return out, nil
+}
+
+// windowGaps names the gaps in the WAL recovery to the latest from b
+// reads, after b's stop segment and at or after segment floor (see
+// ArchiveDamage).
+func (s *StatusReport) windowGaps(ctx context.Context, b *BaseBackup, floor uint64) ([]ArchiveProblem, error) {
+	// The path recovery to the latest from b takes, across the failovers
+	// since; b's own timeline if latest does not follow it.
+	h := s.history(s.latestFrom(b.TLI))
+	if !follows(b, h) {
+		h = s.history(b.TLI)
+	}
+	stop := s.stopSegment(b)
+	var out []ArchiveProblem
+	for from := b.StartLSN; ; {
+		r := s.walk(from, h, nil)
+		if !r.gap {
+			return out, nil
 		}
 		next, mod, ok := s.nextOnPath(h, r.missing.No)
-		if !ok || s.Now.Sub(mod) < gapSettle {
+		if !ok {
+			return out, nil
+		}
+		from = next.StartLSN(s.SegmentSize)
+		first := r.missing
+		first.No = max(first.No, floor, stop+1) // in b's own span: its MissingWAL
+		if first.No >= next.No || s.Now.Sub(mod) < gapSettle {
 			continue
 		}
 		name := next.Name(s.SegmentSize)
@@ -1302,18 +1374,40 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 			}
 			continue
 		}
-		if h, err := parseSegmentHeader(data); err != nil || h.SystemID != b.SystemID {
+		if hd, err := parseSegmentHeader(data); err != nil || hd.SystemID != b.SystemID {
 			continue
 		}
-		first := r.missing.Name(s.SegmentSize)
-		out = append(out, ArchiveProblem{Object: "wal/" + first, Error: fmt.Sprintf(
-			"WAL segment %s is missing (%d in all before %s, which is archived), after base backup %s, the newest of its database system: recovery from it stops there, and every later point in time is lost",
-			first, next.No-r.missing.No, name, b.ShortID)})
+		missing := first.Name(s.SegmentSize)
+		out = append(out, ArchiveProblem{Object: "wal/" + missing, Error: fmt.Sprintf("WAL segment %s is missing (%d in all before %s, which is archived), %s",
+			missing, next.No-first.No, name, s.gapLoss(b.SystemID, first.No, next.No))})
 	}
-	for _, tli := range s.historiesMissing() {
-		out = append(out, ArchiveProblem{Object: "wal/" + pgmeta.HistoryFileName(tli), Error: historyMissing(tli)})
+}
+
+// gapLoss says what the segments from first to before next, missing,
+// cost the base backups of system sys, and what to do.
+func (s *StatusReport) gapLoss(sys uint64, first, next uint64) string {
+	var before, after *BaseBackup // the last that ends before the gap, the first that starts after it
+	for _, b := range s.BaseBackups {
+		if b.SystemID != sys {
+			continue
+		}
+		if s.stopSegment(b) < first && (before == nil || b.StopLSN > before.StopLSN) {
+			before = b
+		}
+		if uint64(b.StartLSN)/uint64(s.SegmentSize) >= next && (after == nil || b.StartLSN < after.StartLSN) {
+			after = b
+		}
 	}
-	return out, nil
+	legacy := ""
+	if !s.expiryRecorded[sys] {
+		legacy = "; if a prune of a nestguard version before WAL expiry records removed it (with --keep-pitr: WAL between base backups kept archive-only), run that prune again: it records where its expiry stops"
+	}
+	if after == nil {
+		return fmt.Sprintf("after base backup %s, the newest of its database system: recovery from it stops there, and every later point in time is lost",
+			before.ShortID)
+	}
+	return fmt.Sprintf("inside the recoverable window of base backup %s, before base backup %s, and no prune removed it (WAL expiry records mark no boundary after it): a restore from %s or an older base backup to a point after the gap fails, so the points in time from the gap to the end of %s (%s) are lost. Archive the segment again if a copy exists (the server's pg_wal, another repository: 'nestguard pg archive-wal'); if none does, forgetting the base backups before the gap and pruning moves the window's start past it%s",
+		before.ShortID, after.ShortID, before.ShortID, after.ShortID, fmtStatusTime(after.StopTime), legacy)
 }
 
 // historyMissing says that timeline tli has WAL but no history file.

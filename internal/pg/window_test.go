@@ -17,6 +17,7 @@ import (
 	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
+	"github.com/nestguard/nestguard/internal/walexpiry"
 )
 
 // timedBackend reports the archive times a test chooses.
@@ -718,5 +719,74 @@ func TestArchiveDamage(t *testing.T) {
 	ds, err := w.status().ArchiveDamage(w.ctx)
 	if err != nil || len(ds) != 1 || ds[0].Object != "wal/00000002.history" {
 		t.Fatalf("ArchiveDamage without 00000002.history: %v %v", ds, err)
+	}
+}
+
+// TestArchiveDamageExpiry: a segment missing between two base backups,
+// inside the older one's recoverable window, is damage (it passed verify:
+// only the WAL after the newest base backup was checked); WAL before the
+// boundary a prune recorded (walexpiry) is not, whether removed or still
+// there (a prune killed after its record, before its deletions), and a
+// segment missing after the boundary is. b1 starts in segment 3, b2 in 8,
+// b3 in 14; the WAL runs to segment 20.
+func TestArchiveDamageExpiry(t *testing.T) {
+	const floor = "000000010000000000000008" // b2's start
+	for _, c := range []struct {
+		name    string
+		segs    [][2]uint64 // runs of timeline 1's segments
+		b1      bool        // b1 kept
+		floor   string      // the boundary recorded, if any
+		damaged bool        // an expiry record that cannot be read
+		want    []string    // objects
+		says    string
+	}{
+		{"a gap between b1 and b2", [][2]uint64{{1, 4}, {7, 20}}, true, "", false,
+			[]string{"wal/000000010000000000000005"}, "(2 in all before 000000010000000000000007, which is archived), inside the recoverable window of base backup "},
+		{"a gap between b2 and b3", [][2]uint64{{1, 10}, {12, 20}}, true, "", false, []string{"wal/00000001000000000000000B"}, ""},
+		{"two gaps", [][2]uint64{{1, 4}, {6, 10}, {12, 20}}, true, "", false,
+			[]string{"wal/000000010000000000000005", "wal/00000001000000000000000B"}, ""},
+		{"b1 forgotten, WAL before b2 expired", [][2]uint64{{8, 20}}, false, floor, false, nil, ""},
+		{"b1 archive-only, WAL around it expired", [][2]uint64{{3, 3}, {8, 20}}, true, floor, false, nil, ""},
+		{"b1 archive-only, expired by a prune that recorded nothing", [][2]uint64{{3, 3}, {8, 20}}, true, "", false,
+			[]string{"wal/000000010000000000000004"}, "run that prune again"},
+		{"killed between the record and the deletions", [][2]uint64{{1, 20}}, true, floor, false, nil, ""},
+		{"a gap after the boundary", [][2]uint64{{3, 3}, {8, 10}, {12, 20}}, true, floor, false, []string{"wal/00000001000000000000000B"}, ""},
+		{"a gap across the boundary", [][2]uint64{{3, 3}, {10, 20}}, true, floor, false, []string{"wal/000000010000000000000009"}, ""},
+		{"a gap after the newest", [][2]uint64{{8, 15}, {17, 20}}, false, floor, false,
+			[]string{"wal/000000010000000000000010"}, ", the newest of its database system"},
+		{"an expiry record damaged", [][2]uint64{{8, 20}}, false, "", true, []string{"expiry/"}, "which WAL prune removed on purpose is unknown"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWALWorld(t)
+			for _, r := range c.segs {
+				w.segments(1, r[0], r[1], 0)
+			}
+			if c.b1 {
+				w.backup(1, seg(3)+0x28, seg(3)+0x1000, 3.5)
+			}
+			w.backup(1, seg(8)+0x28, seg(8)+0x1000, 8.5)
+			w.backup(1, seg(14)+0x28, seg(14)+0x1000, 14.5)
+			if c.floor != "" {
+				if _, err := walexpiry.Save(w.ctx, w.repo, w.at(30), []walexpiry.Boundary{{SystemID: 7, From: c.floor}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if c.damaged {
+				if err := w.repo.Backend().Save(w.ctx, backend.Handle{Type: backend.ExpiryFile, Name: strings.Repeat("ab", 32)}, strings.NewReader("not sealed"), 10); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ds, err := w.status().ArchiveDamage(w.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, d := range ds {
+				got = append(got, strings.TrimSuffix(d.Object, strings.Repeat("ab", 32)))
+			}
+			if !slices.Equal(got, c.want) || c.says != "" && !strings.Contains(ds[0].Error, c.says) {
+				t.Fatalf("ArchiveDamage: %v, want %v saying %q", ds, c.want, c.says)
+			}
+		})
 	}
 }
