@@ -39,6 +39,8 @@ func roleFor(action string, t backend.FileType) string {
 			return role(RoleHoldOfficer)
 		case backend.CandidateFile, backend.LockFile:
 			return role(RoleOperator)
+		case backend.ExpiryFile:
+			return role(RoleOperator) + " (or " + role(RoleWriter) + ", as copy's destination)"
 		case backend.AuditFile:
 			return role(RoleReader) + " (and so every role: every command appends to the audit log)"
 		}
