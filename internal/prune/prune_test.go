@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/archiver"
 	"github.com/nestguard/nestguard/internal/backend"
+	"github.com/nestguard/nestguard/internal/backend/mem"
 	"github.com/nestguard/nestguard/internal/candidates"
 	"github.com/nestguard/nestguard/internal/checker"
 	"github.com/nestguard/nestguard/internal/commit"
@@ -748,6 +750,56 @@ func TestPruneWAL(t *testing.T) {
 		if gone := err != nil; gone != (i == 0) {
 			t.Errorf("wal/%s: %v", n, err)
 		}
+	}
+}
+
+// expiryFaults fails the saving of WAL expiry records, as a storage that
+// refuses them (a role without the permission, a store gone away) does.
+type expiryFaults struct{ backend.Backend }
+
+var errExpiryFault = errors.New("permission denied: S3 refused s3:PutObject on expiry/")
+
+func (b *expiryFaults) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	if h.Type == backend.ExpiryFile {
+		return errExpiryFault
+	}
+	return b.Backend.Save(ctx, h, rd, size)
+}
+
+// TestPruneWALExpiryRecordFails: when the WAL expiry record cannot be
+// written, prune removes no WAL (a segment removed with no record saying
+// so would be reported lost by verify) and fails, naming the record and
+// the cause.
+func TestPruneWALExpiryRecordFails(t *testing.T) {
+	ctx := context.Background()
+	be := &expiryFaults{Backend: mem.New()}
+	r := repotest.New(t, repotest.Backend(be))
+	names := []string{"000000010000000000000001", "000000010000000000000002", "000000010000000000000003"}
+	for _, n := range names {
+		if err := r.SaveNamed(ctx, backend.WALFile, n, []byte("segment "+n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expire := func(context.Context, []*snapshot.Snapshot) ([]string, []walexpiry.Boundary, error) {
+		return names[:2], []walexpiry.Boundary{{SystemID: 7, From: names[2]}}, nil
+	}
+	rep, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), WAL: expire})
+	if err == nil || !errors.Is(err, errExpiryFault) || !strings.Contains(err.Error(), "recording the WAL expiry (no WAL removed)") {
+		t.Fatalf("prune with the expiry record refused: %v", err)
+	}
+	if rep == nil || len(rep.WALRemoved) != 0 {
+		t.Errorf("prune with the expiry record refused reports WAL removed: %+v", rep)
+	}
+	if n := countObjects(t, be, backend.WALFile); n != len(names) {
+		t.Errorf("prune with the expiry record refused left %d of %d WAL objects", n, len(names))
+	}
+	if n := countObjects(t, be, backend.ExpiryFile); n != 0 {
+		t.Errorf("%d WAL expiry records", n)
+	}
+	// A dry run writes no record, so it is not stopped by the refusal.
+	rep, err = prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), DryRun: true, WAL: expire})
+	if err != nil || len(rep.WALRemoved) != 2 {
+		t.Errorf("dry run with the expiry record refused: %v %+v", err, rep)
 	}
 }
 
