@@ -211,4 +211,27 @@ func TestS3Roles(t *testing.T) {
 		t.Errorf("hold release as hold officer left the legal hold of %s", pack.key)
 	}
 	reader.must("verify")
+
+	// WAL expiry records: prune (the operator) writes them before it
+	// removes WAL, copy's destination (the backup writer) the source's;
+	// the reader may not, and nobody may remove one. (The repository has
+	// no WAL, so the probes, not records, are not read by verify.)
+	for _, c := range []struct {
+		role string
+		may  bool
+	}{{"prune/retention operator", true}, {"backup writer", true}, {"restore/verify reader", false}, {"hold officer", false}} {
+		cl := srv.RoleClient(t, policies[c.role])
+		key := "repo/expiry/probe-" + strings.ReplaceAll(strings.ReplaceAll(c.role, "/", "-"), " ", "-")
+		put, err := cl.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("roles"), Key: &key, Body: bytes.NewReader([]byte("x")),
+			ChecksumAlgorithm: types.ChecksumAlgorithmCrc32})
+		if (err == nil) != c.may {
+			t.Errorf("the %s putting %s: %v", c.role, key, err)
+		}
+		if err != nil {
+			continue
+		}
+		if _, err := cl.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("roles"), Key: &key, VersionId: put.VersionId}); err == nil || s3Code(err) != "AccessDenied" {
+			t.Errorf("the %s removing %s: %v, want AccessDenied", c.role, key, err)
+		}
+	}
 }
