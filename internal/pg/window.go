@@ -75,9 +75,9 @@ type StatusReport struct {
 	segs map[uint32]map[uint64]time.Time // timeline -> segment number -> archive time
 	hist map[uint32]*History
 	repo StatusRepo // to read WAL records
-	// expiryRecorded are the systems a WAL expiry record names (set by
-	// ArchiveDamage).
-	expiryRecorded map[uint64]bool
+	// expiryFloor is, per system a WAL expiry record names, the segment
+	// number of its boundary (set by ArchiveDamage).
+	expiryFloor map[uint64]uint64
 }
 
 // TimelineStatus is the archived WAL of one timeline.
@@ -1302,14 +1302,14 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 		out = append(out, ArchiveProblem{Object: obj, Error: d.Error() + ": which WAL prune removed on purpose is unknown, so WAL it removed may be reported missing"})
 	}
 	seen := map[string]bool{}
-	s.expiryRecorded = map[uint64]bool{}
+	s.expiryFloor = map[uint64]uint64{}
 	for _, newest := range s.newestPerSystem() {
 		floor := uint64(0)
 		if name, ok := floors[newest.SystemID]; ok {
-			s.expiryRecorded[newest.SystemID] = true
 			if seg, err := pgmeta.ParseSegment(name, s.SegmentSize); err == nil {
 				floor = seg.No
 			}
+			s.expiryFloor[newest.SystemID] = floor
 		}
 		var oldest *BaseBackup // the oldest base backup the WAL after is kept for
 		for _, b := range s.BaseBackups {
@@ -1321,7 +1321,7 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 			if b == nil {
 				continue
 			}
-			ps, err := s.windowGaps(ctx, b, floor)
+			ps, err := s.windowGaps(ctx, b)
 			if err != nil {
 				return nil, err
 			}
@@ -1340,9 +1340,13 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 }
 
 // windowGaps names the gaps in the WAL recovery to the latest from b
-// reads, after b's stop segment and at or after segment floor (see
-// ArchiveDamage).
-func (s *StatusReport) windowGaps(ctx context.Context, b *BaseBackup, floor uint64) ([]ArchiveProblem, error) {
+// reads, after b's stop segment (see ArchiveDamage). The expiry boundary
+// does not bound them: the oldest base backup walked starts at or after
+// it, and prune never removes WAL after the newest one's start, whatever
+// a record says (one beyond it, forged or left by a base backup forgotten
+// since, must not hide that recovery from every kept base backup stops
+// at the gap).
+func (s *StatusReport) windowGaps(ctx context.Context, b *BaseBackup) ([]ArchiveProblem, error) {
 	// The path recovery to the latest from b takes, across the failovers
 	// since; b's own timeline if latest does not follow it.
 	h := s.history(s.latestFrom(b.TLI))
@@ -1362,7 +1366,7 @@ func (s *StatusReport) windowGaps(ctx context.Context, b *BaseBackup, floor uint
 		}
 		from = next.StartLSN(s.SegmentSize)
 		first := r.missing
-		first.No = max(first.No, floor, stop+1) // in b's own span: its MissingWAL
+		first.No = max(first.No, stop+1) // in b's own span: its MissingWAL
 		if first.No >= next.No || s.Now.Sub(mod) < gapSettle {
 			continue
 		}
@@ -1398,16 +1402,26 @@ func (s *StatusReport) gapLoss(sys uint64, first, next uint64) string {
 			after = b
 		}
 	}
-	legacy := ""
-	if !s.expiryRecorded[sys] {
-		legacy = "; if a prune of a nestguard version before WAL expiry records removed it (with --keep-pitr: WAL between base backups kept archive-only), run that prune again: it records where its expiry stops"
-	}
+	floor, recorded := s.expiryFloor[sys]
 	if after == nil {
-		return fmt.Sprintf("after base backup %s, the newest of its database system: recovery from it stops there, and every later point in time is lost",
-			before.ShortID)
+		beyond := ""
+		if recorded && first < floor {
+			// A boundary past the newest base backup's start: the one
+			// prune kept this WAL for is forgotten since, or the record
+			// is not prune's. Either way no kept base backup recovers
+			// past the gap.
+			beyond = fmt.Sprintf(" (a WAL expiry record (expiry/) says WAL before %s may have been removed on purpose, after the start of every kept base backup of this system: the base backup a prune kept that WAL for was forgotten since, or the record is not nestguard's)",
+				Segment{TLI: before.TLI, No: floor}.Name(s.SegmentSize))
+		}
+		return fmt.Sprintf("after base backup %s, the newest of its database system: recovery from it stops there, and every later point in time is lost%s",
+			before.ShortID, beyond)
 	}
-	return fmt.Sprintf("inside the recoverable window of base backup %s, before base backup %s, and no prune removed it (WAL expiry records mark no boundary after it): a restore from %s or an older base backup to a point after the gap fails, so the points in time from the gap to the end of %s (%s) are lost. Archive the segment again if a copy exists (the server's pg_wal, another repository: 'nestguard pg archive-wal'); if none does, forgetting the base backups before the gap and pruning moves the window's start past it%s",
-		before.ShortID, after.ShortID, before.ShortID, after.ShortID, fmtStatusTime(after.StopTime), legacy)
+	hint := "; if a WAL expiry record under expiry/ was deleted since, prune again: it records its boundary anew"
+	if !recorded {
+		hint = "; if a prune removed it on purpose (one of a nestguard version before WAL expiry records, with --keep-pitr: WAL between base backups kept archive-only; or one whose WAL expiry record under expiry/ was deleted since: the repository has none for this system), run that prune again: it records where its expiry stops"
+	}
+	return fmt.Sprintf("inside the recoverable window of base backup %s, before base backup %s, and no WAL expiry record marks it removed on purpose (none sets a boundary after it): a restore from %s or an older base backup to a point after the gap fails, so the points in time from the gap to the end of %s (%s) are lost. Archive the segment again if a copy exists (the server's pg_wal, another repository: 'nestguard pg archive-wal'); if none does, forgetting the base backups before the gap and pruning moves the window's start past it%s",
+		before.ShortID, after.ShortID, before.ShortID, after.ShortID, fmtStatusTime(after.StopTime), hint)
 }
 
 // historyMissing says that timeline tli has WAL but no history file.
