@@ -743,7 +743,9 @@ func (p *pruner) expireWAL(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("computing the WAL to expire: %w", err)
 	}
-	if !p.o.DryRun && len(bounds) > 0 {
+	// Nothing to remove, nothing to record: a record per prune would
+	// pile up (every reader of the boundaries loads them all).
+	if !p.o.DryRun && len(bounds) > 0 && len(names) > 0 {
 		if _, err := walexpiry.Save(ctx, p.repo, time.Now(), bounds); err != nil {
 			return fmt.Errorf("recording the WAL expiry (no WAL removed): %w", err)
 		}

@@ -790,6 +790,14 @@ func TestPruneWALExpiryRecordFails(t *testing.T) {
 	if rep == nil || len(rep.WALRemoved) != 0 {
 		t.Errorf("prune with the expiry record refused reports WAL removed: %+v", rep)
 	}
+	// Nothing to remove: no record is written, so its refusal stops
+	// nothing.
+	none := func(context.Context, []*snapshot.Snapshot) ([]string, []walexpiry.Boundary, error) {
+		return nil, []walexpiry.Boundary{{SystemID: 7, From: names[2]}}, nil
+	}
+	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), WAL: none}); err != nil {
+		t.Errorf("prune with no WAL to remove and the expiry record refused: %v", err)
+	}
 	if n := countObjects(t, be, backend.WALFile); n != len(names) {
 		t.Errorf("prune with the expiry record refused left %d of %d WAL objects", n, len(names))
 	}
