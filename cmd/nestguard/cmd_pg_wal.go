@@ -283,6 +283,13 @@ func (a *app) printStatus(s *pg.StatusReport) {
 		}
 	}
 
+	if len(s.WALExpiry) > 0 {
+		fmt.Fprintln(out, "\nWAL expiry (prune removed WAL before these on purpose, none after):")
+		for _, e := range s.WALExpiry {
+			fmt.Fprintf(out, "  system %d: before %s\n", e.SystemID, e.From)
+		}
+	}
+
 	fmt.Fprintln(out, "\nRecoverable window:")
 	printWindows(out, s.Windows, "  ")
 

@@ -249,6 +249,7 @@ func TestPGExpiry(t *testing.T) {
 			t.Errorf("forget --dry-run --prune does not say it would remove wal/%s:\n%s", seg, dryPrune)
 		}
 	}
+	checkExpiryRecord(t, p, now, b3, removed)
 
 	// A time in the window: exactly the rows committed by then.
 	rng := rand.New(rand.NewPCG(23, 23))
@@ -281,5 +282,77 @@ func TestPGExpiry(t *testing.T) {
 	t.Logf("refused: %s", strings.TrimSpace(res.stderr))
 	if _, err := os.Stat(dir); err == nil {
 		t.Error("the refused restore created its target directory")
+	}
+}
+
+// checkExpiryRecord checks, after TestPGExpiry's prune, the WAL expiry
+// record it wrote: the boundary is b3's start (the anchor's), pg status
+// shows it, the prune's audit record names it; and, hostile, verify
+// with the record deleted by hand or damaged fails, naming it, with the
+// WAL it accounted for (removed, in b1's window) reported missing.
+func checkExpiryRecord(t *testing.T, p *pitrEnv, now time.Time, b3 backupResult, removed []string) {
+	t.Helper()
+	recs, err := os.ReadDir(filepath.Join(p.repo, "expiry"))
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("expiry/ after the prune: %v %v", recs, err)
+	}
+	rec := filepath.Join(p.repo, "expiry", recs[0].Name())
+	var st struct {
+		Boundaries []struct {
+			System string `json:"system_identifier"`
+			From   string `json:"from"`
+		} `json:"wal_expiry_boundaries"`
+	}
+	out := p.mustAt(t, now, "pg", "status", "--json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Boundaries) != 1 || st.Boundaries[0].From != b3.Backup.StartWAL || st.Boundaries[0].System == "" {
+		t.Errorf("pg status --json: wal_expiry_boundaries %+v (%v), want from %s", st.Boundaries, err, b3.Backup.StartWAL)
+	}
+	if text := p.mustAt(t, now, "pg", "status"); !strings.Contains(text, "WAL expiry") || !strings.Contains(text, "before "+b3.Backup.StartWAL) {
+		t.Errorf("pg status does not show the WAL expiry boundary %s:\n%s", b3.Backup.StartWAL, text)
+	}
+	if log := p.mustAt(t, now, "audit", "log", "--json"); !strings.Contains(log, `"expiry/`+recs[0].Name()+`"`) {
+		t.Errorf("the audit log does not name the expiry record %s:\n%s", recs[0].Name(), log)
+	}
+
+	data, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// verify fails naming a removed segment and the cause.
+	verifyFails := func(what string, says ...string) {
+		t.Helper()
+		r := p.runAt(t, now, "verify")
+		all := r.stdout + r.stderr
+		if r.code == 0 || !slices.ContainsFunc(removed, func(s string) bool { return strings.Contains(all, "wal/"+s) }) {
+			t.Errorf("verify with the expiry record %s: exit %d, want a removed segment reported\n%s", what, r.code, all)
+		}
+		for _, w := range says {
+			if !strings.Contains(all, w) {
+				t.Errorf("verify with the expiry record %s does not say %q:\n%s", what, w, all)
+			}
+		}
+	}
+	if err := os.Remove(rec); err != nil {
+		t.Fatal(err)
+	}
+	verifyFails("deleted", "expiry/ was deleted", "run that prune again")
+	damaged := slices.Clone(data)
+	damaged[len(damaged)/2] ^= 0x10
+	if err := os.WriteFile(rec, damaged, fi.Mode().Perm()); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, p.repo)
+	verifyFails("damaged", "expiry/"+recs[0].Name(), "which WAL prune removed on purpose is unknown")
+	os.Remove(rec)
+	if err := os.WriteFile(rec, data, fi.Mode().Perm()); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, p.repo)
+	if out := p.mustAt(t, now, "verify"); !strings.Contains(out, "no errors found") {
+		t.Errorf("verify with the expiry record back:\n%s", out)
 	}
 }

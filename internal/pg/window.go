@@ -70,11 +70,19 @@ type StatusReport struct {
 	Gaps        []Gap             `json:"gaps"`
 	Windows     []Window          `json:"windows"`
 	BaseBackups []*BaseBackup     `json:"base_backups"`
-	Problems    []string          `json:"problems,omitempty"`
+	// WALExpiry are the WAL expiry boundaries prune recorded, per
+	// database system (walexpiry.Records): WAL before From may be
+	// removed on purpose; from it on, none was.
+	WALExpiry []walexpiry.Boundary `json:"wal_expiry_boundaries"`
+	Problems  []string             `json:"problems,omitempty"`
 
 	segs map[uint32]map[uint64]time.Time // timeline -> segment number -> archive time
 	hist map[uint32]*History
 	repo StatusRepo // to read WAL records
+	// floors are the WAL expiry boundaries by system, expiryDamaged the
+	// expiry records that cannot be read (each a *walexpiry.DamagedRecord).
+	floors        walexpiry.Floors
+	expiryDamaged []error
 	// expiryFloor is, per system a WAL expiry record names, the segment
 	// number of its boundary (set by ArchiveDamage).
 	expiryFloor map[uint64]uint64
@@ -229,6 +237,17 @@ func StatusWith(ctx context.Context, repo StatusRepo, o StatusOptions) (*StatusR
 	}
 	for _, e := range errs {
 		s.Problems = append(s.Problems, e.Error())
+	}
+	_, s.floors, s.expiryDamaged, err = walexpiry.Records(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	s.WALExpiry = s.floors.Boundaries()
+	if s.WALExpiry == nil {
+		s.WALExpiry = []walexpiry.Boundary{}
+	}
+	for _, d := range s.expiryDamaged {
+		s.Problems = append(s.Problems, expiryDamaged(d))
 	}
 	s.BaseBackups = []*BaseBackup{}
 	for _, sn := range snaps {
@@ -1289,17 +1308,14 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 	if s.SegmentSize <= 0 {
 		return nil, nil
 	}
-	_, floors, damaged, err := walexpiry.Records(ctx, s.repo)
-	if err != nil {
-		return nil, err
-	}
+	floors := s.floors
 	var out []ArchiveProblem
-	for _, d := range damaged {
+	for _, d := range s.expiryDamaged {
 		obj := "expiry"
 		if dr, ok := errors.AsType[*walexpiry.DamagedRecord](d); ok {
 			obj += "/" + dr.ID.String()
 		}
-		out = append(out, ArchiveProblem{Object: obj, Error: d.Error() + ": which WAL prune removed on purpose is unknown, so WAL it removed may be reported missing"})
+		out = append(out, ArchiveProblem{Object: obj, Error: expiryDamaged(d)})
 	}
 	seen := map[string]bool{}
 	s.expiryFloor = map[uint64]uint64{}
@@ -1411,7 +1427,7 @@ func (s *StatusReport) gapLoss(sys uint64, first, next uint64) string {
 			// is not prune's. Either way no kept base backup recovers
 			// past the gap.
 			beyond = fmt.Sprintf(" (a WAL expiry record (expiry/) says WAL before %s may have been removed on purpose, after the start of every kept base backup of this system: the base backup a prune kept that WAL for was forgotten since, or the record is not nestguard's)",
-				Segment{TLI: before.TLI, No: floor}.Name(s.SegmentSize))
+				s.floors[sys])
 		}
 		return fmt.Sprintf("after base backup %s, the newest of its database system: recovery from it stops there, and every later point in time is lost%s",
 			before.ShortID, beyond)
@@ -1422,6 +1438,11 @@ func (s *StatusReport) gapLoss(sys uint64, first, next uint64) string {
 	}
 	return fmt.Sprintf("inside the recoverable window of base backup %s, before base backup %s, and no WAL expiry record marks it removed on purpose (none sets a boundary after it): a restore from %s or an older base backup to a point after the gap fails, so the points in time from the gap to the end of %s (%s) are lost. Archive the segment again if a copy exists (the server's pg_wal, another repository: 'nestguard pg archive-wal'); if none does, forgetting the base backups before the gap and pruning moves the window's start past it%s",
 		before.ShortID, after.ShortID, before.ShortID, after.ShortID, fmtStatusTime(after.StopTime), hint)
+}
+
+// expiryDamaged says that an expiry record cannot be read.
+func expiryDamaged(d error) string {
+	return d.Error() + ": which WAL prune removed on purpose is unknown, so WAL it removed may be reported missing"
 }
 
 // historyMissing says that timeline tli has WAL but no history file.

@@ -400,10 +400,31 @@ func TestStatusJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"wal_segment_size":16777216`, `"rpo_seconds":`, `"from_lsn":"0/2000000"`, `"first":"000000010000000000000001"`, `"gaps":[]`} {
+	for _, want := range []string{`"wal_segment_size":16777216`, `"rpo_seconds":`, `"from_lsn":"0/2000000"`, `"first":"000000010000000000000001"`, `"gaps":[]`, `"wal_expiry_boundaries":[]`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("JSON lacks %s:\n%s", want, b)
 		}
+	}
+	// The WAL expiry boundaries prune recorded, per system; a record that
+	// cannot be read is a problem.
+	for _, sys := range []uint64{8, 7} {
+		if _, err := walexpiry.Save(w.ctx, w.repo, w.at(30), []walexpiry.Boundary{{SystemID: sys, From: "000000010000000000000002"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.repo.Backend().Save(w.ctx, backend.Handle{Type: backend.ExpiryFile, Name: strings.Repeat("ab", 32)}, strings.NewReader("not sealed"), 10); err != nil {
+		t.Fatal(err)
+	}
+	s := w.status()
+	if b, err = json.Marshal(s); err != nil {
+		t.Fatal(err)
+	}
+	want := `"wal_expiry_boundaries":[{"system_identifier":"7","from":"000000010000000000000002"},{"system_identifier":"8","from":"000000010000000000000002"}]`
+	if !strings.Contains(string(b), want) {
+		t.Errorf("JSON lacks %s:\n%s", want, b)
+	}
+	if !strings.Contains(strings.Join(s.Problems, "\n"), "WAL expiry record abababab") {
+		t.Errorf("problems do not name the damaged expiry record: %q", s.Problems)
 	}
 }
 
