@@ -129,7 +129,7 @@ func TestJSONContract(t *testing.T) {
 	}
 	checkKeys(t, "forget group", string(mustJSON(t, fg.Groups[0])), "group policy_from policy? reference_time? snapshots")
 	checkKeys(t, "forget snapshot", string(fg.Groups[0]["snapshots"]), "id short_id time hostname paths tags class? keep_until? action reasons vetoes removed error? damaged?")
-	check("json_version wal_files wal_stored_bytes wal_segment_size timelines gaps windows now rpo_seconds base_backups", "pg", "status")
+	check("json_version wal_files wal_stored_bytes wal_segment_size timelines gaps windows now rpo_seconds base_backups wal_expiry_boundaries", "pg", "status")
 
 	to := newEnv(t)
 	to.extraEnv = append(to.extraEnv, "NESTGUARD_FROM_PASSWORD="+e.pass)
