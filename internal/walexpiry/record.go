@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"maps"
 	"slices"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/id"
@@ -117,6 +120,9 @@ func (d *DamagedRecord) Error() string {
 
 func (d *DamagedRecord) Unwrap() error { return d.Err }
 
+// recordReads is how many expiry records Records reads at once.
+const recordReads = 16
+
 // Records loads every expiry record, oldest first, and the floors they
 // set. A damaged record is returned in damaged (each a *DamagedRecord);
 // any other failure is err.
@@ -125,29 +131,49 @@ func Records(ctx context.Context, s snapshot.Store) (recs []*Record, f Floors, d
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("listing WAL expiry records: %w", err)
 	}
-	f = Floors{}
+	// Read like snapshots (snapshot.List): several at once, small
+	// objects whose reads are mostly waiting, of which a repository
+	// pruned daily for years holds thousands.
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(recordReads)
 	for _, oid := range ids {
-		var r Record
-		if err := s.LoadObject(ctx, backend.ExpiryFile, oid, &r); err != nil {
-			if errors.Is(err, repository.ErrObjectCorrupted) {
+		g.Go(func() error {
+			var r Record
+			err := s.LoadObject(gctx, backend.ExpiryFile, oid, &r)
+			if err == nil {
+				if cerr := r.check(); cerr != nil {
+					err = fmt.Errorf("%w: %v", repository.ErrObjectCorrupted, cerr)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				r.ID = oid
+				recs = append(recs, &r)
+			case errors.Is(err, repository.ErrObjectCorrupted):
 				damaged = append(damaged, &DamagedRecord{ID: oid, Err: err})
-				continue
+			case errors.Is(err, fs.ErrNotExist):
+				// removed meanwhile (only by hand: nestguard never removes one)
+			default:
+				return fmt.Errorf("WAL expiry record %s: %w", oid.Short(), err)
 			}
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // removed meanwhile (only by hand: nestguard never removes one)
-			}
-			return nil, nil, nil, fmt.Errorf("WAL expiry record %s: %w", oid.Short(), err)
-		}
-		if err := r.check(); err != nil {
-			damaged = append(damaged, &DamagedRecord{ID: oid, Err: fmt.Errorf("%w: %v", repository.ErrObjectCorrupted, err)})
-			continue
-		}
-		r.ID = oid
-		recs = append(recs, &r)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, nil, err
+	}
+	f = Floors{}
+	for _, r := range recs {
 		for _, b := range r.Systems {
 			f.Raise(b)
 		}
 	}
+	slices.SortFunc(damaged, func(a, b error) int {
+		return slices.Compare(a.(*DamagedRecord).ID[:], b.(*DamagedRecord).ID[:])
+	})
 	slices.SortFunc(recs, func(a, b *Record) int {
 		return cmp.Or(a.Time.Compare(b.Time), slices.Compare(a.ID[:], b.ID[:]))
 	})
