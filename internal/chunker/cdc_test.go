@@ -300,7 +300,11 @@ func TestRollMatchesOneByteAtATime(t *testing.T) {
 // byte at a time: cuts at every offset within a block, in the first and
 // the last block, none at all, hashes carried in, and a mask that is not
 // high bits (which the blocks cannot take).
-func TestRollBlocks(t *testing.T) {
+func TestRollBlocks(t *testing.T) { checkRoll(t) }
+
+// checkRoll is TestRollBlocks, also run without the blocks on amd64
+// (TestRollWithoutBlocks), as CPUs without AVX-512 VBMI run roll.
+func checkRoll(t *testing.T) {
 	g := newGears(testSeed(5))
 	data := randomData(1<<16, 10)
 	all := ^uint64(0)
