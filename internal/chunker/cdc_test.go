@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"testing/iotest"
@@ -336,5 +337,51 @@ func checkRoll(t *testing.T) {
 	}
 	if len(offsets) < 48 {
 		t.Errorf("cuts fell on only %d of the 64 offsets in a block", len(offsets))
+	}
+}
+
+// TestRollLimitEquality: a hash exactly at the largest value a mask of
+// high bits lets through (^mask) is a cut; the blocks compare hashes with
+// that limit (<=, not <). The hash before the input is solved so that the
+// hash after byte j is the limit (with the all-ones mask: zero, the only
+// cut). Found by review: the other tests passed with < as well.
+func TestRollLimitEquality(t *testing.T) {
+	g := newGears(testSeed(7))
+	r := rand.New(rand.NewPCG(5, 6))
+	checked := 0
+	for _, k := range []int{0, 1, 13, 40, 62} {
+		limit := ^uint64(0) >> (64 - k)
+		if k == 0 {
+			limit = 0
+		}
+		for j := range 6 {
+			d := make([]byte, 200)
+			for i := range d {
+				d[i] = byte(r.Uint32())
+			}
+			for range 1 << 16 {
+				for i := 0; i <= j; i++ {
+					d[i] = byte(r.Uint32())
+				}
+				var s uint64
+				for i := 0; i <= j; i++ {
+					s = s<<1 + g.table[d[i]]
+				}
+				diff := limit - s
+				if diff&(1<<(j+1)-1) != 0 {
+					continue // no hash before the input reaches the limit after byte j
+				}
+				fp := diff >> (j + 1)
+				wn, wf, wc := rollRef(d, fp, g.table, ^limit)
+				if gn, gf, gc := roll(d, fp, g, ^limit); gn != wn || gf != wf || gc != wc {
+					t.Fatalf("limit %#x, the hash at the limit after byte %d: roll = (%d, %#x, %v), want (%d, %#x, %v)", limit, j, gn, gf, gc, wn, wf, wc)
+				}
+				checked++
+				break
+			}
+		}
+	}
+	if checked < 20 {
+		t.Errorf("only %d inputs reach the limit", checked)
 	}
 }

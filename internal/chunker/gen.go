@@ -25,12 +25,15 @@
 //     all zero).
 //
 // Registers: Z0 the permuted block, K1 its bytes' top bits; Z1-Z4 the
-// lookups; Z8-Z15 the planes, then the second round's results; Z16-Z23
-// the first round's, then the values, the sums s and the hashes f; Z24,
-// Z26, Z27 scratch; Z25 c; Z28 zero; Z29 the hashes of the block before
-// (lane 7: the hash before this block); Z30 the permutation; Z31 the
-// limit. SI the input, CX its length in whole blocks, DI the planes, BX
-// the offset.
+// lookups, then the least of the hashes; Z5 the hash returned; Z6 seven
+// in each lane (VPERMQ's index of lane 7); Z7 the shifts 0, 8, .., 56;
+// Z8-Z15 the planes, then the second round's results; Z16-Z23 the first
+// round's, then the values, the sums s and the hashes f; Z24 scratch;
+// Z25 c; Z27 the hash before this block shifted by 8k in lane k; Z28
+// zero; Z29 the hashes of the block before (lane 7: the hash before
+// this block), then this block's, for the next; Z30 the permutation;
+// Z31 the limit. K2 the lanes at or under it. SI the input, CX its
+// length in whole blocks, DI the planes, BX the offset.
 package main
 
 import (

@@ -149,3 +149,15 @@ func (r *blockReader) ReadBlock() ([]byte, error) {
 	r.data = r.data[n:]
 	return r.buf, nil
 }
+
+// rollRef is the gear hash rolled one byte at a time, the plain statement
+// of roll's contract.
+func rollRef(d []byte, fp uint64, gear *[256]uint64, mask uint64) (int, uint64, bool) {
+	for i, b := range d {
+		fp = fp<<1 + gear[b]
+		if fp&mask == 0 {
+			return i + 1, fp, true
+		}
+	}
+	return len(d), fp, false
+}

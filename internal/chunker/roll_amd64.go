@@ -21,8 +21,8 @@ func roll1(d []byte, fp uint64, gear *[256]uint64, mask uint64) (int, uint64, bo
 func rollBlocks(d []byte, fp uint64, planes *[8][256]byte, limit uint64) (n int, f uint64, cut bool)
 
 // haveBlocks says whether rollBlocks can run here: it needs AVX-512 F,
-// BW and VBMI (byte permutes).
-var haveBlocks = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VBMI
+// BW and VBMI (byte permutes), and AVX2 (its last extract).
+var haveBlocks = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VBMI && cpu.X86.HasAVX2
 
 // roll is rollGo. With AVX-512, whole blocks of 64 bytes go through
 // rollBlocks, which compares each hash with a limit: a mask of high bits

@@ -1337,7 +1337,7 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 			if b == nil {
 				continue
 			}
-			ps, err := s.windowGaps(ctx, b)
+			ps, err := s.windowGaps(ctx, b, floor)
 			if err != nil {
 				return nil, err
 			}
@@ -1356,13 +1356,12 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 }
 
 // windowGaps names the gaps in the WAL recovery to the latest from b
-// reads, after b's stop segment (see ArchiveDamage). The expiry boundary
-// does not bound them: the oldest base backup walked starts at or after
-// it, and prune never removes WAL after the newest one's start, whatever
-// a record says (one beyond it, forged or left by a base backup forgotten
-// since, must not hide that recovery from every kept base backup stops
-// at the gap).
-func (s *StatusReport) windowGaps(ctx context.Context, b *BaseBackup) ([]ArchiveProblem, error) {
+// reads, after b's stop segment and at or after segment floor, the
+// system's WAL expiry boundary (see ArchiveDamage): WAL before it is what
+// prune recorded it might remove, and remains so when the base backups
+// it was kept for are forgotten since (the newest kept base backup may
+// then start below the boundary).
+func (s *StatusReport) windowGaps(ctx context.Context, b *BaseBackup, floor uint64) ([]ArchiveProblem, error) {
 	// The path recovery to the latest from b takes, across the failovers
 	// since; b's own timeline if latest does not follow it.
 	h := s.history(s.latestFrom(b.TLI))
@@ -1382,7 +1381,7 @@ func (s *StatusReport) windowGaps(ctx context.Context, b *BaseBackup) ([]Archive
 		}
 		from = next.StartLSN(s.SegmentSize)
 		first := r.missing
-		first.No = max(first.No, stop+1) // in b's own span: its MissingWAL
+		first.No = max(first.No, stop+1, floor) // in b's own span: its MissingWAL; below floor: expired
 		if first.No >= next.No || s.Now.Sub(mod) < gapSettle {
 			continue
 		}
@@ -1418,19 +1417,10 @@ func (s *StatusReport) gapLoss(sys uint64, first, next uint64) string {
 			after = b
 		}
 	}
-	floor, recorded := s.expiryFloor[sys]
+	_, recorded := s.expiryFloor[sys]
 	if after == nil {
-		beyond := ""
-		if recorded && first < floor {
-			// A boundary past the newest base backup's start: the one
-			// prune kept this WAL for is forgotten since, or the record
-			// is not prune's. Either way no kept base backup recovers
-			// past the gap.
-			beyond = fmt.Sprintf(" (a WAL expiry record (expiry/) says WAL before %s may have been removed on purpose, after the start of every kept base backup of this system: the base backup a prune kept that WAL for was forgotten since, or the record is not nestguard's)",
-				s.floors[sys])
-		}
-		return fmt.Sprintf("after base backup %s, the newest of its database system: recovery from it stops there, and every later point in time is lost%s",
-			before.ShortID, beyond)
+		return fmt.Sprintf("after base backup %s, the newest of its database system: recovery from it stops there, and every later point in time is lost",
+			before.ShortID)
 	}
 	hint := "; if a WAL expiry record under expiry/ was deleted since, prune again: it records its boundary anew"
 	if !recorded {

@@ -743,9 +743,12 @@ func (p *pruner) expireWAL(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("computing the WAL to expire: %w", err)
 	}
-	// Nothing to remove, nothing to record: a record per prune would
-	// pile up (every reader of the boundaries loads them all).
-	if !p.o.DryRun && len(bounds) > 0 && len(names) > 0 {
+	// Recorded even when nothing is left to remove: a prune run again
+	// records the boundary a deleted record, or a version of nestguard
+	// before the records, left unrecorded. Save writes a record only when
+	// a boundary moves up (an anchor moved: a base backup was forgotten),
+	// so records do not pile up one per prune.
+	if !p.o.DryRun && len(bounds) > 0 {
 		if _, err := walexpiry.Save(ctx, p.repo, time.Now(), bounds); err != nil {
 			return fmt.Errorf("recording the WAL expiry (no WAL removed): %w", err)
 		}

@@ -790,12 +790,13 @@ func TestPruneWALExpiryRecordFails(t *testing.T) {
 	if rep == nil || len(rep.WALRemoved) != 0 {
 		t.Errorf("prune with the expiry record refused reports WAL removed: %+v", rep)
 	}
-	// Nothing to remove: no record is written, so its refusal stops
-	// nothing.
+	// Nothing left to remove: the boundary is still recorded (a prune
+	// run again records what a deleted record or an older version left
+	// unrecorded), and its refusal is still the prune's failure.
 	none := func(context.Context, []*snapshot.Snapshot) ([]string, []walexpiry.Boundary, error) {
 		return nil, []walexpiry.Boundary{{SystemID: 7, From: names[2]}}, nil
 	}
-	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), WAL: none}); err != nil {
+	if _, err := prune.Run(ctx, repotest.Open(t, be), prune.Options{Grace: grace(0), WAL: none}); !errors.Is(err, errExpiryFault) {
 		t.Errorf("prune with no WAL to remove and the expiry record refused: %v", err)
 	}
 	if n := countObjects(t, be, backend.WALFile); n != len(names) {

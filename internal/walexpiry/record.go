@@ -38,7 +38,8 @@ import (
 // Record is one WAL expiry record.
 type Record struct {
 	ID id.ID `json:"-"`
-	// Time is the writing prune's clock.
+	// Time is the writing command's clock (prune, or copy into this
+	// repository).
 	Time time.Time `json:"time"`
 	// Systems are the boundaries the record sets, by system identifier.
 	Systems []Boundary `json:"systems"`
