@@ -175,10 +175,18 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		// repository only once its WAL does; and the WAL's gaps left
 		// by the source's prunes only once the boundaries that account
 		// for them are recorded.
-		if err := c.copyExpiry(ctx); err != nil {
+		srcWAL, err := walNames(ctx, c.src)
+		if err != nil {
+			return nil, fmt.Errorf("source: listing WAL: %w", err)
+		}
+		dstWAL, err := walNames(ctx, c.dst)
+		if err != nil {
+			return nil, fmt.Errorf("destination: listing WAL: %w", err)
+		}
+		if err := c.copyExpiry(ctx, srcWAL, dstWAL); err != nil {
 			return nil, err
 		}
-		if err := c.copyWAL(ctx); err != nil {
+		if err := c.copyWAL(ctx, srcWAL, dstWAL); err != nil {
 			return nil, err
 		}
 	}

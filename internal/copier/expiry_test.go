@@ -156,3 +156,62 @@ func TestCopyExpiry(t *testing.T) {
 		t.Errorf("the copy's archive check with %s lost: %+v", segName(11), ds)
 	}
 }
+
+// TestCopyExpiryDestinationKeepsMore: a destination copied before the
+// source's prune holds the WAL the source then expired (it keeps base
+// backups longer: an off-site copy). Copying again must not bring the
+// source's boundary, which would excuse the destination losing that WAL
+// (found by review): the destination's verify still reports a segment
+// lost inside its oldest base backup's window.
+func TestCopyExpiryDestinationKeepsMore(t *testing.T) {
+	ctx := context.Background()
+	srcBe, dstBe := mem.New(), mem.New()
+	src, dst := repotest.New(t, repotest.Backend(srcBe)), repotest.New(t, repotest.Backend(dstBe))
+	dir := t.TempDir()
+	writeFiles(t, dir, 1, 2, 1000)
+	base := backup(t, src, dir)
+	for no := uint64(1); no <= 20; no++ {
+		if err := src.SaveNamed(ctx, backend.WALFile, segName(no), walPage(no)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now().Add(-time.Hour)
+	baseBackup(t, src, base, 3, t0.Add(3*time.Minute))
+	baseBackup(t, src, base, 8, t0.Add(8*time.Minute))
+	baseBackup(t, src, base, 14, t0.Add(14*time.Minute))
+	c, err := New(src, dst, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Run(ctx, nil, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The source's prune: boundary 8, the WAL from 4 to 7 removed.
+	if _, err := walexpiry.Save(ctx, src, time.Now(), []walexpiry.Boundary{{SystemID: expirySystem, From: segName(8)}}); err != nil {
+		t.Fatal(err)
+	}
+	for no := uint64(4); no < 8; no++ {
+		if err := srcBe.Remove(ctx, backend.Handle{Type: backend.WALFile, Name: segName(no)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Run(ctx, nil, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _, _, err := walexpiry.Records(ctx, dst); err != nil || len(recs) != 0 {
+		t.Fatalf("the destination keeps the WAL the source expired, yet got %d WAL expiry records (%v)", len(recs), err)
+	}
+	if ds := archiveDamage(t, dst); len(ds) != 0 {
+		t.Fatalf("the destination's archive check: %+v", ds)
+	}
+	if err := dstBe.Remove(ctx, backend.Handle{Type: backend.WALFile, Name: segName(5)}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range archiveDamage(t, dst) {
+		got = append(got, d.Object)
+	}
+	if !slices.Equal(got, []string{"wal/" + segName(5)}) {
+		t.Errorf("the destination's archive check with %s lost: %v", segName(5), got)
+	}
+}

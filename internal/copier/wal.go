@@ -14,29 +14,28 @@ import (
 	"github.com/nestguard/nestguard/internal/walexpiry"
 )
 
+// walNames lists the names of r's WAL objects.
+func walNames(ctx context.Context, r *repository.Repository) (map[string]bool, error) {
+	names := make(map[string]bool)
+	err := r.Backend().List(ctx, backend.WALFile, func(fi backend.FileInfo) error {
+		names[fi.Name] = true
+		return nil
+	})
+	return names, err
+}
+
 // copyWAL copies every WAL object of the source the destination lacks,
 // oldest name first, re-encrypted under the destination's key and stored
 // under the same name. Copying all of it (not only what the selected base
 // backups need) keeps point-in-time recovery possible up to the newest
-// archived segment.
-func (c *Copier) copyWAL(ctx context.Context) error {
-	have := make(map[string]bool)
-	err := c.dst.Backend().List(ctx, backend.WALFile, func(fi backend.FileInfo) error {
-		have[fi.Name] = true
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("destination: listing WAL: %w", err)
-	}
+// archived segment. have and dst are the source's and the destination's
+// WAL names.
+func (c *Copier) copyWAL(ctx context.Context, have, dst map[string]bool) error {
 	var missing []string
-	err = c.src.Backend().List(ctx, backend.WALFile, func(fi backend.FileInfo) error {
-		if !have[fi.Name] {
-			missing = append(missing, fi.Name)
+	for name := range have {
+		if !dst[name] {
+			missing = append(missing, name)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("source: listing WAL: %w", err)
 	}
 	slices.Sort(missing)
 	g, gctx := errgroup.WithContext(ctx)
@@ -65,16 +64,19 @@ func (c *Copier) copyWAL(ctx context.Context) error {
 // copyExpiry records in the destination the WAL expiry boundaries of the
 // source it lacks (walexpiry.Save): the WAL copied has the gaps the
 // source's prunes left on purpose, which the destination's verify must
-// not report as lost. It runs before the WAL is copied.
-func (c *Copier) copyExpiry(ctx context.Context) error {
+// not report as lost; except where the destination keeps WAL the source
+// expired (walexpiry.ForCopy). It runs before the WAL is copied; have and
+// dst are the source's and the destination's WAL names.
+func (c *Copier) copyExpiry(ctx context.Context, have, dst map[string]bool) error {
 	_, floors, _, err := walexpiry.Records(ctx, c.src)
 	if err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
-	if len(floors) == 0 {
+	bs := walexpiry.ForCopy(floors, have, dst)
+	if len(bs) == 0 {
 		return nil
 	}
-	if _, err := walexpiry.Save(ctx, c.dst, time.Now(), floors.Boundaries()); err != nil {
+	if _, err := walexpiry.Save(ctx, c.dst, time.Now(), bs); err != nil {
 		return fmt.Errorf("destination: %w", err)
 	}
 	return nil

@@ -210,3 +210,33 @@ func Save(ctx context.Context, s snapshot.Store, now time.Time, bs []Boundary) (
 	rec.ID = oid
 	return rec, nil
 }
+
+// ForCopy returns the boundaries of src, a copy's source's floors, that the
+// copy may record in its destination: the destination holds the WAL
+// segments dst, the source those in have. A destination that holds a
+// segment the source lacks below a system's boundary keeps WAL the
+// source expired (it keeps base backups longer): the source's boundary
+// would excuse the destination losing that WAL, so it is left out, and
+// the destination's own boundaries (its prunes', earlier copies') hold.
+// Otherwise the destination lacks what the source expired, as the
+// source does, and the source's boundary accounts for it.
+func ForCopy(src Floors, have, dst map[string]bool) []Boundary {
+	var out []Boundary
+	for _, b := range src.Boundaries() {
+		from, ok := position(b.From)
+		if !ok {
+			continue
+		}
+		keeps := false
+		for name := range dst {
+			if p, ok := position(name); ok && p < from && !have[name] && !pgmeta.IsHistory(name) {
+				keeps = true
+				break
+			}
+		}
+		if !keeps {
+			out = append(out, b)
+		}
+	}
+	return out
+}

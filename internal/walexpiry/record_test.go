@@ -2,6 +2,8 @@ package walexpiry
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,5 +45,39 @@ func TestRecords(t *testing.T) {
 	}
 	if _, err := Save(ctx, r, now, []Boundary{{3, "000000010000000000000008.partial"}}); err == nil {
 		t.Error("a boundary that is not a segment name was recorded")
+	}
+}
+
+func TestForCopy(t *testing.T) {
+	seg := func(no int) string { return fmt.Sprintf("00000001000000000000%04X", no) }
+	src := Floors{1: seg(8), 2: seg(30)}
+	set := func(nos ...int) map[string]bool {
+		m := map[string]bool{"00000002.history": true}
+		for _, no := range nos {
+			m[seg(no)] = true
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name      string
+		have, dst map[string]bool
+		want      []string // the systems' boundaries kept, in order
+	}{
+		{"the destination lacks what the source expired", set(8, 9), set(8), []string{seg(8), seg(30)}},
+		{"an empty destination", set(8, 9), set(), []string{seg(8), seg(30)}},
+		// Segments do not say their system: one the destination keeps
+		// below a boundary leaves that system's boundary out, whichever
+		// system it is of (the destination then checks more, never less).
+		{"the destination keeps WAL the source expired", set(8, 9), set(5, 8), nil},
+		{"WAL the source lacks between the boundaries", set(8), set(8, 9), []string{seg(8)}},
+		{"WAL the source lacks above every boundary", set(8), set(8, 31), []string{seg(8), seg(30)}},
+	} {
+		var got []string
+		for _, b := range ForCopy(src, tc.have, tc.dst) {
+			got = append(got, b.From)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
