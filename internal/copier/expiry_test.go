@@ -85,15 +85,14 @@ func archiveDamage(t *testing.T, r *repository.Repository) []pg.ArchiveProblem {
 	return ds
 }
 
-// TestCopyExpiry: a repository whose prune expired WAL between an
-// archive-only base backup and its PITR window's anchor, recording the
-// boundary, is copied; the copy's verify reports none of that WAL (it
-// would without the boundary: inside the archive-only backup's window),
-// and reports a segment lost in the copy after the boundary.
-func TestCopyExpiry(t *testing.T) {
+// expirySource returns a source repository holding segments 1 to 20 of
+// the test's system and base backups starting in segments 3, 8 and 14,
+// an empty destination, and their backends.
+func expirySource(t *testing.T) (srcBe, dstBe *mem.Backend, src, dst *repository.Repository) {
+	t.Helper()
 	ctx := context.Background()
-	srcBe, dstBe := mem.New(), mem.New()
-	src, dst := repotest.New(t, repotest.Backend(srcBe)), repotest.New(t, repotest.Backend(dstBe))
+	srcBe, dstBe = mem.New(), mem.New()
+	src, dst = repotest.New(t, repotest.Backend(srcBe)), repotest.New(t, repotest.Backend(dstBe))
 	dir := t.TempDir()
 	writeFiles(t, dir, 1, 2, 1000)
 	base := backup(t, src, dir)
@@ -103,9 +102,20 @@ func TestCopyExpiry(t *testing.T) {
 		}
 	}
 	t0 := time.Now().Add(-time.Hour)
-	baseBackup(t, src, base, 3, t0.Add(3*time.Minute))   // archive-only
-	baseBackup(t, src, base, 8, t0.Add(8*time.Minute))   // the anchor
-	baseBackup(t, src, base, 14, t0.Add(14*time.Minute)) // the newest
+	for _, no := range []uint64{3, 8, 14} {
+		baseBackup(t, src, base, no, t0.Add(time.Duration(no)*time.Minute))
+	}
+	return srcBe, dstBe, src, dst
+}
+
+// TestCopyExpiry: a repository whose prune expired WAL between an
+// archive-only base backup and its PITR window's anchor, recording the
+// boundary, is copied; the copy's verify reports none of that WAL (it
+// would without the boundary: inside the archive-only backup's window),
+// and reports a segment lost in the copy after the boundary.
+func TestCopyExpiry(t *testing.T) {
+	ctx := context.Background()
+	srcBe, dstBe, src, dst := expirySource(t)
 	// The prune: the boundary first, then the WAL between the
 	// archive-only backup and the anchor.
 	if _, err := walexpiry.Save(ctx, src, time.Now(), []walexpiry.Boundary{{SystemID: expirySystem, From: segName(8)}}); err != nil {
@@ -165,20 +175,7 @@ func TestCopyExpiry(t *testing.T) {
 // lost inside its oldest base backup's window.
 func TestCopyExpiryDestinationKeepsMore(t *testing.T) {
 	ctx := context.Background()
-	srcBe, dstBe := mem.New(), mem.New()
-	src, dst := repotest.New(t, repotest.Backend(srcBe)), repotest.New(t, repotest.Backend(dstBe))
-	dir := t.TempDir()
-	writeFiles(t, dir, 1, 2, 1000)
-	base := backup(t, src, dir)
-	for no := uint64(1); no <= 20; no++ {
-		if err := src.SaveNamed(ctx, backend.WALFile, segName(no), walPage(no)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t0 := time.Now().Add(-time.Hour)
-	baseBackup(t, src, base, 3, t0.Add(3*time.Minute))
-	baseBackup(t, src, base, 8, t0.Add(8*time.Minute))
-	baseBackup(t, src, base, 14, t0.Add(14*time.Minute))
+	srcBe, dstBe, src, dst := expirySource(t)
 	c, err := New(src, dst, Options{})
 	if err != nil {
 		t.Fatal(err)
