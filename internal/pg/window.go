@@ -83,9 +83,6 @@ type StatusReport struct {
 	// expiry records that cannot be read (each a *walexpiry.DamagedRecord).
 	floors        walexpiry.Floors
 	expiryDamaged []error
-	// expiryFloor is, per system a WAL expiry record names, the segment
-	// number of its boundary (set by ArchiveDamage).
-	expiryFloor map[uint64]uint64
 }
 
 // TimelineStatus is the archived WAL of one timeline.
@@ -766,6 +763,11 @@ func (s *StatusReport) nextOnPath(h *History, no uint64) (Segment, time.Time, bo
 	return Segment{}, time.Time{}, false
 }
 
+// startSegment is the number of the segment b starts in.
+func (s *StatusReport) startSegment(b *BaseBackup) uint64 {
+	return uint64(b.StartLSN) / uint64(s.SegmentSize)
+}
+
 // stopSegment is the number of the last segment a backup needs.
 func (s *StatusReport) stopSegment(b *BaseBackup) uint64 {
 	return uint64(lastNeededByte(b.StopLSN, b.StartLSN)) / uint64(s.SegmentSize)
@@ -1150,7 +1152,7 @@ func (s *StatusReport) chooseByRecord(ctx context.Context, t Target, cands []*Ba
 			seen, scanTLI, scanFrom = nil, tli, ^uint64(0)
 		}
 		r := s.walk(b.StartLSN, h, nil)
-		startNo := uint64(b.StartLSN) / uint64(s.SegmentSize)
+		startNo := s.startSegment(b)
 		var firstAfter *found
 		err = s.scanPath(ctx, r.path, b.SystemID, 0, func(rec *walRecord) bool {
 			if uint64(rec.LSN)/uint64(s.SegmentSize) >= scanFrom {
@@ -1308,7 +1310,6 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 	if s.SegmentSize <= 0 {
 		return nil, nil
 	}
-	floors := s.floors
 	var out []ArchiveProblem
 	for _, d := range s.expiryDamaged {
 		obj := "expiry"
@@ -1318,18 +1319,16 @@ func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, err
 		out = append(out, ArchiveProblem{Object: obj, Error: expiryDamaged(d)})
 	}
 	seen := map[string]bool{}
-	s.expiryFloor = map[uint64]uint64{}
 	for _, newest := range s.newestPerSystem() {
 		floor := uint64(0)
-		if name, ok := floors[newest.SystemID]; ok {
+		if name, ok := s.floors[newest.SystemID]; ok {
 			if seg, err := pgmeta.ParseSegment(name, s.SegmentSize); err == nil {
 				floor = seg.No
 			}
-			s.expiryFloor[newest.SystemID] = floor
 		}
 		var oldest *BaseBackup // the oldest base backup the WAL after is kept for
 		for _, b := range s.BaseBackups {
-			if b.SystemID == newest.SystemID && uint64(b.StartLSN)/uint64(s.SegmentSize) >= floor && (oldest == nil || b.StartLSN < oldest.StartLSN) {
+			if b.SystemID == newest.SystemID && s.startSegment(b) >= floor && (oldest == nil || b.StartLSN < oldest.StartLSN) {
 				oldest = b
 			}
 		}
@@ -1413,11 +1412,11 @@ func (s *StatusReport) gapLoss(sys uint64, first, next uint64) string {
 		if s.stopSegment(b) < first && (before == nil || b.StopLSN > before.StopLSN) {
 			before = b
 		}
-		if uint64(b.StartLSN)/uint64(s.SegmentSize) >= next && (after == nil || b.StartLSN < after.StartLSN) {
+		if s.startSegment(b) >= next && (after == nil || b.StartLSN < after.StartLSN) {
 			after = b
 		}
 	}
-	_, recorded := s.expiryFloor[sys]
+	_, recorded := s.floors[sys]
 	if after == nil {
 		return fmt.Sprintf("after base backup %s, the newest of its database system: recovery from it stops there, and every later point in time is lost",
 			before.ShortID)
