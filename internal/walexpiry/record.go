@@ -221,20 +221,15 @@ func Save(ctx context.Context, s snapshot.Store, now time.Time, bs []Boundary) (
 // Otherwise the destination lacks what the source expired, as the
 // source does, and the source's boundary accounts for it.
 func ForCopy(src Floors, have, dst map[string]bool) []Boundary {
+	lowest, keeps := uint64(0), false // the lowest segment only the destination holds
+	for name := range dst {
+		if p, ok := position(name); ok && !have[name] && (!keeps || p < lowest) {
+			lowest, keeps = p, true
+		}
+	}
 	var out []Boundary
 	for _, b := range src.Boundaries() {
-		from, ok := position(b.From)
-		if !ok {
-			continue
-		}
-		keeps := false
-		for name := range dst {
-			if p, ok := position(name); ok && p < from && !have[name] && !pgmeta.IsHistory(name) {
-				keeps = true
-				break
-			}
-		}
-		if !keeps {
+		if from, ok := position(b.From); ok && (!keeps || lowest >= from) {
 			out = append(out, b)
 		}
 	}
