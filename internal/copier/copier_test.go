@@ -185,9 +185,9 @@ func TestCopyAllIsCompleteAndIdempotent(t *testing.T) {
 	}
 }
 
-// postgresSnapshot adds WAL, a pg_control blob outside the tree, and a
-// postgres snapshot reusing base's tree.
-func postgresSnapshot(t *testing.T, r *repository.Repository, base *snapshot.Snapshot) *snapshot.Snapshot {
+// savePGControl stores a stand-in for a base backup's pg_control blob,
+// outside any tree, and flushes it.
+func savePGControl(t *testing.T, r *repository.Repository) id.ID {
 	t.Helper()
 	ctx := context.Background()
 	ctl, _, err := r.SaveBlob(ctx, index.DataBlob, []byte("pg_control for the test"))
@@ -197,6 +197,15 @@ func postgresSnapshot(t *testing.T, r *repository.Repository, base *snapshot.Sna
 	if err := r.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return ctl
+}
+
+// postgresSnapshot adds WAL, a pg_control blob outside the tree, and a
+// postgres snapshot reusing base's tree.
+func postgresSnapshot(t *testing.T, r *repository.Repository, base *snapshot.Snapshot) *snapshot.Snapshot {
+	t.Helper()
+	ctx := context.Background()
+	ctl := savePGControl(t, r)
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("0000000100000000000000%02X", i)
 		if err := r.SaveNamed(ctx, backend.WALFile, name, bytes.Repeat([]byte{byte(i)}, 1000)); err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/mem"
-	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/pgmeta"
 	"github.com/nestguard/nestguard/internal/repository"
@@ -47,13 +46,7 @@ func walPage(no uint64) []byte {
 func baseBackup(t *testing.T, r *repository.Repository, base *snapshot.Snapshot, no uint64, at time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	ctl, _, err := r.SaveBlob(ctx, index.DataBlob, []byte("pg_control for the test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctl := savePGControl(t, r)
 	start := pgmeta.LSN(no*uint64(pgmeta.DefaultSegmentSize) + 0x28)
 	bi := pgmeta.BackupInfo{SystemID: expirySystem, ServerVersion: 150000, Timeline: 1, StartLSN: start, StopLSN: start + 0x1000,
 		StartWAL: segName(no), StopWAL: segName(no), StartTime: at.Add(-time.Second), StopTime: at,
