@@ -256,7 +256,7 @@ func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
 	}
 	if a.jsonOut {
 		a.printJSON(copyJSON{current(), res.Copied, res.Skipped, res.WAL, res.BlobsRead, res.BytesRead, res.BlobsNew, res.BytesStored,
-			res.Unreadable, secs, rate, rate * (1 << 20) / 1e6})
+			res.Unreadable, res.UnreadableExpiry, secs, rate, rate * (1 << 20) / 1e6})
 		return
 	}
 	for _, s := range res.Skipped {

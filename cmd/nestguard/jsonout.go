@@ -209,6 +209,7 @@ type copyJSON struct {
 	BlobsNew         int64           `json:"blobs_new"`
 	BytesStored      int64           `json:"bytes_stored"`
 	Unreadable       []string        `json:"unreadable"`
+	UnreadableExpiry []string        `json:"unreadable_expiry_records"`
 	DurationSeconds  float64         `json:"duration_seconds"`
 	ReadMiBPerSecond float64         `json:"read_mib_per_second"`
 	ReadMBPerS       float64         `json:"read_mb_per_s"` // the old name, in decimal MB/s

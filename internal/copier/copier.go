@@ -119,6 +119,9 @@ type Result struct {
 	Elapsed      time.Duration `json:"elapsed_ns"`
 	// Unreadable names source snapshots that could not be read (with --all).
 	Unreadable []string `json:"unreadable,omitempty"`
+	// UnreadableExpiry names source WAL expiry records that could not be
+	// read: the boundaries they set were not copied.
+	UnreadableExpiry []string `json:"unreadable_expiry_records,omitempty"`
 }
 
 // Hook is called after each snapshot copy is committed (saved, and its
@@ -183,7 +186,7 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		if err != nil {
 			return nil, fmt.Errorf("destination: listing WAL: %w", err)
 		}
-		if err := c.copyExpiry(ctx, srcWAL, dstWAL); err != nil {
+		if res.UnreadableExpiry, err = c.copyExpiry(ctx, srcWAL, dstWAL); err != nil {
 			return nil, err
 		}
 		if err := c.copyWAL(ctx, srcWAL, dstWAL); err != nil {
@@ -230,10 +233,14 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		}
 	}
 	res.finish(c, before, start)
+	var unreadable []error
 	if len(res.Unreadable) > 0 {
-		return res, errors.Join(fmt.Errorf("%d source snapshots could not be read and were not copied: %s", len(res.Unreadable), res.Unreadable[0]), diverged)
+		unreadable = append(unreadable, fmt.Errorf("%d source snapshots could not be read and were not copied: %s", len(res.Unreadable), res.Unreadable[0]))
 	}
-	return res, diverged
+	if len(res.UnreadableExpiry) > 0 {
+		unreadable = append(unreadable, fmt.Errorf("%d WAL expiry records of the source could not be read and were not copied (%s): the WAL the source's prunes removed on purpose before the boundaries they set may be reported lost by the destination's verify; run 'nestguard prune' on the source (it records its boundaries again) and copy again", len(res.UnreadableExpiry), res.UnreadableExpiry[0]))
+	}
+	return res, errors.Join(append(unreadable, diverged)...)
 }
 
 // dropAvoided forgets what an earlier Run learned that this one may not

@@ -205,3 +205,30 @@ func TestCopyExpiryDestinationKeepsMore(t *testing.T) {
 		t.Errorf("the destination's archive check with %s lost: %v", segName(5), got)
 	}
 }
+
+// TestCopyExpiryRecordDamaged: a source expiry record that does not read
+// is not copied, and the copy says so and fails once it has copied the
+// rest, instead of leaving the destination's verify to report the WAL
+// the record accounted for as lost with nothing said.
+func TestCopyExpiryRecordDamaged(t *testing.T) {
+	ctx := context.Background()
+	srcBe, _, src, dst := expirySource(t)
+	name := strings.Repeat("ab", 32)
+	if err := srcBe.Save(ctx, backend.Handle{Type: backend.ExpiryFile, Name: name}, strings.NewReader("not sealed"), 10); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(src, dst, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Run(ctx, nil, true, nil)
+	if err == nil || !strings.Contains(err.Error(), "WAL expiry records of the source could not be read") || !strings.Contains(err.Error(), name[:8]) {
+		t.Fatalf("copy with a damaged source expiry record: %v, want an error naming it", err)
+	}
+	if res == nil || len(res.UnreadableExpiry) != 1 || len(res.Copied) != 4 || res.WAL != 20 {
+		t.Fatalf("copy with a damaged source expiry record: %+v, want the record named and the rest copied", res)
+	}
+	if recs, _, _, err := walexpiry.Records(ctx, dst); err != nil || len(recs) != 0 {
+		t.Fatalf("the destination has %d expiry records (%v), want none", len(recs), err)
+	}
+}

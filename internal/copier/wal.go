@@ -66,18 +66,23 @@ func (c *Copier) copyWAL(ctx context.Context, have, dst map[string]bool) error {
 // source's prunes left on purpose, which the destination's verify must
 // not report as lost; except where the destination keeps WAL the source
 // expired (walexpiry.ForCopy). It runs before the WAL is copied; have and
-// dst are the source's and the destination's WAL names.
-func (c *Copier) copyExpiry(ctx context.Context, have, dst map[string]bool) error {
-	_, floors, _, err := walexpiry.Records(ctx, c.src)
+// dst are the source's and the destination's WAL names. The source's
+// records that cannot be read are returned (their errors' text): Run
+// reports them once it has copied the rest.
+func (c *Copier) copyExpiry(ctx context.Context, have, dst map[string]bool) (unreadable []string, err error) {
+	_, floors, damaged, err := walexpiry.Records(ctx, c.src)
 	if err != nil {
-		return fmt.Errorf("source: %w", err)
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	for _, d := range damaged {
+		unreadable = append(unreadable, d.Error())
 	}
 	bs := walexpiry.ForCopy(floors, have, dst)
 	if len(bs) == 0 {
-		return nil
+		return unreadable, nil
 	}
 	if _, err := walexpiry.Save(ctx, c.dst, time.Now(), bs); err != nil {
-		return fmt.Errorf("destination: %w", err)
+		return unreadable, fmt.Errorf("destination: %w", err)
 	}
-	return nil
+	return unreadable, nil
 }

@@ -1431,7 +1431,7 @@ func (s *StatusReport) gapLoss(sys uint64, first, next uint64) string {
 
 // expiryDamaged says that an expiry record cannot be read.
 func expiryDamaged(d error) string {
-	return d.Error() + ": which WAL prune removed on purpose is unknown, so WAL it removed may be reported missing"
+	return d.Error() + ": which WAL prune removed on purpose is unknown, so WAL it removed may be reported missing; 'nestguard prune' records its boundaries again (restore the object from a copy of the repository if one holds it)"
 }
 
 // historyMissing says that timeline tli has WAL but no history file.
