@@ -390,7 +390,7 @@ func (a *app) forgetPITR(ctx context.Context, repo *repository.Repository, rep *
 	if !anyPG {
 		return nil, nil
 	}
-	st, err := pg.Status(ctx, repo)
+	st, err := pg.StatusWith(ctx, repo, pg.StatusOptions{NoWALExpiry: true}) // the windows only
 	if err != nil {
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func (a *app) previewPITR(ctx context.Context, repo *repository.Repository, keep
 	if err != nil {
 		return nil, err
 	}
-	after, err := pg.StatusWith(ctx, repo, pg.StatusOptions{Keep: keep, Without: plan.RemoveNames()})
+	after, err := pg.StatusWith(ctx, repo, pg.StatusOptions{Keep: keep, Without: plan.RemoveNames(), NoWALExpiry: true})
 	if err != nil {
 		return nil, err
 	}

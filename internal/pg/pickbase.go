@@ -13,7 +13,9 @@ import (
 // refuses a target outside the recoverable window or beyond a WAL gap, or
 // the one o.From names, if the WAL from it reaches the target.
 func pickBase(ctx context.Context, repo *repository.Repository, o RestoreOptions) (*snapshot.Snapshot, *BackupInfo, *StatusReport, error) {
-	st, err := Status(ctx, repo)
+	// The WAL expiry records do not change which base backup and
+	// target are possible: a restore does not read them.
+	st, err := StatusWith(ctx, repo, StatusOptions{NoWALExpiry: true})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -83,6 +83,7 @@ type StatusReport struct {
 	// expiry records that cannot be read (each a *walexpiry.DamagedRecord).
 	floors        walexpiry.Floors
 	expiryDamaged []error
+	expiryLoaded  bool // floors and expiryDamaged are read (StatusOptions.NoWALExpiry)
 }
 
 // TimelineStatus is the archived WAL of one timeline.
@@ -201,6 +202,28 @@ type StatusOptions struct {
 	Keep func(*snapshot.Snapshot) bool
 	// Without names WAL objects to leave out.
 	Without map[string]bool
+	// NoWALExpiry leaves the WAL expiry records unread (WALExpiry stays
+	// empty, their damage out of Problems; ArchiveDamage reads them
+	// itself): for a status that picks a base backup or shows windows,
+	// which the records do not change, such as a restore's.
+	NoWALExpiry bool
+}
+
+// loadExpiry reads the WAL expiry records: the boundaries, and the
+// records that cannot be read (a problem each).
+func (s *StatusReport) loadExpiry(ctx context.Context) error {
+	_, floors, damaged, err := walexpiry.Records(ctx, s.repo)
+	if err != nil {
+		return err
+	}
+	s.floors, s.expiryDamaged, s.expiryLoaded = floors, damaged, true
+	if bs := floors.Boundaries(); bs != nil {
+		s.WALExpiry = bs
+	}
+	for _, d := range damaged {
+		s.Problems = append(s.Problems, expiryDamaged(d))
+	}
+	return nil
 }
 
 // StatusWith is Status with the snapshots and WAL objects o leaves out
@@ -235,16 +258,11 @@ func StatusWith(ctx context.Context, repo StatusRepo, o StatusOptions) (*StatusR
 	for _, e := range errs {
 		s.Problems = append(s.Problems, e.Error())
 	}
-	_, s.floors, s.expiryDamaged, err = walexpiry.Records(ctx, repo)
-	if err != nil {
-		return nil, err
-	}
-	s.WALExpiry = s.floors.Boundaries()
-	if s.WALExpiry == nil {
-		s.WALExpiry = []walexpiry.Boundary{}
-	}
-	for _, d := range s.expiryDamaged {
-		s.Problems = append(s.Problems, expiryDamaged(d))
+	s.WALExpiry = []walexpiry.Boundary{}
+	if !o.NoWALExpiry {
+		if err := s.loadExpiry(ctx); err != nil {
+			return nil, err
+		}
 	}
 	s.BaseBackups = []*BaseBackup{}
 	for _, sn := range snaps {
@@ -1309,6 +1327,11 @@ const gapSettle = time.Minute
 func (s *StatusReport) ArchiveDamage(ctx context.Context) ([]ArchiveProblem, error) {
 	if s.SegmentSize <= 0 {
 		return nil, nil
+	}
+	if !s.expiryLoaded {
+		if err := s.loadExpiry(ctx); err != nil {
+			return nil, err
+		}
 	}
 	var out []ArchiveProblem
 	for _, d := range s.expiryDamaged {

@@ -426,6 +426,23 @@ func TestStatusJSON(t *testing.T) {
 	if !strings.Contains(strings.Join(s.Problems, "\n"), "WAL expiry record abababab") {
 		t.Errorf("problems do not name the damaged expiry record: %q", s.Problems)
 	}
+
+	// A restore's status does not read the records (NoWALExpiry); its
+	// ArchiveDamage, were it asked, reads them then.
+	s, err = StatusWith(w.ctx, w.repo, StatusOptions{NoWALExpiry: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = json.Marshal(s); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"wal_expiry_boundaries":[]`) || len(s.Problems) != 0 {
+		t.Errorf("status without the expiry records: problems %q\n%s", s.Problems, b)
+	}
+	ds, err := s.ArchiveDamage(w.ctx)
+	if err != nil || len(ds) != 1 || ds[0].Object != "expiry/"+strings.Repeat("ab", 32) {
+		t.Errorf("ArchiveDamage of a status without the expiry records: %+v %v, want the damaged record", ds, err)
+	}
 }
 
 func TestStatusEmpty(t *testing.T) {
