@@ -22,7 +22,7 @@ func (c *Copier) copyBlobs(ctx context.Context, need map[id.ID]struct{}) error {
 		if _, ok := c.blob(bid); ok {
 			continue // learnt from a seed after it was found missing
 		}
-		e, err := c.src.Index().Find(bid)
+		e, err := c.src.FindBlob(ctx, bid)
 		switch {
 		case errors.Is(err, index.ErrIncomplete): // the local index cache failed a read
 			return fmt.Errorf("source: blob %s is %w; run the copy again", bid.Short(), err)

@@ -235,7 +235,7 @@ func (r *Repository) Flush(ctx context.Context) error {
 // missing or damaged, with a warning naming the pack (see fromOtherCopy);
 // it fails only when no copy reads.
 func (r *Repository) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byte, error) {
-	e, err := r.idx.Find(bid)
+	e, err := r.FindBlob(ctx, bid)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", bid.Short(), err)
 	}

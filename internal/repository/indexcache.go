@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -146,18 +147,19 @@ func compareSources(srcs []id.ID, objs []listedObject) (gone int, newBlobs int64
 
 func (r *Repository) useIndexCache(t *diskidx.Table, srcs []id.ID, info IndexCacheInfo) {
 	// A bucket of the file that fails its tag after it was opened (damaged
-	// or edited since) is warned about once; its blobs look unknown (a
-	// backup stores them again, a restore fails naming the cache: see
-	// LoadBlob), and the table moves the file aside so that the next run
-	// rebuilds it.
+	// or edited since) is warned about once; its blobs look unknown to a
+	// lookup (a backup stores them again) until a read repairs them from
+	// the index objects (FindBlob: a restore goes on), and the table moves
+	// the file aside so that the next run rebuilds it.
 	t.OnDamage(func(err error) {
-		r.log.Warn("index cache damaged: blobs it holds may look absent until it is rebuilt; a backup stores them again", "path", t.Path(), "err", err)
+		r.log.Warn("index cache damaged: blobs it holds look absent until a read repairs them from the index objects or the next run rebuilds it; a backup stores them again", "path", t.Path(), "err", err)
 	})
 	r.idxMu.Lock()
 	defer r.idxMu.Unlock()
 	// The Map is replaced before any blob is added or looked up: LoadIndex
 	// runs first (see Open). The table stays open for the process's life.
 	r.idx = index.NewMapOver(t)
+	r.idxTable = t
 	for _, s := range srcs {
 		r.loadedIndex[s] = struct{}{}
 	}
@@ -227,4 +229,87 @@ func removeStaleBuilds(dir string) {
 			os.RemoveAll(filepath.Join(dir, n))
 		}
 	}
+}
+
+// maxCacheRepairs bounds the passes over the index objects that one
+// process makes to repair its index cache (repairIndexCache): a file that
+// keeps failing is a failing disk, and its blobs are then reported as the
+// cache's damage rather than read again and again.
+const maxCacheRepairs = 3
+
+// FindBlob returns the location of blob bid, as the index's Find does,
+// except that when the index cache fails while the repository is open
+// (a bucket damaged or changed since it was checked) it first reads the
+// blobs of every failed bucket again from the index objects the cache was
+// built from (repairIndexCache), so that a restore or a read finds them
+// instead of failing with the cache's damage. Only a blob that no index
+// object lists is then not found.
+func (r *Repository) FindBlob(ctx context.Context, bid id.ID) (index.Entry, error) {
+	e, err := r.idx.Find(bid)
+	if err == nil || !errors.Is(err, diskidx.ErrDamaged) {
+		return e, err
+	}
+	if repaired, rerr := r.repairIndexCache(ctx); rerr != nil {
+		return e, errors.Join(err, rerr)
+	} else if !repaired {
+		return e, err
+	}
+	return r.idx.Find(bid)
+}
+
+// repairIndexCache puts in memory, over the index cache, the blobs of its
+// buckets that failed their tag since it was opened, read from the index
+// objects it was built from: lookups then find them for the rest of the
+// process (the file was moved aside when the first bucket failed, and the
+// next process rebuilds it). It reads every bucket first, so that one pass
+// over the index objects repairs all of them; it reports whether it
+// repaired a bucket not repaired before, and makes at most maxCacheRepairs
+// passes.
+func (r *Repository) repairIndexCache(ctx context.Context) (bool, error) {
+	t := r.idxTable
+	if t == nil {
+		return false, nil
+	}
+	c := &r.cacheRepair
+	c.Lock()
+	defer c.Unlock()
+	bad, err := t.DamagedBuckets()
+	if err != nil {
+		return false, err
+	}
+	want := make(map[uint64]bool)
+	for _, b := range bad {
+		if !c.repaired[b] {
+			want[b] = true
+		}
+	}
+	if len(want) == 0 || c.passes >= maxCacheRepairs {
+		return false, nil
+	}
+	c.passes++
+	start := time.Now()
+	var blobs int
+	err = r.readIndexObjects(ctx, t.Sources(), func(_ id.ID, f *index.File) error {
+		for _, p := range f.Packs {
+			for _, e := range p.Blobs {
+				if want[t.Bucket(e.ID)] {
+					e.Pack = p.Pack
+					r.idx.Add(e)
+					blobs++
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("reading the index objects to repair the index cache: %w", err)
+	}
+	if c.repaired == nil {
+		c.repaired = make(map[uint64]bool)
+	}
+	for b := range want {
+		c.repaired[b] = true
+	}
+	r.log.Warn("index cache repaired: the blobs of its failed buckets were read again from the index objects", "path", t.Path(), "buckets", len(want), "blobs", blobs, "seconds", time.Since(start).Seconds())
+	return true, nil
 }

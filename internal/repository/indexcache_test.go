@@ -297,15 +297,26 @@ func TestIndexCacheEditedAfterOpen(t *testing.T) {
 		if r1.Reusable(bid) {
 			t.Fatalf("blob %s: reusable through a damaged bucket", bid.Short())
 		}
-		_, err := r1.LoadBlob(ctx, bid, nil)
-		if !errors.Is(err, ErrBlobNotFound) || !errors.Is(err, diskidx.ErrDamaged) || !strings.Contains(err.Error(), path) {
-			t.Fatalf("blob %s: LoadBlob: %v, want an error naming the damaged cache", bid.Short(), err)
+	}
+	// A read repairs every damaged bucket from the index objects, once.
+	for bid, d := range blobs {
+		got, err := r1.LoadBlob(ctx, bid, nil)
+		if err != nil || !bytes.Equal(got, d) {
+			t.Fatalf("blob %s: LoadBlob through the damaged cache: %v", bid.Short(), err)
+		}
+	}
+	for _, bid := range forged {
+		if r1.Index().Has(bid) || r1.Reusable(bid) {
+			t.Fatalf("blob %s, stored nowhere, looks present after the repair", bid.Short())
 		}
 	}
 	if n := strings.Count(logs.String(), "index cache damaged"); n != 1 {
 		t.Fatalf("the damage was logged %d times, want once:\n%s", n, logs.String())
 	}
-	// A backup stores the blobs again.
+	if n := strings.Count(logs.String(), "index cache repaired"); n != 1 {
+		t.Fatalf("the repair was logged %d times, want once:\n%s", n, logs.String())
+	}
+	// A backup stores nothing again.
 	for bid, d := range blobs {
 		got, _, err := r1.SaveBlob(ctx, index.DataBlob, d)
 		if err != nil || got != bid {
@@ -328,6 +339,79 @@ func TestIndexCacheEditedAfterOpen(t *testing.T) {
 		got, err := r2.LoadBlob(ctx, bid, nil)
 		if err != nil || !bytes.Equal(got, d) {
 			t.Fatalf("blob %s after the rebuild: %v", bid.Short(), err)
+		}
+	}
+}
+
+// TestIndexCacheRepairedWhileOpen: buckets of the cache file damaged one
+// after another while a repository uses it: each read that meets a new
+// one repairs it from the index objects (a restore goes on), up to
+// maxCacheRepairs passes; after them a read through a newly damaged bucket
+// fails naming the cache, as a failing disk's should.
+func TestIndexCacheRepairedWhileOpen(t *testing.T) {
+	ctx := context.Background()
+	r, be := newRepo(t)
+	blobs := saveBlobs(t, r, 8, 50)
+	dir := t.TempDir()
+	o := testOptions()
+	o.IndexCacheDir, o.IndexCacheMinBlobs = dir, 1
+	var logs bytes.Buffer
+	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	r1, err := Open(ctx, be, pass, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r1.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	path := cacheInfo(t, r1).Path
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	content, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One blob per bucket, in turn.
+	seen := map[uint64]bool{}
+	var order []id.ID
+	for bid := range blobs {
+		if b := r1.idxTable.Bucket(bid); !seen[b] {
+			seen[b] = true
+			order = append(order, bid)
+		}
+	}
+	if len(order) < maxCacheRepairs+1 {
+		t.Fatalf("%d buckets, want more than %d", len(order), maxCacheRepairs)
+	}
+	for i, bid := range order[:maxCacheRepairs+1] {
+		at := bytes.Index(content, bid[:])
+		if at < 0 {
+			t.Fatalf("blob %s not in the file", bid.Short())
+		}
+		if _, err := f.WriteAt([]byte{content[at+id.Size-1] ^ 1}, int64(at+id.Size-1)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r1.LoadBlob(ctx, bid, nil)
+		if i < maxCacheRepairs {
+			if err != nil || !bytes.Equal(got, blobs[bid]) {
+				t.Fatalf("read %d, through a bucket damaged since: %v", i+1, err)
+			}
+			if n := strings.Count(logs.String(), "index cache repaired"); n != i+1 {
+				t.Fatalf("after read %d, %d repairs logged:\n%s", i+1, n, logs.String())
+			}
+			continue
+		}
+		if !errors.Is(err, ErrBlobNotFound) || !errors.Is(err, diskidx.ErrDamaged) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("read past the repairs: %v, want an error naming the damaged cache", err)
+		}
+	}
+	// The repaired blobs stay found.
+	for _, bid := range order[:maxCacheRepairs] {
+		if got, err := r1.LoadBlob(ctx, bid, nil); err != nil || !bytes.Equal(got, blobs[bid]) {
+			t.Fatalf("blob %s after the repairs: %v", bid.Short(), err)
 		}
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/nestguard/nestguard/internal/crypto"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
+	"github.com/nestguard/nestguard/internal/index/diskidx"
 )
 
 // Errors callers test for with errors.Is.
@@ -82,6 +83,15 @@ type Repository struct {
 	pendingIndex []index.PackBlobs
 	pendingBlobs int             // in pendingIndex
 	idxCache     *IndexCacheInfo // the index cache r.idx stands on; nil: none
+	idxTable     *diskidx.Table  // its open file; nil: none
+
+	// cacheRepair serializes repairs of the index cache's damaged
+	// buckets (see repairIndexCache), which it counts in repairs.
+	cacheRepair struct {
+		sync.Mutex
+		repaired map[uint64]bool
+		passes   int
+	}
 
 	cacheDir string // Options.IndexCacheDir
 	cacheMin int    // Options.IndexCacheMinBlobs

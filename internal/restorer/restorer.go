@@ -42,7 +42,9 @@ import (
 // Repo is what the restorer needs of a repository.
 type Repo interface {
 	tree.BlobStore
-	Index() *index.Map
+	// FindBlob returns where blob bid is stored
+	// (repository.Repository.FindBlob).
+	FindBlob(ctx context.Context, bid id.ID) (index.Entry, error)
 	// LoadPackBlobsPlaced reads blobs of one pack, each with its
 	// plaintext where place asks within a page if it can
 	// (repository.Repository.LoadPackBlobsPlaced).
@@ -404,7 +406,7 @@ func (r *Restorer) restoreFiles(ctx context.Context, files []*fileState) error {
 	// process moves or replaces meanwhile is followed at most that long
 	// (see parents).
 	defer r.parents.close()
-	plan, err := r.planFiles(files)
+	plan, err := r.planFiles(ctx, files)
 	if err != nil {
 		return err
 	}
@@ -590,8 +592,7 @@ func (r *Restorer) damagedPath(p string) (error, bool) {
 // and createSingles), so the creation of many small files overlaps the
 // reads and the decryption of others rather than coming before them all;
 // only empty files are created here.
-func (r *Restorer) planFiles(files []*fileState) (map[id.ID]map[id.ID]*packBlob, error) {
-	idx := r.repo.Index()
+func (r *Restorer) planFiles(ctx context.Context, files []*fileState) (map[id.ID]map[id.ID]*packBlob, error) {
 	plan := map[id.ID]map[id.ID]*packBlob{}
 	for _, f := range files {
 		if len(f.node.Content) == 0 {
@@ -603,7 +604,7 @@ func (r *Restorer) planFiles(files []*fileState) (map[id.ID]map[id.ID]*packBlob,
 		var off int64
 		var missing error
 		for _, bid := range f.node.Content {
-			e, err := idx.Find(bid)
+			e, err := r.repo.FindBlob(ctx, bid)
 			if err != nil {
 				missing = fmt.Errorf("data blob %s: %w", bid.Short(), err)
 				break

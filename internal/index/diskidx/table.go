@@ -52,6 +52,9 @@ type Table struct {
 	err      atomic.Pointer[error]
 	damaged  atomic.Pointer[error]
 	onDamage atomic.Pointer[func(error)]
+
+	dmu        sync.Mutex
+	badBuckets map[uint64]bool // buckets that failed their tag since Open
 }
 
 var _ index.Base = (*Table)(nil)
@@ -294,6 +297,12 @@ func (t *Table) failed(err error) {
 		t.fail(err)
 		return
 	}
+	t.dmu.Lock()
+	if t.badBuckets == nil {
+		t.badBuckets = make(map[uint64]bool)
+	}
+	t.badBuckets[te.b] = true
+	t.dmu.Unlock()
 	e := &damageError{path: t.f.Name(), b: te.b, what: "delete it: the next run rebuilds it"}
 	var ee error = e
 	if !t.damaged.CompareAndSwap(nil, &ee) {
@@ -312,6 +321,40 @@ func (t *Table) failed(err error) {
 	if fn := t.onDamage.Load(); fn != nil {
 		(*fn)(ee)
 	}
+}
+
+// Bucket returns the number of the bucket that holds blob bid.
+func (t *Table) Bucket(bid id.ID) uint64 { return bucketOf(bid[:], t.h.bits) }
+
+// DamagedBuckets reads every bucket and returns, sorted, the numbers of
+// those that failed their tag since Open, this read included (each
+// recorded as a lookup's failure is, for Err and OnDamage). A lookup
+// finds nothing in them: a caller may find their blobs elsewhere (the
+// index objects the table was built from, Sources). An I/O error ends
+// the read and is returned with the buckets found until then.
+func (t *Table) DamagedBuckets() ([]uint64, error) {
+	nb := uint64(1) << t.h.bits
+	var err error
+	for b := uint64(0); b < nb; {
+		err = t.walk(b, nb, func(uint64, uint64, []byte) bool { return true })
+		te, ok := errors.AsType[*tagError](err)
+		if !ok {
+			break
+		}
+		t.failed(te)
+		b, err = te.b+1, nil
+	}
+	if err != nil {
+		t.failed(err)
+	}
+	t.dmu.Lock()
+	defer t.dmu.Unlock()
+	out := make([]uint64, 0, len(t.badBuckets))
+	for b := range t.badBuckets {
+		out = append(out, b)
+	}
+	slices.Sort(out)
+	return out, err
 }
 
 // Sources returns the index objects the table was built from, sorted.
