@@ -988,7 +988,11 @@ func (r *Restorer) applyMeta(p string, n *tree.Node, m metaSetter) {
 			r.log.Warn("cannot restore mode", "path", p, "err", err)
 		}
 	}
-	ts := []syscall.Timespec{syscall.NsecToTimespec(n.ModTime.UnixNano()), syscall.NsecToTimespec(n.ModTime.UnixNano())}
+	// Seconds and nanoseconds apart: UnixNano overflows outside the years
+	// 1678 to 2262, which file systems store (found by a hostile test: an
+	// mtime in 2400 came back as 1901).
+	mt := syscall.Timespec{Sec: n.ModTime.Unix(), Nsec: int64(n.ModTime.Nanosecond())}
+	ts := []syscall.Timespec{mt, mt}
 	if err := m.utimes(ts); err != nil {
 		r.log.Warn("cannot restore times", "path", p, "err", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
+	"golang.org/x/sys/unix"
 )
 
 // A restore in many small batches (files and blobs) gives the same tree as
@@ -467,6 +468,66 @@ func TestRestoreIndexCacheDamaged(t *testing.T) {
 		got, err := os.ReadFile(filepath.Join(dst, src, name))
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("%s: not restored whole: %v", name, err)
+		}
+	}
+}
+
+// TestRestoreFarTimes: modification times outside the years 1678 to 2262
+// (where a time in nanoseconds overflows 64 bits) come back as the file
+// system stored them, to the nanosecond, for files, directories and
+// symbolic links (found by a hostile test: 2400 came back as 1901).
+func TestRestoreFarTimes(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	src := t.TempDir()
+	times := map[string]time.Time{
+		"future":  time.Date(2400, 1, 1, 0, 0, 0, 987654321, time.UTC),
+		"past":    time.Date(1650, 6, 1, 12, 0, 0, 5, time.UTC),
+		"d2300":   time.Date(2300, 2, 3, 4, 5, 6, 7, time.UTC),
+		"link":    time.Date(2263, 1, 1, 0, 0, 0, 1, time.UTC),
+		"d2300/f": time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC),
+	}
+	if err := os.Mkdir(filepath.Join(src, "d2300"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"future", "past", "d2300/f"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("future", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"d2300/f", "future", "past", "link", "d2300"} {
+		ts := []unix.Timespec{unix.NsecToTimespec(0), {Sec: times[name].Unix(), Nsec: int64(times[name].Nanosecond())}}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(src, name), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := map[string]time.Time{} // as this file system keeps them (it may clamp)
+	for name := range times {
+		fi, err := os.Lstat(filepath.Join(src, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored[name] = fi.ModTime()
+	}
+	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	dst := t.TempDir()
+	r := New(repo, Options{Target: dst})
+	if err := r.Restore(ctx, sn.Tree); err != nil || len(r.Errors()) > 0 {
+		t.Fatalf("restore: %v %v", err, r.Errors())
+	}
+	for name, want := range stored {
+		fi, err := os.Lstat(filepath.Join(dst, src, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fi.ModTime().Equal(want) {
+			t.Errorf("%s: restored mtime %v, want %v", name, fi.ModTime().UTC(), want.UTC())
 		}
 	}
 }
