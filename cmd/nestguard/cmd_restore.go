@@ -33,7 +33,10 @@ named, the others are restored, and the exit code is 3. The summary counts
 what was restored (files complete, their bytes), against what the snapshot
 holds when less was. An extended attribute that cannot be set (trusted.* or
 security.capability without root, a file system without them) is named
-with its file, which stays restored, and the exit code is 3.
+with its file, which stays restored, and the exit code is 3. A restored
+entry's user and trusted attributes and POSIX ACLs are the snapshot's, no
+more: an ACL inherited from a target with a default ACL, or an overwritten
+directory's own, is removed (security.* labels the system gives stay).
 
 Nothing is written through a symlink already in the target: with
 --overwrite, a symlink where the snapshot has a file or directory is

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -530,4 +531,95 @@ func TestRestoreFarTimes(t *testing.T) {
 			t.Errorf("%s: restored mtime %v, want %v", name, fi.ModTime().UTC(), want.UTC())
 		}
 	}
+}
+
+// TestRestoreXattrsExact: a restored entry has the snapshot's extended
+// attributes, no more: not the ACL a target with a default ACL gives
+// every entry made in it, nor, with Overwrite, an existing directory's
+// own attributes and ACLs (found by a hostile test: both reported as a
+// full restore).
+func TestRestoreXattrsExact(t *testing.T) {
+	if _, err := exec.LookPath("setfacl"); err != nil {
+		t.Skip("setfacl not installed (Debian package acl)")
+	}
+	ctx := context.Background()
+	repo := repotest.New(t)
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "d", "e"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"d/f", "d/e/g", "tagged"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(name), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Setxattr(filepath.Join(src, "tagged"), "user.kept", []byte("v"), 0); err != nil {
+		t.Skipf("no user extended attributes here: %v", err)
+	}
+	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	xattrs := func(p string) []string {
+		buf := make([]byte, 4096)
+		n, err := unix.Llistxattr(p, buf)
+		if err != nil {
+			t.Fatalf("listing the attributes of %s: %v", p, err)
+		}
+		var out []string
+		for _, x := range strings.Split(string(buf[:n]), "\x00") {
+			if x != "" && !strings.HasPrefix(x, "security.") {
+				out = append(out, x)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	check := func(dst string) {
+		t.Helper()
+		for _, name := range []string{"", "d", "d/e", "d/f", "d/e/g", "tagged"} {
+			want := []string(nil)
+			if name == "tagged" {
+				want = []string{"user.kept"}
+			}
+			if got := xattrs(filepath.Join(dst, src, name)); !slices.Equal(got, want) {
+				t.Errorf("%s: attributes %q, want %q", name, got, want)
+			}
+		}
+	}
+
+	// A target with a default ACL.
+	dst := t.TempDir()
+	if out, err := exec.Command("setfacl", "-d", "-m", "u:4444:rwx,g:4445:rwx", dst).CombinedOutput(); err != nil {
+		t.Skipf("setfacl: %v %s", err, out)
+	}
+	r := New(repo, Options{Target: dst})
+	if err := r.Restore(ctx, sn.Tree); err != nil || len(r.Errors()) > 0 {
+		t.Fatalf("restore: %v %v", err, r.Errors())
+	}
+	check(dst)
+
+	// Overwrite, over entries with attributes and ACLs of their own.
+	dst = t.TempDir()
+	d := filepath.Join(dst, src, "d")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(d, "user.stale", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("setfacl", "-m", "u:4444:rwx", "-d", "-m", "u:4444:rwx", d).CombinedOutput(); err != nil {
+		t.Fatalf("setfacl: %v %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(d, "f"), []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(filepath.Join(d, "f"), "user.stale", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	r = New(repo, Options{Target: dst, Overwrite: true})
+	if err := r.Restore(ctx, sn.Tree); err != nil || len(r.Errors()) > 0 {
+		t.Fatalf("restore --overwrite: %v %v", err, r.Errors())
+	}
+	check(dst)
 }
