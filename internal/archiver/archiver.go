@@ -494,9 +494,9 @@ func (a *Archiver) excluded(abs, rel string, fi fs.FileInfo) bool {
 // returns a future for its node, completed once its tree is saved.
 func (a *Archiver) saveDir(ctx context.Context, abs, rel string, n *tree.Node, parent *tree.Tree, dev uint64) *future {
 	a.C.Dirs.Add(1)
-	entries, err := os.ReadDir(abs)
+	entries, err := readDir(abs)
 	if err != nil {
-		// Keep the directory itself with what could be read (nothing).
+		// Keep the directory itself with what could be read.
 		a.fileError(abs, err)
 	}
 	var kids []*future
@@ -504,22 +504,25 @@ func (a *Archiver) saveDir(ctx context.Context, abs, rel string, n *tree.Node, p
 		if ctx.Err() != nil {
 			break
 		}
-		p := filepath.Join(abs, e.Name())
-		fi, err := e.Info()
+		p := filepath.Join(abs, e.name)
+		fi, err := e.fi, e.err
 		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) { // vanished since ReadDir: not an error
+			// Deleted from the directory since it was listed (readDir
+			// states entries relative to the directory, so a rename does
+			// not count): not an error, as if deleted just before.
+			if !errors.Is(err, fs.ErrNotExist) {
 				a.fileError(p, err)
 			}
 			continue
 		}
-		r := filepath.Join(rel, e.Name())
+		r := filepath.Join(rel, e.name)
 		if a.isMount(r) || a.excluded(p, r, fi) {
 			continue
 		}
 		if fi.IsDir() && a.opt.OneFileSystem && deviceOf(fi) != dev {
 			continue
 		}
-		kids = append(kids, a.saveEntry(ctx, p, r, fi, findNode(parent, e.Name()), dev))
+		kids = append(kids, a.saveEntry(ctx, p, r, fi, findNode(parent, e.name), dev))
 	}
 	for _, m := range a.mounts[rel] {
 		if ctx.Err() != nil {
