@@ -110,6 +110,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"verify", "5%"}, 2, []string{"--read-data 5%"}},
 		{[]string{"verify", "--read-data", "500%"}, 2, []string{"not a percentage"}},
 		{[]string{"key", "add"}, 1, []string{"NESTGUARD_NEW_PASSWORD", "--new-password-file"}},
+		{[]string{"backup", e.dir, "--exclude", "*.tmp", "--exclude", "["}, 2, []string{`--exclude: exclude pattern "["`, "syntax error in pattern"}},
 	} {
 		r := e.run(tc.args...)
 		out := r.stderr

@@ -113,6 +113,9 @@ type backupOptions struct {
 
 // runBackup backs up o.paths into a new snapshot.
 func (a *app) runBackup(ctx context.Context, o backupOptions) error {
+	if err := archiver.CheckExcludes(o.Excludes); err != nil {
+		return &usageError{fmt.Errorf("--exclude: %w", err)}
+	}
 	commit, err := a.stampCommit(o.stamp)
 	if err != nil {
 		return err

@@ -55,6 +55,19 @@ type Repo interface {
 	SaveBlobFrom(ctx context.Context, t index.BlobType, bid id.ID, buf []byte) (bool, error)
 }
 
+// CheckExcludes returns an error naming the first pattern of ps that is
+// not a valid glob (filepath.Match): one that never matches, silently,
+// would back up what the user meant to leave out (found by a hostile
+// test: --exclude '[' was ignored).
+func CheckExcludes(ps []string) error {
+	for _, p := range ps {
+		if _, err := filepath.Match(p, ""); err != nil {
+			return fmt.Errorf("exclude pattern %q: %w (see filepath.Match: * ? [class] and \\ escapes; a literal [ is \\[)", p, err)
+		}
+	}
+	return nil
+}
+
 // Options configure a backup.
 type Options struct {
 	// Excludes are glob patterns (filepath.Match) tested against each

@@ -35,6 +35,9 @@ type BackupOptions struct {
 // hook failed (see commit.Step.Save) is returned with the error.
 func Backup(ctx context.Context, repo *repository.Repository, paths []string, o BackupOptions) (*snapshot.Snapshot, []FileError, error) {
 	start := time.Now()
+	if err := CheckExcludes(o.Excludes); err != nil {
+		return nil, nil, err
+	}
 	abs := make([]string, len(paths))
 	for i, p := range paths {
 		a, err := filepath.Abs(p)
