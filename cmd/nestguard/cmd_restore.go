@@ -31,9 +31,12 @@ Every block read is authenticated and checked against its id. A file that
 cannot be restored completely is not left half-written: it is removed and
 named, the others are restored, and the exit code is 3. The summary counts
 what was restored (files complete, their bytes), against what the snapshot
-holds when less was. An extended attribute that cannot be set (trusted.* or
-security.capability without root, a file system without them) is named
-with its file, which stays restored, and the exit code is 3. A restored
+holds when less was. Owners are restored when run as root (an
+unprivileged restore leaves the files its user's). An owner, mode, time or
+extended attribute that cannot be set (trusted.* or security.capability
+without root, an owner a user namespace does not map, a file system
+without attributes) is named with its file, which stays restored, and the
+exit code is 3. A restored
 entry's user and trusted attributes and POSIX ACLs are the snapshot's, no
 more: an ACL inherited from a target with a default ACL, or an overwritten
 directory's own, is removed (security.* labels the system gives stay).
