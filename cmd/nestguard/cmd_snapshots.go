@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"path"
 	"strings"
 	"text/tabwriter"
@@ -157,12 +158,12 @@ func (a *app) runLs(ctx context.Context, o lsOptions) error {
 				return nil
 			}
 			found = true
-			e := lsEntryJSON{Type: n.Type, Size: n.Size, Mode: n.Mode.String(), MTime: fmtTime(n.ModTime)}
+			e := lsEntryJSON{Type: n.Type, Size: n.Size, Mode: lsMode(n), MTime: fmtTime(n.ModTime)}
 			e.Path, e.PathBytes = tree.ForJSON(p)
 			if a.jsonOut {
 				out = append(out, e)
 			} else if o.long {
-				a.printf("%-10s %8s %s %s %s\n", e.Mode, progress.Bytes(int64(n.Size)), e.MTime, n.Type[:1], tree.Show(p))
+				a.printf("%-10s %8s %s %s\n", e.Mode, progress.Bytes(int64(n.Size)), e.MTime, tree.Show(p))
 			} else {
 				a.printf("%s\n", tree.Show(p))
 			}
@@ -179,6 +180,47 @@ func (a *app) runLs(ctx context.Context, o lsOptions) error {
 		}
 		return nil
 	})
+}
+
+// lsMode is n's type and mode as ls -l shows them ("drwxr-sr-x",
+// "-rwsr-xr-x", "drwxrwxrwt"); fs.FileMode's String, used before, wrote
+// set-user-ID as a leading "u" and no type (found by a hostile test).
+func lsMode(n *tree.Node) string {
+	b := []byte("----------")
+	switch n.Type {
+	case tree.Dir:
+		b[0] = 'd'
+	case tree.Symlink:
+		b[0] = 'l'
+	case tree.Dev:
+		b[0] = 'b'
+	case tree.CharDev:
+		b[0] = 'c'
+	case tree.FIFO:
+		b[0] = 'p'
+	case tree.Socket:
+		b[0] = 's'
+	}
+	const rwx = "rwxrwxrwx"
+	for i := range 9 {
+		if n.Mode&(1<<(8-i)) != 0 {
+			b[1+i] = rwx[i]
+		}
+	}
+	special := func(at int, set bool, lower, upper byte) {
+		if !set {
+			return
+		}
+		if b[at] == '-' {
+			b[at] = upper
+		} else {
+			b[at] = lower
+		}
+	}
+	special(3, n.Mode&fs.ModeSetuid != 0, 's', 'S')
+	special(6, n.Mode&fs.ModeSetgid != 0, 's', 'S')
+	special(9, n.Mode&fs.ModeSticky != 0, 't', 'T')
+	return string(b)
 }
 
 // runSnapshots lists the snapshots f matches.
