@@ -277,7 +277,7 @@ func (a *Archiver) SnapshotDir(ctx context.Context, dir string) (id.ID, error) {
 		if err != nil {
 			return err
 		}
-		f := a.saveDir(ctx, dir, "", n, parent, deviceOf(fi))
+		f := a.saveDir(ctx, nil, "", dir, "", n, parent, deviceOf(fi))
 		if err := f.wait(ctx); err != nil {
 			return err
 		}
@@ -449,7 +449,7 @@ func (a *Archiver) saveVirtual(ctx context.Context, dir string, t *target, paren
 		return &future{done: closed(), err: err}
 	}
 	if t.selected {
-		return a.saveDir(ctx, dir, dir, n, parent, deviceOf(fi))
+		return a.saveDir(ctx, nil, "", dir, dir, n, parent, deviceOf(fi))
 	}
 	names := make([]string, 0, len(t.children))
 	for c := range t.children {
@@ -466,7 +466,7 @@ func (a *Archiver) saveVirtual(ctx context.Context, dir string, t *target, paren
 			if err != nil {
 				return &future{done: closed(), err: fmt.Errorf("backup path: %w", err)}
 			}
-			kids = append(kids, a.saveEntry(ctx, p, p, cfi, pn, deviceOf(cfi)))
+			kids = append(kids, a.saveEntry(ctx, nil, p, p, cfi, pn, deviceOf(cfi)))
 			continue
 		}
 		kids = append(kids, a.saveVirtual(ctx, p, child, a.subtree(ctx, pn)))
@@ -505,9 +505,19 @@ func (a *Archiver) excluded(abs, rel string, fi fs.FileInfo) bool {
 
 // saveDir walks directory abs (rel is its path as given to Exclude) and
 // returns a future for its node, completed once its tree is saved.
-func (a *Archiver) saveDir(ctx context.Context, abs, rel string, n *tree.Node, parent *tree.Tree, dev uint64) *future {
+//
+// It opens the directory as entry name of dir (which it unrefs), or, with
+// dir nil, by its path abs (a path given to the backup); its entries are
+// opened relative to it (dirHandle).
+func (a *Archiver) saveDir(ctx context.Context, dir *dirHandle, name, abs, rel string, n *tree.Node, parent *tree.Tree, dev uint64) *future {
 	a.C.Dirs.Add(1)
-	entries, err := readDir(abs)
+	d, err := openDir(dir, name, abs)
+	dir.unref()
+	var entries []dirEntry
+	if err == nil {
+		defer d.unref()
+		entries, err = readDir(d, abs)
+	}
 	if err != nil {
 		// Keep the directory itself with what could be read.
 		a.fileError(abs, err)
@@ -535,7 +545,7 @@ func (a *Archiver) saveDir(ctx context.Context, abs, rel string, n *tree.Node, p
 		if fi.IsDir() && a.opt.OneFileSystem && deviceOf(fi) != dev {
 			continue
 		}
-		kids = append(kids, a.saveEntry(ctx, p, r, fi, findNode(parent, e.name), dev))
+		kids = append(kids, a.saveEntry(ctx, d, p, r, fi, findNode(parent, e.name), dev))
 	}
 	for _, m := range a.mounts[rel] {
 		if ctx.Err() != nil {
@@ -546,9 +556,10 @@ func (a *Archiver) saveDir(ctx context.Context, abs, rel string, n *tree.Node, p
 	return a.finishDir(ctx, abs, n, kids, parent)
 }
 
-// saveEntry saves one entry of any type.
-func (a *Archiver) saveEntry(ctx context.Context, abs, rel string, fi fs.FileInfo, pn *tree.Node, dev uint64) *future {
-	n, xerrs, err := a.listedNode(abs, fi)
+// saveEntry saves one entry of any type: the entry of directory dir
+// (nil: by its path abs) named by abs's last element.
+func (a *Archiver) saveEntry(ctx context.Context, dir *dirHandle, abs, rel string, fi fs.FileInfo, pn *tree.Node, dev uint64) *future {
+	n, xerrs, err := a.listedNode(dir, abs, fi)
 	if err != nil {
 		a.fileError(abs, err)
 		return &future{done: closed(), err: err}
@@ -558,7 +569,7 @@ func (a *Archiver) saveEntry(ctx context.Context, abs, rel string, fi fs.FileInf
 	}
 	switch n.Type {
 	case tree.Dir:
-		return a.walkDir(ctx, abs, rel, n, pn, dev)
+		return a.walkDir(ctx, dir.ref(), abs, rel, n, pn, dev)
 	case tree.File:
 		a.C.Files.Add(1)
 		a.C.BytesTotal.Add(int64(n.Size))
@@ -568,10 +579,11 @@ func (a *Archiver) saveEntry(ctx context.Context, abs, rel string, fi fs.FileInf
 			a.C.FilesUnmodified.Add(1)
 			return doneFuture(n)
 		}
-		j := &fileJob{abs: abs, rel: rel, f: future{done: make(chan struct{}), node: n}, changed: pn != nil, xattrErrs: xerrs}
+		j := &fileJob{abs: abs, rel: rel, dir: dir.ref(), name: filepath.Base(abs), f: future{done: make(chan struct{}), node: n}, changed: pn != nil, xattrErrs: xerrs}
 		select {
 		case a.files <- j:
 		case <-ctx.Done():
+			j.dir.unref()
 			return &future{done: closed(), err: context.Cause(ctx)}
 		}
 		return &j.f
@@ -585,16 +597,20 @@ func (a *Archiver) saveEntry(ctx context.Context, abs, rel string, fi fs.FileInf
 // (and the loading of parent trees), which is most of an unchanged
 // re-backup. Never waiting for a walker keeps a walker that is itself
 // walking from blocking on its own descendants.
-func (a *Archiver) walkDir(ctx context.Context, abs, rel string, n *tree.Node, pn *tree.Node, dev uint64) *future {
+//
+// dir (owned: saveDir unrefs it) is the directory abs is an entry of, or
+// nil to open abs by its path.
+func (a *Archiver) walkDir(ctx context.Context, dir *dirHandle, abs, rel string, n *tree.Node, pn *tree.Node, dev uint64) *future {
+	name := filepath.Base(abs)
 	select {
 	case a.walkers <- struct{}{}:
 	default:
-		return a.saveDir(ctx, abs, rel, n, a.subtree(ctx, pn), dev)
+		return a.saveDir(ctx, dir, name, abs, rel, n, a.subtree(ctx, pn), dev)
 	}
 	f := &future{done: make(chan struct{}), node: n}
 	a.walking.Go(func() {
 		defer close(f.done)
-		inner := a.saveDir(ctx, abs, rel, n, a.subtree(ctx, pn), dev)
+		inner := a.saveDir(ctx, dir, name, abs, rel, n, a.subtree(ctx, pn), dev)
 		<-a.walkers // the listing is done; its tree is finished apart
 		f.err = inner.wait(ctx)
 	})
@@ -660,8 +676,12 @@ func (a *Archiver) finishDir(ctx context.Context, abs string, n *tree.Node, kids
 
 type fileJob struct {
 	abs, rel string
-	f        future
-	changed  bool
+	// dir is the directory the file is entry name of, opened relative to
+	// it (nil: by its path abs); readFile unrefs it.
+	dir     *dirHandle
+	name    string
+	f       future
+	changed bool
 	// xattrErrs are the errors reading the listed node's extended
 	// attributes, reported by opened unless it takes the node from the
 	// open descriptor.
@@ -725,6 +745,7 @@ func (a *Archiver) dropLarge(b []byte) bool {
 // readFile chunks one file and hands the chunks to the workers.
 func (a *Archiver) readFile(ctx context.Context, j *fileJob) {
 	defer close(j.f.done)
+	defer j.dir.unref()
 	if ctx.Err() != nil {
 		j.f.err = context.Cause(ctx)
 		return
@@ -754,7 +775,7 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 			return ids, err
 		}
 	}
-	f, err := openNoAtime(j.abs)
+	f, err := openJob(j)
 	if err != nil {
 		return nil, err
 	}

@@ -313,7 +313,7 @@ func TestOpenedReportsAttributeErrorsOnce(t *testing.T) {
 	for _, changed := range []bool{false, true} {
 		t.Run(fmt.Sprintf("changed=%v", changed), func(t *testing.T) {
 			a := New(repotest.New(t), Options{Chunker: testParams})
-			n, xerrs, err := a.listedNode(p, fi)
+			n, xerrs, err := a.listedNode(nil, p, fi)
 			if err != nil || len(xerrs) != 0 {
 				t.Fatalf("listedNode: %v %v", err, xerrs)
 			}
@@ -322,7 +322,7 @@ func TestOpenedReportsAttributeErrorsOnce(t *testing.T) {
 			if changed {
 				n.Inode++ // another file than the one listed
 			}
-			fd, err := openRaw(p)
+			fd, err := openRaw(j)
 			if err != nil {
 				t.Fatal(err)
 			}

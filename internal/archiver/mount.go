@@ -80,7 +80,7 @@ func (a *Archiver) saveMount(ctx context.Context, m Mount, pn *tree.Node) *futur
 	a.mountMu.Lock()
 	a.mounted[m.Path] = true
 	a.mountMu.Unlock()
-	return a.walkDir(ctx, dir, m.Path, n, pn, deviceOf(fi))
+	return a.walkDir(ctx, nil, dir, m.Path, n, pn, deviceOf(fi))
 }
 
 // checkMounted fails a backup that left out a mount, because its parent

@@ -2,12 +2,14 @@ package archiver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -23,7 +25,7 @@ import (
 // node builds the tree node for abs from its lstat result, and reports
 // any error reading its extended attributes.
 func (a *Archiver) node(abs string, fi fs.FileInfo) (*tree.Node, error) {
-	n, xerrs, err := a.listedNode(abs, fi)
+	n, xerrs, err := a.listedNode(nil, abs, fi)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +39,10 @@ func (a *Archiver) node(abs string, fi fs.FileInfo) (*tree.Node, error) {
 // the open descriptor then: those of the file read are the ones stored,
 // and reporting both read the same failure twice, or one that no longer
 // applies.
-func (a *Archiver) listedNode(abs string, fi fs.FileInfo) (*tree.Node, []error, error) {
+//
+// A symbolic link's target is read as entry abs's last element of dir,
+// or, with dir nil, by its path.
+func (a *Archiver) listedNode(dir *dirHandle, abs string, fi fs.FileInfo) (*tree.Node, []error, error) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return nil, nil, fmt.Errorf("%s: no unix stat information", abs)
@@ -56,7 +61,7 @@ func (a *Archiver) listedNode(abs string, fi fs.FileInfo) (*tree.Node, []error, 
 		n.Links = 0 // directory link counts change with every subdirectory
 	case m&fs.ModeSymlink != 0:
 		n.Type = tree.Symlink
-		t, err := os.Readlink(abs)
+		t, err := readlinkIn(dir, abs)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -182,14 +187,36 @@ func (a *Archiver) changedWhileRead(fd int, p string, before *syscall.Stat_t) (b
 
 func stampTime(ts syscall.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec).UTC() }
 
-// openNoAtime opens a file for reading without updating its access time
-// where the kernel allows it (owner or CAP_FOWNER).
-func openNoAtime(p string) (*os.File, error) {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOATIME, 0)
-	if err == nil {
-		return f, nil
+// readlinkIn reads the target of symbolic link abs, entry abs's last
+// element of dir (nil: by its path).
+func readlinkIn(dir *dirHandle, abs string) (string, error) {
+	if dir == nil {
+		return os.Readlink(abs)
 	}
-	return os.Open(p)
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		var n int
+		err := ignoringEINTR(func() (err error) {
+			n, err = unix.Readlinkat(dir.fd(), filepath.Base(abs), buf)
+			return err
+		})
+		if err != nil {
+			return "", &fs.PathError{Op: "readlink", Path: abs, Err: err}
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+// openJob opens the file of j for reading as openRaw does, as an
+// os.File.
+func openJob(j *fileJob) (*os.File, error) {
+	fd, err := openRaw(j)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), j.abs), nil
 }
 
 // chunkSmall chunks a file that its listing found smaller than the
@@ -200,7 +227,7 @@ func openNoAtime(p string) (*os.File, error) {
 // false when the file has grown past the minimum chunk since: the caller
 // reads it as any other file.
 func (a *Archiver) chunkSmall(ctx context.Context, j *fileJob) (ids []id.ID, done bool, err error) {
-	fd, err := openRaw(j.abs)
+	fd, err := openRaw(j)
 	if err != nil {
 		return nil, true, err
 	}
@@ -226,22 +253,37 @@ func (a *Archiver) chunkSmall(ctx context.Context, j *fileJob) (ids []id.ID, don
 	return ids, true, err
 }
 
-// openRaw opens a file for reading as openNoAtime does, and returns its
-// descriptor.
-func openRaw(p string) (int, error) {
-	var fd int
-	err := ignoringEINTR(func() (err error) {
-		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
-		return err
-	})
-	if err != nil {
+// openRaw opens the file of j for reading, as the entry of its directory
+// (j.dir; without one, by its path j.abs), and returns its descriptor:
+// without updating its access time where the kernel allows it (owner or
+// CAP_FOWNER); never through a symbolic link (a file replaced by one
+// since the listing would have been read as the link's target, under
+// this name: found by a hostile test); and without blocking in open,
+// which a FIFO put in the file's place would do until a writer came (a
+// stalled backup, found by the same test). What it opened is checked
+// after (opened): another type than a regular file is refused.
+func openRaw(j *fileJob) (int, error) {
+	open := func(flags int) (fd int, err error) {
 		err = ignoringEINTR(func() (err error) {
-			fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if j.dir == nil {
+				fd, err = unix.Open(j.abs, flags, 0)
+			} else {
+				fd, err = unix.Openat(j.dir.fd(), j.name, flags, 0)
+			}
 			return err
 		})
+		return fd, err
+	}
+	const flags = unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK
+	fd, err := open(flags | unix.O_NOATIME)
+	if errors.Is(err, unix.EPERM) {
+		fd, err = open(flags)
+	}
+	if errors.Is(err, unix.ELOOP) {
+		return -1, fmt.Errorf("%s is no longer a regular file (a symbolic link now, not followed)", j.abs)
 	}
 	if err != nil {
-		return -1, &fs.PathError{Op: "open", Path: p, Err: err}
+		return -1, &fs.PathError{Op: "open", Path: j.abs, Err: err}
 	}
 	return fd, nil
 }

@@ -1,10 +1,12 @@
 package archiver
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -25,25 +27,80 @@ type dirEntry struct {
 	err  error
 }
 
-// readDir lists directory abs, sorted by name, and states each entry
-// relative to the open directory (fstatat), not by its path: an entry is
-// then found as long as it is in that directory, even while the directory
-// is renamed or one of its parents is (an atomic swap, a mv and back),
-// where an lstat of the path would not find it. os.ReadDir's entries
-// state by path: a directory renamed away for a moment lost every entry
-// stated meanwhile from the snapshot, as vanished, with nothing said
-// (found by a hostile test). An entry whose state fails because it is
-// gone from the directory (deleted since the listing) has err
-// fs.ErrNotExist.
-func readDir(abs string) ([]dirEntry, error) {
-	f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_DIRECTORY, 0)
-	if err != nil {
-		return nil, err
+// dirHandle is an open directory that the walk opens entries relative
+// to (openat, with O_NOFOLLOW): what is read is the entry of that
+// directory, whatever happens to the paths above it meanwhile. By path,
+// a directory renamed away and a symbolic link put in its place (by
+// anyone who can write to its parent) made the walk read, under the
+// directory's name, the files of wherever the link pointed (found by a
+// hostile test: another user's secret, root's when root backs up). It is
+// shared by the jobs that still need it (a subdirectory's walk, a file's
+// reader), each holding a reference; the last one closes it.
+type dirHandle struct {
+	f    *os.File
+	refs atomic.Int32
+}
+
+// ref takes a reference for a job that outlives the caller's; nil stays
+// nil (an entry opened by its path: a path given to the backup).
+func (d *dirHandle) ref() *dirHandle {
+	if d != nil {
+		d.refs.Add(1)
 	}
-	defer f.Close()
-	des, err := f.ReadDir(-1)
+	return d
+}
+
+// unref gives a reference back.
+func (d *dirHandle) unref() {
+	if d != nil && d.refs.Add(-1) == 0 {
+		d.f.Close()
+	}
+}
+
+// fd is the directory's descriptor, for the *at calls.
+func (d *dirHandle) fd() int { return int(d.f.Fd()) }
+
+// errNoLongerDir says that a directory the walk listed is something else
+// now (a symbolic link, a file): it is not followed.
+var errNoLongerDir = errors.New("no longer a directory (replaced since its parent was listed): not followed")
+
+// openDir opens directory name of parent (abs is its path, for errors),
+// never following a symbolic link; with no parent, abs itself (a path
+// given to the backup, followed as given).
+func openDir(parent *dirHandle, name, abs string) (*dirHandle, error) {
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		if parent == nil {
+			fd, err = unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		} else {
+			fd, err = unix.Openat(parent.fd(), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		}
+		return err
+	})
+	if err != nil {
+		if parent != nil && (errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR)) {
+			err = errNoLongerDir
+		}
+		return nil, &fs.PathError{Op: "open", Path: abs, Err: err}
+	}
+	d := &dirHandle{f: os.NewFile(uintptr(fd), abs)}
+	d.refs.Store(1)
+	return d, nil
+}
+
+// readDir lists directory d (abs is its path), sorted by name, and
+// states each entry relative to it (fstatat), not by its path: an entry
+// is found as long as it is in that directory, even while the directory
+// is renamed or one of its parents is (an atomic swap, a mv and back),
+// where an lstat of the path would not. os.ReadDir's entries state by
+// path: a directory renamed away for a moment lost every entry stated
+// meanwhile from the snapshot, as vanished, with nothing said (found by
+// a hostile test). An entry whose state fails because it is gone from
+// the directory (deleted since the listing) has err fs.ErrNotExist.
+func readDir(d *dirHandle, abs string) ([]dirEntry, error) {
+	des, err := d.f.ReadDir(-1)
 	out := make([]dirEntry, 0, len(des))
-	fd := int(f.Fd())
+	fd := d.fd()
 	for _, de := range des {
 		e := dirEntry{name: de.Name()}
 		var st syscall.Stat_t

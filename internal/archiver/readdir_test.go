@@ -46,9 +46,14 @@ func TestReadDirRenamed(t *testing.T) {
 	})
 	listed := 0
 	for range 300 {
-		es, err := readDir(d)
+		h, err := openDir(nil, "", d)
 		if err != nil {
 			continue // renamed away when opened
+		}
+		es, err := readDir(h, d)
+		h.unref()
+		if err != nil {
+			t.Fatal(err)
 		}
 		listed++
 		var got []string
@@ -90,7 +95,12 @@ func TestStatInfo(t *testing.T) {
 	if err := os.Symlink("f", filepath.Join(dir, "l")); err != nil {
 		t.Fatal(err)
 	}
-	es, err := readDir(dir)
+	h, err := openDir(nil, "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.unref()
+	es, err := readDir(h, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
