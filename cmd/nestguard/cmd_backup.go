@@ -47,7 +47,17 @@ whose size, mtime or ctime changed during its read was written while it
 was read (GNU tar's "file changed as we read it"): it is saved, reported
 as "changed while it was read" and counted (files_changed_while_read in
 the summary), and the exit code is 3, as its copy may mix states that
-never existed together; the next backup reads it again.
+never existed together; the next backup reads it again. Every entry is
+opened relative to the directory listed, never through a symbolic link:
+a file or directory replaced by a link (or by a FIFO) since the listing
+is reported as no longer what it was, and not read.
+
+Paths are saved under the names given. A symbolic link on the way to one
+(/lib/os-release where /lib leads to usr/lib) is saved as the directory it
+leads to; a path that is a link is saved as the link, unless given with a
+trailing slash (link/), which saves the directory it leads to under the
+link's name, as tar and rsync do. With -x a directory on another file
+system is saved empty (a mount point), its contents left out.
 
 Exit codes: 0 every file saved as it was read; 1 error (no snapshot
 saved, unless the error says it was); 2 usage error; 3 snapshot saved,
@@ -62,10 +72,10 @@ read; 130 and 143 stopped by SIGINT or SIGTERM (no snapshot saved).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&o.Tags, "tag", nil, "tag the snapshot (repeatable)")
+	f.StringArrayVar(&o.Tags, "tag", nil, "tag the snapshot (repeatable; UTF-8 text)")
 	f.StringVar(&o.Host, "host", "", "record this host name instead of the machine's")
 	f.StringArrayVarP(&o.Excludes, "exclude", "e", nil, "skip entries whose name or absolute path matches this glob (repeatable)")
-	f.BoolVarP(&o.OneFileSystem, "one-file-system", "x", false, "do not cross file system boundaries")
+	f.BoolVarP(&o.OneFileSystem, "one-file-system", "x", false, "do not cross file system boundaries: directories on another file system are saved empty (mount points)")
 	f.StringVar(&o.ParentID, "parent", "", "compare with this snapshot instead of the latest of the same host and paths")
 	o.stamp.addClassFlag(f)
 	o.stamp.addTimeFlag(f)
@@ -115,6 +125,9 @@ type backupOptions struct {
 func (a *app) runBackup(ctx context.Context, o backupOptions) error {
 	if err := archiver.CheckExcludes(o.Excludes); err != nil {
 		return &usageError{fmt.Errorf("--exclude: %w", err)}
+	}
+	if err := snapshot.CheckTags(o.Tags); err != nil {
+		return &usageError{fmt.Errorf("--tag: %w", err)}
 	}
 	commit, err := a.stampCommit(o.stamp)
 	if err != nil {

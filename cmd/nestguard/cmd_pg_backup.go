@@ -19,6 +19,7 @@ import (
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/restorer"
+	"github.com/nestguard/nestguard/internal/snapshot"
 )
 
 // pgBackupCommands: pg backup and pg restore.
@@ -190,6 +191,9 @@ type pgBackupOptions struct {
 
 // runPGBackup takes a base backup of the cluster o names.
 func (a *app) runPGBackup(ctx context.Context, o pgBackupOptions) error {
+	if err := snapshot.CheckTags(o.Tags); err != nil {
+		return &usageError{fmt.Errorf("--tag: %w", err)}
+	}
 	if o.blockSize != "" {
 		n, err := parseByteSize(o.blockSize)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/commit"
@@ -38,6 +39,9 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 	if err := CheckExcludes(o.Excludes); err != nil {
 		return nil, nil, err
 	}
+	if err := snapshot.CheckTags(o.Tags); err != nil {
+		return nil, nil, err
+	}
 	abs := make([]string, len(paths))
 	for i, p := range paths {
 		a, err := filepath.Abs(p)
@@ -45,6 +49,12 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 			return nil, nil, err
 		}
 		abs[i] = filepath.Clean(a)
+		// "link/" names the directory a symbolic link leads to (POSIX
+		// path resolution; tar, rsync and cp -r follow it): saved under
+		// the link's name. Without the slash the link itself is saved.
+		if abs[i] != "/" && (strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.")) {
+			o.Follow = append(o.Follow, abs[i])
+		}
 	}
 	slices.Sort(abs)
 	abs = slices.Compact(abs)

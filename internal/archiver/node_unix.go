@@ -80,7 +80,10 @@ func (a *Archiver) listedNode(dir *dirHandle, abs string, fi fs.FileInfo) (*tree
 		return nil, nil, fmt.Errorf("%s: unsupported file type %v", abs, m.Type())
 	}
 	var xerrs []error
-	n.Xattrs, xerrs = readXattrs(xattrSource{fd: -1, path: abs})
+	// A directory's by the path, followed: the same for a directory, and
+	// the directory's, not the link's, where a path given to the backup
+	// is a symbolic link it follows (see saveVirtual).
+	n.Xattrs, xerrs = readXattrs(xattrSource{fd: -1, path: abs, follow: n.Type == tree.Dir})
 	return n, xerrs, nil
 }
 

@@ -12,22 +12,31 @@ import (
 )
 
 // xattrSource is the file whose extended attributes are read: the open
-// descriptor fd, or when fd is -1 the path (not following a symlink).
+// descriptor fd, or when fd is -1 the path (not following a symlink at
+// its end unless follow is set: a directory's, where the path given to
+// the backup is a symlink to it, followed).
 type xattrSource struct {
-	fd   int
-	path string
+	fd     int
+	path   string
+	follow bool
 }
 
 func (s xattrSource) list(buf []byte) (int, error) {
-	if s.fd >= 0 {
+	switch {
+	case s.fd >= 0:
 		return unix.Flistxattr(s.fd, buf)
+	case s.follow:
+		return unix.Listxattr(s.path, buf)
 	}
 	return unix.Llistxattr(s.path, buf)
 }
 
 func (s xattrSource) get(name string, buf []byte) (int, error) {
-	if s.fd >= 0 {
+	switch {
+	case s.fd >= 0:
 		return unix.Fgetxattr(s.fd, name, buf)
+	case s.follow:
+		return unix.Getxattr(s.path, name, buf)
 	}
 	return unix.Lgetxattr(s.path, name, buf)
 }

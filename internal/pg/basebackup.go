@@ -94,6 +94,9 @@ func Backup(ctx context.Context, repo *repository.Repository, o BackupOptions) (
 	if err := o.setDefaults(); err != nil {
 		return nil, nil, err
 	}
+	if err := snapshot.CheckTags(o.Tags); err != nil {
+		return nil, nil, err
+	}
 	began := time.Now()
 	sess, err := Connect(ctx, o.DSN)
 	if err != nil {

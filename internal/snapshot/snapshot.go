@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
@@ -97,6 +98,22 @@ func Load(ctx context.Context, s Store, oid id.ID) (*Snapshot, error) {
 	}
 	sn.ID = oid
 	return &sn, nil
+}
+
+// CheckTags returns an error naming the first tag that cannot be stored
+// as given: one that is not UTF-8 (a snapshot is stored as JSON, which
+// would keep U+FFFD in its place, so that no filter by the tag as given
+// found it again: found by a hostile test) or is empty.
+func CheckTags(tags []string) error {
+	for _, t := range tags {
+		if t == "" {
+			return errors.New("a tag is empty")
+		}
+		if !utf8.ValidString(t) {
+			return fmt.Errorf("tag %q is not UTF-8: tags are text", t)
+		}
+	}
+	return nil
 }
 
 // ErrUnreadable marks a snapshot object that exists but could not be read:
