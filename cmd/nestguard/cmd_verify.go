@@ -24,8 +24,10 @@ func (a *app) verifyCommand() *cobra.Command {
 		Short: "Check that every snapshot can be restored",
 		Long: `Check that everything a restore of each snapshot reads is there: every
 index and snapshot object reads and authenticates, every tree and data blob
-a snapshot references is indexed and its pack exists with the right size,
-and for a PostgreSQL base backup its pg_control blob is indexed and every
+a snapshot references is indexed and its pack exists, large enough for
+the blobs the index places in it (a pack cut short only in its header,
+which a restore does not read, or with bytes appended, is found by
+--read-data, which checks each pack's hash), and for a PostgreSQL base backup its pg_control blob is indexed and every
 WAL segment from its start to its stop is stored.
 
 Without --read-data no pack or WAL object is read (WAL objects are only
