@@ -225,11 +225,20 @@ func (p *parents) create(rel string, replace bool) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	var unlinkErr error
 	if replace {
-		_ = unix.Unlinkat(dfd, name, 0)
+		unlinkErr = unix.Unlinkat(dfd, name, 0)
 	}
 	fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
+		// What stood in the way says why, not the create's EEXIST (found
+		// by a hostile test: an immutable file, a directory).
+		switch {
+		case errors.Is(err, unix.EEXIST) && errors.Is(unlinkErr, unix.EISDIR):
+			return nil, errors.New("a directory is in the way (a restore never removes a directory's contents)")
+		case errors.Is(err, unix.EEXIST) && unlinkErr != nil && !errors.Is(unlinkErr, unix.ENOENT):
+			return nil, fmt.Errorf("cannot remove the entry in the way: %w", unlinkErr)
+		}
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), rel), nil

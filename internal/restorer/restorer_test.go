@@ -658,3 +658,31 @@ func TestRestoreMetaFailuresCounted(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreOverwriteInTheWay: with Overwrite, a directory where the
+// snapshot has a file is reported as such, not as the create's "file
+// exists" (found by a hostile test).
+func TestRestoreOverwriteInTheWay(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	dst := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dst, src, "f", "inside"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := New(repo, Options{Target: dst, Overwrite: true})
+	if err := r.Restore(ctx, sn.Tree); err != nil {
+		t.Fatal(err)
+	}
+	errs := r.Errors()
+	if len(errs) != 1 || !strings.Contains(errs[0].Err, "a directory is in the way") {
+		t.Fatalf("errors %v, want one naming the directory in the way", errs)
+	}
+}
