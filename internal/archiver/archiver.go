@@ -233,8 +233,13 @@ func (a *Archiver) Changed() []FileError {
 }
 
 func (a *Archiver) fileError(path string, err error) {
+	a.recordError(path, err, "cannot back up")
+}
+
+// recordError counts and lists err for path, logging it with msg.
+func (a *Archiver) recordError(path string, err error, msg string) {
 	a.C.Errors.Add(1)
-	a.log.Warn("cannot back up", "path", path, "err", err)
+	a.log.Warn(msg, "path", path, "err", err)
 	a.errMu.Lock()
 	a.errs = append(a.errs, FileError{Path: path, Err: err.Error()})
 	a.errMu.Unlock()
