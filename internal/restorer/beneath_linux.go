@@ -74,6 +74,9 @@ func (b *beneath) open(rel string, flags int, mode uint32) (int, error) {
 			b.noOpenat2.Store(true)
 		case errors.Is(err, unix.EPERM):
 			// A seccomp filter, or a real EPERM that the fallback reports.
+		case errors.Is(err, unix.ENAMETOOLONG):
+			// Past PATH_MAX for one call, which a tree whose names are
+			// each within NAME_MAX can be: one component at a time.
 		default:
 			return fd, err
 		}

@@ -185,9 +185,9 @@ type fileEntry struct {
 }
 
 type dirEntry struct {
-	path  string
-	node  *tree.Node
-	depth int
+	path, rel string
+	node      *tree.Node
+	depth     int
 }
 
 // link is a hard link to make once its first name is restored.
@@ -270,7 +270,7 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 			if err := root.mkdir(rel, r.opt.Overwrite); err != nil {
 				return fmt.Errorf("creating directory %s: %w", dst, err)
 			}
-			dirs = append(dirs, dirEntry{path: dst, node: n, depth: strings.Count(p, "/")})
+			dirs = append(dirs, dirEntry{path: dst, rel: rel, node: n, depth: strings.Count(p, "/")})
 			r.C.Dirs.Add(1)
 		case tree.File:
 			if !underInclude(include, p) {
@@ -321,7 +321,7 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 			continue
 		}
 		r.C.Restored.Add(1)
-		r.setMeta(e.path, e.node)
+		r.setMeta(e.path, e.rel, e.node)
 	}
 	for _, l := range links {
 		if _, bad := r.damagedPath(l.firstPath); bad {
@@ -338,7 +338,7 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 	}
 	slices.SortStableFunc(dirs, func(a, b dirEntry) int { return b.depth - a.depth })
 	for _, d := range dirs {
-		r.setMeta(d.path, d.node)
+		r.setMeta(d.path, d.rel, d.node)
 	}
 	r.flushes.Wait()
 	if err := r.flushError(); err != nil {
@@ -968,7 +968,23 @@ func (r *Restorer) createSpecial(rel string, n *tree.Node) error {
 // was made or checked by this restore (beneath.mkdir), so none is a
 // symlink unless another process swaps one in meanwhile, which is out of
 // scope.
-func (r *Restorer) setMeta(p string, n *tree.Node) { r.applyMeta(p, n, byPath(p)) }
+//
+// A path too long for one call (past PATH_MAX: its names each within
+// NAME_MAX) is reached through its parent directory, opened one
+// component at a time beneath the target (byAt).
+func (r *Restorer) setMeta(p, rel string, n *tree.Node) {
+	if len(p) < unix.PathMax {
+		r.applyMeta(p, n, byPath(p))
+		return
+	}
+	pfd, name, err := r.root.parent(rel)
+	if err != nil {
+		r.metaError(p, fmt.Errorf("cannot restore metadata: %w", err))
+		return
+	}
+	defer unix.Close(pfd)
+	r.applyMeta(p, n, byAt{dir: pfd, name: name})
+}
 
 // applyMeta restores owner, extended attributes, mode and times, in that
 // order: a chown clears file capabilities (security.capability) and the
@@ -1087,6 +1103,47 @@ func (p byPath) listxattr(dst []byte) (int, error)  { return unix.Llistxattr(str
 func (p byPath) removexattr(name string) error      { return unix.Lremovexattr(string(p), name) }
 func (p byPath) chmod(m fs.FileMode) error          { return os.Chmod(string(p), m) }
 func (p byPath) utimes(ts []syscall.Timespec) error { return lutimes(string(p), ts) }
+
+// byAt sets the metadata of entry name of directory dir (an O_PATH
+// descriptor), never following a symlink at its end; extended attributes
+// through the directory's descriptor in /proc, which no *at call takes.
+type byAt struct {
+	dir  int
+	name string
+}
+
+func (a byAt) proc() string { return fmt.Sprintf("/proc/self/fd/%d/%s", a.dir, a.name) }
+func (a byAt) chown(uid, gid int) error {
+	return unix.Fchownat(a.dir, a.name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+}
+func (a byAt) setxattr(name string, value []byte) error {
+	return unix.Lsetxattr(a.proc(), name, value, 0)
+}
+func (a byAt) listxattr(dst []byte) (int, error) { return unix.Llistxattr(a.proc(), dst) }
+func (a byAt) removexattr(name string) error     { return unix.Lremovexattr(a.proc(), name) }
+func (a byAt) chmod(m fs.FileMode) error {
+	return unix.Fchmodat(a.dir, a.name, uint32(m.Perm())|unixSpecial(m), 0)
+}
+func (a byAt) utimes(ts []syscall.Timespec) error {
+	uts := []unix.Timespec{unix.Timespec(ts[0]), unix.Timespec(ts[1])}
+	return unix.UtimesNanoAt(a.dir, a.name, uts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// unixSpecial is m's set-user-ID, set-group-ID and sticky bits as the
+// kernel's mode bits.
+func unixSpecial(m fs.FileMode) uint32 {
+	var b uint32
+	if m&fs.ModeSetuid != 0 {
+		b |= unix.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		b |= unix.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		b |= unix.S_ISVTX
+	}
+	return b
+}
 
 // byFile sets the metadata of an open file.
 type byFile struct{ *os.File }

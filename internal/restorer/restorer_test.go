@@ -686,3 +686,89 @@ func TestRestoreOverwriteInTheWay(t *testing.T) {
 		t.Fatalf("errors %v, want one naming the directory in the way", errs)
 	}
 }
+
+// TestRestoreDeeperThanPathMax: a tree whose paths grow past PATH_MAX
+// (names within NAME_MAX) restores whole: files, a symbolic link, and the
+// deepest directory's mode and time, reached one component at a time.
+func TestRestoreDeeperThanPathMax(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	src := t.TempDir()
+	fd, err := unix.Open(src, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := range 22 {
+		name := fmt.Sprintf("%s%02d", strings.Repeat("r", 199), i)
+		names = append(names, name)
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		nfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = nfd
+	}
+	ffd, err := unix.Openat(fd, "leaf", unix.O_CREAT|unix.O_WRONLY, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Write(ffd, []byte("deep data"))
+	unix.Close(ffd)
+	if err := unix.Symlinkat("leaf", fd, "link"); err != nil {
+		t.Fatal(err)
+	}
+	mtime := time.Date(2001, 2, 3, 4, 5, 6, 7, time.UTC)
+	if err := unix.Fchmod(fd, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.UtimesNanoAt(fd, ".", []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}, 0); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	dst := t.TempDir()
+	r := New(repo, Options{Target: dst})
+	if err := r.Restore(ctx, sn.Tree); err != nil || len(r.Errors()) > 0 {
+		t.Fatalf("restore: %v %v", err, r.Errors())
+	}
+	fd, err = unix.Open(filepath.Join(dst, src), unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		nfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = nfd
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != 0o711 || !time.Unix(st.Mtim.Unix()).Equal(mtime) {
+		t.Errorf("the deepest directory: mode %o mtime %v, want 711 %v", st.Mode&0o7777, time.Unix(st.Mtim.Unix()).UTC(), mtime)
+	}
+	buf := make([]byte, 64)
+	lfd, err := unix.Openat(fd, "leaf", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := unix.Read(lfd, buf)
+	unix.Close(lfd)
+	if string(buf[:n]) != "deep data" {
+		t.Errorf("the deepest file: %q", buf[:n])
+	}
+	if n, err := unix.Readlinkat(fd, "link", buf); err != nil || string(buf[:n]) != "leaf" {
+		t.Errorf("the deepest link: %q %v", buf[:n], err)
+	}
+}
