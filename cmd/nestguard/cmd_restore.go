@@ -116,7 +116,8 @@ func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
 		a.metric("bytes", float64(c.BytesRestored.Load()))
 		a.metric("errors", float64(len(errs)))
 		if a.jsonOut {
-			if err := a.printJSON(restoreJSON{current(), sn.ID.String(), o.Target,
+			target, targetBytes := tree.ForJSON(o.Target)
+			if err := a.printJSON(restoreJSON{current(), sn.ID.String(), target, targetBytes,
 				c.Restored.Load(), c.Files.Load(), c.Dirs.Load(), c.BytesRestored.Load(), c.BytesTotal.Load(), errs}); err != nil {
 				return err
 			}
@@ -125,10 +126,10 @@ func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
 				fmt.Fprintf(a.stderr, "error: %s: %s\n", tree.Show(e.Path), e.Err)
 			}
 			if c.Restored.Load() == c.Files.Load() {
-				a.printf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), o.Target,
+				a.printf("restored snapshot %s to %s: %d files, %d dirs, %s\n", sn.ID.Short(), tree.Show(o.Target),
 					c.Restored.Load(), c.Dirs.Load(), progress.Bytes(c.BytesRestored.Load()))
 			} else {
-				a.printf("restored snapshot %s to %s in part: %d of %d files, %s of %s, %d dirs\n", sn.ID.Short(), o.Target,
+				a.printf("restored snapshot %s to %s in part: %d of %d files, %s of %s, %d dirs\n", sn.ID.Short(), tree.Show(o.Target),
 					c.Restored.Load(), c.Files.Load(), progress.Bytes(c.BytesRestored.Load()), progress.Bytes(c.BytesTotal.Load()), c.Dirs.Load())
 			}
 		}

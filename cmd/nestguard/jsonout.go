@@ -59,14 +59,15 @@ type backupJSON struct {
 // restoreJSON is what 'restore --json' prints.
 type restoreJSON struct {
 	versioned
-	Snapshot   string               `json:"snapshot"`
-	Target     string               `json:"target"`
-	Files      int64                `json:"files"`
-	FilesTotal int64                `json:"files_total"`
-	Dirs       int64                `json:"dirs"`
-	Bytes      int64                `json:"bytes"`
-	BytesTotal int64                `json:"bytes_total"`
-	Errors     []restorer.FileError `json:"errors"`
+	Snapshot    string               `json:"snapshot"`
+	Target      string               `json:"target"`
+	TargetBytes []byte               `json:"target_bytes,omitempty"`
+	Files       int64                `json:"files"`
+	FilesTotal  int64                `json:"files_total"`
+	Dirs        int64                `json:"dirs"`
+	Bytes       int64                `json:"bytes"`
+	BytesTotal  int64                `json:"bytes_total"`
+	Errors      []restorer.FileError `json:"errors"`
 }
 
 // verifyJSON is what 'verify --json' prints.
