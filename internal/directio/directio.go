@@ -14,6 +14,7 @@ package directio
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"unsafe"
@@ -46,18 +47,37 @@ func Shift(p []byte, at int) int {
 // Open opens path read-only for direct reads, without updating its access
 // time where the caller may ask that. A file system that does not take
 // direct reads fails here (tmpfs: EINVAL), or on the first read.
-func Open(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT|unix.O_NOATIME, 0)
+func Open(path string) (*os.File, error) { return openFlags(path, 0) }
+
+// openFlags is Open with flags added.
+func openFlags(path string, flags int) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT|unix.O_NOATIME|flags, 0)
 	if err != nil {
-		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
+		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT|flags, 0)
 	}
 	return f, err
 }
 
-// OpenSame opens path for direct reads, as Open, and checks that it is
-// the file f has open: a path replaced since f was opened fails.
+// OpenSame opens the file f has open again, for direct reads as Open
+// does (path names it in errors): through /proc/self/fd, so that it is
+// that file whatever happened to path since (replaced, or by a FIFO, whose
+// open would wait for a writer: found by a hostile test of the backup's
+// walk). Where /proc is not mounted, path is opened (never through a
+// symbolic link at its end, without waiting) and checked to be the same
+// file: one replaced since f was opened fails.
 func OpenSame(f *os.File, path string) (*os.File, error) {
-	df, err := Open(path)
+	proc := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	fd, err := unix.Open(proc, unix.O_RDONLY|unix.O_DIRECT|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		fd, err = unix.Open(proc, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	}
+	if err == nil {
+		return os.NewFile(uintptr(fd), path), nil // named as the caller knows it
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	df, err := openFlags(path, unix.O_NOFOLLOW|unix.O_NONBLOCK)
 	if err != nil {
 		return nil, err
 	}

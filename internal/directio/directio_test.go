@@ -5,7 +5,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nestguard/nestguard/internal/hugemem"
 )
@@ -81,5 +83,51 @@ func TestReads(t *testing.T) {
 	}
 	if Resident(f, 0, 0) {
 		t.Error("an empty range is resident")
+	}
+}
+
+// TestOpenSameReplaced: OpenSame opens the file f has open, whatever its
+// path holds now: not a FIFO put in its place (whose open would wait for
+// a writer), not another file.
+func TestOpenSameReplaced(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<12)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var df *os.File
+	go func() {
+		defer close(done)
+		df, err = OpenSame(f, p)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		w, _ := os.OpenFile(p, os.O_WRONLY, 0)
+		w.Close()
+		t.Fatal("OpenSame waited on the FIFO at the path")
+	}
+	if err != nil {
+		t.Skipf("no direct reads here: %v", err) // tmpfs
+	}
+	defer df.Close()
+	var st1, st2 syscall.Stat_t
+	syscall.Fstat(int(f.Fd()), &st1)
+	syscall.Fstat(int(df.Fd()), &st2)
+	if st1.Ino != st2.Ino || st1.Dev != st2.Dev || df.Name() != p {
+		t.Fatalf("OpenSame opened another file (inode %d, want %d) named %q", st2.Ino, st1.Ino, df.Name())
 	}
 }
