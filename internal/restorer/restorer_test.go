@@ -627,7 +627,7 @@ func TestRestoreXattrsExact(t *testing.T) {
 
 // refusing is a metaSetter whose owner, mode and time calls fail, as a
 // user namespace's chown of an unmapped owner does.
-type refusing struct{ metaSetter }
+type refusing struct{}
 
 func (refusing) chown(int, int) error            { return syscall.EINVAL }
 func (refusing) chmod(os.FileMode) error         { return syscall.EPERM }
