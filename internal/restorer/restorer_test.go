@@ -21,6 +21,7 @@ import (
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/repository/repotest"
+	"github.com/nestguard/nestguard/internal/snapshot"
 	"github.com/nestguard/nestguard/internal/tree"
 	"golang.org/x/sys/unix"
 )
@@ -69,10 +70,7 @@ func TestRestoreInBatches(t *testing.T) {
 	}
 	want[filepath.Join("d2", "zlink")] = want[filepath.Join("d0", "f03")]
 
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	dst := t.TempDir()
 	r := New(repo, Options{Target: dst})
 	r.batchFiles, r.batchBlobs = 7, 20
@@ -123,13 +121,10 @@ func TestRestoreIncludes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	dst := filepath.Join(t.TempDir(), "target")
 	missing := []string{"/etc/apt", src + "/Stra\xdfe.txt/x", src + "/Strasse.txt"}
-	err = New(repo, Options{Target: dst, Include: append([]string{src + "/other"}, missing...)}).Restore(ctx, sn.Tree)
+	err := New(repo, Options{Target: dst, Include: append([]string{src + "/other"}, missing...)}).Restore(ctx, sn.Tree)
 	var nm *NoMatchError
 	if !errors.As(err, &nm) || !slices.Equal(nm.Includes, missing) {
 		t.Fatalf("includes matching nothing: %v", err)
@@ -159,10 +154,7 @@ func TestRestoreReservedWriteback(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "big"), big, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	dst := t.TempDir()
 	spooled := filepath.Join(dst, "pg_wal", "spooled")
 	if err := os.MkdirAll(filepath.Dir(spooled), 0o700); err != nil {
@@ -232,10 +224,7 @@ func TestRestoreFiller(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	dst := t.TempDir()
 	r := New(repo, Options{Target: dst, Writeback: true, DropBehind: true, Workers: 3})
 	r.fillMin = 1
@@ -317,10 +306,7 @@ func TestRestoreSharedBlobOpenFiles(t *testing.T) {
 	for i := range n {
 		os.WriteFile(filepath.Join(src, fmt.Sprintf("f%04d", i)), []byte("same 12 bytes"), 0o644)
 	}
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
@@ -332,7 +318,7 @@ func TestRestoreSharedBlobOpenFiles(t *testing.T) {
 	}
 	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	r := New(repo, Options{Target: t.TempDir()})
-	err = r.Restore(ctx, sn.Tree)
+	err := r.Restore(ctx, sn.Tree)
 	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	if err != nil || len(r.Errors()) > 0 || r.C.Restored.Load() != n {
 		t.Fatalf("restore of %d identical files with 256 open files allowed: %v, %d restored, errors %v", n, err, r.C.Restored.Load(), r.Errors())
@@ -349,10 +335,7 @@ func TestRestoreSyncs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	var synced [][]string
 	broken := errors.New("EIO, say")
 	for _, tc := range []struct {
@@ -395,10 +378,7 @@ func TestRestoreFlushError(t *testing.T) {
 	repo := repotest.New(t)
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o640)
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	broken := errors.New("EIO, say")
 	for _, noSync := range []bool{false, true} {
 		dst := t.TempDir()
@@ -442,10 +422,7 @@ func TestRestoreIndexCacheDamaged(t *testing.T) {
 		}
 		want[name] = data
 	}
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	cached := repotest.OpenCached(t, be, t.TempDir())
 	path := cached.IndexCache().Path
 	b, err := os.ReadFile(path)
@@ -514,10 +491,7 @@ func TestRestoreFarTimes(t *testing.T) {
 		}
 		stored[name] = fi.ModTime()
 	}
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	dst := t.TempDir()
 	r := New(repo, Options{Target: dst})
 	if err := r.Restore(ctx, sn.Tree); err != nil || len(r.Errors()) > 0 {
@@ -557,10 +531,7 @@ func TestRestoreXattrsExact(t *testing.T) {
 	if err := unix.Setxattr(filepath.Join(src, "tagged"), "user.kept", []byte("v"), 0); err != nil {
 		t.Skipf("no user extended attributes here: %v", err)
 	}
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	xattrs := func(p string) []string {
 		buf := make([]byte, 4096)
 		n, err := unix.Llistxattr(p, buf)
@@ -669,10 +640,7 @@ func TestRestoreOverwriteInTheWay(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	dst := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dst, src, "f", "inside"), 0o755); err != nil {
 		t.Fatal(err)
@@ -729,10 +697,7 @@ func TestRestoreDeeperThanPathMax(t *testing.T) {
 		t.Fatal(err)
 	}
 	unix.Close(fd)
-	sn, ferrs, err := archiver.Backup(ctx, repo, []string{src}, archiver.BackupOptions{})
-	if err != nil || len(ferrs) > 0 {
-		t.Fatalf("backup: %v %v", err, ferrs)
-	}
+	sn := backupTree(t, repo, src)
 	dst := t.TempDir()
 	r := New(repo, Options{Target: dst})
 	if err := r.Restore(ctx, sn.Tree); err != nil || len(r.Errors()) > 0 {
@@ -771,4 +736,15 @@ func TestRestoreDeeperThanPathMax(t *testing.T) {
 	if n, err := unix.Readlinkat(fd, "link", buf); err != nil || string(buf[:n]) != "leaf" {
 		t.Errorf("the deepest link: %q %v", buf[:n], err)
 	}
+}
+
+// backupTree backs up src into repo and returns the snapshot; any file
+// not backed up fails the test.
+func backupTree(t *testing.T, repo *repository.Repository, src string) *snapshot.Snapshot {
+	t.Helper()
+	sn, ferrs, err := archiver.Backup(context.Background(), repo, []string{src}, archiver.BackupOptions{})
+	if err != nil || len(ferrs) > 0 {
+		t.Fatalf("backup: %v %v", err, ferrs)
+	}
+	return sn
 }
