@@ -246,13 +246,14 @@ const maxCacheRepairs = 3
 // object lists is then not found.
 func (r *Repository) FindBlob(ctx context.Context, bid id.ID) (index.Entry, error) {
 	e, err := r.idx.Find(bid)
-	if err == nil || !errors.Is(err, diskidx.ErrDamaged) {
+	if err == nil || !errors.Is(err, index.ErrIncomplete) { // the cache failed a read or a tag
 		return e, err
 	}
-	if repaired, rerr := r.repairIndexCache(ctx); rerr != nil {
+	// Looked up again even when this call repaired nothing: another
+	// read may have repaired the blob's bucket while this one waited
+	// (found by review: concurrent reads failed after the repair).
+	if _, rerr := r.repairIndexCache(ctx); rerr != nil {
 		return e, errors.Join(err, rerr)
-	} else if !repaired {
-		return e, err
 	}
 	return r.idx.Find(bid)
 }
@@ -273,12 +274,8 @@ func (r *Repository) repairIndexCache(ctx context.Context) (bool, error) {
 	c := &r.cacheRepair
 	c.Lock()
 	defer c.Unlock()
-	bad, err := t.DamagedBuckets()
-	if err != nil {
-		return false, err
-	}
 	want := make(map[uint64]bool)
-	for _, b := range bad {
+	for _, b := range t.DamagedBuckets() {
 		if !c.repaired[b] {
 			want[b] = true
 		}
@@ -289,7 +286,7 @@ func (r *Repository) repairIndexCache(ctx context.Context) (bool, error) {
 	c.passes++
 	start := time.Now()
 	var blobs int
-	err = r.readIndexObjects(ctx, t.Sources(), func(_ id.ID, f *index.File) error {
+	err := r.readIndexObjects(ctx, t.Sources(), func(_ id.ID, f *index.File) error {
 		for _, p := range f.Packs {
 			for _, e := range p.Blobs {
 				if want[t.Bucket(e.ID)] {

@@ -54,7 +54,7 @@ type Table struct {
 	onDamage atomic.Pointer[func(error)]
 
 	dmu        sync.Mutex
-	badBuckets map[uint64]bool // buckets that failed their tag since Open
+	badBuckets map[uint64]bool // buckets that failed their tag or their read since Open
 }
 
 var _ index.Base = (*Table)(nil)
@@ -297,12 +297,7 @@ func (t *Table) failed(err error) {
 		t.fail(err)
 		return
 	}
-	t.dmu.Lock()
-	if t.badBuckets == nil {
-		t.badBuckets = make(map[uint64]bool)
-	}
-	t.badBuckets[te.b] = true
-	t.dmu.Unlock()
+	t.badBucket(te.b)
 	e := &damageError{path: t.f.Name(), b: te.b, what: "delete it: the next run rebuilds it"}
 	var ee error = e
 	if !t.damaged.CompareAndSwap(nil, &ee) {
@@ -323,29 +318,31 @@ func (t *Table) failed(err error) {
 	}
 }
 
+// badBucket records that bucket b failed (DamagedBuckets).
+func (t *Table) badBucket(b uint64) {
+	t.dmu.Lock()
+	defer t.dmu.Unlock()
+	if t.badBuckets == nil {
+		t.badBuckets = make(map[uint64]bool)
+	}
+	t.badBuckets[b] = true
+}
+
 // Bucket returns the number of the bucket that holds blob bid.
 func (t *Table) Bucket(bid id.ID) uint64 { return bucketOf(bid[:], t.h.bits) }
 
 // DamagedBuckets reads every bucket and returns, sorted, the numbers of
-// those that failed their tag since Open, this read included (each
-// recorded as a lookup's failure is, for Err and OnDamage). A lookup
-// finds nothing in them: a caller may find their blobs elsewhere (the
-// index objects the table was built from, Sources). An I/O error ends
-// the read and is returned with the buckets found until then.
-func (t *Table) DamagedBuckets() ([]uint64, error) {
-	nb := uint64(1) << t.h.bits
-	var err error
-	for b := uint64(0); b < nb; {
-		err = t.walk(b, nb, func(uint64, uint64, []byte) bool { return true })
-		te, ok := errors.AsType[*tagError](err)
-		if !ok {
-			break
-		}
-		t.failed(te)
-		b, err = te.b+1, nil
-	}
-	if err != nil {
-		t.failed(err)
+// those that failed since Open, this read included: their tag, or their
+// read (an I/O error, a file cut short). Each is recorded as a lookup's
+// failure is, for Err and OnDamage. A lookup finds nothing in them: a
+// caller may find their blobs elsewhere (the index objects the table was
+// built from, Sources). It reads bucket by bucket, so that one failure
+// does not hide the buckets after it (a truncated file fails them all).
+func (t *Table) DamagedBuckets() []uint64 {
+	bb := t.getBuf()
+	defer t.bufs.Put(bb)
+	for b := range uint64(1) << t.h.bits {
+		t.readBucket(b, bb)
 	}
 	t.dmu.Lock()
 	defer t.dmu.Unlock()
@@ -354,7 +351,7 @@ func (t *Table) DamagedBuckets() ([]uint64, error) {
 		out = append(out, b)
 	}
 	slices.Sort(out)
-	return out, err
+	return out
 }
 
 // Sources returns the index objects the table was built from, sorted.
@@ -386,6 +383,7 @@ func (t *Table) readBucket(b uint64, bb *bucketBuf) ([]byte, bool) {
 	}
 	buf := bb.room(int(hi-lo) * recordSize)
 	if _, err := t.f.ReadAt(buf, t.bucketOff(b)); err != nil {
+		t.badBucket(b)
 		t.failed(err)
 		return nil, false
 	}
