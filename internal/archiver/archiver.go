@@ -154,13 +154,16 @@ type Archiver struct {
 
 	C Counters
 
-	cancel  context.CancelCauseFunc
-	walkers chan struct{}  // a token per directory being listed concurrently
-	walking sync.WaitGroup // walker goroutines, which send to files
-	files   chan *fileJob
-	chunks  chan *chunkJob
-	bufs    chan []byte
-	bigBufs atomic.Int64 // large heap buffers in bufs; see putBuf
+	cancel context.CancelCauseFunc
+	named  map[string]bool // the paths given to Snapshot
+	// noXattrat: the kernel lacks the *xattrat calls (dirHandle).
+	noXattrat atomic.Bool
+	walkers   chan struct{}  // a token per directory being listed concurrently
+	walking   sync.WaitGroup // walker goroutines, which send to files
+	files     chan *fileJob
+	chunks    chan *chunkJob
+	bufs      chan []byte
+	bigBufs   atomic.Int64 // large heap buffers in bufs; see putBuf
 	// chunkMem holds the mapped chunk buffers of a run, freed at its end.
 	chunkMem []*hugemem.Buffer
 
@@ -255,6 +258,10 @@ func (a *Archiver) Snapshot(ctx context.Context, paths []string) (id.ID, error) 
 	root, err := buildTargets(paths, a.opt.Follow)
 	if err != nil {
 		return id.ID{}, err
+	}
+	a.named = make(map[string]bool, len(paths))
+	for _, p := range paths {
+		a.named[filepath.Clean(p)] = true
 	}
 	var rootTree id.ID
 	err = a.run(ctx, func(ctx context.Context) error {
@@ -421,6 +428,21 @@ func buildTargets(paths, follow []string) (*target, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("no paths to back up")
 	}
+	// A path below another given path that is a symbolic link saved as
+	// the link cannot be saved through it (found by a hostile test:
+	// 'backup lnk lnk/b' saved only the link, exit 0).
+	for _, p := range paths {
+		if slices.Contains(follow, p) {
+			continue
+		}
+		for _, q := range paths {
+			if strings.HasPrefix(q, p+"/") {
+				if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+					return nil, fmt.Errorf("backup path %s is below %s, a symbolic link, which is saved as the link: give %s/ to back up the directory it leads to, or %s alone", q, p, p, q)
+				}
+			}
+		}
+	}
 	root := &target{children: map[string]*target{}}
 	for _, p := range paths {
 		abs, err := filepath.Abs(p)
@@ -482,16 +504,24 @@ func statFollowed(p string) (fs.FileInfo, string, error) {
 // of the snapshot, while the backup counted it and every check passed
 // (found by a hostile test).
 func (a *Archiver) saveVirtual(ctx context.Context, dir string, t *target, parent *tree.Tree) *future {
+	// Every failure is recorded: the parent's finishDir leaves the entry
+	// out as one already reported, and the siblings go on (found by a
+	// hostile test: one path that failed dropped the others, exit 0).
+	fail := func(err error) *future {
+		err = fmt.Errorf("backup path: %w", err)
+		a.fileError(dir, err)
+		return &future{done: closed(), err: err}
+	}
 	fi, real, err := statFollowed(dir)
 	if err != nil {
-		return &future{done: closed(), err: fmt.Errorf("backup path: %w", err)}
+		return fail(err)
 	}
 	if !fi.IsDir() {
-		return &future{done: closed(), err: fmt.Errorf("backup path: %s is not a directory (it leads to %s)", dir, real)}
+		return fail(fmt.Errorf("%s is not a directory (it leads to %s)", dir, real))
 	}
 	n, err := a.node(real, fi)
 	if err != nil {
-		return &future{done: closed(), err: err}
+		return fail(err)
 	}
 	if dir == "/" {
 		n.Name = "/"
@@ -515,7 +545,8 @@ func (a *Archiver) saveVirtual(ctx context.Context, dir string, t *target, paren
 				cfi, _, err = statFollowed(p)
 			}
 			if err != nil {
-				return &future{done: closed(), err: fmt.Errorf("backup path: %w", err)}
+				a.fileError(p, fmt.Errorf("backup path: %w", err))
+				continue
 			}
 			kids = append(kids, a.saveEntry(ctx, nil, p, p, cfi, pn, deviceOf(cfi)))
 			continue
@@ -567,6 +598,8 @@ func (a *Archiver) saveDir(ctx context.Context, dir *dirHandle, name, abs, rel s
 	var entries []dirEntry
 	if err == nil {
 		defer d.unref()
+		d.noAt = &a.noXattrat
+		a.openedDir(d, abs, n)
 		entries, err = readDir(d, abs)
 	}
 	if err != nil {
@@ -594,6 +627,13 @@ func (a *Archiver) saveDir(ctx context.Context, dir *dirHandle, name, abs, rel s
 			continue
 		}
 		if fi.IsDir() && a.opt.OneFileSystem && deviceOf(fi) != dev {
+			if a.named[p] {
+				// A path given to the backup below another one (backup -x
+				// / /home): backed up, its own file system the one to
+				// stay on below it (found by a hostile test: saved empty).
+				kids = append(kids, a.saveEntry(ctx, d, p, r, fi, findNode(parent, e.name), deviceOf(fi)))
+				continue
+			}
 			kids = append(kids, a.saveMountPoint(ctx, d, p, fi))
 			continue
 		}
@@ -606,6 +646,26 @@ func (a *Archiver) saveDir(ctx context.Context, dir *dirHandle, name, abs, rel s
 		kids = append(kids, a.saveMount(ctx, m, findNode(parent, filepath.Base(m.Path))))
 	}
 	return a.finishDir(ctx, abs, n, kids, parent)
+}
+
+// openedDir checks that directory d, opened to be walked, is the one its
+// parent's listing stated (n's device and inode). Another one (exchanged
+// with a sibling, or replaced, since the listing) is saved with its own
+// metadata and attributes, read from d, never the listed one's over
+// another's entries (found by a hostile test: a 0700 directory's files
+// were saved under a 0755 one's metadata).
+func (a *Archiver) openedDir(d *dirHandle, abs string, n *tree.Node) {
+	st, err := fstat(d.fd(), abs)
+	if err != nil || (uint64(st.Dev) == n.DeviceID && st.Ino == n.Inode) {
+		return
+	}
+	a.log.Info("directory replaced since it was listed: its metadata are taken from the directory read", "path", abs,
+		"inode_listed", n.Inode, "inode_read", st.Ino)
+	a.setStatus(n, &st)
+	n.Links = 0
+	var xerrs []error
+	n.Xattrs, xerrs = readXattrs(xattrSource{fd: d.fd()})
+	a.reportXattrs(abs, xerrs)
 }
 
 // saveMountPoint saves directory abs, an entry of dir on another file

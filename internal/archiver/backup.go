@@ -53,6 +53,16 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 		// path resolution; tar, rsync and cp -r follow it): saved under
 		// the link's name. Without the slash the link itself is saved.
 		if abs[i] != "/" && (strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.")) {
+			// It must lead to a directory (POSIX: ENOTDIR otherwise),
+			// checked before anything is written (found by a hostile
+			// test: a dangling link/ made an empty snapshot, exit 0).
+			fi, err := os.Stat(abs[i])
+			if err != nil {
+				return nil, nil, fmt.Errorf("backup path %s: %w", p, err)
+			}
+			if !fi.IsDir() {
+				return nil, nil, fmt.Errorf("backup path %s: not a directory", p)
+			}
 			o.Follow = append(o.Follow, abs[i])
 		}
 	}

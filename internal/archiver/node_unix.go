@@ -83,19 +83,12 @@ func (a *Archiver) listedNode(dir *dirHandle, abs string, fi fs.FileInfo) (*tree
 	// A directory's by the path, followed: the same for a directory, and
 	// the directory's, not the link's, where a path given to the backup
 	// is a symbolic link it follows (see saveVirtual).
-	n.Xattrs, xerrs = readXattrs(xattrSource{fd: -1, path: xattrPath(dir, abs), follow: n.Type == tree.Dir})
-	return n, xerrs, nil
-}
-
-// xattrPath is the path to read entry abs's extended attributes by (there
-// are no *at calls for them): abs, or where abs is too long for one call
-// (past PATH_MAX: the walk itself goes by descriptors) the entry through
-// its directory's descriptor in /proc.
-func xattrPath(dir *dirHandle, abs string) string {
-	if dir == nil || len(abs) < unix.PathMax {
-		return abs
+	src := xattrSource{fd: -1, path: abs, follow: n.Type == tree.Dir}
+	if dir != nil {
+		src = xattrSource{fd: -1, dir: dir, name: filepath.Base(abs)}
 	}
-	return fmt.Sprintf("/proc/self/fd/%d/%s", dir.fd(), filepath.Base(abs))
+	n.Xattrs, xerrs = readXattrs(src)
+	return n, xerrs, nil
 }
 
 // setStatus sets the metadata of n that a file's status holds (mode

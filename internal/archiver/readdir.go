@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -39,6 +41,7 @@ type dirEntry struct {
 type dirHandle struct {
 	f    *os.File
 	refs atomic.Int32
+	noAt *atomic.Bool // the walk's: the kernel lacks the *xattrat calls
 }
 
 // ref takes a reference for a job that outlives the caller's; nil stays
@@ -157,4 +160,91 @@ func (s *statInfo) Mode() fs.FileMode {
 		m |= fs.ModeSticky
 	}
 	return m
+}
+
+// The *xattrat system calls (Linux 6.13): extended attributes of an entry
+// of an open directory. Linux numbers them alike on every architecture.
+const (
+	sysGetxattrat  = 464
+	sysListxattrat = 465
+)
+
+// listxattrAt is llistxattr of entry name of d: listxattrat, or where the
+// kernel lacks it the entry through d's descriptor in /proc.
+func (d *dirHandle) listxattrAt(name string, buf []byte) (int, error) {
+	if !d.noXattrat() {
+		p, err := unix.BytePtrFromString(name)
+		if err != nil {
+			return 0, err
+		}
+		var bp unsafe.Pointer
+		if len(buf) > 0 {
+			bp = unsafe.Pointer(&buf[0])
+		}
+		n, _, e := unix.Syscall6(sysListxattrat, uintptr(d.fd()), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW, uintptr(bp), uintptr(len(buf)), 0)
+		if !d.unsupported(e) {
+			return int(n), errnoErr(e)
+		}
+	}
+	return unix.Llistxattr(d.procPath(name), buf)
+}
+
+// xattrArgs is the kernel's struct xattr_args.
+type xattrArgs struct {
+	value uint64
+	size  uint32
+	flags uint32
+}
+
+// getxattrAt is lgetxattr of attribute attr of entry name of d, as
+// listxattrAt.
+func (d *dirHandle) getxattrAt(name, attr string, buf []byte) (int, error) {
+	if !d.noXattrat() {
+		p, err := unix.BytePtrFromString(name)
+		if err != nil {
+			return 0, err
+		}
+		a, err := unix.BytePtrFromString(attr)
+		if err != nil {
+			return 0, err
+		}
+		args := xattrArgs{size: uint32(len(buf))}
+		if len(buf) > 0 {
+			args.value = uint64(uintptr(unsafe.Pointer(&buf[0])))
+		}
+		n, _, e := unix.Syscall6(sysGetxattrat, uintptr(d.fd()), uintptr(unsafe.Pointer(p)), unix.AT_SYMLINK_NOFOLLOW,
+			uintptr(unsafe.Pointer(a)), uintptr(unsafe.Pointer(&args)), unsafe.Sizeof(args))
+		runtime.KeepAlive(buf)
+		if !d.unsupported(e) {
+			return int(n), errnoErr(e)
+		}
+	}
+	return unix.Lgetxattr(d.procPath(name), attr, buf)
+}
+
+// noXattrat reports whether the *xattrat calls were found missing.
+func (d *dirHandle) noXattrat() bool { return d.noAt != nil && d.noAt.Load() }
+
+// unsupported reports whether e says the kernel (or a seccomp filter)
+// does not take the *xattrat calls, and remembers it for the walk.
+func (d *dirHandle) unsupported(e syscall.Errno) bool {
+	if e != unix.ENOSYS && e != unix.EPERM {
+		return false
+	}
+	if d.noAt != nil {
+		d.noAt.Store(true)
+	}
+	return true
+}
+
+// procPath names entry name of d through d's descriptor in /proc.
+func (d *dirHandle) procPath(name string) string {
+	return "/proc/self/fd/" + strconv.Itoa(d.fd()) + "/" + name
+}
+
+func errnoErr(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
 }

@@ -12,11 +12,18 @@ import (
 )
 
 // xattrSource is the file whose extended attributes are read: the open
-// descriptor fd, or when fd is -1 the path (not following a symlink at
-// its end unless follow is set: a directory's, where the path given to
-// the backup is a symlink to it, followed).
+// descriptor fd; or, when fd is -1, entry name of the open directory dir
+// (never following a symbolic link at its end: relative to the directory
+// the walk listed, whatever happened to the paths above it meanwhile:
+// found by a hostile test, a parent swapped for a symbolic link gave a
+// file another's attributes, security.capability included); or, with no
+// dir, the path (not following a symlink at its end unless follow is
+// set: a directory's, where a path given to the backup is a symbolic
+// link to it, followed).
 type xattrSource struct {
 	fd     int
+	dir    *dirHandle
+	name   string
 	path   string
 	follow bool
 }
@@ -25,6 +32,8 @@ func (s xattrSource) list(buf []byte) (int, error) {
 	switch {
 	case s.fd >= 0:
 		return unix.Flistxattr(s.fd, buf)
+	case s.dir != nil:
+		return s.dir.listxattrAt(s.name, buf)
 	case s.follow:
 		return unix.Listxattr(s.path, buf)
 	}
@@ -35,6 +44,8 @@ func (s xattrSource) get(name string, buf []byte) (int, error) {
 	switch {
 	case s.fd >= 0:
 		return unix.Fgetxattr(s.fd, name, buf)
+	case s.dir != nil:
+		return s.dir.getxattrAt(s.name, name, buf)
 	case s.follow:
 		return unix.Getxattr(s.path, name, buf)
 	}
