@@ -661,7 +661,7 @@ func (a *Archiver) openedDir(d *dirHandle, abs string, n *tree.Node) {
 	}
 	a.log.Info("directory replaced since it was listed: its metadata are taken from the directory read", "path", abs,
 		"inode_listed", n.Inode, "inode_read", st.Ino)
-	a.setStatus(n, &st)
+	a.setStatus(abs, n, &st)
 	n.Links = 0
 	var xerrs []error
 	n.Xattrs, xerrs = readXattrs(xattrSource{fd: d.fd()})
@@ -903,7 +903,7 @@ func (a *Archiver) chunkFile(ctx context.Context, j *fileJob) ([]id.ID, error) {
 			return ids, err
 		}
 	}
-	f, err := openJob(j)
+	f, err := openJob(ctx, j)
 	if err != nil {
 		return nil, err
 	}

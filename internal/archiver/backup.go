@@ -52,7 +52,7 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 		// "link/" names the directory a symbolic link leads to (POSIX
 		// path resolution; tar, rsync and cp -r follow it): saved under
 		// the link's name. Without the slash the link itself is saved.
-		if abs[i] != "/" && (strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.")) {
+		if abs[i] != "/" && namesDir(p) {
 			// It must lead to a directory (POSIX: ENOTDIR otherwise),
 			// checked before anything is written (found by a hostile
 			// test: a dangling link/ made an empty snapshot, exit 0).
@@ -118,6 +118,15 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 		return sn, a.Errors(), err // saved, but its retention or the commit hook failed
 	}
 	return sn, a.Errors(), nil
+}
+
+// namesDir reports whether path p, as given, names a directory rather than
+// whatever its last element is: it ends in a slash, "." or ".." (POSIX
+// path resolution follows a symbolic link there). "." in a working
+// directory reached through a link (cd link) was saved as the bare link
+// (found by review).
+func namesDir(p string) bool {
+	return p == "" || p == "." || p == ".." || strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..")
 }
 
 // findParent resolves the parent a user named, or else picks the newest

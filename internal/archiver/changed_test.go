@@ -322,7 +322,7 @@ func TestOpenedReportsAttributeErrorsOnce(t *testing.T) {
 			if changed {
 				n.Inode++ // another file than the one listed
 			}
-			fd, err := openRaw(j)
+			fd, err := openRaw(context.Background(), j)
 			if err != nil {
 				t.Fatal(err)
 			}

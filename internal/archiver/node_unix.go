@@ -48,7 +48,7 @@ func (a *Archiver) listedNode(dir *dirHandle, abs string, fi fs.FileInfo) (*tree
 		return nil, nil, fmt.Errorf("%s: no unix stat information", abs)
 	}
 	n := &tree.Node{Name: fi.Name()}
-	a.setStatus(n, st)
+	a.setStatus(abs, n, st)
 	if abs == "/" {
 		n.Name = "/"
 	}
@@ -95,7 +95,7 @@ func (a *Archiver) listedNode(dir *dirHandle, abs string, fi fs.FileInfo) (*tree
 // bits, times, owner, inode, device, links): the one place they are
 // taken from, whether from the walk's lstat (node) or from the open
 // descriptor's fstat (opened). Size and type stay the caller's.
-func (a *Archiver) setStatus(n *tree.Node, st *syscall.Stat_t) {
+func (a *Archiver) setStatus(p string, n *tree.Node, st *syscall.Stat_t) {
 	n.Mode = fs.FileMode(st.Mode & 0o777)
 	if st.Mode&syscall.S_ISUID != 0 {
 		n.Mode |= fs.ModeSetuid
@@ -106,7 +106,7 @@ func (a *Archiver) setStatus(n *tree.Node, st *syscall.Stat_t) {
 	if st.Mode&syscall.S_ISVTX != 0 {
 		n.Mode |= fs.ModeSticky
 	}
-	n.ModTime, n.ChangeTime = stampTime(st.Mtim), stampTime(st.Ctim)
+	n.ModTime, n.ChangeTime = a.storableTime(p, "modification", st.Mtim), a.storableTime(p, "change", st.Ctim)
 	n.UID, n.GID = st.Uid, st.Gid
 	n.User, n.Group = a.ids.user(st.Uid), a.ids.group(st.Gid)
 	n.Inode, n.DeviceID, n.Links = st.Ino, uint64(st.Dev), uint64(st.Nlink)
@@ -164,7 +164,7 @@ func (a *Archiver) opened(j *fileJob, fd int, st *syscall.Stat_t) error {
 		a.log.Info("file replaced since it was listed: its metadata are taken from the file read", "path", j.abs,
 			"inode_listed", n.Inode, "inode_read", st.Ino)
 	}
-	a.setStatus(n, st)
+	a.setStatus(j.abs, n, st)
 	n.Size = uint64(st.Size)
 	var xerrs []error
 	n.Xattrs, xerrs = readXattrs(xattrSource{fd: fd, path: j.abs})
@@ -194,6 +194,30 @@ func (a *Archiver) changedWhileRead(fd int, p string, before *syscall.Stat_t) (b
 
 func stampTime(ts syscall.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec).UTC() }
 
+// Times a tree can store (RFC 3339 text: years 0 to 9999).
+var (
+	firstStorable = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	lastStorable  = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+)
+
+// storableTime is ts, the kind time of the entry at p, as a tree can
+// store it: a time outside the years 0 to 9999 (which tmpfs, btrfs or XFS
+// keep, and any user may set) is stored as the nearest one that fits and
+// reported for the entry, so that the backup is partial and says why. It
+// failed the whole backup (found by review: one file dated 10000).
+func (a *Archiver) storableTime(p, kind string, ts syscall.Timespec) time.Time {
+	t := stampTime(ts)
+	switch {
+	case t.Before(firstStorable):
+		a.fileError(p, fmt.Errorf("%s time %d s since 1970 is before the year 0, which a snapshot cannot hold: saved as %s", kind, ts.Sec, firstStorable.Format(time.RFC3339)))
+		return firstStorable
+	case t.After(lastStorable):
+		a.fileError(p, fmt.Errorf("%s time %d s since 1970 is after the year 9999, which a snapshot cannot hold: saved as %s", kind, ts.Sec, lastStorable.Format(time.RFC3339Nano)))
+		return lastStorable
+	}
+	return t
+}
+
 // readlinkIn reads the target of symbolic link abs, entry abs's last
 // element of dir (nil: by its path).
 func readlinkIn(dir *dirHandle, abs string) (string, error) {
@@ -218,8 +242,8 @@ func readlinkIn(dir *dirHandle, abs string) (string, error) {
 
 // openJob opens the file of j for reading as openRaw does, as an
 // os.File.
-func openJob(j *fileJob) (*os.File, error) {
-	fd, err := openRaw(j)
+func openJob(ctx context.Context, j *fileJob) (*os.File, error) {
+	fd, err := openRaw(ctx, j)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +258,7 @@ func openJob(j *fileJob) (*os.File, error) {
 // false when the file has grown past the minimum chunk since: the caller
 // reads it as any other file.
 func (a *Archiver) chunkSmall(ctx context.Context, j *fileJob) (ids []id.ID, done bool, err error) {
-	fd, err := openRaw(j)
+	fd, err := openRaw(ctx, j)
 	if err != nil {
 		return nil, true, err
 	}
@@ -260,6 +284,10 @@ func (a *Archiver) chunkSmall(ctx context.Context, j *fileJob) (ids []id.ID, don
 	return ids, true, err
 }
 
+// leaseWait bounds the waits of openRaw for a lease's break: past the
+// kernel's default lease-break-time.
+const leaseWait = 64 * time.Second
+
 // openRaw opens the file of j for reading, as the entry of its directory
 // (j.dir; without one, by its path j.abs), and returns its descriptor:
 // without updating its access time where the kernel allows it (owner or
@@ -269,7 +297,7 @@ func (a *Archiver) chunkSmall(ctx context.Context, j *fileJob) (ids []id.ID, don
 // which a FIFO put in the file's place would do until a writer came (a
 // stalled backup, found by the same test). What it opened is checked
 // after (opened): another type than a regular file is refused.
-func openRaw(j *fileJob) (int, error) {
+func openRaw(ctx context.Context, j *fileJob) (int, error) {
 	open := func(flags int) (fd int, err error) {
 		err = ignoringEINTR(func() (err error) {
 			if j.dir == nil {
@@ -281,9 +309,23 @@ func openRaw(j *fileJob) (int, error) {
 		})
 		return fd, err
 	}
-	const flags = unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK
-	fd, err := open(flags | unix.O_NOATIME)
+	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOATIME
+	fd, err := open(flags)
 	if errors.Is(err, unix.EPERM) {
+		flags &^= unix.O_NOATIME
+		fd, err = open(flags)
+	}
+	// A lease another process holds on the file (Samba's oplocks, an NFS
+	// server's delegations) fails a non-blocking open with EAGAIN at once
+	// where a blocking one waits for the lease's break (lease-break-time,
+	// 45 s by default): try again until then (found by review: such files
+	// were no longer backed up).
+	for wait := time.Millisecond; errors.Is(err, unix.EAGAIN) && wait <= leaseWait; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			return -1, context.Cause(ctx)
+		case <-time.After(wait):
+		}
 		fd, err = open(flags)
 	}
 	if errors.Is(err, unix.ELOOP) {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestReadDirRenamed: a directory renamed away and back again and again
@@ -42,10 +43,11 @@ func TestReadDirRenamed(t *testing.T) {
 				t.Error(err)
 				return
 			}
+			time.Sleep(20 * time.Microsecond) // in place for a while: opens succeed too
 		}
 	})
 	listed := 0
-	for range 300 {
+	for i := 0; i < 300 || (listed == 0 && i < 30000); i++ {
 		h, err := openDir(nil, "", d)
 		if err != nil {
 			continue // renamed away when opened

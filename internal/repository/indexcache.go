@@ -252,7 +252,7 @@ func (r *Repository) FindBlob(ctx context.Context, bid id.ID) (index.Entry, erro
 	// Looked up again even when this call repaired nothing: another
 	// read may have repaired the blob's bucket while this one waited
 	// (found by review: concurrent reads failed after the repair).
-	if _, rerr := r.repairIndexCache(ctx); rerr != nil {
+	if _, rerr := r.repairIndexCache(ctx, bid); rerr != nil {
 		return e, errors.Join(err, rerr)
 	}
 	return r.idx.Find(bid)
@@ -265,8 +265,9 @@ func (r *Repository) FindBlob(ctx context.Context, bid id.ID) (index.Entry, erro
 // next process rebuilds it). It reads every bucket first, so that one pass
 // over the index objects repairs all of them; it reports whether it
 // repaired a bucket not repaired before, and makes at most maxCacheRepairs
-// passes.
-func (r *Repository) repairIndexCache(ctx context.Context) (bool, error) {
+// passes. bid is the blob a lookup did not find: nothing is read unless
+// its bucket is a failed one not repaired yet.
+func (r *Repository) repairIndexCache(ctx context.Context, bid id.ID) (bool, error) {
 	t := r.idxTable
 	if t == nil {
 		return false, nil
@@ -274,13 +275,20 @@ func (r *Repository) repairIndexCache(ctx context.Context) (bool, error) {
 	c := &r.cacheRepair
 	c.Lock()
 	defer c.Unlock()
+	// Nothing to read when bid's bucket was repaired (by another read
+	// while this one waited) or no pass is left: the whole file is read
+	// only for a bucket not repaired yet (found by review: every failed
+	// lookup read it, one at a time).
+	if c.repaired[t.Bucket(bid)] || c.passes >= maxCacheRepairs {
+		return false, nil
+	}
 	want := make(map[uint64]bool)
 	for _, b := range t.DamagedBuckets() {
 		if !c.repaired[b] {
 			want[b] = true
 		}
 	}
-	if len(want) == 0 || c.passes >= maxCacheRepairs {
+	if !want[t.Bucket(bid)] { // bid's bucket reads: bid is not in the cache
 		return false, nil
 	}
 	c.passes++
