@@ -47,17 +47,21 @@ whose size, mtime or ctime changed during its read was written while it
 was read (GNU tar's "file changed as we read it"): it is saved, reported
 as "changed while it was read" and counted (files_changed_while_read in
 the summary), and the exit code is 3, as its copy may mix states that
-never existed together; the next backup reads it again. Every entry is
-opened relative to the directory listed, never through a symbolic link:
-a file or directory replaced by a link (or by a FIFO) since the listing
-is reported as no longer what it was, and not read.
+never existed together; the next backup reads it again. Every entry,
+its extended attributes included, is read relative to the directory
+listed, never through a symbolic link: a file or directory replaced by a
+link (or by a FIFO) since the listing is reported as no longer what it
+was, and not read; a directory exchanged since is saved as itself.
 
 Paths are saved under the names given. A symbolic link on the way to one
 (/lib/os-release where /lib leads to usr/lib) is saved as the directory it
 leads to; a path that is a link is saved as the link, unless given with a
-trailing slash (link/), which saves the directory it leads to under the
-link's name, as tar and rsync do. With -x a directory on another file
-system is saved empty (a mount point), its contents left out.
+trailing slash, ".", or ".." (link/, .), which saves the directory it
+leads to under the link's name, as tar and rsync do (link/ must lead to a
+directory). With -x a directory on another file system is saved empty
+(a mount point), its contents left out, unless it is itself a path given
+(backup -x / /home). A time outside the years 0 to 9999 is saved as the
+nearest one a snapshot holds, and the file reported.
 
 Exit codes: 0 every file saved as it was read; 1 error (no snapshot
 saved, unless the error says it was); 2 usage error; 3 snapshot saved,
