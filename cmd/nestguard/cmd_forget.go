@@ -271,6 +271,11 @@ func (v tagGroupsValue) String() string {
 
 func (v tagGroupsValue) Set(s string) error {
 	g, err := class.TagGroup(s)
+	if err == nil {
+		// A tag no snapshot can hold keeps nothing (found by a hostile
+		// test: forget --keep-tag with bytes that are not UTF-8 went on).
+		err = snapshot.CheckTags(g)
+	}
 	if err != nil {
 		return err
 	}
@@ -288,6 +293,9 @@ type retainedError struct{ msg string }
 func (e *retainedError) Error() string { return e.msg }
 
 func (a *app) runForget(ctx context.Context, o forgetOptions) error {
+	if err := snapshot.CheckTags(o.Filter.Tags); err != nil {
+		return &usageError{fmt.Errorf("--tag: %w", err)}
+	}
 	g, err := policy.ParseGroupBy(o.groupBy)
 	if err != nil {
 		return &usageError{err}

@@ -225,6 +225,9 @@ func lsMode(n *tree.Node) string {
 
 // runSnapshots lists the snapshots f matches.
 func (a *app) runSnapshots(ctx context.Context, f snapshot.Filter) error {
+	if err := snapshot.CheckTags(f.Tags); err != nil {
+		return &usageError{fmt.Errorf("--tag: %w", err)}
+	}
 	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
 		list, unreadable, err := snapshot.List(ctx, repo)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
@@ -111,6 +112,9 @@ func CheckTags(tags []string) error {
 		}
 		if !utf8.ValidString(t) {
 			return fmt.Errorf("tag %q is not UTF-8: tags are text", t)
+		}
+		if strings.ContainsFunc(t, unicode.IsControl) {
+			return fmt.Errorf("tag %q holds a control character (a newline, an escape): tags are printable text", t)
 		}
 	}
 	return nil

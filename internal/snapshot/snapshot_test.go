@@ -33,3 +33,18 @@ func TestFindWithUnreadable(t *testing.T) {
 		t.Errorf("Newest = %v", sn)
 	}
 }
+
+// TestCheckTags: a tag is printable UTF-8 text, as a snapshot stores it
+// and a filter finds it again.
+func TestCheckTags(t *testing.T) {
+	for _, tc := range []struct {
+		tag string
+		ok  bool
+	}{
+		{"nightly", true}, {"année-2026", true}, {"keep\xfe", false}, {"", false}, {"a\nb", false}, {"\x1b[31mred", false},
+	} {
+		if err := CheckTags([]string{"x", tc.tag}); (err == nil) != tc.ok {
+			t.Errorf("CheckTags(%q): %v", tc.tag, err)
+		}
+	}
+}
