@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,5 +252,43 @@ func TestBackupOneFileSystemKeepsMountPoints(t *testing.T) {
 	}
 	if strings.Contains(out, "inside") {
 		t.Errorf("-x crossed into the mount:\n%s", out)
+	}
+}
+
+// TestRestoreOverwriteReadOnlyDirs: a restore --overwrite, as a user, over
+// that user's own earlier restore of directories of mode 0500 restores
+// into them and leaves them 0500. (It failed in each such directory,
+// exit 3: the earlier restore had set the snapshot's mode.)
+func TestRestoreOverwriteReadOnlyDirs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the restores as another user")
+	}
+	t.Parallel()
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(filepath.Join(src, "ro"), 0o755)
+	os.WriteFile(filepath.Join(src, "ro", "f"), []byte("data"), 0o644)
+	os.Chmod(filepath.Join(src, "ro"), 0o500)
+	e.must("init")
+	e.must("backup", src)
+	filepath.Walk(e.repo, func(p string, fi os.FileInfo, err error) error {
+		if err == nil {
+			os.Chmod(p, fi.Mode().Perm()|0o555)
+		}
+		return nil
+	})
+	nobody := filepath.Join(e.dir, "nobody")
+	os.Mkdir(nobody, 0o777)
+	os.Chmod(nobody, 0o777)
+	tgt := filepath.Join(nobody, "r")
+	e.cred = &syscall.Credential{Uid: 65534, Gid: 65534}
+	defer func() { e.cred = nil }()
+	e.must("restore", "latest", "--target", tgt)
+	if r := e.run("restore", "latest", "--target", tgt, "--overwrite"); r.code != 0 {
+		t.Fatalf("restore --overwrite over the earlier restore, as nobody: exit %d\n%s", r.code, r.stderr)
+	}
+	fi, err := os.Stat(filepath.Join(tgt, src, "ro"))
+	if err != nil || fi.Mode().Perm() != 0o500 {
+		t.Errorf("the directory after the restores: %v %v, want 0500", fi.Mode(), err)
 	}
 }
