@@ -226,35 +226,6 @@ func TestBackupLinkWithSlash(t *testing.T) {
 	}
 }
 
-// TestBackupOneFileSystemKeepsMountPoints: with -x a directory on another
-// file system is saved empty, as tar --one-file-system keeps it, so a
-// restored system has its mount points. (nestguard left it out.)
-func TestBackupOneFileSystemKeepsMountPoints(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	t.Parallel()
-	e := newEnv(t)
-	src := filepath.Join(e.dir, "src")
-	mnt := filepath.Join(src, "mnt")
-	os.MkdirAll(mnt, 0o755)
-	os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644)
-	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m,mode=0750"); err != nil {
-		t.Skipf("mount: %v", err)
-	}
-	defer unix.Unmount(mnt, unix.MNT_DETACH)
-	os.WriteFile(filepath.Join(mnt, "inside"), []byte("y"), 0o644)
-	e.must("init")
-	e.must("backup", "-x", src)
-	out := e.must("ls", "-l", "latest", src)
-	if !strings.Contains(out, "drwxr-x--- ") || !strings.Contains(out, "/mnt") {
-		t.Errorf("the mount point is not in the snapshot as a directory:\n%s", out)
-	}
-	if strings.Contains(out, "inside") {
-		t.Errorf("-x crossed into the mount:\n%s", out)
-	}
-}
-
 // TestRestoreOverwriteReadOnlyDirs: a restore --overwrite, as a user, over
 // that user's own earlier restore of directories of mode 0500 restores
 // into them and leaves them 0500. (It failed in each such directory,

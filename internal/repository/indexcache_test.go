@@ -22,8 +22,17 @@ import (
 // whatever the repository's size.
 func openCached(t *testing.T, be backend.Backend, dir string) *Repository {
 	t.Helper()
+	return openCachedLogged(t, be, dir, nil)
+}
+
+// openCachedLogged is openCached logging into logs (if not nil).
+func openCachedLogged(t *testing.T, be backend.Backend, dir string, logs *bytes.Buffer) *Repository {
+	t.Helper()
 	o := testOptions()
 	o.IndexCacheDir, o.IndexCacheMinBlobs = dir, 1
+	if logs != nil {
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	}
 	r, err := Open(context.Background(), be, pass, o)
 	if err != nil {
 		t.Fatal(err)
@@ -254,18 +263,9 @@ func TestIndexCacheEditedAfterOpen(t *testing.T) {
 	ctx := context.Background()
 	r, be := newRepo(t)
 	blobs := saveBlobs(t, r, 4, 20)
-	dir := t.TempDir()
 	var logs bytes.Buffer
-	o := testOptions()
-	o.IndexCacheDir, o.IndexCacheMinBlobs = dir, 1
-	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	r1, err := Open(ctx, be, pass, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r1.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
+	dir := t.TempDir()
+	r1 := openCachedLogged(t, be, dir, &logs)
 	path := cacheInfo(t, r1).Path
 	// Every blob ID in the file, its last bit flipped: each bucket fails
 	// its tag, and no forged ID may look present.
@@ -354,18 +354,8 @@ func TestIndexCacheRepairedWhileOpen(t *testing.T) {
 	ctx := context.Background()
 	r, be := newRepo(t)
 	blobs := saveBlobs(t, r, 8, 50)
-	dir := t.TempDir()
-	o := testOptions()
-	o.IndexCacheDir, o.IndexCacheMinBlobs = dir, 1
 	var logs bytes.Buffer
-	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	r1, err := Open(ctx, be, pass, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r1.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r1 := openCachedLogged(t, be, t.TempDir(), &logs)
 	path := cacheInfo(t, r1).Path
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -429,16 +419,7 @@ func TestIndexCacheRepairConcurrentReads(t *testing.T) {
 	ctx := context.Background()
 	r, be := newRepo(t)
 	blobs := saveBlobs(t, r, 9, 200)
-	dir := t.TempDir()
-	o := testOptions()
-	o.IndexCacheDir, o.IndexCacheMinBlobs = dir, 1
-	r1, err := Open(ctx, be, pass, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r1.LoadIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r1 := openCached(t, be, t.TempDir())
 	path := cacheInfo(t, r1).Path
 	content, err := os.ReadFile(path)
 	if err != nil {
@@ -488,15 +469,7 @@ func TestIndexCacheTruncatedWhileOpen(t *testing.T) {
 		ctx := context.Background()
 		r, be := newRepo(t)
 		blobs := saveBlobs(t, r, 9, 60)
-		o := testOptions()
-		o.IndexCacheDir, o.IndexCacheMinBlobs = t.TempDir(), 1
-		r1, err := Open(ctx, be, pass, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r1.LoadIndex(ctx); err != nil {
-			t.Fatal(err)
-		}
+		r1 := openCached(t, be, t.TempDir())
 		path := cacheInfo(t, r1).Path
 		fi, err := os.Stat(path)
 		if err != nil {
