@@ -311,10 +311,12 @@ func (t *Table) failed(err error) {
 	case os.Rename(e.path, e.path+".damaged") == nil:
 		e = &damageError{path: e.path, b: e.b, what: "it was moved to " + e.path + ".damaged (for inspection; delete it) and the next run rebuilds the cache"}
 	}
-	ee = e
-	t.damaged.Store(&ee)
+	// A new variable: the one stored by the CompareAndSwap above may be
+	// read by Err meanwhile (a data race found by a concurrent test).
+	final := error(e)
+	t.damaged.Store(&final)
 	if fn := t.onDamage.Load(); fn != nil {
-		(*fn)(ee)
+		(*fn)(final)
 	}
 }
 
