@@ -96,16 +96,7 @@ func (a *Archiver) listedNode(dir *dirHandle, abs string, fi fs.FileInfo) (*tree
 // taken from, whether from the walk's lstat (node) or from the open
 // descriptor's fstat (opened). Size and type stay the caller's.
 func (a *Archiver) setStatus(p string, n *tree.Node, st *syscall.Stat_t) {
-	n.Mode = fs.FileMode(st.Mode & 0o777)
-	if st.Mode&syscall.S_ISUID != 0 {
-		n.Mode |= fs.ModeSetuid
-	}
-	if st.Mode&syscall.S_ISGID != 0 {
-		n.Mode |= fs.ModeSetgid
-	}
-	if st.Mode&syscall.S_ISVTX != 0 {
-		n.Mode |= fs.ModeSticky
-	}
+	n.Mode = fileMode(st) & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 	n.ModTime, n.ChangeTime = a.storableTime(p, "modification", st.Mtim), a.storableTime(p, "change", st.Ctim)
 	n.UID, n.GID = st.Uid, st.Gid
 	n.User, n.Group = a.ids.user(st.Uid), a.ids.group(st.Gid)
@@ -298,17 +289,7 @@ const leaseWait = 64 * time.Second
 // stalled backup, found by the same test). What it opened is checked
 // after (opened): another type than a regular file is refused.
 func openRaw(ctx context.Context, j *fileJob) (int, error) {
-	open := func(flags int) (fd int, err error) {
-		err = ignoringEINTR(func() (err error) {
-			if j.dir == nil {
-				fd, err = unix.Open(j.abs, flags, 0)
-			} else {
-				fd, err = unix.Openat(j.dir.fd(), j.name, flags, 0)
-			}
-			return err
-		})
-		return fd, err
-	}
+	open := func(flags int) (int, error) { return openIn(j.dir, j.name, j.abs, flags) }
 	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOATIME
 	fd, err := open(flags)
 	if errors.Is(err, unix.EPERM) {

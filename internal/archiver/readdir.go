@@ -71,15 +71,11 @@ var errNoLongerDir = errors.New("no longer a directory (replaced since its paren
 // never following a symbolic link; with no parent, abs itself (a path
 // given to the backup, followed as given).
 func openDir(parent *dirHandle, name, abs string) (*dirHandle, error) {
-	var fd int
-	err := ignoringEINTR(func() (err error) {
-		if parent == nil {
-			fd, err = unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		} else {
-			fd, err = unix.Openat(parent.fd(), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		}
-		return err
-	})
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	if parent != nil {
+		flags |= unix.O_NOFOLLOW
+	}
+	fd, err := openIn(parent, name, abs, flags)
 	if err != nil {
 		if parent != nil && (errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR)) {
 			err = errNoLongerDir
@@ -89,6 +85,21 @@ func openDir(parent *dirHandle, name, abs string) (*dirHandle, error) {
 	d := &dirHandle{f: os.NewFile(uintptr(fd), abs)}
 	d.refs.Store(1)
 	return d, nil
+}
+
+// openIn opens entry name of dir with flags, or, with dir nil, the path
+// abs: the one open of the walk, for directories (openDir) and files
+// (openRaw).
+func openIn(dir *dirHandle, name, abs string, flags int) (fd int, err error) {
+	err = ignoringEINTR(func() (err error) {
+		if dir == nil {
+			fd, err = unix.Open(abs, flags, 0)
+		} else {
+			fd, err = unix.Openat(dir.fd(), name, flags, 0)
+		}
+		return err
+	})
+	return fd, err
 }
 
 // readDir lists directory d (abs is its path), sorted by name, and
@@ -134,9 +145,13 @@ func (s *statInfo) ModTime() time.Time { return time.Unix(s.st.Mtim.Sec, s.st.Mt
 func (s *statInfo) IsDir() bool        { return s.Mode().IsDir() }
 func (s *statInfo) Sys() any           { return &s.st }
 
-func (s *statInfo) Mode() fs.FileMode {
-	m := fs.FileMode(s.st.Mode & 0o777)
-	switch s.st.Mode & syscall.S_IFMT {
+func (s *statInfo) Mode() fs.FileMode { return fileMode(&s.st) }
+
+// fileMode is st's mode as fs.FileMode, as os.Lstat gives it: type,
+// permission bits, set-user-ID, set-group-ID and sticky.
+func fileMode(st *syscall.Stat_t) fs.FileMode {
+	m := fs.FileMode(st.Mode & 0o777)
+	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFBLK:
 		m |= fs.ModeDevice
 	case syscall.S_IFCHR:
@@ -150,13 +165,13 @@ func (s *statInfo) Mode() fs.FileMode {
 	case syscall.S_IFSOCK:
 		m |= fs.ModeSocket
 	}
-	if s.st.Mode&syscall.S_ISUID != 0 {
+	if st.Mode&syscall.S_ISUID != 0 {
 		m |= fs.ModeSetuid
 	}
-	if s.st.Mode&syscall.S_ISGID != 0 {
+	if st.Mode&syscall.S_ISGID != 0 {
 		m |= fs.ModeSetgid
 	}
-	if s.st.Mode&syscall.S_ISVTX != 0 {
+	if st.Mode&syscall.S_ISVTX != 0 {
 		m |= fs.ModeSticky
 	}
 	return m
