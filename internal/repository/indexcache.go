@@ -252,7 +252,7 @@ func (r *Repository) FindBlob(ctx context.Context, bid id.ID) (index.Entry, erro
 	// Looked up again even when this call repaired nothing: another
 	// read may have repaired the blob's bucket while this one waited
 	// (found by review: concurrent reads failed after the repair).
-	if _, rerr := r.repairIndexCache(ctx, bid); rerr != nil {
+	if rerr := r.repairIndexCache(ctx, bid); rerr != nil {
 		return e, errors.Join(err, rerr)
 	}
 	return r.idx.Find(bid)
@@ -263,14 +263,13 @@ func (r *Repository) FindBlob(ctx context.Context, bid id.ID) (index.Entry, erro
 // objects it was built from: lookups then find them for the rest of the
 // process (the file was moved aside when the first bucket failed, and the
 // next process rebuilds it). It reads every bucket first, so that one pass
-// over the index objects repairs all of them; it reports whether it
-// repaired a bucket not repaired before, and makes at most maxCacheRepairs
-// passes. bid is the blob a lookup did not find: nothing is read unless
-// its bucket is a failed one not repaired yet.
-func (r *Repository) repairIndexCache(ctx context.Context, bid id.ID) (bool, error) {
+// over the index objects repairs all of them; it makes at most
+// maxCacheRepairs passes. bid is the blob a lookup did not find: nothing
+// is read unless its bucket is a failed one not repaired yet.
+func (r *Repository) repairIndexCache(ctx context.Context, bid id.ID) error {
 	t := r.idxTable
 	if t == nil {
-		return false, nil
+		return nil
 	}
 	c := &r.cacheRepair
 	c.Lock()
@@ -280,7 +279,7 @@ func (r *Repository) repairIndexCache(ctx context.Context, bid id.ID) (bool, err
 	// only for a bucket not repaired yet (found by review: every failed
 	// lookup read it, one at a time).
 	if c.repaired[t.Bucket(bid)] || c.passes >= maxCacheRepairs {
-		return false, nil
+		return nil
 	}
 	want := make(map[uint64]bool)
 	for _, b := range t.DamagedBuckets() {
@@ -289,7 +288,7 @@ func (r *Repository) repairIndexCache(ctx context.Context, bid id.ID) (bool, err
 		}
 	}
 	if !want[t.Bucket(bid)] { // bid's bucket reads: bid is not in the cache
-		return false, nil
+		return nil
 	}
 	c.passes++
 	start := time.Now()
@@ -307,7 +306,7 @@ func (r *Repository) repairIndexCache(ctx context.Context, bid id.ID) (bool, err
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("reading the index objects to repair the index cache: %w", err)
+		return fmt.Errorf("reading the index objects to repair the index cache: %w", err)
 	}
 	if c.repaired == nil {
 		c.repaired = make(map[uint64]bool)
@@ -316,5 +315,5 @@ func (r *Repository) repairIndexCache(ctx context.Context, bid id.ID) (bool, err
 		c.repaired[b] = true
 	}
 	r.log.Warn("index cache repaired: the blobs of its failed buckets were read again from the index objects", "path", t.Path(), "buckets", len(want), "blobs", blobs, "seconds", time.Since(start).Seconds())
-	return true, nil
+	return nil
 }
