@@ -112,11 +112,15 @@ func run(ctx context.Context, sys system, args []string) int {
 	root.InitDefaultCompletionCmd()
 	markUsageErrors(root)
 	requireSubcommands(root)
+	helpErr := strictHelp(root)
 	root.SetArgs(args)
 	root.SetIn(sys.stdin)
 	root.SetOut(sys.stdout)
 	root.SetErr(sys.stderr)
 	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		err = helpErr()
+	}
 	err = app.finishAudit(ctx, err)
 	code := app.exitCode(ctx, cmd, err)
 	app.writeMetrics(code)

@@ -41,6 +41,10 @@ func markUsageErrors(c *cobra.Command) {
 func requireSubcommands(c *cobra.Command) {
 	c.SuggestFor = append(c.SuggestFor, suggestFor[c.CommandPath()]...)
 	if c.HasSubCommands() && !c.Runnable() {
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		c.Annotations[groupAnnotation] = "true"
 		c.SuggestionsMinimumDistance = 2
 		c.Args = func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
@@ -59,6 +63,44 @@ func requireSubcommands(c *cobra.Command) {
 	for _, sub := range c.Commands() {
 		requireSubcommands(sub)
 	}
+}
+
+// groupAnnotation marks a command that only holds others.
+const groupAnnotation = "nestguard-group"
+
+// strictHelp makes help for a command that does not exist a usage error,
+// as running it is: cobra would print the group's help and exit 0 for
+// 'nestguard find --help' and 'nestguard help find', so that a script
+// could not tell a typo from the help it asked for. It returns the error
+// such a help request left, for after root ran.
+func strictHelp(root *cobra.Command) func() error {
+	var helpErr error
+	show := root.HelpFunc()
+	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		// Flags are parsed by now: what is left names no command.
+		if cmd.Annotations[groupAnnotation] != "" && cmd.Flags().NArg() > 0 {
+			helpErr = unknownCommand(cmd, cmd.Flags().Arg(0))
+			return
+		}
+		show(cmd, args)
+	})
+	for _, c := range root.Commands() {
+		if c.Name() != "help" {
+			continue
+		}
+		c.Run = nil
+		c.RunE = func(_ *cobra.Command, args []string) error {
+			cmd, rest, err := root.Find(args)
+			if err != nil {
+				return &usageError{err}
+			}
+			if cmd.Annotations[groupAnnotation] != "" && len(rest) > 0 {
+				return unknownCommand(cmd, rest[0])
+			}
+			return cmd.Help()
+		}
+	}
+	return func() error { return helpErr }
 }
 
 // commandList names c's commands that help lists.
