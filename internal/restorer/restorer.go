@@ -520,13 +520,17 @@ func (r *Restorer) prepareTarget() error {
 // way that cannot be read is not a miss; the restore reports it.
 func (r *Restorer) checkIncludes(ctx context.Context, rootTree id.ID) error {
 	var missing []string
-	for _, p := range cleanIncludes(r.opt.Include) {
-		_, err := tree.Lookup(ctx, r.repo, rootTree, p)
+	for i, p := range cleanIncludes(r.opt.Include) {
+		n, err := tree.Lookup(ctx, r.repo, rootTree, p)
 		switch {
 		case errors.Is(err, tree.ErrNotFound):
 			missing = append(missing, p)
 		case ctx.Err() != nil:
 			return context.Cause(ctx)
+		case err == nil && p != "/" && n.Type != tree.Dir && strings.HasSuffix(r.opt.Include[i], "/"):
+			// "name/" names a directory, as it does to the shell,
+			// tar and rsync: a file of that name is no match.
+			missing = append(missing, p+"/")
 		}
 	}
 	if len(missing) > 0 {

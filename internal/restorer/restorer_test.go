@@ -110,8 +110,9 @@ func TestRestoreInBatches(t *testing.T) {
 }
 
 // An include that names nothing in the snapshot fails before anything is
-// written; one that names a path by its exact bytes (not UTF-8) restores
-// just that.
+// written (a file named with a trailing slash, "name/", is no match: that
+// names a directory); one that names a path by its exact bytes (not
+// UTF-8) restores just that.
 func TestRestoreIncludes(t *testing.T) {
 	ctx := context.Background()
 	repo := repotest.New(t)
@@ -123,8 +124,8 @@ func TestRestoreIncludes(t *testing.T) {
 	}
 	sn := backupTree(t, repo, src)
 	dst := filepath.Join(t.TempDir(), "target")
-	missing := []string{"/etc/apt", src + "/Stra\xdfe.txt/x", src + "/Strasse.txt"}
-	err := New(repo, Options{Target: dst, Include: append([]string{src + "/other"}, missing...)}).Restore(ctx, sn.Tree)
+	missing := []string{"/etc/apt", src + "/Stra\xdfe.txt/x", src + "/Strasse.txt", src + "/other/"}
+	err := New(repo, Options{Target: dst, Include: append([]string{src + "/other", src + "/"}, missing...)}).Restore(ctx, sn.Tree)
 	var nm *NoMatchError
 	if !errors.As(err, &nm) || !slices.Equal(nm.Includes, missing) {
 		t.Fatalf("includes matching nothing: %v", err)
