@@ -110,6 +110,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"key", "rotate", "-h"}, 2, []string{`unknown command "rotate" for "nestguard key"`}},
 		{[]string{"help", "key", "rotate"}, 2, []string{`unknown command "rotate" for "nestguard key"`}},
 		{[]string{"help", "pg", "restore"}, 0, []string{"nestguard pg restore"}},
+		{[]string{"backup", e.dir, "--host", "db1\x1b[2J"}, 2, []string{"--host: host name", "control character"}},
+		{[]string{"snapshots", "--host", "db\xfe"}, 2, []string{"--host: host name", "not UTF-8"}},
 		{[]string{"restore"}, 2, []string{"usage: nestguard restore SNAPSHOT --target DIR", "example: nestguard restore latest --target"}},
 		{[]string{"restore", "latest"}, 2, []string{"--target is required", "example: nestguard restore latest --target"}},
 		{[]string{"verify", "5%"}, 2, []string{"--read-data 5%"}},

@@ -133,6 +133,9 @@ func (a *app) runBackup(ctx context.Context, o backupOptions) error {
 	if err := snapshot.CheckTags(o.Tags); err != nil {
 		return &usageError{fmt.Errorf("--tag: %w", err)}
 	}
+	if err := snapshot.CheckHost(o.Host); err != nil {
+		return &usageError{fmt.Errorf("--host: %w", err)}
+	}
 	commit, err := a.stampCommit(o.stamp)
 	if err != nil {
 		return err

@@ -296,6 +296,9 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 	if err := snapshot.CheckTags(o.Filter.Tags); err != nil {
 		return &usageError{fmt.Errorf("--tag: %w", err)}
 	}
+	if err := snapshot.CheckHost(o.Filter.Host); err != nil {
+		return &usageError{fmt.Errorf("--host: %w", err)}
+	}
 	g, err := policy.ParseGroupBy(o.groupBy)
 	if err != nil {
 		return &usageError{err}

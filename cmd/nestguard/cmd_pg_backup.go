@@ -194,6 +194,9 @@ func (a *app) runPGBackup(ctx context.Context, o pgBackupOptions) error {
 	if err := snapshot.CheckTags(o.Tags); err != nil {
 		return &usageError{fmt.Errorf("--tag: %w", err)}
 	}
+	if err := snapshot.CheckHost(o.Host); err != nil {
+		return &usageError{fmt.Errorf("--host: %w", err)}
+	}
 	if o.blockSize != "" {
 		n, err := parseByteSize(o.blockSize)
 		if err != nil {

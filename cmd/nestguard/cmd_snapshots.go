@@ -228,6 +228,9 @@ func (a *app) runSnapshots(ctx context.Context, f snapshot.Filter) error {
 	if err := snapshot.CheckTags(f.Tags); err != nil {
 		return &usageError{fmt.Errorf("--tag: %w", err)}
 	}
+	if err := snapshot.CheckHost(f.Host); err != nil {
+		return &usageError{fmt.Errorf("--host: %w", err)}
+	}
 	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
 		list, unreadable, err := snapshot.List(ctx, repo)
 		if err != nil {

@@ -42,6 +42,9 @@ func Backup(ctx context.Context, repo *repository.Repository, paths []string, o 
 	if err := snapshot.CheckTags(o.Tags); err != nil {
 		return nil, nil, err
 	}
+	if err := snapshot.CheckHost(o.Host); err != nil {
+		return nil, nil, err
+	}
 	abs := make([]string, len(paths))
 	for i, p := range paths {
 		a, err := filepath.Abs(p)

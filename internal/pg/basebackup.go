@@ -97,6 +97,9 @@ func Backup(ctx context.Context, repo *repository.Repository, o BackupOptions) (
 	if err := snapshot.CheckTags(o.Tags); err != nil {
 		return nil, nil, err
 	}
+	if err := snapshot.CheckHost(o.Host); err != nil {
+		return nil, nil, err
+	}
 	began := time.Now()
 	sess, err := Connect(ctx, o.DSN)
 	if err != nil {

@@ -110,12 +110,26 @@ func CheckTags(tags []string) error {
 		if t == "" {
 			return errors.New("a tag is empty")
 		}
-		if !utf8.ValidString(t) {
-			return fmt.Errorf("tag %q is not UTF-8: tags are text", t)
+		if err := checkText("tag", t); err != nil {
+			return err
 		}
-		if strings.ContainsFunc(t, unicode.IsControl) {
-			return fmt.Errorf("tag %q holds a control character (a newline, an escape): tags are printable text", t)
-		}
+	}
+	return nil
+}
+
+// CheckHost returns an error when a host name given to record or to
+// filter by cannot be stored exactly or shown safely, for the reasons
+// CheckTags gives; empty means the machine's.
+func CheckHost(h string) error {
+	return checkText("host name", h)
+}
+
+func checkText(what, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s %q is not UTF-8: %ss are text", what, s, what)
+	}
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return fmt.Errorf("%s %q holds a control character (a newline, an escape): %ss are printable text", what, s, what)
 	}
 	return nil
 }

@@ -34,8 +34,9 @@ func TestFindWithUnreadable(t *testing.T) {
 	}
 }
 
-// TestCheckTags: a tag is printable UTF-8 text, as a snapshot stores it
-// and a filter finds it again.
+// TestCheckTags: a tag (and a host name) is printable UTF-8 text, as a
+// snapshot stores it and a filter finds it again; a log line or a
+// terminal shows it as it is.
 func TestCheckTags(t *testing.T) {
 	for _, tc := range []struct {
 		tag string
@@ -45,6 +46,9 @@ func TestCheckTags(t *testing.T) {
 	} {
 		if err := CheckTags([]string{"x", tc.tag}); (err == nil) != tc.ok {
 			t.Errorf("CheckTags(%q): %v", tc.tag, err)
+		}
+		if err := CheckHost(tc.tag); (err == nil) != (tc.ok || tc.tag == "") {
+			t.Errorf("CheckHost(%q): %v", tc.tag, err)
 		}
 	}
 }
