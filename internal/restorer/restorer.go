@@ -305,6 +305,11 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 		}
 		return nil
 	}, func(p string, err error) error {
+		if p == "/" {
+			// Nothing of the snapshot can be restored: an error, not
+			// a partial restore.
+			return fmt.Errorf("the snapshot's root tree cannot be read, nothing was restored (run 'nestguard verify'): %w", err)
+		}
 		r.fail(filepath.Join(r.opt.Target, filepath.FromSlash(p)), fmt.Errorf("directory contents lost: %w", err))
 		return nil
 	})

@@ -749,3 +749,49 @@ func backupTree(t *testing.T, repo *repository.Repository, src string) *snapshot
 	}
 	return sn
 }
+
+// unreadableTree is a repository in which one tree cannot be read.
+type unreadableTree struct {
+	*repository.Repository
+	bad id.ID
+}
+
+func (u unreadableTree) LoadBlob(ctx context.Context, bid id.ID, dst []byte) ([]byte, error) {
+	if bid == u.bad {
+		return nil, fmt.Errorf("blob %s: %w", bid.Short(), errors.New("damaged"))
+	}
+	return u.Repository.LoadBlob(ctx, bid, dst)
+}
+
+// A snapshot whose root tree cannot be read restores nothing: that is an
+// error, not a partial restore (which exited 3, the code of "the restore
+// was made, some files are missing"). A subtree that cannot be read
+// still leaves the rest restored, its directory named.
+func TestRestoreRootTreeUnreadable(t *testing.T) {
+	ctx := context.Background()
+	repo := repotest.New(t)
+	src := t.TempDir()
+	os.Mkdir(filepath.Join(src, "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "sub", "f"), []byte("in sub"), 0o644)
+	os.WriteFile(filepath.Join(src, "g"), []byte("beside"), 0o644)
+	sn := backupTree(t, repo, src)
+	r := New(unreadableTree{repo, sn.Tree}, Options{Target: filepath.Join(t.TempDir(), "t")})
+	if err := r.Restore(ctx, sn.Tree); err == nil || !strings.Contains(err.Error(), "root tree") || len(r.Errors()) != 0 {
+		t.Fatalf("restore of an unreadable root tree: %v, file errors %v", err, r.Errors())
+	}
+	sub, err := tree.Lookup(ctx, repo, sn.Tree, filepath.ToSlash(filepath.Join(src, "sub")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "t")
+	r = New(unreadableTree{repo, *sub.Subtree}, Options{Target: dst})
+	if err := r.Restore(ctx, sn.Tree); err != nil {
+		t.Fatal(err)
+	}
+	if errs := r.Errors(); len(errs) != 1 || errs[0].Path != filepath.Join(dst, src, "sub") {
+		t.Errorf("unreadable subtree: %v", errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, src, "g")); string(b) != "beside" {
+		t.Errorf("sibling of an unreadable subtree: %q %v", b, err)
+	}
+}
