@@ -118,7 +118,7 @@ func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
 		if a.jsonOut {
 			target, targetBytes := tree.ForJSON(o.Target)
 			if err := a.printJSON(restoreJSON{current(), sn.ID.String(), target, targetBytes,
-				c.Restored.Load(), c.Files.Load(), c.Dirs.Load(), c.BytesRestored.Load(), c.BytesTotal.Load(), errs}); err != nil {
+				c.Restored.Load(), c.Files.Load(), c.Dirs.Load(), c.BytesRestored.Load(), c.BytesTotal.Load(), c.Sockets.Load(), errs}); err != nil {
 				return err
 			}
 		} else {
@@ -131,6 +131,9 @@ func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
 			} else {
 				a.printf("restored snapshot %s to %s in part: %d of %d files, %s of %s, %d dirs\n", sn.ID.Short(), tree.Show(o.Target),
 					c.Restored.Load(), c.Files.Load(), progress.Bytes(c.BytesRestored.Load()), progress.Bytes(c.BytesTotal.Load()), c.Dirs.Load())
+			}
+			if n := c.Sockets.Load(); n > 0 {
+				a.printf("%d sockets not recreated: a socket is made by the program that listens on it\n", n)
 			}
 		}
 		if len(errs) > 0 {

@@ -67,6 +67,7 @@ type restoreJSON struct {
 	Dirs        int64                `json:"dirs"`
 	Bytes       int64                `json:"bytes"`
 	BytesTotal  int64                `json:"bytes_total"`
+	Sockets     int64                `json:"sockets_not_recreated,omitempty"`
 	Errors      []restorer.FileError `json:"errors"`
 }
 

@@ -112,6 +112,7 @@ type FileError = tree.PathError
 type Counters struct {
 	Files, Dirs, BytesTotal, BytesWritten, Errors atomic.Int64
 	Restored, BytesRestored                       atomic.Int64
+	Sockets                                       atomic.Int64 // not recreated
 }
 
 // Restorer restores one tree.
@@ -298,7 +299,11 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 		default:
 			// Sockets are not recreated: the program that listens on
 			// one makes it.
-			if n.Type != tree.Socket && underInclude(include, p) {
+			switch {
+			case !underInclude(include, p):
+			case n.Type == tree.Socket:
+				r.C.Sockets.Add(1)
+			default:
 				other = append(other, fileEntry{path: dst, rel: rel, node: n})
 				r.C.Files.Add(1)
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -793,5 +794,26 @@ func TestRestoreRootTreeUnreadable(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dst, src, "g")); string(b) != "beside" {
 		t.Errorf("sibling of an unreadable subtree: %q %v", b, err)
+	}
+}
+
+// A socket is not recreated (the program that listens on it makes it),
+// and the restore counts it so that it can say so.
+func TestRestoreSocketCounted(t *testing.T) {
+	repo := repotest.New(t)
+	src := t.TempDir()
+	l, err := net.Listen("unix", filepath.Join(src, "sock"))
+	if err != nil {
+		t.Skip(err)
+	}
+	defer l.Close()
+	sn := backupTree(t, repo, src)
+	dst := t.TempDir()
+	r := New(repo, Options{Target: dst, Overwrite: true, Include: []string{src + "/sock"}})
+	if err := r.Restore(context.Background(), sn.Tree); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, src, "sock")); !os.IsNotExist(err) || r.C.Sockets.Load() != 1 || r.C.Files.Load() != 0 {
+		t.Errorf("socket: %v, %d counted as sockets, %d as files", err, r.C.Sockets.Load(), r.C.Files.Load())
 	}
 }
