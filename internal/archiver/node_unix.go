@@ -88,6 +88,11 @@ func (a *Archiver) listedNode(dir *dirHandle, abs string, fi fs.FileInfo) (*tree
 		src = xattrSource{fd: -1, dir: dir, name: filepath.Base(abs)}
 	}
 	n.Xattrs, xerrs = readXattrs(src)
+	if len(xerrs) == 1 && errors.Is(xerrs[0], fs.ErrNotExist) {
+		// Deleted since it was stated: left out, as a file deleted
+		// before its open is (see saveDir).
+		return nil, nil, fmt.Errorf("deleted during the backup: %w", xerrs[0])
+	}
 	return n, xerrs, nil
 }
 

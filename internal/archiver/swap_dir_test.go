@@ -49,3 +49,32 @@ func TestExchangedDirMetadataMatchesContent(t *testing.T) {
 		}
 	}
 }
+
+// TestDirDeletedSinceListed: a directory deleted between its parent's
+// listing and its walk is left out and reported once, as a file deleted
+// between the listing and its open is (it was saved as an empty
+// directory, a state it never had, with two warnings).
+func TestDirDeletedSinceListed(t *testing.T) {
+	src := t.TempDir()
+	d := filepath.Join(src, "d")
+	os.MkdirAll(filepath.Join(d, "gone"), 0o755)
+	os.WriteFile(filepath.Join(d, "gone", "f"), []byte("f"), 0o644)
+	os.WriteFile(filepath.Join(d, "kept"), []byte("k"), 0o644)
+	repo := repotest.New(t)
+	a := New(repo, Options{Chunker: testParams, Exclude: func(rel string, _ fs.FileInfo) bool {
+		if rel == "d/gone" {
+			if err := os.RemoveAll(filepath.Join(d, "gone")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return false
+	}})
+	tr := snapshotTree(t, repo, a, src)
+	dt := subtree(t, repo, tr, "d")
+	if dt.Find("gone") != nil || dt.Find("kept") == nil {
+		t.Errorf("d holds %v", dt.Nodes)
+	}
+	if errs := a.Errors(); len(errs) != 1 || errs[0].Path != filepath.Join(d, "gone") {
+		t.Errorf("errors %v, want one naming d/gone", errs)
+	}
+}
