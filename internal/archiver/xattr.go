@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nestguard/nestguard/internal/tree"
+	"github.com/nestguard/nestguard/internal/xattr"
 )
 
 // xattrSource is the file whose extended attributes are read: the open
@@ -93,51 +94,8 @@ func (a *Archiver) reportXattrs(p string, errs []error) {
 
 // listXattrs returns the names of a file's extended attributes. A file
 // system without extended attributes has none.
-func listXattrs(src xattrSource) ([]string, error) {
-	var small [256]byte
-	buf := small[:]
-	for {
-		n, err := src.list(buf)
-		switch {
-		case errors.Is(err, unix.ENOTSUP):
-			return nil, nil
-		case errors.Is(err, unix.ERANGE):
-			// Grown since sized: ask for the size again.
-			if n, err = src.list(nil); err != nil {
-				return nil, err
-			}
-			buf = make([]byte, n+256)
-			continue
-		case err != nil:
-			return nil, err
-		case n == 0: // most files: no allocation
-			return nil, nil
-		}
-		var names []string
-		for _, b := range bytes.Split(buf[:n], []byte{0}) {
-			if len(b) > 0 {
-				names = append(names, string(b))
-			}
-		}
-		return names, nil
-	}
-}
+func listXattrs(src xattrSource) ([]string, error) { return xattr.Names(src.list) }
 
 func getXattr(src xattrSource, name string) ([]byte, error) {
-	var small [256]byte
-	buf := small[:]
-	for {
-		n, err := src.get(name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			if n, err = src.get(name, nil); err != nil {
-				return nil, err
-			}
-			buf = make([]byte, n+256)
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return bytes.Clone(buf[:n]), nil
-	}
+	return xattr.Value(func(buf []byte) (int, error) { return src.get(name, buf) })
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
 	"github.com/nestguard/nestguard/internal/tree"
+	"github.com/nestguard/nestguard/internal/xattr"
 )
 
 // Repo is what the restorer needs of a repository.
@@ -1068,26 +1069,16 @@ func strippable(name string) bool {
 // a hostile test, both reported as a full restore). A failure is counted
 // as one to set an attribute is.
 func (r *Restorer) dropXattrs(p string, n *tree.Node, m metaSetter) {
-	buf := make([]byte, 1024)
-	var size int
-	for {
-		var err error
-		if size, err = m.listxattr(buf); err == nil {
-			break
-		}
-		if !errors.Is(err, unix.ERANGE) {
-			if !errors.Is(err, unix.ENOTSUP) {
-				r.metaError(p, fmt.Errorf("cannot list extended attributes: %w", err))
-			}
-			return
-		}
-		buf = make([]byte, 2*len(buf))
+	names, err := xattr.Names(m.listxattr)
+	if err != nil {
+		r.metaError(p, fmt.Errorf("cannot list extended attributes: %w", err))
+		return
 	}
-	for _, name := range bytes.Split(buf[:size], []byte{0}) {
-		if len(name) == 0 || !strippable(string(name)) || slices.ContainsFunc(n.Xattrs, func(x tree.Xattr) bool { return bytes.Equal(x.Name, name) }) {
+	for _, name := range names {
+		if !strippable(name) || slices.ContainsFunc(n.Xattrs, func(x tree.Xattr) bool { return string(x.Name) == name }) {
 			continue
 		}
-		if err := m.removexattr(string(name)); err != nil && !errors.Is(err, unix.ENODATA) {
+		if err := m.removexattr(name); err != nil && !errors.Is(err, unix.ENODATA) {
 			r.metaError(p, fmt.Errorf("cannot remove extended attribute %q, which the snapshot does not have: %w", name, err))
 		}
 	}
