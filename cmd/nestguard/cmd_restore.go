@@ -24,8 +24,11 @@ they were backed up: /etc/hosts restores to TARGET/etc/hosts.
 
 --include takes a path of the snapshot, byte for byte as the shell passes
 it (a name that is not UTF-8, shown by 'ls' as "/data/Stra\xdfe.txt", is
-$'/data/Stra\xdfe.txt' in bash). An include that names nothing in the
-snapshot is an error, before anything is written.
+$'/data/Stra\xdfe.txt' in bash); with a trailing slash ("/etc/nginx/") it
+names a directory, as it does to the shell. An include that names nothing
+in the snapshot is an error, before anything is written. Sockets are not
+recreated (the program that listens on one makes it); the summary counts
+them.
 
 Every block read is authenticated and checked against its id. A file that
 cannot be restored completely is not left half-written: it is removed and
