@@ -163,6 +163,10 @@ func (a *app) runPrune(ctx context.Context, repo *repository.Repository, o prune
 	if rep == nil {
 		return nil, err
 	}
+	// Decided before the error joins the report's errors (found by a
+	// hostile test: a prune refused by another's lock printed a summary
+	// of zeros, since the error itself counted as something done).
+	show := err == nil || pruneDidSomething(rep)
 	if err != nil && !errors.Is(err, prune.ErrIncomplete) {
 		// What stopped it (another prune running, the storage gone) is
 		// in the report too, for --json: its errors name what the
@@ -171,7 +175,7 @@ func (a *app) runPrune(ctx context.Context, repo *repository.Repository, o prune
 	}
 	a.metric("bytes_deleted", float64(rep.Deleted.Bytes))
 	a.metric("packs_deleted", float64(rep.Deleted.Packs))
-	if !a.jsonOut && (err == nil || pruneDidSomething(rep)) {
+	if !a.jsonOut && show {
 		a.printPruneReport(rep)
 	}
 	return rep, err

@@ -473,3 +473,25 @@ func TestPruneMaxRepackZero(t *testing.T) {
 		}
 	}
 }
+
+// A prune that refuses to start (here: a snapshot it cannot read) prints
+// no summary of counts it never filled in ("0 snapshots ... deleted 0
+// packs" came before the refusal; found by a hostile test).
+func TestPruneRefusedPrintsNoSummary(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	writeRandom(t, filepath.Join(src, "f"), 1<<20, 4640)
+	e.must("init")
+	e.must("backup", src)
+	snaps, _ := filepath.Glob(filepath.Join(e.repo, "snapshots", "*"))
+	flipByte(t, snaps[0])
+	r := e.run("prune")
+	if r.code == 0 {
+		t.Fatalf("prune with an unreadable snapshot exited 0")
+	}
+	if strings.Contains(r.stdout, "0 snapshots") || strings.Contains(r.stdout, "deleted 0 packs") {
+		t.Errorf("a prune that refused to start printed a summary of counts never filled in:\n%s", r.stdout)
+	}
+}
