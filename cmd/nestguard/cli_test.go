@@ -116,6 +116,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"restore", "latest"}, 2, []string{"--target is required", "example: nestguard restore latest --target"}},
 		{[]string{"verify", "5%"}, 2, []string{"--read-data 5%"}},
 		{[]string{"verify", "--read-data", "500%"}, 2, []string{"not a percentage"}},
+		{[]string{"verify", "--read-data", "0%"}, 2, []string{"above 0"}},
+		{[]string{"snapshots", "--kind", "postgress"}, 2, []string{`--kind "postgress"`, "files or postgres"}},
 		{[]string{"key", "add"}, 1, []string{"NESTGUARD_NEW_PASSWORD", "--new-password-file"}},
 		{[]string{"backup", e.dir, "--exclude", "*.tmp", "--exclude", "["}, 2, []string{`--exclude: exclude pattern "["`, "syntax error in pattern"}},
 	} {

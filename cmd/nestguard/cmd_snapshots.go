@@ -231,6 +231,9 @@ func (a *app) runSnapshots(ctx context.Context, f snapshot.Filter) error {
 	if err := snapshot.CheckHost(f.Host); err != nil {
 		return &usageError{fmt.Errorf("--host: %w", err)}
 	}
+	if k := f.Kind; k != "" && k != snapshot.KindFiles && k != snapshot.KindPostgres {
+		return &usageError{fmt.Errorf("--kind %q: a snapshot is of kind %s or %s", k, snapshot.KindFiles, snapshot.KindPostgres)}
+	}
 	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
 		list, unreadable, err := snapshot.List(ctx, repo)
 		if err != nil {

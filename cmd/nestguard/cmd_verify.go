@@ -101,7 +101,7 @@ func readDataOptions(cmd *cobra.Command, readData string, args []string) (checke
 func parsePercent(s string) (float64, error) {
 	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
 	if err != nil || v <= 0 || v > 100 {
-		return 0, fmt.Errorf("--read-data: %q is not a percentage between 0 and 100", s)
+		return 0, fmt.Errorf("--read-data: %q is not a percentage above 0 and at most 100 (leave --read-data out to read no data)", s)
 	}
 	return v, nil
 }

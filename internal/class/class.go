@@ -190,6 +190,9 @@ func (c *Class) set(key string, values []string) error {
 		if err != nil {
 			return err
 		}
+		if key == "floor" && p.Zero() {
+			return fmt.Errorf("floor = %s keeps nothing: give how long every snapshot of the class is kept (7y, 90d), or leave floor out", v)
+		}
 		*d = p
 		if p.Zero() {
 			c.zeroRules = append(c.zeroRules, key)

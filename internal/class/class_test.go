@@ -86,6 +86,7 @@ func TestLoadRefuses(t *testing.T) {
 		"[class.x]\nkeep-within-daily = \"1d\"\nkeep-last = 0\n": "",
 		"[class.x]\nfloor = \"1y\"\nkeep-daily = 0\n":            "keep-daily = 0 keeps no snapshot",
 		"[class.x]\nkeep-within = \"0d\"\nkeep-last = 0\n":       "keep-within = 0, keep-last = 0 keeps",
+		"[class.x]\nfloor = \"0d\"\n":                            "floor = 0d keeps nothing",
 	} {
 		_, err := load(t, toml)
 		if want == "" {
