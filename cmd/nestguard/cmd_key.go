@@ -66,7 +66,8 @@ passphrase; remove its slot with 'nestguard key remove' to revoke it.`,
 	remove := &cobra.Command{
 		Use:   "remove ID",
 		Short: "Remove a key slot (not the last one, nor the one in use)",
-		Long: `Remove a key slot (not the last one, nor the one in use).
+		Long: `Remove a key slot (not the last one, nor the one in use), named by its
+ID or a prefix of at least 4 characters (see 'nestguard key list').
 
 Removing a slot is not revocation: it never changes the master key. The
 removed slot's passphrase or key file no longer opens the repository
@@ -187,10 +188,11 @@ func (a *app) runKeyList(ctx context.Context) error {
 // runKeyRemove removes key slot id.
 func (a *app) runKeyRemove(ctx context.Context, id string) error {
 	return a.withRepo(ctx, false, func(repo *repository.Repository) error {
-		if err := repo.RemoveKey(ctx, id); err != nil {
+		removed, err := repo.RemoveKey(ctx, id)
+		if err != nil {
 			return err
 		}
-		a.printf("removed key slot %s\n", id)
+		a.printf("removed key slot %s\n", printable(removed))
 		return nil
 	})
 }

@@ -740,12 +740,28 @@ func TestKeys(t *testing.T) {
 	if r := e.run("key", "remove", first[:8]); r.code == 0 {
 		t.Error("removed the key in use")
 	}
-	second.must("key", "remove", first[:8])
+	// A digit or two is no way to name a slot to remove.
+	if r := second.run("key", "remove", first[:1]); r.code == 0 || !strings.Contains(r.stderr, "at least 4") {
+		t.Errorf("key remove by a one-character prefix: exit %d\n%s", r.code, r.stderr)
+	}
+	if out := second.must("key", "remove", first[:8]); !strings.Contains(out, first) {
+		t.Errorf("key remove does not name the slot it removed:\n%s", out)
+	}
 	if r := e.run("snapshots"); r.code == 0 {
 		t.Error("removed passphrase still opens the repository")
 	}
 	if r := second.run("key", "remove", keys[0]["id"].(string)[:8]); r.code == 0 {
 		t.Error("removed the last key")
+	}
+	// The only slot left damaged: the passphrase was never tried, so it
+	// is not called wrong.
+	slots, _ := filepath.Glob(filepath.Join(e.repo, "keys", "*"))
+	if len(slots) != 1 {
+		t.Fatalf("%d key slots", len(slots))
+	}
+	flipByte(t, slots[0])
+	if r := second.run("snapshots"); r.code == 0 || strings.Contains(r.stderr, "wrong passphrase") || !strings.Contains(r.stderr, "no key slot can be read") {
+		t.Errorf("only key slot damaged: exit %d\n%s", r.code, r.stderr)
 	}
 }
 

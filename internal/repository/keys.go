@@ -130,12 +130,20 @@ func (r *Repository) ListKeys(ctx context.Context) ([]KeyInfo, error) {
 	return out, nil
 }
 
-// RemoveKey deletes the key slot whose ID starts with prefix. Removing the
-// last slot, or the slot this session was opened with, is refused.
-func (r *Repository) RemoveKey(ctx context.Context, prefix string) error {
+// minKeyPrefix is the shortest prefix RemoveKey takes: a removal names
+// its slot as snapshot IDs are named, not by a digit or two.
+const minKeyPrefix = 4
+
+// RemoveKey deletes the key slot whose ID starts with prefix (at least
+// minKeyPrefix characters) and returns its ID. Removing the last slot, or
+// the slot this session was opened with, is refused.
+func (r *Repository) RemoveKey(ctx context.Context, prefix string) (string, error) {
+	if len(prefix) < minKeyPrefix {
+		return "", fmt.Errorf("key slot %q: give at least %d characters of its ID (see 'nestguard key list')", prefix, minKeyPrefix)
+	}
 	keys, err := r.ListKeys(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var match []KeyInfo
 	for _, k := range keys {
@@ -145,20 +153,20 @@ func (r *Repository) RemoveKey(ctx context.Context, prefix string) error {
 	}
 	switch {
 	case len(match) == 0:
-		return fmt.Errorf("no key slot %q (see 'nestguard key list')", prefix)
+		return "", fmt.Errorf("no key slot %q (see 'nestguard key list')", prefix)
 	case len(match) > 1:
-		return fmt.Errorf("key slot prefix %q is ambiguous: %d slots match", prefix, len(match))
+		return "", fmt.Errorf("key slot prefix %q is ambiguous: %d slots match", prefix, len(match))
 	case len(keys) == 1:
-		return ErrLastKey
+		return "", ErrLastKey
 	case match[0].Current:
-		return errors.New("refusing to remove the key slot this command was opened with: open with another passphrase to remove it")
+		return "", errors.New("refusing to remove the key slot this command was opened with: open with another passphrase to remove it")
 	}
 	h := backend.Handle{Type: backend.KeyFile, Name: match[0].ID}
 	// Never try to delete what the storage retains: say when it can be.
 	if err := r.CheckDeletable(ctx, h); err != nil {
-		return fmt.Errorf("cannot remove key slot %s: %w", shortSlot(match[0].ID), err)
+		return "", fmt.Errorf("cannot remove key slot %s: %w", shortSlot(match[0].ID), err)
 	}
-	return r.be.Remove(ctx, h)
+	return match[0].ID, r.be.Remove(ctx, h)
 }
 
 // maxUnlockCost bounds the key derivation work one unlock spends over all
@@ -300,6 +308,11 @@ func unlock(ctx context.Context, be backend.Backend, passphrase []byte, o unlock
 	}
 	if len(slots) == 0 && len(unapproved) > 0 {
 		return nil, "", fmt.Errorf("repository at %s: no key slot can be used in this process: %d use primitives that are %w (this process runs with GODEBUG=fips140=only, where only a repository created with 'nestguard init --fips' opens)", be.Location(), len(unapproved), crypto.ErrNotApproved)
+	}
+	if len(slots) == 0 && len(malformed) > 0 && len(unapproved) == 0 {
+		// Not "wrong passphrase": it was never tried (found by a
+		// hostile test).
+		return nil, "", fmt.Errorf("repository at %s: no key slot can be read, so the passphrase was not tried: %d damaged (%s); restore the key slots (keys/) from a copy of the storage", be.Location(), len(malformed), strings.Join(malformed, ", "))
 	}
 	var detail string
 	if len(unapproved) > 0 {

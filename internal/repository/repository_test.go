@@ -212,7 +212,7 @@ func mustLoad(t *testing.T, r *Repository, bid id.ID) []byte {
 func TestKeys(t *testing.T) {
 	ctx := context.Background()
 	r, be := newRepo(t)
-	if err := r.RemoveKey(ctx, r.keyID[:8]); !errors.Is(err, ErrLastKey) {
+	if _, err := r.RemoveKey(ctx, r.keyID[:8]); !errors.Is(err, ErrLastKey) {
 		t.Fatalf("removing the last key: got %v", err)
 	}
 	second := []byte("second passphrase")
@@ -228,10 +228,10 @@ func TestKeys(t *testing.T) {
 	if len(keys) != 2 {
 		t.Fatalf("%d keys listed", len(keys))
 	}
-	if err := r2.RemoveKey(ctx, kid[:8]); err == nil {
+	if _, err := r2.RemoveKey(ctx, kid[:8]); err == nil {
 		t.Fatal("removed the key in use")
 	}
-	if err := r2.RemoveKey(ctx, r.keyID[:8]); err != nil {
+	if _, err := r2.RemoveKey(ctx, r.keyID[:8]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(ctx, be, pass, testOptions()); !errors.Is(err, ErrWrongPassphrase) {
