@@ -214,7 +214,7 @@ func (a *app) printPruneReport(rep *prune.Report) {
 		}
 		a.printf("\n")
 		if m.Missing > 0 {
-			a.printf("  %d of them are listed by the index but gone from storage, and no snapshot needs them: they leave the index then\n", m.Missing)
+			a.printf("  %d of them are listed by the index but gone from storage (%d held data that snapshots need): they leave the index then\n", m.Missing, m.Lost)
 		}
 	}
 	if rep.Pending.Packs > 0 {

@@ -31,7 +31,12 @@ record names is left unindexed: a prune unindexes such a pack just before
 deleting it, and the next prune finishes that.
 
 Restores and verify already read pack headers while an index object is
-damaged; repair makes that unnecessary. Safe while backups and prunes run.`,
+damaged; repair makes that unnecessary. Safe while backups and prunes run.
+
+Packs the index lists that are gone from storage (verify: "pack is
+missing") are prune's to take out of the index, as it does for every pack
+it deletes: after 'nestguard prune' the next backup stores their data
+again where its sources still have it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.runRepairIndex(cmd.Context())

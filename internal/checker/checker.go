@@ -470,7 +470,7 @@ func (c *Checker) checkPackSize(ctx context.Context, pid id.ID, packs map[id.ID]
 		// once more before calling it missing.
 		st, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.PackFile, Name: pid.String()})
 		if err != nil {
-			c.packProblem(pid, fmt.Errorf("pack is missing: %w", err), blobIDs(es), "pack "+pid.Short()+" is missing")
+			c.packProblem(pid, fmt.Errorf("pack is missing (%w): 'nestguard prune' takes it out of the index, so that backups store again the data their sources still have", err), blobIDs(es), "pack "+pid.Short()+" is missing")
 			return false
 		}
 		fi = st

@@ -138,7 +138,7 @@ func (l *liveSet) walk(ctx context.Context, repo *repository.Repository, snaps [
 		},
 	}
 	if err := v.Run(ctx, repo, tree.Roots(roots...)); err != nil {
-		return fmt.Errorf("refusing to prune: reading the snapshots' trees: %w; run 'nestguard verify'", err)
+		return fmt.Errorf("refusing to prune: reading the snapshots' trees: %w; run 'nestguard verify': it names the damaged snapshots, and once they are forgotten ('nestguard forget ID') prune runs again", err)
 	}
 	if err := idx.Err(); err != nil && len(missing) > 0 {
 		// The blobs may be stored: the local cache failed a read.

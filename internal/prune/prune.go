@@ -261,14 +261,27 @@ func (p *pruner) mark(ctx context.Context) error {
 	marks = append(marks, repacked...)
 	// Packs the index lists that are gone: marked like the others, as a
 	// pack a writer stored after this prune listed the packs looks
-	// missing too.
+	// missing too. One holding blobs that snapshots need (lost) is
+	// marked as well: listed, it let every later backup of that data
+	// reuse what is gone and say "saved" (found by a hostile test);
+	// taken out of the index, the next backup stores again what its
+	// sources still have. Those snapshots stay damaged, and verify names
+	// them.
 	recorded := candidates.Packs(recs)
+	var lost int
 	for _, pid := range sortedPacks(v.missing) {
-		if _, ok := recorded[pid]; ok || p.lostIn(v, pid, nil) {
+		if _, ok := recorded[pid]; ok {
 			continue
 		}
 		marks = append(marks, pid)
 		mk.Missing++
+		if p.lostIn(v, pid, nil) {
+			mk.Lost++
+			lost++
+		}
+	}
+	if lost > 0 {
+		p.warn(fmt.Sprintf("%d packs the index lists are gone from storage and held data that snapshots need: those snapshots are damaged ('nestguard verify' names them); the packs leave the index once their grace period is over, so that backups store that data again where their sources still have it", lost))
 	}
 	if len(marks) == 0 {
 		return nil
@@ -305,8 +318,8 @@ func (p *pruner) mark(ctx context.Context) error {
 }
 
 // lostIn reports whether missing pack pid holds a blob a snapshot needs
-// that no stored, indexed pack outside del holds: then that blob is lost,
-// and the index keeps listing the pack (verify names it as missing).
+// that no stored, indexed pack outside del holds: then that blob is lost
+// (prune reports it; the pack leaves the index all the same).
 func (p *pruner) lostIn(v *view, pid id.ID, del map[id.ID]bool) bool {
 	return slices.ContainsFunc(v.missing[pid], func(b blobRef) bool {
 		if !p.live.has(b.id) {
@@ -495,7 +508,7 @@ func (p *pruner) sweep(ctx context.Context) error {
 	}
 	s.unlist = make(map[id.ID]bool)
 	for _, pid := range sortedPacks(s.gone) {
-		if _, listed := v.missing[pid]; listed && !p.lostIn(v, pid, s.del) {
+		if _, listed := v.missing[pid]; listed {
 			s.unlist[pid] = true
 		}
 	}

@@ -77,9 +77,10 @@ type Mark struct {
 	// interrupted backups, older than the grace period).
 	Orphans int `json:"orphans"`
 	// Missing counts the marked packs that the index lists but that are
-	// not stored, and that no snapshot needs: a prune after the grace
-	// period takes them out of the index.
+	// not stored: a prune after the grace period takes them out of the
+	// index. Lost counts those of them that held blobs snapshots need.
 	Missing int `json:"missing"`
+	Lost    int `json:"lost"`
 }
 
 // Retained is an object the store does not allow to be deleted yet.
