@@ -3,6 +3,7 @@ package s3
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -180,7 +181,7 @@ func (r resolver) resolve(ctx context.Context, name string, path []string) (aws.
 		return s, nil
 	}
 	if cmd := p["credential_process"]; cmd != "" {
-		return processcreds.NewProvider(cmd), nil
+		return processCreds{processcreds.NewProvider(cmd), name}, nil
 	}
 	switch {
 	case again:
@@ -344,4 +345,46 @@ func iniFile(file string) (map[string]map[string]string, error) {
 		return nil, fmt.Errorf("reading %s: %w", file, err)
 	}
 	return sections, nil
+}
+
+// processCreds is a profile's credential_process whose errors never carry
+// the process's output: the SDK's error for output it cannot parse quotes
+// it whole, the secret access key and session token included (found by a
+// hostile test: a helper printing its Expiration in another format put
+// its valid secret in nestguard's error).
+type processCreds struct {
+	p       *processcreds.Provider
+	profile string
+}
+
+func (c processCreds) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	v, err := c.p.Retrieve(ctx)
+	if err != nil {
+		return aws.Credentials{}, scrubProcessError(c.profile, err)
+	}
+	return v, nil
+}
+
+// scrubProcessError returns err, or for output that did not parse an
+// error that says why without quoting it.
+func scrubProcessError(profile string, err error) error {
+	var pe *processcreds.ProviderError
+	if !errors.As(err, &pe) || !strings.Contains(pe.Error(), "parse failed of process output") {
+		return err // the SDK's other errors name no output
+	}
+	why := "it is not JSON"
+	var (
+		te *json.UnmarshalTypeError
+		se *json.SyntaxError
+		pt *time.ParseError
+	)
+	switch {
+	case errors.As(err, &pt):
+		why = fmt.Sprintf("its Expiration %q is not an RFC 3339 time", pt.Value)
+	case errors.As(err, &te):
+		why = fmt.Sprintf("its field %s is not a %s", te.Field, te.Type)
+	case errors.As(err, &se):
+		why = fmt.Sprintf("it is not valid JSON (at byte %d)", se.Offset)
+	}
+	return fmt.Errorf("the credential_process of profile %q printed output the AWS tools do not take: %s (want JSON with Version 1, AccessKeyId, SecretAccessKey, and optionally SessionToken and an RFC 3339 Expiration; the output is not shown, as it holds secrets)", profile, why)
 }

@@ -319,3 +319,32 @@ duration_seconds = 900
 		t.Errorf("New with a source profile STS refuses: %v", err)
 	}
 }
+
+// A credential_process whose output the SDK cannot take (an Expiration in
+// another format, another Version, cut short) fails without its output
+// in the error: it holds the secret access key and the session token
+// (the SDK's error quoted it whole; found by a hostile test).
+func TestCredentialProcessOutputNotInErrors(t *testing.T) {
+	const secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYLEAKEDSECRET"
+	dir := t.TempDir()
+	for i, out := range []string{
+		`{"Version": 1, "AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": "` + secret + `", "SessionToken": "tok", "Expiration": "2030-01-01 00:00:00"}`,
+		`{"Version": "1", "AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": "` + secret + `"}`,
+		`{"Version": 1, "AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": "` + secret + `"`,
+	} {
+		script := filepath.Join(dir, fmt.Sprintf("p%d.sh", i))
+		os.WriteFile(script, []byte("#!/bin/sh\ncat <<'EOF'\n"+out+"\nEOF\n"), 0o700)
+		conf := filepath.Join(dir, fmt.Sprintf("config%d", i))
+		os.WriteFile(conf, []byte("[profile p]\ncredential_process = "+script+"\n"), 0o600)
+		env := map[string]string{"AWS_PROFILE": "p", "AWS_CONFIG_FILE": conf, "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "none")}
+		ctx := context.Background()
+		p, err := testChain(env).profileCreds(ctx)
+		if err != nil || p == nil {
+			t.Fatalf("profile p: %v", err)
+		}
+		_, err = p.Retrieve(ctx)
+		if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), `credential_process of profile "p"`) {
+			t.Errorf("output %d: %v", i, err)
+		}
+	}
+}
