@@ -483,3 +483,29 @@ func TestRecordArgumentBytes(t *testing.T) {
 		t.Fatal("args_bytes that do not match args were accepted")
 	}
 }
+
+// TestSigningKeyDamaged (hostile s46 F18): a damaged audit/key is
+// refused with the same advice as a deleted one: restore it from a copy;
+// the verifier key still checks the log.
+func TestSigningKeyDamaged(t *testing.T) {
+	f := newFixture(t)
+	f.appendN(t, 1, 1)
+	p := filepath.Join(f.dir, string(backend.AuditFile), signingKeyObject)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	os.Chmod(p, 0o600)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(f.be, f.log.key, testLogID).Append(context.Background(), rec("backup", 9))
+	if err == nil || !strings.Contains(err.Error(), "audit/key is damaged") || !strings.Contains(err.Error(), "Restore audit/key from a copy of the storage") ||
+		!strings.Contains(err.Error(), "'audit verify --key'") {
+		t.Fatalf("append with a damaged audit/key: %v", err)
+	}
+	if rep := f.verify(t); len(rep.Problems) > 0 {
+		t.Errorf("the verifier key no longer checks the log: %q", rep.Problems)
+	}
+}

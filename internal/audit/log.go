@@ -125,6 +125,13 @@ func (e *keyMissingError) Error() string {
 
 func (e *keyMissingError) Is(target error) bool { return target == ErrSigningKeyMissing }
 
+// damagedKey is the error of a signing key h that is stored but cannot
+// be used: damaged or replaced. What to do is the same as for a deleted
+// one (keyMissingError).
+func damagedKey(h backend.Handle, err error) error {
+	return fmt.Errorf("the audit signing key %s is damaged: %w. Restore %s from a copy of the storage ('audit verify --key' with the verifier key the auditor holds still checks the log); nothing is appended meanwhile, and a new key is never made, since the log would no longer verify with it", h, err, h)
+}
+
 // loadKey reads the log's signing key, creating it on first use. Two
 // writers creating it at once both end up with the one stored first: the
 // object is write-once, and the loser reads the winner's.
@@ -158,16 +165,16 @@ func (l *Log) loadKey(ctx context.Context) error {
 	}
 	skey, err := l.key.Open(nil, sealed, adSigningKey(l.id))
 	if err != nil {
-		return fmt.Errorf("audit signing key %s does not open with this repository's key: %w", h, err)
+		return damagedKey(h, fmt.Errorf("it does not open with this repository's key: %w", err))
 	}
 	defer clear(skey)
 	signer, err := note.NewSigner(string(skey))
 	if err != nil {
-		return fmt.Errorf("audit signing key %s: %w", h, err)
+		return damagedKey(h, err)
 	}
 	vtext, err := verifierText(string(skey))
 	if err != nil {
-		return fmt.Errorf("audit signing key %s: %w", h, err)
+		return damagedKey(h, err)
 	}
 	v, err := note.NewVerifier(vtext)
 	if err != nil {
