@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -64,6 +65,10 @@ type auditTarget struct {
 	logID   string
 	keySlot string
 	loc     string
+	// intent is the position of the command's Started record in this
+	// log, once appended (intend).
+	mu     sync.Mutex
+	intent *uint64
 }
 
 // markAudit annotates the commands whose recording differs from the
@@ -112,6 +117,7 @@ func (a *app) audited(r *repository.Repository, be backend.Backend, written *aud
 		if t.logID == r.Config().ID {
 			t.written = append(t.written, written)
 			t.others = append(t.others, be)
+			a.gate(t, written)
 			return nil
 		}
 	}
@@ -119,9 +125,74 @@ func (a *app) audited(r *repository.Repository, be backend.Backend, written *aud
 	if err != nil {
 		return err
 	}
-	a.audit.targets = append(a.audit.targets, &auditTarget{be: be, written: []*audit.Written{written}, key: key,
-		logID: r.Config().ID, keySlot: r.KeyID(), loc: redactRepo(loc)})
+	t := &auditTarget{be: be, written: []*audit.Written{written}, key: key,
+		logID: r.Config().ID, keySlot: r.KeyID(), loc: redactRepo(loc)}
+	a.audit.targets = append(a.audit.targets, t)
+	a.gate(t, written)
 	return nil
+}
+
+// gate makes the first removal through written wait for the command's
+// Started record in t's log (docs/audit.md, "Removals"), naming the first
+// object removed when the command did not say before what it removes
+// (intend). Batched commands remove nothing and are not gated.
+func (a *app) gate(t *auditTarget, written *audit.Written) {
+	run := a.audit
+	if run.cmd.Annotations[auditBatch] != "" {
+		return
+	}
+	written.BeforeRemove(func(ctx context.Context, first backend.Handle) error {
+		return a.intendIn(ctx, run, t, []string{"-" + first.String()})
+	})
+}
+
+// intend appends to the log of every repository the command opened a
+// Started record saying what the command is about to remove, before it
+// removes anything: a command killed partway then leaves "started" with
+// no outcome in the log, not nothing. A log that has the command's
+// Started record already is left alone. When one cannot be appended the
+// command must remove nothing, and the error says so.
+func (a *app) intend(ctx context.Context, what []string) error {
+	run := a.audit
+	if run == nil {
+		return nil
+	}
+	for _, t := range run.targets {
+		if err := a.intendIn(ctx, run, t, what); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *app) intendIn(ctx context.Context, run *auditRun, t *auditTarget, what []string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.intent != nil {
+		return nil
+	}
+	rec := a.auditRecord(run, t, audit.Started, "")
+	rec.Intent = what
+	rec.IntentRecord = nil
+	cp, err := audit.New(t.be, t.key, t.logID).Append(ctx, rec)
+	if err != nil {
+		return fmt.Errorf("the audit log of %s does not take the record of what this %s is about to remove, so it removes nothing (make the repository's audit/ writable, or see 'nestguard audit verify'): %w", t.loc, rec0(run), err)
+	}
+	pos := cp.Size - 1
+	t.intent = &pos
+	a.auditTestHook("intent")
+	return nil
+}
+
+// auditTestHook is the end-to-end tests' hook into the audit records
+// (never set in production), as pruneTestHook is into a prune:
+// NESTGUARD_TEST_AUDIT_AT=intent:kill makes the process kill itself with
+// SIGKILL once its Started record is stored, before it removes anything.
+func (a *app) auditTestHook(point string) {
+	if a.getenv("NESTGUARD_TEST_AUDIT_AT") == point+":kill" {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
 }
 
 // release closes be unless an audit target owns it.
@@ -217,18 +288,19 @@ func outcomeOf(err error) (string, string) {
 func (a *app) auditRecord(run *auditRun, t *auditTarget, outcome, msg string) *audit.Record {
 	host, _ := os.Hostname()
 	return &audit.Record{
-		Time:       run.started.UTC(),
-		User:       osUser(a.getenv),
-		Host:       host,
-		KeySlot:    t.keySlot,
-		Command:    strings.Join(commandNames(run.cmd), " "),
-		Options:    effectiveOptions(run.cmd),
-		Repository: t.loc,
-		Args:       run.args,
-		Outcome:    outcome,
-		Message:    msg,
-		Wrote:      t.wrote(),
-		Duration:   time.Since(run.started),
+		Time:         run.started.UTC(),
+		User:         osUser(a.getenv),
+		Host:         host,
+		KeySlot:      t.keySlot,
+		Command:      strings.Join(commandNames(run.cmd), " "),
+		Options:      effectiveOptions(run.cmd),
+		Repository:   t.loc,
+		Args:         run.args,
+		Outcome:      outcome,
+		Message:      msg,
+		Wrote:        t.wrote(),
+		Duration:     time.Since(run.started),
+		IntentRecord: t.intent,
 	}
 }
 

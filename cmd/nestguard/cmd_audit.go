@@ -112,6 +112,9 @@ type auditLogJSON struct {
 	Log     string            `json:"log"`
 	Records []auditRecordJSON `json:"records"`
 	Damaged []string          `json:"damaged,omitempty"`
+	// Unfinished are the positions of Started records that no record
+	// names as its own: commands killed before they finished.
+	Unfinished []uint64 `json:"unfinished,omitempty"`
 }
 
 type auditRecordJSON struct {
@@ -162,6 +165,8 @@ func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 		// next is the position the next record must have; unknown after
 		// a damaged entry, whose records are passed as one error.
 		next, known := uint64(0), true
+		// started are the Started records no record has named yet.
+		started := make(map[uint64]*audit.Record)
 		err = l.Read(ctx, func(pos uint64, r *audit.Record, err error) error {
 			if known && pos != next {
 				var gap string
@@ -179,6 +184,11 @@ func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 				a.printf("%6d  DAMAGED: %s\n", pos, printable(err.Error()))
 				return nil
 			}
+			if r.Outcome == audit.Started {
+				started[pos] = r
+			} else if r.IntentRecord != nil {
+				delete(started, *r.IntentRecord)
+			}
 			if (!since.IsZero() && r.Time.Before(since)) || (!until.IsZero() && !r.Time.Before(until)) || !matchWho(r, o.who) {
 				return nil
 			}
@@ -188,6 +198,15 @@ func (a *app) runAuditLog(ctx context.Context, o auditLogOptions) error {
 		})
 		if err != nil {
 			return err
+		}
+		for pos := range started {
+			doc.Unfinished = append(doc.Unfinished, pos)
+		}
+		slices.Sort(doc.Unfinished)
+		for _, pos := range doc.Unfinished {
+			r := started[pos]
+			a.printf("%6d  UNFINISHED: %s at %s by %s@%s started removing and recorded no outcome (killed, crashed, or still running)\n",
+				pos, printable(r.Command), fmtTime(r.Time), printable(r.User), printable(r.Host))
 		}
 		if a.jsonOut {
 			if err := a.printJSON(doc); err != nil {
@@ -219,6 +238,12 @@ func formatRecord(pos uint64, r *audit.Record) string {
 		}
 	} else if r.Message != "" {
 		fmt.Fprintf(&b, "  -- %s", printable(r.Message))
+	}
+	if r.IntentRecord != nil {
+		fmt.Fprintf(&b, "  (started: record %d)", *r.IntentRecord)
+	}
+	if len(r.Intent) > 0 {
+		fmt.Fprintf(&b, "\n          about to remove: %s", printable(strings.Join(r.Intent, ", ")))
 	}
 	if len(r.Wrote) > 0 {
 		fmt.Fprintf(&b, "\n          wrote: %s", printable(strings.Join(r.Wrote, ", ")))

@@ -11,8 +11,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/class"
 	"github.com/nestguard/nestguard/internal/forget"
+	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/policy"
 	"github.com/nestguard/nestguard/internal/prune"
@@ -322,6 +324,15 @@ func (a *app) runForget(ctx context.Context, o forgetOptions) error {
 		if po, err = o.pruneFlags.options(o.DryRun); err != nil {
 			return err
 		}
+	}
+	// What forget removes goes into the audit log before the first
+	// removal (docs/audit.md, "Removals").
+	o.BeforeRemove = func(ctx context.Context, ids []id.ID) error {
+		what := make([]string, len(ids))
+		for i, sid := range ids {
+			what[i] = "-" + backend.Handle{Type: backend.SnapshotFile, Name: sid.String()}.String()
+		}
+		return a.intend(ctx, what)
 	}
 	return a.withRepo(ctx, o.prune, func(repo *repository.Repository) error {
 		rep, err := forget.Run(ctx, repo, o.Options)

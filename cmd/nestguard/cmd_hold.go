@@ -94,6 +94,11 @@ func (a *app) holdChange(ctx context.Context, ref, caseID, reason, action string
 		if action == hold.ActionAdd {
 			res, err = hold.Add(ctx, repo, sn, caseID, reason, o)
 		} else {
+			// In the audit log before anything changes: a release
+			// killed partway leaves its Started record there.
+			if err := a.intend(ctx, []string{fmt.Sprintf("hold of snapshot %s case %s", sn.ID, caseID)}); err != nil {
+				return err
+			}
 			res, err = hold.Release(ctx, repo, sn, caseID, reason, o)
 		}
 		if res != nil {

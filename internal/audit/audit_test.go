@@ -484,6 +484,39 @@ func TestRecordArgumentBytes(t *testing.T) {
 	}
 }
 
+// TestStartedRecord: a Started record, with what the command is about to
+// remove, and the outcome record naming it, append and read back.
+func TestStartedRecord(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	start := rec("forget", 1)
+	start.Outcome, start.Intent = Started, []string{"-snapshots/s1", "-snapshots/s2"}
+	cp, err := f.log.Append(ctx, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := cp.Size - 1
+	end := rec("forget", 1)
+	end.IntentRecord = &pos
+	if _, err := f.log.Append(ctx, end); err != nil {
+		t.Fatal(err)
+	}
+	var got []*Record
+	if err := f.log.Read(ctx, func(_ uint64, r *Record, err error) error {
+		if err != nil {
+			return err
+		}
+		got = append(got, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Outcome != Started || fmt.Sprint(got[0].Intent) != "[-snapshots/s1 -snapshots/s2]" ||
+		got[1].IntentRecord == nil || *got[1].IntentRecord != pos {
+		t.Fatalf("read back %+v", got)
+	}
+}
+
 // TestSigningKeyDamaged (hostile s46 F18): a damaged audit/key is
 // refused with the same advice as a deleted one: restore it from a copy;
 // the verifier key still checks the log.

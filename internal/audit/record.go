@@ -18,11 +18,16 @@ import (
 	"github.com/nestguard/nestguard/internal/tree"
 )
 
-// Outcomes of a command.
+// Outcomes of a command. Started is not an end: it is the outcome of the
+// record a command that removes appends before it removes anything
+// (Intent says what), and the command's own record then follows with its
+// outcome and IntentRecord. A Started record that no record names is a
+// command that never finished (killed, crashed, the host lost).
 const (
 	Success = "success"
 	Partial = "partial"
 	Failed  = "error"
+	Started = "started"
 )
 
 // Record says who did what, on what, when, and how it ended.
@@ -52,6 +57,13 @@ type Record struct {
 	// Batch, for a record of batched calls (pg archive-wal): one line
 	// per call, in order.
 	Batch []BatchItem `json:"batch,omitempty"`
+	// Intent, in a Started record, is what the command is about to
+	// remove ("-snapshots/<id>", "-keys/<id>", "hold <snapshot> case
+	// <case>").
+	Intent []string `json:"intent,omitempty"`
+	// IntentRecord, in the record of a command that appended a Started
+	// record, is that record's position.
+	IntentRecord *uint64 `json:"intent_record,omitempty"`
 }
 
 // BatchItem is one call of a batched command.
@@ -68,7 +80,7 @@ func (r *Record) check() error {
 		return errors.New("audit record: no time")
 	case r.Command == "":
 		return errors.New("audit record: no command")
-	case r.Outcome != Success && r.Outcome != Partial && r.Outcome != Failed:
+	case r.Outcome != Success && r.Outcome != Partial && r.Outcome != Failed && r.Outcome != Started:
 		return fmt.Errorf("audit record: unknown outcome %q", r.Outcome)
 	}
 	return nil

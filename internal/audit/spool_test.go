@@ -126,3 +126,51 @@ func TestWatch(t *testing.T) {
 		t.Error("Unwrap does not reach the store")
 	}
 }
+
+// TestWatchBeforeRemove: the gate runs once, before the first removal of
+// anything but a lock or an audit entry, and a gate that fails lets
+// nothing be removed.
+func TestWatchBeforeRemove(t *testing.T) {
+	ctx := context.Background()
+	for _, fail := range []bool{false, true} {
+		be, err := local.Create(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, written := Watch(be)
+		for _, h := range []backend.Handle{{Type: backend.SnapshotFile, Name: "s1"}, {Type: backend.SnapshotFile, Name: "s2"}, {Type: backend.LockFile, Name: "l1"}} {
+			if err := w.Save(ctx, h, bytes.NewReader([]byte("x")), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var calls []string
+		gateErr := errors.New("audit refuses writes")
+		written.BeforeRemove(func(_ context.Context, first backend.Handle) error {
+			calls = append(calls, first.String())
+			if fail {
+				return gateErr
+			}
+			return nil
+		})
+		if err := w.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: "l1"}); err != nil {
+			t.Fatalf("removing a lock: %v", err)
+		}
+		if len(calls) != 0 {
+			t.Fatalf("the gate ran for a lock: %v", calls)
+		}
+		for _, name := range []string{"s1", "s2"} {
+			err := w.Remove(ctx, backend.Handle{Type: backend.SnapshotFile, Name: name})
+			if fail != errors.Is(err, gateErr) {
+				t.Fatalf("fail=%v: removing %s: %v", fail, name, err)
+			}
+		}
+		if len(calls) != 1 || calls[0] != "snapshots/s1" {
+			t.Fatalf("fail=%v: gate calls %v, want one, before snapshots/s1", fail, calls)
+		}
+		var left int
+		be.List(ctx, backend.SnapshotFile, func(backend.FileInfo) error { left++; return nil })
+		if want := map[bool]int{false: 0, true: 2}[fail]; left != want {
+			t.Errorf("fail=%v: %d snapshots left, want %d", fail, left, want)
+		}
+	}
+}

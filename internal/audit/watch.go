@@ -17,6 +17,38 @@ type Written struct {
 	names  []string
 	more   int
 	counts map[string]int
+
+	// The gate before the first removal (BeforeRemove).
+	gateMu   sync.Mutex
+	gate     func(context.Context, backend.Handle) error
+	gateDone bool
+	gateErr  error
+}
+
+// BeforeRemove makes fn run once, before the first object other than an
+// audit entry or a lock is removed through the watched store, and wait
+// for it: the hook that appends a command's Started record. If fn fails,
+// that removal and every later one fail with its error, and the store
+// removes nothing.
+func (w *Written) BeforeRemove(fn func(ctx context.Context, first backend.Handle) error) {
+	w.gateMu.Lock()
+	defer w.gateMu.Unlock()
+	w.gate = fn
+}
+
+// pass runs the gate before removing h.
+func (w *Written) pass(ctx context.Context, h backend.Handle) error {
+	if h.Type == backend.AuditFile || h.Type == backend.LockFile {
+		return nil
+	}
+	w.gateMu.Lock()
+	defer w.gateMu.Unlock()
+	if w.gate == nil || w.gateDone {
+		return w.gateErr
+	}
+	w.gateDone = true
+	w.gateErr = w.gate(ctx, h)
+	return w.gateErr
 }
 
 // maxWrittenNames bounds the objects a record lists by name (a copy of a
@@ -147,6 +179,9 @@ func (r *watched) List(ctx context.Context, t backend.FileType, fn func(backend.
 }
 
 func (r *watched) Remove(ctx context.Context, h backend.Handle) error {
+	if err := r.w.pass(ctx, h); err != nil {
+		return err
+	}
 	err := r.be.Remove(ctx, h)
 	if err == nil {
 		r.w.add(h, "-")

@@ -714,8 +714,26 @@ func (ev *Evidence) failedOperations() *Control {
 	if len(win) > 0 {
 		c.cite(win[0].Position, win[len(win)-1].Position)
 	}
+	// A Started record is a command's first, before it removes anything:
+	// a failure only when no later record of the command gives its
+	// outcome (killed, crashed).
+	finished := make(map[uint64]bool)
+	for _, r := range ev.Log.Records {
+		if r.IntentRecord != nil {
+			finished[*r.IntentRecord] = true
+		}
+	}
 	failed := 0
 	for _, r := range win {
+		if r.Outcome == audit.Started {
+			if !finished[r.Position] {
+				failed++
+				c.cite(r.Position)
+				c.find("record %d: %s %s at %s by %s started removing (%s) and recorded no outcome: killed or crashed partway; check what it removed",
+					r.Position, r.Command, strings.Join(r.Args, " "), fmtTime(r.Time), r.who(), strings.Join(r.Intent, ", "))
+			}
+			continue
+		}
 		if r.Outcome != audit.Success && len(r.Batch) == 0 {
 			failed++
 			c.cite(r.Position)

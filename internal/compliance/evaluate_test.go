@@ -175,6 +175,16 @@ func TestControls(t *testing.T) {
 			b.Batch = []audit.BatchItem{{Time: t0.Add(h), Arg: "000000010000000000000001", Outcome: audit.Success},
 				{Time: t0.Add(2 * h), Arg: "000000010000000000000002", Outcome: audit.Failed, Message: "disk full"}}
 		}, Fail, "disk full"},
+		{"failed operations: a forget started, no outcome", "failed-operations", func(w *world) {
+			r := w.record(t0.Add(h), "forget", audit.Started)
+			r.Intent = []string{"-snapshots/" + sid(1).String()}
+		}, Fail, "recorded no outcome"},
+		{"failed operations: a forget started and finished", "failed-operations", func(w *world) {
+			r := w.record(t0.Add(h), "forget", audit.Started)
+			r.Intent = []string{"-snapshots/" + sid(1).String()}
+			pos := r.Position
+			w.record(t0.Add(h), "forget", audit.Success, r.Intent...).IntentRecord = &pos
+		}, Pass, ""},
 		{"holds: none", "legal-holds", func(w *world) {}, NotApplicable, ""},
 		{"holds: recorded", "legal-holds", func(w *world) {
 			w.backup(1, t0.Add(h), "ledger", true)

@@ -71,10 +71,12 @@ func (r Record) who() string { return r.User + "@" + r.Host }
 
 // Needs reports whether the controls read record r (From and To set):
 // those of the period, every record that wrote or removed an object
-// (the history of snapshots, holds and keys), and init. A reader of a
-// long log keeps only these.
+// (the history of snapshots, holds and keys), init, and the record that
+// ends a command begun in the period (so that its Started record is not
+// taken for an unfinished command). A reader of a long log keeps only
+// these.
 func (ev *Evidence) Needs(r *audit.Record) bool {
-	return ev.inWindow(r.Time) || len(r.Wrote) > 0 || r.Command == cmdInit
+	return ev.inWindow(r.Time) || len(r.Wrote) > 0 || r.Command == cmdInit || r.IntentRecord != nil
 }
 
 // inWindow reports whether t is in [From, To).

@@ -65,6 +65,11 @@ type Options struct {
 	// system, walexpiry.Anchors) is kept whatever the policy or the IDs
 	// say; prune keeps the WAL after it.
 	KeepPITR policy.Duration
+	// BeforeRemove, if set, is called with the snapshots forget is about
+	// to remove, after it has decided and before it removes the first
+	// (the command's audit record of what it removes). If it fails,
+	// nothing is removed.
+	BeforeRemove func(ctx context.Context, ids []id.ID) error
 }
 
 // Sources of a group's policy.
@@ -315,7 +320,38 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 			}
 		}
 	}
+	if err := beforeRemove(ctx, rep, o.BeforeRemove); err != nil {
+		return rep, err
+	}
 	return rep, remove(ctx, repo, rep)
+}
+
+// beforeRemove calls fn with the snapshots rep removes, if any; if it
+// fails, each of them fails with it.
+func beforeRemove(ctx context.Context, rep *Report, fn func(context.Context, []id.ID) error) error {
+	var ids []id.ID
+	for _, g := range rep.Groups {
+		for _, e := range g.Entries {
+			if e.Action == Remove {
+				ids = append(ids, e.Snapshot.ID)
+			}
+		}
+	}
+	if fn == nil || len(ids) == 0 {
+		return nil
+	}
+	err := fn(ctx, ids)
+	if err == nil {
+		return nil
+	}
+	for gi := range rep.Groups {
+		for ei := range rep.Groups[gi].Entries {
+			if e := &rep.Groups[gi].Entries[ei]; e.Action == Remove {
+				e.Err = errors.New("not removed: what forget removes could not be recorded first")
+			}
+		}
+	}
+	return err
 }
 
 // byID resolves refs into one group of snapshots to remove.
