@@ -230,10 +230,20 @@ func (a *app) finishAudit(ctx context.Context, err error) error {
 		}
 		switch {
 		case aerr == nil:
-		case errors.Is(aerr, fs.ErrPermission) || errors.Is(aerr, syscall.EROFS):
+		case (errors.Is(aerr, fs.ErrPermission) || errors.Is(aerr, syscall.EROFS)) && !t.changed():
 			// Read-only storage (a restore from a write-protected
 			// copy): the command's work stands, unrecorded, and says so.
+			// Only when it changed nothing: storage that took the
+			// command's writes or removals but refuses its record (a
+			// read-only audit/, a policy denying writes to audit/*)
+			// is an audit failure like any other.
 			a.warn(fmt.Sprintf("audit: %s refuses writes, so this %s is not recorded in its audit log: %v", t.loc, rec0(run), aerr))
+		case errors.Is(aerr, fs.ErrPermission) || errors.Is(aerr, syscall.EROFS):
+			w := t.wrote()
+			if len(w) > 3 {
+				w = append(w[:3], fmt.Sprintf("%d more", len(w)-3))
+			}
+			errs = append(errs, fmt.Errorf("%s stored or removed objects for this command (%s) but refuses its audit record; make the repository's audit/ writable: %w", t.loc, strings.Join(w, ", "), aerr))
 		default:
 			errs = append(errs, fmt.Errorf("%s: %w", t.loc, aerr))
 		}
@@ -269,6 +279,17 @@ func (t *auditTarget) wrote() []string {
 		out = append(out, w.List()...)
 	}
 	return out
+}
+
+// changed reports whether the command stored or removed anything in t
+// other than its locks.
+func (t *auditTarget) changed() bool {
+	for _, w := range t.wrote() {
+		if !strings.HasPrefix(strings.TrimPrefix(w, "-"), string(backend.LockFile)+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // outcomeOf maps a command's error to a record's outcome, as exitCode maps

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -175,5 +176,66 @@ func TestAuditKeyRemoveAndHoldReleaseStarted(t *testing.T) {
 	}
 	if len(doc.Unfinished) != 1 {
 		t.Errorf("unfinished %v: want the killed key remove alone", doc.Unfinished)
+	}
+}
+
+// readOnlyAudit makes e's audit/ refuse writes while the rest of the
+// repository takes them: a read-only bind mount as root, mode 0555
+// otherwise.
+func readOnlyAudit(t *testing.T, e *env) {
+	t.Helper()
+	dir := filepath.Join(e.repo, "audit")
+	if os.Getuid() != 0 {
+		if err := os.Chmod(dir, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Chmod(dir, 0o755) })
+		return
+	}
+	if out, err := exec.Command("mount", "--bind", dir, dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("cannot bind-mount audit/ in CI: %v %s", err, out)
+		}
+		t.Skipf("cannot bind-mount audit/ here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	if out, err := exec.Command("mount", "-o", "remount,bind,ro", dir).CombinedOutput(); err != nil {
+		t.Fatalf("remounting audit/ read-only: %v %s", err, out)
+	}
+}
+
+// TestAuditReadOnlyAuditDir (hostile s46 F6): when only audit/ refuses
+// writes, forget removes nothing and exits 1, and backup and prune exit 1
+// naming the audit failure; a command that changed nothing (snapshots)
+// still exits 0 with a warning.
+func TestAuditReadOnlyAuditDir(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.must("init")
+	src := filepath.Join(e.dir, "src")
+	pruneHistory(t, e, src)
+	e.must("backup", src)
+	ids := e.snapshotIDs()
+	readOnlyAudit(t, e)
+
+	r := e.run("forget", "--keep-last", "1")
+	if r.code != exitError || !strings.Contains(r.stderr, "audit") || !strings.Contains(r.stderr, "removes nothing") || !strings.Contains(r.stderr, "no snapshot was removed") {
+		t.Errorf("forget with audit/ read-only: exit %d\n%s", r.code, r.stderr)
+	}
+	if left := e.snapshotIDs(); len(left) != len(ids) {
+		t.Errorf("forget with audit/ read-only removed snapshots: %d left of %d", len(left), len(ids))
+	}
+	r = e.run("prune", "--grace", "0")
+	if r.code != exitError || !strings.Contains(r.stderr, "audit") {
+		t.Errorf("prune with audit/ read-only: exit %d\n%s", r.code, r.stderr)
+	}
+	os.WriteFile(filepath.Join(src, "more"), []byte("more"), 0o644)
+	r = e.run("backup", src)
+	if r.code != exitError || !strings.Contains(r.stderr, "refuses its audit record") {
+		t.Errorf("backup with audit/ read-only: exit %d\n%s", r.code, r.stderr)
+	}
+	r = e.run("snapshots")
+	if r.code != 0 || !strings.Contains(r.stderr, "refuses writes") {
+		t.Errorf("snapshots with audit/ read-only: exit %d\n%s", r.code, r.stderr)
 	}
 }

@@ -440,6 +440,9 @@ func (a *app) printForgetPITR(w *forgetPITR) {
 // by ID that was retained, or snapshots that could not be read.
 func forgetOutcome(rep *forget.Report, err error) error {
 	if err != nil {
+		if rep.Removed() == 0 {
+			return fmt.Errorf("no snapshot was removed: %w", err)
+		}
 		return fmt.Errorf("%d snapshots could not be removed (the others were): %w", len(rep.Failed()), err)
 	}
 	var retained []string
