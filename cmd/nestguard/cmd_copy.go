@@ -50,7 +50,9 @@ of one the destination holds (copies both ways) or of one it holds a copy
 of (three repositories), and an interrupted copy resumes where
 it stopped. A base backup whose WAL span is incomplete in the source is
 refused, naming the missing segment. With --continuous the copy repeats every --interval until
-interrupted, keeping the destination within that interval of the source.
+interrupted, keeping the destination within that interval of the source;
+stopped by SIGTERM (or SIGINT) it exits 143 (130), as every command does
+(systemd: SuccessExitStatus=143).
 
 When the destination has an Object Lock policy, each copy gets its
 retention as a backup would; if that fails, the copy is kept and
@@ -119,7 +121,11 @@ func (a *app) runCopy(ctx context.Context, f copyFlags, refs []string) error {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				// Stopped by a signal: 130 or 143, as documented, also
+				// right after a failed round (found by a hostile test:
+				// exit 0, so a copy loop whose last round failed looked
+				// like a success).
+				return context.Cause(ctx)
 			}
 			// A failed round may leave the destination's writer failed
 			// and the copier's maps naming blobs never stored: start over.
@@ -129,7 +135,7 @@ func (a *app) runCopy(ctx context.Context, f copyFlags, refs []string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return context.Cause(ctx)
 		case <-time.After(f.interval):
 		}
 		if s == nil {

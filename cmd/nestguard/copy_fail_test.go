@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -86,4 +88,37 @@ func s3Objects(t *testing.T, cl *s3.Client, bucket, prefix string) map[string]in
 		}
 	}
 	return out
+}
+
+// A continuous copy stopped by SIGTERM exits 143 as documented, as after
+// a failed round (it exited 0 either way, so that a copy loop whose last
+// round failed looked like a success; found by a hostile test).
+func TestCopyContinuousStoppedBySignal(t *testing.T) {
+	t.Parallel()
+	from := newEnv(t)
+	from.must("init")
+	src := filepath.Join(from.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o600)
+	from.must("backup", src)
+	to := newEnv(t)
+	to.must("init")
+	to.extraEnv = append(to.extraEnv, "NESTGUARD_FROM_PASSWORD="+from.pass)
+	c := to.cmd("copy", "--from-repo", from.repo, "--all", "--continuous", "--interval", "100ms")
+	var se strings.Builder
+	c.Stderr = &se
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); len(to.snapshotIDs()) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			c.Process.Kill()
+			t.Fatalf("no copy within a minute:\n%s", se.String())
+		}
+	}
+	c.Process.Signal(syscall.SIGTERM)
+	c.Wait()
+	if code := c.ProcessState.ExitCode(); code != 143 {
+		t.Errorf("copy --continuous stopped by SIGTERM: exit %d, want 143\n%s", code, se.String())
+	}
 }
