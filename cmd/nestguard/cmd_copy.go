@@ -49,8 +49,11 @@ same copy again transfers nothing; so is a snapshot that is itself a copy
 of one the destination holds (copies both ways) or of one it holds a copy
 of (three repositories), and an interrupted copy resumes where
 it stopped. A base backup whose WAL span is incomplete in the source is
-refused, naming the missing segment. With --continuous the copy repeats every --interval until
-interrupted, keeping the destination within that interval of the source;
+refused, naming the missing segment. A snapshot whose data cannot be read
+from the source (a pack lost or damaged) is not copied and named, the others
+are copied, and the copy exits 1. With --continuous the copy repeats every --interval until
+interrupted, keeping the destination within that interval of the source
+(a round that could not copy some snapshots logs them and copies the rest);
 stopped by SIGTERM (or SIGINT) it exits 143 (130), as every command does
 (systemd: SuccessExitStatus=143).
 
@@ -119,14 +122,20 @@ func (a *app) runCopy(ctx context.Context, f copyFlags, refs []string) error {
 		if !f.continuous {
 			return err
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				// Stopped by a signal: 130 or 143, as documented, also
-				// right after a failed round (found by a hostile test:
-				// exit 0, so a copy loop whose last round failed looked
-				// like a success).
-				return context.Cause(ctx)
-			}
+		var partial *copier.PartialError
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			// Stopped by a signal: 130 or 143, as documented, also
+			// right after a failed round (found by a hostile test:
+			// exit 0, so a copy loop whose last round failed looked
+			// like a success).
+			return context.Cause(ctx)
+		case errors.As(err, &partial):
+			// Every snapshot it could copy was copied: the session
+			// goes on, and the next round tries the others again.
+			a.log.Error("copy incomplete; trying again at the next interval", "err", err)
+		default:
 			// A failed round may leave the destination's writer failed
 			// and the copier's maps naming blobs never stored: start over.
 			a.log.Error("copy failed; retrying at the next interval", "err", err)
@@ -261,7 +270,7 @@ func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
 		rate = float64(res.BytesRead) / secs / (1 << 20)
 	}
 	if a.jsonOut {
-		a.printJSON(copyJSON{current(), res.Copied, res.Skipped, res.WAL, res.BlobsRead, res.BytesRead, res.BlobsNew, res.BytesStored,
+		a.printJSON(copyJSON{current(), res.Copied, res.Skipped, res.Failed, res.WAL, res.BlobsRead, res.BytesRead, res.BlobsNew, res.BytesStored,
 			res.Unreadable, res.UnreadableExpiry, secs, rate, rate * (1 << 20) / 1e6})
 		return
 	}
@@ -274,8 +283,14 @@ func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
 	for _, c := range res.Copied {
 		a.printf("snapshot %s copied as %s (%d new blobs, %s stored)\n", c.Source[:8], c.Destination[:8], c.BlobsNew, progress.Bytes(c.BytesStored))
 	}
+	for _, f := range res.Failed {
+		a.printf("snapshot %s of %s NOT copied: %s\n", f.Source[:8], f.Time.Local().Format(time.DateTime), f.Error)
+	}
 	if res.WAL > 0 {
 		a.printf("%d WAL objects copied\n", res.WAL)
+	}
+	if len(res.Failed) > 0 {
+		a.printf("%d NOT copied (damaged in the source), ", len(res.Failed))
 	}
 	a.printf("%d copied, %d already there; read %s from the source (%.1f MiB/s), stored %s new in %s\n",
 		len(res.Copied), len(res.Skipped), progress.Bytes(res.BytesRead), rate, progress.Bytes(res.BytesStored),

@@ -205,6 +205,7 @@ type copyJSON struct {
 	versioned
 	Copied           []copier.Copied `json:"copied"`
 	Skipped          []copier.Copied `json:"skipped"`
+	Failed           []copier.Failed `json:"failed"`
 	WALCopied        int64           `json:"wal_copied"`
 	BlobsRead        int64           `json:"blobs_read"`
 	BytesRead        int64           `json:"bytes_read"`

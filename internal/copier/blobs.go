@@ -25,9 +25,9 @@ func (c *Copier) copyBlobs(ctx context.Context, need map[id.ID]struct{}) error {
 		e, err := c.src.FindBlob(ctx, bid)
 		switch {
 		case errors.Is(err, index.ErrIncomplete): // the local index cache failed a read
-			return fmt.Errorf("source: blob %s is %w; run the copy again", bid.Short(), err)
+			return fromSource("source: blob %s is %w; run the copy again", bid.Short(), err)
 		case err != nil:
-			return fmt.Errorf("source: blob %s is %w: the source is damaged; run 'nestguard verify' on it", bid.Short(), err)
+			return fromSource("source: blob %s is %w: the source is damaged; run 'nestguard verify' on it", bid.Short(), err)
 		}
 		byPack[e.Pack] = append(byPack[e.Pack], e)
 	}
@@ -37,17 +37,21 @@ func (c *Copier) copyBlobs(ctx context.Context, need map[id.ID]struct{}) error {
 	}
 	slices.SortFunc(packs, func(a, b id.ID) int { return strings.Compare(string(a[:]), string(b[:])) })
 
+	// A source pack that does not read ends the reads of the others
+	// (gctx), not the destination's writes: a pack upload cut off by a
+	// cancelled context fails the destination's writer for good, and the
+	// snapshots after this one must still be copied.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.o.Workers)
 	for _, pid := range packs {
 		g.Go(func() error {
 			return c.src.LoadPackBlobs(gctx, pid, byPack[pid], func(e index.Entry, plain []byte, err error) error {
 				if err != nil {
-					return fmt.Errorf("source: %w", err)
+					return fromSource("source: %w", err)
 				}
 				c.P.BlobsRead.Add(1)
 				c.P.BytesRead.Add(int64(len(plain)))
-				nid, _, err := c.dst.SaveBlob(gctx, e.Type, plain)
+				nid, _, err := c.dst.SaveBlob(ctx, e.Type, plain)
 				if err != nil {
 					return fmt.Errorf("destination: %w", err)
 				}

@@ -105,11 +105,23 @@ type Copied struct {
 	BytesStored int64     `json:"bytes_stored"` // their stored size
 }
 
+// Failed is a source snapshot that could not be copied, and why.
+type Failed struct {
+	Source string    `json:"source"`
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"`
+	Paths  []string  `json:"paths"`
+	Error  string    `json:"error"`
+}
+
 // Result is what one Run did.
 type Result struct {
 	Copied  []Copied `json:"copied"`
 	Skipped []Copied `json:"skipped"` // copied before
-	WAL     int64    `json:"wal_copied"`
+	// Failed are the source snapshots whose data could not be read (a
+	// pack lost or damaged, WAL missing): not copied; the others were.
+	Failed []Failed `json:"failed"`
+	WAL    int64    `json:"wal_copied"`
 	// AuditEntries are the audit log entries copied (internal/audit).
 	AuditEntries int           `json:"audit_entries_copied"`
 	BlobsRead    int64         `json:"blobs_read"`
@@ -124,6 +136,16 @@ type Result struct {
 	UnreadableExpiry []string `json:"unreadable_expiry_records,omitempty"`
 }
 
+// PartialError is the error of a Run that went through every snapshot
+// selected but could not copy them all (Result.Failed, Unreadable), or
+// could not copy the source's WAL expiry records or audit log. What it
+// could copy, it copied, and the destination is as fit for the next Run
+// as before: a continuous copy goes on with it.
+type PartialError struct{ Err error }
+
+func (e *PartialError) Error() string { return e.Err.Error() }
+func (e *PartialError) Unwrap() error { return e.Err }
+
 // Hook is called after each snapshot copy is committed (saved, and its
 // retention applied; see Options.Commit).
 type Hook func(ctx context.Context, copied *snapshot.Snapshot) error
@@ -135,6 +157,12 @@ type Hook func(ctx context.Context, copied *snapshot.Snapshot) error
 // through the commit step (internal/commit); when its retention or the
 // commit hook fails, the copy is saved and counted, and Run stops with
 // that error. after, if not nil, runs for every new copy.
+//
+// A snapshot whose data cannot be read from the source is not copied
+// (nothing of it is committed: its blobs stored so far are referenced by
+// no snapshot) and the others are: Run names it in Result.Failed and
+// returns a *PartialError once it went through them all. Damage in the
+// source never keeps its healthy snapshots from the destination.
 func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (*Result, error) {
 	start := time.Now()
 	before := c.counters()
@@ -147,7 +175,7 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
-	res := &Result{Copied: []Copied{}, Skipped: []Copied{}} // [] rather than null in JSON
+	res := &Result{Copied: []Copied{}, Skipped: []Copied{}, Failed: []Failed{}} // [] rather than null in JSON
 	for _, e := range srcErrs {
 		res.Unreadable = append(res.Unreadable, e.Error())
 	}
@@ -214,6 +242,11 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 			continue
 		}
 		d, stored, err := c.copySnapshot(ctx, step, sn, c.seed(sn, srcList, done), done)
+		if se := (*sourceError)(nil); d == nil && errors.As(err, &se) && ctx.Err() == nil {
+			res.Failed = append(res.Failed, Failed{Source: sn.ID.String(), Time: sn.Time, Kind: sn.Kind, Paths: sn.Paths, Error: err.Error()})
+			c.log.Error("snapshot not copied: its data cannot be read from the source", "source", sn.ID.Short(), "err", err)
+			continue
+		}
 		if d == nil {
 			return res.finish(c, before, start), errors.Join(fmt.Errorf("copying snapshot %s: %w", sn.ID.Short(), err), diverged)
 		}
@@ -232,15 +265,31 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 			}
 		}
 	}
+	if len(res.Failed) > 0 {
+		// What the failed snapshots stored is made durable now, as an
+		// interrupted copy's packs are (the next Run reuses it), so that
+		// no pack stays open between the rounds of a continuous copy.
+		if err := c.dst.Flush(ctx); err != nil {
+			return res.finish(c, before, start), errors.Join(fmt.Errorf("destination: %w", err), diverged)
+		}
+	}
 	res.finish(c, before, start)
 	var unreadable []error
+	if n := len(res.Failed); n > 0 {
+		f := res.Failed[0]
+		unreadable = append(unreadable, fmt.Errorf("%d of %d source snapshots could not be copied, the first %s: %s; the others were copied; run 'nestguard verify' on the source, and 'nestguard forget' on it the snapshots that cannot be repaired",
+			n, len(selected), f.Source[:8], f.Error))
+	}
 	if len(res.Unreadable) > 0 {
 		unreadable = append(unreadable, fmt.Errorf("%d source snapshots could not be read and were not copied: %s", len(res.Unreadable), res.Unreadable[0]))
 	}
 	if len(res.UnreadableExpiry) > 0 {
 		unreadable = append(unreadable, fmt.Errorf("%d WAL expiry records of the source could not be read and were not copied (%s): the WAL the source's prunes removed on purpose before the boundaries they set may be reported lost by the destination's verify; run 'nestguard prune' on the source (it records its boundaries again) and copy again", len(res.UnreadableExpiry), res.UnreadableExpiry[0]))
 	}
-	return res, errors.Join(append(unreadable, diverged)...)
+	if err := errors.Join(append(unreadable, diverged)...); err != nil {
+		return res, &PartialError{err}
+	}
+	return res, nil
 }
 
 // dropAvoided forgets what an earlier Run learned that this one may not

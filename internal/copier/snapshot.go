@@ -65,7 +65,7 @@ func (c *Copier) copySnapshot(ctx context.Context, step *commit.Step, sn *snapsh
 	pl := newPlan()
 	pgControl, err := pgControlBlob(sn)
 	if err != nil {
-		return nil, commit.Counters{}, err
+		return nil, commit.Counters{}, &sourceError{err}
 	}
 	if err := c.checkWAL(ctx, sn); err != nil {
 		return nil, commit.Counters{}, err
@@ -106,7 +106,7 @@ func (c *Copier) copySnapshot(ctx context.Context, step *commit.Step, sn *snapsh
 	if !pgControl.IsNull() {
 		nid, _ := c.blob(pgControl) // copied above, or copyBlobs failed
 		if cp.Extra, err = pgmeta.WithPGControl(sn.Extra, nid); err != nil {
-			return nil, commit.Counters{}, fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
+			return nil, commit.Counters{}, fromSource("snapshot %s: %w", sn.ID.Short(), err)
 		}
 	}
 	stored, err := step.Save(ctx, &cp)
@@ -114,6 +114,20 @@ func (c *Copier) copySnapshot(ctx context.Context, step *commit.Step, sn *snapsh
 		return nil, commit.Counters{}, fmt.Errorf("destination: %w", err)
 	}
 	return &cp, stored, err
+}
+
+// sourceError is a failure to read what one snapshot needs from the
+// source (its data lost or damaged, its WAL incomplete): that snapshot is
+// not copied, and Run goes on with the others. Any other failure (the
+// destination's, or the end of the context) stops Run.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
+// fromSource is fmt.Errorf for a sourceError.
+func fromSource(format string, a ...any) error {
+	return &sourceError{fmt.Errorf(format, a...)}
 }
 
 // pgControlBlob is the pg_control blob sn needs (internal/needs), or
@@ -138,12 +152,12 @@ func pgControlBlob(sn *snapshot.Snapshot) (id.ID, error) {
 func (c *Copier) checkWAL(ctx context.Context, sn *snapshot.Snapshot) error {
 	n, err := needs.Of(sn)
 	if err != nil {
-		return err
+		return &sourceError{err}
 	}
 	for _, name := range n.WAL {
 		if _, err := c.dst.Backend().Stat(ctx, backend.Handle{Type: backend.WALFile, Name: name}); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("WAL segment wal/%s of base backup %s is missing in the source: the copy could not be made consistent; run 'nestguard verify' on the source", name, sn.ID.Short())
+				return fromSource("WAL segment wal/%s of base backup %s is missing in the source: the copy could not be made consistent; run 'nestguard verify' on the source", name, sn.ID.Short())
 			}
 			return fmt.Errorf("destination: %w", err)
 		}

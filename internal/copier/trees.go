@@ -71,7 +71,7 @@ func (c *Copier) scan(ctx context.Context, root id.ID, hint *treePair, pl *plan)
 			return func(n *tree.Node) *treePair { return children[n.Name] }, nil
 		},
 		LoadError: func(_ id.ID, _ *treePair, err error) error {
-			return fmt.Errorf("source: %w", err)
+			return fromSource("source: %w", err)
 		},
 	}
 	return v.Run(ctx, c.src, []tree.Root[*treePair]{{ID: root, Tag: hint}})
@@ -137,7 +137,7 @@ func (c *Copier) rewrite(ctx context.Context, sid id.ID, pl *plan) (id.ID, error
 	if !ok {
 		var err error
 		if t, err = tree.Load(ctx, c.src, sid); err != nil {
-			return id.Null, fmt.Errorf("source: %w", err)
+			return id.Null, fromSource("source: %w", err)
 		}
 	}
 	nt, err := t.MapIDs(func(bid id.ID) (id.ID, error) {
