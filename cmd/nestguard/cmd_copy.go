@@ -48,7 +48,9 @@ NESTGUARD_PASSWORD or --key-file). Snapshots copied before are skipped, so runni
 same copy again transfers nothing; so is a snapshot that is itself a copy
 of one the destination holds (copies both ways) or of one it holds a copy
 of (three repositories), and an interrupted copy resumes where
-it stopped. A base backup whose WAL span is incomplete in the source is
+it stopped. Copies into one destination may run at once: each re-checks
+the destination just before and after saving a copy, so that a snapshot
+copied by the other is reported already there. A base backup whose WAL span is incomplete in the source is
 refused, naming the missing segment. A snapshot whose data cannot be read
 from the source (a pack lost or damaged) is not copied and named, the others
 are copied, and the copy exits 1. With --continuous the copy repeats every --interval until

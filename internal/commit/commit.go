@@ -35,12 +35,14 @@
 package commit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/candidates"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository"
@@ -189,11 +191,63 @@ func (s *Step) learn(recs []*candidates.Record) {
 // (BlobsNew, DataAdded, DataStored) and the end time. On a *RetentionError
 // or an error of Options.AfterCommit, sn is saved all the same.
 func (s *Step) Save(ctx context.Context, sn *snapshot.Snapshot) (Counters, error) {
+	return s.save(ctx, sn, nil)
+}
+
+// Duplicate returns a snapshot of the repository other than sn that makes
+// sn redundant (for a copy: another copy of the same source snapshot,
+// saved by a concurrent writer), the one with the smallest ID if there
+// are several, or nil. It reads the repository's snapshots as they are
+// when it is called.
+type Duplicate func(ctx context.Context, sn *snapshot.Snapshot) (*snapshot.Snapshot, error)
+
+// DuplicateError is what SaveOnce returns when it did not keep sn: the
+// repository holds Existing, which makes sn redundant.
+type DuplicateError struct {
+	Existing *snapshot.Snapshot
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("the repository already holds snapshot %s (saved by a concurrent writer)", e.Existing.ID.Short())
+}
+
+// SaveOnce is Save for a snapshot that must be in the repository only
+// once, such as the copy of a source snapshot, when other writers may be
+// saving the same one at the same time. It calls dup just before saving
+// sn (after the flush and the re-checks of step 2): when dup finds a
+// snapshot, sn is not saved. It calls dup again right after saving sn,
+// before its retention is applied: when another one is there with a
+// smaller ID, sn is removed again (every writer keeps the one with the
+// smallest ID, so of two writers that saved at once, exactly one removes
+// its own). In both cases sn.ID stays null and SaveOnce returns a
+// *DuplicateError naming the one kept.
+//
+// A race remains, narrower than the time between the two calls of one
+// writer: writer B lists (dup finds nothing), then writer A saves and
+// lists (it finds nothing: B has not saved yet), then B saves and lists
+// and finds A's; if B's ID is the smaller, both are kept (A has finished).
+// A later copy names such a pair. And removing sn fails when the store
+// refuses it (an Object Lock default retention on the bucket, or a
+// credential that may not delete): sn is then kept, with a warning.
+func (s *Step) SaveOnce(ctx context.Context, sn *snapshot.Snapshot, dup Duplicate) (Counters, error) {
+	return s.save(ctx, sn, dup)
+}
+
+func (s *Step) save(ctx context.Context, sn *snapshot.Snapshot, dup Duplicate) (Counters, error) {
 	if err := s.repo.Flush(ctx); err != nil {
 		return Counters{}, err
 	}
 	if err := s.recheck(ctx, sn); err != nil {
 		return Counters{}, err
+	}
+	if dup != nil {
+		d, err := dup(ctx, sn)
+		if err != nil {
+			return Counters{}, fmt.Errorf("no snapshot saved: looking for a snapshot saved meanwhile by another writer: %w", err)
+		}
+		if d != nil {
+			return Counters{}, &DuplicateError{Existing: d}
+		}
 	}
 	now := countersOf(s.repo)
 	c := Counters{Blobs: now.Blobs - s.mark.Blobs, Added: now.Added - s.mark.Added, Stored: now.Stored - s.mark.Stored}
@@ -211,6 +265,11 @@ func (s *Step) Save(ctx context.Context, sn *snapshot.Snapshot) (Counters, error
 		return Counters{}, err
 	}
 	s.mark = now
+	if dup != nil {
+		if d := s.saveRace(ctx, sn, dup); d != nil {
+			return Counters{}, &DuplicateError{Existing: d}
+		}
+	}
 	retErr := Retain(ctx, s.repo, sn, s.o)
 	if s.o.AfterCommit != nil {
 		if err := s.o.AfterCommit(ctx, Committed{Snapshot: sn, Counters: c, Retention: retErr}); err != nil {
@@ -218,6 +277,30 @@ func (s *Step) Save(ctx context.Context, sn *snapshot.Snapshot) (Counters, error
 		}
 	}
 	return c, retErr
+}
+
+// saveRace is SaveOnce's check after saving sn: when dup finds another
+// snapshot with a smaller ID, it removes sn (saved just now, with no
+// retention yet) and returns the other; else nil, sn staying saved.
+func (s *Step) saveRace(ctx context.Context, sn *snapshot.Snapshot, dup Duplicate) *snapshot.Snapshot {
+	log := s.repo.Logger()
+	d, err := dup(ctx, sn)
+	if err != nil {
+		log.Warn("snapshot saved; looking for a copy of the same snapshot saved at the same time by another writer failed: if one is there, the next copy names it", "snapshot", sn.ID.Short(), "err", err)
+		return nil
+	}
+	if d == nil || bytes.Compare(d.ID[:], sn.ID[:]) > 0 {
+		return nil // the other writer, if any, removes its own
+	}
+	h := backend.Handle{Type: backend.SnapshotFile, Name: sn.ID.String()}
+	if err := s.repo.Backend().Remove(ctx, h); err != nil {
+		log.Warn(fmt.Sprintf("another writer saved snapshot %s at the same time as this one, %s, and this one could not be removed: both are kept; remove %s with 'nestguard forget %s' once the store allows it",
+			d.ID.Short(), sn.ID.Short(), sn.ID.Short(), sn.ID.Short()), "err", err)
+		return nil
+	}
+	log.Info("another writer saved the same snapshot at the same time: this one was removed again", "removed", sn.ID.Short(), "kept", d.ID.Short())
+	sn.ID = id.Null
+	return d
 }
 
 // NoRetention is an Options.Retain that applies nothing.

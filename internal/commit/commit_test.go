@@ -215,3 +215,70 @@ func TestSaveRetainsByDefault(t *testing.T) {
 		t.Errorf("the tree's pack is retained until %v (%v), want >= %v", ret.Until, err, want)
 	}
 }
+
+// TestSaveOnceKeepsOneOfConcurrentCopies: SaveOnce saves nothing when the
+// check just before saving finds the snapshot there; when the check just
+// after saving finds one saved at the same time, the one with the smaller
+// ID is kept: the writer whose own is the larger removes it (before any
+// retention), the other keeps its own.
+func TestSaveOnceKeepsOneOfConcurrentCopies(t *testing.T) {
+	ctx := context.Background()
+	r := repotest.New(t)
+	step, err := commit.Begin(ctx, r, commit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exists := func(sid id.ID) bool {
+		_, err := r.Backend().Stat(ctx, backend.Handle{Type: backend.SnapshotFile, Name: sid.String()})
+		return err == nil
+	}
+
+	// Found before saving: nothing saved.
+	there, _ := newSnapshot(t, r, "there")
+	if _, err := step.Save(ctx, there); err != nil {
+		t.Fatal(err)
+	}
+	sn, _ := newSnapshot(t, r, "there")
+	_, err = step.SaveOnce(ctx, sn, func(context.Context, *snapshot.Snapshot) (*snapshot.Snapshot, error) { return there, nil })
+	if de := (*commit.DuplicateError)(nil); !errors.As(err, &de) || de.Existing != there || !sn.ID.IsNull() {
+		t.Fatalf("SaveOnce with the snapshot there: %v, id %v", err, sn.ID)
+	}
+
+	// Saved at the same time by another writer: both orders of the IDs.
+	var removed, kept bool
+	for i := 0; i < 40 && !(removed && kept); i++ {
+		sn, _ := newSnapshot(t, r, "same")
+		var other *snapshot.Snapshot
+		var own id.ID // sn's ID once saved
+		calls := 0
+		_, err := step.SaveOnce(ctx, sn, func(ctx context.Context, mine *snapshot.Snapshot) (*snapshot.Snapshot, error) {
+			if calls++; calls == 1 {
+				return nil, nil // the other writer has not saved yet
+			}
+			own = mine.ID
+			other = &snapshot.Snapshot{Time: time.Now().UTC(), Kind: snapshot.KindFiles, Paths: []string{"/other", time.Now().String()}, Tree: mine.Tree}
+			if err := snapshot.Save(ctx, r, other); err != nil {
+				return nil, err
+			}
+			return other, nil
+		})
+		saved := sn.ID
+		switch de := (*commit.DuplicateError)(nil); {
+		case errors.As(err, &de):
+			removed = true
+			if de.Existing != other || !saved.IsNull() || exists(own) || string(other.ID[:]) > string(own[:]) {
+				t.Fatalf("removed %v (still stored: %v; id left %v), keeping %v", own.Short(), exists(own), saved, de.Existing.ID.Short())
+			}
+		case err != nil:
+			t.Fatal(err)
+		default:
+			kept = true
+			if string(other.ID[:]) < string(saved[:]) || !exists(saved) {
+				t.Fatalf("kept %v although %v is smaller, or it is not stored", saved.Short(), other.ID.Short())
+			}
+		}
+	}
+	if !removed || !kept {
+		t.Errorf("40 saves: removed %v, kept %v", removed, kept)
+	}
+}

@@ -11,6 +11,7 @@
 package copier
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -74,6 +75,10 @@ type Copier struct {
 	mu    sync.Mutex
 	blobs map[id.ID]id.ID // source data blob -> destination blob
 	trees map[id.ID]id.ID // source tree -> rewritten destination tree
+	// dstSeen are the destination's snapshots read so far (by Run and
+	// duplicate), so that each check for a concurrent copy reads only
+	// the snapshots saved since.
+	dstSeen map[id.ID]*snapshot.Snapshot
 }
 
 // New returns a Copier from src to dst.
@@ -91,7 +96,8 @@ func New(src, dst *repository.Repository, o Options) (*Copier, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Copier{src: src, dst: dst, o: o, log: log, blobs: make(map[id.ID]id.ID), trees: make(map[id.ID]id.ID)}, nil
+	return &Copier{src: src, dst: dst, o: o, log: log, blobs: make(map[id.ID]id.ID), trees: make(map[id.ID]id.ID),
+		dstSeen: make(map[id.ID]*snapshot.Snapshot)}, nil
 }
 
 // Copied describes a snapshot and its copy.
@@ -195,11 +201,22 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 	// copied back as a new snapshot (as restic's copy skips by
 	// "original").
 	done := make(map[string]*snapshot.Snapshot)
+	slices.SortFunc(dstList, func(a, b *snapshot.Snapshot) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	for _, d := range dstList {
+		c.dstSeen[d.ID] = d
 		done[c.dst.Config().ID+"/"+d.ID.String()] = d
-		if d.CopiedFrom != "" {
-			done[d.CopiedFrom] = d
+		if d.CopiedFrom == "" {
+			continue
 		}
+		if o, ok := done[d.CopiedFrom]; ok {
+			// Two copies of one snapshot (two copies ran at once, in
+			// the race commit.SaveOnce leaves, or before it existed):
+			// forget --keep-last would count both.
+			c.log.Warn(fmt.Sprintf("the destination holds two copies of one source snapshot, %s and %s: remove the second with 'nestguard forget %s'",
+				o.ID.Short(), d.ID.Short(), d.ID.Short()), "copied_from", d.CopiedFrom)
+			continue
+		}
+		done[d.CopiedFrom] = d
 	}
 	if all || slices.ContainsFunc(selected, func(sn *snapshot.Snapshot) bool { return sn.Kind == snapshot.KindPostgres }) {
 		// Before any PostgreSQL snapshot: a base backup exists in a
@@ -242,6 +259,13 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 			continue
 		}
 		d, stored, err := c.copySnapshot(ctx, step, sn, c.seed(sn, srcList, done), done)
+		if de := (*commit.DuplicateError)(nil); errors.As(err, &de) {
+			// Another copy into the destination saved it meanwhile.
+			c.log.Info("snapshot copied meanwhile by another copy", "source", sn.ID.Short(), "destination", de.Existing.ID.Short())
+			done[de.Existing.CopiedFrom] = de.Existing
+			res.Skipped = append(res.Skipped, describe(sn, de.Existing))
+			continue
+		}
 		if se := (*sourceError)(nil); d == nil && errors.As(err, &se) && ctx.Err() == nil {
 			res.Failed = append(res.Failed, Failed{Source: sn.ID.String(), Time: sn.Time, Kind: sn.Kind, Paths: sn.Paths, Error: err.Error()})
 			c.log.Error("snapshot not copied: its data cannot be read from the source", "source", sn.ID.Short(), "err", err)

@@ -1,6 +1,7 @@
 package copier
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -109,11 +110,47 @@ func (c *Copier) copySnapshot(ctx context.Context, step *commit.Step, sn *snapsh
 			return nil, commit.Counters{}, fromSource("snapshot %s: %w", sn.ID.Short(), err)
 		}
 	}
-	stored, err := step.Save(ctx, &cp)
+	// Another copy into the destination may be saving a copy of sn at
+	// the same time (a continuous copy and a manual one): SaveOnce looks
+	// for it just before and just after saving.
+	stored, err := step.SaveOnce(ctx, &cp, c.duplicate)
+	if de := (*commit.DuplicateError)(nil); errors.As(err, &de) {
+		return de.Existing, commit.Counters{}, err
+	}
 	if cp.ID.IsNull() {
 		return nil, commit.Counters{}, fmt.Errorf("destination: %w", err)
 	}
 	return &cp, stored, err
+}
+
+// duplicate is the commit.Duplicate of a copy: it lists the destination's
+// snapshots again (reading only those it has not read before) and returns
+// the other copy of cp's source snapshot with the smallest ID, or nil.
+func (c *Copier) duplicate(ctx context.Context, cp *snapshot.Snapshot) (*snapshot.Snapshot, error) {
+	ids, err := c.dst.ListObjects(ctx, backend.SnapshotFile)
+	if err != nil {
+		return nil, err
+	}
+	var best *snapshot.Snapshot
+	for _, oid := range ids {
+		if oid == cp.ID {
+			continue
+		}
+		d, ok := c.dstSeen[oid]
+		if !ok {
+			if d, err = snapshot.Load(ctx, c.dst, oid); err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				continue // unreadable: no copy this run can know of
+			}
+			c.dstSeen[oid] = d
+		}
+		if d.CopiedFrom == cp.CopiedFrom && (best == nil || bytes.Compare(d.ID[:], best.ID[:]) < 0) {
+			best = d
+		}
+	}
+	return best, nil
 }
 
 // sourceError is a failure to read what one snapshot needs from the
