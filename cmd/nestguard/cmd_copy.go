@@ -25,6 +25,7 @@ type copyFlags struct {
 	fromS3Endpoint   string
 	fromS3Region     string
 	all              bool
+	newerThanLast    bool
 	continuous       bool
 	interval         time.Duration
 	workers          int
@@ -59,12 +60,24 @@ interrupted, keeping the destination within that interval of the source
 stopped by SIGTERM (or SIGINT) it exits 143 (130), as every command does
 (systemd: SuccessExitStatus=143).
 
+A snapshot the destination forgot is not a snapshot copied before: copy
+--all copies it again (as restic's copy does), so a destination that keeps
+less than the source grows back at every copy. With --newer-than-last, only
+source snapshots not older than the newest copy of the same host, kind and
+paths are copied (all of them while the destination holds no such copy):
+what the destination forgot stays forgotten, and an older snapshot the
+source got later (a backup with --time in the past, a host whose clock was
+behind) is not copied either; those are counted as older than the last
+copy. Give it to a --continuous copy into a destination with its own
+retention.
+
 When the destination has an Object Lock policy, each copy gets its
 retention as a backup would; if that fails, the copy is kept and
 'nestguard retention apply' finishes it (a copy run again skips it).`,
 		Example: `  nestguard copy --from-repo s3://backups-eu/prod --to-repo s3://backups-us/prod --all
   nestguard copy --from-repo /srv/backup --to-repo s3://offsite/host1 latest
-  nestguard copy --from-repo s3://a/p --to-repo s3://b/p --all --continuous --interval 5m`,
+  nestguard copy --from-repo s3://a/p --to-repo s3://b/p --all --continuous --interval 5m
+  nestguard copy --from-repo s3://a/p --to-repo s3://b/p --all --newer-than-last --continuous`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.repoSet = cmd.Flag("repo").Changed
 			return a.runCopy(cmd.Context(), f, args)
@@ -81,6 +94,7 @@ retention as a backup would; if that fails, the copy is kept and
 	fl.StringVar(&f.fromS3Endpoint, "from-s3-endpoint", "", "S3 endpoint of the source (default --s3-endpoint)")
 	fl.StringVar(&f.fromS3Region, "from-s3-region", "", "S3 region of the source (default --s3-region)")
 	fl.BoolVar(&f.all, "all", false, "copy every snapshot")
+	fl.BoolVar(&f.newerThanLast, "newer-than-last", false, "copy only snapshots not older than the newest copy of the same host, kind and paths: what the destination forgot stays forgotten")
 	fl.BoolVar(&f.continuous, "continuous", false, "repeat the copy every --interval until interrupted")
 	fl.DurationVar(&f.interval, "interval", 5*time.Minute, "with --continuous: time between copies")
 	fl.IntVar(&f.workers, "workers", 0, "source packs read at once (default 4, 8 from S3)")
@@ -186,7 +200,7 @@ func (a *app) openCopy(ctx context.Context, f copyFlags) (*copySession, error) {
 	if workers <= 0 {
 		_, workers = backend.ConcurrencyOf(src.Backend())
 	}
-	c, err := copier.New(src, dst, copier.Options{Workers: workers, Log: a.log, Commit: a.commitOptions()})
+	c, err := copier.New(src, dst, copier.Options{Workers: workers, Log: a.log, Commit: a.commitOptions(), NewerThanLast: f.newerThanLast})
 	if err != nil {
 		src.Close()
 		dst.Close()
@@ -272,7 +286,7 @@ func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
 		rate = float64(res.BytesRead) / secs / (1 << 20)
 	}
 	if a.jsonOut {
-		a.printJSON(copyJSON{current(), res.Copied, res.Skipped, res.Failed, res.WAL, res.BlobsRead, res.BytesRead, res.BlobsNew, res.BytesStored,
+		a.printJSON(copyJSON{current(), res.Copied, res.Skipped, res.Failed, res.Older, res.WAL, res.BlobsRead, res.BytesRead, res.BlobsNew, res.BytesStored,
 			res.Unreadable, res.UnreadableExpiry, secs, rate, rate * (1 << 20) / 1e6})
 		return
 	}
@@ -293,6 +307,9 @@ func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
 	}
 	if len(res.Failed) > 0 {
 		a.printf("%d NOT copied (damaged in the source), ", len(res.Failed))
+	}
+	if len(res.Older) > 0 {
+		a.printf("%d older than the last copy (--newer-than-last), ", len(res.Older))
 	}
 	a.printf("%d copied, %d already there; read %s from the source (%.1f MiB/s), stored %s new in %s\n",
 		len(res.Copied), len(res.Skipped), progress.Bytes(res.BytesRead), rate, progress.Bytes(res.BytesStored),

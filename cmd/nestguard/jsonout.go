@@ -206,6 +206,7 @@ type copyJSON struct {
 	Copied           []copier.Copied `json:"copied"`
 	Skipped          []copier.Copied `json:"skipped"`
 	Failed           []copier.Failed `json:"failed"`
+	OlderThanLast    []string        `json:"older_than_last_copy"`
 	WALCopied        int64           `json:"wal_copied"`
 	BlobsRead        int64           `json:"blobs_read"`
 	BytesRead        int64           `json:"bytes_read"`

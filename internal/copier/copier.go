@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,12 @@ type Options struct {
 	// Commit configures the commit step that saves each copy in the
 	// destination (its retention there, and the hook).
 	Commit commit.Options
+	// NewerThanLast copies only the source snapshots not older than the
+	// newest copy the destination holds of a snapshot of the same
+	// source, kind, host and paths (all of them where it holds none):
+	// the snapshots the destination forgot stay forgotten (copy
+	// --newer-than-last). Result.Older names those it left out.
+	NewerThanLast bool
 }
 
 // Defaults of Options.
@@ -127,7 +134,11 @@ type Result struct {
 	// Failed are the source snapshots whose data could not be read (a
 	// pack lost or damaged, WAL missing): not copied; the others were.
 	Failed []Failed `json:"failed"`
-	WAL    int64    `json:"wal_copied"`
+	// Older are the source snapshots not copied because they are older
+	// than the newest copy of their kind, host and paths
+	// (Options.NewerThanLast).
+	Older []string `json:"older_than_last_copy"`
+	WAL   int64    `json:"wal_copied"`
 	// AuditEntries are the audit log entries copied (internal/audit).
 	AuditEntries int           `json:"audit_entries_copied"`
 	BlobsRead    int64         `json:"blobs_read"`
@@ -181,7 +192,7 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
-	res := &Result{Copied: []Copied{}, Skipped: []Copied{}, Failed: []Failed{}} // [] rather than null in JSON
+	res := &Result{Copied: []Copied{}, Skipped: []Copied{}, Failed: []Failed{}, Older: []string{}} // [] rather than null in JSON
 	for _, e := range srcErrs {
 		res.Unreadable = append(res.Unreadable, e.Error())
 	}
@@ -249,6 +260,10 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		}
 		diverged = fmt.Errorf("copying the audit log: %w", err)
 	}
+	var last map[string]time.Time
+	if c.o.NewerThanLast {
+		last = c.lastCopies(dstList)
+	}
 	for _, sn := range selected {
 		d, ok := done[c.origin(sn)]
 		if !ok && sn.CopiedFrom != "" {
@@ -256,6 +271,10 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		}
 		if ok {
 			res.Skipped = append(res.Skipped, describe(sn, d))
+			continue
+		}
+		if t, ok := last[group(sn)]; ok && sn.Time.Before(t) {
+			res.Older = append(res.Older, sn.ID.String())
 			continue
 		}
 		d, stored, err := c.copySnapshot(ctx, step, sn, c.seed(sn, srcList, done), done)
@@ -314,6 +333,30 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 		return res, &PartialError{err}
 	}
 	return res, nil
+}
+
+// lastCopies returns, by group, the time of the newest snapshot of dst
+// copied from the source.
+func (c *Copier) lastCopies(dst []*snapshot.Snapshot) map[string]time.Time {
+	last := make(map[string]time.Time)
+	prefix := c.src.Config().ID + "/"
+	for _, d := range dst {
+		if !strings.HasPrefix(d.CopiedFrom, prefix) {
+			continue
+		}
+		if k := group(d); d.Time.After(last[k]) {
+			last[k] = d.Time
+		}
+	}
+	return last
+}
+
+// group is what NewerThanLast compares snapshots within: their kind,
+// host and paths.
+func group(sn *snapshot.Snapshot) string {
+	paths := slices.Clone(sn.Paths)
+	slices.Sort(paths)
+	return strings.Join(append([]string{sn.Kind, sn.Hostname}, paths...), "\x00")
 }
 
 // dropAvoided forgets what an earlier Run learned that this one may not
