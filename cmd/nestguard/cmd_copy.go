@@ -48,13 +48,14 @@ or --from-key-file; the destination as usual (--password-file,
 NESTGUARD_PASSWORD or --key-file). Snapshots copied before are skipped, so running the
 same copy again transfers nothing; so is a snapshot that is itself a copy
 of one the destination holds (copies both ways) or of one it holds a copy
-of (three repositories), and an interrupted copy resumes where
-it stopped. Copies into one destination may run at once: each re-checks
-the destination just before and after saving a copy, so that a snapshot
-copied by the other is reported already there. A base backup whose WAL span is incomplete in the source is
-refused, naming the missing segment. A snapshot whose data cannot be read
-from the source (a pack lost or damaged) is not copied and named, the others
-are copied, and the copy exits 1. With --continuous the copy repeats every --interval until
+of (three repositories), and an interrupted copy resumes where it stopped.
+Copies into one destination may run at once: each re-checks the
+destination just before and after saving a copy, so that a snapshot copied
+by the other is reported already there. A base backup whose WAL span is
+incomplete in the source is refused, naming the missing segment. A
+snapshot whose data cannot be read from the source (a pack lost or
+damaged) is not copied and is named, the others are copied, and the copy
+exits 1. With --continuous the copy repeats every --interval until
 interrupted, keeping the destination within that interval of the source
 (a round that could not copy some snapshots logs them and copies the rest);
 stopped by SIGTERM (or SIGINT) it exits 143 (130), as every command does
