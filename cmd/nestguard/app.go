@@ -152,7 +152,7 @@ used with a warning.
 
 Exit codes: 0 success, 1 error, 2 usage error, 3 partial (the snapshot or
 restore was made, but some files were unreadable or damaged, or changed
-while they were read), 4 retained (forget: a snapshot named by ID is kept
+while they were read; a list left out objects it could not read), 4 retained (forget: a snapshot named by ID is kept
 by a floor, hold or Object Lock), 200 (pg restore-wal) a WAL file could
 not be delivered, so that PostgreSQL stops its recovery, 130 and 143
 stopped by SIGINT or SIGTERM.`,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/hold"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -70,7 +71,16 @@ active hold needs. The objects stay protected by their retention, if any.`,
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List active holds and the history of holds",
-		Args:  cobra.NoArgs,
+		Long: `List the holds in force and every hold record, oldest first.
+
+A record that cannot be read (damaged or malformed) is named on stderr and
+left out, and the command exits 3: the hold it records may be missing from
+the list. Until it reads, forget removes nothing, since it cannot tell
+what the record holds; verify reports it. Restore holds/<id> from a copy
+of the storage (an earlier object version, a replica, a backup of the
+repository's storage). Never delete it: a hold must not end because its
+record was damaged.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.holdList(cmd.Context())
 		},
@@ -155,8 +165,15 @@ func (a *app) holdList(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		unreadable := make([]unreadableJSON, 0, len(errs))
 		for _, e := range errs {
-			a.log.Error("unreadable hold record", "err", e)
+			u := unreadableJSON{Object: string(backend.HoldFile), Error: e.Error()}
+			var ue *hold.Unreadable
+			if errors.As(e, &ue) {
+				u = unreadableJSON{Object: ue.Object(), Error: ue.Cause()}
+			}
+			unreadable = append(unreadable, u)
+			fmt.Fprintf(a.stderr, "error: %v\n", e)
 		}
 		active := hold.Active(records)
 		if a.jsonOut {
@@ -167,7 +184,10 @@ func (a *app) holdList(ctx context.Context) error {
 				}
 				return out
 			}
-			return a.printJSON(holdListJSON{current(), view(active), view(records)})
+			if err := a.printJSON(holdListJSON{current(), view(active), view(records), unreadable}); err != nil {
+				return err
+			}
+			return unreadableHolds(errs)
 		}
 		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "Active holds: %d\n", len(active))
@@ -184,6 +204,18 @@ func (a *app) holdList(ctx context.Context) error {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s@%s\t%s\n", fmtTime(r.Time), r.Action, r.Snapshot.Short(), r.Case, r.User, r.Host, r.Reason)
 			}
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		return unreadableHolds(errs)
 	})
+}
+
+// unreadableHolds makes 'hold list' exit 3 when records could not be
+// read: the holds they record are missing from the list.
+func unreadableHolds(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return &partialError{fmt.Sprintf("%d legal hold records could not be read (named above) and are left out, so a hold may be missing from this list: %s", len(errs), hold.Remedy)}
 }

@@ -147,6 +147,14 @@ type holdListJSON struct {
 	versioned
 	Active  []holdView `json:"active"`
 	History []holdView `json:"history"`
+	// Unreadable are the records left out of both lists, [] when none.
+	Unreadable []unreadableJSON `json:"unreadable"`
+}
+
+// unreadableJSON is an object that could not be read, and why.
+type unreadableJSON struct {
+	Object string `json:"object"`
+	Error  string `json:"error"`
 }
 
 // keyAddJSON is what 'key add --json' prints.

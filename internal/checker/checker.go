@@ -33,6 +33,7 @@ import (
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/candidates"
+	"github.com/nestguard/nestguard/internal/hold"
 	"github.com/nestguard/nestguard/internal/hugemem"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/index"
@@ -333,6 +334,9 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		c.problem(obj, e)
 	}
 	c.report.Snapshots = len(snaps)
+	if err := c.checkHolds(ctx); err != nil {
+		return nil, err
+	}
 	if err := c.listWAL(ctx); err != nil {
 		return nil, err
 	}
@@ -404,6 +408,25 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	c.checkIndexCache()
 	c.reportFallbacks()
 	return &c.report, nil
+}
+
+// checkHolds reports the legal hold records that cannot be read: what
+// they hold is unknown, so forget removes nothing until they are
+// restored.
+func (c *Checker) checkHolds(ctx context.Context) error {
+	_, bad, err := hold.List(ctx, c.repo)
+	if err != nil {
+		return fmt.Errorf("listing legal hold records: %w", err)
+	}
+	for _, e := range bad {
+		obj, why := string(backend.HoldFile), e.Error()
+		var u *hold.Unreadable
+		if errors.As(e, &u) {
+			obj, why = u.Object(), u.Cause()
+		}
+		c.problem(obj, fmt.Errorf("legal hold record cannot be read: %s; forget removes nothing until it reads: %s", why, hold.Remedy))
+	}
+	return nil
 }
 
 // checkIndexCache reports, once, that a part of the local index cache

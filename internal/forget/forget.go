@@ -266,7 +266,7 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 		return nil, fmt.Errorf("listing legal holds: %w", err)
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("%d legal hold records cannot be read, so forget cannot tell which snapshots they hold, and removes nothing (run 'nestguard verify'): %w", len(bad), errors.Join(bad...))
+		return nil, fmt.Errorf("%d legal hold records cannot be read, so forget cannot tell which snapshots they hold, and removes nothing: %w; %s", len(bad), errors.Join(bad...), hold.Remedy)
 	}
 	rep := &Report{DryRun: o.DryRun}
 	if len(o.IDs) > 0 {
@@ -307,8 +307,11 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 	// removing, so that only a hold placed during the removals themselves
 	// can be missed (and on S3 with Object Lock the storage refuses
 	// those).
-	if records, bad, err = hold.List(ctx, repo); err != nil || len(bad) > 0 {
-		return nil, fmt.Errorf("listing legal holds again before removing: %w", errors.Join(append(bad, err)...))
+	if records, bad, err = hold.List(ctx, repo); err != nil {
+		return nil, fmt.Errorf("listing legal holds again before removing: %w", err)
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("listing legal holds again before removing: %d legal hold records cannot be read, so forget removes nothing: %w; %s", len(bad), errors.Join(bad...), hold.Remedy)
 	}
 	v.holds = hold.Active(records)
 	for gi := range rep.Groups {

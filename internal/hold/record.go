@@ -72,8 +72,36 @@ func Save(ctx context.Context, s snapshot.Store, rec *Record) error {
 	return nil
 }
 
+// Unreadable is a hold record that cannot be read or is malformed. It
+// may hold a snapshot, so what it holds is unknown until the record is
+// restored from a copy of the storage.
+type Unreadable struct {
+	ID  id.ID
+	Err error
+}
+
+// Object names the record as verify and the audit log do: holds/<id>.
+func (u *Unreadable) Object() string {
+	return backend.Handle{Type: backend.HoldFile, Name: u.ID.String()}.String()
+}
+
+func (u *Unreadable) Error() string {
+	return fmt.Sprintf("legal hold record %s cannot be read: %s", u.Object(), u.Cause())
+}
+
+// Cause is why the record cannot be read, without its name.
+func (u *Unreadable) Cause() string {
+	return strings.TrimPrefix(u.Err.Error(), u.Object()+": ")
+}
+
+func (u *Unreadable) Unwrap() error { return u.Err }
+
+// Remedy says what to do about an unreadable hold record. It must not be
+// deleted: a hold must never end because its record was damaged.
+const Remedy = "restore the record from a copy of the storage (an earlier object version, a replica or a backup of the repository's storage); do not delete it: it may hold a snapshot, and a hold must never end because its record was damaged"
+
 // List loads every hold record, oldest first. Unreadable records are
-// returned as errors beside the readable ones.
+// returned as errors (each an *Unreadable) beside the readable ones.
 func List(ctx context.Context, s snapshot.Store) ([]*Record, []error, error) {
 	ids, err := s.ListObjects(ctx, backend.HoldFile)
 	if err != nil {
@@ -86,11 +114,14 @@ func List(ctx context.Context, s snapshot.Store) ([]*Record, []error, error) {
 	for _, oid := range ids {
 		var r Record
 		if err := s.LoadObject(ctx, backend.HoldFile, oid, &r); err != nil {
-			errs = append(errs, fmt.Errorf("hold record %s: %w", oid.Short(), err))
+			if ctx.Err() != nil {
+				return nil, nil, err
+			}
+			errs = append(errs, &Unreadable{ID: oid, Err: err})
 			continue
 		}
 		if err := r.check(); err != nil {
-			errs = append(errs, fmt.Errorf("hold record %s: %w", oid.Short(), err))
+			errs = append(errs, &Unreadable{ID: oid, Err: err})
 			continue
 		}
 		r.ID = oid
