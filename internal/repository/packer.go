@@ -470,6 +470,26 @@ func (p *packer) write(ctx context.Context, op *openPack) error {
 	return p.r.registerPack(ctx, pid, op.blobs)
 }
 
+// discard removes the open packs no caller holds, once the uploads in
+// flight have ended: a writer that failed, or stopped without flush,
+// leaves none of its temporary objects behind. Their blobs were never
+// durable, so nothing references them.
+func (p *packer) discard() {
+	p.wg.Wait()
+	p.mu.Lock()
+	ops := p.idle
+	p.idle = nil
+	p.open -= len(ops)
+	for _, op := range ops {
+		p.forgetLocked(op, nil)
+	}
+	p.given.Broadcast()
+	p.mu.Unlock()
+	for _, op := range ops {
+		op.w.Abort()
+	}
+}
+
 // flush uploads the open packs and waits for every upload. Packs held by
 // callers still adding are not flushed.
 func (p *packer) flush(ctx context.Context) error {

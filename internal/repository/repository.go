@@ -391,12 +391,17 @@ func openFailed(what string, err error) error {
 	return fmt.Errorf("%s: %w: %v", what, ErrObjectCorrupted, err)
 }
 
-// Close zeroes the repository's keys (crypto.Key.Close: what is and is not
-// zeroed is in docs/security.md) and closes its backend. Every command
+// Close waits for the packs being uploaded, removes the packs left open
+// (a writer that failed, whose blobs nothing references), zeroes the
+// repository's keys (crypto.Key.Close: what is and is not zeroed is in
+// docs/security.md) and closes its backend. Every command
 // closes the repositories it opened, on failure too. The Repository must
 // not be used afterwards: sealing and opening fail with crypto.ErrClosed.
 // Closing twice is harmless.
 func (r *Repository) Close() error {
+	if r.packer != nil {
+		r.packer.discard()
+	}
 	r.namedBufs.release()
 	r.readBufs.release()
 	r.sealBufs.release()
