@@ -43,8 +43,9 @@ func tempFiles(t *testing.T, dir string) []string {
 	return out
 }
 
-// A backup and a copy that fill the storage leave none of their temporary
-// files behind; prune can then run (after forget) and free space.
+// A backup and a copy that fill the storage fail saying the storage is
+// full and what to do, and leave none of their temporary files behind;
+// prune can then run (after forget) and free space.
 func TestFullStorageLeavesNoTempFiles(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -60,6 +61,9 @@ func TestFullStorageLeavesNoTempFiles(t *testing.T) {
 	r := e.run("backup", src)
 	if r.code != 1 {
 		t.Fatalf("backup onto a full storage: exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "storage is full") {
+		t.Errorf("backup's error does not say the storage is full:\n%s", r.stderr)
 	}
 	if tmp := tempFiles(t, e.repo); len(tmp) > 0 {
 		t.Errorf("the failed backup left its temporary files: %s", strings.Join(tmp, ", "))

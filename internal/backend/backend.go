@@ -14,6 +14,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -200,6 +201,14 @@ type DeferredSaver interface {
 	// SyncNames makes the names of hs durable.
 	SyncNames(ctx context.Context, hs []Handle) error
 }
+
+// ErrFull is matched (errors.Is) by a write the storage refused for lack
+// of space: a local directory's file system or quota is full.
+var ErrFull = errors.New("the storage is full")
+
+// FullAdvice says what to do about a full storage. A writer that failed
+// for it removed what it had started; what was saved before is intact.
+const FullAdvice = "nothing saved before is lost; free space by removing snapshots ('nestguard forget', then 'nestguard prune') or grow the volume, then run the command again"
 
 // StaleTempAge is the age past which temporary data of an interrupted
 // writer is removed (see TempCleaner): a day. A running writer renews its

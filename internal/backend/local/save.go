@@ -20,7 +20,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 	if err := b.SaveDeferred(ctx, h, rd, size); err != nil {
 		return err
 	}
-	return b.SyncNames(ctx, []backend.Handle{h})
+	return b.full(b.SyncNames(ctx, []backend.Handle{h}))
 }
 
 // SaveDeferred implements backend.DeferredSaver: Save without the
@@ -36,9 +36,9 @@ func (b *Backend) SaveDeferred(ctx context.Context, h backend.Handle, rd io.Read
 	dir := filepath.Dir(p)
 	f, err := createTemp(dir)
 	if err != nil {
-		return fmt.Errorf("saving %s: %w", h, err)
+		return b.full(fmt.Errorf("saving %s: %w", h, err))
 	}
-	return publish(h, f.Name(), p, writeTemp(ctx, f, rd, size, h.Type == backend.PackFile))
+	return b.full(publish(h, f.Name(), p, writeTemp(ctx, f, rd, size, h.Type == backend.PackFile)))
 }
 
 // publish links the written temporary file tmp to dst unless writing it

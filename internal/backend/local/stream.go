@@ -32,7 +32,7 @@ func (b *Backend) Create(ctx context.Context, t backend.FileType) (backend.Pendi
 	}
 	f, err := createTemp(b.dir)
 	if err != nil {
-		return nil, fmt.Errorf("creating %s object: %w", t, err)
+		return nil, b.full(fmt.Errorf("creating %s object: %w", t, err))
 	}
 	p := &pending{b: b, t: t, f: f}
 	if t == backend.PackFile {
@@ -52,10 +52,14 @@ func (p *pending) Write(data []byte) (int, error) {
 	if p.f == nil {
 		return 0, errors.New("writing a finished object")
 	}
+	var n int
+	var err error
 	if p.dw != nil {
-		return p.dw.Write(data)
+		n, err = p.dw.Write(data)
+	} else {
+		n, err = p.f.Write(data)
 	}
-	return p.f.Write(data)
+	return n, p.b.full(err)
 }
 
 // Lend implements backend.Lender for a pack written past the page cache:
@@ -84,9 +88,9 @@ func (p *pending) Commit(ctx context.Context, name string) error {
 		err = p.dw.Close()
 	}
 	if err := publish(h, f.Name(), dst, finishTemp(f, err, p.t == backend.PackFile)); err != nil {
-		return err
+		return p.b.full(err)
 	}
-	return p.b.SyncNames(ctx, []backend.Handle{h})
+	return p.b.full(p.b.SyncNames(ctx, []backend.Handle{h}))
 }
 
 // linkNew gives tmp the name dst, never replacing an existing object, and
