@@ -208,7 +208,7 @@ var ErrFull = errors.New("the storage is full")
 
 // FullAdvice says what to do about a full storage. A writer that failed
 // for it removed what it had started; what was saved before is intact.
-const FullAdvice = "nothing saved before is lost; free space by removing snapshots ('nestguard forget', then 'nestguard prune') or grow the volume, then run the command again"
+const FullAdvice = "nothing saved before is lost; to make room, remove snapshots ('nestguard forget', then 'nestguard prune', which needs a few KiB for its lock record: if even that fails, first delete the repository's .tmp-* files that are older than every nestguard command still running), or grow the volume; then run the command again"
 
 // StaleTempAge is the age past which temporary data of an interrupted
 // writer is removed (see TempCleaner): a day. A running writer renews its

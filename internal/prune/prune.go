@@ -58,6 +58,10 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 	if o.DryRun {
 		err = p.run(ctx)
 	} else {
+		// Before the lock record is written: on a full storage the
+		// temporary files of writers killed over a day ago may be what
+		// makes room for it. Writers remove them unlocked too.
+		repo.CleanStaleTemp(ctx)
 		err = p.runLocked(ctx)
 	}
 	p.rep.Elapsed = time.Since(start)
@@ -364,6 +368,10 @@ func (p *pruner) repack(ctx context.Context, v *view, pl *packPlan, retained map
 		if err := p.repo.CopyBlobs(ctx, pid, blobs); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
+			}
+			if errors.Is(err, backend.ErrFull) {
+				p.fail(fmt.Sprintf("repacking pack %s: %v; the pack is kept and nothing is lost: repacking needs room for the new packs, while 'nestguard prune --max-unused unlimited' only deletes wholly unused packs", pid.Short(), err))
+				continue
 			}
 			p.fail(fmt.Sprintf("repacking pack %s: %v: the pack is kept; run 'nestguard verify --read-data'", pid.Short(), err))
 			continue
