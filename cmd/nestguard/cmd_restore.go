@@ -140,8 +140,12 @@ func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
 			}
 		}
 		if len(errs) > 0 {
-			return &partialError{fmt.Sprintf("%d errors (listed above): %d of %d files restored complete, the others are not in the target",
-				len(errs), c.Restored.Load(), c.Files.Load())}
+			msg := fmt.Sprintf("%d errors (listed above): %d of %d files restored complete, the others are not in the target",
+				len(errs), c.Restored.Load(), c.Files.Load())
+			if res.NotIndexed() {
+				msg += "; " + restorer.RepairIndexHint
+			}
+			return &partialError{msg}
 		}
 		return nil
 	})

@@ -419,3 +419,58 @@ func TestDamagedCopyReadFromOtherPack(t *testing.T) {
 		t.Errorf("verify with both copies of the data gone: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// When index objects are lost, verify and restore report the snapshots
+// damaged and say that 'repair index' recovers them; after it, both pass.
+func TestLostIndexSuggestsRepairIndex(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	writeRandom(t, filepath.Join(src, "f"), 2<<20, 4640)
+	e.must("init")
+	e.must("backup", src)
+	first, _ := filepath.Glob(filepath.Join(e.repo, "index", "*"))
+	if len(first) == 0 {
+		t.Fatal("no index objects")
+	}
+	writeRandom(t, filepath.Join(src, "g"), 1<<20, 4641)
+	e.must("backup", src)
+	// Packs written within the hour count as a running backup's.
+	old := time.Now().Add(-2 * time.Hour)
+	packs, _ := filepath.Glob(filepath.Join(e.repo, "data", "*", "*"))
+	for _, p := range packs {
+		os.Chtimes(p, old, old)
+	}
+	remove := func(ps []string) {
+		for _, p := range ps {
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// The first backup's index objects: the latest snapshot's tree is
+	// indexed, f's data is not.
+	remove(first)
+	r := e.run("verify")
+	if r.code != 1 || !strings.Contains(r.stderr, "run 'nestguard repair index'") {
+		t.Errorf("verify with index objects lost: exit %d, no hint to run repair index:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = e.run("restore", "latest", "--target", filepath.Join(e.dir, "out1"))
+	if r.code != exitPartial || !strings.Contains(r.stderr, "'nestguard repair index'") {
+		t.Errorf("restore with index objects lost: exit %d, no hint to run repair index:\n%s", r.code, r.stderr)
+	}
+
+	// Every index object: not even the root tree is indexed.
+	rest, _ := filepath.Glob(filepath.Join(e.repo, "index", "*"))
+	remove(rest)
+	r = e.run("restore", "latest", "--target", filepath.Join(e.dir, "out2"))
+	if r.code != 1 || !strings.Contains(r.stderr, "'nestguard repair index'") {
+		t.Errorf("restore with every index object lost: exit %d, no hint to run repair index:\n%s", r.code, r.stderr)
+	}
+
+	e.must("repair", "index")
+	e.must("verify")
+	e.must("restore", "latest", "--target", filepath.Join(e.dir, "out3"))
+}

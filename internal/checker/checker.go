@@ -157,8 +157,10 @@ type Checker struct {
 	cacheReported bool
 	// pruneSeen: a prune's lock record was listed when the check began.
 	pruneSeen bool
-	wal       map[string]int64  // WAL objects listed -> stored size
-	walRead   map[string]string // WAL objects read back -> why they cannot be, or ""
+	// notIndexed: a snapshot needs a blob the index lacks.
+	notIndexed atomic.Bool
+	wal        map[string]int64  // WAL objects listed -> stored size
+	walRead    map[string]string // WAL objects read back -> why they cannot be, or ""
 }
 
 // New returns a checker for repo, which must be open with its index loaded.
@@ -398,6 +400,7 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	if err := c.checkSnapshots(ctx, snaps); err != nil {
 		return nil, err
 	}
+	c.suggestRepairIndex()
 	if c.opt.ArchiveDamage != nil && len(c.wal) > 0 {
 		ps, err := c.opt.ArchiveDamage(ctx)
 		if err != nil {
@@ -584,6 +587,17 @@ func (c *Checker) classifyUnindexed(ctx context.Context, packs map[id.ID]backend
 		}
 	}
 	return nil
+}
+
+// suggestRepairIndex says how to recover when snapshots lack blobs in
+// the index while packs no index object lists hold blobs it lacks: index
+// objects were lost (deleted, or a backup stopped before writing them),
+// and 'repair index' indexes those packs from their headers.
+func (c *Checker) suggestRepairIndex() {
+	if c.report.UnindexedPacks == 0 || !c.notIndexed.Load() {
+		return
+	}
+	c.problem("index", fmt.Errorf("snapshots need blobs that are not in the index, and %d packs no index object lists hold blobs the index lacks (index objects were lost, or a backup stopped before writing them): run 'nestguard repair index', which indexes those packs from their headers, then verify again", c.report.UnindexedPacks))
 }
 
 // listWAL lists the WAL objects, after the snapshots: a base backup's
@@ -822,10 +836,19 @@ func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot, need
 // every pack holding it is damaged or missing; one good copy restores.
 func (c *Checker) blobProblem(b id.ID) string {
 	if _, err := c.repo.Index().Find(b); err != nil {
+		c.missing(err)
 		return err.Error()
 	}
 	why, _ := c.copiesLost(b)
 	return why
+}
+
+// missing notes err when it is a blob missing from the index (see
+// suggestRepairIndex).
+func (c *Checker) missing(err error) {
+	if errors.Is(err, index.ErrNotIndexed) {
+		c.notIndexed.Store(true)
+	}
 }
 
 // copiesLost reports whether every copy of indexed blob b is damaged or
@@ -1009,6 +1032,7 @@ func (c *Checker) walkTrees(ctx context.Context, roots []id.ID) (*damage, error)
 			return nil, nil
 		},
 		LoadError: func(tid id.ID, _ struct{}, err error) error {
+			c.missing(err)
 			set(tid, &treeDamage{lost: err.Error()})
 			return nil
 		},

@@ -126,6 +126,8 @@ type Restorer struct {
 	mu      sync.Mutex
 	errs    []FileError
 	damaged map[string]error // by target path
+	// notIndexed: a failure was a blob missing from the index.
+	notIndexed bool
 
 	// createMu makes file creation serial: creates in one directory take
 	// its lock, and parallel ones spin on it in the kernel. On ext4 after
@@ -314,6 +316,9 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 		if p == "/" {
 			// Nothing of the snapshot can be restored: an error, not
 			// a partial restore.
+			if errors.Is(err, index.ErrNotIndexed) {
+				return fmt.Errorf("the snapshot's root tree cannot be read, nothing was restored: %w; %s", err, RepairIndexHint)
+			}
 			return fmt.Errorf("the snapshot's root tree cannot be read, nothing was restored (run 'nestguard verify'): %w", err)
 		}
 		r.fail(filepath.Join(r.opt.Target, filepath.FromSlash(p)), fmt.Errorf("directory contents lost: %w", err))
@@ -600,6 +605,22 @@ func (r *Restorer) fail(p string, err error) {
 	}
 	r.damaged[p] = err
 	r.errs = append(r.errs, FileError{Path: p, Err: err.Error()})
+	if errors.Is(err, index.ErrNotIndexed) {
+		r.notIndexed = true
+	}
+}
+
+// RepairIndexHint is what to do when blobs a restore needs are not in the
+// index.
+const RepairIndexHint = "blobs are missing from the index: if index objects were lost, 'nestguard repair index' indexes the packs from their headers ('nestguard verify' says whether packs are not indexed), then restore again"
+
+// NotIndexed reports whether something could not be restored because a
+// blob it needs is not in the index: lost index objects, which 'repair
+// index' rebuilds from the packs, are one cause.
+func (r *Restorer) NotIndexed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.notIndexed
 }
 
 func (r *Restorer) damagedPath(p string) (error, bool) {
