@@ -73,6 +73,13 @@ active hold needs. The objects stay protected by their retention, if any.`,
 		Short: "List active holds and the history of holds",
 		Long: `List the holds in force and every hold record, oldest first.
 
+On storage that enforces legal holds (S3 with Object Lock), each active
+hold is checked: every object it covers (the snapshot's and the hold's
+record) must carry a legal hold. A hold where some do not (a 'hold add'
+that stopped part way) shows as "partial" and the command exits 1:
+run the 'hold add' again to finish it. The check asks the storage about
+each object (s3:GetObjectLegalHold).
+
 A record that cannot be read (damaged or malformed) is named on stderr and
 left out, and the command exits 3: the hold it records may be missing from
 the list. Until it reads, forget removes nothing, since it cannot tell
@@ -176,6 +183,16 @@ func (a *app) holdList(ctx context.Context) error {
 			fmt.Fprintf(a.stderr, "error: %v\n", e)
 		}
 		active := hold.Active(records)
+		partial, err := hold.CheckEnforced(ctx, repo, records, 0)
+		if err != nil {
+			return fmt.Errorf("checking that the active holds' objects carry legal holds: %w", err)
+		}
+		unheld := make(map[*hold.Record]hold.Partial, len(partial))
+		partialView := make([]partialHoldJSON, 0, len(partial))
+		for _, p := range partial {
+			unheld[p.Record] = p
+			partialView = append(partialView, partialHoldJSON{Snapshot: p.Record.Snapshot.String(), Case: p.Record.Case, Partial: p})
+		}
 		if a.jsonOut {
 			view := func(rs []*hold.Record) []holdView {
 				out := make([]holdView, 0, len(rs))
@@ -184,17 +201,21 @@ func (a *app) holdList(ctx context.Context) error {
 				}
 				return out
 			}
-			if err := a.printJSON(holdListJSON{current(), view(active), view(records), unreadable}); err != nil {
+			if err := a.printJSON(holdListJSON{current(), view(active), view(records), unreadable, partialView}); err != nil {
 				return err
 			}
-			return unreadableHolds(errs)
+			return holdListErr(errs, partial)
 		}
 		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "Active holds: %d\n", len(active))
 		if len(active) > 0 {
 			fmt.Fprintln(tw, "Snapshot\tCase\tSince\tBy\tEnforced\tReason")
 			for _, r := range active {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s@%s\t%v\t%s\n", r.Snapshot.Short(), r.Case, fmtTime(r.Time), r.User, r.Host, r.Enforced, r.Reason)
+				enforced := fmt.Sprint(r.Enforced)
+				if p, ok := unheld[r]; ok {
+					enforced = fmt.Sprintf("partial: %d of %d objects not held", p.Unheld, p.Objects)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s@%s\t%s\t%s\n", r.Snapshot.Short(), r.Case, fmtTime(r.Time), r.User, r.Host, enforced, r.Reason)
 			}
 		}
 		fmt.Fprintf(tw, "\nHistory: %d records\n", len(records))
@@ -207,8 +228,29 @@ func (a *app) holdList(ctx context.Context) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		return unreadableHolds(errs)
+		return holdListErr(errs, partial)
 	})
+}
+
+// holdListErr is the error of 'hold list': exit 1 for a hold whose
+// objects do not all carry a legal hold (it protects less than it says),
+// else exit 3 for records that could not be read.
+func holdListErr(errs []error, partial []hold.Partial) error {
+	if len(partial) == 0 {
+		return unreadableHolds(errs)
+	}
+	var b strings.Builder
+	for i, p := range partial {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "hold %q of snapshot %s: %d of its %d objects carry no legal hold (a 'hold add' stopped part way): run 'nestguard hold add %s --case %q --reason ...' again to finish it",
+			p.Record.Case, p.Record.Snapshot.Short(), p.Unheld, p.Objects, p.Record.Snapshot.Short(), p.Record.Case)
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(&b, "; and %d hold records could not be read: %s", len(errs), hold.Remedy)
+	}
+	return errors.New(b.String())
 }
 
 // unreadableHolds makes 'hold list' exit 3 when records could not be

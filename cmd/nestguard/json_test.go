@@ -116,7 +116,7 @@ func TestJSONContract(t *testing.T) {
 	check("id created username hostname kdf current", "key", "list")
 	hold := "json_version snapshot case action objects changed kept enforced recorded record"
 	check(hold, "hold", "add", "latest", "--case", "C-1", "--reason", "test", "--record-only")
-	check("json_version active history unreadable", "hold", "list")
+	check("json_version active history unreadable partial", "hold", "list")
 	check(hold, "hold", "release", "latest", "--case", "C-1", "--reason", "test")
 	forget := "json_version dry_run groups kept removed retained failed unreadable prune?"
 	check(forget, "forget", "--keep-last", "1", "--dry-run")

@@ -11,6 +11,7 @@ import (
 	"github.com/nestguard/nestguard/internal/checker"
 	"github.com/nestguard/nestguard/internal/copier"
 	"github.com/nestguard/nestguard/internal/forget"
+	"github.com/nestguard/nestguard/internal/hold"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/pg"
 	"github.com/nestguard/nestguard/internal/policy"
@@ -149,6 +150,16 @@ type holdListJSON struct {
 	History []holdView `json:"history"`
 	// Unreadable are the records left out of both lists, [] when none.
 	Unreadable []unreadableJSON `json:"unreadable"`
+	// Partial are the active holds whose objects do not all carry a
+	// legal hold, [] when none.
+	Partial []partialHoldJSON `json:"partial"`
+}
+
+// partialHoldJSON is a hold.Partial as 'hold list --json' prints it.
+type partialHoldJSON struct {
+	Snapshot string `json:"snapshot"`
+	Case     string `json:"case"`
+	hold.Partial
 }
 
 // unreadableJSON is an object that could not be read, and why.

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/nestguard/nestguard/internal/miniotest"
+)
+
+// A hold recorded as enforced whose objects do not all carry an S3 legal
+// hold (a 'hold add' killed part way) is reported by 'hold list' (exit 1,
+// "partial", with the command that finishes it); running 'hold add'
+// again finishes it.
+func TestS3PartialLegalHoldIsReported(t *testing.T) {
+	t.Parallel()
+	miniotest.Each(t, func(t *testing.T, k miniotest.Kind) {
+		t.Parallel()
+		_, cl := s3Env(t, k, map[string]bool{"gov": true})
+		e := newEnv(t)
+		e.repo = "s3://gov/repo"
+		e.must("init", "--object-lock", "governance", "--min-retention", "5s")
+		src := filepath.Join(e.dir, "src")
+		writeTree(t, src, 46, 10, 200_000)
+		snap := e.backupJSON(src)["snapshot"].(string)
+		e.must("hold", "add", snap[:8], "--case", "KX", "--reason", "r")
+		e.must("hold", "list")
+
+		// As a killed 'hold add' leaves it: one pack without its hold.
+		var pack objVersion
+		for _, v := range objects(t, cl, "gov", "repo/data/") {
+			pack = v
+			break
+		}
+		if pack.key == "" {
+			t.Fatal("no packs")
+		}
+		if _, err := cl.PutObjectLegalHold(context.Background(), &s3.PutObjectLegalHoldInput{Bucket: aws.String("gov"), Key: &pack.key, VersionId: &pack.id,
+			LegalHold: &types.ObjectLockLegalHold{Status: types.ObjectLockLegalHoldStatusOff}}); err != nil {
+			t.Fatal(err)
+		}
+		r := e.run("hold", "list")
+		if r.code != 1 || !strings.Contains(r.stdout, "partial: 1 of") || !strings.Contains(r.stderr, "run 'nestguard hold add "+snap[:8]) {
+			t.Errorf("hold list with a partial legal hold: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+		}
+		r = e.run("--json", "hold", "list")
+		var out struct {
+			Partial []struct {
+				Snapshot, Case string
+				Unheld         int
+			} `json:"partial"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+			t.Fatalf("hold list --json: %v\n%s", err, r.stdout)
+		}
+		if r.code != 1 || len(out.Partial) != 1 || out.Partial[0].Snapshot != snap || out.Partial[0].Case != "KX" || out.Partial[0].Unheld != 1 {
+			t.Errorf("hold list --json with a partial legal hold: exit %d, partial %+v", r.code, out.Partial)
+		}
+
+		e.must("hold", "add", snap[:8], "--case", "KX", "--reason", "r")
+		if !legalHold(t, cl, "gov", pack) {
+			t.Errorf("%s: no legal hold after 'hold add' ran again", pack.key)
+		}
+		e.must("hold", "list")
+	})
+}
