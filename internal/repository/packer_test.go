@@ -364,3 +364,40 @@ func TestSmallBlobsCoalescedWhenNotLent(t *testing.T) {
 		t.Errorf("100 blobs of 100 bytes reached the object in %d writes, %d bytes; want 1 write of 10000", obj.writes, len(obj.data))
 	}
 }
+
+// TestCloseRemovesOpenPacks: a writer that fails before Flush (the
+// storage full, an error elsewhere) leaves open packs; Close removes
+// their temporary files, and nothing is stored.
+func TestCloseRemovesOpenPacks(t *testing.T) {
+	r, _, dir := localRepo(t, 1<<20)
+	ctx := context.Background()
+	for i := range 8 {
+		b := make([]byte, 100_000)
+		b[0], b[1] = byte(i), 0xa5
+		if _, _, err := r.SaveBlob(ctx, index.DataBlob, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	temps := func() []string {
+		var out []string
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && len(d.Name()) > 5 && d.Name()[:5] == ".tmp-" {
+				out = append(out, p)
+			}
+			return nil
+		})
+		return out
+	}
+	if len(temps()) == 0 {
+		t.Fatal("no open pack before Close")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if tmp := temps(); len(tmp) > 0 {
+		t.Errorf("Close left the open packs' temporary files: %v", tmp)
+	}
+	if packs := packFiles(t, dir); len(packs) != 0 {
+		t.Errorf("%d packs stored without Flush", len(packs))
+	}
+}
