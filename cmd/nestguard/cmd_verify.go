@@ -23,7 +23,9 @@ func (a *app) verifyCommand() *cobra.Command {
 		Use:   "verify",
 		Short: "Check that every snapshot can be restored",
 		Long: `Check that everything a restore of each snapshot reads is there: every
-index and snapshot object reads and authenticates, every tree and data blob
+index and snapshot object, and every legal hold record (one that does not
+read blocks every forget: restore it from a copy of the storage, never
+delete it), reads and authenticates, every tree and data blob
 a snapshot references is indexed and its pack exists, large enough for
 the blobs the index places in it (a pack cut short only in its header,
 which a restore does not read, or with bytes appended, is found by
