@@ -27,7 +27,12 @@ func smallRepo(t *testing.T, e *env, size int) string {
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm", size), "tmpfs", mnt).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount tmpfs here: %v %s", err, out)
 	}
-	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Logf("umount %s: %v %s; detaching it", mnt, err, out)
+			exec.Command("umount", "-l", mnt).Run()
+		}
+	})
 	e.repo = filepath.Join(mnt, "repo")
 	return mnt
 }
