@@ -100,6 +100,11 @@ type system struct {
 	// commands that PostgreSQL runs for it (restore_command) then run so
 	// too.
 	fipsOnly bool
+	// s3IdleTimeout, when set, is how long an S3 request may wait for the
+	// store without progress, in place of s3.DefaultIdleTimeout. Only
+	// in-process tests set it, to see a silent store fail in seconds; the
+	// binary has no flag or variable that reaches it.
+	s3IdleTimeout time.Duration
 }
 
 // processSystem is the system of this process.
@@ -276,13 +281,14 @@ func (a *app) setupLogging() {
 
 func (a *app) locationOptions() location.Options {
 	return location.Options{
-		S3Endpoint:   a.s3Endpoint,
-		S3Region:     a.s3Region,
-		S3PathStyle:  a.s3PathStyle,
-		CACertFile:   a.caCert,
-		InsecureHTTP: a.insecureHTTP,
-		Logger:       a.log,
-		LookupEnv:    a.lookupEnv,
+		S3Endpoint:    a.s3Endpoint,
+		S3Region:      a.s3Region,
+		S3PathStyle:   a.s3PathStyle,
+		CACertFile:    a.caCert,
+		InsecureHTTP:  a.insecureHTTP,
+		Logger:        a.log,
+		LookupEnv:     a.lookupEnv,
+		S3IdleTimeout: a.s3IdleTimeout,
 	}
 }
 

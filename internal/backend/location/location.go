@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/local"
@@ -27,6 +28,9 @@ type Options struct {
 	// LookupEnv is where S3 credentials and AWS_REGION are read from;
 	// nil means the process's environment.
 	LookupEnv func(string) (string, bool)
+	// S3IdleTimeout is how long an S3 request may wait for the store
+	// without progress; zero means s3.DefaultIdleTimeout.
+	S3IdleTimeout time.Duration
 }
 
 // Open returns the backend of an existing repository. A local directory

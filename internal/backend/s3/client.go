@@ -73,10 +73,14 @@ func newClient(ctx context.Context, cfg Config) (*awss3.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	idle := cfg.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
 	opts := awss3.Options{
 		Credentials: creds,
 		Region:      cfg.Region,
-		HTTPClient:  &http.Client{Transport: tr},
+		HTTPClient:  &http.Client{Transport: idleTransport{base: tr, d: idle}},
 		// Virtual-host addressing (bucket.host) only where the host is
 		// known to serve it: AWS; other stores get path-style, as most
 		// of them want.
@@ -85,6 +89,10 @@ func newClient(ctx context.Context, cfg Config) (*awss3.Client, error) {
 			o.MaxAttempts = sdkAttempts
 			o.MaxBackoff = time.Second
 			o.RateLimiter = ratelimit.None // package retry bounds the retries
+			// Timeouts are left to package retry: each costs the idle
+			// timeout (or the dial or TLS handshake timeout), and the
+			// SDK's attempts would multiply its.
+			o.Retryables = append([]retry.IsErrorRetryable{noTimeoutRetries}, o.Retryables...)
 		}),
 		// Uploads carry the CRC32C computed before them (save.go), and the
 		// requests that S3 wants a checksum on get CRC32 from the SDK (never
@@ -115,9 +123,19 @@ func newClient(ctx context.Context, cfg Config) (*awss3.Client, error) {
 }
 
 // sdkAttempts bounds the SDK's own quick attempts (at most 1 s apart) of
-// one request; package retry adds the slower, logged ones on top, and
-// the two together must give up well within a minute.
+// one request that failed fast (a refused or reset connection, a 5xx);
+// package retry adds the slower, logged ones on top.
 const sdkAttempts = 3
+
+// noTimeoutRetries keeps the SDK from repeating a request that timed out
+// (see sdkAttempts).
+var noTimeoutRetries = retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return aws.FalseTernary
+	}
+	return aws.UnknownTernary
+})
 
 // defaultRegion is where requests are signed for until the bucket's
 // region is known (see bucketRegion).

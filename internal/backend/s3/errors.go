@@ -33,6 +33,11 @@ func (e *opError) Transient() bool { return e.transient }
 // preconditions fs.ErrExist, and refusals of access fs.ErrPermission.
 func (b *Backend) wrap(err error, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...) + " (" + b.location + ")"
+	if ie, ok := isIdle(err); ok {
+		// The SDK's chain around it ("https response error StatusCode:
+		// 0, RequestID: , ...") says nothing more.
+		return &opError{msg: msg, err: ie, transient: true}
+	}
 	resp, ok := responseOf(err)
 	if !ok {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotListing) || errors.Is(err, errNotLockAnswer) { // version found none; a foreign answer

@@ -94,7 +94,11 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 		return n, io.EOF
 	}
 	// Anything else, io.ErrUnexpectedEOF from a body cut short of its
-	// Content-Length included, is the connection failing.
+	// Content-Length included, is the connection failing; a store that
+	// stopped sending fails after the idle timeout (idleTransport).
+	if ie, ok := isIdle(err); ok {
+		return n, &opError{msg: fmt.Sprintf("loading %s at offset %d (%s)", r.h, r.offset, r.b.location), err: ie, transient: true}
+	}
 	return n, &opError{msg: fmt.Sprintf("loading %s at offset %d (%s)", r.h, r.offset, r.b.location), err: err, transient: networkTransient(err)}
 }
 

@@ -87,8 +87,11 @@ type Config struct {
 	// included); nil means the process's environment (os.LookupEnv).
 	LookupEnv func(string) (string, bool)
 
-	PartSize int64        // default DefaultPartSize
-	Logger   *slog.Logger // default: discarded
+	PartSize int64 // default DefaultPartSize
+	// IdleTimeout fails a request that waits this long for the store
+	// without progress (see idleTransport); default DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	Logger      *slog.Logger // default: discarded
 }
 
 // Backend is an S3 bucket prefix holding a repository.
