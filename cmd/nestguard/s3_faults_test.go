@@ -85,3 +85,39 @@ func TestS3RestoreFromStalledStoreFails(t *testing.T) {
 		t.Errorf("restore from a stalled store: the message does not say %q:\n%s", want, r.stderr)
 	}
 }
+
+// AWS_PROFILE naming a profile whose secret key line is misspelt is an
+// error naming the profile, as with the AWS tools ("partial
+// credentials"), not a turn to the next source of credentials (here a
+// container's endpoint; on EC2 the instance role), with other rights.
+func TestS3NamedProfileWithPartialKeysRefused(t *testing.T) {
+	t.Parallel()
+	var asked atomic.Int64
+	ecs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"AccessKeyId":"AKIAINSTANCEROLE","SecretAccessKey":"instance-role-secret","Token":"tok","Expiration":"2099-01-01T00:00:00Z"}`))
+	}))
+	t.Cleanup(ecs.Close)
+	e := newEnv(t)
+	e.repo = "s3://bucket/repo"
+	creds := filepath.Join(e.dir, "credentials")
+	writeFile(t, creds, "[prod]\naws_access_key_id = AKIAPRODKEY\naws_secrt_access_key = typo\n", 0o600)
+	run := *e
+	run.extraEnv = append(append([]string{}, e.extraEnv...),
+		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_SESSION_TOKEN=",
+		"AWS_SHARED_CREDENTIALS_FILE="+creds, "AWS_CONFIG_FILE="+filepath.Join(e.dir, "none"),
+		"AWS_PROFILE=prod", "AWS_CONTAINER_CREDENTIALS_FULL_URI="+ecs.URL+"/creds",
+		"NESTGUARD_S3_ENDPOINT=127.0.0.1:1")
+	run.subprocess = true
+	r := run.run("snapshots")
+	if asked.Load() > 0 {
+		t.Errorf("AWS_PROFILE=prod with an incomplete key pair fell through to the container credentials (%d requests)\n%s", asked.Load(), r.stderr)
+	}
+	if r.code == 0 || !strings.Contains(r.stderr, `profile "prod" has partial credentials`) || !strings.Contains(r.stderr, "aws_secret_access_key is missing") {
+		t.Errorf("exit %d; want an error naming the profile and the missing key:\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "AKIAPRODKEY") || strings.Contains(r.stderr, "typo") {
+		t.Errorf("the error repeats the profile's values:\n%s", r.stderr)
+	}
+}

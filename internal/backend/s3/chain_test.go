@@ -54,6 +54,34 @@ func TestProfileMissing(t *testing.T) {
 	}
 }
 
+// TestProfilePartialKeys: a profile with one key of its pair (the other
+// misspelt or missing) is an error naming the profile and the missing
+// key, never a turn to the next source of credentials; as a source
+// profile too. The values are not repeated.
+func TestProfilePartialKeys(t *testing.T) {
+	dir := t.TempDir()
+	creds, conf := filepath.Join(dir, "credentials"), filepath.Join(dir, "config")
+	os.WriteFile(creds, []byte("[prod]\naws_access_key_id = AKIAPRODKEY\naws_secrt_access_key = typo-secret\n"+
+		"[secretonly]\naws_secret_access_key = only-secret\n"+
+		"[rolefromprod]\nrole_arn = arn:aws:iam::123456789012:role/r\nsource_profile = prod\n"), 0o600)
+	for profile, missing := range map[string]string{"prod": "aws_secret_access_key is missing", "secretonly": "aws_access_key_id is missing", "rolefromprod": "aws_secret_access_key is missing"} {
+		env := map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": conf, "AWS_PROFILE": profile}
+		p, err := testChain(env).profileCreds(context.Background())
+		if err == nil || p != nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "partial credentials") || !strings.Contains(err.Error(), `"`+profile+`"`) {
+			t.Errorf("profile %s with partial keys: %v, %v; want an error naming it and saying %q", profile, p, err, missing)
+		}
+		if err != nil && (strings.Contains(err.Error(), "AKIAPRODKEY") || strings.Contains(err.Error(), "typo-secret") || strings.Contains(err.Error(), "only-secret")) {
+			t.Errorf("the error repeats a key: %v", err)
+		}
+	}
+	// Nor does the whole chain go on to a container's credentials.
+	env := map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": conf, "AWS_PROFILE": "prod",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:1/creds"}
+	if p, err := defaultChain(context.Background(), Config{LookupEnv: testChain(env).lookup}); err == nil || p != nil {
+		t.Errorf("the chain with AWS_PROFILE=prod (partial keys): %v, %v; want an error", p, err)
+	}
+}
+
 // TestProfileHome: ~/.aws is under HOME as the chain's lookup finds it,
 // not the process's HOME; without one, under the account's home
 // directory, as the SDK does.

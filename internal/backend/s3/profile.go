@@ -140,6 +140,9 @@ func (r resolver) resolve(ctx context.Context, name string, path []string) (aws.
 	if err := unsupported(name, p); err != nil {
 		return nil, err
 	}
+	if err := partialKeys(name, p); err != nil {
+		return nil, err
+	}
 	again := false
 	for _, seen := range path {
 		again = again || seen == name
@@ -207,6 +210,27 @@ func unsupported(name string, p map[string]string) error {
 		return fmt.Errorf("profile %q uses web_identity_token_file, which nestguard reads only from the environment: set AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN instead", name)
 	}
 	return nil
+}
+
+// partialKeys refuses a profile with one of its key pair and not the
+// other (a misspelt key name, a line lost in an edit), as the AWS tools
+// do ("partial credentials found"): taking it for a profile without keys
+// would turn to the next source, an instance role with other rights,
+// say. A profile that assumes a role is not read for keys.
+func partialKeys(name string, p map[string]string) error {
+	if p["role_arn"] != "" {
+		return nil
+	}
+	const id, secret = "aws_access_key_id", "aws_secret_access_key"
+	has, lacks := id, secret
+	switch {
+	case p[id] != "" && p[secret] != "", p[id] == "" && p[secret] == "":
+		return nil
+	case p[id] == "":
+		has, lacks = secret, id
+	}
+	// The values are not repeated: one of them is a secret.
+	return fmt.Errorf("profile %q has partial credentials: %s is set, %s is missing (is its name misspelt?): give both", name, has, lacks)
 }
 
 // credentialSource returns the credentials that credential_source src of
