@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/nestguard/nestguard/internal/backend"
 )
@@ -17,7 +16,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, offset, length int
 	r := &resumingReader{
 		b: b, ctx: ctx, h: h, what: "loading " + h.String(),
 		offset: offset, left: length, toEnd: length == 0,
-		bg: budget{start: time.Now()},
+		bg: newBudget(),
 	}
 	if err := r.open(); err != nil {
 		return nil, err
@@ -35,13 +34,13 @@ type resumingReader struct {
 	offset int64 // of the next byte to deliver
 	left   int64 // bytes still to deliver, unless toEnd
 	toEnd  bool
-	bg     budget
+	bg     *budget
 	rc     io.ReadCloser
 	broken error // a transient read error not yet acted on
 }
 
 func (r *resumingReader) open() error {
-	return r.b.run(r.ctx, r.what, &r.bg, func() error {
+	return r.b.run(r.ctx, r.what, r.bg, func() error {
 		length := r.left
 		if r.toEnd {
 			length = 0
@@ -59,7 +58,7 @@ func (r *resumingReader) Read(p []byte) (int, error) {
 	if r.broken != nil {
 		err := r.broken
 		r.broken = nil
-		if err := r.b.pause(r.ctx, r.what, &r.bg, err); err != nil {
+		if err := r.b.pause(r.ctx, r.what, r.bg, err); err != nil {
 			return 0, err
 		}
 		if err := r.open(); err != nil {
@@ -80,6 +79,9 @@ func (r *resumingReader) Read(p []byte) (int, error) {
 	n, err := r.rc.Read(p)
 	r.offset += int64(n)
 	r.left -= int64(n)
+	if n > 0 {
+		r.bg.moved()
+	}
 	if err == nil || err == io.EOF || !IsTransient(err) || r.ctx.Err() != nil {
 		return n, err
 	}

@@ -15,18 +15,27 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/nestguard/nestguard/internal/backend"
 )
 
 // Options bound the retries. Zero fields take the defaults, which give up
-// after 6 attempts and at most 25 s of waiting.
+// after 6 attempts, with at most 25 s of waiting between them, or once a
+// minute has passed without progress, whichever comes first.
 type Options struct {
 	Attempts int           // tries in total, including the first (default 6)
 	Base     time.Duration // the first wait is up to Base (default 1 s)
 	Max      time.Duration // no wait is longer than Max (default 10 s)
-	Logger   *slog.Logger  // retries are logged at warning level (default: discarded)
+	// Patience is how long an operation may go without progress before
+	// no further attempt starts (default 1 min). Progress is the start
+	// of the operation, data taken from a Save's reader, a byte of a
+	// Load, an object of a List: attempts that each wait for a silent
+	// store until their own timeout do not add up beyond it, while a
+	// large transfer that keeps moving is retried as usual.
+	Patience time.Duration
+	Logger   *slog.Logger // retries are logged at warning level (default: discarded)
 }
 
 func (o Options) withDefaults() Options {
@@ -41,6 +50,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Max < o.Base {
 		o.Max = o.Base
+	}
+	if o.Patience <= 0 {
+		o.Patience = time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -88,16 +100,30 @@ func (b *Backend) backoff(n int) time.Duration {
 	return rand.N(ceil + 1)
 }
 
-// budget counts the attempts of one operation and when it began.
+// budget counts the attempts of one operation, when it began, and when
+// it last made progress.
 type budget struct {
 	start    time.Time
 	attempts int
+	progress atomic.Int64 // Unix nanoseconds; a Save's data is read in the HTTP transport's goroutine
 }
 
-// do runs op until it succeeds, fails permanently, the attempts run out or
-// ctx ends. what names the operation for messages.
+func newBudget() *budget {
+	bg := &budget{start: time.Now()}
+	bg.moved()
+	return bg
+}
+
+// moved records progress.
+func (bg *budget) moved() { bg.progress.Store(time.Now().UnixNano()) }
+
+// still is how long the operation has gone without progress.
+func (bg *budget) still() time.Duration { return time.Since(time.Unix(0, bg.progress.Load())) }
+
+// do runs op until it succeeds, fails permanently, the attempts or the
+// patience run out, or ctx ends. what names the operation for messages.
 func (b *Backend) do(ctx context.Context, what string, op func() error) error {
-	return b.run(ctx, what, &budget{start: time.Now()}, op)
+	return b.run(ctx, what, newBudget(), op)
 }
 
 // run is do drawing on an existing budget.
@@ -117,12 +143,14 @@ func (b *Backend) run(ctx context.Context, what string, bg *budget, op func() er
 // pause waits before the next attempt after err, or returns the final
 // error when the budget is spent or ctx ends.
 func (b *Backend) pause(ctx context.Context, what string, bg *budget, err error) error {
-	if bg.attempts >= b.o.Attempts {
+	still := bg.still()
+	if bg.attempts >= b.o.Attempts || still >= b.o.Patience {
 		// err names the operation and the store already.
 		return fmt.Errorf("giving up after %d attempts over %v: %w",
 			bg.attempts, time.Since(bg.start).Round(time.Millisecond), err)
 	}
-	wait := b.backoff(bg.attempts)
+	// The last attempt starts within the patience.
+	wait := min(b.backoff(bg.attempts), b.o.Patience-still)
 	b.o.Logger.Warn("storage operation failed, retrying", "op", what, "attempt", bg.attempts, "of", b.o.Attempts, "wait", wait.Round(time.Millisecond), "err", err)
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -145,14 +173,16 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 		return fmt.Errorf("saving %s: finding the reader's position: %w", h, err)
 	}
 	first := true
-	return b.do(ctx, "saving "+h.String(), func() error {
+	bg := newBudget()
+	prd := watchProgress(rd, bg)
+	return b.run(ctx, "saving "+h.String(), bg, func() error {
 		if !first {
 			if _, err := rd.Seek(start, io.SeekStart); err != nil {
 				return fmt.Errorf("saving %s: rewinding the data to retry: %w", h, err)
 			}
 		}
 		first = false
-		return b.be.Save(ctx, h, rd, size)
+		return b.be.Save(ctx, h, prd, size)
 	})
 }
 
@@ -186,8 +216,10 @@ func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
 func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
 	seen := make(map[string]bool)
 	var fnErr error
-	err := b.do(ctx, "listing "+string(t), func() error {
+	bg := newBudget()
+	err := b.run(ctx, "listing "+string(t), bg, func() error {
 		err := b.be.List(ctx, t, func(fi backend.FileInfo) error {
+			bg.moved()
 			if seen[fi.Name] {
 				return nil
 			}
@@ -207,6 +239,45 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 		return fnErr // the caller's own error, never retried
 	}
 	return err
+}
+
+// progressReader records each read of a Save's data as progress: the
+// store takes it.
+type progressReader struct {
+	io.ReadSeeker
+	bg *budget
+}
+
+func (r *progressReader) Read(p []byte) (int, error) {
+	n, err := r.ReadSeeker.Read(p)
+	if n > 0 {
+		r.bg.moved()
+	}
+	return n, err
+}
+
+// progressReaderAt is progressReader for a reader with ReadAt, which
+// backends may use (the S3 backend reads upload parts as sections).
+type progressReaderAt struct {
+	progressReader
+	ra io.ReaderAt
+}
+
+func (r *progressReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := r.ra.ReadAt(p, off)
+	if n > 0 {
+		r.bg.moved()
+	}
+	return n, err
+}
+
+// watchProgress returns rd recording its reads in bg.
+func watchProgress(rd io.ReadSeeker, bg *budget) io.ReadSeeker {
+	pr := progressReader{ReadSeeker: rd, bg: bg}
+	if ra, ok := rd.(io.ReaderAt); ok {
+		return &progressReaderAt{progressReader: pr, ra: ra}
+	}
+	return &pr
 }
 
 // permanent stops the retries with an error that might look transient.

@@ -517,3 +517,67 @@ func TestStoreTimeRetried(t *testing.T) {
 		}
 	}
 }
+
+// slow is a backend whose operations each take delay before they start,
+// as requests to a store that does not answer until a timeout.
+type slow struct {
+	*flaky
+	delay time.Duration
+}
+
+func (s slow) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
+	time.Sleep(s.delay)
+	return s.flaky.Stat(ctx, h)
+}
+
+func (s slow) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, size int64) error {
+	time.Sleep(s.delay)
+	return s.flaky.Save(ctx, h, rd, size)
+}
+
+func (s slow) Load(ctx context.Context, h backend.Handle, offset, length int64) (io.ReadCloser, error) {
+	time.Sleep(s.delay)
+	return s.flaky.Load(ctx, h, offset, length)
+}
+
+// Attempts that each wait out their own timeout give up once the
+// operation has gone Patience without progress, however many attempts
+// are left; attempts that make progress (data taken, bytes read) are not
+// cut short by it.
+func TestPatience(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const delay, patience = 100 * time.Millisecond, 350 * time.Millisecond
+	o := Options{Attempts: 50, Base: time.Millisecond, Max: time.Millisecond, Patience: patience}
+
+	f := newFlaky(errSlowDown)
+	f.fails["stat"] = 1000
+	start := time.Now()
+	_, err := New(slow{f, delay}, o).Stat(ctx, backend.Handle{Type: backend.SnapshotFile, Name: "x"})
+	if err == nil || !strings.Contains(err.Error(), "giving up after") {
+		t.Errorf("Stat of a silent store: %v, want giving up", err)
+	}
+	if n := f.calls["stat"]; n > 5 || time.Since(start) > 10*delay {
+		t.Errorf("Stat of a silent store: %d attempts over %v, want it to stop after about %v", n, time.Since(start), patience)
+	}
+
+	o.Attempts = 10
+	f = newFlaky(errSlowDown)
+	f.fails["save"] = 8 // each failed attempt takes 10 bytes first
+	h := backend.Handle{Type: backend.SnapshotFile, Name: "y"}
+	data := bytes.Repeat([]byte("d"), 1000)
+	if err := New(slow{f, delay}, o).Save(ctx, h, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Errorf("Save whose attempts take data, over %v: %v", 9*delay, err)
+	}
+
+	f.breaks, f.breakAfter = 8, 10 // each attempt delivers 10 bytes
+	rc, err := New(slow{f, delay}, o).Load(ctx, h, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("Load whose attempts deliver bytes, over %v: %d bytes, %v", 9*delay, len(got), err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -182,5 +183,51 @@ func TestStalledBodyResumes(t *testing.T) {
 	}
 	if d := time.Since(start); d > 6*3*testIdle {
 		t.Errorf("load from a store that always stalls took %v", d)
+	}
+}
+
+// A PUT the store takes and never answers fails after the idle timeout
+// of each attempt, with the SDK adding no attempts of its own to package
+// retry's, and a final message that says the store did not answer.
+func TestSilentStoreSave(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, miniotest.MinIO)
+	fp := s.Proxy(t)
+	cfg := s.config(plainBucket)
+	cfg.Endpoint, cfg.Secure, cfg.CACertFile = strings.TrimPrefix(fp.URL, "http://"), false, ""
+	cfg.IdleTimeout = 2 * testIdle
+	be, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var puts atomic.Int64
+	fp.Set(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPut {
+			return false
+		}
+		puts.Add(1)
+		io.Copy(io.Discard, r.Body)
+		<-release // never answers
+		return true
+	})
+	const attempts = 3
+	rb := retry.New(be, retry.Options{Attempts: attempts, Base: time.Millisecond, Max: time.Millisecond})
+	data := []byte("a WAL segment")
+	start := time.Now()
+	err = rb.Save(context.Background(), backend.Handle{Type: backend.IndexFile, Name: "silent"}, bytes.NewReader(data), int64(len(data)))
+	host := strings.TrimPrefix(fp.URL, "http://")
+	if err == nil || !strings.Contains(err.Error(), "the storage at "+host+" did not answer within 1s; check it and run the command again") {
+		t.Errorf("Save to a store that never answers: %v, want the store named as not answering", err)
+	}
+	if strings.Contains(fmt.Sprint(err), "StatusCode: 0") {
+		t.Errorf("the message carries the SDK's chain: %v", err)
+	}
+	if n := puts.Load(); n != attempts {
+		t.Errorf("%d PUTs for %d attempts: the SDK repeats timed-out requests itself", n, attempts)
+	}
+	if d := time.Since(start); d > attempts*2*2*testIdle {
+		t.Errorf("Save to a store that never answers took %v", d)
 	}
 }
