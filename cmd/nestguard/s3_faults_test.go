@@ -4,6 +4,7 @@ package main
 // that says what is wrong (found by the hostile-storage review).
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -119,5 +120,40 @@ func TestS3NamedProfileWithPartialKeysRefused(t *testing.T) {
 	}
 	if strings.Contains(r.stderr, "AKIAPRODKEY") || strings.Contains(r.stderr, "typo") {
 		t.Errorf("the error repeats the profile's values:\n%s", r.stderr)
+	}
+}
+
+// A store (or a gateway before it) that answers 200 to an upload it
+// dropped is not believed: backup and pg archive-wal fail, so that
+// PostgreSQL keeps the segment, instead of exiting 0 with nothing
+// stored.
+func TestS3DroppedUploadsFail(t *testing.T) {
+	t.Parallel()
+	srv, _ := s3Env(t, miniotest.MinIO, map[string]bool{"drop": false})
+	e := newEnv(t)
+	e.repo = "s3://drop/repo"
+	e.must("init")
+	p := srv.Proxy(t)
+	p.Set(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/data/") && !strings.Contains(r.URL.Path, "/wal/") {
+			return false
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("ETag", `"d41d8cd98f00b204e9800998ecf8427e"`)
+		w.WriteHeader(http.StatusOK)
+		return true
+	})
+	to := *e
+	to.extraEnv = append(append([]string{}, e.extraEnv...), "NESTGUARD_S3_ENDPOINT="+p.URL)
+
+	src := filepath.Join(e.dir, "src")
+	writeRandomFiles(t, src, 2, 100_000)
+	if r := to.run("backup", src); r.code == 0 || !strings.Contains(r.stderr, "did not store what was sent") {
+		t.Errorf("backup whose packs the store dropped: exit %d, want a failure saying so\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	hist := filepath.Join(e.dir, "00000002.history")
+	writeFile(t, hist, "1\t0/3000000\tno recovery target specified\n", 0o600)
+	if r := to.run("pg", "archive-wal", hist); r.code == 0 || !strings.Contains(r.stderr, "did not store what was sent") {
+		t.Errorf("pg archive-wal whose segment the store dropped: exit %d, want a failure saying so\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -40,7 +40,7 @@ func (b *Backend) wrap(err error, format string, args ...any) error {
 	}
 	resp, ok := responseOf(err)
 	if !ok {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotListing) || errors.Is(err, errNotLockAnswer) { // version found none; a foreign answer
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotListing) || errors.Is(err, errNotLockAnswer) || errors.Is(err, errNotStored) { // version found none; a foreign answer; a lost upload
 			return &opError{msg: msg, err: err}
 		}
 		return &opError{msg: msg, err: err, transient: networkTransient(err)}

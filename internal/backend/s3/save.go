@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -48,10 +50,17 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd io.ReadSeeker, 
 		return fmt.Errorf("saving %s: rewinding the data: %w", h, err)
 	}
 	var version string
+	var echoed bool
 	if len(parts) == 1 {
-		version, err = b.putSingle(ctx, key, section(rd, start, size), parts[0], mode, until)
+		version, echoed, err = b.putSingle(ctx, key, section(rd, start, size), parts[0], mode, until)
 	} else {
-		version, err = b.putMultipart(ctx, key, rd, start, parts, mode, until)
+		version, echoed, err = b.putMultipart(ctx, key, rd, start, parts, mode, until)
+	}
+	if err == nil && !echoed {
+		// Without the checksum echoed, the store's 200 is all there is
+		// (a gateway or proxy may answer it for data it dropped): look.
+		b.log.Debug("the store did not echo the upload's checksum; checking that the object is there", "key", key)
+		err = b.checkStored(ctx, key, version, size, parts)
 	}
 	if err != nil {
 		return b.denied(err, "s3:PutObject", h, key, "saving %s", h)
@@ -105,8 +114,60 @@ func (b *Backend) checksumParts(rd io.Reader, size int64) ([]part, error) {
 	return parts, nil
 }
 
-// putSingle uploads a whole object in one conditional PUT.
-func (b *Backend) putSingle(ctx context.Context, key string, rd io.Reader, p part, mode types.ObjectLockMode, until *time.Time) (version string, err error) {
+// errNotStored is an upload the store acknowledged without storing what
+// was sent: the checksum it echoes differs, or the object is not there.
+// It is not retried: the object's name may now be taken by what the
+// store did keep, and a repeated conditional upload would take that for
+// the object saved.
+var errNotStored = errors.New("the store acknowledged the upload but did not store what was sent: check the store and any gateway or proxy before it")
+
+// checkEcho compares the checksum a store echoes for an upload with the
+// one sent; "" (not echoed) is left to checkStored.
+func checkEcho(what, sent, echoed string) error {
+	if echoed == "" || echoed == sent {
+		return nil
+	}
+	return fmt.Errorf("%s: CRC32C %s was sent, the store answered %s: %w", what, sent, echoed, errNotStored)
+}
+
+// compositeCRC32C is the checksum S3 gives a multipart upload made with
+// CRC32C part checksums: the CRC32C of the parts' checksums, and their
+// number.
+func compositeCRC32C(parts []part) string {
+	crc := crc32.New(castagnoli)
+	for _, p := range parts {
+		raw, _ := base64.StdEncoding.DecodeString(p.crc32c)
+		crc.Write(raw)
+	}
+	return base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc.Sum32())) + fmt.Sprintf("-%d", len(parts))
+}
+
+// checkStored checks, for a store that did not echo an upload's
+// checksum, that the object is there at its size (and with its checksum,
+// if the store tells it).
+func (b *Backend) checkStored(ctx context.Context, key, version string, size int64, parts []part) error {
+	out, err := b.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &b.bucket, Key: &key, VersionId: optional(version), ChecksumMode: types.ChecksumModeEnabled})
+	switch {
+	case statusOf(err) == http.StatusNotFound:
+		return fmt.Errorf("the object is not there after its upload: %w", errNotStored)
+	case err != nil:
+		return err
+	case aws.ToInt64(out.ContentLength) != size:
+		return fmt.Errorf("the object is %d bytes after an upload of %d: %w", aws.ToInt64(out.ContentLength), size, errNotStored)
+	}
+	want := parts[0].crc32c
+	if len(parts) > 1 {
+		if got := aws.ToString(out.ChecksumCRC32C); !strings.Contains(got, "-") {
+			return nil // a full-object checksum, which nestguard does not compute
+		}
+		want = compositeCRC32C(parts)
+	}
+	return checkEcho("the stored object", want, aws.ToString(out.ChecksumCRC32C))
+}
+
+// putSingle uploads a whole object in one conditional PUT, and reports
+// whether the store echoed its checksum (which it checked).
+func (b *Backend) putSingle(ctx context.Context, key string, rd io.Reader, p part, mode types.ObjectLockMode, until *time.Time) (version string, echoed bool, err error) {
 	out, err := b.client.PutObject(ctx, &awss3.PutObjectInput{
 		Bucket:                    &b.bucket,
 		Key:                       &key,
@@ -119,15 +180,21 @@ func (b *Backend) putSingle(ctx context.Context, key string, rd io.Reader, p par
 		ObjectLockRetainUntilDate: until,
 	})
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return aws.ToString(out.VersionId), nil
+	got := aws.ToString(out.ChecksumCRC32C)
+	if err := checkEcho("the upload", p.crc32c, got); err != nil {
+		return "", false, err
+	}
+	return aws.ToString(out.VersionId), got != "", nil
 }
 
 // putMultipart uploads an object part by part and completes it only if no
 // object of that name exists by then. The parts go up one after another:
-// the repository already uploads several objects at once.
-func (b *Backend) putMultipart(ctx context.Context, key string, rd io.ReadSeeker, start int64, parts []part, mode types.ObjectLockMode, until *time.Time) (version string, err error) {
+// the repository already uploads several objects at once. Each part's
+// echoed checksum is compared with the one sent, and the completion's
+// with their composite.
+func (b *Backend) putMultipart(ctx context.Context, key string, rd io.ReadSeeker, start int64, parts []part, mode types.ObjectLockMode, until *time.Time) (version string, echoed bool, err error) {
 	created, err := b.client.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{
 		Bucket:                    &b.bucket,
 		Key:                       &key,
@@ -137,11 +204,12 @@ func (b *Backend) putMultipart(ctx context.Context, key string, rd io.ReadSeeker
 		ObjectLockRetainUntilDate: until,
 	})
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	id := created.UploadId
+	completed := false
 	defer func() {
-		if err == nil {
+		if err == nil || completed {
 			return
 		}
 		// Parts of an unfinished upload are invisible but billed: drop
@@ -155,7 +223,7 @@ func (b *Backend) putMultipart(ctx context.Context, key string, rd io.ReadSeeker
 	done := make([]types.CompletedPart, 0, len(parts))
 	for i, p := range parts {
 		if err := ctx.Err(); err != nil {
-			return "", err
+			return "", false, err
 		}
 		up, err := b.client.UploadPart(ctx, &awss3.UploadPartInput{
 			Bucket:         &b.bucket,
@@ -167,7 +235,10 @@ func (b *Backend) putMultipart(ctx context.Context, key string, rd io.ReadSeeker
 			ChecksumCRC32C: aws.String(p.crc32c),
 		})
 		if err != nil {
-			return "", fmt.Errorf("part %d of %d: %w", i+1, len(parts), err)
+			return "", false, fmt.Errorf("part %d of %d: %w", i+1, len(parts), err)
+		}
+		if err := checkEcho(fmt.Sprintf("part %d of %d", i+1, len(parts)), p.crc32c, aws.ToString(up.ChecksumCRC32C)); err != nil {
+			return "", false, err
 		}
 		done = append(done, types.CompletedPart{PartNumber: aws.Int32(int32(i + 1)), ETag: up.ETag, ChecksumCRC32C: aws.String(p.crc32c)})
 	}
@@ -179,9 +250,19 @@ func (b *Backend) putMultipart(ctx context.Context, key string, rd io.ReadSeeker
 		IfNoneMatch:     aws.String("*"),
 	})
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return aws.ToString(out.VersionId), nil
+	completed = true
+	got := aws.ToString(out.ChecksumCRC32C)
+	if !strings.Contains(got, "-") {
+		// Not echoed, or a full-object checksum, which nestguard does
+		// not compute: checkStored looks.
+		return aws.ToString(out.VersionId), false, nil
+	}
+	if err := checkEcho("the completed upload", compositeCRC32C(parts), got); err != nil {
+		return "", false, err
+	}
+	return aws.ToString(out.VersionId), true, nil
 }
 
 // section returns n bytes of rd from offset off as a reader that the SDK
