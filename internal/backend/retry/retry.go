@@ -22,18 +22,21 @@ import (
 )
 
 // Options bound the retries. Zero fields take the defaults, which give up
-// after 6 attempts, with at most 25 s of waiting between them, or once a
-// minute has passed without progress, whichever comes first.
+// after 6 attempts, with at most 25 s of waiting between them, or once
+// the attempts have spent a minute in all without progress, whichever
+// comes first.
 type Options struct {
 	Attempts int           // tries in total, including the first (default 6)
 	Base     time.Duration // the first wait is up to Base (default 1 s)
 	Max      time.Duration // no wait is longer than Max (default 10 s)
-	// Patience is how long an operation may go without progress before
-	// no further attempt starts (default 1 min). Progress is the start
-	// of the operation, data taken from a Save's reader, a byte of a
-	// Load, an object of a List: attempts that each wait for a silent
-	// store until their own timeout do not add up beyond it, while a
-	// large transfer that keeps moving is retried as usual.
+	// Patience bounds the time the attempts of an operation may spend,
+	// in all, without progress: each failed attempt adds the time from
+	// its last progress (its start, data taken from a Save's reader, a
+	// byte of a Load, an object of a List) to its failure, and no
+	// attempt starts once the sum reaches Patience (default 1 min).
+	// Attempts that each wait out their timeout on a silent store do not
+	// add up beyond it; attempts that fail fast, and a large transfer
+	// that moved until it broke, are retried as usual.
 	Patience time.Duration
 	Logger   *slog.Logger // retries are logged at warning level (default: discarded)
 }
@@ -100,12 +103,13 @@ func (b *Backend) backoff(n int) time.Duration {
 	return rand.N(ceil + 1)
 }
 
-// budget counts the attempts of one operation, when it began, and when
-// it last made progress.
+// budget counts the attempts of one operation, when it began, when it
+// last made progress, and the time its failed attempts spent without.
 type budget struct {
 	start    time.Time
 	attempts int
 	progress atomic.Int64 // Unix nanoseconds; a Save's data is read in the HTTP transport's goroutine
+	silent   time.Duration
 }
 
 func newBudget() *budget {
@@ -130,6 +134,7 @@ func (b *Backend) do(ctx context.Context, what string, op func() error) error {
 func (b *Backend) run(ctx context.Context, what string, bg *budget, op func() error) error {
 	for {
 		bg.attempts++
+		bg.moved()
 		err := op()
 		if err == nil || !IsTransient(err) || ctx.Err() != nil {
 			return err
@@ -143,14 +148,13 @@ func (b *Backend) run(ctx context.Context, what string, bg *budget, op func() er
 // pause waits before the next attempt after err, or returns the final
 // error when the budget is spent or ctx ends.
 func (b *Backend) pause(ctx context.Context, what string, bg *budget, err error) error {
-	still := bg.still()
-	if bg.attempts >= b.o.Attempts || still >= b.o.Patience {
+	bg.silent += bg.still()
+	if bg.attempts >= b.o.Attempts || bg.silent >= b.o.Patience {
 		// err names the operation and the store already.
 		return fmt.Errorf("giving up after %d attempts over %v: %w",
 			bg.attempts, time.Since(bg.start).Round(time.Millisecond), err)
 	}
-	// The last attempt starts within the patience.
-	wait := min(b.backoff(bg.attempts), b.o.Patience-still)
+	wait := b.backoff(bg.attempts)
 	b.o.Logger.Warn("storage operation failed, retrying", "op", what, "attempt", bg.attempts, "of", b.o.Attempts, "wait", wait.Round(time.Millisecond), "err", err)
 	t := time.NewTimer(wait)
 	defer t.Stop()

@@ -561,6 +561,21 @@ func TestPatience(t *testing.T) {
 		t.Errorf("Stat of a silent store: %d attempts over %v, want it to stop after about %v", n, time.Since(start), patience)
 	}
 
+	// A store that takes each upload and then says nothing: reading the
+	// data again on each attempt is not progress of the operation.
+	var saves int
+	swallow := saveFunc(func(rd io.ReadSeeker) error {
+		saves++
+		io.Copy(io.Discard, rd)
+		time.Sleep(delay)
+		return errSlowDown
+	})
+	start = time.Now()
+	err = New(swallow, o).Save(ctx, backend.Handle{Type: backend.SnapshotFile, Name: "s"}, bytes.NewReader([]byte("wal")), 3)
+	if err == nil || saves > 5 || time.Since(start) > 10*delay {
+		t.Errorf("Save to a store that swallows uploads: %v after %d attempts over %v, want it to stop after about %v", err, saves, time.Since(start), patience)
+	}
+
 	o.Attempts = 10
 	f = newFlaky(errSlowDown)
 	f.fails["save"] = 8 // each failed attempt takes 10 bytes first
@@ -581,3 +596,23 @@ func TestPatience(t *testing.T) {
 		t.Errorf("Load whose attempts deliver bytes, over %v: %d bytes, %v", 9*delay, len(got), err)
 	}
 }
+
+// saveFunc is a backend whose Save is the function.
+type saveFunc func(rd io.ReadSeeker) error
+
+func (f saveFunc) Save(_ context.Context, _ backend.Handle, rd io.ReadSeeker, _ int64) error {
+	return f(rd)
+}
+
+func (saveFunc) Location() string { return "swallow" }
+func (saveFunc) Stat(context.Context, backend.Handle) (backend.FileInfo, error) {
+	return backend.FileInfo{}, errors.ErrUnsupported
+}
+func (saveFunc) Load(context.Context, backend.Handle, int64, int64) (io.ReadCloser, error) {
+	return nil, errors.ErrUnsupported
+}
+func (saveFunc) Remove(context.Context, backend.Handle) error { return errors.ErrUnsupported }
+func (saveFunc) List(context.Context, backend.FileType, func(backend.FileInfo) error) error {
+	return errors.ErrUnsupported
+}
+func (saveFunc) Close() error { return nil }
