@@ -157,3 +157,48 @@ func TestS3DroppedUploadsFail(t *testing.T) {
 		t.Errorf("pg archive-wal whose segment the store dropped: exit %d, want a failure saying so\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// A store that takes an upload and never answers fails pg archive-wal
+// in bounded time (PostgreSQL's archiving waits for it), with a final
+// message that says the store did not answer, once the SDK no longer
+// repeats each timed-out request on top of the retries.
+func TestS3SilentStoreArchiveWALFails(t *testing.T) {
+	t.Parallel()
+	if !inProcessEnv(nil) {
+		t.Skip("needs in-process runs (the idle timeout is set in-process only)")
+	}
+	srv, _ := s3Env(t, miniotest.MinIO, map[string]bool{"silent": false})
+	e := newEnv(t)
+	e.repo = "s3://silent/repo"
+	e.must("init")
+	p := srv.Proxy(t)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	var puts atomic.Int64
+	p.Set(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/wal/") {
+			return false
+		}
+		puts.Add(1)
+		io.Copy(io.Discard, r.Body)
+		<-release // never answers
+		return true
+	})
+	to := *e
+	to.extraEnv = append(append([]string{}, e.extraEnv...), "NESTGUARD_S3_ENDPOINT="+p.URL)
+	hist := filepath.Join(e.dir, "00000002.history")
+	writeFile(t, hist, "1\t0/3000000\tno recovery target specified\n", 0o600)
+	start := time.Now()
+	r := to.runIdle(time.Second, "pg", "archive-wal", hist)
+	took := time.Since(start)
+	host := strings.TrimPrefix(p.URL, "http://")
+	if r.code == 0 || !strings.Contains(r.stderr, "the storage at "+host+" did not answer within 1s; check it and run the command again") {
+		t.Errorf("pg archive-wal to a silent store: exit %d, want 1 and a message naming the store\n%s", r.code, r.stderr)
+	}
+	if n := puts.Load(); n > 6 {
+		t.Errorf("%d PUTs for at most 6 attempts: the SDK repeated timed-out requests", n)
+	}
+	if took > time.Minute {
+		t.Errorf("pg archive-wal to a silent store took %v", took)
+	}
+}
