@@ -91,7 +91,7 @@ func newClient(ctx context.Context, cfg Config) (*awss3.Client, error) {
 			o.RateLimiter = ratelimit.None // package retry bounds the retries
 			// Timeouts are left to package retry: each costs the idle
 			// timeout (or the dial or TLS handshake timeout), and the
-			// SDK's attempts would multiply its.
+			// SDK's attempts would multiply it.
 			o.Retryables = append([]retry.IsErrorRetryable{noTimeoutRetries}, o.Retryables...)
 		}),
 		// Uploads carry the CRC32C computed before them (save.go), and the
