@@ -3,9 +3,12 @@
 //
 // Objects are stored under a prefix as <prefix>/config,
 // <prefix>/<type>/<name>, and packs as <prefix>/data/<2 hex>/<name>.
-// Every upload carries a CRC32C checksum that the server verifies, and
-// objects larger than twice the part size (16 MiB) go up as multipart
-// uploads.
+// Every upload carries a CRC32C checksum that the server verifies and
+// echoes (an upload acknowledged with another checksum, or not there
+// when the store echoes none, is an error), and objects larger than twice
+// the part size (16 MiB) go up as multipart uploads. A request that waits
+// for the store without progress for Config.IdleTimeout fails as
+// transient.
 // Uploads are conditional (If-None-Match: *), so an existing object is
 // never replaced: Save of an existing name fails with fs.ErrExist.
 //
