@@ -51,17 +51,8 @@ func TestS3RestoreFromStalledStoreFails(t *testing.T) {
 		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/data/") {
 			return false
 		}
-		rec := httptest.NewRecorder()
-		p.Forward(rec, r)
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		body := rec.Body.Bytes()
-		w.Write(body[:len(body)/2])
-		w.(http.Flusher).Flush()
 		stalled.Add(1)
-		<-release // the rest never comes
+		p.StallBody(w, r, release) // the rest never comes
 		return true
 	})
 

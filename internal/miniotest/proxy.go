@@ -57,3 +57,20 @@ func (p *Proxy) Set(inject func(w http.ResponseWriter, r *http.Request) bool) {
 // Forward passes r to the server and the server's answer to w: for an
 // inject function that alters the server's answer rather than replacing it.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request) { p.rp.ServeHTTP(w, r) }
+
+// StallBody answers r as the server does, but sends only the headers and
+// the first half of the body, then nothing more until release is closed
+// (a store that stops sending mid-answer: a stopped server, a stuck load
+// balancer). For an inject function; it always answers r.
+func (p *Proxy) StallBody(w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+	rec := httptest.NewRecorder()
+	p.Forward(rec, r)
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	body := rec.Body.Bytes()
+	w.Write(body[:len(body)/2])
+	w.(http.Flusher).Flush()
+	<-release
+}
