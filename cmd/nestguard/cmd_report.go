@@ -200,6 +200,10 @@ func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repositor
 		a.warn(e.Error())
 	}
 	ev.Holds = holds
+	// Enforced is what the record says; the storage says whether it
+	// holds (found by a hostile test: a hold whose legal holds were
+	// never placed, or were cleared outside nestguard, passed).
+	ev.HoldsCheck, ev.HoldsCheckErr = hold.CheckEnforced(ctx, repo, holds, 0)
 	if ev.Keys, err = repo.ListKeys(ctx); err != nil {
 		return nil, "", err
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -69,4 +70,52 @@ func TestS3PartialLegalHoldIsReported(t *testing.T) {
 		}
 		e.must("hold", "list")
 	})
+}
+
+// A hold whose legal holds were cleared outside nestguard and whose
+// snapshot was then deleted (its retention over) is not "in force":
+// 'hold list' fails naming it, and the compliance report's legal-holds
+// control fails (it passed, trusting the record's "enforced"; found by a
+// hostile test).
+func TestS3HoldClearedOutsideFailsReport(t *testing.T) {
+	t.Parallel()
+	_, cl := s3Env(t, miniotest.MinIO, map[string]bool{"worm": true})
+	e := newEnv(t)
+	e.repo = "s3://worm/repo"
+	e.must("init", "--object-lock", "governance", "--min-retention", "2s")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 3, 3, 10_000)
+	snap := e.backupJSON(src)["snapshot"].(string)
+	e.must("hold", "add", snap[:8], "--case", "SEC-1", "--reason", "subpoena")
+	time.Sleep(4 * time.Second) // the retention ends; the legal holds remain
+
+	ctx := context.Background()
+	off := &types.ObjectLockLegalHold{Status: types.ObjectLockLegalHoldStatusOff}
+	for _, v := range objects(t, cl, "worm", "repo/") {
+		if _, err := cl.PutObjectLegalHold(ctx, &s3.PutObjectLegalHoldInput{Bucket: aws.String("worm"), Key: aws.String(v.key), VersionId: aws.String(v.id), LegalHold: off}); err != nil {
+			t.Fatalf("clearing the legal hold of %s: %v", v.key, err)
+		}
+	}
+	key := "repo/snapshots/" + snap
+	v := objects(t, cl, "worm", key)[key]
+	if _, err := cl.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("worm"), Key: aws.String(key), VersionId: aws.String(v.id)}); err != nil {
+		t.Fatalf("deleting the held snapshot object: %v", err)
+	}
+	if r := e.run("hold", "list"); r.code == 0 || !strings.Contains(r.stderr, "SEC-1") {
+		t.Errorf("hold list with the hold's snapshot gone and its legal holds cleared: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := e.run("report", "compliance", "--json")
+	var doc struct {
+		Controls []struct {
+			ID, Status, Summary string
+		} `json:"controls"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("report compliance --json: exit %d: %v\n%s", r.code, err, r.stderr)
+	}
+	for _, c := range doc.Controls {
+		if c.ID == "legal-holds" && c.Status != "fail" {
+			t.Errorf("legal-holds control %s (%q) though the storage holds nothing and the held snapshot was deleted", c.Status, c.Summary)
+		}
+	}
 }

@@ -446,6 +446,14 @@ func (ev *Evidence) legalHolds() *Control {
 	for _, h := range active {
 		c.find("in force at the end of the period: case %s on snapshot %s since %s", h.Case, h.Snapshot.Short(), fmtTime(h.Time))
 	}
+	for _, p := range ev.HoldsCheck {
+		bad++
+		c.find("case %s on snapshot %s: NOT HELD by the storage: %d of its %d objects carry no legal hold (run 'nestguard hold add' again)", p.Record.Case, p.Record.Snapshot.Short(), p.Unheld, p.Objects)
+	}
+	if ev.HoldsCheckErr != nil {
+		bad++
+		c.find("the storage could not confirm the legal holds in force: %v", ev.HoldsCheckErr)
+	}
 	if bad > 0 {
 		c.Status = Fail
 		c.Summary = fmt.Sprintf("%d hold events not recorded in the audit log or not enforced", bad)

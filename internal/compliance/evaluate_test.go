@@ -1,6 +1,7 @@
 package compliance
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -197,6 +198,20 @@ func TestControls(t *testing.T) {
 		{"holds: a hold object no record wrote", "legal-holds", func(w *world) {
 			w.ev.Holds = []*hold.Record{{ID: id.Hash([]byte("h1")), Snapshot: sid(1), Case: "C", Reason: "r", Time: t0.Add(h), Action: hold.ActionAdd}}
 		}, Fail, "NO AUDIT RECORD"},
+		{"holds: recorded as enforced, not held by the storage", "legal-holds", func(w *world) {
+			w.backup(1, t0.Add(h), "ledger", true)
+			add := &hold.Record{ID: id.Hash([]byte("h1")), Snapshot: sid(1), Case: "SEC-2", Reason: "inquiry", User: "bob", Host: "h", Time: t0.Add(2 * h), Action: hold.ActionAdd, Enforced: true}
+			w.ev.Holds = []*hold.Record{add}
+			w.record(add.Time, "hold add", audit.Success, "holds/"+add.ID.String())
+			w.ev.HoldsCheck = []hold.Partial{{Record: add, Objects: 7, Unheld: 7}}
+		}, Fail, "NOT HELD by the storage: 7 of its 7"},
+		{"holds: the storage cannot confirm them", "legal-holds", func(w *world) {
+			w.backup(1, t0.Add(h), "ledger", true)
+			add := &hold.Record{ID: id.Hash([]byte("h1")), Snapshot: sid(1), Case: "SEC-3", Reason: "inquiry", User: "bob", Host: "h", Time: t0.Add(2 * h), Action: hold.ActionAdd, Enforced: true}
+			w.ev.Holds = []*hold.Record{add}
+			w.record(add.Time, "hold add", audit.Success, "holds/"+add.ID.String())
+			w.ev.HoldsCheckErr = errors.New("reading snapshot 00000001 of hold \"SEC-3\": no such file")
+		}, Fail, "could not confirm the legal holds"},
 		{"object lock: none", "object-lock", func(w *world) {}, Fail, ""},
 		{"object lock: governance", "object-lock", func(w *world) {
 			w.ev.Config.ObjectLock = &repository.ObjectLock{Mode: "governance", MinRetention: 8 * 366 * 24 * time.Hour}

@@ -36,7 +36,14 @@ type Evidence struct {
 	Unreadable []id.ID
 	Classes    class.Set
 	Holds      []*hold.Record
-	Keys       []repository.KeyInfo
+	// HoldsCheck is what the storage says of the active holds recorded
+	// as enforced (hold.CheckEnforced): those whose objects do not all
+	// carry a legal hold; HoldsCheckErr why it could not be asked (the
+	// held snapshot gone, the storage failing). Both empty where the
+	// storage enforces no legal holds.
+	HoldsCheck    []hold.Partial
+	HoldsCheckErr error
+	Keys          []repository.KeyInfo
 	// MaxKeyAge is the longest a key may go unrotated (zero: a year).
 	MaxKeyAge time.Duration
 	// Log is the audit log read up to its checkpoint.
