@@ -323,6 +323,10 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 			}
 		}
 	}
+	// Before the first write (the audit record of what forget removes):
+	// on a full storage the temporary files of writers killed over a
+	// day ago may be what makes room for it, as for prune's lock record.
+	repo.CleanStaleTemp(ctx)
 	if err := beforeRemove(ctx, rep, o.BeforeRemove); err != nil {
 		return rep, err
 	}
