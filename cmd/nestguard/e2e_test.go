@@ -759,7 +759,11 @@ func TestKeys(t *testing.T) {
 	if len(slots) != 1 {
 		t.Fatalf("%d key slots", len(slots))
 	}
-	flipByte(t, slots[0])
+	// Cut in half (a flipped byte may land in a field nothing checks,
+	// as the slot's label).
+	if err := os.Truncate(slots[0], fileSize(t, slots[0])/2); err != nil {
+		t.Fatal(err)
+	}
 	if r := second.run("snapshots"); r.code == 0 || strings.Contains(r.stderr, "wrong passphrase") || !strings.Contains(r.stderr, "no key slot can be read") {
 		t.Errorf("only key slot damaged: exit %d\n%s", r.code, r.stderr)
 	}
