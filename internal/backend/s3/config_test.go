@@ -34,6 +34,19 @@ func TestNewReportsSetupMistakes(t *testing.T) {
 			t.Errorf("missing bucket: %v", err)
 		}
 
+		// The server's CA not given: say which flag gives it (found by
+		// a hostile test: a bare x509 error).
+		cfg = s.config(plainBucket)
+		cfg.CACertFile = ""
+		if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "--ca-cert") {
+			t.Errorf("untrusted certificate: %v", err)
+		}
+		cfg = s.config(plainBucket)
+		cfg.Endpoint = "127.0.0.1:1"
+		if _, err := New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "nothing answers at 127.0.0.1:1") {
+			t.Errorf("nothing listening: %v", err)
+		}
+
 		cfg = s.config(plainBucket)
 		cfg.Creds = credentials.NewStaticCredentialsProvider(s.AccessKey, "wrong secret", "")
 		_, err := New(ctx, cfg)
