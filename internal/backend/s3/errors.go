@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -54,6 +55,11 @@ func (b *Backend) wrap(err error, format string, args ...any) error {
 		return &opError{msg: msg, err: fmt.Errorf("%w (%v)", fs.ErrExist, err)}
 	case resp.status == http.StatusForbidden:
 		return &opError{msg: msg, err: fmt.Errorf("%w: check the credentials and the bucket policy (%v)", fs.ErrPermission, err)}
+	case resp.status == http.StatusBadRequest && strings.Contains(err.Error(), "ObjectLockConfiguration"):
+		// The repository asks for retention the bucket cannot give (its
+		// objects copied to a bucket made without Object Lock; found by
+		// a hostile test: the SDK's words only).
+		return &opError{msg: msg, err: fmt.Errorf("bucket %q has no Object Lock, and this repository's config sets write-once retention: keep the repository in a bucket created with Object Lock enabled (copy its objects to one, or 'nestguard copy' it there): %w", b.bucket, err)}
 	}
 	return &opError{msg: msg, err: err, transient: statusTransient(resp)}
 }

@@ -53,6 +53,15 @@ func TestWrapClassifies(t *testing.T) {
 			t.Errorf("message %q does not start with the operation and location", err)
 		}
 	}
+	noLock := &smithy.OperationError{ServiceID: "S3", OperationName: "PutObject", Err: &awshttp.ResponseError{
+		ResponseError: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 400}},
+			Err:      &smithy.GenericAPIError{Code: "InvalidRequest", Message: "Bucket is missing ObjectLockConfiguration"},
+		},
+	}}
+	if err := b.wrap(noLock, "saving"); retry.IsTransient(err) || !strings.Contains(err.Error(), `bucket "bkt" has no Object Lock`) {
+		t.Errorf("a bucket without the Object Lock the repository needs: %v", err)
+	}
 	err := b.wrap(resp(404, "NoSuchBucket"), "stat")
 	if errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), `bucket "bkt" does not exist`) {
 		t.Errorf("a missing bucket reads as a missing object: %v", err)
