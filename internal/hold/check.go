@@ -3,10 +3,8 @@ package hold
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 
-	"golang.org/x/sync/errgroup"
-
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/retention"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -45,37 +43,32 @@ func CheckEnforced(ctx context.Context, repo *repository.Repository, records []*
 	if workers <= 0 {
 		workers = DefaultWorkers
 	}
+	// One collector for all: it reads every index object once (as
+	// Release's stillHeld does), not once per hold.
+	c := retention.NewCollector(repo)
 	var out []Partial
 	for _, r := range check {
 		sn, err := snapshot.Load(ctx, repo, r.Snapshot)
 		if err != nil {
 			return out, fmt.Errorf("reading snapshot %s of hold %q to check its legal holds: %w", r.Snapshot.Short(), r.Case, err)
 		}
-		set, err := retention.Objects(ctx, repo, sn)
+		set, err := c.Objects(ctx, sn)
 		if err != nil {
 			return out, err
 		}
 		hs := append(set.Handles(), recordHandles(currentAdds(records, r.Snapshot, r.Case))...)
-		var unheld atomic.Int64
-		g, gctx := errgroup.WithContext(ctx)
-		g.SetLimit(workers)
-		for _, h := range hs {
-			g.Go(func() error {
-				st, err := l.Retention(gctx, h)
-				if err != nil {
-					return fmt.Errorf("asking for the legal hold of %s: %w", h, err)
-				}
-				if !st.LegalHold {
-					unheld.Add(1)
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
+		unheld, err := countEach(ctx, hs, workers, func(ctx context.Context, h backend.Handle) (bool, error) {
+			st, err := l.Retention(ctx, h)
+			if err != nil {
+				return false, fmt.Errorf("asking for the legal hold of %s: %w", h, err)
+			}
+			return !st.LegalHold, nil
+		})
+		if err != nil {
 			return out, err
 		}
-		if n := int(unheld.Load()); n > 0 {
-			out = append(out, Partial{Record: r, Objects: len(hs), Unheld: n})
+		if unheld > 0 {
+			out = append(out, Partial{Record: r, Objects: len(hs), Unheld: unheld})
 		}
 	}
 	return out, nil

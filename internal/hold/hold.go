@@ -307,16 +307,27 @@ func stillHeld(ctx context.Context, repo *repository.Repository, c *retention.Co
 }
 
 func setHolds(ctx context.Context, l backend.Locker, hs []backend.Handle, on bool, workers int) (int, error) {
+	return countEach(ctx, hs, workers, func(ctx context.Context, h backend.Handle) (bool, error) {
+		if err := l.SetLegalHold(ctx, h, on); err != nil {
+			return false, fmt.Errorf("legal hold on %s: %w", h, err)
+		}
+		return true, nil
+	})
+}
+
+// countEach calls fn for every handle of hs, workers at a time, until one
+// fails, and counts the calls that returned true.
+func countEach(ctx context.Context, hs []backend.Handle, workers int, fn func(context.Context, backend.Handle) (bool, error)) (int, error) {
 	var n atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
 	for _, h := range hs {
 		g.Go(func() error {
-			if err := l.SetLegalHold(gctx, h, on); err != nil {
-				return fmt.Errorf("legal hold on %s: %w", h, err)
+			ok, err := fn(gctx, h)
+			if ok {
+				n.Add(1)
 			}
-			n.Add(1)
-			return nil
+			return err
 		})
 	}
 	err := g.Wait()
