@@ -266,7 +266,7 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 		return nil, fmt.Errorf("listing legal holds: %w", err)
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("%d legal hold records cannot be read, so forget cannot tell which snapshots they hold, and removes nothing: %w; %s", len(bad), errors.Join(bad...), hold.Remedy)
+		return nil, unreadableHolds(bad)
 	}
 	rep := &Report{DryRun: o.DryRun}
 	if len(o.IDs) > 0 {
@@ -311,7 +311,7 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 		return nil, fmt.Errorf("listing legal holds again before removing: %w", err)
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("listing legal holds again before removing: %d legal hold records cannot be read, so forget removes nothing: %w; %s", len(bad), errors.Join(bad...), hold.Remedy)
+		return nil, fmt.Errorf("listing legal holds again before removing: %w", unreadableHolds(bad))
 	}
 	v.holds = hold.Active(records)
 	for gi := range rep.Groups {
@@ -331,6 +331,12 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 		return rep, err
 	}
 	return rep, remove(ctx, repo, rep)
+}
+
+// unreadableHolds is forget's refusal when legal hold records cannot be
+// read (bad, from hold.List).
+func unreadableHolds(bad []error) error {
+	return fmt.Errorf("%d legal hold records cannot be read, so forget cannot tell which snapshots they hold, and removes nothing: %w; %s", len(bad), errors.Join(bad...), hold.Remedy)
 }
 
 // beforeRemove calls fn with the snapshots rep removes, if any; if it
