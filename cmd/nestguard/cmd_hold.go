@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/hold"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -174,12 +173,8 @@ func (a *app) holdList(ctx context.Context) error {
 		}
 		unreadable := make([]unreadableJSON, 0, len(errs))
 		for _, e := range errs {
-			u := unreadableJSON{Object: string(backend.HoldFile), Error: e.Error()}
-			var ue *hold.Unreadable
-			if errors.As(e, &ue) {
-				u = unreadableJSON{Object: ue.Object(), Error: ue.Cause()}
-			}
-			unreadable = append(unreadable, u)
+			obj, why := hold.Describe(e)
+			unreadable = append(unreadable, unreadableJSON{Object: obj, Error: why})
 			fmt.Fprintf(a.stderr, "error: %v\n", e)
 		}
 		active := hold.Active(records)

@@ -422,11 +422,7 @@ func (c *Checker) checkHolds(ctx context.Context) error {
 		return fmt.Errorf("listing legal hold records: %w", err)
 	}
 	for _, e := range bad {
-		obj, why := string(backend.HoldFile), e.Error()
-		var u *hold.Unreadable
-		if errors.As(e, &u) {
-			obj, why = u.Object(), u.Cause()
-		}
+		obj, why := hold.Describe(e)
 		c.problem(obj, fmt.Errorf("legal hold record cannot be read: %s; forget removes nothing until it reads: %s", why, hold.Remedy))
 	}
 	return nil

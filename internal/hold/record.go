@@ -96,6 +96,16 @@ func (u *Unreadable) Cause() string {
 
 func (u *Unreadable) Unwrap() error { return u.Err }
 
+// Describe names the object an error of List is about (holds/<id>, or
+// holds/ when it is not one record's) and why it cannot be read.
+func Describe(err error) (object, cause string) {
+	var u *Unreadable
+	if errors.As(err, &u) {
+		return u.Object(), u.Cause()
+	}
+	return string(backend.HoldFile), err.Error()
+}
+
 // Remedy says what to do about an unreadable hold record. It must not be
 // deleted: a hold must never end because its record was damaged.
 const Remedy = "restore the record from a copy of the storage (an earlier object version, a replica or a backup of the repository's storage); do not delete it: it may hold a snapshot, and a hold must never end because its record was damaged"
