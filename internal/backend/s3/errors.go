@@ -148,19 +148,36 @@ func networkTransient(err error) bool {
 		return false
 	}
 	var (
-		unknownCA x509.UnknownAuthorityError
-		invalid   x509.CertificateInvalidError
-		hostname  x509.HostnameError
-		alert     tls.AlertError
-		record    tls.RecordHeaderError
-		dns       *net.DNSError
+		alert  tls.AlertError
+		record tls.RecordHeaderError
+		dns    *net.DNSError
 	)
 	switch {
-	case errors.As(err, &unknownCA), errors.As(err, &invalid), errors.As(err, &hostname),
-		errors.As(err, &alert), errors.As(err, &record):
+	case certFailure(err) != nil, errors.As(err, &alert), errors.As(err, &record):
 		return false
 	case errors.As(err, &dns):
 		return !dns.IsNotFound
 	}
 	return true
+}
+
+// certFailure returns the verification failure of the server's
+// certificate that err holds, or nil: an x509.UnknownAuthorityError (a
+// CA this machine does not trust), or a certificate not valid for the
+// server.
+func certFailure(err error) error {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		invalid   x509.CertificateInvalidError
+		hostname  x509.HostnameError
+	)
+	switch {
+	case errors.As(err, &unknownCA):
+		return unknownCA
+	case errors.As(err, &invalid):
+		return invalid
+	case errors.As(err, &hostname):
+		return hostname
+	}
+	return nil
 }

@@ -190,16 +190,13 @@ func (b *Backend) checkBucket(ctx context.Context, endpoint, given string) error
 	if statusOf(err) == http.StatusNotFound {
 		return fmt.Errorf("%s: bucket %q does not exist at %s: create it first (with Object Lock enabled for write-once retention); nestguard does not create buckets", b.location, b.bucket, endpoint)
 	}
-	var (
-		unknownCA x509.UnknownAuthorityError
-		invalid   x509.CertificateInvalidError
-		hostname  x509.HostnameError
-	)
+	cf := certFailure(err)
+	_, untrusted := cf.(x509.UnknownAuthorityError)
 	switch {
-	case errors.As(err, &unknownCA):
+	case untrusted:
 		// Found by a hostile test: a bare x509 error, after "3 attempts".
-		return fmt.Errorf("%s: the certificate of %s is signed by a CA this machine does not trust (%v): give that CA with --ca-cert (a PEM bundle), or check the endpoint", b.location, endpoint, unknownCA)
-	case errors.As(err, &invalid), errors.As(err, &hostname):
+		return fmt.Errorf("%s: the certificate of %s is signed by a CA this machine does not trust (%v): give that CA with --ca-cert (a PEM bundle), or check the endpoint", b.location, endpoint, cf)
+	case cf != nil:
 		return fmt.Errorf("%s: the certificate of %s is not valid for it: %w; check the endpoint (--s3-endpoint) and the server's certificate", b.location, endpoint, err)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("%s: nothing answers at %s (connection refused): check the endpoint (--s3-endpoint) and that the store is running", b.location, endpoint)
