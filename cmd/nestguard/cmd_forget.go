@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -533,7 +532,7 @@ func (a *app) printForget(rep *forget.Report) {
 		} else {
 			a.printf("\n%s: %s\n", key, policySource(g))
 		}
-		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+		tw := newTable(a.stdout, 2, 4)
 		for _, e := range g.Entries {
 			action, why := string(e.Action), strings.Join(reasonTexts(e), "; ")
 			switch {

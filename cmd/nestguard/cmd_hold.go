@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -201,7 +200,7 @@ func (a *app) holdList(ctx context.Context) error {
 			}
 			return holdListErr(errs, partial)
 		}
-		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+		tw := newTable(a.stdout, 2, 4)
 		fmt.Fprintf(tw, "Active holds: %d\n", len(active))
 		if len(active) > 0 {
 			fmt.Fprintln(tw, "Snapshot\tCase\tSince\tBy\tEnforced\tReason")

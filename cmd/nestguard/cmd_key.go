@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -166,7 +165,7 @@ func (a *app) runKeyList(ctx context.Context) error {
 		if a.jsonOut {
 			return a.printJSON(keys)
 		}
-		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+		tw := newTable(a.stdout, 2, 4)
 		fmt.Fprintln(tw, " \tID\tCreated\tUser\tHost\tLabel")
 		for _, k := range keys {
 			cur := " "

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -256,7 +255,7 @@ func (a *app) printStatus(s *pg.StatusReport) {
 	}
 
 	fmt.Fprintln(out, "\nTimelines:")
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	tw := newTable(out, 0, 0)
 	fmt.Fprintln(tw, "  TL\tSEGMENTS\tFIRST\tLAST\tRUNS\tBRANCHED FROM")
 	for _, t := range s.Timelines {
 		first, last := "-", "-"
@@ -297,7 +296,7 @@ func (a *app) printStatus(s *pg.StatusReport) {
 	if len(s.BaseBackups) == 0 {
 		fmt.Fprintln(out, "  none")
 	} else {
-		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		tw = newTable(out, 0, 0)
 		fmt.Fprintln(tw, "  ID\tTL\tSTART\tSTOP\tSTART LSN\tSTOP LSN\tSIZE\tSTORED\tNOTE")
 		for _, b := range s.BaseBackups {
 			note := ""

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"path"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -258,7 +257,7 @@ func (a *app) runSnapshots(ctx context.Context, f snapshot.Filter) error {
 			}
 			return unreadableSnapshots(a, unreadable)
 		}
-		tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
+		tw := newTable(a.stdout, 2, 4)
 		fmt.Fprintln(tw, "ID\tTime\tKind\tHost\tTags\tSize\tPaths")
 		for _, sn := range shown {
 			size := ""
