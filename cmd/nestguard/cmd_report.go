@@ -180,7 +180,7 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 func (a *app) complianceEvidence(ctx context.Context, repo *repository.Repository, ev *compliance.Evidence) (*audit.Tree, string, error) {
 	ev.Repository, ev.Config, ev.Classes = redactRepo(a.repo), repo.Config(), a.classes
 	ev.Remote, ev.RedactRepo = strings.HasPrefix(a.repo, "s3://"), redactRepo
-	snaps, unreadable, err := snapshot.List(ctx, repo)
+	snaps, unreadable, err := snapshot.ListFromStorage(ctx, repo)
 	if err != nil {
 		return nil, "", err
 	}

@@ -5,6 +5,7 @@ package main
 // reports while other processes write.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -57,6 +58,9 @@ func (e *env) snapshotIDs() []string {
 func TestLatestNeverSkipsUnreadableSnapshot(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	// No local copy of the newest snapshot, which would serve it
+	// (TestSnapshotCopies).
+	e.extraEnv = append(e.extraEnv, "NESTGUARD_NO_CACHE=true")
 	src := filepath.Join(e.dir, "src")
 	os.MkdirAll(src, 0o755)
 	os.WriteFile(filepath.Join(src, "f.txt"), []byte("old"), 0o644)
@@ -74,7 +78,7 @@ func TestLatestNeverSkipsUnreadableSnapshot(t *testing.T) {
 
 	other := newEnv(t)
 	other.pass = e.pass
-	other.extraEnv = []string{"NESTGUARD_FROM_PASSWORD=" + e.pass}
+	other.extraEnv = []string{"NESTGUARD_FROM_PASSWORD=" + e.pass, "NESTGUARD_NO_CACHE=true"}
 	other.must("init")
 	for _, args := range [][]string{
 		{"restore", "latest", "--target", filepath.Join(e.dir, "r1")},
@@ -473,4 +477,66 @@ func TestLostIndexSuggestsRepairIndex(t *testing.T) {
 	e.must("repair", "index")
 	e.must("verify")
 	e.must("restore", "latest", "--target", filepath.Join(e.dir, "out3"))
+}
+
+// TestSnapshotCopies: commands read snapshots through local copies in the
+// cache directory. With the newest snapshot object damaged on the storage
+// after it was copied, the copy (its exact bytes) serves 'latest', while
+// verify, which reads the storage, reports the damage; a forgotten
+// snapshot's copy is dropped; a damaged copy is read again from the
+// storage, not reported.
+func TestSnapshotCopies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cache := filepath.Join(e.dir, "cache")
+	e.extraEnv = append(e.extraEnv, "NESTGUARD_CACHE_DIR="+cache)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f.txt"), []byte("old"), 0o644)
+	e.must("init")
+	e.must("backup", src)
+	os.WriteFile(filepath.Join(src, "f.txt"), []byte("new"), 0o644)
+	e.must("backup", src)
+	ids := e.snapshotIDs()
+	if len(ids) != 2 {
+		t.Fatalf("%d snapshots", len(ids))
+	}
+	older, newest := ids[0], ids[1]
+	copies, _ := filepath.Glob(filepath.Join(cache, "*", "snapshots", "*"))
+	if len(copies) != 2 {
+		t.Fatalf("copies of snapshots in the cache: %v, want 2", copies)
+	}
+	copyOf := func(id string) string { return filepath.Join(filepath.Dir(copies[0]), id) }
+
+	flipByte(t, filepath.Join(e.repo, "snapshots", newest))
+	tgt := filepath.Join(e.dir, "r1")
+	e.must("restore", "latest", "--target", tgt)
+	if b, _ := os.ReadFile(filepath.Join(tgt, src, "f.txt")); string(b) != "new" {
+		t.Errorf("restore latest from the copy: f.txt = %q, want \"new\"", b)
+	}
+	if r := e.run("verify"); r.code == 0 || !strings.Contains(r.stderr, newest[:8]) {
+		t.Errorf("verify with the newest snapshot damaged on the storage (a good copy in the cache): exit %d, want an error naming %s\n%s", r.code, newest[:8], r.stderr)
+	}
+	if r := e.run("snapshots", "--no-cache"); r.code != 3 || !strings.Contains(r.stderr, newest[:8]) {
+		t.Errorf("snapshots --no-cache: exit %d, want 3 naming %s\n%s", r.code, newest[:8], r.stderr)
+	}
+
+	// A damaged copy is replaced from the storage, without a word.
+	flipByte(t, copyOf(older))
+	if r := e.run("snapshots"); r.code != 0 || !strings.Contains(r.stdout, older[:8]) || r.stderr != "" {
+		t.Errorf("snapshots with a damaged copy: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	stored, _ := os.ReadFile(filepath.Join(e.repo, "snapshots", older))
+	if b, _ := os.ReadFile(copyOf(older)); !bytes.Equal(b, stored) {
+		t.Error("the damaged copy was not replaced by the stored object")
+	}
+
+	// Forgotten: no longer listed anywhere, its copy dropped.
+	e.must("forget", older[:8])
+	if r := e.run("snapshots"); strings.Contains(r.stdout, older[:8]) {
+		t.Errorf("a forgotten snapshot is listed:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(copyOf(older)); !os.IsNotExist(err) {
+		t.Errorf("the copy of a forgotten snapshot is kept: %v", err)
+	}
 }

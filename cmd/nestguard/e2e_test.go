@@ -81,6 +81,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building nestguard: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// The local caches (index, snapshot copies) of every run go to a
+	// directory of the test run's, not the user's ~/.cache.
+	cache := filepath.Join(dir, "cache")
+	os.Setenv("XDG_CACHE_HOME", cache)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

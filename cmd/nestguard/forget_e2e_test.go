@@ -353,6 +353,8 @@ func TestForgetPrune(t *testing.T) {
 func TestForgetDamagedSnapshot(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	// No local copy of the snapshot, which would serve it (TestSnapshotCopies).
+	e.extraEnv = append(e.extraEnv, "NESTGUARD_NO_CACHE=true")
 	e.must("init")
 	src := filepath.Join(e.dir, "src")
 	writeTree(t, src, 71, 10, 50_000)

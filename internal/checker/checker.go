@@ -323,7 +323,7 @@ func (c *Checker) reportFallbacks() {
 // check itself could not run (e.g. the storage is unreachable).
 func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	c.pruneSeen = c.pruneRunning(ctx)
-	snaps, unreadable, err := snapshot.List(ctx, c.repo)
+	snaps, unreadable, err := snapshot.ListFromStorage(ctx, c.repo)
 	if err != nil {
 		return nil, err
 	}

@@ -470,6 +470,16 @@ func (r *Repository) LoadObject(ctx context.Context, t backend.FileType, oid id.
 }
 
 func (r *Repository) loadSealed(ctx context.Context, t backend.FileType, oid id.ID) ([]byte, error) {
+	sealed, err := r.readSealed(ctx, t, oid)
+	if err != nil {
+		return nil, err
+	}
+	return r.openSealed(t, oid, sealed)
+}
+
+// readSealed reads object t/oid from the storage and checks that its
+// bytes hash to its name.
+func (r *Repository) readSealed(ctx context.Context, t backend.FileType, oid id.ID) ([]byte, error) {
 	h := backend.Handle{Type: t, Name: oid.String()}
 	sealed, err := backend.ReadAll(ctx, r.be, h, maxUnpackedObjectLen)
 	if err != nil {
@@ -478,6 +488,13 @@ func (r *Repository) loadSealed(ctx context.Context, t backend.FileType, oid id.
 	if r.objects.Sum(sealed) != oid {
 		return nil, fmt.Errorf("%s: %w: content does not match its name", h, ErrObjectCorrupted)
 	}
+	return sealed, nil
+}
+
+// openSealed authenticates, decrypts and unpacks the stored bytes of
+// object t/oid, whose hash was checked.
+func (r *Repository) openSealed(t backend.FileType, oid id.ID, sealed []byte) ([]byte, error) {
+	h := backend.Handle{Type: t, Name: oid.String()}
 	body, err := r.key.Open(nil, sealed, adObject(t))
 	if err != nil {
 		return nil, openFailed(h.String(), err)

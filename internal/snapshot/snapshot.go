@@ -94,8 +94,16 @@ func Save(ctx context.Context, s Store, sn *Snapshot) error {
 
 // Load reads snapshot oid.
 func Load(ctx context.Context, s Store, oid id.ID) (*Snapshot, error) {
+	return load(ctx, s.LoadObject, oid)
+}
+
+// loadFunc reads an object into v: a Store's LoadObject, or a cachingStore's
+// LoadCachedObject.
+type loadFunc func(ctx context.Context, t backend.FileType, oid id.ID, v any) error
+
+func load(ctx context.Context, get loadFunc, oid id.ID) (*Snapshot, error) {
 	var sn Snapshot
-	if err := s.LoadObject(ctx, backend.SnapshotFile, oid, &sn); err != nil {
+	if err := get(ctx, backend.SnapshotFile, oid, &sn); err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", oid.Short(), err)
 	}
 	sn.ID = oid
@@ -157,14 +165,43 @@ func (u *Unreadable) Unwrap() []error { return []error{ErrUnreadable, u.Err} }
 // objects, whose reads are mostly waiting.
 const listReads = 16
 
+// A cachingStore keeps local copies of the objects it lists
+// (repository.Repository, in its cache directory).
+type cachingStore interface {
+	// LoadCachedObject is LoadObject, from a local copy when there is one
+	// that checks.
+	LoadCachedObject(ctx context.Context, t backend.FileType, oid id.ID, v any) error
+	// PruneObjectCache drops the copies of objects a complete listing,
+	// ids, did not name.
+	PruneObjectCache(t backend.FileType, ids []id.ID)
+}
+
 // List loads every snapshot, oldest first. Unreadable snapshots are
 // returned as errors (each an *Unreadable) beside the readable ones;
 // callers resolving references pass them on to Find. One removed between
-// the listing and its read is left out, as if listed after.
+// the listing and its read is left out, as if listed after. Which
+// snapshots exist is the storage's listing; their contents come from the
+// store's local copies where it keeps them (cachingStore), so that a
+// repository of many snapshots is not read whole by every command.
 func List(ctx context.Context, s Store) ([]*Snapshot, []error, error) {
+	return list(ctx, s, true)
+}
+
+// ListFromStorage is List reading every snapshot from the storage, never
+// from local copies: verify's, whose job is to find damage there.
+func ListFromStorage(ctx context.Context, s Store) ([]*Snapshot, []error, error) {
+	return list(ctx, s, false)
+}
+
+func list(ctx context.Context, s Store, cached bool) ([]*Snapshot, []error, error) {
 	ids, err := s.ListObjects(ctx, backend.SnapshotFile)
 	if err != nil {
 		return nil, nil, err
+	}
+	get := loadFunc(s.LoadObject)
+	if c, ok := s.(cachingStore); ok && cached {
+		get = c.LoadCachedObject
+		defer c.PruneObjectCache(backend.SnapshotFile, ids)
 	}
 	var (
 		mu   sync.Mutex
@@ -175,7 +212,7 @@ func List(ctx context.Context, s Store) ([]*Snapshot, []error, error) {
 	g.SetLimit(listReads)
 	for _, oid := range ids {
 		g.Go(func() error {
-			sn, err := Load(gctx, s, oid)
+			sn, err := load(gctx, get, oid)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
