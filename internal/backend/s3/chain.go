@@ -20,12 +20,16 @@ type chain struct {
 	lookup func(string) (string, bool)
 	region string // the S3 region given, if any
 	caCert string // the CA bundle the S3 endpoint is reached with, if any
+	// profile is Config.Profile: the one profile credentials come from
+	// ("" for the whole chain), and origin where it was given.
+	profile, origin string
 }
 
 func (c chain) env(k string) string { v, _ := c.lookup(k); return v }
 
 // defaultChain returns the first source of credentials that cfg's
-// environment configures, in the order of the AWS tools:
+// environment configures, in the order of the AWS tools, and what it is,
+// for messages (see who):
 //
 //  1. the AWS variables (envCreds);
 //  2. profile AWS_PROFILE (else "default") of the shared credentials file
@@ -42,35 +46,81 @@ func (c chain) env(k string) string { v, _ := c.lookup(k); return v }
 //  5. the EC2 instance's role (IMDS), unless AWS_EC2_METADATA_DISABLED is
 //     true.
 //
+// With cfg.Profile set, that profile is the only source, as the AWS CLI
+// takes --profile (and the SDK a profile set in code): the AWS variables
+// and AWS_PROFILE are not read, and a profile that does not exist, has
+// one key of its pair, or configures no credentials is an error, never a
+// turn to the next source. Two repositories (copy's source and
+// destination) can so each have their own, whatever the environment
+// holds.
+//
 // The links are the SDK's credential providers. The SDK's own chain
 // (config.LoadDefaultConfig) is not used: with its SSO and sign-in clients
 // its packages cost about 2.5 ms of initialization in every nestguard
 // process, more than the whole S3 client, and nestguard has no use for
 // its other settings. SSO profiles are refused with what to do instead.
-func defaultChain(ctx context.Context, cfg Config) (aws.CredentialsProvider, error) {
-	c := chain{lookup: cfg.lookupEnv(), region: cfg.Region, caCert: cfg.CACertFile}
+func defaultChain(ctx context.Context, cfg Config) (aws.CredentialsProvider, string, error) {
+	c := chain{lookup: cfg.lookupEnv(), region: cfg.Region, caCert: cfg.CACertFile, profile: cfg.Profile, origin: cfg.ProfileOrigin}
+	if c.profile != "" {
+		p, err := c.profileCreds(ctx)
+		switch {
+		case err != nil:
+			return nil, "", err
+		case p == nil:
+			name, _ := c.profileName()
+			return nil, "", fmt.Errorf("%s has no credentials: give it aws_access_key_id and aws_secret_access_key, a credential_process, or a role_arn with source_profile or credential_source", c.who(name))
+		}
+		name, _ := c.profileName()
+		return p, c.who(name), nil
+	}
 	if p := envCreds(c.lookup); p != nil {
-		return p, nil
+		return p, "the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables", nil
 	}
 	if p, err := c.profileCreds(ctx); err != nil || p != nil {
-		return p, err
+		name, _ := c.profileName()
+		return p, c.who(name), err
 	}
 	if file, role := c.env("AWS_WEB_IDENTITY_TOKEN_FILE"), c.env("AWS_ROLE_ARN"); file != "" && role != "" {
 		client, err := c.stsClient(ctx, "", nil)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		return stscreds.NewWebIdentityRoleProvider(client, role, stscreds.IdentityTokenFile(file), func(o *stscreds.WebIdentityRoleOptions) {
 			o.RoleSessionName = c.env("AWS_ROLE_SESSION_NAME")
-		}), nil
+		}), "web identity role " + role, nil
 	}
 	if p := c.containerCreds(); p != nil {
-		return p, nil
+		return p, "the container's credentials", nil
 	}
 	if strings.EqualFold(c.env("AWS_EC2_METADATA_DISABLED"), "true") {
-		return nil, nil
+		return nil, "", nil
 	}
-	return ec2rolecreds.New(), nil
+	return ec2rolecreds.New(), "the EC2 instance's role", nil
+}
+
+// profileName returns the profile the chain reads and where it was
+// chosen: Config.Profile (its origin), else AWS_PROFILE, else "default"
+// (origin "").
+func (c chain) profileName() (name, origin string) {
+	if c.profile != "" {
+		if c.origin == "" {
+			return c.profile, "the S3 profile setting"
+		}
+		return c.profile, c.origin
+	}
+	if name := c.env("AWS_PROFILE"); name != "" {
+		return name, "AWS_PROFILE"
+	}
+	return "default", ""
+}
+
+// who names profile name's credentials for messages: profile "x" and
+// where it was chosen (a flag, AWS_PROFILE).
+func (c chain) who(name string) string {
+	if _, origin := c.profileName(); origin != "" {
+		return fmt.Sprintf("profile %q (%s)", name, origin)
+	}
+	return fmt.Sprintf("profile %q", name)
 }
 
 // containerCreds returns the provider of a container's credentials

@@ -77,7 +77,7 @@ func TestProfilePartialKeys(t *testing.T) {
 	// Nor does the whole chain go on to a container's credentials.
 	env := map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": conf, "AWS_PROFILE": "prod",
 		"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:1/creds"}
-	if p, err := defaultChain(context.Background(), Config{LookupEnv: testChain(env).lookup}); err == nil || p != nil {
+	if p, _, err := defaultChain(context.Background(), Config{LookupEnv: testChain(env).lookup}); err == nil || p != nil {
 		t.Errorf("the chain with AWS_PROFILE=prod (partial keys): %v, %v; want an error", p, err)
 	}
 }
@@ -115,4 +115,64 @@ func TestProfileHome(t *testing.T) {
 // testChain is a chain whose lookup is env.
 func testChain(env map[string]string) chain {
 	return chain{lookup: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+}
+
+// TestNamedProfileOnly: Config.Profile (copy's --from-s3-profile, the
+// global --s3-profile) is the one source of credentials, as the AWS CLI
+// takes --profile: the AWS variables and AWS_PROFILE, which may be the
+// other repository's, are not read. A profile that does not exist, has
+// one key of its pair or configures no credentials is an error naming it
+// and where it was given, never a turn to the rest of the chain.
+func TestNamedProfileOnly(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	creds, conf := filepath.Join(dir, "credentials"), filepath.Join(dir, "config")
+	os.WriteFile(creds, []byte("[src]\naws_access_key_id = AKIASOURCEKEY1234\naws_secret_access_key = source-secret\n"+
+		"[other]\naws_access_key_id = other\naws_secret_access_key = other-secret\n"+
+		"[half]\naws_access_key_id = AKIAHALFKEY\naws_secert_access_key = half-secret\n"), 0o600)
+	os.WriteFile(conf, []byte("[profile regiononly]\nregion = eu-central-1\n"), 0o600)
+	env := map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds, "AWS_CONFIG_FILE": conf,
+		"AWS_ACCESS_KEY_ID": "env-key", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_PROFILE": "other",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:1/creds"}
+	cfg := Config{LookupEnv: testChain(env).lookup, Profile: "src", ProfileOrigin: "--from-s3-profile"}
+
+	p, who, err := credentialChain(ctx, cfg)
+	if err != nil {
+		t.Fatalf("profile src: %v", err)
+	}
+	if v, err := p.Retrieve(ctx); err != nil || v.AccessKeyID != "AKIASOURCEKEY1234" {
+		t.Errorf("profile src: credentials %q, %v; want the profile's, not the environment's or AWS_PROFILE's", v.AccessKeyID, err)
+	}
+	if want := `profile "src" (--from-s3-profile), access key ID ****1234`; who != want {
+		t.Errorf("identity %q, want %q", who, want)
+	}
+
+	for profile, want := range map[string]string{
+		"nosuch":     `--from-s3-profile nosuch: no such profile in ` + creds,
+		"half":       `profile "half" has partial credentials: aws_access_key_id is set, aws_secret_access_key is missing`,
+		"regiononly": `profile "regiononly" (--from-s3-profile) has no credentials`,
+	} {
+		cfg.Profile = profile
+		p, _, err := credentialChain(ctx, cfg)
+		if err == nil || p != nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("profile %s: %v, %v; want an error saying %q", profile, p, err, want)
+		}
+		for _, secret := range []string{"half-secret", "env-secret", "source-secret", "AKIAHALFKEY"} {
+			if err != nil && strings.Contains(err.Error(), secret) {
+				t.Errorf("profile %s: the error repeats %q: %v", profile, secret, err)
+			}
+		}
+	}
+
+	// Without Config.Profile the chain is as before: the variables first,
+	// and what they are is said.
+	_, who, err = credentialChain(ctx, Config{LookupEnv: testChain(env).lookup})
+	if err != nil || !strings.Contains(who, "AWS_ACCESS_KEY_ID") {
+		t.Errorf("the whole chain: %q, %v; want the AWS variables", who, err)
+	}
+	delete(env, "AWS_ACCESS_KEY_ID")
+	_, who, err = credentialChain(ctx, Config{LookupEnv: testChain(env).lookup})
+	if err != nil || who != `profile "other" (AWS_PROFILE)` {
+		t.Errorf("the whole chain without the variables: %q, %v; want AWS_PROFILE's", who, err)
+	}
 }

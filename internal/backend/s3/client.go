@@ -61,17 +61,19 @@ func ParseEndpoint(endpoint string, insecure bool) (hostport string, secure bool
 	return "", false, fmt.Errorf("S3 endpoint %q: unknown scheme %q (want https:// or, for a loopback test server, http://)", endpoint, scheme)
 }
 
-func newClient(ctx context.Context, cfg Config) (*awss3.Client, error) {
+// newClient returns the S3 client of cfg and what its credentials are
+// (see identity).
+func newClient(ctx context.Context, cfg Config) (*awss3.Client, string, error) {
 	if strings.Contains(cfg.Endpoint, "://") || strings.Contains(cfg.Endpoint, "/") {
-		return nil, fmt.Errorf("S3 endpoint %q: give host[:port] only (see ParseEndpoint)", cfg.Endpoint)
+		return nil, "", fmt.Errorf("S3 endpoint %q: give host[:port] only (see ParseEndpoint)", cfg.Endpoint)
 	}
 	tr, err := transport(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	creds, err := credentialChain(ctx, cfg)
+	creds, who, err := credentialChain(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	idle := cfg.IdleTimeout
 	if idle <= 0 {
@@ -119,7 +121,7 @@ func newClient(ctx context.Context, cfg Config) (*awss3.Client, error) {
 	if opts.Region == "" {
 		opts.Region = defaultRegion
 	}
-	return awss3.New(opts), nil
+	return awss3.New(opts), who, nil
 }
 
 // sdkAttempts bounds the SDK's own quick attempts (at most 1 s apart) of
@@ -236,18 +238,19 @@ func checkLoopback(ctx context.Context, endpoint string) error {
 // credentialChain returns cfg.Creds, or the first source of credentials
 // that the environment configures (defaultChain), and checks that it
 // yields credentials: anonymous requests would only fail later with a
-// less helpful "access denied".
-func credentialChain(ctx context.Context, cfg Config) (aws.CredentialsProvider, error) {
-	creds := cfg.Creds
+// less helpful "access denied". It also returns what they are, for
+// messages (see identity).
+func credentialChain(ctx context.Context, cfg Config) (aws.CredentialsProvider, string, error) {
+	creds, who := cfg.Creds, "the credentials given"
 	if creds == nil {
-		c, err := defaultChain(ctx, cfg)
+		c, w, err := defaultChain(ctx, cfg)
 		if err != nil {
-			return nil, fmt.Errorf("getting S3 credentials: %w", err)
+			return nil, "", fmt.Errorf("getting S3 credentials: %w", err)
 		}
 		if c == nil {
-			return nil, errNoCredentials
+			return nil, "", errNoCredentials
 		}
-		creds = c
+		creds, who = c, w
 	}
 	if _, ok := creds.(*aws.CredentialsCache); !ok {
 		creds = aws.NewCredentialsCache(creds)
@@ -255,13 +258,27 @@ func credentialChain(ctx context.Context, cfg Config) (aws.CredentialsProvider, 
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	v, err := creds.Retrieve(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%w (%v)", errNoCredentials, err)
+	switch {
+	case err != nil && cfg.Profile != "":
+		// Not the hint of where else to put credentials: the profile
+		// asked for is the only source.
+		return nil, "", fmt.Errorf("getting S3 credentials from %s: %w", who, err)
+	case err != nil:
+		return nil, "", fmt.Errorf("%w (%s: %v)", errNoCredentials, who, err)
+	case v.AccessKeyID == "" || v.SecretAccessKey == "":
+		return nil, "", fmt.Errorf("%w (%s gave none)", errNoCredentials, who)
 	}
-	if v.AccessKeyID == "" || v.SecretAccessKey == "" {
-		return nil, errNoCredentials
-	}
-	return creds, nil
+	return creds, identity(who, v.AccessKeyID), nil
 }
 
-var errNoCredentials = errors.New("no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add a profile to ~/.aws/credentials (chosen with AWS_PROFILE), or run with an IAM role")
+var errNoCredentials = errors.New("no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add a profile to ~/.aws/credentials (chosen with --s3-profile or AWS_PROFILE), or run with an IAM role")
+
+// identity describes credentials for messages: where they came from
+// (who) and the last four characters of the access key ID, as 'aws
+// configure list' shows it. Never the secret.
+func identity(who, keyID string) string {
+	if len(keyID) < 8 {
+		return who
+	}
+	return fmt.Sprintf("%s, access key ID ****%s", who, keyID[len(keyID)-4:])
+}

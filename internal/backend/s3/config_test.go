@@ -50,7 +50,8 @@ func TestNewReportsSetupMistakes(t *testing.T) {
 		cfg = s.config(plainBucket)
 		cfg.Creds = credentials.NewStaticCredentialsProvider(s.AccessKey, "wrong secret", "")
 		_, err := New(ctx, cfg)
-		if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "check the credentials") || retry.IsTransient(err) {
+		// The refusal names the credentials used (never the secret).
+		if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "check the credentials (the credentials given, access key ID ****"+s.AccessKey[len(s.AccessKey)-4:]+")") || retry.IsTransient(err) {
 			t.Errorf("wrong secret: %v (transient %v)", err, retry.IsTransient(err))
 		}
 		if err != nil && strings.Contains(err.Error(), "wrong secret") {

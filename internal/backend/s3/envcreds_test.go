@@ -13,7 +13,7 @@ func TestCredentialsFromLookupEnv(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "process-secret")
 	vars := map[string]string{"AWS_ACCESS_KEY": "given-id", "AWS_SECRET_KEY": "given-secret", "AWS_SESSION_TOKEN": "tok"}
 	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
-	creds, err := credentialChain(context.Background(), Config{LookupEnv: lookup})
+	creds, _, err := credentialChain(context.Background(), Config{LookupEnv: lookup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestCredentialsFromLookupEnv(t *testing.T) {
 		"AWS_CONFIG_FILE":             dir + "/none",
 		"AWS_EC2_METADATA_DISABLED":   "true",
 	}
-	if _, err := credentialChain(context.Background(), Config{LookupEnv: func(k string) (string, bool) { v, ok := none[k]; return v, ok }}); err == nil {
+	if _, _, err := credentialChain(context.Background(), Config{LookupEnv: func(k string) (string, bool) { v, ok := none[k]; return v, ok }}); err == nil {
 		t.Error("no credentials given, and the chain found some")
 	}
 }

@@ -54,7 +54,7 @@ func (b *Backend) wrap(err error, format string, args ...any) error {
 	case resp.status == http.StatusPreconditionFailed:
 		return &opError{msg: msg, err: fmt.Errorf("%w (%v)", fs.ErrExist, err)}
 	case resp.status == http.StatusForbidden:
-		return &opError{msg: msg, err: fmt.Errorf("%w: check the credentials and the bucket policy (%v)", fs.ErrPermission, err)}
+		return &opError{msg: msg, err: fmt.Errorf("%w: check the credentials%s and the bucket policy (%v)", fs.ErrPermission, b.credentials(), err)}
 	case resp.status == http.StatusBadRequest && strings.Contains(err.Error(), "ObjectLockConfiguration"):
 		// The repository asks for retention the bucket cannot give (its
 		// objects copied to a bucket made without Object Lock; found by
@@ -62,6 +62,16 @@ func (b *Backend) wrap(err error, format string, args ...any) error {
 		return &opError{msg: msg, err: fmt.Errorf("bucket %q has no Object Lock, and this repository's config sets write-once retention: keep the repository in a bucket created with Object Lock enabled (copy its objects to one, or 'nestguard copy' it there): %w", b.bucket, err)}
 	}
 	return &opError{msg: msg, err: err, transient: statusTransient(resp)}
+}
+
+// credentials names the credentials requests are signed with, for a
+// refusal's message: " (profile "x" (--s3-profile), access key ID
+// ****ABCD)", "" if not known.
+func (b *Backend) credentials() string {
+	if b.identity == "" {
+		return ""
+	}
+	return " (" + b.identity + ")"
 }
 
 // response is what an S3 error answer says: its HTTP status and error

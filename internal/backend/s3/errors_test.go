@@ -234,7 +234,7 @@ func TestVersionedLister(t *testing.T) {
 // A refusal names the operation, the permission, the key and the role
 // whose documented policy grants it, and still wraps fs.ErrPermission.
 func TestDeniedNamesRole(t *testing.T) {
-	be := &Backend{location: "s3://b/p"}
+	be := &Backend{location: "s3://b/p", identity: `profile "dst" (--s3-profile), access key ID ****ABCD`}
 	refusal := apiError(http.StatusForbidden, "AccessDenied")
 	for _, c := range []struct {
 		action string
@@ -254,7 +254,7 @@ func TestDeniedNamesRole(t *testing.T) {
 		key, _ := be.key(h)
 		err := be.denied(refusal, c.action, h, key, "doing %s", h)
 		msg := err.Error()
-		for _, want := range []string{"doing " + h.String(), c.action, key, "which the " + c.role + " role", "s3://b/p"} {
+		for _, want := range []string{"doing " + h.String(), c.action, key, "which the " + c.role + " role", "s3://b/p", be.identity} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("%s on %s: %q does not say %q", c.action, c.typ, msg, want)
 			}

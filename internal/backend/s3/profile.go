@@ -74,11 +74,11 @@ func (f *sharedFiles) where() string {
 	return fmt.Sprintf("%s or %s", f.credsFile, f.configFile)
 }
 
-// profileCreds returns the credentials of profile AWS_PROFILE (else
-// "default") of the shared files, nil if it has none (or, for "default"
-// when AWS_PROFILE is unset, does not exist: a profile named in
-// AWS_PROFILE that does not exist is an error), with the precedence of
-// the AWS tools:
+// profileCreds returns the credentials of profile Config.Profile, else
+// AWS_PROFILE, else "default" of the shared files (see profileName), nil
+// if it has none (or, for "default" when neither names a profile, does
+// not exist: a profile named that does not exist is an error), with the
+// precedence of the AWS tools:
 //
 //   - role_arn with source_profile or credential_source: the role,
 //     assumed at STS (see stsClient) with the source's credentials, with
@@ -96,23 +96,22 @@ func (f *sharedFiles) where() string {
 // refused with what to do instead: nestguard runs unattended, and the SSO
 // clients cost every process start (see defaultChain).
 func (c chain) profileCreds(ctx context.Context) (aws.CredentialsProvider, error) {
-	name := c.env("AWS_PROFILE")
-	chosen := name != ""
-	if !chosen {
-		name = "default"
-	}
+	name, origin := c.profileName()
 	files, err := readSharedFiles(c)
 	if err != nil {
 		return nil, fmt.Errorf("reading profile %q: %w", name, err)
 	}
 	if files.profile(name) == nil {
-		if chosen {
-			// As the AWS tools: a profile asked for by name that does
-			// not exist is an error, not a silent turn to other
-			// credentials (an instance role, say) with other rights.
+		// As the AWS tools: a profile asked for by name that does not
+		// exist is an error, not a silent turn to other credentials (an
+		// instance role, say) with other rights.
+		switch origin {
+		case "":
+			return nil, nil
+		case "AWS_PROFILE":
 			return nil, fmt.Errorf("AWS_PROFILE=%s: no such profile in %s: correct the name, or unset AWS_PROFILE to use the default credentials", name, files.where())
 		}
-		return nil, nil
+		return nil, fmt.Errorf("%s %s: no such profile in %s (a [%s] section of the first, or [profile %s] of the second): correct the name", origin, name, files.where(), name, name)
 	}
 	r := resolver{chain: c, files: files}
 	p, err := r.resolve(ctx, name, nil)

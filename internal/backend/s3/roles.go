@@ -71,8 +71,8 @@ func (b *Backend) denied(err error, action string, h backend.Handle, key string,
 		return b.wrap(err, format, args...)
 	}
 	msg := fmt.Sprintf(format, args...) + " (" + b.location + ")"
-	return &opError{msg: msg, err: fmt.Errorf("%w: S3 refused %s on %s, which %s grants (docs/storage.md, \"S3 roles\"): check which credentials this runs with and the policy attached to them (%v)",
-		fs.ErrPermission, action, key, roleFor(action, h.Type), err)}
+	return &opError{msg: msg, err: fmt.Errorf("%w: S3 refused %s on %s, which %s grants (docs/storage.md, \"S3 roles\"): check the credentials this runs with%s and the policy attached to them (%v)",
+		fs.ErrPermission, action, key, roleFor(action, h.Type), b.credentials(), err)}
 }
 
 // readAction is the permission reading an object needs: on a versioned

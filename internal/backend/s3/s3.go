@@ -88,6 +88,14 @@ type Config struct {
 	// with what to do instead. The STS endpoint is reached with CACertFile
 	// too.
 	Creds aws.CredentialsProvider
+	// Profile, when set, is the one source of credentials: that profile
+	// of the shared files (its keys, credential_process, or a role it
+	// assumes), as the AWS CLI takes --profile. The AWS variables and
+	// AWS_PROFILE are then not read, and a profile that does not exist,
+	// has one key of its pair, or configures no credentials is an error
+	// (see defaultChain). ProfileOrigin says where it was given (a flag
+	// such as "--from-s3-profile"), for messages.
+	Profile, ProfileOrigin string
 	// LookupEnv is where the chain reads the AWS variables (HOME
 	// included); nil means the process's environment (os.LookupEnv).
 	LookupEnv func(string) (string, bool)
@@ -105,6 +113,7 @@ type Backend struct {
 	bucket   string
 	prefix   string
 	location string
+	identity string // what the credentials are, for messages (see identity)
 	partSize int64
 	log      *slog.Logger
 
@@ -158,11 +167,11 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		log:      cfg.Logger,
 		versions: make(map[string]string),
 	}
-	client, err := newClient(ctx, cfg)
+	client, who, err := newClient(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", b.location, err)
 	}
-	b.client = client
+	b.client, b.identity = client, who
 	if err := b.checkBucket(ctx, cfg.Endpoint, cfg.Region); err != nil {
 		return nil, err
 	}
