@@ -48,6 +48,9 @@ type app struct {
 	s3PathStyle  bool
 	caCert       string
 	insecureHTTP bool
+	// s3Profile is --s3-profile, s3ProfileOrigin where it was given (for
+	// messages: the flag, its variable or the config file).
+	s3Profile, s3ProfileOrigin string
 
 	// classes are the data classes of the config file (none without
 	// one), classFile the file they come from.
@@ -174,6 +177,7 @@ stopped by SIGINT or SIGTERM.`,
 			if err := a.applyConfig(cmd); err != nil {
 				return err
 			}
+			a.s3ProfileOrigin = a.flagOrigin(cmd.Flag("s3-profile"))
 			a.setupLogging()
 			a.startRun(cmd)
 			a.startAudit(cmd, args)
@@ -204,6 +208,7 @@ stopped by SIGINT or SIGTERM.`,
 	pf.StringVar(&a.s3Region, "s3-region", a.getenv("AWS_REGION"), "S3 region (env AWS_REGION)")
 	pf.BoolVar(&a.s3PathStyle, "s3-path-style", a.getenv("NESTGUARD_S3_PATH_STYLE") == "true", "use path-style S3 URLs (MinIO and most self-hosted stores)")
 	pf.StringVar(&a.caCert, "ca-cert", a.getenv("NESTGUARD_CA_CERT"), "PEM bundle of CAs to trust for TLS to the storage")
+	pf.StringVar(&a.s3Profile, "s3-profile", a.getenv("NESTGUARD_S3_PROFILE"), "take the S3 credentials from this profile of the shared AWS files only (its keys, credential_process or role), as the AWS CLI's --profile: AWS_ACCESS_KEY_ID and AWS_PROFILE are then not read (env NESTGUARD_S3_PROFILE; default: the AWS credential chain)")
 	bindEnv(pf, "metrics-file", "NESTGUARD_METRICS_FILE")
 	bindEnv(pf, "repo", "NESTGUARD_REPO")
 	bindEnv(pf, "password-file", "NESTGUARD_PASSWORD_FILE")
@@ -214,6 +219,7 @@ stopped by SIGINT or SIGTERM.`,
 	bindEnv(pf, "s3-region", "AWS_REGION")
 	bindEnv(pf, "s3-path-style", "NESTGUARD_S3_PATH_STYLE")
 	bindEnv(pf, "ca-cert", "NESTGUARD_CA_CERT")
+	bindEnv(pf, "s3-profile", "NESTGUARD_S3_PROFILE")
 	pf.BoolVar(&a.insecureHTTP, "insecure-http", false, "talk plain HTTP to S3 (loopback endpoints only, for tests)")
 	pf.StringVar(&a.auditSpool, "audit-spool", a.getenv("NESTGUARD_AUDIT_SPOOL"), "directory of the audit spool of pg archive-wal and pg restore-wal, whose calls are recorded in batches (env NESTGUARD_AUDIT_SPOOL; default $XDG_STATE_HOME/nestguard or ~/.local/state/nestguard; see docs/audit.md)")
 	bindEnv(pf, "audit-spool", "NESTGUARD_AUDIT_SPOOL")
@@ -281,14 +287,16 @@ func (a *app) setupLogging() {
 
 func (a *app) locationOptions() location.Options {
 	return location.Options{
-		S3Endpoint:    a.s3Endpoint,
-		S3Region:      a.s3Region,
-		S3PathStyle:   a.s3PathStyle,
-		CACertFile:    a.caCert,
-		InsecureHTTP:  a.insecureHTTP,
-		Logger:        a.log,
-		LookupEnv:     a.lookupEnv,
-		S3IdleTimeout: a.s3IdleTimeout,
+		S3Endpoint:      a.s3Endpoint,
+		S3Region:        a.s3Region,
+		S3PathStyle:     a.s3PathStyle,
+		CACertFile:      a.caCert,
+		InsecureHTTP:    a.insecureHTTP,
+		S3Profile:       a.s3Profile,
+		S3ProfileOrigin: a.s3ProfileOrigin,
+		Logger:          a.log,
+		LookupEnv:       a.lookupEnv,
+		S3IdleTimeout:   a.s3IdleTimeout,
 	}
 }
 

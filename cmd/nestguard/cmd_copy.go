@@ -24,6 +24,8 @@ type copyFlags struct {
 	fromKeyFile      string
 	fromS3Endpoint   string
 	fromS3Region     string
+	fromS3Profile    string
+	fromS3ProfileOf  string // where fromS3Profile was given, for messages
 	all              bool
 	newerThanLast    bool
 	continuous       bool
@@ -72,15 +74,28 @@ behind) is not copied either; those are counted as older than the last
 copy. Give it to a --continuous copy into a destination with its own
 retention.
 
+An S3 source signs with the credentials of --from-s3-profile, a profile
+of the shared AWS files used alone (its keys, credential_process or a
+role it assumes; AWS_ACCESS_KEY_ID and AWS_PROFILE are not read for
+it), else of --s3-profile, else the destination's credential chain: give
+it for a source in another account or store with its own keys. Its
+identity needs only read and list rights (docs/storage.md, "copy source"
+role). Errors name the side (source or destination) and the profile
+used.
+
 When the destination has an Object Lock policy, each copy gets its
 retention as a backup would; if that fails, the copy is kept and
 'nestguard retention apply' finishes it (a copy run again skips it).`,
 		Example: `  nestguard copy --from-repo s3://backups-eu/prod --to-repo s3://backups-us/prod --all
   nestguard copy --from-repo /srv/backup --to-repo s3://offsite/host1 latest
   nestguard copy --from-repo s3://a/p --to-repo s3://b/p --all --continuous --interval 5m
-  nestguard copy --from-repo s3://a/p --to-repo s3://b/p --all --newer-than-last --continuous`,
+  nestguard copy --from-repo s3://a/p --to-repo s3://b/p --all --newer-than-last --continuous
+  # each side its own account or store, its credentials from ~/.aws profiles:
+  nestguard copy --from-repo s3://backups-eu/prod --from-s3-profile eu-copy-source \
+      --to-repo s3://dr-us/prod --s3-profile us-backup-writer --all`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.repoSet = cmd.Flag("repo").Changed
+			f.fromS3ProfileOf = a.flagOrigin(cmd.Flag("from-s3-profile"))
 			return a.runCopy(cmd.Context(), f, args)
 		},
 	}
@@ -94,6 +109,8 @@ retention as a backup would; if that fails, the copy is kept and
 	bindEnv(fl, "from-key-file", "NESTGUARD_FROM_KEY_FILE")
 	fl.StringVar(&f.fromS3Endpoint, "from-s3-endpoint", "", "S3 endpoint of the source (default --s3-endpoint)")
 	fl.StringVar(&f.fromS3Region, "from-s3-region", "", "S3 region of the source (default --s3-region)")
+	fl.StringVar(&f.fromS3Profile, "from-s3-profile", a.getenv("NESTGUARD_FROM_S3_PROFILE"), "take the source's S3 credentials from this profile of the shared AWS files only, as --s3-profile does the destination's (env NESTGUARD_FROM_S3_PROFILE; default --s3-profile, else the AWS credential chain)")
+	bindEnv(fl, "from-s3-profile", "NESTGUARD_FROM_S3_PROFILE")
 	fl.BoolVar(&f.all, "all", false, "copy every snapshot")
 	fl.BoolVar(&f.newerThanLast, "newer-than-last", false, "copy only snapshots not older than the newest copy of the same host, kind and paths: what the destination forgot stays forgotten")
 	fl.BoolVar(&f.continuous, "continuous", false, "repeat the copy every --interval until interrupted")
@@ -260,6 +277,9 @@ func (a *app) openSource(ctx context.Context, f copyFlags) (*repository.Reposito
 	}
 	if f.fromS3Region != "" {
 		lo.S3Region = f.fromS3Region
+	}
+	if f.fromS3Profile != "" {
+		lo.S3Profile, lo.S3ProfileOrigin = f.fromS3Profile, f.fromS3ProfileOf
 	}
 	r, err := a.openRepository(ctx, f.from, lo, func() ([]byte, string, error) { return a.fromSecret(f) }, "", true)
 	if err != nil {

@@ -599,6 +599,11 @@ func (a *app) restoreCommandLine(session string) (string, error) {
 	if a.s3PathStyle {
 		words = append(words, "--s3-path-style")
 	}
+	if a.s3Profile != "" {
+		// A name, not a secret: the database's OS user reads the
+		// profile from its own shared AWS files.
+		words = append(words, "--s3-profile", a.s3Profile)
+	}
 	if a.caCert != "" {
 		p, err := filepath.Abs(a.caCert)
 		if err != nil {

@@ -30,6 +30,27 @@ func setByConfig(fl *pflag.Flag) bool {
 	return ok
 }
 
+// flagOrigin names where fl got its value, for messages: the config
+// file ("s3-profile in /etc/nestguard/nestguard.toml"), the command line
+// ("--s3-profile"), or its environment variable ("NESTGUARD_S3_PROFILE");
+// "" for a nil flag.
+func (a *app) flagOrigin(fl *pflag.Flag) string {
+	switch {
+	case fl == nil:
+		return ""
+	case setByConfig(fl):
+		return fl.Name + " in " + fl.Annotations[configAnnotation][0]
+	case fl.Changed:
+		return "--" + fl.Name
+	}
+	for _, v := range fl.Annotations[envAnnotation] {
+		if a.getenv(v) != "" {
+			return v
+		}
+	}
+	return "--" + fl.Name
+}
+
 // bindEnv records that flag name of fl defaults to the environment
 // variables env (the first one set).
 func bindEnv(fl *pflag.FlagSet, name string, env ...string) {

@@ -682,12 +682,13 @@ func TestRestoreCommandLine(t *testing.T) {
 	}
 	a.keyFile = "/etc/nestguard/wal.key"
 	a.s3PathStyle = true
+	a.s3Profile = "wal-reader"
 	a.fipsOnly = false
 	cmd, err := a.restoreCommandLine("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(cmd, " --repo '/srv/back up/100%%' --key-file /etc/nestguard/wal.key --s3-path-style pg restore-wal %f %p") {
+	if !strings.Contains(cmd, " --repo '/srv/back up/100%%' --key-file /etc/nestguard/wal.key --s3-path-style --s3-profile wal-reader pg restore-wal %f %p") {
 		t.Errorf("restore_command: %s", cmd)
 	}
 	if cmd, err := a.restoreCommandLine("S3ss10n"); err != nil || !strings.HasSuffix(cmd, " pg restore-wal --spool-session S3ss10n %f %p") {

@@ -28,6 +28,11 @@ type Options struct {
 	// LookupEnv is where S3 credentials and AWS_REGION are read from;
 	// nil means the process's environment.
 	LookupEnv func(string) (string, bool)
+	// S3Profile, when set, is the one profile of the shared AWS files
+	// the S3 credentials come from (see s3.Config.Profile);
+	// S3ProfileOrigin says where it was given (a flag, a variable, the
+	// config file), for messages.
+	S3Profile, S3ProfileOrigin string
 	// S3IdleTimeout is how long an S3 request may wait for the store
 	// without progress; zero means s3.DefaultIdleTimeout.
 	S3IdleTimeout time.Duration

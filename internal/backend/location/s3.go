@@ -23,16 +23,18 @@ func openS3(ctx context.Context, bucket, prefix string, o Options, create bool) 
 		region, _ = lookup("AWS_REGION")
 	}
 	be, err := s3.New(ctx, s3.Config{
-		Endpoint:    o.S3Endpoint,
-		Region:      region,
-		Bucket:      bucket,
-		Prefix:      prefix,
-		PathStyle:   o.S3PathStyle,
-		Secure:      !o.InsecureHTTP,
-		CACertFile:  o.CACertFile,
-		Logger:      o.Logger,
-		LookupEnv:   lookup,
-		IdleTimeout: o.S3IdleTimeout,
+		Endpoint:      o.S3Endpoint,
+		Region:        region,
+		Bucket:        bucket,
+		Prefix:        prefix,
+		PathStyle:     o.S3PathStyle,
+		Secure:        !o.InsecureHTTP,
+		CACertFile:    o.CACertFile,
+		Logger:        o.Logger,
+		LookupEnv:     lookup,
+		Profile:       o.S3Profile,
+		ProfileOrigin: o.S3ProfileOrigin,
+		IdleTimeout:   o.S3IdleTimeout,
 	})
 	if err != nil {
 		return nil, err

@@ -148,7 +148,7 @@ func TestNamedProfileOnly(t *testing.T) {
 	}
 
 	for profile, want := range map[string]string{
-		"nosuch":     `--from-s3-profile nosuch: no such profile in ` + creds,
+		"nosuch":     `profile "nosuch" (--from-s3-profile): no such profile in ` + creds,
 		"half":       `profile "half" has partial credentials: aws_access_key_id is set, aws_secret_access_key is missing`,
 		"regiononly": `profile "regiononly" (--from-s3-profile) has no credentials`,
 	} {

@@ -111,7 +111,7 @@ func (c chain) profileCreds(ctx context.Context) (aws.CredentialsProvider, error
 		case "AWS_PROFILE":
 			return nil, fmt.Errorf("AWS_PROFILE=%s: no such profile in %s: correct the name, or unset AWS_PROFILE to use the default credentials", name, files.where())
 		}
-		return nil, fmt.Errorf("%s %s: no such profile in %s (a [%s] section of the first, or [profile %s] of the second): correct the name", origin, name, files.where(), name, name)
+		return nil, fmt.Errorf("%s: no such profile in %s (a [%s] section of the first, or [profile %s] of the second): correct the name", c.who(name), files.where(), name, name)
 	}
 	r := resolver{chain: c, files: files}
 	p, err := r.resolve(ctx, name, nil)
