@@ -63,15 +63,14 @@ func defaultChain(ctx context.Context, cfg Config) (aws.CredentialsProvider, str
 	c := chain{lookup: cfg.lookupEnv(), region: cfg.Region, caCert: cfg.CACertFile, profile: cfg.Profile, origin: cfg.ProfileOrigin}
 	if c.profile != "" {
 		p, err := c.profileCreds(ctx)
+		who := c.who(c.profile)
 		switch {
 		case err != nil:
 			return nil, "", err
 		case p == nil:
-			name, _ := c.profileName()
-			return nil, "", fmt.Errorf("%s has no credentials: give it aws_access_key_id and aws_secret_access_key, a credential_process, or a role_arn with source_profile or credential_source", c.who(name))
+			return nil, "", fmt.Errorf("%s has no credentials: give it aws_access_key_id and aws_secret_access_key, a credential_process, or a role_arn with source_profile or credential_source", who)
 		}
-		name, _ := c.profileName()
-		return p, c.who(name), nil
+		return p, who, nil
 	}
 	if p := envCreds(c.lookup); p != nil {
 		return p, "the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables", nil
