@@ -514,9 +514,17 @@ func TestSnapshotCopies(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(tgt, src, "f.txt")); string(b) != "new" {
 		t.Errorf("restore latest from the copy: f.txt = %q, want \"new\"", b)
 	}
-	if r := e.run("verify"); r.code == 0 || !strings.Contains(r.stderr, newest[:8]) {
-		t.Errorf("verify with the newest snapshot damaged on the storage (a good copy in the cache): exit %d, want an error naming %s\n%s", r.code, newest[:8], r.stderr)
+	if r := e.run("verify"); r.code == 0 || !strings.Contains(r.stderr, newest[:8]) || !strings.Contains(r.stderr, copyOf(newest)) {
+		t.Errorf("verify with the newest snapshot damaged on the storage (a good copy in the cache): exit %d, want an error naming %s and its copy\n%s", r.code, newest[:8], r.stderr)
 	}
+	// The copy it names repairs the object.
+	os.Remove(filepath.Join(e.repo, "snapshots", newest))
+	b, _ := os.ReadFile(copyOf(newest))
+	os.WriteFile(filepath.Join(e.repo, "snapshots", newest), b, 0o400)
+	if r := e.run("verify", "--no-cache"); r.code != 0 {
+		t.Errorf("verify after putting the copy back: exit %d\n%s", r.code, r.stderr)
+	}
+	flipByte(t, filepath.Join(e.repo, "snapshots", newest))
 	if r := e.run("snapshots", "--no-cache"); r.code != 3 || !strings.Contains(r.stderr, newest[:8]) {
 		t.Errorf("snapshots --no-cache: exit %d, want 3 naming %s\n%s", r.code, newest[:8], r.stderr)
 	}

@@ -332,6 +332,9 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		var u *snapshot.Unreadable
 		if errors.As(e, &u) {
 			obj = "snapshots/" + u.ID.String()
+			if p := c.repo.GoodCopy(backend.SnapshotFile, u.ID); p != "" {
+				e = fmt.Errorf("%w; this machine's cache holds the object as it was written, %s: copy it over the damaged object to repair it, rather than forgetting the snapshot", e, p)
+			}
 		}
 		c.problem(obj, e)
 	}

@@ -162,3 +162,20 @@ func (r *Repository) PruneObjectCache(t backend.FileType, ids []id.ID) {
 		os.Remove(filepath.Join(dir, name))
 	}
 }
+
+// GoodCopy returns the path of the local copy of object t/oid when its
+// bytes hash to the object's name (the object as it was written), or "":
+// verify names it beside a snapshot object damaged on the storage, whose
+// exact bytes it can put back.
+func (r *Repository) GoodCopy(t backend.FileType, oid id.ID) string {
+	dir := objectCacheDir(r.cacheDir, r.cfg.ID, t)
+	if dir == "" {
+		return ""
+	}
+	path := filepath.Join(dir, oid.String())
+	b, err := readCopy(path)
+	if err != nil || r.objects.Sum(b) != oid {
+		return ""
+	}
+	return path
+}
