@@ -49,21 +49,20 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 	failed := func(err error) error {
 		return b.denied(err, b.listAction(), backend.Handle{Type: t}, prefix, "listing %s", t)
 	}
+	var fnErr error // fn's, not the listing's
+	var err error
 	if !b.versioned {
-		pages := awss3.NewListObjectsV2Paginator(b.client, &awss3.ListObjectsV2Input{Bucket: &b.bucket, Prefix: &prefix})
-		for pages.HasMorePages() {
-			page, err := pages.NextPage(ctx)
-			if err == nil {
-				err = b.checkListing(page.Name)
-			}
-			if err != nil {
-				return failed(err)
-			}
-			for _, obj := range page.Contents {
-				if err := report(aws.ToString(obj.Key), aws.ToInt64(obj.Size), aws.ToTime(obj.LastModified), ""); err != nil {
-					return err
-				}
-			}
+		err = listRanges(ctx, prefix, b.objectPager(prefix, ""), func(after string) pager[types.Object] { return b.objectPager(prefix, after) },
+			func(o types.Object) string { return aws.ToString(o.Key) },
+			func(o types.Object) error {
+				fnErr = report(aws.ToString(o.Key), aws.ToInt64(o.Size), aws.ToTime(o.LastModified), "")
+				return fnErr
+			})
+		if fnErr != nil {
+			return fnErr
+		}
+		if err != nil {
+			return failed(err)
 		}
 		return nil
 	}
@@ -71,13 +70,14 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 	reportVersion := func(v types.ObjectVersion) error {
 		return report(aws.ToString(v.Key), aws.ToInt64(v.Size), aws.ToTime(v.LastModified), aws.ToString(v.VersionId))
 	}
-	var fnErr error // fn's, not the listing's
-	err := b.listVersions(ctx, prefix, func(v types.ObjectVersion) error {
-		if prev, ok := versions.add(v); ok {
-			fnErr = reportVersion(prev)
-		}
-		return fnErr
-	})
+	err = listRanges(ctx, prefix, b.versionPager(prefix, ""), func(after string) pager[types.ObjectVersion] { return b.versionPager(prefix, after) },
+		func(v types.ObjectVersion) string { return aws.ToString(v.Key) },
+		func(v types.ObjectVersion) error {
+			if prev, ok := versions.add(v); ok {
+				fnErr = reportVersion(prev)
+			}
+			return fnErr
+		})
 	switch {
 	case fnErr != nil:
 		return fnErr
@@ -88,6 +88,61 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 		return reportVersion(last)
 	}
 	return nil
+}
+
+// objectPager lists the keys under prefix after key after ("": all).
+func (b *Backend) objectPager(prefix, after string) pager[types.Object] {
+	in := &awss3.ListObjectsV2Input{Bucket: &b.bucket, Prefix: &prefix}
+	if after != "" {
+		in.StartAfter = &after
+	}
+	return objectPager{b, awss3.NewListObjectsV2Paginator(b.client, in)}
+}
+
+type objectPager struct {
+	b *Backend
+	p *awss3.ListObjectsV2Paginator
+}
+
+func (o objectPager) more() bool { return o.p.HasMorePages() }
+
+func (o objectPager) next(ctx context.Context) ([]types.Object, error) {
+	page, err := o.p.NextPage(ctx)
+	if err == nil {
+		err = o.b.checkListing(page.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return page.Contents, nil
+}
+
+// versionPager lists the versions of the keys under prefix after key
+// after ("": all).
+func (b *Backend) versionPager(prefix, after string) pager[types.ObjectVersion] {
+	in := &awss3.ListObjectVersionsInput{Bucket: &b.bucket, Prefix: &prefix}
+	if after != "" {
+		in.KeyMarker = &after
+	}
+	return versionPager{b, awss3.NewListObjectVersionsPaginator(b.client, in)}
+}
+
+type versionPager struct {
+	b *Backend
+	p *awss3.ListObjectVersionsPaginator
+}
+
+func (v versionPager) more() bool { return v.p.HasMorePages() }
+
+func (v versionPager) next(ctx context.Context) ([]types.ObjectVersion, error) {
+	page, err := v.p.NextPage(ctx)
+	if err == nil {
+		err = v.b.checkListing(page.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return page.Versions, nil
 }
 
 // nameOf returns the object name of key, listed under prefix for type t.
