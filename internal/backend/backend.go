@@ -206,6 +206,15 @@ type DeferredSaver interface {
 // of space: a local directory's file system or quota is full.
 var ErrFull = errors.New("the storage is full")
 
+// ErrUnavailable is matched (errors.Is) by an operation that failed
+// because the storage did not answer, or answered only with failures that
+// may pass (throttling such as S3's 503 SlowDown, server errors,
+// timeouts, refused or broken connections), until the retries gave up
+// (package retry). It says nothing about the objects themselves: an
+// object that could not be read for it is not known to be damaged or
+// missing, and the operation may succeed when the store answers again.
+var ErrUnavailable = errors.New("the storage is unavailable")
+
 // FullAdvice says what to do about a full storage. A writer that failed
 // for it removed what it had started; what was saved before is intact.
 const FullAdvice = "nothing saved before is lost; to make room, remove snapshots ('nestguard forget', then 'nestguard prune', which needs a few KiB for its lock record: if even that fails, first delete the repository's .tmp-* files that are older than every nestguard command still running), or grow the volume; then run the command again"

@@ -150,9 +150,7 @@ func (b *Backend) run(ctx context.Context, what string, bg *budget, op func() er
 func (b *Backend) pause(ctx context.Context, what string, bg *budget, err error) error {
 	bg.silent += bg.still()
 	if bg.attempts >= b.o.Attempts || bg.silent >= b.o.Patience {
-		// err names the operation and the store already.
-		return fmt.Errorf("giving up after %d attempts over %v: %w",
-			bg.attempts, time.Since(bg.start).Round(time.Millisecond), err)
+		return &GaveUpError{Attempts: bg.attempts, Over: time.Since(bg.start).Round(time.Millisecond), Err: err}
 	}
 	wait := b.backoff(bg.attempts)
 	b.o.Logger.Warn("storage operation failed, retrying", "op", what, "attempt", bg.attempts, "of", b.o.Attempts, "wait", wait.Round(time.Millisecond), "err", err)
@@ -165,6 +163,29 @@ func (b *Backend) pause(ctx context.Context, what string, bg *budget, err error)
 		return nil
 	}
 }
+
+// GaveUpError is the error of an operation whose attempts all failed
+// with transient errors (see IsTransient) until the attempts or the
+// patience ran out: the storage did not answer, or only with failures
+// that may pass. It matches backend.ErrUnavailable (errors.Is) as well as
+// the last attempt's error, so that callers tell an outage from damage
+// without knowing this package.
+type GaveUpError struct {
+	Attempts int
+	Over     time.Duration // from the first attempt to giving up
+	Err      error         // the last attempt's; it names the operation and the store
+}
+
+func (e *GaveUpError) Error() string {
+	return fmt.Sprintf("giving up after %d attempts over %v: %v", e.Attempts, e.Over, e.Err)
+}
+
+// Unwrap returns backend.ErrUnavailable and the last attempt's error.
+func (e *GaveUpError) Unwrap() []error { return []error{backend.ErrUnavailable, e.Err} }
+
+// Transient reports false: the retries are spent, and a caller that
+// repeats operations on transient errors must not start them again.
+func (e *GaveUpError) Transient() bool { return false }
 
 // Location implements backend.Backend.
 func (b *Backend) Location() string { return b.be.Location() }

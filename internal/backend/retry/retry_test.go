@@ -220,6 +220,40 @@ func TestGivesUpWithACount(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("took %v with millisecond backoffs", d)
 	}
+	if !errors.Is(err, backend.ErrUnavailable) || IsTransient(err) {
+		t.Errorf("giving up on a throttling store: errors.Is(backend.ErrUnavailable) %v, IsTransient %v; want true, false: %v",
+			errors.Is(err, backend.ErrUnavailable), IsTransient(err), err)
+	}
+}
+
+// Only giving up on transient errors says the storage is unavailable: a
+// refusal, a missing object or a cancellation says something else
+// (hostile-s3 M2: verify called a throttling store's packs damaged).
+func TestOnlyGivingUpIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	h := backend.Handle{Type: backend.PackFile, Name: "p"}
+	f := newFlaky(errDenied)
+	f.fails["stat"] = 100
+	if _, err := New(f, fast).Stat(ctx, h); err == nil || errors.Is(err, backend.ErrUnavailable) {
+		t.Errorf("access denied: %v, matches backend.ErrUnavailable", err)
+	}
+	if _, err := New(mem.New(), fast).Stat(ctx, h); !errors.Is(err, fs.ErrNotExist) || errors.Is(err, backend.ErrUnavailable) {
+		t.Errorf("missing object: %v, matches backend.ErrUnavailable or not fs.ErrNotExist", err)
+	}
+	f = newFlaky(errSlowDown)
+	f.fails["stat"] = 100
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := New(f, fast).Stat(cctx, h); errors.Is(err, backend.ErrUnavailable) {
+		t.Errorf("cancelled: %v, matches backend.ErrUnavailable", err)
+	}
+	// A load that breaks more often than the attempts allow is
+	// unavailable too, whether opening or reading gave up.
+	f = newFlaky(errSlowDown)
+	f.fails["load"] = 100
+	if _, err := New(f, fast).Load(ctx, h, 0, 0); !errors.Is(err, backend.ErrUnavailable) {
+		t.Errorf("opening a load on a throttling store: %v, does not match backend.ErrUnavailable", err)
+	}
 }
 
 func TestLoadResumesMidBody(t *testing.T) {
@@ -256,8 +290,8 @@ func TestLoadResumesMidBody(t *testing.T) {
 	}
 	_, err = io.ReadAll(rc)
 	rc.Close()
-	if err == nil || !strings.Contains(err.Error(), "giving up after 4 attempts") {
-		t.Errorf("reading through endless breaks: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "giving up after 4 attempts") || !errors.Is(err, backend.ErrUnavailable) {
+		t.Errorf("reading through endless breaks: %v (want giving up, matching backend.ErrUnavailable)", err)
 	}
 }
 
