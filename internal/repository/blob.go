@@ -310,6 +310,13 @@ func (r *Repository) fromOtherCopy(ctx context.Context, bad index.Entry, cause e
 // could not be read from bad.Pack (err) and was read from good.Pack
 // instead.
 func (r *Repository) warnBadCopy(bad index.Entry, err error, good index.Entry) {
+	if errors.Is(err, backend.ErrUnavailable) {
+		// The storage did not answer for that pack: nothing is known
+		// to be wrong with it.
+		r.log.Warn("the storage did not answer for a pack: blobs read from another pack holding them",
+			"pack", bad.Pack.String(), "blob", bad.ID.Short(), "read_from", good.Pack.String(), "err", err)
+		return
+	}
 	d := DamagedCopy{Pack: bad.Pack, Blob: bad.ID, ReadFrom: good.Pack, Err: err}
 	if _, seen := r.badCopies.LoadOrStore(bad.Pack, d); seen {
 		return

@@ -43,7 +43,8 @@ const (
 // while any is, the headers of the packs no readable index object lists
 // are read instead (see HeaderPacks), so that one damaged index object
 // loses nothing that intact packs hold. LoadIndex fails only when a
-// listing or a pack read fails.
+// listing or a pack read fails, or the storage does not answer for an
+// index object (backend.ErrUnavailable: an outage is not damage).
 func (r *Repository) LoadIndex(ctx context.Context) error {
 	objs, err := r.listIndexObjects(ctx)
 	if err != nil {
@@ -129,6 +130,11 @@ func (r *Repository) readIndexObjects(ctx context.Context, ids []id.ID, use func
 				}
 				if errors.Is(err, fs.ErrNotExist) {
 					return nil // removed since listed: superseded (see RepairIndex)
+				}
+				if errors.Is(err, backend.ErrUnavailable) {
+					// Not damage: the storage did not answer, and
+					// the packs' headers would not read either.
+					return fmt.Errorf("reading index/%s: %w", iid, err)
 				}
 				if slices.ContainsFunc(r.idxErrors, func(e IndexError) bool { return e.ID == iid }) {
 					return nil
