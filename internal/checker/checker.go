@@ -12,6 +12,11 @@
 // then WAL, index objects and packs: a snapshot is saved only once what it
 // needs is durable, so those later listings cover every snapshot checked.
 // Before a snapshot is reported damaged the index is read again.
+//
+// A storage that does not answer (backend.ErrUnavailable: throttled,
+// down, the retries given up) is not damage: what it did not answer for
+// is reported as not read (Report.Unread), the snapshots that need it as
+// not fully checked, and nothing is reported damaged for it.
 package checker
 
 import (
@@ -119,6 +124,12 @@ type Report struct {
 	Problems         []Problem        `json:"problems"`
 	Warnings         []Problem        `json:"warnings,omitempty"`
 	DamagedSnapshots []SnapshotReport `json:"damaged_snapshots"`
+	// Unread are the objects the storage did not answer for
+	// (backend.ErrUnavailable): nothing is known of them, damaged or
+	// not. UncheckedSnapshots are the snapshots needing one of them, not
+	// reported damaged for it: their check is incomplete.
+	Unread             []Problem `json:"unread,omitempty"`
+	UncheckedSnapshots []string  `json:"unchecked_snapshots,omitempty"`
 }
 
 // RecentPack is how old an unindexed pack must be before it is taken for
@@ -126,8 +137,12 @@ type Report struct {
 // a time, and the last ones at its end.
 const RecentPack = time.Hour
 
-// OK reports whether nothing was found.
-func (r *Report) OK() bool { return len(r.Problems) == 0 && len(r.DamagedSnapshots) == 0 }
+// OK reports whether nothing was found and everything was read.
+func (r *Report) OK() bool { return r.Intact() && len(r.Unread) == 0 }
+
+// Intact reports whether no damage was found: nothing is, or the only
+// trouble is objects the storage did not answer for (Unread).
+func (r *Report) Intact() bool { return len(r.Problems) == 0 && len(r.DamagedSnapshots) == 0 }
 
 // Progress counters for a running check.
 type Progress struct {
@@ -161,6 +176,13 @@ type Checker struct {
 	notIndexed atomic.Bool
 	wal        map[string]int64  // WAL objects listed -> stored size
 	walRead    map[string]string // WAL objects read back -> why they cannot be, or ""
+	// unread: objects the storage did not answer for (in
+	// Report.Unread); unreadPacks, unreadWAL: those packs and WAL
+	// objects, whose contents are unknown, not lost.
+	unread      map[string]bool
+	unreadPacks map[id.ID]bool
+	unreadWAL   map[string]bool
+	unchecked   map[string]bool // snapshots in Report.UncheckedSnapshots
 }
 
 // New returns a checker for repo, which must be open with its index loaded.
@@ -181,19 +203,65 @@ func New(repo *repository.Repository, opt Options) *Checker {
 			return len(plain), nil
 		}
 	}
-	return &Checker{repo: repo, opt: opt, badCopies: map[id.ID]map[id.ID]string{}, read: map[id.ID]bool{}, walRead: map[string]string{}}
+	return &Checker{repo: repo, opt: opt, badCopies: map[id.ID]map[id.ID]string{}, read: map[id.ID]bool{}, walRead: map[string]string{},
+		unread: map[string]bool{}, unreadPacks: map[id.ID]bool{}, unreadWAL: map[string]bool{}, unchecked: map[string]bool{}}
 }
 
+// unavailable reports whether err is the storage not answering (see
+// backend.ErrUnavailable): not damage.
+func unavailable(err error) bool { return errors.Is(err, backend.ErrUnavailable) }
+
+// problem records err for obj: damage, unless the storage did not
+// answer (see unreadable).
 func (c *Checker) problem(obj string, err error) {
+	if unavailable(err) {
+		c.unreadable(obj, err)
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.report.Problems = append(c.report.Problems, Problem{Object: obj, Error: err.Error()})
 }
 
 func (c *Checker) warning(obj string, err error) {
+	if unavailable(err) {
+		c.unreadable(obj, err)
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.report.Warnings = append(c.report.Warnings, Problem{Object: obj, Error: err.Error()})
+}
+
+// unreadable records, once per object, that the storage did not answer
+// for obj: nothing is known of it.
+func (c *Checker) unreadable(obj string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.unread[obj] {
+		return
+	}
+	c.unread[obj] = true
+	c.report.Unread = append(c.report.Unread, Problem{Object: obj, Error: err.Error()})
+}
+
+// unreadPack records that the storage did not answer for pack p: the
+// blobs in it are unknown, not lost.
+func (c *Checker) unreadPack(p id.ID, err error) {
+	c.mu.Lock()
+	c.unreadPacks[p] = true
+	c.mu.Unlock()
+	c.unreadable("data/"+p.String(), err)
+}
+
+// uncheck records that snapshot sn could not be checked whole.
+func (c *Checker) uncheck(sn *snapshot.Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := sn.ID.String(); !c.unchecked[s] {
+		c.unchecked[s] = true
+		c.report.UncheckedSnapshots = append(c.report.UncheckedSnapshots, s)
+	}
 }
 
 // copyProblem is damage found in pack: a problem of the whole pack (blob
@@ -220,8 +288,13 @@ func (c *Checker) markBad(b, p id.ID, why string) {
 }
 
 // packProblem records err for pack p, which loses the copies of blobs in
-// it, to be reported by reportCopies.
+// it, to be reported by reportCopies; unless the storage did not answer
+// for p, which loses nothing (see unreadPack).
 func (c *Checker) packProblem(p id.ID, err error, blobs []id.ID, why string) {
+	if unavailable(err) {
+		c.unreadPack(p, err)
+		return
+	}
 	for _, b := range blobs {
 		c.markBad(b, p, why)
 	}
@@ -426,6 +499,10 @@ func (c *Checker) checkHolds(ctx context.Context) error {
 	}
 	for _, e := range bad {
 		obj, why := hold.Describe(e)
+		if unavailable(e) {
+			c.unreadable(obj, e)
+			continue
+		}
 		c.problem(obj, fmt.Errorf("legal hold record cannot be read: %s; forget removes nothing until it reads: %s", why, hold.Remedy))
 	}
 	return nil
@@ -828,7 +905,22 @@ func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot, need
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return snapshotReport(sn, files, errs), nil
+	r := snapshotReport(sn, files, errs)
+	if r == nil && c.incomplete(need, d) {
+		c.uncheck(sn)
+	}
+	return r, nil
+}
+
+// incomplete reports whether some of what need holds could not be
+// checked because the storage did not answer for it.
+func (c *Checker) incomplete(need *needs.Needs, d *damage) bool {
+	if d.unknown(need.Tree) || slices.ContainsFunc(need.Blobs, func(b needs.Blob) bool { return c.blobUnknown(b.ID) }) {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.ContainsFunc(need.WAL, func(name string) bool { return c.unreadWAL[name] })
 }
 
 // blobProblem says why blob b cannot be read, or "": a blob is lost when
@@ -853,18 +945,43 @@ func (c *Checker) missing(err error) {
 // copiesLost reports whether every copy of indexed blob b is damaged or
 // missing, and why.
 func (c *Checker) copiesLost(b id.ID) (string, bool) {
+	why, lost, _ := c.copies(b)
+	return why, lost
+}
+
+// copies reports whether every copy of indexed blob b is damaged or
+// missing (lost, and why), or, when no copy is known good, whether one is
+// in a pack the storage did not answer for (unknown: not lost).
+func (c *Checker) copies(b id.ID) (why string, lost, unknown bool) {
 	ls := c.repo.Index().Locations(b)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var whys []string
 	for _, e := range ls {
-		why, bad := c.badCopies[b][e.Pack]
-		if !bad {
-			return "", false
+		if why, bad := c.badCopies[b][e.Pack]; bad {
+			whys = append(whys, why)
+			continue
 		}
-		whys = append(whys, why)
+		if !c.unreadPacks[e.Pack] {
+			return "", false, false
+		}
+		unknown = true
 	}
-	return strings.Join(whys, "; "), len(whys) > 0
+	if unknown {
+		return "", false, true
+	}
+	return strings.Join(whys, "; "), len(whys) > 0, false
+}
+
+// blobUnknown reports whether indexed blob b is neither known good nor
+// lost: its only readable copies are in packs the storage did not answer
+// for.
+func (c *Checker) blobUnknown(b id.ID) bool {
+	if _, ok := c.repo.Index().Lookup(b); !ok {
+		return false
+	}
+	_, _, unknown := c.copies(b)
+	return unknown
 }
 
 // checkWAL checks that every WAL segment of a base backup's span is stored
@@ -877,6 +994,13 @@ func (c *Checker) checkWAL(ctx context.Context, segs []string) []string {
 			// Listed after the snapshot, so it should be there: ask once
 			// more before calling it missing.
 			fi, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.WALFile, Name: name})
+			if unavailable(err) {
+				c.unreadable("wal/"+name, err)
+				c.mu.Lock()
+				c.unreadWAL[name] = true
+				c.mu.Unlock()
+				continue
+			}
 			if err != nil {
 				errs = append(errs, fmt.Sprintf("WAL segment wal/%s is missing (%v): the base backup cannot be made consistent", name, err))
 				continue
@@ -924,6 +1048,15 @@ func (c *Checker) readWAL(ctx context.Context, name string, size int64, bufs *hu
 		why = "removed while the check ran"
 		c.walRead[name] = why
 		return why, nil
+	}
+	if unavailable(err) {
+		// Not read: unknown, not damaged (see checkWAL).
+		c.unreadable("wal/"+name, err)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.unreadWAL[name] = true
+		c.walRead[name] = ""
+		return "", nil
 	}
 	c.P.BytesRead.Add(size)
 	c.mu.Lock()
@@ -998,6 +1131,11 @@ type treeDamage struct {
 	files    bool   // a file directly in the tree is damaged
 	subtrees []id.ID
 	below    *bool // damage at or below the tree, once known
+	// unknown: the storage did not answer for the tree; unknownFiles:
+	// for a blob of a file directly in it; unknownBelow: either, at or
+	// below the tree, once known.
+	unknown, unknownFiles bool
+	unknownBelow          *bool
 }
 
 // walkTrees reads every distinct tree below roots once and records what
@@ -1011,11 +1149,16 @@ func (c *Checker) walkTrees(ctx context.Context, roots []id.ID) (*damage, error)
 	}
 	v := tree.Visitor[struct{}]{
 		Enter: func(tid id.ID, _ struct{}) bool {
-			why, bad := c.copiesLost(tid)
-			if bad {
+			why, lost, unknown := c.copies(tid)
+			switch {
+			case lost:
 				set(tid, &treeDamage{lost: why})
+			case unknown:
+				// Its pack was not read: loading it would wait on
+				// the storage again.
+				set(tid, &treeDamage{unknown: true})
 			}
-			return !bad
+			return !lost && !unknown
 		},
 		Visit: func(_ context.Context, t *tree.Tree, _ struct{}) (func(*tree.Node) struct{}, error) {
 			td := &treeDamage{}
@@ -1023,14 +1166,25 @@ func (c *Checker) walkTrees(ctx context.Context, roots []id.ID) (*damage, error)
 				switch {
 				case n.Type == tree.Dir:
 					td.subtrees = append(td.subtrees, *n.Subtree)
-				case n.Type == tree.File && !td.files:
-					td.files = c.fileDamaged(n)
+				case n.Type == tree.File && !(td.files && td.unknownFiles):
+					damaged, unknown := c.fileState(n)
+					td.files = td.files || damaged
+					td.unknownFiles = td.unknownFiles || unknown
 				}
 			}
 			set(t.ID, td)
 			return nil, nil
 		},
 		LoadError: func(tid id.ID, _ struct{}, err error) error {
+			if unavailable(err) {
+				if e, ok := c.repo.Index().Lookup(tid); ok {
+					c.unreadPack(e.Pack, err)
+				} else {
+					c.unreadable("tree "+tid.String(), err)
+				}
+				set(tid, &treeDamage{unknown: true})
+				return nil
+			}
 			c.missing(err)
 			set(tid, &treeDamage{lost: err.Error()})
 			return nil
@@ -1044,12 +1198,25 @@ func (c *Checker) walkTrees(ctx context.Context, roots []id.ID) (*damage, error)
 
 // fileDamaged reports whether a blob of file n is damaged or not indexed.
 func (c *Checker) fileDamaged(n *tree.Node) bool {
+	damaged, _ := c.fileState(n)
+	return damaged
+}
+
+// fileState reports whether a blob of file n is damaged or not indexed,
+// and else whether one is unknown (see blobUnknown).
+func (c *Checker) fileState(n *tree.Node) (damaged, unknown bool) {
 	for _, b := range n.Content {
-		if c.blobProblem(b) != "" {
-			return true
+		if _, err := c.repo.Index().Find(b); err != nil {
+			c.missing(err)
+			return true, false
 		}
+		_, lost, u := c.copies(b)
+		if lost {
+			return true, false
+		}
+		unknown = unknown || u
 	}
-	return false
+	return false, unknown
 }
 
 // damaged reports whether anything at or below tree tid is damaged.
@@ -1063,6 +1230,20 @@ func (d *damage) damaged(tid id.ID) bool {
 		td.below = &b
 	}
 	return *td.below
+}
+
+// unknown reports whether the storage did not answer for something at or
+// below tree tid (see treeDamage).
+func (d *damage) unknown(tid id.ID) bool {
+	td := d.trees[tid]
+	if td == nil {
+		return false
+	}
+	if td.unknownBelow == nil {
+		b := td.unknown || td.unknownFiles || slices.ContainsFunc(td.subtrees, d.unknown)
+		td.unknownBelow = &b
+	}
+	return *td.unknownBelow
 }
 
 // checkTree returns the damaged file paths below tree tid (mounted at dir)
@@ -1093,7 +1274,11 @@ func (c *Checker) relPaths(ctx context.Context, d *damage, tid id.ID) ([]string,
 	var damaged, errs []string
 	if lost := d.trees[tid].lost; lost != "" {
 		damaged, errs = []string{"."}, []string{"directory listing lost: " + lost}
-	} else if t, err := tree.Load(ctx, c.repo, tid); err != nil {
+	} else if t, err := tree.Load(ctx, c.repo, tid); unavailable(err) {
+		// Read at the walk, damage below it was found; the files are
+		// not named, the directory not called lost.
+		errs = []string{"damage below this directory, whose files cannot be named now: the storage did not answer when it was read again: " + err.Error()}
+	} else if err != nil {
 		damaged, errs = []string{"."}, []string{"directory listing lost: " + err.Error()}
 	} else {
 		for _, n := range t.Nodes {
