@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/directio"
 	"github.com/nestguard/nestguard/internal/durable"
 	"github.com/nestguard/nestguard/internal/hugemem"
@@ -313,6 +314,11 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 		}
 		return nil
 	}, func(p string, err error) error {
+		if errors.Is(err, backend.ErrUnavailable) {
+			// Not damage: what is below is unknown, and so is
+			// whether the rest reads. Stop.
+			return &StorageError{Err: fmt.Errorf("reading the directory %s of the snapshot: %w", tree.Show(p), err)}
+		}
 		if p == "/" {
 			// Nothing of the snapshot can be restored: an error, not
 			// a partial restore.
@@ -362,6 +368,22 @@ func (r *Restorer) Restore(ctx context.Context, rootTree id.ID) error {
 	}
 	return r.syncTarget(ctx)
 }
+
+// StorageError is Restore's error when the storage did not answer
+// (backend.ErrUnavailable: down, or throttling until the retries gave
+// up) for something the restore needs: the restore stopped there, as a
+// failure, not a partial restore. Nothing is known to be damaged. The
+// files restored complete before stay (Counters), those being written
+// are removed.
+type StorageError struct {
+	Err error
+}
+
+func (e *StorageError) Error() string {
+	return fmt.Sprintf("the storage did not answer, so the restore stopped (nothing is known to be damaged; run it again when the store answers): %v", e.Err)
+}
+
+func (e *StorageError) Unwrap() error { return e.Err }
 
 // SyncError is Restore's error when everything was restored but could
 // not be synced to disk: a crash or power cut could still lose it.
@@ -726,6 +748,10 @@ func (r *Restorer) fillContents(ctx context.Context, plan map[id.ID]map[id.ID]*p
 			// a Filler then writes its whole pages from there.
 			place := func(e index.Entry) int { return int(byID[e.ID].uses[0].off % directio.Align) }
 			return r.repo.LoadPackBlobsPlaced(gctx, j.pack, entries, place, func(e index.Entry, plain []byte, err error) error {
+				if err != nil && errors.Is(err, backend.ErrUnavailable) {
+					// No copy answered: stop (see StorageError).
+					return &StorageError{Err: err}
+				}
 				b := byID[e.ID]
 				// Checked once per blob: the chunk of a hole is
 				// one blob used thousands of times.
