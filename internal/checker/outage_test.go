@@ -3,10 +3,12 @@ package checker
 import (
 	"context"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,5 +178,33 @@ func TestDamageBesideOutage(t *testing.T) {
 	}
 	if len(rep.UncheckedSnapshots) != 0 {
 		t.Errorf("unchecked %v: a snapshot reported damaged is not also unchecked", rep.UncheckedSnapshots)
+	}
+}
+
+// eioStore fails every pack read with EIO, as a local disk that cannot
+// read a sector does.
+type eioStore struct{ backend.Backend }
+
+func (e eioStore) Load(ctx context.Context, h backend.Handle, off, n int64) (io.ReadCloser, error) {
+	if h.Type == backend.PackFile {
+		return nil, &fs.PathError{Op: "read", Path: "data/" + h.Name, Err: syscall.EIO}
+	}
+	return e.Backend.Load(ctx, h, off, n)
+}
+
+// TestLocalReadErrorIsDamage: a local directory is not retried, and its
+// read error (EIO) is damage, as documented in verify --help: waiting
+// does not bring back what the disk lost. Only the storage not answering
+// (backend.ErrUnavailable) is "not read".
+func TestLocalReadErrorIsDamage(t *testing.T) {
+	ctx := context.Background()
+	repo, _, sn, _ := outageRepo(t)
+	mb := repo.Backend().(interface{ Unwrap() backend.Backend }).Unwrap().(*outage).Backend
+	rep, err := New(repotest.Open(t, eioStore{mb}), Options{ReadData: true, Percent: 100}).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Unread) != 0 || len(rep.DamagedSnapshots) != 1 || rep.DamagedSnapshots[0].ID != sn.ID.String() {
+		t.Errorf("EIO: not read %+v, damaged snapshots %+v; want damage", rep.Unread, rep.DamagedSnapshots)
 	}
 }
