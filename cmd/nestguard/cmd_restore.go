@@ -32,7 +32,11 @@ them.
 
 Every block read is authenticated and checked against its id. A file that
 cannot be restored completely is not left half-written: it is removed and
-named, the others are restored, and the exit code is 3. The summary counts
+named, the others are restored, and the exit code is 3. A storage that
+does not answer (an S3 store down, or throttling until the retries give
+up) is not damage: the restore stops there, the files being written are
+removed, those restored complete stay, and the exit code is 1; run it
+again when the store answers. The summary counts
 what was restored (files complete, their bytes), against what the snapshot
 holds when less was. Owners are restored when run as root (an
 unprivileged restore leaves the files its user's). An owner, mode, time or
@@ -107,9 +111,25 @@ func (a *app) runRestore(ctx context.Context, o restoreOptions) error {
 		}
 		c := &res.C
 		var se *restorer.SyncError
-		if err != nil && c.Files.Load()+c.Dirs.Load() > 0 && !errors.As(err, &se) {
+		switch {
+		case err == nil || errors.As(err, &se):
+		case c.Files.Load() == 0 && c.Dirs.Load() > 0:
+			// Not "0 of the 0 files": the snapshot holds files, none
+			// of which the restore reached.
+			fmt.Fprintf(a.stderr, "restore stopped before it reached a file (%d directories created); the rest of the snapshot was not restored\n", c.Dirs.Load())
+		case c.Files.Load() > 0:
 			fmt.Fprintf(a.stderr, "restore stopped: %d of the %d files found so far restored (%s of %s); the rest of the snapshot was not\n",
 				c.Restored.Load(), c.Files.Load(), progress.Bytes(c.BytesRestored.Load()), progress.Bytes(c.BytesTotal.Load()))
+		}
+		if ste := (*restorer.StorageError)(nil); errors.As(err, &ste) {
+			// Exit 1: a failure, not a partial restore (3) of damaged files.
+			switch {
+			case c.Files.Load()+c.Dirs.Load() == 0:
+				return fmt.Errorf("%w; nothing was restored", err)
+			case c.Restored.Load() == 0:
+				return fmt.Errorf("%w; no file was restored", err)
+			}
+			return fmt.Errorf("%w; to finish, restore into an empty target again, or into this one with --overwrite", err)
 		}
 		if err != nil {
 			return err

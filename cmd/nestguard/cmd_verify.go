@@ -55,6 +55,17 @@ reports the damaged pack (exit 1: damage is there, and the blob has one
 copy fewer than before) and says which pack the blob still reads from,
 but does not report a snapshot damaged that restores complete.
 
+A storage that does not answer is not damage. An S3 store that is down,
+or throttles (503 SlowDown) until the retries give up, leaves the objects
+it did not answer for "not read": they are named, nothing is reported
+damaged for them, the snapshots that need them are reported as not
+checked whole, and verify exits 1 saying so: run it again when the store
+answers. A local directory is read without retries. There a read error
+(EIO: the disk could not read the data) is reported as damage: waiting
+does not bring back a sector the disk lost. (A network file system
+mounted soft turns an outage into EIO: mount it hard, so that reads wait
+for the server.)
+
 verify takes no lock and may run while backups do: what they have not
 finished is not reported as damage.`,
 		Example: `  nestguard verify
@@ -146,6 +157,7 @@ func (a *app) runVerify(ctx context.Context, opt checker.Options) error {
 		a.metric("problems", float64(len(report.Problems)))
 		a.metric("damaged_snapshots", float64(len(report.DamagedSnapshots)))
 		a.metric("wal_damaged", float64(report.WALDamaged))
+		a.metric("unread", float64(len(report.Unread)))
 		if a.jsonOut {
 			if err := a.printJSON(verifyJSON{current(), report.OK(), report}); err != nil {
 				return err
@@ -181,6 +193,9 @@ func (a *app) runVerify(ctx context.Context, opt checker.Options) error {
 			for _, p := range report.Problems {
 				fmt.Fprintf(a.stderr, "error: %s: %s\n", p.Object, p.Error)
 			}
+			for _, p := range report.Unread {
+				fmt.Fprintf(a.stderr, "not read: %s: %s\n", p.Object, p.Error)
+			}
 			for _, s := range report.DamagedSnapshots {
 				fmt.Fprintf(a.stderr, "damaged snapshot %s (%s, %s):\n", s.ID[:8], s.Time, showPaths(s.Paths))
 				for _, f := range s.Files {
@@ -194,9 +209,37 @@ func (a *app) runVerify(ctx context.Context, opt checker.Options) error {
 				a.printf("no errors found\n")
 			}
 		}
-		if !report.OK() {
+		switch {
+		case !report.Intact() && len(report.Unread) > 0:
+			return fmt.Errorf("the repository is damaged: see the errors above; besides, %s", notRead(report))
+		case !report.Intact():
 			return errors.New("the repository is damaged: see the errors above")
+		case len(report.Unread) > 0:
+			return fmt.Errorf("%s; nothing is known to be damaged; run verify again when the store answers", notRead(report))
 		}
 		return nil
 	})
+}
+
+// notRead says what a check could not read because the storage did not
+// answer (checker.Report.Unread), the first cause, and the snapshots left
+// not fully checked.
+func notRead(r *checker.Report) string {
+	msg := fmt.Sprintf("could not read %s from the storage (%s: %s", plural(len(r.Unread), "object"), r.Unread[0].Object, r.Unread[0].Error)
+	if len(r.Unread) > 1 {
+		msg += fmt.Sprintf("; and %d more", len(r.Unread)-1)
+	}
+	msg += ")"
+	if n := len(r.UncheckedSnapshots); n > 0 {
+		msg += fmt.Sprintf(", so %s could not be checked whole", plural(n, "snapshot"))
+	}
+	return msg
+}
+
+// plural is "1 noun" or "n nouns".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -4,11 +4,14 @@ package main
 // that says what is wrong (found by the hostile-storage review).
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -192,4 +195,98 @@ func TestS3SilentStoreArchiveWALFails(t *testing.T) {
 	if took > time.Minute {
 		t.Errorf("pg archive-wal to a silent store took %v", took)
 	}
+}
+
+// TestS3ThrottledStoreIsNotDamage: a store that answers pack GETs with
+// 503 SlowDown (throttling, an outage) is not a damaged repository
+// (hostile-s3 M2). verify --read-data said "damaged snapshot ...
+// directory listing lost ... the repository is damaged", and restore
+// exited 3 ("partial": some files unreadable or damaged), or said "run
+// 'nestguard verify'" when it could not read the root tree.
+func TestS3ThrottledStoreIsNotDamage(t *testing.T) {
+	t.Parallel()
+	srv, _ := s3Env(t, miniotest.MinIO, map[string]bool{"slow": false})
+	e := newEnv(t)
+	e.repo = "s3://slow/repo"
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 5, 5, 20_000)
+	writeRandomFiles(t, filepath.Join(src, "big"), 3, 1<<20)
+	e.must("init")
+	snap := e.backupJSON(src)["snapshot"].(string)
+
+	// Every pack GET, or only those of more than 64 KiB (file data: the
+	// trees are smaller), is throttled.
+	var onlyLarge atomic.Bool
+	p := srv.Proxy(t)
+	p.Set(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/data/") {
+			return false
+		}
+		var from, to int64
+		if n, _ := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &from, &to); onlyLarge.Load() && n == 2 && to-from < 64<<10 {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`))
+		return true
+	})
+	slow := *e
+	slow.extraEnv = append(append([]string{}, e.extraEnv...), "NESTGUARD_S3_ENDPOINT="+p.URL)
+	notDamage := func(what string, r result) {
+		t.Helper()
+		for _, s := range []string{"damaged snapshot", "repository is damaged", "directory listing lost", "nestguard verify", "repair", "forget", "0 of 0"} {
+			if strings.Contains(r.stdout+r.stderr, s) {
+				t.Errorf("%s against a throttling store says %q:\n%s%s", what, s, r.stdout, r.stderr)
+			}
+		}
+	}
+
+	r := slow.run("verify", "--read-data")
+	if r.code != 1 {
+		t.Errorf("verify --read-data against a throttling store: exit %d, want 1", r.code)
+	}
+	notDamage("verify --read-data", r)
+	if !regexp.MustCompile(`(?s)not read: data/.*nestguard: could not read \d+ objects? from the storage \(data/.*SlowDown.*\), so 1 snapshot could not be checked whole; nothing is known to be damaged; run verify again when the store answers`).MatchString(r.stderr) {
+		t.Errorf("verify --read-data against a throttling store does not say what it could not read, and that nothing is known to be damaged:\n%s%s", r.stdout, r.stderr)
+	}
+	r = slow.run("verify", "--json")
+	var doc struct {
+		OK     bool `json:"ok"`
+		Report struct {
+			Problems  []any                            `json:"problems"`
+			Damaged   []any                            `json:"damaged_snapshots"`
+			Unread    []struct{ Object, Error string } `json:"unread"`
+			Unchecked []string                         `json:"unchecked_snapshots"`
+		} `json:"report"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 1 {
+		t.Fatalf("verify --json against a throttling store: exit %d, %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	if doc.OK || len(doc.Report.Problems) > 0 || len(doc.Report.Damaged) > 0 || len(doc.Report.Unread) != 1 ||
+		!strings.HasPrefix(doc.Report.Unread[0].Object, "data/") || !strings.Contains(doc.Report.Unread[0].Error, "SlowDown") ||
+		len(doc.Report.Unchecked) != 1 || doc.Report.Unchecked[0] != snap {
+		t.Errorf("verify --json against a throttling store:\n%s", r.stdout)
+	}
+
+	// The root tree cannot be read: nothing restored, exit 1.
+	r = slow.run("restore", "latest", "--target", filepath.Join(e.dir, "restore"))
+	if r.code != 1 || !strings.Contains(r.stderr, "the storage did not answer, so the restore stopped (nothing is known to be damaged") ||
+		!strings.Contains(r.stderr, "nothing was restored") {
+		t.Errorf("restore against a throttling store, root tree unread: exit %d, want 1 saying the storage did not answer and nothing was restored\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	notDamage("restore", r)
+
+	// The trees read, the file data does not: exit 1, not 3.
+	onlyLarge.Store(true)
+	r = slow.run("restore", "latest", "--target", filepath.Join(e.dir, "restore2"))
+	if r.code != 1 || !strings.Contains(r.stderr, "the storage did not answer, so the restore stopped") || !strings.Contains(r.stderr, "restore stopped: ") {
+		t.Errorf("restore against a throttling store, data unread: exit %d, want 1 (3 means some files were unreadable or damaged)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	notDamage("restore", r)
+
+	// The store answers again: verify is clean, the restore complete.
+	p.Set(nil)
+	slow.must("verify", "--read-data")
+	slow.must("restore", "latest", "--target", filepath.Join(e.dir, "restore3"))
 }
