@@ -258,3 +258,41 @@ func TestEndpointURL(t *testing.T) {
 		t.Errorf("New with http:// to a non-loopback endpoint: %v", err)
 	}
 }
+
+// TestRefusalNamesClockSkew: a store that refuses the bucket's HEAD (403,
+// no body, so no error code) while its clock is far from this machine's
+// is answering RequestTimeTooSkewed: the message says the clocks differ
+// and by how much, not only "check the credentials and the bucket
+// policy" (hostile-s3 L2). With the clocks agreeing it says the latter.
+func TestRefusalNamesClockSkew(t *testing.T) {
+	var offset atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", time.Now().Add(time.Duration(offset.Load())).UTC().Format(http.TimeFormat))
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	creds := credentials.NewStaticCredentialsProvider("test-id", "test-secret-key", "")
+	cfg := Config{Endpoint: srv.URL, Bucket: "bkt", Secure: true, PathStyle: true, Region: "us-east-1", Creds: creds}
+	for _, c := range []struct {
+		offset time.Duration
+		want   string
+	}{
+		{-20 * time.Minute, "this machine's clock is about 20m0s ahead of the store's"},
+		{time.Hour, "this machine's clock is about 1h0m0s behind the store's"},
+		{0, "check the credentials"},
+	} {
+		offset.Store(int64(c.offset))
+		_, err := New(ctx, cfg)
+		if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("refused by a store whose clock is %v off: %v; want it to say %q", c.offset, err, c.want)
+		}
+		if c.offset != 0 && (!strings.Contains(err.Error(), "RequestTimeTooSkewed") || !strings.Contains(err.Error(), "NTP")) {
+			t.Errorf("clock skew: %v does not name RequestTimeTooSkewed and what to do", err)
+		}
+	}
+	b := &Backend{bucket: "bkt", location: "s3://bkt/p"}
+	if err := b.wrap(apiError(403, "RequestTimeTooSkewed"), "loading x"); !strings.Contains(err.Error(), "the store says this machine's clock is too far from its own") {
+		t.Errorf("403 RequestTimeTooSkewed without a Date: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"syscall"
+	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
@@ -54,6 +55,9 @@ func (b *Backend) wrap(err error, format string, args ...any) error {
 	case resp.status == http.StatusPreconditionFailed:
 		return &opError{msg: msg, err: fmt.Errorf("%w (%v)", fs.ErrExist, err)}
 	case resp.status == http.StatusForbidden:
+		if skew := clockSkew(err, time.Now()); skew != "" {
+			return &opError{msg: msg, err: fmt.Errorf("%w: %s (%v)", fs.ErrPermission, skew, err)}
+		}
 		return &opError{msg: msg, err: fmt.Errorf("%w: check the credentials%s and the bucket policy (%v)", fs.ErrPermission, b.credentials(), err)}
 	case resp.status == http.StatusBadRequest && strings.Contains(err.Error(), "ObjectLockConfiguration"):
 		// The repository asks for retention the bucket cannot give (its
@@ -72,6 +76,37 @@ func (b *Backend) credentials() string {
 		return ""
 	}
 	return " (" + b.identity + ")"
+}
+
+// maxSkew is how far the store's clock (its answer's Date) may be from
+// this machine's before a refusal is put down to the clocks: S3 refuses a
+// request signed more than 15 minutes off its own time
+// (RequestTimeTooSkewed), and a HEAD answer, having no body, does not
+// say that is why.
+const maxSkew = 5 * time.Minute
+
+// clockSkew says, for a refusal (403) err answered at now, that the
+// clocks differ and by how much, when the answer's Date is more than
+// maxSkew from now, or its code is RequestTimeTooSkewed; "" otherwise.
+func clockSkew(err error, now time.Time) string {
+	var re *awshttp.ResponseError
+	var at time.Time
+	if errors.As(err, &re) && re.Response != nil {
+		at, _ = http.ParseTime(re.Response.Header.Get("Date"))
+	}
+	d := at.Sub(now)
+	tooSkewed := errorCode(err) == "RequestTimeTooSkewed"
+	switch {
+	case !at.IsZero() && d.Abs() > maxSkew:
+		way := "behind"
+		if d < 0 {
+			way = "ahead of"
+		}
+		return fmt.Sprintf("this machine's clock is about %v %s the store's (the Date of its answer: %s): S3 refuses requests signed more than 15 minutes off its own time (RequestTimeTooSkewed); set this machine's clock right (NTP) and run the command again", d.Abs().Round(time.Minute), way, at.UTC().Format(time.RFC3339))
+	case tooSkewed:
+		return "the store says this machine's clock is too far from its own (RequestTimeTooSkewed): set this machine's clock right (NTP) and run the command again"
+	}
+	return ""
 }
 
 // response is what an S3 error answer says: its HTTP status and error
