@@ -442,7 +442,11 @@ func forgetOutcome(rep *forget.Report, err error) error {
 		if rep.Removed() == 0 {
 			return fmt.Errorf("no snapshot was removed: %w", err)
 		}
-		return fmt.Errorf("%d snapshots could not be removed (the others were): %w", len(rep.Failed()), err)
+		others := fmt.Sprintf("%d others were", rep.Removed())
+		if rep.Removed() == 1 {
+			others = "1 other was"
+		}
+		return fmt.Errorf("%s could not be removed (%s): %w", plural(len(rep.Failed()), "snapshot"), others, err)
 	}
 	var retained []string
 	for _, g := range rep.Groups {
