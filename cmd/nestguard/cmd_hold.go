@@ -147,8 +147,14 @@ func (a *app) printHoldResult(repo *repository.Repository, sn *snapshot.Snapshot
 			return
 		}
 		fmt.Fprintf(a.stderr, "warning: %s cannot enforce legal holds: the hold is recorded only, and nothing stops the snapshot's objects from being deleted\n", repo.Location())
-	case action == hold.ActionAdd:
+	case action == hold.ActionAdd && !res.RecordHeld:
+		// Not even the record's legal hold was placed: the error says
+		// so, and nothing was placed to report.
+	case action == hold.ActionAdd && warn:
 		a.printf("legal hold placed on %d objects and on the hold's record\n", res.Changed)
+	case action == hold.ActionAdd:
+		// Failed partway: only what was placed.
+		a.printf("legal hold placed on the hold's record and on %d of the snapshot's %d objects\n", res.Changed, res.Objects)
 	default:
 		a.printf("legal hold cleared on %d objects", res.Changed)
 		if res.Kept > 0 {

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,5 +119,48 @@ func TestS3HoldClearedOutsideFailsReport(t *testing.T) {
 		if c.ID == "legal-holds" && c.Status != "fail" {
 			t.Errorf("legal-holds control %s (%q) though the storage holds nothing and the held snapshot was deleted", c.Status, c.Summary)
 		}
+	}
+}
+
+// 'hold add' that could not place a legal hold prints only what it
+// placed (hostile-s3 L3: "legal hold placed on 0 objects and on the
+// hold's record", then "placing a legal hold on its record failed"):
+// nothing when even the record's hold was refused; the record and the
+// objects held so far when the snapshot's objects were refused.
+func TestS3HoldAddRefusedSaysOnlyWhatWasPlaced(t *testing.T) {
+	t.Parallel()
+	srv, _ := s3Env(t, miniotest.MinIO, map[string]bool{"locked": true})
+	e := newEnv(t)
+	e.repo = "s3://locked/repo"
+	e.must("init", "--object-lock", "governance", "--min-retention", "1s")
+	src := filepath.Join(e.dir, "src")
+	writeTree(t, src, 3, 3, 10_000)
+	snap := e.backupJSON(src)["snapshot"].(string)
+
+	// Legal holds refused (403, as to a role without
+	// s3:PutObjectLegalHold): every one, or all but the first (the
+	// record's, placed first).
+	var allow atomic.Int64
+	p := srv.Proxy(t)
+	p.Set(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPut || !r.URL.Query().Has("legal-hold") || allow.Add(-1) >= 0 {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>`))
+		return true
+	})
+	denied := *e
+	denied.extraEnv = append(append([]string{}, e.extraEnv...), "NESTGUARD_S3_ENDPOINT="+p.URL)
+
+	r := denied.run("hold", "add", snap[:8], "--case", "C1", "--reason", "r")
+	if r.code != 1 || strings.Contains(r.stdout, "legal hold placed") || !strings.Contains(r.stderr, "placing a legal hold on its record failed") {
+		t.Errorf("hold add, every legal hold refused: exit %d, want 1 and no \"legal hold placed\"\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	allow.Store(1)
+	r = denied.run("hold", "add", snap[:8], "--case", "C2", "--reason", "r")
+	if r.code != 1 || !strings.Contains(r.stdout, "legal hold placed on the hold's record and on 0 of the snapshot's ") || !strings.Contains(r.stderr, "placing legal holds failed after 0 of") {
+		t.Errorf("hold add, the snapshot's legal holds refused: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -67,6 +67,9 @@ type Result struct {
 	Changed  int     `json:"changed"`  // legal holds set or cleared
 	Kept     int     `json:"kept"`     // on release: objects other active holds still need
 	Enforced bool    `json:"enforced"` // the storage enforces legal holds
+	// RecordHeld: on add, the legal hold on the hold's record was
+	// placed (it is placed before those on the snapshot's objects).
+	RecordHeld bool `json:"-"`
 }
 
 // enforcer returns the Locker when the storage enforces legal holds.
@@ -128,6 +131,7 @@ func Add(ctx context.Context, repo *repository.Repository, sn *snapshot.Snapshot
 	if _, err := setHolds(ctx, l, recordHandles(currentAdds(records, sn.ID, caseID)), true, o.Workers); err != nil {
 		return res, fmt.Errorf("hold recorded, but placing a legal hold on its record failed (run 'nestguard hold add' again to finish): %w", err)
 	}
+	res.RecordHeld = true
 	set, err := retention.Objects(ctx, repo, sn)
 	if err != nil {
 		return res, err
