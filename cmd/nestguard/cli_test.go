@@ -120,6 +120,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"snapshots", "--kind", "postgress"}, 2, []string{`--kind "postgress"`, "files or postgres"}},
 		{[]string{"key", "add"}, 1, []string{"NESTGUARD_NEW_PASSWORD", "--new-password-file"}},
 		{[]string{"backup", e.dir, "--exclude", "*.tmp", "--exclude", "["}, 2, []string{`--exclude: exclude pattern "["`, "syntax error in pattern"}},
+		// A bad --s3-endpoint is a usage error (hostile-s3 L4: exit 1).
+		{[]string{"--repo", "s3://b/p", "--s3-endpoint", "https://key:secret@127.0.0.1:1", "snapshots"}, 2, []string{"credentials do not belong in the endpoint URL"}},
+		{[]string{"--repo", "s3://b/p", "--s3-endpoint", "https://127.0.0.1:1/some/path", "snapshots"}, 2, []string{"give only a scheme, host and port"}},
+		{[]string{"--repo", "s3://b/p", "--s3-endpoint", "https://127.0.0.1:1?X-Amz-Signature=sig0123", "snapshots"}, 2, []string{`"https://127.0.0.1:1?..."`, "give only a scheme, host and port"}},
+		{[]string{"--repo", "s3://b/p", "--s3-endpoint", "ftp://127.0.0.1:1", "snapshots"}, 2, []string{"unknown scheme"}},
 	} {
 		r := e.run(tc.args...)
 		out := r.stderr
@@ -133,6 +138,9 @@ func TestUsageErrors(t *testing.T) {
 		if !ok {
 			t.Errorf("nestguard %s: exit %d, want %d with %q:\n%s%s", strings.Join(tc.args, " "), r.code, tc.code, tc.want, r.stdout, r.stderr)
 		}
+	}
+	if r := e.run("--repo", "s3://b/p", "--s3-endpoint", "https://127.0.0.1:1?X-Amz-Signature=sig0123", "snapshots"); strings.Contains(r.stderr, "sig0123") {
+		t.Errorf("an endpoint's query string, which may hold a secret, is repeated:\n%s", r.stderr)
 	}
 	if r := e.run("key", "add"); strings.Contains(r.stderr, "use --password-file") {
 		t.Errorf("key add names --password-file for the new passphrase:\n%s", r.stderr)

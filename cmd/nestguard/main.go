@@ -19,6 +19,8 @@ import (
 	// Before any package that reads crypto/rand in its init: see its doc.
 	_ "github.com/nestguard/nestguard/internal/fipsinit"
 	_ "github.com/nestguard/nestguard/internal/startup"
+
+	"github.com/nestguard/nestguard/internal/backend"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -164,7 +166,8 @@ func (a *app) exitCode(ctx context.Context, cmd *cobra.Command, err error) int {
 		return exitRetained
 	}
 	var ue *usageError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
+	var le *backend.LocationError // a storage named wrongly (--s3-endpoint)
+	if errors.As(err, &ue) || errors.As(err, &le) || strings.HasPrefix(err.Error(), "unknown command") {
 		fmt.Fprintln(a.stderr, "nestguard:", err)
 		printUsageHint(a.stderr, cmd)
 		if isRestoreWAL(cmd) {

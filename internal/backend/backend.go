@@ -206,6 +206,14 @@ type DeferredSaver interface {
 // of space: a local directory's file system or quota is full.
 var ErrFull = errors.New("the storage is full")
 
+// LocationError is an error in how the storage is named (an S3 endpoint
+// that cannot be used as written): a mistake in the command line, the
+// environment or the configuration, not a failure of the store. Its
+// message never repeats what may hold a secret (credentials, a query).
+type LocationError struct{ Msg string }
+
+func (e *LocationError) Error() string { return e.Msg }
+
 // ErrUnavailable is matched (errors.Is) by an operation that failed
 // because the storage did not answer, or answered only with failures that
 // may pass (throttling such as S3's 503 SlowDown, server errors,

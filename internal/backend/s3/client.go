@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/nestguard/nestguard/internal/backend"
 )
 
 // ParseEndpoint reads an S3 endpoint given as host[:port] or, as the AWS
@@ -29,36 +31,68 @@ import (
 // set. An https:// URL with insecure set is refused as contradictory.
 // Plain HTTP is still refused later unless the host is a loopback address.
 func ParseEndpoint(endpoint string, insecure bool) (hostport string, secure bool, err error) {
+	bad := func(format string, args ...any) error {
+		return &backend.LocationError{Msg: fmt.Sprintf(format, args...)}
+	}
 	scheme, _, hasScheme := strings.Cut(endpoint, "://")
 	if !hasScheme {
-		if strings.Contains(endpoint, "/") {
-			return "", false, fmt.Errorf("S3 endpoint %q: give host[:port] or a URL such as https://host[:port]", endpoint)
+		if strings.ContainsAny(endpoint, "/?#@") {
+			return "", false, bad("S3 endpoint %q: give host[:port] or a URL such as https://host[:port]", shownEndpoint(endpoint))
 		}
 		return endpoint, !insecure, nil
 	}
 	u, err := url.Parse(endpoint)
 	if err != nil {
-		return "", false, fmt.Errorf("S3 endpoint %q: %w", endpoint, err)
+		// url.Error repeats the whole URL, credentials included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", false, bad("S3 endpoint %q is not a URL: %v", shownEndpoint(endpoint), err)
 	}
 	switch {
-	case u.Host == "":
-		return "", false, fmt.Errorf("S3 endpoint %q: no host", endpoint)
 	case u.User != nil:
 		// Not repeated in the message: it holds a secret.
-		return "", false, errors.New("S3 endpoint: credentials do not belong in the endpoint URL: use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+		return "", false, bad("S3 endpoint: credentials do not belong in the endpoint URL: use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	case u.Host == "":
+		return "", false, bad("S3 endpoint %q: no host", shownEndpoint(endpoint))
 	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "":
-		return "", false, fmt.Errorf("S3 endpoint %q: give only a scheme, host and port (the bucket and prefix go in --repo s3://bucket/prefix)", endpoint)
+		return "", false, bad("S3 endpoint %q: give only a scheme, host and port (the bucket and prefix go in --repo s3://bucket/prefix)", shownEndpoint(endpoint))
 	}
 	switch strings.ToLower(scheme) {
 	case "https":
 		if insecure {
-			return "", false, fmt.Errorf("S3 endpoint %q asks for HTTPS, --insecure-http for plain HTTP: give one (an http:// endpoint needs no --insecure-http)", endpoint)
+			return "", false, bad("S3 endpoint %q asks for HTTPS, --insecure-http for plain HTTP: give one (an http:// endpoint needs no --insecure-http)", shownEndpoint(endpoint))
 		}
 		return u.Host, true, nil
 	case "http":
 		return u.Host, false, nil
 	}
-	return "", false, fmt.Errorf("S3 endpoint %q: unknown scheme %q (want https:// or, for a loopback test server, http://)", endpoint, scheme)
+	return "", false, bad("S3 endpoint %q: unknown scheme %q (want https:// or, for a loopback test server, http://)", shownEndpoint(endpoint), scheme)
+}
+
+// shownEndpoint is endpoint as an error may show it: without what may
+// hold a secret (user information before an '@'; a query or fragment,
+// which some tools fill with signatures or tokens), each replaced by
+// "...".
+func shownEndpoint(endpoint string) string {
+	if i := strings.IndexAny(endpoint, "?#"); i >= 0 {
+		endpoint = endpoint[:i] + endpoint[i:i+1] + "..."
+	}
+	scheme, rest, ok := strings.Cut(endpoint, "://")
+	if !ok {
+		scheme, rest = "", endpoint
+	} else {
+		scheme += "://"
+	}
+	host, path, _ := strings.Cut(rest, "/")
+	if i := strings.LastIndex(host, "@"); i >= 0 {
+		host = "...@" + host[i+1:]
+	}
+	if path != "" || strings.Contains(rest, "/") {
+		path = "/" + path
+	}
+	return scheme + host + path
 }
 
 // newClient returns the S3 client of cfg and what its credentials are

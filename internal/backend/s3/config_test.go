@@ -19,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/retry"
 	"github.com/nestguard/nestguard/internal/miniotest"
 )
@@ -222,10 +223,20 @@ func TestParseEndpoint(t *testing.T) {
 		{"https://", false, "no host"},
 		{"minio.internal/bucket", false, "host[:port] or a URL"},
 		{"https://key:secret@minio.internal", false, "credentials do not belong"},
+		{"https://key:secret@", false, "credentials do not belong"},
+		{"https://key:se cret@minio.internal", false, `"https://...@minio.internal" is not a URL`},
+		{"https://minio.internal?X-Amz-Signature=secret", false, `"https://minio.internal?..."`},
+		{"https://minio.internal/p#secret", false, `"https://minio.internal/p#..."`},
+		{"minio.internal?secret", false, `"minio.internal?..."`},
+		{"key:secret@minio.internal", false, `"...@minio.internal"`},
 	} {
 		_, _, err := ParseEndpoint(c.in, c.insecure)
-		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "secret@") {
-			t.Errorf("ParseEndpoint(%q, %v): %v; want an error saying %q", c.in, c.insecure, err, c.msg)
+		if err == nil || !strings.Contains(err.Error(), c.msg) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("ParseEndpoint(%q, %v): %v; want an error saying %q, without the secret", c.in, c.insecure, err, c.msg)
+		}
+		// A mistake in how the store is named: exit 2 (hostile-s3 L4).
+		if le := (*backend.LocationError)(nil); !errors.As(err, &le) {
+			t.Errorf("ParseEndpoint(%q, %v): %v is not a backend.LocationError", c.in, c.insecure, err)
 		}
 	}
 }
