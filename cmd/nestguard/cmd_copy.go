@@ -57,7 +57,9 @@ by the other is reported already there. A base backup whose WAL span is
 incomplete in the source is refused, naming the missing segment. A
 snapshot whose data cannot be read from the source (a pack lost or
 damaged) is not copied and is named, the others are copied, and the copy
-exits 1. With --continuous the copy repeats every --interval until
+exits 1. A source or destination that does not answer (an S3 store down,
+or throttling until the retries give up) is not damage: the copy stops
+there and exits 1, saying so; what was copied stays. With --continuous the copy repeats every --interval until
 interrupted, keeping the destination within that interval of the source
 (a round that could not copy some snapshots logs them and copies the rest);
 stopped by SIGTERM (or SIGINT) it exits 143 (130), as every command does

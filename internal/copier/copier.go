@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/nestguard/nestguard/internal/audit"
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/commit"
 	"github.com/nestguard/nestguard/internal/id"
 	"github.com/nestguard/nestguard/internal/repository"
@@ -132,7 +133,9 @@ type Result struct {
 	Copied  []Copied `json:"copied"`
 	Skipped []Copied `json:"skipped"` // copied before
 	// Failed are the source snapshots whose data could not be read (a
-	// pack lost or damaged, WAL missing): not copied; the others were.
+	// pack lost or damaged, WAL missing): not copied; the others were. A
+	// source that does not answer (backend.ErrUnavailable) fails Run
+	// instead: nothing is known to be lost.
 	Failed []Failed `json:"failed"`
 	// Older are the source snapshots not copied because they are older
 	// than the newest copy of their kind, host and paths
@@ -285,12 +288,17 @@ func (c *Copier) Run(ctx context.Context, refs []string, all bool, after Hook) (
 			res.Skipped = append(res.Skipped, describe(sn, de.Existing))
 			continue
 		}
-		if se := (*sourceError)(nil); d == nil && errors.As(err, &se) && ctx.Err() == nil {
+		// A source that did not answer lost nothing: that stops the
+		// copy as a failure, not a snapshot whose data is lost.
+		if se := (*sourceError)(nil); d == nil && errors.As(err, &se) && ctx.Err() == nil && !errors.Is(err, backend.ErrUnavailable) {
 			res.Failed = append(res.Failed, Failed{Source: sn.ID.String(), Time: sn.Time, Kind: sn.Kind, Paths: sn.Paths, Error: err.Error()})
 			c.log.Error("snapshot not copied: its data cannot be read from the source", "source", sn.ID.Short(), "err", err)
 			continue
 		}
 		if d == nil {
+			if errors.Is(err, backend.ErrUnavailable) && ctx.Err() == nil {
+				err = fmt.Errorf("%w; the storage did not answer, so the copy stopped (nothing is known to be damaged; run it again when the store answers: what was copied stays)", err)
+			}
 			return res.finish(c, before, start), errors.Join(fmt.Errorf("copying snapshot %s: %w", sn.ID.Short(), err), diverged)
 		}
 		done[d.CopiedFrom] = d

@@ -396,3 +396,43 @@ func TestCopyBackAndAcross(t *testing.T) {
 		t.Errorf("b to c (both hold copies of a's snapshot): %d copied, %d skipped", len(res.Copied), len(res.Skipped))
 	}
 }
+
+// outageStore answers pack reads, once armed, as a store that does not
+// answer does after package retry gave up.
+type outageStore struct {
+	backend.Backend
+	armed atomic.Bool
+}
+
+func (o *outageStore) Load(ctx context.Context, h backend.Handle, off, n int64) (io.ReadCloser, error) {
+	if o.armed.Load() && h.Type == backend.PackFile {
+		return nil, fmt.Errorf("loading %s: %w: giving up after 6 attempts: 503 SlowDown", h, backend.ErrUnavailable)
+	}
+	return o.Backend.Load(ctx, h, off, n)
+}
+
+// A source that does not answer (hostile-s3 M2) stops the copy as a
+// failure saying so: no snapshot is reported not copied for lost data,
+// and nothing recommends 'forget' on the source.
+func TestCopyFromSourceOutageFails(t *testing.T) {
+	ctx := context.Background()
+	srcBe := &outageStore{Backend: mem.New()}
+	src, dst := repotest.New(t, repotest.Backend(srcBe)), repotest.New(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, 7, 10, 100_000)
+	backup(t, src, dir)
+	srcBe.armed.Store(true)
+	c, err := New(repotest.Open(t, srcBe), dst, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Run(ctx, nil, true, nil)
+	var pe *PartialError
+	if !errors.Is(err, backend.ErrUnavailable) || errors.As(err, &pe) || strings.Contains(err.Error(), "forget") ||
+		!strings.Contains(err.Error(), "nothing is known to be damaged") {
+		t.Fatalf("copy from a source that does not answer: %v; want a failure saying nothing is known to be damaged", err)
+	}
+	if res != nil && len(res.Failed) > 0 {
+		t.Errorf("snapshots reported not copied for lost data: %+v", res.Failed)
+	}
+}
