@@ -248,7 +248,7 @@ func holdListErr(errs []error, partial []hold.Partial) error {
 			p.Record.Case, p.Record.Snapshot.Short(), p.Unheld, p.Objects, p.Record.Snapshot.Short(), p.Record.Case)
 	}
 	if len(errs) > 0 {
-		fmt.Fprintf(&b, "; and %d hold records could not be read: %s", len(errs), hold.Remedy)
+		fmt.Fprintf(&b, "; and %d hold records could not be read: %s", len(errs), hold.RemedyFor(errs))
 	}
 	return errors.New(b.String())
 }
@@ -259,5 +259,5 @@ func unreadableHolds(errs []error) error {
 	if len(errs) == 0 {
 		return nil
 	}
-	return &partialError{fmt.Sprintf("%d legal hold records could not be read (named above) and are left out, so a hold may be missing from this list: %s", len(errs), hold.Remedy)}
+	return &partialError{fmt.Sprintf("%d legal hold records could not be read (named above) and are left out, so a hold may be missing from this list: %s", len(errs), hold.RemedyFor(errs))}
 }

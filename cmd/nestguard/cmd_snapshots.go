@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/progress"
 	"github.com/nestguard/nestguard/internal/repository"
 	"github.com/nestguard/nestguard/internal/snapshot"
@@ -46,7 +49,11 @@ func unreadableSnapshots(a *app, unreadable []error) error {
 	for _, e := range unreadable {
 		fmt.Fprintf(a.stderr, "error: %v\n", e)
 	}
-	return &partialError{fmt.Sprintf("%d snapshots could not be read and are left out (their time, host and paths are unknown): run 'nestguard verify'", len(unreadable))}
+	what := "run 'nestguard verify'"
+	if !slices.ContainsFunc(unreadable, func(e error) bool { return !errors.Is(e, backend.ErrUnavailable) }) {
+		what = "the storage did not answer for them (nothing is known to be damaged): run the command again when the store answers"
+	}
+	return &partialError{fmt.Sprintf("%d snapshots could not be read and are left out (their time, host and paths are unknown): %s", len(unreadable), what)}
 }
 
 func (a *app) lsCommand() *cobra.Command {

@@ -336,7 +336,7 @@ func Run(ctx context.Context, repo *repository.Repository, o Options) (*Report, 
 // unreadableHolds is forget's refusal when legal hold records cannot be
 // read (bad, from hold.List).
 func unreadableHolds(bad []error) error {
-	return fmt.Errorf("%d legal hold records cannot be read, so forget cannot tell which snapshots they hold, and removes nothing: %w; %s", len(bad), errors.Join(bad...), hold.Remedy)
+	return fmt.Errorf("%d legal hold records cannot be read, so forget cannot tell which snapshots they hold, and removes nothing: %w; %s", len(bad), errors.Join(bad...), hold.RemedyFor(bad))
 }
 
 // beforeRemove calls fn with the snapshots rep removes, if any; if it

@@ -110,6 +110,27 @@ func Describe(err error) (object, cause string) {
 // deleted: a hold must never end because its record was damaged.
 const Remedy = "restore the record from a copy of the storage (an earlier object version, a replica or a backup of the repository's storage); do not delete it: it may hold a snapshot, and a hold must never end because its record was damaged"
 
+// RemedyFor says what to do about the hold records errs (from List)
+// that could not be read: Remedy for damage, but when the storage did not
+// answer for them (backend.ErrUnavailable), nothing is known to be
+// damaged, and running the command again once it answers is the remedy.
+func RemedyFor(errs []error) string {
+	out := 0
+	for _, e := range errs {
+		if errors.Is(e, backend.ErrUnavailable) {
+			out++
+		}
+	}
+	const again = "the storage did not answer for them (nothing is known to be damaged): run the command again when the store answers"
+	switch {
+	case out == 0:
+		return Remedy
+	case out == len(errs):
+		return again
+	}
+	return fmt.Sprintf("for %d of them %s; for the others, %s", out, again, Remedy)
+}
+
 // List loads every hold record, oldest first. Unreadable records are
 // returned as errors (each an *Unreadable) beside the readable ones.
 func List(ctx context.Context, s snapshot.Store) ([]*Record, []error, error) {

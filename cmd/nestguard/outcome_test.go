@@ -2,8 +2,11 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/forget"
 	"github.com/nestguard/nestguard/internal/snapshot"
 )
@@ -40,5 +43,21 @@ func TestForgetOutcomeWording(t *testing.T) {
 		if err == nil || err.Error() != c.want {
 			t.Errorf("%d failed, %d removed: %v, want %q", c.failed, c.removed, err, c.want)
 		}
+	}
+}
+
+// Snapshot objects the storage did not answer for are named without
+// sending the operator to verify damage (hostile-s3 M2).
+func TestUnreadableSnapshotsOutage(t *testing.T) {
+	var stderr strings.Builder
+	a := newApp(system{stderr: &stderr})
+	out := fmt.Errorf("snapshot 1a2b3c4d cannot be read: %w: giving up after 6 attempts", backend.ErrUnavailable)
+	err := unreadableSnapshots(a, []error{out})
+	if err == nil || strings.Contains(err.Error(), "verify") || !strings.Contains(err.Error(), "nothing is known to be damaged") {
+		t.Errorf("outage: %v", err)
+	}
+	err = unreadableSnapshots(a, []error{out, errors.New("snapshot 5e6f7a8b cannot be read: authentication failed")})
+	if err == nil || !strings.Contains(err.Error(), "run 'nestguard verify'") {
+		t.Errorf("damage beside an outage: %v", err)
 	}
 }
