@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/checker"
 	"github.com/nestguard/nestguard/internal/hugemem"
 	"github.com/nestguard/nestguard/internal/pg"
@@ -149,6 +150,9 @@ func (a *app) runVerify(ctx context.Context, opt checker.Options) error {
 		})
 		report, err := c.Run(ctx)
 		rep.Stop()
+		if errors.Is(err, backend.ErrUnavailable) && ctx.Err() == nil {
+			return fmt.Errorf("%w; the check could not run on: nothing is known to be damaged; run verify again when the store answers", err)
+		}
 		if err != nil {
 			return err
 		}

@@ -293,6 +293,23 @@ func testThrottledStoreIsNotDamage(t *testing.T, k miniotest.Kind) {
 	}
 	notDamage("restore", r)
 
+	// The listing of the packs is throttled: verify cannot run on, and
+	// says so without calling anything damaged.
+	p.Set(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Query().Get("prefix"), "/data/") {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`))
+		return true
+	})
+	r = slow.run("verify")
+	if r.code != 1 || !strings.Contains(r.stderr, "listing packs: giving up after") || !strings.Contains(r.stderr, "nothing is known to be damaged; run verify again when the store answers") {
+		t.Errorf("verify with the pack listing throttled: exit %d, want 1 saying nothing is known to be damaged\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	notDamage("verify", r)
+
 	// The store answers again: verify is clean, the restore complete.
 	p.Set(nil)
 	slow.must("verify", "--read-data")
