@@ -202,7 +202,8 @@ func TestS3EndpointURL(t *testing.T) {
 	if r := e.run("--s3-endpoint", "http://192.0.2.1:9000", "snapshots"); r.code != 1 || !strings.Contains(r.stderr, "only allowed for a loopback endpoint") {
 		t.Errorf("http:// to a non-loopback address: exit %d: %s", r.code, r.stderr)
 	}
-	if r := e.run("--s3-endpoint", url, "--insecure-http", "snapshots"); r.code != 1 || !strings.Contains(r.stderr, "give one") {
+	// Contradictory flags: a usage error (hostile-s3 L4).
+	if r := e.run("--s3-endpoint", url, "--insecure-http", "snapshots"); r.code != 2 || !strings.Contains(r.stderr, "give one") {
 		t.Errorf("https:// with --insecure-http: exit %d: %s", r.code, r.stderr)
 	}
 }
