@@ -151,7 +151,7 @@ func (a *app) runVerify(ctx context.Context, opt checker.Options) error {
 		report, err := c.Run(ctx)
 		rep.Stop()
 		if errors.Is(err, backend.ErrUnavailable) && ctx.Err() == nil {
-			return fmt.Errorf("%w; the check could not run on: nothing is known to be damaged; run verify again when the store answers", err)
+			return fmt.Errorf("%w; so verify stopped: nothing is known to be damaged; run verify again when the store answers", err)
 		}
 		if err != nil {
 			return err
