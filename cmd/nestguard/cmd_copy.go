@@ -309,7 +309,7 @@ func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
 		rate = float64(res.BytesRead) / secs / (1 << 20)
 	}
 	if a.jsonOut {
-		a.printJSON(copyJSON{current(), res.Copied, res.Skipped, res.Failed, res.Older, res.WAL, res.BlobsRead, res.BytesRead, res.BlobsNew, res.BytesStored,
+		a.printJSON(copyJSON{current(), res.Copied, res.Skipped, res.Failed, res.Older, res.WAL, res.AuditEntries, res.BlobsRead, res.BytesRead, res.BlobsNew, res.BytesStored,
 			res.Unreadable, res.UnreadableExpiry, secs, rate, rate * (1 << 20) / 1e6})
 		return
 	}

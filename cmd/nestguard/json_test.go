@@ -135,7 +135,7 @@ func TestJSONContract(t *testing.T) {
 	to.extraEnv = append(to.extraEnv, "NESTGUARD_FROM_PASSWORD="+e.pass)
 	to.must("init")
 	out = to.must("copy", "--from-repo", e.repo, "--all", "--json")
-	checkJSON(t, "copy", out, "json_version copied skipped failed older_than_last_copy wal_copied blobs_read bytes_read blobs_new bytes_stored unreadable unreadable_expiry_records duration_seconds read_mib_per_second read_mb_per_s")
+	checkJSON(t, "copy", out, "json_version copied skipped failed older_than_last_copy wal_copied audit_entries_copied blobs_read bytes_read blobs_new bytes_stored unreadable unreadable_expiry_records duration_seconds read_mib_per_second read_mb_per_s")
 }
 
 func mustJSON(t *testing.T, v any) []byte {

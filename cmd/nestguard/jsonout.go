@@ -227,6 +227,7 @@ type copyJSON struct {
 	Failed           []copier.Failed `json:"failed"`
 	OlderThanLast    []string        `json:"older_than_last_copy"`
 	WALCopied        int64           `json:"wal_copied"`
+	AuditEntries     int             `json:"audit_entries_copied"`
 	BlobsRead        int64           `json:"blobs_read"`
 	BytesRead        int64           `json:"bytes_read"`
 	BlobsNew         int64           `json:"blobs_new"`
