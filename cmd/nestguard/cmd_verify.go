@@ -201,7 +201,7 @@ func (a *app) runVerify(ctx context.Context, opt checker.Options) error {
 				fmt.Fprintf(a.stderr, "not read: %s: %s\n", p.Object, p.Error)
 			}
 			for _, s := range report.DamagedSnapshots {
-				fmt.Fprintf(a.stderr, "damaged snapshot %s (%s, %s):\n", s.ID[:8], s.Time, showPaths(s.Paths))
+				fmt.Fprintf(a.stderr, "damaged snapshot %s (%s, %s):\n", s.ID[:8], fmtTime(s.Time), showPaths(s.Paths))
 				for _, f := range s.Files {
 					fmt.Fprintf(a.stderr, "  %s\n", tree.Show(f))
 				}

@@ -85,11 +85,11 @@ type Problem struct {
 
 // SnapshotReport names what is damaged in one snapshot.
 type SnapshotReport struct {
-	ID     string   `json:"id"`
-	Time   string   `json:"time"`
-	Paths  []string `json:"paths"`
-	Files  []string `json:"damaged_files"` // paths inside the snapshot
-	Errors []string `json:"errors,omitempty"`
+	ID     string    `json:"id"`
+	Time   time.Time `json:"time"` // when the backup started (RFC 3339 in JSON)
+	Paths  []string  `json:"paths"`
+	Files  []string  `json:"damaged_files"` // paths inside the snapshot
+	Errors []string  `json:"errors,omitempty"`
 }
 
 // Report is the outcome of a check.
@@ -880,7 +880,7 @@ func snapshotReport(sn *snapshot.Snapshot, files, errs []string) *SnapshotReport
 		return nil
 	}
 	return &SnapshotReport{
-		ID: sn.ID.String(), Time: sn.Time.Format("2006-01-02 15:04:05"), Paths: sn.Paths,
+		ID: sn.ID.String(), Time: sn.Time, Paths: sn.Paths,
 		Files: files, Errors: errs,
 	}
 }

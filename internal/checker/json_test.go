@@ -12,7 +12,7 @@ func TestSnapshotReportJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"id":"x","time":"","paths":["/srv"],"damaged_files":["/srv/a","/srv/Stra\\xdfe.txt"],"damaged_files_bytes":["L3Nydi9h","L3Nydi9TdHJh32UudHh0"]}`
+	want := `{"id":"x","time":"0001-01-01T00:00:00Z","paths":["/srv"],"damaged_files":["/srv/a","/srv/Stra\\xdfe.txt"],"damaged_files_bytes":["L3Nydi9h","L3Nydi9TdHJh32UudHh0"]}`
 	if string(b) != want {
 		t.Errorf("got  %s\nwant %s", b, want)
 	}
