@@ -8,9 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	_ "time/tzdata" // forget --time-zone on a host without a zoneinfo database (a static binary in a minimal image)
 
@@ -107,6 +109,8 @@ func signalContext(parent context.Context) (context.Context, func()) {
 // run runs the command args name, with what sys gives, and returns its
 // exit code; main and the in-process tests call it.
 func run(ctx context.Context, sys system, args []string) int {
+	out := &outputWriter{w: sys.stdout}
+	sys.stdout = out
 	app := newApp(sys)
 	app.args = args
 	root := app.rootCommand()
@@ -122,6 +126,13 @@ func run(ctx context.Context, sys system, args []string) int {
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		err = helpErr()
+	}
+	if err == nil && out.failed() != nil {
+		// Text output is printed without checking each write: a
+		// command whose output was lost (stdout on a full disk) must
+		// not exit 0, so that 'nestguard audit key > audit.pub' is not
+		// believed with an empty file.
+		err = fmt.Errorf("writing the output: %w (the command finished, but what it printed was lost: check the file or pipe stdout goes to)", out.failed())
 	}
 	err = app.finishAudit(ctx, err)
 	code := app.exitCode(ctx, cmd, err)
@@ -180,4 +191,32 @@ func (a *app) exitCode(ctx context.Context, cmd *cobra.Command, err error) int {
 	}
 	fmt.Fprintln(a.stderr, "nestguard:", err)
 	return exitError
+}
+
+// outputWriter is stdout as commands see it: it remembers the first write
+// error, which run turns into the exit code 1 of a command that
+// otherwise succeeded.
+type outputWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	err error
+}
+
+func (o *outputWriter) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	if err != nil {
+		o.mu.Lock()
+		if o.err == nil {
+			o.err = err
+		}
+		o.mu.Unlock()
+	}
+	return n, err
+}
+
+// failed returns the first write error, nil when every write succeeded.
+func (o *outputWriter) failed() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
 }
