@@ -56,6 +56,10 @@ type app struct {
 	// one), classFile the file they come from.
 	classes   class.Set
 	classFile string
+	// origins says where flags got their values (originOf): set by
+	// applyConfig for those given on the command line or by the config
+	// file.
+	origins map[string]origin
 
 	system
 	log *slog.Logger
@@ -441,7 +445,7 @@ func (a *app) limitMemory(indexBytes int) {
 // secret returns what opens the repository: the key file's secret and slot
 // when --key-file is given, else the passphrase.
 func (a *app) secret() ([]byte, string, error) {
-	if a.keyFile == "" {
+	if !a.keyFileFirst("key-file", a.keyFile, "password-file", a.passwordFile, "NESTGUARD_PASSWORD") {
 		pw, err := a.passphrase(false)
 		return pw, "", err
 	}
@@ -473,7 +477,8 @@ func (a *app) warn(msg string) {
 // passphrase reads the passphrase from the environment, a file, or a
 // terminal prompt (twice when confirm is set).
 func (a *app) passphrase(confirm bool) ([]byte, error) {
-	return a.readPassphrase(passphraseSource{file: a.passwordFile, flag: "--password-file", env: "NESTGUARD_PASSWORD"}, "Repository passphrase: ", confirm)
+	return a.readPassphrase(passphraseSource{file: a.passwordFile, flag: "--password-file", env: "NESTGUARD_PASSWORD",
+		fileFromConfig: a.originOf("password-file", a.passwordFile) == fromConfigFile}, "Repository passphrase: ", confirm)
 }
 
 // errNoPassphrase is the error (wrapped) of a command that needs a
@@ -481,11 +486,16 @@ func (a *app) passphrase(confirm bool) ([]byte, error) {
 var errNoPassphrase = errors.New("no passphrase")
 
 // passphraseSource says where a passphrase may come from: the file (given
-// with flag), else the environment variable env, else a terminal.
-type passphraseSource struct{ file, flag, env string }
+// with flag), else the environment variable env, else a terminal; a file
+// named by the config file (fileFromConfig) gives way to env, as every
+// setting of the config file gives way to the environment.
+type passphraseSource struct {
+	file, flag, env string
+	fileFromConfig  bool
+}
 
 func (a *app) readPassphrase(src passphraseSource, prompt string, confirm bool) ([]byte, error) {
-	if src.file != "" {
+	if src.file != "" && !(src.fileFromConfig && a.getenv(src.env) != "") {
 		b, err := secretfile.Read(src.file, "passphrase file", a.warn)
 		if err != nil {
 			return nil, err

@@ -292,11 +292,12 @@ func (a *app) openSource(ctx context.Context, f copyFlags) (*repository.Reposito
 
 // fromSecret reads what opens the source: its key file, else its passphrase.
 func (a *app) fromSecret(f copyFlags) ([]byte, string, error) {
-	if f.fromKeyFile == "" {
+	if !a.keyFileFirst("from-key-file", f.fromKeyFile, "from-password-file", f.fromPasswordFile, "NESTGUARD_FROM_PASSWORD") {
 		if _, tty := a.stdinTerminal(); f.fromPasswordFile == "" && a.getenv("NESTGUARD_FROM_PASSWORD") == "" && !tty {
 			return nil, "", errors.New("no passphrase: set NESTGUARD_FROM_PASSWORD, or use --from-password-file or --from-key-file (no terminal to ask on)")
 		}
-		pw, err := a.readPassphrase(passphraseSource{file: f.fromPasswordFile, flag: "--from-password-file", env: "NESTGUARD_FROM_PASSWORD"}, "Source repository passphrase: ", false)
+		pw, err := a.readPassphrase(passphraseSource{file: f.fromPasswordFile, flag: "--from-password-file", env: "NESTGUARD_FROM_PASSWORD",
+			fileFromConfig: a.originOf("from-password-file", f.fromPasswordFile) == fromConfigFile}, "Source repository passphrase: ", false)
 		return pw, "", err
 	}
 	return a.readKeyFile(f.fromKeyFile)

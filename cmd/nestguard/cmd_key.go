@@ -138,7 +138,8 @@ func (a *app) runKeyAdd(ctx context.Context, o keyAddOptions) error {
 			a.printf("added key slot %s opened by key file %s\n", kid[:8], o.genKeyFile)
 			return nil
 		}
-		pw, err := a.readPassphrase(passphraseSource{file: o.newPassFile, flag: "--new-password-file", env: "NESTGUARD_NEW_PASSWORD"}, "New passphrase: ", true)
+		pw, err := a.readPassphrase(passphraseSource{file: o.newPassFile, flag: "--new-password-file", env: "NESTGUARD_NEW_PASSWORD",
+			fileFromConfig: a.originOf("new-password-file", o.newPassFile) == fromConfigFile}, "New passphrase: ", true)
 		if err != nil {
 			return err
 		}

@@ -426,7 +426,7 @@ func (a *app) standbyWarnings(o pgRestoreOptions) {
 	if o.ArchiveOff {
 		fmt.Fprintln(a.stderr, "warning: the standby has archive_mode = off (--archive-mode off): once promoted, it archives nothing")
 	}
-	if a.keyFile == "" && a.passwordFile != "" && o.SpoolSession != "" {
+	if flag, _ := a.restoreCommandSecret(); flag == "--password-file" && o.SpoolSession != "" {
 		fmt.Fprintln(a.stderr, "warning: restore_command unlocks the repository with a password file: it stretches the passphrase on every call, every few seconds while the standby waits for WAL; a key file (key add --generate-key-file, then --key-file) takes microseconds")
 	}
 }
@@ -574,20 +574,13 @@ func (a *app) restoreCommandLine(session string) (string, error) {
 		// nestguard alone.
 		words = append([]string{"GODEBUG=fips140=only"}, words...)
 	}
-	switch {
-	case a.keyFile != "":
-		p, err := filepath.Abs(a.keyFile)
+	if flag, file := a.restoreCommandSecret(); flag != "" {
+		p, err := filepath.Abs(file)
 		if err != nil {
 			return "", err
 		}
-		words = append(words, "--key-file", p)
-	case a.passwordFile != "":
-		p, err := filepath.Abs(a.passwordFile)
-		if err != nil {
-			return "", err
-		}
-		words = append(words, "--password-file", p)
-	default:
+		words = append(words, flag, p)
+	} else {
 		return "", errors.New("restore_command needs to unlock the repository without a secret on its command line: give --key-file or --password-file (readable by the database's OS user), or write your own with --restore-command")
 	}
 	if a.s3Endpoint != "" {
@@ -656,4 +649,20 @@ func parseByteSize(s string) (int, error) {
 		return 0, fmt.Errorf("%q is not a size: want bytes, or a number with k/KiB or m/MiB", s)
 	}
 	return n * mult, nil
+}
+
+// restoreCommandSecret returns the flag and file with which the
+// restore_command a restore writes unlocks the repository: the one this
+// run unlocked it with when that is a file (keyFileFirst), else the
+// other file given; "" when neither is (only NESTGUARD_PASSWORD, which
+// PostgreSQL's environment lacks).
+func (a *app) restoreCommandSecret() (flag, file string) {
+	keyFirst := a.keyFileFirst("key-file", a.keyFile, "password-file", a.passwordFile, "NESTGUARD_PASSWORD")
+	switch {
+	case a.keyFile != "" && (keyFirst || a.passwordFile == ""):
+		return "--key-file", a.keyFile
+	case a.passwordFile != "":
+		return "--password-file", a.passwordFile
+	}
+	return "", ""
 }

@@ -65,6 +65,8 @@ func bindEnv(fl *pflag.FlagSet, name string, env ...string) {
 // whole file is checked against the commands first, so a misspelt key is
 // an error even in a section this command does not read.
 func (a *app) applyConfig(cmd *cobra.Command) error {
+	a.origins = make(map[string]origin)
+	cmd.Flags().Visit(func(fl *pflag.Flag) { a.origins[fl.Name] = fromCommandLine })
 	path, explicit := a.configFile, a.configFile != ""
 	if !explicit {
 		path = defaultConfig
@@ -117,7 +119,49 @@ func (a *app) applySetting(fl *pflag.FlagSet, path string, s config.Setting) err
 			return fmt.Errorf("config file %s: %s: %w", path, s.Where(), err)
 		}
 	}
+	a.origins[flag.Name] = fromConfigFile
 	return fl.SetAnnotation(s.Key, configAnnotation, []string{path})
+}
+
+// origin is where a flag's value came from, in the order of precedence.
+type origin int
+
+const (
+	fromCommandLine origin = iota
+	fromEnvironment
+	fromConfigFile
+	unset
+)
+
+// originOf returns where the value v of flag name came from: unset when
+// v is empty; from the environment when it was neither given on the
+// command line nor set by the config file (its default is its variable).
+func (a *app) originOf(name, v string) origin {
+	if v == "" {
+		return unset
+	}
+	if o, ok := a.origins[name]; ok {
+		return o
+	}
+	return fromEnvironment
+}
+
+// keyFileFirst reports whether the key file keyFile (flag keyFlag) opens a
+// repository rather than a passphrase: it is given, and no passphrase
+// source of higher precedence is, the file passFile (flag passFlag) or the
+// variable env. The order is every setting's (docs/configuration.md):
+// the command line, then the environment, then the config file; from the
+// same one, the key file wins.
+func (a *app) keyFileFirst(keyFlag, keyFile, passFlag, passFile, env string) bool {
+	k := a.originOf(keyFlag, keyFile)
+	if k == unset {
+		return false
+	}
+	p := a.originOf(passFlag, passFile)
+	if a.getenv(env) != "" {
+		p = min(p, fromEnvironment)
+	}
+	return k <= p
 }
 
 func repeatable(f *pflag.Flag) bool {
