@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -60,6 +61,9 @@ type app struct {
 	// applyConfig for those given on the command line or by the config
 	// file.
 	origins map[string]origin
+	// envErrs are the variables whose value does not parse (envBool),
+	// refused as usage errors before a command runs.
+	envErrs []error
 
 	system
 	log *slog.Logger
@@ -178,6 +182,9 @@ stopped by SIGINT or SIGTERM.`,
 		SilenceErrors: true,
 		Version:       version + " (zstd: " + compress.Implementation + ")",
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := errors.Join(a.envErrs...); err != nil {
+				return &usageError{err}
+			}
 			if err := a.applyConfig(cmd); err != nil {
 				return err
 			}
@@ -210,7 +217,7 @@ stopped by SIGINT or SIGTERM.`,
 	pf.StringVar(&a.s3Endpoint, "s3-endpoint", a.firstEnv(endpointEnvs...), "S3 endpoint: host[:port] (HTTPS) or a URL, https://host[:port] or, to a loopback test server only, http://host:port (env NESTGUARD_S3_ENDPOINT, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL; default AWS)")
 	pf.StringVar(&a.s3Endpoint, "endpoint-url", a.firstEnv(endpointEnvs...), "the same as --s3-endpoint (the AWS CLI's name)")
 	pf.StringVar(&a.s3Region, "s3-region", a.getenv("AWS_REGION"), "S3 region (env AWS_REGION)")
-	pf.BoolVar(&a.s3PathStyle, "s3-path-style", a.getenv("NESTGUARD_S3_PATH_STYLE") == "true", "use path-style S3 URLs (MinIO and most self-hosted stores)")
+	pf.BoolVar(&a.s3PathStyle, "s3-path-style", a.envBool("NESTGUARD_S3_PATH_STYLE"), "use path-style S3 URLs (MinIO and most self-hosted stores)")
 	pf.StringVar(&a.caCert, "ca-cert", a.getenv("NESTGUARD_CA_CERT"), "PEM bundle of CAs to trust for TLS to the storage")
 	pf.StringVar(&a.s3Profile, "s3-profile", a.getenv("NESTGUARD_S3_PROFILE"), "take the S3 credentials from this profile of the shared AWS files only (its keys, credential_process or role), as the AWS CLI's --profile: AWS_ACCESS_KEY_ID and AWS_PROFILE are then not read (env NESTGUARD_S3_PROFILE; default: the AWS credential chain)")
 	bindEnv(pf, "metrics-file", "NESTGUARD_METRICS_FILE")
@@ -229,7 +236,7 @@ stopped by SIGINT or SIGTERM.`,
 	bindEnv(pf, "audit-spool", "NESTGUARD_AUDIT_SPOOL")
 	pf.StringVar(&a.cacheDir, "cache-dir", a.getenv("NESTGUARD_CACHE_DIR"), "directory of local caches: the index of a large repository is kept there in a file rather than in memory, and copies of snapshot objects (env NESTGUARD_CACHE_DIR; default $XDG_CACHE_HOME/nestguard or ~/.cache/nestguard; see docs/architecture.md)")
 	bindEnv(pf, "cache-dir", "NESTGUARD_CACHE_DIR")
-	pf.BoolVar(&a.noCache, "no-cache", a.getenv("NESTGUARD_NO_CACHE") == "true", "keep the index in memory whatever the repository's size, and read snapshots from the storage every time (env NESTGUARD_NO_CACHE)")
+	pf.BoolVar(&a.noCache, "no-cache", a.envBool("NESTGUARD_NO_CACHE"), "keep the index in memory whatever the repository's size, and read snapshots from the storage every time (env NESTGUARD_NO_CACHE)")
 	bindEnv(pf, "no-cache", "NESTGUARD_NO_CACHE")
 	pf.IntVar(&a.cacheMinBlobs, "index-cache-min-blobs", repository.DefaultIndexCacheMinBlobs, "blobs a repository has (estimated) before its index goes to the cache")
 	pf.MarkHidden("index-cache-min-blobs")
@@ -261,6 +268,23 @@ stopped by SIGINT or SIGTERM.`,
 // endpointEnvs are the variables naming the S3 endpoint, first set wins:
 // nestguard's own, then the AWS tools' S3-specific and general ones.
 var endpointEnvs = []string{"NESTGUARD_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}
+
+// envBool returns the boolean variable key as a flag reads its value
+// (strconv.ParseBool: 1, t, true, TRUE, 0, f, false ...), false when it is
+// unset or empty. Another value is kept in envErrs, for the command to
+// refuse: read as false, it would also hide the config file's setting,
+// which a set variable overrides.
+func (a *app) envBool(key string) bool {
+	v := a.getenv(key)
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		a.envErrs = append(a.envErrs, fmt.Errorf("%s=%q: want true or false (or 1 or 0), or leave it unset", key, v))
+	}
+	return b
+}
 
 // firstEnv returns the value of the first of vars that is set and not empty.
 func (a *app) firstEnv(vars ...string) string {
