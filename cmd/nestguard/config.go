@@ -76,6 +76,14 @@ func (a *app) applyConfig(cmd *cobra.Command) error {
 		if !explicit && config.IsNotExist(err) {
 			return nil
 		}
+		if config.IsPermission(err) {
+			if isRestoreWAL(cmd) {
+				// Exit 1 would end PostgreSQL's recovery as at the
+				// end of the archive (exit 200, as before).
+				return &recoveryAbortError{err}
+			}
+			return err // the environment, not the command line (exit 1)
+		}
 		return &usageError{err}
 	}
 	if err := checkConfig(cmd.Root(), f); err != nil {

@@ -242,4 +242,9 @@ func TestHostileS47UnreadableConfigNotUsage(t *testing.T) {
 	if r.code != exitError || strings.Contains(r.stderr, "usage:") || !strings.Contains(r.stderr, "chmod") {
 		t.Errorf("unreadable config file: exit %d, want 1 with what to do (not a usage error)\n%s", r.code, r.stderr)
 	}
+	// restore_command keeps exit 200: 1 would end PostgreSQL's recovery.
+	r = e.run("--config", cfg, "pg", "restore-wal", "000000010000000000000001", filepath.Join(e.dir, "RECOVERYXLOG"))
+	if r.code != exitRecoveryAbort {
+		t.Errorf("pg restore-wal with an unreadable config file: exit %d, want 200\n%s", r.code, r.stderr)
+	}
 }

@@ -77,11 +77,20 @@ func Load(path string) (*File, error) {
 		return nil, fmt.Errorf("config file %s is %d bytes, more than a configuration needs (at most %d)", path, fi.Size(), maxSize)
 	}
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrPermission) {
+		// Not a mistake in the file: the user running nestguard (the
+		// database's, for archive_command) may not read it.
+		return nil, fmt.Errorf("config file: %w: make it readable by this user (it holds no secrets: 'chmod a+r %s'), or name another with --config or NESTGUARD_CONFIG", err, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config file: %w", err)
 	}
 	return Parse(path, data)
 }
+
+// IsPermission reports whether err is Load's for a file this user may not
+// read: not a mistake in how nestguard was called.
+func IsPermission(err error) bool { return errors.Is(err, fs.ErrPermission) }
 
 // Parse parses the content of a configuration file; name is used in errors.
 func Parse(name string, data []byte) (*File, error) {
