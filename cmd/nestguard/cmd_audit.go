@@ -683,6 +683,10 @@ func (a *app) runAuditCheckpoint(ctx context.Context, key string) error {
 		if cp == nil {
 			return fmt.Errorf("the audit log of %s is empty", a.repo)
 		}
+		if a.jsonOut {
+			return a.printJSON(auditCheckpointJSON{current(), strings.TrimPrefix(cp.Origin, "nestguard audit log "), cp.Size,
+				hex.EncodeToString(cp.Root), string(cp.Note)})
+		}
 		_, err := a.stdout.Write(cp.Note)
 		return err
 	}
@@ -741,8 +745,11 @@ repository has none yet.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(a.stdout, vkey)
-				return nil
+				if a.jsonOut {
+					return a.printJSON(auditKeyJSON{current(), vkey})
+				}
+				_, err = fmt.Fprintln(a.stdout, vkey)
+				return err
 			})
 		},
 	}

@@ -192,6 +192,9 @@ func (a *app) runKeyRemove(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
+		if a.jsonOut {
+			return a.printJSON(keyRemoveJSON{current(), removed})
+		}
 		a.printf("removed key slot %s\n", printable(removed))
 		return nil
 	})

@@ -175,6 +175,27 @@ type keyAddJSON struct {
 	KeyFile string `json:"key_file,omitempty"` // with --generate-key-file
 }
 
+// keyRemoveJSON is what 'key remove --json' prints.
+type keyRemoveJSON struct {
+	versioned
+	ID string `json:"id"` // the key slot removed
+}
+
+// auditKeyJSON is what 'audit key --json' prints.
+type auditKeyJSON struct {
+	versioned
+	Key string `json:"key"` // the verifier key, as 'audit key' prints it
+}
+
+// auditCheckpointJSON is what 'audit checkpoint --json' prints.
+type auditCheckpointJSON struct {
+	versioned
+	Log        string `json:"log"`        // the log's id
+	Size       uint64 `json:"size"`       // entries the checkpoint covers
+	Root       string `json:"root"`       // its tree's root, hex
+	Checkpoint string `json:"checkpoint"` // the signed note, as 'audit checkpoint' prints it
+}
+
 // snapshotJSON is one element of what 'snapshots --json' prints (an
 // array, so without json_version).
 type snapshotJSON struct {
