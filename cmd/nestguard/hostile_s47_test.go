@@ -248,3 +248,50 @@ func TestHostileS47UnreadableConfigNotUsage(t *testing.T) {
 		t.Errorf("pg restore-wal with an unreadable config file: exit %d, want 200\n%s", r.code, r.stderr)
 	}
 }
+
+// TestHostileS47CopyContinuousJSONLines (F8, LOW): 'copy --continuous
+// --json' prints one indented document per round that copied something,
+// one after the other on stdout: no JSON parser but a streaming one reads
+// that, and docs/json.md promises one document. Each round must be one
+// line (JSON lines), as docs/json.md then says.
+func TestHostileS47CopyContinuousJSONLines(t *testing.T) {
+	t.Parallel()
+	src, dir := s47Repo(t)
+	dst := newEnv(t)
+	dst.must("init")
+	c := dst.cmd("copy", "--from-repo", src.repo, "--all", "--continuous", "--interval", "200ms", "--json")
+	c.Env = append(c.Env, "NESTGUARD_FROM_PASSWORD="+src.pass)
+	var so, se lockedBuffer
+	c.Stdout, c.Stderr = &so, &se
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// A second round copies the second backup.
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				c.Process.Kill()
+				c.Wait()
+				t.Fatalf("%s: timed out\nstdout: %s\nstderr: %s", what, so.String(), se.String())
+			}
+		}
+	}
+	waitFor("first round", func() bool { return strings.Contains(so.String(), `"copied"`) })
+	writeFile(t, filepath.Join(dir, "b"), "a second file", 0o644)
+	src.must("backup", dir)
+	waitFor("second round", func() bool { return strings.Count(so.String(), `"copied"`) >= 2 })
+	c.Process.Signal(syscall.SIGTERM)
+	c.Wait()
+	lines := strings.Split(strings.TrimSpace(so.String()), "\n")
+	if len(lines) != 2 {
+		t.Errorf("copy --continuous --json: %d lines for 2 rounds, want one JSON document a line:\n%s", len(lines), so.String())
+	}
+	for _, l := range lines {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Errorf("copy --continuous --json: line %q is not a JSON document: %v", l, err)
+			break
+		}
+	}
+}
