@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -153,7 +154,7 @@ func (a *app) runCopy(ctx context.Context, f copyFlags, refs []string) error {
 		res, err := s.run(ctx, a, refs, f.all, pending)
 		// A continuous copy reports only the rounds that copied something.
 		if res != nil && (!f.continuous || len(res.Copied) > 0 || res.WAL > 0) {
-			a.printCopyResult(res, !f.continuous)
+			a.printCopyResult(res, f.continuous)
 		}
 		if !f.continuous {
 			return err
@@ -303,15 +304,24 @@ func (a *app) fromSecret(f copyFlags) ([]byte, string, error) {
 	return a.readKeyFile(f.fromKeyFile)
 }
 
-func (a *app) printCopyResult(res *copier.Result, showSkipped bool) {
+// printCopyResult prints what a copy (a round of a continuous one) did.
+func (a *app) printCopyResult(res *copier.Result, continuous bool) {
+	showSkipped := !continuous
 	secs := res.Elapsed.Seconds()
 	rate := 0.0 // MiB/s, as every size nestguard prints is in IEC units
 	if secs > 0 {
 		rate = float64(res.BytesRead) / secs / (1 << 20)
 	}
 	if a.jsonOut {
-		a.printJSON(copyJSON{current(), res.Copied, res.Skipped, res.Failed, res.Older, res.WAL, res.AuditEntries, res.BlobsRead, res.BytesRead, res.BlobsNew, res.BytesStored,
-			res.Unreadable, res.UnreadableExpiry, secs, rate, rate * (1 << 20) / 1e6})
+		doc := copyJSON{current(), res.Copied, res.Skipped, res.Failed, res.Older, res.WAL, res.AuditEntries, res.BlobsRead, res.BytesRead, res.BlobsNew, res.BytesStored,
+			res.Unreadable, res.UnreadableExpiry, secs, rate, rate * (1 << 20) / 1e6}
+		if continuous {
+			// A document per round: JSON lines, which a reader can
+			// take one line at a time (docs/json.md).
+			json.NewEncoder(a.stdout).Encode(doc)
+			return
+		}
+		a.printJSON(doc)
 		return
 	}
 	for _, s := range res.Skipped {
