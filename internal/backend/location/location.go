@@ -86,7 +86,7 @@ func parse(repo string) (location, error) {
 	case strings.HasPrefix(repo, "s3://"):
 		return parseS3(repo)
 	case strings.HasPrefix(repo, "s3:"):
-		return location{}, fmt.Errorf("repository %q: write S3 repositories as s3://bucket/prefix", repo)
+		return location{}, fmt.Errorf("repository %q: write S3 repositories as s3://bucket/prefix", withoutCredentials(repo))
 	case strings.HasPrefix(repo, "file://"):
 		return parseFileURL(repo)
 	case strings.HasPrefix(repo, "local:"):
@@ -95,9 +95,33 @@ func parse(repo string) (location, error) {
 	if scheme, _, ok := strings.Cut(repo, "://"); ok && isScheme(scheme) {
 		// Taking "sftp://host/x" as a relative directory would silently
 		// back up into ./sftp:/host/x.
-		return location{}, fmt.Errorf("repository %q: unsupported scheme %q (use a directory or s3://bucket/prefix)", repo, scheme)
+		return location{}, fmt.Errorf("repository %q: unsupported scheme %q (use a directory or s3://bucket/prefix)", withoutCredentials(repo), scheme)
 	}
 	return localDir(repo, repo)
+}
+
+// withoutCredentials returns repo, a URL refused, with what stands before
+// an "@" in its host part (a user and password, an access key and its
+// secret) replaced by "xxxxx", for an error message: cron mail and the
+// journal keep what nestguard prints.
+func withoutCredentials(repo string) string {
+	scheme, rest, ok := strings.Cut(repo, "://")
+	if !ok {
+		scheme, rest, ok = strings.Cut(repo, ":")
+	}
+	if !ok {
+		return repo
+	}
+	host, path, slash := strings.Cut(rest, "/")
+	i := strings.LastIndex(host, "@")
+	if i < 0 {
+		return repo
+	}
+	out := scheme + repo[len(scheme):len(repo)-len(rest)] + "xxxxx" + host[i:]
+	if slash {
+		out += "/" + path
+	}
+	return out
 }
 
 func parseS3(repo string) (location, error) {
