@@ -295,3 +295,14 @@ func TestHostileS47CopyContinuousJSONLines(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileS47UsageHintExample (F11, LOW): the example a usage error
+// shows is the first line of the command's examples, which for 'pg
+// archive-wal' is a comment: "example: # postgresql.conf".
+func TestHostileS47UsageHintExample(t *testing.T) {
+	t.Parallel()
+	r := runInProcess(os.LookupEnv, nil, []string{"pg", "archive-wal"})
+	if r.code != exitUsage || strings.Contains(r.stderr, "example: #") || !strings.Contains(r.stderr, "example: archive_command = ") {
+		t.Errorf("pg archive-wal without its argument: exit %d, want 2 with an example that is a command line\n%s", r.code, r.stderr)
+	}
+}
