@@ -182,8 +182,8 @@ func printUsageHint(w io.Writer, cmd *cobra.Command) {
 	}
 	if !cmd.HasSubCommands() {
 		fmt.Fprintf(w, "usage: %s\n", cmd.UseLine())
-		if ex, _, _ := strings.Cut(strings.TrimSpace(cmd.Example), "\n"); ex != "" {
-			fmt.Fprintf(w, "example: %s\n", strings.TrimSpace(ex))
+		if ex := firstExample(cmd.Example); ex != "" {
+			fmt.Fprintf(w, "example: %s\n", ex)
 		}
 	}
 	fmt.Fprintf(w, "see '%s --help'\n", cmd.CommandPath())
@@ -199,4 +199,25 @@ func flagAliases(cmd *cobra.Command, aliases map[string]string) {
 		}
 		return pflag.NormalizedName(name)
 	})
+}
+
+// firstExample returns the first line of examples that runs nestguard,
+// trimmed: not a comment ("# postgresql.conf") or another setting
+// ("archive_mode = on"); else the first line that is not blank or a
+// comment.
+func firstExample(examples string) string {
+	first := ""
+	for line := range strings.Lines(examples) {
+		l := strings.TrimSpace(line)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.Contains(l, "nestguard ") {
+			return l
+		}
+		if first == "" {
+			first = l
+		}
+	}
+	return first
 }
