@@ -34,6 +34,9 @@ func (a *app) reportCommand() *cobra.Command {
 
 type reportComplianceOptions struct {
 	framework, from, to, format, output, maxKeyAge string
+	// formatSet: --format was given (on the command line or in the
+	// config file), not left at its default.
+	formatSet bool
 }
 
 func (a *app) reportComplianceCommand() *cobra.Command {
@@ -60,7 +63,10 @@ in every case.`,
   nestguard report compliance --format html --output q4.html
   nestguard report compliance --format json --output q4.json && nestguard audit verify --key audit.pub --proof q4.json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runReportCompliance(cmd.Context(), o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.formatSet = cmd.Flags().Changed("format")
+			return a.runReportCompliance(cmd.Context(), o)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.framework, "framework", compliance.All, "sox, pci-dss, gdpr, finra, iso27001 or all")
@@ -87,7 +93,7 @@ func (a *app) runReportCompliance(ctx context.Context, o reportComplianceOptions
 	}
 	format := o.format
 	if a.jsonOut {
-		if format != "text" && format != "json" { // text: the default
+		if format != "json" && (format != "text" || o.formatSet) { // text: the default, unless asked for
 			return &usageError{fmt.Errorf("--json and --format %s ask for two formats: give one", o.format)}
 		}
 		format = "json"
