@@ -384,3 +384,24 @@ func TestHostileS47PGStatusProblemsExit(t *testing.T) {
 		t.Errorf("pg status with %d problems: exit %d, want 3\n%s", len(doc.Problems), r.code, r.stderr)
 	}
 }
+
+// TestHostileS47MetricsWarningJSON (F14, LOW): with --json, log lines on
+// stderr are JSON (docs/json.md), but a --metrics-file that cannot be
+// written is reported as a plain "nestguard: warning: ..." line.
+func TestHostileS47MetricsWarningJSON(t *testing.T) {
+	t.Parallel()
+	e, _ := s47Repo(t)
+	bad := filepath.Join(e.dir, "no-such-dir", "m.prom")
+	for _, q := range [][]string{nil, {"-q"}} {
+		r := e.run(append([]string{"--json", "--metrics-file", bad, "snapshots"}, q...)...)
+		if r.code != 0 || !strings.Contains(r.stderr, "no-such-dir") {
+			t.Fatalf("exit %d, want 0 and the metrics file named on stderr\n%s", r.code, r.stderr)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+			var v map[string]any
+			if err := json.Unmarshal([]byte(l), &v); err != nil {
+				t.Errorf("--json %v: stderr line %q is not a JSON log line", q, l)
+			}
+		}
+	}
+}
