@@ -393,7 +393,7 @@ func TestHostileS47MetricsWarningJSON(t *testing.T) {
 	e, _ := s47Repo(t)
 	bad := filepath.Join(e.dir, "no-such-dir", "m.prom")
 	for _, q := range [][]string{nil, {"-q"}} {
-		r := e.run(append([]string{"--json", "--metrics-file", bad, "snapshots"}, q...)...)
+		r := e.run(append([]string{"--json", "--metrics-file", bad, "verify"}, q...)...)
 		if r.code != 0 || !strings.Contains(r.stderr, "no-such-dir") {
 			t.Fatalf("exit %d, want 0 and the metrics file named on stderr\n%s", r.code, r.stderr)
 		}
