@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -69,7 +68,13 @@ func (a *app) writeMetrics(code int) {
 		Values:   a.values,
 	})
 	if err != nil {
-		fmt.Fprintln(a.stderr, "nestguard: warning:", err)
+		// An error-level log line: shown with --quiet too (the
+		// monitoring that reads the file goes stale meanwhile), and a
+		// JSON line with --json, as every log line then is.
+		if a.log == nil {
+			a.setupLogging()
+		}
+		a.log.Error("the metrics file was not written", "err", err)
 	}
 }
 
