@@ -405,3 +405,30 @@ func TestHostileS47MetricsWarningJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileS47TestHooksInRelease (F15, LOW): the end-to-end tests'
+// hooks are in every binary, the release one too: NESTGUARD_TEST_PRUNE_AT
+// =marked:kill makes a production prune SIGKILL itself after writing its
+// deletion-candidate record (POINT:pause makes it wait on stdin), and
+// NESTGUARD_TEST_AUDIT_AT does the same to forget. Neither variable is
+// documented; whoever sets a cron job's environment can stop every prune
+// half-way without a trace in the audit log but a 'started' record.
+func TestHostileS47TestHooksInRelease(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "nestguard")
+	// As the Makefile builds it (without its static-link flags).
+	if out, err := exec.Command("go", "build", "-trimpath", "-tags", "osusergo,netgo", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	e, src := s47Repo(t)
+	writeFile(t, filepath.Join(src, "b"), "another file", 0o644)
+	e.must("backup", src)
+	e.must("forget", "--keep-last", "1")
+	c := e.cmd("prune", "--grace", "0")
+	c.Path, c.Args[0] = bin, bin
+	c.Env = append(c.Env, "NESTGUARD_TEST_PRUNE_AT=marked:kill")
+	r := execute(t, c)
+	if r.code != 0 {
+		t.Errorf("a release build's prune with NESTGUARD_TEST_PRUNE_AT=marked:kill in its environment: exit %d, want 0 (the hook only in test builds)\n%s", r.code, r.stderr)
+	}
+}
