@@ -184,12 +184,12 @@ func (a *app) intendIn(ctx context.Context, run *auditRun, t *auditTarget, what 
 	return nil
 }
 
-// auditTestHook is the end-to-end tests' hook into the audit records
-// (never set in production), as pruneTestHook is into a prune:
-// NESTGUARD_TEST_AUDIT_AT=intent:kill makes the process kill itself with
+// auditTestHook is the end-to-end tests' hook into the audit records, only
+// in a build with the nestguard_testhooks tag, as pruneTestHook is into a
+// prune: NESTGUARD_TEST_AUDIT_AT=intent:kill makes the process kill itself with
 // SIGKILL once its Started record is stored, before it removes anything.
 func (a *app) auditTestHook(point string) {
-	if a.getenv("NESTGUARD_TEST_AUDIT_AT") == point+":kill" {
+	if testHooks && a.getenv("NESTGUARD_TEST_AUDIT_AT") == point+":kill" {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {}
 	}

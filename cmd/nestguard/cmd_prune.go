@@ -258,14 +258,18 @@ func (a *app) printRetained(rs []prune.Retained) {
 	}
 }
 
-// pruneTestHook is the end-to-end tests' hook into a prune (never set in
-// production): NESTGUARD_TEST_PRUNE_AT=POINT:kill makes the process kill
-// itself with SIGKILL at the named point (prune.Point*), to check what a
+// pruneTestHook is the end-to-end tests' hook into a prune, only in a
+// build with the nestguard_testhooks tag (testhooks_on.go):
+// NESTGUARD_TEST_PRUNE_AT=POINT:kill makes the process kill itself with
+// SIGKILL at the named point (prune.Point*), to check what a
 // killed prune leaves; POINT:pause says "prune test hook: paused at
 // POINT" on stderr and waits there until its standard input has a line
 // or ends, for a test to take the storage away meanwhile (a fixed wait
 // could end before a loaded test got to it).
 func (a *app) pruneTestHook() func(string) {
+	if !testHooks {
+		return nil
+	}
 	point, action, _ := strings.Cut(a.getenv("NESTGUARD_TEST_PRUNE_AT"), ":")
 	if point == "" {
 		return nil
