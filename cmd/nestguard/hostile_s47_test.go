@@ -360,31 +360,6 @@ func TestHostileS47ReportJSONAndFormatText(t *testing.T) {
 	}
 }
 
-// TestHostileS47PGStatusProblemsExit (F12, LOW): 'pg status' (the
-// command docs/monitoring.md and its --help suggest for monitoring) exits
-// 0 while it reports problems: here a damaged WAL expiry record, with
-// which "WAL it removed may be reported missing". A list that left out
-// an object it could not read exits 3 (--help), as snapshots, stats and
-// hold list do.
-func TestHostileS47PGStatusProblemsExit(t *testing.T) {
-	t.Parallel()
-	e, _ := s47Repo(t)
-	if err := os.MkdirAll(filepath.Join(e.repo, "expiry"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(e.repo, "expiry", strings.Repeat("ab", 32)), "damaged", 0o644)
-	r := e.run("pg", "status", "--json")
-	var doc struct {
-		Problems []string `json:"problems"`
-	}
-	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || len(doc.Problems) == 0 {
-		t.Fatalf("pg status --json (exit %d): %v, problems %v\n%s%s", r.code, err, doc.Problems, r.stdout, r.stderr)
-	}
-	if r.code != exitPartial {
-		t.Errorf("pg status with %d problems: exit %d, want 3\n%s", len(doc.Problems), r.code, r.stderr)
-	}
-}
-
 // TestHostileS47MetricsWarningJSON (F14, LOW): with --json, log lines on
 // stderr are JSON (docs/json.md), but a --metrics-file that cannot be
 // written is reported as a plain "nestguard: warning: ..." line.
