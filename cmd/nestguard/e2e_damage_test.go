@@ -51,6 +51,25 @@ func (e *env) snapshotIDs() []string {
 	return ids
 }
 
+// twoSnapshots makes a repository with two snapshots of src: f.txt "old",
+// then f.txt "new" and g.txt.
+func (e *env) twoSnapshots() (src, older, newest string) {
+	e.t.Helper()
+	src = filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f.txt"), []byte("old"), 0o644)
+	e.must("init")
+	e.must("backup", src)
+	os.WriteFile(filepath.Join(src, "f.txt"), []byte("new"), 0o644)
+	os.WriteFile(filepath.Join(src, "g.txt"), []byte("only in the newest"), 0o644)
+	e.must("backup", src)
+	ids := e.snapshotIDs()
+	if len(ids) != 2 {
+		e.t.Fatalf("%d snapshots", len(ids))
+	}
+	return src, ids[0], ids[1]
+}
+
 // TestLatestNeverSkipsUnreadableSnapshot: with the newest snapshot object
 // damaged, 'latest' must choose nothing anywhere (it named the older one
 // and restored it with exit 0), 'snapshots' must say so and exit 3, and the
@@ -61,19 +80,7 @@ func TestLatestNeverSkipsUnreadableSnapshot(t *testing.T) {
 	// No local copy of the newest snapshot, which would serve it
 	// (TestSnapshotCopies).
 	e.extraEnv = append(e.extraEnv, "NESTGUARD_NO_CACHE=true")
-	src := filepath.Join(e.dir, "src")
-	os.MkdirAll(src, 0o755)
-	os.WriteFile(filepath.Join(src, "f.txt"), []byte("old"), 0o644)
-	e.must("init")
-	e.must("backup", src)
-	os.WriteFile(filepath.Join(src, "f.txt"), []byte("new"), 0o644)
-	os.WriteFile(filepath.Join(src, "g.txt"), []byte("only in the newest"), 0o644)
-	e.must("backup", src)
-	ids := e.snapshotIDs()
-	if len(ids) != 2 {
-		t.Fatalf("%d snapshots", len(ids))
-	}
-	older, newest := ids[0], ids[1]
+	src, older, newest := e.twoSnapshots()
 	flipByte(t, filepath.Join(e.repo, "snapshots", newest))
 
 	other := newEnv(t)
@@ -490,18 +497,7 @@ func TestSnapshotCopies(t *testing.T) {
 	e := newEnv(t)
 	cache := filepath.Join(e.dir, "cache")
 	e.extraEnv = append(e.extraEnv, "NESTGUARD_CACHE_DIR="+cache)
-	src := filepath.Join(e.dir, "src")
-	os.MkdirAll(src, 0o755)
-	os.WriteFile(filepath.Join(src, "f.txt"), []byte("old"), 0o644)
-	e.must("init")
-	e.must("backup", src)
-	os.WriteFile(filepath.Join(src, "f.txt"), []byte("new"), 0o644)
-	e.must("backup", src)
-	ids := e.snapshotIDs()
-	if len(ids) != 2 {
-		t.Fatalf("%d snapshots", len(ids))
-	}
-	older, newest := ids[0], ids[1]
+	src, older, newest := e.twoSnapshots()
 	copies, _ := filepath.Glob(filepath.Join(cache, "*", "snapshots", "*"))
 	if len(copies) != 2 {
 		t.Fatalf("copies of snapshots in the cache: %v, want 2", copies)

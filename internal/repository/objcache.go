@@ -2,7 +2,6 @@ package repository
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -75,10 +74,7 @@ func (r *Repository) LoadCachedObject(ctx context.Context, t backend.FileType, o
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(plain, v); err != nil {
-		return fmt.Errorf("%s/%s: %w: %v", t, oid, ErrObjectCorrupted, err)
-	}
-	return nil
+	return decodeObject(t, oid, plain, v)
 }
 
 // readCopy reads a cached copy, refusing one larger than any object.

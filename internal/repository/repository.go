@@ -463,6 +463,11 @@ func (r *Repository) LoadObject(ctx context.Context, t backend.FileType, oid id.
 	if err != nil {
 		return err
 	}
+	return decodeObject(t, oid, plain, v)
+}
+
+// decodeObject decodes the JSON plaintext of object t/oid into v.
+func decodeObject(t backend.FileType, oid id.ID, plain []byte, v any) error {
 	if err := json.Unmarshal(plain, v); err != nil {
 		return fmt.Errorf("%s/%s: %w: %v", t, oid, ErrObjectCorrupted, err)
 	}
