@@ -388,22 +388,23 @@ func TestHostileS47MetricsWarningJSON(t *testing.T) {
 // NESTGUARD_TEST_AUDIT_AT does the same to forget. Neither variable is
 // documented; whoever sets a cron job's environment can stop every prune
 // half-way without a trace in the audit log but a 'started' record.
+//
+// The test binary is built as a release is, without the
+// nestguard_testhooks tag (only the nestguard binary TestMain builds for
+// the end-to-end runs has it), so a prune run in this process with the
+// hook's variable set must not kill itself (a build with the hooks would
+// kill the test, which fails it too).
 func TestHostileS47TestHooksInRelease(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "nestguard")
-	// As the Makefile builds it (without its static-link flags).
-	if out, err := exec.Command("go", "build", "-trimpath", "-tags", "osusergo,netgo", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if testHooks {
+		t.Fatal("the test hooks are on in a build without the nestguard_testhooks tag")
 	}
 	e, src := s47Repo(t)
 	writeFile(t, filepath.Join(src, "b"), "another file", 0o644)
 	e.must("backup", src)
 	e.must("forget", "--keep-last", "1")
-	c := e.cmd("prune", "--grace", "0")
-	c.Path, c.Args[0] = bin, bin
-	c.Env = append(c.Env, "NESTGUARD_TEST_PRUNE_AT=marked:kill")
-	r := execute(t, c)
-	if r.code != 0 {
-		t.Errorf("a release build's prune with NESTGUARD_TEST_PRUNE_AT=marked:kill in its environment: exit %d, want 0 (the hook only in test builds)\n%s", r.code, r.stderr)
+	e.extraEnv = append(e.extraEnv, "NESTGUARD_TEST_PRUNE_AT=marked:kill", "NESTGUARD_TEST_AUDIT_AT=intent:kill")
+	if r := e.runHere("prune", "--grace", "0"); r.code != 0 {
+		t.Errorf("a release build's prune with the test hooks' variables set: exit %d, want 0\n%s", r.code, r.stderr)
 	}
 }

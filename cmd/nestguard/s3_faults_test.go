@@ -240,7 +240,9 @@ func testThrottledStoreIsNotDamage(t *testing.T, k miniotest.Kind) {
 		return true
 	})
 	slow := *e
-	slow.extraEnv = append(append([]string{}, e.extraEnv...), "NESTGUARD_S3_ENDPOINT="+p.URL)
+	// Two tries an operation (AWS_MAX_ATTEMPTS), not six: the same
+	// outcome in a second rather than 11 s an operation.
+	slow.extraEnv = append(append([]string{}, e.extraEnv...), "NESTGUARD_S3_ENDPOINT="+p.URL, "AWS_MAX_ATTEMPTS=2")
 	notDamage := func(what string, r result) {
 		t.Helper()
 		for _, s := range []string{"damaged snapshot", "repository is damaged", "directory listing lost", "nestguard verify", "repair", "forget", "0 of 0"} {
@@ -344,7 +346,7 @@ func TestS3StoreKilledMidRestore(t *testing.T) {
 			return false
 		})
 		down := *e
-		down.extraEnv = append(append([]string{}, e.extraEnv...), "NESTGUARD_S3_ENDPOINT="+p.URL)
+		down.extraEnv = append(append([]string{}, e.extraEnv...), "NESTGUARD_S3_ENDPOINT="+p.URL, "AWS_MAX_ATTEMPTS=2")
 		r := down.run("restore", "latest", "--target", filepath.Join(e.dir, "restore"))
 		if r.code != 1 || !strings.Contains(r.stderr, "the storage did not answer, so the restore stopped (nothing is known to be damaged") {
 			t.Errorf("restore from a store killed mid-restore: exit %d, want 1 saying the storage did not answer\n%s%s", r.code, r.stdout, r.stderr)

@@ -114,6 +114,20 @@ func TestOpenErrors(t *testing.T) {
 	if err == nil || be != nil {
 		t.Errorf("Open of an unreachable S3 endpoint = %v, %v; want an error", be, err)
 	}
+	// AWS_MAX_ATTEMPTS that is no count of tries: a mistake in the
+	// environment (exit 2), before any request.
+	for _, v := range []string{"x", "0", "101", "-1"} {
+		_, err := Open(ctx, "s3://bucket/prefix", Options{S3Endpoint: "192.0.2.1:9000", LookupEnv: func(k string) (string, bool) {
+			if k == "AWS_MAX_ATTEMPTS" {
+				return v, true
+			}
+			return os.LookupEnv(k)
+		}})
+		var le *backend.LocationError
+		if !errors.As(err, &le) || !strings.Contains(err.Error(), "AWS_MAX_ATTEMPTS") {
+			t.Errorf("AWS_MAX_ATTEMPTS=%s: %v, want a LocationError naming it", v, err)
+		}
+	}
 	// Plain HTTP only to loopback (192.0.2.1 is TEST-NET-1: never contacted,
 	// the check comes first).
 	_, err = Create(ctx, "s3://bucket/prefix", Options{S3Endpoint: "192.0.2.1:9000", InsecureHTTP: true})

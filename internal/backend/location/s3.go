@@ -2,7 +2,9 @@ package location
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/backend/retry"
@@ -17,6 +19,17 @@ func openS3(ctx context.Context, bucket, prefix string, o Options, create bool) 
 	lookup := o.LookupEnv
 	if lookup == nil {
 		lookup = os.LookupEnv
+	}
+	ro := retry.Options{Logger: o.Logger}
+	if v, ok := lookup("AWS_MAX_ATTEMPTS"); ok && v != "" {
+		// As the AWS CLI reads it: the tries of an operation in all,
+		// the first included (here: of nestguard's retry layer, over
+		// the SDK's own quick attempts).
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return nil, &backend.LocationError{Msg: fmt.Sprintf("AWS_MAX_ATTEMPTS=%q: give the tries of an operation in all, a whole number from 1 to 100 (default 6)", v)}
+		}
+		ro.Attempts = n
 	}
 	region := o.S3Region
 	if region == "" {
@@ -39,5 +52,5 @@ func openS3(ctx context.Context, bucket, prefix string, o Options, create bool) 
 	if err != nil {
 		return nil, err
 	}
-	return retry.New(be, retry.Options{Logger: o.Logger}), nil
+	return retry.New(be, ro), nil
 }
