@@ -161,7 +161,7 @@ type Checker struct {
 	report Report
 	// badCopies are the copies of blobs found damaged: blob -> pack ->
 	// why. A blob is lost only when every pack holding it is here (see
-	// blobProblem); packs read whole are in read.
+	// blobState); packs read whole are in read.
 	badCopies map[id.ID]map[id.ID]string
 	read      map[id.ID]bool
 	// copyProblems are damage found in packs, reported once every pack
@@ -252,6 +252,15 @@ func (c *Checker) unreadPack(p id.ID, err error) {
 	c.unreadPacks[p] = true
 	c.mu.Unlock()
 	c.unreadable("data/"+p.String(), err)
+}
+
+// walUnread records that the storage did not answer for WAL object name:
+// what it holds is unknown, not lost.
+func (c *Checker) walUnread(name string, err error) {
+	c.unreadable("wal/"+name, err)
+	c.mu.Lock()
+	c.unreadWAL[name] = true
+	c.mu.Unlock()
 }
 
 // uncheck records that snapshot sn could not be checked whole.
@@ -893,7 +902,7 @@ func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot, need
 		return nil, err
 	}
 	for _, b := range need.Blobs {
-		if why := c.blobProblem(b.ID); why != "" {
+		if why, _ := c.blobState(b.ID); why != "" {
 			errs = append(errs, fmt.Sprintf("%s blob %s: %s", b.What, b.ID.Short(), why))
 		}
 	}
@@ -915,7 +924,7 @@ func (c *Checker) checkSnapshot(ctx context.Context, sn *snapshot.Snapshot, need
 // incomplete reports whether some of what need holds could not be
 // checked because the storage did not answer for it.
 func (c *Checker) incomplete(need *needs.Needs, d *damage) bool {
-	if d.unknown(need.Tree) || slices.ContainsFunc(need.Blobs, func(b needs.Blob) bool { return c.blobUnknown(b.ID) }) {
+	if d.unknown(need.Tree) || slices.ContainsFunc(need.Blobs, func(b needs.Blob) bool { _, u := c.blobState(b.ID); return u }) {
 		return true
 	}
 	c.mu.Lock()
@@ -923,15 +932,17 @@ func (c *Checker) incomplete(need *needs.Needs, d *damage) bool {
 	return slices.ContainsFunc(need.WAL, func(name string) bool { return c.unreadWAL[name] })
 }
 
-// blobProblem says why blob b cannot be read, or "": a blob is lost when
-// every pack holding it is damaged or missing; one good copy restores.
-func (c *Checker) blobProblem(b id.ID) string {
+// blobState says why blob b cannot be read, or "": a blob is lost when
+// it is not indexed or every copy of it is damaged or missing; and else
+// whether it is unknown: its only copies not known bad are in packs the
+// storage did not answer for.
+func (c *Checker) blobState(b id.ID) (why string, unknown bool) {
 	if _, err := c.repo.Index().Find(b); err != nil {
 		c.missing(err)
-		return err.Error()
+		return err.Error(), false
 	}
-	why, _ := c.copiesLost(b)
-	return why
+	why, _, unknown = c.copies(b)
+	return why, unknown
 }
 
 // missing notes err when it is a blob missing from the index (see
@@ -940,13 +951,6 @@ func (c *Checker) missing(err error) {
 	if errors.Is(err, index.ErrNotIndexed) {
 		c.notIndexed.Store(true)
 	}
-}
-
-// copiesLost reports whether every copy of indexed blob b is damaged or
-// missing, and why.
-func (c *Checker) copiesLost(b id.ID) (string, bool) {
-	why, lost, _ := c.copies(b)
-	return why, lost
 }
 
 // copies reports whether every copy of indexed blob b is damaged or
@@ -973,17 +977,6 @@ func (c *Checker) copies(b id.ID) (why string, lost, unknown bool) {
 	return strings.Join(whys, "; "), len(whys) > 0, false
 }
 
-// blobUnknown reports whether indexed blob b is neither known good nor
-// lost: its only readable copies are in packs the storage did not answer
-// for.
-func (c *Checker) blobUnknown(b id.ID) bool {
-	if _, ok := c.repo.Index().Lookup(b); !ok {
-		return false
-	}
-	_, _, unknown := c.copies(b)
-	return unknown
-}
-
 // checkWAL checks that every WAL segment of a base backup's span is stored
 // and, where it was read back (ReadData, a random Percent of the WAL
 // objects: readWALObjects), that it reads.
@@ -995,10 +988,7 @@ func (c *Checker) checkWAL(ctx context.Context, segs []string) []string {
 			// more before calling it missing.
 			fi, err := c.repo.Backend().Stat(ctx, backend.Handle{Type: backend.WALFile, Name: name})
 			if unavailable(err) {
-				c.unreadable("wal/"+name, err)
-				c.mu.Lock()
-				c.unreadWAL[name] = true
-				c.mu.Unlock()
+				c.walUnread(name, err)
 				continue
 			}
 			if err != nil {
@@ -1051,10 +1041,9 @@ func (c *Checker) readWAL(ctx context.Context, name string, size int64, bufs *hu
 	}
 	if unavailable(err) {
 		// Not read: unknown, not damaged (see checkWAL).
-		c.unreadable("wal/"+name, err)
+		c.walUnread(name, err)
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		c.unreadWAL[name] = true
 		c.walRead[name] = ""
 		return "", nil
 	}
@@ -1203,15 +1192,11 @@ func (c *Checker) fileDamaged(n *tree.Node) bool {
 }
 
 // fileState reports whether a blob of file n is damaged or not indexed,
-// and else whether one is unknown (see blobUnknown).
+// and else whether one is unknown (see blobState).
 func (c *Checker) fileState(n *tree.Node) (damaged, unknown bool) {
 	for _, b := range n.Content {
-		if _, err := c.repo.Index().Find(b); err != nil {
-			c.missing(err)
-			return true, false
-		}
-		_, lost, u := c.copies(b)
-		if lost {
+		why, u := c.blobState(b)
+		if why != "" {
 			return true, false
 		}
 		unknown = unknown || u
