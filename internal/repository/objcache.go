@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nestguard/nestguard/internal/atomicfile"
 	"github.com/nestguard/nestguard/internal/backend"
 	"github.com/nestguard/nestguard/internal/id"
 )
@@ -45,7 +46,8 @@ func objectCacheDir(cacheDir, repoID string, t backend.FileType) string {
 
 var errDamagedCopy = errors.New("a cached copy does not match its name")
 
-// objectCacheTemp prefixes the temporary files copies are written to.
+// objectCacheTemp prefixes the temporary files copies are written to
+// (atomicfile's).
 const objectCacheTemp = ".tmp-"
 
 // LoadCachedObject is LoadObject for an object a listing of the storage
@@ -103,26 +105,10 @@ func readCopy(path string) ([]byte, error) {
 // again). A cache that cannot be written is only logged: the storage
 // serves.
 func (r *Repository) keepCopy(dir, path string, sealed []byte) {
-	err := func() error {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-		f, err := os.CreateTemp(dir, objectCacheTemp+"*")
-		if err != nil {
-			return err
-		}
-		_, err = f.Write(sealed)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(f.Name(), path)
-		}
-		if err != nil {
-			os.Remove(f.Name())
-		}
-		return err
-	}()
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
+		err = atomicfile.WriteUnsynced(path, sealed, 0o600)
+	}
 	if err != nil {
 		r.log.Debug("object cache: cannot keep a copy", "path", path, "err", err)
 	}
