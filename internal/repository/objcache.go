@@ -55,28 +55,42 @@ const objectCacheTemp = ".tmp-"
 // there hashes to its name, and otherwise from the storage, keeping a
 // copy. Types the cache does not keep are read from the storage.
 func (r *Repository) LoadCachedObject(ctx context.Context, t backend.FileType, oid id.ID, v any) error {
-	dir := objectCacheDir(r.cacheDir, r.cfg.ID, t)
-	if dir == "" {
+	path, sealed, err := r.copyOf(t, oid)
+	if path == "" {
 		return r.LoadObject(ctx, t, oid, v)
 	}
-	path := filepath.Join(dir, oid.String())
-	sealed, err := readCopy(path)
-	if err == nil && r.objects.Sum(sealed) != oid {
+	if errors.Is(err, errDamagedCopy) {
 		r.log.Debug("object cache: a copy does not match its name; reading the storage's", "path", path)
 		os.Remove(path)
-		err = errDamagedCopy
 	}
 	if err != nil {
 		if sealed, err = r.readSealed(ctx, t, oid); err != nil {
 			return err
 		}
-		r.keepCopy(dir, path, sealed)
+		r.keepCopy(path, sealed)
 	}
 	plain, err := r.openSealed(t, oid, sealed)
 	if err != nil {
 		return err
 	}
 	return decodeObject(t, oid, plain, v)
+}
+
+// copyOf returns the path of the copy of object t/oid in the object
+// cache ("" when it keeps none of type t), and its bytes when they hash to
+// the object's name; else an error: it cannot be read (there is none), or
+// errDamagedCopy.
+func (r *Repository) copyOf(t backend.FileType, oid id.ID) (path string, sealed []byte, err error) {
+	dir := objectCacheDir(r.cacheDir, r.cfg.ID, t)
+	if dir == "" {
+		return "", nil, nil
+	}
+	path = filepath.Join(dir, oid.String())
+	sealed, err = readCopy(path)
+	if err == nil && r.objects.Sum(sealed) != oid {
+		return path, nil, errDamagedCopy
+	}
+	return path, sealed, err
 }
 
 // readCopy reads a cached copy, refusing one larger than any object.
@@ -104,8 +118,8 @@ func readCopy(path string) ([]byte, error) {
 // rename; no fsync: a copy a crash cut short fails its hash and is read
 // again). A cache that cannot be written is only logged: the storage
 // serves.
-func (r *Repository) keepCopy(dir, path string, sealed []byte) {
-	err := os.MkdirAll(dir, 0o700)
+func (r *Repository) keepCopy(path string, sealed []byte) {
+	err := os.MkdirAll(filepath.Dir(path), 0o700)
 	if err == nil {
 		err = atomicfile.WriteUnsynced(path, sealed, 0o600)
 	}
@@ -150,13 +164,8 @@ func (r *Repository) PruneObjectCache(t backend.FileType, ids []id.ID) {
 // verify names it beside a snapshot object damaged on the storage, whose
 // exact bytes it can put back.
 func (r *Repository) GoodCopy(t backend.FileType, oid id.ID) string {
-	dir := objectCacheDir(r.cacheDir, r.cfg.ID, t)
-	if dir == "" {
-		return ""
-	}
-	path := filepath.Join(dir, oid.String())
-	b, err := readCopy(path)
-	if err != nil || r.objects.Sum(b) != oid {
+	path, _, err := r.copyOf(t, oid)
+	if err != nil {
 		return ""
 	}
 	return path
